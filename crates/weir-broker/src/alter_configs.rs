@@ -1,0 +1,208 @@
+//! AlterConfigs (replace all overrides) and IncrementalAlterConfigs (set,
+//! delete, append, subtract), for topics and brokers.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest, AlterConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::Broker;
+use crate::config::{broker_config_is_dynamic, topic_def, validate_broker_config, validate_topic_config, ConfigType};
+use crate::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+
+type Failure = (ResponseError, String);
+
+/// One requested change.
+enum Op {
+    Set(String),
+    Delete,
+    Append(String),
+    Subtract(String),
+}
+
+/// The resource a change applies to.
+enum Target {
+    Topic(String),
+    Broker { default: bool },
+}
+
+fn target(broker: &Broker, resource_type: i8, name: &str) -> Result<Target, Failure> {
+    match resource_type {
+        RESOURCE_TOPIC => Ok(Target::Topic(name.to_string())),
+        RESOURCE_BROKER if name.is_empty() => Ok(Target::Broker { default: true }),
+        RESOURCE_BROKER if name == broker.node_id().to_string() => Ok(Target::Broker { default: false }),
+        RESOURCE_BROKER => Err((ResponseError::InvalidRequest, format!("broker `{name}` is not this broker"))),
+        other => Err((ResponseError::InvalidRequest, format!("resource type {other} is not supported"))),
+    }
+}
+
+fn current(broker: &Broker, target: &Target) -> Result<BTreeMap<String, String>, Failure> {
+    match target {
+        Target::Topic(name) => broker
+            .topic(name)
+            .map(|t| t.configs.clone())
+            .ok_or_else(|| (ResponseError::UnknownTopicOrPartition, format!("Topic '{name}' does not exist."))),
+        Target::Broker { default } => {
+            let s = broker.settings();
+            Ok(if *default { s.dynamic_default } else { s.dynamic_broker })
+        }
+    }
+}
+
+fn validate(target: &Target, key: &str, value: &str) -> Result<String, Failure> {
+    match target {
+        Target::Topic(_) => validate_topic_config(key, value).map_err(|m| (ResponseError::InvalidConfig, m)),
+        Target::Broker { .. } => {
+            let v = validate_broker_config(key, value).map_err(|m| (ResponseError::InvalidConfig, format!("{key}: {m}")))?;
+            if !broker_config_is_dynamic(key) {
+                return Err((ResponseError::InvalidRequest, format!("Cannot update these configs dynamically: {key}")));
+            }
+            Ok(v)
+        }
+    }
+}
+
+fn is_list(target: &Target, key: &str) -> bool {
+    match target {
+        Target::Topic(_) => topic_def(key).is_some_and(|d| d.kind == ConfigType::List),
+        Target::Broker { .. } => key == "log.cleanup.policy",
+    }
+}
+
+/// Applies `ops` to a resource's current overrides and stores the result.
+fn apply(broker: &Broker, resource_type: i8, name: &str, ops: Vec<(String, Op)>, replace: bool, validate_only: bool) -> Result<(), Failure> {
+    let target = target(broker, resource_type, name)?;
+    let mut configs = if replace { BTreeMap::new() } else { current(broker, &target)? };
+    if replace {
+        // AlterConfigs still needs the resource to exist.
+        current(broker, &target)?;
+    }
+    let mut seen = Vec::new();
+    for (key, op) in ops {
+        if seen.contains(&key) {
+            return Err((ResponseError::InvalidRequest, format!("Error due to duplicate config keys: {key}")));
+        }
+        seen.push(key.clone());
+        match op {
+            Op::Set(v) => {
+                let v = validate(&target, &key, &v)?;
+                configs.insert(key, v);
+            }
+            Op::Delete => {
+                // Deleting an unknown key is an error; an unset one is not.
+                let known = match &target {
+                    Target::Topic(_) => topic_def(&key).is_some(),
+                    Target::Broker { .. } => broker_config_is_dynamic(&key),
+                };
+                if !known {
+                    return Err((ResponseError::InvalidConfig, format!("unknown config `{key}`")));
+                }
+                configs.remove(&key);
+            }
+            Op::Append(v) | Op::Subtract(v) if !is_list(&target, &key) => {
+                let _ = v;
+                return Err((ResponseError::InvalidConfig, format!("Config value append/subtract is not allowed for config key {key}, which is not a list")));
+            }
+            Op::Append(v) => {
+                let base = configs.get(&key).cloned().unwrap_or_else(|| effective(broker, &target, &key));
+                let joined = if base.is_empty() { v } else { format!("{base},{v}") };
+                let v = validate(&target, &key, &joined)?;
+                configs.insert(key, v);
+            }
+            Op::Subtract(v) => {
+                let base = configs.get(&key).cloned().unwrap_or_else(|| effective(broker, &target, &key));
+                let drop: Vec<&str> = v.split(',').map(str::trim).collect();
+                let kept: Vec<&str> = base.split(',').filter(|i| !drop.contains(&i.trim())).collect();
+                let v = validate(&target, &key, &kept.join(","))?;
+                configs.insert(key, v);
+            }
+        }
+    }
+    if validate_only {
+        return Ok(());
+    }
+    match target {
+        Target::Topic(name) => broker.set_topic_configs(&name, configs),
+        Target::Broker { default } => broker.set_broker_configs(default, configs),
+    }
+}
+
+fn effective(broker: &Broker, target: &Target, key: &str) -> String {
+    match target {
+        Target::Topic(name) => {
+            let overrides = broker.topic(name).map(|t| t.configs.clone()).unwrap_or_default();
+            topic_def(key).map(|d| broker.settings().resolve(d, &overrides).value).unwrap_or_default()
+        }
+        Target::Broker { .. } => broker.settings().broker_view().into_iter().find(|c| c.0 == key).and_then(|c| c.1).unwrap_or_default(),
+    }
+}
+
+fn error_parts(r: Result<(), Failure>) -> (i16, Option<StrBytes>) {
+    match r {
+        Ok(()) => (0, None),
+        Err((e, m)) => (e.code(), Some(StrBytes::from_string(m))),
+    }
+}
+
+/// Answers an AlterConfigs request: each resource's overrides become
+/// exactly the given set.
+pub fn handle(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let responses = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let ops = r
+                .configs
+                .into_iter()
+                .map(|c| (c.name.to_string(), c.value.map_or(Op::Delete, |v| Op::Set(v.to_string()))))
+                .collect();
+            let (code, msg) = error_parts(apply(broker, r.resource_type, &r.resource_name, ops, true, req.validate_only));
+            alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_error_code(code)
+                .with_error_message(msg)
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name)
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Answers an IncrementalAlterConfigs request.
+pub fn handle_incremental(broker: &Broker, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+    let responses = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let ops: Result<Vec<_>, Failure> = r
+                .configs
+                .into_iter()
+                .map(|c| {
+                    let value = c.value.map(|v| v.to_string());
+                    let need = |v: Option<String>| {
+                        v.ok_or_else(|| (ResponseError::InvalidRequest, format!("Null value not supported for {}", c.name.as_str())))
+                    };
+                    let op = match c.config_operation {
+                        0 => Op::Set(need(value)?),
+                        1 => Op::Delete,
+                        2 => Op::Append(need(value)?),
+                        3 => Op::Subtract(need(value)?),
+                        other => return Err((ResponseError::InvalidRequest, format!("unknown config operation {other}"))),
+                    };
+                    Ok((c.name.to_string(), op))
+                })
+                .collect();
+            let result = ops.and_then(|ops| apply(broker, r.resource_type, &r.resource_name, ops, false, req.validate_only));
+            let (code, msg) = error_parts(result);
+            incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_error_code(code)
+                .with_error_message(msg)
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name)
+        })
+        .collect();
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}

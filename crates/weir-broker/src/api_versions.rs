@@ -1,0 +1,102 @@
+//! ApiVersions: which APIs and versions this broker serves.
+//!
+//! The table below is the single source of truth: the codec refuses any
+//! other API or version, and ApiVersions advertises exactly this.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::protocol::VersionRange;
+
+/// The APIs Weir serves, with the versions it serves of each. Versions are
+/// those of the kafka-protocol crate (Kafka 4.1's schemas) unless capped.
+const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 13),
+    (ApiKey::Fetch, 4, 18),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 13),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 2),
+];
+
+/// The versions of `api` this broker serves, or `None` if it serves none.
+pub fn supported_versions(api: ApiKey) -> Option<VersionRange> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == api)
+        .map(|&(_, min, max)| VersionRange { min, max })
+}
+
+fn api_keys() -> Vec<ApiVersion> {
+    SUPPORTED
+        .iter()
+        .map(|&(k, min, max)| {
+            ApiVersion::default()
+                .with_api_key(k as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect()
+}
+
+/// KIP-511: client software names and versions must match this pattern.
+fn valid_software_field(s: &str) -> bool {
+    let b = s.as_bytes();
+    let inner_ok = |c: &u8| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'.';
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(inner_ok)
+}
+
+/// Answers an ApiVersions request.
+pub fn handle(req: &ApiVersionsRequest, version: i16) -> ApiVersionsResponse {
+    let resp = ApiVersionsResponse::default()
+        .with_api_keys(api_keys())
+        .with_finalized_features_epoch(-1);
+    if version >= 3
+        && !(valid_software_field(&req.client_software_name)
+            && valid_software_field(&req.client_software_version))
+    {
+        return resp.with_error_code(ResponseError::InvalidRequest.code());
+    }
+    resp
+}
+
+/// The v0 answer to an ApiVersions request newer than Weir's (KIP-511).
+pub fn unsupported_version() -> ApiVersionsResponse {
+    ApiVersionsResponse::default()
+        .with_error_code(ResponseError::UnsupportedVersion.code())
+        .with_api_keys(api_keys())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertised_versions_are_within_the_codec() {
+        for &(k, min, max) in SUPPORTED {
+            let r = k.valid_versions();
+            assert!(r.min <= min && max <= r.max, "{k:?} {min}..{max} outside {r:?}");
+        }
+    }
+
+    #[test]
+    fn software_names_follow_kip_511() {
+        assert!(valid_software_field("librdkafka"));
+        assert!(valid_software_field("2.16.1"));
+        assert!(!valid_software_field(""));
+        assert!(!valid_software_field("-x"));
+        assert!(!valid_software_field("a b"));
+    }
+}

@@ -1,0 +1,429 @@
+//! The broker's state and request dispatch.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
+use tokio::sync::watch;
+use tracing::{info, warn};
+use uuid::Uuid;
+use weir_log::{BoxFuture, LogEngine, PartitionLog, TopicPartition};
+
+use crate::catalog::{catalog_path, Catalog, TopicRecord};
+use crate::config::BrokerSettings;
+use crate::fetch_session::FetchSessions;
+use crate::BrokerError;
+
+/// What the broker needs to know about itself.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// This broker's id (`node.id`).
+    pub node_id: i32,
+    /// Where data and metadata live.
+    pub data_dir: PathBuf,
+    /// The host clients are told to connect to.
+    pub advertised_host: String,
+    /// The port clients are told to connect to.
+    pub advertised_port: i32,
+    /// Static broker configs.
+    pub settings: BrokerSettings,
+}
+
+/// A topic and its open partition logs.
+#[derive(Debug)]
+pub struct Topic {
+    /// The topic's name.
+    pub name: String,
+    /// The topic's id.
+    pub id: Uuid,
+    /// Config overrides set on the topic.
+    pub configs: BTreeMap<String, String>,
+    /// The partition logs, by index.
+    pub partitions: Vec<Arc<dyn PartitionLog>>,
+}
+
+impl Topic {
+    /// The log of partition `p`, if it exists.
+    pub fn partition(&self, p: i32) -> Option<&Arc<dyn PartitionLog>> {
+        usize::try_from(p).ok().and_then(|i| self.partitions.get(i))
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    catalog: Catalog,
+    settings: BrokerSettings,
+    topics: HashMap<String, Arc<Topic>>,
+    by_id: HashMap<Uuid, Arc<Topic>>,
+}
+
+/// The answer to a request.
+pub enum Reply {
+    /// No response is sent (Produce with acks=0).
+    None,
+    /// The response is ready.
+    Ready(ResponseKind),
+    /// The response comes later (durability, long polling). The work that
+    /// must happen in request order has already been done.
+    Later(BoxFuture<'static, ResponseKind>),
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::None => f.write_str("Reply::None"),
+            Reply::Ready(r) => write!(f, "Reply::Ready({r:?})"),
+            Reply::Later(_) => f.write_str("Reply::Later(..)"),
+        }
+    }
+}
+
+/// A single-node Kafka broker over a [`LogEngine`].
+#[derive(Debug)]
+pub struct Broker {
+    config: BrokerConfig,
+    engine: Arc<dyn LogEngine>,
+    state: RwLock<State>,
+    /// Serialises metadata changes so each is persisted before the next.
+    admin: Mutex<()>,
+    pub(crate) sessions: Mutex<FetchSessions>,
+    /// Bumped after every append, so long-polling fetches wake up.
+    data_version: watch::Sender<u64>,
+}
+
+/// Why a topic name is not acceptable, as Kafka's `Topic.validate` says.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("topic name cannot be `{name}`"));
+    }
+    if name.len() > 249 {
+        return Err(format!("topic name is {} characters long; the limit is 249", name.len()));
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!("topic name `{name}` has the illegal character {c:?}; legal are ASCII letters, digits, `.`, `_` and `-`"));
+    }
+    Ok(())
+}
+
+impl Broker {
+    /// Opens the broker: loads the catalog and opens every partition.
+    pub fn open(config: BrokerConfig, engine: Arc<dyn LogEngine>) -> Result<Arc<Self>, BrokerError> {
+        let catalog = Catalog::load_or_create(&catalog_path(&config.data_dir))?;
+        let mut settings = config.settings.clone();
+        settings.dynamic_broker = catalog.dynamic_broker.clone();
+        settings.dynamic_default = catalog.dynamic_default.clone();
+        let mut topics = HashMap::new();
+        let mut by_id = HashMap::new();
+        for rec in catalog.topics.values() {
+            let topic = Arc::new(open_topic(engine.as_ref(), &settings, rec)?);
+            by_id.insert(rec.id, topic.clone());
+            topics.insert(rec.name.clone(), topic);
+        }
+        // Partitions without a catalog entry are left from a delete or a
+        // create that crashed half-way: the catalog is the truth.
+        for tp in engine.partitions()? {
+            let known = catalog.topics.get(&tp.topic).is_some_and(|t| tp.partition < t.partitions);
+            if !known {
+                warn!(partition = %tp, "removing partition that is not in the catalog");
+                engine.remove(&tp)?;
+            }
+        }
+        info!(topics = topics.len(), cluster_id = %catalog.cluster_id, "broker opened");
+        let (data_version, _) = watch::channel(0);
+        Ok(Arc::new(Self {
+            config,
+            engine,
+            state: RwLock::new(State { catalog, settings, topics, by_id }),
+            admin: Mutex::new(()),
+            sessions: Mutex::new(FetchSessions::default()),
+            data_version,
+        }))
+    }
+
+    /// Flushes and closes storage so the next start is a clean start.
+    pub fn shutdown(&self) -> Result<(), BrokerError> {
+        Ok(self.engine.shutdown()?)
+    }
+
+    /// This broker's id.
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    /// The advertised host and port.
+    pub fn advertised(&self) -> (&str, i32) {
+        (&self.config.advertised_host, self.config.advertised_port)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.config.data_dir
+    }
+
+    /// The cluster id.
+    pub fn cluster_id(&self) -> String {
+        self.state.read().map(|s| s.catalog.cluster_id.clone()).unwrap_or_default()
+    }
+
+    /// The broker's current settings (static and dynamic).
+    pub fn settings(&self) -> BrokerSettings {
+        self.state.read().map(|s| s.settings.clone()).unwrap_or_default()
+    }
+
+    /// A topic by name.
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.state.read().ok()?.topics.get(name).cloned()
+    }
+
+    /// A topic by id.
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<Arc<Topic>> {
+        self.state.read().ok()?.by_id.get(id).cloned()
+    }
+
+    /// All topics, sorted by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let mut v: Vec<_> = self.state.read().map(|s| s.topics.values().cloned().collect()).unwrap_or_default();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Tells long-polling fetches that data arrived.
+    pub(crate) fn notify_data(&self) {
+        self.data_version.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Watches for appends.
+    pub(crate) fn data_watch(&self) -> watch::Receiver<u64> {
+        self.data_version.subscribe()
+    }
+
+    /// Creates a topic. `validate_only` checks without creating. Returns the
+    /// new topic's record.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<TopicRecord, (ResponseError, String)> {
+        validate_topic_name(name).map_err(|m| (ResponseError::InvalidTopicException, m))?;
+        if partitions < 1 {
+            return Err((ResponseError::InvalidPartitions, format!("number of partitions must be at least 1, got {partitions}")));
+        }
+        if partitions > 100_000 {
+            return Err((ResponseError::InvalidPartitions, format!("{partitions} partitions is more than one topic may have (100000)")));
+        }
+        let _admin = self.admin.lock().map_err(|_| internal("admin lock poisoned"))?;
+        let state = self.state.read().map_err(|_| internal("state lock poisoned"))?;
+        if state.topics.contains_key(name) {
+            return Err((ResponseError::TopicAlreadyExists, format!("Topic '{name}' already exists.")));
+        }
+        let collides = |other: &str| other.replace('.', "_") == name.replace('.', "_");
+        if let Some(other) = state.topics.keys().find(|o| collides(o)) {
+            return Err((
+                ResponseError::InvalidTopicException,
+                format!("Topic '{name}' collides with existing topic: {other}"),
+            ));
+        }
+        let rec = TopicRecord { name: name.to_string(), id: Uuid::new_v4(), partitions, configs };
+        if validate_only {
+            return Ok(rec);
+        }
+        let mut catalog = state.catalog.clone();
+        let settings = state.settings.clone();
+        drop(state);
+        catalog.topics.insert(name.to_string(), rec.clone());
+        self.persist(&catalog).map_err(storage)?;
+        let topic = Arc::new(open_topic(self.engine.as_ref(), &settings, &rec).map_err(storage)?);
+        let mut state = self.state.write().map_err(|_| internal("state lock poisoned"))?;
+        state.catalog = catalog;
+        state.by_id.insert(rec.id, topic.clone());
+        state.topics.insert(name.to_string(), topic);
+        info!(topic = name, partitions, "created topic");
+        Ok(rec)
+    }
+
+    /// Deletes a topic and its data.
+    pub fn delete_topic(&self, name: &str) -> Result<Uuid, (ResponseError, String)> {
+        if !self.settings().get_bool("delete.topic.enable") {
+            return Err((ResponseError::TopicDeletionDisabled, "delete.topic.enable is false".into()));
+        }
+        let _admin = self.admin.lock().map_err(|_| internal("admin lock poisoned"))?;
+        let mut catalog = self.state.read().map_err(|_| internal("state lock poisoned"))?.catalog.clone();
+        let Some(rec) = catalog.topics.remove(name) else {
+            return Err((ResponseError::UnknownTopicOrPartition, format!("topic `{name}` does not exist")));
+        };
+        self.persist(&catalog).map_err(storage)?;
+        {
+            let mut state = self.state.write().map_err(|_| internal("state lock poisoned"))?;
+            state.catalog = catalog;
+            state.topics.remove(name);
+            state.by_id.remove(&rec.id);
+        }
+        for p in 0..rec.partitions {
+            if let Err(e) = self.engine.remove(&TopicPartition::new(name, p)) {
+                // The catalog no longer names it, so the next start removes it.
+                warn!(topic = name, partition = p, error = %e, "could not remove partition data");
+            }
+        }
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.forget_topic(name);
+        }
+        info!(topic = name, "deleted topic");
+        Ok(rec.id)
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), (ResponseError, String)> {
+        let _admin = self.admin.lock().map_err(|_| internal("admin lock poisoned"))?;
+        let state = self.state.read().map_err(|_| internal("state lock poisoned"))?;
+        let Some(rec) = state.catalog.topics.get(name).cloned() else {
+            return Err((ResponseError::UnknownTopicOrPartition, format!("topic `{name}` does not exist")));
+        };
+        if count == rec.partitions {
+            return Err((ResponseError::InvalidPartitions, format!("Topic already has {count} partitions.")));
+        }
+        if count < rec.partitions {
+            let msg = format!("Topic currently has {} partitions, which is higher than the requested {count}.", rec.partitions);
+            return Err((ResponseError::InvalidPartitions, msg));
+        }
+        if count > 100_000 {
+            return Err((ResponseError::InvalidPartitions, format!("{count} partitions is more than one topic may have (100000)")));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let mut catalog = state.catalog.clone();
+        let settings = state.settings.clone();
+        drop(state);
+        let rec = TopicRecord { partitions: count, ..rec };
+        catalog.topics.insert(name.to_string(), rec.clone());
+        self.persist(&catalog).map_err(storage)?;
+        let topic = Arc::new(open_topic(self.engine.as_ref(), &settings, &rec).map_err(storage)?);
+        let mut state = self.state.write().map_err(|_| internal("state lock poisoned"))?;
+        state.catalog = catalog;
+        state.by_id.insert(rec.id, topic.clone());
+        state.topics.insert(name.to_string(), topic);
+        info!(topic = name, count, "added partitions");
+        Ok(())
+    }
+
+    /// Replaces a topic's config overrides (already validated).
+    pub fn set_topic_configs(&self, name: &str, configs: BTreeMap<String, String>) -> Result<(), (ResponseError, String)> {
+        let _admin = self.admin.lock().map_err(|_| internal("admin lock poisoned"))?;
+        let state = self.state.read().map_err(|_| internal("state lock poisoned"))?;
+        let (Some(rec), Some(old)) = (state.catalog.topics.get(name).cloned(), state.topics.get(name).cloned()) else {
+            return Err((ResponseError::UnknownTopicOrPartition, format!("topic `{name}` does not exist")));
+        };
+        let mut catalog = state.catalog.clone();
+        let log_config = state.settings.log_config(&configs);
+        drop(state);
+        catalog.topics.insert(name.to_string(), TopicRecord { configs: configs.clone(), ..rec });
+        self.persist(&catalog).map_err(storage)?;
+        for p in &old.partitions {
+            p.set_config(log_config.clone());
+        }
+        let topic = Arc::new(Topic { name: old.name.clone(), id: old.id, configs, partitions: old.partitions.clone() });
+        let mut state = self.state.write().map_err(|_| internal("state lock poisoned"))?;
+        state.catalog = catalog;
+        state.by_id.insert(topic.id, topic.clone());
+        state.topics.insert(name.to_string(), topic);
+        Ok(())
+    }
+
+    /// Replaces the dynamic broker configs (`default` for the cluster-wide
+    /// layer), re-applying topic settings that follow broker defaults.
+    pub fn set_broker_configs(&self, default: bool, configs: BTreeMap<String, String>) -> Result<(), (ResponseError, String)> {
+        let _admin = self.admin.lock().map_err(|_| internal("admin lock poisoned"))?;
+        let mut state = self.state.write().map_err(|_| internal("state lock poisoned"))?;
+        let mut catalog = state.catalog.clone();
+        if default {
+            catalog.dynamic_default = configs.clone();
+        } else {
+            catalog.dynamic_broker = configs.clone();
+        }
+        self.persist(&catalog).map_err(storage)?;
+        state.catalog = catalog;
+        if default {
+            state.settings.dynamic_default = configs;
+        } else {
+            state.settings.dynamic_broker = configs;
+        }
+        for topic in state.topics.values() {
+            let c = state.settings.log_config(&topic.configs);
+            for p in &topic.partitions {
+                p.set_config(c.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn persist(&self, catalog: &Catalog) -> Result<(), BrokerError> {
+        catalog.save(&catalog_path(&self.config.data_dir))
+    }
+
+    /// Handles one decoded request. Work that must follow request order
+    /// (appends) is done before this returns.
+    pub fn handle(self: &Arc<Self>, header: &RequestHeader, body: RequestKind) -> Reply {
+        let v = header.request_api_version;
+        match body {
+            RequestKind::ApiVersions(r) => Reply::Ready(ResponseKind::ApiVersions(crate::api_versions::handle(&r, v))),
+            RequestKind::Metadata(r) => Reply::Ready(ResponseKind::Metadata(crate::metadata::handle(self, r, v))),
+            RequestKind::Produce(r) => crate::produce::handle(self, r, v),
+            RequestKind::Fetch(r) => {
+                let broker = self.clone();
+                Reply::Later(Box::pin(async move { ResponseKind::Fetch(crate::fetch::handle(broker, r, v).await) }))
+            }
+            RequestKind::ListOffsets(r) => Reply::Ready(ResponseKind::ListOffsets(crate::list_offsets::handle(self, r, v))),
+            RequestKind::OffsetForLeaderEpoch(r) => {
+                Reply::Ready(ResponseKind::OffsetForLeaderEpoch(crate::offset_for_leader_epoch::handle(self, r)))
+            }
+            RequestKind::CreateTopics(r) => Reply::Ready(ResponseKind::CreateTopics(crate::create_topics::handle(self, r, v))),
+            RequestKind::DeleteTopics(r) => Reply::Ready(ResponseKind::DeleteTopics(crate::delete_topics::handle(self, r, v))),
+            RequestKind::CreatePartitions(r) => {
+                Reply::Ready(ResponseKind::CreatePartitions(crate::create_partitions::handle(self, r)))
+            }
+            RequestKind::DescribeConfigs(r) => {
+                Reply::Ready(ResponseKind::DescribeConfigs(crate::describe_configs::handle(self, r, v)))
+            }
+            RequestKind::AlterConfigs(r) => Reply::Ready(ResponseKind::AlterConfigs(crate::alter_configs::handle(self, r))),
+            RequestKind::IncrementalAlterConfigs(r) => Reply::Ready(ResponseKind::IncrementalAlterConfigs(
+                crate::alter_configs::handle_incremental(self, r),
+            )),
+            RequestKind::DescribeCluster(r) => {
+                Reply::Ready(ResponseKind::DescribeCluster(crate::describe_cluster::handle(self, r)))
+            }
+            RequestKind::DescribeLogDirs(r) => {
+                Reply::Ready(ResponseKind::DescribeLogDirs(crate::describe_log_dirs::handle(self, r)))
+            }
+            RequestKind::DeleteRecords(r) => Reply::Ready(ResponseKind::DeleteRecords(crate::delete_records::handle(self, r))),
+            other => {
+                // The codec only lets through what api_versions lists.
+                warn!(request = ?std::mem::discriminant(&other), "request for an API without a handler");
+                Reply::None
+            }
+        }
+    }
+}
+
+fn internal(what: &str) -> (ResponseError, String) {
+    (ResponseError::UnknownServerError, what.to_string())
+}
+
+fn storage(e: BrokerError) -> (ResponseError, String) {
+    warn!(error = %e, "metadata change failed");
+    (ResponseError::KafkaStorageError, e.to_string())
+}
+
+fn open_topic(engine: &dyn LogEngine, settings: &BrokerSettings, rec: &TopicRecord) -> Result<Topic, BrokerError> {
+    let config = settings.log_config(&rec.configs);
+    let partitions = (0..rec.partitions)
+        .map(|p| engine.open(&TopicPartition::new(rec.name.clone(), p), config.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Topic { name: rec.name.clone(), id: rec.id, configs: rec.configs.clone(), partitions })
+}

@@ -1,0 +1,116 @@
+//! The broker's own metadata: cluster id, topics (name, id, partition
+//! count, config overrides) and dynamic broker configs.
+//!
+//! One JSON file, replaced atomically (write a temporary file, fsync,
+//! rename, fsync the directory), so a crash leaves either the old or the
+//! new catalog. A cluster mode will keep this in a consensus store instead.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::BrokerError;
+
+/// One topic's metadata.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TopicRecord {
+    /// The topic's name.
+    pub name: String,
+    /// The topic's id (KIP-516).
+    pub id: Uuid,
+    /// Number of partitions.
+    pub partitions: i32,
+    /// Config overrides set on the topic.
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Everything the catalog holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Catalog {
+    /// The cluster id reported in Metadata and DescribeCluster.
+    pub cluster_id: String,
+    /// Topics by name.
+    #[serde(default)]
+    pub topics: BTreeMap<String, TopicRecord>,
+    /// Dynamic configs set on this broker.
+    #[serde(default)]
+    pub dynamic_broker: BTreeMap<String, String>,
+    /// Dynamic cluster-wide default configs.
+    #[serde(default)]
+    pub dynamic_default: BTreeMap<String, String>,
+}
+
+/// Where the catalog lives inside the data directory.
+pub fn catalog_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("meta").join("catalog.json")
+}
+
+fn err(path: &Path, reason: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Catalog { path: path.display().to_string(), reason: reason.to_string() }
+}
+
+impl Catalog {
+    /// Loads the catalog, or makes a new one with a fresh cluster id.
+    pub fn load_or_create(path: &Path) -> Result<Self, BrokerError> {
+        match fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| err(path, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let catalog = Catalog { cluster_id: new_cluster_id(), ..Catalog::default() };
+                catalog.save(path)?;
+                Ok(catalog)
+            }
+            Err(e) => Err(err(path, e)),
+        }
+    }
+
+    /// Replaces the catalog on disk atomically and durably.
+    pub fn save(&self, path: &Path) -> Result<(), BrokerError> {
+        let dir = path.parent().ok_or_else(|| err(path, "no parent directory"))?;
+        fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
+        let tmp = path.with_extension("json.tmp");
+        let body = serde_json::to_vec_pretty(self).map_err(|e| err(path, e))?;
+        let mut f = fs::File::create(&tmp).map_err(|e| err(&tmp, e))?;
+        f.write_all(&body).and_then(|()| f.sync_all()).map_err(|e| err(&tmp, e))?;
+        fs::rename(&tmp, path).map_err(|e| err(path, e))?;
+        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| err(dir, e))
+    }
+}
+
+/// A cluster id as Kafka makes them: a random UUID in URL-safe base64.
+fn new_cluster_id() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Uuid::new_v4().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_keeps_cluster_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = catalog_path(dir.path());
+        let mut c = Catalog::load_or_create(&path).unwrap();
+        assert_eq!(c.cluster_id.len(), 22);
+        c.topics.insert(
+            "t".into(),
+            TopicRecord { name: "t".into(), id: Uuid::new_v4(), partitions: 3, configs: BTreeMap::new() },
+        );
+        c.save(&path).unwrap();
+        assert_eq!(Catalog::load_or_create(&path).unwrap(), c);
+    }
+
+    #[test]
+    fn a_corrupt_catalog_is_an_error_not_a_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = catalog_path(dir.path());
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, b"{not json").unwrap();
+        assert!(Catalog::load_or_create(&path).is_err());
+    }
+}

@@ -1,0 +1,36 @@
+//! CreatePartitions: grow a topic.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::Broker;
+
+/// Answers a CreatePartitions request.
+pub fn handle(broker: &Broker, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let node = broker.node_id();
+    let results = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let out = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+            let bad_assignment = t
+                .assignments
+                .as_ref()
+                .and_then(|a| a.iter().find(|a| a.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>() != [node]));
+            let result = match bad_assignment {
+                Some(a) => Err((
+                    ResponseError::InvalidReplicaAssignment,
+                    format!("assignment to brokers {:?}; this cluster has only broker {node}", a.broker_ids),
+                )),
+                None => broker.create_partitions(&t.name, t.count, req.validate_only),
+            };
+            match result {
+                Ok(()) => out,
+                Err((e, msg)) => out.with_error_code(e.code()).with_error_message(Some(StrBytes::from_string(msg))),
+            }
+        })
+        .collect();
+    CreatePartitionsResponse::default().with_results(results)
+}

@@ -1,0 +1,107 @@
+//! CreateTopics, with configs, manual assignments and `validate_only`.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::Broker;
+use crate::config::validate_topic_config;
+
+/// Answers a CreateTopics request.
+pub fn handle(broker: &Broker, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    let settings = broker.settings();
+    let node = broker.node_id();
+    let names: Vec<_> = req.topics.iter().map(|t| t.name.to_string()).collect();
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.to_string();
+            let out = CreatableTopicResult::default().with_name(t.name.clone());
+            let fail = |e: ResponseError, msg: String| {
+                out.clone().with_error_code(e.code()).with_error_message(Some(StrBytes::from_string(msg)))
+            };
+            if names.iter().filter(|n| **n == name).count() > 1 {
+                return fail(ResponseError::InvalidRequest, format!("Create topics request from client contains multiple entries for topic {name}"));
+            }
+            let partitions = if t.assignments.is_empty() {
+                if t.num_partitions == -1 {
+                    i32::try_from(settings.get_i64("num.partitions")).unwrap_or(1)
+                } else {
+                    t.num_partitions
+                }
+            } else {
+                if t.num_partitions != -1 || t.replication_factor != -1 {
+                    return fail(
+                        ResponseError::InvalidRequest,
+                        "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
+                    );
+                }
+                let mut seen: Vec<i32> = t.assignments.iter().map(|a| a.partition_index).collect();
+                seen.sort_unstable();
+                if seen.iter().enumerate().any(|(i, &p)| usize::try_from(p).ok() != Some(i)) {
+                    return fail(ResponseError::InvalidReplicaAssignment, "partitions must be numbered consecutively from 0".into());
+                }
+                if let Some(a) = t.assignments.iter().find(|a| a.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>() != [node]) {
+                    return fail(
+                        ResponseError::InvalidReplicaAssignment,
+                        format!("partition {} is assigned to brokers {:?}; this cluster has only broker {node}", a.partition_index, a.broker_ids),
+                    );
+                }
+                i32::try_from(t.assignments.len()).unwrap_or(i32::MAX)
+            };
+            let rf = if t.replication_factor == -1 {
+                i16::try_from(settings.get_i64("default.replication.factor")).unwrap_or(1)
+            } else {
+                t.replication_factor
+            };
+            if rf != 1 {
+                let msg = if rf < 1 {
+                    "Replication factor must be larger than 0, or -1 to use the default value.".to_string()
+                } else {
+                    format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered.")
+                };
+                return fail(ResponseError::InvalidReplicationFactor, msg);
+            }
+            let mut configs = BTreeMap::new();
+            for c in &t.configs {
+                let Some(value) = &c.value else {
+                    return fail(ResponseError::InvalidConfig, format!("Null value not supported for topic configs: {}", c.name.as_str()));
+                };
+                match validate_topic_config(&c.name, value) {
+                    Ok(v) => {
+                        configs.insert(c.name.to_string(), v);
+                    }
+                    Err(msg) => return fail(ResponseError::InvalidConfig, msg),
+                }
+            }
+            match broker.create_topic(&name, partitions, configs, req.validate_only) {
+                Ok(rec) => {
+                    let mut out = out.with_topic_id(rec.id).with_num_partitions(rec.partitions).with_replication_factor(rf);
+                    if version >= 5 {
+                        let configs = settings
+                            .resolve_all(&rec.configs)
+                            .into_iter()
+                            .map(|r| {
+                                CreatableTopicConfigs::default()
+                                    .with_name(StrBytes::from_static_str(r.def.name))
+                                    .with_value(Some(StrBytes::from_string(r.value)))
+                                    .with_config_source(r.source as i8)
+                            })
+                            .collect();
+                        out = out.with_configs(Some(configs));
+                    }
+                    if req.validate_only {
+                        out = out.with_topic_id(uuid::Uuid::nil());
+                    }
+                    out
+                }
+                Err((e, msg)) => fail(e, msg),
+            }
+        })
+        .collect();
+    CreateTopicsResponse::default().with_topics(topics)
+}

@@ -1,0 +1,40 @@
+//! DeleteRecords: move a partition's log start offset forward.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
+use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+
+use crate::broker::Broker;
+use crate::error::log_error_code;
+
+/// Answers a DeleteRecords request. Offset `-1` means the high watermark.
+pub fn handle(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = broker.topic(&t.name);
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let out = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index).with_low_watermark(-1);
+                    let Some(log) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
+                        return out.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    let hw = log.offsets().high_watermark;
+                    let target = if p.offset == -1 { hw } else { p.offset };
+                    if target < 0 || target > hw {
+                        return out.with_error_code(ResponseError::OffsetOutOfRange.code());
+                    }
+                    match log.delete_records(target) {
+                        Ok(low) => out.with_low_watermark(low),
+                        Err(e) => out.with_error_code(log_error_code(&e)),
+                    }
+                })
+                .collect();
+            DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    DeleteRecordsResponse::default().with_topics(topics)
+}

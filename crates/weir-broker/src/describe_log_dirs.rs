@@ -1,0 +1,48 @@
+//! DescribeLogDirs: the one data directory and the size of each partition.
+
+use kafka_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
+use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::{Broker, Topic};
+
+/// Kafka's value for "volume size unknown".
+const UNKNOWN_BYTES: i64 = -1;
+
+fn describe(topic: &Topic, only: Option<&[i32]>) -> DescribeLogDirsTopic {
+    let partitions = topic
+        .partitions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, log)| {
+            let p = i32::try_from(i).ok()?;
+            only.is_none_or(|o| o.contains(&p)).then(|| {
+                DescribeLogDirsPartition::default()
+                    .with_partition_index(p)
+                    .with_partition_size(i64::try_from(log.size_bytes()).unwrap_or(i64::MAX))
+            })
+        })
+        .collect();
+    DescribeLogDirsTopic::default()
+        .with_name(TopicName(StrBytes::from_string(topic.name.clone())))
+        .with_partitions(partitions)
+}
+
+/// Answers a DescribeLogDirs request.
+pub fn handle(broker: &Broker, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+    let topics = match req.topics {
+        None => broker.topics().iter().map(|t| describe(t, None)).collect(),
+        Some(wanted) => wanted
+            .iter()
+            .filter_map(|w| broker.topic(&w.topic).map(|t| describe(&t, Some(&w.partitions))))
+            .collect(),
+    };
+    let dir = std::path::absolute(broker.data_dir()).unwrap_or_else(|_| broker.data_dir().to_path_buf());
+    DescribeLogDirsResponse::default().with_results(vec![DescribeLogDirsResult::default()
+        .with_log_dir(StrBytes::from_string(dir.display().to_string()))
+        .with_topics(topics)
+        .with_total_bytes(UNKNOWN_BYTES)
+        .with_usable_bytes(UNKNOWN_BYTES)])
+}

@@ -1,0 +1,261 @@
+//! Fetch: long polling, byte limits, incremental sessions and isolation.
+//! Record bytes go from the log to the response without being decoded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+use weir_log::{LogError, ReadLimit};
+
+use crate::broker::Broker;
+use crate::error::log_error_code;
+use crate::fetch_session::{FetchKey, SessionError, SessionPartition};
+
+/// `isolation_level` of a read_committed consumer.
+const READ_COMMITTED: i8 = 1;
+
+/// How this fetch relates to a session.
+enum Mode {
+    /// No session: answer every partition asked for.
+    Sessionless,
+    /// A session was just created (or none could be): answer every partition.
+    Full { session_id: i32 },
+    /// An existing session: answer what changed.
+    Incremental { session_id: i32 },
+}
+
+/// Answers a Fetch request, waiting up to `max_wait_ms` for `min_bytes`.
+pub async fn handle(broker: Arc<Broker>, req: FetchRequest, version: i16) -> FetchResponse {
+    let key_of = |name: &TopicName, id: Uuid, partition: i32| {
+        let topic = if version >= 13 {
+            broker.topic_by_id(&id).map(|t| t.name.clone()).unwrap_or_default()
+        } else {
+            name.to_string()
+        };
+        FetchKey { topic, topic_id: id, partition }
+    };
+    let requested: Vec<SessionPartition> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| SessionPartition {
+                key: key_of(&t.topic, t.topic_id, p.partition),
+                fetch_offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes,
+                last_sent: None,
+            })
+        })
+        .collect();
+    // Leader epochs the consumer believes in; checked per partition.
+    let epochs: Vec<(FetchKey, i32)> = req
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (key_of(&t.topic, t.topic_id, p.partition), p.current_leader_epoch)))
+        .collect();
+    let forgotten: Vec<FetchKey> = req
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|&p| key_of(&t.topic, t.topic_id, p)))
+        .collect();
+
+    let slots = usize::try_from(broker.settings().get_i64("max.incremental.fetch.session.cache.slots")).unwrap_or(0);
+    let (mode, partitions) = {
+        let Ok(mut sessions) = broker.sessions.lock() else {
+            return FetchResponse::default().with_error_code(ResponseError::UnknownServerError.code());
+        };
+        match (req.session_id, req.session_epoch) {
+            (0, -1) => (Mode::Sessionless, requested),
+            (id, -1) => {
+                sessions.remove(id);
+                (Mode::Sessionless, requested)
+            }
+            (id, 0) => {
+                if id != 0 {
+                    sessions.remove(id);
+                }
+                let session_id = sessions.create(requested.clone(), slots);
+                (Mode::Full { session_id }, requested)
+            }
+            (id, epoch) => match sessions.use_session(id, epoch) {
+                Ok(s) => {
+                    s.update(requested, &forgotten);
+                    (Mode::Incremental { session_id: id }, s.partitions.clone())
+                }
+                Err(e) => {
+                    let code = match e {
+                        SessionError::NotFound => ResponseError::FetchSessionIdNotFound,
+                        SessionError::InvalidEpoch => ResponseError::InvalidFetchSessionEpoch,
+                    };
+                    return FetchResponse::default().with_error_code(code.code());
+                }
+            },
+        }
+    };
+
+    let limit = if req.isolation_level == READ_COMMITTED { ReadLimit::LastStable } else { ReadLimit::HighWatermark };
+    let max_bytes = usize::try_from(req.max_bytes).unwrap_or(0);
+    let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0));
+    let mut data = broker.data_watch();
+    let results = loop {
+        data.borrow_and_update();
+        let results = read_all(&broker, &partitions, &epochs, limit, max_bytes);
+        let bytes: usize = results.iter().map(|r| r.records.as_ref().map_or(0, Bytes::len)).sum();
+        let errors = results.iter().any(|r| r.error_code != 0);
+        if bytes >= min_bytes.max(1) || errors || tokio::time::Instant::now() >= deadline {
+            break results;
+        }
+        match tokio::time::timeout_at(deadline, data.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => break read_all(&broker, &partitions, &epochs, limit, max_bytes),
+        }
+    };
+
+    let (session_id, answered): (i32, Vec<(&SessionPartition, PartitionData)>) = match mode {
+        Mode::Sessionless => (0, partitions.iter().zip(results).collect()),
+        Mode::Full { session_id } => {
+            remember(&broker, session_id, &partitions, &results, false);
+            (session_id, partitions.iter().zip(results).collect())
+        }
+        Mode::Incremental { session_id } => {
+            let keep = remember(&broker, session_id, &partitions, &results, true);
+            let answered = partitions.iter().zip(results).zip(keep).filter_map(|(pr, k)| k.then_some(pr)).collect();
+            (session_id, answered)
+        }
+    };
+
+    // Group partitions by topic, keeping their order.
+    let mut responses: Vec<FetchableTopicResponse> = Vec::new();
+    for (p, data) in answered {
+        let same = responses.last().is_some_and(|t| {
+            if version >= 13 { t.topic_id == p.key.topic_id } else { t.topic.as_str() == p.key.topic }
+        });
+        if !same {
+            responses.push(
+                FetchableTopicResponse::default()
+                    .with_topic(TopicName(StrBytes::from_string(p.key.topic.clone())))
+                    .with_topic_id(p.key.topic_id),
+            );
+        }
+        if let Some(t) = responses.last_mut() {
+            t.partitions.push(data);
+        }
+    }
+    FetchResponse::default().with_session_id(session_id).with_responses(responses)
+}
+
+/// Reads every partition under the response byte limit.
+fn read_all(
+    broker: &Broker,
+    partitions: &[SessionPartition],
+    epochs: &[(FetchKey, i32)],
+    limit: ReadLimit,
+    max_bytes: usize,
+) -> Vec<PartitionData> {
+    let mut remaining = max_bytes;
+    let mut any = false;
+    partitions
+        .iter()
+        .map(|p| {
+            let epoch = epochs.iter().find(|(k, _)| *k == p.key).map_or(-1, |(_, e)| *e);
+            let r = read_one(broker, p, epoch, limit, if any { remaining } else { remaining.max(1) }, any);
+            let n = r.records.as_ref().map_or(0, Bytes::len);
+            remaining = remaining.saturating_sub(n);
+            any |= n > 0;
+            r
+        })
+        .collect()
+}
+
+fn read_one(
+    broker: &Broker,
+    p: &SessionPartition,
+    current_leader_epoch: i32,
+    limit: ReadLimit,
+    remaining: usize,
+    have_data: bool,
+) -> PartitionData {
+    let out = PartitionData::default()
+        .with_partition_index(p.key.partition)
+        .with_preferred_read_replica(BrokerId(-1))
+        .with_aborted_transactions(if limit == ReadLimit::LastStable { Some(Vec::new()) } else { None })
+        .with_records(Some(Bytes::new()));
+    let Some(log) = broker.topic(&p.key.topic).and_then(|t| t.partition(p.key.partition).cloned()) else {
+        let e = if p.key.topic_id.is_nil() { ResponseError::UnknownTopicOrPartition } else { ResponseError::UnknownTopicId };
+        return out.with_error_code(e.code()).with_high_watermark(-1).with_last_stable_offset(-1).with_log_start_offset(-1);
+    };
+    let offsets = log.offsets();
+    let out = out
+        .with_high_watermark(offsets.high_watermark)
+        .with_last_stable_offset(offsets.last_stable)
+        .with_log_start_offset(offsets.log_start);
+    if current_leader_epoch > crate::LEADER_EPOCH {
+        return out.with_error_code(ResponseError::UnknownLeaderEpoch.code());
+    }
+    if current_leader_epoch >= 0 && current_leader_epoch < crate::LEADER_EPOCH {
+        return out.with_error_code(ResponseError::FencedLeaderEpoch.code());
+    }
+    // KIP-74: only the first partition with data may exceed the limits.
+    let max = usize::try_from(p.max_bytes).unwrap_or(0).min(remaining);
+    if max == 0 && have_data {
+        return out;
+    }
+    match log.read(p.fetch_offset, max, limit) {
+        Ok(r) if have_data && r.records.len() > max => out,
+        Ok(r) => out
+            .with_high_watermark(r.offsets.high_watermark)
+            .with_last_stable_offset(r.offsets.last_stable)
+            .with_log_start_offset(r.offsets.log_start)
+            .with_records(Some(r.records)),
+        Err(e @ LogError::OffsetOutOfRange { .. }) => out.with_error_code(log_error_code(&e)),
+        Err(e) => {
+            tracing::warn!(topic = %p.key.topic, partition = p.key.partition, error = %e, "fetch read failed");
+            out.with_error_code(log_error_code(&e))
+        }
+    }
+}
+
+/// Records what was sent in the session; for incremental fetches returns,
+/// per partition, whether it belongs in the response.
+fn remember(
+    broker: &Broker,
+    session_id: i32,
+    partitions: &[SessionPartition],
+    results: &[PartitionData],
+    incremental: bool,
+) -> Vec<bool> {
+    let Ok(mut sessions) = broker.sessions.lock() else {
+        return vec![true; results.len()];
+    };
+    let Some(session) = sessions.get_mut(session_id) else {
+        return vec![true; results.len()];
+    };
+    let mut keep = Vec::with_capacity(results.len());
+    let mut served = Vec::new();
+    for (p, r) in partitions.iter().zip(results) {
+        let now = (r.high_watermark, r.last_stable_offset, r.log_start_offset);
+        let has_records = r.records.as_ref().is_some_and(|b| !b.is_empty());
+        let Some(sp) = session.partitions.iter_mut().find(|s| s.key == p.key) else {
+            keep.push(true);
+            continue;
+        };
+        let changed = sp.last_sent != Some(now);
+        sp.last_sent = Some(now);
+        keep.push(!incremental || has_records || r.error_code != 0 || changed);
+        if has_records {
+            served.push(p.key.clone());
+        }
+    }
+    // Partitions that returned records go to the back: the next response
+    // starts with the others, so a busy partition cannot starve the rest.
+    let (mut back, mut front): (Vec<_>, Vec<_>) =
+        std::mem::take(&mut session.partitions).into_iter().partition(|s| served.contains(&s.key));
+    front.append(&mut back);
+    session.partitions = front;
+    keep
+}

@@ -1,0 +1,42 @@
+//! `weir-broker` owns the Kafka API: one module per API, each turning a
+//! decoded request into a response over the partition logs, plus the
+//! broker's metadata (topics, configs, cluster id) and fetch sessions.
+//!
+//! It knows nothing of sockets: [`codec`] turns frames into requests and
+//! responses into frames, and [`Broker::handle`] answers a request. The
+//! server crate moves frames; tests and fuzzers call these directly.
+//!
+//! Single-node facts: this broker is the leader of every partition, at
+//! leader epoch [`LEADER_EPOCH`], and its only replica.
+
+pub mod alter_configs;
+pub mod api_versions;
+mod broker;
+pub mod catalog;
+pub mod codec;
+pub mod config;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_records;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod describe_log_dirs;
+pub mod error;
+pub mod fetch;
+pub mod fetch_session;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+
+pub use broker::{validate_topic_name, Broker, BrokerConfig, Reply, Topic};
+pub use config::BrokerSettings;
+pub use error::BrokerError;
+
+/// The leader epoch of every partition. A single node never changes
+/// leaders, so the epoch stays 0 (as for a new partition in Kafka).
+pub const LEADER_EPOCH: i32 = 0;
+
+/// Kafka's internal topics, reported with `is_internal`.
+pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];

@@ -1,0 +1,98 @@
+//! Metadata: brokers, cluster id, controller and topics, with auto-create.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+use crate::broker::{Broker, Topic};
+
+/// Kafka's marker for "authorized operations not requested".
+const OPS_NOT_REQUESTED: i32 = i32::MIN;
+
+/// Answers a Metadata request.
+pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let (host, port) = broker.advertised();
+    let node = BrokerId(broker.node_id());
+    let mut resp = MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(node)
+            .with_host(StrBytes::from_string(host.to_string()))
+            .with_port(port)])
+        .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id())))
+        .with_controller_id(node)
+        .with_cluster_authorized_operations(OPS_NOT_REQUESTED);
+    // v0: an empty list means all topics; v1+: null means all topics.
+    let all = match &req.topics {
+        None => true,
+        Some(t) => t.is_empty() && version == 0,
+    };
+    if all {
+        resp.topics = broker.topics().iter().map(|t| describe(broker, t)).collect();
+        return resp;
+    }
+    let auto_create = req.allow_auto_topic_creation && broker.settings().get_bool("auto.create.topics.enable");
+    for wanted in req.topics.unwrap_or_default() {
+        let entry = match wanted.name {
+            Some(name) => by_name(broker, &name, auto_create),
+            None => match broker.topic_by_id(&wanted.topic_id) {
+                Some(t) => describe(broker, &t),
+                None => MetadataResponseTopic::default()
+                    .with_topic_id(wanted.topic_id)
+                    .with_error_code(ResponseError::UnknownTopicId.code()),
+            },
+        };
+        resp.topics.push(entry);
+    }
+    resp
+}
+
+fn by_name(broker: &Arc<Broker>, name: &TopicName, auto_create: bool) -> MetadataResponseTopic {
+    if let Some(t) = broker.topic(name) {
+        return describe(broker, &t);
+    }
+    let missing = |e: ResponseError| {
+        MetadataResponseTopic::default()
+            .with_name(Some(name.clone()))
+            .with_topic_id(Uuid::nil())
+            .with_error_code(e.code())
+    };
+    if !auto_create {
+        return missing(ResponseError::UnknownTopicOrPartition);
+    }
+    let partitions = i32::try_from(broker.settings().get_i64("num.partitions")).unwrap_or(1);
+    match broker.create_topic(name, partitions, BTreeMap::new(), false) {
+        Ok(_) => broker.topic(name).map_or_else(|| missing(ResponseError::LeaderNotAvailable), |t| describe(broker, &t)),
+        // Another request created it first.
+        Err((ResponseError::TopicAlreadyExists, _)) => {
+            broker.topic(name).map_or_else(|| missing(ResponseError::LeaderNotAvailable), |t| describe(broker, &t))
+        }
+        Err((e, _)) => missing(e),
+    }
+}
+
+fn describe(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
+    let node = BrokerId(broker.node_id());
+    let partitions = (0..topic.partitions.len())
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_partition_index(i32::try_from(p).unwrap_or(i32::MAX))
+                .with_leader_id(node)
+                .with_leader_epoch(crate::LEADER_EPOCH)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+        .with_topic_id(topic.id)
+        .with_is_internal(crate::INTERNAL_TOPICS.contains(&topic.name.as_str()))
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(OPS_NOT_REQUESTED)
+}

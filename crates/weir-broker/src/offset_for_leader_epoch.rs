@@ -1,0 +1,46 @@
+//! OffsetForLeaderEpoch: where a leader epoch ends, so clients can detect
+//! log truncation (KIP-320).
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
+use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+
+use crate::broker::Broker;
+
+/// Answers an OffsetForLeaderEpoch request.
+pub fn handle(broker: &Broker, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = broker.topic(&t.topic);
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let out = EpochEndOffset::default().with_partition(p.partition).with_leader_epoch(-1).with_end_offset(-1);
+                    let Some(log) = topic.as_ref().and_then(|t| t.partition(p.partition)) else {
+                        return out.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    if p.current_leader_epoch > crate::LEADER_EPOCH {
+                        return out.with_error_code(ResponseError::UnknownLeaderEpoch.code());
+                    }
+                    if p.current_leader_epoch >= 0 && p.current_leader_epoch < crate::LEADER_EPOCH {
+                        return out.with_error_code(ResponseError::FencedLeaderEpoch.code());
+                    }
+                    // The current epoch ends at the log end, even before it
+                    // has data; an older one where the log says it does.
+                    if p.leader_epoch == crate::LEADER_EPOCH {
+                        return out.with_leader_epoch(crate::LEADER_EPOCH).with_end_offset(log.offsets().log_end);
+                    }
+                    match (p.leader_epoch < crate::LEADER_EPOCH).then(|| log.end_offset_for_epoch(p.leader_epoch)).flatten() {
+                        Some((epoch, end)) => out.with_leader_epoch(epoch).with_end_offset(end),
+                        None => out,
+                    }
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default().with_topic(t.topic).with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}

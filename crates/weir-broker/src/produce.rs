@@ -1,0 +1,99 @@
+//! Produce: append record batches as they arrive, answering acks=all only
+//! once they are durable.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+use weir_log::BoxFuture;
+
+use crate::broker::{Broker, Reply};
+use crate::error::log_error_code;
+
+/// Answers a Produce request. Appends happen now, in request order; with
+/// acks=all the reply waits for the group commit that makes them durable.
+pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply {
+    let acks = req.acks;
+    let mut waits: Vec<(usize, usize, BoxFuture<'static, Result<(), weir_log::LogError>>)> = Vec::new();
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    let mut appended = false;
+    for (ti, td) in req.topic_data.into_iter().enumerate() {
+        let topic = if version >= 13 { broker.topic_by_id(&td.topic_id) } else { broker.topic(&td.name) };
+        let unknown = if version >= 13 { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
+        let mut parts = Vec::with_capacity(td.partition_data.len());
+        for (pi, pd) in td.partition_data.into_iter().enumerate() {
+            let resp = PartitionProduceResponse::default().with_index(pd.index).with_base_offset(-1);
+            let fail = |e: ResponseError, msg: Option<String>| {
+                resp.clone().with_error_code(e.code()).with_error_message(msg.map(StrBytes::from_string))
+            };
+            if !matches!(acks, -1..=1) {
+                parts.push(fail(ResponseError::InvalidRequiredAcks, None));
+                continue;
+            }
+            let Some(log) = topic.as_ref().and_then(|t| t.partition(pd.index)) else {
+                parts.push(fail(unknown, None));
+                continue;
+            };
+            let Some(records) = pd.records else {
+                parts.push(fail(ResponseError::CorruptMessage, Some("produce request without records".into())));
+                continue;
+            };
+            match log.append(records, crate::LEADER_EPOCH) {
+                Ok(info) => {
+                    appended = true;
+                    if acks == -1 {
+                        waits.push((ti, pi, log.wait_durable(info.last_offset + 1)));
+                    }
+                    parts.push(
+                        resp.with_base_offset(info.base_offset)
+                            .with_log_append_time_ms(info.log_append_time)
+                            .with_log_start_offset(info.log_start),
+                    );
+                }
+                Err(e) => {
+                    tracing::debug!(topic = ?td.name, partition = pd.index, error = %e, "append rejected");
+                    let code = log_error_code(&e);
+                    parts.push(resp.with_error_code(code).with_error_message(Some(StrBytes::from_string(e.to_string()))));
+                }
+            }
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(td.name)
+                .with_topic_id(td.topic_id)
+                .with_partition_responses(parts),
+        );
+    }
+    if appended {
+        broker.notify_data();
+    }
+    let resp = ProduceResponse::default().with_responses(responses);
+    if acks == 0 {
+        return Reply::None;
+    }
+    if waits.is_empty() {
+        return Reply::Ready(ResponseKind::Produce(resp));
+    }
+    let timeout = Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0).max(1));
+    Reply::Later(Box::pin(async move {
+        let mut resp = resp;
+        let deadline = tokio::time::Instant::now() + timeout;
+        for (ti, pi, wait) in waits {
+            let code = match tokio::time::timeout_at(deadline, wait).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "fsync failed; acks=all produce not acknowledged");
+                    ResponseError::KafkaStorageError
+                }
+                Err(_) => ResponseError::RequestTimedOut,
+            };
+            if let Some(p) = resp.responses.get_mut(ti).and_then(|t| t.partition_responses.get_mut(pi)) {
+                p.error_code = code.code();
+            }
+        }
+        ResponseKind::Produce(resp)
+    }))
+}

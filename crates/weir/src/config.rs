@@ -1,0 +1,155 @@
+//! `weir serve` settings: flags, environment variables and the TOML file.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use weir_broker::BrokerSettings;
+
+/// Flags of `weir serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where data and metadata live [default: ./weir-data].
+    #[arg(long, env = "WEIR_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address the Kafka listener binds [default: 127.0.0.1:9092].
+    #[arg(long, env = "WEIR_LISTEN", value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// Address clients are told to connect to [default: the listen address].
+    #[arg(long, env = "WEIR_ADVERTISED_LISTENER", value_name = "HOST:PORT")]
+    advertised_listener: Option<String>,
+    /// A TOML config file (keys `data-dir`, `listen`, `advertised-listener`
+    /// and a `[broker]` table of Kafka broker configs).
+    #[arg(long, env = "WEIR_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A broker config with Kafka's name, e.g. `--set num.partitions=3`.
+    /// Repeatable; wins over the config file.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    advertised: Option<(String, i32)>,
+    pub broker: BrokerSettings,
+}
+
+/// A config problem, named by key.
+#[derive(Debug)]
+pub struct ConfigError {
+    key: String,
+    reason: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "config `{}`: {}", self.key, self.reason)
+    }
+}
+
+fn err(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.to_string(), reason: reason.into() }
+}
+
+/// The config file's contents.
+#[derive(Debug, Default)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    advertised_listener: Option<String>,
+    broker: BTreeMap<String, String>,
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let key = "--config";
+    let text = std::fs::read_to_string(path).map_err(|e| err(key, format!("cannot read {}: {e}", path.display())))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| err(key, format!("{}: {}", path.display(), e.message())))?;
+    let mut out = FileConfig::default();
+    let string = |k: &str, v: &toml::Value| v.as_str().map(str::to_string).ok_or_else(|| err(k, "must be a string"));
+    for (k, v) in &table {
+        match k.as_str() {
+            "data-dir" => out.data_dir = Some(PathBuf::from(string(k, v)?)),
+            "listen" => out.listen = Some(string(k, v)?),
+            "advertised-listener" => out.advertised_listener = Some(string(k, v)?),
+            "broker" => {
+                let t = v.as_table().ok_or_else(|| err(k, "must be a table of broker configs"))?;
+                for (bk, bv) in t {
+                    let value = match bv {
+                        toml::Value::String(s) => s.clone(),
+                        toml::Value::Integer(i) => i.to_string(),
+                        toml::Value::Float(f) => f.to_string(),
+                        toml::Value::Boolean(b) => b.to_string(),
+                        _ => return Err(err(bk, "must be a string, number or boolean")),
+                    };
+                    out.broker.insert(bk.clone(), value);
+                }
+            }
+            other => return Err(err(other, "unknown key (expected data-dir, listen, advertised-listener or [broker])")),
+        }
+    }
+    Ok(out)
+}
+
+fn parse_host_port(key: &str, s: &str) -> Result<(String, i32), ConfigError> {
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| err(key, format!("`{s}` is not HOST:PORT")))?;
+    let port: u16 = port.parse().map_err(|_| err(key, format!("`{port}` is not a port number")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(err(key, format!("`{s}` has no host")));
+    }
+    Ok((host.to_string(), i32::from(port)))
+}
+
+impl Settings {
+    /// Resolves settings: flag, environment variable, config file, default.
+    pub fn resolve(args: ServeArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./weir-data"));
+        let listen = args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:9092".to_string());
+        parse_host_port("listen", &listen)?;
+        let advertised = args
+            .advertised_listener
+            .or(file.advertised_listener)
+            .map(|a| parse_host_port("advertised-listener", &a))
+            .transpose()?;
+        let mut pairs = file.broker;
+        for kv in &args.set {
+            let (k, v) = kv.split_once('=').ok_or_else(|| err(kv, "--set takes KEY=VALUE"))?;
+            pairs.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        let broker = BrokerSettings::from_static(pairs).map_err(|e| match e {
+            weir_broker::BrokerError::Config { key, reason } => err(&key, reason),
+            other => err("broker", other.to_string()),
+        })?;
+        Ok(Self { data_dir, listen, advertised, broker })
+    }
+
+    /// The advertised host and port; by default the listen address, with
+    /// the port actually bound (the listen port may be 0).
+    pub fn advertised(&self, bound: SocketAddr) -> (String, i32) {
+        if let Some(a) = &self.advertised {
+            return a.clone();
+        }
+        let host = if bound.ip().is_unspecified() { "localhost".to_string() } else { bound.ip().to_string() };
+        (host, i32::from(bound.port()))
+    }
+
+    /// The storage engine's settings.
+    pub fn engine_config(&self) -> weir_log::EngineConfig {
+        let b = &self.broker;
+        weir_log::EngineConfig {
+            data_dir: self.data_dir.clone(),
+            retention_check_interval_ms: u64::try_from(b.get_i64("log.retention.check.interval.ms")).unwrap_or(300_000),
+            cleaner_enabled: b.get_bool("log.cleaner.enable"),
+            cleaner_buffer_bytes: usize::try_from(b.get_i64("log.cleaner.dedupe.buffer.size")).unwrap_or(16 << 20),
+            ..weir_log::EngineConfig::default()
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The `weir` binary: command line, configuration and process lifecycle.
+//!
+//! `weir serve` resolves its settings (flag, then environment variable, then
+//! the TOML config file, then the default), opens storage and the broker,
+//! and serves until SIGTERM or SIGINT, then drains connections and closes
+//! the log cleanly. A bad config prints one line naming the key and exits
+//! with status 2.
+
+mod config;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use tracing::{error, info};
+
+use crate::config::{ServeArgs, Settings};
+
+/// Weir: a Kafka-compatible event streaming platform in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a single-node broker.
+    ///
+    /// Examples:
+    ///   weir serve
+    ///   weir serve --data-dir /var/lib/weir --listen 0.0.0.0:9092 --advertised-listener kafka.example.com:9092
+    ///   weir serve --set num.partitions=6 --set log.retention.hours=24
+    Serve(ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = match Settings::resolve(args) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve(settings)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!("{e:#}");
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
+    let listener = TcpListener::bind(&settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let local = listener.local_addr()?;
+    let (host, port) = settings.advertised(local);
+    let engine = weir_log::LocalEngine::open(settings.engine_config()).context("cannot open the log")?;
+    let broker = weir_broker::Broker::open(
+        weir_broker::BrokerConfig {
+            node_id: i32::try_from(settings.broker.get_i64("node.id")).unwrap_or(0),
+            data_dir: settings.data_dir.clone(),
+            advertised_host: host.clone(),
+            advertised_port: port,
+            settings: settings.broker.clone(),
+        },
+        engine.clone(),
+    )
+    .context("cannot open the broker")?;
+    let server_config = weir_server::ServerConfig::from_broker(&broker);
+    info!(data_dir = %settings.data_dir.display(), advertised = %format!("{host}:{port}"), "listening on {local}");
+    weir_server::run(listener, Arc::clone(&broker), server_config, shutdown_signal()).await;
+    info!("connections drained; closing the log");
+    broker.shutdown().context("clean shutdown of the log failed")?;
+    info!("stopped cleanly");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                error!(error = %e, "cannot watch SIGTERM; only SIGINT stops the broker");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => info!("SIGINT received"),
+            _ = term.recv() => info!("SIGTERM received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
