@@ -5,13 +5,15 @@ use std::collections::BTreeMap;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
-    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest, AlterConfigsResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
+    AlterConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
-use crate::config::{broker_config_is_dynamic, topic_def, validate_broker_config, validate_topic_config, ConfigType};
+use crate::config::{
+    broker_config_is_dynamic, topic_def, validate_broker_config, validate_topic_config, ConfigType,
+};
 use crate::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 
 type Failure = (ResponseError, String);
@@ -34,9 +36,17 @@ fn target(broker: &Broker, resource_type: i8, name: &str) -> Result<Target, Fail
     match resource_type {
         RESOURCE_TOPIC => Ok(Target::Topic(name.to_string())),
         RESOURCE_BROKER if name.is_empty() => Ok(Target::Broker { default: true }),
-        RESOURCE_BROKER if name == broker.node_id().to_string() => Ok(Target::Broker { default: false }),
-        RESOURCE_BROKER => Err((ResponseError::InvalidRequest, format!("broker `{name}` is not this broker"))),
-        other => Err((ResponseError::InvalidRequest, format!("resource type {other} is not supported"))),
+        RESOURCE_BROKER if name == broker.node_id().to_string() => {
+            Ok(Target::Broker { default: false })
+        }
+        RESOURCE_BROKER => Err((
+            ResponseError::InvalidRequest,
+            format!("broker `{name}` is not this broker"),
+        )),
+        other => Err((
+            ResponseError::InvalidRequest,
+            format!("resource type {other} is not supported"),
+        )),
     }
 }
 
@@ -45,21 +55,36 @@ fn current(broker: &Broker, target: &Target) -> Result<BTreeMap<String, String>,
         Target::Topic(name) => broker
             .topic(name)
             .map(|t| t.configs.clone())
-            .ok_or_else(|| (ResponseError::UnknownTopicOrPartition, format!("Topic '{name}' does not exist."))),
+            .ok_or_else(|| {
+                (
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("Topic '{name}' does not exist."),
+                )
+            }),
         Target::Broker { default } => {
             let s = broker.settings();
-            Ok(if *default { s.dynamic_default } else { s.dynamic_broker })
+            Ok(if *default {
+                s.dynamic_default
+            } else {
+                s.dynamic_broker
+            })
         }
     }
 }
 
 fn validate(target: &Target, key: &str, value: &str) -> Result<String, Failure> {
     match target {
-        Target::Topic(_) => validate_topic_config(key, value).map_err(|m| (ResponseError::InvalidConfig, m)),
+        Target::Topic(_) => {
+            validate_topic_config(key, value).map_err(|m| (ResponseError::InvalidConfig, m))
+        }
         Target::Broker { .. } => {
-            let v = validate_broker_config(key, value).map_err(|m| (ResponseError::InvalidConfig, format!("{key}: {m}")))?;
+            let v = validate_broker_config(key, value)
+                .map_err(|m| (ResponseError::InvalidConfig, format!("{key}: {m}")))?;
             if !broker_config_is_dynamic(key) {
-                return Err((ResponseError::InvalidRequest, format!("Cannot update these configs dynamically: {key}")));
+                return Err((
+                    ResponseError::InvalidRequest,
+                    format!("Cannot update these configs dynamically: {key}"),
+                ));
             }
             Ok(v)
         }
@@ -74,9 +99,20 @@ fn is_list(target: &Target, key: &str) -> bool {
 }
 
 /// Applies `ops` to a resource's current overrides and stores the result.
-fn apply(broker: &Broker, resource_type: i8, name: &str, ops: Vec<(String, Op)>, replace: bool, validate_only: bool) -> Result<(), Failure> {
+fn apply(
+    broker: &Broker,
+    resource_type: i8,
+    name: &str,
+    ops: Vec<(String, Op)>,
+    replace: bool,
+    validate_only: bool,
+) -> Result<(), Failure> {
     let target = target(broker, resource_type, name)?;
-    let mut configs = if replace { BTreeMap::new() } else { current(broker, &target)? };
+    let mut configs = if replace {
+        BTreeMap::new()
+    } else {
+        current(broker, &target)?
+    };
     if replace {
         // AlterConfigs still needs the resource to exist.
         current(broker, &target)?;
@@ -84,7 +120,10 @@ fn apply(broker: &Broker, resource_type: i8, name: &str, ops: Vec<(String, Op)>,
     let mut seen = Vec::new();
     for (key, op) in ops {
         if seen.contains(&key) {
-            return Err((ResponseError::InvalidRequest, format!("Error due to duplicate config keys: {key}")));
+            return Err((
+                ResponseError::InvalidRequest,
+                format!("Error due to duplicate config keys: {key}"),
+            ));
         }
         seen.push(key.clone());
         match op {
@@ -99,7 +138,10 @@ fn apply(broker: &Broker, resource_type: i8, name: &str, ops: Vec<(String, Op)>,
                     Target::Broker { .. } => broker_config_is_dynamic(&key),
                 };
                 if !known {
-                    return Err((ResponseError::InvalidConfig, format!("unknown config `{key}`")));
+                    return Err((
+                        ResponseError::InvalidConfig,
+                        format!("unknown config `{key}`"),
+                    ));
                 }
                 configs.remove(&key);
             }
@@ -108,15 +150,28 @@ fn apply(broker: &Broker, resource_type: i8, name: &str, ops: Vec<(String, Op)>,
                 return Err((ResponseError::InvalidConfig, format!("Config value append/subtract is not allowed for config key {key}, which is not a list")));
             }
             Op::Append(v) => {
-                let base = configs.get(&key).cloned().unwrap_or_else(|| effective(broker, &target, &key));
-                let joined = if base.is_empty() { v } else { format!("{base},{v}") };
+                let base = configs
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_else(|| effective(broker, &target, &key));
+                let joined = if base.is_empty() {
+                    v
+                } else {
+                    format!("{base},{v}")
+                };
                 let v = validate(&target, &key, &joined)?;
                 configs.insert(key, v);
             }
             Op::Subtract(v) => {
-                let base = configs.get(&key).cloned().unwrap_or_else(|| effective(broker, &target, &key));
+                let base = configs
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_else(|| effective(broker, &target, &key));
                 let drop: Vec<&str> = v.split(',').map(str::trim).collect();
-                let kept: Vec<&str> = base.split(',').filter(|i| !drop.contains(&i.trim())).collect();
+                let kept: Vec<&str> = base
+                    .split(',')
+                    .filter(|i| !drop.contains(&i.trim()))
+                    .collect();
                 let v = validate(&target, &key, &kept.join(","))?;
                 configs.insert(key, v);
             }
@@ -134,10 +189,21 @@ fn apply(broker: &Broker, resource_type: i8, name: &str, ops: Vec<(String, Op)>,
 fn effective(broker: &Broker, target: &Target, key: &str) -> String {
     match target {
         Target::Topic(name) => {
-            let overrides = broker.topic(name).map(|t| t.configs.clone()).unwrap_or_default();
-            topic_def(key).map(|d| broker.settings().resolve(d, &overrides).value).unwrap_or_default()
+            let overrides = broker
+                .topic(name)
+                .map(|t| t.configs.clone())
+                .unwrap_or_default();
+            topic_def(key)
+                .map(|d| broker.settings().resolve(d, &overrides).value)
+                .unwrap_or_default()
         }
-        Target::Broker { .. } => broker.settings().broker_view().into_iter().find(|c| c.0 == key).and_then(|c| c.1).unwrap_or_default(),
+        Target::Broker { .. } => broker
+            .settings()
+            .broker_view()
+            .into_iter()
+            .find(|c| c.name == key)
+            .and_then(|c| c.value)
+            .unwrap_or_default(),
     }
 }
 
@@ -158,9 +224,21 @@ pub fn handle(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse
             let ops = r
                 .configs
                 .into_iter()
-                .map(|c| (c.name.to_string(), c.value.map_or(Op::Delete, |v| Op::Set(v.to_string()))))
+                .map(|c| {
+                    (
+                        c.name.to_string(),
+                        c.value.map_or(Op::Delete, |v| Op::Set(v.to_string())),
+                    )
+                })
                 .collect();
-            let (code, msg) = error_parts(apply(broker, r.resource_type, &r.resource_name, ops, true, req.validate_only));
+            let (code, msg) = error_parts(apply(
+                broker,
+                r.resource_type,
+                &r.resource_name,
+                ops,
+                true,
+                req.validate_only,
+            ));
             alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_error_code(code)
                 .with_error_message(msg)
@@ -172,7 +250,10 @@ pub fn handle(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse
 }
 
 /// Answers an IncrementalAlterConfigs request.
-pub fn handle_incremental(broker: &Broker, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+pub fn handle_incremental(
+    broker: &Broker,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
     let responses = req
         .resources
         .into_iter()
@@ -183,19 +264,38 @@ pub fn handle_incremental(broker: &Broker, req: IncrementalAlterConfigsRequest) 
                 .map(|c| {
                     let value = c.value.map(|v| v.to_string());
                     let need = |v: Option<String>| {
-                        v.ok_or_else(|| (ResponseError::InvalidRequest, format!("Null value not supported for {}", c.name.as_str())))
+                        v.ok_or_else(|| {
+                            (
+                                ResponseError::InvalidRequest,
+                                format!("Null value not supported for {}", c.name.as_str()),
+                            )
+                        })
                     };
                     let op = match c.config_operation {
                         0 => Op::Set(need(value)?),
                         1 => Op::Delete,
                         2 => Op::Append(need(value)?),
                         3 => Op::Subtract(need(value)?),
-                        other => return Err((ResponseError::InvalidRequest, format!("unknown config operation {other}"))),
+                        other => {
+                            return Err((
+                                ResponseError::InvalidRequest,
+                                format!("unknown config operation {other}"),
+                            ))
+                        }
                     };
                     Ok((c.name.to_string(), op))
                 })
                 .collect();
-            let result = ops.and_then(|ops| apply(broker, r.resource_type, &r.resource_name, ops, false, req.validate_only));
+            let result = ops.and_then(|ops| {
+                apply(
+                    broker,
+                    r.resource_type,
+                    &r.resource_name,
+                    ops,
+                    false,
+                    req.validate_only,
+                )
+            });
             let (code, msg) = error_parts(result);
             incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_error_code(code)

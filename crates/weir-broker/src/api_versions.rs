@@ -87,7 +87,10 @@ mod tests {
     fn advertised_versions_are_within_the_codec() {
         for &(k, min, max) in SUPPORTED {
             let r = k.valid_versions();
-            assert!(r.min <= min && max <= r.max, "{k:?} {min}..{max} outside {r:?}");
+            assert!(
+                r.min <= min && max <= r.max,
+                "{k:?} {min}..{max} outside {r:?}"
+            );
         }
     }
 

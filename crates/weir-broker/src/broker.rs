@@ -60,6 +60,9 @@ struct State {
 }
 
 /// The answer to a request.
+// One Reply is built and consumed per request; boxing the ready variant
+// would add an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Reply {
     /// No response is sent (Produce with acks=0).
     None,
@@ -102,9 +105,15 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
         return Err(format!("topic name cannot be `{name}`"));
     }
     if name.len() > 249 {
-        return Err(format!("topic name is {} characters long; the limit is 249", name.len()));
+        return Err(format!(
+            "topic name is {} characters long; the limit is 249",
+            name.len()
+        ));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
         return Err(format!("topic name `{name}` has the illegal character {c:?}; legal are ASCII letters, digits, `.`, `_` and `-`"));
     }
     Ok(())
@@ -112,7 +121,10 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 
 impl Broker {
     /// Opens the broker: loads the catalog and opens every partition.
-    pub fn open(config: BrokerConfig, engine: Arc<dyn LogEngine>) -> Result<Arc<Self>, BrokerError> {
+    pub fn open(
+        config: BrokerConfig,
+        engine: Arc<dyn LogEngine>,
+    ) -> Result<Arc<Self>, BrokerError> {
         let catalog = Catalog::load_or_create(&catalog_path(&config.data_dir))?;
         let mut settings = config.settings.clone();
         settings.dynamic_broker = catalog.dynamic_broker.clone();
@@ -127,7 +139,10 @@ impl Broker {
         // Partitions without a catalog entry are left from a delete or a
         // create that crashed half-way: the catalog is the truth.
         for tp in engine.partitions()? {
-            let known = catalog.topics.get(&tp.topic).is_some_and(|t| tp.partition < t.partitions);
+            let known = catalog
+                .topics
+                .get(&tp.topic)
+                .is_some_and(|t| tp.partition < t.partitions);
             if !known {
                 warn!(partition = %tp, "removing partition that is not in the catalog");
                 engine.remove(&tp)?;
@@ -138,7 +153,12 @@ impl Broker {
         Ok(Arc::new(Self {
             config,
             engine,
-            state: RwLock::new(State { catalog, settings, topics, by_id }),
+            state: RwLock::new(State {
+                catalog,
+                settings,
+                topics,
+                by_id,
+            }),
             admin: Mutex::new(()),
             sessions: Mutex::new(FetchSessions::default()),
             data_version,
@@ -167,12 +187,18 @@ impl Broker {
 
     /// The cluster id.
     pub fn cluster_id(&self) -> String {
-        self.state.read().map(|s| s.catalog.cluster_id.clone()).unwrap_or_default()
+        self.state
+            .read()
+            .map(|s| s.catalog.cluster_id.clone())
+            .unwrap_or_default()
     }
 
     /// The broker's current settings (static and dynamic).
     pub fn settings(&self) -> BrokerSettings {
-        self.state.read().map(|s| s.settings.clone()).unwrap_or_default()
+        self.state
+            .read()
+            .map(|s| s.settings.clone())
+            .unwrap_or_default()
     }
 
     /// A topic by name.
@@ -187,7 +213,11 @@ impl Broker {
 
     /// All topics, sorted by name.
     pub fn topics(&self) -> Vec<Arc<Topic>> {
-        let mut v: Vec<_> = self.state.read().map(|s| s.topics.values().cloned().collect()).unwrap_or_default();
+        let mut v: Vec<_> = self
+            .state
+            .read()
+            .map(|s| s.topics.values().cloned().collect())
+            .unwrap_or_default();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
@@ -213,15 +243,30 @@ impl Broker {
     ) -> Result<TopicRecord, (ResponseError, String)> {
         validate_topic_name(name).map_err(|m| (ResponseError::InvalidTopicException, m))?;
         if partitions < 1 {
-            return Err((ResponseError::InvalidPartitions, format!("number of partitions must be at least 1, got {partitions}")));
+            return Err((
+                ResponseError::InvalidPartitions,
+                format!("number of partitions must be at least 1, got {partitions}"),
+            ));
         }
         if partitions > 100_000 {
-            return Err((ResponseError::InvalidPartitions, format!("{partitions} partitions is more than one topic may have (100000)")));
+            return Err((
+                ResponseError::InvalidPartitions,
+                format!("{partitions} partitions is more than one topic may have (100000)"),
+            ));
         }
-        let _admin = self.admin.lock().map_err(|_| internal("admin lock poisoned"))?;
-        let state = self.state.read().map_err(|_| internal("state lock poisoned"))?;
+        let _admin = self
+            .admin
+            .lock()
+            .map_err(|_| internal("admin lock poisoned"))?;
+        let state = self
+            .state
+            .read()
+            .map_err(|_| internal("state lock poisoned"))?;
         if state.topics.contains_key(name) {
-            return Err((ResponseError::TopicAlreadyExists, format!("Topic '{name}' already exists.")));
+            return Err((
+                ResponseError::TopicAlreadyExists,
+                format!("Topic '{name}' already exists."),
+            ));
         }
         let collides = |other: &str| other.replace('.', "_") == name.replace('.', "_");
         if let Some(other) = state.topics.keys().find(|o| collides(o)) {
@@ -230,7 +275,12 @@ impl Broker {
                 format!("Topic '{name}' collides with existing topic: {other}"),
             ));
         }
-        let rec = TopicRecord { name: name.to_string(), id: Uuid::new_v4(), partitions, configs };
+        let rec = TopicRecord {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions,
+            configs,
+        };
         if validate_only {
             return Ok(rec);
         }
@@ -240,7 +290,10 @@ impl Broker {
         catalog.topics.insert(name.to_string(), rec.clone());
         self.persist(&catalog).map_err(storage)?;
         let topic = Arc::new(open_topic(self.engine.as_ref(), &settings, &rec).map_err(storage)?);
-        let mut state = self.state.write().map_err(|_| internal("state lock poisoned"))?;
+        let mut state = self
+            .state
+            .write()
+            .map_err(|_| internal("state lock poisoned"))?;
         state.catalog = catalog;
         state.by_id.insert(rec.id, topic.clone());
         state.topics.insert(name.to_string(), topic);
@@ -251,16 +304,33 @@ impl Broker {
     /// Deletes a topic and its data.
     pub fn delete_topic(&self, name: &str) -> Result<Uuid, (ResponseError, String)> {
         if !self.settings().get_bool("delete.topic.enable") {
-            return Err((ResponseError::TopicDeletionDisabled, "delete.topic.enable is false".into()));
+            return Err((
+                ResponseError::TopicDeletionDisabled,
+                "delete.topic.enable is false".into(),
+            ));
         }
-        let _admin = self.admin.lock().map_err(|_| internal("admin lock poisoned"))?;
-        let mut catalog = self.state.read().map_err(|_| internal("state lock poisoned"))?.catalog.clone();
+        let _admin = self
+            .admin
+            .lock()
+            .map_err(|_| internal("admin lock poisoned"))?;
+        let mut catalog = self
+            .state
+            .read()
+            .map_err(|_| internal("state lock poisoned"))?
+            .catalog
+            .clone();
         let Some(rec) = catalog.topics.remove(name) else {
-            return Err((ResponseError::UnknownTopicOrPartition, format!("topic `{name}` does not exist")));
+            return Err((
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic `{name}` does not exist"),
+            ));
         };
         self.persist(&catalog).map_err(storage)?;
         {
-            let mut state = self.state.write().map_err(|_| internal("state lock poisoned"))?;
+            let mut state = self
+                .state
+                .write()
+                .map_err(|_| internal("state lock poisoned"))?;
             state.catalog = catalog;
             state.topics.remove(name);
             state.by_id.remove(&rec.id);
@@ -279,21 +349,44 @@ impl Broker {
     }
 
     /// Grows a topic to `count` partitions.
-    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), (ResponseError, String)> {
-        let _admin = self.admin.lock().map_err(|_| internal("admin lock poisoned"))?;
-        let state = self.state.read().map_err(|_| internal("state lock poisoned"))?;
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), (ResponseError, String)> {
+        let _admin = self
+            .admin
+            .lock()
+            .map_err(|_| internal("admin lock poisoned"))?;
+        let state = self
+            .state
+            .read()
+            .map_err(|_| internal("state lock poisoned"))?;
         let Some(rec) = state.catalog.topics.get(name).cloned() else {
-            return Err((ResponseError::UnknownTopicOrPartition, format!("topic `{name}` does not exist")));
+            return Err((
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic `{name}` does not exist"),
+            ));
         };
         if count == rec.partitions {
-            return Err((ResponseError::InvalidPartitions, format!("Topic already has {count} partitions.")));
+            return Err((
+                ResponseError::InvalidPartitions,
+                format!("Topic already has {count} partitions."),
+            ));
         }
         if count < rec.partitions {
-            let msg = format!("Topic currently has {} partitions, which is higher than the requested {count}.", rec.partitions);
+            let msg = format!(
+                "Topic currently has {} partitions, which is higher than the requested {count}.",
+                rec.partitions
+            );
             return Err((ResponseError::InvalidPartitions, msg));
         }
         if count > 100_000 {
-            return Err((ResponseError::InvalidPartitions, format!("{count} partitions is more than one topic may have (100000)")));
+            return Err((
+                ResponseError::InvalidPartitions,
+                format!("{count} partitions is more than one topic may have (100000)"),
+            ));
         }
         if validate_only {
             return Ok(());
@@ -301,11 +394,17 @@ impl Broker {
         let mut catalog = state.catalog.clone();
         let settings = state.settings.clone();
         drop(state);
-        let rec = TopicRecord { partitions: count, ..rec };
+        let rec = TopicRecord {
+            partitions: count,
+            ..rec
+        };
         catalog.topics.insert(name.to_string(), rec.clone());
         self.persist(&catalog).map_err(storage)?;
         let topic = Arc::new(open_topic(self.engine.as_ref(), &settings, &rec).map_err(storage)?);
-        let mut state = self.state.write().map_err(|_| internal("state lock poisoned"))?;
+        let mut state = self
+            .state
+            .write()
+            .map_err(|_| internal("state lock poisoned"))?;
         state.catalog = catalog;
         state.by_id.insert(rec.id, topic.clone());
         state.topics.insert(name.to_string(), topic);
@@ -314,22 +413,52 @@ impl Broker {
     }
 
     /// Replaces a topic's config overrides (already validated).
-    pub fn set_topic_configs(&self, name: &str, configs: BTreeMap<String, String>) -> Result<(), (ResponseError, String)> {
-        let _admin = self.admin.lock().map_err(|_| internal("admin lock poisoned"))?;
-        let state = self.state.read().map_err(|_| internal("state lock poisoned"))?;
-        let (Some(rec), Some(old)) = (state.catalog.topics.get(name).cloned(), state.topics.get(name).cloned()) else {
-            return Err((ResponseError::UnknownTopicOrPartition, format!("topic `{name}` does not exist")));
+    pub fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), (ResponseError, String)> {
+        let _admin = self
+            .admin
+            .lock()
+            .map_err(|_| internal("admin lock poisoned"))?;
+        let state = self
+            .state
+            .read()
+            .map_err(|_| internal("state lock poisoned"))?;
+        let (Some(rec), Some(old)) = (
+            state.catalog.topics.get(name).cloned(),
+            state.topics.get(name).cloned(),
+        ) else {
+            return Err((
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic `{name}` does not exist"),
+            ));
         };
         let mut catalog = state.catalog.clone();
         let log_config = state.settings.log_config(&configs);
         drop(state);
-        catalog.topics.insert(name.to_string(), TopicRecord { configs: configs.clone(), ..rec });
+        catalog.topics.insert(
+            name.to_string(),
+            TopicRecord {
+                configs: configs.clone(),
+                ..rec
+            },
+        );
         self.persist(&catalog).map_err(storage)?;
         for p in &old.partitions {
             p.set_config(log_config.clone());
         }
-        let topic = Arc::new(Topic { name: old.name.clone(), id: old.id, configs, partitions: old.partitions.clone() });
-        let mut state = self.state.write().map_err(|_| internal("state lock poisoned"))?;
+        let topic = Arc::new(Topic {
+            name: old.name.clone(),
+            id: old.id,
+            configs,
+            partitions: old.partitions.clone(),
+        });
+        let mut state = self
+            .state
+            .write()
+            .map_err(|_| internal("state lock poisoned"))?;
         state.catalog = catalog;
         state.by_id.insert(topic.id, topic.clone());
         state.topics.insert(name.to_string(), topic);
@@ -338,9 +467,19 @@ impl Broker {
 
     /// Replaces the dynamic broker configs (`default` for the cluster-wide
     /// layer), re-applying topic settings that follow broker defaults.
-    pub fn set_broker_configs(&self, default: bool, configs: BTreeMap<String, String>) -> Result<(), (ResponseError, String)> {
-        let _admin = self.admin.lock().map_err(|_| internal("admin lock poisoned"))?;
-        let mut state = self.state.write().map_err(|_| internal("state lock poisoned"))?;
+    pub fn set_broker_configs(
+        &self,
+        default: bool,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), (ResponseError, String)> {
+        let _admin = self
+            .admin
+            .lock()
+            .map_err(|_| internal("admin lock poisoned"))?;
+        let mut state = self
+            .state
+            .write()
+            .map_err(|_| internal("state lock poisoned"))?;
         let mut catalog = state.catalog.clone();
         if default {
             catalog.dynamic_default = configs.clone();
@@ -372,36 +511,54 @@ impl Broker {
     pub fn handle(self: &Arc<Self>, header: &RequestHeader, body: RequestKind) -> Reply {
         let v = header.request_api_version;
         match body {
-            RequestKind::ApiVersions(r) => Reply::Ready(ResponseKind::ApiVersions(crate::api_versions::handle(&r, v))),
-            RequestKind::Metadata(r) => Reply::Ready(ResponseKind::Metadata(crate::metadata::handle(self, r, v))),
+            RequestKind::ApiVersions(r) => Reply::Ready(ResponseKind::ApiVersions(
+                crate::api_versions::handle(&r, v),
+            )),
+            RequestKind::Metadata(r) => {
+                Reply::Ready(ResponseKind::Metadata(crate::metadata::handle(self, r, v)))
+            }
             RequestKind::Produce(r) => crate::produce::handle(self, r, v),
             RequestKind::Fetch(r) => {
                 let broker = self.clone();
-                Reply::Later(Box::pin(async move { ResponseKind::Fetch(crate::fetch::handle(broker, r, v).await) }))
+                Reply::Later(Box::pin(async move {
+                    ResponseKind::Fetch(crate::fetch::handle(broker, r, v).await)
+                }))
             }
-            RequestKind::ListOffsets(r) => Reply::Ready(ResponseKind::ListOffsets(crate::list_offsets::handle(self, r, v))),
-            RequestKind::OffsetForLeaderEpoch(r) => {
-                Reply::Ready(ResponseKind::OffsetForLeaderEpoch(crate::offset_for_leader_epoch::handle(self, r)))
-            }
-            RequestKind::CreateTopics(r) => Reply::Ready(ResponseKind::CreateTopics(crate::create_topics::handle(self, r, v))),
-            RequestKind::DeleteTopics(r) => Reply::Ready(ResponseKind::DeleteTopics(crate::delete_topics::handle(self, r, v))),
-            RequestKind::CreatePartitions(r) => {
-                Reply::Ready(ResponseKind::CreatePartitions(crate::create_partitions::handle(self, r)))
-            }
-            RequestKind::DescribeConfigs(r) => {
-                Reply::Ready(ResponseKind::DescribeConfigs(crate::describe_configs::handle(self, r, v)))
-            }
-            RequestKind::AlterConfigs(r) => Reply::Ready(ResponseKind::AlterConfigs(crate::alter_configs::handle(self, r))),
-            RequestKind::IncrementalAlterConfigs(r) => Reply::Ready(ResponseKind::IncrementalAlterConfigs(
-                crate::alter_configs::handle_incremental(self, r),
+            RequestKind::ListOffsets(r) => Reply::Ready(ResponseKind::ListOffsets(
+                crate::list_offsets::handle(self, r, v),
             )),
-            RequestKind::DescribeCluster(r) => {
-                Reply::Ready(ResponseKind::DescribeCluster(crate::describe_cluster::handle(self, r)))
+            RequestKind::OffsetForLeaderEpoch(r) => Reply::Ready(
+                ResponseKind::OffsetForLeaderEpoch(crate::offset_for_leader_epoch::handle(self, r)),
+            ),
+            RequestKind::CreateTopics(r) => Reply::Ready(ResponseKind::CreateTopics(
+                crate::create_topics::handle(self, r, v),
+            )),
+            RequestKind::DeleteTopics(r) => Reply::Ready(ResponseKind::DeleteTopics(
+                crate::delete_topics::handle(self, r, v),
+            )),
+            RequestKind::CreatePartitions(r) => Reply::Ready(ResponseKind::CreatePartitions(
+                crate::create_partitions::handle(self, r),
+            )),
+            RequestKind::DescribeConfigs(r) => Reply::Ready(ResponseKind::DescribeConfigs(
+                crate::describe_configs::handle(self, r, v),
+            )),
+            RequestKind::AlterConfigs(r) => Reply::Ready(ResponseKind::AlterConfigs(
+                crate::alter_configs::handle(self, r),
+            )),
+            RequestKind::IncrementalAlterConfigs(r) => {
+                Reply::Ready(ResponseKind::IncrementalAlterConfigs(
+                    crate::alter_configs::handle_incremental(self, r),
+                ))
             }
-            RequestKind::DescribeLogDirs(r) => {
-                Reply::Ready(ResponseKind::DescribeLogDirs(crate::describe_log_dirs::handle(self, r)))
-            }
-            RequestKind::DeleteRecords(r) => Reply::Ready(ResponseKind::DeleteRecords(crate::delete_records::handle(self, r))),
+            RequestKind::DescribeCluster(r) => Reply::Ready(ResponseKind::DescribeCluster(
+                crate::describe_cluster::handle(self, r),
+            )),
+            RequestKind::DescribeLogDirs(r) => Reply::Ready(ResponseKind::DescribeLogDirs(
+                crate::describe_log_dirs::handle(self, r),
+            )),
+            RequestKind::DeleteRecords(r) => Reply::Ready(ResponseKind::DeleteRecords(
+                crate::delete_records::handle(self, r),
+            )),
             other => {
                 // The codec only lets through what api_versions lists.
                 warn!(request = ?std::mem::discriminant(&other), "request for an API without a handler");
@@ -420,10 +577,19 @@ fn storage(e: BrokerError) -> (ResponseError, String) {
     (ResponseError::KafkaStorageError, e.to_string())
 }
 
-fn open_topic(engine: &dyn LogEngine, settings: &BrokerSettings, rec: &TopicRecord) -> Result<Topic, BrokerError> {
+fn open_topic(
+    engine: &dyn LogEngine,
+    settings: &BrokerSettings,
+    rec: &TopicRecord,
+) -> Result<Topic, BrokerError> {
     let config = settings.log_config(&rec.configs);
     let partitions = (0..rec.partitions)
         .map(|p| engine.open(&TopicPartition::new(rec.name.clone(), p), config.clone()))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Topic { name: rec.name.clone(), id: rec.id, configs: rec.configs.clone(), partitions })
+    Ok(Topic {
+        name: rec.name.clone(),
+        id: rec.id,
+        configs: rec.configs.clone(),
+        partitions,
+    })
 }

@@ -51,7 +51,10 @@ pub fn catalog_path(data_dir: &Path) -> PathBuf {
 }
 
 fn err(path: &Path, reason: impl std::fmt::Display) -> BrokerError {
-    BrokerError::Catalog { path: path.display().to_string(), reason: reason.to_string() }
+    BrokerError::Catalog {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 impl Catalog {
@@ -60,7 +63,10 @@ impl Catalog {
         match fs::read(path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| err(path, e)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let catalog = Catalog { cluster_id: new_cluster_id(), ..Catalog::default() };
+                let catalog = Catalog {
+                    cluster_id: new_cluster_id(),
+                    ..Catalog::default()
+                };
                 catalog.save(path)?;
                 Ok(catalog)
             }
@@ -70,14 +76,20 @@ impl Catalog {
 
     /// Replaces the catalog on disk atomically and durably.
     pub fn save(&self, path: &Path) -> Result<(), BrokerError> {
-        let dir = path.parent().ok_or_else(|| err(path, "no parent directory"))?;
+        let dir = path
+            .parent()
+            .ok_or_else(|| err(path, "no parent directory"))?;
         fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
         let tmp = path.with_extension("json.tmp");
         let body = serde_json::to_vec_pretty(self).map_err(|e| err(path, e))?;
         let mut f = fs::File::create(&tmp).map_err(|e| err(&tmp, e))?;
-        f.write_all(&body).and_then(|()| f.sync_all()).map_err(|e| err(&tmp, e))?;
+        f.write_all(&body)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| err(&tmp, e))?;
         fs::rename(&tmp, path).map_err(|e| err(path, e))?;
-        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| err(dir, e))
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| err(dir, e))
     }
 }
 
@@ -99,7 +111,12 @@ mod tests {
         assert_eq!(c.cluster_id.len(), 22);
         c.topics.insert(
             "t".into(),
-            TopicRecord { name: "t".into(), id: Uuid::new_v4(), partitions: 3, configs: BTreeMap::new() },
+            TopicRecord {
+                name: "t".into(),
+                id: Uuid::new_v4(),
+                partitions: 3,
+                configs: BTreeMap::new(),
+            },
         );
         c.save(&path).unwrap();
         assert_eq!(Catalog::load_or_create(&path).unwrap(), c);

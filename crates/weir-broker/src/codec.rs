@@ -42,6 +42,7 @@ pub enum DecodeError {
 
 /// A decoded request frame.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // built and consumed once per frame
 pub enum Decoded {
     /// A request Weir serves.
     Request {
@@ -78,10 +79,15 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, DecodeError> {
         }
         return Err(DecodeError::UnsupportedVersion { api, version });
     }
-    let malformed = |reason: String| DecodeError::Malformed { api, version, reason };
+    let malformed = |reason: String| DecodeError::Malformed {
+        api,
+        version,
+        reason,
+    };
     let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
         .map_err(|e| malformed(e.to_string()))?;
-    let body = RequestKind::decode(api, &mut frame, version).map_err(|e| malformed(e.to_string()))?;
+    let body =
+        RequestKind::decode(api, &mut frame, version).map_err(|e| malformed(e.to_string()))?;
     Ok(Decoded::Request { header, body })
 }
 

@@ -32,7 +32,7 @@ pub enum ConfigType {
 }
 
 /// Where a config value came from (DescribeConfigs `config_source`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[repr(i8)]
 pub enum ConfigSource {
     /// Set on the topic.
@@ -44,6 +44,7 @@ pub enum ConfigSource {
     /// Set in the broker's static config.
     StaticBroker = 4,
     /// Kafka's default.
+    #[default]
     Default = 5,
 }
 
@@ -99,81 +100,301 @@ const LONG_MAX: &str = "9223372036854775807";
 
 /// Topic configs Weir implements.
 pub static TOPIC_CONFIGS: &[ConfigDef] = &[
-    def!("cleanup.policy", [("log.cleanup.policy", 1)], List, "delete",
-        Check::ListOf(&["compact", "delete"]), "Retention policy: delete old segments, compact by key, or both."),
-    def!("compression.type", [("compression.type", 1)], String, "producer",
-        Check::OneOf(&["producer"]), "Weir stores batches as the producer compressed them; only `producer` is accepted."),
-    def!("delete.retention.ms", [("log.cleaner.delete.retention.ms", 1)], Long, "86400000",
-        Check::Long { min: 0 }, "How long tombstones are kept on compacted topics."),
-    def!("file.delete.delay.ms", [("log.segment.delete.delay.ms", 1)], Long, "60000",
-        Check::Long { min: 0 }, "Delay before a deleted segment's files are removed."),
-    def!("flush.messages", [("log.flush.interval.messages", 1)], Long, LONG_MAX,
-        Check::Long { min: 1 }, "Force an fsync after this many messages (acks=all is always synced)."),
-    def!("flush.ms", [("log.flush.interval.ms", 1)], Long, LONG_MAX,
-        Check::Long { min: 0 }, "Force an fsync after this many milliseconds (acks=all is always synced)."),
-    def!("index.interval.bytes", [("log.index.interval.bytes", 1)], Int, "4096",
-        Check::Int { min: 0 }, "Bytes of log between offset index entries."),
-    def!("max.compaction.lag.ms", [("log.cleaner.max.compaction.lag.ms", 1)], Long, LONG_MAX,
-        Check::Long { min: 1 }, "Longest time a record stays uncompacted."),
-    def!("max.message.bytes", [("message.max.bytes", 1)], Int, "1048588",
-        Check::Int { min: 0 }, "Largest record batch accepted."),
-    def!("message.timestamp.after.max.ms", [("log.message.timestamp.after.max.ms", 1)], Long, "3600000",
-        Check::Long { min: 0 }, "How far ahead of the broker's clock a CreateTime may be."),
-    def!("message.timestamp.before.max.ms", [("log.message.timestamp.before.max.ms", 1)], Long, LONG_MAX,
-        Check::Long { min: 0 }, "How far behind the broker's clock a CreateTime may be."),
-    def!("message.timestamp.type", [("log.message.timestamp.type", 1)], String, "CreateTime",
-        Check::OneOf(&["CreateTime", "LogAppendTime"]), "Whether records keep the producer's time or get the broker's."),
-    def!("min.cleanable.dirty.ratio", [("log.cleaner.min.cleanable.ratio", 1)], Double, "0.5",
-        Check::Ratio, "Share of uncompacted log that triggers compaction."),
-    def!("min.compaction.lag.ms", [("log.cleaner.min.compaction.lag.ms", 1)], Long, "0",
-        Check::Long { min: 0 }, "Shortest time a record stays uncompacted."),
-    def!("min.insync.replicas", [("min.insync.replicas", 1)], Int, "1",
-        Check::Int { min: 1 }, "Replicas that must acknowledge acks=all writes (a single node has one)."),
-    def!("retention.bytes", [("log.retention.bytes", 1)], Long, "-1",
-        Check::Long { min: i64::MIN }, "Largest size of a partition before old segments go; -1 for no limit."),
-    def!("retention.ms", [("log.retention.ms", 1), ("log.retention.minutes", MINUTE), ("log.retention.hours", HOUR)],
-        Long, "604800000", Check::Long { min: -1 }, "How long segments are kept; -1 for ever."),
-    def!("segment.bytes", [("log.segment.bytes", 1)], Int, "1073741824",
-        Check::Int { min: 1024 * 1024 }, "Size at which the active segment rolls."),
-    def!("segment.index.bytes", [("log.index.size.max.bytes", 1)], Int, "10485760",
-        Check::Int { min: 4 }, "Largest offset index of one segment."),
-    def!("segment.ms", [("log.roll.ms", 1), ("log.roll.hours", HOUR)], Long, "604800000",
-        Check::Long { min: 1 }, "Age at which the active segment rolls."),
+    def!(
+        "cleanup.policy",
+        [("log.cleanup.policy", 1)],
+        List,
+        "delete",
+        Check::ListOf(&["compact", "delete"]),
+        "Retention policy: delete old segments, compact by key, or both."
+    ),
+    def!(
+        "compression.type",
+        [("compression.type", 1)],
+        String,
+        "producer",
+        Check::OneOf(&["producer"]),
+        "Weir stores batches as the producer compressed them; only `producer` is accepted."
+    ),
+    def!(
+        "delete.retention.ms",
+        [("log.cleaner.delete.retention.ms", 1)],
+        Long,
+        "86400000",
+        Check::Long { min: 0 },
+        "How long tombstones are kept on compacted topics."
+    ),
+    def!(
+        "file.delete.delay.ms",
+        [("log.segment.delete.delay.ms", 1)],
+        Long,
+        "60000",
+        Check::Long { min: 0 },
+        "Delay before a deleted segment's files are removed."
+    ),
+    def!(
+        "flush.messages",
+        [("log.flush.interval.messages", 1)],
+        Long,
+        LONG_MAX,
+        Check::Long { min: 1 },
+        "Force an fsync after this many messages (acks=all is always synced)."
+    ),
+    def!(
+        "flush.ms",
+        [("log.flush.interval.ms", 1)],
+        Long,
+        LONG_MAX,
+        Check::Long { min: 0 },
+        "Force an fsync after this many milliseconds (acks=all is always synced)."
+    ),
+    def!(
+        "index.interval.bytes",
+        [("log.index.interval.bytes", 1)],
+        Int,
+        "4096",
+        Check::Int { min: 0 },
+        "Bytes of log between offset index entries."
+    ),
+    def!(
+        "max.compaction.lag.ms",
+        [("log.cleaner.max.compaction.lag.ms", 1)],
+        Long,
+        LONG_MAX,
+        Check::Long { min: 1 },
+        "Longest time a record stays uncompacted."
+    ),
+    def!(
+        "max.message.bytes",
+        [("message.max.bytes", 1)],
+        Int,
+        "1048588",
+        Check::Int { min: 0 },
+        "Largest record batch accepted."
+    ),
+    def!(
+        "message.timestamp.after.max.ms",
+        [("log.message.timestamp.after.max.ms", 1)],
+        Long,
+        "3600000",
+        Check::Long { min: 0 },
+        "How far ahead of the broker's clock a CreateTime may be."
+    ),
+    def!(
+        "message.timestamp.before.max.ms",
+        [("log.message.timestamp.before.max.ms", 1)],
+        Long,
+        LONG_MAX,
+        Check::Long { min: 0 },
+        "How far behind the broker's clock a CreateTime may be."
+    ),
+    def!(
+        "message.timestamp.type",
+        [("log.message.timestamp.type", 1)],
+        String,
+        "CreateTime",
+        Check::OneOf(&["CreateTime", "LogAppendTime"]),
+        "Whether records keep the producer's time or get the broker's."
+    ),
+    def!(
+        "min.cleanable.dirty.ratio",
+        [("log.cleaner.min.cleanable.ratio", 1)],
+        Double,
+        "0.5",
+        Check::Ratio,
+        "Share of uncompacted log that triggers compaction."
+    ),
+    def!(
+        "min.compaction.lag.ms",
+        [("log.cleaner.min.compaction.lag.ms", 1)],
+        Long,
+        "0",
+        Check::Long { min: 0 },
+        "Shortest time a record stays uncompacted."
+    ),
+    def!(
+        "min.insync.replicas",
+        [("min.insync.replicas", 1)],
+        Int,
+        "1",
+        Check::Int { min: 1 },
+        "Replicas that must acknowledge acks=all writes (a single node has one)."
+    ),
+    def!(
+        "retention.bytes",
+        [("log.retention.bytes", 1)],
+        Long,
+        "-1",
+        Check::Long { min: i64::MIN },
+        "Largest size of a partition before old segments go; -1 for no limit."
+    ),
+    def!(
+        "retention.ms",
+        [
+            ("log.retention.ms", 1),
+            ("log.retention.minutes", MINUTE),
+            ("log.retention.hours", HOUR)
+        ],
+        Long,
+        "604800000",
+        Check::Long { min: -1 },
+        "How long segments are kept; -1 for ever."
+    ),
+    def!(
+        "segment.bytes",
+        [("log.segment.bytes", 1)],
+        Int,
+        "1073741824",
+        Check::Int { min: 1024 * 1024 },
+        "Size at which the active segment rolls."
+    ),
+    def!(
+        "segment.index.bytes",
+        [("log.index.size.max.bytes", 1)],
+        Int,
+        "10485760",
+        Check::Int { min: 4 },
+        "Largest offset index of one segment."
+    ),
+    def!(
+        "segment.ms",
+        [("log.roll.ms", 1), ("log.roll.hours", HOUR)],
+        Long,
+        "604800000",
+        Check::Long { min: 1 },
+        "Age at which the active segment rolls."
+    ),
 ];
 
 /// Broker configs that are not topic synonyms.
 pub static BROKER_CONFIGS: &[ConfigDef] = &[
-    ConfigDef { name: "node.id", synonyms: &[], kind: ConfigType::Int, default: "0",
-        check: Check::Int { min: 0 }, dynamic: false, doc: "This broker's id." },
-    ConfigDef { name: "num.partitions", synonyms: &[], kind: ConfigType::Int, default: "1",
-        check: Check::Int { min: 1 }, dynamic: false, doc: "Partitions of a topic created without a count." },
-    ConfigDef { name: "default.replication.factor", synonyms: &[], kind: ConfigType::Int, default: "1",
-        check: Check::Int { min: 1 }, dynamic: false, doc: "Replication factor of a topic created without one." },
-    ConfigDef { name: "auto.create.topics.enable", synonyms: &[], kind: ConfigType::Boolean, default: "true",
-        check: Check::Bool, dynamic: false, doc: "Create unknown topics named in Metadata requests." },
-    ConfigDef { name: "delete.topic.enable", synonyms: &[], kind: ConfigType::Boolean, default: "true",
-        check: Check::Bool, dynamic: false, doc: "Allow DeleteTopics." },
-    ConfigDef { name: "socket.request.max.bytes", synonyms: &[], kind: ConfigType::Int, default: "104857600",
-        check: Check::Int { min: 1 }, dynamic: false, doc: "Largest request frame accepted." },
-    ConfigDef { name: "max.connections", synonyms: &[], kind: ConfigType::Int, default: "10000",
-        check: Check::Int { min: 1 }, dynamic: false, doc: "Most client connections at once (Kafka's default is unbounded)." },
-    ConfigDef { name: "connections.max.idle.ms", synonyms: &[], kind: ConfigType::Long, default: "600000",
-        check: Check::Long { min: 1 }, dynamic: false, doc: "Idle connections are closed after this long." },
-    ConfigDef { name: "queued.max.requests", synonyms: &[], kind: ConfigType::Int, default: "500",
-        check: Check::Int { min: 1 }, dynamic: false, doc: "Requests in flight on one connection before reading pauses." },
-    ConfigDef { name: "max.incremental.fetch.session.cache.slots", synonyms: &[], kind: ConfigType::Int,
-        default: "1000", check: Check::Int { min: 0 }, dynamic: false, doc: "Incremental fetch sessions kept (KIP-227)." },
-    ConfigDef { name: "log.retention.check.interval.ms", synonyms: &[], kind: ConfigType::Long, default: "300000",
-        check: Check::Long { min: 1 }, dynamic: false, doc: "How often retention runs." },
-    ConfigDef { name: "log.cleaner.enable", synonyms: &[], kind: ConfigType::Boolean, default: "true",
-        check: Check::Bool, dynamic: false, doc: "Run compaction for compacted topics." },
-    ConfigDef { name: "log.cleaner.dedupe.buffer.size", synonyms: &[], kind: ConfigType::Long, default: "16777216",
-        check: Check::Long { min: 1024 * 1024 }, dynamic: false, doc: "Memory for the compaction offset map." },
+    ConfigDef {
+        name: "node.id",
+        synonyms: &[],
+        kind: ConfigType::Int,
+        default: "0",
+        check: Check::Int { min: 0 },
+        dynamic: false,
+        doc: "This broker's id.",
+    },
+    ConfigDef {
+        name: "num.partitions",
+        synonyms: &[],
+        kind: ConfigType::Int,
+        default: "1",
+        check: Check::Int { min: 1 },
+        dynamic: false,
+        doc: "Partitions of a topic created without a count.",
+    },
+    ConfigDef {
+        name: "default.replication.factor",
+        synonyms: &[],
+        kind: ConfigType::Int,
+        default: "1",
+        check: Check::Int { min: 1 },
+        dynamic: false,
+        doc: "Replication factor of a topic created without one.",
+    },
+    ConfigDef {
+        name: "auto.create.topics.enable",
+        synonyms: &[],
+        kind: ConfigType::Boolean,
+        default: "true",
+        check: Check::Bool,
+        dynamic: false,
+        doc: "Create unknown topics named in Metadata requests.",
+    },
+    ConfigDef {
+        name: "delete.topic.enable",
+        synonyms: &[],
+        kind: ConfigType::Boolean,
+        default: "true",
+        check: Check::Bool,
+        dynamic: false,
+        doc: "Allow DeleteTopics.",
+    },
+    ConfigDef {
+        name: "socket.request.max.bytes",
+        synonyms: &[],
+        kind: ConfigType::Int,
+        default: "104857600",
+        check: Check::Int { min: 1 },
+        dynamic: false,
+        doc: "Largest request frame accepted.",
+    },
+    ConfigDef {
+        name: "max.connections",
+        synonyms: &[],
+        kind: ConfigType::Int,
+        default: "10000",
+        check: Check::Int { min: 1 },
+        dynamic: false,
+        doc: "Most client connections at once (Kafka's default is unbounded).",
+    },
+    ConfigDef {
+        name: "connections.max.idle.ms",
+        synonyms: &[],
+        kind: ConfigType::Long,
+        default: "600000",
+        check: Check::Long { min: 1 },
+        dynamic: false,
+        doc: "Idle connections are closed after this long.",
+    },
+    ConfigDef {
+        name: "queued.max.requests",
+        synonyms: &[],
+        kind: ConfigType::Int,
+        default: "500",
+        check: Check::Int { min: 1 },
+        dynamic: false,
+        doc: "Requests in flight on one connection before reading pauses.",
+    },
+    ConfigDef {
+        name: "max.incremental.fetch.session.cache.slots",
+        synonyms: &[],
+        kind: ConfigType::Int,
+        default: "1000",
+        check: Check::Int { min: 0 },
+        dynamic: false,
+        doc: "Incremental fetch sessions kept (KIP-227).",
+    },
+    ConfigDef {
+        name: "log.retention.check.interval.ms",
+        synonyms: &[],
+        kind: ConfigType::Long,
+        default: "300000",
+        check: Check::Long { min: 1 },
+        dynamic: false,
+        doc: "How often retention runs.",
+    },
+    ConfigDef {
+        name: "log.cleaner.enable",
+        synonyms: &[],
+        kind: ConfigType::Boolean,
+        default: "true",
+        check: Check::Bool,
+        dynamic: false,
+        doc: "Run compaction for compacted topics.",
+    },
+    ConfigDef {
+        name: "log.cleaner.dedupe.buffer.size",
+        synonyms: &[],
+        kind: ConfigType::Long,
+        default: "16777216",
+        check: Check::Long { min: 1024 * 1024 },
+        dynamic: false,
+        doc: "Memory for the compaction offset map.",
+    },
 ];
 
 /// The broker config names that set topic defaults, with their topic config.
 fn broker_synonym(name: &str) -> Option<(&'static ConfigDef, i64)> {
-    TOPIC_CONFIGS.iter().find_map(|d| d.synonyms.iter().find(|(s, _)| *s == name).map(|&(_, f)| (d, f)))
+    TOPIC_CONFIGS.iter().find_map(|d| {
+        d.synonyms
+            .iter()
+            .find(|(s, _)| *s == name)
+            .map(|&(_, f)| (d, f))
+    })
 }
 
 /// Finds a topic config by name.
@@ -214,7 +435,9 @@ fn check(def: &ConfigDef, value: &str) -> Result<String, String> {
                 match allowed.iter().find(|a| a.eq_ignore_ascii_case(item)) {
                     Some(a) if !items.contains(a) => items.push(*a),
                     Some(_) => {}
-                    None => return bad(&format!("each item must be one of {}", allowed.join(", "))),
+                    None => {
+                        return bad(&format!("each item must be one of {}", allowed.join(", ")))
+                    }
                 }
             }
             Ok(items.join(","))
@@ -265,6 +488,23 @@ pub struct Resolved {
     pub synonyms: Vec<(String, String, ConfigSource)>,
 }
 
+/// One broker config as DescribeConfigs reports it.
+#[derive(Debug, Clone)]
+pub struct BrokerConfigEntry {
+    /// Kafka's name.
+    pub name: String,
+    /// Its value, if set or defaulted.
+    pub value: Option<String>,
+    /// Where the value came from.
+    pub source: ConfigSource,
+    /// Its type.
+    pub kind: ConfigType,
+    /// Whether AlterConfigs may not change it.
+    pub read_only: bool,
+    /// One line of documentation.
+    pub doc: &'static str,
+}
+
 /// The broker's config layers: static (start-up) and dynamic (AlterConfigs).
 #[derive(Debug, Clone, Default)]
 pub struct BrokerSettings {
@@ -278,13 +518,21 @@ pub struct BrokerSettings {
 
 impl BrokerSettings {
     /// Builds settings from static key/value pairs, validating each.
-    pub fn from_static(pairs: impl IntoIterator<Item = (String, String)>) -> Result<Self, BrokerError> {
+    pub fn from_static(
+        pairs: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, BrokerError> {
         let mut static_configs = BTreeMap::new();
         for (key, value) in pairs {
-            let v = validate_broker_config(&key, &value).map_err(|reason| BrokerError::Config { key: key.clone(), reason })?;
+            let v = validate_broker_config(&key, &value).map_err(|reason| BrokerError::Config {
+                key: key.clone(),
+                reason,
+            })?;
             static_configs.insert(key, v);
         }
-        Ok(Self { static_configs, ..Self::default() })
+        Ok(Self {
+            static_configs,
+            ..Self::default()
+        })
     }
 
     /// The layers of broker-level values, most specific first.
@@ -301,7 +549,12 @@ impl BrokerSettings {
         self.layers()
             .iter()
             .find_map(|(m, _)| m.get(name).cloned())
-            .or_else(|| BROKER_CONFIGS.iter().find(|d| d.name == name).map(|d| d.default.to_string()))
+            .or_else(|| {
+                BROKER_CONFIGS
+                    .iter()
+                    .find(|d| d.name == name)
+                    .map(|d| d.default.to_string())
+            })
             .unwrap_or_default()
     }
 
@@ -316,7 +569,11 @@ impl BrokerSettings {
     }
 
     /// Resolves a topic config given the topic's overrides.
-    pub fn resolve(&self, def: &'static ConfigDef, overrides: &BTreeMap<String, String>) -> Resolved {
+    pub fn resolve(
+        &self,
+        def: &'static ConfigDef,
+        overrides: &BTreeMap<String, String>,
+    ) -> Resolved {
         let mut synonyms = Vec::new();
         if let Some(v) = overrides.get(def.name) {
             synonyms.push((def.name.to_string(), v.clone(), ConfigSource::DynamicTopic));
@@ -330,20 +587,37 @@ impl BrokerSettings {
             }
         }
         let default_name = def.synonyms.first().map_or(def.name, |s| s.0);
-        synonyms.push((default_name.to_string(), def.default.to_string(), ConfigSource::Default));
-        let (value, source) = synonyms.first().map(|(_, v, s)| (v.clone(), *s)).unwrap_or_default();
-        Resolved { def, value, source, synonyms }
+        synonyms.push((
+            default_name.to_string(),
+            def.default.to_string(),
+            ConfigSource::Default,
+        ));
+        let (value, source) = synonyms
+            .first()
+            .map(|(_, v, s)| (v.clone(), *s))
+            .unwrap_or_default();
+        Resolved {
+            def,
+            value,
+            source,
+            synonyms,
+        }
     }
 
     /// Every topic config of a topic with `overrides`.
     pub fn resolve_all(&self, overrides: &BTreeMap<String, String>) -> Vec<Resolved> {
-        TOPIC_CONFIGS.iter().map(|d| self.resolve(d, overrides)).collect()
+        TOPIC_CONFIGS
+            .iter()
+            .map(|d| self.resolve(d, overrides))
+            .collect()
     }
 
     /// The storage settings of a topic with `overrides`.
     pub fn log_config(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
         let get = |name: &str| {
-            topic_def(name).map(|d| self.resolve(d, overrides).value).unwrap_or_default()
+            topic_def(name)
+                .map(|d| self.resolve(d, overrides).value)
+                .unwrap_or_default()
         };
         let long = |name: &str| get(name).parse::<i64>().unwrap_or(i64::MAX);
         let unsigned = |name: &str| u64::try_from(long(name)).unwrap_or(0);
@@ -377,7 +651,7 @@ impl BrokerSettings {
 
     /// Every broker config (broker-only and topic synonyms) with its value
     /// and source, for DescribeConfigs on a broker resource.
-    pub fn broker_view(&self) -> Vec<(String, Option<String>, ConfigSource, ConfigType, bool, &'static str)> {
+    pub fn broker_view(&self) -> Vec<BrokerConfigEntry> {
         let mut out = Vec::new();
         let value_of = |name: &str, default: Option<&str>| {
             self.layers()
@@ -387,17 +661,31 @@ impl BrokerSettings {
         };
         for d in BROKER_CONFIGS {
             let (v, s) = value_of(d.name, Some(d.default));
-            out.push((d.name.to_string(), v, s, d.kind, !d.dynamic, d.doc));
+            out.push(BrokerConfigEntry {
+                name: d.name.to_string(),
+                value: v,
+                source: s,
+                kind: d.kind,
+                read_only: !d.dynamic,
+                doc: d.doc,
+            });
         }
         for d in TOPIC_CONFIGS {
             for (i, &(syn, _)) in d.synonyms.iter().enumerate() {
                 // Only the first synonym has the default; the others are unset.
                 let (v, s) = value_of(syn, (i == 0).then_some(d.default));
-                out.push((syn.to_string(), v, s, d.kind, false, d.doc));
+                out.push(BrokerConfigEntry {
+                    name: syn.to_string(),
+                    value: v,
+                    source: s,
+                    kind: d.kind,
+                    read_only: false,
+                    doc: d.doc,
+                });
             }
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out.dedup_by(|a, b| a.0 == b.0);
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.dedup_by(|a, b| a.name == b.name);
         out
     }
 }
@@ -406,13 +694,10 @@ fn scale(v: &str, factor: i64) -> String {
     if factor == 1 {
         return v.to_string();
     }
-    v.parse::<i64>().ok().and_then(|n| n.checked_mul(factor)).map_or_else(|| v.to_string(), |n| n.to_string())
-}
-
-impl Default for ConfigSource {
-    fn default() -> Self {
-        Self::Default
-    }
+    v.parse::<i64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .map_or_else(|| v.to_string(), |n| n.to_string())
 }
 
 #[cfg(test)]
@@ -421,22 +706,35 @@ mod tests {
 
     #[test]
     fn topic_override_wins_and_synonyms_are_listed_in_order() {
-        let s = BrokerSettings::from_static([("log.retention.hours".to_string(), "2".to_string())]).unwrap();
+        let s = BrokerSettings::from_static([("log.retention.hours".to_string(), "2".to_string())])
+            .unwrap();
         let def = topic_def("retention.ms").unwrap();
         let r = s.resolve(def, &BTreeMap::new());
-        assert_eq!((r.value.as_str(), r.source), ("7200000", ConfigSource::StaticBroker));
+        assert_eq!(
+            (r.value.as_str(), r.source),
+            ("7200000", ConfigSource::StaticBroker)
+        );
         let overrides = BTreeMap::from([("retention.ms".to_string(), "5".to_string())]);
         let r = s.resolve(def, &overrides);
-        assert_eq!((r.value.as_str(), r.source), ("5", ConfigSource::DynamicTopic));
+        assert_eq!(
+            (r.value.as_str(), r.source),
+            ("5", ConfigSource::DynamicTopic)
+        );
         let names: Vec<_> = r.synonyms.iter().map(|s| s.0.as_str()).collect();
-        assert_eq!(names, ["retention.ms", "log.retention.hours", "log.retention.ms"]);
+        assert_eq!(
+            names,
+            ["retention.ms", "log.retention.hours", "log.retention.ms"]
+        );
     }
 
     #[test]
     fn values_are_checked() {
         assert!(validate_topic_config("retention.ms", "-2").is_err());
         assert!(validate_topic_config("retention.ms", "abc").is_err());
-        assert_eq!(validate_topic_config("cleanup.policy", "Compact, delete").unwrap(), "compact,delete");
+        assert_eq!(
+            validate_topic_config("cleanup.policy", "Compact, delete").unwrap(),
+            "compact,delete"
+        );
         assert!(validate_topic_config("cleanup.policy", "shred").is_err());
         assert!(validate_topic_config("no.such", "1").is_err());
         assert!(validate_topic_config("min.cleanable.dirty.ratio", "1.5").is_err());
@@ -447,8 +745,11 @@ mod tests {
 
     #[test]
     fn log_config_follows_the_layers() {
-        let s = BrokerSettings::from_static([("log.segment.bytes".to_string(), "2097152".to_string())]).unwrap();
-        let overrides = BTreeMap::from([("cleanup.policy".to_string(), "compact,delete".to_string())]);
+        let s =
+            BrokerSettings::from_static([("log.segment.bytes".to_string(), "2097152".to_string())])
+                .unwrap();
+        let overrides =
+            BTreeMap::from([("cleanup.policy".to_string(), "compact,delete".to_string())]);
         let c = s.log_config(&overrides);
         assert_eq!(c.segment_bytes, 2_097_152);
         assert!(c.cleanup_compact && c.cleanup_delete);

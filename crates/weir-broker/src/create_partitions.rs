@@ -15,20 +15,25 @@ pub fn handle(broker: &Broker, req: CreatePartitionsRequest) -> CreatePartitions
         .into_iter()
         .map(|t| {
             let out = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-            let bad_assignment = t
-                .assignments
-                .as_ref()
-                .and_then(|a| a.iter().find(|a| a.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>() != [node]));
+            let bad_assignment = t.assignments.as_ref().and_then(|a| {
+                a.iter()
+                    .find(|a| a.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>() != [node])
+            });
             let result = match bad_assignment {
                 Some(a) => Err((
                     ResponseError::InvalidReplicaAssignment,
-                    format!("assignment to brokers {:?}; this cluster has only broker {node}", a.broker_ids),
+                    format!(
+                        "assignment to brokers {:?}; this cluster has only broker {node}",
+                        a.broker_ids
+                    ),
                 )),
                 None => broker.create_partitions(&t.name, t.count, req.validate_only),
             };
             match result {
                 Ok(()) => out,
-                Err((e, msg)) => out.with_error_code(e.code()).with_error_message(Some(StrBytes::from_string(msg))),
+                Err((e, msg)) => out
+                    .with_error_code(e.code())
+                    .with_error_message(Some(StrBytes::from_string(msg))),
             }
         })
         .collect();

@@ -11,14 +11,22 @@ use crate::broker::Broker;
 /// Answers a DeleteTopics request.
 pub fn handle(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
     let wanted: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
-        req.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
+        req.topics
+            .into_iter()
+            .map(|t| (t.name, t.topic_id))
+            .collect()
     } else {
-        req.topic_names.into_iter().map(|n| (Some(n), Uuid::nil())).collect()
+        req.topic_names
+            .into_iter()
+            .map(|n| (Some(n), Uuid::nil()))
+            .collect()
     };
     let responses = wanted
         .into_iter()
         .map(|(name, id)| {
-            let out = DeletableTopicResult::default().with_name(name.clone()).with_topic_id(id);
+            let out = DeletableTopicResult::default()
+                .with_name(name.clone())
+                .with_topic_id(id);
             let name = match name {
                 Some(n) => Some(n.to_string()),
                 None => broker.topic_by_id(&id).map(|t| t.name.clone()),
@@ -30,7 +38,9 @@ pub fn handle(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> Delete
                 Ok(id) => out
                     .with_name(Some(TopicName(StrBytes::from_string(name))))
                     .with_topic_id(if version >= 6 { id } else { Uuid::nil() }),
-                Err((e, msg)) => out.with_error_code(e.code()).with_error_message(Some(StrBytes::from_string(msg))),
+                Err((e, msg)) => out
+                    .with_error_code(e.code())
+                    .with_error_message(Some(StrBytes::from_string(msg))),
             }
         })
         .collect();

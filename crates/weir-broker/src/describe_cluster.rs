@@ -19,11 +19,14 @@ pub fn handle(broker: &Broker, req: DescribeClusterRequest) -> DescribeClusterRe
     if req.endpoint_type != ENDPOINT_BROKERS {
         return resp
             .with_error_code(ResponseError::UnsupportedEndpointType.code())
-            .with_error_message(Some(StrBytes::from_static_str("this node serves brokers, not controllers")));
+            .with_error_message(Some(StrBytes::from_static_str(
+                "this node serves brokers, not controllers",
+            )));
     }
     let (host, port) = broker.advertised();
-    resp.with_controller_id(BrokerId(broker.node_id())).with_brokers(vec![DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(broker.node_id()))
-        .with_host(StrBytes::from_string(host.to_string()))
-        .with_port(port)])
+    resp.with_controller_id(BrokerId(broker.node_id()))
+        .with_brokers(vec![DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(broker.node_id()))
+            .with_host(StrBytes::from_string(host.to_string()))
+            .with_port(port)])
 }

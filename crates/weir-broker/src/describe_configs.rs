@@ -16,7 +16,11 @@ pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
 
 /// Answers a DescribeConfigs request.
-pub fn handle(broker: &Broker, req: DescribeConfigsRequest, _version: i16) -> DescribeConfigsResponse {
+pub fn handle(
+    broker: &Broker,
+    req: DescribeConfigsRequest,
+    _version: i16,
+) -> DescribeConfigsResponse {
     let settings = broker.settings();
     let results = req
         .resources
@@ -26,14 +30,26 @@ pub fn handle(broker: &Broker, req: DescribeConfigsRequest, _version: i16) -> De
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             let fail = |e: ResponseError, msg: String| {
-                out.clone().with_error_code(e.code()).with_error_message(Some(StrBytes::from_string(msg)))
+                out.clone()
+                    .with_error_code(e.code())
+                    .with_error_message(Some(StrBytes::from_string(msg)))
             };
-            let wanted = |name: &str| r.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|k| k.as_str() == name));
-            let doc = |d: &'static str| req.include_documentation.then(|| StrBytes::from_static_str(d));
+            let wanted = |name: &str| {
+                r.configuration_keys
+                    .as_ref()
+                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+            };
+            let doc = |d: &'static str| {
+                req.include_documentation
+                    .then(|| StrBytes::from_static_str(d))
+            };
             let configs: Vec<DescribeConfigsResourceResult> = match r.resource_type {
                 RESOURCE_TOPIC => {
                     let Some(topic) = broker.topic(&r.resource_name) else {
-                        return fail(ResponseError::UnknownTopicOrPartition, format!("Topic '{}' does not exist.", r.resource_name.as_str()));
+                        return fail(
+                            ResponseError::UnknownTopicOrPartition,
+                            format!("Topic '{}' does not exist.", r.resource_name.as_str()),
+                        );
                     };
                     settings
                         .resolve_all(&topic.configs)
@@ -67,14 +83,18 @@ pub fn handle(broker: &Broker, req: DescribeConfigsRequest, _version: i16) -> De
                     let name = r.resource_name.as_str();
                     let default_only = name.is_empty();
                     if !default_only && name != broker.node_id().to_string() {
-                        return fail(ResponseError::InvalidRequest, format!("broker `{name}` is not this broker ({})", broker.node_id()));
+                        return fail(
+                            ResponseError::InvalidRequest,
+                            format!("broker `{name}` is not this broker ({})", broker.node_id()),
+                        );
                     }
                     settings
                         .broker_view()
                         .into_iter()
-                        .filter(|c| wanted(&c.0))
-                        .filter(|c| !default_only || c.2 == ConfigSource::DynamicDefaultBroker)
-                        .map(|(n, v, source, kind, read_only, d)| {
+                        .filter(|c| wanted(&c.name))
+                        .filter(|c| !default_only || c.source == ConfigSource::DynamicDefaultBroker)
+                        .map(|c| {
+                            let (n, v, source) = (c.name, c.value, c.source);
                             let synonyms = if req.include_synonyms {
                                 vec![DescribeConfigsSynonym::default()
                                     .with_name(StrBytes::from_string(n.clone()))
@@ -86,15 +106,20 @@ pub fn handle(broker: &Broker, req: DescribeConfigsRequest, _version: i16) -> De
                             DescribeConfigsResourceResult::default()
                                 .with_name(StrBytes::from_string(n))
                                 .with_value(v.map(StrBytes::from_string))
-                                .with_read_only(read_only)
+                                .with_read_only(c.read_only)
                                 .with_config_source(source as i8)
                                 .with_synonyms(synonyms)
-                                .with_config_type(kind as i8)
-                                .with_documentation(doc(d))
+                                .with_config_type(c.kind as i8)
+                                .with_documentation(doc(c.doc))
                         })
                         .collect()
                 }
-                other => return fail(ResponseError::InvalidRequest, format!("resource type {other} is not supported")),
+                other => {
+                    return fail(
+                        ResponseError::InvalidRequest,
+                        format!("resource type {other} is not supported"),
+                    )
+                }
             };
             out.with_configs(configs)
         })

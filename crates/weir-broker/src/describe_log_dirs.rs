@@ -36,10 +36,15 @@ pub fn handle(broker: &Broker, req: DescribeLogDirsRequest) -> DescribeLogDirsRe
         None => broker.topics().iter().map(|t| describe(t, None)).collect(),
         Some(wanted) => wanted
             .iter()
-            .filter_map(|w| broker.topic(&w.topic).map(|t| describe(&t, Some(&w.partitions))))
+            .filter_map(|w| {
+                broker
+                    .topic(&w.topic)
+                    .map(|t| describe(&t, Some(&w.partitions)))
+            })
             .collect(),
     };
-    let dir = std::path::absolute(broker.data_dir()).unwrap_or_else(|_| broker.data_dir().to_path_buf());
+    let dir =
+        std::path::absolute(broker.data_dir()).unwrap_or_else(|_| broker.data_dir().to_path_buf());
     DescribeLogDirsResponse::default().with_results(vec![DescribeLogDirsResult::default()
         .with_log_dir(StrBytes::from_string(dir.display().to_string()))
         .with_topics(topics)

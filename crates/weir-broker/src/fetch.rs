@@ -33,11 +33,18 @@ enum Mode {
 pub async fn handle(broker: Arc<Broker>, req: FetchRequest, version: i16) -> FetchResponse {
     let key_of = |name: &TopicName, id: Uuid, partition: i32| {
         let topic = if version >= 13 {
-            broker.topic_by_id(&id).map(|t| t.name.clone()).unwrap_or_default()
+            broker
+                .topic_by_id(&id)
+                .map(|t| t.name.clone())
+                .unwrap_or_default()
         } else {
             name.to_string()
         };
-        FetchKey { topic, topic_id: id, partition }
+        FetchKey {
+            topic,
+            topic_id: id,
+            partition,
+        }
     };
     let requested: Vec<SessionPartition> = req
         .topics
@@ -55,18 +62,35 @@ pub async fn handle(broker: Arc<Broker>, req: FetchRequest, version: i16) -> Fet
     let epochs: Vec<(FetchKey, i32)> = req
         .topics
         .iter()
-        .flat_map(|t| t.partitions.iter().map(|p| (key_of(&t.topic, t.topic_id, p.partition), p.current_leader_epoch)))
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    key_of(&t.topic, t.topic_id, p.partition),
+                    p.current_leader_epoch,
+                )
+            })
+        })
         .collect();
     let forgotten: Vec<FetchKey> = req
         .forgotten_topics_data
         .iter()
-        .flat_map(|t| t.partitions.iter().map(|&p| key_of(&t.topic, t.topic_id, p)))
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|&p| key_of(&t.topic, t.topic_id, p))
+        })
         .collect();
 
-    let slots = usize::try_from(broker.settings().get_i64("max.incremental.fetch.session.cache.slots")).unwrap_or(0);
+    let slots = usize::try_from(
+        broker
+            .settings()
+            .get_i64("max.incremental.fetch.session.cache.slots"),
+    )
+    .unwrap_or(0);
     let (mode, partitions) = {
         let Ok(mut sessions) = broker.sessions.lock() else {
-            return FetchResponse::default().with_error_code(ResponseError::UnknownServerError.code());
+            return FetchResponse::default()
+                .with_error_code(ResponseError::UnknownServerError.code());
         };
         match (req.session_id, req.session_epoch) {
             (0, -1) => (Mode::Sessionless, requested),
@@ -97,15 +121,23 @@ pub async fn handle(broker: Arc<Broker>, req: FetchRequest, version: i16) -> Fet
         }
     };
 
-    let limit = if req.isolation_level == READ_COMMITTED { ReadLimit::LastStable } else { ReadLimit::HighWatermark };
+    let limit = if req.isolation_level == READ_COMMITTED {
+        ReadLimit::LastStable
+    } else {
+        ReadLimit::HighWatermark
+    };
     let max_bytes = usize::try_from(req.max_bytes).unwrap_or(0);
     let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0));
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0));
     let mut data = broker.data_watch();
     let results = loop {
         data.borrow_and_update();
         let results = read_all(&broker, &partitions, &epochs, limit, max_bytes);
-        let bytes: usize = results.iter().map(|r| r.records.as_ref().map_or(0, Bytes::len)).sum();
+        let bytes: usize = results
+            .iter()
+            .map(|r| r.records.as_ref().map_or(0, Bytes::len))
+            .sum();
         let errors = results.iter().any(|r| r.error_code != 0);
         if bytes >= min_bytes.max(1) || errors || tokio::time::Instant::now() >= deadline {
             break results;
@@ -124,7 +156,12 @@ pub async fn handle(broker: Arc<Broker>, req: FetchRequest, version: i16) -> Fet
         }
         Mode::Incremental { session_id } => {
             let keep = remember(&broker, session_id, &partitions, &results, true);
-            let answered = partitions.iter().zip(results).zip(keep).filter_map(|(pr, k)| k.then_some(pr)).collect();
+            let answered = partitions
+                .iter()
+                .zip(results)
+                .zip(keep)
+                .filter_map(|(pr, k)| k.then_some(pr))
+                .collect();
             (session_id, answered)
         }
     };
@@ -133,7 +170,11 @@ pub async fn handle(broker: Arc<Broker>, req: FetchRequest, version: i16) -> Fet
     let mut responses: Vec<FetchableTopicResponse> = Vec::new();
     for (p, data) in answered {
         let same = responses.last().is_some_and(|t| {
-            if version >= 13 { t.topic_id == p.key.topic_id } else { t.topic.as_str() == p.key.topic }
+            if version >= 13 {
+                t.topic_id == p.key.topic_id
+            } else {
+                t.topic.as_str() == p.key.topic
+            }
         });
         if !same {
             responses.push(
@@ -146,7 +187,9 @@ pub async fn handle(broker: Arc<Broker>, req: FetchRequest, version: i16) -> Fet
             t.partitions.push(data);
         }
     }
-    FetchResponse::default().with_session_id(session_id).with_responses(responses)
+    FetchResponse::default()
+        .with_session_id(session_id)
+        .with_responses(responses)
 }
 
 /// Reads every partition under the response byte limit.
@@ -162,8 +205,18 @@ fn read_all(
     partitions
         .iter()
         .map(|p| {
-            let epoch = epochs.iter().find(|(k, _)| *k == p.key).map_or(-1, |(_, e)| *e);
-            let r = read_one(broker, p, epoch, limit, if any { remaining } else { remaining.max(1) }, any);
+            let epoch = epochs
+                .iter()
+                .find(|(k, _)| *k == p.key)
+                .map_or(-1, |(_, e)| *e);
+            let r = read_one(
+                broker,
+                p,
+                epoch,
+                limit,
+                if any { remaining } else { remaining.max(1) },
+                any,
+            );
             let n = r.records.as_ref().map_or(0, Bytes::len);
             remaining = remaining.saturating_sub(n);
             any |= n > 0;
@@ -183,22 +236,34 @@ fn read_one(
     let out = PartitionData::default()
         .with_partition_index(p.key.partition)
         .with_preferred_read_replica(BrokerId(-1))
-        .with_aborted_transactions(if limit == ReadLimit::LastStable { Some(Vec::new()) } else { None })
+        .with_aborted_transactions(if limit == ReadLimit::LastStable {
+            Some(Vec::new())
+        } else {
+            None
+        })
         .with_records(Some(Bytes::new()));
-    let Some(log) = broker.topic(&p.key.topic).and_then(|t| t.partition(p.key.partition).cloned()) else {
-        let e = if p.key.topic_id.is_nil() { ResponseError::UnknownTopicOrPartition } else { ResponseError::UnknownTopicId };
-        return out.with_error_code(e.code()).with_high_watermark(-1).with_last_stable_offset(-1).with_log_start_offset(-1);
+    let Some(log) = broker
+        .topic(&p.key.topic)
+        .and_then(|t| t.partition(p.key.partition).cloned())
+    else {
+        let e = if p.key.topic_id.is_nil() {
+            ResponseError::UnknownTopicOrPartition
+        } else {
+            ResponseError::UnknownTopicId
+        };
+        return out
+            .with_error_code(e.code())
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1);
     };
     let offsets = log.offsets();
     let out = out
         .with_high_watermark(offsets.high_watermark)
         .with_last_stable_offset(offsets.last_stable)
         .with_log_start_offset(offsets.log_start);
-    if current_leader_epoch > crate::LEADER_EPOCH {
-        return out.with_error_code(ResponseError::UnknownLeaderEpoch.code());
-    }
-    if current_leader_epoch >= 0 && current_leader_epoch < crate::LEADER_EPOCH {
-        return out.with_error_code(ResponseError::FencedLeaderEpoch.code());
+    if let Some(e) = crate::check_leader_epoch(current_leader_epoch) {
+        return out.with_error_code(e.code());
     }
     // KIP-74: only the first partition with data may exceed the limits.
     let max = usize::try_from(p.max_bytes).unwrap_or(0).min(remaining);
@@ -253,8 +318,9 @@ fn remember(
     }
     // Partitions that returned records go to the back: the next response
     // starts with the others, so a busy partition cannot starve the rest.
-    let (mut back, mut front): (Vec<_>, Vec<_>) =
-        std::mem::take(&mut session.partitions).into_iter().partition(|s| served.contains(&s.key));
+    let (mut back, mut front): (Vec<_>, Vec<_>) = std::mem::take(&mut session.partitions)
+        .into_iter()
+        .partition(|s| served.contains(&s.key));
     front.append(&mut back);
     session.partitions = front;
     keep

@@ -67,7 +67,11 @@ pub enum SessionError {
 
 /// Kafka's rule for the epoch after `e`: it wraps to 1, never to 0.
 pub fn next_epoch(e: i32) -> i32 {
-    if e == i32::MAX { 1 } else { e + 1 }
+    if e == i32::MAX {
+        1
+    } else {
+        e + 1
+    }
 }
 
 impl FetchSessions {
@@ -78,7 +82,12 @@ impl FetchSessions {
             return 0;
         }
         if self.sessions.len() >= slots {
-            if let Some(&oldest) = self.sessions.iter().min_by_key(|(_, s)| s.last_used).map(|(id, _)| id) {
+            if let Some(&oldest) = self
+                .sessions
+                .iter()
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(id, _)| id)
+            {
                 self.sessions.remove(&oldest);
             }
         }
@@ -91,7 +100,14 @@ impl FetchSessions {
         }
         self.last_id = id;
         self.tick += 1;
-        self.sessions.insert(id, Session { next_epoch: 1, partitions, last_used: self.tick });
+        self.sessions.insert(
+            id,
+            Session {
+                next_epoch: 1,
+                partitions,
+                last_used: self.tick,
+            },
+        );
         id
     }
 
@@ -149,7 +165,11 @@ mod tests {
 
     fn part(topic: &str, p: i32, offset: i64) -> SessionPartition {
         SessionPartition {
-            key: FetchKey { topic: topic.into(), topic_id: Uuid::nil(), partition: p },
+            key: FetchKey {
+                topic: topic.into(),
+                topic_id: Uuid::nil(),
+                partition: p,
+            },
             fetch_offset: offset,
             max_bytes: 1024,
             last_sent: None,
@@ -175,8 +195,15 @@ mod tests {
         let mut c = FetchSessions::default();
         let id = c.create(vec![part("a", 0, 0), part("a", 1, 0)], 10);
         let s = c.use_session(id, 1).unwrap();
-        s.update(vec![part("a", 1, 7), part("b", 0, 3)], &[part("a", 0, 0).key]);
-        let got: Vec<_> = s.partitions.iter().map(|p| (p.key.topic.as_str(), p.key.partition, p.fetch_offset)).collect();
+        s.update(
+            vec![part("a", 1, 7), part("b", 0, 3)],
+            &[part("a", 0, 0).key],
+        );
+        let got: Vec<_> = s
+            .partitions
+            .iter()
+            .map(|p| (p.key.topic.as_str(), p.key.partition, p.fetch_offset))
+            .collect();
         assert_eq!(got, [("a", 1, 7), ("b", 0, 3)]);
     }
 

@@ -38,5 +38,20 @@ pub use error::BrokerError;
 /// leaders, so the epoch stays 0 (as for a new partition in Kafka).
 pub const LEADER_EPOCH: i32 = 0;
 
+/// Checks the leader epoch a client believes in (`-1`: not given):
+/// `UNKNOWN_LEADER_EPOCH` if it is ahead of ours, `FENCED_LEADER_EPOCH` if
+/// it is behind.
+pub fn check_leader_epoch(current: i32) -> Option<kafka_protocol::error::ResponseError> {
+    use kafka_protocol::error::ResponseError;
+    if current < 0 {
+        return None;
+    }
+    match current.cmp(&LEADER_EPOCH) {
+        std::cmp::Ordering::Greater => Some(ResponseError::UnknownLeaderEpoch),
+        std::cmp::Ordering::Less => Some(ResponseError::FencedLeaderEpoch),
+        std::cmp::Ordering::Equal => None,
+    }
+}
+
 /// Kafka's internal topics, reported with `is_internal`.
 pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];

@@ -1,7 +1,9 @@
 //! ListOffsets: earliest, latest, by timestamp and max timestamp.
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::broker::Broker;
@@ -29,34 +31,55 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1);
-                    let Some(log) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
+                    let Some(log) = topic.as_ref().and_then(|t| t.partition(p.partition_index))
+                    else {
                         return out.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    if p.current_leader_epoch > crate::LEADER_EPOCH {
-                        return out.with_error_code(ResponseError::UnknownLeaderEpoch.code());
+                    if let Some(e) = crate::check_leader_epoch(p.current_leader_epoch) {
+                        return out.with_error_code(e.code());
                     }
-                    let epoch = |o: ListOffsetsPartitionResponse, e: i32| if version >= 4 { o.with_leader_epoch(e) } else { o };
+                    let epoch = |o: ListOffsetsPartitionResponse, e: i32| {
+                        if version >= 4 {
+                            o.with_leader_epoch(e)
+                        } else {
+                            o
+                        }
+                    };
                     let offsets = log.offsets();
                     let found = match p.timestamp {
                         LATEST => {
-                            let o = if req.isolation_level == READ_COMMITTED { offsets.last_stable } else { offsets.high_watermark };
+                            let o = if req.isolation_level == READ_COMMITTED {
+                                offsets.last_stable
+                            } else {
+                                offsets.high_watermark
+                            };
                             Ok(Some((-1, o, crate::LEADER_EPOCH)))
                         }
-                        EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, offsets.log_start, crate::LEADER_EPOCH))),
+                        EARLIEST | EARLIEST_LOCAL => {
+                            Ok(Some((-1, offsets.log_start, crate::LEADER_EPOCH)))
+                        }
                         // No tiered storage yet: nothing is tiered.
                         LATEST_TIERED => Ok(None),
-                        MAX_TIMESTAMP => log.max_timestamp().map(|f| f.map(|f| (f.timestamp, f.offset, f.leader_epoch))),
-                        ts if ts >= 0 => log.offset_for_timestamp(ts).map(|f| f.map(|f| (f.timestamp, f.offset, f.leader_epoch))),
+                        MAX_TIMESTAMP => log
+                            .max_timestamp()
+                            .map(|f| f.map(|f| (f.timestamp, f.offset, f.leader_epoch))),
+                        ts if ts >= 0 => log
+                            .offset_for_timestamp(ts)
+                            .map(|f| f.map(|f| (f.timestamp, f.offset, f.leader_epoch))),
                         _ => return out.with_error_code(ResponseError::InvalidRequest.code()),
                     };
                     match found {
-                        Ok(Some((ts, offset, e))) => epoch(out.with_timestamp(ts).with_offset(offset), e),
+                        Ok(Some((ts, offset, e))) => {
+                            epoch(out.with_timestamp(ts).with_offset(offset), e)
+                        }
                         Ok(None) => out,
                         Err(e) => out.with_error_code(log_error_code(&e)),
                     }
                 })
                 .collect();
-            ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)

@@ -34,10 +34,15 @@ pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Metad
         Some(t) => t.is_empty() && version == 0,
     };
     if all {
-        resp.topics = broker.topics().iter().map(|t| describe(broker, t)).collect();
+        resp.topics = broker
+            .topics()
+            .iter()
+            .map(|t| describe(broker, t))
+            .collect();
         return resp;
     }
-    let auto_create = req.allow_auto_topic_creation && broker.settings().get_bool("auto.create.topics.enable");
+    let auto_create =
+        req.allow_auto_topic_creation && broker.settings().get_bool("auto.create.topics.enable");
     for wanted in req.topics.unwrap_or_default() {
         let entry = match wanted.name {
             Some(name) => by_name(broker, &name, auto_create),
@@ -68,11 +73,15 @@ fn by_name(broker: &Arc<Broker>, name: &TopicName, auto_create: bool) -> Metadat
     }
     let partitions = i32::try_from(broker.settings().get_i64("num.partitions")).unwrap_or(1);
     match broker.create_topic(name, partitions, BTreeMap::new(), false) {
-        Ok(_) => broker.topic(name).map_or_else(|| missing(ResponseError::LeaderNotAvailable), |t| describe(broker, &t)),
+        Ok(_) => broker.topic(name).map_or_else(
+            || missing(ResponseError::LeaderNotAvailable),
+            |t| describe(broker, &t),
+        ),
         // Another request created it first.
-        Err((ResponseError::TopicAlreadyExists, _)) => {
-            broker.topic(name).map_or_else(|| missing(ResponseError::LeaderNotAvailable), |t| describe(broker, &t))
-        }
+        Err((ResponseError::TopicAlreadyExists, _)) => broker.topic(name).map_or_else(
+            || missing(ResponseError::LeaderNotAvailable),
+            |t| describe(broker, &t),
+        ),
         Err((e, _)) => missing(e),
     }
 }

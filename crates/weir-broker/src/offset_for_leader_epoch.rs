@@ -2,7 +2,9 @@
 //! log truncation (KIP-320).
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
 use crate::broker::Broker;
@@ -18,28 +20,35 @@ pub fn handle(broker: &Broker, req: OffsetForLeaderEpochRequest) -> OffsetForLea
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    let out = EpochEndOffset::default().with_partition(p.partition).with_leader_epoch(-1).with_end_offset(-1);
+                    let out = EpochEndOffset::default()
+                        .with_partition(p.partition)
+                        .with_leader_epoch(-1)
+                        .with_end_offset(-1);
                     let Some(log) = topic.as_ref().and_then(|t| t.partition(p.partition)) else {
                         return out.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    if p.current_leader_epoch > crate::LEADER_EPOCH {
-                        return out.with_error_code(ResponseError::UnknownLeaderEpoch.code());
-                    }
-                    if p.current_leader_epoch >= 0 && p.current_leader_epoch < crate::LEADER_EPOCH {
-                        return out.with_error_code(ResponseError::FencedLeaderEpoch.code());
+                    if let Some(e) = crate::check_leader_epoch(p.current_leader_epoch) {
+                        return out.with_error_code(e.code());
                     }
                     // The current epoch ends at the log end, even before it
                     // has data; an older one where the log says it does.
                     if p.leader_epoch == crate::LEADER_EPOCH {
-                        return out.with_leader_epoch(crate::LEADER_EPOCH).with_end_offset(log.offsets().log_end);
+                        return out
+                            .with_leader_epoch(crate::LEADER_EPOCH)
+                            .with_end_offset(log.offsets().log_end);
                     }
-                    match (p.leader_epoch < crate::LEADER_EPOCH).then(|| log.end_offset_for_epoch(p.leader_epoch)).flatten() {
+                    match (p.leader_epoch < crate::LEADER_EPOCH)
+                        .then(|| log.end_offset_for_epoch(p.leader_epoch))
+                        .flatten()
+                    {
                         Some((epoch, end)) => out.with_leader_epoch(epoch).with_end_offset(end),
                         None => out,
                     }
                 })
                 .collect();
-            OffsetForLeaderTopicResult::default().with_topic(t.topic).with_partitions(partitions)
+            OffsetForLeaderTopicResult::default()
+                .with_topic(t.topic)
+                .with_partitions(partitions)
         })
         .collect();
     OffsetForLeaderEpochResponse::default().with_topics(topics)

@@ -13,21 +13,36 @@ use weir_log::BoxFuture;
 use crate::broker::{Broker, Reply};
 use crate::error::log_error_code;
 
+/// A pending fsync for one partition's append.
+type DurableWait = BoxFuture<'static, Result<(), weir_log::LogError>>;
+
 /// Answers a Produce request. Appends happen now, in request order; with
 /// acks=all the reply waits for the group commit that makes them durable.
 pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply {
     let acks = req.acks;
-    let mut waits: Vec<(usize, usize, BoxFuture<'static, Result<(), weir_log::LogError>>)> = Vec::new();
+    let mut waits: Vec<(usize, usize, DurableWait)> = Vec::new();
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut appended = false;
     for (ti, td) in req.topic_data.into_iter().enumerate() {
-        let topic = if version >= 13 { broker.topic_by_id(&td.topic_id) } else { broker.topic(&td.name) };
-        let unknown = if version >= 13 { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
+        let topic = if version >= 13 {
+            broker.topic_by_id(&td.topic_id)
+        } else {
+            broker.topic(&td.name)
+        };
+        let unknown = if version >= 13 {
+            ResponseError::UnknownTopicId
+        } else {
+            ResponseError::UnknownTopicOrPartition
+        };
         let mut parts = Vec::with_capacity(td.partition_data.len());
         for (pi, pd) in td.partition_data.into_iter().enumerate() {
-            let resp = PartitionProduceResponse::default().with_index(pd.index).with_base_offset(-1);
+            let resp = PartitionProduceResponse::default()
+                .with_index(pd.index)
+                .with_base_offset(-1);
             let fail = |e: ResponseError, msg: Option<String>| {
-                resp.clone().with_error_code(e.code()).with_error_message(msg.map(StrBytes::from_string))
+                resp.clone()
+                    .with_error_code(e.code())
+                    .with_error_message(msg.map(StrBytes::from_string))
             };
             if !matches!(acks, -1..=1) {
                 parts.push(fail(ResponseError::InvalidRequiredAcks, None));
@@ -38,7 +53,10 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
                 continue;
             };
             let Some(records) = pd.records else {
-                parts.push(fail(ResponseError::CorruptMessage, Some("produce request without records".into())));
+                parts.push(fail(
+                    ResponseError::CorruptMessage,
+                    Some("produce request without records".into()),
+                ));
                 continue;
             };
             match log.append(records, crate::LEADER_EPOCH) {
@@ -56,7 +74,10 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
                 Err(e) => {
                     tracing::debug!(topic = ?td.name, partition = pd.index, error = %e, "append rejected");
                     let code = log_error_code(&e);
-                    parts.push(resp.with_error_code(code).with_error_message(Some(StrBytes::from_string(e.to_string()))));
+                    parts.push(
+                        resp.with_error_code(code)
+                            .with_error_message(Some(StrBytes::from_string(e.to_string()))),
+                    );
                 }
             }
         }
@@ -90,7 +111,11 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
                 }
                 Err(_) => ResponseError::RequestTimedOut,
             };
-            if let Some(p) = resp.responses.get_mut(ti).and_then(|t| t.partition_responses.get_mut(pi)) {
+            if let Some(p) = resp
+                .responses
+                .get_mut(ti)
+                .and_then(|t| t.partition_responses.get_mut(pi))
+            {
                 p.error_code = code.code();
             }
         }

@@ -18,7 +18,12 @@ fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
-async fn create(b: &std::sync::Arc<weir_broker::Broker>, topic: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
+async fn create(
+    b: &std::sync::Arc<weir_broker::Broker>,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> i16 {
     let t = CreatableTopic::default()
         .with_name(name(topic))
         .with_num_partitions(partitions)
@@ -33,15 +38,31 @@ async fn create(b: &std::sync::Arc<weir_broker::Broker>, topic: &str, partitions
                 })
                 .collect(),
         );
-    let req = CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(1000);
-    let Some(ResponseKind::CreateTopics(r)) = call(b, 7, RequestKind::CreateTopics(req)).await else { panic!() };
+    let req = CreateTopicsRequest::default()
+        .with_topics(vec![t])
+        .with_timeout_ms(1000);
+    let Some(ResponseKind::CreateTopics(r)) = call(b, 7, RequestKind::CreateTopics(req)).await
+    else {
+        panic!()
+    };
     r.topics[0].error_code
 }
 
-async fn produce(b: &std::sync::Arc<weir_broker::Broker>, topic: &str, p: i32, acks: i16, records: Bytes) -> Option<(i16, i64)> {
-    let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
-        .with_name(name(topic))
-        .with_partition_data(vec![PartitionProduceData::default().with_index(p).with_records(Some(records))])]);
+async fn produce(
+    b: &std::sync::Arc<weir_broker::Broker>,
+    topic: &str,
+    p: i32,
+    acks: i16,
+    records: Bytes,
+) -> Option<(i16, i64)> {
+    let req = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(p)
+                .with_records(Some(records))])]);
     match call(b, 9, RequestKind::Produce(req)).await {
         Some(ResponseKind::Produce(r)) => {
             let p = &r.responses[0].partition_responses[0];
@@ -52,7 +73,12 @@ async fn produce(b: &std::sync::Arc<weir_broker::Broker>, topic: &str, p: i32, a
     }
 }
 
-fn fetch_req(topic: &str, partitions: &[(i32, i64)], session: (i32, i32), max_wait_ms: i32) -> FetchRequest {
+fn fetch_req(
+    topic: &str,
+    partitions: &[(i32, i64)],
+    session: (i32, i32),
+    max_wait_ms: i32,
+) -> FetchRequest {
     FetchRequest::default()
         .with_max_wait_ms(max_wait_ms)
         .with_min_bytes(1)
@@ -62,17 +88,26 @@ fn fetch_req(topic: &str, partitions: &[(i32, i64)], session: (i32, i32), max_wa
         .with_topics(if partitions.is_empty() {
             vec![]
         } else {
-            vec![FetchTopic::default().with_topic(name(topic)).with_partitions(
-                partitions
-                    .iter()
-                    .map(|&(p, o)| FetchPartition::default().with_partition(p).with_fetch_offset(o).with_partition_max_bytes(1 << 20))
-                    .collect(),
-            )]
+            vec![FetchTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(
+                    partitions
+                        .iter()
+                        .map(|&(p, o)| {
+                            FetchPartition::default()
+                                .with_partition(p)
+                                .with_fetch_offset(o)
+                                .with_partition_max_bytes(1 << 20)
+                        })
+                        .collect(),
+                )]
         })
 }
 
 async fn fetch(b: &std::sync::Arc<weir_broker::Broker>, req: FetchRequest) -> FetchResponse {
-    let Some(ResponseKind::Fetch(r)) = call(b, 12, RequestKind::Fetch(req)).await else { panic!() };
+    let Some(ResponseKind::Fetch(r)) = call(b, 12, RequestKind::Fetch(req)).await else {
+        panic!()
+    };
     r
 }
 
@@ -81,11 +116,20 @@ async fn produce_then_fetch_mid_batch_returns_the_containing_batch() {
     let t = broker_with(&[]);
     assert_eq!(create(&t.broker, "t", 1, &[]).await, 0);
     let first = batch(10, 1000);
-    assert_eq!(produce(&t.broker, "t", 0, -1, first.clone()).await, Some((0, 0)));
-    assert_eq!(produce(&t.broker, "t", 0, 1, batch(5, 2000)).await, Some((0, 10)));
+    assert_eq!(
+        produce(&t.broker, "t", 0, -1, first.clone()).await,
+        Some((0, 0))
+    );
+    assert_eq!(
+        produce(&t.broker, "t", 0, 1, batch(5, 2000)).await,
+        Some((0, 10))
+    );
     let r = fetch(&t.broker, fetch_req("t", &[(0, 5)], (0, -1), 0)).await;
     let p = &r.responses[0].partitions[0];
-    assert_eq!((p.error_code, p.high_watermark, p.log_start_offset), (0, 15, 0));
+    assert_eq!(
+        (p.error_code, p.high_watermark, p.log_start_offset),
+        (0, 15, 0)
+    );
     let records = p.records.clone().unwrap();
     // The batch holding offset 5 comes back byte for byte (base offset 0
     // and leader epoch 0 are what the producer's encoder wrote too).
@@ -98,22 +142,60 @@ async fn acks_zero_sends_no_response_but_appends() {
     let t = broker_with(&[]);
     create(&t.broker, "t", 1, &[]).await;
     assert_eq!(produce(&t.broker, "t", 0, 0, batch(3, 0)).await, None);
-    assert_eq!(t.broker.topic("t").unwrap().partitions[0].offsets().log_end, 3);
+    assert_eq!(
+        t.broker.topic("t").unwrap().partitions[0].offsets().log_end,
+        3
+    );
 }
 
 #[tokio::test]
 async fn produce_errors_map_to_kafka_codes() {
     let t = broker_with(&[]);
     create(&t.broker, "small", 1, &[("max.message.bytes", "100")]).await;
-    assert_eq!(produce(&t.broker, "small", 0, -1, batch(50, 0)).await.unwrap().0, ResponseError::MessageTooLarge.code());
-    assert_eq!(produce(&t.broker, "nope", 0, -1, batch(1, 0)).await.unwrap().0, ResponseError::UnknownTopicOrPartition.code());
-    assert_eq!(produce(&t.broker, "small", 7, -1, batch(1, 0)).await.unwrap().0, ResponseError::UnknownTopicOrPartition.code());
+    assert_eq!(
+        produce(&t.broker, "small", 0, -1, batch(50, 0))
+            .await
+            .unwrap()
+            .0,
+        ResponseError::MessageTooLarge.code()
+    );
+    assert_eq!(
+        produce(&t.broker, "nope", 0, -1, batch(1, 0))
+            .await
+            .unwrap()
+            .0,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    assert_eq!(
+        produce(&t.broker, "small", 7, -1, batch(1, 0))
+            .await
+            .unwrap()
+            .0,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
     let mut corrupt = batch(2, 0).to_vec();
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0xff;
-    assert_eq!(produce(&t.broker, "small", 0, -1, Bytes::from(corrupt)).await.unwrap().0, ResponseError::CorruptMessage.code());
-    assert_eq!(produce(&t.broker, "small", 0, 2, batch(1, 0)).await.unwrap().0, ResponseError::InvalidRequiredAcks.code());
-    assert_eq!(t.broker.topic("small").unwrap().partitions[0].offsets().log_end, 0);
+    assert_eq!(
+        produce(&t.broker, "small", 0, -1, Bytes::from(corrupt))
+            .await
+            .unwrap()
+            .0,
+        ResponseError::CorruptMessage.code()
+    );
+    assert_eq!(
+        produce(&t.broker, "small", 0, 2, batch(1, 0))
+            .await
+            .unwrap()
+            .0,
+        ResponseError::InvalidRequiredAcks.code()
+    );
+    assert_eq!(
+        t.broker.topic("small").unwrap().partitions[0]
+            .offsets()
+            .log_end,
+        0
+    );
 }
 
 #[tokio::test]
@@ -122,10 +204,16 @@ async fn fetch_out_of_range_and_at_the_end() {
     create(&t.broker, "t", 1, &[]).await;
     produce(&t.broker, "t", 0, -1, batch(3, 0)).await;
     let r = fetch(&t.broker, fetch_req("t", &[(0, 4)], (0, -1), 0)).await;
-    assert_eq!(r.responses[0].partitions[0].error_code, ResponseError::OffsetOutOfRange.code());
+    assert_eq!(
+        r.responses[0].partitions[0].error_code,
+        ResponseError::OffsetOutOfRange.code()
+    );
     let r = fetch(&t.broker, fetch_req("t", &[(0, 3)], (0, -1), 0)).await;
     let p = &r.responses[0].partitions[0];
-    assert_eq!((p.error_code, p.records.as_ref().map(Bytes::len)), (0, Some(0)));
+    assert_eq!(
+        (p.error_code, p.records.as_ref().map(Bytes::len)),
+        (0, Some(0))
+    );
 }
 
 #[tokio::test]
@@ -133,12 +221,20 @@ async fn long_poll_wakes_when_data_arrives() {
     let t = broker_with(&[]);
     create(&t.broker, "t", 1, &[]).await;
     let b = t.broker.clone();
-    let waiter = tokio::spawn(async move { fetch(&b, fetch_req("t", &[(0, 0)], (0, -1), 30_000)).await });
+    let waiter =
+        tokio::spawn(async move { fetch(&b, fetch_req("t", &[(0, 0)], (0, -1), 30_000)).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!waiter.is_finished());
     produce(&t.broker, "t", 0, 1, batch(2, 0)).await;
-    let r = tokio::time::timeout(Duration::from_secs(10), waiter).await.expect("fetch should wake").unwrap();
-    assert!(!r.responses[0].partitions[0].records.as_ref().unwrap().is_empty());
+    let r = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("fetch should wake")
+        .unwrap();
+    assert!(!r.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -158,7 +254,11 @@ async fn incremental_sessions_send_only_changes() {
     // New data in partition 1 is reported although the request omits it.
     produce(&t.broker, "t", 1, -1, batch(1, 0)).await;
     let r = fetch(&t.broker, fetch_req("t", &[], (id, 2), 0)).await;
-    let parts: Vec<_> = r.responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.partition_index)).collect();
+    let parts: Vec<_> = r
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| p.partition_index))
+        .collect();
     assert_eq!(parts, [1]);
     // Wrong epoch and unknown session are refused.
     let r = fetch(&t.broker, fetch_req("t", &[], (id, 9), 0)).await;
@@ -167,7 +267,9 @@ async fn incremental_sessions_send_only_changes() {
     assert_eq!(r.error_code, ResponseError::FetchSessionIdNotFound.code());
     // Forgetting a partition removes it from the session.
     let mut req = fetch_req("t", &[(1, 1)], (id, 3), 0);
-    req.forgotten_topics_data = vec![ForgottenTopic::default().with_topic(name("t")).with_partitions(vec![0])];
+    req.forgotten_topics_data = vec![ForgottenTopic::default()
+        .with_topic(name("t"))
+        .with_partitions(vec![0])];
     fetch(&t.broker, req).await;
     produce(&t.broker, "t", 0, -1, batch(1, 0)).await;
     let r = fetch(&t.broker, fetch_req("t", &[], (id, 4), 0)).await;
@@ -177,26 +279,64 @@ async fn incremental_sessions_send_only_changes() {
 #[tokio::test]
 async fn create_topics_validates_like_kafka() {
     let t = broker_with(&[]);
-    assert_eq!(create(&t.broker, "ok.topic", 3, &[("retention.ms", "1000")]).await, 0);
-    assert_eq!(create(&t.broker, "ok.topic", 3, &[]).await, ResponseError::TopicAlreadyExists.code());
-    assert_eq!(create(&t.broker, "ok_topic", 1, &[]).await, ResponseError::InvalidTopicException.code());
-    assert_eq!(create(&t.broker, "bad name", 1, &[]).await, ResponseError::InvalidTopicException.code());
-    assert_eq!(create(&t.broker, "..", 1, &[]).await, ResponseError::InvalidTopicException.code());
-    assert_eq!(create(&t.broker, &"x".repeat(250), 1, &[]).await, ResponseError::InvalidTopicException.code());
-    assert_eq!(create(&t.broker, "zero", 0, &[]).await, ResponseError::InvalidPartitions.code());
-    assert_eq!(create(&t.broker, "cfg", 1, &[("no.such.config", "1")]).await, ResponseError::InvalidConfig.code());
-    assert_eq!(create(&t.broker, "cfg", 1, &[("retention.ms", "soon")]).await, ResponseError::InvalidConfig.code());
+    assert_eq!(
+        create(&t.broker, "ok.topic", 3, &[("retention.ms", "1000")]).await,
+        0
+    );
+    assert_eq!(
+        create(&t.broker, "ok.topic", 3, &[]).await,
+        ResponseError::TopicAlreadyExists.code()
+    );
+    assert_eq!(
+        create(&t.broker, "ok_topic", 1, &[]).await,
+        ResponseError::InvalidTopicException.code()
+    );
+    assert_eq!(
+        create(&t.broker, "bad name", 1, &[]).await,
+        ResponseError::InvalidTopicException.code()
+    );
+    assert_eq!(
+        create(&t.broker, "..", 1, &[]).await,
+        ResponseError::InvalidTopicException.code()
+    );
+    assert_eq!(
+        create(&t.broker, &"x".repeat(250), 1, &[]).await,
+        ResponseError::InvalidTopicException.code()
+    );
+    assert_eq!(
+        create(&t.broker, "zero", 0, &[]).await,
+        ResponseError::InvalidPartitions.code()
+    );
+    assert_eq!(
+        create(&t.broker, "cfg", 1, &[("no.such.config", "1")]).await,
+        ResponseError::InvalidConfig.code()
+    );
+    assert_eq!(
+        create(&t.broker, "cfg", 1, &[("retention.ms", "soon")]).await,
+        ResponseError::InvalidConfig.code()
+    );
     assert!(t.broker.topic("cfg").is_none());
 }
 
 #[tokio::test]
 async fn metadata_auto_creates_only_when_enabled() {
-    for (enabled, expect) in [("true", 0), ("false", ResponseError::UnknownTopicOrPartition.code())] {
-        let t = broker_with(&[("auto.create.topics.enable", enabled), ("num.partitions", "4")]);
+    for (enabled, expect) in [
+        ("true", 0),
+        ("false", ResponseError::UnknownTopicOrPartition.code()),
+    ] {
+        let t = broker_with(&[
+            ("auto.create.topics.enable", enabled),
+            ("num.partitions", "4"),
+        ]);
         let req = MetadataRequest::default()
-            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("auto")))]))
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(name("auto")))
+            ]))
             .with_allow_auto_topic_creation(true);
-        let Some(ResponseKind::Metadata(r)) = call(&t.broker, 12, RequestKind::Metadata(req)).await else { panic!() };
+        let Some(ResponseKind::Metadata(r)) = call(&t.broker, 12, RequestKind::Metadata(req)).await
+        else {
+            panic!()
+        };
         assert_eq!(r.topics[0].error_code, expect);
         if expect == 0 {
             assert_eq!(r.topics[0].partitions.len(), 4);
@@ -217,7 +357,10 @@ async fn topics_and_configs_survive_reopen() {
     let b = common::open(dir.path(), &[]);
     let t = b.topic("kept").expect("topic survives");
     assert_eq!(t.partitions.len(), 3);
-    assert_eq!(t.configs.get("cleanup.policy").map(String::as_str), Some("compact"));
+    assert_eq!(
+        t.configs.get("cleanup.policy").map(String::as_str),
+        Some("compact")
+    );
     assert_eq!(t.partitions[2].offsets().log_end, 4);
 }
 
@@ -231,5 +374,8 @@ async fn deleted_topics_can_be_recreated_empty() {
     assert!(t.broker.topic("t").is_none());
     assert!(t.broker.topic_by_id(&id).is_none());
     create(&t.broker, "t", 1, &[]).await;
-    assert_eq!(t.broker.topic("t").unwrap().partitions[0].offsets().log_end, 0);
+    assert_eq!(
+        t.broker.topic("t").unwrap().partitions[0].offsets().log_end,
+        0
+    );
 }

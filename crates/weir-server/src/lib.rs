@@ -49,7 +49,9 @@ impl ServerConfig {
         Self {
             max_request_bytes: get("socket.request.max.bytes"),
             max_connections: get("max.connections"),
-            idle_timeout: Duration::from_millis(u64::try_from(s.get_i64("connections.max.idle.ms")).unwrap_or(600_000)),
+            idle_timeout: Duration::from_millis(
+                u64::try_from(s.get_i64("connections.max.idle.ms")).unwrap_or(600_000),
+            ),
             max_in_flight: get("queued.max.requests"),
         }
     }
@@ -57,7 +59,12 @@ impl ServerConfig {
 
 /// Serves Kafka clients on `listener` until `shutdown` resolves, then
 /// drains connections and returns.
-pub async fn run(listener: TcpListener, broker: Arc<Broker>, config: ServerConfig, shutdown: impl Future) {
+pub async fn run(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    config: ServerConfig,
+    shutdown: impl Future,
+) {
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -90,7 +97,10 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, config: ServerConfi
         // Reap finished connections so the set does not grow.
         while tasks.try_join_next().is_some() {}
     }
-    info!(connections = tasks.len(), "shutting down: draining connections");
+    info!(
+        connections = tasks.len(),
+        "shutting down: draining connections"
+    );
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
 }
@@ -101,7 +111,13 @@ enum Pending {
     Later(JoinHandle<Option<Bytes>>),
 }
 
-async fn serve_connection(socket: TcpStream, peer: SocketAddr, broker: Arc<Broker>, config: ServerConfig, mut stop: watch::Receiver<bool>) {
+async fn serve_connection(
+    socket: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    config: ServerConfig,
+    mut stop: watch::Receiver<bool>,
+) {
     debug!(%peer, "connection opened");
     let (mut reader, writer) = socket.into_split();
     let (tx, mut rx) = mpsc::channel::<Pending>(config.max_in_flight);
@@ -178,12 +194,19 @@ async fn serve_connection(socket: TcpStream, peer: SocketAddr, broker: Arc<Broke
                 }
             }
             Ok(Decoded::Request { header, body }) => {
-                let (Ok(key), version, correlation_id) =
-                    (ApiKey::try_from(header.request_api_key), header.request_api_version, header.correlation_id)
-                else {
+                let (Ok(key), version, correlation_id) = (
+                    ApiKey::try_from(header.request_api_key),
+                    header.request_api_version,
+                    header.correlation_id,
+                ) else {
                     break;
                 };
-                let encode = move |resp: ResponseKind| match encode_response(key, version, correlation_id, &resp) {
+                let encode = move |resp: ResponseKind| match encode_response(
+                    key,
+                    version,
+                    correlation_id,
+                    &resp,
+                ) {
                     Ok(b) => Some(b),
                     Err(e) => {
                         warn!(error = %e, "dropping connection: response could not be encoded");
@@ -196,7 +219,9 @@ async fn serve_connection(socket: TcpStream, peer: SocketAddr, broker: Arc<Broke
                         Some(b) => Pending::Ready(b),
                         None => break,
                     },
-                    Reply::Later(fut) => Pending::Later(tokio::spawn(async move { encode(fut.await) })),
+                    Reply::Later(fut) => {
+                        Pending::Later(tokio::spawn(async move { encode(fut.await) }))
+                    }
                 }
             }
             Err(e) => {

@@ -39,11 +39,19 @@ async fn start(max_request_bytes: usize) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, rx) = tokio::sync::oneshot::channel();
-    let config = ServerConfig { max_request_bytes, ..ServerConfig::from_broker(&broker) };
+    let config = ServerConfig {
+        max_request_bytes,
+        ..ServerConfig::from_broker(&broker)
+    };
     let done = tokio::spawn(run(listener, Arc::clone(&broker), config, async move {
         let _ = rx.await;
     }));
-    Running { addr, stop, done, _dir: dir }
+    Running {
+        addr,
+        stop,
+        done,
+        _dir: dir,
+    }
 }
 
 fn api_versions_frame(version: i16, correlation_id: i32) -> BytesMut {
@@ -77,7 +85,10 @@ async fn read_response(s: &mut TcpStream) -> Option<(i32, BytesMut)> {
 
 async fn is_closed(s: &mut TcpStream) -> bool {
     let mut b = [0u8; 1];
-    matches!(tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await, Ok(Ok(0)) | Ok(Err(_)))
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
 }
 
 #[tokio::test]
@@ -92,9 +103,12 @@ async fn pipelined_requests_are_answered_in_order() {
     for cid in 0..50 {
         let (got, mut body) = read_response(&mut s).await.unwrap();
         assert_eq!(got, cid);
-        let resp = ApiVersionsResponse::decode(&mut body, 0).unwrap();
+        let resp = ApiVersionsResponse::decode(&mut body, 3).unwrap();
         assert_eq!(resp.error_code, 0);
-        assert!(resp.api_keys.iter().any(|k| k.api_key == ApiKey::Produce as i16));
+        assert!(resp
+            .api_keys
+            .iter()
+            .any(|k| k.api_key == ApiKey::Produce as i16));
     }
 }
 
@@ -109,7 +123,11 @@ async fn newer_api_versions_gets_a_v0_unsupported_version_answer() {
     assert_eq!(cid, 7);
     let resp = ApiVersionsResponse::decode(&mut body, 0).unwrap();
     assert_eq!(resp.error_code, 35);
-    let av = resp.api_keys.iter().find(|k| k.api_key == ApiKey::ApiVersions as i16).unwrap();
+    let av = resp
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::ApiVersions as i16)
+        .unwrap();
     assert_eq!((av.min_version, av.max_version), (0, 4));
 }
 
@@ -118,16 +136,23 @@ async fn bad_frames_close_only_their_connection() {
     let r = start(1024).await;
     let mut good = TcpStream::connect(r.addr).await.unwrap();
     let cases: Vec<Vec<u8>> = vec![
-        b"\x00\x00\x00\x0cgarbage!!!!!".to_vec(),                   // undecodable
-        [&2000i32.to_be_bytes()[..], b"x"].concat(),              // over the limit
-        (-5i32).to_be_bytes().to_vec(),                            // negative size
-        [&10i32.to_be_bytes()[..], &[0x27, 0x0f, 0, 0, 0, 0, 0, 1, 0, 0]].concat(), // unknown API key 9999
-        [&10i32.to_be_bytes()[..], &[0, 3, 0, 99, 0, 0, 0, 1, 0, 0]].concat(),   // Metadata v99
+        b"\x00\x00\x00\x0cgarbage!!!!!".to_vec(),    // undecodable
+        [&2000i32.to_be_bytes()[..], b"x"].concat(), // over the limit
+        (-5i32).to_be_bytes().to_vec(),              // negative size
+        [
+            &10i32.to_be_bytes()[..],
+            &[0x27, 0x0f, 0, 0, 0, 0, 0, 1, 0, 0],
+        ]
+        .concat(), // unknown API key 9999
+        [&10i32.to_be_bytes()[..], &[0, 3, 0, 99, 0, 0, 0, 1, 0, 0]].concat(), // Metadata v99
     ];
     for bytes in cases {
         let mut bad = TcpStream::connect(r.addr).await.unwrap();
         bad.write_all(&bytes).await.unwrap();
-        assert!(is_closed(&mut bad).await, "connection for {bytes:?} should close");
+        assert!(
+            is_closed(&mut bad).await,
+            "connection for {bytes:?} should close"
+        );
         good.write_all(&api_versions_frame(3, 1)).await.unwrap();
         assert_eq!(read_response(&mut good).await.unwrap().0, 1);
     }
@@ -147,7 +172,10 @@ async fn shutdown_answers_what_was_read_then_closes() {
     s.write_all(&api_versions_frame(3, 1)).await.unwrap();
     assert_eq!(read_response(&mut s).await.unwrap().0, 1);
     r.stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), r.done).await.expect("server drains").unwrap();
+    tokio::time::timeout(Duration::from_secs(10), r.done)
+        .await
+        .expect("server drains")
+        .unwrap();
     assert!(is_closed(&mut s).await);
     assert!(TcpStream::connect(r.addr).await.is_err());
 }

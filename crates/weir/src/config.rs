@@ -52,7 +52,10 @@ impl std::fmt::Display for ConfigError {
 }
 
 fn err(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError { key: key.to_string(), reason: reason.into() }
+    ConfigError {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
 }
 
 /// The config file's contents.
@@ -66,17 +69,26 @@ struct FileConfig {
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let key = "--config";
-    let text = std::fs::read_to_string(path).map_err(|e| err(key, format!("cannot read {}: {e}", path.display())))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| err(key, format!("{}: {}", path.display(), e.message())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err(key, format!("cannot read {}: {e}", path.display())))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| err(key, format!("{}: {}", path.display(), e.message())))?;
     let mut out = FileConfig::default();
-    let string = |k: &str, v: &toml::Value| v.as_str().map(str::to_string).ok_or_else(|| err(k, "must be a string"));
+    let string = |k: &str, v: &toml::Value| {
+        v.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| err(k, "must be a string"))
+    };
     for (k, v) in &table {
         match k.as_str() {
             "data-dir" => out.data_dir = Some(PathBuf::from(string(k, v)?)),
             "listen" => out.listen = Some(string(k, v)?),
             "advertised-listener" => out.advertised_listener = Some(string(k, v)?),
             "broker" => {
-                let t = v.as_table().ok_or_else(|| err(k, "must be a table of broker configs"))?;
+                let t = v
+                    .as_table()
+                    .ok_or_else(|| err(k, "must be a table of broker configs"))?;
                 for (bk, bv) in t {
                     let value = match bv {
                         toml::Value::String(s) => s.clone(),
@@ -88,15 +100,24 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
                     out.broker.insert(bk.clone(), value);
                 }
             }
-            other => return Err(err(other, "unknown key (expected data-dir, listen, advertised-listener or [broker])")),
+            other => {
+                return Err(err(
+                    other,
+                    "unknown key (expected data-dir, listen, advertised-listener or [broker])",
+                ))
+            }
         }
     }
     Ok(out)
 }
 
 fn parse_host_port(key: &str, s: &str) -> Result<(String, i32), ConfigError> {
-    let (host, port) = s.rsplit_once(':').ok_or_else(|| err(key, format!("`{s}` is not HOST:PORT")))?;
-    let port: u16 = port.parse().map_err(|_| err(key, format!("`{port}` is not a port number")))?;
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| err(key, format!("`{s}` is not HOST:PORT")))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| err(key, format!("`{port}` is not a port number")))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
         return Err(err(key, format!("`{s}` has no host")));
@@ -111,8 +132,14 @@ impl Settings {
             Some(p) => read_file(p)?,
             None => FileConfig::default(),
         };
-        let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./weir-data"));
-        let listen = args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:9092".to_string());
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./weir-data"));
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:9092".to_string());
         parse_host_port("listen", &listen)?;
         let advertised = args
             .advertised_listener
@@ -121,14 +148,21 @@ impl Settings {
             .transpose()?;
         let mut pairs = file.broker;
         for kv in &args.set {
-            let (k, v) = kv.split_once('=').ok_or_else(|| err(kv, "--set takes KEY=VALUE"))?;
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| err(kv, "--set takes KEY=VALUE"))?;
             pairs.insert(k.trim().to_string(), v.trim().to_string());
         }
         let broker = BrokerSettings::from_static(pairs).map_err(|e| match e {
             weir_broker::BrokerError::Config { key, reason } => err(&key, reason),
             other => err("broker", other.to_string()),
         })?;
-        Ok(Self { data_dir, listen, advertised, broker })
+        Ok(Self {
+            data_dir,
+            listen,
+            advertised,
+            broker,
+        })
     }
 
     /// The advertised host and port; by default the listen address, with
@@ -137,7 +171,11 @@ impl Settings {
         if let Some(a) = &self.advertised {
             return a.clone();
         }
-        let host = if bound.ip().is_unspecified() { "localhost".to_string() } else { bound.ip().to_string() };
+        let host = if bound.ip().is_unspecified() {
+            "localhost".to_string()
+        } else {
+            bound.ip().to_string()
+        };
         (host, i32::from(bound.port()))
     }
 
@@ -146,9 +184,13 @@ impl Settings {
         let b = &self.broker;
         weir_log::EngineConfig {
             data_dir: self.data_dir.clone(),
-            retention_check_interval_ms: u64::try_from(b.get_i64("log.retention.check.interval.ms")).unwrap_or(300_000),
+            retention_check_interval_ms: u64::try_from(
+                b.get_i64("log.retention.check.interval.ms"),
+            )
+            .unwrap_or(300_000),
             cleaner_enabled: b.get_bool("log.cleaner.enable"),
-            cleaner_buffer_bytes: usize::try_from(b.get_i64("log.cleaner.dedupe.buffer.size")).unwrap_or(16 << 20),
+            cleaner_buffer_bytes: usize::try_from(b.get_i64("log.cleaner.dedupe.buffer.size"))
+                .unwrap_or(16 << 20),
             ..weir_log::EngineConfig::default()
         }
     }

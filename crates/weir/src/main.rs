@@ -40,7 +40,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -53,7 +54,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("error: cannot start the async runtime: {e}");
@@ -74,12 +78,19 @@ fn main() -> ExitCode {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     use anyhow::Context;
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
-    let listener = TcpListener::bind(&settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        format!(
+            "cannot create data directory {}",
+            settings.data_dir.display()
+        )
+    })?;
+    let listener = TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let local = listener.local_addr()?;
     let (host, port) = settings.advertised(local);
-    let engine = weir_log::LocalEngine::open(settings.engine_config()).context("cannot open the log")?;
+    let engine =
+        weir_log::LocalEngine::open(settings.engine_config()).context("cannot open the log")?;
     let broker = weir_broker::Broker::open(
         weir_broker::BrokerConfig {
             node_id: i32::try_from(settings.broker.get_i64("node.id")).unwrap_or(0),
@@ -93,9 +104,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     .context("cannot open the broker")?;
     let server_config = weir_server::ServerConfig::from_broker(&broker);
     info!(data_dir = %settings.data_dir.display(), advertised = %format!("{host}:{port}"), "listening on {local}");
-    weir_server::run(listener, Arc::clone(&broker), server_config, shutdown_signal()).await;
+    weir_server::run(
+        listener,
+        Arc::clone(&broker),
+        server_config,
+        shutdown_signal(),
+    )
+    .await;
     info!("connections drained; closing the log");
-    broker.shutdown().context("clean shutdown of the log failed")?;
+    broker
+        .shutdown()
+        .context("clean shutdown of the log failed")?;
     info!("stopped cleanly");
     Ok(())
 }
@@ -105,14 +124,15 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                error!(error = %e, "cannot watch SIGTERM; only SIGINT stops the broker");
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    error!(error = %e, "cannot watch SIGTERM; only SIGINT stops the broker");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => info!("SIGINT received"),
             _ = term.recv() => info!("SIGTERM received"),

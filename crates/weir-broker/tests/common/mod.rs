@@ -8,7 +8,9 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use weir_broker::{Broker, BrokerConfig, BrokerSettings, Reply};
 
 pub struct TestBroker {
@@ -24,7 +26,8 @@ pub fn broker_with(settings: &[(&str, &str)]) -> TestBroker {
 
 pub fn open(path: &std::path::Path, settings: &[(&str, &str)]) -> Arc<Broker> {
     let settings =
-        BrokerSettings::from_static(settings.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+        BrokerSettings::from_static(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .unwrap();
     let engine = weir_log::LocalEngine::open(weir_log::EngineConfig {
         data_dir: path.to_path_buf(),
         ..weir_log::EngineConfig::default()
@@ -101,7 +104,14 @@ pub fn batch(n: usize, timestamp: i64) -> Bytes {
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .unwrap();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
     buf.freeze()
 }
