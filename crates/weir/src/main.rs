@@ -33,6 +33,7 @@ enum Command {
     ///   weir serve
     ///   weir serve --data-dir /var/lib/weir --listen 0.0.0.0:9092 --advertised-listener kafka.example.com:9092
     ///   weir serve --set num.partitions=6 --set log.retention.hours=24
+    #[command(verbatim_doc_comment)]
     Serve(ServeArgs),
 }
 

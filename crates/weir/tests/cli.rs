@@ -1,0 +1,89 @@
+//! The `weir` binary: config errors exit 2 naming the key; SIGTERM stops
+//! cleanly.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn weir() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+}
+
+fn fails_with_2_naming(args: &[&str], key: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = weir()
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(args)
+        .env_remove("WEIR_LISTEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(stderr.contains(key), "{args:?}: stderr should name `{key}`: {stderr}");
+}
+
+#[test]
+fn bad_configs_exit_2_and_name_the_key() {
+    fails_with_2_naming(&["--set", "num.partitions=0"], "num.partitions");
+    fails_with_2_naming(&["--set", "no.such.setting=1"], "no.such.setting");
+    fails_with_2_naming(&["--set", "log.retention.ms=soon"], "log.retention.ms");
+    fails_with_2_naming(&["--listen", "nonsense"], "listen");
+    fails_with_2_naming(&["--advertised-listener", "host:99999"], "advertised-listener");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("weir.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\nbogus = 1\n").unwrap();
+    fails_with_2_naming(&["--config", file.to_str().unwrap()], "bogus");
+    std::fs::write(&file, "[broker]\n\"auto.create.topics.enable\" = \"maybe\"\n").unwrap();
+    fails_with_2_naming(&["--config", file.to_str().unwrap()], "auto.create.topics.enable");
+    std::fs::write(&file, "listen = [\n").unwrap();
+    fails_with_2_naming(&["--config", file.to_str().unwrap()], "--config");
+}
+
+#[test]
+fn environment_and_file_settings_apply_and_sigterm_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("weir.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:1\"\n[broker]\n\"num.partitions\" = 2\n").unwrap();
+    let data = dir.path().join("data");
+    // The environment wins over the file; the flag-less data dir comes from the environment.
+    let mut child = weir()
+        .args(["serve", "--config", file.to_str().unwrap()])
+        .env("WEIR_LISTEN", "127.0.0.1:0")
+        .env("WEIR_DATA_DIR", &data)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut listening = false;
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if line.contains("listening on 127.0.0.1:") {
+            listening = true;
+            break;
+        }
+    }
+    assert!(listening, "broker did not report its listener");
+    assert!(data.join("meta").join("catalog.json").exists());
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.code(), Some(0), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("stopped cleanly")), "{rest:?}");
+}
+
+#[test]
+fn help_shows_examples() {
+    let out = weir().args(["serve", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for flag in ["--data-dir", "--listen", "--advertised-listener", "--config", "--set", "WEIR_DATA_DIR"] {
+        assert!(text.contains(flag), "help lacks {flag}: {text}");
+    }
+}
