@@ -25,6 +25,7 @@ pub mod describe_log_dirs;
 pub mod error;
 pub mod fetch;
 pub mod fetch_session;
+pub mod group_coordinator;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
