@@ -14,6 +14,7 @@ use weir_log::{BoxFuture, LogEngine, PartitionLog, TopicPartition};
 use crate::catalog::{catalog_path, Catalog, TopicRecord};
 use crate::config::BrokerSettings;
 use crate::fetch_session::FetchSessions;
+use crate::groups::{GroupSettings, Groups};
 use crate::BrokerError;
 
 /// What the broker needs to know about itself.
@@ -94,6 +95,8 @@ pub struct Broker {
     pub(crate) sessions: Mutex<FetchSessions>,
     /// Bumped after every append, so long-polling fetches wake up.
     data_version: watch::Sender<u64>,
+    /// The consumer group coordinator.
+    pub(crate) groups: Groups,
 }
 
 /// Why a topic name is not acceptable, as Kafka's `Topic.validate` says.
@@ -150,7 +153,8 @@ impl Broker {
         }
         info!(topics = topics.len(), cluster_id = %catalog.cluster_id, "broker opened");
         let (data_version, _) = watch::channel(0);
-        Ok(Arc::new(Self {
+        let groups = Groups::new(group_settings(&settings));
+        let broker = Arc::new(Self {
             config,
             engine,
             state: RwLock::new(State {
@@ -162,7 +166,40 @@ impl Broker {
             admin: Mutex::new(()),
             sessions: Mutex::new(FetchSessions::default()),
             data_version,
-        }))
+            groups,
+        });
+        broker.open_offsets_topic()?;
+        Ok(broker)
+    }
+
+    /// Creates `__consumer_offsets` if missing and loads group state.
+    fn open_offsets_topic(&self) -> Result<(), BrokerError> {
+        use crate::group_store::OFFSETS_TOPIC;
+        if self.topic(OFFSETS_TOPIC).is_none() {
+            let s = self.settings();
+            let configs = BTreeMap::from([
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                (
+                    "segment.bytes".to_string(),
+                    s.get("offsets.topic.segment.bytes"),
+                ),
+            ]);
+            let partitions = self.groups.settings().offsets_partitions;
+            self.create_topic(OFFSETS_TOPIC, partitions, configs, false)
+                .map_err(|(e, m)| {
+                    BrokerError::Internal(format!("cannot create {OFFSETS_TOPIC}: {e:?} {m}"))
+                })?;
+        }
+        let logs = self
+            .topic(OFFSETS_TOPIC)
+            .map(|t| t.partitions.clone())
+            .unwrap_or_default();
+        self.groups.load(&logs)
+    }
+
+    /// Advances the group coordinator's timers; call about every 100 ms.
+    pub fn tick(&self) {
+        self.groups.tick(self);
     }
 
     /// Flushes and closes storage so the next start is a clean start.
@@ -303,6 +340,12 @@ impl Broker {
 
     /// Deletes a topic and its data.
     pub fn delete_topic(&self, name: &str) -> Result<Uuid, (ResponseError, String)> {
+        if crate::INTERNAL_TOPICS.contains(&name) {
+            return Err((
+                ResponseError::InvalidTopicException,
+                format!("internal topic `{name}` cannot be deleted"),
+            ));
+        }
         if !self.settings().get_bool("delete.topic.enable") {
             return Err((
                 ResponseError::TopicDeletionDisabled,
@@ -509,7 +552,23 @@ impl Broker {
     /// Handles one decoded request. Work that must follow request order
     /// (appends) is done before this returns.
     pub fn handle(self: &Arc<Self>, header: &RequestHeader, body: RequestKind) -> Reply {
+        self.handle_from(header, body, "")
+    }
+
+    /// [`Broker::handle`] for a client at `client_host` (reported by
+    /// DescribeGroups, in Kafka's `/address` form).
+    pub fn handle_from(
+        self: &Arc<Self>,
+        header: &RequestHeader,
+        body: RequestKind,
+        client_host: &str,
+    ) -> Reply {
         let v = header.request_api_version;
+        let client_id = header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default();
         match body {
             RequestKind::ApiVersions(r) => Reply::Ready(ResponseKind::ApiVersions(
                 crate::api_versions::handle(&r, v),
@@ -559,12 +618,58 @@ impl Broker {
             RequestKind::DeleteRecords(r) => Reply::Ready(ResponseKind::DeleteRecords(
                 crate::delete_records::handle(self, r),
             )),
+            RequestKind::FindCoordinator(r) => Reply::Ready(ResponseKind::FindCoordinator(
+                crate::find_coordinator::handle(self, r, v),
+            )),
+            RequestKind::JoinGroup(r) => {
+                crate::join_group::handle(self, r, v, client_id, client_host)
+            }
+            RequestKind::SyncGroup(r) => crate::sync_group::handle(self, r),
+            RequestKind::Heartbeat(r) => {
+                Reply::Ready(ResponseKind::Heartbeat(crate::heartbeat::handle(self, r)))
+            }
+            RequestKind::LeaveGroup(r) => Reply::Ready(ResponseKind::LeaveGroup(
+                crate::leave_group::handle(self, r, v),
+            )),
+            RequestKind::OffsetCommit(r) => crate::offset_commit::handle(self, r, v),
+            RequestKind::OffsetFetch(r) => Reply::Ready(ResponseKind::OffsetFetch(
+                crate::offset_fetch::handle(self, r, v),
+            )),
+            RequestKind::DescribeGroups(r) => Reply::Ready(ResponseKind::DescribeGroups(
+                crate::describe_groups::handle(self, r, v),
+            )),
+            RequestKind::ListGroups(r) => Reply::Ready(ResponseKind::ListGroups(
+                crate::list_groups::handle(self, r),
+            )),
+            RequestKind::DeleteGroups(r) => Reply::Ready(ResponseKind::DeleteGroups(
+                crate::delete_groups::handle(self, r),
+            )),
+            RequestKind::OffsetDelete(r) => Reply::Ready(ResponseKind::OffsetDelete(
+                crate::offset_delete::handle(self, r),
+            )),
             other => {
                 // The codec only lets through what api_versions lists.
                 warn!(request = ?std::mem::discriminant(&other), "request for an API without a handler");
                 Reply::None
             }
         }
+    }
+}
+
+fn group_settings(s: &BrokerSettings) -> GroupSettings {
+    let int = |k: &str| i32::try_from(s.get_i64(k)).unwrap_or(i32::MAX);
+    GroupSettings {
+        offsets_partitions: int("offsets.topic.num.partitions"),
+        retention_ms: s
+            .get_i64("offsets.retention.minutes")
+            .saturating_mul(60_000),
+        metadata_max_bytes: usize::try_from(s.get_i64("offset.metadata.max.bytes")).unwrap_or(4096),
+        group: crate::group_coordinator::GroupConfig {
+            min_session_timeout_ms: int("group.min.session.timeout.ms"),
+            max_session_timeout_ms: int("group.max.session.timeout.ms"),
+            initial_rebalance_delay_ms: s.get_i64("group.initial.rebalance.delay.ms"),
+            max_size: usize::try_from(s.get_i64("group.max.size")).unwrap_or(usize::MAX),
+        },
     }
 }
 

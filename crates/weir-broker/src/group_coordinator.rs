@@ -256,7 +256,6 @@ struct Member {
     client_host: String,
     session_timeout_ms: i32,
     rebalance_timeout_ms: i32,
-    protocol_type: String,
     protocols: Vec<(String, Bytes)>,
     assignment: Bytes,
     join_waiter: Option<Waiter>,
@@ -455,7 +454,6 @@ impl GroupCoordinator {
                 client_host: m.client_host,
                 session_timeout_ms: m.session_timeout_ms,
                 rebalance_timeout_ms: m.rebalance_timeout_ms,
-                protocol_type: g.protocol_type.clone().unwrap_or_default(),
                 protocols: vec![(protocol.clone(), m.subscription)],
                 assignment: m.assignment,
                 join_waiter: None,
@@ -854,6 +852,17 @@ impl GroupCoordinator {
         }
     }
 
+    /// For a group with no members: whether it has a protocol type (a
+    /// consumer group rather than standalone commits) and since when it has
+    /// been empty. `None` while it has members.
+    pub fn empty_since(&self, group_id: &str) -> Option<(bool, i64)> {
+        match self.groups.get(group_id) {
+            None => Some((false, 0)),
+            Some(g) if g.members.is_empty() => Some((g.protocol_type.is_some(), g.state_timestamp)),
+            Some(_) => None,
+        }
+    }
+
     /// Every group with its state and protocol type.
     pub fn list(&self) -> Vec<(String, GroupState, String)> {
         let mut v: Vec<_> = self
@@ -985,7 +994,6 @@ fn add_member(g: &mut Group, waiter: Waiter, id: String, req: &JoinRequest, now:
         client_host: req.client_host.clone(),
         session_timeout_ms: req.session_timeout_ms,
         rebalance_timeout_ms: req.rebalance_timeout_ms,
-        protocol_type: req.protocol_type.clone(),
         protocols: req.protocols.clone(),
         assignment: Bytes::new(),
         join_waiter: Some(waiter),

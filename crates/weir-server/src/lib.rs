@@ -66,6 +66,17 @@ pub async fn run(
     shutdown: impl Future,
 ) {
     let limit = Arc::new(Semaphore::new(config.max_connections));
+    // The group coordinator's clock: session timeouts, rebalance delays.
+    let ticker = {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                every.tick().await;
+                broker.tick();
+            }
+        })
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -103,6 +114,7 @@ pub async fn run(
     );
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
+    ticker.abort();
 }
 
 /// A response slot, in request order.
@@ -213,7 +225,7 @@ async fn serve_connection(
                         None
                     }
                 };
-                match broker.handle(&header, body) {
+                match broker.handle_from(&header, body, &peer.ip().to_string()) {
                     Reply::None => continue,
                     Reply::Ready(resp) => match encode(resp) {
                         Some(b) => Pending::Ready(b),

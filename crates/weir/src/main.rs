@@ -104,14 +104,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     )
     .context("cannot open the broker")?;
     let server_config = weir_server::ServerConfig::from_broker(&broker);
+    let shutdown = shutdown_signal().context("cannot watch for SIGTERM and SIGINT")?;
     info!(data_dir = %settings.data_dir.display(), advertised = %format!("{host}:{port}"), "listening on {local}");
-    weir_server::run(
-        listener,
-        Arc::clone(&broker),
-        server_config,
-        shutdown_signal(),
-    )
-    .await;
+    weir_server::run(listener, Arc::clone(&broker), server_config, shutdown).await;
     info!("connections drained; closing the log");
     broker
         .shutdown()
@@ -120,27 +115,25 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Registers for SIGTERM and SIGINT now, so a signal that arrives before
+/// the returned future is first polled still stops the broker gracefully.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    error!(error = %e, "cannot watch SIGTERM; only SIGINT stops the broker");
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => info!("SIGINT received"),
-            _ = term.recv() => info!("SIGTERM received"),
-        }
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => info!("SIGINT received"),
+                _ = term.recv() => info!("SIGTERM received"),
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

@@ -21,7 +21,10 @@ fn fails_with_2_naming(args: &[&str], key: &str) {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-    assert!(stderr.contains(key), "{args:?}: stderr should name `{key}`: {stderr}");
+    assert!(
+        stderr.contains(key),
+        "{args:?}: stderr should name `{key}`: {stderr}"
+    );
 }
 
 #[test]
@@ -30,13 +33,23 @@ fn bad_configs_exit_2_and_name_the_key() {
     fails_with_2_naming(&["--set", "no.such.setting=1"], "no.such.setting");
     fails_with_2_naming(&["--set", "log.retention.ms=soon"], "log.retention.ms");
     fails_with_2_naming(&["--listen", "nonsense"], "listen");
-    fails_with_2_naming(&["--advertised-listener", "host:99999"], "advertised-listener");
+    fails_with_2_naming(
+        &["--advertised-listener", "host:99999"],
+        "advertised-listener",
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("weir.toml");
     std::fs::write(&file, "listen = \"127.0.0.1:0\"\nbogus = 1\n").unwrap();
     fails_with_2_naming(&["--config", file.to_str().unwrap()], "bogus");
-    std::fs::write(&file, "[broker]\n\"auto.create.topics.enable\" = \"maybe\"\n").unwrap();
-    fails_with_2_naming(&["--config", file.to_str().unwrap()], "auto.create.topics.enable");
+    std::fs::write(
+        &file,
+        "[broker]\n\"auto.create.topics.enable\" = \"maybe\"\n",
+    )
+    .unwrap();
+    fails_with_2_naming(
+        &["--config", file.to_str().unwrap()],
+        "auto.create.topics.enable",
+    );
     std::fs::write(&file, "listen = [\n").unwrap();
     fails_with_2_naming(&["--config", file.to_str().unwrap()], "--config");
 }
@@ -45,7 +58,11 @@ fn bad_configs_exit_2_and_name_the_key() {
 fn environment_and_file_settings_apply_and_sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("weir.toml");
-    std::fs::write(&file, "listen = \"127.0.0.1:1\"\n[broker]\n\"num.partitions\" = 2\n").unwrap();
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:1\"\n[broker]\n\"num.partitions\" = 2\n",
+    )
+    .unwrap();
     let data = dir.path().join("data");
     // The environment wins over the file; the flag-less data dir comes from the environment.
     let mut child = weir()
@@ -70,12 +87,18 @@ fn environment_and_file_settings_apply_and_sigterm_stops_cleanly() {
     }
     assert!(listening, "broker did not report its listener");
     assert!(data.join("meta").join("catalog.json").exists());
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let exit = child.wait().unwrap();
     assert_eq!(exit.code(), Some(0), "{rest:?}");
-    assert!(rest.iter().any(|l| l.contains("stopped cleanly")), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("stopped cleanly")),
+        "{rest:?}"
+    );
 }
 
 #[test]
@@ -83,7 +106,14 @@ fn help_shows_examples() {
     let out = weir().args(["serve", "--help"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    for flag in ["--data-dir", "--listen", "--advertised-listener", "--config", "--set", "WEIR_DATA_DIR"] {
+    for flag in [
+        "--data-dir",
+        "--listen",
+        "--advertised-listener",
+        "--config",
+        "--set",
+        "WEIR_DATA_DIR",
+    ] {
         assert!(text.contains(flag), "help lacks {flag}: {text}");
     }
 }

@@ -1,0 +1,71 @@
+//! FindCoordinator: this node coordinates every group.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::Broker;
+
+const KEY_GROUP: i8 = 0;
+
+/// Answers a FindCoordinator request (one key before v4, a batch after).
+pub fn handle(
+    broker: &Broker,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let (host, port) = broker.advertised();
+    let answer = |key: &StrBytes| -> (i16, Option<String>) {
+        if req.key_type != KEY_GROUP {
+            // Transactions and share groups come with their own issues.
+            return (
+                ResponseError::CoordinatorNotAvailable.code(),
+                Some(format!("no coordinator for key type {}", req.key_type)),
+            );
+        }
+        if key.is_empty() {
+            return (
+                ResponseError::InvalidGroupId.code(),
+                Some("group id is empty".into()),
+            );
+        }
+        (0, None)
+    };
+    let node = BrokerId(broker.node_id());
+    if version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .iter()
+            .map(|k| {
+                let (error, msg) = answer(k);
+                let c = Coordinator::default()
+                    .with_key(k.clone())
+                    .with_error_code(error)
+                    .with_error_message(msg.map(StrBytes::from_string));
+                if error == 0 {
+                    c.with_node_id(node)
+                        .with_host(StrBytes::from_string(host.to_string()))
+                        .with_port(port)
+                } else {
+                    c.with_node_id(BrokerId(-1)).with_port(-1)
+                }
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let (error, msg) = answer(&req.key);
+    let resp = FindCoordinatorResponse::default().with_error_code(error);
+    let resp = if version >= 1 {
+        resp.with_error_message(msg.map(StrBytes::from_string))
+    } else {
+        resp
+    };
+    if error == 0 {
+        resp.with_node_id(node)
+            .with_host(StrBytes::from_string(host.to_string()))
+            .with_port(port)
+    } else {
+        resp.with_node_id(BrokerId(-1)).with_port(-1)
+    }
+}

@@ -1,0 +1,569 @@
+//! The group coordinator at run time: the pure state machine of
+//! [`crate::group_coordinator`] plus deferred responses, committed offsets
+//! and their persistence in `__consumer_offsets`.
+//!
+//! Offset commits are appended to the group's partition of
+//! `__consumer_offsets` and answered once durable, like an acks=all
+//! produce, so a consumer that restarts (or a broker killed with -9)
+//! resumes exactly where it committed. Group metadata is appended after
+//! each completed rebalance. At start-up the topic is read back.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+use weir_log::{BoxFuture, PartitionLog, ReadLimit};
+
+use crate::broker::Broker;
+use crate::group_coordinator::{
+    Effect, Effects, GroupConfig, GroupCoordinator, GroupDescription, GroupState, JoinRequest,
+    JoinResult, SyncResult, Waiter,
+};
+use crate::group_store::{self, Committed, Key, OFFSETS_TOPIC};
+
+/// Settings of the coordinator, from broker configs with Kafka's names.
+#[derive(Debug, Clone)]
+pub struct GroupSettings {
+    /// `offsets.topic.num.partitions`.
+    pub offsets_partitions: i32,
+    /// `offsets.retention.minutes`, in ms.
+    pub retention_ms: i64,
+    /// `offset.metadata.max.bytes`.
+    pub metadata_max_bytes: usize,
+    /// The state machine's settings.
+    pub group: GroupConfig,
+}
+
+enum Waiting {
+    Join(oneshot::Sender<JoinResult>),
+    Sync(oneshot::Sender<SyncResult>),
+}
+
+struct Inner {
+    coord: GroupCoordinator,
+    offsets: HashMap<String, BTreeMap<(String, i32), Committed>>,
+    waiters: HashMap<Waiter, Waiting>,
+    next_waiter: Waiter,
+    last_expiry_check: i64,
+}
+
+/// The run-time group coordinator.
+pub struct Groups {
+    settings: GroupSettings,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Groups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Groups")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One partition's outcome of an offset commit.
+pub type CommitOutcome = Vec<(String, i32, i16)>;
+
+/// Committed offsets by topic: partition and offset, if any.
+pub type TopicOffsets = Vec<(String, Vec<(i32, Option<Committed>)>)>;
+
+/// Wall-clock milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn record(key: Bytes, value: Option<Bytes>, ts: i64, i: usize) -> Record {
+    let i = i32::try_from(i).unwrap_or(i32::MAX);
+    Record {
+        transactional: false,
+        control: false,
+        partition_leader_epoch: crate::LEADER_EPOCH,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: i64::from(i),
+        // The encoder starts a new batch when offset - sequence changes;
+        // this keeps one batch whose base sequence is -1.
+        sequence: i - 1,
+        timestamp: ts,
+        key: Some(key),
+        value,
+        headers: IndexMap::new(),
+        delete_horizon: false,
+    }
+}
+
+impl Groups {
+    /// A coordinator with no state yet; [`Groups::load`] reads it back.
+    pub fn new(settings: GroupSettings) -> Self {
+        let coord = GroupCoordinator::new(settings.group.clone());
+        Self {
+            settings,
+            inner: Mutex::new(Inner {
+                coord,
+                offsets: HashMap::new(),
+                waiters: HashMap::new(),
+                next_waiter: 0,
+                last_expiry_check: 0,
+            }),
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &GroupSettings {
+        &self.settings
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock is a bug; the state is still the
+        // best we have, so keep serving it.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads `__consumer_offsets` back into memory.
+    pub fn load(&self, logs: &[Arc<dyn PartitionLog>]) -> Result<(), crate::BrokerError> {
+        let now = now_ms();
+        let mut groups: HashMap<String, Option<Bytes>> = HashMap::new();
+        let mut inner = self.lock();
+        let mut records = 0usize;
+        for log in logs {
+            let mut offset = log.offsets().log_start;
+            loop {
+                let r = log.read(offset, 1 << 20, ReadLimit::LogEnd)?;
+                if r.records.is_empty() {
+                    break;
+                }
+                let mut buf = r.records.clone();
+                let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| {
+                    crate::BrokerError::Internal(format!(
+                        "{OFFSETS_TOPIC} holds an undecodable batch: {e}"
+                    ))
+                })?;
+                let mut last = offset;
+                for set in sets {
+                    for rec in set.records {
+                        last = last.max(rec.offset + 1);
+                        let Some(key) = rec.key.as_ref().and_then(group_store::decode_key) else {
+                            continue;
+                        };
+                        records += 1;
+                        match key {
+                            Key::Offset {
+                                group,
+                                topic,
+                                partition,
+                            } => {
+                                let entry = inner.offsets.entry(group).or_default();
+                                match rec.value.as_ref().and_then(group_store::decode_offset) {
+                                    Some(c) => {
+                                        entry.insert((topic, partition), c);
+                                    }
+                                    None => {
+                                        entry.remove(&(topic, partition));
+                                    }
+                                }
+                            }
+                            Key::Group(g) => {
+                                groups.insert(g, rec.value.clone());
+                            }
+                        }
+                    }
+                }
+                if last <= offset {
+                    break;
+                }
+                offset = last;
+            }
+        }
+        inner.offsets.retain(|_, o| !o.is_empty());
+        for (id, value) in groups {
+            match value
+                .as_ref()
+                .and_then(|v| group_store::decode_group(&id, v))
+            {
+                Some(snap) => inner.coord.restore(snap, now),
+                None => inner.coord.forget(&id),
+            }
+        }
+        for g in inner.offsets.keys().cloned().collect::<Vec<_>>() {
+            inner.coord.ensure(&g, now);
+        }
+        info!(
+            records,
+            groups = inner.coord.list().len(),
+            "loaded consumer group state"
+        );
+        Ok(())
+    }
+
+    fn apply(&self, broker: &Broker, inner: &mut Inner, fx: Effects) {
+        for e in fx {
+            match e {
+                Effect::Join(w, r) => {
+                    if let Some(Waiting::Join(tx)) = inner.waiters.remove(&w) {
+                        let _ = tx.send(r);
+                    }
+                }
+                Effect::Sync(w, r) => {
+                    if let Some(Waiting::Sync(tx)) = inner.waiters.remove(&w) {
+                        let _ = tx.send(r);
+                    }
+                }
+                Effect::Persist(snap) => {
+                    let key = group_store::group_key(&snap.group_id);
+                    let value = group_store::group_value(&snap);
+                    if let Err(e) = self.write(broker, &snap.group_id, vec![(key, Some(value))]) {
+                        warn!(group = %snap.group_id, error = %e, "could not persist group metadata");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Appends records to the group's partition of `__consumer_offsets`,
+    /// returning the wait for their durability.
+    fn write(
+        &self,
+        broker: &Broker,
+        group: &str,
+        kvs: Vec<(Bytes, Option<Bytes>)>,
+    ) -> Result<BoxFuture<'static, Result<(), weir_log::LogError>>, String> {
+        let p = group_store::partition_for(group, self.settings.offsets_partitions);
+        let log = broker
+            .topic(OFFSETS_TOPIC)
+            .and_then(|t| t.partition(p).cloned())
+            .ok_or_else(|| format!("{OFFSETS_TOPIC} partition {p} is missing"))?;
+        let ts = now_ms();
+        let records: Vec<Record> = kvs
+            .into_iter()
+            .enumerate()
+            .map(|(i, (k, v))| record(k, v, ts, i))
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let info = log
+            .append(buf.freeze(), crate::LEADER_EPOCH)
+            .map_err(|e| e.to_string())?;
+        broker.notify_data();
+        Ok(log.wait_durable(info.last_offset + 1))
+    }
+
+    /// JoinGroup: the response arrives on the returned channel.
+    pub fn join(&self, broker: &Broker, req: JoinRequest) -> oneshot::Receiver<JoinResult> {
+        let (tx, rx) = oneshot::channel();
+        let mut inner = self.lock();
+        inner.next_waiter += 1;
+        let w = inner.next_waiter;
+        inner.waiters.insert(w, Waiting::Join(tx));
+        let fx = inner.coord.join(w, req, now_ms());
+        self.apply(broker, &mut inner, fx);
+        rx
+    }
+
+    /// SyncGroup: the response arrives on the returned channel.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sync(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        protocol_type: Option<&str>,
+        protocol_name: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+    ) -> oneshot::Receiver<SyncResult> {
+        let (tx, rx) = oneshot::channel();
+        let mut inner = self.lock();
+        inner.next_waiter += 1;
+        let w = inner.next_waiter;
+        inner.waiters.insert(w, Waiting::Sync(tx));
+        let fx = inner.coord.sync(
+            w,
+            group_id,
+            generation,
+            member_id,
+            instance_id,
+            protocol_type,
+            protocol_name,
+            assignments,
+            now_ms(),
+        );
+        self.apply(broker, &mut inner, fx);
+        rx
+    }
+
+    /// Heartbeat.
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> i16 {
+        self.lock()
+            .coord
+            .heartbeat(group_id, generation, member_id, instance_id, now_ms())
+    }
+
+    /// LeaveGroup: top-level error and one code per member.
+    pub fn leave(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> (i16, Vec<i16>) {
+        let mut inner = self.lock();
+        let (top, codes, fx) = inner.coord.leave(group_id, members, now_ms());
+        self.apply(broker, &mut inner, fx);
+        (top, codes)
+    }
+
+    /// Advances timers, and expires offsets now and then.
+    pub fn tick(&self, broker: &Broker) {
+        let now = now_ms();
+        let mut inner = self.lock();
+        let fx = inner.coord.tick(now);
+        self.apply(broker, &mut inner, fx);
+        if now - inner.last_expiry_check >= 60_000 {
+            inner.last_expiry_check = now;
+            self.expire_offsets(broker, &mut inner, now);
+        }
+    }
+
+    /// Kafka's rule (KIP-211): a consumer group's offsets expire once the
+    /// group has been empty for the retention period; standalone commits
+    /// expire by their commit time.
+    fn expire_offsets(&self, broker: &Broker, inner: &mut Inner, now: i64) {
+        let retention = self.settings.retention_ms;
+        let groups: Vec<String> = inner.offsets.keys().cloned().collect();
+        for g in groups {
+            let Some((consumer, since)) = inner.coord.empty_since(&g) else {
+                continue;
+            };
+            let Some(offsets) = inner.offsets.get_mut(&g) else {
+                continue;
+            };
+            let expired: Vec<(String, i32)> = offsets
+                .iter()
+                .filter(|(_, c)| {
+                    if consumer {
+                        since + retention <= now
+                    } else {
+                        c.commit_timestamp + retention <= now
+                    }
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            if expired.is_empty() {
+                continue;
+            }
+            let mut kvs: Vec<(Bytes, Option<Bytes>)> = Vec::new();
+            for (t, p) in &expired {
+                offsets.remove(&(t.clone(), *p));
+                kvs.push((group_store::offset_key(&g, t, *p), None));
+            }
+            if offsets.is_empty() {
+                inner.offsets.remove(&g);
+                if inner.coord.delete(&g).is_ok() {
+                    kvs.push((group_store::group_key(&g), None));
+                }
+            }
+            info!(group = %g, partitions = expired.len(), "expired committed offsets");
+            if let Err(e) = self.write(broker, &g, kvs) {
+                warn!(group = %g, error = %e, "could not write offset expiry");
+            }
+        }
+    }
+
+    /// OffsetCommit: validates, appends and updates memory at once; the
+    /// returned future resolves when the commit is durable.
+    #[allow(clippy::too_many_arguments)]
+    pub fn commit(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        entries: Vec<(String, i32, Committed)>,
+    ) -> (
+        CommitOutcome,
+        Option<BoxFuture<'static, Result<(), weir_log::LogError>>>,
+    ) {
+        let now = now_ms();
+        let mut inner = self.lock();
+        if let Err(e) = inner
+            .coord
+            .check_commit(group_id, generation, member_id, instance_id, now)
+        {
+            return (
+                entries
+                    .into_iter()
+                    .map(|(t, p, _)| (t, p, e.code()))
+                    .collect(),
+                None,
+            );
+        }
+        inner.coord.ensure(group_id, now);
+        let mut outcome = Vec::with_capacity(entries.len());
+        let mut kvs = Vec::new();
+        let mut accepted = Vec::new();
+        for (topic, partition, c) in entries {
+            let code = if broker
+                .topic(&topic)
+                .is_none_or(|t| t.partition(partition).is_none())
+            {
+                ResponseError::UnknownTopicOrPartition.code()
+            } else if c.metadata.len() > self.settings.metadata_max_bytes {
+                ResponseError::OffsetMetadataTooLarge.code()
+            } else {
+                kvs.push((
+                    group_store::offset_key(group_id, &topic, partition),
+                    Some(group_store::offset_value(&c)),
+                ));
+                accepted.push((topic.clone(), partition, c));
+                0
+            };
+            outcome.push((topic, partition, code));
+        }
+        if kvs.is_empty() {
+            return (outcome, None);
+        }
+        match self.write(broker, group_id, kvs) {
+            Ok(wait) => {
+                let offsets = inner.offsets.entry(group_id.to_string()).or_default();
+                for (t, p, c) in accepted {
+                    offsets.insert((t, p), c);
+                }
+                (outcome, Some(wait))
+            }
+            Err(e) => {
+                warn!(group = group_id, error = %e, "offset commit not written");
+                let code = ResponseError::CoordinatorNotAvailable.code();
+                (
+                    outcome
+                        .into_iter()
+                        .map(|(t, p, c)| (t, p, if c == 0 { code } else { c }))
+                        .collect(),
+                    None,
+                )
+            }
+        }
+    }
+
+    /// Committed offsets of a group: for `wanted` partitions, or all.
+    pub fn committed(
+        &self,
+        group_id: &str,
+        wanted: Option<Vec<(String, Vec<i32>)>>,
+    ) -> TopicOffsets {
+        let inner = self.lock();
+        let offsets = inner.offsets.get(group_id);
+        match wanted {
+            Some(w) => w
+                .into_iter()
+                .map(|(t, ps)| {
+                    let parts = ps
+                        .into_iter()
+                        .map(|p| (p, offsets.and_then(|o| o.get(&(t.clone(), p)).cloned())))
+                        .collect();
+                    (t, parts)
+                })
+                .collect(),
+            None => {
+                let mut by_topic: BTreeMap<String, Vec<(i32, Option<Committed>)>> = BTreeMap::new();
+                for ((t, p), c) in offsets.into_iter().flatten() {
+                    by_topic
+                        .entry(t.clone())
+                        .or_default()
+                        .push((*p, Some(c.clone())));
+                }
+                by_topic.into_iter().collect()
+            }
+        }
+    }
+
+    /// DescribeGroups.
+    pub fn describe(&self, group_id: &str) -> GroupDescription {
+        self.lock().coord.describe(group_id)
+    }
+
+    /// ListGroups: id, state, protocol type.
+    pub fn list(&self) -> Vec<(String, GroupState, String)> {
+        self.lock().coord.list()
+    }
+
+    /// DeleteGroups: removes an empty group and its offsets.
+    pub fn delete(&self, broker: &Broker, group_id: &str) -> Result<(), ResponseError> {
+        let mut inner = self.lock();
+        inner.coord.delete(group_id)?;
+        let mut kvs: Vec<(Bytes, Option<Bytes>)> = inner
+            .offsets
+            .remove(group_id)
+            .into_iter()
+            .flatten()
+            .map(|((t, p), _)| (group_store::offset_key(group_id, &t, p), None))
+            .collect();
+        kvs.push((group_store::group_key(group_id), None));
+        self.write(broker, group_id, kvs).map(|_| ()).map_err(|e| {
+            warn!(group = group_id, error = %e, "group deletion not written");
+            ResponseError::CoordinatorNotAvailable
+        })
+    }
+
+    /// OffsetDelete: removes committed offsets of partitions the group is
+    /// not subscribed to. Returns per-partition codes.
+    pub fn delete_offsets(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        parts: Vec<(String, i32)>,
+    ) -> Result<Vec<(String, i32, i16)>, ResponseError> {
+        let mut inner = self.lock();
+        if inner.coord.state(group_id).is_none() {
+            return Err(ResponseError::GroupIdNotFound);
+        }
+        let subscribed = inner.coord.subscribed_topics(group_id);
+        let mut out = Vec::new();
+        let mut kvs = Vec::new();
+        for (t, p) in parts {
+            if subscribed.contains(&t) {
+                out.push((t, p, ResponseError::GroupSubscribedToTopic.code()));
+                continue;
+            }
+            if let Some(o) = inner.offsets.get_mut(group_id) {
+                if o.remove(&(t.clone(), p)).is_some() {
+                    kvs.push((group_store::offset_key(group_id, &t, p), None));
+                }
+            }
+            out.push((t, p, 0));
+        }
+        if !kvs.is_empty() {
+            if let Err(e) = self.write(broker, group_id, kvs) {
+                warn!(group = group_id, error = %e, "offset deletion not written");
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,42 @@
+//! LeaveGroup: one member (v0-2) or a batch (v3+, KIP-345).
+
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
+
+use crate::broker::Broker;
+
+/// Answers a LeaveGroup request.
+pub fn handle(broker: &Broker, r: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    if version < 3 {
+        let (_, codes) =
+            broker
+                .groups
+                .leave(broker, &r.group_id, &[(r.member_id.to_string(), None)]);
+        return LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(0));
+    }
+    let members: Vec<(String, Option<String>)> = r
+        .members
+        .iter()
+        .map(|m| {
+            (
+                m.member_id.to_string(),
+                m.group_instance_id.as_ref().map(|i| i.to_string()),
+            )
+        })
+        .collect();
+    let (top, codes) = broker.groups.leave(broker, &r.group_id, &members);
+    let members = r
+        .members
+        .into_iter()
+        .zip(codes)
+        .map(|(m, code)| {
+            MemberResponse::default()
+                .with_member_id(m.member_id)
+                .with_group_instance_id(m.group_instance_id)
+                .with_error_code(code)
+        })
+        .collect();
+    LeaveGroupResponse::default()
+        .with_error_code(top)
+        .with_members(members)
+}

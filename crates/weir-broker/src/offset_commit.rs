@@ -1,0 +1,114 @@
+//! OffsetCommit: store consumer positions, answered once durable.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{
+    OffsetCommitRequest, OffsetCommitResponse, ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::{Broker, Reply};
+use crate::group_store::Committed;
+use crate::groups::now_ms;
+
+/// Answers an OffsetCommit request.
+pub fn handle(broker: &Arc<Broker>, r: OffsetCommitRequest, version: i16) -> Reply {
+    let now = now_ms();
+    // v10 names topics by id.
+    let mut names = Vec::with_capacity(r.topics.len());
+    let mut entries = Vec::new();
+    let mut unknown_ids = Vec::new();
+    for t in &r.topics {
+        let name = if version >= 10 {
+            broker.topic_by_id(&t.topic_id).map(|t| t.name.clone())
+        } else {
+            Some(t.name.to_string())
+        };
+        names.push(name.clone());
+        for p in &t.partitions {
+            match &name {
+                Some(n) => entries.push((
+                    n.clone(),
+                    p.partition_index,
+                    Committed {
+                        offset: p.committed_offset,
+                        leader_epoch: if version >= 6 {
+                            p.committed_leader_epoch
+                        } else {
+                            -1
+                        },
+                        metadata: p
+                            .committed_metadata
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .unwrap_or_default(),
+                        commit_timestamp: now,
+                    },
+                )),
+                None => unknown_ids.push((t.topic_id, p.partition_index)),
+            }
+        }
+    }
+    let (outcome, wait) = broker.groups.commit(
+        broker,
+        &r.group_id,
+        if version >= 1 {
+            r.generation_id_or_member_epoch
+        } else {
+            -1
+        },
+        &r.member_id,
+        r.group_instance_id.as_deref(),
+        entries,
+    );
+    let topics: Vec<OffsetCommitResponseTopic> = r
+        .topics
+        .iter()
+        .zip(names)
+        .map(|(t, name)| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let code = match &name {
+                        None => ResponseError::UnknownTopicId.code(),
+                        Some(n) => outcome
+                            .iter()
+                            .find(|(ot, op, _)| ot == n && *op == p.partition_index)
+                            .map_or(ResponseError::UnknownServerError.code(), |o| o.2),
+                    };
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(TopicName(StrBytes::from_string(name.unwrap_or_default())))
+                .with_topic_id(t.topic_id)
+                .with_partitions(partitions)
+        })
+        .collect();
+    let resp = OffsetCommitResponse::default().with_topics(topics);
+    match wait {
+        None => Reply::Ready(ResponseKind::OffsetCommit(resp)),
+        Some(wait) => Reply::Later(Box::pin(async move {
+            let mut resp = resp;
+            if let Err(e) = wait.await {
+                tracing::error!(error = %e, "offset commit not durable");
+                for p in resp
+                    .topics
+                    .iter_mut()
+                    .flat_map(|t| t.partitions.iter_mut())
+                    .filter(|p| p.error_code == 0)
+                {
+                    p.error_code = ResponseError::KafkaStorageError.code();
+                }
+            }
+            ResponseKind::OffsetCommit(resp)
+        })),
+    }
+}

@@ -1,0 +1,116 @@
+//! OffsetFetch: committed positions, for one group (v0-7) or many (v8+).
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+use crate::broker::Broker;
+use crate::group_store::Committed;
+use crate::groups::TopicOffsets as Fetched;
+
+fn parts(c: Option<Committed>, version: i16) -> (i64, i32, String) {
+    match c {
+        Some(c) => (
+            c.offset,
+            if version >= 5 { c.leader_epoch } else { -1 },
+            c.metadata,
+        ),
+        None => (-1, -1, String::new()),
+    }
+}
+
+/// Answers an OffsetFetch request. Unknown groups and partitions without a
+/// commit get offset -1, as in Kafka.
+pub fn handle(broker: &Broker, r: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    if version < 8 {
+        let wanted = r.topics.map(|ts| {
+            ts.into_iter()
+                .map(|t| (t.name.to_string(), t.partition_indexes))
+                .collect()
+        });
+        let fetched: Fetched = broker.groups.committed(&r.group_id, wanted);
+        let topics = fetched
+            .into_iter()
+            .map(|(t, ps)| {
+                let partitions = ps
+                    .into_iter()
+                    .map(|(p, c)| {
+                        let (offset, epoch, metadata) = parts(c, version);
+                        OffsetFetchResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_committed_offset(offset)
+                            .with_committed_leader_epoch(epoch)
+                            .with_metadata(Some(StrBytes::from_string(metadata)))
+                    })
+                    .collect();
+                OffsetFetchResponseTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(t)))
+                    .with_partitions(partitions)
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_topics(topics);
+    }
+    let groups = r
+        .groups
+        .into_iter()
+        .map(|g| {
+            // v10 names topics by id.
+            let mut ids: Vec<(String, Uuid)> = Vec::new();
+            let wanted = g.topics.map(|ts| {
+                ts.into_iter()
+                    .map(|t| {
+                        let name = if version >= 10 {
+                            broker
+                                .topic_by_id(&t.topic_id)
+                                .map(|x| x.name.clone())
+                                .unwrap_or_default()
+                        } else {
+                            t.name.to_string()
+                        };
+                        ids.push((name.clone(), t.topic_id));
+                        (name, t.partition_indexes)
+                    })
+                    .collect()
+            });
+            let fetched: Fetched = broker.groups.committed(&g.group_id, wanted);
+            let topics = fetched
+                .into_iter()
+                .map(|(t, ps)| {
+                    let id = ids
+                        .iter()
+                        .find(|(n, _)| *n == t)
+                        .map(|(_, id)| *id)
+                        .or_else(|| {
+                            (version >= 10)
+                                .then(|| broker.topic(&t).map(|x| x.id))
+                                .flatten()
+                        })
+                        .unwrap_or_default();
+                    let partitions = ps
+                        .into_iter()
+                        .map(|(p, c)| {
+                            let (offset, epoch, metadata) = parts(c, version);
+                            OffsetFetchResponsePartitions::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(offset)
+                                .with_committed_leader_epoch(epoch)
+                                .with_metadata(Some(StrBytes::from_string(metadata)))
+                        })
+                        .collect();
+                    OffsetFetchResponseTopics::default()
+                        .with_name(TopicName(StrBytes::from_string(t)))
+                        .with_topic_id(id)
+                        .with_partitions(partitions)
+                })
+                .collect();
+            OffsetFetchResponseGroup::default()
+                .with_group_id(g.group_id)
+                .with_topics(topics)
+        })
+        .collect();
+    OffsetFetchResponse::default().with_groups(groups)
+}
