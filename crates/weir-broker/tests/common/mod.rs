@@ -78,6 +78,9 @@ fn api_of(body: &RequestKind) -> kafka_protocol::messages::ApiKey {
         RequestKind::OffsetForLeaderEpoch(_) => ApiKey::OffsetForLeaderEpoch,
         RequestKind::DeleteRecords(_) => ApiKey::DeleteRecords,
         RequestKind::ApiVersions(_) => ApiKey::ApiVersions,
+        RequestKind::OffsetCommit(_) => ApiKey::OffsetCommit,
+        RequestKind::OffsetFetch(_) => ApiKey::OffsetFetch,
+        RequestKind::DeleteGroups(_) => ApiKey::DeleteGroups,
         other => panic!("add {other:?} to api_of"),
     }
 }
