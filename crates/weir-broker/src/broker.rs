@@ -644,6 +644,16 @@ impl Broker {
             RequestKind::DeleteGroups(r) => Reply::Ready(ResponseKind::DeleteGroups(
                 crate::delete_groups::handle(self, r),
             )),
+            RequestKind::ConsumerGroupHeartbeat(r) => {
+                Reply::Ready(ResponseKind::ConsumerGroupHeartbeat(
+                    crate::consumer_group_heartbeat::handle(self, r, v, client_id, client_host),
+                ))
+            }
+            RequestKind::ConsumerGroupDescribe(r) => {
+                Reply::Ready(ResponseKind::ConsumerGroupDescribe(
+                    crate::consumer_group_describe::handle(self, r),
+                ))
+            }
             RequestKind::OffsetDelete(r) => Reply::Ready(ResponseKind::OffsetDelete(
                 crate::offset_delete::handle(self, r),
             )),
@@ -669,6 +679,10 @@ fn group_settings(s: &BrokerSettings) -> GroupSettings {
             max_session_timeout_ms: int("group.max.session.timeout.ms"),
             initial_rebalance_delay_ms: s.get_i64("group.initial.rebalance.delay.ms"),
             max_size: usize::try_from(s.get_i64("group.max.size")).unwrap_or(usize::MAX),
+        },
+        consumer: crate::consumer_group::ConsumerConfig {
+            session_timeout_ms: s.get_i64("group.consumer.session.timeout.ms"),
+            heartbeat_interval_ms: int("group.consumer.heartbeat.interval.ms"),
         },
     }
 }

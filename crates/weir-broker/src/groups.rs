@@ -22,6 +22,9 @@ use tracing::{info, warn};
 use weir_log::{BoxFuture, PartitionLog, ReadLimit};
 
 use crate::broker::Broker;
+use crate::consumer_group::{
+    ConsumerConfig, ConsumerGroups, GroupView, Heartbeat, HeartbeatAnswer, TopicMeta,
+};
 use crate::group_coordinator::{
     Effect, Effects, GroupConfig, GroupCoordinator, GroupDescription, GroupState, JoinRequest,
     JoinResult, SyncResult, Waiter,
@@ -39,6 +42,8 @@ pub struct GroupSettings {
     pub metadata_max_bytes: usize,
     /// The state machine's settings.
     pub group: GroupConfig,
+    /// The KIP-848 protocol's settings.
+    pub consumer: ConsumerConfig,
 }
 
 enum Waiting {
@@ -48,6 +53,7 @@ enum Waiting {
 
 struct Inner {
     coord: GroupCoordinator,
+    consumer: ConsumerGroups,
     offsets: HashMap<String, BTreeMap<(String, i32), Committed>>,
     waiters: HashMap<Waiter, Waiting>,
     next_waiter: Waiter,
@@ -73,6 +79,13 @@ pub type CommitOutcome = Vec<(String, i32, i16)>;
 
 /// Committed offsets by topic: partition and offset, if any.
 pub type TopicOffsets = Vec<(String, Vec<(i32, Option<Committed>)>)>;
+
+/// A member id as Kafka makes them for KIP-848 members: a random UUID in
+/// URL-safe base64.
+fn new_member_id() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
+}
 
 /// Wall-clock milliseconds.
 pub fn now_ms() -> i64 {
@@ -107,10 +120,12 @@ impl Groups {
     /// A coordinator with no state yet; [`Groups::load`] reads it back.
     pub fn new(settings: GroupSettings) -> Self {
         let coord = GroupCoordinator::new(settings.group.clone());
+        let consumer = ConsumerGroups::new(settings.consumer.clone());
         Self {
             settings,
             inner: Mutex::new(Inner {
                 coord,
+                consumer,
                 offsets: HashMap::new(),
                 waiters: HashMap::new(),
                 next_waiter: 0,
@@ -345,6 +360,7 @@ impl Groups {
         let mut inner = self.lock();
         let fx = inner.coord.tick(now);
         self.apply(broker, &mut inner, fx);
+        inner.consumer.tick(now);
         if now - inner.last_expiry_check >= 60_000 {
             inner.last_expiry_check = now;
             self.expire_offsets(broker, &mut inner, now);
@@ -358,6 +374,9 @@ impl Groups {
         let retention = self.settings.retention_ms;
         let groups: Vec<String> = inner.offsets.keys().cloned().collect();
         for g in groups {
+            if inner.consumer.is_active(&g) {
+                continue;
+            }
             let Some((consumer, since)) = inner.coord.empty_since(&g) else {
                 continue;
             };
@@ -413,10 +432,14 @@ impl Groups {
     ) {
         let now = now_ms();
         let mut inner = self.lock();
-        if let Err(e) = inner
-            .coord
-            .check_commit(group_id, generation, member_id, instance_id, now)
-        {
+        let checked = if inner.consumer.is_active(group_id) {
+            inner.consumer.check_commit(group_id, member_id, generation)
+        } else {
+            inner
+                .coord
+                .check_commit(group_id, generation, member_id, instance_id, now)
+        };
+        if let Err(e) = checked {
             return (
                 entries
                     .into_iter()
@@ -504,19 +527,84 @@ impl Groups {
         }
     }
 
+    /// ConsumerGroupHeartbeat (KIP-848).
+    pub fn consumer_heartbeat(&self, broker: &Broker, hb: Heartbeat) -> HeartbeatAnswer {
+        let topics: BTreeMap<String, TopicMeta> = broker
+            .topics()
+            .iter()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    TopicMeta {
+                        id: t.id,
+                        partitions: i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
+                    },
+                )
+            })
+            .collect();
+        let mut inner = self.lock();
+        let group_id = hb.group_id.clone();
+        if inner
+            .coord
+            .state(&group_id)
+            .is_some_and(|s| s != GroupState::Empty)
+        {
+            return HeartbeatAnswer {
+                error: ResponseError::GroupIdNotFound.code(),
+                message: Some(format!(
+                    "group `{group_id}` is a classic group with members"
+                )),
+                member_id: hb.member_id,
+                member_epoch: hb.member_epoch,
+                interval_ms: self.settings.consumer.heartbeat_interval_ms,
+                assignment: None,
+            };
+        }
+        let now = now_ms();
+        let answer = inner.consumer.heartbeat(hb, &topics, new_member_id, now);
+        inner.coord.ensure(&group_id, now);
+        answer
+    }
+
+    /// ConsumerGroupDescribe.
+    pub fn consumer_describe(&self, group_id: &str) -> Option<GroupView> {
+        self.lock().consumer.describe(group_id)
+    }
+
     /// DescribeGroups.
     pub fn describe(&self, group_id: &str) -> GroupDescription {
         self.lock().coord.describe(group_id)
     }
 
-    /// ListGroups: id, state, protocol type.
-    pub fn list(&self) -> Vec<(String, GroupState, String)> {
-        self.lock().coord.list()
+    /// ListGroups: id, state name, protocol type, group type.
+    pub fn list(&self) -> Vec<(String, String, String, &'static str)> {
+        let inner = self.lock();
+        let consumer: BTreeMap<String, &'static str> = inner.consumer.list().into_iter().collect();
+        let mut out: Vec<_> = inner
+            .coord
+            .list()
+            .into_iter()
+            .map(|(id, state, ptype)| match consumer.get(&id) {
+                Some(s) => (id, (*s).to_string(), "consumer".to_string(), "consumer"),
+                None => (id, state.name().to_string(), ptype, "classic"),
+            })
+            .collect();
+        for (id, s) in consumer {
+            if !out.iter().any(|o| o.0 == id) {
+                out.push((id, s.to_string(), "consumer".to_string(), "consumer"));
+            }
+        }
+        out.sort();
+        out
     }
 
     /// DeleteGroups: removes an empty group and its offsets.
     pub fn delete(&self, broker: &Broker, group_id: &str) -> Result<(), ResponseError> {
         let mut inner = self.lock();
+        if inner.consumer.is_active(group_id) {
+            return Err(ResponseError::NonEmptyGroup);
+        }
+        let _ = inner.consumer.delete(group_id);
         inner.coord.delete(group_id)?;
         let mut kvs: Vec<(Bytes, Option<Bytes>)> = inner
             .offsets
@@ -544,7 +632,8 @@ impl Groups {
         if inner.coord.state(group_id).is_none() {
             return Err(ResponseError::GroupIdNotFound);
         }
-        let subscribed = inner.coord.subscribed_topics(group_id);
+        let mut subscribed = inner.coord.subscribed_topics(group_id);
+        subscribed.extend(inner.consumer.subscribed_topics(group_id));
         let mut out = Vec::new();
         let mut kvs = Vec::new();
         for (t, p) in parts {
