@@ -197,6 +197,12 @@ impl Broker {
         self.groups.load(&logs)
     }
 
+    /// A consumer group's lag per partition (committed offset against the
+    /// high watermark), for the CLI and metrics.
+    pub fn group_lag(&self, group_id: &str) -> Vec<crate::groups::PartitionLag> {
+        self.groups.lag(self, group_id)
+    }
+
     /// Advances the group coordinator's timers; call about every 100 ms.
     pub fn tick(&self) {
         self.groups.tick(self);

@@ -74,6 +74,21 @@ impl std::fmt::Debug for Groups {
     }
 }
 
+/// A group's lag on one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Committed offset.
+    pub committed: i64,
+    /// High watermark; `None` if the partition no longer exists.
+    pub high_watermark: Option<i64>,
+    /// `high_watermark - committed`.
+    pub lag: Option<i64>,
+}
+
 /// One partition's outcome of an offset commit.
 pub type CommitOutcome = Vec<(String, i32, i16)>;
 
@@ -367,11 +382,56 @@ impl Groups {
         }
     }
 
+    /// Lag of every partition a group has committed: committed offset,
+    /// high watermark, and their difference (never negative).
+    pub fn lag(&self, broker: &Broker, group_id: &str) -> Vec<PartitionLag> {
+        let committed = self.committed(group_id, None);
+        let mut out = Vec::new();
+        for (topic, parts) in committed {
+            let t = broker.topic(&topic);
+            for (partition, c) in parts {
+                let Some(c) = c else { continue };
+                let hw = t
+                    .as_ref()
+                    .and_then(|t| t.partition(partition))
+                    .map(|l| l.offsets().high_watermark);
+                out.push(PartitionLag {
+                    topic: topic.clone(),
+                    partition,
+                    committed: c.offset,
+                    high_watermark: hw,
+                    lag: hw.map(|hw| (hw - c.offset).max(0)),
+                });
+            }
+        }
+        out
+    }
+
     /// Kafka's rule (KIP-211): a consumer group's offsets expire once the
     /// group has been empty for the retention period; standalone commits
     /// expire by their commit time.
     fn expire_offsets(&self, broker: &Broker, inner: &mut Inner, now: i64) {
         let retention = self.settings.retention_ms;
+        // Empty classic groups without offsets have nothing left to keep.
+        let idle: Vec<String> = inner
+            .coord
+            .list()
+            .into_iter()
+            .filter(|(id, state, _)| {
+                *state == GroupState::Empty
+                    && !inner.offsets.contains_key(id)
+                    && !inner.consumer.is_active(id)
+            })
+            .map(|(id, _, _)| id)
+            .collect();
+        for g in idle {
+            if inner.coord.delete(&g).is_ok() {
+                let _ = inner.consumer.delete(&g);
+                if let Err(e) = self.write(broker, &g, vec![(group_store::group_key(&g), None)]) {
+                    warn!(group = %g, error = %e, "could not write group removal");
+                }
+            }
+        }
         let groups: Vec<String> = inner.offsets.keys().cloned().collect();
         for g in groups {
             if inner.consumer.is_active(&g) {

@@ -109,3 +109,25 @@ async fn internal_topics_cannot_be_deleted() {
     let t = common::broker_with(&[]);
     assert!(t.broker.delete_topic("__consumer_offsets").is_err());
 }
+
+#[tokio::test]
+async fn lag_is_high_watermark_minus_committed() {
+    let t = common::broker_with(&[("offsets.topic.num.partitions", "1")]);
+    t.broker
+        .create_topic("t", 2, Default::default(), false)
+        .unwrap();
+    let log = t.broker.topic("t").unwrap().partitions[1].clone();
+    log.append(common::batch(10, 0), 0).unwrap();
+    assert_eq!(commit(&t.broker, "g", "t", 1, 4, "").await, 0);
+    let lag = t.broker.group_lag("g");
+    assert_eq!(lag.len(), 1);
+    assert_eq!(
+        (
+            lag[0].partition,
+            lag[0].committed,
+            lag[0].high_watermark,
+            lag[0].lag
+        ),
+        (1, 4, Some(10), Some(6))
+    );
+}
