@@ -97,6 +97,8 @@ pub struct Broker {
     data_version: watch::Sender<u64>,
     /// The consumer group coordinator.
     pub(crate) groups: Groups,
+    /// Set when shutdown begins: parked requests answer at once.
+    stopping: watch::Sender<bool>,
 }
 
 /// Why a topic name is not acceptable, as Kafka's `Topic.validate` says.
@@ -167,6 +169,7 @@ impl Broker {
             sessions: Mutex::new(FetchSessions::default()),
             data_version,
             groups,
+            stopping: watch::channel(false).0,
         });
         broker.open_offsets_topic()?;
         Ok(broker)
@@ -206,6 +209,22 @@ impl Broker {
     /// Advances the group coordinator's timers; call about every 100 ms.
     pub fn tick(&self) {
         self.groups.tick(self);
+    }
+
+    /// Starts shutting down: long-polling fetches answer with what they
+    /// have, and waiting JoinGroup/SyncGroup requests are told to find the
+    /// coordinator again, so connections drain at once.
+    pub fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
+        self.groups.fail_waiters(self);
+    }
+
+    /// Resolves once shutdown has begun.
+    pub(crate) fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.stopping.subscribe();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
     }
 
     /// Flushes and closes storage so the next start is a clean start.

@@ -131,6 +131,8 @@ pub async fn handle(broker: Arc<Broker>, req: FetchRequest, version: i16) -> Fet
     let deadline = tokio::time::Instant::now()
         + Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0));
     let mut data = broker.data_watch();
+    let stopping = broker.stopping();
+    tokio::pin!(stopping);
     let results = loop {
         data.borrow_and_update();
         let results = read_all(&broker, &partitions, &epochs, limit, max_bytes);
@@ -142,9 +144,12 @@ pub async fn handle(broker: Arc<Broker>, req: FetchRequest, version: i16) -> Fet
         if bytes >= min_bytes.max(1) || errors || tokio::time::Instant::now() >= deadline {
             break results;
         }
-        match tokio::time::timeout_at(deadline, data.changed()).await {
-            Ok(Ok(())) => continue,
-            _ => break read_all(&broker, &partitions, &epochs, limit, max_bytes),
+        tokio::select! {
+            r = tokio::time::timeout_at(deadline, data.changed()) => match r {
+                Ok(Ok(())) => continue,
+                _ => break read_all(&broker, &partitions, &epochs, limit, max_bytes),
+            },
+            () = &mut stopping => break read_all(&broker, &partitions, &epochs, limit, max_bytes),
         }
     };
 

@@ -343,6 +343,36 @@ impl Groups {
         rx
     }
 
+    /// Answers every waiting JoinGroup and SyncGroup with
+    /// COORDINATOR_NOT_AVAILABLE (the broker is stopping; clients retry).
+    pub fn fail_waiters(&self, _broker: &Broker) {
+        let mut inner = self.lock();
+        let code = ResponseError::CoordinatorNotAvailable;
+        for (_, w) in inner.waiters.drain() {
+            match w {
+                Waiting::Join(tx) => {
+                    let _ = tx.send(JoinResult {
+                        error: code.code(),
+                        generation: -1,
+                        protocol_type: None,
+                        protocol_name: None,
+                        leader: String::new(),
+                        member_id: String::new(),
+                        members: Vec::new(),
+                    });
+                }
+                Waiting::Sync(tx) => {
+                    let _ = tx.send(SyncResult {
+                        error: code.code(),
+                        protocol_type: None,
+                        protocol_name: None,
+                        assignment: Bytes::new(),
+                    });
+                }
+            }
+        }
+    }
+
     /// Heartbeat.
     pub fn heartbeat(
         &self,

@@ -379,3 +379,20 @@ async fn deleted_topics_can_be_recreated_empty() {
         0
     );
 }
+
+#[tokio::test]
+async fn shutdown_answers_parked_long_polls_at_once() {
+    let t = broker_with(&[]);
+    create(&t.broker, "t", 1, &[]).await;
+    let b = t.broker.clone();
+    let waiter =
+        tokio::spawn(async move { fetch(&b, fetch_req("t", &[(0, 0)], (0, -1), 60_000)).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiter.is_finished());
+    t.broker.begin_shutdown();
+    let r = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("fetch answers on shutdown")
+        .unwrap();
+    assert_eq!(r.responses[0].partitions[0].error_code, 0);
+}

@@ -112,6 +112,7 @@ pub async fn run(
         connections = tasks.len(),
         "shutting down: draining connections"
     );
+    broker.begin_shutdown();
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     ticker.abort();

@@ -1,0 +1,306 @@
+"""Shared fixtures for Weir's real-client integration suite.
+
+The broker binary is located via $WEIR_BIN, else <target>/debug/weir where
+<target> is $CARGO_TARGET_DIR (relative paths are taken relative to the repo
+root, like cargo does for a workspace) or <repo>/target.
+
+Every broker gets a fresh temporary data dir, a free 127.0.0.1 port picked
+here, and its stdout+stderr captured to a log file; the tail of that log is
+attached to the report of any test that fails while the broker is alive.
+Brokers are always killed in fixture teardown, even on failure.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import kafka_wire  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+
+# Brokers currently started by a fixture and not yet cleaned up; their logs
+# are attached to failing test reports.
+_LIVE_BROKERS: list["Broker"] = []
+
+
+def weir_bin() -> Path:
+    env = os.environ.get("WEIR_BIN")
+    if env:
+        return Path(env).resolve()
+    target = os.environ.get("CARGO_TARGET_DIR")
+    target_dir = Path(target) if target else REPO_ROOT / "target"
+    if not target_dir.is_absolute():
+        target_dir = REPO_ROOT / target_dir
+    return target_dir / "debug" / "weir"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    # The broker gets SIGKILL if the pytest process dies without teardown.
+    # (PDEATHSIG follows the *thread* that forked: start brokers from the main
+    # thread, not from short-lived helper threads.)
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+class BrokerError(AssertionError):
+    pass
+
+
+class Broker:
+    """One `weir serve` process (possibly restarted several times).
+
+    bootstrap: "127.0.0.1:PORT"; the port and data dir stay the same across
+    stop()/kill()/start()/restart()."""
+
+    def __init__(self, binary: Path, workdir: Path, name: str = "broker",
+                 args: list[str] | tuple[str, ...] = (), port: int | None = None,
+                 env: dict[str, str] | None = None):
+        self.binary = Path(binary)
+        self.name = name
+        self.workdir = Path(workdir)
+        self.data_dir = self.workdir / "data"
+        self.log_path = self.workdir / "broker.log"
+        self.args = list(args)
+        self.port = port if port is not None else free_port()
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+        self._ever_ready = False
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+    # --- properties -------------------------------------------------------
+    @property
+    def host(self) -> str:
+        return HOST
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def command(self) -> list[str]:
+        return [str(self.binary), "serve",
+                "--data-dir", str(self.data_dir),
+                "--listen", self.bootstrap,
+                *self.args]
+
+    # --- lifecycle --------------------------------------------------------
+    def start(self, timeout: float = 30.0) -> "Broker":
+        if self.running:
+            raise BrokerError(f"{self.name} is already running (pid {self.proc.pid})")
+        if not self.binary.exists():
+            raise BrokerError(f"weir binary not found at {self.binary}; build it with "
+                              f"`cargo build -p weir` or set WEIR_BIN")
+        self.starts += 1
+        env = dict(os.environ)
+        env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("NO_COLOR", "1")  # plain broker logs in the captured file
+        if self.env:
+            env.update(self.env)
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== start #{self.starts}: {' '.join(self.command())}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                cwd=self.workdir, env=env, preexec_fn=_die_with_parent)
+        if self not in _LIVE_BROKERS:
+            _LIVE_BROKERS.append(self)
+        try:
+            self.wait_ready(timeout)
+        except BrokerError:
+            # The free port picked in Python may have been grabbed by someone
+            # else before the broker bound it: on the very first start only,
+            # retry on a new port.
+            if (self.starts <= 3 and self.proc.poll() is not None
+                    and "in use" in self.log_text().lower() and not self._ever_ready):
+                self.port = free_port()
+                return self.start(timeout)
+            raise
+        self._ever_ready = True
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BrokerError(
+                    f"{self.name} exited with code {self.proc.returncode} before becoming ready\n"
+                    f"{self.log_tail()}")
+            if kafka_wire.api_versions_ok(HOST, self.port, timeout=2.0):
+                return
+            time.sleep(0.05)
+        self.kill()
+        raise BrokerError(f"{self.name} not ready (ApiVersions) within {timeout}s\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 30.0, check: bool = True) -> int:
+        """Graceful stop with SIGTERM; asserts exit code 0 unless check=False."""
+        if self.proc is None or self.proc.poll() is not None:
+            raise BrokerError(f"{self.name} is not running (exit code "
+                              f"{None if self.proc is None else self.proc.returncode})\n{self.log_tail()}")
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise BrokerError(f"{self.name} did not exit within {timeout}s of SIGTERM\n{self.log_tail()}")
+        if check and rc != 0:
+            raise BrokerError(f"{self.name} exited with code {rc} after SIGTERM (expected 0)\n"
+                              f"{self.log_tail()}")
+        return rc
+
+    def kill(self) -> None:
+        """SIGKILL (kill -9) and reap."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def restart(self, timeout: float = 30.0) -> "Broker":
+        self.stop()
+        return self.start(timeout)
+
+    def assert_alive(self) -> None:
+        if not self.running:
+            raise BrokerError(f"{self.name} died: exit code {self.proc.returncode}\n{self.log_tail()}")
+
+    def cleanup(self) -> None:
+        """Fixture teardown: graceful stop (checked), falling back to kill -9."""
+        try:
+            if self.running:
+                self.stop(timeout=20)
+        finally:
+            self.kill()
+            if self in _LIVE_BROKERS:
+                _LIVE_BROKERS.remove(self)
+
+    # --- logs -------------------------------------------------------------
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 150) -> str:
+        text = self.log_text().splitlines()
+        return (f"--- last {min(lines, len(text))} lines of {self.log_path} ---\n"
+                + "\n".join(text[-lines:]))
+
+
+class BrokerFactory:
+    def __init__(self, binary: Path, base: Path):
+        self.binary = binary
+        self.base = base
+        self.brokers: list[Broker] = []
+
+    def __call__(self, *args: str, start: bool = True, name: str | None = None,
+                 env: dict[str, str] | None = None) -> Broker:
+        name = name or f"broker{len(self.brokers)}"
+        workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.base))
+        b = Broker(self.binary, workdir, name=name, args=list(args), env=env)
+        self.brokers.append(b)
+        if start:
+            b.start()
+        return b
+
+    def cleanup(self) -> None:
+        errors = []
+        for b in self.brokers:
+            try:
+                b.cleanup()
+            except BrokerError as e:
+                errors.append(str(e))
+        if errors:
+            raise BrokerError("\n\n".join(errors))
+
+
+# --- fixtures ------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def weir_binary() -> Path:
+    path = weir_bin()
+    if not path.exists():
+        pytest.fail(f"weir binary not found at {path}: run `cargo build -p weir` "
+                    f"(or set WEIR_BIN / CARGO_TARGET_DIR)", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def _broker_root():
+    root = Path(tempfile.mkdtemp(prefix="weir-it-"))
+    yield root
+    if os.environ.get("WEIR_KEEP_DATA") != "1":
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def broker_factory(weir_binary, _broker_root):
+    """Call with extra `weir serve` args (e.g. "--set", "num.partitions=3")."""
+    f = BrokerFactory(weir_binary, _broker_root)
+    yield f
+    f.cleanup()
+
+
+@pytest.fixture
+def broker(broker_factory) -> Broker:
+    """A fresh broker with default configuration for one test."""
+    return broker_factory(name="broker")
+
+
+@pytest.fixture(scope="module")
+def module_broker(weir_binary, _broker_root):
+    """A default-config broker shared by all tests of a module (topics must be unique)."""
+    f = BrokerFactory(weir_binary, _broker_root)
+    b = f(name="module-broker")
+    yield b
+    f.cleanup()
+
+
+@pytest.fixture
+def topic_name(request) -> str:
+    """A unique, valid topic name derived from the test name."""
+    base = "".join(c if c.isalnum() or c in "-_" else "-" for c in request.node.name)
+    return f"{base[:80]}-{uuid.uuid4().hex[:8]}"
+
+
+# --- reporting -------------------------------------------------------------------
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for b in list(_LIVE_BROKERS):
+            alive = "running" if b.running else f"EXITED with code {b.proc.returncode if b.proc else None}"
+            report.sections.append((f"weir {b.name} log ({alive}, pid {b.pid})", b.log_tail(200)))

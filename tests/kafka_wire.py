@@ -1,0 +1,231 @@
+"""Minimal hand-rolled Kafka wire-protocol helpers for tests.
+
+Only what the harness needs: framing, request headers v1/v2, an ApiVersions
+request, and parsing an ApiVersions v0 response. This is test code: it is
+deliberately tiny and independent of the broker's own protocol crate, so it
+can catch encoding mistakes there.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+API_VERSIONS = 18
+METADATA = 3
+
+ERR_NONE = 0
+ERR_UNSUPPORTED_VERSION = 35
+
+
+def request_header(api_key: int, api_version: int, correlation_id: int,
+                   client_id: str | None = "weir-tests", flexible: bool = False) -> bytes:
+    """Request header v1 (non-flexible) or v2 (flexible: adds empty tagged fields)."""
+    hdr = struct.pack(">hhi", api_key, api_version, correlation_id)
+    if client_id is None:
+        hdr += struct.pack(">h", -1)
+    else:
+        cid = client_id.encode()
+        hdr += struct.pack(">h", len(cid)) + cid
+    if flexible:
+        hdr += b"\x00"  # empty tagged-field section
+    return hdr
+
+
+def frame(payload: bytes) -> bytes:
+    return struct.pack(">i", len(payload)) + payload
+
+
+def api_versions_request(correlation_id: int, version: int = 0) -> bytes:
+    """A complete framed ApiVersions request.
+
+    v0-v2 have an empty body and header v1. v3+ are flexible (header v2) with
+    body client_software_name, client_software_version (compact strings) and
+    empty tagged fields. For versions above 3 (e.g. unknown future versions)
+    the v3 body is sent, as real clients do (KIP-511)."""
+    if version < 3:
+        return frame(request_header(API_VERSIONS, version, correlation_id))
+    body = b""
+    for s in (b"weir-tests", b"1.0"):
+        body += bytes([len(s) + 1]) + s
+    body += b"\x00"
+    return frame(request_header(API_VERSIONS, version, correlation_id, flexible=True) + body)
+
+
+def recv_exact(sock: socket.socket, n: int, deadline: float) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"timed out after reading {len(buf)}/{n} bytes")
+        sock.settimeout(remaining)
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError(f"connection closed after {len(buf)}/{n} bytes")
+        buf += chunk
+    return buf
+
+
+def read_frame(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    deadline = time.monotonic() + timeout
+    (size,) = struct.unpack(">i", recv_exact(sock, 4, deadline))
+    if size < 0 or size > 64 * 1024 * 1024:
+        raise ValueError(f"implausible response size {size}")
+    return recv_exact(sock, size, deadline)
+
+
+def parse_api_versions_v0(payload: bytes) -> tuple[int, int, dict[int, tuple[int, int]]]:
+    """Parse response header v0 + ApiVersions response v0 body.
+
+    Returns (correlation_id, error_code, {api_key: (min_version, max_version)}).
+    Raises ValueError if the payload does not have exactly the v0 layout."""
+    if len(payload) < 10:
+        raise ValueError(f"ApiVersions v0 response too short: {payload!r}")
+    correlation_id, error_code, n = struct.unpack_from(">ihi", payload, 0)
+    pos = 10
+    if n < 0 or len(payload) != pos + 6 * n:
+        raise ValueError(
+            f"ApiVersions response is not v0 layout: {n} entries but {len(payload) - pos} body bytes")
+    apis = {}
+    for _ in range(n):
+        key, lo, hi = struct.unpack_from(">hhh", payload, pos)
+        pos += 6
+        apis[key] = (lo, hi)
+    return correlation_id, error_code, apis
+
+
+def connect(host: str, port: int, timeout: float = 5.0) -> socket.socket:
+    s = socket.create_connection((host, port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def wait_closed(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    """Read until the peer closes the connection; return whatever was received.
+
+    Raises TimeoutError if the connection is still open after `timeout`."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"connection still open after {timeout}s (received {data[:64]!r})")
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except (ConnectionResetError, BrokenPipeError):
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+def api_versions_ok(host: str, port: int, timeout: float = 2.0) -> bool:
+    """True if the broker answers an ApiVersions v0 request with error 0."""
+    try:
+        with connect(host, port, timeout=timeout) as s:
+            s.sendall(api_versions_request(1, 0))
+            corr, err, apis = parse_api_versions_v0(read_frame(s, timeout))
+            return corr == 1 and err == ERR_NONE and API_VERSIONS in apis
+    except (OSError, ValueError, TimeoutError, ConnectionError, struct.error):
+        return False
+
+
+# --- record batches and Produce (enough to send hand-made / corrupted batches) ---
+
+PRODUCE = 0
+
+_CRC32C_TABLE = []
+for _i in range(256):
+    _c = _i
+    for _ in range(8):
+        _c = (_c >> 1) ^ 0x82F63B78 if _c & 1 else _c >> 1
+    _CRC32C_TABLE.append(_c)
+
+
+def crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc = _CRC32C_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def uvarint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def varint(n: int) -> bytes:
+    return uvarint((n << 1) ^ (n >> 63))
+
+
+def _nbytes(b: bytes | None) -> bytes:
+    return varint(-1) if b is None else varint(len(b)) + b
+
+
+def record(offset_delta: int, ts_delta: int, key: bytes | None, value: bytes | None,
+           headers=()) -> bytes:
+    body = b"\x00" + varint(ts_delta) + varint(offset_delta) + _nbytes(key) + _nbytes(value)
+    body += varint(len(headers))
+    for hk, hv in headers:
+        body += _nbytes(hk.encode()) + _nbytes(hv)
+    return varint(len(body)) + body
+
+
+def record_batch(records: list[tuple], base_ts: int, base_offset: int = 0, attributes: int = 0,
+                 records_payload: bytes | None = None, count: int | None = None,
+                 corrupt_crc: bool = False, magic: int = 2) -> bytes:
+    """A v2 RecordBatch of (key, value) records, uncompressed unless
+    `records_payload` is given (then used verbatim, e.g. compressed bytes)."""
+    if records_payload is None:
+        records_payload = b"".join(record(i, i, k, v) for i, (k, v) in enumerate(records))
+    n = len(records) if count is None else count
+    after_crc = struct.pack(">hiqqqhii", attributes, max(n - 1, 0), base_ts, base_ts + max(n - 1, 0),
+                            -1, -1, -1, n) + records_payload
+    crc = crc32c(after_crc)
+    if corrupt_crc:
+        crc ^= 0x1
+    after_len = struct.pack(">ibI", 0, magic, crc) + after_crc
+    return struct.pack(">qi", base_offset, len(after_len)) + after_len
+
+
+def produce_request(correlation_id: int, version: int, topic: str, partition: int,
+                    batch: bytes | None, acks: int = -1, timeout_ms: int = 10_000) -> bytes:
+    """Produce v3-v8 (non-flexible) for one topic-partition."""
+    assert 3 <= version <= 8
+    t = topic.encode()
+    body = struct.pack(">hhi", -1, acks, timeout_ms)
+    body += struct.pack(">i", 1) + struct.pack(">h", len(t)) + t
+    body += struct.pack(">i", 1) + struct.pack(">i", partition)
+    body += struct.pack(">i", -1) if batch is None else struct.pack(">i", len(batch)) + batch
+    return frame(request_header(PRODUCE, version, correlation_id) + body)
+
+
+def parse_produce_response(payload: bytes) -> tuple[int, int, int]:
+    """(correlation_id, error_code, base_offset) of the first partition."""
+    corr, n_topics = struct.unpack_from(">ii", payload, 0)
+    pos = 8
+    assert n_topics == 1, n_topics
+    (tlen,) = struct.unpack_from(">h", payload, pos)
+    pos += 2 + tlen
+    (n_parts,) = struct.unpack_from(">i", payload, pos)
+    pos += 4
+    assert n_parts == 1, n_parts
+    _index, err, base = struct.unpack_from(">ihq", payload, pos)
+    return corr, err, base
+
+
+def api_versions(host: str, port: int) -> dict[int, tuple[int, int]]:
+    with connect(host, port) as s:
+        s.sendall(api_versions_request(1, 0))
+        return parse_api_versions_v0(read_frame(s))[2]
