@@ -206,6 +206,12 @@ impl Broker {
         self.groups.lag(self, group_id)
     }
 
+    /// Runs offset expiry as if the clock read `now_ms` (tests use this to
+    /// jump past `offsets.retention.minutes`).
+    pub fn expire_offsets_at(&self, now_ms: i64) {
+        self.groups.expire_offsets_at(self, now_ms);
+    }
+
     /// Advances the group coordinator's timers; call about every 100 ms.
     pub fn tick(&self) {
         self.groups.tick(self);

@@ -437,6 +437,12 @@ impl Groups {
         out
     }
 
+    /// Runs offset expiry at `now`.
+    pub fn expire_offsets_at(&self, broker: &Broker, now: i64) {
+        let mut inner = self.lock();
+        self.expire_offsets(broker, &mut inner, now);
+    }
+
     /// Kafka's rule (KIP-211): a consumer group's offsets expire once the
     /// group has been empty for the retention period; standalone commits
     /// expire by their commit time.

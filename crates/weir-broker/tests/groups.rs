@@ -131,3 +131,32 @@ async fn lag_is_high_watermark_minus_committed() {
         (1, 4, Some(10), Some(6))
     );
 }
+
+#[tokio::test]
+async fn standalone_offsets_expire_after_retention_and_survive_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = [
+        ("offsets.topic.num.partitions", "1"),
+        ("offsets.retention.minutes", "1"),
+    ];
+    let b = common::open(dir.path(), &settings);
+    b.create_topic("t", 1, Default::default(), false).unwrap();
+    assert_eq!(commit(&b, "g", "t", 0, 5, "").await, 0);
+    let now = weir_broker::groups::now_ms();
+    b.expire_offsets_at(now + 30_000);
+    assert_eq!(
+        fetch(&b, "g", "t", 0).await.0,
+        5,
+        "not expired within retention"
+    );
+    b.expire_offsets_at(now + 61_000);
+    assert_eq!(
+        fetch(&b, "g", "t", 0).await.0,
+        -1,
+        "expired after retention"
+    );
+    // The expiry is persisted: a reopen does not bring the offset back.
+    drop(b);
+    let b = common::open(dir.path(), &settings);
+    assert_eq!(fetch(&b, "g", "t", 0).await.0, -1);
+}
