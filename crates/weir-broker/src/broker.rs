@@ -356,15 +356,7 @@ impl Broker {
         let settings = state.settings.clone();
         drop(state);
         catalog.topics.insert(name.to_string(), rec.clone());
-        self.persist(&catalog).map_err(storage)?;
-        let topic = Arc::new(open_topic(self.engine.as_ref(), &settings, &rec).map_err(storage)?);
-        let mut state = self
-            .state
-            .write()
-            .map_err(|_| internal("state lock poisoned"))?;
-        state.catalog = catalog;
-        state.by_id.insert(rec.id, topic.clone());
-        state.topics.insert(name.to_string(), topic);
+        self.install_topic(catalog, &settings, &rec)?;
         info!(topic = name, partitions, "created topic");
         Ok(rec)
     }
@@ -473,15 +465,7 @@ impl Broker {
             ..rec
         };
         catalog.topics.insert(name.to_string(), rec.clone());
-        self.persist(&catalog).map_err(storage)?;
-        let topic = Arc::new(open_topic(self.engine.as_ref(), &settings, &rec).map_err(storage)?);
-        let mut state = self
-            .state
-            .write()
-            .map_err(|_| internal("state lock poisoned"))?;
-        state.catalog = catalog;
-        state.by_id.insert(rec.id, topic.clone());
-        state.topics.insert(name.to_string(), topic);
+        self.install_topic(catalog, &settings, &rec)?;
         info!(topic = name, count, "added partitions");
         Ok(())
     }
@@ -573,6 +557,26 @@ impl Broker {
                 p.set_config(c.clone());
             }
         }
+        Ok(())
+    }
+
+    /// Persists `catalog` (which already holds `rec`), then opens the
+    /// topic's partitions (existing ones are reused) and makes it visible.
+    fn install_topic(
+        &self,
+        catalog: Catalog,
+        settings: &BrokerSettings,
+        rec: &TopicRecord,
+    ) -> Result<(), (ResponseError, String)> {
+        self.persist(&catalog).map_err(storage)?;
+        let topic = Arc::new(open_topic(self.engine.as_ref(), settings, rec).map_err(storage)?);
+        let mut state = self
+            .state
+            .write()
+            .map_err(|_| internal("state lock poisoned"))?;
+        state.catalog = catalog;
+        state.by_id.insert(rec.id, topic.clone());
+        state.topics.insert(rec.name.clone(), topic);
         Ok(())
     }
 
