@@ -1,7 +1,7 @@
 //! Log engine benchmark.
 //!
 //! ```text
-//! cargo run --release -p weir-log --example log_bench -- --dir DIR [--mib 1024] [--appenders 4] [--reps 3] [--drop-caches]
+//! cargo run --release -p weir-log --example log_bench -- --dir DIR [--mib 1024] [--appenders 4] [--reps 3] [--batch-kib 16,1024] [--drop-caches]
 //! ```
 //!
 //! Measures, on the disk holding DIR:
@@ -35,6 +35,7 @@ struct Args {
     appenders: usize,
     reps: usize,
     drop_caches: bool,
+    batch_kib: Vec<usize>,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -49,6 +50,7 @@ fn args() -> Args {
         appenders: 4,
         reps: 3,
         drop_caches: false,
+        batch_kib: vec![16, 1024],
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -62,6 +64,12 @@ fn args() -> Args {
             "--mib" => a.mib = v.parse().expect("--mib N"),
             "--appenders" => a.appenders = v.parse().expect("--appenders N"),
             "--reps" => a.reps = v.parse().expect("--reps N"),
+            "--batch-kib" => {
+                a.batch_kib = v
+                    .split(',')
+                    .map(|x| x.parse().expect("--batch-kib 16,1024"))
+                    .collect()
+            }
             other => panic!("unknown argument {other}"),
         }
     }
@@ -102,6 +110,12 @@ fn batch(records_per_batch: usize) -> Bytes {
     )
     .unwrap();
     buf.freeze()
+}
+
+/// Writes back all dirty data so that one run does not pay for the last.
+fn settle() {
+    let _ = std::process::Command::new("sync").status();
+    std::thread::sleep(std::time::Duration::from_millis(500));
 }
 
 /// Empties the page cache (Linux, root only); returns whether it worked.
@@ -202,21 +216,29 @@ fn main() {
         a.dir.display()
     );
 
+    settle();
     let raw_once = raw_write(&a.dir, total, 1 << 20, 0);
     println!("raw write, 1 MiB writes, one fdatasync at the end: {raw_once:.0} MB/s");
 
     // Alternate raw and engine runs and report medians: virtual disks are noisy.
     let reps = a.reps.max(1);
     let mut results = Vec::new();
-    for (label, records) in [("16 KiB", 16usize), ("1 MiB", 1024usize)] {
+    for records in a.batch_kib.clone() {
+        let label = if records >= 1024 {
+            format!("{} MiB", records / 1024)
+        } else {
+            format!("{records} KiB")
+        };
         let b = batch(records);
         let mut raw = Vec::new();
         let mut eng = Vec::new();
         let mut per_sync = Vec::new();
         let data = a.dir.join(format!("engine-{records}"));
         for _ in 0..reps {
+            settle();
             raw.push(raw_write(&a.dir, total, b.len(), a.appenders));
             let _ = std::fs::remove_dir_all(&data);
+            settle();
             let e = engine(&data);
             let log = e
                 .open(&TopicPartition::new("bench", 0), log_config())

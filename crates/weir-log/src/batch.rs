@@ -548,8 +548,25 @@ impl std::fmt::Display for WalkError {
 /// decompression bombs when a batch is decoded).
 pub const MAX_DECOMPRESSED_BATCH: usize = 256 << 20;
 
-/// Returns the records section of a whole batch, decompressed with
-/// kafka-protocol's codecs. Checks framing and CRC first.
+/// Reads a decompressing stream, stopping one byte past
+/// [`MAX_DECOMPRESSED_BATCH`]: a small batch that expands to gigabytes
+/// (a decompression bomb) costs at most the limit, never the whole.
+fn bounded_read(reader: impl std::io::Read) -> Result<Bytes, String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let limit = u64::try_from(MAX_DECOMPRESSED_BATCH)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    reader
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(|e| e.to_string())?;
+    Ok(Bytes::from(out))
+}
+
+/// Returns the records section of a whole batch, decompressed (snappy with
+/// kafka-protocol's codec, the others with bounded streaming decoders).
+/// Checks framing and CRC first.
 pub fn decompressed_records(batch: &Bytes) -> Result<(BatchHeader, Bytes), WalkError> {
     let header = match check_stored_batch(batch, true) {
         StoredBatch::Valid(h) => h,
@@ -558,22 +575,22 @@ pub fn decompressed_records(batch: &Bytes) -> Result<(BatchHeader, Bytes), WalkE
     };
     let size = header.total_size().unwrap_or(HEADER_SIZE);
     let mut body = batch.slice(HEADER_SIZE..size.min(batch.len()));
-    let out: Result<Bytes, String> =
-        match header.compression() {
-            Some(Compression::None) => Ok(body),
-            Some(Compression::Gzip) => Gzip::decompress(&mut body, |b: &mut Bytes| Ok(b.clone()))
-                .map_err(|e| format!("{e:#}")),
-            Some(Compression::Snappy) => {
-                snappy_precheck(&body)?;
-                Snappy::decompress(&mut body, |b: &mut Bytes| Ok(b.clone()))
-                    .map_err(|e| format!("{e:#}"))
-            }
-            Some(Compression::Lz4) => Lz4::decompress(&mut body, |b: &mut Bytes| Ok(b.clone()))
-                .map_err(|e| format!("{e:#}")),
-            Some(Compression::Zstd) => Zstd::decompress(&mut body, |b: &mut Bytes| Ok(b.clone()))
-                .map_err(|e| format!("{e:#}")),
-            None => return Err(WalkError::Corrupt("unknown compression codec".into())),
-        };
+    let out: Result<Bytes, String> = match header.compression() {
+        Some(Compression::None) => Ok(body),
+        Some(Compression::Gzip) => bounded_read(flate2::read::GzDecoder::new(&body[..])),
+        Some(Compression::Snappy) => {
+            snappy_precheck(&body)?;
+            Snappy::decompress(&mut body, |b: &mut Bytes| Ok(b.clone()))
+                .map_err(|e| format!("{e:#}"))
+        }
+        Some(Compression::Lz4) => lz4::Decoder::new(&body[..])
+            .map_err(|e| e.to_string())
+            .and_then(bounded_read),
+        Some(Compression::Zstd) => zstd::stream::read::Decoder::new(&body[..])
+            .map_err(|e| e.to_string())
+            .and_then(bounded_read),
+        None => return Err(WalkError::Corrupt("unknown compression codec".into())),
+    };
     let out = out.map_err(|e| WalkError::Corrupt(format!("decompression failed: {e}")))?;
     if out.len() > MAX_DECOMPRESSED_BATCH {
         return Err(WalkError::Invalid(format!(
@@ -957,6 +974,40 @@ pub fn fuzz_batch_bytes(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    /// A gzip batch that expands past the limit is refused, having read
+    /// only up to the limit (the test would need gigabytes otherwise).
+    #[test]
+    fn decompression_bombs_stop_at_the_limit() {
+        use std::io::Read;
+        let expanded = u64::try_from(MAX_DECOMPRESSED_BATCH).unwrap() + (64 << 20);
+        let mut payload = Vec::new();
+        flate2::read::GzEncoder::new(
+            std::io::repeat(0).take(expanded),
+            flate2::Compression::fast(),
+        )
+        .read_to_end(&mut payload)
+        .unwrap();
+        assert!(
+            (payload.len() as u64) * 100 < expanded,
+            "the bomb itself is small: {} bytes",
+            payload.len()
+        );
+        let mut b = vec![0u8; HEADER_SIZE];
+        b.extend_from_slice(&payload);
+        let length = i32::try_from(b.len() - LOG_OVERHEAD).unwrap();
+        b[LENGTH_OFFSET..LENGTH_OFFSET + 4].copy_from_slice(&length.to_be_bytes());
+        b[MAGIC_OFFSET] = 2;
+        b[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&1i16.to_be_bytes());
+        b[PRODUCER_ID_OFFSET..PRODUCER_ID_OFFSET + 8].copy_from_slice(&(-1i64).to_be_bytes());
+        b[RECORDS_COUNT_OFFSET..RECORDS_COUNT_OFFSET + 4].copy_from_slice(&1i32.to_be_bytes());
+        let crc = compute_crc(&b);
+        b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        match decompressed_records(&Bytes::from(b)) {
+            Err(WalkError::Invalid(m)) => assert!(m.contains("limit"), "{m}"),
+            other => panic!("expected the size limit, got {other:?}"),
+        }
+    }
+
     use super::*;
     use bytes::BytesMut;
     use kafka_protocol::records::{RecordBatchEncoder, RecordEncodeOptions};

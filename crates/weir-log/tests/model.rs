@@ -529,7 +529,7 @@ fn cases() -> u32 {
     std::env::var("WEIR_PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(24)
+        .unwrap_or(48)
 }
 
 proptest! {

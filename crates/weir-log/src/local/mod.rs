@@ -113,6 +113,10 @@ pub struct EngineConfig {
     pub recovery_point_checkpoint_interval_ms: u64,
     /// How often the scheduler looks at `flush.ms` and `segment.ms`.
     pub scheduler_tick_ms: u64,
+    /// Group commit: before an fsync that directly follows another one, the
+    /// flusher waits while appends keep arriving, up to this long, so the
+    /// waiters the previous fsync released share the next one. 0 disables.
+    pub group_commit_linger_us: u64,
     /// Time source.
     pub clock: Clock,
 }
@@ -129,6 +133,7 @@ impl Default for EngineConfig {
             flush_threads: 2,
             recovery_point_checkpoint_interval_ms: 10_000,
             scheduler_tick_ms: 100,
+            group_commit_linger_us: 300,
             clock: Clock::system(),
         }
     }

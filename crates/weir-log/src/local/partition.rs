@@ -24,9 +24,6 @@ pub const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
 /// Name of the per-partition log start offset file (DeleteRecords).
 pub const LOG_START_FILE: &str = "log-start-offset";
 
-/// Longest a flusher waits for more appends before a back-to-back fsync.
-const GROUP_COMMIT_LINGER: std::time::Duration = std::time::Duration::from_micros(300);
-
 const FLUSH_IDLE: u8 = 0;
 const FLUSH_QUEUED: u8 = 1;
 const FLUSH_RUNNING: u8 = 2;
@@ -41,6 +38,17 @@ pub(crate) struct Durable {
     pub(crate) failed: bool,
     /// The partition was removed or the engine shut down.
     pub(crate) closed: bool,
+}
+
+/// Who waits for durability, for the flusher's linger.
+#[derive(Debug, Default)]
+struct GroupCommit {
+    /// Targets of `wait_durable` callers not yet released.
+    pending: Vec<i64>,
+    /// How many the last flush released.
+    released: usize,
+    /// Callers that started waiting since then.
+    arrivals_since_release: usize,
 }
 
 /// Mutable state guarded by the partition's append lock.
@@ -108,6 +116,9 @@ pub struct LocalPartition {
     /// Number of completed flushes that synced something (for tests and
     /// benchmarks: group commit shows as fewer flushes than appends).
     flushes: std::sync::atomic::AtomicU64,
+    /// Group commit bookkeeping (see `linger`).
+    group_commit: Mutex<GroupCommit>,
+    group_commit_cv: std::sync::Condvar,
     /// Serializes cleaner passes on this partition.
     pub(crate) cleaning: Mutex<()>,
     /// Data directory generation at which this partition's directory was
@@ -181,6 +192,8 @@ impl LocalPartition {
             unflushed_msgs: AtomicI64::new(i64::from(loaded.durable < loaded.log_end)),
             last_flush_ms: AtomicI64::new(now),
             flushes: std::sync::atomic::AtomicU64::new(0),
+            group_commit: Mutex::new(GroupCommit::default()),
+            group_commit_cv: std::sync::Condvar::new(),
             cleaning: Mutex::new(()),
             created_gen: loaded.created_gen,
         })
@@ -462,25 +475,53 @@ impl LocalPartition {
                 return;
             }
             // Someone asked again while we were syncing: their data may
-            // have missed this fsync. The waiters this fsync just released
-            // are about to append again; give them a moment (until appends
-            // stop arriving, at most GROUP_COMMIT_LINGER) so that the next
-            // fsync covers them too instead of splitting into two cohorts.
+            // have missed this fsync. The producers this fsync just released
+            // are about to append and wait again; give them a moment (until
+            // as many have come back as were released, at most
+            // `group_commit_linger_us`) so that the next fsync covers them
+            // too instead of producers splitting into alternating cohorts.
             self.linger();
         }
     }
 
     fn linger(&self) {
-        let deadline = std::time::Instant::now() + GROUP_COMMIT_LINGER;
-        let mut last = *self.end_tx.borrow();
-        while std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_micros(20));
-            let now = *self.end_tx.borrow();
-            if now == last {
+        let max = self.shared.config.group_commit_linger_us;
+        if max == 0 {
+            return;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_micros(max);
+        let mut gc = lock(&self.group_commit);
+        while gc.arrivals_since_release < gc.released {
+            let now = std::time::Instant::now();
+            if now >= deadline {
                 break;
             }
-            last = now;
+            gc = self
+                .group_commit_cv
+                .wait_timeout(gc, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
+    }
+
+    /// A `wait_durable` caller is about to wait for `target`.
+    fn register_waiter(&self, target: i64) {
+        let mut gc = lock(&self.group_commit);
+        gc.pending.push(target);
+        gc.arrivals_since_release += 1;
+        if gc.arrivals_since_release >= gc.released {
+            self.group_commit_cv.notify_one();
+        }
+    }
+
+    /// The durable offset reached `end`: count and forget the waiters it
+    /// releases.
+    fn release_waiters(&self, end: i64) {
+        let mut gc = lock(&self.group_commit);
+        let before = gc.pending.len();
+        gc.pending.retain(|&t| t > end);
+        gc.released = before - gc.pending.len();
+        gc.arrivals_since_release = 0;
     }
 
     /// Makes everything appended so far durable: fdatasync of every segment
@@ -538,6 +579,7 @@ impl LocalPartition {
                     self.flushes.fetch_add(1, Ordering::Relaxed);
                 }
                 self.last_flush_ms.store(now, Ordering::Release);
+                self.release_waiters(end);
                 self.durable_tx.send_if_modified(|d| {
                     if end > d.offset {
                         d.offset = end;
@@ -879,6 +921,7 @@ impl PartitionLog for LocalPartition {
         if let Err(e) = self.check_usable() {
             return Box::pin(std::future::ready(Err(e)));
         }
+        self.register_waiter(target);
         self.request_flush();
         Box::pin(async move {
             loop {
