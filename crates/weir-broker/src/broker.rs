@@ -222,7 +222,7 @@ impl Broker {
     /// coordinator again, so connections drain at once.
     pub fn begin_shutdown(&self) {
         self.stopping.send_replace(true);
-        self.groups.fail_waiters(self);
+        self.groups.fail_waiters();
     }
 
     /// Resolves once shutdown has begun.
@@ -258,6 +258,15 @@ impl Broker {
         self.state
             .read()
             .map(|s| s.catalog.cluster_id.clone())
+            .unwrap_or_default()
+    }
+
+    /// One broker-only config's current value, read without copying the
+    /// settings (this is on the Fetch and Metadata paths).
+    pub fn setting(&self, name: &str) -> String {
+        self.state
+            .read()
+            .map(|s| s.settings.get(name))
             .unwrap_or_default()
     }
 
@@ -369,7 +378,7 @@ impl Broker {
                 format!("internal topic `{name}` cannot be deleted"),
             ));
         }
-        if !self.settings().get_bool("delete.topic.enable") {
+        if self.setting("delete.topic.enable") != "true" {
             return Err((
                 ResponseError::TopicDeletionDisabled,
                 "delete.topic.enable is false".into(),

@@ -81,12 +81,10 @@ pub async fn handle(broker: Arc<Broker>, req: FetchRequest, version: i16) -> Fet
         })
         .collect();
 
-    let slots = usize::try_from(
-        broker
-            .settings()
-            .get_i64("max.incremental.fetch.session.cache.slots"),
-    )
-    .unwrap_or(0);
+    let slots: usize = broker
+        .setting("max.incremental.fetch.session.cache.slots")
+        .parse()
+        .unwrap_or(0);
     let (mode, partitions) = {
         let Ok(mut sessions) = broker.sessions.lock() else {
             return FetchResponse::default()

@@ -345,7 +345,7 @@ impl Groups {
 
     /// Answers every waiting JoinGroup and SyncGroup with
     /// COORDINATOR_NOT_AVAILABLE (the broker is stopping; clients retry).
-    pub fn fail_waiters(&self, _broker: &Broker) {
+    pub fn fail_waiters(&self) {
         let mut inner = self.lock();
         let code = ResponseError::CoordinatorNotAvailable;
         for (_, w) in inner.waiters.drain() {

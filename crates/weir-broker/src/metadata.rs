@@ -42,7 +42,7 @@ pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Metad
         return resp;
     }
     let auto_create =
-        req.allow_auto_topic_creation && broker.settings().get_bool("auto.create.topics.enable");
+        req.allow_auto_topic_creation && broker.setting("auto.create.topics.enable") == "true";
     for wanted in req.topics.unwrap_or_default() {
         let entry = match wanted.name {
             Some(name) => by_name(broker, &name, auto_create),
@@ -71,7 +71,7 @@ fn by_name(broker: &Arc<Broker>, name: &TopicName, auto_create: bool) -> Metadat
     if !auto_create {
         return missing(ResponseError::UnknownTopicOrPartition);
     }
-    let partitions = i32::try_from(broker.settings().get_i64("num.partitions")).unwrap_or(1);
+    let partitions = broker.setting("num.partitions").parse().unwrap_or(1);
     match broker.create_topic(name, partitions, BTreeMap::new(), false) {
         Ok(_) => broker.topic(name).map_or_else(
             || missing(ResponseError::LeaderNotAvailable),
