@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::config::LogConfig;
 use crate::error::LogError;
+use crate::producer::{AbortedTxn, ProducerEntry};
 
 /// A boxed future, so the traits stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -143,6 +144,14 @@ pub trait PartitionLog: Send + Sync + std::fmt::Debug {
 
     /// Bytes on disk across all segments.
     fn size_bytes(&self) -> u64;
+
+    /// The producers whose state this partition keeps (DescribeProducers).
+    fn producers(&self) -> Vec<(i64, ProducerEntry)>;
+
+    /// Aborted transactions that overlap `[from, to)`: those whose ABORT
+    /// marker is at or after `from` and whose first record is before `to`
+    /// (what a `read_committed` fetch of that range must skip).
+    fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn>;
 
     /// Applies a changed topic config.
     fn set_config(&self, config: LogConfig);

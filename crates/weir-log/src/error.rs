@@ -59,6 +59,14 @@ pub enum LogError {
         #[source]
         source: std::io::Error,
     },
+    /// A producer's batch does not follow its previous one
+    /// (`OUT_OF_ORDER_SEQUENCE_NUMBER`).
+    #[error("out of order sequence: {0}")]
+    OutOfOrderSequence(String),
+    /// A producer epoch older than the partition has seen
+    /// (`INVALID_PRODUCER_EPOCH`).
+    #[error("invalid producer epoch: {0}")]
+    InvalidProducerEpoch(String),
     /// A broken invariant: a bug in Weir.
     #[error("internal error: {0}")]
     Internal(String),

@@ -14,6 +14,7 @@ pub mod batch;
 pub mod config;
 pub mod error;
 pub mod local;
+pub mod producer;
 
 pub use api::{
     AppendInfo, BoxFuture, LogEngine, LogOffsets, PartitionLog, ReadLimit, ReadResult,

@@ -43,7 +43,7 @@ use bytes::Bytes;
 
 use super::checkpoint;
 use super::partition::LocalPartition;
-use super::segment::{self, file_stem, lock, Indexes, Segment};
+use super::segment::{self, file_stem, lock, Indexes, Segment, SEGMENT_EXTS};
 use super::{io_err, Shared};
 use crate::batch::{self, BatchHeader};
 use crate::config::{LogConfig, TimestampType};
@@ -400,7 +400,7 @@ struct Ctx<'a> {
 
 /// Removes the `.cleaned`/`.swap` files of an abandoned group.
 fn remove_outputs(dir: &std::path::Path, stem: &str) {
-    for ext in ["log", "index", "timeindex"] {
+    for ext in SEGMENT_EXTS {
         for suffix in ["cleaned", "swap"] {
             let _ = std::fs::remove_file(dir.join(format!("{stem}.{ext}.{suffix}")));
         }
@@ -506,9 +506,19 @@ fn clean_group(
             .map_err(|e| io_err(&log_path, e.into_error()))?;
         file.sync_all().map_err(|e| io_err(&log_path, e))?;
         idx.push_time_entry(base);
+        // Control and transactional batches survive cleaning unchanged, so
+        // the group's aborted transactions carry over as they are.
+        let mut txns = Vec::new();
+        for seg in group {
+            for e in super::txn_index::read(&super::txn_index::index_path(&dir, seg.base_offset()))?
+            {
+                txns.extend_from_slice(&super::txn_index::encode(&e));
+            }
+        }
         for (ext, data) in [
             ("index", idx.offsets.to_bytes()),
             ("timeindex", idx.times.to_bytes()),
+            ("txnindex", txns),
         ] {
             let path = cleaned(ext);
             let mut f = File::create(&path).map_err(|e| io_err(&path, e))?;
@@ -517,7 +527,7 @@ fn clean_group(
                 .map_err(|e| io_err(&path, e))?;
         }
         // The log swap file last: its presence means the swap is complete.
-        for ext in ["index", "timeindex", "log"] {
+        for ext in ["index", "timeindex", "txnindex", "log"] {
             std::fs::rename(cleaned(ext), swap(ext)).map_err(|e| io_err(&swap(ext), e))?;
         }
         segment::sync_dir(&dir).map_err(|e| io_err(&dir, e))?;
@@ -551,7 +561,7 @@ fn clean_group(
         for old in group {
             old.mark_deleted().map_err(|e| io_err(&old.log_path(), e))?;
         }
-        for ext in ["index", "timeindex", "log"] {
+        for ext in ["index", "timeindex", "txnindex", "log"] {
             let to: PathBuf = dir.join(format!("{stem}.{ext}"));
             std::fs::rename(swap(ext), &to).map_err(|e| io_err(&to, e))?;
         }

@@ -26,6 +26,7 @@ mod mmap;
 mod partition;
 mod recovery;
 mod segment;
+mod txn_index;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -117,6 +118,9 @@ pub struct EngineConfig {
     /// flusher waits while appends keep arriving, up to this long, so the
     /// waiters the previous fsync released share the next one. 0 disables.
     pub group_commit_linger_us: u64,
+    /// `producer.id.expiration.ms`: idempotence state of a producer idle
+    /// this long (and without an open transaction) is forgotten.
+    pub producer_id_expiration_ms: i64,
     /// Time source.
     pub clock: Clock,
 }
@@ -134,6 +138,7 @@ impl Default for EngineConfig {
             recovery_point_checkpoint_interval_ms: 10_000,
             scheduler_tick_ms: 100,
             group_commit_linger_us: 300,
+            producer_id_expiration_ms: 86_400_000,
             clock: Clock::system(),
         }
     }

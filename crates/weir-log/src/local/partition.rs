@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use super::checkpoint;
 use super::segment::{self, lock, Indexes, Segment};
+use super::txn_index;
 use super::{closed_err, io_err, Deferred, Shared};
 use crate::api::{
     AppendInfo, BoxFuture, LogOffsets, PartitionLog, ReadLimit, ReadResult, TimestampOffset,
@@ -18,6 +19,7 @@ use crate::api::{
 use crate::batch::{self, HEADER_SIZE};
 use crate::config::LogConfig;
 use crate::error::LogError;
+use crate::producer::{self, AbortedTxn, ProducerEntry, ProducerStates, Verdict};
 
 /// Name of the per-partition leader epoch checkpoint.
 pub const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
@@ -59,9 +61,14 @@ pub(crate) struct State {
     pub(crate) segments: Arc<Vec<Arc<Segment>>>,
     pub(crate) log_start: i64,
     pub(crate) log_end: i64,
-    /// Hook for transactions: when set, the last stable offset is held at
-    /// `min(high watermark, stable_limit)`.
-    pub(crate) stable_limit: Option<i64>,
+    /// Producers' sequences and open transactions (idempotence, LSO).
+    pub(crate) producers: ProducerStates,
+    /// Aborted transactions of all segments, by marker offset (the
+    /// in-memory copy of the `.txnindex` files).
+    pub(crate) aborted: Vec<AbortedTxn>,
+    /// A transaction index write failed: rewrite them all from `aborted`
+    /// before the next snapshot vouches for them.
+    pub(crate) txn_index_dirty: bool,
     /// Leader epoch cache: `(epoch, start offset)`, increasing.
     pub(crate) epochs: Vec<(i32, i64)>,
     /// Max timestamp of the active segment's first batch (Kafka's
@@ -87,7 +94,8 @@ impl State {
     pub(crate) fn offsets(&self) -> LogOffsets {
         let hw = self.log_end;
         let lso = self
-            .stable_limit
+            .producers
+            .first_unstable()
             .map_or(hw, |l| l.clamp(self.log_start, hw));
         LogOffsets {
             log_start: self.log_start,
@@ -149,6 +157,7 @@ pub(crate) struct Loaded {
     pub(crate) dir_dirty: bool,
     pub(crate) parent_dirty: bool,
     pub(crate) created_gen: u64,
+    pub(crate) producers: super::txn_index::Rebuilt,
 }
 
 impl LocalPartition {
@@ -176,7 +185,9 @@ impl LocalPartition {
                 segments: Arc::new(loaded.segments),
                 log_start: loaded.log_start,
                 log_end: loaded.log_end,
-                stable_limit: None,
+                producers: loaded.producers.states,
+                aborted: loaded.producers.aborted,
+                txn_index_dirty: false,
                 epochs: loaded.epochs,
                 first_batch_ts: loaded.first_batch_ts,
                 segment_created_ms: now,
@@ -217,11 +228,33 @@ impl LocalPartition {
             .clone()
     }
 
-    /// Transactions hook: holds the last stable offset at `limit` (clamped
-    /// to `[log start, high watermark]`); `None` lets it follow the high
-    /// watermark. `ReadLimit::LastStable` reads stop there.
-    pub fn set_stable_limit(&self, limit: Option<i64>) {
-        lock(&self.state).stable_limit = limit;
+    /// Writes a producer state snapshot at the log end, after making the
+    /// transaction indexes it vouches for durable (see `txn_index`).
+    fn snapshot_producers(&self, st: &mut State) -> Result<(), LogError> {
+        // Older segments' indexes were synced when they were active.
+        let segs = st.segments.clone();
+        let from = if st.txn_index_dirty {
+            0
+        } else {
+            segs.len() - 1
+        };
+        for (i, seg) in segs.iter().enumerate().skip(from) {
+            let path = txn_index::index_path(&self.dir, seg.base_offset());
+            if st.txn_index_dirty {
+                let end = segs.get(i + 1).map_or(i64::MAX, |s| s.base_offset());
+                let mine: Vec<AbortedTxn> = st
+                    .aborted
+                    .iter()
+                    .filter(|a| a.last_offset >= seg.base_offset() && a.last_offset < end)
+                    .copied()
+                    .collect();
+                txn_index::write(&path, &mine)?;
+            } else {
+                txn_index::sync(&path)?;
+            }
+        }
+        st.txn_index_dirty = false;
+        txn_index::write_snapshot(&self.dir, &st.producers, st.log_end)
     }
 
     /// Every offset below this is fsynced.
@@ -369,6 +402,9 @@ impl LocalPartition {
         if old.size() == 0 {
             return Ok(());
         }
+        // Kafka snapshots producer state at every roll, so a restart after
+        // a crash replays at most the newest segment.
+        self.snapshot_producers(st)?;
         let base = st.log_end;
         let path = self.dir.join(format!("{}.log", segment::file_stem(base)));
         std::fs::OpenOptions::new()
@@ -408,6 +444,8 @@ impl LocalPartition {
             self.request_flush();
         }
         let mut st = lock(&self.state);
+        st.producers
+            .expire(now, self.shared.config.producer_id_expiration_ms);
         // Background roll by age: a quiet active segment older than
         // segment.ms is rolled so retention can eventually remove it.
         if st.active().size() > 0 && now.saturating_sub(st.segment_created_ms) > config.segment_ms {
@@ -616,6 +654,7 @@ impl LocalPartition {
         active
             .persist_active_indexes()
             .map_err(|e| io_err(&active.log_path(), e))?;
+        self.snapshot_producers(&mut lock(&self.state))?;
         self.durable_tx.send_modify(|d| d.closed = true);
         for s in lock(&self.state).segments.iter() {
             s.release_resources();
@@ -736,6 +775,8 @@ impl LocalPartition {
         let removed: Vec<_> = segs[..doomed].to_vec();
         let kept: Vec<_> = segs[doomed..].to_vec();
         let new_start = kept[0].base_offset().max(st.log_start);
+        let first_kept = kept[0].base_offset();
+        st.aborted.retain(|a| a.last_offset >= first_kept);
         st.segments = Arc::new(kept);
         if new_start > st.log_start {
             st.log_start = new_start;
@@ -820,8 +861,49 @@ impl PartitionLog for LocalPartition {
         let config = self.config();
         let now = self.shared.now_ms();
         let v = batch::validate_append(&records, &config, now)?;
+        // A batch with a producer id must come alone, as Kafka requires of
+        // v3+ produce requests, so that its sequence check is exact.
+        let producer_batch = match v.batches.as_slice() {
+            [b] => batch::BatchHeader::parse(&b.header).filter(|h| h.producer_id >= 0),
+            many => {
+                if many
+                    .iter()
+                    .filter_map(|b| batch::BatchHeader::parse(&b.header))
+                    .any(|h| h.producer_id >= 0)
+                {
+                    return Err(LogError::InvalidRecord {
+                        reason:
+                            "a batch with a producer id must be the only batch for its partition"
+                                .into(),
+                    });
+                }
+                None
+            }
+        };
+        let control = match (&producer_batch, v.batches.first()) {
+            (Some(h), Some(b)) if h.is_control() => Some(
+                producer::control_type(&records.slice(b.range.clone())).ok_or_else(|| {
+                    LogError::InvalidRecord {
+                        reason: "control batch without a valid control record".into(),
+                    }
+                })?,
+            ),
+            _ => None,
+        };
         let mut st = lock(&self.state);
         self.check_usable()?;
+        if let Some(h) = &producer_batch {
+            if control.is_some() {
+                st.producers.check_marker(h)?;
+            } else if let Verdict::Duplicate(m) = st.producers.check(h)? {
+                return Ok(AppendInfo {
+                    base_offset: m.first_offset,
+                    last_offset: m.last_offset,
+                    log_append_time: -1,
+                    log_start: st.log_start,
+                });
+            }
+        }
         let last_offset = st.log_end + v.offset_count - 1;
         let incoming_max_ts = v
             .batches
@@ -884,6 +966,19 @@ impl PartitionLog for LocalPartition {
             st.first_batch_ts = v.batches.first().map_or(-1, |b| b.max_timestamp);
         }
         st.log_end = next;
+        if let Some(mut h) = producer_batch {
+            h.base_offset = base_offset;
+            if let Some(a) = st.producers.apply(&h, control) {
+                let path = txn_index::index_path(&self.dir, seg.base_offset());
+                if let Err(e) = txn_index::append(&path, &a) {
+                    // Rebuilt from the log on the next unclean open; a
+                    // clean close rewrites it from memory.
+                    tracing::warn!(partition = %self.tp, error = %e, "transaction index append failed");
+                    st.txn_index_dirty = true;
+                }
+                st.aborted.push(a);
+            }
+        }
         if leader_epoch >= 0 && st.epochs.last().is_none_or(|&(e, _)| leader_epoch > e) {
             // Checkpointed by the flusher before the durable point passes
             // this offset (and rebuilt from the log by crash recovery).
@@ -1172,6 +1267,24 @@ impl PartitionLog for LocalPartition {
         drop(st);
         self.retire_segments(removed, &config);
         Ok(offset)
+    }
+
+    fn producers(&self) -> Vec<(i64, ProducerEntry)> {
+        lock(&self.state)
+            .producers
+            .producers()
+            .map(|(id, e)| (id, e.clone()))
+            .collect()
+    }
+
+    fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        let st = lock(&self.state);
+        let start = st.aborted.partition_point(|a| a.last_offset < from);
+        st.aborted[start..]
+            .iter()
+            .filter(|a| a.first_offset < to)
+            .copied()
+            .collect()
     }
 
     fn size_bytes(&self) -> u64 {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::checkpoint;
 use super::partition::{Loaded, LocalPartition, LEADER_EPOCH_FILE, LOG_START_FILE};
-use super::segment::{self, file_stem, parse_stem, Indexes, Segment};
+use super::segment::{self, file_stem, parse_stem, Indexes, Segment, SEGMENT_EXTS};
 use super::{io_err, Shared};
 use crate::api::TopicPartition;
 use crate::config::LogConfig;
@@ -62,7 +62,7 @@ fn list_dir(dir: &Path) -> Result<Listing, LogError> {
                 listing.logs.insert(base, len);
             }
             "log.swap" => listing.swaps.push(base),
-            "index.swap" | "timeindex.swap" => swap_indexes.push((base, path)),
+            "index.swap" | "timeindex.swap" | "txnindex.swap" => swap_indexes.push((base, path)),
             _ => {}
         }
     }
@@ -89,7 +89,7 @@ fn complete_swaps(dir: &Path, listing: &mut Listing) -> Result<(), LogError> {
             // A swap file is synced before its rename, so this means
             // damage; keep the originals instead.
             tracing::warn!(file = %swap_log.display(), "discarding damaged compaction swap file");
-            for ext in ["log", "index", "timeindex"] {
+            for ext in SEGMENT_EXTS {
                 let _ = std::fs::remove_file(dir.join(format!("{stem}.{ext}.swap")));
             }
             continue;
@@ -101,7 +101,7 @@ fn complete_swaps(dir: &Path, listing: &mut Listing) -> Result<(), LogError> {
             .collect();
         for b in replaced {
             let s = file_stem(b);
-            for ext in ["log", "index", "timeindex"] {
+            for ext in SEGMENT_EXTS {
                 let p = dir.join(format!("{s}.{ext}"));
                 match std::fs::remove_file(&p) {
                     Ok(()) => {}
@@ -116,7 +116,7 @@ fn complete_swaps(dir: &Path, listing: &mut Listing) -> Result<(), LogError> {
         for ext in ["index", "timeindex"] {
             let _ = std::fs::remove_file(dir.join(format!("{stem}.{ext}")));
         }
-        for ext in ["index", "timeindex", "log"] {
+        for ext in ["index", "timeindex", "txnindex", "log"] {
             let from = dir.join(format!("{stem}.{ext}.swap"));
             let to = dir.join(format!("{stem}.{ext}"));
             match std::fs::rename(&from, &to) {
@@ -254,7 +254,7 @@ pub(crate) fn open_partition(
     if let Some(k) = cut_after {
         // Everything after a torn segment was never acknowledged.
         for seg in segments.drain(k + 1..) {
-            for ext in ["log", "index", "timeindex"] {
+            for ext in SEGMENT_EXTS {
                 let p = seg.path(ext);
                 let _ = std::fs::remove_file(&p);
             }
@@ -337,6 +337,7 @@ pub(crate) fn open_partition(
         Ok(Some(h)) => h.max_timestamp,
         _ => -1,
     };
+    let producers = super::txn_index::rebuild(&dir, &segments, log_end)?;
     let loaded = Loaded {
         segments,
         log_start,
@@ -348,6 +349,7 @@ pub(crate) fn open_partition(
         dir_dirty: created,
         parent_dirty: created,
         created_gen,
+        producers,
     };
     tracing::debug!(partition = %tp, log_start, log_end, clean, "opened partition");
     Ok(LocalPartition::new(shared.clone(), tp, dir, config, loaded))

@@ -23,6 +23,9 @@ use crate::batch::{check_stored_batch, BatchHeader, StoredBatch};
 const MAP_CHUNK: u64 = 16 << 20;
 
 /// `<20-digit zero-padded base offset>`, Kafka's file name stem.
+/// The files of one segment, by extension.
+pub(crate) const SEGMENT_EXTS: [&str; 4] = ["log", "index", "timeindex", "txnindex"];
+
 pub(crate) fn file_stem(base_offset: i64) -> String {
     format!("{base_offset:020}")
 }
@@ -281,7 +284,7 @@ impl Segment {
             return Ok(());
         }
         let stem = file_stem(self.base_offset);
-        for ext in ["log", "index", "timeindex"] {
+        for ext in SEGMENT_EXTS {
             let from = self.dir.join(format!("{stem}.{ext}"));
             let to = self.dir.join(format!("{stem}.{ext}.deleted"));
             match std::fs::rename(&from, &to) {
@@ -301,7 +304,7 @@ impl Segment {
             return;
         }
         let stem = file_stem(self.base_offset);
-        for ext in ["log", "index", "timeindex"] {
+        for ext in SEGMENT_EXTS {
             let _ = std::fs::remove_file(self.dir.join(format!("{stem}.{ext}.deleted")));
         }
         *st = FileState::Gone;
