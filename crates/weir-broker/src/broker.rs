@@ -15,6 +15,8 @@ use crate::catalog::{catalog_path, Catalog, TopicRecord};
 use crate::config::BrokerSettings;
 use crate::fetch_session::FetchSessions;
 use crate::groups::{GroupSettings, Groups};
+use crate::transactions::{Transactions, TxnSettings};
+use crate::txn_coordinator::TxnConfig;
 use crate::BrokerError;
 
 /// What the broker needs to know about itself.
@@ -97,9 +99,16 @@ pub struct Broker {
     data_version: watch::Sender<u64>,
     /// The consumer group coordinator.
     pub(crate) groups: Groups,
+    /// The transaction coordinator.
+    pub(crate) txns: Transactions,
     /// Set when shutdown begins: parked requests answer at once.
     stopping: watch::Sender<bool>,
+    /// Producer ids: `(next, end of the reserved block)`.
+    producer_ids: Mutex<(i64, i64)>,
 }
+
+/// Producer ids reserved per catalog write.
+const PRODUCER_ID_BLOCK: i64 = 1000;
 
 /// Why a topic name is not acceptable, as Kafka's `Topic.validate` says.
 pub fn validate_topic_name(name: &str) -> Result<(), String> {
@@ -156,6 +165,8 @@ impl Broker {
         info!(topics = topics.len(), cluster_id = %catalog.cluster_id, "broker opened");
         let (data_version, _) = watch::channel(0);
         let groups = Groups::new(group_settings(&settings));
+        let txns = Transactions::new(txn_settings(&settings));
+        let id_block_end = catalog.producer_id_block_end;
         let broker = Arc::new(Self {
             config,
             engine,
@@ -169,9 +180,12 @@ impl Broker {
             sessions: Mutex::new(FetchSessions::default()),
             data_version,
             groups,
+            txns,
             stopping: watch::channel(false).0,
+            producer_ids: Mutex::new((id_block_end, id_block_end)),
         });
         broker.open_offsets_topic()?;
+        broker.open_txn_topic()?;
         Ok(broker)
     }
 
@@ -200,6 +214,30 @@ impl Broker {
         self.groups.load(&logs)
     }
 
+    /// Creates `__transaction_state` if missing and loads transactions.
+    fn open_txn_topic(&self) -> Result<(), BrokerError> {
+        use crate::txn_store::TXN_TOPIC;
+        if self.topic(TXN_TOPIC).is_none() {
+            let s = self.settings();
+            let configs = BTreeMap::from([
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                (
+                    "segment.bytes".to_string(),
+                    s.get("transaction.state.log.segment.bytes"),
+                ),
+            ]);
+            self.create_topic(TXN_TOPIC, self.txns.settings().partitions, configs, false)
+                .map_err(|(e, m)| {
+                    BrokerError::Internal(format!("cannot create {TXN_TOPIC}: {e:?} {m}"))
+                })?;
+        }
+        let logs = self
+            .topic(TXN_TOPIC)
+            .map(|t| t.partitions.clone())
+            .unwrap_or_default();
+        self.txns.load(&logs)
+    }
+
     /// A consumer group's lag per partition (committed offset against the
     /// high watermark), for the CLI and metrics.
     pub fn group_lag(&self, group_id: &str) -> Vec<crate::groups::PartitionLag> {
@@ -213,8 +251,9 @@ impl Broker {
     }
 
     /// Advances the group coordinator's timers; call about every 100 ms.
-    pub fn tick(&self) {
+    pub fn tick(self: &Arc<Self>) {
         self.groups.tick(self);
+        self.txns.tick(self);
     }
 
     /// Starts shutting down: long-polling fetches answer with what they
@@ -589,6 +628,34 @@ impl Broker {
         Ok(())
     }
 
+    /// A producer id never handed out before, on this broker, even across
+    /// crashes (ids are reserved in durable blocks, like Kafka's
+    /// ProducerIdManager).
+    pub fn next_producer_id(&self) -> Result<i64, BrokerError> {
+        let mut ids = self
+            .producer_ids
+            .lock()
+            .map_err(|_| BrokerError::Internal("producer id lock poisoned".into()))?;
+        if ids.0 >= ids.1 {
+            let _admin = self
+                .admin
+                .lock()
+                .map_err(|_| BrokerError::Internal("admin lock poisoned".into()))?;
+            let mut state = self
+                .state
+                .write()
+                .map_err(|_| BrokerError::Internal("state lock poisoned".into()))?;
+            let mut catalog = state.catalog.clone();
+            catalog.producer_id_block_end = ids.1 + PRODUCER_ID_BLOCK;
+            self.persist(&catalog)?;
+            state.catalog = catalog;
+            ids.1 += PRODUCER_ID_BLOCK;
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
+    }
+
     fn persist(&self, catalog: &Catalog) -> Result<(), BrokerError> {
         catalog.save(&catalog_path(&self.config.data_dir))
     }
@@ -701,12 +768,37 @@ impl Broker {
             RequestKind::OffsetDelete(r) => Reply::Ready(ResponseKind::OffsetDelete(
                 crate::offset_delete::handle(self, r),
             )),
+            RequestKind::InitProducerId(r) => crate::init_producer_id::handle(self, r, v),
+            RequestKind::AddPartitionsToTxn(r) => crate::add_partitions_to_txn::handle(self, r, v),
+            RequestKind::AddOffsetsToTxn(r) => crate::add_offsets_to_txn::handle(self, r, v),
+            RequestKind::EndTxn(r) => crate::end_txn::handle(self, r, v),
+            RequestKind::TxnOffsetCommit(r) => crate::txn_offset_commit::handle(self, r, v),
+            RequestKind::DescribeProducers(r) => Reply::Ready(ResponseKind::DescribeProducers(
+                crate::describe_producers::handle(self, r),
+            )),
+            RequestKind::DescribeTransactions(r) => Reply::Ready(
+                ResponseKind::DescribeTransactions(crate::describe_transactions::handle(self, r)),
+            ),
+            RequestKind::ListTransactions(r) => Reply::Ready(ResponseKind::ListTransactions(
+                crate::list_transactions::handle(self, r, v),
+            )),
             other => {
                 // The codec only lets through what api_versions lists.
                 warn!(request = ?std::mem::discriminant(&other), "request for an API without a handler");
                 Reply::None
             }
         }
+    }
+}
+
+fn txn_settings(s: &BrokerSettings) -> TxnSettings {
+    let int = |k: &str| i32::try_from(s.get_i64(k)).unwrap_or(i32::MAX);
+    TxnSettings {
+        partitions: int("transaction.state.log.num.partitions"),
+        coordinator: TxnConfig {
+            max_timeout_ms: int("transaction.max.timeout.ms"),
+            id_expiration_ms: s.get_i64("transactional.id.expiration.ms"),
+        },
     }
 }
 

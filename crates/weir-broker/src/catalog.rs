@@ -43,6 +43,10 @@ pub struct Catalog {
     /// Dynamic cluster-wide default configs.
     #[serde(default)]
     pub dynamic_default: BTreeMap<String, String>,
+    /// Producer ids below this are handed out (or lost to a crash); the
+    /// broker reserves them in blocks so each id is used once.
+    #[serde(default)]
+    pub producer_id_block_end: i64,
 }
 
 /// Where the catalog lives inside the data directory.

@@ -41,6 +41,8 @@ pub fn log_error_code(err: &LogError) -> i16 {
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::Removed(_) => ResponseError::UnknownTopicOrPartition,
         LogError::Io { .. } => ResponseError::KafkaStorageError,
+        LogError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
+        LogError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
         LogError::Internal(_) => ResponseError::UnknownServerError,
     };
     e.code()

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 use weir_log::{LogError, ReadLimit};
@@ -275,11 +277,32 @@ fn read_one(
     }
     match log.read(p.fetch_offset, max, limit) {
         Ok(r) if have_data && r.records.len() > max => out,
-        Ok(r) => out
-            .with_high_watermark(r.offsets.high_watermark)
-            .with_last_stable_offset(r.offsets.last_stable)
-            .with_log_start_offset(r.offsets.log_start)
-            .with_records(Some(r.records)),
+        Ok(r) => {
+            let aborted = if limit == ReadLimit::LastStable && !r.records.is_empty() {
+                // The transactions a read_committed consumer must skip in
+                // what it gets: those overlapping [fetch offset, end of data).
+                let end = weir_log::batch::iter_batches(&r.records)
+                    .last()
+                    .map_or(p.fetch_offset, |(_, h)| h.last_offset() + 1);
+                Some(
+                    log.aborted_transactions(p.fetch_offset, end)
+                        .into_iter()
+                        .map(|a| {
+                            AbortedTransaction::default()
+                                .with_producer_id(ProducerId(a.producer_id))
+                                .with_first_offset(a.first_offset)
+                        })
+                        .collect(),
+                )
+            } else {
+                out.aborted_transactions.clone()
+            };
+            out.with_high_watermark(r.offsets.high_watermark)
+                .with_last_stable_offset(r.offsets.last_stable)
+                .with_log_start_offset(r.offsets.log_start)
+                .with_aborted_transactions(aborted)
+                .with_records(Some(r.records))
+        }
         Err(e @ LogError::OffsetOutOfRange { .. }) => out.with_error_code(log_error_code(&e)),
         Err(e) => {
             tracing::warn!(topic = %p.key.topic, partition = p.key.partition, error = %e, "fetch read failed");

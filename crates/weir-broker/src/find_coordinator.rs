@@ -1,4 +1,4 @@
-//! FindCoordinator: this node coordinates every group.
+//! FindCoordinator: this node coordinates every group and transaction.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -8,6 +8,7 @@ use kafka_protocol::protocol::StrBytes;
 use crate::broker::Broker;
 
 const KEY_GROUP: i8 = 0;
+const KEY_TRANSACTION: i8 = 1;
 
 /// Answers a FindCoordinator request (one key before v4, a batch after).
 pub fn handle(
@@ -17,20 +18,22 @@ pub fn handle(
 ) -> FindCoordinatorResponse {
     let (host, port) = broker.advertised();
     let answer = |key: &StrBytes| -> (i16, Option<String>) {
-        if req.key_type != KEY_GROUP {
-            // Transactions and share groups come with their own issues.
-            return (
-                ResponseError::CoordinatorNotAvailable.code(),
-                Some(format!("no coordinator for key type {}", req.key_type)),
-            );
-        }
-        if key.is_empty() {
-            return (
+        match req.key_type {
+            KEY_GROUP if key.is_empty() => (
                 ResponseError::InvalidGroupId.code(),
                 Some("group id is empty".into()),
-            );
+            ),
+            KEY_TRANSACTION if key.is_empty() => (
+                ResponseError::InvalidRequest.code(),
+                Some("transactional id is empty".into()),
+            ),
+            KEY_GROUP | KEY_TRANSACTION => (0, None),
+            // Share groups come with their own issue.
+            other => (
+                ResponseError::CoordinatorNotAvailable.code(),
+                Some(format!("no coordinator for key type {other}")),
+            ),
         }
-        (0, None)
     };
     let node = BrokerId(broker.node_id());
     if version >= 4 {

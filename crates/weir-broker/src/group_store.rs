@@ -51,7 +51,9 @@ pub fn partition_for(group: &str, partitions: i32) -> i32 {
     for unit in group.encode_utf16() {
         h = h.wrapping_mul(31).wrapping_add(i32::from(unit));
     }
-    (h & 0x7fff_ffff) % partitions.max(1)
+    // Kafka's Utils.abs: Math.abs, with 0 for Integer.MIN_VALUE.
+    let positive = if h == i32::MIN { 0 } else { h.abs() };
+    positive % partitions.max(1)
 }
 
 fn put_str(b: &mut BytesMut, s: &str) {
@@ -249,11 +251,8 @@ mod tests {
     fn partition_matches_java_string_hash() {
         // Java: "test-group".hashCode() == 627841412, "my-group".hashCode() == -1906497762.
         assert_eq!(partition_for("test-group", 50), 627_841_412 % 50);
-        assert_eq!(
-            partition_for("my-group", 50),
-            (-1_906_497_762i32 & 0x7fff_ffff) % 50
-        );
-        assert_eq!(partition_for("my-group", 50), 36);
+        assert_eq!(partition_for("my-group", 50), 1_906_497_762 % 50);
+        assert_eq!(partition_for("my-group", 50), 12);
         assert_eq!(partition_for("", 50), 0);
     }
 

@@ -55,10 +55,15 @@ struct Inner {
     coord: GroupCoordinator,
     consumer: ConsumerGroups,
     offsets: HashMap<String, BTreeMap<(String, i32), Committed>>,
+    /// TxnOffsetCommit offsets awaiting their transaction's end, by
+    /// producer id then group.
+    pending_txn: HashMap<i64, PendingOffsets>,
     waiters: HashMap<Waiter, Waiting>,
     next_waiter: Waiter,
     last_expiry_check: i64,
 }
+
+type PendingOffsets = HashMap<String, BTreeMap<(String, i32), Committed>>;
 
 /// The run-time group coordinator.
 pub struct Groups {
@@ -110,14 +115,17 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn record(key: Bytes, value: Option<Bytes>, ts: i64, i: usize) -> Record {
+/// A producer writing transactional offsets: `(producer id, epoch)`.
+type TxnProducer = Option<(i64, i16)>;
+
+fn record(key: Bytes, value: Option<Bytes>, ts: i64, i: usize, txn: TxnProducer) -> Record {
     let i = i32::try_from(i).unwrap_or(i32::MAX);
     Record {
-        transactional: false,
+        transactional: txn.is_some(),
         control: false,
         partition_leader_epoch: crate::LEADER_EPOCH,
-        producer_id: -1,
-        producer_epoch: -1,
+        producer_id: txn.map_or(-1, |t| t.0),
+        producer_epoch: txn.map_or(-1, |t| t.1),
         timestamp_type: TimestampType::Creation,
         offset: i64::from(i),
         // The encoder starts a new batch when offset - sequence changes;
@@ -128,6 +136,21 @@ fn record(key: Bytes, value: Option<Bytes>, ts: i64, i: usize) -> Record {
         value,
         headers: IndexMap::new(),
         delete_horizon: false,
+    }
+}
+
+fn finish_txn(inner: &mut Inner, producer_id: i64, commit: bool) {
+    let Some(pending) = inner.pending_txn.remove(&producer_id) else {
+        return;
+    };
+    if !commit {
+        return;
+    }
+    for (group, offsets) in pending {
+        let entry = inner.offsets.entry(group).or_default();
+        for (k, c) in offsets {
+            entry.insert(k, c);
+        }
     }
 }
 
@@ -142,6 +165,7 @@ impl Groups {
                 coord,
                 consumer,
                 offsets: HashMap::new(),
+                pending_txn: HashMap::new(),
                 waiters: HashMap::new(),
                 next_waiter: 0,
                 last_expiry_check: 0,
@@ -185,6 +209,13 @@ impl Groups {
                 for set in sets {
                     for rec in set.records {
                         last = last.max(rec.offset + 1);
+                        if rec.control {
+                            // A transaction marker: its offsets become
+                            // committed or are dropped.
+                            let commit = rec.key.as_deref().is_some_and(|k| k.get(3) == Some(&1));
+                            finish_txn(&mut inner, rec.producer_id, commit);
+                            continue;
+                        }
                         let Some(key) = rec.key.as_ref().and_then(group_store::decode_key) else {
                             continue;
                         };
@@ -195,7 +226,16 @@ impl Groups {
                                 topic,
                                 partition,
                             } => {
-                                let entry = inner.offsets.entry(group).or_default();
+                                let entry = if rec.transactional {
+                                    inner
+                                        .pending_txn
+                                        .entry(rec.producer_id)
+                                        .or_default()
+                                        .entry(group)
+                                        .or_default()
+                                } else {
+                                    inner.offsets.entry(group).or_default()
+                                };
                                 match rec.value.as_ref().and_then(group_store::decode_offset) {
                                     Some(c) => {
                                         entry.insert((topic, partition), c);
@@ -254,7 +294,9 @@ impl Groups {
                 Effect::Persist(snap) => {
                     let key = group_store::group_key(&snap.group_id);
                     let value = group_store::group_value(&snap);
-                    if let Err(e) = self.write(broker, &snap.group_id, vec![(key, Some(value))]) {
+                    if let Err(e) =
+                        self.write(broker, &snap.group_id, vec![(key, Some(value))], None)
+                    {
                         warn!(group = %snap.group_id, error = %e, "could not persist group metadata");
                     }
                 }
@@ -269,6 +311,7 @@ impl Groups {
         broker: &Broker,
         group: &str,
         kvs: Vec<(Bytes, Option<Bytes>)>,
+        txn: TxnProducer,
     ) -> Result<BoxFuture<'static, Result<(), weir_log::LogError>>, String> {
         let p = group_store::partition_for(group, self.settings.offsets_partitions);
         let log = broker
@@ -279,7 +322,7 @@ impl Groups {
         let records: Vec<Record> = kvs
             .into_iter()
             .enumerate()
-            .map(|(i, (k, v))| record(k, v, ts, i))
+            .map(|(i, (k, v))| record(k, v, ts, i, txn))
             .collect();
         let mut buf = BytesMut::new();
         RecordBatchEncoder::encode(
@@ -463,7 +506,9 @@ impl Groups {
         for g in idle {
             if inner.coord.delete(&g).is_ok() {
                 let _ = inner.consumer.delete(&g);
-                if let Err(e) = self.write(broker, &g, vec![(group_store::group_key(&g), None)]) {
+                if let Err(e) =
+                    self.write(broker, &g, vec![(group_store::group_key(&g), None)], None)
+                {
                     warn!(group = %g, error = %e, "could not write group removal");
                 }
             }
@@ -505,7 +550,7 @@ impl Groups {
                 }
             }
             info!(group = %g, partitions = expired.len(), "expired committed offsets");
-            if let Err(e) = self.write(broker, &g, kvs) {
+            if let Err(e) = self.write(broker, &g, kvs, None) {
                 warn!(group = %g, error = %e, "could not write offset expiry");
             }
         }
@@ -522,13 +567,18 @@ impl Groups {
         member_id: &str,
         instance_id: Option<&str>,
         entries: Vec<(String, i32, Committed)>,
+        txn: TxnProducer,
     ) -> (
         CommitOutcome,
         Option<BoxFuture<'static, Result<(), weir_log::LogError>>>,
     ) {
         let now = now_ms();
         let mut inner = self.lock();
-        let checked = if inner.consumer.is_active(group_id) {
+        // TxnOffsetCommit without member information (before v3, or from a
+        // producer outside the group) skips the generation check.
+        let checked = if txn.is_some() && (generation < 0 || member_id.is_empty()) {
+            Ok(())
+        } else if inner.consumer.is_active(group_id) {
             inner.consumer.check_commit(group_id, member_id, generation)
         } else {
             inner
@@ -569,9 +619,17 @@ impl Groups {
         if kvs.is_empty() {
             return (outcome, None);
         }
-        match self.write(broker, group_id, kvs) {
+        match self.write(broker, group_id, kvs, txn) {
             Ok(wait) => {
-                let offsets = inner.offsets.entry(group_id.to_string()).or_default();
+                let offsets = match txn {
+                    Some((pid, _)) => inner
+                        .pending_txn
+                        .entry(pid)
+                        .or_default()
+                        .entry(group_id.to_string())
+                        .or_default(),
+                    None => inner.offsets.entry(group_id.to_string()).or_default(),
+                };
                 for (t, p, c) in accepted {
                     offsets.insert((t, p), c);
                 }
@@ -589,6 +647,22 @@ impl Groups {
                 )
             }
         }
+    }
+
+    /// A transaction marker reached `__consumer_offsets`: the producer's
+    /// pending offsets become committed, or are dropped.
+    pub fn end_txn(&self, producer_id: i64, commit: bool) {
+        finish_txn(&mut self.lock(), producer_id, commit);
+    }
+
+    /// Whether a transaction holds uncommitted offsets for the partition
+    /// (OffsetFetch `require_stable`, KIP-447).
+    pub fn has_pending(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        let key = (topic.to_string(), partition);
+        self.lock()
+            .pending_txn
+            .values()
+            .any(|g| g.get(group_id).is_some_and(|o| o.contains_key(&key)))
     }
 
     /// Committed offsets of a group: for `wanted` partitions, or all.
@@ -710,10 +784,12 @@ impl Groups {
             .map(|((t, p), _)| (group_store::offset_key(group_id, &t, p), None))
             .collect();
         kvs.push((group_store::group_key(group_id), None));
-        self.write(broker, group_id, kvs).map(|_| ()).map_err(|e| {
-            warn!(group = group_id, error = %e, "group deletion not written");
-            ResponseError::CoordinatorNotAvailable
-        })
+        self.write(broker, group_id, kvs, None)
+            .map(|_| ())
+            .map_err(|e| {
+                warn!(group = group_id, error = %e, "group deletion not written");
+                ResponseError::CoordinatorNotAvailable
+            })
     }
 
     /// OffsetDelete: removes committed offsets of partitions the group is
@@ -745,7 +821,7 @@ impl Groups {
             out.push((t, p, 0));
         }
         if !kvs.is_empty() {
-            if let Err(e) = self.write(broker, group_id, kvs) {
+            if let Err(e) = self.write(broker, group_id, kvs, None) {
                 warn!(group = group_id, error = %e, "offset deletion not written");
             }
         }

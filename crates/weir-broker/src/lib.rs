@@ -9,6 +9,8 @@
 //! Single-node facts: this broker is the leader of every partition, at
 //! leader epoch [`LEADER_EPOCH`], and its only replica.
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
 mod broker;
@@ -27,6 +29,9 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_producers;
+pub mod describe_transactions;
+pub mod end_txn;
 pub mod error;
 pub mod fetch;
 pub mod fetch_session;
@@ -35,10 +40,12 @@ pub mod group_coordinator;
 pub mod group_store;
 pub mod groups;
 pub mod heartbeat;
+pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -46,6 +53,10 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
+pub mod transactions;
+pub mod txn_coordinator;
+pub mod txn_offset_commit;
+pub mod txn_store;
 
 pub use broker::{validate_topic_name, Broker, BrokerConfig, Reply, Topic};
 pub use config::BrokerSettings;

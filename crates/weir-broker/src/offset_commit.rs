@@ -64,6 +64,7 @@ pub fn handle(broker: &Arc<Broker>, r: OffsetCommitRequest, version: i16) -> Rep
         &r.member_id,
         r.group_instance_id.as_deref(),
         entries,
+        None,
     );
     let topics: Vec<OffsetCommitResponseTopic> = r
         .topics

@@ -9,6 +9,8 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use crate::broker::Broker;
+
+const UNSTABLE: i16 = kafka_protocol::error::ResponseError::UnstableOffsetCommit.code();
 use crate::group_store::Committed;
 use crate::groups::TopicOffsets as Fetched;
 
@@ -26,6 +28,11 @@ fn parts(c: Option<Committed>, version: i16) -> (i64, i32, String) {
 /// Answers an OffsetFetch request. Unknown groups and partitions without a
 /// commit get offset -1, as in Kafka.
 pub fn handle(broker: &Broker, r: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    // KIP-447: a read_committed consumer asks not to be given an offset a
+    // transaction may still change.
+    let require_stable = version >= 7 && r.require_stable;
+    let unstable =
+        |group: &str, t: &str, p: i32| require_stable && broker.groups.has_pending(group, t, p);
     if version < 8 {
         let wanted = r.topics.map(|ts| {
             ts.into_iter()
@@ -39,6 +46,12 @@ pub fn handle(broker: &Broker, r: OffsetFetchRequest, version: i16) -> OffsetFet
                 let partitions = ps
                     .into_iter()
                     .map(|(p, c)| {
+                        if unstable(&r.group_id, &t, p) {
+                            return OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(-1)
+                                .with_error_code(UNSTABLE);
+                        }
                         let (offset, epoch, metadata) = parts(c, version);
                         OffsetFetchResponsePartition::default()
                             .with_partition_index(p)
@@ -93,6 +106,12 @@ pub fn handle(broker: &Broker, r: OffsetFetchRequest, version: i16) -> OffsetFet
                     let partitions = ps
                         .into_iter()
                         .map(|(p, c)| {
+                            if unstable(&g.group_id, &t, p) {
+                                return OffsetFetchResponsePartitions::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(-1)
+                                    .with_error_code(UNSTABLE);
+                            }
                             let (offset, epoch, metadata) = parts(c, version);
                             OffsetFetchResponsePartitions::default()
                                 .with_partition_index(p)

@@ -59,6 +59,18 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
                 ));
                 continue;
             };
+            let topic_name = topic.as_ref().map_or("", |t| t.name.as_str());
+            if let Err((e, msg)) = check_producer(
+                broker,
+                version,
+                req.transactional_id.as_ref().map(|t| t.as_str()),
+                topic_name,
+                pd.index,
+                &records,
+            ) {
+                parts.push(fail(e, Some(msg)));
+                continue;
+            }
             match log.append(records, crate::LEADER_EPOCH) {
                 Ok(info) => {
                     appended = true;
@@ -121,4 +133,46 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
         }
         ResponseKind::Produce(resp)
     }))
+}
+
+/// Checks a partition's records against what only the broker may write
+/// (control batches) and, for transactional batches, that the coordinator
+/// has the partition in this producer's open transaction (KIP-890's
+/// verification: a late write from an aborted or fenced transaction would
+/// otherwise leave a hanging transaction).
+fn check_producer(
+    broker: &Broker,
+    version: i16,
+    transactional_id: Option<&str>,
+    topic: &str,
+    partition: i32,
+    records: &bytes::Bytes,
+) -> Result<(), (ResponseError, String)> {
+    let Some(h) = weir_log::batch::BatchHeader::parse(records) else {
+        return Ok(());
+    };
+    if h.is_control() {
+        return Err((
+            ResponseError::InvalidRecord,
+            "control batches are written only by the transaction coordinator".into(),
+        ));
+    }
+    if !h.is_transactional() {
+        return Ok(());
+    }
+    let Some(txn_id) = transactional_id.filter(|t| !t.is_empty()) else {
+        return Err((
+            ResponseError::TransactionalIdNotFound,
+            "transactional batch without a transactional id".into(),
+        ));
+    };
+    broker
+        .txns
+        .verify_produce(txn_id, h.producer_id, h.producer_epoch, topic, partition, version)
+        .map_err(|e| {
+            (
+                e,
+                format!("partition {topic}-{partition} is not part of an open transaction of {txn_id} with this producer epoch"),
+            )
+        })
 }

@@ -59,7 +59,9 @@ pub struct ProducerEntry {
     pub epoch: i16,
     /// Most recent batches, oldest first.
     pub batches: VecDeque<BatchMeta>,
-    /// Max timestamp of its last batch or marker (for expiration).
+    /// Broker time of its last batch or marker (for expiration). Kafka
+    /// uses the batch's own timestamp; the broker's clock keeps a producer
+    /// with a skewed clock from losing its deduplication state early.
     pub last_timestamp: i64,
     /// Coordinator epoch of the last marker, or -1.
     pub coordinator_epoch: i32,
@@ -132,6 +134,11 @@ impl ProducerStates {
                 h.producer_epoch, e.epoch
             )));
         }
+        if h.base_sequence < 0 {
+            // Written by a coordinator (TxnOffsetCommit), not a client:
+            // fenced by epoch only, as Kafka's non-client origins are.
+            return Ok(Verdict::Append);
+        }
         let last_seq = batch_last_seq(h);
         if h.producer_epoch == e.epoch {
             if let Some(dup) = e
@@ -171,10 +178,15 @@ impl ProducerStates {
         }
     }
 
-    /// Records an appended batch. `h.base_offset` must be the offset it was
-    /// given; `control` is set for transaction markers. Returns the aborted
-    /// transaction an ABORT marker closed.
-    pub fn apply(&mut self, h: &BatchHeader, control: Option<ControlType>) -> Option<AbortedTxn> {
+    /// Records an appended batch at broker time `now_ms`. `h.base_offset`
+    /// must be the offset it was given; `control` is set for transaction
+    /// markers. Returns the aborted transaction an ABORT marker closed.
+    pub fn apply(
+        &mut self,
+        h: &BatchHeader,
+        control: Option<ControlType>,
+        now_ms: i64,
+    ) -> Option<AbortedTxn> {
         let pid = h.producer_id;
         if pid < 0 {
             return None;
@@ -184,7 +196,7 @@ impl ProducerStates {
             e.batches.clear();
             e.epoch = h.producer_epoch;
         }
-        e.last_timestamp = e.last_timestamp.max(h.max_timestamp);
+        e.last_timestamp = e.last_timestamp.max(now_ms);
         if let Some(kind) = control {
             let first = e.txn_first_offset.take();
             if let Some(f) = first {
@@ -202,6 +214,9 @@ impl ProducerStates {
                 _ => None,
             };
         }
+        if h.base_sequence < 0 {
+            return self.open_txn(h);
+        }
         e.batches.push_back(BatchMeta {
             first_seq: h.base_sequence,
             last_seq: batch_last_seq(h),
@@ -212,9 +227,15 @@ impl ProducerStates {
         while e.batches.len() > MAX_CACHED_BATCHES {
             e.batches.pop_front();
         }
-        if h.is_transactional() && e.txn_first_offset.is_none() {
-            e.txn_first_offset = Some(h.base_offset);
-            self.ongoing.insert(h.base_offset, pid);
+        self.open_txn(h)
+    }
+
+    fn open_txn(&mut self, h: &BatchHeader) -> Option<AbortedTxn> {
+        if let Some(e) = self.producers.get_mut(&h.producer_id) {
+            if h.is_transactional() && e.txn_first_offset.is_none() {
+                e.txn_first_offset = Some(h.base_offset);
+                self.ongoing.insert(h.base_offset, h.producer_id);
+            }
         }
         None
     }
@@ -453,7 +474,7 @@ mod tests {
         let mut s = ProducerStates::default();
         let h = header(7, 0, 0, 3, 10, false);
         assert_eq!(s.check(&h).unwrap(), Verdict::Append);
-        s.apply(&h, None);
+        s.apply(&h, None, 1000);
         match s.check(&header(7, 0, 0, 3, 99, false)).unwrap() {
             Verdict::Duplicate(m) => assert_eq!((m.first_offset, m.last_offset), (10, 12)),
             v => panic!("{v:?}"),
@@ -464,7 +485,7 @@ mod tests {
     fn only_the_last_five_batches_are_remembered() {
         let mut s = ProducerStates::default();
         for i in 0..6 {
-            s.apply(&header(7, 0, i, 1, i64::from(i), false), None);
+            s.apply(&header(7, 0, i, 1, i64::from(i), false), None, 1000);
         }
         assert!(matches!(
             s.check(&header(7, 0, 1, 1, 0, false)).unwrap(),
@@ -479,7 +500,7 @@ mod tests {
     #[test]
     fn gaps_and_old_epochs_are_refused() {
         let mut s = ProducerStates::default();
-        s.apply(&header(7, 1, 0, 2, 0, false), None);
+        s.apply(&header(7, 1, 0, 2, 0, false), None, 1000);
         assert!(matches!(
             s.check(&header(7, 1, 3, 1, 0, false)),
             Err(LogError::OutOfOrderSequence(_))
@@ -513,7 +534,7 @@ mod tests {
         let mut s = ProducerStates::default();
         let h = header(7, 0, i32::MAX - 1, 3, 0, false);
         assert_eq!(batch_last_seq(&h), 0);
-        s.apply(&h, None);
+        s.apply(&h, None, 1000);
         assert_eq!(
             s.check(&header(7, 0, 1, 1, 3, false)).unwrap(),
             Verdict::Append
@@ -523,13 +544,13 @@ mod tests {
     #[test]
     fn transactions_hold_the_stable_offset_and_aborts_are_indexed() {
         let mut s = ProducerStates::default();
-        s.apply(&header(1, 0, 0, 2, 5, true), None);
-        s.apply(&header(2, 0, 0, 1, 7, true), None);
-        s.apply(&header(1, 0, 2, 1, 8, true), None);
+        s.apply(&header(1, 0, 0, 2, 5, true), None, 1000);
+        s.apply(&header(2, 0, 0, 1, 7, true), None, 1000);
+        s.apply(&header(1, 0, 2, 1, 8, true), None, 1000);
         assert_eq!(s.first_unstable(), Some(5));
         let mut m = header(1, 0, -1, 1, 9, true);
         m.attributes |= batch::ATTR_CONTROL;
-        let aborted = s.apply(&m, Some(ControlType::Abort)).unwrap();
+        let aborted = s.apply(&m, Some(ControlType::Abort), 1000).unwrap();
         assert_eq!(
             aborted,
             AbortedTxn {
@@ -542,15 +563,15 @@ mod tests {
         assert_eq!(s.first_unstable(), Some(7));
         m.producer_id = 2;
         m.base_offset = 10;
-        assert_eq!(s.apply(&m, Some(ControlType::Commit)), None);
+        assert_eq!(s.apply(&m, Some(ControlType::Commit), 1000), None);
         assert_eq!(s.first_unstable(), None);
     }
 
     #[test]
     fn snapshots_round_trip_and_reject_damage() {
         let mut s = ProducerStates::default();
-        s.apply(&header(1, 3, 0, 2, 5, true), None);
-        s.apply(&header(2, 0, 10, 4, 7, false), None);
+        s.apply(&header(1, 3, 0, 2, 5, true), None, 1000);
+        s.apply(&header(2, 0, 10, 4, 7, false), None, 1000);
         let snap = s.encode_snapshot(11);
         let (off, back) = ProducerStates::decode_snapshot(&snap).unwrap();
         assert_eq!((off, &back), (11, &s));
@@ -564,8 +585,8 @@ mod tests {
     #[test]
     fn expiry_keeps_producers_with_open_transactions() {
         let mut s = ProducerStates::default();
-        s.apply(&header(1, 0, 0, 1, 0, true), None);
-        s.apply(&header(2, 0, 0, 1, 1, false), None);
+        s.apply(&header(1, 0, 0, 1, 0, true), None, 1000);
+        s.apply(&header(2, 0, 0, 1, 1, false), None, 1000);
         s.expire(1000 + 10_000, 5_000);
         assert_eq!(s.len(), 1);
         assert!(s.has_open_txn(1));

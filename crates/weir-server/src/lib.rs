@@ -39,7 +39,14 @@ pub struct ServerConfig {
     /// Requests read ahead of their responses on one connection
     /// (`queued.max.requests`).
     pub max_in_flight: usize,
+    /// Fault injection for tests: every Nth Produce request is applied but
+    /// its connection is closed instead of answered, as if the network
+    /// failed after the write. 0 turns it off.
+    pub close_after_produce_every: u64,
 }
+
+/// Produce requests seen, for [`ServerConfig::close_after_produce_every`].
+static PRODUCE_COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl ServerConfig {
     /// Reads the limits from the broker's configs.
@@ -53,6 +60,7 @@ impl ServerConfig {
                 u64::try_from(s.get_i64("connections.max.idle.ms")).unwrap_or(600_000),
             ),
             max_in_flight: get("queued.max.requests"),
+            close_after_produce_every: 0,
         }
     }
 }
@@ -226,7 +234,20 @@ async fn serve_connection(
                         None
                     }
                 };
-                match broker.handle_from(&header, body, &peer.ip().to_string()) {
+                let every = config.close_after_produce_every;
+                let inject = every > 0
+                    && key == ApiKey::Produce
+                    && PRODUCE_COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % every
+                        == every - 1;
+                let reply = broker.handle_from(&header, body, &peer.ip().to_string());
+                if inject {
+                    warn!(%peer, "fault injection: closing the connection instead of answering a produce");
+                    if let Reply::Later(fut) = reply {
+                        fut.await;
+                    }
+                    break;
+                }
+                match reply {
                     Reply::None => continue,
                     Reply::Ready(resp) => match encode(resp) {
                         Some(b) => Pending::Ready(b),

@@ -191,6 +191,7 @@ impl Settings {
             cleaner_enabled: b.get_bool("log.cleaner.enable"),
             cleaner_buffer_bytes: usize::try_from(b.get_i64("log.cleaner.dedupe.buffer.size"))
                 .unwrap_or(16 << 20),
+            producer_id_expiration_ms: b.get_i64("producer.id.expiration.ms"),
             ..weir_log::EngineConfig::default()
         }
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::{ServeArgs, Settings};
 
@@ -105,7 +105,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         engine.clone(),
     )
     .context("cannot open the broker")?;
-    let server_config = weir_server::ServerConfig::from_broker(&broker);
+    let mut server_config = weir_server::ServerConfig::from_broker(&broker);
+    // Fault injection for the idempotence tests; never set in production.
+    if let Some(n) = std::env::var("WEIR_FAULT_CLOSE_AFTER_PRODUCE_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        warn!(
+            every = n,
+            "fault injection on: closing connections after produce requests"
+        );
+        server_config.close_after_produce_every = n;
+    }
     let shutdown = shutdown_signal().context("cannot watch for SIGTERM and SIGINT")?;
     info!(data_dir = %settings.data_dir.display(), advertised = %format!("{host}:{port}"), "listening on {local}");
     weir_server::run(listener, Arc::clone(&broker), server_config, shutdown).await;

@@ -81,24 +81,49 @@ fn api_of(body: &RequestKind) -> kafka_protocol::messages::ApiKey {
         RequestKind::OffsetCommit(_) => ApiKey::OffsetCommit,
         RequestKind::OffsetFetch(_) => ApiKey::OffsetFetch,
         RequestKind::DeleteGroups(_) => ApiKey::DeleteGroups,
+        RequestKind::InitProducerId(_) => ApiKey::InitProducerId,
+        RequestKind::AddPartitionsToTxn(_) => ApiKey::AddPartitionsToTxn,
+        RequestKind::AddOffsetsToTxn(_) => ApiKey::AddOffsetsToTxn,
+        RequestKind::EndTxn(_) => ApiKey::EndTxn,
+        RequestKind::TxnOffsetCommit(_) => ApiKey::TxnOffsetCommit,
+        RequestKind::DescribeProducers(_) => ApiKey::DescribeProducers,
+        RequestKind::DescribeTransactions(_) => ApiKey::DescribeTransactions,
+        RequestKind::ListTransactions(_) => ApiKey::ListTransactions,
         other => panic!("add {other:?} to api_of"),
     }
 }
 
 /// One batch of `n` records with values `v{i}` and keys `k{i}`.
 pub fn batch(n: usize, timestamp: i64) -> Bytes {
+    producer_batch(n, timestamp, -1, -1, -1, false)
+}
+
+/// [`batch`] from a producer: id, epoch, first sequence, transactional.
+pub fn producer_batch(
+    n: usize,
+    timestamp: i64,
+    producer_id: i64,
+    epoch: i16,
+    first_seq: i32,
+    transactional: bool,
+) -> Bytes {
     let records: Vec<Record> = (0..n)
         .map(|i| Record {
-            transactional: false,
+            transactional,
             control: false,
             partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch: epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // The encoder starts a new batch whenever offset - sequence
-            // changes; this keeps one batch with base sequence -1.
-            sequence: i as i32 - 1,
+            // changes; without a producer this keeps one batch with base
+            // sequence -1.
+            sequence: if producer_id < 0 {
+                i as i32 - 1
+            } else {
+                first_seq + i as i32
+            },
             timestamp: timestamp + i as i64,
             key: Some(Bytes::from(format!("k{i}"))),
             value: Some(Bytes::from(format!("v{i}"))),
@@ -110,6 +135,36 @@ pub fn batch(n: usize, timestamp: i64) -> Bytes {
     RecordBatchEncoder::encode(
         &mut buf,
         &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+/// One record with the given key and value, in its own batch.
+pub fn keyed_batch(key: Bytes, value: Bytes) -> Bytes {
+    let record = Record {
+        transactional: false,
+        control: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 1000,
+        key: Some(key),
+        value: Some(value),
+        headers: IndexMap::new(),
+        delete_horizon: false,
+    };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &[record],
         &RecordEncodeOptions {
             version: 2,
             compression: Compression::None,

@@ -968,7 +968,7 @@ impl PartitionLog for LocalPartition {
         st.log_end = next;
         if let Some(mut h) = producer_batch {
             h.base_offset = base_offset;
-            if let Some(a) = st.producers.apply(&h, control) {
+            if let Some(a) = st.producers.apply(&h, control, now) {
                 let path = txn_index::index_path(&self.dir, seg.base_offset());
                 if let Err(e) = txn_index::append(&path, &a) {
                     // Rebuilt from the log on the next unclean open; a

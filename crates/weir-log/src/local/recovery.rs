@@ -337,7 +337,7 @@ pub(crate) fn open_partition(
         Ok(Some(h)) => h.max_timestamp,
         _ => -1,
     };
-    let producers = super::txn_index::rebuild(&dir, &segments, log_end)?;
+    let producers = super::txn_index::rebuild(&dir, &segments, log_end, shared.now_ms())?;
     let loaded = Loaded {
         segments,
         log_start,

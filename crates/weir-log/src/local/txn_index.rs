@@ -144,10 +144,12 @@ pub(crate) struct Rebuilt {
 
 /// Loads the newest usable snapshot and replays the log after it up to
 /// `log_end`, rebuilding the transaction index entries from there on.
+/// Replayed producers count as active at `now_ms`.
 pub(crate) fn rebuild(
     dir: &Path,
     segments: &[Arc<Segment>],
     log_end: i64,
+    now_ms: i64,
 ) -> Result<Rebuilt, LogError> {
     let first_base = segments.first().map_or(0, |s| s.base_offset());
     let mut snapshot = None;
@@ -196,7 +198,7 @@ pub(crate) fn rebuild(
                 if h.is_control() && control.is_none() {
                     return true;
                 }
-                if let Some(a) = states.apply(h, control) {
+                if let Some(a) = states.apply(h, control, now_ms) {
                     aborted.push(a);
                 }
                 true

@@ -1,0 +1,27 @@
+//! AddOffsetsToTxn: adds the group's `__consumer_offsets` partition to the
+//! transaction, before TxnOffsetCommit (`send_offsets_to_transaction`).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, ResponseKind};
+
+use crate::broker::{Broker, Reply};
+use crate::group_store::{partition_for, OFFSETS_TOPIC};
+use crate::txn_coordinator::TxnApi;
+
+/// Answers an AddOffsetsToTxn request.
+pub fn handle(broker: &Arc<Broker>, req: AddOffsetsToTxnRequest, version: i16) -> Reply {
+    let p = partition_for(&req.group_id, broker.groups.settings().offsets_partitions);
+    let wait = broker.txns.add_partitions(
+        broker,
+        &req.transactional_id,
+        (req.producer_id.0, req.producer_epoch),
+        vec![(OFFSETS_TOPIC.to_string(), p)],
+        TxnApi::AddOffsetsToTxn,
+        version,
+    );
+    Reply::Later(Box::pin(async move {
+        let code = wait.await.err().map_or(0, |e| e.code());
+        ResponseKind::AddOffsetsToTxn(AddOffsetsToTxnResponse::default().with_error_code(code))
+    }))
+}

@@ -1,0 +1,52 @@
+//! DescribeProducers: the producers a partition keeps idempotence and
+//! transaction state for (what `kafka-transactions.sh describe-producers`
+//! shows, e.g. to find a hanging transaction).
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_producers_response::{
+    PartitionResponse, ProducerState, TopicResponse,
+};
+use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
+
+use crate::broker::Broker;
+
+/// Answers a DescribeProducers request.
+pub fn handle(broker: &Broker, req: DescribeProducersRequest) -> DescribeProducersResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = broker.topic(&t.name);
+            let partitions = t
+                .partition_indexes
+                .into_iter()
+                .map(|p| {
+                    let resp = PartitionResponse::default().with_partition_index(p);
+                    let Some(log) = topic.as_ref().and_then(|x| x.partition(p)) else {
+                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    let mut producers = log.producers();
+                    producers.sort_by_key(|(id, _)| *id);
+                    resp.with_active_producers(
+                        producers
+                            .into_iter()
+                            .map(|(id, e)| {
+                                ProducerState::default()
+                                    .with_producer_id(ProducerId(id))
+                                    .with_producer_epoch(i32::from(e.epoch))
+                                    .with_last_sequence(e.last_seq())
+                                    .with_last_timestamp(e.last_timestamp)
+                                    .with_coordinator_epoch(e.coordinator_epoch)
+                                    .with_current_txn_start_offset(e.txn_first_offset.unwrap_or(-1))
+                            })
+                            .collect(),
+                    )
+                })
+                .collect();
+            TopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    DescribeProducersResponse::default().with_topics(topics)
+}

@@ -1,0 +1,118 @@
+//! TxnOffsetCommit: offsets committed as part of a transaction. They are
+//! written to `__consumer_offsets` as transactional records and take effect
+//! only when the transaction's COMMIT marker reaches that partition.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{ResponseKind, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+
+use crate::broker::{Broker, Reply};
+use crate::group_store::{partition_for, Committed, OFFSETS_TOPIC};
+use crate::groups::now_ms;
+
+/// Answers a TxnOffsetCommit request.
+pub fn handle(broker: &Arc<Broker>, r: TxnOffsetCommitRequest, version: i16) -> Reply {
+    let respond = |codes: &dyn Fn(&str, i32) -> i16| {
+        let topics = r
+            .topics
+            .iter()
+            .map(|t| {
+                TxnOffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                TxnOffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(codes(&t.name, p.partition_index))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        TxnOffsetCommitResponse::default().with_topics(topics)
+    };
+    if r.group_id.is_empty() {
+        let code = ResponseError::InvalidGroupId.code();
+        return Reply::Ready(ResponseKind::TxnOffsetCommit(respond(&|_, _| code)));
+    }
+    // The group's partition must have been added (AddOffsetsToTxn) by this
+    // producer, in an open transaction.
+    let group_partition = partition_for(&r.group_id, broker.groups.settings().offsets_partitions);
+    if let Err(e) = broker.txns.verify(
+        &r.transactional_id,
+        r.producer_id.0,
+        r.producer_epoch,
+        OFFSETS_TOPIC,
+        group_partition,
+    ) {
+        let code = e.code();
+        return Reply::Ready(ResponseKind::TxnOffsetCommit(respond(&|_, _| code)));
+    }
+    let now = now_ms();
+    let entries = r
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                (
+                    t.name.to_string(),
+                    p.partition_index,
+                    Committed {
+                        offset: p.committed_offset,
+                        leader_epoch: if version >= 2 {
+                            p.committed_leader_epoch
+                        } else {
+                            -1
+                        },
+                        metadata: p
+                            .committed_metadata
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .unwrap_or_default(),
+                        commit_timestamp: now,
+                    },
+                )
+            })
+        })
+        .collect();
+    let (generation, member) = if version >= 3 {
+        (r.generation_id, r.member_id.to_string())
+    } else {
+        (-1, String::new())
+    };
+    let (outcome, wait) = broker.groups.commit(
+        broker,
+        &r.group_id,
+        generation,
+        &member,
+        r.group_instance_id.as_deref(),
+        entries,
+        Some((r.producer_id.0, r.producer_epoch)),
+    );
+    let code_of = move |t: &str, p: i32| {
+        outcome
+            .iter()
+            .find(|(ot, op, _)| ot == t && *op == p)
+            .map_or(0, |(_, _, c)| *c)
+    };
+    match wait {
+        None => Reply::Ready(ResponseKind::TxnOffsetCommit(respond(&code_of))),
+        Some(wait) => {
+            let failed = |_: &str, _: i32| ResponseError::CoordinatorNotAvailable.code();
+            let ok = respond(&code_of);
+            let bad = respond(&failed);
+            Reply::Later(Box::pin(async move {
+                ResponseKind::TxnOffsetCommit(match wait.await {
+                    Ok(()) => ok,
+                    Err(_) => bad,
+                })
+            }))
+        }
+    }
+}

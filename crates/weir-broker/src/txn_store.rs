@@ -1,0 +1,400 @@
+//! Records of the `__transaction_state` topic, in Kafka's own formats
+//! (`TransactionLogKey` / `TransactionLogValue`), so that tools which read
+//! the topic understand Weir's as they do Kafka's.
+//!
+//! Key version 0 is `(transactional_id)`. Values are written at version 0,
+//! as Kafka does until `transaction.version` 2: producer id, epoch, timeout,
+//! status, partitions (null when the state is `Empty`), last update and start
+//! timestamps. Version 1 (flexible, with the tagged previous/next producer
+//! ids and client transaction version) is decoded too; unknown tagged fields
+//! are skipped. A null value is a tombstone. Decoders never panic: bad bytes
+//! give `None`.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// The internal topic holding transaction state.
+pub const TXN_TOPIC: &str = "__transaction_state";
+
+/// Kafka's default `transaction.state.log.num.partitions`.
+pub const DEFAULT_PARTITIONS: i32 = 50;
+
+/// The `__transaction_state` partition of a transactional id: Kafka's
+/// `abs(transactionalId.hashCode()) % partitions`, the same rule as for
+/// groups in `__consumer_offsets`.
+pub fn partition_for(transactional_id: &str, partitions: i32) -> i32 {
+    crate::group_store::partition_for(transactional_id, partitions)
+}
+
+/// A decoded `TransactionLogValue`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnValue {
+    /// Producer id in use by the transactional id.
+    pub producer_id: i64,
+    /// Producer id of the last committed transaction (version 1 tag 0; -1
+    /// when absent).
+    pub previous_producer_id: i64,
+    /// Latest producer id sent to the producer (version 1 tag 1; -1 when
+    /// absent).
+    pub next_producer_id: i64,
+    /// Epoch of `producer_id`.
+    pub producer_epoch: i16,
+    /// Transaction timeout (ms).
+    pub timeout_ms: i32,
+    /// Kafka's transaction state id (0 Empty .. 7 PrepareEpochFence).
+    pub status: i8,
+    /// Partitions of the transaction, per topic; `None` is written as a
+    /// null array (Kafka does so for `Empty`).
+    pub partitions: Option<Vec<(String, Vec<i32>)>>,
+    /// When the transaction was last updated (ms).
+    pub last_update_ms: i64,
+    /// When the transaction started (ms), or -1.
+    pub start_ms: i64,
+    /// The client's transaction version (version 1 tag 2; 0 when absent).
+    pub client_transaction_version: i16,
+}
+
+fn put_str(b: &mut BytesMut, s: &str) {
+    // Kafka strings are at most i16::MAX bytes; longer ids and topic names
+    // are refused before they get here.
+    let len = i16::try_from(s.len()).unwrap_or(i16::MAX);
+    b.put_i16(len);
+    b.put_slice(&s.as_bytes()[..usize::try_from(len).unwrap_or(0)]);
+}
+
+fn put_len(b: &mut BytesMut, n: usize) {
+    b.put_i32(i32::try_from(n).unwrap_or(i32::MAX));
+}
+
+/// Encodes a key (version 0).
+pub fn key(transactional_id: &str) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(0);
+    put_str(&mut b, transactional_id);
+    b.freeze()
+}
+
+/// Encodes a value at version 0 (the tagged version 1 fields are dropped,
+/// as Kafka drops them when it writes version 0).
+pub fn value(v: &TxnValue) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(0);
+    b.put_i64(v.producer_id);
+    b.put_i16(v.producer_epoch);
+    b.put_i32(v.timeout_ms);
+    b.put_i8(v.status);
+    match &v.partitions {
+        None => b.put_i32(-1),
+        Some(topics) => {
+            put_len(&mut b, topics.len());
+            for (topic, ids) in topics {
+                put_str(&mut b, topic);
+                put_len(&mut b, ids.len());
+                for id in ids {
+                    b.put_i32(*id);
+                }
+            }
+        }
+    }
+    b.put_i64(v.last_update_ms);
+    b.put_i64(v.start_ms);
+    b.freeze()
+}
+
+/// A bounds-checked reader.
+struct Reader(Bytes);
+
+impl Reader {
+    fn need(&self, n: usize) -> Option<()> {
+        (self.0.remaining() >= n).then_some(())
+    }
+    fn i8(&mut self) -> Option<i8> {
+        self.need(1)?;
+        Some(self.0.get_i8())
+    }
+    fn i16(&mut self) -> Option<i16> {
+        self.need(2)?;
+        Some(self.0.get_i16())
+    }
+    fn i32(&mut self) -> Option<i32> {
+        self.need(4)?;
+        Some(self.0.get_i32())
+    }
+    fn i64(&mut self) -> Option<i64> {
+        self.need(8)?;
+        Some(self.0.get_i64())
+    }
+    fn uvarint(&mut self) -> Option<u32> {
+        let mut v: u32 = 0;
+        for shift in (0..35).step_by(7) {
+            self.need(1)?;
+            let byte = self.0.get_u8();
+            v |= u32::from(byte & 0x7f).checked_shl(shift)?;
+            if byte & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    fn raw_str(&mut self, len: usize) -> Option<String> {
+        self.need(len)?;
+        String::from_utf8(self.0.split_to(len).to_vec()).ok()
+    }
+    fn str(&mut self) -> Option<String> {
+        let len = usize::try_from(self.i16()?).ok()?;
+        self.raw_str(len)
+    }
+    fn compact_str(&mut self) -> Option<String> {
+        // Compact strings store length + 1; 0 would be null, which these
+        // fields are not.
+        let len = usize::try_from(self.uvarint()?.checked_sub(1)?).ok()?;
+        self.raw_str(len)
+    }
+    /// An array length: `None` on bad bytes, `Some(None)` for null.
+    fn array_len(&mut self, flexible: bool) -> Option<Option<usize>> {
+        if flexible {
+            let n = self.uvarint()?;
+            Some(n.checked_sub(1).and_then(|n| usize::try_from(n).ok()))
+        } else {
+            let n = self.i32()?;
+            Some(usize::try_from(n).ok())
+        }
+    }
+    /// Reads a tagged-field section, handing each field to `f`, which
+    /// returns `None` when a known field is malformed.
+    fn tagged(&mut self, mut f: impl FnMut(u32, Bytes) -> Option<()>) -> Option<()> {
+        let count = self.uvarint()?;
+        for _ in 0..count {
+            let tag = self.uvarint()?;
+            let size = usize::try_from(self.uvarint()?).ok()?;
+            self.need(size)?;
+            let data = self.0.split_to(size);
+            f(tag, data)?;
+        }
+        Some(())
+    }
+}
+
+/// Decodes a key to its transactional id; `None` for unknown versions or
+/// bad bytes.
+pub fn decode_key(key: &Bytes) -> Option<String> {
+    let mut r = Reader(key.clone());
+    match r.i16()? {
+        0 => r.str(),
+        _ => None,
+    }
+}
+
+/// Decodes a value (versions 0 and 1); `None` for unknown versions or bad
+/// bytes.
+pub fn decode_value(value: &Bytes) -> Option<TxnValue> {
+    let mut r = Reader(value.clone());
+    let flexible = match r.i16()? {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    let producer_id = r.i64()?;
+    let producer_epoch = r.i16()?;
+    let timeout_ms = r.i32()?;
+    let status = r.i8()?;
+    let partitions = match r.array_len(flexible)? {
+        None => None,
+        Some(count) => {
+            let mut topics = Vec::with_capacity(count.min(1024));
+            for _ in 0..count {
+                let topic = if flexible { r.compact_str()? } else { r.str()? };
+                // A null partition list is not valid Kafka; refuse it.
+                let n = r.array_len(flexible)??;
+                let mut ids = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    ids.push(r.i32()?);
+                }
+                if flexible {
+                    r.tagged(|_, _| Some(()))?;
+                }
+                topics.push((topic, ids));
+            }
+            Some(topics)
+        }
+    };
+    let last_update_ms = r.i64()?;
+    let start_ms = r.i64()?;
+    let mut v = TxnValue {
+        producer_id,
+        previous_producer_id: -1,
+        next_producer_id: -1,
+        producer_epoch,
+        timeout_ms,
+        status,
+        partitions,
+        last_update_ms,
+        start_ms,
+        client_transaction_version: 0,
+    };
+    if flexible {
+        r.tagged(|tag, mut data| {
+            match tag {
+                0 if data.len() == 8 => v.previous_producer_id = data.get_i64(),
+                1 if data.len() == 8 => v.next_producer_id = data.get_i64(),
+                2 if data.len() == 2 => v.client_transaction_version = data.get_i16(),
+                0..=2 => return None,
+                _ => {}
+            }
+            Some(())
+        })?;
+    }
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> TxnValue {
+        TxnValue {
+            producer_id: 1000,
+            previous_producer_id: -1,
+            next_producer_id: -1,
+            producer_epoch: 3,
+            timeout_ms: 60_000,
+            status: 1,
+            partitions: Some(vec![("a".into(), vec![0, 2]), ("b".into(), vec![1])]),
+            last_update_ms: 7,
+            start_ms: 5,
+            client_transaction_version: 0,
+        }
+    }
+
+    #[test]
+    fn key_round_trips_in_kafka_layout() {
+        let k = key("txn-1");
+        assert_eq!(&k[..], b"\x00\x00\x00\x05txn-1");
+        assert_eq!(decode_key(&k), Some("txn-1".to_string()));
+        assert_eq!(decode_key(&Bytes::from_static(b"\x00\x01\x00\x00")), None);
+    }
+
+    #[test]
+    fn value_round_trips() {
+        let v = sample();
+        assert_eq!(decode_value(&value(&v)), Some(v));
+        let empty = TxnValue {
+            status: 0,
+            partitions: None,
+            start_ms: -1,
+            ..sample()
+        };
+        assert_eq!(decode_value(&value(&empty)), Some(empty));
+    }
+
+    #[test]
+    fn value_v0_layout_matches_kafka() {
+        let v = TxnValue {
+            partitions: Some(vec![("t".into(), vec![4])]),
+            ..sample()
+        };
+        let mut want = Vec::new();
+        want.extend_from_slice(&0i16.to_be_bytes());
+        want.extend_from_slice(&1000i64.to_be_bytes());
+        want.extend_from_slice(&3i16.to_be_bytes());
+        want.extend_from_slice(&60_000i32.to_be_bytes());
+        want.push(1);
+        want.extend_from_slice(&1i32.to_be_bytes());
+        want.extend_from_slice(b"\x00\x01t");
+        want.extend_from_slice(&1i32.to_be_bytes());
+        want.extend_from_slice(&4i32.to_be_bytes());
+        want.extend_from_slice(&7i64.to_be_bytes());
+        want.extend_from_slice(&5i64.to_be_bytes());
+        assert_eq!(&value(&v)[..], &want[..]);
+    }
+
+    /// A version 1 value as Kafka's generated code writes it, with an
+    /// unknown tagged field in the partition struct and at the top level.
+    fn v1_bytes() -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&1i16.to_be_bytes());
+        b.extend_from_slice(&1000i64.to_be_bytes());
+        b.extend_from_slice(&3i16.to_be_bytes());
+        b.extend_from_slice(&60_000i32.to_be_bytes());
+        b.push(2);
+        b.push(2); // one topic (compact: n + 1)
+        b.extend_from_slice(&[2, b't']); // compact string "t"
+        b.push(3); // two partitions
+        b.extend_from_slice(&0i32.to_be_bytes());
+        b.extend_from_slice(&9i32.to_be_bytes());
+        b.extend_from_slice(&[1, 7, 1, 0xaa]); // unknown tag 7, 1 byte
+        b.extend_from_slice(&7i64.to_be_bytes());
+        b.extend_from_slice(&5i64.to_be_bytes());
+        b.push(4); // four tagged fields
+        b.extend_from_slice(&[0, 8]);
+        b.extend_from_slice(&900i64.to_be_bytes());
+        b.extend_from_slice(&[1, 8]);
+        b.extend_from_slice(&1001i64.to_be_bytes());
+        b.extend_from_slice(&[2, 2, 0, 2]);
+        b.extend_from_slice(&[9, 0]); // unknown tag 9, empty
+        b
+    }
+
+    #[test]
+    fn decodes_flexible_v1_and_skips_unknown_tags() {
+        let v = decode_value(&Bytes::from(v1_bytes()));
+        assert_eq!(
+            v,
+            Some(TxnValue {
+                producer_id: 1000,
+                previous_producer_id: 900,
+                next_producer_id: 1001,
+                producer_epoch: 3,
+                timeout_ms: 60_000,
+                status: 2,
+                partitions: Some(vec![("t".into(), vec![0, 9])]),
+                last_update_ms: 7,
+                start_ms: 5,
+                client_transaction_version: 2,
+            })
+        );
+        // Truncated anywhere: refused, never a panic.
+        let full = v1_bytes();
+        for n in 0..full.len() {
+            assert_eq!(decode_value(&Bytes::from(full[..n].to_vec())), None);
+        }
+    }
+
+    #[test]
+    fn v1_with_null_partitions_and_no_tags() {
+        let mut b = Vec::new();
+        b.extend_from_slice(&1i16.to_be_bytes());
+        b.extend_from_slice(&1i64.to_be_bytes());
+        b.extend_from_slice(&0i16.to_be_bytes());
+        b.extend_from_slice(&100i32.to_be_bytes());
+        b.push(0);
+        b.push(0); // null array
+        b.extend_from_slice(&2i64.to_be_bytes());
+        b.extend_from_slice(&(-1i64).to_be_bytes());
+        b.push(0);
+        let v = decode_value(&Bytes::from(b));
+        assert_eq!(v.as_ref().map(|v| v.partitions.is_none()), Some(true));
+        assert_eq!(v.map(|v| v.previous_producer_id), Some(-1));
+    }
+
+    #[test]
+    fn partition_is_the_group_rule() {
+        assert_eq!(partition_for("test-group", 50), 627_841_412 % 50);
+    }
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..160)) {
+            let b = Bytes::from(bytes);
+            let _ = decode_key(&b);
+            let _ = decode_value(&b);
+        }
+
+        #[test]
+        fn decoders_never_panic_on_v1_prefix(tail in proptest::collection::vec(any::<u8>(), 0..96)) {
+            let mut b = vec![0u8, 1];
+            b.extend_from_slice(&tail);
+            let _ = decode_value(&Bytes::from(b));
+        }
+    }
+}
