@@ -91,8 +91,15 @@ def test_roundtrip_acks_0_and_1(module_broker, topic_name, acks):
     log = produce_records(Producer(producer_conf(bs, acks=acks)), topic_name, records)
     assert not log.failed and len(log.ok) == len(records)
     if acks == "0":
-        # No response, so librdkafka cannot know offsets (OFFSET_INVALID -> None).
-        assert {off for _, _, off in log.ok} <= {None, -1001}
+        # No response, so librdkafka normally cannot know offsets
+        # (OFFSET_INVALID -> None). Under heavy load it was seen to report
+        # offsets anyway; if it does, they must be the real ones.
+        offsets = {off for _, _, off in log.ok}
+        if not offsets <= {None, -1001}:
+            for part in range(2):
+                got = sorted(off for _, p, off in log.ok if p == part)
+                assert got == list(range(len(got))), f"acks=0 offsets of partition {part}"
+
     expected = by_partition(records, 2)
     # acks=0 is fire-and-forget: wait until the broker has appended everything.
     c = Consumer(consumer_conf(bs))

@@ -325,3 +325,55 @@ def test_kafka_python_transactions(broker, topic_name):
 
     assert read("read_committed") == [b"yes-1", b"yes-2"]
     assert read("read_uncommitted") == [b"yes-1", b"yes-2", b"no-1"]
+
+
+def test_compaction_keeps_transactions_correct(broker, topic_name):
+    """A compacted topic with committed and aborted transactions between
+    plain records: after the cleaner has run (plain duplicates are gone),
+    read_committed still sees exactly the committed values."""
+    create_topic(admin(broker.bootstrap), topic_name, config={
+        "cleanup.policy": "compact", "segment.bytes": str(1 << 20),
+        "min.cleanable.dirty.ratio": "0.01"})
+    pad = b"x" * 1024
+    plain = Producer({"bootstrap.servers": broker.bootstrap, "broker.address.family": "v4",
+                      "enable.idempotence": True, "linger.ms": 5})
+
+    def plain_round(tag):
+        for i in range(600):
+            plain.produce(topic_name, key=b"plain-%d" % (i % 10), value=tag + pad, partition=0)
+        assert plain.flush(30) == 0
+
+    plain_round(b"p1")
+    tx = txn_producer(broker.bootstrap, f"tx-{topic_name}")
+    tx.init_transactions(30)
+    for tag, keys, commit in ((b"c1", range(10), True), (b"ab", range(10), False),
+                              (b"c2", range(5), True)):
+        tx.begin_transaction()
+        for k in keys:
+            tx.produce(topic_name, key=b"t-%d" % k, value=tag, partition=0)
+        if commit:
+            tx.commit_transaction(30)
+        else:
+            tx.flush(30)
+            tx.abort_transaction(30)
+    plain_round(b"p2")
+    total = 1200 + 25
+    wait_until(lambda: len(drain(broker.bootstrap, topic_name, 1, "read_uncommitted",
+                                 idle=1.0)) < total,
+               timeout=90, interval=2, what="the cleaner to compact the plain records")
+    c = Consumer(consumer_conf(broker.bootstrap, isolation_level="read_committed"))
+    c.assign([TopicPartition(topic_name, 0, OFFSET_BEGINNING)])
+    latest, seen_aborted = {}, False
+    try:
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            for m in c.consume(1000, timeout=0.3):
+                assert not m.error(), m.error()
+                if m.key().startswith(b"t-"):
+                    latest[m.key()] = m.value()
+                    seen_aborted |= m.value() == b"ab"
+    finally:
+        c.close()
+    assert not seen_aborted
+    assert latest == {**{b"t-%d" % k: b"c1" for k in range(5, 10)},
+                      **{b"t-%d" % k: b"c2" for k in range(5)}}

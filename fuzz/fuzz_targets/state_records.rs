@@ -1,0 +1,18 @@
+//! Arbitrary bytes as the broker's and log's own state records: producer
+//! state snapshots, `__transaction_state` and `__consumer_offsets` keys and
+//! values. A damaged data directory must give errors, never a crash.
+#![no_main]
+
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = weir_log::producer::ProducerStates::decode_snapshot(data);
+    let b = Bytes::copy_from_slice(data);
+    let _ = weir_broker::txn_store::decode_key(&b);
+    let _ = weir_broker::txn_store::decode_value(&b);
+    let _ = weir_broker::group_store::decode_key(&b);
+    let _ = weir_broker::group_store::decode_offset(&b);
+    let _ = weir_broker::group_store::decode_group("g", &b);
+    let _ = weir_log::producer::control_type(&b);
+});
