@@ -99,6 +99,8 @@ pub struct Broker {
     pub(crate) groups: Groups,
     /// Set when shutdown begins: parked requests answer at once.
     stopping: watch::Sender<bool>,
+    /// Checks produced records of topics that ask for it (schema registry).
+    pub(crate) validator: std::sync::OnceLock<Arc<dyn crate::internal_topic::RecordValidator>>,
 }
 
 /// Why a topic name is not acceptable, as Kafka's `Topic.validate` says.
@@ -170,6 +172,7 @@ impl Broker {
             data_version,
             groups,
             stopping: watch::channel(false).0,
+            validator: std::sync::OnceLock::new(),
         });
         broker.open_offsets_topic()?;
         Ok(broker)

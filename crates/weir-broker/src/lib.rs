@@ -35,6 +35,7 @@ pub mod group_coordinator;
 pub mod group_store;
 pub mod groups;
 pub mod heartbeat;
+pub mod internal_topic;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
