@@ -107,14 +107,52 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     .context("cannot open the broker")?;
     let server_config = weir_server::ServerConfig::from_broker(&broker);
     let shutdown = shutdown_signal().context("cannot watch for SIGTERM and SIGINT")?;
+    // One signal stops the Kafka listener and the registry's.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let registry = match &settings.registry_listen {
+        Some(addr) => Some(start_registry(&broker, addr, stop_rx).await?),
+        None => None,
+    };
     info!(data_dir = %settings.data_dir.display(), advertised = %format!("{host}:{port}"), "listening on {local}");
     weir_server::run(listener, Arc::clone(&broker), server_config, shutdown).await;
+    if let Some(task) = registry {
+        if let Ok(Err(e)) = task.await {
+            error!("schema registry listener failed: {e}");
+        }
+    }
     info!("connections drained; closing the log");
     broker
         .shutdown()
         .context("clean shutdown of the log failed")?;
     info!("stopped cleanly");
     Ok(())
+}
+
+/// Opens the schema registry over the broker and serves it on `addr`
+/// until `stop` turns true.
+async fn start_registry(
+    broker: &Arc<weir_broker::Broker>,
+    addr: &str,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    use anyhow::Context;
+    let registry = weir_registry::Registry::open(Arc::clone(broker))
+        .context("cannot open the schema registry")?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (schema registry)"))?;
+    info!("schema registry serving HTTP at {}", listener.local_addr()?);
+    Ok(tokio::spawn(weir_registry::serve(
+        listener,
+        registry,
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        },
+    )))
 }
 
 /// Registers for SIGTERM and SIGINT now, so a signal that arrives before

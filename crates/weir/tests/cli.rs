@@ -6,7 +6,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn weir() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
+    // Any free port for the schema registry, so tests never need 8081.
+    c.env("WEIR_REGISTRY_LISTEN", "127.0.0.1:0");
+    c
 }
 
 fn fails_with_2_naming(args: &[&str], key: &str) {
@@ -33,6 +36,7 @@ fn bad_configs_exit_2_and_name_the_key() {
     fails_with_2_naming(&["--set", "no.such.setting=1"], "no.such.setting");
     fails_with_2_naming(&["--set", "log.retention.ms=soon"], "log.retention.ms");
     fails_with_2_naming(&["--listen", "nonsense"], "listen");
+    fails_with_2_naming(&["--registry-listen", "nonsense"], "registry-listen");
     fails_with_2_naming(
         &["--advertised-listener", "host:99999"],
         "advertised-listener",
@@ -109,6 +113,7 @@ fn help_shows_examples() {
     for flag in [
         "--data-dir",
         "--listen",
+        "--registry-listen",
         "--advertised-listener",
         "--config",
         "--set",
