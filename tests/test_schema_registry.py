@@ -179,6 +179,10 @@ def test_version_shapes_and_raw_schema(http):
     listed = http.get("/subjects", params={"subjectPrefix": a}).json()
     assert listed == [a]
     assert http.get("/subjects", params={"subjectPrefix": a, "offset": 1}).json() == []
+    # Every schema, by subject prefix; the default context.
+    schemas = http.get("/schemas", params={"subjectPrefix": a}).json()
+    assert [(x["subject"], x["version"], x["id"]) for x in schemas] == [(a, 1, aid)]
+    assert http.get("/contexts").json() == ["."]
 
 
 def test_references_and_referencedby(http):
@@ -198,6 +202,32 @@ def test_references_and_referencedby(http):
     assert http.get(f"/schemas/ids/{pid}").json()["references"] == refs
     # A referenced version cannot be deleted.
     assert error_of(http.delete(f"/subjects/{dep}/versions/1")) == (422, 42206)
+
+
+def test_json_schema_references(http):
+    dep = unique("json-address")
+    main = unique("json-person-value")
+    address = {"type": "object", "properties": {"street": {"type": "string"}},
+               "additionalProperties": False}
+    http.post(f"/subjects/{dep}/versions",
+              json={"schema": json.dumps(address), "schemaType": "JSON"}).raise_for_status()
+    person = {"type": "object", "properties": {"home": {"$ref": "address.json"}},
+              "additionalProperties": False}
+    refs = [{"name": "address.json", "subject": dep, "version": 1}]
+    http.post(f"/subjects/{main}/versions",
+              json={"schema": json.dumps(person), "schemaType": "JSON", "references": refs}
+              ).raise_for_status()
+    # A new dependency version that narrows a type makes the referencing
+    # schema incompatible under BACKWARD: the check follows the reference.
+    narrowed = {"type": "object", "properties": {"street": {"type": "string", "maxLength": 3}},
+                "additionalProperties": False}
+    http.put(f"/config/{dep}", json={"compatibility": "NONE"}).raise_for_status()
+    http.post(f"/subjects/{dep}/versions",
+              json={"schema": json.dumps(narrowed), "schemaType": "JSON"}).raise_for_status()
+    r = http.post(f"/compatibility/subjects/{main}/versions/latest",
+                  json={"schema": json.dumps(person), "schemaType": "JSON",
+                        "references": [{"name": "address.json", "subject": dep, "version": 2}]})
+    assert r.json()["is_compatible"] is False, r.text
 
 
 def test_modes(http):
@@ -531,6 +561,31 @@ def test_broker_side_validation_rejects_records_without_a_valid_schema_id(module
             assert err is None, (name, err)
         else:
             assert err is not None and err.name() == want, (name, err)
+    # Key validation uses <topic>-key.
+    keyed = unique("validated-keys")
+    create_topic(admin(module_broker.bootstrap), keyed,
+                 config={"confluent.key.schema.validation": "true"})
+    kser = AvroSerializer(sr, "\"string\"")
+    good_key = kser("k1", SerializationContext(keyed, MessageField.KEY))
+    for key, want in ((good_key, None), (good, "INVALID_RECORD"), (b"raw", "INVALID_RECORD")):
+        results = []
+        p = Producer(producer_conf(module_broker.bootstrap, retries=0))
+        p.produce(keyed, key=key, value=b"values are not checked", on_delivery=lambda err, msg: results.append(err))
+        assert p.flush(30) == 0
+        if want is None:
+            assert results == [None]
+        else:
+            assert results[0] is not None and results[0].name() == want, results
+    # Turning validation off through the admin API lets anything in again.
+    from confluent_kafka.admin import ConfigResource
+    adm = admin(module_broker.bootstrap)
+    res = ConfigResource("topic", topic, set_config={"confluent.value.schema.validation": "false"})
+    adm.alter_configs([res])[res].result(15)
+    errs = []
+    p = Producer(producer_conf(module_broker.bootstrap))
+    p.produce(topic, value=b"plain bytes", on_delivery=lambda err, msg: errs.append(err))
+    p.flush(30)
+    assert errs == [None]
     # Keys are not checked unless asked; an unvalidated topic takes anything.
     plain = unique("unvalidated")
     create_topic(admin(module_broker.bootstrap), plain)

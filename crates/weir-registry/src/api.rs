@@ -46,7 +46,9 @@ fn ok(body: Value) -> Answer {
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/", get(|| async { ok(json!({})) }))
+        .route("/schemas", get(list_schemas))
         .route("/schemas/types", get(types))
+        .route("/contexts", get(|| async { ok(json!(["."])) }))
         .route("/schemas/ids/{id}", get(schema_by_id))
         .route("/schemas/ids/{id}/schema", get(raw_schema_by_id))
         .route("/schemas/ids/{id}/subjects", get(subjects_by_id))
@@ -301,6 +303,27 @@ fn page<T>(items: Vec<T>, q: &HashMap<String, String>) -> Vec<T> {
         .and_then(|l| usize::try_from(l).ok())
         .unwrap_or(usize::MAX);
     items.into_iter().skip(offset).take(limit).collect()
+}
+
+async fn list_schemas(State(reg): Reg, Query(q): Params) -> Answer {
+    let deleted = flag(&q, "deleted");
+    let latest_only = flag(&q, "latestOnly");
+    let prefix = q.get("subjectPrefix").cloned().unwrap_or_default();
+    let st = reg.state();
+    let mut out = Vec::new();
+    for (subject, vs) in st.subjects.range(prefix.clone()..) {
+        if !subject.starts_with(&prefix) {
+            break;
+        }
+        let visible: Vec<&SchemaValue> = vs.values().filter(|v| deleted || !v.deleted).collect();
+        let chosen: &[&SchemaValue] = if latest_only {
+            visible.last().map_or(&[], std::slice::from_ref)
+        } else {
+            &visible
+        };
+        out.extend(chosen.iter().map(|v| version_json(v)));
+    }
+    ok(json!(page(out, &q)))
 }
 
 async fn list_subjects(State(reg): Reg, Query(q): Params) -> Answer {

@@ -55,6 +55,9 @@ pub struct File {
     pub enums: BTreeMap<String, BTreeMap<i32, String>>,
 }
 
+/// How deeply messages may nest (bounds the parsers' recursion).
+const MAX_DEPTH: usize = 64;
+
 const SCALARS: &[&str] = &[
     "double", "float", "int32", "int64", "uint32", "uint64", "sint32", "sint64", "fixed32",
     "fixed64", "sfixed32", "sfixed64", "bool", "string", "bytes",
@@ -391,7 +394,7 @@ mod text {
                         p.pos += 1;
                         saw_decl = true;
                         let scope = format!(".{}", file.package);
-                        message(&mut p, &scope, proto3, &mut file, &mut fields)?;
+                        message(&mut p, &scope, proto3, &mut file, &mut fields, 0)?;
                     }
                     "enum" => {
                         p.pos += 1;
@@ -492,12 +495,13 @@ mod text {
         proto3: bool,
         file: &mut File,
         fields: &mut Vec<RawField>,
+        depth: usize,
     ) -> Result<(), String> {
         let name = p.word()?;
         let full = join(scope, &name);
         file.messages.entry(full.clone()).or_default();
         p.sym('{')?;
-        body(p, &full, proto3, file, fields, None)
+        body(p, &full, proto3, file, fields, None, depth + 1)
     }
 
     fn body(
@@ -507,7 +511,11 @@ mod text {
         file: &mut File,
         fields: &mut Vec<RawField>,
         oneof: Option<&str>,
+        depth: usize,
     ) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err("messages nest too deeply".into());
+        }
         while !p.eat('}') {
             let t = p.next()?;
             let Tok::Word(w) = t else {
@@ -517,13 +525,13 @@ mod text {
                 return Err(format!("unexpected {t:?} in message {full}"));
             };
             match w.as_str() {
-                "message" => message(p, full, proto3, file, fields)?,
+                "message" if oneof.is_none() => message(p, full, proto3, file, fields, depth)?,
                 "enum" => enumeration(p, full, file)?,
                 "option" | "reserved" | "extensions" | "extend" => p.skip()?,
-                "oneof" => {
+                "oneof" if oneof.is_none() => {
                     let o = p.word()?;
                     p.sym('{')?;
-                    body(p, full, proto3, file, fields, Some(&o))?;
+                    body(p, full, proto3, file, fields, Some(&o), depth + 1)?;
                 }
                 "map" => {
                     p.sym('<')?;
@@ -674,7 +682,7 @@ mod descriptor {
         let scope = format!(".{}", f.package);
         let mut entries = HashMap::new();
         for m in msgs {
-            message(m, &scope, &mut f, &mut entries)?;
+            message(m, &scope, &mut f, &mut entries, 0)?;
         }
         for e in enums {
             enumeration(e, &scope, &mut f)?;
@@ -708,7 +716,11 @@ mod descriptor {
         scope: &str,
         f: &mut File,
         entries: &mut HashMap<String, (Kind, Kind)>,
+        depth: usize,
     ) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err("messages nest too deeply".into());
+        }
         let mut r = R(b);
         let mut name = String::new();
         let mut raw_fields = Vec::new();
@@ -798,7 +810,7 @@ mod descriptor {
         }
         f.messages.insert(full.clone(), fields);
         for m in nested {
-            message(m, &full, f, entries)?;
+            message(m, &full, f, entries, depth + 1)?;
         }
         for e in nested_enums {
             enumeration(e, &full, f)?;
@@ -905,6 +917,46 @@ mod tests {
             )
             .replace("int32 id = 1;", "");
         assert!(!ok(&into_oneof, V1));
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_crash() {
+        let deep = format!("{}{}", "message M { ".repeat(100_000), "}".repeat(100_000));
+        assert!(parse(&deep, &HashMap::new()).is_err());
+        let oneofs = format!("message M {{ {} }}", "oneof o { ".repeat(1000));
+        assert!(parse(&oneofs, &HashMap::new()).is_err());
+        // Nested DescriptorProtos, each the only field of its parent.
+        let mut b: Vec<u8> = vec![0x0a, 1, b'M'];
+        for _ in 0..200 {
+            let mut outer = vec![0x0a, 1, b'M', 0x1a];
+            let mut len = b.len();
+            while len >= 0x80 {
+                outer.push(u8::try_from(len & 0x7f).unwrap() | 0x80);
+                len >>= 7;
+            }
+            outer.push(u8::try_from(len).unwrap());
+            outer.extend_from_slice(&b);
+            b = outer;
+        }
+        let mut file = vec![0x0a, 1, b'f', 0x22];
+        let mut len = b.len();
+        while len >= 0x80 {
+            file.push(u8::try_from(len & 0x7f).unwrap() | 0x80);
+            len >>= 7;
+        }
+        file.push(u8::try_from(len).unwrap());
+        file.extend_from_slice(&b);
+        assert!(descriptor::file(&file).is_err());
+        for junk in [
+            "",
+            "{",
+            "}",
+            "message M { map<int32 x = 1; }",
+            "enum E { A = x; }",
+            "\"open",
+        ] {
+            assert!(parse(junk, &HashMap::new()).is_err(), "{junk}");
+        }
     }
 
     #[test]

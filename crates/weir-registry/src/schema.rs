@@ -229,3 +229,75 @@ pub fn check(level: Level, new: &Parsed, previous: &[Parsed]) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const AVRO_V1: &str = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"}]}"#;
+    const AVRO_V2: &str = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"},{"name":"b","type":"int"}]}"#;
+    const AVRO_V3: &str = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"}]}"#;
+
+    fn avro(s: &str) -> Parsed {
+        parse(SchemaType::Avro, s, &[]).unwrap()
+    }
+
+    #[test]
+    fn levels_pick_direction_and_history() {
+        let (v1, v2, v3) = (avro(AVRO_V1), avro(AVRO_V2), avro(AVRO_V3));
+        // v2 adds a field without default: old data lacks it.
+        assert!(!check(Level::Backward, &v2, std::slice::from_ref(&v1)).is_empty());
+        assert!(check(Level::Forward, &v2, std::slice::from_ref(&v1)).is_empty());
+        assert!(!check(Level::Full, &v2, std::slice::from_ref(&v1)).is_empty());
+        assert!(check(Level::None, &v2, std::slice::from_ref(&v1)).is_empty());
+        // v3 (a: long) reads v1's data, not the reverse; against history
+        // [v1, v3] only the transitive level sees v1.
+        assert!(check(Level::Backward, &v3, std::slice::from_ref(&v1)).is_empty());
+        assert!(!check(Level::Forward, &v3, std::slice::from_ref(&v1)).is_empty());
+        assert!(check(Level::Forward, &v3, &[v1.clone(), v3.clone()]).is_empty());
+        assert!(!check(Level::ForwardTransitive, &v3, &[v1.clone(), v3.clone()]).is_empty());
+        assert!(!check(Level::FullTransitive, &v3, &[v1.clone(), v3.clone()]).is_empty());
+        assert!(check(Level::BackwardTransitive, &v1, &[]).is_empty());
+        for name in ["NONE", "backward", "Full_Transitive"] {
+            let l = Level::from_name(name).unwrap();
+            assert!(l.name().eq_ignore_ascii_case(name));
+        }
+        assert!(Level::from_name("SIDEWAYS").is_none());
+    }
+
+    #[test]
+    fn canonical_forms() {
+        let spaced = "{ \"type\" : \"record\", \"name\":\"R\", \"fields\":[{\"name\":\"a\",\"type\":\"int\"}] }";
+        assert_eq!(
+            canonical(SchemaType::Avro, spaced, false).unwrap(),
+            canonical(SchemaType::Avro, AVRO_V1, false).unwrap()
+        );
+        assert_ne!(
+            canonical(SchemaType::Avro, AVRO_V1, false).unwrap(),
+            canonical(SchemaType::Avro, AVRO_V2, false).unwrap()
+        );
+        let p1 = "syntax = \"proto3\";\nmessage M {\n  int32 a = 1; // c\n}";
+        let p2 = "syntax = \"proto3\"; message M { int32 a = 1; }";
+        assert_eq!(
+            canonical(SchemaType::Protobuf, p1, true).unwrap(),
+            canonical(SchemaType::Protobuf, p2, true).unwrap()
+        );
+        assert_ne!(
+            canonical(SchemaType::Protobuf, p1, false).unwrap(),
+            canonical(SchemaType::Protobuf, p2, false).unwrap()
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic(s in "[\\[\\]{}\",:a-z0-9 .=;<>\\n\"]{0,200}") {
+            for ty in [SchemaType::Avro, SchemaType::Json, SchemaType::Protobuf] {
+                if let Ok(p) = parse(ty, &s, &[]) {
+                    let _ = check(Level::FullTransitive, &p, std::slice::from_ref(&p));
+                }
+                let _ = canonical(ty, &s, true);
+            }
+        }
+    }
+}
