@@ -181,7 +181,11 @@ impl RecordValidator for Validator {
                 ))
             }
         };
-        if lock(&self.state).live(&subject).iter().any(|v| v.id == id) {
+        let registered = lock(&self.state)
+            .subjects
+            .get(&subject)
+            .is_some_and(|vs| vs.values().any(|v| v.id == id && !v.deleted));
+        if registered {
             Ok(())
         } else {
             Err(format!(
