@@ -330,6 +330,55 @@ def test_protobuf_serializer_round_trip(module_broker, sr):
     assert sr.get_schema(sid).schema_type == "PROTOBUF"
 
 
+def test_protobuf_references_registered_by_the_serializer(module_broker, sr, http):
+    """An imported .proto becomes a subject of its own and a reference."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
+    F = descriptor_pb2.FieldDescriptorProto
+    tag = uuid.uuid4().hex[:6]
+    dep = descriptor_pb2.FileDescriptorProto(name=f"weir_money_{tag}.proto", package="weir.common",
+                                             syntax="proto3")
+    money = dep.message_type.add(name="Money")
+    money.field.add(name="cents", number=1, type=F.TYPE_INT64, label=F.LABEL_OPTIONAL)
+    money.field.add(name="currency", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    main = descriptor_pb2.FileDescriptorProto(name=f"weir_invoice_{tag}.proto", package="weir.billing",
+                                              syntax="proto3", dependency=[dep.name])
+    inv = main.message_type.add(name="Invoice")
+    inv.field.add(name="number", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    inv.field.add(name="total", number=2, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
+                  type_name=".weir.common.Money")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(dep)
+    pool.Add(main)
+    Invoice = message_factory.GetMessageClass(pool.FindMessageTypeByName("weir.billing.Invoice"))
+    Money = message_factory.GetMessageClass(pool.FindMessageTypeByName("weir.common.Money"))
+    topic = unique("proto-refs")
+    items = [Invoice(number=f"n{i}", total=Money(cents=i * 100, currency="EUR")) for i in range(5)]
+    ser = ProtobufSerializer(Invoice, sr, {"use.deprecated.format": False})
+    de = ProtobufDeserializer(Invoice, {"use.deprecated.format": False}, schema_registry_client=sr)
+    raw, back = _round_trip(module_broker, topic, ser, de, items)
+    assert back == items
+    latest = http.get(f"/subjects/{topic}-value/versions/latest").json()
+    assert latest["schemaType"] == "PROTOBUF"
+    assert latest["references"] == [{"name": dep.name, "subject": dep.name, "version": 1}]
+    assert http.get(f"/subjects/{dep.name}/versions/1/referencedby").json() == [latest["id"]]
+    # Changing the imported message's field type is caught through the reference.
+    http.put(f"/config/{dep.name}", json={"compatibility": "NONE"}).raise_for_status()
+    changed = descriptor_pb2.FileDescriptorProto()
+    changed.CopyFrom(dep)
+    changed.message_type[0].field[0].type = F.TYPE_STRING
+    import base64
+    v2 = http.post(f"/subjects/{dep.name}/versions", json={
+        "schema": base64.b64encode(changed.SerializeToString()).decode(), "schemaType": "PROTOBUF"})
+    assert v2.status_code == 200, v2.text
+    r = http.post(f"/compatibility/subjects/{topic}-value/versions/latest", json={
+        "schema": latest["schema"], "schemaType": "PROTOBUF",
+        "references": [{"name": dep.name, "subject": dep.name, "version": 2}]}, params={"verbose": "true"})
+    assert r.status_code == 200, r.text
+    assert r.json()["is_compatible"] is False, r.text
+    assert "FIELD_SCALAR_KIND_CHANGED" in " ".join(r.json()["messages"])
+
+
 PROTO_V1 = """syntax = "proto3";
 package weir.test;
 message Item {

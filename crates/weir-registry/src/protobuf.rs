@@ -68,13 +68,25 @@ const SCALARS: &[&str] = &[
 /// names declared there.
 pub fn parse(text: &str, deps: &HashMap<String, String>) -> Result<File, String> {
     let mut known = HashSet::new();
-    for d in deps.values() {
-        if let Ok(f) = parse_one(d, &HashSet::new()) {
-            known.extend(f.messages.keys().cloned());
-            known.extend(f.enums.keys().cloned());
+    let mut imported = Vec::new();
+    for (name, d) in deps {
+        let f = parse_one(d, &HashSet::new()).map_err(|e| format!("reference {name}: {e}"))?;
+        known.extend(f.messages.keys().cloned());
+        known.extend(f.enums.keys().cloned());
+        imported.push(f);
+    }
+    let mut file = parse_one(text, &known)?;
+    // Types of referenced files are part of what is compared, so a change
+    // behind a reference is seen by the compatibility check.
+    for f in imported {
+        for (k, v) in f.messages {
+            file.messages.entry(k).or_insert(v);
+        }
+        for (k, v) in f.enums {
+            file.enums.entry(k).or_insert(v);
         }
     }
-    parse_one(text, &known)
+    Ok(file)
 }
 
 fn looks_base64(t: &str) -> bool {
