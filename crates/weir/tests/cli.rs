@@ -56,6 +56,19 @@ fn bad_configs_exit_2_and_name_the_key() {
     );
     std::fs::write(&file, "listen = [\n").unwrap();
     fails_with_2_naming(&["--config", file.to_str().unwrap()], "--config");
+    // The file's registry-listen is checked too (the environment would win).
+    std::fs::write(&file, "registry-listen = \"nope\"\n").unwrap();
+    let out = weir()
+        .args(["serve", "--config", file.to_str().unwrap()])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("WEIR_REGISTRY_LISTEN")
+        .env_remove("WEIR_LISTEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("registry-listen"), "{stderr}");
 }
 
 #[test]
