@@ -91,6 +91,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let local = listener.local_addr()?;
+    // Bound before the log is opened, like the Kafka listener, so a busy
+    // port fails fast.
+    let registry_listener = match &settings.registry_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (schema registry)"))?,
+        ),
+        None => None,
+    };
     let (host, port) = settings.advertised(local);
     let engine =
         weir_log::LocalEngine::open(settings.engine_config()).context("cannot open the log")?;
@@ -113,8 +123,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         shutdown.await;
         let _ = stop_tx.send(true);
     };
-    let registry = match &settings.registry_listen {
-        Some(addr) => Some(start_registry(&broker, addr, stop_rx).await?),
+    let registry = match registry_listener {
+        Some(l) => match start_registry(&broker, l, stop_rx) {
+            Ok(task) => Some(task),
+            Err(e) => {
+                // Close the log cleanly so the next start needs no recovery.
+                if let Err(close) = broker.shutdown() {
+                    error!("clean shutdown of the log failed: {close}");
+                }
+                return Err(e);
+            }
+        },
         None => None,
     };
     info!(data_dir = %settings.data_dir.display(), advertised = %format!("{host}:{port}"), "listening on {local}");
@@ -132,19 +151,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the schema registry over the broker and serves it on `addr`
+/// Opens the schema registry over the broker and serves it on `listener`
 /// until `stop` turns true.
-async fn start_registry(
+fn start_registry(
     broker: &Arc<weir_broker::Broker>,
-    addr: &str,
+    listener: TcpListener,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     use anyhow::Context;
     let registry = weir_registry::Registry::open(Arc::clone(broker))
         .context("cannot open the schema registry")?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} (schema registry)"))?;
     info!("schema registry serving HTTP at {}", listener.local_addr()?);
     Ok(tokio::spawn(weir_registry::serve(
         listener,
