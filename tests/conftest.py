@@ -87,6 +87,9 @@ class Broker:
         self.log_path = self.workdir / "broker.log"
         self.args = list(args)
         self.port = port if port is not None else free_port()
+        # The schema registry's HTTP port (`--registry-listen`), so brokers
+        # running side by side don't fight over the default 8081.
+        self.registry_port = free_port()
         self.env = env
         self.proc: subprocess.Popen | None = None
         self.starts = 0
@@ -103,6 +106,10 @@ class Broker:
         return f"{HOST}:{self.port}"
 
     @property
+    def registry_url(self) -> str:
+        return f"http://{HOST}:{self.registry_port}"
+
+    @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -114,6 +121,7 @@ class Broker:
         return [str(self.binary), "serve",
                 "--data-dir", str(self.data_dir),
                 "--listen", self.bootstrap,
+                "--registry-listen", f"{HOST}:{self.registry_port}",
                 *self.args]
 
     # --- lifecycle --------------------------------------------------------
@@ -146,6 +154,7 @@ class Broker:
             if (self.starts <= 3 and self.proc.poll() is not None
                     and "in use" in self.log_text().lower() and not self._ever_ready):
                 self.port = free_port()
+                self.registry_port = free_port()
                 return self.start(timeout)
             raise
         self._ever_ready = True

@@ -105,6 +105,8 @@ pub struct Broker {
     stopping: watch::Sender<bool>,
     /// Producer ids: `(next, end of the reserved block)`.
     producer_ids: Mutex<(i64, i64)>,
+    /// Checks produced records of topics that ask for it (schema registry).
+    pub(crate) validator: std::sync::OnceLock<Arc<dyn crate::internal_topic::RecordValidator>>,
 }
 
 /// Producer ids reserved per catalog write.
@@ -183,6 +185,7 @@ impl Broker {
             txns,
             stopping: watch::channel(false).0,
             producer_ids: Mutex::new((id_block_end, id_block_end)),
+            validator: std::sync::OnceLock::new(),
         });
         broker.open_offsets_topic()?;
         broker.open_txn_topic()?;

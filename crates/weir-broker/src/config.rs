@@ -117,6 +117,22 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         "Weir stores batches as the producer compressed them; only `producer` is accepted."
     ),
     def!(
+        "confluent.key.schema.validation",
+        [],
+        Boolean,
+        "false",
+        Check::Bool,
+        "Reject records whose key lacks a schema id registered under `<topic>-key`."
+    ),
+    def!(
+        "confluent.value.schema.validation",
+        [],
+        Boolean,
+        "false",
+        Check::Bool,
+        "Reject records whose value lacks a schema id registered under `<topic>-value`."
+    ),
+    def!(
         "delete.retention.ms",
         [("log.cleaner.delete.retention.ms", 1)],
         Long,

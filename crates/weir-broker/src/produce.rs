@@ -71,6 +71,13 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
                 parts.push(fail(e, Some(msg)));
                 continue;
             }
+            if let Some((e, m)) = topic
+                .as_ref()
+                .and_then(|t| crate::internal_topic::validate_produce(broker, t, &records))
+            {
+                parts.push(fail(e, Some(m)));
+                continue;
+            }
             match log.append(records, crate::LEADER_EPOCH) {
                 Ok(info) => {
                     appended = true;

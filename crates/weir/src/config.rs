@@ -16,11 +16,15 @@ pub struct ServeArgs {
     /// Address the Kafka listener binds [default: 127.0.0.1:9092].
     #[arg(long, env = "WEIR_LISTEN", value_name = "HOST:PORT")]
     listen: Option<String>,
+    /// Address the schema registry's HTTP listener binds, or `off`
+    /// [default: 127.0.0.1:8081].
+    #[arg(long, env = "WEIR_REGISTRY_LISTEN", value_name = "HOST:PORT")]
+    registry_listen: Option<String>,
     /// Address clients are told to connect to [default: the listen address].
     #[arg(long, env = "WEIR_ADVERTISED_LISTENER", value_name = "HOST:PORT")]
     advertised_listener: Option<String>,
-    /// A TOML config file (keys `data-dir`, `listen`, `advertised-listener`
-    /// and a `[broker]` table of Kafka broker configs).
+    /// A TOML config file (keys `data-dir`, `listen`, `advertised-listener`,
+    /// `registry-listen` and a `[broker]` table of Kafka broker configs).
     #[arg(long, env = "WEIR_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// A broker config with Kafka's name, e.g. `--set num.partitions=3`.
@@ -34,6 +38,8 @@ pub struct ServeArgs {
 pub struct Settings {
     pub data_dir: PathBuf,
     pub listen: String,
+    /// The schema registry's listen address; `None` when turned off.
+    pub registry_listen: Option<String>,
     advertised: Option<(String, i32)>,
     pub broker: BrokerSettings,
 }
@@ -63,6 +69,7 @@ fn err(key: &str, reason: impl Into<String>) -> ConfigError {
 struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
+    registry_listen: Option<String>,
     advertised_listener: Option<String>,
     broker: BTreeMap<String, String>,
 }
@@ -84,6 +91,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         match k.as_str() {
             "data-dir" => out.data_dir = Some(PathBuf::from(string(k, v)?)),
             "listen" => out.listen = Some(string(k, v)?),
+            "registry-listen" => out.registry_listen = Some(string(k, v)?),
             "advertised-listener" => out.advertised_listener = Some(string(k, v)?),
             "broker" => {
                 let t = v
@@ -103,7 +111,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             other => {
                 return Err(err(
                     other,
-                    "unknown key (expected data-dir, listen, advertised-listener or [broker])",
+                    "unknown key (expected data-dir, listen, registry-listen, advertised-listener or [broker])",
                 ))
             }
         }
@@ -141,6 +149,16 @@ impl Settings {
             .or(file.listen)
             .unwrap_or_else(|| "127.0.0.1:9092".to_string());
         parse_host_port("listen", &listen)?;
+        let registry_listen = args
+            .registry_listen
+            .or(file.registry_listen)
+            .unwrap_or_else(|| "127.0.0.1:8081".to_string());
+        let registry_listen = if registry_listen.eq_ignore_ascii_case("off") {
+            None
+        } else {
+            parse_host_port("registry-listen", &registry_listen)?;
+            Some(registry_listen)
+        };
         let advertised = args
             .advertised_listener
             .or(file.advertised_listener)
@@ -160,6 +178,7 @@ impl Settings {
         Ok(Self {
             data_dir,
             listen,
+            registry_listen,
             advertised,
             broker,
         })

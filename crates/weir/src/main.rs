@@ -91,6 +91,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let local = listener.local_addr()?;
+    // Bound before the log is opened, like the Kafka listener, so a busy
+    // port fails fast.
+    let registry_listener = match &settings.registry_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (schema registry)"))?,
+        ),
+        None => None,
+    };
     let (host, port) = settings.advertised(local);
     let engine =
         weir_log::LocalEngine::open(settings.engine_config()).context("cannot open the log")?;
@@ -118,14 +128,58 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         server_config.close_after_produce_every = n;
     }
     let shutdown = shutdown_signal().context("cannot watch for SIGTERM and SIGINT")?;
+    // One signal stops the Kafka listener and the registry's.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let registry = match registry_listener {
+        Some(l) => match start_registry(&broker, l, stop_rx) {
+            Ok(task) => Some(task),
+            Err(e) => {
+                // Close the log cleanly so the next start needs no recovery.
+                if let Err(close) = broker.shutdown() {
+                    error!("clean shutdown of the log failed: {close}");
+                }
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     info!(data_dir = %settings.data_dir.display(), advertised = %format!("{host}:{port}"), "listening on {local}");
     weir_server::run(listener, Arc::clone(&broker), server_config, shutdown).await;
+    if let Some(task) = registry {
+        if let Ok(Err(e)) = task.await {
+            error!("schema registry listener failed: {e}");
+        }
+    }
     info!("connections drained; closing the log");
     broker
         .shutdown()
         .context("clean shutdown of the log failed")?;
     info!("stopped cleanly");
     Ok(())
+}
+
+/// Opens the schema registry over the broker and serves it on `listener`
+/// until `stop` turns true.
+fn start_registry(
+    broker: &Arc<weir_broker::Broker>,
+    listener: TcpListener,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    use anyhow::Context;
+    let registry = weir_registry::Registry::open(Arc::clone(broker))
+        .context("cannot open the schema registry")?;
+    info!("schema registry serving HTTP at {}", listener.local_addr()?);
+    Ok(tokio::spawn(weir_registry::serve(
+        listener,
+        registry,
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        },
+    )))
 }
 
 /// Registers for SIGTERM and SIGINT now, so a signal that arrives before

@@ -6,7 +6,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn weir() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
+    // Any free port for the schema registry, so tests never need 8081.
+    c.env("WEIR_REGISTRY_LISTEN", "127.0.0.1:0");
+    c
 }
 
 fn fails_with_2_naming(args: &[&str], key: &str) {
@@ -33,6 +36,7 @@ fn bad_configs_exit_2_and_name_the_key() {
     fails_with_2_naming(&["--set", "no.such.setting=1"], "no.such.setting");
     fails_with_2_naming(&["--set", "log.retention.ms=soon"], "log.retention.ms");
     fails_with_2_naming(&["--listen", "nonsense"], "listen");
+    fails_with_2_naming(&["--registry-listen", "nonsense"], "registry-listen");
     fails_with_2_naming(
         &["--advertised-listener", "host:99999"],
         "advertised-listener",
@@ -52,6 +56,19 @@ fn bad_configs_exit_2_and_name_the_key() {
     );
     std::fs::write(&file, "listen = [\n").unwrap();
     fails_with_2_naming(&["--config", file.to_str().unwrap()], "--config");
+    // The file's registry-listen is checked too (the environment would win).
+    std::fs::write(&file, "registry-listen = \"nope\"\n").unwrap();
+    let out = weir()
+        .args(["serve", "--config", file.to_str().unwrap()])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("WEIR_REGISTRY_LISTEN")
+        .env_remove("WEIR_LISTEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("registry-listen"), "{stderr}");
 }
 
 #[test]
@@ -109,6 +126,7 @@ fn help_shows_examples() {
     for flag in [
         "--data-dir",
         "--listen",
+        "--registry-listen",
         "--advertised-listener",
         "--config",
         "--set",

@@ -1,0 +1,207 @@
+//! `weir-registry` owns Weir's schema registry: Confluent Schema
+//! Registry's REST API (subjects, versions, ids, compatibility, config,
+//! modes) for AVRO, JSON Schema and PROTOBUF schemas, its compatibility
+//! engines, and the broker-side record validator.
+//!
+//! The state lives in the compacted `_schemas` topic, in Confluent's record
+//! formats: every change is appended and durable before the HTTP answer,
+//! applied to memory after, and the topic is replayed at start. The broker
+//! is reached only through its in-process internal-topic API.
+
+pub mod api;
+pub mod avro;
+mod error;
+pub mod json_schema;
+pub mod protobuf;
+pub mod schema;
+pub mod store;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use weir_broker::internal_topic::RecordValidator;
+use weir_broker::Broker;
+
+pub use error::RegistryError;
+use schema::{Reference, Resolved};
+use store::{State, SCHEMAS_TOPIC};
+
+/// The schema registry.
+#[derive(Debug)]
+pub struct Registry {
+    broker: Arc<Broker>,
+    state: Arc<Mutex<State>>,
+    /// Serialises changes: check, append, wait for durability, apply.
+    writer: tokio::sync::Mutex<()>,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic while holding the lock is a bug; the state is still the best
+    // there is.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Registry {
+    /// Creates `_schemas` if missing, replays it, and installs the
+    /// produce-path validator on the broker.
+    pub fn open(broker: Arc<Broker>) -> Result<Arc<Self>, RegistryError> {
+        broker
+            .ensure_compacted_topic(SCHEMAS_TOPIC, 1)
+            .map_err(|e| RegistryError::Store(e.to_string()))?;
+        let records = broker
+            .read_records(SCHEMAS_TOPIC, 0)
+            .map_err(|e| RegistryError::Store(e.to_string()))?;
+        let mut state = State::default();
+        for (k, v) in &records {
+            if let Some(k) = k {
+                state.apply(k, v.as_deref());
+            }
+        }
+        tracing::info!(
+            records = records.len(),
+            subjects = state.subjects.len(),
+            max_id = state.max_id,
+            "loaded the schema registry"
+        );
+        let state = Arc::new(Mutex::new(state));
+        broker.set_record_validator(Arc::new(Validator {
+            state: Arc::clone(&state),
+        }));
+        Ok(Arc::new(Self {
+            broker,
+            state,
+            writer: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Appends records to `_schemas`, waits until they are durable, then
+    /// applies them. Callers hold the writer lock.
+    pub(crate) async fn write(
+        &self,
+        records: Vec<(String, Option<String>)>,
+    ) -> Result<(), RegistryError> {
+        let kvs = records
+            .iter()
+            .map(|(k, v)| {
+                (
+                    Some(Bytes::from(k.clone())),
+                    v.as_ref().map(|v| Bytes::from(v.clone())),
+                )
+            })
+            .collect();
+        let (_, durable) = self
+            .broker
+            .append_records(SCHEMAS_TOPIC, 0, kvs)
+            .map_err(|e| RegistryError::Store(e.to_string()))?;
+        durable
+            .await
+            .map_err(|e| RegistryError::Store(e.to_string()))?;
+        let mut st = self.state();
+        for (k, v) in &records {
+            st.apply(k.as_bytes(), v.as_deref().map(str::as_bytes));
+        }
+        Ok(())
+    }
+
+    /// Resolves references transitively, dependencies first.
+    pub(crate) fn resolve(&self, refs: &[Reference]) -> Result<Vec<Resolved>, RegistryError> {
+        let st = self.state();
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        for r in refs {
+            resolve_into(&st, r, &mut out, &mut seen, 0)?;
+        }
+        Ok(out)
+    }
+}
+
+fn resolve_into(
+    st: &State,
+    r: &Reference,
+    out: &mut Vec<Resolved>,
+    seen: &mut HashSet<(String, i32)>,
+    depth: usize,
+) -> Result<(), RegistryError> {
+    if depth > 32 {
+        return Err(RegistryError::InvalidSchema(
+            "references nest too deeply".into(),
+        ));
+    }
+    let version = if r.version == -1 {
+        st.live(&r.subject).last().map_or(-1, |v| v.version)
+    } else {
+        r.version
+    };
+    if !seen.insert((r.subject.clone(), version)) {
+        return Ok(());
+    }
+    let sv = st
+        .subjects
+        .get(&r.subject)
+        .and_then(|vs| vs.get(&version))
+        .cloned()
+        .ok_or_else(|| {
+            RegistryError::InvalidSchema(format!(
+                "reference {} to subject {} version {} not found",
+                r.name, r.subject, r.version
+            ))
+        })?;
+    for dep in &sv.references {
+        resolve_into(st, dep, out, seen, depth + 1)?;
+    }
+    out.push(Resolved {
+        name: r.name.clone(),
+        ty: sv.schema_type,
+        text: sv.schema,
+    });
+    Ok(())
+}
+
+/// Broker-side validation: a key or value must start with magic byte 0 and
+/// a schema id registered under the topic's subject (TopicNameStrategy).
+#[derive(Debug)]
+struct Validator {
+    state: Arc<Mutex<State>>,
+}
+
+impl RecordValidator for Validator {
+    fn check(&self, topic: &str, is_key: bool, data: &[u8]) -> Result<(), String> {
+        let part = if is_key { "key" } else { "value" };
+        let subject = format!("{topic}-{part}");
+        let id = match data {
+            [0, a, b, c, d, ..] => i32::from_be_bytes([*a, *b, *c, *d]),
+            _ => {
+                return Err(format!(
+                    "the record {part} for topic {topic} does not start with a schema id (magic byte 0 and 4 bytes)"
+                ))
+            }
+        };
+        let registered = lock(&self.state)
+            .subjects
+            .get(&subject)
+            .is_some_and(|vs| vs.values().any(|v| v.id == id && !v.deleted));
+        if registered {
+            Ok(())
+        } else {
+            Err(format!(
+                "schema id {id} in the record {part} is not registered under subject {subject}"
+            ))
+        }
+    }
+}
+
+/// Serves the REST API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, api::router(registry))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,303 @@
+//! Schema types, compatibility levels, and the per-type dispatch of
+//! parsing, canonical forms and compatibility checks.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{avro, json_schema, protobuf};
+
+/// A schema's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum SchemaType {
+    /// Apache Avro (the default when a request names none).
+    #[default]
+    #[serde(rename = "AVRO")]
+    Avro,
+    /// JSON Schema.
+    #[serde(rename = "JSON")]
+    Json,
+    /// Protocol Buffers.
+    #[serde(rename = "PROTOBUF")]
+    Protobuf,
+}
+
+impl SchemaType {
+    /// From the REST name, case-insensitively.
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "AVRO" => Some(Self::Avro),
+            "JSON" => Some(Self::Json),
+            "PROTOBUF" => Some(Self::Protobuf),
+            _ => None,
+        }
+    }
+
+    /// The REST name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Avro => "AVRO",
+            Self::Json => "JSON",
+            Self::Protobuf => "PROTOBUF",
+        }
+    }
+
+    /// Whether this is AVRO (omitted from responses, as Confluent does).
+    pub fn is_avro(&self) -> bool {
+        *self == Self::Avro
+    }
+}
+
+/// A reference to another subject's version, under a name the schema uses
+/// (an Avro full name, a JSON Schema `$ref` URL, a `.proto` import path).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Reference {
+    /// The name the referencing schema uses.
+    pub name: String,
+    /// The subject holding the referenced schema.
+    pub subject: String,
+    /// Its version.
+    pub version: i32,
+}
+
+/// A compatibility level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// No checks.
+    None,
+    /// The new schema reads data of the latest.
+    Backward,
+    /// ... of every version.
+    BackwardTransitive,
+    /// The latest reads data of the new schema.
+    Forward,
+    /// Every version reads data of the new schema.
+    ForwardTransitive,
+    /// Backward and forward against the latest.
+    Full,
+    /// Backward and forward against every version.
+    FullTransitive,
+}
+
+impl Level {
+    /// From the REST name, case-insensitively.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "NONE" => Self::None,
+            "BACKWARD" => Self::Backward,
+            "BACKWARD_TRANSITIVE" => Self::BackwardTransitive,
+            "FORWARD" => Self::Forward,
+            "FORWARD_TRANSITIVE" => Self::ForwardTransitive,
+            "FULL" => Self::Full,
+            "FULL_TRANSITIVE" => Self::FullTransitive,
+            _ => return None,
+        })
+    }
+
+    /// The REST name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "NONE",
+            Self::Backward => "BACKWARD",
+            Self::BackwardTransitive => "BACKWARD_TRANSITIVE",
+            Self::Forward => "FORWARD",
+            Self::ForwardTransitive => "FORWARD_TRANSITIVE",
+            Self::Full => "FULL",
+            Self::FullTransitive => "FULL_TRANSITIVE",
+        }
+    }
+
+    fn transitive(self) -> bool {
+        matches!(
+            self,
+            Self::BackwardTransitive | Self::ForwardTransitive | Self::FullTransitive
+        )
+    }
+
+    fn backward(self) -> bool {
+        matches!(
+            self,
+            Self::Backward | Self::BackwardTransitive | Self::Full | Self::FullTransitive
+        )
+    }
+
+    fn forward(self) -> bool {
+        matches!(
+            self,
+            Self::Forward | Self::ForwardTransitive | Self::Full | Self::FullTransitive
+        )
+    }
+}
+
+/// A referenced schema, resolved from the registry.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The reference's name.
+    pub name: String,
+    /// Its type.
+    pub ty: SchemaType,
+    /// Its text.
+    pub text: String,
+}
+
+/// A parsed schema.
+#[derive(Debug, Clone)]
+pub enum Parsed {
+    /// Avro.
+    Avro(avro::Schema),
+    /// JSON Schema.
+    Json(json_schema::Doc),
+    /// Protobuf.
+    Protobuf(protobuf::File),
+}
+
+/// Parses `text` of type `ty`; `deps` are its references, transitively,
+/// dependencies first.
+pub fn parse(ty: SchemaType, text: &str, deps: &[Resolved]) -> Result<Parsed, String> {
+    match ty {
+        SchemaType::Avro => {
+            let mut seen: Vec<avro::Schema> = Vec::new();
+            for d in deps.iter().filter(|d| d.ty == SchemaType::Avro) {
+                let s = avro::parse(&d.text, &seen)
+                    .map_err(|e| format!("reference {}: {e}", d.name))?;
+                seen.push(s);
+            }
+            avro::parse(text, &seen).map(Parsed::Avro)
+        }
+        SchemaType::Json => {
+            let root = json_schema::parse(text)?;
+            let mut refs = HashMap::new();
+            for d in deps {
+                refs.insert(d.name.clone(), json_schema::parse(&d.text)?);
+            }
+            Ok(Parsed::Json(json_schema::Doc { root, refs }))
+        }
+        SchemaType::Protobuf => {
+            let mut files = HashMap::new();
+            for d in deps {
+                files.insert(d.name.clone(), d.text.clone());
+            }
+            protobuf::parse(text, &files).map(Parsed::Protobuf)
+        }
+    }
+}
+
+/// The form a schema is stored and compared in. Without `normalize` it is
+/// the document without insignificant whitespace (JSON types) or as given
+/// (Protobuf); with it, semantically equal spellings become one string.
+pub fn canonical(ty: SchemaType, text: &str, normalize: bool) -> Result<String, String> {
+    match ty {
+        SchemaType::Avro if normalize => avro::normalize(text),
+        SchemaType::Avro | SchemaType::Json => {
+            let v: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+            Ok(v.to_string())
+        }
+        SchemaType::Protobuf if normalize => protobuf::normalize(text),
+        SchemaType::Protobuf => Ok(text.to_string()),
+    }
+}
+
+fn incompatibilities(reader: &Parsed, writer: &Parsed) -> Vec<String> {
+    match (reader, writer) {
+        (Parsed::Avro(r), Parsed::Avro(w)) => avro::incompatibilities(r, w),
+        (Parsed::Json(r), Parsed::Json(w)) => json_schema::incompatibilities(r, w),
+        (Parsed::Protobuf(r), Parsed::Protobuf(w)) => protobuf::incompatibilities(r, w),
+        _ => vec!["{errorType:'TYPE_MISMATCH', description:'the schema type changed'}".into()],
+    }
+}
+
+/// Checks `new` against `previous` (oldest first) at `level`; the reasons
+/// it is incompatible, empty when it is compatible.
+pub fn check(level: Level, new: &Parsed, previous: &[Parsed]) -> Vec<String> {
+    let olds: &[Parsed] = if level.transitive() {
+        previous
+    } else {
+        match previous.last() {
+            Some(_) => &previous[previous.len() - 1..],
+            None => &[],
+        }
+    };
+    let mut out = Vec::new();
+    for old in olds.iter().rev() {
+        if level.backward() {
+            out.extend(incompatibilities(new, old));
+        }
+        if level.forward() {
+            out.extend(incompatibilities(old, new));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const AVRO_V1: &str = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"}]}"#;
+    const AVRO_V2: &str = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"},{"name":"b","type":"int"}]}"#;
+    const AVRO_V3: &str = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"}]}"#;
+
+    fn avro(s: &str) -> Parsed {
+        parse(SchemaType::Avro, s, &[]).unwrap()
+    }
+
+    #[test]
+    fn levels_pick_direction_and_history() {
+        let (v1, v2, v3) = (avro(AVRO_V1), avro(AVRO_V2), avro(AVRO_V3));
+        // v2 adds a field without default: old data lacks it.
+        assert!(!check(Level::Backward, &v2, std::slice::from_ref(&v1)).is_empty());
+        assert!(check(Level::Forward, &v2, std::slice::from_ref(&v1)).is_empty());
+        assert!(!check(Level::Full, &v2, std::slice::from_ref(&v1)).is_empty());
+        assert!(check(Level::None, &v2, std::slice::from_ref(&v1)).is_empty());
+        // v3 (a: long) reads v1's data, not the reverse; against history
+        // [v1, v3] only the transitive level sees v1.
+        assert!(check(Level::Backward, &v3, std::slice::from_ref(&v1)).is_empty());
+        assert!(!check(Level::Forward, &v3, std::slice::from_ref(&v1)).is_empty());
+        assert!(check(Level::Forward, &v3, &[v1.clone(), v3.clone()]).is_empty());
+        assert!(!check(Level::ForwardTransitive, &v3, &[v1.clone(), v3.clone()]).is_empty());
+        assert!(!check(Level::FullTransitive, &v3, &[v1.clone(), v3.clone()]).is_empty());
+        assert!(check(Level::BackwardTransitive, &v1, &[]).is_empty());
+        for name in ["NONE", "backward", "Full_Transitive"] {
+            let l = Level::from_name(name).unwrap();
+            assert!(l.name().eq_ignore_ascii_case(name));
+        }
+        assert!(Level::from_name("SIDEWAYS").is_none());
+    }
+
+    #[test]
+    fn canonical_forms() {
+        let spaced = "{ \"type\" : \"record\", \"name\":\"R\", \"fields\":[{\"name\":\"a\",\"type\":\"int\"}] }";
+        assert_eq!(
+            canonical(SchemaType::Avro, spaced, false).unwrap(),
+            canonical(SchemaType::Avro, AVRO_V1, false).unwrap()
+        );
+        assert_ne!(
+            canonical(SchemaType::Avro, AVRO_V1, false).unwrap(),
+            canonical(SchemaType::Avro, AVRO_V2, false).unwrap()
+        );
+        let p1 = "syntax = \"proto3\";\nmessage M {\n  int32 a = 1; // c\n}";
+        let p2 = "syntax = \"proto3\"; message M { int32 a = 1; }";
+        assert_eq!(
+            canonical(SchemaType::Protobuf, p1, true).unwrap(),
+            canonical(SchemaType::Protobuf, p2, true).unwrap()
+        );
+        assert_ne!(
+            canonical(SchemaType::Protobuf, p1, false).unwrap(),
+            canonical(SchemaType::Protobuf, p2, false).unwrap()
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic(s in "[\\[\\]{}\",:a-z0-9 .=;<>\\n\"]{0,200}") {
+            for ty in [SchemaType::Avro, SchemaType::Json, SchemaType::Protobuf] {
+                if let Ok(p) = parse(ty, &s, &[]) {
+                    let _ = check(Level::FullTransitive, &p, std::slice::from_ref(&p));
+                }
+                let _ = canonical(ty, &s, true);
+            }
+        }
+    }
+}
