@@ -234,11 +234,7 @@ impl Broker {
                     BrokerError::Internal(format!("cannot create {TXN_TOPIC}: {e:?} {m}"))
                 })?;
         }
-        let logs = self
-            .topic(TXN_TOPIC)
-            .map(|t| t.partitions.clone())
-            .unwrap_or_default();
-        self.txns.load(&logs)
+        self.txns.load(self)
     }
 
     /// A consumer group's lag per partition (committed offset against the

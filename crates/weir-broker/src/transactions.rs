@@ -12,12 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use tracing::{info, warn};
 use weir_log::producer::{marker_batch, ControlType};
-use weir_log::{BoxFuture, PartitionLog, ReadLimit};
+use weir_log::BoxFuture;
 
 use crate::broker::Broker;
 use crate::group_store::OFFSETS_TOPIC;
@@ -104,37 +101,15 @@ impl Transactions {
     /// Reads `__transaction_state` back; transactions left in
     /// PrepareCommit or PrepareAbort get their markers written at the first
     /// tick.
-    pub fn load(&self, logs: &[Arc<dyn PartitionLog>]) -> Result<(), crate::BrokerError> {
+    pub fn load(&self, broker: &Broker) -> Result<(), crate::BrokerError> {
         let mut inner = self.lock();
         let mut records = 0usize;
-        for log in logs {
-            let mut offset = log.offsets().log_start;
-            loop {
-                let r = log.read(offset, 1 << 20, ReadLimit::LogEnd)?;
-                if r.records.is_empty() {
-                    break;
+        for p in 0..self.settings.partitions {
+            for (key, value) in broker.read_records(TXN_TOPIC, p)? {
+                if let Some(key) = key {
+                    records += 1;
+                    inner.coord.load(&key, value.as_ref());
                 }
-                let mut buf = r.records.clone();
-                let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| {
-                    crate::BrokerError::Internal(format!(
-                        "{TXN_TOPIC} holds an undecodable batch: {e}"
-                    ))
-                })?;
-                let mut last = offset;
-                for set in sets {
-                    for rec in set.records {
-                        last = last.max(rec.offset + 1);
-                        let Some(key) = rec.key.as_ref() else {
-                            continue;
-                        };
-                        records += 1;
-                        inner.coord.load(key, rec.value.as_ref());
-                    }
-                }
-                if last <= offset {
-                    break;
-                }
-                offset = last;
             }
         }
         let jobs = inner.coord.pending_markers();
@@ -182,52 +157,14 @@ impl Transactions {
         p: i32,
         kvs: Vec<(Bytes, Option<Bytes>)>,
     ) -> Result<Durable, ResponseError> {
-        let log = broker
-            .topic(TXN_TOPIC)
-            .and_then(|t| t.partition(p).cloned())
-            .ok_or(ResponseError::CoordinatorNotAvailable)?;
-        let ts = now_ms();
-        let records: Vec<Record> = kvs
-            .into_iter()
-            .enumerate()
-            .map(|(i, (k, v))| {
-                let i = i32::try_from(i).unwrap_or(i32::MAX);
-                Record {
-                    transactional: false,
-                    control: false,
-                    partition_leader_epoch: crate::LEADER_EPOCH,
-                    producer_id: -1,
-                    producer_epoch: -1,
-                    timestamp_type: TimestampType::Creation,
-                    offset: i64::from(i),
-                    // One batch with base sequence -1 (see groups.rs).
-                    sequence: i - 1,
-                    timestamp: ts,
-                    key: Some(k),
-                    value: v,
-                    headers: Default::default(),
-                    delete_horizon: false,
-                }
-            })
-            .collect();
-        let mut buf = bytes::BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .map_err(|e| {
-            warn!(error = %e, "cannot encode transaction state");
-            ResponseError::CoordinatorNotAvailable
-        })?;
-        let info = log.append(buf.freeze(), crate::LEADER_EPOCH).map_err(|e| {
-            warn!(error = %e, "cannot write transaction state");
-            ResponseError::CoordinatorNotAvailable
-        })?;
-        Ok(log.wait_durable(info.last_offset + 1))
+        let kvs = kvs.into_iter().map(|(k, v)| (Some(k), v)).collect();
+        match broker.append_records(TXN_TOPIC, p, kvs) {
+            Ok((_, wait)) => Ok(wait),
+            Err(e) => {
+                warn!(error = %e, "cannot write transaction state");
+                Err(ResponseError::CoordinatorNotAvailable)
+            }
+        }
     }
 
     /// InitProducerId for a transactional id.
