@@ -90,14 +90,10 @@ def test_roundtrip_acks_0_and_1(module_broker, topic_name, acks):
     records = gen_records(seed=7 + int(acks), n=2000, partitions=2, base_ts=recent_base_ts())
     log = produce_records(Producer(producer_conf(bs, acks=acks)), topic_name, records)
     assert not log.failed and len(log.ok) == len(records)
-    if acks == "0":
-        # No response, so librdkafka normally cannot know offsets
-        # (OFFSET_INVALID -> None). Under heavy load it was seen to report
-        # offsets for some records anyway; those are checked against the
-        # log below.
-        reported = {(p, off): i for i, p, off in log.ok if off not in (None, -1001)}
-    else:
-        reported = {}
+    # With acks=0 there is no response, so the offsets librdkafka reports
+    # mean nothing: it counts up from OFFSET_INVALID (-1001) within each
+    # batch, so a batch of more than 1001 records shows offsets 0, 1, ...
+    # Only the data in the log is checked.
     expected = by_partition(records, 2)
     # acks=0 is fire-and-forget: wait until the broker has appended everything.
     c = Consumer(consumer_conf(bs))
@@ -110,9 +106,6 @@ def test_roundtrip_acks_0_and_1(module_broker, topic_name, acks):
     got = consume_range(bs, topic_name, range(2))
     for part in range(2):
         assert_same_records(expected[part], got[part], part)
-        for g in got[part]:
-            i = reported.get((part, g.offset))
-            assert i is None or records[i] == g.as_rec(), f"acks=0 reported a wrong offset {g.offset}"
 
 
 def test_read_uncommitted_and_committed_see_same_data(module_broker, topic_name):
