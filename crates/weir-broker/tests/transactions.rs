@@ -495,3 +495,60 @@ async fn timed_out_transactions_are_aborted_and_the_producer_fenced() {
         ResponseError::InvalidTransactionTimeout.code()
     );
 }
+
+#[tokio::test]
+async fn add_partitions_v4_batches_transactions_and_verifies() {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTransaction;
+    let t = broker_with(&[]);
+    create(&t.broker, "t", 2);
+    let (_, pid_a, epoch_a) = init(&t.broker, Some("a")).await;
+    let (_, pid_b, epoch_b) = init(&t.broker, Some("b")).await;
+    let txn = |id: &str, pid: i64, epoch: i16, verify_only: bool, parts: Vec<i32>| {
+        AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(txn_id(id))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_verify_only(verify_only)
+            .with_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(name("t"))
+                .with_partitions(parts)])
+    };
+    let send = |txns: Vec<AddPartitionsToTxnTransaction>| {
+        let b = t.broker.clone();
+        async move {
+            let req = AddPartitionsToTxnRequest::default().with_transactions(txns);
+            let Some(ResponseKind::AddPartitionsToTxn(r)) =
+                call(&b, 4, RequestKind::AddPartitionsToTxn(req)).await
+            else {
+                panic!()
+            };
+            r.results_by_transaction
+                .iter()
+                .map(|x| {
+                    x.topic_results[0]
+                        .results_by_partition
+                        .iter()
+                        .map(|p| p.partition_error_code)
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    // Verifying before anything was added fails; adding two at once works.
+    let r = send(vec![txn("a", pid_a, epoch_a, true, vec![0])]).await;
+    assert_ne!(r[0][0], 0);
+    let r = send(vec![
+        txn("a", pid_a, epoch_a, false, vec![0]),
+        txn("b", pid_b, epoch_b, false, vec![0, 1]),
+    ])
+    .await;
+    assert_eq!(r, vec![vec![0], vec![0, 0]]);
+    let r = send(vec![
+        txn("a", pid_a, epoch_a, true, vec![0]),
+        txn("b", pid_b, epoch_b + 1, true, vec![1]),
+    ])
+    .await;
+    assert_eq!(r[0], vec![0]);
+    assert_ne!(r[1][0], 0, "a wrong epoch does not verify");
+    assert_eq!(describe_state(&t.broker, "b").await, "Ongoing");
+}
