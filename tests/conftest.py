@@ -87,6 +87,7 @@ class Broker:
         self.log_path = self.workdir / "broker.log"
         self.args = list(args)
         self.port = port if port is not None else free_port()
+        self.admin_port = free_port()
         self.env = env
         self.proc: subprocess.Popen | None = None
         self.starts = 0
@@ -103,6 +104,11 @@ class Broker:
         return f"{HOST}:{self.port}"
 
     @property
+    def admin_url(self) -> str:
+        """Base URL of the admin HTTP listener (/metrics, /health/*)."""
+        return f"http://{HOST}:{self.admin_port}"
+
+    @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -114,6 +120,7 @@ class Broker:
         return [str(self.binary), "serve",
                 "--data-dir", str(self.data_dir),
                 "--listen", self.bootstrap,
+                "--admin-listen", f"{HOST}:{self.admin_port}",
                 *self.args]
 
     # --- lifecycle --------------------------------------------------------

@@ -99,6 +99,8 @@ pub struct Broker {
     pub(crate) groups: Groups,
     /// Set when shutdown begins: parked requests answer at once.
     stopping: watch::Sender<bool>,
+    /// Request, topic and purgatory counters, read by the admin listener.
+    metrics: crate::metrics::Metrics,
 }
 
 /// Why a topic name is not acceptable, as Kafka's `Topic.validate` says.
@@ -170,6 +172,7 @@ impl Broker {
             data_version,
             groups,
             stopping: watch::channel(false).0,
+            metrics: crate::metrics::Metrics::default(),
         });
         broker.open_offsets_topic()?;
         Ok(broker)
@@ -210,6 +213,26 @@ impl Broker {
     /// jump past `offsets.retention.minutes`).
     pub fn expire_offsets_at(&self, now_ms: i64) {
         self.groups.expire_offsets_at(self, now_ms);
+    }
+
+    /// Ids of every consumer group this broker coordinates.
+    pub fn group_ids(&self) -> Vec<String> {
+        self.groups.list().into_iter().map(|g| g.0).collect()
+    }
+
+    /// The broker's metrics.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// The storage engine's own measurements (fsync latency).
+    pub fn engine_stats(&self) -> Option<Arc<weir_log::EngineStats>> {
+        self.engine.stats()
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
     }
 
     /// Advances the group coordinator's timers; call about every 100 ms.
@@ -419,6 +442,7 @@ impl Broker {
         if let Ok(mut sessions) = self.sessions.lock() {
             sessions.forget_topic(name);
         }
+        self.metrics.forget_topic(name);
         info!(topic = name, "deleted topic");
         Ok(rec.id)
     }

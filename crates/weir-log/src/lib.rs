@@ -14,6 +14,7 @@ pub mod batch;
 pub mod config;
 pub mod error;
 pub mod local;
+pub mod stats;
 
 pub use api::{
     AppendInfo, BoxFuture, LogEngine, LogOffsets, PartitionLog, ReadLimit, ReadResult,
@@ -22,3 +23,4 @@ pub use api::{
 pub use config::{LogConfig, TimestampType};
 pub use error::LogError;
 pub use local::{EngineConfig, LocalEngine};
+pub use stats::{EngineStats, HistogramSnapshot, LatencyHistogram};

@@ -17,6 +17,7 @@ fn fails_with_2_naming(args: &[&str], key: &str) {
         .arg(dir.path())
         .args(args)
         .env_remove("WEIR_LISTEN")
+        .env("WEIR_ADMIN_LISTEN", "127.0.0.1:0")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -68,6 +69,7 @@ fn environment_and_file_settings_apply_and_sigterm_stops_cleanly() {
     let mut child = weir()
         .args(["serve", "--config", file.to_str().unwrap()])
         .env("WEIR_LISTEN", "127.0.0.1:0")
+        .env("WEIR_ADMIN_LISTEN", "127.0.0.1:0")
         .env("WEIR_DATA_DIR", &data)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
