@@ -153,6 +153,7 @@ class Broker:
             if (self.starts <= 3 and self.proc.poll() is not None
                     and "in use" in self.log_text().lower() and not self._ever_ready):
                 self.port = free_port()
+                self.admin_port = free_port()
                 return self.start(timeout)
             raise
         self._ever_ready = True

@@ -38,9 +38,27 @@ enum Command {
     Serve(ServeArgs),
     /// Create, list, describe, delete and alter topics.
     Topic(cli::topic::TopicArgs),
-    /// Write records from stdin or a file to a topic.
+    /// Write records from stdin or a file to a topic, one a line.
+    ///
+    /// Examples:
+    ///   echo hello | weir produce orders
+    ///   weir produce orders --key-separator : < keyed-lines.txt
+    ///   weir produce orders -H source=import -H version=2 --acks 1 --compression zstd --file data.txt
+    ///   echo '{"key":"k1","value":"v1","headers":{"h":"x"},"timestamp":1700000000000}' | weir produce orders --format json
+    #[command(verbatim_doc_comment)]
     Produce(cli::produce::ProduceArgs),
     /// Print a topic's records, with or without a consumer group.
+    ///
+    /// Examples:
+    ///   weir consume orders                         # from the end, follow
+    ///   weir consume orders --from earliest --exit  # everything there is, then stop
+    ///   weir consume orders --from 42 -n 10 --partition 0
+    ///   weir consume orders --from 15m              # from 15 minutes ago
+    ///   weir consume orders --from 2024-05-01T12:00:00Z
+    ///   weir consume orders --group billing --exit
+    ///   weir consume orders --format '%p:%o %k=%v %h\n'
+    ///   weir consume orders --format json --from earliest -n 100
+    #[command(verbatim_doc_comment)]
     Consume(cli::consume::ConsumeArgs),
     /// List, describe, delete consumer groups and reset their offsets.
     Group(cli::group::GroupArgs),

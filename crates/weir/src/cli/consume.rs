@@ -17,18 +17,7 @@ use serde_json::json;
 use super::{key_value, now_ms, parse_duration, parse_time, Common};
 
 /// `weir consume`.
-///
-/// Examples:
-///   weir consume orders                         # from the end, follow
-///   weir consume orders --from earliest --exit  # everything there is, then stop
-///   weir consume orders --from 42 -n 10 --partition 0
-///   weir consume orders --from 15m              # from 15 minutes ago
-///   weir consume orders --from 2024-05-01T12:00:00Z
-///   weir consume orders --group billing --exit
-///   weir consume orders --format '%p:%o %k=%v %h\n'
-///   weir consume orders --format json --from earliest -n 100
 #[derive(Debug, Args)]
-#[command(verbatim_doc_comment)]
 pub struct ConsumeArgs {
     /// The topic to read.
     topic: String,

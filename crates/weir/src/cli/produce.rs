@@ -29,14 +29,7 @@ pub enum InputFormat {
 }
 
 /// `weir produce`.
-///
-/// Examples:
-///   echo hello | weir produce orders
-///   weir produce orders --key-separator : < keyed-lines.txt
-///   weir produce orders -H source=import -H version=2 --acks 1 --compression zstd --file data.txt
-///   echo '{"key":"k1","value":"v1","headers":{"h":"x"},"timestamp":1700000000000}' | weir produce orders --format json
 #[derive(Debug, Args)]
-#[command(verbatim_doc_comment)]
 pub struct ProduceArgs {
     /// The topic to write to.
     topic: String,
