@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 import urllib.error
@@ -429,6 +430,29 @@ def test_consume_with_group_commits(weir_binary, broker, topic_name):
     assert out == [str(i) for i in range(4, 10)]
     p = weir(weir_binary, broker, "consume", topic_name, "--group", group, "--from", "3", check=1)
     assert "reset-offsets" in one_line_error(p)
+
+
+def test_following_consumer_stops_cleanly_on_sigint(weir_binary, broker, topic_name):
+    group = f"f-{topic_name}"
+    weir(weir_binary, broker, "topic", "create", topic_name, "-p", "1", check=0)
+    proc = subprocess.Popen([str(weir_binary), "consume", topic_name, "--group", group,
+                             "--from", "earliest", "--bootstrap", broker.bootstrap],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        weir(weir_binary, broker, "produce", topic_name,
+             input="".join(f"{i}\n" for i in range(5)).encode(), check=0)
+        lines = [proc.stdout.readline().decode().strip() for _ in range(5)]
+        assert lines == [str(i) for i in range(5)]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # It committed what it printed and left the group.
+    d = ok_json(weir_binary, broker, "group", "describe", group)
+    assert d["state"] == "Empty"
+    assert [(p["committed_offset"], p["lag"]) for p in d["partitions"]] == [(5, 0)]
 
 
 def test_cluster_info(weir_binary, broker):

@@ -2,6 +2,8 @@
 //! a consumer group.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -134,10 +136,35 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
     } else {
         args.partition.clone()
     };
-    tokio::task::spawn_blocking(move || consume_blocking(&args, start, &parts)).await?
+    // Ctrl-C (or SIGTERM) ends following cleanly: a group member commits
+    // what it printed and leaves the group instead of timing out.
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopper = stop.clone();
+    let watcher = tokio::spawn(async move {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        } else {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        stopper.store(true, Ordering::Relaxed);
+    });
+    let result =
+        tokio::task::spawn_blocking(move || consume_blocking(&args, start, &parts, &stop)).await?;
+    watcher.abort();
+    result
 }
 
-fn consume_blocking(args: &ConsumeArgs, start: Option<Start>, parts: &[i32]) -> Result<()> {
+fn consume_blocking(
+    args: &ConsumeArgs,
+    start: Option<Start>,
+    parts: &[i32],
+    stop: &AtomicBool,
+) -> Result<()> {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &args.common.bootstrap)
         .set("enable.partition.eof", "true")
@@ -209,7 +236,7 @@ fn consume_blocking(args: &ConsumeArgs, start: Option<Start>, parts: &[i32]) -> 
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     use std::io::Write;
     loop {
-        if args.count.is_some_and(|n| printed >= n) {
+        if args.count.is_some_and(|n| printed >= n) || stop.load(Ordering::Relaxed) {
             break;
         }
         let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
