@@ -323,6 +323,46 @@ mod tests {
         assert_eq!(m.apis().count(), 1);
     }
 
+    /// Hot-path cost, run with
+    /// `cargo test --release -p weir-broker --lib metrics -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing, not a check"]
+    fn hot_path_cost() {
+        use std::time::Instant;
+        let m = Metrics::default();
+        let resp = ResponseKind::Produce(
+            ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
+                .with_partition_responses(vec![PartitionProduceResponse::default()])]),
+        );
+        let n = 2_000_000u32;
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(m.record_request(0, Duration::from_micros(250), Some(&resp)));
+        }
+        let per_request = t.elapsed() / n;
+        let t = Instant::now();
+        for _ in 0..n {
+            m.topic(std::hint::black_box("orders"))
+                .record_in(16_384, 100);
+        }
+        let per_topic = t.elapsed() / n;
+        // A 16 KiB batch header claiming 100 records (CRCs are not checked).
+        let mut batch = vec![0u8; 16_384];
+        batch[8..12].copy_from_slice(&(16_384i32 - 12).to_be_bytes());
+        batch[16] = 2;
+        batch[23..27].copy_from_slice(&99i32.to_be_bytes());
+        batch[57..61].copy_from_slice(&100i32.to_be_bytes());
+        assert_eq!(count_records(&batch), 100);
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(count_records(std::hint::black_box(&batch)));
+        }
+        let per_batch = t.elapsed() / n;
+        eprintln!(
+            "record_request {per_request:?}, topic lookup + record_in {per_topic:?}, count_records (1 batch) {per_batch:?}"
+        );
+    }
+
     #[test]
     fn gauge_counts_until_dropped() {
         let g = Gauge::default();
