@@ -575,3 +575,35 @@ def test_bad_log_format_is_a_config_error(weir_binary, tmp_path):
                         "--listen", "127.0.0.1:0", "--admin-listen", "nonsense"],
                        capture_output=True, timeout=30)
     assert p.returncode == 2 and "admin-listen" in p.stderr.decode()
+
+
+def test_describe_kip848_consumer_group(weir_binary, broker, topic_name):
+    """Groups of the new consumer protocol are described through
+    ConsumerGroupDescribe: members, their assignment, then lag once empty."""
+    b = weir_binary
+    group = f"n-{topic_name}"
+    weir(b, broker, "topic", "create", topic_name, "-p", "2", check=0)
+    weir(b, broker, "produce", topic_name, "-p", "0",
+         input="".join(f"{i}\n" for i in range(6)).encode(), check=0)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group,
+                  "group.protocol": "consumer", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False, "client.id": "kip848-client"})
+    c.subscribe([topic_name])
+    try:
+        def assigned():
+            c.poll(0.2)
+            p = weir(b, broker, "group", "describe", group, "--output", "json")
+            d = json.loads(p.stdout) if p.returncode == 0 else {}
+            members = d.get("members", [])
+            return (d.get("state") == "Stable" and len(members) == 1
+                    and len(members[0]["assignment"]) == 2 and d)
+        d = wait_until(assigned, timeout=30, what="the KIP-848 member to be assigned both partitions")
+        assert d["members"][0]["client_id"] == "kip848-client"
+        assert sorted(a["partition"] for a in d["members"][0]["assignment"]) == [0, 1]
+        c.commit(offsets=[TopicPartition(topic_name, 0, 4)], asynchronous=False)
+    finally:
+        c.close()
+    d = wait_until(lambda: (lambda d: d["state"] == "Empty" and d)(
+        ok_json(b, broker, "group", "describe", group)), timeout=30, what="the group to empty")
+    assert [(p["partition"], p["committed_offset"], p["lag"]) for p in d["partitions"]] == \
+        [(0, 4, 2)]

@@ -10,8 +10,9 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest, GroupId,
-    ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    ConsumerGroupDescribeRequest, ConsumerProtocolAssignment, DeleteGroupsRequest,
+    DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use serde_json::json;
@@ -230,7 +231,61 @@ struct Described {
 /// Member id, client id, host, assigned (topic, partition)s.
 type Member = (String, String, String, Vec<(String, i32)>);
 
+/// Describes a group: groups of KIP-848's protocol through
+/// ConsumerGroupDescribe where the broker has it, classic groups through
+/// DescribeGroups.
 async fn describe_group(admin: &mut Admin, node: i32, group: &str) -> Result<Described> {
+    // A classic group is GROUP_ID_NOT_FOUND to ConsumerGroupDescribe.
+    if admin
+        .node_supports::<ConsumerGroupDescribeRequest>(node)
+        .await
+    {
+        let req = ConsumerGroupDescribeRequest::default().with_group_ids(vec![gid(group)]);
+        if let Ok((resp, _)) = admin.send_to(node, req, 0).await {
+            if let Some(g) = resp.groups.into_iter().next() {
+                if g.error_code == 0 && !g.group_state.eq_ignore_ascii_case("dead") {
+                    return Ok(Described {
+                        state: capitalize(&g.group_state),
+                        protocol_type: "consumer".into(),
+                        protocol: g.assignor_name.to_string(),
+                        members: g
+                            .members
+                            .iter()
+                            .map(|m| {
+                                let assigned = m
+                                    .assignment
+                                    .topic_partitions
+                                    .iter()
+                                    .flat_map(|t| {
+                                        t.partitions.iter().map(|p| (t.topic_name.to_string(), *p))
+                                    })
+                                    .collect();
+                                (
+                                    m.member_id.to_string(),
+                                    m.client_id.to_string(),
+                                    m.client_host.to_string(),
+                                    assigned,
+                                )
+                            })
+                            .collect(),
+                    });
+                }
+            }
+        }
+    }
+    describe_classic(admin, node, group).await
+}
+
+/// `stable` → `Stable`, the classic protocol's spelling of states.
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+async fn describe_classic(admin: &mut Admin, node: i32, group: &str) -> Result<Described> {
     let req = DescribeGroupsRequest::default().with_groups(vec![gid(group)]);
     let (resp, _) = admin.send_to(node, req, 5).await?;
     let g = resp

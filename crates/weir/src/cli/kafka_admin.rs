@@ -239,6 +239,20 @@ impl Admin {
         Ok((c.send_at(req, v, t).await?, v))
     }
 
+    /// Whether broker `node` serves `R` at a version this client speaks.
+    pub async fn node_supports<R: Request>(&mut self, node: i32) -> bool {
+        if !self.conns.contains_key(&node) {
+            // Connect through a harmless request.
+            let req = ApiVersionsRequest::default();
+            if self.send_to(node, req, 0).await.is_err() {
+                return false;
+            }
+        }
+        self.conns
+            .get(&node)
+            .is_some_and(|c| c.version::<R>(i16::MAX).is_ok())
+    }
+
     /// Metadata for `topics` (`None`: all topics), without creating any.
     pub async fn metadata(&mut self, topics: Option<&[String]>) -> Result<MetadataResponse> {
         let v = self.bootstrap.version::<MetadataRequest>(12)?;
