@@ -90,6 +90,7 @@ class Broker:
         # The schema registry's HTTP port (`--registry-listen`), so brokers
         # running side by side don't fight over the default 8081.
         self.registry_port = free_port()
+        self.admin_port = free_port()
         self.env = env
         self.proc: subprocess.Popen | None = None
         self.starts = 0
@@ -110,6 +111,11 @@ class Broker:
         return f"http://{HOST}:{self.registry_port}"
 
     @property
+    def admin_url(self) -> str:
+        """Base URL of the admin HTTP listener (/metrics, /health/*)."""
+        return f"http://{HOST}:{self.admin_port}"
+
+    @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -122,6 +128,7 @@ class Broker:
                 "--data-dir", str(self.data_dir),
                 "--listen", self.bootstrap,
                 "--registry-listen", f"{HOST}:{self.registry_port}",
+                "--admin-listen", f"{HOST}:{self.admin_port}",
                 *self.args]
 
     # --- lifecycle --------------------------------------------------------
@@ -155,6 +162,7 @@ class Broker:
                     and "in use" in self.log_text().lower() and not self._ever_ready):
                 self.port = free_port()
                 self.registry_port = free_port()
+                self.admin_port = free_port()
                 return self.start(timeout)
             raise
         self._ever_ready = True

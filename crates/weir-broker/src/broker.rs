@@ -107,6 +107,8 @@ pub struct Broker {
     producer_ids: Mutex<(i64, i64)>,
     /// Checks produced records of topics that ask for it (schema registry).
     pub(crate) validator: std::sync::OnceLock<Arc<dyn crate::internal_topic::RecordValidator>>,
+    /// Request, topic and purgatory counters, read by the admin listener.
+    metrics: crate::metrics::Metrics,
 }
 
 /// Producer ids reserved per catalog write.
@@ -186,6 +188,7 @@ impl Broker {
             stopping: watch::channel(false).0,
             producer_ids: Mutex::new((id_block_end, id_block_end)),
             validator: std::sync::OnceLock::new(),
+            metrics: crate::metrics::Metrics::default(),
         });
         broker.open_offsets_topic()?;
         broker.open_txn_topic()?;
@@ -247,6 +250,26 @@ impl Broker {
     /// jump past `offsets.retention.minutes`).
     pub fn expire_offsets_at(&self, now_ms: i64) {
         self.groups.expire_offsets_at(self, now_ms);
+    }
+
+    /// Ids of every consumer group this broker coordinates.
+    pub fn group_ids(&self) -> Vec<String> {
+        self.groups.list().into_iter().map(|g| g.0).collect()
+    }
+
+    /// The broker's metrics.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// The storage engine's own measurements (fsync latency).
+    pub fn engine_stats(&self) -> Option<Arc<weir_log::EngineStats>> {
+        self.engine.stats()
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
     }
 
     /// Advances the group coordinator's timers; call about every 100 ms.
@@ -457,6 +480,7 @@ impl Broker {
         if let Ok(mut sessions) = self.sessions.lock() {
             sessions.forget_topic(name);
         }
+        self.metrics.forget_topic(name);
         info!(topic = name, "deleted topic");
         Ok(rec.id)
     }

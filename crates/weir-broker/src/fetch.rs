@@ -133,6 +133,8 @@ pub async fn handle(broker: Arc<Broker>, req: FetchRequest, version: i16) -> Fet
     let mut data = broker.data_watch();
     let stopping = broker.stopping();
     tokio::pin!(stopping);
+    // Counted in the fetch purgatory from the first wait on.
+    let mut parked = None;
     let results = loop {
         data.borrow_and_update();
         let results = read_all(&broker, &partitions, &epochs, limit, max_bytes);
@@ -144,6 +146,7 @@ pub async fn handle(broker: Arc<Broker>, req: FetchRequest, version: i16) -> Fet
         if bytes >= min_bytes.max(1) || errors || tokio::time::Instant::now() >= deadline {
             break results;
         }
+        parked.get_or_insert_with(|| broker.metrics().fetch_purgatory.enter());
         tokio::select! {
             r = tokio::time::timeout_at(deadline, data.changed()) => match r {
                 Ok(Ok(())) => continue,
@@ -192,6 +195,8 @@ pub async fn handle(broker: Arc<Broker>, req: FetchRequest, version: i16) -> Fet
             t.partitions.push(data);
         }
     }
+    drop(parked);
+    broker.metrics().record_fetch(&responses);
     FetchResponse::default()
         .with_session_id(session_id)
         .with_responses(responses)

@@ -48,6 +48,7 @@ pub mod list_groups;
 pub mod list_offsets;
 pub mod list_transactions;
 pub mod metadata;
+pub mod metrics;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;

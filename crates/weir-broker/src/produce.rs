@@ -34,6 +34,7 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
         } else {
             ResponseError::UnknownTopicOrPartition
         };
+        let counters = topic.as_ref().map(|t| broker.metrics().topic(&t.name));
         let mut parts = Vec::with_capacity(td.partition_data.len());
         for (pi, pd) in td.partition_data.into_iter().enumerate() {
             let resp = PartitionProduceResponse::default()
@@ -59,6 +60,7 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
                 ));
                 continue;
             };
+            let (bytes, messages) = (records.len(), crate::metrics::count_records(&records));
             let topic_name = topic.as_ref().map_or("", |t| t.name.as_str());
             if let Err((e, msg)) = check_producer(
                 broker,
@@ -81,6 +83,9 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
             match log.append(records, crate::LEADER_EPOCH) {
                 Ok(info) => {
                     appended = true;
+                    if let Some(c) = &counters {
+                        c.record_in(bytes, messages);
+                    }
                     if acks == -1 {
                         waits.push((ti, pi, log.wait_durable(info.last_offset + 1)));
                     }
@@ -118,7 +123,9 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
         return Reply::Ready(ResponseKind::Produce(resp));
     }
     let timeout = Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0).max(1));
+    let parked = broker.metrics().produce_purgatory.enter();
     Reply::Later(Box::pin(async move {
+        let _parked = parked;
         let mut resp = resp;
         let deadline = tokio::time::Instant::now() + timeout;
         for (ti, pi, wait) in waits {

@@ -175,4 +175,9 @@ pub trait LogEngine: Send + Sync + std::fmt::Debug {
     /// Flushes everything and marks a clean shutdown, so the next open
     /// skips recovery.
     fn shutdown(&self) -> Result<(), LogError>;
+
+    /// The engine's own measurements (fsync latency), if it keeps any.
+    fn stats(&self) -> Option<Arc<crate::EngineStats>> {
+        None
+    }
 }

@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod local;
 pub mod producer;
+pub mod stats;
 
 pub use api::{
     AppendInfo, BoxFuture, LogEngine, LogOffsets, PartitionLog, ReadLimit, ReadResult,
@@ -23,3 +24,4 @@ pub use api::{
 pub use config::{LogConfig, TimestampType};
 pub use error::LogError;
 pub use local::{EngineConfig, LocalEngine};
+pub use stats::{EngineStats, HistogramSnapshot, LatencyHistogram};

@@ -14,8 +14,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
@@ -43,6 +44,9 @@ pub struct ServerConfig {
     /// its connection is closed instead of answered, as if the network
     /// failed after the write. 0 turns it off.
     pub close_after_produce_every: u64,
+    /// Log 1 in this many requests at info (api, client, latency, error
+    /// code); 0 logs none.
+    pub request_log_sample: u64,
 }
 
 /// Produce requests seen, for [`ServerConfig::close_after_produce_every`].
@@ -61,6 +65,7 @@ impl ServerConfig {
             ),
             max_in_flight: get("queued.max.requests"),
             close_after_produce_every: 0,
+            request_log_sample: 0,
         }
     }
 }
@@ -106,6 +111,10 @@ pub async fn run(
             },
         };
         let _ = socket.set_nodelay(true);
+        broker
+            .metrics()
+            .connections_accepted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let broker = broker.clone();
         let config = config.clone();
         let stop = stop_rx.clone();
@@ -140,6 +149,7 @@ async fn serve_connection(
     mut stop: watch::Receiver<bool>,
 ) {
     debug!(%peer, "connection opened");
+    let _open = broker.metrics().connections.enter();
     let (mut reader, writer) = socket.into_split();
     let (tx, mut rx) = mpsc::channel::<Pending>(config.max_in_flight);
     let writer_task = tokio::spawn(async move {
@@ -215,6 +225,14 @@ async fn serve_connection(
                 }
             }
             Ok(Decoded::Request { header, body }) => {
+                let done = Finish {
+                    broker: broker.clone(),
+                    api: header.request_api_key,
+                    started: Instant::now(),
+                    client: header.client_id.as_ref().map(|c| c.to_string()),
+                    peer,
+                    sample: config.request_log_sample,
+                };
                 let (Ok(key), version, correlation_id) = (
                     ApiKey::try_from(header.request_api_key),
                     header.request_api_version,
@@ -248,17 +266,26 @@ async fn serve_connection(
                     break;
                 }
                 match reply {
-                    Reply::None => continue,
-                    Reply::Ready(resp) => match encode(resp) {
-                        Some(b) => Pending::Ready(b),
-                        None => break,
-                    },
-                    Reply::Later(fut) => {
-                        Pending::Later(tokio::spawn(async move { encode(fut.await) }))
+                    Reply::None => {
+                        done.finish(None);
+                        continue;
                     }
+                    Reply::Ready(resp) => {
+                        done.finish(Some(&resp));
+                        match encode(resp) {
+                            Some(b) => Pending::Ready(b),
+                            None => break,
+                        }
+                    }
+                    Reply::Later(fut) => Pending::Later(tokio::spawn(async move {
+                        let resp = fut.await;
+                        done.finish(Some(&resp));
+                        encode(resp)
+                    })),
                 }
             }
             Err(e) => {
+                broker.metrics().record_bad_request(api.map_or(-1, |a| a.0));
                 warn!(%peer, api = ?api, error = %e, "closing connection: bad request");
                 break;
             }
@@ -271,4 +298,42 @@ async fn serve_connection(
     drop(tx);
     let _ = writer_task.await;
     debug!(%peer, "connection closed");
+}
+
+/// Requests seen, for request-log sampling.
+static REQUESTS_SEEN: AtomicU64 = AtomicU64::new(0);
+
+/// What is needed to account for a request once its response is ready.
+struct Finish {
+    broker: Arc<Broker>,
+    api: i16,
+    started: Instant,
+    client: Option<String>,
+    peer: SocketAddr,
+    sample: u64,
+}
+
+impl Finish {
+    /// Records the request's metrics and, if sampled, logs it.
+    fn finish(self, resp: Option<&ResponseKind>) {
+        let elapsed = self.started.elapsed();
+        let code = self
+            .broker
+            .metrics()
+            .record_request(self.api, elapsed, resp);
+        if self.sample > 0 && REQUESTS_SEEN.fetch_add(1, Ordering::Relaxed) % self.sample == 0 {
+            let api = ApiKey::try_from(self.api)
+                .map(|k| format!("{k:?}"))
+                .unwrap_or_else(|()| self.api.to_string());
+            info!(
+                target: "weir::request",
+                api,
+                client_id = self.client.as_deref().unwrap_or(""),
+                client = %self.peer,
+                latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                error_code = code,
+                "request"
+            );
+        }
+    }
 }

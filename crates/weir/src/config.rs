@@ -23,8 +23,21 @@ pub struct ServeArgs {
     /// Address clients are told to connect to [default: the listen address].
     #[arg(long, env = "WEIR_ADVERTISED_LISTENER", value_name = "HOST:PORT")]
     advertised_listener: Option<String>,
+    /// Address the admin HTTP listener (/metrics, /health/live,
+    /// /health/ready) binds [default: 127.0.0.1:9644].
+    #[arg(long, env = "WEIR_ADMIN_LISTEN", value_name = "HOST:PORT")]
+    admin_listen: Option<String>,
+    /// Log format on stderr: `human` or `json` (one object a line)
+    /// [default: human]. Levels come from RUST_LOG.
+    #[arg(long, env = "WEIR_LOG_FORMAT", value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// Log 1 in N requests at info (api, client, latency, error code)
+    /// [default: 0, off].
+    #[arg(long, env = "WEIR_REQUEST_LOG_SAMPLE", value_name = "N")]
+    request_log_sample: Option<u64>,
     /// A TOML config file (keys `data-dir`, `listen`, `advertised-listener`,
-    /// `registry-listen` and a `[broker]` table of Kafka broker configs).
+    /// `registry-listen`, `admin-listen`, `log-format`, `request-log-sample`
+    /// and a `[broker]` table of Kafka broker configs).
     #[arg(long, env = "WEIR_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// A broker config with Kafka's name, e.g. `--set num.partitions=3`.
@@ -40,8 +53,20 @@ pub struct Settings {
     pub listen: String,
     /// The schema registry's listen address; `None` when turned off.
     pub registry_listen: Option<String>,
+    pub admin_listen: String,
+    pub log_format: LogFormat,
+    pub request_log_sample: u64,
     advertised: Option<(String, i32)>,
     pub broker: BrokerSettings,
+}
+
+/// How `weir serve` writes its logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object a line.
+    Json,
 }
 
 /// A config problem, named by key.
@@ -71,6 +96,9 @@ struct FileConfig {
     listen: Option<String>,
     registry_listen: Option<String>,
     advertised_listener: Option<String>,
+    admin_listen: Option<String>,
+    log_format: Option<String>,
+    request_log_sample: Option<u64>,
     broker: BTreeMap<String, String>,
 }
 
@@ -93,6 +121,15 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             "listen" => out.listen = Some(string(k, v)?),
             "registry-listen" => out.registry_listen = Some(string(k, v)?),
             "advertised-listener" => out.advertised_listener = Some(string(k, v)?),
+            "admin-listen" => out.admin_listen = Some(string(k, v)?),
+            "log-format" => out.log_format = Some(string(k, v)?),
+            "request-log-sample" => {
+                let n = v
+                    .as_integer()
+                    .and_then(|i| u64::try_from(i).ok())
+                    .ok_or_else(|| err(k, "must be a non-negative integer"))?;
+                out.request_log_sample = Some(n);
+            }
             "broker" => {
                 let t = v
                     .as_table()
@@ -111,7 +148,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             other => {
                 return Err(err(
                     other,
-                    "unknown key (expected data-dir, listen, registry-listen, advertised-listener or [broker])",
+                    "unknown key (expected data-dir, listen, advertised-listener, registry-listen, admin-listen, log-format, request-log-sample or [broker])",
                 ))
             }
         }
@@ -159,6 +196,30 @@ impl Settings {
             parse_host_port("registry-listen", &registry_listen)?;
             Some(registry_listen)
         };
+        let admin_listen = args
+            .admin_listen
+            .or(file.admin_listen)
+            .unwrap_or_else(|| "127.0.0.1:9644".to_string());
+        parse_host_port("admin-listen", &admin_listen)?;
+        let log_format = match args
+            .log_format
+            .or(file.log_format)
+            .as_deref()
+            .unwrap_or("human")
+        {
+            "human" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(err(
+                    "log-format",
+                    format!("`{other}` is not `human` or `json`"),
+                ))
+            }
+        };
+        let request_log_sample = args
+            .request_log_sample
+            .or(file.request_log_sample)
+            .unwrap_or(0);
         let advertised = args
             .advertised_listener
             .or(file.advertised_listener)
@@ -179,6 +240,9 @@ impl Settings {
             data_dir,
             listen,
             registry_listen,
+            admin_listen,
+            log_format,
+            request_log_sample,
             advertised,
             broker,
         })

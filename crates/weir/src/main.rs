@@ -6,6 +6,7 @@
 //! the log cleanly. A bad config prints one line naming the key and exits
 //! with status 2.
 
+mod cli;
 mod config;
 
 use std::process::ExitCode;
@@ -15,7 +16,7 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
-use crate::config::{ServeArgs, Settings};
+use crate::config::{LogFormat, ServeArgs, Settings};
 
 /// Weir: a Kafka-compatible event streaming platform in one binary.
 #[derive(Debug, Parser)]
@@ -35,20 +36,88 @@ enum Command {
     ///   weir serve --set num.partitions=6 --set log.retention.hours=24
     #[command(verbatim_doc_comment)]
     Serve(ServeArgs),
+    /// Create, list, describe, delete and alter topics.
+    Topic(cli::topic::TopicArgs),
+    /// Write records from stdin or a file to a topic, one a line.
+    ///
+    /// Examples:
+    ///   echo hello | weir produce orders
+    ///   weir produce orders --key-separator : < keyed-lines.txt
+    ///   weir produce orders -H source=import -H version=2 --acks 1 --compression zstd --file data.txt
+    ///   echo '{"key":"k1","value":"v1","headers":{"h":"x"},"timestamp":1700000000000}' | weir produce orders --format json
+    #[command(verbatim_doc_comment)]
+    Produce(cli::produce::ProduceArgs),
+    /// Print a topic's records, with or without a consumer group.
+    ///
+    /// Examples:
+    ///   weir consume orders                         # from the end, follow
+    ///   weir consume orders --from earliest --exit  # everything there is, then stop
+    ///   weir consume orders --from 42 -n 10 --partition 0
+    ///   weir consume orders --from 15m              # from 15 minutes ago
+    ///   weir consume orders --from 2024-05-01T12:00:00Z
+    ///   weir consume orders --group billing --exit
+    ///   weir consume orders --format '%p:%o %k=%v %h\n'
+    ///   weir consume orders --format json --from earliest -n 100
+    #[command(verbatim_doc_comment)]
+    Consume(cli::consume::ConsumeArgs),
+    /// List, describe, delete consumer groups and reset their offsets.
+    Group(cli::group::GroupArgs),
+    /// Show the cluster's brokers, features and APIs.
+    Cluster(cli::cluster::ClusterArgs),
+    /// Print shell completions.
+    ///
+    /// Examples:
+    ///   weir completions bash > /etc/bash_completion.d/weir
+    ///   weir completions zsh > "${fpath[1]}/_weir"
+    ///   weir completions fish > ~/.config/fish/completions/weir.fish
+    #[command(verbatim_doc_comment)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Runs a client command: errors are one line on stderr and exit 1.
+fn client(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    init_logs(LogFormat::Human, "warn");
+    match cli::block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr, levels from RUST_LOG (default `default_level`).
+fn init_logs(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        // Colour only for a terminal; log files and collectors get plain text.
+        LogFormat::Human => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only for a terminal; log files and collectors get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     match cli.command {
+        Command::Topic(a) => client(cli::topic::run(a)),
+        Command::Produce(a) => client(cli::produce::run(a)),
+        Command::Consume(a) => client(cli::consume::run(a)),
+        Command::Group(a) => client(cli::group::run(a)),
+        Command::Cluster(a) => client(cli::cluster::run(a)),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "weir", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Command::Serve(args) => {
             let settings = match Settings::resolve(args) {
                 Ok(s) => s,
@@ -57,6 +126,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            init_logs(settings.log_format, "info");
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -87,6 +157,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             settings.data_dir.display()
         )
     })?;
+    // The admin listener comes first, so liveness answers while the log
+    // recovers; readiness waits for the Kafka listener.
+    let admin_listener = TcpListener::bind(&settings.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (admin)", settings.admin_listen))?;
+    let admin_local = admin_listener.local_addr()?;
+    let admin = Arc::new(weir_http::AdminState::default());
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_task = tokio::spawn(weir_http::serve(admin_listener, admin.clone(), async {
+        let _ = admin_stopped.await;
+    }));
+    info!("admin listener on http://{admin_local}");
     let listener = TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -115,7 +197,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         engine.clone(),
     )
     .context("cannot open the broker")?;
-    let mut server_config = weir_server::ServerConfig::from_broker(&broker);
+    let mut server_config = weir_server::ServerConfig {
+        request_log_sample: settings.request_log_sample,
+        ..weir_server::ServerConfig::from_broker(&broker)
+    };
     // Fault injection for the idempotence tests; never set in production.
     if let Some(n) = std::env::var("WEIR_FAULT_CLOSE_AFTER_PRODUCE_EVERY")
         .ok()
@@ -148,11 +233,20 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         None => None,
     };
     info!(data_dir = %settings.data_dir.display(), advertised = %format!("{host}:{port}"), "listening on {local}");
+    admin.set_broker(Arc::clone(&broker));
+    admin.set_ready(true);
     weir_server::run(listener, Arc::clone(&broker), server_config, shutdown).await;
     if let Some(task) = registry {
         if let Ok(Err(e)) = task.await {
             error!("schema registry listener failed: {e}");
         }
+    }
+    admin.set_ready(false);
+    let _ = admin_stop.send(());
+    match admin_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => error!(error = %e, "admin listener failed"),
+        Err(e) => error!(error = %e, "admin listener task failed"),
     }
     info!("connections drained; closing the log");
     broker

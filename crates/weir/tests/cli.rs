@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 fn weir() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
-    // Any free port for the schema registry, so tests never need 8081.
+    // Any free ports for the schema registry and the admin listener, so
+    // tests never need 8081 or 9644.
     c.env("WEIR_REGISTRY_LISTEN", "127.0.0.1:0");
+    c.env("WEIR_ADMIN_LISTEN", "127.0.0.1:0");
     c
 }
 
@@ -134,4 +136,59 @@ fn help_shows_examples() {
     ] {
         assert!(text.contains(flag), "help lacks {flag}: {text}");
     }
+}
+
+/// A port nothing listens on (bound, then released).
+fn dead_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn client_commands_fail_fast_with_one_line_on_an_unreachable_broker() {
+    let addr = format!("127.0.0.1:{}", dead_port());
+    for args in [
+        vec!["topic", "list"],
+        vec!["topic", "describe", "t"],
+        vec!["group", "describe", "g"],
+        vec!["cluster", "info"],
+        vec!["produce", "t"],
+    ] {
+        let started = Instant::now();
+        let out = weir()
+            .args(&args)
+            .args(["--bootstrap", &addr])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{args:?} was slow"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: cannot connect to ") && stderr.contains(&addr),
+            "{args:?}: {stderr}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn client_usage_errors_exit_2_and_completions_work() {
+    for args in [
+        vec!["topic", "create"],
+        vec!["consume", "t", "--format"],
+        vec!["group", "reset-offsets", "g", "--topic", "t"],
+        vec!["topic", "list", "--output", "yaml"],
+    ] {
+        let out = weir().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+    let out = weir().args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success());
+    let script = String::from_utf8_lossy(&out.stdout);
+    assert!(script.contains("reset-offsets") && script.contains("--bootstrap"));
 }

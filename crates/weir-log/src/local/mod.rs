@@ -176,6 +176,8 @@ pub(crate) struct Shared {
     data_dir_gen: AtomicU64,
     /// Generation covered by the last fsync of the data directory.
     data_dir_synced: Mutex<u64>,
+    /// fsync latency and the like, read by the broker's metrics.
+    pub(crate) stats: Arc<crate::EngineStats>,
 }
 
 impl Shared {
@@ -348,6 +350,7 @@ impl LocalEngine {
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
             checkpoint_lock: Mutex::new(()),
+            stats: Arc::default(),
             data_dir_gen: AtomicU64::new(0),
             data_dir_synced: Mutex::new(0),
         });
@@ -519,6 +522,10 @@ impl LogEngine for LocalEngine {
         }
         out.sort();
         Ok(out)
+    }
+
+    fn stats(&self) -> Option<Arc<crate::EngineStats>> {
+        Some(self.shared.stats.clone())
     }
 
     fn shutdown(&self) -> Result<(), LogError> {

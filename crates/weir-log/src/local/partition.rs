@@ -592,7 +592,9 @@ impl LocalPartition {
         let now = self.shared.now_ms();
         let result = (|| -> Result<(), LogError> {
             for (seg, size) in &segs {
+                let started = std::time::Instant::now();
                 seg.sync().map_err(|e| io_err(&seg.log_path(), e))?;
+                self.shared.stats.fsync.observe(started.elapsed());
                 seg.set_flushed(*size);
                 seg.sync_index_files()
                     .map_err(|e| io_err(&seg.log_path(), e))?;

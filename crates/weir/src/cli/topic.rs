@@ -1,0 +1,427 @@
+//! `weir topic`: create, list, describe, delete, alter-config and
+//! add-partitions.
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    IncrementalAlterConfigsRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use serde_json::json;
+
+use super::kafka_admin::{Admin, EARLIEST, LATEST};
+use super::output::{self, check, OutputFormat};
+use super::{key_value, Common};
+
+/// `weir topic`.
+#[derive(Debug, Args)]
+pub struct TopicArgs {
+    #[command(subcommand)]
+    command: TopicCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicCommand {
+    /// Create a topic.
+    ///
+    /// Examples:
+    ///   weir topic create orders
+    ///   weir topic create orders --partitions 6 --config retention.ms=86400000
+    ///   weir topic create users --config cleanup.policy=compact
+    #[command(verbatim_doc_comment)]
+    Create {
+        /// The topic's name.
+        topic: String,
+        /// Partitions [default: the broker's num.partitions].
+        #[arg(long, short = 'p')]
+        partitions: Option<i32>,
+        /// Replicas of each partition [default: the broker's
+        /// default.replication.factor].
+        #[arg(long, short = 'r')]
+        replication_factor: Option<i16>,
+        /// A topic config, e.g. `--config retention.ms=60000`; repeatable.
+        #[arg(long, short = 'c', value_name = "KEY=VALUE", value_parser = key_value)]
+        config: Vec<(String, String)>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List topics with their partition counts.
+    ///
+    /// Examples:
+    ///   weir topic list
+    ///   weir topic list --internal --output json
+    #[command(verbatim_doc_comment)]
+    List {
+        /// Include internal topics such as __consumer_offsets.
+        #[arg(long)]
+        internal: bool,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: OutputFormat,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show a topic's partitions (leader, start and end offsets, size on
+    /// disk) and its configs with their sources.
+    ///
+    /// Examples:
+    ///   weir topic describe orders
+    ///   weir topic describe orders --output json | jq '.partitions[].end_offset'
+    #[command(verbatim_doc_comment)]
+    Describe {
+        /// The topic's name.
+        topic: String,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: OutputFormat,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Delete topics.
+    ///
+    /// Examples:
+    ///   weir topic delete orders
+    ///   weir topic delete orders payments
+    #[command(verbatim_doc_comment)]
+    Delete {
+        /// The topics' names.
+        #[arg(required = true)]
+        topics: Vec<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Set or remove topic configs.
+    ///
+    /// Examples:
+    ///   weir topic alter-config orders --set retention.ms=3600000
+    ///   weir topic alter-config orders --delete retention.ms
+    #[command(verbatim_doc_comment)]
+    AlterConfig {
+        /// The topic's name.
+        topic: String,
+        /// Set a config; repeatable.
+        #[arg(long, value_name = "KEY=VALUE", value_parser = key_value)]
+        set: Vec<(String, String)>,
+        /// Remove an override, back to the broker's default; repeatable.
+        #[arg(long, value_name = "KEY")]
+        delete: Vec<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Grow a topic to a total number of partitions.
+    ///
+    /// Examples:
+    ///   weir topic add-partitions orders --total 12
+    #[command(verbatim_doc_comment)]
+    AddPartitions {
+        /// The topic's name.
+        topic: String,
+        /// The new total number of partitions.
+        #[arg(long)]
+        total: i32,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+/// Runs `weir topic ...`.
+pub async fn run(args: TopicArgs) -> Result<()> {
+    match args.command {
+        TopicCommand::Create {
+            topic,
+            partitions,
+            replication_factor,
+            config,
+            common,
+        } => {
+            let mut admin = common.admin().await?;
+            let t = CreatableTopic::default()
+                .with_name(name(&topic))
+                .with_num_partitions(partitions.unwrap_or(-1))
+                .with_replication_factor(replication_factor.unwrap_or(-1))
+                .with_configs(
+                    config
+                        .into_iter()
+                        .map(|(k, v)| {
+                            CreatableTopicConfig::default()
+                                .with_name(StrBytes::from_string(k))
+                                .with_value(Some(StrBytes::from_string(v)))
+                        })
+                        .collect(),
+                );
+            let req = CreateTopicsRequest::default()
+                .with_topics(vec![t])
+                .with_timeout_ms(timeout_ms(&common));
+            let (resp, _) = admin.send(req, 7).await?;
+            for t in &resp.topics {
+                check(
+                    t.error_code,
+                    &format!("cannot create topic `{topic}`"),
+                    t.error_message.as_deref(),
+                )?;
+            }
+            output::out(&format!("created topic {topic}\n"));
+            Ok(())
+        }
+        TopicCommand::List {
+            internal,
+            output: fmt,
+            common,
+        } => {
+            let mut admin = common.admin().await?;
+            let md = admin.metadata(None).await?;
+            let mut topics: Vec<(String, usize, usize, bool)> = md
+                .topics
+                .iter()
+                .filter(|t| internal || !t.is_internal)
+                .filter_map(|t| {
+                    let n = t.name.as_ref()?.to_string();
+                    let rf = t.partitions.first().map_or(0, |p| p.replica_nodes.len());
+                    Some((n, t.partitions.len(), rf, t.is_internal))
+                })
+                .collect();
+            topics.sort();
+            match fmt {
+                OutputFormat::Json => output::json(&json!(topics
+                    .iter()
+                    .map(|(n, p, rf, i)| json!({"name": n, "partitions": p, "replication_factor": rf, "internal": i}))
+                    .collect::<Vec<_>>())),
+                OutputFormat::Table => {
+                    let rows: Vec<Vec<String>> = topics
+                        .iter()
+                        .map(|(n, p, rf, _)| vec![n.clone(), p.to_string(), rf.to_string()])
+                        .collect();
+                    output::out(&output::table(&["TOPIC", "PARTITIONS", "REPLICAS"], &rows));
+                }
+            }
+            Ok(())
+        }
+        TopicCommand::Describe {
+            topic,
+            output: fmt,
+            common,
+        } => describe(&mut common.admin().await?, &topic, fmt, &common).await,
+        TopicCommand::Delete { topics, common } => {
+            let mut admin = common.admin().await?;
+            let v = admin.version::<DeleteTopicsRequest>(6)?;
+            let mut req = DeleteTopicsRequest::default().with_timeout_ms(timeout_ms(&common));
+            if v >= 6 {
+                req.topics = topics
+                    .iter()
+                    .map(|t| DeleteTopicState::default().with_name(Some(name(t))))
+                    .collect();
+            } else {
+                req.topic_names = topics.iter().map(|t| name(t)).collect();
+            }
+            let (resp, _) = admin.send(req, 6).await?;
+            let mut failed = None;
+            for r in &resp.responses {
+                let n = r.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+                match check(
+                    r.error_code,
+                    &format!("cannot delete topic `{n}`"),
+                    r.error_message.as_deref(),
+                ) {
+                    Ok(()) => output::out(&format!("deleted topic {n}\n")),
+                    Err(e) => failed = Some(e),
+                }
+            }
+            failed.map_or(Ok(()), Err)
+        }
+        TopicCommand::AlterConfig {
+            topic,
+            set,
+            delete,
+            common,
+        } => {
+            if set.is_empty() && delete.is_empty() {
+                bail!("nothing to change: give --set KEY=VALUE or --delete KEY");
+            }
+            let mut admin = common.admin().await?;
+            let mut configs: Vec<AlterableConfig> = set
+                .iter()
+                .map(|(k, v)| {
+                    AlterableConfig::default()
+                        .with_name(StrBytes::from_string(k.clone()))
+                        .with_config_operation(0)
+                        .with_value(Some(StrBytes::from_string(v.clone())))
+                })
+                .collect();
+            configs.extend(delete.iter().map(|k| {
+                AlterableConfig::default()
+                    .with_name(StrBytes::from_string(k.clone()))
+                    .with_config_operation(1)
+            }));
+            let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+                AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_string(topic.clone()))
+                    .with_configs(configs),
+            ]);
+            let (resp, _) = admin.send(req, 1).await?;
+            for r in &resp.responses {
+                check(
+                    r.error_code,
+                    &format!("cannot alter configs of topic `{topic}`"),
+                    r.error_message.as_deref(),
+                )?;
+            }
+            output::out(&format!("altered configs of topic {topic}\n"));
+            Ok(())
+        }
+        TopicCommand::AddPartitions {
+            topic,
+            total,
+            common,
+        } => {
+            let mut admin = common.admin().await?;
+            let req = CreatePartitionsRequest::default()
+                .with_topics(vec![CreatePartitionsTopic::default()
+                    .with_name(name(&topic))
+                    .with_count(total)])
+                .with_timeout_ms(timeout_ms(&common));
+            let (resp, _) = admin.send(req, 3).await?;
+            for r in &resp.results {
+                check(
+                    r.error_code,
+                    &format!("cannot add partitions to topic `{topic}`"),
+                    r.error_message.as_deref(),
+                )?;
+            }
+            output::out(&format!("topic {topic} now has {total} partitions\n"));
+            Ok(())
+        }
+    }
+}
+
+fn timeout_ms(c: &Common) -> i32 {
+    i32::try_from(c.timeout().as_millis()).unwrap_or(i32::MAX)
+}
+
+/// Kafka's names of `config_source` values.
+fn source_name(s: i8) -> &'static str {
+    match s {
+        1 => "DYNAMIC_TOPIC_CONFIG",
+        2 => "DYNAMIC_BROKER_CONFIG",
+        3 => "DYNAMIC_DEFAULT_BROKER_CONFIG",
+        4 => "STATIC_BROKER_CONFIG",
+        5 => "DEFAULT_CONFIG",
+        6 => "DYNAMIC_BROKER_LOGGER_CONFIG",
+        7 => "CLIENT_METRICS_CONFIG",
+        8 => "GROUP_CONFIG",
+        _ => "UNKNOWN",
+    }
+}
+
+async fn describe(admin: &mut Admin, topic: &str, fmt: OutputFormat, _c: &Common) -> Result<()> {
+    let parts = admin.partitions(topic).await?;
+    let starts = admin.list_offsets(topic, &parts, EARLIEST).await?;
+    let ends = admin.list_offsets(topic, &parts, LATEST).await?;
+    // Not every broker serves DescribeLogDirs; sizes are then unknown.
+    let sizes = admin.log_dir_sizes(topic).await.ok();
+    let req =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_string(topic.to_string()))
+            .with_configuration_keys(None)]);
+    let (resp, _) = admin.send(req, 4).await?;
+    let mut configs = Vec::new();
+    for r in &resp.results {
+        check(
+            r.error_code,
+            &format!("cannot describe configs of topic `{topic}`"),
+            r.error_message.as_deref(),
+        )?;
+        for c in &r.configs {
+            let value = if c.is_sensitive {
+                "(sensitive)".to_string()
+            } else {
+                c.value.as_deref().unwrap_or("").to_string()
+            };
+            configs.push((c.name.to_string(), value, source_name(c.config_source)));
+        }
+    }
+    configs.sort();
+    let off = |m: &std::collections::HashMap<i32, Result<i64, i16>>, p: i32| -> Option<i64> {
+        m.get(&p).and_then(|r| r.ok())
+    };
+    // partition, leader, start, end, size.
+    type Row = (i32, i32, Option<i64>, Option<i64>, Option<i64>);
+    let rows: Vec<Row> = parts
+        .iter()
+        .map(|&(p, leader)| {
+            (
+                p,
+                leader,
+                off(&starts, p),
+                off(&ends, p),
+                sizes.as_ref().and_then(|s| s.get(&p).copied()),
+            )
+        })
+        .collect();
+    match fmt {
+        OutputFormat::Json => output::json(&json!({
+            "topic": topic,
+            "partitions": rows.iter().map(|(p, l, s, e, z)| json!({
+                "partition": p, "leader": l, "start_offset": s, "end_offset": e,
+                "messages": s.zip(*e).map(|(s, e)| e - s), "size_bytes": z,
+            })).collect::<Vec<_>>(),
+            "configs": configs.iter().map(|(n, v, s)| json!({"name": n, "value": v, "source": s})).collect::<Vec<_>>(),
+        })),
+        OutputFormat::Table => {
+            let opt = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+            let table_rows: Vec<Vec<String>> = rows
+                .iter()
+                .map(|(p, l, s, e, z)| {
+                    vec![
+                        p.to_string(),
+                        l.to_string(),
+                        opt(*s),
+                        opt(*e),
+                        opt(s.zip(*e).map(|(s, e)| e - s)),
+                        z.map_or("-".to_string(), human_bytes),
+                    ]
+                })
+                .collect();
+            let mut text = format!("TOPIC {topic}  PARTITIONS {}\n\n", parts.len());
+            text.push_str(&output::table(
+                &["PARTITION", "LEADER", "START", "END", "MESSAGES", "SIZE"],
+                &table_rows,
+            ));
+            text.push('\n');
+            let crows: Vec<Vec<String>> = configs
+                .iter()
+                .map(|(n, v, s)| vec![n.clone(), v.clone(), (*s).to_string()])
+                .collect();
+            text.push_str(&output::table(&["CONFIG", "VALUE", "SOURCE"], &crows));
+            output::out(&text);
+        }
+    }
+    Ok(())
+}
+
+/// `1536` → `1.5 KiB`.
+pub fn human_bytes(n: i64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
