@@ -258,8 +258,10 @@ def test_frozen_member_is_evicted_then_rejoins(gbroker, pool, topic_name, group)
         desc = describe_group(adm, group)
         assert [m.member_id for m in desc.members] == [a.member_id()], desc.members
     finally:
+        # Taken before SIGCONT: the woken member may report at once, before
+        # this process runs again.
+        t_resume = time.time()
         b.resume()
-    t_resume = time.time()
     b.wait_for(lambda: b.of("lost", since=t_resume) or b.of("revoke", since=t_resume), 20,
                "the frozen member to give up its partitions")
     final = wait_assignment([a, b], 4, counts=[2, 2], timeout=30)
