@@ -6,12 +6,13 @@ use std::sync::Arc;
 use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, ResponseKind};
 
 use crate::broker::{Broker, Reply};
-use crate::group_store::{partition_for, OFFSETS_TOPIC};
+use crate::group_store::OFFSETS_TOPIC;
+use crate::groups::offsets_partition;
 use crate::txn_coordinator::TxnApi;
 
 /// Answers an AddOffsetsToTxn request.
 pub fn handle(broker: &Arc<Broker>, req: AddOffsetsToTxnRequest, version: i16) -> Reply {
-    let p = partition_for(&req.group_id, broker.groups.settings().offsets_partitions);
+    let p = offsets_partition(broker, &req.group_id);
     let wait = broker.txns.add_partitions(
         broker,
         &req.transactional_id,

@@ -139,6 +139,17 @@ fn record(key: Bytes, value: Option<Bytes>, ts: i64, i: usize, txn: TxnProducer)
     }
 }
 
+/// The `__consumer_offsets` partition of a group, by the topic's actual
+/// partition count (fixed at creation, as in Kafka, whatever
+/// `offsets.topic.num.partitions` says later).
+pub fn offsets_partition(broker: &Broker, group: &str) -> i32 {
+    let n = broker
+        .topic(OFFSETS_TOPIC)
+        .and_then(|t| i32::try_from(t.partitions.len()).ok())
+        .unwrap_or(1);
+    group_store::partition_for(group, n)
+}
+
 fn finish_txn(inner: &mut Inner, producer_id: i64, commit: bool) {
     let Some(pending) = inner.pending_txn.remove(&producer_id) else {
         return;
@@ -313,7 +324,7 @@ impl Groups {
         kvs: Vec<(Bytes, Option<Bytes>)>,
         txn: TxnProducer,
     ) -> Result<BoxFuture<'static, Result<(), weir_log::LogError>>, String> {
-        let p = group_store::partition_for(group, self.settings.offsets_partitions);
+        let p = offsets_partition(broker, group);
         let log = broker
             .topic(OFFSETS_TOPIC)
             .and_then(|t| t.partition(p).cloned())

@@ -33,7 +33,8 @@ type Durable = BoxFuture<'static, Result<(), weir_log::LogError>>;
 /// Settings, from broker configs with Kafka's names.
 #[derive(Debug, Clone)]
 pub struct TxnSettings {
-    /// `transaction.state.log.num.partitions`.
+    /// `transaction.state.log.num.partitions`, used when the topic is
+    /// created.
     pub partitions: i32,
     /// The state machine's settings.
     pub coordinator: TxnConfig,
@@ -58,6 +59,15 @@ impl std::fmt::Debug for Transactions {
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
+}
+
+/// Partitions of `__transaction_state` as it exists: its count is fixed at
+/// creation, as in Kafka, whatever the setting says later.
+fn partitions(broker: &Broker) -> i32 {
+    broker
+        .topic(TXN_TOPIC)
+        .and_then(|t| i32::try_from(t.partitions.len()).ok())
+        .unwrap_or(1)
 }
 
 fn ready<T: Send + 'static>(v: T) -> Pending<T> {
@@ -104,7 +114,7 @@ impl Transactions {
     pub fn load(&self, broker: &Broker) -> Result<(), crate::BrokerError> {
         let mut inner = self.lock();
         let mut records = 0usize;
-        for p in 0..self.settings.partitions {
+        for p in 0..partitions(broker) {
             for (key, value) in broker.read_records(TXN_TOPIC, p)? {
                 if let Some(key) = key {
                     records += 1;
@@ -132,7 +142,7 @@ impl Transactions {
     ) -> Result<Option<Durable>, ResponseError> {
         let mut by_partition: BTreeMap<i32, Vec<(Bytes, Option<Bytes>)>> = BTreeMap::new();
         for r in records {
-            let p = txn_store::partition_for(&r.transactional_id, self.settings.partitions);
+            let p = txn_store::partition_for(&r.transactional_id, partitions(broker));
             by_partition.entry(p).or_default().push((r.key, r.value));
         }
         let mut waits = Vec::new();

@@ -11,8 +11,8 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{ResponseKind, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use crate::broker::{Broker, Reply};
-use crate::group_store::{partition_for, Committed, OFFSETS_TOPIC};
-use crate::groups::now_ms;
+use crate::group_store::{Committed, OFFSETS_TOPIC};
+use crate::groups::{now_ms, offsets_partition};
 
 /// Answers a TxnOffsetCommit request.
 pub fn handle(broker: &Arc<Broker>, r: TxnOffsetCommitRequest, version: i16) -> Reply {
@@ -43,7 +43,7 @@ pub fn handle(broker: &Arc<Broker>, r: TxnOffsetCommitRequest, version: i16) -> 
     }
     // The group's partition must have been added (AddOffsetsToTxn) by this
     // producer, in an open transaction.
-    let group_partition = partition_for(&r.group_id, broker.groups.settings().offsets_partitions);
+    let group_partition = offsets_partition(broker, &r.group_id);
     if let Err(e) = broker.txns.verify(
         &r.transactional_id,
         r.producer_id.0,

@@ -552,3 +552,34 @@ async fn add_partitions_v4_batches_transactions_and_verifies() {
     assert_ne!(r[1][0], 0, "a wrong epoch does not verify");
     assert_eq!(describe_state(&t.broker, "b").await, "Ongoing");
 }
+
+#[tokio::test]
+async fn internal_topic_partition_counts_are_fixed_at_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path(), &[]);
+    create(&b, "t", 1);
+    let (_, pid, epoch) = init(&b, Some("tx")).await;
+    drop(b);
+    // A later, different setting must not lose or misplace the state.
+    let b = open(
+        dir.path(),
+        &[
+            ("transaction.state.log.num.partitions", "3"),
+            ("offsets.topic.num.partitions", "3"),
+        ],
+    );
+    assert_eq!(describe_state(&b, "tx").await, "Empty");
+    let (err, pid2, epoch2) = init(&b, Some("tx")).await;
+    assert_eq!((err, pid2, epoch2), (0, pid, epoch + 1));
+    drop(b);
+    let b = open(dir.path(), &[]);
+    let (_, pid3, epoch3) = init(&b, Some("tx")).await;
+    assert_eq!((pid3, epoch3), (pid, epoch + 2));
+    assert_eq!(
+        b.topic(weir_broker::txn_store::TXN_TOPIC)
+            .unwrap()
+            .partitions
+            .len(),
+        50
+    );
+}
