@@ -8,7 +8,9 @@
 //! version 3 (protocol type, generation, protocol, leader, state timestamp,
 //! members). A null value is a tombstone.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::internal_records::{put_bytes, put_nullable_str, put_str, Reader};
 
 use crate::group_coordinator::{GroupSnapshot, MemberSnapshot};
 
@@ -54,26 +56,6 @@ pub fn partition_for(group: &str, partitions: i32) -> i32 {
     // Kafka's Utils.abs: Math.abs, with 0 for Integer.MIN_VALUE.
     let positive = if h == i32::MIN { 0 } else { h.abs() };
     positive % partitions.max(1)
-}
-
-fn put_str(b: &mut BytesMut, s: &str) {
-    // Kafka strings are at most i16::MAX bytes; longer names are refused
-    // before they get here.
-    let len = i16::try_from(s.len()).unwrap_or(i16::MAX);
-    b.put_i16(len);
-    b.put_slice(&s.as_bytes()[..usize::try_from(len).unwrap_or(0)]);
-}
-
-fn put_nullable_str(b: &mut BytesMut, s: Option<&str>) {
-    match s {
-        Some(s) => put_str(b, s),
-        None => b.put_i16(-1),
-    }
-}
-
-fn put_bytes(b: &mut BytesMut, v: &[u8]) {
-    b.put_i32(i32::try_from(v.len()).unwrap_or(i32::MAX));
-    b.put_slice(v);
 }
 
 /// Encodes an offset commit key.
@@ -126,45 +108,6 @@ pub fn group_value(g: &GroupSnapshot) -> Bytes {
         put_bytes(&mut b, &m.assignment);
     }
     b.freeze()
-}
-
-/// A bounds-checked reader.
-struct Reader(Bytes);
-
-impl Reader {
-    fn need(&self, n: usize) -> Option<()> {
-        (self.0.remaining() >= n).then_some(())
-    }
-    fn i16(&mut self) -> Option<i16> {
-        self.need(2)?;
-        Some(self.0.get_i16())
-    }
-    fn i32(&mut self) -> Option<i32> {
-        self.need(4)?;
-        Some(self.0.get_i32())
-    }
-    fn i64(&mut self) -> Option<i64> {
-        self.need(8)?;
-        Some(self.0.get_i64())
-    }
-    fn nullable_str(&mut self) -> Option<Option<String>> {
-        let len = self.i16()?;
-        if len < 0 {
-            return Some(None);
-        }
-        let len = usize::try_from(len).ok()?;
-        self.need(len)?;
-        let s = self.0.split_to(len);
-        Some(Some(String::from_utf8(s.to_vec()).ok()?))
-    }
-    fn str(&mut self) -> Option<String> {
-        self.nullable_str()?
-    }
-    fn bytes(&mut self) -> Option<Bytes> {
-        let len = usize::try_from(self.i32()?).ok()?;
-        self.need(len)?;
-        Some(self.0.split_to(len))
-    }
 }
 
 /// Decodes a key; `None` for unknown versions or bad bytes.

@@ -41,6 +41,7 @@ pub mod group_store;
 pub mod groups;
 pub mod heartbeat;
 pub mod init_producer_id;
+mod internal_records;
 pub mod internal_topic;
 pub mod join_group;
 pub mod leave_group;

@@ -12,6 +12,8 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use crate::internal_records::{put_len, put_str, Reader};
+
 /// The internal topic holding transaction state.
 pub const TXN_TOPIC: &str = "__transaction_state";
 
@@ -53,18 +55,6 @@ pub struct TxnValue {
     pub client_transaction_version: i16,
 }
 
-fn put_str(b: &mut BytesMut, s: &str) {
-    // Kafka strings are at most i16::MAX bytes; longer ids and topic names
-    // are refused before they get here.
-    let len = i16::try_from(s.len()).unwrap_or(i16::MAX);
-    b.put_i16(len);
-    b.put_slice(&s.as_bytes()[..usize::try_from(len).unwrap_or(0)]);
-}
-
-fn put_len(b: &mut BytesMut, n: usize) {
-    b.put_i32(i32::try_from(n).unwrap_or(i32::MAX));
-}
-
 /// Encodes a key (version 0).
 pub fn key(transactional_id: &str) -> Bytes {
     let mut b = BytesMut::new();
@@ -98,80 +88,6 @@ pub fn value(v: &TxnValue) -> Bytes {
     b.put_i64(v.last_update_ms);
     b.put_i64(v.start_ms);
     b.freeze()
-}
-
-/// A bounds-checked reader.
-struct Reader(Bytes);
-
-impl Reader {
-    fn need(&self, n: usize) -> Option<()> {
-        (self.0.remaining() >= n).then_some(())
-    }
-    fn i8(&mut self) -> Option<i8> {
-        self.need(1)?;
-        Some(self.0.get_i8())
-    }
-    fn i16(&mut self) -> Option<i16> {
-        self.need(2)?;
-        Some(self.0.get_i16())
-    }
-    fn i32(&mut self) -> Option<i32> {
-        self.need(4)?;
-        Some(self.0.get_i32())
-    }
-    fn i64(&mut self) -> Option<i64> {
-        self.need(8)?;
-        Some(self.0.get_i64())
-    }
-    fn uvarint(&mut self) -> Option<u32> {
-        let mut v: u32 = 0;
-        for shift in (0..35).step_by(7) {
-            self.need(1)?;
-            let byte = self.0.get_u8();
-            v |= u32::from(byte & 0x7f).checked_shl(shift)?;
-            if byte & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
-    }
-    fn raw_str(&mut self, len: usize) -> Option<String> {
-        self.need(len)?;
-        String::from_utf8(self.0.split_to(len).to_vec()).ok()
-    }
-    fn str(&mut self) -> Option<String> {
-        let len = usize::try_from(self.i16()?).ok()?;
-        self.raw_str(len)
-    }
-    fn compact_str(&mut self) -> Option<String> {
-        // Compact strings store length + 1; 0 would be null, which these
-        // fields are not.
-        let len = usize::try_from(self.uvarint()?.checked_sub(1)?).ok()?;
-        self.raw_str(len)
-    }
-    /// An array length: `None` on bad bytes, `Some(None)` for null.
-    fn array_len(&mut self, flexible: bool) -> Option<Option<usize>> {
-        if flexible {
-            let n = self.uvarint()?;
-            Some(n.checked_sub(1).and_then(|n| usize::try_from(n).ok()))
-        } else {
-            let n = self.i32()?;
-            Some(usize::try_from(n).ok())
-        }
-    }
-    /// Reads a tagged-field section, handing each field to `f`, which
-    /// returns `None` when a known field is malformed.
-    fn tagged(&mut self, mut f: impl FnMut(u32, Bytes) -> Option<()>) -> Option<()> {
-        let count = self.uvarint()?;
-        for _ in 0..count {
-            let tag = self.uvarint()?;
-            let size = usize::try_from(self.uvarint()?).ok()?;
-            self.need(size)?;
-            let data = self.0.split_to(size);
-            f(tag, data)?;
-        }
-        Some(())
-    }
 }
 
 /// Decodes a key to its transactional id; `None` for unknown versions or
