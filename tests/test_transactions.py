@@ -377,3 +377,44 @@ def test_compaction_keeps_transactions_correct(broker, topic_name):
     assert not seen_aborted
     assert latest == {**{b"t-%d" % k: b"c1" for k in range(5, 10)},
                       **{b"t-%d" % k: b"c2" for k in range(5)}}
+
+
+def test_kafka_python_admin_inspects_producers_and_transactions(broker, topic_name):
+    """kafka-python's transactions admin (what kafka-transactions.sh does):
+    ListTransactions, DescribeTransactions and DescribeProducers against an
+    open transaction, then after its commit."""
+    from kafka import KafkaAdminClient
+    from kafka import TopicPartition as KTP
+
+    create_topic(admin(broker.bootstrap), topic_name)
+    txn_id = f"tx-{topic_name}"
+    p = txn_producer(broker.bootstrap, txn_id)
+    p.init_transactions(30)
+    p.begin_transaction()
+    for i in range(3):
+        p.produce(topic_name, value=b"%d" % i, partition=0)
+    p.flush(30)
+    adm = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        # A dict of broker id to listings.
+        listed = [t for ts in adm.list_transactions().values() for t in ts]
+        mine = [t for t in listed if t.transactional_id == txn_id]
+        assert len(mine) == 1 and str(mine[0].state.value) == "Ongoing", listed
+        done = adm.list_transactions(state_filters=["CompleteCommit"])
+        assert [t for ts in done.values() for t in ts] == []
+        desc = adm.describe_transactions([txn_id])[txn_id]
+        assert str(desc.state.value) == "Ongoing"
+        assert desc.producer_id == mine[0].producer_id
+        assert {(tp.topic, tp.partition) for tp in desc.topic_partitions} == {(topic_name, 0)}
+        producers = adm.describe_producers([KTP(topic_name, 0)])[KTP(topic_name, 0)]
+        [state] = producers.active_producers
+        assert state.producer_id == desc.producer_id
+        assert state.last_sequence == 2
+        assert state.current_transaction_start_offset == 0
+        p.commit_transaction(30)
+        desc = adm.describe_transactions([txn_id])[txn_id]
+        assert str(desc.state.value) == "CompleteCommit"
+        [state] = adm.describe_producers([KTP(topic_name, 0)])[KTP(topic_name, 0)].active_producers
+        assert state.current_transaction_start_offset == -1
+    finally:
+        adm.close()
