@@ -434,11 +434,6 @@ impl TxnCoordinator {
         }
     }
 
-    /// The settings.
-    pub fn config(&self) -> &TxnConfig {
-        &self.config
-    }
-
     /// InitProducerId for a transactional id (the runtime answers requests
     /// without one with a fresh id and epoch 0 itself). `expected` is the
     /// KIP-360 `(producer_id, producer_epoch)` of a producer recovering

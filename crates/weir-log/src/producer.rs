@@ -246,13 +246,6 @@ impl ProducerStates {
         self.ongoing.keys().next().copied()
     }
 
-    /// Whether `producer_id` has an open transaction here.
-    pub fn has_open_txn(&self, producer_id: i64) -> bool {
-        self.producers
-            .get(&producer_id)
-            .is_some_and(|e| e.txn_first_offset.is_some())
-    }
-
     /// Forgets producers idle for `max_idle_ms` without an open transaction
     /// (`producer.id.expiration.ms`).
     pub fn expire(&mut self, now_ms: i64, max_idle_ms: i64) {
@@ -264,16 +257,6 @@ impl ProducerStates {
     /// Producers and their state, for DescribeProducers.
     pub fn producers(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
         self.producers.iter().map(|(k, v)| (*k, v))
-    }
-
-    /// Number of producers tracked.
-    pub fn len(&self) -> usize {
-        self.producers.len()
-    }
-
-    /// Whether no producer is tracked.
-    pub fn is_empty(&self) -> bool {
-        self.producers.is_empty()
     }
 
     /// Serializes the state as of `offset` (the next offset to replay).
@@ -588,8 +571,11 @@ mod tests {
         s.apply(&header(1, 0, 0, 1, 0, true), None, 1000);
         s.apply(&header(2, 0, 0, 1, 1, false), None, 1000);
         s.expire(1000 + 10_000, 5_000);
-        assert_eq!(s.len(), 1);
-        assert!(s.has_open_txn(1));
+        let kept: Vec<(i64, bool)> = s
+            .producers()
+            .map(|(id, e)| (id, e.txn_first_offset.is_some()))
+            .collect();
+        assert_eq!(kept, vec![(1, true)]);
     }
 
     #[test]
