@@ -9,6 +9,7 @@ use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 use tokio::sync::watch;
 use tracing::{info, warn};
 use uuid::Uuid;
+use weir_auth::Session;
 use weir_log::{BoxFuture, LogEngine, PartitionLog, TopicPartition};
 
 use crate::catalog::{catalog_path, Catalog, TopicRecord};
@@ -109,6 +110,8 @@ pub struct Broker {
     pub(crate) validator: std::sync::OnceLock<Arc<dyn crate::internal_topic::RecordValidator>>,
     /// Request, topic and purgatory counters, read by the admin listener.
     metrics: crate::metrics::Metrics,
+    /// SASL mechanisms and the audit trail.
+    pub(crate) security: crate::security::Security,
 }
 
 /// Producer ids reserved per catalog write.
@@ -189,6 +192,7 @@ impl Broker {
             producer_ids: Mutex::new((id_block_end, id_block_end)),
             validator: std::sync::OnceLock::new(),
             metrics: crate::metrics::Metrics::default(),
+            security: crate::security::Security::default(),
         });
         broker.open_offsets_topic()?;
         broker.open_txn_topic()?;
@@ -683,20 +687,33 @@ impl Broker {
         catalog.save(&catalog_path(&self.config.data_dir))
     }
 
-    /// Handles one decoded request. Work that must follow request order
-    /// (appends) is done before this returns.
+    /// Handles one decoded request from an in-process, anonymous caller.
+    /// Work that must follow request order (appends) is done before this
+    /// returns.
     pub fn handle(self: &Arc<Self>, header: &RequestHeader, body: RequestKind) -> Reply {
-        self.handle_from(header, body, "")
+        self.handle_as(header, body, &Session::anonymous(None))
     }
 
-    /// [`Broker::handle`] for a client at `client_host` (reported by
-    /// DescribeGroups, in Kafka's `/address` form).
+    /// [`Broker::handle`] for an anonymous client at `client_host`
+    /// (reported by DescribeGroups, in Kafka's `/address` form).
     pub fn handle_from(
         self: &Arc<Self>,
         header: &RequestHeader,
         body: RequestKind,
         client_host: &str,
     ) -> Reply {
+        self.handle_as(header, body, &Session::anonymous(client_host.parse().ok()))
+    }
+
+    /// [`Broker::handle`] for the client behind `session`.
+    pub fn handle_as(
+        self: &Arc<Self>,
+        header: &RequestHeader,
+        body: RequestKind,
+        session: &Session,
+    ) -> Reply {
+        let client_host = session.host();
+        let client_host = client_host.as_str();
         let v = header.request_api_version;
         let client_id = header
             .client_id

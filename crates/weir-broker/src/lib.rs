@@ -55,6 +55,7 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod security;
 pub mod sync_group;
 pub mod transactions;
 pub mod txn_coordinator;
@@ -85,4 +86,8 @@ pub fn check_leader_epoch(current: i32) -> Option<kafka_protocol::error::Respons
 }
 
 /// Kafka's internal topics, reported with `is_internal`.
-pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
+pub const INTERNAL_TOPICS: &[&str] = &[
+    "__consumer_offsets",
+    "__transaction_state",
+    security::SECURITY_TOPIC,
+];

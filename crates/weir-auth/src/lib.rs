@@ -1,0 +1,15 @@
+//! `weir-auth` owns Weir's security model as logic without I/O: who a
+//! client is ([`KafkaPrincipal`], [`Session`]), how it proves it (the
+//! server side of each SASL mechanism, behind [`sasl::SaslServer`]), and
+//! what it may do (ACLs).
+//!
+//! Sockets, TLS handshakes and persistence live elsewhere: `weir-server`
+//! drives the SASL exchange on a connection, `weir-broker` stores
+//! credentials and ACLs in the log and checks each request.
+
+mod error;
+mod principal;
+pub mod sasl;
+
+pub use error::AuthError;
+pub use principal::{KafkaPrincipal, SecurityProtocol, Session};

@@ -1,0 +1,142 @@
+//! The broker's security state: the SASL mechanisms it offers, the
+//! `__weir_security` topic that holds credentials, ACLs and quotas, and
+//! the audit trail.
+//!
+//! `__weir_security` is one compacted partition. Each record's key is
+//! `<kind>/<id>` (`scram/alice/SCRAM-SHA-256`, `acl/...`, `quota/...`)
+//! and its value the kind's own encoding; a null value deletes the key.
+//! Each feature reads back only its own kind at start-up.
+
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use serde::Serialize;
+use tracing::info;
+use weir_auth::sasl::{Mechanism, SaslServer};
+use weir_auth::Session;
+use weir_log::BoxFuture;
+
+use crate::{Broker, BrokerError};
+
+/// The internal topic holding security metadata.
+pub const SECURITY_TOPIC: &str = "__weir_security";
+
+/// Security state owned by the broker.
+#[derive(Debug, Default)]
+pub struct Security {
+    mechanisms: RwLock<Vec<Arc<dyn Mechanism>>>,
+}
+
+/// One audited event, written as JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEvent {
+    /// `authentication`, `authorization` or `admin`.
+    pub kind: &'static str,
+    /// `User:alice`.
+    pub principal: String,
+    /// The client's address.
+    pub client: String,
+    /// What was acted on (`topic:orders`, `cluster`, `user:bob`).
+    pub resource: String,
+    /// What was attempted (`SCRAM-SHA-256`, `Write`, `CreateTopics`).
+    pub operation: String,
+    /// `success`, `failure` or `denied`.
+    pub outcome: &'static str,
+    /// Anything else worth keeping (never a secret).
+    pub detail: String,
+}
+
+impl AuditEvent {
+    /// An event for `session`, with empty resource, operation and detail.
+    pub fn new(kind: &'static str, session: &Session, outcome: &'static str) -> Self {
+        Self {
+            kind,
+            principal: session.principal.to_string(),
+            client: session.host(),
+            resource: String::new(),
+            operation: String::new(),
+            outcome,
+            detail: String::new(),
+        }
+    }
+}
+
+impl Broker {
+    /// Offers a SASL mechanism; a later one with the same name replaces it.
+    pub fn register_mechanism(&self, m: Arc<dyn Mechanism>) {
+        let mut ms = self
+            .security
+            .mechanisms
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        ms.retain(|x| x.name() != m.name());
+        ms.push(m);
+    }
+
+    /// The names of the mechanisms offered, in registration order.
+    pub fn sasl_mechanisms(&self) -> Vec<String> {
+        self.security
+            .mechanisms
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect()
+    }
+
+    /// Starts an exchange with `mechanism`, if it is offered.
+    pub fn sasl_start(&self, mechanism: &str) -> Option<Box<dyn SaslServer>> {
+        self.security
+            .mechanisms
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|m| m.name() == mechanism)
+            .map(|m| m.start())
+    }
+
+    /// Records an audit event.
+    pub fn audit(&self, event: AuditEvent) {
+        if let Ok(json) = serde_json::to_string(&event) {
+            info!(target: "weir::audit", "{json}");
+        }
+    }
+
+    /// Writes (or with `None`, deletes) one `__weir_security` record,
+    /// creating the topic on first use. The future resolves once the
+    /// record is durable.
+    pub fn put_security_record(
+        &self,
+        kind: &str,
+        id: &str,
+        value: Option<Bytes>,
+    ) -> Result<BoxFuture<'static, Result<(), weir_log::LogError>>, BrokerError> {
+        self.ensure_compacted_topic(SECURITY_TOPIC, 1)?;
+        let key = Bytes::from(format!("{kind}/{id}"));
+        let (_, durable) = self.append_records(SECURITY_TOPIC, 0, vec![(Some(key), value)])?;
+        Ok(durable)
+    }
+
+    /// The live records of one kind, as `(id, value)` in key order.
+    pub fn security_records(&self, kind: &str) -> Result<Vec<(String, Bytes)>, BrokerError> {
+        if self.topic(SECURITY_TOPIC).is_none() {
+            return Ok(Vec::new());
+        }
+        let prefix = format!("{kind}/");
+        let mut live = std::collections::BTreeMap::new();
+        for (key, value) in self.read_records(SECURITY_TOPIC, 0)? {
+            let Some(key) = key else { continue };
+            let Some(id) = std::str::from_utf8(&key)
+                .ok()
+                .and_then(|k| k.strip_prefix(&prefix))
+            else {
+                continue;
+            };
+            match value {
+                Some(v) => live.insert(id.to_string(), v),
+                None => live.remove(id),
+            };
+        }
+        Ok(live.into_iter().collect())
+    }
+}
