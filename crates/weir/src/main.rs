@@ -6,6 +6,7 @@
 //! the log cleanly. A bad config prints one line naming the key and exits
 //! with status 2.
 
+mod bench;
 mod cli;
 mod config;
 
@@ -64,6 +65,16 @@ enum Command {
     Group(cli::group::GroupArgs),
     /// Show the cluster's brokers, features and APIs.
     Cluster(cli::cluster::ClusterArgs),
+    /// Measure a Kafka-compatible broker: produce throughput, catch-up
+    /// reads, end-to-end latency (through librdkafka).
+    ///
+    /// Examples:
+    ///   weir bench produce --partitions 8 --records 1000000 --acks all
+    ///   weir bench produce --partitions 100 --producers 4 --duration 60s
+    ///   weir bench consume --topic weir-bench             # read the backlog
+    ///   weir bench e2e --rate 50000 --duration 60s --json  # latency at a fixed rate
+    #[command(verbatim_doc_comment)]
+    Bench(bench::BenchArgs),
     /// Print shell completions.
     ///
     /// Examples:
@@ -113,6 +124,7 @@ fn main() -> ExitCode {
         Command::Consume(a) => client(cli::consume::run(a)),
         Command::Group(a) => client(cli::group::run(a)),
         Command::Cluster(a) => client(cli::cluster::run(a)),
+        Command::Bench(a) => client(bench::run(a)),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "weir", &mut std::io::stdout());
