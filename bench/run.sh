@@ -16,7 +16,7 @@
 #   WEIR         the weir binary (built with `cargo build --release` if unset)
 #   TANSU        the tansu binary (`tansu` on PATH or in ~/.cargo/bin); tansu
 #                runs are skipped when it is missing
-#   TANSU_ENGINES  storage engines to run tansu with ("null:// memory://")
+#   TANSU_ENGINES  storage engines to run tansu with ("null://tansu/ memory://tansu/")
 #   BROKERS      which brokers to run ("weir tansu")
 set -euo pipefail
 
@@ -30,7 +30,7 @@ LAT_SECS=${LAT_SECS:-30}
 REPS=${REPS:-3}
 DIR=${DIR:-$(mktemp -d -t weir-bench.XXXXXX)}
 BROKERS=${BROKERS:-"weir tansu"}
-TANSU_ENGINES=${TANSU_ENGINES:-"null:// memory://"}
+TANSU_ENGINES=${TANSU_ENGINES:-"null://tansu/ memory://tansu/"}
 if [[ -z "${TANSU:-}" ]]; then
     TANSU=$(command -v tansu || echo "$HOME/.cargo/bin/tansu")
 fi

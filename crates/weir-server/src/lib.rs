@@ -199,9 +199,20 @@ async fn serve_connection(
             warn!(%peer, len, max = config.max_request_bytes, "closing connection: frame larger than socket.request.max.bytes");
             break;
         }
-        let mut frame = BytesMut::zeroed(len);
-        match tokio::time::timeout(config.idle_timeout, reader.read_exact(&mut frame)).await {
-            Ok(Ok(_)) => {}
+        // Read into uninitialised capacity: zeroing each request buffer
+        // first was a tenth of the produce path's CPU.
+        let mut frame = BytesMut::with_capacity(len);
+        let read_frame = async {
+            let mut body = (&mut reader).take(len as u64);
+            while frame.len() < len {
+                if body.read_buf(&mut frame).await? == 0 {
+                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(config.idle_timeout, read_frame).await {
+            Ok(Ok(())) => {}
             Ok(Err(_)) => {
                 warn!(%peer, len, "closing connection: frame truncated");
                 break;
