@@ -78,7 +78,11 @@ start_tansu() {
     $tools wait-port "$port" 60 >/dev/null
 }
 
-bench() { "$WEIR" bench "$@" --bootstrap "127.0.0.1:$port" --json; }
+# A failed run (delivery errors, records never read back) still prints its
+# JSON, which the table shows; the benchmark goes on.
+bench() {
+    "$WEIR" bench "$@" --bootstrap "127.0.0.1:$port" --json || log "(that run reported errors)"
+}
 
 # The four workloads against the broker on $port; $1 names the broker,
 # $2 = "ceiling" runs only the produce workloads (a discarding broker).
@@ -125,7 +129,7 @@ log "raw: dd ${MIB} MiB with fdatasync, and loopback TCP"
 for r in $(seq 1 "$REPS"); do
     dd_out=$(dd if=/dev/zero of="$DIR/dd.bin" bs=1M count="$MIB" conv=fdatasync 2>&1 | tail -1)
     rm -f "$DIR/dd.bin"
-    echo "raw dd bs=1M conv fdatasync (rep $r)=$dd_out" >>"$OUT/extra.txt"
+    echo "raw dd, 1 MiB blocks, fdatasync (rep $r)=$dd_out" >>"$OUT/extra.txt"
     echo "raw loopback TCP, 1 MiB writes (rep $r)=$($tools tcp "$MIB") MB/s" >>"$OUT/extra.txt"
 done
 
@@ -135,7 +139,7 @@ for b in $BROKERS; do
         rm -rf "$DIR/weir-data"
         start_weir "$DIR/weir-data"
         workloads weir
-        echo "weir peak RSS under load (MiB, current peak)=$($tools rss "$pid")" >>"$OUT/extra.txt"
+        echo "weir peak RSS under load (MiB)=$($tools rss "$pid")" >>"$OUT/extra.txt"
         stop_broker
         rm -rf "$DIR/weir-data"
 
@@ -155,7 +159,7 @@ for b in $BROKERS; do
             ready=$(date +%s.%N)
             echo "weir clean start with 1,000 partitions to /health/ready (rep $r)=$(python3 -c "print(f'{$ready - $start:.3f} s')")" >>"$OUT/extra.txt"
             sleep 3
-            echo "weir idle RSS with 1,000 partitions (MiB, current peak) (rep $r)=$($tools rss "$pid")" >>"$OUT/extra.txt"
+            echo "weir idle RSS with 1,000 partitions (MiB) (rep $r)=$($tools rss "$pid")" >>"$OUT/extra.txt"
             stop_broker
         done
         rm -rf "$DIR/weir-1000"
@@ -174,7 +178,7 @@ for b in $BROKERS; do
             else
                 workloads "$tag"
             fi
-            echo "$tag peak RSS under load (MiB, current peak)=$($tools rss "$pid")" >>"$OUT/extra.txt"
+            echo "$tag peak RSS under load (MiB)=$($tools rss "$pid")" >>"$OUT/extra.txt"
             stop_broker
         done
         ;;

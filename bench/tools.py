@@ -90,14 +90,21 @@ def wait_http(url, limit):
 
 
 def rss(pid):
-    cur = peak = 0
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                cur = int(line.split()[1]) / 1024
-            elif line.startswith("VmHWM:"):
-                peak = int(line.split()[1]) / 1024
-    print(f"{cur:.1f} {peak:.1f}")
+    """RSS now, its anonymous and file-backed parts, and the peak, in MiB.
+
+    File-backed pages are the log's mapped segments: page cache the kernel
+    can drop at any time, counted in RSS only while mapped.
+    """
+    f = {}
+    with open(f"/proc/{pid}/status") as st:
+        for line in st:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
+                f[k] = int(v.split()[0]) / 1024
+    print(
+        f"rss {f.get('VmRSS', 0):.1f} (anon {f.get('RssAnon', 0):.1f}, "
+        f"file {f.get('RssFile', 0):.1f}), peak {f.get('VmHWM', 0):.1f}"
+    )
 
 
 def table(d):
