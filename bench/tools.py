@@ -173,9 +173,12 @@ def table(d):
                 continue
             bv = value(res[w].get(b), w)
             if wv and bv:
-                # Latency: lower is better, so the ratio is theirs / ours.
-                r = bv / wv if w.startswith("w4") else wv / bv
-                row.append(f"{r * 100:.0f} %")
+                if w.startswith("w4"):
+                    # Latency: lower is better.
+                    r = bv / wv
+                    row.append(f"p99 {r:.1f}x lower" if r >= 1 else f"p99 {1 / r:.1f}x higher")
+                else:
+                    row.append(f"{wv / bv * 100:.0f} %")
             else:
                 row.append("-")
         print("| " + " | ".join(row) + " |")

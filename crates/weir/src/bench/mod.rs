@@ -719,12 +719,17 @@ fn run_consumers(
         .collect();
     let mut latency = Latency::new();
     let mut last = start;
+    let mut first: Option<Instant> = None;
     let mut failure = None;
     for t in threads {
         match t.join() {
-            Ok(Ok((h, at))) => {
+            Ok(Ok((h, f, at))) => {
                 latency.merge(&h);
                 last = last.max(at);
+                first = match (first, f) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
             }
             Ok(Err(e)) => failure = Some(e),
             Err(_) => failure = Some(anyhow!("a consumer thread panicked")),
@@ -737,12 +742,15 @@ fn run_consumers(
         progress.consumed.load(Ordering::Relaxed) - c0,
         progress.consumed_bytes.load(Ordering::Relaxed) - b0,
         progress.consume_errors.load(Ordering::Relaxed),
-        last.duration_since(start),
+        // e2e consumers wait for the producers: their rate runs from the
+        // first record's arrival, not from their own warm-up.
+        last.duration_since(if e2e { first.unwrap_or(start) } else { start }),
     );
     Ok((side, if e2e { latency.percentiles() } else { None }))
 }
 
-/// One consumer; returns its latencies and when its last record arrived.
+/// One consumer; returns its latencies and when its first and last
+/// records arrived.
 fn consume_one(
     args: &BenchArgs,
     parts: &[(i32, i64)],
@@ -751,7 +759,7 @@ fn consume_one(
     progress: &Progress,
     consumed_before: u64,
     e2e: bool,
-) -> Result<(Latency, Instant)> {
+) -> Result<(Latency, Option<Instant>, Instant)> {
     let consumer: BaseConsumer = args
         .consumer_config()
         .create()
@@ -765,6 +773,7 @@ fn consume_one(
         .duration
         .map(|d| Instant::now() + d + Duration::from_secs(10));
     let mut latency = Latency::new();
+    let mut first = None;
     let mut last = Instant::now();
     let mut idle_since = Instant::now();
     loop {
@@ -789,6 +798,7 @@ fn consume_one(
                     .consumed_bytes
                     .fetch_add(payload.len() as u64, Ordering::Relaxed);
                 last = Instant::now();
+                first.get_or_insert(last);
                 idle_since = last;
             }
             Some(Err(e)) => {
@@ -805,7 +815,7 @@ fn consume_one(
             }
         }
     }
-    Ok((latency, last))
+    Ok((latency, first, last))
 }
 
 #[cfg(test)]
