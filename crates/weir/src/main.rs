@@ -169,11 +169,25 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (admin)", settings.admin_listen))?;
     let admin_local = admin_listener.local_addr()?;
     let admin = Arc::new(weir_http::AdminState::default());
+    let tls = security::tls_source(&settings)?;
+    let http_tls = settings
+        .broker
+        .get_bool("http.ssl.enabled")
+        .then(|| tls.clone())
+        .flatten();
+    let http_auth = Arc::new(security::http_auth(&settings)?);
     let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin_task = tokio::spawn(weir_http::serve(admin_listener, admin.clone(), async {
-        let _ = admin_stopped.await;
-    }));
-    info!("admin listener on http://{admin_local}");
+    let admin_task = tokio::spawn(weir_http::serve_secure(
+        admin_listener,
+        admin.clone(),
+        http_auth.clone(),
+        http_tls.clone(),
+        async {
+            let _ = admin_stopped.await;
+        },
+    ));
+    let scheme = if http_tls.is_some() { "https" } else { "http" };
+    info!("admin listener on {scheme}://{admin_local}");
     let plan = security::plan_listeners(&settings)?;
     let mut listeners = Vec::new();
     let mut advertised = Vec::new();
@@ -182,10 +196,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {} ({})", l.bind, l.name))?;
         let local = socket.local_addr()?;
-        let (host, port) = l
-            .advertised
-            .clone()
-            .unwrap_or_else(|| settings.advertised(local));
+        let (host, port) = match &l.advertised {
+            Some(a) => a.clone(),
+            None if l.from_listen => settings.advertised(local),
+            // `--advertised-listener` names one address; with `listeners`
+            // each unlisted listener advertises what it bound.
+            None => security::bound_address(local),
+        };
         // One parsable line per listener, for people and test harnesses.
         info!(
             listener = %l.name,
@@ -228,7 +245,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     )
     .context("cannot open the broker")?;
     broker.set_advertised_listeners(advertised);
-    if let Err(e) = security::configure(&broker, &settings, &mut listeners) {
+    let _ = http_auth.broker.set(Arc::clone(&broker));
+    if let Err(e) = security::configure(&broker, &settings, &mut listeners, tls) {
         if let Err(close) = broker.shutdown() {
             error!("clean shutdown of the log failed: {close}");
         }
@@ -257,7 +275,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     };
     let registry = match registry_listener {
-        Some(l) => match start_registry(&broker, l, stop_rx) {
+        Some(l) => match start_registry(&broker, l, stop_rx, http_auth.clone(), http_tls.clone()) {
             Ok(task) => Some(task),
             Err(e) => {
                 // Close the log cleanly so the next start needs no recovery.
@@ -299,14 +317,18 @@ fn start_registry(
     broker: &Arc<weir_broker::Broker>,
     listener: TcpListener,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    auth: Arc<weir_http::security::HttpAuth>,
+    tls: Option<Arc<weir_server::TlsSource>>,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     use anyhow::Context;
     let registry = weir_registry::Registry::open(Arc::clone(broker))
         .context("cannot open the schema registry")?;
     info!("schema registry serving HTTP at {}", listener.local_addr()?);
-    Ok(tokio::spawn(weir_registry::serve(
+    let router = weir_http::security::protect(weir_registry::api::router(registry), auth);
+    Ok(tokio::spawn(weir_http::security::serve_router(
         listener,
-        registry,
+        router,
+        tls,
         async move {
             let _ = stop.wait_for(|s| *s).await;
         },

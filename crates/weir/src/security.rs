@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use tracing::{info, warn};
 use weir_auth::listener::{parse_listeners, parse_protocol_map};
 use weir_auth::oauth::{Jwks, OAuthBearer, TokenRules};
@@ -25,6 +25,18 @@ pub struct PlannedListener {
     pub bind: String,
     /// From `advertised.listeners`; `None` advertises the bound address.
     pub advertised: Option<(String, i32)>,
+    /// The `--listen` listener (which `--advertised-listener` applies to).
+    pub from_listen: bool,
+}
+
+/// The address a listener bound, as clients should dial it.
+pub fn bound_address(bound: std::net::SocketAddr) -> (String, i32) {
+    let host = if bound.ip().is_unspecified() {
+        "localhost".to_string()
+    } else {
+        bound.ip().to_string()
+    };
+    (host, i32::from(bound.port()))
 }
 
 /// The listeners from `listeners` (or the single PLAINTEXT `--listen`),
@@ -38,6 +50,7 @@ pub fn plan_listeners(settings: &Settings) -> anyhow::Result<Vec<PlannedListener
             protocol: SecurityProtocol::Plaintext,
             bind: settings.listen.clone(),
             advertised: None,
+            from_listen: true,
         }]);
     }
     let map = parse_protocol_map(&b.get("listener.security.protocol.map"))
@@ -82,6 +95,7 @@ pub fn plan_listeners(settings: &Settings) -> anyhow::Result<Vec<PlannedListener
                     .map(|a| (a.host.clone(), i32::from(a.port))),
                 name: e.name,
                 protocol: e.protocol,
+                from_listen: false,
             }
         })
         .collect())
@@ -111,13 +125,44 @@ pub fn tls_settings(settings: &Settings) -> anyhow::Result<TlsSettings> {
     })
 }
 
+/// The TLS material, when a Kafka or HTTP listener needs it.
+pub fn tls_source(settings: &Settings) -> anyhow::Result<Option<Arc<TlsSource>>> {
+    let plan = plan_listeners(settings)?;
+    if plan.iter().any(|l| l.protocol.uses_tls()) || settings.broker.get_bool("http.ssl.enabled") {
+        let tls = TlsSource::load(tls_settings(settings)?).map_err(|e| anyhow!("{e}"))?;
+        return Ok(Some(Arc::new(tls)));
+    }
+    Ok(None)
+}
+
+/// The HTTP listeners' authentication (`http.authentication`).
+pub fn http_auth(settings: &Settings) -> anyhow::Result<weir_http::security::HttpAuth> {
+    let methods = settings.broker.get("http.authentication");
+    let has = |m: &str| methods.split(',').any(|x| x.trim() == m);
+    let bearer = if has("bearer") {
+        let url = settings.broker.get("sasl.oauthbearer.jwks.endpoint.url");
+        if url.trim().is_empty() {
+            bail!(
+                "config `http.authentication`: bearer needs `sasl.oauthbearer.jwks.endpoint.url`"
+            );
+        }
+        let jwks = Jwks::open(url.trim()).map_err(|e| anyhow!("{e}"))?;
+        Some((jwks, token_rules(settings)))
+    } else {
+        None
+    };
+    Ok(weir_http::security::HttpAuth {
+        basic: has("basic"),
+        bearer,
+        broker: Default::default(),
+    })
+}
+
 /// Checks everything that can be checked before the log is opened.
 pub fn check(settings: &Settings) -> anyhow::Result<()> {
-    let plan = plan_listeners(settings)?;
-    if plan.iter().any(|l| l.protocol.uses_tls()) {
-        TlsSource::load(tls_settings(settings)?).map_err(|e| anyhow!("{e}"))?;
-    }
+    tls_source(settings)?;
     mechanisms(settings)?;
+    http_auth(settings)?;
     Ok(())
 }
 
@@ -181,9 +226,10 @@ pub fn configure(
     broker: &Arc<Broker>,
     settings: &Settings,
     listeners: &mut [weir_server::Listener],
+    tls: Option<Arc<TlsSource>>,
 ) -> anyhow::Result<()> {
     if listeners.iter().any(|l| l.protocol.uses_tls()) {
-        let tls = Arc::new(TlsSource::load(tls_settings(settings)?).context("cannot set up TLS")?);
+        let tls = tls.ok_or_else(|| anyhow!("TLS listener without TLS material"))?;
         for l in listeners.iter_mut().filter(|l| l.protocol.uses_tls()) {
             l.tls = Some(tls.clone());
         }
