@@ -7,8 +7,12 @@
 //! [`weir_log::EngineStats`]; this crate renders them, plus per-partition
 //! log sizes, consumer group lag and process RSS and CPU, in the
 //! Prometheus text exposition format (version 0.0.4) on each scrape.
+//!
+//! [`security`] gives every Weir HTTP listener (this one and the schema
+//! registry's) optional TLS and basic or bearer authentication.
 
 mod render;
+pub mod security;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,6 +61,24 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .with_state(state)
+}
+
+/// Serves the admin endpoints on `listener`, with `auth` and optional
+/// TLS, until `shutdown` resolves.
+pub async fn serve_secure(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    auth: Arc<security::HttpAuth>,
+    tls: Option<Arc<weir_server::TlsSource>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    security::serve_router(
+        listener,
+        security::protect(router(state), auth),
+        tls,
+        shutdown,
+    )
+    .await
 }
 
 /// Serves the admin endpoints on `listener` until `shutdown` resolves.

@@ -9,6 +9,7 @@
 mod bench;
 mod cli;
 mod config;
+mod security;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -138,6 +139,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            if let Err(e) = security::check(&settings) {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
             init_logs(settings.log_format, "info");
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -176,15 +181,57 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (admin)", settings.admin_listen))?;
     let admin_local = admin_listener.local_addr()?;
     let admin = Arc::new(weir_http::AdminState::default());
+    let tls = security::tls_source(&settings)?;
+    let http_tls = settings
+        .broker
+        .get_bool("http.ssl.enabled")
+        .then(|| tls.clone())
+        .flatten();
+    let http_auth = Arc::new(security::http_auth(&settings)?);
     let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin_task = tokio::spawn(weir_http::serve(admin_listener, admin.clone(), async {
-        let _ = admin_stopped.await;
-    }));
-    info!("admin listener on http://{admin_local}");
-    let listener = TcpListener::bind(&settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let local = listener.local_addr()?;
+    let admin_task = tokio::spawn(weir_http::serve_secure(
+        admin_listener,
+        admin.clone(),
+        http_auth.clone(),
+        http_tls.clone(),
+        async {
+            let _ = admin_stopped.await;
+        },
+    ));
+    let scheme = if http_tls.is_some() { "https" } else { "http" };
+    info!("admin listener on {scheme}://{admin_local}");
+    let plan = security::plan_listeners(&settings)?;
+    let mut listeners = Vec::new();
+    let mut advertised = Vec::new();
+    for l in plan {
+        let socket = TcpListener::bind(&l.bind)
+            .await
+            .with_context(|| format!("cannot listen on {} ({})", l.bind, l.name))?;
+        let local = socket.local_addr()?;
+        let (host, port) = match &l.advertised {
+            Some(a) => a.clone(),
+            None if l.from_listen => settings.advertised(local),
+            // `--advertised-listener` names one address; with `listeners`
+            // each unlisted listener advertises what it bound.
+            None => security::bound_address(local),
+        };
+        // One parsable line per listener, for people and test harnesses.
+        info!(
+            listener = %l.name,
+            protocol = l.protocol.name(),
+            address = %local,
+            advertised = %format!("{host}:{port}"),
+            "kafka listener bound"
+        );
+        advertised.push((l.name.clone(), host, port));
+        listeners.push(weir_server::Listener {
+            name: l.name,
+            protocol: l.protocol,
+            socket,
+            tls: None,
+        });
+    }
+    let local = listeners[0].socket.local_addr()?;
     // Bound before the log is opened, like the Kafka listener, so a busy
     // port fails fast.
     let registry_listener = match &settings.registry_listen {
@@ -195,7 +242,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let (host, port) = settings.advertised(local);
+    let (_, host, port) = advertised[0].clone();
     let engine =
         weir_log::LocalEngine::open(settings.engine_config()).context("cannot open the log")?;
     let broker = weir_broker::Broker::open(
@@ -209,6 +256,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         engine.clone(),
     )
     .context("cannot open the broker")?;
+    broker.set_advertised_listeners(advertised);
+    let _ = http_auth.broker.set(Arc::clone(&broker));
+    if let Err(e) = security::configure(&broker, &settings, &mut listeners, tls) {
+        if let Err(close) = broker.shutdown() {
+            error!("clean shutdown of the log failed: {close}");
+        }
+        return Err(e);
+    }
     let mut server_config = weir_server::ServerConfig {
         request_log_sample: settings.request_log_sample,
         ..weir_server::ServerConfig::from_broker(&broker)
@@ -232,7 +287,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     };
     let registry = match registry_listener {
-        Some(l) => match start_registry(&broker, l, stop_rx) {
+        Some(l) => match start_registry(&broker, l, stop_rx, http_auth.clone(), http_tls.clone()) {
             Ok(task) => Some(task),
             Err(e) => {
                 // Close the log cleanly so the next start needs no recovery.
@@ -247,7 +302,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     info!(data_dir = %settings.data_dir.display(), advertised = %format!("{host}:{port}"), "listening on {local}");
     admin.set_broker(Arc::clone(&broker));
     admin.set_ready(true);
-    weir_server::run(listener, Arc::clone(&broker), server_config, shutdown).await;
+    weir_server::serve(listeners, Arc::clone(&broker), server_config, shutdown).await;
     if let Some(task) = registry {
         if let Ok(Err(e)) = task.await {
             error!("schema registry listener failed: {e}");
@@ -274,14 +329,18 @@ fn start_registry(
     broker: &Arc<weir_broker::Broker>,
     listener: TcpListener,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    auth: Arc<weir_http::security::HttpAuth>,
+    tls: Option<Arc<weir_server::TlsSource>>,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     use anyhow::Context;
     let registry = weir_registry::Registry::open(Arc::clone(broker))
         .context("cannot open the schema registry")?;
     info!("schema registry serving HTTP at {}", listener.local_addr()?);
-    Ok(tokio::spawn(weir_registry::serve(
+    let router = weir_http::security::protect(weir_registry::api::router(registry), auth);
+    Ok(tokio::spawn(weir_http::security::serve_router(
         listener,
-        registry,
+        router,
+        tls,
         async move {
             let _ = stop.wait_for(|s| *s).await;
         },
