@@ -51,12 +51,18 @@ pub enum ConfigSource {
 /// How a value is checked.
 #[derive(Debug, Clone, Copy)]
 enum Check {
-    Int { min: i64 },
-    Long { min: i64 },
+    Int {
+        min: i64,
+    },
+    Long {
+        min: i64,
+    },
     Ratio,
     Bool,
     OneOf(&'static [&'static str]),
     ListOf(&'static [&'static str]),
+    /// `;`-separated principals (`super.users`).
+    Principals,
 }
 
 /// One config: its name, type, default and checks.
@@ -321,6 +327,38 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         doc: "Create unknown topics named in Metadata requests.",
     },
     ConfigDef {
+        name: "authorizer.class.name",
+        synonyms: &[],
+        kind: ConfigType::String,
+        default: "",
+        check: Check::OneOf(&[
+            "",
+            "StandardAuthorizer",
+            "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "kafka.security.authorizer.AclAuthorizer",
+        ]),
+        dynamic: false,
+        doc: "Set to StandardAuthorizer to enforce ACLs; empty allows every request.",
+    },
+    ConfigDef {
+        name: "super.users",
+        synonyms: &[],
+        kind: ConfigType::String,
+        default: "",
+        check: Check::Principals,
+        dynamic: false,
+        doc: "Principals allowed everything, separated by `;` (`User:admin;User:ops`).",
+    },
+    ConfigDef {
+        name: "allow.everyone.if.no.acl.found",
+        synonyms: &[],
+        kind: ConfigType::Boolean,
+        default: "false",
+        check: Check::Bool,
+        dynamic: false,
+        doc: "Allow a request on a resource that has no ACLs at all.",
+    },
+    ConfigDef {
         name: "delete.topic.enable",
         synonyms: &[],
         kind: ConfigType::Boolean,
@@ -580,6 +618,9 @@ fn check(def: &ConfigDef, value: &str) -> Result<String, String> {
             Some(a) => Ok((*a).to_string()),
             None => bad(&format!("must be one of {}", allowed.join(", "))),
         },
+        Check::Principals => weir_auth::acl::AuthorizerConfig::parse_super_users(v)
+            .map(|_| v.to_string())
+            .or_else(|e| bad(&e)),
         Check::ListOf(allowed) => {
             let mut items = Vec::new();
             for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
