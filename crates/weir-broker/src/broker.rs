@@ -820,19 +820,27 @@ impl Broker {
             RequestKind::OffsetDelete(r) => Reply::Ready(ResponseKind::OffsetDelete(
                 crate::offset_delete::handle(self, r, session),
             )),
-            RequestKind::InitProducerId(r) => crate::init_producer_id::handle(self, r, v),
-            RequestKind::AddPartitionsToTxn(r) => crate::add_partitions_to_txn::handle(self, r, v),
-            RequestKind::AddOffsetsToTxn(r) => crate::add_offsets_to_txn::handle(self, r, v),
-            RequestKind::EndTxn(r) => crate::end_txn::handle(self, r, v),
-            RequestKind::TxnOffsetCommit(r) => crate::txn_offset_commit::handle(self, r, v),
+            RequestKind::InitProducerId(r) => crate::init_producer_id::handle(self, r, v, session),
+            RequestKind::AddPartitionsToTxn(r) => {
+                crate::add_partitions_to_txn::handle(self, r, v, session)
+            }
+            RequestKind::AddOffsetsToTxn(r) => {
+                crate::add_offsets_to_txn::handle(self, r, v, session)
+            }
+            RequestKind::EndTxn(r) => crate::end_txn::handle(self, r, v, session),
+            RequestKind::TxnOffsetCommit(r) => {
+                crate::txn_offset_commit::handle(self, r, v, session)
+            }
             RequestKind::DescribeProducers(r) => Reply::Ready(ResponseKind::DescribeProducers(
-                crate::describe_producers::handle(self, r),
+                crate::describe_producers::handle(self, r, session),
             )),
-            RequestKind::DescribeTransactions(r) => Reply::Ready(
-                ResponseKind::DescribeTransactions(crate::describe_transactions::handle(self, r)),
-            ),
+            RequestKind::DescribeTransactions(r) => {
+                Reply::Ready(ResponseKind::DescribeTransactions(
+                    crate::describe_transactions::handle(self, r, session),
+                ))
+            }
             RequestKind::ListTransactions(r) => Reply::Ready(ResponseKind::ListTransactions(
-                crate::list_transactions::handle(self, r, v),
+                crate::list_transactions::handle(self, r, v, session),
             )),
             RequestKind::CreateAcls(r) => crate::create_acls::handle(self, r, session),
             RequestKind::DescribeAcls(r) => Reply::Ready(ResponseKind::DescribeAcls(
