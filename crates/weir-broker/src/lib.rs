@@ -6,6 +6,9 @@
 //! responses into frames, and [`Broker::handle`] answers a request. The
 //! server crate moves frames; tests and fuzzers call these directly.
 //!
+//! With `authorizer.class.name` set, every handler checks the request's
+//! [`weir_auth::Session`] against the ACLs as Kafka does ([`authz`]).
+//!
 //! Single-node facts: this broker is the leader of every partition, at
 //! leader epoch [`LEADER_EPOCH`], and its only replica.
 
