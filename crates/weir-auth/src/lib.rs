@@ -9,8 +9,12 @@
 
 pub mod acl;
 mod error;
+pub mod listener;
+pub mod oauth;
+pub mod plain;
 mod principal;
 pub mod sasl;
+pub mod ssl_mapping;
 
 pub use error::AuthError;
 pub use principal::{KafkaPrincipal, SecurityProtocol, Session};
