@@ -125,7 +125,8 @@ def test_admin_clients_create_describe_and_delete_acls(secured):
                         request_timeout=15)
     assert [len(f.result()) for f in res.values()] == [1]
     secured.restart()
-    left = admin(secured).describe_acls(everything, request_timeout=15).result()
+    a2 = admin(secured)
+    left = a2.describe_acls(everything, request_timeout=15).result()
     assert sorted((b.name, b.principal) for b in left) == [("g", "User:alice"),
                                                           ("orders", "User:alice")]
 
@@ -149,19 +150,28 @@ def _produce(b, topic, **conf):
     return errs[0]
 
 
-def _fetch_error(b, topic):
-    """The error of fetching a partition without a group, or None."""
-    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "unused",
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+def _fetch_denied(b, topic) -> bool:
+    """Whether kafka-python's consumer is refused READ on the topic (by
+    Metadata for a hidden topic, or by Fetch)."""
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KpTopicPartition
+    from kafka.errors import TopicAuthorizationFailedError
+
+    c = KafkaConsumer(bootstrap_servers=b.bootstrap, enable_auto_commit=False,
+                      auto_offset_reset="earliest", request_timeout_ms=15_000)
     try:
-        c.assign([TopicPartition(topic, 0, 0)])
-        deadline = time.time() + 10
+        c.assign([KpTopicPartition(topic, 0)])
+        c.seek(KpTopicPartition(topic, 0), 0)
+        deadline = time.time() + 8
         while time.time() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            return m.error()
-        return None
+            c.poll(timeout_ms=500)
+            # A topic hidden by Metadata is never fetched: kafka-python
+            # records Metadata's TOPIC_AUTHORIZATION_FAILED here.
+            if topic in c._client.cluster.unauthorized_topics:
+                return True
+        return False
+    except TopicAuthorizationFailedError:
+        return True
     finally:
         c.close()
 
@@ -185,6 +195,8 @@ def test_authorization_matrix(secured):
         acl(ResourceType.TOPIC, "m-cfg", AclOperation.ALTER_CONFIGS,
             pattern=ResourcePatternType.PREFIXED),
         acl(ResourceType.TOPIC, "team-", AclOperation.CREATE,
+            pattern=ResourcePatternType.PREFIXED),
+        acl(ResourceType.TOPIC, "locked-", AclOperation.ALL, principal=OTHER,
             pattern=ResourcePatternType.PREFIXED),
         acl(ResourceType.GROUP, "g-ok", AclOperation.READ),
         acl(ResourceType.GROUP, "g-no", AclOperation.READ, principal=OTHER),
@@ -214,9 +226,7 @@ def test_authorization_matrix(secured):
 
     # Fetch: READ on the topic (WRITE does not imply READ).
     for t, ok in [("m-read", True), ("m-write", False), ("m-deny", True), ("m-none", False)]:
-        err = _fetch_error(secured, t)
-        denied = err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
-        check("fetch", t, ok, not denied)
+        check("fetch", t, ok, not _fetch_denied(secured, t))
 
     # Metadata: DESCRIBE, implied by READ and WRITE; others are hidden.
     md = a.list_topics(timeout=15)
@@ -226,14 +236,17 @@ def test_authorization_matrix(secured):
     check("metadata", "m-read", True, "m-read" in visible)
 
     # Create topic: CREATE on the cluster or the topic (prefixed here).
-    fs = a.create_topics([NewTopic("team-a", 1, 1), NewTopic("solo-a", 1, 1)],
-                         request_timeout=15)
+    # A name without any ACL falls to allow.everyone.if.no.acl.found.
+    fs = a.create_topics([NewTopic("team-a", 1, 1), NewTopic("locked-a", 1, 1),
+                          NewTopic("free-a", 1, 1)], request_timeout=15)
     fs["team-a"].result()
     check("create topic", "team-a", True, True)
+    fs["free-a"].result()
+    check("create topic", "free-a", True, True)
     with pytest.raises(KafkaException) as e:
-        fs["solo-a"].result()
+        fs["locked-a"].result()
     assert e.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
-    check("create topic", "solo-a", False, False)
+    check("create topic", "locked-a", False, False)
 
     # Delete topic: DELETE (READ is not enough).
     with pytest.raises(KafkaException) as e:
@@ -268,9 +281,12 @@ def test_authorization_matrix(secured):
 
     consume_commit("g-ok", "m-commit")
     check("offset commit", "g-ok/m-commit", True, True)
+    # FindCoordinator already needs DESCRIBE on the group, so librdkafka
+    # (as against Kafka) gives up waiting for a coordinator it may not see.
     with pytest.raises(KafkaException) as e:
         consume_commit("g-no", "m-commit")
-    assert e.value.args[0].code() == KafkaError.GROUP_AUTHORIZATION_FAILED, e.value
+    assert e.value.args[0].code() in (KafkaError.GROUP_AUTHORIZATION_FAILED,
+                                      KafkaError._WAIT_COORD), e.value
     check("offset commit", "g-no/m-commit", False, False)
     with pytest.raises(KafkaException) as e:
         consume_commit("g-ok", "m-write")
@@ -298,8 +314,8 @@ def test_authorization_matrix(secured):
     assert join("g-ok") is None
     check("join group", "g-ok", True, True)
     err = join("g-no")
-    assert err is not None and err != "timeout" and \
-        err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED, err
+    assert isinstance(err, KafkaError), err
+    assert err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED, err
     check("join group", "g-no", False, False)
 
     # Transactions: WRITE on the transactional id.
