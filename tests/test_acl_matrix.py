@@ -339,3 +339,64 @@ def test_authorization_matrix(secured):
         create_acls(a, [acl(ResourceType.TOPIC, "x", AclOperation.READ)])
     assert e.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
     assert len(results) >= 18
+
+
+def test_sasl_principals_get_their_own_acls(broker_factory, tmp_path):
+    """Real principals over SASL/PLAIN: a super user administers, alice
+    has the ACLs she was given, bob and the anonymous PLAINTEXT client
+    none; each denial reaches the audit trail."""
+    from security_util import start_secure_broker
+
+    users = {"admin": "admin-secret", "alice": "alice-secret", "bob": "bob-secret"}
+    sb = start_secure_broker(broker_factory, tmp_path, users=users,
+                             protocols=("PLAINTEXT", "SASL_PLAINTEXT"),
+                             sets={"authorizer.class.name": "StandardAuthorizer",
+                                   "super.users": "User:admin"},
+                             name="acl-sasl")
+
+    def conf(user):
+        return sb.client_config("SASL_PLAINTEXT", user, users[user])
+
+    root = AdminClient(conf("admin"))
+    for f in root.create_topics([NewTopic("s-orders", 1, 1), NewTopic("s-secret", 1, 1)],
+                                request_timeout=15).values():
+        f.result()
+    create_acls(root, [acl(ResourceType.TOPIC, "s-orders", AclOperation.WRITE,
+                           principal="User:alice")])
+
+    def produce_as(c, topic):
+        p = Producer({**c, "message.timeout.ms": 10_000, "enable.idempotence": False})
+        errs = []
+        p.produce(topic, b"v", on_delivery=lambda err, msg: errs.append(err))
+        p.flush(15)
+        assert errs
+        return errs[0]
+
+    assert produce_as(conf("alice"), "s-orders") is None
+    for c in (conf("bob"), {"bootstrap.servers": sb.bootstrap("PLAINTEXT")}):
+        err = produce_as(c, "s-orders")
+        assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+
+    alice = AdminClient(conf("alice"))
+    assert {t for t in alice.list_topics(timeout=15).topics} == {"s-orders"}
+    assert {"s-orders", "s-secret", "__consumer_offsets"} <= set(
+        root.list_topics(timeout=15).topics)
+    with pytest.raises(KafkaException) as e:
+        create_acls(alice, [acl(ResourceType.TOPIC, "s-secret", AclOperation.READ,
+                                principal="User:alice")])
+    assert e.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        log = sb.broker.log_text()
+        if '"principal":"User:bob"' in log and '"resource":"topic:s-orders"' in log:
+            break
+        time.sleep(0.2)
+    denied = [line for line in log.splitlines()
+              if "weir::audit" in line and '"outcome":"denied"' in line]
+    # librdkafka stops at Metadata (DESCRIBE) before any Produce.
+    assert any('"principal":"User:bob"' in line and '"resource":"topic:s-orders"' in line
+               for line in denied), denied
+    assert any('"principal":"User:alice"' in line and '"operation":"ALTER"' in line
+               and '"resource":"cluster"' in line for line in denied), denied
+    assert any('"principal":"User:ANONYMOUS"' in line for line in denied), denied
