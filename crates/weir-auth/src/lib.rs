@@ -7,6 +7,7 @@
 //! drives the SASL exchange on a connection, `weir-broker` stores
 //! credentials and ACLs in the log and checks each request.
 
+pub mod acl;
 mod error;
 pub mod listener;
 pub mod oauth;

@@ -9,9 +9,39 @@ use crate::broker::{Broker, Reply};
 use crate::group_store::OFFSETS_TOPIC;
 use crate::groups::offsets_partition;
 use crate::txn_coordinator::TxnApi;
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 
-/// Answers an AddOffsetsToTxn request.
-pub fn handle(broker: &Arc<Broker>, req: AddOffsetsToTxnRequest, version: i16) -> Reply {
+/// Answers an AddOffsetsToTxn request. With authorization on, needs WRITE
+/// on the transactional id and READ on the group.
+pub fn handle(
+    broker: &Arc<Broker>,
+    req: AddOffsetsToTxnRequest,
+    version: i16,
+    session: &Session,
+) -> Reply {
+    let denied = if !broker.authorize(
+        session,
+        AclOperation::Write,
+        ResourceType::TransactionalId,
+        &req.transactional_id,
+    ) {
+        Some(kafka_protocol::error::ResponseError::TransactionalIdAuthorizationFailed)
+    } else if !broker.authorize(
+        session,
+        AclOperation::Read,
+        ResourceType::Group,
+        &req.group_id,
+    ) {
+        Some(kafka_protocol::error::ResponseError::GroupAuthorizationFailed)
+    } else {
+        None
+    };
+    if let Some(e) = denied {
+        return Reply::Ready(ResponseKind::AddOffsetsToTxn(
+            AddOffsetsToTxnResponse::default().with_error_code(e.code()),
+        ));
+    }
     let p = offsets_partition(broker, &req.group_id);
     let wait = broker.txns.add_partitions(
         broker,

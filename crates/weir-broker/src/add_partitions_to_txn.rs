@@ -15,11 +15,20 @@ use kafka_protocol::messages::{
 
 use crate::broker::{Broker, Reply};
 use crate::txn_coordinator::TxnApi;
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 
-/// Partitions of a request, with those of unknown topics set apart.
-fn split(broker: &Broker, topics: &[AddPartitionsToTxnTopic]) -> (Vec<(String, i32)>, bool) {
+/// Topics a v0-3 request names that the client may not WRITE.
+type Denied = std::collections::HashSet<String>;
+
+/// Partitions of a request, and whether any is unknown or denied.
+fn split(
+    broker: &Broker,
+    topics: &[AddPartitionsToTxnTopic],
+    denied: &Denied,
+) -> (Vec<(String, i32)>, bool) {
     let mut parts = Vec::new();
-    let mut unknown = false;
+    let mut unknown = !denied.is_empty();
     for t in topics {
         let topic = broker.topic(&t.name);
         for &p in &t.partitions {
@@ -30,14 +39,15 @@ fn split(broker: &Broker, topics: &[AddPartitionsToTxnTopic]) -> (Vec<(String, i
     (parts, unknown)
 }
 
-/// Per-partition results: Kafka reports UNKNOWN_TOPIC_OR_PARTITION for the
-/// unknown ones and OPERATION_NOT_ATTEMPTED for the rest, or one error for
-/// all.
+/// Per-partition results: Kafka reports TOPIC_AUTHORIZATION_FAILED for
+/// denied topics, UNKNOWN_TOPIC_OR_PARTITION for the unknown ones and
+/// OPERATION_NOT_ATTEMPTED for the rest, or one error for all.
 fn results(
     broker: &Broker,
     topics: &[AddPartitionsToTxnTopic],
     unknown: bool,
     error: Option<ResponseError>,
+    denied: &Denied,
 ) -> Vec<AddPartitionsToTxnTopicResult> {
     topics
         .iter()
@@ -48,7 +58,9 @@ fn results(
                 .iter()
                 .map(|&p| {
                     let code = if unknown {
-                        if topic.as_ref().and_then(|x| x.partition(p)).is_none() {
+                        if denied.contains(t.name.as_str()) {
+                            ResponseError::TopicAuthorizationFailed.code()
+                        } else if topic.as_ref().and_then(|x| x.partition(p)).is_none() {
                             ResponseError::UnknownTopicOrPartition.code()
                         } else {
                             ResponseError::OperationNotAttempted.code()
@@ -68,13 +80,45 @@ fn results(
         .collect()
 }
 
-/// Answers an AddPartitionsToTxn request.
-pub fn handle(broker: &Arc<Broker>, req: AddPartitionsToTxnRequest, version: i16) -> Reply {
+/// Answers an AddPartitionsToTxn request. With authorization on, v0-3
+/// (from producers) need WRITE on the transactional id and on each topic;
+/// v4+ (between brokers) need CLUSTER_ACTION, as in Kafka.
+pub fn handle(
+    broker: &Arc<Broker>,
+    req: AddPartitionsToTxnRequest,
+    version: i16,
+    session: &Session,
+) -> Reply {
+    let none = Denied::new();
     if version <= 3 {
         let topics = req.v3_and_below_topics;
-        let (parts, unknown) = split(broker, &topics);
+        if !broker.authorize(
+            session,
+            AclOperation::Write,
+            ResourceType::TransactionalId,
+            &req.v3_and_below_transactional_id,
+        ) {
+            let r = results(
+                broker,
+                &topics,
+                false,
+                Some(ResponseError::TransactionalIdAuthorizationFailed),
+                &none,
+            );
+            return Reply::Ready(ResponseKind::AddPartitionsToTxn(
+                AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(r),
+            ));
+        }
+        let denied: Denied = topics
+            .iter()
+            .filter(|t| {
+                !broker.authorize(session, AclOperation::Write, ResourceType::Topic, &t.name)
+            })
+            .map(|t| t.name.to_string())
+            .collect();
+        let (parts, unknown) = split(broker, &topics, &denied);
         if unknown {
-            let r = results(broker, &topics, true, None);
+            let r = results(broker, &topics, true, None, &denied);
             return Reply::Ready(ResponseKind::AddPartitionsToTxn(
                 AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(r),
             ));
@@ -94,15 +138,26 @@ pub fn handle(broker: &Arc<Broker>, req: AddPartitionsToTxnRequest, version: i16
         return Reply::Later(Box::pin(async move {
             let error = wait.await.err();
             ResponseKind::AddPartitionsToTxn(
-                AddPartitionsToTxnResponse::default()
-                    .with_results_by_topic_v3_and_below(results(&broker, &topics, false, error)),
+                AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results(
+                    &broker,
+                    &topics,
+                    false,
+                    error,
+                    &Denied::new(),
+                )),
             )
         }));
     }
     // v4+: many transactions; verify_only checks without adding.
+    if !broker.authorize_cluster(session, AclOperation::ClusterAction) {
+        return Reply::Ready(ResponseKind::AddPartitionsToTxn(
+            AddPartitionsToTxnResponse::default()
+                .with_error_code(ResponseError::ClusterAuthorizationFailed.code()),
+        ));
+    }
     let mut waits = Vec::with_capacity(req.transactions.len());
     for t in req.transactions {
-        let (parts, unknown) = split(broker, &t.topics);
+        let (parts, unknown) = split(broker, &t.topics, &none);
         let outcome: crate::transactions::Pending<Result<(), ResponseError>> = if unknown {
             Box::pin(std::future::ready(Ok(())))
         } else if t.verify_only {
@@ -136,7 +191,7 @@ pub fn handle(broker: &Arc<Broker>, req: AddPartitionsToTxnRequest, version: i16
             out.push(
                 AddPartitionsToTxnResult::default()
                     .with_transactional_id(id)
-                    .with_topic_results(results(&broker, &topics, unknown, error)),
+                    .with_topic_results(results(&broker, &topics, unknown, error, &Denied::new())),
             );
         }
         ResponseKind::AddPartitionsToTxn(

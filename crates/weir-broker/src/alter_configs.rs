@@ -216,7 +216,14 @@ fn error_parts(r: Result<(), Failure>) -> (i16, Option<StrBytes>) {
 
 /// Answers an AlterConfigs request: each resource's overrides become
 /// exactly the given set.
-pub fn handle(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
+///
+/// With authorization on, a topic needs ALTER_CONFIGS on it and a broker
+/// ALTER_CONFIGS on the cluster.
+pub fn handle(
+    broker: &Broker,
+    req: AlterConfigsRequest,
+    session: &weir_auth::Session,
+) -> AlterConfigsResponse {
     let responses = req
         .resources
         .into_iter()
@@ -231,14 +238,24 @@ pub fn handle(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse
                     )
                 })
                 .collect();
-            let (code, msg) = error_parts(apply(
-                broker,
-                r.resource_type,
-                &r.resource_name,
-                ops,
-                true,
-                req.validate_only,
-            ));
+            let (code, msg) = error_parts(
+                match broker.authorize_config_resource(
+                    session,
+                    weir_auth::acl::AclOperation::AlterConfigs,
+                    r.resource_type,
+                    &r.resource_name,
+                ) {
+                    Some(e) => Err((e, "Authorization failed.".to_string())),
+                    None => apply(
+                        broker,
+                        r.resource_type,
+                        &r.resource_name,
+                        ops,
+                        true,
+                        req.validate_only,
+                    ),
+                },
+            );
             alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_error_code(code)
                 .with_error_message(msg)
@@ -250,9 +267,12 @@ pub fn handle(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse
 }
 
 /// Answers an IncrementalAlterConfigs request.
+///
+/// Authorized as [`handle`].
 pub fn handle_incremental(
     broker: &Broker,
     req: IncrementalAlterConfigsRequest,
+    session: &weir_auth::Session,
 ) -> IncrementalAlterConfigsResponse {
     let responses = req
         .resources
@@ -286,7 +306,17 @@ pub fn handle_incremental(
                     Ok((c.name.to_string(), op))
                 })
                 .collect();
-            let result = ops.and_then(|ops| {
+            let denied = broker.authorize_config_resource(
+                session,
+                weir_auth::acl::AclOperation::AlterConfigs,
+                r.resource_type,
+                &r.resource_name,
+            );
+            let result = match denied {
+                Some(e) => Err((e, "Authorization failed.".to_string())),
+                None => ops,
+            }
+            .and_then(|ops| {
                 apply(
                     broker,
                     r.resource_type,

@@ -112,6 +112,8 @@ pub struct Broker {
     metrics: crate::metrics::Metrics,
     /// SASL mechanisms and the audit trail.
     pub(crate) security: crate::security::Security,
+    /// ACLs and the authorizer (off unless `authorizer.class.name` is set).
+    pub(crate) acls: crate::authz::Acls,
 }
 
 /// Producer ids reserved per catalog write.
@@ -193,9 +195,11 @@ impl Broker {
             validator: std::sync::OnceLock::new(),
             metrics: crate::metrics::Metrics::default(),
             security: crate::security::Security::default(),
+            acls: crate::authz::Acls::default(),
         });
         broker.open_offsets_topic()?;
         broker.open_txn_topic()?;
+        broker.open_acls()?;
         Ok(broker)
     }
 
@@ -724,104 +728,125 @@ impl Broker {
             RequestKind::ApiVersions(r) => Reply::Ready(ResponseKind::ApiVersions(
                 crate::api_versions::handle(&r, v),
             )),
-            RequestKind::Metadata(r) => {
-                Reply::Ready(ResponseKind::Metadata(crate::metadata::handle(self, r, v)))
-            }
-            RequestKind::Produce(r) => crate::produce::handle(self, r, v),
+            RequestKind::Metadata(r) => Reply::Ready(ResponseKind::Metadata(
+                crate::metadata::handle(self, r, v, session),
+            )),
+            RequestKind::Produce(r) => crate::produce::handle(self, r, v, session),
             RequestKind::Fetch(r) => {
                 let broker = self.clone();
+                let session = session.clone();
                 Reply::Later(Box::pin(async move {
-                    ResponseKind::Fetch(crate::fetch::handle(broker, r, v).await)
+                    ResponseKind::Fetch(crate::fetch::handle(broker, r, v, session).await)
                 }))
             }
             RequestKind::ListOffsets(r) => Reply::Ready(ResponseKind::ListOffsets(
-                crate::list_offsets::handle(self, r, v),
+                crate::list_offsets::handle(self, r, v, session),
             )),
-            RequestKind::OffsetForLeaderEpoch(r) => Reply::Ready(
-                ResponseKind::OffsetForLeaderEpoch(crate::offset_for_leader_epoch::handle(self, r)),
-            ),
+            RequestKind::OffsetForLeaderEpoch(r) => {
+                Reply::Ready(ResponseKind::OffsetForLeaderEpoch(
+                    crate::offset_for_leader_epoch::handle(self, r, session),
+                ))
+            }
             RequestKind::CreateTopics(r) => Reply::Ready(ResponseKind::CreateTopics(
-                crate::create_topics::handle(self, r, v),
+                crate::create_topics::handle(self, r, v, session),
             )),
             RequestKind::DeleteTopics(r) => Reply::Ready(ResponseKind::DeleteTopics(
-                crate::delete_topics::handle(self, r, v),
+                crate::delete_topics::handle(self, r, v, session),
             )),
             RequestKind::CreatePartitions(r) => Reply::Ready(ResponseKind::CreatePartitions(
-                crate::create_partitions::handle(self, r),
+                crate::create_partitions::handle(self, r, session),
             )),
             RequestKind::DescribeConfigs(r) => Reply::Ready(ResponseKind::DescribeConfigs(
-                crate::describe_configs::handle(self, r, v),
+                crate::describe_configs::handle(self, r, v, session),
             )),
             RequestKind::AlterConfigs(r) => Reply::Ready(ResponseKind::AlterConfigs(
-                crate::alter_configs::handle(self, r),
+                crate::alter_configs::handle(self, r, session),
             )),
             RequestKind::IncrementalAlterConfigs(r) => {
                 Reply::Ready(ResponseKind::IncrementalAlterConfigs(
-                    crate::alter_configs::handle_incremental(self, r),
+                    crate::alter_configs::handle_incremental(self, r, session),
                 ))
             }
             RequestKind::DescribeCluster(r) => Reply::Ready(ResponseKind::DescribeCluster(
-                crate::describe_cluster::handle(self, r),
+                crate::describe_cluster::handle(self, r, session),
             )),
             RequestKind::DescribeLogDirs(r) => Reply::Ready(ResponseKind::DescribeLogDirs(
-                crate::describe_log_dirs::handle(self, r),
+                crate::describe_log_dirs::handle(self, r, session),
             )),
             RequestKind::DeleteRecords(r) => Reply::Ready(ResponseKind::DeleteRecords(
-                crate::delete_records::handle(self, r),
+                crate::delete_records::handle(self, r, session),
             )),
             RequestKind::FindCoordinator(r) => Reply::Ready(ResponseKind::FindCoordinator(
-                crate::find_coordinator::handle(self, r, v),
+                crate::find_coordinator::handle(self, r, v, session),
             )),
             RequestKind::JoinGroup(r) => {
-                crate::join_group::handle(self, r, v, client_id, client_host)
+                crate::join_group::handle(self, r, v, client_id, client_host, session)
             }
-            RequestKind::SyncGroup(r) => crate::sync_group::handle(self, r),
-            RequestKind::Heartbeat(r) => {
-                Reply::Ready(ResponseKind::Heartbeat(crate::heartbeat::handle(self, r)))
-            }
-            RequestKind::LeaveGroup(r) => Reply::Ready(ResponseKind::LeaveGroup(
-                crate::leave_group::handle(self, r, v),
+            RequestKind::SyncGroup(r) => crate::sync_group::handle(self, r, session),
+            RequestKind::Heartbeat(r) => Reply::Ready(ResponseKind::Heartbeat(
+                crate::heartbeat::handle(self, r, session),
             )),
-            RequestKind::OffsetCommit(r) => crate::offset_commit::handle(self, r, v),
+            RequestKind::LeaveGroup(r) => Reply::Ready(ResponseKind::LeaveGroup(
+                crate::leave_group::handle(self, r, v, session),
+            )),
+            RequestKind::OffsetCommit(r) => crate::offset_commit::handle(self, r, v, session),
             RequestKind::OffsetFetch(r) => Reply::Ready(ResponseKind::OffsetFetch(
-                crate::offset_fetch::handle(self, r, v),
+                crate::offset_fetch::handle(self, r, v, session),
             )),
             RequestKind::DescribeGroups(r) => Reply::Ready(ResponseKind::DescribeGroups(
-                crate::describe_groups::handle(self, r, v),
+                crate::describe_groups::handle(self, r, v, session),
             )),
             RequestKind::ListGroups(r) => Reply::Ready(ResponseKind::ListGroups(
-                crate::list_groups::handle(self, r),
+                crate::list_groups::handle(self, r, session),
             )),
             RequestKind::DeleteGroups(r) => Reply::Ready(ResponseKind::DeleteGroups(
-                crate::delete_groups::handle(self, r),
+                crate::delete_groups::handle(self, r, session),
             )),
-            RequestKind::ConsumerGroupHeartbeat(r) => {
-                Reply::Ready(ResponseKind::ConsumerGroupHeartbeat(
-                    crate::consumer_group_heartbeat::handle(self, r, v, client_id, client_host),
-                ))
-            }
+            RequestKind::ConsumerGroupHeartbeat(r) => Reply::Ready(
+                ResponseKind::ConsumerGroupHeartbeat(crate::consumer_group_heartbeat::handle(
+                    self,
+                    r,
+                    v,
+                    client_id,
+                    client_host,
+                    session,
+                )),
+            ),
             RequestKind::ConsumerGroupDescribe(r) => {
                 Reply::Ready(ResponseKind::ConsumerGroupDescribe(
-                    crate::consumer_group_describe::handle(self, r),
+                    crate::consumer_group_describe::handle(self, r, session),
                 ))
             }
             RequestKind::OffsetDelete(r) => Reply::Ready(ResponseKind::OffsetDelete(
-                crate::offset_delete::handle(self, r),
+                crate::offset_delete::handle(self, r, session),
             )),
-            RequestKind::InitProducerId(r) => crate::init_producer_id::handle(self, r, v),
-            RequestKind::AddPartitionsToTxn(r) => crate::add_partitions_to_txn::handle(self, r, v),
-            RequestKind::AddOffsetsToTxn(r) => crate::add_offsets_to_txn::handle(self, r, v),
-            RequestKind::EndTxn(r) => crate::end_txn::handle(self, r, v),
-            RequestKind::TxnOffsetCommit(r) => crate::txn_offset_commit::handle(self, r, v),
+            RequestKind::InitProducerId(r) => crate::init_producer_id::handle(self, r, v, session),
+            RequestKind::AddPartitionsToTxn(r) => {
+                crate::add_partitions_to_txn::handle(self, r, v, session)
+            }
+            RequestKind::AddOffsetsToTxn(r) => {
+                crate::add_offsets_to_txn::handle(self, r, v, session)
+            }
+            RequestKind::EndTxn(r) => crate::end_txn::handle(self, r, v, session),
+            RequestKind::TxnOffsetCommit(r) => {
+                crate::txn_offset_commit::handle(self, r, v, session)
+            }
             RequestKind::DescribeProducers(r) => Reply::Ready(ResponseKind::DescribeProducers(
-                crate::describe_producers::handle(self, r),
+                crate::describe_producers::handle(self, r, session),
             )),
-            RequestKind::DescribeTransactions(r) => Reply::Ready(
-                ResponseKind::DescribeTransactions(crate::describe_transactions::handle(self, r)),
-            ),
+            RequestKind::DescribeTransactions(r) => {
+                Reply::Ready(ResponseKind::DescribeTransactions(
+                    crate::describe_transactions::handle(self, r, session),
+                ))
+            }
             RequestKind::ListTransactions(r) => Reply::Ready(ResponseKind::ListTransactions(
-                crate::list_transactions::handle(self, r, v),
+                crate::list_transactions::handle(self, r, v, session),
             )),
+            RequestKind::CreateAcls(r) => crate::create_acls::handle(self, r, session),
+            RequestKind::DescribeAcls(r) => Reply::Ready(ResponseKind::DescribeAcls(
+                crate::describe_acls::handle(self, r, session),
+            )),
+            RequestKind::DeleteAcls(r) => crate::delete_acls::handle(self, r, session),
             other => {
                 // The codec only lets through what api_versions lists.
                 warn!(request = ?std::mem::discriminant(&other), "request for an API without a handler");

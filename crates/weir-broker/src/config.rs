@@ -61,6 +61,8 @@ enum Check {
     Bool,
     OneOf(&'static [&'static str]),
     ListOf(&'static [&'static str]),
+    /// `;`-separated principals (`super.users`).
+    Principals,
     /// Any text; cross-checked where it is used (at start-up).
     Text,
     /// Checked by a function returning the normalised value.
@@ -327,6 +329,38 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         check: Check::Bool,
         dynamic: false,
         doc: "Create unknown topics named in Metadata requests.",
+    },
+    ConfigDef {
+        name: "authorizer.class.name",
+        synonyms: &[],
+        kind: ConfigType::String,
+        default: "",
+        check: Check::OneOf(&[
+            "",
+            "StandardAuthorizer",
+            "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "kafka.security.authorizer.AclAuthorizer",
+        ]),
+        dynamic: false,
+        doc: "Set to StandardAuthorizer to enforce ACLs; empty allows every request.",
+    },
+    ConfigDef {
+        name: "super.users",
+        synonyms: &[],
+        kind: ConfigType::String,
+        default: "",
+        check: Check::Principals,
+        dynamic: false,
+        doc: "Principals allowed everything, separated by `;` (`User:admin;User:ops`).",
+    },
+    ConfigDef {
+        name: "allow.everyone.if.no.acl.found",
+        synonyms: &[],
+        kind: ConfigType::Boolean,
+        default: "false",
+        check: Check::Bool,
+        dynamic: false,
+        doc: "Allow a request on a resource that has no ACLs at all.",
     },
     ConfigDef {
         name: "delete.topic.enable",
@@ -747,6 +781,9 @@ fn check(def: &ConfigDef, value: &str) -> Result<String, String> {
             Some(a) => Ok((*a).to_string()),
             None => bad(&format!("must be one of {}", allowed.join(", "))),
         },
+        Check::Principals => weir_auth::acl::AuthorizerConfig::parse_super_users(v)
+            .map(|_| v.to_string())
+            .or_else(|e| bad(&e)),
         Check::ListOf(allowed) => {
             let mut items = Vec::new();
             for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {

@@ -11,6 +11,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
 use crate::consumer_group::Assignment;
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 
 /// `member_type` of a consumer-protocol member.
 const MEMBER_TYPE_CONSUMER: i8 = 1;
@@ -33,7 +35,14 @@ fn wire(broker: &Broker, a: Assignment) -> WireAssignment {
 }
 
 /// Answers a ConsumerGroupDescribe request.
-pub fn handle(broker: &Broker, r: ConsumerGroupDescribeRequest) -> ConsumerGroupDescribeResponse {
+///
+/// With authorization on, each group needs DESCRIBE.
+pub fn handle(
+    broker: &Broker,
+    r: ConsumerGroupDescribeRequest,
+    session: &Session,
+) -> ConsumerGroupDescribeResponse {
+    let include_ops = r.include_authorized_operations;
     let groups = r
         .group_ids
         .into_iter()
@@ -41,6 +50,18 @@ pub fn handle(broker: &Broker, r: ConsumerGroupDescribeRequest) -> ConsumerGroup
             let out = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(i32::MIN);
+            if !broker.authorize(session, AclOperation::Describe, ResourceType::Group, &id) {
+                return out.with_error_code(ResponseError::GroupAuthorizationFailed.code());
+            }
+            let out = if include_ops {
+                out.with_authorized_operations(broker.authorized_operations(
+                    session,
+                    ResourceType::Group,
+                    &id,
+                ))
+            } else {
+                out
+            };
             let Some(g) = broker.groups.consumer_describe(&id) else {
                 return out
                     .with_error_code(ResponseError::GroupIdNotFound.code())

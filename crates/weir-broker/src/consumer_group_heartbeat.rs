@@ -8,6 +8,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
 use crate::consumer_group::{Assignment, Heartbeat};
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 
 /// Answers a ConsumerGroupHeartbeat request.
 pub fn handle(
@@ -16,7 +18,18 @@ pub fn handle(
     _version: i16,
     client_id: String,
     client_host: &str,
+    session: &Session,
 ) -> ConsumerGroupHeartbeatResponse {
+    if !broker.authorize(
+        session,
+        AclOperation::Read,
+        ResourceType::Group,
+        &r.group_id,
+    ) {
+        return ConsumerGroupHeartbeatResponse::default().with_error_code(
+            kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code(),
+        );
+    }
     let owned = r.topic_partitions.map(|tps| {
         let mut a = Assignment::new();
         for tp in tps {

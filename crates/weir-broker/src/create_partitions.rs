@@ -8,7 +8,13 @@ use kafka_protocol::protocol::StrBytes;
 use crate::broker::Broker;
 
 /// Answers a CreatePartitions request.
-pub fn handle(broker: &Broker, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+///
+/// With authorization on, each topic needs ALTER.
+pub fn handle(
+    broker: &Broker,
+    req: CreatePartitionsRequest,
+    session: &weir_auth::Session,
+) -> CreatePartitionsResponse {
     let node = broker.node_id();
     let results = req
         .topics
@@ -19,7 +25,17 @@ pub fn handle(broker: &Broker, req: CreatePartitionsRequest) -> CreatePartitions
                 a.iter()
                     .find(|a| a.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>() != [node])
             });
+            let may_alter = broker.authorize(
+                session,
+                weir_auth::acl::AclOperation::Alter,
+                weir_auth::acl::ResourceType::Topic,
+                &t.name,
+            );
             let result = match bad_assignment {
+                _ if !may_alter => Err((
+                    ResponseError::TopicAuthorizationFailed,
+                    "The topic authorization is failed.".to_string(),
+                )),
                 Some(a) => Err((
                     ResponseError::InvalidReplicaAssignment,
                     format!(

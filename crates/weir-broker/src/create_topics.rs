@@ -13,7 +13,23 @@ use crate::broker::Broker;
 use crate::config::validate_topic_config;
 
 /// Answers a CreateTopics request.
-pub fn handle(broker: &Broker, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+///
+/// With authorization on, each topic needs CREATE on the cluster or on
+/// the topic (TOPIC_AUTHORIZATION_FAILED otherwise), and its configs are
+/// returned only with DESCRIBE_CONFIGS on it, as in Kafka.
+pub fn handle(
+    broker: &Broker,
+    req: CreateTopicsRequest,
+    version: i16,
+    session: &weir_auth::Session,
+) -> CreateTopicsResponse {
+    use weir_auth::acl::{AclOperation, ResourceType};
+    let cluster_create = broker.is_authorized(
+        session,
+        AclOperation::Create,
+        ResourceType::Cluster,
+        weir_auth::acl::CLUSTER_NAME,
+    );
     let settings = broker.settings();
     let node = broker.node_id();
     let names: Vec<_> = req.topics.iter().map(|t| t.name.to_string()).collect();
@@ -29,6 +45,18 @@ pub fn handle(broker: &Broker, req: CreateTopicsRequest, version: i16) -> Create
             if names.iter().filter(|n| **n == name).count() > 1 {
                 return fail(ResponseError::InvalidRequest, format!("Create topics request from client contains multiple entries for topic {name}"));
             }
+            if !cluster_create && !broker.authorize(session, AclOperation::Create, ResourceType::Topic, &name) {
+                return fail(ResponseError::TopicAuthorizationFailed, "Authorization failed.".into())
+                    .with_topic_config_error_code(
+                        if broker.is_authorized(session, AclOperation::DescribeConfigs, ResourceType::Topic, &name) {
+                            0
+                        } else {
+                            ResponseError::TopicAuthorizationFailed.code()
+                        },
+                    );
+            }
+            let may_describe_configs =
+                broker.is_authorized(session, AclOperation::DescribeConfigs, ResourceType::Topic, &name);
             let partitions = if t.assignments.is_empty() {
                 if t.num_partitions == -1 {
                     i32::try_from(settings.get_i64("num.partitions")).unwrap_or(1)
@@ -83,7 +111,9 @@ pub fn handle(broker: &Broker, req: CreateTopicsRequest, version: i16) -> Create
             match broker.create_topic(&name, partitions, configs, req.validate_only) {
                 Ok(rec) => {
                     let mut out = out.with_topic_id(rec.id).with_num_partitions(rec.partitions).with_replication_factor(rf);
-                    if version >= 5 {
+                    if version >= 5 && !may_describe_configs {
+                        out = out.with_topic_config_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    } else if version >= 5 {
                         let configs = settings
                             .resolve_all(&rec.configs)
                             .into_iter()

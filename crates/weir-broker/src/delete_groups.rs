@@ -4,18 +4,26 @@ use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
 use crate::broker::Broker;
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 
 /// Answers a DeleteGroups request.
-pub fn handle(broker: &Broker, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
+///
+/// With authorization on, each group needs DELETE.
+pub fn handle(broker: &Broker, r: DeleteGroupsRequest, session: &Session) -> DeleteGroupsResponse {
     let results = r
         .groups_names
         .into_iter()
         .map(|g| {
-            let code = broker
-                .groups
-                .delete(broker, &g)
-                .err()
-                .map_or(0, |e| e.code());
+            let code = if broker.authorize(session, AclOperation::Delete, ResourceType::Group, &g) {
+                broker
+                    .groups
+                    .delete(broker, &g)
+                    .err()
+                    .map_or(0, |e| e.code())
+            } else {
+                kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code()
+            };
             DeletableGroupResult::default()
                 .with_group_id(g)
                 .with_error_code(code)

@@ -10,12 +10,24 @@ use crate::broker::Broker;
 use crate::error::log_error_code;
 
 /// Answers a DeleteRecords request. Offset `-1` means the high watermark.
-pub fn handle(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+///
+/// With authorization on, each topic needs DELETE.
+pub fn handle(
+    broker: &Broker,
+    req: DeleteRecordsRequest,
+    session: &weir_auth::Session,
+) -> DeleteRecordsResponse {
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
             let topic = broker.topic(&t.name);
+            let denied = !broker.authorize(
+                session,
+                weir_auth::acl::AclOperation::Delete,
+                weir_auth::acl::ResourceType::Topic,
+                &t.name,
+            );
             let partitions = t
                 .partitions
                 .into_iter()
@@ -23,6 +35,9 @@ pub fn handle(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsRespon
                     let out = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
+                    if denied {
+                        return out.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let Some(log) = topic.as_ref().and_then(|t| t.partition(p.partition_index))
                     else {
                         return out.with_error_code(ResponseError::UnknownTopicOrPartition.code());

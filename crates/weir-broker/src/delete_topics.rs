@@ -9,7 +9,16 @@ use uuid::Uuid;
 use crate::broker::Broker;
 
 /// Answers a DeleteTopics request.
-pub fn handle(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+///
+/// With authorization on, each topic needs DELETE (and DESCRIBE when named
+/// by id), else TOPIC_AUTHORIZATION_FAILED.
+pub fn handle(
+    broker: &Broker,
+    req: DeleteTopicsRequest,
+    version: i16,
+    session: &weir_auth::Session,
+) -> DeleteTopicsResponse {
+    use weir_auth::acl::{AclOperation, ResourceType};
     let wanted: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
         req.topics
             .into_iter()
@@ -27,6 +36,7 @@ pub fn handle(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> Delete
             let out = DeletableTopicResult::default()
                 .with_name(name.clone())
                 .with_topic_id(id);
+            let by_id = name.is_none();
             let name = match name {
                 Some(n) => Some(n.to_string()),
                 None => broker.topic_by_id(&id).map(|t| t.name.clone()),
@@ -34,6 +44,21 @@ pub fn handle(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> Delete
             let Some(name) = name else {
                 return out.with_error_code(ResponseError::UnknownTopicId.code());
             };
+            let denied = |out: DeletableTopicResult| {
+                out.with_error_code(ResponseError::TopicAuthorizationFailed.code())
+            };
+            if by_id
+                && !broker.authorize(session, AclOperation::Describe, ResourceType::Topic, &name)
+            {
+                return denied(out);
+            }
+            if !broker.authorize(session, AclOperation::Delete, ResourceType::Topic, &name) {
+                return denied(if by_id {
+                    out
+                } else {
+                    out.with_name(Some(TopicName(StrBytes::from_string(name))))
+                });
+            }
             match broker.delete_topic(&name) {
                 Ok(id) => out
                     .with_name(Some(TopicName(StrBytes::from_string(name))))

@@ -6,16 +6,37 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 
 /// `endpoint_type` asking for brokers (KIP-919).
 const ENDPOINT_BROKERS: i8 = 1;
 
 /// Answers a DescribeCluster request.
-pub fn handle(broker: &Broker, req: DescribeClusterRequest) -> DescribeClusterResponse {
+///
+/// As in Kafka, nothing is refused: the cluster's authorized operations
+/// are reported (when asked for) only with DESCRIBE on the cluster, else 0.
+pub fn handle(
+    broker: &Broker,
+    req: DescribeClusterRequest,
+    session: &Session,
+) -> DescribeClusterResponse {
+    let ops = if !req.include_cluster_authorized_operations {
+        i32::MIN
+    } else if broker.authorize(
+        session,
+        AclOperation::Describe,
+        ResourceType::Cluster,
+        weir_auth::acl::CLUSTER_NAME,
+    ) {
+        broker.authorized_operations(session, ResourceType::Cluster, weir_auth::acl::CLUSTER_NAME)
+    } else {
+        0
+    };
     let resp = DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
         .with_cluster_id(StrBytes::from_string(broker.cluster_id()))
-        .with_cluster_authorized_operations(i32::MIN);
+        .with_cluster_authorized_operations(ops);
     if req.endpoint_type != ENDPOINT_BROKERS {
         return resp
             .with_error_code(ResponseError::UnsupportedEndpointType.code())

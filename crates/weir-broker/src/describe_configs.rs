@@ -15,11 +15,14 @@ pub const RESOURCE_TOPIC: i8 = 2;
 /// `resource_type` of a broker.
 pub const RESOURCE_BROKER: i8 = 4;
 
-/// Answers a DescribeConfigs request.
+/// Answers a DescribeConfigs request. With authorization on, a topic
+/// needs DESCRIBE_CONFIGS on it and a broker DESCRIBE_CONFIGS on the
+/// cluster.
 pub fn handle(
     broker: &Broker,
     req: DescribeConfigsRequest,
     _version: i16,
+    session: &weir_auth::Session,
 ) -> DescribeConfigsResponse {
     let settings = broker.settings();
     let results = req
@@ -43,6 +46,14 @@ pub fn handle(
                 req.include_documentation
                     .then(|| StrBytes::from_static_str(d))
             };
+            if let Some(e) = broker.authorize_config_resource(
+                session,
+                weir_auth::acl::AclOperation::DescribeConfigs,
+                r.resource_type,
+                &r.resource_name,
+            ) {
+                return out.with_error_code(e.code());
+            }
             let configs: Vec<DescribeConfigsResourceResult> = match r.resource_type {
                 RESOURCE_TOPIC => {
                     let Some(topic) = broker.topic(&r.resource_name) else {

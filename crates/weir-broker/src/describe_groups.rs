@@ -7,20 +7,41 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
 use crate::group_coordinator::GroupState;
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 
 /// Answers a DescribeGroups request.
-pub fn handle(broker: &Broker, r: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+///
+/// With authorization on, each group needs DESCRIBE.
+pub fn handle(
+    broker: &Broker,
+    r: DescribeGroupsRequest,
+    version: i16,
+    session: &Session,
+) -> DescribeGroupsResponse {
+    let include_ops = r.include_authorized_operations;
     let groups = r
         .groups
         .into_iter()
         .map(|id| {
+            if !broker.authorize(session, AclOperation::Describe, ResourceType::Group, &id) {
+                return DescribedGroup::default()
+                    .with_group_id(id)
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code())
+                    .with_authorized_operations(i32::MIN);
+            }
+            let ops = if include_ops {
+                broker.authorized_operations(session, ResourceType::Group, &id)
+            } else {
+                i32::MIN
+            };
             let d = broker.groups.describe(&id);
             let out = DescribedGroup::default()
                 .with_group_id(id)
                 .with_group_state(StrBytes::from_static_str(d.state.name()))
                 .with_protocol_type(StrBytes::from_string(d.protocol_type))
                 .with_protocol_data(StrBytes::from_string(d.protocol))
-                .with_authorized_operations(i32::MIN);
+                .with_authorized_operations(ops);
             // KIP-1043: v6 reports an unknown group as such; older
             // versions describe it as Dead with no error.
             if d.state == GroupState::Dead && version >= 6 {

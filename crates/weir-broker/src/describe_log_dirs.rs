@@ -7,6 +7,8 @@ use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, 
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::{Broker, Topic};
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 
 /// Kafka's value for "volume size unknown".
 const UNKNOWN_BYTES: i64 = -1;
@@ -31,7 +33,24 @@ fn describe(topic: &Topic, only: Option<&[i32]>) -> DescribeLogDirsTopic {
 }
 
 /// Answers a DescribeLogDirs request.
-pub fn handle(broker: &Broker, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+///
+/// With authorization on, needs DESCRIBE on the cluster (else
+/// CLUSTER_AUTHORIZATION_FAILED and no directories).
+pub fn handle(
+    broker: &Broker,
+    req: DescribeLogDirsRequest,
+    session: &Session,
+) -> DescribeLogDirsResponse {
+    if !broker.authorize(
+        session,
+        AclOperation::Describe,
+        ResourceType::Cluster,
+        weir_auth::acl::CLUSTER_NAME,
+    ) {
+        return DescribeLogDirsResponse::default().with_error_code(
+            kafka_protocol::error::ResponseError::ClusterAuthorizationFailed.code(),
+        );
+    }
     let topics = match req.topics {
         None => broker.topics().iter().map(|t| describe(t, None)).collect(),
         Some(wanted) => wanted

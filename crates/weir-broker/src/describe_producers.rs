@@ -9,19 +9,32 @@ use kafka_protocol::messages::describe_producers_response::{
 use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
 
 use crate::broker::Broker;
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 
-/// Answers a DescribeProducers request.
-pub fn handle(broker: &Broker, req: DescribeProducersRequest) -> DescribeProducersResponse {
+/// Answers a DescribeProducers request. With authorization on, each topic
+/// needs READ, as in Kafka.
+pub fn handle(
+    broker: &Broker,
+    req: DescribeProducersRequest,
+    session: &Session,
+) -> DescribeProducersResponse {
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
             let topic = broker.topic(&t.name);
+            let denied =
+                !broker.authorize(session, AclOperation::Read, ResourceType::Topic, &t.name);
             let partitions = t
                 .partition_indexes
                 .into_iter()
                 .map(|p| {
                     let resp = PartitionResponse::default().with_partition_index(p);
+                    if denied {
+                        return resp
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let Some(log) = topic.as_ref().and_then(|x| x.partition(p)) else {
                         return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };

@@ -7,9 +7,27 @@ use std::sync::Arc;
 use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse, ProducerId, ResponseKind};
 
 use crate::broker::{Broker, Reply};
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 
-/// Answers an EndTxn request.
-pub fn handle(broker: &Arc<Broker>, req: EndTxnRequest, version: i16) -> Reply {
+/// Answers an EndTxn request. With authorization on, needs WRITE on the
+/// transactional id.
+pub fn handle(broker: &Arc<Broker>, req: EndTxnRequest, version: i16, session: &Session) -> Reply {
+    if !broker.authorize(
+        session,
+        AclOperation::Write,
+        ResourceType::TransactionalId,
+        &req.transactional_id,
+    ) {
+        return Reply::Ready(ResponseKind::EndTxn(
+            EndTxnResponse::default()
+                .with_error_code(
+                    kafka_protocol::error::ResponseError::TransactionalIdAuthorizationFailed.code(),
+                )
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        ));
+    }
     let wait = broker.txns.end_txn(
         broker,
         &req.transactional_id,

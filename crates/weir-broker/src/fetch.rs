@@ -12,6 +12,8 @@ use kafka_protocol::messages::fetch_response::{
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 use weir_log::{LogError, ReadLimit};
 
 use crate::broker::Broker;
@@ -32,7 +34,14 @@ enum Mode {
 }
 
 /// Answers a Fetch request, waiting up to `max_wait_ms` for `min_bytes`.
-pub async fn handle(broker: Arc<Broker>, req: FetchRequest, version: i16) -> FetchResponse {
+/// With authorization on, each topic needs READ (else its partitions fail
+/// with TOPIC_AUTHORIZATION_FAILED).
+pub async fn handle(
+    broker: Arc<Broker>,
+    req: FetchRequest,
+    version: i16,
+    session: Session,
+) -> FetchResponse {
     let key_of = |name: &TopicName, id: Uuid, partition: i32| {
         let topic = if version >= 13 {
             broker
@@ -121,6 +130,16 @@ pub async fn handle(broker: Arc<Broker>, req: FetchRequest, version: i16) -> Fet
         }
     };
 
+    let mut denied = std::collections::HashSet::new();
+    for p in &partitions {
+        let t = &p.key.topic;
+        if !t.is_empty()
+            && !denied.contains(t)
+            && !broker.authorize(&session, AclOperation::Read, ResourceType::Topic, t)
+        {
+            denied.insert(t.clone());
+        }
+    }
     let limit = if req.isolation_level == READ_COMMITTED {
         ReadLimit::LastStable
     } else {
@@ -137,7 +156,7 @@ pub async fn handle(broker: Arc<Broker>, req: FetchRequest, version: i16) -> Fet
     let mut parked = None;
     let results = loop {
         data.borrow_and_update();
-        let results = read_all(&broker, &partitions, &epochs, limit, max_bytes);
+        let results = read_all(&broker, &partitions, &epochs, &denied, limit, max_bytes);
         let bytes: usize = results
             .iter()
             .map(|r| r.records.as_ref().map_or(0, Bytes::len))
@@ -150,9 +169,9 @@ pub async fn handle(broker: Arc<Broker>, req: FetchRequest, version: i16) -> Fet
         tokio::select! {
             r = tokio::time::timeout_at(deadline, data.changed()) => match r {
                 Ok(Ok(())) => continue,
-                _ => break read_all(&broker, &partitions, &epochs, limit, max_bytes),
+                _ => break read_all(&broker, &partitions, &epochs, &denied, limit, max_bytes),
             },
-            () = &mut stopping => break read_all(&broker, &partitions, &epochs, limit, max_bytes),
+            () = &mut stopping => break read_all(&broker, &partitions, &epochs, &denied, limit, max_bytes),
         }
     };
 
@@ -207,6 +226,7 @@ fn read_all(
     broker: &Broker,
     partitions: &[SessionPartition],
     epochs: &[(FetchKey, i32)],
+    denied: &std::collections::HashSet<String>,
     limit: ReadLimit,
     max_bytes: usize,
 ) -> Vec<PartitionData> {
@@ -215,6 +235,16 @@ fn read_all(
     partitions
         .iter()
         .map(|p| {
+            if denied.contains(&p.key.topic) {
+                return PartitionData::default()
+                    .with_partition_index(p.key.partition)
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                    .with_high_watermark(-1)
+                    .with_last_stable_offset(-1)
+                    .with_log_start_offset(-1)
+                    .with_preferred_read_replica(BrokerId(-1))
+                    .with_records(Some(Bytes::new()));
+            }
             let epoch = epochs
                 .iter()
                 .find(|(k, _)| *k == p.key)

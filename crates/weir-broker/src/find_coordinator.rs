@@ -6,6 +6,8 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 
 const KEY_GROUP: i8 = 0;
 const KEY_TRANSACTION: i8 = 1;
@@ -15,6 +17,7 @@ pub fn handle(
     broker: &Broker,
     req: FindCoordinatorRequest,
     version: i16,
+    session: &Session,
 ) -> FindCoordinatorResponse {
     let (host, port) = broker.advertised();
     let answer = |key: &StrBytes| -> (i16, Option<String>) {
@@ -27,6 +30,25 @@ pub fn handle(
                 ResponseError::InvalidRequest.code(),
                 Some("transactional id is empty".into()),
             ),
+            // Kafka: DESCRIBE on the group or transactional id.
+            KEY_GROUP
+                if !broker.authorize(session, AclOperation::Describe, ResourceType::Group, key) =>
+            {
+                (ResponseError::GroupAuthorizationFailed.code(), None)
+            }
+            KEY_TRANSACTION
+                if !broker.authorize(
+                    session,
+                    AclOperation::Describe,
+                    ResourceType::TransactionalId,
+                    key,
+                ) =>
+            {
+                (
+                    ResponseError::TransactionalIdAuthorizationFailed.code(),
+                    None,
+                )
+            }
             KEY_GROUP | KEY_TRANSACTION => (0, None),
             // Share groups come with their own issue.
             other => (

@@ -10,6 +10,8 @@ use kafka_protocol::messages::{
 };
 
 use crate::broker::{Broker, Reply};
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 
 fn answer(result: Result<(i64, i16), ResponseError>) -> ResponseKind {
     let resp = match result {
@@ -24,8 +26,40 @@ fn answer(result: Result<(i64, i16), ResponseError>) -> ResponseKind {
     ResponseKind::InitProducerId(resp)
 }
 
-/// Answers an InitProducerId request.
-pub fn handle(broker: &Arc<Broker>, req: InitProducerIdRequest, version: i16) -> Reply {
+/// Answers an InitProducerId request. With authorization on, a
+/// transactional producer needs WRITE on its transactional id; an
+/// idempotent one IDEMPOTENT_WRITE on the cluster or WRITE on some topic,
+/// as in Kafka.
+pub fn handle(
+    broker: &Arc<Broker>,
+    req: InitProducerIdRequest,
+    version: i16,
+    session: &Session,
+) -> Reply {
+    match &req.transactional_id {
+        Some(t)
+            if !broker.authorize(
+                session,
+                AclOperation::Write,
+                ResourceType::TransactionalId,
+                t,
+            ) =>
+        {
+            return Reply::Ready(answer(Err(
+                ResponseError::TransactionalIdAuthorizationFailed,
+            )));
+        }
+        None if !broker.is_authorized(
+            session,
+            AclOperation::IdempotentWrite,
+            ResourceType::Cluster,
+            weir_auth::acl::CLUSTER_NAME,
+        ) && !broker.authorize_any(session, AclOperation::Write, ResourceType::Topic) =>
+        {
+            return Reply::Ready(answer(Err(ResponseError::ClusterAuthorizationFailed)));
+        }
+        _ => {}
+    }
     let Some(txn_id) = req.transactional_id else {
         // Idempotence only: a fresh id every time, as Kafka does.
         let result = broker.next_producer_id().map(|id| (id, 0)).map_err(|e| {

@@ -9,6 +9,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::{Broker, Reply};
 use crate::group_coordinator::{JoinRequest, JoinResult};
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 
 /// Answers a JoinGroup request once the group's rebalance completes.
 pub fn handle(
@@ -17,7 +19,27 @@ pub fn handle(
     version: i16,
     client_id: String,
     client_host: &str,
+    session: &Session,
 ) -> Reply {
+    if !broker.authorize(
+        session,
+        AclOperation::Read,
+        ResourceType::Group,
+        &r.group_id,
+    ) {
+        return Reply::Ready(ResponseKind::JoinGroup(response(
+            JoinResult {
+                error: ResponseError::GroupAuthorizationFailed.code(),
+                generation: -1,
+                protocol_type: None,
+                protocol_name: None,
+                leader: String::new(),
+                member_id: String::new(),
+                members: Vec::new(),
+            },
+            version,
+        )));
+    }
     let req = JoinRequest {
         group_id: r.group_id.to_string(),
         member_id: r.member_id.to_string(),

@@ -4,9 +4,26 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use crate::broker::Broker;
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 
 /// Answers a LeaveGroup request.
-pub fn handle(broker: &Broker, r: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+pub fn handle(
+    broker: &Broker,
+    r: LeaveGroupRequest,
+    version: i16,
+    session: &Session,
+) -> LeaveGroupResponse {
+    if !broker.authorize(
+        session,
+        AclOperation::Read,
+        ResourceType::Group,
+        &r.group_id,
+    ) {
+        return LeaveGroupResponse::default().with_error_code(
+            kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code(),
+        );
+    }
     if version < 3 {
         let (_, codes) =
             broker

@@ -6,6 +6,9 @@
 //! responses into frames, and [`Broker::handle`] answers a request. The
 //! server crate moves frames; tests and fuzzers call these directly.
 //!
+//! With `authorizer.class.name` set, every handler checks the request's
+//! [`weir_auth::Session`] against the ACLs as Kafka does ([`authz`]).
+//!
 //! Single-node facts: this broker is the leader of every partition, at
 //! leader epoch [`LEADER_EPOCH`], and its only replica.
 
@@ -13,6 +16,7 @@ pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
+pub mod authz;
 mod broker;
 pub mod catalog;
 pub mod codec;
@@ -20,11 +24,14 @@ pub mod config;
 pub mod consumer_group;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;

@@ -5,9 +5,23 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 
 /// Answers a ListGroups request.
-pub fn handle(broker: &Broker, r: ListGroupsRequest) -> ListGroupsResponse {
+///
+/// With authorization on, DESCRIBE on the cluster lists every group;
+/// otherwise only the groups the client may DESCRIBE are listed.
+pub fn handle(broker: &Broker, r: ListGroupsRequest, session: &Session) -> ListGroupsResponse {
+    let all = broker.is_authorized(
+        session,
+        AclOperation::Describe,
+        ResourceType::Cluster,
+        weir_auth::acl::CLUSTER_NAME,
+    );
+    let visible = |id: &str| {
+        all || broker.is_authorized(session, AclOperation::Describe, ResourceType::Group, id)
+    };
     let state_ok = |s: &str| {
         r.states_filter.is_empty() || r.states_filter.iter().any(|f| f.eq_ignore_ascii_case(s))
     };
@@ -18,7 +32,7 @@ pub fn handle(broker: &Broker, r: ListGroupsRequest) -> ListGroupsResponse {
         .groups
         .list()
         .into_iter()
-        .filter(|(_, state, _, kind)| type_ok(kind) && state_ok(state))
+        .filter(|(id, state, _, kind)| type_ok(kind) && state_ok(state) && visible(id))
         .map(|(id, state, protocol_type, kind)| {
             ListedGroup::default()
                 .with_group_id(GroupId(StrBytes::from_string(id)))

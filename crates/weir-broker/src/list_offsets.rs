@@ -17,12 +17,25 @@ const LATEST_TIERED: i64 = -5;
 const READ_COMMITTED: i8 = 1;
 
 /// Answers a ListOffsets request.
-pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+///
+/// With authorization on, each topic needs DESCRIBE.
+pub fn handle(
+    broker: &Broker,
+    req: ListOffsetsRequest,
+    version: i16,
+    session: &weir_auth::Session,
+) -> ListOffsetsResponse {
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
             let topic = broker.topic(&t.name);
+            let denied = !broker.authorize(
+                session,
+                weir_auth::acl::AclOperation::Describe,
+                weir_auth::acl::ResourceType::Topic,
+                &t.name,
+            );
             let partitions = t
                 .partitions
                 .into_iter()
@@ -31,6 +44,9 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1);
+                    if denied {
+                        return out.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let Some(log) = topic.as_ref().and_then(|t| t.partition(p.partition_index))
                     else {
                         return out.with_error_code(ResponseError::UnknownTopicOrPartition.code());

@@ -9,12 +9,15 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
 use crate::txn_coordinator::TxnState;
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 
 /// Answers a ListTransactions request.
 pub fn handle(
     broker: &Broker,
     req: ListTransactionsRequest,
     version: i16,
+    session: &Session,
 ) -> ListTransactionsResponse {
     let (known, unknown): (Vec<String>, Vec<String>) = req
         .state_filters
@@ -43,6 +46,15 @@ pub fn handle(
         .txns
         .list(&states, &pids, min_duration)
         .into_iter()
+        // Only the transactional ids the client may DESCRIBE, as in Kafka.
+        .filter(|m| {
+            broker.is_authorized(
+                session,
+                AclOperation::Describe,
+                ResourceType::TransactionalId,
+                &m.transactional_id,
+            )
+        })
         .map(|m| {
             TransactionState::default()
                 .with_transactional_id(TransactionalId(StrBytes::from_string(m.transactional_id)))

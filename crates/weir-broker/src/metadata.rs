@@ -10,14 +10,51 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 
 use crate::broker::{Broker, Topic};
 
 /// Kafka's marker for "authorized operations not requested".
 const OPS_NOT_REQUESTED: i32 = i32::MIN;
 
-/// Answers a Metadata request.
-pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
+/// Answers a Metadata request. With authorization on, topics the client
+/// may not DESCRIBE are left out of "all topics" and answered with
+/// TOPIC_AUTHORIZATION_FAILED when named; auto-creation needs CREATE on
+/// the cluster or the topic.
+pub fn handle(
+    broker: &Arc<Broker>,
+    req: MetadataRequest,
+    version: i16,
+    session: &Session,
+) -> MetadataResponse {
+    let mut resp = topics(broker, &req, version, session);
+    if req.include_cluster_authorized_operations
+        && broker.authorize_cluster(session, AclOperation::Describe)
+    {
+        resp.cluster_authorized_operations = broker.authorized_operations(
+            session,
+            ResourceType::Cluster,
+            weir_auth::acl::CLUSTER_NAME,
+        );
+    }
+    if req.include_topic_authorized_operations {
+        for t in resp.topics.iter_mut().filter(|t| t.error_code == 0) {
+            if let Some(name) = &t.name {
+                t.topic_authorized_operations =
+                    broker.authorized_operations(session, ResourceType::Topic, name);
+            }
+        }
+    }
+    resp
+}
+
+fn topics(
+    broker: &Arc<Broker>,
+    req: &MetadataRequest,
+    version: i16,
+    session: &Session,
+) -> MetadataResponse {
     let (host, port) = broker.advertised();
     let node = BrokerId(broker.node_id());
     let mut resp = MetadataResponse::default()
@@ -37,16 +74,53 @@ pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Metad
         resp.topics = broker
             .topics()
             .iter()
+            .filter(|t| {
+                broker.is_authorized(
+                    session,
+                    AclOperation::Describe,
+                    ResourceType::Topic,
+                    &t.name,
+                )
+            })
             .map(|t| describe(broker, t))
             .collect();
         return resp;
     }
     let auto_create =
         req.allow_auto_topic_creation && broker.setting("auto.create.topics.enable") == "true";
-    for wanted in req.topics.unwrap_or_default() {
+    let denied = |name: &str| {
+        MetadataResponseTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
+            .with_topic_id(Uuid::nil())
+            .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+            .with_topic_authorized_operations(OPS_NOT_REQUESTED)
+    };
+    let may_describe =
+        |name: &str| broker.authorize(session, AclOperation::Describe, ResourceType::Topic, name);
+    // Auto-creation needs CREATE on the cluster, or on the topic (checked
+    // only when the cluster check fails, as Kafka does).
+    let may_create = |name: &str| {
+        broker.is_authorized(
+            session,
+            AclOperation::Create,
+            ResourceType::Cluster,
+            weir_auth::acl::CLUSTER_NAME,
+        ) || broker.authorize(session, AclOperation::Create, ResourceType::Topic, name)
+    };
+    for wanted in req.topics.clone().unwrap_or_default() {
         let entry = match wanted.name {
+            Some(name) if !may_describe(&name) => denied(&name),
+            Some(name) if auto_create && broker.topic(&name).is_none() && !may_create(&name) => {
+                denied(&name)
+            }
             Some(name) => by_name(broker, &name, auto_create),
             None => match broker.topic_by_id(&wanted.topic_id) {
+                // Topic ids are not secret: Kafka answers with the id and
+                // no name.
+                Some(t) if !may_describe(&t.name) => MetadataResponseTopic::default()
+                    .with_topic_id(t.id)
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                    .with_topic_authorized_operations(OPS_NOT_REQUESTED),
                 Some(t) => describe(broker, &t),
                 None => MetadataResponseTopic::default()
                     .with_topic_id(wanted.topic_id)

@@ -14,9 +14,49 @@ use kafka_protocol::protocol::StrBytes;
 use crate::broker::{Broker, Reply};
 use crate::group_store::Committed;
 use crate::groups::now_ms;
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 
-/// Answers an OffsetCommit request.
-pub fn handle(broker: &Arc<Broker>, r: OffsetCommitRequest, version: i16) -> Reply {
+/// Answers an OffsetCommit request. With authorization on, the group
+/// needs READ (else every partition fails with GROUP_AUTHORIZATION_FAILED)
+/// and each topic READ (else TOPIC_AUTHORIZATION_FAILED for its
+/// partitions, whose offsets are not committed).
+pub fn handle(
+    broker: &Arc<Broker>,
+    r: OffsetCommitRequest,
+    version: i16,
+    session: &Session,
+) -> Reply {
+    if !broker.authorize(
+        session,
+        AclOperation::Read,
+        ResourceType::Group,
+        &r.group_id,
+    ) {
+        let topics = r
+            .topics
+            .iter()
+            .map(|t| {
+                OffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_topic_id(t.topic_id)
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                OffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(ResponseError::GroupAuthorizationFailed.code())
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        return Reply::Ready(ResponseKind::OffsetCommit(
+            OffsetCommitResponse::default().with_topics(topics),
+        ));
+    }
+    let mut denied = std::collections::HashSet::new();
     let now = now_ms();
     // v10 names topics by id.
     let mut names = Vec::with_capacity(r.topics.len());
@@ -29,6 +69,12 @@ pub fn handle(broker: &Arc<Broker>, r: OffsetCommitRequest, version: i16) -> Rep
             Some(t.name.to_string())
         };
         names.push(name.clone());
+        if let Some(n) = &name {
+            if !broker.authorize(session, AclOperation::Read, ResourceType::Topic, n) {
+                denied.insert(n.clone());
+                continue;
+            }
+        }
         for p in &t.partitions {
             match &name {
                 Some(n) => entries.push((
@@ -53,19 +99,23 @@ pub fn handle(broker: &Arc<Broker>, r: OffsetCommitRequest, version: i16) -> Rep
             }
         }
     }
-    let (outcome, wait) = broker.groups.commit(
-        broker,
-        &r.group_id,
-        if version >= 1 {
-            r.generation_id_or_member_epoch
-        } else {
-            -1
-        },
-        &r.member_id,
-        r.group_instance_id.as_deref(),
-        entries,
-        None,
-    );
+    let (outcome, wait) = if entries.is_empty() && !denied.is_empty() {
+        (Vec::new(), None)
+    } else {
+        broker.groups.commit(
+            broker,
+            &r.group_id,
+            if version >= 1 {
+                r.generation_id_or_member_epoch
+            } else {
+                -1
+            },
+            &r.member_id,
+            r.group_instance_id.as_deref(),
+            entries,
+            None,
+        )
+    };
     let topics: Vec<OffsetCommitResponseTopic> = r
         .topics
         .iter()
@@ -77,6 +127,9 @@ pub fn handle(broker: &Arc<Broker>, r: OffsetCommitRequest, version: i16) -> Rep
                 .map(|p| {
                     let code = match &name {
                         None => ResponseError::UnknownTopicId.code(),
+                        Some(n) if denied.contains(n) => {
+                            ResponseError::TopicAuthorizationFailed.code()
+                        }
                         Some(n) => outcome
                             .iter()
                             .find(|(ot, op, _)| ot == n && *op == p.partition_index)

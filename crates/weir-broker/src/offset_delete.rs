@@ -7,23 +7,61 @@ use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 
 /// Answers an OffsetDelete request. Partitions of topics the group is
 /// subscribed to get GROUP_SUBSCRIBED_TO_TOPIC, as in Kafka.
-pub fn handle(broker: &Broker, r: OffsetDeleteRequest) -> OffsetDeleteResponse {
+///
+/// With authorization on, the group needs DELETE and each topic READ.
+pub fn handle(broker: &Broker, r: OffsetDeleteRequest, session: &Session) -> OffsetDeleteResponse {
+    if !broker.authorize(
+        session,
+        AclOperation::Delete,
+        ResourceType::Group,
+        &r.group_id,
+    ) {
+        return OffsetDeleteResponse::default().with_error_code(
+            kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code(),
+        );
+    }
+    let mut denied_topics = std::collections::HashSet::new();
+    for t in &r.topics {
+        if !broker.authorize(session, AclOperation::Read, ResourceType::Topic, &t.name) {
+            denied_topics.insert(t.name.to_string());
+        }
+    }
     let parts: Vec<(String, i32)> = r
         .topics
         .iter()
+        .filter(|t| !denied_topics.contains(t.name.as_str()))
         .flat_map(|t| {
             t.partitions
                 .iter()
                 .map(|p| (t.name.to_string(), p.partition_index))
         })
         .collect();
-    let result = match broker.groups.delete_offsets(broker, &r.group_id, parts) {
-        Ok(r) => r,
-        Err(e) => return OffsetDeleteResponse::default().with_error_code(e.code()),
+    let mut result = if parts.is_empty() && !denied_topics.is_empty() {
+        Vec::new()
+    } else {
+        match broker.groups.delete_offsets(broker, &r.group_id, parts) {
+            Ok(r) => r,
+            Err(e) => return OffsetDeleteResponse::default().with_error_code(e.code()),
+        }
     };
+    for t in r
+        .topics
+        .iter()
+        .filter(|t| denied_topics.contains(t.name.as_str()))
+    {
+        for p in &t.partitions {
+            result.push((
+                t.name.to_string(),
+                p.partition_index,
+                kafka_protocol::error::ResponseError::TopicAuthorizationFailed.code(),
+            ));
+        }
+    }
     let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
     for (t, p, code) in result {
         if topics.last().is_none_or(|x| x.name.as_str() != t) {

@@ -9,6 +9,9 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use crate::broker::Broker;
+use kafka_protocol::error::ResponseError;
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 
 const UNSTABLE: i16 = kafka_protocol::error::ResponseError::UnstableOffsetCommit.code();
 use crate::group_store::Committed;
@@ -27,13 +30,41 @@ fn parts(c: Option<Committed>, version: i16) -> (i64, i32, String) {
 
 /// Answers an OffsetFetch request. Unknown groups and partitions without a
 /// commit get offset -1, as in Kafka.
-pub fn handle(broker: &Broker, r: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+///
+/// With authorization on, the group needs DESCRIBE (else
+/// GROUP_AUTHORIZATION_FAILED); topics the client may not DESCRIBE are left
+/// out when it asked for all, and answered with TOPIC_AUTHORIZATION_FAILED
+/// when it named them, as in Kafka.
+pub fn handle(
+    broker: &Broker,
+    r: OffsetFetchRequest,
+    version: i16,
+    session: &Session,
+) -> OffsetFetchResponse {
+    let group_ok =
+        |g: &str| broker.authorize(session, AclOperation::Describe, ResourceType::Group, g);
+    // None: the topic may be described; Some: it may not, and was named.
+    let topic_ok = |t: &str, named: bool| -> Option<bool> {
+        if named {
+            Some(broker.authorize(session, AclOperation::Describe, ResourceType::Topic, t))
+        } else {
+            broker
+                .is_authorized(session, AclOperation::Describe, ResourceType::Topic, t)
+                .then_some(true)
+        }
+    };
+    const DENIED: i16 = ResponseError::TopicAuthorizationFailed.code();
     // KIP-447: a read_committed consumer asks not to be given an offset a
     // transaction may still change.
     let require_stable = version >= 7 && r.require_stable;
     let unstable =
         |group: &str, t: &str, p: i32| require_stable && broker.groups.has_pending(group, t, p);
     if version < 8 {
+        if !group_ok(&r.group_id) {
+            return OffsetFetchResponse::default()
+                .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+        }
+        let named = r.topics.is_some();
         let wanted = r.topics.map(|ts| {
             ts.into_iter()
                 .map(|t| (t.name.to_string(), t.partition_indexes))
@@ -42,10 +73,17 @@ pub fn handle(broker: &Broker, r: OffsetFetchRequest, version: i16) -> OffsetFet
         let fetched: Fetched = broker.groups.committed(&r.group_id, wanted);
         let topics = fetched
             .into_iter()
-            .map(|(t, ps)| {
+            .filter_map(|(t, ps)| Some((topic_ok(&t, named)?, t, ps)))
+            .map(|(allowed, t, ps)| {
                 let partitions = ps
                     .into_iter()
                     .map(|(p, c)| {
+                        if !allowed {
+                            return OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(-1)
+                                .with_error_code(DENIED);
+                        }
                         if unstable(&r.group_id, &t, p) {
                             return OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
@@ -71,6 +109,12 @@ pub fn handle(broker: &Broker, r: OffsetFetchRequest, version: i16) -> OffsetFet
         .groups
         .into_iter()
         .map(|g| {
+            if !group_ok(&g.group_id) {
+                return OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+            }
+            let named = g.topics.is_some();
             // v10 names topics by id.
             let mut ids: Vec<(String, Uuid)> = Vec::new();
             let wanted = g.topics.map(|ts| {
@@ -92,7 +136,8 @@ pub fn handle(broker: &Broker, r: OffsetFetchRequest, version: i16) -> OffsetFet
             let fetched: Fetched = broker.groups.committed(&g.group_id, wanted);
             let topics = fetched
                 .into_iter()
-                .map(|(t, ps)| {
+                .filter_map(|(t, ps)| Some((topic_ok(&t, named)?, t, ps)))
+                .map(|(allowed, t, ps)| {
                     let id = ids
                         .iter()
                         .find(|(n, _)| *n == t)
@@ -106,6 +151,12 @@ pub fn handle(broker: &Broker, r: OffsetFetchRequest, version: i16) -> OffsetFet
                     let partitions = ps
                         .into_iter()
                         .map(|(p, c)| {
+                            if !allowed {
+                                return OffsetFetchResponsePartitions::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(-1)
+                                    .with_error_code(DENIED);
+                            }
                             if unstable(&g.group_id, &t, p) {
                                 return OffsetFetchResponsePartitions::default()
                                     .with_partition_index(p)

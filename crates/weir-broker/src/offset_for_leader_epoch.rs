@@ -10,12 +10,32 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 use crate::broker::Broker;
 
 /// Answers an OffsetForLeaderEpoch request.
-pub fn handle(broker: &Broker, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+///
+/// With authorization on, each topic needs DESCRIBE unless the client has
+/// CLUSTER_ACTION (a follower).
+pub fn handle(
+    broker: &Broker,
+    req: OffsetForLeaderEpochRequest,
+    session: &weir_auth::Session,
+) -> OffsetForLeaderEpochResponse {
+    let replica = broker.is_authorized(
+        session,
+        weir_auth::acl::AclOperation::ClusterAction,
+        weir_auth::acl::ResourceType::Cluster,
+        weir_auth::acl::CLUSTER_NAME,
+    );
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
             let topic = broker.topic(&t.topic);
+            let denied = !replica
+                && !broker.authorize(
+                    session,
+                    weir_auth::acl::AclOperation::Describe,
+                    weir_auth::acl::ResourceType::Topic,
+                    &t.topic,
+                );
             let partitions = t
                 .partitions
                 .into_iter()
@@ -24,6 +44,9 @@ pub fn handle(broker: &Broker, req: OffsetForLeaderEpochRequest) -> OffsetForLea
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
+                    if denied {
+                        return out.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let Some(log) = topic.as_ref().and_then(|t| t.partition(p.partition)) else {
                         return out.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };

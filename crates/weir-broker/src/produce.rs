@@ -8,6 +8,8 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 use weir_log::BoxFuture;
 
 use crate::broker::{Broker, Reply};
@@ -18,8 +20,21 @@ type DurableWait = BoxFuture<'static, Result<(), weir_log::LogError>>;
 
 /// Answers a Produce request. Appends happen now, in request order; with
 /// acks=all the reply waits for the group commit that makes them durable.
-pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply {
+///
+/// With authorization on, a transactional producer needs WRITE on its
+/// transactional id (else every partition fails with
+/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED) and each topic needs WRITE
+/// (else TOPIC_AUTHORIZATION_FAILED for its partitions), as in Kafka.
+pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: &Session) -> Reply {
     let acks = req.acks;
+    let txn_denied = req.transactional_id.as_ref().is_some_and(|t| {
+        !broker.authorize(
+            session,
+            AclOperation::Write,
+            ResourceType::TransactionalId,
+            t,
+        )
+    });
     let mut waits: Vec<(usize, usize, DurableWait)> = Vec::new();
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut appended = false;
@@ -35,6 +50,18 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
             ResponseError::UnknownTopicOrPartition
         };
         let counters = topic.as_ref().map(|t| broker.metrics().topic(&t.name));
+        // An unknown topic id is reported as such; a name is checked
+        // whether or not the topic exists, so existence does not leak.
+        let denied = if txn_denied {
+            Some(ResponseError::TransactionalIdAuthorizationFailed)
+        } else {
+            let name = topic
+                .as_ref()
+                .map(|t| t.name.as_str())
+                .or((version < 13).then_some(td.name.as_str()));
+            name.filter(|n| !broker.authorize(session, AclOperation::Write, ResourceType::Topic, n))
+                .map(|_| ResponseError::TopicAuthorizationFailed)
+        };
         let mut parts = Vec::with_capacity(td.partition_data.len());
         for (pi, pd) in td.partition_data.into_iter().enumerate() {
             let resp = PartitionProduceResponse::default()
@@ -47,6 +74,10 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
             };
             if !matches!(acks, -1..=1) {
                 parts.push(fail(ResponseError::InvalidRequiredAcks, None));
+                continue;
+            }
+            if let Some(e) = denied {
+                parts.push(fail(e, None));
                 continue;
             }
             let Some(log) = topic.as_ref().and_then(|t| t.partition(pd.index)) else {

@@ -7,9 +7,22 @@ use kafka_protocol::messages::{ResponseKind, SyncGroupRequest, SyncGroupResponse
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::{Broker, Reply};
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 
 /// Answers a SyncGroup request once the leader's assignment is in.
-pub fn handle(broker: &Arc<Broker>, r: SyncGroupRequest) -> Reply {
+pub fn handle(broker: &Arc<Broker>, r: SyncGroupRequest, session: &Session) -> Reply {
+    if !broker.authorize(
+        session,
+        AclOperation::Read,
+        ResourceType::Group,
+        &r.group_id,
+    ) {
+        return Reply::Ready(ResponseKind::SyncGroup(
+            SyncGroupResponse::default()
+                .with_error_code(ResponseError::GroupAuthorizationFailed.code()),
+        ));
+    }
     let assignments = r
         .assignments
         .into_iter()

@@ -13,9 +13,19 @@ use kafka_protocol::messages::{ResponseKind, TxnOffsetCommitRequest, TxnOffsetCo
 use crate::broker::{Broker, Reply};
 use crate::group_store::{Committed, OFFSETS_TOPIC};
 use crate::groups::{now_ms, offsets_partition};
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
 
-/// Answers a TxnOffsetCommit request.
-pub fn handle(broker: &Arc<Broker>, r: TxnOffsetCommitRequest, version: i16) -> Reply {
+/// Answers a TxnOffsetCommit request. With authorization on, needs WRITE
+/// on the transactional id, READ on the group, and READ on each topic
+/// (TOPIC_AUTHORIZATION_FAILED for the partitions of a denied one, whose
+/// offsets are not committed).
+pub fn handle(
+    broker: &Arc<Broker>,
+    r: TxnOffsetCommitRequest,
+    version: i16,
+    session: &Session,
+) -> Reply {
     let respond = |codes: &dyn Fn(&str, i32) -> i16| {
         let topics = r
             .topics
@@ -37,6 +47,30 @@ pub fn handle(broker: &Arc<Broker>, r: TxnOffsetCommitRequest, version: i16) -> 
             .collect();
         TxnOffsetCommitResponse::default().with_topics(topics)
     };
+    if !broker.authorize(
+        session,
+        AclOperation::Write,
+        ResourceType::TransactionalId,
+        &r.transactional_id,
+    ) {
+        let code = ResponseError::TransactionalIdAuthorizationFailed.code();
+        return Reply::Ready(ResponseKind::TxnOffsetCommit(respond(&|_, _| code)));
+    }
+    if !broker.authorize(
+        session,
+        AclOperation::Read,
+        ResourceType::Group,
+        &r.group_id,
+    ) {
+        let code = ResponseError::GroupAuthorizationFailed.code();
+        return Reply::Ready(ResponseKind::TxnOffsetCommit(respond(&|_, _| code)));
+    }
+    let denied: std::collections::HashSet<String> = r
+        .topics
+        .iter()
+        .filter(|t| !broker.authorize(session, AclOperation::Read, ResourceType::Topic, &t.name))
+        .map(|t| t.name.to_string())
+        .collect();
     if r.group_id.is_empty() {
         let code = ResponseError::InvalidGroupId.code();
         return Reply::Ready(ResponseKind::TxnOffsetCommit(respond(&|_, _| code)));
@@ -58,6 +92,7 @@ pub fn handle(broker: &Arc<Broker>, r: TxnOffsetCommitRequest, version: i16) -> 
     let entries = r
         .topics
         .iter()
+        .filter(|t| !denied.contains(t.name.as_str()))
         .flat_map(|t| {
             t.partitions.iter().map(move |p| {
                 (
@@ -96,6 +131,9 @@ pub fn handle(broker: &Arc<Broker>, r: TxnOffsetCommitRequest, version: i16) -> 
         Some((r.producer_id.0, r.producer_epoch)),
     );
     let code_of = move |t: &str, p: i32| {
+        if denied.contains(t) {
+            return ResponseError::TopicAuthorizationFailed.code();
+        }
         outcome
             .iter()
             .find(|(ot, op, _)| ot == t && *op == p)
@@ -104,7 +142,10 @@ pub fn handle(broker: &Arc<Broker>, r: TxnOffsetCommitRequest, version: i16) -> 
     match wait {
         None => Reply::Ready(ResponseKind::TxnOffsetCommit(respond(&code_of))),
         Some(wait) => {
-            let failed = |_: &str, _: i32| ResponseError::CoordinatorNotAvailable.code();
+            let failed = |t: &str, p: i32| match code_of(t, p) {
+                0 => ResponseError::CoordinatorNotAvailable.code(),
+                c => c,
+            };
             let ok = respond(&code_of);
             let bad = respond(&failed);
             Reply::Later(Box::pin(async move {

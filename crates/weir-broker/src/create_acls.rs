@@ -1,0 +1,95 @@
+//! CreateAcls: add ACLs. Needs ALTER on the cluster; answers
+//! SECURITY_DISABLED when no authorizer is configured, as Kafka does. The
+//! response waits until the ACLs are durable in `__weir_security`.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_acls_response::AclCreationResult;
+use kafka_protocol::messages::{CreateAclsRequest, CreateAclsResponse, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+use weir_auth::acl::{AclBinding, AclOperation, PatternType, PermissionType, ResourceType};
+use weir_auth::Session;
+
+use crate::broker::{Broker, Reply};
+
+fn result(e: ResponseError, msg: impl Into<String>) -> AclCreationResult {
+    AclCreationResult::default()
+        .with_error_code(e.code())
+        .with_error_message(Some(StrBytes::from_string(msg.into())))
+}
+
+fn respond(results: Vec<AclCreationResult>) -> Reply {
+    Reply::Ready(ResponseKind::CreateAcls(
+        CreateAclsResponse::default().with_results(results),
+    ))
+}
+
+/// Answers a CreateAcls request.
+pub fn handle(broker: &Broker, r: CreateAclsRequest, session: &Session) -> Reply {
+    let all_fail =
+        |e: ResponseError, msg: &str| respond(r.creations.iter().map(|_| result(e, msg)).collect());
+    if !broker.authorize_cluster(session, AclOperation::Alter) {
+        return all_fail(
+            ResponseError::ClusterAuthorizationFailed,
+            "Cluster authorization failed.",
+        );
+    }
+    if !broker.authorizer_enabled() {
+        return all_fail(
+            ResponseError::SecurityDisabled,
+            "No Authorizer is configured.",
+        );
+    }
+    // Parse and validate each creation; only the valid ones are stored.
+    let parsed: Vec<Result<AclBinding, String>> = r
+        .creations
+        .iter()
+        .map(|c| {
+            let binding = AclBinding {
+                resource_type: ResourceType::from_code(c.resource_type)
+                    .ok_or_else(|| format!("Invalid resourceType code {}", c.resource_type))?,
+                name: c.resource_name.to_string(),
+                pattern_type: PatternType::from_code(c.resource_pattern_type).ok_or_else(|| {
+                    format!("Invalid patternType code {}", c.resource_pattern_type)
+                })?,
+                principal: c.principal.to_string(),
+                host: c.host.to_string(),
+                operation: AclOperation::from_code(c.operation)
+                    .ok_or_else(|| format!("Invalid operation code {}", c.operation))?,
+                permission: PermissionType::from_code(c.permission_type)
+                    .ok_or_else(|| format!("Invalid permissionType code {}", c.permission_type))?,
+            };
+            binding.validate()?;
+            Ok(binding)
+        })
+        .collect();
+    let valid: Vec<AclBinding> = parsed.iter().filter_map(|p| p.clone().ok()).collect();
+    let durable = match broker.create_acls(session, &valid) {
+        Ok(f) => f,
+        Err(e) => {
+            return all_fail(ResponseError::UnknownServerError, &e.to_string());
+        }
+    };
+    let results: Vec<AclCreationResult> = parsed
+        .into_iter()
+        .map(|p| match p {
+            Ok(_) => AclCreationResult::default(),
+            Err(msg) => result(ResponseError::InvalidRequest, msg),
+        })
+        .collect();
+    Reply::Later(Box::pin(async move {
+        let results = match durable.await {
+            Ok(()) => results,
+            Err(e) => results
+                .into_iter()
+                .map(|r| {
+                    if r.error_code == 0 {
+                        result(ResponseError::KafkaStorageError, e.to_string())
+                    } else {
+                        r
+                    }
+                })
+                .collect(),
+        };
+        ResponseKind::CreateAcls(CreateAclsResponse::default().with_results(results))
+    }))
+}
