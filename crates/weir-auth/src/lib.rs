@@ -1,7 +1,8 @@
 //! `weir-auth` owns Weir's security model as logic without I/O: who a
 //! client is ([`KafkaPrincipal`], [`Session`]), how it proves it (the
 //! server side of each SASL mechanism, behind [`sasl::SaslServer`]), and
-//! what it may do (ACLs).
+//! what it may do (ACLs). [`scram`] holds SCRAM-SHA-256/512: the
+//! credential format the broker stores and the server state machine.
 //!
 //! Sockets, TLS handshakes and persistence live elsewhere: `weir-server`
 //! drives the SASL exchange on a connection, `weir-broker` stores
@@ -10,6 +11,7 @@
 mod error;
 mod principal;
 pub mod sasl;
+pub mod scram;
 
 pub use error::AuthError;
 pub use principal::{KafkaPrincipal, SecurityProtocol, Session};
