@@ -10,6 +10,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use weir_auth::Session;
+
 use crate::broker::Broker;
 use crate::config::{
     broker_config_is_dynamic, topic_def, validate_broker_config, validate_topic_config, ConfigType,
@@ -216,7 +218,12 @@ fn error_parts(r: Result<(), Failure>) -> (i16, Option<StrBytes>) {
 
 /// Answers an AlterConfigs request: each resource's overrides become
 /// exactly the given set.
-pub fn handle(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
+pub fn handle(
+    broker: &Broker,
+    req: AlterConfigsRequest,
+    session: &Session,
+) -> AlterConfigsResponse {
+    let validate_only = req.validate_only;
     let responses = req
         .resources
         .into_iter()
@@ -246,14 +253,23 @@ pub fn handle(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse
                 .with_resource_name(r.resource_name)
         })
         .collect();
-    AlterConfigsResponse::default().with_responses(responses)
+    let resp = AlterConfigsResponse::default().with_responses(responses);
+    if !validate_only {
+        for r in &resp.responses {
+            let resource = crate::audit::config_resource(r.resource_type, &r.resource_name);
+            broker.audit_admin(session, "AlterConfigs", resource, r.error_code);
+        }
+    }
+    resp
 }
 
 /// Answers an IncrementalAlterConfigs request.
 pub fn handle_incremental(
     broker: &Broker,
     req: IncrementalAlterConfigsRequest,
+    session: &Session,
 ) -> IncrementalAlterConfigsResponse {
+    let validate_only = req.validate_only;
     let responses = req
         .resources
         .into_iter()
@@ -304,5 +320,12 @@ pub fn handle_incremental(
                 .with_resource_name(r.resource_name)
         })
         .collect();
-    IncrementalAlterConfigsResponse::default().with_responses(responses)
+    let resp = IncrementalAlterConfigsResponse::default().with_responses(responses);
+    if !validate_only {
+        for r in &resp.responses {
+            let resource = crate::audit::config_resource(r.resource_type, &r.resource_name);
+            broker.audit_admin(session, "IncrementalAlterConfigs", resource, r.error_code);
+        }
+    }
+    resp
 }

@@ -196,6 +196,8 @@ impl Broker {
         });
         broker.open_offsets_topic()?;
         broker.open_txn_topic()?;
+        broker.open_audit_topic()?;
+        broker.open_scram()?;
         Ok(broker)
     }
 
@@ -741,23 +743,23 @@ impl Broker {
                 ResponseKind::OffsetForLeaderEpoch(crate::offset_for_leader_epoch::handle(self, r)),
             ),
             RequestKind::CreateTopics(r) => Reply::Ready(ResponseKind::CreateTopics(
-                crate::create_topics::handle(self, r, v),
+                crate::create_topics::handle(self, r, v, session),
             )),
             RequestKind::DeleteTopics(r) => Reply::Ready(ResponseKind::DeleteTopics(
-                crate::delete_topics::handle(self, r, v),
+                crate::delete_topics::handle(self, r, v, session),
             )),
             RequestKind::CreatePartitions(r) => Reply::Ready(ResponseKind::CreatePartitions(
-                crate::create_partitions::handle(self, r),
+                crate::create_partitions::handle(self, r, session),
             )),
             RequestKind::DescribeConfigs(r) => Reply::Ready(ResponseKind::DescribeConfigs(
                 crate::describe_configs::handle(self, r, v),
             )),
             RequestKind::AlterConfigs(r) => Reply::Ready(ResponseKind::AlterConfigs(
-                crate::alter_configs::handle(self, r),
+                crate::alter_configs::handle(self, r, session),
             )),
             RequestKind::IncrementalAlterConfigs(r) => {
                 Reply::Ready(ResponseKind::IncrementalAlterConfigs(
-                    crate::alter_configs::handle_incremental(self, r),
+                    crate::alter_configs::handle_incremental(self, r, session),
                 ))
             }
             RequestKind::DescribeCluster(r) => Reply::Ready(ResponseKind::DescribeCluster(
@@ -767,7 +769,7 @@ impl Broker {
                 crate::describe_log_dirs::handle(self, r),
             )),
             RequestKind::DeleteRecords(r) => Reply::Ready(ResponseKind::DeleteRecords(
-                crate::delete_records::handle(self, r),
+                crate::delete_records::handle(self, r, session),
             )),
             RequestKind::FindCoordinator(r) => Reply::Ready(ResponseKind::FindCoordinator(
                 crate::find_coordinator::handle(self, r, v),
@@ -793,7 +795,7 @@ impl Broker {
                 crate::list_groups::handle(self, r),
             )),
             RequestKind::DeleteGroups(r) => Reply::Ready(ResponseKind::DeleteGroups(
-                crate::delete_groups::handle(self, r),
+                crate::delete_groups::handle(self, r, session),
             )),
             RequestKind::ConsumerGroupHeartbeat(r) => {
                 Reply::Ready(ResponseKind::ConsumerGroupHeartbeat(
@@ -822,6 +824,14 @@ impl Broker {
             RequestKind::ListTransactions(r) => Reply::Ready(ResponseKind::ListTransactions(
                 crate::list_transactions::handle(self, r, v),
             )),
+            RequestKind::DescribeUserScramCredentials(r) => {
+                Reply::Ready(ResponseKind::DescribeUserScramCredentials(
+                    crate::describe_user_scram_credentials::handle(self, r),
+                ))
+            }
+            RequestKind::AlterUserScramCredentials(r) => {
+                crate::alter_user_scram_credentials::handle(self, r, session)
+            }
             other => {
                 // The codec only lets through what api_versions lists.
                 warn!(request = ?std::mem::discriminant(&other), "request for an API without a handler");

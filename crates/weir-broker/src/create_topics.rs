@@ -9,11 +9,19 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use weir_auth::Session;
+
 use crate::broker::Broker;
 use crate::config::validate_topic_config;
 
 /// Answers a CreateTopics request.
-pub fn handle(broker: &Broker, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub fn handle(
+    broker: &Broker,
+    req: CreateTopicsRequest,
+    version: i16,
+    session: &Session,
+) -> CreateTopicsResponse {
+    let validate_only = req.validate_only;
     let settings = broker.settings();
     let node = broker.node_id();
     let names: Vec<_> = req.topics.iter().map(|t| t.name.to_string()).collect();
@@ -105,5 +113,12 @@ pub fn handle(broker: &Broker, req: CreateTopicsRequest, version: i16) -> Create
             }
         })
         .collect();
-    CreateTopicsResponse::default().with_topics(topics)
+    let resp = CreateTopicsResponse::default().with_topics(topics);
+    if !validate_only {
+        for t in &resp.topics {
+            let resource = format!("topic:{}", t.name.as_str());
+            broker.audit_admin(session, "CreateTopics", resource, t.error_code);
+        }
+    }
+    resp
 }

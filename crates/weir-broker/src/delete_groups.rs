@@ -3,10 +3,12 @@
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
+use weir_auth::Session;
+
 use crate::broker::Broker;
 
 /// Answers a DeleteGroups request.
-pub fn handle(broker: &Broker, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub fn handle(broker: &Broker, r: DeleteGroupsRequest, session: &Session) -> DeleteGroupsResponse {
     let results = r
         .groups_names
         .into_iter()
@@ -21,5 +23,10 @@ pub fn handle(broker: &Broker, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
                 .with_error_code(code)
         })
         .collect();
-    DeleteGroupsResponse::default().with_results(results)
+    let resp = DeleteGroupsResponse::default().with_results(results);
+    for g in &resp.results {
+        let resource = format!("group:{}", g.group_id.as_str());
+        broker.audit_admin(session, "DeleteGroups", resource, g.error_code);
+    }
+    resp
 }

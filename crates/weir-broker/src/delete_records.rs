@@ -6,11 +6,17 @@ use kafka_protocol::messages::delete_records_response::{
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
+use weir_auth::Session;
+
 use crate::broker::Broker;
 use crate::error::log_error_code;
 
 /// Answers a DeleteRecords request. Offset `-1` means the high watermark.
-pub fn handle(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub fn handle(
+    broker: &Broker,
+    req: DeleteRecordsRequest,
+    session: &Session,
+) -> DeleteRecordsResponse {
     let topics = req
         .topics
         .into_iter()
@@ -43,5 +49,12 @@ pub fn handle(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsRespon
                 .with_partitions(partitions)
         })
         .collect();
-    DeleteRecordsResponse::default().with_topics(topics)
+    let resp = DeleteRecordsResponse::default().with_topics(topics);
+    for t in &resp.topics {
+        for p in &t.partitions {
+            let resource = format!("topic:{}-{}", t.name.as_str(), p.partition_index);
+            broker.audit_admin(session, "DeleteRecords", resource, p.error_code);
+        }
+    }
+    resp
 }

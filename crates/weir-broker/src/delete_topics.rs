@@ -6,10 +6,17 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use weir_auth::Session;
+
 use crate::broker::Broker;
 
 /// Answers a DeleteTopics request.
-pub fn handle(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub fn handle(
+    broker: &Broker,
+    req: DeleteTopicsRequest,
+    version: i16,
+    session: &Session,
+) -> DeleteTopicsResponse {
     let wanted: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
         req.topics
             .into_iter()
@@ -44,5 +51,13 @@ pub fn handle(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> Delete
             }
         })
         .collect();
-    DeleteTopicsResponse::default().with_responses(responses)
+    let resp = DeleteTopicsResponse::default().with_responses(responses);
+    for t in &resp.responses {
+        let resource = match &t.name {
+            Some(n) => format!("topic:{}", n.as_str()),
+            None => format!("topic-id:{}", t.topic_id),
+        };
+        broker.audit_admin(session, "DeleteTopics", resource, t.error_code);
+    }
+    resp
 }

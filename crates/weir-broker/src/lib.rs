@@ -12,7 +12,9 @@
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
+pub mod audit;
 mod broker;
 pub mod catalog;
 pub mod codec;
@@ -31,6 +33,7 @@ pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_transactions;
+pub mod describe_user_scram_credentials;
 pub mod end_txn;
 pub mod error;
 pub mod fetch;
@@ -55,6 +58,7 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod scram_credentials;
 pub mod security;
 pub mod sync_group;
 pub mod transactions;
@@ -90,4 +94,5 @@ pub const INTERNAL_TOPICS: &[&str] = &[
     "__consumer_offsets",
     "__transaction_state",
     security::SECURITY_TOPIC,
+    audit::AUDIT_TOPIC,
 ];

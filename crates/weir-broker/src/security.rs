@@ -25,6 +25,8 @@ pub const SECURITY_TOPIC: &str = "__weir_security";
 #[derive(Debug, Default)]
 pub struct Security {
     mechanisms: RwLock<Vec<Arc<dyn Mechanism>>>,
+    /// SCRAM credentials (crate::scram_credentials).
+    pub(crate) scram: Arc<crate::scram_credentials::ScramStore>,
 }
 
 /// One audited event, written as JSON.
@@ -95,10 +97,12 @@ impl Broker {
             .map(|m| m.start())
     }
 
-    /// Records an audit event.
+    /// Records an audit event: to the `weir::audit` tracing target and
+    /// to the `__weir_audit` topic (crate::audit).
     pub fn audit(&self, event: AuditEvent) {
         if let Ok(json) = serde_json::to_string(&event) {
             info!(target: "weir::audit", "{json}");
+            self.append_audit(json);
         }
     }
 
