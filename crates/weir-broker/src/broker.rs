@@ -198,6 +198,7 @@ impl Broker {
         broker.open_txn_topic()?;
         broker.open_audit_topic()?;
         broker.open_scram()?;
+        broker.open_quotas()?;
         Ok(broker)
     }
 
@@ -707,8 +708,21 @@ impl Broker {
         self.handle_as(header, body, &Session::anonymous(client_host.parse().ok()))
     }
 
-    /// [`Broker::handle`] for the client behind `session`.
+    /// [`Broker::handle`] for the client behind `session`, within the
+    /// client's quotas (crate::client_quotas).
     pub fn handle_as(
+        self: &Arc<Self>,
+        header: &RequestHeader,
+        body: RequestKind,
+        session: &Session,
+    ) -> Reply {
+        self.with_quotas(header, body, session, |body| {
+            self.dispatch(header, body, session)
+        })
+    }
+
+    /// Answers one request.
+    fn dispatch(
         self: &Arc<Self>,
         header: &RequestHeader,
         body: RequestKind,
@@ -831,6 +845,12 @@ impl Broker {
             }
             RequestKind::AlterUserScramCredentials(r) => {
                 crate::alter_user_scram_credentials::handle(self, r, session)
+            }
+            RequestKind::DescribeClientQuotas(r) => Reply::Ready(
+                ResponseKind::DescribeClientQuotas(crate::describe_client_quotas::handle(self, r)),
+            ),
+            RequestKind::AlterClientQuotas(r) => {
+                crate::alter_client_quotas::handle(self, r, session)
             }
             other => {
                 // The codec only lets through what api_versions lists.

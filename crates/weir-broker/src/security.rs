@@ -27,6 +27,8 @@ pub struct Security {
     mechanisms: RwLock<Vec<Arc<dyn Mechanism>>>,
     /// SCRAM credentials (crate::scram_credentials).
     pub(crate) scram: Arc<crate::scram_credentials::ScramStore>,
+    /// Client quotas (crate::client_quotas).
+    pub(crate) quotas: crate::quotas::QuotaManager,
 }
 
 /// One audited event, written as JSON.

@@ -321,3 +321,151 @@ async fn credential_changes_are_audited_to_the_audit_topic() {
     // No secret leaks into the trail.
     assert!(!serde_json::to_string(&events).unwrap().contains("pw"));
 }
+
+#[tokio::test]
+async fn client_quotas_are_altered_described_persisted_and_enforced() {
+    use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
+    use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
+    let t = broker_with(&[]);
+    let b = &t.broker;
+    let entity = |parts: &[(&str, Option<&str>)]| {
+        parts
+            .iter()
+            .map(|(k, n)| {
+                EntityData::default()
+                    .with_entity_type(s(k))
+                    .with_entity_name(n.map(s))
+            })
+            .collect::<Vec<_>>()
+    };
+    let op = |k: &str, v: f64| OpData::default().with_key(s(k)).with_value(v);
+    let req = AlterClientQuotasRequest::default().with_entries(vec![
+        EntryData::default()
+            .with_entity(entity(&[("client-id", Some("slow"))]))
+            .with_ops(vec![op("producer_byte_rate", 1000.0)]),
+        EntryData::default()
+            .with_entity(entity(&[("user", None)]))
+            .with_ops(vec![op("request_percentage", 50.0)]),
+        EntryData::default()
+            .with_entity(entity(&[("user", Some("a")), ("client-id", None)]))
+            .with_ops(vec![op("consumer_byte_rate", 1.5)]),
+        EntryData::default()
+            .with_entity(entity(&[("user", Some("a"))]))
+            .with_ops(vec![op("bogus", 1.0)]),
+        EntryData::default()
+            .with_entity(entity(&[]))
+            .with_ops(vec![op("producer_byte_rate", 1.0)]),
+    ]);
+    let ResponseKind::AlterClientQuotas(r) = call(
+        b,
+        ApiKey::AlterClientQuotas,
+        RequestKind::AlterClientQuotas(req),
+    )
+    .await
+    else {
+        panic!()
+    };
+    let codes: Vec<i16> = r.entries.iter().map(|e| e.error_code).collect();
+    let invalid = ResponseError::InvalidRequest.code();
+    assert_eq!(codes, vec![0, 0, invalid, invalid, invalid]);
+
+    let describe = |components: Vec<ComponentData>, strict: bool| {
+        let b = b.clone();
+        async move {
+            let req = DescribeClientQuotasRequest::default()
+                .with_components(components)
+                .with_strict(strict);
+            let ResponseKind::DescribeClientQuotas(r) = call(
+                &b,
+                ApiKey::DescribeClientQuotas,
+                RequestKind::DescribeClientQuotas(req),
+            )
+            .await
+            else {
+                panic!()
+            };
+            r
+        }
+    };
+    let all = describe(vec![], false).await;
+    assert_eq!(all.entries.as_ref().unwrap().len(), 2);
+    let slow = describe(
+        vec![ComponentData::default()
+            .with_entity_type(s("client-id"))
+            .with_match_type(0)
+            .with_match(Some(s("slow")))],
+        true,
+    )
+    .await;
+    let e = &slow.entries.unwrap()[0];
+    assert_eq!(e.values[0].key.as_str(), "producer_byte_rate");
+    assert_eq!(e.values[0].value, 1000.0);
+    let defaults = describe(
+        vec![ComponentData::default()
+            .with_entity_type(s("user"))
+            .with_match_type(1)
+            .with_match(None)],
+        false,
+    )
+    .await;
+    assert_eq!(defaults.entries.unwrap().len(), 1);
+    let bad = describe(
+        vec![ComponentData::default()
+            .with_entity_type(s("user"))
+            .with_match_type(0)
+            .with_match(None)],
+        false,
+    )
+    .await;
+    assert_eq!(bad.error_code, invalid);
+
+    // Produce as client `slow`: ~22 kB within the 10 s minimum span is
+    // over 1000 B/s, so the response carries a
+    // throttle time.
+    let mut throttled = 0;
+    for _ in 0..20 {
+        let req = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(1000)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(TopicName(s("q")))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(common::batch(100, 0))),
+                ])]);
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::Produce as i16)
+            .with_request_api_version(9)
+            .with_client_id(Some(s("slow")));
+        let resp = match b.handle(&header, RequestKind::Produce(req)) {
+            Reply::Ready(r) => r,
+            Reply::Later(f) => f.await,
+            Reply::None => panic!(),
+        };
+        throttled = weir_broker::client_quotas::response_throttle_ms(&resp);
+    }
+    assert!(throttled > 0, "no throttle after 20 batches over quota");
+
+    // Removal by op, and persistence.
+    let req = AlterClientQuotasRequest::default().with_entries(vec![EntryData::default()
+        .with_entity(entity(&[("user", None)]))
+        .with_ops(vec![OpData::default()
+            .with_key(s("request_percentage"))
+            .with_remove(true)])]);
+    call(
+        b,
+        ApiKey::AlterClientQuotas,
+        RequestKind::AlterClientQuotas(req),
+    )
+    .await;
+    t.broker.shutdown().unwrap();
+    drop(t.broker);
+    let b = open(t.dir.path(), &[]);
+    let all = b.quotas().all();
+    assert_eq!(all.len(), 1);
+    assert!(b
+        .quotas()
+        .resolve(weir_broker::quotas::QuotaType::Produce, "x", "slow")
+        .is_some());
+}
