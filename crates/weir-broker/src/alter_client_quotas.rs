@@ -1,5 +1,8 @@
 //! AlterClientQuotas (KIP-546): set and remove user and client-id quotas,
 //! with the checks of Kafka's `ClientQuotaControlManager`.
+//!
+//! Authorization (ALTER_CONFIGS on the CLUSTER resource, as Kafka) is not checked
+//! here: it belongs to the per-API authorization in the dispatcher.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_client_quotas_response::{EntityData, EntryData};

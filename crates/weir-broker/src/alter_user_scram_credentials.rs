@@ -3,6 +3,9 @@
 //!
 //! Clients send the salted password (`Hi(password, salt, i)`); the broker
 //! derives StoredKey and ServerKey and keeps only those.
+//!
+//! Authorization (ALTER on the CLUSTER resource, as Kafka) is not checked
+//! here: it belongs to the per-API authorization in the dispatcher.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,5 +1,8 @@
 //! DescribeClientQuotas (KIP-546): the quotas of the entities matching a
 //! filter.
+//!
+//! Authorization (DESCRIBE_CONFIGS on the CLUSTER resource, as Kafka) is not checked
+//! here: it belongs to the per-API authorization in the dispatcher.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_client_quotas_response::{EntityData, EntryData, ValueData};

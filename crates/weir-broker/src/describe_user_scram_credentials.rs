@@ -1,5 +1,8 @@
 //! DescribeUserScramCredentials (KIP-554): which SCRAM mechanisms and
 //! iteration counts each user has. Salts and keys are never returned.
+//!
+//! Authorization (DESCRIBE on the CLUSTER resource, as Kafka) is not checked
+//! here: it belongs to the per-API authorization in the dispatcher.
 
 use std::collections::BTreeSet;
 
