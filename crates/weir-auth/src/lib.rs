@@ -9,9 +9,13 @@
 //! credentials and ACLs in the log and checks each request.
 
 mod error;
+pub mod listener;
+pub mod oauth;
+pub mod plain;
 mod principal;
 pub mod sasl;
 pub mod scram;
+pub mod ssl_mapping;
 
 pub use error::AuthError;
 pub use principal::{KafkaPrincipal, SecurityProtocol, Session};

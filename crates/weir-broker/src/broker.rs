@@ -736,7 +736,7 @@ impl Broker {
             .as_ref()
             .map(|c| c.to_string())
             .unwrap_or_default();
-        match body {
+        let mut reply = match body {
             RequestKind::ApiVersions(r) => Reply::Ready(ResponseKind::ApiVersions(
                 crate::api_versions::handle(&r, v),
             )),
@@ -857,7 +857,12 @@ impl Broker {
                 warn!(request = ?std::mem::discriminant(&other), "request for an API without a handler");
                 Reply::None
             }
+        };
+        // Kafka answers with the address of the listener the client used.
+        if let Reply::Ready(resp) = &mut reply {
+            self.localize_endpoints(resp, &session.listener);
         }
+        reply
     }
 }
 

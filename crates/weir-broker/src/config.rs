@@ -51,12 +51,20 @@ pub enum ConfigSource {
 /// How a value is checked.
 #[derive(Debug, Clone, Copy)]
 enum Check {
-    Int { min: i64 },
-    Long { min: i64 },
+    Int {
+        min: i64,
+    },
+    Long {
+        min: i64,
+    },
     Ratio,
     Bool,
     OneOf(&'static [&'static str]),
     ListOf(&'static [&'static str]),
+    /// Any text; cross-checked where it is used (at start-up).
+    Text,
+    /// Checked by a function returning the normalised value.
+    Custom(fn(&str) -> Result<String, String>),
 }
 
 /// One config: its name, type, default and checks.
@@ -554,6 +562,147 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         dynamic: false,
         doc: "Memory for the compaction offset map.",
     },
+    // Security (listeners, TLS, SASL). Checked again as a whole at start-up.
+    ConfigDef {
+        name: "listeners",
+        synonyms: &[],
+        kind: ConfigType::String,
+        default: "",
+        check: Check::Text,
+        dynamic: false,
+        doc: "Listeners as NAME://HOST:PORT,...; when set it replaces --listen.",
+    },
+    ConfigDef {
+        name: "advertised.listeners",
+        synonyms: &[],
+        kind: ConfigType::String,
+        default: "",
+        check: Check::Text,
+        dynamic: false,
+        doc: "Per-listener addresses clients are told to use; default the bound ones.",
+    },
+    ConfigDef {
+        name: "listener.security.protocol.map",
+        synonyms: &[],
+        kind: ConfigType::String,
+        default: "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+        check: Check::Custom(|v| weir_auth::listener::parse_protocol_map(v).map(|_| v.to_string())),
+        dynamic: false,
+        doc: "Listener name to security protocol, NAME:PROTOCOL,...",
+    },
+    ConfigDef {
+        name: "ssl.certificate.location",
+        synonyms: &[],
+        kind: ConfigType::String,
+        default: "",
+        check: Check::Text,
+        dynamic: false,
+        doc: "PEM certificate chain of TLS listeners; re-read when it changes.",
+    },
+    ConfigDef {
+        name: "ssl.key.location",
+        synonyms: &[],
+        kind: ConfigType::String,
+        default: "",
+        check: Check::Text,
+        dynamic: false,
+        doc: "PEM private key of TLS listeners; re-read when it changes.",
+    },
+    ConfigDef {
+        name: "ssl.truststore.location",
+        synonyms: &[],
+        kind: ConfigType::String,
+        default: "",
+        check: Check::Text,
+        dynamic: false,
+        doc: "PEM CA certificates that client certificates must chain to.",
+    },
+    ConfigDef {
+        name: "ssl.client.auth",
+        synonyms: &[],
+        kind: ConfigType::String,
+        default: "none",
+        check: Check::OneOf(&["none", "requested", "required"]),
+        dynamic: false,
+        doc: "Client certificates on TLS listeners: none, requested or required.",
+    },
+    ConfigDef {
+        name: "ssl.principal.mapping.rules",
+        synonyms: &[],
+        kind: ConfigType::String,
+        default: "DEFAULT",
+        check: Check::Custom(|v| {
+            weir_auth::ssl_mapping::PrincipalMapper::parse(v)
+                .map(|_| v.to_string())
+                .map_err(|e| e.to_string())
+        }),
+        dynamic: false,
+        doc: "Rules mapping a client certificate's subject DN to a principal name.",
+    },
+    ConfigDef {
+        name: "sasl.enabled.mechanisms",
+        synonyms: &[],
+        kind: ConfigType::List,
+        default: "",
+        check: Check::ListOf(&["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]),
+        dynamic: false,
+        doc: "SASL mechanisms offered; empty offers every mechanism that is configured.",
+    },
+    ConfigDef {
+        name: "sasl.plain.credentials.file",
+        synonyms: &[],
+        kind: ConfigType::String,
+        default: "",
+        check: Check::Text,
+        dynamic: false,
+        doc: "File of username=password lines for PLAIN; re-read when it changes.",
+    },
+    ConfigDef {
+        name: "sasl.oauthbearer.jwks.endpoint.url",
+        synonyms: &[],
+        kind: ConfigType::String,
+        default: "",
+        check: Check::Text,
+        dynamic: false,
+        doc: "file:// URL of the JWKS that OAUTHBEARER tokens are checked against.",
+    },
+    ConfigDef {
+        name: "sasl.oauthbearer.expected.issuer",
+        synonyms: &[],
+        kind: ConfigType::String,
+        default: "",
+        check: Check::Text,
+        dynamic: false,
+        doc: "The `iss` OAUTHBEARER tokens must carry; empty accepts any.",
+    },
+    ConfigDef {
+        name: "sasl.oauthbearer.expected.audience",
+        synonyms: &[],
+        kind: ConfigType::List,
+        default: "",
+        check: Check::Text,
+        dynamic: false,
+        doc: "Audiences of which an OAUTHBEARER token's `aud` must hold one; empty accepts any.",
+    },
+    ConfigDef {
+        name: "sasl.oauthbearer.sub.claim.name",
+        synonyms: &[],
+        kind: ConfigType::String,
+        default: "sub",
+        check: Check::Text,
+        dynamic: false,
+        doc: "The token claim naming the principal.",
+    },
+    ConfigDef {
+        name: "connections.max.reauth.ms",
+        synonyms: &[],
+        kind: ConfigType::Long,
+        default: "0",
+        check: Check::Long { min: 0 },
+        dynamic: false,
+        doc:
+            "SASL session lifetime before clients must re-authenticate (KIP-368); 0 means no limit.",
+    },
 ];
 
 /// The broker config names that set topic defaults, with their topic config.
@@ -611,6 +760,8 @@ fn check(def: &ConfigDef, value: &str) -> Result<String, String> {
             }
             Ok(items.join(","))
         }
+        Check::Text => Ok(v.to_string()),
+        Check::Custom(f) => f(v).map_err(|e| format!("invalid value `{value}`: {e}")),
     }
 }
 

@@ -10,8 +10,11 @@
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
+use kafka_protocol::messages::ResponseKind;
+use kafka_protocol::protocol::StrBytes;
 use serde::Serialize;
 use tracing::info;
+use weir_auth::plain::PlainCredentials;
 use weir_auth::sasl::{Mechanism, SaslServer};
 use weir_auth::Session;
 use weir_log::BoxFuture;
@@ -29,6 +32,10 @@ pub struct Security {
     pub(crate) scram: Arc<crate::scram_credentials::ScramStore>,
     /// Client quotas (crate::client_quotas).
     pub(crate) quotas: crate::quotas::QuotaManager,
+    /// Advertised `(listener, host, port)`, set by the binary.
+    endpoints: RwLock<Vec<(String, String, i32)>>,
+    /// The PLAIN users, for HTTP basic authentication.
+    plain: RwLock<Option<PlainCredentials>>,
 }
 
 /// One audited event, written as JSON.
@@ -97,6 +104,98 @@ impl Broker {
             .iter()
             .find(|m| m.name() == mechanism)
             .map(|m| m.start())
+    }
+
+    /// Sets the address advertised for each listener. Metadata,
+    /// DescribeCluster and FindCoordinator answer with the entry of the
+    /// listener the request came in on; without one they keep
+    /// [`Broker::advertised`].
+    pub fn set_advertised_listeners(&self, endpoints: Vec<(String, String, i32)>) {
+        *self
+            .security
+            .endpoints
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = endpoints;
+    }
+
+    /// The advertised host and port of `listener`.
+    pub fn advertised_for(&self, listener: &str) -> (String, i32) {
+        let eps = self
+            .security
+            .endpoints
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        match eps.iter().find(|(n, _, _)| n == listener) {
+            Some((_, h, p)) => (h.clone(), *p),
+            None => {
+                let (h, p) = self.advertised();
+                (h.to_string(), p)
+            }
+        }
+    }
+
+    /// Rewrites this node's address in a response to the one of
+    /// `listener`.
+    pub(crate) fn localize_endpoints(&self, resp: &mut ResponseKind, listener: &str) {
+        if self
+            .security
+            .endpoints
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+        {
+            return;
+        }
+        let (host, port) = self.advertised_for(listener);
+        let node = self.node_id();
+        let h = || StrBytes::from_string(host.clone());
+        match resp {
+            ResponseKind::Metadata(m) => {
+                for b in m.brokers.iter_mut().filter(|b| b.node_id.0 == node) {
+                    b.host = h();
+                    b.port = port;
+                }
+            }
+            ResponseKind::DescribeCluster(d) => {
+                for b in d.brokers.iter_mut().filter(|b| b.broker_id.0 == node) {
+                    b.host = h();
+                    b.port = port;
+                }
+            }
+            ResponseKind::FindCoordinator(f) => {
+                if f.node_id.0 == node {
+                    f.host = h();
+                    f.port = port;
+                }
+                for c in f.coordinators.iter_mut().filter(|c| c.node_id.0 == node) {
+                    c.host = h();
+                    c.port = port;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Sets the PLAIN users that HTTP basic authentication checks.
+    pub fn set_plain_credentials(&self, credentials: Option<PlainCredentials>) {
+        *self
+            .security
+            .plain
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = credentials;
+    }
+
+    /// Whether `user` may log in with `password` (HTTP basic
+    /// authentication): checks the PLAIN users, then the SCRAM users.
+    pub fn verify_password(&self, user: &str, password: &str) -> bool {
+        let plain = self
+            .security
+            .plain
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|c| c.verify(user, password));
+        plain || self.verify_scram_password(user, password)
     }
 
     /// Records an audit event: to the `weir::audit` tracing target and

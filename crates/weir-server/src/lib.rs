@@ -8,9 +8,18 @@
 //! responses strictly in order. A malformed, truncated or oversized frame
 //! closes only its own connection.
 //!
+//! [`serve`] runs several listeners, each with its own security protocol
+//! (Kafka's `listeners`): TLS is handled by [`tls`], and the SASL
+//! exchange happens on the connection itself, before requests reach the
+//! broker, as in Kafka's authenticator ([`auth`] holds the states). The
+//! broker sees each request with the connection's [`Session`].
+//!
 //! [`run`] follows mini-redis: it serves until `shutdown` resolves, then
 //! stops accepting, lets each connection finish the requests it has read,
 //! and returns once all connections are closed.
+
+mod auth;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,14 +28,48 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ResponseKind};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
+use weir_auth::{KafkaPrincipal, SecurityProtocol, Session};
 use weir_broker::codec::{decode_request, encode_response, peek_api, Decoded};
+use weir_broker::security::AuditEvent;
 use weir_broker::{api_versions, Broker, Reply};
+
+use crate::auth::{ConnAuth, Gate};
+pub use crate::tls::{TlsSettings, TlsSource};
+
+/// One bound listener.
+#[derive(Debug)]
+pub struct Listener {
+    /// Its name (`PLAINTEXT`, `EXTERNAL`): sessions carry it and the
+    /// broker advertises its address to clients that came through it.
+    pub name: String,
+    /// Its security protocol.
+    pub protocol: SecurityProtocol,
+    /// The bound socket.
+    pub socket: TcpListener,
+    /// TLS material; required when the protocol uses TLS.
+    pub tls: Option<Arc<TlsSource>>,
+}
+
+impl Listener {
+    /// A PLAINTEXT listener named `PLAINTEXT`.
+    pub fn plaintext(socket: TcpListener) -> Self {
+        Self {
+            name: "PLAINTEXT".into(),
+            protocol: SecurityProtocol::Plaintext,
+            socket,
+            tls: None,
+        }
+    }
+}
+
+/// How long a client has to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Limits for the listener.
 #[derive(Debug, Clone)]
@@ -70,10 +113,27 @@ impl ServerConfig {
     }
 }
 
-/// Serves Kafka clients on `listener` until `shutdown` resolves, then
-/// drains connections and returns.
+/// Serves Kafka clients on `listener` (PLAINTEXT) until `shutdown`
+/// resolves, then drains connections and returns.
 pub async fn run(
     listener: TcpListener,
+    broker: Arc<Broker>,
+    config: ServerConfig,
+    shutdown: impl Future,
+) {
+    serve(
+        vec![Listener::plaintext(listener)],
+        broker,
+        config,
+        shutdown,
+    )
+    .await;
+}
+
+/// Serves Kafka clients on every listener until `shutdown` resolves, then
+/// stops accepting, drains connections and returns.
+pub async fn serve(
+    listeners: Vec<Listener>,
     broker: Arc<Broker>,
     config: ServerConfig,
     shutdown: impl Future,
@@ -91,16 +151,55 @@ pub async fn run(
         })
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (accepting_tx, accepting_rx) = watch::channel(true);
+    let mut loops = tokio::task::JoinSet::new();
+    for l in listeners {
+        loops.spawn(accept_loop(
+            l,
+            broker.clone(),
+            config.clone(),
+            limit.clone(),
+            accepting_rx.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    shutdown.await;
+    let _ = accepting_tx.send(false);
+    broker.begin_shutdown();
+    let _ = stop_tx.send(true);
+    while loops.join_next().await.is_some() {}
+    ticker.abort();
+}
+
+/// Accepts on one listener until `accepting` turns false, then waits for
+/// its connections to drain.
+async fn accept_loop(
+    listener: Listener,
+    broker: Arc<Broker>,
+    config: ServerConfig,
+    limit: Arc<Semaphore>,
+    mut accepting: watch::Receiver<bool>,
+    stop_rx: watch::Receiver<bool>,
+) {
+    let Listener {
+        name,
+        protocol,
+        socket: tcp,
+        tls,
+    } = listener;
+    let name: Arc<str> = name.into();
     let mut tasks = tokio::task::JoinSet::new();
-    tokio::pin!(shutdown);
     loop {
+        if !*accepting.borrow() {
+            break;
+        }
         let permit = tokio::select! {
-            _ = &mut shutdown => break,
+            _ = accepting.changed() => continue,
             p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
         };
         let (socket, peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
+            _ = accepting.changed() => continue,
+            accepted = tcp.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors and the like: back off, keep serving.
@@ -118,21 +217,84 @@ pub async fn run(
         let broker = broker.clone();
         let config = config.clone();
         let stop = stop_rx.clone();
+        let session = Session {
+            principal: KafkaPrincipal::anonymous(),
+            client_host: Some(peer.ip()),
+            listener: name.to_string(),
+            protocol,
+        };
+        let tls = tls.clone();
         tasks.spawn(async move {
-            serve_connection(socket, peer, broker, config, stop).await;
+            match tls {
+                Some(tls) => {
+                    if let Some((stream, session)) =
+                        tls_accept(&broker, &tls, socket, session).await
+                    {
+                        serve_connection(stream, peer, broker, config, stop, session).await;
+                    }
+                }
+                None => serve_connection(socket, peer, broker, config, stop, session).await,
+            }
             drop(permit);
         });
         // Reap finished connections so the set does not grow.
         while tasks.try_join_next().is_some() {}
     }
     info!(
+        listener = %name,
         connections = tasks.len(),
         "shutting down: draining connections"
     );
-    broker.begin_shutdown();
-    let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
-    ticker.abort();
+}
+
+/// Completes the TLS handshake and, with a client certificate, sets the
+/// session's principal from its subject. `None` closes the connection.
+async fn tls_accept(
+    broker: &Broker,
+    tls: &TlsSource,
+    socket: TcpStream,
+    mut session: Session,
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Session)> {
+    let acceptor = tls.acceptor();
+    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            // Plaintext sent to a TLS port ends here, as does a refused
+            // client certificate.
+            debug!(client = %session.host(), error = %e, "TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            debug!(client = %session.host(), "TLS handshake timed out");
+            return None;
+        }
+    };
+    let cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .cloned();
+    if let Some(cert) = cert {
+        let mut event = AuditEvent::new("authentication", &session, "success");
+        event.operation = "SSL".into();
+        event.resource = format!("listener:{}", session.listener);
+        match tls.principal_name(&cert) {
+            Some(name) => {
+                session.principal = KafkaPrincipal::user(name);
+                event.principal = session.principal.to_string();
+                broker.audit(event);
+            }
+            None => {
+                event.outcome = "failure";
+                event.detail = "no ssl.principal.mapping.rules rule matches the certificate".into();
+                broker.audit(event);
+                return None;
+            }
+        }
+    }
+    Some((stream, session))
 }
 
 /// A response slot, in request order.
@@ -141,16 +303,20 @@ enum Pending {
     Later(JoinHandle<Option<Bytes>>),
 }
 
-async fn serve_connection(
-    socket: TcpStream,
+async fn serve_connection<S>(
+    socket: S,
     peer: SocketAddr,
     broker: Arc<Broker>,
     config: ServerConfig,
     mut stop: watch::Receiver<bool>,
-) {
-    debug!(%peer, "connection opened");
+    session: Session,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    debug!(%peer, listener = %session.listener, "connection opened");
     let _open = broker.metrics().connections.enter();
-    let (mut reader, writer) = socket.into_split();
+    let mut auth = ConnAuth::new(session.protocol.uses_sasl(), session);
+    let (mut reader, writer) = tokio::io::split(socket);
     let (tx, mut rx) = mpsc::channel::<Pending>(config.max_in_flight);
     let writer_task = tokio::spawn(async move {
         let mut w = BufWriter::with_capacity(64 * 1024, writer);
@@ -219,6 +385,22 @@ async fn serve_connection(
             }
         }
         let frame = frame.freeze();
+        if auth.expects_raw_token() {
+            // After a v0 SaslHandshake the exchange uses raw SASL tokens,
+            // each length-prefixed, without Kafka headers.
+            match auth.raw_token(&broker, &frame) {
+                Ok(token) => {
+                    let mut out = BytesMut::with_capacity(4 + token.len());
+                    out.extend_from_slice(&u32::try_from(token.len()).unwrap_or(0).to_be_bytes());
+                    out.extend_from_slice(&token);
+                    if tx.send(Pending::Ready(out.freeze())).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Err(()) => break,
+            }
+        }
         let api = peek_api(&frame);
         let pending = match decode_request(frame) {
             Ok(Decoded::NewerApiVersions { correlation_id }) => {
@@ -259,12 +441,40 @@ async fn serve_connection(
                         None
                     }
                 };
+                // SASL requests are answered by the connection itself;
+                // everything else passes the authentication gate.
+                let body = match body {
+                    RequestKind::SaslHandshake(r) => Err(auth.handshake(&broker, r, version)),
+                    RequestKind::SaslAuthenticate(r) => Err(auth.authenticate(&broker, r, version)),
+                    other => Ok(other),
+                };
+                let body = match body {
+                    Ok(body) => {
+                        if key != ApiKey::ApiVersions {
+                            if let Gate::Close(why) = auth.gate() {
+                                info!(%peer, api = ?key, "closing connection: {why}");
+                                break;
+                            }
+                        }
+                        body
+                    }
+                    Err(reply) => {
+                        done.finish(Some(&reply.response));
+                        let Some(b) = encode(reply.response) else {
+                            break;
+                        };
+                        if tx.send(Pending::Ready(b)).await.is_err() || reply.close {
+                            break;
+                        }
+                        continue;
+                    }
+                };
                 let every = config.close_after_produce_every;
                 let inject = every > 0
                     && key == ApiKey::Produce
                     && PRODUCE_COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % every
                         == every - 1;
-                let reply = broker.handle_from(&header, body, &peer.ip().to_string());
+                let reply = broker.handle_as(&header, body, &auth.session);
                 if inject {
                     warn!(%peer, "fault injection: closing the connection instead of answering a produce");
                     if let Reply::Later(fut) = reply {

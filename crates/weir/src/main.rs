@@ -8,6 +8,7 @@
 
 mod cli;
 mod config;
+mod security;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -126,6 +127,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            if let Err(e) = security::check(&settings) {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
             init_logs(settings.log_format, "info");
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -169,10 +174,35 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         let _ = admin_stopped.await;
     }));
     info!("admin listener on http://{admin_local}");
-    let listener = TcpListener::bind(&settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let local = listener.local_addr()?;
+    let plan = security::plan_listeners(&settings)?;
+    let mut listeners = Vec::new();
+    let mut advertised = Vec::new();
+    for l in plan {
+        let socket = TcpListener::bind(&l.bind)
+            .await
+            .with_context(|| format!("cannot listen on {} ({})", l.bind, l.name))?;
+        let local = socket.local_addr()?;
+        let (host, port) = l
+            .advertised
+            .clone()
+            .unwrap_or_else(|| settings.advertised(local));
+        // One parsable line per listener, for people and test harnesses.
+        info!(
+            listener = %l.name,
+            protocol = l.protocol.name(),
+            address = %local,
+            advertised = %format!("{host}:{port}"),
+            "kafka listener bound"
+        );
+        advertised.push((l.name.clone(), host, port));
+        listeners.push(weir_server::Listener {
+            name: l.name,
+            protocol: l.protocol,
+            socket,
+            tls: None,
+        });
+    }
+    let local = listeners[0].socket.local_addr()?;
     // Bound before the log is opened, like the Kafka listener, so a busy
     // port fails fast.
     let registry_listener = match &settings.registry_listen {
@@ -183,7 +213,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let (host, port) = settings.advertised(local);
+    let (_, host, port) = advertised[0].clone();
     let engine =
         weir_log::LocalEngine::open(settings.engine_config()).context("cannot open the log")?;
     let broker = weir_broker::Broker::open(
@@ -197,6 +227,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         engine.clone(),
     )
     .context("cannot open the broker")?;
+    broker.set_advertised_listeners(advertised);
+    if let Err(e) = security::configure(&broker, &settings, &mut listeners) {
+        if let Err(close) = broker.shutdown() {
+            error!("clean shutdown of the log failed: {close}");
+        }
+        return Err(e);
+    }
     let mut server_config = weir_server::ServerConfig {
         request_log_sample: settings.request_log_sample,
         ..weir_server::ServerConfig::from_broker(&broker)
@@ -235,7 +272,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     info!(data_dir = %settings.data_dir.display(), advertised = %format!("{host}:{port}"), "listening on {local}");
     admin.set_broker(Arc::clone(&broker));
     admin.set_ready(true);
-    weir_server::run(listener, Arc::clone(&broker), server_config, shutdown).await;
+    weir_server::serve(listeners, Arc::clone(&broker), server_config, shutdown).await;
     if let Some(task) = registry {
         if let Ok(Err(e)) = task.await {
             error!("schema registry listener failed: {e}");

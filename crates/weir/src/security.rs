@@ -1,0 +1,205 @@
+//! `weir serve`'s security set-up: which listeners to bind with which
+//! protocol, the TLS material they share, and the SASL mechanisms the
+//! broker offers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use tracing::{info, warn};
+use weir_auth::listener::{parse_listeners, parse_protocol_map};
+use weir_auth::oauth::{Jwks, OAuthBearer, TokenRules};
+use weir_auth::plain::{Plain, PlainCredentials};
+use weir_auth::SecurityProtocol;
+use weir_broker::Broker;
+use weir_server::tls::{ClientAuth, TlsSettings, TlsSource};
+
+use crate::config::Settings;
+
+/// One listener to bind.
+#[derive(Debug, Clone)]
+pub struct PlannedListener {
+    pub name: String,
+    pub protocol: SecurityProtocol,
+    /// `host:port` to bind.
+    pub bind: String,
+    /// From `advertised.listeners`; `None` advertises the bound address.
+    pub advertised: Option<(String, i32)>,
+}
+
+/// The listeners from `listeners` (or the single PLAINTEXT `--listen`),
+/// with `advertised.listeners` applied. Errors name the config key.
+pub fn plan_listeners(settings: &Settings) -> anyhow::Result<Vec<PlannedListener>> {
+    let b = &settings.broker;
+    let spec = b.get("listeners");
+    if spec.trim().is_empty() {
+        return Ok(vec![PlannedListener {
+            name: "PLAINTEXT".into(),
+            protocol: SecurityProtocol::Plaintext,
+            bind: settings.listen.clone(),
+            advertised: None,
+        }]);
+    }
+    let map = parse_protocol_map(&b.get("listener.security.protocol.map"))
+        .map_err(|e| anyhow!("config `listener.security.protocol.map`: {e}"))?;
+    let endpoints = parse_listeners(&spec, &map).map_err(|e| anyhow!("config `listeners`: {e}"))?;
+    let adv_spec = b.get("advertised.listeners");
+    let advertised = if adv_spec.trim().is_empty() {
+        Vec::new()
+    } else {
+        parse_listeners(&adv_spec, &map)
+            .map_err(|e| anyhow!("config `advertised.listeners`: {e}"))?
+    };
+    for a in &advertised {
+        if !endpoints.iter().any(|e| e.name == a.name) {
+            bail!(
+                "config `advertised.listeners`: `{}` is not a name in `listeners`",
+                a.name
+            );
+        }
+        if a.host.is_empty() || a.port == 0 {
+            bail!(
+                "config `advertised.listeners`: `{}` needs a host and a non-zero port",
+                a.name
+            );
+        }
+    }
+    Ok(endpoints
+        .into_iter()
+        .map(|e| {
+            let host = if e.host.is_empty() {
+                "0.0.0.0".to_string()
+            } else if e.host.contains(':') {
+                format!("[{}]", e.host)
+            } else {
+                e.host.clone()
+            };
+            PlannedListener {
+                bind: format!("{host}:{}", e.port),
+                advertised: advertised
+                    .iter()
+                    .find(|a| a.name == e.name)
+                    .map(|a| (a.host.clone(), i32::from(a.port))),
+                name: e.name,
+                protocol: e.protocol,
+            }
+        })
+        .collect())
+}
+
+/// The TLS settings from the broker configs.
+pub fn tls_settings(settings: &Settings) -> anyhow::Result<TlsSettings> {
+    let b = &settings.broker;
+    let path = |k: &str| {
+        let v = b.get(k);
+        (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()))
+    };
+    let certificate = path("ssl.certificate.location").ok_or_else(|| {
+        anyhow!("config `ssl.certificate.location`: a TLS listener needs a PEM certificate")
+    })?;
+    let key = path("ssl.key.location").ok_or_else(|| {
+        anyhow!("config `ssl.key.location`: a TLS listener needs a PEM private key")
+    })?;
+    let client_auth = ClientAuth::parse(&b.get("ssl.client.auth"))
+        .ok_or_else(|| anyhow!("config `ssl.client.auth`: expected none, requested or required"))?;
+    Ok(TlsSettings {
+        certificate,
+        key,
+        truststore: path("ssl.truststore.location"),
+        client_auth,
+        mapping_rules: b.get("ssl.principal.mapping.rules"),
+    })
+}
+
+/// Checks everything that can be checked before the log is opened.
+pub fn check(settings: &Settings) -> anyhow::Result<()> {
+    let plan = plan_listeners(settings)?;
+    if plan.iter().any(|l| l.protocol.uses_tls()) {
+        TlsSource::load(tls_settings(settings)?).map_err(|e| anyhow!("{e}"))?;
+    }
+    mechanisms(settings)?;
+    Ok(())
+}
+
+/// Whether `name` is enabled by `sasl.enabled.mechanisms` (empty enables
+/// every mechanism that is configured).
+fn enabled(settings: &Settings, name: &str) -> bool {
+    let v = settings.broker.get("sasl.enabled.mechanisms");
+    v.trim().is_empty() || v.split(',').any(|m| m.trim().eq_ignore_ascii_case(name))
+}
+
+/// What OAUTHBEARER tokens (and HTTP bearer tokens) must satisfy.
+pub fn token_rules(settings: &Settings) -> TokenRules {
+    let b = &settings.broker;
+    let issuer = b.get("sasl.oauthbearer.expected.issuer");
+    TokenRules {
+        issuer: (!issuer.trim().is_empty()).then(|| issuer.trim().to_string()),
+        audience: b
+            .get("sasl.oauthbearer.expected.audience")
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect(),
+        subject_claim: b.get("sasl.oauthbearer.sub.claim.name").trim().to_string(),
+    }
+}
+
+type Mechanisms = Vec<Arc<dyn weir_auth::sasl::Mechanism>>;
+
+/// The mechanisms this module configures, and the PLAIN users.
+fn mechanisms(settings: &Settings) -> anyhow::Result<(Mechanisms, Option<PlainCredentials>)> {
+    let b = &settings.broker;
+    let mut out: Mechanisms = Vec::new();
+    let file = b.get("sasl.plain.credentials.file");
+    let explicit = !b.get("sasl.enabled.mechanisms").trim().is_empty();
+    let mut plain_users = None;
+    if !file.trim().is_empty() {
+        let creds = PlainCredentials::open(file.trim()).map_err(|e| anyhow!("{e}"))?;
+        if enabled(settings, "PLAIN") {
+            out.push(Arc::new(Plain::new(creds.clone())));
+        }
+        plain_users = Some(creds);
+    } else if explicit && enabled(settings, "PLAIN") {
+        bail!("config `sasl.enabled.mechanisms`: PLAIN needs `sasl.plain.credentials.file`");
+    }
+    let jwks = b.get("sasl.oauthbearer.jwks.endpoint.url");
+    if !jwks.trim().is_empty() {
+        let jwks = Jwks::open(jwks.trim()).map_err(|e| anyhow!("{e}"))?;
+        if enabled(settings, "OAUTHBEARER") {
+            out.push(Arc::new(OAuthBearer::new(jwks, token_rules(settings))));
+        }
+    } else if explicit && enabled(settings, "OAUTHBEARER") {
+        bail!("config `sasl.enabled.mechanisms`: OAUTHBEARER needs `sasl.oauthbearer.jwks.endpoint.url`");
+    }
+    Ok((out, plain_users))
+}
+
+/// Attaches TLS to the listeners that need it and registers the SASL
+/// mechanisms with the broker.
+pub fn configure(
+    broker: &Arc<Broker>,
+    settings: &Settings,
+    listeners: &mut [weir_server::Listener],
+) -> anyhow::Result<()> {
+    if listeners.iter().any(|l| l.protocol.uses_tls()) {
+        let tls = Arc::new(TlsSource::load(tls_settings(settings)?).context("cannot set up TLS")?);
+        for l in listeners.iter_mut().filter(|l| l.protocol.uses_tls()) {
+            l.tls = Some(tls.clone());
+        }
+    }
+    let (mechs, plain) = mechanisms(settings)?;
+    broker.set_plain_credentials(plain);
+    for m in mechs {
+        broker.register_mechanism(m);
+    }
+    let names = broker.sasl_mechanisms();
+    if listeners.iter().any(|l| l.protocol.uses_sasl()) {
+        if names.is_empty() {
+            warn!("a SASL listener is configured but no SASL mechanism is enabled: no client can authenticate");
+        } else {
+            info!(mechanisms = %names.join(","), "SASL mechanisms enabled");
+        }
+    }
+    Ok(())
+}
