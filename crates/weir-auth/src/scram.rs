@@ -12,7 +12,7 @@ use std::sync::Arc;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use rand::RngCore;
+use rand::{Rng, RngCore};
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
@@ -244,13 +244,18 @@ impl Mechanism for ScramMechanism {
     }
 
     fn start(&self) -> Box<dyn SaslServer> {
-        let mut nonce = [0u8; 24];
-        rand::rng().fill_bytes(&mut nonce);
+        // Letters and digits only, like Kafka's nonces: some clients
+        // (librdkafka 2.0) mangle nonces holding `+` or `/`.
+        let server_nonce: String = rand::rng()
+            .sample_iter(rand::distr::Alphanumeric)
+            .take(32)
+            .map(char::from)
+            .collect();
         Box::new(ScramServer {
             alg: self.alg,
             store: self.store.clone(),
             decoy_secret: self.decoy_secret,
-            server_nonce: B64.encode(nonce),
+            server_nonce,
             state: State::AwaitingClientFirst,
         })
     }
@@ -509,7 +514,11 @@ impl SaslServer for ScramServer {
                 if fin.channel_binding != gs2_header.as_bytes() {
                     return Err(malformed(alg, "channel binding does not match"));
                 }
-                if fin.nonce != nonce {
+                // Kafka checks that the nonce *ends with* the combined
+                // nonce: older librdkafka (2.0, in kcat 1.7.1) sends its own
+                // nonce twice.
+                // The proof covers the message as sent either way.
+                if !fin.nonce.ends_with(&nonce) {
                     return Err(malformed(alg, "nonce does not match"));
                 }
                 let Some(cred) = credential else {

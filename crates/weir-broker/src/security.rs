@@ -84,6 +84,16 @@ impl Broker {
         ms.push(m);
     }
 
+    /// Stops offering a mechanism (one that `sasl.enabled.mechanisms`
+    /// leaves out).
+    pub fn unregister_mechanism(&self, name: &str) {
+        self.security
+            .mechanisms
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|m| m.name() != name);
+    }
+
     /// The names of the mechanisms offered, in registration order.
     pub fn sasl_mechanisms(&self) -> Vec<String> {
         self.security
