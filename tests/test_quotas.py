@@ -168,9 +168,11 @@ def test_consumer_is_throttled_to_its_byte_rate(quota_broker):
     set_client_quota(quota_broker.bootstrap, "fast-consumer", "consumer_byte_rate", QUOTA)
     c = Consumer({"bootstrap.servers": quota_broker.bootstrap, "client.id": "fast-consumer",
                   "group.id": "quota-readers", "auto.offset.reset": "earliest",
-                  "enable.auto.commit": False, "fetch.max.bytes": 64 * 1024,
-                  "message.max.bytes": 64 * 1024,
-                  "max.partition.fetch.bytes": 64 * 1024})
+                  "enable.auto.commit": False,
+                  # Small fetches: a throttled fetch (answered empty) costs
+                  # the client about fetch size / quota of waiting.
+                  "fetch.max.bytes": 32 * 1024, "message.max.bytes": 32 * 1024,
+                  "max.partition.fetch.bytes": 32 * 1024})
     try:
         c.subscribe([topic])
         # Wait for the first record so group join time is not measured.
