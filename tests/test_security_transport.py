@@ -95,7 +95,10 @@ def test_bad_credentials_are_refused_and_the_broker_serves_others(secure, topic_
     assert len(got) == 2
 
 
-def test_unsupported_mechanism_is_refused(secure):
+def test_unsupported_mechanism_is_refused(broker_factory, tmp_path):
+    # SCRAM is on by default; an explicit list without it turns it off.
+    secure = start_secure_broker(broker_factory, tmp_path, users={USER: PASSWORD},
+                                 sets={"sasl.enabled.mechanisms": "PLAIN"})
     text = auth_fails(secure.client_config("SASL_PLAINTEXT", USER, PASSWORD,
                                            mechanism="SCRAM-SHA-512"))
     assert "mechanism" in text.lower(), text

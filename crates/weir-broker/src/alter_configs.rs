@@ -10,6 +10,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use weir_auth::Session;
+
 use crate::broker::Broker;
 use crate::config::{
     broker_config_is_dynamic, topic_def, validate_broker_config, validate_topic_config, ConfigType,
@@ -222,8 +224,9 @@ fn error_parts(r: Result<(), Failure>) -> (i16, Option<StrBytes>) {
 pub fn handle(
     broker: &Broker,
     req: AlterConfigsRequest,
-    session: &weir_auth::Session,
+    session: &Session,
 ) -> AlterConfigsResponse {
+    let validate_only = req.validate_only;
     let responses = req
         .resources
         .into_iter()
@@ -263,7 +266,14 @@ pub fn handle(
                 .with_resource_name(r.resource_name)
         })
         .collect();
-    AlterConfigsResponse::default().with_responses(responses)
+    let resp = AlterConfigsResponse::default().with_responses(responses);
+    if !validate_only {
+        for r in &resp.responses {
+            let resource = crate::audit::config_resource(r.resource_type, &r.resource_name);
+            broker.audit_admin(session, "AlterConfigs", resource, r.error_code);
+        }
+    }
+    resp
 }
 
 /// Answers an IncrementalAlterConfigs request.
@@ -272,8 +282,9 @@ pub fn handle(
 pub fn handle_incremental(
     broker: &Broker,
     req: IncrementalAlterConfigsRequest,
-    session: &weir_auth::Session,
+    session: &Session,
 ) -> IncrementalAlterConfigsResponse {
+    let validate_only = req.validate_only;
     let responses = req
         .resources
         .into_iter()
@@ -334,5 +345,12 @@ pub fn handle_incremental(
                 .with_resource_name(r.resource_name)
         })
         .collect();
-    IncrementalAlterConfigsResponse::default().with_responses(responses)
+    let resp = IncrementalAlterConfigsResponse::default().with_responses(responses);
+    if !validate_only {
+        for r in &resp.responses {
+            let resource = crate::audit::config_resource(r.resource_type, &r.resource_name);
+            broker.audit_admin(session, "IncrementalAlterConfigs", resource, r.error_code);
+        }
+    }
+    resp
 }

@@ -200,6 +200,9 @@ impl Broker {
         broker.open_offsets_topic()?;
         broker.open_txn_topic()?;
         broker.open_acls()?;
+        broker.open_audit_topic()?;
+        broker.open_scram()?;
+        broker.open_quotas()?;
         Ok(broker)
     }
 
@@ -709,8 +712,21 @@ impl Broker {
         self.handle_as(header, body, &Session::anonymous(client_host.parse().ok()))
     }
 
-    /// [`Broker::handle`] for the client behind `session`.
+    /// [`Broker::handle`] for the client behind `session`, within the
+    /// client's quotas (crate::client_quotas).
     pub fn handle_as(
+        self: &Arc<Self>,
+        header: &RequestHeader,
+        body: RequestKind,
+        session: &Session,
+    ) -> Reply {
+        self.with_quotas(header, body, session, |body| {
+            self.dispatch(header, body, session)
+        })
+    }
+
+    /// Answers one request.
+    fn dispatch(
         self: &Arc<Self>,
         header: &RequestHeader,
         body: RequestKind,
@@ -847,6 +863,22 @@ impl Broker {
                 crate::describe_acls::handle(self, r, session),
             )),
             RequestKind::DeleteAcls(r) => crate::delete_acls::handle(self, r, session),
+            RequestKind::DescribeUserScramCredentials(r) => {
+                Reply::Ready(ResponseKind::DescribeUserScramCredentials(
+                    crate::describe_user_scram_credentials::handle(self, r, session),
+                ))
+            }
+            RequestKind::AlterUserScramCredentials(r) => {
+                crate::alter_user_scram_credentials::handle(self, r, session)
+            }
+            RequestKind::DescribeClientQuotas(r) => {
+                Reply::Ready(ResponseKind::DescribeClientQuotas(
+                    crate::describe_client_quotas::handle(self, r, session),
+                ))
+            }
+            RequestKind::AlterClientQuotas(r) => {
+                crate::alter_client_quotas::handle(self, r, session)
+            }
             other => {
                 // The codec only lets through what api_versions lists.
                 warn!(request = ?std::mem::discriminant(&other), "request for an API without a handler");

@@ -5,6 +5,8 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use weir_auth::Session;
+
 use crate::broker::Broker;
 
 /// Answers a CreatePartitions request.
@@ -13,8 +15,9 @@ use crate::broker::Broker;
 pub fn handle(
     broker: &Broker,
     req: CreatePartitionsRequest,
-    session: &weir_auth::Session,
+    session: &Session,
 ) -> CreatePartitionsResponse {
+    let validate_only = req.validate_only;
     let node = broker.node_id();
     let results = req
         .topics
@@ -53,5 +56,12 @@ pub fn handle(
             }
         })
         .collect();
-    CreatePartitionsResponse::default().with_results(results)
+    let resp = CreatePartitionsResponse::default().with_results(results);
+    if !validate_only {
+        for t in &resp.results {
+            let resource = format!("topic:{}", t.name.as_str());
+            broker.audit_admin(session, "CreatePartitions", resource, t.error_code);
+        }
+    }
+    resp
 }

@@ -9,6 +9,8 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use weir_auth::Session;
+
 use crate::broker::Broker;
 use crate::config::validate_topic_config;
 
@@ -21,9 +23,10 @@ pub fn handle(
     broker: &Broker,
     req: CreateTopicsRequest,
     version: i16,
-    session: &weir_auth::Session,
+    session: &Session,
 ) -> CreateTopicsResponse {
     use weir_auth::acl::{AclOperation, ResourceType};
+    let validate_only = req.validate_only;
     let cluster_create = broker.is_authorized(
         session,
         AclOperation::Create,
@@ -135,5 +138,12 @@ pub fn handle(
             }
         })
         .collect();
-    CreateTopicsResponse::default().with_topics(topics)
+    let resp = CreateTopicsResponse::default().with_topics(topics);
+    if !validate_only {
+        for t in &resp.topics {
+            let resource = format!("topic:{}", t.name.as_str());
+            broker.audit_admin(session, "CreateTopics", resource, t.error_code);
+        }
+    }
+    resp
 }

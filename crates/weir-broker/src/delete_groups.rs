@@ -3,9 +3,10 @@
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
-use crate::broker::Broker;
 use weir_auth::acl::{AclOperation, ResourceType};
 use weir_auth::Session;
+
+use crate::broker::Broker;
 
 /// Answers a DeleteGroups request.
 ///
@@ -29,5 +30,10 @@ pub fn handle(broker: &Broker, r: DeleteGroupsRequest, session: &Session) -> Del
                 .with_error_code(code)
         })
         .collect();
-    DeleteGroupsResponse::default().with_results(results)
+    let resp = DeleteGroupsResponse::default().with_results(results);
+    for g in &resp.results {
+        let resource = format!("group:{}", g.group_id.as_str());
+        broker.audit_admin(session, "DeleteGroups", resource, g.error_code);
+    }
+    resp
 }

@@ -6,6 +6,8 @@ use kafka_protocol::messages::delete_records_response::{
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
+use weir_auth::Session;
+
 use crate::broker::Broker;
 use crate::error::log_error_code;
 
@@ -15,7 +17,7 @@ use crate::error::log_error_code;
 pub fn handle(
     broker: &Broker,
     req: DeleteRecordsRequest,
-    session: &weir_auth::Session,
+    session: &Session,
 ) -> DeleteRecordsResponse {
     let topics = req
         .topics
@@ -58,5 +60,12 @@ pub fn handle(
                 .with_partitions(partitions)
         })
         .collect();
-    DeleteRecordsResponse::default().with_topics(topics)
+    let resp = DeleteRecordsResponse::default().with_topics(topics);
+    for t in &resp.topics {
+        for p in &t.partitions {
+            let resource = format!("topic:{}-{}", t.name.as_str(), p.partition_index);
+            broker.audit_admin(session, "DeleteRecords", resource, p.error_code);
+        }
+    }
+    resp
 }

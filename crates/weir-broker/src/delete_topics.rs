@@ -6,6 +6,8 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use weir_auth::Session;
+
 use crate::broker::Broker;
 
 /// Answers a DeleteTopics request.
@@ -16,7 +18,7 @@ pub fn handle(
     broker: &Broker,
     req: DeleteTopicsRequest,
     version: i16,
-    session: &weir_auth::Session,
+    session: &Session,
 ) -> DeleteTopicsResponse {
     use weir_auth::acl::{AclOperation, ResourceType};
     let wanted: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
@@ -69,5 +71,13 @@ pub fn handle(
             }
         })
         .collect();
-    DeleteTopicsResponse::default().with_responses(responses)
+    let resp = DeleteTopicsResponse::default().with_responses(responses);
+    for t in &resp.responses {
+        let resource = match &t.name {
+            Some(n) => format!("topic:{}", n.as_str()),
+            None => format!("topic-id:{}", t.topic_id),
+        };
+        broker.audit_admin(session, "DeleteTopics", resource, t.error_code);
+    }
+    resp
 }

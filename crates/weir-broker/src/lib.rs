@@ -14,11 +14,15 @@
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
+pub mod alter_client_quotas;
 pub mod alter_configs;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
+pub mod audit;
 pub mod authz;
 mod broker;
 pub mod catalog;
+pub mod client_quotas;
 pub mod codec;
 pub mod config;
 pub mod consumer_group;
@@ -32,12 +36,14 @@ pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_acls;
+pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_transactions;
+pub mod describe_user_scram_credentials;
 pub mod end_txn;
 pub mod error;
 pub mod fetch;
@@ -62,6 +68,8 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod quotas;
+pub mod scram_credentials;
 pub mod security;
 pub mod sync_group;
 pub mod transactions;
@@ -97,4 +105,5 @@ pub const INTERNAL_TOPICS: &[&str] = &[
     "__consumer_offsets",
     "__transaction_state",
     security::SECURITY_TOPIC,
+    audit::AUDIT_TOPIC,
 ];

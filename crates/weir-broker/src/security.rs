@@ -28,6 +28,10 @@ pub const SECURITY_TOPIC: &str = "__weir_security";
 #[derive(Debug, Default)]
 pub struct Security {
     mechanisms: RwLock<Vec<Arc<dyn Mechanism>>>,
+    /// SCRAM credentials (crate::scram_credentials).
+    pub(crate) scram: Arc<crate::scram_credentials::ScramStore>,
+    /// Client quotas (crate::client_quotas).
+    pub(crate) quotas: crate::quotas::QuotaManager,
     /// Advertised `(listener, host, port)`, set by the binary.
     endpoints: RwLock<Vec<(String, String, i32)>>,
     /// The PLAIN users, for HTTP basic authentication.
@@ -78,6 +82,16 @@ impl Broker {
             .unwrap_or_else(|e| e.into_inner());
         ms.retain(|x| x.name() != m.name());
         ms.push(m);
+    }
+
+    /// Stops offering a mechanism (one that `sasl.enabled.mechanisms`
+    /// leaves out).
+    pub fn unregister_mechanism(&self, name: &str) {
+        self.security
+            .mechanisms
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|m| m.name() != name);
     }
 
     /// The names of the mechanisms offered, in registration order.
@@ -182,20 +196,24 @@ impl Broker {
     }
 
     /// Whether `user` may log in with `password` (HTTP basic
-    /// authentication): checks the PLAIN users.
+    /// authentication): checks the PLAIN users, then the SCRAM users.
     pub fn verify_password(&self, user: &str, password: &str) -> bool {
-        self.security
+        let plain = self
+            .security
             .plain
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .is_some_and(|c| c.verify(user, password))
+            .is_some_and(|c| c.verify(user, password));
+        plain || self.verify_scram_password(user, password)
     }
 
-    /// Records an audit event.
+    /// Records an audit event: to the `weir::audit` tracing target and
+    /// to the `__weir_audit` topic (crate::audit).
     pub fn audit(&self, event: AuditEvent) {
         if let Ok(json) = serde_json::to_string(&event) {
             info!(target: "weir::audit", "{json}");
+            self.append_audit(json);
         }
     }
 

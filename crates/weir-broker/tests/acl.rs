@@ -733,3 +733,74 @@ async fn deny_acls_win_over_allows() {
     assert_eq!(produce_code(broker, &session("bob"), "t").await, 0);
     assert_eq!(fetch_code(broker, &session("alice"), "t").await, 0);
 }
+
+#[tokio::test]
+async fn scram_and_quota_apis_need_their_cluster_operations() {
+    use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
+    use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion;
+    let b = broker_with(AUTHZ);
+    let upsert = || {
+        RequestKind::AlterUserScramCredentials(
+            AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+                ScramCredentialUpsertion::default()
+                    .with_name(s("carol"))
+                    .with_mechanism(1)
+                    .with_iterations(4096)
+                    .with_salt(Bytes::from_static(b"salt"))
+                    .with_salted_password(Bytes::from_static(&[7; 32])),
+            ]),
+        )
+    };
+    let quota = || {
+        RequestKind::AlterClientQuotas(AlterClientQuotasRequest::default().with_entries(vec![
+            EntryData::default()
+                .with_entity(vec![EntityData::default()
+                    .with_entity_type(s("client-id"))
+                    .with_entity_name(Some(s("app")))])
+                .with_ops(vec![OpData::default()
+                    .with_key(s("producer_byte_rate"))
+                    .with_value(1024.0)]),
+        ]))
+    };
+    let describe_scram = || {
+        RequestKind::DescribeUserScramCredentials(DescribeUserScramCredentialsRequest::default())
+    };
+    let describe_quotas =
+        || RequestKind::DescribeClientQuotas(DescribeClientQuotasRequest::default());
+    let codes = |r: ResponseKind| -> Vec<i16> {
+        match r {
+            ResponseKind::AlterUserScramCredentials(r) => {
+                r.results.iter().map(|x| x.error_code).collect()
+            }
+            ResponseKind::AlterClientQuotas(r) => r.entries.iter().map(|x| x.error_code).collect(),
+            ResponseKind::DescribeUserScramCredentials(r) => vec![r.error_code],
+            ResponseKind::DescribeClientQuotas(r) => vec![r.error_code],
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let denied = ResponseError::ClusterAuthorizationFailed.code();
+    let alice = session("alice");
+    let calls: [(ApiKey, &dyn Fn() -> RequestKind); 4] = [
+        (ApiKey::AlterUserScramCredentials, &upsert),
+        (ApiKey::AlterClientQuotas, &quota),
+        (ApiKey::DescribeUserScramCredentials, &describe_scram),
+        (ApiKey::DescribeClientQuotas, &describe_quotas),
+    ];
+    for (api, body) in &calls {
+        let got = codes(call_as(&b.broker, &alice, *api, 0, body()).await);
+        assert_eq!(got, vec![denied], "{api:?} without ACLs");
+    }
+    // ALTER implies DESCRIBE and ALTER_CONFIGS implies DESCRIBE_CONFIGS.
+    grant(
+        &b.broker,
+        &[
+            (Rt::Cluster, "kafka-cluster", Op::Alter),
+            (Rt::Cluster, "kafka-cluster", Op::AlterConfigs),
+        ],
+    )
+    .await;
+    for (api, body) in &calls {
+        let got = codes(call_as(&b.broker, &alice, *api, 0, body()).await);
+        assert_eq!(got, vec![0], "{api:?} with ACLs");
+    }
+}

@@ -340,9 +340,16 @@ async fn serve_connection<S>(
     });
 
     let mut len_buf = [0u8; 4];
+    // Client quotas: a throttled connection is not read until its
+    // throttle time has passed (KIP-219).
+    let mute = weir_broker::client_quotas::Mute::default();
     loop {
         if *stop.borrow() {
             break;
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            () = mute.wait() => {}
         }
         let read_len = tokio::select! {
             _ = stop.changed() => break,
@@ -493,16 +500,21 @@ async fn serve_connection<S>(
                     }
                     Reply::Ready(resp) => {
                         done.finish(Some(&resp));
+                        mute.note(&resp);
                         match encode(resp) {
                             Some(b) => Pending::Ready(b),
                             None => break,
                         }
                     }
-                    Reply::Later(fut) => Pending::Later(tokio::spawn(async move {
-                        let resp = fut.await;
-                        done.finish(Some(&resp));
-                        encode(resp)
-                    })),
+                    Reply::Later(fut) => {
+                        let mute = mute.clone();
+                        Pending::Later(tokio::spawn(async move {
+                            let resp = fut.await;
+                            done.finish(Some(&resp));
+                            mute.note(&resp);
+                            encode(resp)
+                        }))
+                    }
                 }
             }
             Err(e) => {

@@ -239,6 +239,13 @@ pub fn configure(
     for m in mechs {
         broker.register_mechanism(m);
     }
+    // The broker offers both SCRAM mechanisms from the start (their users
+    // live in the log); an explicit list can leave them out.
+    for scram in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        if !enabled(settings, scram) {
+            broker.unregister_mechanism(scram);
+        }
+    }
     let names = broker.sasl_mechanisms();
     if listeners.iter().any(|l| l.protocol.uses_sasl()) {
         if names.is_empty() {

@@ -1,0 +1,119 @@
+//! SCRAM credentials: the broker's copy of the `scram` records of
+//! `__weir_security`, and the store the SCRAM mechanisms read.
+//!
+//! Each record's key is `scram/<user>/<mechanism>` and its value Kafka's
+//! text form of the credential (salt, StoredKey, ServerKey, iterations;
+//! never a password). A tombstone deletes the credential.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use tracing::warn;
+use weir_auth::scram::{ScramAlgorithm, ScramCredential, ScramCredentialStore, ScramMechanism};
+use weir_log::BoxFuture;
+
+use crate::{Broker, BrokerError};
+
+/// The `__weir_security` record kind of SCRAM credentials.
+pub const SCRAM_KIND: &str = "scram";
+
+/// The credentials in memory, by user and algorithm.
+#[derive(Debug, Default)]
+pub struct ScramStore {
+    creds: RwLock<BTreeMap<(String, ScramAlgorithm), ScramCredential>>,
+}
+
+impl ScramCredentialStore for ScramStore {
+    fn scram_credential(&self, user: &str, alg: ScramAlgorithm) -> Option<ScramCredential> {
+        self.creds
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(user.to_string(), alg))
+            .cloned()
+    }
+}
+
+impl ScramStore {
+    fn set(&self, user: &str, alg: ScramAlgorithm, cred: Option<ScramCredential>) {
+        let mut m = self.creds.write().unwrap_or_else(|e| e.into_inner());
+        let key = (user.to_string(), alg);
+        match cred {
+            Some(c) => m.insert(key, c),
+            None => m.remove(&key),
+        };
+    }
+
+    /// Every user with a credential, with the algorithms and iterations.
+    pub fn users(&self) -> BTreeMap<String, Vec<(ScramAlgorithm, i32)>> {
+        let mut out: BTreeMap<String, Vec<(ScramAlgorithm, i32)>> = BTreeMap::new();
+        for ((user, alg), c) in self.creds.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            out.entry(user.clone())
+                .or_default()
+                .push((*alg, c.iterations));
+        }
+        out
+    }
+}
+
+fn record_id(user: &str, alg: ScramAlgorithm) -> String {
+    format!("{user}/{}", alg.mechanism_name())
+}
+
+impl Broker {
+    /// Loads the SCRAM credentials from `__weir_security` and offers both
+    /// SCRAM mechanisms (they are always on: without credentials nobody
+    /// can use them).
+    pub(crate) fn open_scram(&self) -> Result<(), BrokerError> {
+        let store = self.security.scram.clone();
+        for (id, value) in self.security_records(SCRAM_KIND)? {
+            let parsed = id.rsplit_once('/').and_then(|(user, mech)| {
+                let alg = ScramAlgorithm::from_mechanism_name(mech)?;
+                let cred = std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(ScramCredential::decode)?;
+                Some((user.to_string(), alg, cred))
+            });
+            match parsed {
+                Some((user, alg, cred)) => store.set(&user, alg, Some(cred)),
+                None => warn!(id, "ignoring an unreadable SCRAM credential record"),
+            }
+        }
+        for alg in ScramAlgorithm::ALL {
+            self.register_mechanism(Arc::new(ScramMechanism::new(alg, store.clone())));
+        }
+        Ok(())
+    }
+
+    /// The SCRAM credentials.
+    pub fn scram_store(&self) -> &Arc<ScramStore> {
+        &self.security.scram
+    }
+
+    /// Stores (or with `None`, deletes) one SCRAM credential: appends the
+    /// record and updates the in-memory copy at once; the future resolves
+    /// when the record is durable.
+    pub fn put_scram_credential(
+        &self,
+        user: &str,
+        alg: ScramAlgorithm,
+        cred: Option<ScramCredential>,
+    ) -> Result<BoxFuture<'static, Result<(), weir_log::LogError>>, BrokerError> {
+        let value = cred.as_ref().map(|c| Bytes::from(c.encode()));
+        let durable = self.put_security_record(SCRAM_KIND, &record_id(user, alg), value)?;
+        self.security.scram.set(user, alg, cred);
+        Ok(durable)
+    }
+
+    /// Whether `password` is `user`'s password under any SCRAM mechanism
+    /// (HTTP basic auth against SCRAM users). Costs a PBKDF2 derivation
+    /// per stored credential of the user.
+    pub fn verify_scram_password(&self, user: &str, password: &str) -> bool {
+        ScramAlgorithm::ALL.into_iter().any(|alg| {
+            self.security
+                .scram
+                .scram_credential(user, alg)
+                .is_some_and(|c| c.verify_password(alg, password))
+        })
+    }
+}
