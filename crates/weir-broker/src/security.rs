@@ -173,7 +173,10 @@ impl Broker {
                 }
             }
             ResponseKind::FindCoordinator(f) => {
-                if f.node_id.0 == node {
+                // v4+ answers in `coordinators` only: the top-level fields
+                // must keep their defaults there or the response does not
+                // encode.
+                if f.coordinators.is_empty() && f.node_id.0 == node {
                     f.host = h();
                     f.port = port;
                 }

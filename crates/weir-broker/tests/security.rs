@@ -469,3 +469,47 @@ async fn client_quotas_are_altered_described_persisted_and_enforced() {
         .resolve(weir_broker::quotas::QuotaType::Produce, "x", "slow")
         .is_some());
 }
+
+/// With advertised listeners set, FindCoordinator answers with the
+/// listener's address in the fields its version has, and every version
+/// still encodes (v4+ has only the `coordinators` array).
+#[tokio::test]
+async fn find_coordinator_names_the_listener_in_every_version() {
+    let b = broker_with(&[]);
+    b.broker.set_advertised_listeners(vec![
+        ("PLAINTEXT".into(), "plain.example".into(), 9092),
+        ("SASL_SSL".into(), "secure.example".into(), 9093),
+    ]);
+    let mut session = weir_auth::Session::anonymous(None);
+    session.listener = "SASL_SSL".into();
+    for version in 0..=6 {
+        let req = if version >= 4 {
+            FindCoordinatorRequest::default().with_coordinator_keys(vec![s("g")])
+        } else {
+            FindCoordinatorRequest::default().with_key(s("g"))
+        };
+        let header = common::header(ApiKey::FindCoordinator, version);
+        let Reply::Ready(resp) =
+            b.broker
+                .handle_as(&header, RequestKind::FindCoordinator(req), &session)
+        else {
+            panic!("FindCoordinator answers at once");
+        };
+        let ResponseKind::FindCoordinator(f) = &resp else {
+            panic!("unexpected {resp:?}");
+        };
+        let (host, port) = if version >= 4 {
+            assert!(f.host.is_empty(), "v{version} top-level host stays unset");
+            (f.coordinators[0].host.to_string(), f.coordinators[0].port)
+        } else {
+            (f.host.to_string(), f.port)
+        };
+        assert_eq!(
+            (host.as_str(), port),
+            ("secure.example", 9093),
+            "v{version}"
+        );
+        weir_broker::codec::encode_response(ApiKey::FindCoordinator, version, 1, &resp)
+            .unwrap_or_else(|e| panic!("v{version} does not encode: {e}"));
+    }
+}
