@@ -701,17 +701,6 @@ impl Broker {
         self.handle_as(header, body, &Session::anonymous(None))
     }
 
-    /// [`Broker::handle`] for an anonymous client at `client_host`
-    /// (reported by DescribeGroups, in Kafka's `/address` form).
-    pub fn handle_from(
-        self: &Arc<Self>,
-        header: &RequestHeader,
-        body: RequestKind,
-        client_host: &str,
-    ) -> Reply {
-        self.handle_as(header, body, &Session::anonymous(client_host.parse().ok()))
-    }
-
     /// [`Broker::handle`] for the client behind `session`, within the
     /// client's quotas (crate::client_quotas).
     pub fn handle_as(

@@ -129,7 +129,8 @@ pub struct JoinResult {
 }
 
 impl JoinResult {
-    fn error(e: ResponseError, member_id: &str) -> Self {
+    /// A failed join: only the error and the member id are set.
+    pub(crate) fn error(e: ResponseError, member_id: &str) -> Self {
         Self {
             error: e.code(),
             generation: -1,

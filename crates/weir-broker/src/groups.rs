@@ -405,15 +405,7 @@ impl Groups {
         for (_, w) in inner.waiters.drain() {
             match w {
                 Waiting::Join(tx) => {
-                    let _ = tx.send(JoinResult {
-                        error: code.code(),
-                        generation: -1,
-                        protocol_type: None,
-                        protocol_name: None,
-                        leader: String::new(),
-                        member_id: String::new(),
-                        members: Vec::new(),
-                    });
+                    let _ = tx.send(JoinResult::error(code, ""));
                 }
                 Waiting::Sync(tx) => {
                     let _ = tx.send(SyncResult {

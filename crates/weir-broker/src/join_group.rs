@@ -28,15 +28,7 @@ pub fn handle(
         &r.group_id,
     ) {
         return Reply::Ready(ResponseKind::JoinGroup(response(
-            JoinResult {
-                error: ResponseError::GroupAuthorizationFailed.code(),
-                generation: -1,
-                protocol_type: None,
-                protocol_name: None,
-                leader: String::new(),
-                member_id: String::new(),
-                members: Vec::new(),
-            },
+            JoinResult::error(ResponseError::GroupAuthorizationFailed, ""),
             version,
         )));
     }
@@ -64,14 +56,8 @@ pub fn handle(
     let member_id = req.member_id.clone();
     let rx = broker.groups.join(broker, req);
     Reply::Later(Box::pin(async move {
-        let result = rx.await.unwrap_or_else(|_| JoinResult {
-            error: ResponseError::CoordinatorNotAvailable.code(),
-            generation: -1,
-            protocol_type: None,
-            protocol_name: None,
-            leader: String::new(),
-            member_id,
-            members: Vec::new(),
+        let result = rx.await.unwrap_or_else(|_| {
+            JoinResult::error(ResponseError::CoordinatorNotAvailable, &member_id)
         });
         ResponseKind::JoinGroup(response(result, version))
     }))
