@@ -17,9 +17,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use serde_json::json;
 
-use super::kafka_admin::{Admin, EARLIEST, LATEST};
 use super::output::{self, check, OutputFormat};
 use super::{now_ms, parse_duration, parse_time, Common};
+use weir_client::{Admin, EARLIEST, LATEST};
 
 /// `weir group`.
 #[derive(Debug, Args)]

@@ -1,7 +1,7 @@
 //! The client commands of `weir`: topics, produce, consume, groups and
 //! cluster info, against any Kafka-compatible broker.
 //!
-//! Admin requests go through [`kafka_admin`] (kafka-protocol over TCP);
+//! Admin requests go through [`weir_client`] (kafka-protocol over TCP);
 //! producing and consuming through librdkafka (`rdkafka`). Every command
 //! prints an aligned table for people or, with `--output json`, JSON for
 //! scripts; an error is one line on stderr and exit status 1.
@@ -9,7 +9,6 @@
 pub mod cluster;
 pub mod consume;
 pub mod group;
-pub mod kafka_admin;
 pub mod output;
 pub mod produce;
 pub mod topic;
@@ -18,7 +17,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use self::kafka_admin::Admin;
+use weir_client::Admin;
 
 /// Flags every client command takes.
 #[derive(Debug, Args, Clone)]
@@ -45,7 +44,7 @@ impl Common {
 
     /// An admin session with the cluster.
     pub async fn admin(&self) -> anyhow::Result<Admin> {
-        Admin::connect(&self.bootstrap, self.timeout()).await
+        Ok(Admin::connect(&self.bootstrap, self.timeout()).await?)
     }
 }
 

@@ -3,7 +3,6 @@
 use std::io::Write;
 
 use clap::ValueEnum;
-use kafka_protocol::error::ResponseError;
 use serde_json::Value;
 
 /// `--output`.
@@ -16,39 +15,11 @@ pub enum OutputFormat {
     Json,
 }
 
-/// Kafka's name for an error code, e.g. `UNKNOWN_TOPIC_OR_PARTITION`.
-pub fn error_text(code: i16) -> String {
-    match ResponseError::try_from_code(code) {
-        Some(_) => error_name(code),
-        None => format!("error code {code}"),
-    }
-}
-
-/// Kafka's upper-case name of an error code.
-pub fn error_name(code: i16) -> String {
-    let Some(e) = ResponseError::try_from_code(code) else {
-        return format!("UNKNOWN_{code}");
-    };
-    let camel = format!("{e:?}");
-    let mut out = String::new();
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
-}
+pub use weir_client::error_text;
 
 /// Fails with Kafka's error name and the broker's message, if any.
 pub fn check(code: i16, what: &str, message: Option<&str>) -> anyhow::Result<()> {
-    if code == 0 {
-        return Ok(());
-    }
-    match message.filter(|m| !m.is_empty()) {
-        Some(m) => anyhow::bail!("{what}: {}: {m}", error_name(code)),
-        None => anyhow::bail!("{what}: {}", error_text(code)),
-    }
+    Ok(weir_client::check(code, what, message)?)
 }
 
 /// Writes to stdout, ignoring a closed pipe (`weir ... | head`).
@@ -110,10 +81,5 @@ mod tests {
             ],
         );
         assert_eq!(t, "TOPIC      P\na          10\nlong-name  1\n");
-    }
-
-    #[test]
-    fn error_names() {
-        assert_eq!(error_name(3), "UNKNOWN_TOPIC_OR_PARTITION");
     }
 }

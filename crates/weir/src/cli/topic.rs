@@ -17,9 +17,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use serde_json::json;
 
-use super::kafka_admin::{Admin, EARLIEST, LATEST};
 use super::output::{self, check, OutputFormat};
 use super::{key_value, Common};
+use weir_client::{Admin, EARLIEST, LATEST};
 
 /// `weir topic`.
 #[derive(Debug, Args)]

@@ -1,7 +1,4 @@
-//! A small async Kafka admin client over TCP, for what librdkafka does not
-//! offer: DescribeLogDirs, ListGroups/DescribeGroups with assignments,
-//! OffsetFetch, OffsetCommit for resets, ListOffsets and ApiVersions, plus
-//! the topic admin requests, so every admin command takes one path.
+//! Connections and the admin session.
 //!
 //! Wire structs and framing come from `kafka-protocol`. Each request is
 //! sent at the highest version both this client and the broker speak
@@ -12,7 +9,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -23,6 +19,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::error::{check, ClientError};
+use crate::Result;
 
 /// How long connecting to a broker may take before we give up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,10 +37,14 @@ struct Conn {
 
 impl Conn {
     async fn open(addr: &str, timeout: Duration) -> Result<Self> {
+        let connect_error = |reason: String| ClientError::Connect {
+            addr: addr.to_string(),
+            reason,
+        };
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
-            .map_err(|_| anyhow!("cannot connect to {addr}: timed out"))?
-            .map_err(|e| anyhow!("cannot connect to {addr}: {e}"))?;
+            .map_err(|_| connect_error("timed out".into()))?
+            .map_err(|e| connect_error(e.to_string()))?;
         let _ = stream.set_nodelay(true);
         let mut c = Conn {
             addr: addr.to_string(),
@@ -51,16 +54,13 @@ impl Conn {
         };
         // ApiVersions v0 works everywhere (and is what a newer broker
         // answers an unknown version with), so negotiate from there.
-        let resp: ApiVersionsResponse = c
-            .send_at(ApiVersionsRequest::default(), 0, timeout)
-            .await
-            .with_context(|| format!("{addr} did not answer ApiVersions"))?;
-        if resp.error_code != 0 {
-            bail!(
-                "{addr} refused ApiVersions: {}",
-                super::output::error_text(resp.error_code)
-            );
-        }
+        let resp: ApiVersionsResponse =
+            c.send_at(ApiVersionsRequest::default(), 0, timeout).await?;
+        check(
+            resp.error_code,
+            &format!("{addr} refused ApiVersions"),
+            None,
+        )?;
         c.versions = resp
             .api_keys
             .iter()
@@ -71,19 +71,19 @@ impl Conn {
 
     /// The version to send `R` at: the highest both sides speak, at most `cap`.
     fn version<R: Request>(&self, cap: i16) -> Result<i16> {
-        let api = ApiKey::try_from(R::KEY)
-            .map(|k| format!("{k:?}"))
-            .unwrap_or_default();
         let &(min, max) = self
             .versions
             .get(&R::KEY)
-            .ok_or_else(|| anyhow!("the broker at {} does not support {api}", self.addr))?;
+            .ok_or_else(|| ClientError::Unsupported {
+                addr: self.addr.clone(),
+                api: api_name(R::KEY),
+            })?;
         let v = max.min(cap).min(R::VERSIONS.max);
         if v < min.max(R::VERSIONS.min) {
-            bail!(
-                "no version of {api} that both weir and the broker at {} speak",
-                self.addr
-            );
+            return Err(ClientError::NoCommonVersion {
+                addr: self.addr.clone(),
+                api: api_name(R::KEY),
+            });
         }
         Ok(v)
     }
@@ -106,8 +106,14 @@ impl Conn {
         header
             .encode(&mut buf, R::header_version(version))
             .and_then(|()| req.encode(&mut buf, version))
-            .map_err(|e| anyhow!("cannot encode request: {e}"))?;
-        let len = i32::try_from(buf.len() - 4)?;
+            .map_err(|e| ClientError::Encode {
+                api: api_name(R::KEY),
+                reason: e.to_string(),
+            })?;
+        let len = i32::try_from(buf.len() - 4).map_err(|_| ClientError::Encode {
+            api: api_name(R::KEY),
+            reason: "request larger than 2 GiB".into(),
+        })?;
         buf[..4].copy_from_slice(&len.to_be_bytes());
         let addr = self.addr.clone();
         let io = async {
@@ -120,15 +126,25 @@ impl Conn {
         };
         let mut frame = tokio::time::timeout(timeout, io)
             .await
-            .map_err(|_| anyhow!("{addr} did not answer within {}s", timeout.as_secs()))?
-            .map_err(|e| anyhow!("connection to {addr} failed: {e}"))?;
+            .map_err(|_| ClientError::Timeout {
+                addr: addr.clone(),
+                secs: timeout.as_secs(),
+            })?
+            .map_err(|source| ClientError::Io {
+                addr: addr.clone(),
+                source,
+            })?;
+        let protocol = |reason: String| ClientError::Protocol {
+            addr: addr.clone(),
+            reason,
+        };
         let rh = ResponseHeader::decode(&mut frame, R::Response::header_version(version))
-            .map_err(|e| anyhow!("bad response header from {addr}: {e}"))?;
+            .map_err(|e| protocol(format!("bad response header: {e}")))?;
         if rh.correlation_id != id {
-            bail!("{addr} answered out of order");
+            return Err(protocol("answered out of order".into()));
         }
         let resp = R::Response::decode(&mut frame, version)
-            .map_err(|e| anyhow!("bad response from {addr}: {e}"))?;
+            .map_err(|e| protocol(format!("{} v{version}: {e}", api_name(R::KEY))))?;
         let _ = frame.remaining();
         Ok(resp)
     }
@@ -172,7 +188,7 @@ impl Admin {
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| anyhow!("--bootstrap is empty")))
+        Err(last.unwrap_or(ClientError::EmptyBootstrap))
     }
 
     /// `(api key, min, max)` the bootstrap broker advertises.
@@ -218,7 +234,7 @@ impl Admin {
             let n = self
                 .nodes
                 .get(&node)
-                .ok_or_else(|| anyhow!("broker {node} is not in the cluster metadata"))?;
+                .ok_or(ClientError::UnknownNode(node))?;
             let addr = format!("{}:{}", n.host, n.port);
             // The bootstrap address often is the only reachable name of a
             // single broker (e.g. behind port forwarding): reuse it when the
@@ -234,7 +250,7 @@ impl Admin {
         let c = self
             .conns
             .get_mut(&node)
-            .ok_or_else(|| anyhow!("no connection"))?;
+            .ok_or(ClientError::UnknownNode(node))?;
         let v = c.version::<R>(cap)?;
         Ok((c.send_at(req, v, t).await?, v))
     }
@@ -302,12 +318,11 @@ impl Admin {
             .with_key_type(0);
         let t = self.timeout;
         let resp = self.bootstrap.send_at(req, v, t).await?;
-        if resp.error_code != 0 {
-            bail!(
-                "cannot find the coordinator of group `{group}`: {}",
-                super::output::error_text(resp.error_code)
-            );
-        }
+        check(
+            resp.error_code,
+            &format!("cannot find the coordinator of group `{group}`"),
+            None,
+        )?;
         if self.nodes.is_empty() {
             self.metadata(Some(&[])).await?;
         }
@@ -332,8 +347,11 @@ impl Admin {
             .topics
             .into_iter()
             .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic))
-            .ok_or_else(|| anyhow!("topic `{topic}` is not in the metadata response"))?;
-        super::output::check(t.error_code, &format!("topic `{topic}`"), None)?;
+            .ok_or_else(|| ClientError::Protocol {
+                addr: self.bootstrap.addr.clone(),
+                reason: format!("topic `{topic}` is not in the metadata response"),
+            })?;
+        check(t.error_code, &format!("topic `{topic}`"), None)?;
         let mut v: Vec<(i32, i32)> = t
             .partitions
             .iter()
@@ -416,4 +434,11 @@ impl Admin {
         }
         Ok(out)
     }
+}
+
+/// The API's name as kafka-protocol spells it (`OffsetFetch`), or its key.
+fn api_name(key: i16) -> String {
+    ApiKey::try_from(key)
+        .map(|k| format!("{k:?}"))
+        .unwrap_or_else(|_| format!("API {key}"))
 }

@@ -1,0 +1,19 @@
+//! Weir's own Kafka protocol client, for what librdkafka does not offer:
+//! typed requests of any API (through `kafka-protocol`'s message structs)
+//! sent at the best version both sides speak, to the right broker (the
+//! bootstrap, a partition leader, a group coordinator, every node).
+//!
+//! The `weir` command line's admin commands use it, and so do the platform
+//! services (Connect, SQL, the REST proxy and the console) where they need
+//! requests librdkafka has no API for. It knows nothing of the broker's
+//! internals: everything goes over the wire, so it works against any
+//! Kafka-compatible cluster.
+
+mod admin;
+mod error;
+
+pub use admin::{Admin, Node, OffsetAnswer, EARLIEST, LATEST};
+pub use error::{check, error_name, error_text, ClientError};
+
+/// The client's result type.
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
