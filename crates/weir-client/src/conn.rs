@@ -186,7 +186,8 @@ impl Conn {
         let v = self.version::<SaslHandshakeRequest>(1)?;
         let resp = self
             .send_at(
-                SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism)),
+                SaslHandshakeRequest::default()
+                    .with_mechanism(StrBytes::from_static_str(mechanism)),
                 v,
                 timeout,
             )

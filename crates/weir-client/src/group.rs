@@ -88,9 +88,7 @@ pub fn coordinator_lost(e: &ClientError) -> bool {
                 | codes::COORDINATOR_NOT_AVAILABLE
                 | codes::COORDINATOR_LOAD_IN_PROGRESS
         ),
-        ClientError::Io { .. } | ClientError::Timeout { .. } | ClientError::Connect { .. } => {
-            true
-        }
+        ClientError::Io { .. } | ClientError::Timeout { .. } | ClientError::Connect { .. } => true,
         _ => false,
     }
 }
@@ -167,9 +165,7 @@ impl GroupMember {
             };
             self.conn = Some(conn);
         }
-        self.conn
-            .as_mut()
-            .ok_or(ClientError::UnknownNode(-1))
+        self.conn.as_mut().ok_or(ClientError::UnknownNode(-1))
     }
 
     /// A lost coordinator drops the connection, so the next request looks
@@ -244,7 +240,11 @@ impl GroupMember {
 
     /// SyncGroup: the leader passes every member's assignment, the others
     /// none; each gets its own back.
-    pub async fn sync(&mut self, protocol: &str, assignments: Vec<(String, Bytes)>) -> Result<Bytes> {
+    pub async fn sync(
+        &mut self,
+        protocol: &str,
+        assignments: Vec<(String, Bytes)>,
+    ) -> Result<Bytes> {
         let req = SyncGroupRequest::default()
             .with_group_id(GroupId(StrBytes::from_string(self.group_id.clone())))
             .with_generation_id(self.generation_id)
@@ -284,7 +284,11 @@ impl GroupMember {
         let group = self.group_id.clone();
         let r = async {
             let resp = self.coordinator().await?.send(req, 4, t).await?;
-            check(resp.error_code, &format!("heartbeat in group `{group}`"), None)
+            check(
+                resp.error_code,
+                &format!("heartbeat in group `{group}`"),
+                None,
+            )
         }
         .await;
         if let Err(ClientError::Kafka {

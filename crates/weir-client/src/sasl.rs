@@ -39,7 +39,12 @@ impl SaslClient {
                 };
                 let mut nonce = [0u8; 24];
                 rand::rng().fill_bytes(&mut nonce);
-                Self::Scram(ScramClient::new(alg, username, password, &B64.encode(nonce)))
+                Self::Scram(ScramClient::new(
+                    alg,
+                    username,
+                    password,
+                    &B64.encode(nonce),
+                ))
             }
             SaslLogin::OAuthBearer { token_file } => {
                 let token = std::fs::read_to_string(token_file)

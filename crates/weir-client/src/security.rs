@@ -192,7 +192,10 @@ impl ClientSecurity {
             } else {
                 "none"
             };
-            out.push(("ssl.endpoint.identification.algorithm".into(), verify.into()));
+            out.push((
+                "ssl.endpoint.identification.algorithm".into(),
+                verify.into(),
+            ));
         }
         match &self.sasl {
             Some(SaslLogin::Plain { username, password })
@@ -306,7 +309,9 @@ fn sasl_login(props: &BTreeMap<String, String>) -> Result<SaslLogin> {
             token_file: PathBuf::from(path),
         });
     }
-    let jaas = get("sasl.jaas.config").map(jaas_options).unwrap_or_default();
+    let jaas = get("sasl.jaas.config")
+        .map(jaas_options)
+        .unwrap_or_default();
     let username = get("sasl.username")
         .map(str::to_string)
         .or_else(|| jaas.get("username").cloned());
@@ -482,8 +487,8 @@ mod tests {
 
     #[test]
     fn bad_settings_name_their_key() {
-        let e = ClientSecurity::from_properties(&props(&[("security.protocol", "TLS")]))
-            .unwrap_err();
+        let e =
+            ClientSecurity::from_properties(&props(&[("security.protocol", "TLS")])).unwrap_err();
         assert!(e.to_string().contains("security.protocol"), "{e}");
         let e = ClientSecurity::from_properties(&props(&[("security.protocol", "SASL_SSL")]))
             .unwrap_err();

@@ -165,15 +165,14 @@ fn consume_blocking(
     stop: &AtomicBool,
 ) -> Result<()> {
     let mut cfg = args.common.rdkafka_config()?;
-    cfg        .set("enable.partition.eof", "true")
-        .set(
-            "auto.offset.reset",
-            if start == Some(Start::Earliest) {
-                "earliest"
-            } else {
-                "latest"
-            },
-        );
+    cfg.set("enable.partition.eof", "true").set(
+        "auto.offset.reset",
+        if start == Some(Start::Earliest) {
+            "earliest"
+        } else {
+            "latest"
+        },
+    );
     match &args.group {
         Some(g) => {
             cfg.set("group.id", g);

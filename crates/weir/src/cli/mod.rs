@@ -73,8 +73,13 @@ impl Common {
         cfg.set("bootstrap.servers", &self.bootstrap);
         if self.command_config.is_some() {
             let security = self.security()?;
-            if matches!(security.sasl, Some(weir_client::SaslLogin::OAuthBearer { .. })) {
-                anyhow::bail!("OAUTHBEARER works with the admin commands only, not with produce and consume");
+            if matches!(
+                security.sasl,
+                Some(weir_client::SaslLogin::OAuthBearer { .. })
+            ) {
+                anyhow::bail!(
+                    "OAUTHBEARER works with the admin commands only, not with produce and consume"
+                );
             }
             for (k, v) in security.librdkafka_properties() {
                 cfg.set(k, v);

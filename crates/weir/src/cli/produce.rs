@@ -188,7 +188,7 @@ pub async fn run(args: ProduceArgs) -> Result<()> {
 
 fn produce_blocking(args: &ProduceArgs) -> Result<()> {
     let mut cfg = args.common.rdkafka_config()?;
-    cfg        .set("acks", &args.acks)
+    cfg.set("acks", &args.acks)
         .set("compression.type", &args.compression)
         .set("linger.ms", "5")
         .set(
