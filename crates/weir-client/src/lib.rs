@@ -9,11 +9,24 @@
 //! internals: everything goes over the wire, so it works against any
 //! Kafka-compatible cluster.
 
+mod acls;
 mod admin;
+mod cluster;
+mod configs;
 mod error;
+mod groups;
+mod security;
+mod topics;
 
 pub use admin::{Admin, Node, OffsetAnswer, EARLIEST, LATEST};
+pub use cluster::{BrokerInfo, ClusterInfo, LogDirInfo, PartitionInfo, TopicInfo};
+pub use configs::{config_source_name, AlterConfigOp, ConfigEntry, ConfigResource, ConfigSynonym};
 pub use error::{check, error_name, error_text, ClientError};
+pub use groups::{
+    GroupDescription, GroupListing, GroupMember, GroupProtocol, OffsetTarget, PlannedOffset,
+};
+pub use security::{QuotaEntity, QuotaEntry, ScramUser};
+pub use topics::{CreatedTopic, NewTopic};
 
 /// The client's result type.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
