@@ -13,19 +13,21 @@ mod acls;
 mod admin;
 mod cluster;
 mod configs;
+mod consumer_groups;
 mod error;
-mod groups;
-mod security;
+mod quotas;
+mod scram;
 mod topics;
 
 pub use admin::{Admin, Node, OffsetAnswer, EARLIEST, LATEST};
 pub use cluster::{BrokerInfo, ClusterInfo, LogDirInfo, PartitionInfo, TopicInfo};
 pub use configs::{config_source_name, AlterConfigOp, ConfigEntry, ConfigResource, ConfigSynonym};
-pub use error::{check, error_name, error_text, ClientError};
-pub use groups::{
-    GroupDescription, GroupListing, GroupMember, GroupProtocol, OffsetTarget, PlannedOffset,
+pub use consumer_groups::{
+    GroupDescription, GroupListing, GroupProtocol, MemberDescription, OffsetTarget, PlannedOffset,
 };
-pub use security::{QuotaEntity, QuotaEntry, ScramUser};
+pub use error::{check, error_name, error_text, ClientError};
+pub use quotas::{QuotaEntity, QuotaEntry};
+pub use scram::ScramUser;
 pub use topics::{CreatedTopic, NewTopic};
 
 /// The client's result type.

@@ -54,12 +54,12 @@ pub struct GroupDescription {
     pub assignor: String,
     /// The broker coordinating the group.
     pub coordinator: i32,
-    pub members: Vec<GroupMember>,
+    pub members: Vec<MemberDescription>,
 }
 
 /// One member of a group.
 #[derive(Debug, Clone)]
-pub struct GroupMember {
+pub struct MemberDescription {
     pub member_id: String,
     /// `group.instance.id` of static members.
     pub instance_id: Option<String>,
@@ -108,8 +108,8 @@ fn member(
     [id, client, host]: [&StrBytes; 3],
     instance: Option<&StrBytes>,
     assignment: Vec<(String, i32)>,
-) -> GroupMember {
-    GroupMember {
+) -> MemberDescription {
+    MemberDescription {
         member_id: id.to_string(),
         instance_id: instance.map(|i| i.to_string()),
         client_id: client.to_string(),
