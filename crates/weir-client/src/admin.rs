@@ -203,6 +203,11 @@ impl Admin {
         v
     }
 
+    /// How long each request may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The address of the bootstrap connection.
     pub fn bootstrap_addr(&self) -> &str {
         &self.bootstrap.addr

@@ -7,6 +7,14 @@ use kafka_protocol::ResponseError;
 /// that does not decode).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The caller asked for something that cannot be done as asked (an
+    /// unknown mechanism, a partition the topic does not have).
+    #[error("{0}")]
+    Invalid(String),
+    /// The cluster's current state forbids the request (resetting the
+    /// offsets of a group with active members).
+    #[error("{0}")]
+    Conflict(String),
     /// The bootstrap list names no address.
     #[error("the bootstrap address list is empty")]
     EmptyBootstrap,

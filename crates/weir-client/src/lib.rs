@@ -9,11 +9,26 @@
 //! internals: everything goes over the wire, so it works against any
 //! Kafka-compatible cluster.
 
+mod acls;
 mod admin;
+mod cluster;
+mod configs;
+mod consumer_groups;
 mod error;
+mod quotas;
+mod scram;
+mod topics;
 
 pub use admin::{Admin, Node, OffsetAnswer, EARLIEST, LATEST};
+pub use cluster::{BrokerInfo, ClusterInfo, LogDirInfo, PartitionInfo, TopicInfo};
+pub use configs::{config_source_name, AlterConfigOp, ConfigEntry, ConfigResource, ConfigSynonym};
+pub use consumer_groups::{
+    GroupDescription, GroupListing, GroupProtocol, MemberDescription, OffsetTarget, PlannedOffset,
+};
 pub use error::{check, error_name, error_text, ClientError};
+pub use quotas::{QuotaEntity, QuotaEntry};
+pub use scram::ScramUser;
+pub use topics::{CreatedTopic, NewTopic};
 
 /// The client's result type.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
