@@ -14,6 +14,7 @@ vendored codec's version table says.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import io
 import json
@@ -30,6 +31,7 @@ import pytest
 
 import java_harness
 
+from kafka.protocol.api_header import ResponseClassRegistry
 from kafka.protocol.api_message import ApiMessage, ApiMessageData
 from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse
 from kafka.record.memory_records import MemoryRecordsBuilder
@@ -67,9 +69,19 @@ def _schemas() -> dict[int, str]:
     return names
 
 
+@functools.cache
 def _message(name: str):
-    """A kafka-python message class for one of Kafka 4.3's schemas."""
-    return ApiMessageData(name, (ApiMessage,), {}, load_json=SCHEMA_PACKAGE)
+    """A kafka-python message class for one of Kafka 4.3's schemas. Defining
+    a response class registers it as kafka-python's decoder for its API key:
+    the registry is restored, so kafka-python clients elsewhere in the
+    session keep their own classes."""
+    registry = ResponseClassRegistry._response_class_registry
+    saved = dict(registry)
+    try:
+        return ApiMessageData(name, (ApiMessage,), {}, load_json=SCHEMA_PACKAGE)
+    finally:
+        registry.clear()
+        registry.update(saved)
 
 
 class Ctx:
