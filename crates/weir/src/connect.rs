@@ -164,7 +164,7 @@ fn worker(args: WorkerArgs) -> std::process::ExitCode {
             let listener = tokio::net::TcpListener::bind(&args.listen)
                 .await
                 .with_context(|| format!("cannot listen on {} (connect)", args.listen))?;
-            let shutdown = crate::shutdown_signal()?;
+            let shutdown = crate::serve::shutdown_signal()?;
             weir_connect::run(listener, props, shutdown).await?;
             Ok(())
         })
