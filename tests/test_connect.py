@@ -21,6 +21,7 @@ checked with confluent-kafka and the files themselves.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 
@@ -335,3 +336,43 @@ def test_two_workers_share_work_and_take_over(module_broker, weir_binary, tmp_pa
         for w in (a, b, c):
             if w:
                 w.kill()
+
+
+def test_embedded_in_weir_serve(broker_factory, weir_binary, tmp_path):
+    """`weir serve --connect-listen` runs a worker against the node's own
+    Kafka listener, with its metrics on the admin listener."""
+    import httpx
+    from conftest import HOST, free_port
+    port = free_port()
+    # Worker settings come with the service's client settings.
+    b = broker_factory("--connect-listen", f"{HOST}:{port}",
+                       "--client-set", "connect.offset.flush.interval.ms=500",
+                       "--client-set", "connect.group.id=embedded")
+    url = f"http://{HOST}:{port}"
+    wait_until(lambda: _get_ok(url + "/health"), 60, what="the embedded worker's health")
+    assert httpx.get(url + "/").json()["version"] == "4.3.0"
+    src, dst = tmp_path / "in.txt", tmp_path / "out.txt"
+    src.write_text("".join(f"{i}\n" for i in range(100)))
+    for name, cfg in [("emb-src", {"connector.class": "FileStreamSource", "file": str(src),
+                                   "topic": "emb", "value.converter": STRING}),
+                      ("emb-sink", {"connector.class": "FileStreamSink", "file": str(dst),
+                                    "topics": "emb", "value.converter": STRING})]:
+        r = httpx.post(url + "/connectors", json={"name": name, "config": cfg}, timeout=30)
+        assert r.status_code == 201, r.text
+    wait_until(lambda: dst.exists() and dst.read_bytes() == src.read_bytes(), 60,
+               what="the file copied through the node")
+    metrics = httpx.get(b.admin_url + "/metrics").text
+    assert 'weir_connect_source_records_polled_total{connector="emb-src",task="0"} 100' in metrics
+    groups = subprocess.run([str(weir_binary), "group", "list", "-b", b.bootstrap],
+                            capture_output=True, timeout=60).stdout.decode()
+    assert any(line.split()[:1] == ["embedded"] and line.split()[-1] == "connect"
+               for line in groups.splitlines()), groups
+    b.stop()
+
+
+def _get_ok(url):
+    import httpx
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

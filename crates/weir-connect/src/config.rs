@@ -147,6 +147,7 @@ impl WorkerConfig {
     /// librdkafka settings for one of the worker's clients: bootstrap,
     /// security, then `prefix`-ed worker settings (`producer.`,
     /// `consumer.`), then `overrides`.
+    #[cfg(feature = "runtime")]
     pub fn rdkafka(&self, prefix: &str, overrides: &Props) -> rdkafka::ClientConfig {
         let mut c = rdkafka::ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap);

@@ -90,6 +90,7 @@ impl ConnectError {
     }
 }
 
+#[cfg(feature = "runtime")]
 impl From<rdkafka::error::KafkaError> for ConnectError {
     fn from(e: rdkafka::error::KafkaError) -> Self {
         Self::kafka(e)

@@ -26,10 +26,11 @@ use weir_client::{ClientConfig, GroupMember};
 use crate::config::WorkerConfig;
 use crate::connector::{Connector, Props};
 use crate::error::{ConnectError, Result};
+use crate::internal_log::{self, LogRecord, LogWriter, TopicLog};
 use crate::metrics::Metrics;
 use crate::plugins;
 use crate::protocol::{self, Assignment, AssignorState, MemberMetadata, Work};
-use crate::storage::{self, ClusterConfig, LogRecord, LogWriter, Status, TargetState, TopicLog};
+use crate::storage::{self, ClusterConfig, Status, TargetState};
 use crate::worker::{self, StatusUpdate, TaskContext, TaskHandle};
 
 /// A change the leader makes to the cluster's configuration.
@@ -161,11 +162,21 @@ pub async fn run(
     ready: watch::Sender<bool>,
 ) -> Result<()> {
     let w = shared.worker.clone();
-    storage::ensure_topics(&w).await?;
+    internal_log::ensure_topics(&w).await?;
     let (cfg_tx, config_rx) = mpsc::unbounded_channel();
     let (st_tx, mut st_rx) = mpsc::unbounded_channel();
-    let config_log = TopicLog::start(&w, &w.config_topic, cfg_tx)?;
-    let status_log = TopicLog::start(&w, &w.status_topic, st_tx)?;
+    // Starting a reader asks librdkafka for metadata, which blocks.
+    let (config_log, status_log) = {
+        let w = w.clone();
+        tokio::task::spawn_blocking(move || {
+            Ok::<_, ConnectError>((
+                TopicLog::start(&w, &w.config_topic, cfg_tx)?,
+                TopicLog::start(&w, &w.status_topic, st_tx)?,
+            ))
+        })
+        .await
+        .map_err(|e| ConnectError::kafka(format!("cannot start the topic readers: {e}")))??
+    };
     config_log.read_to_end(Duration::from_secs(60)).await?;
     status_log.read_to_end(Duration::from_secs(60)).await?;
     let (status_tx, mut status_rx) = mpsc::unbounded_channel();

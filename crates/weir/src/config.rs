@@ -20,6 +20,10 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:8081].
     #[arg(long, env = "WEIR_REGISTRY_LISTEN", value_name = "HOST:PORT")]
     registry_listen: Option<String>,
+    /// Address the Kafka Connect REST API binds, or `off`
+    /// [default: 127.0.0.1:8083].
+    #[arg(long, env = "WEIR_CONNECT_LISTEN", value_name = "HOST:PORT")]
+    connect_listen: Option<String>,
     /// Address clients are told to connect to [default: the listen address].
     #[arg(long, env = "WEIR_ADVERTISED_LISTENER", value_name = "HOST:PORT")]
     advertised_listener: Option<String>,
@@ -63,6 +67,8 @@ pub struct Settings {
     pub listen: String,
     /// The schema registry's listen address; `None` when turned off.
     pub registry_listen: Option<String>,
+    /// Kafka Connect's REST listen address; `None` when turned off.
+    pub connect_listen: Option<String>,
     pub admin_listen: String,
     pub log_format: LogFormat,
     pub request_log_sample: u64,
@@ -107,6 +113,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
     registry_listen: Option<String>,
+    connect_listen: Option<String>,
     advertised_listener: Option<String>,
     admin_listen: Option<String>,
     log_format: Option<String>,
@@ -144,6 +151,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             "data-dir" => out.data_dir = Some(PathBuf::from(string(k, v)?)),
             "listen" => out.listen = Some(string(k, v)?),
             "registry-listen" => out.registry_listen = Some(string(k, v)?),
+            "connect-listen" => out.connect_listen = Some(string(k, v)?),
             "advertised-listener" => out.advertised_listener = Some(string(k, v)?),
             "admin-listen" => out.admin_listen = Some(string(k, v)?),
             "log-format" => out.log_format = Some(string(k, v)?),
@@ -183,7 +191,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             other => {
                 return Err(err(
                     other,
-                    "unknown key (expected data-dir, listen, advertised-listener, registry-listen, admin-listen, log-format, request-log-sample, [broker] or [client.SERVICE])",
+                    "unknown key (expected data-dir, listen, advertised-listener, registry-listen, connect-listen, admin-listen, log-format, request-log-sample, [broker] or [client.SERVICE])",
                 ))
             }
         }
@@ -205,6 +213,21 @@ fn parse_host_port(key: &str, s: &str) -> Result<(String, i32), ConfigError> {
     Ok((host.to_string(), i32::from(port)))
 }
 
+/// A service's listen address (`value`, else `default`), or `None` for
+/// `off`.
+fn service_listen(
+    key: &str,
+    value: Option<String>,
+    default: &str,
+) -> Result<Option<String>, ConfigError> {
+    let value = value.unwrap_or_else(|| default.to_string());
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    parse_host_port(key, &value)?;
+    Ok(Some(value))
+}
+
 impl Settings {
     /// Resolves settings: flag, environment variable, config file, default.
     pub fn resolve(args: ServeArgs) -> Result<Self, ConfigError> {
@@ -221,16 +244,16 @@ impl Settings {
             .or(file.listen)
             .unwrap_or_else(|| "127.0.0.1:9092".to_string());
         parse_host_port("listen", &listen)?;
-        let registry_listen = args
-            .registry_listen
-            .or(file.registry_listen)
-            .unwrap_or_else(|| "127.0.0.1:8081".to_string());
-        let registry_listen = if registry_listen.eq_ignore_ascii_case("off") {
-            None
-        } else {
-            parse_host_port("registry-listen", &registry_listen)?;
-            Some(registry_listen)
-        };
+        let registry_listen = service_listen(
+            "registry-listen",
+            args.registry_listen.or(file.registry_listen),
+            "127.0.0.1:8081",
+        )?;
+        let connect_listen = service_listen(
+            "connect-listen",
+            args.connect_listen.or(file.connect_listen),
+            "127.0.0.1:8083",
+        )?;
         let admin_listen = args
             .admin_listen
             .or(file.admin_listen)
@@ -290,6 +313,7 @@ impl Settings {
             data_dir,
             listen,
             registry_listen,
+            connect_listen,
             admin_listen,
             log_format,
             request_log_sample,

@@ -394,3 +394,32 @@ async fn command(cmd: ConnectCommand) -> anyhow::Result<()> {
         }
     }
 }
+
+/// Kafka Connect inside `weir serve`: a worker that is a client of the
+/// node's own Kafka listener (with the operator's `[client.connect]`
+/// settings, which may also hold worker settings such as `group.id`),
+/// serving its REST API with the node's HTTP TLS and authentication, and
+/// its metrics on the admin listener's `/metrics`.
+pub fn service(listener: tokio::net::TcpListener) -> impl weir_service::Service {
+    use weir_service::{service_fn, Context, Running, ServiceError};
+    service_fn("connect", move |ctx: Context| async move {
+        let props = ctx.kafka_client()?.properties().clone();
+        let url =
+            weir_connect::rest_url(&listener).map_err(|e| ServiceError::start("connect", e))?;
+        let worker = weir_connect::Worker::start(props, &url, ctx.shutdown().wait())
+            .await
+            .map_err(|e| ServiceError::start("connect", e))?;
+        let metrics = worker.metrics();
+        ctx.metrics()
+            .register("connect", move |out| out.push_str(&metrics.render()));
+        let serve = ctx.serve_http(listener, worker.router());
+        Ok(Running::new(async move {
+            let served = serve.await;
+            let stopped = worker
+                .stop()
+                .await
+                .map_err(|e| ServiceError::failed("connect", e));
+            served.and(stopped)
+        }))
+    })
+}

@@ -61,6 +61,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     // Ready once Kafka clients are served; the platform services below
     // are clients of the Kafka listener and start after it.
     node.ready_here();
+    http_service(
+        &mut node,
+        settings.connect_listen.as_deref(),
+        "connect",
+        crate::connect::service,
+    )
+    .await?;
 
     node.run(signal).await?;
     info!("stopped cleanly");
