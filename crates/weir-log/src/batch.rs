@@ -986,6 +986,15 @@ pub fn recompress(records: &Bytes, codec: Compression, level: i32) -> Result<Byt
     Ok(out.map_or_else(|| records.clone(), BytesMut::freeze))
 }
 
+/// Every codec of the v2 batch format, in attribute order.
+pub const CODECS: [Compression; 5] = [
+    Compression::None,
+    Compression::Gzip,
+    Compression::Snappy,
+    Compression::Lz4,
+    Compression::Zstd,
+];
+
 fn codec_bits(codec: Compression) -> i16 {
     match codec {
         Compression::None => 0,
@@ -1098,13 +1107,7 @@ pub fn fuzz_batch_bytes(data: &[u8]) {
     let rest = &owned[..];
     let bytes = Bytes::copy_from_slice(rest);
     // Broker-side compression sees the same untrusted bytes first.
-    let codec = [
-        Compression::None,
-        Compression::Gzip,
-        Compression::Snappy,
-        Compression::Lz4,
-        Compression::Zstd,
-    ][usize::from(selector >> 5) % 5];
+    let codec = CODECS[usize::from(selector >> 5) % CODECS.len()];
     let _ = recompress(&bytes, codec, 1);
     if let Ok(v) = validate_append(&bytes, &config, 1_700_000_000_000) {
         // What would be written must itself be valid stored data.
@@ -1318,13 +1321,7 @@ mod tests {
 
     #[test]
     fn recompress_changes_only_the_codec() {
-        let all = [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ];
+        let all = CODECS;
         let recs: Vec<_> = (0..20)
             .map(|i| record(i, 100 + i, Some("key"), Some("value value value")))
             .collect();
@@ -1370,13 +1367,7 @@ mod tests {
 
     #[test]
     fn build_batch_keeps_a_subset_of_records() {
-        for c in [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ] {
+        for c in CODECS {
             let recs: Vec<_> = (0..6)
                 .map(|i| record(i, 100 + i, Some("k"), Some("v")))
                 .collect();
@@ -1401,13 +1392,7 @@ mod tests {
 
     #[test]
     fn decode_roundtrip_all_codecs() {
-        for c in [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ] {
+        for c in CODECS {
             let recs: Vec<_> = (0..5)
                 .map(|i| record(i, 100 + i, Some("k"), None))
                 .collect();
