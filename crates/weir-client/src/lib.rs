@@ -20,7 +20,7 @@ mod scram;
 mod topics;
 
 pub use admin::{Admin, Node, OffsetAnswer, EARLIEST, LATEST};
-pub use cluster::{BrokerInfo, ClusterInfo, LogDirInfo, PartitionInfo, TopicInfo};
+pub use cluster::{BrokerInfo, ClusterInfo, LogDirInfo, PartitionInfo, Reassignment, TopicInfo};
 pub use configs::{config_source_name, AlterConfigOp, ConfigEntry, ConfigResource, ConfigSynonym};
 pub use consumer_groups::{
     GroupDescription, GroupListing, GroupProtocol, MemberDescription, OffsetTarget, PlannedOffset,
