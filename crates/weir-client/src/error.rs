@@ -18,6 +18,12 @@ pub enum ClientError {
     /// The bootstrap list names no address.
     #[error("the bootstrap address list is empty")]
     EmptyBootstrap,
+    /// A client setting is missing or invalid.
+    #[error("client config `{key}`: {reason}")]
+    Config { key: String, reason: String },
+    /// The broker refused the SASL login, or the client refused the broker.
+    #[error("authentication with {addr} failed: {reason}")]
+    Authentication { addr: String, reason: String },
     /// A TCP connection could not be made in time or at all.
     #[error("cannot connect to {addr}: {reason}")]
     Connect { addr: String, reason: String },
