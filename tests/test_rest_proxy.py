@@ -641,3 +641,83 @@ def test_load_1000_produce_requests_per_second_for_30s(proxy, node, kadmin, topi
     finally:
         c.close()
     assert stored == total
+
+
+# --- principal propagation ----------------------------------------------------------------
+
+
+def test_principal_propagation(weir_binary, broker_factory, tmp_path):
+    """With HTTP basic authentication the proxy logs in to Kafka as each
+    user (SASL/PLAIN with their password), so the broker applies that
+    user's ACLs and audits them by name."""
+    from security_util import start_secure_broker
+    users = {"admin": "admin-pw", "alice": "alice-pw", "bob": "bob-pw"}
+    sb = start_secure_broker(broker_factory, tmp_path, users=users,
+                             protocols=("PLAINTEXT", "SASL_PLAINTEXT"),
+                             sets={"authorizer.class.name": "StandardAuthorizer",
+                                   "super.users": "User:admin"})
+    sasl = sb.bootstrap("SASL_PLAINTEXT")
+    from confluent_kafka.admin import AdminClient, NewTopic
+    as_admin = AdminClient(sb.client_config("SASL_PLAINTEXT", "admin", "admin-pw"))
+    topic = "prop-orders"
+    as_admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    as_admin.create_topics([NewTopic("secret-topic", 1, 1)])["secret-topic"].result(30)
+    grants = [AclBinding(ResourceType.TOPIC, "prop-", ResourcePatternType.PREFIXED, "User:alice", "*",
+                         op, AclPermissionType.ALLOW)
+              for op in (AclOperation.WRITE, AclOperation.READ)]
+    grants.append(AclBinding(ResourceType.GROUP, "prop-", ResourcePatternType.PREFIXED, "User:alice", "*",
+                             AclOperation.READ, AclPermissionType.ALLOW))
+    for f in as_admin.create_acls(grants).values():
+        f.result(10)
+
+    proxy = RestProxy(weir_binary, tmp_path, sasl, settings={
+        "http.authentication": "basic",
+        "client.security.protocol": "SASL_PLAINTEXT",
+        "client.sasl.mechanism": "PLAIN"})
+    try:
+        alice, bob = ("alice", "alice-pw"), ("bob", "bob-pw")
+        assert error(proxy.http.get("/v3/clusters")) == (401, 40101)
+        assert error(proxy.http.get("/v3/clusters", auth=("alice", "wrong"))) == (401, 40101)
+        cid = proxy.http.get("/v3/clusters", auth=alice).json()["data"][0]["cluster_id"]
+        url = f"/v3/clusters/{cid}/topics/{topic}/records"
+        rec = {"value": {"type": "STRING", "data": "from alice"}}
+        r = proxy.http.post(url, json=rec, auth=alice)
+        assert r.status_code == 200 and json.loads(r.text.split("\r\n")[0])["error_code"] == 200, r.text
+        assert error(proxy.http.post(url, json=rec, auth=bob)) == (403, 40301)
+        # Each user sees the topics their ACLs let them describe.
+        names = lambda who: {t["topic_name"] for t in
+                             proxy.http.get(f"/v3/clusters/{cid}/topics", auth=who).json()["data"]}
+        assert topic in names(alice) and "secret-topic" not in names(alice)
+        assert names(bob) == set()
+        assert {topic, "secret-topic"} <= names(("admin", "admin-pw"))
+        # A v2 consumer instance reads as alice.
+        v2 = {"Content-Type": V2}
+        base = "/consumers/prop-g/instances/c"
+        assert proxy.http.post("/consumers/prop-g", headers=v2, auth=alice,
+                               json={"name": "c", "auto.offset.reset": "earliest"}).status_code == 200
+        assert proxy.http.post(f"{base}/assignments", headers=v2, auth=alice,
+                               json={"partitions": [{"topic": topic, "partition": 0}]}).status_code == 204
+        got = []
+        deadline = time.monotonic() + 30
+        while not got:
+            assert time.monotonic() < deadline
+            r = proxy.http.get(f"{base}/records", auth=alice, headers={"Accept": v2_type("binary")})
+            assert r.status_code == 200, r.text
+            got = r.json()
+        assert base64.b64decode(got[0]["value"]) == b"from alice"
+        assert proxy.http.delete(base, auth=alice).status_code == 204
+        # The broker's audit trail names bob, not the proxy.
+        c = Consumer({**sb.client_config("SASL_PLAINTEXT", "admin", "admin-pw"),
+                      "group.id": "audit-reader", "enable.auto.commit": False})
+        try:
+            c.assign([TopicPartition("__weir_audit", 0, 0)])
+
+            def bob_denied():
+                m = c.poll(0.5)
+                return m is not None and not m.error() and b'"principal":"User:bob"' in m.value() \
+                    and b"prop-orders" in m.value()
+            wait_until(bob_denied, timeout=30, what="an audited denial of User:bob")
+        finally:
+            c.close()
+    finally:
+        assert proxy.stop() == 0, proxy.log()

@@ -16,7 +16,7 @@ use axum::http::{header, HeaderMap};
 use base64::Engine as _;
 use rdkafka::config::ClientConfig as RdConfig;
 use rdkafka::producer::FutureProducer;
-use weir_client::Admin;
+use weir_client::{Admin, ClientSecurity};
 
 use crate::error::{RestError, Result};
 
@@ -113,8 +113,9 @@ impl Identity {
         Err(unauthenticated("unsupported authentication scheme"))
     }
 
-    /// librdkafka properties that log in as this identity.
-    fn rdkafka_properties(&self, settings: &KafkaSettings) -> Result<Vec<(String, String)>> {
+    /// Client properties (librdkafka's names, which `weir-client` reads
+    /// too) that log in as this identity.
+    fn login_properties(&self, settings: &KafkaSettings) -> Result<Vec<(String, String)>> {
         match self {
             Identity::Service => Ok(Vec::new()),
             Identity::Password { user, password } => match settings.sasl_mechanism() {
@@ -197,13 +198,16 @@ impl ClientSet {
     }
 
     async fn connect_admin(&self) -> Result<Admin> {
-        if self.identity != Identity::Service {
-            return Err(RestError::Unauthenticated {
-                message: "Authentication failed: admin requests cannot yet log in as the HTTP user"
-                    .into(),
-            });
-        }
-        Ok(Admin::connect(&self.settings.bootstrap, self.settings.request_timeout).await?)
+        let mut props = self.settings.client.clone();
+        props.extend(self.identity.login_properties(&self.settings)?);
+        let security = ClientSecurity::from_properties(&props)
+            .map_err(|e| RestError::Internal(format!("the proxy's Kafka client settings: {e}")))?;
+        let config = weir_client::ClientConfig {
+            timeout: self.settings.request_timeout,
+            client_id: "weir-rest".into(),
+            security,
+        };
+        Ok(Admin::connect_with(&self.settings.bootstrap, config).await?)
     }
 
     /// The settings the clients start from.
@@ -221,7 +225,7 @@ impl ClientSet {
         for (k, v) in extra {
             c.set(k, v);
         }
-        for (k, v) in self.identity.rdkafka_properties(&self.settings)? {
+        for (k, v) in self.identity.login_properties(&self.settings)? {
             c.set(k, v);
         }
         Ok(c)

@@ -15,16 +15,26 @@ fn number(key: &str, v: &str) -> Result<u64, String> {
 
 impl RestConfig {
     /// Settings for a proxy of `bootstrap` from `props`. `http_auth` says
-    /// whether the HTTP listener authenticates its users; with a SASL
-    /// client login (`client.sasl.mechanism`) the proxy then acts as them.
+    /// whether the HTTP listener authenticates its users (also set by
+    /// `http.authentication=basic` here); with a SASL client login
+    /// (`client.sasl.mechanism`) the proxy then acts as them.
     pub fn from_properties(
         bootstrap: &str,
         props: &BTreeMap<String, String>,
-        http_auth: bool,
+        mut http_auth: bool,
     ) -> Result<Self, String> {
         let mut c = RestConfig::new(KafkaSettings::new(bootstrap));
         for (k, v) in props {
             match k.as_str() {
+                "http.authentication" => match v.trim().to_ascii_lowercase().as_str() {
+                    "" | "none" => {}
+                    "basic" => http_auth = true,
+                    other => {
+                        return Err(format!(
+                            "{k}: `{other}` is not supported by the REST proxy: use basic (its users log in to Kafka with their passwords)"
+                        ))
+                    }
+                },
                 "consumer.instance.timeout.ms" => {
                     c.consumer_instance_timeout = Duration::from_millis(number(k, v)?)
                 }

@@ -153,6 +153,9 @@ impl From<ClientError> for RestError {
                 r
             }
             ClientError::Invalid(m) => RestError::bad_request(m.clone()),
+            ClientError::Authentication { .. } => RestError::Unauthenticated {
+                message: format!("Authentication failed: {e}"),
+            },
             ClientError::Conflict(m) => RestError::Conflict {
                 code: 40903,
                 message: m.clone(),
