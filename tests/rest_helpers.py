@@ -20,41 +20,29 @@ def v2_type(fmt: str) -> str:
     return f"application/vnd.kafka.{fmt}.v2+json"
 
 
-class RestProxy:
-    """One `weir rest-proxy --bootstrap ...` process on a free port."""
+class RestApi:
+    """A REST proxy listening on 127.0.0.1:`port`, embedded in a node
+    (`weir serve --rest-listen`) or standalone (`RestProxy`)."""
 
-    def __init__(self, binary: Path, workdir: Path, bootstrap: str, settings: dict | None = None,
-                 env: dict | None = None):
-        self.port = free_port()
-        self.log_path = Path(workdir) / f"rest-proxy-{self.port}.log"
-        args = [str(binary), "rest-proxy", "--bootstrap", bootstrap, "--listen", f"{HOST}:{self.port}"]
-        for k, v in (settings or {}).items():
-            args += ["--set", f"{k}={v}"]
-        full_env = dict(os.environ, NO_COLOR="1", **(env or {}))
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         env=full_env, preexec_fn=_die_with_parent)
-        self.url = f"http://{HOST}:{self.port}"
-        self.http = httpx.Client(base_url=self.url, timeout=60)
+    def __init__(self, port: int, auth=None):
+        self.port = port
+        self.url = f"http://{HOST}:{port}"
+        self.http = httpx.Client(base_url=self.url, timeout=60, auth=auth)
+        self._cluster_id = None
+
+    def wait_ready(self, alive=lambda: True, log=lambda: "") -> "RestApi":
         deadline = time.monotonic() + 30
         while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"rest-proxy exited with {self.proc.returncode}:\n{self.log()}")
+            if not alive():
+                raise AssertionError(f"the REST proxy's process exited:\n{log()}")
             try:
-                if self.http.get("/").status_code == 200:
-                    break
+                if self.http.get("/").status_code in (200, 401):
+                    return self
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError(f"rest-proxy did not answer within 30s:\n{self.log()}")
+                raise AssertionError(f"the REST proxy did not answer within 30s:\n{log()}")
             time.sleep(0.05)
-        self._cluster_id = None
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-5000:]
-        except FileNotFoundError:
-            return ""
 
     @property
     def cluster_id(self) -> str:
@@ -68,6 +56,30 @@ class RestProxy:
     def v3(self) -> str:
         """Path of this cluster's v3 resources."""
         return f"/v3/clusters/{self.cluster_id}"
+
+
+
+class RestProxy(RestApi):
+    """One `weir rest-proxy --bootstrap ...` process on a free port."""
+
+    def __init__(self, binary: Path, workdir: Path, bootstrap: str, settings: dict | None = None,
+                 env: dict | None = None):
+        super().__init__(free_port())
+        self.log_path = Path(workdir) / f"rest-proxy-{self.port}.log"
+        args = [str(binary), "rest-proxy", "--bootstrap", bootstrap, "--listen", f"{HOST}:{self.port}"]
+        for k, v in (settings or {}).items():
+            args += ["--set", f"{k}={v}"]
+        full_env = dict(os.environ, NO_COLOR="1", **(env or {}))
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         env=full_env, preexec_fn=_die_with_parent)
+        self.wait_ready(lambda: self.proc.poll() is None, self.log)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-5000:]
+        except FileNotFoundError:
+            return ""
 
     def stop(self) -> int:
         self.http.close()

@@ -1,11 +1,12 @@
-"""The REST proxy (`weir rest-proxy`, Confluent REST Proxy's v2 and v3 APIs)
-against a live node, driven with plain HTTP clients (httpx, and raw sockets
+"""The REST proxy (Confluent REST Proxy's v2 and v3 APIs), embedded in a node
+(`weir serve --rest-listen`) and standalone (`weir rest-proxy --bootstrap`), driven with plain HTTP clients (httpx, and raw sockets
 for the streaming produce) from the examples in Confluent's documentation;
 everything it writes is read back with confluent-kafka and everything
 confluent-kafka writes is read through it, byte for byte.
 
-One node and one proxy serve the whole module. The node refuses topic
-auto-creation (so unknown topics are errors) and runs the ACL authorizer
+One node with its embedded proxy serves most of the module; the
+standalone proxy (a Kafka client of the same node) serves the expiry and
+principal propagation tests. The node refuses topic auto-creation (so unknown topics are errors) and runs the ACL authorizer
 with User:ANONYMOUS as super user (so the ACL API works while every
 plaintext client may do anything)."""
 
@@ -24,8 +25,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
                                    ConfigResource, ResourcePatternType, ResourceType)
 
-from conftest import HOST, BrokerFactory
-from rest_helpers import V2, RestProxy, error, v2_type
+from conftest import HOST, BrokerFactory, free_port
+from rest_helpers import V2, RestApi, RestProxy, error, v2_type
 from weir_helpers import (admin, assert_same_records, consume_range, consumer_conf, create_topic,
                           gen_records, producer_conf, produce_records, recent_base_ts, wait_until)
 
@@ -33,7 +34,8 @@ from weir_helpers import (admin, assert_same_records, consume_range, consumer_co
 @pytest.fixture(scope="module")
 def node(weir_binary, _broker_root):
     f = BrokerFactory(weir_binary, _broker_root)
-    b = f("--set", "auto.create.topics.enable=false",
+    b = f("--rest-listen", f"{HOST}:{free_port()}",
+          "--set", "auto.create.topics.enable=false",
           "--set", "authorizer.class.name=StandardAuthorizer",
           "--set", "super.users=User:ANONYMOUS",
           name="rest-node")
@@ -48,10 +50,12 @@ def kadmin(node):
 
 
 @pytest.fixture(scope="module")
-def proxy(weir_binary, node, tmp_path_factory):
-    p = RestProxy(weir_binary, tmp_path_factory.mktemp("rest"), node.bootstrap)
-    yield p
-    assert p.stop() == 0, p.log()
+def proxy(node):
+    """The node's own REST proxy."""
+    port = int(node.args[node.args.index("--rest-listen") + 1].rsplit(":", 1)[1])
+    api = RestApi(port).wait_ready(lambda: node.running, node.log_tail)
+    yield api
+    api.http.close()
 
 
 def b64(b: bytes | None):
@@ -646,18 +650,28 @@ def test_load_1000_produce_requests_per_second_for_30s(proxy, node, kadmin, topi
 # --- principal propagation ----------------------------------------------------------------
 
 
-def test_principal_propagation(weir_binary, broker_factory, tmp_path):
+@pytest.mark.parametrize("where", ["embedded", "standalone"])
+def test_principal_propagation(weir_binary, broker_factory, tmp_path, where):
     """With HTTP basic authentication the proxy logs in to Kafka as each
     user (SASL/PLAIN with their password), so the broker applies that
-    user's ACLs and audits them by name."""
+    user's ACLs and audits them by name: in a node (whose HTTP layer checks
+    the password first) and standalone (where the Kafka login is the
+    check)."""
     from security_util import start_secure_broker
-    users = {"admin": "admin-pw", "alice": "alice-pw", "bob": "bob-pw"}
-    sb = start_secure_broker(broker_factory, tmp_path, users=users,
-                             protocols=("PLAINTEXT", "SASL_PLAINTEXT"),
-                             sets={"authorizer.class.name": "StandardAuthorizer",
-                                   "super.users": "User:admin"})
-    sasl = sb.bootstrap("SASL_PLAINTEXT")
     from confluent_kafka.admin import AdminClient, NewTopic
+    users = {"admin": "admin-pw", "alice": "alice-pw", "bob": "bob-pw"}
+    sets = {"authorizer.class.name": "StandardAuthorizer", "super.users": "User:admin"}
+    if where == "embedded":
+        sets["http.authentication"] = "basic"
+    sb = start_secure_broker(broker_factory, tmp_path, users=users,
+                             protocols=("PLAINTEXT", "SASL_PLAINTEXT"), sets=sets, start=False)
+    rest_port = free_port()
+    if where == "embedded":
+        sb.broker.args += ["--rest-listen", f"{HOST}:{rest_port}",
+                           "--client-set", "rest-proxy.security.protocol=SASL_PLAINTEXT",
+                           "--client-set", "rest-proxy.sasl.mechanism=PLAIN"]
+    sb.broker.start()
+    sasl = sb.bootstrap("SASL_PLAINTEXT")
     as_admin = AdminClient(sb.client_config("SASL_PLAINTEXT", "admin", "admin-pw"))
     topic = "prop-orders"
     as_admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
@@ -670,14 +684,17 @@ def test_principal_propagation(weir_binary, broker_factory, tmp_path):
     for f in as_admin.create_acls(grants).values():
         f.result(10)
 
-    proxy = RestProxy(weir_binary, tmp_path, sasl, settings={
-        "http.authentication": "basic",
-        "client.security.protocol": "SASL_PLAINTEXT",
-        "client.sasl.mechanism": "PLAIN"})
+    if where == "embedded":
+        proxy = RestApi(rest_port).wait_ready(lambda: sb.broker.running, sb.broker.log_tail)
+    else:
+        proxy = RestProxy(weir_binary, tmp_path, sasl, settings={
+            "http.authentication": "basic",
+            "client.security.protocol": "SASL_PLAINTEXT",
+            "client.sasl.mechanism": "PLAIN"})
     try:
         alice, bob = ("alice", "alice-pw"), ("bob", "bob-pw")
-        assert error(proxy.http.get("/v3/clusters")) == (401, 40101)
-        assert error(proxy.http.get("/v3/clusters", auth=("alice", "wrong"))) == (401, 40101)
+        assert proxy.http.get("/v3/clusters").status_code == 401
+        assert proxy.http.get("/v3/clusters", auth=("alice", "wrong")).status_code == 401
         cid = proxy.http.get("/v3/clusters", auth=alice).json()["data"][0]["cluster_id"]
         url = f"/v3/clusters/{cid}/topics/{topic}/records"
         rec = {"value": {"type": "STRING", "data": "from alice"}}
@@ -720,4 +737,5 @@ def test_principal_propagation(weir_binary, broker_factory, tmp_path):
         finally:
             c.close()
     finally:
-        assert proxy.stop() == 0, proxy.log()
+        if where == "standalone":
+            assert proxy.stop() == 0, proxy.log()

@@ -7,6 +7,22 @@ use std::time::Duration;
 
 use crate::{KafkaSettings, RestConfig};
 
+/// The proxy's own settings (not Kafka client properties).
+const PROXY_SETTINGS: &[&str] = &[
+    "http.authentication",
+    "admin.timeout.ms",
+    "consumer.instance.timeout.ms",
+    "consumer.request.timeout.ms",
+    "consumer.request.max.bytes",
+    "producer.batch.maximum.entries",
+    "produce.batch.maximum.entries",
+];
+
+/// Whether `key` is one of the proxy's own settings.
+pub(crate) fn is_proxy_setting(key: &str) -> bool {
+    PROXY_SETTINGS.contains(&key)
+}
+
 fn number(key: &str, v: &str) -> Result<u64, String> {
     v.trim()
         .parse()
@@ -42,6 +58,9 @@ impl RestConfig {
                     c.consumer_request_timeout = Duration::from_millis(number(k, v)?)
                 }
                 "consumer.request.max.bytes" => c.consumer_request_max_bytes = number(k, v)?,
+                "admin.timeout.ms" => {
+                    c.kafka.request_timeout = Duration::from_millis(number(k, v)?)
+                }
                 "producer.batch.maximum.entries" | "produce.batch.maximum.entries" => {
                     c.produce_batch_max_entries = number(k, v)? as usize
                 }

@@ -15,12 +15,14 @@
 //! through librdkafka. [`clients`] keeps one set of clients per identity,
 //! so with principal propagation the brokers see the HTTP user.
 //! [`run`] serves the API on a listener until shutdown and then closes
-//! every consumer instance; [`router`] is the same API for embedding.
+//! every consumer instance; [`RestService`] is the same as a service of
+//! `weir serve`.
 
 pub mod clients;
 mod config;
 pub mod error;
 mod produce;
+pub mod service;
 mod time;
 pub mod v2;
 pub mod v3;
@@ -38,6 +40,7 @@ use tokio::net::TcpListener;
 
 pub use clients::{ClientSet, Clients, Identity, KafkaSettings};
 pub use error::{RestError, Result};
+pub use service::RestService;
 
 /// The proxy's settings, with Confluent REST Proxy's names and defaults
 /// where it has them.

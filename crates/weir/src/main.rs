@@ -153,8 +153,8 @@ fn main() -> ExitCode {
         Command::Group(a) => client(cli::group::run(a)),
         Command::Cluster(a) => client(cli::cluster::run(a)),
         Command::Bench(a) => client(bench::run(a)),
-        Command::RestProxy(a) => match a.config() {
-            Ok(c) => service(rest::run(a, c)),
+        Command::RestProxy(a) => match a.properties() {
+            Ok(props) => service(rest::run(a, props)),
             Err(e) => {
                 eprintln!("error: bad setting {e}");
                 ExitCode::from(2)

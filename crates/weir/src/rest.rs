@@ -1,12 +1,11 @@
 //! `weir rest-proxy`: Confluent REST Proxy's API over any Kafka-compatible
-//! cluster, as a process of its own.
+//! cluster, as a node with just that service.
 
 use std::collections::BTreeMap;
 
 use anyhow::Context;
 use clap::Args;
-use tokio::net::TcpListener;
-use tracing::info;
+use weir_service::{KafkaAccess, Node};
 
 use crate::cli::{key_value, Common};
 
@@ -32,23 +31,34 @@ pub struct RestProxyArgs {
 }
 
 impl RestProxyArgs {
-    /// The proxy's settings, or the bad one named.
-    pub fn config(&self) -> Result<weir_rest::RestConfig, String> {
-        let props: BTreeMap<String, String> = self.set.iter().cloned().collect();
-        let mut c = weir_rest::RestConfig::from_properties(&self.common.bootstrap, &props, false)?;
-        c.kafka.request_timeout = self.common.timeout();
-        Ok(c)
+    /// The service's client properties, checked: a bad one is named.
+    pub fn properties(&self) -> Result<BTreeMap<String, String>, String> {
+        let set: BTreeMap<String, String> = self.set.iter().cloned().collect();
+        weir_rest::RestConfig::from_properties(&self.common.bootstrap, &set, false)?;
+        // The service takes client properties unprefixed.
+        let mut props: BTreeMap<String, String> = set
+            .into_iter()
+            .map(|(k, v)| match k.strip_prefix("client.") {
+                Some(k) => (k.to_string(), v),
+                None => (k, v),
+            })
+            .collect();
+        props.insert(
+            "admin.timeout.ms".into(),
+            self.common.timeout().as_millis().to_string(),
+        );
+        Ok(props)
     }
 }
 
-/// Runs the proxy with `config` until SIGTERM or SIGINT.
-pub async fn run(args: RestProxyArgs, config: weir_rest::RestConfig) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (REST proxy)", args.listen))?;
-    info!(address = %listener.local_addr()?, bootstrap = %args.common.bootstrap, "REST proxy listening");
-    let shutdown = crate::shutdown_signal().context("cannot watch for SIGTERM and SIGINT")?;
-    weir_rest::run(listener, config, shutdown).await?;
-    info!("REST proxy stopped");
+/// Runs the proxy until SIGTERM or SIGINT.
+pub async fn run(args: RestProxyArgs, props: BTreeMap<String, String>) -> anyhow::Result<()> {
+    let listener = weir_service::bind(&args.listen, "REST proxy").await?;
+    let signal = crate::serve::shutdown_signal().context("cannot watch for SIGTERM and SIGINT")?;
+    let mut node = Node::new(Default::default(), Default::default());
+    let clients = BTreeMap::from([(weir_rest::service::NAME.to_string(), props)]);
+    node.set_kafka(KafkaAccess::external(args.common.bootstrap).with_clients(clients));
+    node.add(weir_rest::RestService::new(listener));
+    node.run(signal).await?;
     Ok(())
 }
