@@ -239,7 +239,11 @@ fn log_error(err: &LogError) -> ResponseError {
         LogError::CorruptMessage { .. } => ResponseError::CorruptMessage,
         LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::InvalidRecord { .. } => ResponseError::InvalidRecord,
-        LogError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
+        LogError::InvalidTimestamp { .. }
+        | LogError::InvalidRecords {
+            timestamp: true, ..
+        } => ResponseError::InvalidTimestamp,
+        LogError::InvalidRecords { .. } => ResponseError::InvalidRecord,
         LogError::UnsupportedMagic { .. } => ResponseError::UnsupportedForMessageFormat,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::Removed { .. } => ResponseError::UnknownTopicOrPartition,
