@@ -124,15 +124,17 @@ class Broker:
         return self.proc.pid if self.proc else None
 
     def command(self) -> list[str]:
-        # Kafka Connect's REST API (default 127.0.0.1:8083) only where a
-        # test asks for it with `--connect-listen`: many brokers run at once.
-        connect = [] if "--connect-listen" in self.args else ["--connect-listen", "off"]
+        # Platform services with fixed default ports are off unless a test
+        # asks for one (many brokers run side by side).
+        services = [a for flag in ("--rest-listen", "--connect-listen") if flag not in self.args
+                    for a in (flag, "off")]
         return [str(self.binary), "serve",
                 "--data-dir", str(self.data_dir),
                 "--listen", self.bootstrap,
                 "--registry-listen", f"{HOST}:{self.registry_port}",
                 "--admin-listen", f"{HOST}:{self.admin_port}",
-                *connect, *self.args]
+                *services,
+                *self.args]
 
     # --- lifecycle --------------------------------------------------------
     def start(self, timeout: float = 30.0) -> "Broker":
