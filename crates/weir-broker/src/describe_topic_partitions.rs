@@ -38,17 +38,8 @@ pub fn handle(
         .unwrap_or(0)
         .clamp(1, MAX_PARTITIONS);
     let mut names: Vec<String> = if req.topics.is_empty() {
-        broker
-            .topics()
+        crate::metadata::describable_topics(broker, session)
             .iter()
-            .filter(|t| {
-                broker.is_authorized(
-                    session,
-                    AclOperation::Describe,
-                    ResourceType::Topic,
-                    &t.name,
-                )
-            })
             .map(|t| t.name.clone())
             .collect()
     } else {
