@@ -14,6 +14,7 @@ use weir_auth::acl::{AclOperation, ResourceType};
 use weir_auth::Session;
 
 use crate::broker::{Broker, Topic};
+use crate::BrokerError;
 
 /// Kafka's marker for "authorized operations not requested".
 const OPS_NOT_REQUESTED: i32 = i32::MIN;
@@ -146,11 +147,11 @@ fn by_name(broker: &Arc<Broker>, name: &TopicName, auto_create: bool) -> Metadat
             |t| describe(broker, &t),
         ),
         // Another request created it first.
-        Err((ResponseError::TopicAlreadyExists, _)) => broker.topic(name).map_or_else(
+        Err(BrokerError::TopicExists { .. }) => broker.topic(name).map_or_else(
             || missing(ResponseError::LeaderNotAvailable),
             |t| describe(broker, &t),
         ),
-        Err((e, _)) => missing(e),
+        Err(e) => missing(e.code()),
     }
 }
 
