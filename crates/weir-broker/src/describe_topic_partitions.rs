@@ -86,7 +86,7 @@ pub fn handle(
         let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
         let end = start_partition.saturating_add(i32::try_from(left).unwrap_or(i32::MAX));
         let shown = start_partition.min(count)..end.min(count);
-        left -= usize::try_from(shown.len()).unwrap_or(0);
+        left -= shown.len();
         resp.topics
             .push(describe(broker, session, &topic, shown.clone()));
         if shown.end < count {
