@@ -83,7 +83,8 @@ impl RestConfig {
                 }
             }
         }
-        crate::formats::Schemas::from_properties(&c.registry).map_err(|e| format!("schema.registry: {e}"))?;
+        crate::formats::Schemas::from_properties(&c.registry)
+            .map_err(|e| format!("schema.registry: {e}"))?;
         if http_auth {
             match c.kafka.sasl_mechanism() {
                 Some("PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512") => c.propagate_principal = true,

@@ -56,7 +56,9 @@ pub(crate) fn format_error(e: FormatError) -> RestError {
             code: 42203,
             message: format!("Conversion of JSON to Object failed: {e}"),
         },
-        FormatError::UnknownSchemaId { .. } => RestError::not_found(40403, format!("Schema not found: {e}")),
+        FormatError::UnknownSchemaId { .. } => {
+            RestError::not_found(40403, format!("Schema not found: {e}"))
+        }
         FormatError::Registry { status: 404, .. } => {
             RestError::not_found(40403, format!("Schema not found: {e}"))
         }
@@ -127,14 +129,29 @@ impl Schemas {
         let (id, version) = match (spec.id, &spec.raw, spec.version) {
             (Some(id), _, _) => {
                 let schema = Schema::new(SchemaType::Avro, raw.clone().unwrap_or_default());
-                (id, c.lookup(&subject, &schema, false).await.ok().map(|r| r.version))
+                (
+                    id,
+                    c.lookup(&subject, &schema, false)
+                        .await
+                        .ok()
+                        .map(|r| r.version),
+                )
             }
             (None, Some(r), _) => {
                 let schema = Schema::new(SchemaType::Avro, r.clone());
                 // Parse first, so a bad schema is the caller's error.
                 AvroSchema::parse(r).map_err(format_error)?;
-                let id = c.register(&subject, &schema, false).await.map_err(format_error)?;
-                (id, c.lookup(&subject, &schema, false).await.ok().map(|r| r.version))
+                let id = c
+                    .register(&subject, &schema, false)
+                    .await
+                    .map_err(format_error)?;
+                (
+                    id,
+                    c.lookup(&subject, &schema, false)
+                        .await
+                        .ok()
+                        .map(|r| r.version),
+                )
             }
             (None, None, Some(v)) => {
                 let r = c.version(&subject, v).await.map_err(format_error)?;
@@ -159,7 +176,12 @@ impl Schemas {
     }
 
     /// A framed Avro key or value of `topic` as Avro's JSON encoding.
-    pub async fn read_avro(&self, topic: &str, field: Field, bytes: &[u8]) -> Result<Json, FormatError> {
+    pub async fn read_avro(
+        &self,
+        topic: &str,
+        field: Field,
+        bytes: &[u8],
+    ) -> Result<Json, FormatError> {
         self.avro_de
             .deserialize_json(topic, field, bytes, JsonEncoding::Avro)
             .await

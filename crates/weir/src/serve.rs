@@ -45,7 +45,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let admin = weir_service::bind(&settings.admin_listen, "admin").await?;
     let kafka = KafkaListeners::bind(&settings, tls).await?;
-    node.set_kafka(KafkaAccess::node(kafka.endpoints.clone()).with_clients(service_clients(&settings)));
+    node.set_kafka(
+        KafkaAccess::node(kafka.endpoints.clone()).with_clients(service_clients(&settings)),
+    );
     node.add(admin_service(admin));
     node.add(log_service(&settings, &kafka, &broker));
     http_service(
@@ -83,7 +85,9 @@ fn service_clients(settings: &Settings) -> crate::config::ClientConfigs {
             "http"
         };
         // A wildcard bind is reached over loopback.
-        let addr = addr.replacen("0.0.0.0", "127.0.0.1", 1).replacen("[::]", "[::1]", 1);
+        let addr = addr
+            .replacen("0.0.0.0", "127.0.0.1", 1)
+            .replacen("[::]", "[::1]", 1);
         clients
             .entry(weir_rest::service::NAME.to_string())
             .or_default()

@@ -15,10 +15,10 @@ use super::topics::partition_not_found;
 use super::{body_format, Format};
 use crate::error::{RestError, Result};
 use crate::formats::SchemaSpec;
-use weir_formats::Field;
 use crate::produce::{enqueue, Record};
 use crate::v3::parse_body;
 use crate::Proxy;
+use weir_formats::Field;
 
 /// One record's key or value in `format`.
 fn embedded(format: Format, v: Option<&Value>, what: &str) -> Result<Option<Vec<u8>>> {
@@ -52,7 +52,9 @@ fn embedded(format: Format, v: Option<&Value>, what: &str) -> Result<Option<Vec<
 
 /// Avro keys and values are written through the registry, not here.
 fn unreachable_format() -> Result<Option<Vec<u8>>> {
-    Err(RestError::Internal("Avro records are serialized with their schema".into()))
+    Err(RestError::Internal(
+        "Avro records are serialized with their schema".into(),
+    ))
 }
 
 /// The schema of the request's keys or values (`key_schema`,
@@ -63,12 +65,17 @@ fn schema_spec(req: &Value, records: &[Value], field: Field) -> Result<Option<Sc
         Field::Key => ("key", "keys", 42201),
         Field::Value => ("value", "values", 42202),
     };
-    let raw = req.get(format!("{name}_schema")).and_then(Value::as_str).map(str::to_string);
+    let raw = req
+        .get(format!("{name}_schema"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let id = req
         .get(format!("{name}_schema_id"))
         .and_then(Value::as_i64)
         .and_then(|i| i32::try_from(i).ok());
-    let used = records.iter().any(|r| r.get(name).is_some_and(|v| !v.is_null()));
+    let used = records
+        .iter()
+        .any(|r| r.get(name).is_some_and(|v| !v.is_null()));
     if raw.is_none() && id.is_none() {
         if used {
             return Err(RestError::Unprocessable {
@@ -127,7 +134,11 @@ async fn produce(
     };
     let specs = if format == Format::Avro {
         let schemas = p.schemas()?;
-        Some((schemas, schema_spec(&req, records, Field::Key)?, schema_spec(&req, records, Field::Value)?))
+        Some((
+            schemas,
+            schema_spec(&req, records, Field::Key)?,
+            schema_spec(&req, records, Field::Value)?,
+        ))
     } else {
         None
     };
@@ -147,7 +158,10 @@ async fn produce(
         }
         let (key, value) = match &specs {
             Some((schemas, key_spec, value_spec)) => {
-                let write = async |spec: &Option<SchemaSpec>, field, id: &mut Option<i32>| -> Result<Option<Vec<u8>>> {
+                let write = async |spec: &Option<SchemaSpec>,
+                                   field,
+                                   id: &mut Option<i32>|
+                       -> Result<Option<Vec<u8>>> {
                     let name = if field == Field::Key { "key" } else { "value" };
                     match (spec, r.get(name).filter(|v| !v.is_null())) {
                         (Some(spec), Some(data)) => {
