@@ -768,6 +768,11 @@ impl Broker {
             RequestKind::DescribeCluster(r) => Reply::Ready(ResponseKind::DescribeCluster(
                 crate::describe_cluster::handle(self, r, session),
             )),
+            RequestKind::DescribeTopicPartitions(r) => {
+                Reply::Ready(ResponseKind::DescribeTopicPartitions(
+                    crate::describe_topic_partitions::handle(self, r, session),
+                ))
+            }
             RequestKind::DescribeLogDirs(r) => Reply::Ready(ResponseKind::DescribeLogDirs(
                 crate::describe_log_dirs::handle(self, r, session),
             )),

@@ -72,17 +72,8 @@ fn topics(
         Some(t) => t.is_empty() && version == 0,
     };
     if all {
-        resp.topics = broker
-            .topics()
+        resp.topics = describable_topics(broker, session)
             .iter()
-            .filter(|t| {
-                broker.is_authorized(
-                    session,
-                    AclOperation::Describe,
-                    ResourceType::Topic,
-                    &t.name,
-                )
-            })
             .map(|t| describe(broker, t))
             .collect();
         return resp;
@@ -162,6 +153,23 @@ fn by_name(broker: &Arc<Broker>, name: &TopicName, auto_create: bool) -> Metadat
         ),
         Err(e) => missing(e.code()),
     }
+}
+
+/// Every topic the session may DESCRIBE (unauthorized ones are left out
+/// silently, as Kafka does for "all topics").
+pub(crate) fn describable_topics(broker: &Broker, session: &Session) -> Vec<Arc<Topic>> {
+    broker
+        .topics()
+        .into_iter()
+        .filter(|t| {
+            broker.is_authorized(
+                session,
+                AclOperation::Describe,
+                ResourceType::Topic,
+                &t.name,
+            )
+        })
+        .collect()
 }
 
 fn describe(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
