@@ -27,18 +27,20 @@ fn harness() -> &'static Harness {
             ..weir_log::EngineConfig::default()
         })
         .expect("engine");
-        let broker = Broker::open(
-            BrokerConfig {
-                node_id: 0,
-                data_dir: dir.path().to_path_buf(),
-                advertised_host: "127.0.0.1".into(),
-                advertised_port: 9092,
-                settings: BrokerSettings::default(),
-            },
-            engine,
-        )
-        .expect("broker");
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let broker = runtime
+            .block_on(Broker::open(
+                BrokerConfig {
+                    node_id: 0,
+                    data_dir: dir.path().to_path_buf(),
+                    advertised_host: "127.0.0.1".into(),
+                    advertised_port: 9092,
+                    settings: BrokerSettings::default(),
+                    clock: weir_log::Clock::system(),
+                },
+                engine,
+            ))
+            .expect("broker");
         Harness { broker, runtime, _dir: dir }
     })
 }

@@ -7,7 +7,6 @@ use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, 
 
 use crate::broker::{Broker, Reply};
 use crate::group_store::OFFSETS_TOPIC;
-use crate::groups::offsets_partition;
 use crate::txn_coordinator::TxnApi;
 use weir_auth::acl::{AclOperation, ResourceType};
 use weir_auth::Session;
@@ -42,9 +41,8 @@ pub fn handle(
             AddOffsetsToTxnResponse::default().with_error_code(e.code()),
         ));
     }
-    let p = offsets_partition(broker, &req.group_id);
+    let p = broker.groups.offsets_partition(&req.group_id);
     let wait = broker.txns.add_partitions(
-        broker,
         &req.transactional_id,
         (req.producer_id.0, req.producer_epoch),
         vec![(OFFSETS_TOPIC.to_string(), p)],

@@ -124,7 +124,6 @@ pub fn handle(
             ));
         }
         let wait = broker.txns.add_partitions(
-            broker,
             &req.v3_and_below_transactional_id,
             (
                 req.v3_and_below_producer_id.0,
@@ -173,7 +172,6 @@ pub fn handle(
             Box::pin(std::future::ready(r))
         } else {
             broker.txns.add_partitions(
-                broker,
                 &t.transactional_id,
                 (t.producer_id.0, t.producer_epoch),
                 parts,

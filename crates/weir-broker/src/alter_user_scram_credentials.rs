@@ -175,7 +175,7 @@ pub fn handle(broker: &Broker, r: AlterUserScramCredentialsRequest, session: &Se
     Reply::Later(Box::pin(async move {
         for (user, w) in waits {
             if let Err(e) = w.await {
-                outcomes.insert(user, Err(BrokerError::Log(e)));
+                outcomes.insert(user, Err(e));
             }
         }
         respond(outcomes)

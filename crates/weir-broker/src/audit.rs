@@ -16,9 +16,9 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use tracing::warn;
 
-use crate::{Broker, BrokerError};
+use crate::broker::Broker;
+use crate::error::BrokerError;
 
 /// The internal topic holding the audit trail.
 pub const AUDIT_TOPIC: &str = "__weir_audit";
@@ -30,17 +30,12 @@ const AUDIT_RETENTION_MS: &str = "604800000";
 impl Broker {
     /// Creates `__weir_audit` if it does not exist.
     pub(crate) fn open_audit_topic(&self) -> Result<(), BrokerError> {
-        if self.topic(AUDIT_TOPIC).is_some() {
-            return Ok(());
-        }
         let configs = BTreeMap::from([
             ("cleanup.policy".to_string(), "delete".to_string()),
             ("retention.ms".to_string(), AUDIT_RETENTION_MS.to_string()),
         ]);
-        match self.create_topic(AUDIT_TOPIC, 1, configs, false) {
-            Ok(_) | Err(BrokerError::TopicExists { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.topics.ensure_topic(AUDIT_TOPIC, 1, configs)?;
+        Ok(())
     }
 
     /// Appends one JSON event to the audit topic, without waiting for it
@@ -50,9 +45,11 @@ impl Broker {
         if self.topic(AUDIT_TOPIC).is_none() {
             return;
         }
-        if let Err(e) = self.append_records(AUDIT_TOPIC, 0, vec![(None, Some(Bytes::from(json)))]) {
-            warn!(error = %e, "cannot append to {AUDIT_TOPIC}");
-        }
+        crate::internal_log::detach(
+            "audit event",
+            self.internal_log()
+                .append(AUDIT_TOPIC, 0, vec![(None, Some(Bytes::from(json)))], None),
+        );
     }
 }
 

@@ -24,10 +24,11 @@ use weir_auth::acl::{
     PermissionType, ResourceType, CLUSTER_NAME,
 };
 use weir_auth::Session;
-use weir_log::BoxFuture;
 
+use crate::broker::Broker;
+use crate::error::BrokerError;
+use crate::internal_log::Durable;
 use crate::security::AuditEvent;
-use crate::{Broker, BrokerError};
 
 /// The `__weir_security` record kind holding ACLs.
 pub const ACL_KIND: &str = "acl";
@@ -127,7 +128,7 @@ pub fn denied_error(rt: ResourceType) -> ResponseError {
 impl Broker {
     /// Turns authorization on or off from the settings and loads the
     /// ACLs from `__weir_security`. Called once at open.
-    pub(crate) fn open_acls(&self) -> Result<(), BrokerError> {
+    pub(crate) async fn open_acls(&self) -> Result<(), BrokerError> {
         let s = self.settings();
         let class = s.get("authorizer.class.name");
         if class.trim().is_empty() {
@@ -139,7 +140,7 @@ impl Broker {
             allow_everyone_if_no_acl_found: s.get_bool("allow.everyone.if.no.acl.found"),
         };
         let mut authorizer = Authorizer::new(config);
-        for (id, value) in self.security_records(ACL_KIND)? {
+        for (id, value) in self.security_records(ACL_KIND).await? {
             match serde_json::from_slice::<StoredAcl>(&value)
                 .ok()
                 .and_then(|s| s.to_binding())
@@ -314,7 +315,7 @@ impl Broker {
         &self,
         session: &Session,
         bindings: &[AclBinding],
-    ) -> Result<BoxFuture<'static, Result<(), weir_log::LogError>>, BrokerError> {
+    ) -> Result<Durable, BrokerError> {
         let _change = self.acls.changes.lock().unwrap_or_else(|e| e.into_inner());
         let mut durable = Vec::new();
         for b in bindings {
@@ -343,13 +344,7 @@ impl Broker {
         &self,
         session: &Session,
         filters: &[AclBindingFilter],
-    ) -> Result<
-        (
-            Vec<Vec<AclBinding>>,
-            BoxFuture<'static, Result<(), weir_log::LogError>>,
-        ),
-        BrokerError,
-    > {
+    ) -> Result<(Vec<Vec<AclBinding>>, Durable), BrokerError> {
         let _change = self.acls.changes.lock().unwrap_or_else(|e| e.into_inner());
         let mut durable = Vec::new();
         let mut results = Vec::new();
@@ -392,9 +387,7 @@ fn everything(rt: ResourceType) -> i32 {
         .fold(0, |bits, op| bits | (1 << op.code()))
 }
 
-fn all_durable(
-    futs: Vec<BoxFuture<'static, Result<(), weir_log::LogError>>>,
-) -> BoxFuture<'static, Result<(), weir_log::LogError>> {
+fn all_durable(futs: Vec<Durable>) -> Durable {
     Box::pin(async move {
         for f in futs {
             f.await?;

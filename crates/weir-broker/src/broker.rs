@@ -1,23 +1,25 @@
-//! The broker's state and request dispatch.
+//! The broker: the services wired together, and request dispatch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::warn;
 use uuid::Uuid;
 use weir_auth::Session;
-use weir_log::{BoxFuture, LogEngine, PartitionLog, TopicPartition};
+use weir_log::{BoxFuture, Clock, LogEngine};
 
-use crate::catalog::{catalog_path, Catalog, TopicRecord};
+use crate::catalog::TopicRecord;
 use crate::config::BrokerSettings;
+use crate::error::BrokerError;
 use crate::fetch_session::FetchSessions;
 use crate::groups::{GroupSettings, Groups};
+use crate::internal_log::InternalLog;
+use crate::topics::{Topic, Topics};
 use crate::transactions::{Transactions, TxnSettings};
 use crate::txn_coordinator::TxnConfig;
-use crate::BrokerError;
 
 /// What the broker needs to know about itself.
 #[derive(Debug, Clone)]
@@ -32,34 +34,8 @@ pub struct BrokerConfig {
     pub advertised_port: i32,
     /// Static broker configs.
     pub settings: BrokerSettings,
-}
-
-/// A topic and its open partition logs.
-#[derive(Debug)]
-pub struct Topic {
-    /// The topic's name.
-    pub name: String,
-    /// The topic's id.
-    pub id: Uuid,
-    /// Config overrides set on the topic.
-    pub configs: BTreeMap<String, String>,
-    /// The partition logs, by index.
-    pub partitions: Vec<Arc<dyn PartitionLog>>,
-}
-
-impl Topic {
-    /// The log of partition `p`, if it exists.
-    pub fn partition(&self, p: i32) -> Option<&Arc<dyn PartitionLog>> {
-        usize::try_from(p).ok().and_then(|i| self.partitions.get(i))
-    }
-}
-
-#[derive(Debug)]
-struct State {
-    catalog: Catalog,
-    settings: BrokerSettings,
-    topics: HashMap<String, Arc<Topic>>,
-    by_id: HashMap<Uuid, Arc<Topic>>,
+    /// Wall-clock time for the coordinators, quotas and record timestamps.
+    pub clock: Clock,
 }
 
 /// The answer to a request.
@@ -90,23 +66,17 @@ impl std::fmt::Debug for Reply {
 #[derive(Debug)]
 pub struct Broker {
     config: BrokerConfig,
-    engine: Arc<dyn LogEngine>,
-    state: RwLock<State>,
-    /// Serialises metadata changes so each is persisted before the next.
-    admin: Mutex<()>,
+    /// Topics, configs and the storage engine.
+    pub(crate) topics: Arc<Topics>,
     pub(crate) sessions: Mutex<FetchSessions>,
-    /// Bumped after every append, so long-polling fetches wake up.
-    data_version: watch::Sender<u64>,
     /// The consumer group coordinator.
-    pub(crate) groups: Groups,
+    pub(crate) groups: Arc<Groups>,
     /// The transaction coordinator.
-    pub(crate) txns: Transactions,
+    pub(crate) txns: Arc<Transactions>,
     /// Set when shutdown begins: parked requests answer at once.
     stopping: watch::Sender<bool>,
-    /// Producer ids: `(next, end of the reserved block)`.
-    producer_ids: Mutex<(i64, i64)>,
     /// Checks produced records of topics that ask for it (schema registry).
-    pub(crate) validator: std::sync::OnceLock<Arc<dyn crate::internal_topic::RecordValidator>>,
+    pub(crate) validator: std::sync::OnceLock<Arc<dyn crate::validation::RecordValidator>>,
     /// Request, topic and purgatory counters, read by the admin listener.
     metrics: crate::metrics::Metrics,
     /// SASL mechanisms and the audit trail.
@@ -115,154 +85,79 @@ pub struct Broker {
     pub(crate) acls: crate::authz::Acls,
 }
 
-/// The most partitions one topic may have.
-const MAX_PARTITIONS: i32 = 100_000;
-
-/// Producer ids reserved per catalog write.
-const PRODUCER_ID_BLOCK: i64 = 1000;
-
-/// Why a topic name is not acceptable, as Kafka's `Topic.validate` says.
-pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
-    let invalid = |reason: String| {
-        Err(BrokerError::InvalidTopicName {
-            name: name.to_string(),
-            reason,
-        })
-    };
-    if name.is_empty() {
-        return invalid("topic name is empty".into());
-    }
-    if name == "." || name == ".." {
-        return invalid(format!("topic name cannot be `{name}`"));
-    }
-    if name.len() > 249 {
-        return invalid(format!(
-            "topic name is {} characters long; the limit is 249",
-            name.len()
-        ));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return invalid(format!("topic name `{name}` has the illegal character {c:?}; legal are ASCII letters, digits, `.`, `_` and `-`"));
-    }
-    Ok(())
-}
-
 impl Broker {
-    /// Opens the broker: loads the catalog and opens every partition.
-    pub fn open(
+    /// Opens the broker: loads the catalog, opens the partitions and reads
+    /// the coordinators' and security state back.
+    pub async fn open(
         config: BrokerConfig,
         engine: Arc<dyn LogEngine>,
     ) -> Result<Arc<Self>, BrokerError> {
-        let catalog = Catalog::load_or_create(&catalog_path(&config.data_dir))?;
-        let mut settings = config.settings.clone();
-        settings.dynamic_broker = catalog.dynamic_broker.clone();
-        settings.dynamic_default = catalog.dynamic_default.clone();
-        let mut topics = HashMap::new();
-        let mut by_id = HashMap::new();
-        for rec in catalog.topics.values() {
-            let topic = Arc::new(open_topic(engine.as_ref(), &settings, rec)?);
-            by_id.insert(rec.id, topic.clone());
-            topics.insert(rec.name.clone(), topic);
-        }
-        // Partitions without a catalog entry are left from a delete or a
-        // create that crashed half-way: the catalog is the truth.
-        for tp in engine.partitions()? {
-            let known = catalog
-                .topics
-                .get(&tp.topic)
-                .is_some_and(|t| tp.partition < t.partitions);
-            if !known {
-                warn!(partition = %tp, "removing partition that is not in the catalog");
-                engine.remove(&tp)?;
-            }
-        }
-        info!(topics = topics.len(), cluster_id = %catalog.cluster_id, "broker opened");
-        let (data_version, _) = watch::channel(0);
-        let groups = Groups::new(group_settings(&settings));
-        let txns = Transactions::new(txn_settings(&settings));
-        let id_block_end = catalog.producer_id_block_end;
+        let topics = Arc::new(Topics::open(
+            &config.data_dir,
+            &config.settings,
+            engine,
+            config.clock.clone(),
+        )?);
+        let settings = topics.settings();
+        let log = crate::internal_log::of(&topics);
+        let groups = Arc::new(Groups::new(
+            group_settings(&settings),
+            log.clone(),
+            topics.clone(),
+            config.clock.clone(),
+        ));
+        let txns = Arc::new(Transactions::new(
+            txn_settings(&settings),
+            log,
+            topics.clone(),
+            groups.clone(),
+            config.clock.clone(),
+        ));
+        groups
+            .load(settings.get("offsets.topic.segment.bytes"))
+            .await?;
+        txns.load(settings.get("transaction.state.log.segment.bytes"))
+            .await?;
         let broker = Arc::new(Self {
             config,
-            engine,
-            state: RwLock::new(State {
-                catalog,
-                settings,
-                topics,
-                by_id,
-            }),
-            admin: Mutex::new(()),
+            topics,
             sessions: Mutex::new(FetchSessions::default()),
-            data_version,
             groups,
             txns,
             stopping: watch::channel(false).0,
-            producer_ids: Mutex::new((id_block_end, id_block_end)),
             validator: std::sync::OnceLock::new(),
             metrics: crate::metrics::Metrics::default(),
             security: crate::security::Security::default(),
             acls: crate::authz::Acls::default(),
         });
-        broker.open_offsets_topic()?;
-        broker.open_txn_topic()?;
-        broker.open_acls()?;
+        broker.open_acls().await?;
         broker.open_audit_topic()?;
-        broker.open_scram()?;
-        broker.open_quotas()?;
+        broker.open_scram().await?;
+        broker.open_quotas().await?;
         Ok(broker)
     }
 
-    /// Creates `__consumer_offsets` if missing and loads group state.
-    fn open_offsets_topic(&self) -> Result<(), BrokerError> {
-        use crate::group_store::OFFSETS_TOPIC;
-        if self.topic(OFFSETS_TOPIC).is_none() {
-            let s = self.settings();
-            let configs = BTreeMap::from([
-                ("cleanup.policy".to_string(), "compact".to_string()),
-                (
-                    "segment.bytes".to_string(),
-                    s.get("offsets.topic.segment.bytes"),
-                ),
-            ]);
-            let partitions = self.groups.settings().offsets_partitions;
-            self.create_topic(OFFSETS_TOPIC, partitions, configs, false)?;
-        }
-        let logs = self
-            .topic(OFFSETS_TOPIC)
-            .map(|t| t.partitions.clone())
-            .unwrap_or_default();
-        self.groups.load(&logs)
+    /// Internal topics, for services built into the binary (the schema
+    /// registry): one write path with the coordinators' own.
+    pub fn internal_log(&self) -> Arc<dyn InternalLog> {
+        crate::internal_log::of(&self.topics)
     }
 
-    /// Creates `__transaction_state` if missing and loads transactions.
-    fn open_txn_topic(&self) -> Result<(), BrokerError> {
-        use crate::txn_store::TXN_TOPIC;
-        if self.topic(TXN_TOPIC).is_none() {
-            let s = self.settings();
-            let configs = BTreeMap::from([
-                ("cleanup.policy".to_string(), "compact".to_string()),
-                (
-                    "segment.bytes".to_string(),
-                    s.get("transaction.state.log.segment.bytes"),
-                ),
-            ]);
-            self.create_topic(TXN_TOPIC, self.txns.settings().partitions, configs, false)?;
-        }
-        self.txns.load(self)
+    /// The broker's clock, in milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> i64 {
+        self.config.clock.now_ms()
     }
 
     /// A consumer group's lag per partition (committed offset against the
     /// high watermark), for the CLI and metrics.
     pub fn group_lag(&self, group_id: &str) -> Vec<crate::groups::PartitionLag> {
-        self.groups.lag(self, group_id)
+        self.groups.lag(group_id)
     }
 
     /// Runs offset expiry as if the clock read `now_ms` (tests use this to
     /// jump past `offsets.retention.minutes`).
     pub fn expire_offsets_at(&self, now_ms: i64) {
-        self.groups.expire_offsets_at(self, now_ms);
+        self.groups.expire_offsets_at(now_ms);
     }
 
     /// Ids of every consumer group this broker coordinates.
@@ -277,7 +172,7 @@ impl Broker {
 
     /// The storage engine's own measurements (fsync latency).
     pub fn engine_stats(&self) -> Option<Arc<weir_log::EngineStats>> {
-        self.engine.stats()
+        self.topics.engine_stats()
     }
 
     /// Whether shutdown has begun.
@@ -287,8 +182,8 @@ impl Broker {
 
     /// Advances the group coordinator's timers; call about every 100 ms.
     pub fn tick(self: &Arc<Self>) {
-        self.groups.tick(self);
-        self.txns.tick(self);
+        self.groups.tick();
+        self.txns.tick();
     }
 
     /// Starts shutting down: long-polling fetches answer with what they
@@ -309,7 +204,7 @@ impl Broker {
 
     /// Flushes and closes storage so the next start is a clean start.
     pub fn shutdown(&self) -> Result<(), BrokerError> {
-        Ok(self.engine.shutdown()?)
+        self.topics.shutdown()
     }
 
     /// This broker's id.
@@ -329,62 +224,45 @@ impl Broker {
 
     /// The cluster id.
     pub fn cluster_id(&self) -> String {
-        self.state
-            .read()
-            .map(|s| s.catalog.cluster_id.clone())
-            .unwrap_or_default()
+        self.topics.cluster_id()
     }
 
-    /// One broker-only config's current value, read without copying the
-    /// settings (this is on the Fetch and Metadata paths).
+    /// One broker-only config's current value.
     pub fn setting(&self, name: &str) -> String {
-        self.state
-            .read()
-            .map(|s| s.settings.get(name))
-            .unwrap_or_default()
+        self.topics.setting(name)
     }
 
     /// The broker's current settings (static and dynamic).
     pub fn settings(&self) -> BrokerSettings {
-        self.state
-            .read()
-            .map(|s| s.settings.clone())
-            .unwrap_or_default()
+        self.topics.settings()
     }
 
     /// A topic by name.
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
-        self.state.read().ok()?.topics.get(name).cloned()
+        self.topics.topic(name)
     }
 
     /// A topic by id.
     pub fn topic_by_id(&self, id: &Uuid) -> Option<Arc<Topic>> {
-        self.state.read().ok()?.by_id.get(id).cloned()
+        self.topics.topic_by_id(id)
     }
 
     /// All topics, sorted by name.
     pub fn topics(&self) -> Vec<Arc<Topic>> {
-        let mut v: Vec<_> = self
-            .state
-            .read()
-            .map(|s| s.topics.values().cloned().collect())
-            .unwrap_or_default();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
+        self.topics.topics()
     }
 
     /// Tells long-polling fetches that data arrived.
     pub(crate) fn notify_data(&self) {
-        self.data_version.send_modify(|v| *v = v.wrapping_add(1));
+        self.topics.notify_data();
     }
 
     /// Watches for appends.
     pub(crate) fn data_watch(&self) -> watch::Receiver<u64> {
-        self.data_version.subscribe()
+        self.topics.data_watch()
     }
 
-    /// Creates a topic. `validate_only` checks without creating. Returns the
-    /// new topic's record.
+    /// Creates a topic. `validate_only` checks without creating.
     pub fn create_topic(
         &self,
         name: &str,
@@ -392,106 +270,19 @@ impl Broker {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<TopicRecord, BrokerError> {
-        validate_topic_name(name)?;
-        let invalid = |reason: String| {
-            Err(BrokerError::InvalidPartitions {
-                topic: name.to_string(),
-                reason,
-            })
-        };
-        if partitions < 1 {
-            return invalid(format!(
-                "number of partitions must be at least 1, got {partitions}"
-            ));
-        }
-        if partitions > MAX_PARTITIONS {
-            return invalid(format!(
-                "{partitions} partitions is more than one topic may have ({MAX_PARTITIONS})"
-            ));
-        }
-        let _admin = self
-            .admin
-            .lock()
-            .map_err(|_| internal("admin lock poisoned"))?;
-        let state = self
-            .state
-            .read()
-            .map_err(|_| internal("state lock poisoned"))?;
-        if state.topics.contains_key(name) {
-            return Err(BrokerError::TopicExists {
-                topic: name.to_string(),
-            });
-        }
-        let collides = |other: &str| other.replace('.', "_") == name.replace('.', "_");
-        if let Some(other) = state.topics.keys().find(|o| collides(o)) {
-            return Err(BrokerError::TopicCollision {
-                topic: name.to_string(),
-                existing: other.clone(),
-            });
-        }
-        let rec = TopicRecord {
-            name: name.to_string(),
-            id: Uuid::new_v4(),
-            partitions,
-            configs,
-        };
-        if validate_only {
-            return Ok(rec);
-        }
-        let mut catalog = state.catalog.clone();
-        let settings = state.settings.clone();
-        drop(state);
-        catalog.topics.insert(name.to_string(), rec.clone());
-        self.install_topic(catalog, &settings, &rec)?;
-        info!(topic = name, partitions, "created topic");
-        Ok(rec)
+        self.topics
+            .create_topic(name, partitions, configs, validate_only)
     }
 
-    /// Deletes a topic and its data.
+    /// Deletes a topic, its data and what fetch sessions and metrics kept
+    /// of it.
     pub fn delete_topic(&self, name: &str) -> Result<Uuid, BrokerError> {
-        if crate::INTERNAL_TOPICS.contains(&name) {
-            return Err(BrokerError::InternalTopic {
-                topic: name.to_string(),
-            });
-        }
-        if self.setting("delete.topic.enable") != "true" {
-            return Err(BrokerError::TopicDeletionDisabled);
-        }
-        let _admin = self
-            .admin
-            .lock()
-            .map_err(|_| internal("admin lock poisoned"))?;
-        let mut catalog = self
-            .state
-            .read()
-            .map_err(|_| internal("state lock poisoned"))?
-            .catalog
-            .clone();
-        let Some(rec) = catalog.topics.remove(name) else {
-            return Err(unknown(name));
-        };
-        self.persist(&catalog).map_err(storage)?;
-        {
-            let mut state = self
-                .state
-                .write()
-                .map_err(|_| internal("state lock poisoned"))?;
-            state.catalog = catalog;
-            state.topics.remove(name);
-            state.by_id.remove(&rec.id);
-        }
-        for p in 0..rec.partitions {
-            if let Err(e) = self.engine.remove(&TopicPartition::new(name, p)) {
-                // The catalog no longer names it, so the next start removes it.
-                warn!(topic = name, partition = p, error = %e, "could not remove partition data");
-            }
-        }
+        let id = self.topics.delete_topic(name)?;
         if let Ok(mut sessions) = self.sessions.lock() {
             sessions.forget_topic(name);
         }
         self.metrics.forget_topic(name);
-        info!(topic = name, "deleted topic");
-        Ok(rec.id)
+        Ok(id)
     }
 
     /// Grows a topic to `count` partitions.
@@ -501,51 +292,7 @@ impl Broker {
         count: i32,
         validate_only: bool,
     ) -> Result<(), BrokerError> {
-        let _admin = self
-            .admin
-            .lock()
-            .map_err(|_| internal("admin lock poisoned"))?;
-        let state = self
-            .state
-            .read()
-            .map_err(|_| internal("state lock poisoned"))?;
-        let Some(rec) = state.catalog.topics.get(name).cloned() else {
-            return Err(unknown(name));
-        };
-        let invalid = |reason: String| {
-            Err(BrokerError::InvalidPartitions {
-                topic: name.to_string(),
-                reason,
-            })
-        };
-        if count == rec.partitions {
-            return invalid(format!("Topic already has {count} partitions."));
-        }
-        if count < rec.partitions {
-            return invalid(format!(
-                "Topic currently has {} partitions, which is higher than the requested {count}.",
-                rec.partitions
-            ));
-        }
-        if count > MAX_PARTITIONS {
-            return invalid(format!(
-                "{count} partitions is more than one topic may have ({MAX_PARTITIONS})"
-            ));
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let mut catalog = state.catalog.clone();
-        let settings = state.settings.clone();
-        drop(state);
-        let rec = TopicRecord {
-            partitions: count,
-            ..rec
-        };
-        catalog.topics.insert(name.to_string(), rec.clone());
-        self.install_topic(catalog, &settings, &rec)?;
-        info!(topic = name, count, "added partitions");
-        Ok(())
+        self.topics.create_partitions(name, count, validate_only)
     }
 
     /// Replaces a topic's config overrides (already validated).
@@ -554,137 +301,22 @@ impl Broker {
         name: &str,
         configs: BTreeMap<String, String>,
     ) -> Result<(), BrokerError> {
-        let _admin = self
-            .admin
-            .lock()
-            .map_err(|_| internal("admin lock poisoned"))?;
-        let state = self
-            .state
-            .read()
-            .map_err(|_| internal("state lock poisoned"))?;
-        let (Some(rec), Some(old)) = (
-            state.catalog.topics.get(name).cloned(),
-            state.topics.get(name).cloned(),
-        ) else {
-            return Err(unknown(name));
-        };
-        let mut catalog = state.catalog.clone();
-        let log_config = state.settings.log_config(&configs);
-        drop(state);
-        catalog.topics.insert(
-            name.to_string(),
-            TopicRecord {
-                configs: configs.clone(),
-                ..rec
-            },
-        );
-        self.persist(&catalog).map_err(storage)?;
-        for p in &old.partitions {
-            p.set_config(log_config.clone());
-        }
-        let topic = Arc::new(Topic {
-            name: old.name.clone(),
-            id: old.id,
-            configs,
-            partitions: old.partitions.clone(),
-        });
-        let mut state = self
-            .state
-            .write()
-            .map_err(|_| internal("state lock poisoned"))?;
-        state.catalog = catalog;
-        state.by_id.insert(topic.id, topic.clone());
-        state.topics.insert(name.to_string(), topic);
-        Ok(())
+        self.topics.set_topic_configs(name, configs)
     }
 
     /// Replaces the dynamic broker configs (`default` for the cluster-wide
-    /// layer), re-applying topic settings that follow broker defaults.
+    /// layer).
     pub fn set_broker_configs(
         &self,
         default: bool,
         configs: BTreeMap<String, String>,
     ) -> Result<(), BrokerError> {
-        let _admin = self
-            .admin
-            .lock()
-            .map_err(|_| internal("admin lock poisoned"))?;
-        let mut state = self
-            .state
-            .write()
-            .map_err(|_| internal("state lock poisoned"))?;
-        let mut catalog = state.catalog.clone();
-        if default {
-            catalog.dynamic_default = configs.clone();
-        } else {
-            catalog.dynamic_broker = configs.clone();
-        }
-        self.persist(&catalog).map_err(storage)?;
-        state.catalog = catalog;
-        if default {
-            state.settings.dynamic_default = configs;
-        } else {
-            state.settings.dynamic_broker = configs;
-        }
-        for topic in state.topics.values() {
-            let c = state.settings.log_config(&topic.configs);
-            for p in &topic.partitions {
-                p.set_config(c.clone());
-            }
-        }
-        Ok(())
+        self.topics.set_broker_configs(default, configs)
     }
 
-    /// Persists `catalog` (which already holds `rec`), then opens the
-    /// topic's partitions (existing ones are reused) and makes it visible.
-    fn install_topic(
-        &self,
-        catalog: Catalog,
-        settings: &BrokerSettings,
-        rec: &TopicRecord,
-    ) -> Result<(), BrokerError> {
-        self.persist(&catalog).map_err(storage)?;
-        let topic = Arc::new(open_topic(self.engine.as_ref(), settings, rec).map_err(storage)?);
-        let mut state = self
-            .state
-            .write()
-            .map_err(|_| internal("state lock poisoned"))?;
-        state.catalog = catalog;
-        state.by_id.insert(rec.id, topic.clone());
-        state.topics.insert(rec.name.clone(), topic);
-        Ok(())
-    }
-
-    /// A producer id never handed out before, on this broker, even across
-    /// crashes (ids are reserved in durable blocks, like Kafka's
-    /// ProducerIdManager).
+    /// A producer id never handed out before.
     pub fn next_producer_id(&self) -> Result<i64, BrokerError> {
-        let mut ids = self
-            .producer_ids
-            .lock()
-            .map_err(|_| BrokerError::Internal("producer id lock poisoned".into()))?;
-        if ids.0 >= ids.1 {
-            let _admin = self
-                .admin
-                .lock()
-                .map_err(|_| BrokerError::Internal("admin lock poisoned".into()))?;
-            let mut state = self
-                .state
-                .write()
-                .map_err(|_| BrokerError::Internal("state lock poisoned".into()))?;
-            let mut catalog = state.catalog.clone();
-            catalog.producer_id_block_end = ids.1 + PRODUCER_ID_BLOCK;
-            self.persist(&catalog)?;
-            state.catalog = catalog;
-            ids.1 += PRODUCER_ID_BLOCK;
-        }
-        let id = ids.0;
-        ids.0 += 1;
-        Ok(id)
-    }
-
-    fn persist(&self, catalog: &Catalog) -> Result<(), BrokerError> {
-        catalog.save(&catalog_path(&self.config.data_dir))
+        self.topics.next_producer_id()
     }
 
     /// Handles one decoded request from an in-process, anonymous caller.
@@ -910,36 +542,4 @@ fn group_settings(s: &BrokerSettings) -> GroupSettings {
             heartbeat_interval_ms: int("group.consumer.heartbeat.interval.ms"),
         },
     }
-}
-
-fn internal(what: &str) -> BrokerError {
-    BrokerError::Internal(what.to_string())
-}
-
-fn storage(e: BrokerError) -> BrokerError {
-    warn!(error = %e, "metadata change failed");
-    e
-}
-
-fn unknown(topic: &str) -> BrokerError {
-    BrokerError::UnknownTopic {
-        topic: topic.to_string(),
-    }
-}
-
-fn open_topic(
-    engine: &dyn LogEngine,
-    settings: &BrokerSettings,
-    rec: &TopicRecord,
-) -> Result<Topic, BrokerError> {
-    let config = settings.log_config(&rec.configs);
-    let partitions = (0..rec.partitions)
-        .map(|p| engine.open(&TopicPartition::new(rec.name.clone(), p), config.clone()))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Topic {
-        name: rec.name.clone(),
-        id: rec.id,
-        configs: rec.configs.clone(),
-        partitions,
-    })
 }

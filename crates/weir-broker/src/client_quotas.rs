@@ -19,14 +19,15 @@ use bytes::Bytes;
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 use tracing::warn;
 use weir_auth::Session;
-use weir_log::BoxFuture;
 
+use crate::broker::{Broker, Reply};
+use crate::error::BrokerError;
+use crate::internal_log::Durable;
 use crate::quotas::{QuotaEntity, QuotaManager, QuotaType, QuotaWindow, QUOTA_KIND};
-use crate::{Broker, BrokerError, Reply};
 
 impl Broker {
     /// Loads the quota records and the measurement window.
-    pub(crate) fn open_quotas(&self) -> Result<(), BrokerError> {
+    pub(crate) async fn open_quotas(&self) -> Result<(), BrokerError> {
         let s = self.settings();
         self.security.quotas.set_window(QuotaWindow {
             samples: usize::try_from(s.get_i64("quota.window.num"))
@@ -34,7 +35,7 @@ impl Broker {
                 .max(1),
             window_ms: s.get_i64("quota.window.size.seconds").max(1) * 1000,
         });
-        for (id, value) in self.security_records(QUOTA_KIND)? {
+        for (id, value) in self.security_records(QUOTA_KIND).await? {
             let parsed: Option<(QuotaEntity, BTreeMap<String, f64>)> =
                 serde_json::from_slice(&value).ok();
             match parsed {
@@ -56,7 +57,7 @@ impl Broker {
         &self,
         entity: QuotaEntity,
         values: BTreeMap<String, f64>,
-    ) -> Result<BoxFuture<'static, Result<(), weir_log::LogError>>, BrokerError> {
+    ) -> Result<Durable, BrokerError> {
         let value = if values.is_empty() {
             None
         } else {
@@ -100,7 +101,7 @@ impl Broker {
             .map(|c| c.to_string())
             .unwrap_or_default();
         let q = &self.security.quotas;
-        let now = crate::groups::now_ms();
+        let now = self.now_ms();
         // Kafka's unit: percent of one thread, per second.
         let percent = busy.as_secs_f64() * 100.0;
         let mut throttle = q.record(QuotaType::Request, &user, &client, percent, now);
@@ -126,7 +127,7 @@ impl Broker {
                             .map(|p| p.records.as_ref().map_or(0, Bytes::len))
                             .sum();
                         let q = &broker.security.quotas;
-                        let now = crate::groups::now_ms();
+                        let now = broker.now_ms();
                         let t = q.record(QuotaType::Fetch, &user, &client, bytes as f64, now);
                         throttle = throttle.max(t);
                         if throttle > 0 {

@@ -58,7 +58,7 @@ pub fn handle(
         rack_id: r.rack_id.map(|s| s.to_string()),
     };
     tracing::debug!(?hb, "consumer group heartbeat");
-    let a = broker.groups.consumer_heartbeat(broker, hb);
+    let a = broker.groups.consumer_heartbeat(hb);
     if a.error != 0 {
         tracing::debug!(error = a.error, message = ?a.message, "consumer group heartbeat refused");
     }

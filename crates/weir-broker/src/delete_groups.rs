@@ -17,11 +17,7 @@ pub fn handle(broker: &Broker, r: DeleteGroupsRequest, session: &Session) -> Del
         .into_iter()
         .map(|g| {
             let code = if broker.authorize(session, AclOperation::Delete, ResourceType::Group, &g) {
-                broker
-                    .groups
-                    .delete(broker, &g)
-                    .err()
-                    .map_or(0, |e| e.code())
+                broker.groups.delete(&g).err().map_or(0, |e| e.code())
             } else {
                 kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code()
             };

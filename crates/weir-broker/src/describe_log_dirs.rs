@@ -6,7 +6,8 @@ use kafka_protocol::messages::describe_log_dirs_response::{
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::{Broker, Topic};
+use crate::broker::Broker;
+use crate::topics::Topic;
 use weir_auth::acl::{AclOperation, ResourceType};
 use weir_auth::Session;
 

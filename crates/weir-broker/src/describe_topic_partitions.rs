@@ -18,7 +18,8 @@ use uuid::Uuid;
 use weir_auth::acl::{AclOperation, ResourceType};
 use weir_auth::Session;
 
-use crate::broker::{Broker, Topic};
+use crate::broker::Broker;
+use crate::topics::Topic;
 
 /// Kafka's `max.request.partition.size.limit` default: the most partitions
 /// one answer carries, whatever the client asks.

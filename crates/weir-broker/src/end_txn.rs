@@ -29,7 +29,6 @@ pub fn handle(broker: &Arc<Broker>, req: EndTxnRequest, version: i16, session: &
         ));
     }
     let wait = broker.txns.end_txn(
-        broker,
         &req.transactional_id,
         req.producer_id.0,
         req.producer_epoch,

@@ -421,18 +421,23 @@ pub struct GroupCoordinator {
     config: GroupConfig,
     groups: HashMap<String, Group>,
     next_member: u64,
+    /// Mixed into member ids so they differ across restarts; the caller
+    /// chooses it (random in the broker, fixed in tests).
+    member_id_seed: u64,
 }
 
 /// Effects of one event.
 pub type Effects = Vec<Effect>;
 
 impl GroupCoordinator {
-    /// A coordinator with no groups.
-    pub fn new(config: GroupConfig) -> Self {
+    /// A coordinator with no groups; `member_id_seed` makes the member ids
+    /// it hands out unique to this instance.
+    pub fn new(config: GroupConfig, member_id_seed: u64) -> Self {
         Self {
             config,
             groups: HashMap::new(),
             next_member: 0,
+            member_id_seed,
         }
     }
 
@@ -480,7 +485,7 @@ impl GroupCoordinator {
         // Kafka's shape: client id, a dash, a unique suffix.
         format!(
             "{client_id}-{:016x}{:016x}",
-            rand_u64(self.next_member),
+            mix(self.member_id_seed ^ self.next_member),
             self.next_member
         )
     }
@@ -948,13 +953,12 @@ pub fn consumer_subscription_topics(metadata: &[u8]) -> Vec<String> {
     out
 }
 
-fn rand_u64(seed: u64) -> u64 {
-    // Member ids need to be unique, not secret: mix the counter with the
-    // process's random hasher keys so ids differ across restarts.
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(seed);
-    h.finish()
+/// SplitMix64's finalizer: member ids need to be unique, not secret.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 fn check_member(
@@ -1244,10 +1248,13 @@ mod tests {
     }
 
     fn coordinator() -> GroupCoordinator {
-        GroupCoordinator::new(GroupConfig {
-            initial_rebalance_delay_ms: 100,
-            ..GroupConfig::default()
-        })
+        GroupCoordinator::new(
+            GroupConfig {
+                initial_rebalance_delay_ms: 100,
+                ..GroupConfig::default()
+            },
+            7,
+        )
     }
 
     /// Joins `n` dynamic members through the MEMBER_ID_REQUIRED round trip

@@ -11,25 +11,23 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use tokio::sync::oneshot;
-use tracing::{info, warn};
-use weir_log::{BoxFuture, PartitionLog, ReadLimit};
+use tracing::info;
+use weir_log::Clock;
 
-use crate::broker::Broker;
 use crate::consumer_group::{
     ConsumerConfig, ConsumerGroups, GroupView, Heartbeat, HeartbeatAnswer, TopicMeta,
 };
+use crate::error::BrokerError;
 use crate::group_coordinator::{
     Effect, Effects, GroupConfig, GroupCoordinator, GroupDescription, GroupState, JoinRequest,
     JoinResult, SyncResult, Waiter,
 };
 use crate::group_store::{self, Committed, Key, OFFSETS_TOPIC};
+use crate::internal_log::{self, Durable, Entry, InternalLog, KeyValue, TxnProducer};
+use crate::topics::Topics;
 
 /// Settings of the coordinator, from broker configs with Kafka's names.
 #[derive(Debug, Clone)]
@@ -69,6 +67,11 @@ type PendingOffsets = HashMap<String, BTreeMap<(String, i32), Committed>>;
 pub struct Groups {
     settings: GroupSettings,
     inner: Mutex<Inner>,
+    /// `__consumer_offsets`.
+    log: Arc<dyn InternalLog>,
+    /// Topic metadata and high watermarks (commits, KIP-848 assignment, lag).
+    topics: Arc<Topics>,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Groups {
@@ -107,47 +110,10 @@ fn new_member_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
 }
 
-/// Wall-clock milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-/// A producer writing transactional offsets: `(producer id, epoch)`.
-type TxnProducer = Option<(i64, i16)>;
-
-fn record(key: Bytes, value: Option<Bytes>, ts: i64, i: usize, txn: TxnProducer) -> Record {
-    let i = i32::try_from(i).unwrap_or(i32::MAX);
-    Record {
-        transactional: txn.is_some(),
-        control: false,
-        partition_leader_epoch: crate::LEADER_EPOCH,
-        producer_id: txn.map_or(-1, |t| t.0),
-        producer_epoch: txn.map_or(-1, |t| t.1),
-        timestamp_type: TimestampType::Creation,
-        offset: i64::from(i),
-        // The encoder starts a new batch when offset - sequence changes;
-        // this keeps one batch whose base sequence is -1.
-        sequence: i - 1,
-        timestamp: ts,
-        key: Some(key),
-        value,
-        headers: IndexMap::new(),
-        delete_horizon: false,
-    }
-}
-
-/// The `__consumer_offsets` partition of a group, by the topic's actual
-/// partition count (fixed at creation, as in Kafka, whatever
-/// `offsets.topic.num.partitions` says later).
-pub fn offsets_partition(broker: &Broker, group: &str) -> i32 {
-    let n = broker
-        .topic(OFFSETS_TOPIC)
-        .and_then(|t| i32::try_from(t.partitions.len()).ok())
-        .unwrap_or(1);
-    group_store::partition_for(group, n)
+/// A seed for member ids, so they differ across restarts.
+fn random_seed() -> u64 {
+    let b = uuid::Uuid::new_v4().into_bytes();
+    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
 fn finish_txn(inner: &mut Inner, producer_id: i64, commit: bool) {
@@ -166,11 +132,20 @@ fn finish_txn(inner: &mut Inner, producer_id: i64, commit: bool) {
 }
 
 impl Groups {
-    /// A coordinator with no state yet; [`Groups::load`] reads it back.
-    pub fn new(settings: GroupSettings) -> Self {
-        let coord = GroupCoordinator::new(settings.group.clone());
+    /// A coordinator with no state yet, over `__consumer_offsets` in `log`;
+    /// [`Groups::load`] reads the state back.
+    pub fn new(
+        settings: GroupSettings,
+        log: Arc<dyn InternalLog>,
+        topics: Arc<Topics>,
+        clock: Clock,
+    ) -> Self {
+        let coord = GroupCoordinator::new(settings.group.clone(), random_seed());
         let consumer = ConsumerGroups::new(settings.consumer.clone());
         Self {
+            log,
+            topics,
+            clock,
             settings,
             inner: Mutex::new(Inner {
                 coord,
@@ -189,6 +164,18 @@ impl Groups {
         &self.settings
     }
 
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// The `__consumer_offsets` partition of a group, by the topic's actual
+    /// partition count (fixed at creation, as in Kafka, whatever
+    /// `offsets.topic.num.partitions` says later).
+    pub fn offsets_partition(&self, group: &str) -> i32 {
+        let n = self.log.partitions(OFFSETS_TOPIC).unwrap_or(1);
+        group_store::partition_for(group, n)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock is a bug; the state is still the
         // best we have, so keep serving it.
@@ -197,75 +184,73 @@ impl Groups {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Reads `__consumer_offsets` back into memory.
-    pub fn load(&self, logs: &[Arc<dyn PartitionLog>]) -> Result<(), crate::BrokerError> {
-        let now = now_ms();
+    /// Creates `__consumer_offsets` if missing (compacted, with
+    /// `segment_bytes` segments) and reads it back.
+    pub async fn load(&self, segment_bytes: String) -> Result<(), BrokerError> {
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), segment_bytes),
+        ]);
+        let partitions = self
+            .log
+            .ensure_topic(OFFSETS_TOPIC, self.settings.offsets_partitions, configs)
+            .await?;
+        let mut entries = Vec::new();
+        for p in 0..partitions {
+            entries.extend(self.log.read(OFFSETS_TOPIC, p).await?);
+        }
+        let now = self.now_ms();
         let mut groups: HashMap<String, Option<Bytes>> = HashMap::new();
         let mut inner = self.lock();
         let mut records = 0usize;
-        for log in logs {
-            let mut offset = log.offsets().log_start;
-            loop {
-                let r = log.read(offset, 1 << 20, ReadLimit::LogEnd)?;
-                if r.records.is_empty() {
-                    break;
+        for entry in entries {
+            let (key, value, txn) = match entry {
+                // A transaction marker: its offsets become committed or
+                // are dropped.
+                Entry::Marker {
+                    producer_id,
+                    commit,
+                } => {
+                    finish_txn(&mut inner, producer_id, commit);
+                    continue;
                 }
-                let mut buf = r.records.clone();
-                let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| {
-                    crate::BrokerError::Internal(format!(
-                        "{OFFSETS_TOPIC} holds an undecodable batch: {e}"
-                    ))
-                })?;
-                let mut last = offset;
-                for set in sets {
-                    for rec in set.records {
-                        last = last.max(rec.offset + 1);
-                        if rec.control {
-                            // A transaction marker: its offsets become
-                            // committed or are dropped.
-                            let commit = rec.key.as_deref().is_some_and(|k| k.get(3) == Some(&1));
-                            finish_txn(&mut inner, rec.producer_id, commit);
-                            continue;
+                Entry::Record {
+                    key,
+                    value,
+                    transactional_producer,
+                } => (key, value, transactional_producer),
+            };
+            let Some(key) = key.as_ref().and_then(group_store::decode_key) else {
+                continue;
+            };
+            records += 1;
+            match key {
+                Key::Offset {
+                    group,
+                    topic,
+                    partition,
+                } => {
+                    let entry = match txn {
+                        Some(pid) => inner
+                            .pending_txn
+                            .entry(pid)
+                            .or_default()
+                            .entry(group)
+                            .or_default(),
+                        None => inner.offsets.entry(group).or_default(),
+                    };
+                    match value.as_ref().and_then(group_store::decode_offset) {
+                        Some(c) => {
+                            entry.insert((topic, partition), c);
                         }
-                        let Some(key) = rec.key.as_ref().and_then(group_store::decode_key) else {
-                            continue;
-                        };
-                        records += 1;
-                        match key {
-                            Key::Offset {
-                                group,
-                                topic,
-                                partition,
-                            } => {
-                                let entry = if rec.transactional {
-                                    inner
-                                        .pending_txn
-                                        .entry(rec.producer_id)
-                                        .or_default()
-                                        .entry(group)
-                                        .or_default()
-                                } else {
-                                    inner.offsets.entry(group).or_default()
-                                };
-                                match rec.value.as_ref().and_then(group_store::decode_offset) {
-                                    Some(c) => {
-                                        entry.insert((topic, partition), c);
-                                    }
-                                    None => {
-                                        entry.remove(&(topic, partition));
-                                    }
-                                }
-                            }
-                            Key::Group(g) => {
-                                groups.insert(g, rec.value.clone());
-                            }
+                        None => {
+                            entry.remove(&(topic, partition));
                         }
                     }
                 }
-                if last <= offset {
-                    break;
+                Key::Group(g) => {
+                    groups.insert(g, value);
                 }
-                offset = last;
             }
         }
         inner.offsets.retain(|_, o| !o.is_empty());
@@ -289,7 +274,7 @@ impl Groups {
         Ok(())
     }
 
-    fn apply(&self, broker: &Broker, inner: &mut Inner, fx: Effects) {
+    fn apply(&self, inner: &mut Inner, fx: Effects) {
         for e in fx {
             match e {
                 Effect::Join(w, r) => {
@@ -305,11 +290,7 @@ impl Groups {
                 Effect::Persist(snap) => {
                     let key = group_store::group_key(&snap.group_id);
                     let value = group_store::group_value(&snap);
-                    if let Err(e) =
-                        self.write(broker, &snap.group_id, vec![(key, Some(value))], None)
-                    {
-                        warn!(group = %snap.group_id, error = %e, "could not persist group metadata");
-                    }
+                    self.write_detached(&snap.group_id, vec![(key, Some(value))], "group metadata");
                 }
             }
         }
@@ -319,48 +300,32 @@ impl Groups {
     /// returning the wait for their durability.
     fn write(
         &self,
-        broker: &Broker,
         group: &str,
         kvs: Vec<(Bytes, Option<Bytes>)>,
-        txn: TxnProducer,
-    ) -> Result<BoxFuture<'static, Result<(), weir_log::LogError>>, crate::BrokerError> {
-        let p = offsets_partition(broker, group);
-        let log = broker
-            .topic(OFFSETS_TOPIC)
-            .and_then(|t| t.partition(p).cloned())
-            .ok_or_else(|| {
-                crate::BrokerError::Internal(format!("{OFFSETS_TOPIC} partition {p} is missing"))
-            })?;
-        let ts = now_ms();
-        let records: Vec<Record> = kvs
-            .into_iter()
-            .enumerate()
-            .map(|(i, (k, v))| record(k, v, ts, i, txn))
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .map_err(|e| crate::BrokerError::Internal(format!("cannot encode records: {e}")))?;
-        let info = log.append(buf.freeze(), crate::LEADER_EPOCH)?;
-        broker.notify_data();
-        Ok(log.wait_durable(info.last_offset + 1))
+        txn: Option<TxnProducer>,
+    ) -> Durable {
+        let p = self.offsets_partition(group);
+        let records: Vec<KeyValue> = kvs.into_iter().map(|(k, v)| (Some(k), v)).collect();
+        let appended = self.log.append(OFFSETS_TOPIC, p, records, txn);
+        Box::pin(async move { appended.await?.durable.await })
+    }
+
+    /// [`Groups::write`] that nobody waits for; a failure is logged.
+    fn write_detached(&self, group: &str, kvs: Vec<(Bytes, Option<Bytes>)>, what: &'static str) {
+        let p = self.offsets_partition(group);
+        let records: Vec<KeyValue> = kvs.into_iter().map(|(k, v)| (Some(k), v)).collect();
+        internal_log::detach(what, self.log.append(OFFSETS_TOPIC, p, records, None));
     }
 
     /// JoinGroup: the response arrives on the returned channel.
-    pub fn join(&self, broker: &Broker, req: JoinRequest) -> oneshot::Receiver<JoinResult> {
+    pub fn join(&self, req: JoinRequest) -> oneshot::Receiver<JoinResult> {
         let (tx, rx) = oneshot::channel();
         let mut inner = self.lock();
         inner.next_waiter += 1;
         let w = inner.next_waiter;
         inner.waiters.insert(w, Waiting::Join(tx));
-        let fx = inner.coord.join(w, req, now_ms());
-        self.apply(broker, &mut inner, fx);
+        let fx = inner.coord.join(w, req, self.now_ms());
+        self.apply(&mut inner, fx);
         rx
     }
 
@@ -368,7 +333,6 @@ impl Groups {
     #[allow(clippy::too_many_arguments)]
     pub fn sync(
         &self,
-        broker: &Broker,
         group_id: &str,
         generation: i32,
         member_id: &str,
@@ -391,9 +355,9 @@ impl Groups {
             protocol_type,
             protocol_name,
             assignments,
-            now_ms(),
+            self.now_ms(),
         );
-        self.apply(broker, &mut inner, fx);
+        self.apply(&mut inner, fx);
         rx
     }
 
@@ -429,42 +393,37 @@ impl Groups {
     ) -> i16 {
         self.lock()
             .coord
-            .heartbeat(group_id, generation, member_id, instance_id, now_ms())
+            .heartbeat(group_id, generation, member_id, instance_id, self.now_ms())
     }
 
     /// LeaveGroup: top-level error and one code per member.
-    pub fn leave(
-        &self,
-        broker: &Broker,
-        group_id: &str,
-        members: &[(String, Option<String>)],
-    ) -> (i16, Vec<i16>) {
+    pub fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> (i16, Vec<i16>) {
         let mut inner = self.lock();
-        let (top, codes, fx) = inner.coord.leave(group_id, members, now_ms());
-        self.apply(broker, &mut inner, fx);
+        let (top, codes, fx) = inner.coord.leave(group_id, members, self.now_ms());
+        self.apply(&mut inner, fx);
         (top, codes)
     }
 
     /// Advances timers, and expires offsets now and then.
-    pub fn tick(&self, broker: &Broker) {
-        let now = now_ms();
+    pub fn tick(&self) {
+        let now = self.now_ms();
         let mut inner = self.lock();
         let fx = inner.coord.tick(now);
-        self.apply(broker, &mut inner, fx);
+        self.apply(&mut inner, fx);
         inner.consumer.tick(now);
         if now - inner.last_expiry_check >= 60_000 {
             inner.last_expiry_check = now;
-            self.expire_offsets(broker, &mut inner, now);
+            self.expire_offsets(&mut inner, now);
         }
     }
 
     /// Lag of every partition a group has committed: committed offset,
     /// high watermark, and their difference (never negative).
-    pub fn lag(&self, broker: &Broker, group_id: &str) -> Vec<PartitionLag> {
+    pub fn lag(&self, group_id: &str) -> Vec<PartitionLag> {
         let committed = self.committed(group_id, None);
         let mut out = Vec::new();
         for (topic, parts) in committed {
-            let t = broker.topic(&topic);
+            let t = self.topics.topic(&topic);
             for (partition, c) in parts {
                 let Some(c) = c else { continue };
                 let hw = t
@@ -484,15 +443,15 @@ impl Groups {
     }
 
     /// Runs offset expiry at `now`.
-    pub fn expire_offsets_at(&self, broker: &Broker, now: i64) {
+    pub fn expire_offsets_at(&self, now: i64) {
         let mut inner = self.lock();
-        self.expire_offsets(broker, &mut inner, now);
+        self.expire_offsets(&mut inner, now);
     }
 
     /// Kafka's rule (KIP-211): a consumer group's offsets expire once the
     /// group has been empty for the retention period; standalone commits
     /// expire by their commit time.
-    fn expire_offsets(&self, broker: &Broker, inner: &mut Inner, now: i64) {
+    fn expire_offsets(&self, inner: &mut Inner, now: i64) {
         let retention = self.settings.retention_ms;
         // Empty classic groups without offsets have nothing left to keep.
         let idle: Vec<String> = inner
@@ -509,11 +468,11 @@ impl Groups {
         for g in idle {
             if inner.coord.delete(&g).is_ok() {
                 let _ = inner.consumer.delete(&g);
-                if let Err(e) =
-                    self.write(broker, &g, vec![(group_store::group_key(&g), None)], None)
-                {
-                    warn!(group = %g, error = %e, "could not write group removal");
-                }
+                self.write_detached(
+                    &g,
+                    vec![(group_store::group_key(&g), None)],
+                    "group removal",
+                );
             }
         }
         let groups: Vec<String> = inner.offsets.keys().cloned().collect();
@@ -553,9 +512,7 @@ impl Groups {
                 }
             }
             info!(group = %g, partitions = expired.len(), "expired committed offsets");
-            if let Err(e) = self.write(broker, &g, kvs, None) {
-                warn!(group = %g, error = %e, "could not write offset expiry");
-            }
+            self.write_detached(&g, kvs, "offset expiry");
         }
     }
 
@@ -564,18 +521,14 @@ impl Groups {
     #[allow(clippy::too_many_arguments)]
     pub fn commit(
         &self,
-        broker: &Broker,
         group_id: &str,
         generation: i32,
         member_id: &str,
         instance_id: Option<&str>,
         entries: Vec<(String, i32, Committed)>,
-        txn: TxnProducer,
-    ) -> (
-        CommitOutcome,
-        Option<BoxFuture<'static, Result<(), weir_log::LogError>>>,
-    ) {
-        let now = now_ms();
+        txn: Option<TxnProducer>,
+    ) -> (CommitOutcome, Option<Durable>) {
+        let now = self.now_ms();
         let mut inner = self.lock();
         // TxnOffsetCommit without member information (before v3, or from a
         // producer outside the group) skips the generation check.
@@ -608,7 +561,7 @@ impl Groups {
         let mut kvs = Vec::new();
         let mut accepted = Vec::new();
         for (topic, partition, c) in entries {
-            let known = broker.topic(&topic);
+            let known = self.topics.topic(&topic);
             let code = if known
                 .as_ref()
                 .is_none_or(|t| t.partition(partition).is_none())
@@ -635,34 +588,22 @@ impl Groups {
         if kvs.is_empty() {
             return (outcome, None);
         }
-        match self.write(broker, group_id, kvs, txn) {
-            Ok(wait) => {
-                let offsets = match txn {
-                    Some((pid, _)) => inner
-                        .pending_txn
-                        .entry(pid)
-                        .or_default()
-                        .entry(group_id.to_string())
-                        .or_default(),
-                    None => inner.offsets.entry(group_id.to_string()).or_default(),
-                };
-                for (t, p, c) in accepted {
-                    offsets.insert((t, p), c);
-                }
-                (outcome, Some(wait))
-            }
-            Err(e) => {
-                warn!(group = group_id, error = %e, "offset commit not written");
-                let code = ResponseError::CoordinatorNotAvailable.code();
-                (
-                    outcome
-                        .into_iter()
-                        .map(|(t, p, c)| (t, p, if c == 0 { code } else { c }))
-                        .collect(),
-                    None,
-                )
-            }
+        // Memory follows the log in call order; a failed append answers
+        // like a failed fsync (the commit is not acknowledged).
+        let wait = self.write(group_id, kvs, txn);
+        let offsets = match txn {
+            Some(t) => inner
+                .pending_txn
+                .entry(t.producer_id)
+                .or_default()
+                .entry(group_id.to_string())
+                .or_default(),
+            None => inner.offsets.entry(group_id.to_string()).or_default(),
+        };
+        for (t, p, c) in accepted {
+            offsets.insert((t, p), c);
         }
+        (outcome, Some(wait))
     }
 
     /// A transaction marker reached `__consumer_offsets`: the producer's
@@ -714,8 +655,9 @@ impl Groups {
     }
 
     /// ConsumerGroupHeartbeat (KIP-848).
-    pub fn consumer_heartbeat(&self, broker: &Broker, hb: Heartbeat) -> HeartbeatAnswer {
-        let topics: BTreeMap<String, TopicMeta> = broker
+    pub fn consumer_heartbeat(&self, hb: Heartbeat) -> HeartbeatAnswer {
+        let topics: BTreeMap<String, TopicMeta> = self
+            .topics
             .topics()
             .iter()
             .map(|t| {
@@ -723,7 +665,7 @@ impl Groups {
                     t.name.clone(),
                     TopicMeta {
                         id: t.id,
-                        partitions: i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
+                        partitions: t.partition_count(),
                     },
                 )
             })
@@ -746,7 +688,7 @@ impl Groups {
                 assignment: None,
             };
         }
-        let now = now_ms();
+        let now = self.now_ms();
         let answer = inner.consumer.heartbeat(hb, &topics, new_member_id, now);
         inner.coord.ensure(&group_id, now);
         answer
@@ -785,7 +727,7 @@ impl Groups {
     }
 
     /// DeleteGroups: removes an empty group and its offsets.
-    pub fn delete(&self, broker: &Broker, group_id: &str) -> Result<(), ResponseError> {
+    pub fn delete(&self, group_id: &str) -> Result<(), ResponseError> {
         let mut inner = self.lock();
         if inner.consumer.is_active(group_id) {
             return Err(ResponseError::NonEmptyGroup);
@@ -800,19 +742,14 @@ impl Groups {
             .map(|((t, p), _)| (group_store::offset_key(group_id, &t, p), None))
             .collect();
         kvs.push((group_store::group_key(group_id), None));
-        self.write(broker, group_id, kvs, None)
-            .map(|_| ())
-            .map_err(|e| {
-                warn!(group = group_id, error = %e, "group deletion not written");
-                ResponseError::CoordinatorNotAvailable
-            })
+        self.write_detached(group_id, kvs, "group deletion");
+        Ok(())
     }
 
     /// OffsetDelete: removes committed offsets of partitions the group is
     /// not subscribed to. Returns per-partition codes.
     pub fn delete_offsets(
         &self,
-        broker: &Broker,
         group_id: &str,
         parts: Vec<(String, i32)>,
     ) -> Result<Vec<(String, i32, i16)>, ResponseError> {
@@ -837,9 +774,7 @@ impl Groups {
             out.push((t, p, 0));
         }
         if !kvs.is_empty() {
-            if let Err(e) = self.write(broker, group_id, kvs, None) {
-                warn!(group = group_id, error = %e, "offset deletion not written");
-            }
+            self.write_detached(group_id, kvs, "offset deletion");
         }
         Ok(out)
     }

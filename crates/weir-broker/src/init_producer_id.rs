@@ -74,12 +74,8 @@ pub fn handle(
     // KIP-360 (v3+): a producer that already has an id says which.
     let expected =
         (version >= 3 && req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
-    let wait = broker.txns.init_producer_id(
-        broker,
-        &txn_id,
-        req.transaction_timeout_ms,
-        expected,
-        version,
-    );
+    let wait = broker
+        .txns
+        .init_producer_id(&txn_id, req.transaction_timeout_ms, expected, version);
     Reply::Later(Box::pin(async move { answer(wait.await) }))
 }

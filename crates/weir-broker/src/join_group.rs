@@ -54,7 +54,7 @@ pub fn handle(
         require_known_member_id: version >= 4,
     };
     let member_id = req.member_id.clone();
-    let rx = broker.groups.join(broker, req);
+    let rx = broker.groups.join(req);
     Reply::Later(Box::pin(async move {
         let result = rx.await.unwrap_or_else(|_| {
             JoinResult::error(ResponseError::CoordinatorNotAvailable, &member_id)

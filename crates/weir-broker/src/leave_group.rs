@@ -25,10 +25,9 @@ pub fn handle(
         );
     }
     if version < 3 {
-        let (_, codes) =
-            broker
-                .groups
-                .leave(broker, &r.group_id, &[(r.member_id.to_string(), None)]);
+        let (_, codes) = broker
+            .groups
+            .leave(&r.group_id, &[(r.member_id.to_string(), None)]);
         return LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(0));
     }
     let members: Vec<(String, Option<String>)> = r
@@ -41,7 +40,7 @@ pub fn handle(
             )
         })
         .collect();
-    let (top, codes) = broker.groups.leave(broker, &r.group_id, &members);
+    let (top, codes) = broker.groups.leave(&r.group_id, &members);
     let members = r
         .members
         .into_iter()

@@ -55,8 +55,8 @@ pub mod group_store;
 pub mod groups;
 pub mod heartbeat;
 pub mod init_producer_id;
+pub mod internal_log;
 mod internal_records;
-pub mod internal_topic;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
@@ -73,14 +73,17 @@ pub mod quotas;
 pub mod scram_credentials;
 pub mod security;
 pub mod sync_group;
+pub mod topics;
 pub mod transactions;
 pub mod txn_coordinator;
 pub mod txn_offset_commit;
 pub mod txn_store;
+pub mod validation;
 
-pub use broker::{validate_topic_name, Broker, BrokerConfig, Reply, Topic};
+pub use broker::{Broker, BrokerConfig, Reply};
 pub use config::BrokerSettings;
 pub use error::BrokerError;
+pub use topics::{validate_topic_name, Topic};
 
 /// The leader epoch of every partition. A single node never changes
 /// leaders, so the epoch stays 0 (as for a new partition in Kafka).

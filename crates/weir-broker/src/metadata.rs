@@ -13,7 +13,8 @@ use uuid::Uuid;
 use weir_auth::acl::{AclOperation, ResourceType};
 use weir_auth::Session;
 
-use crate::broker::{Broker, Topic};
+use crate::broker::Broker;
+use crate::topics::Topic;
 use crate::BrokerError;
 
 /// Kafka's marker for "authorized operations not requested".

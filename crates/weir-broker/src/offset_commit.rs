@@ -13,7 +13,6 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::{Broker, Reply};
 use crate::group_store::Committed;
-use crate::groups::now_ms;
 use weir_auth::acl::{AclOperation, ResourceType};
 use weir_auth::Session;
 
@@ -57,7 +56,7 @@ pub fn handle(
         ));
     }
     let mut denied = std::collections::HashSet::new();
-    let now = now_ms();
+    let now = broker.now_ms();
     // v10 names topics by id.
     let mut names = Vec::with_capacity(r.topics.len());
     let mut entries = Vec::new();
@@ -103,7 +102,6 @@ pub fn handle(
         (Vec::new(), None)
     } else {
         broker.groups.commit(
-            broker,
             &r.group_id,
             if version >= 1 {
                 r.generation_id_or_member_epoch

@@ -44,7 +44,7 @@ pub fn handle(broker: &Broker, r: OffsetDeleteRequest, session: &Session) -> Off
     let mut result = if parts.is_empty() && !denied_topics.is_empty() {
         Vec::new()
     } else {
-        match broker.groups.delete_offsets(broker, &r.group_id, parts) {
+        match broker.groups.delete_offsets(&r.group_id, parts) {
             Ok(r) => r,
             Err(e) => return OffsetDeleteResponse::default().with_error_code(e.code()),
         }

@@ -15,8 +15,9 @@ use weir_auth::acl::{AclOperation, ResourceType};
 use weir_auth::Session;
 use weir_log::BoxFuture;
 
-use crate::broker::{Broker, Reply, Topic};
+use crate::broker::{Broker, Reply};
 use crate::error::log_error_code;
+use crate::topics::Topic;
 use crate::BrokerError;
 
 /// A pending fsync for one partition's append.
@@ -106,7 +107,7 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
                 &records,
             )
             .and_then(|()| match &topic {
-                Some(t) => crate::internal_topic::validate_produce(broker, t, &records),
+                Some(t) => crate::validation::validate_produce(broker, t, &records),
                 None => Ok(()),
             });
             if let Err(e) = checked {

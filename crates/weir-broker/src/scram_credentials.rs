@@ -8,12 +8,12 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+use crate::broker::Broker;
+use crate::error::BrokerError;
+use crate::internal_log::Durable;
 use bytes::Bytes;
 use tracing::warn;
 use weir_auth::scram::{ScramAlgorithm, ScramCredential, ScramCredentialStore, ScramMechanism};
-use weir_log::BoxFuture;
-
-use crate::{Broker, BrokerError};
 
 /// The `__weir_security` record kind of SCRAM credentials.
 pub const SCRAM_KIND: &str = "scram";
@@ -64,9 +64,9 @@ impl Broker {
     /// Loads the SCRAM credentials from `__weir_security` and offers both
     /// SCRAM mechanisms (they are always on: without credentials nobody
     /// can use them).
-    pub(crate) fn open_scram(&self) -> Result<(), BrokerError> {
+    pub(crate) async fn open_scram(&self) -> Result<(), BrokerError> {
         let store = self.security.scram.clone();
-        for (id, value) in self.security_records(SCRAM_KIND)? {
+        for (id, value) in self.security_records(SCRAM_KIND).await? {
             let parsed = id.rsplit_once('/').and_then(|(user, mech)| {
                 let alg = ScramAlgorithm::from_mechanism_name(mech)?;
                 let cred = std::str::from_utf8(&value)
@@ -98,7 +98,7 @@ impl Broker {
         user: &str,
         alg: ScramAlgorithm,
         cred: Option<ScramCredential>,
-    ) -> Result<BoxFuture<'static, Result<(), weir_log::LogError>>, BrokerError> {
+    ) -> Result<Durable, BrokerError> {
         let value = cred.as_ref().map(|c| Bytes::from(c.encode()));
         let durable = self.put_security_record(SCRAM_KIND, &record_id(user, alg), value)?;
         self.security.scram.set(user, alg, cred);

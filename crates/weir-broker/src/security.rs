@@ -17,9 +17,10 @@ use tracing::info;
 use weir_auth::plain::PlainCredentials;
 use weir_auth::sasl::{Mechanism, SaslServer};
 use weir_auth::Session;
-use weir_log::BoxFuture;
 
-use crate::{Broker, BrokerError};
+use crate::broker::Broker;
+use crate::error::BrokerError;
+use crate::internal_log::{self, Durable};
 
 /// The internal topic holding security metadata.
 pub const SECURITY_TOPIC: &str = "__weir_security";
@@ -228,21 +229,26 @@ impl Broker {
         kind: &str,
         id: &str,
         value: Option<Bytes>,
-    ) -> Result<BoxFuture<'static, Result<(), weir_log::LogError>>, BrokerError> {
-        self.ensure_compacted_topic(SECURITY_TOPIC, 1)?;
+    ) -> Result<Durable, BrokerError> {
+        let compact = [("cleanup.policy".to_string(), "compact".to_string())];
+        self.topics
+            .ensure_topic(SECURITY_TOPIC, 1, compact.into_iter().collect())?;
         let key = Bytes::from(format!("{kind}/{id}"));
-        let (_, durable) = self.append_records(SECURITY_TOPIC, 0, vec![(Some(key), value)])?;
-        Ok(durable)
+        let appended =
+            self.internal_log()
+                .append(SECURITY_TOPIC, 0, vec![(Some(key), value)], None);
+        Ok(Box::pin(async move { appended.await?.durable.await }))
     }
 
     /// The live records of one kind, as `(id, value)` in key order.
-    pub fn security_records(&self, kind: &str) -> Result<Vec<(String, Bytes)>, BrokerError> {
+    pub async fn security_records(&self, kind: &str) -> Result<Vec<(String, Bytes)>, BrokerError> {
         if self.topic(SECURITY_TOPIC).is_none() {
             return Ok(Vec::new());
         }
         let prefix = format!("{kind}/");
         let mut live = std::collections::BTreeMap::new();
-        for (key, value) in self.read_records(SECURITY_TOPIC, 0)? {
+        let records = internal_log::read_records(&*self.internal_log(), SECURITY_TOPIC, 0).await?;
+        for (key, value) in records {
             let Some(key) = key else { continue };
             let Some(id) = std::str::from_utf8(&key)
                 .ok()

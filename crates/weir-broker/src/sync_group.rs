@@ -29,7 +29,6 @@ pub fn handle(broker: &Arc<Broker>, r: SyncGroupRequest, session: &Session) -> R
         .map(|a| (a.member_id.to_string(), a.assignment))
         .collect();
     let rx = broker.groups.sync(
-        broker,
         &r.group_id,
         r.generation_id,
         &r.member_id,

@@ -14,11 +14,13 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use tracing::{info, warn};
 use weir_log::producer::{marker_batch, ControlType};
-use weir_log::BoxFuture;
+use weir_log::{BoxFuture, Clock};
 
-use crate::broker::Broker;
+use crate::error::BrokerError;
 use crate::group_store::OFFSETS_TOPIC;
-use crate::groups::now_ms;
+use crate::groups::Groups;
+use crate::internal_log::{self, Durable, InternalLog};
+use crate::topics::Topics;
 use crate::txn_coordinator::{
     compat_error, produce_error, MarkerJob, TxnApi, TxnConfig, TxnCoordinator, TxnMetadata,
     TxnRecord, TxnState,
@@ -27,8 +29,6 @@ use crate::txn_store::{self, TXN_TOPIC};
 
 /// A result that may wait for storage.
 pub type Pending<T> = BoxFuture<'static, T>;
-
-type Durable = BoxFuture<'static, Result<(), weir_log::LogError>>;
 
 /// Settings, from broker configs with Kafka's names.
 #[derive(Debug, Clone)]
@@ -51,6 +51,13 @@ struct Inner {
 pub struct Transactions {
     settings: TxnSettings,
     inner: Mutex<Inner>,
+    /// `__transaction_state`.
+    log: Arc<dyn InternalLog>,
+    /// The partitions markers go to, and producer id blocks.
+    topics: Arc<Topics>,
+    /// Offsets committed inside transactions complete with their markers.
+    groups: Arc<Groups>,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Transactions {
@@ -61,17 +68,22 @@ impl std::fmt::Debug for Transactions {
     }
 }
 
-/// Partitions of `__transaction_state` as it exists: its count is fixed at
-/// creation, as in Kafka, whatever the setting says later.
-fn partitions(broker: &Broker) -> i32 {
-    broker
-        .topic(TXN_TOPIC)
-        .and_then(|t| i32::try_from(t.partitions.len()).ok())
-        .unwrap_or(1)
-}
-
 fn ready<T: Send + 'static>(v: T) -> Pending<T> {
     Box::pin(std::future::ready(v))
+}
+
+/// Every wait of `waits`, in turn.
+fn all(mut waits: Vec<Durable>) -> Option<Durable> {
+    match waits.len() {
+        0 => None,
+        1 => waits.pop(),
+        _ => Some(Box::pin(async move {
+            for w in waits {
+                w.await?;
+            }
+            Ok(())
+        })),
+    }
 }
 
 async fn durable(wait: Option<Durable>) -> Result<(), ResponseError> {
@@ -85,8 +97,15 @@ async fn durable(wait: Option<Durable>) -> Result<(), ResponseError> {
 }
 
 impl Transactions {
-    /// A coordinator with no state yet; [`Transactions::load`] reads it back.
-    pub fn new(settings: TxnSettings) -> Self {
+    /// A coordinator with no state yet, over `__transaction_state` in
+    /// `log`; [`Transactions::load`] reads it back.
+    pub fn new(
+        settings: TxnSettings,
+        log: Arc<dyn InternalLog>,
+        topics: Arc<Topics>,
+        groups: Arc<Groups>,
+        clock: Clock,
+    ) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 coord: TxnCoordinator::new(settings.coordinator.clone()),
@@ -94,7 +113,21 @@ impl Transactions {
                 last_expiry_check: 0,
             }),
             settings,
+            log,
+            topics,
+            groups,
+            clock,
         }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Partitions of `__transaction_state` as it exists: its count is
+    /// fixed at creation, as in Kafka, whatever the setting says later.
+    fn partitions(&self) -> i32 {
+        self.log.partitions(TXN_TOPIC).unwrap_or(1)
     }
 
     /// The settings.
@@ -108,23 +141,34 @@ impl Transactions {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Reads `__transaction_state` back; transactions left in
+    /// Creates `__transaction_state` if missing (compacted, with
+    /// `segment_bytes` segments) and reads it back; transactions left in
     /// PrepareCommit or PrepareAbort get their markers written at the first
     /// tick.
-    pub fn load(&self, broker: &Broker) -> Result<(), crate::BrokerError> {
+    pub async fn load(&self, segment_bytes: String) -> Result<(), BrokerError> {
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), segment_bytes),
+        ]);
+        let partitions = self
+            .log
+            .ensure_topic(TXN_TOPIC, self.settings.partitions, configs)
+            .await?;
+        let mut records = Vec::new();
+        for p in 0..partitions {
+            records.extend(internal_log::read_records(&*self.log, TXN_TOPIC, p).await?);
+        }
         let mut inner = self.lock();
-        let mut records = 0usize;
-        for p in 0..partitions(broker) {
-            for (key, value) in broker.read_records(TXN_TOPIC, p)? {
-                if let Some(key) = key {
-                    records += 1;
-                    inner.coord.load(&key, value.as_ref());
-                }
+        let mut loaded = 0usize;
+        for (key, value) in records {
+            if let Some(key) = key {
+                loaded += 1;
+                inner.coord.load(&key, value.as_ref());
             }
         }
         let jobs = inner.coord.pending_markers();
         info!(
-            records,
+            records = loaded,
             unfinished = jobs.len(),
             "loaded transaction coordinator state"
         );
@@ -135,61 +179,36 @@ impl Transactions {
     /// Appends state records, each to its transactional id's partition;
     /// the returned wait covers all of them. Called with the state lock
     /// held, so records reach the log in the order they were made.
-    fn persist(
-        &self,
-        broker: &Broker,
-        records: Vec<TxnRecord>,
-    ) -> Result<Option<Durable>, ResponseError> {
+    fn persist(&self, records: Vec<TxnRecord>) -> Option<Durable> {
         let mut by_partition: BTreeMap<i32, Vec<(Bytes, Option<Bytes>)>> = BTreeMap::new();
+        let n = self.partitions();
         for r in records {
-            let p = txn_store::partition_for(&r.transactional_id, partitions(broker));
+            let p = txn_store::partition_for(&r.transactional_id, n);
             by_partition.entry(p).or_default().push((r.key, r.value));
         }
-        let mut waits = Vec::new();
-        for (p, kvs) in by_partition {
-            waits.push(self.append(broker, p, kvs)?);
-        }
-        Ok(match waits.len() {
-            0 => None,
-            1 => waits.pop(),
-            _ => Some(Box::pin(async move {
-                for w in waits {
-                    w.await?;
-                }
-                Ok(())
-            })),
-        })
-    }
-
-    fn append(
-        &self,
-        broker: &Broker,
-        p: i32,
-        kvs: Vec<(Bytes, Option<Bytes>)>,
-    ) -> Result<Durable, ResponseError> {
-        let kvs = kvs.into_iter().map(|(k, v)| (Some(k), v)).collect();
-        match broker.append_records(TXN_TOPIC, p, kvs) {
-            Ok((_, wait)) => Ok(wait),
-            Err(e) => {
-                warn!(error = %e, "cannot write transaction state");
-                Err(ResponseError::CoordinatorNotAvailable)
-            }
-        }
+        let waits = by_partition
+            .into_iter()
+            .map(|(p, kvs)| {
+                let kvs = kvs.into_iter().map(|(k, v)| (Some(k), v)).collect();
+                let appended = self.log.append(TXN_TOPIC, p, kvs, None);
+                Box::pin(async move { appended.await?.durable.await }) as Durable
+            })
+            .collect();
+        all(waits)
     }
 
     /// InitProducerId for a transactional id.
     pub fn init_producer_id(
-        &self,
-        broker: &Arc<Broker>,
+        self: &Arc<Self>,
         txn_id: &str,
         timeout_ms: i32,
         expected: Option<(i64, i16)>,
         version: i16,
     ) -> Pending<Result<(i64, i16), ResponseError>> {
-        let now = now_ms();
+        let now = self.now_ms();
         let mut inner = self.lock();
         let mut alloc_err = None;
-        let mut alloc = || match broker.next_producer_id() {
+        let mut alloc = || match self.topics.next_producer_id() {
             Ok(id) => id,
             Err(e) => {
                 alloc_err = Some(e);
@@ -203,12 +222,9 @@ impl Transactions {
             warn!(error = %e, "cannot reserve producer ids");
             return ready(Err(ResponseError::CoordinatorNotAvailable));
         }
-        let wait = match self.persist(broker, step.records) {
-            Ok(w) => w,
-            Err(e) => return ready(Err(e)),
-        };
+        let wait = self.persist(step.records);
         drop(inner);
-        let broker = broker.clone();
+        let me = self.clone();
         let reply = step
             .reply
             .map(|p| (p.producer_id, p.producer_epoch))
@@ -219,7 +235,7 @@ impl Transactions {
             // Fencing an open transaction: its abort is finished before the
             // client's retry (the reply is CONCURRENT_TRANSACTIONS).
             for job in markers {
-                finish(broker.clone(), job).await;
+                me.clone().finish(job).await;
             }
             reply
         })
@@ -228,14 +244,13 @@ impl Transactions {
     /// AddPartitionsToTxn (and AddOffsetsToTxn with the group's partition).
     pub fn add_partitions(
         &self,
-        broker: &Arc<Broker>,
         txn_id: &str,
         (producer_id, epoch): (i64, i16),
         partitions: Vec<(String, i32)>,
         api: TxnApi,
         version: i16,
     ) -> Pending<Result<(), ResponseError>> {
-        let now = now_ms();
+        let now = self.now_ms();
         let mut inner = self.lock();
         let step = inner
             .coord
@@ -243,10 +258,7 @@ impl Transactions {
         if let Err(e) = step.reply {
             return ready(Err(compat_error(api, version, e)));
         }
-        let wait = match self.persist(broker, step.records) {
-            Ok(w) => w,
-            Err(e) => return ready(Err(e)),
-        };
+        let wait = self.persist(step.records);
         drop(inner);
         Box::pin(durable(wait))
     }
@@ -289,31 +301,27 @@ impl Transactions {
 
     /// EndTxn: records the decision, writes the markers, records the end.
     pub fn end_txn(
-        &self,
-        broker: &Arc<Broker>,
+        self: &Arc<Self>,
         txn_id: &str,
         producer_id: i64,
         epoch: i16,
         commit: bool,
         version: i16,
     ) -> Pending<Result<(), ResponseError>> {
-        let now = now_ms();
+        let now = self.now_ms();
         let mut inner = self.lock();
         let step = inner.coord.end_txn(txn_id, producer_id, epoch, commit, now);
         if let Err(e) = step.reply {
             return ready(Err(compat_error(TxnApi::EndTxn, version, e)));
         }
-        let wait = match self.persist(broker, step.records) {
-            Ok(w) => w,
-            Err(e) => return ready(Err(e)),
-        };
+        let wait = self.persist(step.records);
         drop(inner);
-        let broker = broker.clone();
+        let me = self.clone();
         let markers = step.markers;
         Box::pin(async move {
             durable(wait).await?;
             for job in markers {
-                finish(broker.clone(), job).await;
+                me.clone().finish(job).await;
             }
             Ok(())
         })
@@ -321,17 +329,15 @@ impl Transactions {
 
     /// Aborts timed-out transactions, finishes those left unfinished at
     /// load, and forgets expired transactional ids.
-    pub fn tick(&self, broker: &Arc<Broker>) {
+    pub fn tick(self: &Arc<Self>) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let now = now_ms();
+        let now = self.now_ms();
         let mut inner = self.lock();
         let mut jobs = std::mem::take(&mut inner.pending_jobs);
         let fx = inner.coord.abort_timed_out(now);
-        if let Err(e) = self.persist(broker, fx.records) {
-            warn!(error = ?e, "cannot record transaction timeouts");
-        }
+        detach("transaction timeouts", self.persist(fx.records));
         for job in &fx.markers {
             info!(transactional_id = %job.transactional_id, "aborting timed-out transaction");
         }
@@ -339,13 +345,11 @@ impl Transactions {
         if now - inner.last_expiry_check >= 60_000 {
             inner.last_expiry_check = now;
             let expired = inner.coord.expire_ids(now);
-            if let Err(e) = self.persist(broker, expired) {
-                warn!(error = ?e, "cannot write transactional id expiry");
-            }
+            detach("transactional id expiry", self.persist(expired));
         }
         drop(inner);
         for job in jobs {
-            rt.spawn(finish(broker.clone(), job));
+            rt.spawn(self.clone().finish(job));
         }
     }
 
@@ -361,7 +365,7 @@ impl Transactions {
         producer_ids: &[i64],
         min_duration_ms: i64,
     ) -> Vec<TxnMetadata> {
-        let now = now_ms();
+        let now = self.now_ms();
         self.lock()
             .coord
             .list(states, producer_ids, min_duration_ms, now)
@@ -369,69 +373,76 @@ impl Transactions {
             .cloned()
             .collect()
     }
-}
 
-/// Writes a transaction's markers, waits until they are durable, then
-/// records the transaction as complete. Idempotent: rerun after a crash,
-/// it writes markers again, which partitions treat as no-ops.
-async fn finish(broker: Arc<Broker>, job: MarkerJob) {
-    let kind = if job.commit {
-        ControlType::Commit
-    } else {
-        ControlType::Abort
-    };
-    let now = now_ms();
-    let mut waits = Vec::with_capacity(job.partitions.len());
-    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (t, p) in &job.partitions {
-        by_topic.entry(t.as_str()).or_default().push(*p);
-    }
-    for (topic, parts) in by_topic {
-        let Some(t) = broker.topic(topic) else {
-            // Deleted since: nothing to mark.
-            continue;
+    /// Writes a transaction's markers, waits until they are durable, then
+    /// records the transaction as complete. Idempotent: rerun after a
+    /// crash, it writes markers again, which partitions treat as no-ops.
+    async fn finish(self: Arc<Self>, job: MarkerJob) {
+        let kind = if job.commit {
+            ControlType::Commit
+        } else {
+            ControlType::Abort
         };
-        for p in parts {
-            let Some(log) = t.partition(p) else { continue };
-            let batch = marker_batch(
-                job.producer_id,
-                job.producer_epoch,
-                kind,
-                job.coordinator_epoch,
-                now,
-            );
-            match log.append(batch, crate::LEADER_EPOCH) {
-                Ok(info) => waits.push(log.wait_durable(info.last_offset + 1)),
-                Err(e) => {
-                    warn!(topic, partition = p, error = %e, "transaction marker not written");
+        let now = self.now_ms();
+        let mut waits = Vec::with_capacity(job.partitions.len());
+        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (t, p) in &job.partitions {
+            by_topic.entry(t.as_str()).or_default().push(*p);
+        }
+        for (topic, parts) in by_topic {
+            let Some(t) = self.topics.topic(topic) else {
+                // Deleted since: nothing to mark.
+                continue;
+            };
+            for p in parts {
+                let Some(log) = t.partition(p) else { continue };
+                let batch = marker_batch(
+                    job.producer_id,
+                    job.producer_epoch,
+                    kind,
+                    job.coordinator_epoch,
+                    now,
+                );
+                match log.append(batch, crate::LEADER_EPOCH) {
+                    Ok(info) => waits.push(log.wait_durable(info.last_offset + 1)),
+                    Err(e) => {
+                        warn!(topic, partition = p, error = %e, "transaction marker not written");
+                    }
+                }
+                if topic == OFFSETS_TOPIC {
+                    self.groups.end_txn(job.producer_id, job.commit);
                 }
             }
-            if topic == OFFSETS_TOPIC {
-                broker.groups.end_txn(job.producer_id, job.commit);
+        }
+        self.topics.notify_data();
+        for w in waits {
+            if let Err(e) = w.await {
+                // The decision stays recorded as Prepare*: the markers are
+                // written again at the next start.
+                warn!(error = %e, "transaction marker not durable");
+                return;
             }
         }
+        // Written under the lock, so records reach the log in the order the
+        // state machine made them.
+        let written = {
+            let mut inner = self.lock();
+            let record = inner.coord.complete(&job.transactional_id, self.now_ms());
+            self.persist(record.into_iter().collect())
+        };
+        let _ = durable(written).await;
     }
-    broker.notify_data();
-    for w in waits {
-        if let Err(e) = w.await {
-            // The decision stays recorded as Prepare*: the markers are
-            // written again at the next start.
-            warn!(error = %e, "transaction marker not durable");
-            return;
-        }
-    }
-    let txns = &broker.txns;
-    // Written under the lock, so records reach the log in the order the
-    // state machine made them.
-    let written = {
-        let mut inner = txns.lock();
-        let record = inner.coord.complete(&job.transactional_id, now_ms());
-        txns.persist(&broker, record.into_iter().collect())
-    };
-    match written {
-        Ok(wait) => {
-            let _ = durable(wait).await;
-        }
-        Err(e) => warn!(error = ?e, "cannot record transaction completion"),
+}
+
+/// Lets a state write complete on its own; a failure is logged.
+fn detach(what: &'static str, wait: Option<Durable>) {
+    if let Some(w) = wait {
+        internal_log::detach(
+            what,
+            Box::pin(async move {
+                w.await?;
+                Ok(())
+            }),
+        );
     }
 }

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{ResponseKind, TxnOffsetCommitRequest, TxnOffsetCo
 
 use crate::broker::{Broker, Reply};
 use crate::group_store::{Committed, OFFSETS_TOPIC};
-use crate::groups::{now_ms, offsets_partition};
+use crate::internal_log::TxnProducer;
 use weir_auth::acl::{AclOperation, ResourceType};
 use weir_auth::Session;
 
@@ -77,7 +77,7 @@ pub fn handle(
     }
     // The group's partition must have been added (AddOffsetsToTxn) by this
     // producer, in an open transaction.
-    let group_partition = offsets_partition(broker, &r.group_id);
+    let group_partition = broker.groups.offsets_partition(&r.group_id);
     if let Err(e) = broker.txns.verify(
         &r.transactional_id,
         r.producer_id.0,
@@ -88,7 +88,7 @@ pub fn handle(
         let code = e.code();
         return Reply::Ready(ResponseKind::TxnOffsetCommit(respond(&|_, _| code)));
     }
-    let now = now_ms();
+    let now = broker.now_ms();
     let entries = r
         .topics
         .iter()
@@ -122,13 +122,15 @@ pub fn handle(
         (-1, String::new())
     };
     let (outcome, wait) = broker.groups.commit(
-        broker,
         &r.group_id,
         generation,
         &member,
         r.group_instance_id.as_deref(),
         entries,
-        Some((r.producer_id.0, r.producer_epoch)),
+        Some(TxnProducer {
+            producer_id: r.producer_id.0,
+            epoch: r.producer_epoch,
+        }),
     );
     let code_of = move |t: &str, p: i32| {
         if denied.contains(t) {

@@ -148,7 +148,7 @@ async fn describe_acls(
 
 #[tokio::test]
 async fn acl_apis_answer_security_disabled_without_an_authorizer() {
-    let b = broker_with(&[]);
+    let b = broker_with(&[]).await;
     let codes = create_acls(
         &b.broker,
         &session("admin"),
@@ -168,7 +168,7 @@ async fn acl_apis_answer_security_disabled_without_an_authorizer() {
 
 #[tokio::test]
 async fn acl_apis_need_alter_and_describe_on_the_cluster() {
-    let b = broker_with(AUTHZ);
+    let b = broker_with(AUTHZ).await;
     let codes = create_acls(
         &b.broker,
         &session("alice"),
@@ -199,7 +199,7 @@ async fn acl_apis_need_alter_and_describe_on_the_cluster() {
 
 #[tokio::test]
 async fn create_acls_rejects_invalid_bindings_one_by_one() {
-    let b = broker_with(AUTHZ);
+    let b = broker_with(AUTHZ).await;
     let good = creation(Rt::Topic, "t", PatternType::Literal, "User:a", Op::Read);
     let codes = create_acls(
         &b.broker,
@@ -233,7 +233,7 @@ async fn describe_and_delete_acls_use_kafka_filters_and_persist() {
     let dir = tempfile::tempdir().unwrap();
     let admin = session("admin");
     {
-        let broker = open(dir.path(), AUTHZ);
+        let broker = open(dir.path(), AUTHZ).await;
         let codes = create_acls(
             &broker,
             &admin,
@@ -307,7 +307,7 @@ async fn describe_and_delete_acls_use_kafka_filters_and_persist() {
         broker.shutdown().unwrap();
     }
     // ACLs come back from __weir_security after a restart.
-    let broker = open(dir.path(), AUTHZ);
+    let broker = open(dir.path(), AUTHZ).await;
     let r = describe_acls(&broker, &admin, describe_all_filter()).await;
     let mut names: Vec<_> = r
         .resources
@@ -378,7 +378,7 @@ const DENIED_GROUP: i16 = ResponseError::GroupAuthorizationFailed.code();
 
 #[tokio::test]
 async fn produce_needs_write_and_fetch_needs_read() {
-    let b = broker_with(AUTHZ);
+    let b = broker_with(AUTHZ).await;
     let (broker, alice) = (&b.broker, session("alice"));
     create_topic(broker, "r").await;
     create_topic(broker, "w").await;
@@ -402,7 +402,7 @@ async fn produce_needs_write_and_fetch_needs_read() {
 
 #[tokio::test]
 async fn transactional_produce_needs_write_on_the_transactional_id() {
-    let b = broker_with(AUTHZ);
+    let b = broker_with(AUTHZ).await;
     let (broker, alice) = (&b.broker, session("alice"));
     create_topic(broker, "w").await;
     grant(broker, &[(Rt::Topic, "w", Op::Write)]).await;
@@ -464,7 +464,7 @@ async fn transactional_produce_needs_write_on_the_transactional_id() {
 
 #[tokio::test]
 async fn metadata_hides_topics_the_client_may_not_describe() {
-    let b = broker_with(AUTHZ);
+    let b = broker_with(AUTHZ).await;
     let (broker, alice) = (&b.broker, session("alice"));
     for t in ["visible", "secret"] {
         create_topic(broker, t).await;
@@ -493,7 +493,7 @@ async fn metadata_hides_topics_the_client_may_not_describe() {
 async fn allow_everyone_if_no_acl_found_opens_resources_without_acls() {
     let mut settings = AUTHZ.to_vec();
     settings.push(("allow.everyone.if.no.acl.found", "true"));
-    let b = broker_with(&settings);
+    let b = broker_with(&settings).await;
     let broker = &b.broker;
     create_topic(broker, "open").await;
     create_topic(broker, "closed").await;
@@ -525,7 +525,7 @@ async fn create_topic_code(b: &Arc<Broker>, who: &Session, name: &str) -> i16 {
 
 #[tokio::test]
 async fn admin_apis_need_create_delete_and_describe_configs() {
-    let b = broker_with(AUTHZ);
+    let b = broker_with(AUTHZ).await;
     let (broker, alice) = (&b.broker, session("alice"));
     assert_eq!(create_topic_code(broker, &alice, "a1").await, DENIED_TOPIC);
     // CREATE on a prefix allows topics under it; on the cluster, any.
@@ -627,7 +627,7 @@ async fn join_code(b: &Arc<Broker>, who: &Session, group: &str) -> i16 {
 async fn groups_need_read_on_the_group_and_commits_read_on_the_topic() {
     let mut settings = AUTHZ.to_vec();
     settings.push(("group.initial.rebalance.delay.ms", "0"));
-    let b = broker_with(&settings);
+    let b = broker_with(&settings).await;
     let (broker, alice) = (&b.broker, session("alice"));
     // The group coordinator's timers complete rebalances.
     let ticker = broker.clone();
@@ -705,7 +705,7 @@ async fn groups_need_read_on_the_group_and_commits_read_on_the_topic() {
 
 #[tokio::test]
 async fn deny_acls_win_over_allows() {
-    let b = broker_with(AUTHZ);
+    let b = broker_with(AUTHZ).await;
     let broker = &b.broker;
     create_topic(broker, "t").await;
     let admin = session("admin");
@@ -738,7 +738,7 @@ async fn deny_acls_win_over_allows() {
 async fn scram_and_quota_apis_need_their_cluster_operations() {
     use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
     use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion;
-    let b = broker_with(AUTHZ);
+    let b = broker_with(AUTHZ).await;
     let upsert = || {
         RequestKind::AlterUserScramCredentials(
             AlterUserScramCredentialsRequest::default().with_upsertions(vec![

@@ -113,7 +113,7 @@ async fn fetch(b: &std::sync::Arc<weir_broker::Broker>, req: FetchRequest) -> Fe
 
 #[tokio::test]
 async fn produce_then_fetch_mid_batch_returns_the_containing_batch() {
-    let t = broker_with(&[]);
+    let t = broker_with(&[]).await;
     assert_eq!(create(&t.broker, "t", 1, &[]).await, 0);
     let first = batch(10, 1000);
     assert_eq!(
@@ -139,7 +139,7 @@ async fn produce_then_fetch_mid_batch_returns_the_containing_batch() {
 
 #[tokio::test]
 async fn acks_zero_sends_no_response_but_appends() {
-    let t = broker_with(&[]);
+    let t = broker_with(&[]).await;
     create(&t.broker, "t", 1, &[]).await;
     assert_eq!(produce(&t.broker, "t", 0, 0, batch(3, 0)).await, None);
     assert_eq!(
@@ -150,7 +150,7 @@ async fn acks_zero_sends_no_response_but_appends() {
 
 #[tokio::test]
 async fn produce_errors_map_to_kafka_codes() {
-    let t = broker_with(&[]);
+    let t = broker_with(&[]).await;
     create(&t.broker, "small", 1, &[("max.message.bytes", "100")]).await;
     assert_eq!(
         produce(&t.broker, "small", 0, -1, batch(50, 0))
@@ -200,7 +200,7 @@ async fn produce_errors_map_to_kafka_codes() {
 
 #[tokio::test]
 async fn fetch_out_of_range_and_at_the_end() {
-    let t = broker_with(&[]);
+    let t = broker_with(&[]).await;
     create(&t.broker, "t", 1, &[]).await;
     produce(&t.broker, "t", 0, -1, batch(3, 0)).await;
     let r = fetch(&t.broker, fetch_req("t", &[(0, 4)], (0, -1), 0)).await;
@@ -218,7 +218,7 @@ async fn fetch_out_of_range_and_at_the_end() {
 
 #[tokio::test]
 async fn long_poll_wakes_when_data_arrives() {
-    let t = broker_with(&[]);
+    let t = broker_with(&[]).await;
     create(&t.broker, "t", 1, &[]).await;
     let b = t.broker.clone();
     let waiter =
@@ -239,7 +239,7 @@ async fn long_poll_wakes_when_data_arrives() {
 
 #[tokio::test]
 async fn incremental_sessions_send_only_changes() {
-    let t = broker_with(&[]);
+    let t = broker_with(&[]).await;
     create(&t.broker, "t", 2, &[]).await;
     produce(&t.broker, "t", 0, -1, batch(2, 0)).await;
     // A full fetch creates the session and answers both partitions.
@@ -278,7 +278,7 @@ async fn incremental_sessions_send_only_changes() {
 
 #[tokio::test]
 async fn create_topics_validates_like_kafka() {
-    let t = broker_with(&[]);
+    let t = broker_with(&[]).await;
     assert_eq!(
         create(&t.broker, "ok.topic", 3, &[("retention.ms", "1000")]).await,
         0
@@ -327,7 +327,8 @@ async fn metadata_auto_creates_only_when_enabled() {
         let t = broker_with(&[
             ("auto.create.topics.enable", enabled),
             ("num.partitions", "4"),
-        ]);
+        ])
+        .await;
         let req = MetadataRequest::default()
             .with_topics(Some(vec![
                 MetadataRequestTopic::default().with_name(Some(name("auto")))
@@ -347,7 +348,7 @@ async fn metadata_auto_creates_only_when_enabled() {
 
 #[tokio::test]
 async fn metadata_by_topic_id_wins_over_an_empty_name() {
-    let t = broker_with(&[]);
+    let t = broker_with(&[]).await;
     assert_eq!(create(&t.broker, "by-id", 3, &[]).await, 0);
     let id = t.broker.topic("by-id").unwrap().id;
     // The Java admin client's describeTopics(TopicCollection.ofTopicIds):
@@ -381,7 +382,7 @@ async fn metadata_by_topic_id_wins_over_an_empty_name() {
 #[tokio::test]
 async fn describe_topic_partitions_pages_by_partition_limit() {
     use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
-    let t = broker_with(&[]);
+    let t = broker_with(&[]).await;
     assert_eq!(create(&t.broker, "dtp-a", 3, &[]).await, 0);
     assert_eq!(create(&t.broker, "dtp-b", 2, &[]).await, 0);
     let page = |cursor: Option<(&str, i32)>| {
@@ -444,7 +445,7 @@ async fn describe_topic_partitions_pages_by_partition_limit() {
 
 #[tokio::test]
 async fn describe_log_dirs_reports_the_volume() {
-    let t = broker_with(&[]);
+    let t = broker_with(&[]).await;
     let Some(ResponseKind::DescribeLogDirs(r)) = call(
         &t.broker,
         5,
@@ -463,12 +464,12 @@ async fn describe_log_dirs_reports_the_volume() {
 async fn topics_and_configs_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let b = common::open(dir.path(), &[]);
+        let b = common::open(dir.path(), &[]).await;
         create(&b, "kept", 3, &[("cleanup.policy", "compact")]).await;
         produce(&b, "kept", 2, -1, batch(4, 0)).await;
         b.shutdown().unwrap();
     }
-    let b = common::open(dir.path(), &[]);
+    let b = common::open(dir.path(), &[]).await;
     let t = b.topic("kept").expect("topic survives");
     assert_eq!(t.partitions.len(), 3);
     assert_eq!(
@@ -480,7 +481,7 @@ async fn topics_and_configs_survive_reopen() {
 
 #[tokio::test]
 async fn deleted_topics_can_be_recreated_empty() {
-    let t = broker_with(&[]);
+    let t = broker_with(&[]).await;
     create(&t.broker, "t", 1, &[]).await;
     produce(&t.broker, "t", 0, -1, batch(4, 0)).await;
     let id = t.broker.topic("t").unwrap().id;
@@ -496,7 +497,7 @@ async fn deleted_topics_can_be_recreated_empty() {
 
 #[tokio::test]
 async fn shutdown_answers_parked_long_polls_at_once() {
-    let t = broker_with(&[]);
+    let t = broker_with(&[]).await;
     create(&t.broker, "t", 1, &[]).await;
     let b = t.broker.clone();
     let waiter =

@@ -67,7 +67,7 @@ async fn fetch(
 async fn committed_offsets_survive_reopen_and_later_commits_win() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let b = common::open(dir.path(), &[("offsets.topic.num.partitions", "3")]);
+        let b = common::open(dir.path(), &[("offsets.topic.num.partitions", "3")]).await;
         b.create_topic("t", 2, Default::default(), false).unwrap();
         assert_eq!(commit(&b, "g", "t", 0, 5, "first").await, 0);
         assert_eq!(commit(&b, "g", "t", 0, 9, "second").await, 0);
@@ -85,7 +85,7 @@ async fn committed_offsets_survive_reopen_and_later_commits_win() {
         assert_eq!(fetch(&b, "g", "t", 0).await, (9, "second".into()));
         // No shutdown: the reopen below must not depend on a clean stop.
     }
-    let b = common::open(dir.path(), &[("offsets.topic.num.partitions", "3")]);
+    let b = common::open(dir.path(), &[("offsets.topic.num.partitions", "3")]).await;
     assert_eq!(b.topic("__consumer_offsets").unwrap().partitions.len(), 3);
     assert_eq!(fetch(&b, "g", "t", 0).await, (9, "second".into()));
     assert_eq!(fetch(&b, "g", "t", 1).await.0, 3);
@@ -99,20 +99,20 @@ async fn committed_offsets_survive_reopen_and_later_commits_win() {
     };
     assert_eq!(r.results[0].error_code, 0);
     drop(b);
-    let b = common::open(dir.path(), &[("offsets.topic.num.partitions", "3")]);
+    let b = common::open(dir.path(), &[("offsets.topic.num.partitions", "3")]).await;
     assert_eq!(fetch(&b, "g", "t", 0).await.0, -1);
     assert_eq!(fetch(&b, "other", "t", 1).await.0, 1);
 }
 
 #[tokio::test]
 async fn internal_topics_cannot_be_deleted() {
-    let t = common::broker_with(&[]);
+    let t = common::broker_with(&[]).await;
     assert!(t.broker.delete_topic("__consumer_offsets").is_err());
 }
 
 #[tokio::test]
 async fn lag_is_high_watermark_minus_committed() {
-    let t = common::broker_with(&[("offsets.topic.num.partitions", "1")]);
+    let t = common::broker_with(&[("offsets.topic.num.partitions", "1")]).await;
     t.broker
         .create_topic("t", 2, Default::default(), false)
         .unwrap();
@@ -139,10 +139,10 @@ async fn standalone_offsets_expire_after_retention_and_survive_before() {
         ("offsets.topic.num.partitions", "1"),
         ("offsets.retention.minutes", "1"),
     ];
-    let b = common::open(dir.path(), &settings);
+    let b = common::open(dir.path(), &settings).await;
     b.create_topic("t", 1, Default::default(), false).unwrap();
     assert_eq!(commit(&b, "g", "t", 0, 5, "").await, 0);
-    let now = weir_broker::groups::now_ms();
+    let now = b.now_ms();
     b.expire_offsets_at(now + 30_000);
     assert_eq!(
         fetch(&b, "g", "t", 0).await.0,
@@ -157,6 +157,6 @@ async fn standalone_offsets_expire_after_retention_and_survive_before() {
     );
     // The expiry is persisted: a reopen does not bring the offset back.
     drop(b);
-    let b = common::open(dir.path(), &settings);
+    let b = common::open(dir.path(), &settings).await;
     assert_eq!(fetch(&b, "g", "t", 0).await.0, -1);
 }

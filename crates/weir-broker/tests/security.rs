@@ -4,6 +4,8 @@
 
 mod common;
 
+use weir_broker::internal_log::read_records;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -149,9 +151,9 @@ fn hmac(alg: ScramAlgorithm, key: &[u8], data: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn security_records_and_tombstones_survive_a_restart() {
-    let t = broker_with(&[]);
+    let t = broker_with(&[]).await;
     let b = &t.broker;
-    assert!(b.security_records("test").unwrap().is_empty());
+    assert!(b.security_records("test").await.unwrap().is_empty());
     b.put_security_record("test", "a", Some(Bytes::from_static(b"1")))
         .unwrap()
         .await
@@ -170,17 +172,17 @@ async fn security_records_and_tombstones_survive_a_restart() {
         .unwrap();
     t.broker.shutdown().unwrap();
     drop(t.broker);
-    let b = open(t.dir.path(), &[]);
+    let b = open(t.dir.path(), &[]).await;
     assert_eq!(
-        b.security_records("test").unwrap(),
+        b.security_records("test").await.unwrap(),
         vec![("b/c".to_string(), Bytes::from_static(b"2"))]
     );
-    assert_eq!(b.security_records("other").unwrap().len(), 1);
+    assert_eq!(b.security_records("other").await.unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn scram_credentials_are_managed_described_persisted_and_used() {
-    let t = broker_with(&[]);
+    let t = broker_with(&[]).await;
     let b = &t.broker;
     let mechs = b.sasl_mechanisms();
     assert!(mechs.contains(&"SCRAM-SHA-256".to_string()));
@@ -284,11 +286,11 @@ async fn scram_credentials_are_managed_described_persisted_and_used() {
     assert!(!login(b, "SCRAM-SHA-512", "bob", "pw-b"));
     t.broker.shutdown().unwrap();
     drop(t.broker);
-    let b = open(t.dir.path(), &[]);
+    let b = open(t.dir.path(), &[]).await;
     assert!(login(&b, "SCRAM-SHA-256", "alice", "pw-a"));
     assert!(!login(&b, "SCRAM-SHA-512", "bob", "pw-b"));
     // No secret is stored: neither the password nor the salted password.
-    let raw = b.security_records("scram").unwrap();
+    let raw = b.security_records("scram").await.unwrap();
     assert_eq!(raw.len(), 1);
     assert_eq!(raw[0].0, "alice/SCRAM-SHA-256");
     let text = String::from_utf8(raw[0].1.to_vec()).unwrap();
@@ -297,18 +299,19 @@ async fn scram_credentials_are_managed_described_persisted_and_used() {
 
 #[tokio::test]
 async fn credential_changes_are_audited_to_the_audit_topic() {
-    let t = broker_with(&[]);
+    let t = broker_with(&[]).await;
     let b = &t.broker;
     let meta = b.topic(weir_broker::audit::AUDIT_TOPIC).unwrap();
     assert_eq!(meta.partitions.len(), 1);
     assert_eq!(meta.configs.get("cleanup.policy").unwrap(), "delete");
     alter(b, vec![], vec![upsert("alice", 2, 4096, "pw")]).await;
-    let events: Vec<serde_json::Value> = b
-        .read_records(weir_broker::audit::AUDIT_TOPIC, 0)
-        .unwrap()
-        .into_iter()
-        .map(|(_, v)| serde_json::from_slice(&v.unwrap()).unwrap())
-        .collect();
+    let events: Vec<serde_json::Value> =
+        read_records(&*b.internal_log(), weir_broker::audit::AUDIT_TOPIC, 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, v)| serde_json::from_slice(&v.unwrap()).unwrap())
+            .collect();
     let e = events
         .iter()
         .find(|e| e["operation"] == "AlterUserScramCredentials")
@@ -326,7 +329,7 @@ async fn credential_changes_are_audited_to_the_audit_topic() {
 async fn client_quotas_are_altered_described_persisted_and_enforced() {
     use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
     use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
-    let t = broker_with(&[]);
+    let t = broker_with(&[]).await;
     let b = &t.broker;
     let entity = |parts: &[(&str, Option<&str>)]| {
         parts
@@ -461,7 +464,7 @@ async fn client_quotas_are_altered_described_persisted_and_enforced() {
     .await;
     t.broker.shutdown().unwrap();
     drop(t.broker);
-    let b = open(t.dir.path(), &[]);
+    let b = open(t.dir.path(), &[]).await;
     let all = b.quotas().all();
     assert_eq!(all.len(), 1);
     assert!(b
@@ -475,7 +478,7 @@ async fn client_quotas_are_altered_described_persisted_and_enforced() {
 /// still encodes (v4+ has only the `coordinators` array).
 #[tokio::test]
 async fn find_coordinator_names_the_listener_in_every_version() {
-    let b = broker_with(&[]);
+    let b = broker_with(&[]).await;
     b.broker.set_advertised_listeners(vec![
         ("PLAINTEXT".into(), "plain.example".into(), 9092),
         ("SASL_SSL".into(), "secure.example".into(), 9093),

@@ -162,7 +162,7 @@ async fn describe_state(b: &Arc<Broker>, id: &str) -> String {
 
 #[tokio::test]
 async fn idempotent_produce_dedupes_retries_and_refuses_gaps() {
-    let t = broker_with(&[]);
+    let t = broker_with(&[]).await;
     create(&t.broker, "t", 1);
     let (err, pid, epoch) = init(&t.broker, None).await;
     assert_eq!((err, epoch), (0, 0));
@@ -202,7 +202,7 @@ async fn idempotent_produce_dedupes_retries_and_refuses_gaps() {
 
 #[tokio::test]
 async fn commit_and_abort_through_the_apis() {
-    let t = broker_with(&[]);
+    let t = broker_with(&[]).await;
     create(&t.broker, "t", 2);
     let (err, pid, epoch) = init(&t.broker, Some("tx")).await;
     assert_eq!(err, 0);
@@ -387,7 +387,7 @@ async fn every_transaction_state_survives_a_restart() {
         ("CompleteAbort", None, true),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let b = open(dir.path(), &[]);
+        let b = open(dir.path(), &[]).await;
         create(&b, "t", 1);
         let (_, pid, epoch) = init(&b, Some("tx")).await;
         assert_eq!(
@@ -419,7 +419,7 @@ async fn every_transaction_state_survives_a_restart() {
             b.shutdown().unwrap();
         }
         drop(b);
-        let b = open(dir.path(), &[]);
+        let b = open(dir.path(), &[]).await;
         match state {
             "Ongoing" => {
                 assert_eq!(describe_state(&b, "tx").await, "Ongoing", "{state}");
@@ -448,7 +448,7 @@ async fn every_transaction_state_survives_a_restart() {
 
 #[tokio::test]
 async fn timed_out_transactions_are_aborted_and_the_producer_fenced() {
-    let t = broker_with(&[]);
+    let t = broker_with(&[]).await;
     create(&t.broker, "t", 1);
     let req = InitProducerIdRequest::default()
         .with_transactional_id(Some(txn_id("slow")))
@@ -499,7 +499,7 @@ async fn timed_out_transactions_are_aborted_and_the_producer_fenced() {
 #[tokio::test]
 async fn add_partitions_v4_batches_transactions_and_verifies() {
     use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTransaction;
-    let t = broker_with(&[]);
+    let t = broker_with(&[]).await;
     create(&t.broker, "t", 2);
     let (_, pid_a, epoch_a) = init(&t.broker, Some("a")).await;
     let (_, pid_b, epoch_b) = init(&t.broker, Some("b")).await;
@@ -556,7 +556,7 @@ async fn add_partitions_v4_batches_transactions_and_verifies() {
 #[tokio::test]
 async fn internal_topic_partition_counts_are_fixed_at_creation() {
     let dir = tempfile::tempdir().unwrap();
-    let b = open(dir.path(), &[]);
+    let b = open(dir.path(), &[]).await;
     create(&b, "t", 1);
     let (_, pid, epoch) = init(&b, Some("tx")).await;
     drop(b);
@@ -567,12 +567,13 @@ async fn internal_topic_partition_counts_are_fixed_at_creation() {
             ("transaction.state.log.num.partitions", "3"),
             ("offsets.topic.num.partitions", "3"),
         ],
-    );
+    )
+    .await;
     assert_eq!(describe_state(&b, "tx").await, "Empty");
     let (err, pid2, epoch2) = init(&b, Some("tx")).await;
     assert_eq!((err, pid2, epoch2), (0, pid, epoch + 1));
     drop(b);
-    let b = open(dir.path(), &[]);
+    let b = open(dir.path(), &[]).await;
     let (_, pid3, epoch3) = init(&b, Some("tx")).await;
     assert_eq!((pid3, epoch3), (pid, epoch + 2));
     assert_eq!(

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod batch;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod local;
@@ -21,6 +22,7 @@ pub use api::{
     AppendInfo, BoxFuture, LogEngine, LogOffsets, PartitionLog, ReadLimit, ReadResult,
     TimestampOffset, TopicPartition,
 };
+pub use clock::Clock;
 pub use config::{LogConfig, TimestampType};
 pub use error::{LogError, RecordError};
 pub use local::{EngineConfig, LocalEngine};

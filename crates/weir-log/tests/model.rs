@@ -12,7 +12,7 @@ use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record, TimestampType};
 use proptest::prelude::*;
-use weir_log::local::Clock;
+use weir_log::Clock;
 use weir_log::{
     EngineConfig, LocalEngine, LogConfig, LogEngine, LogError, PartitionLog, ReadLimit,
     TopicPartition,

@@ -6,7 +6,8 @@
 //! The state lives in the compacted `_schemas` topic, in Confluent's record
 //! formats: every change is appended and durable before the HTTP answer,
 //! applied to memory after, and the topic is replayed at start. The broker
-//! is reached only through its in-process internal-topic API.
+//! is reached only through its internal log (`weir_broker::internal_log`)
+//! and the produce-path validation hook.
 
 pub mod api;
 pub mod avro;
@@ -20,7 +21,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use weir_broker::internal_topic::RecordValidator;
+use weir_broker::internal_log::{read_records, InternalLog};
+use weir_broker::validation::RecordValidator;
 use weir_broker::{Broker, BrokerError};
 
 pub use error::RegistryError;
@@ -30,7 +32,7 @@ use store::{State, SCHEMAS_TOPIC};
 /// The schema registry.
 #[derive(Debug)]
 pub struct Registry {
-    broker: Arc<Broker>,
+    log: Arc<dyn InternalLog>,
     state: Arc<Mutex<State>>,
     /// Serialises changes: check, append, wait for durability, apply.
     writer: tokio::sync::Mutex<()>,
@@ -45,12 +47,14 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 impl Registry {
     /// Creates `_schemas` if missing, replays it, and installs the
     /// produce-path validator on the broker.
-    pub fn open(broker: Arc<Broker>) -> Result<Arc<Self>, RegistryError> {
-        broker
-            .ensure_compacted_topic(SCHEMAS_TOPIC, 1)
+    pub async fn open(broker: &Broker) -> Result<Arc<Self>, RegistryError> {
+        let log = broker.internal_log();
+        let compact = [("cleanup.policy".to_string(), "compact".to_string())];
+        log.ensure_topic(SCHEMAS_TOPIC, 1, compact.into_iter().collect())
+            .await
             .map_err(|e| RegistryError::Store(e.to_string()))?;
-        let records = broker
-            .read_records(SCHEMAS_TOPIC, 0)
+        let records = read_records(&*log, SCHEMAS_TOPIC, 0)
+            .await
             .map_err(|e| RegistryError::Store(e.to_string()))?;
         let mut state = State::default();
         for (k, v) in &records {
@@ -69,7 +73,7 @@ impl Registry {
             state: Arc::clone(&state),
         }));
         Ok(Arc::new(Self {
-            broker,
+            log,
             state,
             writer: tokio::sync::Mutex::new(()),
         }))
@@ -94,13 +98,13 @@ impl Registry {
                 )
             })
             .collect();
-        let (_, durable) = self
-            .broker
-            .append_records(SCHEMAS_TOPIC, 0, kvs)
-            .map_err(|e| RegistryError::Store(e.to_string()))?;
-        durable
+        let store = |e: BrokerError| RegistryError::Store(e.to_string());
+        let appended = self
+            .log
+            .append(SCHEMAS_TOPIC, 0, kvs, None)
             .await
-            .map_err(|e| RegistryError::Store(e.to_string()))?;
+            .map_err(store)?;
+        appended.durable.await.map_err(store)?;
         let mut st = self.state();
         for (k, v) in &records {
             st.apply(k.as_bytes(), v.as_deref().map(str::as_bytes));

@@ -32,9 +32,11 @@ async fn start(max_request_bytes: usize) -> Running {
             advertised_host: "127.0.0.1".into(),
             advertised_port: 0,
             settings: BrokerSettings::default(),
+            clock: weir_log::Clock::system(),
         },
         engine,
     )
+    .await
     .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -141,6 +141,7 @@ fn log_service(settings: &Settings, kafka: &KafkaListeners, slot: &BrokerSlot) -
             advertised_host: host,
             advertised_port: port,
             settings: settings.broker.clone(),
+            clock: weir_log::Clock::system(),
         };
         let engine_config = settings.engine_config();
         // Recovery reads the whole log: off the async workers, so the
@@ -148,7 +149,9 @@ fn log_service(settings: &Settings, kafka: &KafkaListeners, slot: &BrokerSlot) -
         let broker = tokio::task::spawn_blocking(move || -> anyhow::Result<Arc<Broker>> {
             let engine =
                 weir_log::LocalEngine::open(engine_config).context("cannot open the log")?;
-            Broker::open(config, engine).context("cannot open the broker")
+            tokio::runtime::Handle::current()
+                .block_on(Broker::open(config, engine))
+                .context("cannot open the broker")
         })
         .await
         .map_err(|e| ServiceError::start("log", e))?
@@ -286,7 +289,8 @@ fn registry_service(listener: tokio::net::TcpListener, slot: &BrokerSlot) -> imp
     let slot = slot.clone();
     service_fn("schema-registry", move |ctx: Context| async move {
         let broker = opened(&slot, "schema-registry")?;
-        let registry = weir_registry::Registry::open(broker)
+        let registry = weir_registry::Registry::open(&broker)
+            .await
             .map_err(|e| ServiceError::start("schema-registry", e))?;
         let router = weir_registry::api::router(registry);
         Ok(Running::new(ctx.serve_http(listener, router)))

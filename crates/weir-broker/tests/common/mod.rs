@@ -18,13 +18,13 @@ pub struct TestBroker {
     pub dir: tempfile::TempDir,
 }
 
-pub fn broker_with(settings: &[(&str, &str)]) -> TestBroker {
+pub async fn broker_with(settings: &[(&str, &str)]) -> TestBroker {
     let dir = tempfile::tempdir().unwrap();
-    let broker = open(dir.path(), settings);
+    let broker = open(dir.path(), settings).await;
     TestBroker { broker, dir }
 }
 
-pub fn open(path: &std::path::Path, settings: &[(&str, &str)]) -> Arc<Broker> {
+pub async fn open(path: &std::path::Path, settings: &[(&str, &str)]) -> Arc<Broker> {
     let settings =
         BrokerSettings::from_static(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .unwrap();
@@ -40,9 +40,11 @@ pub fn open(path: &std::path::Path, settings: &[(&str, &str)]) -> Arc<Broker> {
             advertised_host: "127.0.0.1".into(),
             advertised_port: 9092,
             settings,
+            clock: weir_log::Clock::system(),
         },
         engine,
     )
+    .await
     .unwrap()
 }
 

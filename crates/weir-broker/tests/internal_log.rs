@@ -1,7 +1,9 @@
-//! The in-process internal-topic API and the produce-path validator hook.
+//! The internal log (one write path for internal topics) over the topics
+//! service, and the produce-path validator hook.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -10,7 +12,8 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use weir_broker::internal_topic::{RecordValidator, VALUE_VALIDATION};
+use weir_broker::internal_log::{read_records, Entry, TxnProducer};
+use weir_broker::validation::{RecordValidator, VALUE_VALIDATION};
 use weir_broker::BrokerError;
 
 async fn produce(b: &Arc<weir_broker::Broker>, topic: &str, records: Bytes) -> (i16, i64) {
@@ -31,39 +34,89 @@ async fn produce(b: &Arc<weir_broker::Broker>, topic: &str, records: Bytes) -> (
 
 #[tokio::test]
 async fn append_is_durable_and_reads_back_after_reopen() {
-    let t = broker_with(&[]);
-    t.broker.ensure_compacted_topic("_internal", 1).unwrap();
-    // Idempotent.
-    t.broker.ensure_compacted_topic("_internal", 1).unwrap();
+    let t = broker_with(&[]).await;
+    let log = t.broker.internal_log();
+    let compact = || BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
+    assert_eq!(
+        log.ensure_topic("_internal", 1, compact()).await.unwrap(),
+        1
+    );
+    // Idempotent, and an existing topic keeps its partition count.
+    assert_eq!(
+        log.ensure_topic("_internal", 3, compact()).await.unwrap(),
+        1
+    );
     let kv = |k: &str, v: Option<&str>| {
         (
             Some(Bytes::from(k.to_string())),
             v.map(|v| Bytes::from(v.to_string())),
         )
     };
-    let (base, durable) = t
-        .broker
-        .append_records("_internal", 0, vec![kv("a", Some("1")), kv("b", None)])
+    let appended = log
+        .append(
+            "_internal",
+            0,
+            vec![kv("a", Some("1")), kv("b", None)],
+            None,
+        )
+        .await
         .unwrap();
-    assert_eq!(base, 0);
-    durable.await.unwrap();
-    let (base, durable) = t
-        .broker
-        .append_records("_internal", 0, vec![kv("a", Some("2"))])
+    assert_eq!((appended.base_offset, appended.last_offset), (0, 1));
+    appended.durable.await.unwrap();
+    let appended = log
+        .append("_internal", 0, vec![kv("a", Some("2"))], None)
+        .await
         .unwrap();
-    assert_eq!(base, 2);
-    durable.await.unwrap();
-    assert!(t.broker.append_records("missing", 0, vec![]).is_err());
+    assert_eq!(appended.base_offset, 2);
+    appended.durable.await.unwrap();
+    assert!(log.append("missing", 0, vec![], None).await.is_err());
     t.broker.shutdown().unwrap();
-    drop(t.broker);
-    let b = open(t.dir.path(), &[]);
-    let back = b.read_records("_internal", 0).unwrap();
+    drop((t.broker, log));
+    let b = open(t.dir.path(), &[]).await;
+    let back = read_records(&*b.internal_log(), "_internal", 0)
+        .await
+        .unwrap();
     assert_eq!(
         back,
         vec![kv("a", Some("1")), kv("b", None), kv("a", Some("2"))]
     );
     let topic = b.topic("_internal").unwrap();
     assert_eq!(topic.configs.get("cleanup.policy").unwrap(), "compact");
+}
+
+#[tokio::test]
+async fn transactional_records_read_back_with_their_producer() {
+    let t = broker_with(&[]).await;
+    let log = t.broker.internal_log();
+    log.ensure_topic("_txn", 1, BTreeMap::new()).await.unwrap();
+    let k = |s: &str| (Some(Bytes::from(s.to_string())), None);
+    let txn = TxnProducer {
+        producer_id: 42,
+        epoch: 3,
+    };
+    log.append("_txn", 0, vec![k("plain")], None).await.unwrap();
+    log.append("_txn", 0, vec![k("in-txn")], Some(txn))
+        .await
+        .unwrap();
+    let entries = log.read("_txn", 0).await.unwrap();
+    assert_eq!(
+        entries,
+        vec![
+            Entry::Record {
+                key: Some(Bytes::from("plain")),
+                value: None,
+                transactional_producer: None
+            },
+            Entry::Record {
+                key: Some(Bytes::from("in-txn")),
+                value: None,
+                transactional_producer: Some(42)
+            },
+        ]
+    );
+    // Records inside transactions are not "live" records.
+    let live = read_records(&*log, "_txn", 0).await.unwrap();
+    assert_eq!(live, vec![k("plain")]);
 }
 
 #[derive(Debug)]
@@ -84,7 +137,7 @@ impl RecordValidator for OnlyV0 {
 
 #[tokio::test]
 async fn validation_refuses_whole_batches_only_where_configured() {
-    let t = broker_with(&[]);
+    let t = broker_with(&[]).await;
     let configs = [(VALUE_VALIDATION.to_string(), "true".to_string())];
     t.broker
         .create_topic("checked", 1, configs.into_iter().collect(), false)

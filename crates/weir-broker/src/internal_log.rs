@@ -1,0 +1,319 @@
+//! The one write path for internal topics: the coordinators' topics
+//! (`__consumer_offsets`, `__transaction_state`), `__weir_security`, the
+//! audit trail and the schema registry's `_schemas` append keyed records,
+//! await their durability as an acks=all produce does, and read a
+//! partition back at start-up, all through [`InternalLog`].
+//!
+//! The trait speaks in keys, values and transaction markers, not in record
+//! batches or partition logs, so the same users can run over another
+//! implementation (the topics service of this node implements it over the
+//! storage engine; a cluster mode or a Kafka-protocol client could too).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use weir_log::{BoxFuture, ReadLimit};
+
+use crate::error::BrokerError;
+use crate::topics::Topics;
+
+/// A key and an optional value (`None`: a tombstone).
+pub type KeyValue = (Option<Bytes>, Option<Bytes>);
+
+/// Resolves once the records of an append are durable.
+pub type Durable = BoxFuture<'static, Result<(), BrokerError>>;
+
+/// The producer of transactional records (TxnOffsetCommit writes offsets
+/// inside the producer's transaction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnProducer {
+    /// The producer id.
+    pub producer_id: i64,
+    /// Its epoch.
+    pub epoch: i16,
+}
+
+/// An append whose offsets are assigned.
+pub struct Appended {
+    /// The first record's offset.
+    pub base_offset: i64,
+    /// The last record's offset.
+    pub last_offset: i64,
+    /// Resolves once the records are durable (what an acks=all produce
+    /// waits for).
+    pub durable: Durable,
+}
+
+impl std::fmt::Debug for Appended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Appended")
+            .field("base_offset", &self.base_offset)
+            .field("last_offset", &self.last_offset)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One entry of a partition read back, in offset order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A data record.
+    Record {
+        /// Its key.
+        key: Option<Bytes>,
+        /// Its value (`None`: a tombstone).
+        value: Option<Bytes>,
+        /// The producer, when the record belongs to a transaction.
+        transactional_producer: Option<i64>,
+    },
+    /// A transaction marker: the producer's records before it are
+    /// committed or aborted.
+    Marker {
+        /// The producer.
+        producer_id: i64,
+        /// COMMIT (else ABORT).
+        commit: bool,
+    },
+}
+
+/// Appends keyed records to internal topics and reads them back.
+///
+/// Appends to one partition take effect in the order `append` is called,
+/// whether or not (and whenever) the returned future is polled, so a
+/// caller may append under its own lock and await outside it; dropping the
+/// future does not undo the append.
+pub trait InternalLog: Send + Sync + std::fmt::Debug {
+    /// Creates `topic` with `partitions` partitions and `configs` unless it
+    /// exists; returns its partition count (which an existing topic keeps,
+    /// as Kafka's coordinators keep theirs).
+    fn ensure_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> BoxFuture<'_, Result<i32, BrokerError>>;
+
+    /// The partition count of an existing topic.
+    fn partitions(&self, topic: &str) -> Option<i32>;
+
+    /// Appends `records` to one partition as one batch (inside `txn`'s
+    /// transaction when given).
+    fn append(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Vec<KeyValue>,
+        txn: Option<TxnProducer>,
+    ) -> BoxFuture<'static, Result<Appended, BrokerError>>;
+
+    /// Every entry of one partition from its start, in offset order.
+    fn read(&self, topic: &str, partition: i32) -> BoxFuture<'_, Result<Vec<Entry>, BrokerError>>;
+}
+
+/// The live records of a partition: data records outside transactions,
+/// as keys and values in offset order.
+pub async fn read_records(
+    log: &dyn InternalLog,
+    topic: &str,
+    partition: i32,
+) -> Result<Vec<KeyValue>, BrokerError> {
+    Ok(log
+        .read(topic, partition)
+        .await?
+        .into_iter()
+        .filter_map(|e| match e {
+            Entry::Record {
+                key,
+                value,
+                transactional_producer: None,
+            } => Some((key, value)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Encodes `records` as one uncompressed v2 batch stamped `now_ms`.
+fn encode(
+    records: Vec<KeyValue>,
+    txn: Option<TxnProducer>,
+    now_ms: i64,
+) -> Result<Bytes, BrokerError> {
+    let records: Vec<Record> = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, value))| {
+            let i = i32::try_from(i).unwrap_or(i32::MAX);
+            Record {
+                transactional: txn.is_some(),
+                control: false,
+                partition_leader_epoch: crate::LEADER_EPOCH,
+                producer_id: txn.map_or(-1, |t| t.producer_id),
+                producer_epoch: txn.map_or(-1, |t| t.epoch),
+                timestamp_type: TimestampType::Creation,
+                offset: i64::from(i),
+                // The encoder starts a new batch when offset - sequence
+                // changes; this keeps one batch whose base sequence is -1
+                // (coordinator writes are fenced by epoch, not sequence).
+                sequence: i - 1,
+                timestamp: now_ms,
+                key,
+                value,
+                headers: IndexMap::new(),
+                delete_horizon: false,
+            }
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|e| BrokerError::Internal(format!("cannot encode records: {e}")))?;
+    Ok(buf.freeze())
+}
+
+/// A control record's key is (version i16, type i16); type 1 is COMMIT.
+fn is_commit(key: Option<&Bytes>) -> bool {
+    key.is_some_and(|k| k.get(3) == Some(&1))
+}
+
+fn missing(topic: &str, partition: i32) -> BrokerError {
+    BrokerError::Internal(format!("{topic}-{partition} is missing"))
+}
+
+impl InternalLog for Topics {
+    fn ensure_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> BoxFuture<'_, Result<i32, BrokerError>> {
+        Box::pin(std::future::ready(Topics::ensure_topic(
+            self, topic, partitions, configs,
+        )))
+    }
+
+    fn partitions(&self, topic: &str) -> Option<i32> {
+        self.topic(topic).map(|t| t.partition_count())
+    }
+
+    fn append(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Vec<KeyValue>,
+        txn: Option<TxnProducer>,
+    ) -> BoxFuture<'static, Result<Appended, BrokerError>> {
+        let appended = (|| {
+            let log = self
+                .topic(topic)
+                .and_then(|t| t.partition(partition).cloned())
+                .ok_or_else(|| missing(topic, partition))?;
+            let info = log.append(encode(records, txn, self.now_ms())?, crate::LEADER_EPOCH)?;
+            self.notify_data();
+            let durable = log.wait_durable(info.last_offset + 1);
+            Ok(Appended {
+                base_offset: info.base_offset,
+                last_offset: info.last_offset,
+                durable: Box::pin(async move { Ok(durable.await?) }),
+            })
+        })();
+        Box::pin(std::future::ready(appended))
+    }
+
+    fn read(&self, topic: &str, partition: i32) -> BoxFuture<'_, Result<Vec<Entry>, BrokerError>> {
+        let log = self
+            .topic(topic)
+            .and_then(|t| t.partition(partition).cloned());
+        let topic = topic.to_string();
+        Box::pin(async move {
+            let log = log.ok_or_else(|| missing(&topic, partition))?;
+            read_all(&*log, &topic).await
+        })
+    }
+}
+
+/// Reads a whole partition log into entries.
+async fn read_all(
+    log: &dyn weir_log::PartitionLog,
+    topic: &str,
+) -> Result<Vec<Entry>, BrokerError> {
+    let mut out = Vec::new();
+    let mut offset = log.offsets().log_start;
+    loop {
+        let r = log.read(offset, 1 << 20, ReadLimit::LogEnd)?;
+        if r.records.is_empty() {
+            break;
+        }
+        let mut buf = r.records.clone();
+        let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| {
+            BrokerError::Internal(format!("{topic} holds an undecodable batch: {e}"))
+        })?;
+        let mut next = offset;
+        for set in sets {
+            for rec in set.records {
+                next = next.max(rec.offset + 1);
+                // The first batch may start before `offset`.
+                if rec.offset < offset {
+                    continue;
+                }
+                out.push(if rec.control {
+                    Entry::Marker {
+                        producer_id: rec.producer_id,
+                        commit: is_commit(rec.key.as_ref()),
+                    }
+                } else {
+                    Entry::Record {
+                        transactional_producer: rec.transactional.then_some(rec.producer_id),
+                        key: rec.key,
+                        value: rec.value,
+                    }
+                });
+            }
+        }
+        if next <= offset {
+            break;
+        }
+        offset = next;
+    }
+    Ok(out)
+}
+
+/// The internal log of a topics service, as the trait object its users
+/// hold.
+pub fn of(topics: &Arc<Topics>) -> Arc<dyn InternalLog> {
+    topics.clone()
+}
+
+/// Lets an append (or a wait on one) complete without a caller waiting:
+/// a failure is logged as `what` not written. The append itself already
+/// happened when it was called.
+pub(crate) fn detach<T: Send + 'static>(
+    what: &'static str,
+    mut fut: BoxFuture<'static, Result<T, BrokerError>>,
+) {
+    let report = move |r: Result<T, BrokerError>| {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "{what} not written");
+        }
+    };
+    // The local engine answers at once; an engine that answers later is
+    // awaited on the runtime.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(r) => report(r),
+        std::task::Poll::Pending => {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move { report(fut.await) });
+            }
+        }
+    }
+}

@@ -1,0 +1,581 @@
+//! The topics service: the catalog (topics with ids, partition counts and
+//! config overrides, dynamic broker configs, producer id blocks, the
+//! cluster id), the configs resolved from it, and the storage engine the
+//! partitions live in.
+//!
+//! Every metadata change is serialised and persisted to the catalog before
+//! it becomes visible.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+use uuid::Uuid;
+use weir_log::{Clock, LogEngine, PartitionLog, TopicPartition};
+
+use crate::catalog::{catalog_path, Catalog, TopicRecord};
+use crate::config::BrokerSettings;
+use crate::error::BrokerError;
+
+/// A topic and its open partition logs.
+#[derive(Debug)]
+pub struct Topic {
+    /// The topic's name.
+    pub name: String,
+    /// The topic's id.
+    pub id: Uuid,
+    /// Config overrides set on the topic.
+    pub configs: BTreeMap<String, String>,
+    /// The partition logs, by index.
+    pub partitions: Vec<Arc<dyn PartitionLog>>,
+}
+
+impl Topic {
+    /// The log of partition `p`, if it exists.
+    pub fn partition(&self, p: i32) -> Option<&Arc<dyn PartitionLog>> {
+        usize::try_from(p).ok().and_then(|i| self.partitions.get(i))
+    }
+
+    /// The number of partitions.
+    pub fn partition_count(&self) -> i32 {
+        i32::try_from(self.partitions.len()).unwrap_or(i32::MAX)
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    catalog: Catalog,
+    settings: BrokerSettings,
+    topics: HashMap<String, Arc<Topic>>,
+    by_id: HashMap<Uuid, Arc<Topic>>,
+}
+
+/// The most partitions one topic may have.
+const MAX_PARTITIONS: i32 = 100_000;
+
+/// Producer ids reserved per catalog write.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// The topics service.
+#[derive(Debug)]
+pub struct Topics {
+    data_dir: PathBuf,
+    engine: Arc<dyn LogEngine>,
+    state: RwLock<State>,
+    /// Serialises metadata changes so each is persisted before the next.
+    admin: Mutex<()>,
+    /// Producer ids: `(next, end of the reserved block)`.
+    producer_ids: Mutex<(i64, i64)>,
+    /// Bumped after every append, so long-polling fetches wake up.
+    data_version: watch::Sender<u64>,
+    clock: Clock,
+}
+
+/// Why a topic name is not acceptable, as Kafka's `Topic.validate` says.
+pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
+    let invalid = |reason: String| {
+        Err(BrokerError::InvalidTopicName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return invalid("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return invalid(format!("topic name cannot be `{name}`"));
+    }
+    if name.len() > 249 {
+        return invalid(format!(
+            "topic name is {} characters long; the limit is 249",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return invalid(format!("topic name `{name}` has the illegal character {c:?}; legal are ASCII letters, digits, `.`, `_` and `-`"));
+    }
+    Ok(())
+}
+
+impl Topics {
+    /// Loads the catalog of `data_dir` (or starts one) over `engine`, and
+    /// opens every partition it names. Partitions in storage that the
+    /// catalog does not name are removed.
+    pub(crate) fn open(
+        data_dir: &Path,
+        static_settings: &BrokerSettings,
+        engine: Arc<dyn LogEngine>,
+        clock: Clock,
+    ) -> Result<Self, BrokerError> {
+        let catalog = Catalog::load_or_create(&catalog_path(data_dir))?;
+        let mut settings = static_settings.clone();
+        settings.dynamic_broker = catalog.dynamic_broker.clone();
+        settings.dynamic_default = catalog.dynamic_default.clone();
+        let mut topics = HashMap::new();
+        let mut by_id = HashMap::new();
+        for rec in catalog.topics.values() {
+            let topic = Arc::new(open_topic(engine.as_ref(), &settings, rec)?);
+            by_id.insert(rec.id, topic.clone());
+            topics.insert(rec.name.clone(), topic);
+        }
+        // Partitions without a catalog entry are left from a delete or a
+        // create that crashed half-way: the catalog is the truth.
+        for tp in engine.partitions()? {
+            let known = catalog
+                .topics
+                .get(&tp.topic)
+                .is_some_and(|t| tp.partition < t.partitions);
+            if !known {
+                warn!(partition = %tp, "removing partition that is not in the catalog");
+                engine.remove(&tp)?;
+            }
+        }
+        info!(topics = topics.len(), cluster_id = %catalog.cluster_id, "topics loaded");
+        let id_block_end = catalog.producer_id_block_end;
+        Ok(Self {
+            data_dir: data_dir.to_path_buf(),
+            engine,
+            state: RwLock::new(State {
+                catalog,
+                settings,
+                topics,
+                by_id,
+            }),
+            admin: Mutex::new(()),
+            producer_ids: Mutex::new((id_block_end, id_block_end)),
+            data_version: watch::channel(0).0,
+            clock,
+        })
+    }
+
+    /// The broker's clock, in milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// The storage engine's own measurements (fsync latency).
+    pub fn engine_stats(&self) -> Option<Arc<weir_log::EngineStats>> {
+        self.engine.stats()
+    }
+
+    /// Creates `name` unless it exists; returns its partition count.
+    pub(crate) fn ensure_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<i32, BrokerError> {
+        if let Some(t) = self.topic(name) {
+            return Ok(t.partition_count());
+        }
+        match self.create_topic(name, partitions, configs, false) {
+            Ok(rec) => Ok(rec.partitions),
+            // Created meanwhile by someone else.
+            Err(BrokerError::TopicExists { .. }) => self
+                .topic(name)
+                .map(|t| t.partition_count())
+                .ok_or_else(|| {
+                    BrokerError::Internal(format!("{name} vanished while being created"))
+                }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Flushes and closes storage so the next start is a clean start.
+    pub fn shutdown(&self) -> Result<(), BrokerError> {
+        Ok(self.engine.shutdown()?)
+    }
+
+    /// The cluster id.
+    pub fn cluster_id(&self) -> String {
+        self.state
+            .read()
+            .map(|s| s.catalog.cluster_id.clone())
+            .unwrap_or_default()
+    }
+
+    /// One broker-only config's current value, read without copying the
+    /// settings (this is on the Fetch and Metadata paths).
+    pub fn setting(&self, name: &str) -> String {
+        self.state
+            .read()
+            .map(|s| s.settings.get(name))
+            .unwrap_or_default()
+    }
+
+    /// The broker's current settings (static and dynamic).
+    pub fn settings(&self) -> BrokerSettings {
+        self.state
+            .read()
+            .map(|s| s.settings.clone())
+            .unwrap_or_default()
+    }
+
+    /// A topic by name.
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.state.read().ok()?.topics.get(name).cloned()
+    }
+
+    /// A topic by id.
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<Arc<Topic>> {
+        self.state.read().ok()?.by_id.get(id).cloned()
+    }
+
+    /// All topics, sorted by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let mut v: Vec<_> = self
+            .state
+            .read()
+            .map(|s| s.topics.values().cloned().collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Tells long-polling fetches that data arrived.
+    pub(crate) fn notify_data(&self) {
+        self.data_version.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Watches for appends.
+    pub(crate) fn data_watch(&self) -> watch::Receiver<u64> {
+        self.data_version.subscribe()
+    }
+
+    /// Creates a topic. `validate_only` checks without creating. Returns the
+    /// new topic's record.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<TopicRecord, BrokerError> {
+        validate_topic_name(name)?;
+        let invalid = |reason: String| {
+            Err(BrokerError::InvalidPartitions {
+                topic: name.to_string(),
+                reason,
+            })
+        };
+        if partitions < 1 {
+            return invalid(format!(
+                "number of partitions must be at least 1, got {partitions}"
+            ));
+        }
+        if partitions > MAX_PARTITIONS {
+            return invalid(format!(
+                "{partitions} partitions is more than one topic may have ({MAX_PARTITIONS})"
+            ));
+        }
+        let _admin = self
+            .admin
+            .lock()
+            .map_err(|_| internal("admin lock poisoned"))?;
+        let state = self
+            .state
+            .read()
+            .map_err(|_| internal("state lock poisoned"))?;
+        if state.topics.contains_key(name) {
+            return Err(BrokerError::TopicExists {
+                topic: name.to_string(),
+            });
+        }
+        let collides = |other: &str| other.replace('.', "_") == name.replace('.', "_");
+        if let Some(other) = state.topics.keys().find(|o| collides(o)) {
+            return Err(BrokerError::TopicCollision {
+                topic: name.to_string(),
+                existing: other.clone(),
+            });
+        }
+        let rec = TopicRecord {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions,
+            configs,
+        };
+        if validate_only {
+            return Ok(rec);
+        }
+        let mut catalog = state.catalog.clone();
+        let settings = state.settings.clone();
+        drop(state);
+        catalog.topics.insert(name.to_string(), rec.clone());
+        self.install_topic(catalog, &settings, &rec)?;
+        info!(topic = name, partitions, "created topic");
+        Ok(rec)
+    }
+
+    /// Deletes a topic and its data.
+    pub fn delete_topic(&self, name: &str) -> Result<Uuid, BrokerError> {
+        if crate::INTERNAL_TOPICS.contains(&name) {
+            return Err(BrokerError::InternalTopic {
+                topic: name.to_string(),
+            });
+        }
+        if self.setting("delete.topic.enable") != "true" {
+            return Err(BrokerError::TopicDeletionDisabled);
+        }
+        let _admin = self
+            .admin
+            .lock()
+            .map_err(|_| internal("admin lock poisoned"))?;
+        let mut catalog = self
+            .state
+            .read()
+            .map_err(|_| internal("state lock poisoned"))?
+            .catalog
+            .clone();
+        let Some(rec) = catalog.topics.remove(name) else {
+            return Err(unknown(name));
+        };
+        self.persist(&catalog).map_err(storage)?;
+        {
+            let mut state = self
+                .state
+                .write()
+                .map_err(|_| internal("state lock poisoned"))?;
+            state.catalog = catalog;
+            state.topics.remove(name);
+            state.by_id.remove(&rec.id);
+        }
+        for p in 0..rec.partitions {
+            if let Err(e) = self.engine.remove(&TopicPartition::new(name, p)) {
+                // The catalog no longer names it, so the next start removes it.
+                warn!(topic = name, partition = p, error = %e, "could not remove partition data");
+            }
+        }
+        info!(topic = name, "deleted topic");
+        Ok(rec.id)
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        let _admin = self
+            .admin
+            .lock()
+            .map_err(|_| internal("admin lock poisoned"))?;
+        let state = self
+            .state
+            .read()
+            .map_err(|_| internal("state lock poisoned"))?;
+        let Some(rec) = state.catalog.topics.get(name).cloned() else {
+            return Err(unknown(name));
+        };
+        let invalid = |reason: String| {
+            Err(BrokerError::InvalidPartitions {
+                topic: name.to_string(),
+                reason,
+            })
+        };
+        if count == rec.partitions {
+            return invalid(format!("Topic already has {count} partitions."));
+        }
+        if count < rec.partitions {
+            return invalid(format!(
+                "Topic currently has {} partitions, which is higher than the requested {count}.",
+                rec.partitions
+            ));
+        }
+        if count > MAX_PARTITIONS {
+            return invalid(format!(
+                "{count} partitions is more than one topic may have ({MAX_PARTITIONS})"
+            ));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let mut catalog = state.catalog.clone();
+        let settings = state.settings.clone();
+        drop(state);
+        let rec = TopicRecord {
+            partitions: count,
+            ..rec
+        };
+        catalog.topics.insert(name.to_string(), rec.clone());
+        self.install_topic(catalog, &settings, &rec)?;
+        info!(topic = name, count, "added partitions");
+        Ok(())
+    }
+
+    /// Replaces a topic's config overrides (already validated).
+    pub fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), BrokerError> {
+        let _admin = self
+            .admin
+            .lock()
+            .map_err(|_| internal("admin lock poisoned"))?;
+        let state = self
+            .state
+            .read()
+            .map_err(|_| internal("state lock poisoned"))?;
+        let (Some(rec), Some(old)) = (
+            state.catalog.topics.get(name).cloned(),
+            state.topics.get(name).cloned(),
+        ) else {
+            return Err(unknown(name));
+        };
+        let mut catalog = state.catalog.clone();
+        let log_config = state.settings.log_config(&configs);
+        drop(state);
+        catalog.topics.insert(
+            name.to_string(),
+            TopicRecord {
+                configs: configs.clone(),
+                ..rec
+            },
+        );
+        self.persist(&catalog).map_err(storage)?;
+        for p in &old.partitions {
+            p.set_config(log_config.clone());
+        }
+        let topic = Arc::new(Topic {
+            name: old.name.clone(),
+            id: old.id,
+            configs,
+            partitions: old.partitions.clone(),
+        });
+        let mut state = self
+            .state
+            .write()
+            .map_err(|_| internal("state lock poisoned"))?;
+        state.catalog = catalog;
+        state.by_id.insert(topic.id, topic.clone());
+        state.topics.insert(name.to_string(), topic);
+        Ok(())
+    }
+
+    /// Replaces the dynamic broker configs (`default` for the cluster-wide
+    /// layer), re-applying topic settings that follow broker defaults.
+    pub fn set_broker_configs(
+        &self,
+        default: bool,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), BrokerError> {
+        let _admin = self
+            .admin
+            .lock()
+            .map_err(|_| internal("admin lock poisoned"))?;
+        let mut state = self
+            .state
+            .write()
+            .map_err(|_| internal("state lock poisoned"))?;
+        let mut catalog = state.catalog.clone();
+        if default {
+            catalog.dynamic_default = configs.clone();
+        } else {
+            catalog.dynamic_broker = configs.clone();
+        }
+        self.persist(&catalog).map_err(storage)?;
+        state.catalog = catalog;
+        if default {
+            state.settings.dynamic_default = configs;
+        } else {
+            state.settings.dynamic_broker = configs;
+        }
+        for topic in state.topics.values() {
+            let c = state.settings.log_config(&topic.configs);
+            for p in &topic.partitions {
+                p.set_config(c.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Persists `catalog` (which already holds `rec`), then opens the
+    /// topic's partitions (existing ones are reused) and makes it visible.
+    fn install_topic(
+        &self,
+        catalog: Catalog,
+        settings: &BrokerSettings,
+        rec: &TopicRecord,
+    ) -> Result<(), BrokerError> {
+        self.persist(&catalog).map_err(storage)?;
+        let topic = Arc::new(open_topic(self.engine.as_ref(), settings, rec).map_err(storage)?);
+        let mut state = self
+            .state
+            .write()
+            .map_err(|_| internal("state lock poisoned"))?;
+        state.catalog = catalog;
+        state.by_id.insert(rec.id, topic.clone());
+        state.topics.insert(rec.name.clone(), topic);
+        Ok(())
+    }
+
+    /// A producer id never handed out before, on this broker, even across
+    /// crashes (ids are reserved in durable blocks, like Kafka's
+    /// ProducerIdManager).
+    pub fn next_producer_id(&self) -> Result<i64, BrokerError> {
+        let mut ids = self
+            .producer_ids
+            .lock()
+            .map_err(|_| BrokerError::Internal("producer id lock poisoned".into()))?;
+        if ids.0 >= ids.1 {
+            let _admin = self
+                .admin
+                .lock()
+                .map_err(|_| BrokerError::Internal("admin lock poisoned".into()))?;
+            let mut state = self
+                .state
+                .write()
+                .map_err(|_| BrokerError::Internal("state lock poisoned".into()))?;
+            let mut catalog = state.catalog.clone();
+            catalog.producer_id_block_end = ids.1 + PRODUCER_ID_BLOCK;
+            self.persist(&catalog)?;
+            state.catalog = catalog;
+            ids.1 += PRODUCER_ID_BLOCK;
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
+    }
+
+    fn persist(&self, catalog: &Catalog) -> Result<(), BrokerError> {
+        catalog.save(&catalog_path(&self.data_dir))
+    }
+}
+
+fn internal(what: &str) -> BrokerError {
+    BrokerError::Internal(what.to_string())
+}
+
+fn storage(e: BrokerError) -> BrokerError {
+    warn!(error = %e, "metadata change failed");
+    e
+}
+
+fn unknown(topic: &str) -> BrokerError {
+    BrokerError::UnknownTopic {
+        topic: topic.to_string(),
+    }
+}
+
+fn open_topic(
+    engine: &dyn LogEngine,
+    settings: &BrokerSettings,
+    rec: &TopicRecord,
+) -> Result<Topic, BrokerError> {
+    let config = settings.log_config(&rec.configs);
+    let partitions = (0..rec.partitions)
+        .map(|p| engine.open(&TopicPartition::new(rec.name.clone(), p), config.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Topic {
+        name: rec.name.clone(),
+        id: rec.id,
+        configs: rec.configs.clone(),
+        partitions,
+    })
+}
