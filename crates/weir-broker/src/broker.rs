@@ -252,16 +252,6 @@ impl Broker {
         self.topics.topics()
     }
 
-    /// Tells long-polling fetches that data arrived.
-    pub(crate) fn notify_data(&self) {
-        self.topics.notify_data();
-    }
-
-    /// Watches for appends.
-    pub(crate) fn data_watch(&self) -> watch::Receiver<u64> {
-        self.topics.data_watch()
-    }
-
     /// Creates a topic. `validate_only` checks without creating.
     pub fn create_topic(
         &self,

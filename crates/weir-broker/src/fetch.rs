@@ -1,7 +1,11 @@
 //! Fetch: long polling, byte limits, incremental sessions and isolation.
 //! Record bytes go from the log to the response without being decoded.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,6 +15,7 @@ use kafka_protocol::messages::fetch_response::{
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use tokio::sync::watch;
 use uuid::Uuid;
 use weir_auth::acl::{AclOperation, ResourceType};
 use weir_auth::Session;
@@ -149,13 +154,14 @@ pub async fn handle(
     let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
     let deadline = tokio::time::Instant::now()
         + Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0));
-    let mut data = broker.data_watch();
     let stopping = broker.stopping();
     tokio::pin!(stopping);
     // Counted in the fetch purgatory from the first wait on.
     let mut parked = None;
     let results = loop {
-        data.borrow_and_update();
+        // Subscribed before reading, so an append in between still wakes
+        // this fetch; only the partitions it reads can wake it.
+        let grown = any_grew(subscribe(&broker, &partitions, &denied));
         let results = read_all(&broker, &partitions, &epochs, &denied, limit, max_bytes);
         let bytes: usize = results
             .iter()
@@ -167,9 +173,12 @@ pub async fn handle(
         }
         parked.get_or_insert_with(|| broker.metrics().fetch_purgatory.enter());
         tokio::select! {
-            r = tokio::time::timeout_at(deadline, data.changed()) => match r {
-                Ok(Ok(())) => continue,
-                _ => break read_all(&broker, &partitions, &epochs, &denied, limit, max_bytes),
+            r = tokio::time::timeout_at(deadline, grown) => match r {
+                Ok(()) => {
+                    broker.metrics().fetch_wakeups.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Err(_) => break read_all(&broker, &partitions, &epochs, &denied, limit, max_bytes),
             },
             () = &mut stopping => break read_all(&broker, &partitions, &epochs, &denied, limit, max_bytes),
         }
@@ -219,6 +228,43 @@ pub async fn handle(
     FetchResponse::default()
         .with_session_id(session_id)
         .with_responses(responses)
+}
+
+/// Watches on the log end of every partition the fetch may read.
+fn subscribe(
+    broker: &Broker,
+    partitions: &[SessionPartition],
+    denied: &std::collections::HashSet<String>,
+) -> Vec<watch::Receiver<i64>> {
+    partitions
+        .iter()
+        .filter(|p| !denied.contains(&p.key.topic))
+        .filter_map(|p| {
+            let topic = broker.topic(&p.key.topic)?;
+            topic.partition(p.key.partition).map(|log| log.subscribe())
+        })
+        .collect()
+}
+
+/// Resolves when any watched log end moves (or its partition goes away,
+/// which the next read reports). Never resolves for no watches.
+async fn any_grew(watches: Vec<watch::Receiver<i64>>) {
+    let mut waits: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = watches
+        .into_iter()
+        .map(|mut rx| {
+            Box::pin(async move {
+                let _ = rx.changed().await;
+            }) as Pin<Box<dyn Future<Output = ()> + Send>>
+        })
+        .collect();
+    std::future::poll_fn(|cx| {
+        if waits.iter_mut().any(|w| w.as_mut().poll(cx).is_ready()) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
 }
 
 /// Reads every partition under the response byte limit.

@@ -218,7 +218,6 @@ impl InternalLog for Topics {
                 .and_then(|t| t.partition(partition).cloned())
                 .ok_or_else(|| missing(topic, partition))?;
             let info = log.append(encode(records, txn, self.now_ms())?, crate::LEADER_EPOCH)?;
-            self.notify_data();
             let durable = log.wait_durable(info.last_offset + 1);
             Ok(Appended {
                 base_offset: info.base_offset,

@@ -88,6 +88,8 @@ pub struct Metrics {
     pub produce_purgatory: Gauge,
     /// Fetch requests parked waiting for `min.bytes` or `max.wait.ms`.
     pub fetch_purgatory: Gauge,
+    /// Times a parked fetch woke because a partition it reads grew.
+    pub fetch_wakeups: AtomicU64,
     /// Open client connections.
     pub connections: Gauge,
     /// Connections accepted since start.
@@ -102,6 +104,7 @@ impl Default for Metrics {
             errors: Mutex::default(),
             produce_purgatory: Gauge::default(),
             fetch_purgatory: Gauge::default(),
+            fetch_wakeups: AtomicU64::new(0),
             connections: Gauge::default(),
             connections_accepted: AtomicU64::new(0),
         }

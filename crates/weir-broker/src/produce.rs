@@ -42,7 +42,6 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
     });
     let mut waits: Vec<(usize, usize, DurableWait)> = Vec::new();
     let mut responses = Vec::with_capacity(req.topic_data.len());
-    let mut appended = false;
     for (ti, td) in req.topic_data.into_iter().enumerate() {
         let topic = if version >= 13 {
             broker.topic_by_id(&td.topic_id)
@@ -127,7 +126,6 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
             };
             match log.append(records, crate::LEADER_EPOCH) {
                 Ok(info) => {
-                    appended = true;
                     if let Some(c) = &counters {
                         c.record_in(bytes, messages);
                     }
@@ -157,9 +155,6 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
                 .with_topic_id(td.topic_id)
                 .with_partition_responses(parts),
         );
-    }
-    if appended {
-        broker.notify_data();
     }
     let resp = ProduceResponse::default().with_responses(responses);
     if acks == 0 {

@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use tokio::sync::watch;
 use tracing::{info, warn};
 use uuid::Uuid;
 use weir_log::{Clock, LogEngine, PartitionLog, TopicPartition};
@@ -68,8 +67,6 @@ pub struct Topics {
     admin: Mutex<()>,
     /// Producer ids: `(next, end of the reserved block)`.
     producer_ids: Mutex<(i64, i64)>,
-    /// Bumped after every append, so long-polling fetches wake up.
-    data_version: watch::Sender<u64>,
     clock: Clock,
 }
 
@@ -148,7 +145,6 @@ impl Topics {
             }),
             admin: Mutex::new(()),
             producer_ids: Mutex::new((id_block_end, id_block_end)),
-            data_version: watch::channel(0).0,
             clock,
         })
     }
@@ -235,16 +231,6 @@ impl Topics {
             .unwrap_or_default();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
-    }
-
-    /// Tells long-polling fetches that data arrived.
-    pub(crate) fn notify_data(&self) {
-        self.data_version.send_modify(|v| *v = v.wrapping_add(1));
-    }
-
-    /// Watches for appends.
-    pub(crate) fn data_watch(&self) -> watch::Receiver<u64> {
-        self.data_version.subscribe()
     }
 
     /// Creates a topic. `validate_only` checks without creating. Returns the

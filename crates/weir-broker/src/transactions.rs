@@ -414,7 +414,6 @@ impl Transactions {
                 }
             }
         }
-        self.topics.notify_data();
         for w in waits {
             if let Err(e) = w.await {
                 // The decision stays recorded as Prepare*: the markers are

@@ -237,6 +237,57 @@ async fn long_poll_wakes_when_data_arrives() {
         .is_empty());
 }
 
+/// Lets every ready task on this (current-thread) runtime run.
+async fn settle() {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn an_append_wakes_only_the_fetches_waiting_on_its_partition() {
+    let t = broker_with(&[]).await;
+    create(&t.broker, "a", 2, &[]).await;
+    create(&t.broker, "b", 1, &[]).await;
+    let wakeups = |b: &std::sync::Arc<weir_broker::Broker>| {
+        b.metrics()
+            .fetch_wakeups
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let b = t.broker.clone();
+    let on_b =
+        tokio::spawn(async move { fetch(&b, fetch_req("b", &[(0, 0)], (0, -1), 30_000)).await });
+    let b = t.broker.clone();
+    let on_a0 =
+        tokio::spawn(async move { fetch(&b, fetch_req("a", &[(0, 0)], (0, -1), 30_000)).await });
+    settle().await;
+    assert_eq!(t.broker.metrics().fetch_purgatory.get(), 2);
+    // Appends to a-1 (the same topic as a waiting fetch, another
+    // partition) wake nobody.
+    for _ in 0..3 {
+        produce(&t.broker, "a", 1, 1, batch(1, 0)).await;
+    }
+    settle().await;
+    assert_eq!(wakeups(&t.broker), 0);
+    assert!(!on_b.is_finished() && !on_a0.is_finished());
+    // An append to b wakes the fetch on b, and only it.
+    produce(&t.broker, "b", 0, 1, batch(2, 0)).await;
+    let r = tokio::time::timeout(Duration::from_secs(10), on_b)
+        .await
+        .expect("the fetch on b should wake")
+        .unwrap();
+    assert!(!r.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .unwrap()
+        .is_empty());
+    settle().await;
+    assert_eq!(wakeups(&t.broker), 1);
+    assert!(!on_a0.is_finished());
+    assert_eq!(t.broker.metrics().fetch_purgatory.get(), 1);
+    on_a0.abort();
+}
+
 #[tokio::test]
 async fn incremental_sessions_send_only_changes() {
     let t = broker_with(&[]).await;
