@@ -158,10 +158,10 @@ pub async fn handle(
     tokio::pin!(stopping);
     // Counted in the fetch purgatory from the first wait on.
     let mut parked = None;
+    // Watches on the partitions this fetch reads, taken only once it has
+    // to wait: only those partitions can wake it.
+    let mut grown = None;
     let results = loop {
-        // Subscribed before reading, so an append in between still wakes
-        // this fetch; only the partitions it reads can wake it.
-        let grown = any_grew(subscribe(&broker, &partitions, &denied));
         let results = read_all(&broker, &partitions, &epochs, &denied, limit, max_bytes);
         let bytes: usize = results
             .iter()
@@ -171,9 +171,15 @@ pub async fn handle(
         if bytes >= min_bytes.max(1) || errors || tokio::time::Instant::now() >= deadline {
             break results;
         }
+        let Some(wait) = grown.take() else {
+            // Subscribe, then read again: an append between the read above
+            // and the subscription is seen by that second read.
+            grown = Some(any_grew(subscribe(&broker, &partitions, &denied)));
+            continue;
+        };
         parked.get_or_insert_with(|| broker.metrics().fetch_purgatory.enter());
         tokio::select! {
-            r = tokio::time::timeout_at(deadline, grown) => match r {
+            r = tokio::time::timeout_at(deadline, wait) => match r {
                 Ok(()) => {
                     broker.metrics().fetch_wakeups.fetch_add(1, Ordering::Relaxed);
                     continue;
