@@ -29,9 +29,21 @@ pub struct TopicRecord {
     pub configs: BTreeMap<String, String>,
 }
 
+/// The catalog format this build reads and writes. Bumped by any change
+/// an older build would misread; an unknown version refuses to start.
+pub const CATALOG_FORMAT_VERSION: u32 = 1;
+
+/// A catalog written before the field existed is version 1.
+fn version_one() -> u32 {
+    1
+}
+
 /// Everything the catalog holds.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct Catalog {
+    /// The format version ([`CATALOG_FORMAT_VERSION`]).
+    #[serde(default = "version_one")]
+    pub format_version: u32,
     /// The cluster id reported in Metadata and DescribeCluster.
     pub cluster_id: String,
     /// Topics by name.
@@ -65,9 +77,22 @@ impl Catalog {
     /// Loads the catalog, or makes a new one with a fresh cluster id.
     pub fn load_or_create(path: &Path) -> Result<Self, BrokerError> {
         match fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| err(path, e)),
+            Ok(bytes) => {
+                let catalog: Catalog = serde_json::from_slice(&bytes).map_err(|e| err(path, e))?;
+                if catalog.format_version != CATALOG_FORMAT_VERSION {
+                    return Err(err(
+                        path,
+                        format!(
+                            "catalog format version {} is not the version {CATALOG_FORMAT_VERSION} this build of Weir reads; start the Weir that wrote it",
+                            catalog.format_version
+                        ),
+                    ));
+                }
+                Ok(catalog)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let catalog = Catalog {
+                    format_version: CATALOG_FORMAT_VERSION,
                     cluster_id: new_cluster_id(),
                     ..Catalog::default()
                 };
@@ -124,6 +149,26 @@ mod tests {
         );
         c.save(&path).unwrap();
         assert_eq!(Catalog::load_or_create(&path).unwrap(), c);
+    }
+
+    #[test]
+    fn format_versions_are_written_defaulted_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = catalog_path(dir.path());
+        let c = Catalog::load_or_create(&path).unwrap();
+        assert_eq!(c.format_version, CATALOG_FORMAT_VERSION);
+        let json: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(json["format_version"], 1);
+        // Written before the field existed: version 1.
+        fs::write(&path, br#"{"cluster_id": "abc"}"#).unwrap();
+        assert_eq!(Catalog::load_or_create(&path).unwrap().format_version, 1);
+        fs::write(&path, br#"{"format_version": 2, "cluster_id": "abc"}"#).unwrap();
+        let e = Catalog::load_or_create(&path).unwrap_err().to_string();
+        assert!(e.contains("catalog format version 2"), "{e}");
+        // Refused, not rewritten.
+        assert!(fs::read_to_string(&path)
+            .unwrap()
+            .contains("\"format_version\": 2"));
     }
 
     #[test]

@@ -250,7 +250,9 @@ fn log_error(err: &LogError) -> ResponseError {
         LogError::Io { .. } | LogError::Closed | LogError::Failed { .. } => {
             ResponseError::KafkaStorageError
         }
-        LogError::CorruptState { .. } => ResponseError::KafkaStorageError,
+        LogError::CorruptState { .. } | LogError::UnsupportedFormat { .. } => {
+            ResponseError::KafkaStorageError
+        }
         LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         LogError::Internal { .. } => ResponseError::UnknownServerError,

@@ -114,6 +114,17 @@ pub enum LogError {
     /// The engine was shut down.
     #[error("the log engine is shut down")]
     Closed,
+    /// The data directory was written in an on-disk format this build does
+    /// not read (a newer Weir, or not Weir's).
+    #[error("{path} says format version {found}; this build of Weir reads version {supported} only, so it will not touch this data directory (start the Weir that wrote it, or point the log at another directory)")]
+    UnsupportedFormat {
+        /// The version file.
+        path: String,
+        /// What it holds.
+        found: String,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
     /// A state file (producer snapshot, checkpoint) does not parse.
     #[error("damaged state file {path}: {reason}")]
     CorruptState {

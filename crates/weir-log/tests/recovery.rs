@@ -286,3 +286,30 @@ fn torn_write_at_every_byte() {
         }
     }
 }
+
+#[test]
+fn a_data_directory_in_another_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let tp = TopicPartition::new("v", 0);
+    populate(dir.path(), &tp, 2, true);
+    let version = dir.path().join(weir_log::local::FORMAT_VERSION_FILE);
+    assert_eq!(fs::read_to_string(&version).unwrap().trim(), "1");
+    // A directory written before the version file existed is format 1.
+    fs::remove_file(&version).unwrap();
+    drop(open(dir.path()));
+    assert_eq!(fs::read_to_string(&version).unwrap().trim(), "1");
+    fs::write(&version, "2\n").unwrap();
+    let err = weir_log::LocalEngine::open(weir_log::EngineConfig {
+        data_dir: dir.path().to_path_buf(),
+        ..weir_log::EngineConfig::default()
+    })
+    .unwrap_err();
+    assert!(
+        matches!(&err, weir_log::LogError::UnsupportedFormat { found, supported: 1, .. } if found == "2"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("format version 2"), "{err}");
+    // Refusing touched nothing: the partition is still there for the
+    // build that wrote it.
+    assert!(dir.path().join(tp.to_string()).is_dir());
+}

@@ -52,6 +52,38 @@ const SHUTDOWN_FLUSH_THREADS: usize = 16;
 /// Name of the engine-wide recovery point checkpoint.
 pub const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
 
+/// Name of the file holding the data directory's on-disk format version.
+pub const FORMAT_VERSION_FILE: &str = "format-version";
+
+/// The on-disk format this build reads and writes, as described in
+/// `docs/storage-format.md`. Bumped by any change an older build would
+/// misread.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Refuses a data directory in another format; records the version in a
+/// directory without one (new, or written before the file existed, which
+/// is format 1).
+fn check_format_version(dir: &Path) -> Result<(), LogError> {
+    let path = dir.join(FORMAT_VERSION_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim() == FORMAT_VERSION.to_string() => Ok(()),
+        Ok(s) => Err(LogError::UnsupportedFormat {
+            path: path.display().to_string(),
+            found: s.trim().chars().take(40).collect(),
+            supported: FORMAT_VERSION,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = dir.join(format!("{FORMAT_VERSION_FILE}.tmp"));
+            std::fs::write(&tmp, format!("{FORMAT_VERSION}\n"))
+                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+                .map_err(|e| io_err(&tmp, e))?;
+            std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
+            segment::sync_dir(dir).map_err(|e| io_err(dir, e))
+        }
+        Err(e) => Err(io_err(&path, e)),
+    }
+}
+
 /// Settings of the local engine (broker-level, not per topic).
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -272,6 +304,7 @@ impl LocalEngine {
     pub fn open(config: EngineConfig) -> Result<Arc<LocalEngine>, LogError> {
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        check_format_version(&dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let was_clean = marker.exists();
         let rp_path = dir.join(RECOVERY_POINT_FILE);
