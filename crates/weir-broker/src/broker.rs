@@ -4,11 +4,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::messages::ResponseKind;
 use tokio::sync::watch;
-use tracing::warn;
 use uuid::Uuid;
-use weir_auth::Session;
 use weir_log::{BoxFuture, Clock, LogEngine};
 
 use crate::catalog::TopicRecord;
@@ -309,196 +307,14 @@ impl Broker {
         self.topics.next_producer_id()
     }
 
-    /// Handles one decoded request from an in-process, anonymous caller.
-    /// Work that must follow request order (appends) is done before this
-    /// returns.
-    pub fn handle(self: &Arc<Self>, header: &RequestHeader, body: RequestKind) -> Reply {
-        self.handle_as(header, body, &Session::anonymous(None))
+    /// Installs the produce-path validator (once; later calls are ignored).
+    pub fn set_record_validator(&self, v: Arc<dyn crate::validation::RecordValidator>) {
+        let _ = self.validator.set(v);
     }
 
-    /// [`Broker::handle`] for the client behind `session`, within the
-    /// client's quotas (crate::client_quotas).
-    pub fn handle_as(
-        self: &Arc<Self>,
-        header: &RequestHeader,
-        body: RequestKind,
-        session: &Session,
-    ) -> Reply {
-        self.with_quotas(header, body, session, |body| {
-            self.dispatch(header, body, session)
-        })
-    }
-
-    /// Answers one request.
-    fn dispatch(
-        self: &Arc<Self>,
-        header: &RequestHeader,
-        body: RequestKind,
-        session: &Session,
-    ) -> Reply {
-        let client_host = session.host();
-        let client_host = client_host.as_str();
-        let v = header.request_api_version;
-        let client_id = header
-            .client_id
-            .as_ref()
-            .map(|c| c.to_string())
-            .unwrap_or_default();
-        let mut reply = match body {
-            RequestKind::ApiVersions(r) => Reply::Ready(ResponseKind::ApiVersions(
-                crate::api_versions::handle(&r, v),
-            )),
-            RequestKind::Metadata(r) => Reply::Ready(ResponseKind::Metadata(
-                crate::metadata::handle(self, r, v, session),
-            )),
-            RequestKind::Produce(r) => crate::produce::handle(self, r, v, session),
-            RequestKind::Fetch(r) => {
-                let broker = self.clone();
-                let session = session.clone();
-                Reply::Later(Box::pin(async move {
-                    ResponseKind::Fetch(crate::fetch::handle(broker, r, v, session).await)
-                }))
-            }
-            RequestKind::ListOffsets(r) => Reply::Ready(ResponseKind::ListOffsets(
-                crate::list_offsets::handle(self, r, v, session),
-            )),
-            RequestKind::OffsetForLeaderEpoch(r) => {
-                Reply::Ready(ResponseKind::OffsetForLeaderEpoch(
-                    crate::offset_for_leader_epoch::handle(self, r, session),
-                ))
-            }
-            RequestKind::CreateTopics(r) => Reply::Ready(ResponseKind::CreateTopics(
-                crate::create_topics::handle(self, r, v, session),
-            )),
-            RequestKind::DeleteTopics(r) => Reply::Ready(ResponseKind::DeleteTopics(
-                crate::delete_topics::handle(self, r, v, session),
-            )),
-            RequestKind::CreatePartitions(r) => Reply::Ready(ResponseKind::CreatePartitions(
-                crate::create_partitions::handle(self, r, session),
-            )),
-            RequestKind::DescribeConfigs(r) => Reply::Ready(ResponseKind::DescribeConfigs(
-                crate::describe_configs::handle(self, r, v, session),
-            )),
-            RequestKind::AlterConfigs(r) => Reply::Ready(ResponseKind::AlterConfigs(
-                crate::alter_configs::handle(self, r, session),
-            )),
-            RequestKind::IncrementalAlterConfigs(r) => {
-                Reply::Ready(ResponseKind::IncrementalAlterConfigs(
-                    crate::alter_configs::handle_incremental(self, r, session),
-                ))
-            }
-            RequestKind::DescribeCluster(r) => Reply::Ready(ResponseKind::DescribeCluster(
-                crate::describe_cluster::handle(self, r, session),
-            )),
-            RequestKind::DescribeTopicPartitions(r) => {
-                Reply::Ready(ResponseKind::DescribeTopicPartitions(
-                    crate::describe_topic_partitions::handle(self, r, session),
-                ))
-            }
-            RequestKind::DescribeLogDirs(r) => Reply::Ready(ResponseKind::DescribeLogDirs(
-                crate::describe_log_dirs::handle(self, r, session),
-            )),
-            RequestKind::DeleteRecords(r) => Reply::Ready(ResponseKind::DeleteRecords(
-                crate::delete_records::handle(self, r, session),
-            )),
-            RequestKind::FindCoordinator(r) => Reply::Ready(ResponseKind::FindCoordinator(
-                crate::find_coordinator::handle(self, r, v, session),
-            )),
-            RequestKind::JoinGroup(r) => {
-                crate::join_group::handle(self, r, v, client_id, client_host, session)
-            }
-            RequestKind::SyncGroup(r) => crate::sync_group::handle(self, r, session),
-            RequestKind::Heartbeat(r) => Reply::Ready(ResponseKind::Heartbeat(
-                crate::heartbeat::handle(self, r, session),
-            )),
-            RequestKind::LeaveGroup(r) => Reply::Ready(ResponseKind::LeaveGroup(
-                crate::leave_group::handle(self, r, v, session),
-            )),
-            RequestKind::OffsetCommit(r) => crate::offset_commit::handle(self, r, v, session),
-            RequestKind::OffsetFetch(r) => Reply::Ready(ResponseKind::OffsetFetch(
-                crate::offset_fetch::handle(self, r, v, session),
-            )),
-            RequestKind::DescribeGroups(r) => Reply::Ready(ResponseKind::DescribeGroups(
-                crate::describe_groups::handle(self, r, v, session),
-            )),
-            RequestKind::ListGroups(r) => Reply::Ready(ResponseKind::ListGroups(
-                crate::list_groups::handle(self, r, session),
-            )),
-            RequestKind::DeleteGroups(r) => Reply::Ready(ResponseKind::DeleteGroups(
-                crate::delete_groups::handle(self, r, session),
-            )),
-            RequestKind::ConsumerGroupHeartbeat(r) => Reply::Ready(
-                ResponseKind::ConsumerGroupHeartbeat(crate::consumer_group_heartbeat::handle(
-                    self,
-                    r,
-                    v,
-                    client_id,
-                    client_host,
-                    session,
-                )),
-            ),
-            RequestKind::ConsumerGroupDescribe(r) => {
-                Reply::Ready(ResponseKind::ConsumerGroupDescribe(
-                    crate::consumer_group_describe::handle(self, r, session),
-                ))
-            }
-            RequestKind::OffsetDelete(r) => Reply::Ready(ResponseKind::OffsetDelete(
-                crate::offset_delete::handle(self, r, session),
-            )),
-            RequestKind::InitProducerId(r) => crate::init_producer_id::handle(self, r, v, session),
-            RequestKind::AddPartitionsToTxn(r) => {
-                crate::add_partitions_to_txn::handle(self, r, v, session)
-            }
-            RequestKind::AddOffsetsToTxn(r) => {
-                crate::add_offsets_to_txn::handle(self, r, v, session)
-            }
-            RequestKind::EndTxn(r) => crate::end_txn::handle(self, r, v, session),
-            RequestKind::TxnOffsetCommit(r) => {
-                crate::txn_offset_commit::handle(self, r, v, session)
-            }
-            RequestKind::DescribeProducers(r) => Reply::Ready(ResponseKind::DescribeProducers(
-                crate::describe_producers::handle(self, r, session),
-            )),
-            RequestKind::DescribeTransactions(r) => {
-                Reply::Ready(ResponseKind::DescribeTransactions(
-                    crate::describe_transactions::handle(self, r, session),
-                ))
-            }
-            RequestKind::ListTransactions(r) => Reply::Ready(ResponseKind::ListTransactions(
-                crate::list_transactions::handle(self, r, v, session),
-            )),
-            RequestKind::CreateAcls(r) => crate::create_acls::handle(self, r, session),
-            RequestKind::DescribeAcls(r) => Reply::Ready(ResponseKind::DescribeAcls(
-                crate::describe_acls::handle(self, r, session),
-            )),
-            RequestKind::DeleteAcls(r) => crate::delete_acls::handle(self, r, session),
-            RequestKind::DescribeUserScramCredentials(r) => {
-                Reply::Ready(ResponseKind::DescribeUserScramCredentials(
-                    crate::describe_user_scram_credentials::handle(self, r, session),
-                ))
-            }
-            RequestKind::AlterUserScramCredentials(r) => {
-                crate::alter_user_scram_credentials::handle(self, r, session)
-            }
-            RequestKind::DescribeClientQuotas(r) => {
-                Reply::Ready(ResponseKind::DescribeClientQuotas(
-                    crate::describe_client_quotas::handle(self, r, session),
-                ))
-            }
-            RequestKind::AlterClientQuotas(r) => {
-                crate::alter_client_quotas::handle(self, r, session)
-            }
-            other => {
-                // The codec only lets through what api_versions lists.
-                warn!(request = ?std::mem::discriminant(&other), "request for an API without a handler");
-                Reply::None
-            }
-        };
-        // Kafka answers with the address of the listener the client used.
-        if let Reply::Ready(resp) = &mut reply {
-            self.localize_endpoints(resp, &session.listener);
-        }
-        reply
+    /// The installed validator.
+    pub fn record_validator(&self) -> Option<&Arc<dyn crate::validation::RecordValidator>> {
+        self.validator.get()
     }
 }
 

@@ -45,6 +45,7 @@ pub mod describe_producers;
 pub mod describe_topic_partitions;
 pub mod describe_transactions;
 pub mod describe_user_scram_credentials;
+mod dispatch;
 pub mod end_txn;
 pub mod error;
 pub mod fetch;

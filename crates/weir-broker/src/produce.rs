@@ -106,7 +106,9 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
                 &records,
             )
             .and_then(|()| match &topic {
-                Some(t) => crate::validation::validate_produce(broker, t, &records),
+                Some(t) => {
+                    crate::validation::validate_produce(broker.record_validator(), t, &records)
+                }
                 None => Ok(()),
             });
             if let Err(e) = checked {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
 
-use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::internal_log::KeyValue;
 use crate::topics::Topic;
@@ -45,7 +44,7 @@ pub fn decode_records(records: &Bytes) -> Result<Vec<KeyValue>, BrokerError> {
 /// validation and a record fails it. Topics without the configs pay one
 /// map lookup per config.
 pub(crate) fn validate_produce(
-    broker: &Broker,
+    validator: Option<&Arc<dyn RecordValidator>>,
     topic: &Topic,
     records: &Bytes,
 ) -> Result<(), BrokerError> {
@@ -54,7 +53,7 @@ pub(crate) fn validate_produce(
     if !keys && !values {
         return Ok(());
     }
-    let Some(validator) = broker.record_validator() else {
+    let Some(validator) = validator else {
         return Err(BrokerError::InvalidRecord {
             reason: format!(
                 "topic {} requires schema validation but no schema registry is running",
@@ -73,16 +72,4 @@ pub(crate) fn validate_produce(
         }
     }
     Ok(())
-}
-
-impl Broker {
-    /// Installs the produce-path validator (once; later calls are ignored).
-    pub fn set_record_validator(&self, v: Arc<dyn RecordValidator>) {
-        let _ = self.validator.set(v);
-    }
-
-    /// The installed validator.
-    pub fn record_validator(&self) -> Option<&Arc<dyn RecordValidator>> {
-        self.validator.get()
-    }
 }
