@@ -71,6 +71,8 @@ pub mod produce;
 pub mod quotas;
 pub mod scram_credentials;
 pub mod security;
+pub mod share_partition;
+pub mod share_state_store;
 pub mod sync_group;
 pub mod transactions;
 pub mod txn_coordinator;

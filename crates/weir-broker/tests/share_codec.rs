@@ -55,10 +55,12 @@ fn share_fetch_v2_matches_kafka() {
             .with_topic_id(uuid_1_2())
             .with_partitions(vec![FetchPartition::default()
                 .with_partition_index(7)
-                .with_acknowledgement_batches(vec![AcknowledgementBatch::default()
-                    .with_first_offset(4)
-                    .with_last_offset(6)
-                    .with_acknowledge_types(vec![4])])])]);
+                .with_acknowledgement_batches(vec![
+                    AcknowledgementBatch::default()
+                        .with_first_offset(4)
+                        .with_last_offset(6)
+                        .with_acknowledge_types(vec![4]),
+                ])])]);
     let expected = "0267026d00000003000001f400000001000003e80000000a00000005010102000000000000000100000000000000020200000007020000000000000004000000000000000602040000000100";
     assert_eq!(hex(&req, 2), expected);
     let back = ShareFetchRequest::decode(&mut unhex(expected), 2).unwrap();
@@ -89,11 +91,13 @@ fn describe_share_group_offsets_v1_carries_lag() {
             .with_topics(vec![DescribeShareGroupOffsetsResponseTopic::default()
                 .with_topic_name(TopicName(StrBytes::from_static_str("t")))
                 .with_topic_id(uuid_1_2())
-                .with_partitions(vec![DescribeShareGroupOffsetsResponsePartition::default()
-                    .with_partition_index(0)
-                    .with_start_offset(5)
-                    .with_leader_epoch(0)
-                    .with_lag(9)])]),
+                .with_partitions(vec![
+                    DescribeShareGroupOffsetsResponsePartition::default()
+                        .with_partition_index(0)
+                        .with_start_offset(5)
+                        .with_leader_epoch(0)
+                        .with_lag(9),
+                ])]),
     ]);
     assert_eq!(
         hex(&resp, 1),
