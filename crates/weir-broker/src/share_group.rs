@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use kafka_protocol::error::ResponseError;
 use uuid::Uuid;
 
-pub use crate::consumer_group::{Assignment, TopicMeta};
+pub use crate::consumer_group::{Assignment, HeartbeatAnswer, TopicMeta};
 
 /// The assignor's name, as ShareGroupDescribe reports it.
 pub const ASSIGNOR: &str = "simple";
@@ -71,21 +71,6 @@ pub struct Heartbeat {
     pub client_id: String,
     /// Client host.
     pub client_host: String,
-}
-
-/// The answer to a heartbeat.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HeartbeatAnswer {
-    /// Error code.
-    pub error: i16,
-    /// Error message.
-    pub message: Option<String>,
-    /// The member's epoch now (-1 after leaving).
-    pub member_epoch: i32,
-    /// How often to heartbeat.
-    pub interval_ms: i32,
-    /// The member's assignment, when it is new to the member.
-    pub assignment: Option<Assignment>,
 }
 
 /// A member as ShareGroupDescribe shows it.
@@ -152,6 +137,7 @@ fn fail(e: ResponseError, msg: impl Into<String>, epoch: i32, interval: i32) -> 
     HeartbeatAnswer {
         error: e.code(),
         message: Some(msg.into()),
+        member_id: String::new(),
         member_epoch: epoch,
         interval_ms: interval,
         assignment: None,
@@ -236,6 +222,19 @@ impl ShareGroups {
         cfg: &MembershipConfig,
         now: i64,
     ) -> HeartbeatAnswer {
+        HeartbeatAnswer {
+            member_id: hb.member_id.clone(),
+            ..self.answer(hb, topics, cfg, now)
+        }
+    }
+
+    fn answer(
+        &mut self,
+        hb: &Heartbeat,
+        topics: &BTreeMap<String, TopicMeta>,
+        cfg: &MembershipConfig,
+        now: i64,
+    ) -> HeartbeatAnswer {
         let interval = cfg.heartbeat_interval_ms;
         let invalid = |msg: &str| {
             fail(
@@ -268,6 +267,7 @@ impl ShareGroups {
             return HeartbeatAnswer {
                 error: 0,
                 message: None,
+                member_id: String::new(),
                 member_epoch: -1,
                 interval_ms: 0,
                 assignment: None,
@@ -361,6 +361,7 @@ impl ShareGroups {
         HeartbeatAnswer {
             error: 0,
             message: None,
+            member_id: String::new(),
             member_epoch: m.epoch,
             interval_ms: interval,
             assignment,
