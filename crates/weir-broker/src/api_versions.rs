@@ -4,8 +4,11 @@
 //! other API or version, and ApiVersions advertises exactly this.
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{
+    ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::protocol::VersionRange;
 
 /// The APIs Weir serves, with the versions it serves of each. Versions are
@@ -39,6 +42,14 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    // Share groups (KIP-932), at Kafka 4.3's versions.
+    (ApiKey::ShareGroupHeartbeat, 1, 1),
+    (ApiKey::ShareGroupDescribe, 1, 1),
+    (ApiKey::ShareFetch, 1, 2),
+    (ApiKey::ShareAcknowledge, 1, 2),
+    (ApiKey::DescribeShareGroupOffsets, 0, 1),
+    (ApiKey::AlterShareGroupOffsets, 0, 0),
+    (ApiKey::DeleteShareGroupOffsets, 0, 0),
     // Transactions stop below the versions that mean "the client handles
     // TRANSACTION_ABORTABLE" or transaction version 2 (KIP-890 part 2),
     // which Weir does not offer: clients use the explicit
@@ -94,11 +105,41 @@ fn valid_software_field(s: &str) -> bool {
         && b.iter().all(inner_ok)
 }
 
+/// Feature flags, as Kafka advertises them (KIP-584): name, supported
+/// range, finalized level. `share.version` 1 turns share groups on; they
+/// are on by default, as in Kafka 4.2.
+const FEATURES: &[(&str, i16, i16, i16)] = &[("share.version", 0, 1, 1)];
+
+fn features(resp: ApiVersionsResponse) -> ApiVersionsResponse {
+    resp.with_supported_features(
+        FEATURES
+            .iter()
+            .map(|&(name, min, max, _)| {
+                SupportedFeatureKey::default()
+                    .with_name(StrBytes::from_static_str(name))
+                    .with_min_version(min)
+                    .with_max_version(max)
+            })
+            .collect(),
+    )
+    .with_finalized_features(
+        FEATURES
+            .iter()
+            .map(|&(name, _, _, level)| {
+                FinalizedFeatureKey::default()
+                    .with_name(StrBytes::from_static_str(name))
+                    .with_min_version_level(level)
+                    .with_max_version_level(level)
+            })
+            .collect(),
+    )
+    // The levels never change on this broker: one epoch for ever.
+    .with_finalized_features_epoch(0)
+}
+
 /// Answers an ApiVersions request.
 pub fn handle(req: &ApiVersionsRequest, version: i16) -> ApiVersionsResponse {
-    let resp = ApiVersionsResponse::default()
-        .with_api_keys(api_keys())
-        .with_finalized_features_epoch(-1);
+    let resp = features(ApiVersionsResponse::default().with_api_keys(api_keys()));
     if version >= 3
         && !(valid_software_field(&req.client_software_name)
             && valid_software_field(&req.client_software_version))
