@@ -69,3 +69,92 @@ def test_release_reject_and_the_delivery_count_limit(java, topic_name):
     out = java.call("ack_types", topic=topic_name, group=group, count=3, timeout=120)
     assert out["deliveries"] == {"v0": [1, 2], "v1": [1], "v2": [1, 2]}
     assert out["start_offset"] == 3
+
+
+def test_a_killed_consumers_records_go_to_another_after_the_lock_duration(
+        java, share_broker, topic_name):
+    """A consumer killed (SIGKILL, its JVM) while holding records: once
+    their acquisition lock (2 s for this group) expires, another consumer
+    gets them, at delivery count 2, and every record is accepted."""
+    group = f"g-{topic_name}"
+    earliest(java, group, **{"share.record.lock.duration.ms": "2000"})
+    java.call("produce", topic=topic_name, count=20)
+    victim = java_harness.JavaProcess(SCENARIOS, share_broker.bootstrap)
+    try:
+        held = victim.call("hold", topic=topic_name, group=group, max=5)
+    finally:
+        victim.proc.kill()
+        victim.proc.wait(30)
+        victim.close()
+    assert held == [0, 1, 2, 3, 4]
+    java.call("open", name="survivor", topic=topic_name, group=group)
+    try:
+        out = java.call("consume", name="survivor", accepted=20, timeout=150)
+    finally:
+        java.call("close", name="survivor")
+    assert out["confirmed"] == list(range(20))
+    last_count = {offset: count for offset, count in out["delivered"]}
+    assert all(last_count[o] == 2 for o in held), out["delivered"]
+
+
+def test_broker_kill_9_neither_loses_acknowledgements_nor_redelivers_them(
+        java, share_broker, topic_name):
+    """kill -9 of the broker while a consumer holds records: after the
+    restart no record whose acknowledgement was confirmed comes back, the
+    records that were in flight come back, and every record ends up
+    acknowledged."""
+    group = f"g-{topic_name}"
+    earliest(java, group)
+    java.call("produce", topic=topic_name, count=300)
+    java.call("open", name="k", topic=topic_name, group=group,
+              consumer={"share.acquire.mode": "record_limit", "max.poll.records": "50"})
+    try:
+        before = java.call("consume", name="k", accepted=100)
+        in_flight = java.call("consume", name="k", commit=False)
+        share_broker.kill()
+        share_broker.start()
+        acked = set(before["confirmed"])
+        after = java.call("consume", name="k", accepted=300 - len(acked), timeout=200)
+    finally:
+        java.call("close", name="k")
+    assert len(acked) >= 100 and in_flight["delivered"], (before, in_flight)
+    redelivered = {offset for offset, _ in after["delivered"]} & acked
+    assert not redelivered, f"acknowledged before the crash, delivered again: {sorted(redelivered)}"
+    assert {o for o, _ in in_flight["delivered"]} <= {o for o, _ in after["delivered"]}
+    assert acked | set(after["confirmed"]) == set(range(300))
+
+
+def test_admin_describes_lists_alters_and_deletes_a_share_group(java, topic_name):
+    """The admin client's share-group APIs: describeShareGroups (member and
+    assignment), listShareGroupOffsets (start offset and lag), listGroups of
+    type share, alterShareGroupOffsets (refused while the group has
+    members), deleteShareGroupOffsets and deleteShareGroups."""
+    group = f"g-{topic_name}"
+    earliest(java, group)
+    java.call("produce", topic=topic_name, count=10)
+    java.call("open", name="a", topic=topic_name, group=group,
+              consumer={"share.acquire.mode": "record_limit", "max.poll.records": "4"})
+    try:
+        assert len(java.call("consume", name="a", accepted=4)["confirmed"]) == 4
+        d = java.call("describe_group", group=group)
+        assert d["state"] == "Stable"
+        assert [m["assignment"] for m in d["members"]] == [[f"{topic_name}-0"]]
+        assert d["members"][0]["client_id"] == "weir-share-tests"
+        assert d["epoch"] >= 1 and d["coordinator"] >= 0
+        assert java.call("list_offsets", group=group) == {
+            f"{topic_name}-0": {"start_offset": 4, "lag": 6}}
+        listed = java.call("list_share_groups")[group]
+        assert (listed["type"].lower(), listed["state"]) == ("share", "Stable")
+        assert java.call("alter_offsets", group=group, topic=topic_name,
+                         offset=8) == "GroupNotEmptyException"
+    finally:
+        java.call("close", name="a")
+    assert java.call("describe_group", group=group)["state"] == "Empty"
+    assert java.call("alter_offsets", group=group, topic=topic_name, offset=8) == "ok"
+    assert java.call("list_offsets", group=group) == {
+        f"{topic_name}-0": {"start_offset": 8, "lag": 2}}
+    assert java.call("delete_offsets", group=group, topic=topic_name) == "ok"
+    assert java.call("list_offsets", group=group) == {}
+    assert java.call("delete_group", group=group) == "ok"
+    assert group not in java.call("list_share_groups")
+    assert java.call("delete_group", group=group) == "GroupIdNotFoundException"
