@@ -10,9 +10,14 @@ their own group and nobody else's.
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from confluent_kafka import AcknowledgeType, Producer, ShareConsumer
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 import java_harness
+from weir_helpers import admin, create_topic
 
 SCENARIOS = "weir.share.ShareScenarios"
 
@@ -158,3 +163,63 @@ def test_admin_describes_lists_alters_and_deletes_a_share_group(java, topic_name
     assert java.call("delete_group", group=group) == "ok"
     assert group not in java.call("list_share_groups")
     assert java.call("delete_group", group=group) == "GroupIdNotFoundException"
+
+
+def test_librdkafka_share_consumers_split_a_partition_and_release(share_broker, topic_name):
+    """librdkafka 2.16's share consumer (confluent-kafka 2.16's ShareConsumer):
+    while one consumer holds records the other gets different ones; a
+    RELEASEd record comes back at delivery count 2; together they accept
+    every record."""
+    group = f"g-{topic_name}"
+    adm = admin(share_broker.bootstrap)
+    create_topic(adm, topic_name)
+    res = ConfigResource(ResourceType.GROUP, group, incremental_configs=[ConfigEntry(
+        "share.auto.offset.reset", "earliest", incremental_operation=AlterConfigOpType.SET)])
+    adm.incremental_alter_configs([res])[res].result(30)
+    p = Producer({"bootstrap.servers": share_broker.bootstrap, "linger.ms": 0})
+    for i in range(40):  # one record a batch
+        p.produce(topic_name, key=f"k{i}", value=f"v{i}")
+        p.flush(30)
+    conf = {"bootstrap.servers": share_broker.bootstrap, "group.id": group,
+            "share.acknowledgement.mode": "explicit", "max.poll.records": 5}
+    c1, c2 = ShareConsumer(conf), ShareConsumer(conf)
+    try:
+        for c in (c1, c2):
+            c.subscribe([topic_name])
+
+        def first_records(c):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                msgs = [m for m in c.poll(0.5) if m.error() is None]
+                if msgs:
+                    return msgs
+            raise AssertionError("no records within 60 s")
+
+        held = first_records(c1)
+        other = first_records(c2)
+        assert not {m.offset() for m in held} & {m.offset() for m in other}
+        released = held[0].offset()
+        c1.acknowledge(held[0], AcknowledgeType.RELEASE)
+        for m in held[1:]:
+            c1.acknowledge(m)
+        for m in other:
+            c2.acknowledge(m)
+        assert all(e is None for e in c1.commit_sync(30).values())
+        assert all(e is None for e in c2.commit_sync(30).values())
+        accepted = {m.offset() for m in held[1:] + other}
+        again = []
+        deadline = time.monotonic() + 90
+        while len(accepted) < 40 and time.monotonic() < deadline:
+            for c in (c1, c2):
+                msgs = [m for m in c.poll(0.2) if m.error() is None]
+                for m in msgs:
+                    c.acknowledge(m)
+                    if m.offset() == released:
+                        again.append(m.delivery_count())
+                if msgs and all(e is None for e in c.commit_sync(30).values()):
+                    accepted |= {m.offset() for m in msgs}
+        assert accepted == set(range(40))
+        assert again == [2]
+    finally:
+        c1.close()
+        c2.close()

@@ -175,6 +175,13 @@ async fn fetch(broker: Arc<Broker>, r: ShareFetchRequest, session: Session) -> S
         .flat_map(|t| t.partitions.iter().map(move |p| (t.topic_id, *p)))
         .collect();
     let epoch = r.share_session_epoch;
+    if epoch == 0 && !acks.is_empty() {
+        // Kafka's rule: nothing can be acquired before a session opens.
+        return top_error(
+            ResponseError::InvalidRequest.code(),
+            "Acknowledge data present in the initial share fetch request",
+        );
+    }
     let opened = broker
         .shares
         .sessions(|s| s.fetch(&group, &member, epoch, &added, &forgotten));

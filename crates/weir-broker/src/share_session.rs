@@ -28,9 +28,6 @@ pub enum SessionError {
     /// The broker holds `group.share.max.share.sessions` sessions already.
     #[error("the limit of share sessions has been reached")]
     LimitReached,
-    /// The request contradicts its epoch.
-    #[error("{0}")]
-    InvalidRequest(&'static str),
 }
 
 impl SessionError {
@@ -40,7 +37,6 @@ impl SessionError {
             SessionError::NotFound => ResponseError::ShareSessionNotFound.code(),
             SessionError::InvalidEpoch => ResponseError::InvalidShareSessionEpoch.code(),
             SessionError::LimitReached => ResponseError::ShareSessionLimitReached.code(),
-            SessionError::InvalidRequest(_) => ResponseError::InvalidRequest.code(),
         }
     }
 }
@@ -110,11 +106,8 @@ impl ShareSessions {
         let key = (group.to_string(), member.to_string());
         match epoch {
             0 => {
-                if !forgotten.is_empty() {
-                    return Err(SessionError::InvalidRequest(
-                        "a request opening a share session cannot forget partitions",
-                    ));
-                }
+                // A new session starts from what it names; there is nothing
+                // to forget yet, as in Kafka.
                 if !self.sessions.contains_key(&key) && self.sessions.len() >= self.max {
                     return Err(SessionError::LimitReached);
                 }
@@ -133,17 +126,12 @@ impl ShareSessions {
                 );
                 Ok((FetchKind::Full, partitions))
             }
-            -1 => {
-                if !added.is_empty() {
-                    return Err(SessionError::InvalidRequest(
-                        "a request closing a share session cannot fetch",
-                    ));
-                }
-                self.sessions
-                    .remove(&key)
-                    .map(|_| (FetchKind::Final, Vec::new()))
-                    .ok_or(SessionError::NotFound)
-            }
+            // Partitions named here only carry acknowledgements.
+            -1 => self
+                .sessions
+                .remove(&key)
+                .map(|_| (FetchKind::Final, Vec::new()))
+                .ok_or(SessionError::NotFound),
             e if e < 0 => Err(SessionError::InvalidEpoch),
             e => {
                 let s = self.sessions.get_mut(&key).ok_or(SessionError::NotFound)?;
@@ -260,10 +248,9 @@ mod tests {
         let mut s = ShareSessions::new(10);
         s.fetch("g", "m", 0, &[(T, 0)], &[]).unwrap();
         assert_eq!(
-            s.fetch("g", "m", -1, &[(T, 0)], &[]).unwrap_err().code(),
-            ResponseError::InvalidRequest.code()
+            s.fetch("g", "m", -1, &[(T, 0)], &[]).unwrap().0,
+            FetchKind::Final
         );
-        assert_eq!(s.fetch("g", "m", -1, &[], &[]).unwrap().0, FetchKind::Final);
         assert!(s.is_empty());
         s.fetch("g", "m", 0, &[(T, 0)], &[]).unwrap();
         assert_eq!(s.acknowledge("g", "m", -1), Ok(true));
