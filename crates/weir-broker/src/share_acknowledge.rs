@@ -44,7 +44,7 @@ pub fn handle(broker: &Arc<Broker>, r: ShareAcknowledgeRequest, session: &Sessio
         .sessions(|s| s.acknowledge(&group, &member, epoch))
     {
         Ok(c) => c,
-        Err(e) => return top_error(e.code(), e.to_string()),
+        Err(e) => return top_error(e.code().code(), e.to_string()),
     };
     let acks = r
         .topics

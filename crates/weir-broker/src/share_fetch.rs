@@ -187,7 +187,7 @@ async fn fetch(broker: Arc<Broker>, r: ShareFetchRequest, session: Session) -> S
         .sessions(|s| s.fetch(&group, &member, epoch, &added, &forgotten));
     let (kind, partitions) = match opened {
         Ok(s) => s,
-        Err(e) => return top_error(e.code(), &e.to_string()),
+        Err(e) => return top_error(e.code().code(), &e.to_string()),
     };
     let check = topic_check(&broker, &session);
     let mut outcomes = acknowledge_all(&broker, &group, &member, acks, &check);

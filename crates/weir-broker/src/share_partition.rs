@@ -37,7 +37,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kafka_protocol::error::ResponseError;
+use crate::BrokerError;
 
 /// A record's delivery state, with Kafka's ids (`SharePartition.RecordState`,
 /// also the `DeliveryState` byte of `__share_group_state`).
@@ -176,27 +176,6 @@ pub struct AckBatch {
     pub last: i64,
     /// Wire acknowledge types.
     pub types: Vec<i8>,
-}
-
-/// Why an acknowledgement was refused. Nothing of the request is applied.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AckError {
-    /// The batches are malformed.
-    #[error("{0}")]
-    InvalidRequest(String),
-    /// A record is not acquired by this member (any more).
-    #[error("{0}")]
-    InvalidRecordState(String),
-}
-
-impl AckError {
-    /// The Kafka error code.
-    pub fn code(&self) -> i16 {
-        match self {
-            AckError::InvalidRequest(_) => ResponseError::InvalidRequest.code(),
-            AckError::InvalidRecordState(_) => ResponseError::InvalidRecordState.code(),
-        }
-    }
 }
 
 /// A range of offsets with one persisted state (`__share_group_state`'s
@@ -500,25 +479,25 @@ impl SharePartition {
         acks: &[AckBatch],
         cfg: &ShareConfig,
         now: i64,
-    ) -> Result<(), AckError> {
+    ) -> Result<(), BrokerError> {
         // Validate everything first.
         let mut prev_last: Option<i64> = None;
         for a in acks {
             if a.first > a.last {
-                return Err(AckError::InvalidRequest(format!(
+                return Err(BrokerError::invalid_request(format!(
                     "acknowledgement batch {}..{} has its first offset after its last",
                     a.first, a.last
                 )));
             }
             if prev_last.is_some_and(|p| a.first <= p) {
-                return Err(AckError::InvalidRequest(
-                    "acknowledgement batches overlap or are out of order".into(),
+                return Err(BrokerError::invalid_request(
+                    "acknowledgement batches overlap or are out of order",
                 ));
             }
             prev_last = Some(a.last);
             let len = a.last - a.first + 1;
             if a.types.is_empty() || (a.types.len() != 1 && a.types.len() as i64 != len) {
-                return Err(AckError::InvalidRequest(format!(
+                return Err(BrokerError::invalid_request(format!(
                     "{} acknowledge types for {} offsets",
                     a.types.len(),
                     len
@@ -527,14 +506,13 @@ impl SharePartition {
             for &t in &a.types {
                 match AckType::from_wire(t) {
                     None => {
-                        return Err(AckError::InvalidRequest(format!(
+                        return Err(BrokerError::invalid_request(format!(
                             "unknown acknowledge type {t}"
                         )))
                     }
                     Some(AckType::Renew) if !cfg.renew_enabled => {
-                        return Err(AckError::InvalidRecordState(
-                            "renew acknowledgements are disabled for this group (share.renew.acknowledge.enable)"
-                                .into(),
+                        return Err(record_state(
+                            "renew acknowledgements are disabled for this group (share.renew.acknowledge.enable)",
                         ))
                     }
                     Some(_) => {}
@@ -544,7 +522,7 @@ impl SharePartition {
                 continue;
             }
             if a.last >= self.end {
-                return Err(AckError::InvalidRecordState(format!(
+                return Err(record_state(format!(
                     "offset {} was never delivered",
                     a.last
                 )));
@@ -553,12 +531,10 @@ impl SharePartition {
             let mut off = lo;
             while off <= a.last {
                 let Some((_, s)) = self.spans.range(..=off).next_back() else {
-                    return Err(AckError::InvalidRecordState(format!(
-                        "offset {off} is not in flight"
-                    )));
+                    return Err(record_state(format!("offset {off} is not in flight")));
                 };
                 if s.state != RecordState::Acquired || s.owner.as_deref() != Some(member) {
-                    return Err(AckError::InvalidRecordState(format!(
+                    return Err(record_state(format!(
                         "offset {off} is not acquired by this member"
                     )));
                 }
@@ -826,6 +802,12 @@ impl SharePartition {
     }
 }
 
+fn record_state(reason: impl Into<String>) -> BrokerError {
+    BrokerError::InvalidRecordState {
+        reason: reason.into(),
+    }
+}
+
 fn type_at(a: &AckBatch, off: i64) -> AckType {
     let t = if a.types.len() == 1 {
         a.types[0]
@@ -870,6 +852,7 @@ fn push_state(out: &mut Vec<StateBatch>, first: i64, last: i64, s: &Span) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::error::ResponseError;
     use proptest::prelude::*;
 
     fn cfg() -> ShareConfig {
@@ -1092,7 +1075,7 @@ mod tests {
         let e = sp
             .acknowledge("a", &[ack(0, 4, RENEW)], &off, 950)
             .unwrap_err();
-        assert_eq!(e.code(), ResponseError::InvalidRecordState.code());
+        assert_eq!(e.code(), ResponseError::InvalidRecordState);
     }
 
     #[test]
@@ -1110,12 +1093,12 @@ mod tests {
         let e = sp
             .acknowledge("a", &[ack(0, 1, ACCEPT), ack(9, 10, ACCEPT)], &cfg(), 5)
             .unwrap_err();
-        assert_eq!(e.code(), ResponseError::InvalidRecordState.code());
+        assert_eq!(e.code(), ResponseError::InvalidRecordState);
         assert_eq!(sp, before);
         let e = sp
             .acknowledge("a", &[ack(20, 21, ACCEPT)], &cfg(), 5)
             .unwrap_err();
-        assert_eq!(e.code(), ResponseError::InvalidRecordState.code());
+        assert_eq!(e.code(), ResponseError::InvalidRecordState);
     }
 
     #[test]
@@ -1133,7 +1116,7 @@ mod tests {
         ];
         for acks in bad {
             let e = sp.acknowledge("a", &acks, &cfg(), 0).unwrap_err();
-            assert_eq!(e.code(), ResponseError::InvalidRequest.code(), "{acks:?}");
+            assert_eq!(e.code(), ResponseError::InvalidRequest, "{acks:?}");
         }
     }
 

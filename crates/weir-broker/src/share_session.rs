@@ -10,36 +10,12 @@
 
 use std::collections::HashMap;
 
-use kafka_protocol::error::ResponseError;
 use uuid::Uuid;
+
+use crate::BrokerError;
 
 /// A topic partition by id.
 pub type TopicIdPartition = (Uuid, i32);
-
-/// Why a request's session epoch was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SessionError {
-    /// No session for the member.
-    #[error("the share session was not found")]
-    NotFound,
-    /// The epoch is not the one expected next.
-    #[error("the share session epoch is invalid")]
-    InvalidEpoch,
-    /// The broker holds `group.share.max.share.sessions` sessions already.
-    #[error("the limit of share sessions has been reached")]
-    LimitReached,
-}
-
-impl SessionError {
-    /// The Kafka error code.
-    pub fn code(&self) -> i16 {
-        match self {
-            SessionError::NotFound => ResponseError::ShareSessionNotFound.code(),
-            SessionError::InvalidEpoch => ResponseError::InvalidShareSessionEpoch.code(),
-            SessionError::LimitReached => ResponseError::ShareSessionLimitReached.code(),
-        }
-    }
-}
 
 /// What a ShareFetch is, given its epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,14 +78,14 @@ impl ShareSessions {
         epoch: i32,
         added: &[TopicIdPartition],
         forgotten: &[TopicIdPartition],
-    ) -> Result<(FetchKind, Vec<TopicIdPartition>), SessionError> {
+    ) -> Result<(FetchKind, Vec<TopicIdPartition>), BrokerError> {
         let key = (group.to_string(), member.to_string());
         match epoch {
             0 => {
                 // A new session starts from what it names; there is nothing
                 // to forget yet, as in Kafka.
                 if !self.sessions.contains_key(&key) && self.sessions.len() >= self.max {
-                    return Err(SessionError::LimitReached);
+                    return Err(BrokerError::ShareSessionLimitReached);
                 }
                 let mut partitions: Vec<TopicIdPartition> = Vec::new();
                 for p in added {
@@ -131,12 +107,15 @@ impl ShareSessions {
                 .sessions
                 .remove(&key)
                 .map(|_| (FetchKind::Final, Vec::new()))
-                .ok_or(SessionError::NotFound),
-            e if e < 0 => Err(SessionError::InvalidEpoch),
+                .ok_or(BrokerError::ShareSessionNotFound),
+            e if e < 0 => Err(BrokerError::InvalidShareSessionEpoch),
             e => {
-                let s = self.sessions.get_mut(&key).ok_or(SessionError::NotFound)?;
+                let s = self
+                    .sessions
+                    .get_mut(&key)
+                    .ok_or(BrokerError::ShareSessionNotFound)?;
                 if e != s.next_epoch {
-                    return Err(SessionError::InvalidEpoch);
+                    return Err(BrokerError::InvalidShareSessionEpoch);
                 }
                 s.next_epoch = next(e);
                 s.partitions.retain(|p| !forgotten.contains(p));
@@ -157,19 +136,22 @@ impl ShareSessions {
         group: &str,
         member: &str,
         epoch: i32,
-    ) -> Result<bool, SessionError> {
+    ) -> Result<bool, BrokerError> {
         let key = (group.to_string(), member.to_string());
         match epoch {
             -1 => self
                 .sessions
                 .remove(&key)
                 .map(|_| true)
-                .ok_or(SessionError::NotFound),
-            e if e <= 0 => Err(SessionError::InvalidEpoch),
+                .ok_or(BrokerError::ShareSessionNotFound),
+            e if e <= 0 => Err(BrokerError::InvalidShareSessionEpoch),
             e => {
-                let s = self.sessions.get_mut(&key).ok_or(SessionError::NotFound)?;
+                let s = self
+                    .sessions
+                    .get_mut(&key)
+                    .ok_or(BrokerError::ShareSessionNotFound)?;
                 if e != s.next_epoch {
-                    return Err(SessionError::InvalidEpoch);
+                    return Err(BrokerError::InvalidShareSessionEpoch);
                 }
                 s.next_epoch = next(e);
                 Ok(false)
@@ -207,6 +189,12 @@ impl ShareSessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::error::ResponseError;
+
+    /// The refusal's Kafka error, if refused.
+    fn refused<T>(r: Result<T, BrokerError>) -> Option<ResponseError> {
+        r.err().map(|e| e.code())
+    }
 
     const T: Uuid = Uuid::from_u128(9);
 
@@ -227,17 +215,26 @@ mod tests {
     #[test]
     fn wrong_epochs_and_missing_sessions_are_refused() {
         let mut s = ShareSessions::new(10);
-        assert_eq!(s.fetch("g", "m", 1, &[], &[]), Err(SessionError::NotFound));
-        assert_eq!(s.acknowledge("g", "m", 1), Err(SessionError::NotFound));
+        assert_eq!(
+            refused(s.fetch("g", "m", 1, &[], &[])),
+            Some(ResponseError::ShareSessionNotFound)
+        );
+        assert_eq!(
+            refused(s.acknowledge("g", "m", 1)),
+            Some(ResponseError::ShareSessionNotFound)
+        );
         s.fetch("g", "m", 0, &[(T, 0)], &[]).unwrap();
         assert_eq!(
-            s.fetch("g", "m", 2, &[], &[]),
-            Err(SessionError::InvalidEpoch)
+            refused(s.fetch("g", "m", 2, &[], &[])),
+            Some(ResponseError::InvalidShareSessionEpoch)
         );
-        assert_eq!(s.acknowledge("g", "m", 0), Err(SessionError::InvalidEpoch));
         assert_eq!(
-            s.fetch("g", "m", -3, &[], &[]),
-            Err(SessionError::InvalidEpoch)
+            refused(s.acknowledge("g", "m", 0)),
+            Some(ResponseError::InvalidShareSessionEpoch)
+        );
+        assert_eq!(
+            refused(s.fetch("g", "m", -3, &[], &[])),
+            Some(ResponseError::InvalidShareSessionEpoch)
         );
         // A refused epoch does not advance the session.
         assert!(s.fetch("g", "m", 1, &[], &[]).is_ok());
@@ -253,8 +250,11 @@ mod tests {
         );
         assert!(s.is_empty());
         s.fetch("g", "m", 0, &[(T, 0)], &[]).unwrap();
-        assert_eq!(s.acknowledge("g", "m", -1), Ok(true));
-        assert_eq!(s.acknowledge("g", "m", -1), Err(SessionError::NotFound));
+        assert!(s.acknowledge("g", "m", -1).unwrap());
+        assert_eq!(
+            refused(s.acknowledge("g", "m", -1)),
+            Some(ResponseError::ShareSessionNotFound)
+        );
     }
 
     #[test]
@@ -262,8 +262,8 @@ mod tests {
         let mut s = ShareSessions::new(1);
         s.fetch("g", "a", 0, &[(T, 0)], &[]).unwrap();
         assert_eq!(
-            s.fetch("g", "b", 0, &[(T, 0)], &[]),
-            Err(SessionError::LimitReached)
+            refused(s.fetch("g", "b", 0, &[(T, 0)], &[])),
+            Some(ResponseError::ShareSessionLimitReached)
         );
         assert!(s.fetch("g", "a", 0, &[(T, 1)], &[]).is_ok());
         assert!(s.remove("g", "a"));

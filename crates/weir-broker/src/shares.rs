@@ -478,10 +478,8 @@ impl Shares {
             configs,
             false,
         ) {
-            Ok(_) | Err((ResponseError::TopicAlreadyExists, _)) => Ok(()),
-            Err((e, m)) => Err(BrokerError::Internal(format!(
-                "cannot create {SHARE_STATE_TOPIC}: {e:?} {m}"
-            ))),
+            Ok(_) | Err(BrokerError::TopicExists { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -535,7 +533,7 @@ impl Shares {
         }
         match result {
             Ok(()) => (0, None, wait),
-            Err(e) => (e.code(), Some(e.to_string()), wait),
+            Err(e) => (e.code().code(), Some(e.to_string()), wait),
         }
     }
 
