@@ -10,6 +10,8 @@ mod bench;
 mod broker_metrics;
 mod cli;
 mod config;
+#[cfg(feature = "fault-injection")]
+mod fault;
 mod security;
 mod serve;
 
