@@ -48,8 +48,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     node.set_kafka(
         KafkaAccess::node(kafka.endpoints.clone()).with_clients(settings.clients.clone()),
     );
-    node.add(admin_service(admin));
-    node.add(log_service(&settings, &kafka, &broker));
+    add(&mut node, admin_service(admin));
+    add(&mut node, log_service(&settings, &kafka, &broker));
     http_service(
         &mut node,
         settings.registry_listen.as_deref(),
@@ -57,7 +57,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         |l| registry_service(l, &broker),
     )
     .await?;
-    node.add(kafka_service(&settings, kafka, &broker));
+    add(&mut node, kafka_service(&settings, kafka, &broker));
     // Ready once Kafka clients are served; the platform services below
     // are clients of the Kafka listener and start after it.
     node.ready_here();
