@@ -10,12 +10,14 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
 use weir_auth::acl::{AclOperation, ResourceType};
 use weir_auth::Session;
 use weir_log::BoxFuture;
 
-use crate::broker::{Broker, Reply};
+use crate::broker::{Broker, Reply, Topic};
 use crate::error::log_error_code;
+use crate::BrokerError;
 
 /// A pending fsync for one partition's append.
 type DurableWait = BoxFuture<'static, Result<(), weir_log::LogError>>;
@@ -95,24 +97,33 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
             };
             let (bytes, messages) = (records.len(), crate::metrics::count_records(&records));
             let topic_name = topic.as_ref().map_or("", |t| t.name.as_str());
-            if let Err((e, msg)) = check_producer(
+            let checked = check_producer(
                 broker,
                 version,
                 req.transactional_id.as_ref().map(|t| t.as_str()),
                 topic_name,
                 pd.index,
                 &records,
-            ) {
-                parts.push(fail(e, Some(msg)));
+            )
+            .and_then(|()| match &topic {
+                Some(t) => crate::internal_topic::validate_produce(broker, t, &records),
+                None => Ok(()),
+            });
+            if let Err(e) = checked {
+                parts.push(fail(e.code(), Some(e.to_string())));
                 continue;
             }
-            if let Some((e, m)) = topic
-                .as_ref()
-                .and_then(|t| crate::internal_topic::validate_produce(broker, t, &records))
-            {
-                parts.push(fail(e, Some(m)));
-                continue;
-            }
+            let records = match topic.as_ref().and_then(|t| compression_for(broker, t)) {
+                None => records,
+                Some((codec, level)) => match weir_log::batch::recompress(&records, codec, level) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let e = BrokerError::Log(e);
+                        parts.push(fail(e.code(), Some(e.to_string())));
+                        continue;
+                    }
+                },
+            };
             match log.append(records, crate::LEADER_EPOCH) {
                 Ok(info) => {
                     appended = true;
@@ -183,6 +194,34 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
     }))
 }
 
+/// The codec and level the broker compresses `topic`'s batches with (its
+/// `compression.type` and `compression.<codec>.level`, each the topic's
+/// own or else the broker's), or `None` for `producer`: batches are then
+/// stored as sent.
+fn compression_for(broker: &Broker, topic: &Topic) -> Option<(Compression, i32)> {
+    let value = |name: &str| {
+        topic.configs.get(name).cloned().unwrap_or_else(|| {
+            let v = broker.setting(name);
+            match crate::config::topic_def(name) {
+                Some(d) if v.is_empty() => d.default.to_string(),
+                _ => v,
+            }
+        })
+    };
+    let (codec, level) = match value("compression.type").as_str() {
+        "uncompressed" => (Compression::None, None),
+        "gzip" => (Compression::Gzip, Some("compression.gzip.level")),
+        "snappy" => (Compression::Snappy, None),
+        "lz4" => (Compression::Lz4, Some("compression.lz4.level")),
+        "zstd" => (Compression::Zstd, Some("compression.zstd.level")),
+        _ => return None,
+    };
+    Some((
+        codec,
+        level.map_or(0, |l| value(l).parse().unwrap_or_default()),
+    ))
+}
+
 /// KIP-467: each rejected record's index in its batch and why, so that
 /// clients fail only those records (and the rest of the batch with a
 /// different error, which they may retry).
@@ -212,32 +251,35 @@ fn check_producer(
     topic: &str,
     partition: i32,
     records: &bytes::Bytes,
-) -> Result<(), (ResponseError, String)> {
+) -> Result<(), BrokerError> {
     let Some(h) = weir_log::batch::BatchHeader::parse(records) else {
         return Ok(());
     };
     if h.is_control() {
-        return Err((
-            ResponseError::InvalidRecord,
-            "control batches are written only by the transaction coordinator".into(),
-        ));
+        return Err(BrokerError::InvalidRecord {
+            reason: "control batches are written only by the transaction coordinator".into(),
+        });
     }
     if !h.is_transactional() {
         return Ok(());
     }
     let Some(txn_id) = transactional_id.filter(|t| !t.is_empty()) else {
-        return Err((
-            ResponseError::TransactionalIdNotFound,
-            "transactional batch without a transactional id".into(),
-        ));
+        return Err(BrokerError::TransactionalIdMissing);
     };
     broker
         .txns
-        .verify_produce(txn_id, h.producer_id, h.producer_epoch, topic, partition, version)
-        .map_err(|e| {
-            (
-                e,
-                format!("partition {topic}-{partition} is not part of an open transaction of {txn_id} with this producer epoch"),
-            )
+        .verify_produce(
+            txn_id,
+            h.producer_id,
+            h.producer_epoch,
+            topic,
+            partition,
+            version,
+        )
+        .map_err(|code| BrokerError::NotInTransaction {
+            code,
+            transactional_id: txn_id.to_string(),
+            topic: topic.to_string(),
+            partition,
         })
 }

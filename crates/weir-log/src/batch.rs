@@ -427,8 +427,8 @@ pub fn validate_append(
                 index = index.saturating_add(1);
             })
             .map_err(|e| match e {
-                WalkError::Corrupt(reason) => corrupt(pos, reason),
-                WalkError::Invalid(reason) => invalid(reason),
+                LogError::CorruptMessage { reason, .. } => corrupt(pos, reason),
+                other => other,
             })?;
             if !bad.is_empty() {
                 return Err(LogError::InvalidRecords {
@@ -543,20 +543,20 @@ pub struct RecordView<'a> {
     pub raw: &'a [u8],
 }
 
-/// Why a batch's records could not be walked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WalkError {
-    /// The bytes are not a well-formed batch (framing, CRC, compression).
-    Corrupt(String),
-    /// The records are framed but break a rule (count, offsets, sizes).
-    Invalid(String),
+/// A batch whose bytes are not well formed (framing, CRC, compression),
+/// positioned at the start of the records given.
+fn corrupt_batch(reason: impl Into<String>) -> LogError {
+    LogError::CorruptMessage {
+        position: 0,
+        reason: reason.into(),
+    }
 }
 
-impl std::fmt::Display for WalkError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WalkError::Corrupt(s) | WalkError::Invalid(s) => f.write_str(s),
-        }
+/// A batch whose records are framed but break a rule (count, offsets,
+/// sizes).
+fn invalid_batch(reason: impl Into<String>) -> LogError {
+    LogError::InvalidRecord {
+        reason: reason.into(),
     }
 }
 
@@ -567,56 +567,55 @@ pub const MAX_DECOMPRESSED_BATCH: usize = 256 << 20;
 /// Reads a decompressing stream, stopping one byte past
 /// [`MAX_DECOMPRESSED_BATCH`]: a small batch that expands to gigabytes
 /// (a decompression bomb) costs at most the limit, never the whole.
-fn bounded_read(reader: impl std::io::Read) -> Result<Bytes, String> {
+fn bounded_read(reader: impl std::io::Read) -> std::io::Result<Bytes> {
     use std::io::Read;
     let mut out = Vec::new();
     let limit = u64::try_from(MAX_DECOMPRESSED_BATCH)
         .unwrap_or(u64::MAX)
         .saturating_add(1);
-    reader
-        .take(limit)
-        .read_to_end(&mut out)
-        .map_err(|e| e.to_string())?;
+    reader.take(limit).read_to_end(&mut out)?;
     Ok(Bytes::from(out))
 }
 
 /// Returns the records section of a whole batch, decompressed (snappy with
 /// kafka-protocol's codec, the others with bounded streaming decoders).
 /// Checks framing and CRC first.
-pub fn decompressed_records(batch: &Bytes) -> Result<(BatchHeader, Bytes), WalkError> {
+pub fn decompressed_records(batch: &Bytes) -> Result<(BatchHeader, Bytes), LogError> {
     decompress(batch, true)
 }
 
 /// [`decompressed_records`], checking the CRC only when `verify_crc`
 /// (callers that have just checked it pass false: CRC-32C over every
 /// produced byte twice was a tenth of the produce path's CPU).
-fn decompress(batch: &Bytes, verify_crc: bool) -> Result<(BatchHeader, Bytes), WalkError> {
+fn decompress(batch: &Bytes, verify_crc: bool) -> Result<(BatchHeader, Bytes), LogError> {
     let header = match check_stored_batch(batch, verify_crc) {
         StoredBatch::Valid(h) => h,
-        StoredBatch::Truncated => return Err(WalkError::Corrupt("truncated batch".into())),
-        StoredBatch::Corrupt(why) => return Err(WalkError::Corrupt(why.into())),
+        StoredBatch::Truncated => return Err(corrupt_batch("truncated batch")),
+        StoredBatch::Corrupt(why) => return Err(corrupt_batch(why)),
     };
     let size = header.total_size().unwrap_or(HEADER_SIZE);
     let mut body = batch.slice(HEADER_SIZE..size.min(batch.len()));
-    let out: Result<Bytes, String> = match header.compression() {
-        Some(Compression::None) => Ok(body),
-        Some(Compression::Gzip) => bounded_read(flate2::read::GzDecoder::new(&body[..])),
+    let failed = |e: &dyn std::fmt::Display| corrupt_batch(format!("decompression failed: {e}"));
+    let out = match header.compression() {
+        Some(Compression::None) => body,
+        Some(Compression::Gzip) => {
+            bounded_read(flate2::read::GzDecoder::new(&body[..])).map_err(|e| failed(&e))?
+        }
         Some(Compression::Snappy) => {
             snappy_precheck(&body)?;
             Snappy::decompress(&mut body, |b: &mut Bytes| Ok(b.clone()))
-                .map_err(|e| format!("{e:#}"))
+                .map_err(|e| failed(&format_args!("{e:#}")))?
         }
         Some(Compression::Lz4) => lz4::Decoder::new(&body[..])
-            .map_err(|e| e.to_string())
-            .and_then(bounded_read),
+            .and_then(bounded_read)
+            .map_err(|e| failed(&e))?,
         Some(Compression::Zstd) => zstd::stream::read::Decoder::new(&body[..])
-            .map_err(|e| e.to_string())
-            .and_then(bounded_read),
-        None => return Err(WalkError::Corrupt("unknown compression codec".into())),
+            .and_then(bounded_read)
+            .map_err(|e| failed(&e))?,
+        None => return Err(corrupt_batch("unknown compression codec")),
     };
-    let out = out.map_err(|e| WalkError::Corrupt(format!("decompression failed: {e}")))?;
     if out.len() > MAX_DECOMPRESSED_BATCH {
-        return Err(WalkError::Invalid(format!(
+        return Err(invalid_batch(format!(
             "batch decompresses to {} bytes, above the {MAX_DECOMPRESSED_BATCH} byte limit",
             out.len()
         )));
@@ -627,7 +626,7 @@ fn decompress(batch: &Bytes, verify_crc: bool) -> Result<(BatchHeader, Bytes), W
 /// Snappy's length prefixes announce how much memory decompression will
 /// allocate. A snappy block cannot expand more than ~22×, so reject claims
 /// beyond that before the codec allocates them.
-fn snappy_precheck(body: &[u8]) -> Result<(), WalkError> {
+fn snappy_precheck(body: &[u8]) -> Result<(), LogError> {
     const XERIAL: &[u8; 8] = b"\x82SNAPPY\x00";
     fn claimed_len(block: &[u8]) -> Option<u64> {
         let mut v: u64 = 0;
@@ -639,11 +638,11 @@ fn snappy_precheck(body: &[u8]) -> Result<(), WalkError> {
         }
         None
     }
-    let check = |block: &[u8]| -> Result<(), WalkError> {
+    let check = |block: &[u8]| -> Result<(), LogError> {
         let claim = claimed_len(block).unwrap_or(0);
         let bound = (block.len() as u64).saturating_mul(32).saturating_add(64);
         if claim > bound || claim > MAX_DECOMPRESSED_BATCH as u64 {
-            return Err(WalkError::Corrupt(format!(
+            return Err(corrupt_batch(format!(
                 "snappy block claims {claim} bytes from {} compressed bytes",
                 block.len()
             )));
@@ -661,7 +660,7 @@ fn snappy_precheck(body: &[u8]) -> Result<(), WalkError> {
             check(block)?;
             total = total.saturating_add(claimed_len(block).unwrap_or(0));
             if total > MAX_DECOMPRESSED_BATCH as u64 {
-                return Err(WalkError::Corrupt("snappy stream too large".into()));
+                return Err(corrupt_batch("snappy stream too large"));
             }
             at = end;
         }
@@ -710,15 +709,17 @@ impl<'a> Reader<'a> {
         self.pos = end;
         Some(s)
     }
-    fn nullable(&mut self) -> Result<Option<&'a [u8]>, String> {
+    /// A length-prefixed field (`None` for length -1); the error says why
+    /// the bytes do not frame one.
+    fn nullable(&mut self) -> Result<Option<&'a [u8]>, &'static str> {
         let len = self.varint().ok_or("truncated length")?;
         match len {
             -1 => Ok(None),
-            l if l < -1 => Err(format!("negative length {l}")),
+            l if l < -1 => Err("negative length"),
             l => self
                 .bytes(l as usize)
                 .map(Some)
-                .ok_or_else(|| "length beyond record".into()),
+                .ok_or("length beyond record"),
         }
     }
 }
@@ -728,10 +729,7 @@ impl<'a> Reader<'a> {
 /// `recordsCount` records, each consuming exactly its length, offset deltas
 /// strictly increasing within `[0, lastOffsetDelta]`, absolute offsets and
 /// timestamps without overflow. Calls `f` for each record. Never panics.
-pub fn walk_records(
-    batch: &Bytes,
-    f: impl FnMut(RecordView<'_>),
-) -> Result<BatchHeader, WalkError> {
+pub fn walk_records(batch: &Bytes, f: impl FnMut(RecordView<'_>)) -> Result<BatchHeader, LogError> {
     let (header, data) = decompressed_records(batch)?;
     walk_decompressed(&header, &data, f)?;
     Ok(header)
@@ -741,7 +739,7 @@ pub fn walk_records(
 fn walk_records_crc_checked(
     batch: &Bytes,
     f: impl FnMut(RecordView<'_>),
-) -> Result<BatchHeader, WalkError> {
+) -> Result<BatchHeader, LogError> {
     let (header, data) = decompress(batch, false)?;
     walk_decompressed(&header, &data, f)?;
     Ok(header)
@@ -751,12 +749,11 @@ fn walk_decompressed(
     header: &BatchHeader,
     data: &[u8],
     mut f: impl FnMut(RecordView<'_>),
-) -> Result<(), WalkError> {
-    let count = usize::try_from(header.records_count).map_err(|_| {
-        WalkError::Invalid(format!("negative record count {}", header.records_count))
-    })?;
+) -> Result<(), LogError> {
+    let count = usize::try_from(header.records_count)
+        .map_err(|_| invalid_batch(format!("negative record count {}", header.records_count)))?;
     if count > data.len() / MIN_RECORD_SIZE + 1 {
-        return Err(WalkError::Invalid(format!(
+        return Err(invalid_batch(format!(
             "record count {count} cannot fit in {} bytes",
             data.len()
         )));
@@ -767,7 +764,7 @@ fn walk_decompressed(
     let mut min_ts = i64::MAX;
     let mut max_ts = i64::MIN;
     for i in 0..count {
-        let bad = |why: String| WalkError::Invalid(format!("record {i}: {why}"));
+        let bad = |why: String| invalid_batch(format!("record {i}: {why}"));
         let record_start = r.pos;
         let len = r
             .varint()
@@ -828,13 +825,13 @@ fn walk_decompressed(
         });
     }
     if r.pos != data.len() {
-        return Err(WalkError::Invalid(format!(
+        return Err(invalid_batch(format!(
             "{} bytes after the last record",
             data.len() - r.pos
         )));
     }
     if count > 0 && max_ts.checked_sub(min_ts).is_none() {
-        return Err(WalkError::Invalid("timestamp range overflows".into()));
+        return Err(invalid_batch("timestamp range overflows"));
     }
     Ok(())
 }
@@ -844,7 +841,7 @@ fn walk_decompressed(
 /// over (it reserves memory by the claimed count and adds deltas unchecked).
 /// For LogAppendTime batches the records' timestamps are set to the batch's
 /// `maxTimestamp`, as clients read them.
-pub fn decode_batch(batch: &Bytes) -> Result<(BatchHeader, Vec<Record>), WalkError> {
+pub fn decode_batch(batch: &Bytes) -> Result<(BatchHeader, Vec<Record>), LogError> {
     let (header, data) = decompressed_records(batch)?;
     walk_decompressed(&header, &data, |_| {})?;
     let size = header.total_size().unwrap_or(HEADER_SIZE).min(batch.len());
@@ -853,7 +850,7 @@ pub fn decode_batch(batch: &Bytes) -> Result<(BatchHeader, Vec<Record>), WalkErr
         &mut buf,
         Some(|_: &mut Bytes, _: Compression| Ok(data.clone())),
     )
-    .map_err(|e| WalkError::Corrupt(format!("decode failed: {e:#}")))?;
+    .map_err(|e| corrupt_batch(format!("decode failed: {e:#}")))?;
     let mut records = set.records;
     if header.timestamp_type() == TimestampType::LogAppendTime {
         for r in &mut records {
@@ -875,29 +872,50 @@ pub fn build_batch(
     records_section: &[u8],
     records_count: i32,
     max_timestamp: i64,
-) -> Result<Bytes, WalkError> {
+) -> Result<Bytes, LogError> {
+    build(
+        template,
+        records_section,
+        records_count,
+        max_timestamp,
+        None,
+    )
+}
+
+/// [`build_batch`], compressing at `level` when given (else at the codec
+/// library's default).
+fn build(
+    template: &BatchHeader,
+    records_section: &[u8],
+    records_count: i32,
+    max_timestamp: i64,
+    level: Option<i32>,
+) -> Result<Bytes, LogError> {
     let compression = template
         .compression()
-        .ok_or_else(|| WalkError::Corrupt("unknown compression codec".into()))?;
+        .ok_or_else(|| corrupt_batch("unknown compression codec"))?;
     let mut out = BytesMut::with_capacity(HEADER_SIZE + records_section.len());
     out.resize(HEADER_SIZE, 0);
     let fill = |b: &mut BytesMut| {
         b.extend_from_slice(records_section);
         Ok(())
     };
-    let res = match compression {
-        Compression::None => {
+    let res = match (compression, level) {
+        (c, Some(level)) => compress_at(c, level, records_section, &mut out),
+        (Compression::None, None) => {
             out.extend_from_slice(records_section);
             Ok(())
         }
-        Compression::Gzip => Gzip::compress(&mut out, fill),
-        Compression::Snappy => Snappy::compress(&mut out, fill),
-        Compression::Lz4 => Lz4::compress(&mut out, fill),
-        Compression::Zstd => Zstd::compress(&mut out, fill),
+        (Compression::Gzip, None) => Gzip::compress(&mut out, fill).map_err(|e| format!("{e:#}")),
+        (Compression::Snappy, None) => {
+            Snappy::compress(&mut out, fill).map_err(|e| format!("{e:#}"))
+        }
+        (Compression::Lz4, None) => Lz4::compress(&mut out, fill).map_err(|e| format!("{e:#}")),
+        (Compression::Zstd, None) => Zstd::compress(&mut out, fill).map_err(|e| format!("{e:#}")),
     };
-    res.map_err(|e| WalkError::Corrupt(format!("compression failed: {e:#}")))?;
-    let length = i32::try_from(out.len() - LOG_OVERHEAD)
-        .map_err(|_| WalkError::Invalid("batch too large".into()))?;
+    res.map_err(|e| corrupt_batch(format!("compression failed: {e}")))?;
+    let length =
+        i32::try_from(out.len() - LOG_OVERHEAD).map_err(|_| invalid_batch("batch too large"))?;
     let h = &mut out[..];
     h[BASE_OFFSET_OFFSET..8].copy_from_slice(&template.base_offset.to_be_bytes());
     h[LENGTH_OFFSET..12].copy_from_slice(&length.to_be_bytes());
@@ -915,6 +933,114 @@ pub fn build_batch(
     let crc = compute_crc(&out);
     out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     Ok(out.freeze())
+}
+
+/// Broker-side compression (a topic `compression.type` other than
+/// `producer`), as Kafka's LogValidator does it: every batch whose codec is
+/// not `codec` is rebuilt with it at `level` (`compression.<codec>.level`;
+/// ignored by snappy), keeping every header field but the codec bits. A
+/// rebuilt batch's CRC is checked first, so a corrupt batch is not made
+/// valid. Control batches and batches already in `codec` are kept as they
+/// are, and when nothing needs rebuilding `records` itself is returned:
+/// matching codecs stay on the zero-copy path.
+pub fn recompress(records: &Bytes, codec: Compression, level: i32) -> Result<Bytes, LogError> {
+    let mut pos = 0usize;
+    let mut out: Option<BytesMut> = None;
+    while pos < records.len() {
+        let rest = records.slice(pos..);
+        let header = match check_stored_batch(&rest, false) {
+            StoredBatch::Valid(h) => h,
+            StoredBatch::Truncated => return Err(corrupt_batch("truncated batch")),
+            StoredBatch::Corrupt(why) => return Err(corrupt_batch(why)),
+        };
+        let size = header
+            .total_size()
+            .ok_or_else(|| corrupt_batch("batch length out of range"))?;
+        let batch = rest.slice(..size.min(rest.len()));
+        if header.is_control() || header.compression() == Some(codec) {
+            if let Some(o) = out.as_mut() {
+                o.extend_from_slice(&batch);
+            }
+        } else {
+            let o = out.get_or_insert_with(|| {
+                let mut o = BytesMut::with_capacity(records.len());
+                o.extend_from_slice(&records[..pos]);
+                o
+            });
+            let (_, section) = decompress(&batch, true)?;
+            let mut template = header;
+            template.attributes = (header.attributes & !ATTR_COMPRESSION_MASK) | codec_bits(codec);
+            o.extend_from_slice(&build(
+                &template,
+                &section,
+                header.records_count,
+                header.max_timestamp,
+                Some(level),
+            )?);
+        }
+        pos += size;
+    }
+    Ok(out.map_or_else(|| records.clone(), BytesMut::freeze))
+}
+
+/// Every codec of the v2 batch format, in attribute order.
+pub const CODECS: [Compression; 5] = [
+    Compression::None,
+    Compression::Gzip,
+    Compression::Snappy,
+    Compression::Lz4,
+    Compression::Zstd,
+];
+
+fn codec_bits(codec: Compression) -> i16 {
+    match codec {
+        Compression::None => 0,
+        Compression::Gzip => 1,
+        Compression::Snappy => 2,
+        Compression::Lz4 => 3,
+        Compression::Zstd => 4,
+    }
+}
+
+/// Compresses `section` with `codec` at a Kafka `compression.<codec>.level`
+/// (gzip -1 is zlib's default), in the frame formats Kafka uses.
+fn compress_at(
+    codec: Compression,
+    level: i32,
+    section: &[u8],
+    out: &mut BytesMut,
+) -> Result<(), String> {
+    use bytes::BufMut;
+    use std::io::Write;
+    let e = |e: std::io::Error| e.to_string();
+    match codec {
+        Compression::Gzip => {
+            let level = u32::try_from(level)
+                .map_or(flate2::Compression::default(), flate2::Compression::new);
+            let mut enc = flate2::write::GzEncoder::new(out.writer(), level);
+            enc.write_all(section).map_err(e)?;
+            enc.finish().map(drop).map_err(e)
+        }
+        Compression::Lz4 => {
+            let mut enc = lz4::EncoderBuilder::new()
+                .level(u32::try_from(level).unwrap_or(1))
+                .block_mode(lz4::BlockMode::Independent)
+                .build(out.writer())
+                .map_err(e)?;
+            enc.write_all(section).map_err(e)?;
+            enc.finish().1.map_err(e)
+        }
+        Compression::Zstd => zstd::stream::copy_encode(section, out.writer(), level).map_err(e),
+        Compression::Snappy => Snappy::compress(out, |b: &mut BytesMut| {
+            b.extend_from_slice(section);
+            Ok(())
+        })
+        .map_err(|e| format!("{e:#}")),
+        Compression::None => {
+            out.extend_from_slice(section);
+            Ok(())
+        }
+    }
 }
 
 /// Iterates over the whole batches at the start of `buf` without checking
@@ -977,6 +1103,9 @@ pub fn fuzz_batch_bytes(data: &[u8]) {
     }
     let rest = &owned[..];
     let bytes = Bytes::copy_from_slice(rest);
+    // Broker-side compression sees the same untrusted bytes first.
+    let codec = CODECS[usize::from(selector >> 5) % CODECS.len()];
+    let _ = recompress(&bytes, codec, 1);
     if let Ok(v) = validate_append(&bytes, &config, 1_700_000_000_000) {
         // What would be written must itself be valid stored data.
         for b in &v.batches {
@@ -1036,7 +1165,9 @@ mod tests {
         let crc = compute_crc(&b);
         b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
         match decompressed_records(&Bytes::from(b)) {
-            Err(WalkError::Invalid(m)) => assert!(m.contains("limit"), "{m}"),
+            Err(LogError::InvalidRecord { reason }) => {
+                assert!(reason.contains("limit"), "{reason}")
+            }
             other => panic!("expected the size limit, got {other:?}"),
         }
     }
@@ -1188,14 +1319,54 @@ mod tests {
     }
 
     #[test]
+    fn recompress_changes_only_the_codec() {
+        let all = CODECS;
+        let recs: Vec<_> = (0..20)
+            .map(|i| record(i, 100 + i, Some("key"), Some("value value value")))
+            .collect();
+        for from in all {
+            let b = encode(&recs, from);
+            let (h0, r0) = decode_batch(&b).unwrap();
+            for to in all {
+                let out = recompress(&b, to, if to == Compression::Gzip { -1 } else { 1 }).unwrap();
+                if from == to {
+                    assert_eq!(out.as_ptr(), b.as_ptr(), "{from:?}: not zero-copy");
+                    continue;
+                }
+                let (h, r) = decode_batch(&out).unwrap();
+                assert_eq!(h.compression(), Some(to));
+                assert_eq!(compute_crc(&out), h.crc);
+                let same = |h: &BatchHeader| {
+                    (
+                        h.base_offset,
+                        h.last_offset_delta,
+                        h.base_timestamp,
+                        h.max_timestamp,
+                        h.producer_id,
+                        h.producer_epoch,
+                        h.base_sequence,
+                        h.records_count,
+                    )
+                };
+                assert_eq!(same(&h), same(&h0), "{from:?} -> {to:?}");
+                let kv = |r: &[Record]| {
+                    r.iter()
+                        .map(|r| (r.offset, r.timestamp, r.key.clone(), r.value.clone()))
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(kv(&r), kv(&r0), "{from:?} -> {to:?}");
+            }
+        }
+        // A corrupt batch is refused, not re-checksummed into a valid one.
+        let mut bad = encode(&recs, Compression::None).to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(recompress(&Bytes::from(bad), Compression::Zstd, 3).is_err());
+    }
+
+    #[test]
     fn build_batch_keeps_a_subset_of_records() {
-        for c in [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ] {
+        for c in CODECS {
             let recs: Vec<_> = (0..6)
                 .map(|i| record(i, 100 + i, Some("k"), Some("v")))
                 .collect();
@@ -1220,13 +1391,7 @@ mod tests {
 
     #[test]
     fn decode_roundtrip_all_codecs() {
-        for c in [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ] {
+        for c in CODECS {
             let recs: Vec<_> = (0..5)
                 .map(|i| record(i, 100 + i, Some("k"), None))
                 .collect();

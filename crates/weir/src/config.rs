@@ -20,6 +20,10 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:8081].
     #[arg(long, env = "WEIR_REGISTRY_LISTEN", value_name = "HOST:PORT")]
     registry_listen: Option<String>,
+    /// Address the REST proxy (Confluent REST Proxy's API) binds, or `off`
+    /// [default: 127.0.0.1:8082].
+    #[arg(long, env = "WEIR_REST_LISTEN", value_name = "HOST:PORT")]
+    rest_listen: Option<String>,
     /// Address clients are told to connect to [default: the listen address].
     #[arg(long, env = "WEIR_ADVERTISED_LISTENER", value_name = "HOST:PORT")]
     advertised_listener: Option<String>,
@@ -36,7 +40,7 @@ pub struct ServeArgs {
     #[arg(long, env = "WEIR_REQUEST_LOG_SAMPLE", value_name = "N")]
     request_log_sample: Option<u64>,
     /// A TOML config file (keys `data-dir`, `listen`, `advertised-listener`,
-    /// `registry-listen`, `admin-listen`, `log-format`, `request-log-sample`,
+    /// `registry-listen`, `rest-listen`, `admin-listen`, `log-format`, `request-log-sample`,
     /// a `[broker]` table of Kafka broker configs and `[client.SERVICE]`
     /// tables of Kafka client configs).
     #[arg(long, env = "WEIR_CONFIG", value_name = "FILE")]
@@ -63,6 +67,8 @@ pub struct Settings {
     pub listen: String,
     /// The schema registry's listen address; `None` when turned off.
     pub registry_listen: Option<String>,
+    /// The REST proxy's listen address; `None` when turned off.
+    pub rest_listen: Option<String>,
     pub admin_listen: String,
     pub log_format: LogFormat,
     pub request_log_sample: u64,
@@ -101,12 +107,28 @@ fn err(key: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// A service's listen address (`value`, else `default`), or `None` for
+/// `off`.
+fn optional_listen(
+    key: &str,
+    value: Option<String>,
+    default: &str,
+) -> Result<Option<String>, ConfigError> {
+    let v = value.unwrap_or_else(|| default.to_string());
+    if v.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    parse_host_port(key, &v)?;
+    Ok(Some(v))
+}
+
 /// The config file's contents.
 #[derive(Debug, Default)]
 struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
     registry_listen: Option<String>,
+    rest_listen: Option<String>,
     advertised_listener: Option<String>,
     admin_listen: Option<String>,
     log_format: Option<String>,
@@ -144,6 +166,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             "data-dir" => out.data_dir = Some(PathBuf::from(string(k, v)?)),
             "listen" => out.listen = Some(string(k, v)?),
             "registry-listen" => out.registry_listen = Some(string(k, v)?),
+            "rest-listen" => out.rest_listen = Some(string(k, v)?),
             "advertised-listener" => out.advertised_listener = Some(string(k, v)?),
             "admin-listen" => out.admin_listen = Some(string(k, v)?),
             "log-format" => out.log_format = Some(string(k, v)?),
@@ -183,7 +206,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             other => {
                 return Err(err(
                     other,
-                    "unknown key (expected data-dir, listen, advertised-listener, registry-listen, admin-listen, log-format, request-log-sample, [broker] or [client.SERVICE])",
+                    "unknown key (expected data-dir, listen, advertised-listener, registry-listen, rest-listen, admin-listen, log-format, request-log-sample, [broker] or [client.SERVICE])",
                 ))
             }
         }
@@ -231,6 +254,11 @@ impl Settings {
             parse_host_port("registry-listen", &registry_listen)?;
             Some(registry_listen)
         };
+        let rest_listen = optional_listen(
+            "rest-listen",
+            args.rest_listen.or(file.rest_listen),
+            "127.0.0.1:8082",
+        )?;
         let admin_listen = args
             .admin_listen
             .or(file.admin_listen)
@@ -290,6 +318,7 @@ impl Settings {
             data_dir,
             listen,
             registry_listen,
+            rest_listen,
             admin_listen,
             log_format,
             request_log_sample,
@@ -378,5 +407,21 @@ mod tests {
             let e = resolve(&["--client-set", bad]).unwrap_err().to_string();
             assert!(e.contains("SERVICE.KEY=VALUE"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn the_rest_proxy_listens_by_default_unless_off() {
+        assert_eq!(
+            resolve(&[]).unwrap().rest_listen.as_deref(),
+            Some("127.0.0.1:8082")
+        );
+        assert_eq!(
+            resolve(&["--rest-listen", "off"]).unwrap().rest_listen,
+            None
+        );
+        let e = resolve(&["--rest-listen", "nowhere"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rest-listen"), "{e}");
     }
 }

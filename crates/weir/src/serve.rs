@@ -61,6 +61,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     // Ready once Kafka clients are served; the platform services below
     // are clients of the Kafka listener and start after it.
     node.ready_here();
+    http_service(
+        &mut node,
+        settings.rest_listen.as_deref(),
+        "REST proxy",
+        weir_rest::RestService::new,
+    )
+    .await?;
 
     node.run(signal).await?;
     info!("stopped cleanly");
@@ -256,7 +263,7 @@ fn registry_service(listener: tokio::net::TcpListener, slot: &BrokerSlot) -> imp
 
 /// Registers for SIGTERM and SIGINT now, so a signal that arrives before
 /// the returned future is first polled still stops the node gracefully.
-fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+pub(crate) fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
