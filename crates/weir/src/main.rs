@@ -11,6 +11,8 @@ mod broker_metrics;
 mod cli;
 mod config;
 mod connect;
+#[cfg(feature = "fault-injection")]
+mod fault;
 mod rest;
 mod security;
 mod serve;

@@ -18,7 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tracing::{info, warn};
+use tracing::info;
 use weir_broker::{Broker, BrokerConfig};
 use weir_service::{
     service_fn, Context, KafkaAccess, KafkaEndpoint, Node, Running, Service, ServiceError,
@@ -48,8 +48,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     node.set_kafka(
         KafkaAccess::node(kafka.endpoints.clone()).with_clients(service_clients(&settings)),
     );
-    node.add(admin_service(admin));
-    node.add(log_service(&settings, &kafka, &broker));
+    add(&mut node, admin_service(admin));
+    add(&mut node, log_service(&settings, &kafka, &broker));
     http_service(
         &mut node,
         settings.registry_listen.as_deref(),
@@ -57,7 +57,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         |l| registry_service(l, &broker),
     )
     .await?;
-    node.add(kafka_service(&settings, kafka, &broker));
+    add(&mut node, kafka_service(&settings, kafka, &broker));
     // Ready once Kafka clients are served; the platform services below
     // are clients of the Kafka listener and start after it.
     node.ready_here();
@@ -104,6 +104,13 @@ fn service_clients(settings: &Settings) -> crate::config::ClientConfigs {
     clients
 }
 
+/// Adds a service (in test builds, one whose start can be made to fail).
+fn add(node: &mut Node, service: impl Service) {
+    #[cfg(feature = "fault-injection")]
+    let service = crate::fault::FailStart(service);
+    node.add(service);
+}
+
 /// Binds `address` (when the service is on) and adds the service built
 /// on the bound socket.
 async fn http_service<S: Service>(
@@ -113,7 +120,7 @@ async fn http_service<S: Service>(
     service: impl FnOnce(tokio::net::TcpListener) -> S,
 ) -> Result<(), ServiceError> {
     if let Some(address) = address {
-        node.add(service(weir_service::bind(address, what).await?));
+        add(node, service(weir_service::bind(address, what).await?));
     }
     Ok(())
 }
@@ -255,21 +262,12 @@ fn kafka_service(settings: &Settings, kafka: KafkaListeners, slot: &BrokerSlot) 
     let data_dir = settings.data_dir.clone();
     service_fn("kafka", move |ctx: Context| async move {
         let broker = opened(&slot, "kafka")?;
-        let mut config = weir_server::ServerConfig {
+        let config = weir_server::ServerConfig {
             request_log_sample,
+            #[cfg(feature = "fault-injection")]
+            faults: crate::fault::server_faults(),
             ..weir_server::ServerConfig::from_broker(&broker)
         };
-        // Fault injection for the idempotence tests; never set in production.
-        if let Some(n) = std::env::var("WEIR_FAULT_CLOSE_AFTER_PRODUCE_EVERY")
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
-            warn!(
-                every = n,
-                "fault injection on: closing connections after produce requests"
-            );
-            config.close_after_produce_every = n;
-        }
         let local = kafka.endpoints[0].address;
         let (_, host, port) = &kafka.advertised[0];
         info!(data_dir = %data_dir.display(), advertised = %format!("{host}:{port}"), "listening on {local}");
