@@ -258,6 +258,48 @@ def test_dead_letter_queue_and_failed_task(worker, module_broker, tmp_path):
     assert st["connector"]["state"] == "RUNNING"
 
 
+def test_transforms_and_predicates(worker, module_broker, tmp_path):
+    """A source's chain: every line hoisted into a struct with a static
+    field, routed by RegexRouter; a Filter with a negated TopicNameMatches
+    predicate drops the lines that are not routed. The records' JSON is
+    what Kafka's JsonConverter writes for those structs."""
+    src = tmp_path / "smt.txt"
+    src.write_text("keep\nkeep too\n")
+    cfg = {"connector.class": "FileStreamSource", "file": str(src), "topic": "smt-raw",
+           "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+           "transforms": "hoist,tag,route,only",
+           "transforms.hoist.type": "org.apache.kafka.connect.transforms.HoistField$Value",
+           "transforms.hoist.field": "line",
+           "transforms.tag.type": "org.apache.kafka.connect.transforms.InsertField$Value",
+           "transforms.tag.static.field": "source",
+           "transforms.tag.static.value": "file",
+           "transforms.route.type": "org.apache.kafka.connect.transforms.RegexRouter",
+           "transforms.route.regex": "smt-(.*)",
+           "transforms.route.replacement": "routed-$1",
+           "transforms.only.type": "org.apache.kafka.connect.transforms.Filter",
+           "transforms.only.predicate": "is-routed",
+           "transforms.only.negate": "true",
+           "predicates": "is-routed",
+           "predicates.is-routed.type":
+               "org.apache.kafka.connect.transforms.predicates.TopicNameMatches",
+           "predicates.is-routed.pattern": "routed-.*"}
+    worker.create("smt", cfg)
+    records = wait_until(lambda: (r := read_topic(module_broker.bootstrap, "routed-raw"))
+                         and len(r) == 2 and r, 60, what="two routed records")
+    schema = ('{"type":"struct","fields":[{"type":"string","optional":false,"field":"line"},'
+              '{"type":"string","optional":true,"field":"source"}],"optional":false}')
+    assert records[0].value() == (
+        '{"schema":' + schema + ',"payload":{"line":"keep","source":"file"}}').encode()
+    r = worker.put("/connector-plugins/FileStreamSource/config/validate",
+                   {**cfg, "name": "v", "transforms.route.type": "com.example.Nope"})
+    errors = [e for c in r.json()["configs"] for e in c["value"]["errors"]]
+    assert any("com.example.Nope" in e for e in errors), errors
+    plugins = worker.get("/connector-plugins?connectorsOnly=false").json()
+    assert {"class": "org.apache.kafka.connect.transforms.predicates.HasHeaderKey",
+            "type": "predicate", "version": "4.3.0"} in plugins
+    assert worker.delete("/connectors/smt").status_code == 204
+
+
 def test_million_line_pipeline_survives_kill9(module_broker, weir_binary, tmp_path):
     """1,000,000 lines through FileStreamSource → topic → FileStreamSink with
     the worker killed in the middle: output equals input, topic holds each

@@ -40,6 +40,7 @@ pub mod rest;
 #[cfg(feature = "runtime")]
 mod runtime;
 pub mod storage;
+pub mod transforms;
 #[cfg(feature = "runtime")]
 pub mod worker;
 #[cfg(feature = "runtime")]

@@ -126,14 +126,8 @@ pub fn validate(plugin: &Plugin, config: &Props) -> (Vec<&'static str>, Vec<Conf
             }
         }
     }
-    if config
-        .get("transforms")
-        .is_some_and(|t| !t.trim().is_empty())
-    {
-        add_error(
-            "name",
-            "transforms are not supported by this worker yet".to_string(),
-        );
+    if let Err(e) = crate::transforms::Chain::from_config(config) {
+        add_error("name", e.to_string());
     }
     let mut groups = vec![COMMON, "Transforms", "Predicates", ERRORS];
     if plugin.kind == ConnectorType::Source {

@@ -780,6 +780,12 @@ async fn list_plugins(Query(q): Query<PluginsQuery>) -> Response {
         for c in CONVERTER_CLASSES {
             out.push(plugin_json(c, "converter", Some(crate::KAFKA_VERSION)));
         }
+        for c in crate::transforms::TRANSFORM_CLASSES {
+            out.push(plugin_json(c, "transformation", Some(crate::KAFKA_VERSION)));
+        }
+        for c in crate::transforms::PREDICATE_CLASSES {
+            out.push(plugin_json(c, "predicate", Some(crate::KAFKA_VERSION)));
+        }
     }
     json(StatusCode::OK, Json::Arr(out))
 }
