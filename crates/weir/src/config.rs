@@ -20,6 +20,10 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:8081].
     #[arg(long, env = "WEIR_REGISTRY_LISTEN", value_name = "HOST:PORT")]
     registry_listen: Option<String>,
+    /// Address the Kafka Connect REST API binds, or `off`
+    /// [default: 127.0.0.1:8083].
+    #[arg(long, env = "WEIR_CONNECT_LISTEN", value_name = "HOST:PORT")]
+    connect_listen: Option<String>,
     /// Address the REST proxy (Confluent REST Proxy's API) binds, or `off`
     /// [default: 127.0.0.1:8082].
     #[arg(long, env = "WEIR_REST_LISTEN", value_name = "HOST:PORT")]
@@ -70,6 +74,8 @@ pub struct Settings {
     pub listen: String,
     /// The schema registry's listen address; `None` when turned off.
     pub registry_listen: Option<String>,
+    /// Kafka Connect's REST listen address; `None` when turned off.
+    pub connect_listen: Option<String>,
     /// The REST proxy's listen address; `None` when turned off.
     pub rest_listen: Option<String>,
     /// The web console's listen address; `None` when turned off.
@@ -133,6 +139,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
     registry_listen: Option<String>,
+    connect_listen: Option<String>,
     rest_listen: Option<String>,
     console_listen: Option<String>,
     advertised_listener: Option<String>,
@@ -172,6 +179,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             "data-dir" => out.data_dir = Some(PathBuf::from(string(k, v)?)),
             "listen" => out.listen = Some(string(k, v)?),
             "registry-listen" => out.registry_listen = Some(string(k, v)?),
+            "connect-listen" => out.connect_listen = Some(string(k, v)?),
             "rest-listen" => out.rest_listen = Some(string(k, v)?),
             "console-listen" => out.console_listen = Some(string(k, v)?),
             "advertised-listener" => out.advertised_listener = Some(string(k, v)?),
@@ -213,7 +221,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             other => {
                 return Err(err(
                     other,
-                    "unknown key (expected data-dir, listen, advertised-listener, registry-listen, rest-listen, console-listen, admin-listen, log-format, request-log-sample, [broker] or [client.SERVICE])",
+                    "unknown key (expected data-dir, listen, advertised-listener, registry-listen, rest-listen, connect-listen, console-listen, admin-listen, log-format, request-log-sample, [broker] or [client.SERVICE])",
                 ))
             }
         }
@@ -251,16 +259,16 @@ impl Settings {
             .or(file.listen)
             .unwrap_or_else(|| "127.0.0.1:9092".to_string());
         parse_host_port("listen", &listen)?;
-        let registry_listen = args
-            .registry_listen
-            .or(file.registry_listen)
-            .unwrap_or_else(|| "127.0.0.1:8081".to_string());
-        let registry_listen = if registry_listen.eq_ignore_ascii_case("off") {
-            None
-        } else {
-            parse_host_port("registry-listen", &registry_listen)?;
-            Some(registry_listen)
-        };
+        let registry_listen = optional_listen(
+            "registry-listen",
+            args.registry_listen.or(file.registry_listen),
+            "127.0.0.1:8081",
+        )?;
+        let connect_listen = optional_listen(
+            "connect-listen",
+            args.connect_listen.or(file.connect_listen),
+            "127.0.0.1:8083",
+        )?;
         let rest_listen = optional_listen(
             "rest-listen",
             args.rest_listen.or(file.rest_listen),
@@ -330,6 +338,7 @@ impl Settings {
             data_dir,
             listen,
             registry_listen,
+            connect_listen,
             rest_listen,
             console_listen,
             admin_listen,

@@ -10,6 +10,7 @@ mod bench;
 mod broker_metrics;
 mod cli;
 mod config;
+mod connect;
 mod rest;
 mod security;
 mod serve;
@@ -77,6 +78,18 @@ enum Command {
     ///   weir bench e2e --rate 50000 --duration 60s --json  # latency at a fixed rate
     #[command(verbatim_doc_comment)]
     Bench(bench::BenchArgs),
+    /// Run a Kafka Connect worker against any Kafka-compatible cluster,
+    /// or manage connectors through a Connect REST API.
+    ///
+    /// Examples:
+    ///   weir connect --bootstrap 127.0.0.1:9092                   # a worker, REST on 127.0.0.1:8083
+    ///   weir connect --config worker.properties --listen 0.0.0.0:8083
+    ///   weir connect list
+    ///   weir connect create --file file-source.json
+    ///   weir connect status file-source
+    ///   weir connect restart file-source --include-tasks --only-failed
+    #[command(verbatim_doc_comment)]
+    Connect(connect::ConnectArgs),
     /// Serve Confluent REST Proxy's API (v2 and v3) for a Kafka-compatible
     /// cluster.
     ///
@@ -166,6 +179,7 @@ fn main() -> ExitCode {
         Command::Group(a) => client(cli::group::run(a)),
         Command::Cluster(a) => client(cli::cluster::run(a)),
         Command::Bench(a) => client(bench::run(a)),
+        Command::Connect(a) => connect::run(a),
         Command::RestProxy(a) => match a.properties() {
             Ok(props) => service(rest::run(a, props)),
             Err(e) => bad_setting(e),

@@ -70,6 +70,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     .await?;
     http_service(
         &mut node,
+        settings.connect_listen.as_deref(),
+        "connect",
+        crate::connect::service,
+    )
+    .await?;
+    http_service(
+        &mut node,
         settings.console_listen.as_deref(),
         "console",
         weir_console::ConsoleService::new,
