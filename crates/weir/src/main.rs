@@ -100,6 +100,13 @@ enum Command {
     ///   weir rest-proxy -b kafka:9092 --listen 0.0.0.0:8082 --set consumer.instance.timeout.ms=60000
     #[command(verbatim_doc_comment)]
     RestProxy(rest::RestProxyArgs),
+    /// Serve the web console for a Kafka-compatible cluster.
+    ///
+    /// Examples:
+    ///   weir console --bootstrap 127.0.0.1:9092
+    ///   weir console -b kafka:9092 --set metrics.url=http://kafka:9644/metrics --set schema.registry.url=http://kafka:8081
+    #[command(verbatim_doc_comment)]
+    Console(rest::ConsoleArgs),
     /// Print shell completions.
     ///
     /// Examples:
@@ -143,6 +150,12 @@ fn service(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode
     }
 }
 
+/// A service command's setting cannot be used: exit 2 naming it.
+fn bad_setting(e: String) -> ExitCode {
+    eprintln!("error: bad setting {e}");
+    ExitCode::from(2)
+}
+
 /// Logs go to stderr, levels from RUST_LOG (default `default_level`).
 fn init_logs(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -171,10 +184,11 @@ fn main() -> ExitCode {
         Command::Connect(a) => connect::run(a),
         Command::RestProxy(a) => match a.properties() {
             Ok(props) => service(rest::run(a, props)),
-            Err(e) => {
-                eprintln!("error: bad setting {e}");
-                ExitCode::from(2)
-            }
+            Err(e) => bad_setting(e),
+        },
+        Command::Console(a) => match a.properties() {
+            Ok(props) => service(rest::run_console(a, props)),
+            Err(e) => bad_setting(e),
         },
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -75,6 +75,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         crate::connect::service,
     )
     .await?;
+    http_service(
+        &mut node,
+        settings.console_listen.as_deref(),
+        "console",
+        weir_console::ConsoleService::new,
+    )
+    .await?;
 
     node.run(signal).await?;
     info!("stopped cleanly");
@@ -82,7 +89,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// The services' client settings, with the node's own schema registry as
-/// the REST proxy's unless the operator named one.
+/// the REST proxy's and the console's unless the operator named one.
 fn service_clients(settings: &Settings) -> crate::config::ClientConfigs {
     let mut clients = settings.clients.clone();
     if let Some(addr) = &settings.registry_listen {
@@ -95,11 +102,13 @@ fn service_clients(settings: &Settings) -> crate::config::ClientConfigs {
         let addr = addr
             .replacen("0.0.0.0", "127.0.0.1", 1)
             .replacen("[::]", "[::1]", 1);
-        clients
-            .entry(weir_rest::service::NAME.to_string())
-            .or_default()
-            .entry("schema.registry.url".to_string())
-            .or_insert(format!("{scheme}://{addr}"));
+        for service in [weir_rest::service::NAME, weir_console::service::NAME] {
+            clients
+                .entry(service.to_string())
+                .or_default()
+                .entry("schema.registry.url".to_string())
+                .or_insert(format!("{scheme}://{addr}"));
+        }
     }
     clients
 }

@@ -35,6 +35,7 @@ fn start_broker() -> Broker {
         .arg(dir.path())
         .env("WEIR_CONNECT_LISTEN", "off")
         .env("WEIR_REST_LISTEN", "off")
+        .env("WEIR_CONSOLE_LISTEN", "off")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())

@@ -1,0 +1,35 @@
+// The console's shell: a hash router that renders one page at a time
+// into <main>, and the cluster id in the header.
+
+import { api } from "./ui.js";
+
+const pages = {
+  overview: () => import("./pages/overview.js"),
+  topics: () => import("./pages/topics.js"),
+};
+
+let current = null;
+
+async function route() {
+  const [name, ...rest] = (location.hash.replace(/^#\/?/, "") || "overview").split("/");
+  const page = pages[name] ? name : "overview";
+  for (const a of document.querySelectorAll("#nav a")) {
+    a.classList.toggle("active", a.dataset.page === page);
+  }
+  if (current && current.leave) current.leave();
+  const view = document.getElementById("view");
+  view.replaceChildren();
+  const mod = await pages[page]();
+  current = mod;
+  try {
+    await mod.render(view, rest.map(decodeURIComponent));
+  } catch (e) {
+    view.replaceChildren(Object.assign(document.createElement("div"), { className: "notice", textContent: e.message }));
+  }
+}
+
+window.addEventListener("hashchange", route);
+route();
+api("/api/rest/v3/clusters")
+  .then((c) => { document.getElementById("cluster").textContent = `cluster ${c.data[0].cluster_id}`; })
+  .catch(() => {});
