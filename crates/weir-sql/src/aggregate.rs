@@ -26,6 +26,8 @@ pub struct Aggregate {
     pub ret: fn(&AggCall) -> Result<SqlType, String>,
     pub init: fn(&AggCall) -> Value,
     pub add: fn(&AggCall, &mut Value, &Value),
+    /// Merges a later state into an earlier one (session windows).
+    pub merge: fn(&AggCall, &mut Value, &Value),
     /// Removes a value (table aggregations); `None` when not undoable.
     pub undo: Option<fn(&AggCall, &mut Value, &Value)>,
     pub result: fn(&AggCall, &Value) -> Value,
@@ -126,6 +128,12 @@ pub static AGGREGATES: &[Aggregate] = &[
                 st[1] = Value::Bigint(bigint(&st[1]) + 1);
             }
         },
+        merge: |_, s, o| {
+            if let (Value::Array(a), Value::Array(b)) = (s, o) {
+                a[0] = Value::Double(a[0].as_f64().unwrap_or(0.0) + b[0].as_f64().unwrap_or(0.0));
+                a[1] = Value::Bigint(bigint(&a[1]) + bigint(&b[1]));
+            }
+        },
         undo: Some(|_, s, v| {
             if let (Value::Array(st), Some(x)) = (s, v.as_f64()) {
                 st[0] = Value::Double(st[0].as_f64().unwrap_or(0.0) - x);
@@ -148,6 +156,13 @@ pub static AGGREGATES: &[Aggregate] = &[
         ret: |c| arg(c).map(|t| SqlType::Array(Box::new(t))),
         init: |_| Value::Array(Vec::new()),
         add: |_, s, v| push_limited(s, v, COLLECT_LIMIT, false),
+        merge: |_, s, o| {
+            if let Value::Array(b) = o {
+                for v in b {
+                    push_limited(s, v, COLLECT_LIMIT, false);
+                }
+            }
+        },
         undo: Some(|_, s, v| {
             if let Value::Array(items) = s {
                 if let Some(p) = items.iter().position(|x| x == v) {
@@ -166,6 +181,13 @@ pub static AGGREGATES: &[Aggregate] = &[
         ret: |c| arg(c).map(|t| SqlType::Array(Box::new(t))),
         init: |_| Value::Array(Vec::new()),
         add: |_, s, v| push_limited(s, v, COLLECT_LIMIT, true),
+        merge: |_, s, o| {
+            if let Value::Array(b) = o {
+                for v in b {
+                    push_limited(s, v, COLLECT_LIMIT, true);
+                }
+            }
+        },
         undo: None,
         result: |_, s| s.clone(),
     },
@@ -182,6 +204,7 @@ pub static AGGREGATES: &[Aggregate] = &[
                 *s = Value::Bigint(bigint(s) + 1);
             }
         },
+        merge: |_, s, o| *s = Value::Bigint(bigint(s) + bigint(o)),
         undo: Some(|c, s, v| {
             if c.arg_type.is_none() || !v.is_null() {
                 *s = Value::Bigint(bigint(s) - 1);
@@ -200,6 +223,13 @@ pub static AGGREGATES: &[Aggregate] = &[
         add: |_, s, v| {
             if !v.is_null() {
                 push_limited(s, v, usize::MAX, true)
+            }
+        },
+        merge: |_, s, o| {
+            if let Value::Array(b) = o {
+                for v in b {
+                    push_limited(s, v, usize::MAX, true);
+                }
             }
         },
         undo: None,
@@ -222,6 +252,11 @@ pub static AGGREGATES: &[Aggregate] = &[
                 if items.is_empty() && !(ignore_nulls && v.is_null()) {
                     items.push(v.clone());
                 }
+            }
+        },
+        merge: |_, s, o| {
+            if matches!(s, Value::Array(a) if a.is_empty()) {
+                *s = o.clone();
             }
         },
         undo: None,
@@ -247,6 +282,16 @@ pub static AGGREGATES: &[Aggregate] = &[
                     Some(p) => entries[p].1 = Value::Bigint(bigint(&entries[p].1) + 1),
                     None if entries.len() < COLLECT_LIMIT => entries.push((v.clone(), Value::Bigint(1))),
                     None => {}
+                }
+            }
+        },
+        merge: |_, s, o| {
+            if let (Value::Map(a), Value::Map(b)) = (s, o) {
+                for (k, n) in b {
+                    match a.iter().position(|(x, _)| x == k) {
+                        Some(p) => a[p].1 = Value::Bigint(bigint(&a[p].1) + bigint(n)),
+                        None => a.push((k.clone(), n.clone())),
+                    }
                 }
             }
         },
@@ -278,6 +323,11 @@ pub static AGGREGATES: &[Aggregate] = &[
                 *s = v.clone();
             }
         },
+        merge: |_, s, o| {
+            if !o.is_null() {
+                *s = o.clone();
+            }
+        },
         undo: None,
         result: |_, s| s.clone(),
     },
@@ -292,6 +342,11 @@ pub static AGGREGATES: &[Aggregate] = &[
         add: |_, s, v| {
             if !v.is_null() && (s.is_null() || v.total_cmp(s).is_gt()) {
                 *s = v.clone();
+            }
+        },
+        merge: |_, s, o| {
+            if !o.is_null() && (s.is_null() || o.total_cmp(s).is_gt()) {
+                *s = o.clone();
             }
         },
         undo: None,
@@ -310,6 +365,11 @@ pub static AGGREGATES: &[Aggregate] = &[
                 *s = v.clone();
             }
         },
+        merge: |_, s, o| {
+            if !o.is_null() && (s.is_null() || o.total_cmp(s).is_lt()) {
+                *s = o.clone();
+            }
+        },
         undo: None,
         result: |_, s| s.clone(),
     },
@@ -326,6 +386,7 @@ pub static AGGREGATES: &[Aggregate] = &[
                 *s = add_num(s, v, 1);
             }
         },
+        merge: |_, s, o| *s = add_num(s, o, 1),
         undo: Some(|_, s, v| {
             if !v.is_null() {
                 *s = add_num(s, v, -1);
@@ -342,6 +403,13 @@ pub static AGGREGATES: &[Aggregate] = &[
         ret: |c| comparable(c).map(|t| SqlType::Array(Box::new(t))),
         init: |_| Value::Array(Vec::new()),
         add: |c, s, v| top_k(c, s, v, false),
+        merge: |c, s, o| {
+            if let Value::Array(b) = o {
+                for v in b {
+                    top_k(c, s, v, false);
+                }
+            }
+        },
         undo: None,
         result: |_, s| s.clone(),
     },
@@ -354,6 +422,13 @@ pub static AGGREGATES: &[Aggregate] = &[
         ret: |c| comparable(c).map(|t| SqlType::Array(Box::new(t))),
         init: |_| Value::Array(Vec::new()),
         add: |c, s, v| top_k(c, s, v, true),
+        merge: |c, s, o| {
+            if let Value::Array(b) = o {
+                for v in b {
+                    top_k(c, s, v, true);
+                }
+            }
+        },
         undo: None,
         result: |_, s| s.clone(),
     },

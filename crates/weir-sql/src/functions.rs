@@ -111,7 +111,8 @@ fn p_type(p: P) -> Option<SqlType> {
     })
 }
 
-fn p_name(p: P) -> &'static str {
+/// A parameter pattern's type name for DESCRIBE FUNCTION.
+pub fn p_name(p: P) -> &'static str {
     match p {
         P::Num => "NUMBER",
         P::Any => "T",

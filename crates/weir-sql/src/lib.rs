@@ -11,13 +11,23 @@
 
 pub mod aggregate;
 pub mod ast;
+pub mod catalog;
+pub mod engine;
 pub mod error;
 pub mod expr;
 pub mod format;
 pub mod functions;
 pub mod lexer;
 pub mod parser;
+pub mod plan;
+pub mod rest;
+pub mod runtime;
+pub mod state;
+pub mod task;
 pub mod time;
 pub mod types;
 
 pub use error::{Result, SqlError};
+
+pub use engine::{Engine, EngineConfig};
+pub use runtime::KafkaSettings;

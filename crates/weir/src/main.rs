@@ -10,6 +10,7 @@ mod bench;
 mod cli;
 mod config;
 mod security;
+mod sql;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -76,6 +77,14 @@ enum Command {
     ///   weir bench e2e --rate 50000 --duration 60s --json  # latency at a fixed rate
     #[command(verbatim_doc_comment)]
     Bench(bench::BenchArgs),
+    /// Run the streaming SQL server (ksqlDB's REST API) against a Kafka
+    /// cluster.
+    ///
+    /// Examples:
+    ///   weir sql-server --bootstrap 127.0.0.1:9092
+    ///   weir sql-server --listen 0.0.0.0:8088 --set ksql.service.id=prod_ --set ksql.streams.auto.offset.reset=earliest
+    #[command(verbatim_doc_comment)]
+    SqlServer(sql::SqlServerArgs),
     /// Print shell completions.
     ///
     /// Examples:
@@ -126,6 +135,27 @@ fn main() -> ExitCode {
         Command::Group(a) => client(cli::group::run(a)),
         Command::Cluster(a) => client(cli::cluster::run(a)),
         Command::Bench(a) => client(bench::run(a)),
+        Command::SqlServer(args) => {
+            init_logs(LogFormat::Human, "info");
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let result = runtime.block_on(async {
+                let shutdown = shutdown_signal()?;
+                sql::run(args, shutdown).await
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "weir", &mut std::io::stdout());

@@ -1,0 +1,92 @@
+//! `weir sql-server`: the streaming SQL server (ksqlDB-compatible REST
+//! API) standalone, against any Kafka-compatible cluster.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use tracing::info;
+
+/// Flags of `weir sql-server`.
+#[derive(Debug, Args)]
+pub struct SqlServerArgs {
+    /// Kafka cluster to connect to (`bootstrap.servers`).
+    #[arg(long, short = 'b', env = "WEIR_BOOTSTRAP", default_value = "127.0.0.1:9092", value_name = "HOST:PORT")]
+    bootstrap: String,
+    /// Address the REST API binds (ksqlDB's `listeners`).
+    #[arg(long, env = "WEIR_SQL_LISTEN", default_value = "127.0.0.1:8088", value_name = "HOST:PORT")]
+    listen: String,
+    /// A ksqlDB server properties file (`key=value` lines).
+    #[arg(long, env = "WEIR_SQL_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A setting by ksqlDB's name, e.g. `--set ksql.service.id=prod_`,
+    /// `--set ksql.streams.auto.offset.reset=earliest`, or a Kafka client
+    /// setting (`security.protocol`, `sasl.*`, `ssl.*`). Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+/// Kafka client settings librdkafka takes, also under `ksql.streams.`.
+fn is_client_key(k: &str) -> bool {
+    k == "bootstrap.servers"
+        || k == "security.protocol"
+        || k == "client.id"
+        || k.starts_with("sasl.")
+        || k.starts_with("ssl.")
+        || k.starts_with("socket.")
+}
+
+/// Resolves settings: the file, then `--set`, then `--bootstrap` unless set.
+pub fn engine_config(args: &SqlServerArgs) -> anyhow::Result<weir_sql::EngineConfig> {
+    let mut all: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!')) {
+            let (k, v) = line
+                .split_once(['=', ':'])
+                .with_context(|| format!("{}: not a key=value line: {line}", path.display()))?;
+            all.insert(k.trim().to_string(), v.trim().to_string());
+        }
+    }
+    for s in &args.set {
+        let (k, v) = s.split_once('=').with_context(|| format!("--set {s}: expected KEY=VALUE"))?;
+        all.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    let mut client = BTreeMap::new();
+    client.insert("bootstrap.servers".to_string(), args.bootstrap.clone());
+    let mut properties = BTreeMap::new();
+    for (k, v) in all {
+        let stripped = k.strip_prefix("ksql.streams.").unwrap_or(&k);
+        if is_client_key(stripped) {
+            client.insert(stripped.to_string(), v.clone());
+        }
+        if k.starts_with("ksql.") {
+            properties.insert(k, v);
+        } else if !is_client_key(&k) {
+            anyhow::bail!("unknown setting `{k}`: use ksqlDB's `ksql.*` names or Kafka client settings");
+        }
+    }
+    let service_id = properties.get("ksql.service.id").cloned().unwrap_or_else(|| "default_".to_string());
+    properties.insert("ksql.service.id".to_string(), service_id.clone());
+    Ok(weir_sql::EngineConfig {
+        service_id,
+        kafka: weir_sql::KafkaSettings { client },
+        properties,
+    })
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub async fn run(args: SqlServerArgs, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let config = engine_config(&args)?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (sql)", args.listen))?;
+    let local = listener.local_addr()?;
+    let engine = weir_sql::Engine::open(config).await.context("cannot start the SQL engine")?;
+    info!(address = %local, "sql server listening on http://{local}");
+    weir_sql::rest::serve(listener, engine.clone(), shutdown).await?;
+    engine.shutdown().await;
+    info!("sql server stopped");
+    Ok(())
+}
