@@ -821,7 +821,18 @@ impl Engine {
             offset_reset: session.offset_reset(&self.config),
             plan,
         };
-        Ok((runtime::start(spec, Output::Channel(tx)), rx))
+        let handle = runtime::start(spec, Output::Channel(tx));
+        // Answer once the query has its starting offsets, so rows written
+        // after the answer are seen.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !handle.stats.running.load(std::sync::atomic::Ordering::SeqCst) && std::time::Instant::now() < deadline {
+            if let Some(e) = handle.stats.last_error.lock().ok().and_then(|e| e.clone()) {
+                handle.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                return Err(SqlError::kafka("push query", e));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Ok((handle, rx))
     }
 
     /// Runs a pull query against a materialized table.

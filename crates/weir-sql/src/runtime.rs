@@ -434,7 +434,9 @@ fn run(spec: &QuerySpec, output: &Output, stop: &AtomicBool, task: &Mutex<Task>,
                 Some(o) => Offset::Offset(*o),
                 None if i == 1 && matches!(spec.plan.op, Op::StreamTable { .. }) => Offset::Beginning,
                 None if spec.offset_reset == "earliest" => Offset::Beginning,
-                None => Offset::End,
+                // `latest` is resolved now, so a query that answered has a
+                // fixed starting point.
+                None => Offset::Offset(consumer.fetch_watermarks(topic, p, TIMEOUT).map_err(kerr("ListOffsets"))?.1),
             };
             tpl.add_partition_offset(topic, p, offset).map_err(kerr("assign"))?;
             heads.insert((i, p), VecDeque::new());

@@ -3,8 +3,8 @@
 //! aggregate states (whose types differ from the columns') restore exactly.
 //!
 //! `null`, `true`/`false` and JSON strings are themselves; other values
-//! are one-entry objects: `{"i":INT}`, `{"l":BIGINT}`, `{"d":DOUBLE}` (or
-//! `"NaN"`, `"Infinity"`, `"-Infinity"`), `{"b":BASE64}`, `{"ts":MS}`,
+//! are one-entry objects: `{"i":INT}`, `{"l":BIGINT}`, `{"d":"DOUBLE"}`
+//! (decimal text, `NaN`, `inf`, `-inf`), `{"b":BASE64}`, `{"ts":MS}`,
 //! `{"dt":DAYS}`, `{"tm":MS}`, `{"m":[[K,V],...]}`,
 //! `{"st":[[NAME,V],...]}`; arrays are JSON arrays.
 
@@ -22,7 +22,8 @@ pub fn to_tagged(v: &Value) -> J {
         Value::String(s) => J::String(s.clone()),
         Value::Int(i) => json!({"i": i}),
         Value::Bigint(i) => json!({"l": i}),
-        Value::Double(d) if d.is_finite() => json!({"d": d}),
+        // As text: Rust prints the shortest string that parses back to the
+        // same double, which JSON numbers do not guarantee.
         Value::Double(d) => json!({"d": d.to_string()}),
         Value::Bytes(b) => json!({"b": base64_encode(b)}),
         Value::Timestamp(t) => json!({"ts": t}),

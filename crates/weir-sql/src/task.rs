@@ -4,7 +4,8 @@
 //! records in and writes what comes out, so every rule is unit-tested
 //! without Kafka.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::ast::JoinType;
 use crate::error::{Result, SqlError};
@@ -59,11 +60,16 @@ pub struct AggEntry {
 /// A query's running state.
 #[derive(Debug)]
 pub struct Task {
-    pub plan: Plan,
+    pub plan: Arc<Plan>,
     /// Aggregations: by (encoded key, window start).
     pub aggs: BTreeMap<(Vec<u8>, i64), AggEntry>,
     /// Joins: the table side's rows by encoded key.
     pub table: HashMap<Vec<u8>, Vec<Value>>,
+    /// Windows by the time they close (end + grace): EMIT FINAL emits them
+    /// then.
+    closing: BTreeSet<(i64, (Vec<u8>, i64))>,
+    /// Windows by the time their state may go (end + retention).
+    expiring: BTreeSet<(i64, (Vec<u8>, i64))>,
     /// The largest timestamp seen (Kafka Streams' stream time).
     pub stream_time: i64,
     /// Records skipped: undeserializable, or late for their window.
@@ -78,7 +84,9 @@ fn key_bytes(key: &[Value]) -> Vec<u8> {
 impl Task {
     pub fn new(plan: Plan) -> Task {
         Task {
-            plan,
+            plan: Arc::new(plan),
+            closing: BTreeSet::new(),
+            expiring: BTreeSet::new(),
             aggs: BTreeMap::new(),
             table: HashMap::new(),
             stream_time: i64::MIN,
@@ -151,7 +159,8 @@ impl Task {
             self.stream_time = self.stream_time.max(*ts);
         }
         let table_input = self.plan.inputs[rec.input].source.is_table();
-        match &self.plan.op {
+        let plan = self.plan.clone();
+        match &plan.op {
             Op::Select { filter, key, values } => {
                 let Some((row, ts)) = decoded else {
                     if table_input {
@@ -226,7 +235,8 @@ impl Task {
     }
 
     fn stream_table(&mut self, row: Vec<Value>, ts: i64, fx: &mut Effects) {
-        let Op::StreamTable { kind, left_key, filter, key, values } = &self.plan.op else {
+        let plan = self.plan.clone();
+        let Op::StreamTable { kind, left_key, filter, key, values } = &plan.op else {
             return;
         };
         let k = left_key.eval(&row);
@@ -253,7 +263,8 @@ impl Task {
     }
 
     fn aggregate(&mut self, row: &[Value], ts: i64, fx: &mut Effects) {
-        let Op::Aggregate { filter, group, aggs, window, .. } = &self.plan.op else {
+        let plan = self.plan.clone();
+        let Op::Aggregate { filter, group, aggs, window, .. } = &plan.op else {
             return;
         };
         if filter.as_ref().is_some_and(|f| f.eval(row) != Value::Boolean(true)) {
@@ -270,13 +281,12 @@ impl Task {
             .map(|a| a.arg.as_ref().map_or(Value::Null, |n| n.eval(row)))
             .collect();
         let kb = key_bytes(&key);
-        let aggs = aggs.clone();
-        match window.clone() {
-            None => self.update(&kb, i64::MIN, &key, None, &aggs, &args, ts, fx),
+        match window {
+            None => self.update(&kb, i64::MIN, &key, None, aggs, &args, ts, fx),
             Some(spec) => match spec.kind {
                 crate::ast::WindowKind::Tumbling { size_ms } => {
                     let start = ts - ts.rem_euclid(size_ms);
-                    self.update_window(&kb, &key, Window { start, end: start + size_ms }, &spec, &aggs, &args, ts, fx);
+                    self.update_window(&kb, &key, Window { start, end: start + size_ms }, spec, aggs, &args, ts, fx);
                 }
                 crate::ast::WindowKind::Hopping { size_ms, advance_ms } => {
                     let last = ts - ts.rem_euclid(advance_ms);
@@ -289,11 +299,11 @@ impl Task {
                         start -= advance_ms;
                     }
                     for s in windows.into_iter().rev() {
-                        self.update_window(&kb, &key, Window { start: s, end: s + size_ms }, &spec, &aggs, &args, ts, fx);
+                        self.update_window(&kb, &key, Window { start: s, end: s + size_ms }, spec, aggs, &args, ts, fx);
                     }
                 }
                 crate::ast::WindowKind::Session { gap_ms } => {
-                    self.session(&kb, &key, gap_ms, &spec, &aggs, &args, ts, fx);
+                    self.session(&kb, &key, gap_ms, spec, aggs, &args, ts, fx);
                 }
             },
         }
@@ -349,6 +359,7 @@ impl Task {
         }
         entry.timestamp = entry.timestamp.max(ts);
         let entry = entry.clone();
+        self.schedule(&entry, kb, start);
         self.log_entry(&entry, fx);
         if !self.emit_final() {
             fx.rows.push(self.result_row(&entry));
@@ -394,10 +405,11 @@ impl Task {
                         (a.func.merge)(&a.call, s, o);
                     }
                 }
-                // The merged-away session is deleted downstream.
+                // The merged-away session is deleted downstream, stamped
+                // with its window's end as Kafka Streams does.
                 self.log_delete(&e, fx);
                 if !self.emit_final() {
-                    fx.rows.push(OutRow { key: e.key.clone(), value: None, timestamp: ts, window: e.window });
+                    fx.rows.push(OutRow { key: e.key.clone(), value: None, timestamp: w.end, window: e.window });
                 }
             }
         }
@@ -410,6 +422,7 @@ impl Task {
         }
         let entry = AggEntry { key: key.to_vec(), window: Some(merged), states, timestamp: max_ts, emitted: false };
         self.aggs.insert((kb.to_vec(), merged.start), entry.clone());
+        self.schedule(&entry, kb, merged.start);
         self.log_entry(&entry, fx);
         if !self.emit_final() {
             fx.rows.push(self.result_row(&entry));
@@ -420,35 +433,50 @@ impl Task {
         matches!(self.plan.op, Op::Aggregate { emit_final: true, .. })
     }
 
-    /// EMIT FINAL: emits windows that have closed; and drops windows past
-    /// their retention.
-    fn expire_windows(&mut self, fx: &mut Effects) {
-        let Some(spec) = self.plan.window.clone() else {
+    /// Indexes a window by when it closes and when its state may go.
+    fn schedule(&mut self, e: &AggEntry, kb: &[u8], start: i64) {
+        let (Some(w), Some(spec)) = (e.window, self.plan.window.as_ref()) else {
             return;
         };
-        let final_ = self.emit_final();
-        let retention = spec.retention_ms.max(spec.grace_ms);
-        let mut expired = Vec::new();
-        let mut to_emit = Vec::new();
-        for (k, e) in &self.aggs {
-            let Some(w) = e.window else { continue };
-            if final_ && !e.emitted && self.closed(&w, &spec) {
-                to_emit.push(k.clone());
-            }
-            if w.end.saturating_add(retention) < self.stream_time && (!final_ || e.emitted || self.closed(&w, &spec)) {
-                expired.push(k.clone());
-            }
+        let slot = (kb.to_vec(), start);
+        let close = w.end.saturating_add(spec.grace_ms);
+        if self.emit_final() {
+            self.closing.insert((close, slot.clone()));
         }
-        for k in to_emit {
-            if let Some(e) = self.aggs.get_mut(&k) {
-                e.emitted = true;
-                let e = e.clone();
-                fx.rows.push(self.result_row(&e));
-                self.log_entry(&e, fx);
+        let keep = w.end.saturating_add(spec.retention_ms.max(spec.grace_ms));
+        self.expiring.insert((keep, slot));
+    }
+
+    /// EMIT FINAL: emits windows that have closed; drops window state past
+    /// its retention (and at least its grace period).
+    fn expire_windows(&mut self, fx: &mut Effects) {
+        while let Some((close, slot)) = self.closing.first().cloned() {
+            if close > self.stream_time {
+                break;
             }
+            self.closing.pop_first();
+            let Some(e) = self.aggs.get_mut(&slot) else { continue };
+            let still_open = e.window.is_some_and(|w| w.end.saturating_add(self.plan.window.as_ref().map_or(0, |s| s.grace_ms)) > self.stream_time);
+            if e.emitted || still_open {
+                continue;
+            }
+            e.emitted = true;
+            let e = e.clone();
+            fx.rows.push(self.result_row(&e));
+            self.log_entry(&e, fx);
         }
-        for k in expired {
-            if let Some(e) = self.aggs.remove(&k) {
+        while let Some((keep, slot)) = self.expiring.first().cloned() {
+            if keep >= self.stream_time {
+                break;
+            }
+            self.expiring.pop_first();
+            let Some(e) = self.aggs.get(&slot) else { continue };
+            let retention = self.plan.window.as_ref().map_or(0, |s| s.retention_ms.max(s.grace_ms));
+            // A session that grew since it was scheduled stays.
+            if e.window.is_some_and(|w| w.end.saturating_add(retention) >= self.stream_time) {
+                continue;
+            }
+            if let Some(e) = self.aggs.remove(&slot) {
                 self.log_delete(&e, fx);
             }
         }
@@ -512,7 +540,9 @@ impl Task {
                 let emitted = states.pop().and_then(|v| v.as_bool()).unwrap_or(false);
                 let timestamp = states.pop().and_then(|v| v.as_i64()).unwrap_or(0);
                 self.stream_time = self.stream_time.max(timestamp);
-                self.aggs.insert(slot, AggEntry { key: k, window, states, timestamp, emitted });
+                let entry = AggEntry { key: k, window, states, timestamp, emitted };
+                self.schedule(&entry, &slot.0, slot.1);
+                self.aggs.insert(slot, entry);
             }
         }
         Ok(())
