@@ -40,7 +40,9 @@ pub fn aggregate(name: &str) -> Option<&'static Aggregate> {
 }
 
 fn arg(c: &AggCall) -> Result<SqlType, String> {
-    c.arg_type.clone().ok_or_else(|| "needs a column argument".to_string())
+    c.arg_type
+        .clone()
+        .ok_or_else(|| "needs a column argument".to_string())
 }
 
 fn numeric(c: &AggCall) -> Result<SqlType, String> {
@@ -105,6 +107,20 @@ fn top_k(c: &AggCall, state: &mut Value, v: &Value, distinct: bool) {
         items.push(v.clone());
         items.sort_by(|a, b| b.total_cmp(a));
         items.truncate(k);
+    }
+}
+
+/// MAX: keeps `v` when it is larger (NULLs ignored).
+fn keep_max(s: &mut Value, v: &Value) {
+    if !v.is_null() && (s.is_null() || v.total_cmp(s).is_gt()) {
+        *s = v.clone();
+    }
+}
+
+/// MIN: keeps `v` when it is smaller (NULLs ignored).
+fn keep_min(s: &mut Value, v: &Value) {
+    if !v.is_null() && (s.is_null() || v.total_cmp(s).is_lt()) {
+        *s = v.clone();
     }
 }
 
@@ -339,16 +355,8 @@ pub static AGGREGATES: &[Aggregate] = &[
         params: (0, 0),
         ret: comparable,
         init: |_| Value::Null,
-        add: |_, s, v| {
-            if !v.is_null() && (s.is_null() || v.total_cmp(s).is_gt()) {
-                *s = v.clone();
-            }
-        },
-        merge: |_, s, o| {
-            if !o.is_null() && (s.is_null() || o.total_cmp(s).is_gt()) {
-                *s = o.clone();
-            }
-        },
+        add: |_, s, v| keep_max(s, v),
+        merge: |_, s, o| keep_max(s, o),
         undo: None,
         result: |_, s| s.clone(),
     },
@@ -360,16 +368,8 @@ pub static AGGREGATES: &[Aggregate] = &[
         params: (0, 0),
         ret: comparable,
         init: |_| Value::Null,
-        add: |_, s, v| {
-            if !v.is_null() && (s.is_null() || v.total_cmp(s).is_lt()) {
-                *s = v.clone();
-            }
-        },
-        merge: |_, s, o| {
-            if !o.is_null() && (s.is_null() || o.total_cmp(s).is_lt()) {
-                *s = o.clone();
-            }
-        },
+        add: |_, s, v| keep_min(s, v),
+        merge: |_, s, o| keep_min(s, o),
         undo: None,
         result: |_, s| s.clone(),
     },
@@ -440,7 +440,10 @@ mod tests {
 
     fn run(name: &str, ty: Option<SqlType>, params: Vec<Value>, values: &[Value]) -> Value {
         let a = aggregate(name).unwrap();
-        let c = AggCall { arg_type: ty, params };
+        let c = AggCall {
+            arg_type: ty,
+            params,
+        };
         (a.ret)(&c).unwrap();
         let mut s = (a.init)(&c);
         for v in values {
@@ -457,10 +460,24 @@ mod tests {
     fn counts_and_sums() {
         let vals = [Value::Int(1), Value::Null, Value::Int(3)];
         assert_eq!(run("COUNT", None, vec![], &vals), Value::Bigint(3));
-        assert_eq!(run("COUNT", Some(SqlType::Int), vec![], &vals), Value::Bigint(2));
+        assert_eq!(
+            run("COUNT", Some(SqlType::Int), vec![], &vals),
+            Value::Bigint(2)
+        );
         assert_eq!(run("SUM", Some(SqlType::Int), vec![], &vals), Value::Int(4));
-        assert_eq!(run("AVG", Some(SqlType::Int), vec![], &vals), Value::Double(2.0));
-        assert_eq!(run("COUNT_DISTINCT", Some(SqlType::Int), vec![], &ints(&[1, 1, 2])), Value::Bigint(2));
+        assert_eq!(
+            run("AVG", Some(SqlType::Int), vec![], &vals),
+            Value::Double(2.0)
+        );
+        assert_eq!(
+            run(
+                "COUNT_DISTINCT",
+                Some(SqlType::Int),
+                vec![],
+                &ints(&[1, 1, 2])
+            ),
+            Value::Bigint(2)
+        );
     }
 
     #[test]
@@ -469,22 +486,59 @@ mod tests {
         assert_eq!(run("MIN", Some(SqlType::Int), vec![], &vals), Value::Int(1));
         assert_eq!(run("MAX", Some(SqlType::Int), vec![], &vals), Value::Int(3));
         let with_null = [Value::Int(1), Value::Int(2), Value::Null];
-        assert_eq!(run("LATEST_BY_OFFSET", Some(SqlType::Int), vec![], &with_null), Value::Int(2));
         assert_eq!(
-            run("LATEST_BY_OFFSET", Some(SqlType::Int), vec![Value::Boolean(false)], &with_null),
+            run("LATEST_BY_OFFSET", Some(SqlType::Int), vec![], &with_null),
+            Value::Int(2)
+        );
+        assert_eq!(
+            run(
+                "LATEST_BY_OFFSET",
+                Some(SqlType::Int),
+                vec![Value::Boolean(false)],
+                &with_null
+            ),
             Value::Null
         );
-        assert_eq!(run("EARLIEST_BY_OFFSET", Some(SqlType::Int), vec![], &[Value::Null, Value::Int(5)]), Value::Int(5));
+        assert_eq!(
+            run(
+                "EARLIEST_BY_OFFSET",
+                Some(SqlType::Int),
+                vec![],
+                &[Value::Null, Value::Int(5)]
+            ),
+            Value::Int(5)
+        );
     }
 
     #[test]
     fn collections() {
         let vals = ints(&[3, 1, 3, 2]);
-        assert_eq!(run("COLLECT_LIST", Some(SqlType::Int), vec![], &vals), Value::Array(ints(&[3, 1, 3, 2])));
-        assert_eq!(run("COLLECT_SET", Some(SqlType::Int), vec![], &vals), Value::Array(ints(&[3, 1, 2])));
-        assert_eq!(run("TOPK", Some(SqlType::Int), vec![Value::Int(2)], &vals), Value::Array(ints(&[3, 3])));
-        assert_eq!(run("TOPKDISTINCT", Some(SqlType::Int), vec![Value::Int(2)], &vals), Value::Array(ints(&[3, 2])));
-        let words = [Value::String("a".into()), Value::String("b".into()), Value::String("a".into())];
+        assert_eq!(
+            run("COLLECT_LIST", Some(SqlType::Int), vec![], &vals),
+            Value::Array(ints(&[3, 1, 3, 2]))
+        );
+        assert_eq!(
+            run("COLLECT_SET", Some(SqlType::Int), vec![], &vals),
+            Value::Array(ints(&[3, 1, 2]))
+        );
+        assert_eq!(
+            run("TOPK", Some(SqlType::Int), vec![Value::Int(2)], &vals),
+            Value::Array(ints(&[3, 3]))
+        );
+        assert_eq!(
+            run(
+                "TOPKDISTINCT",
+                Some(SqlType::Int),
+                vec![Value::Int(2)],
+                &vals
+            ),
+            Value::Array(ints(&[3, 2]))
+        );
+        let words = [
+            Value::String("a".into()),
+            Value::String("b".into()),
+            Value::String("a".into()),
+        ];
         assert_eq!(
             run("HISTOGRAM", Some(SqlType::String), vec![], &words),
             Value::Map(vec![
@@ -497,7 +551,10 @@ mod tests {
     #[test]
     fn undo_reverses_add() {
         let a = aggregate("SUM").unwrap();
-        let c = AggCall { arg_type: Some(SqlType::Bigint), params: vec![] };
+        let c = AggCall {
+            arg_type: Some(SqlType::Bigint),
+            params: vec![],
+        };
         let mut s = (a.init)(&c);
         (a.add)(&c, &mut s, &Value::Bigint(5));
         (a.add)(&c, &mut s, &Value::Bigint(7));

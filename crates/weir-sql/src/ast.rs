@@ -195,7 +195,10 @@ pub enum Emit {
 pub enum SelectItem {
     /// `*`, or `alias.*`.
     Wildcard(Option<String>),
-    Expr { expr: Expr, alias: Option<String> },
+    Expr {
+        expr: Expr,
+        alias: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -426,20 +429,42 @@ impl std::fmt::Display for Expr {
             Expr::IsNull { expr, negated } => {
                 write!(f, "({expr} IS {}NULL)", if *negated { "NOT " } else { "" })
             }
-            Expr::Like { expr, pattern, negated, .. } => {
-                write!(f, "({expr} {}LIKE {pattern})", if *negated { "NOT " } else { "" })
+            Expr::Like {
+                expr,
+                pattern,
+                negated,
+                ..
+            } => {
+                write!(
+                    f,
+                    "({expr} {}LIKE {pattern})",
+                    if *negated { "NOT " } else { "" }
+                )
             }
-            Expr::Between { expr, low, high, negated } => write!(
+            Expr::Between {
+                expr,
+                low,
+                high,
+                negated,
+            } => write!(
                 f,
                 "({expr} {}BETWEEN {low} AND {high})",
                 if *negated { "NOT " } else { "" }
             ),
-            Expr::InList { expr, list: items, negated } => {
+            Expr::InList {
+                expr,
+                list: items,
+                negated,
+            } => {
                 write!(f, "({expr} {}IN (", if *negated { "NOT " } else { "" })?;
                 list(f, items)?;
                 f.write_str("))")
             }
-            Expr::Case { operand, whens, else_ } => {
+            Expr::Case {
+                operand,
+                whens,
+                else_,
+            } => {
                 f.write_str("(CASE")?;
                 if let Some(o) = operand {
                     write!(f, " {o}")?;

@@ -36,7 +36,11 @@ impl Source {
     }
 
     pub fn value_codec(&self) -> Codec {
-        Codec::new(self.value_format.clone(), self.value.clone(), self.wrap_single)
+        Codec::new(
+            self.value_format.clone(),
+            self.value.clone(),
+            self.wrap_single,
+        )
     }
 
     /// Every column, keys first.
@@ -67,7 +71,9 @@ impl WithProps<'_> {
                 .parse()
                 .map(Some)
                 .map_err(|_| SqlError::invalid(format!("Invalid value for {name}: '{s}'"))),
-            Some(other) => Err(SqlError::invalid(format!("Invalid value for {name}: {other}"))),
+            Some(other) => Err(SqlError::invalid(format!(
+                "Invalid value for {name}: {other}"
+            ))),
         }
     }
 
@@ -77,7 +83,9 @@ impl WithProps<'_> {
             Some(Literal::Boolean(b)) => Ok(Some(*b)),
             Some(Literal::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
             Some(Literal::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
-            Some(other) => Err(SqlError::invalid(format!("Invalid value for {name}: {other}"))),
+            Some(other) => Err(SqlError::invalid(format!(
+                "Invalid value for {name}: {other}"
+            ))),
         }
     }
 
@@ -95,7 +103,11 @@ impl WithProps<'_> {
 
     /// (key format, value format) from FORMAT / KEY_FORMAT / VALUE_FORMAT
     /// and the delimiters, falling back to `default_key`/`default_value`.
-    pub fn formats(&self, default_key: Option<&Format>, default_value: Option<&Format>) -> Result<(Format, Format)> {
+    pub fn formats(
+        &self,
+        default_key: Option<&Format>,
+        default_value: Option<&Format>,
+    ) -> Result<(Format, Format)> {
         let both = self.text("FORMAT");
         let key = self.text("KEY_FORMAT");
         let value = self.text("VALUE_FORMAT");
@@ -110,23 +122,22 @@ impl WithProps<'_> {
             Some(k) => Format::parse(&k, key_delimiter.as_deref())?,
             None => default_key.cloned().unwrap_or(Format::Kafka),
         };
-        let value_fmt = match value.or(both) {
-            Some(v) => Format::parse(&v, delimiter.as_deref())?,
-            None => match default_value {
-                Some(v) => v.clone(),
-                None => {
-                    return Err(SqlError::invalid(
+        let value_fmt =
+            match value.or(both) {
+                Some(v) => Format::parse(&v, delimiter.as_deref())?,
+                None => match default_value {
+                    Some(v) => v.clone(),
+                    None => return Err(SqlError::invalid(
                         "Missing required property \"VALUE_FORMAT\" which has no default value.",
-                    ))
-                }
-            },
-        };
+                    )),
+                },
+            };
         Ok((key_fmt, value_fmt))
     }
 }
 
-/// The WITH properties `CREATE STREAM|TABLE` accepts.
-pub const CREATE_PROPS: &[&str] = &[
+/// The WITH properties `CREATE STREAM|TABLE ... AS SELECT` accepts.
+pub const CREATE_AS_PROPS: &[&str] = &[
     "KAFKA_TOPIC",
     "KEY_FORMAT",
     "VALUE_FORMAT",
@@ -138,18 +149,18 @@ pub const CREATE_PROPS: &[&str] = &[
     "WRAP_SINGLE_VALUE",
     "VALUE_DELIMITER",
     "KEY_DELIMITER",
-    "WINDOW_TYPE",
-    "WINDOW_SIZE",
-    "KEY_SCHEMA_ID",
-    "VALUE_SCHEMA_ID",
     "RETENTION_MS",
 ];
+
+/// The WITH properties `CREATE STREAM|TABLE` accepts: those, and the
+/// window of a windowed topic.
+const CREATE_ONLY_PROPS: &[&str] = &["WINDOW_TYPE", "WINDOW_SIZE"];
 
 /// Builds a source from a CREATE STREAM|TABLE statement (the topic's
 /// existence is checked by the caller).
 pub fn source_from_create(c: &CreateSource, statement: &str) -> Result<(Source, Option<i32>)> {
     let props = WithProps(&c.props);
-    props.only(CREATE_PROPS)?;
+    props.only(&[CREATE_AS_PROPS, CREATE_ONLY_PROPS].concat())?;
     let topic = props.text("KAFKA_TOPIC").ok_or_else(|| {
         SqlError::invalid("Missing required property \"KAFKA_TOPIC\" which has no default value.")
     })?;
@@ -165,7 +176,10 @@ pub fn source_from_create(c: &CreateSource, statement: &str) -> Result<(Source, 
     let mut seen = std::collections::BTreeSet::new();
     for col in &c.columns {
         if !seen.insert(col.name.clone()) {
-            return Err(SqlError::invalid(format!("Duplicate column names:\n\t{}", col.name)));
+            return Err(SqlError::invalid(format!(
+                "Duplicate column names:\n\t{}",
+                col.name
+            )));
         }
         if is_reserved_column(&col.name) {
             return Err(SqlError::invalid(format!(
@@ -200,7 +214,11 @@ pub fn source_from_create(c: &CreateSource, statement: &str) -> Result<(Source, 
             "Tables require a PRIMARY KEY. Please define the PRIMARY KEY.",
         ));
     }
-    let key_format = if key.is_empty() { Format::None } else { key_format };
+    let key_format = if key.is_empty() {
+        Format::None
+    } else {
+        key_format
+    };
     key_format.check(&key, "key")?;
     value_format.check(&value, "value")?;
     let wrap_single = props.boolean("WRAP_SINGLE_VALUE")?.unwrap_or(true);
@@ -227,7 +245,12 @@ pub fn source_from_create(c: &CreateSource, statement: &str) -> Result<(Source, 
                     )))
                 }
             }
-            let name = key.iter().chain(value.iter()).find(|(n, _)| n.eq_ignore_ascii_case(&t)).map(|(n, _)| n.clone()).unwrap_or(col);
+            let name = key
+                .iter()
+                .chain(value.iter())
+                .find(|(n, _)| n.eq_ignore_ascii_case(&t))
+                .map(|(n, _)| n.clone())
+                .unwrap_or(col);
             Some((name, fmt))
         }
         None => None,
@@ -244,7 +267,10 @@ pub fn source_from_create(c: &CreateSource, statement: &str) -> Result<(Source, 
             let size = match props.text("WINDOW_SIZE") {
                 Some(s) => Some(parse_duration_text(&s)?),
                 None if wt != WindowType::Session => {
-                    return Err(SqlError::invalid(format!("{} windows require WINDOW_SIZE", wt.name())))
+                    return Err(SqlError::invalid(format!(
+                        "{} windows require WINDOW_SIZE",
+                        wt.name()
+                    )))
                 }
                 None => None,
             };
@@ -281,20 +307,19 @@ pub fn parse_duration_text(s: &str) -> Result<i64> {
         .next()
         .and_then(|p| p.parse().ok())
         .ok_or_else(|| SqlError::invalid(format!("Invalid duration: '{s}'")))?;
-    let unit = parts.next().unwrap_or("MILLISECONDS").to_ascii_uppercase();
-    let ms = match unit.trim_end_matches('S') {
-        "MILLISECOND" => 1,
-        "SECOND" => 1000,
-        "MINUTE" => 60_000,
-        "HOUR" => 3_600_000,
-        "DAY" => 86_400_000,
-        _ => return Err(SqlError::invalid(format!("Invalid duration: '{s}'"))),
-    };
+    let ms = crate::time::unit_ms(parts.next().unwrap_or("MILLISECONDS"))
+        .ok_or_else(|| SqlError::invalid(format!("Invalid duration: '{s}'")))?;
     Ok(n * ms)
 }
 
 /// Pseudo-columns every source has; user columns may not take these names.
-pub const PSEUDO_COLUMNS: &[&str] = &["ROWTIME", "ROWPARTITION", "ROWOFFSET", "WINDOWSTART", "WINDOWEND"];
+pub const PSEUDO_COLUMNS: &[&str] = &[
+    "ROWTIME",
+    "ROWPARTITION",
+    "ROWOFFSET",
+    "WINDOWSTART",
+    "WINDOWEND",
+];
 
 pub fn is_reserved_column(name: &str) -> bool {
     PSEUDO_COLUMNS.contains(&name)
@@ -308,8 +333,8 @@ pub struct MetaStore {
 
 impl MetaStore {
     pub fn get(&self, name: &str) -> Result<&Source> {
-        self.sources.get(name).ok_or_else(|| {
-            SqlError::invalid(format!("{name} does not exist."))
-        })
+        self.sources
+            .get(name)
+            .ok_or_else(|| SqlError::invalid(format!("{name} does not exist.")))
     }
 }

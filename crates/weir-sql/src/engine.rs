@@ -78,7 +78,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("service_id", &self.config.service_id).finish()
+        f.debug_struct("Engine")
+            .field("service_id", &self.config.service_id)
+            .finish()
     }
 }
 
@@ -115,7 +117,13 @@ fn command_value(statement: &str, session: &Session) -> Vec<u8> {
     .into_bytes()
 }
 
-fn status_entity(statement: &str, command_id: &str, message: &str, query_id: Option<&str>, seq: i64) -> Entity {
+fn status_entity(
+    statement: &str,
+    command_id: &str,
+    message: &str,
+    query_id: Option<&str>,
+    seq: i64,
+) -> Entity {
     json!({
         "@type": "currentStatus",
         "statementText": statement,
@@ -141,8 +149,13 @@ impl Engine {
             .map_err(|e| SqlError::kafka("create producer", e))?;
         let cluster_id = tokio::task::block_in_place(|| {
             use rdkafka::producer::Producer;
-            producer.client().fetch_metadata(None, std::time::Duration::from_secs(30)).ok();
-            producer.client().fetch_cluster_id(std::time::Duration::from_secs(10))
+            producer
+                .client()
+                .fetch_metadata(None, std::time::Duration::from_secs(30))
+                .ok();
+            producer
+                .client()
+                .fetch_cluster_id(std::time::Duration::from_secs(10))
         })
         .unwrap_or_default();
         let engine = Arc::new(Engine {
@@ -155,7 +168,11 @@ impl Engine {
         let topic = engine.config.command_topic();
         engine
             .admin
-            .create(&topic, 1, &[("cleanup.policy", "delete"), ("retention.ms", "-1")])
+            .create(
+                &topic,
+                1,
+                &[("cleanup.policy", "delete"), ("retention.ms", "-1")],
+            )
             .await?;
         engine.replay().await?;
         Ok(engine)
@@ -170,7 +187,9 @@ impl Engine {
         let settings = self.config.kafka.clone();
         let records = tokio::task::spawn_blocking(move || read_all(&settings, &topic))
             .await
-            .map_err(|e| SqlError::Internal { message: e.to_string() })??;
+            .map_err(|e| SqlError::Internal {
+                message: e.to_string(),
+            })??;
         let n = records.len();
         for (offset, value) in records {
             let Ok(cmd) = serde_json::from_slice::<J>(&value) else {
@@ -181,7 +200,10 @@ impl Engine {
             let mut session = Session::default();
             if let Some(props) = cmd["streamsProperties"].as_object() {
                 for (k, v) in props {
-                    session.properties.insert(k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string));
+                    session.properties.insert(
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                    );
                 }
             }
             let parsed = match parser::parse_one(&text, &BTreeMap::new()) {
@@ -192,7 +214,10 @@ impl Engine {
                 }
             };
             let mut state = self.state.lock().await;
-            if let Err(e) = self.apply(&mut state, &parsed, &session, offset, true).await {
+            if let Err(e) = self
+                .apply(&mut state, &parsed, &session, offset, true)
+                .await
+            {
                 warn!(offset, statement = %text, error = %e, "command failed on replay");
             }
         }
@@ -201,10 +226,15 @@ impl Engine {
     }
 
     /// Executes every statement of `text` (POST /ksql).
-    pub async fn execute(&self, text: &str, session: &Session) -> std::result::Result<Vec<Entity>, (SqlError, String, Vec<Entity>)> {
+    pub async fn execute(
+        &self,
+        text: &str,
+        session: &Session,
+    ) -> std::result::Result<Vec<Entity>, (SqlError, String, Vec<Entity>)> {
         let mut session = session.clone();
         let mut out = Vec::new();
-        let statements = parser::parse_script(text, &session.variables).map_err(|e| (e, text.to_string(), Vec::new()))?;
+        let statements = parser::parse_script(text, &session.variables)
+            .map_err(|e| (e, text.to_string(), Vec::new()))?;
         for parsed in statements {
             match self.execute_one(&parsed, &mut session).await {
                 Ok(Some(e)) => out.push(e),
@@ -303,20 +333,23 @@ impl Engine {
             ..State::default()
         };
         for (id, q) in &state.queries {
-            scratch.queries.insert(id.clone(), PersistentQuery {
-                id: q.id.clone(),
-                statement: q.statement.clone(),
-                sink: q.sink.clone(),
-                sink_topic: q.sink_topic.clone(),
-                sources: q.sources.clone(),
-                changelog: None,
-                handle: QueryHandle {
-                    stop: Arc::new(std::sync::atomic::AtomicBool::new(true)),
-                    thread: None,
-                    task: q.handle.task.clone(),
-                    stats: q.handle.stats.clone(),
+            scratch.queries.insert(
+                id.clone(),
+                PersistentQuery {
+                    id: q.id.clone(),
+                    statement: q.statement.clone(),
+                    sink: q.sink.clone(),
+                    sink_topic: q.sink_topic.clone(),
+                    sources: q.sources.clone(),
+                    changelog: None,
+                    handle: QueryHandle {
+                        stop: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+                        thread: None,
+                        task: q.handle.task.clone(),
+                        stats: q.handle.stats.clone(),
+                    },
                 },
-            });
+            );
         }
         self.check(&scratch, parsed, session)
     }
@@ -349,8 +382,8 @@ impl Engine {
                 let plan = plan::plan(&c.query, &state.meta, Some(&format!("`{}`", c.name)))?;
                 if plan.kind != c.kind {
                     return Err(SqlError::invalid(match c.kind {
-                        SourceKind::Stream => format!("Invalid result type. Your SELECT query produces a TABLE. Please use CREATE TABLE AS SELECT statement instead."),
-                        SourceKind::Table => format!("Invalid result type. Your SELECT query produces a STREAM. Please use CREATE STREAM AS SELECT statement instead."),
+                        SourceKind::Stream => "Invalid result type. Your SELECT query produces a TABLE. Please use CREATE TABLE AS SELECT statement instead.".to_string(),
+                        SourceKind::Table => "Invalid result type. Your SELECT query produces a STREAM. Please use CREATE STREAM AS SELECT statement instead.".to_string(),
                     }));
                 }
                 sink_source(c.kind, &c.name, &c.props, &plan, &parsed.text)?;
@@ -359,7 +392,10 @@ impl Engine {
             Statement::InsertInto { target, query, .. } => {
                 let sink = state.meta.get(target)?;
                 if sink.read_only {
-                    return Err(SqlError::invalid(format!("Cannot insert into read-only {}: {target}", sink.kind.name().to_lowercase())));
+                    return Err(SqlError::invalid(format!(
+                        "Cannot insert into read-only {}: {target}",
+                        sink.kind.name().to_lowercase()
+                    )));
                 }
                 if sink.is_table() {
                     return Err(SqlError::invalid(format!("INSERT INTO can only be used to insert into a stream. {target} is a table.")));
@@ -374,30 +410,46 @@ impl Engine {
                 }
                 Ok(())
             }
-            Statement::Drop { kind, name, if_exists, .. } => {
-                match state.meta.sources.get(name) {
-                    None if *if_exists => Ok(()),
-                    None => Err(SqlError::invalid(format!("{} {name} does not exist.", title(*kind)))),
-                    Some(s) if s.kind != *kind => Err(SqlError::invalid(format!(
-                        "Incompatible data source type is {}, but statement was DROP {}",
-                        s.kind.name(),
-                        kind.name()
-                    ))),
-                    Some(_) => {
-                        let readers: Vec<&str> = state.queries.values().filter(|q| q.sources.contains(name)).map(|q| q.id.as_str()).collect();
-                        let writers: Vec<&str> = state.queries.values().filter(|q| q.sink == *name).map(|q| q.id.as_str()).collect();
-                        if readers.is_empty() && writers.is_empty() {
-                            Ok(())
-                        } else {
-                            Err(SqlError::invalid(format!(
+            Statement::Drop {
+                kind,
+                name,
+                if_exists,
+                ..
+            } => match state.meta.sources.get(name) {
+                None if *if_exists => Ok(()),
+                None => Err(SqlError::invalid(format!(
+                    "{} {name} does not exist.",
+                    title(*kind)
+                ))),
+                Some(s) if s.kind != *kind => Err(SqlError::invalid(format!(
+                    "Incompatible data source type is {}, but statement was DROP {}",
+                    s.kind.name(),
+                    kind.name()
+                ))),
+                Some(_) => {
+                    let readers: Vec<&str> = state
+                        .queries
+                        .values()
+                        .filter(|q| q.sources.contains(name))
+                        .map(|q| q.id.as_str())
+                        .collect();
+                    let writers: Vec<&str> = state
+                        .queries
+                        .values()
+                        .filter(|q| q.sink == *name)
+                        .map(|q| q.id.as_str())
+                        .collect();
+                    if readers.is_empty() && writers.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(SqlError::invalid(format!(
                                 "Cannot drop {name}.\nThe following queries read from this source: [{}].\nThe following queries write into this source: [{}].\nYou need to terminate them before dropping {name}.",
                                 readers.join(", "),
                                 writers.join(", ")
                             )))
-                        }
                     }
                 }
-            }
+            },
             Statement::Terminate { query_id: Some(id) } => {
                 if state.queries.contains_key(id) {
                     Ok(())
@@ -409,7 +461,13 @@ impl Engine {
         }
     }
 
-    fn check_new_name(&self, state: &State, name: &str, or_replace: bool, if_not_exists: bool) -> Result<()> {
+    fn check_new_name(
+        &self,
+        state: &State,
+        name: &str,
+        or_replace: bool,
+        if_not_exists: bool,
+    ) -> Result<()> {
         if let Some(existing) = state.meta.sources.get(name) {
             if or_replace {
                 return Err(SqlError::invalid(format!(
@@ -429,7 +487,14 @@ impl Engine {
     }
 
     /// Applies a validated (or replayed) statement.
-    async fn apply(&self, state: &mut State, parsed: &Parsed, session: &Session, seq: i64, replaying: bool) -> Result<Entity> {
+    async fn apply(
+        &self,
+        state: &mut State,
+        parsed: &Parsed,
+        session: &Session,
+        seq: i64,
+        replaying: bool,
+    ) -> Result<Entity> {
         if replaying {
             self.check(state, parsed, session)?;
         }
@@ -437,8 +502,8 @@ impl Engine {
         let id = command_id(&parsed.statement);
         let entity = match &parsed.statement {
             Statement::CreateSource(c) => {
-                if state.meta.sources.contains_key(&c.name) && c.if_not_exists {
-                    return Ok(status_entity(text, &id, &format!("Cannot add {} '{}': A {} with the same name already exists", c.kind.name().to_lowercase(), c.name, c.kind.name().to_lowercase()), None, seq));
+                if let Some(m) = exists_message(state, &c.name, c.kind, c.if_not_exists) {
+                    return Ok(status_entity(text, &id, &m, None, seq));
                 }
                 let (src, partitions) = source_from_create(c, text)?;
                 if let Some(p) = partitions {
@@ -450,38 +515,82 @@ impl Engine {
                 status_entity(text, &id, &format!("{} created", title(c.kind)), None, seq)
             }
             Statement::CreateAsSelect(c) => {
-                if state.meta.sources.contains_key(&c.name) && c.if_not_exists {
-                    return Ok(status_entity(text, &id, &format!("Cannot add {} '{}': A {} with the same name already exists", c.kind.name().to_lowercase(), c.name, c.kind.name().to_lowercase()), None, seq));
+                if let Some(m) = exists_message(state, &c.name, c.kind, c.if_not_exists) {
+                    return Ok(status_entity(text, &id, &m, None, seq));
                 }
                 let plan = plan::plan(&c.query, &state.meta, Some(&format!("`{}`", c.name)))?;
                 let (sink, partitions) = sink_source(c.kind, &c.name, &c.props, &plan, text)?;
                 let partitions = match partitions {
                     Some(p) => p,
-                    None => self.admin.partitions(&plan.inputs[0].source.topic)?.unwrap_or(1),
+                    None => self
+                        .admin
+                        .partitions(&plan.inputs[0].source.topic)?
+                        .unwrap_or(1),
                 };
-                let prefix = if c.kind == SourceKind::Stream { "CSAS" } else { "CTAS" };
+                let prefix = if c.kind == SourceKind::Stream {
+                    "CSAS"
+                } else {
+                    "CTAS"
+                };
                 let query_id = format!("{prefix}_{}_{seq}", c.name);
-                self.start_query(state, &query_id, text, plan, &sink, partitions, session).await?;
+                self.start_query(state, &query_id, text, plan, &sink, partitions, session)
+                    .await?;
                 state.meta.sources.insert(c.name.clone(), sink);
-                status_entity(text, &id, &format!("Created query with ID {query_id}"), Some(&query_id), seq)
+                status_entity(
+                    text,
+                    &id,
+                    &format!("Created query with ID {query_id}"),
+                    Some(&query_id),
+                    seq,
+                )
             }
-            Statement::InsertInto { target, query, props } => {
+            Statement::InsertInto {
+                target,
+                query,
+                props,
+            } => {
                 let sink = state.meta.get(target)?.clone();
                 let plan = plan::plan(query, &state.meta, Some(&format!("`{target}`")))?;
                 let partitions = self.admin.partitions(&sink.topic)?.unwrap_or(1);
-                let query_id = WithProps(props).text("QUERY_ID").unwrap_or_else(|| format!("INSERTQUERY_{seq}"));
-                self.start_query(state, &query_id, text, plan, &sink, partitions, session).await?;
-                status_entity(text, &id, &format!("Created query with ID {query_id}"), Some(&query_id), seq)
+                let query_id = WithProps(props)
+                    .text("QUERY_ID")
+                    .unwrap_or_else(|| format!("INSERTQUERY_{seq}"));
+                self.start_query(state, &query_id, text, plan, &sink, partitions, session)
+                    .await?;
+                status_entity(
+                    text,
+                    &id,
+                    &format!("Created query with ID {query_id}"),
+                    Some(&query_id),
+                    seq,
+                )
             }
-            Statement::Drop { kind, name, delete_topic, .. } => {
+            Statement::Drop {
+                kind,
+                name,
+                delete_topic,
+                ..
+            } => {
                 let Some(src) = state.meta.sources.remove(name) else {
-                    return Ok(status_entity(text, &id, &format!("Source `{name}` does not exist."), None, seq));
+                    return Ok(status_entity(
+                        text,
+                        &id,
+                        &format!("Source `{name}` does not exist."),
+                        None,
+                        seq,
+                    ));
                 };
                 if *delete_topic {
                     self.admin.delete(&[&src.topic]).await?;
                 }
                 let _ = kind;
-                status_entity(text, &id, &format!("Source `{name}` (topic: {}) was dropped.", src.topic), None, seq)
+                status_entity(
+                    text,
+                    &id,
+                    &format!("Source `{name}` (topic: {}) was dropped.", src.topic),
+                    None,
+                    seq,
+                )
             }
             Statement::Terminate { query_id } => {
                 let ids: Vec<String> = match query_id {
@@ -513,27 +622,34 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn start_query(&self, state: &mut State, query_id: &str, text: &str, plan: Plan, sink: &Source, partitions: i32, session: &Session) -> Result<()> {
+    async fn start_query(
+        &self,
+        state: &mut State,
+        query_id: &str,
+        text: &str,
+        plan: Plan,
+        sink: &Source,
+        partitions: i32,
+        session: &Session,
+    ) -> Result<()> {
         if self.admin.partitions(&sink.topic)?.is_none() {
             let cleanup = if sink.is_table() { "compact" } else { "delete" };
-            self.admin.create(&sink.topic, partitions, &[("cleanup.policy", cleanup)]).await?;
+            self.admin
+                .create(&sink.topic, partitions, &[("cleanup.policy", cleanup)])
+                .await?;
         }
         let sink_partitions = self.admin.partitions(&sink.topic)?.unwrap_or(partitions);
         let prefix = format!("_confluent-ksql-{}query_{query_id}", self.config.service_id);
         let changelog = if plan.is_aggregate() {
             let t = format!("{prefix}-Aggregate-Aggregate-Materialize-changelog");
-            self.admin.create(&t, partitions, &[("cleanup.policy", "compact")]).await?;
+            self.admin
+                .create(&t, partitions, &[("cleanup.policy", "compact")])
+                .await?;
             Some(t)
         } else {
             None
         };
-        let mut inputs = Vec::new();
-        for i in &plan.inputs {
-            let n = self.admin.partitions(&i.source.topic)?.ok_or_else(|| {
-                SqlError::invalid(format!("Topic '{}' of {} does not exist", i.source.topic, i.source.name))
-            })?;
-            inputs.push((i.source.topic.clone(), n));
-        }
+        let inputs = self.input_topics(&plan)?;
         let sources = plan.inputs.iter().map(|i| i.source.name.clone()).collect();
         let spec = QuerySpec {
             id: query_id.to_string(),
@@ -573,7 +689,10 @@ impl Engine {
     async fn insert_values(&self, target: &str, columns: &[String], values: &[Expr]) -> Result<()> {
         let src = self.state.lock().await.meta.get(target)?.clone();
         if src.read_only {
-            return Err(SqlError::invalid(format!("Cannot insert values into read-only {}: {target}", src.kind.name().to_lowercase())));
+            return Err(SqlError::invalid(format!(
+                "Cannot insert values into read-only {}: {target}",
+                src.kind.name().to_lowercase()
+            )));
         }
         let all: Vec<(String, SqlType)> = src.columns().cloned().collect();
         let names: Vec<String> = if columns.is_empty() {
@@ -585,13 +704,19 @@ impl Engine {
             return Err(SqlError::invalid(format!(
                 "Expected a value for each column. Expected Columns: [{}]. Got [{}]",
                 names.join(", "),
-                values.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+                values
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         let mut row: BTreeMap<String, Value> = BTreeMap::new();
         let mut rowtime = None;
         for (name, e) in names.iter().zip(values) {
-            let v = crate::expr::compile(e, &crate::expr::Scope::default(), "VALUES")?.node.eval(&[]);
+            let v = crate::expr::compile(e, &crate::expr::Scope::default(), "VALUES")?
+                .node
+                .eval(&[]);
             if name == "ROWTIME" {
                 rowtime = v.as_i64();
                 continue;
@@ -603,7 +728,9 @@ impl Engine {
                 .ok_or_else(|| SqlError::invalid(format!("Column name {name} does not exist.")))?;
             let cast = crate::expr::cast_value(&v, ty);
             if !v.is_null() && cast.is_null() {
-                return Err(SqlError::invalid(format!("Expected type {ty} for field {name} but got {v:?}")));
+                return Err(SqlError::invalid(format!(
+                    "Expected type {ty} for field {name} but got {v:?}"
+                )));
             }
             row.insert(name.clone(), cast);
         }
@@ -611,12 +738,24 @@ impl Engine {
     }
 
     /// Writes one row to a source's topic (INSERT VALUES, /inserts-stream).
-    pub async fn insert_row(&self, src: &Source, row: &BTreeMap<String, Value>, rowtime: Option<i64>) -> Result<()> {
+    pub async fn insert_row(
+        &self,
+        src: &Source,
+        row: &BTreeMap<String, Value>,
+        rowtime: Option<i64>,
+    ) -> Result<()> {
         let get = |n: &str| row.get(n).cloned().unwrap_or(Value::Null);
         let key: Vec<Value> = src.key.iter().map(|(n, _)| get(n)).collect();
         let value: Vec<Value> = src.value.iter().map(|(n, _)| get(n)).collect();
         if src.is_table() && key.iter().any(Value::is_null) {
-            return Err(SqlError::invalid(format!("Value for primary key column(s) {} is required for tables", src.key.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "))));
+            return Err(SqlError::invalid(format!(
+                "Value for primary key column(s) {} is required for tables",
+                src.key
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
         }
         let kb = src.key_codec().encode(&key);
         let vb = src.value_codec().encode(&value);
@@ -626,16 +765,42 @@ impl Engine {
         Ok(())
     }
 
+    /// A plan's input topics with their partition counts.
+    fn input_topics(&self, plan: &Plan) -> Result<Vec<(String, i32)>> {
+        plan.inputs
+            .iter()
+            .map(|i| {
+                let n = self.admin.partitions(&i.source.topic)?.ok_or_else(|| {
+                    SqlError::invalid(format!(
+                        "Topic '{}' of {} does not exist",
+                        i.source.topic, i.source.name
+                    ))
+                })?;
+                Ok((i.source.topic.clone(), n))
+            })
+            .collect()
+    }
+
     /// Looks up a source (for /inserts-stream).
     pub async fn source(&self, name: &str) -> Result<Source> {
         Ok(self.state.lock().await.meta.get(name)?.clone())
     }
 
-    async fn show(&self, text: &str, what: ShowWhat, extended: bool, session: &Session) -> Result<Entity> {
+    async fn show(
+        &self,
+        text: &str,
+        what: ShowWhat,
+        extended: bool,
+        session: &Session,
+    ) -> Result<Entity> {
         let state = self.state.lock().await;
         Ok(match what {
             ShowWhat::Streams | ShowWhat::Tables => {
-                let kind = if what == ShowWhat::Streams { SourceKind::Stream } else { SourceKind::Table };
+                let kind = if what == ShowWhat::Streams {
+                    SourceKind::Stream
+                } else {
+                    SourceKind::Table
+                };
                 let list: Vec<J> = state
                     .meta
                     .sources
@@ -657,9 +822,15 @@ impl Engine {
                     })
                     .collect();
                 match (kind, extended) {
-                    (_, true) => json!({"@type": "source_descriptions", "statementText": text, "sourceDescriptions": list, "warnings": []}),
-                    (SourceKind::Stream, false) => json!({"@type": "streams", "statementText": text, "streams": list, "warnings": []}),
-                    (SourceKind::Table, false) => json!({"@type": "tables", "statementText": text, "tables": list, "warnings": []}),
+                    (_, true) => {
+                        json!({"@type": "source_descriptions", "statementText": text, "sourceDescriptions": list, "warnings": []})
+                    }
+                    (SourceKind::Stream, false) => {
+                        json!({"@type": "streams", "statementText": text, "streams": list, "warnings": []})
+                    }
+                    (SourceKind::Table, false) => {
+                        json!({"@type": "tables", "statementText": text, "tables": list, "warnings": []})
+                    }
                 }
             }
             ShowWhat::Queries => {
@@ -721,19 +892,42 @@ impl Engine {
             fields.push(json!({"name": "WINDOWSTART", "schema": SqlType::Bigint.rest_schema(), "type": "SYSTEM"}));
             fields.push(json!({"name": "WINDOWEND", "schema": SqlType::Bigint.rest_schema(), "type": "SYSTEM"}));
         }
-        fields.extend(s.value.iter().map(|(n, t)| json!({"name": n, "schema": t.rest_schema()})));
-        let readers: Vec<J> = state.queries.values().filter(|q| q.sources.contains(&s.name)).map(query_info).collect();
-        let writers: Vec<J> = state.queries.values().filter(|q| q.sink == s.name).map(query_info).collect();
-        let (processed, skipped) = state
+        fields.extend(
+            s.value
+                .iter()
+                .map(|(n, t)| json!({"name": n, "schema": t.rest_schema()})),
+        );
+        let readers: Vec<J> = state
+            .queries
+            .values()
+            .filter(|q| q.sources.contains(&s.name))
+            .map(query_info)
+            .collect();
+        let writers: Vec<J> = state
             .queries
             .values()
             .filter(|q| q.sink == s.name)
-            .fold((0, 0), |(p, k), q| {
-                (
-                    p + q.handle.stats.processed.load(std::sync::atomic::Ordering::Relaxed),
-                    k + q.handle.stats.skipped.load(std::sync::atomic::Ordering::Relaxed),
-                )
-            });
+            .map(query_info)
+            .collect();
+        let (processed, skipped) =
+            state
+                .queries
+                .values()
+                .filter(|q| q.sink == s.name)
+                .fold((0, 0), |(p, k), q| {
+                    (
+                        p + q
+                            .handle
+                            .stats
+                            .processed
+                            .load(std::sync::atomic::Ordering::Relaxed),
+                        k + q
+                            .handle
+                            .stats
+                            .skipped
+                            .load(std::sync::atomic::Ordering::Relaxed),
+                    )
+                });
         json!({
             "name": s.name,
             "windowType": s.window.map(|(w, _)| w.name()),
@@ -763,7 +957,12 @@ impl Engine {
         let (id, statement, sinks, sources) = match target {
             ExplainTarget::QueryId(id) => {
                 let q = state.queries.get(id).ok_or_else(|| SqlError::invalid(format!("Query with id:{id} does not exist, use SHOW QUERIES to view the full set of queries.")))?;
-                (q.id.clone(), q.statement.clone(), vec![q.sink.clone()], q.sources.clone())
+                (
+                    q.id.clone(),
+                    q.statement.clone(),
+                    vec![q.sink.clone()],
+                    q.sources.clone(),
+                )
             }
             ExplainTarget::Statement(s) => {
                 let query = match s.as_ref() {
@@ -773,7 +972,12 @@ impl Engine {
                     _ => return Err(SqlError::invalid("EXPLAIN takes a query id or a SELECT, CREATE ... AS SELECT or INSERT INTO statement")),
                 };
                 let plan = plan::plan(query, &state.meta, None)?;
-                (String::new(), text.trim_start_matches("EXPLAIN").trim().to_string(), vec![], plan.inputs.iter().map(|i| i.source.name.clone()).collect())
+                (
+                    String::new(),
+                    text.trim_start_matches("EXPLAIN").trim().to_string(),
+                    vec![],
+                    plan.inputs.iter().map(|i| i.source.name.clone()).collect(),
+                )
             }
         };
         Ok(json!({
@@ -795,7 +999,9 @@ impl Engine {
     pub async fn plan_select(&self, text: &str, session: &Session) -> Result<(Query, Plan)> {
         let parsed = parser::parse_one(text, &session.variables)?;
         let Statement::Select(query) = parsed.statement else {
-            return Err(SqlError::invalid("Only SELECT statements are accepted here"));
+            return Err(SqlError::invalid(
+                "Only SELECT statements are accepted here",
+            ));
         };
         let state = self.state.lock().await;
         let plan = plan::plan(&query, &state.meta, None)?;
@@ -803,14 +1009,12 @@ impl Engine {
     }
 
     /// Starts a push query: rows arrive on the returned channel.
-    pub async fn push_query(&self, plan: Plan, session: &Session) -> Result<(QueryHandle, tokio::sync::mpsc::Receiver<OutRow>)> {
-        let mut inputs = Vec::new();
-        for i in &plan.inputs {
-            let n = self.admin.partitions(&i.source.topic)?.ok_or_else(|| {
-                SqlError::invalid(format!("Topic '{}' of {} does not exist", i.source.topic, i.source.name))
-            })?;
-            inputs.push((i.source.topic.clone(), n));
-        }
+    pub async fn push_query(
+        &self,
+        plan: Plan,
+        session: &Session,
+    ) -> Result<(QueryHandle, tokio::sync::mpsc::Receiver<OutRow>)> {
+        let inputs = self.input_topics(&plan)?;
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         let id = format!("transient_{}", uuid::Uuid::new_v4().simple());
         let spec = QuerySpec {
@@ -825,7 +1029,12 @@ impl Engine {
         // Answer once the query has its starting offsets, so rows written
         // after the answer are seen.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !handle.stats.running.load(std::sync::atomic::Ordering::SeqCst) && std::time::Instant::now() < deadline {
+        while !handle
+            .stats
+            .running
+            .load(std::sync::atomic::Ordering::SeqCst)
+            && std::time::Instant::now() < deadline
+        {
             if let Some(e) = handle.stats.last_error.lock().ok().and_then(|e| e.clone()) {
                 handle.stop.store(true, std::sync::atomic::Ordering::SeqCst);
                 return Err(SqlError::kafka("push query", e));
@@ -855,14 +1064,32 @@ impl Engine {
                     src.name
                 ))
             })?;
-        if !query.group_by.is_empty() || query.window.is_some() || !query.from.joins.is_empty() || !query.partition_by.is_empty() {
-            return Err(SqlError::invalid("Pull queries don't support GROUP BY, WINDOW, JOIN or PARTITION BY clauses."));
+        if !query.group_by.is_empty()
+            || query.window.is_some()
+            || !query.from.joins.is_empty()
+            || !query.partition_by.is_empty()
+        {
+            return Err(SqlError::invalid(
+                "Pull queries don't support GROUP BY, WINDOW, JOIN or PARTITION BY clauses.",
+            ));
         }
         let plan = plan::plan(query, &state.meta, None)?;
-        let crate::plan::Op::Select { filter, key, values } = &plan.op else {
-            return Err(SqlError::invalid("Pull queries don't support aggregate functions."));
+        let crate::plan::Op::Select {
+            filter,
+            key,
+            values,
+        } = &plan.op
+        else {
+            return Err(SqlError::invalid(
+                "Pull queries don't support aggregate functions.",
+            ));
         };
-        let results = materialized.handle.task.lock().map(|t| t.results()).unwrap_or_default();
+        let results = materialized
+            .handle
+            .task
+            .lock()
+            .map(|t| t.results())
+            .unwrap_or_default();
         let mut rows = Vec::new();
         for r in results {
             let Some(v) = r.value else { continue };
@@ -872,11 +1099,16 @@ impl Engine {
             row.push(Value::Int(0));
             row.push(Value::Bigint(0));
             if src.window.is_some() {
-                let w = r.window.unwrap_or(crate::format::Window { start: 0, end: 0 });
+                let w = r
+                    .window
+                    .unwrap_or(crate::format::Window { start: 0, end: 0 });
                 row.push(Value::Bigint(w.start));
                 row.push(Value::Bigint(w.end));
             }
-            if filter.as_ref().is_some_and(|f| f.eval(&row) != Value::Boolean(true)) {
+            if filter
+                .as_ref()
+                .is_some_and(|f| f.eval(&row) != Value::Boolean(true))
+            {
                 continue;
             }
             let k: Vec<Value> = key.iter().map(|n| n.eval(&row)).collect();
@@ -911,6 +1143,19 @@ impl Engine {
     }
 }
 
+/// `IF NOT EXISTS` of an existing source: the message to answer with.
+fn exists_message(
+    state: &State,
+    name: &str,
+    kind: SourceKind,
+    if_not_exists: bool,
+) -> Option<String> {
+    (if_not_exists && state.meta.sources.contains_key(name)).then(|| {
+        let k = kind.name().to_lowercase();
+        format!("Cannot add {k} '{name}': A {k} with the same name already exists")
+    })
+}
+
 fn title(kind: SourceKind) -> &'static str {
     match kind {
         SourceKind::Stream => "Stream",
@@ -941,10 +1186,16 @@ fn query_info(q: &PersistentQuery) -> J {
 /// ksqlDB's command ids: `stream/`NAME`/create`, `table/`NAME`/drop`, ...
 fn command_id(s: &Statement) -> String {
     match s {
-        Statement::CreateSource(c) => format!("{}/`{}`/create", c.kind.name().to_lowercase(), c.name),
-        Statement::CreateAsSelect(c) => format!("{}/`{}`/create", c.kind.name().to_lowercase(), c.name),
+        Statement::CreateSource(c) => {
+            format!("{}/`{}`/create", c.kind.name().to_lowercase(), c.name)
+        }
+        Statement::CreateAsSelect(c) => {
+            format!("{}/`{}`/create", c.kind.name().to_lowercase(), c.name)
+        }
         Statement::InsertInto { target, .. } => format!("stream/`{target}`/create"),
-        Statement::Drop { kind, name, .. } => format!("{}/`{name}`/drop", kind.name().to_lowercase()),
+        Statement::Drop { kind, name, .. } => {
+            format!("{}/`{name}`/drop", kind.name().to_lowercase())
+        }
         Statement::Terminate { query_id: Some(id) } => format!("terminate/{id}/execute"),
         Statement::Terminate { query_id: None } => "terminate/ALL/execute".into(),
         _ => "unknown".into(),
@@ -952,9 +1203,15 @@ fn command_id(s: &Statement) -> String {
 }
 
 /// The sink source of a CREATE ... AS SELECT, and requested partitions.
-fn sink_source(kind: SourceKind, name: &str, props: &Props, plan: &Plan, text: &str) -> Result<(Source, Option<i32>)> {
+fn sink_source(
+    kind: SourceKind,
+    name: &str,
+    props: &Props,
+    plan: &Plan,
+    text: &str,
+) -> Result<(Source, Option<i32>)> {
     let p = WithProps(props);
-    p.only(&["KAFKA_TOPIC", "KEY_FORMAT", "VALUE_FORMAT", "FORMAT", "PARTITIONS", "REPLICAS", "TIMESTAMP", "TIMESTAMP_FORMAT", "WRAP_SINGLE_VALUE", "VALUE_DELIMITER", "KEY_DELIMITER", "RETENTION_MS"])?;
+    p.only(crate::catalog::CREATE_AS_PROPS)?;
     let src = &plan.inputs[0].source;
     let requested_key = match p.text("KEY_FORMAT").or_else(|| p.text("FORMAT")) {
         Some(f) => Some(Format::parse(&f, p.text("KEY_DELIMITER").as_deref())?),
@@ -965,10 +1222,9 @@ fn sink_source(kind: SourceKind, name: &str, props: &Props, plan: &Plan, text: &
     key_format.check(&plan.key, "key")?;
     value_format.check(&plan.value, "value")?;
     let partitions = p.int("PARTITIONS")?.map(|v| v as i32);
-    let timestamp = match p.text("TIMESTAMP") {
-        Some(t) => Some((t.to_ascii_uppercase(), p.text("TIMESTAMP_FORMAT"))),
-        None => None,
-    };
+    let timestamp = p
+        .text("TIMESTAMP")
+        .map(|t| (t.to_ascii_uppercase(), p.text("TIMESTAMP_FORMAT")));
     Ok((
         Source {
             name: name.to_string(),
@@ -1039,7 +1295,9 @@ fn describe_function(text: &str, name: &str) -> Result<Entity> {
             "warnings": [],
         }));
     }
-    Err(SqlError::invalid(format!("Can't find any functions with the name '{name}'")))
+    Err(SqlError::invalid(format!(
+        "Can't find any functions with the name '{name}'"
+    )))
 }
 
 /// Reads a whole topic (the command topic) as (offset, value).
@@ -1048,21 +1306,29 @@ fn read_all(settings: &KafkaSettings, topic: &str) -> Result<Vec<(i64, Vec<u8>)>
     use rdkafka::message::Message;
     let consumer: BaseConsumer = settings
         .config()
-        .set("group.id", format!("weir-sql-replay-{}", uuid::Uuid::new_v4()))
+        .set(
+            "group.id",
+            format!("weir-sql-replay-{}", uuid::Uuid::new_v4()),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")
         .create()
         .map_err(|e| SqlError::kafka("create consumer", e))?;
     let timeout = std::time::Duration::from_secs(30);
-    let (_, hi) = consumer.fetch_watermarks(topic, 0, timeout).map_err(|e| SqlError::kafka("ListOffsets", e))?;
+    let (_, hi) = consumer
+        .fetch_watermarks(topic, 0, timeout)
+        .map_err(|e| SqlError::kafka("ListOffsets", e))?;
     let mut out = Vec::new();
     if hi == 0 {
         return Ok(out);
     }
     let mut tpl = rdkafka::TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning).map_err(|e| SqlError::kafka("assign", e))?;
-    consumer.assign(&tpl).map_err(|e| SqlError::kafka("assign", e))?;
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .map_err(|e| SqlError::kafka("assign", e))?;
+    consumer
+        .assign(&tpl)
+        .map_err(|e| SqlError::kafka("assign", e))?;
     let deadline = std::time::Instant::now() + timeout;
     while std::time::Instant::now() < deadline {
         match consumer.poll(std::time::Duration::from_millis(200)) {
@@ -1084,4 +1350,3 @@ fn read_all(settings: &KafkaSettings, topic: &str) -> Result<Vec<(i64, Vec<u8>)>
 pub fn row_json(values: &[Value]) -> Vec<J> {
     values.iter().map(crate::format::to_json).collect()
 }
-

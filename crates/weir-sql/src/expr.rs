@@ -175,7 +175,10 @@ pub fn literal_value(l: &Literal) -> (Value, SqlType) {
             Err(_) => (Value::Bigint(*i), SqlType::Bigint),
         },
         // Weir has no DECIMAL: decimal literals are DOUBLE.
-        Literal::Decimal(d) => (Value::Double(d.parse().unwrap_or(f64::NAN)), SqlType::Double),
+        Literal::Decimal(d) => (
+            Value::Double(d.parse().unwrap_or(f64::NAN)),
+            SqlType::Double,
+        ),
         Literal::String(s) => (Value::String(s.clone()), SqlType::String),
     }
 }
@@ -464,10 +467,15 @@ impl Compiler<'_> {
                     ty: ty.clone(),
                 });
             }
-            if t.ty == SqlType::String && matches!(ty, SqlType::Timestamp | SqlType::Date | SqlType::Time) {
+            if t.ty == SqlType::String
+                && matches!(ty, SqlType::Timestamp | SqlType::Date | SqlType::Time)
+            {
                 let cast = cast_value(v, ty);
                 if cast.is_null() {
-                    return Err(type_error(e, format!("'{}' is not a valid {ty}", v.to_sql_string())));
+                    return Err(type_error(
+                        e,
+                        format!("'{}' is not a valid {ty}", v.to_sql_string()),
+                    ));
                 }
                 return Ok(Typed {
                     node: Node::Const(cast),
@@ -532,7 +540,14 @@ impl Compiler<'_> {
                 if !comparable(&l.ty, &r.ty) && !is_null_literal(left) && !is_null_literal(right) {
                     return Err(type_error(
                         expr,
-                        format!("Cannot compare {} ({}) to {} ({}) with {}.", left, l.ty, right, r.ty, op.symbol()),
+                        format!(
+                            "Cannot compare {} ({}) to {} ({}) with {}.",
+                            left,
+                            l.ty,
+                            right,
+                            r.ty,
+                            op.symbol()
+                        ),
                     ));
                 }
                 Ok(Typed {
@@ -563,7 +578,11 @@ impl Compiler<'_> {
                 let ty = SqlType::wider(&l.ty, &r.ty).ok_or_else(|| {
                     type_error(
                         expr,
-                        format!("Unsupported arithmetic types. {} {}", l.ty.rest_name(), r.ty.rest_name()),
+                        format!(
+                            "Unsupported arithmetic types. {} {}",
+                            l.ty.rest_name(),
+                            r.ty.rest_name()
+                        ),
                     )
                 })?;
                 Ok(Typed {
@@ -635,7 +654,10 @@ impl Compiler<'_> {
             )));
         }
         if star {
-            return Err(type_error(expr, format!("{name}(*) is not a function call")));
+            return Err(type_error(
+                expr,
+                format!("{name}(*) is not a function call"),
+            ));
         }
         let scalar = functions::scalar(name).ok_or_else(|| SqlError::UnknownFunction {
             name: name.to_string(),
@@ -649,11 +671,16 @@ impl Compiler<'_> {
                 e => Some(self.compile(e)?),
             });
         }
-        let known: Vec<Option<SqlType>> = compiled.iter().map(|t| t.as_ref().map(|t| t.ty.clone())).collect();
+        let known: Vec<Option<SqlType>> = compiled
+            .iter()
+            .map(|t| t.as_ref().map(|t| t.ty.clone()))
+            .collect();
         for (i, a) in args.iter().enumerate() {
             if let Expr::Lambda { params, body } = a {
                 let param_types = functions::lambda_params(name, &known, i, params.len())
-                    .ok_or_else(|| type_error(expr, format!("{name} does not take a lambda here")))?;
+                    .ok_or_else(|| {
+                        type_error(expr, format!("{name} does not take a lambda here"))
+                    })?;
                 let before = self.lambda.len();
                 for (p, t) in params.iter().zip(param_types) {
                     self.lambda.push((p.clone(), t));
@@ -674,8 +701,16 @@ impl Compiler<'_> {
             SqlError::invalid(format!(
                 "Function '{}' does not accept parameters ({}).{}",
                 scalar.name,
-                types.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", "),
-                if why.is_empty() { String::new() } else { format!(" {why}") }
+                types
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {why}")
+                }
             ))
         })?;
         let nodes = compiled
@@ -769,9 +804,15 @@ pub fn cast_value(v: &Value, to: &SqlType) -> Value {
         (Value::String(s), SqlType::Timestamp) => {
             time::parse_timestamp_text(s).map_or(Value::Null, Value::Timestamp)
         }
-        (Value::String(s), SqlType::Date) => time::parse_date_text(s).map_or(Value::Null, Value::Date),
-        (Value::String(s), SqlType::Time) => time::parse_time_text(s).map_or(Value::Null, Value::Time),
-        (Value::String(s), SqlType::Bytes) => functions::base64_decode(s).map_or(Value::Null, Value::Bytes),
+        (Value::String(s), SqlType::Date) => {
+            time::parse_date_text(s).map_or(Value::Null, Value::Date)
+        }
+        (Value::String(s), SqlType::Time) => {
+            time::parse_time_text(s).map_or(Value::Null, Value::Time)
+        }
+        (Value::String(s), SqlType::Bytes) => {
+            functions::base64_decode(s).map_or(Value::Null, Value::Bytes)
+        }
         (Value::Timestamp(ms), SqlType::Date) => Value::Date(ms.div_euclid(86_400_000) as i32),
         (Value::Timestamp(ms), SqlType::Time) => Value::Time(ms.rem_euclid(86_400_000)),
         (Value::Date(d), SqlType::Timestamp) => Value::Timestamp(i64::from(*d) * 86_400_000),
@@ -921,7 +962,13 @@ impl Node {
                         return Value::Null;
                     };
                     let len = items.len() as i64;
-                    let pos = if i > 0 { i - 1 } else if i < 0 { len + i } else { -1 };
+                    let pos = if i > 0 {
+                        i - 1
+                    } else if i < 0 {
+                        len + i
+                    } else {
+                        -1
+                    };
                     if (0..len).contains(&pos) {
                         items[pos as usize].clone()
                     } else {
@@ -1082,8 +1129,7 @@ mod tests {
     }
 
     fn eval(text: &str) -> Result<Value> {
-        let parsed =
-            crate::parser::parse_one(&format!("SELECT {text} FROM T;"), &BTreeMap::new())?;
+        let parsed = crate::parser::parse_one(&format!("SELECT {text} FROM T;"), &BTreeMap::new())?;
         let crate::ast::Statement::Select(q) = parsed.statement else {
             panic!()
         };
@@ -1098,13 +1144,19 @@ mod tests {
         assert_eq!(eval("ID + 1").unwrap(), Value::Int(8));
         assert_eq!(eval("ID * PRICE").unwrap(), Value::Double(17.5));
         assert_eq!(eval("ID / 0").unwrap(), Value::Null);
-        assert_eq!(eval("ID + 3000000000").unwrap(), Value::Bigint(3_000_000_007));
+        assert_eq!(
+            eval("ID + 3000000000").unwrap(),
+            Value::Bigint(3_000_000_007)
+        );
     }
 
     #[test]
     fn three_valued_logic() {
         assert_eq!(eval("NULL AND false").unwrap(), Value::Boolean(false));
-        assert_eq!(eval("CAST(NULL AS BOOLEAN) OR true").unwrap(), Value::Boolean(true));
+        assert_eq!(
+            eval("CAST(NULL AS BOOLEAN) OR true").unwrap(),
+            Value::Boolean(true)
+        );
         assert_eq!(eval("ID IN (1, NULL)").unwrap(), Value::Null);
         assert_eq!(eval("ID IN (1, 7)").unwrap(), Value::Boolean(true));
     }
@@ -1132,7 +1184,10 @@ mod tests {
     fn casts() {
         assert_eq!(eval("CAST('42' AS INT)").unwrap(), Value::Int(42));
         assert_eq!(eval("CAST('x' AS INT)").unwrap(), Value::Null);
-        assert_eq!(eval("CAST(PRICE AS STRING)").unwrap(), Value::String("2.5".into()));
+        assert_eq!(
+            eval("CAST(PRICE AS STRING)").unwrap(),
+            Value::String("2.5".into())
+        );
     }
 
     #[test]
@@ -1145,6 +1200,9 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("Unsupported arithmetic types. INTEGER STRING"));
-        assert!(matches!(eval("FOO(1)"), Err(SqlError::UnknownFunction { .. })));
+        assert!(matches!(
+            eval("FOO(1)"),
+            Err(SqlError::UnknownFunction { .. })
+        ));
     }
 }

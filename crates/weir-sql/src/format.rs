@@ -73,14 +73,25 @@ impl Format {
         match self {
             Format::None if !columns.is_empty() => Err(SqlError::invalid(format!(
                 "The 'NONE' format can only be used when no columns are defined. Got: {}",
-                columns.iter().map(|(n, t)| format!("`{n}` {t}")).collect::<Vec<_>>().join(", ")
+                columns
+                    .iter()
+                    .map(|(n, t)| format!("`{n}` {t}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
             Format::Kafka if columns.len() > 1 => Err(SqlError::invalid(format!(
                 "The 'KAFKA' format only supports a single field. Got: {} {what} columns",
                 columns.len()
             ))),
             Format::Kafka => match columns.first().map(|c| &c.1) {
-                None | Some(SqlType::Int | SqlType::Bigint | SqlType::Double | SqlType::String | SqlType::Bytes) => Ok(()),
+                None
+                | Some(
+                    SqlType::Int
+                    | SqlType::Bigint
+                    | SqlType::Double
+                    | SqlType::String
+                    | SqlType::Bytes,
+                ) => Ok(()),
                 Some(t) => Err(SqlError::invalid(format!(
                     "The 'KAFKA' format does not support type '{}'",
                     t.rest_name()
@@ -194,7 +205,10 @@ impl Codec {
                 for (col, ty) in &self.columns {
                     let v = match obj.get(col) {
                         Some(v) => Some(v),
-                        None => obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(col)).map(|(_, v)| v),
+                        None => obj
+                            .iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case(col))
+                            .map(|(_, v)| v),
                     };
                     out.push(match v {
                         Some(v) => from_json(v, ty)?,
@@ -222,7 +236,10 @@ impl Codec {
                         Value::Null
                     } else {
                         parse_text(f, ty).ok_or_else(|| {
-                            SqlError::serde(name, format!("cannot read '{f}' as {ty} for column {col}"))
+                            SqlError::serde(
+                                name,
+                                format!("cannot read '{f}' as {ty} for column {col}"),
+                            )
                         })?
                     });
                 }
@@ -293,7 +310,11 @@ fn from_kafka_bytes(b: &[u8], ty: &SqlType) -> Result<Value> {
         } else {
             Err(SqlError::serde(
                 "KAFKA",
-                format!("size of data received by {} is not {n}: {} bytes", ty.rest_name(), b.len()),
+                format!(
+                    "size of data received by {} is not {n}: {} bytes",
+                    ty.rest_name(),
+                    b.len()
+                ),
             ))
         }
     };
@@ -310,9 +331,9 @@ fn from_kafka_bytes(b: &[u8], ty: &SqlType) -> Result<Value> {
             exact(8)?;
             Value::Double(f64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
         }
-        SqlType::String => Value::String(
-            String::from_utf8(b.to_vec()).map_err(|e| SqlError::serde("KAFKA", e))?,
-        ),
+        SqlType::String => {
+            Value::String(String::from_utf8(b.to_vec()).map_err(|e| SqlError::serde("KAFKA", e))?)
+        }
         SqlType::Bytes => Value::Bytes(b.to_vec()),
         t => return Err(SqlError::serde("KAFKA", format!("unsupported type {t}"))),
     })
@@ -337,7 +358,12 @@ pub fn to_json(v: &Value) -> serde_json::Value {
                 .map(|(k, v)| (k.to_sql_string(), to_json(v)))
                 .collect(),
         ),
-        Value::Struct(fields) => J::Object(fields.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+        Value::Struct(fields) => J::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), to_json(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -348,7 +374,10 @@ pub fn from_json(j: &serde_json::Value, ty: &SqlType) -> Result<Value> {
     let bad = || {
         SqlError::serde(
             "JSON",
-            format!("Can't convert type. sourceType: {}, requiredType: {ty}", json_kind(j)),
+            format!(
+                "Can't convert type. sourceType: {}, requiredType: {ty}",
+                json_kind(j)
+            ),
         )
     };
     if j.is_null() {
@@ -361,12 +390,21 @@ pub fn from_json(j: &serde_json::Value, ty: &SqlType) -> Result<Value> {
             _ => return Err(bad()),
         },
         SqlType::Int => match j {
-            J::Number(n) => Value::Int(n.as_i64().map(|v| v as i32).or_else(|| n.as_f64().map(|f| f as i32)).ok_or_else(bad)?),
+            J::Number(n) => Value::Int(
+                n.as_i64()
+                    .map(|v| v as i32)
+                    .or_else(|| n.as_f64().map(|f| f as i32))
+                    .ok_or_else(bad)?,
+            ),
             J::String(s) => Value::Int(s.trim().parse().map_err(|_| bad())?),
             _ => return Err(bad()),
         },
         SqlType::Bigint => match j {
-            J::Number(n) => Value::Bigint(n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).ok_or_else(bad)?),
+            J::Number(n) => Value::Bigint(
+                n.as_i64()
+                    .or_else(|| n.as_f64().map(|f| f as i64))
+                    .ok_or_else(bad)?,
+            ),
             J::String(s) => Value::Bigint(s.trim().parse().map_err(|_| bad())?),
             _ => return Err(bad()),
         },
@@ -405,7 +443,12 @@ pub fn from_json(j: &serde_json::Value, ty: &SqlType) -> Result<Value> {
             _ => return Err(bad()),
         },
         SqlType::Array(elem) => match j {
-            J::Array(items) => Value::Array(items.iter().map(|i| from_json(i, elem)).collect::<Result<_>>()?),
+            J::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|i| from_json(i, elem))
+                    .collect::<Result<_>>()?,
+            ),
             _ => return Err(bad()),
         },
         SqlType::Map(kt, vt) => match j {
@@ -424,10 +467,15 @@ pub fn from_json(j: &serde_json::Value, ty: &SqlType) -> Result<Value> {
                 fields
                     .iter()
                     .map(|(name, t)| {
-                        let v = o
-                            .get(name)
-                            .or_else(|| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v));
-                        Ok((name.clone(), v.map_or(Ok(Value::Null), |v| from_json(v, t))?))
+                        let v = o.get(name).or_else(|| {
+                            o.iter()
+                                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                                .map(|(_, v)| v)
+                        });
+                        Ok((
+                            name.clone(),
+                            v.map_or(Ok(Value::Null), |v| from_json(v, t))?,
+                        ))
                     })
                     .collect::<Result<_>>()?,
             ),
@@ -492,10 +540,22 @@ pub fn split_windowed_key(bytes: &[u8], session: bool, size_ms: i64) -> Result<(
     let (key, tail) = bytes.split_at(bytes.len() - need);
     let read = |b: &[u8]| i64::from_be_bytes(b.try_into().unwrap_or([0; 8]));
     Ok(if session {
-        (key, Window { end: read(&tail[..8]), start: read(&tail[8..]) })
+        (
+            key,
+            Window {
+                end: read(&tail[..8]),
+                start: read(&tail[8..]),
+            },
+        )
     } else {
         let start = read(tail);
-        (key, Window { start, end: start.saturating_add(size_ms) })
+        (
+            key,
+            Window {
+                start,
+                end: start.saturating_add(size_ms),
+            },
+        )
     })
 }
 
@@ -512,8 +572,14 @@ mod tests {
         let c = Codec::new(Format::Kafka, cols(&[("K", SqlType::Int)]), false);
         assert_eq!(c.encode(&[Value::Int(1)]).unwrap(), vec![0, 0, 0, 1]);
         let c = Codec::new(Format::Kafka, cols(&[("K", SqlType::Bigint)]), false);
-        assert_eq!(c.encode(&[Value::Bigint(258)]).unwrap(), vec![0, 0, 0, 0, 0, 0, 1, 2]);
-        assert_eq!(c.decode(Some(&[0, 0, 0, 0, 0, 0, 1, 2])).unwrap(), Some(vec![Value::Bigint(258)]));
+        assert_eq!(
+            c.encode(&[Value::Bigint(258)]).unwrap(),
+            vec![0, 0, 0, 0, 0, 0, 1, 2]
+        );
+        assert_eq!(
+            c.decode(Some(&[0, 0, 0, 0, 0, 0, 1, 2])).unwrap(),
+            Some(vec![Value::Bigint(258)])
+        );
         assert!(c.decode(Some(&[1, 2])).is_err());
     }
 
@@ -524,7 +590,9 @@ mod tests {
             cols(&[("ID", SqlType::Int), ("NAME", SqlType::String)]),
             true,
         );
-        let b = c.encode(&[Value::Int(1), Value::String("a".into())]).unwrap();
+        let b = c
+            .encode(&[Value::Int(1), Value::String("a".into())])
+            .unwrap();
         assert_eq!(b, br#"{"ID":1,"NAME":"a"}"#);
         assert_eq!(
             c.decode(Some(br#"{"id":2,"Name":"b","other":1}"#)).unwrap(),
@@ -542,7 +610,11 @@ mod tests {
             cols(&[("A", SqlType::String), ("B", SqlType::Int)]),
             true,
         );
-        assert_eq!(c.encode(&[Value::String("x,y".into()), Value::Null]).unwrap(), b"\"x,y\",");
+        assert_eq!(
+            c.encode(&[Value::String("x,y".into()), Value::Null])
+                .unwrap(),
+            b"\"x,y\","
+        );
         assert_eq!(
             c.decode(Some(b"\"x,y\",3")).unwrap(),
             Some(vec![Value::String("x,y".into()), Value::Int(3)])
@@ -552,12 +624,18 @@ mod tests {
 
     #[test]
     fn windowed_keys() {
-        let w = Window { start: 1000, end: 2000 };
+        let w = Window {
+            start: 1000,
+            end: 2000,
+        };
         let b = windowed_key(Some(vec![0, 0, 0, 7]), w, true);
         assert_eq!(b.len(), 20);
         let (k, back) = split_windowed_key(&b, true, 0).unwrap();
         assert_eq!((k, back), (&[0u8, 0, 0, 7][..], w));
         let b = windowed_key(Some(vec![1]), w, false);
-        assert_eq!(split_windowed_key(&b, false, 1000).unwrap(), (&[1u8][..], w));
+        assert_eq!(
+            split_windowed_key(&b, false, 1000).unwrap(),
+            (&[1u8][..], w)
+        );
     }
 }

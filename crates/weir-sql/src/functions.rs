@@ -187,6 +187,14 @@ fn ret_type(r: R, args: &[SqlType]) -> Option<SqlType> {
     })
 }
 
+/// Argument types after widening.
+fn effective(args: &[SqlType], widen: &[Option<SqlType>]) -> Vec<SqlType> {
+    args.iter()
+        .zip(widen)
+        .map(|(a, w)| w.clone().unwrap_or_else(|| a.clone()))
+        .collect()
+}
+
 /// Resolves against a function's signatures.
 pub fn resolve_sigs(
     sigs: &[Sig],
@@ -232,25 +240,13 @@ pub fn resolve_sigs(
                         widen[i] = Some(common.clone());
                     }
                 }
-                let mut effective = args.to_vec();
-                for (i, w) in widen.iter().enumerate() {
-                    if let Some(w) = w {
-                        effective[i] = w.clone();
-                    }
-                }
-                if let Some(r) = ret_type(sig.ret, &effective) {
+                if let Some(r) = ret_type(sig.ret, &effective(args, &widen)) {
                     return Ok((r, widen));
                 }
                 continue;
             }
         }
-        let mut effective = args.to_vec();
-        for (i, w) in widen.iter().enumerate() {
-            if let Some(w) = w {
-                effective[i] = w.clone();
-            }
-        }
-        if let Some(r) = ret_type(sig.ret, &effective) {
+        if let Some(r) = ret_type(sig.ret, &effective(args, &widen)) {
             return Ok((r, widen));
         }
     }
@@ -266,7 +262,11 @@ pub fn sig_text(sig: &Sig) -> String {
         .iter()
         .enumerate()
         .map(|(i, (n, p))| {
-            let dots = if sig.variadic && i + 1 == sig.params.len() { "..." } else { "" };
+            let dots = if sig.variadic && i + 1 == sig.params.len() {
+                "..."
+            } else {
+                ""
+            };
             format!("{n} {}{dots}", p_name(*p))
         })
         .collect::<Vec<_>>()
@@ -354,7 +354,11 @@ const fn var(params: &'static [(&'static str, P)], ret: R) -> Sig {
 
 impl Scalar {
     /// Type-checks a call.
-    pub fn check(&self, args: &[SqlType], nulls: &[bool]) -> Result<(SqlType, Vec<Option<SqlType>>), String> {
+    pub fn check(
+        &self,
+        args: &[SqlType],
+        nulls: &[bool],
+    ) -> Result<(SqlType, Vec<Option<SqlType>>), String> {
         resolve_sigs(self.sigs, args, nulls)
     }
 
@@ -414,7 +418,11 @@ pub fn base64_encode(bytes: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for k in 0..4 {
             if k <= chunk.len() {
@@ -457,7 +465,10 @@ fn hex_encode(bytes: &[u8]) -> String {
 }
 
 fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    let t = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")).unwrap_or(text);
+    let t = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text);
     if t.len() % 2 != 0 {
         return None;
     }
@@ -471,7 +482,9 @@ fn bytes_as(b: &[u8], encoding: &str) -> Option<String> {
     match encoding.to_ascii_lowercase().as_str() {
         "hex" => Some(hex_encode(b)),
         "utf8" | "utf-8" => String::from_utf8(b.to_vec()).ok(),
-        "ascii" => b.is_ascii().then(|| String::from_utf8_lossy(b).into_owned()),
+        "ascii" => b
+            .is_ascii()
+            .then(|| String::from_utf8_lossy(b).into_owned()),
         "base64" => Some(base64_encode(b)),
         _ => None,
     }
@@ -522,7 +535,17 @@ fn json_path<'a>(root: &'a serde_json::Value, path: &str) -> Option<&'a serde_js
     Some(cur)
 }
 
-fn url_parts(u: &str) -> Option<(String, String, Option<i64>, String, Option<String>, Option<String>)> {
+/// A URL's parts: scheme, host, port, path, query, fragment.
+type UrlParts = (
+    String,
+    String,
+    Option<i64>,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
+fn url_parts(u: &str) -> Option<UrlParts> {
     let (scheme, rest) = u.split_once("://")?;
     let (rest, fragment) = match rest.split_once('#') {
         Some((r, f)) => (r, Some(f.to_string())),
@@ -569,7 +592,9 @@ fn url_encode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'*' | b'_' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'*' | b'_' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -624,7 +649,8 @@ fn mask(args: &[Value], skip: usize, range: impl Fn(usize, usize) -> bool) -> Va
 }
 
 fn pad(args: &[Value], left: bool) -> Value {
-    let (Some(text), Some(len), Some(padding)) = (args[0].as_str(), i(&args[1]), args[2].as_str()) else {
+    let (Some(text), Some(len), Some(padding)) = (args[0].as_str(), i(&args[1]), args[2].as_str())
+    else {
         return Value::Null;
     };
     if len < 0 || padding.is_empty() {
@@ -636,7 +662,11 @@ fn pad(args: &[Value], left: bool) -> Value {
         return st(chars[..len].iter().collect::<String>());
     }
     let fill: String = padding.chars().cycle().take(len - chars.len()).collect();
-    st(if left { fill + text } else { text.to_string() + &fill })
+    st(if left {
+        fill + text
+    } else {
+        text.to_string() + &fill
+    })
 }
 
 fn substring(args: &[Value]) -> Value {
@@ -649,7 +679,13 @@ fn substring(args: &[Value]) -> Value {
         return Value::Null;
     };
     // 1-based; negative counts from the end.
-    let start = if pos > 0 { pos - 1 } else if pos < 0 { (n + pos).max(0) } else { 0 };
+    let start = if pos > 0 {
+        pos - 1
+    } else if pos < 0 {
+        (n + pos).max(0)
+    } else {
+        0
+    };
     let len = match args.get(2) {
         Some(v) => match i(v) {
             Some(l) => l,
@@ -659,7 +695,9 @@ fn substring(args: &[Value]) -> Value {
     };
     let start = start.clamp(0, n);
     let end = (start + len.max(0)).clamp(0, n);
-    st(chars[start as usize..end as usize].iter().collect::<String>())
+    st(chars[start as usize..end as usize]
+        .iter()
+        .collect::<String>())
 }
 
 fn array_items(v: &Value) -> Option<&Vec<Value>> {
@@ -704,17 +742,6 @@ fn days_of(v: &Value) -> Option<i64> {
     }
 }
 
-fn unit_ms(unit: &str) -> Option<i64> {
-    Some(match unit.to_ascii_uppercase().trim_end_matches('S') {
-        "MILLISECOND" => 1,
-        "SECOND" => 1000,
-        "MINUTE" => 60_000,
-        "HOUR" => 3_600_000,
-        "DAY" => 86_400_000,
-        _ => return None,
-    })
-}
-
 fn zone(args: &[Value], at: usize) -> Option<i64> {
     match args.get(at) {
         None => Some(0),
@@ -754,7 +781,12 @@ fn transform(nodes: &[Node], ctx: &mut Ctx<'_>) -> Value {
             let Some(body) = lambda_of(nodes, 1) else {
                 return Value::Null;
             };
-            Value::Array(items.iter().map(|v| body.call_lambda(ctx, std::slice::from_ref(v))).collect())
+            Value::Array(
+                items
+                    .iter()
+                    .map(|v| body.call_lambda(ctx, std::slice::from_ref(v)))
+                    .collect(),
+            )
         }
         Value::Map(entries) => {
             let (Some(kf), Some(vf)) = (lambda_of(nodes, 1), lambda_of(nodes, 2)) else {
@@ -788,7 +820,9 @@ fn filter(nodes: &[Node], ctx: &mut Ctx<'_>) -> Value {
         Value::Map(entries) => Value::Map(
             entries
                 .into_iter()
-                .filter(|(k, v)| body.call_lambda(ctx, &[k.clone(), v.clone()]) == Value::Boolean(true))
+                .filter(|(k, v)| {
+                    body.call_lambda(ctx, &[k.clone(), v.clone()]) == Value::Boolean(true)
+                })
                 .collect(),
         ),
         _ => Value::Null,
@@ -941,13 +975,13 @@ pub static SCALARS: &[Scalar] = &[
         }),
     scalar!("DATEADD", "DATE / TIME", "Adds an interval (unit, amount) to a DATE.",
         [sig(&[("unit", Str), ("interval", Int), ("date", Date)], R::Fixed(Date))],
-        values |a| match (s(&a[0]).and_then(unit_ms), i(&a[1]), days_of(&a[2])) {
+        values |a| match (s(&a[0]).and_then(time::unit_ms), i(&a[1]), days_of(&a[2])) {
             (Some(u), Some(n), Some(d)) if u >= 86_400_000 => Value::Date((d + n * u / 86_400_000) as i32),
             _ => Value::Null,
         }),
     scalar!("DATESUB", "DATE / TIME", "Subtracts an interval (unit, amount) from a DATE.",
         [sig(&[("unit", Str), ("interval", Int), ("date", Date)], R::Fixed(Date))],
-        values |a| match (s(&a[0]).and_then(unit_ms), i(&a[1]), days_of(&a[2])) {
+        values |a| match (s(&a[0]).and_then(time::unit_ms), i(&a[1]), days_of(&a[2])) {
             (Some(u), Some(n), Some(d)) if u >= 86_400_000 => Value::Date((d - n * u / 86_400_000) as i32),
             _ => Value::Null,
         }),
@@ -1284,13 +1318,13 @@ pub static SCALARS: &[Scalar] = &[
         values substring),
     scalar!("TIMESTAMPADD", "DATE / TIME", "Adds an interval (unit, amount) to a TIMESTAMP.",
         [sig(&[("unit", Str), ("interval", Int), ("ts", Ts)], R::Fixed(Ts))],
-        values |a| match (s(&a[0]).and_then(unit_ms), i(&a[1]), &a[2]) {
+        values |a| match (s(&a[0]).and_then(time::unit_ms), i(&a[1]), &a[2]) {
             (Some(u), Some(n), Value::Timestamp(t)) => Value::Timestamp(t + n * u),
             _ => Value::Null,
         }),
     scalar!("TIMESTAMPSUB", "DATE / TIME", "Subtracts an interval (unit, amount) from a TIMESTAMP.",
         [sig(&[("unit", Str), ("interval", Int), ("ts", Ts)], R::Fixed(Ts))],
-        values |a| match (s(&a[0]).and_then(unit_ms), i(&a[1]), &a[2]) {
+        values |a| match (s(&a[0]).and_then(time::unit_ms), i(&a[1]), &a[2]) {
             (Some(u), Some(n), Value::Timestamp(t)) => Value::Timestamp(t - n * u),
             _ => Value::Null,
         }),
@@ -1404,9 +1438,14 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn eval(text: &str) -> Value {
-        let parsed = crate::parser::parse_one(&format!("SELECT {text} FROM T;"), &BTreeMap::new()).unwrap();
-        let crate::ast::Statement::Select(q) = parsed.statement else { panic!() };
-        let crate::ast::SelectItem::Expr { expr, .. } = &q.select[0] else { panic!() };
+        let parsed =
+            crate::parser::parse_one(&format!("SELECT {text} FROM T;"), &BTreeMap::new()).unwrap();
+        let crate::ast::Statement::Select(q) = parsed.statement else {
+            panic!()
+        };
+        let crate::ast::SelectItem::Expr { expr, .. } = &q.select[0] else {
+            panic!()
+        };
         crate::expr::compile(expr, &crate::expr::Scope::default(), "SELECT")
             .unwrap_or_else(|e| panic!("{text}: {e}"))
             .node
@@ -1445,12 +1484,24 @@ mod tests {
         assert_eq!(eval("RPAD('ab', 5, 'xy')"), s("abxyx"));
         assert_eq!(eval("INSTR('CORPORATE FLOOR', 'OR', 3, 2)"), Value::Int(14));
         assert_eq!(eval("INSTR('abc', 'z')"), Value::Int(0));
-        assert_eq!(eval("SPLIT('a,b', ',')"), Value::Array(vec![s("a"), s("b")]));
+        assert_eq!(
+            eval("SPLIT('a,b', ',')"),
+            Value::Array(vec![s("a"), s("b")])
+        );
         assert_eq!(eval("SPLIT_TO_MAP('a=1;b=2', ';', '=')['b']"), s("2"));
-        assert_eq!(eval("REGEXP_EXTRACT('(\\d+)-(\\d+)', 'x 12-34', 2)"), s("34"));
-        assert_eq!(eval("REGEXP_EXTRACT_ALL('\\d', 'a1b2')"), Value::Array(vec![s("1"), s("2")]));
+        assert_eq!(
+            eval("REGEXP_EXTRACT('(\\d+)-(\\d+)', 'x 12-34', 2)"),
+            s("34")
+        );
+        assert_eq!(
+            eval("REGEXP_EXTRACT_ALL('\\d', 'a1b2')"),
+            Value::Array(vec![s("1"), s("2")])
+        );
         assert_eq!(eval("REGEXP_REPLACE('a1b22', '\\d+', '#')"), s("a#b#"));
-        assert_eq!(eval("REGEXP_SPLIT_TO_ARRAY('a1b22c', '\\d+')"), Value::Array(vec![s("a"), s("b"), s("c")]));
+        assert_eq!(
+            eval("REGEXP_SPLIT_TO_ARRAY('a1b22c', '\\d+')"),
+            Value::Array(vec![s("a"), s("b"), s("c")])
+        );
         assert_eq!(eval("INITCAP('hello WORLD')"), s("Hello World"));
         assert_eq!(eval("MASK('Ab1-')"), s("Xxn-"));
         assert_eq!(eval("MASK_LEFT('abcd', 2)"), s("xxcd"));
@@ -1459,7 +1510,10 @@ mod tests {
         assert_eq!(eval("MASK_KEEP_RIGHT('abcd', 1)"), s("xxxd"));
         assert_eq!(eval("CHR(75)"), s("K"));
         assert_eq!(eval("ENCODE('4869', 'hex', 'utf8')"), s("Hi"));
-        assert_eq!(eval("FROM_BYTES(TO_BYTES('Hi', 'utf8'), 'base64')"), s("SGk="));
+        assert_eq!(
+            eval("FROM_BYTES(TO_BYTES('Hi', 'utf8'), 'base64')"),
+            s("SGk=")
+        );
         assert_eq!(eval("ELT(2, 'a', 'b')"), s("b"));
         assert_eq!(eval("FIELD('b', 'a', 'b')"), Value::Int(2));
         assert_eq!(eval("LEN(UUID())"), Value::Int(36));
@@ -1493,29 +1547,68 @@ mod tests {
 
     #[test]
     fn date_time_functions() {
-        assert_eq!(eval("FORMAT_TIMESTAMP(FROM_UNIXTIME(0), 'yyyy-MM-dd HH:mm')"), s("1970-01-01 00:00"));
-        assert_eq!(eval("FORMAT_TIMESTAMP(FROM_UNIXTIME(0), 'HH:mm', '+02:00')"), s("02:00"));
-        assert_eq!(eval("UNIX_TIMESTAMP(PARSE_TIMESTAMP('1970-01-02', 'yyyy-MM-dd'))"), Value::Bigint(86_400_000));
+        assert_eq!(
+            eval("FORMAT_TIMESTAMP(FROM_UNIXTIME(0), 'yyyy-MM-dd HH:mm')"),
+            s("1970-01-01 00:00")
+        );
+        assert_eq!(
+            eval("FORMAT_TIMESTAMP(FROM_UNIXTIME(0), 'HH:mm', '+02:00')"),
+            s("02:00")
+        );
+        assert_eq!(
+            eval("UNIX_TIMESTAMP(PARSE_TIMESTAMP('1970-01-02', 'yyyy-MM-dd'))"),
+            Value::Bigint(86_400_000)
+        );
         assert_eq!(eval("TIMESTAMPTOSTRING(1000, 'ss')"), s("01"));
-        assert_eq!(eval("FORMAT_DATE(FROM_DAYS(1), 'yyyy-MM-dd')"), s("1970-01-02"));
-        assert_eq!(eval("UNIX_DATE(PARSE_DATE('1970-01-11', 'yyyy-MM-dd'))"), Value::Int(10));
-        assert_eq!(eval("FORMAT_TIME(PARSE_TIME('10:11', 'HH:mm'), 'HH-mm')"), s("10-11"));
-        assert_eq!(eval("UNIX_DATE(DATEADD('DAYS', 3, FROM_DAYS(1)))"), Value::Int(4));
-        assert_eq!(eval("UNIX_DATE(DATESUB('DAYS', 1, FROM_DAYS(1)))"), Value::Int(0));
-        assert_eq!(eval("UNIX_TIMESTAMP(TIMESTAMPADD('SECONDS', 2, FROM_UNIXTIME(0)))"), Value::Bigint(2000));
-        assert_eq!(eval("UNIX_TIMESTAMP(TIMESTAMPSUB('MINUTES', 1, FROM_UNIXTIME(0)))"), Value::Bigint(-60_000));
-        assert_eq!(eval("UNIX_TIMESTAMP(CONVERT_TZ(FROM_UNIXTIME(0), 'UTC', '+01:00'))"), Value::Bigint(3_600_000));
+        assert_eq!(
+            eval("FORMAT_DATE(FROM_DAYS(1), 'yyyy-MM-dd')"),
+            s("1970-01-02")
+        );
+        assert_eq!(
+            eval("UNIX_DATE(PARSE_DATE('1970-01-11', 'yyyy-MM-dd'))"),
+            Value::Int(10)
+        );
+        assert_eq!(
+            eval("FORMAT_TIME(PARSE_TIME('10:11', 'HH:mm'), 'HH-mm')"),
+            s("10-11")
+        );
+        assert_eq!(
+            eval("UNIX_DATE(DATEADD('DAYS', 3, FROM_DAYS(1)))"),
+            Value::Int(4)
+        );
+        assert_eq!(
+            eval("UNIX_DATE(DATESUB('DAYS', 1, FROM_DAYS(1)))"),
+            Value::Int(0)
+        );
+        assert_eq!(
+            eval("UNIX_TIMESTAMP(TIMESTAMPADD('SECONDS', 2, FROM_UNIXTIME(0)))"),
+            Value::Bigint(2000)
+        );
+        assert_eq!(
+            eval("UNIX_TIMESTAMP(TIMESTAMPSUB('MINUTES', 1, FROM_UNIXTIME(0)))"),
+            Value::Bigint(-60_000)
+        );
+        assert_eq!(
+            eval("UNIX_TIMESTAMP(CONVERT_TZ(FROM_UNIXTIME(0), 'UTC', '+01:00'))"),
+            Value::Bigint(3_600_000)
+        );
         assert!(matches!(eval("UNIX_TIMESTAMP()"), Value::Bigint(t) if t > 0));
         assert!(matches!(eval("UNIX_DATE()"), Value::Int(d) if d > 0));
     }
 
     #[test]
     fn json_functions() {
-        assert_eq!(eval("EXTRACTJSONFIELD('{\"a\":{\"b\":[1,\"x\"]}}', '$.a.b[1]')"), s("x"));
+        assert_eq!(
+            eval("EXTRACTJSONFIELD('{\"a\":{\"b\":[1,\"x\"]}}', '$.a.b[1]')"),
+            s("x")
+        );
         assert_eq!(eval("JSON_ARRAY_LENGTH('[1,2]')"), Value::Int(2));
         assert_eq!(eval("JSON_KEYS('{\"a\":1}')"), Value::Array(vec![s("a")]));
         assert_eq!(eval("JSON_RECORDS('{\"a\":[1]}')['a']"), s("[1]"));
-        assert_eq!(eval("JSON_CONCAT('{\"a\":1}', '{\"b\":2}')"), s("{\"a\":1,\"b\":2}"));
+        assert_eq!(
+            eval("JSON_CONCAT('{\"a\":1}', '{\"b\":2}')"),
+            s("{\"a\":1,\"b\":2}")
+        );
         assert_eq!(eval("IS_JSON_STRING('[1')"), Value::Boolean(false));
         assert_eq!(eval("TO_JSON_STRING(ARRAY[1, 2])"), s("[1,2]"));
     }
@@ -1526,7 +1619,10 @@ mod tests {
         assert_eq!(eval("ARRAY_DISTINCT(ARRAY[1, 1, 2])"), arr(&[1, 2]));
         assert_eq!(eval("ARRAY_EXCEPT(ARRAY[1, 2, 3], ARRAY[2])"), arr(&[1, 3]));
         assert_eq!(eval("ARRAY_INTERSECT(ARRAY[1, 2], ARRAY[2, 3])"), arr(&[2]));
-        assert_eq!(eval("ARRAY_UNION(ARRAY[1, 2], ARRAY[2, 3])"), arr(&[1, 2, 3]));
+        assert_eq!(
+            eval("ARRAY_UNION(ARRAY[1, 2], ARRAY[2, 3])"),
+            arr(&[1, 2, 3])
+        );
         assert_eq!(eval("ARRAY_CONCAT(ARRAY[1], ARRAY[1])"), arr(&[1, 1]));
         assert_eq!(eval("ARRAY_JOIN(ARRAY[1, 2], '|')"), s("1|2"));
         assert_eq!(eval("ARRAY_LENGTH(ARRAY[1, 2])"), Value::Int(2));
@@ -1536,16 +1632,31 @@ mod tests {
         assert_eq!(eval("ARRAY_SORT(ARRAY[3, 1, 2], 'DESC')"), arr(&[3, 2, 1]));
         assert_eq!(eval("SLICE(ARRAY[1, 2, 3, 4], 2, 3)"), arr(&[2, 3]));
         assert_eq!(eval("GENERATE_SERIES(1, 5, 2)"), arr(&[1, 3, 5]));
-        assert_eq!(eval("MAP_KEYS(MAP('a' := 1, 'b' := 2))"), Value::Array(vec![s("a"), s("b")]));
+        assert_eq!(
+            eval("MAP_KEYS(MAP('a' := 1, 'b' := 2))"),
+            Value::Array(vec![s("a"), s("b")])
+        );
         assert_eq!(eval("MAP_VALUES(MAP('a' := 1))"), arr(&[1]));
-        assert_eq!(eval("MAP_UNION(MAP('a' := 1), MAP('a' := 2))['a']"), Value::Int(2));
+        assert_eq!(
+            eval("MAP_UNION(MAP('a' := 1), MAP('a' := 2))['a']"),
+            Value::Int(2)
+        );
         assert_eq!(eval("AS_MAP(ARRAY['a'], ARRAY[1])['a']"), Value::Int(1));
         assert_eq!(eval("ENTRIES(MAP('b' := 2, 'a' := 1), true)[1]->K"), s("a"));
         assert_eq!(eval("TRANSFORM(ARRAY[1, 2], x => x * 10)"), arr(&[10, 20]));
         assert_eq!(eval("FILTER(ARRAY[1, 2, 3], x => x > 1)"), arr(&[2, 3]));
-        assert_eq!(eval("REDUCE(ARRAY[1, 2, 3], 0, (s, x) => s + x)"), Value::Int(6));
-        assert_eq!(eval("TRANSFORM(MAP('a' := 1), (k, v) => UCASE(k), (k, v) => v + 1)['A']"), Value::Int(2));
-        assert_eq!(eval("REDUCE(MAP('a' := 1, 'b' := 2), 0, (s, k, v) => s + v)"), Value::Int(3));
+        assert_eq!(
+            eval("REDUCE(ARRAY[1, 2, 3], 0, (s, x) => s + x)"),
+            Value::Int(6)
+        );
+        assert_eq!(
+            eval("TRANSFORM(MAP('a' := 1), (k, v) => UCASE(k), (k, v) => v + 1)['A']"),
+            Value::Int(2)
+        );
+        assert_eq!(
+            eval("REDUCE(MAP('a' := 1, 'b' := 2), 0, (s, k, v) => s + v)"),
+            Value::Int(3)
+        );
     }
 
     #[test]
@@ -1555,9 +1666,15 @@ mod tests {
         assert_eq!(eval(&format!("URL_EXTRACT_PORT({u})")), Value::Int(8080));
         assert_eq!(eval(&format!("URL_EXTRACT_PATH({u})")), s("/a/b"));
         assert_eq!(eval(&format!("URL_EXTRACT_PROTOCOL({u})")), s("http"));
-        assert_eq!(eval(&format!("URL_EXTRACT_QUERY({u})")), s("x=1&y=hello%20w"));
+        assert_eq!(
+            eval(&format!("URL_EXTRACT_QUERY({u})")),
+            s("x=1&y=hello%20w")
+        );
         assert_eq!(eval(&format!("URL_EXTRACT_FRAGMENT({u})")), s("frag"));
-        assert_eq!(eval(&format!("URL_EXTRACT_PARAMETER({u}, 'y')")), s("hello w"));
+        assert_eq!(
+            eval(&format!("URL_EXTRACT_PARAMETER({u}, 'y')")),
+            s("hello w")
+        );
         assert_eq!(eval("URL_ENCODE_PARAM('a b&c')"), s("a+b%26c"));
         assert_eq!(eval("URL_DECODE_PARAM('a+b%26c')"), s("a b&c"));
     }

@@ -260,7 +260,11 @@ mod tests {
     fn unterminated_string_is_an_error() {
         assert!(matches!(
             tokenize("SELECT 'abc"),
-            Err(SqlError::Syntax { line: 1, col: 8, .. })
+            Err(SqlError::Syntax {
+                line: 1,
+                col: 8,
+                ..
+            })
         ));
     }
 }

@@ -12,6 +12,7 @@
 pub mod aggregate;
 pub mod ast;
 pub mod catalog;
+#[cfg(feature = "server")]
 pub mod engine;
 pub mod error;
 pub mod expr;
@@ -20,7 +21,9 @@ pub mod functions;
 pub mod lexer;
 pub mod parser;
 pub mod plan;
+#[cfg(feature = "server")]
 pub mod rest;
+#[cfg(feature = "server")]
 pub mod runtime;
 pub mod state;
 pub mod task;
@@ -29,5 +32,7 @@ pub mod types;
 
 pub use error::{Result, SqlError};
 
+#[cfg(feature = "server")]
 pub use engine::{Engine, EngineConfig};
+#[cfg(feature = "server")]
 pub use runtime::KafkaSettings;

@@ -14,10 +14,49 @@ use crate::types::SqlType;
 /// Words that cannot be unquoted identifiers, because the grammar would be
 /// ambiguous with them.
 const RESERVED: &[&str] = &[
-    "SELECT", "FROM", "WHERE", "GROUP", "BY", "HAVING", "AND", "OR", "NOT", "AS", "ON", "JOIN",
-    "INNER", "LEFT", "RIGHT", "FULL", "OUTER", "WINDOW", "WITHIN", "EMIT", "LIMIT", "PARTITION",
-    "CASE", "WHEN", "THEN", "ELSE", "END", "IS", "NULL", "TRUE", "FALSE", "LIKE", "BETWEEN", "IN",
-    "CAST", "CREATE", "INSERT", "INTO", "VALUES", "DROP", "WITH", "DISTINCT", "EXISTS",
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "GROUP",
+    "BY",
+    "HAVING",
+    "AND",
+    "OR",
+    "NOT",
+    "AS",
+    "ON",
+    "JOIN",
+    "INNER",
+    "LEFT",
+    "RIGHT",
+    "FULL",
+    "OUTER",
+    "WINDOW",
+    "WITHIN",
+    "EMIT",
+    "LIMIT",
+    "PARTITION",
+    "CASE",
+    "WHEN",
+    "THEN",
+    "ELSE",
+    "END",
+    "IS",
+    "NULL",
+    "TRUE",
+    "FALSE",
+    "LIKE",
+    "BETWEEN",
+    "IN",
+    "CAST",
+    "CREATE",
+    "INSERT",
+    "INTO",
+    "VALUES",
+    "DROP",
+    "WITH",
+    "DISTINCT",
+    "EXISTS",
 ];
 
 /// Whether `word` (upper case) is reserved.
@@ -126,17 +165,6 @@ fn describe(t: &Tok) -> String {
         Tok::Variable(v) => format!("'${{{v}}}'"),
         Tok::Eof => "'<EOF>'".into(),
     }
-}
-
-fn duration_unit(word: &str) -> Option<i64> {
-    Some(match word.trim_end_matches('S') {
-        "MILLISECOND" => 1,
-        "SECOND" => 1000,
-        "MINUTE" => 60_000,
-        "HOUR" => 3_600_000,
-        "DAY" => 86_400_000,
-        _ => return None,
-    })
 }
 
 impl Parser {
@@ -289,10 +317,7 @@ impl Parser {
             "DESCRIBE" => self.describe_stmt(),
             "EXPLAIN" => {
                 self.advance();
-                if self.is_kw("SELECT")
-                    || self.is_kw("CREATE")
-                    || self.is_kw("INSERT")
-                {
+                if self.is_kw("SELECT") || self.is_kw("CREATE") || self.is_kw("INSERT") {
                     Ok(Statement::Explain(ExplainTarget::Statement(Box::new(
                         self.statement()?,
                     ))))
@@ -630,7 +655,11 @@ impl Parser {
         let all = self.eat_kw("ALL");
         let what = match self.peek() {
             Tok::Word(w) => w.to_ascii_uppercase(),
-            _ => return Err(self.unexpected("STREAMS, TABLES, QUERIES, TOPICS, PROPERTIES, FUNCTIONS or VARIABLES")),
+            _ => {
+                return Err(self.unexpected(
+                    "STREAMS, TABLES, QUERIES, TOPICS, PROPERTIES, FUNCTIONS or VARIABLES",
+                ))
+            }
         };
         let what = match what.as_str() {
             "STREAMS" => ShowWhat::Streams,
@@ -708,10 +737,12 @@ impl Parser {
     fn duration(&mut self) -> Result<i64> {
         let n = self.integer()?;
         let unit = match self.peek() {
-            Tok::Word(w) => duration_unit(&w.to_ascii_uppercase()),
+            Tok::Word(w) => crate::time::unit_ms(w),
             _ => None,
         }
-        .ok_or_else(|| self.unexpected("a time unit (MILLISECONDS, SECONDS, MINUTES, HOURS, DAYS)"))?;
+        .ok_or_else(|| {
+            self.unexpected("a time unit (MILLISECONDS, SECONDS, MINUTES, HOURS, DAYS)")
+        })?;
         self.advance();
         n.checked_mul(unit)
             .ok_or_else(|| self.error_at("duration out of range".into()))
@@ -733,15 +764,7 @@ impl Parser {
                 select.push(SelectItem::Wildcard(Some(q)));
             } else {
                 let expr = self.expr()?;
-                let alias = if self.eat_kw("AS") {
-                    Some(self.ident()?)
-                } else if matches!(self.peek(), Tok::Word(w) if !is_reserved(&w.to_ascii_uppercase()))
-                    || matches!(self.peek(), Tok::Quoted(_))
-                {
-                    Some(self.ident()?)
-                } else {
-                    None
-                };
+                let alias = self.alias()?;
                 select.push(SelectItem::Expr { expr, alias });
             }
             if !self.eat_sym(",") {
@@ -897,17 +920,20 @@ impl Parser {
         false
     }
 
+    /// An optional alias: `AS name`, or a bare identifier.
+    fn alias(&mut self) -> Result<Option<String>> {
+        let bare = matches!(self.peek(), Tok::Word(w) if !is_reserved(&w.to_ascii_uppercase()))
+            || matches!(self.peek(), Tok::Quoted(_));
+        if self.eat_kw("AS") || bare {
+            Ok(Some(self.ident()?))
+        } else {
+            Ok(None)
+        }
+    }
+
     fn aliased_source(&mut self) -> Result<AliasedSource> {
         let name = self.ident()?;
-        let alias = if self.eat_kw("AS") {
-            Some(self.ident()?)
-        } else if matches!(self.peek(), Tok::Word(w) if !is_reserved(&w.to_ascii_uppercase()))
-            || matches!(self.peek(), Tok::Quoted(_))
-        {
-            Some(self.ident()?)
-        } else {
-            None
-        };
+        let alias = self.alias()?;
         Ok(AliasedSource { name, alias })
     }
 
@@ -936,7 +962,8 @@ impl Parser {
             } else if self.eat_kw("GRACE") {
                 self.expect_kw("PERIOD")?;
                 grace_ms = Some(self.duration()?);
-            } else if kind_word == "SESSION" && gap.is_none() && matches!(self.peek(), Tok::Int(_)) {
+            } else if kind_word == "SESSION" && gap.is_none() && matches!(self.peek(), Tok::Int(_))
+            {
                 gap = Some(self.duration()?);
             } else {
                 return Err(self.unexpected("SIZE, ADVANCE BY, RETENTION or GRACE PERIOD"));
@@ -950,7 +977,9 @@ impl Parser {
             match v {
                 Some(v) if v > 0 => Ok(v),
                 Some(_) => Err(SqlError::invalid(format!("{what} must be positive"))),
-                None => Err(SqlError::invalid(format!("{kind_word} window requires {what}"))),
+                None => Err(SqlError::invalid(format!(
+                    "{kind_word} window requires {what}"
+                ))),
             }
         };
         let kind = match kind_word.as_str() {
@@ -965,7 +994,10 @@ impl Parser {
                         "Window advance must be less than or equal to the window size",
                     ));
                 }
-                WindowKind::Hopping { size_ms, advance_ms }
+                WindowKind::Hopping {
+                    size_ms,
+                    advance_ms,
+                }
             }
             "SESSION" => WindowKind::Session {
                 gap_ms: positive(gap, "an inactivity gap")?,
@@ -1168,7 +1200,9 @@ impl Parser {
             let e = self.unary()?;
             return Ok(match e {
                 Expr::Literal(Literal::Integer(n)) => Expr::Literal(Literal::Integer(-n)),
-                Expr::Literal(Literal::Decimal(d)) => Expr::Literal(Literal::Decimal(format!("-{d}"))),
+                Expr::Literal(Literal::Decimal(d)) => {
+                    Expr::Literal(Literal::Decimal(format!("-{d}")))
+                }
                 e => Expr::Negate(Box::new(e)),
             });
         }
@@ -1345,7 +1379,7 @@ impl Parser {
     }
 
     fn column_rest(&mut self, first: String) -> Result<Expr> {
-        if self.lambda_vars.iter().any(|v| *v == first) {
+        if self.lambda_vars.contains(&first) {
             return Ok(Expr::LambdaVar(first));
         }
         if self.is_sym(".") && matches!(self.peek_at(1), Tok::Word(_) | Tok::Quoted(_)) {
@@ -1448,11 +1482,11 @@ mod tests {
 
     #[test]
     fn create_as_select_with_window_and_group_by() {
-        let Statement::CreateAsSelect(c) = one(
-            "CREATE TABLE counts AS SELECT id, COUNT(*) AS n FROM pv \
+        let Statement::CreateAsSelect(c) =
+            one("CREATE TABLE counts AS SELECT id, COUNT(*) AS n FROM pv \
              WINDOW TUMBLING (SIZE 1 HOUR, GRACE PERIOD 10 MINUTES) \
-             WHERE x > 1 GROUP BY id HAVING COUNT(*) > 2 EMIT CHANGES;",
-        ) else {
+             WHERE x > 1 GROUP BY id HAVING COUNT(*) > 2 EMIT CHANGES;")
+        else {
             panic!()
         };
         let w = c.query.window.unwrap();
@@ -1530,7 +1564,8 @@ mod tests {
 
     #[test]
     fn script_splits_statements_with_their_text() {
-        let all = parse_script("SHOW STREAMS; LIST TOPICS;\nSET 'a'='b';", &BTreeMap::new()).unwrap();
+        let all =
+            parse_script("SHOW STREAMS; LIST TOPICS;\nSET 'a'='b';", &BTreeMap::new()).unwrap();
         assert_eq!(all.len(), 3);
         assert_eq!(all[1].text, "LIST TOPICS;");
         assert_eq!(all[2].text, "SET 'a'='b';");

@@ -3,7 +3,9 @@
 //! with the output's key and value columns named as ksqlDB names them.
 
 use crate::aggregate::{AggCall, Aggregate};
-use crate::ast::{AliasedSource, BinOp, Emit, Expr, JoinType, Literal, Query, SelectItem, SourceKind, WindowKind};
+use crate::ast::{
+    AliasedSource, BinOp, Emit, Expr, JoinType, Literal, Query, SelectItem, SourceKind, WindowKind,
+};
 use crate::catalog::{MetaStore, Source};
 use crate::error::{Result, SqlError};
 use crate::expr::{compile, literal_value, Node, Scope};
@@ -32,7 +34,9 @@ impl Input {
                 source
                     .columns()
                     .position(|(n, _)| n == col)
-                    .ok_or_else(|| SqlError::invalid(format!("TIMESTAMP column {col} not found")))?,
+                    .ok_or_else(|| {
+                        SqlError::invalid(format!("TIMESTAMP column {col} not found"))
+                    })?,
                 fmt.clone(),
             )),
             None => None,
@@ -65,7 +69,10 @@ impl Input {
     }
 
     pub fn width(&self) -> usize {
-        self.source.key.len() + self.source.value.len() + 3 + if self.source.window.is_some() { 2 } else { 0 }
+        self.source.key.len()
+            + self.source.value.len()
+            + 3
+            + if self.source.window.is_some() { 2 } else { 0 }
     }
 }
 
@@ -179,7 +186,9 @@ impl Plan {
 
     /// The output's window type and size, as a sink source records it.
     pub fn output_window(&self) -> Option<(WindowType, Option<i64>)> {
-        self.window.as_ref().map(|w| (w.window_type(), w.size()))
+        self.window
+            .as_ref()
+            .map(|w| (w.window_type(), w.size()))
             .or_else(|| match &self.op {
                 Op::Select { .. } => self.inputs[0].source.window,
                 _ => None,
@@ -214,7 +223,16 @@ impl Namer {
 /// same column.
 fn same_expr(a: &Expr, b: &Expr, scope: &Scope) -> bool {
     match (a, b) {
-        (Expr::Column { qualifier: qa, name: na }, Expr::Column { qualifier: qb, name: nb }) => {
+        (
+            Expr::Column {
+                qualifier: qa,
+                name: na,
+            },
+            Expr::Column {
+                qualifier: qb,
+                name: nb,
+            },
+        ) => {
             na == nb
                 && match (
                     scope.resolve(qa.as_deref(), na, ""),
@@ -247,7 +265,11 @@ fn expand_select(query: &Query, inputs: &[Input], joined: bool) -> Result<Vec<It
                     }
                     any = true;
                     for (n, _) in input.source.columns() {
-                        let name = if joined { format!("{}_{n}", input.qualifier) } else { n.clone() };
+                        let name = if joined {
+                            format!("{}_{n}", input.qualifier)
+                        } else {
+                            n.clone()
+                        };
                         items.push(Item {
                             name,
                             expr: Expr::Column {
@@ -270,7 +292,10 @@ fn expand_select(query: &Query, inputs: &[Input], joined: bool) -> Result<Vec<It
             }
             SelectItem::Expr { expr, alias } => {
                 let name = namer.name(expr, alias);
-                items.push(Item { name, expr: expr.clone() });
+                items.push(Item {
+                    name,
+                    expr: expr.clone(),
+                });
             }
         }
     }
@@ -336,7 +361,10 @@ fn split_key(items: Vec<Item>, keys: &[Expr], scope: &Scope, sink: Option<&str>)
     Ok((key_cols, values, order))
 }
 
-fn compile_all(exprs: &[(String, Expr)], scope: &Scope, clause: &str) -> Result<(Vec<Node>, Vec<(String, SqlType)>)> {
+/// Compiled expressions and the columns they make.
+type Compiled = (Vec<Node>, Vec<(String, SqlType)>);
+
+fn compile_all(exprs: &[(String, Expr)], scope: &Scope, clause: &str) -> Result<Compiled> {
     let mut nodes = Vec::new();
     let mut cols = Vec::new();
     for (name, e) in exprs {
@@ -383,7 +411,9 @@ fn visit(e: &Expr, f: &mut impl FnMut(&Expr)) {
             visit(expr, f);
             visit(pattern, f);
         }
-        Expr::Between { expr, low, high, .. } => {
+        Expr::Between {
+            expr, low, high, ..
+        } => {
             visit(expr, f);
             visit(low, f);
             visit(high, f);
@@ -392,7 +422,11 @@ fn visit(e: &Expr, f: &mut impl FnMut(&Expr)) {
             visit(expr, f);
             list.iter().for_each(|x| visit(x, f));
         }
-        Expr::Case { operand, whens, else_ } => {
+        Expr::Case {
+            operand,
+            whens,
+            else_,
+        } => {
             if let Some(o) = operand {
                 visit(o, f);
             }
@@ -405,7 +439,9 @@ fn visit(e: &Expr, f: &mut impl FnMut(&Expr)) {
             }
         }
         Expr::Cast { expr, .. } => visit(expr, f),
-        Expr::Function { args, .. } | Expr::ArrayCtor(args) => args.iter().for_each(|x| visit(x, f)),
+        Expr::Function { args, .. } | Expr::ArrayCtor(args) => {
+            args.iter().for_each(|x| visit(x, f))
+        }
         Expr::Lambda { body, .. } => visit(body, f),
         Expr::Subscript { base, index } => {
             visit(base, f);
@@ -458,15 +494,20 @@ pub fn plan(query: &Query, meta: &MetaStore, sink: Option<&str>) -> Result<Plan>
         None => None,
     };
     let items = expand_select(query, &inputs, false)?;
-    let aggregating = !query.group_by.is_empty() || items.iter().any(|i| contains_aggregate(&i.expr));
+    let aggregating =
+        !query.group_by.is_empty() || items.iter().any(|i| contains_aggregate(&i.expr));
     if aggregating {
         return plan_aggregate(query, inputs, items, filter, sink);
     }
     if query.window.is_some() {
-        return Err(SqlError::invalid("WINDOW clause requires a GROUP BY clause."));
+        return Err(SqlError::invalid(
+            "WINDOW clause requires a GROUP BY clause.",
+        ));
     }
     if query.having.is_some() {
-        return Err(SqlError::invalid("HAVING clause requires a GROUP BY clause."));
+        return Err(SqlError::invalid(
+            "HAVING clause requires a GROUP BY clause.",
+        ));
     }
     let source = &input.source;
     let keys: Vec<Expr> = if query.partition_by.is_empty() {
@@ -502,7 +543,13 @@ pub fn plan(query: &Query, meta: &MetaStore, sink: Option<&str>) -> Result<Plan>
                     Expr::Column { name, .. } | Expr::Field { name, .. } => name.clone(),
                     _ => format!("KSQL_COL_{}", items.len()),
                 };
-                items.insert(0, Item { name, expr: k.clone() });
+                items.insert(
+                    0,
+                    Item {
+                        name,
+                        expr: k.clone(),
+                    },
+                );
             }
         }
     }
@@ -513,7 +560,11 @@ pub fn plan(query: &Query, meta: &MetaStore, sink: Option<&str>) -> Result<Plan>
         order,
         kind: source.kind,
         window: None,
-        op: Op::Select { filter, key, values },
+        op: Op::Select {
+            filter,
+            key,
+            values,
+        },
         key: key_cols,
         value: value_cols,
         limit: query.limit,
@@ -522,7 +573,13 @@ pub fn plan(query: &Query, meta: &MetaStore, sink: Option<&str>) -> Result<Plan>
     })
 }
 
-fn plan_aggregate(query: &Query, inputs: Vec<Input>, items: Vec<Item>, filter: Option<Node>, sink: Option<&str>) -> Result<Plan> {
+fn plan_aggregate(
+    query: &Query,
+    inputs: Vec<Input>,
+    items: Vec<Item>,
+    filter: Option<Node>,
+    sink: Option<&str>,
+) -> Result<Plan> {
     let input = &inputs[0];
     let scope = input.scope();
     if query.group_by.is_empty() {
@@ -531,29 +588,32 @@ fn plan_aggregate(query: &Query, inputs: Vec<Input>, items: Vec<Item>, filter: O
         ));
     }
     if !query.partition_by.is_empty() {
-        return Err(SqlError::invalid("PARTITION BY and GROUP BY in the same query are not supported"));
+        return Err(SqlError::invalid(
+            "PARTITION BY and GROUP BY in the same query are not supported",
+        ));
     }
     if input.source.is_table() {
         return Err(SqlError::invalid(
             "Aggregations over tables are not supported by Weir yet: aggregate a stream",
         ));
     }
-    let window = match &query.window {
-        Some(w) => Some(WindowSpec {
-            kind: w.kind.clone(),
-            grace_ms: w.grace_ms.unwrap_or(DEFAULT_GRACE_MS),
-            retention_ms: w.retention_ms.unwrap_or(0),
-        }),
-        None => None,
-    };
+    let window = query.window.as_ref().map(|w| WindowSpec {
+        kind: w.kind.clone(),
+        grace_ms: w.grace_ms.unwrap_or(DEFAULT_GRACE_MS),
+        retention_ms: w.retention_ms.unwrap_or(0),
+    });
     if query.emit == Emit::Final && window.is_none() {
-        return Err(SqlError::invalid("EMIT FINAL is only supported for windowed aggregations."));
+        return Err(SqlError::invalid(
+            "EMIT FINAL is only supported for windowed aggregations.",
+        ));
     }
     let mut group = Vec::new();
     let mut post = Scope::default();
     for (i, g) in query.group_by.iter().enumerate() {
         if contains_aggregate(g) {
-            return Err(SqlError::invalid("GROUP BY does not support aggregate functions"));
+            return Err(SqlError::invalid(
+                "GROUP BY does not support aggregate functions",
+            ));
         }
         let t = compile(g, &scope, "GROUP BY")?;
         group.push(t.node);
@@ -565,20 +625,24 @@ fn plan_aggregate(query: &Query, inputs: Vec<Input>, items: Vec<Item>, filter: O
     let mut rewrite = |e: &Expr, aggs: &mut Vec<(Expr, AggSpec)>| -> Expr {
         rewrite_post(e, &query.group_by, &scope, aggs, &mut rewrite_err)
     };
-    let keys: Vec<Expr> = (0..query.group_by.len()).map(|i| Expr::col(&format!("__G{i}"))).collect();
+    let keys: Vec<Expr> = (0..query.group_by.len())
+        .map(|i| Expr::col(&format!("__G{i}")))
+        .collect();
     let mut rewritten = Vec::new();
     for item in items {
         let e = rewrite(&item.expr, &mut aggs);
-        rewritten.push(Item { name: item.name, expr: e });
+        rewritten.push(Item {
+            name: item.name,
+            expr: e,
+        });
     }
     let having_expr = query.having.as_ref().map(|h| rewrite(h, &mut aggs));
     if let Some(e) = rewrite_err {
         return Err(e);
     }
     for (i, (_, spec)) in aggs.iter().enumerate() {
-        let ty = (spec.func.ret)(&spec.call).map_err(|why| {
-            SqlError::invalid(format!("Function '{}' {why}", spec.func.name))
-        })?;
+        let ty = (spec.func.ret)(&spec.call)
+            .map_err(|why| SqlError::invalid(format!("Function '{}' {why}", spec.func.name)))?;
         post.push(None, &format!("__A{i}"), ty);
     }
     post.push(None, "WINDOWSTART", SqlType::Bigint);
@@ -671,39 +735,71 @@ fn rewrite_post(
         },
         Expr::Not(x) => Expr::Not(Box::new(r(x))),
         Expr::Negate(x) => Expr::Negate(Box::new(r(x))),
-        Expr::IsNull { expr, negated } => Expr::IsNull { expr: Box::new(r(expr)), negated: *negated },
-        Expr::Cast { expr, ty } => Expr::Cast { expr: Box::new(r(expr)), ty: ty.clone() },
+        Expr::IsNull { expr, negated } => Expr::IsNull {
+            expr: Box::new(r(expr)),
+            negated: *negated,
+        },
+        Expr::Cast { expr, ty } => Expr::Cast {
+            expr: Box::new(r(expr)),
+            ty: ty.clone(),
+        },
         Expr::Function { name, args, star } => Expr::Function {
             name: name.clone(),
             args: args.iter().map(&mut r).collect(),
             star: *star,
         },
-        Expr::Case { operand, whens, else_ } => Expr::Case {
+        Expr::Case {
+            operand,
+            whens,
+            else_,
+        } => Expr::Case {
             operand: operand.as_ref().map(|o| Box::new(r(o))),
             whens: whens.iter().map(|(w, t)| (r(w), r(t))).collect(),
             else_: else_.as_ref().map(|x| Box::new(r(x))),
         },
-        Expr::Between { expr, low, high, negated } => Expr::Between {
+        Expr::Between {
+            expr,
+            low,
+            high,
+            negated,
+        } => Expr::Between {
             expr: Box::new(r(expr)),
             low: Box::new(r(low)),
             high: Box::new(r(high)),
             negated: *negated,
         },
-        Expr::InList { expr, list, negated } => Expr::InList {
+        Expr::InList {
+            expr,
+            list,
+            negated,
+        } => Expr::InList {
             expr: Box::new(r(expr)),
             list: list.iter().map(&mut r).collect(),
             negated: *negated,
         },
-        Expr::Like { expr, pattern, escape, negated } => Expr::Like {
+        Expr::Like {
+            expr,
+            pattern,
+            escape,
+            negated,
+        } => Expr::Like {
             expr: Box::new(r(expr)),
             pattern: Box::new(r(pattern)),
             escape: *escape,
             negated: *negated,
         },
-        Expr::Subscript { base, index } => Expr::Subscript { base: Box::new(r(base)), index: Box::new(r(index)) },
-        Expr::Field { base, name } => Expr::Field { base: Box::new(r(base)), name: name.clone() },
+        Expr::Subscript { base, index } => Expr::Subscript {
+            base: Box::new(r(base)),
+            index: Box::new(r(index)),
+        },
+        Expr::Field { base, name } => Expr::Field {
+            base: Box::new(r(base)),
+            name: name.clone(),
+        },
         Expr::ArrayCtor(items) => Expr::ArrayCtor(items.iter().map(&mut r).collect()),
-        Expr::Column { name, .. } if name == "WINDOWSTART" || name == "WINDOWEND" || name == "ROWTIME" => {
+        Expr::Column { name, .. }
+            if name == "WINDOWSTART" || name == "WINDOWEND" || name == "ROWTIME" =>
+        {
             Expr::col(name)
         }
         other => other.clone(),
@@ -713,16 +809,25 @@ fn rewrite_post(
 fn agg_spec(func: &'static Aggregate, args: &[Expr], star: bool, scope: &Scope) -> Result<AggSpec> {
     if star {
         if !func.star {
-            return Err(SqlError::invalid(format!("{}(*) is not allowed", func.name)));
+            return Err(SqlError::invalid(format!(
+                "{}(*) is not allowed",
+                func.name
+            )));
         }
         return Ok(AggSpec {
             func,
-            call: AggCall { arg_type: None, params: Vec::new() },
+            call: AggCall {
+                arg_type: None,
+                params: Vec::new(),
+            },
             arg: None,
         });
     }
     let Some((first, rest)) = args.split_first() else {
-        return Err(SqlError::invalid(format!("Function '{}' needs an argument", func.name)));
+        return Err(SqlError::invalid(format!(
+            "Function '{}' needs an argument",
+            func.name
+        )));
     };
     if rest.len() < func.params.0 || rest.len() > func.params.1 {
         return Err(SqlError::invalid(format!(
@@ -782,13 +887,23 @@ fn plan_join(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Result<Pl
     let right_scope = right.scope();
     scope.columns.extend(right_scope.columns.iter().cloned());
     let left_scope = left.scope();
-    let Expr::Binary { op: BinOp::Eq, left: a, right: b } = &join.on else {
+    let Expr::Binary {
+        op: BinOp::Eq,
+        left: a,
+        right: b,
+    } = &join.on
+    else {
         return Err(SqlError::invalid(format!(
             "Unsupported join expression: {}. Joins need an equality of a column of each side",
             join.on
         )));
     };
-    let right_key = right.source.key.first().map(|(n, _)| n.clone()).unwrap_or_default();
+    let right_key = right
+        .source
+        .key
+        .first()
+        .map(|(n, _)| n.clone())
+        .unwrap_or_default();
     let is_right_key = |e: &Expr| match e {
         Expr::Column { qualifier, name } => {
             *name == right_key

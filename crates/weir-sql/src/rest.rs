@@ -52,7 +52,12 @@ const KSQL_JSON: &str = "application/vnd.ksql.v1+json";
 const DELIMITED: &str = "application/vnd.ksqlapi.delimited.v1";
 
 fn json_response(status: StatusCode, body: J) -> Response {
-    (status, [(header::CONTENT_TYPE, KSQL_JSON)], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, KSQL_JSON)],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// ksqlDB's error body for a statement.
@@ -75,35 +80,68 @@ fn statement_error(e: &SqlError, statement: &str, entities: Vec<J>) -> Response 
 }
 
 fn generic_error(status: StatusCode, code: u32, message: &str) -> Response {
-    json_response(status, json!({"@type": "generic_error", "error_code": code, "message": message}))
+    json_response(
+        status,
+        json!({"@type": "generic_error", "error_code": code, "message": message}),
+    )
 }
 
 fn props(v: &J) -> BTreeMap<String, String> {
     v.as_object()
         .map(|o| {
             o.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
 }
 
+// Handlers answer errors as responses; boxing them buys nothing here.
+#[allow(clippy::result_large_err)]
 fn parse_body(body: &Bytes) -> Result<J, Response> {
-    serde_json::from_slice(body).map_err(|e| generic_error(StatusCode::BAD_REQUEST, 40000, &format!("Invalid JSON in request: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        generic_error(
+            StatusCode::BAD_REQUEST,
+            40000,
+            &format!("Invalid JSON in request: {e}"),
+        )
+    })
+}
+
+/// A statement request: the statement text in `field`, properties in
+/// `props_field` and `sessionVariables`.
+#[allow(clippy::result_large_err)]
+fn statement_request(
+    body: &Bytes,
+    field: &str,
+    props_field: &str,
+) -> Result<(String, Session), Response> {
+    let req = parse_body(body)?;
+    let Some(text) = req[field].as_str() else {
+        return Err(generic_error(
+            StatusCode::BAD_REQUEST,
+            40000,
+            &format!("The request has no \"{field}\" field"),
+        ));
+    };
+    let session = Session {
+        properties: props(&req[props_field]),
+        variables: props(&req["sessionVariables"]),
+    };
+    Ok((text.to_string(), session))
 }
 
 async fn ksql(State(api): State<Api>, body: Bytes) -> Response {
-    let req = match parse_body(&body) {
-        Ok(r) => r,
+    let (text, session) = match statement_request(&body, "ksql", "streamsProperties") {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let Some(text) = req["ksql"].as_str() else {
-        return generic_error(StatusCode::BAD_REQUEST, 40000, "The request has no \"ksql\" field");
-    };
-    let session = Session {
-        properties: props(&req["streamsProperties"]),
-        variables: props(&req["sessionVariables"]),
-    };
+    let text = text.as_str();
     match api.engine.execute(text, &session).await {
         Ok(entities) => json_response(StatusCode::OK, J::Array(entities)),
         Err((e, statement, entities)) => statement_error(&e, &statement, entities),
@@ -120,7 +158,10 @@ fn schema_text(plan: &Plan) -> String {
 }
 
 fn columns(plan: &Plan) -> (Vec<String>, Vec<String>) {
-    plan.projection().into_iter().map(|(n, t)| (n, t.to_string())).unzip()
+    plan.projection()
+        .into_iter()
+        .map(|(n, t)| (n, t.to_string()))
+        .unzip()
 }
 
 /// A stream of output rows of a push query, in SELECT order; the query
@@ -144,19 +185,31 @@ fn push_rows(
     })
 }
 
+#[allow(clippy::result_large_err)]
 /// Runs a SELECT: pull (`Ok(Err(rows))`) or push (`Ok(Ok(stream))`).
 async fn run_select(
     api: &Api,
     text: &str,
     session: &Session,
-) -> Result<(Plan, Result<futures_util::stream::BoxStream<'static, Vec<Value>>, Vec<Vec<Value>>>, String), Response> {
+) -> Result<
+    (
+        Plan,
+        Result<futures_util::stream::BoxStream<'static, Vec<Value>>, Vec<Vec<Value>>>,
+        String,
+    ),
+    Response,
+> {
     let (query, plan) = match api.engine.plan_select(text, session).await {
         Ok(x) => x,
         Err(e) => return Err(statement_error(&e, text, vec![])),
     };
     if query.emit == Emit::None {
         return match api.engine.pull_query(&query).await {
-            Ok((plan, rows)) => Ok((plan, Err(rows), format!("query_{}", uuid::Uuid::new_v4().simple()))),
+            Ok((plan, rows)) => Ok((
+                plan,
+                Err(rows),
+                format!("query_{}", uuid::Uuid::new_v4().simple()),
+            )),
             Err(e) => Err(statement_error(&e, text, vec![])),
         };
     }
@@ -167,7 +220,10 @@ async fn run_select(
     match api.engine.push_query(plan.clone(), session).await {
         Ok((handle, rx)) => {
             let id = format!("transient_{}", uuid::Uuid::new_v4().simple());
-            api.push.lock().await.insert(id.clone(), handle.stop.clone());
+            api.push
+                .lock()
+                .await
+                .insert(id.clone(), handle.stop.clone());
             Ok((plan.clone(), Ok(push_rows(plan, handle, rx).boxed()), id))
         }
         Err(e) => Err(statement_error(&e, text, vec![])),
@@ -175,17 +231,11 @@ async fn run_select(
 }
 
 async fn query(State(api): State<Api>, body: Bytes) -> Response {
-    let req = match parse_body(&body) {
-        Ok(r) => r,
+    let (text, session) = match statement_request(&body, "ksql", "streamsProperties") {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let Some(text) = req["ksql"].as_str() else {
-        return generic_error(StatusCode::BAD_REQUEST, 40000, "The request has no \"ksql\" field");
-    };
-    let session = Session {
-        properties: props(&req["streamsProperties"]),
-        variables: props(&req["sessionVariables"]),
-    };
+    let text = text.as_str();
     let (plan, rows, id) = match run_select(&api, text, &session).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -194,12 +244,20 @@ async fn query(State(api): State<Api>, body: Bytes) -> Response {
     match rows {
         Err(rows) => {
             let mut parts = vec![header];
-            parts.extend(rows.iter().map(|r| json!({"row": {"columns": row_json(r)}}).to_string()));
-            json_response(StatusCode::OK, serde_json::from_str(&format!("[{}]", parts.join(","))).unwrap_or(J::Null))
+            parts.extend(
+                rows.iter()
+                    .map(|r| json!({"row": {"columns": row_json(r)}}).to_string()),
+            );
+            json_response(
+                StatusCode::OK,
+                serde_json::from_str(&format!("[{}]", parts.join(","))).unwrap_or(J::Null),
+            )
         }
         Ok(stream) => {
             let limit = plan.limit;
-            let head = futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(format!("[{header},\n"))) });
+            let head = futures_util::stream::once(async move {
+                Ok::<_, std::io::Error>(Bytes::from(format!("[{header},\n")))
+            });
             let mut n = 0u64;
             let body = stream.map(move |r| {
                 n += 1;
@@ -220,17 +278,11 @@ async fn query(State(api): State<Api>, body: Bytes) -> Response {
 }
 
 async fn query_stream(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
-    let req = match parse_body(&body) {
-        Ok(r) => r,
+    let (text, session) = match statement_request(&body, "sql", "properties") {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let Some(text) = req["sql"].as_str() else {
-        return generic_error(StatusCode::BAD_REQUEST, 40000, "The request has no \"sql\" field");
-    };
-    let session = Session {
-        properties: props(&req["properties"]),
-        variables: props(&req["sessionVariables"]),
-    };
+    let text = text.as_str();
     let json_array = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -241,7 +293,11 @@ async fn query_stream(State(api): State<Api>, headers: HeaderMap, body: Bytes) -
     };
     let (names, types) = columns(&plan);
     let header = json!({"queryId": id, "columnNames": names, "columnTypes": types}).to_string();
-    let content_type = if json_array { "application/json" } else { DELIMITED };
+    let content_type = if json_array {
+        "application/json"
+    } else {
+        DELIMITED
+    };
     let body: futures_util::stream::BoxStream<'static, Result<Bytes, std::io::Error>> = match rows {
         Err(rows) => {
             let text = if json_array {
@@ -259,7 +315,11 @@ async fn query_stream(State(api): State<Api>, headers: HeaderMap, body: Bytes) -
             futures_util::stream::once(async move { Ok(Bytes::from(text)) }).boxed()
         }
         Ok(stream) => {
-            let first = if json_array { format!("[{header}") } else { header + "\n" };
+            let first = if json_array {
+                format!("[{header}")
+            } else {
+                header + "\n"
+            };
             let head = futures_util::stream::once(async move { Ok(Bytes::from(first)) });
             let limit = plan.limit;
             let mut n = 0u64;
@@ -293,7 +353,11 @@ async fn close_query(State(api): State<Api>, body: Bytes) -> Response {
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
             StatusCode::OK.into_response()
         }
-        None => generic_error(StatusCode::BAD_REQUEST, 40004, &format!("No query with id {id}")),
+        None => generic_error(
+            StatusCode::BAD_REQUEST,
+            40004,
+            &format!("No query with id {id}"),
+        ),
     }
 }
 
@@ -321,7 +385,11 @@ async fn inserts_stream(State(api): State<Api>, body: Body) -> Response {
         return generic_error(StatusCode::BAD_REQUEST, 40000, "No target given");
     };
     let Some(target) = first["target"].as_str() else {
-        return generic_error(StatusCode::BAD_REQUEST, 40000, "The first object must be {\"target\": \"STREAM\"}");
+        return generic_error(
+            StatusCode::BAD_REQUEST,
+            40000,
+            "The first object must be {\"target\": \"STREAM\"}",
+        );
     };
     let src = match api.engine.source(&target.to_ascii_uppercase()).await {
         Ok(s) => s,
@@ -363,7 +431,12 @@ async fn inserts_stream(State(api): State<Api>, body: Body) -> Response {
         );
         out.push('\n');
     }
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], out).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        out,
+    )
+        .into_response()
 }
 
 async fn info(State(api): State<Api>) -> Response {
@@ -381,7 +454,11 @@ async fn info(State(api): State<Api>) -> Response {
 async fn healthcheck(State(api): State<Api>) -> Response {
     let kafka = tokio::task::spawn_blocking({
         let settings = api.engine.kafka().clone();
-        move || crate::runtime::Admin::new(&settings).and_then(|a| a.topics()).is_ok()
+        move || {
+            crate::runtime::Admin::new(&settings)
+                .and_then(|a| a.topics())
+                .is_ok()
+        }
     })
     .await
     .unwrap_or(false);
@@ -394,13 +471,24 @@ async fn healthcheck(State(api): State<Api>) -> Response {
         },
         "serverState": "READY",
     });
-    json_response(if kafka { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)
+    json_response(
+        if kafka {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        body,
+    )
 }
 
 async fn status(State(api): State<Api>, Path(command_id): Path<String>) -> Response {
     match api.engine.status(&command_id).await {
         Some(message) => Json(json!({"status": "SUCCESS", "message": message})).into_response(),
-        None => generic_error(StatusCode::NOT_FOUND, 40400, &format!("Command not found: {command_id}")),
+        None => generic_error(
+            StatusCode::NOT_FOUND,
+            40400,
+            &format!("Command not found: {command_id}"),
+        ),
     }
 }
 

@@ -50,7 +50,10 @@ impl KafkaSettings {
     }
 
     pub fn bootstrap(&self) -> String {
-        self.client.get("bootstrap.servers").cloned().unwrap_or_default()
+        self.client
+            .get("bootstrap.servers")
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -75,14 +78,23 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 impl Admin {
     pub fn new(settings: &KafkaSettings) -> Result<Admin> {
         Ok(Admin {
-            client: settings.config().create().map_err(kerr("create admin client"))?,
-            meta: settings.config().create().map_err(kerr("create metadata client"))?,
+            client: settings
+                .config()
+                .create()
+                .map_err(kerr("create admin client"))?,
+            meta: settings
+                .config()
+                .create()
+                .map_err(kerr("create metadata client"))?,
         })
     }
 
     /// Partition counts of every topic.
     pub fn topics(&self) -> Result<BTreeMap<String, i32>> {
-        let md = self.meta.fetch_metadata(None, TIMEOUT).map_err(kerr("Metadata"))?;
+        let md = self
+            .meta
+            .fetch_metadata(None, TIMEOUT)
+            .map_err(kerr("Metadata"))?;
         Ok(md
             .topics()
             .iter()
@@ -93,7 +105,10 @@ impl Admin {
 
     /// The partition count of a topic, or `None` if it does not exist.
     pub fn partitions(&self, topic: &str) -> Result<Option<i32>> {
-        let md = self.meta.fetch_metadata(Some(topic), TIMEOUT).map_err(kerr("Metadata"))?;
+        let md = self
+            .meta
+            .fetch_metadata(Some(topic), TIMEOUT)
+            .map_err(kerr("Metadata"))?;
         Ok(md
             .topics()
             .iter()
@@ -102,7 +117,12 @@ impl Admin {
     }
 
     /// Creates a topic (no error if it exists with that many partitions).
-    pub async fn create(&self, topic: &str, partitions: i32, configs: &[(&str, &str)]) -> Result<()> {
+    pub async fn create(
+        &self,
+        topic: &str,
+        partitions: i32,
+        configs: &[(&str, &str)],
+    ) -> Result<()> {
         let mut nt = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
         for (k, v) in configs {
             nt = nt.set(k, v);
@@ -125,7 +145,10 @@ impl Admin {
     pub async fn delete(&self, topics: &[&str]) -> Result<()> {
         let res = self
             .client
-            .delete_topics(topics, &AdminOptions::new().operation_timeout(Some(TIMEOUT)))
+            .delete_topics(
+                topics,
+                &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+            )
             .await
             .map_err(kerr("DeleteTopics"))?;
         for r in res {
@@ -191,7 +214,9 @@ impl Sink {
     /// Serializes a row: (partition, key, value).
     pub fn encode(&self, row: &OutRow) -> (i32, Option<Vec<u8>>, Option<Vec<u8>>) {
         let inner = self.key_codec.encode(&row.key);
-        let partition = inner.as_deref().map_or(0, |k| partition_for(k, self.partitions));
+        let partition = inner
+            .as_deref()
+            .map_or(0, |k| partition_for(k, self.partitions));
         let key = match (row.window, self.window) {
             (Some(w), Some(t)) => Some(windowed_key(inner, w, t == WindowType::Session)),
             _ => inner,
@@ -247,7 +272,11 @@ pub struct QuerySpec {
 #[derive(Debug, Clone)]
 pub enum Output {
     /// A persistent query: transactions into a topic, state in a changelog.
-    Topic { sink: Sink, changelog: Option<String>, transactional_id: String },
+    Topic {
+        sink: Sink,
+        changelog: Option<String>,
+        transactional_id: String,
+    },
     /// A push query: rows to the client until it goes away.
     Channel(tokio::sync::mpsc::Sender<OutRow>),
 }
@@ -279,7 +308,12 @@ pub fn start(spec: QuerySpec, output: Output) -> QueryHandle {
             }
         })
         .ok();
-    QueryHandle { stop, thread, task, stats }
+    QueryHandle {
+        stop,
+        thread,
+        task,
+        stats,
+    }
 }
 
 fn lock(task: &Mutex<Task>) -> std::sync::MutexGuard<'_, Task> {
@@ -305,7 +339,10 @@ fn consumer_config(spec: &QuerySpec, with_group: bool) -> ClientConfig {
     if with_group {
         c.set("group.id", &spec.group_id);
     } else {
-        c.set("group.id", format!("{}-{}", spec.group_id, uuid::Uuid::new_v4()));
+        c.set(
+            "group.id",
+            format!("{}-{}", spec.group_id, uuid::Uuid::new_v4()),
+        );
     }
     c
 }
@@ -320,16 +357,24 @@ fn replay(
     stop: &AtomicBool,
     mut f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> Result<()>,
 ) -> Result<()> {
-    let consumer: BaseConsumer = consumer_config(spec, false).create().map_err(kerr("create restore consumer"))?;
+    let consumer: BaseConsumer = consumer_config(spec, false)
+        .create()
+        .map_err(kerr("create restore consumer"))?;
     let mut tpl = TopicPartitionList::new();
     let mut ends = HashMap::new();
     for p in 0..partitions {
         let end = match until {
             Some(u) => u.get(&p).copied().unwrap_or(0),
-            None => consumer.fetch_watermarks(topic, p, TIMEOUT).map_err(kerr("ListOffsets"))?.1,
+            None => {
+                consumer
+                    .fetch_watermarks(topic, p, TIMEOUT)
+                    .map_err(kerr("ListOffsets"))?
+                    .1
+            }
         };
         if end > 0 {
-            tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(kerr("assign"))?;
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .map_err(kerr("assign"))?;
             ends.insert(p, end);
         }
     }
@@ -370,7 +415,13 @@ fn replay(
     }
 }
 
-fn run(spec: &QuerySpec, output: &Output, stop: &AtomicBool, task: &Mutex<Task>, stats: &QueryStats) -> Result<()> {
+fn run(
+    spec: &QuerySpec,
+    output: &Output,
+    stop: &AtomicBool,
+    task: &Mutex<Task>,
+    stats: &QueryStats,
+) -> Result<()> {
     let persistent = matches!(output, Output::Topic { .. });
     let consumer: BaseConsumer = consumer_config(spec, persistent)
         .create()
@@ -384,7 +435,9 @@ fn run(spec: &QuerySpec, output: &Output, stop: &AtomicBool, task: &Mutex<Task>,
                 tpl.add_partition(topic, p);
             }
         }
-        let got = consumer.committed_offsets(tpl, TIMEOUT).map_err(kerr("OffsetFetch"))?;
+        let got = consumer
+            .committed_offsets(tpl, TIMEOUT)
+            .map_err(kerr("OffsetFetch"))?;
         for (i, (topic, _)) in spec.inputs.iter().enumerate() {
             for e in got.elements_for_topic(topic) {
                 if let Offset::Offset(o) = e.offset() {
@@ -398,7 +451,11 @@ fn run(spec: &QuerySpec, output: &Output, stop: &AtomicBool, task: &Mutex<Task>,
         let mut t = lock(task);
         *t = Task::new(spec.plan.clone());
     }
-    if let Output::Topic { changelog: Some(cl), .. } = output {
+    if let Output::Topic {
+        changelog: Some(cl),
+        ..
+    } = output
+    {
         let partitions = Admin::new(&spec.settings)?.partitions(cl)?.unwrap_or(1);
         replay(spec, cl, partitions, None, stop, |m| {
             lock(task).restore_changelog(m.key().unwrap_or_default(), m.payload())
@@ -432,21 +489,36 @@ fn run(spec: &QuerySpec, output: &Output, stop: &AtomicBool, task: &Mutex<Task>,
         for p in 0..*n {
             let offset = match committed[i].get(&p) {
                 Some(o) => Offset::Offset(*o),
-                None if i == 1 && matches!(spec.plan.op, Op::StreamTable { .. }) => Offset::Beginning,
+                None if i == 1 && matches!(spec.plan.op, Op::StreamTable { .. }) => {
+                    Offset::Beginning
+                }
                 None if spec.offset_reset == "earliest" => Offset::Beginning,
                 // `latest` is resolved now, so a query that answered has a
                 // fixed starting point.
-                None => Offset::Offset(consumer.fetch_watermarks(topic, p, TIMEOUT).map_err(kerr("ListOffsets"))?.1),
+                None => Offset::Offset(
+                    consumer
+                        .fetch_watermarks(topic, p, TIMEOUT)
+                        .map_err(kerr("ListOffsets"))?
+                        .1,
+                ),
             };
-            tpl.add_partition_offset(topic, p, offset).map_err(kerr("assign"))?;
+            tpl.add_partition_offset(topic, p, offset)
+                .map_err(kerr("assign"))?;
             heads.insert((i, p), VecDeque::new());
         }
     }
     consumer.assign(&tpl).map_err(kerr("assign"))?;
-    let topic_index: HashMap<&str, usize> = spec.inputs.iter().enumerate().map(|(i, (t, _))| (t.as_str(), i)).collect();
+    let topic_index: HashMap<&str, usize> = spec
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, (t, _))| (t.as_str(), i))
+        .collect();
 
     let producer: Option<BaseProducer> = match output {
-        Output::Topic { transactional_id, .. } => {
+        Output::Topic {
+            transactional_id, ..
+        } => {
             let p: BaseProducer = spec
                 .settings
                 .config()
@@ -456,7 +528,8 @@ fn run(spec: &QuerySpec, output: &Output, stop: &AtomicBool, task: &Mutex<Task>,
                 .set("transaction.timeout.ms", "60000")
                 .create()
                 .map_err(kerr("create producer"))?;
-            p.init_transactions(TIMEOUT).map_err(kerr("InitProducerId"))?;
+            p.init_transactions(TIMEOUT)
+                .map_err(kerr("InitProducerId"))?;
             Some(p)
         }
         Output::Channel(_) => None,
@@ -481,12 +554,18 @@ fn run(spec: &QuerySpec, output: &Output, stop: &AtomicBool, task: &Mutex<Task>,
         // Fill the per-partition buffers.
         let mut got_any = false;
         for _ in 0..2000 {
-            match consumer.poll(if got_any { Duration::ZERO } else { Duration::from_millis(100) }) {
+            match consumer.poll(if got_any {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(100)
+            }) {
                 None => break,
                 Some(Err(e)) => return Err(SqlError::kafka("Fetch", e)),
                 Some(Ok(m)) => {
                     got_any = true;
-                    let Some(&input) = topic_index.get(m.topic()) else { continue };
+                    let Some(&input) = topic_index.get(m.topic()) else {
+                        continue;
+                    };
                     let msg = Msg {
                         input,
                         partition: m.partition(),
@@ -514,7 +593,9 @@ fn run(spec: &QuerySpec, output: &Output, stop: &AtomicBool, task: &Mutex<Task>,
                 .filter_map(|(k, q)| q.front().map(|m| (m.timestamp, *k)))
                 .min();
             let Some((_, k)) = next else { break };
-            let Some(msg) = heads.get_mut(&k).and_then(VecDeque::pop_front) else { break };
+            let Some(msg) = heads.get_mut(&k).and_then(VecDeque::pop_front) else {
+                break;
+            };
             if let (Some(p), false) = (&producer, in_txn) {
                 p.begin_transaction().map_err(kerr("begin transaction"))?;
                 in_txn = true;
@@ -534,22 +615,36 @@ fn run(spec: &QuerySpec, output: &Output, stop: &AtomicBool, task: &Mutex<Task>,
                 if let Err(e) = t.process(&rec, &mut fx) {
                     t.skipped += 1;
                     t.last_error = Some(e.to_string());
-                    *stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                    *stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(e.to_string());
                     warn!(query = %spec.id, topic = %spec.inputs[msg.input].0, partition = msg.partition, offset = msg.offset, error = %e, "record skipped (processing log)");
                 }
                 if t.skipped != before {
-                    stats.skipped.fetch_add(t.skipped - before, Ordering::Relaxed);
+                    stats
+                        .skipped
+                        .fetch_add(t.skipped - before, Ordering::Relaxed);
                 }
             }
             stats.processed.fetch_add(1, Ordering::Relaxed);
             positions.insert((msg.input, msg.partition), msg.offset + 1);
             batch_count += 1;
             match output {
-                Output::Topic { sink, changelog, .. } => {
-                    let p = producer.as_ref().ok_or_else(|| SqlError::Internal { message: "no producer".into() })?;
+                Output::Topic {
+                    sink, changelog, ..
+                } => {
+                    let p = producer.as_ref().ok_or_else(|| SqlError::Internal {
+                        message: "no producer".into(),
+                    })?;
                     for row in fx.rows.drain(..) {
                         let (partition, key, value) = sink.encode(&row);
-                        send(p, &sink.topic, Some(partition), key.as_deref(), value.as_deref(), row.timestamp)?;
+                        send(
+                            p,
+                            &sink.topic,
+                            Some(partition),
+                            key.as_deref(),
+                            value.as_deref(),
+                            row.timestamp,
+                        )?;
                     }
                     if let Some(cl) = changelog {
                         for (k, v) in fx.changelog.drain(..) {
@@ -579,21 +674,32 @@ fn run(spec: &QuerySpec, output: &Output, stop: &AtomicBool, task: &Mutex<Task>,
         // Commit: every 100 ms or 10,000 records (ksqlDB's commit interval
         // under exactly-once).
         if let Some(p) = &producer {
-            if in_txn && (batch_count >= 10_000 || batch_started.elapsed() >= Duration::from_millis(100) || caught_up) {
+            if in_txn
+                && (batch_count >= 10_000
+                    || batch_started.elapsed() >= Duration::from_millis(100)
+                    || caught_up)
+            {
                 let mut offsets = TopicPartitionList::new();
                 for ((input, partition), o) in &positions {
                     offsets
-                        .add_partition_offset(&spec.inputs[*input].0, *partition, Offset::Offset(*o))
+                        .add_partition_offset(
+                            &spec.inputs[*input].0,
+                            *partition,
+                            Offset::Offset(*o),
+                        )
                         .map_err(kerr("offsets"))?;
                 }
                 if offsets.count() > 0 {
                     let gm = consumer
                         .group_metadata()
-                        .ok_or_else(|| SqlError::Internal { message: "no group metadata".into() })?;
+                        .ok_or_else(|| SqlError::Internal {
+                            message: "no group metadata".into(),
+                        })?;
                     p.send_offsets_to_transaction(&offsets, &gm, TIMEOUT)
                         .map_err(kerr("send offsets to transaction"))?;
                 }
-                p.commit_transaction(TIMEOUT).map_err(kerr("commit transaction"))?;
+                p.commit_transaction(TIMEOUT)
+                    .map_err(kerr("commit transaction"))?;
                 in_txn = false;
                 batch_count = 0;
             }
@@ -602,7 +708,14 @@ fn run(spec: &QuerySpec, output: &Output, stop: &AtomicBool, task: &Mutex<Task>,
     }
 }
 
-fn send(p: &BaseProducer, topic: &str, partition: Option<i32>, key: Option<&[u8]>, value: Option<&[u8]>, ts: i64) -> Result<()> {
+fn send(
+    p: &BaseProducer,
+    topic: &str,
+    partition: Option<i32>,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    ts: i64,
+) -> Result<()> {
     loop {
         let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).timestamp(ts);
         if let Some(k) = key {
@@ -616,7 +729,10 @@ fn send(p: &BaseProducer, topic: &str, partition: Option<i32>, key: Option<&[u8]
         }
         match p.send(r) {
             Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => {
+            Err((
+                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                _,
+            )) => {
                 p.poll(Duration::from_millis(10));
             }
             Err((e, _)) => return Err(SqlError::kafka("Produce", e)),
@@ -635,7 +751,8 @@ pub async fn produce_sync(
     ts: Option<i64>,
 ) -> Result<(i32, i64)> {
     {
-        let mut r: rdkafka::producer::FutureRecord<'_, [u8], [u8]> = rdkafka::producer::FutureRecord::to(topic);
+        let mut r: rdkafka::producer::FutureRecord<'_, [u8], [u8]> =
+            rdkafka::producer::FutureRecord::to(topic);
         if let Some(k) = &key {
             r = r.key(k.as_slice());
         }
@@ -667,7 +784,10 @@ mod tests {
         assert_eq!(murmur2(b"foobar"), -790_332_482);
         assert_eq!(murmur2(b"a-little-bit-long-string"), -985_981_536);
         assert_eq!(murmur2(b"a-little-bit-longer-string"), -1_486_304_829);
-        assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"), -58_897_971);
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
+            -58_897_971
+        );
         assert_eq!(murmur2(b"abc"), 479_470_107);
     }
 }

@@ -61,7 +61,11 @@ pub fn from_tagged(j: &J) -> Result<Value> {
                     J::String(s) => s.parse().map_err(|_| bad("double"))?,
                     n => n.as_f64().ok_or_else(|| bad("double"))?,
                 }),
-                "b" => Value::Bytes(v.as_str().and_then(base64_decode).ok_or_else(|| bad("bytes"))?),
+                "b" => Value::Bytes(
+                    v.as_str()
+                        .and_then(base64_decode)
+                        .ok_or_else(|| bad("bytes"))?,
+                ),
                 "ts" => Value::Timestamp(int()?),
                 "dt" => Value::Date(int()? as i32),
                 "tm" => Value::Time(int()?),
@@ -116,7 +120,9 @@ mod tests {
             any::<bool>().prop_map(Value::Boolean),
             any::<i32>().prop_map(Value::Int),
             any::<i64>().prop_map(Value::Bigint),
-            any::<f64>().prop_filter("NaN never equals itself", |d| !d.is_nan()).prop_map(Value::Double),
+            any::<f64>()
+                .prop_filter("NaN never equals itself", |d| !d.is_nan())
+                .prop_map(Value::Double),
             ".*".prop_map(Value::String),
             proptest::collection::vec(any::<u8>(), 0..8).prop_map(Value::Bytes),
             any::<i64>().prop_map(Value::Timestamp),
@@ -129,7 +135,8 @@ mod tests {
         leaf().prop_recursive(3, 16, 4, |inner| {
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                proptest::collection::vec((inner.clone(), inner.clone()), 0..3).prop_map(Value::Map),
+                proptest::collection::vec((inner.clone(), inner.clone()), 0..3)
+                    .prop_map(Value::Map),
                 proptest::collection::vec(("[A-Z]{1,3}", inner), 0..3).prop_map(Value::Struct),
             ]
         })

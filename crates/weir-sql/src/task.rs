@@ -131,11 +131,17 @@ impl Task {
             None => rec.timestamp,
             Some((i, fmt)) => match (&row[*i], fmt) {
                 (Value::Bigint(t) | Value::Timestamp(t), _) => *t,
-                (Value::String(s), Some(f)) => crate::time::parse_pattern(s, f, 0).map_err(|e| SqlError::serde("TIMESTAMP", e))?,
+                (Value::String(s), Some(f)) => crate::time::parse_pattern(s, f, 0)
+                    .map_err(|e| SqlError::serde("TIMESTAMP", e))?,
                 (Value::Null, _) => {
                     return Err(SqlError::serde("TIMESTAMP", "the TIMESTAMP column is NULL"))
                 }
-                (v, _) => return Err(SqlError::serde("TIMESTAMP", format!("cannot use {v:?} as a timestamp"))),
+                (v, _) => {
+                    return Err(SqlError::serde(
+                        "TIMESTAMP",
+                        format!("cannot use {v:?} as a timestamp"),
+                    ))
+                }
             },
         };
         row[src.key.len() + src.value.len()] = Value::Bigint(ts);
@@ -161,17 +167,28 @@ impl Task {
         let table_input = self.plan.inputs[rec.input].source.is_table();
         let plan = self.plan.clone();
         match &plan.op {
-            Op::Select { filter, key, values } => {
+            Op::Select {
+                filter,
+                key,
+                values,
+            } => {
                 let Some((row, ts)) = decoded else {
                     if table_input {
                         // A table tombstone passes through as one.
                         let k = self.key_of(rec)?;
                         let out_key = key.iter().map(|n| n.eval(&k)).collect();
-                        fx.rows.push(OutRow { key: out_key, value: None, timestamp: rec.timestamp, window: None });
+                        fx.rows.push(OutRow {
+                            key: out_key,
+                            value: None,
+                            timestamp: rec.timestamp,
+                            window: None,
+                        });
                     }
                     return Ok(());
                 };
-                let pass = filter.as_ref().is_none_or(|f| f.eval(&row) == Value::Boolean(true));
+                let pass = filter
+                    .as_ref()
+                    .is_none_or(|f| f.eval(&row) == Value::Boolean(true));
                 let out_key: Vec<Value> = key.iter().map(|n| n.eval(&row)).collect();
                 let window = self.source_window(&row, rec.input);
                 if pass {
@@ -183,7 +200,12 @@ impl Task {
                     });
                 } else if table_input {
                     // A table row that no longer matches is deleted downstream.
-                    fx.rows.push(OutRow { key: out_key, value: None, timestamp: ts, window });
+                    fx.rows.push(OutRow {
+                        key: out_key,
+                        value: None,
+                        timestamp: ts,
+                        window,
+                    });
                 }
             }
             Op::Aggregate { .. } => {
@@ -236,7 +258,14 @@ impl Task {
 
     fn stream_table(&mut self, row: Vec<Value>, ts: i64, fx: &mut Effects) {
         let plan = self.plan.clone();
-        let Op::StreamTable { kind, left_key, filter, key, values } = &plan.op else {
+        let Op::StreamTable {
+            kind,
+            left_key,
+            filter,
+            key,
+            values,
+        } = &plan.op
+        else {
             return;
         };
         let k = left_key.eval(&row);
@@ -251,7 +280,10 @@ impl Task {
             (None, JoinType::Left) => row.into_iter().chain(nulls(right_width)).collect(),
             (None, _) => return,
         };
-        if filter.as_ref().is_some_and(|f| f.eval(&joined) != Value::Boolean(true)) {
+        if filter
+            .as_ref()
+            .is_some_and(|f| f.eval(&joined) != Value::Boolean(true))
+        {
             return;
         }
         fx.rows.push(OutRow {
@@ -264,10 +296,20 @@ impl Task {
 
     fn aggregate(&mut self, row: &[Value], ts: i64, fx: &mut Effects) {
         let plan = self.plan.clone();
-        let Op::Aggregate { filter, group, aggs, window, .. } = &plan.op else {
+        let Op::Aggregate {
+            filter,
+            group,
+            aggs,
+            window,
+            ..
+        } = &plan.op
+        else {
             return;
         };
-        if filter.as_ref().is_some_and(|f| f.eval(row) != Value::Boolean(true)) {
+        if filter
+            .as_ref()
+            .is_some_and(|f| f.eval(row) != Value::Boolean(true))
+        {
             return;
         }
         let key: Vec<Value> = group.iter().map(|g| g.eval(row)).collect();
@@ -286,9 +328,24 @@ impl Task {
             Some(spec) => match spec.kind {
                 crate::ast::WindowKind::Tumbling { size_ms } => {
                     let start = ts - ts.rem_euclid(size_ms);
-                    self.update_window(&kb, &key, Window { start, end: start + size_ms }, spec, aggs, &args, ts, fx);
+                    self.update_window(
+                        &kb,
+                        &key,
+                        Window {
+                            start,
+                            end: start + size_ms,
+                        },
+                        spec,
+                        aggs,
+                        &args,
+                        ts,
+                        fx,
+                    );
                 }
-                crate::ast::WindowKind::Hopping { size_ms, advance_ms } => {
+                crate::ast::WindowKind::Hopping {
+                    size_ms,
+                    advance_ms,
+                } => {
                     let last = ts - ts.rem_euclid(advance_ms);
                     let mut start = last;
                     let mut windows = Vec::new();
@@ -299,7 +356,19 @@ impl Task {
                         start -= advance_ms;
                     }
                     for s in windows.into_iter().rev() {
-                        self.update_window(&kb, &key, Window { start: s, end: s + size_ms }, spec, aggs, &args, ts, fx);
+                        self.update_window(
+                            &kb,
+                            &key,
+                            Window {
+                                start: s,
+                                end: s + size_ms,
+                            },
+                            spec,
+                            aggs,
+                            &args,
+                            ts,
+                            fx,
+                        );
                     }
                 }
                 crate::ast::WindowKind::Session { gap_ms } => {
@@ -347,13 +416,16 @@ impl Task {
         ts: i64,
         fx: &mut Effects,
     ) {
-        let entry = self.aggs.entry((kb.to_vec(), start)).or_insert_with(|| AggEntry {
-            key: key.to_vec(),
-            window,
-            states: aggs.iter().map(|a| (a.func.init)(&a.call)).collect(),
-            timestamp: ts,
-            emitted: false,
-        });
+        let entry = self
+            .aggs
+            .entry((kb.to_vec(), start))
+            .or_insert_with(|| AggEntry {
+                key: key.to_vec(),
+                window,
+                states: aggs.iter().map(|a| (a.func.init)(&a.call)).collect(),
+                timestamp: ts,
+                emitted: false,
+            });
         for ((a, s), v) in aggs.iter().zip(entry.states.iter_mut()).zip(args) {
             (a.func.add)(&a.call, s, v);
         }
@@ -409,7 +481,12 @@ impl Task {
                 // with its window's end as Kafka Streams does.
                 self.log_delete(&e, fx);
                 if !self.emit_final() {
-                    fx.rows.push(OutRow { key: e.key.clone(), value: None, timestamp: w.end, window: e.window });
+                    fx.rows.push(OutRow {
+                        key: e.key.clone(),
+                        value: None,
+                        timestamp: w.end,
+                        window: e.window,
+                    });
                 }
             }
         }
@@ -420,7 +497,13 @@ impl Task {
         for ((a, s), v) in aggs.iter().zip(states.iter_mut()).zip(args) {
             (a.func.add)(&a.call, s, v);
         }
-        let entry = AggEntry { key: key.to_vec(), window: Some(merged), states, timestamp: max_ts, emitted: false };
+        let entry = AggEntry {
+            key: key.to_vec(),
+            window: Some(merged),
+            states,
+            timestamp: max_ts,
+            emitted: false,
+        };
         self.aggs.insert((kb.to_vec(), merged.start), entry.clone());
         self.schedule(&entry, kb, merged.start);
         self.log_entry(&entry, fx);
@@ -430,7 +513,13 @@ impl Task {
     }
 
     fn emit_final(&self) -> bool {
-        matches!(self.plan.op, Op::Aggregate { emit_final: true, .. })
+        matches!(
+            self.plan.op,
+            Op::Aggregate {
+                emit_final: true,
+                ..
+            }
+        )
     }
 
     /// Indexes a window by when it closes and when its state may go.
@@ -455,8 +544,14 @@ impl Task {
                 break;
             }
             self.closing.pop_first();
-            let Some(e) = self.aggs.get_mut(&slot) else { continue };
-            let still_open = e.window.is_some_and(|w| w.end.saturating_add(self.plan.window.as_ref().map_or(0, |s| s.grace_ms)) > self.stream_time);
+            let Some(e) = self.aggs.get_mut(&slot) else {
+                continue;
+            };
+            let still_open = e.window.is_some_and(|w| {
+                w.end
+                    .saturating_add(self.plan.window.as_ref().map_or(0, |s| s.grace_ms))
+                    > self.stream_time
+            });
             if e.emitted || still_open {
                 continue;
             }
@@ -470,10 +565,18 @@ impl Task {
                 break;
             }
             self.expiring.pop_first();
-            let Some(e) = self.aggs.get(&slot) else { continue };
-            let retention = self.plan.window.as_ref().map_or(0, |s| s.retention_ms.max(s.grace_ms));
+            let Some(e) = self.aggs.get(&slot) else {
+                continue;
+            };
+            let retention = self
+                .plan
+                .window
+                .as_ref()
+                .map_or(0, |s| s.retention_ms.max(s.grace_ms));
             // A session that grew since it was scheduled stays.
-            if e.window.is_some_and(|w| w.end.saturating_add(retention) >= self.stream_time) {
+            if e.window
+                .is_some_and(|w| w.end.saturating_add(retention) >= self.stream_time)
+            {
                 continue;
             }
             if let Some(e) = self.aggs.remove(&slot) {
@@ -484,11 +587,24 @@ impl Task {
 
     /// The output row of an aggregate entry (HAVING false: a tombstone).
     pub fn result_row(&self, e: &AggEntry) -> OutRow {
-        let Op::Aggregate { aggs, having, values, .. } = &self.plan.op else {
-            return OutRow { key: e.key.clone(), value: None, timestamp: e.timestamp, window: e.window };
+        let Op::Aggregate {
+            aggs,
+            having,
+            values,
+            ..
+        } = &self.plan.op
+        else {
+            return OutRow {
+                key: e.key.clone(),
+                value: None,
+                timestamp: e.timestamp,
+                window: e.window,
+            };
         };
         let post = post_row(e, aggs);
-        let pass = having.as_ref().is_none_or(|h| h.eval(&post) == Value::Boolean(true));
+        let pass = having
+            .as_ref()
+            .is_none_or(|h| h.eval(&post) == Value::Boolean(true));
         OutRow {
             key: e.key.clone(),
             value: pass.then(|| values.iter().map(|n| n.eval(&post)).collect()),
@@ -510,7 +626,8 @@ impl Task {
         let mut v = e.states.clone();
         v.push(Value::Bigint(e.timestamp));
         v.push(Value::Boolean(e.emitted));
-        fx.changelog.push((Self::changelog_key(e), Some(state::encode(&v))));
+        fx.changelog
+            .push((Self::changelog_key(e), Some(state::encode(&v))));
     }
 
     fn log_delete(&self, e: &AggEntry, fx: &mut Effects) {
@@ -525,7 +642,12 @@ impl Task {
             let start = k.pop().and_then(|v| v.as_i64());
             match (start, end) {
                 (Some(start), Some(end)) => Some(Window { start, end }),
-                _ => return Err(SqlError::serde("STATE", "windowed changelog key without window")),
+                _ => {
+                    return Err(SqlError::serde(
+                        "STATE",
+                        "windowed changelog key without window",
+                    ))
+                }
             }
         } else {
             None
@@ -540,7 +662,13 @@ impl Task {
                 let emitted = states.pop().and_then(|v| v.as_bool()).unwrap_or(false);
                 let timestamp = states.pop().and_then(|v| v.as_i64()).unwrap_or(0);
                 self.stream_time = self.stream_time.max(timestamp);
-                let entry = AggEntry { key: k, window, states, timestamp, emitted };
+                let entry = AggEntry {
+                    key: k,
+                    window,
+                    states,
+                    timestamp,
+                    emitted,
+                };
                 self.schedule(&entry, &slot.0, slot.1);
                 self.aggs.insert(slot, entry);
             }

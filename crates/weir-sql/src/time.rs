@@ -7,6 +7,19 @@
 
 const MS_PER_DAY: i64 = 86_400_000;
 
+/// Milliseconds in a time unit (`MILLISECOND(S)`, `SECOND(S)`,
+/// `MINUTE(S)`, `HOUR(S)`, `DAY(S)`, any case).
+pub fn unit_ms(unit: &str) -> Option<i64> {
+    Some(match unit.to_ascii_uppercase().trim_end_matches('S') {
+        "MILLISECOND" => 1,
+        "SECOND" => 1000,
+        "MINUTE" => 60_000,
+        "HOUR" => 3_600_000,
+        "DAY" => MS_PER_DAY,
+        _ => return None,
+    })
+}
+
 /// Days since 1970-01-01 of a civil date (proleptic Gregorian).
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -81,7 +94,10 @@ pub fn zone_offset_ms(zone: &str) -> Option<i64> {
         (digits.parse::<i64>().ok()?, 0)
     } else {
         let split = digits.len() - 2;
-        (digits[..split].parse::<i64>().ok()?, digits[split..].parse::<i64>().ok()?)
+        (
+            digits[..split].parse::<i64>().ok()?,
+            digits[split..].parse::<i64>().ok()?,
+        )
     };
     (h <= 18 && m < 60).then_some(sign * (h * 3_600_000 + m * 60_000))
 }
@@ -221,14 +237,15 @@ pub fn parse_pattern(text: &str, pattern: &str, offset_ms: i64) -> Result<i64, S
     let bad = || format!("Text '{text}' could not be parsed with pattern '{pattern}'");
     let chars: Vec<char> = text.chars().collect();
     let mut i = 0;
-    let (mut y, mut mo, mut d, mut h, mut mi, mut s, mut milli) = (1970i64, 1u32, 1u32, 0i64, 0i64, 0i64, 0i64);
+    let (mut y, mut mo, mut d, mut h, mut mi, mut s, mut milli) =
+        (1970i64, 1u32, 1u32, 0i64, 0i64, 0i64, 0i64);
     let mut pm = None;
     let mut offset = offset_ms;
     let tokens = pattern_tokens(pattern)?;
     for (idx, (c, n)) in tokens.iter().copied().enumerate() {
-        let next_is_number = tokens
-            .get(idx + 1)
-            .is_some_and(|(c2, n2)| *c2 != '\0' && !(*c2 == 'M' && *n2 >= 3) && !"EaXxZ".contains(*c2));
+        let next_is_number = tokens.get(idx + 1).is_some_and(|(c2, n2)| {
+            *c2 != '\0' && !(*c2 == 'M' && *n2 >= 3) && !"EaXxZ".contains(*c2)
+        });
         let mut number = |max: usize| -> Result<i64, String> {
             let start = i;
             let sign = if i < chars.len() && chars[i] == '-' && c == 'y' {
@@ -241,7 +258,10 @@ pub fn parse_pattern(text: &str, pattern: &str, offset_ms: i64) -> Result<i64, S
             while i < chars.len() && chars[i].is_ascii_digit() && i - start < limit {
                 i += 1;
             }
-            let digits: String = chars[start..i].iter().filter(|c| c.is_ascii_digit()).collect();
+            let digits: String = chars[start..i]
+                .iter()
+                .filter(|c| c.is_ascii_digit())
+                .collect();
             digits.parse::<i64>().map(|v| sign * v).map_err(|_| bad())
         };
         match c {
@@ -304,7 +324,8 @@ pub fn parse_pattern(text: &str, pattern: &str, offset_ms: i64) -> Result<i64, S
                     i += 1;
                     offset = 0;
                 } else {
-                    while i < chars.len() && (chars[i].is_ascii_digit() || "+-:".contains(chars[i])) {
+                    while i < chars.len() && (chars[i].is_ascii_digit() || "+-:".contains(chars[i]))
+                    {
                         i += 1;
                     }
                     let t: String = chars[start..i].iter().collect();
@@ -350,7 +371,11 @@ pub fn parse_timestamp_text(text: &str) -> Option<i64> {
     }
     let zone_at = rest.find(['Z', '+', '-']).unwrap_or(rest.len());
     let (time, zone) = rest.split_at(zone_at);
-    let offset = if zone.is_empty() { 0 } else { zone_offset_ms(zone)? };
+    let offset = if zone.is_empty() {
+        0
+    } else {
+        zone_offset_ms(zone)?
+    };
     Some(i64::from(days) * MS_PER_DAY + parse_time_text(time)? - offset)
 }
 
@@ -402,9 +427,18 @@ mod tests {
 
     #[test]
     fn timestamp_text() {
-        assert_eq!(format_timestamp(1_700_000_000_123), "2023-11-14T22:13:20.123");
-        assert_eq!(parse_timestamp_text("2023-11-14T22:13:20.123"), Some(1_700_000_000_123));
-        assert_eq!(parse_timestamp_text("2023-11-14T23:13:20.123+01:00"), Some(1_700_000_000_123));
+        assert_eq!(
+            format_timestamp(1_700_000_000_123),
+            "2023-11-14T22:13:20.123"
+        );
+        assert_eq!(
+            parse_timestamp_text("2023-11-14T22:13:20.123"),
+            Some(1_700_000_000_123)
+        );
+        assert_eq!(
+            parse_timestamp_text("2023-11-14T23:13:20.123+01:00"),
+            Some(1_700_000_000_123)
+        );
         assert_eq!(parse_timestamp_text("1970-01-02"), Some(86_400_000));
     }
 
@@ -415,8 +449,14 @@ mod tests {
         let s = format_pattern(ms, p, 0).unwrap();
         assert_eq!(s, "2023-11-14 22:13:20.123");
         assert_eq!(parse_pattern(&s, p, 0).unwrap(), ms);
-        assert_eq!(format_pattern(0, "dd MMM yyyy hh a X", 3_600_000).unwrap(), "01 Jan 1970 01 AM +01");
-        assert_eq!(parse_pattern("20231114", "yyyyMMdd", 0).unwrap(), 1_699_920_000_000);
+        assert_eq!(
+            format_pattern(0, "dd MMM yyyy hh a X", 3_600_000).unwrap(),
+            "01 Jan 1970 01 AM +01"
+        );
+        assert_eq!(
+            parse_pattern("20231114", "yyyyMMdd", 0).unwrap(),
+            1_699_920_000_000
+        );
         assert!(parse_pattern("2023-13-01", "yyyy-MM-dd", 0).is_err());
     }
 

@@ -52,7 +52,9 @@ impl SqlType {
             (Some(a), Some(b)) => a <= b,
             _ => match (self, to) {
                 (SqlType::Array(a), SqlType::Array(b)) => a.widens_to(b),
-                (SqlType::Map(ak, av), SqlType::Map(bk, bv)) => ak.widens_to(bk) && av.widens_to(bv),
+                (SqlType::Map(ak, av), SqlType::Map(bk, bv)) => {
+                    ak.widens_to(bk) && av.widens_to(bv)
+                }
                 _ => false,
             },
         }
@@ -65,7 +67,9 @@ impl SqlType {
             SqlType::Array(t) => {
                 json!({"type": "ARRAY", "fields": null, "memberSchema": t.rest_schema()})
             }
-            SqlType::Map(_, v) => json!({"type": "MAP", "fields": null, "memberSchema": v.rest_schema()}),
+            SqlType::Map(_, v) => {
+                json!({"type": "MAP", "fields": null, "memberSchema": v.rest_schema()})
+            }
             SqlType::Struct(fields) => json!({
                 "type": "STRUCT",
                 "fields": fields.iter().map(|(n, t)| json!({"name": n, "schema": t.rest_schema()})).collect::<Vec<_>>(),
@@ -202,7 +206,9 @@ impl Value {
                 }
                 Some(a.len().cmp(&b.len()))
             }
-            (Value::Struct(_), Value::Struct(_)) | (Value::Map(_), Value::Map(_)) if self == other => {
+            (Value::Struct(_), Value::Struct(_)) | (Value::Map(_), Value::Map(_))
+                if self == other =>
+            {
                 Some(Ordering::Equal)
             }
             _ => None,
@@ -303,8 +309,14 @@ mod tests {
 
     #[test]
     fn numbers_compare_across_types() {
-        assert_eq!(Value::Int(2).sql_cmp(&Value::Bigint(3)), Some(Ordering::Less));
-        assert_eq!(Value::Double(2.0).sql_cmp(&Value::Int(2)), Some(Ordering::Equal));
+        assert_eq!(
+            Value::Int(2).sql_cmp(&Value::Bigint(3)),
+            Some(Ordering::Less)
+        );
+        assert_eq!(
+            Value::Double(2.0).sql_cmp(&Value::Int(2)),
+            Some(Ordering::Equal)
+        );
         assert_eq!(Value::Null.sql_cmp(&Value::Int(2)), None);
     }
 
@@ -312,6 +324,9 @@ mod tests {
     fn widening() {
         assert!(SqlType::Int.widens_to(&SqlType::Double));
         assert!(!SqlType::Double.widens_to(&SqlType::Int));
-        assert_eq!(SqlType::wider(&SqlType::Int, &SqlType::Bigint), Some(SqlType::Bigint));
+        assert_eq!(
+            SqlType::wider(&SqlType::Int, &SqlType::Bigint),
+            Some(SqlType::Bigint)
+        );
     }
 }

@@ -137,24 +137,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => client(bench::run(a)),
         Command::SqlServer(args) => {
             init_logs(LogFormat::Human, "info");
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let result = runtime.block_on(async {
-                let shutdown = shutdown_signal()?;
-                sql::run(args, shutdown).await
-            });
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            sql::main(args)
         }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

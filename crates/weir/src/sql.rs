@@ -12,10 +12,21 @@ use tracing::info;
 #[derive(Debug, Args)]
 pub struct SqlServerArgs {
     /// Kafka cluster to connect to (`bootstrap.servers`).
-    #[arg(long, short = 'b', env = "WEIR_BOOTSTRAP", default_value = "127.0.0.1:9092", value_name = "HOST:PORT")]
+    #[arg(
+        long,
+        short = 'b',
+        env = "WEIR_BOOTSTRAP",
+        default_value = "127.0.0.1:9092",
+        value_name = "HOST:PORT"
+    )]
     bootstrap: String,
     /// Address the REST API binds (ksqlDB's `listeners`).
-    #[arg(long, env = "WEIR_SQL_LISTEN", default_value = "127.0.0.1:8088", value_name = "HOST:PORT")]
+    #[arg(
+        long,
+        env = "WEIR_SQL_LISTEN",
+        default_value = "127.0.0.1:8088",
+        value_name = "HOST:PORT"
+    )]
     listen: String,
     /// A ksqlDB server properties file (`key=value` lines).
     #[arg(long, env = "WEIR_SQL_CONFIG", value_name = "FILE")]
@@ -41,8 +52,13 @@ fn is_client_key(k: &str) -> bool {
 pub fn engine_config(args: &SqlServerArgs) -> anyhow::Result<weir_sql::EngineConfig> {
     let mut all: BTreeMap<String, String> = BTreeMap::new();
     if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!')) {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
+        {
             let (k, v) = line
                 .split_once(['=', ':'])
                 .with_context(|| format!("{}: not a key=value line: {line}", path.display()))?;
@@ -50,7 +66,9 @@ pub fn engine_config(args: &SqlServerArgs) -> anyhow::Result<weir_sql::EngineCon
         }
     }
     for s in &args.set {
-        let (k, v) = s.split_once('=').with_context(|| format!("--set {s}: expected KEY=VALUE"))?;
+        let (k, v) = s
+            .split_once('=')
+            .with_context(|| format!("--set {s}: expected KEY=VALUE"))?;
         all.insert(k.trim().to_string(), v.trim().to_string());
     }
     let mut client = BTreeMap::new();
@@ -64,10 +82,15 @@ pub fn engine_config(args: &SqlServerArgs) -> anyhow::Result<weir_sql::EngineCon
         if k.starts_with("ksql.") {
             properties.insert(k, v);
         } else if !is_client_key(&k) {
-            anyhow::bail!("unknown setting `{k}`: use ksqlDB's `ksql.*` names or Kafka client settings");
+            anyhow::bail!(
+                "unknown setting `{k}`: use ksqlDB's `ksql.*` names or Kafka client settings"
+            );
         }
     }
-    let service_id = properties.get("ksql.service.id").cloned().unwrap_or_else(|| "default_".to_string());
+    let service_id = properties
+        .get("ksql.service.id")
+        .cloned()
+        .unwrap_or_else(|| "default_".to_string());
     properties.insert("ksql.service.id".to_string(), service_id.clone());
     Ok(weir_sql::EngineConfig {
         service_id,
@@ -76,14 +99,38 @@ pub fn engine_config(args: &SqlServerArgs) -> anyhow::Result<weir_sql::EngineCon
     })
 }
 
-/// Runs the server until SIGTERM or SIGINT.
-pub async fn run(args: SqlServerArgs, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+/// `weir sql-server`: runs until SIGTERM or SIGINT.
+pub fn main(args: SqlServerArgs) -> std::process::ExitCode {
+    let result = tokio::runtime::Runtime::new()
+        .context("cannot start the async runtime")
+        .and_then(|rt| {
+            rt.block_on(async {
+                let shutdown = crate::shutdown_signal()?;
+                run(args, shutdown).await
+            })
+        });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the server until `shutdown` completes.
+pub async fn run(
+    args: SqlServerArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let config = engine_config(&args)?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (sql)", args.listen))?;
     let local = listener.local_addr()?;
-    let engine = weir_sql::Engine::open(config).await.context("cannot start the SQL engine")?;
+    let engine = weir_sql::Engine::open(config)
+        .await
+        .context("cannot start the SQL engine")?;
     info!(address = %local, "sql server listening on http://{local}");
     weir_sql::rest::serve(listener, engine.clone(), shutdown).await?;
     engine.shutdown().await;
