@@ -129,6 +129,9 @@ class Broker:
                 "--listen", self.bootstrap,
                 "--registry-listen", f"{HOST}:{self.registry_port}",
                 "--admin-listen", f"{HOST}:{self.admin_port}",
+                # Many nodes run at once: the SQL server is off unless a
+                # test passes its own `--sql-listen`.
+                *([] if "--sql-listen" in self.args else ["--sql-listen", "off"]),
                 *self.args]
 
     # --- lifecycle --------------------------------------------------------

@@ -64,7 +64,9 @@ def produce_one(conf, topic, timeout=15):
                   "message.timeout.ms": int(timeout * 1000)})
     delivered = []
     p.produce(topic, b"v", on_delivery=lambda err, m: delivered.append(err))
-    p.flush(timeout)
+    # Flush past the message timeout, so a refused record always has its
+    # delivery report by the time we look, however loaded the machine is.
+    p.flush(timeout + 30)
     return delivered, errors
 
 

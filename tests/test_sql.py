@@ -299,3 +299,29 @@ def test_kill9_stream_table_join_is_exactly_once(node, weir_binary, _broker_root
                {"ku": users, "ko": orders},
                "CREATE STREAM {sink} AS SELECT O.UID, O.OID, O.AMT, U.NAME FROM ko O LEFT JOIN ku U ON O.UID = U.ID;",
                "KJ_OUT", ["ku", "ko"])
+
+
+def test_embedded_in_weir_serve(broker_factory):
+    """`weir serve --sql-listen` runs the same server inside the node, as a
+    Kafka client of the node's own listener."""
+    from conftest import free_port
+    port = free_port()
+    b = broker_factory("--sql-listen", f"127.0.0.1:{port}", "--client-set", "sql.ksql.service.id=embedded_")
+    url = f"http://127.0.0.1:{port}"
+    import httpx
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            info = httpx.get(url + "/info", timeout=5).json()
+            break
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline, b.log_tail()
+            time.sleep(0.1)
+    assert info["KsqlServerInfo"]["ksqlServiceId"] == "embedded_"
+    r = httpx.post(url + "/ksql", json={"ksql": "CREATE STREAM emb (ID INT KEY, V STRING) WITH (KAFKA_TOPIC='emb', VALUE_FORMAT='JSON', PARTITIONS=1);"
+                                                "INSERT INTO emb (ID, V) VALUES (1, 'x');"}, timeout=60)
+    assert r.status_code == 200, r.text
+    r = httpx.post(url + "/query-stream", json={"sql": "SELECT * FROM emb EMIT CHANGES LIMIT 1;",
+                                                "properties": {"auto.offset.reset": "earliest"}}, timeout=60)
+    assert r.text.strip().splitlines()[1] == '[1,"x"]'
+    b.stop()

@@ -69,14 +69,16 @@ impl ScramAlgorithm {
         Self::ALL.into_iter().find(|a| a.mechanism_name() == name)
     }
 
-    fn hash(self, data: &[u8]) -> Vec<u8> {
+    /// `H(data)`.
+    pub fn hash(self, data: &[u8]) -> Vec<u8> {
         match self {
             Self::Sha256 => Sha256::digest(data).to_vec(),
             Self::Sha512 => Sha512::digest(data).to_vec(),
         }
     }
 
-    fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
+    /// `HMAC(key, data)`.
+    pub fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
         // HMAC takes keys of any length, so `new_from_slice` cannot fail.
         match self {
             Self::Sha256 => {

@@ -119,12 +119,36 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         "Retention policy: delete old segments, compact by key, or both."
     ),
     def!(
+        "compression.gzip.level",
+        [("compression.gzip.level", 1)],
+        Int,
+        "-1",
+        Check::Custom(gzip_level),
+        "Gzip level (1 to 9, -1 for the codec's default) when the broker compresses."
+    ),
+    def!(
+        "compression.lz4.level",
+        [("compression.lz4.level", 1)],
+        Int,
+        "9",
+        Check::Custom(lz4_level),
+        "LZ4 level (1 to 17) when the broker compresses."
+    ),
+    def!(
         "compression.type",
         [("compression.type", 1)],
         String,
         "producer",
         Check::OneOf(&["producer"]),
         "Weir stores batches as the producer compressed them; only `producer` is accepted."
+    ),
+    def!(
+        "compression.zstd.level",
+        [("compression.zstd.level", 1)],
+        Int,
+        "3",
+        Check::Custom(zstd_level),
+        "Zstandard level (-131072 to 22) when the broker compresses."
     ),
     def!(
         "confluent.key.schema.validation",
@@ -175,12 +199,44 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         "Force an fsync after this many milliseconds (acks=all is always synced)."
     ),
     def!(
+        "follower.replication.throttled.replicas",
+        [],
+        List,
+        "",
+        Check::Text,
+        "Accepted and inert: a single node has no followers."
+    ),
+    def!(
         "index.interval.bytes",
         [("log.index.interval.bytes", 1)],
         Int,
         "4096",
         Check::Int { min: 0 },
         "Bytes of log between offset index entries."
+    ),
+    def!(
+        "leader.replication.throttled.replicas",
+        [],
+        List,
+        "",
+        Check::Text,
+        "Accepted and inert: a single node has no followers."
+    ),
+    def!(
+        "local.retention.bytes",
+        [("log.local.retention.bytes", 1)],
+        Long,
+        "-2",
+        Check::Long { min: -2 },
+        "Accepted and inert: local retention under tiered storage, which Weir does not offer."
+    ),
+    def!(
+        "local.retention.ms",
+        [("log.local.retention.ms", 1)],
+        Long,
+        "-2",
+        Check::Long { min: -2 },
+        "Accepted and inert: local retention under tiered storage, which Weir does not offer."
     ),
     def!(
         "max.compaction.lag.ms",
@@ -199,6 +255,22 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         "Largest record batch accepted."
     ),
     def!(
+        "message.downconversion.enable",
+        [("log.message.downconversion.enable", 1)],
+        Boolean,
+        "true",
+        Check::Bool,
+        "Deprecated (removed in Kafka 4); accepted and inert, as Weir never down-converts."
+    ),
+    def!(
+        "message.format.version",
+        [("log.message.format.version", 1)],
+        String,
+        "3.0-IV1",
+        Check::Text,
+        "Deprecated (removed in Kafka 4); accepted and inert: batches are always v2."
+    ),
+    def!(
         "message.timestamp.after.max.ms",
         [("log.message.timestamp.after.max.ms", 1)],
         Long,
@@ -213,6 +285,14 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         LONG_MAX,
         Check::Long { min: 0 },
         "How far behind the broker's clock a CreateTime may be."
+    ),
+    def!(
+        "message.timestamp.difference.max.ms",
+        [("log.message.timestamp.difference.max.ms", 1)],
+        Long,
+        LONG_MAX,
+        Check::Long { min: 0 },
+        "Deprecated (removed in Kafka 4); accepted and inert: use message.timestamp.before/after.max.ms."
     ),
     def!(
         "message.timestamp.type",
@@ -247,6 +327,38 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         "Replicas that must acknowledge acks=all writes (a single node has one)."
     ),
     def!(
+        "preallocate",
+        [("log.preallocate", 1)],
+        Boolean,
+        "false",
+        Check::Bool,
+        "Accepted and inert: segment files grow as written."
+    ),
+    def!(
+        "remote.log.copy.disable",
+        [],
+        Boolean,
+        "false",
+        Check::Bool,
+        "Accepted and inert: tiered storage is not offered."
+    ),
+    def!(
+        "remote.log.delete.on.disable",
+        [],
+        Boolean,
+        "false",
+        Check::Bool,
+        "Accepted and inert: tiered storage is not offered."
+    ),
+    def!(
+        "remote.storage.enable",
+        [],
+        Boolean,
+        "false",
+        Check::Custom(remote_storage),
+        "Tiered storage is not offered: only false is accepted."
+    ),
+    def!(
         "retention.bytes",
         [("log.retention.bytes", 1)],
         Long,
@@ -271,7 +383,9 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         [("log.segment.bytes", 1)],
         Int,
         "1073741824",
-        Check::Int { min: 1024 * 1024 },
+        // Kafka 3.9's minimum (one legacy record's overhead); Kafka 4 raised
+        // it to 1 MiB, which refuses tools that test with small segments.
+        Check::Int { min: 14 },
         "Size at which the active segment rolls."
     ),
     def!(
@@ -283,6 +397,14 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         "Largest offset index of one segment."
     ),
     def!(
+        "segment.jitter.ms",
+        [("log.roll.jitter.ms", 1), ("log.roll.jitter.hours", HOUR)],
+        Long,
+        "0",
+        Check::Long { min: 0 },
+        "Accepted and inert: segments roll at exactly segment.ms."
+    ),
+    def!(
         "segment.ms",
         [("log.roll.ms", 1), ("log.roll.hours", HOUR)],
         Long,
@@ -290,7 +412,45 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         Check::Long { min: 1 },
         "Age at which the active segment rolls."
     ),
+    def!(
+        "unclean.leader.election.enable",
+        [("unclean.leader.election.enable", 1)],
+        Boolean,
+        "false",
+        Check::Bool,
+        "Accepted and inert: a single node is always the leader."
+    ),
 ];
+
+/// An int in `lo..=hi`, or one of `also`.
+fn int_in(v: &str, lo: i32, hi: i32, also: &[i32]) -> Result<String, String> {
+    match v.parse::<i32>() {
+        Ok(n) if (lo..=hi).contains(&n) || also.contains(&n) => Ok(n.to_string()),
+        _ => Err(format!("must be an int from {lo} to {hi}")),
+    }
+}
+
+fn gzip_level(v: &str) -> Result<String, String> {
+    int_in(v, 1, 9, &[-1])
+}
+
+fn lz4_level(v: &str) -> Result<String, String> {
+    int_in(v, 1, 17, &[])
+}
+
+fn zstd_level(v: &str) -> Result<String, String> {
+    int_in(v, -131_072, 22, &[])
+}
+
+/// Kafka refuses `remote.storage.enable=true` on a broker without tiered
+/// storage, as Weir is.
+fn remote_storage(v: &str) -> Result<String, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "false" => Ok("false".into()),
+        "true" => Err("tiered storage is not available on this broker".into()),
+        _ => Err("must be true or false".into()),
+    }
+}
 
 /// Broker configs that are not topic synonyms.
 pub static BROKER_CONFIGS: &[ConfigDef] = &[
@@ -1116,6 +1276,72 @@ mod tests {
         assert!(validate_broker_config("num.partitions", "0").is_err());
         assert!(validate_broker_config("nonsense.key", "0").is_err());
         assert!(validate_broker_config("log.retention.hours", "9223372036854775807").is_err());
+    }
+
+    #[test]
+    fn every_kafka_4_topic_config_is_known() {
+        // TopicConfig's names in kafka-clients 4.3, plus the replication
+        // throttles Kafka's LogConfig adds.
+        for name in [
+            "segment.bytes",
+            "segment.ms",
+            "segment.jitter.ms",
+            "segment.index.bytes",
+            "flush.messages",
+            "flush.ms",
+            "retention.bytes",
+            "retention.ms",
+            "remote.storage.enable",
+            "local.retention.ms",
+            "local.retention.bytes",
+            "remote.log.copy.disable",
+            "remote.log.delete.on.disable",
+            "max.message.bytes",
+            "index.interval.bytes",
+            "file.delete.delay.ms",
+            "delete.retention.ms",
+            "min.compaction.lag.ms",
+            "max.compaction.lag.ms",
+            "min.cleanable.dirty.ratio",
+            "cleanup.policy",
+            "unclean.leader.election.enable",
+            "min.insync.replicas",
+            "compression.type",
+            "compression.gzip.level",
+            "compression.lz4.level",
+            "compression.zstd.level",
+            "preallocate",
+            "message.timestamp.type",
+            "message.timestamp.before.max.ms",
+            "message.timestamp.after.max.ms",
+            "message.downconversion.enable",
+            "leader.replication.throttled.replicas",
+            "follower.replication.throttled.replicas",
+        ] {
+            let def = topic_def(name).unwrap_or_else(|| panic!("{name} unknown"));
+            assert_eq!(
+                validate_topic_config(name, def.default),
+                Ok(def.default.to_string()),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn kafka_3_leniency_and_tiered_storage() {
+        // librdkafka's tests set these; Kafka 3.9 accepts them.
+        assert!(validate_topic_config("message.format.version", "0.10.0").is_ok());
+        assert_eq!(
+            validate_topic_config("segment.bytes", "20000"),
+            Ok("20000".into())
+        );
+        assert!(validate_topic_config("segment.bytes", "13").is_err());
+        assert!(validate_topic_config("remote.storage.enable", "true").is_err());
+        assert!(validate_topic_config("compression.gzip.level", "0").is_err());
+        assert!(validate_topic_config("compression.gzip.level", "-1").is_ok());
+        assert!(validate_topic_config("compression.lz4.level", "18").is_err());
+        assert!(validate_topic_config("compression.zstd.level", "-5").is_ok());
+        assert!(validate_broker_config("log.preallocate", "true").is_ok());
     }
 
     #[test]

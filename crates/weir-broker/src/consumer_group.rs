@@ -152,6 +152,9 @@ struct Member {
     /// Partitions it was told to give up and has not yet confirmed
     /// released; nobody else gets them meanwhile.
     revoking: Assignment,
+    /// The member epoch at which each partition of `assigned` and
+    /// `revoking` was given to it (KIP-1251's assignment epochs).
+    assignment_epochs: BTreeMap<(Uuid, i32), i32>,
     /// Since when it has been revoking.
     revoking_since: Option<i64>,
     rebalance_timeout_ms: i64,
@@ -323,6 +326,7 @@ impl ConsumerGroups {
                     assigned: Assignment::new(),
                     last_sent: None,
                     revoking: Assignment::new(),
+                    assignment_epochs: BTreeMap::new(),
                     revoking_since: None,
                     rebalance_timeout_ms: i64::from(hb.rebalance_timeout_ms.max(0)),
                     last_heard: now,
@@ -437,23 +441,36 @@ impl ConsumerGroups {
             .retain(|_, g| !g.members.is_empty() || g.epoch == 0);
     }
 
-    /// Checks an offset commit from a member of a consumer group.
+    /// Checks an offset commit from a member of a consumer group, as Kafka
+    /// 4.3 does (KIP-1251): the member's current epoch may commit anything;
+    /// an older epoch (a commit sent before the member learnt its new
+    /// epoch) only the partitions it has held since that epoch or earlier,
+    /// returned as `Some`; the others are STALE_MEMBER_EPOCH.
     pub fn check_commit(
         &self,
         group_id: &str,
         member_id: &str,
         epoch: i32,
-    ) -> Result<(), ResponseError> {
+    ) -> Result<Option<BTreeSet<(Uuid, i32)>>, ResponseError> {
         let Some(g) = self.groups.get(group_id) else {
             return Err(ResponseError::UnknownMemberId);
         };
         let Some(m) = g.members.get(member_id) else {
             return Err(ResponseError::UnknownMemberId);
         };
-        if epoch != m.epoch {
+        if epoch == m.epoch {
+            return Ok(None);
+        }
+        if epoch > m.epoch {
             return Err(ResponseError::StaleMemberEpoch);
         }
-        Ok(())
+        Ok(Some(
+            m.assignment_epochs
+                .iter()
+                .filter(|&(_, &since)| since <= epoch)
+                .map(|(&tp, _)| tp)
+                .collect(),
+        ))
     }
 
     /// Describes a group.
@@ -567,6 +584,22 @@ fn reconcile(group: &mut Group, member_id: &str, owned: Option<Assignment>, now:
         m.epoch = epoch;
     }
     m.assigned = minus(&target, &others);
+    note_assignment_epochs(m);
+}
+
+/// Keeps the assignment epochs of what the member still holds; what it
+/// was just given counts from its current epoch.
+fn note_assignment_epochs(m: &mut Member) {
+    let held: BTreeSet<(Uuid, i32)> = m
+        .assigned
+        .iter()
+        .chain(m.revoking.iter())
+        .flat_map(|(t, ps)| ps.iter().map(move |p| (*t, *p)))
+        .collect();
+    m.assignment_epochs.retain(|tp, _| held.contains(tp));
+    for tp in held {
+        m.assignment_epochs.entry(tp).or_insert(m.epoch);
+    }
 }
 
 /// Computes every member's target with the group's assignor.
@@ -748,6 +781,38 @@ mod tests {
     }
 
     #[test]
+    fn a_commit_from_an_older_epoch_covers_partitions_held_since_then() {
+        let (id, t) = topics(4);
+        let mut c = ConsumerGroups::default();
+        c.heartbeat(hb("", 0, None), &t, || "a".into(), 0);
+        assert_eq!(c.check_commit("g", "a", 1), Ok(None));
+        c.heartbeat(hb("", 0, None), &t, || "b".into(), 1);
+        let kept: BTreeSet<i32> =
+            parts(&c.heartbeat(hb("a", 1, None), &t, String::new, 2).assignment)
+                .into_iter()
+                .collect();
+        let owned = Assignment::from([(id, kept.clone())]);
+        assert_eq!(
+            c.heartbeat(hb("a", 1, Some(owned)), &t, String::new, 3)
+                .member_epoch,
+            2
+        );
+        // A commit sent at epoch 1 before a learnt epoch 2 still covers
+        // what a has held since epoch 1, and nothing else.
+        let since_1: BTreeSet<(Uuid, i32)> = kept.iter().map(|p| (id, *p)).collect();
+        assert_eq!(c.check_commit("g", "a", 1), Ok(Some(since_1)));
+        assert_eq!(c.check_commit("g", "a", 2), Ok(None));
+        assert_eq!(
+            c.check_commit("g", "a", 3),
+            Err(ResponseError::StaleMemberEpoch)
+        );
+        // b got its partitions at epoch 2: an epoch-1 commit covers none.
+        let b = c.heartbeat(hb("b", 2, None), &t, String::new, 4);
+        assert_eq!(parts(&b.assignment).len(), 2);
+        assert_eq!(c.check_commit("g", "b", 1), Ok(Some(BTreeSet::new())));
+    }
+
+    #[test]
     fn fencing_and_leaving() {
         let (_, t) = topics(2);
         let mut c = ConsumerGroups::default();
@@ -760,11 +825,9 @@ mod tests {
             c.heartbeat(hb("zz", 1, None), &t, String::new, 1).error,
             ResponseError::UnknownMemberId.code()
         );
-        assert_eq!(c.check_commit("g", "a", 1), Ok(()));
-        assert_eq!(
-            c.check_commit("g", "a", 0),
-            Err(ResponseError::StaleMemberEpoch)
-        );
+        assert_eq!(c.check_commit("g", "a", 1), Ok(None));
+        // Epoch 0 predates every partition a holds: none may be committed.
+        assert_eq!(c.check_commit("g", "a", 0), Ok(Some(BTreeSet::new())));
         let left = c.heartbeat(hb("a", -1, None), &t, String::new, 2);
         assert_eq!((left.error, left.member_epoch), (0, -1));
         assert_eq!(c.describe("g").map(|g| g.state), Some("Empty"));

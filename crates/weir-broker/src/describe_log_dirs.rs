@@ -13,6 +13,20 @@ use weir_auth::Session;
 /// Kafka's value for "volume size unknown".
 const UNKNOWN_BYTES: i64 = -1;
 
+/// The total and usable bytes of the volume holding `dir`, as Java's
+/// `FileStore.getTotalSpace`/`getUsableSpace` (which Kafka reports) count
+/// them: all blocks, and the blocks available to unprivileged users.
+fn volume_bytes(dir: &std::path::Path) -> (i64, i64) {
+    match rustix::fs::statvfs(dir) {
+        Ok(s) => {
+            let bytes =
+                |blocks: u64| i64::try_from(blocks.saturating_mul(s.f_frsize)).unwrap_or(i64::MAX);
+            (bytes(s.f_blocks), bytes(s.f_bavail))
+        }
+        Err(_) => (UNKNOWN_BYTES, UNKNOWN_BYTES),
+    }
+}
+
 fn describe(topic: &Topic, only: Option<&[i32]>) -> DescribeLogDirsTopic {
     let partitions = topic
         .partitions
@@ -64,9 +78,10 @@ pub fn handle(
     };
     let dir =
         std::path::absolute(broker.data_dir()).unwrap_or_else(|_| broker.data_dir().to_path_buf());
+    let (total, usable) = volume_bytes(&dir);
     DescribeLogDirsResponse::default().with_results(vec![DescribeLogDirsResult::default()
         .with_log_dir(StrBytes::from_string(dir.display().to_string()))
         .with_topics(topics)
-        .with_total_bytes(UNKNOWN_BYTES)
-        .with_usable_bytes(UNKNOWN_BYTES)])
+        .with_total_bytes(total)
+        .with_usable_bytes(usable)])
 }

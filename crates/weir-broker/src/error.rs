@@ -36,7 +36,11 @@ pub fn log_error_code(err: &LogError) -> i16 {
         LogError::CorruptMessage { .. } => ResponseError::CorruptMessage,
         LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::InvalidRecord { .. } => ResponseError::InvalidRecord,
-        LogError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
+        LogError::InvalidTimestamp { .. }
+        | LogError::InvalidRecords {
+            timestamp: true, ..
+        } => ResponseError::InvalidTimestamp,
+        LogError::InvalidRecords { .. } => ResponseError::InvalidRecord,
         LogError::UnsupportedMagic { .. } => ResponseError::UnsupportedForMessageFormat,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::Removed(_) => ResponseError::UnknownTopicOrPartition,

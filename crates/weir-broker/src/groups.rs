@@ -579,34 +579,47 @@ impl Groups {
         let mut inner = self.lock();
         // TxnOffsetCommit without member information (before v3, or from a
         // producer outside the group) skips the generation check.
+        // `Some(partitions)`: a KIP-848 member with an older epoch may
+        // commit only these.
         let checked = if txn.is_some() && (generation < 0 || member_id.is_empty()) {
-            Ok(())
+            Ok(None)
         } else if inner.consumer.is_active(group_id) {
             inner.consumer.check_commit(group_id, member_id, generation)
         } else {
             inner
                 .coord
                 .check_commit(group_id, generation, member_id, instance_id, now)
+                .map(|()| None)
         };
-        if let Err(e) = checked {
-            return (
-                entries
-                    .into_iter()
-                    .map(|(t, p, _)| (t, p, e.code()))
-                    .collect(),
-                None,
-            );
-        }
+        let allowed = match checked {
+            Ok(allowed) => allowed,
+            Err(e) => {
+                return (
+                    entries
+                        .into_iter()
+                        .map(|(t, p, _)| (t, p, e.code()))
+                        .collect(),
+                    None,
+                )
+            }
+        };
         inner.coord.ensure(group_id, now);
         let mut outcome = Vec::with_capacity(entries.len());
         let mut kvs = Vec::new();
         let mut accepted = Vec::new();
         for (topic, partition, c) in entries {
-            let code = if broker
-                .topic(&topic)
+            let known = broker.topic(&topic);
+            let code = if known
+                .as_ref()
                 .is_none_or(|t| t.partition(partition).is_none())
             {
                 ResponseError::UnknownTopicOrPartition.code()
+            } else if allowed.as_ref().is_some_and(|a| {
+                known
+                    .as_ref()
+                    .is_none_or(|t| !a.contains(&(t.id, partition)))
+            }) {
+                ResponseError::StaleMemberEpoch.code()
             } else if c.metadata.len() > self.settings.metadata_max_bytes {
                 ResponseError::OffsetMetadataTooLarge.code()
             } else {

@@ -14,6 +14,7 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
+const EARLIEST_PENDING_UPLOAD: i64 = -6;
 const READ_COMMITTED: i8 = 1;
 
 /// Answers a ListOffsets request.
@@ -74,8 +75,10 @@ pub fn handle(
                         EARLIEST | EARLIEST_LOCAL => {
                             Ok(Some((-1, offsets.log_start, crate::LEADER_EPOCH)))
                         }
-                        // No tiered storage yet: nothing is tiered.
+                        // No tiered storage yet: nothing is tiered, and
+                        // nothing waits for upload (KIP-1023, v11).
                         LATEST_TIERED => Ok(None),
+                        EARLIEST_PENDING_UPLOAD if version >= 11 => Ok(None),
                         MAX_TIMESTAMP => log
                             .max_timestamp()
                             .map(|f| f.map(|f| (f.timestamp, f.offset, f.leader_epoch))),

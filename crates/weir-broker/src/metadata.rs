@@ -108,7 +108,10 @@ fn topics(
         ) || broker.authorize(session, AclOperation::Create, ResourceType::Topic, name)
     };
     for wanted in req.topics.clone().unwrap_or_default() {
-        let entry = match wanted.name {
+        // v12+ may name a topic by id, with a null or empty name: as in
+        // Kafka, a non-zero id wins over the name.
+        let name = wanted.name.filter(|_| wanted.topic_id.is_nil());
+        let entry = match name {
             Some(name) if !may_describe(&name) => denied(&name),
             Some(name) if auto_create && broker.topic(&name).is_none() && !may_create(&name) => {
                 denied(&name)

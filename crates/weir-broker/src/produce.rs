@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use weir_auth::acl::{AclOperation, ResourceType};
@@ -131,7 +133,8 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
                     let code = log_error_code(&e);
                     parts.push(
                         resp.with_error_code(code)
-                            .with_error_message(Some(StrBytes::from_string(e.to_string()))),
+                            .with_error_message(Some(StrBytes::from_string(e.to_string())))
+                            .with_record_errors(record_errors(&e)),
                     );
                 }
             }
@@ -178,6 +181,23 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
         }
         ResponseKind::Produce(resp)
     }))
+}
+
+/// KIP-467: each rejected record's index in its batch and why, so that
+/// clients fail only those records (and the rest of the batch with a
+/// different error, which they may retry).
+fn record_errors(e: &weir_log::LogError) -> Vec<BatchIndexAndErrorMessage> {
+    match e {
+        weir_log::LogError::InvalidRecords { records, .. } => records
+            .iter()
+            .map(|r| {
+                BatchIndexAndErrorMessage::default()
+                    .with_batch_index(r.batch_index)
+                    .with_batch_index_error_message(Some(StrBytes::from_string(r.message.clone())))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Checks a partition's records against what only the broker may write

@@ -346,6 +346,56 @@ async fn metadata_auto_creates_only_when_enabled() {
 }
 
 #[tokio::test]
+async fn metadata_by_topic_id_wins_over_an_empty_name() {
+    let t = broker_with(&[]);
+    assert_eq!(create(&t.broker, "by-id", 3, &[]).await, 0);
+    let id = t.broker.topic("by-id").unwrap().id;
+    // The Java admin client's describeTopics(TopicCollection.ofTopicIds):
+    // v12+, a topic id and an empty name.
+    let by_id = |id| {
+        MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
+            .with_name(Some(name("")))
+            .with_topic_id(id)]))
+    };
+    let Some(ResponseKind::Metadata(r)) =
+        call(&t.broker, 12, RequestKind::Metadata(by_id(id))).await
+    else {
+        panic!()
+    };
+    let topic = &r.topics[0];
+    assert_eq!(topic.error_code, 0);
+    assert_eq!(topic.name.as_deref().map(|n| n.as_str()), Some("by-id"));
+    assert_eq!((topic.topic_id, topic.partitions.len()), (id, 3));
+    let unknown = uuid::Uuid::from_u128(42);
+    let Some(ResponseKind::Metadata(r)) =
+        call(&t.broker, 12, RequestKind::Metadata(by_id(unknown))).await
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (r.topics[0].error_code, r.topics[0].topic_id),
+        (ResponseError::UnknownTopicId.code(), unknown)
+    );
+}
+
+#[tokio::test]
+async fn describe_log_dirs_reports_the_volume() {
+    let t = broker_with(&[]);
+    let Some(ResponseKind::DescribeLogDirs(r)) = call(
+        &t.broker,
+        5,
+        RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default()),
+    )
+    .await
+    else {
+        panic!()
+    };
+    let dir = &r.results[0];
+    assert!(dir.total_bytes > 0, "{dir:?}");
+    assert!((0..=dir.total_bytes).contains(&dir.usable_bytes), "{dir:?}");
+}
+
+#[tokio::test]
 async fn topics_and_configs_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -1,4 +1,4 @@
-//! Connections and the admin session.
+//! The admin session.
 //!
 //! Wire structs and framing come from `kafka-protocol`. Each request is
 //! sent at the highest version both this client and the broker speak
@@ -9,146 +9,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, BytesMut};
-use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, FindCoordinatorRequest,
-    MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader, TopicName,
+    ApiVersionsRequest, BrokerId, FindCoordinatorRequest, MetadataRequest, MetadataResponse,
+    TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use kafka_protocol::protocol::{Request, StrBytes};
 
+use crate::conn::{ClientConfig, Conn};
 use crate::error::{check, ClientError};
 use crate::Result;
-
-/// How long connecting to a broker may take before we give up.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// One connection to one broker.
-#[derive(Debug)]
-struct Conn {
-    addr: String,
-    stream: TcpStream,
-    next_id: i32,
-    versions: HashMap<i16, (i16, i16)>,
-}
-
-impl Conn {
-    async fn open(addr: &str, timeout: Duration) -> Result<Self> {
-        let connect_error = |reason: String| ClientError::Connect {
-            addr: addr.to_string(),
-            reason,
-        };
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-            .await
-            .map_err(|_| connect_error("timed out".into()))?
-            .map_err(|e| connect_error(e.to_string()))?;
-        let _ = stream.set_nodelay(true);
-        let mut c = Conn {
-            addr: addr.to_string(),
-            stream,
-            next_id: 1,
-            versions: HashMap::new(),
-        };
-        // ApiVersions v0 works everywhere (and is what a newer broker
-        // answers an unknown version with), so negotiate from there.
-        let resp: ApiVersionsResponse =
-            c.send_at(ApiVersionsRequest::default(), 0, timeout).await?;
-        check(
-            resp.error_code,
-            &format!("{addr} refused ApiVersions"),
-            None,
-        )?;
-        c.versions = resp
-            .api_keys
-            .iter()
-            .map(|k: &ApiVersion| (k.api_key, (k.min_version, k.max_version)))
-            .collect();
-        Ok(c)
-    }
-
-    /// The version to send `R` at: the highest both sides speak, at most `cap`.
-    fn version<R: Request>(&self, cap: i16) -> Result<i16> {
-        let &(min, max) = self
-            .versions
-            .get(&R::KEY)
-            .ok_or_else(|| ClientError::Unsupported {
-                addr: self.addr.clone(),
-                api: api_name(R::KEY),
-            })?;
-        let v = max.min(cap).min(R::VERSIONS.max);
-        if v < min.max(R::VERSIONS.min) {
-            return Err(ClientError::NoCommonVersion {
-                addr: self.addr.clone(),
-                api: api_name(R::KEY),
-            });
-        }
-        Ok(v)
-    }
-
-    async fn send_at<R: Request>(
-        &mut self,
-        req: R,
-        version: i16,
-        timeout: Duration,
-    ) -> Result<R::Response> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(id)
-            .with_client_id(Some(StrBytes::from_static_str("weir-cli")));
-        let mut buf = BytesMut::with_capacity(256);
-        buf.put_i32(0);
-        header
-            .encode(&mut buf, R::header_version(version))
-            .and_then(|()| req.encode(&mut buf, version))
-            .map_err(|e| ClientError::Encode {
-                api: api_name(R::KEY),
-                reason: e.to_string(),
-            })?;
-        let len = i32::try_from(buf.len() - 4).map_err(|_| ClientError::Encode {
-            api: api_name(R::KEY),
-            reason: "request larger than 2 GiB".into(),
-        })?;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-        let addr = self.addr.clone();
-        let io = async {
-            self.stream.write_all(&buf).await?;
-            let n = self.stream.read_i32().await?;
-            let n = usize::try_from(n).map_err(|_| std::io::Error::other("negative frame"))?;
-            let mut frame = BytesMut::zeroed(n);
-            self.stream.read_exact(&mut frame).await?;
-            Ok::<_, std::io::Error>(frame.freeze())
-        };
-        let mut frame = tokio::time::timeout(timeout, io)
-            .await
-            .map_err(|_| ClientError::Timeout {
-                addr: addr.clone(),
-                secs: timeout.as_secs(),
-            })?
-            .map_err(|source| ClientError::Io {
-                addr: addr.clone(),
-                source,
-            })?;
-        let protocol = |reason: String| ClientError::Protocol {
-            addr: addr.clone(),
-            reason,
-        };
-        let rh = ResponseHeader::decode(&mut frame, R::Response::header_version(version))
-            .map_err(|e| protocol(format!("bad response header: {e}")))?;
-        if rh.correlation_id != id {
-            return Err(protocol("answered out of order".into()));
-        }
-        let resp = R::Response::decode(&mut frame, version)
-            .map_err(|e| protocol(format!("{} v{version}: {e}", api_name(R::KEY))))?;
-        let _ = frame.remaining();
-        Ok(resp)
-    }
-}
 
 /// Brokers of the cluster, as Metadata describes them.
 #[derive(Debug, Clone)]
@@ -165,30 +35,44 @@ pub struct Admin {
     nodes: HashMap<i32, Node>,
     conns: HashMap<i32, Conn>,
     timeout: Duration,
+    config: ClientConfig,
+}
+
+/// Connects to the first address of a comma-separated `bootstrap` list that
+/// answers.
+pub(crate) async fn connect_any(bootstrap: &str, config: &ClientConfig) -> Result<Conn> {
+    let mut last = None;
+    for addr in bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        match Conn::open(addr, config).await {
+            Ok(c) => return Ok(c),
+            // A refused login will be refused by every broker.
+            Err(e @ ClientError::Authentication { .. }) => return Err(e),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or(ClientError::EmptyBootstrap))
 }
 
 impl Admin {
-    /// Connects to the bootstrap broker and negotiates versions.
+    /// Connects to the bootstrap broker over plaintext and negotiates
+    /// versions.
     pub async fn connect(bootstrap: &str, timeout: Duration) -> Result<Self> {
-        let mut last = None;
-        for addr in bootstrap
-            .split(',')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-        {
-            match Conn::open(addr, timeout).await {
-                Ok(c) => {
-                    return Ok(Self {
-                        bootstrap: c,
-                        nodes: HashMap::new(),
-                        conns: HashMap::new(),
-                        timeout,
-                    })
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or(ClientError::EmptyBootstrap))
+        Self::connect_with(bootstrap, ClientConfig::plaintext(timeout)).await
+    }
+
+    /// Connects with `config`'s security, client id and timeout.
+    pub async fn connect_with(bootstrap: &str, config: ClientConfig) -> Result<Self> {
+        Ok(Self {
+            bootstrap: connect_any(bootstrap, &config).await?,
+            nodes: HashMap::new(),
+            conns: HashMap::new(),
+            timeout: config.timeout,
+            config,
+        })
     }
 
     /// `(api key, min, max)` the bootstrap broker advertises.
@@ -201,6 +85,11 @@ impl Admin {
             .collect();
         v.sort();
         v
+    }
+
+    /// How long each request may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The address of the bootstrap connection.
@@ -240,9 +129,9 @@ impl Admin {
             // single broker (e.g. behind port forwarding): reuse it when the
             // cluster has one node.
             let conn = if self.nodes.len() == 1 {
-                Conn::open(&self.bootstrap.addr.clone(), self.timeout).await?
+                Conn::open(&self.bootstrap.addr.clone(), &self.config).await?
             } else {
-                Conn::open(&addr, self.timeout).await?
+                Conn::open(&addr, &self.config).await?
             };
             self.conns.insert(node, conn);
         }
@@ -434,11 +323,4 @@ impl Admin {
         }
         Ok(out)
     }
-}
-
-/// The API's name as kafka-protocol spells it (`OffsetFetch`), or its key.
-fn api_name(key: i16) -> String {
-    ApiKey::try_from(key)
-        .map(|k| format!("{k:?}"))
-        .unwrap_or_else(|_| format!("API {key}"))
 }

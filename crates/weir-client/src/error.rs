@@ -7,9 +7,23 @@ use kafka_protocol::ResponseError;
 /// that does not decode).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The caller asked for something that cannot be done as asked (an
+    /// unknown mechanism, a partition the topic does not have).
+    #[error("{0}")]
+    Invalid(String),
+    /// The cluster's current state forbids the request (resetting the
+    /// offsets of a group with active members).
+    #[error("{0}")]
+    Conflict(String),
     /// The bootstrap list names no address.
     #[error("the bootstrap address list is empty")]
     EmptyBootstrap,
+    /// A client setting is missing or invalid.
+    #[error("client config `{key}`: {reason}")]
+    Config { key: String, reason: String },
+    /// The broker refused the SASL login, or the client refused the broker.
+    #[error("authentication with {addr} failed: {reason}")]
+    Authentication { addr: String, reason: String },
     /// A TCP connection could not be made in time or at all.
     #[error("cannot connect to {addr}: {reason}")]
     Connect { addr: String, reason: String },

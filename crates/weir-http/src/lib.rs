@@ -1,116 +1,112 @@
-//! `weir-http` owns the admin HTTP listener of `weir serve`: Prometheus
-//! metrics on `/metrics` and health checks on `/health/live` and
-//! `/health/ready`.
+//! `weir-http` owns HTTP for every Weir service, with no broker inside:
 //!
-//! It only reads: the broker and server count into
-//! [`weir_broker::metrics::Metrics`] and the log engine into its
-//! [`weir_log::EngineStats`]; this crate renders them, plus per-partition
-//! log sizes, consumer group lag and process RSS and CPU, in the
-//! Prometheus text exposition format (version 0.0.4) on each scrape.
-//!
-//! [`security`] gives every Weir HTTP listener (this one and the schema
-//! registry's) optional TLS and basic or bearer authentication.
+//! - [`serve`]: the one entry point a service calls to serve an axum
+//!   `Router` with the node's HTTP security ([`HttpSecurity`]: TLS from
+//!   `weir-tls` when `http.ssl.enabled`, and `http.authentication` basic
+//!   and/or bearer). Handlers read who called through [`Authenticated`].
+//! - [`security`]: the authentication itself; basic credentials are
+//!   checked by a [`PasswordVerifier`] the caller supplies (the embedded
+//!   node passes the broker's PLAIN/SCRAM users, a standalone service a
+//!   PLAIN credentials file or anything else).
+//! - [`metrics`]: the [`MetricsRegistry`] every service adds its
+//!   Prometheus text renderers to, and the text format helpers.
+//! - [`admin`]: the admin routes (`/metrics`, `/health/live`,
+//!   `/health/ready`).
 
-mod render;
+pub mod admin;
+pub mod metrics;
 pub mod security;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
-use weir_broker::Broker;
+use weir_tls::TlsSource;
 
-pub use render::render_metrics;
+pub use metrics::MetricsRegistry;
+pub use security::{Authenticated, HttpAuth, PasswordVerifier};
 
-/// What the admin endpoints look at. The listener starts before the broker
-/// is open (so liveness answers during a long log recovery); the broker is
-/// attached once open and readiness is set once the Kafka listener serves.
-#[derive(Debug, Default)]
-pub struct AdminState {
-    broker: OnceLock<Arc<Broker>>,
-    ready: AtomicBool,
+/// What went wrong, by who is at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The operator's HTTP settings cannot be used.
+    #[error("config `{key}`: {detail}")]
+    Config {
+        /// The setting.
+        key: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// A socket could not be used (bind, local address, serve).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
-impl AdminState {
-    /// Attaches the open broker.
-    pub fn set_broker(&self, broker: Arc<Broker>) {
-        let _ = self.broker.set(broker);
+/// The HTTP security of a node, shared by all of its HTTP services.
+#[derive(Debug, Clone, Default)]
+pub struct HttpSecurity {
+    /// TLS (`http.ssl.enabled`), with the Kafka listeners' certificate.
+    pub tls: Option<Arc<TlsSource>>,
+    /// Authentication (`http.authentication`).
+    pub auth: Arc<HttpAuth>,
+}
+
+impl HttpSecurity {
+    /// `https` or `http`, for logs and URLs.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
-
-    /// Marks the broker as serving (or not, when shutting down).
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
-    }
-
-    /// Open, listening and not shutting down.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && self.broker.get().is_some_and(|b| !b.is_stopping())
-    }
 }
 
-/// The admin routes.
-pub fn router(state: Arc<AdminState>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/health/live", get(live))
-        .route("/health/ready", get(ready))
-        .with_state(state)
-}
-
-/// Serves the admin endpoints on `listener`, with `auth` and optional
-/// TLS, until `shutdown` resolves.
-pub async fn serve_secure(
-    listener: TcpListener,
-    state: Arc<AdminState>,
-    auth: Arc<security::HttpAuth>,
-    tls: Option<Arc<weir_server::TlsSource>>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    security::serve_router(
-        listener,
-        security::protect(router(state), auth),
-        tls,
-        shutdown,
-    )
-    .await
-}
-
-/// Serves the admin endpoints on `listener` until `shutdown` resolves.
+/// Serves `router` on `listener` with `security` until `shutdown`
+/// resolves, then finishes the requests in flight and returns.
+///
+/// Every request but the health checks must authenticate when
+/// `security.auth` asks for it; handlers see the principal as
+/// [`Authenticated`]. TLS handshakes run off the accept loop, so a slow
+/// client delays no one.
 pub async fn serve(
     listener: TcpListener,
-    state: Arc<AdminState>,
+    router: Router,
+    security: &HttpSecurity,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+) -> Result<(), HttpError> {
+    let local = local_addr(&listener)?;
+    let app = security::protect(router, security.auth.clone())
+        .into_make_service_with_connect_info::<security::ClientAddr>();
+    let served = match &security.tls {
+        Some(tls) => {
+            axum::serve(security::TlsListener::new(listener, tls.clone()), app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
+    served.map_err(|source| HttpError::Io {
+        what: format!("serving HTTP on {local}"),
+        source,
+    })
 }
 
-async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
-    let body = render_metrics(state.broker.get().map(Arc::as_ref));
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-}
-
-async fn live() -> &'static str {
-    "ok\n"
-}
-
-async fn ready(State(state): State<Arc<AdminState>>) -> (StatusCode, &'static str) {
-    if state.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    }
+/// A listener's bound address, as an [`HttpError`] when it has none.
+pub fn local_addr(listener: &TcpListener) -> Result<SocketAddr, HttpError> {
+    listener.local_addr().map_err(|source| HttpError::Io {
+        what: "reading a listener's address".into(),
+        source,
+    })
 }

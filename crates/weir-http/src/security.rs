@@ -1,27 +1,29 @@
-//! TLS and authentication for Weir's HTTP listeners (admin and schema
-//! registry), shared so every HTTP listener behaves alike.
+//! Authentication for Weir's HTTP services, and TLS on their sockets.
 //!
-//! Authentication (`http.authentication`): `basic` checks
-//! `Authorization: Basic` against the broker's users
-//! ([`Broker::verify_password`]: the PLAIN users, and SCRAM users where
-//! the SCRAM store adds them); `bearer` checks `Authorization: Bearer` JWTs
-//! like OAUTHBEARER does (same JWKS, issuer, audience and principal
-//! claim). Health checks (`/health/live`, `/health/ready`) stay open, so
-//! orchestrator probes need no credentials. Failures answer 401 with a
-//! `WWW-Authenticate` challenge and are audited.
+//! `http.authentication`: `basic` checks `Authorization: Basic` with a
+//! [`PasswordVerifier`]; `bearer` checks `Authorization: Bearer` JWTs as
+//! OAUTHBEARER does (same JWKS, issuer, audience and principal claim).
+//! Health checks (`/health/...`) stay open, so orchestrator probes need no
+//! credentials. Refusals answer 401 with a `WWW-Authenticate` challenge
+//! and go to the [`AuthAudit`] sink, if any.
 //!
-//! TLS (`http.ssl.enabled`) uses the Kafka listeners' certificate and key
-//! and follows their reloads; handshakes run off the accept loop so a slow
-//! client delays no one.
+//! TLS uses a `weir_tls::TlsSource` and follows its reloads; handshakes
+//! run in their own tasks so a slow client delays no one.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::serve::IncomingStream;
 use axum::Router;
 use base64::Engine as _;
 use tokio::net::{TcpListener, TcpStream};
@@ -29,20 +31,90 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tracing::debug;
 use weir_auth::oauth::{Jwks, TokenRules};
-use weir_auth::{KafkaPrincipal, SecurityProtocol, Session};
-use weir_broker::security::AuditEvent;
-use weir_broker::Broker;
-use weir_server::tls::TlsSource;
+use weir_auth::plain::PlainCredentials;
+use weir_auth::KafkaPrincipal;
+use weir_tls::TlsSource;
 
-/// How HTTP clients must authenticate.
+/// A boxed future, for the object-safe traits here.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Checks a user name and password (HTTP basic authentication).
+pub trait PasswordVerifier: Send + Sync + std::fmt::Debug {
+    /// `Ok(true)` when `user` may log in with `password`, `Ok(false)` when
+    /// not, `Err(why)` when the check cannot be made now (the request is
+    /// refused and `why` audited).
+    fn verify<'a>(
+        &'a self,
+        user: &'a str,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<bool, String>>;
+}
+
+/// The users of a PLAIN credentials file (`username=password` lines).
+impl PasswordVerifier for PlainCredentials {
+    fn verify<'a>(
+        &'a self,
+        user: &'a str,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async move { Ok(PlainCredentials::verify(self, user, password)) })
+    }
+}
+
+/// A refused HTTP request, for the audit trail.
+#[derive(Debug)]
+pub struct Refusal<'a> {
+    /// The request path.
+    pub path: &'a str,
+    /// The client, when known.
+    pub client: Option<SocketAddr>,
+    /// Why (never a secret).
+    pub reason: &'a str,
+}
+
+/// Where refused HTTP authentications are recorded.
+pub trait AuthAudit: Send + Sync + std::fmt::Debug {
+    /// Records one refusal.
+    fn refused(&self, refusal: &Refusal<'_>);
+}
+
+/// How HTTP clients must authenticate (`http.authentication`).
 #[derive(Debug, Default)]
 pub struct HttpAuth {
-    /// Accept `Authorization: Basic`.
-    pub basic: bool,
+    /// Accept `Authorization: Basic`, checked by this verifier.
+    pub basic: Option<Arc<dyn PasswordVerifier>>,
     /// Accept `Authorization: Bearer` tokens checked against this JWKS.
     pub bearer: Option<(Jwks, TokenRules)>,
-    /// The broker whose users basic authentication checks; set once open.
-    pub broker: OnceLock<Arc<Broker>>,
+    /// Where refusals are recorded.
+    pub audit: Option<Arc<dyn AuthAudit>>,
+}
+
+/// Who made a request, for handlers: `Authenticated` is an axum
+/// extractor. Without `http.authentication` every request is
+/// `User:ANONYMOUS` with no method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    /// The principal (`User:alice`).
+    pub principal: KafkaPrincipal,
+    /// `HTTP-BASIC` or `HTTP-BEARER`; `None` when nothing was required.
+    pub method: Option<&'static str>,
+}
+
+impl Default for Authenticated {
+    fn default() -> Self {
+        Self {
+            principal: KafkaPrincipal::anonymous(),
+            method: None,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(parts.extensions.get::<Self>().cloned().unwrap_or_default())
+    }
 }
 
 /// Paths that need no credentials.
@@ -53,12 +125,12 @@ fn open_path(path: &str) -> bool {
 impl HttpAuth {
     /// Whether any method is required.
     pub fn enabled(&self) -> bool {
-        self.basic || self.bearer.is_some()
+        self.basic.is_some() || self.bearer.is_some()
     }
 
     fn challenge(&self) -> String {
         let mut c = Vec::new();
-        if self.basic {
+        if self.basic.is_some() {
             c.push("Basic realm=\"weir\"");
         }
         if self.bearer.is_some() {
@@ -67,30 +139,37 @@ impl HttpAuth {
         c.join(", ")
     }
 
-    /// The principal behind `headers`, or why not (for the audit log).
-    pub fn check(&self, headers: &HeaderMap) -> Result<(KafkaPrincipal, &'static str), String> {
+    /// Who is behind `headers`, or why not (for the audit trail).
+    pub async fn check(&self, headers: &HeaderMap) -> Result<Authenticated, String> {
         let value = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or("no credentials")?;
         let (scheme, rest) = value.split_once(' ').ok_or("malformed Authorization")?;
         let rest = rest.trim();
-        if scheme.eq_ignore_ascii_case("basic") && self.basic {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(rest)
-                .map_err(|_| "malformed basic credentials")?;
-            let text = String::from_utf8(decoded).map_err(|_| "malformed basic credentials")?;
-            let (user, password) = text.split_once(':').ok_or("malformed basic credentials")?;
-            let broker = self.broker.get().ok_or("broker not open yet")?;
-            if broker.verify_password(user, password) {
-                return Ok((KafkaPrincipal::user(user), "HTTP-BASIC"));
+        if scheme.eq_ignore_ascii_case("basic") {
+            if let Some(verifier) = &self.basic {
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(rest)
+                    .map_err(|_| "malformed basic credentials")?;
+                let text = String::from_utf8(decoded).map_err(|_| "malformed basic credentials")?;
+                let (user, password) = text.split_once(':').ok_or("malformed basic credentials")?;
+                if verifier.verify(user, password).await? {
+                    return Ok(Authenticated {
+                        principal: KafkaPrincipal::user(user),
+                        method: Some("HTTP-BASIC"),
+                    });
+                }
+                return Err("invalid username or password".into());
             }
-            return Err("invalid username or password".into());
         }
         if scheme.eq_ignore_ascii_case("bearer") {
             if let Some((jwks, rules)) = &self.bearer {
                 let t = jwks.validate(rest, rules)?;
-                return Ok((KafkaPrincipal::user(t.subject), "HTTP-BEARER"));
+                return Ok(Authenticated {
+                    principal: KafkaPrincipal::user(t.subject),
+                    method: Some("HTTP-BEARER"),
+                });
             }
         }
         Err("authentication scheme not accepted".into())
@@ -99,32 +178,33 @@ impl HttpAuth {
 
 /// Wraps `router` so every request but the health checks must
 /// authenticate. A no-op when `auth` requires nothing.
-pub fn protect(router: Router, auth: Arc<HttpAuth>) -> Router {
+pub(crate) fn protect(router: Router, auth: Arc<HttpAuth>) -> Router {
     if !auth.enabled() {
         return router;
     }
     router.layer(axum::middleware::from_fn_with_state(auth, require_auth))
 }
 
-async fn require_auth(State(auth): State<Arc<HttpAuth>>, req: Request, next: Next) -> Response {
+async fn require_auth(State(auth): State<Arc<HttpAuth>>, mut req: Request, next: Next) -> Response {
     if open_path(req.uri().path()) {
         return next.run(req).await;
     }
-    match auth.check(req.headers()) {
-        Ok(_) => next.run(req).await,
-        Err(why) => {
-            if let Some(b) = auth.broker.get() {
-                let session = Session {
-                    principal: KafkaPrincipal::anonymous(),
-                    client_host: None,
-                    listener: "HTTP".into(),
-                    protocol: SecurityProtocol::Plaintext,
-                };
-                let mut e = AuditEvent::new("authentication", &session, "failure");
-                e.operation = "HTTP".into();
-                e.resource = req.uri().path().to_string();
-                e.detail = why;
-                b.audit(e);
+    match auth.check(req.headers()).await {
+        Ok(who) => {
+            req.extensions_mut().insert(who);
+            next.run(req).await
+        }
+        Err(reason) => {
+            if let Some(audit) = &auth.audit {
+                let client = req
+                    .extensions()
+                    .get::<ConnectInfo<ClientAddr>>()
+                    .map(|c| c.0 .0);
+                audit.refused(&Refusal {
+                    path: req.uri().path(),
+                    client,
+                    reason: &reason,
+                });
             }
             (
                 StatusCode::UNAUTHORIZED,
@@ -139,46 +219,63 @@ async fn require_auth(State(auth): State<Arc<HttpAuth>>, req: Request, next: Nex
     }
 }
 
+/// The client's address, for plain and TLS listeners alike.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientAddr(pub SocketAddr);
+
+impl Connected<IncomingStream<'_, TcpListener>> for ClientAddr {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for ClientAddr {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
 /// A TLS listener for axum: TCP connections are accepted here and their
 /// handshakes completed in their own tasks.
 #[derive(Debug)]
-pub struct TlsListener {
-    local: SocketAddr,
+pub(crate) struct TlsListener {
+    local: std::io::Result<SocketAddr>,
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
 }
 
 impl TlsListener {
-    /// Accepts on `tcp` with the certificate of `tls`.
-    pub fn new(tcp: TcpListener, tls: Arc<TlsSource>) -> std::io::Result<Self> {
-        let local = tcp.local_addr()?;
+    /// Accepts on `tcp` with the certificate of `tls`; the accept task
+    /// ends when the listener is dropped.
+    pub(crate) fn new(tcp: TcpListener, tls: Arc<TlsSource>) -> Self {
+        let local = tcp.local_addr();
         let (tx, ready) = mpsc::channel(64);
         tokio::spawn(async move {
             loop {
-                let (socket, peer) = match tcp.accept().await {
+                let accepted = tokio::select! {
+                    () = tx.closed() => break,
+                    a = tcp.accept() => a,
+                };
+                let (socket, peer) = match accepted {
                     Ok(a) => a,
                     Err(_) => {
+                        // Out of file descriptors and the like: back off.
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 };
-                if tx.is_closed() {
-                    break;
-                }
-                let acceptor = tls.acceptor();
+                let tls = tls.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(socket))
-                        .await
-                    {
-                        Ok(Ok(s)) => {
+                    match tls.accept(socket).await {
+                        Ok(s) => {
                             let _ = tx.send((s, peer)).await;
                         }
-                        _ => debug!(%peer, "HTTP TLS handshake failed"),
+                        Err(e) => debug!(%peer, error = %e, "HTTP TLS handshake failed"),
                     }
                 });
             }
         });
-        Ok(Self { local, ready })
+        Self { local, ready }
     }
 }
 
@@ -189,34 +286,15 @@ impl axum::serve::Listener for TlsListener {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         match self.ready.recv().await {
             Some(c) => c,
-            // The accept task never stops while the listener lives.
+            // The accept task stops only once this listener is dropped.
             None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}
-
-/// Serves `router` on `tcp`, over TLS when `tls` is given, until
-/// `shutdown` resolves.
-pub async fn serve_router(
-    tcp: TcpListener,
-    router: Router,
-    tls: Option<Arc<TlsSource>>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    match tls {
-        Some(tls) => {
-            axum::serve(TlsListener::new(tcp, tls)?, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        None => {
-            axum::serve(tcp, router)
-                .with_graceful_shutdown(shutdown)
-                .await
+        match &self.local {
+            Ok(a) => Ok(*a),
+            Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
         }
     }
 }
@@ -224,6 +302,26 @@ pub async fn serve_router(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct OneUser;
+
+    impl PasswordVerifier for OneUser {
+        fn verify<'a>(
+            &'a self,
+            user: &'a str,
+            password: &'a str,
+        ) -> BoxFuture<'a, Result<bool, String>> {
+            Box::pin(async move { Ok(user == "alice" && password == "pw") })
+        }
+    }
+
+    fn basic(user_password: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        let v = base64::engine::general_purpose::STANDARD.encode(user_password);
+        h.insert(header::AUTHORIZATION, format!("Basic {v}").parse().unwrap());
+        h
+    }
 
     #[test]
     fn health_checks_stay_open() {
@@ -233,20 +331,49 @@ mod tests {
         assert!(!open_path("/subjects"));
     }
 
-    #[test]
-    fn missing_or_unknown_credentials_are_refused() {
+    #[tokio::test]
+    async fn missing_or_unknown_credentials_are_refused() {
         let auth = HttpAuth {
-            basic: true,
+            basic: Some(Arc::new(OneUser)),
             ..HttpAuth::default()
         };
         let mut h = HeaderMap::new();
-        assert!(auth.check(&h).is_err());
+        assert!(auth.check(&h).await.is_err());
         h.insert(header::AUTHORIZATION, "Digest abc".parse().unwrap());
-        assert!(auth.check(&h).is_err());
+        assert!(auth.check(&h).await.is_err());
         h.insert(header::AUTHORIZATION, "Basic !!!".parse().unwrap());
-        assert!(auth.check(&h).is_err());
+        assert!(auth.check(&h).await.is_err());
         h.insert(header::AUTHORIZATION, "Bearer a.b.c".parse().unwrap());
-        assert!(auth.check(&h).is_err(), "bearer is not enabled");
+        assert!(auth.check(&h).await.is_err(), "bearer is not enabled");
         assert_eq!(auth.challenge(), "Basic realm=\"weir\"");
+    }
+
+    #[tokio::test]
+    async fn the_verifier_decides_basic_logins() {
+        let auth = HttpAuth {
+            basic: Some(Arc::new(OneUser)),
+            ..HttpAuth::default()
+        };
+        let who = auth.check(&basic("alice:pw")).await.unwrap();
+        assert_eq!(who.principal, KafkaPrincipal::user("alice"));
+        assert_eq!(who.method, Some("HTTP-BASIC"));
+        assert!(auth.check(&basic("alice:wrong")).await.is_err());
+        assert!(auth.check(&basic("bob:pw")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_plain_credentials_file_verifies_passwords() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.txt");
+        std::fs::write(&path, "alice=secret\n").unwrap();
+        let users = PlainCredentials::open(&path).unwrap();
+        assert_eq!(
+            PasswordVerifier::verify(&users, "alice", "secret").await,
+            Ok(true)
+        );
+        assert_eq!(
+            PasswordVerifier::verify(&users, "alice", "nope").await,
+            Ok(false)
+        );
     }
 }

@@ -29,7 +29,7 @@ use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Z
 use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
 
 use crate::config::{LogConfig, TimestampType};
-use crate::error::LogError;
+use crate::error::{LogError, RecordError};
 
 /// Byte offset of `baseOffset`.
 pub const BASE_OFFSET_OFFSET: usize = 0;
@@ -392,40 +392,54 @@ pub fn validate_append(
             )));
         }
         let check_time = config.timestamp_type == TimestampType::CreateTime && !header.is_control();
-        if check_time {
-            check_timestamp(header.max_timestamp, config, now_ms)?;
-            check_timestamp(header.base_timestamp, config, now_ms)?;
-        }
         // Like Kafka's LogValidator, every record is walked (decompressing
         // if needed): a batch whose records do not match its header (count,
         // offset deltas, framing, codec) would poison the partition for
-        // every consumer.
+        // every consumer. Every bad record is reported with its index
+        // (KIP-467), so clients fail only those.
         {
             let body = records.slice(pos..pos + size);
-            let mut failure: Option<LogError> = None;
+            let mut bad = Vec::new();
+            let mut bad_time = false;
+            let mut index = 0i32;
             let need_key = config.cleanup_compact && !header.is_control();
             // The CRC was checked above.
             walk_records_crc_checked(&body, |rec| {
-                if failure.is_some() {
-                    return;
+                let message = if need_key && rec.key.is_none() {
+                    Some("compacted topic cannot accept a record without a key".to_string())
+                } else if check_time && !timestamp_in_range(rec.timestamp, config, now_ms) {
+                    bad_time = true;
+                    Some(format!(
+                        "timestamp {} is outside the allowed range [now - {}, now + {}] ms",
+                        rec.timestamp,
+                        config.timestamp_before_max_ms,
+                        config.timestamp_after_max_ms
+                    ))
+                } else {
+                    None
+                };
+                if let Some(message) = message {
+                    bad.push(RecordError {
+                        batch_index: index,
+                        message,
+                    });
                 }
-                if need_key && rec.key.is_none() {
-                    failure = Some(invalid(
-                        "compacted topic cannot accept a record without a key",
-                    ));
-                } else if check_time {
-                    if let Err(e) = check_timestamp(rec.timestamp, config, now_ms) {
-                        failure = Some(e);
-                    }
-                }
+                index = index.saturating_add(1);
             })
             .map_err(|e| match e {
                 WalkError::Corrupt(reason) => corrupt(pos, reason),
                 WalkError::Invalid(reason) => invalid(reason),
             })?;
-            if let Some(e) = failure {
-                return Err(e);
+            if !bad.is_empty() {
+                return Err(LogError::InvalidRecords {
+                    timestamp: bad_time,
+                    records: bad,
+                });
             }
+        }
+        if check_time {
+            check_timestamp(header.max_timestamp, config, now_ms)?;
+            check_timestamp(header.base_timestamp, config, now_ms)?;
         }
         let mut head = [0u8; HEADER_SIZE];
         head.copy_from_slice(&batch[..HEADER_SIZE]);
@@ -460,13 +474,14 @@ pub fn validate_append(
     })
 }
 
+fn timestamp_in_range(ts: i64, config: &LogConfig, now_ms: i64) -> bool {
+    ts == -1
+        || (now_ms.saturating_sub(ts) <= config.timestamp_before_max_ms
+            && ts.saturating_sub(now_ms) <= config.timestamp_after_max_ms)
+}
+
 fn check_timestamp(ts: i64, config: &LogConfig, now_ms: i64) -> Result<(), LogError> {
-    if ts == -1 {
-        return Ok(());
-    }
-    let too_old = now_ms.saturating_sub(ts) > config.timestamp_before_max_ms;
-    let too_new = ts.saturating_sub(now_ms) > config.timestamp_after_max_ms;
-    if too_old || too_new {
+    if !timestamp_in_range(ts, config, now_ms) {
         return Err(LogError::InvalidTimestamp { timestamp: ts });
     }
     Ok(())
@@ -1130,17 +1145,30 @@ mod tests {
     }
 
     #[test]
-    fn compacted_topics_need_keys() {
-        let b = encode(&[record(0, 5, None, Some("v"))], Compression::Lz4);
+    fn compacted_topics_need_keys_and_every_keyless_record_is_named() {
+        let b = encode(
+            &[
+                record(0, 5, None, Some("v")),
+                record(1, 5, Some("k"), Some("v")),
+                record(2, 5, None, Some("v")),
+            ],
+            Compression::Lz4,
+        );
         let cfg = LogConfig {
             cleanup_compact: true,
             timestamp_after_max_ms: i64::MAX,
             ..LogConfig::default()
         };
-        assert!(matches!(
-            validate_append(&b, &cfg, 0),
-            Err(LogError::InvalidRecord { .. })
-        ));
+        match validate_append(&b, &cfg, 0) {
+            Err(LogError::InvalidRecords {
+                timestamp: false,
+                records,
+            }) => assert_eq!(
+                records.iter().map(|r| r.batch_index).collect::<Vec<_>>(),
+                vec![0, 2]
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -1150,12 +1178,13 @@ mod tests {
             Compression::None,
         );
         let cfg = LogConfig::default();
-        assert!(matches!(
-            validate_append(&b, &cfg, 0),
-            Err(LogError::InvalidTimestamp {
-                timestamp: 10_000_000
-            })
-        ));
+        match validate_append(&b, &cfg, 0) {
+            Err(LogError::InvalidRecords {
+                timestamp: true,
+                records,
+            }) => assert_eq!(records[0].batch_index, 0),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

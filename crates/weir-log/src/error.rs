@@ -31,6 +31,16 @@ pub enum LogError {
         /// The offending timestamp.
         timestamp: i64,
     },
+    /// Records of a batch are not acceptable (KIP-467): `INVALID_RECORD`,
+    /// or `INVALID_TIMESTAMP` when a timestamp is among the reasons, with
+    /// each bad record so that clients fail only those records.
+    #[error("{} of the batch's records rejected, the first: {}", records.len(), records.first().map_or("", |r| r.message.as_str()))]
+    InvalidRecords {
+        /// Whether a timestamp outside the allowed range is among the reasons.
+        timestamp: bool,
+        /// Each bad record.
+        records: Vec<RecordError>,
+    },
     /// A magic byte other than 2 (`UNSUPPORTED_FOR_MESSAGE_FORMAT`).
     #[error("unsupported record batch magic {magic}")]
     UnsupportedMagic {
@@ -70,4 +80,13 @@ pub enum LogError {
     /// A broken invariant: a bug in Weir.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// One rejected record of a batch (Kafka's `RecordError`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    /// The record's position within its batch, from 0.
+    pub batch_index: i32,
+    /// Why it was rejected.
+    pub message: String,
 }

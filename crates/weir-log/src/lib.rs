@@ -22,6 +22,6 @@ pub use api::{
     TimestampOffset, TopicPartition,
 };
 pub use config::{LogConfig, TimestampType};
-pub use error::LogError;
+pub use error::{LogError, RecordError};
 pub use local::{EngineConfig, LocalEngine};
 pub use stats::{EngineStats, HistogramSnapshot, LatencyHistogram};

@@ -189,7 +189,10 @@ fn invalid_appends_leave_the_log_untouched() {
     );
     assert!(matches!(
         log.append(keyless, 0),
-        Err(LogError::InvalidRecord { .. })
+        Err(LogError::InvalidRecords {
+            timestamp: false,
+            ..
+        })
     ));
     assert_eq!(log.offsets().log_end, 2);
 }

@@ -9,7 +9,7 @@
 //! closes only its own connection.
 //!
 //! [`serve`] runs several listeners, each with its own security protocol
-//! (Kafka's `listeners`): TLS is handled by [`tls`], and the SASL
+//! (Kafka's `listeners`): TLS comes from `weir-tls`, and the SASL
 //! exchange happens on the connection itself, before requests reach the
 //! broker, as in Kafka's authenticator ([`auth`] holds the states). The
 //! broker sees each request with the connection's [`Session`].
@@ -19,7 +19,6 @@
 //! and returns once all connections are closed.
 
 mod auth;
-pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -39,8 +38,10 @@ use weir_broker::codec::{decode_request, encode_response, peek_api, Decoded};
 use weir_broker::security::AuditEvent;
 use weir_broker::{api_versions, Broker, Reply};
 
+use weir_auth::ssl_mapping::PrincipalMapper;
+use weir_tls::TlsSource;
+
 use crate::auth::{ConnAuth, Gate};
-pub use crate::tls::{TlsSettings, TlsSource};
 
 /// One bound listener.
 #[derive(Debug)]
@@ -52,8 +53,18 @@ pub struct Listener {
     pub protocol: SecurityProtocol,
     /// The bound socket.
     pub socket: TcpListener,
-    /// TLS material; required when the protocol uses TLS.
-    pub tls: Option<Arc<TlsSource>>,
+    /// TLS; required when the protocol uses TLS.
+    pub tls: Option<ListenerTls>,
+}
+
+/// A TLS listener's certificate source and how a client certificate's
+/// subject becomes a principal (`ssl.principal.mapping.rules`).
+#[derive(Debug, Clone)]
+pub struct ListenerTls {
+    /// The certificate, key and client-certificate settings.
+    pub source: Arc<TlsSource>,
+    /// Kafka's mapping rules.
+    pub principal_mapper: Arc<PrincipalMapper>,
 }
 
 impl Listener {
@@ -67,9 +78,6 @@ impl Listener {
         }
     }
 }
-
-/// How long a client has to finish the TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Limits for the listener.
 #[derive(Debug, Clone)]
@@ -252,35 +260,24 @@ async fn accept_loop(
 /// session's principal from its subject. `None` closes the connection.
 async fn tls_accept(
     broker: &Broker,
-    tls: &TlsSource,
+    tls: &ListenerTls,
     socket: TcpStream,
     mut session: Session,
 ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Session)> {
-    let acceptor = tls.acceptor();
-    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
+    let stream = match tls.source.accept(socket).await {
+        Ok(s) => s,
+        Err(e) => {
             // Plaintext sent to a TLS port ends here, as does a refused
-            // client certificate.
+            // client certificate or a client that never finishes.
             debug!(client = %session.host(), error = %e, "TLS handshake failed");
             return None;
         }
-        Err(_) => {
-            debug!(client = %session.host(), "TLS handshake timed out");
-            return None;
-        }
     };
-    let cert = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .cloned();
-    if let Some(cert) = cert {
+    if let Some(cert) = weir_tls::peer_certificate(&stream) {
         let mut event = AuditEvent::new("authentication", &session, "success");
         event.operation = "SSL".into();
         event.resource = format!("listener:{}", session.listener);
-        match tls.principal_name(&cert) {
+        match weir_tls::subject_dn(&cert).and_then(|dn| tls.principal_mapper.map(&dn)) {
             Some(name) => {
                 session.principal = KafkaPrincipal::user(name);
                 event.principal = session.principal.to_string();

@@ -147,7 +147,7 @@ impl Engine {
             .set("partitioner", "murmur2_random")
             .create()
             .map_err(|e| SqlError::kafka("create producer", e))?;
-        let cluster_id = tokio::task::block_in_place(|| {
+        let cluster_id = runtime::blocking(|| {
             use rdkafka::producer::Producer;
             producer
                 .client()
@@ -599,7 +599,7 @@ impl Engine {
                 };
                 for q in ids {
                     if let Some(mut pq) = state.queries.remove(&q) {
-                        tokio::task::block_in_place(|| pq.handle.stop());
+                        runtime::blocking(|| pq.handle.stop());
                         if let Some(cl) = &pq.changelog {
                             if let Err(e) = self.admin.delete(&[cl]).await {
                                 warn!(query = %q, error = %e, "could not delete the changelog topic");
@@ -1135,7 +1135,7 @@ impl Engine {
     pub async fn shutdown(&self) {
         let mut state = self.state.lock().await;
         let queries = std::mem::take(&mut state.queries);
-        tokio::task::block_in_place(|| {
+        runtime::blocking(|| {
             for (_, mut q) in queries {
                 q.handle.stop();
             }

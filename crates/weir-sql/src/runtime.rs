@@ -64,7 +64,6 @@ fn kerr(op: &str) -> impl Fn(KafkaError) -> SqlError + '_ {
 /// Topic administration through librdkafka's admin API and metadata.
 pub struct Admin {
     client: AdminClient<DefaultClientContext>,
-    meta: BaseConsumer,
 }
 
 impl std::fmt::Debug for Admin {
@@ -75,6 +74,18 @@ impl std::fmt::Debug for Admin {
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Runs a blocking librdkafka call. On a runtime worker the worker is
+/// handed over first: inside `weir serve` the broker that must answer the
+/// call runs on the same runtime.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 impl Admin {
     pub fn new(settings: &KafkaSettings) -> Result<Admin> {
         Ok(Admin {
@@ -82,18 +93,12 @@ impl Admin {
                 .config()
                 .create()
                 .map_err(kerr("create admin client"))?,
-            meta: settings
-                .config()
-                .create()
-                .map_err(kerr("create metadata client"))?,
         })
     }
 
     /// Partition counts of every topic.
     pub fn topics(&self) -> Result<BTreeMap<String, i32>> {
-        let md = self
-            .meta
-            .fetch_metadata(None, TIMEOUT)
+        let md = blocking(|| self.client.inner().fetch_metadata(None, TIMEOUT))
             .map_err(kerr("Metadata"))?;
         Ok(md
             .topics()
@@ -105,9 +110,7 @@ impl Admin {
 
     /// The partition count of a topic, or `None` if it does not exist.
     pub fn partitions(&self, topic: &str) -> Result<Option<i32>> {
-        let md = self
-            .meta
-            .fetch_metadata(Some(topic), TIMEOUT)
+        let md = blocking(|| self.client.inner().fetch_metadata(Some(topic), TIMEOUT))
             .map_err(kerr("Metadata"))?;
         Ok(md
             .topics()

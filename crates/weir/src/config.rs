@@ -20,6 +20,10 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:8081].
     #[arg(long, env = "WEIR_REGISTRY_LISTEN", value_name = "HOST:PORT")]
     registry_listen: Option<String>,
+    /// Address the streaming SQL server (ksqlDB's REST API) binds, or
+    /// `off` [default: 127.0.0.1:8088].
+    #[arg(long, env = "WEIR_SQL_LISTEN", value_name = "HOST:PORT")]
+    sql_listen: Option<String>,
     /// Address clients are told to connect to [default: the listen address].
     #[arg(long, env = "WEIR_ADVERTISED_LISTENER", value_name = "HOST:PORT")]
     advertised_listener: Option<String>,
@@ -36,15 +40,25 @@ pub struct ServeArgs {
     #[arg(long, env = "WEIR_REQUEST_LOG_SAMPLE", value_name = "N")]
     request_log_sample: Option<u64>,
     /// A TOML config file (keys `data-dir`, `listen`, `advertised-listener`,
-    /// `registry-listen`, `admin-listen`, `log-format`, `request-log-sample`
-    /// and a `[broker]` table of Kafka broker configs).
+    /// `registry-listen`, `admin-listen`, `log-format`, `request-log-sample`,
+    /// a `[broker]` table of Kafka broker configs and `[client.SERVICE]`
+    /// tables of Kafka client configs).
     #[arg(long, env = "WEIR_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// A broker config with Kafka's name, e.g. `--set num.partitions=3`.
     /// Repeatable; wins over the config file.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// A Kafka client config for one of the node's services, which are
+    /// clients of its Kafka listener, e.g. `--client-set
+    /// connect.sasl.mechanism=SCRAM-SHA-256`. Needed when no listener is
+    /// PLAINTEXT. Repeatable; wins over the config file.
+    #[arg(long = "client-set", value_name = "SERVICE.KEY=VALUE")]
+    client_set: Vec<String>,
 }
+
+/// Kafka client configs by service name.
+pub type ClientConfigs = BTreeMap<String, BTreeMap<String, String>>;
 
 /// Resolved settings.
 #[derive(Debug, Clone)]
@@ -53,11 +67,15 @@ pub struct Settings {
     pub listen: String,
     /// The schema registry's listen address; `None` when turned off.
     pub registry_listen: Option<String>,
+    /// The SQL server's listen address; `None` when turned off.
+    pub sql_listen: Option<String>,
     pub admin_listen: String,
     pub log_format: LogFormat,
     pub request_log_sample: u64,
     advertised: Option<(String, i32)>,
     pub broker: BrokerSettings,
+    /// Kafka client configs of the services (`--client-set`, `[client.X]`).
+    pub clients: ClientConfigs,
 }
 
 /// How `weir serve` writes its logs.
@@ -95,11 +113,39 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
     registry_listen: Option<String>,
+    sql_listen: Option<String>,
     advertised_listener: Option<String>,
     admin_listen: Option<String>,
     log_format: Option<String>,
     request_log_sample: Option<u64>,
     broker: BTreeMap<String, String>,
+    clients: ClientConfigs,
+}
+
+/// A TOML value as a config string.
+fn scalar(key: &str, v: &toml::Value) -> Result<String, ConfigError> {
+    match v {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Float(f) => Ok(f.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        _ => Err(err(key, "must be a string, number or boolean")),
+    }
+}
+
+/// A service's listen address: the given one (or the default), `None`
+/// for `off`.
+fn optional_listen(
+    key: &str,
+    given: Option<String>,
+    default: &str,
+) -> Result<Option<String>, ConfigError> {
+    let address = given.unwrap_or_else(|| default.to_string());
+    if address.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    parse_host_port(key, &address)?;
+    Ok(Some(address))
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -120,6 +166,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             "data-dir" => out.data_dir = Some(PathBuf::from(string(k, v)?)),
             "listen" => out.listen = Some(string(k, v)?),
             "registry-listen" => out.registry_listen = Some(string(k, v)?),
+            "sql-listen" => out.sql_listen = Some(string(k, v)?),
             "advertised-listener" => out.advertised_listener = Some(string(k, v)?),
             "admin-listen" => out.admin_listen = Some(string(k, v)?),
             "log-format" => out.log_format = Some(string(k, v)?),
@@ -135,20 +182,31 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
                     .as_table()
                     .ok_or_else(|| err(k, "must be a table of broker configs"))?;
                 for (bk, bv) in t {
-                    let value = match bv {
-                        toml::Value::String(s) => s.clone(),
-                        toml::Value::Integer(i) => i.to_string(),
-                        toml::Value::Float(f) => f.to_string(),
-                        toml::Value::Boolean(b) => b.to_string(),
-                        _ => return Err(err(bk, "must be a string, number or boolean")),
-                    };
-                    out.broker.insert(bk.clone(), value);
+                    out.broker.insert(bk.clone(), scalar(bk, bv)?);
+                }
+            }
+            "client" => {
+                let services = v
+                    .as_table()
+                    .ok_or_else(|| err(k, "must hold a table of Kafka client configs per service"))?;
+                for (service, configs) in services {
+                    let key = format!("client.{service}");
+                    let configs = configs
+                        .as_table()
+                        .ok_or_else(|| err(&key, "must be a table of Kafka client configs"))?;
+                    for (ck, cv) in configs {
+                        let value = scalar(&format!("{key}.{ck}"), cv)?;
+                        out.clients
+                            .entry(service.clone())
+                            .or_default()
+                            .insert(ck.clone(), value);
+                    }
                 }
             }
             other => {
                 return Err(err(
                     other,
-                    "unknown key (expected data-dir, listen, advertised-listener, registry-listen, admin-listen, log-format, request-log-sample or [broker])",
+                    "unknown key (expected data-dir, listen, advertised-listener, registry-listen, sql-listen, admin-listen, log-format, request-log-sample, [broker] or [client.SERVICE])",
                 ))
             }
         }
@@ -186,16 +244,16 @@ impl Settings {
             .or(file.listen)
             .unwrap_or_else(|| "127.0.0.1:9092".to_string());
         parse_host_port("listen", &listen)?;
-        let registry_listen = args
-            .registry_listen
-            .or(file.registry_listen)
-            .unwrap_or_else(|| "127.0.0.1:8081".to_string());
-        let registry_listen = if registry_listen.eq_ignore_ascii_case("off") {
-            None
-        } else {
-            parse_host_port("registry-listen", &registry_listen)?;
-            Some(registry_listen)
-        };
+        let registry_listen = optional_listen(
+            "registry-listen",
+            args.registry_listen.or(file.registry_listen),
+            "127.0.0.1:8081",
+        )?;
+        let sql_listen = optional_listen(
+            "sql-listen",
+            args.sql_listen.or(file.sql_listen),
+            "127.0.0.1:8088",
+        )?;
         let admin_listen = args
             .admin_listen
             .or(file.admin_listen)
@@ -232,6 +290,21 @@ impl Settings {
                 .ok_or_else(|| err(kv, "--set takes KEY=VALUE"))?;
             pairs.insert(k.trim().to_string(), v.trim().to_string());
         }
+        let mut clients = file.clients;
+        for kv in &args.client_set {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| err(kv, "--client-set takes SERVICE.KEY=VALUE"))?;
+            let (service, key) = k
+                .trim()
+                .split_once('.')
+                .filter(|(s, k)| !s.is_empty() && !k.is_empty())
+                .ok_or_else(|| err(k, "--client-set takes SERVICE.KEY=VALUE"))?;
+            clients
+                .entry(service.to_string())
+                .or_default()
+                .insert(key.to_string(), v.trim().to_string());
+        }
         let broker = BrokerSettings::from_static(pairs).map_err(|e| match e {
             weir_broker::BrokerError::Config { key, reason } => err(&key, reason),
             other => err("broker", other.to_string()),
@@ -240,11 +313,13 @@ impl Settings {
             data_dir,
             listen,
             registry_listen,
+            sql_listen,
             admin_listen,
             log_format,
             request_log_sample,
             advertised,
             broker,
+            clients,
         })
     }
 
@@ -276,6 +351,56 @@ impl Settings {
                 .unwrap_or(16 << 20),
             producer_id_expiration_ms: b.get_i64("producer.id.expiration.ms"),
             ..weir_log::EngineConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn resolve(args: &[&str]) -> Result<Settings, ConfigError> {
+        let cmd = Cmd::try_parse_from(std::iter::once("weir").chain(args.iter().copied()))
+            .expect("arguments parse");
+        Settings::resolve(cmd.serve)
+    }
+
+    #[test]
+    fn client_settings_come_from_the_file_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("weir.toml");
+        std::fs::write(
+            &file,
+            "[client.connect]\n\"sasl.mechanism\" = \"PLAIN\"\n\"sasl.username\" = \"file\"\n",
+        )
+        .unwrap();
+        let s = resolve(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--client-set",
+            "connect.sasl.username=flag",
+            "--client-set",
+            "sql.security.protocol=SASL_SSL",
+        ])
+        .unwrap();
+        let connect = &s.clients["connect"];
+        assert_eq!(connect["sasl.mechanism"], "PLAIN");
+        assert_eq!(connect["sasl.username"], "flag");
+        assert_eq!(s.clients["sql"]["security.protocol"], "SASL_SSL");
+    }
+
+    #[test]
+    fn a_client_setting_without_a_service_is_refused() {
+        for bad in ["sasl.username", "nodot=x", ".x=y", "connect.=y"] {
+            let e = resolve(&["--client-set", bad]).unwrap_err().to_string();
+            assert!(e.contains("SERVICE.KEY=VALUE"), "{bad}: {e}");
         }
     }
 }

@@ -1,23 +1,23 @@
 //! The `weir` binary: command line, configuration and process lifecycle.
 //!
 //! `weir serve` resolves its settings (flag, then environment variable, then
-//! the TOML config file, then the default), opens storage and the broker,
-//! and serves until SIGTERM or SIGINT, then drains connections and closes
-//! the log cleanly. A bad config prints one line naming the key and exits
+//! the TOML config file, then the default) and runs the node's services
+//! (`serve.rs`) until SIGTERM or SIGINT, then drains them and closes the
+//! log cleanly. A bad config prints one line naming the key and exits
 //! with status 2.
 
 mod bench;
+mod broker_metrics;
 mod cli;
 mod config;
 mod security;
+mod serve;
 mod sql;
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use tokio::net::TcpListener;
-use tracing::{error, info, warn};
+use tracing::error;
 
 use crate::config::{LogFormat, ServeArgs, Settings};
 
@@ -167,218 +167,19 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(settings)) {
+            match runtime.block_on(serve::serve(settings)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     error!("{e:#}");
                     eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
+                    // A setting only a starting service could check is
+                    // still a bad config.
+                    match e.downcast_ref() {
+                        Some(weir_service::ServiceError::Config { .. }) => ExitCode::from(2),
+                        _ => ExitCode::FAILURE,
+                    }
                 }
             }
         }
-    }
-}
-
-async fn serve(settings: Settings) -> anyhow::Result<()> {
-    use anyhow::Context;
-    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-        format!(
-            "cannot create data directory {}",
-            settings.data_dir.display()
-        )
-    })?;
-    // The admin listener comes first, so liveness answers while the log
-    // recovers; readiness waits for the Kafka listener.
-    let admin_listener = TcpListener::bind(&settings.admin_listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (admin)", settings.admin_listen))?;
-    let admin_local = admin_listener.local_addr()?;
-    let admin = Arc::new(weir_http::AdminState::default());
-    let tls = security::tls_source(&settings)?;
-    let http_tls = settings
-        .broker
-        .get_bool("http.ssl.enabled")
-        .then(|| tls.clone())
-        .flatten();
-    let http_auth = Arc::new(security::http_auth(&settings)?);
-    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin_task = tokio::spawn(weir_http::serve_secure(
-        admin_listener,
-        admin.clone(),
-        http_auth.clone(),
-        http_tls.clone(),
-        async {
-            let _ = admin_stopped.await;
-        },
-    ));
-    let scheme = if http_tls.is_some() { "https" } else { "http" };
-    info!("admin listener on {scheme}://{admin_local}");
-    let plan = security::plan_listeners(&settings)?;
-    let mut listeners = Vec::new();
-    let mut advertised = Vec::new();
-    for l in plan {
-        let socket = TcpListener::bind(&l.bind)
-            .await
-            .with_context(|| format!("cannot listen on {} ({})", l.bind, l.name))?;
-        let local = socket.local_addr()?;
-        let (host, port) = match &l.advertised {
-            Some(a) => a.clone(),
-            None if l.from_listen => settings.advertised(local),
-            // `--advertised-listener` names one address; with `listeners`
-            // each unlisted listener advertises what it bound.
-            None => security::bound_address(local),
-        };
-        // One parsable line per listener, for people and test harnesses.
-        info!(
-            listener = %l.name,
-            protocol = l.protocol.name(),
-            address = %local,
-            advertised = %format!("{host}:{port}"),
-            "kafka listener bound"
-        );
-        advertised.push((l.name.clone(), host, port));
-        listeners.push(weir_server::Listener {
-            name: l.name,
-            protocol: l.protocol,
-            socket,
-            tls: None,
-        });
-    }
-    let local = listeners[0].socket.local_addr()?;
-    // Bound before the log is opened, like the Kafka listener, so a busy
-    // port fails fast.
-    let registry_listener = match &settings.registry_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (schema registry)"))?,
-        ),
-        None => None,
-    };
-    let (_, host, port) = advertised[0].clone();
-    let engine =
-        weir_log::LocalEngine::open(settings.engine_config()).context("cannot open the log")?;
-    let broker = weir_broker::Broker::open(
-        weir_broker::BrokerConfig {
-            node_id: i32::try_from(settings.broker.get_i64("node.id")).unwrap_or(0),
-            data_dir: settings.data_dir.clone(),
-            advertised_host: host.clone(),
-            advertised_port: port,
-            settings: settings.broker.clone(),
-        },
-        engine.clone(),
-    )
-    .context("cannot open the broker")?;
-    broker.set_advertised_listeners(advertised);
-    let _ = http_auth.broker.set(Arc::clone(&broker));
-    if let Err(e) = security::configure(&broker, &settings, &mut listeners, tls) {
-        if let Err(close) = broker.shutdown() {
-            error!("clean shutdown of the log failed: {close}");
-        }
-        return Err(e);
-    }
-    let mut server_config = weir_server::ServerConfig {
-        request_log_sample: settings.request_log_sample,
-        ..weir_server::ServerConfig::from_broker(&broker)
-    };
-    // Fault injection for the idempotence tests; never set in production.
-    if let Some(n) = std::env::var("WEIR_FAULT_CLOSE_AFTER_PRODUCE_EVERY")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        warn!(
-            every = n,
-            "fault injection on: closing connections after produce requests"
-        );
-        server_config.close_after_produce_every = n;
-    }
-    let shutdown = shutdown_signal().context("cannot watch for SIGTERM and SIGINT")?;
-    // One signal stops the Kafka listener and the registry's.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let shutdown = async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    };
-    let registry = match registry_listener {
-        Some(l) => match start_registry(&broker, l, stop_rx, http_auth.clone(), http_tls.clone()) {
-            Ok(task) => Some(task),
-            Err(e) => {
-                // Close the log cleanly so the next start needs no recovery.
-                if let Err(close) = broker.shutdown() {
-                    error!("clean shutdown of the log failed: {close}");
-                }
-                return Err(e);
-            }
-        },
-        None => None,
-    };
-    info!(data_dir = %settings.data_dir.display(), advertised = %format!("{host}:{port}"), "listening on {local}");
-    admin.set_broker(Arc::clone(&broker));
-    admin.set_ready(true);
-    weir_server::serve(listeners, Arc::clone(&broker), server_config, shutdown).await;
-    if let Some(task) = registry {
-        if let Ok(Err(e)) = task.await {
-            error!("schema registry listener failed: {e}");
-        }
-    }
-    admin.set_ready(false);
-    let _ = admin_stop.send(());
-    match admin_task.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => error!(error = %e, "admin listener failed"),
-        Err(e) => error!(error = %e, "admin listener task failed"),
-    }
-    info!("connections drained; closing the log");
-    broker
-        .shutdown()
-        .context("clean shutdown of the log failed")?;
-    info!("stopped cleanly");
-    Ok(())
-}
-
-/// Opens the schema registry over the broker and serves it on `listener`
-/// until `stop` turns true.
-fn start_registry(
-    broker: &Arc<weir_broker::Broker>,
-    listener: TcpListener,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-    auth: Arc<weir_http::security::HttpAuth>,
-    tls: Option<Arc<weir_server::TlsSource>>,
-) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    use anyhow::Context;
-    let registry = weir_registry::Registry::open(Arc::clone(broker))
-        .context("cannot open the schema registry")?;
-    info!("schema registry serving HTTP at {}", listener.local_addr()?);
-    let router = weir_http::security::protect(weir_registry::api::router(registry), auth);
-    Ok(tokio::spawn(weir_http::security::serve_router(
-        listener,
-        router,
-        tls,
-        async move {
-            let _ = stop.wait_for(|s| *s).await;
-        },
-    )))
-}
-
-/// Registers for SIGTERM and SIGINT now, so a signal that arrives before
-/// the returned future is first polled still stops the broker gracefully.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        Ok(async move {
-            tokio::select! {
-                _ = int.recv() => info!("SIGINT received"),
-                _ = term.recv() => info!("SIGTERM received"),
-            }
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
     }
 }

@@ -1,18 +1,21 @@
 //! `weir serve`'s security set-up: which listeners to bind with which
-//! protocol, the TLS material they share, and the SASL mechanisms the
-//! broker offers.
+//! protocol, the TLS material they share, the SASL mechanisms the broker
+//! offers, and the HTTP services' authentication.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{anyhow, bail};
 use tracing::{info, warn};
 use weir_auth::listener::{parse_listeners, parse_protocol_map};
 use weir_auth::oauth::{Jwks, OAuthBearer, TokenRules};
 use weir_auth::plain::{Plain, PlainCredentials};
-use weir_auth::SecurityProtocol;
+use weir_auth::ssl_mapping::PrincipalMapper;
+use weir_auth::{KafkaPrincipal, SecurityProtocol, Session};
+use weir_broker::security::AuditEvent;
 use weir_broker::Broker;
-use weir_server::tls::{ClientAuth, TlsSettings, TlsSource};
+use weir_http::security::{AuthAudit, BoxFuture, PasswordVerifier, Refusal};
+use weir_http::{HttpAuth, HttpSecurity};
+use weir_tls::{TlsSettings, TlsSource};
 
 use crate::config::Settings;
 
@@ -101,42 +104,76 @@ pub fn plan_listeners(settings: &Settings) -> anyhow::Result<Vec<PlannedListener
         .collect())
 }
 
-/// The TLS settings from the broker configs.
-pub fn tls_settings(settings: &Settings) -> anyhow::Result<TlsSettings> {
-    let b = &settings.broker;
-    let path = |k: &str| {
-        let v = b.get(k);
-        (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()))
-    };
-    let certificate = path("ssl.certificate.location").ok_or_else(|| {
-        anyhow!("config `ssl.certificate.location`: a TLS listener needs a PEM certificate")
-    })?;
-    let key = path("ssl.key.location").ok_or_else(|| {
-        anyhow!("config `ssl.key.location`: a TLS listener needs a PEM private key")
-    })?;
-    let client_auth = ClientAuth::parse(&b.get("ssl.client.auth"))
-        .ok_or_else(|| anyhow!("config `ssl.client.auth`: expected none, requested or required"))?;
-    Ok(TlsSettings {
-        certificate,
-        key,
-        truststore: path("ssl.truststore.location"),
-        client_auth,
-        mapping_rules: b.get("ssl.principal.mapping.rules"),
-    })
-}
-
 /// The TLS material, when a Kafka or HTTP listener needs it.
 pub fn tls_source(settings: &Settings) -> anyhow::Result<Option<Arc<TlsSource>>> {
     let plan = plan_listeners(settings)?;
     if plan.iter().any(|l| l.protocol.uses_tls()) || settings.broker.get_bool("http.ssl.enabled") {
-        let tls = TlsSource::load(tls_settings(settings)?).map_err(|e| anyhow!("{e}"))?;
+        let tls =
+            TlsSettings::from_config(|k| Some(settings.broker.get(k))).and_then(TlsSource::load)?;
         return Ok(Some(Arc::new(tls)));
     }
     Ok(None)
 }
 
-/// The HTTP listeners' authentication (`http.authentication`).
-pub fn http_auth(settings: &Settings) -> anyhow::Result<weir_http::security::HttpAuth> {
+/// `ssl.principal.mapping.rules`, for TLS listeners' client certificates.
+pub fn principal_mapper(settings: &Settings) -> anyhow::Result<Arc<PrincipalMapper>> {
+    let rules = settings.broker.get("ssl.principal.mapping.rules");
+    Ok(Arc::new(
+        PrincipalMapper::parse(&rules).map_err(|e| anyhow!("{e}"))?,
+    ))
+}
+
+/// The open broker, once the log service has opened it; shared by the
+/// services that sit on it and by HTTP authentication.
+pub type BrokerSlot = Arc<OnceLock<Arc<Broker>>>;
+
+/// HTTP basic authentication against the broker's users: the PLAIN
+/// credentials file and the SCRAM users.
+#[derive(Debug)]
+struct BrokerUsers(BrokerSlot);
+
+impl PasswordVerifier for BrokerUsers {
+    fn verify<'a>(
+        &'a self,
+        user: &'a str,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async move {
+            let broker = self.0.get().ok_or("the broker is not open yet")?;
+            Ok(broker.verify_password(user, password))
+        })
+    }
+}
+
+/// Refused HTTP authentications go to the broker's audit trail.
+#[derive(Debug)]
+struct BrokerAudit(BrokerSlot);
+
+impl AuthAudit for BrokerAudit {
+    fn refused(&self, refusal: &Refusal<'_>) {
+        let Some(broker) = self.0.get() else { return };
+        let session = Session {
+            principal: KafkaPrincipal::anonymous(),
+            client_host: refusal.client.map(|a| a.ip()),
+            listener: "HTTP".into(),
+            protocol: SecurityProtocol::Plaintext,
+        };
+        let mut e = AuditEvent::new("authentication", &session, "failure");
+        e.operation = "HTTP".into();
+        e.resource = refusal.path.to_string();
+        e.detail = refusal.reason.to_string();
+        broker.audit(e);
+    }
+}
+
+/// The HTTP services' security: `http.ssl.enabled` (with the Kafka
+/// listeners' certificate) and `http.authentication` (basic against the
+/// broker's users in `broker`, bearer like OAUTHBEARER).
+pub fn http_security(
+    settings: &Settings,
+    tls: Option<Arc<TlsSource>>,
+    broker: &BrokerSlot,
+) -> anyhow::Result<HttpSecurity> {
     let methods = settings.broker.get("http.authentication");
     let has = |m: &str| methods.split(',').any(|x| x.trim() == m);
     let bearer = if has("bearer") {
@@ -151,18 +188,26 @@ pub fn http_auth(settings: &Settings) -> anyhow::Result<weir_http::security::Htt
     } else {
         None
     };
-    Ok(weir_http::security::HttpAuth {
-        basic: has("basic"),
-        bearer,
-        broker: Default::default(),
+    let basic: Option<Arc<dyn PasswordVerifier>> =
+        has("basic").then(|| Arc::new(BrokerUsers(broker.clone())) as _);
+    Ok(HttpSecurity {
+        tls: tls.filter(|_| settings.broker.get_bool("http.ssl.enabled")),
+        auth: Arc::new(HttpAuth {
+            basic,
+            bearer,
+            audit: Some(Arc::new(BrokerAudit(broker.clone()))),
+        }),
     })
 }
 
 /// Checks everything that can be checked before the log is opened.
 pub fn check(settings: &Settings) -> anyhow::Result<()> {
-    tls_source(settings)?;
+    let tls = tls_source(settings)?;
+    if tls.is_some() {
+        principal_mapper(settings)?;
+    }
     mechanisms(settings)?;
-    http_auth(settings)?;
+    http_security(settings, tls, &BrokerSlot::default())?;
     Ok(())
 }
 
@@ -220,20 +265,9 @@ fn mechanisms(settings: &Settings) -> anyhow::Result<(Mechanisms, Option<PlainCr
     Ok((out, plain_users))
 }
 
-/// Attaches TLS to the listeners that need it and registers the SASL
-/// mechanisms with the broker.
-pub fn configure(
-    broker: &Arc<Broker>,
-    settings: &Settings,
-    listeners: &mut [weir_server::Listener],
-    tls: Option<Arc<TlsSource>>,
-) -> anyhow::Result<()> {
-    if listeners.iter().any(|l| l.protocol.uses_tls()) {
-        let tls = tls.ok_or_else(|| anyhow!("TLS listener without TLS material"))?;
-        for l in listeners.iter_mut().filter(|l| l.protocol.uses_tls()) {
-            l.tls = Some(tls.clone());
-        }
-    }
+/// Registers the SASL mechanisms with the broker; `sasl_listeners` says
+/// whether any listener will use them.
+pub fn configure(broker: &Broker, settings: &Settings, sasl_listeners: bool) -> anyhow::Result<()> {
     let (mechs, plain) = mechanisms(settings)?;
     broker.set_plain_credentials(plain);
     for m in mechs {
@@ -247,7 +281,7 @@ pub fn configure(
         }
     }
     let names = broker.sasl_mechanisms();
-    if listeners.iter().any(|l| l.protocol.uses_sasl()) {
+    if sasl_listeners {
         if names.is_empty() {
             warn!("a SASL listener is configured but no SASL mechanism is enabled: no client can authenticate");
         } else {

@@ -48,31 +48,12 @@ fn is_client_key(k: &str) -> bool {
         || k.starts_with("socket.")
 }
 
-/// Resolves settings: the file, then `--set`, then `--bootstrap` unless set.
-pub fn engine_config(args: &SqlServerArgs) -> anyhow::Result<weir_sql::EngineConfig> {
-    let mut all: BTreeMap<String, String> = BTreeMap::new();
-    if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        for line in text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
-        {
-            let (k, v) = line
-                .split_once(['=', ':'])
-                .with_context(|| format!("{}: not a key=value line: {line}", path.display()))?;
-            all.insert(k.trim().to_string(), v.trim().to_string());
-        }
-    }
-    for s in &args.set {
-        let (k, v) = s
-            .split_once('=')
-            .with_context(|| format!("--set {s}: expected KEY=VALUE"))?;
-        all.insert(k.trim().to_string(), v.trim().to_string());
-    }
-    let mut client = BTreeMap::new();
-    client.insert("bootstrap.servers".to_string(), args.bootstrap.clone());
+/// Splits settings into the engine's: `ksql.*` settings, and Kafka client
+/// settings (also accepted under `ksql.streams.`) for librdkafka.
+fn split_settings(
+    all: BTreeMap<String, String>,
+    mut client: BTreeMap<String, String>,
+) -> anyhow::Result<weir_sql::EngineConfig> {
     let mut properties = BTreeMap::new();
     for (k, v) in all {
         let stripped = k.strip_prefix("ksql.streams.").unwrap_or(&k);
@@ -99,13 +80,69 @@ pub fn engine_config(args: &SqlServerArgs) -> anyhow::Result<weir_sql::EngineCon
     })
 }
 
+/// Resolves settings: the file, then `--set`, then `--bootstrap` unless set.
+pub fn engine_config(args: &SqlServerArgs) -> anyhow::Result<weir_sql::EngineConfig> {
+    let mut all: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
+        {
+            let (k, v) = line
+                .split_once(['=', ':'])
+                .with_context(|| format!("{}: not a key=value line: {line}", path.display()))?;
+            all.insert(k.trim().to_string(), v.trim().to_string());
+        }
+    }
+    for s in &args.set {
+        let (k, v) = s
+            .split_once('=')
+            .with_context(|| format!("--set {s}: expected KEY=VALUE"))?;
+        all.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    let mut client = BTreeMap::new();
+    client.insert("bootstrap.servers".to_string(), args.bootstrap.clone());
+    split_settings(all, client)
+}
+
+/// The SQL server as a service of `weir serve`: a Kafka client of the
+/// node's own listener (settings from `--client-set sql.KEY=VALUE`,
+/// `ksql.*` ones included), serving the REST API with the node's HTTP TLS
+/// and authentication.
+pub fn service(listener: tokio::net::TcpListener) -> impl weir_service::Service {
+    use weir_service::{Running, ServiceError};
+    weir_service::service_fn("sql", move |ctx: weir_service::Context| async move {
+        let client = ctx.kafka_client()?;
+        let (ksql, kafka): (BTreeMap<_, _>, BTreeMap<_, _>) = client
+            .properties()
+            .clone()
+            .into_iter()
+            .partition(|(k, _)| k.starts_with("ksql."));
+        let config = split_settings(ksql, kafka)
+            .map_err(|e| ServiceError::start("sql", format!("{e:#}")))?;
+        let engine = tokio::select! {
+            e = weir_sql::Engine::open(config) => e.map_err(|e| ServiceError::start("sql", e))?,
+            _ = ctx.shutdown().wait() => return Ok(Running::new(async { Ok(()) })),
+        };
+        let serve = ctx.serve_http(listener, weir_sql::rest::router(engine.clone()));
+        Ok(Running::new(async move {
+            let served = serve.await;
+            engine.shutdown().await;
+            served
+        }))
+    })
+}
+
 /// `weir sql-server`: runs until SIGTERM or SIGINT.
 pub fn main(args: SqlServerArgs) -> std::process::ExitCode {
     let result = tokio::runtime::Runtime::new()
         .context("cannot start the async runtime")
         .and_then(|rt| {
             rt.block_on(async {
-                let shutdown = crate::shutdown_signal()?;
+                let shutdown = crate::serve::shutdown_signal()?;
                 run(args, shutdown).await
             })
         });

@@ -89,6 +89,7 @@ fn api_of(body: &RequestKind) -> kafka_protocol::messages::ApiKey {
         RequestKind::DescribeProducers(_) => ApiKey::DescribeProducers,
         RequestKind::DescribeTransactions(_) => ApiKey::DescribeTransactions,
         RequestKind::ListTransactions(_) => ApiKey::ListTransactions,
+        RequestKind::DescribeLogDirs(_) => ApiKey::DescribeLogDirs,
         other => panic!("add {other:?} to api_of"),
     }
 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
 use clap::Args;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
@@ -165,17 +164,15 @@ fn consume_blocking(
     parts: &[i32],
     stop: &AtomicBool,
 ) -> Result<()> {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &args.common.bootstrap)
-        .set("enable.partition.eof", "true")
-        .set(
-            "auto.offset.reset",
-            if start == Some(Start::Earliest) {
-                "earliest"
-            } else {
-                "latest"
-            },
-        );
+    let mut cfg = args.common.rdkafka_config()?;
+    cfg.set("enable.partition.eof", "true").set(
+        "auto.offset.reset",
+        if start == Some(Start::Earliest) {
+            "earliest"
+        } else {
+            "latest"
+        },
+    );
     match &args.group {
         Some(g) => {
             cfg.set("group.id", g);

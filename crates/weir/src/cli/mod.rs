@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use weir_client::Admin;
+use weir_client::{parse_properties, Admin, ClientConfig, ClientSecurity};
 
 /// Flags every client command takes.
 #[derive(Debug, Args, Clone)]
@@ -34,6 +34,11 @@ pub struct Common {
     /// Give up on a broker that does not answer within this many seconds.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub timeout: u64,
+    /// Kafka client settings for secured listeners, as Kafka's tools take
+    /// them: `security.protocol`, `sasl.mechanism`, `sasl.jaas.config`,
+    /// `ssl.truststore.location` (PEM), ...
+    #[arg(long, env = "WEIR_COMMAND_CONFIG", value_name = "FILE")]
+    pub command_config: Option<std::path::PathBuf>,
 }
 
 impl Common {
@@ -42,9 +47,45 @@ impl Common {
         Duration::from_secs(self.timeout.max(1))
     }
 
+    /// The security settings of `--command-config` (plaintext without).
+    pub fn security(&self) -> anyhow::Result<ClientSecurity> {
+        let Some(path) = &self.command_config else {
+            return Ok(ClientSecurity::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        Ok(ClientSecurity::from_properties(&parse_properties(&text))?)
+    }
+
     /// An admin session with the cluster.
     pub async fn admin(&self) -> anyhow::Result<Admin> {
-        Ok(Admin::connect(&self.bootstrap, self.timeout()).await?)
+        let config = ClientConfig {
+            security: self.security()?,
+            ..ClientConfig::plaintext(self.timeout())
+        };
+        Ok(Admin::connect_with(&self.bootstrap, config).await?)
+    }
+
+    /// librdkafka settings: the bootstrap servers and the security of
+    /// `--command-config`.
+    pub fn rdkafka_config(&self) -> anyhow::Result<rdkafka::config::ClientConfig> {
+        let mut cfg = rdkafka::config::ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.bootstrap);
+        if self.command_config.is_some() {
+            let security = self.security()?;
+            if matches!(
+                security.sasl,
+                Some(weir_client::SaslLogin::OAuthBearer { .. })
+            ) {
+                anyhow::bail!(
+                    "OAUTHBEARER works with the admin commands only, not with produce and consume"
+                );
+            }
+            for (k, v) in security.librdkafka_properties() {
+                cfg.set(k, v);
+            }
+        }
+        Ok(cfg)
     }
 }
 

@@ -15,8 +15,6 @@ pub enum OutputFormat {
     Json,
 }
 
-pub use weir_client::error_text;
-
 /// Fails with Kafka's error name and the broker's message, if any.
 pub fn check(code: i16, what: &str, message: Option<&str>) -> anyhow::Result<()> {
     Ok(weir_client::check(code, what, message)?)

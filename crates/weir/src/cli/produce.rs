@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
-use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
@@ -188,9 +187,8 @@ pub async fn run(args: ProduceArgs) -> Result<()> {
 }
 
 fn produce_blocking(args: &ProduceArgs) -> Result<()> {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &args.common.bootstrap)
-        .set("acks", &args.acks)
+    let mut cfg = args.common.rdkafka_config()?;
+    cfg.set("acks", &args.acks)
         .set("compression.type", &args.compression)
         .set("linger.ms", "5")
         .set(

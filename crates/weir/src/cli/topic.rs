@@ -3,23 +3,11 @@
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
-use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::incremental_alter_configs_request::{
-    AlterConfigsResource, AlterableConfig,
-};
-use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    IncrementalAlterConfigsRequest, TopicName,
-};
-use kafka_protocol::protocol::StrBytes;
 use serde_json::json;
 
-use super::output::{self, check, OutputFormat};
+use super::output::{self, OutputFormat};
 use super::{key_value, Common};
-use weir_client::{Admin, EARLIEST, LATEST};
+use weir_client::{Admin, AlterConfigOp, ConfigResource, NewTopic, EARLIEST, LATEST};
 
 /// `weir topic`.
 #[derive(Debug, Args)]
@@ -130,10 +118,6 @@ enum TopicCommand {
     },
 }
 
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_string()))
-}
-
 /// Runs `weir topic ...`.
 pub async fn run(args: TopicArgs) -> Result<()> {
     match args.command {
@@ -144,32 +128,13 @@ pub async fn run(args: TopicArgs) -> Result<()> {
             config,
             common,
         } => {
-            let mut admin = common.admin().await?;
-            let t = CreatableTopic::default()
-                .with_name(name(&topic))
-                .with_num_partitions(partitions.unwrap_or(-1))
-                .with_replication_factor(replication_factor.unwrap_or(-1))
-                .with_configs(
-                    config
-                        .into_iter()
-                        .map(|(k, v)| {
-                            CreatableTopicConfig::default()
-                                .with_name(StrBytes::from_string(k))
-                                .with_value(Some(StrBytes::from_string(v)))
-                        })
-                        .collect(),
-                );
-            let req = CreateTopicsRequest::default()
-                .with_topics(vec![t])
-                .with_timeout_ms(timeout_ms(&common));
-            let (resp, _) = admin.send(req, 7).await?;
-            for t in &resp.topics {
-                check(
-                    t.error_code,
-                    &format!("cannot create topic `{topic}`"),
-                    t.error_message.as_deref(),
-                )?;
-            }
+            let t = NewTopic {
+                name: topic.clone(),
+                partitions: partitions.unwrap_or(-1),
+                replication_factor: replication_factor.unwrap_or(-1),
+                configs: config,
+            };
+            common.admin().await?.create_topic(&t, false).await?;
             output::out(&format!("created topic {topic}\n"));
             Ok(())
         }
@@ -210,30 +175,13 @@ pub async fn run(args: TopicArgs) -> Result<()> {
             topic,
             output: fmt,
             common,
-        } => describe(&mut common.admin().await?, &topic, fmt, &common).await,
+        } => describe(&mut common.admin().await?, &topic, fmt).await,
         TopicCommand::Delete { topics, common } => {
-            let mut admin = common.admin().await?;
-            let v = admin.version::<DeleteTopicsRequest>(6)?;
-            let mut req = DeleteTopicsRequest::default().with_timeout_ms(timeout_ms(&common));
-            if v >= 6 {
-                req.topics = topics
-                    .iter()
-                    .map(|t| DeleteTopicState::default().with_name(Some(name(t))))
-                    .collect();
-            } else {
-                req.topic_names = topics.iter().map(|t| name(t)).collect();
-            }
-            let (resp, _) = admin.send(req, 6).await?;
             let mut failed = None;
-            for r in &resp.responses {
-                let n = r.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
-                match check(
-                    r.error_code,
-                    &format!("cannot delete topic `{n}`"),
-                    r.error_message.as_deref(),
-                ) {
+            for (n, r) in common.admin().await?.delete_topics(&topics).await? {
+                match r {
                     Ok(()) => output::out(&format!("deleted topic {n}\n")),
-                    Err(e) => failed = Some(e),
+                    Err(e) => failed = Some(e.into()),
                 }
             }
             failed.map_or(Ok(()), Err)
@@ -247,35 +195,17 @@ pub async fn run(args: TopicArgs) -> Result<()> {
             if set.is_empty() && delete.is_empty() {
                 bail!("nothing to change: give --set KEY=VALUE or --delete KEY");
             }
-            let mut admin = common.admin().await?;
-            let mut configs: Vec<AlterableConfig> = set
-                .iter()
-                .map(|(k, v)| {
-                    AlterableConfig::default()
-                        .with_name(StrBytes::from_string(k.clone()))
-                        .with_config_operation(0)
-                        .with_value(Some(StrBytes::from_string(v.clone())))
-                })
+            let mut ops: Vec<(String, AlterConfigOp)> = set
+                .into_iter()
+                .map(|(k, v)| (k, AlterConfigOp::Set(v)))
                 .collect();
-            configs.extend(delete.iter().map(|k| {
-                AlterableConfig::default()
-                    .with_name(StrBytes::from_string(k.clone()))
-                    .with_config_operation(1)
-            }));
-            let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
-                AlterConfigsResource::default()
-                    .with_resource_type(2)
-                    .with_resource_name(StrBytes::from_string(topic.clone()))
-                    .with_configs(configs),
-            ]);
-            let (resp, _) = admin.send(req, 1).await?;
-            for r in &resp.responses {
-                check(
-                    r.error_code,
-                    &format!("cannot alter configs of topic `{topic}`"),
-                    r.error_message.as_deref(),
-                )?;
-            }
+            ops.extend(delete.into_iter().map(|k| (k, AlterConfigOp::Delete)));
+            let resource = ConfigResource::Topic(topic.clone());
+            common
+                .admin()
+                .await?
+                .alter_configs(&resource, &ops, false)
+                .await?;
             output::out(&format!("altered configs of topic {topic}\n"));
             Ok(())
         }
@@ -284,74 +214,36 @@ pub async fn run(args: TopicArgs) -> Result<()> {
             total,
             common,
         } => {
-            let mut admin = common.admin().await?;
-            let req = CreatePartitionsRequest::default()
-                .with_topics(vec![CreatePartitionsTopic::default()
-                    .with_name(name(&topic))
-                    .with_count(total)])
-                .with_timeout_ms(timeout_ms(&common));
-            let (resp, _) = admin.send(req, 3).await?;
-            for r in &resp.results {
-                check(
-                    r.error_code,
-                    &format!("cannot add partitions to topic `{topic}`"),
-                    r.error_message.as_deref(),
-                )?;
-            }
+            common
+                .admin()
+                .await?
+                .create_partitions(&topic, total, false)
+                .await?;
             output::out(&format!("topic {topic} now has {total} partitions\n"));
             Ok(())
         }
     }
 }
 
-fn timeout_ms(c: &Common) -> i32 {
-    i32::try_from(c.timeout().as_millis()).unwrap_or(i32::MAX)
-}
-
-/// Kafka's names of `config_source` values.
-fn source_name(s: i8) -> &'static str {
-    match s {
-        1 => "DYNAMIC_TOPIC_CONFIG",
-        2 => "DYNAMIC_BROKER_CONFIG",
-        3 => "DYNAMIC_DEFAULT_BROKER_CONFIG",
-        4 => "STATIC_BROKER_CONFIG",
-        5 => "DEFAULT_CONFIG",
-        6 => "DYNAMIC_BROKER_LOGGER_CONFIG",
-        7 => "CLIENT_METRICS_CONFIG",
-        8 => "GROUP_CONFIG",
-        _ => "UNKNOWN",
-    }
-}
-
-async fn describe(admin: &mut Admin, topic: &str, fmt: OutputFormat, _c: &Common) -> Result<()> {
+async fn describe(admin: &mut Admin, topic: &str, fmt: OutputFormat) -> Result<()> {
     let parts = admin.partitions(topic).await?;
     let starts = admin.list_offsets(topic, &parts, EARLIEST).await?;
     let ends = admin.list_offsets(topic, &parts, LATEST).await?;
     // Not every broker serves DescribeLogDirs; sizes are then unknown.
     let sizes = admin.log_dir_sizes(topic).await.ok();
-    let req =
-        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
-            .with_resource_type(2)
-            .with_resource_name(StrBytes::from_string(topic.to_string()))
-            .with_configuration_keys(None)]);
-    let (resp, _) = admin.send(req, 4).await?;
-    let mut configs = Vec::new();
-    for r in &resp.results {
-        check(
-            r.error_code,
-            &format!("cannot describe configs of topic `{topic}`"),
-            r.error_message.as_deref(),
-        )?;
-        for c in &r.configs {
-            let value = if c.is_sensitive {
+    let configs: Vec<(String, String, &str)> = admin
+        .describe_configs(&ConfigResource::Topic(topic.to_string()))
+        .await?
+        .into_iter()
+        .map(|c| {
+            let value = if c.sensitive {
                 "(sensitive)".to_string()
             } else {
-                c.value.as_deref().unwrap_or("").to_string()
+                c.value.unwrap_or_default()
             };
-            configs.push((c.name.to_string(), value, source_name(c.config_source)));
-        }
-    }
-    configs.sort();
+            (c.name, value, c.source)
+        })
+        .collect();
     let off = |m: &std::collections::HashMap<i32, Result<i64, i16>>, p: i32| -> Option<i64> {
         m.get(&p).and_then(|r| r.ok())
     };

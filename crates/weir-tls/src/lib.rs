@@ -1,24 +1,61 @@
-//! TLS for listeners: the server certificate and key from PEM files,
-//! optional client certificates checked against a PEM CA bundle, and the
-//! client's principal from its certificate's subject.
+//! `weir-tls` owns TLS configuration for every Weir listener, Kafka and
+//! HTTP alike: the server certificate and key from PEM files, optional
+//! client certificates checked against a PEM CA bundle
+//! (`ssl.client.auth`), the rustls server config, the handshake, and a
+//! client certificate's subject in RFC 2253 form.
 //!
 //! The files are re-read when their modification time changes, checked
 //! on each new connection, so a renewed certificate is served without a
 //! restart. A reload that fails keeps the previous certificate (and says
 //! so in the log).
+//!
+//! What a subject *means* (Kafka's `ssl.principal.mapping.rules`) is the
+//! Kafka listener's business, not this crate's.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
-use weir_auth::ssl_mapping::PrincipalMapper;
-use weir_auth::AuthError;
+
+/// How long a client has to finish the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What went wrong, by who is at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The operator's TLS settings or files cannot be used.
+    #[error("invalid security configuration {key}: {detail}")]
+    Config {
+        /// The setting (`ssl.certificate.location`, ...).
+        key: &'static str,
+        /// Why it cannot be used.
+        detail: String,
+    },
+    /// The client did not complete the handshake (plaintext sent to a TLS
+    /// port, a refused client certificate, a closed connection).
+    #[error("TLS handshake failed: {source}")]
+    Handshake {
+        /// What the handshake reported.
+        source: std::io::Error,
+    },
+    /// The client did not finish the handshake within [`HANDSHAKE_TIMEOUT`].
+    #[error("TLS handshake not completed within {limit:?}")]
+    HandshakeTimeout {
+        /// The limit.
+        limit: Duration,
+    },
+    /// A bug in Weir (rustls refusing its own safe defaults).
+    #[error("internal TLS error: {0}")]
+    Internal(String),
+}
 
 /// Whether TLS clients must present a certificate (`ssl.client.auth`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,8 +91,6 @@ pub struct TlsSettings {
     pub truststore: Option<PathBuf>,
     /// `ssl.client.auth`.
     pub client_auth: ClientAuth,
-    /// `ssl.principal.mapping.rules`.
-    pub mapping_rules: String,
 }
 
 type Stamps = Vec<Option<SystemTime>>;
@@ -63,15 +98,11 @@ type Stamps = Vec<Option<SystemTime>>;
 /// A TLS acceptor that follows its files.
 pub struct TlsSource {
     settings: TlsSettings,
-    mapper: PrincipalMapper,
     current: Mutex<(TlsAcceptor, Stamps)>,
 }
 
-fn config_err(name: &str, detail: String) -> AuthError {
-    AuthError::Config {
-        name: name.into(),
-        detail,
-    }
+fn config_err(key: &'static str, detail: String) -> TlsError {
+    TlsError::Config { key, detail }
 }
 
 fn stamp(p: &Path) -> Option<SystemTime> {
@@ -79,6 +110,42 @@ fn stamp(p: &Path) -> Option<SystemTime> {
 }
 
 impl TlsSettings {
+    /// The settings from Kafka's config names, looked up with `get` (an
+    /// absent or blank value is unset): `ssl.certificate.location`,
+    /// `ssl.key.location`, `ssl.truststore.location`, `ssl.client.auth`.
+    pub fn from_config(get: impl Fn(&str) -> Option<String>) -> Result<Self, TlsError> {
+        let path = |k: &str| {
+            get(k)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| PathBuf::from(v.trim()))
+        };
+        let certificate = path("ssl.certificate.location").ok_or_else(|| {
+            config_err(
+                "ssl.certificate.location",
+                "a TLS listener needs a PEM certificate".into(),
+            )
+        })?;
+        let key = path("ssl.key.location").ok_or_else(|| {
+            config_err(
+                "ssl.key.location",
+                "a TLS listener needs a PEM private key".into(),
+            )
+        })?;
+        let client_auth = ClientAuth::parse(&get("ssl.client.auth").unwrap_or_default())
+            .ok_or_else(|| {
+                config_err(
+                    "ssl.client.auth",
+                    "expected none, requested or required".into(),
+                )
+            })?;
+        Ok(Self {
+            certificate,
+            key,
+            truststore: path("ssl.truststore.location"),
+            client_auth,
+        })
+    }
+
     fn files(&self) -> Vec<&Path> {
         let mut v = vec![self.certificate.as_path(), self.key.as_path()];
         if let Some(t) = &self.truststore {
@@ -92,7 +159,7 @@ impl TlsSettings {
     }
 
     /// Builds a rustls server config from the files.
-    pub fn server_config(&self) -> Result<rustls::ServerConfig, AuthError> {
+    pub fn server_config(&self) -> Result<rustls::ServerConfig, TlsError> {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&self.certificate)
             .and_then(|i| i.collect::<Result<_, _>>())
             .map_err(|e| {
@@ -112,7 +179,7 @@ impl TlsSettings {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| AuthError::Internal(e.to_string()))?;
+            .map_err(|e| TlsError::Internal(e.to_string()))?;
         let builder = match self.client_auth {
             ClientAuth::None => builder.with_no_client_auth(),
             ClientAuth::Requested | ClientAuth::Required => {
@@ -122,22 +189,18 @@ impl TlsSettings {
                         "ssl.client.auth needs a CA bundle to check client certificates".into(),
                     )
                 })?;
+                let bad = |e: &dyn std::fmt::Display| {
+                    config_err(
+                        "ssl.truststore.location",
+                        format!("{}: {e}", path.display()),
+                    )
+                };
                 let mut roots = RootCertStore::empty();
                 let cas = CertificateDer::pem_file_iter(path)
                     .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| {
-                        config_err(
-                            "ssl.truststore.location",
-                            format!("{}: {e}", path.display()),
-                        )
-                    })?;
+                    .map_err(|e| bad(&e))?;
                 for ca in cas {
-                    roots.add(ca).map_err(|e| {
-                        config_err(
-                            "ssl.truststore.location",
-                            format!("{}: {e}", path.display()),
-                        )
-                    })?;
+                    roots.add(ca).map_err(|e| bad(&e))?;
                 }
                 let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
                 let v = if self.client_auth == ClientAuth::Requested {
@@ -167,15 +230,18 @@ impl std::fmt::Debug for TlsSource {
 
 impl TlsSource {
     /// Loads the files; fails if they cannot be used.
-    pub fn load(settings: TlsSettings) -> Result<Self, AuthError> {
-        let mapper = PrincipalMapper::parse(&settings.mapping_rules)?;
+    pub fn load(settings: TlsSettings) -> Result<Self, TlsError> {
         let stamps = settings.stamps();
         let acceptor = TlsAcceptor::from(Arc::new(settings.server_config()?));
         Ok(Self {
             settings,
-            mapper,
             current: Mutex::new((acceptor, stamps)),
         })
+    }
+
+    /// The settings this source follows.
+    pub fn settings(&self) -> &TlsSettings {
+        &self.settings
     }
 
     /// The acceptor for a new connection, reloaded first if a file changed.
@@ -199,12 +265,32 @@ impl TlsSource {
         cur.0.clone()
     }
 
-    /// The principal name for a client certificate, `None` when no
-    /// mapping rule matches or the certificate cannot be read.
-    pub fn principal_name(&self, cert: &CertificateDer<'_>) -> Option<String> {
-        let dn = subject_dn(cert)?;
-        self.mapper.map(&dn)
+    /// Completes the server side of a handshake on `io`, within
+    /// [`HANDSHAKE_TIMEOUT`]. Run it in the connection's own task so a
+    /// slow client delays no one.
+    pub async fn accept<IO>(&self, io: IO) -> Result<TlsStream<IO>, TlsError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let acceptor = self.acceptor();
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(source)) => Err(TlsError::Handshake { source }),
+            Err(_) => Err(TlsError::HandshakeTimeout {
+                limit: HANDSHAKE_TIMEOUT,
+            }),
+        }
     }
+}
+
+/// The first certificate the client presented, if any.
+pub fn peer_certificate<IO>(stream: &TlsStream<IO>) -> Option<CertificateDer<'static>> {
+    stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .cloned()
 }
 
 /// A certificate's subject in RFC 2253 form (last RDN first, `,` between
@@ -276,6 +362,36 @@ mod tests {
         assert_eq!(escape_rfc2253("a,b+c"), "a\\,b\\+c");
         assert_eq!(escape_rfc2253("#x "), "\\#x\\ ");
         assert_eq!(escape_rfc2253("plain"), "plain");
+    }
+
+    #[test]
+    fn settings_name_the_missing_key() {
+        let none = |_: &str| None;
+        let err = TlsSettings::from_config(none).unwrap_err().to_string();
+        assert!(err.contains("ssl.certificate.location"), "{err}");
+        let some = |k: &str| match k {
+            "ssl.certificate.location" | "ssl.key.location" => Some("x.pem".to_string()),
+            "ssl.client.auth" => Some("sometimes".to_string()),
+            _ => None,
+        };
+        let err = TlsSettings::from_config(some).unwrap_err().to_string();
+        assert!(err.contains("ssl.client.auth"), "{err}");
+    }
+
+    #[test]
+    fn unreadable_files_are_configuration_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let settings = TlsSettings {
+            certificate: missing.clone(),
+            key: missing,
+            truststore: None,
+            client_auth: ClientAuth::None,
+        };
+        match TlsSource::load(settings) {
+            Err(TlsError::Config { key, .. }) => assert_eq!(key, "ssl.certificate.location"),
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
     }
 
     #[test]

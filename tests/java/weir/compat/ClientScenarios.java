@@ -1,0 +1,267 @@
+package weir.compat;
+
+import static weir.harness.Harness.obj;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.concurrent.TimeUnit;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.ListConsumerGroupOffsetsSpec;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.common.TopicCollection;
+import org.apache.kafka.common.Uuid;
+import org.apache.kafka.common.errors.UnknownTopicIdException;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.TreeSet;
+import org.apache.kafka.clients.admin.TopicDescription;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.StringDeserializer;
+import org.apache.kafka.common.serialization.StringSerializer;
+import weir.harness.Harness;
+
+/**
+ * Kafka's Java client (kafka-clients 4.3) against a broker, one scenario
+ * per command (driven by tests/test_java_client.py). Usage: ClientScenarios
+ * BOOTSTRAP.
+ */
+public final class ClientScenarios {
+    static String bootstrap;
+
+    public static void main(String[] argv) throws Exception {
+        bootstrap = argv[0];
+        Map<String, Harness.Scenario> s = new HashMap<>();
+        s.put("create_and_describe", ClientScenarios::createAndDescribe);
+        s.put("produce", ClientScenarios::produce);
+        s.put("roundtrip", ClientScenarios::roundtrip);
+        s.put("describe_by_id", ClientScenarios::describeById);
+        s.put("group_members", ClientScenarios::groupMembers);
+        Harness.serve(s);
+    }
+
+    /** Client properties: the bootstrap, then `kv` pairs, then `extra`. */
+    static Properties props(Map<String, String> extra, String... kv) {
+        Properties p = new Properties();
+        p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(AdminClientConfig.CLIENT_ID_CONFIG, "weir-java-tests");
+        for (int i = 0; i + 1 < kv.length; i += 2) {
+            p.put(kv[i], kv[i + 1]);
+        }
+        p.putAll(extra);
+        return p;
+    }
+
+    static Admin admin() {
+        return Admin.create(props(Map.of(), AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "30000"));
+    }
+
+    static KafkaProducer<String, String> producer(Map<String, String> extra) {
+        return new KafkaProducer<>(props(extra,
+            ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName(),
+            ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName(),
+            ProducerConfig.LINGER_MS_CONFIG, "5",
+            ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "60000"));
+    }
+
+    static KafkaConsumer<String, String> consumer(Map<String, String> extra) {
+        return new KafkaConsumer<>(props(extra,
+            ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName(),
+            ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName(),
+            ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest",
+            ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false"));
+    }
+
+    static Map<String, String> strings(JsonNode node) {
+        Map<String, String> m = new LinkedHashMap<>();
+        node.fields().forEachRemaining(e -> m.put(e.getKey(), e.getValue().asText()));
+        return m;
+    }
+
+    static Object describe(TopicDescription d) {
+        List<Object> parts = new ArrayList<>();
+        d.partitions().forEach(p -> parts.add(obj("partition", p.partition(),
+            "leader", p.leader() == null ? -1 : p.leader().id(), "replicas", p.replicas().size())));
+        return obj("name", d.name(), "topic_id", d.topicId().toString(), "internal", d.isInternal(),
+            "partitions", parts);
+    }
+
+    /** CreateTopics, then describeTopics by name; args: topic, partitions. */
+    static Object createAndDescribe(JsonNode args) throws Exception {
+        String topic = args.get("topic").asText();
+        try (Admin a = admin()) {
+            a.createTopics(List.of(new NewTopic(topic, args.get("partitions").asInt(), (short) 1)))
+                .all().get(30, TimeUnit.SECONDS);
+            TopicDescription d = a.describeTopics(List.of(topic)).allTopicNames()
+                .get(30, TimeUnit.SECONDS).get(topic);
+            return describe(d);
+        }
+    }
+
+    /**
+     * Produces `count` keyed records, record i to partition i % partitions
+     * (default 1), with the given producer configs; returns each record's
+     * acknowledged offset. args: topic, count, partitions, producer.
+     */
+    static Object produce(JsonNode args) throws Exception {
+        String topic = args.get("topic").asText();
+        int count = args.get("count").asInt();
+        int partitions = args.path("partitions").asInt(1);
+        List<Object> acked = new ArrayList<>();
+        try (KafkaProducer<String, String> p = producer(strings(args.path("producer")))) {
+            List<java.util.concurrent.Future<RecordMetadata>> fs = new ArrayList<>();
+            for (int i = 0; i < count; i++) {
+                fs.add(p.send(new ProducerRecord<>(topic, i % partitions, "k" + i,
+                    "value-" + i + "-" + "x".repeat(i % 50))));
+            }
+            for (var f : fs) {
+                acked.add(f.get(60, TimeUnit.SECONDS).offset());
+            }
+        }
+        return acked;
+    }
+
+    /**
+     * Produces `count` records to partition 0 (see produce), then reads them
+     * back with an assigned consumer; returns what was acknowledged and what
+     * was read. args: topic, count, producer, consumer.
+     */
+    static Object roundtrip(JsonNode args) throws Exception {
+        String topic = args.get("topic").asText();
+        int count = args.get("count").asInt();
+        Object acked = produce(args);
+        List<Object> read = new ArrayList<>();
+        TopicPartition tp = new TopicPartition(topic, 0);
+        try (KafkaConsumer<String, String> c = consumer(strings(args.path("consumer")))) {
+            c.assign(List.of(tp));
+            c.seekToBeginning(List.of(tp));
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+            while (read.size() < count && System.nanoTime() < deadline) {
+                for (ConsumerRecord<String, String> r : c.poll(Duration.ofMillis(200))) {
+                    read.add(obj("offset", r.offset(), "key", r.key(), "value", r.value()));
+                }
+            }
+        }
+        return obj("acked", acked, "read", read);
+    }
+
+    /**
+     * describeTopics by topic id (Metadata v12+ with a null or empty name),
+     * then an id nobody has. args: topic.
+     */
+    static Object describeById(JsonNode args) throws Exception {
+        String topic = args.get("topic").asText();
+        try (Admin a = admin()) {
+            Uuid id = a.describeTopics(List.of(topic)).allTopicNames().get(30, TimeUnit.SECONDS)
+                .get(topic).topicId();
+            TopicDescription byId = a.describeTopics(TopicCollection.ofTopicIds(List.of(id)))
+                .allTopicIds().get(30, TimeUnit.SECONDS).get(id);
+            String unknown;
+            try {
+                a.describeTopics(TopicCollection.ofTopicIds(List.of(Uuid.randomUuid())))
+                    .allTopicIds().get(30, TimeUnit.SECONDS);
+                unknown = "no error";
+            } catch (ExecutionException e) {
+                unknown = e.getCause().getClass().getSimpleName();
+            }
+            return obj("id", id.toString(), "by_id", describe(byId), "unknown_id_error", unknown);
+        }
+    }
+
+    /**
+     * Group members subscribed to one topic, each in its own thread, poll
+     * and commit (commitSync) every record they get until `count` records
+     * are read in all and every member holds partitions; returns each
+     * member's final assignment, partitions read and count, and the
+     * group's committed offsets through the admin client.
+     * args: topic, group, members, count, consumer (configs).
+     */
+    static Object groupMembers(JsonNode args) throws Exception {
+        String topic = args.get("topic").asText();
+        String group = args.get("group").asText();
+        int members = args.get("members").asInt();
+        int count = args.get("count").asInt();
+        Map<String, String> conf = new LinkedHashMap<>(strings(args.path("consumer")));
+        conf.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        Set<String> seen = ConcurrentHashMap.newKeySet();
+        AtomicBoolean stop = new AtomicBoolean();
+        List<Map<String, Object>> results = new ArrayList<>();
+        List<Thread> threads = new ArrayList<>();
+        List<Throwable> errors = java.util.Collections.synchronizedList(new ArrayList<>());
+        // Members run until every record is read and every member holds
+        // partitions, so the final assignments show the split.
+        var holding = new java.util.concurrent.atomic.AtomicIntegerArray(members);
+        for (int m = 0; m < members; m++) {
+            int member = m;
+            Map<String, Object> result = new ConcurrentHashMap<>();
+            results.add(result);
+            Thread t = new Thread(() -> {
+                Set<Integer> partitions = new TreeSet<>();
+                int read = 0;
+                try (KafkaConsumer<String, String> c = consumer(conf)) {
+                    c.subscribe(List.of(topic));
+                    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(90);
+                    while (!stop.get() && System.nanoTime() < deadline) {
+                        var records = c.poll(Duration.ofMillis(200));
+                        for (ConsumerRecord<String, String> r : records) {
+                            partitions.add(r.partition());
+                            seen.add(r.partition() + "/" + r.offset());
+                            read++;
+                        }
+                        if (!records.isEmpty()) {
+                            c.commitSync(Duration.ofSeconds(30));
+                        }
+                        holding.set(member, c.assignment().size());
+                        boolean allHold = true;
+                        for (int i = 0; i < members; i++) {
+                            allHold &= holding.get(i) > 0;
+                        }
+                        if (seen.size() >= count && allHold) {
+                            stop.set(true);
+                        }
+                    }
+                    result.put("assigned", new TreeSet<>(
+                        c.assignment().stream().map(TopicPartition::partition).toList()));
+                } catch (Throwable e) {
+                    errors.add(e);
+                    stop.set(true);
+                }
+                result.put("partitions", partitions);
+                result.put("read", read);
+            });
+            t.start();
+            threads.add(t);
+        }
+        for (Thread t : threads) {
+            t.join(TimeUnit.SECONDS.toMillis(150));
+        }
+        if (!errors.isEmpty()) {
+            throw new IllegalStateException("a member failed", errors.get(0));
+        }
+        Map<String, Object> committed = new TreeMap<>();
+        try (Admin a = admin()) {
+            Map<TopicPartition, OffsetAndMetadata> offsets = a.listConsumerGroupOffsets(
+                Map.of(group, new ListConsumerGroupOffsetsSpec())).partitionsToOffsetAndMetadata(group)
+                .get(30, TimeUnit.SECONDS);
+            offsets.forEach((tp, o) -> committed.put(Integer.toString(tp.partition()), o.offset()));
+        }
+        return obj("members", results, "distinct_read", seen.size(), "committed", committed);
+    }
+}

@@ -1,0 +1,88 @@
+"""Client compatibility (issue 18) with librdkafka through confluent-kafka:
+record-level produce errors (KIP-467) and Kafka 4's full topic config set.
+The Java client's side is in test_java_client.py."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaError, Producer
+from confluent_kafka.admin import ConfigResource, NewTopic
+
+from weir_helpers import admin, create_topic, producer_conf
+
+# Every topic config Kafka 4 documents (TopicConfig in kafka-clients 4.3,
+# plus LogConfig's replication throttles), with Kafka's defaults.
+KAFKA_4_TOPIC_DEFAULTS = {
+    "cleanup.policy": "delete", "compression.type": "producer",
+    "compression.gzip.level": "-1", "compression.lz4.level": "9", "compression.zstd.level": "3",
+    "delete.retention.ms": "86400000", "file.delete.delay.ms": "60000",
+    "flush.messages": "9223372036854775807", "flush.ms": "9223372036854775807",
+    "follower.replication.throttled.replicas": "", "leader.replication.throttled.replicas": "",
+    "index.interval.bytes": "4096", "local.retention.bytes": "-2", "local.retention.ms": "-2",
+    "max.compaction.lag.ms": "9223372036854775807", "max.message.bytes": "1048588",
+    "message.timestamp.after.max.ms": "3600000",
+    "message.timestamp.before.max.ms": "9223372036854775807",
+    "message.timestamp.type": "CreateTime", "min.cleanable.dirty.ratio": "0.5",
+    "min.compaction.lag.ms": "0", "min.insync.replicas": "1", "preallocate": "false",
+    "remote.log.copy.disable": "false", "remote.log.delete.on.disable": "false",
+    "remote.storage.enable": "false", "retention.bytes": "-1", "retention.ms": "604800000",
+    "segment.bytes": "1073741824", "segment.index.bytes": "10485760",
+    "segment.jitter.ms": "0", "segment.ms": "604800000",
+    "unclean.leader.election.enable": "false",
+}
+
+
+def describe(adm, topic):
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    return adm.describe_configs([res], request_timeout=15)[res].result(15)
+
+
+def test_every_kafka_4_topic_config_is_described_with_its_default(module_broker, topic_name):
+    adm = admin(module_broker.bootstrap)
+    create_topic(adm, topic_name, 1)
+    cfg = describe(adm, topic_name)
+    missing = sorted(set(KAFKA_4_TOPIC_DEFAULTS) - set(cfg))
+    assert not missing, f"not described: {missing}"
+    wrong = {k: cfg[k].value for k, v in KAFKA_4_TOPIC_DEFAULTS.items() if cfg[k].value != v}
+    assert not wrong
+    assert all(cfg[k].is_default for k in KAFKA_4_TOPIC_DEFAULTS)
+
+
+def test_kafka_4_topic_configs_and_kafka_3_leniency_are_accepted(module_broker, topic_name):
+    """What librdkafka's tests (0092, 0129) and tools set at creation."""
+    adm = admin(module_broker.bootstrap)
+    config = {"segment.jitter.ms": "1000", "preallocate": "true",
+              "unclean.leader.election.enable": "true", "compression.zstd.level": "9",
+              "local.retention.ms": "1000", "remote.log.copy.disable": "false",
+              "message.format.version": "0.10.0", "segment.bytes": "20000"}
+    fs = adm.create_topics([NewTopic(topic_name, 1, config=config)], request_timeout=15)
+    fs[topic_name].result(15)
+    cfg = describe(adm, topic_name)
+    for k, v in config.items():
+        assert (cfg[k].value, cfg[k].is_default) == (v, False), k
+    # Kafka without tiered storage refuses remote.storage.enable=true.
+    bad = f"{topic_name}-tiered"
+    fs = adm.create_topics([NewTopic(bad, 1, config={"remote.storage.enable": "true"})],
+                           request_timeout=15)
+    err = fs[bad].exception(15)
+    assert err is not None and err.args[0].code() == KafkaError.INVALID_CONFIG
+
+
+def test_keyless_records_on_a_compacted_topic_fail_alone(module_broker, topic_name):
+    """KIP-467 as librdkafka's test 0011 (test_message_single_partition_record_fail)
+    checks it: one batch of 100 records to a compacted topic, every tenth
+    without a key. The broker names the ten bad records; librdkafka fails
+    them with INVALID_RECORD and the other 90 with _INVALID_DIFFERENT_RECORD."""
+    adm = admin(module_broker.bootstrap)
+    create_topic(adm, topic_name, 1, config={"cleanup.policy": "compact"})
+    outcomes: dict[int, int] = {}
+    p = Producer(producer_conf(module_broker.bootstrap, linger_ms=1000, retries=0))
+    for i in range(100):
+        def cb(err, _msg, i=i):
+            outcomes[i] = err.code() if err else 0
+        p.produce(topic_name, value=f"v{i}", key=None if i % 10 == 0 else f"k{i}",
+                  partition=0, on_delivery=cb)
+    assert p.flush(60) == 0
+    bad = {i for i, c in outcomes.items() if c == KafkaError.INVALID_RECORD}
+    different = {i for i, c in outcomes.items() if c == KafkaError._INVALID_DIFFERENT_RECORD}
+    assert bad == set(range(0, 100, 10)), outcomes
+    assert len(different) == 90, outcomes
