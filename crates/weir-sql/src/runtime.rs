@@ -109,14 +109,10 @@ impl Admin {
     }
 
     /// The partition count of a topic, or `None` if it does not exist.
+    /// (Metadata for every topic: asking for one topic by name would make
+    /// a broker with `auto.create.topics.enable` create it.)
     pub fn partitions(&self, topic: &str) -> Result<Option<i32>> {
-        let md = blocking(|| self.client.inner().fetch_metadata(Some(topic), TIMEOUT))
-            .map_err(kerr("Metadata"))?;
-        Ok(md
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-            .map(|t| t.partitions().len() as i32))
+        Ok(self.topics()?.get(topic).copied().filter(|n| *n > 0))
     }
 
     /// Creates a topic (no error if it exists with that many partitions).
@@ -544,6 +540,8 @@ fn run(
     let mut batch_started = Instant::now();
     let mut batch_count = 0usize;
     let mut emitted: u64 = 0;
+    let mut blocked_since: Option<Instant> = None;
+    let mut ends = HashMap::new();
     let limit = spec.plan.limit;
     loop {
         if stop.load(Ordering::SeqCst) {
@@ -583,13 +581,24 @@ fn run(
                 }
             }
         }
-        // Merge by timestamp: wait for every partition while data flows.
-        let caught_up = !got_any;
+        // Merge by timestamp: the next record is the earliest head, once
+        // every partition either has one buffered or has nothing more to
+        // read (its position at the high watermark of the last fetch, as
+        // Kafka Streams decides with max.task.idle.ms=0). A partition
+        // whose end is unknown holds the others back at most MAX_IDLE.
+        let at_end = partitions_at_end(&consumer, &spec.inputs, &heads, &mut ends);
         let mut fx = Effects::default();
         loop {
-            let all_have = heads.values().all(|q| !q.is_empty());
-            if !all_have && !caught_up {
-                break;
+            let waiting = heads
+                .iter()
+                .any(|(k, q)| q.is_empty() && !at_end.contains(k));
+            if waiting {
+                let since = *blocked_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < MAX_IDLE {
+                    break;
+                }
+            } else {
+                blocked_since = None;
             }
             let next = heads
                 .iter()
@@ -674,6 +683,7 @@ fn run(
                 return Ok(());
             }
         }
+        let caught_up = !got_any;
         // Commit: every 100 ms or 10,000 records (ksqlDB's commit interval
         // under exactly-once).
         if let Some(p) = &producer {
@@ -709,6 +719,60 @@ fn run(
             p.poll(Duration::ZERO);
         }
     }
+}
+
+/// How long a partition whose end is unknown may hold back the others.
+const MAX_IDLE: Duration = Duration::from_secs(2);
+
+/// The input partitions with nothing more to read: empty here, and the
+/// consumer's position at (or past) the partition's end offset. Ends are
+/// asked of the cluster (ListOffsets) at most every 50 ms a partition; a
+/// partition found at its end stays so until its position moves.
+fn partitions_at_end(
+    consumer: &BaseConsumer,
+    inputs: &[(String, i32)],
+    heads: &BTreeMap<(usize, i32), VecDeque<Msg>>,
+    ends: &mut HashMap<(usize, i32), (i64, bool, Instant)>,
+) -> std::collections::HashSet<(usize, i32)> {
+    let mut out = std::collections::HashSet::new();
+    if heads.values().all(|q| !q.is_empty()) {
+        return out;
+    }
+    let Ok(positions) = consumer.position() else {
+        return out;
+    };
+    for (&(input, p), q) in heads {
+        if !q.is_empty() {
+            continue;
+        }
+        let topic = &inputs[input].0;
+        let Some(pos) = positions
+            .find_partition(topic, p)
+            .and_then(|e| e.offset().to_raw())
+        else {
+            continue;
+        };
+        let known = ends.get(&(input, p)).copied();
+        let at_end = match known {
+            Some((at, true, _)) if at == pos => true,
+            Some((at, false, when)) if at == pos && when.elapsed() < Duration::from_millis(50) => {
+                false
+            }
+            _ => {
+                let end = consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(2))
+                    .map(|w| w.1)
+                    .unwrap_or(i64::MAX);
+                let at_end = pos >= end;
+                ends.insert((input, p), (pos, at_end, Instant::now()));
+                at_end
+            }
+        };
+        if at_end {
+            out.insert((input, p));
+        }
+    }
+    out
 }
 
 fn send(
