@@ -1,13 +1,16 @@
 """Client compatibility (issue 18) with librdkafka through confluent-kafka:
-record-level produce errors (KIP-467) and Kafka 4's full topic config set.
+record-level produce errors (KIP-467), Kafka 4's full topic config set and
+broker-side compression (topic compression.type).
 The Java client's side is in test_java_client.py."""
 
 from __future__ import annotations
 
+import pytest
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import ConfigResource, NewTopic
 
-from weir_helpers import admin, create_topic, producer_conf
+from weir_helpers import (admin, assert_same_records, consume_range, create_topic, gen_records,
+                          produce_records, producer_conf, recent_base_ts)
 
 # Every topic config Kafka 4 documents (TopicConfig in kafka-clients 4.3,
 # plus LogConfig's replication throttles), with Kafka's defaults.
@@ -86,3 +89,43 @@ def test_keyless_records_on_a_compacted_topic_fail_alone(module_broker, topic_na
     different = {i for i, c in outcomes.items() if c == KafkaError._INVALID_DIFFERENT_RECORD}
     assert bad == set(range(0, 100, 10)), outcomes
     assert len(different) == 90, outcomes
+
+
+def stored_codecs(broker, topic: str) -> set[int]:
+    """The codec (attribute bits 0-2) of every batch in partition 0's
+    segments, read from the data directory (Kafka's batch format on disk,
+    docs/storage-format.md)."""
+    codecs = set()
+    for seg in sorted((broker.data_dir / f"{topic}-0").glob("*.log")):
+        data, pos = seg.read_bytes(), 0
+        while pos + 61 <= len(data):
+            length = int.from_bytes(data[pos + 8:pos + 12], "big")
+            if length <= 0:
+                break
+            codecs.add(int.from_bytes(data[pos + 21:pos + 23], "big") & 7)
+            pos += 12 + length
+    return codecs
+
+
+CODEC_BITS = {"uncompressed": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+
+
+@pytest.mark.parametrize("topic_codec,producer_codec", [
+    ("lz4", "none"), ("zstd", "gzip"), ("gzip", "lz4"), ("snappy", "zstd"),
+    ("uncompressed", "snappy"), ("zstd", "zstd")])
+def test_topic_compression_type_recompresses(module_broker, topic_name, topic_codec,
+                                              producer_codec):
+    """Kafka's topic compression.type: batches in another codec are stored
+    recompressed (librdkafka's test 0081 creates topics with
+    compression.type=lz4), and consumers read the same records."""
+    adm = admin(module_broker.bootstrap)
+    config = {"compression.type": topic_codec}
+    if topic_codec == "zstd":
+        config["compression.zstd.level"] = "10"
+    create_topic(adm, topic_name, 1, config=config)
+    records = gen_records(7, 300, 1, recent_base_ts())
+    p = Producer(producer_conf(module_broker.bootstrap, compression_type=producer_codec))
+    produce_records(p, topic_name, records)
+    got = consume_range(module_broker.bootstrap, topic_name, [0])
+    assert_same_records(records, got[0], 0)
+    assert stored_codecs(module_broker, topic_name) == {CODEC_BITS[topic_codec]}

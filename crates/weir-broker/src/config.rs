@@ -139,8 +139,8 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         [("compression.type", 1)],
         String,
         "producer",
-        Check::OneOf(&["producer"]),
-        "Weir stores batches as the producer compressed them; only `producer` is accepted."
+        Check::OneOf(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]),
+        "Codec batches are stored in: `producer` keeps the producer's; any other recompresses batches in another codec."
     ),
     def!(
         "compression.zstd.level",

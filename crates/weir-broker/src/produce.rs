@@ -10,11 +10,12 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
 use weir_auth::acl::{AclOperation, ResourceType};
 use weir_auth::Session;
 use weir_log::BoxFuture;
 
-use crate::broker::{Broker, Reply};
+use crate::broker::{Broker, Reply, Topic};
 use crate::error::log_error_code;
 
 /// A pending fsync for one partition's append.
@@ -113,6 +114,24 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
                 parts.push(fail(e, Some(m)));
                 continue;
             }
+            let records = match topic.as_ref().and_then(|t| compression_for(broker, t)) {
+                None => records,
+                Some((codec, level)) => match weir_log::batch::recompress(&records, codec, level) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let (code, why) = match e {
+                            weir_log::batch::WalkError::Corrupt(m) => {
+                                (ResponseError::CorruptMessage, m)
+                            }
+                            weir_log::batch::WalkError::Invalid(m) => {
+                                (ResponseError::InvalidRecord, m)
+                            }
+                        };
+                        parts.push(fail(code, Some(why)));
+                        continue;
+                    }
+                },
+            };
             match log.append(records, crate::LEADER_EPOCH) {
                 Ok(info) => {
                     appended = true;
@@ -181,6 +200,34 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
         }
         ResponseKind::Produce(resp)
     }))
+}
+
+/// The codec and level the broker compresses `topic`'s batches with (its
+/// `compression.type` and `compression.<codec>.level`, each the topic's
+/// own or else the broker's), or `None` for `producer`: batches are then
+/// stored as sent.
+fn compression_for(broker: &Broker, topic: &Topic) -> Option<(Compression, i32)> {
+    let value = |name: &str| {
+        topic.configs.get(name).cloned().unwrap_or_else(|| {
+            let v = broker.setting(name);
+            match crate::config::topic_def(name) {
+                Some(d) if v.is_empty() => d.default.to_string(),
+                _ => v,
+            }
+        })
+    };
+    let (codec, level) = match value("compression.type").as_str() {
+        "uncompressed" => (Compression::None, None),
+        "gzip" => (Compression::Gzip, Some("compression.gzip.level")),
+        "snappy" => (Compression::Snappy, None),
+        "lz4" => (Compression::Lz4, Some("compression.lz4.level")),
+        "zstd" => (Compression::Zstd, Some("compression.zstd.level")),
+        _ => return None,
+    };
+    Some((
+        codec,
+        level.map_or(0, |l| value(l).parse().unwrap_or_default()),
+    ))
 }
 
 /// KIP-467: each rejected record's index in its batch and why, so that

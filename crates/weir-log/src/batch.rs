@@ -876,6 +876,24 @@ pub fn build_batch(
     records_count: i32,
     max_timestamp: i64,
 ) -> Result<Bytes, WalkError> {
+    build(
+        template,
+        records_section,
+        records_count,
+        max_timestamp,
+        None,
+    )
+}
+
+/// [`build_batch`], compressing at `level` when given (else at the codec
+/// library's default).
+fn build(
+    template: &BatchHeader,
+    records_section: &[u8],
+    records_count: i32,
+    max_timestamp: i64,
+    level: Option<i32>,
+) -> Result<Bytes, WalkError> {
     let compression = template
         .compression()
         .ok_or_else(|| WalkError::Corrupt("unknown compression codec".into()))?;
@@ -885,17 +903,20 @@ pub fn build_batch(
         b.extend_from_slice(records_section);
         Ok(())
     };
-    let res = match compression {
-        Compression::None => {
+    let res = match (compression, level) {
+        (c, Some(level)) => compress_at(c, level, records_section, &mut out),
+        (Compression::None, None) => {
             out.extend_from_slice(records_section);
             Ok(())
         }
-        Compression::Gzip => Gzip::compress(&mut out, fill),
-        Compression::Snappy => Snappy::compress(&mut out, fill),
-        Compression::Lz4 => Lz4::compress(&mut out, fill),
-        Compression::Zstd => Zstd::compress(&mut out, fill),
+        (Compression::Gzip, None) => Gzip::compress(&mut out, fill).map_err(|e| format!("{e:#}")),
+        (Compression::Snappy, None) => {
+            Snappy::compress(&mut out, fill).map_err(|e| format!("{e:#}"))
+        }
+        (Compression::Lz4, None) => Lz4::compress(&mut out, fill).map_err(|e| format!("{e:#}")),
+        (Compression::Zstd, None) => Zstd::compress(&mut out, fill).map_err(|e| format!("{e:#}")),
     };
-    res.map_err(|e| WalkError::Corrupt(format!("compression failed: {e:#}")))?;
+    res.map_err(|e| WalkError::Corrupt(format!("compression failed: {e}")))?;
     let length = i32::try_from(out.len() - LOG_OVERHEAD)
         .map_err(|_| WalkError::Invalid("batch too large".into()))?;
     let h = &mut out[..];
@@ -915,6 +936,114 @@ pub fn build_batch(
     let crc = compute_crc(&out);
     out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     Ok(out.freeze())
+}
+
+/// Broker-side compression (a topic `compression.type` other than
+/// `producer`), as Kafka's LogValidator does it: every batch whose codec is
+/// not `codec` is rebuilt with it at `level` (`compression.<codec>.level`;
+/// ignored by snappy), keeping every header field but the codec bits. A
+/// rebuilt batch's CRC is checked first, so a corrupt batch is not made
+/// valid. Control batches and batches already in `codec` are kept as they
+/// are, and when nothing needs rebuilding `records` itself is returned:
+/// matching codecs stay on the zero-copy path.
+pub fn recompress(records: &Bytes, codec: Compression, level: i32) -> Result<Bytes, WalkError> {
+    let mut pos = 0usize;
+    let mut out: Option<BytesMut> = None;
+    while pos < records.len() {
+        let rest = records.slice(pos..);
+        let header = match check_stored_batch(&rest, false) {
+            StoredBatch::Valid(h) => h,
+            StoredBatch::Truncated => return Err(WalkError::Corrupt("truncated batch".into())),
+            StoredBatch::Corrupt(why) => return Err(WalkError::Corrupt(why.into())),
+        };
+        let size = header
+            .total_size()
+            .ok_or_else(|| WalkError::Corrupt("batch length out of range".into()))?;
+        let batch = rest.slice(..size.min(rest.len()));
+        if header.is_control() || header.compression() == Some(codec) {
+            if let Some(o) = out.as_mut() {
+                o.extend_from_slice(&batch);
+            }
+        } else {
+            let o = out.get_or_insert_with(|| {
+                let mut o = BytesMut::with_capacity(records.len());
+                o.extend_from_slice(&records[..pos]);
+                o
+            });
+            let (_, section) = decompress(&batch, true)?;
+            let mut template = header;
+            template.attributes = (header.attributes & !ATTR_COMPRESSION_MASK) | codec_bits(codec);
+            o.extend_from_slice(&build(
+                &template,
+                &section,
+                header.records_count,
+                header.max_timestamp,
+                Some(level),
+            )?);
+        }
+        pos += size;
+    }
+    Ok(out.map_or_else(|| records.clone(), BytesMut::freeze))
+}
+
+/// Every codec of the v2 batch format, in attribute order.
+pub const CODECS: [Compression; 5] = [
+    Compression::None,
+    Compression::Gzip,
+    Compression::Snappy,
+    Compression::Lz4,
+    Compression::Zstd,
+];
+
+fn codec_bits(codec: Compression) -> i16 {
+    match codec {
+        Compression::None => 0,
+        Compression::Gzip => 1,
+        Compression::Snappy => 2,
+        Compression::Lz4 => 3,
+        Compression::Zstd => 4,
+    }
+}
+
+/// Compresses `section` with `codec` at a Kafka `compression.<codec>.level`
+/// (gzip -1 is zlib's default), in the frame formats Kafka uses.
+fn compress_at(
+    codec: Compression,
+    level: i32,
+    section: &[u8],
+    out: &mut BytesMut,
+) -> Result<(), String> {
+    use bytes::BufMut;
+    use std::io::Write;
+    let e = |e: std::io::Error| e.to_string();
+    match codec {
+        Compression::Gzip => {
+            let level = u32::try_from(level)
+                .map_or(flate2::Compression::default(), flate2::Compression::new);
+            let mut enc = flate2::write::GzEncoder::new(out.writer(), level);
+            enc.write_all(section).map_err(e)?;
+            enc.finish().map(drop).map_err(e)
+        }
+        Compression::Lz4 => {
+            let mut enc = lz4::EncoderBuilder::new()
+                .level(u32::try_from(level).unwrap_or(1))
+                .block_mode(lz4::BlockMode::Independent)
+                .build(out.writer())
+                .map_err(e)?;
+            enc.write_all(section).map_err(e)?;
+            enc.finish().1.map_err(e)
+        }
+        Compression::Zstd => zstd::stream::copy_encode(section, out.writer(), level).map_err(e),
+        Compression::Snappy => Snappy::compress(out, |b: &mut BytesMut| {
+            b.extend_from_slice(section);
+            Ok(())
+        })
+        .map_err(|e| format!("{e:#}")),
+        Compression::None => {
+            out.extend_from_slice(section);
+            Ok(())
+        }
+    }
 }
 
 /// Iterates over the whole batches at the start of `buf` without checking
@@ -977,6 +1106,9 @@ pub fn fuzz_batch_bytes(data: &[u8]) {
     }
     let rest = &owned[..];
     let bytes = Bytes::copy_from_slice(rest);
+    // Broker-side compression sees the same untrusted bytes first.
+    let codec = CODECS[usize::from(selector >> 5) % CODECS.len()];
+    let _ = recompress(&bytes, codec, 1);
     if let Ok(v) = validate_append(&bytes, &config, 1_700_000_000_000) {
         // What would be written must itself be valid stored data.
         for b in &v.batches {
@@ -1188,14 +1320,54 @@ mod tests {
     }
 
     #[test]
+    fn recompress_changes_only_the_codec() {
+        let all = CODECS;
+        let recs: Vec<_> = (0..20)
+            .map(|i| record(i, 100 + i, Some("key"), Some("value value value")))
+            .collect();
+        for from in all {
+            let b = encode(&recs, from);
+            let (h0, r0) = decode_batch(&b).unwrap();
+            for to in all {
+                let out = recompress(&b, to, if to == Compression::Gzip { -1 } else { 1 }).unwrap();
+                if from == to {
+                    assert_eq!(out.as_ptr(), b.as_ptr(), "{from:?}: not zero-copy");
+                    continue;
+                }
+                let (h, r) = decode_batch(&out).unwrap();
+                assert_eq!(h.compression(), Some(to));
+                assert_eq!(compute_crc(&out), h.crc);
+                let same = |h: &BatchHeader| {
+                    (
+                        h.base_offset,
+                        h.last_offset_delta,
+                        h.base_timestamp,
+                        h.max_timestamp,
+                        h.producer_id,
+                        h.producer_epoch,
+                        h.base_sequence,
+                        h.records_count,
+                    )
+                };
+                assert_eq!(same(&h), same(&h0), "{from:?} -> {to:?}");
+                let kv = |r: &[Record]| {
+                    r.iter()
+                        .map(|r| (r.offset, r.timestamp, r.key.clone(), r.value.clone()))
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(kv(&r), kv(&r0), "{from:?} -> {to:?}");
+            }
+        }
+        // A corrupt batch is refused, not re-checksummed into a valid one.
+        let mut bad = encode(&recs, Compression::None).to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(recompress(&Bytes::from(bad), Compression::Zstd, 3).is_err());
+    }
+
+    #[test]
     fn build_batch_keeps_a_subset_of_records() {
-        for c in [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ] {
+        for c in CODECS {
             let recs: Vec<_> = (0..6)
                 .map(|i| record(i, 100 + i, Some("k"), Some("v")))
                 .collect();
@@ -1220,13 +1392,7 @@ mod tests {
 
     #[test]
     fn decode_roundtrip_all_codecs() {
-        for c in [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ] {
+        for c in CODECS {
             let recs: Vec<_> = (0..5)
                 .map(|i| record(i, 100 + i, Some("k"), None))
                 .collect();

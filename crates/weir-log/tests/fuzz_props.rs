@@ -5,7 +5,6 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use kafka_protocol::records::Compression;
 use proptest::prelude::*;
 
 fn valid_batches() -> impl Strategy<Value = Vec<u8>> {
@@ -27,13 +26,7 @@ fn valid_batches() -> impl Strategy<Value = Vec<u8>> {
                     )
                 })
                 .collect();
-            let codec = [
-                Compression::None,
-                Compression::Gzip,
-                Compression::Snappy,
-                Compression::Lz4,
-                Compression::Zstd,
-            ][usize::from(c)];
+            let codec = weir_log::batch::CODECS[usize::from(c)];
             encode(&recs, codec).to_vec()
         })
 }

@@ -3,62 +3,9 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::{avro, json_schema, protobuf};
 
-/// A schema's type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-pub enum SchemaType {
-    /// Apache Avro (the default when a request names none).
-    #[default]
-    #[serde(rename = "AVRO")]
-    Avro,
-    /// JSON Schema.
-    #[serde(rename = "JSON")]
-    Json,
-    /// Protocol Buffers.
-    #[serde(rename = "PROTOBUF")]
-    Protobuf,
-}
-
-impl SchemaType {
-    /// From the REST name, case-insensitively.
-    pub fn from_name(s: &str) -> Option<Self> {
-        match s.to_ascii_uppercase().as_str() {
-            "AVRO" => Some(Self::Avro),
-            "JSON" => Some(Self::Json),
-            "PROTOBUF" => Some(Self::Protobuf),
-            _ => None,
-        }
-    }
-
-    /// The REST name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Avro => "AVRO",
-            Self::Json => "JSON",
-            Self::Protobuf => "PROTOBUF",
-        }
-    }
-
-    /// Whether this is AVRO (omitted from responses, as Confluent does).
-    pub fn is_avro(&self) -> bool {
-        *self == Self::Avro
-    }
-}
-
-/// A reference to another subject's version, under a name the schema uses
-/// (an Avro full name, a JSON Schema `$ref` URL, a `.proto` import path).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Reference {
-    /// The name the referencing schema uses.
-    pub name: String,
-    /// The subject holding the referenced schema.
-    pub subject: String,
-    /// Its version.
-    pub version: i32,
-}
+pub use weir_formats::{Reference, SchemaType};
 
 /// A compatibility level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

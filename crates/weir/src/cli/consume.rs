@@ -15,6 +15,9 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 
+use weir_formats::Field;
+
+use super::schemas::{Codecs, SchemaArgs};
 use super::{key_value, now_ms, parse_duration, parse_time, Common};
 
 /// `weir consume`.
@@ -49,6 +52,8 @@ pub struct ConsumeArgs {
     /// repeatable.
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = key_value)]
     property: Vec<(String, String)>,
+    #[command(flatten)]
+    schemas: SchemaArgs,
     #[command(flatten)]
     common: Common,
 }
@@ -152,8 +157,15 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
         }
         stopper.store(true, Ordering::Relaxed);
     });
-    let result =
-        tokio::task::spawn_blocking(move || consume_blocking(&args, start, &parts, &stop)).await?;
+    let codecs = args
+        .schemas
+        .any()
+        .then(|| args.schemas.codecs())
+        .transpose()?;
+    let result = tokio::task::spawn_blocking(move || {
+        consume_blocking(&args, start, &parts, &stop, codecs.as_ref())
+    })
+    .await?;
     watcher.abort();
     result
 }
@@ -163,6 +175,7 @@ fn consume_blocking(
     start: Option<Start>,
     parts: &[i32],
     stop: &AtomicBool,
+    codecs: Option<&Codecs>,
 ) -> Result<()> {
     let mut cfg = args.common.rdkafka_config()?;
     cfg.set("enable.partition.eof", "true").set(
@@ -243,7 +256,20 @@ fn consume_blocking(
         match msg {
             Ok(m) => {
                 at_end.remove(&m.partition());
-                let line = render(&m, args.format.as_str(), template.as_deref());
+                let mut decoded = [None, None];
+                if let Some(c) = codecs {
+                    for (i, (field, bytes)) in [(Field::Key, m.key()), (Field::Value, m.payload())]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        if let Some(b) = bytes {
+                            decoded[i] = c.decode(&args.topic, field, b).with_context(|| {
+                                format!("partition {} offset {}", m.partition(), m.offset())
+                            })?;
+                        }
+                    }
+                }
+                let line = render(&m, args.format.as_str(), template.as_deref(), &decoded);
                 if out.write_all(&line).is_err() {
                     break; // stdout closed (`| head`)
                 }
@@ -304,7 +330,18 @@ fn json_bytes(b: Option<&[u8]>) -> serde_json::Value {
     }
 }
 
-fn render<M: Message>(m: &M, format: &str, template: Option<&str>) -> Vec<u8> {
+/// Renders a record; `decoded` holds the key and value decoded from a
+/// schema format, which replace the raw bytes.
+fn render<M: Message>(
+    m: &M,
+    format: &str,
+    template: Option<&str>,
+    decoded: &[Option<serde_json::Value>; 2],
+) -> Vec<u8> {
+    let text_of = |i: usize| decoded[i].as_ref().map(|j| j.to_string().into_bytes());
+    let (key_text, value_text) = (text_of(0), text_of(1));
+    let key = key_text.as_deref().or(m.key());
+    let payload = value_text.as_deref().or(m.payload());
     let ts = m.timestamp().to_millis().unwrap_or(-1);
     let headers: Vec<(String, Option<Vec<u8>>)> = m
         .headers()
@@ -325,8 +362,8 @@ fn render<M: Message>(m: &M, format: &str, template: Option<&str>) -> Vec<u8> {
                 "partition": m.partition(),
                 "offset": m.offset(),
                 "timestamp": ts,
-                "key": json_bytes(m.key()),
-                "value": json_bytes(m.payload()),
+                "key": decoded[0].clone().unwrap_or_else(|| json_bytes(m.key())),
+                "value": decoded[1].clone().unwrap_or_else(|| json_bytes(m.payload())),
                 "headers": hs,
             })
             .to_string()
@@ -348,8 +385,8 @@ fn render<M: Message>(m: &M, format: &str, template: Option<&str>) -> Vec<u8> {
                     Some('p') => out.extend_from_slice(m.partition().to_string().as_bytes()),
                     Some('o') => out.extend_from_slice(m.offset().to_string().as_bytes()),
                     Some('T') => out.extend_from_slice(ts.to_string().as_bytes()),
-                    Some('k') => out.extend_from_slice(m.key().unwrap_or_default()),
-                    Some('v') => out.extend_from_slice(m.payload().unwrap_or_default()),
+                    Some('k') => out.extend_from_slice(key.unwrap_or_default()),
+                    Some('v') => out.extend_from_slice(payload.unwrap_or_default()),
                     Some('K') => out.extend_from_slice(
                         m.key()
                             .map_or(-1, |k| k.len() as i64)
@@ -381,7 +418,7 @@ fn render<M: Message>(m: &M, format: &str, template: Option<&str>) -> Vec<u8> {
             out
         }
         _ => {
-            let mut line = m.payload().unwrap_or_default().to_vec();
+            let mut line = payload.unwrap_or_default().to_vec();
             line.push(b'\n');
             line
         }

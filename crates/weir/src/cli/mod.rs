@@ -11,6 +11,7 @@ pub mod consume;
 pub mod group;
 pub mod output;
 pub mod produce;
+pub mod schemas;
 pub mod topic;
 
 use std::time::Duration;

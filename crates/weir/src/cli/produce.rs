@@ -14,6 +14,9 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
+use weir_formats::Field;
+
+use super::schemas::{Codecs, SchemaArgs};
 use super::{key_value, Common};
 
 /// How input lines are read.
@@ -58,6 +61,8 @@ pub struct ProduceArgs {
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = key_value)]
     property: Vec<(String, String)>,
     #[command(flatten)]
+    schemas: SchemaArgs,
+    #[command(flatten)]
     common: Common,
 }
 
@@ -98,7 +103,9 @@ struct Rec {
     partition: Option<i32>,
 }
 
-fn parse_line(args: &ProduceArgs, line: &str, n: usize) -> Result<Rec> {
+/// `schemad` says which of key and value are schema'd: their JSON values
+/// are kept as JSON text, strings included, to be serialized.
+fn parse_line(args: &ProduceArgs, line: &str, n: usize, schemad: [bool; 2]) -> Result<Rec> {
     let mut rec = Rec {
         key: None,
         value: Some(line.as_bytes().to_vec()),
@@ -127,9 +134,12 @@ fn parse_line(args: &ProduceArgs, line: &str, n: usize) -> Result<Rec> {
                 .as_object()
                 .ok_or_else(|| anyhow!("line {n}: not a JSON object"))?;
             let bytes = |field: &str| -> Result<Option<Vec<u8>>> {
+                let as_json = schemad[usize::from(field == "value")];
                 match obj.get(field) {
                     None | Some(serde_json::Value::Null) => Ok(None),
-                    Some(serde_json::Value::String(s)) => Ok(Some(s.as_bytes().to_vec())),
+                    Some(serde_json::Value::String(s)) if !as_json => {
+                        Ok(Some(s.as_bytes().to_vec()))
+                    }
                     // Non-string JSON values are sent as their JSON text.
                     Some(other) => Ok(Some(other.to_string().into_bytes())),
                 }
@@ -183,10 +193,15 @@ pub async fn run(args: ProduceArgs) -> Result<()> {
         }
     }
     drop(admin);
-    tokio::task::spawn_blocking(move || produce_blocking(&args)).await?
+    let codecs = args
+        .schemas
+        .any()
+        .then(|| args.schemas.codecs())
+        .transpose()?;
+    tokio::task::spawn_blocking(move || produce_blocking(&args, codecs.as_ref())).await?
 }
 
-fn produce_blocking(args: &ProduceArgs) -> Result<()> {
+fn produce_blocking(args: &ProduceArgs, codecs: Option<&Codecs>) -> Result<()> {
     let mut cfg = args.common.rdkafka_config()?;
     cfg.set("acks", &args.acks)
         .set("compression.type", &args.compression)
@@ -213,7 +228,18 @@ fn produce_blocking(args: &ProduceArgs) -> Result<()> {
         if args.format == InputFormat::Json && line.trim().is_empty() {
             continue;
         }
-        let rec = parse_line(args, &line, i + 1)?;
+        let schemad = [Field::Key, Field::Value].map(|f| codecs.is_some_and(|c| c.has(f)));
+        let mut rec = parse_line(args, &line, i + 1, schemad)?;
+        if let Some(c) = codecs {
+            for (field, slot) in [(Field::Key, &mut rec.key), (Field::Value, &mut rec.value)] {
+                if let Some(text) = slot.as_deref() {
+                    *slot = Some(
+                        c.encode(&args.topic, field, text)
+                            .with_context(|| format!("line {}", i + 1))?,
+                    );
+                }
+            }
+        }
         let mut headers = OwnedHeaders::new_with_capacity(rec.headers.len());
         for (k, v) in &rec.headers {
             headers = headers.insert(Header {

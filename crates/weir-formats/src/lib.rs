@@ -1,0 +1,26 @@
+//! `weir-formats` owns Confluent's schema formats for every Weir service
+//! that reads or writes schema'd records (Connect's converters, streaming
+//! SQL's formats, the REST proxy's embedded formats) and for the schema
+//! registry itself:
+//!
+//! - [`wire`]: Confluent's wire format (magic byte, schema id, Protobuf
+//!   message indexes);
+//! - [`client`]: an async schema registry client with Confluent's caching;
+//! - [`serdes`]: subject name strategies and serializer settings;
+//! - [`avro`]: Avro schemas, binary and JSON encodings on `apache-avro`,
+//!   and the Avro serializer and deserializer.
+//!
+//! It is a library: no networking beyond the registry client, and no
+//! dependency on the broker.
+
+pub mod avro;
+pub mod client;
+mod error;
+pub mod schema;
+pub mod serdes;
+pub mod wire;
+
+pub use client::{Auth, RegistryConfig, SchemaRegistryClient};
+pub use error::FormatError;
+pub use schema::{Reference, RegisteredSchema, ResolvedReference, Schema, SchemaType};
+pub use serdes::{Field, SerdeConfig, SubjectNameStrategy};
