@@ -124,14 +124,16 @@ class Broker:
         return self.proc.pid if self.proc else None
 
     def command(self) -> list[str]:
+        # Platform services with fixed default ports are off unless a test
+        # asks for one (many brokers run side by side).
+        services = [a for flag in ("--rest-listen", "--sql-listen") if flag not in self.args
+                    for a in (flag, "off")]
         return [str(self.binary), "serve",
                 "--data-dir", str(self.data_dir),
                 "--listen", self.bootstrap,
                 "--registry-listen", f"{HOST}:{self.registry_port}",
                 "--admin-listen", f"{HOST}:{self.admin_port}",
-                # Many nodes run at once: the SQL server is off unless a
-                # test passes its own `--sql-listen`.
-                *([] if "--sql-listen" in self.args else ["--sql-listen", "off"]),
+                *services,
                 *self.args]
 
     # --- lifecycle --------------------------------------------------------

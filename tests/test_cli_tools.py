@@ -247,6 +247,12 @@ def test_weir_produce_json_lines(weir_binary, broker, topic_name):
     assert [(g["partition"], g["offset"], g["key"], g["value"]) for g in got] == [
         (0, 0, None, "two"), (0, 1, None, '{"nested":true}'), (1, 0, "a", "one")]
     assert got[2]["headers"] == {"h": "x"} and got[2]["timestamp"] == 1700000000000
+    # The other commands' --output json means the same here; no table form.
+    out2 = weir(weir_binary, broker, "consume", topic_name, "--from", "earliest", "--exit",
+                "--output", "json", check=0).stdout.decode().splitlines()
+    assert sorted(out2) == sorted(out)
+    p = weir(weir_binary, broker, "consume", topic_name, "--output", "table", "--exit", check=1)
+    assert "--format" in one_line_error(p)
     # A malformed line stops with its line number.
     p = weir(weir_binary, broker, "produce", topic_name, "--format", "json",
              input=b'{"value": "ok"}\nnot json\n', check=1)

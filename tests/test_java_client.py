@@ -66,3 +66,19 @@ def test_group_members_split_partitions_and_commit(java, topic_name, protocol):
     assigned = [set(m["assigned"]) for m in out["members"]]
     assert assigned[0] and assigned[1] and not assigned[0] & assigned[1], out["members"]
     assert assigned[0] | assigned[1] == {0, 1, 2, 3}, out["members"]
+
+
+def test_features_log_dirs_and_offsets(java, topic_name):
+    java.call("create_and_describe", topic=topic_name, partitions=1)
+    java.call("produce", topic=topic_name, count=10)
+    out = java.call("cluster_views", topic=topic_name)
+    assert out["finalized"] == {"group.version": 1, "kraft.version": 0,
+                                "metadata.version": 25, "transaction.version": 1}
+    assert out["supported"]["transaction.version"] == [0, 1]
+    assert out["epoch"] >= 0
+    [d] = out["log_dirs"]
+    assert d["total"] > 0 and 0 <= d["usable"] <= d["total"], d
+    assert d["partitions"] >= 1
+    # Records sent in the same millisecond tie: Kafka answers the first.
+    assert (out["offsets"]["earliest"], out["offsets"]["latest"]) == (0, 10)
+    assert 0 <= out["offsets"]["max_timestamp"] <= 9

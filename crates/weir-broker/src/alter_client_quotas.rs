@@ -13,6 +13,7 @@ use weir_auth::Session;
 use crate::broker::{Broker, Reply};
 use crate::quotas::{validate_entity, validate_value};
 use crate::security::AuditEvent;
+use crate::BrokerError;
 
 /// Answers an AlterClientQuotas request. Each entry is checked and applied
 /// on its own; the response waits until the changes are durable.
@@ -48,13 +49,15 @@ pub fn handle(broker: &Broker, r: AlterClientQuotasRequest, session: &Session) -
             for op in &entry.ops {
                 let key = op.key.to_string();
                 if !seen.insert(key.clone()) {
-                    return Err(format!(
+                    return Err(BrokerError::invalid_request(format!(
                         "Duplicate quota key {key} not updating quota for entity"
-                    ));
+                    )));
                 }
                 if op.remove {
                     if !crate::quotas::QUOTA_KEYS.iter().any(|(k, _)| *k == key) {
-                        return Err(format!("Invalid configuration key {key}"));
+                        return Err(BrokerError::invalid_request(format!(
+                            "Invalid configuration key {key}"
+                        )));
                     }
                     values.remove(&key);
                 } else {
@@ -69,11 +72,10 @@ pub fn handle(broker: &Broker, r: AlterClientQuotasRequest, session: &Session) -
                 out.with_error_code(ResponseError::ClusterAuthorizationFailed.code()),
                 None,
             )),
-            Err(msg) => results.push((
-                out.with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(StrBytes::from_string(msg))),
-                None,
-            )),
+            Err(e) => {
+                let (code, message) = e.response();
+                results.push((out.with_error_code(code).with_error_message(message), None));
+            }
             Ok(_) if r.validate_only => results.push((out, None)),
             Ok((entity, values)) => {
                 let mut event = AuditEvent::new("admin", session, "success");

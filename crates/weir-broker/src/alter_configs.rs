@@ -17,8 +17,7 @@ use crate::config::{
     broker_config_is_dynamic, topic_def, validate_broker_config, validate_topic_config, ConfigType,
 };
 use crate::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
-
-type Failure = (ResponseError, String);
+use crate::BrokerError;
 
 /// One requested change.
 enum Op {
@@ -34,34 +33,29 @@ enum Target {
     Broker { default: bool },
 }
 
-fn target(broker: &Broker, resource_type: i8, name: &str) -> Result<Target, Failure> {
+fn target(broker: &Broker, resource_type: i8, name: &str) -> Result<Target, BrokerError> {
     match resource_type {
         RESOURCE_TOPIC => Ok(Target::Topic(name.to_string())),
         RESOURCE_BROKER if name.is_empty() => Ok(Target::Broker { default: true }),
         RESOURCE_BROKER if name == broker.node_id().to_string() => {
             Ok(Target::Broker { default: false })
         }
-        RESOURCE_BROKER => Err((
-            ResponseError::InvalidRequest,
-            format!("broker `{name}` is not this broker"),
-        )),
-        other => Err((
-            ResponseError::InvalidRequest,
-            format!("resource type {other} is not supported"),
-        )),
+        RESOURCE_BROKER => Err(BrokerError::invalid_request(format!(
+            "broker `{name}` is not this broker"
+        ))),
+        other => Err(BrokerError::invalid_request(format!(
+            "resource type {other} is not supported"
+        ))),
     }
 }
 
-fn current(broker: &Broker, target: &Target) -> Result<BTreeMap<String, String>, Failure> {
+fn current(broker: &Broker, target: &Target) -> Result<BTreeMap<String, String>, BrokerError> {
     match target {
         Target::Topic(name) => broker
             .topic(name)
             .map(|t| t.configs.clone())
-            .ok_or_else(|| {
-                (
-                    ResponseError::UnknownTopicOrPartition,
-                    format!("Topic '{name}' does not exist."),
-                )
+            .ok_or_else(|| BrokerError::UnknownTopic {
+                topic: name.to_string(),
             }),
         Target::Broker { default } => {
             let s = broker.settings();
@@ -74,19 +68,15 @@ fn current(broker: &Broker, target: &Target) -> Result<BTreeMap<String, String>,
     }
 }
 
-fn validate(target: &Target, key: &str, value: &str) -> Result<String, Failure> {
+fn validate(target: &Target, key: &str, value: &str) -> Result<String, BrokerError> {
     match target {
-        Target::Topic(_) => {
-            validate_topic_config(key, value).map_err(|m| (ResponseError::InvalidConfig, m))
-        }
+        Target::Topic(_) => validate_topic_config(key, value),
         Target::Broker { .. } => {
-            let v = validate_broker_config(key, value)
-                .map_err(|m| (ResponseError::InvalidConfig, format!("{key}: {m}")))?;
+            let v = validate_broker_config(key, value)?;
             if !broker_config_is_dynamic(key) {
-                return Err((
-                    ResponseError::InvalidRequest,
-                    format!("Cannot update these configs dynamically: {key}"),
-                ));
+                return Err(BrokerError::ReadOnlyConfig {
+                    key: key.to_string(),
+                });
             }
             Ok(v)
         }
@@ -108,7 +98,7 @@ fn apply(
     ops: Vec<(String, Op)>,
     replace: bool,
     validate_only: bool,
-) -> Result<(), Failure> {
+) -> Result<(), BrokerError> {
     let target = target(broker, resource_type, name)?;
     let mut configs = if replace {
         BTreeMap::new()
@@ -122,10 +112,9 @@ fn apply(
     let mut seen = Vec::new();
     for (key, op) in ops {
         if seen.contains(&key) {
-            return Err((
-                ResponseError::InvalidRequest,
-                format!("Error due to duplicate config keys: {key}"),
-            ));
+            return Err(BrokerError::invalid_request(format!(
+                "Error due to duplicate config keys: {key}"
+            )));
         }
         seen.push(key.clone());
         match op {
@@ -140,16 +129,18 @@ fn apply(
                     Target::Broker { .. } => broker_config_is_dynamic(&key),
                 };
                 if !known {
-                    return Err((
-                        ResponseError::InvalidConfig,
-                        format!("unknown config `{key}`"),
-                    ));
+                    return Err(BrokerError::InvalidConfig {
+                        reason: format!("unknown config `{key}`"),
+                        key,
+                    });
                 }
                 configs.remove(&key);
             }
-            Op::Append(v) | Op::Subtract(v) if !is_list(&target, &key) => {
-                let _ = v;
-                return Err((ResponseError::InvalidConfig, format!("Config value append/subtract is not allowed for config key {key}, which is not a list")));
+            Op::Append(_) | Op::Subtract(_) if !is_list(&target, &key) => {
+                return Err(BrokerError::InvalidConfig {
+                    reason: format!("Config value append/subtract is not allowed for config key {key}, which is not a list"),
+                    key,
+                });
             }
             Op::Append(v) => {
                 let base = configs
@@ -209,10 +200,18 @@ fn effective(broker: &Broker, target: &Target, key: &str) -> String {
     }
 }
 
-fn error_parts(r: Result<(), Failure>) -> (i16, Option<StrBytes>) {
+fn error_parts(r: Result<(), BrokerError>) -> (i16, Option<StrBytes>) {
     match r {
         Ok(()) => (0, None),
-        Err((e, m)) => (e.code(), Some(StrBytes::from_string(m))),
+        Err(e) => e.response(),
+    }
+}
+
+/// The refusal of a config change the session may not make.
+fn denied(code: ResponseError) -> BrokerError {
+    BrokerError::Unauthorized {
+        code,
+        message: "Authorization failed.",
     }
 }
 
@@ -248,7 +247,7 @@ pub fn handle(
                     r.resource_type,
                     &r.resource_name,
                 ) {
-                    Some(e) => Err((e, "Authorization failed.".to_string())),
+                    Some(e) => Err(denied(e)),
                     None => apply(
                         broker,
                         r.resource_type,
@@ -289,17 +288,17 @@ pub fn handle_incremental(
         .resources
         .into_iter()
         .map(|r| {
-            let ops: Result<Vec<_>, Failure> = r
+            let ops: Result<Vec<_>, BrokerError> = r
                 .configs
                 .into_iter()
                 .map(|c| {
                     let value = c.value.map(|v| v.to_string());
                     let need = |v: Option<String>| {
                         v.ok_or_else(|| {
-                            (
-                                ResponseError::InvalidRequest,
-                                format!("Null value not supported for {}", c.name.as_str()),
-                            )
+                            BrokerError::invalid_request(format!(
+                                "Null value not supported for {}",
+                                c.name.as_str()
+                            ))
                         })
                     };
                     let op = match c.config_operation {
@@ -308,23 +307,22 @@ pub fn handle_incremental(
                         2 => Op::Append(need(value)?),
                         3 => Op::Subtract(need(value)?),
                         other => {
-                            return Err((
-                                ResponseError::InvalidRequest,
-                                format!("unknown config operation {other}"),
-                            ))
+                            return Err(BrokerError::invalid_request(format!(
+                                "unknown config operation {other}"
+                            )))
                         }
                     };
                     Ok((c.name.to_string(), op))
                 })
                 .collect();
-            let denied = broker.authorize_config_resource(
+            let refused = broker.authorize_config_resource(
                 session,
                 weir_auth::acl::AclOperation::AlterConfigs,
                 r.resource_type,
                 &r.resource_name,
             );
-            let result = match denied {
-                Some(e) => Err((e, "Authorization failed.".to_string())),
+            let result = match refused {
+                Some(e) => Err(denied(e)),
                 None => ops,
             }
             .and_then(|ops| {

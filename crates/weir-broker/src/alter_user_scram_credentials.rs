@@ -20,27 +20,22 @@ use weir_auth::scram::{ScramAlgorithm, ScramCredential, MAX_ITERATIONS, MIN_ITER
 use weir_auth::Session;
 
 use crate::broker::{Broker, Reply};
+use crate::error::BrokerError;
 use crate::security::AuditEvent;
 
-type Outcome = Result<(), (ResponseError, String)>;
+type Outcome = Result<(), BrokerError>;
 
-fn check_user_and_mechanism(
-    user: &str,
-    mechanism: i8,
-) -> Result<ScramAlgorithm, (ResponseError, String)> {
-    let alg = ScramAlgorithm::from_type_code(mechanism).ok_or_else(|| {
-        (
-            ResponseError::UnsupportedSaslMechanism,
-            "Unknown SCRAM mechanism".to_string(),
-        )
-    })?;
+fn check_user_and_mechanism(user: &str, mechanism: i8) -> Result<ScramAlgorithm, BrokerError> {
+    let alg = ScramAlgorithm::from_type_code(mechanism)
+        .ok_or(BrokerError::UnsupportedSaslMechanism { mechanism })?;
     if user.is_empty() {
-        return Err((
-            ResponseError::UnacceptableCredential,
-            "Username must not be empty".to_string(),
-        ));
+        return Err(unacceptable("Username must not be empty"));
     }
     Ok(alg)
+}
+
+fn unacceptable(reason: &'static str) -> BrokerError {
+    BrokerError::UnacceptableCredential { reason }
 }
 
 /// Answers an AlterUserScramCredentials request: every change that passes
@@ -77,10 +72,9 @@ pub fn handle(broker: &Broker, r: AlterUserScramCredentialsRequest, session: &Se
     for u in &dups {
         outcomes.insert(
             u.clone(),
-            Err((
-                ResponseError::DuplicateResource,
-                "A user credential cannot be altered twice in the same request".to_string(),
-            )),
+            Err(BrokerError::DuplicateResource {
+                reason: "A user credential cannot be altered twice in the same request",
+            }),
         );
     }
     let mut writes = Vec::new();
@@ -92,19 +86,20 @@ pub fn handle(broker: &Broker, r: AlterUserScramCredentialsRequest, session: &Se
         }
         let outcome = check_user_and_mechanism(&user, d.mechanism).and_then(|alg| {
             if store.scram_credential(&user, alg).is_none() {
-                return Err((
-                    ResponseError::ResourceNotFound,
-                    "Attempt to delete a user credential that does not exist".to_string(),
-                ));
+                return Err(BrokerError::ResourceNotFound {
+                    reason: "Attempt to delete a user credential that does not exist",
+                });
             }
             Ok(alg)
         });
-        outcomes.insert(
-            user.clone(),
-            outcome.as_ref().map(|_| ()).map_err(Clone::clone),
-        );
-        if let Ok(alg) = outcome {
-            writes.push((user, alg, None, "delete"));
+        match outcome {
+            Ok(alg) => {
+                outcomes.insert(user.clone(), Ok(()));
+                writes.push((user, alg, None, "delete"));
+            }
+            Err(e) => {
+                outcomes.insert(user, Err(e));
+            }
         }
     }
     for u in &r.upsertions {
@@ -114,37 +109,30 @@ pub fn handle(broker: &Broker, r: AlterUserScramCredentialsRequest, session: &Se
         }
         let outcome = check_user_and_mechanism(&user, u.mechanism).and_then(|alg| {
             if u.iterations < MIN_ITERATIONS {
-                return Err((
-                    ResponseError::UnacceptableCredential,
-                    "Too few iterations".to_string(),
-                ));
+                return Err(unacceptable("Too few iterations"));
             }
             if u.iterations > MAX_ITERATIONS {
-                return Err((
-                    ResponseError::UnacceptableCredential,
-                    "Too many iterations".to_string(),
-                ));
+                return Err(unacceptable("Too many iterations"));
             }
             if u.salt.is_empty() || u.salted_password.is_empty() {
-                return Err((
-                    ResponseError::UnacceptableCredential,
-                    "Salt and salted password must not be empty".to_string(),
-                ));
+                return Err(unacceptable("Salt and salted password must not be empty"));
             }
             Ok(alg)
         });
-        outcomes.insert(
-            user.clone(),
-            outcome.as_ref().map(|_| ()).map_err(Clone::clone),
-        );
-        if let Ok(alg) = outcome {
-            let cred = ScramCredential::from_salted_password(
-                alg,
-                &u.salt,
-                &u.salted_password,
-                u.iterations,
-            );
-            writes.push((user, alg, Some(cred), "upsert"));
+        match outcome {
+            Ok(alg) => {
+                let cred = ScramCredential::from_salted_password(
+                    alg,
+                    &u.salt,
+                    &u.salted_password,
+                    u.iterations,
+                );
+                outcomes.insert(user.clone(), Ok(()));
+                writes.push((user, alg, Some(cred), "upsert"));
+            }
+            Err(e) => {
+                outcomes.insert(user, Err(e));
+            }
         }
     }
     let mut waits = Vec::new();
@@ -157,10 +145,7 @@ pub fn handle(broker: &Broker, r: AlterUserScramCredentialsRequest, session: &Se
             Ok(w) => waits.push((user, w)),
             Err(e) => {
                 event.outcome = "failure";
-                outcomes.insert(
-                    user,
-                    Err((ResponseError::UnknownServerError, e.to_string())),
-                );
+                outcomes.insert(user, Err(e));
             }
         }
         broker.audit(event);
@@ -173,9 +158,10 @@ pub fn handle(broker: &Broker, r: AlterUserScramCredentialsRequest, session: &Se
                     .with_user(StrBytes::from_string(user));
                 match o {
                     Ok(()) => res,
-                    Err((e, msg)) => res
-                        .with_error_code(e.code())
-                        .with_error_message(Some(StrBytes::from_string(msg))),
+                    Err(e) => {
+                        let (code, message) = e.response();
+                        res.with_error_code(code).with_error_message(message)
+                    }
                 }
             })
             .collect();
@@ -189,7 +175,7 @@ pub fn handle(broker: &Broker, r: AlterUserScramCredentialsRequest, session: &Se
     Reply::Later(Box::pin(async move {
         for (user, w) in waits {
             if let Err(e) = w.await {
-                outcomes.insert(user, Err((ResponseError::KafkaStorageError, e.to_string())));
+                outcomes.insert(user, Err(BrokerError::Log(e)));
             }
         }
         respond(outcomes)

@@ -4,8 +4,11 @@
 //! other API or version, and ApiVersions advertises exactly this.
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{
+    ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::protocol::VersionRange;
 
 /// The APIs Weir serves, with the versions it serves of each. Versions are
@@ -23,6 +26,7 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 5),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
@@ -64,6 +68,26 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
+/// Feature flags (KIP-584) as ApiVersions v3+ reports them, which is what
+/// `Admin.describeFeatures()` shows and what clients pick protocols by:
+/// (name, lowest supported, highest supported, finalized level).
+/// - `metadata.version` 25 is Kafka 4.0's (4.0-IV3), whose protocol Weir
+///   speaks; Weir keeps no KRaft metadata log, so it gates nothing here.
+/// - `kraft.version` 0: a static quorum (Weir has no controller quorum).
+/// - `group.version` 1: KIP-848's consumer group protocol is on.
+/// - `transaction.version` 1: KIP-890 part 1 (the broker verifies
+///   transactional writes); Kafka 4 clients use version 2 only when it is
+///   finalized.
+const FEATURES: &[(&str, i16, i16, i16)] = &[
+    ("group.version", 0, 1, 1),
+    ("kraft.version", 0, 0, 0),
+    ("metadata.version", 7, 25, 25),
+    ("transaction.version", 0, 1, 1),
+];
+
+/// The epoch of the finalized features: they never change at run time.
+const FEATURES_EPOCH: i64 = 0;
+
 /// The versions of `api` this broker serves, or `None` if it serves none.
 pub fn supported_versions(api: ApiKey) -> Option<VersionRange> {
     SUPPORTED
@@ -98,7 +122,29 @@ fn valid_software_field(s: &str) -> bool {
 pub fn handle(req: &ApiVersionsRequest, version: i16) -> ApiVersionsResponse {
     let resp = ApiVersionsResponse::default()
         .with_api_keys(api_keys())
-        .with_finalized_features_epoch(-1);
+        .with_supported_features(
+            FEATURES
+                .iter()
+                .map(|&(name, min, max, _)| {
+                    SupportedFeatureKey::default()
+                        .with_name(StrBytes::from_static_str(name))
+                        .with_min_version(min)
+                        .with_max_version(max)
+                })
+                .collect(),
+        )
+        .with_finalized_features_epoch(FEATURES_EPOCH)
+        .with_finalized_features(
+            FEATURES
+                .iter()
+                .map(|&(name, _, _, level)| {
+                    FinalizedFeatureKey::default()
+                        .with_name(StrBytes::from_static_str(name))
+                        .with_min_version_level(level)
+                        .with_max_version_level(level)
+                })
+                .collect(),
+        );
     if version >= 3
         && !(valid_software_field(&req.client_software_name)
             && valid_software_field(&req.client_software_version))

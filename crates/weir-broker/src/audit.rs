@@ -38,10 +38,8 @@ impl Broker {
             ("retention.ms".to_string(), AUDIT_RETENTION_MS.to_string()),
         ]);
         match self.create_topic(AUDIT_TOPIC, 1, configs, false) {
-            Ok(_) | Err((ResponseError::TopicAlreadyExists, _)) => Ok(()),
-            Err((e, m)) => Err(BrokerError::Internal(format!(
-                "cannot create {AUDIT_TOPIC}: {e:?} {m}"
-            ))),
+            Ok(_) | Err(BrokerError::TopicExists { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 

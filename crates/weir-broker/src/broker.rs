@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -116,19 +115,28 @@ pub struct Broker {
     pub(crate) acls: crate::authz::Acls,
 }
 
+/// The most partitions one topic may have.
+const MAX_PARTITIONS: i32 = 100_000;
+
 /// Producer ids reserved per catalog write.
 const PRODUCER_ID_BLOCK: i64 = 1000;
 
 /// Why a topic name is not acceptable, as Kafka's `Topic.validate` says.
-pub fn validate_topic_name(name: &str) -> Result<(), String> {
+pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
+    let invalid = |reason: String| {
+        Err(BrokerError::InvalidTopicName {
+            name: name.to_string(),
+            reason,
+        })
+    };
     if name.is_empty() {
-        return Err("topic name is empty".into());
+        return invalid("topic name is empty".into());
     }
     if name == "." || name == ".." {
-        return Err(format!("topic name cannot be `{name}`"));
+        return invalid(format!("topic name cannot be `{name}`"));
     }
     if name.len() > 249 {
-        return Err(format!(
+        return invalid(format!(
             "topic name is {} characters long; the limit is 249",
             name.len()
         ));
@@ -137,7 +145,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
-        return Err(format!("topic name `{name}` has the illegal character {c:?}; legal are ASCII letters, digits, `.`, `_` and `-`"));
+        return invalid(format!("topic name `{name}` has the illegal character {c:?}; legal are ASCII letters, digits, `.`, `_` and `-`"));
     }
     Ok(())
 }
@@ -219,10 +227,7 @@ impl Broker {
                 ),
             ]);
             let partitions = self.groups.settings().offsets_partitions;
-            self.create_topic(OFFSETS_TOPIC, partitions, configs, false)
-                .map_err(|(e, m)| {
-                    BrokerError::Internal(format!("cannot create {OFFSETS_TOPIC}: {e:?} {m}"))
-                })?;
+            self.create_topic(OFFSETS_TOPIC, partitions, configs, false)?;
         }
         let logs = self
             .topic(OFFSETS_TOPIC)
@@ -243,10 +248,7 @@ impl Broker {
                     s.get("transaction.state.log.segment.bytes"),
                 ),
             ]);
-            self.create_topic(TXN_TOPIC, self.txns.settings().partitions, configs, false)
-                .map_err(|(e, m)| {
-                    BrokerError::Internal(format!("cannot create {TXN_TOPIC}: {e:?} {m}"))
-                })?;
+            self.create_topic(TXN_TOPIC, self.txns.settings().partitions, configs, false)?;
         }
         self.txns.load(self)
     }
@@ -389,18 +391,22 @@ impl Broker {
         partitions: i32,
         configs: BTreeMap<String, String>,
         validate_only: bool,
-    ) -> Result<TopicRecord, (ResponseError, String)> {
-        validate_topic_name(name).map_err(|m| (ResponseError::InvalidTopicException, m))?;
+    ) -> Result<TopicRecord, BrokerError> {
+        validate_topic_name(name)?;
+        let invalid = |reason: String| {
+            Err(BrokerError::InvalidPartitions {
+                topic: name.to_string(),
+                reason,
+            })
+        };
         if partitions < 1 {
-            return Err((
-                ResponseError::InvalidPartitions,
-                format!("number of partitions must be at least 1, got {partitions}"),
+            return invalid(format!(
+                "number of partitions must be at least 1, got {partitions}"
             ));
         }
-        if partitions > 100_000 {
-            return Err((
-                ResponseError::InvalidPartitions,
-                format!("{partitions} partitions is more than one topic may have (100000)"),
+        if partitions > MAX_PARTITIONS {
+            return invalid(format!(
+                "{partitions} partitions is more than one topic may have ({MAX_PARTITIONS})"
             ));
         }
         let _admin = self
@@ -412,17 +418,16 @@ impl Broker {
             .read()
             .map_err(|_| internal("state lock poisoned"))?;
         if state.topics.contains_key(name) {
-            return Err((
-                ResponseError::TopicAlreadyExists,
-                format!("Topic '{name}' already exists."),
-            ));
+            return Err(BrokerError::TopicExists {
+                topic: name.to_string(),
+            });
         }
         let collides = |other: &str| other.replace('.', "_") == name.replace('.', "_");
         if let Some(other) = state.topics.keys().find(|o| collides(o)) {
-            return Err((
-                ResponseError::InvalidTopicException,
-                format!("Topic '{name}' collides with existing topic: {other}"),
-            ));
+            return Err(BrokerError::TopicCollision {
+                topic: name.to_string(),
+                existing: other.clone(),
+            });
         }
         let rec = TopicRecord {
             name: name.to_string(),
@@ -443,18 +448,14 @@ impl Broker {
     }
 
     /// Deletes a topic and its data.
-    pub fn delete_topic(&self, name: &str) -> Result<Uuid, (ResponseError, String)> {
+    pub fn delete_topic(&self, name: &str) -> Result<Uuid, BrokerError> {
         if crate::INTERNAL_TOPICS.contains(&name) {
-            return Err((
-                ResponseError::InvalidTopicException,
-                format!("internal topic `{name}` cannot be deleted"),
-            ));
+            return Err(BrokerError::InternalTopic {
+                topic: name.to_string(),
+            });
         }
         if self.setting("delete.topic.enable") != "true" {
-            return Err((
-                ResponseError::TopicDeletionDisabled,
-                "delete.topic.enable is false".into(),
-            ));
+            return Err(BrokerError::TopicDeletionDisabled);
         }
         let _admin = self
             .admin
@@ -467,10 +468,7 @@ impl Broker {
             .catalog
             .clone();
         let Some(rec) = catalog.topics.remove(name) else {
-            return Err((
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic `{name}` does not exist"),
-            ));
+            return Err(unknown(name));
         };
         self.persist(&catalog).map_err(storage)?;
         {
@@ -502,7 +500,7 @@ impl Broker {
         name: &str,
         count: i32,
         validate_only: bool,
-    ) -> Result<(), (ResponseError, String)> {
+    ) -> Result<(), BrokerError> {
         let _admin = self
             .admin
             .lock()
@@ -512,28 +510,26 @@ impl Broker {
             .read()
             .map_err(|_| internal("state lock poisoned"))?;
         let Some(rec) = state.catalog.topics.get(name).cloned() else {
-            return Err((
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic `{name}` does not exist"),
-            ));
+            return Err(unknown(name));
+        };
+        let invalid = |reason: String| {
+            Err(BrokerError::InvalidPartitions {
+                topic: name.to_string(),
+                reason,
+            })
         };
         if count == rec.partitions {
-            return Err((
-                ResponseError::InvalidPartitions,
-                format!("Topic already has {count} partitions."),
-            ));
+            return invalid(format!("Topic already has {count} partitions."));
         }
         if count < rec.partitions {
-            let msg = format!(
+            return invalid(format!(
                 "Topic currently has {} partitions, which is higher than the requested {count}.",
                 rec.partitions
-            );
-            return Err((ResponseError::InvalidPartitions, msg));
+            ));
         }
-        if count > 100_000 {
-            return Err((
-                ResponseError::InvalidPartitions,
-                format!("{count} partitions is more than one topic may have (100000)"),
+        if count > MAX_PARTITIONS {
+            return invalid(format!(
+                "{count} partitions is more than one topic may have ({MAX_PARTITIONS})"
             ));
         }
         if validate_only {
@@ -557,7 +553,7 @@ impl Broker {
         &self,
         name: &str,
         configs: BTreeMap<String, String>,
-    ) -> Result<(), (ResponseError, String)> {
+    ) -> Result<(), BrokerError> {
         let _admin = self
             .admin
             .lock()
@@ -570,10 +566,7 @@ impl Broker {
             state.catalog.topics.get(name).cloned(),
             state.topics.get(name).cloned(),
         ) else {
-            return Err((
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic `{name}` does not exist"),
-            ));
+            return Err(unknown(name));
         };
         let mut catalog = state.catalog.clone();
         let log_config = state.settings.log_config(&configs);
@@ -611,7 +604,7 @@ impl Broker {
         &self,
         default: bool,
         configs: BTreeMap<String, String>,
-    ) -> Result<(), (ResponseError, String)> {
+    ) -> Result<(), BrokerError> {
         let _admin = self
             .admin
             .lock()
@@ -649,7 +642,7 @@ impl Broker {
         catalog: Catalog,
         settings: &BrokerSettings,
         rec: &TopicRecord,
-    ) -> Result<(), (ResponseError, String)> {
+    ) -> Result<(), BrokerError> {
         self.persist(&catalog).map_err(storage)?;
         let topic = Arc::new(open_topic(self.engine.as_ref(), settings, rec).map_err(storage)?);
         let mut state = self
@@ -775,6 +768,11 @@ impl Broker {
             RequestKind::DescribeCluster(r) => Reply::Ready(ResponseKind::DescribeCluster(
                 crate::describe_cluster::handle(self, r, session),
             )),
+            RequestKind::DescribeTopicPartitions(r) => {
+                Reply::Ready(ResponseKind::DescribeTopicPartitions(
+                    crate::describe_topic_partitions::handle(self, r, session),
+                ))
+            }
             RequestKind::DescribeLogDirs(r) => Reply::Ready(ResponseKind::DescribeLogDirs(
                 crate::describe_log_dirs::handle(self, r, session),
             )),
@@ -914,13 +912,19 @@ fn group_settings(s: &BrokerSettings) -> GroupSettings {
     }
 }
 
-fn internal(what: &str) -> (ResponseError, String) {
-    (ResponseError::UnknownServerError, what.to_string())
+fn internal(what: &str) -> BrokerError {
+    BrokerError::Internal(what.to_string())
 }
 
-fn storage(e: BrokerError) -> (ResponseError, String) {
+fn storage(e: BrokerError) -> BrokerError {
     warn!(error = %e, "metadata change failed");
-    (ResponseError::KafkaStorageError, e.to_string())
+    e
+}
+
+fn unknown(topic: &str) -> BrokerError {
+    BrokerError::UnknownTopic {
+        topic: topic.to_string(),
+    }
 }
 
 fn open_topic(

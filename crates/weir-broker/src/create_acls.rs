@@ -10,6 +10,7 @@ use weir_auth::acl::{AclBinding, AclOperation, PatternType, PermissionType, Reso
 use weir_auth::Session;
 
 use crate::broker::{Broker, Reply};
+use crate::error::BrokerError;
 
 fn result(e: ResponseError, msg: impl Into<String>) -> AclCreationResult {
     AclCreationResult::default()
@@ -40,29 +41,34 @@ pub fn handle(broker: &Broker, r: CreateAclsRequest, session: &Session) -> Reply
         );
     }
     // Parse and validate each creation; only the valid ones are stored.
-    let parsed: Vec<Result<AclBinding, String>> = r
+    let parsed: Vec<Result<AclBinding, BrokerError>> = r
         .creations
         .iter()
         .map(|c| {
+            let bad = |field: &str, code: i8| {
+                BrokerError::invalid_request(format!("Invalid {field} code {code}"))
+            };
             let binding = AclBinding {
                 resource_type: ResourceType::from_code(c.resource_type)
-                    .ok_or_else(|| format!("Invalid resourceType code {}", c.resource_type))?,
+                    .ok_or_else(|| bad("resourceType", c.resource_type))?,
                 name: c.resource_name.to_string(),
-                pattern_type: PatternType::from_code(c.resource_pattern_type).ok_or_else(|| {
-                    format!("Invalid patternType code {}", c.resource_pattern_type)
-                })?,
+                pattern_type: PatternType::from_code(c.resource_pattern_type)
+                    .ok_or_else(|| bad("patternType", c.resource_pattern_type))?,
                 principal: c.principal.to_string(),
                 host: c.host.to_string(),
                 operation: AclOperation::from_code(c.operation)
-                    .ok_or_else(|| format!("Invalid operation code {}", c.operation))?,
+                    .ok_or_else(|| bad("operation", c.operation))?,
                 permission: PermissionType::from_code(c.permission_type)
-                    .ok_or_else(|| format!("Invalid permissionType code {}", c.permission_type))?,
+                    .ok_or_else(|| bad("permissionType", c.permission_type))?,
             };
-            binding.validate()?;
+            binding.validate().map_err(BrokerError::invalid_request)?;
             Ok(binding)
         })
         .collect();
-    let valid: Vec<AclBinding> = parsed.iter().filter_map(|p| p.clone().ok()).collect();
+    let valid: Vec<AclBinding> = parsed
+        .iter()
+        .filter_map(|p| p.as_ref().ok().cloned())
+        .collect();
     let durable = match broker.create_acls(session, &valid) {
         Ok(f) => f,
         Err(e) => {
@@ -73,7 +79,7 @@ pub fn handle(broker: &Broker, r: CreateAclsRequest, session: &Session) -> Reply
         .into_iter()
         .map(|p| match p {
             Ok(_) => AclCreationResult::default(),
-            Err(msg) => result(ResponseError::InvalidRequest, msg),
+            Err(e) => result(e.code(), e.to_string()),
         })
         .collect();
     Reply::Later(Box::pin(async move {

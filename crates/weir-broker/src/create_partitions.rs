@@ -3,11 +3,11 @@
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
-use kafka_protocol::protocol::StrBytes;
 
 use weir_auth::Session;
 
 use crate::broker::Broker;
+use crate::BrokerError;
 
 /// Answers a CreatePartitions request.
 ///
@@ -35,24 +35,24 @@ pub fn handle(
                 &t.name,
             );
             let result = match bad_assignment {
-                _ if !may_alter => Err((
-                    ResponseError::TopicAuthorizationFailed,
-                    "The topic authorization is failed.".to_string(),
-                )),
-                Some(a) => Err((
-                    ResponseError::InvalidReplicaAssignment,
-                    format!(
+                _ if !may_alter => Err(BrokerError::Unauthorized {
+                    code: ResponseError::TopicAuthorizationFailed,
+                    message: "The topic authorization is failed.",
+                }),
+                Some(a) => Err(BrokerError::InvalidReplicaAssignment {
+                    reason: format!(
                         "assignment to brokers {:?}; this cluster has only broker {node}",
                         a.broker_ids
                     ),
-                )),
+                }),
                 None => broker.create_partitions(&t.name, t.count, req.validate_only),
             };
             match result {
                 Ok(()) => out,
-                Err((e, msg)) => out
-                    .with_error_code(e.code())
-                    .with_error_message(Some(StrBytes::from_string(msg))),
+                Err(e) => {
+                    let (code, message) = e.response();
+                    out.with_error_code(code).with_error_message(message)
+                }
             }
         })
         .collect();

@@ -108,7 +108,7 @@ pub fn handle(
                     Ok(v) => {
                         configs.insert(c.name.to_string(), v);
                     }
-                    Err(msg) => return fail(ResponseError::InvalidConfig, msg),
+                    Err(e) => return fail(e.code(), e.to_string()),
                 }
             }
             match broker.create_topic(&name, partitions, configs, req.validate_only) {
@@ -134,7 +134,7 @@ pub fn handle(
                     }
                     out
                 }
-                Err((e, msg)) => fail(e, msg),
+                Err(e) => fail(e.code(), e.to_string()),
             }
         })
         .collect();

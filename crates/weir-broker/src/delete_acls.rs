@@ -57,7 +57,10 @@ pub fn handle(broker: &Broker, r: DeleteAclsRequest, session: &Session) -> Reply
             )
         })
         .collect();
-    let valid: Vec<_> = parsed.iter().filter_map(|p| p.clone().ok()).collect();
+    let valid: Vec<_> = parsed
+        .iter()
+        .filter_map(|p| p.as_ref().ok().cloned())
+        .collect();
     let (mut deleted, durable) = match broker.delete_acls(session, &valid) {
         Ok(x) => x,
         Err(e) => return all_fail(ResponseError::UnknownServerError, &e.to_string()),
@@ -66,7 +69,7 @@ pub fn handle(broker: &Broker, r: DeleteAclsRequest, session: &Session) -> Reply
     let results: Vec<DeleteAclsFilterResult> = parsed
         .into_iter()
         .map(|p| match p {
-            Err(msg) => failed(ResponseError::InvalidRequest, &msg),
+            Err(e) => failed(e.code(), &e.to_string()),
             Ok(_) => DeleteAclsFilterResult::default().with_matching_acls(
                 deleted
                     .pop()

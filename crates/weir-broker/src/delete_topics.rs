@@ -65,9 +65,10 @@ pub fn handle(
                 Ok(id) => out
                     .with_name(Some(TopicName(StrBytes::from_string(name))))
                     .with_topic_id(if version >= 6 { id } else { Uuid::nil() }),
-                Err((e, msg)) => out
-                    .with_error_code(e.code())
-                    .with_error_message(Some(StrBytes::from_string(msg))),
+                Err(e) => {
+                    let (code, message) = e.response();
+                    out.with_error_code(code).with_error_message(message)
+                }
             }
         })
         .collect();

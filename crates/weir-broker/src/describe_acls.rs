@@ -11,6 +11,7 @@ use weir_auth::acl::{AclBindingFilter, AclOperation, PatternType, PermissionType
 use weir_auth::Session;
 
 use crate::broker::Broker;
+use crate::error::BrokerError;
 
 /// Builds a filter from the wire fields; an UNKNOWN (or unheard-of) code
 /// is INVALID_REQUEST, as Kafka's `validateFilter` says.
@@ -23,19 +24,21 @@ pub(crate) fn parse_filter(
     host: Option<&StrBytes>,
     operation: i8,
     permission: i8,
-) -> Result<AclBindingFilter, String> {
+) -> Result<AclBindingFilter, BrokerError> {
+    let unknown = |what: &str| {
+        BrokerError::invalid_request(format!("The filter contained an unknown {what}"))
+    };
     Ok(AclBindingFilter {
         resource_type: ResourceType::from_code(resource_type)
-            .ok_or("The filter contained an unknown resource type")?,
+            .ok_or_else(|| unknown("resource type"))?,
         name: name.map(|s| s.to_string()),
         pattern_type: PatternType::from_code(pattern_type)
-            .ok_or("The filter contained an unknown pattern type")?,
+            .ok_or_else(|| unknown("pattern type"))?,
         principal: principal.map(|s| s.to_string()),
         host: host.map(|s| s.to_string()),
-        operation: AclOperation::from_code(operation)
-            .ok_or("The filter contained an unknown operation")?,
+        operation: AclOperation::from_code(operation).ok_or_else(|| unknown("operation"))?,
         permission: PermissionType::from_code(permission)
-            .ok_or("The filter contained an unknown permission type")?,
+            .ok_or_else(|| unknown("permission type"))?,
     })
 }
 
@@ -62,7 +65,7 @@ pub fn handle(broker: &Broker, r: DescribeAclsRequest, session: &Session) -> Des
         r.permission_type,
     ) {
         Ok(f) => f,
-        Err(msg) => return fail(ResponseError::InvalidRequest, &msg),
+        Err(e) => return fail(e.code(), &e.to_string()),
     };
     let Some(acls) = broker.describe_acls(&filter) else {
         return fail(

@@ -10,6 +10,7 @@ use kafka_protocol::messages::{DescribeClientQuotasRequest, DescribeClientQuotas
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
+use crate::error::BrokerError;
 use crate::quotas::{QuotaEntity, CLIENT_ID, USER};
 
 /// Kafka's match types.
@@ -19,28 +20,29 @@ const MATCH_SPECIFIED: i8 = 2;
 
 type Filter = Vec<(String, i8, Option<String>)>;
 
-fn validate(r: &DescribeClientQuotasRequest) -> Result<Filter, String> {
+fn validate(r: &DescribeClientQuotasRequest) -> Result<Filter, BrokerError> {
+    let invalid = |reason: String| Err(BrokerError::invalid_request(reason));
     let mut out: Filter = Vec::new();
     for c in &r.components {
         let kind = c.entity_type.to_string();
         if out.iter().any(|(k, _, _)| *k == kind) {
-            return Err(format!("Duplicate {kind} filter component entity type"));
+            return invalid(format!("Duplicate {kind} filter component entity type"));
         }
         if kind.is_empty() {
-            return Err("Unexpected empty filter component entity type".into());
+            return invalid("Unexpected empty filter component entity type".into());
         }
         match c.match_type {
             MATCH_EXACT if c._match.is_none() => {
-                return Err(format!(
+                return invalid(format!(
                     "Request specified MATCH_TYPE_EXACT, but set match string to null for {kind}"
                 ));
             }
             MATCH_EXACT => {}
             MATCH_DEFAULT | MATCH_SPECIFIED if c._match.is_some() => {
-                return Err(format!("Request specified MATCH_TYPE_DEFAULT or MATCH_TYPE_SPECIFIED, but also specified a match string for {kind}"));
+                return invalid(format!("Request specified MATCH_TYPE_DEFAULT or MATCH_TYPE_SPECIFIED, but also specified a match string for {kind}"));
             }
             MATCH_DEFAULT | MATCH_SPECIFIED => {}
-            other => return Err(format!("Unknown match type {other}")),
+            other => return invalid(format!("Unknown match type {other}")),
         }
         out.push((kind, c.match_type, c._match.as_ref().map(|m| m.to_string())));
     }
@@ -76,10 +78,11 @@ pub fn handle(
     }
     let filter = match validate(&r) {
         Ok(f) => f,
-        Err(msg) => {
+        Err(e) => {
+            let (code, message) = e.response();
             return DescribeClientQuotasResponse::default()
-                .with_error_code(ResponseError::InvalidRequest.code())
-                .with_error_message(Some(StrBytes::from_string(msg)))
+                .with_error_code(code)
+                .with_error_message(message);
         }
     };
     // Filters on other entity types (`ip`) match nothing here.

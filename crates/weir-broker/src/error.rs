@@ -1,11 +1,159 @@
-//! The broker's error type, and the mapping of failures to Kafka error codes.
+//! The broker's error type, and the one place where failures become Kafka
+//! error codes ([`BrokerError::code`], [`log_error_code`]).
+//!
+//! Variants are grouped by who is at fault: the client (its request asks
+//! for something Kafka refuses, answered with that request's error code),
+//! the operator (a config), the environment (storage, the catalog), or
+//! Weir itself (`Internal`, a bug).
 
 use kafka_protocol::error::ResponseError;
 use weir_log::LogError;
 
-/// Errors that stop the broker from starting or from serving a request.
+/// Errors of the broker's services and handlers.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
+    // The client's fault: the request asks for something not acceptable.
+    /// A topic name Kafka's `Topic.validate` refuses.
+    #[error("{reason}")]
+    InvalidTopicName {
+        /// The name asked for.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A new topic's name equals an existing one once `.` and `_` are
+    /// treated alike (they share metric names in Kafka).
+    #[error("Topic '{topic}' collides with existing topic: {existing}")]
+    TopicCollision {
+        /// The name asked for.
+        topic: String,
+        /// The topic it collides with.
+        existing: String,
+    },
+    /// CreateTopics for a name in use.
+    #[error("Topic '{topic}' already exists.")]
+    TopicExists {
+        /// The topic.
+        topic: String,
+    },
+    /// The request names a topic that does not exist.
+    #[error("Topic '{topic}' does not exist.")]
+    UnknownTopic {
+        /// The topic.
+        topic: String,
+    },
+    /// An internal topic cannot be deleted.
+    #[error("internal topic `{topic}` cannot be deleted")]
+    InternalTopic {
+        /// The topic.
+        topic: String,
+    },
+    /// DeleteTopics while `delete.topic.enable=false`.
+    #[error("delete.topic.enable is false")]
+    TopicDeletionDisabled,
+    /// A partition count that cannot be created.
+    #[error("{reason}")]
+    InvalidPartitions {
+        /// The topic.
+        topic: String,
+        /// Why the count is refused.
+        reason: String,
+    },
+    /// A manual replica assignment a single node cannot honour.
+    #[error("{reason}")]
+    InvalidReplicaAssignment {
+        /// Why the assignment is refused.
+        reason: String,
+    },
+    /// A replication factor other than 1.
+    #[error("{reason}")]
+    InvalidReplicationFactor {
+        /// Why the factor is refused.
+        reason: String,
+    },
+    /// An unknown config name, or a value its type refuses.
+    #[error("{reason}")]
+    InvalidConfig {
+        /// The config, as Kafka names it.
+        key: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A broker config that exists but cannot change at run time.
+    #[error("Cannot update these configs dynamically: {key}")]
+    ReadOnlyConfig {
+        /// The config.
+        key: String,
+    },
+    /// A request whose fields contradict each other or Kafka's rules.
+    #[error("{reason}")]
+    InvalidRequest {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A record the broker refuses (schema validation, a control batch
+    /// from a client).
+    #[error("{reason}")]
+    InvalidRecord {
+        /// Why it is refused.
+        reason: String,
+    },
+    /// Records that do not decode.
+    #[error("{reason}")]
+    CorruptRecords {
+        /// What the decoder said.
+        reason: String,
+    },
+    /// A transactional batch without a transactional id.
+    #[error("transactional batch without a transactional id")]
+    TransactionalIdMissing,
+    /// A transactional write the coordinator did not expect (KIP-890's
+    /// verification), with the coordinator's answer.
+    #[error("partition {topic}-{partition} is not part of an open transaction of {transactional_id} with this producer epoch")]
+    NotInTransaction {
+        /// The coordinator's error for this producer.
+        code: ResponseError,
+        /// The producer's transactional id.
+        transactional_id: String,
+        /// The topic written to.
+        topic: String,
+        /// The partition written to.
+        partition: i32,
+    },
+    /// The session may not do this (the error depends on the resource).
+    #[error("{message}")]
+    Unauthorized {
+        /// Kafka's error for the resource type.
+        code: ResponseError,
+        /// The message Kafka sends with it.
+        message: &'static str,
+    },
+    /// A SASL/SCRAM mechanism code Weir does not know.
+    #[error("Unknown SCRAM mechanism")]
+    UnsupportedSaslMechanism {
+        /// The mechanism code sent.
+        mechanism: i8,
+    },
+    /// A SCRAM credential Kafka refuses.
+    #[error("{reason}")]
+    UnacceptableCredential {
+        /// Why.
+        reason: &'static str,
+    },
+    /// The same resource twice in one request.
+    #[error("{reason}")]
+    DuplicateResource {
+        /// Kafka's message for the case.
+        reason: &'static str,
+    },
+    /// A change to something that does not exist.
+    #[error("{reason}")]
+    ResourceNotFound {
+        /// Kafka's message for the case.
+        reason: &'static str,
+    },
+
+    // The operator's fault.
     /// A broker or topic config is missing, unknown or has a bad value.
     #[error("config `{key}`: {reason}")]
     Config {
@@ -14,6 +162,8 @@ pub enum BrokerError {
         /// What is wrong with it.
         reason: String,
     },
+
+    // The environment's fault.
     /// The metadata catalog could not be read or written.
     #[error("metadata catalog {path}: {reason}")]
     Catalog {
@@ -22,17 +172,70 @@ pub enum BrokerError {
         /// What went wrong.
         reason: String,
     },
-    /// The storage engine failed.
+    /// The storage engine failed (or refused a batch: [`log_error_code`]
+    /// says whose fault each case is).
     #[error(transparent)]
     Log(#[from] LogError),
+
+    // Weir's fault.
     /// A broken invariant: a bug in Weir.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
-/// The Kafka error code for a storage error.
-pub fn log_error_code(err: &LogError) -> i16 {
-    let e = match err {
+impl BrokerError {
+    /// The Kafka error code a response carries for this error.
+    pub fn code(&self) -> ResponseError {
+        match self {
+            Self::InvalidTopicName { .. }
+            | Self::TopicCollision { .. }
+            | Self::InternalTopic { .. } => ResponseError::InvalidTopicException,
+            Self::TopicExists { .. } => ResponseError::TopicAlreadyExists,
+            Self::UnknownTopic { .. } => ResponseError::UnknownTopicOrPartition,
+            Self::TopicDeletionDisabled => ResponseError::TopicDeletionDisabled,
+            Self::InvalidPartitions { .. } => ResponseError::InvalidPartitions,
+            Self::InvalidReplicaAssignment { .. } => ResponseError::InvalidReplicaAssignment,
+            Self::InvalidReplicationFactor { .. } => ResponseError::InvalidReplicationFactor,
+            Self::InvalidConfig { .. } => ResponseError::InvalidConfig,
+            Self::ReadOnlyConfig { .. } | Self::InvalidRequest { .. } => {
+                ResponseError::InvalidRequest
+            }
+            Self::InvalidRecord { .. } => ResponseError::InvalidRecord,
+            Self::CorruptRecords { .. } => ResponseError::CorruptMessage,
+            Self::TransactionalIdMissing => ResponseError::TransactionalIdNotFound,
+            Self::NotInTransaction { code, .. } | Self::Unauthorized { code, .. } => *code,
+            Self::UnsupportedSaslMechanism { .. } => ResponseError::UnsupportedSaslMechanism,
+            Self::UnacceptableCredential { .. } => ResponseError::UnacceptableCredential,
+            Self::DuplicateResource { .. } => ResponseError::DuplicateResource,
+            Self::ResourceNotFound { .. } => ResponseError::ResourceNotFound,
+            Self::Config { .. } => ResponseError::InvalidConfig,
+            Self::Catalog { .. } => ResponseError::KafkaStorageError,
+            Self::Log(e) => log_error(e),
+            Self::Internal(_) => ResponseError::UnknownServerError,
+        }
+    }
+
+    /// The code and message a response carries for this error.
+    pub fn response(&self) -> (i16, Option<kafka_protocol::protocol::StrBytes>) {
+        (
+            self.code().code(),
+            Some(kafka_protocol::protocol::StrBytes::from_string(
+                self.to_string(),
+            )),
+        )
+    }
+
+    /// An invalid request, with Kafka's message.
+    pub fn invalid_request(reason: impl Into<String>) -> Self {
+        Self::InvalidRequest {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The Kafka error for a storage error.
+fn log_error(err: &LogError) -> ResponseError {
+    match err {
         LogError::CorruptMessage { .. } => ResponseError::CorruptMessage,
         LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::InvalidRecord { .. } => ResponseError::InvalidRecord,
@@ -43,18 +246,20 @@ pub fn log_error_code(err: &LogError) -> i16 {
         LogError::InvalidRecords { .. } => ResponseError::InvalidRecord,
         LogError::UnsupportedMagic { .. } => ResponseError::UnsupportedForMessageFormat,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
-        LogError::Removed(_) => ResponseError::UnknownTopicOrPartition,
-        LogError::Io { .. } => ResponseError::KafkaStorageError,
-        LogError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
-        LogError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
-        LogError::Internal(_) => ResponseError::UnknownServerError,
-    };
-    e.code()
+        LogError::Removed { .. } => ResponseError::UnknownTopicOrPartition,
+        LogError::Io { .. } | LogError::Closed | LogError::Failed { .. } => {
+            ResponseError::KafkaStorageError
+        }
+        LogError::CorruptState { .. } => ResponseError::KafkaStorageError,
+        LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        LogError::Internal { .. } => ResponseError::UnknownServerError,
+    }
 }
 
-/// Shorthand for a Kafka error code.
-pub const fn code(e: ResponseError) -> i16 {
-    e.code()
+/// The Kafka error code for a storage error.
+pub fn log_error_code(err: &LogError) -> i16 {
+    log_error(err).code()
 }
 
 /// Kafka's "no error" code.

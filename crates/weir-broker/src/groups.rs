@@ -323,12 +323,14 @@ impl Groups {
         group: &str,
         kvs: Vec<(Bytes, Option<Bytes>)>,
         txn: TxnProducer,
-    ) -> Result<BoxFuture<'static, Result<(), weir_log::LogError>>, String> {
+    ) -> Result<BoxFuture<'static, Result<(), weir_log::LogError>>, crate::BrokerError> {
         let p = offsets_partition(broker, group);
         let log = broker
             .topic(OFFSETS_TOPIC)
             .and_then(|t| t.partition(p).cloned())
-            .ok_or_else(|| format!("{OFFSETS_TOPIC} partition {p} is missing"))?;
+            .ok_or_else(|| {
+                crate::BrokerError::Internal(format!("{OFFSETS_TOPIC} partition {p} is missing"))
+            })?;
         let ts = now_ms();
         let records: Vec<Record> = kvs
             .into_iter()
@@ -344,10 +346,8 @@ impl Groups {
                 compression: Compression::None,
             },
         )
-        .map_err(|e| e.to_string())?;
-        let info = log
-            .append(buf.freeze(), crate::LEADER_EPOCH)
-            .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::BrokerError::Internal(format!("cannot encode records: {e}")))?;
+        let info = log.append(buf.freeze(), crate::LEADER_EPOCH)?;
         broker.notify_data();
         Ok(log.wait_durable(info.last_offset + 1))
     }

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -30,14 +29,18 @@ pub const VALUE_VALIDATION: &str = "confluent.value.schema.validation";
 /// Checks produced records; installed by the schema registry.
 pub trait RecordValidator: Send + Sync + std::fmt::Debug {
     /// Checks one record's key (`is_key`) or value produced to `topic`;
-    /// `Err` carries the message returned with INVALID_RECORD.
-    fn check(&self, topic: &str, is_key: bool, data: &[u8]) -> Result<(), String>;
+    /// a refusal is [`BrokerError::InvalidRecord`] with the message
+    /// returned to the producer.
+    fn check(&self, topic: &str, is_key: bool, data: &[u8]) -> Result<(), BrokerError>;
 }
 
 /// Decodes every record of `records` (v2 batches, any compression).
-pub fn decode_records(records: &Bytes) -> Result<Vec<KeyValue>, String> {
+pub fn decode_records(records: &Bytes) -> Result<Vec<KeyValue>, BrokerError> {
     let mut buf = records.clone();
-    let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| e.to_string())?;
+    let sets =
+        RecordBatchDecoder::decode_all(&mut buf).map_err(|e| BrokerError::CorruptRecords {
+            reason: e.to_string(),
+        })?;
     Ok(sets
         .into_iter()
         .flat_map(|s| s.records)
@@ -46,49 +49,38 @@ pub fn decode_records(records: &Bytes) -> Result<Vec<KeyValue>, String> {
         .collect())
 }
 
-/// The produce-path check: `Some((error, message))` when the topic asks
-/// for schema validation and a record fails it. Topics without the
-/// configs pay one map lookup per config.
+/// The produce-path check: an error when the topic asks for schema
+/// validation and a record fails it. Topics without the configs pay one
+/// map lookup per config.
 pub(crate) fn validate_produce(
     broker: &Broker,
     topic: &Topic,
     records: &Bytes,
-) -> Option<(ResponseError, String)> {
+) -> Result<(), BrokerError> {
     let on = |k: &str| topic.configs.get(k).is_some_and(|v| v == "true");
     let (keys, values) = (on(KEY_VALIDATION), on(VALUE_VALIDATION));
     if !keys && !values {
-        return None;
+        return Ok(());
     }
-    let invalid = |m: String| Some((ResponseError::InvalidRecord, m));
     let Some(validator) = broker.record_validator() else {
-        return invalid(format!(
-            "topic {} requires schema validation but no schema registry is running",
-            topic.name
-        ));
+        return Err(BrokerError::InvalidRecord {
+            reason: format!(
+                "topic {} requires schema validation but no schema registry is running",
+                topic.name
+            ),
+        });
     };
-    let decoded = match decode_records(records) {
-        Ok(d) => d,
-        Err(e) => return Some((ResponseError::CorruptMessage, e)),
-    };
-    for (key, value) in &decoded {
+    for (key, value) in decode_records(records)? {
         // A null key or value carries no data to validate (tombstones on
         // compacted topics, unkeyed records).
-        if keys {
-            if let Some(k) = key {
-                if let Err(m) = validator.check(&topic.name, true, k) {
-                    return invalid(m);
-                }
-            }
+        if let Some(k) = key.filter(|_| keys) {
+            validator.check(&topic.name, true, &k)?;
         }
-        if values {
-            if let Some(v) = value {
-                if let Err(m) = validator.check(&topic.name, false, v) {
-                    return invalid(m);
-                }
-            }
+        if let Some(v) = value.filter(|_| values) {
+            validator.check(&topic.name, false, &v)?;
         }
     }
-    None
+    Ok(())
 }
 
 impl Broker {
@@ -100,10 +92,8 @@ impl Broker {
         }
         let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
         match self.create_topic(name, partitions, configs, false) {
-            Ok(_) | Err((ResponseError::TopicAlreadyExists, _)) => Ok(()),
-            Err((e, m)) => Err(BrokerError::Internal(format!(
-                "cannot create {name}: {e:?} {m}"
-            ))),
+            Ok(_) | Err(BrokerError::TopicExists { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 

@@ -14,6 +14,7 @@ use weir_auth::acl::{AclOperation, ResourceType};
 use weir_auth::Session;
 
 use crate::broker::{Broker, Topic};
+use crate::BrokerError;
 
 /// Kafka's marker for "authorized operations not requested".
 const OPS_NOT_REQUESTED: i32 = i32::MIN;
@@ -71,17 +72,8 @@ fn topics(
         Some(t) => t.is_empty() && version == 0,
     };
     if all {
-        resp.topics = broker
-            .topics()
+        resp.topics = describable_topics(broker, session)
             .iter()
-            .filter(|t| {
-                broker.is_authorized(
-                    session,
-                    AclOperation::Describe,
-                    ResourceType::Topic,
-                    &t.name,
-                )
-            })
             .map(|t| describe(broker, t))
             .collect();
         return resp;
@@ -155,12 +147,29 @@ fn by_name(broker: &Arc<Broker>, name: &TopicName, auto_create: bool) -> Metadat
             |t| describe(broker, &t),
         ),
         // Another request created it first.
-        Err((ResponseError::TopicAlreadyExists, _)) => broker.topic(name).map_or_else(
+        Err(BrokerError::TopicExists { .. }) => broker.topic(name).map_or_else(
             || missing(ResponseError::LeaderNotAvailable),
             |t| describe(broker, &t),
         ),
-        Err((e, _)) => missing(e),
+        Err(e) => missing(e.code()),
     }
+}
+
+/// Every topic the session may DESCRIBE (unauthorized ones are left out
+/// silently, as Kafka does for "all topics").
+pub(crate) fn describable_topics(broker: &Broker, session: &Session) -> Vec<Arc<Topic>> {
+    broker
+        .topics()
+        .into_iter()
+        .filter(|t| {
+            broker.is_authorized(
+                session,
+                AclOperation::Describe,
+                ResourceType::Topic,
+                &t.name,
+            )
+        })
+        .collect()
 }
 
 fn describe(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {

@@ -17,6 +17,7 @@ use weir_log::BoxFuture;
 
 use crate::broker::{Broker, Reply, Topic};
 use crate::error::log_error_code;
+use crate::BrokerError;
 
 /// A pending fsync for one partition's append.
 type DurableWait = BoxFuture<'static, Result<(), weir_log::LogError>>;
@@ -96,22 +97,20 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
             };
             let (bytes, messages) = (records.len(), crate::metrics::count_records(&records));
             let topic_name = topic.as_ref().map_or("", |t| t.name.as_str());
-            if let Err((e, msg)) = check_producer(
+            let checked = check_producer(
                 broker,
                 version,
                 req.transactional_id.as_ref().map(|t| t.as_str()),
                 topic_name,
                 pd.index,
                 &records,
-            ) {
-                parts.push(fail(e, Some(msg)));
-                continue;
-            }
-            if let Some((e, m)) = topic
-                .as_ref()
-                .and_then(|t| crate::internal_topic::validate_produce(broker, t, &records))
-            {
-                parts.push(fail(e, Some(m)));
+            )
+            .and_then(|()| match &topic {
+                Some(t) => crate::internal_topic::validate_produce(broker, t, &records),
+                None => Ok(()),
+            });
+            if let Err(e) = checked {
+                parts.push(fail(e.code(), Some(e.to_string())));
                 continue;
             }
             let records = match topic.as_ref().and_then(|t| compression_for(broker, t)) {
@@ -119,15 +118,8 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
                 Some((codec, level)) => match weir_log::batch::recompress(&records, codec, level) {
                     Ok(r) => r,
                     Err(e) => {
-                        let (code, why) = match e {
-                            weir_log::batch::WalkError::Corrupt(m) => {
-                                (ResponseError::CorruptMessage, m)
-                            }
-                            weir_log::batch::WalkError::Invalid(m) => {
-                                (ResponseError::InvalidRecord, m)
-                            }
-                        };
-                        parts.push(fail(code, Some(why)));
+                        let e = BrokerError::Log(e);
+                        parts.push(fail(e.code(), Some(e.to_string())));
                         continue;
                     }
                 },
@@ -259,32 +251,35 @@ fn check_producer(
     topic: &str,
     partition: i32,
     records: &bytes::Bytes,
-) -> Result<(), (ResponseError, String)> {
+) -> Result<(), BrokerError> {
     let Some(h) = weir_log::batch::BatchHeader::parse(records) else {
         return Ok(());
     };
     if h.is_control() {
-        return Err((
-            ResponseError::InvalidRecord,
-            "control batches are written only by the transaction coordinator".into(),
-        ));
+        return Err(BrokerError::InvalidRecord {
+            reason: "control batches are written only by the transaction coordinator".into(),
+        });
     }
     if !h.is_transactional() {
         return Ok(());
     }
     let Some(txn_id) = transactional_id.filter(|t| !t.is_empty()) else {
-        return Err((
-            ResponseError::TransactionalIdNotFound,
-            "transactional batch without a transactional id".into(),
-        ));
+        return Err(BrokerError::TransactionalIdMissing);
     };
     broker
         .txns
-        .verify_produce(txn_id, h.producer_id, h.producer_epoch, topic, partition, version)
-        .map_err(|e| {
-            (
-                e,
-                format!("partition {topic}-{partition} is not part of an open transaction of {txn_id} with this producer epoch"),
-            )
+        .verify_produce(
+            txn_id,
+            h.producer_id,
+            h.producer_epoch,
+            topic,
+            partition,
+            version,
+        )
+        .map_err(|code| BrokerError::NotInTransaction {
+            code,
+            transactional_id: txn_id.to_string(),
+            topic: topic.to_string(),
+            partition,
         })
 }

@@ -23,6 +23,8 @@ use std::sync::{Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::BrokerError;
+
 /// The `__weir_security` record kind of client quotas.
 pub const QUOTA_KIND: &str = "quota";
 
@@ -324,9 +326,10 @@ impl QuotaManager {
 
 /// Why a quota entry is refused (Kafka's `ClientQuotaControlManager`):
 /// always INVALID_REQUEST, with this message.
-pub fn validate_entity(components: &[(String, EntityName)]) -> Result<QuotaEntity, String> {
+pub fn validate_entity(components: &[(String, EntityName)]) -> Result<QuotaEntity, BrokerError> {
+    let invalid = |reason: String| Err(BrokerError::invalid_request(reason));
     if components.is_empty() {
-        return Err("Invalid empty client quota entity".into());
+        return invalid("Invalid empty client quota entity".into());
     }
     let mut e = QuotaEntity {
         user: None,
@@ -336,11 +339,11 @@ pub fn validate_entity(components: &[(String, EntityName)]) -> Result<QuotaEntit
         let slot = match kind.as_str() {
             USER => &mut e.user,
             CLIENT_ID => &mut e.client_id,
-            "ip" => return Err("IP quotas are not supported by this broker".into()),
-            other => return Err(format!("Unhandled client quota entity type: {other}")),
+            "ip" => return invalid("IP quotas are not supported by this broker".into()),
+            other => return invalid(format!("Unhandled client quota entity type: {other}")),
         };
         if slot.is_some() {
-            return Err(format!("Duplicate {kind} entity in quota entity"));
+            return invalid(format!("Duplicate {kind} entity in quota entity"));
         }
         *slot = Some(name.clone());
     }
@@ -348,15 +351,16 @@ pub fn validate_entity(components: &[(String, EntityName)]) -> Result<QuotaEntit
 }
 
 /// Checks one quota key and value as Kafka does.
-pub fn validate_value(key: &str, value: f64) -> Result<(), String> {
+pub fn validate_value(key: &str, value: f64) -> Result<(), BrokerError> {
+    let invalid = |reason: String| Err(BrokerError::invalid_request(reason));
     let Some((_, whole)) = QUOTA_KEYS.iter().find(|(k, _)| *k == key) else {
-        return Err(format!("Invalid configuration key {key}"));
+        return invalid(format!("Invalid configuration key {key}"));
     };
     if !value.is_finite() || value <= 0.0 {
-        return Err(format!("Quota {key} must be greater than 0"));
+        return invalid(format!("Quota {key} must be greater than 0"));
     }
     if *whole && (value.fract() != 0.0 || value > i64::MAX as f64) {
-        return Err(format!("Invalid value {value} for integer key {key}"));
+        return invalid(format!("Invalid value {value} for integer key {key}"));
     }
     Ok(())
 }

@@ -379,6 +379,70 @@ async fn metadata_by_topic_id_wins_over_an_empty_name() {
 }
 
 #[tokio::test]
+async fn describe_topic_partitions_pages_by_partition_limit() {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    let t = broker_with(&[]);
+    assert_eq!(create(&t.broker, "dtp-a", 3, &[]).await, 0);
+    assert_eq!(create(&t.broker, "dtp-b", 2, &[]).await, 0);
+    let page = |cursor: Option<(&str, i32)>| {
+        let b = t.broker.clone();
+        let req = DescribeTopicPartitionsRequest::default()
+            .with_topics(
+                ["dtp-b", "dtp-a", "dtp-none"]
+                    .iter()
+                    .map(|n| TopicRequest::default().with_name(name(n)))
+                    .collect(),
+            )
+            .with_response_partition_limit(2)
+            .with_cursor(cursor.map(|(n, p)| {
+                Cursor::default()
+                    .with_topic_name(name(n))
+                    .with_partition_index(p)
+            }));
+        async move {
+            let Some(ResponseKind::DescribeTopicPartitions(r)) =
+                call(&b, 0, RequestKind::DescribeTopicPartitions(req)).await
+            else {
+                panic!()
+            };
+            let seen: Vec<(String, i16, Vec<i32>)> = r
+                .topics
+                .iter()
+                .map(|t| {
+                    let n = t.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+                    let ps = t.partitions.iter().map(|p| p.partition_index).collect();
+                    (n, t.error_code, ps)
+                })
+                .collect();
+            let next = r
+                .next_cursor
+                .map(|c| (c.topic_name.to_string(), c.partition_index));
+            (seen, next)
+        }
+    };
+    let s = |n: &str| n.to_string();
+    assert_eq!(
+        page(None).await,
+        (vec![(s("dtp-a"), 0, vec![0, 1])], Some((s("dtp-a"), 2)))
+    );
+    assert_eq!(
+        page(Some(("dtp-a", 2))).await,
+        (
+            vec![(s("dtp-a"), 0, vec![2]), (s("dtp-b"), 0, vec![0])],
+            Some((s("dtp-b"), 1))
+        )
+    );
+    let unknown = ResponseError::UnknownTopicOrPartition.code();
+    assert_eq!(
+        page(Some(("dtp-b", 1))).await,
+        (
+            vec![(s("dtp-b"), 0, vec![1]), (s("dtp-none"), unknown, vec![])],
+            None
+        )
+    );
+}
+
+#[tokio::test]
 async fn describe_log_dirs_reports_the_volume() {
     let t = broker_with(&[]);
     let Some(ResponseKind::DescribeLogDirs(r)) = call(

@@ -11,6 +11,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use weir_broker::internal_topic::{RecordValidator, VALUE_VALIDATION};
+use weir_broker::BrokerError;
 
 async fn produce(b: &Arc<weir_broker::Broker>, topic: &str, records: Bytes) -> (i16, i64) {
     let req = ProduceRequest::default()
@@ -69,12 +70,14 @@ async fn append_is_durable_and_reads_back_after_reopen() {
 struct OnlyV0;
 
 impl RecordValidator for OnlyV0 {
-    fn check(&self, _topic: &str, is_key: bool, data: &[u8]) -> Result<(), String> {
+    fn check(&self, _topic: &str, is_key: bool, data: &[u8]) -> Result<(), BrokerError> {
         assert!(!is_key, "keys are not validated on this topic");
         if data == b"v0" {
             Ok(())
         } else {
-            Err(format!("{} refused", String::from_utf8_lossy(data)))
+            Err(BrokerError::InvalidRecord {
+                reason: format!("{} refused", String::from_utf8_lossy(data)),
+            })
         }
     }
 }

@@ -3,7 +3,9 @@
 //! leaders, replicas and in-sync replicas, and log directories.
 
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
-use kafka_protocol::messages::{DescribeClusterRequest, DescribeLogDirsRequest};
+use kafka_protocol::messages::{
+    DescribeClusterRequest, DescribeLogDirsRequest, ListPartitionReassignmentsRequest,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::error::check;
@@ -43,6 +45,16 @@ pub struct PartitionInfo {
     pub leader: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+}
+
+/// A partition reassignment in progress.
+#[derive(Debug, Clone)]
+pub struct Reassignment {
+    pub topic: String,
+    pub partition: i32,
+    pub replicas: Vec<i32>,
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
 }
 
 /// One log directory of one broker.
@@ -122,6 +134,43 @@ impl Admin {
             }
             None => Err(unknown(what)),
         }
+    }
+
+    /// The partition reassignments in progress, sorted. A cluster that
+    /// does not serve ListPartitionReassignments cannot reassign, so it
+    /// has none.
+    pub async fn reassignments(&mut self) -> Result<Vec<Reassignment>> {
+        if self
+            .version::<ListPartitionReassignmentsRequest>(0)
+            .is_err()
+        {
+            return Ok(Vec::new());
+        }
+        let req = ListPartitionReassignmentsRequest::default()
+            .with_timeout_ms(self.timeout_ms())
+            .with_topics(None);
+        let (resp, _) = self.send(req, 0).await?;
+        check(
+            resp.error_code,
+            "cannot list partition reassignments",
+            resp.error_message.as_deref(),
+        )?;
+        let ids = |v: &[kafka_protocol::messages::BrokerId]| v.iter().map(|b| b.0).collect();
+        let mut out: Vec<Reassignment> = resp
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(|p| Reassignment {
+                    topic: t.name.to_string(),
+                    partition: p.partition_index,
+                    replicas: ids(&p.replicas),
+                    adding: ids(&p.adding_replicas),
+                    removing: ids(&p.removing_replicas),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(out)
     }
 
     /// Every log directory of every broker, with the size of each replica.

@@ -28,7 +28,7 @@ pub mod security;
 mod topics;
 
 pub use admin::{Admin, Node, OffsetAnswer, EARLIEST, LATEST};
-pub use cluster::{BrokerInfo, ClusterInfo, LogDirInfo, PartitionInfo, TopicInfo};
+pub use cluster::{BrokerInfo, ClusterInfo, LogDirInfo, PartitionInfo, Reassignment, TopicInfo};
 pub use configs::{config_source_name, AlterConfigOp, ConfigEntry, ConfigResource, ConfigSynonym};
 pub use conn::ClientConfig;
 pub use consumer_groups::{

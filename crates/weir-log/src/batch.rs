@@ -427,8 +427,8 @@ pub fn validate_append(
                 index = index.saturating_add(1);
             })
             .map_err(|e| match e {
-                WalkError::Corrupt(reason) => corrupt(pos, reason),
-                WalkError::Invalid(reason) => invalid(reason),
+                LogError::CorruptMessage { reason, .. } => corrupt(pos, reason),
+                other => other,
             })?;
             if !bad.is_empty() {
                 return Err(LogError::InvalidRecords {
@@ -543,20 +543,20 @@ pub struct RecordView<'a> {
     pub raw: &'a [u8],
 }
 
-/// Why a batch's records could not be walked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WalkError {
-    /// The bytes are not a well-formed batch (framing, CRC, compression).
-    Corrupt(String),
-    /// The records are framed but break a rule (count, offsets, sizes).
-    Invalid(String),
+/// A batch whose bytes are not well formed (framing, CRC, compression),
+/// positioned at the start of the records given.
+fn corrupt_batch(reason: impl Into<String>) -> LogError {
+    LogError::CorruptMessage {
+        position: 0,
+        reason: reason.into(),
+    }
 }
 
-impl std::fmt::Display for WalkError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WalkError::Corrupt(s) | WalkError::Invalid(s) => f.write_str(s),
-        }
+/// A batch whose records are framed but break a rule (count, offsets,
+/// sizes).
+fn invalid_batch(reason: impl Into<String>) -> LogError {
+    LogError::InvalidRecord {
+        reason: reason.into(),
     }
 }
 
@@ -567,56 +567,55 @@ pub const MAX_DECOMPRESSED_BATCH: usize = 256 << 20;
 /// Reads a decompressing stream, stopping one byte past
 /// [`MAX_DECOMPRESSED_BATCH`]: a small batch that expands to gigabytes
 /// (a decompression bomb) costs at most the limit, never the whole.
-fn bounded_read(reader: impl std::io::Read) -> Result<Bytes, String> {
+fn bounded_read(reader: impl std::io::Read) -> std::io::Result<Bytes> {
     use std::io::Read;
     let mut out = Vec::new();
     let limit = u64::try_from(MAX_DECOMPRESSED_BATCH)
         .unwrap_or(u64::MAX)
         .saturating_add(1);
-    reader
-        .take(limit)
-        .read_to_end(&mut out)
-        .map_err(|e| e.to_string())?;
+    reader.take(limit).read_to_end(&mut out)?;
     Ok(Bytes::from(out))
 }
 
 /// Returns the records section of a whole batch, decompressed (snappy with
 /// kafka-protocol's codec, the others with bounded streaming decoders).
 /// Checks framing and CRC first.
-pub fn decompressed_records(batch: &Bytes) -> Result<(BatchHeader, Bytes), WalkError> {
+pub fn decompressed_records(batch: &Bytes) -> Result<(BatchHeader, Bytes), LogError> {
     decompress(batch, true)
 }
 
 /// [`decompressed_records`], checking the CRC only when `verify_crc`
 /// (callers that have just checked it pass false: CRC-32C over every
 /// produced byte twice was a tenth of the produce path's CPU).
-fn decompress(batch: &Bytes, verify_crc: bool) -> Result<(BatchHeader, Bytes), WalkError> {
+fn decompress(batch: &Bytes, verify_crc: bool) -> Result<(BatchHeader, Bytes), LogError> {
     let header = match check_stored_batch(batch, verify_crc) {
         StoredBatch::Valid(h) => h,
-        StoredBatch::Truncated => return Err(WalkError::Corrupt("truncated batch".into())),
-        StoredBatch::Corrupt(why) => return Err(WalkError::Corrupt(why.into())),
+        StoredBatch::Truncated => return Err(corrupt_batch("truncated batch")),
+        StoredBatch::Corrupt(why) => return Err(corrupt_batch(why)),
     };
     let size = header.total_size().unwrap_or(HEADER_SIZE);
     let mut body = batch.slice(HEADER_SIZE..size.min(batch.len()));
-    let out: Result<Bytes, String> = match header.compression() {
-        Some(Compression::None) => Ok(body),
-        Some(Compression::Gzip) => bounded_read(flate2::read::GzDecoder::new(&body[..])),
+    let failed = |e: &dyn std::fmt::Display| corrupt_batch(format!("decompression failed: {e}"));
+    let out = match header.compression() {
+        Some(Compression::None) => body,
+        Some(Compression::Gzip) => {
+            bounded_read(flate2::read::GzDecoder::new(&body[..])).map_err(|e| failed(&e))?
+        }
         Some(Compression::Snappy) => {
             snappy_precheck(&body)?;
             Snappy::decompress(&mut body, |b: &mut Bytes| Ok(b.clone()))
-                .map_err(|e| format!("{e:#}"))
+                .map_err(|e| failed(&format_args!("{e:#}")))?
         }
         Some(Compression::Lz4) => lz4::Decoder::new(&body[..])
-            .map_err(|e| e.to_string())
-            .and_then(bounded_read),
+            .and_then(bounded_read)
+            .map_err(|e| failed(&e))?,
         Some(Compression::Zstd) => zstd::stream::read::Decoder::new(&body[..])
-            .map_err(|e| e.to_string())
-            .and_then(bounded_read),
-        None => return Err(WalkError::Corrupt("unknown compression codec".into())),
+            .and_then(bounded_read)
+            .map_err(|e| failed(&e))?,
+        None => return Err(corrupt_batch("unknown compression codec")),
     };
-    let out = out.map_err(|e| WalkError::Corrupt(format!("decompression failed: {e}")))?;
     if out.len() > MAX_DECOMPRESSED_BATCH {
-        return Err(WalkError::Invalid(format!(
+        return Err(invalid_batch(format!(
             "batch decompresses to {} bytes, above the {MAX_DECOMPRESSED_BATCH} byte limit",
             out.len()
         )));
@@ -627,7 +626,7 @@ fn decompress(batch: &Bytes, verify_crc: bool) -> Result<(BatchHeader, Bytes), W
 /// Snappy's length prefixes announce how much memory decompression will
 /// allocate. A snappy block cannot expand more than ~22×, so reject claims
 /// beyond that before the codec allocates them.
-fn snappy_precheck(body: &[u8]) -> Result<(), WalkError> {
+fn snappy_precheck(body: &[u8]) -> Result<(), LogError> {
     const XERIAL: &[u8; 8] = b"\x82SNAPPY\x00";
     fn claimed_len(block: &[u8]) -> Option<u64> {
         let mut v: u64 = 0;
@@ -639,11 +638,11 @@ fn snappy_precheck(body: &[u8]) -> Result<(), WalkError> {
         }
         None
     }
-    let check = |block: &[u8]| -> Result<(), WalkError> {
+    let check = |block: &[u8]| -> Result<(), LogError> {
         let claim = claimed_len(block).unwrap_or(0);
         let bound = (block.len() as u64).saturating_mul(32).saturating_add(64);
         if claim > bound || claim > MAX_DECOMPRESSED_BATCH as u64 {
-            return Err(WalkError::Corrupt(format!(
+            return Err(corrupt_batch(format!(
                 "snappy block claims {claim} bytes from {} compressed bytes",
                 block.len()
             )));
@@ -661,7 +660,7 @@ fn snappy_precheck(body: &[u8]) -> Result<(), WalkError> {
             check(block)?;
             total = total.saturating_add(claimed_len(block).unwrap_or(0));
             if total > MAX_DECOMPRESSED_BATCH as u64 {
-                return Err(WalkError::Corrupt("snappy stream too large".into()));
+                return Err(corrupt_batch("snappy stream too large"));
             }
             at = end;
         }
@@ -710,15 +709,17 @@ impl<'a> Reader<'a> {
         self.pos = end;
         Some(s)
     }
-    fn nullable(&mut self) -> Result<Option<&'a [u8]>, String> {
+    /// A length-prefixed field (`None` for length -1); the error says why
+    /// the bytes do not frame one.
+    fn nullable(&mut self) -> Result<Option<&'a [u8]>, &'static str> {
         let len = self.varint().ok_or("truncated length")?;
         match len {
             -1 => Ok(None),
-            l if l < -1 => Err(format!("negative length {l}")),
+            l if l < -1 => Err("negative length"),
             l => self
                 .bytes(l as usize)
                 .map(Some)
-                .ok_or_else(|| "length beyond record".into()),
+                .ok_or("length beyond record"),
         }
     }
 }
@@ -728,10 +729,7 @@ impl<'a> Reader<'a> {
 /// `recordsCount` records, each consuming exactly its length, offset deltas
 /// strictly increasing within `[0, lastOffsetDelta]`, absolute offsets and
 /// timestamps without overflow. Calls `f` for each record. Never panics.
-pub fn walk_records(
-    batch: &Bytes,
-    f: impl FnMut(RecordView<'_>),
-) -> Result<BatchHeader, WalkError> {
+pub fn walk_records(batch: &Bytes, f: impl FnMut(RecordView<'_>)) -> Result<BatchHeader, LogError> {
     let (header, data) = decompressed_records(batch)?;
     walk_decompressed(&header, &data, f)?;
     Ok(header)
@@ -741,7 +739,7 @@ pub fn walk_records(
 fn walk_records_crc_checked(
     batch: &Bytes,
     f: impl FnMut(RecordView<'_>),
-) -> Result<BatchHeader, WalkError> {
+) -> Result<BatchHeader, LogError> {
     let (header, data) = decompress(batch, false)?;
     walk_decompressed(&header, &data, f)?;
     Ok(header)
@@ -751,12 +749,11 @@ fn walk_decompressed(
     header: &BatchHeader,
     data: &[u8],
     mut f: impl FnMut(RecordView<'_>),
-) -> Result<(), WalkError> {
-    let count = usize::try_from(header.records_count).map_err(|_| {
-        WalkError::Invalid(format!("negative record count {}", header.records_count))
-    })?;
+) -> Result<(), LogError> {
+    let count = usize::try_from(header.records_count)
+        .map_err(|_| invalid_batch(format!("negative record count {}", header.records_count)))?;
     if count > data.len() / MIN_RECORD_SIZE + 1 {
-        return Err(WalkError::Invalid(format!(
+        return Err(invalid_batch(format!(
             "record count {count} cannot fit in {} bytes",
             data.len()
         )));
@@ -767,7 +764,7 @@ fn walk_decompressed(
     let mut min_ts = i64::MAX;
     let mut max_ts = i64::MIN;
     for i in 0..count {
-        let bad = |why: String| WalkError::Invalid(format!("record {i}: {why}"));
+        let bad = |why: String| invalid_batch(format!("record {i}: {why}"));
         let record_start = r.pos;
         let len = r
             .varint()
@@ -828,13 +825,13 @@ fn walk_decompressed(
         });
     }
     if r.pos != data.len() {
-        return Err(WalkError::Invalid(format!(
+        return Err(invalid_batch(format!(
             "{} bytes after the last record",
             data.len() - r.pos
         )));
     }
     if count > 0 && max_ts.checked_sub(min_ts).is_none() {
-        return Err(WalkError::Invalid("timestamp range overflows".into()));
+        return Err(invalid_batch("timestamp range overflows"));
     }
     Ok(())
 }
@@ -844,7 +841,7 @@ fn walk_decompressed(
 /// over (it reserves memory by the claimed count and adds deltas unchecked).
 /// For LogAppendTime batches the records' timestamps are set to the batch's
 /// `maxTimestamp`, as clients read them.
-pub fn decode_batch(batch: &Bytes) -> Result<(BatchHeader, Vec<Record>), WalkError> {
+pub fn decode_batch(batch: &Bytes) -> Result<(BatchHeader, Vec<Record>), LogError> {
     let (header, data) = decompressed_records(batch)?;
     walk_decompressed(&header, &data, |_| {})?;
     let size = header.total_size().unwrap_or(HEADER_SIZE).min(batch.len());
@@ -853,7 +850,7 @@ pub fn decode_batch(batch: &Bytes) -> Result<(BatchHeader, Vec<Record>), WalkErr
         &mut buf,
         Some(|_: &mut Bytes, _: Compression| Ok(data.clone())),
     )
-    .map_err(|e| WalkError::Corrupt(format!("decode failed: {e:#}")))?;
+    .map_err(|e| corrupt_batch(format!("decode failed: {e:#}")))?;
     let mut records = set.records;
     if header.timestamp_type() == TimestampType::LogAppendTime {
         for r in &mut records {
@@ -875,7 +872,7 @@ pub fn build_batch(
     records_section: &[u8],
     records_count: i32,
     max_timestamp: i64,
-) -> Result<Bytes, WalkError> {
+) -> Result<Bytes, LogError> {
     build(
         template,
         records_section,
@@ -893,10 +890,10 @@ fn build(
     records_count: i32,
     max_timestamp: i64,
     level: Option<i32>,
-) -> Result<Bytes, WalkError> {
+) -> Result<Bytes, LogError> {
     let compression = template
         .compression()
-        .ok_or_else(|| WalkError::Corrupt("unknown compression codec".into()))?;
+        .ok_or_else(|| corrupt_batch("unknown compression codec"))?;
     let mut out = BytesMut::with_capacity(HEADER_SIZE + records_section.len());
     out.resize(HEADER_SIZE, 0);
     let fill = |b: &mut BytesMut| {
@@ -916,9 +913,9 @@ fn build(
         (Compression::Lz4, None) => Lz4::compress(&mut out, fill).map_err(|e| format!("{e:#}")),
         (Compression::Zstd, None) => Zstd::compress(&mut out, fill).map_err(|e| format!("{e:#}")),
     };
-    res.map_err(|e| WalkError::Corrupt(format!("compression failed: {e}")))?;
-    let length = i32::try_from(out.len() - LOG_OVERHEAD)
-        .map_err(|_| WalkError::Invalid("batch too large".into()))?;
+    res.map_err(|e| corrupt_batch(format!("compression failed: {e}")))?;
+    let length =
+        i32::try_from(out.len() - LOG_OVERHEAD).map_err(|_| invalid_batch("batch too large"))?;
     let h = &mut out[..];
     h[BASE_OFFSET_OFFSET..8].copy_from_slice(&template.base_offset.to_be_bytes());
     h[LENGTH_OFFSET..12].copy_from_slice(&length.to_be_bytes());
@@ -946,19 +943,19 @@ fn build(
 /// valid. Control batches and batches already in `codec` are kept as they
 /// are, and when nothing needs rebuilding `records` itself is returned:
 /// matching codecs stay on the zero-copy path.
-pub fn recompress(records: &Bytes, codec: Compression, level: i32) -> Result<Bytes, WalkError> {
+pub fn recompress(records: &Bytes, codec: Compression, level: i32) -> Result<Bytes, LogError> {
     let mut pos = 0usize;
     let mut out: Option<BytesMut> = None;
     while pos < records.len() {
         let rest = records.slice(pos..);
         let header = match check_stored_batch(&rest, false) {
             StoredBatch::Valid(h) => h,
-            StoredBatch::Truncated => return Err(WalkError::Corrupt("truncated batch".into())),
-            StoredBatch::Corrupt(why) => return Err(WalkError::Corrupt(why.into())),
+            StoredBatch::Truncated => return Err(corrupt_batch("truncated batch")),
+            StoredBatch::Corrupt(why) => return Err(corrupt_batch(why)),
         };
         let size = header
             .total_size()
-            .ok_or_else(|| WalkError::Corrupt("batch length out of range".into()))?;
+            .ok_or_else(|| corrupt_batch("batch length out of range"))?;
         let batch = rest.slice(..size.min(rest.len()));
         if header.is_control() || header.compression() == Some(codec) {
             if let Some(o) = out.as_mut() {
@@ -1168,7 +1165,9 @@ mod tests {
         let crc = compute_crc(&b);
         b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
         match decompressed_records(&Bytes::from(b)) {
-            Err(WalkError::Invalid(m)) => assert!(m.contains("limit"), "{m}"),
+            Err(LogError::InvalidRecord { reason }) => {
+                assert!(reason.contains("limit"), "{reason}")
+            }
             other => panic!("expected the size limit, got {other:?}"),
         }
     }

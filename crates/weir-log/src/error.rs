@@ -1,8 +1,12 @@
-//! The log's error type. Each variant maps to one Kafka error code.
+//! The log's error type. Variants are grouped by who is at fault: the
+//! producer (its batch), the caller (an offset outside the log, a removed
+//! partition), the environment (disk, damaged files) or Weir (`Internal`,
+//! a bug). The broker maps each to one Kafka error code.
 
 /// Errors from the partition log.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
+    // The producer's fault: its batch.
     /// A batch failed its checksum or framing (Kafka `CORRUPT_MESSAGE`).
     #[error("corrupt record batch at byte {position}: {reason}")]
     CorruptMessage {
@@ -47,6 +51,32 @@ pub enum LogError {
         /// The magic byte seen.
         magic: i8,
     },
+    /// A producer's batch does not follow its previous one
+    /// (`OUT_OF_ORDER_SEQUENCE_NUMBER`).
+    #[error("out of order sequence: producer {producer_id} epoch {epoch} sent sequence {sequence}, expected {expected}")]
+    OutOfOrderSequence {
+        /// The producer.
+        producer_id: i64,
+        /// Its epoch in the batch.
+        epoch: i16,
+        /// The batch's first sequence.
+        sequence: i32,
+        /// The sequence the partition expected (0 for a new epoch).
+        expected: i32,
+    },
+    /// A producer epoch older than the partition has seen
+    /// (`INVALID_PRODUCER_EPOCH`).
+    #[error("invalid producer epoch: producer {producer_id} epoch {epoch} is older than the current epoch {current}")]
+    InvalidProducerEpoch {
+        /// The producer.
+        producer_id: i64,
+        /// The epoch in the batch (or marker).
+        epoch: i16,
+        /// The epoch the partition has seen.
+        current: i16,
+    },
+
+    // The caller's fault.
     /// A read or DeleteRecords outside the log (`OFFSET_OUT_OF_RANGE`).
     #[error("offset {offset} is outside [{log_start}, {log_end}]")]
     OffsetOutOfRange {
@@ -58,8 +88,13 @@ pub enum LogError {
         log_end: i64,
     },
     /// The partition was removed while in use (`UNKNOWN_TOPIC_OR_PARTITION`).
-    #[error("partition {0} was removed")]
-    Removed(String),
+    #[error("partition {partition} was removed")]
+    Removed {
+        /// The partition, as `topic-index`.
+        partition: String,
+    },
+
+    // The environment's fault.
     /// An I/O failure (`KAFKA_STORAGE_ERROR`).
     #[error("i/o error on {path}: {source}")]
     Io {
@@ -69,17 +104,32 @@ pub enum LogError {
         #[source]
         source: std::io::Error,
     },
-    /// A producer's batch does not follow its previous one
-    /// (`OUT_OF_ORDER_SEQUENCE_NUMBER`).
-    #[error("out of order sequence: {0}")]
-    OutOfOrderSequence(String),
-    /// A producer epoch older than the partition has seen
-    /// (`INVALID_PRODUCER_EPOCH`).
-    #[error("invalid producer epoch: {0}")]
-    InvalidProducerEpoch(String),
+    /// The partition stopped accepting writes after an I/O error (an fsync
+    /// that failed may have lost data the page cache held).
+    #[error("partition {partition} is read-only after an I/O error")]
+    Failed {
+        /// The partition, as `topic-index`.
+        partition: String,
+    },
+    /// The engine was shut down.
+    #[error("the log engine is shut down")]
+    Closed,
+    /// A state file (producer snapshot, checkpoint) does not parse.
+    #[error("damaged state file {path}: {reason}")]
+    CorruptState {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    // Weir's fault.
     /// A broken invariant: a bug in Weir.
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error: {reason}")]
+    Internal {
+        /// What broke.
+        reason: String,
+    },
 }
 
 /// One rejected record of a batch (Kafka's `RecordError`).

@@ -107,6 +107,15 @@ pub struct ProducerStates {
     ongoing: BTreeMap<i64, i64>,
 }
 
+fn out_of_order(h: &BatchHeader, expected: i32) -> LogError {
+    LogError::OutOfOrderSequence {
+        producer_id: h.producer_id,
+        epoch: h.producer_epoch,
+        sequence: h.base_sequence,
+        expected,
+    }
+}
+
 fn in_sequence(last: i32, next: i32) -> bool {
     next == last.wrapping_add(1) || (last == i32::MAX && next == 0)
 }
@@ -129,10 +138,11 @@ impl ProducerStates {
             return Ok(Verdict::Append);
         };
         if h.producer_epoch < e.epoch {
-            return Err(LogError::InvalidProducerEpoch(format!(
-                "producer {pid} epoch {} is older than the current epoch {}",
-                h.producer_epoch, e.epoch
-            )));
+            return Err(LogError::InvalidProducerEpoch {
+                producer_id: pid,
+                epoch: h.producer_epoch,
+                current: e.epoch,
+            });
         }
         if h.base_sequence < 0 {
             // Written by a coordinator (TxnOffsetCommit), not a client:
@@ -152,16 +162,11 @@ impl ProducerStates {
             if e.batches.is_empty() || in_sequence(last, h.base_sequence) {
                 return Ok(Verdict::Append);
             }
-            return Err(LogError::OutOfOrderSequence(format!(
-                "producer {pid} epoch {}: sequence {} does not follow {last}",
-                h.producer_epoch, h.base_sequence
-            )));
+            return Err(out_of_order(h, last.wrapping_add(1).max(0)));
         }
         if h.base_sequence != 0 {
-            return Err(LogError::OutOfOrderSequence(format!(
-                "producer {pid}: new epoch {} must start at sequence 0, not {}",
-                h.producer_epoch, h.base_sequence
-            )));
+            // A new epoch starts at sequence 0.
+            return Err(out_of_order(h, 0));
         }
         Ok(Verdict::Append)
     }
@@ -170,10 +175,11 @@ impl ProducerStates {
     /// producer's is refused, as Kafka refuses a zombie coordinator's marker.
     pub fn check_marker(&self, h: &BatchHeader) -> Result<(), LogError> {
         match self.producers.get(&h.producer_id) {
-            Some(e) if h.producer_epoch < e.epoch => Err(LogError::InvalidProducerEpoch(format!(
-                "marker for producer {} has epoch {}, older than {}",
-                h.producer_id, h.producer_epoch, e.epoch
-            ))),
+            Some(e) if h.producer_epoch < e.epoch => Err(LogError::InvalidProducerEpoch {
+                producer_id: h.producer_id,
+                epoch: h.producer_epoch,
+                current: e.epoch,
+            }),
             _ => Ok(()),
         }
     }
@@ -290,16 +296,22 @@ impl ProducerStates {
     }
 
     /// Parses a snapshot, returning the offset it was taken at. Never
-    /// panics; a damaged snapshot is an error.
-    pub fn decode_snapshot(buf: &[u8]) -> Result<(i64, Self), String> {
+    /// panics; a damaged snapshot is [`LogError::CorruptState`].
+    pub fn decode_snapshot(buf: &[u8]) -> Result<(i64, Self), LogError> {
+        Self::decode(buf).map_err(|reason| LogError::CorruptState {
+            path: "producer state snapshot".into(),
+            reason: reason.into(),
+        })
+    }
+
+    fn decode(buf: &[u8]) -> Result<(i64, Self), &'static str> {
         let mut r = Cursor { buf, pos: 0 };
-        let version = r.u16()?;
-        if version != SNAPSHOT_VERSION {
-            return Err(format!("unknown snapshot version {version}"));
+        if r.u16()? != SNAPSHOT_VERSION {
+            return Err("unknown snapshot version");
         }
         let crc = r.u32()?;
         if crc32c::crc32c(&buf[r.pos..]) != crc {
-            return Err("snapshot checksum mismatch".into());
+            return Err("snapshot checksum mismatch");
         }
         let offset = r.i64()?;
         let count = r.u32()?;
@@ -329,7 +341,7 @@ impl ProducerStates {
             s.producers.insert(pid, e);
         }
         if r.pos != buf.len() {
-            return Err("trailing bytes in snapshot".into());
+            return Err("trailing bytes in snapshot");
         }
         Ok((offset, s))
     }
@@ -344,7 +356,7 @@ struct Cursor<'a> {
 }
 
 impl Cursor<'_> {
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], &'static str> {
         let end = self.pos.checked_add(N).ok_or("overflow")?;
         let s = self.buf.get(self.pos..end).ok_or("truncated snapshot")?;
         self.pos = end;
@@ -352,22 +364,22 @@ impl Cursor<'_> {
         a.copy_from_slice(s);
         Ok(a)
     }
-    fn u8(&mut self) -> Result<u8, String> {
+    fn u8(&mut self) -> Result<u8, &'static str> {
         Ok(self.take::<1>()?[0])
     }
-    fn u16(&mut self) -> Result<u16, String> {
+    fn u16(&mut self) -> Result<u16, &'static str> {
         Ok(u16::from_be_bytes(self.take()?))
     }
-    fn i16(&mut self) -> Result<i16, String> {
+    fn i16(&mut self) -> Result<i16, &'static str> {
         Ok(i16::from_be_bytes(self.take()?))
     }
-    fn u32(&mut self) -> Result<u32, String> {
+    fn u32(&mut self) -> Result<u32, &'static str> {
         Ok(u32::from_be_bytes(self.take()?))
     }
-    fn i32(&mut self) -> Result<i32, String> {
+    fn i32(&mut self) -> Result<i32, &'static str> {
         Ok(i32::from_be_bytes(self.take()?))
     }
-    fn i64(&mut self) -> Result<i64, String> {
+    fn i64(&mut self) -> Result<i64, &'static str> {
         Ok(i64::from_be_bytes(self.take()?))
     }
 }
@@ -476,7 +488,7 @@ mod tests {
         ));
         assert!(matches!(
             s.check(&header(7, 0, 0, 1, 0, false)),
-            Err(LogError::OutOfOrderSequence(_))
+            Err(LogError::OutOfOrderSequence { .. })
         ));
     }
 
@@ -486,7 +498,7 @@ mod tests {
         s.apply(&header(7, 1, 0, 2, 0, false), None, 1000);
         assert!(matches!(
             s.check(&header(7, 1, 3, 1, 0, false)),
-            Err(LogError::OutOfOrderSequence(_))
+            Err(LogError::OutOfOrderSequence { .. })
         ));
         assert_eq!(
             s.check(&header(7, 1, 2, 1, 0, false)).unwrap(),
@@ -494,12 +506,12 @@ mod tests {
         );
         assert!(matches!(
             s.check(&header(7, 0, 2, 1, 0, false)),
-            Err(LogError::InvalidProducerEpoch(_))
+            Err(LogError::InvalidProducerEpoch { .. })
         ));
         // A new epoch starts at 0.
         assert!(matches!(
             s.check(&header(7, 2, 5, 1, 0, false)),
-            Err(LogError::OutOfOrderSequence(_))
+            Err(LogError::OutOfOrderSequence { .. })
         ));
         assert_eq!(
             s.check(&header(7, 2, 0, 1, 0, false)).unwrap(),

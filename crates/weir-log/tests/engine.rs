@@ -73,7 +73,7 @@ async fn append_read_durable_reopen() {
         engine.remove(&tp).unwrap();
         assert!(matches!(
             log.append(batch(1, 0, "x"), 6),
-            Err(LogError::Removed(_))
+            Err(LogError::Removed { .. })
         ));
         assert!(engine.partitions().unwrap().is_empty());
         let log = engine.open(&tp, LogConfig::default()).unwrap();

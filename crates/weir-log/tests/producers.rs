@@ -76,7 +76,7 @@ fn duplicates_are_answered_with_original_offsets_across_restarts() {
         assert_eq!(log.offsets().log_end, end);
         assert!(matches!(
             log.append(producer_batch(5, 0, 30, 1, false, "k"), 0),
-            Err(LogError::OutOfOrderSequence(_))
+            Err(LogError::OutOfOrderSequence { .. })
         ));
         assert!(matches!(
             log.append(producer_batch(5, -0, 24, 1, false, "k").clone(), 0)
@@ -136,7 +136,7 @@ fn open_transactions_hold_the_stable_offset_and_aborts_are_indexed_across_restar
             .unwrap();
         assert!(matches!(
             log.append(marker_batch(2, 0, ControlType::Abort, 0, 2000), 0),
-            Err(LogError::InvalidProducerEpoch(_))
+            Err(LogError::InvalidProducerEpoch { .. })
         ));
         drop(log);
         engine = reopen(dir.path(), engine, clean);

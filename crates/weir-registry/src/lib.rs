@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use weir_broker::internal_topic::RecordValidator;
-use weir_broker::Broker;
+use weir_broker::{Broker, BrokerError};
 
 pub use error::RegistryError;
 use schema::{Reference, Resolved};
@@ -170,13 +170,14 @@ struct Validator {
 }
 
 impl RecordValidator for Validator {
-    fn check(&self, topic: &str, is_key: bool, data: &[u8]) -> Result<(), String> {
+    fn check(&self, topic: &str, is_key: bool, data: &[u8]) -> Result<(), BrokerError> {
         let part = if is_key { "key" } else { "value" };
         let subject = format!("{topic}-{part}");
+        let refuse = |reason: String| Err(BrokerError::InvalidRecord { reason });
         let id = match data {
             [0, a, b, c, d, ..] => i32::from_be_bytes([*a, *b, *c, *d]),
             _ => {
-                return Err(format!(
+                return refuse(format!(
                     "the record {part} for topic {topic} does not start with a schema id (magic byte 0 and 4 bytes)"
                 ))
             }
@@ -188,7 +189,7 @@ impl RecordValidator for Validator {
         if registered {
             Ok(())
         } else {
-            Err(format!(
+            refuse(format!(
                 "schema id {id} in the record {part} is not registered under subject {subject}"
             ))
         }

@@ -24,6 +24,10 @@ pub struct ServeArgs {
     /// `off` [default: 127.0.0.1:8088].
     #[arg(long, env = "WEIR_SQL_LISTEN", value_name = "HOST:PORT")]
     sql_listen: Option<String>,
+    /// Address the REST proxy (Confluent REST Proxy's API) binds, or `off`
+    /// [default: 127.0.0.1:8082].
+    #[arg(long, env = "WEIR_REST_LISTEN", value_name = "HOST:PORT")]
+    rest_listen: Option<String>,
     /// Address clients are told to connect to [default: the listen address].
     #[arg(long, env = "WEIR_ADVERTISED_LISTENER", value_name = "HOST:PORT")]
     advertised_listener: Option<String>,
@@ -40,7 +44,7 @@ pub struct ServeArgs {
     #[arg(long, env = "WEIR_REQUEST_LOG_SAMPLE", value_name = "N")]
     request_log_sample: Option<u64>,
     /// A TOML config file (keys `data-dir`, `listen`, `advertised-listener`,
-    /// `registry-listen`, `admin-listen`, `log-format`, `request-log-sample`,
+    /// `registry-listen`, `rest-listen`, `admin-listen`, `log-format`, `request-log-sample`,
     /// a `[broker]` table of Kafka broker configs and `[client.SERVICE]`
     /// tables of Kafka client configs).
     #[arg(long, env = "WEIR_CONFIG", value_name = "FILE")]
@@ -69,6 +73,8 @@ pub struct Settings {
     pub registry_listen: Option<String>,
     /// The SQL server's listen address; `None` when turned off.
     pub sql_listen: Option<String>,
+    /// The REST proxy's listen address; `None` when turned off.
+    pub rest_listen: Option<String>,
     pub admin_listen: String,
     pub log_format: LogFormat,
     pub request_log_sample: u64,
@@ -107,6 +113,21 @@ fn err(key: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// A service's listen address (`value`, else `default`), or `None` for
+/// `off`.
+fn optional_listen(
+    key: &str,
+    value: Option<String>,
+    default: &str,
+) -> Result<Option<String>, ConfigError> {
+    let v = value.unwrap_or_else(|| default.to_string());
+    if v.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    parse_host_port(key, &v)?;
+    Ok(Some(v))
+}
+
 /// The config file's contents.
 #[derive(Debug, Default)]
 struct FileConfig {
@@ -114,6 +135,7 @@ struct FileConfig {
     listen: Option<String>,
     registry_listen: Option<String>,
     sql_listen: Option<String>,
+    rest_listen: Option<String>,
     advertised_listener: Option<String>,
     admin_listen: Option<String>,
     log_format: Option<String>,
@@ -131,21 +153,6 @@ fn scalar(key: &str, v: &toml::Value) -> Result<String, ConfigError> {
         toml::Value::Boolean(b) => Ok(b.to_string()),
         _ => Err(err(key, "must be a string, number or boolean")),
     }
-}
-
-/// A service's listen address: the given one (or the default), `None`
-/// for `off`.
-fn optional_listen(
-    key: &str,
-    given: Option<String>,
-    default: &str,
-) -> Result<Option<String>, ConfigError> {
-    let address = given.unwrap_or_else(|| default.to_string());
-    if address.eq_ignore_ascii_case("off") {
-        return Ok(None);
-    }
-    parse_host_port(key, &address)?;
-    Ok(Some(address))
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -167,6 +174,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             "listen" => out.listen = Some(string(k, v)?),
             "registry-listen" => out.registry_listen = Some(string(k, v)?),
             "sql-listen" => out.sql_listen = Some(string(k, v)?),
+            "rest-listen" => out.rest_listen = Some(string(k, v)?),
             "advertised-listener" => out.advertised_listener = Some(string(k, v)?),
             "admin-listen" => out.admin_listen = Some(string(k, v)?),
             "log-format" => out.log_format = Some(string(k, v)?),
@@ -206,7 +214,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             other => {
                 return Err(err(
                     other,
-                    "unknown key (expected data-dir, listen, advertised-listener, registry-listen, sql-listen, admin-listen, log-format, request-log-sample, [broker] or [client.SERVICE])",
+                    "unknown key (expected data-dir, listen, advertised-listener, registry-listen, rest-listen, sql-listen, admin-listen, log-format, request-log-sample, [broker] or [client.SERVICE])",
                 ))
             }
         }
@@ -253,6 +261,11 @@ impl Settings {
             "sql-listen",
             args.sql_listen.or(file.sql_listen),
             "127.0.0.1:8088",
+        )?;
+        let rest_listen = optional_listen(
+            "rest-listen",
+            args.rest_listen.or(file.rest_listen),
+            "127.0.0.1:8082",
         )?;
         let admin_listen = args
             .admin_listen
@@ -314,6 +327,7 @@ impl Settings {
             listen,
             registry_listen,
             sql_listen,
+            rest_listen,
             admin_listen,
             log_format,
             request_log_sample,
@@ -402,5 +416,21 @@ mod tests {
             let e = resolve(&["--client-set", bad]).unwrap_err().to_string();
             assert!(e.contains("SERVICE.KEY=VALUE"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn the_rest_proxy_listens_by_default_unless_off() {
+        assert_eq!(
+            resolve(&[]).unwrap().rest_listen.as_deref(),
+            Some("127.0.0.1:8082")
+        );
+        assert_eq!(
+            resolve(&["--rest-listen", "off"]).unwrap().rest_listen,
+            None
+        );
+        let e = resolve(&["--rest-listen", "nowhere"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rest-listen"), "{e}");
     }
 }

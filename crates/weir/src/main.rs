@@ -10,6 +10,7 @@ mod bench;
 mod broker_metrics;
 mod cli;
 mod config;
+mod rest;
 mod security;
 mod serve;
 mod sql;
@@ -85,6 +86,14 @@ enum Command {
     ///   weir sql-server --listen 0.0.0.0:8088 --set ksql.service.id=prod_ --set ksql.streams.auto.offset.reset=earliest
     #[command(verbatim_doc_comment)]
     SqlServer(sql::SqlServerArgs),
+    /// Serve Confluent REST Proxy's API (v2 and v3) for a Kafka-compatible
+    /// cluster.
+    ///
+    /// Examples:
+    ///   weir rest-proxy --bootstrap 127.0.0.1:9092
+    ///   weir rest-proxy -b kafka:9092 --listen 0.0.0.0:8082 --set consumer.instance.timeout.ms=60000
+    #[command(verbatim_doc_comment)]
+    RestProxy(rest::RestProxyArgs),
     /// Print shell completions.
     ///
     /// Examples:
@@ -102,6 +111,24 @@ enum Command {
 fn client(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     init_logs(LogFormat::Human, "warn");
     match cli::block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a long-lived service command on a multi-threaded runtime, with
+/// logs at info: errors are one line on stderr and exit 1.
+fn service(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    init_logs(LogFormat::Human, "info");
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(f));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -139,6 +166,13 @@ fn main() -> ExitCode {
             init_logs(LogFormat::Human, "info");
             sql::main(args)
         }
+        Command::RestProxy(a) => match a.properties() {
+            Ok(props) => service(rest::run(a, props)),
+            Err(e) => {
+                eprintln!("error: bad setting {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "weir", &mut std::io::stdout());

@@ -63,6 +63,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     node.ready_here();
     http_service(
         &mut node,
+        settings.rest_listen.as_deref(),
+        "REST proxy",
+        weir_rest::RestService::new,
+    )
+    .await?;
+    http_service(
+        &mut node,
         settings.sql_listen.as_deref(),
         "sql",
         crate::sql::service,

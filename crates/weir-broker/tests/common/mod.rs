@@ -90,6 +90,7 @@ fn api_of(body: &RequestKind) -> kafka_protocol::messages::ApiKey {
         RequestKind::DescribeTransactions(_) => ApiKey::DescribeTransactions,
         RequestKind::ListTransactions(_) => ApiKey::ListTransactions,
         RequestKind::DescribeLogDirs(_) => ApiKey::DescribeLogDirs,
+        RequestKind::DescribeTopicPartitions(_) => ApiKey::DescribeTopicPartitions,
         other => panic!("add {other:?} to api_of"),
     }
 }

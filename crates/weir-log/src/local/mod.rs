@@ -456,7 +456,7 @@ impl LogEngine for LocalEngine {
         config: LogConfig,
     ) -> Result<Arc<dyn PartitionLog>, LogError> {
         if self.shared.closed.load(Ordering::Acquire) {
-            return Err(closed_err());
+            return Err(LogError::Closed);
         }
         if tp.partition < 0 || tp.topic.is_empty() || tp.topic.contains('/') {
             return Err(LogError::InvalidRecord {
@@ -564,13 +564,6 @@ impl LogEngine for LocalEngine {
             .map_err(|e| io_err(&marker, e))?;
         segment::sync_dir(dir).map_err(|e| io_err(dir, e))?;
         Ok(())
-    }
-}
-
-pub(crate) fn closed_err() -> LogError {
-    LogError::Io {
-        path: "log engine".into(),
-        source: std::io::Error::other("log engine is shut down"),
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use super::checkpoint;
 use super::segment::{self, lock, Indexes, Segment};
 use super::txn_index;
-use super::{closed_err, io_err, Deferred, Shared};
+use super::{io_err, Deferred, Shared};
 use crate::api::{
     AppendInfo, BoxFuture, LogOffsets, PartitionLog, ReadLimit, ReadResult, TimestampOffset,
     TopicPartition,
@@ -298,15 +298,16 @@ impl LocalPartition {
 
     fn check_usable(&self) -> Result<(), LogError> {
         if self.removed.load(Ordering::Acquire) {
-            return Err(LogError::Removed(self.tp.to_string()));
+            return Err(LogError::Removed {
+                partition: self.tp.to_string(),
+            });
         }
         if self.shared.closed.load(Ordering::Acquire) {
-            return Err(closed_err());
+            return Err(LogError::Closed);
         }
         if self.failed.load(Ordering::Acquire) {
-            return Err(LogError::Io {
-                path: self.dir.display().to_string(),
-                source: std::io::Error::other("partition failed after an I/O error"),
+            return Err(LogError::Failed {
+                partition: self.tp.to_string(),
             });
         }
         Ok(())
@@ -1010,7 +1011,6 @@ impl PartitionLog for LocalPartition {
         let mut rx = self.durable_tx.subscribe();
         let target = end_offset.min(*self.end_tx.borrow());
         let name = self.tp.to_string();
-        let dir = self.dir.display().to_string();
         let current = *rx.borrow_and_update();
         if current.offset >= target {
             return Box::pin(std::future::ready(Ok(())));
@@ -1027,16 +1027,13 @@ impl PartitionLog for LocalPartition {
                     return Ok(());
                 }
                 if d.failed {
-                    return Err(LogError::Io {
-                        path: dir,
-                        source: std::io::Error::other("fsync failed"),
-                    });
+                    return Err(LogError::Failed { partition: name });
                 }
                 if d.closed {
-                    return Err(LogError::Removed(name));
+                    return Err(LogError::Removed { partition: name });
                 }
                 if rx.changed().await.is_err() {
-                    return Err(LogError::Removed(name));
+                    return Err(LogError::Removed { partition: name });
                 }
             }
         })
@@ -1049,7 +1046,9 @@ impl PartitionLog for LocalPartition {
         limit: ReadLimit,
     ) -> Result<ReadResult, LogError> {
         if self.is_removed() {
-            return Err(LogError::Removed(self.tp.to_string()));
+            return Err(LogError::Removed {
+                partition: self.tp.to_string(),
+            });
         }
         let interval = self.interval();
         for _attempt in 0..4 {
@@ -1097,10 +1096,9 @@ impl PartitionLog for LocalPartition {
                 });
             }
         }
-        Err(LogError::Internal(format!(
-            "{}: segments kept changing during a read",
-            self.tp
-        )))
+        Err(LogError::Internal {
+            reason: format!("{}: segments kept changing during a read", self.tp),
+        })
     }
 
     fn offsets(&self) -> LogOffsets {
@@ -1113,7 +1111,9 @@ impl PartitionLog for LocalPartition {
 
     fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>, LogError> {
         if self.is_removed() {
-            return Err(LogError::Removed(self.tp.to_string()));
+            return Err(LogError::Removed {
+                partition: self.tp.to_string(),
+            });
         }
         let interval = self.interval();
         let (segs, offsets) = self.snapshot();
@@ -1154,7 +1154,9 @@ impl PartitionLog for LocalPartition {
 
     fn max_timestamp(&self) -> Result<Option<TimestampOffset>, LogError> {
         if self.is_removed() {
-            return Err(LogError::Removed(self.tp.to_string()));
+            return Err(LogError::Removed {
+                partition: self.tp.to_string(),
+            });
         }
         let interval = self.interval();
         let (segs, offsets) = self.snapshot();

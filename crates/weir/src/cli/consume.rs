@@ -48,6 +48,10 @@ pub struct ConsumeArgs {
     /// %h headers (k=v,..), %K/%S key/value size, %% and \n, \t escapes.
     #[arg(long, short = 'F', default_value = "value", value_name = "FORMAT")]
     format: String,
+    /// `json` is `--format json`, as the other commands' `--output json`;
+    /// records have no table form.
+    #[arg(long, value_name = "json", conflicts_with = "format")]
+    output: Option<String>,
     /// A librdkafka consumer property, e.g. `-X fetch.min.bytes=1000`;
     /// repeatable.
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = key_value)]
@@ -109,7 +113,15 @@ fn parse_start(s: &str) -> Result<Start> {
 }
 
 /// Runs `weir consume`.
-pub async fn run(args: ConsumeArgs) -> Result<()> {
+pub async fn run(mut args: ConsumeArgs) -> Result<()> {
+    match args.output.as_deref() {
+        None => {}
+        Some("json") => args.format = "json".into(),
+        Some(other) => anyhow::bail!(
+            "--output {other}: records print as --format value, json or a template; \
+             --output takes only json here"
+        ),
+    }
     let start = args.from.as_deref().map(parse_start).transpose()?;
     // Fail fast and clearly on an unreachable broker or unknown topic.
     let mut admin = args.common.admin().await?;

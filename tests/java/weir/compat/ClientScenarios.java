@@ -13,7 +13,10 @@ import java.util.Properties;
 import java.util.concurrent.TimeUnit;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.FeatureMetadata;
+import org.apache.kafka.clients.admin.LogDirDescription;
 import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.admin.ListConsumerGroupOffsetsSpec;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.common.TopicCollection;
@@ -54,6 +57,7 @@ public final class ClientScenarios {
         s.put("roundtrip", ClientScenarios::roundtrip);
         s.put("describe_by_id", ClientScenarios::describeById);
         s.put("group_members", ClientScenarios::groupMembers);
+        s.put("cluster_views", ClientScenarios::clusterViews);
         Harness.serve(s);
     }
 
@@ -263,5 +267,36 @@ public final class ClientScenarios {
             offsets.forEach((tp, o) -> committed.put(Integer.toString(tp.partition()), o.offset()));
         }
         return obj("members", results, "distinct_read", seen.size(), "committed", committed);
+    }
+
+    /**
+     * describeFeatures, describeLogDirs and listOffsets (earliest, latest,
+     * max timestamp) for partition 0 of a topic. args: topic.
+     */
+    static Object clusterViews(JsonNode args) throws Exception {
+        String topic = args.get("topic").asText();
+        TopicPartition tp = new TopicPartition(topic, 0);
+        try (Admin a = admin()) {
+            FeatureMetadata f = a.describeFeatures().featureMetadata().get(30, TimeUnit.SECONDS);
+            Map<String, Object> finalized = new TreeMap<>();
+            f.finalizedFeatures().forEach((k, v) -> finalized.put(k, v.maxVersionLevel()));
+            Map<String, Object> supported = new TreeMap<>();
+            f.supportedFeatures().forEach((k, v) -> supported.put(k, List.of(v.minVersion(), v.maxVersion())));
+            int node = a.describeCluster().nodes().get(30, TimeUnit.SECONDS).iterator().next().id();
+            Map<String, LogDirDescription> dirs = a.describeLogDirs(List.of(node)).allDescriptions()
+                .get(30, TimeUnit.SECONDS).get(node);
+            List<Object> logDirs = new ArrayList<>();
+            dirs.forEach((path, d) -> logDirs.add(obj("path", path,
+                "total", d.totalBytes().orElse(-1), "usable", d.usableBytes().orElse(-1),
+                "partitions", d.replicaInfos().size())));
+            Map<String, Object> offsets = new TreeMap<>();
+            for (var e : Map.of("earliest", OffsetSpec.earliest(), "latest", OffsetSpec.latest(),
+                    "max_timestamp", OffsetSpec.maxTimestamp()).entrySet()) {
+                var info = a.listOffsets(Map.of(tp, e.getValue())).partitionResult(tp).get(30, TimeUnit.SECONDS);
+                offsets.put(e.getKey(), info.offset());
+            }
+            return obj("finalized", finalized, "supported", supported,
+                "epoch", f.finalizedFeaturesEpoch().orElse(-1L), "log_dirs", logDirs, "offsets", offsets);
+        }
     }
 }
