@@ -300,9 +300,8 @@ def test_v3_produce_errors(proxy, node, kadmin, topic_name):
     got = reports(json.dumps(ok).encode() + b"{oops")
     assert [g["error_code"] for g in got] == [200, 400]
     assert [g["error_code"] for g in reports(b"")] == [422]
-    # Schema-based formats need a registry this proxy does not have.
-    got = reports(json.dumps({"value": {"type": "AVRO", "schema": '"string"', "data": "x"}}).encode())
-    assert got[0]["error_code"] == 42207
+    got = reports(json.dumps({"value": {"type": "AVRO", "schema": '{"type": "nope"}', "data": "x"}}).encode())
+    assert got[0]["error_code"] == 42205
 
 
 def test_v3_records_batch(proxy, node, kadmin, topic_name):
@@ -465,9 +464,6 @@ def test_v2_produce_binary_and_json(proxy, node, kadmin, topic_name):
     assert error(proxy.http.post(f"/topics/{topic_name}/partitions/5", headers=binary, json=rec)) == (404, 40402)
     assert error(proxy.http.post(f"/topics/{topic_name}", headers=binary,
                                  json={"records": [{"value": "not base64!"}]})) == (422, 42203)
-    avro = {"value_schema": '{"type": "string"}', "records": [{"value": "x"}]}
-    assert error(proxy.http.post(f"/topics/{topic_name}", headers={"Content-Type": v2_type("avro")},
-                                 json=avro)) == (422, 42207)
 
 
 # --- v2: consumer instances ------------------------------------------------------------
@@ -597,6 +593,83 @@ def test_v2_consumer_instances_expire(weir_binary, node, tmp_path):
         assert error(short.http.get("/consumers/expiring/instances/c/records")) == (404, 40403)
     finally:
         assert short.stop() == 0, short.log()
+
+
+# --- embedded formats ---------------------------------------------------------------------
+
+USER = {"type": "record", "name": "User", "namespace": "weir.test", "fields": [
+    {"name": "name", "type": "string"},
+    {"name": "age", "type": "int"},
+    {"name": "email", "type": ["null", "string"], "default": None}]}
+
+
+def test_avro_through_the_proxy_and_confluent_kafka(proxy, node, kadmin, topic_name):
+    """Avro records written over HTTP (v2 with inline schemas and ids, v3
+    with a schema, an id, a version and the latest) are read by
+    confluent-kafka's AvroDeserializer, and records its AvroSerializer
+    wrote are read by a v2 avro consumer, all through the node's registry."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    create_topic(kadmin, topic_name, partitions=1)
+    avro = {"Content-Type": v2_type("avro")}
+    r = proxy.http.post(f"/topics/{topic_name}", headers=avro, json={
+        "key_schema": '"string"', "value_schema": json.dumps(USER),
+        "records": [{"key": "u1", "value": {"name": "ann", "age": 31, "email": {"string": "a@x"}}},
+                    {"key": "u2", "value": {"name": "bob", "age": 40, "email": None}}]})
+    assert r.status_code == 200, r.text
+    ids = r.json()
+    assert isinstance(ids["key_schema_id"], int) and isinstance(ids["value_schema_id"], int)
+    r = proxy.http.post(f"/topics/{topic_name}", headers=avro, json={
+        "value_schema_id": ids["value_schema_id"],
+        "records": [{"value": {"name": "cy", "age": 5, "email": None}}]})
+    assert r.status_code == 200, r.text
+    url = f"{proxy.v3}/topics/{topic_name}/records"
+    sent = [{"value": {"type": "AVRO", "schema": json.dumps(USER), "data": {"name": "di", "age": 1, "email": None}}},
+            {"value": {"schema_id": ids["value_schema_id"], "data": {"name": "ed", "age": 2, "email": None}}},
+            {"value": {"schema_version": 1, "data": {"name": "fa", "age": 3, "email": None}}},
+            {"value": {"data": {"name": "gu", "age": 4, "email": {"string": "g@x"}}}}]
+    r = proxy.http.post(url, content="".join(json.dumps(x) for x in sent),
+                        headers={"Content-Type": "application/json"})
+    reports = [json.loads(x) for x in r.text.split("\r\n") if x]
+    assert [x["error_code"] for x in reports] == [200] * 4, reports
+    assert {(x["value"]["type"], x["value"]["subject"], x["value"]["schema_id"], x["value"]["schema_version"])
+            for x in reports} == {("AVRO", f"{topic_name}-value", ids["value_schema_id"], 1)}
+
+    sr = SchemaRegistryClient({"url": node.registry_url})
+    deser = AvroDeserializer(sr)
+    got = consume_range(node.bootstrap, topic_name, [0])[0]
+    values = [deser(g.value, SerializationContext(topic_name, MessageField.VALUE)) for g in got]
+    assert [(v["name"], v["age"], v["email"]) for v in values] == [
+        ("ann", 31, "a@x"), ("bob", 40, None), ("cy", 5, None), ("di", 1, None),
+        ("ed", 2, None), ("fa", 3, None), ("gu", 4, "g@x")]
+    assert AvroDeserializer(sr)(got[0].key, SerializationContext(topic_name, MessageField.KEY)) == "u1"
+
+    # confluent-kafka writes, the proxy reads.
+    ser = AvroSerializer(sr, json.dumps(USER))
+    p = Producer(producer_conf(node.bootstrap))
+    p.produce(topic_name, partition=0, value=ser({"name": "hu", "age": 9, "email": "h@x"},
+                                                 SerializationContext(topic_name, MessageField.VALUE)))
+    assert p.flush(30) == 0
+    v2 = {"Content-Type": V2}
+    base = f"/consumers/{topic_name}-g/instances/a"
+    assert proxy.http.post(f"/consumers/{topic_name}-g", headers=v2,
+                           json={"name": "a", "format": "avro"}).status_code == 200
+    assert proxy.http.post(f"{base}/assignments", headers=v2,
+                           json={"partitions": [{"topic": topic_name, "partition": 0}]}).status_code == 204
+    assert proxy.http.post(f"{base}/positions", headers=v2, json={"offsets": [
+        {"topic": topic_name, "partition": 0, "offset": len(got)}]}).status_code == 204
+    read = read_until(proxy, base, "avro", 1)
+    assert read[0]["value"] == {"name": "hu", "age": 9, "email": {"string": "h@x"}}
+    assert proxy.http.delete(base).status_code == 204
+
+    # Errors: no schema for values, a bad schema, a value the schema refuses.
+    assert error(proxy.http.post(f"/topics/{topic_name}", headers=avro,
+                                 json={"records": [{"value": {"name": "x"}}]})) == (422, 42202)
+    assert error(proxy.http.post(f"/topics/{topic_name}", headers=avro, json={
+        "value_schema": '{"type": "record"}', "records": [{"value": {}}]})) == (422, 42205)
+    assert error(proxy.http.post(f"/topics/{topic_name}", headers=avro, json={
+        "value_schema": json.dumps(USER), "records": [{"value": {"name": 7}}]})) == (422, 42203)
 
 
 # --- load -------------------------------------------------------------------------------

@@ -24,6 +24,10 @@ pub struct ServeArgs {
     /// `off` [default: 127.0.0.1:8088].
     #[arg(long, env = "WEIR_SQL_LISTEN", value_name = "HOST:PORT")]
     sql_listen: Option<String>,
+    /// Address the Kafka Connect REST API binds, or `off`
+    /// [default: 127.0.0.1:8083].
+    #[arg(long, env = "WEIR_CONNECT_LISTEN", value_name = "HOST:PORT")]
+    connect_listen: Option<String>,
     /// Address the REST proxy (Confluent REST Proxy's API) binds, or `off`
     /// [default: 127.0.0.1:8082].
     #[arg(long, env = "WEIR_REST_LISTEN", value_name = "HOST:PORT")]
@@ -73,6 +77,8 @@ pub struct Settings {
     pub registry_listen: Option<String>,
     /// The SQL server's listen address; `None` when turned off.
     pub sql_listen: Option<String>,
+    /// Kafka Connect's REST listen address; `None` when turned off.
+    pub connect_listen: Option<String>,
     /// The REST proxy's listen address; `None` when turned off.
     pub rest_listen: Option<String>,
     pub admin_listen: String,
@@ -135,6 +141,7 @@ struct FileConfig {
     listen: Option<String>,
     registry_listen: Option<String>,
     sql_listen: Option<String>,
+    connect_listen: Option<String>,
     rest_listen: Option<String>,
     advertised_listener: Option<String>,
     admin_listen: Option<String>,
@@ -174,6 +181,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             "listen" => out.listen = Some(string(k, v)?),
             "registry-listen" => out.registry_listen = Some(string(k, v)?),
             "sql-listen" => out.sql_listen = Some(string(k, v)?),
+            "connect-listen" => out.connect_listen = Some(string(k, v)?),
             "rest-listen" => out.rest_listen = Some(string(k, v)?),
             "advertised-listener" => out.advertised_listener = Some(string(k, v)?),
             "admin-listen" => out.admin_listen = Some(string(k, v)?),
@@ -214,7 +222,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             other => {
                 return Err(err(
                     other,
-                    "unknown key (expected data-dir, listen, advertised-listener, registry-listen, rest-listen, sql-listen, admin-listen, log-format, request-log-sample, [broker] or [client.SERVICE])",
+                    "unknown key (expected data-dir, listen, advertised-listener, registry-listen, rest-listen, connect-listen, sql-listen, admin-listen, log-format, request-log-sample, [broker] or [client.SERVICE])",
                 ))
             }
         }
@@ -261,6 +269,11 @@ impl Settings {
             "sql-listen",
             args.sql_listen.or(file.sql_listen),
             "127.0.0.1:8088",
+        )?;
+        let connect_listen = optional_listen(
+            "connect-listen",
+            args.connect_listen.or(file.connect_listen),
+            "127.0.0.1:8083",
         )?;
         let rest_listen = optional_listen(
             "rest-listen",
@@ -327,6 +340,7 @@ impl Settings {
             listen,
             registry_listen,
             sql_listen,
+            connect_listen,
             rest_listen,
             admin_listen,
             log_format,

@@ -10,6 +10,7 @@ mod bench;
 mod broker_metrics;
 mod cli;
 mod config;
+mod connect;
 mod rest;
 mod security;
 mod serve;
@@ -86,6 +87,18 @@ enum Command {
     ///   weir sql-server --listen 0.0.0.0:8088 --set ksql.service.id=prod_ --set ksql.streams.auto.offset.reset=earliest
     #[command(verbatim_doc_comment)]
     SqlServer(sql::SqlServerArgs),
+    /// Run a Kafka Connect worker against any Kafka-compatible cluster,
+    /// or manage connectors through a Connect REST API.
+    ///
+    /// Examples:
+    ///   weir connect --bootstrap 127.0.0.1:9092                   # a worker, REST on 127.0.0.1:8083
+    ///   weir connect --config worker.properties --listen 0.0.0.0:8083
+    ///   weir connect list
+    ///   weir connect create --file file-source.json
+    ///   weir connect status file-source
+    ///   weir connect restart file-source --include-tasks --only-failed
+    #[command(verbatim_doc_comment)]
+    Connect(connect::ConnectArgs),
     /// Serve Confluent REST Proxy's API (v2 and v3) for a Kafka-compatible
     /// cluster.
     ///
@@ -166,6 +179,7 @@ fn main() -> ExitCode {
             init_logs(LogFormat::Human, "info");
             sql::main(args)
         }
+        Command::Connect(a) => connect::run(a),
         Command::RestProxy(a) => match a.properties() {
             Ok(props) => service(rest::run(a, props)),
             Err(e) => {

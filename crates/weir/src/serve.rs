@@ -46,7 +46,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let admin = weir_service::bind(&settings.admin_listen, "admin").await?;
     let kafka = KafkaListeners::bind(&settings, tls).await?;
     node.set_kafka(
-        KafkaAccess::node(kafka.endpoints.clone()).with_clients(settings.clients.clone()),
+        KafkaAccess::node(kafka.endpoints.clone()).with_clients(service_clients(&settings)),
     );
     node.add(admin_service(admin));
     node.add(log_service(&settings, &kafka, &broker));
@@ -70,6 +70,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     .await?;
     http_service(
         &mut node,
+        settings.connect_listen.as_deref(),
+        "connect",
+        crate::connect::service,
+    )
+    .await?;
+    http_service(
+        &mut node,
         settings.sql_listen.as_deref(),
         "sql",
         crate::sql::service,
@@ -79,6 +86,29 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     node.run(signal).await?;
     info!("stopped cleanly");
     Ok(())
+}
+
+/// The services' client settings, with the node's own schema registry as
+/// the REST proxy's unless the operator named one.
+fn service_clients(settings: &Settings) -> crate::config::ClientConfigs {
+    let mut clients = settings.clients.clone();
+    if let Some(addr) = &settings.registry_listen {
+        let scheme = if settings.broker.get_bool("http.ssl.enabled") {
+            "https"
+        } else {
+            "http"
+        };
+        // A wildcard bind is reached over loopback.
+        let addr = addr
+            .replacen("0.0.0.0", "127.0.0.1", 1)
+            .replacen("[::]", "[::1]", 1);
+        clients
+            .entry(weir_rest::service::NAME.to_string())
+            .or_default()
+            .entry("schema.registry.url".to_string())
+            .or_insert(format!("{scheme}://{addr}"));
+    }
+    clients
 }
 
 /// Binds `address` (when the service is on) and adds the service built

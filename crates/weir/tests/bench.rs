@@ -34,6 +34,7 @@ fn start_broker() -> Broker {
     let mut child = weir()
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
+        .env("WEIR_CONNECT_LISTEN", "off")
         .env("WEIR_REST_LISTEN", "off")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")

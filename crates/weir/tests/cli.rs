@@ -88,6 +88,7 @@ fn environment_and_file_settings_apply_and_sigterm_stops_cleanly() {
     let mut child = weir()
         .args(["serve", "--config", file.to_str().unwrap()])
         .env("WEIR_LISTEN", "127.0.0.1:0")
+        .env("WEIR_CONNECT_LISTEN", "off")
         .env("WEIR_REST_LISTEN", "off")
         .env("WEIR_DATA_DIR", &data)
         .env("RUST_LOG", "info")
