@@ -64,7 +64,7 @@ trap stop_broker EXIT
 start_weir() {
     port=$($tools freeport)
     admin=$($tools freeport)
-    WEIR_ADMIN_LISTEN=127.0.0.1:$admin WEIR_REGISTRY_LISTEN=127.0.0.1:0 \
+    WEIR_ADMIN_LISTEN=127.0.0.1:$admin WEIR_REGISTRY_LISTEN=127.0.0.1:0 WEIR_SQL_LISTEN=off \
         "$WEIR" serve --data-dir "$1" --listen "127.0.0.1:$port" \
         >>"$OUT/weir.log" 2>&1 &
     pid=$!
@@ -164,7 +164,7 @@ for b in $BROKERS; do
             port=$($tools freeport)
             admin=$($tools freeport)
             start=$(date +%s.%N)
-            WEIR_ADMIN_LISTEN=127.0.0.1:$admin WEIR_REGISTRY_LISTEN=127.0.0.1:0 \
+            WEIR_ADMIN_LISTEN=127.0.0.1:$admin WEIR_REGISTRY_LISTEN=127.0.0.1:0 WEIR_SQL_LISTEN=off \
                 "$WEIR" serve --data-dir "$DIR/weir-1000" --listen "127.0.0.1:$port" \
                 >>"$OUT/weir.log" 2>&1 &
             pid=$!

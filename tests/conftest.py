@@ -126,7 +126,7 @@ class Broker:
     def command(self) -> list[str]:
         # Platform services with fixed default ports are off unless a test
         # asks for one (many brokers run side by side).
-        services = [a for flag in ("--rest-listen", "--connect-listen", "--console-listen") if flag not in self.args
+        services = [a for flag in ("--rest-listen", "--connect-listen", "--console-listen", "--sql-listen") if flag not in self.args
                     for a in (flag, "off")]
         return [str(self.binary), "serve",
                 "--data-dir", str(self.data_dir),

@@ -20,6 +20,10 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:8081].
     #[arg(long, env = "WEIR_REGISTRY_LISTEN", value_name = "HOST:PORT")]
     registry_listen: Option<String>,
+    /// Address the streaming SQL server (ksqlDB's REST API) binds, or
+    /// `off` [default: 127.0.0.1:8088].
+    #[arg(long, env = "WEIR_SQL_LISTEN", value_name = "HOST:PORT")]
+    sql_listen: Option<String>,
     /// Address the Kafka Connect REST API binds, or `off`
     /// [default: 127.0.0.1:8083].
     #[arg(long, env = "WEIR_CONNECT_LISTEN", value_name = "HOST:PORT")]
@@ -74,6 +78,8 @@ pub struct Settings {
     pub listen: String,
     /// The schema registry's listen address; `None` when turned off.
     pub registry_listen: Option<String>,
+    /// The SQL server's listen address; `None` when turned off.
+    pub sql_listen: Option<String>,
     /// Kafka Connect's REST listen address; `None` when turned off.
     pub connect_listen: Option<String>,
     /// The REST proxy's listen address; `None` when turned off.
@@ -139,6 +145,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
     registry_listen: Option<String>,
+    sql_listen: Option<String>,
     connect_listen: Option<String>,
     rest_listen: Option<String>,
     console_listen: Option<String>,
@@ -179,6 +186,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             "data-dir" => out.data_dir = Some(PathBuf::from(string(k, v)?)),
             "listen" => out.listen = Some(string(k, v)?),
             "registry-listen" => out.registry_listen = Some(string(k, v)?),
+            "sql-listen" => out.sql_listen = Some(string(k, v)?),
             "connect-listen" => out.connect_listen = Some(string(k, v)?),
             "rest-listen" => out.rest_listen = Some(string(k, v)?),
             "console-listen" => out.console_listen = Some(string(k, v)?),
@@ -221,7 +229,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             other => {
                 return Err(err(
                     other,
-                    "unknown key (expected data-dir, listen, advertised-listener, registry-listen, rest-listen, connect-listen, console-listen, admin-listen, log-format, request-log-sample, [broker] or [client.SERVICE])",
+                    "unknown key (expected data-dir, listen, advertised-listener, registry-listen, rest-listen, connect-listen, console-listen, sql-listen, admin-listen, log-format, request-log-sample, [broker] or [client.SERVICE])",
                 ))
             }
         }
@@ -263,6 +271,11 @@ impl Settings {
             "registry-listen",
             args.registry_listen.or(file.registry_listen),
             "127.0.0.1:8081",
+        )?;
+        let sql_listen = optional_listen(
+            "sql-listen",
+            args.sql_listen.or(file.sql_listen),
+            "127.0.0.1:8088",
         )?;
         let connect_listen = optional_listen(
             "connect-listen",
@@ -338,6 +351,7 @@ impl Settings {
             data_dir,
             listen,
             registry_listen,
+            sql_listen,
             connect_listen,
             rest_listen,
             console_listen,

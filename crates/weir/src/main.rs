@@ -16,6 +16,7 @@ mod fault;
 mod rest;
 mod security;
 mod serve;
+mod sql;
 
 use std::process::ExitCode;
 
@@ -80,6 +81,14 @@ enum Command {
     ///   weir bench e2e --rate 50000 --duration 60s --json  # latency at a fixed rate
     #[command(verbatim_doc_comment)]
     Bench(bench::BenchArgs),
+    /// Run the streaming SQL server (ksqlDB's REST API) against a Kafka
+    /// cluster.
+    ///
+    /// Examples:
+    ///   weir sql-server --bootstrap 127.0.0.1:9092
+    ///   weir sql-server --listen 0.0.0.0:8088 --set ksql.service.id=prod_ --set ksql.streams.auto.offset.reset=earliest
+    #[command(verbatim_doc_comment)]
+    SqlServer(sql::SqlServerArgs),
     /// Run a Kafka Connect worker against any Kafka-compatible cluster,
     /// or manage connectors through a Connect REST API.
     ///
@@ -181,6 +190,10 @@ fn main() -> ExitCode {
         Command::Group(a) => client(cli::group::run(a)),
         Command::Cluster(a) => client(cli::cluster::run(a)),
         Command::Bench(a) => client(bench::run(a)),
+        Command::SqlServer(args) => {
+            init_logs(LogFormat::Human, "info");
+            sql::main(args)
+        }
         Command::Connect(a) => connect::run(a),
         Command::RestProxy(a) => match a.properties() {
             Ok(props) => service(rest::run(a, props)),

@@ -82,6 +82,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         weir_console::ConsoleService::new,
     )
     .await?;
+    http_service(
+        &mut node,
+        settings.sql_listen.as_deref(),
+        "sql",
+        crate::sql::service,
+    )
+    .await?;
 
     node.run(signal).await?;
     info!("stopped cleanly");

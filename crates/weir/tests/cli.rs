@@ -11,6 +11,7 @@ fn weir() -> Command {
     // tests never need 8081 or 9644.
     c.env("WEIR_REGISTRY_LISTEN", "127.0.0.1:0");
     c.env("WEIR_ADMIN_LISTEN", "127.0.0.1:0");
+    c.env("WEIR_SQL_LISTEN", "off");
     c
 }
 
