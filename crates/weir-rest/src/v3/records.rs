@@ -550,10 +550,12 @@ mod tests {
         assert_eq!(code(json!({"partition_id": 5})), 40402);
         assert_eq!(code(json!({"key": {"type": "BINARY", "data": "%%%"}})), 400);
         assert_eq!(code(json!({"value": {"type": "NOPE", "data": 1}})), 400);
-        assert_eq!(
-            code(json!({"value": {"type": "PROTOBUF", "data": 1}})),
-            42207
-        );
+        // Schema-based types are serialized later, through the registry.
+        let p = parse_record(&json!({"value": {"type": "PROTOBUF", "data": {}}}), 1).unwrap();
+        assert!(matches!(
+            p.value,
+            Some(Data::Schema(DataType::Protobuf, _, _))
+        ));
         assert_eq!(code(json!({"value": {"schema_id": "x", "data": 1}})), 400);
         assert_eq!(code(json!({"headers": [{"name": "h", "value": "%"}]})), 400);
         assert_eq!(code(json!([1])), 400);
