@@ -81,7 +81,8 @@ def test_root_health_and_plugins(worker, module_broker):
     all_plugins = worker.get("/connector-plugins?connectorsOnly=false").json()
     assert any(p["class"] == "org.apache.kafka.connect.json.JsonConverter" for p in all_plugins)
     defs = worker.get("/connector-plugins/FileStreamSource/config").json()
-    assert [d["name"] for d in defs] == ["file", "topic", "batch.size"]
+    # The plugin's own configs, then the runtime's, as Kafka lists them.
+    assert [d["name"] for d in defs][:4] == ["file", "topic", "batch.size", "name"]
     assert defs[2]["default_value"] == "2000" and defs[2]["type"] == "INT"
     assert worker.get("/connector-plugins/Nope/config").status_code == 404
 
@@ -91,7 +92,7 @@ def test_validate_reports_errors_per_field(worker):
                    {"connector.class": "FileStreamSource", "name": "v", "tasks.max": "0"})
     assert r.status_code == 200, r.text
     v = r.json()
-    assert v["name"] == "org.apache.kafka.connect.file.FileStreamSourceConnector"
+    assert v["name"] == "FileStreamSource"  # connector.class as given, as Kafka
     assert v["error_count"] == 2
     errors = {c["value"]["name"]: c["value"]["errors"] for c in v["configs"]}
     assert errors["topic"] == ['Missing required configuration "topic" which has no default value.']
@@ -258,6 +259,48 @@ def test_dead_letter_queue_and_failed_task(worker, module_broker, tmp_path):
     assert st["connector"]["state"] == "RUNNING"
 
 
+def test_transforms_and_predicates(worker, module_broker, tmp_path):
+    """A source's chain: every line hoisted into a struct with a static
+    field, routed by RegexRouter; a Filter with a negated TopicNameMatches
+    predicate drops the lines that are not routed. The records' JSON is
+    what Kafka's JsonConverter writes for those structs."""
+    src = tmp_path / "smt.txt"
+    src.write_text("keep\nkeep too\n")
+    cfg = {"connector.class": "FileStreamSource", "file": str(src), "topic": "smt-raw",
+           "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+           "transforms": "hoist,tag,route,only",
+           "transforms.hoist.type": "org.apache.kafka.connect.transforms.HoistField$Value",
+           "transforms.hoist.field": "line",
+           "transforms.tag.type": "org.apache.kafka.connect.transforms.InsertField$Value",
+           "transforms.tag.static.field": "source",
+           "transforms.tag.static.value": "file",
+           "transforms.route.type": "org.apache.kafka.connect.transforms.RegexRouter",
+           "transforms.route.regex": "smt-(.*)",
+           "transforms.route.replacement": "routed-$1",
+           "transforms.only.type": "org.apache.kafka.connect.transforms.Filter",
+           "transforms.only.predicate": "is-routed",
+           "transforms.only.negate": "true",
+           "predicates": "is-routed",
+           "predicates.is-routed.type":
+               "org.apache.kafka.connect.transforms.predicates.TopicNameMatches",
+           "predicates.is-routed.pattern": "routed-.*"}
+    worker.create("smt", cfg)
+    records = wait_until(lambda: (r := read_topic(module_broker.bootstrap, "routed-raw"))
+                         and len(r) == 2 and r, 60, what="two routed records")
+    schema = ('{"type":"struct","fields":[{"type":"string","optional":false,"field":"line"},'
+              '{"type":"string","optional":true,"field":"source"}],"optional":false}')
+    assert records[0].value() == (
+        '{"schema":' + schema + ',"payload":{"line":"keep","source":"file"}}').encode()
+    r = worker.put("/connector-plugins/FileStreamSource/config/validate",
+                   {**cfg, "name": "v", "transforms.route.type": "com.example.Nope"})
+    errors = [e for c in r.json()["configs"] for e in c["value"]["errors"]]
+    assert any("com.example.Nope" in e for e in errors), errors
+    plugins = worker.get("/connector-plugins?connectorsOnly=false").json()
+    assert {"class": "org.apache.kafka.connect.transforms.predicates.HasHeaderKey",
+            "type": "predicate", "version": "4.3.0"} in plugins
+    assert worker.delete("/connectors/smt").status_code == 204
+
+
 def test_million_line_pipeline_survives_kill9(module_broker, weir_binary, tmp_path):
     """1,000,000 lines through FileStreamSource → topic → FileStreamSink with
     the worker killed in the middle: output equals input, topic holds each
@@ -376,3 +419,45 @@ def _get_ok(url):
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_datagen_source_and_the_cli(worker, module_broker, weir_binary):
+    """The data generator through `weir connect create|list|status|pause|
+    resume|restart|delete`: 50 order structs as Kafka's JsonConverter
+    writes them, numbered from 0."""
+    def cli(*args):
+        p = subprocess.run([str(weir_binary), "connect", *args, "--url", worker.url],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+    out = cli("create", "gen", "-c", "connector.class=DataGenSource", "-c", "topic=gen-orders",
+              "-c", "iterations=50", "-c", "max.interval=0",
+              "-c", "value.converter=org.apache.kafka.connect.json.JsonConverter",
+              "-c", "key.converter=" + STRING)
+    assert out.strip() == "created gen"
+    worker.wait_state("gen")
+    records = wait_until(lambda: (r := read_topic(module_broker.bootstrap, "gen-orders"))
+                         and len(r) >= 50 and r, 60, what="50 generated orders")
+    time.sleep(1)
+    records = read_topic(module_broker.bootstrap, "gen-orders")
+    assert len(records) == 50
+    assert [m.key() for m in records[:3]] == [b"0", b"1", b"2"]
+    first = json.loads(records[0].value())
+    assert first["schema"]["name"] == "weir.datagen.Order"
+    assert [f["field"] for f in first["schema"]["fields"]] == \
+        ["order_id", "customer", "item", "quantity", "price", "ts"]
+    assert first["payload"]["order_id"] == 0
+    listed = cli("list")
+    assert any(line.split("\t")[:3] == ["gen", "source", "RUNNING"] for line in listed.splitlines()), listed
+    assert "RUNNING" in cli("status", "gen")
+    assert cli("pause", "gen").strip() == "paused gen"
+    worker.wait_state("gen", "PAUSED")
+    assert cli("resume", "gen").strip() == "resumed gen"
+    worker.wait_state("gen", "RUNNING")
+    assert cli("restart", "gen", "--include-tasks").strip() == "restarted gen"
+    worker.wait_state("gen", "RUNNING")
+    time.sleep(1)
+    # Resumed from its committed offset: nothing written twice.
+    assert len(read_topic(module_broker.bootstrap, "gen-orders")) == 50
+    assert cli("delete", "gen").strip() == "deleted gen"
+    assert worker.get("/connectors/gen").status_code == 404

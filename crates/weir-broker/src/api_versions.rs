@@ -43,6 +43,14 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    // Share groups (KIP-932), at Kafka 4.3's versions.
+    (ApiKey::ShareGroupHeartbeat, 1, 1),
+    (ApiKey::ShareGroupDescribe, 1, 1),
+    (ApiKey::ShareFetch, 1, 2),
+    (ApiKey::ShareAcknowledge, 1, 2),
+    (ApiKey::DescribeShareGroupOffsets, 0, 1),
+    (ApiKey::AlterShareGroupOffsets, 0, 0),
+    (ApiKey::DeleteShareGroupOffsets, 0, 0),
     // Transactions stop below the versions that mean "the client handles
     // TRANSACTION_ABORTABLE" or transaction version 2 (KIP-890 part 2),
     // which Weir does not offer: clients use the explicit
@@ -78,10 +86,13 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
 /// - `transaction.version` 1: KIP-890 part 1 (the broker verifies
 ///   transactional writes); Kafka 4 clients use version 2 only when it is
 ///   finalized.
+/// - `share.version` 1: share groups (KIP-932) are on, by default as in
+///   Kafka 4.2.
 const FEATURES: &[(&str, i16, i16, i16)] = &[
     ("group.version", 0, 1, 1),
     ("kraft.version", 0, 0, 0),
     ("metadata.version", 7, 25, 25),
+    ("share.version", 0, 1, 1),
     ("transaction.version", 0, 1, 1),
 ];
 

@@ -71,6 +71,8 @@ pub struct Broker {
     pub(crate) groups: Arc<Groups>,
     /// The transaction coordinator.
     pub(crate) txns: Arc<Transactions>,
+    /// Share groups (KIP-932).
+    pub(crate) shares: crate::shares::Shares,
     /// Set when shutdown begins: parked requests answer at once.
     stopping: watch::Sender<bool>,
     /// Checks produced records of topics that ask for it (schema registry).
@@ -116,12 +118,17 @@ impl Broker {
             .await?;
         txns.load(settings.get("transaction.state.log.segment.bytes"))
             .await?;
+        let shares = crate::shares::Shares::new(
+            crate::shares::ShareSettings::from_broker(&settings)?,
+            config.clock.clone(),
+        );
         let broker = Arc::new(Self {
             config,
             topics,
             sessions: Mutex::new(FetchSessions::default()),
             groups,
             txns,
+            shares,
             stopping: watch::channel(false).0,
             validator: std::sync::OnceLock::new(),
             metrics: crate::metrics::Metrics::default(),
@@ -132,6 +139,7 @@ impl Broker {
         broker.open_audit_topic()?;
         broker.open_scram().await?;
         broker.open_quotas().await?;
+        broker.shares.load(&broker)?;
         Ok(broker)
     }
 
@@ -182,6 +190,7 @@ impl Broker {
     pub fn tick(self: &Arc<Self>) {
         self.groups.tick();
         self.txns.tick();
+        self.shares.tick(self);
     }
 
     /// Starts shutting down: long-polling fetches answer with what they
@@ -300,6 +309,20 @@ impl Broker {
         configs: BTreeMap<String, String>,
     ) -> Result<(), BrokerError> {
         self.topics.set_broker_configs(default, configs)
+    }
+
+    /// The configs set on group `group_id` (GROUP config resources).
+    pub fn group_configs(&self, group_id: &str) -> BTreeMap<String, String> {
+        self.topics.group_configs(group_id)
+    }
+
+    /// Replaces the configs set on group `group_id` (already validated).
+    pub fn set_group_configs(
+        &self,
+        group_id: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), BrokerError> {
+        self.topics.set_group_configs(group_id, configs)
     }
 
     /// A producer id never handed out before.

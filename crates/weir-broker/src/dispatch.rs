@@ -127,9 +127,7 @@ impl Broker {
             RequestKind::ListGroups(r) => Reply::Ready(ResponseKind::ListGroups(
                 crate::list_groups::handle(self, r, session),
             )),
-            RequestKind::DeleteGroups(r) => Reply::Ready(ResponseKind::DeleteGroups(
-                crate::delete_groups::handle(self, r, session),
-            )),
+            RequestKind::DeleteGroups(r) => crate::delete_groups::handle(self, r, session),
             RequestKind::ConsumerGroupHeartbeat(r) => Reply::Ready(
                 ResponseKind::ConsumerGroupHeartbeat(crate::consumer_group_heartbeat::handle(
                     self,
@@ -190,6 +188,25 @@ impl Broker {
             }
             RequestKind::AlterClientQuotas(r) => {
                 crate::alter_client_quotas::handle(self, r, session)
+            }
+            RequestKind::ShareGroupHeartbeat(r) => {
+                crate::share_group_heartbeat::handle(self, r, client_id, client_host, session)
+            }
+            RequestKind::ShareGroupDescribe(r) => Reply::Ready(ResponseKind::ShareGroupDescribe(
+                crate::share_group_describe::handle(self, r, session),
+            )),
+            RequestKind::ShareFetch(r) => crate::share_fetch::handle(self, r, session),
+            RequestKind::ShareAcknowledge(r) => crate::share_acknowledge::handle(self, r, session),
+            RequestKind::DescribeShareGroupOffsets(r) => {
+                Reply::Ready(ResponseKind::DescribeShareGroupOffsets(
+                    crate::describe_share_group_offsets::handle(self, r, session),
+                ))
+            }
+            RequestKind::AlterShareGroupOffsets(r) => {
+                crate::alter_share_group_offsets::handle(self, r, session)
+            }
+            RequestKind::DeleteShareGroupOffsets(r) => {
+                crate::delete_share_group_offsets::handle(self, r, session)
             }
             other => {
                 // The codec only lets through what api_versions lists.

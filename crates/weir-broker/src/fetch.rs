@@ -254,7 +254,7 @@ fn subscribe(
 
 /// Resolves when any watched log end moves (or its partition goes away,
 /// which the next read reports). Never resolves for no watches.
-async fn any_grew(watches: Vec<watch::Receiver<i64>>) {
+pub(crate) async fn any_grew(watches: Vec<watch::Receiver<i64>>) {
     let mut waits: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = watches
         .into_iter()
         .map(|mut rx| {

@@ -116,6 +116,23 @@ fn random_seed() -> u64 {
     u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
+/// Every topic as the server-side assignors see it, by name.
+pub(crate) fn topic_metas(topics: &Topics) -> BTreeMap<String, TopicMeta> {
+    topics
+        .topics()
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                TopicMeta {
+                    id: t.id,
+                    partitions: t.partition_count(),
+                },
+            )
+        })
+        .collect()
+}
+
 fn finish_txn(inner: &mut Inner, producer_id: i64, commit: bool) {
     let Some(pending) = inner.pending_txn.remove(&producer_id) else {
         return;
@@ -656,20 +673,7 @@ impl Groups {
 
     /// ConsumerGroupHeartbeat (KIP-848).
     pub fn consumer_heartbeat(&self, hb: Heartbeat) -> HeartbeatAnswer {
-        let topics: BTreeMap<String, TopicMeta> = self
-            .topics
-            .topics()
-            .iter()
-            .map(|t| {
-                (
-                    t.name.clone(),
-                    TopicMeta {
-                        id: t.id,
-                        partitions: t.partition_count(),
-                    },
-                )
-            })
-            .collect();
+        let topics = topic_metas(&self.topics);
         let mut inner = self.lock();
         let group_id = hb.group_id.clone();
         if inner
@@ -692,6 +696,15 @@ impl Groups {
         let answer = inner.consumer.heartbeat(hb, &topics, new_member_id, now);
         inner.coord.ensure(&group_id, now);
         answer
+    }
+
+    /// Whether a classic or consumer group of this id exists (share groups
+    /// live in the same namespace and must not take its id).
+    pub fn exists(&self, group_id: &str) -> bool {
+        let inner = self.lock();
+        inner.coord.state(group_id).is_some()
+            || inner.consumer.is_active(group_id)
+            || inner.offsets.contains_key(group_id)
     }
 
     /// ConsumerGroupDescribe.

@@ -212,20 +212,9 @@ impl InternalLog for Topics {
         records: Vec<KeyValue>,
         txn: Option<TxnProducer>,
     ) -> BoxFuture<'static, Result<Appended, BrokerError>> {
-        let appended = (|| {
-            let log = self
-                .topic(topic)
-                .and_then(|t| t.partition(partition).cloned())
-                .ok_or_else(|| missing(topic, partition))?;
-            let info = log.append(encode(records, txn, self.now_ms())?, crate::LEADER_EPOCH)?;
-            let durable = log.wait_durable(info.last_offset + 1);
-            Ok(Appended {
-                base_offset: info.base_offset,
-                last_offset: info.last_offset,
-                durable: Box::pin(async move { Ok(durable.await?) }),
-            })
-        })();
-        Box::pin(std::future::ready(appended))
+        Box::pin(std::future::ready(
+            self.append_now(topic, partition, records, txn),
+        ))
     }
 
     fn read(&self, topic: &str, partition: i32) -> BoxFuture<'_, Result<Vec<Entry>, BrokerError>> {
@@ -235,16 +224,63 @@ impl InternalLog for Topics {
         let topic = topic.to_string();
         Box::pin(async move {
             let log = log.ok_or_else(|| missing(&topic, partition))?;
-            read_all(&*log, &topic).await
+            Ok(read_now(&*log, &topic)?
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect())
         })
     }
 }
 
-/// Reads a whole partition log into entries.
-async fn read_all(
+impl Topics {
+    /// [`InternalLog::append`] on this node's storage, done before it
+    /// returns (the local engine appends synchronously).
+    pub(crate) fn append_now(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Vec<KeyValue>,
+        txn: Option<TxnProducer>,
+    ) -> Result<Appended, BrokerError> {
+        let log = self
+            .topic(topic)
+            .and_then(|t| t.partition(partition).cloned())
+            .ok_or_else(|| missing(topic, partition))?;
+        let info = log.append(encode(records, txn, self.now_ms())?, crate::LEADER_EPOCH)?;
+        let durable = log.wait_durable(info.last_offset + 1);
+        Ok(Appended {
+            base_offset: info.base_offset,
+            last_offset: info.last_offset,
+            durable: Box::pin(async move { Ok(durable.await?) }),
+        })
+    }
+
+    /// The data records of one partition with their offsets, read now
+    /// (share-group state replays by offset).
+    pub(crate) fn read_records_at(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Vec<(i64, KeyValue)>, BrokerError> {
+        let log = self
+            .topic(topic)
+            .and_then(|t| t.partition(partition).cloned())
+            .ok_or_else(|| missing(topic, partition))?;
+        Ok(read_now(&*log, topic)?
+            .into_iter()
+            .filter_map(|(offset, e)| match e {
+                Entry::Record { key, value, .. } => Some((offset, (key, value))),
+                Entry::Marker { .. } => None,
+            })
+            .collect())
+    }
+}
+
+/// Reads a whole partition log into entries with their offsets.
+fn read_now(
     log: &dyn weir_log::PartitionLog,
     topic: &str,
-) -> Result<Vec<Entry>, BrokerError> {
+) -> Result<Vec<(i64, Entry)>, BrokerError> {
     let mut out = Vec::new();
     let mut offset = log.offsets().log_start;
     loop {
@@ -264,18 +300,21 @@ async fn read_all(
                 if rec.offset < offset {
                     continue;
                 }
-                out.push(if rec.control {
-                    Entry::Marker {
-                        producer_id: rec.producer_id,
-                        commit: is_commit(rec.key.as_ref()),
-                    }
-                } else {
-                    Entry::Record {
-                        transactional_producer: rec.transactional.then_some(rec.producer_id),
-                        key: rec.key,
-                        value: rec.value,
-                    }
-                });
+                out.push((
+                    rec.offset,
+                    if rec.control {
+                        Entry::Marker {
+                            producer_id: rec.producer_id,
+                            commit: is_commit(rec.key.as_ref()),
+                        }
+                    } else {
+                        Entry::Record {
+                            transactional_producer: rec.transactional.then_some(rec.producer_id),
+                            key: rec.key,
+                            value: rec.value,
+                        }
+                    },
+                ));
             }
         }
         if next <= offset {

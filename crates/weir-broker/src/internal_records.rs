@@ -1,7 +1,8 @@
 //! Primitives of Kafka's internal record formats (the coordinator topics
-//! `__consumer_offsets` and `__transaction_state`): big-endian writers and
-//! a bounds-checked reader shared by [`crate::group_store`] and
-//! [`crate::txn_store`].
+//! `__consumer_offsets`, `__transaction_state` and `__share_group_state`):
+//! big-endian writers and a bounds-checked reader shared by
+//! [`crate::group_store`], [`crate::txn_store`] and
+//! [`crate::share_state_store`].
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -27,6 +28,19 @@ pub(crate) fn put_bytes(b: &mut BytesMut, v: &[u8]) {
 
 pub(crate) fn put_len(b: &mut BytesMut, n: usize) {
     b.put_i32(i32::try_from(n).unwrap_or(i32::MAX));
+}
+
+pub(crate) fn put_uvarint(b: &mut BytesMut, mut v: u32) {
+    while v >= 0x80 {
+        b.put_u8((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    b.put_u8(v as u8);
+}
+
+/// A flexible-version (compact) array or string length: `n + 1`.
+pub(crate) fn put_compact_len(b: &mut BytesMut, n: usize) {
+    put_uvarint(b, u32::try_from(n).unwrap_or(u32::MAX - 1) + 1);
 }
 
 /// A bounds-checked big-endian reader: every method returns `None` on

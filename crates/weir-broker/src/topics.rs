@@ -481,6 +481,40 @@ impl Topics {
         Ok(())
     }
 
+    /// The configs set on group `group_id` (GROUP config resources).
+    pub fn group_configs(&self, group_id: &str) -> BTreeMap<String, String> {
+        self.state
+            .read()
+            .ok()
+            .and_then(|s| s.catalog.group_configs.get(group_id).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Replaces the configs set on group `group_id` (already validated).
+    pub fn set_group_configs(
+        &self,
+        group_id: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), BrokerError> {
+        let _admin = self
+            .admin
+            .lock()
+            .map_err(|_| internal("admin lock poisoned"))?;
+        let mut state = self
+            .state
+            .write()
+            .map_err(|_| internal("state lock poisoned"))?;
+        let mut catalog = state.catalog.clone();
+        if configs.is_empty() {
+            catalog.group_configs.remove(group_id);
+        } else {
+            catalog.group_configs.insert(group_id.to_string(), configs);
+        }
+        self.persist(&catalog).map_err(storage)?;
+        state.catalog = catalog;
+        Ok(())
+    }
+
     /// Persists `catalog` (which already holds `rec`), then opens the
     /// topic's partitions (existing ones are reused) and makes it visible.
     fn install_topic(

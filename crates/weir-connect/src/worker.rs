@@ -270,6 +270,7 @@ fn run_source(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Resu
     let w = &ctx.worker;
     let key_conv = ctx.converter("key")?;
     let value_conv = ctx.converter("value")?;
+    let chain = crate::transforms::Chain::from_config(&ctx.connector_config)?;
     let eos = w.exactly_once_source
         && ctx
             .connector_config
@@ -356,6 +357,27 @@ fn run_source(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Resu
                     source_offset,
                     record,
                 } = r;
+                let record = match chain.apply(record, None) {
+                    Ok(Some(r)) => r,
+                    // Filtered: its offset still counts as processed.
+                    Ok(None) => {
+                        pending.insert(
+                            source_partition.to_text(),
+                            (source_partition, source_offset),
+                        );
+                        continue;
+                    }
+                    Err(e) if ctx.tolerate_all() => {
+                        ctx.metrics.record_error(&ctx.connector, ctx.task);
+                        warn!(connector = %ctx.connector, task = ctx.task, error = %e, "error handler skipped a record (TRANSFORMATION)");
+                        pending.insert(
+                            source_partition.to_text(),
+                            (source_partition, source_offset),
+                        );
+                        continue;
+                    }
+                    Err(e) => return Err(tolerance_exceeded(ctx, &e)),
+                };
                 let key = key_conv.serialize(&record.topic, &record.key)?;
                 let value = value_conv.serialize(&record.topic, &record.value)?;
                 let headers = encode_headers(&record.headers);
@@ -510,6 +532,7 @@ fn header_bytes(v: &SchemaAndValue) -> Option<Vec<u8>> {
 enum Stage {
     KeyConverter,
     ValueConverter,
+    Transformation,
 }
 
 impl Stage {
@@ -517,6 +540,7 @@ impl Stage {
         match self {
             Stage::KeyConverter => "KEY_CONVERTER",
             Stage::ValueConverter => "VALUE_CONVERTER",
+            Stage::Transformation => "TRANSFORMATION",
         }
     }
 }
@@ -525,6 +549,7 @@ fn run_sink(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Result
     let w = &ctx.worker;
     let key_conv = ctx.converter("key")?;
     let value_conv = ctx.converter("value")?;
+    let chain = crate::transforms::Chain::from_config(&ctx.connector_config)?;
     let topics = list(&ctx.connector_config, "topics");
     if topics.is_empty() {
         return Err(ConnectError::bad_config("sink connectors need `topics`"));
@@ -615,37 +640,20 @@ fn run_sink(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Result
                                 });
                             }
                         }
-                        batch.push(SinkRecord {
-                            record,
-                            kafka_offset: m.offset(),
-                            original_topic: topic.to_string(),
-                            original_partition: m.partition(),
-                        });
-                    }
-                    Err((stage, e)) => {
-                        ctx.metrics.record_error(&ctx.connector, ctx.task);
-                        if !ctx.tolerate_all() {
-                            return Err(ConnectError::Connector {
-                                connector: ctx.connector.clone(),
-                                message: format!(
-                                    "Tolerance exceeded in error handler\nCaused by: {}",
-                                    trace(&e).trim_end()
-                                ),
-                            });
-                        }
-                        if ctx
-                            .connector_config
-                            .get("errors.log.enable")
-                            .map(String::as_str)
-                            == Some("true")
-                        {
-                            warn!(connector = %ctx.connector, task = ctx.task, stage = stage.name(), topic, partition = m.partition(), offset = m.offset(), error = %e, "error handler skipped a record");
-                        }
-                        if let Some(d) = &dlq {
-                            d.send(ctx, &m, stage, &e)?;
-                            ctx.metrics.dead_lettered(&ctx.connector, ctx.task);
+                        match chain.apply(record, Some(m.offset())) {
+                            Ok(Some(record)) => batch.push(SinkRecord {
+                                record,
+                                kafka_offset: m.offset(),
+                                original_topic: topic.to_string(),
+                                original_partition: m.partition(),
+                            }),
+                            Ok(None) => {}
+                            Err(e) => {
+                                handle_error(ctx, &m, Stage::Transformation, &e, dlq.as_ref())?
+                            }
                         }
                     }
+                    Err((stage, e)) => handle_error(ctx, &m, stage, &e, dlq.as_ref())?,
                 }
             }
             if !batch.is_empty() {
@@ -666,6 +674,46 @@ fn run_sink(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Result
     })();
     task.stop();
     result
+}
+
+/// The task failure Kafka reports when `errors.tolerance=none` meets an
+/// error.
+fn tolerance_exceeded(ctx: &TaskContext, e: &ConnectError) -> ConnectError {
+    ConnectError::Connector {
+        connector: ctx.connector.clone(),
+        message: format!(
+            "Tolerance exceeded in error handler\nCaused by: {}",
+            trace(e).trim_end()
+        ),
+    }
+}
+
+/// A record that failed a stage: fail the task, or skip it (logged, to
+/// the DLQ) under `errors.tolerance=all`.
+fn handle_error(
+    ctx: &TaskContext,
+    m: &rdkafka::message::BorrowedMessage<'_>,
+    stage: Stage,
+    e: &ConnectError,
+    dlq: Option<&Dlq>,
+) -> Result<()> {
+    ctx.metrics.record_error(&ctx.connector, ctx.task);
+    if !ctx.tolerate_all() {
+        return Err(tolerance_exceeded(ctx, e));
+    }
+    if ctx
+        .connector_config
+        .get("errors.log.enable")
+        .map(String::as_str)
+        == Some("true")
+    {
+        warn!(connector = %ctx.connector, task = ctx.task, stage = stage.name(), topic = m.topic(), partition = m.partition(), offset = m.offset(), error = %e, "error handler skipped a record");
+    }
+    if let Some(d) = dlq {
+        d.send(ctx, m, stage, e)?;
+        ctx.metrics.dead_lettered(&ctx.connector, ctx.task);
+    }
+    Ok(())
 }
 
 /// Consumer errors that resolve by themselves.
@@ -813,19 +861,27 @@ impl Dlq {
                 ConnectError::Data { .. } => "org.apache.kafka.connect.errors.DataException",
                 _ => "org.apache.kafka.connect.errors.ConnectException",
             };
-            let converter = match stage {
-                Stage::KeyConverter => ctx.connector_config.get("key.converter"),
-                Stage::ValueConverter => ctx.connector_config.get("value.converter"),
-            }
-            .cloned()
-            .or_else(|| {
-                let k = match stage {
-                    Stage::KeyConverter => "key.converter",
-                    Stage::ValueConverter => "value.converter",
-                };
-                ctx.worker.props.get(k).cloned()
-            })
-            .unwrap_or_else(|| "org.apache.kafka.connect.json.JsonConverter".into());
+            let failing = match stage {
+                Stage::KeyConverter | Stage::ValueConverter => {
+                    let k = if matches!(stage, Stage::KeyConverter) {
+                        "key.converter"
+                    } else {
+                        "value.converter"
+                    };
+                    ctx.connector_config
+                        .get(k)
+                        .or_else(|| ctx.worker.props.get(k))
+                        .cloned()
+                        .unwrap_or_else(|| "org.apache.kafka.connect.json.JsonConverter".into())
+                }
+                // Kafka names the failing transform's class; the chain's
+                // aliases are what this worker knows here.
+                Stage::Transformation => ctx
+                    .connector_config
+                    .get("transforms")
+                    .cloned()
+                    .unwrap_or_default(),
+            };
             let pairs = [
                 ("__connect.errors.topic", m.topic().to_string()),
                 ("__connect.errors.partition", m.partition().to_string()),
@@ -833,7 +889,7 @@ impl Dlq {
                 ("__connect.errors.connector.name", ctx.connector.clone()),
                 ("__connect.errors.task.id", ctx.task.to_string()),
                 ("__connect.errors.stage", stage.name().to_string()),
-                ("__connect.errors.class.name", converter),
+                ("__connect.errors.class.name", failing),
                 ("__connect.errors.exception.class.name", class.to_string()),
                 ("__connect.errors.exception.message", e.to_string()),
                 ("__connect.errors.exception.stacktrace", trace(e)),

@@ -68,6 +68,9 @@ pub struct RestConfig {
     /// `schema.registry.*` settings of the schema-based formats (Confluent's
     /// names; none without `schema.registry.url`).
     pub registry: std::collections::BTreeMap<String, String>,
+    /// The path the API is mounted under (the console serves it at
+    /// `/api/rest`), for the URLs in responses.
+    pub base_path: String,
 }
 
 impl RestConfig {
@@ -83,6 +86,7 @@ impl RestConfig {
             https: false,
             max_identities: 256,
             registry: Default::default(),
+            base_path: String::new(),
         }
     }
 }
@@ -148,7 +152,7 @@ impl RestProxy {
             .and_then(|h| h.to_str().ok())
             .unwrap_or("localhost");
         let scheme = if self.config.https { "https" } else { "http" };
-        format!("{scheme}://{host}")
+        format!("{scheme}://{host}{}", self.config.base_path)
     }
 
     /// Closes every consumer instance (leaving their groups).
