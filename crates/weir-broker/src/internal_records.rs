@@ -29,6 +29,21 @@ pub(crate) fn put_len(b: &mut BytesMut, n: usize) {
     b.put_i32(i32::try_from(n).unwrap_or(i32::MAX));
 }
 
+/// An unsigned varint, as flexible versions write lengths and tags.
+pub(crate) fn put_uvarint(b: &mut BytesMut, mut v: u64) {
+    while v >= 0x80 {
+        b.put_u8((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    b.put_u8(v as u8);
+}
+
+/// A compact (flexible-version) string: its length plus one, then the bytes.
+pub(crate) fn put_compact_str(b: &mut BytesMut, s: &str) {
+    put_uvarint(b, s.len() as u64 + 1);
+    b.put_slice(s.as_bytes());
+}
+
 /// A bounds-checked big-endian reader: every method returns `None` on
 /// short or malformed input instead of panicking.
 pub(crate) struct Reader(pub(crate) Bytes);
