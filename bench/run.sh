@@ -18,6 +18,8 @@
 #                runs are skipped when it is missing
 #   TANSU_ENGINES  storage engines to run tansu with ("null://tansu/ memory://tansu/")
 #   BROKERS      which brokers to run ("weir tansu")
+#   WORKLOADS    which workloads to run ("1 2 3 4"; 4 needs 1 for its rate)
+#   STARTUP      1 to measure Weir's start-up and idle memory, 0 to skip (1)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,6 +32,8 @@ LAT_SECS=${LAT_SECS:-30}
 REPS=${REPS:-3}
 DIR=${DIR:-$(mktemp -d -t weir-bench.XXXXXX)}
 BROKERS=${BROKERS:-"weir tansu"}
+WORKLOADS=" ${WORKLOADS:-1 2 3 4} "
+STARTUP=${STARTUP:-1}
 TANSU_ENGINES=${TANSU_ENGINES:-"null://tansu/ memory://tansu/"}
 if [[ -z "${TANSU:-}" ]]; then
     TANSU=$(command -v tansu || echo "$HOME/.cargo/bin/tansu")
@@ -44,6 +48,7 @@ records=$((MIB * 1024))
 backlog=$((BACKLOG_MIB * 1024))
 
 log() { echo "== $*" >&2; }
+want() { [[ "$WORKLOADS" == *" $1 "* ]]; }
 
 pid=""
 stop_broker() {
@@ -59,7 +64,7 @@ trap stop_broker EXIT
 start_weir() {
     port=$($tools freeport)
     admin=$($tools freeport)
-    WEIR_ADMIN_LISTEN=127.0.0.1:$admin WEIR_REGISTRY_LISTEN=127.0.0.1:0 \
+    WEIR_ADMIN_LISTEN=127.0.0.1:$admin WEIR_REGISTRY_LISTEN=127.0.0.1:0 WEIR_SQL_LISTEN=off \
         "$WEIR" serve --data-dir "$1" --listen "127.0.0.1:$port" \
         >>"$OUT/weir.log" 2>&1 &
     pid=$!
@@ -89,21 +94,28 @@ bench() {
 workloads() {
     local name=$1 kind=${2:-full} r
     for r in $(seq 1 "$REPS"); do
-        log "$name: workload 1 (8 partitions, 1 producer, acks=all), rep $r"
-        bench produce --topic w1 --partitions 8 --record-size 1024 \
-            --records "$records" --acks all >"$OUT/$name--w1-produce-8p--r$r.json"
-        log "$name: workload 2 (100 partitions, 4 producers, acks=all), rep $r"
-        bench produce --topic w2 --partitions 100 --producers 4 --record-size 1024 \
-            --records "$records" --acks all >"$OUT/$name--w2-produce-100p-4prod--r$r.json"
+        if want 1; then
+            log "$name: workload 1 (8 partitions, 1 producer, acks=all), rep $r"
+            bench produce --topic w1 --partitions 8 --record-size 1024 \
+                --records "$records" --acks all >"$OUT/$name--w1-produce-8p--r$r.json"
+        fi
+        if want 2; then
+            log "$name: workload 2 (100 partitions, 4 producers, acks=all), rep $r"
+            bench produce --topic w2 --partitions 100 --producers 4 --record-size 1024 \
+                --records "$records" --acks all >"$OUT/$name--w2-produce-100p-4prod--r$r.json"
+        fi
     done
     [[ "$kind" == ceiling ]] && return
-    log "$name: workload 3, writing a ${BACKLOG_MIB} MiB backlog"
-    bench produce --topic w3 --partitions 8 --record-size 1024 \
-        --records "$backlog" --acks 1 >"$OUT/$name--backlog-fill.json.txt"
-    for r in $(seq 1 "$REPS"); do
-        log "$name: workload 3 (catch-up read of ${BACKLOG_MIB} MiB), rep $r"
-        bench consume --topic w3 >"$OUT/$name--w3-consume-backlog--r$r.json"
-    done
+    if want 3; then
+        log "$name: workload 3, writing a ${BACKLOG_MIB} MiB backlog"
+        bench produce --topic w3 --partitions 8 --record-size 1024 \
+            --records "$backlog" --acks 1 >"$OUT/$name--backlog-fill.json.txt"
+        for r in $(seq 1 "$REPS"); do
+            log "$name: workload 3 (catch-up read of ${BACKLOG_MIB} MiB), rep $r"
+            bench consume --topic w3 >"$OUT/$name--w3-consume-backlog--r$r.json"
+        done
+    fi
+    want 4 || return 0
     # 50 % of this broker's median workload-1 rate.
     local rate
     rate=$(python3 -c '
@@ -142,6 +154,7 @@ for b in $BROKERS; do
         echo "weir peak RSS under load (MiB)=$($tools rss "$pid")" >>"$OUT/extra.txt"
         stop_broker
         rm -rf "$DIR/weir-data"
+        [[ "$STARTUP" == 1 ]] || continue
 
         log "weir: start-up and idle memory with 1,000 partitions"
         start_weir "$DIR/weir-1000"
@@ -151,7 +164,7 @@ for b in $BROKERS; do
             port=$($tools freeport)
             admin=$($tools freeport)
             start=$(date +%s.%N)
-            WEIR_ADMIN_LISTEN=127.0.0.1:$admin WEIR_REGISTRY_LISTEN=127.0.0.1:0 \
+            WEIR_ADMIN_LISTEN=127.0.0.1:$admin WEIR_REGISTRY_LISTEN=127.0.0.1:0 WEIR_SQL_LISTEN=off \
                 "$WEIR" serve --data-dir "$DIR/weir-1000" --listen "127.0.0.1:$port" \
                 >>"$OUT/weir.log" 2>&1 &
             pid=$!

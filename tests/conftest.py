@@ -126,7 +126,7 @@ class Broker:
     def command(self) -> list[str]:
         # Platform services with fixed default ports are off unless a test
         # asks for one (many brokers run side by side).
-        services = [a for flag in ("--rest-listen",) if flag not in self.args
+        services = [a for flag in ("--rest-listen", "--connect-listen", "--console-listen", "--sql-listen") if flag not in self.args
                     for a in (flag, "off")]
         return [str(self.binary), "serve",
                 "--data-dir", str(self.data_dir),
@@ -142,21 +142,8 @@ class Broker:
             raise BrokerError(f"{self.name} is already running (pid {self.proc.pid})")
         if not self.binary.exists():
             raise BrokerError(f"weir binary not found at {self.binary}; build it with "
-                              f"`cargo build -p weir` or set WEIR_BIN")
-        self.starts += 1
-        env = dict(os.environ)
-        env.setdefault("RUST_BACKTRACE", "1")
-        env.setdefault("NO_COLOR", "1")  # plain broker logs in the captured file
-        if self.env:
-            env.update(self.env)
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n===== start #{self.starts}: {' '.join(self.command())}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                cwd=self.workdir, env=env, preexec_fn=_die_with_parent)
-        if self not in _LIVE_BROKERS:
-            _LIVE_BROKERS.append(self)
+                              f"`cargo build -p weir --features fault-injection` or set WEIR_BIN")
+        self.start_process()
         try:
             self.wait_ready(timeout)
         except BrokerError:
@@ -172,6 +159,23 @@ class Broker:
             raise
         self._ever_ready = True
         return self
+
+    def start_process(self) -> None:
+        """Starts `weir serve` without waiting for it to become ready."""
+        self.starts += 1
+        env = dict(os.environ)
+        env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("NO_COLOR", "1")  # plain broker logs in the captured file
+        if self.env:
+            env.update(self.env)
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== start #{self.starts}: {' '.join(self.command())}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                cwd=self.workdir, env=env, preexec_fn=_die_with_parent)
+        if self not in _LIVE_BROKERS:
+            _LIVE_BROKERS.append(self)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -273,7 +277,7 @@ class BrokerFactory:
 def weir_binary() -> Path:
     path = weir_bin()
     if not path.exists():
-        pytest.fail(f"weir binary not found at {path}: run `cargo build -p weir` "
+        pytest.fail(f"weir binary not found at {path}: run `cargo build -p weir --features fault-injection` "
                     f"(or set WEIR_BIN / CARGO_TARGET_DIR)", pytrace=False)
     return path
 

@@ -19,7 +19,9 @@ import kafka_wire as kw
 
 def run_weir(weir_binary, tmp_path, *args, env=None, timeout=20):
     e = dict(os.environ, NO_COLOR="1", WEIR_REGISTRY_LISTEN="127.0.0.1:0",
-             WEIR_ADMIN_LISTEN="127.0.0.1:0", WEIR_REST_LISTEN="off")
+             WEIR_ADMIN_LISTEN="127.0.0.1:0", WEIR_REST_LISTEN="off",
+             WEIR_CONNECT_LISTEN="off", WEIR_CONSOLE_LISTEN="off",
+             WEIR_SQL_LISTEN="off")
     e.update(env or {})
     return subprocess.run([str(weir_binary), "serve", "--data-dir", str(tmp_path / "data"),
                            *args], capture_output=True, timeout=timeout, env=e,
@@ -52,7 +54,9 @@ def test_bad_config_file_exits_2(weir_binary, tmp_path):
 
 def _spawn(weir_binary, tmp_path, *args, env=None):
     e = dict(os.environ, NO_COLOR="1", WEIR_REGISTRY_LISTEN="127.0.0.1:0",
-             WEIR_ADMIN_LISTEN="127.0.0.1:0", WEIR_REST_LISTEN="off")
+             WEIR_ADMIN_LISTEN="127.0.0.1:0", WEIR_REST_LISTEN="off",
+             WEIR_CONNECT_LISTEN="off", WEIR_CONSOLE_LISTEN="off",
+             WEIR_SQL_LISTEN="off")
     e.update(env or {})
     log = open(tmp_path / "weir.log", "wb")
     return subprocess.Popen([str(weir_binary), "serve", *args], stdout=log, stderr=log,

@@ -76,8 +76,10 @@ def test_features_log_dirs_and_offsets(java, topic_name):
     java.call("produce", topic=topic_name, count=10)
     out = java.call("cluster_views", topic=topic_name)
     assert out["finalized"] == {"group.version": 1, "kraft.version": 0,
-                                "metadata.version": 25, "transaction.version": 2}
+                                "metadata.version": 25, "share.version": 1,
+                                "transaction.version": 2}
     assert out["supported"]["transaction.version"] == [0, 2]
+    assert out["supported"]["share.version"] == [0, 1]
     assert out["epoch"] >= 0
     [d] = out["log_dirs"]
     assert d["total"] > 0 and 0 <= d["usable"] <= d["total"], d

@@ -116,7 +116,8 @@ def test_idempotent_producer_lost_responses_no_duplicates_no_gaps(broker_factory
     assert p.flush(120) == 0
     assert not failed, failed[:3]
     injected = b.log_text().count("fault injection: closing the connection")
-    assert injected >= 5, "the fault injection did not trigger"
+    assert injected >= 5, ("the fault injection did not trigger (is the binary built with "
+                           "`--features fault-injection`?)")
     got = drain(b.bootstrap, topic_name, 3, "read_uncommitted")
     by_part = collections.defaultdict(list)
     for part, _, v in got:

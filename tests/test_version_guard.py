@@ -166,6 +166,9 @@ OVERRIDES = {
     ("ConsumerGroupHeartbeat", "TopicPartitions"): [],
     ("ConsumerGroupHeartbeat", "InstanceId"): None,
     ("ConsumerGroupHeartbeat", "RackId"): None,
+    # A share session opens (epoch 0) before anything can be acknowledged.
+    ("ShareFetch", "AcknowledgementBatches"): [],
+    ("ShareFetch", "ForgottenTopicsData"): [],
 }
 
 

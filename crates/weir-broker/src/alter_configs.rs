@@ -1,5 +1,5 @@
 //! AlterConfigs (replace all overrides) and IncrementalAlterConfigs (set,
-//! delete, append, subtract), for topics and brokers.
+//! delete, append, subtract), for topics, brokers and groups.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +16,8 @@ use crate::broker::Broker;
 use crate::config::{
     broker_config_is_dynamic, topic_def, validate_broker_config, validate_topic_config, ConfigType,
 };
-use crate::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use crate::describe_configs::{RESOURCE_BROKER, RESOURCE_GROUP, RESOURCE_TOPIC};
+use crate::group_config::{group_def, validate_group_config};
 use crate::BrokerError;
 
 /// One requested change.
@@ -31,6 +32,7 @@ enum Op {
 enum Target {
     Topic(String),
     Broker { default: bool },
+    Group(String),
 }
 
 fn target(broker: &Broker, resource_type: i8, name: &str) -> Result<Target, BrokerError> {
@@ -43,6 +45,10 @@ fn target(broker: &Broker, resource_type: i8, name: &str) -> Result<Target, Brok
         RESOURCE_BROKER => Err(BrokerError::invalid_request(format!(
             "broker `{name}` is not this broker"
         ))),
+        RESOURCE_GROUP if name.is_empty() => Err(BrokerError::invalid_request(
+            "a group config resource needs a group id",
+        )),
+        RESOURCE_GROUP => Ok(Target::Group(name.to_string())),
         other => Err(BrokerError::invalid_request(format!(
             "resource type {other} is not supported"
         ))),
@@ -65,11 +71,25 @@ fn current(broker: &Broker, target: &Target) -> Result<BTreeMap<String, String>,
                 s.dynamic_broker
             })
         }
+        Target::Group(id) => Ok(broker.group_configs(id)),
     }
 }
 
-fn validate(target: &Target, key: &str, value: &str) -> Result<String, BrokerError> {
+fn validate(
+    broker: &Broker,
+    target: &Target,
+    key: &str,
+    value: &str,
+) -> Result<String, BrokerError> {
     match target {
+        Target::Group(_) => {
+            validate_group_config(&broker.settings(), key, value).map_err(|reason| {
+                BrokerError::InvalidConfig {
+                    key: key.to_string(),
+                    reason,
+                }
+            })
+        }
         Target::Topic(_) => validate_topic_config(key, value),
         Target::Broker { .. } => {
             let v = validate_broker_config(key, value)?;
@@ -87,6 +107,7 @@ fn is_list(target: &Target, key: &str) -> bool {
     match target {
         Target::Topic(_) => topic_def(key).is_some_and(|d| d.kind == ConfigType::List),
         Target::Broker { .. } => key == "log.cleanup.policy",
+        Target::Group(_) => false,
     }
 }
 
@@ -119,7 +140,7 @@ fn apply(
         seen.push(key.clone());
         match op {
             Op::Set(v) => {
-                let v = validate(&target, &key, &v)?;
+                let v = validate(broker, &target, &key, &v)?;
                 configs.insert(key, v);
             }
             Op::Delete => {
@@ -127,6 +148,7 @@ fn apply(
                 let known = match &target {
                     Target::Topic(_) => topic_def(&key).is_some(),
                     Target::Broker { .. } => broker_config_is_dynamic(&key),
+                    Target::Group(_) => group_def(&key).is_some(),
                 };
                 if !known {
                     return Err(BrokerError::InvalidConfig {
@@ -152,7 +174,7 @@ fn apply(
                 } else {
                     format!("{base},{v}")
                 };
-                let v = validate(&target, &key, &joined)?;
+                let v = validate(broker, &target, &key, &joined)?;
                 configs.insert(key, v);
             }
             Op::Subtract(v) => {
@@ -165,7 +187,7 @@ fn apply(
                     .split(',')
                     .filter(|i| !drop.contains(&i.trim()))
                     .collect();
-                let v = validate(&target, &key, &kept.join(","))?;
+                let v = validate(broker, &target, &key, &kept.join(","))?;
                 configs.insert(key, v);
             }
         }
@@ -176,6 +198,7 @@ fn apply(
     match target {
         Target::Topic(name) => broker.set_topic_configs(&name, configs),
         Target::Broker { default } => broker.set_broker_configs(default, configs),
+        Target::Group(id) => broker.set_group_configs(&id, configs),
     }
 }
 
@@ -188,6 +211,13 @@ fn effective(broker: &Broker, target: &Target, key: &str) -> String {
                 .unwrap_or_default();
             topic_def(key)
                 .map(|d| broker.settings().resolve(d, &overrides).value)
+                .unwrap_or_default()
+        }
+        Target::Group(id) => {
+            crate::group_config::resolve_all(&broker.settings(), &broker.group_configs(id))
+                .into_iter()
+                .find(|(d, _, _)| d.name == key)
+                .map(|(_, v, _)| v)
                 .unwrap_or_default()
         }
         Target::Broker { .. } => broker

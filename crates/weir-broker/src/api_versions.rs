@@ -45,6 +45,14 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    // Share groups (KIP-932), at Kafka 4.3's versions.
+    (ApiKey::ShareGroupHeartbeat, 1, 1),
+    (ApiKey::ShareGroupDescribe, 1, 1),
+    (ApiKey::ShareFetch, 1, 2),
+    (ApiKey::ShareAcknowledge, 1, 2),
+    (ApiKey::DescribeShareGroupOffsets, 0, 1),
+    (ApiKey::AlterShareGroupOffsets, 0, 0),
+    (ApiKey::DeleteShareGroupOffsets, 0, 0),
     // Transactions: the request's version says which transaction version
     // the client speaks (EndTxn v5, Produce v12 and TxnOffsetCommit v5 are
     // KIP-890 part 2); clients pick by the finalized `transaction.version`.
@@ -84,10 +92,13 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
 ///   transaction and partitions added by the writes themselves), which
 ///   Kafka 4 clients use once it is finalized; finalized at the broker
 ///   setting `transaction.version` (see [`handle`]), 2 by default.
+/// - `share.version` 1: share groups (KIP-932) are on, by default as in
+///   Kafka 4.2.
 const FEATURES: &[(&str, i16, i16, i16)] = &[
     ("group.version", 0, 1, 1),
     ("kraft.version", 0, 0, 0),
     ("metadata.version", 7, 25, 25),
+    ("share.version", 0, 1, 1),
     (
         "transaction.version",
         0,

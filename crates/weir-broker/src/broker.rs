@@ -101,6 +101,8 @@ pub struct Broker {
     pub(crate) groups: Groups,
     /// The transaction coordinator.
     pub(crate) txns: Transactions,
+    /// Share groups (KIP-932).
+    pub(crate) shares: crate::shares::Shares,
     /// Set when shutdown begins: parked requests answer at once.
     stopping: watch::Sender<bool>,
     /// Producer ids: `(next, end of the reserved block)`.
@@ -183,6 +185,8 @@ impl Broker {
         let (data_version, _) = watch::channel(0);
         let groups = Groups::new(group_settings(&settings));
         let txns = Transactions::new(txn_settings(&settings));
+        let shares =
+            crate::shares::Shares::new(crate::shares::ShareSettings::from_broker(&settings)?);
         let id_block_end = catalog.producer_id_block_end;
         let broker = Arc::new(Self {
             config,
@@ -198,6 +202,7 @@ impl Broker {
             data_version,
             groups,
             txns,
+            shares,
             stopping: watch::channel(false).0,
             producer_ids: Mutex::new((id_block_end, id_block_end)),
             validator: std::sync::OnceLock::new(),
@@ -211,6 +216,7 @@ impl Broker {
         broker.open_audit_topic()?;
         broker.open_scram()?;
         broker.open_quotas()?;
+        broker.shares.load(&broker)?;
         Ok(broker)
     }
 
@@ -289,6 +295,7 @@ impl Broker {
     pub fn tick(self: &Arc<Self>) {
         self.groups.tick(self);
         self.txns.tick(self);
+        self.shares.tick(self);
     }
 
     /// Starts shutting down: long-polling fetches answer with what they
@@ -635,6 +642,40 @@ impl Broker {
         Ok(())
     }
 
+    /// The configs set on group `group_id` (GROUP config resources).
+    pub fn group_configs(&self, group_id: &str) -> BTreeMap<String, String> {
+        self.state
+            .read()
+            .ok()
+            .and_then(|s| s.catalog.group_configs.get(group_id).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Replaces the configs set on group `group_id` (already validated).
+    pub fn set_group_configs(
+        &self,
+        group_id: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), BrokerError> {
+        let _admin = self
+            .admin
+            .lock()
+            .map_err(|_| internal("admin lock poisoned"))?;
+        let mut state = self
+            .state
+            .write()
+            .map_err(|_| internal("state lock poisoned"))?;
+        let mut catalog = state.catalog.clone();
+        if configs.is_empty() {
+            catalog.group_configs.remove(group_id);
+        } else {
+            catalog.group_configs.insert(group_id.to_string(), configs);
+        }
+        self.persist(&catalog).map_err(storage)?;
+        state.catalog = catalog;
+        Ok(())
+    }
+
     /// Persists `catalog` (which already holds `rec`), then opens the
     /// topic's partitions (existing ones are reused) and makes it visible.
     fn install_topic(
@@ -802,9 +843,7 @@ impl Broker {
             RequestKind::ListGroups(r) => Reply::Ready(ResponseKind::ListGroups(
                 crate::list_groups::handle(self, r, session),
             )),
-            RequestKind::DeleteGroups(r) => Reply::Ready(ResponseKind::DeleteGroups(
-                crate::delete_groups::handle(self, r, session),
-            )),
+            RequestKind::DeleteGroups(r) => crate::delete_groups::handle(self, r, session),
             RequestKind::ConsumerGroupHeartbeat(r) => Reply::Ready(
                 ResponseKind::ConsumerGroupHeartbeat(crate::consumer_group_heartbeat::handle(
                     self,
@@ -865,6 +904,25 @@ impl Broker {
             }
             RequestKind::AlterClientQuotas(r) => {
                 crate::alter_client_quotas::handle(self, r, session)
+            }
+            RequestKind::ShareGroupHeartbeat(r) => {
+                crate::share_group_heartbeat::handle(self, r, client_id, client_host, session)
+            }
+            RequestKind::ShareGroupDescribe(r) => Reply::Ready(ResponseKind::ShareGroupDescribe(
+                crate::share_group_describe::handle(self, r, session),
+            )),
+            RequestKind::ShareFetch(r) => crate::share_fetch::handle(self, r, session),
+            RequestKind::ShareAcknowledge(r) => crate::share_acknowledge::handle(self, r, session),
+            RequestKind::DescribeShareGroupOffsets(r) => {
+                Reply::Ready(ResponseKind::DescribeShareGroupOffsets(
+                    crate::describe_share_group_offsets::handle(self, r, session),
+                ))
+            }
+            RequestKind::AlterShareGroupOffsets(r) => {
+                crate::alter_share_group_offsets::handle(self, r, session)
+            }
+            RequestKind::DeleteShareGroupOffsets(r) => {
+                crate::delete_share_group_offsets::handle(self, r, session)
             }
             other => {
                 // The codec only lets through what api_versions lists.

@@ -43,6 +43,9 @@ pub struct Catalog {
     /// Dynamic cluster-wide default configs.
     #[serde(default)]
     pub dynamic_default: BTreeMap<String, String>,
+    /// Group configs (`share.*`) set on groups, by group id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// Producer ids below this are handed out (or lost to a crash); the
     /// broker reserves them in blocks so each id is used once.
     #[serde(default)]

@@ -17,18 +17,32 @@ use weir_auth::Session;
 /// `member_type` of a consumer-protocol member.
 const MEMBER_TYPE_CONSUMER: i8 = 1;
 
+/// An assignment with each topic's name, as the describe APIs show it.
+pub(crate) fn named(broker: &Broker, a: Assignment) -> Vec<(uuid::Uuid, TopicName, Vec<i32>)> {
+    a.into_iter()
+        .map(|(id, ps)| {
+            let name = broker
+                .topic_by_id(&id)
+                .map(|t| t.name.clone())
+                .unwrap_or_default();
+            (
+                id,
+                TopicName(StrBytes::from_string(name)),
+                ps.into_iter().collect(),
+            )
+        })
+        .collect()
+}
+
 fn wire(broker: &Broker, a: Assignment) -> WireAssignment {
     WireAssignment::default().with_topic_partitions(
-        a.into_iter()
-            .map(|(id, ps)| {
-                let name = broker
-                    .topic_by_id(&id)
-                    .map(|t| t.name.clone())
-                    .unwrap_or_default();
+        named(broker, a)
+            .into_iter()
+            .map(|(id, name, ps)| {
                 TopicPartitions::default()
                     .with_topic_id(id)
-                    .with_topic_name(TopicName(StrBytes::from_string(name)))
-                    .with_partitions(ps.into_iter().collect())
+                    .with_topic_name(name)
+                    .with_partitions(ps)
             })
             .collect(),
     )

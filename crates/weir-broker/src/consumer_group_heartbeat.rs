@@ -30,6 +30,14 @@ pub fn handle(
             kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code(),
         );
     }
+    if broker.shares.contains(&r.group_id) {
+        return ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(kafka_protocol::error::ResponseError::GroupIdNotFound.code())
+            .with_error_message(Some(StrBytes::from_string(format!(
+                "Group {} is not a consumer group.",
+                r.group_id.as_str()
+            ))));
+    }
     let owned = r.topic_partitions.map(|tps| {
         let mut a = Assignment::new();
         for tp in tps {

@@ -1,29 +1,43 @@
-//! DeleteGroups: remove empty groups and their offsets.
+//! DeleteGroups: remove empty groups and their offsets (or, for share
+//! groups, their share-partition state).
+
+use std::sync::Arc;
 
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
-use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
+use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, ResponseKind};
 
 use weir_auth::acl::{AclOperation, ResourceType};
 use weir_auth::Session;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Reply};
 
-/// Answers a DeleteGroups request.
+/// Answers a DeleteGroups request; a share group's deletion is answered
+/// once durable.
 ///
 /// With authorization on, each group needs DELETE.
-pub fn handle(broker: &Broker, r: DeleteGroupsRequest, session: &Session) -> DeleteGroupsResponse {
+pub fn handle(broker: &Arc<Broker>, r: DeleteGroupsRequest, session: &Session) -> Reply {
+    let mut waits = Vec::new();
     let results = r
         .groups_names
         .into_iter()
         .map(|g| {
-            let code = if broker.authorize(session, AclOperation::Delete, ResourceType::Group, &g) {
+            let code = if !broker.authorize(session, AclOperation::Delete, ResourceType::Group, &g)
+            {
+                kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code()
+            } else if broker.shares.contains(&g) {
+                match broker.shares.delete_group(broker, &g) {
+                    Ok(w) => {
+                        waits.extend(w);
+                        0
+                    }
+                    Err(e) => e.code(),
+                }
+            } else {
                 broker
                     .groups
                     .delete(broker, &g)
                     .err()
                     .map_or(0, |e| e.code())
-            } else {
-                kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code()
             };
             DeletableGroupResult::default()
                 .with_group_id(g)
@@ -35,5 +49,15 @@ pub fn handle(broker: &Broker, r: DeleteGroupsRequest, session: &Session) -> Del
         let resource = format!("group:{}", g.group_id.as_str());
         broker.audit_admin(session, "DeleteGroups", resource, g.error_code);
     }
-    resp
+    if waits.is_empty() {
+        return Reply::Ready(ResponseKind::DeleteGroups(resp));
+    }
+    Reply::Later(Box::pin(async move {
+        for w in waits {
+            if let Err(e) = w.await {
+                tracing::warn!(error = %e, "share group deletion not durable");
+            }
+        }
+        ResponseKind::DeleteGroups(resp)
+    }))
 }

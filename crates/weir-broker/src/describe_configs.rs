@@ -1,4 +1,4 @@
-//! DescribeConfigs for topics and brokers, with synonyms and sources.
+//! DescribeConfigs for topics, brokers and groups, with synonyms and sources.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
@@ -14,6 +14,8 @@ use crate::config::ConfigSource;
 pub const RESOURCE_TOPIC: i8 = 2;
 /// `resource_type` of a broker.
 pub const RESOURCE_BROKER: i8 = 4;
+/// `resource_type` of a group.
+pub const RESOURCE_GROUP: i8 = 32;
 
 /// Answers a DescribeConfigs request. With authorization on, a topic
 /// needs DESCRIBE_CONFIGS on it and a broker DESCRIBE_CONFIGS on the
@@ -122,6 +124,30 @@ pub fn handle(
                                 .with_synonyms(synonyms)
                                 .with_config_type(c.kind as i8)
                                 .with_documentation(doc(c.doc))
+                        })
+                        .collect()
+                }
+                RESOURCE_GROUP => {
+                    let overrides = broker.group_configs(&r.resource_name);
+                    crate::group_config::resolve_all(&settings, &overrides)
+                        .into_iter()
+                        .filter(|(d, _, _)| wanted(d.name))
+                        .map(|(d, value, source)| {
+                            let synonyms = if req.include_synonyms {
+                                vec![DescribeConfigsSynonym::default()
+                                    .with_name(StrBytes::from_static_str(d.name))
+                                    .with_value(Some(StrBytes::from_string(value.clone())))
+                                    .with_source(source)]
+                            } else {
+                                Vec::new()
+                            };
+                            DescribeConfigsResourceResult::default()
+                                .with_name(StrBytes::from_static_str(d.name))
+                                .with_value(Some(StrBytes::from_string(value)))
+                                .with_config_source(source)
+                                .with_synonyms(synonyms)
+                                .with_config_type(d.kind as i8)
+                                .with_documentation(doc(d.doc))
                         })
                         .collect()
                 }

@@ -45,9 +45,14 @@ pub fn handle(
             // KIP-1043: v6 reports an unknown group as such; older
             // versions describe it as Dead with no error.
             if d.state == GroupState::Dead && version >= 6 {
+                let msg = if broker.shares.contains(out.group_id.as_str()) {
+                    format!("Group {} is not a classic group.", out.group_id.as_str())
+                } else {
+                    "group not found".to_string()
+                };
                 return out
                     .with_error_code(ResponseError::GroupIdNotFound.code())
-                    .with_error_message(Some(StrBytes::from_static_str("group not found")));
+                    .with_error_message(Some(StrBytes::from_string(msg)));
             }
             let members = d
                 .members

@@ -140,6 +140,21 @@ pub enum BrokerError {
         /// Why.
         reason: &'static str,
     },
+    /// An acknowledgement of a record the member does not hold (any more).
+    #[error("{reason}")]
+    InvalidRecordState {
+        /// Which record, and why.
+        reason: String,
+    },
+    /// A share request for a share session the broker does not have.
+    #[error("the share session was not found")]
+    ShareSessionNotFound,
+    /// A share request whose session epoch is not the next one.
+    #[error("the share session epoch is invalid")]
+    InvalidShareSessionEpoch,
+    /// A new share session while `group.share.max.share.sessions` are open.
+    #[error("the limit of share sessions has been reached")]
+    ShareSessionLimitReached,
     /// The same resource twice in one request.
     #[error("{reason}")]
     DuplicateResource {
@@ -208,6 +223,10 @@ impl BrokerError {
             Self::UnacceptableCredential { .. } => ResponseError::UnacceptableCredential,
             Self::DuplicateResource { .. } => ResponseError::DuplicateResource,
             Self::ResourceNotFound { .. } => ResponseError::ResourceNotFound,
+            Self::InvalidRecordState { .. } => ResponseError::InvalidRecordState,
+            Self::ShareSessionNotFound => ResponseError::ShareSessionNotFound,
+            Self::InvalidShareSessionEpoch => ResponseError::InvalidShareSessionEpoch,
+            Self::ShareSessionLimitReached => ResponseError::ShareSessionLimitReached,
             Self::Config { .. } => ResponseError::InvalidConfig,
             Self::Catalog { .. } => ResponseError::KafkaStorageError,
             Self::Log(e) => log_error(e),

@@ -107,6 +107,24 @@ fn new_member_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
 }
 
+/// Every topic as the server-side assignors see it, by name.
+pub(crate) fn topic_metas(broker: &Broker) -> BTreeMap<String, TopicMeta> {
+    broker
+        .topics()
+        .iter()
+        .map(|t| {
+            let partitions = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
+            (
+                t.name.clone(),
+                TopicMeta {
+                    id: t.id,
+                    partitions,
+                },
+            )
+        })
+        .collect()
+}
+
 /// Wall-clock milliseconds.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -715,19 +733,7 @@ impl Groups {
 
     /// ConsumerGroupHeartbeat (KIP-848).
     pub fn consumer_heartbeat(&self, broker: &Broker, hb: Heartbeat) -> HeartbeatAnswer {
-        let topics: BTreeMap<String, TopicMeta> = broker
-            .topics()
-            .iter()
-            .map(|t| {
-                (
-                    t.name.clone(),
-                    TopicMeta {
-                        id: t.id,
-                        partitions: i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
-                    },
-                )
-            })
-            .collect();
+        let topics = topic_metas(broker);
         let mut inner = self.lock();
         let group_id = hb.group_id.clone();
         if inner
@@ -750,6 +756,15 @@ impl Groups {
         let answer = inner.consumer.heartbeat(hb, &topics, new_member_id, now);
         inner.coord.ensure(&group_id, now);
         answer
+    }
+
+    /// Whether a classic or consumer group of this id exists (share groups
+    /// live in the same namespace and must not take its id).
+    pub fn exists(&self, group_id: &str) -> bool {
+        let inner = self.lock();
+        inner.coord.state(group_id).is_some()
+            || inner.consumer.is_active(group_id)
+            || inner.offsets.contains_key(group_id)
     }
 
     /// ConsumerGroupDescribe.

@@ -1,7 +1,8 @@
 //! Primitives of Kafka's internal record formats (the coordinator topics
-//! `__consumer_offsets` and `__transaction_state`): big-endian writers and
-//! a bounds-checked reader shared by [`crate::group_store`] and
-//! [`crate::txn_store`].
+//! `__consumer_offsets`, `__transaction_state` and `__share_group_state`):
+//! big-endian writers and a bounds-checked reader shared by
+//! [`crate::group_store`], [`crate::txn_store`] and
+//! [`crate::share_state_store`].
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -30,7 +31,7 @@ pub(crate) fn put_len(b: &mut BytesMut, n: usize) {
 }
 
 /// An unsigned varint, as flexible versions write lengths and tags.
-pub(crate) fn put_uvarint(b: &mut BytesMut, mut v: u64) {
+pub(crate) fn put_uvarint(b: &mut BytesMut, mut v: u32) {
     while v >= 0x80 {
         b.put_u8((v as u8 & 0x7f) | 0x80);
         v >>= 7;
@@ -38,9 +39,14 @@ pub(crate) fn put_uvarint(b: &mut BytesMut, mut v: u64) {
     b.put_u8(v as u8);
 }
 
+/// A flexible-version (compact) array or string length: `n + 1`.
+pub(crate) fn put_compact_len(b: &mut BytesMut, n: usize) {
+    put_uvarint(b, u32::try_from(n).unwrap_or(u32::MAX - 1) + 1);
+}
+
 /// A compact (flexible-version) string: its length plus one, then the bytes.
 pub(crate) fn put_compact_str(b: &mut BytesMut, s: &str) {
-    put_uvarint(b, s.len() as u64 + 1);
+    put_compact_len(b, s.len());
     b.put_slice(s.as_bytes());
 }
 

@@ -151,6 +151,19 @@ impl Broker {
 
     /// Every record of one partition from its start, in offset order.
     pub fn read_records(&self, topic: &str, partition: i32) -> Result<Vec<KeyValue>, BrokerError> {
+        Ok(self
+            .read_records_at(topic, partition)?
+            .into_iter()
+            .map(|(_, kv)| kv)
+            .collect())
+    }
+
+    /// [`Broker::read_records`] with each record's offset.
+    pub fn read_records_at(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Vec<(i64, KeyValue)>, BrokerError> {
         let log = self
             .topic(topic)
             .and_then(|t| t.partition(partition).cloned())
@@ -171,7 +184,7 @@ impl Broker {
                 for rec in set.records {
                     // The first batch may start before `offset`.
                     if rec.offset >= offset && !rec.control {
-                        out.push((rec.key, rec.value));
+                        out.push((rec.offset, (rec.key, rec.value)));
                     }
                     last = last.max(rec.offset + 1);
                 }

@@ -32,6 +32,13 @@ pub fn handle(
             version,
         )));
     }
+    if broker.shares.contains(&r.group_id) {
+        // Kafka refuses a classic member of a group of another type so.
+        return Reply::Ready(ResponseKind::JoinGroup(response(
+            JoinResult::error(ResponseError::InconsistentGroupProtocol, ""),
+            version,
+        )));
+    }
     let req = JoinRequest {
         group_id: r.group_id.to_string(),
         member_id: r.member_id.to_string(),

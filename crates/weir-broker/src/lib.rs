@@ -16,6 +16,7 @@ pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_client_quotas;
 pub mod alter_configs;
+pub mod alter_share_group_offsets;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod audit;
@@ -34,6 +35,7 @@ pub mod create_topics;
 pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
+pub mod delete_share_group_offsets;
 pub mod delete_topics;
 pub mod describe_acls;
 pub mod describe_client_quotas;
@@ -42,6 +44,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_share_group_offsets;
 pub mod describe_topic_partitions;
 pub mod describe_transactions;
 pub mod describe_user_scram_credentials;
@@ -50,6 +53,7 @@ pub mod error;
 pub mod fetch;
 pub mod fetch_session;
 pub mod find_coordinator;
+pub mod group_config;
 pub mod group_coordinator;
 pub mod group_store;
 pub mod groups;
@@ -72,6 +76,15 @@ pub mod produce;
 pub mod quotas;
 pub mod scram_credentials;
 pub mod security;
+pub mod share_acknowledge;
+pub mod share_fetch;
+pub mod share_group;
+pub mod share_group_describe;
+pub mod share_group_heartbeat;
+pub mod share_partition;
+pub mod share_session;
+pub mod share_state_store;
+pub mod shares;
 pub mod sync_group;
 pub mod transactions;
 pub mod txn_coordinator;
@@ -107,4 +120,5 @@ pub const INTERNAL_TOPICS: &[&str] = &[
     "__transaction_state",
     security::SECURITY_TOPIC,
     audit::AUDIT_TOPIC,
+    share_state_store::SHARE_STATE_TOPIC,
 ];

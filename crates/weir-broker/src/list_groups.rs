@@ -28,10 +28,16 @@ pub fn handle(broker: &Broker, r: ListGroupsRequest, session: &Session) -> ListG
     let type_ok = |t: &str| {
         r.types_filter.is_empty() || r.types_filter.iter().any(|f| f.eq_ignore_ascii_case(t))
     };
+    let shares = broker
+        .shares
+        .list()
+        .into_iter()
+        .map(|(id, state)| (id, state.to_string(), "share".to_string(), "share"));
     let groups = broker
         .groups
         .list()
         .into_iter()
+        .chain(shares)
         .filter(|(id, state, _, kind)| type_ok(kind) && state_ok(state) && visible(id))
         .map(|(id, state, protocol_type, kind)| {
             ListedGroup::default()

@@ -13,7 +13,9 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::internal_records::{put_compact_str, put_len, put_str, put_uvarint, Reader};
+use crate::internal_records::{
+    put_compact_len, put_compact_str, put_len, put_str, put_uvarint, Reader,
+};
 
 /// The internal topic holding transaction state.
 pub const TXN_TOPIC: &str = "__transaction_state";
@@ -70,7 +72,7 @@ pub fn value(v: &TxnValue, version: i16) -> Bytes {
     let flexible = version >= 1;
     let len = |b: &mut BytesMut, n: usize| {
         if flexible {
-            put_uvarint(b, n as u64 + 1);
+            put_compact_len(b, n);
         } else {
             put_len(b, n);
         }
@@ -106,7 +108,7 @@ pub fn value(v: &TxnValue, version: i16) -> Bytes {
     b.put_i64(v.start_ms);
     if flexible {
         // Tagged fields in tag order, each only when not at its default.
-        let mut tags: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut tags: Vec<(u32, Vec<u8>)> = Vec::new();
         if v.previous_producer_id != -1 {
             tags.push((0, v.previous_producer_id.to_be_bytes().to_vec()));
         }
@@ -116,10 +118,10 @@ pub fn value(v: &TxnValue, version: i16) -> Bytes {
         if v.client_transaction_version != 0 {
             tags.push((2, v.client_transaction_version.to_be_bytes().to_vec()));
         }
-        put_uvarint(&mut b, tags.len() as u64);
+        put_uvarint(&mut b, u32::try_from(tags.len()).unwrap_or(u32::MAX));
         for (tag, data) in tags {
             put_uvarint(&mut b, tag);
-            put_uvarint(&mut b, data.len() as u64);
+            put_uvarint(&mut b, u32::try_from(data.len()).unwrap_or(u32::MAX));
             b.put_slice(&data);
         }
     }

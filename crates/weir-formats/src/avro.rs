@@ -82,6 +82,9 @@ impl AvroSchema {
             .filter(|r| r.schema_type == SchemaType::Avro)
             .map(|r| r.schema.as_str())
             .collect();
+        for t in texts.iter().chain(std::iter::once(&text)) {
+            check_names(t)?;
+        }
         let (root, named) = if texts.is_empty() {
             (
                 Schema::parse_str(text).map_err(|e| FormatError::schema(AVRO, e))?,
@@ -231,14 +234,9 @@ impl AvroSerializer {
         field: Field,
         schema: &Schema_,
     ) -> Result<(i32, Arc<AvroSchema>), FormatError> {
-        let refs = if schema.references.is_empty() {
-            Vec::new()
-        } else {
-            self.resolver.client.resolve_references(schema).await?
-        };
         self.resolver
-            .writer(topic, field, schema, || {
-                AvroSchema::parse_with_references(&schema.schema, &refs)
+            .writer(topic, field, schema, |refs| {
+                AvroSchema::parse_with_references(&schema.schema, refs)
             })
             .await
     }
@@ -344,6 +342,62 @@ impl AvroDeserializer {
     ) -> Result<Json, FormatError> {
         let r = self.deserialize(topic, field, frame).await?;
         r.schema.to_json(&r.value, encoding)
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    s.split('.').all(|part| {
+        let mut c = part.chars();
+        matches!(c.next(), Some(f) if f.is_ascii_alphabetic() || f == '_')
+            && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+    })
+}
+
+/// Refuses invalid names before `apache-avro` sees them: its parser
+/// unwraps the result of validating a name, type name or alias, so an
+/// invalid one would panic rather than fail.
+fn check_names(text: &str) -> Result<(), FormatError> {
+    fn walk(v: &Json, type_position: bool, depth: usize) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err("the schema nests too deeply".into());
+        }
+        match v {
+            Json::String(s) if type_position && !valid_name(s) => {
+                Err(format!("invalid type name {s:?}"))
+            }
+            Json::Array(a) => a.iter().try_for_each(|b| walk(b, type_position, depth + 1)),
+            Json::Object(o) => {
+                for (k, x) in o {
+                    match (k.as_str(), x) {
+                        ("name", Json::String(n)) if !valid_name(n) => {
+                            return Err(format!("invalid name {n:?}"))
+                        }
+                        ("namespace", Json::String(n)) if !n.is_empty() && !valid_name(n) => {
+                            return Err(format!("invalid namespace {n:?}"))
+                        }
+                        ("aliases", Json::Array(a)) => {
+                            for al in a {
+                                if let Json::String(n) = al {
+                                    if !valid_name(n) {
+                                        return Err(format!("invalid alias {n:?}"));
+                                    }
+                                }
+                            }
+                        }
+                        ("type" | "items" | "values", x) => walk(x, true, depth + 1)?,
+                        ("fields", x) => walk(x, false, depth + 1)?,
+                        _ => {}
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+    // Text that is not JSON is left to apache-avro's own error.
+    match serde_json::from_str::<Json>(text) {
+        Ok(v) => walk(&v, true, 0).map_err(|e| FormatError::schema(AVRO, e)),
+        Err(_) => Ok(()),
     }
 }
 
@@ -860,6 +914,16 @@ mod tests {
             json!({"a":7,"b":"d"})
         );
         assert!(w.decode(&[]).is_err());
+        // Invalid names are errors, not apache-avro's panics.
+        for bad in [
+            r#"{"type":"record","name":"1x","fields":[]}"#,
+            r#"{"type":"1x"}"#,
+            r#"["null","a-b"]"#,
+            r#"{"type":"enum","name":"E","aliases":["9"],"symbols":["A"]}"#,
+            r#"{"type":"record","name":"R","namespace":"a..b","fields":[]}"#,
+        ] {
+            assert!(AvroSchema::parse(bad).is_err(), "{bad}");
+        }
         assert!(w
             .encode(&Value::Record(vec![(
                 "a".into(),

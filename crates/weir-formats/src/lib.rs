@@ -8,7 +8,14 @@
 //! - [`client`]: an async schema registry client with Confluent's caching;
 //! - [`serdes`]: subject name strategies and serializer settings;
 //! - [`avro`]: Avro schemas, binary and JSON encodings on `apache-avro`,
-//!   and the Avro serializer and deserializer.
+//!   and the Avro serializer and deserializer;
+//! - [`protobuf`]: `.proto` compiled by `protox`, dynamic messages of
+//!   `prost-reflect` picked by message indexes, canonical JSON;
+//! - [`json_schema`]: JSON Schema compiled and validated by `jsonschema`,
+//!   the JSON_SR serializer and deserializer.
+//!
+//! The libraries are re-exported so users name their types without
+//! matching versions.
 //!
 //! It is a library: no networking beyond the registry client, and no
 //! dependency on the broker.
@@ -16,9 +23,13 @@
 pub mod avro;
 pub mod client;
 mod error;
+pub mod json_schema;
+pub mod protobuf;
 pub mod schema;
 pub mod serdes;
 pub mod wire;
+
+pub use {apache_avro, jsonschema, prost_reflect};
 
 pub use client::{Auth, RegistryConfig, SchemaRegistryClient};
 pub use error::FormatError;

@@ -251,7 +251,7 @@ impl<P: Parsed> Resolver<P> {
     }
 
     /// The id and schema to serialize with when the caller gives `schema`
-    /// (already parsed as `parsed`), as Confluent's serializers choose:
+    /// (`parsed` parses it with its references), as Confluent's serializers choose:
     /// `use.schema.id`, else register (`auto.register.schemas`), else the
     /// latest version (`use.latest.version`), else look the schema up.
     pub(crate) async fn writer(
@@ -259,7 +259,7 @@ impl<P: Parsed> Resolver<P> {
         topic: &str,
         field: Field,
         schema: &Schema,
-        parsed: impl FnOnce() -> Result<P, FormatError>,
+        parsed: impl FnOnce(&[ResolvedReference]) -> Result<P, FormatError>,
     ) -> Result<(i32, Arc<P>), FormatError> {
         let key = (topic.to_string(), field, schema.clone());
         if let Some(hit) = self.writers.get(&key) {
@@ -269,7 +269,8 @@ impl<P: Parsed> Resolver<P> {
         let found = if let Some(id) = c.use_schema_id {
             (id, self.by_id(id).await?)
         } else {
-            let parsed = parsed()?;
+            let refs = self.client.resolve_references(schema).await?;
+            let parsed = parsed(&refs)?;
             let subject =
                 c.subject_name_strategy
                     .subject(topic, field, parsed.record_name().as_deref())?;

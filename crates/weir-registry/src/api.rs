@@ -12,6 +12,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use weir_formats::protobuf::{is_descriptor, ProtobufSchema};
+
 use crate::schema::{self, Level, Parsed, Reference, SchemaType};
 use crate::store::{self, Mode, SchemaValue};
 use crate::{Registry, RegistryError};
@@ -226,8 +228,26 @@ fn schema_of(reg: &Registry, id: &str) -> Result<SchemaValue, RegistryError> {
         .ok_or_else(|| RegistryError::SchemaNotFound(format!("Schema {n} not found")))
 }
 
-async fn schema_by_id(State(reg): Reg, Path(id): Path<String>) -> Answer {
-    let v = schema_of(&reg, &id)?;
+/// With `format=serialized`, a Protobuf schema stored as `.proto` text is
+/// served as a base64 `FileDescriptorProto`, as Confluent's registry does
+/// (confluent-kafka's Python deserializer asks for it).
+fn formatted(
+    reg: &Registry,
+    mut v: SchemaValue,
+    q: &HashMap<String, String>,
+) -> Result<SchemaValue, RegistryError> {
+    let serialized = q.get("format").is_some_and(|f| f == "serialized");
+    if serialized && v.schema_type == SchemaType::Protobuf && !is_descriptor(&v.schema) {
+        let deps = reg.resolve(&v.references)?;
+        v.schema = ProtobufSchema::parse_with_references(&v.schema, &deps)
+            .map_err(|e| RegistryError::Store(format!("stored schema {}: {e}", v.id)))?
+            .to_descriptor_base64();
+    }
+    Ok(v)
+}
+
+async fn schema_by_id(State(reg): Reg, Path(id): Path<String>, Query(q): Params) -> Answer {
+    let v = formatted(&reg, schema_of(&reg, &id)?, &q)?;
     let mut o = json!({"schema": v.schema});
     if !v.schema_type.is_avro() {
         o["schemaType"] = json!(v.schema_type.name());
@@ -550,7 +570,7 @@ async fn get_version(
     Query(q): Params,
 ) -> Answer {
     let v = find_version(&reg, &subject, &version, flag(&q, "deleted"))?;
-    ok(version_json(&v))
+    ok(version_json(&formatted(&reg, v, &q)?))
 }
 
 async fn get_raw_version(

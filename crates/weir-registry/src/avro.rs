@@ -1,10 +1,15 @@
-//! Avro schemas: parsing (with named types from references), validation
-//! of names and defaults, the normalized form, and the compatibility check
-//! of the Avro specification's schema resolution rules.
+//! Avro schemas: parsed by `apache-avro` (through weir-formats, with named
+//! types from references) and lowered to the model the compatibility check
+//! of the Avro specification's schema resolution rules works on; the
+//! normalized form.
 
 use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
+use weir_formats::apache_avro::schema::{Alias, Namespace};
+use weir_formats::apache_avro::Schema as AvroNode;
+use weir_formats::avro::AvroSchema;
+use weir_formats::{FormatError, ResolvedReference, SchemaType};
 
 /// A type position in a schema.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +80,8 @@ pub struct Schema {
     pub root: Option<Node>,
     /// Named types by full name, including those of references.
     pub named: HashMap<String, Named>,
+    /// The schema's text, for schemas that reference it.
+    pub text: String,
 }
 
 const PRIMS: &[&str] = &[
@@ -83,12 +90,6 @@ const PRIMS: &[&str] = &[
 
 fn prim(s: &str) -> Option<&'static str> {
     PRIMS.iter().find(|p| **p == s).copied()
-}
-
-fn valid_name(s: &str) -> bool {
-    let mut c = s.chars();
-    matches!(c.next(), Some(f) if f.is_ascii_alphabetic() || f == '_')
-        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
 }
 
 fn full_name(name: &str, namespace: Option<&str>) -> String {
@@ -109,245 +110,149 @@ fn short(full: &str) -> &str {
     full.rsplit_once('.').map_or(full, |(_, n)| n)
 }
 
-/// Parses `text`, seeing the named types of `refs` (already parsed
-/// referenced schemas, in dependency order).
+/// Parses `text` with `apache-avro`, seeing the named types of `refs`
+/// (already parsed referenced schemas, in dependency order), and lowers
+/// it to the model the compatibility check works on.
 pub fn parse(text: &str, refs: &[Schema]) -> Result<Schema, String> {
-    let json: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    let mut s = Schema::default();
-    for r in refs {
-        for (k, v) in &r.named {
-            s.named.entry(k.clone()).or_insert_with(|| v.clone());
-        }
+    let deps: Vec<ResolvedReference> = refs
+        .iter()
+        .map(|r| ResolvedReference {
+            name: String::new(),
+            schema_type: SchemaType::Avro,
+            schema: r.text.clone(),
+        })
+        .collect();
+    let parsed = AvroSchema::parse_with_references(text, &deps).map_err(|e| match e {
+        FormatError::InvalidSchema { reason, .. } => reason,
+        other => other.to_string(),
+    })?;
+    let mut named = HashMap::new();
+    for r in parsed.referenced() {
+        lower(r, &mut named)?;
     }
-    let root = parse_node(&json, None, &mut s.named)?;
-    s.root = Some(root);
-    Ok(s)
-}
-
-fn str_field<'a>(
-    o: &'a serde_json::Map<String, Value>,
-    k: &str,
-) -> Result<Option<&'a str>, String> {
-    match o.get(k) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(format!("`{k}` must be a string")),
-    }
-}
-
-fn aliases(
-    o: &serde_json::Map<String, Value>,
-    ns: Option<&str>,
-    qualify: bool,
-) -> Result<Vec<String>, String> {
-    match o.get("aliases") {
-        None => Ok(Vec::new()),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| match v {
-                Value::String(s) if qualify => Ok(full_name(s, ns)),
-                Value::String(s) => Ok(s.clone()),
-                _ => Err("aliases must be strings".to_string()),
-            })
-            .collect(),
-        Some(_) => Err("`aliases` must be an array".into()),
-    }
-}
-
-fn parse_node(
-    v: &Value,
-    ns: Option<&str>,
-    named: &mut HashMap<String, Named>,
-) -> Result<Node, String> {
-    match v {
-        Value::String(s) => {
-            if let Some(p) = prim(s) {
-                return Ok(Node::Prim(p));
-            }
-            let full = full_name(s, ns);
-            if named.contains_key(&full) {
-                Ok(Node::Named(full))
-            } else if named.contains_key(s.as_str()) {
-                Ok(Node::Named(s.clone()))
-            } else {
-                Err(format!("undefined name: {s}"))
-            }
-        }
-        Value::Array(branches) => {
-            let mut out = Vec::with_capacity(branches.len());
-            let mut seen = HashSet::new();
-            for b in branches {
-                let n = parse_node(b, ns, named)?;
-                let key = match &n {
-                    Node::Union(_) => {
-                        return Err("unions may not immediately contain unions".into())
+    let root = lower(parsed.root(), &mut named)?;
+    // The specification wants a union's default to match its first
+    // branch; apache-avro accepts any branch.
+    for n in named.values() {
+        if let Named::Record { fields, name, .. } = n {
+            for f in fields {
+                if let Some(d) = &f.default {
+                    if !valid_default(&f.ty, d, &named) {
+                        return Err(format!(
+                            "invalid default for field {} of {name}: {d}",
+                            f.name
+                        ));
                     }
-                    Node::Prim(p) => (*p).to_string(),
-                    Node::Array(_) => "array".into(),
-                    Node::Map(_) => "map".into(),
-                    Node::Named(f) => f.clone(),
-                };
-                if !seen.insert(key.clone()) {
-                    return Err(format!("duplicate in union: {key}"));
                 }
-                out.push(n);
-            }
-            Ok(Node::Union(out))
-        }
-        Value::Object(o) => {
-            let ty = o.get("type").ok_or("no `type`")?;
-            let ty = match ty {
-                Value::String(t) => t.as_str(),
-                // {"type": {...}} or {"type": [...]}: the nested type.
-                other => return parse_node(other, ns, named),
-            };
-            match ty {
-                "record" | "error" | "enum" | "fixed" => parse_named(ty, o, ns, named),
-                "array" => Ok(Node::Array(Box::new(parse_node(
-                    o.get("items").ok_or("array without `items`")?,
-                    ns,
-                    named,
-                )?))),
-                "map" => Ok(Node::Map(Box::new(parse_node(
-                    o.get("values").ok_or("map without `values`")?,
-                    ns,
-                    named,
-                )?))),
-                other => parse_node(&Value::String(other.to_string()), ns, named),
             }
         }
-        _ => Err(format!("not a schema: {v}")),
     }
+    Ok(Schema {
+        root: Some(root),
+        named,
+        text: text.to_string(),
+    })
 }
 
-fn parse_named(
-    ty: &str,
-    o: &serde_json::Map<String, Value>,
-    ns: Option<&str>,
-    named: &mut HashMap<String, Named>,
-) -> Result<Node, String> {
-    let name = str_field(o, "name")?.ok_or_else(|| format!("{ty} without `name`"))?;
-    let own_ns = str_field(o, "namespace")?.or(ns);
-    let full = full_name(name, own_ns);
-    for part in full.split('.') {
-        if !valid_name(part) {
-            return Err(format!("invalid name: {full}"));
-        }
-    }
-    if prim(short(&full)).is_some() {
-        return Err(format!("{full} redefines a primitive type"));
-    }
-    if named.contains_key(&full) {
-        return Err(format!("can't redefine: {full}"));
-    }
-    let inner_ns = namespace_of(&full).map(str::to_string);
-    let alias_list = aliases(o, inner_ns.as_deref(), true)?;
-    match ty {
-        "enum" => {
-            let symbols: Vec<String> = match o.get("symbols") {
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .map(|s| {
-                        s.as_str()
-                            .map(str::to_string)
-                            .ok_or("enum symbols must be strings")
-                    })
-                    .collect::<Result<_, _>>()?,
-                _ => return Err(format!("enum {full} without `symbols`")),
-            };
-            let mut seen = HashSet::new();
-            for s in &symbols {
-                if !valid_name(s) {
-                    return Err(format!("invalid enum symbol: {s}"));
-                }
-                if !seen.insert(s) {
-                    return Err(format!("duplicate enum symbol: {s}"));
-                }
+fn qualified_aliases(aliases: Option<&Vec<Alias>>, ns: &Namespace) -> Vec<String> {
+    aliases
+        .map(|a| {
+            a.iter()
+                .map(|al| al.fully_qualified_name(ns).fullname(None))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `apache-avro`'s schema as the checker's nodes; named types defined on
+/// the way are added to `named`. Logical types are their underlying types.
+fn lower(s: &AvroNode, named: &mut HashMap<String, Named>) -> Result<Node, String> {
+    Ok(match s {
+        AvroNode::Null => Node::Prim("null"),
+        AvroNode::Boolean => Node::Prim("boolean"),
+        AvroNode::Int | AvroNode::Date | AvroNode::TimeMillis => Node::Prim("int"),
+        AvroNode::Long
+        | AvroNode::TimeMicros
+        | AvroNode::TimestampMillis
+        | AvroNode::TimestampMicros
+        | AvroNode::TimestampNanos
+        | AvroNode::LocalTimestampMillis
+        | AvroNode::LocalTimestampMicros
+        | AvroNode::LocalTimestampNanos => Node::Prim("long"),
+        AvroNode::Float => Node::Prim("float"),
+        AvroNode::Double => Node::Prim("double"),
+        AvroNode::Bytes | AvroNode::BigDecimal | AvroNode::Duration => Node::Prim("bytes"),
+        AvroNode::String | AvroNode::Uuid => Node::Prim("string"),
+        AvroNode::Decimal(d) => lower(&d.inner, named)?,
+        AvroNode::Array(a) => Node::Array(Box::new(lower(&a.items, named)?)),
+        AvroNode::Map(m) => Node::Map(Box::new(lower(&m.types, named)?)),
+        AvroNode::Union(u) => Node::Union(
+            u.variants()
+                .iter()
+                .map(|b| lower(b, named))
+                .collect::<Result<_, _>>()?,
+        ),
+        AvroNode::Ref { name } => Node::Named(name.fullname(None)),
+        AvroNode::Record(r) => {
+            let full = r.name.fullname(None);
+            if prim(short(&full)).is_some() {
+                return Err(format!("{full} redefines a primitive type"));
             }
-            let default = str_field(o, "default")?.map(str::to_string);
-            if let Some(d) = &default {
-                if !symbols.contains(d) {
-                    return Err(format!("enum default {d} is not a symbol of {full}"));
-                }
-            }
-            named.insert(
-                full.clone(),
-                Named::Enum {
-                    name: full.clone(),
-                    aliases: alias_list,
-                    symbols,
-                    default,
-                },
-            );
-        }
-        "fixed" => {
-            let size = o
-                .get("size")
-                .and_then(Value::as_u64)
-                .ok_or_else(|| format!("fixed {full} without a valid `size`"))?;
-            named.insert(
-                full.clone(),
-                Named::Fixed {
-                    name: full.clone(),
-                    aliases: alias_list,
-                    size,
-                },
-            );
-        }
-        _ => {
+            let aliases = qualified_aliases(r.aliases.as_ref(), &r.name.namespace);
             // Registered before its fields so they may refer to it.
             named.insert(
                 full.clone(),
                 Named::Record {
                     name: full.clone(),
-                    aliases: alias_list.clone(),
+                    aliases: aliases.clone(),
                     fields: Vec::new(),
                 },
             );
-            let Some(Value::Array(raw)) = o.get("fields") else {
-                return Err(format!("record {full} without `fields`"));
-            };
-            let mut fields = Vec::with_capacity(raw.len());
-            let mut seen = HashSet::new();
-            for f in raw {
-                let fo = f.as_object().ok_or("a field must be an object")?;
-                let fname = str_field(fo, "name")?.ok_or("field without `name`")?;
-                if !valid_name(fname) {
-                    return Err(format!("invalid field name: {fname}"));
-                }
-                if !seen.insert(fname.to_string()) {
-                    return Err(format!("duplicate field {fname} in {full}"));
-                }
-                let fty = parse_node(
-                    fo.get("type")
-                        .ok_or_else(|| format!("field {fname} without `type`"))?,
-                    inner_ns.as_deref(),
-                    named,
-                )?;
-                let default = fo.get("default").cloned();
-                if let Some(d) = &default {
-                    if !valid_default(&fty, d, named) {
-                        return Err(format!("invalid default for field {fname}: {d}"));
-                    }
-                }
+            let mut fields = Vec::with_capacity(r.fields.len());
+            for f in &r.fields {
                 fields.push(Field {
-                    name: fname.to_string(),
-                    aliases: aliases(fo, None, false)?,
-                    ty: fty,
-                    default,
+                    name: f.name.clone(),
+                    aliases: f.aliases.clone().unwrap_or_default(),
+                    ty: lower(&f.schema, named)?,
+                    default: f.default.clone(),
                 });
             }
             named.insert(
                 full.clone(),
                 Named::Record {
                     name: full.clone(),
-                    aliases: alias_list,
+                    aliases,
                     fields,
                 },
             );
+            Node::Named(full)
         }
-    }
-    Ok(Node::Named(full))
+        AvroNode::Enum(e) => {
+            let full = e.name.fullname(None);
+            named.insert(
+                full.clone(),
+                Named::Enum {
+                    name: full.clone(),
+                    aliases: qualified_aliases(e.aliases.as_ref(), &e.name.namespace),
+                    symbols: e.symbols.clone(),
+                    default: e.default.clone(),
+                },
+            );
+            Node::Named(full)
+        }
+        AvroNode::Fixed(f) => {
+            let full = f.name.fullname(None);
+            named.insert(
+                full.clone(),
+                Named::Fixed {
+                    name: full.clone(),
+                    aliases: qualified_aliases(f.aliases.as_ref(), &f.name.namespace),
+                    size: u64::try_from(f.size).unwrap_or(u64::MAX),
+                },
+            );
+            Node::Named(full)
+        }
+    })
 }
 
 /// Whether `d` is a valid default for `ty` (a union's default matches its

@@ -11,73 +11,13 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-const TYPES: &[&str] = &[
-    "null", "boolean", "object", "array", "number", "integer", "string",
-];
-
-/// Parses and checks `text` is a JSON Schema document (an object or a
-/// boolean, with known `type` names).
+/// Parses `text` and checks it against its draft's meta-schema (with
+/// `jsonschema`, through weir-formats).
 pub fn parse(text: &str) -> Result<Value, String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    check_shape(&v, 0)?;
-    Ok(v)
-}
-
-fn check_shape(v: &Value, depth: usize) -> Result<(), String> {
-    if depth > 128 {
-        return Err("schema nested too deeply".into());
-    }
-    match v {
-        Value::Bool(_) => Ok(()),
-        Value::Object(o) => {
-            match o.get("type") {
-                None => {}
-                Some(Value::String(t)) if TYPES.contains(&t.as_str()) => {}
-                Some(Value::Array(a))
-                    if a.iter()
-                        .all(|t| t.as_str().is_some_and(|t| TYPES.contains(&t))) => {}
-                Some(t) => return Err(format!("invalid type {t}")),
-            }
-            for k in ["properties", "definitions", "$defs", "patternProperties"] {
-                if let Some(p) = o.get(k) {
-                    let p = p
-                        .as_object()
-                        .ok_or_else(|| format!("`{k}` must be an object"))?;
-                    for s in p.values() {
-                        check_shape(s, depth + 1)?;
-                    }
-                }
-            }
-            for k in ["items", "additionalProperties", "not"] {
-                if let Some(s) = o.get(k) {
-                    if let Value::Array(a) = s {
-                        for s in a {
-                            check_shape(s, depth + 1)?;
-                        }
-                    } else {
-                        check_shape(s, depth + 1)?;
-                    }
-                }
-            }
-            for k in ["allOf", "anyOf", "oneOf"] {
-                if let Some(s) = o.get(k) {
-                    let a = s
-                        .as_array()
-                        .ok_or_else(|| format!("`{k}` must be an array"))?;
-                    for s in a {
-                        check_shape(s, depth + 1)?;
-                    }
-                }
-            }
-            if let Some(r) = o.get("required") {
-                if !r.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
-                    return Err("`required` must be an array of strings".into());
-                }
-            }
-            Ok(())
-        }
-        _ => Err("a JSON Schema is an object or a boolean".into()),
-    }
+    weir_formats::json_schema::parse_document(text).map_err(|e| match e {
+        weir_formats::FormatError::InvalidSchema { reason, .. } => reason,
+        other => other.to_string(),
+    })
 }
 
 /// A schema document with the documents its references name.

@@ -156,8 +156,8 @@ fn resolve_into(
     }
     out.push(Resolved {
         name: r.name.clone(),
-        ty: sv.schema_type,
-        text: sv.schema,
+        schema_type: sv.schema_type,
+        schema: sv.schema,
     });
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::{avro, json_schema, protobuf};
 
-pub use weir_formats::{Reference, SchemaType};
+pub use weir_formats::{Reference, ResolvedReference as Resolved, SchemaType};
 
 /// A compatibility level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,17 +76,6 @@ impl Level {
     }
 }
 
-/// A referenced schema, resolved from the registry.
-#[derive(Debug, Clone)]
-pub struct Resolved {
-    /// The reference's name.
-    pub name: String,
-    /// Its type.
-    pub ty: SchemaType,
-    /// Its text.
-    pub text: String,
-}
-
 /// A parsed schema.
 #[derive(Debug, Clone)]
 pub enum Parsed {
@@ -104,8 +93,8 @@ pub fn parse(ty: SchemaType, text: &str, deps: &[Resolved]) -> Result<Parsed, St
     match ty {
         SchemaType::Avro => {
             let mut seen: Vec<avro::Schema> = Vec::new();
-            for d in deps.iter().filter(|d| d.ty == SchemaType::Avro) {
-                let s = avro::parse(&d.text, &seen)
+            for d in deps.iter().filter(|d| d.schema_type == SchemaType::Avro) {
+                let s = avro::parse(&d.schema, &seen)
                     .map_err(|e| format!("reference {}: {e}", d.name))?;
                 seen.push(s);
             }
@@ -115,14 +104,18 @@ pub fn parse(ty: SchemaType, text: &str, deps: &[Resolved]) -> Result<Parsed, St
             let root = json_schema::parse(text)?;
             let mut refs = HashMap::new();
             for d in deps {
-                refs.insert(d.name.clone(), json_schema::parse(&d.text)?);
+                refs.insert(d.name.clone(), json_schema::parse(&d.schema)?);
             }
+            // Every `$ref` must resolve, within the document or to a
+            // reference, as Confluent requires.
+            weir_formats::json_schema::JsonSchema::parse_with_references(text, deps)
+                .map_err(|e| e.to_string())?;
             Ok(Parsed::Json(json_schema::Doc { root, refs }))
         }
         SchemaType::Protobuf => {
             let mut files = HashMap::new();
             for d in deps {
-                files.insert(d.name.clone(), d.text.clone());
+                files.insert(d.name.clone(), d.schema.clone());
             }
             protobuf::parse(text, &files).map(Parsed::Protobuf)
         }

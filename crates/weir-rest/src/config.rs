@@ -20,7 +20,7 @@ const PROXY_SETTINGS: &[&str] = &[
 
 /// Whether `key` is one of the proxy's own settings.
 pub(crate) fn is_proxy_setting(key: &str) -> bool {
-    PROXY_SETTINGS.contains(&key)
+    PROXY_SETTINGS.contains(&key) || key.starts_with("schema.registry.")
 }
 
 fn number(key: &str, v: &str) -> Result<u64, String> {
@@ -64,6 +64,9 @@ impl RestConfig {
                 "producer.batch.maximum.entries" | "produce.batch.maximum.entries" => {
                     c.produce_batch_max_entries = number(k, v)? as usize
                 }
+                _ if k.starts_with("schema.registry.") => {
+                    c.registry.insert(k.clone(), v.clone());
+                }
                 _ => {
                     let (map, key) = if let Some(r) = k.strip_prefix("client.") {
                         (&mut c.kafka.client, r)
@@ -80,6 +83,8 @@ impl RestConfig {
                 }
             }
         }
+        crate::formats::Schemas::from_properties(&c.registry)
+            .map_err(|e| format!("schema.registry: {e}"))?;
         if http_auth {
             match c.kafka.sasl_mechanism() {
                 Some("PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512") => c.propagate_principal = true,

@@ -86,14 +86,14 @@ impl RestError {
         serde_json::json!({"error_code": self.status_and_code().1, "message": self.to_string()})
     }
 
-    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+    pub fn bad_request(message: impl Into<String>) -> Self {
         RestError::BadRequest {
             code: 400,
             message: message.into(),
         }
     }
 
-    pub(crate) fn not_found(code: u32, message: impl Into<String>) -> Self {
+    pub fn not_found(code: u32, message: impl Into<String>) -> Self {
         RestError::NotFound {
             code,
             message: message.into(),

@@ -21,6 +21,7 @@
 pub mod clients;
 mod config;
 pub mod error;
+mod formats;
 mod produce;
 pub mod service;
 mod time;
@@ -64,6 +65,12 @@ pub struct RestConfig {
     pub https: bool,
     /// At most this many identities keep clients open.
     pub max_identities: usize,
+    /// `schema.registry.*` settings of the schema-based formats (Confluent's
+    /// names; none without `schema.registry.url`).
+    pub registry: std::collections::BTreeMap<String, String>,
+    /// The path the API is mounted under (the console serves it at
+    /// `/api/rest`), for the URLs in responses.
+    pub base_path: String,
 }
 
 impl RestConfig {
@@ -78,6 +85,8 @@ impl RestConfig {
             produce_batch_max_entries: 10,
             https: false,
             max_identities: 256,
+            registry: Default::default(),
+            base_path: String::new(),
         }
     }
 }
@@ -89,6 +98,7 @@ pub struct RestProxy {
     clients: Clients,
     consumers: v2::consumers::Consumers,
     cluster_id: OnceLock<String>,
+    schemas: Option<formats::Schemas>,
 }
 
 impl RestProxy {
@@ -98,6 +108,10 @@ impl RestProxy {
             clients: Clients::new(config.kafka.clone(), config.max_identities),
             consumers: v2::consumers::Consumers::default(),
             cluster_id: OnceLock::new(),
+            // Checked when the settings were read.
+            schemas: formats::Schemas::from_properties(&config.registry)
+                .ok()
+                .flatten(),
             config,
         })
     }
@@ -105,6 +119,14 @@ impl RestProxy {
     /// The settings.
     pub fn config(&self) -> &RestConfig {
         &self.config
+    }
+
+    /// The schema registry, for the schema-based formats.
+    pub(crate) fn schemas(&self) -> Result<&formats::Schemas> {
+        self.schemas.as_ref().ok_or_else(|| RestError::Unprocessable {
+            code: 42207,
+            message: "Error serializing message. Schema-based formats need a schema registry (schema.registry.url), and none is configured.".into(),
+        })
     }
 
     /// The clients of the identity behind `headers`.
@@ -130,7 +152,7 @@ impl RestProxy {
             .and_then(|h| h.to_str().ok())
             .unwrap_or("localhost");
         let scheme = if self.config.https { "https" } else { "http" };
-        format!("{scheme}://{host}")
+        format!("{scheme}://{host}{}", self.config.base_path)
     }
 
     /// Closes every consumer instance (leaving their groups).

@@ -30,7 +30,7 @@ impl RestService {
 /// The node's client properties in the standalone proxy's terms: proxy
 /// settings and `producer.`/`consumer.` properties as they are, every
 /// other property for all of its clients (`client.` prefixed).
-fn as_settings(props: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub fn as_settings(props: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     props
         .iter()
         .filter(|(k, _)| k.as_str() != "bootstrap.servers")

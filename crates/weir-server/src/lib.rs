@@ -17,31 +17,36 @@
 //! [`run`] follows mini-redis: it serves until `shutdown` resolves, then
 //! stops accepting, lets each connection finish the requests it has read,
 //! and returns once all connections are closed.
+//!
+//! Modules: the accept loops are here; `connection` is one connection
+//! (framing, SASL and the gate, the hand-off to the broker, in-order
+//! replies); `auth` its authentication state; `accounting` the request
+//! metrics and sampled request log; [`error`] why a connection closes.
 
+mod accounting;
 mod auth;
+mod connection;
+pub mod error;
+#[cfg(feature = "fault-injection")]
+mod fault;
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
-use tokio::task::JoinHandle;
+use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, warn};
-use weir_auth::{KafkaPrincipal, SecurityProtocol, Session};
-use weir_broker::codec::{decode_request, encode_response, peek_api, Decoded};
-use weir_broker::security::AuditEvent;
-use weir_broker::{api_versions, Broker, Reply};
-
 use weir_auth::ssl_mapping::PrincipalMapper;
+use weir_auth::{KafkaPrincipal, SecurityProtocol, Session};
+use weir_broker::security::AuditEvent;
+use weir_broker::Broker;
 use weir_tls::TlsSource;
 
-use crate::auth::{ConnAuth, Gate};
+use crate::connection::Connection;
+pub use crate::error::ServerError;
+#[cfg(feature = "fault-injection")]
+pub use crate::fault::Faults;
 
 /// One bound listener.
 #[derive(Debug)]
@@ -91,17 +96,13 @@ pub struct ServerConfig {
     /// Requests read ahead of their responses on one connection
     /// (`queued.max.requests`).
     pub max_in_flight: usize,
-    /// Fault injection for tests: every Nth Produce request is applied but
-    /// its connection is closed instead of answered, as if the network
-    /// failed after the write. 0 turns it off.
-    pub close_after_produce_every: u64,
     /// Log 1 in this many requests at info (api, client, latency, error
     /// code); 0 logs none.
     pub request_log_sample: u64,
+    /// Faults to inject (test builds only).
+    #[cfg(feature = "fault-injection")]
+    pub faults: Faults,
 }
-
-/// Produce requests seen, for [`ServerConfig::close_after_produce_every`].
-static PRODUCE_COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl ServerConfig {
     /// Reads the limits from the broker's configs.
@@ -115,8 +116,9 @@ impl ServerConfig {
                 u64::try_from(s.get_i64("connections.max.idle.ms")).unwrap_or(600_000),
             ),
             max_in_flight: get("queued.max.requests"),
-            close_after_produce_every: 0,
             request_log_sample: 0,
+            #[cfg(feature = "fault-injection")]
+            faults: Faults::default(),
         }
     }
 }
@@ -238,10 +240,10 @@ async fn accept_loop(
                     if let Some((stream, session)) =
                         tls_accept(&broker, &tls, socket, session).await
                     {
-                        serve_connection(stream, peer, broker, config, stop, session).await;
+                        Connection::serve(stream, peer, broker, config, stop, session).await;
                     }
                 }
-                None => serve_connection(socket, peer, broker, config, stop, session).await,
+                None => Connection::serve(socket, peer, broker, config, stop, session).await,
             }
             drop(permit);
         });
@@ -292,278 +294,4 @@ async fn tls_accept(
         }
     }
     Some((stream, session))
-}
-
-/// A response slot, in request order.
-enum Pending {
-    Ready(Bytes),
-    Later(JoinHandle<Option<Bytes>>),
-}
-
-async fn serve_connection<S>(
-    socket: S,
-    peer: SocketAddr,
-    broker: Arc<Broker>,
-    config: ServerConfig,
-    mut stop: watch::Receiver<bool>,
-    session: Session,
-) where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
-    debug!(%peer, listener = %session.listener, "connection opened");
-    let _open = broker.metrics().connections.enter();
-    let mut auth = ConnAuth::new(session.protocol.uses_sasl(), session);
-    let (mut reader, writer) = tokio::io::split(socket);
-    let (tx, mut rx) = mpsc::channel::<Pending>(config.max_in_flight);
-    let writer_task = tokio::spawn(async move {
-        let mut w = BufWriter::with_capacity(64 * 1024, writer);
-        while let Some(p) = rx.recv().await {
-            let bytes = match p {
-                Pending::Ready(b) => Some(b),
-                Pending::Later(h) => h.await.ok().flatten(),
-            };
-            // A response that could not be built leaves the client
-            // waiting for a correlation id; closing is the honest answer.
-            let Some(bytes) = bytes else { break };
-            if w.write_all(&bytes).await.is_err() {
-                break;
-            }
-            if rx.is_empty() && w.flush().await.is_err() {
-                break;
-            }
-        }
-        let _ = w.flush().await;
-        let _ = w.shutdown().await;
-    });
-
-    let mut len_buf = [0u8; 4];
-    // Client quotas: a throttled connection is not read until its
-    // throttle time has passed (KIP-219).
-    let mute = weir_broker::client_quotas::Mute::default();
-    loop {
-        if *stop.borrow() {
-            break;
-        }
-        tokio::select! {
-            _ = stop.changed() => break,
-            () = mute.wait() => {}
-        }
-        let read_len = tokio::select! {
-            _ = stop.changed() => break,
-            r = tokio::time::timeout(config.idle_timeout, reader.read_exact(&mut len_buf)) => r,
-        };
-        match read_len {
-            Err(_) => {
-                debug!(%peer, "closing idle connection");
-                break;
-            }
-            Ok(Err(_)) => break, // closed by the client
-            Ok(Ok(_)) => {}
-        }
-        let len = i32::from_be_bytes(len_buf);
-        let Ok(len) = usize::try_from(len) else {
-            warn!(%peer, len, "closing connection: negative frame size");
-            break;
-        };
-        if len > config.max_request_bytes {
-            warn!(%peer, len, max = config.max_request_bytes, "closing connection: frame larger than socket.request.max.bytes");
-            break;
-        }
-        // Read into uninitialised capacity: zeroing each request buffer
-        // first was a tenth of the produce path's CPU.
-        let mut frame = BytesMut::with_capacity(len);
-        let read_frame = async {
-            let mut body = (&mut reader).take(len as u64);
-            while frame.len() < len {
-                if body.read_buf(&mut frame).await? == 0 {
-                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
-                }
-            }
-            Ok(())
-        };
-        match tokio::time::timeout(config.idle_timeout, read_frame).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => {
-                warn!(%peer, len, "closing connection: frame truncated");
-                break;
-            }
-            Err(_) => {
-                warn!(%peer, len, "closing connection: frame not completed in time");
-                break;
-            }
-        }
-        let frame = frame.freeze();
-        if auth.expects_raw_token() {
-            // After a v0 SaslHandshake the exchange uses raw SASL tokens,
-            // each length-prefixed, without Kafka headers.
-            match auth.raw_token(&broker, &frame) {
-                Ok(token) => {
-                    let mut out = BytesMut::with_capacity(4 + token.len());
-                    out.extend_from_slice(&u32::try_from(token.len()).unwrap_or(0).to_be_bytes());
-                    out.extend_from_slice(&token);
-                    if tx.send(Pending::Ready(out.freeze())).await.is_err() {
-                        break;
-                    }
-                    continue;
-                }
-                Err(()) => break,
-            }
-        }
-        let api = peek_api(&frame);
-        let pending = match decode_request(frame) {
-            Ok(Decoded::NewerApiVersions { correlation_id }) => {
-                let body = ResponseKind::ApiVersions(api_versions::unsupported_version());
-                match encode_response(ApiKey::ApiVersions, 0, correlation_id, &body) {
-                    Ok(b) => Pending::Ready(b),
-                    Err(e) => {
-                        warn!(%peer, error = %e, "closing connection");
-                        break;
-                    }
-                }
-            }
-            Ok(Decoded::Request { header, body }) => {
-                let done = Finish {
-                    broker: broker.clone(),
-                    api: header.request_api_key,
-                    started: Instant::now(),
-                    client: header.client_id.as_ref().map(|c| c.to_string()),
-                    peer,
-                    sample: config.request_log_sample,
-                };
-                let (Ok(key), version, correlation_id) = (
-                    ApiKey::try_from(header.request_api_key),
-                    header.request_api_version,
-                    header.correlation_id,
-                ) else {
-                    break;
-                };
-                let encode = move |resp: ResponseKind| match encode_response(
-                    key,
-                    version,
-                    correlation_id,
-                    &resp,
-                ) {
-                    Ok(b) => Some(b),
-                    Err(e) => {
-                        warn!(error = %e, "dropping connection: response could not be encoded");
-                        None
-                    }
-                };
-                // SASL requests are answered by the connection itself;
-                // everything else passes the authentication gate.
-                let body = match body {
-                    RequestKind::SaslHandshake(r) => Err(auth.handshake(&broker, r, version)),
-                    RequestKind::SaslAuthenticate(r) => Err(auth.authenticate(&broker, r, version)),
-                    other => Ok(other),
-                };
-                let body = match body {
-                    Ok(body) => {
-                        if key != ApiKey::ApiVersions {
-                            if let Gate::Close(why) = auth.gate() {
-                                info!(%peer, api = ?key, "closing connection: {why}");
-                                break;
-                            }
-                        }
-                        body
-                    }
-                    Err(reply) => {
-                        done.finish(Some(&reply.response));
-                        let Some(b) = encode(reply.response) else {
-                            break;
-                        };
-                        if tx.send(Pending::Ready(b)).await.is_err() || reply.close {
-                            break;
-                        }
-                        continue;
-                    }
-                };
-                let every = config.close_after_produce_every;
-                let inject = every > 0
-                    && key == ApiKey::Produce
-                    && PRODUCE_COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % every
-                        == every - 1;
-                let reply = broker.handle_as(&header, body, &auth.session);
-                if inject {
-                    warn!(%peer, "fault injection: closing the connection instead of answering a produce");
-                    if let Reply::Later(fut) = reply {
-                        fut.await;
-                    }
-                    break;
-                }
-                match reply {
-                    Reply::None => {
-                        done.finish(None);
-                        continue;
-                    }
-                    Reply::Ready(resp) => {
-                        done.finish(Some(&resp));
-                        mute.note(&resp);
-                        match encode(resp) {
-                            Some(b) => Pending::Ready(b),
-                            None => break,
-                        }
-                    }
-                    Reply::Later(fut) => {
-                        let mute = mute.clone();
-                        Pending::Later(tokio::spawn(async move {
-                            let resp = fut.await;
-                            done.finish(Some(&resp));
-                            mute.note(&resp);
-                            encode(resp)
-                        }))
-                    }
-                }
-            }
-            Err(e) => {
-                broker.metrics().record_bad_request(api.map_or(-1, |a| a.0));
-                warn!(%peer, api = ?api, error = %e, "closing connection: bad request");
-                break;
-            }
-        };
-        if tx.send(pending).await.is_err() {
-            break; // the writer stopped: the client is gone
-        }
-    }
-    // Let the writer send what was already accepted, then close.
-    drop(tx);
-    let _ = writer_task.await;
-    debug!(%peer, "connection closed");
-}
-
-/// Requests seen, for request-log sampling.
-static REQUESTS_SEEN: AtomicU64 = AtomicU64::new(0);
-
-/// What is needed to account for a request once its response is ready.
-struct Finish {
-    broker: Arc<Broker>,
-    api: i16,
-    started: Instant,
-    client: Option<String>,
-    peer: SocketAddr,
-    sample: u64,
-}
-
-impl Finish {
-    /// Records the request's metrics and, if sampled, logs it.
-    fn finish(self, resp: Option<&ResponseKind>) {
-        let elapsed = self.started.elapsed();
-        let code = self
-            .broker
-            .metrics()
-            .record_request(self.api, elapsed, resp);
-        if self.sample > 0 && REQUESTS_SEEN.fetch_add(1, Ordering::Relaxed) % self.sample == 0 {
-            let api = ApiKey::try_from(self.api)
-                .map(|k| format!("{k:?}"))
-                .unwrap_or_else(|()| self.api.to_string());
-            info!(
-                target: "weir::request",
-                api,
-                client_id = self.client.as_deref().unwrap_or(""),
-                client = %self.peer,
-                latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-                error_code = code,
-                "request"
-            );
-        }
-    }
 }

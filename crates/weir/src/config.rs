@@ -20,10 +20,21 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:8081].
     #[arg(long, env = "WEIR_REGISTRY_LISTEN", value_name = "HOST:PORT")]
     registry_listen: Option<String>,
+    /// Address the streaming SQL server (ksqlDB's REST API) binds, or
+    /// `off` [default: 127.0.0.1:8088].
+    #[arg(long, env = "WEIR_SQL_LISTEN", value_name = "HOST:PORT")]
+    sql_listen: Option<String>,
+    /// Address the Kafka Connect REST API binds, or `off`
+    /// [default: 127.0.0.1:8083].
+    #[arg(long, env = "WEIR_CONNECT_LISTEN", value_name = "HOST:PORT")]
+    connect_listen: Option<String>,
     /// Address the REST proxy (Confluent REST Proxy's API) binds, or `off`
     /// [default: 127.0.0.1:8082].
     #[arg(long, env = "WEIR_REST_LISTEN", value_name = "HOST:PORT")]
     rest_listen: Option<String>,
+    /// Address the web console binds, or `off` [default: 127.0.0.1:9021].
+    #[arg(long, env = "WEIR_CONSOLE_LISTEN", value_name = "HOST:PORT")]
+    console_listen: Option<String>,
     /// Address clients are told to connect to [default: the listen address].
     #[arg(long, env = "WEIR_ADVERTISED_LISTENER", value_name = "HOST:PORT")]
     advertised_listener: Option<String>,
@@ -40,7 +51,7 @@ pub struct ServeArgs {
     #[arg(long, env = "WEIR_REQUEST_LOG_SAMPLE", value_name = "N")]
     request_log_sample: Option<u64>,
     /// A TOML config file (keys `data-dir`, `listen`, `advertised-listener`,
-    /// `registry-listen`, `rest-listen`, `admin-listen`, `log-format`, `request-log-sample`,
+    /// `registry-listen`, `rest-listen`, `console-listen`, `admin-listen`, `log-format`, `request-log-sample`,
     /// a `[broker]` table of Kafka broker configs and `[client.SERVICE]`
     /// tables of Kafka client configs).
     #[arg(long, env = "WEIR_CONFIG", value_name = "FILE")]
@@ -67,8 +78,14 @@ pub struct Settings {
     pub listen: String,
     /// The schema registry's listen address; `None` when turned off.
     pub registry_listen: Option<String>,
+    /// The SQL server's listen address; `None` when turned off.
+    pub sql_listen: Option<String>,
+    /// Kafka Connect's REST listen address; `None` when turned off.
+    pub connect_listen: Option<String>,
     /// The REST proxy's listen address; `None` when turned off.
     pub rest_listen: Option<String>,
+    /// The web console's listen address; `None` when turned off.
+    pub console_listen: Option<String>,
     pub admin_listen: String,
     pub log_format: LogFormat,
     pub request_log_sample: u64,
@@ -128,7 +145,10 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
     registry_listen: Option<String>,
+    sql_listen: Option<String>,
+    connect_listen: Option<String>,
     rest_listen: Option<String>,
+    console_listen: Option<String>,
     advertised_listener: Option<String>,
     admin_listen: Option<String>,
     log_format: Option<String>,
@@ -166,7 +186,10 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             "data-dir" => out.data_dir = Some(PathBuf::from(string(k, v)?)),
             "listen" => out.listen = Some(string(k, v)?),
             "registry-listen" => out.registry_listen = Some(string(k, v)?),
+            "sql-listen" => out.sql_listen = Some(string(k, v)?),
+            "connect-listen" => out.connect_listen = Some(string(k, v)?),
             "rest-listen" => out.rest_listen = Some(string(k, v)?),
+            "console-listen" => out.console_listen = Some(string(k, v)?),
             "advertised-listener" => out.advertised_listener = Some(string(k, v)?),
             "admin-listen" => out.admin_listen = Some(string(k, v)?),
             "log-format" => out.log_format = Some(string(k, v)?),
@@ -206,7 +229,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             other => {
                 return Err(err(
                     other,
-                    "unknown key (expected data-dir, listen, advertised-listener, registry-listen, rest-listen, admin-listen, log-format, request-log-sample, [broker] or [client.SERVICE])",
+                    "unknown key (expected data-dir, listen, advertised-listener, registry-listen, rest-listen, connect-listen, console-listen, sql-listen, admin-listen, log-format, request-log-sample, [broker] or [client.SERVICE])",
                 ))
             }
         }
@@ -244,20 +267,30 @@ impl Settings {
             .or(file.listen)
             .unwrap_or_else(|| "127.0.0.1:9092".to_string());
         parse_host_port("listen", &listen)?;
-        let registry_listen = args
-            .registry_listen
-            .or(file.registry_listen)
-            .unwrap_or_else(|| "127.0.0.1:8081".to_string());
-        let registry_listen = if registry_listen.eq_ignore_ascii_case("off") {
-            None
-        } else {
-            parse_host_port("registry-listen", &registry_listen)?;
-            Some(registry_listen)
-        };
+        let registry_listen = optional_listen(
+            "registry-listen",
+            args.registry_listen.or(file.registry_listen),
+            "127.0.0.1:8081",
+        )?;
+        let sql_listen = optional_listen(
+            "sql-listen",
+            args.sql_listen.or(file.sql_listen),
+            "127.0.0.1:8088",
+        )?;
+        let connect_listen = optional_listen(
+            "connect-listen",
+            args.connect_listen.or(file.connect_listen),
+            "127.0.0.1:8083",
+        )?;
         let rest_listen = optional_listen(
             "rest-listen",
             args.rest_listen.or(file.rest_listen),
             "127.0.0.1:8082",
+        )?;
+        let console_listen = optional_listen(
+            "console-listen",
+            args.console_listen.or(file.console_listen),
+            "127.0.0.1:9021",
         )?;
         let admin_listen = args
             .admin_listen
@@ -318,7 +351,10 @@ impl Settings {
             data_dir,
             listen,
             registry_listen,
+            sql_listen,
+            connect_listen,
             rest_listen,
+            console_listen,
             admin_listen,
             log_format,
             request_log_sample,

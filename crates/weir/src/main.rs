@@ -10,9 +10,13 @@ mod bench;
 mod broker_metrics;
 mod cli;
 mod config;
+mod connect;
+#[cfg(feature = "fault-injection")]
+mod fault;
 mod rest;
 mod security;
 mod serve;
+mod sql;
 
 use std::process::ExitCode;
 
@@ -77,6 +81,26 @@ enum Command {
     ///   weir bench e2e --rate 50000 --duration 60s --json  # latency at a fixed rate
     #[command(verbatim_doc_comment)]
     Bench(bench::BenchArgs),
+    /// Run the streaming SQL server (ksqlDB's REST API) against a Kafka
+    /// cluster.
+    ///
+    /// Examples:
+    ///   weir sql-server --bootstrap 127.0.0.1:9092
+    ///   weir sql-server --listen 0.0.0.0:8088 --set ksql.service.id=prod_ --set ksql.streams.auto.offset.reset=earliest
+    #[command(verbatim_doc_comment)]
+    SqlServer(sql::SqlServerArgs),
+    /// Run a Kafka Connect worker against any Kafka-compatible cluster,
+    /// or manage connectors through a Connect REST API.
+    ///
+    /// Examples:
+    ///   weir connect --bootstrap 127.0.0.1:9092                   # a worker, REST on 127.0.0.1:8083
+    ///   weir connect --config worker.properties --listen 0.0.0.0:8083
+    ///   weir connect list
+    ///   weir connect create --file file-source.json
+    ///   weir connect status file-source
+    ///   weir connect restart file-source --include-tasks --only-failed
+    #[command(verbatim_doc_comment)]
+    Connect(connect::ConnectArgs),
     /// Serve Confluent REST Proxy's API (v2 and v3) for a Kafka-compatible
     /// cluster.
     ///
@@ -85,6 +109,14 @@ enum Command {
     ///   weir rest-proxy -b kafka:9092 --listen 0.0.0.0:8082 --set consumer.instance.timeout.ms=60000
     #[command(verbatim_doc_comment)]
     RestProxy(rest::RestProxyArgs),
+    /// Serve the web console for a Kafka-compatible cluster.
+    ///
+    /// Examples:
+    ///   weir console --bootstrap 127.0.0.1:9092
+    ///   weir console -b kafka:9092 --set metrics.url=http://kafka:9644/metrics --set schema.registry.url=http://kafka:8081
+    ///   weir console -b kafka:9092 --set connect.url=http://connect:8083 --set sql.url=http://ksql:8088
+    #[command(verbatim_doc_comment)]
+    Console(rest::ConsoleArgs),
     /// Print shell completions.
     ///
     /// Examples:
@@ -128,6 +160,12 @@ fn service(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode
     }
 }
 
+/// A service command's setting cannot be used: exit 2 naming it.
+fn bad_setting(e: String) -> ExitCode {
+    eprintln!("error: bad setting {e}");
+    ExitCode::from(2)
+}
+
 /// Logs go to stderr, levels from RUST_LOG (default `default_level`).
 fn init_logs(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -153,12 +191,18 @@ fn main() -> ExitCode {
         Command::Group(a) => client(cli::group::run(a)),
         Command::Cluster(a) => client(cli::cluster::run(a)),
         Command::Bench(a) => client(bench::run(a)),
+        Command::SqlServer(args) => {
+            init_logs(LogFormat::Human, "info");
+            sql::main(args)
+        }
+        Command::Connect(a) => connect::run(a),
         Command::RestProxy(a) => match a.properties() {
             Ok(props) => service(rest::run(a, props)),
-            Err(e) => {
-                eprintln!("error: bad setting {e}");
-                ExitCode::from(2)
-            }
+            Err(e) => bad_setting(e),
+        },
+        Command::Console(a) => match a.properties() {
+            Ok(props) => service(rest::run_console(a, props)),
+            Err(e) => bad_setting(e),
         },
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

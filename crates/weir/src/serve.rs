@@ -18,7 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tracing::{info, warn};
+use tracing::info;
 use weir_broker::{Broker, BrokerConfig};
 use weir_service::{
     service_fn, Context, KafkaAccess, KafkaEndpoint, Node, Running, Service, ServiceError,
@@ -46,10 +46,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let admin = weir_service::bind(&settings.admin_listen, "admin").await?;
     let kafka = KafkaListeners::bind(&settings, tls).await?;
     node.set_kafka(
-        KafkaAccess::node(kafka.endpoints.clone()).with_clients(settings.clients.clone()),
+        KafkaAccess::node(kafka.endpoints.clone()).with_clients(service_clients(&settings)),
     );
-    node.add(admin_service(admin));
-    node.add(log_service(&settings, &kafka, &broker));
+    add(&mut node, admin_service(admin));
+    add(&mut node, log_service(&settings, &kafka, &broker));
     http_service(
         &mut node,
         settings.registry_listen.as_deref(),
@@ -57,7 +57,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         |l| registry_service(l, &broker),
     )
     .await?;
-    node.add(kafka_service(&settings, kafka, &broker));
+    add(&mut node, kafka_service(&settings, kafka, &broker));
     // Ready once Kafka clients are served; the platform services below
     // are clients of the Kafka listener and start after it.
     node.ready_here();
@@ -68,10 +68,76 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         weir_rest::RestService::new,
     )
     .await?;
+    http_service(
+        &mut node,
+        settings.connect_listen.as_deref(),
+        "connect",
+        crate::connect::service,
+    )
+    .await?;
+    http_service(
+        &mut node,
+        settings.console_listen.as_deref(),
+        "console",
+        weir_console::ConsoleService::new,
+    )
+    .await?;
+    http_service(
+        &mut node,
+        settings.sql_listen.as_deref(),
+        "sql",
+        crate::sql::service,
+    )
+    .await?;
 
     node.run(signal).await?;
     info!("stopped cleanly");
     Ok(())
+}
+
+/// The services' client settings, with the node's own schema registry as
+/// the REST proxy's and the console's, and the node's Connect and SQL
+/// server as the console's, unless the operator named others.
+fn service_clients(settings: &Settings) -> crate::config::ClientConfigs {
+    let mut clients = settings.clients.clone();
+    let scheme = if settings.broker.get_bool("http.ssl.enabled") {
+        "https"
+    } else {
+        "http"
+    };
+    // A wildcard bind is reached over loopback.
+    let url = |addr: &str| {
+        let addr = addr
+            .replacen("0.0.0.0", "127.0.0.1", 1)
+            .replacen("[::]", "[::1]", 1);
+        format!("{scheme}://{addr}")
+    };
+    let mut set = |service: &str, key: &str, value: String| {
+        clients
+            .entry(service.to_string())
+            .or_default()
+            .entry(key.to_string())
+            .or_insert(value);
+    };
+    if let Some(addr) = &settings.registry_listen {
+        for service in [weir_rest::service::NAME, weir_console::service::NAME] {
+            set(service, "schema.registry.url", url(addr));
+        }
+    }
+    if let Some(addr) = &settings.connect_listen {
+        set(weir_console::service::NAME, "connect.url", url(addr));
+    }
+    if let Some(addr) = &settings.sql_listen {
+        set(weir_console::service::NAME, "sql.url", url(addr));
+    }
+    clients
+}
+
+/// Adds a service (in test builds, one whose start can be made to fail).
+fn add(node: &mut Node, service: impl Service) {
+    #[cfg(feature = "fault-injection")]
+    let service = crate::fault::FailStart(service);
+    node.add(service);
 }
 
 /// Binds `address` (when the service is on) and adds the service built
@@ -83,7 +149,7 @@ async fn http_service<S: Service>(
     service: impl FnOnce(tokio::net::TcpListener) -> S,
 ) -> Result<(), ServiceError> {
     if let Some(address) = address {
-        node.add(service(weir_service::bind(address, what).await?));
+        add(node, service(weir_service::bind(address, what).await?));
     }
     Ok(())
 }
@@ -225,21 +291,12 @@ fn kafka_service(settings: &Settings, kafka: KafkaListeners, slot: &BrokerSlot) 
     let data_dir = settings.data_dir.clone();
     service_fn("kafka", move |ctx: Context| async move {
         let broker = opened(&slot, "kafka")?;
-        let mut config = weir_server::ServerConfig {
+        let config = weir_server::ServerConfig {
             request_log_sample,
+            #[cfg(feature = "fault-injection")]
+            faults: crate::fault::server_faults(),
             ..weir_server::ServerConfig::from_broker(&broker)
         };
-        // Fault injection for the idempotence tests; never set in production.
-        if let Some(n) = std::env::var("WEIR_FAULT_CLOSE_AFTER_PRODUCE_EVERY")
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
-            warn!(
-                every = n,
-                "fault injection on: closing connections after produce requests"
-            );
-            config.close_after_produce_every = n;
-        }
         let local = kafka.endpoints[0].address;
         let (_, host, port) = &kafka.advertised[0];
         info!(data_dir = %data_dir.display(), advertised = %format!("{host}:{port}"), "listening on {local}");

@@ -11,6 +11,7 @@ fn weir() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
     c.env("WEIR_REGISTRY_LISTEN", "127.0.0.1:0");
     c.env("WEIR_ADMIN_LISTEN", "127.0.0.1:0");
+    c.env("WEIR_SQL_LISTEN", "off");
     c
 }
 
@@ -33,7 +34,9 @@ fn start_broker() -> Broker {
     let mut child = weir()
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
+        .env("WEIR_CONNECT_LISTEN", "off")
         .env("WEIR_REST_LISTEN", "off")
+        .env("WEIR_CONSOLE_LISTEN", "off")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())

@@ -11,6 +11,7 @@ fn weir() -> Command {
     // tests never need 8081 or 9644.
     c.env("WEIR_REGISTRY_LISTEN", "127.0.0.1:0");
     c.env("WEIR_ADMIN_LISTEN", "127.0.0.1:0");
+    c.env("WEIR_SQL_LISTEN", "off");
     c
 }
 
@@ -87,7 +88,9 @@ fn environment_and_file_settings_apply_and_sigterm_stops_cleanly() {
     let mut child = weir()
         .args(["serve", "--config", file.to_str().unwrap()])
         .env("WEIR_LISTEN", "127.0.0.1:0")
+        .env("WEIR_CONNECT_LISTEN", "off")
         .env("WEIR_REST_LISTEN", "off")
+        .env("WEIR_CONSOLE_LISTEN", "off")
         .env("WEIR_DATA_DIR", &data)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")

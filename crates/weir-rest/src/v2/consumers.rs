@@ -29,6 +29,7 @@ use super::{accepted_format, check_body_type, Format};
 use crate::error::{RestError, Result};
 use crate::v3::parse_body;
 use crate::{Proxy, RestProxy};
+use weir_formats::Field;
 
 /// How a consumer instance gets its partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -605,33 +606,48 @@ fn record_size(m: &OwnedMessage) -> u64 {
 }
 
 /// A record in the instance's format.
-fn record_json(format: Format, m: &OwnedMessage) -> Result<Value> {
-    let embed = |b: Option<&[u8]>| -> Result<Value> {
-        let Some(b) = b else { return Ok(Value::Null) };
-        match format {
-            Format::Binary => Ok(json!(base64::engine::general_purpose::STANDARD.encode(b))),
-            Format::Json => serde_json::from_slice(b).map_err(|e| RestError::Kafka {
-                retriable: false,
-                message: format!(
-                    "Kafka error: the record at {}-{} offset {} is not JSON: {e}",
-                    m.topic(),
-                    m.partition(),
-                    m.offset()
-                ),
-            }),
-            Format::Avro | Format::JsonSchema | Format::Protobuf => Err(RestError::Kafka {
-                retriable: false,
-                message: format!(
-                    "Kafka error: the {} format needs a schema registry, and none is configured",
-                    format.name()
-                ),
-            }),
-        }
+async fn record_json(p: &RestProxy, format: Format, m: &OwnedMessage) -> Result<Value> {
+    let unreadable = |e: String| RestError::Kafka {
+        retriable: false,
+        message: format!(
+            "Kafka error: the record at {}-{} offset {} cannot be read as {}: {e}",
+            m.topic(),
+            m.partition(),
+            m.offset(),
+            format.name()
+        ),
     };
+    let mut out = [Value::Null, Value::Null];
+    for (slot, (field, bytes)) in out
+        .iter_mut()
+        .zip([(Field::Key, m.key()), (Field::Value, m.payload())])
+    {
+        let Some(b) = bytes else { continue };
+        *slot = match format {
+            Format::Binary => json!(base64::engine::general_purpose::STANDARD.encode(b)),
+            Format::Json => serde_json::from_slice(b).map_err(|e| unreadable(e.to_string()))?,
+            Format::Avro => p
+                .schemas()?
+                .read_avro(m.topic(), field, b)
+                .await
+                .map_err(|e| unreadable(e.to_string()))?,
+            Format::JsonSchema => p
+                .schemas()?
+                .read(weir_formats::SchemaType::Json, b)
+                .await
+                .map_err(|e| unreadable(e.to_string()))?,
+            Format::Protobuf => p
+                .schemas()?
+                .read(weir_formats::SchemaType::Protobuf, b)
+                .await
+                .map_err(|e| unreadable(e.to_string()))?,
+        };
+    }
+    let [key, value] = out;
     Ok(json!({
         "topic": m.topic(),
-        "key": embed(m.key())?,
-        "value": embed(m.payload())?,
+        "key": key,
+        "value": value,
         "partition": m.partition(),
         "offset": m.offset(),
     }))
@@ -673,7 +689,7 @@ pub(super) async fn records(
     let mut out = Vec::with_capacity(taken.len());
     let mut returned = Vec::new();
     for (n, m) in taken.iter().enumerate() {
-        match record_json(i.format, m) {
+        match record_json(&p, i.format, m).await {
             Ok(v) => {
                 out.push(v);
                 returned.push((m.topic().to_string(), m.partition(), m.offset()));

@@ -14,9 +14,11 @@ use serde_json::{json, Value};
 use super::topics::partition_not_found;
 use super::{body_format, Format};
 use crate::error::{RestError, Result};
+use crate::formats::SchemaSpec;
 use crate::produce::{enqueue, Record};
 use crate::v3::parse_body;
 use crate::Proxy;
+use weir_formats::{Field, SchemaType};
 
 /// One record's key or value in `format`.
 fn embedded(format: Format, v: Option<&Value>, what: &str) -> Result<Option<Vec<u8>>> {
@@ -33,18 +35,51 @@ fn embedded(format: Format, v: Option<&Value>, what: &str) -> Result<Option<Vec<
                 .map(Some)
                 .map_err(|e| RestError::Unprocessable {
                     code: 42203,
-                    message: format!("Conversion of JSON to Object failed: {what} is not valid base64: {e}"),
+                    message: format!(
+                        "Conversion of JSON to Object failed: {what} is not valid base64: {e}"
+                    ),
                 })
         }
         Format::Json => Ok(Some(v.to_string().into_bytes())),
-        Format::Avro | Format::JsonSchema | Format::Protobuf => Err(RestError::Unprocessable {
-            code: 42207,
-            message: format!(
-                "Error serializing message. The {} format needs a schema registry, and none is configured.",
-                format.name()
-            ),
-        }),
+        Format::Avro | Format::JsonSchema | Format::Protobuf => Err(RestError::Internal(
+            "schema-based records are serialized with their schema".into(),
+        )),
     }
+}
+
+/// The schema of the request's keys or values (`key_schema`,
+/// `key_schema_id`, ...), or Confluent's 42201/42202 when records carry
+/// keys or values without one.
+fn schema_spec(req: &Value, records: &[Value], field: Field) -> Result<Option<SchemaSpec>> {
+    let (name, what, code) = match field {
+        Field::Key => ("key", "keys", 42201),
+        Field::Value => ("value", "values", 42202),
+    };
+    let raw = req
+        .get(format!("{name}_schema"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let id = req
+        .get(format!("{name}_schema_id"))
+        .and_then(Value::as_i64)
+        .and_then(|i| i32::try_from(i).ok());
+    let used = records
+        .iter()
+        .any(|r| r.get(name).is_some_and(|v| !v.is_null()));
+    if raw.is_none() && id.is_none() {
+        if used {
+            return Err(RestError::Unprocessable {
+                code,
+                message: format!("Request includes {what} but does not include {name} schema"),
+            });
+        }
+        return Ok(None);
+    }
+    Ok(Some(SchemaSpec {
+        raw,
+        id,
+        ..SchemaSpec::default()
+    }))
 }
 
 /// A record's error code in a v2 produce answer, as Confluent's
@@ -87,6 +122,24 @@ async fn produce(
         }
         other => other?,
     };
+    let kind = match format {
+        Format::Avro => Some(SchemaType::Avro),
+        Format::JsonSchema => Some(SchemaType::Json),
+        Format::Protobuf => Some(SchemaType::Protobuf),
+        Format::Binary | Format::Json => None,
+    };
+    let specs = if let Some(kind) = kind {
+        let schemas = p.schemas()?;
+        Some((
+            kind,
+            schemas,
+            schema_spec(&req, records, Field::Key)?,
+            schema_spec(&req, records, Field::Value)?,
+        ))
+    } else {
+        None
+    };
+    let (mut key_id, mut value_id) = (None, None);
     let mut batch = Vec::with_capacity(records.len());
     for r in records {
         let part = match r.get("partition").filter(|v| !v.is_null()) {
@@ -100,10 +153,36 @@ async fn produce(
         if part.is_some_and(|p| p < 0 || p >= partitions) {
             return Err(partition_not_found());
         }
+        let (key, value) = match &specs {
+            Some((kind, schemas, key_spec, value_spec)) => {
+                let write = async |spec: &Option<SchemaSpec>,
+                                   field,
+                                   id: &mut Option<i32>|
+                       -> Result<Option<Vec<u8>>> {
+                    let name = if field == Field::Key { "key" } else { "value" };
+                    match (spec, r.get(name).filter(|v| !v.is_null())) {
+                        (Some(spec), Some(data)) => {
+                            let w = schemas.write(*kind, &topic, field, spec, data).await?;
+                            *id = Some(w.id);
+                            Ok(Some(w.bytes))
+                        }
+                        _ => Ok(None),
+                    }
+                };
+                (
+                    write(key_spec, Field::Key, &mut key_id).await?,
+                    write(value_spec, Field::Value, &mut value_id).await?,
+                )
+            }
+            None => (
+                embedded(format, r.get("key"), "key")?,
+                embedded(format, r.get("value"), "value")?,
+            ),
+        };
         batch.push(Record {
             partition: part,
-            key: embedded(format, r.get("key"), "key")?,
-            value: embedded(format, r.get("value"), "value")?,
+            key,
+            value,
             ..Record::default()
         });
     }
@@ -133,7 +212,7 @@ async fn produce(
         .collect();
     Ok((
         status,
-        Json(json!({"offsets": offsets, "key_schema_id": null, "value_schema_id": null})),
+        Json(json!({"offsets": offsets, "key_schema_id": key_id, "value_schema_id": value_id})),
     )
         .into_response())
 }

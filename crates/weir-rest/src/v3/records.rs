@@ -15,9 +15,11 @@ use futures_util::StreamExt;
 use rdkafka::producer::FutureProducer;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use weir_formats::{Field, SchemaType, SubjectNameStrategy};
 
 use super::{parse_body, Ctx};
 use crate::error::{RestError, Result};
+use crate::formats::{SchemaSpec, Written};
 use crate::produce::{enqueue, Delivered, Record};
 use crate::time::{format_ms, parse_ms};
 use crate::Proxy;
@@ -31,6 +33,9 @@ enum DataType {
     Binary,
     Json,
     String,
+    Avro,
+    JsonSchema,
+    Protobuf,
 }
 
 impl DataType {
@@ -39,51 +44,126 @@ impl DataType {
             DataType::Binary => "BINARY",
             DataType::Json => "JSON",
             DataType::String => "STRING",
+            DataType::Avro => "AVRO",
+            DataType::JsonSchema => "JSONSCHEMA",
+            DataType::Protobuf => "PROTOBUF",
+        }
+    }
+
+    /// The registry's schema type of a schema-based type.
+    fn schema_type(self) -> Option<SchemaType> {
+        match self {
+            DataType::Avro => Some(SchemaType::Avro),
+            DataType::JsonSchema => Some(SchemaType::Json),
+            DataType::Protobuf => Some(SchemaType::Protobuf),
+            _ => None,
         }
     }
 }
 
-/// One parsed request: the record and how its key and value were typed.
-struct Parsed {
-    record: Record,
-    key_type: Option<(DataType, usize)>,
-    value_type: Option<(DataType, usize)>,
+/// A key or value: serialized already, or to be serialized with a schema.
+#[derive(Debug)]
+enum Data {
+    Plain(DataType, Option<Vec<u8>>),
+    Schema(DataType, SchemaSpec, Value),
 }
 
-/// Serializes a `{type, data, ...}` key or value.
-fn data(v: Option<&Value>, what: &str) -> Result<Option<(DataType, Option<Vec<u8>>)>> {
+/// One parsed request: the record, and its key and value still to be
+/// serialized where they need a schema.
+struct Parsed {
+    record: Record,
+    key: Option<Data>,
+    value: Option<Data>,
+}
+
+/// How a written key or value is reported: `{type, size, subject,
+/// schema_id, schema_version}`.
+type Typed = Option<Value>;
+
+fn typed(ty: DataType, size: usize, schema: Option<&Written>) -> Value {
+    let mut v = json!({"type": ty.name(), "size": size});
+    if let Some(w) = schema {
+        v["subject"] = json!(w.subject);
+        v["schema_id"] = json!(w.id);
+        v["schema_version"] = json!(w.version);
+    }
+    v
+}
+
+/// Reads a `{type, data, schema, ...}` key or value.
+fn data(v: Option<&Value>, what: &str) -> Result<Option<Data>> {
     let Some(v) = v.filter(|v| !v.is_null()) else {
         return Ok(None);
     };
     let obj = v
         .as_object()
         .ok_or_else(|| RestError::bad_request(format!("{what} must be an object")))?;
-    let schema_fields = [
-        "schema",
-        "schema_id",
-        "schema_version",
-        "subject",
-        "subject_name_strategy",
-    ];
+    let payload = obj.get("data").filter(|d| !d.is_null());
     let ty = match obj.get("type").and_then(Value::as_str) {
         Some(t) => match t.to_ascii_uppercase().as_str() {
             "BINARY" => DataType::Binary,
             "JSON" => DataType::Json,
             "STRING" => DataType::String,
-            "AVRO" | "JSONSCHEMA" | "PROTOBUF" => return Err(no_registry()),
+            "AVRO" => DataType::Avro,
+            "JSONSCHEMA" => DataType::JsonSchema,
+            "PROTOBUF" => DataType::Protobuf,
             other => {
                 return Err(RestError::bad_request(format!(
                     "{what}.type {other} is invalid: use BINARY, JSON, STRING, AVRO, JSONSCHEMA or PROTOBUF"
                 )))
             }
         },
-        None if schema_fields.iter().any(|f| obj.contains_key(*f)) => return Err(no_registry()),
-        // Without a type or schema, Confluent uses the subject's latest
-        // schema.
-        None => return Err(no_registry()),
+        // Without a type the record uses a schema: given, or the
+        // subject's latest.
+        None => DataType::Avro,
     };
-    let bytes = match obj.get("data") {
-        None | Some(Value::Null) => None,
+    if ty.schema_type().is_some() {
+        let int = |k: &str| -> Result<Option<i32>> {
+            match obj.get(k).filter(|v| !v.is_null()) {
+                None => Ok(None),
+                Some(v) => v
+                    .as_i64()
+                    .and_then(|i| i32::try_from(i).ok())
+                    .map(Some)
+                    .ok_or_else(|| {
+                        RestError::bad_request(format!("{what}.{k} must be an integer"))
+                    }),
+            }
+        };
+        let strategy = match obj.get("subject_name_strategy").and_then(Value::as_str) {
+            None => None,
+            Some(s) => Some(match s.to_ascii_uppercase().as_str() {
+                "TOPIC_NAME" => SubjectNameStrategy::TopicName,
+                "RECORD_NAME" => SubjectNameStrategy::RecordName,
+                "TOPIC_RECORD_NAME" => SubjectNameStrategy::TopicRecordName,
+                other => {
+                    return Err(RestError::bad_request(format!(
+                        "{what}.subject_name_strategy {other} is invalid"
+                    )))
+                }
+            }),
+        };
+        let spec = SchemaSpec {
+            raw: obj
+                .get("schema")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            id: int("schema_id")?,
+            version: int("schema_version")?,
+            subject: obj
+                .get("subject")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            strategy,
+        };
+        return Ok(Some(Data::Schema(
+            ty,
+            spec,
+            payload.cloned().unwrap_or(Value::Null),
+        )));
+    }
+    let bytes = match payload {
+        None => None,
         Some(d) => Some(match ty {
             DataType::Binary => {
                 let s = d.as_str().ok_or_else(|| {
@@ -95,9 +175,6 @@ fn data(v: Option<&Value>, what: &str) -> Result<Option<(DataType, Option<Vec<u8
                         RestError::bad_request(format!("{what}.data is not valid base64: {e}"))
                     })?
             }
-            DataType::Json => {
-                serde_json::to_vec(d).map_err(|e| RestError::Internal(e.to_string()))?
-            }
             DataType::String => match d {
                 Value::String(s) => s.clone().into_bytes(),
                 Value::Number(_) | Value::Bool(_) => d.to_string().into_bytes(),
@@ -107,16 +184,12 @@ fn data(v: Option<&Value>, what: &str) -> Result<Option<(DataType, Option<Vec<u8
                     )))
                 }
             },
+            DataType::Json | DataType::Avro | DataType::JsonSchema | DataType::Protobuf => {
+                serde_json::to_vec(d).map_err(|e| RestError::Internal(e.to_string()))?
+            }
         }),
     };
-    Ok(Some((ty, bytes)))
-}
-
-fn no_registry() -> RestError {
-    RestError::Unprocessable {
-        code: 42207,
-        message: "Error serializing message. Schema-based formats need a schema registry, and none is configured.".into(),
-    }
+    Ok(Some(Data::Plain(ty, bytes)))
 }
 
 /// Parses one produce request (`{partition_id, headers, key, value, timestamp}`).
@@ -177,29 +250,20 @@ fn parse_record(v: &Value, partitions: i32) -> Result<Parsed> {
             ))
         }
     };
-    let key = data(obj.get("key"), "key")?;
-    let value = data(obj.get("value"), "value")?;
-    let size = |d: &Option<(DataType, Option<Vec<u8>>)>| {
-        d.as_ref()
-            .map(|(t, b)| (*t, b.as_ref().map_or(0, Vec::len)))
-    };
     Ok(Parsed {
-        key_type: size(&key),
-        value_type: size(&value),
+        key: data(obj.get("key"), "key")?,
+        value: data(obj.get("value"), "value")?,
         record: Record {
             partition,
-            key: key.and_then(|k| k.1),
-            value: value.and_then(|v| v.1),
             headers,
             timestamp,
+            ..Record::default()
         },
     })
 }
 
 /// The delivery report of a produced record.
-fn report(cluster_id: &str, topic: &str, parsed: &Parsed, d: Delivered) -> Value {
-    let typed =
-        |t: Option<(DataType, usize)>| t.map(|(t, size)| json!({"type": t.name(), "size": size}));
+fn report(cluster_id: &str, topic: &str, key: &Typed, value: &Typed, d: Delivered) -> Value {
     json!({
         "error_code": 200,
         "cluster_id": cluster_id,
@@ -207,13 +271,14 @@ fn report(cluster_id: &str, topic: &str, parsed: &Parsed, d: Delivered) -> Value
         "partition_id": d.partition,
         "offset": d.offset,
         "timestamp": format_ms(d.timestamp),
-        "key": typed(parsed.key_type),
-        "value": typed(parsed.value_type),
+        "key": key,
+        "value": value,
     })
 }
 
 /// What one produce stream shares.
 struct Target {
+    proxy: Arc<crate::RestProxy>,
     producer: FutureProducer,
     cluster_id: String,
     topic: String,
@@ -225,21 +290,51 @@ impl Target {
     /// their order), and answers its report, or the error as a body, once
     /// it is acknowledged.
     async fn start(self: &Arc<Self>, v: Value) -> tokio::task::JoinHandle<Value> {
-        let parsed = match parse_record(&v, self.partitions) {
+        let (record, key, value) = match self.prepare(&v).await {
             Ok(p) => p,
             Err(e) => return tokio::spawn(async move { e.body() }),
         };
-        let pending = enqueue(&self.producer, &self.topic, &parsed.record).await;
+        let pending = enqueue(&self.producer, &self.topic, &record).await;
         let t = self.clone();
         tokio::spawn(async move {
             match pending {
                 Ok(pending) => match pending.delivered().await {
-                    Ok(d) => report(&t.cluster_id, &t.topic, &parsed, d),
+                    Ok(d) => report(&t.cluster_id, &t.topic, &key, &value, d),
                     Err(e) => e.body(),
                 },
                 Err(e) => e.body(),
             }
         })
+    }
+
+    /// Parses a request and serializes its key and value.
+    async fn prepare(&self, v: &Value) -> Result<(Record, Typed, Typed)> {
+        let mut parsed = parse_record(v, self.partitions)?;
+        let (key, key_typed) = self.serialize(parsed.key.take(), Field::Key).await?;
+        let (value, value_typed) = self.serialize(parsed.value.take(), Field::Value).await?;
+        parsed.record.key = key;
+        parsed.record.value = value;
+        Ok((parsed.record, key_typed, value_typed))
+    }
+
+    async fn serialize(&self, d: Option<Data>, field: Field) -> Result<(Option<Vec<u8>>, Typed)> {
+        match d {
+            None => Ok((None, None)),
+            Some(Data::Plain(ty, bytes)) => {
+                let size = bytes.as_ref().map_or(0, Vec::len);
+                Ok((bytes, Some(typed(ty, size, None))))
+            }
+            Some(Data::Schema(ty, spec, data)) => {
+                let kind = ty.schema_type().unwrap_or_default();
+                let w = self
+                    .proxy
+                    .schemas()?
+                    .write(kind, &self.topic, field, &spec, &data)
+                    .await?;
+                let t = typed(ty, w.bytes.len(), Some(&w));
+                Ok((Some(w.bytes), Some(t)))
+            }
+        }
     }
 }
 
@@ -262,10 +357,11 @@ fn check_json(headers: &HeaderMap) -> Result<()> {
     }
 }
 
-async fn target(ctx: Ctx, headers: &HeaderMap, topic: &str) -> Result<Target> {
+async fn target(p: Proxy, ctx: Ctx, headers: &HeaderMap, topic: &str) -> Result<Target> {
     check_json(headers)?;
     let partitions = ctx.clients.partition_count(topic).await?;
     Ok(Target {
+        proxy: p.0,
         producer: ctx.clients.producer().await?.clone(),
         cluster_id: ctx.cluster_id,
         topic: topic.to_string(),
@@ -277,12 +373,19 @@ async fn target(ctx: Ctx, headers: &HeaderMap, topic: &str) -> Result<Target> {
 /// objects as they arrive and answers each with its delivery report (or
 /// error), in order, each followed by `\r\n`.
 pub(super) async fn produce(
+    p: Proxy,
     ctx: Ctx,
     headers: HeaderMap,
     Path((_, topic)): Path<(String, String)>,
     body: Body,
 ) -> Result<Response> {
-    let target = Arc::new(target(ctx, &headers, &topic).await?);
+    let target = match target(p, ctx, &headers, &topic).await {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            drain(body).await;
+            return Err(e);
+        }
+    };
     let (tx, rx) = mpsc::channel::<tokio::task::JoinHandle<Value>>(MAX_IN_FLIGHT);
     tokio::spawn(read_records(body, target, tx));
     let reports = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -300,6 +403,25 @@ pub(super) async fn produce(
         Body::from_stream(reports),
     )
         .into_response())
+}
+
+/// Reads and drops what is left of a refused request's body, up to a
+/// bound. hyper closes a keep-alive connection whose request body was left
+/// unread, and a client already sending its next request on it sees the
+/// connection drop instead of an answer.
+async fn drain(body: Body) {
+    const LIMIT: usize = 1 << 20;
+    let mut stream = body.into_data_stream();
+    let mut read = 0;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read > LIMIT {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Reads the request body, starting a produce for each complete JSON
@@ -367,7 +489,8 @@ pub(super) async fn produce_batch(
     Path((_, topic)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response> {
-    let target = Arc::new(target(ctx, &headers, &topic).await?);
+    let max_entries = p.config().produce_batch_max_entries;
+    let target = Arc::new(target(p, ctx, &headers, &topic).await?);
     let req: Value = parse_body(&body)?;
     let batch_error = |m: &str| RestError::Unprocessable {
         code: 42208,
@@ -380,7 +503,7 @@ pub(super) async fn produce_batch(
     if entries.is_empty() {
         return Err(batch_error("Empty batch."));
     }
-    if entries.len() > p.config().produce_batch_max_entries {
+    if entries.len() > max_entries {
         return Err(batch_error("Too many entries in batch."));
     }
     let mut ids = HashSet::new();
@@ -434,15 +557,16 @@ mod tests {
         });
         let p = parse_record(&v, 2).unwrap();
         assert_eq!(p.record.partition, Some(1));
-        assert_eq!(p.record.key.as_deref(), Some(&b"foobar"[..]));
-        assert_eq!(p.record.value.as_deref(), Some(&br#"{"foo":"bar"}"#[..]));
+        assert!(matches!(&p.key, Some(Data::Plain(DataType::Binary, Some(k))) if k == b"foobar"));
+        assert!(
+            matches!(&p.value, Some(Data::Plain(DataType::Json, Some(v))) if v == br#"{"foo":"bar"}"#)
+        );
         assert_eq!(
             p.record.headers[0],
             ("Header-1".into(), Some(b"Header-1".to_vec()))
         );
         assert_eq!(p.record.headers[1], ("h2".into(), None));
         assert_eq!(p.record.timestamp, Some(1_612_552_482_000));
-        assert_eq!(p.key_type, Some((DataType::Binary, 6)));
     }
 
     #[test]
@@ -451,7 +575,13 @@ mod tests {
         assert_eq!(code(json!({"partition_id": 5})), 40402);
         assert_eq!(code(json!({"key": {"type": "BINARY", "data": "%%%"}})), 400);
         assert_eq!(code(json!({"value": {"type": "NOPE", "data": 1}})), 400);
-        assert_eq!(code(json!({"value": {"schema_id": 1, "data": 1}})), 42207);
+        // Schema-based types are serialized later, through the registry.
+        let p = parse_record(&json!({"value": {"type": "PROTOBUF", "data": {}}}), 1).unwrap();
+        assert!(matches!(
+            p.value,
+            Some(Data::Schema(DataType::Protobuf, _, _))
+        ));
+        assert_eq!(code(json!({"value": {"schema_id": "x", "data": 1}})), 400);
         assert_eq!(code(json!({"headers": [{"name": "h", "value": "%"}]})), 400);
         assert_eq!(code(json!([1])), 400);
     }
@@ -459,8 +589,13 @@ mod tests {
     #[test]
     fn string_and_null_data() {
         let p = parse_record(&json!({"value": {"type": "STRING", "data": "hi"}, "key": {"type": "JSON", "data": null}}), 1).unwrap();
-        assert_eq!(p.record.value.as_deref(), Some(&b"hi"[..]));
-        assert_eq!(p.record.key, None);
-        assert_eq!(p.key_type, Some((DataType::Json, 0)));
+        assert!(matches!(&p.value, Some(Data::Plain(DataType::String, Some(v))) if v == b"hi"));
+        assert!(matches!(&p.key, Some(Data::Plain(DataType::Json, None))));
+        let p = parse_record(
+            &json!({"value": {"schema_version": 2, "data": {"a": 1}}}),
+            1,
+        )
+        .unwrap();
+        assert!(matches!(&p.value, Some(Data::Schema(_, s, _)) if s.version == Some(2)));
     }
 }

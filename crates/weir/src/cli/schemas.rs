@@ -1,6 +1,7 @@
 //! Schema'd keys and values for `weir produce` and `weir consume`, as
-//! Confluent's `kafka-avro-console-producer` and `-consumer` do them:
-//! input lines are JSON in the format's JSON encoding, serialized with
+//! Confluent's `kafka-avro-console-producer`, `kafka-protobuf-console-producer`
+//! and `kafka-json-schema-console-producer` (and consumers) do them: input
+//! lines are JSON in the format's JSON encoding, serialized with
 //! Confluent's wire format through the schema registry; consumed records
 //! are decoded back to JSON.
 
@@ -11,6 +12,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde_json::Value as Json;
 use weir_formats::avro::{AvroDeserializer, AvroSerializer, JsonEncoding};
+use weir_formats::json_schema::{JsonSchemaDeserializer, JsonSchemaSerializer};
+use weir_formats::protobuf::{ProtobufDeserializer, ProtobufSerializer};
 use weir_formats::{Field, RegistryConfig, SchemaRegistryClient, SchemaType, SerdeConfig};
 
 use super::key_value;
@@ -20,12 +23,19 @@ use super::key_value;
 pub enum SchemaFormat {
     /// Avro; JSON lines in Avro's JSON encoding (unions as `{"type": value}`).
     Avro,
+    /// Protobuf (the schema's first message); JSON lines in protobuf's
+    /// canonical JSON mapping.
+    Protobuf,
+    /// JSON Schema; JSON lines as they are.
+    JsonSchema,
 }
 
 impl SchemaFormat {
     fn schema_type(self) -> SchemaType {
         match self {
             Self::Avro => SchemaType::Avro,
+            Self::Protobuf => SchemaType::Protobuf,
+            Self::JsonSchema => SchemaType::Json,
         }
     }
 }
@@ -66,15 +76,20 @@ pub struct SchemaArgs {
     schema_property: Vec<(String, String)>,
 }
 
-/// One field's serializer and deserializer.
+/// One field's serializer and deserializer, and the schema (or id) to
+/// produce with.
 #[derive(Debug)]
-enum Codec {
-    Avro {
-        ser: AvroSerializer,
-        de: AvroDeserializer,
-        schema: Option<weir_formats::Schema>,
-        id: Option<i32>,
-    },
+struct Codec {
+    serdes: Serdes,
+    schema: Option<weir_formats::Schema>,
+    id: Option<i32>,
+}
+
+#[derive(Debug)]
+enum Serdes {
+    Avro(AvroSerializer, AvroDeserializer),
+    Protobuf(ProtobufSerializer, ProtobufDeserializer),
+    JsonSchema(JsonSchemaSerializer, JsonSchemaDeserializer),
 }
 
 /// The key and value codecs of one command.
@@ -127,14 +142,22 @@ impl SchemaArgs {
                 .map(schema_text)
                 .transpose()?
                 .map(|t| weir_formats::Schema::new(format.schema_type(), t));
-            Ok(Some(match format {
-                SchemaFormat::Avro => Codec::Avro {
-                    ser: AvroSerializer::new(Arc::clone(&client), config.clone()),
-                    de: AvroDeserializer::new(Arc::clone(&client), config),
-                    schema,
-                    id,
-                },
-            }))
+            let c = Arc::clone(&client);
+            let serdes = match format {
+                SchemaFormat::Avro => Serdes::Avro(
+                    AvroSerializer::new(Arc::clone(&c), config.clone()),
+                    AvroDeserializer::new(c, config),
+                ),
+                SchemaFormat::Protobuf => Serdes::Protobuf(
+                    ProtobufSerializer::new(Arc::clone(&c), config.clone()),
+                    ProtobufDeserializer::new(c, config),
+                ),
+                SchemaFormat::JsonSchema => Serdes::JsonSchema(
+                    JsonSchemaSerializer::new(Arc::clone(&c), config.clone()),
+                    JsonSchemaDeserializer::new(c, config),
+                ),
+            };
+            Ok(Some(Codec { serdes, schema, id }))
         };
         Ok(Codecs {
             key: make(
@@ -181,24 +204,35 @@ impl Codecs {
         };
         let json: Json = serde_json::from_slice(text)
             .map_err(|e| anyhow!("the {} is not JSON: {e}", name(field)))?;
+        let missing = || {
+            anyhow!(
+                "--{0}-format needs --{0}-schema or --{0}-schema-id",
+                name(field)
+            )
+        };
         self.runtime.block_on(async {
-            Ok(match codec {
-                Codec::Avro {
-                    ser, schema, id, ..
-                } => match (id, schema) {
-                    (Some(id), _) => {
-                        ser.serialize_json_with_id(*id, &json, JsonEncoding::Avro)
-                            .await?
-                    }
-                    (None, Some(s)) => {
-                        ser.serialize_json(topic, field, s, &json, JsonEncoding::Avro)
-                            .await?
-                    }
-                    (None, None) => bail!(
-                        "--{0}-format needs --{0}-schema or --{0}-schema-id",
-                        name(field)
-                    ),
-                },
+            Ok(match (&codec.serdes, codec.id, &codec.schema) {
+                (Serdes::Avro(ser, _), Some(id), _) => {
+                    ser.serialize_json_with_id(id, &json, JsonEncoding::Avro)
+                        .await?
+                }
+                (Serdes::Avro(ser, _), None, Some(s)) => {
+                    ser.serialize_json(topic, field, s, &json, JsonEncoding::Avro)
+                        .await?
+                }
+                (Serdes::Protobuf(ser, _), Some(id), _) => {
+                    ser.serialize_json_with_id(id, None, &json).await?
+                }
+                (Serdes::Protobuf(ser, _), None, Some(s)) => {
+                    ser.serialize_json(topic, field, s, None, &json).await?
+                }
+                (Serdes::JsonSchema(ser, _), Some(id), _) => {
+                    ser.serialize_with_id(id, &json).await?
+                }
+                (Serdes::JsonSchema(ser, _), None, Some(s)) => {
+                    ser.serialize(topic, field, s, &json).await?
+                }
+                (_, None, None) => return Err(missing()),
             })
         })
     }
@@ -209,11 +243,13 @@ impl Codecs {
             return Ok(None);
         };
         self.runtime.block_on(async {
-            Ok(Some(match codec {
-                Codec::Avro { de, .. } => {
+            Ok(Some(match &codec.serdes {
+                Serdes::Avro(_, de) => {
                     de.deserialize_json(topic, field, bytes, JsonEncoding::Avro)
                         .await?
                 }
+                Serdes::Protobuf(_, de) => de.deserialize_json(bytes).await?,
+                Serdes::JsonSchema(_, de) => de.deserialize(bytes).await?.1,
             }))
         })
     }

@@ -1,0 +1,135 @@
+//! DescribeShareGroupOffsets: each share-partition's start offset, and
+//! (v1, KIP-1226) its lag.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_share_group_offsets_response::{
+    DescribeShareGroupOffsetsResponseGroup, DescribeShareGroupOffsetsResponsePartition,
+    DescribeShareGroupOffsetsResponseTopic,
+};
+use kafka_protocol::messages::{
+    DescribeShareGroupOffsetsRequest, DescribeShareGroupOffsetsResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use weir_auth::acl::{AclOperation, ResourceType};
+use weir_auth::Session;
+
+use crate::broker::Broker;
+use crate::shares::PartitionOffsets;
+
+/// Answers a DescribeShareGroupOffsets. With authorization on, each group
+/// needs DESCRIBE and each topic DESCRIBE (topics without it are left out
+/// of "all", or fail with TOPIC_AUTHORIZATION_FAILED when named).
+pub fn handle(
+    broker: &Broker,
+    r: DescribeShareGroupOffsetsRequest,
+    session: &Session,
+) -> DescribeShareGroupOffsetsResponse {
+    let describable =
+        |t: &str| broker.is_authorized(session, AclOperation::Describe, ResourceType::Topic, t);
+    let groups = r
+        .groups
+        .into_iter()
+        .map(|g| {
+            let out =
+                DescribeShareGroupOffsetsResponseGroup::default().with_group_id(g.group_id.clone());
+            if !broker.authorize(
+                session,
+                AclOperation::Describe,
+                ResourceType::Group,
+                &g.group_id,
+            ) {
+                return out.with_error_code(ResponseError::GroupAuthorizationFailed.code());
+            }
+            let group = g.group_id.to_string();
+            let partition = |p: i32, o: PartitionOffsets| {
+                DescribeShareGroupOffsetsResponsePartition::default()
+                    .with_partition_index(p)
+                    .with_start_offset(o.start_offset)
+                    .with_leader_epoch(crate::LEADER_EPOCH)
+                    .with_lag(o.lag)
+            };
+            let topics: Vec<DescribeShareGroupOffsetsResponseTopic> = match g.topics {
+                Some(wanted) => {
+                    let mut out_topics = Vec::new();
+                    for t in wanted {
+                        let name = t.topic_name.to_string();
+                        let topic = broker.topic(&name);
+                        let error = if !describable(&name) {
+                            Some(ResponseError::TopicAuthorizationFailed)
+                        } else if topic.is_none() {
+                            Some(ResponseError::UnknownTopicOrPartition)
+                        } else {
+                            None
+                        };
+                        let id = topic.as_ref().map(|t| t.id).unwrap_or_default();
+                        let tps: Vec<(uuid::Uuid, i32)> =
+                            t.partitions.iter().map(|p| (id, *p)).collect();
+                        let found = match error {
+                            None => broker.shares.offsets(broker, &group, Some(&tps)),
+                            Some(_) => None,
+                        };
+                        let partitions = t
+                            .partitions
+                            .iter()
+                            .map(|&p| match (error, &found) {
+                                (Some(e), _) => partition(
+                                    p,
+                                    PartitionOffsets {
+                                        start_offset: -1,
+                                        lag: -1,
+                                    },
+                                )
+                                .with_error_code(e.code()),
+                                (None, Some(f)) => partition(p, f[&(id, p)]),
+                                (None, None) => partition(
+                                    p,
+                                    PartitionOffsets {
+                                        start_offset: -1,
+                                        lag: -1,
+                                    },
+                                ),
+                            })
+                            .collect();
+                        out_topics.push(
+                            DescribeShareGroupOffsetsResponseTopic::default()
+                                .with_topic_name(t.topic_name)
+                                .with_topic_id(id)
+                                .with_partitions(partitions),
+                        );
+                    }
+                    out_topics
+                }
+                None => {
+                    let Some(all) = broker.shares.offsets(broker, &group, None) else {
+                        return out
+                            .with_error_code(ResponseError::GroupIdNotFound.code())
+                            .with_error_message(Some(StrBytes::from_string(format!(
+                                "Group {group} not found."
+                            ))));
+                    };
+                    let mut by_topic: Vec<DescribeShareGroupOffsetsResponseTopic> = Vec::new();
+                    for ((id, p), o) in all {
+                        let Some(name) = broker.topic_by_id(&id).map(|t| t.name.clone()) else {
+                            continue;
+                        };
+                        if !describable(&name) {
+                            continue;
+                        }
+                        match by_topic.iter_mut().find(|t| t.topic_id == id) {
+                            Some(t) => t.partitions.push(partition(p, o)),
+                            None => by_topic.push(
+                                DescribeShareGroupOffsetsResponseTopic::default()
+                                    .with_topic_name(TopicName(StrBytes::from_string(name)))
+                                    .with_topic_id(id)
+                                    .with_partitions(vec![partition(p, o)]),
+                            ),
+                        }
+                    }
+                    by_topic
+                }
+            };
+            out.with_topics(topics)
+        })
+        .collect();
+    DescribeShareGroupOffsetsResponse::default().with_groups(groups)
+}

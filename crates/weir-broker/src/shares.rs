@@ -1,0 +1,864 @@
+//! Share groups at run time: the membership machine
+//! ([`crate::share_group`]), the share sessions ([`crate::share_session`])
+//! and one [`SharePartition`] per (group, topic partition), with their
+//! state persisted in `__share_group_state` ([`crate::share_state_store`]).
+//!
+//! Durability: every change to a share-partition's state other than an
+//! acquisition (acknowledgements, releases, lock expiry, start offset
+//! moves, resets) is appended to `__share_group_state` before the request
+//! that caused it is answered, and an acknowledgement is answered only
+//! once it is fsynced, as an acks=all produce. At start the topic is
+//! replayed, so a restart or kill -9 neither loses an acknowledgement nor
+//! redelivers an acknowledged record; records that were out with a
+//! consumer come back available, with their last persisted delivery count.
+//!
+//! A share-partition is created (its start offset chosen by
+//! `share.auto.offset.reset`, and persisted) when the group's assignment
+//! first includes it, so `latest` means "from when the group started
+//! consuming the partition" however late the first fetch comes.
+//!
+//! Everything runs under one lock, including the log reads of a fetch:
+//! reads are copies out of mapped segments, and holding the lock keeps an
+//! acquisition consistent with the state it was decided on.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use tracing::{info, warn};
+use uuid::Uuid;
+use weir_log::{BoxFuture, LogError, ReadLimit};
+
+use crate::broker::Broker;
+use crate::group_config::{share_settings, OffsetReset, ShareGroupSettings};
+use crate::groups::now_ms;
+use crate::share_group::{GroupView, Heartbeat, HeartbeatAnswer, ShareGroups};
+use crate::share_partition::{AckBatch, AcquireMode, Acquired, LogBatch, SharePartition};
+use crate::share_session::{ShareSessions, TopicIdPartition};
+use crate::share_state_store::{
+    encode_key, encode_snapshot, encode_update, ShareKey, Snapshot, StateLog, Update,
+    SHARE_STATE_TOPIC,
+};
+use crate::BrokerError;
+
+/// A wait for records to reach disk.
+pub type Durable = BoxFuture<'static, Result<(), LogError>>;
+
+/// Broker-wide settings of the share coordinator (Kafka's
+/// `share.coordinator.*` and `group.share.max.share.sessions`).
+#[derive(Debug, Clone)]
+pub struct ShareSettings {
+    /// `share.coordinator.state.topic.num.partitions`.
+    pub state_partitions: i32,
+    /// `share.coordinator.state.topic.segment.bytes`.
+    pub segment_bytes: i64,
+    /// `share.coordinator.snapshot.update.records.per.snapshot`.
+    pub snapshot_every: u32,
+    /// `share.coordinator.state.topic.prune.interval.ms`.
+    pub prune_interval_ms: i64,
+    /// `group.share.max.share.sessions`.
+    pub max_sessions: usize,
+}
+
+impl ShareSettings {
+    /// Reads the settings, refusing inconsistent bounds as Kafka's
+    /// `ShareGroupConfig` does at start-up.
+    pub fn from_broker(s: &crate::BrokerSettings) -> Result<Self, BrokerError> {
+        for (lo, mid, hi) in [
+            (
+                "group.share.min.session.timeout.ms",
+                "group.share.session.timeout.ms",
+                "group.share.max.session.timeout.ms",
+            ),
+            (
+                "group.share.min.heartbeat.interval.ms",
+                "group.share.heartbeat.interval.ms",
+                "group.share.max.heartbeat.interval.ms",
+            ),
+            (
+                "group.share.min.record.lock.duration.ms",
+                "group.share.record.lock.duration.ms",
+                "group.share.max.record.lock.duration.ms",
+            ),
+            (
+                "group.share.min.delivery.count.limit",
+                "group.share.delivery.count.limit",
+                "group.share.max.delivery.count.limit",
+            ),
+        ] {
+            let (l, m, h) = (s.get_i64(lo), s.get_i64(mid), s.get_i64(hi));
+            if !(l <= m && m <= h) {
+                return Err(BrokerError::Config {
+                    key: mid.to_string(),
+                    reason: format!("{m} must lie between {lo} ({l}) and {hi} ({h})"),
+                });
+            }
+        }
+        if s.get_i64("group.share.max.delivery.count.limit") > i64::from(i16::MAX) {
+            return Err(BrokerError::Config {
+                key: "group.share.max.delivery.count.limit".into(),
+                reason: "must fit a delivery count (int16)".into(),
+            });
+        }
+        Ok(Self {
+            state_partitions: i32::try_from(
+                s.get_i64("share.coordinator.state.topic.num.partitions"),
+            )
+            .unwrap_or(50),
+            segment_bytes: s.get_i64("share.coordinator.state.topic.segment.bytes"),
+            snapshot_every: u32::try_from(
+                s.get_i64("share.coordinator.snapshot.update.records.per.snapshot"),
+            )
+            .unwrap_or(500),
+            prune_interval_ms: s.get_i64("share.coordinator.state.topic.prune.interval.ms"),
+            max_sessions: usize::try_from(s.get_i64("group.share.max.share.sessions"))
+                .unwrap_or(2000),
+        })
+    }
+}
+
+/// One share-partition and where its state stands in the topic.
+#[derive(Debug)]
+struct Entry {
+    sp: SharePartition,
+    snapshot_epoch: i32,
+    create_timestamp: i64,
+    updates_since_snapshot: u32,
+    /// `(state partition, offset)` of its latest snapshot.
+    snapshot_at: (i32, i64),
+}
+
+#[derive(Debug)]
+struct Inner {
+    groups: ShareGroups,
+    sessions: ShareSessions,
+    partitions: HashMap<ShareKey, Entry>,
+    last_prune: i64,
+}
+
+/// What one partition of a ShareFetch got.
+#[derive(Debug, Default)]
+pub struct PartitionFetch {
+    /// Whole batches covering the acquired records.
+    pub records: Bytes,
+    /// The acquired ranges.
+    pub acquired: Vec<Acquired>,
+    /// A fetch error code (0 if none).
+    pub error: i16,
+}
+
+/// Limits of one ShareFetch across its partitions.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchBudget {
+    /// Records still to acquire.
+    pub records: i64,
+    /// Bytes still to return (the first partition with data may exceed).
+    pub bytes: usize,
+    /// Batch-optimized or record-limit acquisition.
+    pub mode: AcquireMode,
+}
+
+/// A share-partition's offsets, as DescribeShareGroupOffsets reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    /// The SPSO, or -1 if the group has no state for the partition.
+    pub start_offset: i64,
+    /// Records not yet delivered for good, or -1 if unknown.
+    pub lag: i64,
+}
+
+/// The run-time share coordinator.
+#[derive(Debug)]
+pub struct Shares {
+    settings: ShareSettings,
+    inner: Mutex<Inner>,
+}
+
+fn error_code(e: ResponseError) -> i16 {
+    e.code()
+}
+
+impl Shares {
+    /// A coordinator with no state; [`Shares::load`] reads it back.
+    pub fn new(settings: ShareSettings) -> Self {
+        let max_sessions = settings.max_sessions;
+        Self {
+            settings,
+            inner: Mutex::new(Inner {
+                groups: ShareGroups::default(),
+                sessions: ShareSessions::new(max_sessions),
+                partitions: HashMap::new(),
+                last_prune: now_ms(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic under the lock is a bug; the state is still the best we
+        // have, so keep serving it.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Replays `__share_group_state`, if it exists.
+    pub fn load(&self, broker: &Broker) -> Result<(), BrokerError> {
+        let Some(topic) = broker.topic(SHARE_STATE_TOPIC) else {
+            return Ok(());
+        };
+        let mut log = StateLog::default();
+        let mut skipped = 0usize;
+        for p in 0..i32::try_from(topic.partitions.len()).unwrap_or(0) {
+            for (offset, (key, value)) in broker.read_records_at(SHARE_STATE_TOPIC, p)? {
+                let Some(key) = key else {
+                    skipped += 1;
+                    continue;
+                };
+                if !log.replay(p, offset, &key, value.as_ref()) {
+                    skipped += 1;
+                }
+            }
+        }
+        if skipped > 0 {
+            warn!(
+                skipped,
+                "{SHARE_STATE_TOPIC} held records that do not decode"
+            );
+        }
+        let mut inner = self.lock();
+        for (key, ks) in log.states {
+            inner.groups.ensure(&key.group_id);
+            inner.partitions.insert(
+                key,
+                Entry {
+                    sp: SharePartition::from_persisted(&ks.state),
+                    snapshot_epoch: ks.snapshot_epoch,
+                    create_timestamp: ks.create_timestamp,
+                    updates_since_snapshot: ks.updates_since_snapshot,
+                    snapshot_at: ks.snapshot_at,
+                },
+            );
+        }
+        info!(
+            share_partitions = inner.partitions.len(),
+            groups = inner.groups.list().len(),
+            "loaded share group state"
+        );
+        Ok(())
+    }
+
+    /// Whether `group_id` is a share group.
+    pub fn contains(&self, group_id: &str) -> bool {
+        self.lock().groups.contains(group_id)
+    }
+
+    /// Every share group: id and state.
+    pub fn list(&self) -> Vec<(String, &'static str)> {
+        self.lock().groups.list()
+    }
+
+    /// The group as ShareGroupDescribe shows it.
+    pub fn describe(&self, group_id: &str) -> Option<GroupView> {
+        self.lock().groups.describe(group_id)
+    }
+
+    /// The group's effective settings.
+    pub fn group_settings(broker: &Broker, group_id: &str) -> ShareGroupSettings {
+        share_settings(&broker.settings(), &broker.group_configs(group_id))
+    }
+
+    /// ShareGroupHeartbeat. Partitions newly in the group's assignment get
+    /// their share-partition created; the waits are for those records.
+    pub fn heartbeat(&self, broker: &Broker, hb: &Heartbeat) -> (HeartbeatAnswer, Vec<Durable>) {
+        let topics = crate::groups::topic_metas(broker);
+        let gs = Self::group_settings(broker, &hb.group_id);
+        let now = now_ms();
+        let mut inner = self.lock();
+        let answer = inner.groups.heartbeat(hb, &topics, &gs.membership, now);
+        let mut waits = Vec::new();
+        if answer.error != 0 {
+            return (answer, waits);
+        }
+        if hb.member_epoch == -1 {
+            // What a departed member held goes back to the others.
+            inner.sessions.remove(&hb.group_id, &hb.member_id);
+            waits.extend(self.release(broker, &mut inner, &hb.group_id, &hb.member_id));
+            return (answer, waits);
+        }
+        let assigned = inner.groups.assigned_partitions(&hb.group_id);
+        for (topic_id, parts) in assigned {
+            for p in parts {
+                let key = ShareKey {
+                    group_id: hb.group_id.clone(),
+                    topic_id,
+                    partition: p,
+                };
+                if !inner.partitions.contains_key(&key) {
+                    waits.extend(self.initialize(broker, &mut inner, key, &gs, now));
+                }
+            }
+        }
+        (answer, waits)
+    }
+
+    fn release(
+        &self,
+        broker: &Broker,
+        inner: &mut Inner,
+        group: &str,
+        member: &str,
+    ) -> Vec<Durable> {
+        let cfg = Self::group_settings(broker, group).partition;
+        let keys: Vec<ShareKey> = inner
+            .partitions
+            .iter_mut()
+            .filter(|(k, _)| k.group_id == group)
+            .filter_map(|(k, e)| e.sp.release_member(member, &cfg).then(|| k.clone()))
+            .collect();
+        let waits: Vec<Durable> = keys
+            .iter()
+            .filter_map(|k| self.persist(broker, inner, k))
+            .collect();
+        if !waits.is_empty() {
+            broker.notify_data();
+        }
+        waits
+    }
+
+    /// Creates the share-partition of `key`, starting where
+    /// `share.auto.offset.reset` says, and persists it.
+    fn initialize(
+        &self,
+        broker: &Broker,
+        inner: &mut Inner,
+        key: ShareKey,
+        gs: &ShareGroupSettings,
+        now: i64,
+    ) -> Option<Durable> {
+        let log = broker
+            .topic_by_id(&key.topic_id)
+            .and_then(|t| t.partition(key.partition).cloned())?;
+        let o = log.offsets();
+        let latest = if gs.read_committed {
+            o.last_stable
+        } else {
+            o.high_watermark
+        };
+        let start = match gs.offset_reset {
+            OffsetReset::Earliest => o.log_start,
+            OffsetReset::Latest => latest,
+            OffsetReset::ByDuration(d) => log
+                .offset_for_timestamp(now.saturating_sub(d))
+                .ok()
+                .flatten()
+                .map_or(latest, |t| t.offset),
+        };
+        let entry = self.new_entry(broker, &key, start, now);
+        inner.partitions.insert(key.clone(), entry);
+        self.write_snapshot(broker, inner, &key)
+    }
+
+    /// A new share-partition starting at `start`. Until its first snapshot
+    /// is written, pruning keeps its state partition whole.
+    fn new_entry(&self, broker: &Broker, key: &ShareKey, start: i64, now: i64) -> Entry {
+        Entry {
+            sp: SharePartition::new(start),
+            snapshot_epoch: -1,
+            create_timestamp: now,
+            updates_since_snapshot: 0,
+            snapshot_at: (self.state_partition(broker, key), 0),
+        }
+    }
+
+    /// Appends what changed in `key`'s state: an update, or a snapshot
+    /// every `snapshot_every` updates.
+    fn persist(&self, broker: &Broker, inner: &mut Inner, key: &ShareKey) -> Option<Durable> {
+        let every = self.settings.snapshot_every;
+        let entry = inner.partitions.get_mut(key)?;
+        if entry.updates_since_snapshot >= every {
+            return self.write_snapshot(broker, inner, key);
+        }
+        let u = entry.sp.take_update()?;
+        entry.updates_since_snapshot += 1;
+        let value = encode_update(&Update {
+            snapshot_epoch: entry.snapshot_epoch,
+            leader_epoch: crate::LEADER_EPOCH,
+            start_offset: u.start_offset,
+            delivery_complete_count: i32::try_from(u.delivery_complete_count).unwrap_or(i32::MAX),
+            batches: u.batches,
+        });
+        self.append(broker, key, false, Some(value)).map(|(_, w)| w)
+    }
+
+    fn write_snapshot(
+        &self,
+        broker: &Broker,
+        inner: &mut Inner,
+        key: &ShareKey,
+    ) -> Option<Durable> {
+        let entry = inner.partitions.get_mut(key)?;
+        let state = entry.sp.snapshot();
+        entry.snapshot_epoch += 1;
+        entry.updates_since_snapshot = 0;
+        let complete = entry.sp.delivery_complete_count();
+        let value = encode_snapshot(&Snapshot {
+            snapshot_epoch: entry.snapshot_epoch,
+            state_epoch: state.state_epoch,
+            leader_epoch: crate::LEADER_EPOCH,
+            start_offset: state.start_offset,
+            create_timestamp: entry.create_timestamp,
+            write_timestamp: now_ms(),
+            delivery_complete_count: i32::try_from(complete).unwrap_or(i32::MAX),
+            batches: state.batches,
+        });
+        let (at, wait) = self.append(broker, key, true, Some(value))?;
+        if let Some(e) = inner.partitions.get_mut(key) {
+            e.snapshot_at = at;
+        }
+        Some(wait)
+    }
+
+    /// The `__share_group_state` partition of `key`.
+    fn state_partition(&self, broker: &Broker, key: &ShareKey) -> i32 {
+        let n = broker
+            .topic(SHARE_STATE_TOPIC)
+            .map_or(self.settings.state_partitions, |t| {
+                i32::try_from(t.partitions.len()).unwrap_or(1)
+            });
+        key.state_partition(n)
+    }
+
+    /// Appends one record for `key`; returns where it went and the wait
+    /// for its durability. A failed append is logged: the state in memory
+    /// stays, and the next change of the key tries again.
+    fn append(
+        &self,
+        broker: &Broker,
+        key: &ShareKey,
+        snapshot: bool,
+        value: Option<Bytes>,
+    ) -> Option<((i32, i64), Durable)> {
+        if let Err(e) = self.ensure_topic(broker) {
+            warn!(error = %e, "cannot create {SHARE_STATE_TOPIC}");
+            return None;
+        }
+        let p = self.state_partition(broker, key);
+        match broker.append_records(
+            SHARE_STATE_TOPIC,
+            p,
+            vec![(Some(encode_key(key, snapshot)), value)],
+        ) {
+            Ok((offset, wait)) => Some(((p, offset), wait)),
+            Err(e) => {
+                warn!(group = %key.group_id, error = %e, "share-partition state not written");
+                None
+            }
+        }
+    }
+
+    fn ensure_topic(&self, broker: &Broker) -> Result<(), BrokerError> {
+        if broker.topic(SHARE_STATE_TOPIC).is_some() {
+            return Ok(());
+        }
+        // Kafka's settings: delete policy, kept forever, pruned by the
+        // coordinator (a compacted topic would drop updates behind the
+        // snapshot they apply to).
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "delete".to_string()),
+            ("retention.ms".to_string(), "-1".to_string()),
+            (
+                "segment.bytes".to_string(),
+                self.settings.segment_bytes.to_string(),
+            ),
+        ]);
+        match broker.create_topic(
+            SHARE_STATE_TOPIC,
+            self.settings.state_partitions,
+            configs,
+            false,
+        ) {
+            Ok(_) | Err(BrokerError::TopicExists { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `f` on the share sessions.
+    pub fn sessions<T>(&self, f: impl FnOnce(&mut ShareSessions) -> T) -> T {
+        f(&mut self.lock().sessions)
+    }
+
+    /// The member's share session closed: what it holds goes back.
+    pub fn close_session(&self, broker: &Broker, group: &str, member: &str) -> Vec<Durable> {
+        let mut inner = self.lock();
+        self.release(broker, &mut inner, group, member)
+    }
+
+    /// Applies `member`'s acknowledgements for one partition: error code
+    /// and message, and the wait for their durability.
+    pub fn acknowledge(
+        &self,
+        broker: &Broker,
+        group: &str,
+        member: &str,
+        tp: TopicIdPartition,
+        acks: &[AckBatch],
+    ) -> (i16, Option<String>, Option<Durable>) {
+        let cfg = Self::group_settings(broker, group).partition;
+        let key = ShareKey {
+            group_id: group.to_string(),
+            topic_id: tp.0,
+            partition: tp.1,
+        };
+        let mut inner = self.lock();
+        let Some(entry) = inner.partitions.get_mut(&key) else {
+            let e = if broker.topic_by_id(&tp.0).is_none() {
+                ResponseError::UnknownTopicId
+            } else {
+                ResponseError::InvalidRecordState
+            };
+            return (
+                e.code(),
+                Some("no records of this partition are in flight".into()),
+                None,
+            );
+        };
+        let now = now_ms();
+        entry.sp.expire_locks(&cfg, now);
+        let result = entry.sp.acknowledge(member, acks, &cfg, now);
+        // Persist lock expiry even when the acknowledgement was refused.
+        let wait = self.persist(broker, &mut inner, &key);
+        if wait.is_some() {
+            broker.notify_data();
+        }
+        match result {
+            Ok(()) => (0, None, wait),
+            Err(e) => (e.code().code(), Some(e.to_string()), wait),
+        }
+    }
+
+    /// Acquires records of one partition for `member` within `budget`.
+    pub fn acquire(
+        &self,
+        broker: &Broker,
+        group: &str,
+        member: &str,
+        tp: TopicIdPartition,
+        budget: &mut FetchBudget,
+    ) -> PartitionFetch {
+        let gs = Self::group_settings(broker, group);
+        let cfg = gs.partition;
+        let Some(topic) = broker.topic_by_id(&tp.0) else {
+            return PartitionFetch {
+                error: error_code(ResponseError::UnknownTopicId),
+                ..PartitionFetch::default()
+            };
+        };
+        let Some(log) = topic.partition(tp.1).cloned() else {
+            return PartitionFetch {
+                error: error_code(ResponseError::UnknownTopicOrPartition),
+                ..PartitionFetch::default()
+            };
+        };
+        let key = ShareKey {
+            group_id: group.to_string(),
+            topic_id: tp.0,
+            partition: tp.1,
+        };
+        let now = now_ms();
+        let mut inner = self.lock();
+        if !inner.partitions.contains_key(&key) {
+            inner.groups.ensure(group);
+            let _ = self.initialize(broker, &mut inner, key.clone(), &gs, now);
+        }
+        let Some(entry) = inner.partitions.get_mut(&key) else {
+            return PartitionFetch {
+                error: error_code(ResponseError::UnknownServerError),
+                ..PartitionFetch::default()
+            };
+        };
+        let offsets = log.offsets();
+        let mut changed = entry.sp.advance_log_start(offsets.log_start);
+        changed |= entry.sp.expire_locks(&cfg, now);
+        let (limit, end) = if gs.read_committed {
+            (ReadLimit::LastStable, offsets.last_stable)
+        } else {
+            (ReadLimit::HighWatermark, offsets.high_watermark)
+        };
+        let mut out = PartitionFetch::default();
+        let from = entry.sp.next_fetch_offset(&cfg).filter(|f| *f < end);
+        if let (Some(from), true) = (from, budget.records > 0) {
+            match log.read(from, budget.bytes.max(1), limit) {
+                Ok(r) => {
+                    let aborted = if gs.read_committed {
+                        log.aborted_transactions(from, end)
+                    } else {
+                        Vec::new()
+                    };
+                    let batches: Vec<(usize, usize, LogBatch)> =
+                        weir_log::batch::iter_batches(&r.records)
+                            .map(|(pos, h)| {
+                                let aborted = h.is_transactional()
+                                    && aborted.iter().any(|a| {
+                                        a.producer_id == h.producer_id
+                                            && a.first_offset <= h.base_offset
+                                            && h.base_offset < a.last_offset
+                                    });
+                                let len = h.total_size().unwrap_or(0);
+                                let b = LogBatch {
+                                    first: h.base_offset,
+                                    last: h.last_offset(),
+                                    skip: h.is_control() || aborted,
+                                };
+                                (pos, pos + len, b)
+                            })
+                            .collect();
+                    let logged: Vec<LogBatch> = batches.iter().map(|b| b.2).collect();
+                    let acquired =
+                        entry
+                            .sp
+                            .acquire(member, &logged, budget.records, budget.mode, &cfg, now);
+                    let overlaps = |b: &LogBatch| {
+                        acquired
+                            .iter()
+                            .any(|a| a.first <= b.last && b.first <= a.last)
+                    };
+                    let lo = batches.iter().find(|b| overlaps(&b.2)).map(|b| b.0);
+                    let hi = batches.iter().rev().find(|b| overlaps(&b.2)).map(|b| b.1);
+                    if let (Some(lo), Some(hi)) = (lo, hi) {
+                        out.records = r.records.slice(lo..hi);
+                    }
+                    let n: i64 = acquired.iter().map(|a| a.last - a.first + 1).sum();
+                    budget.records -= n;
+                    budget.bytes = budget.bytes.saturating_sub(out.records.len());
+                    out.acquired = acquired;
+                    changed = true;
+                }
+                Err(e) => {
+                    warn!(group, topic = %topic.name, partition = tp.1, error = %e, "share fetch read failed");
+                    out.error = crate::error::log_error_code(&e);
+                }
+            }
+        }
+        if changed {
+            // Start offset moves and expiries; nobody waits for them.
+            let _ = self.persist(broker, &mut inner, &key);
+        }
+        out
+    }
+
+    /// Puts partitions that returned records at the back of the member's
+    /// session.
+    pub fn served(&self, group: &str, member: &str, with_records: &[TopicIdPartition]) {
+        self.lock().sessions.served(group, member, with_records);
+    }
+
+    /// The share-partitions of a group: `(topic id, partition)` to offsets,
+    /// for the partitions asked for (`None`: every one with state).
+    pub fn offsets(
+        &self,
+        broker: &Broker,
+        group: &str,
+        wanted: Option<&[TopicIdPartition]>,
+    ) -> Option<BTreeMap<TopicIdPartition, PartitionOffsets>> {
+        let read_committed = Self::group_settings(broker, group).read_committed;
+        let inner = self.lock();
+        if !inner.groups.contains(group) {
+            return None;
+        }
+        let describe = |tp: &TopicIdPartition, e: Option<&Entry>| {
+            let Some(e) = e else {
+                return PartitionOffsets {
+                    start_offset: -1,
+                    lag: -1,
+                };
+            };
+            let end = broker
+                .topic_by_id(&tp.0)
+                .and_then(|t| t.partition(tp.1).map(|l| l.offsets()))
+                .map(|o| {
+                    if read_committed {
+                        o.last_stable
+                    } else {
+                        o.high_watermark
+                    }
+                });
+            PartitionOffsets {
+                start_offset: e.sp.start_offset(),
+                lag: end.map_or(-1, |end| e.sp.lag(end)),
+            }
+        };
+        let key = |tp: &TopicIdPartition| ShareKey {
+            group_id: group.to_string(),
+            topic_id: tp.0,
+            partition: tp.1,
+        };
+        Some(match wanted {
+            Some(tps) => tps
+                .iter()
+                .map(|tp| (*tp, describe(tp, inner.partitions.get(&key(tp)))))
+                .collect(),
+            None => inner
+                .partitions
+                .iter()
+                .filter(|(k, _)| k.group_id == group)
+                .map(|(k, e)| {
+                    let tp = (k.topic_id, k.partition);
+                    (tp, describe(&tp, Some(e)))
+                })
+                .collect(),
+        })
+    }
+
+    /// AlterShareGroupOffsets: the group must exist and have no members.
+    /// Each partition restarts at its new start offset.
+    pub fn alter_offsets(
+        &self,
+        broker: &Broker,
+        group: &str,
+        offsets: &[(TopicIdPartition, i64)],
+    ) -> Result<Vec<Durable>, ResponseError> {
+        let mut inner = self.lock();
+        self.check_empty(&inner, group)?;
+        let now = now_ms();
+        let mut waits = Vec::new();
+        for &(tp, offset) in offsets {
+            let key = ShareKey {
+                group_id: group.to_string(),
+                topic_id: tp.0,
+                partition: tp.1,
+            };
+            if !inner.partitions.contains_key(&key) {
+                let entry = self.new_entry(broker, &key, offset, now);
+                inner.partitions.insert(key.clone(), entry);
+            }
+            if let Some(e) = inner.partitions.get_mut(&key) {
+                e.sp.reset(offset);
+            }
+            waits.extend(self.write_snapshot(broker, &mut inner, &key));
+        }
+        Ok(waits)
+    }
+
+    /// DeleteShareGroupOffsets: forgets the group's state for the topics.
+    pub fn delete_offsets(
+        &self,
+        broker: &Broker,
+        group: &str,
+        topics: &[Uuid],
+    ) -> Result<Vec<Durable>, ResponseError> {
+        let mut inner = self.lock();
+        self.check_empty(&inner, group)?;
+        let keys: Vec<ShareKey> = inner
+            .partitions
+            .keys()
+            .filter(|k| k.group_id == group && topics.contains(&k.topic_id))
+            .cloned()
+            .collect();
+        Ok(self.forget(broker, &mut inner, keys))
+    }
+
+    /// DeleteGroups for a share group: it must have no members; its state
+    /// goes.
+    pub fn delete_group(
+        &self,
+        broker: &Broker,
+        group: &str,
+    ) -> Result<Vec<Durable>, ResponseError> {
+        let mut inner = self.lock();
+        inner.groups.delete(group)?;
+        inner.sessions.remove_group(group);
+        let keys: Vec<ShareKey> = inner
+            .partitions
+            .keys()
+            .filter(|k| k.group_id == group)
+            .cloned()
+            .collect();
+        Ok(self.forget(broker, &mut inner, keys))
+    }
+
+    fn check_empty(&self, inner: &Inner, group: &str) -> Result<(), ResponseError> {
+        if !inner.groups.contains(group) {
+            return Err(ResponseError::GroupIdNotFound);
+        }
+        if inner.groups.has_members(group) {
+            return Err(ResponseError::NonEmptyGroup);
+        }
+        Ok(())
+    }
+
+    /// Tombstones both records of each key.
+    fn forget(&self, broker: &Broker, inner: &mut Inner, keys: Vec<ShareKey>) -> Vec<Durable> {
+        let mut waits = Vec::new();
+        for key in keys {
+            inner.partitions.remove(&key);
+            for snapshot in [true, false] {
+                waits.extend(self.append(broker, &key, snapshot, None).map(|(_, w)| w));
+            }
+        }
+        waits
+    }
+
+    /// Expires acquisition locks and silent members; now and then deletes
+    /// state records no key needs. Call about every 100 ms.
+    pub fn tick(&self, broker: &Broker) {
+        let now = now_ms();
+        let mut inner = self.lock();
+        let departed = inner
+            .groups
+            .tick(now, |g| Self::group_settings(broker, g).membership);
+        for (g, m) in departed {
+            info!(group = %g, member = %m, "share group member session expired");
+            inner.sessions.remove(&g, &m);
+            let _ = self.release(broker, &mut inner, &g, &m);
+        }
+        let mut configs: HashMap<String, crate::share_partition::ShareConfig> = HashMap::new();
+        let mut expired = BTreeSet::new();
+        for (k, e) in inner.partitions.iter_mut() {
+            if e.sp.next_lock_expiry().is_some_and(|t| t <= now) {
+                let cfg = configs
+                    .entry(k.group_id.clone())
+                    .or_insert_with(|| Self::group_settings(broker, &k.group_id).partition);
+                if e.sp.expire_locks(cfg, now) {
+                    expired.insert(k.clone());
+                }
+            }
+        }
+        for k in &expired {
+            let _ = self.persist(broker, &mut inner, k);
+        }
+        if !expired.is_empty() {
+            broker.notify_data();
+        }
+        if now - inner.last_prune >= self.settings.prune_interval_ms {
+            inner.last_prune = now;
+            self.prune(broker, &inner);
+        }
+    }
+
+    /// Deletes, in each state partition, the records before the oldest
+    /// snapshot any live key still needs.
+    fn prune(&self, broker: &Broker, inner: &Inner) {
+        let Some(topic) = broker.topic(SHARE_STATE_TOPIC) else {
+            return;
+        };
+        let mut keep: BTreeMap<i32, i64> = BTreeMap::new();
+        for e in inner.partitions.values() {
+            let (p, o) = e.snapshot_at;
+            keep.entry(p).and_modify(|m| *m = (*m).min(o)).or_insert(o);
+        }
+        for (p, log) in topic.partitions.iter().enumerate() {
+            let p = i32::try_from(p).unwrap_or(i32::MAX);
+            // A partition no key lives in is wholly redundant.
+            let upto = keep
+                .get(&p)
+                .copied()
+                .unwrap_or(log.offsets().high_watermark);
+            if upto > log.offsets().log_start {
+                if let Err(e) = log.delete_records(upto) {
+                    warn!(partition = p, error = %e, "cannot prune {SHARE_STATE_TOPIC}");
+                }
+            }
+        }
+    }
+}

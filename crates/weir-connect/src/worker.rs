@@ -1,0 +1,916 @@
+//! Running tasks: each task on a thread of its own with its own Kafka
+//! clients (librdkafka), as Kafka's worker does.
+//!
+//! Source tasks: poll, convert, produce; under exactly-once support each
+//! poll's records and the new source offsets go in one transaction (the
+//! transactional id `<group>-<connector>-<task>` fences a task's previous
+//! incarnation), otherwise offsets are written after the producer has
+//! flushed the records they cover, every `offset.flush.interval.ms`.
+//!
+//! Sink tasks: a consumer in group `connect-<connector>`, records converted
+//! and given to `put`; every `offset.flush.interval.ms` (and at stop) the
+//! task flushes and the consumer commits the offsets its `pre_commit`
+//! returns, with the task's commit metadata. Conversion failures follow
+//! `errors.tolerance` and go to the dead-letter queue with Kafka's
+//! `__connect.errors.*` headers when one is set.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Header as KHeader, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::config::{list, with_prefix, WorkerConfig};
+use crate::connector::{OffsetReader, Plugin, Props, SinkOffsets, SinkRecord, SourceRecord};
+use crate::converter::{make_converter, Converter};
+use crate::data::SchemaAndValue;
+use crate::error::{ConnectError, Result};
+use crate::json::Json;
+use crate::protocol::Work;
+use crate::storage::offset_key;
+
+/// What tasks and connectors report to the herder, for the status topic.
+#[derive(Debug, Clone)]
+pub enum StatusUpdate {
+    /// A state change (`RUNNING`, `PAUSED`, `FAILED`, ...).
+    State {
+        work: Work,
+        state: &'static str,
+        trace: Option<String>,
+    },
+    /// A topic the connector used for the first time (KIP-558).
+    Topic {
+        connector: String,
+        task: i32,
+        topic: String,
+    },
+}
+
+/// A running task.
+#[derive(Debug)]
+pub struct TaskHandle {
+    stop: Arc<AtomicBool>,
+    pub paused: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TaskHandle {
+    /// Asks the task to stop and waits for it (it commits what it can).
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Whether the thread has ended (the task failed or finished).
+    pub fn finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+/// Everything a task thread needs.
+#[derive(Clone)]
+pub struct TaskContext {
+    pub worker: Arc<WorkerConfig>,
+    pub connector: String,
+    pub task: i32,
+    pub plugin: Plugin,
+    /// The connector's config (converters, errors.*, overrides).
+    pub connector_config: Props,
+    pub task_config: Props,
+    pub status: mpsc::UnboundedSender<StatusUpdate>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl std::fmt::Debug for TaskContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TaskContext({}-{})", self.connector, self.task)
+    }
+}
+
+impl TaskContext {
+    fn report(&self, state: &'static str, trace: Option<String>) {
+        let _ = self.status.send(StatusUpdate::State {
+            work: Work::Task(self.connector.clone(), self.task),
+            state,
+            trace,
+        });
+    }
+
+    /// Reports `topic` once per task run.
+    fn used_topic(&self, seen: &mut std::collections::HashSet<String>, topic: &str) {
+        if !seen.contains(topic) {
+            seen.insert(topic.to_string());
+            let _ = self.status.send(StatusUpdate::Topic {
+                connector: self.connector.clone(),
+                task: self.task,
+                topic: topic.to_string(),
+            });
+        }
+    }
+
+    fn converter(&self, which: &str) -> Result<Arc<dyn Converter>> {
+        let key = format!("{which}.converter");
+        let (class, settings) = match self.connector_config.get(&key) {
+            Some(c) => (
+                c.clone(),
+                with_prefix(&self.connector_config, &format!("{key}.")),
+            ),
+            None => (
+                self.worker
+                    .props
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_else(|| "org.apache.kafka.connect.json.JsonConverter".into()),
+                with_prefix(&self.worker.props, &format!("{key}.")),
+            ),
+        };
+        make_converter(&class, &settings, which == "key")
+    }
+
+    /// Client overrides from the connector config (`producer.override.*`,
+    /// `consumer.override.*`), which the override policy allowed at
+    /// validation.
+    fn overrides(&self, kind: &str) -> Props {
+        with_prefix(&self.connector_config, &format!("{kind}.override."))
+            .into_iter()
+            .filter(|(k, _)| crate::config::RDKAFKA_PASSTHROUGH.contains(&k.as_str()))
+            .collect()
+    }
+
+    fn tolerate_all(&self) -> bool {
+        self.connector_config
+            .get("errors.tolerance")
+            .map(String::as_str)
+            == Some("all")
+    }
+}
+
+/// Starts a task thread.
+pub fn start_task(ctx: TaskContext, paused: bool) -> TaskHandle {
+    let stop = Arc::new(AtomicBool::new(false));
+    let paused = Arc::new(AtomicBool::new(paused));
+    let (s, p) = (stop.clone(), paused.clone());
+    let name = format!("task-{}-{}", ctx.connector, ctx.task);
+    let thread = std::thread::Builder::new().name(name).spawn(move || {
+        let result = match ctx.plugin.kind {
+            crate::connector::ConnectorType::Source => run_source(&ctx, &s, &p),
+            crate::connector::ConnectorType::Sink => run_sink(&ctx, &s, &p),
+        };
+        match result {
+            Ok(()) => {}
+            Err(e) => {
+                warn!(connector = %ctx.connector, task = ctx.task, error = %e, "task failed");
+                ctx.metrics.task_failed(&ctx.connector, ctx.task);
+                ctx.report("FAILED", Some(trace(&e)));
+            }
+        }
+    });
+    TaskHandle {
+        stop,
+        paused,
+        thread: thread.ok(),
+    }
+}
+
+/// A Java-style trace for a failure, as Kafka's status records carry.
+pub fn trace(e: &ConnectError) -> String {
+    let class = match e {
+        ConnectError::Data { .. } => "org.apache.kafka.connect.errors.DataException",
+        _ => "org.apache.kafka.connect.errors.ConnectException",
+    };
+    format!("{class}: {e}\n")
+}
+
+/// Source offsets read from the offset topic.
+#[derive(Debug, Default)]
+struct Offsets(HashMap<String, serde_json::Value>);
+
+impl OffsetReader for Offsets {
+    fn offset(&self, partition: &Json) -> Option<serde_json::Value> {
+        self.0.get(&partition.to_text()).cloned()
+    }
+}
+
+/// Reads the connector's committed source offsets (read_committed) from
+/// the start of the offset topic to its end.
+fn read_offsets(ctx: &TaskContext) -> Result<Offsets> {
+    let w = &ctx.worker;
+    let mut o = Props::new();
+    o.insert("group.id".into(), format!("{}-offsets", w.group_id));
+    o.insert("enable.auto.commit".into(), "false".into());
+    o.insert("enable.partition.eof".into(), "true".into());
+    o.insert("isolation.level".into(), "read_committed".into());
+    let consumer: BaseConsumer<Quiet> = w.rdkafka("consumer.", &o).create_with_context(Quiet)?;
+    let md = consumer.fetch_metadata(Some(&w.offset_topic), Duration::from_secs(10))?;
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = 0;
+    for t in md.topics() {
+        for p in t.partitions() {
+            let (low, high) =
+                consumer.fetch_watermarks(&w.offset_topic, p.id(), Duration::from_secs(10))?;
+            if high > low {
+                tpl.add_partition_offset(&w.offset_topic, p.id(), Offset::Beginning)?;
+                remaining += 1;
+            }
+        }
+    }
+    let mut out = Offsets::default();
+    if remaining == 0 {
+        return Ok(out);
+    }
+    consumer.assign(&tpl)?;
+    let prefix = Json::Arr(vec![Json::str(ctx.connector.clone())]).to_text();
+    let prefix = &prefix[..prefix.len() - 1];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while remaining > 0 {
+        if Instant::now() > deadline {
+            return Err(ConnectError::kafka("timed out reading the offset topic"));
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Ok(m)) => {
+                let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+                    continue;
+                };
+                if !key.starts_with(prefix) {
+                    continue;
+                }
+                let Ok(serde_json::Value::Array(parts)) = serde_json::from_str(key) else {
+                    continue;
+                };
+                let [_, partition] = parts.as_slice() else {
+                    continue;
+                };
+                let pkey = Json::from_serde(partition).to_text();
+                match m.payload().and_then(|v| serde_json::from_slice(v).ok()) {
+                    Some(v) => {
+                        out.0.insert(pkey, v);
+                    }
+                    None => {
+                        out.0.remove(&pkey);
+                    }
+                }
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => remaining -= 1,
+            Some(Err(e)) => warn!(error = %e, "reading the offset topic"),
+        }
+    }
+    Ok(out)
+}
+
+fn run_source(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Result<()> {
+    let w = &ctx.worker;
+    let key_conv = ctx.converter("key")?;
+    let value_conv = ctx.converter("value")?;
+    let chain = crate::transforms::Chain::from_config(&ctx.connector_config)?;
+    let eos = w.exactly_once_source
+        && ctx
+            .connector_config
+            .get("exactly.once.support")
+            .map(String::as_str)
+            != Some("unsupported");
+    let mut o = ctx.overrides("producer");
+    o.insert("enable.idempotence".into(), "true".into());
+    o.insert("acks".into(), "all".into());
+    o.entry("linger.ms".into()).or_insert_with(|| "5".into());
+    if eos {
+        o.insert(
+            "transactional.id".into(),
+            format!("{}-{}-{}", w.group_id, ctx.connector, ctx.task),
+        );
+    }
+    let producer: ThreadedProducer<DefaultProducerContext> = w.rdkafka("producer.", &o).create()?;
+    if eos {
+        // Fences the task's previous incarnation and aborts its open
+        // transaction before we read the offsets it committed.
+        producer.init_transactions(Duration::from_secs(60))?;
+    }
+    let offsets = read_offsets(ctx)?;
+    let mut task = (ctx.plugin.source_task.ok_or_else(|| {
+        ConnectError::bad_config(format!("{} has no source task", ctx.plugin.class))
+    })?)();
+    task.start(&ctx.task_config, &offsets)?;
+    ctx.report("RUNNING", None);
+    info!(connector = %ctx.connector, task = ctx.task, eos, "source task running");
+    let mut was_paused = false;
+    let mut pending: BTreeMap<String, (Json, Json)> = BTreeMap::new();
+    let mut topics_seen = std::collections::HashSet::new();
+    // A transaction spans polls for up to this long (Kafka's
+    // `transaction.boundary=interval`), so commits cost little per record.
+    let boundary = Duration::from_millis(
+        crate::config::prop_i64(
+            &ctx.connector_config,
+            "transaction.boundary.interval.ms",
+            200,
+        )?
+        .max(0) as u64,
+    );
+    let mut in_txn = false;
+    let mut txn_started = Instant::now();
+    let mut last_flush = Instant::now();
+    let result = (|| -> Result<()> {
+        while !stop.load(Ordering::SeqCst) {
+            if paused.load(Ordering::SeqCst) {
+                if !was_paused {
+                    ctx.report("PAUSED", None);
+                    was_paused = true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            if was_paused {
+                ctx.report("RUNNING", None);
+                was_paused = false;
+            }
+            let records = task.poll()?;
+            if records.is_empty() {
+                if in_txn {
+                    commit_txn(ctx, &producer, &mut pending)?;
+                    in_txn = false;
+                    task.commit()?;
+                } else if !eos
+                    && !pending.is_empty()
+                    && last_flush.elapsed() >= w.offset_flush_interval
+                {
+                    flush_offsets(ctx, &producer, &mut pending)?;
+                    last_flush = Instant::now();
+                }
+                continue;
+            }
+            if eos && !in_txn {
+                producer.begin_transaction()?;
+                in_txn = true;
+                txn_started = Instant::now();
+            }
+            let n = records.len();
+            for r in records {
+                let SourceRecord {
+                    source_partition,
+                    source_offset,
+                    record,
+                } = r;
+                let record = match chain.apply(record, None) {
+                    Ok(Some(r)) => r,
+                    // Filtered: its offset still counts as processed.
+                    Ok(None) => {
+                        pending.insert(
+                            source_partition.to_text(),
+                            (source_partition, source_offset),
+                        );
+                        continue;
+                    }
+                    Err(e) if ctx.tolerate_all() => {
+                        ctx.metrics.record_error(&ctx.connector, ctx.task);
+                        warn!(connector = %ctx.connector, task = ctx.task, error = %e, "error handler skipped a record (TRANSFORMATION)");
+                        pending.insert(
+                            source_partition.to_text(),
+                            (source_partition, source_offset),
+                        );
+                        continue;
+                    }
+                    Err(e) => return Err(tolerance_exceeded(ctx, &e)),
+                };
+                let key = key_conv.serialize(&record.topic, &record.key)?;
+                let value = value_conv.serialize(&record.topic, &record.value)?;
+                let headers = encode_headers(&record.headers);
+                let mut br: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&record.topic);
+                if let Some(k) = &key {
+                    br = br.key(k.as_slice());
+                }
+                if let Some(v) = &value {
+                    br = br.payload(v.as_slice());
+                }
+                if let Some(p) = record.partition {
+                    br = br.partition(p);
+                }
+                if let Some(ts) = record.timestamp {
+                    br = br.timestamp(ts);
+                }
+                if let Some(h) = headers {
+                    br = br.headers(h);
+                }
+                send(&producer, br)?;
+                ctx.used_topic(&mut topics_seen, &record.topic);
+                pending.insert(
+                    source_partition.to_text(),
+                    (source_partition, source_offset),
+                );
+            }
+            ctx.metrics
+                .source_polled(&ctx.connector, ctx.task, n as u64);
+            if in_txn && txn_started.elapsed() >= boundary {
+                commit_txn(ctx, &producer, &mut pending)?;
+                in_txn = false;
+                task.commit()?;
+            } else if !eos && last_flush.elapsed() >= w.offset_flush_interval {
+                flush_offsets(ctx, &producer, &mut pending)?;
+                task.commit()?;
+                last_flush = Instant::now();
+            }
+        }
+        if in_txn {
+            commit_txn(ctx, &producer, &mut pending)?;
+        }
+        if !eos {
+            flush_offsets(ctx, &producer, &mut pending)?;
+        }
+        Ok(())
+    })();
+    task.stop();
+    if eos && result.is_err() {
+        let _ = producer.abort_transaction(Duration::from_secs(10));
+    }
+    result
+}
+
+/// Ends the open transaction with the offsets of what it holds.
+fn commit_txn(
+    ctx: &TaskContext,
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    pending: &mut BTreeMap<String, (Json, Json)>,
+) -> Result<()> {
+    write_offsets(ctx, producer, pending)?;
+    let started = Instant::now();
+    producer.commit_transaction(Duration::from_secs(60))?;
+    ctx.metrics
+        .offset_commit(&ctx.connector, ctx.task, started.elapsed());
+    Ok(())
+}
+
+/// Non-transactional commit: every record acknowledged, then the offsets.
+fn flush_offsets(
+    ctx: &TaskContext,
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    pending: &mut BTreeMap<String, (Json, Json)>,
+) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    producer.flush(Duration::from_secs(60))?;
+    write_offsets(ctx, producer, pending)?;
+    producer.flush(Duration::from_secs(60))?;
+    ctx.metrics
+        .offset_commit(&ctx.connector, ctx.task, started.elapsed());
+    Ok(())
+}
+
+fn write_offsets(
+    ctx: &TaskContext,
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    pending: &mut BTreeMap<String, (Json, Json)>,
+) -> Result<()> {
+    for (_, (partition, offset)) in std::mem::take(pending) {
+        let key = offset_key(&ctx.connector, &partition);
+        let value = offset.to_text();
+        let r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&ctx.worker.offset_topic)
+            .key(key.as_slice())
+            .payload(value.as_bytes());
+        send(producer, r)?;
+    }
+    Ok(())
+}
+
+/// Enqueues, waiting while librdkafka's queue is full.
+fn send(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    mut record: BaseRecord<'_, [u8], [u8]>,
+) -> Result<()> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                ),
+                r,
+            )) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
+}
+
+fn encode_headers(headers: &[crate::connector::Header]) -> Option<OwnedHeaders> {
+    if headers.is_empty() {
+        return None;
+    }
+    let mut out = OwnedHeaders::new_with_capacity(headers.len());
+    for h in headers {
+        let bytes = header_bytes(&h.value);
+        out = out.insert(KHeader {
+            key: &h.key,
+            value: bytes.as_deref(),
+        });
+    }
+    Some(out)
+}
+
+/// Header values as Kafka's SimpleHeaderConverter writes the common cases:
+/// strings as UTF-8, other values as their JSON text.
+fn header_bytes(v: &SchemaAndValue) -> Option<Vec<u8>> {
+    match &v.value {
+        crate::data::Value::Null => None,
+        crate::data::Value::String(s) => Some(s.clone().into_bytes()),
+        crate::data::Value::Bytes(b) => Some(b.clone()),
+        other => Some(crate::converter::java_to_string(other).into_bytes()),
+    }
+}
+
+/// Kafka's error-handling stages, as DLQ headers name them.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    KeyConverter,
+    ValueConverter,
+    Transformation,
+}
+
+impl Stage {
+    fn name(self) -> &'static str {
+        match self {
+            Stage::KeyConverter => "KEY_CONVERTER",
+            Stage::ValueConverter => "VALUE_CONVERTER",
+            Stage::Transformation => "TRANSFORMATION",
+        }
+    }
+}
+
+fn run_sink(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Result<()> {
+    let w = &ctx.worker;
+    let key_conv = ctx.converter("key")?;
+    let value_conv = ctx.converter("value")?;
+    let chain = crate::transforms::Chain::from_config(&ctx.connector_config)?;
+    let topics = list(&ctx.connector_config, "topics");
+    if topics.is_empty() {
+        return Err(ConnectError::bad_config("sink connectors need `topics`"));
+    }
+    let mut o = ctx.overrides("consumer");
+    o.insert("group.id".into(), format!("connect-{}", ctx.connector));
+    o.insert("enable.auto.commit".into(), "false".into());
+    o.entry("auto.offset.reset".into())
+        .or_insert_with(|| "earliest".into());
+    // A restarted task takes over its partitions at once instead of after
+    // the dead incarnation's session times out.
+    o.insert(
+        "group.instance.id".into(),
+        format!("{}-{}-{}", w.group_id, ctx.connector, ctx.task),
+    );
+    o.entry("session.timeout.ms".into())
+        .or_insert_with(|| "10000".into());
+    let consumer: BaseConsumer<Quiet> = w.rdkafka("consumer.", &o).create_with_context(Quiet)?;
+    let dlq = Dlq::new(ctx)?;
+    let mut task = (ctx.plugin.sink_task.ok_or_else(|| {
+        ConnectError::bad_config(format!("{} has no sink task", ctx.plugin.class))
+    })?)();
+    task.start(&ctx.task_config)?;
+    task.restore(committed_metadata(&consumer, &topics)?.as_deref())?;
+    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&refs)?;
+    ctx.report("RUNNING", None);
+    info!(connector = %ctx.connector, task = ctx.task, "sink task running");
+    let mut offsets: SinkOffsets = SinkOffsets::new();
+    let mut dirty = false;
+    let mut last_commit = Instant::now();
+    let mut was_paused = false;
+    let mut topics_seen = std::collections::HashSet::new();
+    let result = (|| -> Result<()> {
+        while !stop.load(Ordering::SeqCst) {
+            if paused.load(Ordering::SeqCst) != was_paused {
+                was_paused = !was_paused;
+                let assignment = consumer.assignment()?;
+                if was_paused {
+                    consumer.pause(&assignment)?;
+                    ctx.report("PAUSED", None);
+                } else {
+                    consumer.resume(&assignment)?;
+                    ctx.report("RUNNING", None);
+                }
+            }
+            let mut batch = Vec::new();
+            let poll_until = Instant::now() + Duration::from_millis(200);
+            while batch.len() < 500 {
+                let left = poll_until.saturating_duration_since(Instant::now());
+                let m = match consumer.poll(left.min(Duration::from_millis(100))) {
+                    None => break,
+                    Some(Ok(m)) => m,
+                    // A topic not created yet: wait for it, as Kafka's
+                    // consumer does.
+                    Some(Err(e)) if transient(&e) => break,
+                    Some(Err(e)) => return Err(e.into()),
+                };
+                offsets.insert((m.topic().to_string(), m.partition()), m.offset() + 1);
+                dirty = true;
+                let topic = m.topic();
+                ctx.used_topic(&mut topics_seen, topic);
+                let key = key_conv
+                    .deserialize(topic, m.key())
+                    .map_err(|e| (Stage::KeyConverter, e));
+                let value = key.and_then(|k| {
+                    value_conv
+                        .deserialize(topic, m.payload())
+                        .map(|v| (k, v))
+                        .map_err(|e| (Stage::ValueConverter, e))
+                });
+                match value {
+                    Ok((key, value)) => {
+                        let mut record = crate::connector::ConnectRecord::new(topic, value);
+                        record.key = key;
+                        record.partition = Some(m.partition());
+                        record.timestamp = m.timestamp().to_millis();
+                        if let Some(hs) = m.headers() {
+                            for h in hs.iter() {
+                                record.headers.push(crate::connector::Header {
+                                    key: h.key.to_string(),
+                                    value: SchemaAndValue::schemaless(match h.value {
+                                        Some(v) => crate::data::Value::String(
+                                            String::from_utf8_lossy(v).into_owned(),
+                                        ),
+                                        None => crate::data::Value::Null,
+                                    }),
+                                });
+                            }
+                        }
+                        match chain.apply(record, Some(m.offset())) {
+                            Ok(Some(record)) => batch.push(SinkRecord {
+                                record,
+                                kafka_offset: m.offset(),
+                                original_topic: topic.to_string(),
+                                original_partition: m.partition(),
+                            }),
+                            Ok(None) => {}
+                            Err(e) => {
+                                handle_error(ctx, &m, Stage::Transformation, &e, dlq.as_ref())?
+                            }
+                        }
+                    }
+                    Err((stage, e)) => handle_error(ctx, &m, stage, &e, dlq.as_ref())?,
+                }
+            }
+            if !batch.is_empty() {
+                let n = batch.len() as u64;
+                task.put(batch)?;
+                ctx.metrics.sink_written(&ctx.connector, ctx.task, n);
+            }
+            if dirty && last_commit.elapsed() >= w.offset_flush_interval {
+                commit(ctx, &consumer, task.as_mut(), &offsets, dlq.as_ref())?;
+                dirty = false;
+                last_commit = Instant::now();
+            }
+        }
+        if dirty {
+            commit(ctx, &consumer, task.as_mut(), &offsets, dlq.as_ref())?;
+        }
+        Ok(())
+    })();
+    task.stop();
+    result
+}
+
+/// The task failure Kafka reports when `errors.tolerance=none` meets an
+/// error.
+fn tolerance_exceeded(ctx: &TaskContext, e: &ConnectError) -> ConnectError {
+    ConnectError::Connector {
+        connector: ctx.connector.clone(),
+        message: format!(
+            "Tolerance exceeded in error handler\nCaused by: {}",
+            trace(e).trim_end()
+        ),
+    }
+}
+
+/// A record that failed a stage: fail the task, or skip it (logged, to
+/// the DLQ) under `errors.tolerance=all`.
+fn handle_error(
+    ctx: &TaskContext,
+    m: &rdkafka::message::BorrowedMessage<'_>,
+    stage: Stage,
+    e: &ConnectError,
+    dlq: Option<&Dlq>,
+) -> Result<()> {
+    ctx.metrics.record_error(&ctx.connector, ctx.task);
+    if !ctx.tolerate_all() {
+        return Err(tolerance_exceeded(ctx, e));
+    }
+    if ctx
+        .connector_config
+        .get("errors.log.enable")
+        .map(String::as_str)
+        == Some("true")
+    {
+        warn!(connector = %ctx.connector, task = ctx.task, stage = stage.name(), topic = m.topic(), partition = m.partition(), offset = m.offset(), error = %e, "error handler skipped a record");
+    }
+    if let Some(d) = dlq {
+        d.send(ctx, m, stage, e)?;
+        ctx.metrics.dead_lettered(&ctx.connector, ctx.task);
+    }
+    Ok(())
+}
+
+/// Consumer errors that resolve by themselves.
+fn transient(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    match e {
+        rdkafka::error::KafkaError::PartitionEOF(_) => true,
+        rdkafka::error::KafkaError::MessageConsumption(c) => matches!(
+            c,
+            C::UnknownTopicOrPartition
+                | C::UnknownTopic
+                | C::UnknownPartition
+                | C::LeaderNotAvailable
+                | C::NotLeaderForPartition
+                | C::BrokerTransportFailure
+                | C::AllBrokersDown
+        ),
+        _ => false,
+    }
+}
+
+/// A librdkafka context that logs client errors at `warn` (librdkafka's
+/// default is `error`), and end-of-partition events not at all: the
+/// internal topic readers ask for them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quiet;
+
+impl rdkafka::ClientContext for Quiet {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        match error.rdkafka_error_code() {
+            Some(C::PartitionEOF) => {}
+            // Subscribed topics that do not exist yet are waited for.
+            Some(C::UnknownTopicOrPartition) | Some(C::UnknownTopic) => {
+                tracing::debug!(%error, reason, "librdkafka")
+            }
+            _ => warn!(%error, reason, "librdkafka"),
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Quiet {}
+
+/// Flush, then commit what the task says is safe, with its metadata.
+fn commit(
+    ctx: &TaskContext,
+    consumer: &BaseConsumer<Quiet>,
+    task: &mut dyn crate::connector::SinkTask,
+    offsets: &SinkOffsets,
+    dlq: Option<&Dlq>,
+) -> Result<()> {
+    let started = Instant::now();
+    if let Some(d) = dlq {
+        d.producer.flush(Duration::from_secs(60))?;
+    }
+    let safe = task.pre_commit(offsets)?;
+    let metadata = task.commit_metadata();
+    let mut tpl = TopicPartitionList::new();
+    for ((t, p), o) in &safe {
+        let mut e = tpl.add_partition(t, *p);
+        e.set_offset(Offset::Offset(*o))?;
+        if let Some(m) = &metadata {
+            e.set_metadata(m.clone());
+        }
+    }
+    if tpl.count() > 0 {
+        consumer.commit(&tpl, CommitMode::Sync)?;
+    }
+    ctx.metrics
+        .offset_commit(&ctx.connector, ctx.task, started.elapsed());
+    Ok(())
+}
+
+/// The commit metadata of any partition of `topics` (every partition's
+/// commit carries the same), so the task can restore its own state.
+fn committed_metadata(consumer: &BaseConsumer<Quiet>, topics: &[String]) -> Result<Option<String>> {
+    let mut tpl = TopicPartitionList::new();
+    for t in topics {
+        let md = consumer.fetch_metadata(Some(t), Duration::from_secs(10))?;
+        for mt in md.topics() {
+            for p in mt.partitions() {
+                tpl.add_partition(t, p.id());
+            }
+        }
+    }
+    if tpl.count() == 0 {
+        return Ok(None);
+    }
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(30))?;
+    Ok(committed
+        .elements()
+        .iter()
+        .map(|e| e.metadata().to_string())
+        .filter(|m| !m.is_empty())
+        .max_by_key(|m| m.len()))
+}
+
+/// The dead-letter queue of a sink connector.
+struct Dlq {
+    topic: String,
+    context_headers: bool,
+    producer: ThreadedProducer<DefaultProducerContext>,
+}
+
+impl Dlq {
+    fn new(ctx: &TaskContext) -> Result<Option<Self>> {
+        let Some(topic) = ctx
+            .connector_config
+            .get("errors.deadletterqueue.topic.name")
+            .filter(|t| !t.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        let mut o = ctx.overrides("producer");
+        o.insert("acks".into(), "all".into());
+        Ok(Some(Self {
+            topic: topic.trim().to_string(),
+            context_headers: ctx
+                .connector_config
+                .get("errors.deadletterqueue.context.headers.enable")
+                .map(String::as_str)
+                == Some("true"),
+            producer: ctx.worker.rdkafka("producer.", &o).create()?,
+        }))
+    }
+
+    fn send(
+        &self,
+        ctx: &TaskContext,
+        m: &rdkafka::message::BorrowedMessage<'_>,
+        stage: Stage,
+        e: &ConnectError,
+    ) -> Result<()> {
+        let mut headers = OwnedHeaders::new();
+        if let Some(hs) = m.headers() {
+            for h in hs.iter() {
+                headers = headers.insert(KHeader {
+                    key: h.key,
+                    value: h.value,
+                });
+            }
+        }
+        if self.context_headers {
+            let class = match e {
+                ConnectError::Data { .. } => "org.apache.kafka.connect.errors.DataException",
+                _ => "org.apache.kafka.connect.errors.ConnectException",
+            };
+            let failing = match stage {
+                Stage::KeyConverter | Stage::ValueConverter => {
+                    let k = if matches!(stage, Stage::KeyConverter) {
+                        "key.converter"
+                    } else {
+                        "value.converter"
+                    };
+                    ctx.connector_config
+                        .get(k)
+                        .or_else(|| ctx.worker.props.get(k))
+                        .cloned()
+                        .unwrap_or_else(|| "org.apache.kafka.connect.json.JsonConverter".into())
+                }
+                // Kafka names the failing transform's class; the chain's
+                // aliases are what this worker knows here.
+                Stage::Transformation => ctx
+                    .connector_config
+                    .get("transforms")
+                    .cloned()
+                    .unwrap_or_default(),
+            };
+            let pairs = [
+                ("__connect.errors.topic", m.topic().to_string()),
+                ("__connect.errors.partition", m.partition().to_string()),
+                ("__connect.errors.offset", m.offset().to_string()),
+                ("__connect.errors.connector.name", ctx.connector.clone()),
+                ("__connect.errors.task.id", ctx.task.to_string()),
+                ("__connect.errors.stage", stage.name().to_string()),
+                ("__connect.errors.class.name", failing),
+                ("__connect.errors.exception.class.name", class.to_string()),
+                ("__connect.errors.exception.message", e.to_string()),
+                ("__connect.errors.exception.stacktrace", trace(e)),
+            ];
+            for (k, v) in pairs {
+                headers = headers.insert(KHeader {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+        }
+        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic).headers(headers);
+        if let Some(k) = m.key() {
+            r = r.key(k);
+        }
+        if let Some(v) = m.payload() {
+            r = r.payload(v);
+        }
+        send(&self.producer, r)
+    }
+}
+
+/// Tasks of one connector share nothing; this keeps the handles.
+pub type Tasks = Mutex<BTreeMap<Work, TaskHandle>>;

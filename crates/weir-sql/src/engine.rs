@@ -1,0 +1,1352 @@
+//! The statement executor: the metastore, persistent queries and the
+//! command topic.
+//!
+//! Statements that change the metastore or start and stop queries are
+//! validated, then appended to the command topic
+//! (`_confluent-ksql-<service.id>_command_topic`, one partition), then
+//! applied. At start the server replays that topic, so streams, tables
+//! and queries survive restarts; a query's id carries the offset of its
+//! command (`CSAS_NAME_7`), so it is the same after a replay.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rdkafka::producer::FutureProducer;
+use serde_json::{json, Value as J};
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::ast::*;
+use crate::catalog::{source_from_create, MetaStore, Source, WithProps};
+use crate::error::{Result, SqlError};
+use crate::format::Format;
+use crate::functions;
+use crate::parser;
+use crate::plan::{self, Plan};
+use crate::runtime::{self, Admin, KafkaSettings, Output, QueryHandle, QuerySpec, Sink};
+use crate::task::OutRow;
+use crate::types::{SqlType, Value};
+
+/// Server settings, by ksqlDB's names.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// `ksql.service.id` (default `default_`).
+    pub service_id: String,
+    pub kafka: KafkaSettings,
+    /// Every `ksql.*` setting, for SHOW PROPERTIES and query defaults.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl EngineConfig {
+    pub fn command_topic(&self) -> String {
+        format!("_confluent-ksql-{}_command_topic", self.service_id)
+    }
+
+    fn prop(&self, name: &str) -> Option<&str> {
+        self.properties.get(name).map(String::as_str)
+    }
+}
+
+/// A running persistent query.
+#[derive(Debug)]
+pub struct PersistentQuery {
+    pub id: String,
+    pub statement: String,
+    pub sink: String,
+    pub sink_topic: String,
+    pub sources: Vec<String>,
+    pub changelog: Option<String>,
+    pub handle: QueryHandle,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    meta: MetaStore,
+    queries: BTreeMap<String, PersistentQuery>,
+    /// Command ids to their status messages (GET /status).
+    statuses: BTreeMap<String, String>,
+}
+
+/// The engine behind the REST API.
+pub struct Engine {
+    pub config: EngineConfig,
+    admin: Admin,
+    producer: FutureProducer,
+    state: Mutex<State>,
+    cluster_id: String,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("service_id", &self.config.service_id)
+            .finish()
+    }
+}
+
+/// The result of one statement for `/ksql`.
+pub type Entity = J;
+
+/// Request-scoped settings: `streamsProperties` and `sessionVariables`.
+#[derive(Debug, Clone, Default)]
+pub struct Session {
+    pub properties: BTreeMap<String, String>,
+    pub variables: BTreeMap<String, String>,
+}
+
+impl Session {
+    fn offset_reset(&self, config: &EngineConfig) -> String {
+        self.properties
+            .get("auto.offset.reset")
+            .or_else(|| self.properties.get("ksql.streams.auto.offset.reset"))
+            .map(String::as_str)
+            .or(config.prop("ksql.streams.auto.offset.reset"))
+            .unwrap_or("latest")
+            .to_ascii_lowercase()
+    }
+}
+
+/// A command as stored in the command topic.
+fn command_value(statement: &str, session: &Session) -> Vec<u8> {
+    json!({
+        "statement": statement,
+        "streamsProperties": session.properties,
+        "originalProperties": {},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn status_entity(
+    statement: &str,
+    command_id: &str,
+    message: &str,
+    query_id: Option<&str>,
+    seq: i64,
+) -> Entity {
+    json!({
+        "@type": "currentStatus",
+        "statementText": statement,
+        "commandId": command_id,
+        "commandStatus": {"status": "SUCCESS", "message": message, "queryId": query_id},
+        "commandSequenceNumber": seq,
+        "warnings": [],
+    })
+}
+
+impl Engine {
+    /// Connects, creates the command topic if needed and replays it.
+    pub async fn open(config: EngineConfig) -> Result<Arc<Engine>> {
+        let admin = Admin::new(&config.kafka)?;
+        let producer: FutureProducer = config
+            .kafka
+            .config()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "0")
+            .set("partitioner", "murmur2_random")
+            .create()
+            .map_err(|e| SqlError::kafka("create producer", e))?;
+        let cluster_id = runtime::blocking(|| {
+            use rdkafka::producer::Producer;
+            producer
+                .client()
+                .fetch_metadata(None, std::time::Duration::from_secs(30))
+                .ok();
+            producer
+                .client()
+                .fetch_cluster_id(std::time::Duration::from_secs(10))
+        })
+        .unwrap_or_default();
+        let engine = Arc::new(Engine {
+            admin,
+            producer,
+            state: Mutex::new(State::default()),
+            cluster_id,
+            config,
+        });
+        let topic = engine.config.command_topic();
+        engine
+            .admin
+            .create(
+                &topic,
+                1,
+                &[("cleanup.policy", "delete"), ("retention.ms", "-1")],
+            )
+            .await?;
+        engine.replay().await?;
+        Ok(engine)
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    async fn replay(&self) -> Result<()> {
+        let topic = self.config.command_topic();
+        let settings = self.config.kafka.clone();
+        let records = tokio::task::spawn_blocking(move || read_all(&settings, &topic))
+            .await
+            .map_err(|e| SqlError::Internal {
+                message: e.to_string(),
+            })??;
+        let n = records.len();
+        for (offset, value) in records {
+            let Ok(cmd) = serde_json::from_slice::<J>(&value) else {
+                warn!(offset, "skipping an unreadable command");
+                continue;
+            };
+            let text = cmd["statement"].as_str().unwrap_or_default().to_string();
+            let mut session = Session::default();
+            if let Some(props) = cmd["streamsProperties"].as_object() {
+                for (k, v) in props {
+                    session.properties.insert(
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                    );
+                }
+            }
+            let parsed = match parser::parse_one(&text, &BTreeMap::new()) {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!(offset, error = %e, "skipping a command that no longer parses");
+                    continue;
+                }
+            };
+            let mut state = self.state.lock().await;
+            if let Err(e) = self
+                .apply(&mut state, &parsed, &session, offset, true)
+                .await
+            {
+                warn!(offset, statement = %text, error = %e, "command failed on replay");
+            }
+        }
+        info!(commands = n, "command topic replayed");
+        Ok(())
+    }
+
+    /// Executes every statement of `text` (POST /ksql).
+    pub async fn execute(
+        &self,
+        text: &str,
+        session: &Session,
+    ) -> std::result::Result<Vec<Entity>, (SqlError, String, Vec<Entity>)> {
+        let mut session = session.clone();
+        let mut out = Vec::new();
+        let statements = parser::parse_script(text, &session.variables)
+            .map_err(|e| (e, text.to_string(), Vec::new()))?;
+        for parsed in statements {
+            match self.execute_one(&parsed, &mut session).await {
+                Ok(Some(e)) => out.push(e),
+                Ok(None) => {}
+                Err(e) => return Err((e, parsed.text, out)),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn execute_one(&self, parsed: &Parsed, session: &mut Session) -> Result<Option<Entity>> {
+        let text = &parsed.text;
+        match &parsed.statement {
+            Statement::Select(_) => Err(SqlError::invalid(
+                "The following statement types should be issued to the websocket endpoint '/query':\n\t* PRINT\n\t* SELECT",
+            )),
+            Statement::Print { .. } => Err(SqlError::invalid(
+                "The following statement types should be issued to the websocket endpoint '/query':\n\t* PRINT\n\t* SELECT",
+            )),
+            Statement::Set { name, value } => {
+                session.properties.insert(name.clone(), value.clone());
+                Ok(None)
+            }
+            Statement::Unset(name) => {
+                session.properties.remove(name);
+                Ok(None)
+            }
+            Statement::Define { name, value } => {
+                session.variables.insert(name.clone(), value.clone());
+                Ok(None)
+            }
+            Statement::Undefine(name) => {
+                session.variables.remove(name);
+                Ok(None)
+            }
+            Statement::RunScript(_) => Err(SqlError::invalid(
+                "RUN SCRIPT is a CLI command: run it in `weir sql`, which sends the script's statements",
+            )),
+            Statement::Show { what, extended } => self.show(text, *what, *extended, session).await.map(Some),
+            Statement::Describe { name, extended } => {
+                let state = self.state.lock().await;
+                let src = state.meta.get(name).map_err(|_| {
+                    SqlError::invalid(format!("Could not find STREAM/TABLE '{name}' in the Metastore"))
+                })?;
+                Ok(Some(json!({
+                    "@type": "sourceDescription",
+                    "statementText": text,
+                    "sourceDescription": self.describe(&state, src, *extended),
+                    "warnings": [],
+                })))
+            }
+            Statement::DescribeAll { kind, extended } => {
+                let state = self.state.lock().await;
+                let descs: Vec<J> = state
+                    .meta
+                    .sources
+                    .values()
+                    .filter(|s| s.kind == *kind)
+                    .map(|s| self.describe(&state, s, *extended))
+                    .collect();
+                Ok(Some(json!({
+                    "@type": "source_descriptions",
+                    "statementText": text,
+                    "sourceDescriptions": descs,
+                    "warnings": [],
+                })))
+            }
+            Statement::DescribeFunction(name) => describe_function(text, name).map(Some),
+            Statement::Explain(target) => self.explain(text, target).await.map(Some),
+            Statement::InsertValues { target, columns, values } => {
+                self.insert_values(target, columns, values).await?;
+                Ok(None)
+            }
+            _ => {
+                // Metastore changes: validate, log to the command topic, apply.
+                let mut state = self.state.lock().await;
+                self.validate(&state, parsed, session).await?;
+                let (_, seq) = runtime::produce_sync(
+                    &self.producer,
+                    &self.config.command_topic(),
+                    Some(0),
+                    Some(command_id(&parsed.statement).into_bytes()),
+                    Some(command_value(text, session)),
+                    None,
+                )
+                .await?;
+                self.apply(&mut state, parsed, session, seq, false).await.map(Some)
+            }
+        }
+    }
+
+    /// Checks a metastore-changing statement without changing anything.
+    async fn validate(&self, state: &State, parsed: &Parsed, session: &Session) -> Result<()> {
+        let mut scratch = State {
+            meta: state.meta.clone(),
+            ..State::default()
+        };
+        for (id, q) in &state.queries {
+            scratch.queries.insert(
+                id.clone(),
+                PersistentQuery {
+                    id: q.id.clone(),
+                    statement: q.statement.clone(),
+                    sink: q.sink.clone(),
+                    sink_topic: q.sink_topic.clone(),
+                    sources: q.sources.clone(),
+                    changelog: None,
+                    handle: QueryHandle {
+                        stop: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+                        thread: None,
+                        task: q.handle.task.clone(),
+                        stats: q.handle.stats.clone(),
+                    },
+                },
+            );
+        }
+        self.check(&scratch, parsed, session)
+    }
+
+    /// Validation that needs no I/O beyond metadata.
+    fn check(&self, state: &State, parsed: &Parsed, _session: &Session) -> Result<()> {
+        match &parsed.statement {
+            Statement::CreateSource(c) => {
+                let (src, partitions) = source_from_create(c, &parsed.text)?;
+                self.check_new_name(state, &c.name, c.or_replace, c.if_not_exists)?;
+                let exists = self.admin.partitions(&src.topic)?;
+                if exists.is_none() && partitions.is_none() {
+                    return Err(SqlError::invalid(format!(
+                        "Topic '{}' does not exist. If you want to create a new topic for the stream/table please re-run the statement providing the required 'PARTITIONS' configuration in the WITH clause (and optionally 'REPLICAS'). For example: CREATE STREAM {} (...) WITH (KAFKA_TOPIC='{}', PARTITIONS=2, REPLICAS=1, FORMAT='JSON');",
+                        src.topic, c.name, src.topic
+                    )));
+                }
+                if let (Some(have), Some(want)) = (exists, partitions) {
+                    if have != want {
+                        return Err(SqlError::invalid(format!(
+                            "A Kafka topic with the name '{}' already exists, with different partition/replica configuration than required. KSQL expects {want} partitions (topic has {have}).",
+                            src.topic
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            Statement::CreateAsSelect(c) => {
+                self.check_new_name(state, &c.name, c.or_replace, c.if_not_exists)?;
+                let plan = plan::plan(&c.query, &state.meta, Some(&format!("`{}`", c.name)))?;
+                if plan.kind != c.kind {
+                    return Err(SqlError::invalid(match c.kind {
+                        SourceKind::Stream => "Invalid result type. Your SELECT query produces a TABLE. Please use CREATE TABLE AS SELECT statement instead.".to_string(),
+                        SourceKind::Table => "Invalid result type. Your SELECT query produces a STREAM. Please use CREATE STREAM AS SELECT statement instead.".to_string(),
+                    }));
+                }
+                sink_source(c.kind, &c.name, &c.props, &plan, &parsed.text)?;
+                Ok(())
+            }
+            Statement::InsertInto { target, query, .. } => {
+                let sink = state.meta.get(target)?;
+                if sink.read_only {
+                    return Err(SqlError::invalid(format!(
+                        "Cannot insert into read-only {}: {target}",
+                        sink.kind.name().to_lowercase()
+                    )));
+                }
+                if sink.is_table() {
+                    return Err(SqlError::invalid(format!("INSERT INTO can only be used to insert into a stream. {target} is a table.")));
+                }
+                let plan = plan::plan(query, &state.meta, Some(&format!("`{target}`")))?;
+                if plan.key != sink.key || plan.value != sink.value {
+                    return Err(SqlError::invalid(format!(
+                        "Incompatible schema between results and sink.\nResult schema is {}\nSink schema is {}",
+                        schema_text(&plan.key, &plan.value),
+                        schema_text(&sink.key, &sink.value)
+                    )));
+                }
+                Ok(())
+            }
+            Statement::Drop {
+                kind,
+                name,
+                if_exists,
+                ..
+            } => match state.meta.sources.get(name) {
+                None if *if_exists => Ok(()),
+                None => Err(SqlError::invalid(format!(
+                    "{} {name} does not exist.",
+                    title(*kind)
+                ))),
+                Some(s) if s.kind != *kind => Err(SqlError::invalid(format!(
+                    "Incompatible data source type is {}, but statement was DROP {}",
+                    s.kind.name(),
+                    kind.name()
+                ))),
+                Some(_) => {
+                    let readers: Vec<&str> = state
+                        .queries
+                        .values()
+                        .filter(|q| q.sources.contains(name))
+                        .map(|q| q.id.as_str())
+                        .collect();
+                    let writers: Vec<&str> = state
+                        .queries
+                        .values()
+                        .filter(|q| q.sink == *name)
+                        .map(|q| q.id.as_str())
+                        .collect();
+                    if readers.is_empty() && writers.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(SqlError::invalid(format!(
+                                "Cannot drop {name}.\nThe following queries read from this source: [{}].\nThe following queries write into this source: [{}].\nYou need to terminate them before dropping {name}.",
+                                readers.join(", "),
+                                writers.join(", ")
+                            )))
+                    }
+                }
+            },
+            Statement::Terminate { query_id: Some(id) } => {
+                if state.queries.contains_key(id) {
+                    Ok(())
+                } else {
+                    Err(SqlError::invalid(format!("Unknown queryId: {id}")))
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn check_new_name(
+        &self,
+        state: &State,
+        name: &str,
+        or_replace: bool,
+        if_not_exists: bool,
+    ) -> Result<()> {
+        if let Some(existing) = state.meta.sources.get(name) {
+            if or_replace {
+                return Err(SqlError::invalid(format!(
+                    "CREATE OR REPLACE of an existing {} is not supported by Weir yet: drop {name} first",
+                    existing.kind.name().to_lowercase()
+                )));
+            }
+            if !if_not_exists {
+                return Err(SqlError::invalid(format!(
+                    "Cannot add {} '{name}': A {} with the same name already exists",
+                    existing.kind.name().to_lowercase(),
+                    existing.kind.name().to_lowercase()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a validated (or replayed) statement.
+    async fn apply(
+        &self,
+        state: &mut State,
+        parsed: &Parsed,
+        session: &Session,
+        seq: i64,
+        replaying: bool,
+    ) -> Result<Entity> {
+        if replaying {
+            self.check(state, parsed, session)?;
+        }
+        let text = &parsed.text;
+        let id = command_id(&parsed.statement);
+        let entity = match &parsed.statement {
+            Statement::CreateSource(c) => {
+                if let Some(m) = exists_message(state, &c.name, c.kind, c.if_not_exists) {
+                    return Ok(status_entity(text, &id, &m, None, seq));
+                }
+                let (src, partitions) = source_from_create(c, text)?;
+                if let Some(p) = partitions {
+                    if self.admin.partitions(&src.topic)?.is_none() {
+                        self.admin.create(&src.topic, p, &[]).await?;
+                    }
+                }
+                state.meta.sources.insert(c.name.clone(), src);
+                status_entity(text, &id, &format!("{} created", title(c.kind)), None, seq)
+            }
+            Statement::CreateAsSelect(c) => {
+                if let Some(m) = exists_message(state, &c.name, c.kind, c.if_not_exists) {
+                    return Ok(status_entity(text, &id, &m, None, seq));
+                }
+                let plan = plan::plan(&c.query, &state.meta, Some(&format!("`{}`", c.name)))?;
+                let (sink, partitions) = sink_source(c.kind, &c.name, &c.props, &plan, text)?;
+                let partitions = match partitions {
+                    Some(p) => p,
+                    None => self
+                        .admin
+                        .partitions(&plan.inputs[0].source.topic)?
+                        .unwrap_or(1),
+                };
+                let prefix = if c.kind == SourceKind::Stream {
+                    "CSAS"
+                } else {
+                    "CTAS"
+                };
+                let query_id = format!("{prefix}_{}_{seq}", c.name);
+                self.start_query(state, &query_id, text, plan, &sink, partitions, session)
+                    .await?;
+                state.meta.sources.insert(c.name.clone(), sink);
+                status_entity(
+                    text,
+                    &id,
+                    &format!("Created query with ID {query_id}"),
+                    Some(&query_id),
+                    seq,
+                )
+            }
+            Statement::InsertInto {
+                target,
+                query,
+                props,
+            } => {
+                let sink = state.meta.get(target)?.clone();
+                let plan = plan::plan(query, &state.meta, Some(&format!("`{target}`")))?;
+                let partitions = self.admin.partitions(&sink.topic)?.unwrap_or(1);
+                let query_id = WithProps(props)
+                    .text("QUERY_ID")
+                    .unwrap_or_else(|| format!("INSERTQUERY_{seq}"));
+                self.start_query(state, &query_id, text, plan, &sink, partitions, session)
+                    .await?;
+                status_entity(
+                    text,
+                    &id,
+                    &format!("Created query with ID {query_id}"),
+                    Some(&query_id),
+                    seq,
+                )
+            }
+            Statement::Drop {
+                kind,
+                name,
+                delete_topic,
+                ..
+            } => {
+                let Some(src) = state.meta.sources.remove(name) else {
+                    return Ok(status_entity(
+                        text,
+                        &id,
+                        &format!("Source `{name}` does not exist."),
+                        None,
+                        seq,
+                    ));
+                };
+                if *delete_topic {
+                    self.admin.delete(&[&src.topic]).await?;
+                }
+                let _ = kind;
+                status_entity(
+                    text,
+                    &id,
+                    &format!("Source `{name}` (topic: {}) was dropped.", src.topic),
+                    None,
+                    seq,
+                )
+            }
+            Statement::Terminate { query_id } => {
+                let ids: Vec<String> = match query_id {
+                    Some(q) => vec![q.clone()],
+                    None => state.queries.keys().cloned().collect(),
+                };
+                for q in ids {
+                    if let Some(mut pq) = state.queries.remove(&q) {
+                        runtime::blocking(|| pq.handle.stop());
+                        if let Some(cl) = &pq.changelog {
+                            if let Err(e) = self.admin.delete(&[cl]).await {
+                                warn!(query = %q, error = %e, "could not delete the changelog topic");
+                            }
+                        }
+                    }
+                }
+                status_entity(text, &id, "Query terminated.", None, seq)
+            }
+            other => {
+                return Err(SqlError::Internal {
+                    message: format!("not a command: {other:?}"),
+                })
+            }
+        };
+        if let Some(m) = entity["commandStatus"]["message"].as_str() {
+            state.statuses.insert(id, m.to_string());
+        }
+        Ok(entity)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn start_query(
+        &self,
+        state: &mut State,
+        query_id: &str,
+        text: &str,
+        plan: Plan,
+        sink: &Source,
+        partitions: i32,
+        session: &Session,
+    ) -> Result<()> {
+        if self.admin.partitions(&sink.topic)?.is_none() {
+            let cleanup = if sink.is_table() { "compact" } else { "delete" };
+            self.admin
+                .create(&sink.topic, partitions, &[("cleanup.policy", cleanup)])
+                .await?;
+        }
+        let sink_partitions = self.admin.partitions(&sink.topic)?.unwrap_or(partitions);
+        let prefix = format!("_confluent-ksql-{}query_{query_id}", self.config.service_id);
+        let changelog = if plan.is_aggregate() {
+            let t = format!("{prefix}-Aggregate-Aggregate-Materialize-changelog");
+            self.admin
+                .create(&t, partitions, &[("cleanup.policy", "compact")])
+                .await?;
+            Some(t)
+        } else {
+            None
+        };
+        let inputs = self.input_topics(&plan)?;
+        let sources = plan.inputs.iter().map(|i| i.source.name.clone()).collect();
+        let spec = QuerySpec {
+            id: query_id.to_string(),
+            inputs,
+            group_id: prefix.clone(),
+            settings: self.config.kafka.clone(),
+            offset_reset: session.offset_reset(&self.config),
+            plan,
+        };
+        let output = Output::Topic {
+            sink: Sink {
+                topic: sink.topic.clone(),
+                partitions: sink_partitions,
+                key_codec: sink.key_codec(),
+                value_codec: sink.value_codec(),
+                window: sink.window.map(|(w, _)| w),
+            },
+            changelog: changelog.clone(),
+            transactional_id: prefix,
+        };
+        let handle = runtime::start(spec, output);
+        state.queries.insert(
+            query_id.to_string(),
+            PersistentQuery {
+                id: query_id.to_string(),
+                statement: text.to_string(),
+                sink: sink.name.clone(),
+                sink_topic: sink.topic.clone(),
+                sources,
+                changelog,
+                handle,
+            },
+        );
+        Ok(())
+    }
+
+    async fn insert_values(&self, target: &str, columns: &[String], values: &[Expr]) -> Result<()> {
+        let src = self.state.lock().await.meta.get(target)?.clone();
+        if src.read_only {
+            return Err(SqlError::invalid(format!(
+                "Cannot insert values into read-only {}: {target}",
+                src.kind.name().to_lowercase()
+            )));
+        }
+        let all: Vec<(String, SqlType)> = src.columns().cloned().collect();
+        let names: Vec<String> = if columns.is_empty() {
+            all.iter().map(|(n, _)| n.clone()).collect()
+        } else {
+            columns.to_vec()
+        };
+        if names.len() != values.len() {
+            return Err(SqlError::invalid(format!(
+                "Expected a value for each column. Expected Columns: [{}]. Got [{}]",
+                names.join(", "),
+                values
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let mut row: BTreeMap<String, Value> = BTreeMap::new();
+        let mut rowtime = None;
+        for (name, e) in names.iter().zip(values) {
+            let v = crate::expr::compile(e, &crate::expr::Scope::default(), "VALUES")?
+                .node
+                .eval(&[]);
+            if name == "ROWTIME" {
+                rowtime = v.as_i64();
+                continue;
+            }
+            let ty = all
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t)
+                .ok_or_else(|| SqlError::invalid(format!("Column name {name} does not exist.")))?;
+            let cast = crate::expr::cast_value(&v, ty);
+            if !v.is_null() && cast.is_null() {
+                return Err(SqlError::invalid(format!(
+                    "Expected type {ty} for field {name} but got {v:?}"
+                )));
+            }
+            row.insert(name.clone(), cast);
+        }
+        self.insert_row(&src, &row, rowtime).await
+    }
+
+    /// Writes one row to a source's topic (INSERT VALUES, /inserts-stream).
+    pub async fn insert_row(
+        &self,
+        src: &Source,
+        row: &BTreeMap<String, Value>,
+        rowtime: Option<i64>,
+    ) -> Result<()> {
+        let get = |n: &str| row.get(n).cloned().unwrap_or(Value::Null);
+        let key: Vec<Value> = src.key.iter().map(|(n, _)| get(n)).collect();
+        let value: Vec<Value> = src.value.iter().map(|(n, _)| get(n)).collect();
+        if src.is_table() && key.iter().any(Value::is_null) {
+            return Err(SqlError::invalid(format!(
+                "Value for primary key column(s) {} is required for tables",
+                src.key
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let kb = src.key_codec().encode(&key);
+        let vb = src.value_codec().encode(&value);
+        let partitions = self.admin.partitions(&src.topic)?.unwrap_or(1);
+        let partition = kb.as_deref().map(|k| runtime::partition_for(k, partitions));
+        runtime::produce_sync(&self.producer, &src.topic, partition, kb, vb, rowtime).await?;
+        Ok(())
+    }
+
+    /// A plan's input topics with their partition counts.
+    fn input_topics(&self, plan: &Plan) -> Result<Vec<(String, i32)>> {
+        plan.inputs
+            .iter()
+            .map(|i| {
+                let n = self.admin.partitions(&i.source.topic)?.ok_or_else(|| {
+                    SqlError::invalid(format!(
+                        "Topic '{}' of {} does not exist",
+                        i.source.topic, i.source.name
+                    ))
+                })?;
+                Ok((i.source.topic.clone(), n))
+            })
+            .collect()
+    }
+
+    /// Looks up a source (for /inserts-stream).
+    pub async fn source(&self, name: &str) -> Result<Source> {
+        Ok(self.state.lock().await.meta.get(name)?.clone())
+    }
+
+    async fn show(
+        &self,
+        text: &str,
+        what: ShowWhat,
+        extended: bool,
+        session: &Session,
+    ) -> Result<Entity> {
+        let state = self.state.lock().await;
+        Ok(match what {
+            ShowWhat::Streams | ShowWhat::Tables => {
+                let kind = if what == ShowWhat::Streams {
+                    SourceKind::Stream
+                } else {
+                    SourceKind::Table
+                };
+                let list: Vec<J> = state
+                    .meta
+                    .sources
+                    .values()
+                    .filter(|s| s.kind == kind)
+                    .map(|s| {
+                        if extended {
+                            self.describe(&state, s, true)
+                        } else {
+                            json!({
+                                "type": s.kind.name(),
+                                "name": s.name,
+                                "topic": s.topic,
+                                "keyFormat": s.key_format.name(),
+                                "valueFormat": s.value_format.name(),
+                                "isWindowed": s.window.is_some(),
+                            })
+                        }
+                    })
+                    .collect();
+                match (kind, extended) {
+                    (_, true) => {
+                        json!({"@type": "source_descriptions", "statementText": text, "sourceDescriptions": list, "warnings": []})
+                    }
+                    (SourceKind::Stream, false) => {
+                        json!({"@type": "streams", "statementText": text, "streams": list, "warnings": []})
+                    }
+                    (SourceKind::Table, false) => {
+                        json!({"@type": "tables", "statementText": text, "tables": list, "warnings": []})
+                    }
+                }
+            }
+            ShowWhat::Queries => {
+                let list: Vec<J> = state.queries.values().map(query_info).collect();
+                json!({"@type": "queries", "statementText": text, "queries": list, "warnings": []})
+            }
+            ShowWhat::Topics { all } => {
+                let topics = self.admin.topics()?;
+                let list: Vec<J> = topics
+                    .iter()
+                    .filter(|(n, _)| all || !(n.starts_with('_') || n.starts_with("__")))
+                    .map(|(n, p)| json!({"name": n, "replicaInfo": vec![1; *p as usize]}))
+                    .collect();
+                json!({"@type": "kafka_topics", "statementText": text, "topics": list, "warnings": []})
+            }
+            ShowWhat::Properties => {
+                let mut props: Vec<J> = Vec::new();
+                for (k, v) in &self.config.properties {
+                    props.push(json!({"name": k, "scope": "KSQL", "editable": false, "value": v}));
+                }
+                for (k, v) in &session.properties {
+                    props.push(json!({"name": k, "scope": "KSQL", "editable": true, "value": v}));
+                }
+                json!({
+                    "@type": "properties",
+                    "statementText": text,
+                    "properties": props,
+                    "overwrittenProperties": session.properties.keys().collect::<Vec<_>>(),
+                    "defaultProperties": [],
+                    "warnings": [],
+                })
+            }
+            ShowWhat::Functions => {
+                let list: Vec<J> = functions::all_names()
+                    .into_iter()
+                    .map(|(n, t, c)| json!({"name": n, "type": t, "category": c}))
+                    .collect();
+                json!({"@type": "function_names", "statementText": text, "functions": list, "warnings": []})
+            }
+            ShowWhat::Variables => {
+                let list: Vec<J> = session
+                    .variables
+                    .iter()
+                    .map(|(n, v)| json!({"name": n, "value": v}))
+                    .collect();
+                json!({"@type": "variables", "statementText": text, "variables": list, "warnings": []})
+            }
+        })
+    }
+
+    fn describe(&self, state: &State, s: &Source, extended: bool) -> J {
+        let mut fields: Vec<J> = s
+            .key
+            .iter()
+            .map(|(n, t)| json!({"name": n, "schema": t.rest_schema(), "type": "KEY"}))
+            .collect();
+        if let Some((wt, _)) = s.window {
+            let _ = wt;
+            fields.push(json!({"name": "WINDOWSTART", "schema": SqlType::Bigint.rest_schema(), "type": "SYSTEM"}));
+            fields.push(json!({"name": "WINDOWEND", "schema": SqlType::Bigint.rest_schema(), "type": "SYSTEM"}));
+        }
+        fields.extend(
+            s.value
+                .iter()
+                .map(|(n, t)| json!({"name": n, "schema": t.rest_schema()})),
+        );
+        let readers: Vec<J> = state
+            .queries
+            .values()
+            .filter(|q| q.sources.contains(&s.name))
+            .map(query_info)
+            .collect();
+        let writers: Vec<J> = state
+            .queries
+            .values()
+            .filter(|q| q.sink == s.name)
+            .map(query_info)
+            .collect();
+        let (processed, skipped) =
+            state
+                .queries
+                .values()
+                .filter(|q| q.sink == s.name)
+                .fold((0, 0), |(p, k), q| {
+                    (
+                        p + q
+                            .handle
+                            .stats
+                            .processed
+                            .load(std::sync::atomic::Ordering::Relaxed),
+                        k + q
+                            .handle
+                            .stats
+                            .skipped
+                            .load(std::sync::atomic::Ordering::Relaxed),
+                    )
+                });
+        json!({
+            "name": s.name,
+            "windowType": s.window.map(|(w, _)| w.name()),
+            "readQueries": readers,
+            "writeQueries": writers,
+            "fields": fields,
+            "type": s.kind.name(),
+            "timestamp": s.timestamp.as_ref().map_or(String::new(), |(c, _)| c.clone()),
+            "statistics": if extended { format!("messages-processed: {processed}") } else { String::new() },
+            "errorStats": if extended { format!("records-skipped: {skipped}") } else { String::new() },
+            "extended": extended,
+            "keyFormat": s.key_format.name(),
+            "valueFormat": s.value_format.name(),
+            "topic": s.topic,
+            "partitions": if extended { self.admin.partitions(&s.topic).ok().flatten().unwrap_or(0) } else { 0 },
+            "replication": if extended { 1 } else { 0 },
+            "statement": s.statement,
+            "queryOffsetSummaries": [],
+            "sourceConstraints": [],
+            "clusterStatistics": [],
+            "clusterErrorStats": [],
+        })
+    }
+
+    async fn explain(&self, text: &str, target: &ExplainTarget) -> Result<Entity> {
+        let state = self.state.lock().await;
+        let (id, statement, sinks, sources) = match target {
+            ExplainTarget::QueryId(id) => {
+                let q = state.queries.get(id).ok_or_else(|| SqlError::invalid(format!("Query with id:{id} does not exist, use SHOW QUERIES to view the full set of queries.")))?;
+                (
+                    q.id.clone(),
+                    q.statement.clone(),
+                    vec![q.sink.clone()],
+                    q.sources.clone(),
+                )
+            }
+            ExplainTarget::Statement(s) => {
+                let query = match s.as_ref() {
+                    Statement::Select(q) => q,
+                    Statement::CreateAsSelect(c) => &c.query,
+                    Statement::InsertInto { query, .. } => query,
+                    _ => return Err(SqlError::invalid("EXPLAIN takes a query id or a SELECT, CREATE ... AS SELECT or INSERT INTO statement")),
+                };
+                let plan = plan::plan(query, &state.meta, None)?;
+                (
+                    String::new(),
+                    text.trim_start_matches("EXPLAIN").trim().to_string(),
+                    vec![],
+                    plan.inputs.iter().map(|i| i.source.name.clone()).collect(),
+                )
+            }
+        };
+        Ok(json!({
+            "@type": "queryDescription",
+            "statementText": text,
+            "queryDescription": {
+                "id": id,
+                "statementText": statement,
+                "sources": sources,
+                "sinks": sinks,
+                "state": "RUNNING",
+                "queryType": if id.is_empty() { "PUSH" } else { "PERSISTENT" },
+            },
+            "warnings": [],
+        }))
+    }
+
+    /// Plans a SELECT for /query and /query-stream.
+    pub async fn plan_select(&self, text: &str, session: &Session) -> Result<(Query, Plan)> {
+        let parsed = parser::parse_one(text, &session.variables)?;
+        let Statement::Select(query) = parsed.statement else {
+            return Err(SqlError::invalid(
+                "Only SELECT statements are accepted here",
+            ));
+        };
+        let state = self.state.lock().await;
+        let plan = plan::plan(&query, &state.meta, None)?;
+        Ok((*query, plan))
+    }
+
+    /// Starts a push query: rows arrive on the returned channel.
+    pub async fn push_query(
+        &self,
+        plan: Plan,
+        session: &Session,
+    ) -> Result<(QueryHandle, tokio::sync::mpsc::Receiver<OutRow>)> {
+        let inputs = self.input_topics(&plan)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let id = format!("transient_{}", uuid::Uuid::new_v4().simple());
+        let spec = QuerySpec {
+            group_id: format!("_confluent-ksql-{}{id}", self.config.service_id),
+            id,
+            inputs,
+            settings: self.config.kafka.clone(),
+            offset_reset: session.offset_reset(&self.config),
+            plan,
+        };
+        let handle = runtime::start(spec, Output::Channel(tx));
+        // Answer once the query has its starting offsets, so rows written
+        // after the answer are seen.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !handle
+            .stats
+            .running
+            .load(std::sync::atomic::Ordering::SeqCst)
+            && std::time::Instant::now() < deadline
+        {
+            if let Some(e) = handle.stats.last_error.lock().ok().and_then(|e| e.clone()) {
+                handle.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                return Err(SqlError::kafka("push query", e));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Ok((handle, rx))
+    }
+
+    /// Runs a pull query against a materialized table.
+    pub async fn pull_query(&self, query: &Query) -> Result<(Plan, Vec<Vec<Value>>)> {
+        let state = self.state.lock().await;
+        let src = state.meta.get(&query.from.first.name)?;
+        if !src.is_table() {
+            return Err(SqlError::invalid(format!(
+                "Pull queries on streams are not supported by Weir yet. Add EMIT CHANGES to run a push query on {}.",
+                src.name
+            )));
+        }
+        let materialized = state
+            .queries
+            .values()
+            .find(|q| q.sink == src.name && q.handle.task.lock().map(|t| t.plan.is_aggregate()).unwrap_or(false))
+            .ok_or_else(|| {
+                SqlError::invalid(format!(
+                    "The `{0}` table isn't queryable. To derive a queryable table, you can do 'CREATE TABLE QUERYABLE_{0} AS SELECT * FROM {0}'.",
+                    src.name
+                ))
+            })?;
+        if !query.group_by.is_empty()
+            || query.window.is_some()
+            || !query.from.joins.is_empty()
+            || !query.partition_by.is_empty()
+        {
+            return Err(SqlError::invalid(
+                "Pull queries don't support GROUP BY, WINDOW, JOIN or PARTITION BY clauses.",
+            ));
+        }
+        let plan = plan::plan(query, &state.meta, None)?;
+        let crate::plan::Op::Select {
+            filter,
+            key,
+            values,
+        } = &plan.op
+        else {
+            return Err(SqlError::invalid(
+                "Pull queries don't support aggregate functions.",
+            ));
+        };
+        let results = materialized
+            .handle
+            .task
+            .lock()
+            .map(|t| t.results())
+            .unwrap_or_default();
+        let mut rows = Vec::new();
+        for r in results {
+            let Some(v) = r.value else { continue };
+            let mut row: Vec<Value> = r.key.clone();
+            row.extend(v);
+            row.push(Value::Bigint(r.timestamp));
+            row.push(Value::Int(0));
+            row.push(Value::Bigint(0));
+            if src.window.is_some() {
+                let w = r
+                    .window
+                    .unwrap_or(crate::format::Window { start: 0, end: 0 });
+                row.push(Value::Bigint(w.start));
+                row.push(Value::Bigint(w.end));
+            }
+            if filter
+                .as_ref()
+                .is_some_and(|f| f.eval(&row) != Value::Boolean(true))
+            {
+                continue;
+            }
+            let k: Vec<Value> = key.iter().map(|n| n.eval(&row)).collect();
+            let v: Vec<Value> = values.iter().map(|n| n.eval(&row)).collect();
+            rows.push(plan.project(&k, &v));
+            if query.limit.is_some_and(|l| rows.len() as u64 >= l) {
+                break;
+            }
+        }
+        Ok((plan.clone(), rows))
+    }
+
+    /// GET /status/{commandId}.
+    pub async fn status(&self, command_id: &str) -> Option<String> {
+        self.state.lock().await.statuses.get(command_id).cloned()
+    }
+
+    /// Reads a topic for PRINT: up to `limit` records formatted as ksqlDB does.
+    pub fn kafka(&self) -> &KafkaSettings {
+        &self.config.kafka
+    }
+
+    /// Stops every query (server shutdown).
+    pub async fn shutdown(&self) {
+        let mut state = self.state.lock().await;
+        let queries = std::mem::take(&mut state.queries);
+        runtime::blocking(|| {
+            for (_, mut q) in queries {
+                q.handle.stop();
+            }
+        });
+    }
+}
+
+/// `IF NOT EXISTS` of an existing source: the message to answer with.
+fn exists_message(
+    state: &State,
+    name: &str,
+    kind: SourceKind,
+    if_not_exists: bool,
+) -> Option<String> {
+    (if_not_exists && state.meta.sources.contains_key(name)).then(|| {
+        let k = kind.name().to_lowercase();
+        format!("Cannot add {k} '{name}': A {k} with the same name already exists")
+    })
+}
+
+fn title(kind: SourceKind) -> &'static str {
+    match kind {
+        SourceKind::Stream => "Stream",
+        SourceKind::Table => "Table",
+    }
+}
+
+fn schema_text(key: &[(String, SqlType)], value: &[(String, SqlType)]) -> String {
+    key.iter()
+        .map(|(n, t)| format!("`{n}` {t} KEY"))
+        .chain(value.iter().map(|(n, t)| format!("`{n}` {t}")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn query_info(q: &PersistentQuery) -> J {
+    json!({
+        "queryString": q.statement,
+        "sinks": [q.sink],
+        "sinkKafkaTopics": [q.sink_topic],
+        "id": q.id,
+        "statusCount": {"RUNNING": 1},
+        "queryType": "PERSISTENT",
+        "state": "RUNNING",
+    })
+}
+
+/// ksqlDB's command ids: `stream/`NAME`/create`, `table/`NAME`/drop`, ...
+fn command_id(s: &Statement) -> String {
+    match s {
+        Statement::CreateSource(c) => {
+            format!("{}/`{}`/create", c.kind.name().to_lowercase(), c.name)
+        }
+        Statement::CreateAsSelect(c) => {
+            format!("{}/`{}`/create", c.kind.name().to_lowercase(), c.name)
+        }
+        Statement::InsertInto { target, .. } => format!("stream/`{target}`/create"),
+        Statement::Drop { kind, name, .. } => {
+            format!("{}/`{name}`/drop", kind.name().to_lowercase())
+        }
+        Statement::Terminate { query_id: Some(id) } => format!("terminate/{id}/execute"),
+        Statement::Terminate { query_id: None } => "terminate/ALL/execute".into(),
+        _ => "unknown".into(),
+    }
+}
+
+/// The sink source of a CREATE ... AS SELECT, and requested partitions.
+fn sink_source(
+    kind: SourceKind,
+    name: &str,
+    props: &Props,
+    plan: &Plan,
+    text: &str,
+) -> Result<(Source, Option<i32>)> {
+    let p = WithProps(props);
+    p.only(crate::catalog::CREATE_AS_PROPS)?;
+    let src = &plan.inputs[0].source;
+    let requested_key = match p.text("KEY_FORMAT").or_else(|| p.text("FORMAT")) {
+        Some(f) => Some(Format::parse(&f, p.text("KEY_DELIMITER").as_deref())?),
+        None => None,
+    };
+    let key_format = plan::output_key_format(plan, requested_key);
+    let (_, value_format) = p.formats(Some(&key_format), Some(&src.value_format))?;
+    key_format.check(&plan.key, "key")?;
+    value_format.check(&plan.value, "value")?;
+    let partitions = p.int("PARTITIONS")?.map(|v| v as i32);
+    let timestamp = p
+        .text("TIMESTAMP")
+        .map(|t| (t.to_ascii_uppercase(), p.text("TIMESTAMP_FORMAT")));
+    Ok((
+        Source {
+            name: name.to_string(),
+            kind,
+            topic: p.text("KAFKA_TOPIC").unwrap_or_else(|| name.to_string()),
+            key: plan.key.clone(),
+            value: plan.value.clone(),
+            key_format,
+            value_format,
+            wrap_single: p.boolean("WRAP_SINGLE_VALUE")?.unwrap_or(true),
+            timestamp,
+            window: plan.output_window(),
+            read_only: false,
+            statement: text.to_string(),
+        },
+        partitions,
+    ))
+}
+
+fn describe_function(text: &str, name: &str) -> Result<Entity> {
+    if let Some(s) = functions::scalar(name) {
+        let variants: Vec<J> = s
+            .sigs
+            .iter()
+            .map(|sig| {
+                json!({
+                    "arguments": sig.params.iter().enumerate().map(|(i, (n, p))| json!({
+                        "name": n,
+                        "type": functions::p_name(*p),
+                        "description": "",
+                        "isVariadic": sig.variadic && i + 1 == sig.params.len(),
+                    })).collect::<Vec<_>>(),
+                    "returnType": functions::ret_text(sig.ret),
+                    "description": s.description,
+                    "argumentTypes": sig.params.iter().map(|(_, p)| functions::p_name(*p)).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        return Ok(json!({
+            "@type": "describe_function",
+            "statementText": text,
+            "name": s.name,
+            "description": s.description,
+            "author": "Weir",
+            "version": env!("CARGO_PKG_VERSION"),
+            "path": "internal",
+            "functions": variants,
+            "type": "SCALAR",
+            "warnings": [],
+        }));
+    }
+    if let Some(a) = functions::aggregate(name) {
+        let variants: Vec<J> = a
+            .signatures
+            .iter()
+            .map(|(args, ret)| json!({"arguments": args, "returnType": ret, "description": a.description, "argumentTypes": []}))
+            .collect();
+        return Ok(json!({
+            "@type": "describe_function",
+            "statementText": text,
+            "name": a.name,
+            "description": a.description,
+            "author": "Weir",
+            "version": env!("CARGO_PKG_VERSION"),
+            "path": "internal",
+            "functions": variants,
+            "type": "AGGREGATE",
+            "warnings": [],
+        }));
+    }
+    Err(SqlError::invalid(format!(
+        "Can't find any functions with the name '{name}'"
+    )))
+}
+
+/// Reads a whole topic (the command topic) as (offset, value).
+fn read_all(settings: &KafkaSettings, topic: &str) -> Result<Vec<(i64, Vec<u8>)>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = settings
+        .config()
+        .set(
+            "group.id",
+            format!("weir-sql-replay-{}", uuid::Uuid::new_v4()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()
+        .map_err(|e| SqlError::kafka("create consumer", e))?;
+    let timeout = std::time::Duration::from_secs(30);
+    let (_, hi) = consumer
+        .fetch_watermarks(topic, 0, timeout)
+        .map_err(|e| SqlError::kafka("ListOffsets", e))?;
+    let mut out = Vec::new();
+    if hi == 0 {
+        return Ok(out);
+    }
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .map_err(|e| SqlError::kafka("assign", e))?;
+    consumer
+        .assign(&tpl)
+        .map_err(|e| SqlError::kafka("assign", e))?;
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        match consumer.poll(std::time::Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                out.push((m.offset(), m.payload().unwrap_or_default().to_vec()));
+                if m.offset() + 1 >= hi {
+                    break;
+                }
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => return Err(SqlError::kafka("Fetch", e)),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+/// A row as JSON values for REST answers.
+pub fn row_json(values: &[Value]) -> Vec<J> {
+    values.iter().map(crate::format::to_json).collect()
+}

@@ -1,0 +1,999 @@
+//! The planner: a SELECT over the metastore becomes a `Plan` of compiled
+//! expressions and one operator shape (projection, aggregation or join),
+//! with the output's key and value columns named as ksqlDB names them.
+
+use crate::aggregate::{AggCall, Aggregate};
+use crate::ast::{
+    AliasedSource, BinOp, Emit, Expr, JoinType, Literal, Query, SelectItem, SourceKind, WindowKind,
+};
+use crate::catalog::{MetaStore, Source};
+use crate::error::{Result, SqlError};
+use crate::expr::{compile, literal_value, Node, Scope};
+use crate::format::{Codec, Format, WindowType};
+use crate::functions;
+use crate::types::{SqlType, Value};
+
+/// ksqlDB's default grace period when a window names none (24 hours).
+pub const DEFAULT_GRACE_MS: i64 = 24 * 3_600_000;
+
+/// One input of a query.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub source: Source,
+    pub qualifier: String,
+    pub key_codec: Codec,
+    pub value_codec: Codec,
+    /// The row index of the `TIMESTAMP` column, and its format.
+    pub timestamp: Option<(usize, Option<String>)>,
+}
+
+impl Input {
+    fn new(source: &Source, alias: &AliasedSource) -> Result<Input> {
+        let timestamp = match &source.timestamp {
+            Some((col, fmt)) => Some((
+                source
+                    .columns()
+                    .position(|(n, _)| n == col)
+                    .ok_or_else(|| {
+                        SqlError::invalid(format!("TIMESTAMP column {col} not found"))
+                    })?,
+                fmt.clone(),
+            )),
+            None => None,
+        };
+        Ok(Input {
+            qualifier: alias.qualifier().to_string(),
+            key_codec: source.key_codec(),
+            value_codec: source.value_codec(),
+            source: source.clone(),
+            timestamp,
+        })
+    }
+
+    /// Row layout: key columns, value columns, ROWTIME, ROWPARTITION,
+    /// ROWOFFSET, then WINDOWSTART and WINDOWEND for windowed sources.
+    pub fn scope(&self) -> Scope {
+        let q = Some(self.qualifier.as_str());
+        let mut s = Scope::default();
+        for (n, t) in self.source.columns() {
+            s.push(q, n, t.clone());
+        }
+        s.push(q, "ROWTIME", SqlType::Bigint);
+        s.push(q, "ROWPARTITION", SqlType::Int);
+        s.push(q, "ROWOFFSET", SqlType::Bigint);
+        if self.source.window.is_some() {
+            s.push(q, "WINDOWSTART", SqlType::Bigint);
+            s.push(q, "WINDOWEND", SqlType::Bigint);
+        }
+        s
+    }
+
+    pub fn width(&self) -> usize {
+        self.source.key.len()
+            + self.source.value.len()
+            + 3
+            + if self.source.window.is_some() { 2 } else { 0 }
+    }
+}
+
+/// One aggregate call of a GROUP BY query.
+#[derive(Debug, Clone)]
+pub struct AggSpec {
+    pub func: &'static Aggregate,
+    pub call: AggCall,
+    pub arg: Option<Node>,
+}
+
+/// A window of an aggregation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowSpec {
+    pub kind: WindowKind,
+    pub grace_ms: i64,
+    pub retention_ms: i64,
+}
+
+impl WindowSpec {
+    pub fn window_type(&self) -> WindowType {
+        match self.kind {
+            WindowKind::Tumbling { .. } => WindowType::Tumbling,
+            WindowKind::Hopping { .. } => WindowType::Hopping,
+            WindowKind::Session { .. } => WindowType::Session,
+        }
+    }
+
+    pub fn size(&self) -> Option<i64> {
+        match self.kind {
+            WindowKind::Tumbling { size_ms } | WindowKind::Hopping { size_ms, .. } => Some(size_ms),
+            WindowKind::Session { .. } => None,
+        }
+    }
+}
+
+/// The operator a query runs.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Filter and project, row by row (streams), or key by key (tables:
+    /// a filtered-out row is a tombstone).
+    Select {
+        filter: Option<Node>,
+        key: Vec<Node>,
+        values: Vec<Node>,
+    },
+    Aggregate {
+        filter: Option<Node>,
+        group: Vec<Node>,
+        aggs: Vec<AggSpec>,
+        window: Option<WindowSpec>,
+        /// Over the post-aggregation row: group keys, aggregate results,
+        /// WINDOWSTART, WINDOWEND, ROWTIME.
+        having: Option<Node>,
+        values: Vec<Node>,
+        emit_final: bool,
+    },
+    /// A stream (input 0) joined to a table (input 1) on the table's key.
+    StreamTable {
+        kind: JoinType,
+        /// The join expression over the stream row.
+        left_key: Node,
+        /// Over the joined row (stream row, then table row).
+        filter: Option<Node>,
+        key: Vec<Node>,
+        values: Vec<Node>,
+    },
+}
+
+/// A planned query.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub inputs: Vec<Input>,
+    pub op: Op,
+    pub kind: SourceKind,
+    pub key: Vec<(String, SqlType)>,
+    pub value: Vec<(String, SqlType)>,
+    pub window: Option<WindowSpec>,
+    pub limit: Option<u64>,
+    pub emit: Emit,
+    /// The projection's columns in SELECT order.
+    pub order: Vec<Loc>,
+}
+
+impl Plan {
+    /// Names and types in SELECT order.
+    pub fn projection(&self) -> Vec<(String, SqlType)> {
+        self.order
+            .iter()
+            .map(|l| match l {
+                Loc::Key(i) => self.key[*i].clone(),
+                Loc::Value(i) => self.value[*i].clone(),
+            })
+            .collect()
+    }
+
+    /// A row's values in SELECT order.
+    pub fn project(&self, key: &[Value], value: &[Value]) -> Vec<Value> {
+        self.order
+            .iter()
+            .map(|l| match l {
+                Loc::Key(i) => key.get(*i).cloned().unwrap_or(Value::Null),
+                Loc::Value(i) => value.get(*i).cloned().unwrap_or(Value::Null),
+            })
+            .collect()
+    }
+
+    pub fn is_aggregate(&self) -> bool {
+        matches!(self.op, Op::Aggregate { .. })
+    }
+
+    /// The output's window type and size, as a sink source records it.
+    pub fn output_window(&self) -> Option<(WindowType, Option<i64>)> {
+        self.window
+            .as_ref()
+            .map(|w| (w.window_type(), w.size()))
+            .or_else(|| match &self.op {
+                Op::Select { .. } => self.inputs[0].source.window,
+                _ => None,
+            })
+    }
+}
+
+/// Names of output columns: aliases, column names, struct field names,
+/// else `KSQL_COL_n`.
+struct Namer {
+    next: usize,
+}
+
+impl Namer {
+    fn name(&mut self, expr: &Expr, alias: &Option<String>) -> String {
+        if let Some(a) = alias {
+            return a.clone();
+        }
+        match expr {
+            Expr::Column { name, .. } => name.clone(),
+            Expr::Field { name, .. } => name.clone(),
+            _ => {
+                let n = format!("KSQL_COL_{}", self.next);
+                self.next += 1;
+                n
+            }
+        }
+    }
+}
+
+/// Structural equality of expressions, ignoring qualifiers that name the
+/// same column.
+fn same_expr(a: &Expr, b: &Expr, scope: &Scope) -> bool {
+    match (a, b) {
+        (
+            Expr::Column {
+                qualifier: qa,
+                name: na,
+            },
+            Expr::Column {
+                qualifier: qb,
+                name: nb,
+            },
+        ) => {
+            na == nb
+                && match (
+                    scope.resolve(qa.as_deref(), na, ""),
+                    scope.resolve(qb.as_deref(), nb, ""),
+                ) {
+                    (Ok(x), Ok(y)) => x == y,
+                    _ => qa == qb,
+                }
+        }
+        _ => a == b,
+    }
+}
+
+/// One projected item.
+struct Item {
+    name: String,
+    expr: Expr,
+}
+
+fn expand_select(query: &Query, inputs: &[Input], joined: bool) -> Result<Vec<Item>> {
+    let mut namer = Namer { next: 0 };
+    let mut items = Vec::new();
+    for item in &query.select {
+        match item {
+            SelectItem::Wildcard(q) => {
+                let mut any = false;
+                for input in inputs {
+                    if q.as_ref().is_some_and(|q| *q != input.qualifier) {
+                        continue;
+                    }
+                    any = true;
+                    for (n, _) in input.source.columns() {
+                        let name = if joined {
+                            format!("{}_{n}", input.qualifier)
+                        } else {
+                            n.clone()
+                        };
+                        items.push(Item {
+                            name,
+                            expr: Expr::Column {
+                                qualifier: Some(input.qualifier.clone()),
+                                name: n.clone(),
+                            },
+                        });
+                    }
+                    if input.source.window.is_some() && !joined && !query.group_by.is_empty() {
+                        continue;
+                    }
+                }
+                if !any {
+                    return Err(SqlError::invalid(format!(
+                        "Source '{}' in {}.* is not known.",
+                        q.clone().unwrap_or_default(),
+                        q.clone().unwrap_or_default()
+                    )));
+                }
+            }
+            SelectItem::Expr { expr, alias } => {
+                let name = namer.name(expr, alias);
+                items.push(Item {
+                    name,
+                    expr: expr.clone(),
+                });
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for i in &items {
+        if !seen.insert(i.name.clone()) {
+            return Err(SqlError::invalid(format!(
+                "Duplicate value columns found in schema: `{}`",
+                i.name
+            )));
+        }
+    }
+    Ok(items)
+}
+
+/// Where a projected column lives in an output row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loc {
+    Key(usize),
+    Value(usize),
+}
+
+/// The columns of a split projection.
+type Split = (Vec<(String, Expr)>, Vec<(String, Expr)>, Vec<Loc>);
+
+/// Splits the projection into key columns (items matching `keys`, in
+/// order) and value columns, and records the projection order. A
+/// persistent query must project each key; a transient one (a push
+/// query) need not, and then keys it does not show are hidden.
+fn split_key(items: Vec<Item>, keys: &[Expr], scope: &Scope, sink: Option<&str>) -> Result<Split> {
+    let mut key_cols = Vec::new();
+    let mut used = vec![None; items.len()];
+    for (ki, k) in keys.iter().enumerate() {
+        let pos = items
+            .iter()
+            .enumerate()
+            .position(|(i, item)| used[i].is_none() && same_expr(&item.expr, k, scope));
+        match (pos, sink) {
+            (Some(p), _) => {
+                used[p] = Some(ki);
+                key_cols.push((items[p].name.clone(), items[p].expr.clone()));
+            }
+            (None, None) => key_cols.push((format!("__K{ki}"), k.clone())),
+            (None, Some(sink)) => {
+                return Err(SqlError::invalid(format!(
+                    "Key missing from projection (ie, SELECT).\nThe query used to build {sink} must include the {} {k} in its projection (eg, SELECT {k}...).",
+                    if keys.len() > 1 { "key columns" } else { "key column" }
+                )))
+            }
+        }
+    }
+    let mut values = Vec::new();
+    let mut order = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        match used[i] {
+            Some(k) => order.push(Loc::Key(k)),
+            None => {
+                order.push(Loc::Value(values.len()));
+                values.push((item.name, item.expr));
+            }
+        }
+    }
+    Ok((key_cols, values, order))
+}
+
+/// Compiled expressions and the columns they make.
+type Compiled = (Vec<Node>, Vec<(String, SqlType)>);
+
+fn compile_all(exprs: &[(String, Expr)], scope: &Scope, clause: &str) -> Result<Compiled> {
+    let mut nodes = Vec::new();
+    let mut cols = Vec::new();
+    for (name, e) in exprs {
+        let t = compile(e, scope, clause)?;
+        nodes.push(t.node);
+        cols.push((name.clone(), t.ty));
+    }
+    Ok((nodes, cols))
+}
+
+fn boolean(e: &Expr, scope: &Scope, clause: &str) -> Result<Node> {
+    let t = compile(e, scope, clause)?;
+    if t.ty != SqlType::Boolean {
+        return Err(SqlError::invalid(format!(
+            "Type error in {clause} expression: Should evaluate to boolean but is {e} ({}) instead.",
+            t.ty
+        )));
+    }
+    Ok(t.node)
+}
+
+fn contains_aggregate(e: &Expr) -> bool {
+    let mut found = false;
+    visit(e, &mut |x| {
+        if let Expr::Function { name, .. } = x {
+            if functions::aggregate(name).is_some() {
+                found = true;
+            }
+        }
+    });
+    found
+}
+
+fn visit(e: &Expr, f: &mut impl FnMut(&Expr)) {
+    f(e);
+    match e {
+        Expr::Binary { left, right, .. } => {
+            visit(left, f);
+            visit(right, f);
+        }
+        Expr::Not(x) | Expr::Negate(x) => visit(x, f),
+        Expr::IsNull { expr, .. } => visit(expr, f),
+        Expr::Like { expr, pattern, .. } => {
+            visit(expr, f);
+            visit(pattern, f);
+        }
+        Expr::Between {
+            expr, low, high, ..
+        } => {
+            visit(expr, f);
+            visit(low, f);
+            visit(high, f);
+        }
+        Expr::InList { expr, list, .. } => {
+            visit(expr, f);
+            list.iter().for_each(|x| visit(x, f));
+        }
+        Expr::Case {
+            operand,
+            whens,
+            else_,
+        } => {
+            if let Some(o) = operand {
+                visit(o, f);
+            }
+            for (w, t) in whens {
+                visit(w, f);
+                visit(t, f);
+            }
+            if let Some(x) = else_ {
+                visit(x, f);
+            }
+        }
+        Expr::Cast { expr, .. } => visit(expr, f),
+        Expr::Function { args, .. } | Expr::ArrayCtor(args) => {
+            args.iter().for_each(|x| visit(x, f))
+        }
+        Expr::Lambda { body, .. } => visit(body, f),
+        Expr::Subscript { base, index } => {
+            visit(base, f);
+            visit(index, f);
+        }
+        Expr::Field { base, .. } => visit(base, f),
+        Expr::MapCtor(entries) => {
+            for (k, v) in entries {
+                visit(k, f);
+                visit(v, f);
+            }
+        }
+        Expr::StructCtor(fields) => fields.iter().for_each(|(_, x)| visit(x, f)),
+        Expr::Literal(_) | Expr::Column { .. } | Expr::LambdaVar(_) => {}
+    }
+}
+
+/// Plans `query`; `sink` names the target of a persistent query (`None`
+/// for a transient query).
+pub fn plan(query: &Query, meta: &MetaStore, sink: Option<&str>) -> Result<Plan> {
+    let first = meta.get(&query.from.first.name)?;
+    let mut inputs = vec![Input::new(first, &query.from.first)?];
+    if query.from.joins.len() > 1 {
+        return Err(SqlError::invalid(
+            "Chains of joins are not supported by Weir yet: join two sources per query",
+        ));
+    }
+    if let Some(join) = query.from.joins.first() {
+        let right = meta.get(&join.right.name)?;
+        if join.right.qualifier() == inputs[0].qualifier {
+            return Err(SqlError::invalid(format!(
+                "Can not join '{}' to '{}': self joins need an alias on each side",
+                right.name, first.name
+            )));
+        }
+        inputs.push(Input::new(right, &join.right)?);
+        return plan_join(query, inputs, sink);
+    }
+    let input = &inputs[0];
+    let scope = input.scope();
+    let filter = match &query.where_ {
+        Some(w) => {
+            if contains_aggregate(w) {
+                return Err(SqlError::invalid(
+                    "Aggregate functions can not be used in the WHERE clause: use HAVING",
+                ));
+            }
+            Some(boolean(w, &scope, "WHERE")?)
+        }
+        None => None,
+    };
+    let items = expand_select(query, &inputs, false)?;
+    let aggregating =
+        !query.group_by.is_empty() || items.iter().any(|i| contains_aggregate(&i.expr));
+    if aggregating {
+        return plan_aggregate(query, inputs, items, filter, sink);
+    }
+    if query.window.is_some() {
+        return Err(SqlError::invalid(
+            "WINDOW clause requires a GROUP BY clause.",
+        ));
+    }
+    if query.having.is_some() {
+        return Err(SqlError::invalid(
+            "HAVING clause requires a GROUP BY clause.",
+        ));
+    }
+    let source = &input.source;
+    let keys: Vec<Expr> = if query.partition_by.is_empty() {
+        source
+            .key
+            .iter()
+            .map(|(n, _)| Expr::Column {
+                qualifier: Some(input.qualifier.clone()),
+                name: n.clone(),
+            })
+            .collect()
+    } else {
+        if source.is_table() {
+            return Err(SqlError::invalid(
+                "Invalid Partition By clause: PARTITION BY is not supported on tables; use GROUP BY to re-key a table",
+            ));
+        }
+        // PARTITION BY NULL: no key.
+        query
+            .partition_by
+            .iter()
+            .filter(|e| !matches!(e, Expr::Literal(Literal::Null)))
+            .cloned()
+            .collect()
+    };
+    // A PARTITION BY expression that is not projected is added as a key
+    // column under its own name, as ksqlDB does.
+    let mut items = items;
+    if !query.partition_by.is_empty() {
+        for k in &keys {
+            if !items.iter().any(|i| same_expr(&i.expr, k, &scope)) {
+                let name = match k {
+                    Expr::Column { name, .. } | Expr::Field { name, .. } => name.clone(),
+                    _ => format!("KSQL_COL_{}", items.len()),
+                };
+                items.insert(
+                    0,
+                    Item {
+                        name,
+                        expr: k.clone(),
+                    },
+                );
+            }
+        }
+    }
+    let (key_exprs, value_exprs, order) = split_key(items, &keys, &scope, sink)?;
+    let (key, key_cols) = compile_all(&key_exprs, &scope, "PARTITION BY")?;
+    let (values, value_cols) = compile_all(&value_exprs, &scope, "SELECT")?;
+    Ok(Plan {
+        order,
+        kind: source.kind,
+        window: None,
+        op: Op::Select {
+            filter,
+            key,
+            values,
+        },
+        key: key_cols,
+        value: value_cols,
+        limit: query.limit,
+        emit: query.emit,
+        inputs,
+    })
+}
+
+fn plan_aggregate(
+    query: &Query,
+    inputs: Vec<Input>,
+    items: Vec<Item>,
+    filter: Option<Node>,
+    sink: Option<&str>,
+) -> Result<Plan> {
+    let input = &inputs[0];
+    let scope = input.scope();
+    if query.group_by.is_empty() {
+        return Err(SqlError::invalid(
+            "Aggregate functions need a GROUP BY clause in a streaming query",
+        ));
+    }
+    if !query.partition_by.is_empty() {
+        return Err(SqlError::invalid(
+            "PARTITION BY and GROUP BY in the same query are not supported",
+        ));
+    }
+    if input.source.is_table() {
+        return Err(SqlError::invalid(
+            "Aggregations over tables are not supported by Weir yet: aggregate a stream",
+        ));
+    }
+    let window = query.window.as_ref().map(|w| WindowSpec {
+        kind: w.kind.clone(),
+        grace_ms: w.grace_ms.unwrap_or(DEFAULT_GRACE_MS),
+        retention_ms: w.retention_ms.unwrap_or(0),
+    });
+    if query.emit == Emit::Final && window.is_none() {
+        return Err(SqlError::invalid(
+            "EMIT FINAL is only supported for windowed aggregations.",
+        ));
+    }
+    let mut group = Vec::new();
+    let mut post = Scope::default();
+    for (i, g) in query.group_by.iter().enumerate() {
+        if contains_aggregate(g) {
+            return Err(SqlError::invalid(
+                "GROUP BY does not support aggregate functions",
+            ));
+        }
+        let t = compile(g, &scope, "GROUP BY")?;
+        group.push(t.node);
+        post.push(None, &format!("__G{i}"), t.ty);
+    }
+    // Rewrite the projection and HAVING over the post-aggregation row.
+    let mut aggs: Vec<(Expr, AggSpec)> = Vec::new();
+    let mut rewrite_err = None;
+    let mut rewrite = |e: &Expr, aggs: &mut Vec<(Expr, AggSpec)>| -> Expr {
+        rewrite_post(e, &query.group_by, &scope, aggs, &mut rewrite_err)
+    };
+    let keys: Vec<Expr> = (0..query.group_by.len())
+        .map(|i| Expr::col(&format!("__G{i}")))
+        .collect();
+    let mut rewritten = Vec::new();
+    for item in items {
+        let e = rewrite(&item.expr, &mut aggs);
+        rewritten.push(Item {
+            name: item.name,
+            expr: e,
+        });
+    }
+    let having_expr = query.having.as_ref().map(|h| rewrite(h, &mut aggs));
+    if let Some(e) = rewrite_err {
+        return Err(e);
+    }
+    for (i, (_, spec)) in aggs.iter().enumerate() {
+        let ty = (spec.func.ret)(&spec.call)
+            .map_err(|why| SqlError::invalid(format!("Function '{}' {why}", spec.func.name)))?;
+        post.push(None, &format!("__A{i}"), ty);
+    }
+    post.push(None, "WINDOWSTART", SqlType::Bigint);
+    post.push(None, "WINDOWEND", SqlType::Bigint);
+    post.push(None, "ROWTIME", SqlType::Bigint);
+    let post_scope = post;
+    // Non-aggregated columns must be grouped.
+    for item in &rewritten {
+        let mut bad = None;
+        visit(&item.expr, &mut |x| {
+            if let Expr::Column { name, .. } = x {
+                if post_scope.resolve(None, name, "").is_err() && bad.is_none() {
+                    bad = Some(name.clone());
+                }
+            }
+        });
+        if let Some(b) = bad {
+            return Err(SqlError::invalid(format!(
+                "Non-aggregate SELECT expression(s) not part of GROUP BY: {b}\nEither add the column to the GROUP BY or remove it from the SELECT."
+            )));
+        }
+    }
+    let (key_exprs, value_exprs, order) = split_key(rewritten, &keys, &post_scope, sink).map_err(|_| {
+        SqlError::invalid(format!(
+            "Key missing from projection (ie, SELECT).\nThe query used to build {} must include the grouping expressions {} in its projection (eg, SELECT {}...).",
+            sink.unwrap_or_default(),
+            query.group_by.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(", "),
+            query.group_by.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(", "),
+        ))
+    })?;
+    let (_, key_cols) = compile_all(&key_exprs, &post_scope, "GROUP BY")?;
+    let (values, value_cols) = compile_all(&value_exprs, &post_scope, "SELECT")?;
+    let having = match &having_expr {
+        Some(h) => Some(boolean(h, &post_scope, "HAVING")?),
+        None => None,
+    };
+    Ok(Plan {
+        order,
+        kind: SourceKind::Table,
+        op: Op::Aggregate {
+            filter,
+            group,
+            aggs: aggs.into_iter().map(|(_, s)| s).collect(),
+            window: window.clone(),
+            having,
+            values,
+            emit_final: query.emit == Emit::Final,
+        },
+        key: key_cols,
+        value: value_cols,
+        window,
+        limit: query.limit,
+        emit: query.emit,
+        inputs,
+    })
+}
+
+/// Replaces group-by expressions with `__Gi` and aggregate calls with
+/// `__Aj` (registering them).
+fn rewrite_post(
+    e: &Expr,
+    group_by: &[Expr],
+    scope: &Scope,
+    aggs: &mut Vec<(Expr, AggSpec)>,
+    err: &mut Option<SqlError>,
+) -> Expr {
+    if let Some(i) = group_by.iter().position(|g| same_expr(g, e, scope)) {
+        return Expr::col(&format!("__G{i}"));
+    }
+    if let Expr::Function { name, args, star } = e {
+        if let Some(func) = functions::aggregate(name) {
+            if let Some(j) = aggs.iter().position(|(x, _)| x == e) {
+                return Expr::col(&format!("__A{j}"));
+            }
+            match agg_spec(func, args, *star, scope) {
+                Ok(spec) => aggs.push((e.clone(), spec)),
+                Err(x) => {
+                    err.get_or_insert(x);
+                }
+            }
+            return Expr::col(&format!("__A{}", aggs.len().saturating_sub(1)));
+        }
+    }
+    let mut r = |x: &Expr| rewrite_post(x, group_by, scope, aggs, err);
+    match e {
+        Expr::Binary { op, left, right } => Expr::Binary {
+            op: *op,
+            left: Box::new(r(left)),
+            right: Box::new(r(right)),
+        },
+        Expr::Not(x) => Expr::Not(Box::new(r(x))),
+        Expr::Negate(x) => Expr::Negate(Box::new(r(x))),
+        Expr::IsNull { expr, negated } => Expr::IsNull {
+            expr: Box::new(r(expr)),
+            negated: *negated,
+        },
+        Expr::Cast { expr, ty } => Expr::Cast {
+            expr: Box::new(r(expr)),
+            ty: ty.clone(),
+        },
+        Expr::Function { name, args, star } => Expr::Function {
+            name: name.clone(),
+            args: args.iter().map(&mut r).collect(),
+            star: *star,
+        },
+        Expr::Case {
+            operand,
+            whens,
+            else_,
+        } => Expr::Case {
+            operand: operand.as_ref().map(|o| Box::new(r(o))),
+            whens: whens.iter().map(|(w, t)| (r(w), r(t))).collect(),
+            else_: else_.as_ref().map(|x| Box::new(r(x))),
+        },
+        Expr::Between {
+            expr,
+            low,
+            high,
+            negated,
+        } => Expr::Between {
+            expr: Box::new(r(expr)),
+            low: Box::new(r(low)),
+            high: Box::new(r(high)),
+            negated: *negated,
+        },
+        Expr::InList {
+            expr,
+            list,
+            negated,
+        } => Expr::InList {
+            expr: Box::new(r(expr)),
+            list: list.iter().map(&mut r).collect(),
+            negated: *negated,
+        },
+        Expr::Like {
+            expr,
+            pattern,
+            escape,
+            negated,
+        } => Expr::Like {
+            expr: Box::new(r(expr)),
+            pattern: Box::new(r(pattern)),
+            escape: *escape,
+            negated: *negated,
+        },
+        Expr::Subscript { base, index } => Expr::Subscript {
+            base: Box::new(r(base)),
+            index: Box::new(r(index)),
+        },
+        Expr::Field { base, name } => Expr::Field {
+            base: Box::new(r(base)),
+            name: name.clone(),
+        },
+        Expr::ArrayCtor(items) => Expr::ArrayCtor(items.iter().map(&mut r).collect()),
+        Expr::Column { name, .. }
+            if name == "WINDOWSTART" || name == "WINDOWEND" || name == "ROWTIME" =>
+        {
+            Expr::col(name)
+        }
+        other => other.clone(),
+    }
+}
+
+fn agg_spec(func: &'static Aggregate, args: &[Expr], star: bool, scope: &Scope) -> Result<AggSpec> {
+    if star {
+        if !func.star {
+            return Err(SqlError::invalid(format!(
+                "{}(*) is not allowed",
+                func.name
+            )));
+        }
+        return Ok(AggSpec {
+            func,
+            call: AggCall {
+                arg_type: None,
+                params: Vec::new(),
+            },
+            arg: None,
+        });
+    }
+    let Some((first, rest)) = args.split_first() else {
+        return Err(SqlError::invalid(format!(
+            "Function '{}' needs an argument",
+            func.name
+        )));
+    };
+    if rest.len() < func.params.0 || rest.len() > func.params.1 {
+        return Err(SqlError::invalid(format!(
+            "Function '{}' does not accept {} parameters",
+            func.name,
+            args.len()
+        )));
+    }
+    let mut params = Vec::new();
+    for p in rest {
+        match p {
+            Expr::Literal(l) => params.push(literal_value(l).0),
+            other => {
+                return Err(SqlError::invalid(format!(
+                    "Parameter {other} of {} must be a literal",
+                    func.name
+                )))
+            }
+        }
+    }
+    let t = compile(first, scope, "SELECT")?;
+    Ok(AggSpec {
+        func,
+        call: AggCall {
+            arg_type: Some(t.ty),
+            params,
+        },
+        arg: Some(t.node),
+    })
+}
+
+fn plan_join(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Result<Plan> {
+    let join = &query.from.joins[0];
+    let (left, right) = (&inputs[0], &inputs[1]);
+    if left.source.is_table() || !right.source.is_table() {
+        return Err(SqlError::invalid(
+            "Weir supports stream-table joins (a stream joined to a table) so far; stream-stream and table-table joins are not supported yet",
+        ));
+    }
+    if join.within.is_some() {
+        return Err(SqlError::invalid(
+            "WITHIN is only allowed for stream-stream joins, not for a stream-table join",
+        ));
+    }
+    if !matches!(join.kind, JoinType::Inner | JoinType::Left) {
+        return Err(SqlError::invalid(format!(
+            "Invalid join type: {:?} join is not supported for stream-table joins, only INNER and LEFT",
+            join.kind
+        )));
+    }
+    if !query.group_by.is_empty() || query.window.is_some() || !query.partition_by.is_empty() {
+        return Err(SqlError::invalid(
+            "GROUP BY, WINDOW and PARTITION BY over a join are not supported by Weir yet",
+        ));
+    }
+    let mut scope = left.scope();
+    let right_scope = right.scope();
+    scope.columns.extend(right_scope.columns.iter().cloned());
+    let left_scope = left.scope();
+    let Expr::Binary {
+        op: BinOp::Eq,
+        left: a,
+        right: b,
+    } = &join.on
+    else {
+        return Err(SqlError::invalid(format!(
+            "Unsupported join expression: {}. Joins need an equality of a column of each side",
+            join.on
+        )));
+    };
+    let right_key = right
+        .source
+        .key
+        .first()
+        .map(|(n, _)| n.clone())
+        .unwrap_or_default();
+    let is_right_key = |e: &Expr| match e {
+        Expr::Column { qualifier, name } => {
+            *name == right_key
+                && scope
+                    .resolve(qualifier.as_deref(), name, "")
+                    .is_ok_and(|i| i >= left_scope.columns.len())
+        }
+        _ => false,
+    };
+    let (stream_expr, table_expr) = if is_right_key(b) {
+        (a.as_ref(), b.as_ref())
+    } else if is_right_key(a) {
+        (b.as_ref(), a.as_ref())
+    } else {
+        return Err(SqlError::invalid(format!(
+            "Invalid join condition: stream-table joins require the table's PRIMARY KEY on one side. Got {}.",
+            join.on
+        )));
+    };
+    let lk = compile(stream_expr, &left_scope, "JOIN").map_err(|_| {
+        SqlError::invalid(format!(
+            "Invalid join condition: {stream_expr} must be an expression over {}",
+            left.qualifier
+        ))
+    })?;
+    let right_ty = &right.source.key[0].1;
+    if lk.ty != *right_ty {
+        return Err(SqlError::invalid(format!(
+            "Invalid join condition: types don't match. Got {stream_expr}{{{}}} = {table_expr}{{{right_ty}}}.",
+            lk.ty
+        )));
+    }
+    let filter = match &query.where_ {
+        Some(w) => Some(boolean(w, &scope, "WHERE")?),
+        None => None,
+    };
+    let items = expand_select(query, &inputs, true)?;
+    // The output key is the join expression: either side of it.
+    let key_expr = match items
+        .iter()
+        .find(|i| same_expr(&i.expr, stream_expr, &scope) || same_expr(&i.expr, table_expr, &scope))
+    {
+        Some(i) => i.expr.clone(),
+        None if sink.is_none() => stream_expr.clone(),
+        None => {
+            return Err(SqlError::invalid(format!(
+                "Key missing from projection (ie, SELECT).\nThe query used to build {} must include the join expression {stream_expr} in its projection (eg, SELECT {stream_expr}...).",
+                sink.unwrap_or_default()
+            )))
+        }
+    };
+    let (key_exprs, value_exprs, order) = split_key(items, &[key_expr], &scope, sink)?;
+    let (key, key_cols) = compile_all(&key_exprs, &scope, "SELECT")?;
+    let (values, value_cols) = compile_all(&value_exprs, &scope, "SELECT")?;
+    Ok(Plan {
+        order,
+        kind: SourceKind::Stream,
+        op: Op::StreamTable {
+            kind: join.kind,
+            left_key: lk.node,
+            filter,
+            key,
+            values,
+        },
+        key: key_cols,
+        value: value_cols,
+        window: None,
+        limit: query.limit,
+        emit: query.emit,
+        inputs,
+    })
+}
+
+/// The key format of a query's output: the source's, or KAFKA when the
+/// source had none and the output has key columns, or JSON when KAFKA
+/// cannot carry several key columns.
+pub fn output_key_format(plan: &Plan, requested: Option<Format>) -> Format {
+    if let Some(f) = requested {
+        return f;
+    }
+    let src = plan.inputs[0].source.key_format.clone();
+    match (plan.key.len(), src) {
+        (0, _) => Format::None,
+        (_, Format::None) => Format::Kafka,
+        (n, Format::Kafka) if n > 1 => Format::Json,
+        (_, f) => f,
+    }
+}
+
+/// A NULL-filled row of `n` values.
+pub fn nulls(n: usize) -> Vec<Value> {
+    vec![Value::Null; n]
+}

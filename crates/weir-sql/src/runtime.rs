@@ -1,0 +1,860 @@
+//! The Kafka side: running a planned query as a Kafka client.
+//!
+//! A persistent query is one thread with a consumer (read_committed,
+//! partitions assigned, offsets in the query's group) and a transactional
+//! producer. Each batch is one transaction: the output records, the
+//! changelog records of its state and the consumed offsets
+//! (`send_offsets_to_transaction`), as Kafka Streams' `exactly_once_v2`
+//! does. On start, state is rebuilt from the changelog (aggregations) or
+//! by replaying the table's topic up to the committed offsets (joins), so
+//! a `kill -9` at any point resumes from the last committed transaction.
+//!
+//! Records of several partitions are processed in timestamp order: the
+//! next record is the earliest head among the partitions, once every
+//! partition has one buffered or the consumer has caught up.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use tracing::{info, warn};
+
+use crate::error::{Result, SqlError};
+use crate::format::{windowed_key, Codec, WindowType};
+use crate::plan::{Op, Plan};
+use crate::task::{Effects, InRecord, OutRow, Task};
+
+/// Kafka client settings shared by every client the server makes.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `bootstrap.servers` and any client property (security, timeouts).
+    pub client: BTreeMap<String, String>,
+}
+
+impl KafkaSettings {
+    pub fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        for (k, v) in &self.client {
+            c.set(k, v);
+        }
+        c
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.client
+            .get("bootstrap.servers")
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn kerr(op: &str) -> impl Fn(KafkaError) -> SqlError + '_ {
+    move |e| SqlError::kafka(op, e)
+}
+
+/// Topic administration through librdkafka's admin API and metadata.
+pub struct Admin {
+    client: AdminClient<DefaultClientContext>,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admin")
+    }
+}
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs a blocking librdkafka call. On a runtime worker the worker is
+/// handed over first: inside `weir serve` the broker that must answer the
+/// call runs on the same runtime.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+impl Admin {
+    pub fn new(settings: &KafkaSettings) -> Result<Admin> {
+        Ok(Admin {
+            client: settings
+                .config()
+                .create()
+                .map_err(kerr("create admin client"))?,
+        })
+    }
+
+    /// Partition counts of every topic.
+    pub fn topics(&self) -> Result<BTreeMap<String, i32>> {
+        let md = blocking(|| self.client.inner().fetch_metadata(None, TIMEOUT))
+            .map_err(kerr("Metadata"))?;
+        Ok(md
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+            .collect())
+    }
+
+    /// The partition count of a topic, or `None` if it does not exist.
+    /// (Metadata for every topic: asking for one topic by name would make
+    /// a broker with `auto.create.topics.enable` create it.)
+    pub fn partitions(&self, topic: &str) -> Result<Option<i32>> {
+        Ok(self.topics()?.get(topic).copied().filter(|n| *n > 0))
+    }
+
+    /// Creates a topic (no error if it exists with that many partitions).
+    pub async fn create(
+        &self,
+        topic: &str,
+        partitions: i32,
+        configs: &[(&str, &str)],
+    ) -> Result<()> {
+        let mut nt = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+        for (k, v) in configs {
+            nt = nt.set(k, v);
+        }
+        let res = self
+            .client
+            .create_topics([&nt], &AdminOptions::new().operation_timeout(Some(TIMEOUT)))
+            .await
+            .map_err(kerr("CreateTopics"))?;
+        for r in res {
+            if let Err((name, code)) = r {
+                if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
+                    return Err(SqlError::kafka("CreateTopics", format!("{name}: {code}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn delete(&self, topics: &[&str]) -> Result<()> {
+        let res = self
+            .client
+            .delete_topics(
+                topics,
+                &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+            )
+            .await
+            .map_err(kerr("DeleteTopics"))?;
+        for r in res {
+            if let Err((name, code)) = r {
+                if code != rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition {
+                    return Err(SqlError::kafka("DeleteTopics", format!("{name}: {code}")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Kafka's default partitioner: murmur2 of the key bytes, positive, modulo
+/// the partition count (so rows land where Java producers put them).
+pub fn murmur2(data: &[u8]) -> i32 {
+    const M: u32 = 0x5bd1_e995;
+    let seed: u32 = 0x9747_b28c;
+    let len = data.len();
+    let mut h: u32 = seed ^ len as u32;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
+/// The partition Kafka's default partitioner picks.
+pub fn partition_for(key: &[u8], partitions: i32) -> i32 {
+    (murmur2(key) & 0x7fff_ffff) % partitions.max(1)
+}
+
+/// Where a persistent query writes.
+#[derive(Debug, Clone)]
+pub struct Sink {
+    pub topic: String,
+    pub partitions: i32,
+    pub key_codec: Codec,
+    pub value_codec: Codec,
+    pub window: Option<WindowType>,
+}
+
+impl Sink {
+    /// Serializes a row: (partition, key, value).
+    pub fn encode(&self, row: &OutRow) -> (i32, Option<Vec<u8>>, Option<Vec<u8>>) {
+        let inner = self.key_codec.encode(&row.key);
+        let partition = inner
+            .as_deref()
+            .map_or(0, |k| partition_for(k, self.partitions));
+        let key = match (row.window, self.window) {
+            (Some(w), Some(t)) => Some(windowed_key(inner, w, t == WindowType::Session)),
+            _ => inner,
+        };
+        let value = row.value.as_ref().and_then(|v| self.value_codec.encode(v));
+        (partition, key, value)
+    }
+}
+
+/// Live counters of a running query.
+#[derive(Debug, Default)]
+pub struct QueryStats {
+    pub processed: AtomicU64,
+    pub skipped: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+    /// Set once state is restored and the query consumes.
+    pub running: AtomicBool,
+}
+
+/// A handle on a running query thread.
+#[derive(Debug)]
+pub struct QueryHandle {
+    pub stop: Arc<AtomicBool>,
+    pub thread: Option<std::thread::JoinHandle<()>>,
+    pub task: Arc<Mutex<Task>>,
+    pub stats: Arc<QueryStats>,
+}
+
+impl QueryHandle {
+    /// Stops the thread and waits for it.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What a query thread needs.
+#[derive(Debug, Clone)]
+pub struct QuerySpec {
+    pub id: String,
+    pub plan: Plan,
+    /// Input topics with partition counts, in plan input order.
+    pub inputs: Vec<(String, i32)>,
+    pub group_id: String,
+    pub settings: KafkaSettings,
+    /// `auto.offset.reset` for inputs without a committed offset.
+    pub offset_reset: String,
+}
+
+/// Where a query's rows go.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// A persistent query: transactions into a topic, state in a changelog.
+    Topic {
+        sink: Sink,
+        changelog: Option<String>,
+        transactional_id: String,
+    },
+    /// A push query: rows to the client until it goes away.
+    Channel(tokio::sync::mpsc::Sender<OutRow>),
+}
+
+/// Starts a query thread.
+pub fn start(spec: QuerySpec, output: Output) -> QueryHandle {
+    let stop = Arc::new(AtomicBool::new(false));
+    let task = Arc::new(Mutex::new(Task::new(spec.plan.clone())));
+    let stats = Arc::new(QueryStats::default());
+    let (s2, t2, st2) = (stop.clone(), task.clone(), stats.clone());
+    let thread = std::thread::Builder::new()
+        .name(format!("query-{}", spec.id))
+        .spawn(move || {
+            let mut backoff = Duration::from_millis(200);
+            while !s2.load(Ordering::SeqCst) {
+                match run(&spec, &output, &s2, &t2, &st2) {
+                    Ok(()) => break,
+                    Err(e) => {
+                        warn!(query = %spec.id, error = %e, "query failed; restarting from its last commit");
+                        *st2.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                        st2.running.store(false, Ordering::SeqCst);
+                        let until = Instant::now() + backoff;
+                        while Instant::now() < until && !s2.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        })
+        .ok();
+    QueryHandle {
+        stop,
+        thread,
+        task,
+        stats,
+    }
+}
+
+fn lock(task: &Mutex<Task>) -> std::sync::MutexGuard<'_, Task> {
+    task.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A buffered message.
+struct Msg {
+    input: usize,
+    partition: i32,
+    offset: i64,
+    timestamp: i64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+}
+
+fn consumer_config(spec: &QuerySpec, with_group: bool) -> ClientConfig {
+    let mut c = spec.settings.config();
+    c.set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", &spec.offset_reset);
+    if with_group {
+        c.set("group.id", &spec.group_id);
+    } else {
+        c.set(
+            "group.id",
+            format!("{}-{}", spec.group_id, uuid::Uuid::new_v4()),
+        );
+    }
+    c
+}
+
+/// Reads a topic from the beginning up to `until` offsets (default: the
+/// high watermarks), read_committed, calling `f` for each record.
+fn replay(
+    spec: &QuerySpec,
+    topic: &str,
+    partitions: i32,
+    until: Option<&HashMap<i32, i64>>,
+    stop: &AtomicBool,
+    mut f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> Result<()>,
+) -> Result<()> {
+    let consumer: BaseConsumer = consumer_config(spec, false)
+        .create()
+        .map_err(kerr("create restore consumer"))?;
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for p in 0..partitions {
+        let end = match until {
+            Some(u) => u.get(&p).copied().unwrap_or(0),
+            None => {
+                consumer
+                    .fetch_watermarks(topic, p, TIMEOUT)
+                    .map_err(kerr("ListOffsets"))?
+                    .1
+            }
+        };
+        if end > 0 {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .map_err(kerr("assign"))?;
+            ends.insert(p, end);
+        }
+    }
+    if ends.is_empty() {
+        return Ok(());
+    }
+    consumer.assign(&tpl).map_err(kerr("assign"))?;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Err(e)) => return Err(SqlError::kafka("restore", e)),
+            Some(Ok(m)) => {
+                let end = ends.get(&m.partition()).copied();
+                if end.is_some_and(|end| m.offset() < end) {
+                    f(&m)?;
+                }
+                if end.is_some_and(|end| m.offset() + 1 >= end) {
+                    ends.remove(&m.partition());
+                    if ends.is_empty() {
+                        return Ok(());
+                    }
+                }
+            }
+            None => {
+                // Caught up when every partition's position passed its end
+                // (transaction markers and aborted records included).
+                let pos = consumer.position().map_err(kerr("position"))?;
+                let done = ends.iter().all(|(p, end)| {
+                    matches!(pos.find_partition(topic, *p).map(|e| e.offset()), Some(Offset::Offset(o)) if o >= *end)
+                });
+                if done {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+fn run(
+    spec: &QuerySpec,
+    output: &Output,
+    stop: &AtomicBool,
+    task: &Mutex<Task>,
+    stats: &QueryStats,
+) -> Result<()> {
+    let persistent = matches!(output, Output::Topic { .. });
+    let consumer: BaseConsumer = consumer_config(spec, persistent)
+        .create()
+        .map_err(kerr("create consumer"))?;
+    // Committed offsets of the query's group, per input partition.
+    let mut committed: Vec<HashMap<i32, i64>> = vec![HashMap::new(); spec.inputs.len()];
+    if persistent {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, n) in &spec.inputs {
+            for p in 0..*n {
+                tpl.add_partition(topic, p);
+            }
+        }
+        let got = consumer
+            .committed_offsets(tpl, TIMEOUT)
+            .map_err(kerr("OffsetFetch"))?;
+        for (i, (topic, _)) in spec.inputs.iter().enumerate() {
+            for e in got.elements_for_topic(topic) {
+                if let Offset::Offset(o) = e.offset() {
+                    committed[i].insert(e.partition(), o);
+                }
+            }
+        }
+    }
+    // Rebuild state.
+    {
+        let mut t = lock(task);
+        *t = Task::new(spec.plan.clone());
+    }
+    if let Output::Topic {
+        changelog: Some(cl),
+        ..
+    } = output
+    {
+        let partitions = Admin::new(&spec.settings)?.partitions(cl)?.unwrap_or(1);
+        replay(spec, cl, partitions, None, stop, |m| {
+            lock(task).restore_changelog(m.key().unwrap_or_default(), m.payload())
+        })?;
+    }
+    if matches!(spec.plan.op, Op::StreamTable { .. }) {
+        let (topic, n) = &spec.inputs[1];
+        let until = committed[1].clone();
+        if persistent && !until.is_empty() {
+            replay(spec, topic, *n, Some(&until), stop, |m| {
+                let rec = InRecord {
+                    input: 1,
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    timestamp: m.timestamp().to_millis().unwrap_or(0),
+                    key: m.key(),
+                    value: m.payload(),
+                };
+                if let Err(e) = lock(task).restore_table(&rec) {
+                    warn!(query = %spec.id, error = %e, "skipping a table record that does not deserialize");
+                }
+                Ok(())
+            })?;
+        }
+    }
+    // Assign every input partition at its committed offset (or the reset
+    // policy; a join's table starts from the beginning).
+    let mut tpl = TopicPartitionList::new();
+    let mut heads: BTreeMap<(usize, i32), VecDeque<Msg>> = BTreeMap::new();
+    for (i, (topic, n)) in spec.inputs.iter().enumerate() {
+        for p in 0..*n {
+            let offset = match committed[i].get(&p) {
+                Some(o) => Offset::Offset(*o),
+                None if i == 1 && matches!(spec.plan.op, Op::StreamTable { .. }) => {
+                    Offset::Beginning
+                }
+                None if spec.offset_reset == "earliest" => Offset::Beginning,
+                // `latest` is resolved now, so a query that answered has a
+                // fixed starting point.
+                None => Offset::Offset(
+                    consumer
+                        .fetch_watermarks(topic, p, TIMEOUT)
+                        .map_err(kerr("ListOffsets"))?
+                        .1,
+                ),
+            };
+            tpl.add_partition_offset(topic, p, offset)
+                .map_err(kerr("assign"))?;
+            heads.insert((i, p), VecDeque::new());
+        }
+    }
+    consumer.assign(&tpl).map_err(kerr("assign"))?;
+    let topic_index: HashMap<&str, usize> = spec
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, (t, _))| (t.as_str(), i))
+        .collect();
+
+    let producer: Option<BaseProducer> = match output {
+        Output::Topic {
+            transactional_id, ..
+        } => {
+            let p: BaseProducer = spec
+                .settings
+                .config()
+                .set("transactional.id", transactional_id)
+                .set("enable.idempotence", "true")
+                .set("linger.ms", "5")
+                .set("transaction.timeout.ms", "60000")
+                .create()
+                .map_err(kerr("create producer"))?;
+            p.init_transactions(TIMEOUT)
+                .map_err(kerr("InitProducerId"))?;
+            Some(p)
+        }
+        Output::Channel(_) => None,
+    };
+    stats.running.store(true, Ordering::SeqCst);
+    info!(query = %spec.id, "query running");
+    let mut in_txn = false;
+    let mut positions: HashMap<(usize, i32), i64> = HashMap::new();
+    let mut batch_started = Instant::now();
+    let mut batch_count = 0usize;
+    let mut emitted: u64 = 0;
+    let mut blocked_since: Option<Instant> = None;
+    let mut ends = HashMap::new();
+    let limit = spec.plan.limit;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            if let Some(p) = &producer {
+                if in_txn {
+                    let _ = p.abort_transaction(TIMEOUT);
+                }
+            }
+            return Ok(());
+        }
+        // Fill the per-partition buffers.
+        let mut got_any = false;
+        for _ in 0..2000 {
+            match consumer.poll(if got_any {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(100)
+            }) {
+                None => break,
+                Some(Err(e)) => return Err(SqlError::kafka("Fetch", e)),
+                Some(Ok(m)) => {
+                    got_any = true;
+                    let Some(&input) = topic_index.get(m.topic()) else {
+                        continue;
+                    };
+                    let msg = Msg {
+                        input,
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        timestamp: m.timestamp().to_millis().unwrap_or(0),
+                        key: m.key().map(<[u8]>::to_vec),
+                        value: m.payload().map(<[u8]>::to_vec),
+                    };
+                    if let Some(q) = heads.get_mut(&(input, msg.partition)) {
+                        q.push_back(msg);
+                    }
+                }
+            }
+        }
+        // Merge by timestamp: the next record is the earliest head, once
+        // every partition either has one buffered or has nothing more to
+        // read (its position at the high watermark of the last fetch, as
+        // Kafka Streams decides with max.task.idle.ms=0). A partition
+        // whose end is unknown holds the others back at most MAX_IDLE.
+        let at_end = partitions_at_end(&consumer, &spec.inputs, &heads, &mut ends);
+        let mut fx = Effects::default();
+        loop {
+            let waiting = heads
+                .iter()
+                .any(|(k, q)| q.is_empty() && !at_end.contains(k));
+            if waiting {
+                let since = *blocked_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < MAX_IDLE {
+                    break;
+                }
+            } else {
+                blocked_since = None;
+            }
+            let next = heads
+                .iter()
+                .filter_map(|(k, q)| q.front().map(|m| (m.timestamp, *k)))
+                .min();
+            let Some((_, k)) = next else { break };
+            let Some(msg) = heads.get_mut(&k).and_then(VecDeque::pop_front) else {
+                break;
+            };
+            if let (Some(p), false) = (&producer, in_txn) {
+                p.begin_transaction().map_err(kerr("begin transaction"))?;
+                in_txn = true;
+                batch_started = Instant::now();
+            }
+            let rec = InRecord {
+                input: msg.input,
+                partition: msg.partition,
+                offset: msg.offset,
+                timestamp: msg.timestamp,
+                key: msg.key.as_deref(),
+                value: msg.value.as_deref(),
+            };
+            {
+                let mut t = lock(task);
+                let before = t.skipped;
+                if let Err(e) = t.process(&rec, &mut fx) {
+                    t.skipped += 1;
+                    t.last_error = Some(e.to_string());
+                    *stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(e.to_string());
+                    warn!(query = %spec.id, topic = %spec.inputs[msg.input].0, partition = msg.partition, offset = msg.offset, error = %e, "record skipped (processing log)");
+                }
+                if t.skipped != before {
+                    stats
+                        .skipped
+                        .fetch_add(t.skipped - before, Ordering::Relaxed);
+                }
+            }
+            stats.processed.fetch_add(1, Ordering::Relaxed);
+            positions.insert((msg.input, msg.partition), msg.offset + 1);
+            batch_count += 1;
+            match output {
+                Output::Topic {
+                    sink, changelog, ..
+                } => {
+                    let p = producer.as_ref().ok_or_else(|| SqlError::Internal {
+                        message: "no producer".into(),
+                    })?;
+                    for row in fx.rows.drain(..) {
+                        let (partition, key, value) = sink.encode(&row);
+                        send(
+                            p,
+                            &sink.topic,
+                            Some(partition),
+                            key.as_deref(),
+                            value.as_deref(),
+                            row.timestamp,
+                        )?;
+                    }
+                    if let Some(cl) = changelog {
+                        for (k, v) in fx.changelog.drain(..) {
+                            send(p, cl, None, Some(&k), v.as_deref(), msg.timestamp)?;
+                        }
+                    }
+                }
+                Output::Channel(tx) => {
+                    fx.changelog.clear();
+                    for row in fx.rows.drain(..) {
+                        if tx.blocking_send(row).is_err() {
+                            return Ok(());
+                        }
+                        emitted += 1;
+                        if limit.is_some_and(|l| emitted >= l) {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        if let Output::Channel(tx) = output {
+            if tx.is_closed() {
+                return Ok(());
+            }
+        }
+        let caught_up = !got_any;
+        // Commit: every 100 ms or 10,000 records (ksqlDB's commit interval
+        // under exactly-once).
+        if let Some(p) = &producer {
+            if in_txn
+                && (batch_count >= 10_000
+                    || batch_started.elapsed() >= Duration::from_millis(100)
+                    || caught_up)
+            {
+                let mut offsets = TopicPartitionList::new();
+                for ((input, partition), o) in &positions {
+                    offsets
+                        .add_partition_offset(
+                            &spec.inputs[*input].0,
+                            *partition,
+                            Offset::Offset(*o),
+                        )
+                        .map_err(kerr("offsets"))?;
+                }
+                if offsets.count() > 0 {
+                    let gm = consumer
+                        .group_metadata()
+                        .ok_or_else(|| SqlError::Internal {
+                            message: "no group metadata".into(),
+                        })?;
+                    p.send_offsets_to_transaction(&offsets, &gm, TIMEOUT)
+                        .map_err(kerr("send offsets to transaction"))?;
+                }
+                p.commit_transaction(TIMEOUT)
+                    .map_err(kerr("commit transaction"))?;
+                in_txn = false;
+                batch_count = 0;
+            }
+            p.poll(Duration::ZERO);
+        }
+    }
+}
+
+/// How long a partition whose end is unknown may hold back the others.
+const MAX_IDLE: Duration = Duration::from_secs(2);
+
+/// The input partitions with nothing more to read: empty here, and the
+/// consumer's position at (or past) the partition's end offset. Ends are
+/// asked of the cluster (ListOffsets) at most every 50 ms a partition; a
+/// partition found at its end stays so until its position moves.
+fn partitions_at_end(
+    consumer: &BaseConsumer,
+    inputs: &[(String, i32)],
+    heads: &BTreeMap<(usize, i32), VecDeque<Msg>>,
+    ends: &mut HashMap<(usize, i32), (i64, bool, Instant)>,
+) -> std::collections::HashSet<(usize, i32)> {
+    let mut out = std::collections::HashSet::new();
+    if heads.values().all(|q| !q.is_empty()) {
+        return out;
+    }
+    let Ok(positions) = consumer.position() else {
+        return out;
+    };
+    for (&(input, p), q) in heads {
+        if !q.is_empty() {
+            continue;
+        }
+        let topic = &inputs[input].0;
+        let Some(pos) = positions
+            .find_partition(topic, p)
+            .and_then(|e| e.offset().to_raw())
+        else {
+            continue;
+        };
+        let known = ends.get(&(input, p)).copied();
+        let at_end = match known {
+            Some((at, true, _)) if at == pos => true,
+            Some((at, false, when)) if at == pos && when.elapsed() < Duration::from_millis(50) => {
+                false
+            }
+            _ => {
+                let end = consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(2))
+                    .map(|w| w.1)
+                    .unwrap_or(i64::MAX);
+                let at_end = pos >= end;
+                ends.insert((input, p), (pos, at_end, Instant::now()));
+                at_end
+            }
+        };
+        if at_end {
+            out.insert((input, p));
+        }
+    }
+    out
+}
+
+fn send(
+    p: &BaseProducer,
+    topic: &str,
+    partition: Option<i32>,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    ts: i64,
+) -> Result<()> {
+    loop {
+        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).timestamp(ts);
+        if let Some(k) = key {
+            r = r.key(k);
+        }
+        if let Some(v) = value {
+            r = r.payload(v);
+        }
+        if let Some(part) = partition {
+            r = r.partition(part);
+        }
+        match p.send(r) {
+            Ok(()) => return Ok(()),
+            Err((
+                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                _,
+            )) => {
+                p.poll(Duration::from_millis(10));
+            }
+            Err((e, _)) => return Err(SqlError::kafka("Produce", e)),
+        }
+    }
+}
+
+/// Produces one record and waits for its acknowledgement (INSERT VALUES,
+/// the command topic).
+pub async fn produce_sync(
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    partition: Option<i32>,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    ts: Option<i64>,
+) -> Result<(i32, i64)> {
+    {
+        let mut r: rdkafka::producer::FutureRecord<'_, [u8], [u8]> =
+            rdkafka::producer::FutureRecord::to(topic);
+        if let Some(k) = &key {
+            r = r.key(k.as_slice());
+        }
+        if let Some(v) = &value {
+            r = r.payload(v.as_slice());
+        }
+        if let Some(p) = partition {
+            r = r.partition(p);
+        }
+        if let Some(t) = ts {
+            r = r.timestamp(t);
+        }
+        producer
+            .send(r, TIMEOUT)
+            .await
+            .map(|d| (d.partition, d.offset))
+            .map_err(|(e, _)| SqlError::kafka("Produce", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_kafka() {
+        // Kafka's Utils.murmur2 reference values.
+        assert_eq!(murmur2(b"21"), -973_932_308);
+        assert_eq!(murmur2(b"foobar"), -790_332_482);
+        assert_eq!(murmur2(b"a-little-bit-long-string"), -985_981_536);
+        assert_eq!(murmur2(b"a-little-bit-longer-string"), -1_486_304_829);
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
+            -58_897_971
+        );
+        assert_eq!(murmur2(b"abc"), 479_470_107);
+    }
+}

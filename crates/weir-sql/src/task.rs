@@ -1,0 +1,709 @@
+//! The pure streaming engine: a `Task` takes input records one at a time
+//! and returns the rows to emit and the state changes to log, with
+//! ksqlDB's per-record semantics. No I/O happens here; the runtime feeds
+//! records in and writes what comes out, so every rule is unit-tested
+//! without Kafka.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::ast::JoinType;
+use crate::error::{Result, SqlError};
+use crate::expr::Node;
+use crate::format::Window;
+use crate::plan::{nulls, AggSpec, Op, Plan, WindowSpec};
+use crate::state;
+use crate::types::Value;
+
+/// A record read from an input topic.
+#[derive(Debug, Clone, Copy)]
+pub struct InRecord<'a> {
+    /// Which input of the plan (0, or 1 for a join's table).
+    pub input: usize,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+}
+
+/// A row to emit: key values, value values (`None` is a tombstone), the
+/// record timestamp and, for windowed results, the window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutRow {
+    pub key: Vec<Value>,
+    pub value: Option<Vec<Value>>,
+    pub timestamp: i64,
+    pub window: Option<Window>,
+}
+
+/// What processing one record produced.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub rows: Vec<OutRow>,
+    /// Changelog writes: (key, value or tombstone).
+    pub changelog: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+/// One aggregate's state for a key (and window).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggEntry {
+    pub key: Vec<Value>,
+    pub window: Option<Window>,
+    pub states: Vec<Value>,
+    /// The largest timestamp that contributed.
+    pub timestamp: i64,
+    /// EMIT FINAL: already emitted.
+    pub emitted: bool,
+}
+
+/// A query's running state.
+#[derive(Debug)]
+pub struct Task {
+    pub plan: Arc<Plan>,
+    /// Aggregations: by (encoded key, window start).
+    pub aggs: BTreeMap<(Vec<u8>, i64), AggEntry>,
+    /// Joins: the table side's rows by encoded key.
+    pub table: HashMap<Vec<u8>, Vec<Value>>,
+    /// Windows by the time they close (end + grace): EMIT FINAL emits them
+    /// then.
+    closing: BTreeSet<(i64, (Vec<u8>, i64))>,
+    /// Windows by the time their state may go (end + retention).
+    expiring: BTreeSet<(i64, (Vec<u8>, i64))>,
+    /// The largest timestamp seen (Kafka Streams' stream time).
+    pub stream_time: i64,
+    /// Records skipped: undeserializable, or late for their window.
+    pub skipped: u64,
+    pub last_error: Option<String>,
+}
+
+fn key_bytes(key: &[Value]) -> Vec<u8> {
+    state::encode(key)
+}
+
+impl Task {
+    pub fn new(plan: Plan) -> Task {
+        Task {
+            plan: Arc::new(plan),
+            closing: BTreeSet::new(),
+            expiring: BTreeSet::new(),
+            aggs: BTreeMap::new(),
+            table: HashMap::new(),
+            stream_time: i64::MIN,
+            skipped: 0,
+            last_error: None,
+        }
+    }
+
+    /// Decodes a record into its row, or records why it could not be.
+    fn row(&self, rec: &InRecord<'_>) -> Result<Option<(Vec<Value>, i64)>> {
+        let input = &self.plan.inputs[rec.input];
+        let src = &input.source;
+        let (key_bytes, window) = match (rec.key, src.window) {
+            (Some(k), Some((wt, size))) => {
+                let (k, w) = crate::format::split_windowed_key(
+                    k,
+                    wt == crate::format::WindowType::Session,
+                    size.unwrap_or(0),
+                )?;
+                (Some(k), Some(w))
+            }
+            (k, _) => (k, None),
+        };
+        let key = match input.key_codec.decode(key_bytes)? {
+            Some(k) => k,
+            None => nulls(src.key.len()),
+        };
+        let Some(value) = input.value_codec.decode(rec.value)? else {
+            return Ok(None);
+        };
+        let mut row = Vec::with_capacity(input.width());
+        row.extend(key);
+        row.extend(value);
+        row.push(Value::Bigint(rec.timestamp));
+        row.push(Value::Int(rec.partition));
+        row.push(Value::Bigint(rec.offset));
+        if let Some(w) = window {
+            row.push(Value::Bigint(w.start));
+            row.push(Value::Bigint(w.end));
+        }
+        let ts = match &input.timestamp {
+            None => rec.timestamp,
+            Some((i, fmt)) => match (&row[*i], fmt) {
+                (Value::Bigint(t) | Value::Timestamp(t), _) => *t,
+                (Value::String(s), Some(f)) => crate::time::parse_pattern(s, f, 0)
+                    .map_err(|e| SqlError::serde("TIMESTAMP", e))?,
+                (Value::Null, _) => {
+                    return Err(SqlError::serde("TIMESTAMP", "the TIMESTAMP column is NULL"))
+                }
+                (v, _) => {
+                    return Err(SqlError::serde(
+                        "TIMESTAMP",
+                        format!("cannot use {v:?} as a timestamp"),
+                    ))
+                }
+            },
+        };
+        row[src.key.len() + src.value.len()] = Value::Bigint(ts);
+        Ok(Some((row, ts)))
+    }
+
+    /// The key part of a record, decoded (for table tombstones).
+    fn key_of(&self, rec: &InRecord<'_>) -> Result<Vec<Value>> {
+        let input = &self.plan.inputs[rec.input];
+        Ok(input
+            .key_codec
+            .decode(rec.key)?
+            .unwrap_or_else(|| nulls(input.source.key.len())))
+    }
+
+    /// Processes one record. A record that does not deserialize is an
+    /// `Err(SqlError::Serde)`: the caller skips and counts it.
+    pub fn process(&mut self, rec: &InRecord<'_>, fx: &mut Effects) -> Result<()> {
+        let decoded = self.row(rec)?;
+        if let Some((_, ts)) = &decoded {
+            self.stream_time = self.stream_time.max(*ts);
+        }
+        let table_input = self.plan.inputs[rec.input].source.is_table();
+        let plan = self.plan.clone();
+        match &plan.op {
+            Op::Select {
+                filter,
+                key,
+                values,
+            } => {
+                let Some((row, ts)) = decoded else {
+                    if table_input {
+                        // A table tombstone passes through as one.
+                        let k = self.key_of(rec)?;
+                        let out_key = key.iter().map(|n| n.eval(&k)).collect();
+                        fx.rows.push(OutRow {
+                            key: out_key,
+                            value: None,
+                            timestamp: rec.timestamp,
+                            window: None,
+                        });
+                    }
+                    return Ok(());
+                };
+                let pass = filter
+                    .as_ref()
+                    .is_none_or(|f| f.eval(&row) == Value::Boolean(true));
+                let out_key: Vec<Value> = key.iter().map(|n| n.eval(&row)).collect();
+                let window = self.source_window(&row, rec.input);
+                if pass {
+                    fx.rows.push(OutRow {
+                        key: out_key,
+                        value: Some(values.iter().map(|n| n.eval(&row)).collect()),
+                        timestamp: ts,
+                        window,
+                    });
+                } else if table_input {
+                    // A table row that no longer matches is deleted downstream.
+                    fx.rows.push(OutRow {
+                        key: out_key,
+                        value: None,
+                        timestamp: ts,
+                        window,
+                    });
+                }
+            }
+            Op::Aggregate { .. } => {
+                if let Some((row, ts)) = decoded {
+                    self.aggregate(&row, ts, fx);
+                }
+            }
+            Op::StreamTable { .. } => {
+                if rec.input == 1 {
+                    let k = key_bytes(&self.key_of(rec)?);
+                    match decoded {
+                        Some((row, _)) => {
+                            self.table.insert(k, row);
+                        }
+                        None => {
+                            self.table.remove(&k);
+                        }
+                    }
+                } else if let Some((row, ts)) = decoded {
+                    self.stream_table(row, ts, fx);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn source_window(&self, row: &[Value], input: usize) -> Option<Window> {
+        let src = &self.plan.inputs[input].source;
+        src.window?;
+        let base = src.key.len() + src.value.len() + 3;
+        match (&row[base], &row[base + 1]) {
+            (Value::Bigint(s), Value::Bigint(e)) => Some(Window { start: *s, end: *e }),
+            _ => None,
+        }
+    }
+
+    /// Restores a table-side row (replaying the table's topic).
+    pub fn restore_table(&mut self, rec: &InRecord<'_>) -> Result<()> {
+        let k = key_bytes(&self.key_of(rec)?);
+        match self.row(rec)? {
+            Some((row, _)) => {
+                self.table.insert(k, row);
+            }
+            None => {
+                self.table.remove(&k);
+            }
+        }
+        Ok(())
+    }
+
+    fn stream_table(&mut self, row: Vec<Value>, ts: i64, fx: &mut Effects) {
+        let plan = self.plan.clone();
+        let Op::StreamTable {
+            kind,
+            left_key,
+            filter,
+            key,
+            values,
+        } = &plan.op
+        else {
+            return;
+        };
+        let k = left_key.eval(&row);
+        if k.is_null() {
+            // ksqlDB drops stream records with a NULL join key.
+            return;
+        }
+        let right_width = self.plan.inputs[1].width();
+        let right = self.table.get(&key_bytes(&[k]));
+        let joined: Vec<Value> = match (right, kind) {
+            (Some(r), _) => row.into_iter().chain(r.iter().cloned()).collect(),
+            (None, JoinType::Left) => row.into_iter().chain(nulls(right_width)).collect(),
+            (None, _) => return,
+        };
+        if filter
+            .as_ref()
+            .is_some_and(|f| f.eval(&joined) != Value::Boolean(true))
+        {
+            return;
+        }
+        fx.rows.push(OutRow {
+            key: key.iter().map(|n| n.eval(&joined)).collect(),
+            value: Some(values.iter().map(|n| n.eval(&joined)).collect()),
+            timestamp: ts,
+            window: None,
+        });
+    }
+
+    fn aggregate(&mut self, row: &[Value], ts: i64, fx: &mut Effects) {
+        let plan = self.plan.clone();
+        let Op::Aggregate {
+            filter,
+            group,
+            aggs,
+            window,
+            ..
+        } = &plan.op
+        else {
+            return;
+        };
+        if filter
+            .as_ref()
+            .is_some_and(|f| f.eval(row) != Value::Boolean(true))
+        {
+            return;
+        }
+        let key: Vec<Value> = group.iter().map(|g| g.eval(row)).collect();
+        if key.iter().any(Value::is_null) {
+            // ksqlDB drops rows whose grouping key is NULL.
+            self.skipped += 1;
+            return;
+        }
+        let args: Vec<Value> = aggs
+            .iter()
+            .map(|a| a.arg.as_ref().map_or(Value::Null, |n| n.eval(row)))
+            .collect();
+        let kb = key_bytes(&key);
+        match window {
+            None => self.update(&kb, i64::MIN, &key, None, aggs, &args, ts, fx),
+            Some(spec) => match spec.kind {
+                crate::ast::WindowKind::Tumbling { size_ms } => {
+                    let start = ts - ts.rem_euclid(size_ms);
+                    self.update_window(
+                        &kb,
+                        &key,
+                        Window {
+                            start,
+                            end: start + size_ms,
+                        },
+                        spec,
+                        aggs,
+                        &args,
+                        ts,
+                        fx,
+                    );
+                }
+                crate::ast::WindowKind::Hopping {
+                    size_ms,
+                    advance_ms,
+                } => {
+                    let last = ts - ts.rem_euclid(advance_ms);
+                    let mut start = last;
+                    let mut windows = Vec::new();
+                    while start > ts - size_ms {
+                        if start >= 0 || ts < 0 {
+                            windows.push(start);
+                        }
+                        start -= advance_ms;
+                    }
+                    for s in windows.into_iter().rev() {
+                        self.update_window(
+                            &kb,
+                            &key,
+                            Window {
+                                start: s,
+                                end: s + size_ms,
+                            },
+                            spec,
+                            aggs,
+                            &args,
+                            ts,
+                            fx,
+                        );
+                    }
+                }
+                crate::ast::WindowKind::Session { gap_ms } => {
+                    self.session(&kb, &key, gap_ms, spec, aggs, &args, ts, fx);
+                }
+            },
+        }
+        self.expire_windows(fx);
+    }
+
+    /// Whether a window is closed: its end plus the grace period is at or
+    /// before stream time.
+    fn closed(&self, w: &Window, spec: &WindowSpec) -> bool {
+        w.end.saturating_add(spec.grace_ms) <= self.stream_time
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn update_window(
+        &mut self,
+        kb: &[u8],
+        key: &[Value],
+        w: Window,
+        spec: &WindowSpec,
+        aggs: &[AggSpec],
+        args: &[Value],
+        ts: i64,
+        fx: &mut Effects,
+    ) {
+        if self.closed(&w, spec) {
+            self.skipped += 1;
+            return;
+        }
+        self.update(kb, w.start, key, Some(w), aggs, args, ts, fx);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn update(
+        &mut self,
+        kb: &[u8],
+        start: i64,
+        key: &[Value],
+        window: Option<Window>,
+        aggs: &[AggSpec],
+        args: &[Value],
+        ts: i64,
+        fx: &mut Effects,
+    ) {
+        let entry = self
+            .aggs
+            .entry((kb.to_vec(), start))
+            .or_insert_with(|| AggEntry {
+                key: key.to_vec(),
+                window,
+                states: aggs.iter().map(|a| (a.func.init)(&a.call)).collect(),
+                timestamp: ts,
+                emitted: false,
+            });
+        for ((a, s), v) in aggs.iter().zip(entry.states.iter_mut()).zip(args) {
+            (a.func.add)(&a.call, s, v);
+        }
+        entry.timestamp = entry.timestamp.max(ts);
+        let entry = entry.clone();
+        self.schedule(&entry, kb, start);
+        self.log_entry(&entry, fx);
+        if !self.emit_final() {
+            fx.rows.push(self.result_row(&entry));
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn session(
+        &mut self,
+        kb: &[u8],
+        key: &[Value],
+        gap: i64,
+        spec: &WindowSpec,
+        aggs: &[AggSpec],
+        args: &[Value],
+        ts: i64,
+        fx: &mut Effects,
+    ) {
+        // Sessions of this key that the record touches: start - gap <= ts <= end + gap.
+        let lo = (kb.to_vec(), i64::MIN);
+        let hi = (kb.to_vec(), ts.saturating_add(gap));
+        let touching: Vec<(Vec<u8>, i64)> = self
+            .aggs
+            .range(lo..=hi)
+            .filter(|(_, e)| e.window.is_some_and(|w| w.end.saturating_add(gap) >= ts))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut merged = Window { start: ts, end: ts };
+        let mut states: Vec<Value> = aggs.iter().map(|a| (a.func.init)(&a.call)).collect();
+        let mut max_ts = ts;
+        let mut first = true;
+        for k in &touching {
+            if let Some(e) = self.aggs.remove(k) {
+                let w = e.window.unwrap_or(merged);
+                merged.start = merged.start.min(w.start);
+                merged.end = merged.end.max(w.end);
+                max_ts = max_ts.max(e.timestamp);
+                if first {
+                    states = e.states.clone();
+                    first = false;
+                } else {
+                    for ((a, s), o) in aggs.iter().zip(states.iter_mut()).zip(&e.states) {
+                        (a.func.merge)(&a.call, s, o);
+                    }
+                }
+                // The merged-away session is deleted downstream, stamped
+                // with its window's end as Kafka Streams does.
+                self.log_delete(&e, fx);
+                if !self.emit_final() {
+                    fx.rows.push(OutRow {
+                        key: e.key.clone(),
+                        value: None,
+                        timestamp: w.end,
+                        window: e.window,
+                    });
+                }
+            }
+        }
+        if self.closed(&merged, spec) {
+            self.skipped += 1;
+            return;
+        }
+        for ((a, s), v) in aggs.iter().zip(states.iter_mut()).zip(args) {
+            (a.func.add)(&a.call, s, v);
+        }
+        let entry = AggEntry {
+            key: key.to_vec(),
+            window: Some(merged),
+            states,
+            timestamp: max_ts,
+            emitted: false,
+        };
+        self.aggs.insert((kb.to_vec(), merged.start), entry.clone());
+        self.schedule(&entry, kb, merged.start);
+        self.log_entry(&entry, fx);
+        if !self.emit_final() {
+            fx.rows.push(self.result_row(&entry));
+        }
+    }
+
+    fn emit_final(&self) -> bool {
+        matches!(
+            self.plan.op,
+            Op::Aggregate {
+                emit_final: true,
+                ..
+            }
+        )
+    }
+
+    /// Indexes a window by when it closes and when its state may go.
+    fn schedule(&mut self, e: &AggEntry, kb: &[u8], start: i64) {
+        let (Some(w), Some(spec)) = (e.window, self.plan.window.as_ref()) else {
+            return;
+        };
+        let slot = (kb.to_vec(), start);
+        let close = w.end.saturating_add(spec.grace_ms);
+        if self.emit_final() {
+            self.closing.insert((close, slot.clone()));
+        }
+        let keep = w.end.saturating_add(spec.retention_ms.max(spec.grace_ms));
+        self.expiring.insert((keep, slot));
+    }
+
+    /// EMIT FINAL: emits windows that have closed; drops window state past
+    /// its retention (and at least its grace period).
+    fn expire_windows(&mut self, fx: &mut Effects) {
+        while let Some((close, slot)) = self.closing.first().cloned() {
+            if close > self.stream_time {
+                break;
+            }
+            self.closing.pop_first();
+            let Some(e) = self.aggs.get_mut(&slot) else {
+                continue;
+            };
+            let still_open = e.window.is_some_and(|w| {
+                w.end
+                    .saturating_add(self.plan.window.as_ref().map_or(0, |s| s.grace_ms))
+                    > self.stream_time
+            });
+            if e.emitted || still_open {
+                continue;
+            }
+            e.emitted = true;
+            let e = e.clone();
+            fx.rows.push(self.result_row(&e));
+            self.log_entry(&e, fx);
+        }
+        while let Some((keep, slot)) = self.expiring.first().cloned() {
+            if keep >= self.stream_time {
+                break;
+            }
+            self.expiring.pop_first();
+            let Some(e) = self.aggs.get(&slot) else {
+                continue;
+            };
+            let retention = self
+                .plan
+                .window
+                .as_ref()
+                .map_or(0, |s| s.retention_ms.max(s.grace_ms));
+            // A session that grew since it was scheduled stays.
+            if e.window
+                .is_some_and(|w| w.end.saturating_add(retention) >= self.stream_time)
+            {
+                continue;
+            }
+            if let Some(e) = self.aggs.remove(&slot) {
+                self.log_delete(&e, fx);
+            }
+        }
+    }
+
+    /// The output row of an aggregate entry (HAVING false: a tombstone).
+    pub fn result_row(&self, e: &AggEntry) -> OutRow {
+        let Op::Aggregate {
+            aggs,
+            having,
+            values,
+            ..
+        } = &self.plan.op
+        else {
+            return OutRow {
+                key: e.key.clone(),
+                value: None,
+                timestamp: e.timestamp,
+                window: e.window,
+            };
+        };
+        let post = post_row(e, aggs);
+        let pass = having
+            .as_ref()
+            .is_none_or(|h| h.eval(&post) == Value::Boolean(true));
+        OutRow {
+            key: e.key.clone(),
+            value: pass.then(|| values.iter().map(|n| n.eval(&post)).collect()),
+            timestamp: e.timestamp,
+            window: e.window,
+        }
+    }
+
+    fn changelog_key(e: &AggEntry) -> Vec<u8> {
+        let mut k = e.key.clone();
+        if let Some(w) = e.window {
+            k.push(Value::Bigint(w.start));
+            k.push(Value::Bigint(w.end));
+        }
+        state::encode(&k)
+    }
+
+    fn log_entry(&self, e: &AggEntry, fx: &mut Effects) {
+        let mut v = e.states.clone();
+        v.push(Value::Bigint(e.timestamp));
+        v.push(Value::Boolean(e.emitted));
+        fx.changelog
+            .push((Self::changelog_key(e), Some(state::encode(&v))));
+    }
+
+    fn log_delete(&self, e: &AggEntry, fx: &mut Effects) {
+        fx.changelog.push((Self::changelog_key(e), None));
+    }
+
+    /// Applies a changelog record (restoring state).
+    pub fn restore_changelog(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        let mut k = state::decode(key)?;
+        let window = if self.plan.window.is_some() {
+            let end = k.pop().and_then(|v| v.as_i64());
+            let start = k.pop().and_then(|v| v.as_i64());
+            match (start, end) {
+                (Some(start), Some(end)) => Some(Window { start, end }),
+                _ => {
+                    return Err(SqlError::serde(
+                        "STATE",
+                        "windowed changelog key without window",
+                    ))
+                }
+            }
+        } else {
+            None
+        };
+        let slot = (key_bytes(&k), window.map_or(i64::MIN, |w| w.start));
+        match value {
+            None => {
+                self.aggs.remove(&slot);
+            }
+            Some(v) => {
+                let mut states = state::decode(v)?;
+                let emitted = states.pop().and_then(|v| v.as_bool()).unwrap_or(false);
+                let timestamp = states.pop().and_then(|v| v.as_i64()).unwrap_or(0);
+                self.stream_time = self.stream_time.max(timestamp);
+                let entry = AggEntry {
+                    key: k,
+                    window,
+                    states,
+                    timestamp,
+                    emitted,
+                };
+                self.schedule(&entry, &slot.0, slot.1);
+                self.aggs.insert(slot, entry);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every current result row (pull queries), in key order.
+    pub fn results(&self) -> Vec<OutRow> {
+        self.aggs.values().map(|e| self.result_row(e)).collect()
+    }
+}
+
+/// The post-aggregation row: group keys, aggregate results, WINDOWSTART,
+/// WINDOWEND, ROWTIME.
+fn post_row(e: &AggEntry, aggs: &[AggSpec]) -> Vec<Value> {
+    let mut row = e.key.clone();
+    for (a, s) in aggs.iter().zip(&e.states) {
+        row.push((a.func.result)(&a.call, s));
+    }
+    match e.window {
+        Some(w) => {
+            row.push(Value::Bigint(w.start));
+            row.push(Value::Bigint(w.end));
+        }
+        None => {
+            row.push(Value::Null);
+            row.push(Value::Null);
+        }
+    }
+    row.push(Value::Bigint(e.timestamp));
+    row
+}
+
+/// Evaluates a node list against a row (helper for callers).
+pub fn eval_all(nodes: &[Node], row: &[Value]) -> Vec<Value> {
+    nodes.iter().map(|n| n.eval(row)).collect()
+}

@@ -1,0 +1,440 @@
+package weir.share;
+
+import static weir.harness.Harness.obj;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Properties;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.TreeSet;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.AlterConfigOp;
+import org.apache.kafka.clients.admin.ConfigEntry;
+import org.apache.kafka.clients.admin.GroupListing;
+import org.apache.kafka.clients.admin.ListGroupsOptions;
+import org.apache.kafka.clients.admin.ListShareGroupOffsetsSpec;
+import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.ShareGroupDescription;
+import org.apache.kafka.clients.admin.SharePartitionOffsetInfo;
+import org.apache.kafka.clients.consumer.AcknowledgeType;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.ConsumerRecords;
+import org.apache.kafka.clients.consumer.KafkaShareConsumer;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.KafkaException;
+import org.apache.kafka.common.TopicIdPartition;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.errors.TopicExistsException;
+import org.apache.kafka.common.serialization.StringDeserializer;
+import org.apache.kafka.common.serialization.StringSerializer;
+import weir.harness.Harness;
+
+/**
+ * Share groups (KIP-932) through Kafka's own clients (kafka-clients 4.3):
+ * KafkaShareConsumer and the admin client's share-group APIs, one scenario
+ * per command (driven by tests/test_share_groups.py). Usage: ShareScenarios
+ * BOOTSTRAP.
+ */
+public final class ShareScenarios {
+    static String bootstrap;
+    /** Consumers kept open across scenarios, by name. */
+    static final Map<String, KafkaShareConsumer<String, String>> open = new ConcurrentHashMap<>();
+
+    public static void main(String[] argv) throws Exception {
+        bootstrap = argv[0];
+        Map<String, Harness.Scenario> s = new HashMap<>();
+        s.put("configure_group", ShareScenarios::configureGroup);
+        s.put("produce", ShareScenarios::produce);
+        s.put("split", ShareScenarios::split);
+        s.put("ack_types", ShareScenarios::ackTypes);
+        s.put("hold", ShareScenarios::hold);
+        s.put("open", ShareScenarios::openConsumer);
+        s.put("consume", ShareScenarios::consume);
+        s.put("close", ShareScenarios::closeConsumer);
+        s.put("describe_group", ShareScenarios::describeGroup);
+        s.put("list_offsets", ShareScenarios::listOffsets);
+        s.put("alter_offsets", ShareScenarios::alterOffsets);
+        s.put("delete_offsets", ShareScenarios::deleteOffsets);
+        s.put("delete_group", ShareScenarios::deleteGroup);
+        s.put("list_share_groups", ShareScenarios::listShareGroups);
+        Harness.serve(s);
+    }
+
+    static Properties props(Map<String, String> extra) {
+        Properties p = new Properties();
+        p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.putAll(extra);
+        return p;
+    }
+
+    static Admin admin() {
+        return Admin.create(props(Map.of(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "30000")));
+    }
+
+    static Map<String, String> strings(JsonNode node) {
+        Map<String, String> m = new LinkedHashMap<>();
+        node.fields().forEachRemaining(e -> m.put(e.getKey(), e.getValue().asText()));
+        return m;
+    }
+
+    /** A share consumer of `group`, with `extra` configs, subscribed to `topic`. */
+    static KafkaShareConsumer<String, String> shareConsumer(String group, String topic, Map<String, String> extra) {
+        Map<String, String> conf = new LinkedHashMap<>();
+        conf.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        conf.put(ConsumerConfig.CLIENT_ID_CONFIG, "weir-share-tests");
+        conf.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        conf.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        conf.putAll(extra);
+        KafkaShareConsumer<String, String> c = new KafkaShareConsumer<>(props(conf));
+        c.subscribe(List.of(topic));
+        return c;
+    }
+
+    static int deliveries(ConsumerRecord<String, String> r) {
+        return r.deliveryCount().map(Short::intValue).orElse(-1);
+    }
+
+    /** Offsets whose acknowledgement the broker confirmed, by commitSync's result. */
+    static boolean committed(Map<TopicIdPartition, Optional<KafkaException>> result) {
+        return result.values().stream().allMatch(Optional::isEmpty);
+    }
+
+    /** Sets group configs (IncrementalAlterConfigs on a GROUP resource). args: group, configs. */
+    static Object configureGroup(JsonNode args) throws Exception {
+        ConfigResource r = new ConfigResource(ConfigResource.Type.GROUP, args.get("group").asText());
+        List<AlterConfigOp> ops = new ArrayList<>();
+        strings(args.get("configs")).forEach((k, v) ->
+            ops.add(new AlterConfigOp(new ConfigEntry(k, v), AlterConfigOp.OpType.SET)));
+        try (Admin a = admin()) {
+            a.incrementalAlterConfigs(Map.of(r, ops)).all().get(30, TimeUnit.SECONDS);
+            Map<String, String> now = new TreeMap<>();
+            a.describeConfigs(List.of(r)).all().get(30, TimeUnit.SECONDS).get(r).entries()
+                .forEach(e -> now.put(e.name(), e.value()));
+            return now;
+        }
+    }
+
+    /**
+     * Creates the topic (one partition) if needed and produces `count`
+     * records, each in a batch of its own, values "v0", "v1", ...
+     * args: topic, count.
+     */
+    static Object produce(JsonNode args) throws Exception {
+        String topic = args.get("topic").asText();
+        int count = args.get("count").asInt();
+        try (Admin a = admin()) {
+            a.createTopics(List.of(new NewTopic(topic, 1, (short) 1))).all().get(30, TimeUnit.SECONDS);
+        } catch (ExecutionException e) {
+            if (!(e.getCause() instanceof TopicExistsException)) {
+                throw e;
+            }
+        }
+        Map<String, String> conf = Map.of(
+            ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName(),
+            ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName(),
+            ProducerConfig.LINGER_MS_CONFIG, "0",
+            ProducerConfig.ACKS_CONFIG, "all");
+        try (KafkaProducer<String, String> p = new KafkaProducer<>(props(conf))) {
+            for (int i = 0; i < count; i++) {
+                p.send(new ProducerRecord<>(topic, 0, "k" + i, "v" + i)).get(60, TimeUnit.SECONDS);
+            }
+        }
+        return count;
+    }
+
+    /**
+     * `consumers` share consumers of one group on a one-partition topic,
+     * each in its own thread, acknowledging explicitly. Each holds its
+     * first records unacknowledged (so acquired, kept from the others)
+     * until every consumer has received some, then all accept what they
+     * get until `count` records are accepted in all. Returns each
+     * consumer's offsets. args: topic, group, consumers, count.
+     */
+    static Object split(JsonNode args) throws Exception {
+        String topic = args.get("topic").asText();
+        String group = args.get("group").asText();
+        int consumers = args.get("consumers").asInt();
+        int count = args.get("count").asInt();
+        Set<Long> accepted = ConcurrentHashMap.newKeySet();
+        CountDownLatch everyoneHasSome = new CountDownLatch(consumers);
+        List<List<Long>> got = new ArrayList<>();
+        List<Throwable> errors = Collections.synchronizedList(new ArrayList<>());
+        List<Thread> threads = new ArrayList<>();
+        for (int i = 0; i < consumers; i++) {
+            List<Long> mine = Collections.synchronizedList(new ArrayList<>());
+            got.add(mine);
+            Thread t = new Thread(() -> {
+                Map<String, String> conf = Map.of(
+                    "share.acknowledgement.mode", "explicit",
+                    "share.acquire.mode", "record_limit",
+                    ConsumerConfig.MAX_POLL_RECORDS_CONFIG, "5");
+                try (KafkaShareConsumer<String, String> c = shareConsumer(group, topic, conf)) {
+                    boolean first = true;
+                    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+                    while (accepted.size() < count && System.nanoTime() < deadline) {
+                        ConsumerRecords<String, String> records = c.poll(Duration.ofMillis(200));
+                        for (ConsumerRecord<String, String> r : records) {
+                            mine.add(r.offset());
+                            c.acknowledge(r, AcknowledgeType.ACCEPT);
+                        }
+                        if (records.isEmpty()) {
+                            continue;
+                        }
+                        if (first) {
+                            first = false;
+                            everyoneHasSome.countDown();
+                            if (!everyoneHasSome.await(60, TimeUnit.SECONDS)) {
+                                throw new IllegalStateException("not every consumer received records");
+                            }
+                        }
+                        if (committed(c.commitSync(Duration.ofSeconds(30)))) {
+                            for (ConsumerRecord<String, String> r : records) {
+                                accepted.add(r.offset());
+                            }
+                        }
+                    }
+                } catch (Throwable e) {
+                    errors.add(e);
+                }
+            });
+            t.start();
+            threads.add(t);
+        }
+        for (Thread t : threads) {
+            t.join(TimeUnit.SECONDS.toMillis(180));
+        }
+        if (!errors.isEmpty()) {
+            throw new IllegalStateException("a consumer failed", errors.get(0));
+        }
+        return obj("per_consumer", got, "accepted", new TreeSet<>(accepted));
+    }
+
+    /**
+     * One consumer, explicit acknowledgement, over records "v0" (released
+     * at its first delivery, accepted at its second), "v1" (rejected) and
+     * "v2" (always released: archived at the delivery count limit); polls
+     * until the share-partition start offset passes all three. Returns
+     * each value's delivery counts and the final start offset.
+     * args: topic, group, count (3).
+     */
+    static Object ackTypes(JsonNode args) throws Exception {
+        String topic = args.get("topic").asText();
+        String group = args.get("group").asText();
+        int count = args.get("count").asInt();
+        Map<String, List<Integer>> seen = new TreeMap<>();
+        long start = -1;
+        try (KafkaShareConsumer<String, String> c = shareConsumer(group, topic,
+                 Map.of("share.acknowledgement.mode", "explicit"));
+             Admin a = admin()) {
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(90);
+            while (start < count && System.nanoTime() < deadline) {
+                ConsumerRecords<String, String> records = c.poll(Duration.ofMillis(200));
+                for (ConsumerRecord<String, String> r : records) {
+                    int n = deliveries(r);
+                    seen.computeIfAbsent(r.value(), k -> new ArrayList<>()).add(n);
+                    AcknowledgeType t = switch (r.value()) {
+                        case "v0" -> n == 1 ? AcknowledgeType.RELEASE : AcknowledgeType.ACCEPT;
+                        case "v1" -> AcknowledgeType.REJECT;
+                        default -> AcknowledgeType.RELEASE;
+                    };
+                    c.acknowledge(r, t);
+                }
+                if (!records.isEmpty()) {
+                    c.commitSync(Duration.ofSeconds(30));
+                }
+                start = startOffset(a, group, topic);
+            }
+        }
+        return obj("deliveries", seen, "start_offset", start);
+    }
+
+    static long startOffset(Admin a, String group, String topic) throws Exception {
+        TopicPartition tp = new TopicPartition(topic, 0);
+        Map<TopicPartition, SharePartitionOffsetInfo> m = a.listShareGroupOffsets(
+                Map.of(group, new ListShareGroupOffsetsSpec().topicPartitions(List.of(tp))))
+            .partitionsToOffsetInfo(group).get(30, TimeUnit.SECONDS);
+        SharePartitionOffsetInfo info = m.get(tp);
+        return info == null ? -1 : info.startOffset();
+    }
+
+    /**
+     * Acquires up to `max` records and holds them, unacknowledged, in a
+     * consumer left open (the test then kills this JVM).
+     * args: topic, group, max.
+     */
+    static Object hold(JsonNode args) throws Exception {
+        KafkaShareConsumer<String, String> c = shareConsumer(args.get("group").asText(),
+            args.get("topic").asText(), Map.of(
+                "share.acknowledgement.mode", "explicit",
+                "share.acquire.mode", "record_limit",
+                ConsumerConfig.MAX_POLL_RECORDS_CONFIG, args.get("max").asText()));
+        open.put("held", c);
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        while (System.nanoTime() < deadline) {
+            ConsumerRecords<String, String> records = c.poll(Duration.ofMillis(200));
+            if (!records.isEmpty()) {
+                List<Long> offsets = new ArrayList<>();
+                records.forEach(r -> offsets.add(r.offset()));
+                return offsets;
+            }
+        }
+        throw new IllegalStateException("no records to hold");
+    }
+
+    /** Opens a share consumer kept across scenarios. args: name, topic, group, consumer. */
+    static Object openConsumer(JsonNode args) {
+        Map<String, String> conf = new LinkedHashMap<>(Map.of("share.acknowledgement.mode", "explicit"));
+        conf.putAll(strings(args.path("consumer")));
+        open.put(args.get("name").asText(),
+            shareConsumer(args.get("group").asText(), args.get("topic").asText(), conf));
+        return null;
+    }
+
+    /**
+     * Polls an open consumer, accepting every record, until `accepted`
+     * records have been confirmed (commitSync) in this call or `distinct`
+     * offsets are confirmed in all (whichever is given). With
+     * commit=false, polls once for records, acknowledges them locally and
+     * returns without committing: they stay in flight. Returns every
+     * delivery (offset and delivery count) and the confirmed offsets.
+     * args: name, accepted | distinct, commit (default true).
+     */
+    static Object consume(JsonNode args) throws Exception {
+        KafkaShareConsumer<String, String> c = open.get(args.get("name").asText());
+        boolean commit = args.path("commit").asBoolean(true);
+        int wantAccepted = args.path("accepted").asInt(Integer.MAX_VALUE);
+        int wantDistinct = args.path("distinct").asInt(Integer.MAX_VALUE);
+        List<Object> delivered = new ArrayList<>();
+        Set<Long> confirmed = new TreeSet<>();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+        while (System.nanoTime() < deadline) {
+            ConsumerRecords<String, String> records = c.poll(Duration.ofMillis(200));
+            for (ConsumerRecord<String, String> r : records) {
+                delivered.add(List.of(r.offset(), deliveries(r)));
+                c.acknowledge(r, AcknowledgeType.ACCEPT);
+            }
+            if (records.isEmpty()) {
+                continue;
+            }
+            if (!commit) {
+                break;
+            }
+            if (committed(c.commitSync(Duration.ofSeconds(30)))) {
+                records.forEach(r -> confirmed.add(r.offset()));
+            }
+            if (confirmed.size() >= wantAccepted || confirmed.size() >= wantDistinct) {
+                break;
+            }
+        }
+        return obj("delivered", delivered, "confirmed", confirmed);
+    }
+
+    /** Closes an open consumer (leaving the group). args: name. */
+    static Object closeConsumer(JsonNode args) {
+        KafkaShareConsumer<String, String> c = open.remove(args.get("name").asText());
+        if (c != null) {
+            c.close(Duration.ofSeconds(30));
+        }
+        return null;
+    }
+
+    /** describeShareGroups. args: group. */
+    static Object describeGroup(JsonNode args) throws Exception {
+        String group = args.get("group").asText();
+        try (Admin a = admin()) {
+            ShareGroupDescription d = a.describeShareGroups(List.of(group)).describedGroups()
+                .get(group).get(30, TimeUnit.SECONDS);
+            List<Object> members = new ArrayList<>();
+            d.members().forEach(m -> {
+                List<Object> parts = new ArrayList<>();
+                m.assignment().topicPartitions().forEach(tp -> parts.add(tp.topic() + "-" + tp.partition()));
+                members.add(obj("member_id", m.consumerId(), "client_id", m.clientId(),
+                    "host", m.host(), "epoch", m.memberEpoch(), "assignment", parts));
+            });
+            return obj("state", d.groupState().toString(), "epoch", d.groupEpoch(),
+                "assignment_epoch", d.targetAssignmentEpoch(),
+                "coordinator", d.coordinator() == null ? -1 : d.coordinator().id(), "members", members);
+        }
+    }
+
+    /** listShareGroupOffsets for every partition with state. args: group. */
+    static Object listOffsets(JsonNode args) throws Exception {
+        String group = args.get("group").asText();
+        try (Admin a = admin()) {
+            Map<TopicPartition, SharePartitionOffsetInfo> m = a.listShareGroupOffsets(
+                    Map.of(group, new ListShareGroupOffsetsSpec()))
+                .partitionsToOffsetInfo(group).get(30, TimeUnit.SECONDS);
+            Map<String, Object> out = new TreeMap<>();
+            m.forEach((tp, info) -> out.put(tp.topic() + "-" + tp.partition(), info == null ? null
+                : obj("start_offset", info.startOffset(), "lag", info.lag().orElse(-1L))));
+            return out;
+        }
+    }
+
+    static String errorName(ExecutionException e) {
+        return e.getCause().getClass().getSimpleName();
+    }
+
+    /** alterShareGroupOffsets of partition 0. args: group, topic, offset. */
+    static Object alterOffsets(JsonNode args) throws Exception {
+        try (Admin a = admin()) {
+            a.alterShareGroupOffsets(args.get("group").asText(),
+                Map.of(new TopicPartition(args.get("topic").asText(), 0), args.get("offset").asLong()))
+                .all().get(30, TimeUnit.SECONDS);
+            return "ok";
+        } catch (ExecutionException e) {
+            return errorName(e);
+        }
+    }
+
+    /** deleteShareGroupOffsets for a topic. args: group, topic. */
+    static Object deleteOffsets(JsonNode args) throws Exception {
+        try (Admin a = admin()) {
+            a.deleteShareGroupOffsets(args.get("group").asText(), Set.of(args.get("topic").asText()))
+                .all().get(30, TimeUnit.SECONDS);
+            return "ok";
+        } catch (ExecutionException e) {
+            return errorName(e);
+        }
+    }
+
+    /** deleteShareGroups. args: group. */
+    static Object deleteGroup(JsonNode args) throws Exception {
+        try (Admin a = admin()) {
+            a.deleteShareGroups(List.of(args.get("group").asText())).all().get(30, TimeUnit.SECONDS);
+            return "ok";
+        } catch (ExecutionException e) {
+            return errorName(e);
+        }
+    }
+
+    /** listGroups of type share: id to state. */
+    static Object listShareGroups(JsonNode args) throws Exception {
+        try (Admin a = admin()) {
+            Map<String, Object> out = new TreeMap<>();
+            for (GroupListing g : a.listGroups(ListGroupsOptions.forShareGroups()).all()
+                     .get(30, TimeUnit.SECONDS)) {
+                out.put(g.groupId(), obj("type", g.type().map(Object::toString).orElse(""),
+                    "state", g.groupState().map(Object::toString).orElse("")));
+            }
+            return out;
+        }
+    }
+}
