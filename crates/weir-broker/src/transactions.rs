@@ -347,8 +347,7 @@ impl Transactions {
         };
         let step = inner.coord.end_txn(
             txn_id,
-            producer_id,
-            epoch,
+            (producer_id, epoch),
             commit,
             version >= 5,
             &mut alloc,

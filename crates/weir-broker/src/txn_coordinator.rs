@@ -724,8 +724,7 @@ impl TxnCoordinator {
     pub fn end_txn(
         &mut self,
         transactional_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
+        (producer_id, producer_epoch): (i64, i16),
         commit: bool,
         version2: bool,
         alloc: &mut dyn FnMut() -> i64,
@@ -1127,8 +1126,7 @@ mod tests {
             };
             let step = self.c.end_txn(
                 T,
-                p.producer_id,
-                p.producer_epoch,
+                (p.producer_id, p.producer_epoch),
                 commit,
                 v2,
                 &mut alloc,
@@ -1315,7 +1313,7 @@ mod tests {
             Err(ResponseError::ProducerFenced)
         );
         assert_eq!(
-            f.c.end_txn("nope", 1, 0, true, false, &mut || 0, 4).reply,
+            f.c.end_txn("nope", (1, 0), true, false, &mut || 0, 4).reply,
             Err(ResponseError::InvalidProducerIdMapping)
         );
         // Mismatched outcome while preparing.
@@ -1885,8 +1883,7 @@ mod tests {
             assert_eq!(
                 c.end_txn(
                     T,
-                    p.producer_id,
-                    p.producer_epoch,
+                    (p.producer_id, p.producer_epoch),
                     commit,
                     false,
                     &mut || 0,
@@ -1906,8 +1903,7 @@ mod tests {
         // The producer may carry on...
         let s = c.end_txn(
             T,
-            p.producer_id,
-            p.producer_epoch,
+            (p.producer_id, p.producer_epoch),
             true,
             false,
             &mut || 0,
@@ -1942,8 +1938,7 @@ mod tests {
         assert_eq!(
             c.end_txn(
                 T,
-                p.producer_id,
-                p.producer_epoch,
+                (p.producer_id, p.producer_epoch),
                 true,
                 false,
                 &mut || 0,
