@@ -360,6 +360,9 @@ public final class ClientScenarios {
                 }
                 p.sendOffsetsToTransaction(next, c.groupMetadata());
                 if (aborts == 0) {
+                    // Written first, so the abort has records to hide (an
+                    // abort drops what the producer has not sent yet).
+                    p.flush();
                     p.abortTransaction();
                     aborts++;
                     abortedRecords += records.count();
