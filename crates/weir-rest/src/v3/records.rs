@@ -379,7 +379,13 @@ pub(super) async fn produce(
     Path((_, topic)): Path<(String, String)>,
     body: Body,
 ) -> Result<Response> {
-    let target = Arc::new(target(p, ctx, &headers, &topic).await?);
+    let target = match target(p, ctx, &headers, &topic).await {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            drain(body).await;
+            return Err(e);
+        }
+    };
     let (tx, rx) = mpsc::channel::<tokio::task::JoinHandle<Value>>(MAX_IN_FLIGHT);
     tokio::spawn(read_records(body, target, tx));
     let reports = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -397,6 +403,25 @@ pub(super) async fn produce(
         Body::from_stream(reports),
     )
         .into_response())
+}
+
+/// Reads and drops what is left of a refused request's body, up to a
+/// bound. hyper closes a keep-alive connection whose request body was left
+/// unread, and a client already sending its next request on it sees the
+/// connection drop instead of an answer.
+async fn drain(body: Body) {
+    const LIMIT: usize = 1 << 20;
+    let mut stream = body.into_data_stream();
+    let mut read = 0;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read > LIMIT {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Reads the request body, starting a produce for each complete JSON
