@@ -348,6 +348,8 @@ fn txn_settings(s: &BrokerSettings) -> TxnSettings {
         coordinator: TxnConfig {
             max_timeout_ms: int("transaction.max.timeout.ms"),
             id_expiration_ms: s.get_i64("transactional.id.expiration.ms"),
+            transaction_version: i16::try_from(s.get_i64("transaction.version"))
+                .unwrap_or(crate::txn_coordinator::MAX_TRANSACTION_VERSION),
         },
     }
 }

@@ -49,7 +49,7 @@ impl Broker {
             .unwrap_or_default();
         let mut reply = match body {
             RequestKind::ApiVersions(r) => Reply::Ready(ResponseKind::ApiVersions(
-                crate::api_versions::handle(&r, v),
+                crate::api_versions::handle(&r, v, self.txns.transaction_version()),
             )),
             RequestKind::Metadata(r) => Reply::Ready(ResponseKind::Metadata(
                 crate::metadata::handle(self, r, v, session),

@@ -135,6 +135,11 @@ impl Transactions {
         &self.settings
     }
 
+    /// The finalized `transaction.version` feature level.
+    pub fn transaction_version(&self) -> i16 {
+        self.settings.coordinator.transaction_version
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner
             .lock()
@@ -245,22 +250,55 @@ impl Transactions {
     pub fn add_partitions(
         &self,
         txn_id: &str,
-        (producer_id, epoch): (i64, i16),
+        producer: (i64, i16),
         partitions: Vec<(String, i32)>,
         api: TxnApi,
         version: i16,
     ) -> Pending<Result<(), ResponseError>> {
+        // Brokers add partitions for version 2 producers with v5.
+        let client_version = if api == TxnApi::AddPartitionsToTxn && version >= 5 {
+            2
+        } else {
+            0
+        };
+        match self.add(txn_id, producer, &partitions, client_version) {
+            Ok(wait) => Box::pin(durable(wait)),
+            Err(e) => ready(Err(compat_error(api, version, e))),
+        }
+    }
+
+    /// KIP-890 part 2: a transactional write at transaction version 2
+    /// (Produce v12+, TxnOffsetCommit v5+) adds its partitions to the
+    /// producer's transaction itself. The state record is appended before
+    /// the caller appends the data (so the log never holds data of a
+    /// transaction its coordinator does not know), and the returned wait,
+    /// which the caller's answer must await, makes it durable. Errors are
+    /// the coordinator's, as [`Transactions::verify`] gives them.
+    pub fn add_implicitly(
+        &self,
+        txn_id: &str,
+        producer: (i64, i16),
+        partitions: &[(String, i32)],
+    ) -> Result<Pending<Result<(), ResponseError>>, ResponseError> {
+        let wait = self.add(txn_id, producer, partitions, 2)?;
+        Ok(Box::pin(durable(wait)))
+    }
+
+    fn add(
+        &self,
+        txn_id: &str,
+        (producer_id, epoch): (i64, i16),
+        partitions: &[(String, i32)],
+        client_version: i16,
+    ) -> Result<Option<Durable>, ResponseError> {
         let now = self.now_ms();
         let mut inner = self.lock();
-        let step = inner
-            .coord
-            .add_partitions(txn_id, producer_id, epoch, &partitions, now);
-        if let Err(e) = step.reply {
-            return ready(Err(compat_error(api, version, e)));
-        }
-        let wait = self.persist(step.records);
-        drop(inner);
-        Box::pin(durable(wait))
+        let step =
+            inner
+                .coord
+                .add_partitions(txn_id, producer_id, epoch, partitions, client_version, now);
+        step.reply?;
+        Ok(self.persist(step.records))
     }
 
     /// KIP-890 verification of a transactional write to one partition,
@@ -300,6 +338,8 @@ impl Transactions {
     }
 
     /// EndTxn: records the decision, writes the markers, records the end.
+    /// Answers the producer id and epoch the client continues with (new
+    /// ones from EndTxn v5, transaction version 2).
     pub fn end_txn(
         self: &Arc<Self>,
         txn_id: &str,
@@ -307,13 +347,28 @@ impl Transactions {
         epoch: i16,
         commit: bool,
         version: i16,
-    ) -> Pending<Result<(), ResponseError>> {
+    ) -> Pending<Result<(i64, i16), ResponseError>> {
         let now = self.now_ms();
         let mut inner = self.lock();
-        let step = inner.coord.end_txn(txn_id, producer_id, epoch, commit, now);
-        if let Err(e) = step.reply {
-            return ready(Err(compat_error(TxnApi::EndTxn, version, e)));
-        }
+        let mut alloc = || match self.topics.next_producer_id() {
+            Ok(id) => id,
+            Err(e) => {
+                warn!(error = %e, "cannot reserve producer ids");
+                -1
+            }
+        };
+        let step = inner.coord.end_txn(
+            txn_id,
+            (producer_id, epoch),
+            commit,
+            version >= 5,
+            &mut alloc,
+            now,
+        );
+        let reply = match step.reply {
+            Ok(p) => (p.producer_id, p.producer_epoch),
+            Err(e) => return ready(Err(compat_error(TxnApi::EndTxn, version, e))),
+        };
         let wait = self.persist(step.records);
         drop(inner);
         let me = self.clone();
@@ -323,7 +378,7 @@ impl Transactions {
             for job in markers {
                 me.clone().finish(job).await;
             }
-            Ok(())
+            Ok(reply)
         })
     }
 
