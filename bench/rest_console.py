@@ -31,10 +31,9 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tools import freeport, wait_http, wait_port  # noqa: E402
 
 WEIR = os.environ.get("WEIR", "target/release/weir")
 RECORDS = int(os.environ.get("RECORDS", 200_000))
@@ -48,6 +47,26 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 HOST = "127.0.0.1"
 
 
+def freeport() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, limit: float = 60.0) -> None:
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            sys.exit(f"{url} not ready after {limit}s")
+        time.sleep(0.05)
+
+
 def start_node(data: str):
     ports = {k: freeport() for k in ("kafka", "registry", "admin", "rest", "console")}
     cmd = [WEIR, "serve", "--data-dir", data, "--listen", f"{HOST}:{ports['kafka']}",
@@ -55,11 +74,11 @@ def start_node(data: str):
            "--rest-listen", f"{HOST}:{ports['rest']}", "--console-listen", f"{HOST}:{ports['console']}",
            "--connect-listen", "off", "--sql-listen", "off",
            # Members join once and are not heartbeated while pages load.
-           "--set", "group.consumer.session.timeout.ms=600000"]
+           "--set", "group.consumer.session.timeout.ms=600000",
+           "--set", "authorizer.class.name=StandardAuthorizer", "--set", "super.users=User:ANONYMOUS"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(ports["kafka"], 60)
-    wait_http(f"http://{HOST}:{ports['rest']}/v3/clusters", 60)
-    wait_http(f"http://{HOST}:{ports['console']}/", 60)
+    wait_ready(f"http://{HOST}:{ports['rest']}/v3/clusters")
+    wait_ready(f"http://{HOST}:{ports['console']}/")
     return proc, ports
 
 

@@ -540,3 +540,40 @@ def test_pages_say_when_a_service_is_off(weir_binary, _broker_root, page, tmp_pa
         shot(page, tmp_path, "connect-off")
     finally:
         f.cleanup()
+
+
+def test_each_user_sees_what_their_acls_allow(broker_factory, tmp_path, page):
+    """With HTTP basic authentication the console acts as the signed-in
+    user (SASL/PLAIN with their password), so the broker applies that
+    user's ACLs to what the pages show."""
+    import base64
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from security_util import start_secure_broker
+    users = {"admin": "admin-pw", "alice": "alice-pw", "bob": "bob-pw"}
+    sb = start_secure_broker(broker_factory, tmp_path, users=users, protocols=("PLAINTEXT", "SASL_PLAINTEXT"),
+                             sets={"authorizer.class.name": "StandardAuthorizer", "super.users": "User:admin",
+                                   "http.authentication": "basic"}, start=False)
+    port = free_port()
+    sb.broker.args += ["--console-listen", f"{HOST}:{port}",
+                       "--client-set", "console.security.protocol=SASL_PLAINTEXT",
+                       "--client-set", "console.sasl.mechanism=PLAIN"]
+    sb.broker.start()
+    as_admin = AdminClient(sb.client_config("SASL_PLAINTEXT", "admin", "admin-pw"))
+    for t in ("team-orders", "secret-topic"):
+        as_admin.create_topics([NewTopic(t, 1, 1)])[t].result(30)
+    grant = AclBinding(ResourceType.TOPIC, "team-", ResourcePatternType.PREFIXED, "User:alice", "*",
+                       AclOperation.DESCRIBE, AclPermissionType.ALLOW)
+    as_admin.create_acls([grant])[grant].result(10)
+    url = f"http://{HOST}:{port}"
+    assert httpx.get(f"{url}/api/rest/v3/clusters", timeout=10).status_code == 401
+
+    def topics_as(user):
+        token = base64.b64encode(f"{user}:{users[user]}".encode()).decode()
+        page.set_extra_http_headers({"Authorization": f"Basic {token}"})
+        page.goto(f"{url}/?as={user}#/topics")
+        page.wait_for_selector("#topics, main p.muted")
+        return [r[0] for r in rows(page, "#topics")] if page.locator("#topics").count() else []
+    assert topics_as("alice") == ["team-orders"]
+    shot(page, tmp_path, "topics-as-alice")
+    assert topics_as("bob") == []
+    assert {"team-orders", "secret-topic"} <= set(topics_as("admin"))

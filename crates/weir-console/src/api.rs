@@ -132,7 +132,8 @@ pub(crate) async fn partitions(
                 .collect();
             let starts = a.list_offsets(&topic, &parts, EARLIEST).await?;
             let ends = a.list_offsets(&topic, &parts, LATEST).await?;
-            let sizes = a.log_dir_sizes(&topic).await.unwrap_or_default();
+            let ids: Vec<i32> = parts.iter().map(|p| p.0).collect();
+            let sizes = a.log_dir_sizes_of(&topic, &ids).await.unwrap_or_default();
             let rows: Vec<Value> = t
                 .partitions
                 .iter()
@@ -339,6 +340,82 @@ pub(crate) async fn messages(
     Ok(Json(json!({ "records": records })))
 }
 
+/// `PreparingRebalance` → `PREPARING_REBALANCE`, as the REST API spells states.
+fn upper_snake(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+/// `GET /api/groups/{group}`: state, members with their assignments and
+/// lag per partition in one answer (one describe, one offset fetch and the
+/// end offsets), so a group of 1,000 members loads at once.
+pub(crate) async fn group(
+    State(c): C,
+    headers: HeaderMap,
+    Path(group): Path<String>,
+) -> Result<Json<Value>> {
+    let clients = c.proxy.clients_for(&headers)?;
+    let (d, committed, ends) = clients
+        .admin(async |a| {
+            let d = a.describe_group(&group).await?;
+            let committed = a.committed_offsets(&group).await?;
+            let mut topics: Vec<String> = committed.keys().map(|k| k.0.clone()).collect();
+            topics.extend(
+                d.members
+                    .iter()
+                    .flat_map(|m| m.assignment.iter().map(|a| a.0.clone())),
+            );
+            topics.sort();
+            topics.dedup();
+            let ends = a.end_offsets(&topics).await?;
+            Ok((d, committed, ends))
+        })
+        .await?;
+    if d.state == "Dead" && committed.is_empty() {
+        return Err(RestError::not_found(
+            40403,
+            format!("Consumer group {group} not found."),
+        ));
+    }
+    let owner: HashMap<(&str, i32), &str> = d
+        .members
+        .iter()
+        .flat_map(|m| {
+            m.assignment
+                .iter()
+                .map(move |(t, p)| ((t.as_str(), *p), m.client_id.as_str()))
+        })
+        .collect();
+    let lags: Vec<Value> = committed
+        .iter()
+        .map(|((t, p), current)| {
+            let end = ends.get(&(t.clone(), *p)).copied();
+            json!({
+                "topic": t, "partition": p, "current_offset": current, "log_end_offset": end,
+                "lag": end.map(|e| (e - current).max(0)),
+                "client_id": owner.get(&(t.as_str(), *p)),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "group_id": d.group_id,
+        "state": upper_snake(&d.state),
+        "protocol": match d.protocol { weir_client::GroupProtocol::Classic => "CLASSIC", weir_client::GroupProtocol::Consumer => "CONSUMER" },
+        "assignor": d.assignor,
+        "members": d.members.iter().map(|m| json!({
+            "member_id": m.member_id, "instance_id": m.instance_id, "client_id": m.client_id, "host": m.host,
+            "assignment": m.assignment.iter().map(|(t, p)| json!({"topic": t, "partition": p})).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "lags": lags,
+    })))
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct Reset {
     /// One topic, or every topic the group has offsets for.
@@ -531,5 +608,11 @@ mod tests {
         assert_eq!(v["totals"]["bytes_in"], 15.0);
         assert_eq!(v["totals"]["requests"], 7.0);
         assert_eq!(v["requests_by_api"]["Fetch"], 4.0);
+    }
+
+    #[test]
+    fn states_are_spelled_as_the_rest_api_does() {
+        assert_eq!(upper_snake("PreparingRebalance"), "PREPARING_REBALANCE");
+        assert_eq!(upper_snake("Empty"), "EMPTY");
     }
 }

@@ -119,7 +119,10 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/api/overview", get(api::overview))
         .route("/api/topics/{topic}/partitions", get(api::partitions))
         .route("/api/topics/{topic}/messages", get(api::messages))
-        .route("/api/groups/{group}", delete(api::delete_group))
+        .route(
+            "/api/groups/{group}",
+            get(api::group).delete(api::delete_group),
+        )
         .route(
             "/api/groups/{group}/reset-offsets",
             post(api::reset_offsets),

@@ -30,30 +30,27 @@ export async function render(root, [group]) {
 }
 
 async function renderGroup(root, group) {
-  const base = await v3();
-  const g = `${base}/consumer-groups/${encodeURIComponent(group)}`;
-  const [info, consumers, lags] = await Promise.all([api(g), api(`${g}/consumers`), api(`${g}/lags`)]);
-  // Assignments of each member (one request each, at most 200 members asked).
-  const assigned = await Promise.all(consumers.data.slice(0, 200).map((c) =>
-    api(`${g}/consumers/${encodeURIComponent(c.consumer_id)}/assignments`).then((a) => a.data).catch(() => [])));
-  const members = consumers.data.map((c, i) => [c.consumer_id, c.instance_id || "-", c.client_id,
-    i < assigned.length ? assigned[i].map((a) => `${a.topic_name}-${a.partition_id}`).join(", ") || "-" : "…"]);
-  const lagRows = lags.data.slice().sort((a, b) => a.topic_name.localeCompare(b.topic_name) || a.partition_id - b.partition_id);
-  const total = lagRows.reduce((s, l) => s + l.lag, 0);
+  // One call: members with assignments and lags (the REST API would need
+  // a request per member).
+  const info = await api(`/api/groups/${encodeURIComponent(group)}`);
+  const members = info.members.map((m) => [m.member_id, m.instance_id || "-", m.client_id,
+    m.assignment.map((a) => `${a.topic}-${a.partition}`).join(", ") || "-"]);
+  const lagRows = info.lags.slice().sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
+  const total = lagRows.reduce((s, l) => s + (l.lag ?? 0), 0);
   root.replaceChildren(
     h("h1", {}, h("a", { href: "#/groups" }, "Consumer groups"), " / ", group),
     h("div", { class: "cards" },
       h("div", { class: "card", "data-card": "state" }, h("div", { class: "label" }, "State"), h("div", { class: "value" }, info.state)),
-      h("div", { class: "card", "data-card": "members" }, h("div", { class: "label" }, "Members"), h("div", { class: "value" }, number(consumers.data.length))),
+      h("div", { class: "card", "data-card": "members" }, h("div", { class: "label" }, "Members"), h("div", { class: "value" }, number(info.members.length))),
       h("div", { class: "card", "data-card": "lag" }, h("div", { class: "label" }, "Total lag"), h("div", { class: "value" }, number(total)))),
     h("h2", {}, "Members"),
     members.length ? table([{ title: "Member" }, { title: "Instance" }, { title: "Client" }, { title: "Assignment" }], members, { id: "members" })
       : h("p", { class: "muted", id: "members" }, "No active members."),
     h("h2", {}, "Lag per partition"),
-    lagRows.length ? barChart("Lag", lagRows.map((l) => [`${l.topic_name}-${l.partition_id}`, l.lag]), number) : null,
+    lagRows.length ? barChart("Lag", lagRows.map((l) => [`${l.topic}-${l.partition}`, l.lag ?? 0]), number) : null,
     lagRows.length ? table([{ title: "Topic" }, { title: "Partition", num: true }, { title: "Committed", num: true },
       { title: "End", num: true }, { title: "Lag", num: true }, { title: "Member" }],
-    lagRows.map((l) => [l.topic_name, l.partition_id, number(l.current_offset), number(l.log_end_offset), number(l.lag), l.client_id || "-"]),
+    lagRows.map((l) => [l.topic, l.partition, number(l.current_offset), number(l.log_end_offset), number(l.lag), l.client_id || "-"]),
     { id: "lags" }) : h("p", { class: "muted", id: "lags" }, "No committed offsets."),
     h("h2", {}, "Reset offsets"), resetForm(group, lagRows),
     h("h2", {}, "Delete"),
@@ -66,7 +63,7 @@ async function renderGroup(root, group) {
 }
 
 function resetForm(group, lagRows) {
-  const topics = [...new Set(lagRows.map((l) => l.topic_name))];
+  const topics = [...new Set(lagRows.map((l) => l.topic))];
   const topic = h("select", { id: "reset-topic" }, h("option", { value: "" }, "every topic"), topics.map((t) => h("option", { value: t }, t)));
   const to = h("select", { id: "reset-to" }, ["earliest", "latest", "offset", "time", "shift"].map((t) => h("option", { value: t }, t)));
   const value = h("input", { id: "reset-value", placeholder: "offset, shift, or 2024-05-01T12:00:00Z", size: 28 });
