@@ -360,7 +360,10 @@ def test_group_describe_lag_and_reset_offsets(weir_binary, broker, topic_name):
         assert parts[p]["lag"] == 20 - committed
     assert d["total_lag"] == sum(20 - c for c in consumed.values())
     listed = ok_json(b, broker, "group", "list")
-    assert {"group": group, "state": "Empty", "protocol_type": "consumer"} in listed
+    assert {"group": group, "state": "Empty", "protocol_type": "consumer",
+            "type": "classic"} in listed
+    assert group in {g["group"] for g in ok_json(b, broker, "group", "list", "--type", "classic")}
+    assert group not in {g["group"] for g in ok_json(b, broker, "group", "list", "--type", "share")}
 
     # Dry run: shows the plan, commits nothing.
     plan = ok_json(b, broker, "group", "reset-offsets", group, "--topic", topic_name,
@@ -385,10 +388,17 @@ def test_group_describe_lag_and_reset_offsets(weir_binary, broker, topic_name):
     # Shift back and past the start: clamped to the log start, as Kafka does.
     plan = ok_json(b, broker, "group", "reset-offsets", group, "--topic", f"{topic_name}:0",
                    "--shift-by", "-100")
-    assert plan["offsets"] == [{"topic": topic_name, "partition": 0, "new_offset": 0}]
+    assert plan["offsets"] == [{"topic": topic_name, "partition": 0, "current_offset": 5,
+                                "new_offset": 0}]
     plan = ok_json(b, broker, "group", "reset-offsets", group, "--all-topics", "--to-latest")
     assert sorted(o["new_offset"] for o in plan["offsets"]) == [20, 20]
     assert ok_json(b, broker, "group", "describe", group)["total_lag"] == 0
+
+    # OffsetDelete through delete-offsets: partition 0's offset is gone.
+    weir(b, broker, "group", "delete-offsets", group, "--topic", f"{topic_name}:0", check=0)
+    d = ok_json(b, broker, "group", "describe", group, "--offsets")
+    assert [(p["partition"], p["committed_offset"]) for p in d["partitions"]] == [(1, 20)]
+    assert "members" not in d
 
 
 def test_reset_refused_while_group_is_active_and_delete(weir_binary, broker, topic_name):
@@ -414,6 +424,8 @@ def test_reset_refused_while_group_is_active_and_delete(weir_binary, broker, top
         assert "inactive" in one_line_error(p) and "Stable" in p.stderr.decode()
         p = weir(b, broker, "group", "delete", group, check=1)
         assert "NON_EMPTY_GROUP" in one_line_error(p)
+        p = weir(b, broker, "group", "delete-offsets", group, "--topic", topic_name, check=1)
+        assert "GROUP_SUBSCRIBED_TO_TOPIC" in one_line_error(p)
     finally:
         c.close()
     weir(b, broker, "group", "delete", group, check=0)

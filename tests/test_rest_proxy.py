@@ -672,6 +672,111 @@ def test_avro_through_the_proxy_and_confluent_kafka(proxy, node, kadmin, topic_n
         "value_schema": json.dumps(USER), "records": [{"value": {"name": 7}}]})) == (422, 42203)
 
 
+READING_PROTO = """syntax = "proto3";
+package weir.rest;
+
+message Reading {
+  string sensor = 1;
+  int32 count = 2;
+  double value = 3;
+}
+"""
+READING_JSON = json.dumps({"$schema": "http://json-schema.org/draft-07/schema#", "title": "Reading",
+                           "type": "object", "properties": {"sensor": {"type": "string"},
+                                                            "count": {"type": "integer"},
+                                                            "value": {"type": "number"}},
+                           "required": ["sensor", "value"]})
+
+
+def _reading_class():
+    """READING_PROTO's message built through protobuf's compiler-free API."""
+    import uuid
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    F = descriptor_pb2.FieldDescriptorProto
+    fdp = descriptor_pb2.FileDescriptorProto(name=f"weir_rest_{uuid.uuid4().hex[:6]}.proto",
+                                             package="weir.rest", syntax="proto3")
+    m = fdp.message_type.add(name="Reading")
+    m.field.add(name="sensor", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    m.field.add(name="count", number=2, type=F.TYPE_INT32, label=F.LABEL_OPTIONAL)
+    m.field.add(name="value", number=3, type=F.TYPE_DOUBLE, label=F.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("weir.rest.Reading"))
+
+
+@pytest.mark.parametrize("fmt", ["jsonschema", "protobuf"])
+def test_jsonschema_and_protobuf_through_the_proxy_and_confluent_kafka(proxy, node, kadmin, topic_name, fmt):
+    """JSON Schema and Protobuf records written over HTTP (v2 with an inline
+    schema and by id, v3 by id) are read by confluent-kafka's deserializers,
+    and records its serializers wrote are read by a v2 consumer of that
+    format; values the schema refuses and bad schemas get Confluent's codes."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    create_topic(kadmin, topic_name, partitions=1)
+    sr = SchemaRegistryClient({"url": node.registry_url})
+    ctx = SerializationContext(topic_name, MessageField.VALUE)
+    if fmt == "protobuf":
+        from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
+        Reading = _reading_class()
+        conf = {"use.deprecated.format": False}
+        schema, schema_type, v3_type = READING_PROTO, "PROTOBUF", "PROTOBUF"
+        deser = ProtobufDeserializer(Reading, conf, schema_registry_client=sr)
+
+        def decode(b):
+            m = deser(b, ctx)
+            return {"sensor": m.sensor, "count": m.count, "value": m.value}
+        encode = lambda v, ser=ProtobufSerializer(Reading, sr, conf): ser(Reading(**v), ctx)
+    else:
+        from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
+        schema, schema_type, v3_type = READING_JSON, "JSON", "JSONSCHEMA"
+        deser = JSONDeserializer(READING_JSON, schema_registry_client=sr)
+        decode = lambda b: deser(b, ctx)
+        encode = lambda v, ser=JSONSerializer(READING_JSON, sr): ser(v, ctx)
+    headers = {"Content-Type": v2_type(fmt)}
+    sent = [{"sensor": f"s{i}", "count": i + 1, "value": i + 0.5} for i in range(4)]
+    r = proxy.http.post(f"/topics/{topic_name}", headers=headers, json={
+        "value_schema": schema, "records": [{"value": v} for v in sent[:2]]})
+    assert r.status_code == 200, r.text
+    value_id = r.json()["value_schema_id"]
+    assert isinstance(value_id, int) and all(o["error_code"] is None for o in r.json()["offsets"])
+    assert sr.get_latest_version(f"{topic_name}-value").schema.schema_type == schema_type
+    r = proxy.http.post(f"/topics/{topic_name}", headers=headers, json={
+        "value_schema_id": value_id, "records": [{"value": sent[2]}]})
+    assert r.status_code == 200, r.text
+    r = proxy.http.post(f"{proxy.v3}/topics/{topic_name}/records", json={
+        "value": {"type": v3_type, "schema_id": value_id, "data": sent[3]}})
+    assert r.status_code == 200 and r.json()["error_code"] == 200, r.text
+    assert (r.json()["value"]["type"], r.json()["value"]["schema_id"]) == (v3_type, value_id)
+    got = consume_range(node.bootstrap, topic_name, [0])[0]
+    assert [decode(g.value) for g in got] == sent
+
+    # confluent-kafka writes, a v2 consumer of the format reads.
+    p = Producer(producer_conf(node.bootstrap))
+    mine = {"sensor": "py", "count": 7, "value": 2.25}
+    p.produce(topic_name, partition=0, value=encode(mine))
+    assert p.flush(30) == 0
+    v2 = {"Content-Type": V2}
+    base = f"/consumers/{topic_name}-g/instances/a"
+    assert proxy.http.post(f"/consumers/{topic_name}-g", headers=v2,
+                           json={"name": "a", "format": fmt}).status_code == 200
+    assert proxy.http.post(f"{base}/assignments", headers=v2,
+                           json={"partitions": [{"topic": topic_name, "partition": 0}]}).status_code == 204
+    assert proxy.http.post(f"{base}/positions", headers=v2, json={"offsets": [
+        {"topic": topic_name, "partition": 0, "offset": len(got)}]}).status_code == 204
+    assert read_until(proxy, base, fmt, 1)[0]["value"] == mine
+    assert proxy.http.delete(base).status_code == 204
+
+    # Errors: no schema for values, a bad schema, a value the schema refuses.
+    assert error(proxy.http.post(f"/topics/{topic_name}", headers=headers,
+                                 json={"records": [{"value": mine}]})) == (422, 42202)
+    bad_schema = "message {" if fmt == "protobuf" else '{"type": 7}'
+    assert error(proxy.http.post(f"/topics/{topic_name}", headers=headers, json={
+        "value_schema": bad_schema, "records": [{"value": mine}]})) == (422, 42205)
+    refused = {"sensor": "x", "value": "not a number"}
+    assert error(proxy.http.post(f"/topics/{topic_name}", headers=headers, json={
+        "value_schema_id": value_id, "records": [{"value": refused}]})) == (422, 42203)
+
+
 # --- load -------------------------------------------------------------------------------
 
 

@@ -10,6 +10,9 @@ their own group and nobody else's.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import time
 
 import pytest
@@ -17,7 +20,7 @@ from confluent_kafka import AcknowledgeType, Producer, ShareConsumer
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 import java_harness
-from weir_helpers import admin, create_topic
+from weir_helpers import admin, create_topic, wait_until
 
 SCENARIOS = "weir.share.ShareScenarios"
 
@@ -223,3 +226,209 @@ def test_librdkafka_share_consumers_split_a_partition_and_release(share_broker, 
     finally:
         c1.close()
         c2.close()
+
+
+def test_read_committed_groups_skip_aborted_records(java, topic_name):
+    """share.isolation.level: a read_committed group gets only the records
+    of committed transactions; a read_uncommitted group (the default) gets
+    the aborted ones too. Both start offsets end past the markers."""
+    end = java.call("produce_txn", topic=topic_name)
+    committed, everything = f"rc-{topic_name}", f"ru-{topic_name}"
+    earliest(java, committed, **{"share.isolation.level": "read_committed"})
+    earliest(java, everything)
+    out = java.call("drain", topic=topic_name, group=committed, until=end)
+    assert out == {"values": ["c0", "c1", "c2", "c3", "c4", "c5"], "start_offset": end}
+    out = java.call("drain", topic=topic_name, group=everything, until=end)
+    assert out["values"] == ["c0", "c1", "c2", "a0", "a1", "c3", "c4", "c5"]
+
+
+def test_auto_offset_reset_by_duration_starts_at_that_age(java, topic_name):
+    """share.auto.offset.reset=by_duration:PT1H: a new share-partition
+    starts at the first record at most an hour old (records two hours old
+    are never delivered); latest (the default) delivers only what comes
+    after the group starts."""
+    end = java.call("produce_aged", topic=topic_name, old=5, new=4, age_ms=2 * 3600 * 1000)
+    group = f"d-{topic_name}"
+    seen = java.call("configure_group", group=group,
+                     configs={"share.auto.offset.reset": "by_duration:PT1H"})
+    assert seen["share.auto.offset.reset"] == "by_duration:PT1H"
+    out = java.call("drain", topic=topic_name, group=group, until=end)
+    assert out == {"values": ["new0", "new1", "new2", "new3"], "start_offset": end}
+
+
+def test_renew_keeps_records_locked_past_the_lock_duration(java, topic_name):
+    """RENEW (KIP-1222, share.renew.acknowledge.enable defaults to true):
+    a consumer renewing its records' locks every 700 ms keeps them for 5 s
+    although the group's lock lasts 2 s; another consumer of the group gets
+    none of them meanwhile, and the holder then accepts them."""
+    group = f"g-{topic_name}"
+    seen = earliest(java, group, **{"share.record.lock.duration.ms": "2000"})
+    assert seen["share.renew.acknowledge.enable"] == "true"
+    java.call("produce", topic=topic_name, count=3)
+    out = java.call("renew", topic=topic_name, group=group, hold_ms=5000, every_ms=700)
+    assert out["other_got"] == [], out
+    assert out["renewals"] and all(out["renewals"]), out
+    assert out["accepted"] and set(out["delivery_counts"]) == {1}, out
+    assert len(out["delivery_counts"]) == 3 * (len(out["renewals"]) + 1), out
+    assert out["start_offset"] == 3
+
+
+def test_renew_refused_when_the_group_disables_it_and_the_lock_expires(java, topic_name):
+    """With share.renew.acknowledge.enable=false a RENEW is not confirmed,
+    and the records go to the other consumer once the 2 s lock expires."""
+    group = f"g-{topic_name}"
+    earliest(java, group, **{"share.record.lock.duration.ms": "2000",
+                             "share.renew.acknowledge.enable": "false"})
+    java.call("produce", topic=topic_name, count=3)
+    out = java.call("renew", topic=topic_name, group=group, hold_ms=5000, every_ms=700)
+    assert out["renewals"] == [False], out
+    assert sorted(set(out["other_got"])) == [0, 1, 2], out
+
+
+def test_share_consumers_need_read_on_the_group_and_the_topic(broker_factory_module, topic_name):
+    """ACLs as Kafka checks them for share groups: without READ on the
+    group the consumer's poll fails with GroupAuthorizationException;
+    with READ on the group but only DESCRIBE on the topic, with
+    TopicAuthorizationException; with READ on both, records arrive."""
+    from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType,
+                                       ResourcePatternType)
+    from confluent_kafka.admin import ResourceType as RT
+    secured = broker_factory_module(
+        "--set", "authorizer.class.name=StandardAuthorizer",
+        "--set", "allow.everyone.if.no.acl.found=true", name="share-acl-broker")
+    java_harness.require()
+    j = java_harness.JavaProcess(SCENARIOS, secured.bootstrap)
+    adm = admin(secured.bootstrap)
+
+    def allow(rtype, name, op, who="User:ANONYMOUS"):
+        b = AclBinding(rtype, name, ResourcePatternType.LITERAL, who, "*", op,
+                       AclPermissionType.ALLOW)
+        for f in adm.create_acls([b]).values():
+            f.result(30)
+
+    try:
+        j.call("produce", topic=topic_name, count=3)
+        earliest(j, "no-read")
+        earliest(j, "describe-only")
+        earliest(j, "allowed")
+        # Each resource gets an ACL for someone else, so ANONYMOUS is no
+        # longer let in by allow.everyone.if.no.acl.found.
+        allow(RT.GROUP, "no-read", AclOperation.READ, who="User:other")
+        allow(RT.TOPIC, topic_name, AclOperation.DESCRIBE)
+        for g in ("describe-only", "allowed"):
+            allow(RT.GROUP, g, AclOperation.READ)
+        time.sleep(1)  # let the authorizer's cache see the new ACLs
+        assert j.call("first_poll", topic=topic_name, group="no-read", secs=30) == \
+            "GroupAuthorizationException"
+        assert j.call("first_poll", topic=topic_name, group="describe-only", secs=30) == \
+            "TopicAuthorizationException"
+        allow(RT.TOPIC, topic_name, AclOperation.READ)
+        time.sleep(1)
+        assert j.call("first_poll", topic=topic_name, group="allowed", secs=60) == "records"
+    finally:
+        j.close()
+
+
+def weir_cli(binary, broker, *args, check=None):
+    """Runs `weir ARGS --bootstrap BROKER`; returns (exit code, stdout, stderr)."""
+    cmd = [str(binary), *args, "--bootstrap", broker.bootstrap]
+    env = dict(os.environ, NO_COLOR="1")
+    env.pop("WEIR_BOOTSTRAP", None)
+    p = subprocess.run(cmd, capture_output=True, timeout=60, env=env, text=True)
+    if check is not None:
+        assert p.returncode == check, (cmd, p.returncode, p.stdout, p.stderr)
+    return p.returncode, p.stdout, p.stderr
+
+
+def cli_json(binary, broker, *args):
+    return json.loads(weir_cli(binary, broker, *args, "--output", "json", check=0)[1])
+
+
+def test_weir_group_lists_describes_resets_and_deletes_a_share_group(
+        java, share_broker, weir_binary, topic_name):
+    """`weir group` on a share group driven by KafkaShareConsumer, checked
+    against what Kafka's admin client reports: list --type share,
+    describe (state, members, assignment, start offset and lag, and each
+    of --state/--members/--offsets alone), reset-offsets (refused while
+    the group has a member; --dry-run changes nothing; --to-offset,
+    --to-earliest, --to-latest, --to-datetime move the start offset, and a
+    new consumer then gets exactly the records from there), delete-offsets
+    and delete."""
+    b, group, tp = weir_binary, f"g-{topic_name}", f"{topic_name}-0"
+    earliest(java, group)
+    java.call("produce", topic=topic_name, count=10)
+    java.call("open", name="cli", topic=topic_name, group=group,
+              consumer={"share.acquire.mode": "record_limit", "max.poll.records": "4"})
+    try:
+        assert len(java.call("consume", name="cli", accepted=4)["confirmed"]) == 4
+        listed = {g["group"]: g for g in cli_json(b, share_broker, "group", "list", "--type", "share")}
+        assert (listed[group]["type"], listed[group]["state"]) == ("share", "Stable")
+        assert set(listed) == set(java.call("list_share_groups"))
+
+        d = cli_json(b, share_broker, "group", "describe", group)
+        j = java.call("describe_group", group=group)
+        assert (d["type"], d["state"], d["assignor"]) == ("share", j["state"], "simple")
+        assert (d["group_epoch"], d["assignment_epoch"], d["coordinator"]) == \
+            (j["epoch"], j["assignment_epoch"], j["coordinator"])
+        assert [(m["member_id"], m["client_id"], m["host"], m["member_epoch"],
+                 [f"{a['topic']}-{a['partition']}" for a in m["assignment"]])
+                for m in d["members"]] == \
+            [(m["member_id"], m["client_id"], m["host"], m["epoch"], m["assignment"])
+             for m in j["members"]]
+        assert d["members"][0]["subscribed_topics"] == [topic_name]
+        offsets = java.call("list_offsets", group=group)
+        assert offsets == {tp: {"start_offset": 4, "lag": 6}}
+        assert [(f"{p['topic']}-{p['partition']}", p["start_offset"], p["lag"])
+                for p in d["partitions"]] == [(tp, 4, 6)]
+        assert d["total_lag"] == 6
+
+        _, state, _ = weir_cli(b, share_broker, "group", "describe", group, "--state", check=0)
+        assert "TYPE share  STATE Stable  ASSIGNOR simple" in state and "START-OFFSET" not in state
+        _, members, _ = weir_cli(b, share_broker, "group", "describe", group, "--members", check=0)
+        assert j["members"][0]["member_id"] in members and "START-OFFSET" not in members
+        assert f"{topic_name}:0" in members and "STATE" not in members
+        _, offs, _ = weir_cli(b, share_broker, "group", "describe", group, "--offsets", check=0)
+        header, row = offs.strip().splitlines()
+        assert header.split() == ["TOPIC", "PARTITION", "LEADER-EPOCH", "START-OFFSET", "LAG"]
+        assert row.split()[0:2] == [topic_name, "0"] and row.split()[3:] == ["4", "6"]
+
+        code, _, err = weir_cli(b, share_broker, "group", "reset-offsets", group,
+                                "--topic", topic_name, "--to-earliest")
+        assert code != 0 and "stop its consumers first" in err, err
+    finally:
+        java.call("close", name="cli")
+    wait_until(lambda: cli_json(b, share_broker, "group", "describe", group)["state"] == "Empty",
+               timeout=30, what="the share group to empty")
+
+    def reset(*how, which=("--topic", topic_name)):
+        out = cli_json(b, share_broker, "group", "reset-offsets", group, *which, *how)
+        return [(p["partition"], p["current_offset"], p["new_offset"]) for p in out["offsets"]]
+
+    assert reset("--to-offset", "8", "--dry-run") == [(0, 4, 8)]
+    assert java.call("list_offsets", group=group) == {tp: {"start_offset": 4, "lag": 6}}
+    assert reset("--to-offset", "8", "--execute") == [(0, 4, 8)]
+    assert java.call("list_offsets", group=group) == {tp: {"start_offset": 8, "lag": 2}}
+    assert reset("--to-earliest") == [(0, 8, 0)]
+    assert java.call("list_offsets", group=group) == {tp: {"start_offset": 0, "lag": 10}}
+    assert reset("--to-latest") == [(0, 0, 10)]
+    assert java.call("list_offsets", group=group) == {tp: {"start_offset": 10, "lag": 0}}
+    assert reset("--to-datetime", "1970-01-01T00:00:00Z") == [(0, 10, 0)]
+    assert reset("--to-offset", "6", which=("--all-topics",)) == [(0, 0, 6)]
+    java.call("open", name="after", topic=topic_name, group=group)
+    try:
+        out = java.call("consume", name="after", distinct=4)
+    finally:
+        java.call("close", name="after")
+    assert out["confirmed"] == [6, 7, 8, 9], out
+    wait_until(lambda: cli_json(b, share_broker, "group", "describe", group)["state"] == "Empty",
+               timeout=30, what="the share group to empty")
+
+    code, _, err = weir_cli(b, share_broker, "group", "delete-offsets", group,
+                            "--topic", f"{topic_name}:0")
+    assert code != 0 and "whole topics" in err, err
+    weir_cli(b, share_broker, "group", "delete-offsets", group, "--topic", topic_name, check=0)
+    assert java.call("list_offsets", group=group) == {}
+    weir_cli(b, share_broker, "group", "delete", group, check=0)
+    assert group not in java.call("list_share_groups")
+    code, _, err = weir_cli(b, share_broker, "group", "describe", group)
+    assert code != 0 and "does not exist" in err, err

@@ -110,7 +110,7 @@ pub static GROUP_CONFIGS: &[GroupConfigDef] = &[
     GroupConfigDef {
         name: "share.renew.acknowledge.enable",
         kind: ConfigType::Boolean,
-        default: Default::Value("false"),
+        default: Default::Value("true"),
         bound: Bound::Bool,
         doc: "Whether consumers may renew acquisition locks (RENEW acknowledgements, KIP-1222).",
     },

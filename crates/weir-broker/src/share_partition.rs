@@ -130,7 +130,7 @@ impl Default for ShareConfig {
             lock_duration_ms: 30_000,
             delivery_count_limit: 5,
             max_in_flight: 2000,
-            renew_enabled: false,
+            renew_enabled: true,
         }
     }
 }

@@ -302,9 +302,20 @@ impl Admin {
     /// Bytes on disk of each partition of `topic`, summed over the log
     /// directories of every broker (so over replicas too).
     pub async fn log_dir_sizes(&mut self, topic: &str) -> Result<HashMap<i32, i64>> {
+        let parts: Vec<i32> = self.partitions(topic).await?.iter().map(|p| p.0).collect();
+        self.log_dir_sizes_of(topic, &parts).await
+    }
+
+    /// [`Admin::log_dir_sizes`] of some partitions only (a page of a
+    /// topic with thousands).
+    pub async fn log_dir_sizes_of(
+        &mut self,
+        topic: &str,
+        parts: &[i32],
+    ) -> Result<HashMap<i32, i64>> {
         use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
         use kafka_protocol::messages::DescribeLogDirsRequest;
-        let parts: Vec<i32> = self.partitions(topic).await?.iter().map(|p| p.0).collect();
+        let parts = parts.to_vec();
         let mut out = HashMap::new();
         for node in self.nodes() {
             let req = DescribeLogDirsRequest::default().with_topics(Some(vec![

@@ -30,6 +30,9 @@ pub struct GroupListing {
     pub state: String,
     /// `consumer`, `connect`, ... (empty for groups without members).
     pub protocol_type: String,
+    /// `classic`, `consumer` or `share` (ListGroups v5); empty when the
+    /// broker does not say.
+    pub group_type: String,
 }
 
 /// Which group protocol a group speaks.
@@ -95,7 +98,7 @@ pub struct PlannedOffset {
 }
 
 /// `stable` → `Stable`, the classic protocol's spelling of states.
-fn capitalize(s: &str) -> String {
+pub(crate) fn capitalize(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
         Some(f) => f.to_uppercase().chain(c).collect(),
@@ -144,7 +147,7 @@ impl Admin {
         let mut groups: BTreeMap<String, GroupListing> = BTreeMap::new();
         for node in self.nodes() {
             let (resp, _) = self
-                .send_to(node.id, ListGroupsRequest::default(), 4)
+                .send_to(node.id, ListGroupsRequest::default(), 5)
                 .await?;
             check(resp.error_code, "cannot list groups", None)?;
             for g in resp.groups {
@@ -154,6 +157,7 @@ impl Admin {
                         group_id: g.group_id.to_string(),
                         state: g.group_state.to_string(),
                         protocol_type: g.protocol_type.to_string(),
+                        group_type: g.group_type.to_string(),
                     },
                 );
             }
@@ -338,6 +342,64 @@ impl Admin {
         Ok(())
     }
 
+    /// Deletes `group`'s committed offsets of the `selection` (topic, and
+    /// `None` for every partition or some partitions), as
+    /// `kafka-consumer-groups.sh --delete-offsets` does (OffsetDelete):
+    /// refused for topics the group is consuming.
+    pub async fn delete_offsets(
+        &mut self,
+        group: &str,
+        selection: &[(String, Option<Vec<i32>>)],
+    ) -> Result<()> {
+        use kafka_protocol::messages::offset_delete_request::{
+            OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+        };
+        use kafka_protocol::messages::OffsetDeleteRequest;
+        let mut topics = Vec::new();
+        for (t, only) in selection {
+            let parts: Vec<i32> = match only {
+                Some(ps) => ps.clone(),
+                None => self.partitions(t).await?.iter().map(|p| p.0).collect(),
+            };
+            topics.push(
+                OffsetDeleteRequestTopic::default()
+                    .with_name(topic_name(t))
+                    .with_partitions(
+                        parts
+                            .into_iter()
+                            .map(|p| {
+                                OffsetDeleteRequestPartition::default().with_partition_index(p)
+                            })
+                            .collect(),
+                    ),
+            );
+        }
+        let node = self.coordinator(group).await?;
+        let req = OffsetDeleteRequest::default()
+            .with_group_id(gid(group))
+            .with_topics(topics);
+        let (resp, _) = self.send_to(node, req, 0).await?;
+        check(
+            resp.error_code,
+            &format!("cannot delete offsets of group `{group}`"),
+            None,
+        )?;
+        for t in &resp.topics {
+            for p in &t.partitions {
+                check(
+                    p.error_code,
+                    &format!(
+                        "cannot delete the offset of {}-{} in group `{group}`",
+                        t.name.as_str(),
+                        p.partition_index
+                    ),
+                    None,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// High watermarks of every partition of `topics`; topics that no
     /// longer exist are left out.
     pub async fn end_offsets(&mut self, topics: &[String]) -> Result<HashMap<(String, i32), i64>> {
@@ -377,13 +439,36 @@ impl Admin {
             )));
         }
         let current = self.committed_offsets(group).await?;
+        let plan = self
+            .plan_offsets(group, selection, target, &current)
+            .await?;
+        if !dry_run {
+            let offsets: Vec<(String, i32, i64)> = plan
+                .iter()
+                .map(|p| (p.topic.clone(), p.partition, p.new))
+                .collect();
+            self.commit_offsets(group, &offsets).await?;
+        }
+        Ok(plan)
+    }
+
+    /// The new offsets of an offset reset: `selection` as in
+    /// [`Admin::reset_offsets`], `current` the group's offsets now (those
+    /// an empty selection means, and those `Shift` moves).
+    pub(crate) async fn plan_offsets(
+        &mut self,
+        group: &str,
+        selection: &[(String, Option<Vec<i32>>)],
+        target: OffsetTarget,
+        current: &BTreeMap<(String, i32), i64>,
+    ) -> Result<Vec<PlannedOffset>> {
         let mut wanted: Vec<(String, Option<Vec<i32>>)> = selection.to_vec();
         if wanted.is_empty() {
             let mut ts: Vec<String> = current.keys().map(|k| k.0.clone()).collect();
             ts.dedup();
             if ts.is_empty() {
                 return Err(ClientError::Invalid(format!(
-                    "group `{group}` has no committed offsets; name the topics to reset"
+                    "group `{group}` has no offsets; name the topics to reset"
                 )));
             }
             wanted.extend(ts.into_iter().map(|t| (t, None)));
@@ -453,13 +538,6 @@ impl Admin {
                     new: new.clamp(lo, hi),
                 });
             }
-        }
-        if !dry_run {
-            let offsets: Vec<(String, i32, i64)> = plan
-                .iter()
-                .map(|p| (p.topic.clone(), p.partition, p.new))
-                .collect();
-            self.commit_offsets(group, &offsets).await?;
         }
         Ok(plan)
     }

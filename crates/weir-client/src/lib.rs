@@ -3,8 +3,9 @@
 //! sent at the best version both sides speak, to the right broker (the
 //! bootstrap, a partition leader, a group coordinator, every node), over
 //! plaintext, TLS (rustls) or SASL (PLAIN, SCRAM-SHA-256/512, OAUTHBEARER)
-//! configured by Kafka's client settings, and membership of classic groups
-//! of any protocol type (Kafka Connect's workers use it).
+//! configured by Kafka's client settings, membership of classic groups
+//! of any protocol type (Kafka Connect's workers use it), and the admin
+//! side of consumer and share groups (describing, offsets, resets).
 //!
 //! The `weir` command line's admin commands use it, and so do the platform
 //! services (Connect, SQL, the REST proxy and the console) where they need
@@ -25,6 +26,7 @@ mod quotas;
 mod sasl;
 mod scram;
 pub mod security;
+mod share_groups;
 mod topics;
 
 pub use admin::{Admin, Node, OffsetAnswer, EARLIEST, LATEST};
@@ -40,6 +42,7 @@ pub use properties::parse_properties;
 pub use quotas::{QuotaEntity, QuotaEntry};
 pub use scram::ScramUser;
 pub use security::{ClientSecurity, Protocol, SaslLogin, TlsSettings};
+pub use share_groups::{ShareGroupDescription, ShareMember, ShareOffset};
 pub use topics::{CreatedTopic, NewTopic};
 
 /// The client's result type.

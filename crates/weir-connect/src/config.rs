@@ -242,6 +242,8 @@ pub struct ConfigKey {
     pub choices: &'static [&'static str],
     /// Lower bound for numbers.
     pub min: Option<i64>,
+    /// Optional although it has no default (`default_value: null`).
+    pub nullable: bool,
 }
 
 impl ConfigKey {
@@ -265,6 +267,7 @@ impl ConfigKey {
             display: name,
             choices: &[],
             min: None,
+            nullable: false,
         }
     }
 }
@@ -281,6 +284,8 @@ pub struct ConfigValue {
     pub key: ConfigKey,
     pub value: Option<String>,
     pub errors: Vec<String>,
+    /// Whether the setting applies given the others (Kafka's `visible`).
+    pub visible: bool,
 }
 
 impl ConfigDef {
@@ -293,6 +298,7 @@ impl ConfigDef {
                 let value = raw.clone().or_else(|| k.default.map(str::to_string));
                 let mut errors = Vec::new();
                 match &value {
+                    None if k.nullable => {}
                     None => errors.push(format!(
                         "Missing required configuration \"{}\" which has no default value.",
                         k.name
@@ -303,6 +309,23 @@ impl ConfigDef {
                         }
                     }
                 }
+                // A value that does not parse as its type is reported with
+                // no value, as Kafka's ConfigDef does; one that parses but
+                // fails a check (a minimum, a choice) keeps it.
+                let value = match (&value, k.ty) {
+                    (Some(v), ConfigType::Int | ConfigType::Short | ConfigType::Long)
+                        if v.trim().parse::<i64>().is_err() =>
+                    {
+                        None
+                    }
+                    (Some(v), ConfigType::Double) if v.trim().parse::<f64>().is_err() => None,
+                    (Some(v), ConfigType::Boolean)
+                        if !matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "false") =>
+                    {
+                        None
+                    }
+                    _ => value,
+                };
                 ConfigValue {
                     key: k.clone(),
                     value: match k.ty {
@@ -310,6 +333,7 @@ impl ConfigDef {
                         _ => value,
                     },
                     errors,
+                    visible: true,
                 }
             })
             .collect()
@@ -352,8 +376,15 @@ fn check_value(k: &ConfigKey, v: &str) -> std::result::Result<(), String> {
         _ => {}
     }
     if !k.choices.is_empty() && !k.choices.iter().any(|c| c.eq_ignore_ascii_case(v.trim())) {
+        // Kafka's case-insensitive validator lists its choices upper-case.
+        let insensitive = k.choices.iter().all(|c| !c.chars().any(char::is_lowercase));
         return Err(invalid(&format!(
-            "String must be one of: {}",
+            "String must be one of{}: {}",
+            if insensitive {
+                " (case insensitive)"
+            } else {
+                ""
+            },
             k.choices.join(", ")
         )));
     }
@@ -386,15 +417,15 @@ pub fn config_key_info(k: &ConfigKey) -> Json {
     Json::obj([
         ("name", Json::str(k.name)),
         ("type", Json::str(k.ty.name())),
-        ("required", Json::Bool(k.default.is_none())),
+        ("required", Json::Bool(k.default.is_none() && !k.nullable)),
         ("default_value", opt(k.default)),
         ("importance", Json::str(k.importance)),
         ("documentation", Json::str(k.doc)),
         ("group", opt(k.group)),
+        ("order_in_group", Json::Int(i64::from(k.order))),
         ("width", Json::str(k.width)),
         ("display_name", Json::str(k.display)),
         ("dependents", Json::Arr(vec![])),
-        ("order", Json::Int(i64::from(k.order))),
     ])
 }
 
@@ -406,15 +437,27 @@ fn config_info(v: &ConfigValue) -> Json {
             Json::obj([
                 ("name", Json::str(v.key.name)),
                 ("value", opt(v.value.as_deref())),
+                // Kafka recommends classes for class-valued settings (the
+                // converters); a closed set of strings is a validator there,
+                // with nothing recommended.
                 (
                     "recommended_values",
-                    Json::Arr(v.key.choices.iter().map(|c| Json::str(*c)).collect()),
+                    Json::Arr(if v.key.name.ends_with(".plugin.version") {
+                        // The versions installed: this runtime has one.
+                        v.key.default.into_iter().map(Json::str).collect()
+                    } else if v.key.ty == ConfigType::Class {
+                        let mut classes = crate::converter::CONVERTER_CLASSES.to_vec();
+                        classes.sort_unstable();
+                        classes.into_iter().map(Json::str).collect()
+                    } else {
+                        Vec::new()
+                    }),
                 ),
                 (
                     "errors",
                     Json::Arr(v.errors.iter().map(|e| Json::str(e.clone())).collect()),
                 ),
-                ("visible", Json::Bool(true)),
+                ("visible", Json::Bool(v.visible)),
             ]),
         ),
     ])

@@ -64,16 +64,19 @@ pub const FILE_SINK: Plugin = Plugin {
 fn source_def() -> ConfigDef {
     ConfigDef {
         keys: vec![
-            ConfigKey::new(
-                "file",
-                ConfigType::String,
-                Some(""),
-                "HIGH",
-                "Source filename. If not specified, the standard input will be used",
-            ),
+            ConfigKey {
+                nullable: true,
+                ..ConfigKey::new(
+                    "file",
+                    ConfigType::String,
+                    None,
+                    "HIGH",
+                    "Source filename. If not specified, the standard input will be used",
+                )
+            },
             ConfigKey::new(
                 "topic",
-                ConfigType::List,
+                ConfigType::String,
                 None,
                 "HIGH",
                 "The topic to publish data to",
@@ -94,13 +97,16 @@ fn source_def() -> ConfigDef {
 
 fn sink_def() -> ConfigDef {
     ConfigDef {
-        keys: vec![ConfigKey::new(
-            "file",
-            ConfigType::String,
-            Some(""),
-            "HIGH",
-            "Destination filename. If not specified, the standard output will be used",
-        )],
+        keys: vec![ConfigKey {
+            nullable: true,
+            ..ConfigKey::new(
+                "file",
+                ConfigType::String,
+                None,
+                "HIGH",
+                "Destination filename. If not specified, the standard output will be used",
+            )
+        }],
     }
 }
 

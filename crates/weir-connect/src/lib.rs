@@ -6,7 +6,7 @@
 //! standalone against any Kafka-compatible cluster. It owns:
 //!
 //! - the connector and task interfaces ([`connector`]) and the plugins
-//!   ([`plugins`], [`file`]);
+//!   ([`plugins`], [`file`], [`datagen`]);
 //! - Connect's data model ([`data`]) and converters ([`converter`]), with
 //!   JSON written as Kafka writes it ([`json`]);
 //! - the internal topics in Kafka Connect's formats ([`storage`]);
@@ -23,6 +23,7 @@ pub mod config;
 pub mod connector;
 pub mod converter;
 pub mod data;
+pub mod datagen;
 pub mod error;
 pub mod file;
 #[cfg(feature = "runtime")]
@@ -40,6 +41,7 @@ pub mod rest;
 #[cfg(feature = "runtime")]
 mod runtime;
 pub mod storage;
+pub mod timefmt;
 pub mod transforms;
 #[cfg(feature = "runtime")]
 pub mod worker;

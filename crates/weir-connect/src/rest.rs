@@ -178,7 +178,16 @@ fn info(shared: &Shared, name: &str) -> Option<Json> {
     ]))
 }
 
-fn state_json(status: Option<Status>) -> Vec<(String, Json)> {
+/// The version of the plugin a connector config names (Kafka 4 reports it
+/// in statuses).
+fn plugin_version(config: Option<&Props>) -> Option<&'static str> {
+    config
+        .and_then(|c| c.get("connector.class"))
+        .and_then(|c| plugins::find(c))
+        .map(|p| p.version)
+}
+
+fn state_json(status: Option<Status>, version: Option<&'static str>) -> Vec<(String, Json)> {
     let st = status.unwrap_or(Status {
         state: "UNASSIGNED".into(),
         trace: None,
@@ -192,6 +201,9 @@ fn state_json(status: Option<Status>) -> Vec<(String, Json)> {
     if let Some(t) = st.trace {
         out.push(("trace".to_string(), Json::str(t)));
     }
+    if let Some(v) = version {
+        out.push(("version".to_string(), Json::str(v)));
+    }
     out
 }
 
@@ -204,11 +216,13 @@ fn status(shared: &Shared, name: &str) -> Option<Json> {
             c.tasks.get(name).map_or(0, Vec::len),
         )
     };
+    let version = plugin_version(Some(&config));
     let tasks = (0..n)
         .map(|i| {
             let mut pairs = vec![("id".to_string(), Json::Int(i as i64))];
             pairs.extend(state_json(
                 shared.status(&format!("status-task-{name}-{i}")),
+                version,
             ));
             Json::Obj(pairs)
         })
@@ -219,6 +233,7 @@ fn status(shared: &Shared, name: &str) -> Option<Json> {
             "connector",
             Json::Obj(state_json(
                 shared.status(&format!("status-connector-{name}")),
+                version,
             )),
         ),
         ("tasks", Json::Arr(tasks)),
@@ -589,9 +604,11 @@ async fn task_status(State(api): State<Api>, Path((c, t)): Path<(String, i32)>) 
     if !exists {
         return error(404, format!("No status found for task {c}-{t}"));
     }
+    let version = plugin_version(api.shared.cluster().connectors.get(&c));
     let mut pairs = vec![("id".to_string(), Json::Int(i64::from(t)))];
     pairs.extend(state_json(
         api.shared.status(&format!("status-task-{c}-{t}")),
+        version,
     ));
     json(StatusCode::OK, Json::Obj(pairs))
 }
@@ -794,10 +811,12 @@ async fn plugin_config(Path(p): Path<String>) -> Response {
     let Some(plugin) = plugins::find(&p) else {
         return error(404, format!("Unknown plugin {p}."));
     };
-    let def = (plugin.config_def)();
+    // The plugin's own configs, then the runtime's, as Kafka lists them.
+    let mut keys = (plugin.config_def)().keys;
+    keys.extend(plugins::common_keys(&plugin));
     json(
         StatusCode::OK,
-        Json::Arr(def.keys.iter().map(config_key_info).collect()),
+        Json::Arr(keys.iter().map(config_key_info).collect()),
     )
 }
 
@@ -823,5 +842,6 @@ async fn validate(Path(p): Path<String>, body: Bytes) -> Response {
         );
     }
     let (groups, values) = plugins::validate(&plugin, &config);
-    json(StatusCode::OK, config_infos(plugin.class, &groups, &values))
+    // Kafka names the result after `connector.class` as it was given.
+    json(StatusCode::OK, config_infos(class.trim(), &groups, &values))
 }

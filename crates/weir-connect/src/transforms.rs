@@ -3,9 +3,10 @@
 //! from a connector's `transforms` and `predicates` settings and applied
 //! in order to each record (sources: before conversion; sinks: after).
 //!
-//! Transforms here: Filter, RegexRouter, InsertField, ReplaceField,
-//! MaskField, ValueToKey, ExtractField, HoistField, InsertHeader,
-//! DropHeaders, SetSchemaMetadata. Predicates: TopicNameMatches,
+//! Transforms here: Cast, DropHeaders, ExtractField, Filter, Flatten,
+//! HeaderFrom, HoistField, InsertField, InsertHeader, MaskField,
+//! RegexRouter, ReplaceField, SetSchemaMetadata, TimestampConverter,
+//! TimestampRouter, ValueToKey. Predicates: TopicNameMatches,
 //! HasHeaderKey, RecordIsTombstone, each with `negate`.
 
 use std::sync::Arc;
@@ -14,8 +15,9 @@ use regex::Regex;
 
 use crate::config::{list, with_prefix};
 use crate::connector::{ConnectRecord, Header, Props};
-use crate::data::{Schema, SchemaAndValue, Struct, Type, Value};
+use crate::data::{logical, Schema, SchemaAndValue, Struct, Type, Value};
 use crate::error::{ConnectError, Result};
+use crate::timefmt::{Pattern, MS_PER_DAY};
 
 const PKG: &str = "org.apache.kafka.connect.transforms.";
 const PREDICATES_PKG: &str = "org.apache.kafka.connect.transforms.predicates.";
@@ -39,6 +41,15 @@ pub const TRANSFORM_CLASSES: &[&str] = &[
     "org.apache.kafka.connect.transforms.DropHeaders",
     "org.apache.kafka.connect.transforms.SetSchemaMetadata$Key",
     "org.apache.kafka.connect.transforms.SetSchemaMetadata$Value",
+    "org.apache.kafka.connect.transforms.Cast$Key",
+    "org.apache.kafka.connect.transforms.Cast$Value",
+    "org.apache.kafka.connect.transforms.Flatten$Key",
+    "org.apache.kafka.connect.transforms.Flatten$Value",
+    "org.apache.kafka.connect.transforms.HeaderFrom$Key",
+    "org.apache.kafka.connect.transforms.HeaderFrom$Value",
+    "org.apache.kafka.connect.transforms.TimestampConverter$Key",
+    "org.apache.kafka.connect.transforms.TimestampConverter$Value",
+    "org.apache.kafka.connect.transforms.TimestampRouter",
 ];
 
 /// The predicate classes this runtime has.
@@ -115,6 +126,74 @@ enum Kind {
         name: Option<String>,
         version: Option<i32>,
     },
+    Cast {
+        /// The type the whole key or value is cast to.
+        whole: Option<Type>,
+        fields: Vec<(String, Type)>,
+        replace_null_with_default: bool,
+    },
+    Flatten {
+        delimiter: String,
+    },
+    HeaderFrom {
+        fields: Vec<String>,
+        headers: Vec<String>,
+        moving: bool,
+        replace_null_with_default: bool,
+    },
+    TimestampConverter {
+        /// `None`: the whole key or value.
+        field: Option<String>,
+        target: TsType,
+        format: Option<Pattern>,
+        /// Milliseconds per unit of `unix` values, as (multiplier, divisor).
+        precision: Precision,
+        replace_null_with_default: bool,
+    },
+    TimestampRouter {
+        topic_format: String,
+        timestamp_format: Pattern,
+    },
+}
+
+/// TimestampConverter's `target.type` (and the kinds it reads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TsType {
+    String,
+    Unix,
+    Date,
+    Time,
+    Timestamp,
+}
+
+/// TimestampConverter's `unix.precision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Precision {
+    Seconds,
+    Milliseconds,
+    Microseconds,
+    Nanoseconds,
+}
+
+impl Precision {
+    fn to_ms(self, v: i64) -> i64 {
+        // Java's TimeUnit conversions: truncation toward zero, saturating.
+        match self {
+            Precision::Seconds => v.saturating_mul(1000),
+            Precision::Milliseconds => v,
+            Precision::Microseconds => v / 1000,
+            Precision::Nanoseconds => v / 1_000_000,
+        }
+    }
+
+    fn of_ms(self, ms: i64) -> i64 {
+        match self {
+            Precision::Seconds => ms / 1000,
+            Precision::Milliseconds => ms,
+            Precision::Microseconds => ms.saturating_mul(1000),
+            Precision::Nanoseconds => ms.saturating_mul(1_000_000),
+        }
+    }
 }
 
 /// One configured transform with its optional predicate.
@@ -273,6 +352,41 @@ impl Chain {
                 "SetSchemaMetadata" => Kind::SetSchemaMetadata {
                     name: opt(&p, "schema.name"),
                     version: opt(&p, "schema.version").and_then(|v| v.parse().ok()),
+                },
+                "Cast" => cast_config(&p, &alias)?,
+                "Flatten" => Kind::Flatten {
+                    delimiter: p.get("delimiter").cloned().unwrap_or_else(|| ".".into()),
+                },
+                "HeaderFrom" => {
+                    let (fields, headers) = (fields("fields"), fields("headers"));
+                    if fields.len() != headers.len() {
+                        return Err(bad(format!(
+                            "'fields' config must have the same number of elements as 'headers' config. (transform {alias})"
+                        )));
+                    }
+                    let moving = match required(&p, "operation", &alias)?.as_str() {
+                        "move" => true,
+                        "copy" => false,
+                        other => {
+                            return Err(bad(format!(
+                                "Invalid value {other} for configuration operation: String must be one of: move, copy (transform {alias})"
+                            )))
+                        }
+                    };
+                    Kind::HeaderFrom {
+                        fields,
+                        headers,
+                        moving,
+                        replace_null_with_default: null_default(&p),
+                    }
+                }
+                "TimestampConverter" => timestamp_converter_config(&p, &alias)?,
+                "TimestampRouter" => Kind::TimestampRouter {
+                    topic_format: opt(&p, "topic.format")
+                        .unwrap_or_else(|| "${topic}-${timestamp}".into()),
+                    timestamp_format: Pattern::parse(
+                        &opt(&p, "timestamp.format").unwrap_or_else(|| "yyyyMMdd".into()),
+                    )?,
                 },
                 _ => {
                     return Err(bad(format!(
@@ -440,6 +554,403 @@ fn rep(r: &str) -> ConnectError {
     ConnectError::data(format!("Unable to convert {r} to the field's type"))
 }
 
+fn null_default(p: &Props) -> bool {
+    opt(p, "replace.null.with.default").as_deref() != Some("false")
+}
+
+fn cast_type(name: &str) -> Option<Type> {
+    let t = Type::parse(name)?;
+    (t.is_primitive() && t != Type::Bytes).then_some(t)
+}
+
+fn cast_config(p: &Props, alias: &str) -> Result<Kind> {
+    let spec = list(p, "spec");
+    if spec.is_empty() {
+        return Err(bad(format!(
+            "Must specify at least one field to cast. (transform {alias})"
+        )));
+    }
+    let invalid = |t: &str| {
+        bad(format!(
+            "Invalid type found in casting spec: {t} (transform {alias})"
+        ))
+    };
+    let mut whole = None;
+    let mut fields = Vec::new();
+    for entry in &spec {
+        match entry.split_once(':') {
+            Some((f, t)) => fields.push((
+                f.trim().to_string(),
+                cast_type(t.trim()).ok_or_else(|| invalid(t.trim()))?,
+            )),
+            None => whole = Some(cast_type(entry).ok_or_else(|| invalid(entry))?),
+        }
+    }
+    if whole.is_some() && spec.len() > 1 {
+        return Err(bad(format!(
+            "Cast transformations that specify a type to cast the entire value to may ony specify a single cast in their spec (transform {alias})"
+        )));
+    }
+    Ok(Kind::Cast {
+        whole,
+        fields,
+        replace_null_with_default: null_default(p),
+    })
+}
+
+fn timestamp_converter_config(p: &Props, alias: &str) -> Result<Kind> {
+    let target = match required(p, "target.type", alias)?.as_str() {
+        "string" => TsType::String,
+        "unix" => TsType::Unix,
+        "Date" => TsType::Date,
+        "Time" => TsType::Time,
+        "Timestamp" => TsType::Timestamp,
+        other => {
+            return Err(bad(format!(
+                "Unknown timestamp type in TimestampConverter: {other}. Valid values are string, unix, Date, Time, Timestamp."
+            )))
+        }
+    };
+    let format = match opt(p, "format") {
+        Some(f) => Some(Pattern::parse(&f).map_err(|_| {
+            bad(format!(
+                "TimestampConverter requires a SimpleDateFormat-compatible pattern for string timestamps: {f}"
+            ))
+        })?),
+        None if target == TsType::String => {
+            return Err(bad(
+                "TimestampConverter requires format option to be specified when using string timestamps",
+            ))
+        }
+        None => None,
+    };
+    let precision = match opt(p, "unix.precision").as_deref().unwrap_or("milliseconds") {
+        "seconds" => Precision::Seconds,
+        "milliseconds" => Precision::Milliseconds,
+        "microseconds" => Precision::Microseconds,
+        "nanoseconds" => Precision::Nanoseconds,
+        other => {
+            return Err(bad(format!(
+                "Invalid value {other} for configuration unix.precision: String must be one of: nanoseconds, microseconds, milliseconds, seconds (transform {alias})"
+            )))
+        }
+    };
+    Ok(Kind::TimestampConverter {
+        field: opt(p, "field"),
+        target,
+        format,
+        precision,
+        replace_null_with_default: null_default(p),
+    })
+}
+
+/// The default of `schema` for a null value, when the transform replaces
+/// nulls with defaults.
+fn or_default(v: Value, schema: &Schema, replace: bool) -> Value {
+    match (v, &schema.default) {
+        (Value::Null, Some(d)) if replace => d.clone(),
+        (v, _) => v,
+    }
+}
+
+/// A schema that keeps `orig`'s name, version, doc and parameters (Kafka's
+/// `SchemaUtil.copySchemaBasics`) over type `ty`.
+fn basics(orig: &Schema, ty: Type) -> Schema {
+    Schema {
+        name: orig.name.clone(),
+        version: orig.version,
+        doc: orig.doc.clone(),
+        parameters: orig.parameters.clone(),
+        ..Schema::of(ty)
+    }
+}
+
+/// A logical value's physical number as Kafka's Cast sees it (dates and
+/// times in their INT32/INT64 encodings; a decimal as its number).
+enum Num {
+    Int(i64),
+    Float(f64),
+}
+
+fn decimal_f64(unscaled: &[u8], scale: i32) -> f64 {
+    let mut v: i128 = if unscaled.first().is_some_and(|b| b & 0x80 != 0) {
+        -1
+    } else {
+        0
+    };
+    for b in unscaled.iter().take(16) {
+        v = (v << 8) | i128::from(*b);
+    }
+    v as f64 / 10f64.powi(scale)
+}
+
+fn cast_err(v: &Value) -> ConnectError {
+    ConnectError::data(format!(
+        "Unexpected type in Cast transformation: class {}",
+        v.type_name()
+    ))
+}
+
+/// Kafka's `Cast.castValueToType`: Java's narrowing conversions for
+/// numbers, 1/0 for booleans, `parseX` for strings, `toString` (ISO dates,
+/// base64 bytes) for STRING.
+fn cast_value(schema: Option<&Schema>, v: &Value, to: Type) -> Result<Value> {
+    if v.is_null() {
+        return Ok(Value::Null);
+    }
+    let from = schema.map(|s| s.ty).or_else(|| v.inferred_type());
+    if !from.is_some_and(Type::is_primitive) {
+        return Err(ConnectError::data(format!(
+            "Cast transformation does not support casting from {}; supported types are [INT8, INT16, INT32, INT64, FLOAT32, FLOAT64, BOOLEAN, STRING, BYTES]",
+            from.map_or("null", Type::name)
+        )));
+    }
+    let logical_name = schema.and_then(|s| s.name.as_deref());
+    if to == Type::String {
+        let text = match (logical_name, v) {
+            (Some(logical::DATE), Value::Int32(d)) => {
+                crate::timefmt::iso(i64::from(*d) * MS_PER_DAY)
+            }
+            (Some(logical::TIME), Value::Int32(t)) => crate::timefmt::iso(i64::from(*t)),
+            (Some(logical::TIMESTAMP), Value::Int64(t)) => crate::timefmt::iso(*t),
+            (Some(logical::DECIMAL), Value::Bytes(b)) => {
+                let scale = schema.and_then(Schema::decimal_scale).unwrap_or(0);
+                crate::json::Json::Double(decimal_f64(b, scale)).to_text()
+            }
+            (_, Value::Bytes(b)) => {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.encode(b)
+            }
+            (_, other) => crate::converter::java_to_string(other),
+        };
+        return Ok(Value::String(text));
+    }
+    let num = match v {
+        Value::Int8(x) => Num::Int(i64::from(*x)),
+        Value::Int16(x) => Num::Int(i64::from(*x)),
+        Value::Int32(x) => Num::Int(i64::from(*x)),
+        Value::Int64(x) => Num::Int(*x),
+        Value::Float32(x) => Num::Float(f64::from(*x)),
+        Value::Float64(x) => Num::Float(*x),
+        Value::Boolean(b) => Num::Int(i64::from(*b)),
+        Value::Bytes(b) if logical_name == Some(logical::DECIMAL) => Num::Float(decimal_f64(
+            b,
+            schema.and_then(Schema::decimal_scale).unwrap_or(0),
+        )),
+        Value::String(s) => {
+            let s = s.as_str();
+            let parse_err = || {
+                ConnectError::data(format!(
+                    "Cast transformation cannot parse \"{s}\" as {}",
+                    to.name()
+                ))
+            };
+            return Ok(match to {
+                Type::Int8 => Value::Int8(s.parse().map_err(|_| parse_err())?),
+                Type::Int16 => Value::Int16(s.parse().map_err(|_| parse_err())?),
+                Type::Int32 => Value::Int32(s.parse().map_err(|_| parse_err())?),
+                Type::Int64 => Value::Int64(s.parse().map_err(|_| parse_err())?),
+                Type::Float32 => Value::Float32(s.trim().parse().map_err(|_| parse_err())?),
+                Type::Float64 => Value::Float64(s.trim().parse().map_err(|_| parse_err())?),
+                Type::Boolean => Value::Boolean(s.eq_ignore_ascii_case("true")),
+                _ => return Err(cast_err(v)),
+            });
+        }
+        other => return Err(cast_err(other)),
+    };
+    // Java's narrowing: floats to int (saturating), then integer truncation.
+    let as_long = |n: &Num| match n {
+        Num::Int(i) => *i,
+        Num::Float(f) => *f as i64,
+    };
+    let as_int = |n: &Num| match n {
+        Num::Int(i) => *i as i32,
+        Num::Float(f) => *f as i32,
+    };
+    Ok(match to {
+        Type::Int8 => Value::Int8(as_int(&num) as i8),
+        Type::Int16 => Value::Int16(as_int(&num) as i16),
+        Type::Int32 => Value::Int32(as_int(&num)),
+        Type::Int64 => Value::Int64(as_long(&num)),
+        Type::Float32 => Value::Float32(match num {
+            Num::Int(i) => i as f32,
+            Num::Float(f) => f as f32,
+        }),
+        Type::Float64 => Value::Float64(match num {
+            Num::Int(i) => i as f64,
+            Num::Float(f) => f,
+        }),
+        Type::Boolean => Value::Boolean(as_long(&num) != 0),
+        _ => return Err(cast_err(v)),
+    })
+}
+
+/// The schema a Cast of `orig` to `to` gives: the new type, optional and
+/// with a cast default as the original.
+fn cast_schema(orig: &Schema, to: Type) -> Result<Schema> {
+    let mut s = Schema::of(to);
+    s.optional = orig.optional;
+    if let Some(d) = &orig.default {
+        s.default = Some(cast_value(Some(orig), d, to)?);
+    }
+    Ok(s)
+}
+
+/// Flatten's schema: nested structs' fields lifted with joined names,
+/// optional under an optional parent.
+fn flatten_schema(
+    schema: &Schema,
+    prefix: &str,
+    delimiter: &str,
+    optional: bool,
+    out: &mut Vec<(String, Schema)>,
+) {
+    for f in &schema.fields {
+        let name = if prefix.is_empty() {
+            f.name.clone()
+        } else {
+            format!("{prefix}{delimiter}{}", f.name)
+        };
+        let opt = optional || f.schema.optional;
+        if f.schema.ty == Type::Struct {
+            flatten_schema(&f.schema, &name, delimiter, opt, out);
+        } else {
+            let mut s = (*f.schema).clone();
+            s.optional = opt;
+            out.push((name, s));
+        }
+    }
+}
+
+fn flatten_struct(s: Option<&Struct>, schema: &Schema, out: &mut Vec<Value>) {
+    for f in &schema.fields {
+        let v = s.map_or(Value::Null, |s| {
+            or_default(s.values[f.index].clone(), &f.schema, true)
+        });
+        if f.schema.ty == Type::Struct {
+            let inner = match &v {
+                Value::Struct(inner) => Some(inner),
+                _ => None,
+            };
+            flatten_struct(inner, &f.schema, out);
+        } else {
+            out.push(v);
+        }
+    }
+}
+
+fn flatten_map(
+    entries: &[(Value, Value)],
+    prefix: &str,
+    delimiter: &str,
+    out: &mut Vec<(Value, Value)>,
+) -> Result<()> {
+    for (k, v) in entries {
+        let k = k.as_str().ok_or_else(|| {
+            ConnectError::data("Only Map objects with String keys are supported for [flattening]")
+        })?;
+        let name = if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}{delimiter}{k}")
+        };
+        match v {
+            Value::Map(inner) => flatten_map(inner, &name, delimiter, out)?,
+            Value::Struct(_) => {
+                return Err(ConnectError::data(format!(
+                    "Flatten transformation does not support class org.apache.kafka.connect.data.Struct for record without schemas (for field {name})."
+                )))
+            }
+            other => out.push((Value::String(name), other.clone())),
+        }
+    }
+    Ok(())
+}
+
+/// The milliseconds a TimestampConverter input stands for, and which kind
+/// it was.
+fn timestamp_in(
+    schema: Option<&Schema>,
+    v: &Value,
+    format: Option<&Pattern>,
+    precision: Precision,
+) -> Result<i64> {
+    let kind = match schema {
+        Some(s) => match s.name.as_deref() {
+            Some(logical::TIMESTAMP) => TsType::Timestamp,
+            Some(logical::DATE) => TsType::Date,
+            Some(logical::TIME) => TsType::Time,
+            _ if s.ty == Type::String => TsType::String,
+            _ if s.ty == Type::Int64 => TsType::Unix,
+            _ => {
+                return Err(ConnectError::data(format!(
+                    "Schema {} does not correspond to a known timestamp type format",
+                    s.ty.name()
+                )))
+            }
+        },
+        None => match v {
+            Value::String(_) => TsType::String,
+            Value::Int64(_) => TsType::Unix,
+            other => {
+                return Err(ConnectError::data(format!(
+                    "TimestampConverter does not support {} objects as timestamps",
+                    other.type_name()
+                )))
+            }
+        },
+    };
+    let bad = || {
+        ConnectError::data(format!(
+            "Expected a timestamp value, found {}",
+            v.type_name()
+        ))
+    };
+    Ok(match kind {
+        TsType::String => {
+            let text = v.as_str().ok_or_else(bad)?;
+            let p = format.ok_or_else(|| {
+                ConnectError::data("TimestampConverter requires format option to be specified when using string timestamps")
+            })?;
+            p.parse_ms(text).ok_or_else(|| {
+                ConnectError::data(format!(
+                    "Could not parse timestamp: value ({text}) does not match pattern"
+                ))
+            })?
+        }
+        TsType::Unix => precision.to_ms(v.as_i64().ok_or_else(bad)?),
+        TsType::Date => v.as_i64().ok_or_else(bad)? * MS_PER_DAY,
+        TsType::Time | TsType::Timestamp => v.as_i64().ok_or_else(bad)?,
+    })
+}
+
+fn timestamp_schema(target: TsType, optional: bool) -> Schema {
+    let logical = |ty: Type, name: &str| {
+        let mut s = Schema::of(ty).named(name);
+        s.version = Some(1);
+        s
+    };
+    let mut s = match target {
+        TsType::String => Schema::of(Type::String),
+        TsType::Unix => Schema::of(Type::Int64),
+        TsType::Date => logical(Type::Int32, logical::DATE),
+        TsType::Time => logical(Type::Int32, logical::TIME),
+        TsType::Timestamp => logical(Type::Int64, logical::TIMESTAMP),
+    };
+    s.optional = optional;
+    s
+}
+
+fn timestamp_out(ms: i64, target: TsType, format: Option<&Pattern>, precision: Precision) -> Value {
+    match target {
+        TsType::String => Value::String(format.map(|p| p.format(ms)).unwrap_or_default()),
+        TsType::Unix => Value::Int64(precision.of_ms(ms)),
+        TsType::Date => Value::Int32(ms.div_euclid(MS_PER_DAY) as i32),
+        TsType::Time => Value::Int32(ms.rem_euclid(MS_PER_DAY) as i32),
+        TsType::Timestamp => Value::Int64(ms),
+    }
+}
+
 impl Step {
     fn apply(
         &self,
@@ -471,6 +982,223 @@ impl Step {
                 },
             }),
             Kind::DropHeaders { headers } => r.headers.retain(|h| !headers.contains(&h.key)),
+            Kind::TimestampRouter {
+                topic_format,
+                timestamp_format,
+            } => {
+                let ts = r.timestamp.ok_or_else(|| {
+                    ConnectError::data(format!("Timestamp missing on record: {}", r.topic))
+                })?;
+                r.topic = topic_format
+                    .replace("${topic}", &r.topic)
+                    .replace("${timestamp}", &timestamp_format.format(ts));
+            }
+            Kind::Cast {
+                whole,
+                fields,
+                replace_null_with_default,
+            } => {
+                let d = target(&mut r);
+                if d.value.is_null() {
+                    put(&mut r, d);
+                    return Ok(Some(r));
+                }
+                let out = match (whole, &d.schema, &d.value) {
+                    (Some(to), Some(s), v) => SchemaAndValue {
+                        value: cast_value(Some(s), v, *to)?,
+                        schema: Some(Arc::new(cast_schema(s, *to)?)),
+                    },
+                    (Some(to), None, v) => SchemaAndValue::schemaless(cast_value(None, v, *to)?),
+                    (None, None, Value::Map(entries)) => SchemaAndValue::schemaless(Value::Map(
+                        entries
+                            .iter()
+                            .map(|(k, v)| {
+                                let to = k
+                                    .as_str()
+                                    .and_then(|k| fields.iter().find(|(f, _)| f == k))
+                                    .map(|(_, t)| *t);
+                                Ok((k.clone(), match to {
+                                    Some(t) => cast_value(None, v, t)?,
+                                    None => v.clone(),
+                                }))
+                            })
+                            .collect::<Result<_>>()?,
+                    )),
+                    (None, Some(schema), Value::Struct(st)) => {
+                        let mut out_fields = Vec::new();
+                        let mut values = Vec::new();
+                        for f in &schema.fields {
+                            let v = st.values[f.index].clone();
+                            match fields.iter().find(|(n, _)| *n == f.name) {
+                                Some((_, to)) => {
+                                    let v = or_default(v, &f.schema, *replace_null_with_default);
+                                    values.push(cast_value(Some(&f.schema), &v, *to)?);
+                                    out_fields.push((f.name.clone(), cast_schema(&f.schema, *to)?));
+                                }
+                                None => {
+                                    values.push(v);
+                                    out_fields.push((f.name.clone(), (*f.schema).clone()));
+                                }
+                            }
+                        }
+                        let mut s = basics(schema, Type::Struct);
+                        s.fields = Schema::structure(out_fields).fields;
+                        s.optional = schema.optional;
+                        let s = Arc::new(s);
+                        SchemaAndValue {
+                            schema: Some(s.clone()),
+                            value: Value::Struct(Struct { schema: s, values }),
+                        }
+                    }
+                    (None, Some(_), v) => {
+                        return Err(ConnectError::data(format!(
+                            "Only Struct objects supported for [cast types], found: {}",
+                            v.type_name()
+                        )))
+                    }
+                    (None, None, v) => {
+                        return Err(ConnectError::data(format!(
+                            "Only Map objects supported in absence of schema for [cast types], found: {}",
+                            v.type_name()
+                        )))
+                    }
+                };
+                put(&mut r, out);
+            }
+            Kind::Flatten { delimiter } => {
+                let d = target(&mut r);
+                let out = match (&d.schema, &d.value) {
+                    (_, Value::Null) => d,
+                    (Some(schema), Value::Struct(st)) => {
+                        let mut fields = Vec::new();
+                        flatten_schema(schema, "", delimiter, schema.optional, &mut fields);
+                        let mut values = Vec::new();
+                        flatten_struct(Some(st), schema, &mut values);
+                        let mut s = basics(schema, Type::Struct);
+                        s.fields = Schema::structure(fields).fields;
+                        let s = Arc::new(s);
+                        SchemaAndValue {
+                            schema: Some(s.clone()),
+                            value: Value::Struct(Struct { schema: s, values }),
+                        }
+                    }
+                    (None, Value::Map(entries)) => {
+                        let mut out = Vec::new();
+                        flatten_map(entries, "", delimiter, &mut out)?;
+                        SchemaAndValue::schemaless(Value::Map(out))
+                    }
+                    (Some(_), v) => {
+                        return Err(ConnectError::data(format!(
+                            "Only Struct objects supported for [flattening], found: {}",
+                            v.type_name()
+                        )))
+                    }
+                    (None, v) => {
+                        return Err(ConnectError::data(format!(
+                            "Only Map objects supported in absence of schema for [flattening], found: {}",
+                            v.type_name()
+                        )))
+                    }
+                };
+                put(&mut r, out);
+            }
+            Kind::HeaderFrom {
+                fields,
+                headers,
+                moving,
+                replace_null_with_default,
+            } => {
+                let d = target(&mut r);
+                // As MaskField: a schemaless null is not a map.
+                if d.value.is_null() && d.schema.is_some() {
+                    put(&mut r, d);
+                    return Ok(Some(r));
+                }
+                let all = fields_of(&d)?;
+                for (field, header) in fields.iter().zip(headers) {
+                    let found = all.iter().find(|(k, _, _)| k == field);
+                    let value = match (found, &d.schema) {
+                        (Some((_, Some(s), v)), Some(_)) => SchemaAndValue {
+                            schema: Some(s.clone()),
+                            value: or_default(v.clone(), s, *replace_null_with_default),
+                        },
+                        (Some((_, _, v)), None) => SchemaAndValue::schemaless(v.clone()),
+                        (None, None) => SchemaAndValue::null(),
+                        _ => {
+                            return Err(ConnectError::data(format!(
+                                "{field} is not a valid field name"
+                            )))
+                        }
+                    };
+                    r.headers.push(Header {
+                        key: header.clone(),
+                        value,
+                    });
+                }
+                let out = if *moving {
+                    let kept = all
+                        .into_iter()
+                        .filter(|(k, _, _)| !fields.contains(k))
+                        .collect();
+                    build(d.schema.is_some(), d.schema.as_deref(), kept)?
+                } else {
+                    d
+                };
+                put(&mut r, out);
+            }
+            Kind::TimestampConverter {
+                field,
+                target: to,
+                format,
+                precision,
+                replace_null_with_default,
+            } => {
+                let d = target(&mut r);
+                let convert = |schema: Option<&Schema>, v: &Value| -> Result<Value> {
+                    if v.is_null() {
+                        return Ok(Value::Null);
+                    }
+                    let ms = timestamp_in(schema, v, format.as_ref(), *precision)?;
+                    Ok(timestamp_out(ms, *to, format.as_ref(), *precision))
+                };
+                let out = match field {
+                    None => match &d.schema {
+                        Some(s) => SchemaAndValue {
+                            value: convert(
+                                Some(s),
+                                &or_default(d.value.clone(), s, *replace_null_with_default),
+                            )?,
+                            schema: Some(Arc::new(timestamp_schema(*to, s.optional))),
+                        },
+                        None => SchemaAndValue::schemaless(convert(None, &d.value)?),
+                    },
+                    Some(_) if d.value.is_null() => d,
+                    Some(name) => {
+                        let all = fields_of(&d)?
+                            .into_iter()
+                            .map(|(k, s, v)| {
+                                if k != *name {
+                                    return Ok((k, s, v));
+                                }
+                                match s {
+                                    Some(s) => {
+                                        let v = or_default(v, &s, *replace_null_with_default);
+                                        let v = convert(Some(&s), &v)?;
+                                        Ok((
+                                            k,
+                                            Some(Arc::new(timestamp_schema(*to, s.optional))),
+                                            v,
+                                        ))
+                                    }
+                                    None => Ok((k, None, convert(None, &v)?)),
+                                }
+                            })
+                            .collect::<Result<Vec<_>>>()?;
+                        build(d.schema.is_some(), d.schema.as_deref(), all)?
+                    }
+                };
+                put(&mut r, out);
+            }
             Kind::SetSchemaMetadata { name, version } => {
                 let mut d = target(&mut r);
                 if let Some(s) = &d.schema {
@@ -565,7 +1293,8 @@ impl Step {
                 replacement,
             } => {
                 let d = target(&mut r);
-                if d.value.is_null() {
+                // Kafka refuses a schemaless null (it requires a map).
+                if d.value.is_null() && d.schema.is_some() {
                     put(&mut r, d);
                     return Ok(Some(r));
                 }
@@ -591,6 +1320,11 @@ impl Step {
                 static_field,
             } => {
                 let d = target(&mut r);
+                // Tombstones pass untouched, as Kafka's.
+                if d.value.is_null() {
+                    put(&mut r, d);
+                    return Ok(Some(r));
+                }
                 let schemaful = d.schema.is_some();
                 let mut all = fields_of(&d)?;
                 let opt_schema = |t: Type| Some(Arc::new(Schema::of(t).optional()));
@@ -633,6 +1367,84 @@ impl Step {
             }
         }
         Ok(Some(r))
+    }
+}
+
+/// Applies `chain` to one record given as JSON, the way `weir connect
+/// transform` and the differential tests against Kafka's transforms do:
+/// `{"topic", "partition", "offset", "timestamp", "key", "value",
+/// "headers": [{"key", "value"}]}` in, with key, value and header values as
+/// `conv` reads them; out the record with them as `conv` writes them (text
+/// or null), `{"dropped": true}`, or `{"error": message}`.
+pub fn apply_json(
+    chain: &Chain,
+    conv: &dyn crate::converter::Converter,
+    record: &serde_json::Value,
+    offset: i64,
+) -> crate::json::Json {
+    use crate::json::Json;
+    let run = || -> Result<Option<ConnectRecord>> {
+        let topic = record["topic"].as_str().unwrap_or("topic").to_string();
+        let read = |v: &serde_json::Value| -> Result<SchemaAndValue> {
+            if v.is_null() {
+                return conv.deserialize(&topic, None);
+            }
+            let bytes = serde_json::to_vec(v).map_err(|e| ConnectError::data(e.to_string()))?;
+            conv.deserialize(&topic, Some(&bytes))
+        };
+        let mut r = ConnectRecord::new(&topic, read(&record["value"])?);
+        r.key = read(&record["key"])?;
+        r.partition = Some(
+            record["partition"]
+                .as_i64()
+                .and_then(|p| i32::try_from(p).ok())
+                .unwrap_or(0),
+        );
+        r.timestamp = record["timestamp"].as_i64();
+        if let Some(hs) = record["headers"].as_array() {
+            for h in hs {
+                r.headers.push(Header {
+                    key: h["key"].as_str().unwrap_or_default().to_string(),
+                    value: read(&h["value"])?,
+                });
+            }
+        }
+        let offset = record["offset"].as_i64().unwrap_or(offset);
+        chain.apply(r, Some(offset))
+    };
+    let text = |topic: &str, d: &SchemaAndValue| -> Result<Json> {
+        Ok(match conv.serialize(topic, d)? {
+            Some(b) => Json::Str(String::from_utf8_lossy(&b).into_owned()),
+            None => Json::Null,
+        })
+    };
+    let describe = |r: &ConnectRecord| -> Result<Json> {
+        let headers = r
+            .headers
+            .iter()
+            .map(|h| {
+                Ok(Json::obj([
+                    ("key", Json::str(h.key.clone())),
+                    ("value", text(&r.topic, &h.value)?),
+                ]))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Json::obj([
+            ("topic", Json::str(r.topic.clone())),
+            (
+                "partition",
+                r.partition.map_or(Json::Null, |p| Json::Int(i64::from(p))),
+            ),
+            ("timestamp", r.timestamp.map_or(Json::Null, Json::Int)),
+            ("key", text(&r.topic, &r.key)?),
+            ("value", text(&r.topic, &r.value)?),
+            ("headers", Json::Arr(headers)),
+        ]))
+    };
+    match run().and_then(|r| r.as_ref().map(describe).transpose()) {
+        Ok(Some(j)) => j,
+        Ok(None) => Json::obj([("dropped", Json::Bool(true))]),
+        Err(e) => Json::obj([("error", Json::str(e.to_string()))]),
     }
 }
 
@@ -770,5 +1582,187 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("\"field\""), "{e}");
         assert_eq!(replacement("a-$1-$$"), "a-${1}-$$$$");
+    }
+    #[test]
+    fn cast_flatten_header_from_and_timestamps() {
+        let inner = Schema::structure(vec![("zip".into(), Schema::of(Type::String))]).optional();
+        let schema = Arc::new(Schema::structure(vec![
+            ("id".into(), Schema::of(Type::String)),
+            ("amount".into(), Schema::of(Type::Float64)),
+            ("addr".into(), inner.clone()),
+            ("ts".into(), Schema::of(Type::Int64)),
+        ]));
+        let mut addr = Struct::new(Arc::new(inner));
+        addr.put("zip", Value::String("1234".into())).unwrap();
+        let mut s = Struct::new(schema.clone());
+        s.put("id", Value::String("42".into())).unwrap();
+        s.put("amount", Value::Float64(-3.99)).unwrap();
+        s.put("addr", Value::Struct(addr)).unwrap();
+        s.put("ts", Value::Int64(1_709_210_096_789)).unwrap();
+        let mut rec = ConnectRecord::new(
+            "orders",
+            SchemaAndValue {
+                schema: Some(schema),
+                value: Value::Struct(s),
+            },
+        );
+        rec.timestamp = Some(1_709_210_096_789);
+        let chain = Chain::from_config(&cfg(&[
+            ("transforms", "cast,flat,hdr,ts,route"),
+            (
+                "transforms.cast.type",
+                "org.apache.kafka.connect.transforms.Cast$Value",
+            ),
+            ("transforms.cast.spec", "id:int32,amount:int64"),
+            (
+                "transforms.flat.type",
+                "org.apache.kafka.connect.transforms.Flatten$Value",
+            ),
+            ("transforms.flat.delimiter", "_"),
+            (
+                "transforms.hdr.type",
+                "org.apache.kafka.connect.transforms.HeaderFrom$Value",
+            ),
+            ("transforms.hdr.fields", "addr_zip"),
+            ("transforms.hdr.headers", "zip"),
+            ("transforms.hdr.operation", "move"),
+            (
+                "transforms.ts.type",
+                "org.apache.kafka.connect.transforms.TimestampConverter$Value",
+            ),
+            ("transforms.ts.field", "ts"),
+            ("transforms.ts.target.type", "string"),
+            ("transforms.ts.format", "yyyy-MM-dd HH:mm"),
+            (
+                "transforms.route.type",
+                "org.apache.kafka.connect.transforms.TimestampRouter",
+            ),
+        ]))
+        .unwrap();
+        let out = chain.apply(rec, None).unwrap().unwrap();
+        assert_eq!(out.topic, "orders-20240229");
+        let Value::Struct(v) = &out.value.value else {
+            panic!("a struct")
+        };
+        assert_eq!(v.get("id"), Some(&Value::Int32(42)));
+        assert_eq!(v.get("amount"), Some(&Value::Int64(-3)));
+        assert_eq!(v.get("addr_zip"), None);
+        assert_eq!(v.get("ts"), Some(&Value::String("2024-02-29 12:34".into())));
+        assert_eq!(out.headers[0].key, "zip");
+        assert_eq!(out.headers[0].value.value, Value::String("1234".into()));
+        let ts_schema = &out
+            .value
+            .schema
+            .as_ref()
+            .unwrap()
+            .field("ts")
+            .unwrap()
+            .schema;
+        assert_eq!(ts_schema.ty, Type::String);
+
+        // Schemaless: whole-value casts and nested maps.
+        let chain = Chain::from_config(&cfg(&[
+            ("transforms", "flat,cast"),
+            (
+                "transforms.flat.type",
+                "org.apache.kafka.connect.transforms.Flatten$Value",
+            ),
+            (
+                "transforms.cast.type",
+                "org.apache.kafka.connect.transforms.Cast$Key",
+            ),
+            ("transforms.cast.spec", "string"),
+        ]))
+        .unwrap();
+        let mut rec = ConnectRecord::new(
+            "t",
+            map(&[(
+                "a",
+                Value::Map(vec![(Value::String("b".into()), Value::Int64(1))]),
+            )]),
+        );
+        rec.key = SchemaAndValue::schemaless(Value::Float64(1.5));
+        let out = chain.apply(rec, None).unwrap().unwrap();
+        assert_eq!(out.key.value, Value::String("1.5".into()));
+        assert_eq!(out.value.value.map_get("a.b"), Some(&Value::Int64(1)));
+
+        for bad_cfg in [
+            vec![
+                (
+                    "transforms.x.type",
+                    "org.apache.kafka.connect.transforms.Cast$Value",
+                ),
+                ("transforms.x.spec", "a:uuid"),
+            ],
+            vec![
+                (
+                    "transforms.x.type",
+                    "org.apache.kafka.connect.transforms.Cast$Value",
+                ),
+                ("transforms.x.spec", "int8,a:int8"),
+            ],
+            vec![
+                (
+                    "transforms.x.type",
+                    "org.apache.kafka.connect.transforms.TimestampConverter$Value",
+                ),
+                ("transforms.x.target.type", "string"),
+            ],
+            vec![
+                (
+                    "transforms.x.type",
+                    "org.apache.kafka.connect.transforms.HeaderFrom$Value",
+                ),
+                ("transforms.x.fields", "a,b"),
+                ("transforms.x.headers", "a"),
+                ("transforms.x.operation", "copy"),
+            ],
+        ] {
+            let mut c = bad_cfg;
+            c.push(("transforms", "x"));
+            assert!(Chain::from_config(&cfg(&c)).is_err(), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn timestamp_converter_between_unix_and_logical_types() {
+        let chain = |target: &str, precision: &str| {
+            Chain::from_config(&cfg(&[
+                ("transforms", "ts"),
+                (
+                    "transforms.ts.type",
+                    "org.apache.kafka.connect.transforms.TimestampConverter$Value",
+                ),
+                ("transforms.ts.target.type", target),
+                ("transforms.ts.unix.precision", precision),
+            ]))
+            .unwrap()
+        };
+        let rec = ConnectRecord::new(
+            "t",
+            SchemaAndValue {
+                schema: Some(Arc::new(Schema::of(Type::Int64))),
+                value: Value::Int64(1_709_210_096),
+            },
+        );
+        let out = chain("Date", "seconds")
+            .apply(rec.clone(), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.value.value, Value::Int32(19_782));
+        assert_eq!(
+            out.value.schema.as_ref().unwrap().name.as_deref(),
+            Some(logical::DATE)
+        );
+        let out = chain("Time", "seconds")
+            .apply(rec.clone(), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.value.value, Value::Int32(45_296_000));
+        let out = chain("unix", "microseconds")
+            .apply(rec, None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.value.value, Value::Int64(1_709_210_000));
     }
 }

@@ -6,6 +6,11 @@ import { api } from "./ui.js";
 const pages = {
   overview: () => import("./pages/overview.js"),
   topics: () => import("./pages/topics.js"),
+  groups: () => import("./pages/groups.js"),
+  schemas: () => import("./pages/schemas.js"),
+  connect: () => import("./pages/connect.js"),
+  sql: () => import("./pages/sql.js"),
+  security: () => import("./pages/security.js"),
 };
 
 let current = null;
@@ -32,4 +37,13 @@ window.addEventListener("hashchange", route);
 route();
 api("/api/rest/v3/clusters")
   .then((c) => { document.getElementById("cluster").textContent = `cluster ${c.data[0].cluster_id}`; })
+  .catch(() => {});
+// Services this console does not reach stay in the menu, marked off; their
+// pages say so.
+api("/api/services")
+  .then((s) => {
+    for (const a of document.querySelectorAll("#nav a[data-service]")) {
+      if (!s[a.dataset.service]) { a.classList.add("off"); a.title = "not configured for this console"; }
+    }
+  })
   .catch(() => {});

@@ -13,7 +13,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use weir_client::{EARLIEST, LATEST};
+use weir_client::{OffsetTarget, EARLIEST, LATEST};
 use weir_formats::Field;
 use weir_rest::{RestError, Result};
 
@@ -132,7 +132,8 @@ pub(crate) async fn partitions(
                 .collect();
             let starts = a.list_offsets(&topic, &parts, EARLIEST).await?;
             let ends = a.list_offsets(&topic, &parts, LATEST).await?;
-            let sizes = a.log_dir_sizes(&topic).await.unwrap_or_default();
+            let ids: Vec<i32> = parts.iter().map(|p| p.0).collect();
+            let sizes = a.log_dir_sizes_of(&topic, &ids).await.unwrap_or_default();
             let rows: Vec<Value> = t
                 .partitions
                 .iter()
@@ -339,6 +340,262 @@ pub(crate) async fn messages(
     Ok(Json(json!({ "records": records })))
 }
 
+/// `PreparingRebalance` → `PREPARING_REBALANCE`, as the REST API spells states.
+fn upper_snake(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+/// `GET /api/groups/{group}`: state, members with their assignments and
+/// lag per partition in one answer (one describe, one offset fetch and the
+/// end offsets), so a group of 1,000 members loads at once.
+pub(crate) async fn group(
+    State(c): C,
+    headers: HeaderMap,
+    Path(group): Path<String>,
+) -> Result<Json<Value>> {
+    let clients = c.proxy.clients_for(&headers)?;
+    let (d, committed, ends) = clients
+        .admin(async |a| {
+            let d = a.describe_group(&group).await?;
+            let committed = a.committed_offsets(&group).await?;
+            let mut topics: Vec<String> = committed.keys().map(|k| k.0.clone()).collect();
+            topics.extend(
+                d.members
+                    .iter()
+                    .flat_map(|m| m.assignment.iter().map(|a| a.0.clone())),
+            );
+            topics.sort();
+            topics.dedup();
+            let ends = a.end_offsets(&topics).await?;
+            Ok((d, committed, ends))
+        })
+        .await?;
+    if d.state == "Dead" && committed.is_empty() {
+        return Err(RestError::not_found(
+            40403,
+            format!("Consumer group {group} not found."),
+        ));
+    }
+    let owner: HashMap<(&str, i32), &str> = d
+        .members
+        .iter()
+        .flat_map(|m| {
+            m.assignment
+                .iter()
+                .map(move |(t, p)| ((t.as_str(), *p), m.client_id.as_str()))
+        })
+        .collect();
+    let lags: Vec<Value> = committed
+        .iter()
+        .map(|((t, p), current)| {
+            let end = ends.get(&(t.clone(), *p)).copied();
+            json!({
+                "topic": t, "partition": p, "current_offset": current, "log_end_offset": end,
+                "lag": end.map(|e| (e - current).max(0)),
+                "client_id": owner.get(&(t.as_str(), *p)),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "group_id": d.group_id,
+        "state": upper_snake(&d.state),
+        "protocol": match d.protocol { weir_client::GroupProtocol::Classic => "CLASSIC", weir_client::GroupProtocol::Consumer => "CONSUMER" },
+        "assignor": d.assignor,
+        "members": d.members.iter().map(|m| json!({
+            "member_id": m.member_id, "instance_id": m.instance_id, "client_id": m.client_id, "host": m.host,
+            "assignment": m.assignment.iter().map(|(t, p)| json!({"topic": t, "partition": p})).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "lags": lags,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Reset {
+    /// One topic, or every topic the group has offsets for.
+    topic: Option<String>,
+    /// Some partitions of `topic`, or all of them.
+    partitions: Option<Vec<i32>>,
+    /// `earliest`, `latest`, `offset`, `time` or `shift`.
+    to: String,
+    /// The offset, time (ms) or shift of `offset`, `time` and `shift`.
+    value: Option<i64>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// `POST /api/groups/{group}/reset-offsets`: moves an inactive group's
+/// offsets (or, with `dry_run`, only shows where they would go).
+pub(crate) async fn reset_offsets(
+    State(c): C,
+    headers: HeaderMap,
+    Path(group): Path<String>,
+    Json(r): Json<Reset>,
+) -> Result<Json<Value>> {
+    let clients = c.proxy.clients_for(&headers)?;
+    let value = || {
+        r.value
+            .ok_or_else(|| RestError::bad_request(format!("to={} needs a value", r.to)))
+    };
+    let target = match r.to.as_str() {
+        "earliest" => OffsetTarget::Earliest,
+        "latest" => OffsetTarget::Latest,
+        "offset" => OffsetTarget::Offset(value()?),
+        "time" => OffsetTarget::Time(value()?),
+        "shift" => OffsetTarget::Shift(value()?),
+        other => {
+            return Err(RestError::bad_request(format!(
+                "to={other} is not earliest, latest, offset, time or shift"
+            )))
+        }
+    };
+    let selection: Vec<(String, Option<Vec<i32>>)> = r
+        .topic
+        .iter()
+        .filter(|t| !t.is_empty())
+        .map(|t| (t.clone(), r.partitions.clone().filter(|p| !p.is_empty())))
+        .collect();
+    let plan = clients
+        .admin(async |a| a.reset_offsets(&group, &selection, target, r.dry_run).await)
+        .await?;
+    Ok(Json(json!({
+        "dry_run": r.dry_run,
+        "offsets": plan.iter().map(|p| json!({
+            "topic": p.topic, "partition": p.partition, "current": p.current, "new": p.new,
+        })).collect::<Vec<_>>(),
+    })))
+}
+
+/// `DELETE /api/groups/{group}`: deletes an empty group.
+pub(crate) async fn delete_group(
+    State(c): C,
+    headers: HeaderMap,
+    Path(group): Path<String>,
+) -> Result<axum::http::StatusCode> {
+    let clients = c.proxy.clients_for(&headers)?;
+    clients
+        .admin(async |a| a.delete_group(&group).await)
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/scram-users`: every SCRAM user and their mechanisms.
+pub(crate) async fn scram_users(State(c): C, headers: HeaderMap) -> Result<Json<Value>> {
+    let clients = c.proxy.clients_for(&headers)?;
+    let users = clients
+        .admin(async |a| a.describe_scram_users().await)
+        .await?;
+    Ok(Json(json!({"users": users.iter().map(|u| json!({
+        "user": u.user,
+        "credentials": u.credentials.iter().map(|(m, i)| json!({"mechanism": m, "iterations": i})).collect::<Vec<_>>(),
+    })).collect::<Vec<_>>()})))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ScramUpsert {
+    user: String,
+    mechanism: String,
+    password: String,
+    iterations: Option<i32>,
+}
+
+/// `POST /api/scram-users`: sets a user's password for a mechanism (salted
+/// here; the broker never sees the password).
+pub(crate) async fn upsert_scram_user(
+    State(c): C,
+    headers: HeaderMap,
+    Json(u): Json<ScramUpsert>,
+) -> Result<axum::http::StatusCode> {
+    if u.user.is_empty() || u.password.is_empty() {
+        return Err(RestError::bad_request(
+            "a SCRAM user needs a name and a password",
+        ));
+    }
+    let clients = c.proxy.clients_for(&headers)?;
+    let iterations = u.iterations.unwrap_or(4096);
+    clients
+        .admin(async |a| {
+            a.upsert_scram_user(&u.user, &u.mechanism, &u.password, iterations)
+                .await
+        })
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/scram-users/{user}/{mechanism}`.
+pub(crate) async fn delete_scram_user(
+    State(c): C,
+    headers: HeaderMap,
+    Path((user, mechanism)): Path<(String, String)>,
+) -> Result<axum::http::StatusCode> {
+    let clients = c.proxy.clients_for(&headers)?;
+    clients
+        .admin(async |a| a.delete_scram_user(&user, &mechanism).await)
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// A quota entity as JSON: `[{"type": "user", "name": "alice"}]`, a null
+/// name for the default entity.
+fn entity_json(e: &[(String, Option<String>)]) -> Value {
+    e.iter()
+        .map(|(t, n)| json!({"type": t, "name": n}))
+        .collect::<Vec<_>>()
+        .into()
+}
+
+/// `GET /api/quotas`: every entity's quotas.
+pub(crate) async fn quotas(State(c): C, headers: HeaderMap) -> Result<Json<Value>> {
+    let clients = c.proxy.clients_for(&headers)?;
+    let entries = clients.admin(async |a| a.describe_quotas().await).await?;
+    Ok(Json(json!({"quotas": entries.iter().map(|q| json!({
+        "entity": entity_json(&q.entity),
+        "values": q.values.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+    })).collect::<Vec<_>>()})))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct EntityPart {
+    #[serde(rename = "type")]
+    kind: String,
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct QuotaChange {
+    entity: Vec<EntityPart>,
+    key: String,
+    /// `None` removes the quota.
+    value: Option<f64>,
+}
+
+/// `POST /api/quotas`: sets or removes one quota of one entity.
+pub(crate) async fn alter_quota(
+    State(c): C,
+    headers: HeaderMap,
+    Json(q): Json<QuotaChange>,
+) -> Result<axum::http::StatusCode> {
+    if q.entity.is_empty() || q.key.is_empty() {
+        return Err(RestError::bad_request("a quota needs an entity and a key"));
+    }
+    let clients = c.proxy.clients_for(&headers)?;
+    let entity: Vec<(String, Option<String>)> = q
+        .entity
+        .into_iter()
+        .map(|p| (p.kind, p.name.filter(|n| !n.is_empty())))
+        .collect();
+    clients
+        .admin(async |a| a.alter_quota(&entity, &q.key, q.value).await)
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,5 +608,11 @@ mod tests {
         assert_eq!(v["totals"]["bytes_in"], 15.0);
         assert_eq!(v["totals"]["requests"], 7.0);
         assert_eq!(v["requests_by_api"]["Fetch"], 4.0);
+    }
+
+    #[test]
+    fn states_are_spelled_as_the_rest_api_does() {
+        assert_eq!(upper_snake("PreparingRebalance"), "PREPARING_REBALANCE");
+        assert_eq!(upper_snake("Empty"), "EMPTY");
     }
 }

@@ -37,6 +37,31 @@ const FILES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../assets/pages/topics.js"),
     ),
+    (
+        "pages/groups.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/pages/groups.js"),
+    ),
+    (
+        "pages/schemas.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/pages/schemas.js"),
+    ),
+    (
+        "pages/connect.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/pages/connect.js"),
+    ),
+    (
+        "pages/sql.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/pages/sql.js"),
+    ),
+    (
+        "pages/security.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/pages/security.js"),
+    ),
 ];
 
 /// `GET /`: the shell every page renders into.

@@ -1,6 +1,6 @@
 //! `weir-console` owns Weir's web console: pages for the cluster,
-//! topics (with a message browser), consumer groups, schemas and
-//! security, written in plain HTML, CSS and JavaScript modules and built
+//! topics (with a message browser), consumer groups, schemas, Connect,
+//! SQL and security, written in plain HTML, CSS and JavaScript modules and built
 //! into the binary (no Node.js, no download, no external font or script).
 //!
 //! The console is a client of the platform's APIs, so it runs against any
@@ -11,18 +11,22 @@
 //!   configs, partitions, groups, lags, ACLs and producing, with the REST
 //!   proxy's principal propagation, so a user sees what their ACLs allow;
 //! - `/api/...` ([`api`]): what the REST API lacks: an overview with the
-//!   broker's metrics, partition offsets and sizes page by page, and the
+//!   broker's metrics, partition offsets and sizes page by page, the
 //!   message browser (records decoded as text, JSON or Avro through the
-//!   registry);
+//!   registry), group offset resets and deletion, SCRAM users and quotas;
+//! - `/api/upstream/{registry,connect,sql}/...` ([`upstream`]): those
+//!   services' own REST APIs, forwarded with the caller's credentials;
 //! - `/` and `/assets/...` ([`assets`]): the pages.
 
 mod api;
 mod assets;
 pub mod service;
+mod upstream;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::routing::get;
+use axum::routing::{any, delete, get, post};
 use axum::Router;
 use weir_rest::{RestConfig, RestProxy};
 
@@ -56,12 +60,26 @@ pub struct Console {
     metrics: Metrics,
     http: reqwest::Client,
     registry: Option<weir_formats::avro::AvroDeserializer>,
+    /// Base URLs of the registry, Connect and SQL by service name.
+    upstreams: BTreeMap<&'static str, String>,
 }
 
 impl Console {
-    /// A console over the cluster `rest` reaches, with `metrics`.
-    pub fn new(mut rest: RestConfig, metrics: Metrics) -> Result<Arc<Self>, String> {
+    /// A console over the cluster `rest` reaches, with `metrics`, and the
+    /// registry (`schema.registry.url` of `rest`), Connect (`connect.url`)
+    /// and SQL server (`sql.url`) of `urls` when set.
+    pub fn new(
+        mut rest: RestConfig,
+        metrics: Metrics,
+        urls: &BTreeMap<String, String>,
+    ) -> Result<Arc<Self>, String> {
         rest.base_path = "/api/rest".into();
+        let mut upstreams = BTreeMap::new();
+        for (name, setting, _) in upstream::SERVICES {
+            if let Some(url) = urls.get(*setting).or_else(|| rest.registry.get(*setting)) {
+                upstreams.insert(*name, url.clone());
+            }
+        }
         let registry = match rest.registry.get("schema.registry.url") {
             Some(_) => {
                 let props = rest
@@ -85,6 +103,7 @@ impl Console {
             metrics,
             http: reqwest::Client::new(),
             registry,
+            upstreams,
         }))
     }
 
@@ -100,6 +119,25 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/api/overview", get(api::overview))
         .route("/api/topics/{topic}/partitions", get(api::partitions))
         .route("/api/topics/{topic}/messages", get(api::messages))
+        .route(
+            "/api/groups/{group}",
+            get(api::group).delete(api::delete_group),
+        )
+        .route(
+            "/api/groups/{group}/reset-offsets",
+            post(api::reset_offsets),
+        )
+        .route(
+            "/api/scram-users",
+            get(api::scram_users).post(api::upsert_scram_user),
+        )
+        .route(
+            "/api/scram-users/{user}/{mechanism}",
+            delete(api::delete_scram_user),
+        )
+        .route("/api/quotas", get(api::quotas).post(api::alter_quota))
+        .route("/api/services", get(upstream::services))
+        .route("/api/upstream/{service}/{*path}", any(upstream::forward))
         .with_state(console.clone());
     Router::new()
         .route("/", get(assets::index))

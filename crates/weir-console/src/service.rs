@@ -52,6 +52,12 @@ impl Service for ConsoleService {
                 }
                 None => Metrics::None,
             };
+            let mut urls = std::collections::BTreeMap::new();
+            for key in ["connect.url", "sql.url"] {
+                if let Some(url) = props.remove(key) {
+                    urls.insert(key.to_string(), url);
+                }
+            }
             let settings = weir_rest::service::as_settings(&props);
             let bad = |detail: String| ServiceError::Config {
                 key: format!("{NAME}.{}", detail.split(':').next().unwrap_or_default()),
@@ -67,7 +73,7 @@ impl Service for ConsoleService {
                     }
                 })
                 .map_err(bad)?;
-            let console = Console::new(rest, metrics).map_err(bad)?;
+            let console = Console::new(rest, metrics, &urls).map_err(bad)?;
             let served = ctx.serve_http(self.listener, router(console.clone()));
             Ok(Running::new(async move {
                 let result = served.await;

@@ -1,13 +1,16 @@
-//! The schema-based embedded formats (Avro, so far), on `weir-formats`:
-//! which schema a key or value is written with (inline, by id, by
-//! version, or the subject's latest) and the conversion between Avro's
-//! JSON encoding, which the REST API speaks, and Confluent's wire format.
+//! The schema-based embedded formats (Avro, JSON Schema and Protobuf), on
+//! `weir-formats`: which schema a key or value is written with (inline, by
+//! id, by version, or the subject's latest) and the conversion between
+//! the JSON the REST API speaks (Avro's JSON encoding, plain JSON,
+//! protobuf's canonical JSON) and Confluent's wire format.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde_json::Value as Json;
 use weir_formats::avro::{AvroDeserializer, AvroSchema, AvroSerializer, JsonEncoding};
+use weir_formats::json_schema::{JsonSchema, JsonSchemaDeserializer, JsonSchemaSerializer};
+use weir_formats::protobuf::{ProtobufDeserializer, ProtobufSchema, ProtobufSerializer};
 use weir_formats::{
     Field, FormatError, RegistryConfig, Schema, SchemaRegistryClient, SchemaType, SerdeConfig,
     SubjectNameStrategy,
@@ -37,12 +40,16 @@ pub(crate) struct Written {
     pub version: Option<i32>,
 }
 
-/// The registry client and the Avro serdes over it.
+/// The registry client and the serdes over it.
 #[derive(Debug)]
 pub(crate) struct Schemas {
     client: Arc<SchemaRegistryClient>,
     avro_ser: AvroSerializer,
     avro_de: AvroDeserializer,
+    json_ser: JsonSchemaSerializer,
+    json_de: JsonSchemaDeserializer,
+    proto_ser: ProtobufSerializer,
+    proto_de: ProtobufDeserializer,
 }
 
 /// A format error as the proxy answers it.
@@ -90,16 +97,45 @@ impl Schemas {
         Ok(Some(Self {
             avro_ser: AvroSerializer::new(client.clone(), SerdeConfig::default()),
             avro_de: AvroDeserializer::new(client.clone(), SerdeConfig::default()),
+            // Confluent's proxy refuses a value its JSON schema does not
+            // accept (42203) rather than writing it.
+            json_ser: JsonSchemaSerializer::new(
+                client.clone(),
+                SerdeConfig {
+                    json_fail_invalid_schema: true,
+                    ..SerdeConfig::default()
+                },
+            ),
+            json_de: JsonSchemaDeserializer::new(client.clone(), SerdeConfig::default()),
+            proto_ser: ProtobufSerializer::new(client.clone(), SerdeConfig::default()),
+            proto_de: ProtobufDeserializer::new(client.clone(), SerdeConfig::default()),
             client,
         }))
     }
 
-    /// Serializes `data` (Avro's JSON encoding) for `topic`'s key or value
-    /// with the schema `spec` names: an inline schema is registered under
-    /// the subject; without schema, id or version the subject's latest
-    /// schema is used.
-    pub async fn write_avro(
+    /// The record name `RecordNameStrategy` uses: Avro's full name, JSON
+    /// Schema's `title`, Protobuf's first message.
+    fn record_name(kind: SchemaType, raw: &str) -> Result<Option<String>, FormatError> {
+        Ok(match kind {
+            SchemaType::Json => JsonSchema::parse(raw)?.title().map(str::to_string),
+            SchemaType::Protobuf => Some(
+                ProtobufSchema::parse(raw)?
+                    .default_message()?
+                    .full_name()
+                    .to_string(),
+            ),
+            _ => AvroSchema::parse(raw)?.full_name(),
+        })
+    }
+
+    /// Serializes `data` (the JSON of `kind`: Avro's JSON encoding, plain
+    /// JSON, protobuf's canonical JSON) for `topic`'s key or value with the
+    /// schema `spec` names: an inline schema is registered under the
+    /// subject; without schema, id or version the subject's latest schema
+    /// is used.
+    pub async fn write(
         &self,
+        kind: SchemaType,
         topic: &str,
         field: Field,
         spec: &SchemaSpec,
@@ -114,12 +150,10 @@ impl Schemas {
         let subject = match &spec.subject {
             Some(s) => s.clone(),
             None => {
-                let record = raw
-                    .as_deref()
-                    .map(AvroSchema::parse)
-                    .transpose()
-                    .map_err(format_error)?
-                    .and_then(|s| s.full_name());
+                let record = match raw.as_deref() {
+                    Some(r) => Self::record_name(kind, r).map_err(format_error)?,
+                    None => None,
+                };
                 spec.strategy
                     .unwrap_or(SubjectNameStrategy::TopicName)
                     .subject(topic, field, record.as_deref())
@@ -128,7 +162,7 @@ impl Schemas {
         };
         let (id, version) = match (spec.id, &spec.raw, spec.version) {
             (Some(id), _, _) => {
-                let schema = Schema::new(SchemaType::Avro, raw.clone().unwrap_or_default());
+                let schema = Schema::new(kind, raw.clone().unwrap_or_default());
                 (
                     id,
                     c.lookup(&subject, &schema, false)
@@ -138,9 +172,9 @@ impl Schemas {
                 )
             }
             (None, Some(r), _) => {
-                let schema = Schema::new(SchemaType::Avro, r.clone());
+                let schema = Schema::new(kind, r.clone());
                 // Parse first, so a bad schema is the caller's error.
-                AvroSchema::parse(r).map_err(format_error)?;
+                Self::record_name(kind, r).map_err(format_error)?;
                 let id = c
                     .register(&subject, &schema, false)
                     .await
@@ -162,17 +196,31 @@ impl Schemas {
                 (r.id, Some(r.version))
             }
         };
-        let bytes = self
-            .avro_ser
-            .serialize_json_with_id(id, data, JsonEncoding::Avro)
-            .await
-            .map_err(format_error)?;
+        let bytes = match kind {
+            SchemaType::Json => self.json_ser.serialize_with_id(id, data).await,
+            SchemaType::Protobuf => self.proto_ser.serialize_json_with_id(id, None, data).await,
+            _ => {
+                self.avro_ser
+                    .serialize_json_with_id(id, data, JsonEncoding::Avro)
+                    .await
+            }
+        }
+        .map_err(format_error)?;
         Ok(Written {
             bytes,
             subject,
             id,
             version,
         })
+    }
+
+    /// A framed JSON Schema or Protobuf key or value as JSON (Avro's goes
+    /// through [`Schemas::read_avro`], which needs the topic).
+    pub async fn read(&self, kind: SchemaType, bytes: &[u8]) -> Result<Json, FormatError> {
+        match kind {
+            SchemaType::Protobuf => self.proto_de.deserialize_json(bytes).await,
+            _ => Ok(self.json_de.deserialize(bytes).await?.1),
+        }
     }
 
     /// A framed Avro key or value of `topic` as Avro's JSON encoding.

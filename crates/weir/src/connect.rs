@@ -95,6 +95,31 @@ enum ConnectCommand {
         #[command(flatten)]
         rest: Rest,
     },
+    /// Run a connector's transforms and predicates over records, offline,
+    /// as a worker applies them: to try a `transforms` config before
+    /// creating the connector. Records are JSON lines on stdin
+    /// (`{"topic", "partition", "offset", "timestamp", "key", "value",
+    /// "headers": [{"key", "value"}]}`, key, value and header values as
+    /// Kafka's JsonConverter reads them); one line out per record: the
+    /// record with them as the JsonConverter writes them,
+    /// `{"dropped":true}`, or `{"error": ...}`.
+    ///
+    /// Example:
+    ///   echo '{"topic":"orders","value":{"id":"7"}}' | weir connect transform --schemas-enable false \
+    ///     -c transforms=c -c transforms.c.type=org.apache.kafka.connect.transforms.Cast\$Value -c transforms.c.spec=id:int32
+    #[command(verbatim_doc_comment)]
+    Transform {
+        /// The connector config (JSON or .properties).
+        #[arg(long, short = 'f', value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// A config setting.
+        #[arg(short = 'c', long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        /// The JsonConverter's `schemas.enable` for keys, values and
+        /// headers.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+        schemas_enable: bool,
+    },
     /// Delete a connector.
     Delete {
         name: String,
@@ -312,29 +337,7 @@ async fn command(cmd: ConnectCommand) -> anyhow::Result<()> {
             update,
             rest,
         } => {
-            let mut props = serde_json::Map::new();
-            let mut file_name = None;
-            if let Some(path) = &file {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                if let Ok(serde_json::Value::Object(o)) = serde_json::from_str(&text) {
-                    match (o.get("name"), o.get("config")) {
-                        (Some(n), Some(serde_json::Value::Object(c))) => {
-                            file_name = n.as_str().map(str::to_string);
-                            props = c.clone();
-                        }
-                        _ => props = o,
-                    }
-                } else {
-                    for (k, v) in weir_client::parse_properties(&text) {
-                        props.insert(k, serde_json::Value::String(v));
-                    }
-                }
-            }
-            for kv in &config {
-                let (k, v) = crate::cli::key_value(kv).map_err(anyhow::Error::msg)?;
-                props.insert(k, serde_json::Value::String(v));
-            }
+            let (props, file_name) = read_props(file.as_deref(), &config)?;
             let name = name
                 .or(file_name)
                 .or_else(|| {
@@ -360,6 +363,48 @@ async fn command(cmd: ConnectCommand) -> anyhow::Result<()> {
                 return print_json(&v);
             }
             println!("{} {name}", if update { "updated" } else { "created" });
+            Ok(())
+        }
+        ConnectCommand::Transform {
+            file,
+            config,
+            schemas_enable,
+        } => {
+            let (props, _) = read_props(file.as_deref(), &config)?;
+            let props: weir_connect::connector::Props = props
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (k, v)
+                })
+                .collect();
+            let chain = weir_connect::transforms::Chain::from_config(&props)?;
+            let conv = weir_connect::converter::JsonConverter::new(schemas_enable);
+            use std::io::{BufRead, Write};
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            for (i, line) in std::io::stdin().lock().lines().enumerate() {
+                let line = line.context("reading stdin")?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let answer = match serde_json::from_str::<serde_json::Value>(&line) {
+                    Ok(record) => weir_connect::transforms::apply_json(
+                        &chain,
+                        &conv,
+                        &record,
+                        i64::try_from(i).unwrap_or(i64::MAX),
+                    ),
+                    Err(e) => weir_connect::json::Json::obj([(
+                        "error",
+                        weir_connect::json::Json::str(format!("not a JSON record: {e}")),
+                    )]),
+                };
+                writeln!(out, "{}", answer.to_text())?;
+            }
             Ok(())
         }
         ConnectCommand::Delete { name, rest } => {
@@ -393,6 +438,39 @@ async fn command(cmd: ConnectCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A connector config from a JSON file (`{"name", "config"}` or the config
+/// itself) or a .properties file, then `-c KEY=VALUE`s; with the file's
+/// connector name.
+fn read_props(
+    file: Option<&std::path::Path>,
+    config: &[String],
+) -> anyhow::Result<(serde_json::Map<String, serde_json::Value>, Option<String>)> {
+    let mut props = serde_json::Map::new();
+    let mut file_name = None;
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if let Ok(serde_json::Value::Object(o)) = serde_json::from_str(&text) {
+            match (o.get("name"), o.get("config")) {
+                (Some(n), Some(serde_json::Value::Object(c))) => {
+                    file_name = n.as_str().map(str::to_string);
+                    props = c.clone();
+                }
+                _ => props = o,
+            }
+        } else {
+            for (k, v) in weir_client::parse_properties(&text) {
+                props.insert(k, serde_json::Value::String(v));
+            }
+        }
+    }
+    for kv in config {
+        let (k, v) = crate::cli::key_value(kv).map_err(anyhow::Error::msg)?;
+        props.insert(k, serde_json::Value::String(v));
+    }
+    Ok((props, file_name))
 }
 
 /// Kafka Connect inside `weir serve`: a worker that is a client of the

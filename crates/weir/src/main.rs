@@ -126,6 +126,7 @@ enum Command {
     /// Examples:
     ///   weir console --bootstrap 127.0.0.1:9092
     ///   weir console -b kafka:9092 --set metrics.url=http://kafka:9644/metrics --set schema.registry.url=http://kafka:8081
+    ///   weir console -b kafka:9092 --set connect.url=http://connect:8083 --set sql.url=http://ksql:8088
     #[command(verbatim_doc_comment)]
     Console(rest::ConsoleArgs),
     /// Print shell completions.

@@ -96,26 +96,39 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// The services' client settings, with the node's own schema registry as
-/// the REST proxy's and the console's unless the operator named one.
+/// the REST proxy's and the console's, and the node's Connect and SQL
+/// server as the console's, unless the operator named others.
 fn service_clients(settings: &Settings) -> crate::config::ClientConfigs {
     let mut clients = settings.clients.clone();
-    if let Some(addr) = &settings.registry_listen {
-        let scheme = if settings.broker.get_bool("http.ssl.enabled") {
-            "https"
-        } else {
-            "http"
-        };
-        // A wildcard bind is reached over loopback.
+    let scheme = if settings.broker.get_bool("http.ssl.enabled") {
+        "https"
+    } else {
+        "http"
+    };
+    // A wildcard bind is reached over loopback.
+    let url = |addr: &str| {
         let addr = addr
             .replacen("0.0.0.0", "127.0.0.1", 1)
             .replacen("[::]", "[::1]", 1);
+        format!("{scheme}://{addr}")
+    };
+    let mut set = |service: &str, key: &str, value: String| {
+        clients
+            .entry(service.to_string())
+            .or_default()
+            .entry(key.to_string())
+            .or_insert(value);
+    };
+    if let Some(addr) = &settings.registry_listen {
         for service in [weir_rest::service::NAME, weir_console::service::NAME] {
-            clients
-                .entry(service.to_string())
-                .or_default()
-                .entry("schema.registry.url".to_string())
-                .or_insert(format!("{scheme}://{addr}"));
+            set(service, "schema.registry.url", url(addr));
         }
+    }
+    if let Some(addr) = &settings.connect_listen {
+        set(weir_console::service::NAME, "connect.url", url(addr));
+    }
+    if let Some(addr) = &settings.sql_listen {
+        set(weir_console::service::NAME, "sql.url", url(addr));
     }
     clients
 }

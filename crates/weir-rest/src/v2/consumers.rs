@@ -631,9 +631,16 @@ async fn record_json(p: &RestProxy, format: Format, m: &OwnedMessage) -> Result<
                 .read_avro(m.topic(), field, b)
                 .await
                 .map_err(|e| unreadable(e.to_string()))?,
-            Format::JsonSchema | Format::Protobuf => {
-                return Err(unreadable("this format is not served yet".into()))
-            }
+            Format::JsonSchema => p
+                .schemas()?
+                .read(weir_formats::SchemaType::Json, b)
+                .await
+                .map_err(|e| unreadable(e.to_string()))?,
+            Format::Protobuf => p
+                .schemas()?
+                .read(weir_formats::SchemaType::Protobuf, b)
+                .await
+                .map_err(|e| unreadable(e.to_string()))?,
         };
     }
     let [key, value] = out;

@@ -18,7 +18,7 @@ use crate::formats::SchemaSpec;
 use crate::produce::{enqueue, Record};
 use crate::v3::parse_body;
 use crate::Proxy;
-use weir_formats::Field;
+use weir_formats::{Field, SchemaType};
 
 /// One record's key or value in `format`.
 fn embedded(format: Format, v: Option<&Value>, what: &str) -> Result<Option<Vec<u8>>> {
@@ -35,26 +35,16 @@ fn embedded(format: Format, v: Option<&Value>, what: &str) -> Result<Option<Vec<
                 .map(Some)
                 .map_err(|e| RestError::Unprocessable {
                     code: 42203,
-                    message: format!("Conversion of JSON to Object failed: {what} is not valid base64: {e}"),
+                    message: format!(
+                        "Conversion of JSON to Object failed: {what} is not valid base64: {e}"
+                    ),
                 })
         }
         Format::Json => Ok(Some(v.to_string().into_bytes())),
-        Format::Avro => unreachable_format(),
-        Format::JsonSchema | Format::Protobuf => Err(RestError::Unprocessable {
-            code: 42207,
-            message: format!(
-                "Error serializing message. The {} format needs a schema registry, and none is configured.",
-                format.name()
-            ),
-        }),
+        Format::Avro | Format::JsonSchema | Format::Protobuf => Err(RestError::Internal(
+            "schema-based records are serialized with their schema".into(),
+        )),
     }
-}
-
-/// Avro keys and values are written through the registry, not here.
-fn unreachable_format() -> Result<Option<Vec<u8>>> {
-    Err(RestError::Internal(
-        "Avro records are serialized with their schema".into(),
-    ))
 }
 
 /// The schema of the request's keys or values (`key_schema`,
@@ -132,9 +122,16 @@ async fn produce(
         }
         other => other?,
     };
-    let specs = if format == Format::Avro {
+    let kind = match format {
+        Format::Avro => Some(SchemaType::Avro),
+        Format::JsonSchema => Some(SchemaType::Json),
+        Format::Protobuf => Some(SchemaType::Protobuf),
+        Format::Binary | Format::Json => None,
+    };
+    let specs = if let Some(kind) = kind {
         let schemas = p.schemas()?;
         Some((
+            kind,
             schemas,
             schema_spec(&req, records, Field::Key)?,
             schema_spec(&req, records, Field::Value)?,
@@ -157,7 +154,7 @@ async fn produce(
             return Err(partition_not_found());
         }
         let (key, value) = match &specs {
-            Some((schemas, key_spec, value_spec)) => {
+            Some((kind, schemas, key_spec, value_spec)) => {
                 let write = async |spec: &Option<SchemaSpec>,
                                    field,
                                    id: &mut Option<i32>|
@@ -165,7 +162,7 @@ async fn produce(
                     let name = if field == Field::Key { "key" } else { "value" };
                     match (spec, r.get(name).filter(|v| !v.is_null())) {
                         (Some(spec), Some(data)) => {
-                            let w = schemas.write_avro(&topic, field, spec, data).await?;
+                            let w = schemas.write(*kind, &topic, field, spec, data).await?;
                             *id = Some(w.id);
                             Ok(Some(w.bytes))
                         }

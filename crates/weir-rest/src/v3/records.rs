@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use rdkafka::producer::FutureProducer;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
-use weir_formats::{Field, SubjectNameStrategy};
+use weir_formats::{Field, SchemaType, SubjectNameStrategy};
 
 use super::{parse_body, Ctx};
 use crate::error::{RestError, Result};
@@ -34,6 +34,8 @@ enum DataType {
     Json,
     String,
     Avro,
+    JsonSchema,
+    Protobuf,
 }
 
 impl DataType {
@@ -43,6 +45,18 @@ impl DataType {
             DataType::Json => "JSON",
             DataType::String => "STRING",
             DataType::Avro => "AVRO",
+            DataType::JsonSchema => "JSONSCHEMA",
+            DataType::Protobuf => "PROTOBUF",
+        }
+    }
+
+    /// The registry's schema type of a schema-based type.
+    fn schema_type(self) -> Option<SchemaType> {
+        match self {
+            DataType::Avro => Some(SchemaType::Avro),
+            DataType::JsonSchema => Some(SchemaType::Json),
+            DataType::Protobuf => Some(SchemaType::Protobuf),
+            _ => None,
         }
     }
 }
@@ -51,7 +65,7 @@ impl DataType {
 #[derive(Debug)]
 enum Data {
     Plain(DataType, Option<Vec<u8>>),
-    Schema(SchemaSpec, Value),
+    Schema(DataType, SchemaSpec, Value),
 }
 
 /// One parsed request: the record, and its key and value still to be
@@ -91,12 +105,8 @@ fn data(v: Option<&Value>, what: &str) -> Result<Option<Data>> {
             "JSON" => DataType::Json,
             "STRING" => DataType::String,
             "AVRO" => DataType::Avro,
-            "JSONSCHEMA" | "PROTOBUF" => {
-                return Err(RestError::Unprocessable {
-                    code: 42207,
-                    message: format!("Error serializing message. {t} is not served yet; use AVRO, BINARY, JSON or STRING"),
-                })
-            }
+            "JSONSCHEMA" => DataType::JsonSchema,
+            "PROTOBUF" => DataType::Protobuf,
             other => {
                 return Err(RestError::bad_request(format!(
                     "{what}.type {other} is invalid: use BINARY, JSON, STRING, AVRO, JSONSCHEMA or PROTOBUF"
@@ -107,7 +117,7 @@ fn data(v: Option<&Value>, what: &str) -> Result<Option<Data>> {
         // subject's latest.
         None => DataType::Avro,
     };
-    if ty == DataType::Avro {
+    if ty.schema_type().is_some() {
         let int = |k: &str| -> Result<Option<i32>> {
             match obj.get(k).filter(|v| !v.is_null()) {
                 None => Ok(None),
@@ -147,6 +157,7 @@ fn data(v: Option<&Value>, what: &str) -> Result<Option<Data>> {
             strategy,
         };
         return Ok(Some(Data::Schema(
+            ty,
             spec,
             payload.cloned().unwrap_or(Value::Null),
         )));
@@ -173,7 +184,7 @@ fn data(v: Option<&Value>, what: &str) -> Result<Option<Data>> {
                     )))
                 }
             },
-            DataType::Json | DataType::Avro => {
+            DataType::Json | DataType::Avro | DataType::JsonSchema | DataType::Protobuf => {
                 serde_json::to_vec(d).map_err(|e| RestError::Internal(e.to_string()))?
             }
         }),
@@ -313,13 +324,14 @@ impl Target {
                 let size = bytes.as_ref().map_or(0, Vec::len);
                 Ok((bytes, Some(typed(ty, size, None))))
             }
-            Some(Data::Schema(spec, data)) => {
+            Some(Data::Schema(ty, spec, data)) => {
+                let kind = ty.schema_type().unwrap_or_default();
                 let w = self
                     .proxy
                     .schemas()?
-                    .write_avro(&self.topic, field, &spec, &data)
+                    .write(kind, &self.topic, field, &spec, &data)
                     .await?;
-                let t = typed(DataType::Avro, w.bytes.len(), Some(&w));
+                let t = typed(ty, w.bytes.len(), Some(&w));
                 Ok((Some(w.bytes), Some(t)))
             }
         }
@@ -367,7 +379,13 @@ pub(super) async fn produce(
     Path((_, topic)): Path<(String, String)>,
     body: Body,
 ) -> Result<Response> {
-    let target = Arc::new(target(p, ctx, &headers, &topic).await?);
+    let target = match target(p, ctx, &headers, &topic).await {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            drain(body).await;
+            return Err(e);
+        }
+    };
     let (tx, rx) = mpsc::channel::<tokio::task::JoinHandle<Value>>(MAX_IN_FLIGHT);
     tokio::spawn(read_records(body, target, tx));
     let reports = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -385,6 +403,25 @@ pub(super) async fn produce(
         Body::from_stream(reports),
     )
         .into_response())
+}
+
+/// Reads and drops what is left of a refused request's body, up to a
+/// bound. hyper closes a keep-alive connection whose request body was left
+/// unread, and a client already sending its next request on it sees the
+/// connection drop instead of an answer.
+async fn drain(body: Body) {
+    const LIMIT: usize = 1 << 20;
+    let mut stream = body.into_data_stream();
+    let mut read = 0;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read > LIMIT {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Reads the request body, starting a produce for each complete JSON
@@ -538,10 +575,12 @@ mod tests {
         assert_eq!(code(json!({"partition_id": 5})), 40402);
         assert_eq!(code(json!({"key": {"type": "BINARY", "data": "%%%"}})), 400);
         assert_eq!(code(json!({"value": {"type": "NOPE", "data": 1}})), 400);
-        assert_eq!(
-            code(json!({"value": {"type": "PROTOBUF", "data": 1}})),
-            42207
-        );
+        // Schema-based types are serialized later, through the registry.
+        let p = parse_record(&json!({"value": {"type": "PROTOBUF", "data": {}}}), 1).unwrap();
+        assert!(matches!(
+            p.value,
+            Some(Data::Schema(DataType::Protobuf, _, _))
+        ));
         assert_eq!(code(json!({"value": {"schema_id": "x", "data": 1}})), 400);
         assert_eq!(code(json!({"headers": [{"name": "h", "value": "%"}]})), 400);
         assert_eq!(code(json!([1])), 400);
@@ -557,6 +596,6 @@ mod tests {
             1,
         )
         .unwrap();
-        assert!(matches!(&p.value, Some(Data::Schema(s, _)) if s.version == Some(2)));
+        assert!(matches!(&p.value, Some(Data::Schema(_, s, _)) if s.version == Some(2)));
     }
 }

@@ -1,5 +1,7 @@
-//! `weir group`: list, describe (members, assignments, lag), delete and
-//! reset-offsets, like `kafka-consumer-groups.sh`.
+//! `weir group`: list, describe (members, assignments, lag), delete,
+//! delete-offsets and reset-offsets, like `kafka-consumer-groups.sh` for
+//! consumer groups and `kafka-share-groups.sh` for share groups (KIP-932),
+//! whose share-partition start offsets take the place of committed ones.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +11,7 @@ use serde_json::json;
 
 use super::output::{self, OutputFormat};
 use super::{now_ms, parse_duration, parse_time, Common};
-use weir_client::{Admin, OffsetTarget};
+use weir_client::{Admin, GroupDescription, GroupProtocol, OffsetTarget, ShareGroupDescription};
 
 /// `weir group`.
 #[derive(Debug, Args)]
@@ -20,34 +22,51 @@ pub struct GroupArgs {
 
 #[derive(Debug, Subcommand)]
 enum GroupCommand {
-    /// List consumer groups.
+    /// List groups (consumer, share and other groups) with their type.
     ///
     /// Examples:
     ///   weir group list
+    ///   weir group list --type share
     ///   weir group list --output json
     #[command(verbatim_doc_comment)]
     List {
+        /// Only groups of this type.
+        #[arg(long = "type", value_enum)]
+        kind: Option<GroupType>,
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: OutputFormat,
         #[command(flatten)]
         common: Common,
     },
     /// Show a group's state, members, their assignments and the lag of
-    /// every partition it has offsets for.
+    /// every partition it has offsets for. For a share group the offsets
+    /// are the share-partition start offsets, and the lag counts the
+    /// records not yet acknowledged.
     ///
     /// Examples:
     ///   weir group describe billing
+    ///   weir group describe jobs --members
     ///   weir group describe billing --output json | jq '[.partitions[].lag] | add'
     #[command(verbatim_doc_comment)]
     Describe {
         /// The group id.
         group: String,
+        /// Show the group's state (coordinator, assignor, members count).
+        #[arg(long)]
+        state: bool,
+        /// Show the members and their assignments.
+        #[arg(long)]
+        members: bool,
+        /// Show the offsets and lag of each partition.
+        #[arg(long)]
+        offsets: bool,
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: OutputFormat,
         #[command(flatten)]
         common: Common,
     },
-    /// Delete groups (they must have no active members) and their offsets.
+    /// Delete groups (they must have no active members) and their offsets
+    /// (a share group's share-partition state).
     ///
     /// Examples:
     ///   weir group delete billing
@@ -59,8 +78,28 @@ enum GroupCommand {
         #[command(flatten)]
         common: Common,
     },
-    /// Move a group's committed offsets. The group must have no active
-    /// members, as with kafka-consumer-groups.sh.
+    /// Delete a group's offsets of some topics: a consumer group's
+    /// committed offsets (of topics it is not consuming), or a share
+    /// group's share-partition state (the group must have no members;
+    /// the topics start afresh by share.auto.offset.reset).
+    ///
+    /// Examples:
+    ///   weir group delete-offsets billing --topic orders
+    ///   weir group delete-offsets billing --topic orders:0,1
+    #[command(verbatim_doc_comment)]
+    DeleteOffsets {
+        /// The group id.
+        group: String,
+        /// A topic, or `TOPIC:P,P,..` for some partitions (consumer
+        /// groups only); repeatable.
+        #[arg(long, value_name = "TOPIC[:PARTITIONS]", required = true)]
+        topic: Vec<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Move a group's committed offsets, or a share group's share-partition
+    /// start offsets. The group must have no active members, as with
+    /// kafka-consumer-groups.sh and kafka-share-groups.sh.
     ///
     /// Examples:
     ///   weir group reset-offsets billing --topic orders --to-earliest
@@ -101,8 +140,12 @@ enum GroupCommand {
         #[arg(long, value_name = "N", allow_hyphen_values = true)]
         shift_by: Option<i64>,
         /// Show the new offsets without committing them.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "execute")]
         dry_run: bool,
+        /// Commit the new offsets (what happens without --dry-run; accepted
+        /// for kafka-consumer-groups.sh's spelling).
+        #[arg(long)]
+        execute: bool,
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: OutputFormat,
         #[command(flatten)]
@@ -110,18 +153,73 @@ enum GroupCommand {
     },
 }
 
+/// `--type` of `weir group list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum GroupType {
+    /// Groups of the classic protocol (JoinGroup/SyncGroup).
+    Classic,
+    /// KIP-848 consumer groups.
+    Consumer,
+    /// KIP-932 share groups.
+    Share,
+}
+
+/// Which parts of a group `describe` shows.
+#[derive(Debug, Clone, Copy)]
+struct Sections {
+    state: bool,
+    members: bool,
+    offsets: bool,
+}
+
 /// Runs `weir group ...`.
 pub async fn run(args: GroupArgs) -> Result<()> {
     match args.command {
         GroupCommand::List {
+            kind,
             output: fmt,
             common,
-        } => list(&mut common.admin().await?, fmt).await,
+        } => list(&mut common.admin().await?, kind, fmt).await,
         GroupCommand::Describe {
             group,
+            state,
+            members,
+            offsets,
             output: fmt,
             common,
-        } => describe(&mut common.admin().await?, &group, fmt).await,
+        } => {
+            let all = !(state || members || offsets);
+            let sections = Sections {
+                state: all || state,
+                members: all || members,
+                offsets: all || offsets,
+            };
+            let mut admin = common.admin().await?;
+            match admin.describe_share_group(&group).await? {
+                Some(d) => describe_share(&mut admin, d, sections, fmt).await,
+                None => describe(&mut admin, &group, sections, all, fmt).await,
+            }
+        }
+        GroupCommand::DeleteOffsets {
+            group,
+            topic,
+            common,
+        } => {
+            let wanted = selection(&topic)?;
+            let mut admin = common.admin().await?;
+            if admin.describe_share_group(&group).await?.is_some() {
+                if let Some(t) = topic.iter().find(|t| t.contains(':')) {
+                    bail!("--topic {t}: a share group's offsets are deleted for whole topics");
+                }
+                admin.delete_share_group_offsets(&group, &topic).await?;
+            } else {
+                admin.delete_offsets(&group, &wanted).await?;
+            }
+            for t in &topic {
+                output::out(&format!("deleted the offsets of {t} in group {group}\n"));
+            }
+            Ok(())
+        }
         GroupCommand::Delete { groups, common } => {
             let mut admin = common.admin().await?;
             let mut failed = None;
@@ -144,6 +242,7 @@ pub async fn run(args: GroupArgs) -> Result<()> {
             by_duration,
             shift_by,
             dry_run,
+            execute: _,
             output: fmt,
             common,
         } => {
@@ -168,31 +267,212 @@ pub async fn run(args: GroupArgs) -> Result<()> {
     }
 }
 
-async fn list(admin: &mut Admin, fmt: OutputFormat) -> Result<()> {
-    let groups: BTreeMap<String, (String, String)> = admin
+async fn list(admin: &mut Admin, kind: Option<GroupType>, fmt: OutputFormat) -> Result<()> {
+    let wanted = kind.map(|k| match k {
+        GroupType::Classic => "classic",
+        GroupType::Consumer => "consumer",
+        GroupType::Share => "share",
+    });
+    let groups: BTreeMap<String, (String, String, String)> = admin
         .list_groups()
         .await?
         .into_iter()
-        .map(|g| (g.group_id, (g.state, g.protocol_type)))
+        .filter(|g| wanted.is_none_or(|w| g.group_type.eq_ignore_ascii_case(w)))
+        .map(|g| (g.group_id, (g.state, g.protocol_type, g.group_type)))
         .collect();
     match fmt {
         OutputFormat::Json => output::json(&json!(groups
             .iter()
-            .map(|(g, (s, p))| json!({"group": g, "state": s, "protocol_type": p}))
+            .map(|(g, (s, p, t))| json!({"group": g, "state": s, "protocol_type": p, "type": t}))
             .collect::<Vec<_>>())),
         OutputFormat::Table => {
             let rows: Vec<Vec<String>> = groups
                 .iter()
-                .map(|(g, (s, p))| vec![g.clone(), s.clone(), p.clone()])
+                .map(|(g, (s, p, t))| vec![g.clone(), t.clone(), s.clone(), p.clone()])
                 .collect();
-            output::out(&output::table(&["GROUP", "STATE", "PROTOCOL-TYPE"], &rows));
+            output::out(&output::table(
+                &["GROUP", "TYPE", "STATE", "PROTOCOL-TYPE"],
+                &rows,
+            ));
         }
     }
     Ok(())
 }
 
-async fn describe(admin: &mut Admin, group: &str, fmt: OutputFormat) -> Result<()> {
-    let d = admin.describe_group(group).await?;
+/// `--topic` values: a topic, or `TOPIC:P,P,..` for some partitions.
+fn selection(topics: &[String]) -> Result<Vec<(String, Option<Vec<i32>>)>> {
+    let mut wanted = Vec::new();
+    for t in topics {
+        match t.split_once(':') {
+            Some((name, ps)) => {
+                let ps: Result<Vec<i32>, _> = ps.split(',').map(|p| p.trim().parse()).collect();
+                let ps = ps.map_err(|_| {
+                    anyhow!("--topic {t}: partitions must be numbers, e.g. orders:0,1")
+                })?;
+                wanted.push((name.to_string(), Some(ps)));
+            }
+            None => wanted.push((t.clone(), None)),
+        }
+    }
+    Ok(wanted)
+}
+
+/// One row of the members table.
+struct MemberRow<'a> {
+    id: &'a str,
+    host: &'a str,
+    client: &'a str,
+    /// The member epoch (KIP-848 and share groups), `-` for classic ones.
+    epoch: String,
+    assignment: &'a [(String, i32)],
+}
+
+/// The members table: who has which partitions.
+fn members_table(members: &[MemberRow<'_>]) -> String {
+    let rows: Vec<Vec<String>> = members
+        .iter()
+        .map(|m| {
+            vec![
+                m.id.to_string(),
+                m.host.to_string(),
+                m.client.to_string(),
+                m.epoch.clone(),
+                m.assignment.len().to_string(),
+                m.assignment
+                    .iter()
+                    .map(|(t, p)| format!("{t}:{p}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "CONSUMER-ID",
+            "HOST",
+            "CLIENT-ID",
+            "EPOCH",
+            "#PARTITIONS",
+            "ASSIGNMENT",
+        ],
+        &rows,
+    )
+}
+
+async fn describe_share(
+    admin: &mut Admin,
+    d: ShareGroupDescription,
+    sections: Sections,
+    fmt: OutputFormat,
+) -> Result<()> {
+    let group = d.group_id.clone();
+    // Partitions with state, and assigned ones that have none yet.
+    let mut offsets: BTreeMap<(String, i32), Option<weir_client::ShareOffset>> = BTreeMap::new();
+    if sections.offsets {
+        for (k, o) in admin.share_group_offsets(&group, None).await? {
+            offsets.insert(k, Some(o));
+        }
+        for m in &d.members {
+            for tp in &m.assignment {
+                offsets.entry(tp.clone()).or_insert(None);
+            }
+        }
+    }
+    let total_lag: i64 = offsets.values().flatten().filter_map(|o| o.lag).sum();
+    match fmt {
+        OutputFormat::Json => {
+            let mut doc = json!({
+                "group": group,
+                "type": "share",
+                "state": d.state,
+                "assignor": d.assignor,
+                "group_epoch": d.group_epoch,
+                "assignment_epoch": d.assignment_epoch,
+                "coordinator": d.coordinator,
+                "member_count": d.members.len(),
+            });
+            if sections.members {
+                doc["members"] = json!(d.members.iter().map(|m| json!({
+                    "member_id": m.member_id, "client_id": m.client_id, "host": m.host,
+                    "rack": m.rack, "member_epoch": m.member_epoch,
+                    "subscribed_topics": m.subscribed_topics,
+                    "assignment": m.assignment.iter().map(|(t, p)| json!({"topic": t, "partition": p})).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>());
+            }
+            if sections.offsets {
+                doc["partitions"] = json!(offsets
+                    .iter()
+                    .map(|((t, p), o)| json!({
+                        "topic": t, "partition": p,
+                        "start_offset": o.map(|o| o.start_offset),
+                        "leader_epoch": o.map(|o| o.leader_epoch),
+                        "lag": o.and_then(|o| o.lag),
+                    }))
+                    .collect::<Vec<_>>());
+                doc["total_lag"] = json!(total_lag);
+            }
+            output::json(&doc);
+        }
+        OutputFormat::Table => {
+            let mut text = String::new();
+            if sections.state {
+                text.push_str(&format!(
+                    "GROUP {group}  TYPE share  STATE {}  ASSIGNOR {}  EPOCH {}  COORDINATOR {}  MEMBERS {}\n\n",
+                    d.state,
+                    if d.assignor.is_empty() { "-" } else { &d.assignor },
+                    d.group_epoch,
+                    d.coordinator,
+                    d.members.len()
+                ));
+            }
+            if sections.members {
+                let ms: Vec<_> = d
+                    .members
+                    .iter()
+                    .map(|m| MemberRow {
+                        id: &m.member_id,
+                        host: &m.host,
+                        client: &m.client_id,
+                        epoch: m.member_epoch.to_string(),
+                        assignment: &m.assignment,
+                    })
+                    .collect();
+                text.push_str(&members_table(&ms));
+                text.push('\n');
+            }
+            if sections.offsets {
+                let opt = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+                let rows: Vec<Vec<String>> = offsets
+                    .iter()
+                    .map(|((t, p), o)| {
+                        vec![
+                            t.clone(),
+                            p.to_string(),
+                            opt(o.map(|o| i64::from(o.leader_epoch))),
+                            opt(o.map(|o| o.start_offset)),
+                            opt(o.and_then(|o| o.lag)),
+                        ]
+                    })
+                    .collect();
+                text.push_str(&output::table(
+                    &["TOPIC", "PARTITION", "LEADER-EPOCH", "START-OFFSET", "LAG"],
+                    &rows,
+                ));
+            }
+            output::out(&text);
+        }
+    }
+    Ok(())
+}
+
+async fn describe(
+    admin: &mut Admin,
+    group: &str,
+    sections: Sections,
+    all: bool,
+    fmt: OutputFormat,
+) -> Result<()> {
+    let d: GroupDescription = admin.describe_group(group).await?;
     let offsets = admin.committed_offsets(group).await?;
     if d.state == "Dead" && offsets.is_empty() {
         bail!("group `{group}` does not exist");
@@ -222,33 +502,71 @@ async fn describe(admin: &mut Admin, group: &str, fmt: OutputFormat) -> Result<(
         })
         .collect();
     match fmt {
-        OutputFormat::Json => output::json(&json!({
-            "group": group,
-            "state": d.state,
-            "protocol_type": d.protocol_type,
-            "protocol": d.assignor,
-            "members": d.members.iter().map(|m| json!({
-                "member_id": m.member_id, "client_id": m.client_id, "host": m.host,
-                "assignment": m.assignment.iter().map(|(t, p)| json!({"topic": t, "partition": p})).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-            "partitions": rows.iter().map(|(k, c, e, lag, m)| json!({
-                "topic": k.0, "partition": k.1, "committed_offset": c, "log_end_offset": e,
-                "lag": lag, "member_id": m.map(|m| &m.member_id),
-            })).collect::<Vec<_>>(),
-            "total_lag": rows.iter().filter_map(|r| r.3).sum::<i64>(),
-        })),
+        OutputFormat::Json => {
+            let mut doc = json!({
+                "group": group,
+                "type": match d.protocol {
+                    GroupProtocol::Classic => "classic",
+                    GroupProtocol::Consumer => "consumer",
+                },
+                "state": d.state,
+                "protocol_type": d.protocol_type,
+                "protocol": d.assignor,
+                "coordinator": d.coordinator,
+                "member_count": d.members.len(),
+            });
+            if sections.members {
+                doc["members"] = json!(d.members.iter().map(|m| json!({
+                    "member_id": m.member_id, "client_id": m.client_id, "host": m.host,
+                    "assignment": m.assignment.iter().map(|(t, p)| json!({"topic": t, "partition": p})).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>());
+            }
+            if sections.offsets {
+                doc["partitions"] =
+                    json!(rows.iter().map(|(k, c, e, lag, m)| json!({
+                    "topic": k.0, "partition": k.1, "committed_offset": c, "log_end_offset": e,
+                    "lag": lag, "member_id": m.map(|m| &m.member_id),
+                })).collect::<Vec<_>>());
+                doc["total_lag"] = json!(rows.iter().filter_map(|r| r.3).sum::<i64>());
+            }
+            output::json(&doc);
+        }
         OutputFormat::Table => {
             let opt = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
-            let mut text = format!(
-                "GROUP {group}  STATE {}  PROTOCOL {}  MEMBERS {}\n\n",
-                d.state,
-                if d.assignor.is_empty() {
-                    "-"
-                } else {
-                    &d.assignor
-                },
-                d.members.len()
-            );
+            let mut text = String::new();
+            if sections.state {
+                text.push_str(&format!(
+                    "GROUP {group}  STATE {}  PROTOCOL {}  COORDINATOR {}  MEMBERS {}\n\n",
+                    d.state,
+                    if d.assignor.is_empty() {
+                        "-"
+                    } else {
+                        &d.assignor
+                    },
+                    d.coordinator,
+                    d.members.len()
+                ));
+            }
+            // The default view has the members beside their partitions.
+            if sections.members && !all {
+                let ms: Vec<_> = d
+                    .members
+                    .iter()
+                    .map(|m| MemberRow {
+                        id: &m.member_id,
+                        host: &m.host,
+                        client: &m.client_id,
+                        epoch: "-".to_string(),
+                        assignment: &m.assignment,
+                    })
+                    .collect();
+                text.push_str(&members_table(&ms));
+                text.push('\n');
+            }
+            if !sections.offsets {
+                output::out(&text);
+                return Ok(());
+            }
             let trows: Vec<Vec<String>> = rows
                 .iter()
                 .map(|(k, c, e, lag, m)| {
@@ -293,25 +611,19 @@ async fn reset(
 ) -> Result<()> {
     // (topic, partitions or all); `--all-topics` leaves it empty, which
     // means every topic the group has offsets for.
-    let mut wanted: Vec<(String, Option<Vec<i32>>)> = Vec::new();
-    for t in topics {
-        match t.split_once(':') {
-            Some((name, ps)) => {
-                let ps: Result<Vec<i32>, _> = ps.split(',').map(|p| p.trim().parse()).collect();
-                let ps = ps.map_err(|_| {
-                    anyhow!("--topic {t}: partitions must be numbers, e.g. orders:0,1")
-                })?;
-                wanted.push((name.to_string(), Some(ps)));
-            }
-            None => wanted.push((t.clone(), None)),
-        }
-    }
-    let plan = admin.reset_offsets(group, &wanted, target, dry_run).await?;
+    let wanted = selection(topics)?;
+    let plan = if admin.describe_share_group(group).await?.is_some() {
+        admin
+            .reset_share_group_offsets(group, &wanted, target, dry_run)
+            .await?
+    } else {
+        admin.reset_offsets(group, &wanted, target, dry_run).await?
+    };
     match fmt {
         OutputFormat::Json => output::json(&json!({
             "group": group,
             "dry_run": dry_run,
-            "offsets": plan.iter().map(|p| json!({"topic": p.topic, "partition": p.partition, "new_offset": p.new})).collect::<Vec<_>>(),
+            "offsets": plan.iter().map(|p| json!({"topic": p.topic, "partition": p.partition, "current_offset": p.current, "new_offset": p.new})).collect::<Vec<_>>(),
         })),
         OutputFormat::Table => {
             let rows: Vec<Vec<String>> = plan
@@ -321,11 +633,21 @@ async fn reset(
                         group.to_string(),
                         p.topic.clone(),
                         p.partition.to_string(),
+                        p.current.map_or("-".to_string(), |c| c.to_string()),
                         p.new.to_string(),
                     ]
                 })
                 .collect();
-            let mut text = output::table(&["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"], &rows);
+            let mut text = output::table(
+                &[
+                    "GROUP",
+                    "TOPIC",
+                    "PARTITION",
+                    "CURRENT-OFFSET",
+                    "NEW-OFFSET",
+                ],
+                &rows,
+            );
             if dry_run {
                 text.push_str("(dry run: nothing was committed)\n");
             }

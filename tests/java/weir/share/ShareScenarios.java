@@ -42,6 +42,7 @@ import org.apache.kafka.common.TopicIdPartition;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.errors.TopicExistsException;
+import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 import weir.harness.Harness;
@@ -74,6 +75,11 @@ public final class ShareScenarios {
         s.put("delete_offsets", ShareScenarios::deleteOffsets);
         s.put("delete_group", ShareScenarios::deleteGroup);
         s.put("list_share_groups", ShareScenarios::listShareGroups);
+        s.put("produce_txn", ShareScenarios::produceTxn);
+        s.put("produce_aged", ShareScenarios::produceAged);
+        s.put("drain", ShareScenarios::drain);
+        s.put("renew", ShareScenarios::renew);
+        s.put("first_poll", ShareScenarios::firstPoll);
         Harness.serve(s);
     }
 
@@ -435,6 +441,211 @@ public final class ShareScenarios {
                     "state", g.groupState().map(Object::toString).orElse("")));
             }
             return out;
+        }
+    }
+
+    static void createTopic(String topic) throws Exception {
+        try (Admin a = admin()) {
+            a.createTopics(List.of(new NewTopic(topic, 1, (short) 1))).all().get(30, TimeUnit.SECONDS);
+        } catch (ExecutionException e) {
+            if (!(e.getCause() instanceof TopicExistsException)) {
+                throw e;
+            }
+        }
+    }
+
+    static Map<String, String> producerConf() {
+        Map<String, String> conf = new LinkedHashMap<>();
+        conf.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        conf.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        conf.put(ProducerConfig.LINGER_MS_CONFIG, "0");
+        conf.put(ProducerConfig.ACKS_CONFIG, "all");
+        return conf;
+    }
+
+    /**
+     * Transactions of "c0".."c2" (committed), "a0".."a1" (aborted) and
+     * "c3".."c5" (committed). Returns the log end offset. args: topic.
+     */
+    static Object produceTxn(JsonNode args) throws Exception {
+        String topic = args.get("topic").asText();
+        createTopic(topic);
+        Map<String, String> conf = producerConf();
+        conf.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, "share-txn-" + topic);
+        try (KafkaProducer<String, String> p = new KafkaProducer<>(props(conf))) {
+            p.initTransactions();
+            String[][] txns = {{"c0", "c1", "c2"}, {"a0", "a1"}, {"c3", "c4", "c5"}};
+            for (String[] txn : txns) {
+                p.beginTransaction();
+                for (String v : txn) {
+                    p.send(new ProducerRecord<>(topic, 0, v, v));
+                }
+                // Into the log before the abort (unsent records would be dropped).
+                p.flush();
+                if (txn[0].startsWith("a")) {
+                    p.abortTransaction();
+                } else {
+                    p.commitTransaction();
+                }
+            }
+        }
+        return endOffset(topic);
+    }
+
+    static long endOffset(String topic) throws Exception {
+        try (Admin a = admin()) {
+            TopicPartition tp = new TopicPartition(topic, 0);
+            return a.listOffsets(Map.of(tp, OffsetSpec.latest())).partitionResult(tp)
+                .get(30, TimeUnit.SECONDS).offset();
+        }
+    }
+
+    /**
+     * `old` records timestamped `age_ms` ago ("old0", ...), then `new`
+     * records timestamped now ("new0", ...). args: topic, old, new, age_ms.
+     */
+    static Object produceAged(JsonNode args) throws Exception {
+        String topic = args.get("topic").asText();
+        createTopic(topic);
+        long then = System.currentTimeMillis() - args.get("age_ms").asLong();
+        try (KafkaProducer<String, String> p = new KafkaProducer<>(props(producerConf()))) {
+            for (int i = 0; i < args.get("old").asInt(); i++) {
+                p.send(new ProducerRecord<>(topic, 0, then, "k", "old" + i)).get(60, TimeUnit.SECONDS);
+            }
+            for (int i = 0; i < args.get("new").asInt(); i++) {
+                p.send(new ProducerRecord<>(topic, 0, System.currentTimeMillis(), "k", "new" + i))
+                    .get(60, TimeUnit.SECONDS);
+            }
+        }
+        return endOffset(topic);
+    }
+
+    /**
+     * One consumer accepts everything it gets until the share-partition
+     * start offset reaches `until` (every record delivered or skipped);
+     * returns the values it got, in order, and the final start offset.
+     * args: topic, group, until.
+     */
+    static Object drain(JsonNode args) throws Exception {
+        String topic = args.get("topic").asText();
+        String group = args.get("group").asText();
+        long until = args.get("until").asLong();
+        List<String> values = new ArrayList<>();
+        long start = -1;
+        try (KafkaShareConsumer<String, String> c = shareConsumer(group, topic,
+                 Map.of("share.acknowledgement.mode", "explicit"));
+             Admin a = admin()) {
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(90);
+            while (start < until && System.nanoTime() < deadline) {
+                ConsumerRecords<String, String> records = c.poll(Duration.ofMillis(200));
+                for (ConsumerRecord<String, String> r : records) {
+                    values.add(r.value());
+                    c.acknowledge(r, AcknowledgeType.ACCEPT);
+                }
+                if (!records.isEmpty()) {
+                    c.commitSync(Duration.ofSeconds(30));
+                }
+                start = startOffset(a, group, topic);
+            }
+        }
+        return obj("values", values, "start_offset", start);
+    }
+
+    /**
+     * KIP-1222: consumer "holder" acquires the records and renews their
+     * locks (RENEW, confirmed by commitSync) every `every_ms` for
+     * `hold_ms`, well past the group's lock duration, while consumer
+     * "other" of the same group polls; then the holder accepts them.
+     * Returns what "other" got, each renewal's and the final commit's
+     * confirmation, the delivery counts the holder saw (renewed records
+     * come back from its next poll) and the final
+     * start offset. args: topic, group, hold_ms, every_ms.
+     */
+    static Object renew(JsonNode args) throws Exception {
+        String topic = args.get("topic").asText();
+        String group = args.get("group").asText();
+        long holdMs = args.get("hold_ms").asLong();
+        long everyMs = args.get("every_ms").asLong();
+        Map<String, String> conf = Map.of("share.acknowledgement.mode", "explicit",
+            "share.acquire.mode", "record_limit", ConsumerConfig.MAX_POLL_RECORDS_CONFIG, "10");
+        List<Long> otherGot = Collections.synchronizedList(new ArrayList<>());
+        List<Boolean> renewals = new ArrayList<>();
+        List<Integer> counts = new ArrayList<>();
+        boolean accepted;
+        long start;
+        try (KafkaShareConsumer<String, String> holder = shareConsumer(group, topic, conf);
+             Admin a = admin()) {
+            List<ConsumerRecord<String, String>> held = new ArrayList<>();
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+            while (held.isEmpty() && System.nanoTime() < deadline) {
+                holder.poll(Duration.ofMillis(200)).forEach(held::add);
+            }
+            if (held.isEmpty()) {
+                throw new IllegalStateException("no records to hold");
+            }
+            held.forEach(r -> counts.add(deliveries(r)));
+            Thread other = new Thread(() -> {
+                try (KafkaShareConsumer<String, String> c = shareConsumer(group, topic,
+                         Map.of("share.acknowledgement.mode", "explicit"))) {
+                    long end = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(holdMs);
+                    while (System.nanoTime() < end) {
+                        for (ConsumerRecord<String, String> r : c.poll(Duration.ofMillis(200))) {
+                            otherGot.add(r.offset());
+                            c.acknowledge(r, AcknowledgeType.RELEASE);
+                        }
+                    }
+                }
+            });
+            other.start();
+            long end = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(holdMs);
+            while (System.nanoTime() < end) {
+                Thread.sleep(everyMs);
+                if (held.isEmpty()) {
+                    continue;  // a refused renewal: the records are gone
+                }
+                held.forEach(r -> holder.acknowledge(r, AcknowledgeType.RENEW));
+                renewals.add(committed(holder.commitSync(Duration.ofSeconds(30))));
+                // Renewed records come back from the next poll, to be
+                // acknowledged again.
+                List<ConsumerRecord<String, String>> again = new ArrayList<>();
+                long wait = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(2000);
+                while (again.size() < held.size() && System.nanoTime() < wait) {
+                    holder.poll(Duration.ofMillis(100)).forEach(again::add);
+                }
+                again.forEach(r -> counts.add(deliveries(r)));
+                held = again;
+            }
+            other.join();
+            held.forEach(r -> holder.acknowledge(r, AcknowledgeType.ACCEPT));
+            accepted = committed(holder.commitSync(Duration.ofSeconds(30)));
+            start = startOffset(a, group, topic);
+        }
+        return obj("other_got", otherGot, "renewals", renewals, "accepted", accepted,
+            "delivery_counts", counts, "start_offset", start);
+    }
+
+    /**
+     * A share consumer's first poll outcome within `secs`: the simple name
+     * of the exception poll throws, or "records" once records arrive.
+     * args: topic, group, secs.
+     */
+    static Object firstPoll(JsonNode args) {
+        try (KafkaShareConsumer<String, String> c = shareConsumer(args.get("group").asText(),
+                 args.get("topic").asText(), Map.of("share.acknowledgement.mode", "explicit"))) {
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(args.get("secs").asLong());
+            while (System.nanoTime() < deadline) {
+                ConsumerRecords<String, String> records;
+                try {
+                    records = c.poll(Duration.ofMillis(200));
+                } catch (KafkaException e) {
+                    return e.getClass().getSimpleName();
+                }
+                if (!records.isEmpty()) {
+                    records.forEach(r -> c.acknowledge(r, AcknowledgeType.RELEASE));
+                    return "records";
+                }
+            }
+            return "nothing";
         }
     }
 }
