@@ -1,6 +1,7 @@
 """Client compatibility (issue 18) with librdkafka through confluent-kafka:
 record-level produce errors (KIP-467), Kafka 4's full topic config set and
-broker-side compression (topic compression.type).
+broker-side compression (topic compression.type); legacy message sets
+(kafka-python's builder, raw Produce requests) refused.
 The Java client's side is in test_java_client.py."""
 
 from __future__ import annotations
@@ -8,6 +9,9 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import ConfigResource, NewTopic
+from kafka.record.memory_records import MemoryRecordsBuilder
+
+import kafka_wire as kw
 
 from weir_helpers import (admin, assert_same_records, consume_range, create_topic, gen_records,
                           produce_records, producer_conf, recent_base_ts)
@@ -129,3 +133,33 @@ def test_topic_compression_type_recompresses(module_broker, topic_name, topic_co
     got = consume_range(module_broker.bootstrap, topic_name, [0])
     assert_same_records(records, got[0], 0)
     assert stored_codecs(module_broker, topic_name) == {CODEC_BITS[topic_codec]}
+
+
+@pytest.mark.parametrize("magic", [0, 1])
+@pytest.mark.parametrize("topic_codec", ["producer", "lz4"])
+def test_legacy_message_sets_are_refused(module_broker, topic_name, magic, topic_codec):
+    """Message sets in the pre-0.11 formats (magic 0 and 1, here gzip
+    compressed, as kafka-python builds them) are refused with
+    UNSUPPORTED_FOR_MESSAGE_FORMAT on every topic, including one whose
+    compression.type would have the broker recompress them, and nothing is
+    appended; a record batch (magic 2) is then accepted at offset 0."""
+    create_topic(admin(module_broker.bootstrap), topic_name, 1,
+                 config={"compression.type": topic_codec})
+    b = MemoryRecordsBuilder(magic=magic, compression_type=1, batch_size=1 << 20)
+    for i in range(3):
+        b.append(timestamp=None if magic == 0 else recent_base_ts(), key=b"k",
+                 value=b"v%d" % i, headers=[])
+    b.close()
+    lo, hi = kw.api_versions("127.0.0.1", module_broker.port)[kw.PRODUCE]
+    version = min(hi, 8)
+
+    def produce(batch: bytes, corr: int) -> tuple[int, int]:
+        with kw.connect("127.0.0.1", module_broker.port) as s:
+            s.sendall(kw.produce_request(corr, version, topic_name, 0, batch))
+            c, err, base = kw.parse_produce_response(kw.read_frame(s))
+        assert c == corr
+        return err, base
+
+    err, _ = produce(bytes(b.buffer()), 1)
+    assert err == KafkaError.UNSUPPORTED_FOR_MESSAGE_FORMAT, err
+    assert produce(kw.record_batch([(b"k", b"v")], recent_base_ts()), 2) == (0, 0)

@@ -329,3 +329,11 @@ def test_every_advertised_api_version_round_trips(module_broker, advertised):
     module_broker.assert_alive()
     assert not failures, f"{len(failures)} of {checked + len(failures)} failed:\n" + "\n".join(failures)
     assert checked > 200
+
+
+def test_client_telemetry_is_not_advertised(advertised):
+    """KIP-714's GetTelemetrySubscriptions (71) and PushTelemetry (72) are
+    left out of ApiVersions, as Kafka leaves them out when no client metrics
+    receiver is configured: clients (the Java client pushes by default)
+    then send none."""
+    assert 71 not in advertised and 72 not in advertised

@@ -11,6 +11,8 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::protocol::VersionRange;
 
+use crate::txn_coordinator::MAX_TRANSACTION_VERSION;
+
 /// The APIs Weir serves, with the versions it serves of each. Versions are
 /// those of the vendored codec (Kafka 4.3's schemas) unless capped.
 const SUPPORTED: &[(ApiKey, i16, i16)] = &[
@@ -51,15 +53,15 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeShareGroupOffsets, 0, 1),
     (ApiKey::AlterShareGroupOffsets, 0, 0),
     (ApiKey::DeleteShareGroupOffsets, 0, 0),
-    // Transactions stop below the versions that mean "the client handles
-    // TRANSACTION_ABORTABLE" or transaction version 2 (KIP-890 part 2),
-    // which Weir does not offer: clients use the explicit
-    // AddPartitionsToTxn protocol, which the broker verifies.
-    (ApiKey::InitProducerId, 0, 4),
-    (ApiKey::AddPartitionsToTxn, 0, 4),
-    (ApiKey::AddOffsetsToTxn, 0, 3),
-    (ApiKey::EndTxn, 0, 3),
-    (ApiKey::TxnOffsetCommit, 0, 3),
+    // Transactions: the request's version says which transaction version
+    // the client speaks (EndTxn v5, Produce v12 and TxnOffsetCommit v5 are
+    // KIP-890 part 2); clients pick by the finalized `transaction.version`.
+    // InitProducerId v6 (KIP-939 two-phase commit) is not served.
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::AddPartitionsToTxn, 0, 5),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 5),
+    (ApiKey::TxnOffsetCommit, 0, 5),
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
@@ -74,6 +76,9 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // Answered by the connection (weir-server), before the broker.
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
+    // Not served: KIP-714's GetTelemetrySubscriptions and PushTelemetry.
+    // Kafka leaves them out of ApiVersions when no client metrics receiver
+    // is configured, and clients then push nothing; Weir answers the same.
 ];
 
 /// Feature flags (KIP-584) as ApiVersions v3+ reports them, which is what
@@ -83,9 +88,10 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
 ///   speaks; Weir keeps no KRaft metadata log, so it gates nothing here.
 /// - `kraft.version` 0: a static quorum (Weir has no controller quorum).
 /// - `group.version` 1: KIP-848's consumer group protocol is on.
-/// - `transaction.version` 1: KIP-890 part 1 (the broker verifies
-///   transactional writes); Kafka 4 clients use version 2 only when it is
-///   finalized.
+/// - `transaction.version` 2 (KIP-890 part 2, an epoch bump per
+///   transaction and partitions added by the writes themselves), which
+///   Kafka 4 clients use once it is finalized; finalized at the broker
+///   setting `transaction.version` (see [`handle`]), 2 by default.
 /// - `share.version` 1: share groups (KIP-932) are on, by default as in
 ///   Kafka 4.2.
 const FEATURES: &[(&str, i16, i16, i16)] = &[
@@ -93,7 +99,12 @@ const FEATURES: &[(&str, i16, i16, i16)] = &[
     ("kraft.version", 0, 0, 0),
     ("metadata.version", 7, 25, 25),
     ("share.version", 0, 1, 1),
-    ("transaction.version", 0, 1, 1),
+    (
+        "transaction.version",
+        0,
+        MAX_TRANSACTION_VERSION,
+        MAX_TRANSACTION_VERSION,
+    ),
 ];
 
 /// The epoch of the finalized features: they never change at run time.
@@ -129,8 +140,13 @@ fn valid_software_field(s: &str) -> bool {
         && b.iter().all(inner_ok)
 }
 
-/// Answers an ApiVersions request.
-pub fn handle(req: &ApiVersionsRequest, version: i16) -> ApiVersionsResponse {
+/// Answers an ApiVersions request, with `transaction.version` finalized at
+/// `transaction_version`.
+pub fn handle(
+    req: &ApiVersionsRequest,
+    version: i16,
+    transaction_version: i16,
+) -> ApiVersionsResponse {
     let resp = ApiVersionsResponse::default()
         .with_api_keys(api_keys())
         .with_supported_features(
@@ -149,6 +165,11 @@ pub fn handle(req: &ApiVersionsRequest, version: i16) -> ApiVersionsResponse {
             FEATURES
                 .iter()
                 .map(|&(name, _, _, level)| {
+                    let level = if name == "transaction.version" {
+                        transaction_version
+                    } else {
+                        level
+                    };
                     FinalizedFeatureKey::default()
                         .with_name(StrBytes::from_static_str(name))
                         .with_min_version_level(level)

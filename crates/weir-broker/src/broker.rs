@@ -765,7 +765,7 @@ impl Broker {
             .unwrap_or_default();
         let mut reply = match body {
             RequestKind::ApiVersions(r) => Reply::Ready(ResponseKind::ApiVersions(
-                crate::api_versions::handle(&r, v),
+                crate::api_versions::handle(&r, v, self.txns.transaction_version()),
             )),
             RequestKind::Metadata(r) => Reply::Ready(ResponseKind::Metadata(
                 crate::metadata::handle(self, r, v, session),
@@ -945,6 +945,8 @@ fn txn_settings(s: &BrokerSettings) -> TxnSettings {
         coordinator: TxnConfig {
             max_timeout_ms: int("transaction.max.timeout.ms"),
             id_expiration_ms: s.get_i64("transactional.id.expiration.ms"),
+            transaction_version: i16::try_from(s.get_i64("transaction.version"))
+                .unwrap_or(crate::txn_coordinator::MAX_TRANSACTION_VERSION),
         },
     }
 }

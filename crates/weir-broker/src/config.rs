@@ -658,6 +658,17 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         doc: "A transactional id idle this long (no transaction open) is forgotten.",
     },
     ConfigDef {
+        // Weir's stand-in for Kafka's finalized feature level, which Kafka
+        // sets with `kafka-storage format --feature` or `kafka-features`.
+        name: "transaction.version",
+        synonyms: &[],
+        kind: ConfigType::Int,
+        default: "2",
+        check: Check::OneOf(&["0", "1", "2"]),
+        dynamic: false,
+        doc: "The finalized transaction.version feature level clients see in ApiVersions: 2 (KIP-890 part 2, epoch bump per transaction) or lower for older behaviour.",
+    },
+    ConfigDef {
         name: "producer.id.expiration.ms",
         synonyms: &[],
         kind: ConfigType::Int,

@@ -1,6 +1,8 @@
 //! EndTxn: commit or abort. The coordinator records the decision, writes a
 //! COMMIT or ABORT marker to every partition of the transaction, and
-//! answers once the markers are durable.
+//! answers once the markers are durable. From v5 (transaction version 2)
+//! the epoch is bumped and the answer carries the new producer id and
+//! epoch.
 
 use std::sync::Arc;
 
@@ -37,12 +39,17 @@ pub fn handle(broker: &Arc<Broker>, req: EndTxnRequest, version: i16, session: &
         version,
     );
     Reply::Later(Box::pin(async move {
-        let code = wait.await.err().map_or(0, |e| e.code());
+        // v5+ (transaction version 2) carries the producer id and epoch
+        // the client continues with; earlier versions have no such fields.
+        let (code, (id, epoch)) = match wait.await {
+            Ok(p) => (0, p),
+            Err(e) => (e.code(), (-1, -1)),
+        };
         ResponseKind::EndTxn(
             EndTxnResponse::default()
                 .with_error_code(code)
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1),
+                .with_producer_id(ProducerId(id))
+                .with_producer_epoch(epoch),
         )
     }))
 }

@@ -30,6 +30,7 @@ pub(crate) fn put_len(b: &mut BytesMut, n: usize) {
     b.put_i32(i32::try_from(n).unwrap_or(i32::MAX));
 }
 
+/// An unsigned varint, as flexible versions write lengths and tags.
 pub(crate) fn put_uvarint(b: &mut BytesMut, mut v: u32) {
     while v >= 0x80 {
         b.put_u8((v as u8 & 0x7f) | 0x80);
@@ -41,6 +42,12 @@ pub(crate) fn put_uvarint(b: &mut BytesMut, mut v: u32) {
 /// A flexible-version (compact) array or string length: `n + 1`.
 pub(crate) fn put_compact_len(b: &mut BytesMut, n: usize) {
     put_uvarint(b, u32::try_from(n).unwrap_or(u32::MAX - 1) + 1);
+}
+
+/// A compact (flexible-version) string: its length plus one, then the bytes.
+pub(crate) fn put_compact_str(b: &mut BytesMut, s: &str) {
+    put_compact_len(b, s.len());
+    b.put_slice(s.as_bytes());
 }
 
 /// A bounds-checked big-endian reader: every method returns `None` on

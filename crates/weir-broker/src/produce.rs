@@ -17,6 +17,7 @@ use weir_log::BoxFuture;
 
 use crate::broker::{Broker, Reply, Topic};
 use crate::error::log_error_code;
+use crate::txn_coordinator::produce_error;
 use crate::BrokerError;
 
 /// A pending fsync for one partition's append.
@@ -39,6 +40,11 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
             t,
         )
     });
+    let txn_added = if version >= 12 && !txn_denied && matches!(acks, -1..=1) {
+        add_to_transaction(broker, &req, version, session)
+    } else {
+        None
+    };
     let mut waits: Vec<(usize, usize, DurableWait)> = Vec::new();
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut appended = false;
@@ -164,7 +170,7 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
     if acks == 0 {
         return Reply::None;
     }
-    if waits.is_empty() {
+    if waits.is_empty() && txn_added.is_none() {
         return Reply::Ready(ResponseKind::Produce(resp));
     }
     let timeout = Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0).max(1));
@@ -172,6 +178,23 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
     Reply::Later(Box::pin(async move {
         let _parked = parked;
         let mut resp = resp;
+        if let Some(added) = txn_added {
+            if let Err(e) = added.await {
+                // The data is in the log but the coordinator's record of
+                // its partitions is not durable: the producer must retry
+                // (its sequence numbers make the retry a duplicate).
+                let code = produce_error(e, version).code();
+                for p in resp
+                    .responses
+                    .iter_mut()
+                    .flat_map(|t| t.partition_responses.iter_mut())
+                {
+                    if p.error_code == 0 {
+                        p.error_code = code;
+                    }
+                }
+            }
+        }
         let deadline = tokio::time::Instant::now() + timeout;
         for (ti, pi, wait) in waits {
             let code = match tokio::time::timeout_at(deadline, wait).await {
@@ -237,6 +260,55 @@ fn record_errors(e: &weir_log::LogError) -> Vec<BatchIndexAndErrorMessage> {
             .collect(),
         _ => Vec::new(),
     }
+}
+
+/// KIP-890 part 2 (Produce v12+, transaction version 2): the producer sends
+/// no AddPartitionsToTxn, so the partitions its transactional batches go to
+/// join its transaction here, in one coordinator record appended before any
+/// of them (the per-partition verification then passes for them). Returns
+/// the wait that makes that record durable, which the answer awaits; `None`
+/// when there is nothing to add or the coordinator refused (the
+/// verification then answers why, partition by partition).
+fn add_to_transaction(
+    broker: &Broker,
+    req: &ProduceRequest,
+    version: i16,
+    session: &Session,
+) -> Option<crate::transactions::Pending<Result<(), ResponseError>>> {
+    let txn_id = req.transactional_id.as_deref().filter(|t| !t.is_empty())?;
+    let mut producer = None;
+    let mut partitions = Vec::new();
+    for td in &req.topic_data {
+        let topic = if version >= 13 {
+            broker.topic_by_id(&td.topic_id)
+        } else {
+            broker.topic(&td.name)
+        };
+        let Some(topic) = topic.filter(|t| {
+            broker.is_authorized(session, AclOperation::Write, ResourceType::Topic, &t.name)
+        }) else {
+            continue;
+        };
+        for pd in &td.partition_data {
+            let header = pd
+                .records
+                .as_ref()
+                .and_then(|r| weir_log::batch::BatchHeader::parse(r));
+            let Some(h) = header.filter(|h| h.is_transactional() && !h.is_control()) else {
+                continue;
+            };
+            // Batches of another producer id or epoch are left to the
+            // verification, which refuses them.
+            let this = (h.producer_id, h.producer_epoch);
+            if topic.partition(pd.index).is_some() && *producer.get_or_insert(this) == this {
+                partitions.push((topic.name.clone(), pd.index));
+            }
+        }
+    }
+    broker
+        .txns
+        .add_implicitly(broker, txn_id, producer?, &partitions)
+        .ok()
 }
 
 /// Checks a partition's records against what only the broker may write

@@ -102,6 +102,11 @@ impl Transactions {
         &self.settings
     }
 
+    /// The finalized `transaction.version` feature level.
+    pub fn transaction_version(&self) -> i16 {
+        self.settings.coordinator.transaction_version
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner
             .lock()
@@ -230,25 +235,57 @@ impl Transactions {
         &self,
         broker: &Arc<Broker>,
         txn_id: &str,
-        (producer_id, epoch): (i64, i16),
+        producer: (i64, i16),
         partitions: Vec<(String, i32)>,
         api: TxnApi,
         version: i16,
     ) -> Pending<Result<(), ResponseError>> {
+        // Brokers add partitions for version 2 producers with v5.
+        let client_version = if api == TxnApi::AddPartitionsToTxn && version >= 5 {
+            2
+        } else {
+            0
+        };
+        match self.add(broker, txn_id, producer, &partitions, client_version) {
+            Ok(wait) => Box::pin(durable(wait)),
+            Err(e) => ready(Err(compat_error(api, version, e))),
+        }
+    }
+
+    /// KIP-890 part 2: a transactional write at transaction version 2
+    /// (Produce v12+, TxnOffsetCommit v5+) adds its partitions to the
+    /// producer's transaction itself. The state record is appended before
+    /// the caller appends the data (so the log never holds data of a
+    /// transaction its coordinator does not know), and the returned wait,
+    /// which the caller's answer must await, makes it durable. Errors are
+    /// the coordinator's, as [`Transactions::verify`] gives them.
+    pub fn add_implicitly(
+        &self,
+        broker: &Broker,
+        txn_id: &str,
+        producer: (i64, i16),
+        partitions: &[(String, i32)],
+    ) -> Result<Pending<Result<(), ResponseError>>, ResponseError> {
+        let wait = self.add(broker, txn_id, producer, partitions, 2)?;
+        Ok(Box::pin(durable(wait)))
+    }
+
+    fn add(
+        &self,
+        broker: &Broker,
+        txn_id: &str,
+        (producer_id, epoch): (i64, i16),
+        partitions: &[(String, i32)],
+        client_version: i16,
+    ) -> Result<Option<Durable>, ResponseError> {
         let now = now_ms();
         let mut inner = self.lock();
-        let step = inner
-            .coord
-            .add_partitions(txn_id, producer_id, epoch, &partitions, now);
-        if let Err(e) = step.reply {
-            return ready(Err(compat_error(api, version, e)));
-        }
-        let wait = match self.persist(broker, step.records) {
-            Ok(w) => w,
-            Err(e) => return ready(Err(e)),
-        };
-        drop(inner);
-        Box::pin(durable(wait))
+        let step =
+            inner
+                .coord
+                .add_partitions(txn_id, producer_id, epoch, partitions, client_version, now);
+        step.reply?;
+        self.persist(broker, step.records)
     }
 
     /// KIP-890 verification of a transactional write to one partition,
@@ -288,6 +325,8 @@ impl Transactions {
     }
 
     /// EndTxn: records the decision, writes the markers, records the end.
+    /// Answers the producer id and epoch the client continues with (new
+    /// ones from EndTxn v5, transaction version 2).
     pub fn end_txn(
         &self,
         broker: &Arc<Broker>,
@@ -296,13 +335,28 @@ impl Transactions {
         epoch: i16,
         commit: bool,
         version: i16,
-    ) -> Pending<Result<(), ResponseError>> {
+    ) -> Pending<Result<(i64, i16), ResponseError>> {
         let now = now_ms();
         let mut inner = self.lock();
-        let step = inner.coord.end_txn(txn_id, producer_id, epoch, commit, now);
-        if let Err(e) = step.reply {
-            return ready(Err(compat_error(TxnApi::EndTxn, version, e)));
-        }
+        let mut alloc = || match broker.next_producer_id() {
+            Ok(id) => id,
+            Err(e) => {
+                warn!(error = %e, "cannot reserve producer ids");
+                -1
+            }
+        };
+        let step = inner.coord.end_txn(
+            txn_id,
+            (producer_id, epoch),
+            commit,
+            version >= 5,
+            &mut alloc,
+            now,
+        );
+        let reply = match step.reply {
+            Ok(p) => (p.producer_id, p.producer_epoch),
+            Err(e) => return ready(Err(compat_error(TxnApi::EndTxn, version, e))),
+        };
         let wait = match self.persist(broker, step.records) {
             Ok(w) => w,
             Err(e) => return ready(Err(e)),
@@ -315,7 +369,7 @@ impl Transactions {
             for job in markers {
                 finish(broker.clone(), job).await;
             }
-            Ok(())
+            Ok(reply)
         })
     }
 

@@ -11,10 +11,16 @@
 //! ABORT control markers, [`MarkerJob`]) comes out.
 //!
 //! The rules are Apache Kafka's `TransactionCoordinator` and
-//! `TransactionMetadata` for clients at transaction version 0/1 (KIP-98,
-//! KIP-360 epoch bumps and retries, KIP-588 epoch-exhaustion rotation,
-//! KIP-890 part 1 verification): the same state ids and names, the same
-//! error for each refusal, and the same records.
+//! `TransactionMetadata` (KIP-98, KIP-360 epoch bumps and retries, KIP-588
+//! epoch-exhaustion rotation, KIP-890 part 1 verification, and KIP-890
+//! part 2, transaction version 2: every EndTxn bumps the epoch, handing
+//! a new producer id out when the epoch is exhausted, and partitions are
+//! added by the transactional writes themselves): the same state ids and
+//! names, the same error for each refusal, and the same records. Which
+//! version a request follows is the client's choice, by the request's
+//! version (EndTxn v5+, Produce v12+, TxnOffsetCommit v5+ are version 2);
+//! the coordinator's own aborts (timeouts, fencing) follow the broker's
+//! finalized `transaction.version`, as Kafka's do.
 //!
 //! Contract with the runtime: every operation applies its change to memory
 //! at once and returns the records to append; the runtime appends them (in
@@ -44,13 +50,22 @@ pub struct TxnConfig {
     pub max_timeout_ms: i32,
     /// `transactional.id.expiration.ms`.
     pub id_expiration_ms: i64,
+    /// The finalized `transaction.version` feature level (0 to
+    /// [`MAX_TRANSACTION_VERSION`]): from 1, records are written in the
+    /// flexible format; at 2, the coordinator's own aborts bump the epoch
+    /// as version 2's EndTxn does.
+    pub transaction_version: i16,
 }
+
+/// The highest `transaction.version` this coordinator supports.
+pub const MAX_TRANSACTION_VERSION: i16 = 2;
 
 impl Default for TxnConfig {
     fn default() -> Self {
         Self {
             max_timeout_ms: 900_000,
             id_expiration_ms: 604_800_000,
+            transaction_version: MAX_TRANSACTION_VERSION,
         }
     }
 }
@@ -145,6 +160,12 @@ fn epoch_exhausted(epoch: i16) -> bool {
     epoch >= i16::MAX - 1
 }
 
+/// The `__transaction_state` value version Kafka writes at
+/// `transaction_version`: the flexible version 1 from 1 on.
+pub fn value_version(transaction_version: i16) -> i16 {
+    i16::from(transaction_version >= 1)
+}
+
 /// The metadata of one transactional id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnMetadata {
@@ -154,6 +175,9 @@ pub struct TxnMetadata {
     pub producer_id: i64,
     /// The producer id before the last epoch bump or rotation, or -1.
     pub prev_producer_id: i64,
+    /// The producer id a version 2 transaction ending with an exhausted
+    /// epoch hands out once it completes, or -1.
+    pub next_producer_id: i64,
     /// The current epoch of `producer_id`.
     pub producer_epoch: i16,
     /// The epoch before the last client-requested bump (KIP-360), or -1.
@@ -169,6 +193,9 @@ pub struct TxnMetadata {
     pub start_ms: i64,
     /// When the metadata last changed (ms).
     pub last_update_ms: i64,
+    /// The transaction version of the request that last added partitions
+    /// or ended the transaction (0, or 2).
+    pub client_version: i16,
 }
 
 impl TxnMetadata {
@@ -188,14 +215,14 @@ impl TxnMetadata {
         TxnValue {
             producer_id: self.producer_id,
             previous_producer_id: self.prev_producer_id,
-            next_producer_id: NO_PRODUCER_ID,
+            next_producer_id: self.next_producer_id,
             producer_epoch: self.producer_epoch,
             timeout_ms: self.timeout_ms,
             status: self.state.id(),
             partitions,
             last_update_ms: self.last_update_ms,
             start_ms: self.start_ms,
-            client_transaction_version: 0,
+            client_transaction_version: self.client_version,
         }
     }
 
@@ -216,6 +243,7 @@ impl TxnMetadata {
             transactional_id: transactional_id.to_string(),
             producer_id: v.producer_id,
             prev_producer_id: v.previous_producer_id,
+            next_producer_id: v.next_producer_id,
             producer_epoch: v.producer_epoch,
             last_producer_epoch: NO_PRODUCER_EPOCH,
             timeout_ms: v.timeout_ms,
@@ -223,15 +251,17 @@ impl TxnMetadata {
             partitions,
             start_ms: v.start_ms,
             last_update_ms: v.last_update_ms,
+            client_version: v.client_transaction_version,
         })
     }
 
-    /// The record that persists this metadata.
-    pub fn record(&self) -> TxnRecord {
+    /// The record that persists this metadata, its value at `log_version`
+    /// ([`value_version`]).
+    pub fn record(&self, log_version: i16) -> TxnRecord {
         TxnRecord {
             transactional_id: self.transactional_id.clone(),
             key: txn_store::key(&self.transactional_id),
-            value: Some(txn_store::value(&self.to_value())),
+            value: Some(txn_store::value(&self.to_value(), log_version)),
         }
     }
 
@@ -252,8 +282,31 @@ impl TxnMetadata {
         })
     }
 
-    /// Moves an open transaction to PrepareCommit or PrepareAbort.
-    fn prepare_end(&mut self, commit: bool, now_ms: i64) -> (TxnRecord, MarkerJob) {
+    /// Kafka's `prepareAbortOrCommit`: moves the transaction to
+    /// PrepareCommit or PrepareAbort. At transaction version 2 the epoch is
+    /// bumped (the markers carry the new one, fencing any late write of the
+    /// old), and `next_producer_id` is the id to rotate to on completion
+    /// when the epoch is exhausted. A version 2 abort may come with no
+    /// partition added, and then starts its transaction now.
+    fn prepare_end(
+        &mut self,
+        commit: bool,
+        client_version: i16,
+        next_producer_id: i64,
+        now_ms: i64,
+        log_version: i16,
+    ) -> (TxnRecord, MarkerJob) {
+        if client_version >= 2 {
+            self.last_producer_epoch = self.producer_epoch;
+            // Epochs handed out stay below the last two, so this never
+            // saturates (a fence's second bump may reach the last one).
+            self.producer_epoch = self.producer_epoch.saturating_add(1);
+            if self.state != TxnState::Ongoing {
+                self.start_ms = now_ms;
+            }
+        }
+        self.next_producer_id = next_producer_id;
+        self.client_version = client_version;
         self.state = if commit {
             TxnState::PrepareCommit
         } else {
@@ -268,18 +321,46 @@ impl TxnMetadata {
             partitions: self.partitions.iter().cloned().collect(),
             coordinator_epoch: 0,
         };
-        (self.record(), job)
+        (self.record(log_version), job)
     }
 
-    /// Kafka's `prepareFenceProducerEpoch` followed by the abort it starts:
-    /// the epoch is bumped so the current holder is fenced, and the
-    /// transaction goes to PrepareAbort at the new epoch. `None` if the
+    /// Kafka's `prepareFenceProducerEpoch` followed by the abort it starts
+    /// at the broker's `transaction_version`: the epoch is bumped so the
+    /// current holder is fenced, and the transaction goes to PrepareAbort
+    /// (at version 2 bumping once more, as that abort does). `None` if the
     /// epoch cannot grow (unreachable: epochs are handed out below the
     /// last two).
-    fn fence_and_abort(&mut self, now_ms: i64) -> Option<(TxnRecord, MarkerJob)> {
+    fn fence_and_abort(
+        &mut self,
+        transaction_version: i16,
+        now_ms: i64,
+    ) -> Option<(TxnRecord, MarkerJob)> {
         self.producer_epoch = self.producer_epoch.checked_add(1)?;
         self.last_producer_epoch = NO_PRODUCER_EPOCH;
-        Some(self.prepare_end(false, now_ms))
+        Some(self.prepare_end(
+            false,
+            transaction_version,
+            NO_PRODUCER_ID,
+            now_ms,
+            value_version(transaction_version),
+        ))
+    }
+
+    /// The producer id and epoch the client continues with once this
+    /// version 2 transaction completes (the rotated id at epoch 0 after an
+    /// exhausted epoch).
+    fn after_completion(&self) -> ProducerIdAndEpoch {
+        if self.next_producer_id == NO_PRODUCER_ID {
+            ProducerIdAndEpoch {
+                producer_id: self.producer_id,
+                producer_epoch: self.producer_epoch,
+            }
+        } else {
+            ProducerIdAndEpoch {
+                producer_id: self.next_producer_id,
+                producer_epoch: 0,
+            }
+        }
     }
 }
 
@@ -456,6 +537,7 @@ impl TxnCoordinator {
         if timeout_ms <= 0 || timeout_ms > self.config.max_timeout_ms {
             return Step::err(ResponseError::InvalidTransactionTimeout);
         }
+        let tv = self.config.transaction_version;
         let meta = self
             .txns
             .entry(transactional_id.to_string())
@@ -463,6 +545,7 @@ impl TxnCoordinator {
                 transactional_id: transactional_id.to_string(),
                 producer_id: alloc(),
                 prev_producer_id: NO_PRODUCER_ID,
+                next_producer_id: NO_PRODUCER_ID,
                 producer_epoch: NO_PRODUCER_EPOCH,
                 last_producer_epoch: NO_PRODUCER_EPOCH,
                 timeout_ms,
@@ -470,6 +553,7 @@ impl TxnCoordinator {
                 partitions: BTreeSet::new(),
                 start_ms: -1,
                 last_update_ms: now_ms,
+                client_version: 0,
             });
 
         // KIP-360: an expected id other than ours is fenced, unless the
@@ -489,7 +573,7 @@ impl TxnCoordinator {
             | TxnState::PrepareAbort
             | TxnState::PrepareEpochFence
             | TxnState::Dead => Step::err(ResponseError::ConcurrentTransactions),
-            TxnState::Ongoing => match meta.fence_and_abort(now_ms) {
+            TxnState::Ongoing => match meta.fence_and_abort(tv, now_ms) {
                 Some((record, job)) => Step {
                     reply: Err(ResponseError::ConcurrentTransactions),
                     records: vec![record],
@@ -529,23 +613,27 @@ impl TxnCoordinator {
                         producer_id: pid,
                         producer_epoch: epoch,
                     },
-                    vec![meta.record()],
+                    vec![meta.record(value_version(tv))],
                 )
             }
         }
     }
 
     /// AddPartitionsToTxn (and AddOffsetsToTxn, whose partition is the
-    /// group's `__consumer_offsets` partition). No record when the
-    /// partitions are already in the open transaction.
+    /// group's `__consumer_offsets` partition), or at transaction version 2
+    /// (`client_version` 2) a transactional write adding its own
+    /// partitions. No record when the partitions are already in the open
+    /// transaction.
     pub fn add_partitions(
         &mut self,
         transactional_id: &str,
         producer_id: i64,
         producer_epoch: i16,
         partitions: &[(String, i32)],
+        client_version: i16,
         now_ms: i64,
     ) -> Step<()> {
+        let log_version = value_version(self.config.transaction_version);
         let Some(meta) = self.txns.get_mut(transactional_id) else {
             return Step::err(ResponseError::InvalidProducerIdMapping);
         };
@@ -573,7 +661,8 @@ impl TxnCoordinator {
                 meta.state = TxnState::Ongoing;
                 meta.partitions.extend(partitions.iter().cloned());
                 meta.last_update_ms = now_ms;
-                Step::ok((), vec![meta.record()])
+                meta.client_version = client_version;
+                Step::ok((), vec![meta.record(log_version)])
             }
         }
     }
@@ -625,40 +714,62 @@ impl TxnCoordinator {
     }
 
     /// EndTxn: starts the commit or abort of the open transaction (a
-    /// record and a [`MarkerJob`]). A retry after the same outcome
-    /// completed is `Ok` with nothing to do. Map PRODUCER_FENCED for old
-    /// clients with [`compat_error`].
+    /// record and a [`MarkerJob`]). At transaction version 2 (`version2`,
+    /// EndTxn v5+) the epoch is bumped (a new producer id is taken from
+    /// `alloc` when it is exhausted; a negative one means none could be
+    /// reserved: COORDINATOR_NOT_AVAILABLE, nothing changed) and the reply
+    /// is the producer id and epoch the client continues with; at version
+    /// 0/1 it is the current ones. A retry after the same outcome completed is `Ok` with nothing
+    /// to do. Map PRODUCER_FENCED for old clients with [`compat_error`].
     pub fn end_txn(
         &mut self,
         transactional_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
+        (producer_id, producer_epoch): (i64, i16),
         commit: bool,
+        version2: bool,
+        alloc: &mut dyn FnMut() -> i64,
         now_ms: i64,
-    ) -> Step<()> {
+    ) -> Step<ProducerIdAndEpoch> {
         if transactional_id.is_empty() {
             return Step::err(ResponseError::InvalidRequest);
         }
+        let log_version = value_version(self.config.transaction_version);
         let Some(meta) = self.txns.get_mut(transactional_id) else {
             return Step::err(ResponseError::InvalidProducerIdMapping);
         };
+        if version2 {
+            return end_txn_v2(
+                meta,
+                producer_id,
+                producer_epoch,
+                commit,
+                alloc,
+                now_ms,
+                log_version,
+            );
+        }
         if meta.producer_id != producer_id {
             return Step::err(ResponseError::InvalidProducerIdMapping);
         }
         if meta.producer_epoch != producer_epoch {
             return Step::err(ResponseError::ProducerFenced);
         }
+        let current = ProducerIdAndEpoch {
+            producer_id,
+            producer_epoch,
+        };
         match (meta.state, commit) {
             (TxnState::Ongoing, _) => {
-                let (record, job) = meta.prepare_end(commit, now_ms);
+                let (record, job) =
+                    meta.prepare_end(commit, 0, NO_PRODUCER_ID, now_ms, log_version);
                 Step {
-                    reply: Ok(()),
+                    reply: Ok(current),
                     records: vec![record],
                     markers: vec![job],
                 }
             }
             (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => {
-                Step::ok((), Vec::new())
+                Step::ok(current, Vec::new())
             }
             (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
                 Step::err(ResponseError::ConcurrentTransactions)
@@ -679,18 +790,28 @@ impl TxnCoordinator {
 
     /// Called once the markers of a [`MarkerJob`] are written:
     /// PrepareCommit becomes CompleteCommit and PrepareAbort CompleteAbort,
-    /// with no partitions. Returns the record to append, or `None` if the
-    /// transaction is not preparing (nothing to do).
+    /// with no partitions (and a version 2 transaction that exhausted its
+    /// epoch moves to its next producer id, at epoch 0). Returns the record
+    /// to append, or `None` if the transaction is not preparing (nothing to
+    /// do).
     pub fn complete(&mut self, transactional_id: &str, now_ms: i64) -> Option<TxnRecord> {
+        let log_version = value_version(self.config.transaction_version);
         let meta = self.txns.get_mut(transactional_id)?;
         meta.state = match meta.state {
             TxnState::PrepareCommit => TxnState::CompleteCommit,
             TxnState::PrepareAbort => TxnState::CompleteAbort,
             _ => return None,
         };
+        if meta.next_producer_id != NO_PRODUCER_ID {
+            // The client's last epoch stays the one it was last given.
+            meta.prev_producer_id = meta.producer_id;
+            meta.producer_id = meta.next_producer_id;
+            meta.producer_epoch = 0;
+            meta.next_producer_id = NO_PRODUCER_ID;
+        }
         meta.partitions.clear();
         meta.last_update_ms = now_ms;
-        Some(meta.record())
+        Some(meta.record(log_version))
     }
 
     /// Aborts every Ongoing transaction whose timeout has passed. As in
@@ -698,10 +819,11 @@ impl TxnCoordinator {
     /// out is fenced (its EndTxn gets PRODUCER_FENCED).
     pub fn abort_timed_out(&mut self, now_ms: i64) -> Effects {
         let mut fx = Effects::default();
+        let tv = self.config.transaction_version;
         for meta in self.txns.values_mut() {
             let deadline = meta.start_ms.saturating_add(i64::from(meta.timeout_ms));
             if meta.state == TxnState::Ongoing && deadline < now_ms {
-                if let Some((record, job)) = meta.fence_and_abort(now_ms) {
+                if let Some((record, job)) = meta.fence_and_abort(tv, now_ms) {
                     fx.records.push(record);
                     fx.markers.push(job);
                 }
@@ -812,6 +934,79 @@ impl TxnCoordinator {
     }
 }
 
+/// EndTxn at transaction version 2, Kafka's `endTransaction`: the epoch
+/// of the request tells a retry from the next EndTxn (a retry carries the
+/// epoch before the bump, or the last epoch of a rotated producer id), and
+/// an abort with no transaction open still bumps the epoch:
+///
+/// | state          | abort, retry | abort, current | commit, retry | commit, current |
+/// |----------------|--------------|----------------|---------------|-----------------|
+/// | Empty          | fenced       | bump           | fenced        | invalid state   |
+/// | CompleteAbort  | ok           | bump           | invalid state | invalid state   |
+/// | CompleteCommit | invalid state| bump           | ok            | invalid state   |
+fn end_txn_v2(
+    meta: &mut TxnMetadata,
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    alloc: &mut dyn FnMut() -> i64,
+    now_ms: i64,
+    log_version: i16,
+) -> Step<ProducerIdAndEpoch> {
+    let retry_on_overflow = meta.prev_producer_id == producer_id
+        && producer_epoch == i16::MAX - 1
+        && meta.producer_epoch == 0;
+    let retry_on_bump = producer_epoch.checked_add(1) == Some(meta.producer_epoch);
+    let retry = retry_on_bump || retry_on_overflow;
+    let valid_epoch = match meta.state {
+        TxnState::PrepareCommit | TxnState::PrepareAbort => retry_on_bump,
+        TxnState::CompleteCommit | TxnState::CompleteAbort => {
+            retry || producer_epoch == meta.producer_epoch
+        }
+        _ => producer_epoch == meta.producer_epoch,
+    };
+    if meta.producer_id != producer_id && !retry_on_overflow {
+        return Step::err(ResponseError::InvalidProducerIdMapping);
+    }
+    if !valid_epoch {
+        return Step::err(ResponseError::ProducerFenced);
+    }
+    let prepare_commit = match (meta.state, commit) {
+        (TxnState::Ongoing, _) => Some(commit),
+        (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) if retry => {
+            let current = ProducerIdAndEpoch {
+                producer_id: meta.producer_id,
+                producer_epoch: meta.producer_epoch,
+            };
+            return Step::ok(current, Vec::new());
+        }
+        (TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort, false) if !retry => {
+            Some(false)
+        }
+        (TxnState::PrepareCommit, true)
+        | (TxnState::PrepareAbort, false)
+        | (TxnState::PrepareEpochFence | TxnState::Dead, _) => None,
+        _ => return Step::err(ResponseError::InvalidTxnState),
+    };
+    let Some(commit) = prepare_commit else {
+        return Step::err(ResponseError::ConcurrentTransactions);
+    };
+    let next = if epoch_exhausted(meta.producer_epoch) {
+        match alloc() {
+            id if id < 0 => return Step::err(ResponseError::CoordinatorNotAvailable),
+            id => id,
+        }
+    } else {
+        NO_PRODUCER_ID
+    };
+    let (record, job) = meta.prepare_end(commit, 2, next, now_ms, log_version);
+    Step {
+        reply: Ok(meta.after_completion()),
+        records: vec![record],
+        markers: vec![job],
+    }
+}
+
 /// Kafka's `prepareIncrementProducerEpoch`: the (epoch, last epoch) after
 /// an InitProducerId with the KIP-360 expected epoch `expected`.
 fn bump(meta: &TxnMetadata, expected: Option<i16>) -> Result<(i16, i16), ResponseError> {
@@ -855,12 +1050,27 @@ mod tests {
     }
 
     impl Fixture {
+        /// At `transaction.version` 1 (clients at version 0/1), as most
+        /// tests below are.
         fn new() -> Self {
+            Self::at(1)
+        }
+
+        /// At `transaction.version` `tv`; at 2 the fixture's clients speak
+        /// version 2 too (EndTxn v5, partitions added by their writes).
+        fn at(tv: i16) -> Self {
             Self {
-                c: TxnCoordinator::new(TxnConfig::default()),
+                c: TxnCoordinator::new(TxnConfig {
+                    transaction_version: tv,
+                    ..TxnConfig::default()
+                }),
                 next_pid: 1000,
                 log: Vec::new(),
             }
+        }
+
+        fn v2(&self) -> bool {
+            self.c.config.transaction_version >= 2
         }
 
         fn init(&mut self, expected: Option<(i64, i16)>, now: i64) -> Step<ProducerIdAndEpoch> {
@@ -887,19 +1097,53 @@ mod tests {
         fn add(&mut self, p: ProducerIdAndEpoch, parts: &[(&str, i32)], now: i64) -> Step<()> {
             let parts: Vec<(String, i32)> =
                 parts.iter().map(|(t, p)| (t.to_string(), *p)).collect();
-            let step = self
-                .c
-                .add_partitions(T, p.producer_id, p.producer_epoch, &parts, now);
+            let client_version = if self.v2() { 2 } else { 0 };
+            let step = self.c.add_partitions(
+                T,
+                p.producer_id,
+                p.producer_epoch,
+                &parts,
+                client_version,
+                now,
+            );
+            self.log.extend(step.records.iter().cloned());
+            step
+        }
+
+        /// EndTxn; at version 2 the reply is the producer id and epoch to
+        /// continue with.
+        fn end_v(
+            &mut self,
+            p: ProducerIdAndEpoch,
+            commit: bool,
+            now: i64,
+        ) -> Step<ProducerIdAndEpoch> {
+            let v2 = self.v2();
+            let mut next = self.next_pid;
+            let mut alloc = || {
+                next += 1;
+                next - 1
+            };
+            let step = self.c.end_txn(
+                T,
+                (p.producer_id, p.producer_epoch),
+                commit,
+                v2,
+                &mut alloc,
+                now,
+            );
+            self.next_pid = next;
             self.log.extend(step.records.iter().cloned());
             step
         }
 
         fn end(&mut self, p: ProducerIdAndEpoch, commit: bool, now: i64) -> Step<()> {
-            let step = self
-                .c
-                .end_txn(T, p.producer_id, p.producer_epoch, commit, now);
-            self.log.extend(step.records.iter().cloned());
-            step
+            let s = self.end_v(p, commit, now);
+            Step {
+                reply: s.reply.map(|_| ()),
+                records: s.records,
+                markers: s.markers,
+            }
         }
 
         fn complete(&mut self, now: i64) {
@@ -914,7 +1158,7 @@ mod tests {
 
         /// A coordinator rebuilt from the persisted records, as at start-up.
         fn replay(&self) -> TxnCoordinator {
-            let mut c = TxnCoordinator::new(TxnConfig::default());
+            let mut c = TxnCoordinator::new(self.c.config.clone());
             for r in &self.log {
                 assert!(c.load(&r.key, r.value.as_ref()));
             }
@@ -1069,7 +1313,7 @@ mod tests {
             Err(ResponseError::ProducerFenced)
         );
         assert_eq!(
-            f.c.end_txn("nope", 1, 0, true, 4).reply,
+            f.c.end_txn("nope", (1, 0), true, false, &mut || 0, 4).reply,
             Err(ResponseError::InvalidProducerIdMapping)
         );
         // Mismatched outcome while preparing.
@@ -1117,16 +1361,16 @@ mod tests {
         let mut f = Fixture::new();
         let parts = [tp("a", 0)];
         assert_eq!(
-            f.c.add_partitions(T, 1000, 0, &parts, 1).reply,
+            f.c.add_partitions(T, 1000, 0, &parts, 0, 1).reply,
             Err(ResponseError::InvalidProducerIdMapping)
         );
         let p = f.init_ok(1);
         assert_eq!(
-            f.c.add_partitions(T, 999, 0, &parts, 1).reply,
+            f.c.add_partitions(T, 999, 0, &parts, 0, 1).reply,
             Err(ResponseError::InvalidProducerIdMapping)
         );
         assert_eq!(
-            f.c.add_partitions(T, p.producer_id, 3, &parts, 1).reply,
+            f.c.add_partitions(T, p.producer_id, 3, &parts, 0, 1).reply,
             Err(ResponseError::ProducerFenced)
         );
     }
@@ -1301,6 +1545,188 @@ mod tests {
     }
 
     #[test]
+    fn v2_every_end_bumps_the_epoch_and_retries_are_answered() {
+        let mut f = Fixture::at(2);
+        let p0 = f.init_ok(1);
+        assert_eq!(p0.producer_epoch, 0);
+        f.add(p0, &[("a", 0)], 2);
+        let s = f.end_v(p0, true, 3);
+        let p1 = ProducerIdAndEpoch {
+            producer_epoch: 1,
+            ..p0
+        };
+        assert_eq!(s.reply, Ok(p1));
+        // The markers carry the new epoch, fencing late writes of the old.
+        assert_eq!(
+            s.markers
+                .iter()
+                .map(|j| (j.producer_epoch, j.commit))
+                .collect::<Vec<_>>(),
+            vec![(1, true)]
+        );
+        // A write of the old epoch arriving now is fenced.
+        assert_eq!(
+            f.c.verify(T, p0.producer_id, 0, &[tp("a", 0)])[0].1,
+            Err(ResponseError::ProducerFenced)
+        );
+        // A retry (the old epoch) while the markers are written.
+        assert_eq!(
+            f.end_v(p0, true, 4).reply,
+            Err(ResponseError::ConcurrentTransactions)
+        );
+        f.complete(5);
+        // A retry after completion gets the same answer, with nothing to do.
+        let s = f.end_v(p0, true, 6);
+        assert_eq!((s.reply, s.records.len()), (Ok(p1), 0));
+        // A retry with the other outcome is refused.
+        assert_eq!(
+            f.end_v(p0, false, 6).reply,
+            Err(ResponseError::InvalidTxnState)
+        );
+        // The next transaction runs at the new epoch; the old one is fenced.
+        assert_eq!(
+            f.add(p0, &[("b", 0)], 7).reply,
+            Err(ResponseError::ProducerFenced)
+        );
+        assert_eq!(f.add(p1, &[("b", 0)], 7).reply, Ok(()));
+        assert_eq!(
+            f.c.describe(T).map(|m| m.client_version),
+            Some(2),
+            "the transaction records its client's version"
+        );
+        let p2 = ProducerIdAndEpoch {
+            producer_epoch: 2,
+            ..p1
+        };
+        assert_eq!(f.end_v(p1, false, 8).reply, Ok(p2));
+        f.complete(9);
+        assert_eq!(f.state(), Some(TxnState::CompleteAbort));
+        let c = f.replay();
+        assert_eq!(
+            c.describe(T),
+            f.c.describe(T)
+                .map(|m| TxnMetadata {
+                    last_producer_epoch: NO_PRODUCER_EPOCH,
+                    ..m.clone()
+                })
+                .as_ref()
+        );
+    }
+
+    #[test]
+    fn v2_abort_without_a_transaction_bumps_commit_is_refused() {
+        let mut f = Fixture::at(2);
+        let p0 = f.init_ok(1);
+        assert_eq!(
+            f.end_v(p0, true, 2).reply,
+            Err(ResponseError::InvalidTxnState)
+        );
+        let s = f.end_v(p0, false, 2);
+        assert_eq!(s.reply.map(|p| p.producer_epoch), Ok(1));
+        // Nothing was written, so no partition gets a marker.
+        assert_eq!(
+            s.markers.iter().map(|j| j.partitions.len()).sum::<usize>(),
+            0
+        );
+        f.complete(3);
+        assert_eq!(f.state(), Some(TxnState::CompleteAbort));
+        // A stale epoch from before the init is fenced, an unknown id is
+        // not ours.
+        let stale = ProducerIdAndEpoch {
+            producer_epoch: 5,
+            ..p0
+        };
+        assert_eq!(
+            f.end_v(stale, false, 4).reply,
+            Err(ResponseError::ProducerFenced)
+        );
+        let other = ProducerIdAndEpoch {
+            producer_id: 7,
+            ..p0
+        };
+        assert_eq!(
+            f.end_v(other, false, 4).reply,
+            Err(ResponseError::InvalidProducerIdMapping)
+        );
+    }
+
+    #[test]
+    fn v2_exhausted_epoch_rotates_the_producer_id_at_the_end() {
+        let mut f = Fixture::at(2);
+        let p0 = f.init_ok(1);
+        let last = i16::MAX - 1;
+        if let Some(m) = f.c.txns.get_mut(T) {
+            m.producer_epoch = last;
+        }
+        let old = ProducerIdAndEpoch {
+            producer_epoch: last,
+            ..p0
+        };
+        f.add(old, &[("a", 0)], 2);
+        let s = f.end_v(old, true, 3);
+        let rotated = ProducerIdAndEpoch {
+            producer_id: 1001,
+            producer_epoch: 0,
+        };
+        assert_eq!(s.reply, Ok(rotated));
+        assert_eq!(
+            s.markers
+                .iter()
+                .map(|j| (j.producer_id, j.producer_epoch))
+                .collect::<Vec<_>>(),
+            vec![(p0.producer_id, i16::MAX)]
+        );
+        f.complete(4);
+        let m = f.c.describe(T).cloned();
+        assert_eq!(
+            m.map(|m| (
+                m.producer_id,
+                m.producer_epoch,
+                m.prev_producer_id,
+                m.next_producer_id
+            )),
+            Some((1001, 0, p0.producer_id, NO_PRODUCER_ID))
+        );
+        // A retry with the exhausted id and epoch gets the rotated ones.
+        let s = f.end_v(old, true, 5);
+        assert_eq!((s.reply, s.records.len()), (Ok(rotated), 0));
+        // The rotated producer carries on.
+        assert_eq!(f.add(rotated, &[("a", 0)], 6).reply, Ok(()));
+        let c = f.replay();
+        assert_eq!(
+            c.describe(T).map(|m| (m.producer_id, m.producer_epoch)),
+            Some((1001, 0))
+        );
+    }
+
+    #[test]
+    fn v2_timeout_abort_fences_then_bumps_again() {
+        let mut f = Fixture::at(2);
+        let p = f.init_ok(0);
+        f.add(p, &[("a", 0)], 100);
+        let fx = f.c.abort_timed_out(101 + i64::from(TIMEOUT));
+        assert_eq!(
+            fx.markers
+                .iter()
+                .map(|j| (j.producer_epoch, j.commit))
+                .collect::<Vec<_>>(),
+            vec![(2, false)]
+        );
+        f.log.extend(fx.records);
+        f.complete(100_000);
+        assert_eq!(
+            f.end_v(p, true, 100_001).reply,
+            Err(ResponseError::ProducerFenced)
+        );
+        // Records are written at value version 1 from transaction.version 1.
+        assert!(f
+            .log
+            .iter()
+            .filter_map(|r| r.value.as_ref())
+            .all(|v| v.get(..2) == Some(&[0, 1][..])));
+    }
+
+    #[test]
     fn verify_cases() {
         let mut f = Fixture::new();
         let a = [tp("a", 0)];
@@ -1455,9 +1881,16 @@ mod tests {
             assert!(c.pending_markers().is_empty());
             // The producer carries on at the same epoch.
             assert_eq!(
-                c.end_txn(T, p.producer_id, p.producer_epoch, commit, 41)
-                    .reply,
-                Ok(())
+                c.end_txn(
+                    T,
+                    (p.producer_id, p.producer_epoch),
+                    commit,
+                    false,
+                    &mut || 0,
+                    41
+                )
+                .reply,
+                Ok(p)
             );
         }
     }
@@ -1468,8 +1901,15 @@ mod tests {
         let mut c = f.replay();
         assert!(c.pending_markers().is_empty());
         // The producer may carry on...
-        let s = c.end_txn(T, p.producer_id, p.producer_epoch, true, 50);
-        assert_eq!((s.reply, s.markers.len()), (Ok(()), 1));
+        let s = c.end_txn(
+            T,
+            (p.producer_id, p.producer_epoch),
+            true,
+            false,
+            &mut || 0,
+            50,
+        );
+        assert_eq!((s.reply, s.markers.len()), (Ok(p), 1));
         // ...or, left alone, the transaction times out from its start.
         let mut c = f.replay();
         assert_eq!(
@@ -1496,7 +1936,15 @@ mod tests {
             vec![1]
         );
         assert_eq!(
-            c.end_txn(T, p.producer_id, p.producer_epoch, true, 4).reply,
+            c.end_txn(
+                T,
+                (p.producer_id, p.producer_epoch),
+                true,
+                false,
+                &mut || 0,
+                4
+            )
+            .reply,
             Err(ResponseError::ProducerFenced)
         );
     }
@@ -1581,7 +2029,7 @@ mod tests {
         let meta = c.describe(T).cloned();
         let with_state = |state: TxnState| {
             meta.clone()
-                .map(|m| txn_store::value(&TxnMetadata { state, ..m }.to_value()))
+                .map(|m| txn_store::value(&TxnMetadata { state, ..m }.to_value(), 1))
         };
         let key = txn_store::key(T);
         assert!(!c.load(&key, with_state(TxnState::PrepareEpochFence).as_ref()));
@@ -1668,8 +2116,11 @@ mod tests {
         /// Kafka's invariants, and the records it asked to persist replay
         /// to the same state with the same pending markers.
         #[test]
-        fn replay_always_matches_memory(ops in proptest::collection::vec(op(), 0..40)) {
-            let mut f = Fixture::new();
+        fn replay_always_matches_memory(
+            tv in 1i16..=2,
+            ops in proptest::collection::vec(op(), 0..40),
+        ) {
+            let mut f = Fixture::at(tv);
             f.c.config.id_expiration_ms = 150_000;
             let mut now = 0i64;
             for op in ops {

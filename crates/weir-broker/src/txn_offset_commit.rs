@@ -1,6 +1,8 @@
 //! TxnOffsetCommit: offsets committed as part of a transaction. They are
 //! written to `__consumer_offsets` as transactional records and take effect
-//! only when the transaction's COMMIT marker reaches that partition.
+//! only when the transaction's COMMIT marker reaches that partition. From
+//! v5 (transaction version 2) the request also does what AddOffsetsToTxn
+//! did: it adds the group's partition to the transaction.
 
 use std::sync::Arc;
 
@@ -75,9 +77,22 @@ pub fn handle(
         let code = ResponseError::InvalidGroupId.code();
         return Reply::Ready(ResponseKind::TxnOffsetCommit(respond(&|_, _| code)));
     }
-    // The group's partition must have been added (AddOffsetsToTxn) by this
-    // producer, in an open transaction.
+    // The group's partition must have been added (AddOffsetsToTxn, or from
+    // v5 this request) by this producer, in an open transaction.
     let group_partition = offsets_partition(broker, &r.group_id);
+    let added = if version >= 5 {
+        broker
+            .txns
+            .add_implicitly(
+                broker,
+                &r.transactional_id,
+                (r.producer_id.0, r.producer_epoch),
+                &[(OFFSETS_TOPIC.to_string(), group_partition)],
+            )
+            .ok()
+    } else {
+        None
+    };
     if let Err(e) = broker.txns.verify(
         &r.transactional_id,
         r.producer_id.0,
@@ -85,6 +100,11 @@ pub fn handle(
         OFFSETS_TOPIC,
         group_partition,
     ) {
+        // Clients before v4 do not know TRANSACTION_ABORTABLE (KIP-890).
+        let e = match e {
+            ResponseError::TransactionAbortable if version < 4 => ResponseError::InvalidTxnState,
+            e => e,
+        };
         let code = e.code();
         return Reply::Ready(ResponseKind::TxnOffsetCommit(respond(&|_, _| code)));
     }
@@ -139,21 +159,26 @@ pub fn handle(
             .find(|(ot, op, _)| ot == t && *op == p)
             .map_or(0, |(_, _, c)| *c)
     };
-    match wait {
-        None => Reply::Ready(ResponseKind::TxnOffsetCommit(respond(&code_of))),
-        Some(wait) => {
-            let failed = |t: &str, p: i32| match code_of(t, p) {
-                0 => ResponseError::CoordinatorNotAvailable.code(),
-                c => c,
-            };
-            let ok = respond(&code_of);
-            let bad = respond(&failed);
-            Reply::Later(Box::pin(async move {
-                ResponseKind::TxnOffsetCommit(match wait.await {
-                    Ok(()) => ok,
-                    Err(_) => bad,
-                })
-            }))
-        }
+    if wait.is_none() && added.is_none() {
+        return Reply::Ready(ResponseKind::TxnOffsetCommit(respond(&code_of)));
     }
+    let failed = |t: &str, p: i32| match code_of(t, p) {
+        0 => ResponseError::CoordinatorNotAvailable.code(),
+        c => c,
+    };
+    let ok = respond(&code_of);
+    let bad = respond(&failed);
+    Reply::Later(Box::pin(async move {
+        // The transaction's record of the group's partition, then the
+        // offsets, durable before the answer.
+        let added = match added {
+            Some(added) => added.await.is_ok(),
+            None => true,
+        };
+        let committed = match wait {
+            Some(wait) => wait.await.is_ok(),
+            None => true,
+        };
+        ResponseKind::TxnOffsetCommit(if added && committed { ok } else { bad })
+    }))
 }

@@ -2,17 +2,20 @@
 //! (`TransactionLogKey` / `TransactionLogValue`), so that tools which read
 //! the topic understand Weir's as they do Kafka's.
 //!
-//! Key version 0 is `(transactional_id)`. Values are written at version 0,
-//! as Kafka does until `transaction.version` 2: producer id, epoch, timeout,
-//! status, partitions (null when the state is `Empty`), last update and start
-//! timestamps. Version 1 (flexible, with the tagged previous/next producer
-//! ids and client transaction version) is decoded too; unknown tagged fields
-//! are skipped. A null value is a tombstone. Decoders never panic: bad bytes
-//! give `None`.
+//! Key version 0 is `(transactional_id)`. Values are written as Kafka
+//! writes them: version 0 at `transaction.version` 0 (producer id, epoch,
+//! timeout, status, partitions (null when the state is `Empty`), last update
+//! and start timestamps), version 1 from `transaction.version` 1 (the same,
+//! flexible, plus the tagged previous/next producer ids and client
+//! transaction version, each written only when not at its default). Both are
+//! decoded; unknown tagged fields are skipped. A null value is a tombstone.
+//! Decoders never panic: bad bytes give `None`.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::internal_records::{put_len, put_str, Reader};
+use crate::internal_records::{
+    put_compact_len, put_compact_str, put_len, put_str, put_uvarint, Reader,
+};
 
 /// The internal topic holding transaction state.
 pub const TXN_TOPIC: &str = "__transaction_state";
@@ -63,30 +66,65 @@ pub fn key(transactional_id: &str) -> Bytes {
     b.freeze()
 }
 
-/// Encodes a value at version 0 (the tagged version 1 fields are dropped,
-/// as Kafka drops them when it writes version 0).
-pub fn value(v: &TxnValue) -> Bytes {
+/// Encodes a value at `version` 0 (the tagged version 1 fields are
+/// dropped, as Kafka drops them when it writes version 0) or 1.
+pub fn value(v: &TxnValue, version: i16) -> Bytes {
+    let flexible = version >= 1;
+    let len = |b: &mut BytesMut, n: usize| {
+        if flexible {
+            put_compact_len(b, n);
+        } else {
+            put_len(b, n);
+        }
+    };
     let mut b = BytesMut::new();
-    b.put_i16(0);
+    b.put_i16(i16::from(flexible));
     b.put_i64(v.producer_id);
     b.put_i16(v.producer_epoch);
     b.put_i32(v.timeout_ms);
     b.put_i8(v.status);
     match &v.partitions {
+        None if flexible => b.put_u8(0),
         None => b.put_i32(-1),
         Some(topics) => {
-            put_len(&mut b, topics.len());
+            len(&mut b, topics.len());
             for (topic, ids) in topics {
-                put_str(&mut b, topic);
-                put_len(&mut b, ids.len());
+                if flexible {
+                    put_compact_str(&mut b, topic);
+                } else {
+                    put_str(&mut b, topic);
+                }
+                len(&mut b, ids.len());
                 for id in ids {
                     b.put_i32(*id);
+                }
+                if flexible {
+                    b.put_u8(0); // no tagged fields
                 }
             }
         }
     }
     b.put_i64(v.last_update_ms);
     b.put_i64(v.start_ms);
+    if flexible {
+        // Tagged fields in tag order, each only when not at its default.
+        let mut tags: Vec<(u32, Vec<u8>)> = Vec::new();
+        if v.previous_producer_id != -1 {
+            tags.push((0, v.previous_producer_id.to_be_bytes().to_vec()));
+        }
+        if v.next_producer_id != -1 {
+            tags.push((1, v.next_producer_id.to_be_bytes().to_vec()));
+        }
+        if v.client_transaction_version != 0 {
+            tags.push((2, v.client_transaction_version.to_be_bytes().to_vec()));
+        }
+        put_uvarint(&mut b, u32::try_from(tags.len()).unwrap_or(u32::MAX));
+        for (tag, data) in tags {
+            put_uvarint(&mut b, tag);
+            put_uvarint(&mut b, u32::try_from(data.len()).unwrap_or(u32::MAX));
+            b.put_slice(&data);
+        }
+    }
     b.freeze()
 }
 
@@ -193,14 +231,22 @@ mod tests {
     #[test]
     fn value_round_trips() {
         let v = sample();
-        assert_eq!(decode_value(&value(&v)), Some(v));
+        assert_eq!(decode_value(&value(&v, 0)), Some(v.clone()));
+        let tagged = TxnValue {
+            previous_producer_id: 900,
+            next_producer_id: 1001,
+            client_transaction_version: 2,
+            ..sample()
+        };
+        assert_eq!(decode_value(&value(&tagged, 1)), Some(tagged));
         let empty = TxnValue {
             status: 0,
             partitions: None,
             start_ms: -1,
             ..sample()
         };
-        assert_eq!(decode_value(&value(&empty)), Some(empty));
+        assert_eq!(decode_value(&value(&empty, 0)), Some(empty.clone()));
+        assert_eq!(decode_value(&value(&empty, 1)), Some(empty));
     }
 
     #[test]
@@ -221,7 +267,35 @@ mod tests {
         want.extend_from_slice(&4i32.to_be_bytes());
         want.extend_from_slice(&7i64.to_be_bytes());
         want.extend_from_slice(&5i64.to_be_bytes());
-        assert_eq!(&value(&v)[..], &want[..]);
+        assert_eq!(&value(&v, 0)[..], &want[..]);
+    }
+
+    #[test]
+    fn value_v1_layout_matches_kafka() {
+        let v = TxnValue {
+            previous_producer_id: 900,
+            client_transaction_version: 2,
+            partitions: Some(vec![("t".into(), vec![4])]),
+            ..sample()
+        };
+        let mut want = Vec::new();
+        want.extend_from_slice(&1i16.to_be_bytes());
+        want.extend_from_slice(&1000i64.to_be_bytes());
+        want.extend_from_slice(&3i16.to_be_bytes());
+        want.extend_from_slice(&60_000i32.to_be_bytes());
+        want.push(1);
+        want.push(2); // one topic (compact: n + 1)
+        want.extend_from_slice(&[2, b't']);
+        want.push(2); // one partition
+        want.extend_from_slice(&4i32.to_be_bytes());
+        want.push(0); // no tags in the topic
+        want.extend_from_slice(&7i64.to_be_bytes());
+        want.extend_from_slice(&5i64.to_be_bytes());
+        want.push(2); // two tags: next_producer_id is at its default
+        want.extend_from_slice(&[0, 8]);
+        want.extend_from_slice(&900i64.to_be_bytes());
+        want.extend_from_slice(&[2, 2, 0, 2]);
+        assert_eq!(&value(&v, 1)[..], &want[..]);
     }
 
     /// A version 1 value as Kafka's generated code writes it, with an

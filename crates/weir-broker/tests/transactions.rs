@@ -355,18 +355,21 @@ fn force_state(
     parts: Vec<i32>,
 ) {
     use weir_broker::txn_store::{self, TxnValue};
-    let value = txn_store::value(&TxnValue {
-        producer_id: pid,
-        previous_producer_id: -1,
-        next_producer_id: -1,
-        producer_epoch: epoch,
-        timeout_ms: 60_000,
-        status,
-        partitions: Some(vec![(topic.to_string(), parts)]),
-        last_update_ms: 0,
-        start_ms: 0,
-        client_transaction_version: 0,
-    });
+    let value = txn_store::value(
+        &TxnValue {
+            producer_id: pid,
+            previous_producer_id: -1,
+            next_producer_id: -1,
+            producer_epoch: epoch,
+            timeout_ms: 60_000,
+            status,
+            partitions: Some(vec![(topic.to_string(), parts)]),
+            last_update_ms: 0,
+            start_ms: 0,
+            client_transaction_version: 0,
+        },
+        0,
+    );
     let p = txn_store::partition_for(id, 50);
     let log = b
         .topic(txn_store::TXN_TOPIC)

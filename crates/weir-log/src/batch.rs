@@ -948,6 +948,13 @@ pub fn recompress(records: &Bytes, codec: Compression, level: i32) -> Result<Byt
     let mut out: Option<BytesMut> = None;
     while pos < records.len() {
         let rest = records.slice(pos..);
+        // A pre-v2 message set keeps its magic byte at the same offset: it
+        // is refused as the append path refuses it, not as corrupt.
+        if let Some(&magic) = rest.get(MAGIC_OFFSET) {
+            if magic as i8 != MAGIC_V2 {
+                return Err(LogError::UnsupportedMagic { magic: magic as i8 });
+            }
+        }
         let header = match check_stored_batch(&rest, false) {
             StoredBatch::Valid(h) => h,
             StoredBatch::Truncated => return Err(corrupt_batch("truncated batch")),
@@ -1315,6 +1322,21 @@ mod tests {
                 records,
             }) => assert_eq!(records[0].batch_index, 0),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn recompress_refuses_legacy_message_sets_by_their_magic() {
+        for magic in [0u8, 1] {
+            // A legacy message: offset, size, CRC, then the magic byte.
+            let mut legacy = vec![0u8; 40];
+            legacy[8..12].copy_from_slice(&28i32.to_be_bytes());
+            legacy[MAGIC_OFFSET] = magic;
+            let r = recompress(&Bytes::from(legacy), Compression::Lz4, 9);
+            assert!(
+                matches!(r, Err(LogError::UnsupportedMagic { magic: m }) if m == magic as i8),
+                "{r:?}"
+            );
         }
     }
 

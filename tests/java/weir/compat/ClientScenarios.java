@@ -29,6 +29,16 @@ import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
 import org.apache.kafka.clients.admin.TopicDescription;
+import org.apache.kafka.clients.admin.AlterConfigOp;
+import org.apache.kafka.clients.admin.Config;
+import org.apache.kafka.clients.admin.ConfigEntry;
+import org.apache.kafka.clients.admin.ConsumerGroupDescription;
+import org.apache.kafka.clients.admin.MemberDescription;
+import org.apache.kafka.clients.admin.NewPartitions;
+import org.apache.kafka.clients.admin.RecordsToDelete;
+import org.apache.kafka.clients.admin.TransactionDescription;
+import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -58,6 +68,9 @@ public final class ClientScenarios {
         s.put("describe_by_id", ClientScenarios::describeById);
         s.put("group_members", ClientScenarios::groupMembers);
         s.put("cluster_views", ClientScenarios::clusterViews);
+        s.put("transactions", ClientScenarios::transactions);
+        s.put("static_members", ClientScenarios::staticMembers);
+        s.put("admin_tour", ClientScenarios::adminTour);
         Harness.serve(s);
     }
 
@@ -298,5 +311,292 @@ public final class ClientScenarios {
             return obj("finalized", finalized, "supported", supported,
                 "epoch", f.finalizedFeaturesEpoch().orElse(-1L), "log_dirs", logDirs, "offsets", offsets);
         }
+    }
+
+    /**
+     * Kafka's exactly-once consume-transform-produce loop: a group member
+     * (subscribed, read_committed) reads `input`, and each poll's records
+     * go to `output` in one transaction together with the consumed offsets
+     * (sendOffsetsToTransaction with the consumer's group metadata). The
+     * first transaction is aborted and its records processed again, as an
+     * application does after an abort. Returns the values a read_committed
+     * and a read_uncommitted reader find in `output`, the group's committed
+     * offsets, DescribeTransactions' view of the transactional id and the
+     * finalized transaction.version. args: input, output, group, txn_id,
+     * count (records in input), consumer (configs).
+     */
+    static Object transactions(JsonNode args) throws Exception {
+        String input = args.get("input").asText();
+        String output = args.get("output").asText();
+        String group = args.get("group").asText();
+        String txnId = args.get("txn_id").asText();
+        int count = args.get("count").asInt();
+        Map<String, String> cconf = new LinkedHashMap<>(strings(args.path("consumer")));
+        cconf.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        cconf.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
+        int commits = 0;
+        int aborts = 0;
+        int abortedRecords = 0;
+        int done = 0;
+        try (KafkaProducer<String, String> p = producer(Map.of(
+                ProducerConfig.TRANSACTIONAL_ID_CONFIG, txnId));
+             KafkaConsumer<String, String> c = consumer(cconf)) {
+            p.initTransactions();
+            c.subscribe(List.of(input));
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(90);
+            while (done < count) {
+                if (System.nanoTime() > deadline) {
+                    throw new IllegalStateException("only " + done + " of " + count + " records committed");
+                }
+                ConsumerRecords<String, String> records = c.poll(Duration.ofMillis(200));
+                if (records.isEmpty()) {
+                    continue;
+                }
+                p.beginTransaction();
+                Map<TopicPartition, OffsetAndMetadata> next = new HashMap<>();
+                for (ConsumerRecord<String, String> r : records) {
+                    p.send(new ProducerRecord<>(output, r.key(), "out:" + r.value()));
+                    next.put(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1));
+                }
+                p.sendOffsetsToTransaction(next, c.groupMetadata());
+                if (aborts == 0) {
+                    // Written first, so the abort has records to hide (an
+                    // abort drops what the producer has not sent yet).
+                    p.flush();
+                    p.abortTransaction();
+                    aborts++;
+                    abortedRecords += records.count();
+                    // Back to what the group committed: the aborted records are processed again.
+                    Map<TopicPartition, OffsetAndMetadata> committed = c.committed(records.partitions());
+                    for (TopicPartition tp : records.partitions()) {
+                        OffsetAndMetadata o = committed.get(tp);
+                        c.seek(tp, o == null ? 0 : o.offset());
+                    }
+                } else {
+                    p.commitTransaction();
+                    commits++;
+                    done += records.count();
+                }
+            }
+        }
+        List<String> readCommitted = readAll(output, "read_committed", count);
+        List<String> readUncommitted = readAll(output, "read_uncommitted", count + abortedRecords);
+        Map<String, Object> offsets = new TreeMap<>();
+        Map<String, Object> txn;
+        Map<String, Object> finalized = new TreeMap<>();
+        try (Admin a = admin()) {
+            a.listConsumerGroupOffsets(Map.of(group, new ListConsumerGroupOffsetsSpec()))
+                .partitionsToOffsetAndMetadata(group).get(30, TimeUnit.SECONDS)
+                .forEach((tp, o) -> offsets.put(Integer.toString(tp.partition()), o.offset()));
+            TransactionDescription d = a.describeTransactions(List.of(txnId)).description(txnId)
+                .get(30, TimeUnit.SECONDS);
+            txn = obj("state", d.state().toString(), "producer_id", d.producerId(),
+                "producer_epoch", d.producerEpoch(), "partitions", d.topicPartitions().size());
+            a.describeFeatures().featureMetadata().get(30, TimeUnit.SECONDS).finalizedFeatures()
+                .forEach((k, v) -> finalized.put(k, v.maxVersionLevel()));
+        }
+        return obj("commits", commits, "aborts", aborts, "aborted_records", abortedRecords,
+            "read_committed", readCommitted, "read_uncommitted", readUncommitted,
+            "committed_offsets", offsets, "transaction", txn,
+            "transaction_version", finalized.get("transaction.version"));
+    }
+
+    /**
+     * Every value of every partition of `topic` read from the beginning at
+     * `isolation`: until `expected` values are read, then one more second
+     * to catch any extra (60 s at most).
+     */
+    static List<String> readAll(String topic, String isolation, int expected) {
+        List<String> values = new ArrayList<>();
+        try (KafkaConsumer<String, String> c = consumer(Map.of(
+                ConsumerConfig.ISOLATION_LEVEL_CONFIG, isolation))) {
+            List<TopicPartition> tps = c.partitionsFor(topic).stream()
+                .map(i -> new TopicPartition(topic, i.partition())).toList();
+            c.assign(tps);
+            c.seekToBeginning(tps);
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+            long settle = Long.MAX_VALUE;
+            while (System.nanoTime() < Math.min(deadline, settle)) {
+                for (ConsumerRecord<String, String> r : c.poll(Duration.ofMillis(200))) {
+                    values.add(r.value());
+                }
+                if (values.size() >= expected && settle == Long.MAX_VALUE) {
+                    settle = System.nanoTime() + TimeUnit.SECONDS.toNanos(1);
+                }
+            }
+        }
+        return values;
+    }
+
+    /**
+     * Classic static membership: members with `group.instance.id` (and the
+     * given consumer configs) share `topic`; once both hold partitions the
+     * second one closes (a static member leaves no LeaveGroup behind) and a
+     * new consumer with its instance id takes its place within the session
+     * timeout. Returns each member's instance id and assignment before,
+     * the replacement's assignment and the generations seen (a static
+     * rejoin does not rebalance), and the group as describeConsumerGroups
+     * shows it. args: topic, group, consumer.
+     */
+    static Object staticMembers(JsonNode args) throws Exception {
+        String topic = args.get("topic").asText();
+        String group = args.get("group").asText();
+        Map<String, String> base = new LinkedHashMap<>(strings(args.path("consumer")));
+        base.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        base.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, "45000");
+        List<KafkaConsumer<String, String>> members = new ArrayList<>();
+        try {
+            for (String id : List.of("static-a", "static-b")) {
+                Map<String, String> conf = new LinkedHashMap<>(base);
+                conf.put(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, id);
+                KafkaConsumer<String, String> c = consumer(conf);
+                c.subscribe(List.of(topic));
+                members.add(c);
+            }
+            pollUntilAllAssigned(members, 60);
+            Map<String, Object> before = new TreeMap<>();
+            before.put("static-a", partitionsOf(members.get(0)));
+            before.put("static-b", partitionsOf(members.get(1)));
+            int generation = members.get(0).groupMetadata().generationId();
+            members.get(1).close(Duration.ofSeconds(30));
+            Map<String, String> conf = new LinkedHashMap<>(base);
+            conf.put(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, "static-b");
+            KafkaConsumer<String, String> again = consumer(conf);
+            members.set(1, again);
+            again.subscribe(List.of(topic));
+            pollUntilAllAssigned(members, 60);
+            // Let a rebalance, if the rejoin caused one, reach the first member.
+            for (int i = 0; i < 10; i++) {
+                for (KafkaConsumer<String, String> c : members) {
+                    c.poll(Duration.ofMillis(100));
+                }
+            }
+            Object after = partitionsOf(again);
+            int generationAfter = members.get(0).groupMetadata().generationId();
+            Map<String, Object> described = new TreeMap<>();
+            String state;
+            try (Admin a = admin()) {
+                ConsumerGroupDescription d = a.describeConsumerGroups(List.of(group))
+                    .describedGroups().get(group).get(30, TimeUnit.SECONDS);
+                state = d.groupState().toString();
+                for (MemberDescription m : d.members()) {
+                    described.put(m.groupInstanceId().orElse("(none)"), new TreeSet<>(
+                        m.assignment().topicPartitions().stream().map(TopicPartition::partition).toList()));
+                }
+            }
+            return obj("before", before, "replacement", after, "generation", generation,
+                "generation_after", generationAfter, "state", state, "described", described);
+        } finally {
+            for (KafkaConsumer<String, String> c : members) {
+                c.close(Duration.ofSeconds(30));
+            }
+        }
+    }
+
+    static Set<Integer> partitionsOf(KafkaConsumer<String, String> c) {
+        return new TreeSet<>(c.assignment().stream().map(TopicPartition::partition).toList());
+    }
+
+    /** Polls every member in turn until each holds partitions. */
+    static void pollUntilAllAssigned(List<KafkaConsumer<String, String>> members, int seconds) {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
+        while (true) {
+            boolean all = true;
+            for (KafkaConsumer<String, String> c : members) {
+                c.poll(Duration.ofMillis(100));
+                all &= !c.assignment().isEmpty();
+            }
+            if (all) {
+                return;
+            }
+            if (System.nanoTime() > deadline) {
+                throw new IllegalStateException("members not all assigned within " + seconds + " s");
+            }
+        }
+    }
+
+    /**
+     * The admin client over one topic with `count` records in partition 0
+     * and a group that consumed them: describeConfigs, incrementalAlterConfigs
+     * (set and delete), createPartitions, listOffsets, deleteRecords,
+     * listConsumerGroups, describeConsumerGroups, listConsumerGroupOffsets,
+     * alterConsumerGroupOffsets, deleteConsumerGroupOffsets and
+     * deleteConsumerGroups. args: topic, group, count.
+     */
+    static Object adminTour(JsonNode args) throws Exception {
+        String topic = args.get("topic").asText();
+        String group = args.get("group").asText();
+        int count = args.get("count").asInt();
+        TopicPartition tp0 = new TopicPartition(topic, 0);
+        // A group that read everything and committed (then left, so it is empty).
+        try (KafkaConsumer<String, String> c = consumer(Map.of(ConsumerConfig.GROUP_ID_CONFIG, group))) {
+            c.subscribe(List.of(topic));
+            int read = 0;
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+            while (read < count && System.nanoTime() < deadline) {
+                read += c.poll(Duration.ofMillis(200)).count();
+            }
+            c.commitSync(Duration.ofSeconds(30));
+        }
+        Map<String, Object> out = new LinkedHashMap<>();
+        try (Admin a = admin()) {
+            ConfigResource res = new ConfigResource(ConfigResource.Type.TOPIC, topic);
+            java.util.function.Function<String, Object> config = name -> {
+                try {
+                    Config cfg = a.describeConfigs(List.of(res)).all().get(30, TimeUnit.SECONDS).get(res);
+                    ConfigEntry e = cfg.get(name);
+                    return obj("value", e.value(), "source", e.source().toString(), "default", e.isDefault());
+                } catch (Exception e) {
+                    throw new IllegalStateException(e);
+                }
+            };
+            out.put("retention_default", config.apply("retention.ms"));
+            a.incrementalAlterConfigs(Map.of(res, List.of(
+                new AlterConfigOp(new ConfigEntry("retention.ms", "3600000"), AlterConfigOp.OpType.SET))))
+                .all().get(30, TimeUnit.SECONDS);
+            out.put("retention_set", config.apply("retention.ms"));
+            a.incrementalAlterConfigs(Map.of(res, List.of(
+                new AlterConfigOp(new ConfigEntry("retention.ms", ""), AlterConfigOp.OpType.DELETE))))
+                .all().get(30, TimeUnit.SECONDS);
+            out.put("retention_deleted", config.apply("retention.ms"));
+
+            a.createPartitions(Map.of(topic, NewPartitions.increaseTo(3))).all().get(30, TimeUnit.SECONDS);
+            out.put("partitions", a.describeTopics(List.of(topic)).allTopicNames().get(30, TimeUnit.SECONDS)
+                .get(topic).partitions().size());
+
+            a.deleteRecords(Map.of(tp0, RecordsToDelete.beforeOffset(5))).all().get(30, TimeUnit.SECONDS);
+            out.put("earliest_after_delete", a.listOffsets(Map.of(tp0, OffsetSpec.earliest()))
+                .partitionResult(tp0).get(30, TimeUnit.SECONDS).offset());
+            out.put("latest", a.listOffsets(Map.of(tp0, OffsetSpec.latest()))
+                .partitionResult(tp0).get(30, TimeUnit.SECONDS).offset());
+
+            out.put("listed", a.listConsumerGroups().all().get(30, TimeUnit.SECONDS).stream()
+                .anyMatch(g -> g.groupId().equals(group)));
+            ConsumerGroupDescription d = a.describeConsumerGroups(List.of(group)).describedGroups()
+                .get(group).get(30, TimeUnit.SECONDS);
+            out.put("group_state", d.groupState().toString());
+            out.put("group_members", d.members().size());
+            java.util.function.Supplier<Map<String, Object>> offsets = () -> {
+                try {
+                    Map<String, Object> m = new TreeMap<>();
+                    a.listConsumerGroupOffsets(Map.of(group, new ListConsumerGroupOffsetsSpec()))
+                        .partitionsToOffsetAndMetadata(group).get(30, TimeUnit.SECONDS)
+                        .forEach((tp, o) -> m.put(Integer.toString(tp.partition()), o.offset()));
+                    return m;
+                } catch (Exception e) {
+                    throw new IllegalStateException(e);
+                }
+            };
+            out.put("committed", offsets.get());
+            a.alterConsumerGroupOffsets(group, Map.of(tp0, new OffsetAndMetadata(7)))
+                .all().get(30, TimeUnit.SECONDS);
+            out.put("committed_altered", offsets.get());
+            a.deleteConsumerGroupOffsets(group, Set.of(tp0)).all().get(30, TimeUnit.SECONDS);
+            out.put("committed_after_offset_delete", offsets.get());
+            a.deleteConsumerGroups(List.of(group)).all().get(30, TimeUnit.SECONDS);
+            out.put("listed_after_delete", a.listConsumerGroups().all().get(30, TimeUnit.SECONDS).stream()
+                .anyMatch(g -> g.groupId().equals(group)));
+        }
+        return out;
     }
 }
