@@ -341,6 +341,14 @@ def test_two_workers_share_work_and_take_over(module_broker, weir_binary, tmp_pa
     b = ConnectWorker(weir_binary, tmp_path / "b", module_broker.bootstrap, sets, name="b").start()
     c = None
     try:
+        # /health answers before a worker has joined the group: wait for
+        # both members, so the connectors created next are spread.
+        def members():
+            out = subprocess.run([str(weir_binary), "group", "describe", "duo", "-b",
+                                  module_broker.bootstrap], capture_output=True, text=True,
+                                 timeout=30).stdout
+            return "STATE Stable" in out and "MEMBERS 2" in out
+        wait_until(members, 60, what="both workers in the group")
         names = [f"duo-{i}" for i in range(4)]
         for n in names:
             f = tmp_path / f"{n}.txt"
