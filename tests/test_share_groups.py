@@ -153,6 +153,10 @@ def test_admin_describes_lists_alters_and_deletes_a_share_group(java, topic_name
             f"{topic_name}-0": {"start_offset": 4, "lag": 6}}
         listed = java.call("list_share_groups")[group]
         assert (listed["type"].lower(), listed["state"]) == ("share", "Stable")
+        # DescribeGroups (and ConsumerGroupDescribe) do not describe share
+        # groups, as in Kafka.
+        assert java.call("describe_as_consumer_group", group=group) == \
+            "GroupIdNotFoundException"
         assert java.call("alter_offsets", group=group, topic=topic_name,
                          offset=8) == "GroupNotEmptyException"
     finally:

@@ -8,8 +8,12 @@ read_committed and compared record by record, keys as bytes."""
 from __future__ import annotations
 
 import json
+import os
 import random
+import shlex
+import shutil
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -325,3 +329,163 @@ def test_embedded_in_weir_serve(broker_factory):
                                                 "properties": {"auto.offset.reset": "earliest"}}, timeout=60)
     assert r.text.strip().splitlines()[1] == '[1,"x"]'
     b.stop()
+
+
+# --- the `weir sql` shell, typed into a terminal -------------------------------------
+
+class Tmux:
+    """A tmux server of its own with one window running a command."""
+
+    def __init__(self, name: str, command: list[str], env: dict):
+        self.name = name
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        self.run("new-session", "-d", "-s", "sh", "-x", "200", "-y", "50",
+                 f"env {exports} {shlex.join(command)}; echo SHELL-EXITED=$?; sleep 600")
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.name, *args], check=True,
+                              capture_output=True, text=True).stdout
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-J", "-t", "sh", "-S", "-1000")
+
+    def prompt(self, timeout: float = 60.0) -> None:
+        """Waits until the shell waits for a line (keys typed ahead of the
+        prompt may be dropped when the line editor takes the terminal)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [ln for ln in self.screen().splitlines() if ln.strip()]
+            if lines and lines[-1].strip() in ("ksql>", ">"):
+                return
+            assert time.monotonic() < deadline, "no prompt:\n" + "\n".join(lines[-20:])
+            time.sleep(0.05)
+
+    def type(self, *lines: str) -> None:
+        for line in lines:
+            self.prompt()
+            # tmux takes an argument's final ';' for a command separator.
+            if line.endswith(";"):
+                line = line[:-1] + "\\;"
+            self.run("send-keys", "-t", "sh", "-l", line)
+            self.run("send-keys", "-t", "sh", "Enter")
+
+    def key(self, key: str) -> None:
+        self.run("send-keys", "-t", "sh", key)
+
+    def wait_for(self, text: str, after: int = 0, timeout: float = 60.0) -> int:
+        """Waits until `text` is on the screen past character `after`;
+        returns where it ends."""
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            at = screen.find(text, after)
+            if at >= 0:
+                return at + len(text)
+            assert time.monotonic() < deadline, f"{text!r} not on the screen:\n{screen}"
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-L", self.name, "kill-server"], capture_output=True)
+
+
+def test_shell_in_a_terminal(sql, weir_binary, tmp_path):
+    """`weir sql` typed into a terminal: multi-line statements, local SET,
+    tables, PRINT, a push query streaming rows until Ctrl-C, history
+    recall, RUN SCRIPT, errors with line and column, and the history file."""
+    if shutil.which("tmux") is None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("tmux is missing (.ci/install-system-deps installs it)", pytrace=False)
+        pytest.skip("tmux is missing")
+    history = tmp_path / "history"
+    script = tmp_path / "upper.sql"
+    script.write_text("-- made by RUN SCRIPT\n"
+                      "CREATE STREAM sh_upper AS\n  SELECT ID, UCASE(NAME) AS UP FROM sh_in;\n"
+                      "SELECT * FROM sh_upper EMIT CHANGES LIMIT 3;\n")
+    term = Tmux(f"weirsql{os.getpid()}",
+                [str(weir_binary), "sql", sql.url, "--history", str(history)],
+                {"NO_COLOR": "1", "HOME": str(tmp_path)})
+    try:
+        at = term.wait_for("ksql> ")
+        term.type("SET 'auto.offset.reset' = 'earliest';")
+        at = term.wait_for("Successfully changed local property 'auto.offset.reset' to 'earliest'", at)
+        term.type("CREATE STREAM sh_in (ID INT KEY, NAME STRING)",
+                  "  WITH (KAFKA_TOPIC='sh_in', VALUE_FORMAT='JSON', PARTITIONS=1);")
+        at = term.wait_for("Stream created", at)
+        term.type("INSERT INTO sh_in (ID, NAME) VALUES (1, 'alice'); INSERT INTO sh_in (ID, NAME) VALUES (2, 'bob');",
+                  "SHOW STREAMS;")
+        at = term.wait_for(" Stream Name ", at)
+        at = term.wait_for(" SH_IN ", at)
+        term.type("PRINT 'sh_in' FROM BEGINNING LIMIT 2;")
+        at = term.wait_for("Key format: KAFKA_INT", at)
+        at = term.wait_for("Value format: JSON or KAFKA_STRING", at)
+        at = term.wait_for('key: 1, value: {"NAME":"alice"}, partition: 0', at)
+        at = term.wait_for('key: 2, value: {"NAME":"bob"}, partition: 0', at)
+        term.type("SELECT ID, NAME", "FROM sh_in EMIT CHANGES;")
+        at = term.wait_for("| ID ", at)
+        at = term.wait_for("| bob ", term.wait_for("| alice ", at))
+        # A row inserted elsewhere streams in while the query runs.
+        sql.ksql("INSERT INTO sh_in (ID, NAME) VALUES (3, 'carol');")
+        at = term.wait_for("| 3 ", at)
+        term.key("C-c")
+        at = term.wait_for("Query terminated", at)
+        at = term.wait_for("ksql> ", at)
+        # The statement typed over two lines comes back as one history entry.
+        term.key("Up")
+        at = term.wait_for("SELECT ID, NAME\nFROM sh_in EMIT CHANGES;", at)
+        term.key("C-c")
+        term.type(f"RUN SCRIPT '{script}';")
+        at = term.wait_for("Created query with ID CSAS_SH_UPPER", at)
+        for name in ("ALICE", "BOB", "CAROL"):
+            at = term.wait_for(f"| {name} ", at)
+        term.type("SELECT * FROM", "  sh_in WHERE;")
+        at = term.wait_for("line 2:", at)
+        at = term.wait_for("Syntax Error", at)
+        term.type("DESCRIBE sh_upper;")
+        at = term.wait_for(" UP ", term.wait_for(" Field ", at))
+        term.type("exit")
+        term.wait_for("SHELL-EXITED=0", at)
+    finally:
+        screen = term.screen()
+        term.kill()
+    saved = history.read_text()
+    assert "CREATE STREAM sh_in (ID INT KEY, NAME STRING)" in saved, (saved, screen)
+    # The persistent query RUN SCRIPT started kept running.
+    status, answer = sql.ksql("SHOW QUERIES;")
+    assert any(q["sinks"] == ["SH_UPPER"] for q in answer[0]["queries"]), answer
+
+
+def test_shell_execute_and_file(sql, weir_binary, tmp_path):
+    """`weir sql --execute` and `--file` run statements and exit: 0 when all
+    succeed, 1 at the first error (later statements do not run)."""
+    def shell(*args):
+        return subprocess.run([str(weir_binary), "sql", sql.url, *args], capture_output=True,
+                              text=True, timeout=120, env=dict(os.environ, NO_COLOR="1"))
+
+    r = shell("--define", "topic=sh_ex", "--set", "auto.offset.reset=earliest", "--execute",
+              "CREATE STREAM sh_ex (ID INT KEY, V DOUBLE) WITH (KAFKA_TOPIC='${topic}', VALUE_FORMAT='JSON', PARTITIONS=1);"
+              "INSERT INTO sh_ex (ID, V) VALUES (7, 1.5);"
+              "CREATE TABLE sh_ex_sum AS SELECT ID, SUM(V) AS TOTAL FROM sh_ex GROUP BY ID;")
+    assert r.returncode == 0, r.stderr
+    assert "Stream created" in r.stdout and "Created query with ID CTAS_SH_EX_SUM" in r.stdout, r.stdout
+    # A pull query by key on the table the aggregation materializes.
+    deadline = time.monotonic() + 60
+    while True:
+        r = shell("--execute", "SELECT * FROM sh_ex_sum WHERE ID = 7;")
+        assert r.returncode == 0, r.stderr
+        if "| 7 " in r.stdout:
+            break
+        assert time.monotonic() < deadline, r.stdout
+        time.sleep(0.5)
+    assert [c.strip() for c in r.stdout.splitlines()[3].strip("|").split("|")] == ["7", "1.5"], r.stdout
+    r = shell("--output", "json", "--execute", "DESCRIBE sh_ex;")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)[0]["sourceDescription"]["name"] == "SH_EX"
+    r = shell("--execute", "PRINT 'sh_missing' LIMIT 1;")
+    assert r.returncode == 1 and "Could not find topic 'sh_missing'" in r.stderr, (r.stdout, r.stderr)
+    script = tmp_path / "bad.sql"
+    script.write_text("SHOW TOPICS;\nDROP STREAM sh_nope;\n"
+                      "CREATE STREAM sh_never (ID INT KEY) WITH (KAFKA_TOPIC='sh_ex', VALUE_FORMAT='JSON');\n")
+    r = shell("--file", str(script))
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "sh_ex" in r.stdout and "Stream SH_NOPE does not exist." in r.stderr, (r.stdout, r.stderr)
+    assert sql.ksql("DESCRIBE sh_never;", ok=False)[0] == 400

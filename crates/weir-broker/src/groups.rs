@@ -802,6 +802,12 @@ impl Groups {
     /// DeleteGroups: removes an empty group and its offsets.
     pub fn delete(&self, broker: &Broker, group_id: &str) -> Result<(), ResponseError> {
         let mut inner = self.lock();
+        // Sessions due by now end before the emptiness check, as Kafka's
+        // exact timers would have ended them, not at the next tick.
+        let now = now_ms();
+        let fx = inner.coord.tick(now);
+        self.apply(broker, &mut inner, fx);
+        inner.consumer.tick(now);
         if inner.consumer.is_active(group_id) {
             return Err(ResponseError::NonEmptyGroup);
         }

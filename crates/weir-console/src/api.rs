@@ -14,7 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use weir_client::{OffsetTarget, EARLIEST, LATEST};
-use weir_formats::Field;
+use weir_formats::{Field, SchemaType};
 use weir_rest::{RestError, Result};
 
 use crate::{Console, Metrics};
@@ -180,13 +180,26 @@ async fn shown(c: &Console, topic: &str, field: Field, bytes: Option<&[u8]>) -> 
         return Value::Null;
     };
     if b.first() == Some(&0) && b.len() > 5 {
-        if let Some(de) = &c.registry {
-            if let Ok(v) = de
-                .deserialize_json(topic, field, b, weir_formats::avro::JsonEncoding::Plain)
-                .await
-            {
-                let id = i32::from_be_bytes([b[1], b[2], b[3], b[4]]);
-                return json!({"kind": "avro", "schema_id": id, "value": v});
+        if let Some(d) = &c.registry {
+            let id = i32::from_be_bytes([b[1], b[2], b[3], b[4]]);
+            // An id the registry does not know: not a framed record after all.
+            if let Ok(schema) = d.client.schema_by_id(id).await {
+                let decoded = match schema.schema_type {
+                    SchemaType::Json => d.json.deserialize(b).await.map(|(_, v)| ("jsonschema", v)),
+                    SchemaType::Protobuf => d
+                        .protobuf
+                        .deserialize_json(b)
+                        .await
+                        .map(|v| ("protobuf", v)),
+                    _ => d
+                        .avro
+                        .deserialize_json(topic, field, b, weir_formats::avro::JsonEncoding::Plain)
+                        .await
+                        .map(|v| ("avro", v)),
+                };
+                if let Ok((kind, v)) = decoded {
+                    return json!({"kind": kind, "schema_id": id, "value": v});
+                }
             }
         }
     }

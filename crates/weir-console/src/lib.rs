@@ -12,8 +12,8 @@
 //!   proxy's principal propagation, so a user sees what their ACLs allow;
 //! - `/api/...` ([`api`]): what the REST API lacks: an overview with the
 //!   broker's metrics, partition offsets and sizes page by page, the
-//!   message browser (records decoded as text, JSON or Avro through the
-//!   registry), group offset resets and deletion, SCRAM users and quotas;
+//!   message browser (records decoded as text, JSON, or Avro, JSON Schema
+//!   and Protobuf through the registry), group offset resets and deletion, SCRAM users and quotas;
 //! - `/api/upstream/{registry,connect,sql}/...` ([`upstream`]): those
 //!   services' own REST APIs, forwarded with the caller's credentials;
 //! - `/` and `/assets/...` ([`assets`]): the pages.
@@ -53,13 +53,23 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
+/// The message browser's decoders of Confluent's wire format, one per
+/// schema type, over one registry client.
+#[derive(Debug)]
+pub(crate) struct Decoders {
+    pub client: Arc<weir_formats::SchemaRegistryClient>,
+    pub avro: weir_formats::avro::AvroDeserializer,
+    pub json: weir_formats::json_schema::JsonSchemaDeserializer,
+    pub protobuf: weir_formats::protobuf::ProtobufDeserializer,
+}
+
 /// The console's shared state.
 #[derive(Debug)]
 pub struct Console {
     proxy: Arc<RestProxy>,
     metrics: Metrics,
     http: reqwest::Client,
-    registry: Option<weir_formats::avro::AvroDeserializer>,
+    registry: Option<Decoders>,
     /// Base URLs of the registry, Connect and SQL by service name.
     upstreams: BTreeMap<&'static str, String>,
 }
@@ -91,10 +101,20 @@ impl Console {
                     .map_err(|e| e.to_string())?;
                 let client =
                     weir_formats::SchemaRegistryClient::new(config).map_err(|e| e.to_string())?;
-                Some(weir_formats::avro::AvroDeserializer::new(
-                    Arc::new(client),
-                    weir_formats::SerdeConfig::default(),
-                ))
+                let client = Arc::new(client);
+                let config = weir_formats::SerdeConfig::default;
+                Some(Decoders {
+                    avro: weir_formats::avro::AvroDeserializer::new(client.clone(), config()),
+                    json: weir_formats::json_schema::JsonSchemaDeserializer::new(
+                        client.clone(),
+                        config(),
+                    ),
+                    protobuf: weir_formats::protobuf::ProtobufDeserializer::new(
+                        client.clone(),
+                        config(),
+                    ),
+                    client,
+                })
             }
             None => None,
         };

@@ -1044,6 +1044,41 @@ impl Engine {
         Ok((handle, rx))
     }
 
+    /// Starts `PRINT topic` (a topic name is matched exactly, or else
+    /// case-insensitively, as ksqlDB does for unquoted names).
+    pub async fn print(
+        &self,
+        topic: &str,
+        from_beginning: bool,
+        interval: Option<u64>,
+        limit: Option<u64>,
+    ) -> Result<tokio::sync::mpsc::Receiver<String>> {
+        let topics = self.admin.topics()?;
+        let found = topics.get_key_value(topic).or_else(|| {
+            let mut matches = topics.iter().filter(|(n, _)| n.eq_ignore_ascii_case(topic));
+            match (matches.next(), matches.next()) {
+                (Some(m), None) => Some(m),
+                _ => None,
+            }
+        });
+        let Some((name, partitions)) = found else {
+            return Err(SqlError::invalid(format!(
+                "Could not find topic '{topic}', or the KSQL user does not have permissions to list the topic. Topic names are case-sensitive."
+            )));
+        };
+        runtime::print_topic(
+            &self.config.kafka,
+            runtime::PrintSpec {
+                topic: name.clone(),
+                partitions: *partitions,
+                from_beginning,
+                interval: interval.unwrap_or(1),
+                limit,
+            },
+        )
+        .await
+    }
+
     /// Runs a pull query against a materialized table.
     pub async fn pull_query(&self, query: &Query) -> Result<(Plan, Vec<Vec<Value>>)> {
         let state = self.state.lock().await;

@@ -21,6 +21,7 @@ pub mod functions;
 pub mod lexer;
 pub mod parser;
 pub mod plan;
+pub mod print;
 #[cfg(feature = "server")]
 pub mod rest;
 #[cfg(feature = "server")]

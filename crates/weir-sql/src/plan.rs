@@ -140,6 +140,19 @@ pub enum Op {
         key: Vec<Node>,
         values: Vec<Node>,
     },
+    /// Two tables (inputs 0 and 1) joined on their primary keys, or a
+    /// foreign-key join: an expression over the left row naming the right
+    /// table's key. The result is a table keyed by the join key (primary
+    /// key joins) or by the left table's key (foreign-key joins).
+    TableTable {
+        kind: JoinType,
+        /// Foreign-key joins: the right table's key from the left row.
+        foreign_key: Option<Node>,
+        /// Over the joined row (left row, then right row).
+        filter: Option<Node>,
+        key: Vec<Node>,
+        values: Vec<Node>,
+    },
 }
 
 /// A planned query.
@@ -862,9 +875,18 @@ fn agg_spec(func: &'static Aggregate, args: &[Expr], star: bool, scope: &Scope) 
 fn plan_join(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Result<Plan> {
     let join = &query.from.joins[0];
     let (left, right) = (&inputs[0], &inputs[1]);
-    if left.source.is_table() || !right.source.is_table() {
+    if left.source.is_table() && right.source.is_table() {
+        return plan_table_join(query, inputs, sink);
+    }
+    if left.source.is_table() {
+        return Err(SqlError::invalid(format!(
+            "Invalid join order: table-stream joins are not supported; only stream-table joins. Got {} [TABLE] {:?} JOIN {} [STREAM].",
+            left.source.name, join.kind, right.source.name
+        )));
+    }
+    if !right.source.is_table() {
         return Err(SqlError::invalid(
-            "Weir supports stream-table joins (a stream joined to a table) so far; stream-stream and table-table joins are not supported yet",
+            "Stream-stream joins (WITHIN) are not supported by Weir yet: join a stream to a table, or two tables",
         ));
     }
     if join.within.is_some() {
@@ -964,6 +986,144 @@ fn plan_join(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Result<Pl
         op: Op::StreamTable {
             kind: join.kind,
             left_key: lk.node,
+            filter,
+            key,
+            values,
+        },
+        key: key_cols,
+        value: value_cols,
+        window: None,
+        limit: query.limit,
+        emit: query.emit,
+        inputs,
+    })
+}
+
+/// Plans a join of two tables: on both primary keys (INNER, LEFT, RIGHT,
+/// FULL), or a foreign-key join (INNER, LEFT) when the left side of the
+/// equality is not the left table's key.
+fn plan_table_join(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Result<Plan> {
+    let join = &query.from.joins[0];
+    let (left, right) = (&inputs[0], &inputs[1]);
+    if join.within.is_some() {
+        return Err(SqlError::invalid(
+            "WITHIN is only allowed for stream-stream joins, not for a table-table join",
+        ));
+    }
+    if !query.group_by.is_empty() || query.window.is_some() || !query.partition_by.is_empty() {
+        return Err(SqlError::invalid(
+            "GROUP BY, WINDOW and PARTITION BY over a join are not supported by Weir yet",
+        ));
+    }
+    if left.source.window.is_some() || right.source.window.is_some() {
+        return Err(SqlError::invalid(
+            "Joins of windowed tables are not supported by Weir yet",
+        ));
+    }
+    let (Some((left_key, left_key_ty)), Some((right_key, right_key_ty)), 1, 1) = (
+        left.source.key.first(),
+        right.source.key.first(),
+        left.source.key.len(),
+        right.source.key.len(),
+    ) else {
+        return Err(SqlError::invalid(
+            "Table-table joins need tables with exactly one PRIMARY KEY column",
+        ));
+    };
+    let left_scope = left.scope();
+    let mut scope = left.scope();
+    scope.columns.extend(right.scope().columns.iter().cloned());
+    let Expr::Binary {
+        op: BinOp::Eq,
+        left: a,
+        right: b,
+    } = &join.on
+    else {
+        return Err(SqlError::invalid(format!(
+            "Unsupported join expression: {}. Joins need an equality of a column of each side",
+            join.on
+        )));
+    };
+    let is_right_key = |e: &Expr| match e {
+        Expr::Column { qualifier, name } => {
+            name == right_key
+                && scope
+                    .resolve(qualifier.as_deref(), name, "")
+                    .is_ok_and(|i| i >= left_scope.columns.len())
+        }
+        _ => false,
+    };
+    let (left_expr, right_expr) = if is_right_key(b) {
+        (a.as_ref(), b.as_ref())
+    } else if is_right_key(a) {
+        (b.as_ref(), a.as_ref())
+    } else {
+        return Err(SqlError::invalid(format!(
+            "Invalid join condition: table-table joins require the right table's PRIMARY KEY on one side. Got {}.",
+            join.on
+        )));
+    };
+    let lk = compile(left_expr, &left_scope, "JOIN").map_err(|_| {
+        SqlError::invalid(format!(
+            "Invalid join condition: {left_expr} must be an expression over {}",
+            left.qualifier
+        ))
+    })?;
+    if lk.ty != *right_key_ty {
+        return Err(SqlError::invalid(format!(
+            "Invalid join condition: types don't match. Got {left_expr}{{{}}} = {right_expr}{{{right_key_ty}}}.",
+            lk.ty
+        )));
+    }
+    let left_key_expr = Expr::Column {
+        qualifier: Some(left.qualifier.clone()),
+        name: left_key.clone(),
+    };
+    let primary = same_expr(left_expr, &left_key_expr, &left_scope);
+    if !primary && !matches!(join.kind, JoinType::Inner | JoinType::Left) {
+        return Err(SqlError::invalid(format!(
+            "Invalid join type: {:?} join is not supported for foreign-key table-table joins, only INNER and LEFT",
+            join.kind
+        )));
+    }
+    let _ = left_key_ty;
+    let filter = match &query.where_ {
+        Some(w) => Some(boolean(w, &scope, "WHERE")?),
+        None => None,
+    };
+    let items = expand_select(query, &inputs, true)?;
+    // The result's key: the join key (either side of a primary-key join),
+    // or the left table's key for a foreign-key join.
+    let candidates: Vec<&Expr> = if primary {
+        vec![left_expr, right_expr]
+    } else {
+        vec![&left_key_expr]
+    };
+    let key_expr = match items
+        .iter()
+        .find(|i| candidates.iter().any(|c| same_expr(&i.expr, c, &scope)))
+    {
+        Some(i) => i.expr.clone(),
+        None if sink.is_none() => candidates[0].clone(),
+        None => {
+            return Err(SqlError::invalid(format!(
+                "Key missing from projection (ie, SELECT).\nThe query used to build {} must include the {} {} in its projection (eg, SELECT {}...).",
+                sink.unwrap_or_default(),
+                if primary { "join expression" } else { "left table's key" },
+                candidates[0],
+                candidates[0]
+            )))
+        }
+    };
+    let (key_exprs, value_exprs, order) = split_key(items, &[key_expr], &scope, sink)?;
+    let (key, key_cols) = compile_all(&key_exprs, &scope, "SELECT")?;
+    let (values, value_cols) = compile_all(&value_exprs, &scope, "SELECT")?;
+    Ok(Plan {
+        order,
+        kind: SourceKind::Table,
+        op: Op::TableTable {
+            kind: join.kind,
+            foreign_key: (!primary).then_some(lk.node),
             filter,
             key,
             values,

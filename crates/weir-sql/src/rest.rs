@@ -236,6 +236,19 @@ async fn query(State(api): State<Api>, body: Bytes) -> Response {
         Err(r) => return r,
     };
     let text = text.as_str();
+    if let Ok(crate::ast::Parsed {
+        statement:
+            crate::ast::Statement::Print {
+                topic,
+                from_beginning,
+                interval,
+                limit,
+            },
+        ..
+    }) = crate::parser::parse_one(text, &session.variables)
+    {
+        return print(&api, text, &topic, from_beginning, interval, limit).await;
+    }
     let (plan, rows, id) = match run_select(&api, text, &session).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -274,6 +287,34 @@ async fn query(State(api): State<Api>, body: Bytes) -> Response {
                 .body(Body::from_stream(head.chain(body)))
                 .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
         }
+    }
+}
+
+/// `PRINT` on `/query`: the topic's records as text lines, streamed.
+async fn print(
+    api: &Api,
+    text: &str,
+    topic: &str,
+    from_beginning: bool,
+    interval: Option<u64>,
+    limit: Option<u64>,
+) -> Response {
+    match api
+        .engine
+        .print(topic, from_beginning, interval, limit)
+        .await
+    {
+        Ok(rx) => {
+            let lines = futures_util::stream::unfold(rx, |mut rx| async move {
+                let line = rx.recv().await?;
+                Some((Ok::<_, std::io::Error>(Bytes::from(line + "\n")), rx))
+            });
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                .body(Body::from_stream(lines))
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+        }
+        Err(e) => statement_error(&e, text, vec![]),
     }
 }
 

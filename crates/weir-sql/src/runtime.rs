@@ -480,6 +480,28 @@ fn run(
             })?;
         }
     }
+    if matches!(spec.plan.op, Op::TableTable { .. }) && persistent {
+        for (input, (topic, n)) in spec.inputs.iter().enumerate() {
+            let until = committed[input].clone();
+            if until.is_empty() {
+                continue;
+            }
+            replay(spec, topic, *n, Some(&until), stop, |m| {
+                let rec = InRecord {
+                    input,
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    timestamp: m.timestamp().to_millis().unwrap_or(0),
+                    key: m.key(),
+                    value: m.payload(),
+                };
+                if let Err(e) = lock(task).restore_join_record(&rec) {
+                    warn!(query = %spec.id, error = %e, "skipping a table record that does not deserialize");
+                }
+                Ok(())
+            })?;
+        }
+    }
     // Assign every input partition at its committed offset (or the reset
     // policy; a join's table starts from the beginning).
     let mut tpl = TopicPartitionList::new();
@@ -773,6 +795,115 @@ fn partitions_at_end(
         }
     }
     out
+}
+
+/// What `PRINT` asks for.
+#[derive(Debug, Clone)]
+pub struct PrintSpec {
+    pub topic: String,
+    pub partitions: i32,
+    pub from_beginning: bool,
+    /// Every `interval`-th record is printed.
+    pub interval: u64,
+    pub limit: Option<u64>,
+}
+
+/// Starts `PRINT`: a thread reading the topic (read_committed, no group
+/// offsets) that sends text lines, the formats first, until `limit`
+/// records or until the receiver goes away. Answers once the start
+/// offsets are fixed, so records written afterwards are printed.
+pub async fn print_topic(
+    settings: &KafkaSettings,
+    spec: PrintSpec,
+) -> Result<tokio::sync::mpsc::Receiver<String>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(256);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<()>>();
+    let mut config = settings.config();
+    config
+        .set(
+            "group.id",
+            format!("_weir-sql-print-{}", uuid::Uuid::new_v4()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "false");
+    std::thread::Builder::new()
+        .name(format!("print-{}", spec.topic))
+        .spawn(move || {
+            let started = (|| -> Result<BaseConsumer> {
+                let consumer: BaseConsumer =
+                    config.create().map_err(kerr("create print consumer"))?;
+                let mut tpl = TopicPartitionList::new();
+                for p in 0..spec.partitions {
+                    let at = if spec.from_beginning {
+                        Offset::Beginning
+                    } else {
+                        let end = consumer
+                            .fetch_watermarks(&spec.topic, p, TIMEOUT)
+                            .map_err(kerr("ListOffsets"))?
+                            .1;
+                        Offset::Offset(end)
+                    };
+                    tpl.add_partition_offset(&spec.topic, p, at)
+                        .map_err(kerr("assign"))?;
+                }
+                consumer.assign(&tpl).map_err(kerr("assign"))?;
+                Ok(consumer)
+            })();
+            let consumer = match started {
+                Ok(c) => {
+                    let _ = ready_tx.send(Ok(()));
+                    c
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let (mut seen, mut printed) = (0u64, 0u64);
+            while !tx.is_closed() && spec.limit.is_none_or(|l| printed < l) {
+                match consumer.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) => {
+                        seen += 1;
+                        if (seen - 1) % spec.interval.max(1) != 0 {
+                            continue;
+                        }
+                        if printed == 0 {
+                            let head = format!(
+                                "{}\n{}",
+                                crate::print::format_line("Key", m.key()),
+                                crate::print::format_line("Value", m.payload())
+                            );
+                            if tx.blocking_send(head).is_err() {
+                                return;
+                            }
+                        }
+                        let line = crate::print::record_line(
+                            m.timestamp().to_millis().unwrap_or(-1),
+                            m.key(),
+                            m.payload(),
+                            m.partition(),
+                        );
+                        printed += 1;
+                        if tx.blocking_send(line).is_err() {
+                            return;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let _ = tx.blocking_send(format!("error: {e}"));
+                        return;
+                    }
+                    None => {}
+                }
+            }
+        })
+        .map_err(|e| SqlError::Internal {
+            message: format!("cannot start a thread: {e}"),
+        })?;
+    ready_rx.await.map_err(|_| SqlError::Internal {
+        message: "the PRINT thread ended".into(),
+    })??;
+    Ok(rx)
 }
 
 fn send(

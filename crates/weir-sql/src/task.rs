@@ -65,6 +65,11 @@ pub struct Task {
     pub aggs: BTreeMap<(Vec<u8>, i64), AggEntry>,
     /// Joins: the table side's rows by encoded key.
     pub table: HashMap<Vec<u8>, Vec<Value>>,
+    /// Table-table joins: the left table's rows by encoded key.
+    pub left: HashMap<Vec<u8>, Vec<Value>>,
+    /// Foreign-key joins: the left keys (encoded) by the right key they
+    /// name (encoded).
+    pub by_foreign_key: HashMap<Vec<u8>, BTreeSet<Vec<u8>>>,
     /// Windows by the time they close (end + grace): EMIT FINAL emits them
     /// then.
     closing: BTreeSet<(i64, (Vec<u8>, i64))>,
@@ -89,6 +94,8 @@ impl Task {
             expiring: BTreeSet::new(),
             aggs: BTreeMap::new(),
             table: HashMap::new(),
+            left: HashMap::new(),
+            by_foreign_key: HashMap::new(),
             stream_time: i64::MIN,
             skipped: 0,
             last_error: None,
@@ -228,8 +235,227 @@ impl Task {
                     self.stream_table(row, ts, fx);
                 }
             }
+            Op::TableTable { .. } => {
+                let k = self.key_of(rec)?;
+                let row = decoded.map(|(row, _)| row);
+                self.table_table(rec.input, k, row, rec.timestamp, fx);
+            }
         }
         Ok(())
+    }
+
+    /// A table row's timestamp (its ROWTIME column).
+    fn row_time(&self, input: usize, row: &[Value]) -> i64 {
+        let src = &self.plan.inputs[input].source;
+        match row.get(src.key.len() + src.value.len()) {
+            Some(Value::Bigint(t)) => *t,
+            _ => i64::MIN,
+        }
+    }
+
+    /// One update of either table of a table-table join, with Kafka
+    /// Streams' rules (as ksqlDB runs them): an inner join emits only when
+    /// both sides have the key, a left (right) join whenever the left
+    /// (right) side has it, a full join always; a deleted row becomes a
+    /// tombstone; the result's timestamp is the later of the two rows'.
+    fn table_table(
+        &mut self,
+        input: usize,
+        key: Vec<Value>,
+        row: Option<Vec<Value>>,
+        ts: i64,
+        fx: &mut Effects,
+    ) {
+        let plan = self.plan.clone();
+        let Op::TableTable {
+            kind, foreign_key, ..
+        } = &plan.op
+        else {
+            return;
+        };
+        let kb = key_bytes(&key);
+        if let Some(fk) = foreign_key {
+            self.foreign_key_join(input, kb, row, ts, *kind, fk, fx);
+            return;
+        }
+        let old = if input == 0 {
+            match &row {
+                Some(r) => self.left.insert(kb.clone(), r.clone()),
+                None => self.left.remove(&kb),
+            }
+        } else {
+            match &row {
+                Some(r) => self.table.insert(kb.clone(), r.clone()),
+                None => self.table.remove(&kb),
+            }
+        };
+        if row.is_none() && old.is_none() {
+            // Deleting a row that was never there changes nothing.
+            return;
+        }
+        let other_input = 1 - input;
+        let other = if input == 0 {
+            self.table.get(&kb)
+        } else {
+            self.left.get(&kb)
+        }
+        .cloned();
+        let (l, r) = if input == 0 {
+            (row.clone(), other.clone())
+        } else {
+            (other.clone(), row.clone())
+        };
+        let emit = match kind {
+            JoinType::Inner => other.is_some(),
+            JoinType::Left => l.is_some() || (input == 0 && old.is_some()),
+            JoinType::Right => r.is_some() || (input == 1 && old.is_some()),
+            JoinType::Full => true,
+        };
+        if !emit {
+            return;
+        }
+        let out_ts = other
+            .as_ref()
+            .map_or(ts, |o| ts.max(self.row_time(other_input, o)));
+        let present = match kind {
+            JoinType::Inner => l.is_some() && r.is_some(),
+            JoinType::Left => l.is_some(),
+            JoinType::Right => r.is_some(),
+            JoinType::Full => l.is_some() || r.is_some(),
+        };
+        let joined = present.then(|| self.joined_row(l, r));
+        self.emit_joined(vec![key[0].clone()], joined, out_ts, fx);
+    }
+
+    fn joined_row(&self, l: Option<Vec<Value>>, r: Option<Vec<Value>>) -> Vec<Value> {
+        let lw = self.plan.inputs[0].width();
+        let rw = self.plan.inputs[1].width();
+        l.unwrap_or_else(|| nulls(lw))
+            .into_iter()
+            .chain(r.unwrap_or_else(|| nulls(rw)))
+            .collect()
+    }
+
+    /// Emits a join result (or its tombstone); a row the WHERE clause
+    /// rejects is a tombstone too, as for any filtered table.
+    fn emit_joined(&self, key: Vec<Value>, joined: Option<Vec<Value>>, ts: i64, fx: &mut Effects) {
+        let Op::TableTable { filter, values, .. } = &self.plan.op else {
+            return;
+        };
+        let value = joined.filter(|j| {
+            filter
+                .as_ref()
+                .is_none_or(|f| f.eval(j) == Value::Boolean(true))
+        });
+        fx.rows.push(OutRow {
+            key,
+            value: value.map(|j| values.iter().map(|n| n.eval(&j)).collect()),
+            timestamp: ts,
+            window: None,
+        });
+    }
+
+    /// A foreign-key join: left rows name a right key through `fk`; the
+    /// result is keyed by the left key.
+    #[allow(clippy::too_many_arguments)]
+    fn foreign_key_join(
+        &mut self,
+        input: usize,
+        kb: Vec<u8>,
+        row: Option<Vec<Value>>,
+        ts: i64,
+        kind: JoinType,
+        fk: &Node,
+        fx: &mut Effects,
+    ) {
+        let plan = self.plan.clone();
+        let Op::TableTable { key, .. } = &plan.op else {
+            return;
+        };
+        let fk_of = |r: &[Value]| -> Option<Vec<u8>> {
+            let v = fk.eval(r);
+            (!v.is_null()).then(|| key_bytes(&[v]))
+        };
+        if input == 0 {
+            let old = match &row {
+                Some(r) => self.left.insert(kb.clone(), r.clone()),
+                None => self.left.remove(&kb),
+            };
+            let old_fk = old.as_deref().and_then(fk_of);
+            if let Some(f) = &old_fk {
+                if let Some(set) = self.by_foreign_key.get_mut(f) {
+                    set.remove(&kb);
+                    if set.is_empty() {
+                        self.by_foreign_key.remove(f);
+                    }
+                }
+            }
+            let old_matched = old_fk.as_ref().is_some_and(|f| self.table.contains_key(f));
+            let Some(new) = row else {
+                if let Some(o) = old {
+                    if old_matched || kind == JoinType::Left {
+                        let j = self.joined_row(Some(o), None);
+                        let k = key.iter().map(|n| n.eval(&j)).collect();
+                        self.emit_joined(k, None, ts, fx);
+                    }
+                }
+                return;
+            };
+            let new_fk = fk_of(&new);
+            if let Some(f) = &new_fk {
+                self.by_foreign_key
+                    .entry(f.clone())
+                    .or_default()
+                    .insert(kb.clone());
+            }
+            let right = new_fk.as_ref().and_then(|f| self.table.get(f)).cloned();
+            let out_ts = right.as_ref().map_or(ts, |r| ts.max(self.row_time(1, r)));
+            let out_key: Vec<Value> = key
+                .iter()
+                .map(|n| n.eval(&self.joined_row(Some(new.clone()), None)))
+                .collect();
+            match (right, kind) {
+                (Some(r), _) => {
+                    let j = self.joined_row(Some(new), Some(r));
+                    self.emit_joined(out_key, Some(j), out_ts, fx);
+                }
+                (None, JoinType::Left) => {
+                    let j = self.joined_row(Some(new), None);
+                    self.emit_joined(out_key, Some(j), out_ts, fx);
+                }
+                // An inner join's row that stops matching is deleted.
+                (None, _) if old_matched => self.emit_joined(out_key, None, out_ts, fx),
+                (None, _) => {}
+            }
+            return;
+        }
+        let old = match &row {
+            Some(r) => self.table.insert(kb.clone(), r.clone()),
+            None => self.table.remove(&kb),
+        };
+        if row.is_none() && old.is_none() {
+            return;
+        }
+        let lefts: Vec<Vec<Value>> = self
+            .by_foreign_key
+            .get(&kb)
+            .into_iter()
+            .flatten()
+            .filter_map(|lk| self.left.get(lk).cloned())
+            .collect();
+        for l in lefts {
+            let out_ts = ts.max(self.row_time(0, &l));
+            let out_key: Vec<Value> = key
+                .iter()
+                .map(|n| n.eval(&self.joined_row(Some(l.clone()), None)))
+                .collect();
+            let joined = match (&row, kind) {
+                (Some(r), _) => Some(self.joined_row(Some(l), Some(r.clone()))),
+                (None, JoinType::Left) => Some(self.joined_row(Some(l), None)),
+                (None, _) => None,
+            };
+            self.emit_joined(out_key, joined, out_ts, fx);
+        }
     }
 
     fn source_window(&self, row: &[Value], input: usize) -> Option<Window> {
@@ -240,6 +466,13 @@ impl Task {
             (Value::Bigint(s), Value::Bigint(e)) => Some(Window { start: *s, end: *e }),
             _ => None,
         }
+    }
+
+    /// Restores a table-table join's state from one record of either
+    /// table (replaying their topics up to the committed offsets); what
+    /// it would emit was emitted before the restart.
+    pub fn restore_join_record(&mut self, rec: &InRecord<'_>) -> Result<()> {
+        self.process(rec, &mut Effects::default())
     }
 
     /// Restores a table-side row (replaying the table's topic).

@@ -17,6 +17,7 @@ mod rest;
 mod security;
 mod serve;
 mod sql;
+mod sql_shell;
 
 use std::process::ExitCode;
 
@@ -89,6 +90,17 @@ enum Command {
     ///   weir sql-server --listen 0.0.0.0:8088 --set ksql.service.id=prod_ --set ksql.streams.auto.offset.reset=earliest
     #[command(verbatim_doc_comment)]
     SqlServer(sql::SqlServerArgs),
+    /// An interactive shell for the streaming SQL server, like ksqlDB's
+    /// CLI: multi-line statements, history, tables, streaming push rows,
+    /// `RUN SCRIPT`; or non-interactive with --file/--execute.
+    ///
+    /// Examples:
+    ///   weir sql                                  # http://127.0.0.1:8088
+    ///   weir sql http://sql.example.com:8088 -u alice -p secret
+    ///   weir sql --execute "SHOW STREAMS; SELECT * FROM totals WHERE item='x';"
+    ///   weir sql --file setup.sql --define env=prod --output json
+    #[command(verbatim_doc_comment)]
+    Sql(sql_shell::SqlShellArgs),
     /// Run a Kafka Connect worker against any Kafka-compatible cluster,
     /// or manage connectors through a Connect REST API.
     ///
@@ -191,6 +203,10 @@ fn main() -> ExitCode {
         Command::Group(a) => client(cli::group::run(a)),
         Command::Cluster(a) => client(cli::cluster::run(a)),
         Command::Bench(a) => client(bench::run(a)),
+        Command::Sql(args) => {
+            init_logs(LogFormat::Human, "warn");
+            sql_shell::main(args)
+        }
         Command::SqlServer(args) => {
             init_logs(LogFormat::Human, "info");
             sql::main(args)

@@ -108,7 +108,7 @@ async function partitions(body, base, topic) {
 
 function shown(v) {
   if (v === null || v === undefined) return h("span", { class: "muted" }, "null");
-  const text = v.kind === "json" || v.kind === "avro" ? JSON.stringify(v.value, null, 2) : v.value;
+  const text = ["json", "avro", "jsonschema", "protobuf"].includes(v.kind) ? JSON.stringify(v.value, null, 2) : v.value;
   return h("div", {}, h("span", { class: "kind" }, v.kind + (v.schema_id ? ` #${v.schema_id}` : "")), h("pre", {}, text));
 }
 

@@ -80,6 +80,7 @@ public final class ShareScenarios {
         s.put("drain", ShareScenarios::drain);
         s.put("renew", ShareScenarios::renew);
         s.put("first_poll", ShareScenarios::firstPoll);
+        s.put("describe_as_consumer_group", ShareScenarios::describeAsConsumerGroup);
         Harness.serve(s);
     }
 
@@ -646,6 +647,21 @@ public final class ShareScenarios {
                 }
             }
             return "nothing";
+        }
+    }
+
+    /**
+     * describeConsumerGroups of a share group's id (ConsumerGroupDescribe,
+     * then DescribeGroups): the exception's simple name, or the state.
+     * args: group.
+     */
+    static Object describeAsConsumerGroup(JsonNode args) throws Exception {
+        String group = args.get("group").asText();
+        try (Admin a = admin()) {
+            return a.describeConsumerGroups(List.of(group)).describedGroups().get(group)
+                .get(30, TimeUnit.SECONDS).groupState().toString();
+        } catch (ExecutionException e) {
+            return errorName(e);
         }
     }
 }

@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""The streaming SQL benchmark of BENCHMARKS.md: each persistent query's
+rate as a ratio to a plain `weir bench consume` of the same input topic,
+measured in the same run against the same node, and pull- and push-query
+latencies. Standard library, the weir binary and curl only.
+
+  WEIR=path/to/weir python3 bench/sql.py
+
+Knobs (environment):
+  WEIR       the weir binary (required)
+  RECORDS    input records (1000000; the issue's target run uses 10000000)
+  KEYS       distinct keys (100000)
+  PARTITIONS partitions of the input topics (4)
+  PULLS      pull queries in the latency run (20000), CONCURRENCY at once (100)
+  PUSH_SECS  length of the push-query latency run (20), PUSH_RATE records/s (500)
+  DIR        scratch directory (a new temp dir)
+
+Each query's time runs from the CREATE ... AS SELECT until the query has
+processed every input record (DESCRIBE EXTENDED's messages-processed);
+its last transaction commits within 100 ms after that.
+"""
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+WEIR = os.environ["WEIR"]
+RECORDS = int(os.environ.get("RECORDS", 1_000_000))
+KEYS = int(os.environ.get("KEYS", 100_000))
+PARTITIONS = int(os.environ.get("PARTITIONS", 4))
+PULLS = int(os.environ.get("PULLS", 20_000))
+CONCURRENCY = int(os.environ.get("CONCURRENCY", 100))
+PUSH_SECS = float(os.environ.get("PUSH_SECS", 20))
+PUSH_RATE = int(os.environ.get("PUSH_RATE", 500))
+DIR = os.environ.get("DIR") or tempfile.mkdtemp(prefix="weir-sql-bench.")
+
+
+def log(*a):
+    print("==", *a, file=sys.stderr, flush=True)
+
+
+def freeport():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Node:
+    def __init__(self):
+        self.kafka, self.admin, self.sql = freeport(), freeport(), freeport()
+        env = dict(os.environ, WEIR_ADMIN_LISTEN=f"127.0.0.1:{self.admin}",
+                   WEIR_REGISTRY_LISTEN="127.0.0.1:0", WEIR_SQL_LISTEN=f"127.0.0.1:{self.sql}",
+                   WEIR_REST_LISTEN="off", WEIR_CONNECT_LISTEN="off", WEIR_CONSOLE_LISTEN="off")
+        self.log = open(os.path.join(DIR, "weir.log"), "ab")
+        self.proc = subprocess.Popen(
+            [WEIR, "serve", "--data-dir", os.path.join(DIR, "data"),
+             "--listen", f"127.0.0.1:{self.kafka}",
+             "--client-set", "sql.ksql.service.id=bench_",
+             "--client-set", "sql.ksql.streams.auto.offset.reset=earliest"],
+            stdout=self.log, stderr=self.log, env=env)
+        self.wait(f"http://127.0.0.1:{self.sql}/info", 120)
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.kafka}"
+
+    def wait(self, url, limit):
+        deadline = time.monotonic() + limit
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    return
+            except (OSError, urllib.error.URLError):
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise SystemExit(f"weir did not start; see {self.log.name}")
+                time.sleep(0.2)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+
+    def ksql(self, text):
+        body = json.dumps({"ksql": text, "streamsProperties": {}}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{self.sql}/ksql", data=body,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=120) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            raise SystemExit(f"{text}\n-> {e.code} {e.read().decode()}")
+
+    def weir(self, *args, stdin=None):
+        return subprocess.run([WEIR, *args, "-b", self.bootstrap], check=True, stdin=stdin,
+                              capture_output=True, text=True).stdout
+
+
+def produce(node, topic, lines_path):
+    node.weir("topic", "create", topic, "--partitions", str(PARTITIONS))
+    node.weir("produce", topic, "--key-separator", "\t", "--acks", "1", "--file", lines_path)
+
+
+def write_inputs():
+    """orders: RECORDS JSON records over KEYS keys; users: one per key."""
+    rnd = random.Random(7)
+    orders = os.path.join(DIR, "orders.txt")
+    with open(orders, "w") as f:
+        for i in range(RECORDS):
+            k = rnd.randrange(KEYS)
+            f.write(f'k{k}\t{{"ID":{i},"USER":"k{k}","AMOUNT":{rnd.random() * 100:.2f},'
+                    f'"ITEM":"item-{rnd.randrange(1000)}","STATUS":"{"open" if i % 2 else "paid"}"}}\n')
+    users = os.path.join(DIR, "users.txt")
+    with open(users, "w") as f:
+        for k in range(KEYS):
+            f.write(f'k{k}\t{{"NAME":"user {k}","REGION":"r{k % 20}"}}\n')
+    return orders, users
+
+
+def consume_rate(node, topic):
+    out = node.weir("bench", "consume", "--topic", topic, "--json")
+    return json.loads(out)["consume"]["records_per_sec"]
+
+
+def processed(node, sink):
+    d = node.ksql(f"DESCRIBE {sink} EXTENDED;")[0]["sourceDescription"]
+    return int(d["statistics"].split(":")[1])
+
+
+def query_rate(node, sink, statement, total):
+    start = time.monotonic()
+    node.ksql(statement)
+    while processed(node, sink) < total:
+        time.sleep(0.05)
+    return total / (time.monotonic() - start)
+
+
+def pull_latency(node, table, keys):
+    """PULLS pull queries by key, CONCURRENCY at a time, through curl;
+    each request's own time as curl measures it."""
+    cfg = os.path.join(DIR, "pulls.curl")
+    with open(cfg, "w") as f:
+        rnd = random.Random(3)
+        for i in range(PULLS):
+            if i:
+                f.write("next\n")
+            body = json.dumps({"sql": f"SELECT * FROM {table} WHERE USER = 'k{rnd.randrange(keys)}';"})
+            f.write(f'url = "http://127.0.0.1:{node.sql}/query-stream"\n'
+                    f"data = {json.dumps(body)}\noutput = /dev/null\n"
+                    'write-out = "%{http_code} %{time_total}\\n"\n')
+    out = subprocess.run(["curl", "-s", "--parallel", "--parallel-immediate",
+                          "--parallel-max", str(CONCURRENCY), "-K", cfg],
+                         check=True, capture_output=True, text=True).stdout.split()
+    codes, times = out[0::2], [float(t) * 1000 for t in out[1::2]]
+    assert len(times) == PULLS and all(c == "200" for c in codes), (len(times), set(codes))
+    return percentiles(times)
+
+
+def percentiles(ms):
+    ms = sorted(ms)
+    at = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]
+    return {"p50": at(0.5), "p99": at(0.99), "max": ms[-1], "n": len(ms)}
+
+
+def push_latency(node):
+    """A push query over a stream fed at PUSH_RATE records/s by `weir
+    produce`; each record carries its send time, read back from the
+    query's rows."""
+    node.weir("topic", "create", "live", "--partitions", "1")
+    node.ksql("CREATE STREAM live (K STRING KEY, SENT BIGINT) WITH (KAFKA_TOPIC='live', VALUE_FORMAT='JSON');")
+    body = json.dumps({"sql": "SELECT SENT FROM live EMIT CHANGES;",
+                       "properties": {"auto.offset.reset": "latest"}}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{node.sql}/query-stream", data=body,
+                                 headers={"Content-Type": "application/json"})
+    resp = urllib.request.urlopen(req, timeout=300)
+    resp.readline()  # the header: the query's start offsets are fixed
+    lat = []
+    done = threading.Event()
+
+    def read():
+        try:
+            while not done.is_set():
+                line = resp.readline()
+                if not line:
+                    return
+                sent = json.loads(line)[0]
+                lat.append(time.time() * 1000 - sent)
+        except (OSError, ValueError):
+            return  # the stream closed under the reader at the end
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    prod = subprocess.Popen([WEIR, "produce", "live", "--key-separator", "\t", "-X", "linger.ms=0",
+                             "-b", node.bootstrap], stdin=subprocess.PIPE, text=True)
+    interval = 1 / PUSH_RATE
+    start = time.monotonic()
+    n = 0
+    while time.monotonic() - start < PUSH_SECS:
+        prod.stdin.write(f'k\t{{"SENT":{int(time.time() * 1000)}}}\n')
+        prod.stdin.flush()
+        n += 1
+        time.sleep(max(0.0, start + n * interval - time.monotonic()))
+    prod.stdin.close()
+    prod.wait(60)
+    time.sleep(2)
+    done.set()
+    resp.close()
+    # The first second warms the query up.
+    return percentiles(lat[PUSH_RATE:] or lat)
+
+
+def main():
+    os.makedirs(DIR, exist_ok=True)
+    log(f"scratch {DIR}; {RECORDS} records, {KEYS} keys, {PARTITIONS} partitions")
+    orders, users = write_inputs()
+    node = Node()
+    try:
+        produce(node, "orders", orders)
+        produce(node, "users", users)
+        node.ksql("CREATE STREAM orders (K STRING KEY, ID BIGINT, USER STRING, AMOUNT DOUBLE, ITEM STRING, STATUS STRING)"
+                  " WITH (KAFKA_TOPIC='orders', VALUE_FORMAT='JSON');"
+                  "CREATE TABLE users (ID STRING PRIMARY KEY, NAME STRING, REGION STRING)"
+                  " WITH (KAFKA_TOPIC='users', VALUE_FORMAT='JSON');")
+        results = {}
+        base = consume_rate(node, "orders")
+        log(f"plain consume of orders: {base:.0f} records/s")
+        for name, sink, stmt, total in [
+            ("filter and projection", "F_OUT",
+             "CREATE STREAM f_out AS SELECT K, ID, UCASE(ITEM) AS ITEM, AMOUNT * 1.2 AS GROSS"
+             " FROM orders WHERE STATUS = 'open';", RECORDS),
+            ("tumbling COUNT GROUP BY", "W_OUT",
+             "CREATE TABLE w_out AS SELECT USER, COUNT(*) AS N FROM orders"
+             " WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY USER;", RECORDS),
+            ("stream-table join", "J_OUT",
+             "CREATE STREAM j_out AS SELECT O.USER, O.ID, O.AMOUNT, U.NAME, U.REGION"
+             " FROM orders O JOIN users U ON O.USER = U.ID;", RECORDS + KEYS),
+            ("GROUP BY (the pull-query table)", "T_OUT",
+             "CREATE TABLE t_out AS SELECT USER, COUNT(*) AS N, SUM(AMOUNT) AS TOTAL FROM orders GROUP BY USER;",
+             RECORDS),
+        ]:
+            rate = query_rate(node, sink, stmt, total)
+            # Inputs the join reads include the table's topic.
+            ratio = rate * RECORDS / total / base
+            results[name] = {"records_per_sec": rate, "ratio_to_consume": ratio}
+            log(f"{name}: {rate:.0f} records/s, {ratio:.0%} of the plain consume")
+        results["pull"] = pull_latency(node, "T_OUT", KEYS)
+        log(f"pull queries: {results['pull']}")
+        results["push"] = push_latency(node)
+        log(f"push query: {results['push']}")
+        results["plain_consume_records_per_sec"] = base
+        print(json.dumps(results, indent=2))
+    finally:
+        node.stop()
+        if not os.environ.get("DIR"):
+            shutil.rmtree(DIR, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
