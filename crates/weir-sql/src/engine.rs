@@ -106,6 +106,38 @@ impl Session {
     }
 }
 
+/// The one key a pull query's WHERE clause names (`KEY = literal`, of the
+/// key's type), so only that key's rows are read.
+fn pull_key(query: &Query, src: &Source) -> Option<Vec<Value>> {
+    let [(name, ty)] = src.key.as_slice() else {
+        return None;
+    };
+    let Some(Expr::Binary {
+        op: BinOp::Eq,
+        left,
+        right,
+    }) = &query.where_
+    else {
+        return None;
+    };
+    let (col, lit) = match (left.as_ref(), right.as_ref()) {
+        (Expr::Column { name, .. }, Expr::Literal(l))
+        | (Expr::Literal(l), Expr::Column { name, .. }) => (name, l),
+        _ => return None,
+    };
+    if col != name {
+        return None;
+    }
+    let v = match (ty, crate::expr::literal_value(lit).0) {
+        (SqlType::Bigint, Value::Int(i)) => Value::Bigint(i64::from(i)),
+        (SqlType::Int, v @ Value::Int(_))
+        | (SqlType::Bigint, v @ Value::Bigint(_))
+        | (SqlType::String, v @ Value::String(_)) => v,
+        _ => return None,
+    };
+    Some(vec![v])
+}
+
 /// A command as stored in the command topic.
 fn command_value(statement: &str, session: &Session) -> Vec<u8> {
     json!({
@@ -1119,11 +1151,19 @@ impl Engine {
                 "Pull queries don't support aggregate functions.",
             ));
         };
-        let results = materialized
-            .handle
-            .task
+        // A lookup by key reads that key's rows only; other filters scan.
+        // Either way the WHERE clause below decides, and the engine's lock
+        // is not held while the table is read.
+        let by_key = pull_key(query, src);
+        let windowed = src.window.is_some();
+        let task = materialized.handle.task.clone();
+        drop(state);
+        let results = task
             .lock()
-            .map(|t| t.results())
+            .map(|t| match &by_key {
+                Some(k) => t.results_for(k),
+                None => t.results(),
+            })
             .unwrap_or_default();
         let mut rows = Vec::new();
         for r in results {
@@ -1133,7 +1173,7 @@ impl Engine {
             row.push(Value::Bigint(r.timestamp));
             row.push(Value::Int(0));
             row.push(Value::Bigint(0));
-            if src.window.is_some() {
+            if windowed {
                 let w = r
                     .window
                     .unwrap_or(crate::format::Window { start: 0, end: 0 });

@@ -913,6 +913,16 @@ impl Task {
     pub fn results(&self) -> Vec<OutRow> {
         self.aggs.values().map(|e| self.result_row(e)).collect()
     }
+
+    /// The results of one group key, every window of it (pull queries by
+    /// key).
+    pub fn results_for(&self, key: &[Value]) -> Vec<OutRow> {
+        let kb = key_bytes(key);
+        self.aggs
+            .range((kb.clone(), i64::MIN)..=(kb, i64::MAX))
+            .map(|(_, e)| self.result_row(e))
+            .collect()
+    }
 }
 
 /// The post-aggregation row: group keys, aggregate results, WINDOWSTART,
