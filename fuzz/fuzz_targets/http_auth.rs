@@ -13,7 +13,11 @@ use weir_http::security::{BoxFuture, PasswordVerifier};
 struct OneUser;
 
 impl PasswordVerifier for OneUser {
-    fn verify<'a>(&'a self, user: &'a str, password: &'a str) -> BoxFuture<'a, Result<bool, String>> {
+    fn verify<'a>(
+        &'a self,
+        user: &'a str,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<bool, String>> {
         Box::pin(async move { Ok(user == "alice" && password == "secret") })
     }
 }
@@ -36,7 +40,8 @@ fn auth() -> &'static weir_http::HttpAuth {
         std::fs::write(&path, r#"{"keys":[]}"#).expect("JWKS file");
         let jwks = weir_auth::oauth::Jwks::open(&format!("file://{}", path.display()))
             .expect("empty JWKS");
-        std::mem::forget(dir);
+        // The JWKS file stays for the process; the guard must not delete it.
+        let _ = dir.keep();
         let rules = weir_auth::oauth::TokenRules {
             subject_claim: "sub".into(),
             ..Default::default()

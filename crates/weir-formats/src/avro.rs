@@ -17,7 +17,7 @@ use std::sync::Arc;
 use crate::client::SchemaRegistryClient;
 use crate::schema::{ResolvedReference, Schema as Schema_, SchemaType};
 use crate::serdes::{Field, Resolver, SerdeConfig};
-use crate::{wire, FormatError};
+use crate::{avro_check, wire, FormatError};
 
 const AVRO: &str = "AVRO";
 
@@ -31,6 +31,8 @@ pub struct AvroSchema {
     /// Each referenced schema, dependencies first, then the root (the
     /// order in which `apache-avro` resolves names).
     all: Vec<Schema>,
+    /// The named types of `all` by full name, for checking datums.
+    named: avro_check::Named,
 }
 
 /// Which JSON shape a conversion reads or writes.
@@ -98,7 +100,17 @@ impl AvroSchema {
         // Unresolvable names fail here rather than at the first datum.
         ResolvedSchema::try_from(all.iter().collect::<Vec<_>>())
             .map_err(|e| FormatError::schema(AVRO, e))?;
-        Ok(Self { root, all })
+        let mut schema = Self {
+            root,
+            all,
+            named: avro_check::Named::new(),
+        };
+        schema.named = schema
+            .names()?
+            .into_iter()
+            .map(|(n, s)| (n, s.clone()))
+            .collect();
+        Ok(schema)
     }
 
     /// The root schema.
@@ -161,6 +173,8 @@ impl AvroSchema {
     /// (the specification's schema resolution: promotions, defaults for
     /// missing fields, dropped fields) when one is given.
     pub fn decode_as(&self, bytes: &[u8], reader: Option<&Self>) -> Result<Value, FormatError> {
+        avro_check::check(&self.root, &self.named, bytes)
+            .map_err(|reason| FormatError::InvalidPayload { id: 0, reason })?;
         let mut r = bytes;
         apache_avro::from_avro_datum_reader_schemata(
             &self.root,

@@ -21,6 +21,7 @@
 //! dependency on the broker.
 
 pub mod avro;
+mod avro_check;
 pub mod client;
 mod error;
 pub mod json_schema;

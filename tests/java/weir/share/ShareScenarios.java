@@ -605,7 +605,15 @@ public final class ShareScenarios {
                     continue;  // a refused renewal: the records are gone
                 }
                 held.forEach(r -> holder.acknowledge(r, AcknowledgeType.RENEW));
-                renewals.add(committed(holder.commitSync(Duration.ofSeconds(30))));
+                boolean renewed = committed(holder.commitSync(Duration.ofSeconds(30)));
+                renewals.add(renewed);
+                if (!renewed) {
+                    // The holder gives the records up and stops polling:
+                    // once their lock expires any member may acquire them,
+                    // and the scenario is about the other one doing so.
+                    held = new ArrayList<>();
+                    continue;
+                }
                 // Renewed records come back from the next poll, to be
                 // acknowledged again.
                 List<ConsumerRecord<String, String>> again = new ArrayList<>();
