@@ -110,14 +110,8 @@ def runner() -> Path:
     return build_runner()
 
 
-@pytest.mark.parametrize("test", [
-    "0011",
-    # Strict: once it passes, this marker must go.
-    pytest.param("0081", marks=pytest.mark.xfail(strict=True, reason=(
-        "IncrementalAlterConfigs on a GROUP resource sets the KIP-848 group "
-        "configs consumer.session.timeout.ms and consumer.heartbeat.interval.ms, "
-        "which Weir does not know yet (INVALID_CONFIG)"))),
-])
+# 0081 runs every admin API's sub-tests, several minutes on two cores.
+@pytest.mark.parametrize("test", ["0011", pytest.param("0081", marks=pytest.mark.timeout(900))])
 def test_librdkafka_suite(broker_factory, runner, tmp_path, test):
     b = broker_factory("--set", "num.partitions=4",
                        "--set", "authorizer.class.name=StandardAuthorizer",

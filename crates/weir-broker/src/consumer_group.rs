@@ -32,8 +32,9 @@ pub struct TopicMeta {
     pub partitions: i32,
 }
 
-/// Coordinator-wide settings (Kafka's `group.consumer.*`).
-#[derive(Debug, Clone)]
+/// Coordinator-wide settings (Kafka's `group.consumer.*`), or one group's
+/// (its `consumer.*` group configs).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerConfig {
     /// `group.consumer.session.timeout.ms`.
     pub session_timeout_ms: i64,
@@ -179,6 +180,8 @@ pub const ASSIGNORS: &[&str] = &["uniform", "range"];
 #[derive(Debug, Default)]
 pub struct ConsumerGroups {
     config: ConsumerConfig,
+    /// Groups whose group configs differ from `config`.
+    overrides: BTreeMap<String, ConsumerConfig>,
     groups: BTreeMap<String, Group>,
 }
 
@@ -215,8 +218,24 @@ impl ConsumerGroups {
     pub fn new(config: ConsumerConfig) -> Self {
         Self {
             config,
+            overrides: BTreeMap::new(),
             groups: BTreeMap::new(),
         }
+    }
+
+    /// Sets a group's own settings (from its group configs): its members'
+    /// heartbeat interval from their next heartbeat, and its session
+    /// timeout from the next expiry check.
+    pub fn configure(&mut self, group_id: &str, config: ConsumerConfig) {
+        if config == self.config {
+            self.overrides.remove(group_id);
+        } else {
+            self.overrides.insert(group_id.to_string(), config);
+        }
+    }
+
+    fn config_of(&self, group_id: &str) -> &ConsumerConfig {
+        self.overrides.get(group_id).unwrap_or(&self.config)
     }
 
     /// Whether `group_id` is a consumer-protocol group with members.
@@ -234,7 +253,7 @@ impl ConsumerGroups {
         new_member_id: impl FnOnce() -> String,
         now: i64,
     ) -> HeartbeatAnswer {
-        let interval = self.config.heartbeat_interval_ms;
+        let interval = self.config_of(&hb.group_id).heartbeat_interval_ms;
         let fail = |e: ResponseError, msg: &str, id: &str, epoch: i32| HeartbeatAnswer {
             error: e.code(),
             message: Some(msg.to_string()),
@@ -417,8 +436,12 @@ impl ConsumerGroups {
     /// Expires members that stopped heartbeating or did not revoke in
     /// time.
     pub fn tick(&mut self, now: i64) {
-        let session = self.config.session_timeout_ms;
-        for g in self.groups.values_mut() {
+        for (group_id, g) in self.groups.iter_mut() {
+            let session = self
+                .overrides
+                .get(group_id)
+                .unwrap_or(&self.config)
+                .session_timeout_ms;
             let gone: Vec<String> = g
                 .members
                 .values()
@@ -854,6 +877,40 @@ mod tests {
         // a gets everything once its revocation (if any) is settled.
         let a = c.heartbeat(hb("a", 1, None), &t, String::new, 121);
         assert_eq!(a.error, 0);
+    }
+
+    #[test]
+    fn a_group_config_sets_its_own_interval_and_session_timeout() {
+        let (_, t) = topics(2);
+        let mut c = ConsumerGroups::new(ConsumerConfig {
+            session_timeout_ms: 100,
+            heartbeat_interval_ms: 10,
+        });
+        c.configure(
+            "g",
+            ConsumerConfig {
+                session_timeout_ms: 1000,
+                heartbeat_interval_ms: 70,
+            },
+        );
+        let a = c.heartbeat(hb("", 0, None), &t, || "a".into(), 0);
+        assert_eq!(a.interval_ms, 70);
+        c.tick(500);
+        let a = c.heartbeat(hb("a", 1, None), &t, String::new, 500);
+        assert_eq!(a.error, 0, "heard 500 ms ago, within the group's 1 s");
+        c.tick(1600);
+        let a = c.heartbeat(hb("a", 1, None), &t, String::new, 1600);
+        assert_eq!(a.error, ResponseError::UnknownMemberId.code());
+        // Back to the coordinator's settings.
+        c.configure(
+            "g",
+            ConsumerConfig {
+                session_timeout_ms: 100,
+                heartbeat_interval_ms: 10,
+            },
+        );
+        let b = c.heartbeat(hb("", 0, None), &t, || "b".into(), 1700);
+        assert_eq!(b.interval_ms, 10);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Group configs (`ConfigResource` type GROUP): the `share.*` settings a
-//! share group may override, with Kafka's names, types and defaults.
+//! Group configs (`ConfigResource` type GROUP): the `consumer.*` settings
+//! a consumer-protocol group and the `share.*` settings a share group may
+//! override, with Kafka's names, types and defaults.
 //!
 //! A group config's default is the broker config it overrides
 //! (`share.record.lock.duration.ms` defaults to
@@ -56,6 +57,26 @@ enum Default {
 
 /// The group configs Weir implements.
 pub static GROUP_CONFIGS: &[GroupConfigDef] = &[
+    GroupConfigDef {
+        name: "consumer.heartbeat.interval.ms",
+        kind: ConfigType::Int,
+        default: Default::Broker("group.consumer.heartbeat.interval.ms"),
+        bound: Bound::Broker(
+            "group.consumer.min.heartbeat.interval.ms",
+            "group.consumer.max.heartbeat.interval.ms",
+        ),
+        doc: "The heartbeat interval given to the members of a consumer-protocol (KIP-848) group.",
+    },
+    GroupConfigDef {
+        name: "consumer.session.timeout.ms",
+        kind: ConfigType::Int,
+        default: Default::Broker("group.consumer.session.timeout.ms"),
+        bound: Bound::Broker(
+            "group.consumer.min.session.timeout.ms",
+            "group.consumer.max.session.timeout.ms",
+        ),
+        doc: "A consumer-protocol (KIP-848) group member not heard from for this long is removed.",
+    },
     GroupConfigDef {
         name: "share.auto.offset.reset",
         kind: ConfigType::String,
@@ -277,6 +298,31 @@ pub struct ShareGroupSettings {
     pub offset_reset: OffsetReset,
     /// `share.isolation.level` is read_committed.
     pub read_committed: bool,
+}
+
+/// A consumer-protocol group's settings: its `consumer.*` group configs
+/// over the broker's `group.consumer.*`.
+pub fn consumer_settings(
+    settings: &BrokerSettings,
+    overrides: &BTreeMap<String, String>,
+) -> crate::consumer_group::ConsumerConfig {
+    let int = |name: &str, broker: &str| {
+        overrides
+            .get(name)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or_else(|| settings.get_i64(broker))
+    };
+    crate::consumer_group::ConsumerConfig {
+        session_timeout_ms: int(
+            "consumer.session.timeout.ms",
+            "group.consumer.session.timeout.ms",
+        ),
+        heartbeat_interval_ms: i32::try_from(int(
+            "consumer.heartbeat.interval.ms",
+            "group.consumer.heartbeat.interval.ms",
+        ))
+        .unwrap_or(5000),
+    }
 }
 
 /// The effective share settings of a group with `overrides`.

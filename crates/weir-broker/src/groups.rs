@@ -674,6 +674,11 @@ impl Groups {
     /// ConsumerGroupHeartbeat (KIP-848).
     pub fn consumer_heartbeat(&self, hb: Heartbeat) -> HeartbeatAnswer {
         let topics = topic_metas(&self.topics);
+        // The group's own configs, read before the groups' lock is taken.
+        let config = crate::group_config::consumer_settings(
+            &self.topics.settings(),
+            &self.topics.group_configs(&hb.group_id),
+        );
         let mut inner = self.lock();
         let group_id = hb.group_id.clone();
         if inner
@@ -693,6 +698,7 @@ impl Groups {
             };
         }
         let now = self.now_ms();
+        inner.consumer.configure(&group_id, config);
         let answer = inner.consumer.heartbeat(hb, &topics, new_member_id, now);
         inner.coord.ensure(&group_id, now);
         answer
