@@ -190,8 +190,12 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, SqlError> {
                     break;
                 }
             }
-            push(&mut out, Tok::Word(text[start..i].to_string()));
-            continue;
+            // A non-ASCII character that is not a letter or digit starts no
+            // word: fall through to the symbols, which refuse it.
+            if i > start {
+                push(&mut out, Tok::Word(text[start..i].to_string()));
+                continue;
+            }
         }
         match SYMBOLS.iter().find(|s| text[i..].starts_with(**s)) {
             Some(sym) => {
@@ -224,6 +228,13 @@ mod tests {
 
     fn kinds(s: &str) -> Vec<Tok> {
         tokenize(s).unwrap().into_iter().map(|t| t.tok).collect()
+    }
+
+    #[test]
+    fn a_non_letter_outside_ascii_is_refused_not_looped_on() {
+        assert!(tokenize("SELECT \u{a0}x").is_err());
+        assert!(tokenize("SELECT €").is_err());
+        assert_eq!(kinds("é"), vec![Tok::Word("é".into()), Tok::Eof]);
     }
 
     #[test]
