@@ -674,11 +674,15 @@ impl Groups {
     /// ConsumerGroupHeartbeat (KIP-848).
     pub fn consumer_heartbeat(&self, hb: Heartbeat) -> HeartbeatAnswer {
         let topics = topic_metas(&self.topics);
-        // The group's own configs, read before the groups' lock is taken.
-        let config = crate::group_config::consumer_settings(
-            &self.topics.settings(),
-            &self.topics.group_configs(&hb.group_id),
-        );
+        // The group's own configs, read before the groups' lock is taken;
+        // most groups have none, and then the broker's settings apply
+        // without copying them per heartbeat.
+        let overrides = self.topics.group_configs(&hb.group_id);
+        let config = if overrides.is_empty() {
+            self.settings.consumer.clone()
+        } else {
+            crate::group_config::consumer_settings(&self.topics.settings(), &overrides)
+        };
         let mut inner = self.lock();
         let group_id = hb.group_id.clone();
         if inner
