@@ -20,8 +20,11 @@ herder (`java/weir/connect/HerderScenarios.java`: the object Kafka's REST
 resources call, its entities serialised by Jackson as they serialise them;
 Kafka's REST server itself needs a Jetty jar the wheel lacks): connector
 validation (every config's definition, value and errors), plugin config
-definitions, and the shapes of connector info and status for the same
-connector run by both.
+definitions, the shapes of connector info and status for the same
+connector run by both, and KIP-875's offsets API (listing, altering and
+resetting a source's and a sink's offsets, refusals included: status code
+and message, the herder's exception mapped to its status as Kafka's REST
+layer maps it).
 """
 
 from __future__ import annotations
@@ -323,3 +326,134 @@ def test_connector_info_and_status_shapes_as_kafka(herder, worker, tmp_path):
     assert info_theirs["tasks"] == [{"connector": "k-shapes", "task": 0}]
     herder.call("delete", name="k-shapes")
     assert worker.delete("/connectors/w-shapes").status_code == 204
+
+
+# --- KIP-875 offsets against Kafka's herder -----------------------------------------------
+
+# How Kafka's REST layer answers an exception of the herder.
+STATUS = {"BadRequestException": 400, "NotFoundException": 404}
+
+
+def kafka_rest(herder, scenario: str, **args) -> tuple[int, dict]:
+    """Kafka's answer as its REST layer would give it: (status, body)."""
+    try:
+        return 200, herder.call(scenario, **args)
+    except java_harness.JavaError as e:
+        first = str(e).split("\n", 1)[0].removeprefix(f"{scenario} failed: ")
+        cls, _, message = first.partition(": ")
+        status = STATUS.get(cls.rsplit(".", 1)[-1], 500)
+        return status, {"error_code": status, "message": message}
+
+
+def weir_rest(worker, method: str, path: str, body=None) -> tuple[int, dict]:
+    r = worker.request(method, path, body)
+    return r.status_code, r.json()
+
+
+def sorted_offsets(body: dict) -> list:
+    return sorted(body["offsets"], key=lambda o: json.dumps(o, sort_keys=True))
+
+
+def test_source_offsets_api_as_kafka(herder, worker, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("a\nb\nc\n")
+    name = "d-src"
+    cfg = {"connector.class": "FileStreamSource", "file": str(src), "topic": "diff-offsets-src",
+           "tasks.max": "1"}
+    herder.call("create", name=name, config={**cfg, "name": name})
+    worker.create(name, cfg)
+    part = {"filename": str(src)}
+    done = [{"partition": part, "offset": {"position": 6}}]
+    wait_until(lambda: herder.call("offsets", name=name)["offsets"] == done, 60, what="Kafka's offsets")
+    wait_until(lambda: weir_rest(worker, "GET", f"/connectors/{name}/offsets")[1].get("offsets") == done,
+               60, what="Weir's offsets")
+
+    def both(body, reset=False):
+        if reset:
+            return (kafka_rest(herder, "reset_offsets", name=name),
+                    weir_rest(worker, "DELETE", f"/connectors/{name}/offsets"))
+        return (kafka_rest(herder, "alter_offsets", name=name, body=body),
+                weir_rest(worker, "PATCH", f"/connectors/{name}/offsets", body))
+    one = {"offsets": [{"partition": part, "offset": {"position": 1}}]}
+    theirs, ours = both(one)
+    assert theirs[0] == 400 and ours == theirs
+    theirs, ours = both(None, reset=True)
+    assert ours == theirs
+    herder.call("stop", name=name)
+    assert worker.put(f"/connectors/{name}/stop").status_code == 204
+    worker.wait_state(name, "STOPPED", tasks=0)
+    bodies = [
+        {"offsets": []},
+        {"offsets": [{"partition": part, "offset": {"position": "1"}}]},
+        {"offsets": [{"partition": part, "offset": {"position": 1.5}}]},
+        {"offsets": [{"partition": part, "offset": {"position": -2}}]},
+        {"offsets": [{"partition": part, "offset": {"where": 1}}]},
+        {"offsets": [{"partition": {"file": "x"}, "offset": {"position": 1}}]},
+        {"offsets": [{"partition": {"file": "x"}, "offset": None}]},
+        {"offsets": [{"partition": part, "offset": {"position": 2}}]},
+    ]
+    for body in bodies:
+        theirs, ours = both(body)
+        assert ours == theirs, body
+    theirs = sorted_offsets(herder.call("offsets", name=name))
+    assert sorted_offsets(weir_rest(worker, "GET", f"/connectors/{name}/offsets")[1]) == theirs
+    theirs, ours = both(None, reset=True)
+    assert theirs[0] == 200 and ours == theirs
+    assert herder.call("offsets", name=name) == {"offsets": []}
+    assert weir_rest(worker, "GET", f"/connectors/{name}/offsets") == (200, {"offsets": []})
+    assert kafka_rest(herder, "offsets", name="nope") == weir_rest(worker, "GET", "/connectors/nope/offsets")
+    assert (kafka_rest(herder, "reset_offsets", name="nope")
+            == weir_rest(worker, "DELETE", "/connectors/nope/offsets"))
+    herder.call("delete", name=name)
+    assert worker.delete(f"/connectors/{name}").status_code == 204
+
+
+def test_sink_offsets_api_as_kafka(herder, worker, module_broker, tmp_path):
+    from confluent_kafka import Producer
+    topic = "diff-offsets-sink"
+    p = Producer({"bootstrap.servers": module_broker.bootstrap})
+    for i in range(3):
+        p.produce(topic, f"r{i}".encode(), partition=0)
+    p.flush(10)
+    # Each side has its own consumer group (`connect-<name>`) on the same broker.
+    names = {"kafka": "k-sink", "weir": "w-sink"}
+    cfg = {"connector.class": "FileStreamSink", "topics": topic, "tasks.max": "1"}
+    herder.call("create", name=names["kafka"],
+                config={**cfg, "name": names["kafka"], "file": str(tmp_path / "k.txt")})
+    worker.create(names["weir"], {**cfg, "file": str(tmp_path / "w.txt")})
+    part = {"kafka_topic": topic, "kafka_partition": 0}
+    done = [{"partition": part, "offset": {"kafka_offset": 3}}]
+    wait_until(lambda: herder.call("offsets", name=names["kafka"])["offsets"] == done, 60,
+               what="Kafka's sink offsets")
+    wait_until(lambda: weir_rest(worker, "GET", f"/connectors/{names['weir']}/offsets")[1]
+               .get("offsets") == done, 60, what="Weir's sink offsets")
+    herder.call("stop", name=names["kafka"])
+    assert worker.put(f"/connectors/{names['weir']}/stop").status_code == 204
+    worker.wait_state(names["weir"], "STOPPED", tasks=0)
+    bodies = [
+        {"offsets": [{"partition": None, "offset": None}]},
+        {"offsets": [{"partition": {"kafka_topic": topic}, "offset": None}]},
+        {"offsets": [{"partition": part, "offset": {"offset": 1}}]},
+        {"offsets": [{"partition": {**part, "kafka_partition": "zero"}, "offset": None}]},
+        {"offsets": [{"partition": part, "offset": {"kafka_offset": "one"}}]},
+        {"offsets": [{"partition": {**part, "kafka_partition": "0"}, "offset": {"kafka_offset": 1}}]},
+    ]
+
+    def settle(call):
+        # A stopped sink's group empties when its consumer has left; Kafka
+        # asks to retry until then.
+        return wait_until(lambda: (lambda r: r[0] != 500 and r)(call()), 60, what="group empty")
+    for body in bodies:
+        theirs = settle(lambda: kafka_rest(herder, "alter_offsets", name=names["kafka"], body=body))
+        ours = settle(lambda: weir_rest(worker, "PATCH", f"/connectors/{names['weir']}/offsets", body))
+        assert ours == theirs, body
+    theirs = herder.call("offsets", name=names["kafka"])
+    assert theirs == {"offsets": [{"partition": part, "offset": {"kafka_offset": 1}}]}
+    assert weir_rest(worker, "GET", f"/connectors/{names['weir']}/offsets") == (200, theirs)
+    theirs = settle(lambda: kafka_rest(herder, "reset_offsets", name=names["kafka"]))
+    ours = settle(lambda: weir_rest(worker, "DELETE", f"/connectors/{names['weir']}/offsets"))
+    assert theirs[0] == 200 and ours == theirs
+    assert herder.call("offsets", name=names["kafka"]) == {"offsets": []}
+    assert weir_rest(worker, "GET", f"/connectors/{names['weir']}/offsets") == (200, {"offsets": []})
+    herder.call("delete", name=names["kafka"])
+    assert worker.delete(f"/connectors/{names['weir']}").status_code == 204

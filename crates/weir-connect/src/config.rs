@@ -40,6 +40,114 @@ pub struct WorkerConfig {
     pub advertised_url: String,
     /// Failed tasks restart by themselves with backoff (Weir's addition).
     pub task_auto_restart: bool,
+    /// `connector.client.config.override.policy`.
+    pub override_policy: OverridePolicy,
+}
+
+/// `connector.client.config.override.policy`: which client settings a
+/// connector may set with `producer.override.*`, `consumer.override.*` and
+/// `admin.override.*` (Kafka 4.3's policies; `All` is its default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OverridePolicy {
+    /// No overrides.
+    None,
+    /// Only the principal: `sasl.jaas.config`, `sasl.mechanism`,
+    /// `security.protocol`.
+    Principal,
+    /// Any setting.
+    All,
+    /// The settings of `connector.client.config.override.allowlist`.
+    Allowlist(Vec<String>),
+}
+
+/// The client settings a connector type overrides, as Kafka validates
+/// them: a source's producer, a sink's consumer, and both's admin client.
+const OVERRIDE_PREFIXES: [(&str, ConnectorTypeFilter); 3] = [
+    ("producer.override.", ConnectorTypeFilter::Source),
+    ("consumer.override.", ConnectorTypeFilter::Sink),
+    ("admin.override.", ConnectorTypeFilter::Any),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnectorTypeFilter {
+    Source,
+    Sink,
+    Any,
+}
+
+impl OverridePolicy {
+    /// The worker setting: a policy's alias or class name.
+    pub fn from_props(p: &Props) -> Result<Self> {
+        let raw = get(p, "connector.client.config.override.policy").unwrap_or("All");
+        let simple = raw
+            .rsplit('.')
+            .next()
+            .unwrap_or(raw)
+            .trim_end_matches("ConnectorClientConfigOverridePolicy");
+        Ok(match simple {
+            "None" => Self::None,
+            "Principal" => Self::Principal,
+            "All" => Self::All,
+            "Allowlist" => Self::Allowlist(list(p, "connector.client.config.override.allowlist")),
+            _ => {
+                return Err(ConnectError::WorkerConfig {
+                    key: "connector.client.config.override.policy".into(),
+                    reason: format!("`{raw}` is not None, Principal, All or Allowlist"),
+                })
+            }
+        })
+    }
+
+    /// The name Kafka's policy reports in its errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::None => "None",
+            Self::Principal => "Principal",
+            Self::All => "All",
+            Self::Allowlist(_) => "Allowlist",
+        }
+    }
+
+    fn allows(&self, key: &str) -> bool {
+        match self {
+            Self::None => false,
+            Self::Principal => {
+                matches!(
+                    key,
+                    "sasl.jaas.config" | "sasl.mechanism" | "security.protocol"
+                )
+            }
+            Self::All => true,
+            Self::Allowlist(keys) => keys.iter().any(|k| k == key),
+        }
+    }
+
+    /// The override settings of a connector config that Kafka validates
+    /// for this connector type (`sink`), each with the policy's error if it
+    /// refuses it.
+    pub fn check(&self, config: &Props, sink: bool) -> Vec<(String, String, Option<String>)> {
+        let mut out = Vec::new();
+        for (prefix, applies) in OVERRIDE_PREFIXES {
+            let applies = match applies {
+                ConnectorTypeFilter::Source => !sink,
+                ConnectorTypeFilter::Sink => sink,
+                ConnectorTypeFilter::Any => true,
+            };
+            if !applies {
+                continue;
+            }
+            for (key, value) in with_prefix(config, prefix) {
+                let error = (!self.allows(&key)).then(|| {
+                    format!(
+                        "The '{}' policy does not allow '{key}' to be overridden in the connector configuration.",
+                        self.name()
+                    )
+                });
+                out.push((format!("{prefix}{key}"), value, error));
+            }
+        }
+        out
+    }
 }
 
 fn get<'a>(p: &'a Props, k: &str) -> Option<&'a str> {
@@ -129,6 +237,7 @@ impl WorkerConfig {
             security,
             advertised_url,
             task_auto_restart: get(p, "task.auto.restart.enable") == Some("true"),
+            override_policy: OverridePolicy::from_props(p)?,
             props,
         })
     }

@@ -110,7 +110,24 @@ pub trait Connector: Send + Sync {
     fn task_configs(&self, max_tasks: usize) -> Result<Vec<Props>>;
     /// Stops; releases whatever `start` took.
     fn stop(&mut self) {}
+    /// Checks an alteration of the connector's offsets (KIP-875; a `None`
+    /// offset resets its partition) before the runtime writes it, as
+    /// Kafka's `alterOffsets`: called on a fresh instance with the
+    /// connector's config. Sink partitions and offsets come as Kafka's
+    /// REST API spells them (`kafka_topic`, `kafka_partition`,
+    /// `kafka_offset`). `Ok(true)`: the connector keeps no offsets of its
+    /// own elsewhere, so the change is complete; `Ok(false)` (the
+    /// default) makes the answer warn that external offsets may need the
+    /// same change.
+    fn alter_offsets(&self, config: &Props, offsets: &[OffsetChange]) -> Result<bool> {
+        let _ = (config, offsets);
+        Ok(false)
+    }
 }
+
+/// One partition of an offsets alteration: the partition, and its new
+/// offset or `None` to reset it.
+pub type OffsetChange = (serde_json::Value, Option<serde_json::Value>);
 
 /// A source task.
 pub trait SourceTask: Send {

@@ -27,6 +27,15 @@ pub enum ConnectError {
     /// A connector's own failure (its file, its system).
     #[error("{connector}: {message}")]
     Connector { connector: String, message: String },
+    /// A connector's transient failure (Kafka's `RetriableException`):
+    /// retried for `errors.retry.timeout` before the tolerance decides.
+    #[error("{message}")]
+    Retriable { message: String },
+    /// An operation failed where Kafka Connect answers 500 with the
+    /// message alone (a connector refusing an offsets change, a consumer
+    /// group that still has members).
+    #[error("{message}")]
+    Failed { message: String },
     /// The Kafka cluster refused or failed a request.
     #[error("kafka: {message}")]
     Kafka { message: String },
@@ -71,6 +80,13 @@ impl ConnectError {
     pub fn kafka(message: impl std::fmt::Display) -> Self {
         Self::Kafka {
             message: message.to_string(),
+        }
+    }
+
+    /// A failure answered with 500 and `message` alone.
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::Failed {
+            message: message.into(),
         }
     }
 

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use crate::config::{ConfigDef, ConfigKey, ConfigType};
 use crate::connector::{
-    ConnectRecord, Connector, ConnectorType, OffsetReader, Plugin, Props, SinkOffsets, SinkRecord,
-    SinkTask, SourceRecord, SourceTask,
+    ConnectRecord, Connector, ConnectorType, OffsetChange, OffsetReader, Plugin, Props,
+    SinkOffsets, SinkRecord, SinkTask, SourceRecord, SourceTask,
 };
 use crate::converter::java_to_string;
 use crate::data::{Schema, SchemaAndValue, Type, Value};
@@ -140,6 +140,45 @@ impl Connector for FileConnector {
 
     fn task_configs(&self, _max_tasks: usize) -> Result<Vec<Props>> {
         Ok(vec![self.props.clone()])
+    }
+
+    /// Kafka's checks: the sink takes any offsets; the source needs a file
+    /// and `{"filename"}` partitions with non-negative integer
+    /// `{"position"}` offsets (or none), checked offset first.
+    fn alter_offsets(&self, config: &Props, offsets: &[OffsetChange]) -> Result<bool> {
+        if self.sink {
+            return Ok(true);
+        }
+        if config.get("file").is_none_or(|f| f.is_empty()) {
+            return Err(ConnectError::failed("Offsets cannot be modified if the 'file' configuration is unspecified. This is because stdin is used for input and offsets are not tracked."));
+        }
+        for (partition, offset) in offsets {
+            let Some(offset) = offset else { continue };
+            let Some(position) = offset.get("position") else {
+                return Err(ConnectError::failed(
+                    "Offset objects should either be null or contain the key 'position'",
+                ));
+            };
+            let Some(position) = position.as_i64() else {
+                return Err(ConnectError::failed(
+                    "The value for the 'position' key in the offset is expected to be a Long value",
+                ));
+            };
+            if position < 0 {
+                return Err(ConnectError::failed(
+                    "The value for the 'position' key in the offset should be a non-negative value",
+                ));
+            }
+            if partition.is_null() {
+                return Err(ConnectError::failed("Partition objects cannot be null"));
+            }
+            if partition.get("filename").is_none() {
+                return Err(ConnectError::failed(
+                    "Partition objects should contain the key 'filename'",
+                ));
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -274,7 +313,11 @@ impl FileSinkTask {
                 .create(true)
                 .append(true)
                 .open(&self.path)
-                .map_err(|e| io_err(&self.path, e))?;
+                // Opening can succeed later (a directory not mounted or
+                // created yet): retriable, nothing was written.
+                .map_err(|e| ConnectError::Retriable {
+                    message: format!("cannot open {}: {e}", self.path),
+                })?;
             self.out = Some(std::io::BufWriter::with_capacity(1 << 20, f));
         }
         self.out
@@ -305,6 +348,11 @@ impl SinkTask for FileSinkTask {
     }
 
     fn flush(&mut self, _offsets: &SinkOffsets) -> Result<()> {
+        // A file that cannot be opened holds nothing of this run (`put`
+        // opens it first): nothing to make durable.
+        if self.out.is_none() && self.file().is_err() {
+            return Ok(());
+        }
         let path = self.path.clone();
         let out = self.file()?;
         out.flush().map_err(|e| io_err(&path, e))?;

@@ -27,6 +27,7 @@ use crate::config::WorkerConfig;
 use crate::connector::{Connector, Props};
 use crate::error::{ConnectError, Result};
 use crate::internal_log::{self, LogRecord, LogWriter, TopicLog};
+use crate::json::Json;
 use crate::metrics::Metrics;
 use crate::plugins;
 use crate::protocol::{self, Assignment, AssignorState, MemberMetadata, Work};
@@ -57,6 +58,15 @@ pub enum Change {
     RestartTask { name: String, task: i32 },
     /// Forgets the topics a connector has used (KIP-558).
     ResetTopics { name: String },
+    /// Sets a logger's level on every worker: written to the config topic
+    /// (`logger-cluster-<namespace>`), applied by each worker that reads it.
+    ClusterLogger { namespace: String, level: String },
+    /// Alters (`Some`) or resets (`None`) a stopped connector's offsets
+    /// (KIP-875); answers whether the connector vouched for the change.
+    AlterOffsets {
+        name: String,
+        offsets: Option<Vec<crate::connector::OffsetChange>>,
+    },
 }
 
 /// A change and where its answer goes (`true`: something was created).
@@ -151,6 +161,8 @@ struct Herder {
     restarts_seen: usize,
     /// Tasks waiting for an automatic restart, and when.
     auto_restart: BTreeMap<(String, i32), Instant>,
+    /// Whether the config topic's history has been read.
+    started: bool,
 }
 
 /// Runs the herder until `shutdown` turns true: reads the internal topics,
@@ -212,8 +224,10 @@ pub async fn run(
         status_tx,
         restarts_seen: 0,
         auto_restart: BTreeMap::new(),
+        started: false,
     };
     h.drain_config();
+    h.started = true;
     h.drain_status(&mut st_rx);
     // Restart requests written before this worker started are history.
     h.restarts_seen = h.shared.cluster().restarts.len();
@@ -278,6 +292,21 @@ impl Herder {
         let Some(key) = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) else {
             return;
         };
+        if let Some(namespace) = key.strip_prefix("logger-cluster-") {
+            // As Kafka's workers: levels written before this worker started
+            // are history, later ones apply here too.
+            let level = r
+                .value
+                .as_deref()
+                .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
+                .and_then(|v| v.get("level")?.as_str().map(str::to_string));
+            if let (true, Some(level)) = (self.started, level) {
+                if let Err(e) = crate::loggers::set(namespace, &level, crate::now_ms()) {
+                    warn!(namespace, ?e, "cannot apply a cluster log level");
+                }
+            }
+            return;
+        }
         let mut c = self
             .shared
             .config
@@ -841,6 +870,17 @@ impl Herder {
             self.reconcile().await;
             return Ok(false);
         }
+        if let Change::ClusterLogger { namespace, level } = &change {
+            let value = Json::obj([("level", Json::str(level.clone()))]).to_text();
+            self.writer
+                .send(
+                    &self.worker().config_topic.clone(),
+                    format!("logger-cluster-{namespace}").as_bytes(),
+                    Some(value.as_bytes()),
+                )
+                .await?;
+            return Ok(false);
+        }
         if !self.shared.is_leader.load(Ordering::SeqCst) {
             return Err(ConnectError::Unavailable {
                 message: "Cannot complete request because of a conflicting operation (e.g. worker rebalance)".into(),
@@ -943,7 +983,25 @@ impl Herder {
                 }
                 Ok(false)
             }
-            Change::RestartTask { .. } => Ok(false),
+            Change::AlterOffsets { name, offsets } => {
+                let (config, stopped) = {
+                    let c = self.shared.cluster();
+                    let Some(config) = c.connectors.get(&name).cloned() else {
+                        return Err(ConnectError::not_found(format!("Connector {name}")));
+                    };
+                    // Stopping writes an empty set of task configs; until
+                    // it is written tasks may still be running.
+                    let stopped = c.targets.get(&name) == Some(&TargetState::Stopped)
+                        && c.tasks.get(&name).is_none_or(Vec::is_empty);
+                    (config, stopped)
+                };
+                if !stopped {
+                    return Err(ConnectError::bad_request(format!("Connectors must be in the STOPPED state before their offsets can be modified. This can be done for the specified connector by issuing a 'PUT' request to the '/connectors/{name}/stop' endpoint")));
+                }
+                let w = self.shared.worker.clone();
+                crate::offsets::alter(&w, &self.writer, &name, &config, offsets).await
+            }
+            Change::RestartTask { .. } | Change::ClusterLogger { .. } => Ok(false),
         }
     }
 }

@@ -13,7 +13,8 @@
 //! - Kafka Connect's group protocol and assignor ([`protocol`]), and the
 //!   herder that keeps the cluster's state and runs assigned work
 //!   ([`herder`], [`worker`]);
-//! - the REST API ([`rest`]) and per-task metrics ([`metrics`]).
+//! - the REST API ([`rest`]), connector offsets (KIP-875, [`offsets`]),
+//!   run-time log levels ([`loggers`]) and per-task metrics ([`metrics`]).
 //!
 //! Entry points: [`run`] serves one worker on a bound listener until a
 //! shutdown future completes; [`Worker`] is the same in parts, for a host
@@ -33,7 +34,10 @@ pub mod http;
 #[cfg(feature = "runtime")]
 pub mod internal_log;
 pub mod json;
+pub mod loggers;
 pub mod metrics;
+#[cfg(feature = "runtime")]
+pub mod offsets;
 pub mod plugins;
 pub mod protocol;
 #[cfg(feature = "runtime")]

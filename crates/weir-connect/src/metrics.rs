@@ -2,7 +2,8 @@
 //! format for the admin listener's `/metrics` (names shaped after Kafka
 //! Connect's JMX metrics: `source-record-poll-total`,
 //! `sink-record-send-total`, `total-record-errors`,
-//! `deadletterqueue-produce-requests`, `offset-commit-avg-time-ms`).
+//! `deadletterqueue-produce-requests`, `offset-commit-avg-time-ms`,
+//! `total-retries`, `sink-record-lag-max`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,6 +19,9 @@ struct TaskMetrics {
     failures: u64,
     commits: u64,
     commit_seconds: f64,
+    retries: u64,
+    /// A sink task's largest lag of a partition, as of its last commit.
+    lag_max: i64,
 }
 
 /// A metric's name, type, help and how to read it.
@@ -73,6 +77,17 @@ impl Metrics {
         });
     }
 
+    /// One retry of a retriable failure (`errors.retry.timeout`).
+    pub fn retried(&self, connector: &str, task: i32) {
+        self.with(connector, task, |m| m.retries += 1);
+    }
+
+    /// A sink task's largest partition lag (high watermark minus the next
+    /// offset it reads).
+    pub fn sink_lag(&self, connector: &str, task: i32, lag_max: i64) {
+        self.with(connector, task, |m| m.lag_max = lag_max);
+    }
+
     /// Drops a deleted connector's series.
     pub fn forget(&self, connector: &str) {
         self.tasks
@@ -85,7 +100,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let g = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = String::new();
-        let series: [Series; 7] = [
+        let series: [Series; 9] = [
             (
                 "weir_connect_source_records_polled_total",
                 "counter",
@@ -127,6 +142,18 @@ impl Metrics {
                 "counter",
                 "time spent committing offsets (divide by the commits for the average latency)",
                 |m| m.commit_seconds,
+            ),
+            (
+                "weir_connect_retries_total",
+                "counter",
+                "retries of retriable failures (Kafka's total-retries)",
+                |m| m.retries as f64,
+            ),
+            (
+                "weir_connect_sink_record_lag_max",
+                "gauge",
+                "a sink task's largest partition lag in records at its last commit (Kafka's sink-record-lag-max)",
+                |m| m.lag_max as f64,
             ),
         ];
         for (name, kind, help, get) in series {

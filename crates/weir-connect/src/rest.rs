@@ -58,11 +58,17 @@ pub fn router(api: Api) -> Router {
         .route("/connectors/{c}/tasks/{t}/restart", post(restart_task))
         .route("/connectors/{c}/restart", post(restart_connector))
         .route("/connectors/{c}/{action}", put(target_state))
+        .route(
+            "/connectors/{c}/offsets",
+            get(offsets).patch(alter_offsets).delete(reset_offsets),
+        )
         .route("/connectors/{c}/topics", get(topics))
         .route("/connectors/{c}/topics/reset", put(reset_topics))
         .route("/connector-plugins", get(list_plugins))
         .route("/connector-plugins/{p}/config", get(plugin_config))
         .route("/connector-plugins/{p}/config/validate", put(validate))
+        .route("/admin/loggers", get(list_loggers))
+        .route("/admin/loggers/{l}", get(get_logger).put(set_logger))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(api)
@@ -356,8 +362,9 @@ fn to_props(v: &serde_json::Value) -> Result<Props, Response> {
         .collect())
 }
 
-/// Kafka's check before a connector config is accepted.
-fn check_config(name: &str, config: &mut Props) -> Result<(), Response> {
+/// Kafka's check before a connector config is accepted, the worker's
+/// client override policy included.
+fn check_config(api: &Api, name: &str, config: &mut Props) -> Result<(), Response> {
     if name.trim().is_empty() {
         return Err(error(400, "Connector name cannot be empty"));
     }
@@ -391,10 +398,16 @@ fn check_config(name: &str, config: &mut Props) -> Result<(), Response> {
         ));
     };
     let (_, values) = plugins::validate(&plugin, config);
-    let errors: Vec<String> = values
+    let mut errors: Vec<String> = values
         .iter()
         .flat_map(|v| v.errors.iter().map(move |e| format!("{}: {e}", v.key.name)))
         .collect();
+    let sink = plugin.kind == crate::connector::ConnectorType::Sink;
+    for (key, _, error) in api.shared.worker.override_policy.check(config, sink) {
+        if let Some(e) = error {
+            errors.push(format!("{key}: {e}"));
+        }
+    }
     if !errors.is_empty() {
         return Err(error(
             400,
@@ -438,7 +451,7 @@ async fn create_connector(
             )
         }
     };
-    if let Err(r) = check_config(&name, &mut config) {
+    if let Err(r) = check_config(&api, &name, &mut config) {
         return r;
     }
     let change = Change::PutConnector {
@@ -491,7 +504,7 @@ async fn put_config(
         Ok(p) => p,
         Err(r) => return r,
     };
-    if let Err(r) = check_config(&c, &mut config) {
+    if let Err(r) = check_config(&api, &c, &mut config) {
         return r;
     }
     let change = Change::PutConnector {
@@ -545,7 +558,7 @@ async fn patch_config(
             }
         }
     }
-    if let Err(r) = check_config(&c, &mut config) {
+    if let Err(r) = check_config(&api, &c, &mut config) {
         return r;
     }
     let change = Change::PutConnector {
@@ -737,6 +750,151 @@ async fn target_state(
     }
 }
 
+/// `GET /connectors/{c}/offsets` (KIP-875), answered by any worker.
+async fn offsets(State(api): State<Api>, Path(c): Path<String>) -> Response {
+    let Some(config) = api.shared.cluster().connectors.get(&c).cloned() else {
+        return missing(&c);
+    };
+    match crate::offsets::list(&api.shared.worker, &c, &config).await {
+        Ok(j) => json(StatusCode::OK, j),
+        Err(e) => from_error(&e),
+    }
+}
+
+/// `PATCH /connectors/{c}/offsets`: made by the leader on a stopped
+/// connector.
+async fn alter_offsets(
+    State(api): State<Api>,
+    Path(c): Path<String>,
+    headers: HeaderMap,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let offsets = match parse_body(&body)
+        .and_then(|v| crate::offsets::parse_request(&v).map_err(|e| from_error(&e)))
+    {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let change = Change::AlterOffsets {
+        name: c,
+        offsets: Some(offsets),
+    };
+    offsets_answer(
+        submit(&api, &headers, &method, &uri, &body, change).await,
+        false,
+    )
+}
+
+/// `DELETE /connectors/{c}/offsets`.
+async fn reset_offsets(
+    State(api): State<Api>,
+    Path(c): Path<String>,
+    headers: HeaderMap,
+    method: Method,
+    uri: Uri,
+) -> Response {
+    let change = Change::AlterOffsets {
+        name: c,
+        offsets: None,
+    };
+    offsets_answer(
+        submit(&api, &headers, &method, &uri, &Bytes::new(), change).await,
+        true,
+    )
+}
+
+fn offsets_answer(r: Result<bool, Response>, reset: bool) -> Response {
+    match r {
+        Ok(complete) => json(
+            StatusCode::OK,
+            Json::obj([(
+                "message",
+                Json::str(crate::offsets::message(complete, reset)),
+            )]),
+        ),
+        Err(r) => r,
+    }
+}
+
+fn logger_json(level: String, modified: Option<i64>) -> Json {
+    Json::obj([
+        ("level", Json::str(level)),
+        ("last_modified", modified.map_or(Json::Null, Json::Int)),
+    ])
+}
+
+/// `GET /admin/loggers`: every logger with a level set.
+async fn list_loggers() -> Response {
+    let all = crate::loggers::all()
+        .into_iter()
+        .map(|(name, (level, modified))| (name, logger_json(level, modified)))
+        .collect();
+    json(StatusCode::OK, Json::Obj(all))
+}
+
+async fn get_logger(Path(l): Path<String>) -> Response {
+    match crate::loggers::level(&l) {
+        Some((level, modified)) => json(StatusCode::OK, logger_json(level, modified)),
+        None => error(404, format!("Logger {l} not found.")),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ScopeQuery {
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// `PUT /admin/loggers/{l}?scope=worker|cluster` with `{"level": ...}`:
+/// this worker's loggers (200, the loggers affected), or every worker's
+/// through the config topic (204).
+async fn set_logger(
+    State(api): State<Api>,
+    Path(l): Path<String>,
+    Query(q): Query<ScopeQuery>,
+    body: Bytes,
+) -> Response {
+    let v = match parse_body(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(level) = v.get("level").and_then(|l| l.as_str()).map(str::to_string) else {
+        return error(
+            400,
+            "Desired 'level' parameter was not specified in request.",
+        );
+    };
+    if !crate::loggers::is_level(&level) {
+        return error(404, format!("invalid log level '{level}'."));
+    }
+    // Kafka takes an unknown scope as `worker`.
+    if q.scope.as_deref().map(str::to_ascii_lowercase).as_deref() == Some("cluster") {
+        return match api
+            .shared
+            .submit(Change::ClusterLogger {
+                namespace: l,
+                level,
+            })
+            .await
+        {
+            Ok(_) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => from_error(&e),
+        };
+    }
+    match crate::loggers::set(&l, &level, crate::now_ms()) {
+        Ok(affected) => json(
+            StatusCode::OK,
+            Json::Arr(affected.into_iter().map(Json::Str).collect()),
+        ),
+        Err(crate::loggers::SetError::InvalidLevel) => {
+            error(404, format!("invalid log level '{level}'."))
+        }
+        Err(crate::loggers::SetError::Refused(e)) => error(500, e),
+    }
+}
+
 async fn topics(State(api): State<Api>, Path(c): Path<String>) -> Response {
     if !api.shared.cluster().connectors.contains_key(&c) {
         return missing(&c);
@@ -820,7 +978,7 @@ async fn plugin_config(Path(p): Path<String>) -> Response {
     )
 }
 
-async fn validate(Path(p): Path<String>, body: Bytes) -> Response {
+async fn validate(State(api): State<Api>, Path(p): Path<String>, body: Bytes) -> Response {
     let config = match parse_body(&body).and_then(|v| to_props(&v)) {
         Ok(c) => c,
         Err(r) => return r,
@@ -843,5 +1001,41 @@ async fn validate(Path(p): Path<String>, body: Bytes) -> Response {
     }
     let (groups, values) = plugins::validate(&plugin, &config);
     // Kafka names the result after `connector.class` as it was given.
-    json(StatusCode::OK, config_infos(class.trim(), &groups, &values))
+    let mut infos = config_infos(class.trim(), &groups, &values);
+    // The client overrides follow, as Kafka appends its policy's answers
+    // (their definitions are the Kafka clients' own, which Weir does not
+    // carry: null, as Kafka gives for a setting its client does not know).
+    let sink = plugin.kind == crate::connector::ConnectorType::Sink;
+    let overrides = api.shared.worker.override_policy.check(&config, sink);
+    if let Json::Obj(fields) = &mut infos {
+        for (k, v) in fields.iter_mut() {
+            match (k.as_str(), v) {
+                ("error_count", Json::Int(n)) => {
+                    *n += overrides.iter().filter(|o| o.2.is_some()).count() as i64;
+                }
+                ("configs", Json::Arr(configs)) => {
+                    for (key, value, error) in &overrides {
+                        configs.push(Json::obj([
+                            ("definition", Json::Null),
+                            (
+                                "value",
+                                Json::obj([
+                                    ("name", Json::str(key.clone())),
+                                    ("value", Json::str(value.clone())),
+                                    ("recommended_values", Json::Arr(Vec::new())),
+                                    (
+                                        "errors",
+                                        Json::Arr(error.iter().cloned().map(Json::Str).collect()),
+                                    ),
+                                    ("visible", Json::Bool(true)),
+                                ]),
+                            ),
+                        ]));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    json(StatusCode::OK, infos)
 }

@@ -153,6 +153,71 @@ impl TaskContext {
     }
 }
 
+/// `errors.retry.timeout` and `errors.retry.delay.max.ms`: a task's poll
+/// or put that fails with a retriable error is tried again with a delay
+/// that starts at 300 ms and doubles up to the maximum, until the timeout
+/// (0: never, -1: forever); then `errors.tolerance` decides.
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    timeout: Option<Duration>,
+    max_delay: Duration,
+}
+
+/// What a retried operation ended with.
+enum Retried<T> {
+    Done(T),
+    /// Retries ran out on a retriable failure: the tolerance decides.
+    GaveUp(ConnectError),
+}
+
+impl Retry {
+    fn from_config(p: &Props) -> Result<Self> {
+        let timeout = crate::config::prop_i64(p, "errors.retry.timeout", 0)?;
+        let max = crate::config::prop_i64(p, "errors.retry.delay.max.ms", 60_000)?;
+        Ok(Self {
+            timeout: (timeout >= 0).then(|| Duration::from_millis(timeout as u64)),
+            max_delay: Duration::from_millis(max.max(0) as u64),
+        })
+    }
+
+    fn enabled(&self) -> bool {
+        self.timeout != Some(Duration::ZERO)
+    }
+
+    /// Runs `op` until it succeeds, fails for good, runs out of retries
+    /// or the task is stopped (which answers the last failure).
+    fn run<T>(
+        &self,
+        ctx: &TaskContext,
+        stop: &AtomicBool,
+        mut op: impl FnMut() -> Result<T>,
+    ) -> Result<Retried<T>> {
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(300);
+        loop {
+            match op() {
+                Ok(v) => return Ok(Retried::Done(v)),
+                Err(e @ ConnectError::Retriable { .. }) => {
+                    let left = self.timeout.map(|t| t.saturating_sub(started.elapsed()));
+                    if left.is_some_and(|l| l.is_zero()) || stop.load(Ordering::SeqCst) {
+                        return Ok(Retried::GaveUp(e));
+                    }
+                    let wait = delay.min(self.max_delay).min(left.unwrap_or(Duration::MAX));
+                    warn!(connector = %ctx.connector, task = ctx.task, error = %e, ?wait, "retrying a retriable failure");
+                    ctx.metrics.retried(&ctx.connector, ctx.task);
+                    // Sleep in slices so a stop is prompt.
+                    let until = Instant::now() + wait;
+                    while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
+                    }
+                    delay = delay.saturating_mul(2);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 /// Starts a task thread.
 pub fn start_task(ctx: TaskContext, paused: bool) -> TaskHandle {
     let stop = Arc::new(AtomicBool::new(false));
@@ -184,6 +249,7 @@ pub fn start_task(ctx: TaskContext, paused: bool) -> TaskHandle {
 pub fn trace(e: &ConnectError) -> String {
     let class = match e {
         ConnectError::Data { .. } => "org.apache.kafka.connect.errors.DataException",
+        ConnectError::Retriable { .. } => "org.apache.kafka.connect.errors.RetriableException",
         _ => "org.apache.kafka.connect.errors.ConnectException",
     };
     format!("{class}: {e}\n")
@@ -202,7 +268,16 @@ impl OffsetReader for Offsets {
 /// Reads the connector's committed source offsets (read_committed) from
 /// the start of the offset topic to its end.
 fn read_offsets(ctx: &TaskContext) -> Result<Offsets> {
-    let w = &ctx.worker;
+    read_source_offsets(&ctx.worker, &ctx.connector).map(Offsets)
+}
+
+/// A connector's committed source offsets (read_committed, the offset
+/// topic from its start to its end): source partition as JSON text →
+/// offset. Blocks.
+pub fn read_source_offsets(
+    w: &WorkerConfig,
+    connector: &str,
+) -> Result<HashMap<String, serde_json::Value>> {
     let mut o = Props::new();
     o.insert("group.id".into(), format!("{}-offsets", w.group_id));
     o.insert("enable.auto.commit".into(), "false".into());
@@ -222,12 +297,12 @@ fn read_offsets(ctx: &TaskContext) -> Result<Offsets> {
             }
         }
     }
-    let mut out = Offsets::default();
+    let mut out = HashMap::new();
     if remaining == 0 {
         return Ok(out);
     }
     consumer.assign(&tpl)?;
-    let prefix = Json::Arr(vec![Json::str(ctx.connector.clone())]).to_text();
+    let prefix = Json::Arr(vec![Json::str(connector)]).to_text();
     let prefix = &prefix[..prefix.len() - 1];
     let deadline = Instant::now() + Duration::from_secs(60);
     while remaining > 0 {
@@ -252,10 +327,10 @@ fn read_offsets(ctx: &TaskContext) -> Result<Offsets> {
                 let pkey = Json::from_serde(partition).to_text();
                 match m.payload().and_then(|v| serde_json::from_slice(v).ok()) {
                     Some(v) => {
-                        out.0.insert(pkey, v);
+                        out.insert(pkey, v);
                     }
                     None => {
-                        out.0.remove(&pkey);
+                        out.remove(&pkey);
                     }
                 }
             }
@@ -313,6 +388,7 @@ fn run_source(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Resu
         )?
         .max(0) as u64,
     );
+    let retry = Retry::from_config(&ctx.connector_config)?;
     let mut in_txn = false;
     let mut txn_started = Instant::now();
     let mut last_flush = Instant::now();
@@ -330,7 +406,15 @@ fn run_source(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Resu
                 ctx.report("RUNNING", None);
                 was_paused = false;
             }
-            let records = task.poll()?;
+            let records = match retry.run(ctx, stop, || task.poll())? {
+                Retried::Done(r) => r,
+                Retried::GaveUp(e) if ctx.tolerate_all() => {
+                    ctx.metrics.record_error(&ctx.connector, ctx.task);
+                    warn!(connector = %ctx.connector, task = ctx.task, error = %e, "error handler skipped a failed poll (TASK_POLL)");
+                    continue;
+                }
+                Retried::GaveUp(e) => return Err(tolerance_exceeded(ctx, &e)),
+            };
             if records.is_empty() {
                 if in_txn {
                     commit_txn(ctx, &producer, &mut pending)?;
@@ -578,6 +662,7 @@ fn run_sink(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Result
     consumer.subscribe(&refs)?;
     ctx.report("RUNNING", None);
     info!(connector = %ctx.connector, task = ctx.task, "sink task running");
+    let retry = Retry::from_config(&ctx.connector_config)?;
     let mut offsets: SinkOffsets = SinkOffsets::new();
     let mut dirty = false;
     let mut last_commit = Instant::now();
@@ -658,8 +743,23 @@ fn run_sink(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Result
             }
             if !batch.is_empty() {
                 let n = batch.len() as u64;
-                task.put(batch)?;
-                ctx.metrics.sink_written(&ctx.connector, ctx.task, n);
+                // A retry needs the records again; copied only when
+                // retries are on.
+                let outcome = if retry.enabled() {
+                    retry.run(ctx, stop, || task.put(batch.clone()))?
+                } else {
+                    retry.run(ctx, stop, || task.put(std::mem::take(&mut batch)))?
+                };
+                match outcome {
+                    Retried::Done(()) => ctx.metrics.sink_written(&ctx.connector, ctx.task, n),
+                    Retried::GaveUp(e) if ctx.tolerate_all() => {
+                        for _ in 0..n {
+                            ctx.metrics.record_error(&ctx.connector, ctx.task);
+                        }
+                        warn!(connector = %ctx.connector, task = ctx.task, records = n, error = %e, "error handler skipped a failed put (TASK_PUT)");
+                    }
+                    Retried::GaveUp(e) => return Err(tolerance_exceeded(ctx, &e)),
+                }
             }
             if dirty && last_commit.elapsed() >= w.offset_flush_interval {
                 commit(ctx, &consumer, task.as_mut(), &offsets, dlq.as_ref())?;
@@ -782,6 +882,18 @@ fn commit(
     if tpl.count() > 0 {
         consumer.commit(&tpl, CommitMode::Sync)?;
     }
+    // Lag against the high watermarks, asked for once per commit.
+    let lag_max = offsets
+        .iter()
+        .filter_map(|((t, p), next)| {
+            let (_, high) = consumer
+                .fetch_watermarks(t, *p, Duration::from_secs(1))
+                .ok()?;
+            (high >= 0).then(|| (high - next).max(0))
+        })
+        .max()
+        .unwrap_or(0);
+    ctx.metrics.sink_lag(&ctx.connector, ctx.task, lag_max);
     ctx.metrics
         .offset_commit(&ctx.connector, ctx.task, started.elapsed());
     Ok(())

@@ -180,17 +180,32 @@ fn bad_setting(e: String) -> ExitCode {
 
 /// Logs go to stderr, levels from RUST_LOG (default `default_level`).
 fn init_logs(format: LogFormat, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let initial = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| tracing_subscriber::EnvFilter::try_new(v).is_ok())
+        .unwrap_or_else(|| default_level.to_string());
+    let filter = tracing_subscriber::EnvFilter::new(&initial);
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    // Connect's `/admin/loggers` changes levels at run time. The reload
+    // handle's type depends on the formatter, so it is taken per format.
+    macro_rules! reloadable {
+        ($b:expr) => {{
+            let b = $b.with_env_filter(filter).with_filter_reloading();
+            let handle = b.reload_handle();
+            weir_connect::loggers::install(&initial, move |directives| {
+                let f = tracing_subscriber::EnvFilter::try_new(directives)
+                    .map_err(|e| e.to_string())?;
+                handle.reload(f).map_err(|e| e.to_string())
+            });
+            b.init()
+        }};
+    }
     match format {
-        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Json => reloadable!(builder.json().with_current_span(false)),
         // Colour only for a terminal; log files and collectors get plain text.
-        LogFormat::Human => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
+        LogFormat::Human => {
+            reloadable!(builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())))
+        }
     }
 }
 

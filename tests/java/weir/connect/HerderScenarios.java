@@ -5,6 +5,7 @@ import java.util.HashMap;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import org.apache.kafka.common.utils.Time;
 import org.apache.kafka.connect.connector.policy.AllConnectorClientConfigOverridePolicy;
@@ -12,6 +13,9 @@ import org.apache.kafka.connect.json.JsonConverter;
 import org.apache.kafka.connect.runtime.Worker;
 import org.apache.kafka.connect.runtime.isolation.Plugins;
 import org.apache.kafka.connect.runtime.rest.entities.ConfigInfos;
+import org.apache.kafka.connect.runtime.rest.entities.ConnectorOffsets;
+import org.apache.kafka.connect.runtime.rest.entities.Message;
+import org.apache.kafka.connect.runtime.rest.errors.BadRequestException;
 import org.apache.kafka.connect.runtime.standalone.StandaloneConfig;
 import org.apache.kafka.connect.runtime.standalone.StandaloneHerder;
 import org.apache.kafka.connect.storage.FileOffsetBackingStore;
@@ -71,6 +75,31 @@ public final class HerderScenarios {
                     },
                     "info", a -> herder.connectorInfo(a.path("name").asText()),
                     "status", a -> herder.connectorStatus(a.path("name").asText()),
+                    "stop", a -> {
+                        FutureCallback<Void> cb = new FutureCallback<>();
+                        herder.stopConnector(a.path("name").asText(), cb);
+                        return await(cb);
+                    },
+                    "offsets", a -> {
+                        FutureCallback<ConnectorOffsets> cb = new FutureCallback<>();
+                        herder.connectorOffsets(a.path("name").asText(), cb);
+                        return await(cb);
+                    },
+                    "alter_offsets", a -> {
+                        // As the REST resource parses its body.
+                        ConnectorOffsets body = Harness.JSON.treeToValue(a.path("body"), ConnectorOffsets.class);
+                        if (body.offsets() == null || body.offsets().isEmpty()) {
+                            throw new BadRequestException("Partitions / offsets need to be provided for an alter offsets request");
+                        }
+                        FutureCallback<Message> cb = new FutureCallback<>();
+                        herder.alterConnectorOffsets(a.path("name").asText(), body.toMap(), cb);
+                        return await(cb);
+                    },
+                    "reset_offsets", a -> {
+                        FutureCallback<Message> cb = new FutureCallback<>();
+                        herder.resetConnectorOffsets(a.path("name").asText(), cb);
+                        return await(cb);
+                    },
                     "delete", a -> {
                         FutureCallback<Object> cb = new FutureCallback<>();
                         herder.deleteConnectorConfig(a.path("name").asText(), (e, r) -> cb.onCompletion(e, null));
@@ -79,6 +108,15 @@ public final class HerderScenarios {
                     }));
         } finally {
             herder.stop();
+        }
+    }
+
+    /** The callback's result, or the exception the herder failed it with. */
+    private static <T> T await(FutureCallback<T> cb) throws Exception {
+        try {
+            return cb.get(60, TimeUnit.SECONDS);
+        } catch (ExecutionException e) {
+            throw e.getCause() instanceof Exception x ? x : e;
         }
     }
 
