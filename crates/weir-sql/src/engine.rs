@@ -672,8 +672,8 @@ impl Engine {
         }
         let sink_partitions = self.admin.partitions(&sink.topic)?.unwrap_or(partitions);
         let prefix = format!("_confluent-ksql-{}query_{query_id}", self.config.service_id);
-        let changelog = if plan.is_aggregate() {
-            let t = format!("{prefix}-Aggregate-Aggregate-Materialize-changelog");
+        let changelog = if let Some(suffix) = plan.changelog_suffix() {
+            let t = format!("{prefix}-{suffix}");
             self.admin
                 .create(&t, partitions, &[("cleanup.policy", "compact")])
                 .await?;
