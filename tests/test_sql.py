@@ -158,6 +158,11 @@ def test_push_and_pull_queries(sql, node):
     status, body = sql.post("/query", {"ksql": "SELECT * FROM pq_t WHERE V = 'v2';"})
     assert status == 200 and body[0]["header"]["schema"] == "`V` STRING, `S` INTEGER"
     assert body[1] == {"row": {"columns": ["v2", 26]}}
+    # A pull query on a stream scans its topic up to its current end.
+    r = _http(sql, "/query-stream", {"sql": "SELECT ID, N FROM pq WHERE N >= 9;"}, accept="application/json")
+    assert r.json()[0]["columnNames"] == ["ID", "N"] and sorted(r.json()[1:]) == [[9, 9], [10, 10], [11, 11]]
+    r = _http(sql, "/query-stream", {"sql": "SELECT V FROM pq LIMIT 2;"}, accept="application/json")
+    assert len(r.json()[1:]) == 2
     # A pull query on a table nothing materializes is refused.
     sql.ksql("CREATE TABLE pq_src (ID INT PRIMARY KEY, V STRING) WITH (KAFKA_TOPIC='pq', VALUE_FORMAT='JSON');")
     status, err = sql.post("/query", {"ksql": "SELECT * FROM pq_src WHERE ID = 1;"})

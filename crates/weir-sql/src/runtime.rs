@@ -845,6 +845,39 @@ fn partitions_at_end(
     out
 }
 
+/// A pull query on a stream: reads the topic from the beginning up to its
+/// end when the scan starts (read_committed), partition by partition, and
+/// returns the rows the plan emits, at most `limit`. Records that do not
+/// deserialize are skipped, as a push query skips them.
+pub fn scan(spec: &QuerySpec, limit: Option<u64>) -> Result<Vec<OutRow>> {
+    let mut task = Task::new(spec.plan.clone());
+    let mut rows = Vec::new();
+    let stop = AtomicBool::new(false);
+    let (topic, partitions) = &spec.inputs[0];
+    replay(spec, topic, *partitions, None, &stop, |m| {
+        let rec = InRecord {
+            input: 0,
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp: m.timestamp().to_millis().unwrap_or(0),
+            key: m.key(),
+            value: m.payload(),
+        };
+        let mut fx = Effects::default();
+        if task.process(&rec, &mut fx).is_ok() {
+            rows.extend(fx.rows);
+        }
+        if limit.is_some_and(|l| rows.len() as u64 >= l) {
+            stop.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    })?;
+    if let Some(l) = limit {
+        rows.truncate(usize::try_from(l).unwrap_or(usize::MAX));
+    }
+    Ok(rows)
+}
+
 /// What `PRINT` asks for.
 #[derive(Debug, Clone)]
 pub struct PrintSpec {
