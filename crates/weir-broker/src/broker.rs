@@ -139,7 +139,7 @@ impl Broker {
         broker.open_audit_topic()?;
         broker.open_scram().await?;
         broker.open_quotas().await?;
-        broker.shares.load(&broker)?;
+        broker.shares.load(&broker).await?;
         Ok(broker)
     }
 

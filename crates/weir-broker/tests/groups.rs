@@ -117,7 +117,7 @@ async fn lag_is_high_watermark_minus_committed() {
         .create_topic("t", 2, Default::default(), false)
         .unwrap();
     let log = t.broker.topic("t").unwrap().partitions[1].clone();
-    log.append(common::batch(10, 0), 0).unwrap();
+    log.append(common::batch(10, 0), 0).await.unwrap();
     assert_eq!(commit(&t.broker, "g", "t", 1, 4, "").await, 0);
     let lag = t.broker.group_lag("g");
     assert_eq!(lag.len(), 1);
