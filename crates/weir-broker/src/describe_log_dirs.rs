@@ -30,11 +30,8 @@ fn volume_bytes(dir: &std::path::Path) -> (i64, i64) {
 
 fn describe(topic: &Topic, only: Option<&[i32]>) -> DescribeLogDirsTopic {
     let partitions = topic
-        .partitions
-        .iter()
-        .enumerate()
-        .filter_map(|(i, log)| {
-            let p = i32::try_from(i).ok()?;
+        .logs()
+        .filter_map(|(p, log)| {
             only.is_none_or(|o| o.contains(&p)).then(|| {
                 DescribeLogDirsPartition::default()
                     .with_partition_index(p)

@@ -227,7 +227,7 @@ impl Shares {
         };
         let mut log = StateLog::default();
         let mut skipped = 0usize;
-        for p in 0..i32::try_from(topic.partitions.len()).unwrap_or(0) {
+        for p in 0..topic.partition_count() {
             for (offset, (key, value)) in broker.topics.read_records_at(SHARE_STATE_TOPIC, p).await? {
                 let Some(key) = key else {
                     skipped += 1;
@@ -444,7 +444,7 @@ impl Shares {
         let n = broker
             .topic(SHARE_STATE_TOPIC)
             .map_or(self.settings.state_partitions, |t| {
-                i32::try_from(t.partitions.len()).unwrap_or(1)
+                t.partition_count()
             });
         key.state_partition(n)
     }
@@ -887,8 +887,7 @@ impl Shares {
             let (p, o) = e.snapshot_at;
             keep.entry(p).and_modify(|m| *m = (*m).min(o)).or_insert(o);
         }
-        for (p, log) in topic.partitions.iter().enumerate() {
-            let p = i32::try_from(p).unwrap_or(i32::MAX);
+        for (p, log) in topic.logs() {
             // A partition no key lives in is wholly redundant.
             let upto = keep
                 .get(&p)

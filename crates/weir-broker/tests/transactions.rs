@@ -583,8 +583,7 @@ async fn internal_topic_partition_counts_are_fixed_at_creation() {
     assert_eq!(
         b.topic(weir_broker::txn_store::TXN_TOPIC)
             .unwrap()
-            .partitions
-            .len(),
+            .partition_count(),
         50
     );
 }
