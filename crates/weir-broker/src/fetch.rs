@@ -288,14 +288,16 @@ async fn read_all(
     for p in partitions {
         let data = {
             if denied.contains(&p.key.topic) {
-                out.push(PartitionData::default()
-                    .with_partition_index(p.key.partition)
-                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
-                    .with_high_watermark(-1)
-                    .with_last_stable_offset(-1)
-                    .with_log_start_offset(-1)
-                    .with_preferred_read_replica(BrokerId(-1))
-                    .with_records(Some(Bytes::new())));
+                out.push(
+                    PartitionData::default()
+                        .with_partition_index(p.key.partition)
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                        .with_high_watermark(-1)
+                        .with_last_stable_offset(-1)
+                        .with_log_start_offset(-1)
+                        .with_preferred_read_replica(BrokerId(-1))
+                        .with_records(Some(Bytes::new())),
+                );
                 continue;
             }
             let epoch = epochs

@@ -30,9 +30,9 @@ use tracing::{info, warn};
 use uuid::Uuid;
 use weir_log::{BoxFuture, LogError, ReadLimit};
 
-use crate::internal_log::{self, ready_now};
 use crate::broker::Broker;
 use crate::group_config::{share_settings, OffsetReset, ShareGroupSettings};
+use crate::internal_log::{self, ready_now};
 use crate::share_group::{GroupView, Heartbeat, HeartbeatAnswer, ShareGroups};
 use crate::share_partition::{AckBatch, AcquireMode, Acquired, LogBatch, SharePartition};
 use crate::share_session::{ShareSessions, TopicIdPartition};
@@ -228,7 +228,9 @@ impl Shares {
         let mut log = StateLog::default();
         let mut skipped = 0usize;
         for p in 0..topic.partition_count() {
-            for (offset, (key, value)) in broker.topics.read_records_at(SHARE_STATE_TOPIC, p).await? {
+            for (offset, (key, value)) in
+                broker.topics.read_records_at(SHARE_STATE_TOPIC, p).await?
+            {
                 let Some(key) = key else {
                     skipped += 1;
                     continue;
@@ -443,9 +445,7 @@ impl Shares {
     fn state_partition(&self, broker: &Broker, key: &ShareKey) -> i32 {
         let n = broker
             .topic(SHARE_STATE_TOPIC)
-            .map_or(self.settings.state_partitions, |t| {
-                t.partition_count()
-            });
+            .map_or(self.settings.state_partitions, |t| t.partition_count());
         key.state_partition(n)
     }
 
@@ -895,12 +895,15 @@ impl Shares {
                 .unwrap_or(log.offsets().high_watermark);
             if upto > log.offsets().log_start {
                 let log = log.clone();
-                internal_log::detach("share state pruning", Box::pin(async move {
-                    if let Err(e) = log.delete_records(upto).await {
-                        warn!(partition = p, error = %e, "cannot prune {SHARE_STATE_TOPIC}");
-                    }
-                    Ok(())
-                }));
+                internal_log::detach(
+                    "share state pruning",
+                    Box::pin(async move {
+                        if let Err(e) = log.delete_records(upto).await {
+                            warn!(partition = p, error = %e, "cannot prune {SHARE_STATE_TOPIC}");
+                        }
+                        Ok(())
+                    }),
+                );
             }
         }
     }

@@ -48,14 +48,16 @@ impl Slot {
         if let Some(log) = self.log.get() {
             return Some(log);
         }
+        // Held while opening, so a config change cannot slip in between
+        // reading the config and installing the log.
         let config = self
             .config
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        // The engine hands out one handle per partition, so a racing opener
-        // gets the same log.
-        match self.engine.open(&self.tp, config) {
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(log) = self.log.get() {
+            return Some(log);
+        }
+        match self.engine.open(&self.tp, config.clone()) {
             Ok(log) => Some(self.log.get_or_init(|| log)),
             Err(e) => {
                 warn!(partition = %self.tp, error = %e, "cannot open partition");

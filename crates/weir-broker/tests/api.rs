@@ -143,7 +143,13 @@ async fn acks_zero_sends_no_response_but_appends() {
     create(&t.broker, "t", 1, &[]).await;
     assert_eq!(produce(&t.broker, "t", 0, 0, batch(3, 0)).await, None);
     assert_eq!(
-        t.broker.topic("t").unwrap().partition(0).unwrap().offsets().log_end,
+        t.broker
+            .topic("t")
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .offsets()
+            .log_end,
         3
     );
 }
@@ -191,7 +197,11 @@ async fn produce_errors_map_to_kafka_codes() {
         ResponseError::InvalidRequiredAcks.code()
     );
     assert_eq!(
-        t.broker.topic("small").unwrap().partition(0).unwrap()
+        t.broker
+            .topic("small")
+            .unwrap()
+            .partition(0)
+            .unwrap()
             .offsets()
             .log_end,
         0
@@ -541,7 +551,13 @@ async fn deleted_topics_can_be_recreated_empty() {
     assert!(t.broker.topic_by_id(&id).is_none());
     create(&t.broker, "t", 1, &[]).await;
     assert_eq!(
-        t.broker.topic("t").unwrap().partition(0).unwrap().offsets().log_end,
+        t.broker
+            .topic("t")
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .offsets()
+            .log_end,
         0
     );
 }

@@ -25,9 +25,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use weir_log::{
-    EngineConfig, LocalEngine, LogConfig, LogEngine, ReadLimit, TopicPartition,
-};
+use weir_log::{EngineConfig, LocalEngine, LogConfig, LogEngine, ReadLimit, TopicPartition};
 
 struct Args {
     dir: PathBuf,

@@ -123,8 +123,11 @@ pub trait PartitionLog: Send + Sync + std::fmt::Debug {
     /// place in the log (or a queue that keeps the order) before returning.
     /// The future resolves once the batches are readable; durability is
     /// [`wait_durable`](Self::wait_durable).
-    fn append(&self, records: Bytes, leader_epoch: i32)
-        -> BoxFuture<'static, Result<AppendInfo, LogError>>;
+    fn append(
+        &self,
+        records: Bytes,
+        leader_epoch: i32,
+    ) -> BoxFuture<'static, Result<AppendInfo, LogError>>;
 
     /// Resolves once every offset below `end_offset` is durable.
     /// Concurrent waiters share one flush (group commit).

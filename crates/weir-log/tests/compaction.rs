@@ -20,7 +20,9 @@ fn compact_config() -> LogConfig {
     }
 }
 
-fn read_all(log: &weir_log::local::LocalPartition) -> Vec<(i64, i64, Option<bytes::Bytes>, Option<bytes::Bytes>)> {
+fn read_all(
+    log: &weir_log::local::LocalPartition,
+) -> Vec<(i64, i64, Option<bytes::Bytes>, Option<bytes::Bytes>)> {
     let mut out = Vec::new();
     let mut off = log.offsets().log_start;
     let end = log.offsets().log_end;

@@ -14,8 +14,7 @@ use kafka_protocol::records::{Compression, Record, TimestampType};
 use proptest::prelude::*;
 use weir_log::Clock;
 use weir_log::{
-    EngineConfig, LocalEngine, LogConfig, LogEngine, LogError, ReadLimit,
-    TopicPartition,
+    EngineConfig, LocalEngine, LogConfig, LogEngine, LogError, ReadLimit, TopicPartition,
 };
 
 /// A record as the model keeps it.
@@ -219,7 +218,9 @@ impl Harness {
             ..EngineConfig::default()
         };
         let engine = LocalEngine::open(cfg).unwrap();
-        let log = engine.open_partition(&self.tp, self.config.clone()).unwrap();
+        let log = engine
+            .open_partition(&self.tp, self.config.clone())
+            .unwrap();
         self.engine = Some(engine);
         self.log = Some(log);
     }

@@ -153,7 +153,9 @@ fn open_transactions_hold_the_stable_offset_and_aborts_are_indexed_across_restar
 fn clients_cannot_mix_producer_batches() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path());
-    let log = engine.open_partition(&TopicPartition::new("t", 0), cfg()).unwrap();
+    let log = engine
+        .open_partition(&TopicPartition::new("t", 0), cfg())
+        .unwrap();
     let mut two = producer_batch(1, 0, 0, 1, false, "a").to_vec();
     two.extend_from_slice(&producer_batch(1, 0, 1, 1, false, "a"));
     assert!(matches!(

@@ -39,13 +39,22 @@ fn later<T: Send + 'static>(
 }
 
 impl PartitionLog for LaterPartition {
-    fn append(&self, records: Bytes, epoch: i32) -> BoxFuture<'static, Result<AppendInfo, LogError>> {
+    fn append(
+        &self,
+        records: Bytes,
+        epoch: i32,
+    ) -> BoxFuture<'static, Result<AppendInfo, LogError>> {
         later(self.0.append(records, epoch))
     }
     fn wait_durable(&self, end: i64) -> BoxFuture<'static, Result<(), LogError>> {
         later(self.0.wait_durable(end))
     }
-    fn read(&self, offset: i64, max: usize, limit: ReadLimit) -> BoxFuture<'static, Result<ReadResult, LogError>> {
+    fn read(
+        &self,
+        offset: i64,
+        max: usize,
+        limit: ReadLimit,
+    ) -> BoxFuture<'static, Result<ReadResult, LogError>> {
         let log = self.0.clone();
         Box::pin(async move {
             tokio::task::yield_now().await;
@@ -58,7 +67,10 @@ impl PartitionLog for LaterPartition {
     fn subscribe(&self) -> tokio::sync::watch::Receiver<i64> {
         self.0.subscribe()
     }
-    fn offset_for_timestamp(&self, ts: i64) -> BoxFuture<'static, Result<Option<TimestampOffset>, LogError>> {
+    fn offset_for_timestamp(
+        &self,
+        ts: i64,
+    ) -> BoxFuture<'static, Result<Option<TimestampOffset>, LogError>> {
         let log = self.0.clone();
         Box::pin(async move {
             tokio::task::yield_now().await;
@@ -97,7 +109,11 @@ impl PartitionLog for LaterPartition {
 }
 
 impl LogEngine for LaterEngine {
-    fn open(&self, tp: &TopicPartition, config: LogConfig) -> Result<Arc<dyn PartitionLog>, LogError> {
+    fn open(
+        &self,
+        tp: &TopicPartition,
+        config: LogConfig,
+    ) -> Result<Arc<dyn PartitionLog>, LogError> {
         let inner: Arc<dyn PartitionLog> = self.0.open(tp, config)?;
         Ok(Arc::new(LaterPartition(inner)))
     }

@@ -1111,7 +1111,10 @@ impl LocalPartition {
         self.end_tx.subscribe()
     }
 
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>, LogError> {
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<TimestampOffset>, LogError> {
         if self.is_removed() {
             return Err(LogError::Removed {
                 partition: self.tp.to_string(),
@@ -1303,7 +1306,11 @@ impl LocalPartition {
 }
 
 impl PartitionLog for LocalPartition {
-    fn append(&self, records: Bytes, leader_epoch: i32) -> BoxFuture<'static, Result<AppendInfo, LogError>> {
+    fn append(
+        &self,
+        records: Bytes,
+        leader_epoch: i32,
+    ) -> BoxFuture<'static, Result<AppendInfo, LogError>> {
         // At call time, so appends keep call order; the write goes to the
         // page cache, and the fsync runs on the flusher thread.
         now(LocalPartition::append(self, records, leader_epoch))
