@@ -701,7 +701,7 @@ impl Engine {
                         "'WRAP_SINGLE_VALUE' is not supported by the PROTOBUF format",
                     ));
                 }
-                (&src.value, !(src.value.len() == 1 && !src.wrap_single))
+                (&src.value, src.value.len() != 1 || src.wrap_single)
             };
             let subject = format!("{}-{}", src.topic, if key { "key" } else { "value" });
             let bound = runtime::blocking(|| {

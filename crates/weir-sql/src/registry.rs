@@ -106,7 +106,7 @@ impl Registry {
                         .map_err(registry_error)?;
                     Ok(Some((r.id, r.schema, refs)))
                 }
-                Err(e) if matches!(e.registry_code(), Some(40401 | 40402 | 40403)) => Ok(None),
+                Err(e) if matches!(e.registry_code(), Some(40401..=40403)) => Ok(None),
                 Err(e) => Err(registry_error(e)),
             }
         })?;

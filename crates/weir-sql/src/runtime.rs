@@ -209,9 +209,12 @@ pub struct Sink {
     pub window: Option<WindowType>,
 }
 
+/// A serialized row: partition, key and value.
+pub type Encoded = (i32, Option<Vec<u8>>, Option<Vec<u8>>);
+
 impl Sink {
-    /// Serializes a row: (partition, key, value).
-    pub fn encode(&self, row: &OutRow) -> Result<(i32, Option<Vec<u8>>, Option<Vec<u8>>)> {
+    /// Serializes a row.
+    pub fn encode(&self, row: &OutRow) -> Result<Encoded> {
         let inner = self.key_codec.try_encode(&row.key)?;
         let partition = inner
             .as_deref()
