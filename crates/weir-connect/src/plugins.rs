@@ -143,7 +143,9 @@ pub fn validate(plugin: &Plugin, config: &Props) -> (Vec<&'static str>, Vec<Conf
                 // a registry converter without `schema.registry.url`): its
                 // error on the converter setting.
                 if let Some(v) = values.iter_mut().find(|v| v.key.name == which) {
-                    v.errors.push(format!("Invalid value {class} for configuration {which}: {e}"));
+                    v.errors.push(format!(
+                        "Invalid value {class} for configuration {which}: {e}"
+                    ));
                 }
             } else if made.is_err() {
                 let version = format!("{which}.plugin.version");
