@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod memory;
+
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -140,33 +142,46 @@ pub async fn broker_with(settings: &[(&str, &str)]) -> TestBroker {
 }
 
 pub async fn open(path: &std::path::Path, settings: &[(&str, &str)]) -> Arc<Broker> {
-    open_over(path, settings, ANSWER_LATER.with(std::cell::Cell::get)).await
+    open_over(path, settings, ENGINE.with(std::cell::Cell::get)).await
+}
+
+/// The storage engine a test's brokers run over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// weir-log's local engine.
+    Local,
+    /// The local engine behind [`LaterEngine`].
+    Later,
+    /// [`memory::MemoryEngine`].
+    Memory,
 }
 
 thread_local! {
-    /// Set by a test to run its brokers over [`LaterEngine`]; tokio's
-    /// test runtime runs the test on its own thread.
-    pub static ANSWER_LATER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set by a test to run its brokers over another engine; tokio's test
+    /// runtime runs the test on its own thread.
+    pub static ENGINE: std::cell::Cell<Engine> = const { std::cell::Cell::new(Engine::Local) };
 }
 
-/// A broker on `path`, over [`LaterEngine`] when `answers_later`.
+/// A broker on `path` over `engine`.
 pub async fn open_over(
     path: &std::path::Path,
     settings: &[(&str, &str)],
-    answers_later: bool,
+    engine: Engine,
 ) -> Arc<Broker> {
     let settings =
         BrokerSettings::from_static(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .unwrap();
-    let local = weir_log::LocalEngine::open(weir_log::EngineConfig {
-        data_dir: path.to_path_buf(),
-        ..weir_log::EngineConfig::default()
-    })
-    .unwrap();
-    let engine: Arc<dyn LogEngine> = if answers_later {
-        Arc::new(LaterEngine(local))
-    } else {
-        local
+    let local = || {
+        weir_log::LocalEngine::open(weir_log::EngineConfig {
+            data_dir: path.to_path_buf(),
+            ..weir_log::EngineConfig::default()
+        })
+        .unwrap()
+    };
+    let engine: Arc<dyn LogEngine> = match engine {
+        Engine::Local => local(),
+        Engine::Later => Arc::new(LaterEngine(local())),
+        Engine::Memory => memory::engine_for(path),
     };
     Broker::open(
         BrokerConfig {
