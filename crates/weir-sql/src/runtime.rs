@@ -14,9 +14,8 @@
 //! partition has one buffered or the consumer has caught up. Whether it
 //! has caught up comes from the end offsets librdkafka learns from its
 //! fetch responses (its statistics), as Kafka Streams uses the lag its
-//! consumer knows: asking the broker (ListOffsets) queues behind the
-//! consumer's long-polling fetch on the same connection and stalled
-//! queries for up to `fetch.wait.max.ms` per ask.
+//! consumer knows: asking the broker (ListOffsets) each time a buffer ran
+//! dry kept query threads waiting on the answers most of the time.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
