@@ -24,7 +24,7 @@ pub fn handle(
         .into_iter()
         .map(|t| {
             let topic = broker.topic(&t.name);
-            let denied = !broker.authorize(
+            let denied = !broker.security.authorize(
                 session,
                 weir_auth::acl::AclOperation::Delete,
                 weir_auth::acl::ResourceType::Topic,
@@ -64,7 +64,9 @@ pub fn handle(
     for t in &resp.topics {
         for p in &t.partitions {
             let resource = format!("topic:{}-{}", t.name.as_str(), p.partition_index);
-            broker.audit_admin(session, "DeleteRecords", resource, p.error_code);
+            broker
+                .security
+                .audit_admin(session, "DeleteRecords", resource, p.error_code);
         }
     }
     resp

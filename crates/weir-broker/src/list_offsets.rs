@@ -31,7 +31,7 @@ pub fn handle(
         .into_iter()
         .map(|t| {
             let topic = broker.topic(&t.name);
-            let denied = !broker.authorize(
+            let denied = !broker.security.authorize(
                 session,
                 weir_auth::acl::AclOperation::Describe,
                 weir_auth::acl::ResourceType::Topic,

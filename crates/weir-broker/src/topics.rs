@@ -27,19 +27,31 @@ pub struct Topic {
     pub id: Uuid,
     /// Config overrides set on the topic.
     pub configs: BTreeMap<String, String>,
-    /// The partition logs, by index.
-    pub partitions: Vec<Arc<dyn PartitionLog>>,
+    /// The partition logs, by index. Not public: records enter a partition
+    /// only through the handlers (ACLs, quotas, metrics, validation) and
+    /// the internal log; other crates read the offsets and sizes below.
+    pub(crate) partitions: Vec<Arc<dyn PartitionLog>>,
 }
 
 impl Topic {
     /// The log of partition `p`, if it exists.
-    pub fn partition(&self, p: i32) -> Option<&Arc<dyn PartitionLog>> {
+    pub(crate) fn partition(&self, p: i32) -> Option<&Arc<dyn PartitionLog>> {
         usize::try_from(p).ok().and_then(|i| self.partitions.get(i))
     }
 
     /// The number of partitions.
     pub fn partition_count(&self) -> i32 {
         i32::try_from(self.partitions.len()).unwrap_or(i32::MAX)
+    }
+
+    /// Partition `p`'s log start, high watermark and log end.
+    pub fn partition_offsets(&self, p: i32) -> Option<weir_log::LogOffsets> {
+        self.partition(p).map(|l| l.offsets())
+    }
+
+    /// The bytes partition `p`'s log takes in storage.
+    pub fn partition_size_bytes(&self, p: i32) -> Option<u64> {
+        self.partition(p).map(|l| l.size_bytes())
     }
 }
 

@@ -143,7 +143,12 @@ async fn acks_zero_sends_no_response_but_appends() {
     create(&t.broker, "t", 1, &[]).await;
     assert_eq!(produce(&t.broker, "t", 0, 0, batch(3, 0)).await, None);
     assert_eq!(
-        t.broker.topic("t").unwrap().partitions[0].offsets().log_end,
+        t.broker
+            .topic("t")
+            .unwrap()
+            .partition_offsets(0)
+            .unwrap()
+            .log_end,
         3
     );
 }
@@ -191,8 +196,11 @@ async fn produce_errors_map_to_kafka_codes() {
         ResponseError::InvalidRequiredAcks.code()
     );
     assert_eq!(
-        t.broker.topic("small").unwrap().partitions[0]
-            .offsets()
+        t.broker
+            .topic("small")
+            .unwrap()
+            .partition_offsets(0)
+            .unwrap()
             .log_end,
         0
     );
@@ -522,12 +530,12 @@ async fn topics_and_configs_survive_reopen() {
     }
     let b = common::open(dir.path(), &[]).await;
     let t = b.topic("kept").expect("topic survives");
-    assert_eq!(t.partitions.len(), 3);
+    assert_eq!(t.partition_count(), 3);
     assert_eq!(
         t.configs.get("cleanup.policy").map(String::as_str),
         Some("compact")
     );
-    assert_eq!(t.partitions[2].offsets().log_end, 4);
+    assert_eq!(t.partition_offsets(2).unwrap().log_end, 4);
 }
 
 #[tokio::test]
@@ -541,7 +549,12 @@ async fn deleted_topics_can_be_recreated_empty() {
     assert!(t.broker.topic_by_id(&id).is_none());
     create(&t.broker, "t", 1, &[]).await;
     assert_eq!(
-        t.broker.topic("t").unwrap().partitions[0].offsets().log_end,
+        t.broker
+            .topic("t")
+            .unwrap()
+            .partition_offsets(0)
+            .unwrap()
+            .log_end,
         0
     );
 }

@@ -157,8 +157,11 @@ async fn validation_refuses_whole_batches_only_where_configured() {
         ResponseError::InvalidRecord.code()
     );
     assert_eq!(
-        t.broker.topic("checked").unwrap().partitions[0]
-            .offsets()
+        t.broker
+            .topic("checked")
+            .unwrap()
+            .partition_offsets(0)
+            .unwrap()
             .log_end,
         0
     );

@@ -371,12 +371,13 @@ fn force_state(
         0,
     );
     let p = txn_store::partition_for(id, 50);
-    let log = b
-        .topic(txn_store::TXN_TOPIC)
-        .and_then(|t| t.partition(p).cloned())
-        .unwrap();
-    log.append(keyed_batch(txn_store::key(id), value), 0)
-        .unwrap();
+    // The append takes effect when called; its future only reports it.
+    drop(b.internal_log().append(
+        txn_store::TXN_TOPIC,
+        p,
+        vec![(Some(txn_store::key(id)), Some(value))],
+        None,
+    ));
 }
 
 #[tokio::test]
@@ -582,8 +583,7 @@ async fn internal_topic_partition_counts_are_fixed_at_creation() {
     assert_eq!(
         b.topic(weir_broker::txn_store::TXN_TOPIC)
             .unwrap()
-            .partitions
-            .len(),
+            .partition_count(),
         50
     );
 }
