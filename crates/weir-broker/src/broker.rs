@@ -120,7 +120,11 @@ impl Broker {
             metrics: crate::metrics::Metrics::default(),
             security,
         });
-        broker.shares.load()?;
+        broker.shares.load().await?;
+        // Requests open their partitions on first use; the rest open in
+        // the background, so that retention and compaction reach them.
+        let topics = broker.topics.clone();
+        tokio::task::spawn_blocking(move || topics.open_all());
         Ok(broker)
     }
 

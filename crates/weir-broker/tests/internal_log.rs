@@ -160,8 +160,9 @@ async fn validation_refuses_whole_batches_only_where_configured() {
         t.broker
             .topic("checked")
             .unwrap()
-            .partition_offsets(0)
+            .partition(0)
             .unwrap()
+            .offsets()
             .log_end,
         0
     );

@@ -345,7 +345,7 @@ async fn settle(b: &Arc<Broker>, id: &str, topic: &str, p: i32) -> (i64, i64, Ve
 
 /// Writes a state record straight into `__transaction_state`, as if the
 /// broker died right after recording it.
-fn force_state(
+async fn force_state(
     b: &Broker,
     id: &str,
     pid: i64,
@@ -371,13 +371,13 @@ fn force_state(
         0,
     );
     let p = txn_store::partition_for(id, 50);
-    // The append takes effect when called; its future only reports it.
-    drop(b.internal_log().append(
-        txn_store::TXN_TOPIC,
-        p,
-        vec![(Some(txn_store::key(id)), Some(value))],
-        None,
-    ));
+    let log = b
+        .topic(txn_store::TXN_TOPIC)
+        .and_then(|t| t.partition(p).cloned())
+        .unwrap();
+    log.append(keyed_batch(txn_store::key(id), value), 0)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -416,7 +416,7 @@ async fn every_transaction_state_survives_a_restart() {
             _ => {}
         }
         if let Some(s) = status {
-            force_state(&b, "tx", pid, epoch, s, "t", vec![0]);
+            force_state(&b, "tx", pid, epoch, s, "t", vec![0]).await;
         }
         if clean {
             b.begin_shutdown();

@@ -151,14 +151,12 @@ pub fn render(out: &mut String, b: &Broker) {
     let mut all = b.topics();
     all.sort_by(|a, b| a.name.cmp(&b.name));
     for t in &all {
-        for p in 0..t.partition_count() {
-            let Some(size) = t.partition_size_bytes(p) else {
-                continue;
-            };
+        for (p, log) in t.logs() {
             let _ = writeln!(
                 out,
-                "weir_log_size_bytes{{topic=\"{}\",partition=\"{p}\"}} {size}",
+                "weir_log_size_bytes{{topic=\"{}\",partition=\"{p}\"}} {}",
                 escape_label(&t.name),
+                log.size_bytes()
             );
         }
     }
@@ -169,15 +167,12 @@ pub fn render(out: &mut String, b: &Broker) {
         "A partition's high watermark (next offset to be written).",
     );
     for t in &all {
-        for p in 0..t.partition_count() {
-            let Some(offsets) = t.partition_offsets(p) else {
-                continue;
-            };
+        for (p, log) in t.logs() {
             let _ = writeln!(
                 out,
                 "weir_log_end_offset{{topic=\"{}\",partition=\"{p}\"}} {}",
                 escape_label(&t.name),
-                offsets.high_watermark
+                log.offsets().high_watermark
             );
         }
     }
