@@ -194,7 +194,7 @@ fn log_service(settings: &Settings, kafka: &KafkaListeners, slot: &BrokerSlot) -
         .await
         .map_err(|e| ServiceError::start("log", e))?
         .map_err(fail)?;
-        broker.set_advertised_listeners(advertised);
+        broker.security().set_advertised_listeners(advertised);
         if let Err(e) = security::configure(&broker, &settings, sasl) {
             close(&broker)?;
             return Err(fail(e));
