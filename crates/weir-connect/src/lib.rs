@@ -20,6 +20,7 @@
 //! shutdown future completes; [`Worker`] is the same in parts, for a host
 //! that serves the router itself (`weir serve`).
 
+pub mod avro_data;
 pub mod config;
 pub mod connector;
 pub mod converter;
@@ -34,12 +35,14 @@ pub mod http;
 #[cfg(feature = "runtime")]
 pub mod internal_log;
 pub mod json;
+pub mod json_schema_data;
 pub mod loggers;
 pub mod metrics;
 #[cfg(feature = "runtime")]
 pub mod offsets;
 pub mod plugins;
 pub mod protocol;
+pub mod registry_converter;
 #[cfg(feature = "runtime")]
 pub mod rest;
 #[cfg(feature = "runtime")]
