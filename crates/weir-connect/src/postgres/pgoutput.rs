@@ -411,7 +411,8 @@ mod tests {
                     x ^= x >> 7;
                     x ^= x << 17;
                     // Bias towards the tags and tuple kinds.
-                    b"BCORYIUDTwkKNOntub\0"[(x % 20) as usize].wrapping_add((x >> 40) as u8 & 1)
+                    let alphabet = b"BCORYIUDTwkKNOntub\0";
+                    alphabet[(x % alphabet.len() as u64) as usize].wrapping_add((x >> 40) as u8 & 1)
                 })
                 .collect();
             let _ = decode(&buf);
