@@ -215,6 +215,13 @@ def push_latency(node):
     prod.wait(60)
     time.sleep(2)
     done.set()
+    # Closing the response waits for the reader's blocked readline; shut
+    # the socket down first so that read returns.
+    try:
+        resp.fp.raw._sock.shutdown(socket.SHUT_RDWR)
+    except (AttributeError, OSError):
+        pass
+    reader.join(10)
     resp.close()
     # The first second warms the query up.
     return percentiles(lat[PUSH_RATE:] or lat)

@@ -158,6 +158,11 @@ def test_push_and_pull_queries(sql, node):
     status, body = sql.post("/query", {"ksql": "SELECT * FROM pq_t WHERE V = 'v2';"})
     assert status == 200 and body[0]["header"]["schema"] == "`V` STRING, `S` INTEGER"
     assert body[1] == {"row": {"columns": ["v2", 26]}}
+    # A pull query on a stream scans its topic up to its current end.
+    r = _http(sql, "/query-stream", {"sql": "SELECT ID, N FROM pq WHERE N >= 9;"}, accept="application/json")
+    assert r.json()[0]["columnNames"] == ["ID", "N"] and sorted(r.json()[1:]) == [[9, 9], [10, 10], [11, 11]]
+    r = _http(sql, "/query-stream", {"sql": "SELECT V FROM pq LIMIT 2;"}, accept="application/json")
+    assert len(r.json()[1:]) == 2
     # A pull query on a table nothing materializes is refused.
     sql.ksql("CREATE TABLE pq_src (ID INT PRIMARY KEY, V STRING) WITH (KAFKA_TOPIC='pq', VALUE_FORMAT='JSON');")
     status, err = sql.post("/query", {"ksql": "SELECT * FROM pq_src WHERE ID = 1;"})
@@ -232,6 +237,36 @@ def test_definitions_survive_restart(node, weir_binary, _broker_root):
         wait_caught_up(node.bootstrap, query_group("restart_", qid), ["r1"])
         values = [json.loads(r["value"]) for r in read_all(node.bootstrap, "R1_SUM")]
         assert values == [{"S": 5}, {"S": 12}]
+    finally:
+        s.kill()
+
+
+def test_stream_join_window_state_survives_kill9(node, weir_binary, _broker_root):
+    """A LEFT JOIN's buffered and unmatched rows live in its changelog: after
+    a kill -9 the restarted query still joins a right row to a left row read
+    before the kill, and emits the unmatched left row once, when its window
+    closes."""
+    s = SqlServer(weir_binary, _broker_root, node.bootstrap, service_id="ssjoin_").start()
+    try:
+        s.ksql("CREATE STREAM sl (ID INT KEY, A STRING) WITH (KAFKA_TOPIC='sl', VALUE_FORMAT='JSON', PARTITIONS=1);"
+               "CREATE STREAM sr (ID INT KEY, B STRING) WITH (KAFKA_TOPIC='sr', VALUE_FORMAT='JSON', PARTITIONS=1);"
+               "CREATE STREAM sj AS SELECT L.ID AS ID, L.A, R.B FROM sl L LEFT JOIN sr R "
+               "WITHIN 10 SECONDS GRACE PERIOD 5 SECONDS ON L.ID = R.ID;")
+        qid = next(q["id"] for q in s.ksql("SHOW QUERIES;")[1][0]["queries"])
+        produce(node.bootstrap, "sl", [{"key": {"int": 1}, "value": {"A": "a"}, "timestamp": 1000},
+                                       {"key": {"int": 2}, "value": {"A": "b"}, "timestamp": 2000}])
+        produce(node.bootstrap, "sr", [{"key": {"int": 7}, "value": {"B": "q"}, "timestamp": 1500}])
+        wait_caught_up(node.bootstrap, query_group("ssjoin_", qid), ["sl", "sr"])
+        assert read_all(node.bootstrap, "SJ", timeout=3) == []
+        s.kill()
+        s.start()
+        produce(node.bootstrap, "sr", [{"key": {"int": 2}, "value": {"B": "x"}, "timestamp": 8000}])
+        produce(node.bootstrap, "sl", [{"key": {"int": 3}, "value": {"A": "c"}, "timestamp": 40000}])
+        wait_caught_up(node.bootstrap, query_group("ssjoin_", qid), ["sl", "sr"])
+        got = [(r["key"], json.loads(r["value"]), r["timestamp"])
+               for r in read_all(node.bootstrap, "SJ")]
+        assert got == [(key_bytes({"int": 2}), {"A": "b", "B": "x"}, 8000),
+                       (key_bytes({"int": 1}), {"A": "a", "B": None}, 1000)], got
     finally:
         s.kill()
 

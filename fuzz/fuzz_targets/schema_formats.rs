@@ -1,8 +1,10 @@
 //! weir-formats on arbitrary input: Confluent frames (magic byte, schema
 //! id, Protobuf message indexes), schema texts for the three schema types
 //! (what the registry accepts from clients), and record payloads decoded
-//! with fixed schemas (what the services read from topics) and shown as JSON. Errors,
-//! never panics.
+//! with fixed schemas (what the services read from topics) and shown as JSON,
+//! and the Connect converters' side: Avro and JSON Schema texts read as
+//! Connect schemas (and written back), payloads read as Connect data.
+//! Errors, never panics.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -12,6 +14,8 @@ use weir_formats::avro::{AvroSchema, JsonEncoding};
 use weir_formats::json_schema::JsonSchema;
 use weir_formats::protobuf::ProtobufSchema;
 use weir_formats::wire;
+use weir_connect::avro_data::{avro_schema_text, to_avro, AvroReadSchema};
+use weir_connect::json_schema_data::{json_schema_text, to_json, JsonReadSchema};
 
 const AVRO: &str = r#"{"type":"record","name":"R","fields":[
   {"name":"id","type":"long"},{"name":"name","type":["null","string"],"default":null},
@@ -35,12 +39,32 @@ fn schemas() -> &'static (AvroSchema, ProtobufSchema) {
     })
 }
 
+fn connect_avro() -> &'static AvroReadSchema {
+    static S: OnceLock<AvroReadSchema> = OnceLock::new();
+    S.get_or_init(|| AvroReadSchema::parse(AVRO, &[]).expect("Connect Avro schema"))
+}
+
+fn connect_json() -> &'static JsonReadSchema {
+    static S: OnceLock<JsonReadSchema> = OnceLock::new();
+    S.get_or_init(|| {
+        JsonReadSchema::parse(
+            r#"{"type":"object","properties":{"a":{"type":"integer","connect.type":"int8"},
+              "b":{"oneOf":[{"type":"null"},{"type":"string","connect.type":"bytes"}]},
+              "c":{"type":"array","items":{"type":"object","properties":{"key":{"type":"integer"},"value":{"type":"number"}}},"connect.type":"map"},
+              "d":{"type":"number","title":"org.apache.kafka.connect.data.Decimal","connect.type":"bytes","connect.parameters":{"scale":"3"}},
+              "e":{"oneOf":[{"type":"string"},{"type":"boolean"}]}}}"#,
+            &[],
+        )
+        .expect("Connect JSON schema")
+    })
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {
         return;
     };
     let (avro, proto) = schemas();
-    match selector % 6 {
+    match selector % 9 {
         0 => {
             if let Ok((_, payload)) = wire::split(rest) {
                 if let Ok((indexes, body)) = wire::read_message_indexes(payload) {
@@ -74,6 +98,40 @@ fuzz_target!(|data: &[u8]| {
         4 => {
             if let Ok(text) = std::str::from_utf8(rest) {
                 let _ = ProtobufSchema::parse(text);
+            }
+        }
+        5 => {
+            // A registry's Avro schema as the AvroConverter reads it, and
+            // back as the converter would register it.
+            if let Ok(text) = std::str::from_utf8(rest) {
+                if let Ok(r) = AvroReadSchema::parse(text, &[]) {
+                    let _ = avro_schema_text(r.connect());
+                }
+            }
+        }
+        6 => {
+            if let Ok(text) = std::str::from_utf8(rest) {
+                if let Ok(r) = JsonReadSchema::parse(text, &[]) {
+                    let _ = json_schema_text(r.connect());
+                }
+            }
+        }
+        7 => {
+            // A payload of the fixed Avro schema read as Connect data and
+            // written back as an Avro value.
+            let r = connect_avro();
+            if let Ok(v) = avro.decode(rest) {
+                if let Ok(c) = r.value(&v) {
+                    let _ = to_avro(r.connect(), &c);
+                }
+            }
+        }
+        8 => {
+            if let Ok(j) = serde_json::from_slice::<serde_json::Value>(rest) {
+                let r = connect_json();
+                if let Ok(c) = r.value(&j) {
+                    let _ = to_json(r.connect(), &c);
+                }
             }
         }
         _ => {

@@ -139,7 +139,11 @@ impl Broker {
         broker.open_audit_topic()?;
         broker.open_scram().await?;
         broker.open_quotas().await?;
-        broker.shares.load(&broker)?;
+        broker.shares.load(&broker).await?;
+        // Requests open their partitions on first use; the rest open in
+        // the background, so that retention and compaction reach them.
+        let topics = broker.topics.clone();
+        tokio::task::spawn_blocking(move || topics.open_all());
         Ok(broker)
     }
 

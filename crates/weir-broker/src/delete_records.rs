@@ -14,52 +14,51 @@ use crate::error::log_error_code;
 /// Answers a DeleteRecords request. Offset `-1` means the high watermark.
 ///
 /// With authorization on, each topic needs DELETE.
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     req: DeleteRecordsRequest,
     session: &Session,
 ) -> DeleteRecordsResponse {
-    let topics = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let topic = broker.topic(&t.name);
-            let denied = !broker.authorize(
-                session,
-                weir_auth::acl::AclOperation::Delete,
-                weir_auth::acl::ResourceType::Topic,
-                &t.name,
-            );
-            let partitions = t
-                .partitions
-                .into_iter()
-                .map(|p| {
-                    let out = DeleteRecordsPartitionResult::default()
-                        .with_partition_index(p.partition_index)
-                        .with_low_watermark(-1);
-                    if denied {
-                        return out.with_error_code(ResponseError::TopicAuthorizationFailed.code());
-                    }
-                    let Some(log) = topic.as_ref().and_then(|t| t.partition(p.partition_index))
-                    else {
-                        return out.with_error_code(ResponseError::UnknownTopicOrPartition.code());
-                    };
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let topic = broker.topic(&t.name);
+        let denied = !broker.authorize(
+            session,
+            weir_auth::acl::AclOperation::Delete,
+            weir_auth::acl::ResourceType::Topic,
+            &t.name,
+        );
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let out = DeleteRecordsPartitionResult::default()
+                .with_partition_index(p.partition_index)
+                .with_low_watermark(-1);
+            let log = topic
+                .as_ref()
+                .and_then(|t| t.partition(p.partition_index).cloned());
+            partitions.push(match log {
+                _ if denied => out.with_error_code(ResponseError::TopicAuthorizationFailed.code()),
+                None => out.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+                Some(log) => {
                     let hw = log.offsets().high_watermark;
                     let target = if p.offset == -1 { hw } else { p.offset };
                     if target < 0 || target > hw {
-                        return out.with_error_code(ResponseError::OffsetOutOfRange.code());
+                        out.with_error_code(ResponseError::OffsetOutOfRange.code())
+                    } else {
+                        match log.delete_records(target).await {
+                            Ok(low) => out.with_low_watermark(low),
+                            Err(e) => out.with_error_code(log_error_code(&e)),
+                        }
                     }
-                    match log.delete_records(target) {
-                        Ok(low) => out.with_low_watermark(low),
-                        Err(e) => out.with_error_code(log_error_code(&e)),
-                    }
-                })
-                .collect();
+                }
+            });
+        }
+        topics.push(
             DeleteRecordsTopicResult::default()
                 .with_name(t.name)
-                .with_partitions(partitions)
-        })
-        .collect();
+                .with_partitions(partitions),
+        );
+    }
     let resp = DeleteRecordsResponse::default().with_topics(topics);
     for t in &resp.topics {
         for p in &t.partitions {

@@ -29,17 +29,15 @@ fn volume_bytes(dir: &std::path::Path) -> (i64, i64) {
 }
 
 fn describe(topic: &Topic, only: Option<&[i32]>) -> DescribeLogDirsTopic {
-    let partitions = topic
-        .partitions
-        .iter()
-        .enumerate()
-        .filter_map(|(i, log)| {
-            let p = i32::try_from(i).ok()?;
-            only.is_none_or(|o| o.contains(&p)).then(|| {
+    let partitions = (0..topic.partition_count())
+        .filter(|p| only.is_none_or(|o| o.contains(p)))
+        .filter_map(|p| {
+            let log = topic.partition(p)?;
+            Some(
                 DescribeLogDirsPartition::default()
                     .with_partition_index(p)
-                    .with_partition_size(i64::try_from(log.size_bytes()).unwrap_or(i64::MAX))
-            })
+                    .with_partition_size(i64::try_from(log.size_bytes()).unwrap_or(i64::MAX)),
+            )
         })
         .collect();
     DescribeLogDirsTopic::default()

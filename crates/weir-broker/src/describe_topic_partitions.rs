@@ -84,7 +84,7 @@ pub fn handle(
             resp.next_cursor = Some(cursor(&name, start_partition));
             break;
         }
-        let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+        let count = topic.partition_count();
         let end = start_partition.saturating_add(i32::try_from(left).unwrap_or(i32::MAX));
         let shown = start_partition.min(count)..end.min(count);
         left -= shown.len();

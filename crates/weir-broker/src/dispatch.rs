@@ -62,9 +62,14 @@ impl Broker {
                     ResponseKind::Fetch(crate::fetch::handle(broker, r, v, session).await)
                 }))
             }
-            RequestKind::ListOffsets(r) => Reply::Ready(ResponseKind::ListOffsets(
-                crate::list_offsets::handle(self, r, v, session),
-            )),
+            RequestKind::ListOffsets(r) => {
+                let broker = self.clone();
+                let session = session.clone();
+                Reply::Later(Box::pin(async move {
+                    let resp = crate::list_offsets::handle(&broker, r, v, &session).await;
+                    ResponseKind::ListOffsets(resp)
+                }))
+            }
             RequestKind::OffsetForLeaderEpoch(r) => {
                 Reply::Ready(ResponseKind::OffsetForLeaderEpoch(
                     crate::offset_for_leader_epoch::handle(self, r, session),
@@ -101,9 +106,14 @@ impl Broker {
             RequestKind::DescribeLogDirs(r) => Reply::Ready(ResponseKind::DescribeLogDirs(
                 crate::describe_log_dirs::handle(self, r, session),
             )),
-            RequestKind::DeleteRecords(r) => Reply::Ready(ResponseKind::DeleteRecords(
-                crate::delete_records::handle(self, r, session),
-            )),
+            RequestKind::DeleteRecords(r) => {
+                let broker = self.clone();
+                let session = session.clone();
+                Reply::Later(Box::pin(async move {
+                    let resp = crate::delete_records::handle(&broker, r, &session).await;
+                    ResponseKind::DeleteRecords(resp)
+                }))
+            }
             RequestKind::FindCoordinator(r) => Reply::Ready(ResponseKind::FindCoordinator(
                 crate::find_coordinator::handle(self, r, v, session),
             )),

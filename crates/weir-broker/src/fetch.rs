@@ -162,7 +162,7 @@ pub async fn handle(
     // to wait: only those partitions can wake it.
     let mut grown = None;
     let results = loop {
-        let results = read_all(&broker, &partitions, &epochs, &denied, limit, max_bytes);
+        let results = read_all(&broker, &partitions, &epochs, &denied, limit, max_bytes).await;
         let bytes: usize = results
             .iter()
             .map(|r| r.records.as_ref().map_or(0, Bytes::len))
@@ -184,9 +184,9 @@ pub async fn handle(
                     broker.metrics().fetch_wakeups.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                Err(_) => break read_all(&broker, &partitions, &epochs, &denied, limit, max_bytes),
+                Err(_) => break read_all(&broker, &partitions, &epochs, &denied, limit, max_bytes).await,
             },
-            () = &mut stopping => break read_all(&broker, &partitions, &epochs, &denied, limit, max_bytes),
+            () = &mut stopping => break read_all(&broker, &partitions, &epochs, &denied, limit, max_bytes).await,
         }
     };
 
@@ -274,7 +274,7 @@ pub(crate) async fn any_grew(watches: Vec<watch::Receiver<i64>>) {
 }
 
 /// Reads every partition under the response byte limit.
-fn read_all(
+async fn read_all(
     broker: &Broker,
     partitions: &[SessionPartition],
     epochs: &[(FetchKey, i32)],
@@ -284,18 +284,21 @@ fn read_all(
 ) -> Vec<PartitionData> {
     let mut remaining = max_bytes;
     let mut any = false;
-    partitions
-        .iter()
-        .map(|p| {
+    let mut out = Vec::with_capacity(partitions.len());
+    for p in partitions {
+        let data = {
             if denied.contains(&p.key.topic) {
-                return PartitionData::default()
-                    .with_partition_index(p.key.partition)
-                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
-                    .with_high_watermark(-1)
-                    .with_last_stable_offset(-1)
-                    .with_log_start_offset(-1)
-                    .with_preferred_read_replica(BrokerId(-1))
-                    .with_records(Some(Bytes::new()));
+                out.push(
+                    PartitionData::default()
+                        .with_partition_index(p.key.partition)
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                        .with_high_watermark(-1)
+                        .with_last_stable_offset(-1)
+                        .with_log_start_offset(-1)
+                        .with_preferred_read_replica(BrokerId(-1))
+                        .with_records(Some(Bytes::new())),
+                );
+                continue;
             }
             let epoch = epochs
                 .iter()
@@ -308,16 +311,19 @@ fn read_all(
                 limit,
                 if any { remaining } else { remaining.max(1) },
                 any,
-            );
+            )
+            .await;
             let n = r.records.as_ref().map_or(0, Bytes::len);
             remaining = remaining.saturating_sub(n);
             any |= n > 0;
             r
-        })
-        .collect()
+        };
+        out.push(data);
+    }
+    out
 }
 
-fn read_one(
+async fn read_one(
     broker: &Broker,
     p: &SessionPartition,
     current_leader_epoch: i32,
@@ -362,7 +368,7 @@ fn read_one(
     if max == 0 && have_data {
         return out;
     }
-    match log.read(p.fetch_offset, max, limit) {
+    match log.read(p.fetch_offset, max, limit).await {
         Ok(r) if have_data && r.records.len() > max => out,
         Ok(r) => {
             let aborted = if limit == ReadLimit::LastStable && !r.records.is_empty() {

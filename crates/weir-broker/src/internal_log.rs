@@ -224,7 +224,8 @@ impl InternalLog for Topics {
         let topic = topic.to_string();
         Box::pin(async move {
             let log = log.ok_or_else(|| missing(&topic, partition))?;
-            Ok(read_now(&*log, &topic)?
+            Ok(read_all(&*log, &topic)
+                .await?
                 .into_iter()
                 .map(|(_, e)| e)
                 .collect())
@@ -246,7 +247,15 @@ impl Topics {
             .topic(topic)
             .and_then(|t| t.partition(partition).cloned())
             .ok_or_else(|| missing(topic, partition))?;
-        let info = log.append(encode(records, txn, self.now_ms())?, crate::LEADER_EPOCH)?;
+        let mut appending = log.append(encode(records, txn, self.now_ms())?, crate::LEADER_EPOCH);
+        // Share-group state needs its offsets now; the local engine
+        // appends at call time, an engine that does not is refused here
+        // until share groups await their appends.
+        let info = ready_now(&mut appending).ok_or_else(|| {
+            BrokerError::Internal(format!(
+                "the storage engine did not append to {topic}-{partition} at once"
+            ))
+        })??;
         let durable = log.wait_durable(info.last_offset + 1);
         Ok(Appended {
             base_offset: info.base_offset,
@@ -255,9 +264,9 @@ impl Topics {
         })
     }
 
-    /// The data records of one partition with their offsets, read now
-    /// (share-group state replays by offset).
-    pub(crate) fn read_records_at(
+    /// The data records of one partition with their offsets (share-group
+    /// state replays by offset).
+    pub(crate) async fn read_records_at(
         &self,
         topic: &str,
         partition: i32,
@@ -266,7 +275,8 @@ impl Topics {
             .topic(topic)
             .and_then(|t| t.partition(partition).cloned())
             .ok_or_else(|| missing(topic, partition))?;
-        Ok(read_now(&*log, topic)?
+        Ok(read_all(&*log, topic)
+            .await?
             .into_iter()
             .filter_map(|(offset, e)| match e {
                 Entry::Record { key, value, .. } => Some((offset, (key, value))),
@@ -277,14 +287,14 @@ impl Topics {
 }
 
 /// Reads a whole partition log into entries with their offsets.
-fn read_now(
+async fn read_all(
     log: &dyn weir_log::PartitionLog,
     topic: &str,
 ) -> Result<Vec<(i64, Entry)>, BrokerError> {
     let mut out = Vec::new();
     let mut offset = log.offsets().log_start;
     loop {
-        let r = log.read(offset, 1 << 20, ReadLimit::LogEnd)?;
+        let r = log.read(offset, 1 << 20, ReadLimit::LogEnd).await?;
         if r.records.is_empty() {
             break;
         }
@@ -345,13 +355,23 @@ pub(crate) fn detach<T: Send + 'static>(
     };
     // The local engine answers at once; an engine that answers later is
     // awaited on the runtime.
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match fut.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(r) => report(r),
-        std::task::Poll::Pending => {
+    match ready_now(&mut fut) {
+        Some(r) => report(r),
+        None => {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn(async move { report(fut.await) });
             }
         }
+    }
+}
+
+/// Polls `fut` once: its output if it is ready now. Lets a handler answer
+/// at once when the engine did (the local engine appends at call time)
+/// and fall back to awaiting when it did not.
+pub(crate) fn ready_now<T>(fut: &mut BoxFuture<'static, T>) -> Option<T> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(r) => Some(r),
+        std::task::Poll::Pending => None,
     }
 }

@@ -1,6 +1,9 @@
 //! ListOffsets: earliest, latest, by timestamp and max timestamp.
 
 use kafka_protocol::error::ResponseError;
+use std::sync::Arc;
+
+use kafka_protocol::messages::list_offsets_request::ListOffsetsPartition;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -8,6 +11,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::broker::Broker;
 use crate::error::log_error_code;
+use weir_log::PartitionLog;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -20,86 +24,94 @@ const READ_COMMITTED: i8 = 1;
 /// Answers a ListOffsets request.
 ///
 /// With authorization on, each topic needs DESCRIBE.
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     req: ListOffsetsRequest,
     version: i16,
     session: &weir_auth::Session,
 ) -> ListOffsetsResponse {
-    let topics = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let topic = broker.topic(&t.name);
-            let denied = !broker.authorize(
-                session,
-                weir_auth::acl::AclOperation::Describe,
-                weir_auth::acl::ResourceType::Topic,
-                &t.name,
-            );
-            let partitions = t
-                .partitions
-                .into_iter()
-                .map(|p| {
-                    let out = ListOffsetsPartitionResponse::default()
-                        .with_partition_index(p.partition_index)
-                        .with_timestamp(-1)
-                        .with_offset(-1);
-                    if denied {
-                        return out.with_error_code(ResponseError::TopicAuthorizationFailed.code());
-                    }
-                    let Some(log) = topic.as_ref().and_then(|t| t.partition(p.partition_index))
-                    else {
-                        return out.with_error_code(ResponseError::UnknownTopicOrPartition.code());
-                    };
-                    if let Some(e) = crate::check_leader_epoch(p.current_leader_epoch) {
-                        return out.with_error_code(e.code());
-                    }
-                    let epoch = |o: ListOffsetsPartitionResponse, e: i32| {
-                        if version >= 4 {
-                            o.with_leader_epoch(e)
-                        } else {
-                            o
-                        }
-                    };
-                    let offsets = log.offsets();
-                    let found = match p.timestamp {
-                        LATEST => {
-                            let o = if req.isolation_level == READ_COMMITTED {
-                                offsets.last_stable
-                            } else {
-                                offsets.high_watermark
-                            };
-                            Ok(Some((-1, o, crate::LEADER_EPOCH)))
-                        }
-                        EARLIEST | EARLIEST_LOCAL => {
-                            Ok(Some((-1, offsets.log_start, crate::LEADER_EPOCH)))
-                        }
-                        // No tiered storage yet: nothing is tiered, and
-                        // nothing waits for upload (KIP-1023, v11).
-                        LATEST_TIERED => Ok(None),
-                        EARLIEST_PENDING_UPLOAD if version >= 11 => Ok(None),
-                        MAX_TIMESTAMP => log
-                            .max_timestamp()
-                            .map(|f| f.map(|f| (f.timestamp, f.offset, f.leader_epoch))),
-                        ts if ts >= 0 => log
-                            .offset_for_timestamp(ts)
-                            .map(|f| f.map(|f| (f.timestamp, f.offset, f.leader_epoch))),
-                        _ => return out.with_error_code(ResponseError::InvalidRequest.code()),
-                    };
-                    match found {
-                        Ok(Some((ts, offset, e))) => {
-                            epoch(out.with_timestamp(ts).with_offset(offset), e)
-                        }
-                        Ok(None) => out,
-                        Err(e) => out.with_error_code(log_error_code(&e)),
-                    }
-                })
-                .collect();
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let topic = broker.topic(&t.name);
+        let denied = !broker.authorize(
+            session,
+            weir_auth::acl::AclOperation::Describe,
+            weir_auth::acl::ResourceType::Topic,
+            &t.name,
+        );
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let log = topic
+                .as_ref()
+                .and_then(|t| t.partition(p.partition_index).cloned());
+            let committed = req.isolation_level == READ_COMMITTED;
+            partitions.push(partition(log, denied, &p, version, committed).await);
+        }
+        topics.push(
             ListOffsetsTopicResponse::default()
                 .with_name(t.name)
-                .with_partitions(partitions)
-        })
-        .collect();
+                .with_partitions(partitions),
+        );
+    }
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// One partition's answer; a lookup by timestamp waits on storage.
+async fn partition(
+    log: Option<Arc<dyn PartitionLog>>,
+    denied: bool,
+    p: &ListOffsetsPartition,
+    version: i16,
+    read_committed: bool,
+) -> ListOffsetsPartitionResponse {
+    let out = ListOffsetsPartitionResponse::default()
+        .with_partition_index(p.partition_index)
+        .with_timestamp(-1)
+        .with_offset(-1);
+    if denied {
+        return out.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+    }
+    let Some(log) = log else {
+        return out.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+    };
+    if let Some(e) = crate::check_leader_epoch(p.current_leader_epoch) {
+        return out.with_error_code(e.code());
+    }
+    let epoch = |o: ListOffsetsPartitionResponse, e: i32| {
+        if version >= 4 {
+            o.with_leader_epoch(e)
+        } else {
+            o
+        }
+    };
+    let offsets = log.offsets();
+    let found = match p.timestamp {
+        LATEST => {
+            let o = if read_committed {
+                offsets.last_stable
+            } else {
+                offsets.high_watermark
+            };
+            Ok(Some((-1, o, crate::LEADER_EPOCH)))
+        }
+        EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, offsets.log_start, crate::LEADER_EPOCH))),
+        // No tiered storage yet: nothing is tiered, and nothing waits for
+        // upload (KIP-1023, v11).
+        LATEST_TIERED => Ok(None),
+        EARLIEST_PENDING_UPLOAD if version >= 11 => Ok(None),
+        MAX_TIMESTAMP => log
+            .max_timestamp()
+            .await
+            .map(|f| f.map(|f| (f.timestamp, f.offset, f.leader_epoch))),
+        ts if ts >= 0 => log
+            .offset_for_timestamp(ts)
+            .await
+            .map(|f| f.map(|f| (f.timestamp, f.offset, f.leader_epoch))),
+        _ => return out.with_error_code(ResponseError::InvalidRequest.code()),
+    };
+    match found {
+        Ok(Some((ts, offset, e))) => epoch(out.with_timestamp(ts).with_offset(offset), e),
+        Ok(None) => out,
+        Err(e) => out.with_error_code(log_error_code(&e)),
+    }
 }

@@ -175,10 +175,10 @@ pub(crate) fn describable_topics(broker: &Broker, session: &Session) -> Vec<Arc<
 
 fn describe(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
     let node = BrokerId(broker.node_id());
-    let partitions = (0..topic.partitions.len())
+    let partitions = (0..topic.partition_count())
         .map(|p| {
             MetadataResponsePartition::default()
-                .with_partition_index(i32::try_from(p).unwrap_or(i32::MAX))
+                .with_partition_index(p)
                 .with_leader_id(node)
                 .with_leader_epoch(crate::LEADER_EPOCH)
                 .with_replica_nodes(vec![node])

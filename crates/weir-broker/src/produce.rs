@@ -13,16 +13,62 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 use weir_auth::acl::{AclOperation, ResourceType};
 use weir_auth::Session;
-use weir_log::BoxFuture;
+use weir_log::{AppendInfo, BoxFuture, LogError, PartitionLog};
 
 use crate::broker::{Broker, Reply};
 use crate::error::log_error_code;
+use crate::internal_log::{self, ready_now};
+use crate::metrics::TopicCounters;
 use crate::topics::Topic;
 use crate::txn_coordinator::produce_error;
 use crate::BrokerError;
 
 /// A pending fsync for one partition's append.
 type DurableWait = BoxFuture<'static, Result<(), weir_log::LogError>>;
+
+/// An append the engine took in order but has not answered yet.
+struct Pending {
+    /// Indexes of its topic and partition in the response.
+    at: (usize, usize),
+    log: Arc<dyn PartitionLog>,
+    appending: BoxFuture<'static, Result<AppendInfo, LogError>>,
+    /// The topic's counters, with the request's bytes and records.
+    counted: Option<(Arc<TopicCounters>, usize, u64)>,
+    topic: String,
+    partition: i32,
+}
+
+/// The partition's answer to an append's result, and the offset its
+/// durability wait must reach when it succeeded.
+fn settle(
+    topic: &str,
+    partition: i32,
+    resp: PartitionProduceResponse,
+    result: Result<AppendInfo, LogError>,
+    counted: Option<(Arc<TopicCounters>, usize, u64)>,
+) -> (PartitionProduceResponse, Option<i64>) {
+    match result {
+        Ok(info) => {
+            if let Some((c, bytes, messages)) = counted {
+                c.record_in(bytes, messages);
+            }
+            let resp = resp
+                .with_base_offset(info.base_offset)
+                .with_log_append_time_ms(info.log_append_time)
+                .with_log_start_offset(info.log_start);
+            (resp, Some(info.last_offset + 1))
+        }
+        Err(e) => {
+            tracing::debug!(topic, partition, error = %e, "append rejected");
+            let code = log_error_code(&e);
+            let resp = resp
+                .with_error_code(code)
+                .with_error_message(Some(StrBytes::from_string(e.to_string())))
+                .with_record_errors(record_errors(&e));
+            (resp, None)
+        }
+    }
+}
 
 /// Answers a Produce request. Appends happen now, in request order; with
 /// acks=all the reply waits for the group commit that makes them durable.
@@ -47,6 +93,7 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
         None
     };
     let mut waits: Vec<(usize, usize, DurableWait)> = Vec::new();
+    let mut later: Vec<Pending> = Vec::new();
     let mut responses = Vec::with_capacity(req.topic_data.len());
     for (ti, td) in req.topic_data.into_iter().enumerate() {
         let topic = if version >= 13 {
@@ -132,28 +179,27 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
                     }
                 },
             };
-            match log.append(records, crate::LEADER_EPOCH) {
-                Ok(info) => {
-                    if let Some(c) = &counters {
-                        c.record_in(bytes, messages);
+            // Appended now, in request order; the engine may answer later.
+            let mut appending = log.append(records, crate::LEADER_EPOCH);
+            match ready_now(&mut appending) {
+                Some(result) => {
+                    let counted = counters.as_ref().map(|c| (c.clone(), bytes, messages));
+                    let (done, end) = settle(&td.name, pd.index, resp, result, counted);
+                    parts.push(done);
+                    if let (-1, Some(end)) = (acks, end) {
+                        waits.push((ti, pi, log.wait_durable(end)));
                     }
-                    if acks == -1 {
-                        waits.push((ti, pi, log.wait_durable(info.last_offset + 1)));
-                    }
-                    parts.push(
-                        resp.with_base_offset(info.base_offset)
-                            .with_log_append_time_ms(info.log_append_time)
-                            .with_log_start_offset(info.log_start),
-                    );
                 }
-                Err(e) => {
-                    tracing::debug!(topic = ?td.name, partition = pd.index, error = %e, "append rejected");
-                    let code = log_error_code(&e);
-                    parts.push(
-                        resp.with_error_code(code)
-                            .with_error_message(Some(StrBytes::from_string(e.to_string())))
-                            .with_record_errors(record_errors(&e)),
-                    );
+                None => {
+                    later.push(Pending {
+                        at: (ti, pi),
+                        log: log.clone(),
+                        appending,
+                        counted: counters.as_ref().map(|c| (c.clone(), bytes, messages)),
+                        topic: td.name.to_string(),
+                        partition: pd.index,
+                    });
+                    parts.push(resp);
                 }
             }
         }
@@ -166,9 +212,23 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
     }
     let resp = ProduceResponse::default().with_responses(responses);
     if acks == 0 {
+        if !later.is_empty() {
+            // Nobody waits for the answer, but the appends must complete.
+            internal_log::detach(
+                "produce (acks=0)",
+                Box::pin(async move {
+                    for p in later {
+                        let result = p.appending.await;
+                        let resp = PartitionProduceResponse::default();
+                        settle(&p.topic, p.partition, resp, result, p.counted);
+                    }
+                    Ok(())
+                }),
+            );
+        }
         return Reply::None;
     }
-    if waits.is_empty() && txn_added.is_none() {
+    if waits.is_empty() && txn_added.is_none() && later.is_empty() {
         return Reply::Ready(ResponseKind::Produce(resp));
     }
     let timeout = Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0).max(1));
@@ -176,6 +236,32 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
     Reply::Later(Box::pin(async move {
         let _parked = parked;
         let mut resp = resp;
+        let mut waits = waits;
+        let deadline = tokio::time::Instant::now() + timeout;
+        for p in later {
+            let Ok(result) = tokio::time::timeout_at(deadline, p.appending).await else {
+                if let Some(slot) = resp
+                    .responses
+                    .get_mut(p.at.0)
+                    .and_then(|t| t.partition_responses.get_mut(p.at.1))
+                {
+                    slot.error_code = ResponseError::RequestTimedOut.code();
+                }
+                continue;
+            };
+            let Some(slot) = resp
+                .responses
+                .get_mut(p.at.0)
+                .and_then(|t| t.partition_responses.get_mut(p.at.1))
+            else {
+                continue;
+            };
+            let (done, end) = settle(&p.topic, p.partition, slot.clone(), result, p.counted);
+            *slot = done;
+            if let (-1, Some(end)) = (acks, end) {
+                waits.push((p.at.0, p.at.1, p.log.wait_durable(end)));
+            }
+        }
         if let Some(added) = txn_added {
             if let Err(e) = added.await {
                 // The data is in the log but the coordinator's record of
@@ -193,7 +279,6 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
                 }
             }
         }
-        let deadline = tokio::time::Instant::now() + timeout;
         for (ti, pi, wait) in waits {
             let code = match tokio::time::timeout_at(deadline, wait).await {
                 Ok(Ok(())) => continue,

@@ -32,6 +32,7 @@ use weir_log::{BoxFuture, LogError, ReadLimit};
 
 use crate::broker::Broker;
 use crate::group_config::{share_settings, OffsetReset, ShareGroupSettings};
+use crate::internal_log::{self, ready_now};
 use crate::share_group::{GroupView, Heartbeat, HeartbeatAnswer, ShareGroups};
 use crate::share_partition::{AckBatch, AcquireMode, Acquired, LogBatch, SharePartition};
 use crate::share_session::{ShareSessions, TopicIdPartition};
@@ -220,14 +221,16 @@ impl Shares {
     }
 
     /// Replays `__share_group_state`, if it exists.
-    pub fn load(&self, broker: &Broker) -> Result<(), BrokerError> {
+    pub async fn load(&self, broker: &Broker) -> Result<(), BrokerError> {
         let Some(topic) = broker.topic(SHARE_STATE_TOPIC) else {
             return Ok(());
         };
         let mut log = StateLog::default();
         let mut skipped = 0usize;
-        for p in 0..i32::try_from(topic.partitions.len()).unwrap_or(0) {
-            for (offset, (key, value)) in broker.topics.read_records_at(SHARE_STATE_TOPIC, p)? {
+        for p in 0..topic.partition_count() {
+            for (offset, (key, value)) in
+                broker.topics.read_records_at(SHARE_STATE_TOPIC, p).await?
+            {
                 let Some(key) = key else {
                     skipped += 1;
                     continue;
@@ -365,11 +368,13 @@ impl Shares {
         let start = match gs.offset_reset {
             OffsetReset::Earliest => o.log_start,
             OffsetReset::Latest => latest,
-            OffsetReset::ByDuration(d) => log
-                .offset_for_timestamp(now.saturating_sub(d))
-                .ok()
-                .flatten()
-                .map_or(latest, |t| t.offset),
+            OffsetReset::ByDuration(d) => {
+                let mut lookup = log.offset_for_timestamp(now.saturating_sub(d));
+                ready_now(&mut lookup)
+                    .and_then(Result::ok)
+                    .flatten()
+                    .map_or(latest, |t| t.offset)
+            }
         };
         let entry = self.new_entry(broker, &key, start, now);
         inner.partitions.insert(key.clone(), entry);
@@ -440,9 +445,7 @@ impl Shares {
     fn state_partition(&self, broker: &Broker, key: &ShareKey) -> i32 {
         let n = broker
             .topic(SHARE_STATE_TOPIC)
-            .map_or(self.settings.state_partitions, |t| {
-                i32::try_from(t.partitions.len()).unwrap_or(1)
-            });
+            .map_or(self.settings.state_partitions, |t| t.partition_count());
         key.state_partition(n)
     }
 
@@ -617,7 +620,15 @@ impl Shares {
         let mut out = PartitionFetch::default();
         let from = entry.sp.next_fetch_offset(&cfg).filter(|f| *f < end);
         if let (Some(from), true) = (from, budget.records > 0) {
-            match log.read(from, budget.bytes.max(1), limit) {
+            // Read under the lock: an engine that cannot answer at once
+            // fails the read until share groups await storage.
+            let mut reading = log.read(from, budget.bytes.max(1), limit);
+            let read = ready_now(&mut reading).unwrap_or_else(|| {
+                Err(LogError::Internal {
+                    reason: "the storage engine did not answer a share fetch read at once".into(),
+                })
+            });
+            match read {
                 Ok(r) => {
                     let aborted = if gs.read_committed {
                         log.aborted_transactions(from, end)
@@ -876,17 +887,23 @@ impl Shares {
             let (p, o) = e.snapshot_at;
             keep.entry(p).and_modify(|m| *m = (*m).min(o)).or_insert(o);
         }
-        for (p, log) in topic.partitions.iter().enumerate() {
-            let p = i32::try_from(p).unwrap_or(i32::MAX);
+        for (p, log) in topic.logs() {
             // A partition no key lives in is wholly redundant.
             let upto = keep
                 .get(&p)
                 .copied()
                 .unwrap_or(log.offsets().high_watermark);
             if upto > log.offsets().log_start {
-                if let Err(e) = log.delete_records(upto) {
-                    warn!(partition = p, error = %e, "cannot prune {SHARE_STATE_TOPIC}");
-                }
+                let log = log.clone();
+                internal_log::detach(
+                    "share state pruning",
+                    Box::pin(async move {
+                        if let Err(e) = log.delete_records(upto).await {
+                            warn!(partition = p, error = %e, "cannot prune {SHARE_STATE_TOPIC}");
+                        }
+                        Ok(())
+                    }),
+                );
             }
         }
     }

@@ -8,17 +8,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use tracing::{info, warn};
 use uuid::Uuid;
-use weir_log::{Clock, LogEngine, PartitionLog, TopicPartition};
+use weir_log::{Clock, LogConfig, LogEngine, PartitionLog, TopicPartition};
 
 use crate::catalog::{catalog_path, Catalog, TopicRecord};
 use crate::config::BrokerSettings;
 use crate::error::BrokerError;
 
-/// A topic and its open partition logs.
+/// A topic and its partition logs.
 #[derive(Debug)]
 pub struct Topic {
     /// The topic's name.
@@ -27,19 +27,82 @@ pub struct Topic {
     pub id: Uuid,
     /// Config overrides set on the topic.
     pub configs: BTreeMap<String, String>,
-    /// The partition logs, by index.
-    pub partitions: Vec<Arc<dyn PartitionLog>>,
+    /// The partitions, by index, each opened on first use.
+    partitions: Vec<Arc<Slot>>,
+}
+
+/// One partition of a topic: its log once something used it. Opening on
+/// first use keeps a broker with many partitions from opening them all
+/// before it answers.
+#[derive(Debug)]
+struct Slot {
+    tp: TopicPartition,
+    engine: Arc<dyn LogEngine>,
+    /// The config to open with (and to apply once open).
+    config: Mutex<LogConfig>,
+    log: OnceLock<Arc<dyn PartitionLog>>,
+}
+
+impl Slot {
+    fn log(&self) -> Option<&Arc<dyn PartitionLog>> {
+        if let Some(log) = self.log.get() {
+            return Some(log);
+        }
+        // Held while opening, so a config change cannot slip in between
+        // reading the config and installing the log.
+        let config = self
+            .config
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(log) = self.log.get() {
+            return Some(log);
+        }
+        match self.engine.open(&self.tp, config.clone()) {
+            Ok(log) => Some(self.log.get_or_init(|| log)),
+            Err(e) => {
+                warn!(partition = %self.tp, error = %e, "cannot open partition");
+                None
+            }
+        }
+    }
+
+    fn set_config(&self, config: LogConfig) {
+        let mut c = self
+            .config
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(log) = self.log.get() {
+            log.set_config(config.clone());
+        }
+        *c = config;
+    }
 }
 
 impl Topic {
-    /// The log of partition `p`, if it exists.
+    /// The log of partition `p`, opened now if this is its first use;
+    /// `None` if the topic has no such partition (or it cannot be opened,
+    /// which is logged).
     pub fn partition(&self, p: i32) -> Option<&Arc<dyn PartitionLog>> {
-        usize::try_from(p).ok().and_then(|i| self.partitions.get(i))
+        usize::try_from(p)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+            .and_then(|s| s.log())
     }
 
     /// The number of partitions.
     pub fn partition_count(&self) -> i32 {
         i32::try_from(self.partitions.len()).unwrap_or(i32::MAX)
+    }
+
+    /// Every partition's log with its index, opening those not yet open.
+    pub fn logs(&self) -> impl Iterator<Item = (i32, &Arc<dyn PartitionLog>)> {
+        (0..self.partition_count()).filter_map(|p| self.partition(p).map(|l| (p, l)))
+    }
+
+    /// Opens every partition not yet open; false once one cannot be (the
+    /// engine shut down meanwhile, or the error is logged).
+    fn open_all(&self) -> bool {
+        self.partitions.iter().all(|s| s.log().is_some())
     }
 }
 
@@ -100,9 +163,9 @@ pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
 }
 
 impl Topics {
-    /// Loads the catalog of `data_dir` (or starts one) over `engine`, and
-    /// opens every partition it names. Partitions in storage that the
-    /// catalog does not name are removed.
+    /// Loads the catalog of `data_dir` (or starts one) over `engine`.
+    /// Partitions open on first use ([`Topics::open_all`] opens the rest);
+    /// partitions in storage that the catalog does not name are removed.
     pub(crate) fn open(
         data_dir: &Path,
         static_settings: &BrokerSettings,
@@ -116,7 +179,7 @@ impl Topics {
         let mut topics = HashMap::new();
         let mut by_id = HashMap::new();
         for rec in catalog.topics.values() {
-            let topic = Arc::new(open_topic(engine.as_ref(), &settings, rec)?);
+            let topic = Arc::new(open_topic(&engine, &settings, rec)?);
             by_id.insert(rec.id, topic.clone());
             topics.insert(rec.name.clone(), topic);
         }
@@ -147,6 +210,17 @@ impl Topics {
             producer_ids: Mutex::new((id_block_end, id_block_end)),
             clock,
         })
+    }
+
+    /// Opens every partition not yet open, so that retention and
+    /// compaction (which the engine runs on open partitions) reach them;
+    /// blocking, for a background task after start.
+    pub fn open_all(&self) {
+        for t in self.topics() {
+            if !t.open_all() {
+                return;
+            }
+        }
     }
 
     /// The broker's clock, in milliseconds since the Unix epoch.
@@ -524,7 +598,7 @@ impl Topics {
         rec: &TopicRecord,
     ) -> Result<(), BrokerError> {
         self.persist(&catalog).map_err(storage)?;
-        let topic = Arc::new(open_topic(self.engine.as_ref(), settings, rec).map_err(storage)?);
+        let topic = Arc::new(open_topic(&self.engine, settings, rec).map_err(storage)?);
         let mut state = self
             .state
             .write()
@@ -584,14 +658,21 @@ fn unknown(topic: &str) -> BrokerError {
 }
 
 fn open_topic(
-    engine: &dyn LogEngine,
+    engine: &Arc<dyn LogEngine>,
     settings: &BrokerSettings,
     rec: &TopicRecord,
 ) -> Result<Topic, BrokerError> {
     let config = settings.log_config(&rec.configs);
     let partitions = (0..rec.partitions)
-        .map(|p| engine.open(&TopicPartition::new(rec.name.clone(), p), config.clone()))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|p| {
+            Arc::new(Slot {
+                tp: TopicPartition::new(rec.name.clone(), p),
+                engine: engine.clone(),
+                config: Mutex::new(config.clone()),
+                log: OnceLock::new(),
+            })
+        })
+        .collect();
     Ok(Topic {
         name: rec.name.clone(),
         id: rec.id,

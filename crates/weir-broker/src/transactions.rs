@@ -458,7 +458,7 @@ impl Transactions {
                     job.coordinator_epoch,
                     now,
                 );
-                match log.append(batch, crate::LEADER_EPOCH) {
+                match log.append(batch, crate::LEADER_EPOCH).await {
                     Ok(info) => waits.push(log.wait_durable(info.last_offset + 1)),
                     Err(e) => {
                         warn!(topic, partition = p, error = %e, "transaction marker not written");

@@ -86,7 +86,7 @@ async fn committed_offsets_survive_reopen_and_later_commits_win() {
         // No shutdown: the reopen below must not depend on a clean stop.
     }
     let b = common::open(dir.path(), &[("offsets.topic.num.partitions", "3")]).await;
-    assert_eq!(b.topic("__consumer_offsets").unwrap().partitions.len(), 3);
+    assert_eq!(b.topic("__consumer_offsets").unwrap().partition_count(), 3);
     assert_eq!(fetch(&b, "g", "t", 0).await, (9, "second".into()));
     assert_eq!(fetch(&b, "g", "t", 1).await.0, 3);
     assert_eq!(fetch(&b, "other", "t", 1).await.0, 1);
@@ -116,8 +116,8 @@ async fn lag_is_high_watermark_minus_committed() {
     t.broker
         .create_topic("t", 2, Default::default(), false)
         .unwrap();
-    let log = t.broker.topic("t").unwrap().partitions[1].clone();
-    log.append(common::batch(10, 0), 0).unwrap();
+    let log = t.broker.topic("t").unwrap().partition(1).unwrap().clone();
+    log.append(common::batch(10, 0), 0).await.unwrap();
     assert_eq!(commit(&t.broker, "g", "t", 1, 4, "").await, 0);
     let lag = t.broker.group_lag("g");
     assert_eq!(lag.len(), 1);

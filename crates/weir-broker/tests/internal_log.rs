@@ -157,7 +157,11 @@ async fn validation_refuses_whole_batches_only_where_configured() {
         ResponseError::InvalidRecord.code()
     );
     assert_eq!(
-        t.broker.topic("checked").unwrap().partitions[0]
+        t.broker
+            .topic("checked")
+            .unwrap()
+            .partition(0)
+            .unwrap()
             .offsets()
             .log_end,
         0

@@ -302,7 +302,7 @@ async fn credential_changes_are_audited_to_the_audit_topic() {
     let t = broker_with(&[]).await;
     let b = &t.broker;
     let meta = b.topic(weir_broker::audit::AUDIT_TOPIC).unwrap();
-    assert_eq!(meta.partitions.len(), 1);
+    assert_eq!(meta.partition_count(), 1);
     assert_eq!(meta.configs.get("cleanup.policy").unwrap(), "delete");
     alter(b, vec![], vec![upsert("alice", 2, 4096, "pw")]).await;
     let events: Vec<serde_json::Value> =

@@ -345,7 +345,7 @@ async fn settle(b: &Arc<Broker>, id: &str, topic: &str, p: i32) -> (i64, i64, Ve
 
 /// Writes a state record straight into `__transaction_state`, as if the
 /// broker died right after recording it.
-fn force_state(
+async fn force_state(
     b: &Broker,
     id: &str,
     pid: i64,
@@ -376,6 +376,7 @@ fn force_state(
         .and_then(|t| t.partition(p).cloned())
         .unwrap();
     log.append(keyed_batch(txn_store::key(id), value), 0)
+        .await
         .unwrap();
 }
 
@@ -415,7 +416,7 @@ async fn every_transaction_state_survives_a_restart() {
             _ => {}
         }
         if let Some(s) = status {
-            force_state(&b, "tx", pid, epoch, s, "t", vec![0]);
+            force_state(&b, "tx", pid, epoch, s, "t", vec![0]).await;
         }
         if clean {
             b.begin_shutdown();
@@ -582,8 +583,7 @@ async fn internal_topic_partition_counts_are_fixed_at_creation() {
     assert_eq!(
         b.topic(weir_broker::txn_store::TXN_TOPIC)
             .unwrap()
-            .partitions
-            .len(),
+            .partition_count(),
         50
     );
 }

@@ -10,6 +10,9 @@
 //! - The number converters (`IntegerConverter`, `LongConverter`,
 //!   `ShortConverter`, `FloatConverter`, `DoubleConverter`,
 //!   `BooleanConverter`), big-endian as Kafka's serializers.
+//! - Confluent's `io.confluent.connect.avro.AvroConverter` and
+//!   `io.confluent.connect.json.JsonSchemaConverter`, through a schema
+//!   registry ([`crate::registry_converter`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use base64::Engine as _;
 use crate::data::{logical, Schema, SchemaAndValue, Struct, Type, Value};
 use crate::error::{ConnectError, Result};
 use crate::json::Json;
+use crate::registry_converter::{Format, RegistryConverter};
 
 /// Turns Connect data into record bytes and back.
 pub trait Converter: Send + Sync + std::fmt::Debug {
@@ -40,6 +44,8 @@ pub const CONVERTER_CLASSES: &[&str] = &[
     "org.apache.kafka.connect.converters.FloatConverter",
     "org.apache.kafka.connect.converters.DoubleConverter",
     "org.apache.kafka.connect.converters.BooleanConverter",
+    crate::registry_converter::AVRO_CONVERTER,
+    crate::registry_converter::JSON_SCHEMA_CONVERTER,
 ];
 
 /// Makes the converter `class` with its `config` (the `key.converter.` or
@@ -91,8 +97,11 @@ pub fn make_converter(
         "FloatConverter" => Arc::new(NumberConverter(Type::Float32)),
         "DoubleConverter" => Arc::new(NumberConverter(Type::Float64)),
         "BooleanConverter" => Arc::new(NumberConverter(Type::Boolean)),
+        "AvroConverter" => Arc::new(RegistryConverter::new(Format::Avro, config, is_key)?),
+        "JsonSchemaConverter" => {
+            Arc::new(RegistryConverter::new(Format::JsonSchema, config, is_key)?)
+        }
         _ => {
-            let _ = is_key;
             return Err(ConnectError::bad_config(format!(
                 "Class {class} could not be found"
             )));
@@ -545,7 +554,7 @@ fn schemaless_json(value: &Value) -> Result<Json> {
 }
 
 /// The decimal `unscaled × 10^-scale` as a JSON number (NUMERIC format).
-fn decimal_number(unscaled: &[u8], scale: i32) -> Json {
+pub(crate) fn decimal_number(unscaled: &[u8], scale: i32) -> Json {
     // Values beyond i64 are rare in Connect's sources; they keep their
     // exact digits as a string.
     let mut v: i128 = if unscaled.first().is_some_and(|b| b & 0x80 != 0) {
@@ -574,7 +583,7 @@ fn decimal_number(unscaled: &[u8], scale: i32) -> Json {
 }
 
 /// A decimal number's text as unscaled two's-complement bytes at `scale`.
-fn decimal_bytes(text: &str, scale: i32) -> Option<Vec<u8>> {
+pub(crate) fn decimal_bytes(text: &str, scale: i32) -> Option<Vec<u8>> {
     let (int_part, frac) = text.split_once('.').unwrap_or((text, ""));
     let scale = usize::try_from(scale).ok()?;
     let mut frac = frac.to_string();

@@ -20,6 +20,7 @@
 //! shutdown future completes; [`Worker`] is the same in parts, for a host
 //! that serves the router itself (`weir serve`).
 
+pub mod avro_data;
 pub mod config;
 pub mod connector;
 pub mod converter;
@@ -34,10 +35,12 @@ pub mod http;
 #[cfg(feature = "runtime")]
 pub mod internal_log;
 pub mod json;
+pub mod json_schema_data;
 pub mod metrics;
 pub mod plugins;
 pub mod postgres;
 pub mod protocol;
+pub mod registry_converter;
 #[cfg(feature = "runtime")]
 pub mod rest;
 #[cfg(feature = "runtime")]

@@ -130,9 +130,25 @@ pub fn validate(plugin: &Plugin, config: &Props) -> (Vec<&'static str>, Vec<Conf
         if let Some(class) = config.get(which).filter(|c| !c.trim().is_empty()) {
             let settings = crate::config::with_prefix(config, &format!("{which}."));
             let class = class.trim();
-            let known = which == "header.converter"
-                || make_converter(class, &settings, which == "key.converter").is_ok();
-            if !known {
+            let made = if which == "header.converter" {
+                Ok(())
+            } else {
+                make_converter(class, &settings, which == "key.converter").map(|_| ())
+            };
+            let simple = class.rsplit('.').next().unwrap_or(class);
+            let loadable = crate::converter::CONVERTER_CLASSES
+                .iter()
+                .any(|c| *c == class || c.ends_with(&format!(".{simple}")));
+            if let (Err(e), true) = (&made, loadable) {
+                // A converter that exists but cannot be configured (such as
+                // a registry converter without `schema.registry.url`): its
+                // error on the converter setting.
+                if let Some(v) = values.iter_mut().find(|v| v.key.name == which) {
+                    v.errors.push(format!(
+                        "Invalid value {class} for configuration {which}: {e}"
+                    ));
+                }
+            } else if made.is_err() {
                 let version = format!("{which}.plugin.version");
                 for v in values.iter_mut() {
                     // Kafka reports an unloadable class with no value, and

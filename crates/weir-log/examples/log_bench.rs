@@ -25,9 +25,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use weir_log::{
-    EngineConfig, LocalEngine, LogConfig, LogEngine, PartitionLog, ReadLimit, TopicPartition,
-};
+use weir_log::{EngineConfig, LocalEngine, LogConfig, LogEngine, ReadLimit, TopicPartition};
 
 struct Args {
     dir: PathBuf,
@@ -172,7 +170,7 @@ fn log_config() -> LogConfig {
 /// for durability after every append. Returns MB/s.
 fn append_bench(
     rt: &tokio::runtime::Runtime,
-    log: Arc<dyn PartitionLog>,
+    log: Arc<weir_log::local::LocalPartition>,
     b: Bytes,
     total: u64,
     appenders: usize,
@@ -241,7 +239,7 @@ fn main() {
             settle();
             let e = engine(&data);
             let log = e
-                .open(&TopicPartition::new("bench", 0), log_config())
+                .open_partition(&TopicPartition::new("bench", 0), log_config())
                 .unwrap();
             eng.push(append_bench(
                 &rt,
@@ -271,7 +269,7 @@ fn main() {
     let data = results.last().unwrap().1.clone();
     let e = engine(&data);
     let tp = TopicPartition::new("bench", 0);
-    let log = e.open(&tp, log_config()).unwrap();
+    let log = e.open_partition(&tp, log_config()).unwrap();
     let end = log.offsets().log_end;
     let mut sink = vec![0u8; 2 << 20];
     for (label, copy) in [
@@ -329,7 +327,7 @@ fn main() {
         let _ = std::fs::remove_file(data.join("recovery-point-offset-checkpoint"));
         let start = Instant::now();
         let e = engine(&data);
-        let log = e.open(&tp, log_config()).unwrap();
+        let log = e.open_partition(&tp, log_config()).unwrap();
         let secs = start.elapsed().as_secs_f64();
         assert_eq!(log.offsets().log_end, end);
         println!(
@@ -343,12 +341,12 @@ fn main() {
     }
     {
         let e = engine(&data);
-        let _log = e.open(&tp, log_config()).unwrap();
+        let _log = e.open_partition(&tp, log_config()).unwrap();
         e.shutdown().unwrap();
     }
     let start = Instant::now();
     let e = engine(&data);
-    let _log = e.open(&tp, log_config()).unwrap();
+    let _log = e.open_partition(&tp, log_config()).unwrap();
     println!(
         "open after a clean shutdown: {:.3} s",
         start.elapsed().as_secs_f64()

@@ -104,22 +104,45 @@ pub enum ReadLimit {
 }
 
 /// One partition's log.
+///
+/// The calls that may wait on storage (append, read, the timestamp lookups,
+/// DeleteRecords) return futures, so an engine whose storage is a network
+/// away can implement them without blocking a tokio worker; the local
+/// engine answers at call time. What every engine keeps in
+/// memory (offsets, producer state, epochs) is answered at once. The
+/// futures own what they need (`'static`), so the broker can await them
+/// after the request's synchronous part has returned.
 pub trait PartitionLog: Send + Sync + std::fmt::Debug {
     /// Validates `records` (one or more v2 record batches as a producer sent
     /// them), assigns offsets, stamps `leader_epoch` and appends them.
     /// On error the log is unchanged.
-    fn append(&self, records: Bytes, leader_epoch: i32) -> Result<AppendInfo, LogError>;
+    ///
+    /// Offsets are assigned in call order, not in the order the futures are
+    /// polled: the broker appends a connection's pipelined requests one
+    /// after another and may await them later, so an engine must take its
+    /// place in the log (or a queue that keeps the order) before returning.
+    /// The future resolves once the batches are readable; durability is
+    /// [`wait_durable`](Self::wait_durable).
+    fn append(
+        &self,
+        records: Bytes,
+        leader_epoch: i32,
+    ) -> BoxFuture<'static, Result<AppendInfo, LogError>>;
 
-    /// Resolves once every offset below `end_offset` is durable on disk.
-    /// Concurrent waiters share one fsync (group commit).
+    /// Resolves once every offset below `end_offset` is durable.
+    /// Concurrent waiters share one flush (group commit).
     fn wait_durable(&self, end_offset: i64) -> BoxFuture<'static, Result<(), LogError>>;
 
     /// Reads whole batches starting with the one that contains `offset`,
     /// up to `max_bytes`, but always at least one whole batch if any is
     /// readable. `offset` outside `[log_start, log_end]` is
     /// [`LogError::OffsetOutOfRange`].
-    fn read(&self, offset: i64, max_bytes: usize, limit: ReadLimit)
-        -> Result<ReadResult, LogError>;
+    fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        limit: ReadLimit,
+    ) -> BoxFuture<'static, Result<ReadResult, LogError>>;
 
     /// The current offsets.
     fn offsets(&self) -> LogOffsets;
@@ -128,11 +151,14 @@ pub trait PartitionLog: Send + Sync + std::fmt::Debug {
     fn subscribe(&self) -> watch::Receiver<i64>;
 
     /// The first record whose timestamp is `>= timestamp` (ListOffsets).
-    fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>, LogError>;
+    fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> BoxFuture<'static, Result<Option<TimestampOffset>, LogError>>;
 
     /// The record with the largest timestamp (ListOffsets `-3`, KIP-734);
     /// the earliest such record on ties.
-    fn max_timestamp(&self) -> Result<Option<TimestampOffset>, LogError>;
+    fn max_timestamp(&self) -> BoxFuture<'static, Result<Option<TimestampOffset>, LogError>>;
 
     /// The largest epoch `<= epoch` and the offset where it ends
     /// (OffsetForLeaderEpoch); `None` when the log has no epoch `<= epoch`.
@@ -140,9 +166,9 @@ pub trait PartitionLog: Send + Sync + std::fmt::Debug {
 
     /// Moves the log start offset forward to `offset` (DeleteRecords),
     /// which must be `<= high watermark`. Returns the new log start.
-    fn delete_records(&self, offset: i64) -> Result<i64, LogError>;
+    fn delete_records(&self, offset: i64) -> BoxFuture<'static, Result<i64, LogError>>;
 
-    /// Bytes on disk across all segments.
+    /// Bytes the partition takes in storage.
     fn size_bytes(&self) -> u64;
 
     /// The producers whose state this partition keeps (DescribeProducers).

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use common::*;
 use kafka_protocol::records::Compression;
-use weir_log::{LogConfig, LogEngine, PartitionLog, ReadLimit, TopicPartition};
+use weir_log::{LogConfig, LogEngine, ReadLimit, TopicPartition};
 
 fn compact_config() -> LogConfig {
     LogConfig {
@@ -20,7 +20,9 @@ fn compact_config() -> LogConfig {
     }
 }
 
-fn read_all(log: &dyn PartitionLog) -> Vec<(i64, i64, Option<bytes::Bytes>, Option<bytes::Bytes>)> {
+fn read_all(
+    log: &weir_log::local::LocalPartition,
+) -> Vec<(i64, i64, Option<bytes::Bytes>, Option<bytes::Bytes>)> {
     let mut out = Vec::new();
     let mut off = log.offsets().log_start;
     let end = log.offsets().log_end;
@@ -41,7 +43,7 @@ fn keeps_latest_value_per_key_and_drops_tombstones() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path());
     let tp = TopicPartition::new("c", 0);
-    let log = engine.open(&tp, compact_config()).unwrap();
+    let log = engine.open_partition(&tp, compact_config()).unwrap();
     let codecs = [
         Compression::None,
         Compression::Gzip,
@@ -118,7 +120,7 @@ fn keeps_latest_value_per_key_and_drops_tombstones() {
     engine.shutdown().unwrap();
     drop(engine);
     let engine = open(dir.path());
-    let log = engine.open(&tp, compact_config()).unwrap();
+    let log = engine.open_partition(&tp, compact_config()).unwrap();
     assert_eq!(read_all(log.as_ref()), all);
 }
 
@@ -131,7 +133,7 @@ fn honours_dirty_ratio_and_compaction_lag() {
         min_compaction_lag_ms: 3_600_000,
         ..compact_config()
     };
-    let log = engine.open(&tp, cfg).unwrap();
+    let log = engine.open_partition(&tp, cfg).unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -163,7 +165,7 @@ fn small_buffer_cleans_what_fits() {
     };
     let engine = weir_log::LocalEngine::open(cfg).unwrap();
     let tp = TopicPartition::new("small", 0);
-    let log = engine.open(&tp, compact_config()).unwrap();
+    let log = engine.open_partition(&tp, compact_config()).unwrap();
     for i in 0..100 {
         let k = format!("k{}", i % 60);
         log.append(

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use weir_log::{LogConfig, LogEngine, ReadLimit, TopicPartition};
+use weir_log::{LogConfig, ReadLimit, TopicPartition};
 
 const CHILD_ENV: &str = "WEIR_CRASH_CHILD_DIR";
 
@@ -42,7 +42,7 @@ fn crash_child() {
     rt.block_on(async move {
         let engine =
             weir_log::LocalEngine::open(engine_config(std::path::Path::new(&dir))).unwrap();
-        let log = engine.open(&tp(), config()).unwrap();
+        let log = engine.open_partition(&tp(), config()).unwrap();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         for t in 0..4 {
             let log = log.clone();
@@ -143,7 +143,7 @@ fn sigkill_never_loses_acknowledged_batches() {
 
         // Reopen as after a crash and check.
         let engine = open(dir.path());
-        let log = engine.open(&tp(), config()).unwrap();
+        let log = engine.open_partition(&tp(), config()).unwrap();
         let o = log.offsets();
         for (&base, &(last, crc)) in &acked {
             assert!(

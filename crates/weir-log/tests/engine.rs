@@ -11,7 +11,7 @@ async fn append_read_durable_reopen() {
     let tp = TopicPartition::new("my.topic-with-dash", 3);
     {
         let engine = open(dir.path());
-        let log = engine.open(&tp, LogConfig::default()).unwrap();
+        let log = engine.open_partition(&tp, LogConfig::default()).unwrap();
         let now = 1_700_000_000_000;
         let a = log.append(batch(3, now, "a"), 5).unwrap();
         assert_eq!(
@@ -57,7 +57,7 @@ async fn append_read_durable_reopen() {
     {
         let engine = open(dir.path());
         assert_eq!(engine.partitions().unwrap(), vec![tp.clone()]);
-        let log = engine.open(&tp, LogConfig::default()).unwrap();
+        let log = engine.open_partition(&tp, LogConfig::default()).unwrap();
         assert_eq!(log.offsets().log_end, 5);
         let r = log.read(0, 1 << 20, ReadLimit::HighWatermark).unwrap();
         assert_eq!(decode_all(&r.records).len(), 5);
@@ -67,7 +67,7 @@ async fn append_read_durable_reopen() {
     }
     {
         let engine = open(dir.path());
-        let log = engine.open(&tp, LogConfig::default()).unwrap();
+        let log = engine.open_partition(&tp, LogConfig::default()).unwrap();
         assert_eq!(log.offsets().log_end, 6);
         assert_eq!(log.end_offset_for_epoch(5), Some((5, 5)));
         engine.remove(&tp).unwrap();
@@ -76,7 +76,7 @@ async fn append_read_durable_reopen() {
             Err(LogError::Removed { .. })
         ));
         assert!(engine.partitions().unwrap().is_empty());
-        let log = engine.open(&tp, LogConfig::default()).unwrap();
+        let log = engine.open_partition(&tp, LogConfig::default()).unwrap();
         assert_eq!(log.offsets().log_end, 0);
     }
 }
@@ -94,7 +94,7 @@ fn rolls_and_reads_across_segments() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path());
     let tp = TopicPartition::new("t", 0);
-    let log = engine.open(&tp, small_segments()).unwrap();
+    let log = engine.open_partition(&tp, small_segments()).unwrap();
     let mut expected = Vec::new();
     for i in 0..60 {
         let n = 1 + (i % 4);
@@ -141,7 +141,7 @@ fn log_append_time_is_stamped() {
         timestamp_type: weir_log::TimestampType::LogAppendTime,
         ..LogConfig::default()
     };
-    let log = engine.open(&tp, cfg).unwrap();
+    let log = engine.open_partition(&tp, cfg).unwrap();
     let info = log.append(batch(3, 5, "x"), 0).unwrap();
     assert!(info.log_append_time > 1_600_000_000_000);
     let r = log.read(0, 1 << 20, ReadLimit::LogEnd).unwrap();
@@ -164,7 +164,7 @@ fn invalid_appends_leave_the_log_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path());
     let tp = TopicPartition::new("v", 0);
-    let log = engine.open(&tp, LogConfig::default()).unwrap();
+    let log = engine.open_partition(&tp, LogConfig::default()).unwrap();
     log.append(batch(2, 0, "ok"), 0).unwrap();
     let good = batch(2, 0, "g");
     let mut bad = good.to_vec();
@@ -203,7 +203,7 @@ fn delete_records_and_retention() {
     let tp = TopicPartition::new("r", 1);
     {
         let engine = open(dir.path());
-        let log = engine.open(&tp, small_segments()).unwrap();
+        let log = engine.open_partition(&tp, small_segments()).unwrap();
         for i in 0..40 {
             log.append(batch(2, 1000 + i, "x"), 0).unwrap();
         }
@@ -233,7 +233,7 @@ fn delete_records_and_retention() {
             retention_bytes: 2048,
             ..small_segments()
         };
-        let log = engine.open(&tp, cfg).unwrap();
+        let log = engine.open_partition(&tp, cfg).unwrap();
         assert_eq!(log.offsets().log_start, 50, "log start survives restart");
         engine.run_retention().unwrap();
         assert!(log.size_bytes() <= 2048 + 1024);
@@ -272,7 +272,7 @@ async fn concurrent_waiters_share_fsyncs() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path());
     let tp = TopicPartition::new("gc", 0);
-    let log = engine.open(&tp, LogConfig::default()).unwrap();
+    let log = engine.open_partition(&tp, LogConfig::default()).unwrap();
     let mut tasks = Vec::new();
     for t in 0..8 {
         let log = log.clone();
@@ -302,7 +302,7 @@ fn flush_messages_forces_fsync() {
     let engine = open(dir.path());
     let tp = TopicPartition::new("fm", 0);
     let log = engine
-        .open(
+        .open_partition(
             &tp,
             LogConfig {
                 flush_messages: 3,
@@ -339,7 +339,7 @@ fn segment_ms_rolls_in_the_background() {
     let engine = open(dir.path());
     let tp = TopicPartition::new("sm", 0);
     let log = engine
-        .open(
+        .open_partition(
             &tp,
             LogConfig {
                 segment_ms: 100,
@@ -365,7 +365,7 @@ fn epochs_and_partitions_listing() {
     std::fs::create_dir_all(dir.path().join("not-a-partition-x")).unwrap();
     let engine = open(dir.path());
     let tp = TopicPartition::new("a-b_c.d-7", 12);
-    let log = engine.open(&tp, LogConfig::default()).unwrap();
+    let log = engine.open_partition(&tp, LogConfig::default()).unwrap();
     log.append(batch(2, 0, "a"), 1).unwrap();
     log.append(batch(2, 0, "b"), 1).unwrap();
     log.append(batch(2, 0, "c"), 4).unwrap();

@@ -35,7 +35,7 @@ fn ten_thousand_partitions_stay_within_the_fd_budget() {
         let engine = LocalEngine::open(cfg.clone()).unwrap();
         let mut logs = Vec::with_capacity(n);
         for i in 0..n {
-            let log = engine.open(&tp(i), LogConfig::default()).unwrap();
+            let log = engine.open_partition(&tp(i), LogConfig::default()).unwrap();
             log.append(batch(2, 1000, "v"), -1).unwrap();
             logs.push(log);
             if i % 1000 == 0 {
@@ -64,7 +64,7 @@ fn ten_thousand_partitions_stay_within_the_fd_budget() {
     assert_eq!(engine.partitions().unwrap().len(), n);
     let mut logs = Vec::new();
     for i in (0..n).step_by(10) {
-        let log = engine.open(&tp(i), LogConfig::default()).unwrap();
+        let log = engine.open_partition(&tp(i), LogConfig::default()).unwrap();
         assert_eq!(log.offsets().log_end, 2);
         log.append(batch(1, 1000, "w"), -1).unwrap();
         let r = log.read(0, 1 << 20, ReadLimit::HighWatermark).unwrap();

@@ -14,8 +14,7 @@ use kafka_protocol::records::{Compression, Record, TimestampType};
 use proptest::prelude::*;
 use weir_log::Clock;
 use weir_log::{
-    EngineConfig, LocalEngine, LogConfig, LogEngine, LogError, PartitionLog, ReadLimit,
-    TopicPartition,
+    EngineConfig, LocalEngine, LogConfig, LogEngine, LogError, ReadLimit, TopicPartition,
 };
 
 /// A record as the model keeps it.
@@ -186,7 +185,7 @@ struct Harness {
     dir: tempfile::TempDir,
     clock: Arc<AtomicI64>,
     engine: Option<Arc<LocalEngine>>,
-    log: Option<Arc<dyn PartitionLog>>,
+    log: Option<Arc<weir_log::local::LocalPartition>>,
     tp: TopicPartition,
     config: LogConfig,
 }
@@ -219,12 +218,14 @@ impl Harness {
             ..EngineConfig::default()
         };
         let engine = LocalEngine::open(cfg).unwrap();
-        let log = engine.open(&self.tp, self.config.clone()).unwrap();
+        let log = engine
+            .open_partition(&self.tp, self.config.clone())
+            .unwrap();
         self.engine = Some(engine);
         self.log = Some(log);
     }
 
-    fn log(&self) -> &dyn PartitionLog {
+    fn log(&self) -> &weir_log::local::LocalPartition {
         self.log.as_deref().unwrap()
     }
 
@@ -248,7 +249,7 @@ impl Harness {
 }
 
 /// Reads the whole readable log batch by batch.
-fn read_everything(log: &dyn PartitionLog) -> Vec<(i64, i64, MRec)> {
+fn read_everything(log: &weir_log::local::LocalPartition) -> Vec<(i64, i64, MRec)> {
     let o = log.offsets();
     let mut out = Vec::new();
     let mut off = o.log_start;

@@ -53,7 +53,7 @@ fn duplicates_are_answered_with_original_offsets_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
         let tp = TopicPartition::new("t", 0);
         let mut engine = open(dir.path());
-        let log = engine.open(&tp, cfg()).unwrap();
+        let log = engine.open_partition(&tp, cfg()).unwrap();
         // Enough batches to roll segments (snapshots at each roll).
         let mut offsets = Vec::new();
         for i in 0..12 {
@@ -65,7 +65,7 @@ fn duplicates_are_answered_with_original_offsets_across_restarts() {
         let end = log.offsets().log_end;
         drop(log);
         engine = reopen(dir.path(), engine, clean);
-        let log = engine.open(&tp, cfg()).unwrap();
+        let log = engine.open_partition(&tp, cfg()).unwrap();
         // The last five batches are recognised; nothing is written twice.
         for i in 7..12 {
             let info = log
@@ -95,7 +95,7 @@ fn open_transactions_hold_the_stable_offset_and_aborts_are_indexed_across_restar
         let dir = tempfile::tempdir().unwrap();
         let tp = TopicPartition::new("t", 0);
         let mut engine = open(dir.path());
-        let log = engine.open(&tp, cfg()).unwrap();
+        let log = engine.open_partition(&tp, cfg()).unwrap();
         log.append(batch(2, 1000, "plain"), 0).unwrap(); // 0..1
         log.append(producer_batch(1, 0, 0, 3, true, "a"), 0)
             .unwrap(); // 2..4
@@ -114,7 +114,7 @@ fn open_transactions_hold_the_stable_offset_and_aborts_are_indexed_across_restar
         assert!(decode_all(&r.records).iter().all(|(o, ..)| *o < 5));
         drop(log);
         engine = reopen(dir.path(), engine, clean);
-        let log = engine.open(&tp, cfg()).unwrap();
+        let log = engine.open_partition(&tp, cfg()).unwrap();
         assert_eq!(log.offsets().last_stable, 5, "clean={clean}");
         let aborted = log.aborted_transactions(0, 100);
         assert_eq!(aborted.len(), 1);
@@ -140,7 +140,7 @@ fn open_transactions_hold_the_stable_offset_and_aborts_are_indexed_across_restar
         ));
         drop(log);
         engine = reopen(dir.path(), engine, clean);
-        let log = engine.open(&tp, cfg()).unwrap();
+        let log = engine.open_partition(&tp, cfg()).unwrap();
         assert_eq!(log.aborted_transactions(0, 100).len(), 1);
         assert!(
             log.offsets().last_stable < log.offsets().high_watermark,
@@ -153,7 +153,9 @@ fn open_transactions_hold_the_stable_offset_and_aborts_are_indexed_across_restar
 fn clients_cannot_mix_producer_batches() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path());
-    let log = engine.open(&TopicPartition::new("t", 0), cfg()).unwrap();
+    let log = engine
+        .open_partition(&TopicPartition::new("t", 0), cfg())
+        .unwrap();
     let mut two = producer_batch(1, 0, 0, 1, false, "a").to_vec();
     two.extend_from_slice(&producer_batch(1, 0, 1, 1, false, "a"));
     assert!(matches!(
@@ -175,7 +177,7 @@ fn compaction_keeps_markers_and_the_aborted_index() {
         delete_retention_ms: 0,
         ..LogConfig::default()
     };
-    let log = engine.open(&tp, config).unwrap();
+    let log = engine.open_partition(&tp, config).unwrap();
     log.append(producer_batch(9, 0, 0, 2, true, "x"), 0)
         .unwrap(); // 0..1 aborted
     for i in 0..4 {
@@ -196,7 +198,7 @@ fn compaction_keeps_markers_and_the_aborted_index() {
     engine.shutdown().unwrap();
     drop(engine);
     let engine = open(dir.path());
-    let log = engine.open(&tp, LogConfig::default()).unwrap();
+    let log = engine.open_partition(&tp, LogConfig::default()).unwrap();
     let a = log.aborted_transactions(0, 100);
     assert_eq!(a.len(), 1);
     assert_eq!((a[0].first_offset, a[0].last_offset), (0, 14));

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use weir_log::{LogConfig, LogEngine, PartitionLog, ReadLimit, TopicPartition};
+use weir_log::{LogConfig, LogEngine, ReadLimit, TopicPartition};
 
 fn cfg() -> LogConfig {
     LogConfig {
@@ -22,7 +22,7 @@ fn cfg() -> LogConfig {
 /// with one. Returns the partition directory.
 fn populate(dir: &Path, tp: &TopicPartition, n: usize, clean: bool) -> PathBuf {
     let engine = open(dir);
-    let log = engine.open(tp, cfg()).unwrap();
+    let log = engine.open_partition(tp, cfg()).unwrap();
     for i in 0..n {
         log.append(batch(3, 1000 + i as i64, &format!("p{i}")), 0)
             .unwrap();
@@ -46,7 +46,7 @@ fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
 }
 
 /// Reads everything and checks offsets are contiguous from log start.
-fn check_all(log: &dyn PartitionLog) -> i64 {
+fn check_all(log: &weir_log::local::LocalPartition) -> i64 {
     let o = log.offsets();
     let mut off = o.log_start;
     while off < o.log_end {
@@ -83,7 +83,7 @@ fn torn_tail_is_truncated() {
         .write_all(&half[..half.len() / 2])
         .unwrap();
     let engine = open(dir.path());
-    let log = engine.open(&tp, cfg()).unwrap();
+    let log = engine.open_partition(&tp, cfg()).unwrap();
     assert_eq!(log.offsets().log_end, 30);
     assert_eq!(fs::metadata(&last_log).unwrap().len(), good_len);
     assert_eq!(check_all(log.as_ref()), 30);
@@ -105,7 +105,7 @@ fn corrupt_batch_cuts_the_rest() {
     data[pos] ^= 0x40;
     fs::write(victim, &data).unwrap();
     let engine = open(dir.path());
-    let log = engine.open(&tp, cfg()).unwrap();
+    let log = engine.open_partition(&tp, cfg()).unwrap();
     let end = check_all(log.as_ref());
     let first_seg_end: i64 = {
         let name = logs[1].file_stem().unwrap().to_string_lossy().to_string();
@@ -134,7 +134,7 @@ fn indexes_are_rebuilt_when_missing_or_damaged() {
             let _ = fs::write(last, [0u8; 8]); // active index, inconsistent
         }
         let engine = open(dir.path());
-        let log = engine.open(&tp, cfg()).unwrap();
+        let log = engine.open_partition(&tp, cfg()).unwrap();
         assert_eq!(log.offsets().log_end, 120);
         assert_eq!(check_all(log.as_ref()), 120);
         for off in [0, 1, 31, 59, 60, 119] {
@@ -174,7 +174,7 @@ fn truncated_index_and_log_files() {
         .set_len(len - 5)
         .unwrap();
     let engine = open(dir.path());
-    let log = engine.open(&tp, cfg()).unwrap();
+    let log = engine.open_partition(&tp, cfg()).unwrap();
     let end = check_all(log.as_ref());
     assert_eq!(
         end, 117,
@@ -211,11 +211,11 @@ fn empty_dirs_zero_length_segments_and_leftovers() {
     let engine = open(dir.path());
     assert!(!dir.path().join("gone-0.abc-delete").exists());
     let e = engine
-        .open(&TopicPartition::new("empty", 0), cfg())
+        .open_partition(&TopicPartition::new("empty", 0), cfg())
         .unwrap();
     assert_eq!(e.offsets().log_end, 0);
     assert_eq!(e.append(batch(1, 0, "e"), 0).unwrap().base_offset, 0);
-    let log = engine.open(&tp, cfg()).unwrap();
+    let log = engine.open_partition(&tp, cfg()).unwrap();
     assert_eq!(log.offsets().log_end, 60);
     assert_eq!(check_all(log.as_ref()), 60);
     let names: Vec<String> = fs::read_dir(&pdir)
@@ -244,7 +244,7 @@ fn interrupted_compaction_swap_is_completed() {
     let seg0 = fs::read(&logs[0]).unwrap();
     fs::write(pdir.join("00000000000000000000.log.swap"), &seg0).unwrap();
     let engine = open(dir.path());
-    let log = engine.open(&tp, cfg()).unwrap();
+    let log = engine.open_partition(&tp, cfg()).unwrap();
     assert!(!pdir.join("00000000000000000000.log.swap").exists());
     // Data of segment 0 is there; the log end is unchanged.
     assert_eq!(log.offsets().log_end, 120);
@@ -275,7 +275,7 @@ fn torn_write_at_every_byte() {
             fs::write(&last_log, &data).unwrap();
             fs::remove_file(dir.path().join(".clean-shutdown")).ok();
             let engine = open(dir.path());
-            let log = engine.open(&tp, cfg()).unwrap();
+            let log = engine.open_partition(&tp, cfg()).unwrap();
             let end = log.offsets().log_end;
             if cut == extra.len() && !zeros {
                 assert_eq!(end, 11);

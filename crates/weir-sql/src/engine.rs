@@ -672,8 +672,8 @@ impl Engine {
         }
         let sink_partitions = self.admin.partitions(&sink.topic)?.unwrap_or(partitions);
         let prefix = format!("_confluent-ksql-{}query_{query_id}", self.config.service_id);
-        let changelog = if plan.is_aggregate() {
-            let t = format!("{prefix}-Aggregate-Aggregate-Materialize-changelog");
+        let changelog = if let Some(suffix) = plan.changelog_suffix() {
+            let t = format!("{prefix}-{suffix}");
             self.admin
                 .create(&t, partitions, &[("cleanup.policy", "compact")])
                 .await?;
@@ -1111,15 +1111,53 @@ impl Engine {
         .await
     }
 
+    /// A pull query on a stream (as ksqlDB >= 0.23 runs one): a scan of
+    /// the stream's topic from the beginning to its current end, filtered
+    /// and projected; it ends there instead of waiting for new rows.
+    async fn pull_stream(&self, query: &Query) -> Result<(Plan, Vec<Vec<Value>>)> {
+        if !query.group_by.is_empty()
+            || query.window.is_some()
+            || !query.from.joins.is_empty()
+            || !query.partition_by.is_empty()
+        {
+            return Err(SqlError::invalid(
+                "Pull queries don't support GROUP BY, WINDOW, JOIN or PARTITION BY clauses.",
+            ));
+        }
+        let plan = {
+            let state = self.state.lock().await;
+            plan::plan(query, &state.meta, None)?
+        };
+        if !matches!(plan.op, crate::plan::Op::Select { .. }) {
+            return Err(SqlError::invalid(
+                "Pull queries don't support aggregate functions.",
+            ));
+        }
+        let id = format!("transient_{}", uuid::Uuid::new_v4().simple());
+        let spec = QuerySpec {
+            group_id: format!("_confluent-ksql-{}{id}", self.config.service_id),
+            id,
+            inputs: self.input_topics(&plan)?,
+            settings: self.config.kafka.clone(),
+            offset_reset: "earliest".into(),
+            plan: plan.clone(),
+        };
+        let limit = query.limit;
+        let out = runtime::blocking(|| runtime::scan(&spec, limit))?;
+        let rows = out
+            .into_iter()
+            .filter_map(|r| r.value.map(|v| plan.project(&r.key, &v)))
+            .collect();
+        Ok((plan, rows))
+    }
+
     /// Runs a pull query against a materialized table.
     pub async fn pull_query(&self, query: &Query) -> Result<(Plan, Vec<Vec<Value>>)> {
         let state = self.state.lock().await;
         let src = state.meta.get(&query.from.first.name)?;
         if !src.is_table() {
-            return Err(SqlError::invalid(format!(
-                "Pull queries on streams are not supported by Weir yet. Add EMIT CHANGES to run a push query on {}.",
-                src.name
-            )));
+            drop(state);
+            return self.pull_stream(query).await;
         }
         let materialized = state
             .queries

@@ -11,6 +11,7 @@ use crate::error::{Result, SqlError};
 use crate::expr::{compile, literal_value, Node, Scope};
 use crate::format::{Codec, Format, WindowType};
 use crate::functions;
+use crate::join::{JoinWindow, Stage};
 use crate::types::{SqlType, Value};
 
 /// ksqlDB's default grace period when a window names none (24 hours).
@@ -140,6 +141,16 @@ pub enum Op {
         key: Vec<Node>,
         values: Vec<Node>,
     },
+    /// A stream joined to streams (within a time window) and tables (on
+    /// their key), one stage per join: input 0 is the first stage's left
+    /// side, input `i` the right side of stage `i - 1` (see `join`).
+    Joins {
+        stages: Vec<Stage>,
+        /// Over the joined row (every input's row, in order).
+        filter: Option<Node>,
+        key: Vec<Node>,
+        values: Vec<Node>,
+    },
     /// Two tables (inputs 0 and 1) joined on their primary keys, or a
     /// foreign-key join: an expression over the left row naming the right
     /// table's key. The result is a table keyed by the join key (primary
@@ -193,8 +204,36 @@ impl Plan {
             .collect()
     }
 
+    /// Inputs that are tables joined on their key: their rows are state,
+    /// rebuilt by replaying their topic (from the beginning, or up to the
+    /// committed offsets after a restart).
+    pub fn table_inputs(&self) -> Vec<usize> {
+        match &self.op {
+            Op::StreamTable { .. } => vec![1],
+            Op::Joins { stages, .. } => stages
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.window.is_none())
+                .map(|(i, _)| i + 1)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     pub fn is_aggregate(&self) -> bool {
         matches!(self.op, Op::Aggregate { .. })
+    }
+
+    /// The suffix of the state changelog topic, for operators with state
+    /// that only a changelog restores.
+    pub fn changelog_suffix(&self) -> Option<&'static str> {
+        match self.op {
+            Op::Aggregate { .. } => Some("Aggregate-Aggregate-Materialize-changelog"),
+            Op::Joins { ref stages, .. } if stages.iter().any(|s| s.window.is_some()) => {
+                Some("Join-store-changelog")
+            }
+            _ => None,
+        }
     }
 
     /// The output's window type and size, as a sink source records it.
@@ -478,9 +517,22 @@ pub fn plan(query: &Query, meta: &MetaStore, sink: Option<&str>) -> Result<Plan>
     let first = meta.get(&query.from.first.name)?;
     let mut inputs = vec![Input::new(first, &query.from.first)?];
     if query.from.joins.len() > 1 {
-        return Err(SqlError::invalid(
-            "Chains of joins are not supported by Weir yet: join two sources per query",
-        ));
+        for join in &query.from.joins {
+            let right = meta.get(&join.right.name)?;
+            if inputs.iter().any(|i| i.qualifier == join.right.qualifier()) {
+                return Err(SqlError::invalid(format!(
+                    "Can not join '{}': each source of a join needs its own alias",
+                    right.name
+                )));
+            }
+            inputs.push(Input::new(right, &join.right)?);
+        }
+        if inputs[0].source.is_table() {
+            return Err(SqlError::invalid(
+                "Chains of joins that start from a table are not supported by Weir yet: start the chain from a stream",
+            ));
+        }
+        return plan_joins(query, inputs, sink);
     }
     if let Some(join) = query.from.joins.first() {
         let right = meta.get(&join.right.name)?;
@@ -885,9 +937,7 @@ fn plan_join(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Result<Pl
         )));
     }
     if !right.source.is_table() {
-        return Err(SqlError::invalid(
-            "Stream-stream joins (WITHIN) are not supported by Weir yet: join a stream to a table, or two tables",
-        ));
+        return plan_joins(query, inputs, sink);
     }
     if join.within.is_some() {
         return Err(SqlError::invalid(
@@ -986,6 +1036,177 @@ fn plan_join(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Result<Pl
         op: Op::StreamTable {
             kind: join.kind,
             left_key: lk.node,
+            filter,
+            key,
+            values,
+        },
+        key: key_cols,
+        value: value_cols,
+        window: None,
+        limit: query.limit,
+        emit: query.emit,
+        inputs,
+    })
+}
+
+/// The two sides of a join's equality, each compiled over its own side's
+/// scope: (left node, right node, left expr, right expr).
+fn join_sides<'a>(
+    on: &'a Expr,
+    ls: &Scope,
+    rs: &Scope,
+) -> Result<(Node, Node, &'a Expr, &'a Expr)> {
+    let Expr::Binary {
+        op: BinOp::Eq,
+        left: a,
+        right: b,
+    } = on
+    else {
+        return Err(SqlError::invalid(format!(
+            "Unsupported join expression: {on}. Joins need an equality of a column of each side"
+        )));
+    };
+    let try_pair = |x: &Expr, y: &Expr| -> Option<(crate::expr::Typed, crate::expr::Typed)> {
+        Some((compile(x, ls, "JOIN").ok()?, compile(y, rs, "JOIN").ok()?))
+    };
+    let (lt, rt, le, re) = if let Some((l, r)) = try_pair(a, b) {
+        (l, r, a.as_ref(), b.as_ref())
+    } else if let Some((l, r)) = try_pair(b, a) {
+        (l, r, b.as_ref(), a.as_ref())
+    } else {
+        return Err(SqlError::invalid(format!(
+            "Invalid comparison expression '{on}' in join. Each side of the join comparison must contain references from exactly one source."
+        )));
+    };
+    if lt.ty != rt.ty {
+        return Err(SqlError::invalid(format!(
+            "Invalid join condition: types don't match. Got {le}{{{}}} = {re}{{{}}}.",
+            lt.ty, rt.ty
+        )));
+    }
+    Ok((lt.node, rt.node, le, re))
+}
+
+/// Plans a stream joined to streams (WITHIN, INNER/LEFT/RIGHT/FULL) and
+/// tables (on the table's key, INNER/LEFT), one stage per join. The
+/// result is a stream keyed by the last join's key.
+fn plan_joins(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Result<Plan> {
+    if !query.group_by.is_empty() || query.window.is_some() || !query.partition_by.is_empty() {
+        return Err(SqlError::invalid(
+            "GROUP BY, WINDOW and PARTITION BY over a join are not supported by Weir yet",
+        ));
+    }
+    if inputs.iter().any(|i| i.source.window.is_some()) {
+        return Err(SqlError::invalid(
+            "Joins of windowed sources are not supported by Weir yet",
+        ));
+    }
+    let mut scope = inputs[0].scope();
+    let mut stages = Vec::new();
+    let mut last_sides = None;
+    for (j, join) in query.from.joins.iter().enumerate() {
+        let right = &inputs[j + 1];
+        let left_names = inputs[..=j]
+            .iter()
+            .map(|i| i.source.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if inputs[..=j]
+            .iter()
+            .any(|i| i.source.topic == right.source.topic)
+        {
+            return Err(SqlError::invalid(format!(
+                "Can not join '{}' to '{left_names}': self joins are not yet supported.",
+                right.source.name
+            )));
+        }
+        let rs = right.scope();
+        let (left_key, right_key, le, re) = join_sides(&join.on, &scope, &rs)?;
+        let window = if right.source.is_table() {
+            if join.within.is_some() {
+                return Err(SqlError::invalid(
+                    "WITHIN is only allowed for stream-stream joins, not for a stream-table join",
+                ));
+            }
+            if !matches!(join.kind, JoinType::Inner | JoinType::Left) {
+                return Err(SqlError::invalid(format!(
+                    "Invalid join type: {:?} join is not supported for stream-table joins, only INNER and LEFT",
+                    join.kind
+                )));
+            }
+            let key_name = right.source.key.first().map(|(n, _)| n.as_str());
+            let on_key = matches!(re, Expr::Column { name, .. } if Some(name.as_str()) == key_name);
+            if !on_key || right.source.key.len() != 1 {
+                return Err(SqlError::invalid(format!(
+                    "Invalid join condition: stream-table joins require the table's PRIMARY KEY on one side. Got {}.",
+                    join.on
+                )));
+            }
+            None
+        } else {
+            let Some(within) = &join.within else {
+                return Err(SqlError::invalid(
+                    "Stream-Stream joins must have a WITHIN clause specified. None was provided.",
+                ));
+            };
+            if within.before_ms < 0 || within.after_ms < 0 || within.grace_ms.is_some_and(|g| g < 0)
+            {
+                return Err(SqlError::invalid(
+                    "WITHIN and GRACE PERIOD must not be negative",
+                ));
+            }
+            // Without GRACE PERIOD ksqlDB keeps Kafka Streams' legacy
+            // default: 24 hours less the window size.
+            let grace_ms = within.grace_ms.unwrap_or_else(|| {
+                (DEFAULT_GRACE_MS - within.before_ms.saturating_add(within.after_ms)).max(0)
+            });
+            Some(JoinWindow {
+                before_ms: within.before_ms,
+                after_ms: within.after_ms,
+                grace_ms,
+                deferred: within.grace_ms.is_some(),
+            })
+        };
+        stages.push(Stage {
+            kind: join.kind,
+            left_key,
+            right_key,
+            window,
+            left_width: inputs[..=j].iter().map(Input::width).sum(),
+            right_width: right.width(),
+        });
+        scope.columns.extend(rs.columns.iter().cloned());
+        last_sides = Some((le.clone(), re.clone()));
+    }
+    let Some((left_expr, right_expr)) = last_sides else {
+        return Err(SqlError::invalid("A join needs a JOIN clause"));
+    };
+    let filter = match &query.where_ {
+        Some(w) => Some(boolean(w, &scope, "WHERE")?),
+        None => None,
+    };
+    let items = expand_select(query, &inputs, true)?;
+    let key_expr = match items
+        .iter()
+        .find(|i| same_expr(&i.expr, &left_expr, &scope) || same_expr(&i.expr, &right_expr, &scope))
+    {
+        Some(i) => i.expr.clone(),
+        None if sink.is_none() => left_expr.clone(),
+        None => {
+            return Err(SqlError::invalid(format!(
+                "Key missing from projection (ie, SELECT).\nThe query used to build {} must include the join expression {left_expr} in its projection (eg, SELECT {left_expr}...).",
+                sink.unwrap_or_default()
+            )))
+        }
+    };
+    let (key_exprs, value_exprs, order) = split_key(items, &[key_expr], &scope, sink)?;
+    let (key, key_cols) = compile_all(&key_exprs, &scope, "SELECT")?;
+    let (values, value_cols) = compile_all(&value_exprs, &scope, "SELECT")?;
+    Ok(Plan {
+        order,
+        kind: SourceKind::Stream,
+        op: Op::Joins {
+            stages,
             filter,
             key,
             values,

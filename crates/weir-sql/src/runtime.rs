@@ -11,7 +11,11 @@
 //!
 //! Records of several partitions are processed in timestamp order: the
 //! next record is the earliest head among the partitions, once every
-//! partition has one buffered or the consumer has caught up.
+//! partition has one buffered or the consumer has caught up. Whether it
+//! has caught up comes from the end offsets librdkafka learns from its
+//! fetch responses (its statistics), as Kafka Streams uses the lag its
+//! consumer knows: asking the broker (ListOffsets) each time a buffer ran
+//! dry kept query threads waiting on the answers most of the time.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,9 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -329,6 +333,39 @@ struct Msg {
     value: Option<Vec<u8>>,
 }
 
+/// What a query's consumer last heard of an input partition, from its
+/// statistics: (end offset for read_committed — the last stable offset —,
+/// next offset to fetch, messages prefetched but not yet polled).
+type PartitionEnd = (i64, i64, i64);
+
+#[derive(Default)]
+struct EndsContext {
+    ends: Mutex<HashMap<(String, i32), PartitionEnd>>,
+}
+
+impl ClientContext for EndsContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
+        for (topic, t) in statistics.topics {
+            for (p, s) in t.partitions {
+                if p < 0 || s.fetch_state != "active" {
+                    continue;
+                }
+                let end = if s.ls_offset >= 0 {
+                    s.ls_offset
+                } else {
+                    s.hi_offset
+                };
+                if end >= 0 {
+                    ends.insert((topic.clone(), p), (end, s.next_offset, s.fetchq_cnt));
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for EndsContext {}
+
 fn consumer_config(spec: &QuerySpec, with_group: bool) -> ClientConfig {
     let mut c = spec.settings.config();
     c.set("enable.auto.commit", "false")
@@ -422,8 +459,9 @@ fn run(
     stats: &QueryStats,
 ) -> Result<()> {
     let persistent = matches!(output, Output::Topic { .. });
-    let consumer: BaseConsumer = consumer_config(spec, persistent)
-        .create()
+    let consumer: BaseConsumer<EndsContext> = consumer_config(spec, persistent)
+        .set("statistics.interval.ms", "100")
+        .create_with_context(EndsContext::default())
         .map_err(kerr("create consumer"))?;
     // Committed offsets of the query's group, per input partition.
     let mut committed: Vec<HashMap<i32, i64>> = vec![HashMap::new(); spec.inputs.len()];
@@ -460,13 +498,14 @@ fn run(
             lock(task).restore_changelog(m.key().unwrap_or_default(), m.payload())
         })?;
     }
-    if matches!(spec.plan.op, Op::StreamTable { .. }) {
-        let (topic, n) = &spec.inputs[1];
-        let until = committed[1].clone();
+    let table_inputs = spec.plan.table_inputs();
+    for &input in &table_inputs {
+        let (topic, n) = &spec.inputs[input];
+        let until = committed[input].clone();
         if persistent && !until.is_empty() {
             replay(spec, topic, *n, Some(&until), stop, |m| {
                 let rec = InRecord {
-                    input: 1,
+                    input,
                     partition: m.partition(),
                     offset: m.offset(),
                     timestamp: m.timestamp().to_millis().unwrap_or(0),
@@ -510,9 +549,7 @@ fn run(
         for p in 0..*n {
             let offset = match committed[i].get(&p) {
                 Some(o) => Offset::Offset(*o),
-                None if i == 1 && matches!(spec.plan.op, Op::StreamTable { .. }) => {
-                    Offset::Beginning
-                }
+                None if table_inputs.contains(&i) => Offset::Beginning,
                 None if spec.offset_reset == "earliest" => Offset::Beginning,
                 // `latest` is resolved now, so a query that answered has a
                 // fixed starting point.
@@ -563,7 +600,6 @@ fn run(
     let mut batch_count = 0usize;
     let mut emitted: u64 = 0;
     let mut blocked_since: Option<Instant> = None;
-    let mut ends = HashMap::new();
     let limit = spec.plan.limit;
     loop {
         if stop.load(Ordering::SeqCst) {
@@ -608,8 +644,11 @@ fn run(
         // read (its position at the high watermark of the last fetch, as
         // Kafka Streams decides with max.task.idle.ms=0). A partition
         // whose end is unknown holds the others back at most MAX_IDLE.
-        let at_end = partitions_at_end(&consumer, &spec.inputs, &heads, &mut ends);
+        let at_end = partitions_at_end(&consumer, &spec.inputs, &heads);
         let mut fx = Effects::default();
+        // The task is locked per chunk of records, not per record; pull
+        // queries read it between chunks.
+        let mut guard = None;
         loop {
             let waiting = heads
                 .iter()
@@ -644,7 +683,7 @@ fn run(
                 value: msg.value.as_deref(),
             };
             {
-                let mut t = lock(task);
+                let t = guard.get_or_insert_with(|| lock(task));
                 let before = t.skipped;
                 if let Err(e) = t.process(&rec, &mut fx) {
                     t.skipped += 1;
@@ -662,6 +701,9 @@ fn run(
             stats.processed.fetch_add(1, Ordering::Relaxed);
             positions.insert((msg.input, msg.partition), msg.offset + 1);
             batch_count += 1;
+            if batch_count % 256 == 0 {
+                guard = None;
+            }
             match output {
                 Output::Topic {
                     sink, changelog, ..
@@ -700,6 +742,7 @@ fn run(
                 }
             }
         }
+        drop(guard);
         if let Output::Channel(tx) = output {
             if tx.is_closed() {
                 return Ok(());
@@ -714,6 +757,21 @@ fn run(
                     || batch_started.elapsed() >= Duration::from_millis(100)
                     || caught_up)
             {
+                if let Output::Topic {
+                    changelog: Some(cl),
+                    ..
+                } = output
+                {
+                    let mut fx = Effects::default();
+                    let st = {
+                        let mut t = lock(task);
+                        t.checkpoint(&mut fx);
+                        t.stream_time
+                    };
+                    for (k, v) in fx.changelog.drain(..) {
+                        send(p, cl, None, Some(&k), v.as_deref(), st.max(0))?;
+                    }
+                }
                 let mut offsets = TopicPartitionList::new();
                 for ((input, partition), o) in &positions {
                     offsets
@@ -747,14 +805,13 @@ fn run(
 const MAX_IDLE: Duration = Duration::from_secs(2);
 
 /// The input partitions with nothing more to read: empty here, and the
-/// consumer's position at (or past) the partition's end offset. Ends are
-/// asked of the cluster (ListOffsets) at most every 50 ms a partition; a
-/// partition found at its end stays so until its position moves.
+/// consumer's position at (or past) the end offset its last fetch saw (a
+/// partition nothing was read from yet: its fetch position, with nothing
+/// prefetched).
 fn partitions_at_end(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<EndsContext>,
     inputs: &[(String, i32)],
     heads: &BTreeMap<(usize, i32), VecDeque<Msg>>,
-    ends: &mut HashMap<(usize, i32), (i64, bool, Instant)>,
 ) -> std::collections::HashSet<(usize, i32)> {
     let mut out = std::collections::HashSet::new();
     if heads.values().all(|q| !q.is_empty()) {
@@ -763,38 +820,61 @@ fn partitions_at_end(
     let Ok(positions) = consumer.position() else {
         return out;
     };
+    let ends = consumer
+        .context()
+        .ends
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     for (&(input, p), q) in heads {
         if !q.is_empty() {
             continue;
         }
         let topic = &inputs[input].0;
-        let Some(pos) = positions
-            .find_partition(topic, p)
-            .and_then(|e| e.offset().to_raw())
-        else {
+        let Some(&(end, next_fetch, prefetched)) = ends.get(&(topic.clone(), p)) else {
             continue;
         };
-        let known = ends.get(&(input, p)).copied();
-        let at_end = match known {
-            Some((at, true, _)) if at == pos => true,
-            Some((at, false, when)) if at == pos && when.elapsed() < Duration::from_millis(50) => {
-                false
-            }
-            _ => {
-                let end = consumer
-                    .fetch_watermarks(topic, p, Duration::from_secs(2))
-                    .map(|w| w.1)
-                    .unwrap_or(i64::MAX);
-                let at_end = pos >= end;
-                ends.insert((input, p), (pos, at_end, Instant::now()));
-                at_end
-            }
+        let at_end = match positions.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(pos)) => pos >= end,
+            _ => prefetched == 0 && next_fetch >= end,
         };
         if at_end {
             out.insert((input, p));
         }
     }
     out
+}
+
+/// A pull query on a stream: reads the topic from the beginning up to its
+/// end when the scan starts (read_committed), partition by partition, and
+/// returns the rows the plan emits, at most `limit`. Records that do not
+/// deserialize are skipped, as a push query skips them.
+pub fn scan(spec: &QuerySpec, limit: Option<u64>) -> Result<Vec<OutRow>> {
+    let mut task = Task::new(spec.plan.clone());
+    let mut rows = Vec::new();
+    let stop = AtomicBool::new(false);
+    let (topic, partitions) = &spec.inputs[0];
+    replay(spec, topic, *partitions, None, &stop, |m| {
+        let rec = InRecord {
+            input: 0,
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp: m.timestamp().to_millis().unwrap_or(0),
+            key: m.key(),
+            value: m.payload(),
+        };
+        let mut fx = Effects::default();
+        if task.process(&rec, &mut fx).is_ok() {
+            rows.extend(fx.rows);
+        }
+        if limit.is_some_and(|l| rows.len() as u64 >= l) {
+            stop.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    })?;
+    if let Some(l) = limit {
+        rows.truncate(usize::try_from(l).unwrap_or(usize::MAX));
+    }
+    Ok(rows)
 }
 
 /// What `PRINT` asks for.

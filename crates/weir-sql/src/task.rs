@@ -11,6 +11,7 @@ use crate::ast::JoinType;
 use crate::error::{Result, SqlError};
 use crate::expr::Node;
 use crate::format::Window;
+use crate::join::{self, Joined, StageState};
 use crate::plan::{nulls, AggSpec, Op, Plan, WindowSpec};
 use crate::state;
 use crate::types::Value;
@@ -70,6 +71,8 @@ pub struct Task {
     /// Foreign-key joins: the left keys (encoded) by the right key they
     /// name (encoded).
     pub by_foreign_key: HashMap<Vec<u8>, BTreeSet<Vec<u8>>>,
+    /// Stream–stream joins and chains: each stage's state.
+    pub stages: Vec<StageState>,
     /// Windows by the time they close (end + grace): EMIT FINAL emits them
     /// then.
     closing: BTreeSet<(i64, (Vec<u8>, i64))>,
@@ -88,7 +91,12 @@ fn key_bytes(key: &[Value]) -> Vec<u8> {
 
 impl Task {
     pub fn new(plan: Plan) -> Task {
+        let stages = match &plan.op {
+            Op::Joins { stages, .. } => stages.iter().map(|_| StageState::default()).collect(),
+            _ => Vec::new(),
+        };
         Task {
+            stages,
             plan: Arc::new(plan),
             closing: BTreeSet::new(),
             expiring: BTreeSet::new(),
@@ -235,6 +243,7 @@ impl Task {
                     self.stream_table(row, ts, fx);
                 }
             }
+            Op::Joins { .. } => self.joins(rec, decoded, fx)?,
             Op::TableTable { .. } => {
                 let k = self.key_of(rec)?;
                 let row = decoded.map(|(row, _)| row);
@@ -458,6 +467,94 @@ impl Task {
         }
     }
 
+    /// A record of a join chain: input 0 is the first stage's left side,
+    /// input `i` the right side of stage `i - 1`; what a stage emits is the
+    /// left side of the next, and the last stage's rows are the output,
+    /// keyed by its join key.
+    fn joins(
+        &mut self,
+        rec: &InRecord<'_>,
+        decoded: Option<(Vec<Value>, i64)>,
+        fx: &mut Effects,
+    ) -> Result<()> {
+        let plan = self.plan.clone();
+        let Op::Joins {
+            stages,
+            filter,
+            values,
+            ..
+        } = &plan.op
+        else {
+            return Ok(());
+        };
+        let (mut idx, mut side) = match rec.input {
+            0 => (0, 0),
+            i => (i - 1, 1),
+        };
+        if stages[idx].window.is_none() && side == 1 {
+            let k = key_bytes(&self.key_of(rec)?);
+            self.stages[idx].table_update(k, decoded.map(|(row, _)| row));
+            return Ok(());
+        }
+        let Some((row, ts)) = decoded else {
+            return Ok(());
+        };
+        let mut rank = 0u32;
+        let mut rows = vec![(row, ts)];
+        loop {
+            let mut out: Vec<Joined> = Vec::new();
+            for (row, ts) in rows {
+                let origin = (rec.input as u32, rec.partition, rec.offset, rank);
+                rank += 1;
+                let kept = self.stages[idx].process(
+                    idx,
+                    &stages[idx],
+                    side,
+                    row,
+                    ts,
+                    origin,
+                    &mut fx.changelog,
+                    &mut out,
+                );
+                if !kept {
+                    self.skipped += 1;
+                }
+            }
+            if idx + 1 == stages.len() {
+                for j in out {
+                    if filter
+                        .as_ref()
+                        .is_some_and(|f| f.eval(&j.row) != Value::Boolean(true))
+                    {
+                        continue;
+                    }
+                    // The key is the join key, whichever side is present.
+                    fx.rows.push(OutRow {
+                        key: vec![j.key],
+                        value: Some(values.iter().map(|n| n.eval(&j.row)).collect()),
+                        timestamp: j.ts,
+                        window: None,
+                    });
+                }
+                return Ok(());
+            }
+            if out.is_empty() {
+                return Ok(());
+            }
+            rows = out.into_iter().map(|j| (j.row, j.ts)).collect();
+            idx += 1;
+            side = 0;
+        }
+    }
+
+    /// Writes state that is not logged record by record (each join
+    /// stage's stream time), once per transaction.
+    pub fn checkpoint(&mut self, fx: &mut Effects) {
+        for (i, st) in self.stages.iter_mut().enumerate() {
+            st.checkpoint(i, &mut fx.changelog);
+        }
+    }
+
     fn source_window(&self, row: &[Value], input: usize) -> Option<Window> {
         let src = &self.plan.inputs[input].source;
         src.window?;
@@ -478,6 +575,13 @@ impl Task {
     /// Restores a table-side row (replaying the table's topic).
     pub fn restore_table(&mut self, rec: &InRecord<'_>) -> Result<()> {
         let k = key_bytes(&self.key_of(rec)?);
+        if matches!(self.plan.op, Op::Joins { .. }) {
+            let row = self.row(rec)?.map(|(row, _)| row);
+            if let Some(st) = self.stages.get_mut(rec.input.wrapping_sub(1)) {
+                st.table_update(k, row);
+            }
+            return Ok(());
+        }
         match self.row(rec)? {
             Some((row, _)) => {
                 self.table.insert(k, row);
@@ -869,6 +973,9 @@ impl Task {
 
     /// Applies a changelog record (restoring state).
     pub fn restore_changelog(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        if matches!(self.plan.op, Op::Joins { .. }) {
+            return join::restore(&mut self.stages, key, value);
+        }
         let mut k = state::decode(key)?;
         let window = if self.plan.window.is_some() {
             let end = k.pop().and_then(|v| v.as_i64());
@@ -949,4 +1056,319 @@ fn post_row(e: &AggEntry, aggs: &[AggSpec]) -> Vec<Value> {
 /// Evaluates a node list against a row (helper for callers).
 pub fn eval_all(nodes: &[Node], row: &[Value]) -> Vec<Value> {
     nodes.iter().map(|n| n.eval(row)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ast::Statement;
+    use crate::catalog::{source_from_create, MetaStore};
+    use crate::parser::parse_one;
+
+    fn task(sql: &str) -> Task {
+        let mut meta = MetaStore::default();
+        for ddl in [
+            "CREATE STREAM L (ID INT KEY, A STRING) WITH (KAFKA_TOPIC='l', VALUE_FORMAT='JSON');",
+            "CREATE STREAM R (ID INT KEY, B STRING) WITH (KAFKA_TOPIC='r', VALUE_FORMAT='JSON');",
+            "CREATE STREAM C (ID INT KEY, C STRING) WITH (KAFKA_TOPIC='c', VALUE_FORMAT='JSON');",
+            "CREATE TABLE T (ID INT PRIMARY KEY, C STRING) WITH (KAFKA_TOPIC='t', VALUE_FORMAT='JSON');",
+        ] {
+            let p = parse_one(ddl, &Default::default()).unwrap();
+            let Statement::CreateSource(c) = &p.statement else {
+                panic!("not a CREATE")
+            };
+            let (s, _) = source_from_create(c, &p.text).unwrap();
+            meta.sources.insert(s.name.clone(), s);
+        }
+        let p = parse_one(sql, &Default::default()).unwrap();
+        let Statement::CreateAsSelect(c) = &p.statement else {
+            panic!("not a CREATE AS SELECT")
+        };
+        Task::new(crate::plan::plan(&c.query, &meta, Some("OUT")).unwrap())
+    }
+
+    /// (side, id, text, timestamp); each record at its own offset.
+    type Input = (usize, i32, &'static str, i64);
+
+    fn feed(t: &mut Task, inputs: &[Input], fx: &mut Effects) {
+        for (i, (side, id, text, ts)) in inputs.iter().enumerate() {
+            let key = (*id).to_be_bytes();
+            let col = ["A", "B", "C"][*side];
+            let value = format!("{{\"{col}\":\"{text}\"}}");
+            let rec = InRecord {
+                input: *side,
+                partition: 0,
+                offset: i as i64 + 1000 * *ts,
+                timestamp: *ts,
+                key: Some(&key),
+                value: Some(value.as_bytes()),
+            };
+            t.process(&rec, fx).unwrap();
+        }
+    }
+
+    /// Output rows as (key, A, B, timestamp).
+    fn rows(fx: &Effects) -> Vec<(i32, Option<String>, Option<String>, i64)> {
+        let text = |v: &Value| match v {
+            Value::String(s) => Some(s.clone()),
+            _ => None,
+        };
+        fx.rows
+            .iter()
+            .map(|r| {
+                let v = r.value.clone().unwrap();
+                let Value::Int(k) = r.key[0] else {
+                    panic!("key {:?}", r.key)
+                };
+                (k, text(&v[0]), text(&v[1]), r.timestamp)
+            })
+            .collect()
+    }
+
+    fn q(kind: &str, within: &str) -> String {
+        format!("CREATE STREAM OUT AS SELECT L.ID, A, B FROM L {kind} JOIN R WITHIN {within} ON L.ID = R.ID;")
+    }
+
+    const INPUTS: &[Input] = &[
+        (0, 1, "a", 1000),
+        (1, 1, "x", 5000),
+        (1, 2, "y", 6000),
+        (0, 3, "c", 7000),
+        (0, 1, "b", 30000),
+        (1, 9, "z", 60000),
+        // Late: past every window's retention.
+        (0, 4, "late", 1000),
+    ];
+
+    fn s(x: &str) -> Option<String> {
+        Some(x.to_string())
+    }
+
+    #[test]
+    fn inner_stream_join_matches_within_the_window() {
+        let mut t = task(&q("INNER", "10 SECONDS GRACE PERIOD 5 SECONDS"));
+        let mut fx = Effects::default();
+        feed(&mut t, INPUTS, &mut fx);
+        assert_eq!(rows(&fx), vec![(1, s("a"), s("x"), 5000)]);
+        // Buffers past before + after + grace are gone.
+        assert_eq!(
+            t.stages[0].buffers[0].len() + t.stages[0].buffers[1].len(),
+            1
+        );
+    }
+
+    #[test]
+    fn left_join_with_grace_emits_unmatched_rows_when_the_window_closes() {
+        let mut t = task(&q("LEFT", "10 SECONDS GRACE PERIOD 5 SECONDS"));
+        let mut fx = Effects::default();
+        feed(&mut t, INPUTS, &mut fx);
+        assert_eq!(
+            rows(&fx),
+            vec![
+                (1, s("a"), s("x"), 5000),
+                (3, s("c"), None, 7000),
+                (1, s("b"), None, 30000),
+                (4, s("late"), None, 1000),
+            ]
+        );
+    }
+
+    #[test]
+    fn left_join_without_grace_emits_unmatched_rows_at_once() {
+        let mut t = task(&q("LEFT", "10 SECONDS"));
+        let mut fx = Effects::default();
+        feed(&mut t, INPUTS, &mut fx);
+        assert_eq!(
+            rows(&fx),
+            vec![
+                (1, s("a"), None, 1000),
+                (1, s("a"), s("x"), 5000),
+                (3, s("c"), None, 7000),
+                (1, s("b"), None, 30000),
+                (4, s("late"), None, 1000),
+            ]
+        );
+    }
+
+    #[test]
+    fn full_outer_join_emits_both_sides_keyed_by_the_join_key() {
+        let mut t = task(&q(
+            "FULL OUTER",
+            "(5 SECONDS, 10 SECONDS) GRACE PERIOD 5 SECONDS",
+        ));
+        let mut fx = Effects::default();
+        feed(&mut t, INPUTS, &mut fx);
+        // Right rows close at t + before + grace, left rows at t + after +
+        // grace; the unmatched right row y is keyed by its own key.
+        assert_eq!(
+            rows(&fx),
+            vec![
+                (1, s("a"), s("x"), 5000),
+                (2, None, s("y"), 6000),
+                (3, s("c"), None, 7000),
+                (1, s("b"), None, 30000),
+                (4, s("late"), None, 1000),
+            ]
+        );
+    }
+
+    #[test]
+    fn right_join_emits_unmatched_right_rows() {
+        let mut t = task(&q("RIGHT", "10 SECONDS GRACE PERIOD 5 SECONDS"));
+        let mut fx = Effects::default();
+        feed(&mut t, INPUTS, &mut fx);
+        assert_eq!(
+            rows(&fx),
+            vec![(1, s("a"), s("x"), 5000), (2, None, s("y"), 6000)]
+        );
+    }
+
+    #[test]
+    fn join_state_restores_from_its_changelog() {
+        let sql = q("FULL OUTER", "10 SECONDS GRACE PERIOD 5 SECONDS");
+        let mut whole = task(&sql);
+        let mut all = Effects::default();
+        feed(&mut whole, INPUTS, &mut all);
+        for cut in 1..INPUTS.len() {
+            let mut first = task(&sql);
+            let mut fx = Effects::default();
+            feed(&mut first, &INPUTS[..cut], &mut fx);
+            first.checkpoint(&mut fx);
+            let mut restored = task(&sql);
+            for (k, v) in &fx.changelog {
+                restored.restore_changelog(k, v.as_deref()).unwrap();
+            }
+            let mut rest = Effects::default();
+            // Offsets must stay those of the uninterrupted run.
+            for (i, inp) in INPUTS.iter().enumerate().skip(cut) {
+                let mut one = Effects::default();
+                let shifted = (inp.0, inp.1, inp.2, inp.3);
+                let key = shifted.1.to_be_bytes();
+                let col = ["A", "B", "C"][shifted.0];
+                let value = format!("{{\"{col}\":\"{}\"}}", shifted.2);
+                restored
+                    .process(
+                        &InRecord {
+                            input: shifted.0,
+                            partition: 0,
+                            offset: i as i64 + 1000 * shifted.3,
+                            timestamp: shifted.3,
+                            key: Some(&key),
+                            value: Some(value.as_bytes()),
+                        },
+                        &mut one,
+                    )
+                    .unwrap();
+                rest.rows.extend(one.rows);
+            }
+            let mut got = rows(&fx);
+            got.extend(rows(&rest));
+            assert_eq!(got, rows(&all), "cut after {cut} records");
+        }
+    }
+
+    #[test]
+    fn a_chain_of_stream_joins_feeds_each_stage_into_the_next() {
+        let mut t = task(
+            "CREATE STREAM OUT AS SELECT L.ID, A, B, C.C FROM L JOIN R WITHIN 10 SECONDS ON L.ID = R.ID \
+             JOIN C WITHIN 10 SECONDS GRACE PERIOD 0 SECONDS ON L.ID = C.ID;",
+        );
+        let mut fx = Effects::default();
+        feed(
+            &mut t,
+            &[
+                (0, 1, "a", 1000),
+                (2, 1, "p", 1500),
+                (1, 1, "x", 2000),
+                (2, 1, "q", 3000),
+                (2, 1, "r", 50000),
+            ],
+            &mut fx,
+        );
+        let got: Vec<(Vec<Value>, Vec<Value>, i64)> = fx
+            .rows
+            .iter()
+            .map(|r| (r.key.clone(), r.value.clone().unwrap(), r.timestamp))
+            .collect();
+        let v = |a: &str, b: &str, c: &str| {
+            vec![
+                Value::String(a.into()),
+                Value::String(b.into()),
+                Value::String(c.into()),
+            ]
+        };
+        assert_eq!(
+            got,
+            vec![
+                (vec![Value::Int(1)], v("a", "x", "p"), 2000),
+                (vec![Value::Int(1)], v("a", "x", "q"), 3000),
+            ]
+        );
+        // Both stages log their windows; a restored task holds them.
+        t.checkpoint(&mut fx);
+        let mut restored = task(
+            "CREATE STREAM OUT AS SELECT L.ID, A, B, C.C FROM L JOIN R WITHIN 10 SECONDS ON L.ID = R.ID \
+             JOIN C WITHIN 10 SECONDS GRACE PERIOD 0 SECONDS ON L.ID = C.ID;",
+        );
+        for (k, v) in &fx.changelog {
+            restored.restore_changelog(k, v.as_deref()).unwrap();
+        }
+        for (a, b) in t.stages.iter().zip(&restored.stages) {
+            assert_eq!(a.buffers, b.buffers);
+            assert_eq!(a.pending, b.pending);
+            assert_eq!(a.stream_time, b.stream_time);
+        }
+    }
+
+    #[test]
+    fn stream_joins_are_checked_when_planned() {
+        let meta_err = |sql: &str| {
+            let mut meta = MetaStore::default();
+            for ddl in [
+                "CREATE STREAM L (ID INT KEY, A STRING) WITH (KAFKA_TOPIC='l', VALUE_FORMAT='JSON');",
+                "CREATE STREAM R (ID INT KEY, B STRING) WITH (KAFKA_TOPIC='r', VALUE_FORMAT='JSON');",
+                "CREATE STREAM R2 (ID STRING KEY, B STRING) WITH (KAFKA_TOPIC='r2', VALUE_FORMAT='JSON');",
+            ] {
+                let p = parse_one(ddl, &Default::default()).unwrap();
+                let Statement::CreateSource(c) = &p.statement else {
+                    panic!("not a CREATE")
+                };
+                let (s, _) = source_from_create(c, &p.text).unwrap();
+                meta.sources.insert(s.name.clone(), s);
+            }
+            let p = parse_one(sql, &Default::default()).unwrap();
+            let Statement::CreateAsSelect(c) = &p.statement else {
+                panic!("not a CREATE AS SELECT")
+            };
+            crate::plan::plan(&c.query, &meta, Some("OUT"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(
+            meta_err("CREATE STREAM OUT AS SELECT L.ID, A FROM L JOIN R ON L.ID = R.ID;")
+                .contains("must have a WITHIN clause")
+        );
+        assert!(meta_err(
+            "CREATE STREAM OUT AS SELECT L.ID, A FROM L JOIN R2 WITHIN 1 SECOND ON L.ID = R2.ID;"
+        )
+        .contains("types don't match"));
+        assert!(meta_err(
+            "CREATE STREAM OUT AS SELECT L.ID, A FROM L JOIN L AS M WITHIN 1 SECOND ON L.ID = M.ID;"
+        )
+        .contains("self joins"));
+    }
+
+    #[test]
+    fn a_chain_may_end_with_a_table() {
+        let sql = "CREATE STREAM OUT AS SELECT L.ID, A, B, T.C FROM L LEFT JOIN R WITHIN 10 SECONDS GRACE PERIOD 5 SECONDS ON L.ID = R.ID \
+                   JOIN T ON L.ID = T.ID;";
+        let mut t = task(sql);
+        let mut fx = Effects::default();
+        feed(
+            &mut t,
+            &[(2, 1, "one", 0), (0, 1, "a", 1000), (1, 1, "x", 5000)],
+            &mut fx,
+        );
+        assert_eq!(fx.rows.len(), 1, "{:?} {:?}", fx.rows, t.last_error);
+    }
 }

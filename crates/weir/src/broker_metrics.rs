@@ -151,7 +151,7 @@ pub fn render(out: &mut String, b: &Broker) {
     let mut all = b.topics();
     all.sort_by(|a, b| a.name.cmp(&b.name));
     for t in &all {
-        for (p, log) in t.partitions.iter().enumerate() {
+        for (p, log) in t.logs() {
             let _ = writeln!(
                 out,
                 "weir_log_size_bytes{{topic=\"{}\",partition=\"{p}\"}} {}",
@@ -167,7 +167,7 @@ pub fn render(out: &mut String, b: &Broker) {
         "A partition's high watermark (next offset to be written).",
     );
     for t in &all {
-        for (p, log) in t.partitions.iter().enumerate() {
+        for (p, log) in t.logs() {
             let _ = writeln!(
                 out,
                 "weir_log_end_offset{{topic=\"{}\",partition=\"{p}\"}} {}",

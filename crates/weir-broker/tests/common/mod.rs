@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod memory;
+
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -12,6 +14,121 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use weir_broker::{Broker, BrokerConfig, BrokerSettings, Reply};
+use weir_log::{
+    AppendInfo, BoxFuture, LogConfig, LogEngine, LogError, LogOffsets, PartitionLog, ReadLimit,
+    ReadResult, TimestampOffset, TopicPartition,
+};
+
+/// An engine that answers every storage call later, as one whose storage
+/// is a network away does: each future is pending when first polled, an
+/// append takes its place in the log at call time (as the contract asks)
+/// and the other calls do their work only when awaited. The broker must
+/// give the same answers over it as over the local engine.
+#[derive(Debug)]
+pub struct LaterEngine(pub Arc<weir_log::LocalEngine>);
+
+#[derive(Debug)]
+struct LaterPartition(Arc<dyn PartitionLog>);
+
+/// `fut`, pending once before it is polled.
+fn later<T: Send + 'static>(
+    fut: BoxFuture<'static, Result<T, LogError>>,
+) -> BoxFuture<'static, Result<T, LogError>> {
+    Box::pin(async move {
+        tokio::task::yield_now().await;
+        fut.await
+    })
+}
+
+impl PartitionLog for LaterPartition {
+    fn append(
+        &self,
+        records: Bytes,
+        epoch: i32,
+    ) -> BoxFuture<'static, Result<AppendInfo, LogError>> {
+        later(self.0.append(records, epoch))
+    }
+    fn wait_durable(&self, end: i64) -> BoxFuture<'static, Result<(), LogError>> {
+        later(self.0.wait_durable(end))
+    }
+    fn read(
+        &self,
+        offset: i64,
+        max: usize,
+        limit: ReadLimit,
+    ) -> BoxFuture<'static, Result<ReadResult, LogError>> {
+        let log = self.0.clone();
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            log.read(offset, max, limit).await
+        })
+    }
+    fn offsets(&self) -> LogOffsets {
+        self.0.offsets()
+    }
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.0.subscribe()
+    }
+    fn offset_for_timestamp(
+        &self,
+        ts: i64,
+    ) -> BoxFuture<'static, Result<Option<TimestampOffset>, LogError>> {
+        let log = self.0.clone();
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            log.offset_for_timestamp(ts).await
+        })
+    }
+    fn max_timestamp(&self) -> BoxFuture<'static, Result<Option<TimestampOffset>, LogError>> {
+        let log = self.0.clone();
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            log.max_timestamp().await
+        })
+    }
+    fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.0.end_offset_for_epoch(epoch)
+    }
+    fn delete_records(&self, offset: i64) -> BoxFuture<'static, Result<i64, LogError>> {
+        let log = self.0.clone();
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            log.delete_records(offset).await
+        })
+    }
+    fn size_bytes(&self) -> u64 {
+        self.0.size_bytes()
+    }
+    fn producers(&self) -> Vec<(i64, weir_log::producer::ProducerEntry)> {
+        self.0.producers()
+    }
+    fn aborted_transactions(&self, from: i64, to: i64) -> Vec<weir_log::producer::AbortedTxn> {
+        self.0.aborted_transactions(from, to)
+    }
+    fn set_config(&self, config: LogConfig) {
+        self.0.set_config(config);
+    }
+}
+
+impl LogEngine for LaterEngine {
+    fn open(
+        &self,
+        tp: &TopicPartition,
+        config: LogConfig,
+    ) -> Result<Arc<dyn PartitionLog>, LogError> {
+        let inner: Arc<dyn PartitionLog> = self.0.open(tp, config)?;
+        Ok(Arc::new(LaterPartition(inner)))
+    }
+    fn remove(&self, tp: &TopicPartition) -> Result<(), LogError> {
+        self.0.remove(tp)
+    }
+    fn partitions(&self) -> Result<Vec<TopicPartition>, LogError> {
+        self.0.partitions()
+    }
+    fn shutdown(&self) -> Result<(), LogError> {
+        self.0.shutdown()
+    }
+}
 
 pub struct TestBroker {
     pub broker: Arc<Broker>,
@@ -25,14 +142,47 @@ pub async fn broker_with(settings: &[(&str, &str)]) -> TestBroker {
 }
 
 pub async fn open(path: &std::path::Path, settings: &[(&str, &str)]) -> Arc<Broker> {
+    open_over(path, settings, ENGINE.with(std::cell::Cell::get)).await
+}
+
+/// The storage engine a test's brokers run over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// weir-log's local engine.
+    Local,
+    /// The local engine behind [`LaterEngine`].
+    Later,
+    /// [`memory::MemoryEngine`].
+    Memory,
+}
+
+thread_local! {
+    /// Set by a test to run its brokers over another engine; tokio's test
+    /// runtime runs the test on its own thread.
+    pub static ENGINE: std::cell::Cell<Engine> = const { std::cell::Cell::new(Engine::Local) };
+}
+
+/// A broker on `path` over `engine`.
+pub async fn open_over(
+    path: &std::path::Path,
+    settings: &[(&str, &str)],
+    engine: Engine,
+) -> Arc<Broker> {
     let settings =
         BrokerSettings::from_static(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .unwrap();
-    let engine = weir_log::LocalEngine::open(weir_log::EngineConfig {
-        data_dir: path.to_path_buf(),
-        ..weir_log::EngineConfig::default()
-    })
-    .unwrap();
+    let local = || {
+        weir_log::LocalEngine::open(weir_log::EngineConfig {
+            data_dir: path.to_path_buf(),
+            ..weir_log::EngineConfig::default()
+        })
+        .unwrap()
+    };
+    let engine: Arc<dyn LogEngine> = match engine {
+        Engine::Local => local(),
+        Engine::Later => Arc::new(LaterEngine(local())),
+        Engine::Memory => memory::engine_for(path),
+    };
     Broker::open(
         BrokerConfig {
             node_id: 0,

@@ -377,6 +377,33 @@ impl LocalEngine {
         lock(&self.shared.partitions).get(tp).cloned()
     }
 
+    /// Opens the partition's log, creating it if missing, as the engine's
+    /// own type (whose blocking methods the engine's tests and tools call).
+    pub fn open_partition(
+        &self,
+        tp: &TopicPartition,
+        config: LogConfig,
+    ) -> Result<Arc<LocalPartition>, LogError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(LogError::Closed);
+        }
+        if tp.partition < 0 || tp.topic.is_empty() || tp.topic.contains('/') {
+            return Err(LogError::InvalidRecord {
+                reason: format!("invalid partition {tp}"),
+            });
+        }
+        let mut map = lock(&self.shared.partitions);
+        if let Some(p) = map.get(tp) {
+            p.set_config(config);
+            return Ok(p.clone());
+        }
+        let dir = self.partition_dir(tp);
+        let recovery_point = lock(&self.shared.recovery_points).get(tp).copied();
+        let p = recovery::open_partition(&self.shared, tp.clone(), dir, config, recovery_point)?;
+        map.insert(tp.clone(), p.clone());
+        Ok(p)
+    }
+
     /// Runs retention once on every open partition (normally done by the
     /// scheduler every `retention_check_interval_ms`).
     pub fn run_retention(&self) -> Result<(), LogError> {
@@ -449,24 +476,7 @@ impl LogEngine for LocalEngine {
         tp: &TopicPartition,
         config: LogConfig,
     ) -> Result<Arc<dyn PartitionLog>, LogError> {
-        if self.shared.closed.load(Ordering::Acquire) {
-            return Err(LogError::Closed);
-        }
-        if tp.partition < 0 || tp.topic.is_empty() || tp.topic.contains('/') {
-            return Err(LogError::InvalidRecord {
-                reason: format!("invalid partition {tp}"),
-            });
-        }
-        let mut map = lock(&self.shared.partitions);
-        if let Some(p) = map.get(tp) {
-            p.set_config(config);
-            return Ok(p.clone());
-        }
-        let dir = self.partition_dir(tp);
-        let recovery_point = lock(&self.shared.recovery_points).get(tp).copied();
-        let p = recovery::open_partition(&self.shared, tp.clone(), dir, config, recovery_point)?;
-        map.insert(tp.clone(), p.clone());
-        Ok(p)
+        Ok(self.open_partition(tp, config)?)
     }
 
     fn remove(&self, tp: &TopicPartition) -> Result<(), LogError> {

@@ -858,8 +858,10 @@ fn file_mtime_ms(path: &Path) -> Option<i64> {
     i64::try_from(d.as_millis()).ok()
 }
 
-impl PartitionLog for LocalPartition {
-    fn append(&self, records: Bytes, leader_epoch: i32) -> Result<AppendInfo, LogError> {
+/// The blocking forms of the storage contract, which [`PartitionLog`]
+/// wraps and the engine's own tests and tools call directly.
+impl LocalPartition {
+    pub fn append(&self, records: Bytes, leader_epoch: i32) -> Result<AppendInfo, LogError> {
         self.check_usable()?;
         let config = self.config();
         let now = self.shared.now_ms();
@@ -1007,7 +1009,7 @@ impl PartitionLog for LocalPartition {
         })
     }
 
-    fn wait_durable(&self, end_offset: i64) -> BoxFuture<'static, Result<(), LogError>> {
+    pub fn wait_durable(&self, end_offset: i64) -> BoxFuture<'static, Result<(), LogError>> {
         let mut rx = self.durable_tx.subscribe();
         let target = end_offset.min(*self.end_tx.borrow());
         let name = self.tp.to_string();
@@ -1039,7 +1041,7 @@ impl PartitionLog for LocalPartition {
         })
     }
 
-    fn read(
+    pub fn read(
         &self,
         offset: i64,
         max_bytes: usize,
@@ -1101,15 +1103,18 @@ impl PartitionLog for LocalPartition {
         })
     }
 
-    fn offsets(&self) -> LogOffsets {
+    pub fn offsets(&self) -> LogOffsets {
         lock(&self.state).offsets()
     }
 
-    fn subscribe(&self) -> watch::Receiver<i64> {
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.end_tx.subscribe()
     }
 
-    fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>, LogError> {
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<TimestampOffset>, LogError> {
         if self.is_removed() {
             return Err(LogError::Removed {
                 partition: self.tp.to_string(),
@@ -1152,7 +1157,7 @@ impl PartitionLog for LocalPartition {
         Ok(None)
     }
 
-    fn max_timestamp(&self) -> Result<Option<TimestampOffset>, LogError> {
+    pub fn max_timestamp(&self) -> Result<Option<TimestampOffset>, LogError> {
         if self.is_removed() {
             return Err(LogError::Removed {
                 partition: self.tp.to_string(),
@@ -1222,7 +1227,7 @@ impl PartitionLog for LocalPartition {
         .map_err(|e| io_err(&seg.log_path(), e))
     }
 
-    fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
         let st = lock(&self.state);
         let idx = st.epochs.partition_point(|&(e, _)| e <= epoch);
         if idx == 0 {
@@ -1233,7 +1238,7 @@ impl PartitionLog for LocalPartition {
         Some((found, end))
     }
 
-    fn delete_records(&self, offset: i64) -> Result<i64, LogError> {
+    pub fn delete_records(&self, offset: i64) -> Result<i64, LogError> {
         self.check_usable()?;
         let config = self.config();
         let mut st = lock(&self.state);
@@ -1273,7 +1278,7 @@ impl PartitionLog for LocalPartition {
         Ok(offset)
     }
 
-    fn producers(&self) -> Vec<(i64, ProducerEntry)> {
+    pub fn producers(&self) -> Vec<(i64, ProducerEntry)> {
         lock(&self.state)
             .producers
             .producers()
@@ -1281,7 +1286,7 @@ impl PartitionLog for LocalPartition {
             .collect()
     }
 
-    fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+    pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
         let st = lock(&self.state);
         let start = st.aborted.partition_point(|a| a.last_offset < from);
         st.aborted[start..]
@@ -1291,11 +1296,88 @@ impl PartitionLog for LocalPartition {
             .collect()
     }
 
-    fn size_bytes(&self) -> u64 {
+    pub fn size_bytes(&self) -> u64 {
         lock(&self.state).segments.iter().map(|s| s.size()).sum()
     }
 
-    fn set_config(&self, config: LogConfig) {
+    pub fn set_config(&self, config: LogConfig) {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
     }
+}
+
+impl PartitionLog for LocalPartition {
+    fn append(
+        &self,
+        records: Bytes,
+        leader_epoch: i32,
+    ) -> BoxFuture<'static, Result<AppendInfo, LogError>> {
+        // At call time, so appends keep call order; the write goes to the
+        // page cache, and the fsync runs on the flusher thread.
+        now(LocalPartition::append(self, records, leader_epoch))
+    }
+
+    fn wait_durable(&self, end_offset: i64) -> BoxFuture<'static, Result<(), LogError>> {
+        LocalPartition::wait_durable(self, end_offset)
+    }
+
+    fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        limit: ReadLimit,
+    ) -> BoxFuture<'static, Result<ReadResult, LogError>> {
+        now(LocalPartition::read(self, offset, max_bytes, limit))
+    }
+
+    fn offsets(&self) -> LogOffsets {
+        LocalPartition::offsets(self)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<i64> {
+        LocalPartition::subscribe(self)
+    }
+
+    fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> BoxFuture<'static, Result<Option<TimestampOffset>, LogError>> {
+        now(LocalPartition::offset_for_timestamp(self, timestamp))
+    }
+
+    fn max_timestamp(&self) -> BoxFuture<'static, Result<Option<TimestampOffset>, LogError>> {
+        now(LocalPartition::max_timestamp(self))
+    }
+
+    fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        LocalPartition::end_offset_for_epoch(self, epoch)
+    }
+
+    fn delete_records(&self, offset: i64) -> BoxFuture<'static, Result<i64, LogError>> {
+        now(LocalPartition::delete_records(self, offset))
+    }
+
+    fn size_bytes(&self) -> u64 {
+        LocalPartition::size_bytes(self)
+    }
+
+    fn producers(&self) -> Vec<(i64, ProducerEntry)> {
+        LocalPartition::producers(self)
+    }
+
+    fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        LocalPartition::aborted_transactions(self, from, to)
+    }
+
+    fn set_config(&self, config: LogConfig) {
+        LocalPartition::set_config(self, config);
+    }
+}
+
+/// The local engine answers every call at call time: appends must keep
+/// call order, and the readers that still hold a lock while they read
+/// (share groups) need the answer at once. Writes go to the page cache
+/// and fsyncs run on the flusher thread; a read of data no longer cached
+/// may wait on the disk through the mmap (see the issue note).
+fn now<T: Send + 'static>(r: Result<T, LogError>) -> BoxFuture<'static, Result<T, LogError>> {
+    Box::pin(std::future::ready(r))
 }
