@@ -34,7 +34,8 @@ def node(module_broker):
 
 @pytest.fixture(scope="module")
 def sql(node, weir_binary, _broker_root):
-    s = SqlServer(weir_binary, _broker_root, node.bootstrap, service_id="sqltest_").start()
+    s = SqlServer(weir_binary, _broker_root, node.bootstrap,
+                  "--set", f"ksql.schema.registry.url={node.registry_url}", service_id="sqltest_").start()
     yield s
     rc = s.stop()
     assert rc == 0, s.log_tail()
@@ -202,6 +203,186 @@ def test_push_query_sees_new_rows_and_closes(sql, node):
             assert sql.post("/close-query", {"queryId": header["queryId"]})[0] == 200
 
 
+# --- schema-registry formats: AVRO, PROTOBUF, JSON_SR ---------------------------------
+
+SR_ORDER = json.dumps({
+    "type": "record", "name": "Order", "namespace": "weir.sqltest", "fields": [
+        {"name": "id", "type": "long"},
+        {"name": "item", "type": "string"},
+        {"name": "price", "type": "double"},
+        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "tags", "type": {"type": "array", "items": "string"}},
+        {"name": "addr", "type": {"type": "record", "name": "Addr",
+                                  "fields": [{"name": "city", "type": "string"}]}},
+        {"name": "attrs", "type": {"type": "map", "values": "double"}},
+        {"name": "note", "type": ["null", "string"], "default": None},
+    ]})
+
+
+def _sr_read(bootstrap: str, topic: str, n: int, key_de, value_de) -> list:
+    """`n` records of `topic`, deserialized by confluent-kafka."""
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"sr-{random.random()}",
+                  "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
+    c.subscribe([topic])
+    out, deadline = [], time.monotonic() + 60
+    while len(out) < n and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is None or m.error():
+            continue
+        k = key_de(m.key(), SerializationContext(topic, MessageField.KEY)) if key_de else m.key()
+        v = value_de(m.value(), SerializationContext(topic, MessageField.VALUE))
+        out.append((k, v))
+    c.close()
+    assert len(out) == n, out
+    return out
+
+
+def _sr_produce(bootstrap: str, topic: str, frames: list[tuple]) -> None:
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": bootstrap})
+    for k, v in frames:
+        p.produce(topic, key=k, value=v, timestamp=1_700_000_000_000)
+    assert p.flush(30) == 0
+
+
+def test_avro_in_and_out_through_the_registry(sql, node):
+    """confluent-kafka's AvroSerializer writes a topic; a stream infers its
+    columns from the registry; CSAS and CTAS write AVRO, registering
+    ksqlDB's schemas under <topic>-key/-value, read back by
+    confluent-kafka's AvroDeserializer; push and pull queries decode it."""
+    import datetime
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    from weir_helpers import admin, create_topic
+    reg = SchemaRegistryClient({"url": node.registry_url})
+    topic = "sr_orders"
+    create_topic(admin(node.bootstrap), topic)
+    ser = AvroSerializer(reg, SR_ORDER)
+    orders = [{"id": i, "item": f"it{i % 2}", "price": 0.5 * i,
+               "at": datetime.datetime.fromtimestamp(1_700_000_000 + i, datetime.timezone.utc),
+               "tags": [f"t{j}" for j in range(i % 3)], "addr": {"city": f"c{i}"},
+               "attrs": {"w": i * 1.5}, "note": None if i % 2 else f"n{i}"} for i in range(5)]
+    _sr_produce(node.bootstrap, topic, [(f"k{i}".encode(), ser(o, SerializationContext(topic, MessageField.VALUE)))
+                                        for i, o in enumerate(orders)])
+    # Columns inferred from the subject's latest schema, names upper-cased.
+    sql.ksql(f"CREATE STREAM sr_orders WITH (KAFKA_TOPIC='{topic}', KEY_FORMAT='KAFKA', VALUE_FORMAT='AVRO');")
+    desc = sql.ksql("DESCRIBE sr_orders;")[1][0]["sourceDescription"]
+    assert [(f["name"], f["schema"]["type"]) for f in desc["fields"]] == [
+        ("ID", "BIGINT"), ("ITEM", "STRING"), ("PRICE", "DOUBLE"), ("AT", "TIMESTAMP"), ("TAGS", "ARRAY"),
+        ("ADDR", "STRUCT"), ("ATTRS", "MAP"), ("NOTE", "STRING")]
+    assert desc["valueFormat"] == "AVRO"
+    # The schema id names the same schema; declaring columns with it is refused.
+    sid = reg.get_latest_version(f"{topic}-value").schema_id
+    sql.ksql(f"CREATE STREAM sr_orders_id WITH (KAFKA_TOPIC='{topic}', VALUE_FORMAT='AVRO', VALUE_SCHEMA_ID={sid});")
+    status, err = sql.ksql(f"CREATE STREAM sr_bad (A INT) WITH (KAFKA_TOPIC='{topic}', VALUE_FORMAT='AVRO', "
+                           f"VALUE_SCHEMA_ID={sid});", ok=False)
+    assert status == 400 and "VALUE_SCHEMA_ID cannot both exist" in err["message"], err
+    status, err = sql.ksql("CREATE STREAM sr_none WITH (KAFKA_TOPIC='sr_none', VALUE_FORMAT='AVRO', PARTITIONS=1);",
+                           ok=False)
+    assert status == 400 and "Subject: sr_none-value" in err["message"], err
+    # A persistent query writing AVRO keys and values.
+    sql.ksql("CREATE STREAM sr_out WITH (KAFKA_TOPIC='sr_out', FORMAT='AVRO') AS "
+             "SELECT ID, ITEM, PRICE * 2 AS P2, ADDR->CITY AS CITY, AT, TAGS FROM sr_orders "
+             "WHERE PRICE > 0.7 PARTITION BY ID EMIT CHANGES;")
+    value_schema = json.loads(reg.get_latest_version("sr_out-value").schema.schema_str)
+    assert value_schema["name"] == "KsqlDataSourceSchema"
+    assert value_schema["namespace"] == "io.confluent.ksql.avro_schemas"
+    assert value_schema["fields"][0] == {"name": "ITEM", "type": ["null", "string"], "default": None}
+    assert json.loads(reg.get_latest_version("sr_out-key").schema.schema_str) == ["null", "long"]
+    got = _sr_read(node.bootstrap, "sr_out", 3, AvroDeserializer(reg), AvroDeserializer(reg))
+    assert sorted(got, key=lambda kv: kv[0]) == [
+        (i, {"ITEM": f"it{i % 2}", "P2": float(i), "CITY": f"c{i}",
+             "AT": datetime.datetime.fromtimestamp(1_700_000_000 + i, datetime.timezone.utc),
+             "TAGS": [f"t{j}" for j in range(i % 3)]}) for i in (2, 3, 4)]
+    # INSERT VALUES writes with the inferred schema; confluent-kafka reads it.
+    sql.ksql("INSERT INTO sr_orders (ID, ITEM, PRICE, AT, TAGS, ADDR, ATTRS) VALUES "
+             "(9, 'it9', 4.5, 1700000009000, ARRAY['x'], STRUCT(CITY := 'c9'), MAP('w' := 1.0));")
+    got = _sr_read(node.bootstrap, topic, 6, None, AvroDeserializer(reg))
+    assert got[5][1]["id"] == 9 and got[5][1]["addr"] == {"city": "c9"} and got[5][1]["note"] is None
+    # A table in AVRO: pull query by key and a push query through the REST API.
+    sql.ksql("CREATE TABLE sr_counts WITH (FORMAT='AVRO') AS SELECT ITEM, COUNT(*) AS N FROM sr_orders GROUP BY ITEM;")
+    qid = next(q["id"] for q in sql.ksql("SHOW QUERIES;")[1][0]["queries"] if q["sinks"] == ["SR_COUNTS"])
+    wait_caught_up(node.bootstrap, query_group("sqltest_", qid), [topic])
+    r = _http(sql, "/query-stream", {"sql": "SELECT * FROM sr_counts WHERE ITEM = 'it0';"})
+    assert [json.loads(x) for x in r.text.strip().splitlines()[1:]] == [["it0", 3]]
+    r = _http(sql, "/query-stream", {"sql": "SELECT ID, P2, CITY FROM sr_out EMIT CHANGES LIMIT 4;",
+                                     "properties": {"auto.offset.reset": "earliest"}})
+    assert sorted(json.loads(x) for x in r.text.strip().splitlines()[1:]) == [
+        [2, 2.0, "c2"], [3, 3.0, "c3"], [4, 4.0, "c4"], [9, 9.0, "c9"]]
+    assert json.loads(reg.get_latest_version("SR_COUNTS-key").schema.schema_str) == ["null", "string"]
+
+
+def test_protobuf_and_json_sr_through_the_registry(sql, node):
+    """confluent-kafka's ProtobufSerializer and JSONSerializer write topics
+    whose streams infer their columns; queries convert PROTOBUF to JSON_SR
+    and JSON_SR to PROTOBUF, read back by confluent-kafka's deserializers."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
+    from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    from weir_helpers import admin, create_topic
+    reg = SchemaRegistryClient({"url": node.registry_url})
+    F = descriptor_pb2.FieldDescriptorProto
+    fdp = descriptor_pb2.FileDescriptorProto(name="sqltest_reading.proto", package="sqltest", syntax="proto3")
+    m = fdp.message_type.add(name="Reading")
+    m.field.add(name="sensor", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    m.field.add(name="level", number=2, type=F.TYPE_INT32, label=F.LABEL_OPTIONAL)
+    m.field.add(name="tags", number=3, type=F.TYPE_STRING, label=F.LABEL_REPEATED)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    Reading = message_factory.GetMessageClass(pool.FindMessageTypeByName("sqltest.Reading"))
+    for t in ("sr_pb_in", "sr_js_in"):
+        create_topic(admin(node.bootstrap), t)
+    pser = ProtobufSerializer(Reading, reg, {"use.deprecated.format": False})
+    _sr_produce(node.bootstrap, "sr_pb_in", [
+        (None, pser(Reading(sensor=f"s{i}", level=i * 10, tags=["a"] * i),
+                    SerializationContext("sr_pb_in", MessageField.VALUE))) for i in range(3)])
+    js = json.dumps({"type": "object", "title": "Reading", "properties": {
+        "sensor": {"type": "string"}, "level": {"type": "integer"},
+        "loc": {"type": "object", "properties": {"lat": {"type": "number"}}}}})
+    jser = JSONSerializer(js, reg)
+    _sr_produce(node.bootstrap, "sr_js_in", [
+        (None, jser({"sensor": f"j{i}", "level": i, "loc": {"lat": i + 0.5}},
+                    SerializationContext("sr_js_in", MessageField.VALUE))) for i in range(3)])
+    sql.ksql("CREATE STREAM sr_pb_in WITH (KAFKA_TOPIC='sr_pb_in', VALUE_FORMAT='PROTOBUF');"
+             "CREATE STREAM sr_js_in WITH (KAFKA_TOPIC='sr_js_in', VALUE_FORMAT='JSON_SR');")
+    fields = lambda name: [(f["name"], f["schema"]["type"]) for f in
+                           sql.ksql(f"DESCRIBE {name};")[1][0]["sourceDescription"]["fields"]]
+    assert fields("sr_pb_in") == [("SENSOR", "STRING"), ("LEVEL", "INTEGER"), ("TAGS", "ARRAY")]
+    # JSON Schema properties are unordered: by name unless `connect.index` orders them.
+    assert fields("sr_js_in") == [("LEVEL", "BIGINT"), ("LOC", "STRUCT"), ("SENSOR", "STRING")]
+    # PROTOBUF in, JSON_SR out, read by confluent-kafka's JSONDeserializer.
+    sql.ksql("CREATE STREAM sr_pb2js WITH (KAFKA_TOPIC='sr_pb2js', VALUE_FORMAT='JSON_SR') AS "
+             "SELECT SENSOR, LEVEL + 1 AS V1, TAGS FROM sr_pb_in;")
+    got = _sr_read(node.bootstrap, "sr_pb2js", 3, None, JSONDeserializer(None, schema_registry_client=reg))
+    assert sorted((v for _, v in got), key=str) == sorted(
+        [{"SENSOR": f"s{i}", "V1": i * 10 + 1, "TAGS": ["a"] * i} for i in range(3)], key=str)
+    # JSON_SR in, PROTOBUF out (ksqlDB's ConnectDefault1), read by
+    # confluent-kafka's ProtobufDeserializer with a class built from the
+    # registered schema's descriptor.
+    sql.ksql("CREATE STREAM sr_js2pb WITH (KAFKA_TOPIC='sr_js2pb', VALUE_FORMAT='PROTOBUF') AS "
+             "SELECT SENSOR, LEVEL, LOC->LAT AS LAT FROM sr_js_in;")
+    text = reg.get_latest_version("sr_js2pb-value").schema.schema_str
+    assert "message ConnectDefault1 {" in text, text
+    out = descriptor_pb2.FileDescriptorProto(name="sqltest_out.proto", syntax="proto3")
+    om = out.message_type.add(name="ConnectDefault1")
+    om.field.add(name="SENSOR", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    om.field.add(name="LEVEL", number=2, type=F.TYPE_INT64, label=F.LABEL_OPTIONAL)
+    om.field.add(name="LAT", number=3, type=F.TYPE_DOUBLE, label=F.LABEL_OPTIONAL)
+    opool = descriptor_pool.DescriptorPool()
+    opool.Add(out)
+    Out = message_factory.GetMessageClass(opool.FindMessageTypeByName("ConnectDefault1"))
+    got = _sr_read(node.bootstrap, "sr_js2pb", 3, None,
+                   ProtobufDeserializer(Out, {"use.deprecated.format": False}))
+    assert sorted((v.SENSOR, v.LEVEL, v.LAT) for _, v in got) == [(f"j{i}", i, i + 0.5) for i in range(3)]
+    r = _http(sql, "/query-stream", {"sql": "SELECT * FROM sr_js2pb EMIT CHANGES LIMIT 3;",
+                                     "properties": {"auto.offset.reset": "earliest"}})
+    assert sorted(json.loads(x) for x in r.text.strip().splitlines()[1:]) == [[f"j{i}", i, i + 0.5] for i in range(3)]
+
+
 def test_info_healthcheck(sql):
     status, info = sql.get("/info")
     assert status == 200 and info["KsqlServerInfo"]["ksqlServiceId"] == "sqltest_"
@@ -363,6 +544,15 @@ def test_embedded_in_weir_serve(broker_factory):
     r = httpx.post(url + "/query-stream", json={"sql": "SELECT * FROM emb EMIT CHANGES LIMIT 1;",
                                                 "properties": {"auto.offset.reset": "earliest"}}, timeout=60)
     assert r.text.strip().splitlines()[1] == '[1,"x"]'
+    # AVRO through the node's own schema registry.
+    r = httpx.post(url + "/ksql", json={"ksql": "CREATE STREAM emb_avro (ID INT KEY, V STRING) WITH (KAFKA_TOPIC='emb_avro', FORMAT='AVRO', PARTITIONS=1);"
+                                                "INSERT INTO emb_avro (ID, V) VALUES (2, 'y');"}, timeout=60)
+    assert r.status_code == 200, r.text
+    r = httpx.post(url + "/query-stream", json={"sql": "SELECT * FROM emb_avro EMIT CHANGES LIMIT 1;",
+                                                "properties": {"auto.offset.reset": "earliest"}}, timeout=60)
+    assert r.text.strip().splitlines()[1] == '[2,"y"]'
+    subjects = httpx.get(f"http://127.0.0.1:{b.registry_port}/subjects", timeout=10).json()
+    assert {"emb_avro-key", "emb_avro-value"} <= set(subjects), subjects
     b.stop()
 
 

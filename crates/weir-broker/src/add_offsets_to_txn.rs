@@ -1,32 +1,36 @@
 //! AddOffsetsToTxn: adds the group's `__consumer_offsets` partition to the
 //! transaction, before TxnOffsetCommit (`send_offsets_to_transaction`).
 
-use std::sync::Arc;
-
 use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, ResponseKind};
 
-use crate::broker::{Broker, Reply};
+use crate::context::Reply;
+use crate::context::RequestContext;
 use crate::group_store::OFFSETS_TOPIC;
+use crate::groups::Groups;
+use crate::security::Security;
+use crate::transactions::Transactions;
 use crate::txn_coordinator::TxnApi;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
 /// Answers an AddOffsetsToTxn request. With authorization on, needs WRITE
 /// on the transactional id and READ on the group.
 pub fn handle(
-    broker: &Arc<Broker>,
+    groups: &Groups,
+    txns: &Transactions,
+    security: &Security,
+    ctx: &RequestContext<'_>,
     req: AddOffsetsToTxnRequest,
-    version: i16,
-    session: &Session,
 ) -> Reply {
-    let denied = if !broker.authorize(
+    let version = ctx.version;
+    let session = ctx.session;
+    let denied = if !security.authorize(
         session,
         AclOperation::Write,
         ResourceType::TransactionalId,
         &req.transactional_id,
     ) {
         Some(kafka_protocol::error::ResponseError::TransactionalIdAuthorizationFailed)
-    } else if !broker.authorize(
+    } else if !security.authorize(
         session,
         AclOperation::Read,
         ResourceType::Group,
@@ -41,8 +45,8 @@ pub fn handle(
             AddOffsetsToTxnResponse::default().with_error_code(e.code()),
         ));
     }
-    let p = broker.groups.offsets_partition(&req.group_id);
-    let wait = broker.txns.add_partitions(
+    let p = groups.offsets_partition(&req.group_id);
+    let wait = txns.add_partitions(
         &req.transactional_id,
         (req.producer_id.0, req.producer_epoch),
         vec![(OFFSETS_TOPIC.to_string(), p)],

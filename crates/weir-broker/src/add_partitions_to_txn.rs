@@ -92,7 +92,7 @@ pub fn handle(
     let none = Denied::new();
     if version <= 3 {
         let topics = req.v3_and_below_topics;
-        if !broker.authorize(
+        if !broker.security.authorize(
             session,
             AclOperation::Write,
             ResourceType::TransactionalId,
@@ -112,7 +112,12 @@ pub fn handle(
         let denied: Denied = topics
             .iter()
             .filter(|t| {
-                !broker.authorize(session, AclOperation::Write, ResourceType::Topic, &t.name)
+                !broker.security.authorize(
+                    session,
+                    AclOperation::Write,
+                    ResourceType::Topic,
+                    &t.name,
+                )
             })
             .map(|t| t.name.to_string())
             .collect();
@@ -148,7 +153,10 @@ pub fn handle(
         }));
     }
     // v4+: many transactions; verify_only checks without adding.
-    if !broker.authorize_cluster(session, AclOperation::ClusterAction) {
+    if !broker
+        .security
+        .authorize_cluster(session, AclOperation::ClusterAction)
+    {
         return Reply::Ready(ResponseKind::AddPartitionsToTxn(
             AddPartitionsToTxnResponse::default()
                 .with_error_code(ResponseError::ClusterAuthorizationFailed.code()),

@@ -8,19 +8,20 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_client_quotas_response::{EntityData, EntryData};
 use kafka_protocol::messages::{AlterClientQuotasRequest, AlterClientQuotasResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
-use weir_auth::Session;
 
-use crate::broker::{Broker, Reply};
-use crate::quotas::{validate_entity, validate_value};
+use crate::context::{Reply, RequestContext};
+use crate::security::quotas::{validate_entity, validate_value};
 use crate::security::AuditEvent;
+use crate::security::Security;
 use crate::BrokerError;
 
 /// Answers an AlterClientQuotas request. Each entry is checked and applied
 /// on its own; the response waits until the changes are durable.
-pub fn handle(broker: &Broker, r: AlterClientQuotasRequest, session: &Session) -> Reply {
+pub fn handle(security: &Security, ctx: &RequestContext<'_>, r: AlterClientQuotasRequest) -> Reply {
+    let session = ctx.session;
     let mut results: Vec<(EntryData, Option<usize>)> = Vec::new();
     let mut waits = Vec::new();
-    let allowed = broker.authorize_cluster(session, weir_auth::acl::AclOperation::AlterConfigs);
+    let allowed = security.authorize_cluster(session, weir_auth::acl::AclOperation::AlterConfigs);
     for entry in r.entries {
         let out = EntryData::default().with_entity(
             entry
@@ -44,7 +45,7 @@ pub fn handle(broker: &Broker, r: AlterClientQuotasRequest, session: &Session) -
             })
             .collect();
         let checked = validate_entity(&components).and_then(|entity| {
-            let mut values = broker.quotas().get(&entity);
+            let mut values = security.quotas().get(&entity);
             let mut seen = std::collections::BTreeSet::new();
             for op in &entry.ops {
                 let key = op.key.to_string();
@@ -54,7 +55,10 @@ pub fn handle(broker: &Broker, r: AlterClientQuotasRequest, session: &Session) -
                     )));
                 }
                 if op.remove {
-                    if !crate::quotas::QUOTA_KEYS.iter().any(|(k, _)| *k == key) {
+                    if !crate::security::quotas::QUOTA_KEYS
+                        .iter()
+                        .any(|(k, _)| *k == key)
+                    {
                         return Err(BrokerError::invalid_request(format!(
                             "Invalid configuration key {key}"
                         )));
@@ -82,7 +86,7 @@ pub fn handle(broker: &Broker, r: AlterClientQuotasRequest, session: &Session) -
                 event.operation = "AlterClientQuotas".into();
                 event.resource = format!("quota:{}", entity.record_id());
                 event.detail = serde_json::to_string(&values).unwrap_or_default();
-                match broker.set_client_quotas(entity, values) {
+                match security.set_client_quotas(entity, values) {
                     Ok(w) => {
                         waits.push(w);
                         results.push((out, Some(waits.len() - 1)));
@@ -96,7 +100,7 @@ pub fn handle(broker: &Broker, r: AlterClientQuotasRequest, session: &Session) -
                         ));
                     }
                 }
-                broker.audit(event);
+                security.audit(event);
             }
         }
     }

@@ -82,14 +82,7 @@ fn validate(
     value: &str,
 ) -> Result<String, BrokerError> {
     match target {
-        Target::Group(_) => {
-            validate_group_config(&broker.settings(), key, value).map_err(|reason| {
-                BrokerError::InvalidConfig {
-                    key: key.to_string(),
-                    reason,
-                }
-            })
-        }
+        Target::Group(_) => validate_group_config(&broker.settings(), key, value),
         Target::Topic(_) => validate_topic_config(key, value),
         Target::Broker { .. } => {
             let v = validate_broker_config(key, value)?;
@@ -271,7 +264,7 @@ pub fn handle(
                 })
                 .collect();
             let (code, msg) = error_parts(
-                match broker.authorize_config_resource(
+                match broker.security.authorize_config_resource(
                     session,
                     weir_auth::acl::AclOperation::AlterConfigs,
                     r.resource_type,
@@ -298,8 +291,11 @@ pub fn handle(
     let resp = AlterConfigsResponse::default().with_responses(responses);
     if !validate_only {
         for r in &resp.responses {
-            let resource = crate::audit::config_resource(r.resource_type, &r.resource_name);
-            broker.audit_admin(session, "AlterConfigs", resource, r.error_code);
+            let resource =
+                crate::security::audit::config_resource(r.resource_type, &r.resource_name);
+            broker
+                .security
+                .audit_admin(session, "AlterConfigs", resource, r.error_code);
         }
     }
     resp
@@ -345,7 +341,7 @@ pub fn handle_incremental(
                     Ok((c.name.to_string(), op))
                 })
                 .collect();
-            let refused = broker.authorize_config_resource(
+            let refused = broker.security.authorize_config_resource(
                 session,
                 weir_auth::acl::AclOperation::AlterConfigs,
                 r.resource_type,
@@ -376,8 +372,11 @@ pub fn handle_incremental(
     let resp = IncrementalAlterConfigsResponse::default().with_responses(responses);
     if !validate_only {
         for r in &resp.responses {
-            let resource = crate::audit::config_resource(r.resource_type, &r.resource_name);
-            broker.audit_admin(session, "IncrementalAlterConfigs", resource, r.error_code);
+            let resource =
+                crate::security::audit::config_resource(r.resource_type, &r.resource_name);
+            broker
+                .security
+                .audit_admin(session, "IncrementalAlterConfigs", resource, r.error_code);
         }
     }
     resp

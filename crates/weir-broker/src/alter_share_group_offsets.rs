@@ -1,8 +1,6 @@
 //! AlterShareGroupOffsets: restart an empty share group's partitions at
 //! given start offsets (`kafka-share-groups.sh --reset-offsets`).
 
-use std::sync::Arc;
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_share_group_offsets_response::{
     AlterShareGroupOffsetsResponsePartition, AlterShareGroupOffsetsResponseTopic,
@@ -12,9 +10,12 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
-use crate::broker::{Broker, Reply};
+use crate::context::Reply;
+use crate::context::RequestContext;
+use crate::security::Security;
+use crate::shares::Shares;
+use crate::topics::Topics;
 
 fn top_error(e: ResponseError, msg: String) -> Reply {
     Reply::Ready(ResponseKind::AlterShareGroupOffsets(
@@ -26,23 +27,31 @@ fn top_error(e: ResponseError, msg: String) -> Reply {
 
 /// Answers an AlterShareGroupOffsets once the new state is durable. With
 /// authorization on, it needs READ on the group and on each topic.
-pub fn handle(broker: &Arc<Broker>, r: AlterShareGroupOffsetsRequest, session: &Session) -> Reply {
+pub fn handle(
+    topics: &Topics,
+    shares: &Shares,
+    security: &Security,
+    ctx: &RequestContext<'_>,
+    r: AlterShareGroupOffsetsRequest,
+) -> Reply {
+    let session = ctx.session;
     let group = r.group_id.to_string();
-    if !broker.authorize(session, AclOperation::Read, ResourceType::Group, &group) {
+    if !security.authorize(session, AclOperation::Read, ResourceType::Group, &group) {
         return top_error(ResponseError::GroupAuthorizationFailed, String::new());
     }
     let mut responses = Vec::new();
     let mut offsets = Vec::new();
     for t in r.topics {
         let name = t.topic_name.to_string();
-        let topic = broker.topic(&name);
+        let topic = topics.topic(&name);
         let id = topic.as_ref().map(|t| t.id).unwrap_or_default();
         let partitions = t
             .partitions
             .iter()
             .map(|p| {
                 let e =
-                    if !broker.authorize(session, AclOperation::Read, ResourceType::Topic, &name) {
+                    if !security.authorize(session, AclOperation::Read, ResourceType::Topic, &name)
+                    {
                         Some(ResponseError::TopicAuthorizationFailed)
                     } else if topic
                         .as_ref()
@@ -68,7 +77,7 @@ pub fn handle(broker: &Arc<Broker>, r: AlterShareGroupOffsetsRequest, session: &
                 .with_partitions(partitions),
         );
     }
-    let waits = match broker.shares.alter_offsets(broker, &group, &offsets) {
+    let waits = match shares.alter_offsets(&group, &offsets) {
         Ok(w) => w,
         Err(e) => return top_error(e, format!("cannot alter the offsets of group {group}")),
     };

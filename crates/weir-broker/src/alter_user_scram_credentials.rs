@@ -17,11 +17,11 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use weir_auth::scram::ScramCredentialStore;
 use weir_auth::scram::{ScramAlgorithm, ScramCredential, MAX_ITERATIONS, MIN_ITERATIONS};
-use weir_auth::Session;
 
-use crate::broker::{Broker, Reply};
+use crate::context::{Reply, RequestContext};
 use crate::error::BrokerError;
 use crate::security::AuditEvent;
+use crate::security::Security;
 
 type Outcome = Result<(), BrokerError>;
 
@@ -41,8 +41,13 @@ fn unacceptable(reason: &'static str) -> BrokerError {
 /// Answers an AlterUserScramCredentials request: every change that passes
 /// its checks is written to `__weir_security`, and the response waits
 /// until they are durable.
-pub fn handle(broker: &Broker, r: AlterUserScramCredentialsRequest, session: &Session) -> Reply {
-    if !broker.authorize_cluster(session, weir_auth::acl::AclOperation::Alter) {
+pub fn handle(
+    security: &Security,
+    ctx: &RequestContext<'_>,
+    r: AlterUserScramCredentialsRequest,
+) -> Reply {
+    let session = ctx.session;
+    if !security.authorize_cluster(session, weir_auth::acl::AclOperation::Alter) {
         let results = r
             .deletions
             .iter()
@@ -78,7 +83,7 @@ pub fn handle(broker: &Broker, r: AlterUserScramCredentialsRequest, session: &Se
         );
     }
     let mut writes = Vec::new();
-    let store = broker.scram_store();
+    let store = security.scram_store();
     for d in &r.deletions {
         let user = d.name.to_string();
         if dups.contains(&user) {
@@ -141,14 +146,14 @@ pub fn handle(broker: &Broker, r: AlterUserScramCredentialsRequest, session: &Se
         event.resource = format!("user:{user}");
         event.operation = "AlterUserScramCredentials".into();
         event.detail = format!("{op} {}", alg.mechanism_name());
-        match broker.put_scram_credential(&user, alg, cred) {
+        match security.put_scram_credential(&user, alg, cred) {
             Ok(w) => waits.push((user, w)),
             Err(e) => {
                 event.outcome = "failure";
                 outcomes.insert(user, Err(e));
             }
         }
-        broker.audit(event);
+        security.audit(event);
     }
     let respond = |outcomes: BTreeMap<String, Outcome>| {
         let results = outcomes

@@ -4,17 +4,18 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use kafka_protocol::messages::ResponseKind;
 use tokio::sync::watch;
 use uuid::Uuid;
-use weir_log::{BoxFuture, Clock, LogEngine};
+use weir_log::{Clock, LogEngine};
 
 use crate::catalog::TopicRecord;
 use crate::config::BrokerSettings;
+pub use crate::context::Reply;
 use crate::error::BrokerError;
 use crate::fetch_session::FetchSessions;
 use crate::groups::{GroupSettings, Groups};
 use crate::internal_log::InternalLog;
+use crate::security::{Node, Security};
 use crate::topics::{Topic, Topics};
 use crate::transactions::{Transactions, TxnSettings};
 use crate::txn_coordinator::TxnConfig;
@@ -36,30 +37,6 @@ pub struct BrokerConfig {
     pub clock: Clock,
 }
 
-/// The answer to a request.
-// One Reply is built and consumed per request; boxing the ready variant
-// would add an allocation for nothing.
-#[allow(clippy::large_enum_variant)]
-pub enum Reply {
-    /// No response is sent (Produce with acks=0).
-    None,
-    /// The response is ready.
-    Ready(ResponseKind),
-    /// The response comes later (durability, long polling). The work that
-    /// must happen in request order has already been done.
-    Later(BoxFuture<'static, ResponseKind>),
-}
-
-impl std::fmt::Debug for Reply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Reply::None => f.write_str("Reply::None"),
-            Reply::Ready(r) => write!(f, "Reply::Ready({r:?})"),
-            Reply::Later(_) => f.write_str("Reply::Later(..)"),
-        }
-    }
-}
-
 /// A single-node Kafka broker over a [`LogEngine`].
 #[derive(Debug)]
 pub struct Broker {
@@ -79,10 +56,8 @@ pub struct Broker {
     pub(crate) validator: std::sync::OnceLock<Arc<dyn crate::validation::RecordValidator>>,
     /// Request, topic and purgatory counters, read by the admin listener.
     metrics: crate::metrics::Metrics,
-    /// SASL mechanisms and the audit trail.
-    pub(crate) security: crate::security::Security,
-    /// ACLs and the authorizer (off unless `authorizer.class.name` is set).
-    pub(crate) acls: crate::authz::Acls,
+    /// SASL, SCRAM, ACLs, quotas, audit and the advertised listeners.
+    pub(crate) security: Arc<Security>,
 }
 
 impl Broker {
@@ -120,8 +95,19 @@ impl Broker {
             .await?;
         let shares = crate::shares::Shares::new(
             crate::shares::ShareSettings::from_broker(&settings)?,
+            topics.clone(),
             config.clock.clone(),
         );
+        let security = Security::open(
+            topics.clone(),
+            crate::internal_log::of(&topics),
+            Node {
+                id: config.node_id,
+                host: config.advertised_host.clone(),
+                port: config.advertised_port,
+            },
+        )
+        .await?;
         let broker = Arc::new(Self {
             config,
             topics,
@@ -132,14 +118,9 @@ impl Broker {
             stopping: watch::channel(false).0,
             validator: std::sync::OnceLock::new(),
             metrics: crate::metrics::Metrics::default(),
-            security: crate::security::Security::default(),
-            acls: crate::authz::Acls::default(),
+            security,
         });
-        broker.open_acls().await?;
-        broker.open_audit_topic()?;
-        broker.open_scram().await?;
-        broker.open_quotas().await?;
-        broker.shares.load(&broker).await?;
+        broker.shares.load().await?;
         // Requests open their partitions on first use; the rest open in
         // the background, so that retention and compaction reach them.
         let topics = broker.topics.clone();
@@ -175,6 +156,12 @@ impl Broker {
         self.groups.list().into_iter().map(|g| g.0).collect()
     }
 
+    /// The security service (SASL, SCRAM, ACLs, quotas, audit, advertised
+    /// listeners).
+    pub fn security(&self) -> &Arc<Security> {
+        &self.security
+    }
+
     /// The broker's metrics.
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics
@@ -194,7 +181,7 @@ impl Broker {
     pub fn tick(self: &Arc<Self>) {
         self.groups.tick();
         self.txns.tick();
-        self.shares.tick(self);
+        self.shares.tick();
     }
 
     /// Starts shutting down: long-polling fetches answer with what they

@@ -65,8 +65,9 @@ enum Check {
     Principals,
     /// Any text; cross-checked where it is used (at start-up).
     Text,
-    /// Checked by a function returning the normalised value.
-    Custom(fn(&str) -> Result<String, String>),
+    /// Checked by a function returning the normalised value, or the
+    /// refusal ([`refused`]: the config's name is added by the caller).
+    Custom(fn(&str) -> Result<String, BrokerError>),
 }
 
 /// One config: its name, type, default and checks.
@@ -423,32 +424,38 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
 ];
 
 /// An int in `lo..=hi`, or one of `also`.
-fn int_in(v: &str, lo: i32, hi: i32, also: &[i32]) -> Result<String, String> {
+fn int_in(v: &str, lo: i32, hi: i32, also: &[i32]) -> Result<String, BrokerError> {
     match v.parse::<i32>() {
         Ok(n) if (lo..=hi).contains(&n) || also.contains(&n) => Ok(n.to_string()),
-        _ => Err(format!("must be an int from {lo} to {hi}")),
+        _ => Err(refused(format!("must be an int from {lo} to {hi}"))),
     }
 }
 
-fn gzip_level(v: &str) -> Result<String, String> {
+/// A [`Check::Custom`] refusal: `what` is wrong with the value. The check
+/// that called the function names the config.
+fn refused(what: impl Into<String>) -> BrokerError {
+    invalid("", what.into())
+}
+
+fn gzip_level(v: &str) -> Result<String, BrokerError> {
     int_in(v, 1, 9, &[-1])
 }
 
-fn lz4_level(v: &str) -> Result<String, String> {
+fn lz4_level(v: &str) -> Result<String, BrokerError> {
     int_in(v, 1, 17, &[])
 }
 
-fn zstd_level(v: &str) -> Result<String, String> {
+fn zstd_level(v: &str) -> Result<String, BrokerError> {
     int_in(v, -131_072, 22, &[])
 }
 
 /// Kafka refuses `remote.storage.enable=true` on a broker without tiered
 /// storage, as Weir is.
-fn remote_storage(v: &str) -> Result<String, String> {
+fn remote_storage(v: &str) -> Result<String, BrokerError> {
     match v.to_ascii_lowercase().as_str() {
         "false" => Ok("false".into()),
-        "true" => Err("tiered storage is not available on this broker".into()),
-        _ => Err("must be true or false".into()),
+        "true" => Err(refused("tiered storage is not available on this broker")),
+        _ => Err(refused("must be true or false")),
     }
 }
 
@@ -999,7 +1006,11 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         synonyms: &[],
         kind: ConfigType::String,
         default: "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
-        check: Check::Custom(|v| weir_auth::listener::parse_protocol_map(v).map(|_| v.to_string())),
+        check: Check::Custom(|v| {
+            weir_auth::listener::parse_protocol_map(v)
+                .map(|_| v.to_string())
+                .map_err(refused)
+        }),
         dynamic: false,
         doc: "Listener name to security protocol, NAME:PROTOCOL,...",
     },
@@ -1047,7 +1058,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         check: Check::Custom(|v| {
             weir_auth::ssl_mapping::PrincipalMapper::parse(v)
                 .map(|_| v.to_string())
-                .map_err(|e| e.to_string())
+                .map_err(|e| refused(e.to_string()))
         }),
         dynamic: false,
         doc: "Rules mapping a client certificate's subject DN to a principal name.",
@@ -1208,7 +1219,7 @@ pub fn topic_def(name: &str) -> Option<&'static ConfigDef> {
 }
 
 /// A refused value of config `key`.
-fn invalid(key: &str, reason: String) -> BrokerError {
+pub(crate) fn invalid(key: &str, reason: String) -> BrokerError {
     BrokerError::InvalidConfig {
         key: key.to_string(),
         reason,
@@ -1265,7 +1276,10 @@ fn check(def: &ConfigDef, value: &str) -> Result<String, BrokerError> {
             Ok(items.join(","))
         }
         Check::Text => Ok(v.to_string()),
-        Check::Custom(f) => f(v).or_else(|e| bad(&e)),
+        Check::Custom(f) => f(v).or_else(|e| match e {
+            BrokerError::InvalidConfig { reason, .. } => bad(&reason),
+            other => Err(other),
+        }),
     }
 }
 

@@ -64,11 +64,14 @@ pub fn handle(
             let out = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(i32::MIN);
-            if !broker.authorize(session, AclOperation::Describe, ResourceType::Group, &id) {
+            if !broker
+                .security
+                .authorize(session, AclOperation::Describe, ResourceType::Group, &id)
+            {
                 return out.with_error_code(ResponseError::GroupAuthorizationFailed.code());
             }
             let out = if include_ops {
-                out.with_authorized_operations(broker.authorized_operations(
+                out.with_authorized_operations(broker.security.authorized_operations(
                     session,
                     ResourceType::Group,
                     &id,

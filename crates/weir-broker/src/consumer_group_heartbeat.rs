@@ -20,7 +20,7 @@ pub fn handle(
     client_host: &str,
     session: &Session,
 ) -> ConsumerGroupHeartbeatResponse {
-    if !broker.authorize(
+    if !broker.security.authorize(
         session,
         AclOperation::Read,
         ResourceType::Group,

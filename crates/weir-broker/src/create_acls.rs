@@ -7,10 +7,10 @@ use kafka_protocol::messages::create_acls_response::AclCreationResult;
 use kafka_protocol::messages::{CreateAclsRequest, CreateAclsResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use weir_auth::acl::{AclBinding, AclOperation, PatternType, PermissionType, ResourceType};
-use weir_auth::Session;
 
-use crate::broker::{Broker, Reply};
+use crate::context::{Reply, RequestContext};
 use crate::error::BrokerError;
+use crate::security::Security;
 
 fn result(e: ResponseError, msg: impl Into<String>) -> AclCreationResult {
     AclCreationResult::default()
@@ -25,16 +25,17 @@ fn respond(results: Vec<AclCreationResult>) -> Reply {
 }
 
 /// Answers a CreateAcls request.
-pub fn handle(broker: &Broker, r: CreateAclsRequest, session: &Session) -> Reply {
+pub fn handle(security: &Security, ctx: &RequestContext<'_>, r: CreateAclsRequest) -> Reply {
+    let session = ctx.session;
     let all_fail =
         |e: ResponseError, msg: &str| respond(r.creations.iter().map(|_| result(e, msg)).collect());
-    if !broker.authorize_cluster(session, AclOperation::Alter) {
+    if !security.authorize_cluster(session, AclOperation::Alter) {
         return all_fail(
             ResponseError::ClusterAuthorizationFailed,
             "Cluster authorization failed.",
         );
     }
-    if !broker.authorizer_enabled() {
+    if !security.authorizer_enabled() {
         return all_fail(
             ResponseError::SecurityDisabled,
             "No Authorizer is configured.",
@@ -69,7 +70,7 @@ pub fn handle(broker: &Broker, r: CreateAclsRequest, session: &Session) -> Reply
         .iter()
         .filter_map(|p| p.as_ref().ok().cloned())
         .collect();
-    let durable = match broker.create_acls(session, &valid) {
+    let durable = match security.create_acls(session, &valid) {
         Ok(f) => f,
         Err(e) => {
             return all_fail(ResponseError::UnknownServerError, &e.to_string());

@@ -28,7 +28,7 @@ pub fn handle(
                 a.iter()
                     .find(|a| a.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>() != [node])
             });
-            let may_alter = broker.authorize(
+            let may_alter = broker.security.authorize(
                 session,
                 weir_auth::acl::AclOperation::Alter,
                 weir_auth::acl::ResourceType::Topic,
@@ -60,7 +60,9 @@ pub fn handle(
     if !validate_only {
         for t in &resp.results {
             let resource = format!("topic:{}", t.name.as_str());
-            broker.audit_admin(session, "CreatePartitions", resource, t.error_code);
+            broker
+                .security
+                .audit_admin(session, "CreatePartitions", resource, t.error_code);
         }
     }
     resp

@@ -27,7 +27,7 @@ pub fn handle(
 ) -> CreateTopicsResponse {
     use weir_auth::acl::{AclOperation, ResourceType};
     let validate_only = req.validate_only;
-    let cluster_create = broker.is_authorized(
+    let cluster_create = broker.security.is_authorized(
         session,
         AclOperation::Create,
         ResourceType::Cluster,
@@ -48,10 +48,10 @@ pub fn handle(
             if names.iter().filter(|n| **n == name).count() > 1 {
                 return fail(ResponseError::InvalidRequest, format!("Create topics request from client contains multiple entries for topic {name}"));
             }
-            if !cluster_create && !broker.authorize(session, AclOperation::Create, ResourceType::Topic, &name) {
+            if !cluster_create && !broker.security.authorize(session, AclOperation::Create, ResourceType::Topic, &name) {
                 return fail(ResponseError::TopicAuthorizationFailed, "Authorization failed.".into())
                     .with_topic_config_error_code(
-                        if broker.is_authorized(session, AclOperation::DescribeConfigs, ResourceType::Topic, &name) {
+                        if broker.security.is_authorized(session, AclOperation::DescribeConfigs, ResourceType::Topic, &name) {
                             0
                         } else {
                             ResponseError::TopicAuthorizationFailed.code()
@@ -59,7 +59,7 @@ pub fn handle(
                     );
             }
             let may_describe_configs =
-                broker.is_authorized(session, AclOperation::DescribeConfigs, ResourceType::Topic, &name);
+                broker.security.is_authorized(session, AclOperation::DescribeConfigs, ResourceType::Topic, &name);
             let partitions = if t.assignments.is_empty() {
                 if t.num_partitions == -1 {
                     i32::try_from(settings.get_i64("num.partitions")).unwrap_or(1)
@@ -142,7 +142,9 @@ pub fn handle(
     if !validate_only {
         for t in &resp.topics {
             let resource = format!("topic:{}", t.name.as_str());
-            broker.audit_admin(session, "CreateTopics", resource, t.error_code);
+            broker
+                .security
+                .audit_admin(session, "CreateTopics", resource, t.error_code);
         }
     }
     resp

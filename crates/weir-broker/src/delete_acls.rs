@@ -9,10 +9,10 @@ use kafka_protocol::messages::delete_acls_response::{
 use kafka_protocol::messages::{DeleteAclsRequest, DeleteAclsResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use weir_auth::acl::AclOperation;
-use weir_auth::Session;
 
-use crate::broker::{Broker, Reply};
+use crate::context::{Reply, RequestContext};
 use crate::describe_acls::parse_filter;
+use crate::security::Security;
 
 fn failed(e: ResponseError, msg: &str) -> DeleteAclsFilterResult {
     DeleteAclsFilterResult::default()
@@ -27,16 +27,17 @@ fn respond(results: Vec<DeleteAclsFilterResult>) -> Reply {
 }
 
 /// Answers a DeleteAcls request.
-pub fn handle(broker: &Broker, r: DeleteAclsRequest, session: &Session) -> Reply {
+pub fn handle(security: &Security, ctx: &RequestContext<'_>, r: DeleteAclsRequest) -> Reply {
+    let session = ctx.session;
     let all_fail =
         |e: ResponseError, msg: &str| respond(r.filters.iter().map(|_| failed(e, msg)).collect());
-    if !broker.authorize_cluster(session, AclOperation::Alter) {
+    if !security.authorize_cluster(session, AclOperation::Alter) {
         return all_fail(
             ResponseError::ClusterAuthorizationFailed,
             "Cluster authorization failed.",
         );
     }
-    if !broker.authorizer_enabled() {
+    if !security.authorizer_enabled() {
         return all_fail(
             ResponseError::SecurityDisabled,
             "No Authorizer is configured.",
@@ -61,7 +62,7 @@ pub fn handle(broker: &Broker, r: DeleteAclsRequest, session: &Session) -> Reply
         .iter()
         .filter_map(|p| p.as_ref().ok().cloned())
         .collect();
-    let (mut deleted, durable) = match broker.delete_acls(session, &valid) {
+    let (mut deleted, durable) = match security.delete_acls(session, &valid) {
         Ok(x) => x,
         Err(e) => return all_fail(ResponseError::UnknownServerError, &e.to_string()),
     };

@@ -1,40 +1,48 @@
 //! DeleteGroups: remove empty groups and their offsets (or, for share
 //! groups, their share-partition state).
 
-use std::sync::Arc;
-
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, ResponseKind};
 
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
-use crate::broker::{Broker, Reply};
+use crate::context::Reply;
+use crate::context::RequestContext;
+use crate::groups::Groups;
+use crate::security::Security;
+use crate::shares::Shares;
 
 /// Answers a DeleteGroups request; a share group's deletion is answered
 /// once durable.
 ///
 /// With authorization on, each group needs DELETE.
-pub fn handle(broker: &Arc<Broker>, r: DeleteGroupsRequest, session: &Session) -> Reply {
+pub fn handle(
+    groups: &Groups,
+    shares: &Shares,
+    security: &Security,
+    ctx: &RequestContext<'_>,
+    r: DeleteGroupsRequest,
+) -> Reply {
+    let session = ctx.session;
     let mut waits = Vec::new();
     let results = r
         .groups_names
         .into_iter()
         .map(|g| {
-            let code = if !broker.authorize(session, AclOperation::Delete, ResourceType::Group, &g)
-            {
-                kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code()
-            } else if broker.shares.contains(&g) {
-                match broker.shares.delete_group(broker, &g) {
-                    Ok(w) => {
-                        waits.extend(w);
-                        0
+            let code =
+                if !security.authorize(session, AclOperation::Delete, ResourceType::Group, &g) {
+                    kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code()
+                } else if shares.contains(&g) {
+                    match shares.delete_group(&g) {
+                        Ok(w) => {
+                            waits.extend(w);
+                            0
+                        }
+                        Err(e) => e.code(),
                     }
-                    Err(e) => e.code(),
-                }
-            } else {
-                broker.groups.delete(&g).err().map_or(0, |e| e.code())
-            };
+                } else {
+                    groups.delete(&g).err().map_or(0, |e| e.code())
+                };
             DeletableGroupResult::default()
                 .with_group_id(g)
                 .with_error_code(code)
@@ -43,7 +51,7 @@ pub fn handle(broker: &Arc<Broker>, r: DeleteGroupsRequest, session: &Session) -
     let resp = DeleteGroupsResponse::default().with_results(results);
     for g in &resp.results {
         let resource = format!("group:{}", g.group_id.as_str());
-        broker.audit_admin(session, "DeleteGroups", resource, g.error_code);
+        security.audit_admin(session, "DeleteGroups", resource, g.error_code);
     }
     if waits.is_empty() {
         return Reply::Ready(ResponseKind::DeleteGroups(resp));

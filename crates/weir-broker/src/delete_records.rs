@@ -22,7 +22,7 @@ pub async fn handle(
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let topic = broker.topic(&t.name);
-        let denied = !broker.authorize(
+        let denied = !broker.security.authorize(
             session,
             weir_auth::acl::AclOperation::Delete,
             weir_auth::acl::ResourceType::Topic,
@@ -63,7 +63,9 @@ pub async fn handle(
     for t in &resp.topics {
         for p in &t.partitions {
             let resource = format!("topic:{}-{}", t.name.as_str(), p.partition_index);
-            broker.audit_admin(session, "DeleteRecords", resource, p.error_code);
+            broker
+                .security
+                .audit_admin(session, "DeleteRecords", resource, p.error_code);
         }
     }
     resp

@@ -1,8 +1,6 @@
 //! DeleteShareGroupOffsets: forget an empty share group's state for some
 //! topics; it starts again by `share.auto.offset.reset` when next assigned.
 
-use std::sync::Arc;
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_share_group_offsets_response::DeleteShareGroupOffsetsResponseTopic;
 use kafka_protocol::messages::{
@@ -10,9 +8,12 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
-use crate::broker::{Broker, Reply};
+use crate::context::Reply;
+use crate::context::RequestContext;
+use crate::security::Security;
+use crate::shares::Shares;
+use crate::topics::Topics;
 
 fn top_error(e: ResponseError, msg: String) -> Reply {
     Reply::Ready(ResponseKind::DeleteShareGroupOffsets(
@@ -24,9 +25,16 @@ fn top_error(e: ResponseError, msg: String) -> Reply {
 
 /// Answers a DeleteShareGroupOffsets once the deletions are durable. With
 /// authorization on, it needs DELETE on the group and READ on each topic.
-pub fn handle(broker: &Arc<Broker>, r: DeleteShareGroupOffsetsRequest, session: &Session) -> Reply {
+pub fn handle(
+    topics: &Topics,
+    shares: &Shares,
+    security: &Security,
+    ctx: &RequestContext<'_>,
+    r: DeleteShareGroupOffsetsRequest,
+) -> Reply {
+    let session = ctx.session;
     let group = r.group_id.to_string();
-    if !broker.authorize(session, AclOperation::Delete, ResourceType::Group, &group) {
+    if !security.authorize(session, AclOperation::Delete, ResourceType::Group, &group) {
         return top_error(ResponseError::GroupAuthorizationFailed, String::new());
     }
     let mut ids = Vec::new();
@@ -35,9 +43,10 @@ pub fn handle(broker: &Arc<Broker>, r: DeleteShareGroupOffsetsRequest, session: 
         .into_iter()
         .map(|t| {
             let name = t.topic_name.to_string();
-            let topic = broker.topic(&name);
+            let topic = topics.topic(&name);
             let id = topic.as_ref().map(|t| t.id).unwrap_or_default();
-            let e = if !broker.authorize(session, AclOperation::Read, ResourceType::Topic, &name) {
+            let e = if !security.authorize(session, AclOperation::Read, ResourceType::Topic, &name)
+            {
                 Some(ResponseError::TopicAuthorizationFailed)
             } else if topic.is_none() {
                 Some(ResponseError::UnknownTopicOrPartition)
@@ -51,7 +60,7 @@ pub fn handle(broker: &Arc<Broker>, r: DeleteShareGroupOffsetsRequest, session: 
                 .with_error_code(e.map_or(0, |e| e.code()))
         })
         .collect();
-    let waits = match broker.shares.delete_offsets(broker, &group, &ids) {
+    let waits = match shares.delete_offsets(&group, &ids) {
         Ok(w) => w,
         Err(e) => return top_error(e, format!("cannot delete the offsets of group {group}")),
     };

@@ -50,11 +50,19 @@ pub fn handle(
                 out.with_error_code(ResponseError::TopicAuthorizationFailed.code())
             };
             if by_id
-                && !broker.authorize(session, AclOperation::Describe, ResourceType::Topic, &name)
+                && !broker.security.authorize(
+                    session,
+                    AclOperation::Describe,
+                    ResourceType::Topic,
+                    &name,
+                )
             {
                 return denied(out);
             }
-            if !broker.authorize(session, AclOperation::Delete, ResourceType::Topic, &name) {
+            if !broker
+                .security
+                .authorize(session, AclOperation::Delete, ResourceType::Topic, &name)
+            {
                 return denied(if by_id {
                     out
                 } else {
@@ -78,7 +86,9 @@ pub fn handle(
             Some(n) => format!("topic:{}", n.as_str()),
             None => format!("topic-id:{}", t.topic_id),
         };
-        broker.audit_admin(session, "DeleteTopics", resource, t.error_code);
+        broker
+            .security
+            .audit_admin(session, "DeleteTopics", resource, t.error_code);
     }
     resp
 }

@@ -8,10 +8,10 @@ use kafka_protocol::messages::describe_acls_response::{AclDescription, DescribeA
 use kafka_protocol::messages::{DescribeAclsRequest, DescribeAclsResponse};
 use kafka_protocol::protocol::StrBytes;
 use weir_auth::acl::{AclBindingFilter, AclOperation, PatternType, PermissionType, ResourceType};
-use weir_auth::Session;
 
-use crate::broker::Broker;
+use crate::context::RequestContext;
 use crate::error::BrokerError;
+use crate::security::Security;
 
 /// Builds a filter from the wire fields; an UNKNOWN (or unheard-of) code
 /// is INVALID_REQUEST, as Kafka's `validateFilter` says.
@@ -43,13 +43,18 @@ pub(crate) fn parse_filter(
 }
 
 /// Answers a DescribeAcls request.
-pub fn handle(broker: &Broker, r: DescribeAclsRequest, session: &Session) -> DescribeAclsResponse {
+pub fn handle(
+    security: &Security,
+    ctx: &RequestContext<'_>,
+    r: DescribeAclsRequest,
+) -> DescribeAclsResponse {
+    let session = ctx.session;
     let fail = |e: ResponseError, msg: &str| {
         DescribeAclsResponse::default()
             .with_error_code(e.code())
             .with_error_message(Some(StrBytes::from_string(msg.into())))
     };
-    if !broker.authorize_cluster(session, AclOperation::Describe) {
+    if !security.authorize_cluster(session, AclOperation::Describe) {
         return fail(
             ResponseError::ClusterAuthorizationFailed,
             "Cluster authorization failed.",
@@ -67,7 +72,7 @@ pub fn handle(broker: &Broker, r: DescribeAclsRequest, session: &Session) -> Des
         Ok(f) => f,
         Err(e) => return fail(e.code(), &e.to_string()),
     };
-    let Some(acls) = broker.describe_acls(&filter) else {
+    let Some(acls) = security.describe_acls(&filter) else {
         return fail(
             ResponseError::SecurityDisabled,
             "No Authorizer is configured on the broker",

@@ -9,9 +9,10 @@ use kafka_protocol::messages::describe_client_quotas_response::{EntityData, Entr
 use kafka_protocol::messages::{DescribeClientQuotasRequest, DescribeClientQuotasResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::Broker;
+use crate::context::RequestContext;
 use crate::error::BrokerError;
-use crate::quotas::{QuotaEntity, CLIENT_ID, USER};
+use crate::security::quotas::{QuotaEntity, CLIENT_ID, USER};
+use crate::security::Security;
 
 /// Kafka's match types.
 const MATCH_EXACT: i8 = 0;
@@ -68,11 +69,12 @@ fn matches(entity: &QuotaEntity, filter: &Filter, strict: bool) -> bool {
 
 /// Answers a DescribeClientQuotas request.
 pub fn handle(
-    broker: &Broker,
+    security: &Security,
+    ctx: &RequestContext<'_>,
     r: DescribeClientQuotasRequest,
-    session: &weir_auth::Session,
 ) -> DescribeClientQuotasResponse {
-    if !broker.authorize_cluster(session, weir_auth::acl::AclOperation::DescribeConfigs) {
+    let session = ctx.session;
+    if !security.authorize_cluster(session, weir_auth::acl::AclOperation::DescribeConfigs) {
         return DescribeClientQuotasResponse::default()
             .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
     }
@@ -87,7 +89,7 @@ pub fn handle(
     };
     // Filters on other entity types (`ip`) match nothing here.
     let known = filter.iter().all(|(k, _, _)| k == USER || k == CLIENT_ID);
-    let entries = broker
+    let entries = security
         .quotas()
         .all()
         .into_iter()

@@ -23,13 +23,17 @@ pub fn handle(
 ) -> DescribeClusterResponse {
     let ops = if !req.include_cluster_authorized_operations {
         i32::MIN
-    } else if broker.authorize(
+    } else if broker.security.authorize(
         session,
         AclOperation::Describe,
         ResourceType::Cluster,
         weir_auth::acl::CLUSTER_NAME,
     ) {
-        broker.authorized_operations(session, ResourceType::Cluster, weir_auth::acl::CLUSTER_NAME)
+        broker.security.authorized_operations(
+            session,
+            ResourceType::Cluster,
+            weir_auth::acl::CLUSTER_NAME,
+        )
     } else {
         0
     };

@@ -48,7 +48,7 @@ pub fn handle(
                 req.include_documentation
                     .then(|| StrBytes::from_static_str(d))
             };
-            if let Some(e) = broker.authorize_config_resource(
+            if let Some(e) = broker.security.authorize_config_resource(
                 session,
                 weir_auth::acl::AclOperation::DescribeConfigs,
                 r.resource_type,

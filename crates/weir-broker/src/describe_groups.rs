@@ -5,37 +5,42 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::Broker;
+use crate::context::RequestContext;
 use crate::group_coordinator::GroupState;
+use crate::groups::Groups;
+use crate::security::Security;
+use crate::shares::Shares;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
 /// Answers a DescribeGroups request.
 ///
 /// With authorization on, each group needs DESCRIBE.
 pub fn handle(
-    broker: &Broker,
+    groups: &Groups,
+    shares: &Shares,
+    security: &Security,
+    ctx: &RequestContext<'_>,
     r: DescribeGroupsRequest,
-    version: i16,
-    session: &Session,
 ) -> DescribeGroupsResponse {
+    let version = ctx.version;
+    let session = ctx.session;
     let include_ops = r.include_authorized_operations;
     let groups = r
         .groups
         .into_iter()
         .map(|id| {
-            if !broker.authorize(session, AclOperation::Describe, ResourceType::Group, &id) {
+            if !security.authorize(session, AclOperation::Describe, ResourceType::Group, &id) {
                 return DescribedGroup::default()
                     .with_group_id(id)
                     .with_error_code(ResponseError::GroupAuthorizationFailed.code())
                     .with_authorized_operations(i32::MIN);
             }
             let ops = if include_ops {
-                broker.authorized_operations(session, ResourceType::Group, &id)
+                security.authorized_operations(session, ResourceType::Group, &id)
             } else {
                 i32::MIN
             };
-            let d = broker.groups.describe(&id);
+            let d = groups.describe(&id);
             let out = DescribedGroup::default()
                 .with_group_id(id)
                 .with_group_state(StrBytes::from_static_str(d.state.name()))
@@ -45,7 +50,7 @@ pub fn handle(
             // KIP-1043: v6 reports an unknown group as such; older
             // versions describe it as Dead with no error.
             if d.state == GroupState::Dead && version >= 6 {
-                let msg = if broker.shares.contains(out.group_id.as_str()) {
+                let msg = if shares.contains(out.group_id.as_str()) {
                     format!("Group {} is not a classic group.", out.group_id.as_str())
                 } else {
                     "group not found".to_string()

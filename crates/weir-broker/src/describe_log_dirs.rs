@@ -54,7 +54,7 @@ pub fn handle(
     req: DescribeLogDirsRequest,
     session: &Session,
 ) -> DescribeLogDirsResponse {
-    if !broker.authorize(
+    if !broker.security.authorize(
         session,
         AclOperation::Describe,
         ResourceType::Cluster,

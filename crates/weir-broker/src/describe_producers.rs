@@ -24,8 +24,12 @@ pub fn handle(
         .into_iter()
         .map(|t| {
             let topic = broker.topic(&t.name);
-            let denied =
-                !broker.authorize(session, AclOperation::Read, ResourceType::Topic, &t.name);
+            let denied = !broker.security.authorize(
+                session,
+                AclOperation::Read,
+                ResourceType::Topic,
+                &t.name,
+            );
             let partitions = t
                 .partition_indexes
                 .into_iter()

@@ -11,28 +11,33 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
-use crate::broker::Broker;
+use crate::context::RequestContext;
+use crate::security::Security;
 use crate::shares::PartitionOffsets;
+use crate::shares::Shares;
+use crate::topics::Topics;
 
 /// Answers a DescribeShareGroupOffsets. With authorization on, each group
 /// needs DESCRIBE and each topic DESCRIBE (topics without it are left out
 /// of "all", or fail with TOPIC_AUTHORIZATION_FAILED when named).
 pub fn handle(
-    broker: &Broker,
+    topics: &Topics,
+    shares: &Shares,
+    security: &Security,
+    ctx: &RequestContext<'_>,
     r: DescribeShareGroupOffsetsRequest,
-    session: &Session,
 ) -> DescribeShareGroupOffsetsResponse {
+    let session = ctx.session;
     let describable =
-        |t: &str| broker.is_authorized(session, AclOperation::Describe, ResourceType::Topic, t);
+        |t: &str| security.is_authorized(session, AclOperation::Describe, ResourceType::Topic, t);
     let groups = r
         .groups
         .into_iter()
         .map(|g| {
             let out =
                 DescribeShareGroupOffsetsResponseGroup::default().with_group_id(g.group_id.clone());
-            if !broker.authorize(
+            if !security.authorize(
                 session,
                 AclOperation::Describe,
                 ResourceType::Group,
@@ -53,7 +58,7 @@ pub fn handle(
                     let mut out_topics = Vec::new();
                     for t in wanted {
                         let name = t.topic_name.to_string();
-                        let topic = broker.topic(&name);
+                        let topic = topics.topic(&name);
                         let error = if !describable(&name) {
                             Some(ResponseError::TopicAuthorizationFailed)
                         } else if topic.is_none() {
@@ -65,7 +70,7 @@ pub fn handle(
                         let tps: Vec<(uuid::Uuid, i32)> =
                             t.partitions.iter().map(|p| (id, *p)).collect();
                         let found = match error {
-                            None => broker.shares.offsets(broker, &group, Some(&tps)),
+                            None => shares.offsets(&group, Some(&tps)),
                             Some(_) => None,
                         };
                         let partitions = t
@@ -100,7 +105,7 @@ pub fn handle(
                     out_topics
                 }
                 None => {
-                    let Some(all) = broker.shares.offsets(broker, &group, None) else {
+                    let Some(all) = shares.offsets(&group, None) else {
                         return out
                             .with_error_code(ResponseError::GroupIdNotFound.code())
                             .with_error_message(Some(StrBytes::from_string(format!(
@@ -109,7 +114,7 @@ pub fn handle(
                     };
                     let mut by_topic: Vec<DescribeShareGroupOffsetsResponseTopic> = Vec::new();
                     for ((id, p), o) in all {
-                        let Some(name) = broker.topic_by_id(&id).map(|t| t.name.clone()) else {
+                        let Some(name) = topics.topic_by_id(&id).map(|t| t.name.clone()) else {
                             continue;
                         };
                         if !describable(&name) {

@@ -69,7 +69,12 @@ pub fn handle(
                 .with_topic_id(Uuid::nil())
         };
         if !req.topics.is_empty()
-            && !broker.authorize(session, AclOperation::Describe, ResourceType::Topic, &name)
+            && !broker.security.authorize(
+                session,
+                AclOperation::Describe,
+                ResourceType::Topic,
+                &name,
+            )
         {
             resp.topics
                 .push(failed(ResponseError::TopicAuthorizationFailed));
@@ -134,7 +139,7 @@ fn describe(
                 })
                 .collect(),
         )
-        .with_topic_authorized_operations(broker.authorized_operations(
+        .with_topic_authorized_operations(broker.security.authorized_operations(
             session,
             ResourceType::Topic,
             &topic.name,

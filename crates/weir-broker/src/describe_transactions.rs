@@ -9,24 +9,27 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::Broker;
+use crate::context::RequestContext;
+use crate::security::Security;
+use crate::transactions::Transactions;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
 /// Answers a DescribeTransactions request. With authorization on, each
 /// transactional id needs DESCRIBE, and only the topics the client may
 /// DESCRIBE are listed, as in Kafka.
 pub fn handle(
-    broker: &Broker,
+    txns: &Transactions,
+    security: &Security,
+    ctx: &RequestContext<'_>,
     req: DescribeTransactionsRequest,
-    session: &Session,
 ) -> DescribeTransactionsResponse {
+    let session = ctx.session;
     let states = req
         .transactional_ids
         .into_iter()
         .map(|id| {
             let state = TransactionState::default().with_transactional_id(id.clone());
-            if !broker.authorize(
+            if !security.authorize(
                 session,
                 AclOperation::Describe,
                 ResourceType::TransactionalId,
@@ -35,12 +38,12 @@ pub fn handle(
                 return state
                     .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
             }
-            let Some(m) = broker.txns.describe(&id) else {
+            let Some(m) = txns.describe(&id) else {
                 return state.with_error_code(ResponseError::TransactionalIdNotFound.code());
             };
             let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
             for (t, p) in m.partitions.iter().filter(|(t, _)| {
-                broker.is_authorized(session, AclOperation::Describe, ResourceType::Topic, t)
+                security.is_authorized(session, AclOperation::Describe, ResourceType::Topic, t)
             }) {
                 topics.entry(t.as_str()).or_default().push(*p);
             }

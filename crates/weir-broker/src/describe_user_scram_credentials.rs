@@ -15,20 +15,22 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::Broker;
+use crate::context::RequestContext;
+use crate::security::Security;
 
 /// Answers a DescribeUserScramCredentials request. No users (null or
 /// empty) means every user with a credential, as in Kafka.
 pub fn handle(
-    broker: &Broker,
+    security: &Security,
+    ctx: &RequestContext<'_>,
     r: DescribeUserScramCredentialsRequest,
-    session: &weir_auth::Session,
 ) -> DescribeUserScramCredentialsResponse {
-    if !broker.authorize_cluster(session, weir_auth::acl::AclOperation::Describe) {
+    let session = ctx.session;
+    if !security.authorize_cluster(session, weir_auth::acl::AclOperation::Describe) {
         return DescribeUserScramCredentialsResponse::default()
             .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
     }
-    let users = broker.scram_store().users();
+    let users = security.scram_store().users();
     let result = |user: &str, infos: &[(weir_auth::scram::ScramAlgorithm, i32)]| {
         DescribeUserScramCredentialsResult::default()
             .with_user(StrBytes::from_string(user.to_string()))

@@ -1,15 +1,22 @@
 //! Request dispatch: the one table from a decoded request to its API's
 //! handler module. Adding an API adds a module and a row here (and its
 //! versions in `api_versions.rs`); `broker.rs` names no handler, so the
-//! handlers depend on the broker and not the other way round.
+//! handlers depend on the broker and not the other way round. Handlers
+//! that need only services get those and a [`RequestContext`]. Client
+//! quotas are applied here, around each request.
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use bytes::Bytes;
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 use tracing::warn;
 use weir_auth::Session;
 
 use crate::broker::{Broker, Reply};
+use crate::context::RequestContext;
+use crate::security::client_quotas::raise_throttle;
+use crate::security::quotas::QuotaType;
 
 impl Broker {
     /// Handles one decoded request from an in-process, anonymous caller.
@@ -20,7 +27,7 @@ impl Broker {
     }
 
     /// [`Broker::handle`] for the client behind `session`, within the
-    /// client's quotas (crate::client_quotas).
+    /// client's quotas (crate::security::client_quotas).
     pub fn handle_as(
         self: &Arc<Self>,
         header: &RequestHeader,
@@ -47,6 +54,12 @@ impl Broker {
             .as_ref()
             .map(|c| c.to_string())
             .unwrap_or_default();
+        let ctx = RequestContext {
+            version: v,
+            client_id: &client_id,
+            session,
+        };
+        let security = &self.security;
         let mut reply = match body {
             RequestKind::ApiVersions(r) => Reply::Ready(ResponseKind::ApiVersions(
                 crate::api_versions::handle(&r, v, self.txns.transaction_version()),
@@ -120,24 +133,26 @@ impl Broker {
             RequestKind::JoinGroup(r) => {
                 crate::join_group::handle(self, r, v, client_id, client_host, session)
             }
-            RequestKind::SyncGroup(r) => crate::sync_group::handle(self, r, session),
+            RequestKind::SyncGroup(r) => crate::sync_group::handle(&self.groups, security, &ctx, r),
             RequestKind::Heartbeat(r) => Reply::Ready(ResponseKind::Heartbeat(
-                crate::heartbeat::handle(self, r, session),
+                crate::heartbeat::handle(&self.groups, security, &ctx, r),
             )),
             RequestKind::LeaveGroup(r) => Reply::Ready(ResponseKind::LeaveGroup(
-                crate::leave_group::handle(self, r, v, session),
+                crate::leave_group::handle(&self.groups, security, &ctx, r),
             )),
             RequestKind::OffsetCommit(r) => crate::offset_commit::handle(self, r, v, session),
             RequestKind::OffsetFetch(r) => Reply::Ready(ResponseKind::OffsetFetch(
-                crate::offset_fetch::handle(self, r, v, session),
+                crate::offset_fetch::handle(&self.topics, &self.groups, security, &ctx, r),
             )),
             RequestKind::DescribeGroups(r) => Reply::Ready(ResponseKind::DescribeGroups(
-                crate::describe_groups::handle(self, r, v, session),
+                crate::describe_groups::handle(&self.groups, &self.shares, security, &ctx, r),
             )),
             RequestKind::ListGroups(r) => Reply::Ready(ResponseKind::ListGroups(
-                crate::list_groups::handle(self, r, session),
+                crate::list_groups::handle(&self.groups, &self.shares, security, &ctx, r),
             )),
-            RequestKind::DeleteGroups(r) => crate::delete_groups::handle(self, r, session),
+            RequestKind::DeleteGroups(r) => {
+                crate::delete_groups::handle(&self.groups, &self.shares, security, &ctx, r)
+            }
             RequestKind::ConsumerGroupHeartbeat(r) => Reply::Ready(
                 ResponseKind::ConsumerGroupHeartbeat(crate::consumer_group_heartbeat::handle(
                     self,
@@ -154,16 +169,18 @@ impl Broker {
                 ))
             }
             RequestKind::OffsetDelete(r) => Reply::Ready(ResponseKind::OffsetDelete(
-                crate::offset_delete::handle(self, r, session),
+                crate::offset_delete::handle(&self.groups, security, &ctx, r),
             )),
-            RequestKind::InitProducerId(r) => crate::init_producer_id::handle(self, r, v, session),
+            RequestKind::InitProducerId(r) => {
+                crate::init_producer_id::handle(&self.topics, &self.txns, security, &ctx, r)
+            }
             RequestKind::AddPartitionsToTxn(r) => {
                 crate::add_partitions_to_txn::handle(self, r, v, session)
             }
             RequestKind::AddOffsetsToTxn(r) => {
-                crate::add_offsets_to_txn::handle(self, r, v, session)
+                crate::add_offsets_to_txn::handle(&self.groups, &self.txns, security, &ctx, r)
             }
-            RequestKind::EndTxn(r) => crate::end_txn::handle(self, r, v, session),
+            RequestKind::EndTxn(r) => crate::end_txn::handle(&self.txns, security, &ctx, r),
             RequestKind::TxnOffsetCommit(r) => {
                 crate::txn_offset_commit::handle(self, r, v, session)
             }
@@ -172,32 +189,32 @@ impl Broker {
             )),
             RequestKind::DescribeTransactions(r) => {
                 Reply::Ready(ResponseKind::DescribeTransactions(
-                    crate::describe_transactions::handle(self, r, session),
+                    crate::describe_transactions::handle(&self.txns, security, &ctx, r),
                 ))
             }
             RequestKind::ListTransactions(r) => Reply::Ready(ResponseKind::ListTransactions(
-                crate::list_transactions::handle(self, r, v, session),
+                crate::list_transactions::handle(&self.txns, security, &ctx, r),
             )),
-            RequestKind::CreateAcls(r) => crate::create_acls::handle(self, r, session),
+            RequestKind::CreateAcls(r) => crate::create_acls::handle(security, &ctx, r),
             RequestKind::DescribeAcls(r) => Reply::Ready(ResponseKind::DescribeAcls(
-                crate::describe_acls::handle(self, r, session),
+                crate::describe_acls::handle(security, &ctx, r),
             )),
-            RequestKind::DeleteAcls(r) => crate::delete_acls::handle(self, r, session),
+            RequestKind::DeleteAcls(r) => crate::delete_acls::handle(security, &ctx, r),
             RequestKind::DescribeUserScramCredentials(r) => {
                 Reply::Ready(ResponseKind::DescribeUserScramCredentials(
-                    crate::describe_user_scram_credentials::handle(self, r, session),
+                    crate::describe_user_scram_credentials::handle(security, &ctx, r),
                 ))
             }
             RequestKind::AlterUserScramCredentials(r) => {
-                crate::alter_user_scram_credentials::handle(self, r, session)
+                crate::alter_user_scram_credentials::handle(security, &ctx, r)
             }
             RequestKind::DescribeClientQuotas(r) => {
                 Reply::Ready(ResponseKind::DescribeClientQuotas(
-                    crate::describe_client_quotas::handle(self, r, session),
+                    crate::describe_client_quotas::handle(security, &ctx, r),
                 ))
             }
             RequestKind::AlterClientQuotas(r) => {
-                crate::alter_client_quotas::handle(self, r, session)
+                crate::alter_client_quotas::handle(security, &ctx, r)
             }
             RequestKind::ShareGroupHeartbeat(r) => {
                 crate::share_group_heartbeat::handle(self, r, client_id, client_host, session)
@@ -209,15 +226,29 @@ impl Broker {
             RequestKind::ShareAcknowledge(r) => crate::share_acknowledge::handle(self, r, session),
             RequestKind::DescribeShareGroupOffsets(r) => {
                 Reply::Ready(ResponseKind::DescribeShareGroupOffsets(
-                    crate::describe_share_group_offsets::handle(self, r, session),
+                    crate::describe_share_group_offsets::handle(
+                        &self.topics,
+                        &self.shares,
+                        &self.security,
+                        &ctx,
+                        r,
+                    ),
                 ))
             }
-            RequestKind::AlterShareGroupOffsets(r) => {
-                crate::alter_share_group_offsets::handle(self, r, session)
-            }
-            RequestKind::DeleteShareGroupOffsets(r) => {
-                crate::delete_share_group_offsets::handle(self, r, session)
-            }
+            RequestKind::AlterShareGroupOffsets(r) => crate::alter_share_group_offsets::handle(
+                &self.topics,
+                &self.shares,
+                &self.security,
+                &ctx,
+                r,
+            ),
+            RequestKind::DeleteShareGroupOffsets(r) => crate::delete_share_group_offsets::handle(
+                &self.topics,
+                &self.shares,
+                &self.security,
+                &ctx,
+                r,
+            ),
             other => {
                 // The codec only lets through what api_versions lists.
                 warn!(request = ?std::mem::discriminant(&other), "request for an API without a handler");
@@ -226,8 +257,84 @@ impl Broker {
         };
         // Kafka answers with the address of the listener the client used.
         if let Reply::Ready(resp) = &mut reply {
-            self.localize_endpoints(resp, &session.listener);
+            self.security.localize_endpoints(resp, &session.listener);
         }
         reply
+    }
+
+    /// Runs `dispatch` for one request and applies the client's quotas to
+    /// its reply. Without any quota set this costs one atomic load.
+    pub(crate) fn with_quotas(
+        self: &Arc<Self>,
+        header: &RequestHeader,
+        body: RequestKind,
+        session: &Session,
+        dispatch: impl FnOnce(RequestKind) -> Reply,
+    ) -> Reply {
+        if !self.security.quotas.enabled() {
+            return dispatch(body);
+        }
+        let produced = match &body {
+            RequestKind::Produce(r) => r
+                .topic_data
+                .iter()
+                .flat_map(|t| &t.partition_data)
+                .map(|p| p.records.as_ref().map_or(0, Bytes::len))
+                .sum::<usize>(),
+            _ => 0,
+        };
+        let started = Instant::now();
+        let reply = dispatch(body);
+        let busy = started.elapsed();
+        let user = session.principal.name.clone();
+        let client = header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        let q = &self.security.quotas;
+        let now = self.now_ms();
+        // Kafka's unit: percent of one thread, per second.
+        let percent = busy.as_secs_f64() * 100.0;
+        let mut throttle = q.record(QuotaType::Request, &user, &client, percent, now);
+        if produced > 0 {
+            throttle =
+                throttle.max(q.record(QuotaType::Produce, &user, &client, produced as f64, now));
+        }
+        match reply {
+            Reply::Ready(mut resp) => {
+                raise_throttle(&mut resp, throttle);
+                Reply::Ready(resp)
+            }
+            Reply::Later(fut) => {
+                let broker = self.clone();
+                Reply::Later(Box::pin(async move {
+                    let mut resp = fut.await;
+                    let mut throttle = throttle;
+                    if let ResponseKind::Fetch(f) = &mut resp {
+                        let bytes: usize = f
+                            .responses
+                            .iter()
+                            .flat_map(|t| &t.partitions)
+                            .map(|p| p.records.as_ref().map_or(0, Bytes::len))
+                            .sum();
+                        let q = &broker.security.quotas;
+                        let now = broker.now_ms();
+                        let t = q.record(QuotaType::Fetch, &user, &client, bytes as f64, now);
+                        throttle = throttle.max(t);
+                        if throttle > 0 {
+                            // As Kafka: a throttled fetch returns nothing,
+                            // and what it would have returned is not
+                            // counted.
+                            q.unrecord(QuotaType::Fetch, &user, &client, bytes as f64, now);
+                            f.responses.clear();
+                        }
+                    }
+                    raise_throttle(&mut resp, throttle);
+                    resp
+                }))
+            }
+            Reply::None => Reply::None,
+        }
     }
 }

@@ -4,18 +4,25 @@
 //! the epoch is bumped and the answer carries the new producer id and
 //! epoch.
 
-use std::sync::Arc;
-
 use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse, ProducerId, ResponseKind};
 
-use crate::broker::{Broker, Reply};
+use crate::context::Reply;
+use crate::context::RequestContext;
+use crate::security::Security;
+use crate::transactions::Transactions;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
 /// Answers an EndTxn request. With authorization on, needs WRITE on the
 /// transactional id.
-pub fn handle(broker: &Arc<Broker>, req: EndTxnRequest, version: i16, session: &Session) -> Reply {
-    if !broker.authorize(
+pub fn handle(
+    txns: &std::sync::Arc<Transactions>,
+    security: &Security,
+    ctx: &RequestContext<'_>,
+    req: EndTxnRequest,
+) -> Reply {
+    let version = ctx.version;
+    let session = ctx.session;
+    if !security.authorize(
         session,
         AclOperation::Write,
         ResourceType::TransactionalId,
@@ -30,7 +37,7 @@ pub fn handle(broker: &Arc<Broker>, req: EndTxnRequest, version: i16, session: &
                 .with_producer_epoch(-1),
         ));
     }
-    let wait = broker.txns.end_txn(
+    let wait = txns.end_txn(
         &req.transactional_id,
         req.producer_id.0,
         req.producer_epoch,

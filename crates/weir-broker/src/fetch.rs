@@ -140,7 +140,9 @@ pub async fn handle(
         let t = &p.key.topic;
         if !t.is_empty()
             && !denied.contains(t)
-            && !broker.authorize(&session, AclOperation::Read, ResourceType::Topic, t)
+            && !broker
+                .security
+                .authorize(&session, AclOperation::Read, ResourceType::Topic, t)
         {
             denied.insert(t.clone());
         }

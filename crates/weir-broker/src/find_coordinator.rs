@@ -32,12 +32,17 @@ pub fn handle(
             ),
             // Kafka: DESCRIBE on the group or transactional id.
             KEY_GROUP
-                if !broker.authorize(session, AclOperation::Describe, ResourceType::Group, key) =>
+                if !broker.security.authorize(
+                    session,
+                    AclOperation::Describe,
+                    ResourceType::Group,
+                    key,
+                ) =>
             {
                 (ResponseError::GroupAuthorizationFailed.code(), None)
             }
             KEY_TRANSACTION
-                if !broker.authorize(
+                if !broker.security.authorize(
                     session,
                     AclOperation::Describe,
                     ResourceType::TransactionalId,

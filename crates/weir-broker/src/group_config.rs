@@ -12,7 +12,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{BrokerSettings, ConfigType};
+use crate::config::{invalid, BrokerSettings, ConfigType};
+use crate::error::BrokerError;
+
+/// The group config whose values name a reset policy.
+const OFFSET_RESET: &str = "share.auto.offset.reset";
 
 /// `ConfigSource` of a group config set on the group (Kafka's
 /// `GROUP_CONFIG`).
@@ -164,25 +168,35 @@ pub enum OffsetReset {
 }
 
 /// Parses `share.auto.offset.reset`.
-pub fn parse_offset_reset(v: &str) -> Result<OffsetReset, String> {
+pub fn parse_offset_reset(v: &str) -> Result<OffsetReset, BrokerError> {
     match v.trim().to_ascii_lowercase().as_str() {
         "earliest" => Ok(OffsetReset::Earliest),
         "latest" => Ok(OffsetReset::Latest),
         s => match s.strip_prefix("by_duration:") {
             Some(d) => parse_iso_duration(d).map(OffsetReset::ByDuration),
-            None => Err("must be earliest, latest or by_duration:<duration>".into()),
+            None => Err(invalid(
+                OFFSET_RESET,
+                "must be earliest, latest or by_duration:<duration>".into(),
+            )),
         },
     }
 }
 
 /// Parses an ISO-8601 duration as Java's `Duration.parse` reads it
-/// (`PnDTnHnMn.nS`), into milliseconds. Negative durations are refused.
-pub fn parse_iso_duration(s: &str) -> Result<i64, String> {
-    let bad = || format!("`{s}` is not an ISO-8601 duration such as P1DT2H30M");
+/// (`PnDTnHnMn.nS`), into milliseconds. Negative durations are refused
+/// (as values of `share.auto.offset.reset`, its one use).
+pub fn parse_iso_duration(s: &str) -> Result<i64, BrokerError> {
+    let bad = || {
+        invalid(
+            OFFSET_RESET,
+            format!("`{s}` is not an ISO-8601 duration such as P1DT2H30M"),
+        )
+    };
+    let negative = || invalid(OFFSET_RESET, "a negative duration is not allowed".into());
     let up = s.trim().to_ascii_uppercase();
     let body = up.strip_prefix('+').unwrap_or(&up);
     if body.starts_with('-') {
-        return Err("a negative duration is not allowed".into());
+        return Err(negative());
     }
     let body = body.strip_prefix('P').ok_or_else(bad)?;
     let (days, time) = match body.split_once('T') {
@@ -192,9 +206,9 @@ pub fn parse_iso_duration(s: &str) -> Result<i64, String> {
     };
     let mut ms: i64 = 0;
     let mut any = false;
-    let mut add = |n: f64, unit_ms: f64| -> Result<(), String> {
+    let mut add = |n: f64, unit_ms: f64| -> Result<(), BrokerError> {
         if !(n >= 0.0 && n.is_finite()) {
-            return Err("a negative duration is not allowed".into());
+            return Err(negative());
         }
         ms = ms.saturating_add((n * unit_ms).round() as i64);
         any = true;
@@ -233,19 +247,21 @@ pub fn validate_group_config(
     settings: &BrokerSettings,
     name: &str,
     value: &str,
-) -> Result<String, String> {
-    let def = group_def(name).ok_or_else(|| format!("Unknown group config name: {name}"))?;
+) -> Result<String, BrokerError> {
+    let refuse = |reason: String| invalid(name, reason);
+    let def =
+        group_def(name).ok_or_else(|| refuse(format!("Unknown group config name: {name}")))?;
     let v = value.trim();
     let int = || {
         v.parse::<i32>()
             .map(i64::from)
-            .map_err(|_| format!("{name}: `{value}` is not an int"))
+            .map_err(|_| refuse(format!("{name}: `{value}` is not an int")))
     };
     let within = |n: i64, lo: i64, hi: i64| {
         if (lo..=hi).contains(&n) {
             Ok(n.to_string())
         } else {
-            Err(format!("{name} must be between {lo} and {hi}"))
+            Err(refuse(format!("{name} must be between {lo} and {hi}")))
         }
     };
     match def.bound {
@@ -255,14 +271,14 @@ pub fn validate_group_config(
             .iter()
             .find(|w| w.eq_ignore_ascii_case(v))
             .map(|w| (*w).to_string())
-            .ok_or_else(|| format!("{name} must be one of {}", words.join(", "))),
+            .ok_or_else(|| refuse(format!("{name} must be one of {}", words.join(", ")))),
         Bound::Bool => match v.to_ascii_lowercase().as_str() {
             b @ ("true" | "false") => Ok(b.to_string()),
-            _ => Err(format!("{name} must be true or false")),
+            _ => Err(refuse(format!("{name} must be true or false"))),
         },
         Bound::OffsetReset => parse_offset_reset(v)
             .map(|_| v.to_string())
-            .map_err(|e| format!("{name}: {e}")),
+            .map_err(|e| refuse(format!("{name}: {e}"))),
     }
 }
 
@@ -363,10 +379,10 @@ mod tests {
 
     #[test]
     fn durations_parse_as_java_reads_them() {
-        assert_eq!(parse_iso_duration("PT1H"), Ok(3_600_000));
-        assert_eq!(parse_iso_duration("P1DT2H3M4.5S"), Ok(93_784_500));
-        assert_eq!(parse_iso_duration("pt15m"), Ok(900_000));
-        assert_eq!(parse_iso_duration("P2D"), Ok(172_800_000));
+        assert_eq!(parse_iso_duration("PT1H").ok(), Some(3_600_000));
+        assert_eq!(parse_iso_duration("P1DT2H3M4.5S").ok(), Some(93_784_500));
+        assert_eq!(parse_iso_duration("pt15m").ok(), Some(900_000));
+        assert_eq!(parse_iso_duration("P2D").ok(), Some(172_800_000));
         for bad in [
             "", "P", "PT", "1H", "PT1X", "P1H", "-PT1H", "PT-1H", "PT1H2",
         ] {
@@ -376,21 +392,27 @@ mod tests {
 
     #[test]
     fn offset_reset_accepts_kafkas_three_forms() {
-        assert_eq!(parse_offset_reset("Earliest"), Ok(OffsetReset::Earliest));
-        assert_eq!(parse_offset_reset("latest"), Ok(OffsetReset::Latest));
         assert_eq!(
-            parse_offset_reset("by_duration:PT10M"),
-            Ok(OffsetReset::ByDuration(600_000))
+            parse_offset_reset("Earliest").ok(),
+            Some(OffsetReset::Earliest)
         );
-        assert!(parse_offset_reset("none").is_err());
+        assert_eq!(parse_offset_reset("latest").ok(), Some(OffsetReset::Latest));
+        assert_eq!(
+            parse_offset_reset("by_duration:PT10M").ok(),
+            Some(OffsetReset::ByDuration(600_000))
+        );
+        assert!(matches!(
+            parse_offset_reset("none"),
+            Err(BrokerError::InvalidConfig { key, .. }) if key == OFFSET_RESET
+        ));
     }
 
     #[test]
     fn values_are_bounded_by_the_broker() {
         let s = BrokerSettings::default();
         assert_eq!(
-            validate_group_config(&s, "share.record.lock.duration.ms", "20000"),
-            Ok("20000".into())
+            validate_group_config(&s, "share.record.lock.duration.ms", "20000").ok(),
+            Some("20000".into())
         );
         assert!(validate_group_config(&s, "share.record.lock.duration.ms", "1000").is_err());
         assert!(validate_group_config(&s, "share.delivery.count.limit", "11").is_err());

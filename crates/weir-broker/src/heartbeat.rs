@@ -2,13 +2,20 @@
 
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
-use crate::broker::Broker;
+use crate::context::RequestContext;
+use crate::groups::Groups;
+use crate::security::Security;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
 /// Answers a Heartbeat request.
-pub fn handle(broker: &Broker, r: HeartbeatRequest, session: &Session) -> HeartbeatResponse {
-    if !broker.authorize(
+pub fn handle(
+    groups: &Groups,
+    security: &Security,
+    ctx: &RequestContext<'_>,
+    r: HeartbeatRequest,
+) -> HeartbeatResponse {
+    let session = ctx.session;
+    if !security.authorize(
         session,
         AclOperation::Read,
         ResourceType::Group,
@@ -18,7 +25,7 @@ pub fn handle(broker: &Broker, r: HeartbeatRequest, session: &Session) -> Heartb
             kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code(),
         );
     }
-    let code = broker.groups.heartbeat(
+    let code = groups.heartbeat(
         &r.group_id,
         r.generation_id,
         &r.member_id,

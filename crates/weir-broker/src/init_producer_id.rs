@@ -2,16 +2,17 @@
 //! for a transactional one through the transaction coordinator (which
 //! bumps the epoch and fences the previous instance).
 
-use std::sync::Arc;
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProducerId, ResponseKind,
 };
 
-use crate::broker::{Broker, Reply};
+use crate::context::Reply;
+use crate::context::RequestContext;
+use crate::security::Security;
+use crate::topics::Topics;
+use crate::transactions::Transactions;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
 fn answer(result: Result<(i64, i16), ResponseError>) -> ResponseKind {
     let resp = match result {
@@ -31,14 +32,17 @@ fn answer(result: Result<(i64, i16), ResponseError>) -> ResponseKind {
 /// idempotent one IDEMPOTENT_WRITE on the cluster or WRITE on some topic,
 /// as in Kafka.
 pub fn handle(
-    broker: &Arc<Broker>,
+    topics: &Topics,
+    txns: &std::sync::Arc<Transactions>,
+    security: &Security,
+    ctx: &RequestContext<'_>,
     req: InitProducerIdRequest,
-    version: i16,
-    session: &Session,
 ) -> Reply {
+    let version = ctx.version;
+    let session = ctx.session;
     match &req.transactional_id {
         Some(t)
-            if !broker.authorize(
+            if !security.authorize(
                 session,
                 AclOperation::Write,
                 ResourceType::TransactionalId,
@@ -49,12 +53,12 @@ pub fn handle(
                 ResponseError::TransactionalIdAuthorizationFailed,
             )));
         }
-        None if !broker.is_authorized(
+        None if !security.is_authorized(
             session,
             AclOperation::IdempotentWrite,
             ResourceType::Cluster,
             weir_auth::acl::CLUSTER_NAME,
-        ) && !broker.authorize_any(session, AclOperation::Write, ResourceType::Topic) =>
+        ) && !security.authorize_any(session, AclOperation::Write, ResourceType::Topic) =>
         {
             return Reply::Ready(answer(Err(ResponseError::ClusterAuthorizationFailed)));
         }
@@ -62,7 +66,7 @@ pub fn handle(
     }
     let Some(txn_id) = req.transactional_id else {
         // Idempotence only: a fresh id every time, as Kafka does.
-        let result = broker.next_producer_id().map(|id| (id, 0)).map_err(|e| {
+        let result = topics.next_producer_id().map(|id| (id, 0)).map_err(|e| {
             tracing::error!(error = %e, "cannot reserve producer ids");
             ResponseError::CoordinatorNotAvailable
         });
@@ -74,8 +78,6 @@ pub fn handle(
     // KIP-360 (v3+): a producer that already has an id says which.
     let expected =
         (version >= 3 && req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
-    let wait = broker
-        .txns
-        .init_producer_id(&txn_id, req.transaction_timeout_ms, expected, version);
+    let wait = txns.init_producer_id(&txn_id, req.transaction_timeout_ms, expected, version);
     Reply::Later(Box::pin(async move { answer(wait.await) }))
 }

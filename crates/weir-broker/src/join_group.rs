@@ -21,7 +21,7 @@ pub fn handle(
     client_host: &str,
     session: &Session,
 ) -> Reply {
-    if !broker.authorize(
+    if !broker.security.authorize(
         session,
         AclOperation::Read,
         ResourceType::Group,

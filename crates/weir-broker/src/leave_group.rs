@@ -3,18 +3,21 @@
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
-use crate::broker::Broker;
+use crate::context::RequestContext;
+use crate::groups::Groups;
+use crate::security::Security;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
 /// Answers a LeaveGroup request.
 pub fn handle(
-    broker: &Broker,
+    groups: &Groups,
+    security: &Security,
+    ctx: &RequestContext<'_>,
     r: LeaveGroupRequest,
-    version: i16,
-    session: &Session,
 ) -> LeaveGroupResponse {
-    if !broker.authorize(
+    let version = ctx.version;
+    let session = ctx.session;
+    if !security.authorize(
         session,
         AclOperation::Read,
         ResourceType::Group,
@@ -25,9 +28,7 @@ pub fn handle(
         );
     }
     if version < 3 {
-        let (_, codes) = broker
-            .groups
-            .leave(&r.group_id, &[(r.member_id.to_string(), None)]);
+        let (_, codes) = groups.leave(&r.group_id, &[(r.member_id.to_string(), None)]);
         return LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(0));
     }
     let members: Vec<(String, Option<String>)> = r
@@ -40,7 +41,7 @@ pub fn handle(
             )
         })
         .collect();
-    let (top, codes) = broker.groups.leave(&r.group_id, &members);
+    let (top, codes) = groups.leave(&r.group_id, &members);
     let members = r
         .members
         .into_iter()

@@ -7,7 +7,7 @@
 //! server crate moves frames; tests and fuzzers call these directly.
 //!
 //! With `authorizer.class.name` set, every handler checks the request's
-//! [`weir_auth::Session`] against the ACLs as Kafka does ([`authz`]).
+//! [`weir_auth::Session`] against the ACLs as Kafka does ([`security::authz`]).
 //!
 //! Single-node facts: this broker is the leader of every partition, at
 //! leader epoch [`LEADER_EPOCH`], and its only replica.
@@ -19,16 +19,14 @@ pub mod alter_configs;
 pub mod alter_share_group_offsets;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
-pub mod audit;
-pub mod authz;
 mod broker;
 pub mod catalog;
-pub mod client_quotas;
 pub mod codec;
 pub mod config;
 pub mod consumer_group;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
+pub mod context;
 pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
@@ -74,8 +72,6 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
-pub mod quotas;
-pub mod scram_credentials;
 pub mod security;
 pub mod share_acknowledge;
 pub mod share_fetch;
@@ -94,8 +90,9 @@ pub mod txn_offset_commit;
 pub mod txn_store;
 pub mod validation;
 
-pub use broker::{Broker, BrokerConfig, Reply};
+pub use broker::{Broker, BrokerConfig};
 pub use config::BrokerSettings;
+pub use context::{Reply, RequestContext};
 pub use error::BrokerError;
 pub use topics::{validate_topic_name, Topic};
 
@@ -123,6 +120,6 @@ pub const INTERNAL_TOPICS: &[&str] = &[
     "__consumer_offsets",
     "__transaction_state",
     security::SECURITY_TOPIC,
-    audit::AUDIT_TOPIC,
+    security::audit::AUDIT_TOPIC,
     share_state_store::SHARE_STATE_TOPIC,
 ];

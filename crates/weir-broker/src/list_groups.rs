@@ -4,23 +4,32 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::Broker;
+use crate::context::RequestContext;
+use crate::groups::Groups;
+use crate::security::Security;
+use crate::shares::Shares;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
 /// Answers a ListGroups request.
 ///
 /// With authorization on, DESCRIBE on the cluster lists every group;
 /// otherwise only the groups the client may DESCRIBE are listed.
-pub fn handle(broker: &Broker, r: ListGroupsRequest, session: &Session) -> ListGroupsResponse {
-    let all = broker.is_authorized(
+pub fn handle(
+    groups: &Groups,
+    shares: &Shares,
+    security: &Security,
+    ctx: &RequestContext<'_>,
+    r: ListGroupsRequest,
+) -> ListGroupsResponse {
+    let session = ctx.session;
+    let all = security.is_authorized(
         session,
         AclOperation::Describe,
         ResourceType::Cluster,
         weir_auth::acl::CLUSTER_NAME,
     );
     let visible = |id: &str| {
-        all || broker.is_authorized(session, AclOperation::Describe, ResourceType::Group, id)
+        all || security.is_authorized(session, AclOperation::Describe, ResourceType::Group, id)
     };
     let state_ok = |s: &str| {
         r.states_filter.is_empty() || r.states_filter.iter().any(|f| f.eq_ignore_ascii_case(s))
@@ -28,13 +37,11 @@ pub fn handle(broker: &Broker, r: ListGroupsRequest, session: &Session) -> ListG
     let type_ok = |t: &str| {
         r.types_filter.is_empty() || r.types_filter.iter().any(|f| f.eq_ignore_ascii_case(t))
     };
-    let shares = broker
-        .shares
+    let shares = shares
         .list()
         .into_iter()
         .map(|(id, state)| (id, state.to_string(), "share".to_string(), "share"));
-    let groups = broker
-        .groups
+    let groups = groups
         .list()
         .into_iter()
         .chain(shares)

@@ -33,7 +33,7 @@ pub async fn handle(
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let topic = broker.topic(&t.name);
-        let denied = !broker.authorize(
+        let denied = !broker.security.authorize(
             session,
             weir_auth::acl::AclOperation::Describe,
             weir_auth::acl::ResourceType::Topic,

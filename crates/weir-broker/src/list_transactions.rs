@@ -7,18 +7,21 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::Broker;
+use crate::context::RequestContext;
+use crate::security::Security;
+use crate::transactions::Transactions;
 use crate::txn_coordinator::TxnState;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
 /// Answers a ListTransactions request.
 pub fn handle(
-    broker: &Broker,
+    txns: &Transactions,
+    security: &Security,
+    ctx: &RequestContext<'_>,
     req: ListTransactionsRequest,
-    version: i16,
-    session: &Session,
 ) -> ListTransactionsResponse {
+    let version = ctx.version;
+    let session = ctx.session;
     let (known, unknown): (Vec<String>, Vec<String>) = req
         .state_filters
         .iter()
@@ -42,13 +45,12 @@ pub fn handle(
     } else {
         -1
     };
-    let listed = broker
-        .txns
+    let listed = txns
         .list(&states, &pids, min_duration)
         .into_iter()
         // Only the transactional ids the client may DESCRIBE, as in Kafka.
         .filter(|m| {
-            broker.is_authorized(
+            security.is_authorized(
                 session,
                 AclOperation::Describe,
                 ResourceType::TransactionalId,

@@ -32,9 +32,11 @@ pub fn handle(
 ) -> MetadataResponse {
     let mut resp = topics(broker, &req, version, session);
     if req.include_cluster_authorized_operations
-        && broker.authorize_cluster(session, AclOperation::Describe)
+        && broker
+            .security
+            .authorize_cluster(session, AclOperation::Describe)
     {
-        resp.cluster_authorized_operations = broker.authorized_operations(
+        resp.cluster_authorized_operations = broker.security.authorized_operations(
             session,
             ResourceType::Cluster,
             weir_auth::acl::CLUSTER_NAME,
@@ -44,7 +46,9 @@ pub fn handle(
         for t in resp.topics.iter_mut().filter(|t| t.error_code == 0) {
             if let Some(name) = &t.name {
                 t.topic_authorized_operations =
-                    broker.authorized_operations(session, ResourceType::Topic, name);
+                    broker
+                        .security
+                        .authorized_operations(session, ResourceType::Topic, name);
             }
         }
     }
@@ -88,17 +92,22 @@ fn topics(
             .with_error_code(ResponseError::TopicAuthorizationFailed.code())
             .with_topic_authorized_operations(OPS_NOT_REQUESTED)
     };
-    let may_describe =
-        |name: &str| broker.authorize(session, AclOperation::Describe, ResourceType::Topic, name);
+    let may_describe = |name: &str| {
+        broker
+            .security
+            .authorize(session, AclOperation::Describe, ResourceType::Topic, name)
+    };
     // Auto-creation needs CREATE on the cluster, or on the topic (checked
     // only when the cluster check fails, as Kafka does).
     let may_create = |name: &str| {
-        broker.is_authorized(
+        broker.security.is_authorized(
             session,
             AclOperation::Create,
             ResourceType::Cluster,
             weir_auth::acl::CLUSTER_NAME,
-        ) || broker.authorize(session, AclOperation::Create, ResourceType::Topic, name)
+        ) || broker
+            .security
+            .authorize(session, AclOperation::Create, ResourceType::Topic, name)
     };
     for wanted in req.topics.clone().unwrap_or_default() {
         // v12+ may name a topic by id, with a null or empty name: as in
@@ -163,7 +172,7 @@ pub(crate) fn describable_topics(broker: &Broker, session: &Session) -> Vec<Arc<
         .topics()
         .into_iter()
         .filter(|t| {
-            broker.is_authorized(
+            broker.security.is_authorized(
                 session,
                 AclOperation::Describe,
                 ResourceType::Topic,

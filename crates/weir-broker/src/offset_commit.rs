@@ -26,7 +26,7 @@ pub fn handle(
     version: i16,
     session: &Session,
 ) -> Reply {
-    if !broker.authorize(
+    if !broker.security.authorize(
         session,
         AclOperation::Read,
         ResourceType::Group,
@@ -69,7 +69,10 @@ pub fn handle(
         };
         names.push(name.clone());
         if let Some(n) = &name {
-            if !broker.authorize(session, AclOperation::Read, ResourceType::Topic, n) {
+            if !broker
+                .security
+                .authorize(session, AclOperation::Read, ResourceType::Topic, n)
+            {
                 denied.insert(n.clone());
                 continue;
             }

@@ -6,16 +6,23 @@ use kafka_protocol::messages::offset_delete_response::{
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::Broker;
+use crate::context::RequestContext;
+use crate::groups::Groups;
+use crate::security::Security;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
 /// Answers an OffsetDelete request. Partitions of topics the group is
 /// subscribed to get GROUP_SUBSCRIBED_TO_TOPIC, as in Kafka.
 ///
 /// With authorization on, the group needs DELETE and each topic READ.
-pub fn handle(broker: &Broker, r: OffsetDeleteRequest, session: &Session) -> OffsetDeleteResponse {
-    if !broker.authorize(
+pub fn handle(
+    groups: &Groups,
+    security: &Security,
+    ctx: &RequestContext<'_>,
+    r: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
+    let session = ctx.session;
+    if !security.authorize(
         session,
         AclOperation::Delete,
         ResourceType::Group,
@@ -27,7 +34,7 @@ pub fn handle(broker: &Broker, r: OffsetDeleteRequest, session: &Session) -> Off
     }
     let mut denied_topics = std::collections::HashSet::new();
     for t in &r.topics {
-        if !broker.authorize(session, AclOperation::Read, ResourceType::Topic, &t.name) {
+        if !security.authorize(session, AclOperation::Read, ResourceType::Topic, &t.name) {
             denied_topics.insert(t.name.to_string());
         }
     }
@@ -44,7 +51,7 @@ pub fn handle(broker: &Broker, r: OffsetDeleteRequest, session: &Session) -> Off
     let mut result = if parts.is_empty() && !denied_topics.is_empty() {
         Vec::new()
     } else {
-        match broker.groups.delete_offsets(&r.group_id, parts) {
+        match groups.delete_offsets(&r.group_id, parts) {
             Ok(r) => r,
             Err(e) => return OffsetDeleteResponse::default().with_error_code(e.code()),
         }

@@ -8,14 +8,16 @@ use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicNam
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use crate::broker::Broker;
 use kafka_protocol::error::ResponseError;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
 const UNSTABLE: i16 = kafka_protocol::error::ResponseError::UnstableOffsetCommit.code();
+use crate::context::RequestContext;
 use crate::group_store::Committed;
+use crate::groups::Groups;
 use crate::groups::TopicOffsets as Fetched;
+use crate::security::Security;
+use crate::topics::Topics;
 
 fn parts(c: Option<Committed>, version: i16) -> (i64, i32, String) {
     match c {
@@ -36,19 +38,22 @@ fn parts(c: Option<Committed>, version: i16) -> (i64, i32, String) {
 /// out when it asked for all, and answered with TOPIC_AUTHORIZATION_FAILED
 /// when it named them, as in Kafka.
 pub fn handle(
-    broker: &Broker,
+    topics: &Topics,
+    groups: &Groups,
+    security: &Security,
+    ctx: &RequestContext<'_>,
     r: OffsetFetchRequest,
-    version: i16,
-    session: &Session,
 ) -> OffsetFetchResponse {
+    let version = ctx.version;
+    let session = ctx.session;
     let group_ok =
-        |g: &str| broker.authorize(session, AclOperation::Describe, ResourceType::Group, g);
+        |g: &str| security.authorize(session, AclOperation::Describe, ResourceType::Group, g);
     // None: the topic may be described; Some: it may not, and was named.
     let topic_ok = |t: &str, named: bool| -> Option<bool> {
         if named {
-            Some(broker.authorize(session, AclOperation::Describe, ResourceType::Topic, t))
+            Some(security.authorize(session, AclOperation::Describe, ResourceType::Topic, t))
         } else {
-            broker
+            security
                 .is_authorized(session, AclOperation::Describe, ResourceType::Topic, t)
                 .then_some(true)
         }
@@ -57,8 +62,7 @@ pub fn handle(
     // KIP-447: a read_committed consumer asks not to be given an offset a
     // transaction may still change.
     let require_stable = version >= 7 && r.require_stable;
-    let unstable =
-        |group: &str, t: &str, p: i32| require_stable && broker.groups.has_pending(group, t, p);
+    let unstable = |group: &str, t: &str, p: i32| require_stable && groups.has_pending(group, t, p);
     if version < 8 {
         if !group_ok(&r.group_id) {
             return OffsetFetchResponse::default()
@@ -70,7 +74,7 @@ pub fn handle(
                 .map(|t| (t.name.to_string(), t.partition_indexes))
                 .collect()
         });
-        let fetched: Fetched = broker.groups.committed(&r.group_id, wanted);
+        let fetched: Fetched = groups.committed(&r.group_id, wanted);
         let topics = fetched
             .into_iter()
             .filter_map(|(t, ps)| Some((topic_ok(&t, named)?, t, ps)))
@@ -121,7 +125,7 @@ pub fn handle(
                 ts.into_iter()
                     .map(|t| {
                         let name = if version >= 10 {
-                            broker
+                            topics
                                 .topic_by_id(&t.topic_id)
                                 .map(|x| x.name.clone())
                                 .unwrap_or_default()
@@ -133,7 +137,7 @@ pub fn handle(
                     })
                     .collect()
             });
-            let fetched: Fetched = broker.groups.committed(&g.group_id, wanted);
+            let fetched: Fetched = groups.committed(&g.group_id, wanted);
             let topics = fetched
                 .into_iter()
                 .filter_map(|(t, ps)| Some((topic_ok(&t, named)?, t, ps)))
@@ -144,7 +148,7 @@ pub fn handle(
                         .map(|(_, id)| *id)
                         .or_else(|| {
                             (version >= 10)
-                                .then(|| broker.topic(&t).map(|x| x.id))
+                                .then(|| topics.topic(&t).map(|x| x.id))
                                 .flatten()
                         })
                         .unwrap_or_default();

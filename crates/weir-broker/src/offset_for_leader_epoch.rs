@@ -18,7 +18,7 @@ pub fn handle(
     req: OffsetForLeaderEpochRequest,
     session: &weir_auth::Session,
 ) -> OffsetForLeaderEpochResponse {
-    let replica = broker.is_authorized(
+    let replica = broker.security.is_authorized(
         session,
         weir_auth::acl::AclOperation::ClusterAction,
         weir_auth::acl::ResourceType::Cluster,
@@ -30,7 +30,7 @@ pub fn handle(
         .map(|t| {
             let topic = broker.topic(&t.topic);
             let denied = !replica
-                && !broker.authorize(
+                && !broker.security.authorize(
                     session,
                     weir_auth::acl::AclOperation::Describe,
                     weir_auth::acl::ResourceType::Topic,

@@ -80,7 +80,7 @@ fn settle(
 pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: &Session) -> Reply {
     let acks = req.acks;
     let txn_denied = req.transactional_id.as_ref().is_some_and(|t| {
-        !broker.authorize(
+        !broker.security.authorize(
             session,
             AclOperation::Write,
             ResourceType::TransactionalId,
@@ -116,8 +116,12 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
                 .as_ref()
                 .map(|t| t.name.as_str())
                 .or((version < 13).then_some(td.name.as_str()));
-            name.filter(|n| !broker.authorize(session, AclOperation::Write, ResourceType::Topic, n))
-                .map(|_| ResponseError::TopicAuthorizationFailed)
+            name.filter(|n| {
+                !broker
+                    .security
+                    .authorize(session, AclOperation::Write, ResourceType::Topic, n)
+            })
+            .map(|_| ResponseError::TopicAuthorizationFailed)
         };
         let mut parts = Vec::with_capacity(td.partition_data.len());
         for (pi, pd) in td.partition_data.into_iter().enumerate() {
@@ -368,7 +372,12 @@ fn add_to_transaction(
             broker.topic(&td.name)
         };
         let Some(topic) = topic.filter(|t| {
-            broker.is_authorized(session, AclOperation::Write, ResourceType::Topic, &t.name)
+            broker.security.is_authorized(
+                session,
+                AclOperation::Write,
+                ResourceType::Topic,
+                &t.name,
+            )
         }) else {
             continue;
         };

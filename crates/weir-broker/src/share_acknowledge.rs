@@ -15,7 +15,6 @@ use weir_auth::Session;
 
 use crate::broker::{Broker, Reply};
 use crate::share_fetch::{ack_batches, acknowledge_all, member_of, settle, topic_check};
-use crate::shares::Shares;
 
 fn top_error(code: i16, msg: String) -> Reply {
     Reply::Ready(ResponseKind::ShareAcknowledge(
@@ -32,7 +31,10 @@ pub fn handle(broker: &Arc<Broker>, r: ShareAcknowledgeRequest, session: &Sessio
         Ok(gm) => gm,
         Err((code, msg)) => return top_error(code, msg.into()),
     };
-    if !broker.authorize(session, AclOperation::Read, ResourceType::Group, &group) {
+    if !broker
+        .security
+        .authorize(session, AclOperation::Read, ResourceType::Group, &group)
+    {
         return top_error(
             ResponseError::GroupAuthorizationFailed.code(),
             String::new(),
@@ -63,11 +65,13 @@ pub fn handle(broker: &Arc<Broker>, r: ShareAcknowledgeRequest, session: &Sessio
     let check = topic_check(broker, session);
     let mut outcomes = acknowledge_all(broker, &group, &member, acks, &check);
     let released = if closing {
-        broker.shares.close_session(broker, &group, &member)
+        broker.shares.close_session(&group, &member)
     } else {
         Vec::new()
     };
-    let lock_ms = Shares::group_settings(broker, &group)
+    let lock_ms = broker
+        .shares
+        .group_settings(&group)
         .partition
         .lock_duration_ms;
     let node = broker.node_id();

@@ -18,7 +18,7 @@ use weir_auth::Session;
 use crate::broker::{Broker, Reply};
 use crate::share_partition::{AckBatch, AcquireMode};
 use crate::share_session::{FetchKind, TopicIdPartition};
-use crate::shares::{Durable, FetchBudget, PartitionFetch, Shares};
+use crate::shares::{Durable, FetchBudget, PartitionFetch};
 
 /// `ShareAcquireMode` of record-limit fetches (KIP-1206).
 const RECORD_LIMIT: i8 = 1;
@@ -65,9 +65,7 @@ pub(crate) fn acknowledge_all(
                 wait: None,
             },
             None => {
-                let (code, message, wait) = broker
-                    .shares
-                    .acknowledge(broker, group, member, tp, &batches);
+                let (code, message, wait) = broker.shares.acknowledge(group, member, tp, &batches);
                 AckOutcome {
                     code,
                     message,
@@ -111,7 +109,12 @@ pub(crate) fn topic_check<'a>(
     move |tp: &TopicIdPartition| match broker.topic_by_id(&tp.0) {
         None => Some(ResponseError::UnknownTopicId),
         Some(t)
-            if !broker.authorize(&session, AclOperation::Read, ResourceType::Topic, &t.name) =>
+            if !broker.security.authorize(
+                &session,
+                AclOperation::Read,
+                ResourceType::Topic,
+                &t.name,
+            ) =>
         {
             Some(ResponseError::TopicAuthorizationFailed)
         }
@@ -147,10 +150,15 @@ async fn fetch(broker: Arc<Broker>, r: ShareFetchRequest, session: Session) -> S
         Ok(gm) => gm,
         Err((code, msg)) => return top_error(code, msg),
     };
-    if !broker.authorize(&session, AclOperation::Read, ResourceType::Group, &group) {
+    if !broker
+        .security
+        .authorize(&session, AclOperation::Read, ResourceType::Group, &group)
+    {
         return top_error(ResponseError::GroupAuthorizationFailed.code(), "");
     }
-    let lock_ms = Shares::group_settings(&broker, &group)
+    let lock_ms = broker
+        .shares
+        .group_settings(&group)
         .partition
         .lock_duration_ms;
     let mut added = Vec::new();
@@ -193,7 +201,7 @@ async fn fetch(broker: Arc<Broker>, r: ShareFetchRequest, session: Session) -> S
     let mut outcomes = acknowledge_all(&broker, &group, &member, acks, &check);
     let mut extra = Vec::new();
     if kind == FetchKind::Final {
-        extra = broker.shares.close_session(&broker, &group, &member);
+        extra = broker.shares.close_session(&group, &member);
     }
 
     // Acquire, long-polling until something is acquired or the wait ends.
@@ -337,9 +345,7 @@ async fn long_poll(
                         error: e.code(),
                         ..PartitionFetch::default()
                     },
-                    None => broker
-                        .shares
-                        .acquire(broker, group, member, *tp, &mut budget),
+                    None => broker.shares.acquire(group, member, *tp, &mut budget),
                 };
                 (*tp, pf)
             })

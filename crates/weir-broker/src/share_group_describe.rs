@@ -46,7 +46,10 @@ pub fn handle(
                     .with_error_code(e.code())
                     .with_error_message(Some(StrBytes::from_string(msg)))
             };
-            if !broker.authorize(session, AclOperation::Describe, ResourceType::Group, &id) {
+            if !broker
+                .security
+                .authorize(session, AclOperation::Describe, ResourceType::Group, &id)
+            {
                 return fail(ResponseError::GroupAuthorizationFailed, String::new());
             }
             let Some(g) = broker.shares.describe(&id) else {
@@ -58,7 +61,12 @@ pub fn handle(
                 return fail(ResponseError::GroupIdNotFound, msg);
             };
             let hidden = g.members.iter().flat_map(|m| &m.subscribed).any(|t| {
-                !broker.is_authorized(session, AclOperation::Describe, ResourceType::Topic, t)
+                !broker.security.is_authorized(
+                    session,
+                    AclOperation::Describe,
+                    ResourceType::Topic,
+                    t,
+                )
             });
             if hidden {
                 return fail(
@@ -67,7 +75,7 @@ pub fn handle(
                 );
             }
             let out = if r.include_authorized_operations {
-                out.with_authorized_operations(broker.authorized_operations(
+                out.with_authorized_operations(broker.security.authorized_operations(
                     session,
                     ResourceType::Group,
                     &id,

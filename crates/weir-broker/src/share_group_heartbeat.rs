@@ -56,7 +56,10 @@ pub fn handle(
     session: &Session,
 ) -> Reply {
     let group = r.group_id.to_string();
-    if !broker.authorize(session, AclOperation::Read, ResourceType::Group, &group) {
+    if !broker
+        .security
+        .authorize(session, AclOperation::Read, ResourceType::Group, &group)
+    {
         return refuse(ResponseError::GroupAuthorizationFailed, String::new());
     }
     let subscribed: Option<Vec<String>> = r
@@ -65,7 +68,11 @@ pub fn handle(
     if let Some(topics) = &subscribed {
         let denied: Vec<&String> = topics
             .iter()
-            .filter(|t| !broker.authorize(session, AclOperation::Describe, ResourceType::Topic, t))
+            .filter(|t| {
+                !broker
+                    .security
+                    .authorize(session, AclOperation::Describe, ResourceType::Topic, t)
+            })
             .collect();
         if !denied.is_empty() {
             return refuse(
@@ -89,7 +96,7 @@ pub fn handle(
         client_id,
         client_host: format!("/{client_host}"),
     };
-    let (answer, waits) = broker.shares.heartbeat(broker, &hb);
+    let (answer, waits) = broker.shares.heartbeat(&hb);
     if answer.error != 0 {
         tracing::debug!(error = answer.error, message = ?answer.message, "share group heartbeat refused");
     }

@@ -30,7 +30,6 @@ use tracing::{info, warn};
 use uuid::Uuid;
 use weir_log::{BoxFuture, LogError, ReadLimit};
 
-use crate::broker::Broker;
 use crate::group_config::{share_settings, OffsetReset, ShareGroupSettings};
 use crate::internal_log::{self, ready_now};
 use crate::share_group::{GroupView, Heartbeat, HeartbeatAnswer, ShareGroups};
@@ -40,6 +39,7 @@ use crate::share_state_store::{
     encode_key, encode_snapshot, encode_update, ShareKey, Snapshot, StateLog, Update,
     SHARE_STATE_TOPIC,
 };
+use crate::topics::Topics;
 use crate::BrokerError;
 
 /// A wait for records to reach disk.
@@ -173,6 +173,9 @@ pub struct PartitionOffsets {
 pub struct Shares {
     settings: ShareSettings,
     inner: Mutex<Inner>,
+    /// `__share_group_state`, the shared topics' metadata and the
+    /// group configs.
+    topics: std::sync::Arc<Topics>,
     clock: weir_log::Clock,
     /// Bumped when records become acquirable again without an append
     /// (released, acknowledged for redelivery, locks expired), so parked
@@ -186,11 +189,16 @@ fn error_code(e: ResponseError) -> i16 {
 
 impl Shares {
     /// A coordinator with no state; [`Shares::load`] reads it back.
-    pub fn new(settings: ShareSettings, clock: weir_log::Clock) -> Self {
+    pub fn new(
+        settings: ShareSettings,
+        topics: std::sync::Arc<Topics>,
+        clock: weir_log::Clock,
+    ) -> Self {
         let max_sessions = settings.max_sessions;
         let now = clock.now_ms();
         Self {
             settings,
+            topics,
             clock,
             released: tokio::sync::watch::channel(0).0,
             inner: Mutex::new(Inner {
@@ -221,16 +229,14 @@ impl Shares {
     }
 
     /// Replays `__share_group_state`, if it exists.
-    pub async fn load(&self, broker: &Broker) -> Result<(), BrokerError> {
-        let Some(topic) = broker.topic(SHARE_STATE_TOPIC) else {
+    pub async fn load(&self) -> Result<(), BrokerError> {
+        let Some(topic) = self.topics.topic(SHARE_STATE_TOPIC) else {
             return Ok(());
         };
         let mut log = StateLog::default();
         let mut skipped = 0usize;
         for p in 0..topic.partition_count() {
-            for (offset, (key, value)) in
-                broker.topics.read_records_at(SHARE_STATE_TOPIC, p).await?
-            {
+            for (offset, (key, value)) in self.topics.read_records_at(SHARE_STATE_TOPIC, p).await? {
                 let Some(key) = key else {
                     skipped += 1;
                     continue;
@@ -284,15 +290,18 @@ impl Shares {
     }
 
     /// The group's effective settings.
-    pub fn group_settings(broker: &Broker, group_id: &str) -> ShareGroupSettings {
-        share_settings(&broker.settings(), &broker.group_configs(group_id))
+    pub fn group_settings(&self, group_id: &str) -> ShareGroupSettings {
+        share_settings(
+            &self.topics.settings(),
+            &self.topics.group_configs(group_id),
+        )
     }
 
     /// ShareGroupHeartbeat. Partitions newly in the group's assignment get
     /// their share-partition created; the waits are for those records.
-    pub fn heartbeat(&self, broker: &Broker, hb: &Heartbeat) -> (HeartbeatAnswer, Vec<Durable>) {
-        let topics = crate::groups::topic_metas(&broker.topics);
-        let gs = Self::group_settings(broker, &hb.group_id);
+    pub fn heartbeat(&self, hb: &Heartbeat) -> (HeartbeatAnswer, Vec<Durable>) {
+        let topics = crate::groups::topic_metas(&self.topics);
+        let gs = self.group_settings(&hb.group_id);
         let now = self.clock.now_ms();
         let mut inner = self.lock();
         let answer = inner.groups.heartbeat(hb, &topics, &gs.membership, now);
@@ -303,7 +312,7 @@ impl Shares {
         if hb.member_epoch == -1 {
             // What a departed member held goes back to the others.
             inner.sessions.remove(&hb.group_id, &hb.member_id);
-            waits.extend(self.release(broker, &mut inner, &hb.group_id, &hb.member_id));
+            waits.extend(self.release(&mut inner, &hb.group_id, &hb.member_id));
             return (answer, waits);
         }
         let assigned = inner.groups.assigned_partitions(&hb.group_id);
@@ -315,31 +324,22 @@ impl Shares {
                     partition: p,
                 };
                 if !inner.partitions.contains_key(&key) {
-                    waits.extend(self.initialize(broker, &mut inner, key, &gs, now));
+                    waits.extend(self.initialize(&mut inner, key, &gs, now));
                 }
             }
         }
         (answer, waits)
     }
 
-    fn release(
-        &self,
-        broker: &Broker,
-        inner: &mut Inner,
-        group: &str,
-        member: &str,
-    ) -> Vec<Durable> {
-        let cfg = Self::group_settings(broker, group).partition;
+    fn release(&self, inner: &mut Inner, group: &str, member: &str) -> Vec<Durable> {
+        let cfg = self.group_settings(group).partition;
         let keys: Vec<ShareKey> = inner
             .partitions
             .iter_mut()
             .filter(|(k, _)| k.group_id == group)
             .filter_map(|(k, e)| e.sp.release_member(member, &cfg).then(|| k.clone()))
             .collect();
-        let waits: Vec<Durable> = keys
-            .iter()
-            .filter_map(|k| self.persist(broker, inner, k))
-            .collect();
+        let waits: Vec<Durable> = keys.iter().filter_map(|k| self.persist(inner, k)).collect();
         if !waits.is_empty() {
             self.notify_released();
         }
@@ -350,13 +350,13 @@ impl Shares {
     /// `share.auto.offset.reset` says, and persists it.
     fn initialize(
         &self,
-        broker: &Broker,
         inner: &mut Inner,
         key: ShareKey,
         gs: &ShareGroupSettings,
         now: i64,
     ) -> Option<Durable> {
-        let log = broker
+        let log = self
+            .topics
             .topic_by_id(&key.topic_id)
             .and_then(|t| t.partition(key.partition).cloned())?;
         let o = log.offsets();
@@ -376,30 +376,30 @@ impl Shares {
                     .map_or(latest, |t| t.offset)
             }
         };
-        let entry = self.new_entry(broker, &key, start, now);
+        let entry = self.new_entry(&key, start, now);
         inner.partitions.insert(key.clone(), entry);
-        self.write_snapshot(broker, inner, &key)
+        self.write_snapshot(inner, &key)
     }
 
     /// A new share-partition starting at `start`. Until its first snapshot
     /// is written, pruning keeps its state partition whole.
-    fn new_entry(&self, broker: &Broker, key: &ShareKey, start: i64, now: i64) -> Entry {
+    fn new_entry(&self, key: &ShareKey, start: i64, now: i64) -> Entry {
         Entry {
             sp: SharePartition::new(start),
             snapshot_epoch: -1,
             create_timestamp: now,
             updates_since_snapshot: 0,
-            snapshot_at: (self.state_partition(broker, key), 0),
+            snapshot_at: (self.state_partition(key), 0),
         }
     }
 
     /// Appends what changed in `key`'s state: an update, or a snapshot
     /// every `snapshot_every` updates.
-    fn persist(&self, broker: &Broker, inner: &mut Inner, key: &ShareKey) -> Option<Durable> {
+    fn persist(&self, inner: &mut Inner, key: &ShareKey) -> Option<Durable> {
         let every = self.settings.snapshot_every;
         let entry = inner.partitions.get_mut(key)?;
         if entry.updates_since_snapshot >= every {
-            return self.write_snapshot(broker, inner, key);
+            return self.write_snapshot(inner, key);
         }
         let u = entry.sp.take_update()?;
         entry.updates_since_snapshot += 1;
@@ -410,15 +410,10 @@ impl Shares {
             delivery_complete_count: i32::try_from(u.delivery_complete_count).unwrap_or(i32::MAX),
             batches: u.batches,
         });
-        self.append(broker, key, false, Some(value)).map(|(_, w)| w)
+        self.append(key, false, Some(value)).map(|(_, w)| w)
     }
 
-    fn write_snapshot(
-        &self,
-        broker: &Broker,
-        inner: &mut Inner,
-        key: &ShareKey,
-    ) -> Option<Durable> {
+    fn write_snapshot(&self, inner: &mut Inner, key: &ShareKey) -> Option<Durable> {
         let entry = inner.partitions.get_mut(key)?;
         let state = entry.sp.snapshot();
         entry.snapshot_epoch += 1;
@@ -434,7 +429,7 @@ impl Shares {
             delivery_complete_count: i32::try_from(complete).unwrap_or(i32::MAX),
             batches: state.batches,
         });
-        let (at, wait) = self.append(broker, key, true, Some(value))?;
+        let (at, wait) = self.append(key, true, Some(value))?;
         if let Some(e) = inner.partitions.get_mut(key) {
             e.snapshot_at = at;
         }
@@ -442,8 +437,9 @@ impl Shares {
     }
 
     /// The `__share_group_state` partition of `key`.
-    fn state_partition(&self, broker: &Broker, key: &ShareKey) -> i32 {
-        let n = broker
+    fn state_partition(&self, key: &ShareKey) -> i32 {
+        let n = self
+            .topics
             .topic(SHARE_STATE_TOPIC)
             .map_or(self.settings.state_partitions, |t| t.partition_count());
         key.state_partition(n)
@@ -454,17 +450,16 @@ impl Shares {
     /// stays, and the next change of the key tries again.
     fn append(
         &self,
-        broker: &Broker,
         key: &ShareKey,
         snapshot: bool,
         value: Option<Bytes>,
     ) -> Option<((i32, i64), Durable)> {
-        if let Err(e) = self.ensure_topic(broker) {
+        if let Err(e) = self.ensure_topic() {
             warn!(error = %e, "cannot create {SHARE_STATE_TOPIC}");
             return None;
         }
-        let p = self.state_partition(broker, key);
-        match broker.topics.append_now(
+        let p = self.state_partition(key);
+        match self.topics.append_now(
             SHARE_STATE_TOPIC,
             p,
             vec![(Some(encode_key(key, snapshot)), value)],
@@ -489,8 +484,8 @@ impl Shares {
         }
     }
 
-    fn ensure_topic(&self, broker: &Broker) -> Result<(), BrokerError> {
-        if broker.topic(SHARE_STATE_TOPIC).is_some() {
+    fn ensure_topic(&self) -> Result<(), BrokerError> {
+        if self.topics.topic(SHARE_STATE_TOPIC).is_some() {
             return Ok(());
         }
         // Kafka's settings: delete policy, kept forever, pruned by the
@@ -504,7 +499,7 @@ impl Shares {
                 self.settings.segment_bytes.to_string(),
             ),
         ]);
-        match broker.create_topic(
+        match self.topics.create_topic(
             SHARE_STATE_TOPIC,
             self.settings.state_partitions,
             configs,
@@ -521,22 +516,21 @@ impl Shares {
     }
 
     /// The member's share session closed: what it holds goes back.
-    pub fn close_session(&self, broker: &Broker, group: &str, member: &str) -> Vec<Durable> {
+    pub fn close_session(&self, group: &str, member: &str) -> Vec<Durable> {
         let mut inner = self.lock();
-        self.release(broker, &mut inner, group, member)
+        self.release(&mut inner, group, member)
     }
 
     /// Applies `member`'s acknowledgements for one partition: error code
     /// and message, and the wait for their durability.
     pub fn acknowledge(
         &self,
-        broker: &Broker,
         group: &str,
         member: &str,
         tp: TopicIdPartition,
         acks: &[AckBatch],
     ) -> (i16, Option<String>, Option<Durable>) {
-        let cfg = Self::group_settings(broker, group).partition;
+        let cfg = self.group_settings(group).partition;
         let key = ShareKey {
             group_id: group.to_string(),
             topic_id: tp.0,
@@ -544,7 +538,7 @@ impl Shares {
         };
         let mut inner = self.lock();
         let Some(entry) = inner.partitions.get_mut(&key) else {
-            let e = if broker.topic_by_id(&tp.0).is_none() {
+            let e = if self.topics.topic_by_id(&tp.0).is_none() {
                 ResponseError::UnknownTopicId
             } else {
                 ResponseError::InvalidRecordState
@@ -559,7 +553,7 @@ impl Shares {
         entry.sp.expire_locks(&cfg, now);
         let result = entry.sp.acknowledge(member, acks, &cfg, now);
         // Persist lock expiry even when the acknowledgement was refused.
-        let wait = self.persist(broker, &mut inner, &key);
+        let wait = self.persist(&mut inner, &key);
         if wait.is_some() {
             self.notify_released();
         }
@@ -572,15 +566,14 @@ impl Shares {
     /// Acquires records of one partition for `member` within `budget`.
     pub fn acquire(
         &self,
-        broker: &Broker,
         group: &str,
         member: &str,
         tp: TopicIdPartition,
         budget: &mut FetchBudget,
     ) -> PartitionFetch {
-        let gs = Self::group_settings(broker, group);
+        let gs = self.group_settings(group);
         let cfg = gs.partition;
-        let Some(topic) = broker.topic_by_id(&tp.0) else {
+        let Some(topic) = self.topics.topic_by_id(&tp.0) else {
             return PartitionFetch {
                 error: error_code(ResponseError::UnknownTopicId),
                 ..PartitionFetch::default()
@@ -601,7 +594,7 @@ impl Shares {
         let mut inner = self.lock();
         if !inner.partitions.contains_key(&key) {
             inner.groups.ensure(group);
-            let _ = self.initialize(broker, &mut inner, key.clone(), &gs, now);
+            let _ = self.initialize(&mut inner, key.clone(), &gs, now);
         }
         let Some(entry) = inner.partitions.get_mut(&key) else {
             return PartitionFetch {
@@ -682,7 +675,7 @@ impl Shares {
         }
         if changed {
             // Start offset moves and expiries; nobody waits for them.
-            let _ = self.persist(broker, &mut inner, &key);
+            let _ = self.persist(&mut inner, &key);
         }
         out
     }
@@ -697,11 +690,10 @@ impl Shares {
     /// for the partitions asked for (`None`: every one with state).
     pub fn offsets(
         &self,
-        broker: &Broker,
         group: &str,
         wanted: Option<&[TopicIdPartition]>,
     ) -> Option<BTreeMap<TopicIdPartition, PartitionOffsets>> {
-        let read_committed = Self::group_settings(broker, group).read_committed;
+        let read_committed = self.group_settings(group).read_committed;
         let inner = self.lock();
         if !inner.groups.contains(group) {
             return None;
@@ -713,7 +705,8 @@ impl Shares {
                     lag: -1,
                 };
             };
-            let end = broker
+            let end = self
+                .topics
                 .topic_by_id(&tp.0)
                 .and_then(|t| t.partition(tp.1).map(|l| l.offsets()))
                 .map(|o| {
@@ -754,7 +747,6 @@ impl Shares {
     /// Each partition restarts at its new start offset.
     pub fn alter_offsets(
         &self,
-        broker: &Broker,
         group: &str,
         offsets: &[(TopicIdPartition, i64)],
     ) -> Result<Vec<Durable>, ResponseError> {
@@ -769,13 +761,13 @@ impl Shares {
                 partition: tp.1,
             };
             if !inner.partitions.contains_key(&key) {
-                let entry = self.new_entry(broker, &key, offset, now);
+                let entry = self.new_entry(&key, offset, now);
                 inner.partitions.insert(key.clone(), entry);
             }
             if let Some(e) = inner.partitions.get_mut(&key) {
                 e.sp.reset(offset);
             }
-            waits.extend(self.write_snapshot(broker, &mut inner, &key));
+            waits.extend(self.write_snapshot(&mut inner, &key));
         }
         Ok(waits)
     }
@@ -783,7 +775,6 @@ impl Shares {
     /// DeleteShareGroupOffsets: forgets the group's state for the topics.
     pub fn delete_offsets(
         &self,
-        broker: &Broker,
         group: &str,
         topics: &[Uuid],
     ) -> Result<Vec<Durable>, ResponseError> {
@@ -795,16 +786,12 @@ impl Shares {
             .filter(|k| k.group_id == group && topics.contains(&k.topic_id))
             .cloned()
             .collect();
-        Ok(self.forget(broker, &mut inner, keys))
+        Ok(self.forget(&mut inner, keys))
     }
 
     /// DeleteGroups for a share group: it must have no members; its state
     /// goes.
-    pub fn delete_group(
-        &self,
-        broker: &Broker,
-        group: &str,
-    ) -> Result<Vec<Durable>, ResponseError> {
+    pub fn delete_group(&self, group: &str) -> Result<Vec<Durable>, ResponseError> {
         let mut inner = self.lock();
         inner.groups.delete(group)?;
         inner.sessions.remove_group(group);
@@ -814,7 +801,7 @@ impl Shares {
             .filter(|k| k.group_id == group)
             .cloned()
             .collect();
-        Ok(self.forget(broker, &mut inner, keys))
+        Ok(self.forget(&mut inner, keys))
     }
 
     fn check_empty(&self, inner: &Inner, group: &str) -> Result<(), ResponseError> {
@@ -828,12 +815,12 @@ impl Shares {
     }
 
     /// Tombstones both records of each key.
-    fn forget(&self, broker: &Broker, inner: &mut Inner, keys: Vec<ShareKey>) -> Vec<Durable> {
+    fn forget(&self, inner: &mut Inner, keys: Vec<ShareKey>) -> Vec<Durable> {
         let mut waits = Vec::new();
         for key in keys {
             inner.partitions.remove(&key);
             for snapshot in [true, false] {
-                waits.extend(self.append(broker, &key, snapshot, None).map(|(_, w)| w));
+                waits.extend(self.append(&key, snapshot, None).map(|(_, w)| w));
             }
         }
         waits
@@ -841,16 +828,16 @@ impl Shares {
 
     /// Expires acquisition locks and silent members; now and then deletes
     /// state records no key needs. Call about every 100 ms.
-    pub fn tick(&self, broker: &Broker) {
+    pub fn tick(&self) {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
         let departed = inner
             .groups
-            .tick(now, |g| Self::group_settings(broker, g).membership);
+            .tick(now, |g| self.group_settings(g).membership);
         for (g, m) in departed {
             info!(group = %g, member = %m, "share group member session expired");
             inner.sessions.remove(&g, &m);
-            let _ = self.release(broker, &mut inner, &g, &m);
+            let _ = self.release(&mut inner, &g, &m);
         }
         let mut configs: HashMap<String, crate::share_partition::ShareConfig> = HashMap::new();
         let mut expired = BTreeSet::new();
@@ -858,28 +845,28 @@ impl Shares {
             if e.sp.next_lock_expiry().is_some_and(|t| t <= now) {
                 let cfg = configs
                     .entry(k.group_id.clone())
-                    .or_insert_with(|| Self::group_settings(broker, &k.group_id).partition);
+                    .or_insert_with(|| self.group_settings(&k.group_id).partition);
                 if e.sp.expire_locks(cfg, now) {
                     expired.insert(k.clone());
                 }
             }
         }
         for k in &expired {
-            let _ = self.persist(broker, &mut inner, k);
+            let _ = self.persist(&mut inner, k);
         }
         if !expired.is_empty() {
             self.notify_released();
         }
         if now - inner.last_prune >= self.settings.prune_interval_ms {
             inner.last_prune = now;
-            self.prune(broker, &inner);
+            self.prune(&inner);
         }
     }
 
     /// Deletes, in each state partition, the records before the oldest
     /// snapshot any live key still needs.
-    fn prune(&self, broker: &Broker, inner: &Inner) {
-        let Some(topic) = broker.topic(SHARE_STATE_TOPIC) else {
+    fn prune(&self, inner: &Inner) {
+        let Some(topic) = self.topics.topic(SHARE_STATE_TOPIC) else {
             return;
         };
         let mut keep: BTreeMap<i32, i64> = BTreeMap::new();

@@ -1,18 +1,24 @@
 //! SyncGroup: the leader hands out assignments; followers wait for them.
 
-use std::sync::Arc;
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ResponseKind, SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::{Broker, Reply};
+use crate::context::Reply;
+use crate::context::RequestContext;
+use crate::groups::Groups;
+use crate::security::Security;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
 /// Answers a SyncGroup request once the leader's assignment is in.
-pub fn handle(broker: &Arc<Broker>, r: SyncGroupRequest, session: &Session) -> Reply {
-    if !broker.authorize(
+pub fn handle(
+    groups: &Groups,
+    security: &Security,
+    ctx: &RequestContext<'_>,
+    r: SyncGroupRequest,
+) -> Reply {
+    let session = ctx.session;
+    if !security.authorize(
         session,
         AclOperation::Read,
         ResourceType::Group,
@@ -28,7 +34,7 @@ pub fn handle(broker: &Arc<Broker>, r: SyncGroupRequest, session: &Session) -> R
         .into_iter()
         .map(|a| (a.member_id.to_string(), a.assignment))
         .collect();
-    let rx = broker.groups.sync(
+    let rx = groups.sync(
         &r.group_id,
         r.generation_id,
         &r.member_id,

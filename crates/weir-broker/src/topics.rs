@@ -81,8 +81,10 @@ impl Slot {
 impl Topic {
     /// The log of partition `p`, opened now if this is its first use;
     /// `None` if the topic has no such partition (or it cannot be opened,
-    /// which is logged).
-    pub fn partition(&self, p: i32) -> Option<&Arc<dyn PartitionLog>> {
+    /// which is logged). Crate-private: records enter a partition only
+    /// through Produce (ACLs, quotas, metrics, validation) and the
+    /// internal log.
+    pub(crate) fn partition(&self, p: i32) -> Option<&Arc<dyn PartitionLog>> {
         usize::try_from(p)
             .ok()
             .and_then(|i| self.partitions.get(i))
@@ -95,8 +97,19 @@ impl Topic {
     }
 
     /// Every partition's log with its index, opening those not yet open.
-    pub fn logs(&self) -> impl Iterator<Item = (i32, &Arc<dyn PartitionLog>)> {
+    pub(crate) fn logs(&self) -> impl Iterator<Item = (i32, &Arc<dyn PartitionLog>)> {
         (0..self.partition_count()).filter_map(|p| self.partition(p).map(|l| (p, l)))
+    }
+
+    /// Partition `p`'s log start, high watermark and log end (opening it
+    /// if this is its first use).
+    pub fn partition_offsets(&self, p: i32) -> Option<weir_log::LogOffsets> {
+        self.partition(p).map(|l| l.offsets())
+    }
+
+    /// The bytes partition `p`'s log takes in storage.
+    pub fn partition_size_bytes(&self, p: i32) -> Option<u64> {
+        self.partition(p).map(|l| l.size_bytes())
     }
 
     /// Opens every partition not yet open; false once one cannot be (the

@@ -49,7 +49,7 @@ pub fn handle(
             .collect();
         TxnOffsetCommitResponse::default().with_topics(topics)
     };
-    if !broker.authorize(
+    if !broker.security.authorize(
         session,
         AclOperation::Write,
         ResourceType::TransactionalId,
@@ -58,7 +58,7 @@ pub fn handle(
         let code = ResponseError::TransactionalIdAuthorizationFailed.code();
         return Reply::Ready(ResponseKind::TxnOffsetCommit(respond(&|_, _| code)));
     }
-    if !broker.authorize(
+    if !broker.security.authorize(
         session,
         AclOperation::Read,
         ResourceType::Group,
@@ -70,7 +70,11 @@ pub fn handle(
     let denied: std::collections::HashSet<String> = r
         .topics
         .iter()
-        .filter(|t| !broker.authorize(session, AclOperation::Read, ResourceType::Topic, &t.name))
+        .filter(|t| {
+            !broker
+                .security
+                .authorize(session, AclOperation::Read, ResourceType::Topic, &t.name)
+        })
         .map(|t| t.name.to_string())
         .collect();
     if r.group_id.is_empty() {

@@ -146,9 +146,8 @@ async fn acks_zero_sends_no_response_but_appends() {
         t.broker
             .topic("t")
             .unwrap()
-            .partition(0)
+            .partition_offsets(0)
             .unwrap()
-            .offsets()
             .log_end,
         3
     );
@@ -200,9 +199,8 @@ async fn produce_errors_map_to_kafka_codes() {
         t.broker
             .topic("small")
             .unwrap()
-            .partition(0)
+            .partition_offsets(0)
             .unwrap()
-            .offsets()
             .log_end,
         0
     );
@@ -537,7 +535,7 @@ async fn topics_and_configs_survive_reopen() {
         t.configs.get("cleanup.policy").map(String::as_str),
         Some("compact")
     );
-    assert_eq!(t.partition(2).unwrap().offsets().log_end, 4);
+    assert_eq!(t.partition_offsets(2).unwrap().log_end, 4);
 }
 
 #[tokio::test]
@@ -554,9 +552,8 @@ async fn deleted_topics_can_be_recreated_empty() {
         t.broker
             .topic("t")
             .unwrap()
-            .partition(0)
+            .partition_offsets(0)
             .unwrap()
-            .offsets()
             .log_end,
         0
     );

@@ -116,8 +116,14 @@ async fn lag_is_high_watermark_minus_committed() {
     t.broker
         .create_topic("t", 2, Default::default(), false)
         .unwrap();
-    let log = t.broker.topic("t").unwrap().partition(1).unwrap().clone();
-    log.append(common::batch(10, 0), 0).await.unwrap();
+    let records = (0..10)
+        .map(|_| (None, Some(bytes::Bytes::from_static(b"v"))))
+        .collect();
+    t.broker
+        .internal_log()
+        .append("t", 1, records, None)
+        .await
+        .unwrap();
     assert_eq!(commit(&t.broker, "g", "t", 1, 4, "").await, 0);
     let lag = t.broker.group_lag("g");
     assert_eq!(lag.len(), 1);

@@ -160,9 +160,8 @@ async fn validation_refuses_whole_batches_only_where_configured() {
         t.broker
             .topic("checked")
             .unwrap()
-            .partition(0)
+            .partition_offsets(0)
             .unwrap()
-            .offsets()
             .log_end,
         0
     );

@@ -97,7 +97,7 @@ async fn describe(b: &Arc<Broker>, users: Option<&[&str]>) -> DescribeUserScramC
 /// Runs a whole SCRAM exchange against the broker's mechanism.
 fn login(b: &Broker, mechanism: &str, user: &str, password: &str) -> bool {
     let alg = ScramAlgorithm::from_mechanism_name(mechanism).unwrap();
-    let mut server = b.sasl_start(mechanism).unwrap();
+    let mut server = b.security().sasl_start(mechanism).unwrap();
     let bare = format!("n={user},r=clientnonce123");
     let Ok(SaslStep::Challenge(sf)) = server.step(format!("n,,{bare}").as_bytes()) else {
         return false;
@@ -153,20 +153,29 @@ fn hmac(alg: ScramAlgorithm, key: &[u8], data: &[u8]) -> Vec<u8> {
 async fn security_records_and_tombstones_survive_a_restart() {
     let t = broker_with(&[]).await;
     let b = &t.broker;
-    assert!(b.security_records("test").await.unwrap().is_empty());
-    b.put_security_record("test", "a", Some(Bytes::from_static(b"1")))
+    assert!(b
+        .security()
+        .security_records("test")
+        .await
+        .unwrap()
+        .is_empty());
+    b.security()
+        .put_security_record("test", "a", Some(Bytes::from_static(b"1")))
         .unwrap()
         .await
         .unwrap();
-    b.put_security_record("test", "b/c", Some(Bytes::from_static(b"2")))
+    b.security()
+        .put_security_record("test", "b/c", Some(Bytes::from_static(b"2")))
         .unwrap()
         .await
         .unwrap();
-    b.put_security_record("test", "a", None)
+    b.security()
+        .put_security_record("test", "a", None)
         .unwrap()
         .await
         .unwrap();
-    b.put_security_record("other", "x", Some(Bytes::from_static(b"3")))
+    b.security()
+        .put_security_record("other", "x", Some(Bytes::from_static(b"3")))
         .unwrap()
         .await
         .unwrap();
@@ -174,17 +183,20 @@ async fn security_records_and_tombstones_survive_a_restart() {
     drop(t.broker);
     let b = open(t.dir.path(), &[]).await;
     assert_eq!(
-        b.security_records("test").await.unwrap(),
+        b.security().security_records("test").await.unwrap(),
         vec![("b/c".to_string(), Bytes::from_static(b"2"))]
     );
-    assert_eq!(b.security_records("other").await.unwrap().len(), 1);
+    assert_eq!(
+        b.security().security_records("other").await.unwrap().len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn scram_credentials_are_managed_described_persisted_and_used() {
     let t = broker_with(&[]).await;
     let b = &t.broker;
-    let mechs = b.sasl_mechanisms();
+    let mechs = b.security().sasl_mechanisms();
     assert!(mechs.contains(&"SCRAM-SHA-256".to_string()));
     assert!(mechs.contains(&"SCRAM-SHA-512".to_string()));
     assert_eq!(
@@ -200,9 +212,9 @@ async fn scram_credentials_are_managed_described_persisted_and_used() {
     assert!(!login(b, "SCRAM-SHA-512", "alice", "pw-a"));
     assert!(login(b, "SCRAM-SHA-512", "bob", "pw-b"));
     assert!(!login(b, "SCRAM-SHA-256", "nobody", "pw-a"));
-    assert!(b.verify_scram_password("alice", "pw-a"));
-    assert!(!b.verify_scram_password("alice", "pw-b"));
-    assert!(!b.verify_scram_password("nobody", ""));
+    assert!(b.security().verify_scram_password("alice", "pw-a"));
+    assert!(!b.security().verify_scram_password("alice", "pw-b"));
+    assert!(!b.security().verify_scram_password("nobody", ""));
 
     // Kafka's checks.
     let del = |u: &str, m: i8| {
@@ -290,7 +302,7 @@ async fn scram_credentials_are_managed_described_persisted_and_used() {
     assert!(login(&b, "SCRAM-SHA-256", "alice", "pw-a"));
     assert!(!login(&b, "SCRAM-SHA-512", "bob", "pw-b"));
     // No secret is stored: neither the password nor the salted password.
-    let raw = b.security_records("scram").await.unwrap();
+    let raw = b.security().security_records("scram").await.unwrap();
     assert_eq!(raw.len(), 1);
     assert_eq!(raw[0].0, "alice/SCRAM-SHA-256");
     let text = String::from_utf8(raw[0].1.to_vec()).unwrap();
@@ -301,17 +313,20 @@ async fn scram_credentials_are_managed_described_persisted_and_used() {
 async fn credential_changes_are_audited_to_the_audit_topic() {
     let t = broker_with(&[]).await;
     let b = &t.broker;
-    let meta = b.topic(weir_broker::audit::AUDIT_TOPIC).unwrap();
+    let meta = b.topic(weir_broker::security::audit::AUDIT_TOPIC).unwrap();
     assert_eq!(meta.partition_count(), 1);
     assert_eq!(meta.configs.get("cleanup.policy").unwrap(), "delete");
     alter(b, vec![], vec![upsert("alice", 2, 4096, "pw")]).await;
-    let events: Vec<serde_json::Value> =
-        read_records(&*b.internal_log(), weir_broker::audit::AUDIT_TOPIC, 0)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(_, v)| serde_json::from_slice(&v.unwrap()).unwrap())
-            .collect();
+    let events: Vec<serde_json::Value> = read_records(
+        &*b.internal_log(),
+        weir_broker::security::audit::AUDIT_TOPIC,
+        0,
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|(_, v)| serde_json::from_slice(&v.unwrap()).unwrap())
+    .collect();
     let e = events
         .iter()
         .find(|e| e["operation"] == "AlterUserScramCredentials")
@@ -446,7 +461,7 @@ async fn client_quotas_are_altered_described_persisted_and_enforced() {
             Reply::Later(f) => f.await,
             Reply::None => panic!(),
         };
-        throttled = weir_broker::client_quotas::response_throttle_ms(&resp);
+        throttled = weir_broker::security::client_quotas::response_throttle_ms(&resp);
     }
     assert!(throttled > 0, "no throttle after 20 batches over quota");
 
@@ -465,11 +480,16 @@ async fn client_quotas_are_altered_described_persisted_and_enforced() {
     t.broker.shutdown().unwrap();
     drop(t.broker);
     let b = open(t.dir.path(), &[]).await;
-    let all = b.quotas().all();
+    let all = b.security().quotas().all();
     assert_eq!(all.len(), 1);
     assert!(b
+        .security()
         .quotas()
-        .resolve(weir_broker::quotas::QuotaType::Produce, "x", "slow")
+        .resolve(
+            weir_broker::security::quotas::QuotaType::Produce,
+            "x",
+            "slow"
+        )
         .is_some());
 }
 
@@ -479,7 +499,7 @@ async fn client_quotas_are_altered_described_persisted_and_enforced() {
 #[tokio::test]
 async fn find_coordinator_names_the_listener_in_every_version() {
     let b = broker_with(&[]).await;
-    b.broker.set_advertised_listeners(vec![
+    b.broker.security().set_advertised_listeners(vec![
         ("PLAINTEXT".into(), "plain.example".into(), 9092),
         ("SASL_SSL".into(), "secure.example".into(), 9093),
     ]);

@@ -371,11 +371,13 @@ async fn force_state(
         0,
     );
     let p = txn_store::partition_for(id, 50);
-    let log = b
-        .topic(txn_store::TXN_TOPIC)
-        .and_then(|t| t.partition(p).cloned())
-        .unwrap();
-    log.append(keyed_batch(txn_store::key(id), value), 0)
+    b.internal_log()
+        .append(
+            txn_store::TXN_TOPIC,
+            p,
+            vec![(Some(txn_store::key(id)), Some(value))],
+            None,
+        )
         .await
         .unwrap();
 }

@@ -47,6 +47,34 @@ pub enum HttpError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The client sent no `Authorization` header.
+    #[error("no credentials")]
+    NoCredentials,
+    /// The client's `Authorization` header cannot be read.
+    #[error("malformed {what}")]
+    MalformedCredentials {
+        /// `Authorization` or `basic credentials`.
+        what: &'static str,
+    },
+    /// The client's scheme is not one `http.authentication` accepts.
+    #[error("authentication scheme not accepted")]
+    SchemeNotAccepted,
+    /// The client's user name or password is wrong.
+    #[error("invalid username or password")]
+    BadPassword,
+    /// The client's bearer token is refused.
+    #[error("{reason}")]
+    InvalidToken {
+        /// Why (expired, wrong issuer, bad signature, ...).
+        reason: String,
+    },
+    /// The node cannot check credentials yet (the broker holding the
+    /// users is not open): not the client's fault.
+    #[error("{what}")]
+    Unavailable {
+        /// What is missing.
+        what: &'static str,
+    },
 }
 
 /// The HTTP security of a node, shared by all of its HTTP services.

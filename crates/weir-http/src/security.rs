@@ -35,19 +35,21 @@ use weir_auth::plain::PlainCredentials;
 use weir_auth::KafkaPrincipal;
 use weir_tls::TlsSource;
 
+use crate::HttpError;
+
 /// A boxed future, for the object-safe traits here.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Checks a user name and password (HTTP basic authentication).
 pub trait PasswordVerifier: Send + Sync + std::fmt::Debug {
     /// `Ok(true)` when `user` may log in with `password`, `Ok(false)` when
-    /// not, `Err(why)` when the check cannot be made now (the request is
-    /// refused and `why` audited).
+    /// not, `Err` when the check cannot be made now (the request is
+    /// refused and the error audited).
     fn verify<'a>(
         &'a self,
         user: &'a str,
         password: &'a str,
-    ) -> BoxFuture<'a, Result<bool, String>>;
+    ) -> BoxFuture<'a, Result<bool, HttpError>>;
 }
 
 /// The users of a PLAIN credentials file (`username=password` lines).
@@ -56,7 +58,7 @@ impl PasswordVerifier for PlainCredentials {
         &'a self,
         user: &'a str,
         password: &'a str,
-    ) -> BoxFuture<'a, Result<bool, String>> {
+    ) -> BoxFuture<'a, Result<bool, HttpError>> {
         Box::pin(async move { Ok(PlainCredentials::verify(self, user, password)) })
     }
 }
@@ -140,39 +142,48 @@ impl HttpAuth {
     }
 
     /// Who is behind `headers`, or why not (for the audit trail).
-    pub async fn check(&self, headers: &HeaderMap) -> Result<Authenticated, String> {
+    pub async fn check(&self, headers: &HeaderMap) -> Result<Authenticated, HttpError> {
+        let malformed = |what| HttpError::MalformedCredentials { what };
         let value = headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or("no credentials")?;
-        let (scheme, rest) = value.split_once(' ').ok_or("malformed Authorization")?;
+            .ok_or(HttpError::NoCredentials)?
+            .to_str()
+            .map_err(|_| malformed("Authorization"))?;
+        let (scheme, rest) = value
+            .split_once(' ')
+            .ok_or_else(|| malformed("Authorization"))?;
         let rest = rest.trim();
         if scheme.eq_ignore_ascii_case("basic") {
             if let Some(verifier) = &self.basic {
                 let decoded = base64::engine::general_purpose::STANDARD
                     .decode(rest)
-                    .map_err(|_| "malformed basic credentials")?;
-                let text = String::from_utf8(decoded).map_err(|_| "malformed basic credentials")?;
-                let (user, password) = text.split_once(':').ok_or("malformed basic credentials")?;
+                    .map_err(|_| malformed("basic credentials"))?;
+                let text =
+                    String::from_utf8(decoded).map_err(|_| malformed("basic credentials"))?;
+                let (user, password) = text
+                    .split_once(':')
+                    .ok_or_else(|| malformed("basic credentials"))?;
                 if verifier.verify(user, password).await? {
                     return Ok(Authenticated {
                         principal: KafkaPrincipal::user(user),
                         method: Some("HTTP-BASIC"),
                     });
                 }
-                return Err("invalid username or password".into());
+                return Err(HttpError::BadPassword);
             }
         }
         if scheme.eq_ignore_ascii_case("bearer") {
             if let Some((jwks, rules)) = &self.bearer {
-                let t = jwks.validate(rest, rules)?;
+                let t = jwks
+                    .validate(rest, rules)
+                    .map_err(|reason| HttpError::InvalidToken { reason })?;
                 return Ok(Authenticated {
                     principal: KafkaPrincipal::user(t.subject),
                     method: Some("HTTP-BEARER"),
                 });
             }
         }
-        Err("authentication scheme not accepted".into())
+        Err(HttpError::SchemeNotAccepted)
     }
 }
 
@@ -194,7 +205,7 @@ async fn require_auth(State(auth): State<Arc<HttpAuth>>, mut req: Request, next:
             req.extensions_mut().insert(who);
             next.run(req).await
         }
-        Err(reason) => {
+        Err(refused) => {
             if let Some(audit) = &auth.audit {
                 let client = req
                     .extensions()
@@ -203,7 +214,7 @@ async fn require_auth(State(auth): State<Arc<HttpAuth>>, mut req: Request, next:
                 audit.refused(&Refusal {
                     path: req.uri().path(),
                     client,
-                    reason: &reason,
+                    reason: &refused.to_string(),
                 });
             }
             (
@@ -311,7 +322,7 @@ mod tests {
             &'a self,
             user: &'a str,
             password: &'a str,
-        ) -> BoxFuture<'a, Result<bool, String>> {
+        ) -> BoxFuture<'a, Result<bool, HttpError>> {
             Box::pin(async move { Ok(user == "alice" && password == "pw") })
         }
     }
@@ -338,13 +349,25 @@ mod tests {
             ..HttpAuth::default()
         };
         let mut h = HeaderMap::new();
-        assert!(auth.check(&h).await.is_err());
+        assert!(matches!(
+            auth.check(&h).await,
+            Err(HttpError::NoCredentials)
+        ));
         h.insert(header::AUTHORIZATION, "Digest abc".parse().unwrap());
-        assert!(auth.check(&h).await.is_err());
+        assert!(matches!(
+            auth.check(&h).await,
+            Err(HttpError::SchemeNotAccepted)
+        ));
         h.insert(header::AUTHORIZATION, "Basic !!!".parse().unwrap());
-        assert!(auth.check(&h).await.is_err());
+        assert!(matches!(
+            auth.check(&h).await,
+            Err(HttpError::MalformedCredentials { .. })
+        ));
         h.insert(header::AUTHORIZATION, "Bearer a.b.c".parse().unwrap());
-        assert!(auth.check(&h).await.is_err(), "bearer is not enabled");
+        assert!(
+            matches!(auth.check(&h).await, Err(HttpError::SchemeNotAccepted)),
+            "bearer is not enabled"
+        );
         assert_eq!(auth.challenge(), "Basic realm=\"weir\"");
     }
 
@@ -357,8 +380,14 @@ mod tests {
         let who = auth.check(&basic("alice:pw")).await.unwrap();
         assert_eq!(who.principal, KafkaPrincipal::user("alice"));
         assert_eq!(who.method, Some("HTTP-BASIC"));
-        assert!(auth.check(&basic("alice:wrong")).await.is_err());
-        assert!(auth.check(&basic("bob:pw")).await.is_err());
+        assert!(matches!(
+            auth.check(&basic("alice:wrong")).await,
+            Err(HttpError::BadPassword)
+        ));
+        assert!(matches!(
+            auth.check(&basic("bob:pw")).await,
+            Err(HttpError::BadPassword)
+        ));
     }
 
     #[tokio::test]
@@ -367,13 +396,13 @@ mod tests {
         let path = dir.path().join("users.txt");
         std::fs::write(&path, "alice=secret\n").unwrap();
         let users = PlainCredentials::open(&path).unwrap();
-        assert_eq!(
+        assert!(matches!(
             PasswordVerifier::verify(&users, "alice", "secret").await,
             Ok(true)
-        );
-        assert_eq!(
+        ));
+        assert!(matches!(
             PasswordVerifier::verify(&users, "alice", "nope").await,
             Ok(false)
-        );
+        ));
     }
 }

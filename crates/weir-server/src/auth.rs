@@ -132,7 +132,7 @@ impl ConnAuth {
         e.operation = mechanism.to_string();
         e.resource = format!("listener:{}", self.session.listener);
         e.detail = detail;
-        broker.audit(e);
+        broker.security().audit(e);
     }
 
     /// Handles a SaslHandshake request.
@@ -143,6 +143,7 @@ impl ConnAuth {
         version: i16,
     ) -> SaslReply {
         let enabled: Vec<StrBytes> = broker
+            .security()
             .sasl_mechanisms()
             .into_iter()
             .map(StrBytes::from_string)
@@ -172,7 +173,7 @@ impl ConnAuth {
             );
             return reply(Some(ResponseError::IllegalSaslState), true);
         }
-        let Some(server) = broker.sasl_start(&mechanism) else {
+        let Some(server) = broker.security().sasl_start(&mechanism) else {
             self.audit(
                 broker,
                 &mechanism,

@@ -20,8 +20,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 use weir_auth::Session;
-use weir_broker::client_quotas::Mute;
 use weir_broker::codec::{decode_request, encode_response, peek_api, Decoded};
+use weir_broker::security::client_quotas::Mute;
 use weir_broker::{api_versions, Broker, Reply};
 
 use crate::accounting::Accounting;

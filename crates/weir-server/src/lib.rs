@@ -283,12 +283,12 @@ async fn tls_accept(
             Some(name) => {
                 session.principal = KafkaPrincipal::user(name);
                 event.principal = session.principal.to_string();
-                broker.audit(event);
+                broker.security().audit(event);
             }
             None => {
                 event.outcome = "failure";
                 event.detail = "no ssl.principal.mapping.rules rule matches the certificate".into();
-                broker.audit(event);
+                broker.security().audit(event);
                 return None;
             }
         }

@@ -32,7 +32,9 @@ pub struct Source {
 
 impl Source {
     pub fn key_codec(&self) -> Codec {
-        Codec::new(self.key_format.clone(), self.key.clone(), false)
+        // Protobuf has no bare values: a single key is a message too.
+        let wrapped = self.key_format.sr_kind() == Some(crate::sr::SrKind::Protobuf);
+        Codec::new(self.key_format.clone(), self.key.clone(), wrapped)
     }
 
     pub fn value_codec(&self) -> Codec {
@@ -150,6 +152,8 @@ pub const CREATE_AS_PROPS: &[&str] = &[
     "VALUE_DELIMITER",
     "KEY_DELIMITER",
     "RETENTION_MS",
+    "KEY_SCHEMA_ID",
+    "VALUE_SCHEMA_ID",
 ];
 
 /// The WITH properties `CREATE STREAM|TABLE` accepts: those, and the
@@ -166,7 +170,7 @@ pub fn source_from_create(c: &CreateSource, statement: &str) -> Result<(Source, 
     })?;
     if c.columns.is_empty() {
         return Err(SqlError::invalid(format!(
-            "The statement does not define any columns. Declare the columns of {} (schema inference needs a schema registry format, which Weir does not support yet).",
+            "The statement does not define any columns. Declare the columns of {}, or use a schema registry format (AVRO, PROTOBUF, JSON_SR) to infer them.",
             c.name
         )));
     }

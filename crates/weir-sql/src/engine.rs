@@ -19,11 +19,13 @@ use tracing::{info, warn};
 use crate::ast::*;
 use crate::catalog::{source_from_create, MetaStore, Source, WithProps};
 use crate::error::{Result, SqlError};
-use crate::format::Format;
+use crate::format::{Format, RegistryFormat};
 use crate::functions;
 use crate::parser;
 use crate::plan::{self, Plan};
+use crate::registry::Registry;
 use crate::runtime::{self, Admin, KafkaSettings, Output, QueryHandle, QuerySpec, Sink};
+use crate::sr::SrKind;
 use crate::task::OutRow;
 use crate::types::{SqlType, Value};
 
@@ -74,6 +76,8 @@ pub struct Engine {
     producer: FutureProducer,
     state: Mutex<State>,
     cluster_id: String,
+    /// `ksql.schema.registry.url`, for AVRO, PROTOBUF and JSON_SR.
+    registry: Option<Arc<Registry>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -190,7 +194,9 @@ impl Engine {
                 .fetch_cluster_id(std::time::Duration::from_secs(10))
         })
         .unwrap_or_default();
+        let registry = Registry::from_config(&config)?;
         let engine = Arc::new(Engine {
+            registry,
             admin,
             producer,
             state: Mutex::new(State::default()),
@@ -342,6 +348,9 @@ impl Engine {
             }
             _ => {
                 // Metastore changes: validate, log to the command topic, apply.
+                let inferred = self.infer_columns(parsed)?;
+                let parsed = inferred.as_ref().unwrap_or(parsed);
+                let text = &parsed.text;
                 let mut state = self.state.lock().await;
                 self.validate(&state, parsed, session).await?;
                 let (_, seq) = runtime::produce_sync(
@@ -537,12 +546,13 @@ impl Engine {
                 if let Some(m) = exists_message(state, &c.name, c.kind, c.if_not_exists) {
                     return Ok(status_entity(text, &id, &m, None, seq));
                 }
-                let (src, partitions) = source_from_create(c, text)?;
+                let (mut src, partitions) = source_from_create(c, text)?;
                 if let Some(p) = partitions {
                     if self.admin.partitions(&src.topic)?.is_none() {
                         self.admin.create(&src.topic, p, &[]).await?;
                     }
                 }
+                self.bind_formats(&mut src, &c.props, false)?;
                 state.meta.sources.insert(c.name.clone(), src);
                 status_entity(text, &id, &format!("{} created", title(c.kind)), None, seq)
             }
@@ -551,7 +561,8 @@ impl Engine {
                     return Ok(status_entity(text, &id, &m, None, seq));
                 }
                 let plan = plan::plan(&c.query, &state.meta, Some(&format!("`{}`", c.name)))?;
-                let (sink, partitions) = sink_source(c.kind, &c.name, &c.props, &plan, text)?;
+                let (mut sink, partitions) = sink_source(c.kind, &c.name, &c.props, &plan, text)?;
+                self.bind_formats(&mut sink, &c.props, true)?;
                 let partitions = match partitions {
                     Some(p) => p,
                     None => self
@@ -651,6 +662,168 @@ impl Engine {
             state.statuses.insert(id, m.to_string());
         }
         Ok(entity)
+    }
+
+    /// Binds the registry formats of a new source to their subjects
+    /// (`<topic>-key`, `<topic>-value`): the schema of `KEY_SCHEMA_ID` /
+    /// `VALUE_SCHEMA_ID` (registered under the subject too for a query's
+    /// output when `register_ids`), else the schema of the columns,
+    /// registered as ksqlDB registers it.
+    fn bind_formats(&self, src: &mut Source, props: &Props, register_ids: bool) -> Result<()> {
+        let p = WithProps(props);
+        for (key, id_prop) in [(true, "KEY_SCHEMA_ID"), (false, "VALUE_SCHEMA_ID")] {
+            let id = p.int(id_prop)?.map(|i| i as i32);
+            let fmt = if key {
+                &src.key_format
+            } else {
+                &src.value_format
+            };
+            let Some(kind) = fmt.sr_kind() else {
+                if id.is_some() {
+                    return Err(SqlError::invalid(format!(
+                        "{id_prop} is only allowed with a schema registry format (AVRO, PROTOBUF, JSON_SR), not {}",
+                        fmt.name()
+                    )));
+                }
+                continue;
+            };
+            let registry = self.registry.as_ref().ok_or_else(|| {
+                SqlError::invalid(format!(
+                    "Cannot use the {} format: no schema registry is configured (set ksql.schema.registry.url)",
+                    kind.name()
+                ))
+            })?;
+            let (cols, wrapped) = if key {
+                (&src.key, src.key.len() != 1 || kind == SrKind::Protobuf)
+            } else {
+                if kind == SrKind::Protobuf && src.value.len() == 1 && !src.wrap_single {
+                    return Err(SqlError::invalid(
+                        "'WRAP_SINGLE_VALUE' is not supported by the PROTOBUF format",
+                    ));
+                }
+                (&src.value, src.value.len() != 1 || src.wrap_single)
+            };
+            let subject = format!("{}-{}", src.topic, if key { "key" } else { "value" });
+            let bound = runtime::blocking(|| {
+                registry.bind(kind, &subject, cols, wrapped, id, register_ids)
+            })?;
+            let bound = Format::Registry(RegistryFormat {
+                kind,
+                bound: Some(bound),
+            });
+            if key {
+                src.key_format = bound;
+            } else {
+                src.value_format = bound;
+            }
+        }
+        Ok(())
+    }
+
+    /// A CREATE STREAM|TABLE in a registry format that declares no key or
+    /// no value columns gets them from the registry (the schema of
+    /// `KEY_SCHEMA_ID`/`VALUE_SCHEMA_ID`, else the subject's latest), as
+    /// ksqlDB infers them. The statement is rewritten with the columns and
+    /// the schema ids, so replaying it gives the same source.
+    fn infer_columns(&self, parsed: &Parsed) -> Result<Option<Parsed>> {
+        let Statement::CreateSource(c) = &parsed.statement else {
+            return Ok(None);
+        };
+        let p = WithProps(&c.props);
+        let Ok((key_format, value_format)) = p.formats(None, None) else {
+            return Ok(None);
+        };
+        let Some(topic) = p.text("KAFKA_TOPIC") else {
+            return Ok(None);
+        };
+        let has_key = c
+            .columns
+            .iter()
+            .any(|col| matches!(col.role, ColumnRole::Key | ColumnRole::PrimaryKey));
+        let has_value = c.columns.iter().any(|col| col.role == ColumnRole::Value);
+        let mut out = c.clone();
+        let mut changed = false;
+        for (key, fmt, declared) in [
+            (true, &key_format, has_key),
+            (false, &value_format, has_value),
+        ] {
+            let Some(kind) = fmt.sr_kind() else { continue };
+            let id_prop = if key {
+                "KEY_SCHEMA_ID"
+            } else {
+                "VALUE_SCHEMA_ID"
+            };
+            let id = p.int(id_prop)?.map(|i| i as i32);
+            if declared {
+                if id.is_some() {
+                    return Err(SqlError::invalid(format!(
+                        "Table elements and {id_prop} cannot both exist for create statement."
+                    )));
+                }
+                continue;
+            }
+            // A stream may have no key; it is inferred only when asked for.
+            if key && c.kind == SourceKind::Stream && id.is_none() && p.text("KEY_FORMAT").is_none()
+            {
+                continue;
+            }
+            let registry = self.registry.as_ref().ok_or_else(|| {
+                SqlError::invalid(format!(
+                    "Cannot infer columns from the {} format: no schema registry is configured (set ksql.schema.registry.url)",
+                    kind.name()
+                ))
+            })?;
+            let (what, subject) = if key {
+                ("keys", format!("{topic}-key"))
+            } else {
+                ("values", format!("{topic}-value"))
+            };
+            let (id, schema, parsed) = match id {
+                Some(id) => {
+                    let (s, p) = runtime::blocking(|| registry.by_id_parsed(kind, id))?;
+                    (id, s, p)
+                }
+                None => runtime::blocking(|| registry.latest(kind, &subject))?.ok_or_else(|| {
+                    SqlError::invalid(format!(
+                        "Schema for message {what} on topic '{topic}' does not exist in the Schema Registry.Subject: {subject}\n\nPossible causes include:\n- The topic itself does not exist\n\t-> Use SHOW TOPICS; to check\n- Messages on the topic are not serialized using a format Schema Registry supports\n\t-> Use PRINT '{topic}' FROM BEGINNING; to verify\n- Messages on the topic have not been serialized using a Confluent Schema Registry supported serializer\n\t-> See https://docs.confluent.io/current/schema-registry/docs/serdes-develop/index.html\n- The schema is registered on a different instance of the Schema Registry\n\t-> Use the REST API to query the target Schema Registry."
+                    ))
+                })?,
+            };
+            let single = if key { "ROWKEY" } else { "ROWVAL" };
+            let (cols, wrapped) = if kind == SrKind::JsonSr {
+                crate::sr::json_schema_columns(&schema.schema, single)?
+            } else {
+                crate::sr::columns_of(&parsed, single)?
+            };
+            let role = match (key, c.kind) {
+                (false, _) => ColumnRole::Value,
+                (true, SourceKind::Table) => ColumnRole::PrimaryKey,
+                (true, SourceKind::Stream) => ColumnRole::Key,
+            };
+            out.columns
+                .extend(cols.into_iter().map(|(name, ty)| ColumnDef {
+                    name,
+                    ty,
+                    role,
+                    header_key: None,
+                }));
+            out.props
+                .insert(id_prop.to_string(), Literal::Integer(i64::from(id)));
+            if !key && !wrapped {
+                out.props
+                    .insert("WRAP_SINGLE_VALUE".to_string(), Literal::Boolean(false));
+            }
+            changed = true;
+        }
+        if !changed {
+            return Ok(None);
+        }
+        // Key columns first, as declared ones are.
+        out.columns.sort_by_key(|col| col.role == ColumnRole::Value);
+        Ok(Some(Parsed {
+            text: create_text(&out),
+            statement: Statement::CreateSource(out),
+        }))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -789,8 +962,8 @@ impl Engine {
                     .join(", ")
             )));
         }
-        let kb = src.key_codec().encode(&key);
-        let vb = src.value_codec().encode(&value);
+        let kb = src.key_codec().try_encode(&key)?;
+        let vb = src.value_codec().try_encode(&value)?;
         let partitions = self.admin.partitions(&src.topic)?.unwrap_or(1);
         let partition = kb.as_deref().map(|k| runtime::partition_for(k, partitions));
         runtime::produce_sync(&self.producer, &src.topic, partition, kb, vb, rowtime).await?;
@@ -1257,6 +1430,38 @@ impl Engine {
 }
 
 /// `IF NOT EXISTS` of an existing source: the message to answer with.
+/// A CREATE STREAM|TABLE statement's text.
+fn create_text(c: &CreateSource) -> String {
+    let quote = |n: &str| format!("`{}`", n.replace('`', "``"));
+    let columns: Vec<String> = c
+        .columns
+        .iter()
+        .map(|col| {
+            let role = match col.role {
+                ColumnRole::Key => " KEY",
+                ColumnRole::PrimaryKey => " PRIMARY KEY",
+                _ => "",
+            };
+            format!("{} {}{role}", quote(&col.name), col.ty)
+        })
+        .collect();
+    let props: Vec<String> = c.props.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!(
+        "CREATE {}{}{} {}{} ({}) WITH ({});",
+        if c.or_replace { "OR REPLACE " } else { "" },
+        if c.source { "SOURCE " } else { "" },
+        c.kind.name(),
+        if c.if_not_exists {
+            "IF NOT EXISTS "
+        } else {
+            ""
+        },
+        quote(&c.name),
+        columns.join(", "),
+        props.join(", ")
+    )
+}
+
 fn exists_message(
     state: &State,
     name: &str,
@@ -1462,4 +1667,23 @@ fn read_all(settings: &KafkaSettings, topic: &str) -> Result<Vec<(i64, Vec<u8>)>
 /// A row as JSON values for REST answers.
 pub fn row_json(values: &[Value]) -> Vec<J> {
     values.iter().map(crate::format::to_json).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An inferred CREATE is logged as text and parsed again on replay:
+    /// the text must give back the same statement.
+    #[test]
+    fn inferred_create_text_parses_back() {
+        let text = "CREATE TABLE t (`ID` BIGINT PRIMARY KEY, `S` STRUCT<`A` INTEGER, `B` ARRAY<MAP<STRING, DOUBLE>>>, \
+                    `T` TIMESTAMP, `lower` BYTES) WITH (KAFKA_TOPIC='x''y', VALUE_FORMAT='AVRO', VALUE_SCHEMA_ID=3, WRAP_SINGLE_VALUE=false);";
+        let parsed = parser::parse_one(text, &BTreeMap::new()).unwrap();
+        let Statement::CreateSource(c) = &parsed.statement else {
+            panic!("not a CREATE: {parsed:?}")
+        };
+        let again = parser::parse_one(&create_text(c), &BTreeMap::new()).unwrap();
+        assert_eq!(again.statement, parsed.statement, "{}", create_text(c));
+    }
 }

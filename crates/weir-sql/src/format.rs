@@ -11,10 +11,16 @@
 //! - `DELIMITED`: one field a column, separated by `VALUE_DELIMITER`
 //!   (`,` by default), empty for NULL, quoted as CSV when needed.
 //! - `NONE`: no columns (the key of an unkeyed stream).
+//! - `AVRO`, `PROTOBUF`, `JSON_SR`: Confluent's wire frame with a schema
+//!   of the registry (see [`crate::sr`]); single columns follow
+//!   `WRAP_SINGLE_VALUE` as in JSON.
 //! - Windowed keys: the key's bytes, then the window start as 8 bytes
 //!   big-endian; session windows: the key, the end, then the start.
 
+use std::sync::Arc;
+
 use crate::error::{Result, SqlError};
+use crate::sr::{Bound, SrKind};
 use crate::types::{SqlType, Value};
 
 /// A serialization format.
@@ -24,6 +30,22 @@ pub enum Format {
     Kafka,
     Delimited(char),
     None,
+    /// A schema-registry format, bound to its subject's schema once the
+    /// statement is applied.
+    Registry(RegistryFormat),
+}
+
+/// A schema-registry format and, once bound, its schemas.
+#[derive(Debug, Clone)]
+pub struct RegistryFormat {
+    pub kind: SrKind,
+    pub bound: Option<Arc<Bound>>,
+}
+
+impl PartialEq for RegistryFormat {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind
+    }
 }
 
 impl Format {
@@ -44,7 +66,10 @@ impl Format {
                     )))
                 }
             }),
-            "AVRO" | "PROTOBUF" | "PROTOBUF_NOSR" | "JSON_SR" | "AVRO_NOSR" => {
+            "AVRO" => Format::registry(SrKind::Avro),
+            "PROTOBUF" => Format::registry(SrKind::Protobuf),
+            "JSON_SR" => Format::registry(SrKind::JsonSr),
+            "PROTOBUF_NOSR" | "AVRO_NOSR" => {
                 return Err(SqlError::invalid(format!(
                     "The {} format is not supported by Weir yet; use JSON, DELIMITED, KAFKA or NONE",
                     name.to_ascii_uppercase()
@@ -52,15 +77,28 @@ impl Format {
             }
             other => {
                 return Err(SqlError::invalid(format!(
-                    "Unknown format: {other}. Supported formats: JSON, DELIMITED, KAFKA, NONE"
+                    "Unknown format: {other}. Supported formats: JSON, JSON_SR, AVRO, PROTOBUF, DELIMITED, KAFKA, NONE"
                 )))
             }
         })
     }
 
+    fn registry(kind: SrKind) -> Format {
+        Format::Registry(RegistryFormat { kind, bound: None })
+    }
+
+    /// The registry format, if this is one.
+    pub fn sr_kind(&self) -> Option<SrKind> {
+        match self {
+            Format::Registry(r) => Some(r.kind),
+            _ => None,
+        }
+    }
+
     /// The format's name.
     pub fn name(&self) -> &'static str {
         match self {
+            Format::Registry(r) => r.kind.name(),
             Format::Json => "JSON",
             Format::Kafka => "KAFKA",
             Format::Delimited(_) => "DELIMITED",
@@ -106,6 +144,7 @@ impl Format {
                 ))),
                 None => Ok(()),
             },
+            Format::Registry(r) => r.kind.check(columns),
             _ => Ok(()),
         }
     }
@@ -129,27 +168,34 @@ impl Codec {
         }
     }
 
-    /// Serializes; `None` is a null record part.
+    /// Serializes, or fails when a registry schema cannot carry the row
+    /// (a schema of `*_SCHEMA_ID` narrower than the columns).
+    pub fn try_encode(&self, values: &[Value]) -> Result<Option<Vec<u8>>> {
+        match &self.format {
+            Format::Registry(r) => {
+                let Some(json) = self.row_json(values) else {
+                    return Ok(None);
+                };
+                let bound = r.bound.as_ref().ok_or_else(|| SqlError::Internal {
+                    message: format!("the {} format has no schema", r.kind.name()),
+                })?;
+                bound.encode(r.kind, &json).map(Some)
+            }
+            _ => Ok(self.encode(values)),
+        }
+    }
+
+    /// Serializes; `None` is a null record part (and, for registry
+    /// formats, a row [`Self::try_encode`] refuses).
     pub fn encode(&self, values: &[Value]) -> Option<Vec<u8>> {
         match &self.format {
             Format::None => None,
+            Format::Registry(_) => self.try_encode(values).ok().flatten(),
             Format::Kafka => match values.first() {
                 None | Some(Value::Null) => None,
                 Some(v) => Some(kafka_bytes(v)),
             },
-            Format::Json => {
-                if self.columns.len() == 1 && !self.wrap_single {
-                    if values[0].is_null() {
-                        return None;
-                    }
-                    return serde_json::to_vec(&to_json(&values[0])).ok();
-                }
-                let mut obj = serde_json::Map::with_capacity(self.columns.len());
-                for ((name, _), v) in self.columns.iter().zip(values) {
-                    obj.insert(name.clone(), to_json(v));
-                }
-                serde_json::to_vec(&serde_json::Value::Object(obj)).ok()
-            }
+            Format::Json => serde_json::to_vec(&self.row_json(values)?).ok(),
             Format::Delimited(d) => {
                 if self.columns.len() == 1 && values[0].is_null() {
                     return None;
@@ -176,6 +222,60 @@ impl Codec {
         }
     }
 
+    /// The row as JSON: an object of the columns, or the single column's
+    /// value when unwrapped (`None` for a null one).
+    fn row_json(&self, values: &[Value]) -> Option<serde_json::Value> {
+        if self.columns.len() == 1 && !self.wrap_single {
+            if values[0].is_null() {
+                return None;
+            }
+            return Some(to_json(&values[0]));
+        }
+        let mut obj = serde_json::Map::with_capacity(self.columns.len());
+        for ((name, _), v) in self.columns.iter().zip(values) {
+            obj.insert(name.clone(), to_json(v));
+        }
+        Some(serde_json::Value::Object(obj))
+    }
+
+    /// Columns from a decoded JSON row (see [`Self::row_json`]).
+    fn json_row(&self, json: serde_json::Value, name: &'static str) -> Result<Option<Vec<Value>>> {
+        if json.is_null() {
+            return Ok(None);
+        }
+        let unwrapped = self.columns.len() == 1 && (!self.wrap_single || !json.is_object());
+        if unwrapped {
+            let (col, ty) = &self.columns[0];
+            // A record of one field written by another producer.
+            if let (serde_json::Value::Object(o), false) =
+                (&json, matches!(ty, SqlType::Struct(_) | SqlType::Map(..)))
+            {
+                if let Some((_, v)) = o.iter().find(|(k, _)| k.eq_ignore_ascii_case(col)) {
+                    return Ok(Some(vec![from_json(v, ty)?]));
+                }
+            }
+            return Ok(Some(vec![from_json(&json, ty)?]));
+        }
+        let serde_json::Value::Object(obj) = json else {
+            return Err(SqlError::serde(name, "expected a JSON object"));
+        };
+        let mut out = Vec::with_capacity(self.columns.len());
+        for (col, ty) in &self.columns {
+            let v = match obj.get(col) {
+                Some(v) => Some(v),
+                None => obj
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(col))
+                    .map(|(_, v)| v),
+            };
+            out.push(match v {
+                Some(v) => from_json(v, ty)?,
+                None => Value::Null,
+            });
+        }
+        Ok(Some(out))
+    }
+
     /// Deserializes; `Ok(None)` for a null value (a tombstone).
     pub fn decode(&self, bytes: Option<&[u8]>) -> Result<Option<Vec<Value>>> {
         let Some(bytes) = bytes else {
@@ -191,31 +291,14 @@ impl Codec {
             Format::Json => {
                 let json: serde_json::Value =
                     serde_json::from_slice(bytes).map_err(|e| SqlError::serde(name, e))?;
-                if json.is_null() {
-                    return Ok(None);
-                }
-                let unwrapped = self.columns.len() == 1 && (!self.wrap_single || !json.is_object());
-                if unwrapped {
-                    return Ok(Some(vec![from_json(&json, &self.columns[0].1)?]));
-                }
-                let serde_json::Value::Object(obj) = json else {
-                    return Err(SqlError::serde(name, "expected a JSON object"));
-                };
-                let mut out = Vec::with_capacity(self.columns.len());
-                for (col, ty) in &self.columns {
-                    let v = match obj.get(col) {
-                        Some(v) => Some(v),
-                        None => obj
-                            .iter()
-                            .find(|(k, _)| k.eq_ignore_ascii_case(col))
-                            .map(|(_, v)| v),
-                    };
-                    out.push(match v {
-                        Some(v) => from_json(v, ty)?,
-                        None => Value::Null,
-                    });
-                }
-                Ok(Some(out))
+                self.json_row(json, name)
+            }
+            Format::Registry(r) => {
+                let bound = r.bound.as_ref().ok_or_else(|| SqlError::Internal {
+                    message: format!("the {name} format has no schema"),
+                })?;
+                let json = bound.decode(r.kind, bytes)?;
+                self.json_row(json, name)
             }
             Format::Delimited(d) => {
                 let text = std::str::from_utf8(bytes).map_err(|e| SqlError::serde(name, e))?;

@@ -24,9 +24,12 @@ pub mod parser;
 pub mod plan;
 pub mod print;
 #[cfg(feature = "server")]
+pub mod registry;
+#[cfg(feature = "server")]
 pub mod rest;
 #[cfg(feature = "server")]
 pub mod runtime;
+pub mod sr;
 pub mod state;
 pub mod task;
 pub mod time;

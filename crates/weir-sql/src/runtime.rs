@@ -213,10 +213,13 @@ pub struct Sink {
     pub window: Option<WindowType>,
 }
 
+/// A serialized row: partition, key and value.
+pub type Encoded = (i32, Option<Vec<u8>>, Option<Vec<u8>>);
+
 impl Sink {
-    /// Serializes a row: (partition, key, value).
-    pub fn encode(&self, row: &OutRow) -> (i32, Option<Vec<u8>>, Option<Vec<u8>>) {
-        let inner = self.key_codec.encode(&row.key);
+    /// Serializes a row.
+    pub fn encode(&self, row: &OutRow) -> Result<Encoded> {
+        let inner = self.key_codec.try_encode(&row.key)?;
         let partition = inner
             .as_deref()
             .map_or(0, |k| partition_for(k, self.partitions));
@@ -224,8 +227,11 @@ impl Sink {
             (Some(w), Some(t)) => Some(windowed_key(inner, w, t == WindowType::Session)),
             _ => inner,
         };
-        let value = row.value.as_ref().and_then(|v| self.value_codec.encode(v));
-        (partition, key, value)
+        let value = match &row.value {
+            Some(v) => self.value_codec.try_encode(v)?,
+            None => None,
+        };
+        Ok((partition, key, value))
     }
 }
 
@@ -712,7 +718,21 @@ fn run(
                         message: "no producer".into(),
                     })?;
                     for row in fx.rows.drain(..) {
-                        let (partition, key, value) = sink.encode(&row);
+                        // A row the sink's schema cannot carry is skipped
+                        // and counted, as an undeserializable input is.
+                        let (partition, key, value) = match sink.encode(&row) {
+                            Ok(parts) => parts,
+                            Err(e) => {
+                                warn!(query = %spec.id, error = %e, "output row not serializable, skipped");
+                                let mut t = lock(task);
+                                t.skipped += 1;
+                                t.last_error = Some(e.to_string());
+                                stats.skipped.fetch_add(1, Ordering::Relaxed);
+                                *stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                                    Some(e.to_string());
+                                continue;
+                            }
+                        };
                         send(
                             p,
                             &sink.topic,

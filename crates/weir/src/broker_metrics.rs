@@ -151,12 +151,14 @@ pub fn render(out: &mut String, b: &Broker) {
     let mut all = b.topics();
     all.sort_by(|a, b| a.name.cmp(&b.name));
     for t in &all {
-        for (p, log) in t.logs() {
+        for p in 0..t.partition_count() {
+            let Some(size) = t.partition_size_bytes(p) else {
+                continue;
+            };
             let _ = writeln!(
                 out,
-                "weir_log_size_bytes{{topic=\"{}\",partition=\"{p}\"}} {}",
+                "weir_log_size_bytes{{topic=\"{}\",partition=\"{p}\"}} {size}",
                 escape_label(&t.name),
-                log.size_bytes()
             );
         }
     }
@@ -167,12 +169,15 @@ pub fn render(out: &mut String, b: &Broker) {
         "A partition's high watermark (next offset to be written).",
     );
     for t in &all {
-        for (p, log) in t.logs() {
+        for p in 0..t.partition_count() {
+            let Some(offsets) = t.partition_offsets(p) else {
+                continue;
+            };
             let _ = writeln!(
                 out,
                 "weir_log_end_offset{{topic=\"{}\",partition=\"{p}\"}} {}",
                 escape_label(&t.name),
-                log.offsets().high_watermark
+                offsets.high_watermark
             );
         }
     }

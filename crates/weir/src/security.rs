@@ -14,7 +14,7 @@ use weir_auth::{KafkaPrincipal, SecurityProtocol, Session};
 use weir_broker::security::AuditEvent;
 use weir_broker::Broker;
 use weir_http::security::{AuthAudit, BoxFuture, PasswordVerifier, Refusal};
-use weir_http::{HttpAuth, HttpSecurity};
+use weir_http::{HttpAuth, HttpError, HttpSecurity};
 use weir_tls::{TlsSettings, TlsSource};
 
 use crate::config::Settings;
@@ -137,10 +137,12 @@ impl PasswordVerifier for BrokerUsers {
         &'a self,
         user: &'a str,
         password: &'a str,
-    ) -> BoxFuture<'a, Result<bool, String>> {
+    ) -> BoxFuture<'a, Result<bool, HttpError>> {
         Box::pin(async move {
-            let broker = self.0.get().ok_or("the broker is not open yet")?;
-            Ok(broker.verify_password(user, password))
+            let broker = self.0.get().ok_or(HttpError::Unavailable {
+                what: "the broker is not open yet",
+            })?;
+            Ok(broker.security().verify_password(user, password))
         })
     }
 }
@@ -162,7 +164,7 @@ impl AuthAudit for BrokerAudit {
         e.operation = "HTTP".into();
         e.resource = refusal.path.to_string();
         e.detail = refusal.reason.to_string();
-        broker.audit(e);
+        broker.security().audit(e);
     }
 }
 
@@ -269,18 +271,18 @@ fn mechanisms(settings: &Settings) -> anyhow::Result<(Mechanisms, Option<PlainCr
 /// whether any listener will use them.
 pub fn configure(broker: &Broker, settings: &Settings, sasl_listeners: bool) -> anyhow::Result<()> {
     let (mechs, plain) = mechanisms(settings)?;
-    broker.set_plain_credentials(plain);
+    broker.security().set_plain_credentials(plain);
     for m in mechs {
-        broker.register_mechanism(m);
+        broker.security().register_mechanism(m);
     }
     // The broker offers both SCRAM mechanisms from the start (their users
     // live in the log); an explicit list can leave them out.
     for scram in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
         if !enabled(settings, scram) {
-            broker.unregister_mechanism(scram);
+            broker.security().unregister_mechanism(scram);
         }
     }
-    let names = broker.sasl_mechanisms();
+    let names = broker.security().sasl_mechanisms();
     if sasl_listeners {
         if names.is_empty() {
             warn!("a SASL listener is configured but no SASL mechanism is enabled: no client can authenticate");

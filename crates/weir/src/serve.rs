@@ -96,7 +96,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// The services' client settings, with the node's own schema registry as
-/// the REST proxy's and the console's, and the node's Connect and SQL
+/// the REST proxy's, the console's and the SQL server's, and the node's Connect and SQL
 /// server as the console's, unless the operator named others.
 fn service_clients(settings: &Settings) -> crate::config::ClientConfigs {
     let mut clients = settings.clients.clone();
@@ -123,6 +123,8 @@ fn service_clients(settings: &Settings) -> crate::config::ClientConfigs {
         for service in [weir_rest::service::NAME, weir_console::service::NAME] {
             set(service, "schema.registry.url", url(addr));
         }
+        // The SQL server's AVRO, PROTOBUF and JSON_SR formats.
+        set("sql", "ksql.schema.registry.url", url(addr));
     }
     if let Some(addr) = &settings.connect_listen {
         set(weir_console::service::NAME, "connect.url", url(addr));
@@ -192,7 +194,7 @@ fn log_service(settings: &Settings, kafka: &KafkaListeners, slot: &BrokerSlot) -
         .await
         .map_err(|e| ServiceError::start("log", e))?
         .map_err(fail)?;
-        broker.set_advertised_listeners(advertised);
+        broker.security().set_advertised_listeners(advertised);
         if let Err(e) = security::configure(&broker, &settings, sasl) {
             close(&broker)?;
             return Err(fail(e));

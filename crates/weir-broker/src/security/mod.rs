@@ -1,11 +1,20 @@
-//! The broker's security state: the SASL mechanisms it offers, the
-//! `__weir_security` topic that holds credentials, ACLs and quotas, and
-//! the audit trail.
+//! The security service: the SASL mechanisms the broker offers, the
+//! `__weir_security` topic that holds credentials, ACLs and quotas, the
+//! audit trail, and the advertised listeners. It depends on the topics
+//! service and the internal log, never on `Broker`; its ACL, SCRAM,
+//! quota and audit parts are `impl Security` blocks in crate::security::authz,
+//! crate::security::scram_credentials, crate::security::client_quotas and crate::security::audit.
 //!
 //! `__weir_security` is one compacted partition. Each record's key is
 //! `<kind>/<id>` (`scram/alice/SCRAM-SHA-256`, `acl/...`, `quota/...`)
 //! and its value the kind's own encoding; a null value deletes the key.
 //! Each feature reads back only its own kind at start-up.
+
+pub mod audit;
+pub mod authz;
+pub mod client_quotas;
+pub mod quotas;
+pub mod scram_credentials;
 
 use std::sync::{Arc, RwLock};
 
@@ -18,21 +27,35 @@ use weir_auth::plain::PlainCredentials;
 use weir_auth::sasl::{Mechanism, SaslServer};
 use weir_auth::Session;
 
-use crate::broker::Broker;
 use crate::error::BrokerError;
-use crate::internal_log::{self, Durable};
+use crate::internal_log::{self, Durable, InternalLog};
+use crate::topics::Topics;
 
 /// The internal topic holding security metadata.
 pub const SECURITY_TOPIC: &str = "__weir_security";
 
-/// Security state owned by the broker.
-#[derive(Debug, Default)]
+/// This node's id and default advertised address.
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub(crate) id: i32,
+    pub(crate) host: String,
+    pub(crate) port: i32,
+}
+
+/// The security service: authentication state, ACLs, quotas and audit.
+#[derive(Debug)]
 pub struct Security {
+    /// `__weir_security` and `__weir_audit` live here.
+    pub(crate) topics: Arc<Topics>,
+    pub(crate) log: Arc<dyn InternalLog>,
+    node: Node,
     mechanisms: RwLock<Vec<Arc<dyn Mechanism>>>,
-    /// SCRAM credentials (crate::scram_credentials).
-    pub(crate) scram: Arc<crate::scram_credentials::ScramStore>,
-    /// Client quotas (crate::client_quotas).
-    pub(crate) quotas: crate::quotas::QuotaManager,
+    /// ACLs and the authorizer (off unless `authorizer.class.name` is set).
+    pub(crate) acls: crate::security::authz::Acls,
+    /// SCRAM credentials (crate::security::scram_credentials).
+    pub(crate) scram: Arc<crate::security::scram_credentials::ScramStore>,
+    /// Client quotas (crate::security::client_quotas).
+    pub(crate) quotas: crate::security::quotas::QuotaManager,
     /// Advertised `(listener, host, port)`, set by the binary.
     endpoints: RwLock<Vec<(String, String, i32)>>,
     /// The PLAIN users, for HTTP basic authentication.
@@ -73,14 +96,36 @@ impl AuditEvent {
     }
 }
 
-impl Broker {
+impl Security {
+    /// Opens the service: turns on the authorizer and loads the ACLs,
+    /// creates the audit topic, loads the SCRAM credentials (offering
+    /// both SCRAM mechanisms) and the client quotas.
+    pub(crate) async fn open(
+        topics: Arc<Topics>,
+        log: Arc<dyn InternalLog>,
+        node: Node,
+    ) -> Result<Arc<Self>, BrokerError> {
+        let security = Arc::new(Self {
+            topics,
+            log,
+            node,
+            mechanisms: RwLock::default(),
+            acls: crate::security::authz::Acls::default(),
+            scram: Arc::default(),
+            quotas: crate::security::quotas::QuotaManager::default(),
+            endpoints: RwLock::default(),
+            plain: RwLock::default(),
+        });
+        security.open_acls().await?;
+        security.open_audit_topic()?;
+        security.open_scram().await?;
+        security.open_quotas().await?;
+        Ok(security)
+    }
+
     /// Offers a SASL mechanism; a later one with the same name replaces it.
     pub fn register_mechanism(&self, m: Arc<dyn Mechanism>) {
-        let mut ms = self
-            .security
-            .mechanisms
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut ms = self.mechanisms.write().unwrap_or_else(|e| e.into_inner());
         ms.retain(|x| x.name() != m.name());
         ms.push(m);
     }
@@ -88,8 +133,7 @@ impl Broker {
     /// Stops offering a mechanism (one that `sasl.enabled.mechanisms`
     /// leaves out).
     pub fn unregister_mechanism(&self, name: &str) {
-        self.security
-            .mechanisms
+        self.mechanisms
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|m| m.name() != name);
@@ -97,8 +141,7 @@ impl Broker {
 
     /// The names of the mechanisms offered, in registration order.
     pub fn sasl_mechanisms(&self) -> Vec<String> {
-        self.security
-            .mechanisms
+        self.mechanisms
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
@@ -108,8 +151,7 @@ impl Broker {
 
     /// Starts an exchange with `mechanism`, if it is offered.
     pub fn sasl_start(&self, mechanism: &str) -> Option<Box<dyn SaslServer>> {
-        self.security
-            .mechanisms
+        self.mechanisms
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
@@ -120,36 +162,24 @@ impl Broker {
     /// Sets the address advertised for each listener. Metadata,
     /// DescribeCluster and FindCoordinator answer with the entry of the
     /// listener the request came in on; without one they keep
-    /// [`Broker::advertised`].
+    /// the broker's `advertised.listeners` default.
     pub fn set_advertised_listeners(&self, endpoints: Vec<(String, String, i32)>) {
-        *self
-            .security
-            .endpoints
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = endpoints;
+        *self.endpoints.write().unwrap_or_else(|e| e.into_inner()) = endpoints;
     }
 
     /// The advertised host and port of `listener`.
     pub fn advertised_for(&self, listener: &str) -> (String, i32) {
-        let eps = self
-            .security
-            .endpoints
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+        let eps = self.endpoints.read().unwrap_or_else(|e| e.into_inner());
         match eps.iter().find(|(n, _, _)| n == listener) {
             Some((_, h, p)) => (h.clone(), *p),
-            None => {
-                let (h, p) = self.advertised();
-                (h.to_string(), p)
-            }
+            None => (self.node.host.clone(), self.node.port),
         }
     }
 
     /// Rewrites this node's address in a response to the one of
     /// `listener`.
-    pub(crate) fn localize_endpoints(&self, resp: &mut ResponseKind, listener: &str) {
+    pub fn localize_endpoints(&self, resp: &mut ResponseKind, listener: &str) {
         if self
-            .security
             .endpoints
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -158,7 +188,7 @@ impl Broker {
             return;
         }
         let (host, port) = self.advertised_for(listener);
-        let node = self.node_id();
+        let node = self.node.id;
         let h = || StrBytes::from_string(host.clone());
         match resp {
             ResponseKind::Metadata(m) => {
@@ -192,18 +222,13 @@ impl Broker {
 
     /// Sets the PLAIN users that HTTP basic authentication checks.
     pub fn set_plain_credentials(&self, credentials: Option<PlainCredentials>) {
-        *self
-            .security
-            .plain
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = credentials;
+        *self.plain.write().unwrap_or_else(|e| e.into_inner()) = credentials;
     }
 
     /// Whether `user` may log in with `password` (HTTP basic
     /// authentication): checks the PLAIN users, then the SCRAM users.
     pub fn verify_password(&self, user: &str, password: &str) -> bool {
         let plain = self
-            .security
             .plain
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -213,7 +238,7 @@ impl Broker {
     }
 
     /// Records an audit event: to the `weir::audit` tracing target and
-    /// to the `__weir_audit` topic (crate::audit).
+    /// to the `__weir_audit` topic (crate::security::audit).
     pub fn audit(&self, event: AuditEvent) {
         if let Ok(json) = serde_json::to_string(&event) {
             info!(target: "weir::audit", "{json}");
@@ -234,20 +259,20 @@ impl Broker {
         self.topics
             .ensure_topic(SECURITY_TOPIC, 1, compact.into_iter().collect())?;
         let key = Bytes::from(format!("{kind}/{id}"));
-        let appended =
-            self.internal_log()
-                .append(SECURITY_TOPIC, 0, vec![(Some(key), value)], None);
+        let appended = self
+            .log
+            .append(SECURITY_TOPIC, 0, vec![(Some(key), value)], None);
         Ok(Box::pin(async move { appended.await?.durable.await }))
     }
 
     /// The live records of one kind, as `(id, value)` in key order.
     pub async fn security_records(&self, kind: &str) -> Result<Vec<(String, Bytes)>, BrokerError> {
-        if self.topic(SECURITY_TOPIC).is_none() {
+        if self.topics.topic(SECURITY_TOPIC).is_none() {
             return Ok(Vec::new());
         }
         let prefix = format!("{kind}/");
         let mut live = std::collections::BTreeMap::new();
-        let records = internal_log::read_records(&*self.internal_log(), SECURITY_TOPIC, 0).await?;
+        let records = internal_log::read_records(&*self.log, SECURITY_TOPIC, 0).await?;
         for (key, value) in records {
             let Some(key) = key else { continue };
             let Some(id) = std::str::from_utf8(&key)

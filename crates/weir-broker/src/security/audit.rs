@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 
-use crate::broker::Broker;
 use crate::error::BrokerError;
+use crate::security::Security;
 
 /// The internal topic holding the audit trail.
 pub const AUDIT_TOPIC: &str = "__weir_audit";
@@ -27,7 +27,7 @@ pub const AUDIT_TOPIC: &str = "__weir_audit";
 /// otherwise: seven days, Kafka's default retention.
 const AUDIT_RETENTION_MS: &str = "604800000";
 
-impl Broker {
+impl Security {
     /// Creates `__weir_audit` if it does not exist.
     pub(crate) fn open_audit_topic(&self) -> Result<(), BrokerError> {
         let configs = BTreeMap::from([
@@ -42,22 +42,22 @@ impl Broker {
     /// to be durable. Failures are logged, never returned: auditing must
     /// not fail the request it records.
     pub(crate) fn append_audit(&self, json: String) {
-        if self.topic(AUDIT_TOPIC).is_none() {
+        if self.topics.topic(AUDIT_TOPIC).is_none() {
             return;
         }
         crate::internal_log::detach(
             "audit event",
-            self.internal_log()
+            self.log
                 .append(AUDIT_TOPIC, 0, vec![(None, Some(Bytes::from(json)))], None),
         );
     }
 }
 
-impl Broker {
+impl Security {
     /// Records one admin change (or attempt) made by `session`: outcome
     /// `success` when `error_code` is 0, else `failure` with the error's
     /// name in the detail.
-    pub(crate) fn audit_admin(
+    pub fn audit_admin(
         &self,
         session: &weir_auth::Session,
         operation: &str,

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::internal_log::Durable;
 use bytes::Bytes;
@@ -60,12 +59,12 @@ fn record_id(user: &str, alg: ScramAlgorithm) -> String {
     format!("{user}/{}", alg.mechanism_name())
 }
 
-impl Broker {
+impl crate::security::Security {
     /// Loads the SCRAM credentials from `__weir_security` and offers both
     /// SCRAM mechanisms (they are always on: without credentials nobody
     /// can use them).
     pub(crate) async fn open_scram(&self) -> Result<(), BrokerError> {
-        let store = self.security.scram.clone();
+        let store = self.scram.clone();
         for (id, value) in self.security_records(SCRAM_KIND).await? {
             let parsed = id.rsplit_once('/').and_then(|(user, mech)| {
                 let alg = ScramAlgorithm::from_mechanism_name(mech)?;
@@ -87,7 +86,7 @@ impl Broker {
 
     /// The SCRAM credentials.
     pub fn scram_store(&self) -> &Arc<ScramStore> {
-        &self.security.scram
+        &self.scram
     }
 
     /// Stores (or with `None`, deletes) one SCRAM credential: appends the
@@ -101,7 +100,7 @@ impl Broker {
     ) -> Result<Durable, BrokerError> {
         let value = cred.as_ref().map(|c| Bytes::from(c.encode()));
         let durable = self.put_security_record(SCRAM_KIND, &record_id(user, alg), value)?;
-        self.security.scram.set(user, alg, cred);
+        self.scram.set(user, alg, cred);
         Ok(durable)
     }
 
@@ -110,8 +109,7 @@ impl Broker {
     /// per stored credential of the user.
     pub fn verify_scram_password(&self, user: &str, password: &str) -> bool {
         ScramAlgorithm::ALL.into_iter().any(|alg| {
-            self.security
-                .scram
+            self.scram
                 .scram_credential(user, alg)
                 .is_some_and(|c| c.verify_password(alg, password))
         })

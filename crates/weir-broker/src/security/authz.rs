@@ -6,8 +6,8 @@
 //! logic is `weir_auth::acl::Authorizer`; this module loads and stores
 //! ACLs and audits denials.
 //!
-//! Handlers call [`Broker::authorize`] for a resource the client named
-//! (a denial is audited, as Kafka logs it), and [`Broker::is_authorized`]
+//! Handlers call [`Security::authorize`] for a resource the client named
+//! (a denial is audited, as Kafka logs it), and [`Security::is_authorized`]
 //! to filter resources the client did not name (Metadata listing all
 //! topics, ListGroups), which Kafka does not log either.
 
@@ -25,10 +25,9 @@ use weir_auth::acl::{
 };
 use weir_auth::Session;
 
-use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::internal_log::Durable;
-use crate::security::AuditEvent;
+use crate::security::{AuditEvent, Security};
 
 /// The `__weir_security` record kind holding ACLs.
 pub const ACL_KIND: &str = "acl";
@@ -125,18 +124,22 @@ pub fn denied_error(rt: ResourceType) -> ResponseError {
     }
 }
 
-impl Broker {
+impl Security {
     /// Turns authorization on or off from the settings and loads the
     /// ACLs from `__weir_security`. Called once at open.
     pub(crate) async fn open_acls(&self) -> Result<(), BrokerError> {
-        let s = self.settings();
+        let s = self.topics.settings();
         let class = s.get("authorizer.class.name");
         if class.trim().is_empty() {
             return Ok(());
         }
         let config = AuthorizerConfig {
-            super_users: AuthorizerConfig::parse_super_users(&s.get("super.users"))
-                .map_err(|e| BrokerError::Internal(format!("super.users: {e}")))?,
+            super_users: AuthorizerConfig::parse_super_users(&s.get("super.users")).map_err(
+                |e| BrokerError::Config {
+                    key: "super.users".into(),
+                    reason: e.to_string(),
+                },
+            )?,
             allow_everyone_if_no_acl_found: s.get_bool("allow.everyone.if.no.acl.found"),
         };
         let mut authorizer = Authorizer::new(config);
@@ -189,7 +192,7 @@ impl Broker {
         self.authorize(session, op, ResourceType::Cluster, CLUSTER_NAME)
     }
 
-    /// [`Broker::authorize`] without auditing a denial: for filtering
+    /// [`Security::authorize`] without auditing a denial: for filtering
     /// resources the client did not name.
     pub fn is_authorized(
         &self,
@@ -396,7 +399,7 @@ fn all_durable(futs: Vec<Durable>) -> Durable {
     })
 }
 
-impl Broker {
+impl Security {
     /// Checks `op` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on a config
     /// resource as Kafka's config APIs do: a topic on the topic, a broker
     /// or broker logger on the cluster, a group on the group. Returns the

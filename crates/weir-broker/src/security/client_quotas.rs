@@ -1,8 +1,8 @@
 //! Client quotas in the broker: the `quota` records of `__weir_security`,
-//! enforcement around each request, and [`Mute`], the hook with which the
+//! the throttle fields of responses, and [`Mute`], the hook with which the
 //! server holds back a throttled connection.
 //!
-//! Enforcement follows Kafka's request path: a Produce records its
+//! Enforcement, around each request in `dispatch.rs`, follows Kafka's request path: a Produce records its
 //! request's record bytes, a Fetch its response's record bytes (and a
 //! throttled Fetch is answered empty, its bytes taken back, as Kafka's
 //! `getThrottledResponse`), and every request records the time the
@@ -13,23 +13,21 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use bytes::Bytes;
-use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::messages::ResponseKind;
 use tracing::warn;
-use weir_auth::Session;
 
-use crate::broker::{Broker, Reply};
 use crate::error::BrokerError;
 use crate::internal_log::Durable;
-use crate::quotas::{QuotaEntity, QuotaManager, QuotaType, QuotaWindow, QUOTA_KIND};
+use crate::security::quotas::{QuotaEntity, QuotaManager, QuotaWindow, QUOTA_KIND};
+use crate::security::Security;
 
-impl Broker {
+impl Security {
     /// Loads the quota records and the measurement window.
     pub(crate) async fn open_quotas(&self) -> Result<(), BrokerError> {
-        let s = self.settings();
-        self.security.quotas.set_window(QuotaWindow {
+        let s = self.topics.settings();
+        self.quotas.set_window(QuotaWindow {
             samples: usize::try_from(s.get_i64("quota.window.num"))
                 .unwrap_or(11)
                 .max(1),
@@ -39,7 +37,7 @@ impl Broker {
             let parsed: Option<(QuotaEntity, BTreeMap<String, f64>)> =
                 serde_json::from_slice(&value).ok();
             match parsed {
-                Some((entity, values)) => self.security.quotas.set(entity, values),
+                Some((entity, values)) => self.quotas.set(entity, values),
                 None => warn!(id, "ignoring an unreadable quota record"),
             }
         }
@@ -48,7 +46,7 @@ impl Broker {
 
     /// The client quotas.
     pub fn quotas(&self) -> &QuotaManager {
-        &self.security.quotas
+        &self.quotas
     }
 
     /// Replaces one entity's quotas (empty: removes them), durably once
@@ -66,84 +64,8 @@ impl Broker {
             Some(Bytes::from(json))
         };
         let durable = self.put_security_record(QUOTA_KIND, &entity.record_id(), value)?;
-        self.security.quotas.set(entity, values);
+        self.quotas.set(entity, values);
         Ok(durable)
-    }
-
-    /// Runs `dispatch` for one request and applies the client's quotas to
-    /// its reply. Without any quota set this costs one atomic load.
-    pub(crate) fn with_quotas(
-        self: &Arc<Self>,
-        header: &RequestHeader,
-        body: RequestKind,
-        session: &Session,
-        dispatch: impl FnOnce(RequestKind) -> Reply,
-    ) -> Reply {
-        if !self.security.quotas.enabled() {
-            return dispatch(body);
-        }
-        let produced = match &body {
-            RequestKind::Produce(r) => r
-                .topic_data
-                .iter()
-                .flat_map(|t| &t.partition_data)
-                .map(|p| p.records.as_ref().map_or(0, Bytes::len))
-                .sum::<usize>(),
-            _ => 0,
-        };
-        let started = Instant::now();
-        let reply = dispatch(body);
-        let busy = started.elapsed();
-        let user = session.principal.name.clone();
-        let client = header
-            .client_id
-            .as_ref()
-            .map(|c| c.to_string())
-            .unwrap_or_default();
-        let q = &self.security.quotas;
-        let now = self.now_ms();
-        // Kafka's unit: percent of one thread, per second.
-        let percent = busy.as_secs_f64() * 100.0;
-        let mut throttle = q.record(QuotaType::Request, &user, &client, percent, now);
-        if produced > 0 {
-            throttle =
-                throttle.max(q.record(QuotaType::Produce, &user, &client, produced as f64, now));
-        }
-        match reply {
-            Reply::Ready(mut resp) => {
-                raise_throttle(&mut resp, throttle);
-                Reply::Ready(resp)
-            }
-            Reply::Later(fut) => {
-                let broker = self.clone();
-                Reply::Later(Box::pin(async move {
-                    let mut resp = fut.await;
-                    let mut throttle = throttle;
-                    if let ResponseKind::Fetch(f) = &mut resp {
-                        let bytes: usize = f
-                            .responses
-                            .iter()
-                            .flat_map(|t| &t.partitions)
-                            .map(|p| p.records.as_ref().map_or(0, Bytes::len))
-                            .sum();
-                        let q = &broker.security.quotas;
-                        let now = broker.now_ms();
-                        let t = q.record(QuotaType::Fetch, &user, &client, bytes as f64, now);
-                        throttle = throttle.max(t);
-                        if throttle > 0 {
-                            // As Kafka: a throttled fetch returns nothing,
-                            // and what it would have returned is not
-                            // counted.
-                            q.unrecord(QuotaType::Fetch, &user, &client, bytes as f64, now);
-                            f.responses.clear();
-                        }
-                    }
-                    raise_throttle(&mut resp, throttle);
-                    resp
-                }))
-            }
-            Reply::None => Reply::None,
-        }
     }
 }
 
@@ -214,7 +136,7 @@ throttle_fields!(
     DeleteAcls,
 );
 
-fn raise_throttle(resp: &mut ResponseKind, ms: i32) {
+pub(crate) fn raise_throttle(resp: &mut ResponseKind, ms: i32) {
     if ms > 0 {
         if let Some(t) = throttle_time_ms(resp) {
             *t = (*t).max(ms);

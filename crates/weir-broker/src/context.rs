@@ -1,0 +1,44 @@
+//! What a handler receives besides its request body and the services it
+//! uses: the request's context, and the shape of its answer. Handlers
+//! that take these (and services, not the `Broker`) depend on nothing
+//! that depends on them.
+
+use kafka_protocol::messages::ResponseKind;
+use weir_auth::Session;
+use weir_log::BoxFuture;
+
+/// One request's context: its version, the client's id and the
+/// authenticated session it came in on.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestContext<'a> {
+    /// The request's API version.
+    pub version: i16,
+    /// The header's `client_id` (empty when absent).
+    pub client_id: &'a str,
+    /// Who sent it, from where and on which listener.
+    pub session: &'a Session,
+}
+
+/// The answer to a request.
+// One Reply is built and consumed per request; boxing the ready variant
+// would add an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Reply {
+    /// No response is sent (Produce with acks=0).
+    None,
+    /// The response is ready.
+    Ready(ResponseKind),
+    /// The response comes later (durability, long polling). The work that
+    /// must happen in request order has already been done.
+    Later(BoxFuture<'static, ResponseKind>),
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::None => f.write_str("Reply::None"),
+            Reply::Ready(r) => write!(f, "Reply::Ready({r:?})"),
+            Reply::Later(_) => f.write_str("Reply::Later(..)"),
+        }
+    }
+}
