@@ -313,6 +313,21 @@ def module_broker(weir_binary, _broker_root):
     f.cleanup()
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """One throwaway PostgreSQL server (wal_level=logical) for the session;
+    tests use databases of their own."""
+    from pg_helpers import Postgres, bindir
+    if bindir() is None:
+        msg = "the CDC tests need PostgreSQL (Debian's postgresql; run .ci/install-system-deps)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+    pg = Postgres(free_port()).start()
+    yield pg
+    pg.stop()
+
+
 @pytest.fixture
 def topic_name(request) -> str:
     """A unique, valid topic name derived from the test name."""

@@ -6,7 +6,8 @@
 //! standalone against any Kafka-compatible cluster. It owns:
 //!
 //! - the connector and task interfaces ([`connector`]) and the plugins
-//!   ([`plugins`], [`file`], [`datagen`]);
+//!   ([`plugins`], [`file`], [`datagen`], and [`postgres`]: change data
+//!   capture compatible with Debezium's PostgreSQL connector);
 //! - Connect's data model ([`data`]) and converters ([`converter`]), with
 //!   JSON written as Kafka writes it ([`json`]);
 //! - the internal topics in Kafka Connect's formats ([`storage`]);
@@ -41,6 +42,7 @@ pub mod metrics;
 #[cfg(feature = "runtime")]
 pub mod offsets;
 pub mod plugins;
+pub mod postgres;
 pub mod protocol;
 pub mod registry_converter;
 #[cfg(feature = "runtime")]
