@@ -576,172 +576,49 @@ async fn shutdown_answers_parked_long_polls_at_once() {
     assert_eq!(r.responses[0].partitions[0].error_code, 0);
 }
 
-/// The same tests over an engine whose every storage call answers later
-/// (`common::LaterEngine`), proving the handlers await the storage
-/// contract instead of relying on the local engine answering at once.
-mod over_an_engine_that_answers_later {
-    fn run(test: fn()) {
-        super::common::ENGINE.with(|e| e.set(super::common::Engine::Later));
-        test();
-    }
-
-    #[test]
-    fn produce_then_fetch_mid_batch_returns_the_containing_batch() {
-        run(super::produce_then_fetch_mid_batch_returns_the_containing_batch);
-    }
-
-    #[test]
-    fn acks_zero_sends_no_response_but_appends() {
-        run(super::acks_zero_sends_no_response_but_appends);
-    }
-
-    #[test]
-    fn produce_errors_map_to_kafka_codes() {
-        run(super::produce_errors_map_to_kafka_codes);
-    }
-
-    #[test]
-    fn fetch_out_of_range_and_at_the_end() {
-        run(super::fetch_out_of_range_and_at_the_end);
-    }
-
-    #[test]
-    fn long_poll_wakes_when_data_arrives() {
-        run(super::long_poll_wakes_when_data_arrives);
-    }
-
-    #[test]
-    fn an_append_wakes_only_the_fetches_waiting_on_its_partition() {
-        run(super::an_append_wakes_only_the_fetches_waiting_on_its_partition);
-    }
-
-    #[test]
-    fn incremental_sessions_send_only_changes() {
-        run(super::incremental_sessions_send_only_changes);
-    }
-
-    #[test]
-    fn create_topics_validates_like_kafka() {
-        run(super::create_topics_validates_like_kafka);
-    }
-
-    #[test]
-    fn metadata_auto_creates_only_when_enabled() {
-        run(super::metadata_auto_creates_only_when_enabled);
-    }
-
-    #[test]
-    fn metadata_by_topic_id_wins_over_an_empty_name() {
-        run(super::metadata_by_topic_id_wins_over_an_empty_name);
-    }
-
-    #[test]
-    fn describe_topic_partitions_pages_by_partition_limit() {
-        run(super::describe_topic_partitions_pages_by_partition_limit);
-    }
-
-    #[test]
-    fn describe_log_dirs_reports_the_volume() {
-        run(super::describe_log_dirs_reports_the_volume);
-    }
-
-    #[test]
-    fn topics_and_configs_survive_reopen() {
-        run(super::topics_and_configs_survive_reopen);
-    }
-
-    #[test]
-    fn deleted_topics_can_be_recreated_empty() {
-        run(super::deleted_topics_can_be_recreated_empty);
-    }
-
-    #[test]
-    fn shutdown_answers_parked_long_polls_at_once() {
-        run(super::shutdown_answers_parked_long_polls_at_once);
-    }
+/// Defines module `$module` running each named test of this file with the
+/// storage engine `$engine`, so one list serves every engine.
+macro_rules! over_engine {
+    ($module:ident, $engine:ident, [$($test:ident),+ $(,)?]) => {
+        mod $module {
+            $(
+                #[test]
+                fn $test() {
+                    super::common::ENGINE.with(|e| e.set(super::common::Engine::$engine));
+                    super::$test();
+                }
+            )+
+        }
+    };
 }
 
-/// The same tests over an engine that keeps batches in memory
-/// (`common::memory`), sharing no storage code with the local engine:
-/// the broker needs only the storage contract.
-mod over_the_in_memory_engine {
-    fn run(test: fn()) {
-        super::common::ENGINE.with(|e| e.set(super::common::Engine::Memory));
-        test();
-    }
-
-    #[test]
-    fn produce_then_fetch_mid_batch_returns_the_containing_batch() {
-        run(super::produce_then_fetch_mid_batch_returns_the_containing_batch);
-    }
-
-    #[test]
-    fn acks_zero_sends_no_response_but_appends() {
-        run(super::acks_zero_sends_no_response_but_appends);
-    }
-
-    #[test]
-    fn produce_errors_map_to_kafka_codes() {
-        run(super::produce_errors_map_to_kafka_codes);
-    }
-
-    #[test]
-    fn fetch_out_of_range_and_at_the_end() {
-        run(super::fetch_out_of_range_and_at_the_end);
-    }
-
-    #[test]
-    fn long_poll_wakes_when_data_arrives() {
-        run(super::long_poll_wakes_when_data_arrives);
-    }
-
-    #[test]
-    fn an_append_wakes_only_the_fetches_waiting_on_its_partition() {
-        run(super::an_append_wakes_only_the_fetches_waiting_on_its_partition);
-    }
-
-    #[test]
-    fn incremental_sessions_send_only_changes() {
-        run(super::incremental_sessions_send_only_changes);
-    }
-
-    #[test]
-    fn create_topics_validates_like_kafka() {
-        run(super::create_topics_validates_like_kafka);
-    }
-
-    #[test]
-    fn metadata_auto_creates_only_when_enabled() {
-        run(super::metadata_auto_creates_only_when_enabled);
-    }
-
-    #[test]
-    fn metadata_by_topic_id_wins_over_an_empty_name() {
-        run(super::metadata_by_topic_id_wins_over_an_empty_name);
-    }
-
-    #[test]
-    fn describe_topic_partitions_pages_by_partition_limit() {
-        run(super::describe_topic_partitions_pages_by_partition_limit);
-    }
-
-    #[test]
-    fn describe_log_dirs_reports_the_volume() {
-        run(super::describe_log_dirs_reports_the_volume);
-    }
-
-    #[test]
-    fn topics_and_configs_survive_reopen() {
-        run(super::topics_and_configs_survive_reopen);
-    }
-
-    #[test]
-    fn deleted_topics_can_be_recreated_empty() {
-        run(super::deleted_topics_can_be_recreated_empty);
-    }
-
-    #[test]
-    fn shutdown_answers_parked_long_polls_at_once() {
-        run(super::shutdown_answers_parked_long_polls_at_once);
-    }
+/// Runs the storage-touching tests above over the engines other than the
+/// local one: `Later` answers every storage call later (`common::LaterEngine`),
+/// proving the handlers await the storage contract instead of relying on the
+/// local engine answering at once; `Memory` keeps batches in memory
+/// (`common::memory`), sharing no storage code with the local engine, so the
+/// broker needs only the storage contract.
+macro_rules! over_other_engines {
+    ($($test:ident),+ $(,)?) => {
+        over_engine!(over_an_engine_that_answers_later, Later, [$($test),+]);
+        over_engine!(over_the_in_memory_engine, Memory, [$($test),+]);
+    };
 }
+
+over_other_engines!(
+    produce_then_fetch_mid_batch_returns_the_containing_batch,
+    acks_zero_sends_no_response_but_appends,
+    produce_errors_map_to_kafka_codes,
+    fetch_out_of_range_and_at_the_end,
+    long_poll_wakes_when_data_arrives,
+    an_append_wakes_only_the_fetches_waiting_on_its_partition,
+    incremental_sessions_send_only_changes,
+    create_topics_validates_like_kafka,
+    metadata_auto_creates_only_when_enabled,
+    metadata_by_topic_id_wins_over_an_empty_name,
+    describe_topic_partitions_pages_by_partition_limit,
+    describe_log_dirs_reports_the_volume,
+    topics_and_configs_survive_reopen,
+    deleted_topics_can_be_recreated_empty,
+    shutdown_answers_parked_long_polls_at_once,
+);
