@@ -1065,14 +1065,10 @@ mod tests {
     use crate::catalog::{source_from_create, MetaStore};
     use crate::parser::parse_one;
 
-    fn task(sql: &str) -> Task {
+    /// Plans the CREATE ... AS SELECT `sql` over the sources `ddls` create.
+    fn plan_over(ddls: &[&str], sql: &str) -> crate::error::Result<crate::plan::Plan> {
         let mut meta = MetaStore::default();
-        for ddl in [
-            "CREATE STREAM L (ID INT KEY, A STRING) WITH (KAFKA_TOPIC='l', VALUE_FORMAT='JSON');",
-            "CREATE STREAM R (ID INT KEY, B STRING) WITH (KAFKA_TOPIC='r', VALUE_FORMAT='JSON');",
-            "CREATE STREAM C (ID INT KEY, C STRING) WITH (KAFKA_TOPIC='c', VALUE_FORMAT='JSON');",
-            "CREATE TABLE T (ID INT PRIMARY KEY, C STRING) WITH (KAFKA_TOPIC='t', VALUE_FORMAT='JSON');",
-        ] {
+        for ddl in ddls {
             let p = parse_one(ddl, &Default::default()).unwrap();
             let Statement::CreateSource(c) = &p.statement else {
                 panic!("not a CREATE")
@@ -1084,7 +1080,17 @@ mod tests {
         let Statement::CreateAsSelect(c) = &p.statement else {
             panic!("not a CREATE AS SELECT")
         };
-        Task::new(crate::plan::plan(&c.query, &meta, Some("OUT")).unwrap())
+        crate::plan::plan(&c.query, &meta, Some("OUT"))
+    }
+
+    fn task(sql: &str) -> Task {
+        let ddls = [
+            "CREATE STREAM L (ID INT KEY, A STRING) WITH (KAFKA_TOPIC='l', VALUE_FORMAT='JSON');",
+            "CREATE STREAM R (ID INT KEY, B STRING) WITH (KAFKA_TOPIC='r', VALUE_FORMAT='JSON');",
+            "CREATE STREAM C (ID INT KEY, C STRING) WITH (KAFKA_TOPIC='c', VALUE_FORMAT='JSON');",
+            "CREATE TABLE T (ID INT PRIMARY KEY, C STRING) WITH (KAFKA_TOPIC='t', VALUE_FORMAT='JSON');",
+        ];
+        Task::new(plan_over(&ddls, sql).unwrap())
     }
 
     /// (side, id, text, timestamp); each record at its own offset.
@@ -1323,26 +1329,12 @@ mod tests {
     #[test]
     fn stream_joins_are_checked_when_planned() {
         let meta_err = |sql: &str| {
-            let mut meta = MetaStore::default();
-            for ddl in [
+            let ddls = [
                 "CREATE STREAM L (ID INT KEY, A STRING) WITH (KAFKA_TOPIC='l', VALUE_FORMAT='JSON');",
                 "CREATE STREAM R (ID INT KEY, B STRING) WITH (KAFKA_TOPIC='r', VALUE_FORMAT='JSON');",
                 "CREATE STREAM R2 (ID STRING KEY, B STRING) WITH (KAFKA_TOPIC='r2', VALUE_FORMAT='JSON');",
-            ] {
-                let p = parse_one(ddl, &Default::default()).unwrap();
-                let Statement::CreateSource(c) = &p.statement else {
-                    panic!("not a CREATE")
-                };
-                let (s, _) = source_from_create(c, &p.text).unwrap();
-                meta.sources.insert(s.name.clone(), s);
-            }
-            let p = parse_one(sql, &Default::default()).unwrap();
-            let Statement::CreateAsSelect(c) = &p.statement else {
-                panic!("not a CREATE AS SELECT")
-            };
-            crate::plan::plan(&c.query, &meta, Some("OUT"))
-                .unwrap_err()
-                .to_string()
+            ];
+            plan_over(&ddls, sql).unwrap_err().to_string()
         };
         assert!(
             meta_err("CREATE STREAM OUT AS SELECT L.ID, A FROM L JOIN R ON L.ID = R.ID;")
