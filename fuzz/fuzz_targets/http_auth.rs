@@ -17,7 +17,7 @@ impl PasswordVerifier for OneUser {
         &'a self,
         user: &'a str,
         password: &'a str,
-    ) -> BoxFuture<'a, Result<bool, String>> {
+    ) -> BoxFuture<'a, Result<bool, weir_http::HttpError>> {
         Box::pin(async move { Ok(user == "alice" && password == "secret") })
     }
 }
