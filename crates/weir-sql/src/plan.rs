@@ -273,6 +273,29 @@ impl Namer {
 
 /// Structural equality of expressions, ignoring qualifiers that name the
 /// same column.
+/// A join's output key: the projected item that is either side of the join
+/// expression; a query without a sink (a push query) may leave it out, and
+/// then keys by `left`.
+fn join_key(
+    items: &[Item],
+    left: &Expr,
+    right: &Expr,
+    scope: &Scope,
+    sink: Option<&str>,
+) -> Result<Expr> {
+    match items
+        .iter()
+        .find(|i| same_expr(&i.expr, left, scope) || same_expr(&i.expr, right, scope))
+    {
+        Some(i) => Ok(i.expr.clone()),
+        None if sink.is_none() => Ok(left.clone()),
+        None => Err(SqlError::invalid(format!(
+            "Key missing from projection (ie, SELECT).\nThe query used to build {} must include the join expression {left} in its projection (eg, SELECT {left}...).",
+            sink.unwrap_or_default()
+        ))),
+    }
+}
+
 fn same_expr(a: &Expr, b: &Expr, scope: &Scope) -> bool {
     match (a, b) {
         (
@@ -1013,20 +1036,7 @@ fn plan_join(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Result<Pl
         None => None,
     };
     let items = expand_select(query, &inputs, true)?;
-    // The output key is the join expression: either side of it.
-    let key_expr = match items
-        .iter()
-        .find(|i| same_expr(&i.expr, stream_expr, &scope) || same_expr(&i.expr, table_expr, &scope))
-    {
-        Some(i) => i.expr.clone(),
-        None if sink.is_none() => stream_expr.clone(),
-        None => {
-            return Err(SqlError::invalid(format!(
-                "Key missing from projection (ie, SELECT).\nThe query used to build {} must include the join expression {stream_expr} in its projection (eg, SELECT {stream_expr}...).",
-                sink.unwrap_or_default()
-            )))
-        }
-    };
+    let key_expr = join_key(&items, stream_expr, table_expr, &scope, sink)?;
     let (key_exprs, value_exprs, order) = split_key(items, &[key_expr], &scope, sink)?;
     let (key, key_cols) = compile_all(&key_exprs, &scope, "SELECT")?;
     let (values, value_cols) = compile_all(&value_exprs, &scope, "SELECT")?;
@@ -1186,19 +1196,7 @@ fn plan_joins(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Result<P
         None => None,
     };
     let items = expand_select(query, &inputs, true)?;
-    let key_expr = match items
-        .iter()
-        .find(|i| same_expr(&i.expr, &left_expr, &scope) || same_expr(&i.expr, &right_expr, &scope))
-    {
-        Some(i) => i.expr.clone(),
-        None if sink.is_none() => left_expr.clone(),
-        None => {
-            return Err(SqlError::invalid(format!(
-                "Key missing from projection (ie, SELECT).\nThe query used to build {} must include the join expression {left_expr} in its projection (eg, SELECT {left_expr}...).",
-                sink.unwrap_or_default()
-            )))
-        }
-    };
+    let key_expr = join_key(&items, &left_expr, &right_expr, &scope, sink)?;
     let (key_exprs, value_exprs, order) = split_key(items, &[key_expr], &scope, sink)?;
     let (key, key_cols) = compile_all(&key_exprs, &scope, "SELECT")?;
     let (values, value_cols) = compile_all(&value_exprs, &scope, "SELECT")?;
