@@ -59,6 +59,46 @@ def test_bad_records_are_counted(sql, node):
 
 # --- statements and errors ---------------------------------------------------------
 
+def test_processing_log(node, weir_binary, _broker_root):
+    """With ksqlDB's auto-create settings, the server creates the
+    processing-log topic and the KSQL_PROCESSING_LOG stream over it, and a
+    query writes one event per record that does not deserialize."""
+    s = SqlServer(weir_binary, _broker_root, node.bootstrap,
+                  "--set", "ksql.logging.processing.topic.auto.create=true",
+                  "--set", "ksql.logging.processing.stream.auto.create=true",
+                  "--set", "ksql.logging.processing.rows.include=true",
+                  service_id="plog_").start()
+    try:
+        s.ksql("CREATE STREAM pl (ID INT KEY, V INT) WITH (KAFKA_TOPIC='pl', VALUE_FORMAT='JSON', PARTITIONS=1);"
+               "CREATE STREAM pl_out AS SELECT ID, V FROM pl;")
+        qid = next(q["id"] for q in s.ksql("SHOW QUERIES;")[1][0]["queries"])
+        produce(node.bootstrap, "pl", [{"key": {"int": 1}, "value": {"V": 1}, "timestamp": 1},
+                                       {"key": {"int": 2}, "value": "{not json", "timestamp": 2},
+                                       {"key": {"hex": "01"}, "value": {"V": 3}, "timestamp": 3}])
+        wait_caught_up(node.bootstrap, query_group("plog_", qid), ["pl"])
+        events = [json.loads(r["value"]) for r in read_all(node.bootstrap, "plog_ksql_processing_log")]
+        assert [e["logger"] for e in events] == [f"processing.{qid}.KsqlTopic.Source.deserializer"] * 2
+        assert all(e["level"] == "ERROR" and e["message"]["type"] == 0 for e in events)
+        value_err, key_err = (e["message"]["deserializationError"] for e in events)
+        assert value_err["target"] == "value" and value_err["topic"] == "pl"
+        assert value_err["recordB64"] == "e25vdCBqc29u"  # base64 of the bad value
+        assert value_err["errorMessage"].startswith("Failed to deserialize value from topic: pl.")
+        assert key_err["target"] == "key" and key_err["recordB64"] == "AQ=="
+        # The stream reads the same events.
+        _, desc = s.ksql("DESCRIBE KSQL_PROCESSING_LOG;")
+        assert [f["name"] for f in desc[0]["sourceDescription"]["fields"]] == ["LOGGER", "LEVEL", "TIME", "MESSAGE"]
+        r = _http(s, "/query-stream", {"sql": "SELECT MESSAGE->DESERIALIZATIONERROR->TARGET AS T "
+                                              "FROM KSQL_PROCESSING_LOG EMIT CHANGES LIMIT 2;",
+                                       "properties": {"auto.offset.reset": "earliest"}}, accept="application/json")
+        assert r.json()[1:] == [["value"], ["key"]], r.text
+        # A restart does not create the stream twice.
+        s.kill()
+        s.start()
+        assert s.ksql("DESCRIBE KSQL_PROCESSING_LOG;")[0] == 200
+    finally:
+        s.kill()
+
+
 def test_statement_errors(sql):
     cases = [
         ("SELEC * FROM x;", "line 1:1: Syntax Error"),

@@ -163,6 +163,28 @@ impl Task {
         Ok(Some((row, ts)))
     }
 
+    /// Which part of a record that did not deserialize is at fault
+    /// (`"key"` or `"value"`), for the processing log.
+    pub fn undecodable_part(&self, rec: &InRecord<'_>) -> &'static str {
+        let input = &self.plan.inputs[rec.input];
+        let key = match (rec.key, input.source.window) {
+            (Some(k), Some((wt, size))) => match crate::format::split_windowed_key(
+                k,
+                wt == crate::format::WindowType::Session,
+                size.unwrap_or(0),
+            ) {
+                Ok((k, _)) => Some(k),
+                Err(_) => return "key",
+            },
+            (k, _) => k,
+        };
+        if input.key_codec.decode(key).is_err() {
+            "key"
+        } else {
+            "value"
+        }
+    }
+
     /// The key part of a record, decoded (for table tombstones).
     fn key_of(&self, rec: &InRecord<'_>) -> Result<Vec<Value>> {
         let input = &self.plan.inputs[rec.input];
