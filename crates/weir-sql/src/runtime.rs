@@ -530,7 +530,7 @@ fn run(
             })?;
         }
     }
-    if matches!(spec.plan.op, Op::TableTable { .. }) && persistent {
+    if matches!(spec.plan.op, Op::TableTable { .. } | Op::TableChain { .. }) && persistent {
         for (input, (topic, n)) in spec.inputs.iter().enumerate() {
             let until = committed[input].clone();
             if until.is_empty() {
