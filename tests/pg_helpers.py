@@ -43,16 +43,21 @@ class Postgres:
     def _run(self, args: list[str], **kw) -> subprocess.CompletedProcess:
         return subprocess.run(self.as_user + args, capture_output=True, text=True, **kw)
 
-    def start(self) -> "Postgres":
+    def start(self, extra_opts: str = "", hba: str | None = None) -> "Postgres":
+        """Starts the cluster; `extra_opts` are more `-c` settings, `hba`
+        replaces pg_hba.conf."""
         assert self.bin, "PostgreSQL is not installed (run .ci/install-system-deps)"
         if self.as_user:
             shutil.chown(self.root, "postgres")
         r = self._run([str(self.bin / "initdb"), "-D", str(self.data), "-U", self.user,
                        "-A", "trust", "--no-sync", "-E", "UTF8", "--locale", "C"], timeout=120)
         assert r.returncode == 0, r.stderr
+        if hba is not None:
+            (self.data / "pg_hba.conf").write_text(hba)
         opts = (f"-p {self.port} -k {self.root} -c listen_addresses={HOST} -c wal_level=logical "
                 "-c max_wal_senders=20 -c max_replication_slots=20 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100")
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100 "
+                + extra_opts)
         r = self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l",
                        str(self.log), "-w", "-t", "60", "start"], timeout=90)
         assert r.returncode == 0, r.stderr + self.log_tail()

@@ -9,8 +9,12 @@
 //! restart. A reload that fails keeps the previous certificate (and says
 //! so in the log).
 //!
+//! [`client`] is the other side, for Weir's connections to PostgreSQL.
+//!
 //! What a subject *means* (Kafka's `ssl.principal.mapping.rules`) is the
 //! Kafka listener's business, not this crate's.
+
+pub mod client;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -52,6 +56,9 @@ pub enum TlsError {
         /// The limit.
         limit: Duration,
     },
+    /// A TLS client's settings cannot be used.
+    #[error("invalid TLS client settings: {0}")]
+    Client(String),
     /// A bug in Weir (rustls refusing its own safe defaults).
     #[error("internal TLS error: {0}")]
     Internal(String),

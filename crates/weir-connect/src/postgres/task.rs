@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::pgoutput::{self, CopyMessage, Datum, Message};
 use super::types::{self, Conv, DecimalMode, PgType, TimeMode};
-use super::wire::{ident, literal, ConnConfig, PgConn, PgError};
+use super::wire::{ident, literal, ConnConfig, PgConn, PgError, SslMode, TlsConfig};
 use super::{Filters, DEBEZIUM_VERSION};
 use crate::connector::{ConnectRecord, OffsetReader, Props, SourceRecord, SourceTask};
 use crate::data::{Schema, SchemaAndValue, Struct, Type, Value};
@@ -75,6 +75,7 @@ enum Mode {
 #[derive(Debug, Default)]
 struct Settings {
     conn: Option<ConnConfig>,
+    tls: TlsConfig,
     prefix: String,
     slot: String,
     publication: String,
@@ -423,7 +424,8 @@ impl PostgresTask {
             .conn
             .clone()
             .ok_or_else(|| err("no connection settings"))?;
-        let mut q = PgConn::connect(&cfg, false).map_err(|e| {
+        let tls = self.s.tls.clone();
+        let mut q = PgConn::connect_tls(&cfg, &tls, false).map_err(|e| {
             err(format!(
                 "Error while connecting to PostgreSQL at {}:{} as {} (database {}): {e}",
                 cfg.host, cfg.port, cfg.user, cfg.dbname
@@ -477,7 +479,7 @@ impl PostgresTask {
             .rows
             .is_empty()
         };
-        let mut repl = PgConn::connect(&cfg, true)?;
+        let mut repl = PgConn::connect_tls(&cfg, &tls, true)?;
         if snapshot {
             if slot_exists {
                 // A snapshot needs the slot's exported snapshot to start
@@ -1119,13 +1121,26 @@ impl SourceTask for PostgresTask {
             ConnectError::bad_config("Invalid value for configuration database.port")
         })?;
         let sslmode = get("database.sslmode", "prefer");
-        if !matches!(sslmode.as_str(), "disable" | "allow" | "prefer") {
-            return Err(ConnectError::bad_config(format!(
-                "database.sslmode={sslmode} is not supported: this connector connects without TLS"
-            )));
-        }
+        let path = |k: &str| Some(get(k, "")).filter(|v| !v.is_empty()).map(Into::into);
+        let tls = TlsConfig {
+            mode: SslMode::parse(&sslmode).ok_or_else(|| {
+                ConnectError::bad_config(format!(
+                    "Invalid value {sslmode} for configuration database.sslmode"
+                ))
+            })?,
+            rootcert: path("database.sslrootcert"),
+            cert: path("database.sslcert"),
+            key: path("database.sslkey"),
+        };
+        // The files are read now, so a bad one fails the start, named.
+        tls.client_config().map_err(|e| {
+            ConnectError::bad_config(format!(
+                "Invalid TLS settings (database.sslmode, database.sslrootcert, database.sslcert, database.sslkey): {e}"
+            ))
+        })?;
         let prefix = get("topic.prefix", "");
         self.s = Settings {
+            tls,
             conn: Some(ConnConfig {
                 host: get("database.hostname", "localhost"),
                 port,

@@ -5,14 +5,23 @@
 //! stream rows go through one decoder), and the replication connection's
 //! copy-both mode.
 //!
+//! TLS as libpq's `sslmode` defines it ([`SslMode`]): an SSLRequest, then
+//! a rustls handshake on the same socket, with `prefer` and `allow`
+//! falling back the way libpq does.
+//!
 //! Blocking on purpose: a source task runs on a thread of its own and
 //! polls with a bounded wait, which a socket read timeout gives directly.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use postgres_protocol::authentication::{md5_hash, sasl};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use weir_tls::client::ServerCheck;
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -23,6 +32,187 @@ pub struct ConnConfig {
     pub password: String,
     pub dbname: String,
 }
+
+/// libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SslMode {
+    /// Plaintext only.
+    Disable,
+    /// Plaintext; TLS if the server refuses the plaintext connection.
+    Allow,
+    /// TLS if the server offers it (or the handshake or the login over it
+    /// fails), else plaintext. libpq's and PgJDBC's default.
+    #[default]
+    Prefer,
+    /// TLS; the certificate is checked (as `verify-ca`) only when a root
+    /// certificate is given, as libpq does.
+    Require,
+    /// TLS; the server's chain must lead to the root certificate.
+    VerifyCa,
+    /// `verify-ca`, and the certificate must name the host.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// Parses libpq's value.
+    pub fn parse(s: &str) -> Option<SslMode> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "disable" => SslMode::Disable,
+            "allow" => SslMode::Allow,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            _ => return None,
+        })
+    }
+
+    /// libpq's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Allow => "allow",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// TLS settings: the mode and PEM files (libpq's `sslrootcert`, `sslcert`,
+/// `sslkey`; a DER PKCS#8 key, PgJDBC's `.pk8`, is read too).
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    pub mode: SslMode,
+    pub rootcert: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The rustls config, `None` for `disable`. Reads the files, so a bad
+    /// setting shows before the first connection.
+    pub fn client_config(&self) -> R<Option<Arc<rustls::ClientConfig>>> {
+        if self.mode == SslMode::Disable {
+            return Ok(None);
+        }
+        let bad = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+            PgError::Tls(format!("{what} {}: {e}", path.display()))
+        };
+        let roots = match &self.rootcert {
+            None => Vec::new(),
+            Some(p) => {
+                let roots: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(p)
+                    .and_then(|i| i.collect::<Result<_, _>>())
+                    .map_err(|e| bad("sslrootcert", p, &e))?;
+                if roots.is_empty() {
+                    return Err(bad("sslrootcert", p, &"no certificate in the file"));
+                }
+                roots
+            }
+        };
+        let check = match self.mode {
+            SslMode::VerifyFull => ServerCheck::Full,
+            SslMode::VerifyCa => ServerCheck::Chain,
+            SslMode::Require if !roots.is_empty() => ServerCheck::Chain,
+            _ => ServerCheck::None,
+        };
+        if check != ServerCheck::None && roots.is_empty() {
+            return Err(PgError::Tls(format!(
+                "sslmode={} needs a root certificate (sslrootcert) to check the server's",
+                self.mode.name()
+            )));
+        }
+        let identity = match (&self.cert, &self.key) {
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(PgError::Tls(
+                    "a client certificate needs both sslcert and sslkey".into(),
+                ))
+            }
+            (Some(c), Some(k)) => {
+                let raw = std::fs::read(k).map_err(|e| bad("sslkey", k, &e))?;
+                let text = String::from_utf8_lossy(&raw);
+                if text.contains("ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED")
+                {
+                    return Err(bad(
+                        "sslkey",
+                        k,
+                        &"encrypted keys (sslpassword) are not supported; give the key unencrypted",
+                    ));
+                }
+                let key = if text.contains("-----BEGIN") {
+                    PrivateKeyDer::from_pem_slice(&raw).map_err(|e| bad("sslkey", k, &e))?
+                } else {
+                    PrivateKeyDer::Pkcs8(raw.into())
+                };
+                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(c)
+                    .and_then(|i| i.collect::<Result<_, _>>())
+                    .map_err(|e| bad("sslcert", c, &e))?;
+                if certs.is_empty() {
+                    return Err(bad("sslcert", c, &"no certificate in the file"));
+                }
+                Some((certs, key))
+            }
+        };
+        weir_tls::client::client_config(check, roots, identity)
+            .map(|c| Some(Arc::new(c)))
+            .map_err(|e| PgError::Tls(e.to_string()))
+    }
+}
+
+/// The socket, plain or TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stream::Plain(_) => "Plain",
+            Stream::Tls(_) => "Tls",
+        })
+    }
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// How long the TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A client failure.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +231,9 @@ pub enum PgError {
     },
     #[error("protocol: {0}")]
     Protocol(String),
+    /// TLS settings that cannot be used, or a failed handshake.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl PgError {
@@ -73,7 +266,7 @@ pub struct QueryResult {
 /// A connection.
 #[derive(Debug)]
 pub struct PgConn {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     /// Read position in `buf`.
     pos: usize,
@@ -82,30 +275,143 @@ pub struct PgConn {
 const MAX_MESSAGE: usize = 1 << 30;
 
 impl PgConn {
-    /// Connects and authenticates; `replication` opens a logical
-    /// replication connection (`replication=database`).
+    /// Connects and authenticates without TLS settings: `sslmode=prefer`,
+    /// the default of libpq and PgJDBC.
     pub fn connect(cfg: &ConnConfig, replication: bool) -> R<PgConn> {
+        Self::connect_tls(cfg, &TlsConfig::default(), replication)
+    }
+
+    /// Connects as `tls` says and authenticates; `replication` opens a
+    /// logical replication connection (`replication=database`).
+    pub fn connect_tls(cfg: &ConnConfig, tls: &TlsConfig, replication: bool) -> R<PgConn> {
+        let Some(client) = tls.client_config()? else {
+            return Self::attempt(cfg, None, replication);
+        };
+        match tls.mode {
+            SslMode::Disable => Self::attempt(cfg, None, replication),
+            // libpq retries with TLS when the server refused the
+            // plaintext connection (pg_hba `hostssl`).
+            SslMode::Allow => match Self::attempt(cfg, None, replication) {
+                Err(PgError::Server { .. }) => {
+                    Self::attempt(cfg, Some((&client, tls.mode)), replication)
+                }
+                r => r,
+            },
+            // And without it when TLS failed: the handshake or the login
+            // over it (pg_hba `hostnossl`).
+            SslMode::Prefer => match Self::attempt(cfg, Some((&client, tls.mode)), replication) {
+                Err(PgError::Tls(_) | PgError::Server { .. }) => {
+                    Self::attempt(cfg, None, replication)
+                }
+                r => r,
+            },
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                Self::attempt(cfg, Some((&client, tls.mode)), replication)
+            }
+        }
+    }
+
+    /// Whether the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
+    }
+
+    fn tcp(cfg: &ConnConfig) -> R<TcpStream> {
         let addr = format!("{}:{}", cfg.host, cfg.port);
         let io = |context: String| move |source| PgError::Io { context, source };
         let addrs: Vec<_> = std::net::ToSocketAddrs::to_socket_addrs(&addr)
             .map_err(io(format!("resolving {addr}")))?
             .collect();
         let mut last = None;
-        let mut stream = None;
         for a in addrs {
             match TcpStream::connect_timeout(&a, Duration::from_secs(10)) {
                 Ok(s) => {
-                    stream = Some(s);
-                    break;
+                    let _ = s.set_nodelay(true);
+                    return Ok(s);
                 }
                 Err(e) => last = Some(e),
             }
         }
-        let stream = stream.ok_or_else(|| PgError::Io {
+        Err(PgError::Io {
             context: format!("connecting to {addr}"),
             source: last.unwrap_or_else(|| std::io::Error::other("no address")),
-        })?;
-        let _ = stream.set_nodelay(true);
+        })
+    }
+
+    /// SSLRequest and the handshake on `tcp`; `None` when the server
+    /// declined and `mode` lets the connection go on in plaintext.
+    fn start_tls(
+        mut tcp: TcpStream,
+        cfg: &ConnConfig,
+        client: &Arc<rustls::ClientConfig>,
+        mode: SslMode,
+    ) -> R<Stream> {
+        let io = |context: &str| {
+            let context = context.to_string();
+            move |source| PgError::Io { context, source }
+        };
+        // Length 8, code 80877103.
+        tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+            .map_err(io("sending SSLRequest"))?;
+        // One byte, read straight from the socket: nothing sent after it
+        // in plaintext may be taken as part of the encrypted session.
+        let mut answer = [0u8; 1];
+        let _ = tcp.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+        tcp.read_exact(&mut answer)
+            .map_err(io("reading the answer to SSLRequest"))?;
+        match answer[0] {
+            b'S' => {}
+            b'N' if mode == SslMode::Prefer => return Ok(Stream::Plain(tcp)),
+            b'N' => {
+                return Err(PgError::Tls(format!(
+                    "the server does not support SSL, but sslmode={} requires it",
+                    mode.name()
+                )))
+            }
+            other => {
+                return Err(PgError::Protocol(format!(
+                    "unexpected answer to SSLRequest: {other:#04x}"
+                )))
+            }
+        }
+        // The name is checked only by verify-full; others still send it
+        // (SNI) when it is one.
+        let name = ServerName::try_from(cfg.host.clone())
+            .or_else(|e| {
+                if mode == SslMode::VerifyFull {
+                    Err(e)
+                } else {
+                    Ok(ServerName::try_from("localhost").expect("a valid name"))
+                }
+            })
+            .map_err(|e| PgError::Tls(format!("host name {}: {e}", cfg.host)))?;
+        let mut conn = rustls::ClientConnection::new(client.clone(), name)
+            .map_err(|e| PgError::Tls(e.to_string()))?;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut tcp).map_err(|e| {
+                PgError::Tls(format!(
+                    "handshake with {}:{} (sslmode={}) failed: {e}",
+                    cfg.host,
+                    cfg.port,
+                    mode.name()
+                ))
+            })?;
+        }
+        let _ = tcp.set_read_timeout(None);
+        Ok(Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))))
+    }
+
+    /// One connection: TLS with `tls`'s client config, or plaintext.
+    fn attempt(
+        cfg: &ConnConfig,
+        tls: Option<(&Arc<rustls::ClientConfig>, SslMode)>,
+        replication: bool,
+    ) -> R<PgConn> {
+        let tcp = Self::tcp(cfg)?;
+        let stream = match tls {
+            None => Stream::Plain(tcp),
+            Some((client, mode)) => Self::start_tls(tcp, cfg, client, mode)?,
+        };
         let mut c = PgConn {
             stream,
             buf: Vec::new(),
@@ -226,10 +532,13 @@ impl PgConn {
     }
 
     fn write_all(&mut self, b: &[u8]) -> R<()> {
-        self.stream.write_all(b).map_err(|source| PgError::Io {
-            context: "writing to PostgreSQL".into(),
-            source,
-        })
+        self.stream
+            .write_all(b)
+            .and_then(|_| self.stream.flush())
+            .map_err(|source| PgError::Io {
+                context: "writing to PostgreSQL".into(),
+                source,
+            })
     }
 
     fn send(&mut self, tag: u8, body: &[u8]) -> R<()> {
@@ -265,7 +574,7 @@ impl PgConn {
                 self.buf.drain(..self.pos);
                 self.pos = 0;
             }
-            let _ = self.stream.set_read_timeout(wait);
+            let _ = self.stream.tcp().set_read_timeout(wait);
             let mut chunk = [0u8; 64 * 1024];
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
@@ -477,4 +786,72 @@ pub fn ident(s: &str) -> String {
 /// `s` as an SQL string literal.
 pub fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sslmode_names_round_trip() {
+        for m in [
+            SslMode::Disable,
+            SslMode::Allow,
+            SslMode::Prefer,
+            SslMode::Require,
+            SslMode::VerifyCa,
+            SslMode::VerifyFull,
+        ] {
+            assert_eq!(SslMode::parse(m.name()), Some(m));
+        }
+        assert_eq!(SslMode::parse("VERIFY-FULL"), Some(SslMode::VerifyFull));
+        assert_eq!(SslMode::parse("on"), None);
+        assert_eq!(SslMode::default(), SslMode::Prefer);
+    }
+
+    #[test]
+    fn unusable_settings_fail_before_connecting() {
+        let dir = tempfile::tempdir().unwrap();
+        let msg = |t: TlsConfig| t.client_config().unwrap_err().to_string();
+        let none = TlsConfig::default();
+        assert!(none.client_config().unwrap().is_some());
+        let off = TlsConfig {
+            mode: SslMode::Disable,
+            ..TlsConfig::default()
+        };
+        assert!(off.client_config().unwrap().is_none());
+        let e = msg(TlsConfig {
+            mode: SslMode::VerifyFull,
+            ..TlsConfig::default()
+        });
+        assert!(
+            e.contains("sslrootcert") && e.contains("verify-full"),
+            "{e}"
+        );
+        let e = msg(TlsConfig {
+            mode: SslMode::VerifyCa,
+            rootcert: Some(dir.path().join("missing.pem")),
+            ..TlsConfig::default()
+        });
+        assert!(e.contains("missing.pem"), "{e}");
+        let e = msg(TlsConfig {
+            cert: Some(dir.path().join("c.pem")),
+            ..TlsConfig::default()
+        });
+        assert!(e.contains("sslkey"), "{e}");
+        let key = dir.path().join("k.pem");
+        std::fs::write(
+            &key,
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAA==\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let cert = dir.path().join("c.pem");
+        std::fs::write(&cert, "").unwrap();
+        let e = msg(TlsConfig {
+            cert: Some(cert),
+            key: Some(key),
+            ..TlsConfig::default()
+        });
+        assert!(e.contains("sslpassword") && e.contains("k.pem"), "{e}");
+    }
 }
