@@ -6,8 +6,9 @@
 //! standalone against any Kafka-compatible cluster. It owns:
 //!
 //! - the connector and task interfaces ([`connector`]) and the plugins
-//!   ([`plugins`], [`file`], [`datagen`], and [`postgres`]: change data
-//!   capture compatible with Debezium's PostgreSQL connector);
+//!   ([`plugins`], [`file`], [`datagen`], [`postgres`]: change data
+//!   capture compatible with Debezium's PostgreSQL connector, and
+//!   [`jdbc`]: a JDBC sink for PostgreSQL compatible with Confluent's);
 //! - Connect's data model ([`data`]) and converters ([`converter`]), with
 //!   JSON written as Kafka writes it ([`json`]);
 //! - the internal topics in Kafka Connect's formats ([`storage`]);
@@ -35,6 +36,7 @@ pub mod herder;
 pub mod http;
 #[cfg(feature = "runtime")]
 pub mod internal_log;
+pub mod jdbc;
 pub mod json;
 pub mod json_schema_data;
 pub mod loggers;
@@ -52,6 +54,7 @@ mod runtime;
 pub mod storage;
 pub mod timefmt;
 pub mod transforms;
+pub mod unwrap;
 #[cfg(feature = "runtime")]
 pub mod worker;
 #[cfg(feature = "runtime")]
