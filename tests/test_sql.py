@@ -72,6 +72,11 @@ def test_statement_errors(sql):
         ("CREATE STREAM e6_out AS SELECT V FROM e1;", "Key missing from projection"),
         ("DROP STREAM nope;", "Stream NOPE does not exist."),
         ("SELECT * FROM\n  e1 WHERE;", "line 2:11: Syntax Error"),
+        ("CREATE TABLE e7 (ID INT PRIMARY KEY, V STRING) WITH (KAFKA_TOPIC='e7', VALUE_FORMAT='JSON', PARTITIONS=1);\n"
+         "CREATE TABLE e7_out AS SELECT V, MAX(ID) AS M, COUNT(*) AS C, MIN(ID) AS N FROM e7 GROUP BY V;",
+         "The aggregation functions MAX and MIN cannot be applied to a table source, only to a stream source."),
+        ("CREATE TABLE e8_out AS SELECT V, COUNT(*) AS C FROM e7 WINDOW TUMBLING (SIZE 1 SECOND) GROUP BY V;",
+         "Windowing not supported for table aggregations."),
     ]
     for text, fragment in cases:
         status, answer = sql.ksql(text, ok=False)
@@ -448,6 +453,32 @@ def test_stream_join_window_state_survives_kill9(node, weir_binary, _broker_root
                for r in read_all(node.bootstrap, "SJ")]
         assert got == [(key_bytes({"int": 2}), {"A": "b", "B": "x"}, 8000),
                        (key_bytes({"int": 1}), {"A": "a", "B": None}, 1000)], got
+    finally:
+        s.kill()
+
+
+def test_table_aggregation_state_survives_kill9(node, weir_binary, _broker_root):
+    """A table aggregation keeps its input table's rows to undo them: after a
+    kill -9 they are rebuilt from the input topic (up to the committed
+    offsets) and the aggregates from the changelog, so an update of a row
+    read before the kill takes that row's old contribution back."""
+    s = SqlServer(weir_binary, _broker_root, node.bootstrap, service_id="tagg_").start()
+    try:
+        s.ksql("CREATE TABLE ta (ID INT PRIMARY KEY, G STRING, V INT) WITH (KAFKA_TOPIC='ta', VALUE_FORMAT='JSON', PARTITIONS=1);"
+               "CREATE TABLE ta_sum AS SELECT G, COUNT(*) AS C, SUM(V) AS S FROM ta GROUP BY G;")
+        qid = next(q["id"] for q in s.ksql("SHOW QUERIES;")[1][0]["queries"])
+        produce(node.bootstrap, "ta", [{"key": {"int": 1}, "value": {"G": "x", "V": 5}, "timestamp": 1},
+                                       {"key": {"int": 2}, "value": {"G": "x", "V": 7}, "timestamp": 2}])
+        wait_caught_up(node.bootstrap, query_group("tagg_", qid), ["ta"])
+        s.kill()
+        s.start()
+        produce(node.bootstrap, "ta", [{"key": {"int": 1}, "value": {"G": "y", "V": 6}, "timestamp": 3},
+                                       {"key": {"int": 2}, "value": None, "timestamp": 4}])
+        wait_caught_up(node.bootstrap, query_group("tagg_", qid), ["ta"])
+        got = [(r["key"], json.loads(r["value"]), r["timestamp"]) for r in read_all(node.bootstrap, "TA_SUM")]
+        x, y = key_bytes({"string": "x"}), key_bytes({"string": "y"})
+        assert got == [(x, {"C": 1, "S": 5}, 1), (x, {"C": 2, "S": 12}, 2), (x, {"C": 1, "S": 7}, 3),
+                       (y, {"C": 1, "S": 6}, 3), (x, {"C": 0, "S": 0}, 4)], got
     finally:
         s.kill()
 

@@ -8,7 +8,8 @@
 //! - the connector and task interfaces ([`connector`]) and the plugins
 //!   ([`plugins`], [`file`], [`datagen`], [`postgres`]: change data
 //!   capture compatible with Debezium's PostgreSQL connector, and
-//!   [`jdbc`]: a JDBC sink for PostgreSQL compatible with Confluent's);
+//!   [`jdbc`]: a JDBC sink for PostgreSQL compatible with Confluent's, and
+//!   [`http_sink`]: Confluent's HTTP sink);
 //! - Connect's data model ([`data`]) and converters ([`converter`]), with
 //!   JSON written as Kafka writes it ([`json`]);
 //! - the internal topics in Kafka Connect's formats ([`storage`]);
@@ -34,6 +35,7 @@ pub mod file;
 pub mod herder;
 #[cfg(feature = "runtime")]
 pub mod http;
+pub mod http_sink;
 #[cfg(feature = "runtime")]
 pub mod internal_log;
 pub mod jdbc;

@@ -224,6 +224,22 @@ impl Plan {
         matches!(self.op, Op::Aggregate { .. })
     }
 
+    /// An aggregation over a table: each update undoes the old row's
+    /// contribution, so the task keeps the input table's rows.
+    pub fn is_table_aggregate(&self) -> bool {
+        self.is_aggregate() && self.inputs[0].source.is_table()
+    }
+
+    /// Inputs whose rows a restart rebuilds by replaying their topic up to
+    /// the committed offsets: joined tables, and an aggregated table (its
+    /// aggregates come back from the changelog, its rows from the topic).
+    pub fn replayed_inputs(&self) -> Vec<usize> {
+        if self.is_table_aggregate() {
+            return vec![0];
+        }
+        self.table_inputs()
+    }
+
     /// The suffix of the state changelog topic, for operators with state
     /// that only a changelog restores.
     pub fn changelog_suffix(&self) -> Option<&'static str> {
@@ -680,9 +696,9 @@ fn plan_aggregate(
             "PARTITION BY and GROUP BY in the same query are not supported",
         ));
     }
-    if input.source.is_table() {
+    if input.source.is_table() && query.window.is_some() {
         return Err(SqlError::invalid(
-            "Aggregations over tables are not supported by Weir yet: aggregate a stream",
+            "Windowing not supported for table aggregations.",
         ));
     }
     let window = query.window.as_ref().map(|w| WindowSpec {
@@ -732,6 +748,23 @@ fn plan_aggregate(
         let ty = (spec.func.ret)(&spec.call)
             .map_err(|why| SqlError::invalid(format!("Function '{}' {why}", spec.func.name)))?;
         post.push(None, &format!("__A{i}"), ty);
+    }
+    if input.source.is_table() {
+        // A table update takes back the old row's contribution, so every
+        // aggregate must be able to undo (ksqlDB's TableAggregationFunction).
+        let mut cannot: Vec<&str> = Vec::new();
+        for (_, spec) in &aggs {
+            if spec.func.undo.is_none() && !cannot.contains(&spec.func.name) {
+                cannot.push(spec.func.name);
+            }
+        }
+        if !cannot.is_empty() {
+            return Err(SqlError::invalid(format!(
+                "The aggregation function{} {} cannot be applied to a table source, only to a stream source.",
+                if cannot.len() == 1 { "" } else { "s" },
+                and_list(&cannot)
+            )));
+        }
     }
     post.push(None, "WINDOWSTART", SqlType::Bigint);
     post.push(None, "WINDOWEND", SqlType::Bigint);
@@ -786,6 +819,15 @@ fn plan_aggregate(
         emit: query.emit,
         inputs,
     })
+}
+
+/// "A", "A and B", "A, B and C".
+fn and_list(names: &[&str]) -> String {
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        Some((last, _)) => last.to_string(),
+        None => String::new(),
+    }
 }
 
 /// Replaces group-by expressions with `__Gi` and aggregate calls with

@@ -6,7 +6,8 @@
 //! changelog records of its state and the consumed offsets
 //! (`send_offsets_to_transaction`), as Kafka Streams' `exactly_once_v2`
 //! does. On start, state is rebuilt from the changelog (aggregations) or
-//! by replaying the table's topic up to the committed offsets (joins), so
+//! by replaying the table's topic up to the committed offsets (joins, and
+//! an aggregated table's rows), so
 //! a `kill -9` at any point resumes from the last committed transaction.
 //!
 //! Records of several partitions are processed in timestamp order: the
@@ -505,7 +506,7 @@ fn run(
         })?;
     }
     let table_inputs = spec.plan.table_inputs();
-    for &input in &table_inputs {
+    for input in spec.plan.replayed_inputs() {
         let (topic, n) = &spec.inputs[input];
         let until = committed[input].clone();
         if persistent && !until.is_empty() {

@@ -223,6 +223,10 @@ impl Task {
                     });
                 }
             }
+            Op::Aggregate { .. } if table_input => {
+                let k = self.key_of(rec)?;
+                self.table_aggregate(k, decoded, rec.timestamp, fx);
+            }
             Op::Aggregate { .. } => {
                 if let Some((row, ts)) = decoded {
                     self.aggregate(&row, ts, fx);
@@ -714,6 +718,106 @@ impl Task {
             },
         }
         self.expire_windows(fx);
+    }
+
+    /// One update of an aggregated table, as Kafka Streams' KTable
+    /// aggregation runs it for ksqlDB: the old row's contribution is undone
+    /// and the new row's added. When both fall in the same group one row is
+    /// emitted; otherwise the old group's (after the undo) comes first, then
+    /// the new group's. Rows the WHERE drops or whose group key is NULL
+    /// contribute nothing; a group whose rows all went stays, at zero.
+    fn table_aggregate(
+        &mut self,
+        key: Vec<Value>,
+        new: Option<(Vec<Value>, i64)>,
+        ts: i64,
+        fx: &mut Effects,
+    ) {
+        let plan = self.plan.clone();
+        let Op::Aggregate {
+            filter,
+            group,
+            aggs,
+            ..
+        } = &plan.op
+        else {
+            return;
+        };
+        let kb = key_bytes(&key);
+        let old = match &new {
+            Some((row, _)) => self.table.insert(kb, row.clone()),
+            None => self.table.remove(&kb),
+        };
+        let ts = new.as_ref().map_or(ts, |(_, t)| *t);
+        let contribution = |row: &[Value]| -> Option<(Vec<Value>, Vec<Value>)> {
+            if filter
+                .as_ref()
+                .is_some_and(|f| f.eval(row) != Value::Boolean(true))
+            {
+                return None;
+            }
+            let key: Vec<Value> = group.iter().map(|g| g.eval(row)).collect();
+            if key.iter().any(Value::is_null) {
+                return None;
+            }
+            let args = aggs
+                .iter()
+                .map(|a| a.arg.as_ref().map_or(Value::Null, |n| n.eval(row)))
+                .collect();
+            Some((key, args))
+        };
+        let old = old.as_deref().and_then(contribution);
+        let new = new.as_ref().and_then(|(row, _)| contribution(row));
+        match (old, new) {
+            (Some((ok, undo)), Some((nk, add))) if key_bytes(&ok) == key_bytes(&nk) => {
+                self.table_update(&nk, aggs, Some(&undo), Some(&add), ts, fx);
+            }
+            (old, new) => {
+                if let Some((ok, undo)) = old {
+                    self.table_update(&ok, aggs, Some(&undo), None, ts, fx);
+                }
+                if let Some((nk, add)) = new {
+                    self.table_update(&nk, aggs, None, Some(&add), ts, fx);
+                }
+            }
+        }
+    }
+
+    /// Undoes and/or adds one row's aggregate arguments in a group, logs
+    /// the group's state and emits its result.
+    fn table_update(
+        &mut self,
+        key: &[Value],
+        aggs: &[AggSpec],
+        undo: Option<&[Value]>,
+        add: Option<&[Value]>,
+        ts: i64,
+        fx: &mut Effects,
+    ) {
+        let slot = (key_bytes(key), i64::MIN);
+        if add.is_none() && !self.aggs.contains_key(&slot) {
+            return;
+        }
+        let entry = self.aggs.entry(slot).or_insert_with(|| AggEntry {
+            key: key.to_vec(),
+            window: None,
+            states: aggs.iter().map(|a| (a.func.init)(&a.call)).collect(),
+            timestamp: ts,
+            emitted: false,
+        });
+        for (i, (a, s)) in aggs.iter().zip(entry.states.iter_mut()).enumerate() {
+            // The planner only accepts undoable aggregates over tables.
+            if let (Some(args), Some(undo_fn)) = (undo, a.func.undo) {
+                undo_fn(&a.call, s, &args[i]);
+            }
+            if let Some(args) = add {
+                (a.func.add)(&a.call, s, &args[i]);
+            }
+        }
+        entry.timestamp = entry.timestamp.max(ts);
+        let entry = entry.clone();
+        self.log_entry(&entry, fx);
+        fx.rows.push(self.result_row(&entry));
     }
 
     /// Whether a window is closed: its end plus the grace period is at or
@@ -1362,5 +1466,111 @@ mod tests {
             &mut fx,
         );
         assert_eq!(fx.rows.len(), 1, "{:?} {:?}", fx.rows, t.last_error);
+    }
+
+    /// Table aggregation: records of table `T` (ID INT key, C STRING) as
+    /// (id, group or None for a tombstone, timestamp).
+    fn feed_table(t: &mut Task, inputs: &[(i32, Option<&str>, i64)], fx: &mut Effects) {
+        for (i, (id, c, ts)) in inputs.iter().enumerate() {
+            let key = id.to_be_bytes();
+            let value = c.map(|c| format!("{{\"C\":\"{c}\"}}"));
+            let rec = InRecord {
+                input: 0,
+                partition: 0,
+                offset: i as i64,
+                timestamp: *ts,
+                key: Some(&key),
+                value: value.as_deref().map(str::as_bytes),
+            };
+            t.process(&rec, fx).unwrap();
+        }
+    }
+
+    /// Output rows as (group, count or None for a tombstone, timestamp).
+    fn counts(fx: &Effects) -> Vec<(String, Option<i64>, i64)> {
+        fx.rows
+            .iter()
+            .map(|r| {
+                let Value::String(g) = &r.key[0] else {
+                    panic!("key {:?}", r.key)
+                };
+                let n = r.value.as_ref().map(|v| v[0].as_i64().unwrap());
+                (g.clone(), n, r.timestamp)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn table_aggregation_undoes_the_old_row() {
+        let sql = "CREATE TABLE OUT AS SELECT C, COUNT(*) AS N FROM T GROUP BY C;";
+        let mut t = task(sql);
+        let mut fx = Effects::default();
+        feed_table(
+            &mut t,
+            &[
+                (1, Some("bob"), 1),
+                (1, Some("john"), 2),
+                (2, Some("john"), 3),
+                (2, Some("john"), 4),
+                (2, None, 5),
+                (7, None, 6),
+            ],
+            &mut fx,
+        );
+        let g = |x: &str| x.to_string();
+        assert_eq!(
+            counts(&fx),
+            vec![
+                (g("bob"), Some(1), 1),
+                (g("bob"), Some(0), 2),
+                (g("john"), Some(1), 2),
+                (g("john"), Some(2), 3),
+                // The same group: the update is one row.
+                (g("john"), Some(2), 4),
+                (g("john"), Some(1), 5),
+            ]
+        );
+        // A restart: aggregates from the changelog, rows from the topic.
+        let mut r = task(sql);
+        for (k, v) in &fx.changelog {
+            r.restore_changelog(k, v.as_deref()).unwrap();
+        }
+        let key = 1i32.to_be_bytes();
+        r.restore_table(&InRecord {
+            input: 0,
+            partition: 0,
+            offset: 1,
+            timestamp: 2,
+            key: Some(&key),
+            value: Some(br#"{"C":"john"}"#),
+        })
+        .unwrap();
+        let mut fx = Effects::default();
+        feed_table(&mut r, &[(1, None, 9)], &mut fx);
+        assert_eq!(counts(&fx), vec![(g("john"), Some(0), 9)]);
+    }
+
+    #[test]
+    fn table_aggregation_refuses_what_cannot_undo() {
+        let ddls = [
+            "CREATE TABLE T (ID INT PRIMARY KEY, C STRING, V INT) WITH (KAFKA_TOPIC='t', VALUE_FORMAT='JSON');",
+        ];
+        let err = |sql: &str| plan_over(&ddls, sql).unwrap_err().to_string();
+        assert!(err("CREATE TABLE OUT AS SELECT C, MAX(V) AS M FROM T GROUP BY C;").contains(
+            "The aggregation function MAX cannot be applied to a table source, only to a stream source."
+        ));
+        assert!(err(
+            "CREATE TABLE OUT AS SELECT C, TOPK(V, 2) AS A, MAX(V) AS M, MAX(ID) AS I, LATEST_BY_OFFSET(V) AS L FROM T GROUP BY C;"
+        )
+        .contains("functions TOPK, MAX and LATEST_BY_OFFSET cannot"));
+        assert!(
+            err("CREATE TABLE OUT AS SELECT C, COUNT(*) AS N FROM T WINDOW TUMBLING (SIZE 1 SECOND) GROUP BY C;")
+                .contains("Windowing not supported for table aggregations.")
+        );
+        assert!(plan_over(
+            &ddls,
+            "CREATE TABLE OUT AS SELECT C, COUNT(*) AS N, SUM(V) AS S, AVG(V) AS A, COLLECT_LIST(V) AS L, HISTOGRAM(C) AS H FROM T GROUP BY C;"
+        )
+        .is_ok());
     }
 }
