@@ -36,6 +36,7 @@ use tracing::{info, warn};
 use crate::error::{Result, SqlError};
 use crate::format::{windowed_key, Codec, WindowType};
 use crate::plan::{Op, Plan};
+use crate::processing_log::ProcessingLog;
 use crate::task::{Effects, InRecord, OutRow, Task};
 
 /// Kafka client settings shared by every client the server makes.
@@ -286,6 +287,9 @@ pub enum Output {
         sink: Sink,
         changelog: Option<String>,
         transactional_id: String,
+        /// Undeserializable records are also logged here, in the batch's
+        /// transaction.
+        processing_log: Option<ProcessingLog>,
     },
     /// A push query: rows to the client until it goes away.
     Channel(tokio::sync::mpsc::Sender<OutRow>),
@@ -526,7 +530,7 @@ fn run(
             })?;
         }
     }
-    if matches!(spec.plan.op, Op::TableTable { .. }) && persistent {
+    if matches!(spec.plan.op, Op::TableTable { .. } | Op::TableChain { .. }) && persistent {
         for (input, (topic, n)) in spec.inputs.iter().enumerate() {
             let until = committed[input].clone();
             if until.is_empty() {
@@ -698,6 +702,28 @@ fn run(
                     *stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
                         Some(e.to_string());
                     warn!(query = %spec.id, topic = %spec.inputs[msg.input].0, partition = msg.partition, offset = msg.offset, error = %e, "record skipped (processing log)");
+                    if let (
+                        Output::Topic {
+                            processing_log: Some(log),
+                            ..
+                        },
+                        Some(p),
+                        SqlError::Serde { .. },
+                    ) = (output, &producer, &e)
+                    {
+                        let target = t.undecodable_part(&rec);
+                        let bytes = if target == "key" { rec.key } else { rec.value };
+                        let now = now_ms();
+                        let event = log.deserialization_error(
+                            &spec.id,
+                            &spec.inputs[msg.input].0,
+                            target,
+                            bytes,
+                            &e.to_string(),
+                            now,
+                        );
+                        send(p, &log.topic, None, None, Some(&event), now)?;
+                    }
                 }
                 if t.skipped != before {
                     stats
@@ -1005,6 +1031,14 @@ pub async fn print_topic(
         message: "the PRINT thread ended".into(),
     })??;
     Ok(rx)
+}
+
+/// Wall-clock milliseconds (processing-log events carry when they were
+/// logged, as ksqlDB's do).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn send(

@@ -58,6 +58,15 @@ pub struct AggEntry {
     pub emitted: bool,
 }
 
+/// One stage of a chain of table–table joins: the result so far (left)
+/// and the next table (right), by encoded join key, with each row's
+/// timestamp.
+#[derive(Debug, Default)]
+pub struct ChainStage {
+    pub left: HashMap<Vec<u8>, (Vec<Value>, i64)>,
+    pub right: HashMap<Vec<u8>, (Vec<Value>, i64)>,
+}
+
 /// A query's running state.
 #[derive(Debug)]
 pub struct Task {
@@ -73,6 +82,8 @@ pub struct Task {
     pub by_foreign_key: HashMap<Vec<u8>, BTreeSet<Vec<u8>>>,
     /// Stream–stream joins and chains: each stage's state.
     pub stages: Vec<StageState>,
+    /// Chains of table–table joins: each stage's state.
+    pub chain: Vec<ChainStage>,
     /// Windows by the time they close (end + grace): EMIT FINAL emits them
     /// then.
     closing: BTreeSet<(i64, (Vec<u8>, i64))>,
@@ -95,8 +106,13 @@ impl Task {
             Op::Joins { stages, .. } => stages.iter().map(|_| StageState::default()).collect(),
             _ => Vec::new(),
         };
+        let chain = match &plan.op {
+            Op::TableChain { kinds, .. } => kinds.iter().map(|_| ChainStage::default()).collect(),
+            _ => Vec::new(),
+        };
         Task {
             stages,
+            chain,
             plan: Arc::new(plan),
             closing: BTreeSet::new(),
             expiring: BTreeSet::new(),
@@ -161,6 +177,28 @@ impl Task {
         };
         row[src.key.len() + src.value.len()] = Value::Bigint(ts);
         Ok(Some((row, ts)))
+    }
+
+    /// Which part of a record that did not deserialize is at fault
+    /// (`"key"` or `"value"`), for the processing log.
+    pub fn undecodable_part(&self, rec: &InRecord<'_>) -> &'static str {
+        let input = &self.plan.inputs[rec.input];
+        let key = match (rec.key, input.source.window) {
+            (Some(k), Some((wt, size))) => match crate::format::split_windowed_key(
+                k,
+                wt == crate::format::WindowType::Session,
+                size.unwrap_or(0),
+            ) {
+                Ok((k, _)) => Some(k),
+                Err(_) => return "key",
+            },
+            (k, _) => k,
+        };
+        if input.key_codec.decode(key).is_err() {
+            "key"
+        } else {
+            "value"
+        }
     }
 
     /// The key part of a record, decoded (for table tombstones).
@@ -253,8 +291,111 @@ impl Task {
                 let row = decoded.map(|(row, _)| row);
                 self.table_table(rec.input, k, row, rec.timestamp, fx);
             }
+            Op::TableChain { .. } => {
+                let k = self.key_of(rec)?;
+                self.table_chain(rec.input, k, decoded, rec.timestamp, fx);
+            }
         }
         Ok(())
+    }
+
+    /// One update of a table of a chain of table–table joins. Input 0 is
+    /// the first stage's left side, input `i` the right side of stage
+    /// `i - 1`; what a stage emits (a joined row or a tombstone) updates
+    /// the next stage's left side, as each join of a Kafka Streams
+    /// topology feeds the next, and the last stage's output is the result.
+    fn table_chain(
+        &mut self,
+        input: usize,
+        key: Vec<Value>,
+        row: Option<(Vec<Value>, i64)>,
+        ts: i64,
+        fx: &mut Effects,
+    ) {
+        let plan = self.plan.clone();
+        let Op::TableChain {
+            kinds,
+            filter,
+            values,
+            ..
+        } = &plan.op
+        else {
+            return;
+        };
+        let kb = key_bytes(&key);
+        let (mut stage, mut from_left) = match input {
+            0 => (0, true),
+            i => (i - 1, false),
+        };
+        let mut update = row;
+        let mut ts = update.as_ref().map_or(ts, |(_, t)| *t);
+        loop {
+            let lw: usize = plan.inputs[..=stage].iter().map(|i| i.width()).sum();
+            let rw = plan.inputs[stage + 1].width();
+            let st = &mut self.chain[stage];
+            let (this, other) = if from_left {
+                (&mut st.left, &st.right)
+            } else {
+                (&mut st.right, &st.left)
+            };
+            let old = match &update {
+                Some(r) => this.insert(kb.clone(), r.clone()),
+                None => this.remove(&kb),
+            };
+            if update.is_none() && old.is_none() {
+                // Deleting a row that was never there changes nothing.
+                return;
+            }
+            let other = other.get(&kb).cloned();
+            let (l, r) = if from_left {
+                (update.clone(), other.clone())
+            } else {
+                (other.clone(), update.clone())
+            };
+            let kind = kinds[stage];
+            let emit = match kind {
+                JoinType::Inner => other.is_some(),
+                JoinType::Left => l.is_some() || (from_left && old.is_some()),
+                JoinType::Right => r.is_some() || (!from_left && old.is_some()),
+                JoinType::Full => true,
+            };
+            if !emit {
+                return;
+            }
+            ts = other.as_ref().map_or(ts, |(_, t)| ts.max(*t));
+            let present = match kind {
+                JoinType::Inner => l.is_some() && r.is_some(),
+                JoinType::Left => l.is_some(),
+                JoinType::Right => r.is_some(),
+                JoinType::Full => l.is_some() || r.is_some(),
+            };
+            update = present.then(|| {
+                let joined = l
+                    .map_or_else(|| nulls(lw), |(row, _)| row)
+                    .into_iter()
+                    .chain(r.map_or_else(|| nulls(rw), |(row, _)| row))
+                    .collect();
+                (joined, ts)
+            });
+            if stage + 1 == kinds.len() {
+                break;
+            }
+            stage += 1;
+            from_left = true;
+        }
+        // A row the WHERE clause rejects is a tombstone, as for any
+        // filtered table.
+        let value = update.map(|(j, _)| j).filter(|j| {
+            filter
+                .as_ref()
+                .is_none_or(|f| f.eval(j) == Value::Boolean(true))
+        });
+        fx.rows.push(OutRow {
+            key,
+            value: value.map(|j| values.iter().map(|n| n.eval(&j)).collect()),
+            timestamp: ts,
+            window: None,
+        });
     }
 
     /// A table row's timestamp (its ROWTIME column).
@@ -1572,5 +1713,28 @@ mod tests {
             "CREATE TABLE OUT AS SELECT C, COUNT(*) AS N, SUM(V) AS S, AVG(V) AS A, COLLECT_LIST(V) AS L, HISTOGRAM(C) AS H FROM T GROUP BY C;"
         )
         .is_ok());
+    }
+
+    #[test]
+    fn table_chains_join_on_primary_keys_only() {
+        let ddls = [
+            "CREATE TABLE A (ID INT PRIMARY KEY, X STRING, F INT) WITH (KAFKA_TOPIC='a', VALUE_FORMAT='JSON');",
+            "CREATE TABLE B (ID INT PRIMARY KEY, Y STRING) WITH (KAFKA_TOPIC='b', VALUE_FORMAT='JSON');",
+            "CREATE TABLE C (ID INT PRIMARY KEY, Z STRING) WITH (KAFKA_TOPIC='c', VALUE_FORMAT='JSON');",
+            "CREATE STREAM S (ID INT KEY, W STRING) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON');",
+        ];
+        let plan = |sql: &str| plan_over(&ddls, sql);
+        let p = plan("CREATE TABLE OUT AS SELECT A.ID, X, Y, Z FROM A FULL JOIN B ON A.ID = B.ID JOIN C ON B.ID = C.ID;")
+            .unwrap();
+        assert!(
+            matches!(&p.op, Op::TableChain { kinds, .. } if kinds == &[JoinType::Full, JoinType::Inner])
+        );
+        let err = |sql: &str| plan(sql).unwrap_err().to_string();
+        assert!(err("CREATE TABLE OUT AS SELECT A.ID, X, Y, Z FROM A JOIN B ON A.F = B.ID JOIN C ON A.ID = C.ID;")
+            .contains("foreign-key joins cannot be chained"));
+        assert!(err("CREATE TABLE OUT AS SELECT A.ID, X, Y, W FROM A JOIN B ON A.ID = B.ID JOIN S ON A.ID = S.ID;")
+            .contains("table-stream joins are not supported"));
+        assert!(err("CREATE TABLE OUT AS SELECT X, Y, Z FROM A JOIN B ON A.ID = B.ID JOIN C ON A.ID = C.ID;")
+            .contains("Key missing from projection"));
     }
 }
