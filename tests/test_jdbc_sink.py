@@ -218,3 +218,46 @@ def test_insert_mode_kafka_keys_and_auto_create(module_broker, weir_binary, post
             [("0", "0"), ("1", "1"), ("2", "2"), ("3", "1")]
     finally:
         w.kill()
+
+
+def test_refused_rows_go_to_the_dead_letter_queue(module_broker, weir_binary, postgres, tmp_path):
+    """errors.tolerance=all: the rows PostgreSQL refuses go to the
+    dead-letter queue as they were in Kafka; the others are written."""
+    from confluent_kafka import Consumer
+
+    w = ConnectWorker(weir_binary, tmp_path / "w", module_broker.bootstrap,
+                      sets={**FAST, "group.id": "jdlq", "config.storage.topic": "jdlq-configs",
+                            "offset.storage.topic": "jdlq-offsets",
+                            "status.storage.topic": "jdlq-status"}, name="jdlq").start()
+    try:
+        dbname = new_db(postgres, "jdlq")
+        postgres.sql("CREATE TABLE orders (id int PRIMARY KEY, name text, qty int CHECK (qty < 100))",
+                     dbname)
+        topic, dlq = f"dl-{uuid.uuid4().hex[:6]}", f"dlq-{uuid.uuid4().hex[:6]}"
+        sent = [(key(i), row(i, q=500 if i in (3, 7) else i)) for i in range(1, 11)]
+        produce(module_broker.bootstrap, topic, sent)
+        w.create("jdlq", sink_config(postgres, dbname, **{
+            "topics": topic, "table.name.format": "orders", "insert.mode": "upsert",
+            "pk.mode": "record_key", "errors.tolerance": "all",
+            "errors.deadletterqueue.topic.name": dlq,
+            "errors.deadletterqueue.topic.replication.factor": "1",
+            "errors.deadletterqueue.context.headers.enable": "true"}))
+        want = [(str(i),) for i in range(1, 11) if i not in (3, 7)]
+        wait_until(lambda: postgres.rows("SELECT id FROM orders ORDER BY id", dbname) == want
+                   or None, 60, what="the accepted rows")
+        c = Consumer({"bootstrap.servers": module_broker.bootstrap, "group.id": f"d-{dlq}",
+                      "auto.offset.reset": "earliest"})
+        c.subscribe([dlq])
+        got = []
+        deadline = time.monotonic() + 60
+        while len(got) < 2 and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m)
+        c.close()
+        assert [m.value().decode() for m in got] == [sent[2][1], sent[6][1]]
+        headers = dict(got[0].headers())
+        assert b"violates check constraint" in headers["__connect.errors.exception.message"]
+        assert w.status("jdlq")["tasks"][0]["state"] == "RUNNING"
+    finally:
+        w.kill()

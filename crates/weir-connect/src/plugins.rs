@@ -7,8 +7,8 @@ use crate::connector::{ConnectorType, Plugin, Props};
 use crate::converter::make_converter;
 use crate::datagen::DATAGEN_SOURCE;
 use crate::file::{FILE_SINK, FILE_SOURCE};
-use crate::jdbc::JDBC_SINK;
 use crate::http_sink::HTTP_SINK;
+use crate::jdbc::JDBC_SINK;
 use crate::postgres::POSTGRES_SOURCE;
 
 /// Every connector plugin, in the order `/connector-plugins` lists them.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{param_text, Column, Op, SinkConfig, TableId};
-use crate::connector::{Props, SinkOffsets, SinkRecord, SinkTask};
+use crate::connector::{ErrantRecord, Props, SinkOffsets, SinkRecord, SinkTask};
 use crate::error::{ConnectError, Result};
 use crate::postgres::wire::{literal, ConnConfig, PgConn, PgError, Pipeline};
 
@@ -21,6 +21,9 @@ fn failure(message: String) -> ConnectError {
 struct WriteError {
     message: String,
     retriable: bool,
+    /// The server refused a record's statement (not DDL, not the
+    /// connection): the records can be tried one by one.
+    statement: bool,
 }
 
 impl WriteError {
@@ -41,6 +44,7 @@ impl WriteError {
         WriteError {
             message: format!("{context}: {e}"),
             retriable,
+            statement: false,
         }
     }
 
@@ -48,9 +52,14 @@ impl WriteError {
         WriteError {
             message: e.to_string(),
             retriable: false,
+            statement: false,
         }
     }
 }
+
+/// The statement being pipelined: its table, whether it deletes, the
+/// columns' names and key flags, and its SQL.
+type Run<'a> = (&'a TableId, bool, Vec<(&'a str, bool)>, Arc<str>);
 
 /// Runs what is queued; an error names the statement and the record.
 fn flush(
@@ -69,7 +78,9 @@ fn flush(
             ),
             None => String::new(),
         };
-        WriteError::of(&e, &format!("writing{at}"))
+        let mut w = WriteError::of(&e, &format!("writing{at}"));
+        w.statement = !w.retriable && matches!(e, PgError::Server { .. });
+        w
     });
     queued.clear();
     out
@@ -83,6 +94,8 @@ pub struct JdbcSinkTask {
     /// Known tables' column names (lower-cased when identifiers are not
     /// quoted, as PostgreSQL folds them).
     tables: HashMap<TableId, HashSet<String>>,
+    /// Records given up on, for the runtime's reporter.
+    errant: Vec<ErrantRecord>,
 }
 
 impl JdbcSinkTask {
@@ -191,8 +204,15 @@ impl JdbcSinkTask {
         Ok(true)
     }
 
-    /// One attempt at writing `ops` in one transaction.
-    fn write(&mut self, ops: &[(TableId, Op, &SinkRecord)]) -> std::result::Result<(), WriteError> {
+    /// One attempt at writing `ops` in one transaction. `one_by_one`: each
+    /// record behind a savepoint, and those the server refuses are
+    /// returned instead of failing the whole (Kafka's errant records; the
+    /// slow path, taken after a batch failed).
+    fn write(
+        &mut self,
+        ops: &[(TableId, Op, &SinkRecord)],
+        one_by_one: bool,
+    ) -> std::result::Result<Vec<ErrantRecord>, WriteError> {
         let cfg = self
             .cfg
             .clone()
@@ -208,7 +228,8 @@ impl JdbcSinkTask {
         let mut pipeline = Pipeline::default();
         // The record and statement of each queued execute.
         let mut queued: Vec<(&SinkRecord, Arc<str>)> = Vec::new();
-        let mut current: Option<(&TableId, bool, Vec<(&str, bool)>, Arc<str>)> = None;
+        let mut current: Option<Run> = None;
+        let mut refused = Vec::new();
         for (table, op, rec) in ops {
             let (deleting, cols, vals) = match op {
                 Op::Write(c, v) => (false, c, v),
@@ -252,6 +273,21 @@ impl JdbcSinkTask {
                 .map(|c| c.3.clone())
                 .unwrap_or_else(|| "".into());
             queued.push((rec, sql));
+            if one_by_one {
+                conn.query("SAVEPOINT weir_record")
+                    .map_err(|e| WriteError::of(&e, "SAVEPOINT"))?;
+                match flush(conn, &mut pipeline, &mut queued) {
+                    Ok(()) => {}
+                    Err(e) if e.statement => {
+                        conn.query("ROLLBACK TO SAVEPOINT weir_record")
+                            .map_err(|e| WriteError::of(&e, "ROLLBACK TO SAVEPOINT"))?;
+                        refused.push(((*rec).clone(), failure(e.message)));
+                    }
+                    Err(e) => return Err(e),
+                }
+                current = None;
+                continue;
+            }
             if pipeline.len() >= cfg.batch_size {
                 flush(conn, &mut pipeline, &mut queued)?;
                 // The next batch parses its statement again.
@@ -261,7 +297,7 @@ impl JdbcSinkTask {
         flush(conn, &mut pipeline, &mut queued)?;
         conn.query("COMMIT")
             .map_err(|e| WriteError::of(&e, "COMMIT"))?;
-        Ok(())
+        Ok(refused)
     }
 }
 
@@ -285,13 +321,21 @@ impl SinkTask for JdbcSinkTask {
         let mut ops = Vec::with_capacity(records.len());
         for r in &records {
             let partition = r.record.partition.unwrap_or(r.original_partition);
-            let op = cfg.op_of(&r.record, partition, r.kafka_offset)?;
-            ops.push((cfg.table_of(&r.record.topic), op, r));
+            match cfg.op_of(&r.record, partition, r.kafka_offset) {
+                Ok(op) => ops.push((cfg.table_of(&r.record.topic), op, r)),
+                // A record the sink cannot write (no schema, a tombstone
+                // without delete.enabled): errant, as Confluent reports it.
+                Err(e) => self.errant.push((r.clone(), e)),
+            }
         }
         let mut attempt = 0;
+        let mut one_by_one = false;
         loop {
-            match self.write(&ops) {
-                Ok(()) => return Ok(()),
+            match self.write(&ops, one_by_one) {
+                Ok(refused) => {
+                    self.errant.extend(refused);
+                    return Ok(());
+                }
                 Err(e) => {
                     // The transaction is rolled back (or the connection is
                     // gone); what DDL it did is undone with it.
@@ -300,6 +344,12 @@ impl SinkTask for JdbcSinkTask {
                         if c.query("ROLLBACK").is_ok() {
                             self.conn = Some(c);
                         }
+                    }
+                    if e.statement && !one_by_one {
+                        // Find the records the server refuses; the rest
+                        // are written.
+                        one_by_one = true;
+                        continue;
                     }
                     if !e.retriable || attempt >= cfg.max_retries {
                         let tries = if e.retriable {
@@ -315,6 +365,14 @@ impl SinkTask for JdbcSinkTask {
                 }
             }
         }
+    }
+
+    fn errant_records(&mut self) -> Vec<ErrantRecord> {
+        std::mem::take(&mut self.errant)
+    }
+
+    fn reports_errant_records(&self) -> bool {
+        true
     }
 
     fn flush(&mut self, _offsets: &SinkOffsets) -> Result<()> {
