@@ -16,6 +16,8 @@ dead-letter queue read back with confluent-kafka.
   the `__connect.errors.*` headers, and the group's offset moves past
   them; under `errors.tolerance=none` the task fails with the cause in its
   trace and the offset stays before the record.
+- A connector deleted while its task retries: the retries stop at once
+  and the record's offset is not committed.
 - Kill -9 of the worker mid-stream over three partitions: every record
   arrives, in order per partition (at least once: records sent after the
   last offset commit are sent again after the restart).
@@ -217,6 +219,22 @@ def test_retriable_statuses_are_retried(worker, module_broker, server):
     assert server.bodies() == [b"x1,x2,x3"] * 4
     assert worker.status("hs-retry")["tasks"][0]["state"] == "RUNNING"
     worker.delete("/connectors/hs-retry")
+
+
+def test_a_stop_cuts_retries_short_and_commits_nothing(worker, module_broker, server):
+    topic = "hs-stop"
+    server.answer = lambda m, p, b: 503
+    produce(module_broker.bootstrap, topic, [b"s1"])
+    worker.create("hs-stop", sink(server, topic, max_retries="100", retry_backoff_ms="1000",
+                                  retry_backoff_policy="CONSTANT_VALUE", errors_tolerance="all"))
+    wait_until(lambda: len(server.snapshot()) >= 2, 30, what="a retried request")
+    assert worker.delete("/connectors/hs-stop").status_code == 204
+    time.sleep(0.5)
+    seen = len(server.snapshot())
+    time.sleep(2.5)  # a retry would come every second
+    assert len(server.snapshot()) == seen
+    # Neither delivered nor dead-lettered: the record is not committed.
+    assert committed(module_broker.bootstrap, "hs-stop", topic) < 1
 
 
 def test_failed_records_go_to_the_dead_letter_queue(worker, module_broker, server):

@@ -341,6 +341,14 @@ def test_avro_in_and_out_through_the_registry(sql, node):
         (i, {"ITEM": f"it{i % 2}", "P2": float(i), "CITY": f"c{i}",
              "AT": datetime.datetime.fromtimestamp(1_700_000_000 + i, datetime.timezone.utc),
              "TAGS": [f"t{j}" for j in range(i % 3)]}) for i in (2, 3, 4)]
+    # PRINT decodes registry frames with their writer schemas.
+    status, text = sql.post("/query", {"ksql": "PRINT 'sr_out' FROM BEGINNING LIMIT 1;"})
+    assert status == 200, text
+    head_key, head_value, line = text.strip().splitlines()
+    assert (head_key, head_value) == ("Key format: AVRO", "Value format: AVRO"), text
+    key = int(line.split(", key: ")[1].split(", value: ")[0])
+    value = json.loads(line.split(", value: ")[1].rsplit(", partition: ", 1)[0])
+    assert key in (2, 3, 4) and value["ITEM"] == f"it{key % 2}" and value["P2"] == float(key), line
     # INSERT VALUES writes with the inferred schema; confluent-kafka reads it.
     sql.ksql("INSERT INTO sr_orders (ID, ITEM, PRICE, AT, TAGS, ADDR, ATTRS) VALUES "
              "(9, 'it9', 4.5, 1700000009000, ARRAY['x'], STRUCT(CITY := 'c9'), MAP('w' := 1.0));")

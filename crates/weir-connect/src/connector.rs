@@ -185,6 +185,13 @@ pub trait SinkTask: Send {
     fn reports_errant_records(&self) -> bool {
         false
     }
+    /// Given before `start`: set once the runtime asks the task to stop,
+    /// so a task blocked in `put` or `flush` (retrying a request) can give
+    /// up by returning an error. The runtime then commits nothing past
+    /// what earlier flushes covered and does not report the task failed.
+    fn watch_stop(&mut self, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        let _ = stop;
+    }
     /// Called after `start` with the metadata of the last commit, before
     /// any `put`.
     fn restore(&mut self, metadata: Option<&str>) -> Result<()> {

@@ -238,6 +238,11 @@ pub fn start_task(ctx: TaskContext, paused: bool) -> TaskHandle {
         };
         match result {
             Ok(()) => {}
+            // Cut short by a stop (a task giving up its retries): not a
+            // failure, and nothing past what was flushed is committed.
+            Err(e) if s.load(Ordering::SeqCst) => {
+                info!(connector = %ctx.connector, task = ctx.task, error = %e, "task stopped before finishing its work");
+            }
             Err(e) => {
                 warn!(connector = %ctx.connector, task = ctx.task, error = %e, "task failed");
                 ctx.metrics.task_failed(&ctx.connector, ctx.task);
@@ -638,7 +643,7 @@ impl Stage {
     }
 }
 
-fn run_sink(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Result<()> {
+fn run_sink(ctx: &TaskContext, stop: &Arc<AtomicBool>, paused: &AtomicBool) -> Result<()> {
     let w = &ctx.worker;
     let key_conv = ctx.converter("key")?;
     let value_conv = ctx.converter("value")?;
@@ -665,6 +670,7 @@ fn run_sink(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Result
     let mut task = (ctx.plugin.sink_task.ok_or_else(|| {
         ConnectError::bad_config(format!("{} has no sink task", ctx.plugin.class))
     })?)();
+    task.watch_stop(stop.clone());
     task.start(&ctx.task_config)?;
     task.restore(committed_metadata(&consumer, &topics)?.as_deref())?;
     let mut errant = Errant {
@@ -776,6 +782,9 @@ fn run_sink(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Result
                 errant.report(task.errant_records())?;
                 match outcome {
                     Retried::Done(()) => ctx.metrics.sink_written(&ctx.connector, ctx.task, n),
+                    // Stopping mid-retry: the batch is neither delivered nor
+                    // skipped, so its offsets must not be committed.
+                    Retried::GaveUp(e) if stop.load(Ordering::SeqCst) => return Err(e),
                     Retried::GaveUp(e) if ctx.tolerate_all() => {
                         for _ in 0..n {
                             ctx.metrics.record_error(&ctx.connector, ctx.task);

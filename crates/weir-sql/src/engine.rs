@@ -1351,6 +1351,7 @@ impl Engine {
                 from_beginning,
                 interval: interval.unwrap_or(1),
                 limit,
+                registry: self.registry.clone(),
             },
         )
         .await
