@@ -2,6 +2,7 @@
 //! pipelined statements, committed before `put` returns.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -96,6 +97,8 @@ pub struct JdbcSinkTask {
     tables: HashMap<TableId, HashSet<String>>,
     /// Records given up on, for the runtime's reporter.
     errant: Vec<ErrantRecord>,
+    /// Set when the runtime stops the task: retries give up.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl JdbcSinkTask {
@@ -361,7 +364,14 @@ impl SinkTask for JdbcSinkTask {
                     }
                     attempt += 1;
                     self.conn = None;
-                    std::thread::sleep(Duration::from_millis(cfg.retry_backoff_ms));
+                    let until =
+                        std::time::Instant::now() + Duration::from_millis(cfg.retry_backoff_ms);
+                    while std::time::Instant::now() < until {
+                        if self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+                            return Err(failure(format!("stopped while retrying: {}", e.message)));
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
                 }
             }
         }
@@ -371,8 +381,8 @@ impl SinkTask for JdbcSinkTask {
         std::mem::take(&mut self.errant)
     }
 
-    fn reports_errant_records(&self) -> bool {
-        true
+    fn watch_stop(&mut self, stop: Arc<AtomicBool>) {
+        self.stop = Some(stop);
     }
 
     fn flush(&mut self, _offsets: &SinkOffsets) -> Result<()> {
