@@ -6,8 +6,9 @@
 //! standalone against any Kafka-compatible cluster. It owns:
 //!
 //! - the connector and task interfaces ([`connector`]) and the plugins
-//!   ([`plugins`], [`file`], [`datagen`], and [`postgres`]: change data
-//!   capture compatible with Debezium's PostgreSQL connector);
+//!   ([`plugins`], [`file`], [`datagen`], [`postgres`]: change data
+//!   capture compatible with Debezium's PostgreSQL connector, and
+//!   [`http_sink`]: Confluent's HTTP sink);
 //! - Connect's data model ([`data`]) and converters ([`converter`]), with
 //!   JSON written as Kafka writes it ([`json`]);
 //! - the internal topics in Kafka Connect's formats ([`storage`]);
@@ -33,6 +34,7 @@ pub mod file;
 pub mod herder;
 #[cfg(feature = "runtime")]
 pub mod http;
+pub mod http_sink;
 #[cfg(feature = "runtime")]
 pub mod internal_log;
 pub mod json;

@@ -7,10 +7,17 @@ use crate::connector::{ConnectorType, Plugin, Props};
 use crate::converter::make_converter;
 use crate::datagen::DATAGEN_SOURCE;
 use crate::file::{FILE_SINK, FILE_SOURCE};
+use crate::http_sink::HTTP_SINK;
 use crate::postgres::POSTGRES_SOURCE;
 
 /// Every connector plugin, in the order `/connector-plugins` lists them.
-pub const PLUGINS: &[Plugin] = &[FILE_SINK, FILE_SOURCE, DATAGEN_SOURCE, POSTGRES_SOURCE];
+pub const PLUGINS: &[Plugin] = &[
+    FILE_SINK,
+    FILE_SOURCE,
+    DATAGEN_SOURCE,
+    POSTGRES_SOURCE,
+    HTTP_SINK,
+];
 
 /// The plugin called `name` (class name, simple name, or alias).
 pub fn find(name: &str) -> Option<Plugin> {

@@ -6,7 +6,8 @@
 //! changelog records of its state and the consumed offsets
 //! (`send_offsets_to_transaction`), as Kafka Streams' `exactly_once_v2`
 //! does. On start, state is rebuilt from the changelog (aggregations) or
-//! by replaying the table's topic up to the committed offsets (joins), so
+//! by replaying the table's topic up to the committed offsets (joins, and
+//! an aggregated table's rows), so
 //! a `kill -9` at any point resumes from the last committed transaction.
 //!
 //! Records of several partitions are processed in timestamp order: the
@@ -35,6 +36,7 @@ use tracing::{info, warn};
 use crate::error::{Result, SqlError};
 use crate::format::{windowed_key, Codec, WindowType};
 use crate::plan::{Op, Plan};
+use crate::processing_log::ProcessingLog;
 use crate::task::{Effects, InRecord, OutRow, Task};
 
 /// Kafka client settings shared by every client the server makes.
@@ -285,6 +287,9 @@ pub enum Output {
         sink: Sink,
         changelog: Option<String>,
         transactional_id: String,
+        /// Undeserializable records are also logged here, in the batch's
+        /// transaction.
+        processing_log: Option<ProcessingLog>,
     },
     /// A push query: rows to the client until it goes away.
     Channel(tokio::sync::mpsc::Sender<OutRow>),
@@ -505,7 +510,7 @@ fn run(
         })?;
     }
     let table_inputs = spec.plan.table_inputs();
-    for &input in &table_inputs {
+    for input in spec.plan.replayed_inputs() {
         let (topic, n) = &spec.inputs[input];
         let until = committed[input].clone();
         if persistent && !until.is_empty() {
@@ -525,7 +530,7 @@ fn run(
             })?;
         }
     }
-    if matches!(spec.plan.op, Op::TableTable { .. }) && persistent {
+    if matches!(spec.plan.op, Op::TableTable { .. } | Op::TableChain { .. }) && persistent {
         for (input, (topic, n)) in spec.inputs.iter().enumerate() {
             let until = committed[input].clone();
             if until.is_empty() {
@@ -697,6 +702,28 @@ fn run(
                     *stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
                         Some(e.to_string());
                     warn!(query = %spec.id, topic = %spec.inputs[msg.input].0, partition = msg.partition, offset = msg.offset, error = %e, "record skipped (processing log)");
+                    if let (
+                        Output::Topic {
+                            processing_log: Some(log),
+                            ..
+                        },
+                        Some(p),
+                        SqlError::Serde { .. },
+                    ) = (output, &producer, &e)
+                    {
+                        let target = t.undecodable_part(&rec);
+                        let bytes = if target == "key" { rec.key } else { rec.value };
+                        let now = now_ms();
+                        let event = log.deserialization_error(
+                            &spec.id,
+                            &spec.inputs[msg.input].0,
+                            target,
+                            bytes,
+                            &e.to_string(),
+                            now,
+                        );
+                        send(p, &log.topic, None, None, Some(&event), now)?;
+                    }
                 }
                 if t.skipped != before {
                     stats
@@ -906,6 +933,8 @@ pub struct PrintSpec {
     /// Every `interval`-th record is printed.
     pub interval: u64,
     pub limit: Option<u64>,
+    /// Decodes registry frames (AVRO, PROTOBUF, JSON_SR), when configured.
+    pub registry: Option<Arc<crate::registry::Registry>>,
 }
 
 /// Starts `PRINT`: a thread reading the topic (read_committed, no group
@@ -961,6 +990,7 @@ pub async fn print_topic(
                 }
             };
             let (mut seen, mut printed) = (0u64, 0u64);
+            let mut schemas = HashMap::new();
             while !tx.is_closed() && spec.limit.is_none_or(|l| printed < l) {
                 match consumer.poll(Duration::from_millis(100)) {
                     Some(Ok(m)) => {
@@ -968,11 +998,17 @@ pub async fn print_topic(
                         if (seen - 1) % spec.interval.max(1) != 0 {
                             continue;
                         }
+                        let mut decode = |bytes: Option<&[u8]>| -> crate::print::Decoded {
+                            let (registry, b) = (spec.registry.as_ref()?, bytes?);
+                            let (kind, json) = registry.decode_frame(&mut schemas, b)?;
+                            Some((kind.name(), json.to_string()))
+                        };
+                        let (key, value) = (decode(m.key()), decode(m.payload()));
                         if printed == 0 {
                             let head = format!(
                                 "{}\n{}",
-                                crate::print::format_line("Key", m.key()),
-                                crate::print::format_line("Value", m.payload())
+                                crate::print::format_line("Key", m.key(), &key),
+                                crate::print::format_line("Value", m.payload(), &value)
                             );
                             if tx.blocking_send(head).is_err() {
                                 return;
@@ -980,8 +1016,8 @@ pub async fn print_topic(
                         }
                         let line = crate::print::record_line(
                             m.timestamp().to_millis().unwrap_or(-1),
-                            m.key(),
-                            m.payload(),
+                            (m.key(), &key),
+                            (m.payload(), &value),
                             m.partition(),
                         );
                         printed += 1;
@@ -1004,6 +1040,14 @@ pub async fn print_topic(
         message: "the PRINT thread ended".into(),
     })??;
     Ok(rx)
+}
+
+/// Wall-clock milliseconds (processing-log events carry when they were
+/// logged, as ksqlDB's do).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn send(

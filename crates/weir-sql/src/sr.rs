@@ -91,6 +91,25 @@ fn check_type(kind: SrKind, col: &str, ty: &SqlType) -> Result<()> {
     }
 }
 
+/// The payload of a frame (after the magic byte and schema id) as JSON,
+/// read with its writer schema.
+pub fn decode_payload(parsed: &Parsed, kind: SrKind, rest: &[u8]) -> Result<J> {
+    let bad = |e: weir_formats::FormatError| SqlError::serde(kind.name(), e);
+    match parsed {
+        Parsed::Avro(s) => {
+            let v = s.decode(rest).map_err(bad)?;
+            s.to_json(&v, JsonEncoding::Plain).map_err(bad)
+        }
+        Parsed::Protobuf(p, _) => {
+            let (indexes, rest) = wire::read_message_indexes(rest).map_err(bad)?;
+            let m = p.message_at(&indexes).map_err(bad)?;
+            let msg = p.decode(m, rest).map_err(bad)?;
+            protobuf_json(&msg, kind)
+        }
+        Parsed::JsonSr => serde_json::from_slice(rest).map_err(|e| SqlError::serde(kind.name(), e)),
+    }
+}
+
 /// Fetches schemas by id (the registry; a fixed set in tests).
 pub trait SchemaLookup: Send + Sync {
     /// The schema with this id and its references resolved.
@@ -203,21 +222,7 @@ impl Bound {
         let bad = |e: weir_formats::FormatError| SqlError::serde(kind.name(), e);
         let (id, rest) = wire::split(frame).map_err(bad)?;
         let parsed = self.reader(kind, id)?;
-        match &*parsed {
-            Parsed::Avro(s) => {
-                let v = s.decode(rest).map_err(bad)?;
-                s.to_json(&v, JsonEncoding::Plain).map_err(bad)
-            }
-            Parsed::Protobuf(p, _) => {
-                let (indexes, rest) = wire::read_message_indexes(rest).map_err(bad)?;
-                let m = p.message_at(&indexes).map_err(bad)?;
-                let msg = p.decode(m, rest).map_err(bad)?;
-                protobuf_json(&msg, kind)
-            }
-            Parsed::JsonSr => {
-                serde_json::from_slice(rest).map_err(|e| SqlError::serde(kind.name(), e))
-            }
-        }
+        decode_payload(&parsed, kind, rest)
     }
 
     /// A row's JSON as a frame of the write schema.
