@@ -367,6 +367,36 @@ def test_avro_in_and_out_through_the_registry(sql, node):
     assert json.loads(reg.get_latest_version("SR_COUNTS-key").schema.schema_str) == ["null", "string"]
 
 
+def test_avro_nosr(sql, node):
+    """AVRO_NOSR: Avro bodies without the registry frame, in the schema ksqlDB
+    derives from the columns; fastavro reads what a query writes and writes
+    what a query reads."""
+    import io
+    import fastavro
+    schema = fastavro.parse_schema({
+        "type": "record", "name": "KsqlDataSourceSchema", "namespace": "io.confluent.ksql.avro_schemas",
+        "fields": [{"name": "NAME", "type": ["null", "string"], "default": None},
+                   {"name": "N2", "type": ["null", "long"], "default": None}]})
+    sql.ksql("CREATE STREAM nj (ID INT KEY, NAME STRING, N BIGINT) WITH (KAFKA_TOPIC='nj', VALUE_FORMAT='JSON', PARTITIONS=1);"
+             "CREATE STREAM nosr WITH (KAFKA_TOPIC='nosr', VALUE_FORMAT='AVRO_NOSR') AS SELECT ID, NAME, N * 2 AS N2 FROM nj;")
+    qid = next(q["id"] for q in sql.ksql("SHOW QUERIES;")[1][0]["queries"] if q["sinks"] == ["NOSR"])
+    produce(node.bootstrap, "nj", [{"key": {"int": 1}, "value": {"NAME": "a", "N": 5}, "timestamp": 1}])
+    wait_caught_up(node.bootstrap, query_group("sqltest_", qid), ["nj"])
+    (out,) = read_all(node.bootstrap, "nosr")
+    assert out["key"] == key_bytes({"int": 1})
+    assert fastavro.schemaless_reader(io.BytesIO(out["value"]), schema) == {"NAME": "a", "N2": 10}
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, schema, {"NAME": "b", "N2": None})
+    _sr_produce(node.bootstrap, "nosr", [(key_bytes({"int": 2}), buf.getvalue())])
+    r = _http(sql, "/query-stream", {"sql": "SELECT ID, NAME, N2 FROM nosr EMIT CHANGES LIMIT 2;",
+                                     "properties": {"auto.offset.reset": "earliest"}}, accept="application/json")
+    assert r.json()[1:] == [[1, "a", 10], [2, "b", None]], r.text
+    _, desc = sql.ksql("DESCRIBE nosr;")
+    assert desc[0]["sourceDescription"]["valueFormat"] == "AVRO_NOSR"
+    status, err = sql.ksql("CREATE STREAM nosr_none WITH (KAFKA_TOPIC='nosr', VALUE_FORMAT='AVRO_NOSR');", ok=False)
+    assert status == 400 and "needs declared value columns" in err["message"], err
+
+
 def test_protobuf_and_json_sr_through_the_registry(sql, node):
     """confluent-kafka's ProtobufSerializer and JSONSerializer write topics
     whose streams infer their columns; queries convert PROTOBUF to JSON_SR

@@ -116,6 +116,19 @@ pub trait SchemaLookup: Send + Sync {
     fn by_id(&self, id: i32) -> Result<(Schema, Vec<ResolvedReference>)>;
 }
 
+/// `AVRO_NOSR`: records carry no schema id, so there is nothing to look up.
+#[derive(Debug)]
+pub struct NoLookup;
+
+impl SchemaLookup for NoLookup {
+    fn by_id(&self, id: i32) -> Result<(Schema, Vec<ResolvedReference>)> {
+        Err(SqlError::serde(
+            "AVRO_NOSR",
+            format!("no schema registry: schema id {id}"),
+        ))
+    }
+}
+
 /// A parsed schema, ready to read or write.
 #[derive(Debug)]
 pub enum Parsed {
@@ -227,9 +240,22 @@ impl Bound {
 
     /// A row's JSON as a frame of the write schema.
     pub fn encode(&self, kind: SrKind, json: &J) -> Result<Vec<u8>> {
-        let bad = |e: weir_formats::FormatError| SqlError::serde(kind.name(), e);
         let mut out = Vec::with_capacity(64);
         wire::write_header(self.write_id, &mut out);
+        self.encode_into(kind, json, &mut out)?;
+        Ok(out)
+    }
+
+    /// A row's JSON in the write schema, without the wire frame
+    /// (`AVRO_NOSR`).
+    pub fn encode_payload(&self, kind: SrKind, json: &J) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(64);
+        self.encode_into(kind, json, &mut out)?;
+        Ok(out)
+    }
+
+    fn encode_into(&self, kind: SrKind, json: &J, out: &mut Vec<u8>) -> Result<()> {
+        let bad = |e: weir_formats::FormatError| SqlError::serde(kind.name(), e);
         match &self.write {
             Parsed::Avro(s) => {
                 let fitted;
@@ -241,23 +267,23 @@ impl Bound {
                     None => json,
                 };
                 let v = s.from_json(json, JsonEncoding::Plain).map_err(bad)?;
-                s.encode_into(&v, &mut out).map_err(bad)?;
+                s.encode_into(&v, out).map_err(bad)?;
             }
             Parsed::Protobuf(p, m) => {
                 use weir_formats::prost_reflect::prost::Message;
                 let indexes = p.indexes_of(m).map_err(bad)?;
-                wire::write_message_indexes(&indexes, &mut out);
+                wire::write_message_indexes(&indexes, out);
                 let json = protobuf_input(json, m);
                 let msg = ProtobufSchema::from_json(m.clone(), &json).map_err(bad)?;
-                msg.encode(&mut out)
+                msg.encode(out)
                     .map_err(|e| SqlError::serde(kind.name(), e))?;
             }
             Parsed::JsonSr => {
-                serde_json::to_writer(&mut out, json)
+                serde_json::to_writer(&mut *out, json)
                     .map_err(|e| SqlError::serde(kind.name(), e))?;
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 
