@@ -12,7 +12,8 @@ dead-letter queue read back with confluent-kafka.
   once.
 - Per-record delivery failures (KIP-610's errant record reporter, stage
   TASK_PUT): a non-retriable 400 and a 500 that outlasts `max.retries` go
-  to the dead-letter queue with the original key, value and headers and
+  to the dead-letter queue with the original key, value and headers (not
+  as a transform changed them) and
   the `__connect.errors.*` headers, and the group's offset moves past
   them; under `errors.tolerance=none` the task fails with the cause in its
   trace and the offset stays before the record.
@@ -254,11 +255,14 @@ def test_failed_records_go_to_the_dead_letter_queue(worker, module_broker, serve
         server, topic, retry_on_status_codes="500-", max_retries="1", retry_backoff_ms="10",
         errors_tolerance="all", errors_log_enable="true",
         errors_deadletterqueue_topic_name=dlq,
-        errors_deadletterqueue_context_headers_enable="true"))
+        errors_deadletterqueue_context_headers_enable="true",
+        # The queue gets records as they are in Kafka, not as transformed.
+        transforms="ih", **{"transforms.ih.type": "org.apache.kafka.connect.transforms.InsertHeader",
+                            "transforms.ih.header": "added", "transforms.ih.value.literal": "yes"}))
     dead = read_all(module_broker.bootstrap, dlq, 2)
     assert [(m.key(), m.value()) for m in dead] == [(b"k1", b"bad1"), (b"k3", b"down3")]
     h = [{k: v.decode() for k, v in m.headers()} for m in dead]
-    assert h[0]["origin"] == "test"
+    assert h[0]["origin"] == "test" and "added" not in h[0]
     for hh, offset in zip(h, ["1", "3"]):
         assert hh["__connect.errors.topic"] == topic
         assert hh["__connect.errors.partition"] == "0"

@@ -266,10 +266,6 @@ impl SinkTask for HttpSinkTask {
         std::mem::take(&mut self.errant)
     }
 
-    fn reports_errant_records(&self) -> bool {
-        true
-    }
-
     fn stop(&mut self) {
         self.client = None;
         self.rt = None;
