@@ -47,6 +47,7 @@ pub mod metrics;
 pub mod offsets;
 pub mod plugins;
 pub mod postgres;
+pub mod protobuf_data;
 pub mod protocol;
 pub mod registry_converter;
 #[cfg(feature = "runtime")]
