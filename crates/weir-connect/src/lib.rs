@@ -8,6 +8,7 @@
 //! - the connector and task interfaces ([`connector`]) and the plugins
 //!   ([`plugins`], [`file`], [`datagen`], [`postgres`]: change data
 //!   capture compatible with Debezium's PostgreSQL connector, and
+//!   [`jdbc`]: a JDBC sink for PostgreSQL compatible with Confluent's, and
 //!   [`http_sink`]: Confluent's HTTP sink);
 //! - Connect's data model ([`data`]) and converters ([`converter`]), with
 //!   JSON written as Kafka writes it ([`json`]);
@@ -37,6 +38,7 @@ pub mod http;
 pub mod http_sink;
 #[cfg(feature = "runtime")]
 pub mod internal_log;
+pub mod jdbc;
 pub mod json;
 pub mod json_schema_data;
 pub mod loggers;
@@ -45,6 +47,7 @@ pub mod metrics;
 pub mod offsets;
 pub mod plugins;
 pub mod postgres;
+pub mod protobuf_data;
 pub mod protocol;
 pub mod registry_converter;
 #[cfg(feature = "runtime")]
@@ -54,6 +57,7 @@ mod runtime;
 pub mod storage;
 pub mod timefmt;
 pub mod transforms;
+pub mod unwrap;
 #[cfg(feature = "runtime")]
 pub mod worker;
 #[cfg(feature = "runtime")]
