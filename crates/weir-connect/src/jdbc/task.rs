@@ -40,7 +40,8 @@ impl WriteError {
                     || code.starts_with("53")
                     || matches!(code.as_str(), "40001" | "40P01" | "42P07" | "42701")
             }
-            PgError::Protocol(_) => false,
+            // Settings or certificates that will not change by waiting.
+            PgError::Protocol(_) | PgError::Tls(_) => false,
         };
         WriteError {
             message: format!("{context}: {e}"),
