@@ -7,7 +7,8 @@
 //!
 //! - the connector and task interfaces ([`connector`]) and the plugins
 //!   ([`plugins`], [`file`], [`datagen`], and [`postgres`]: change data
-//!   capture compatible with Debezium's PostgreSQL connector);
+//!   capture compatible with Debezium's PostgreSQL connector; [`s3`]: the
+//!   object-store sink compatible with Confluent's S3 sink);
 //! - Connect's data model ([`data`]) and converters ([`converter`]), with
 //!   JSON written as Kafka writes it ([`json`]);
 //! - the internal topics in Kafka Connect's formats ([`storage`]);
@@ -49,6 +50,8 @@ pub mod registry_converter;
 pub mod rest;
 #[cfg(feature = "runtime")]
 mod runtime;
+#[cfg(feature = "runtime")]
+pub mod s3;
 pub mod storage;
 pub mod timefmt;
 pub mod transforms;

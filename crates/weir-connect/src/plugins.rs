@@ -10,7 +10,14 @@ use crate::file::{FILE_SINK, FILE_SOURCE};
 use crate::postgres::POSTGRES_SOURCE;
 
 /// Every connector plugin, in the order `/connector-plugins` lists them.
-pub const PLUGINS: &[Plugin] = &[FILE_SINK, FILE_SOURCE, DATAGEN_SOURCE, POSTGRES_SOURCE];
+pub const PLUGINS: &[Plugin] = &[
+    FILE_SINK,
+    FILE_SOURCE,
+    DATAGEN_SOURCE,
+    POSTGRES_SOURCE,
+    #[cfg(feature = "runtime")]
+    crate::s3::S3_SINK,
+];
 
 /// The plugin called `name` (class name, simple name, or alias).
 pub fn find(name: &str) -> Option<Plugin> {

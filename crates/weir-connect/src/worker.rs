@@ -526,7 +526,7 @@ fn commit_txn(
     producer.commit_transaction(Duration::from_secs(60))?;
     ctx.metrics
         .offset_commit(&ctx.connector, ctx.task, started.elapsed());
-    Ok(())
+    Ok(safe == *offsets)
 }
 
 /// Non-transactional commit: every record acknowledged, then the offsets.
@@ -544,7 +544,7 @@ fn flush_offsets(
     producer.flush(Duration::from_secs(60))?;
     ctx.metrics
         .offset_commit(&ctx.connector, ctx.task, started.elapsed());
-    Ok(())
+    Ok(safe == *offsets)
 }
 
 fn write_offsets(
@@ -762,8 +762,9 @@ fn run_sink(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Result
                 }
             }
             if dirty && last_commit.elapsed() >= w.offset_flush_interval {
-                commit(ctx, &consumer, task.as_mut(), &offsets, dlq.as_ref())?;
-                dirty = false;
+                // A task that committed less (records in open files) is
+                // asked again next interval, so it can finish them on time.
+                dirty = !commit(ctx, &consumer, task.as_mut(), &offsets, dlq.as_ref())?;
                 last_commit = Instant::now();
             }
         }
@@ -857,14 +858,15 @@ impl rdkafka::ClientContext for Quiet {
 
 impl rdkafka::consumer::ConsumerContext for Quiet {}
 
-/// Flush, then commit what the task says is safe, with its metadata.
+/// Flush, then commit what the task says is safe, with its metadata;
+/// answers whether that was everything consumed.
 fn commit(
     ctx: &TaskContext,
     consumer: &BaseConsumer<Quiet>,
     task: &mut dyn crate::connector::SinkTask,
     offsets: &SinkOffsets,
     dlq: Option<&Dlq>,
-) -> Result<()> {
+) -> Result<bool> {
     let started = Instant::now();
     if let Some(d) = dlq {
         d.producer.flush(Duration::from_secs(60))?;
@@ -896,7 +898,7 @@ fn commit(
     ctx.metrics.sink_lag(&ctx.connector, ctx.task, lag_max);
     ctx.metrics
         .offset_commit(&ctx.connector, ctx.task, started.elapsed());
-    Ok(())
+    Ok(safe == *offsets)
 }
 
 /// The commit metadata of any partition of `topics` (every partition's
