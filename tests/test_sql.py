@@ -59,6 +59,46 @@ def test_bad_records_are_counted(sql, node):
 
 # --- statements and errors ---------------------------------------------------------
 
+def test_processing_log(node, weir_binary, _broker_root):
+    """With ksqlDB's auto-create settings, the server creates the
+    processing-log topic and the KSQL_PROCESSING_LOG stream over it, and a
+    query writes one event per record that does not deserialize."""
+    s = SqlServer(weir_binary, _broker_root, node.bootstrap,
+                  "--set", "ksql.logging.processing.topic.auto.create=true",
+                  "--set", "ksql.logging.processing.stream.auto.create=true",
+                  "--set", "ksql.logging.processing.rows.include=true",
+                  service_id="plog_").start()
+    try:
+        s.ksql("CREATE STREAM pl (ID INT KEY, V INT) WITH (KAFKA_TOPIC='pl', VALUE_FORMAT='JSON', PARTITIONS=1);"
+               "CREATE STREAM pl_out AS SELECT ID, V FROM pl;")
+        qid = next(q["id"] for q in s.ksql("SHOW QUERIES;")[1][0]["queries"])
+        produce(node.bootstrap, "pl", [{"key": {"int": 1}, "value": {"V": 1}, "timestamp": 1},
+                                       {"key": {"int": 2}, "value": "{not json", "timestamp": 2},
+                                       {"key": {"hex": "01"}, "value": {"V": 3}, "timestamp": 3}])
+        wait_caught_up(node.bootstrap, query_group("plog_", qid), ["pl"])
+        events = [json.loads(r["value"]) for r in read_all(node.bootstrap, "plog_ksql_processing_log")]
+        assert [e["logger"] for e in events] == [f"processing.{qid}.KsqlTopic.Source.deserializer"] * 2
+        assert all(e["level"] == "ERROR" and e["message"]["type"] == 0 for e in events)
+        value_err, key_err = (e["message"]["deserializationError"] for e in events)
+        assert value_err["target"] == "value" and value_err["topic"] == "pl"
+        assert value_err["recordB64"] == "e25vdCBqc29u"  # base64 of the bad value
+        assert value_err["errorMessage"].startswith("Failed to deserialize value from topic: pl.")
+        assert key_err["target"] == "key" and key_err["recordB64"] == "AQ=="
+        # The stream reads the same events.
+        _, desc = s.ksql("DESCRIBE KSQL_PROCESSING_LOG;")
+        assert [f["name"] for f in desc[0]["sourceDescription"]["fields"]] == ["LOGGER", "LEVEL", "TIME", "MESSAGE"]
+        r = _http(s, "/query-stream", {"sql": "SELECT MESSAGE->DESERIALIZATIONERROR->TARGET AS T "
+                                              "FROM KSQL_PROCESSING_LOG EMIT CHANGES LIMIT 2;",
+                                       "properties": {"auto.offset.reset": "earliest"}}, accept="application/json")
+        assert r.json()[1:] == [["value"], ["key"]], r.text
+        # A restart does not create the stream twice.
+        s.kill()
+        s.start()
+        assert s.ksql("DESCRIBE KSQL_PROCESSING_LOG;")[0] == 200
+    finally:
+        s.kill()
+
+
 def test_statement_errors(sql):
     cases = [
         ("SELEC * FROM x;", "line 1:1: Syntax Error"),
@@ -72,6 +112,11 @@ def test_statement_errors(sql):
         ("CREATE STREAM e6_out AS SELECT V FROM e1;", "Key missing from projection"),
         ("DROP STREAM nope;", "Stream NOPE does not exist."),
         ("SELECT * FROM\n  e1 WHERE;", "line 2:11: Syntax Error"),
+        ("CREATE TABLE e7 (ID INT PRIMARY KEY, V STRING) WITH (KAFKA_TOPIC='e7', VALUE_FORMAT='JSON', PARTITIONS=1);\n"
+         "CREATE TABLE e7_out AS SELECT V, MAX(ID) AS M, COUNT(*) AS C, MIN(ID) AS N FROM e7 GROUP BY V;",
+         "The aggregation functions MAX and MIN cannot be applied to a table source, only to a stream source."),
+        ("CREATE TABLE e8_out AS SELECT V, COUNT(*) AS C FROM e7 WINDOW TUMBLING (SIZE 1 SECOND) GROUP BY V;",
+         "Windowing not supported for table aggregations."),
     ]
     for text, fragment in cases:
         status, answer = sql.ksql(text, ok=False)
@@ -448,6 +493,58 @@ def test_stream_join_window_state_survives_kill9(node, weir_binary, _broker_root
                for r in read_all(node.bootstrap, "SJ")]
         assert got == [(key_bytes({"int": 2}), {"A": "b", "B": "x"}, 8000),
                        (key_bytes({"int": 1}), {"A": "a", "B": None}, 1000)], got
+    finally:
+        s.kill()
+
+
+def test_table_aggregation_state_survives_kill9(node, weir_binary, _broker_root):
+    """A table aggregation keeps its input table's rows to undo them: after a
+    kill -9 they are rebuilt from the input topic (up to the committed
+    offsets) and the aggregates from the changelog, so an update of a row
+    read before the kill takes that row's old contribution back."""
+    s = SqlServer(weir_binary, _broker_root, node.bootstrap, service_id="tagg_").start()
+    try:
+        s.ksql("CREATE TABLE ta (ID INT PRIMARY KEY, G STRING, V INT) WITH (KAFKA_TOPIC='ta', VALUE_FORMAT='JSON', PARTITIONS=1);"
+               "CREATE TABLE ta_sum AS SELECT G, COUNT(*) AS C, SUM(V) AS S FROM ta GROUP BY G;")
+        qid = next(q["id"] for q in s.ksql("SHOW QUERIES;")[1][0]["queries"])
+        produce(node.bootstrap, "ta", [{"key": {"int": 1}, "value": {"G": "x", "V": 5}, "timestamp": 1},
+                                       {"key": {"int": 2}, "value": {"G": "x", "V": 7}, "timestamp": 2}])
+        wait_caught_up(node.bootstrap, query_group("tagg_", qid), ["ta"])
+        s.kill()
+        s.start()
+        produce(node.bootstrap, "ta", [{"key": {"int": 1}, "value": {"G": "y", "V": 6}, "timestamp": 3},
+                                       {"key": {"int": 2}, "value": None, "timestamp": 4}])
+        wait_caught_up(node.bootstrap, query_group("tagg_", qid), ["ta"])
+        got = [(r["key"], json.loads(r["value"]), r["timestamp"]) for r in read_all(node.bootstrap, "TA_SUM")]
+        x, y = key_bytes({"string": "x"}), key_bytes({"string": "y"})
+        assert got == [(x, {"C": 1, "S": 5}, 1), (x, {"C": 2, "S": 12}, 2), (x, {"C": 1, "S": 7}, 3),
+                       (y, {"C": 1, "S": 6}, 3), (x, {"C": 0, "S": 0}, 4)], got
+    finally:
+        s.kill()
+
+
+def test_table_join_chain_state_survives_kill9(node, weir_binary, _broker_root):
+    """A chain of table joins rebuilds every stage from its tables' topics
+    after a kill -9: later updates join rows read before the kill."""
+    s = SqlServer(weir_binary, _broker_root, node.bootstrap, service_id="tchain_").start()
+    try:
+        for t in ("ca", "cb", "cc"):
+            s.ksql(f"CREATE TABLE {t} (ID INT PRIMARY KEY, V STRING) WITH (KAFKA_TOPIC='{t}', VALUE_FORMAT='JSON', PARTITIONS=1);")
+        s.ksql("CREATE TABLE cj AS SELECT ca.ID, ca.V AS A, cb.V AS B, cc.V AS C FROM ca "
+               "JOIN cb ON ca.ID = cb.ID LEFT JOIN cc ON ca.ID = cc.ID;")
+        qid = next(q["id"] for q in s.ksql("SHOW QUERIES;")[1][0]["queries"])
+        produce(node.bootstrap, "ca", [{"key": {"int": 1}, "value": {"V": "a"}, "timestamp": 1}])
+        produce(node.bootstrap, "cb", [{"key": {"int": 1}, "value": {"V": "b"}, "timestamp": 2}])
+        produce(node.bootstrap, "cc", [{"key": {"int": 1}, "value": {"V": "c"}, "timestamp": 3}])
+        wait_caught_up(node.bootstrap, query_group("tchain_", qid), ["ca", "cb", "cc"])
+        s.kill()
+        s.start()
+        produce(node.bootstrap, "cc", [{"key": {"int": 1}, "value": None, "timestamp": 4}])
+        produce(node.bootstrap, "ca", [{"key": {"int": 1}, "value": {"V": "a2"}, "timestamp": 5}])
+        wait_caught_up(node.bootstrap, query_group("tchain_", qid), ["ca", "cb", "cc"])
+        got = [(json.loads(r["value"]), r["timestamp"]) for r in read_all(node.bootstrap, "CJ")]
+        assert got == [({"A": "a", "B": "b", "C": None}, 2), ({"A": "a", "B": "b", "C": "c"}, 3),
+                       ({"A": "a", "B": "b", "C": None}, 4), ({"A": "a2", "B": "b", "C": None}, 5)], got
     finally:
         s.kill()
 

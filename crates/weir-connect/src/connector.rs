@@ -9,7 +9,10 @@
 //!   offsets back to a restarted task through an [`OffsetReader`];
 //! - a [`SinkTask`] is given records with `put`, and `flush`es before the
 //!   runtime commits the consumer offsets that cover them (`pre_commit`
-//!   may commit less).
+//!   may commit less); records it cannot deliver it reports as errant
+//!   ([`SinkTask::errant_records`], Kafka's `ErrantRecordReporter`), and
+//!   the runtime fails the task or dead-letters them per
+//!   `errors.tolerance` before committing offsets past them.
 //!
 //! Tasks run on threads of their own, so they may block in `poll` and
 //! `put` (for a bounded time: a second or so, so stops are prompt).
@@ -18,7 +21,7 @@ use std::collections::BTreeMap;
 
 use crate::config::ConfigDef;
 use crate::data::SchemaAndValue;
-use crate::error::Result;
+use crate::error::{ConnectError, Result};
 use crate::json::Json;
 
 /// A connector or task config: Kafka Connect's string properties.
@@ -75,6 +78,10 @@ pub struct SinkRecord {
     pub original_topic: String,
     pub original_partition: i32,
 }
+
+/// A record a sink task could not deliver, and why (what Kafka's
+/// `ErrantRecordReporter.report` takes, KIP-610).
+pub type ErrantRecord = (SinkRecord, ConnectError);
 
 /// Topic partition → the next offset to read.
 pub type SinkOffsets = BTreeMap<(String, i32), i64>;
@@ -161,6 +168,22 @@ pub trait SinkTask: Send {
     /// read after a flush; lets a sink tie its own state to the commit.
     fn commit_metadata(&mut self) -> Option<String> {
         None
+    }
+    /// The records the task gave up on since the last call (Kafka's
+    /// `ErrantRecordReporter`, stage `TASK_PUT`). The runtime takes them
+    /// after every `put` and `pre_commit`: under `errors.tolerance=none`
+    /// the task fails with the cause; under `all` they are logged and
+    /// written to the dead-letter queue, acknowledged before the offsets
+    /// covering them are committed.
+    fn errant_records(&mut self) -> Vec<ErrantRecord> {
+        Vec::new()
+    }
+    /// Whether the task reports errant records at all. When it does and a
+    /// dead-letter queue is set, the runtime keeps each record's bytes as
+    /// read until its offset is committed, so the queue gets the record
+    /// as it was in Kafka (not as transforms left it), as Kafka's does.
+    fn reports_errant_records(&self) -> bool {
+        false
     }
     /// Called after `start` with the metadata of the last commit, before
     /// any `put`.

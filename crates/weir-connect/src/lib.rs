@@ -6,9 +6,10 @@
 //! standalone against any Kafka-compatible cluster. It owns:
 //!
 //! - the connector and task interfaces ([`connector`]) and the plugins
-//!   ([`plugins`], [`file`], [`datagen`], and [`postgres`]: change data
-//!   capture compatible with Debezium's PostgreSQL connector; [`s3`]: the
-//!   object-store sink compatible with Confluent's S3 sink);
+//!   ([`plugins`], [`file`], [`datagen`], [`postgres`]: change data
+//!   capture compatible with Debezium's PostgreSQL connector,
+//!   [`http_sink`]: Confluent's HTTP sink, and [`s3`]: the object-store
+//!   sink compatible with Confluent's S3 sink);
 //! - Connect's data model ([`data`]) and converters ([`converter`]), with
 //!   JSON written as Kafka writes it ([`json`]);
 //! - the internal topics in Kafka Connect's formats ([`storage`]);
@@ -34,6 +35,7 @@ pub mod file;
 pub mod herder;
 #[cfg(feature = "runtime")]
 pub mod http;
+pub mod http_sink;
 #[cfg(feature = "runtime")]
 pub mod internal_log;
 pub mod json;

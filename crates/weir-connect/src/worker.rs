@@ -10,24 +10,31 @@
 //! Sink tasks: a consumer in group `connect-<connector>`, records converted
 //! and given to `put`; every `offset.flush.interval.ms` (and at stop) the
 //! task flushes and the consumer commits the offsets its `pre_commit`
-//! returns, with the task's commit metadata. Conversion failures follow
-//! `errors.tolerance` and go to the dead-letter queue with Kafka's
-//! `__connect.errors.*` headers when one is set.
+//! returns, with the task's commit metadata. Conversion and transform
+//! failures, and records the task reports it could not deliver (Kafka's
+//! `ErrantRecordReporter`, stage `TASK_PUT`), follow `errors.tolerance`
+//! and go to the dead-letter queue with Kafka's `__connect.errors.*`
+//! headers when one is set; the queue's writes are acknowledged before
+//! the consumer commits offsets past the records they carry.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header as KHeader, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{
+    BaseRecord, DefaultProducerContext, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
+};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::config::{list, with_prefix, WorkerConfig};
-use crate::connector::{OffsetReader, Plugin, Props, SinkOffsets, SinkRecord, SourceRecord};
+use crate::connector::{
+    ErrantRecord, OffsetReader, Plugin, Props, SinkOffsets, SinkRecord, SourceRecord,
+};
 use crate::converter::{make_converter, Converter};
 use crate::data::SchemaAndValue;
 use crate::error::{ConnectError, Result};
@@ -526,7 +533,7 @@ fn commit_txn(
     producer.commit_transaction(Duration::from_secs(60))?;
     ctx.metrics
         .offset_commit(&ctx.connector, ctx.task, started.elapsed());
-    Ok(safe == *offsets)
+    Ok(())
 }
 
 /// Non-transactional commit: every record acknowledged, then the offsets.
@@ -544,7 +551,7 @@ fn flush_offsets(
     producer.flush(Duration::from_secs(60))?;
     ctx.metrics
         .offset_commit(&ctx.connector, ctx.task, started.elapsed());
-    Ok(safe == *offsets)
+    Ok(())
 }
 
 fn write_offsets(
@@ -564,8 +571,8 @@ fn write_offsets(
 }
 
 /// Enqueues, waiting while librdkafka's queue is full.
-fn send(
-    producer: &ThreadedProducer<DefaultProducerContext>,
+fn send<C: ProducerContext<DeliveryOpaque = ()> + 'static>(
+    producer: &ThreadedProducer<C>,
     mut record: BaseRecord<'_, [u8], [u8]>,
 ) -> Result<()> {
     loop {
@@ -617,6 +624,7 @@ enum Stage {
     KeyConverter,
     ValueConverter,
     Transformation,
+    TaskPut,
 }
 
 impl Stage {
@@ -625,6 +633,7 @@ impl Stage {
             Stage::KeyConverter => "KEY_CONVERTER",
             Stage::ValueConverter => "VALUE_CONVERTER",
             Stage::Transformation => "TRANSFORMATION",
+            Stage::TaskPut => "TASK_PUT",
         }
     }
 }
@@ -658,6 +667,14 @@ fn run_sink(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Result
     })?)();
     task.start(&ctx.task_config)?;
     task.restore(committed_metadata(&consumer, &topics)?.as_deref())?;
+    let mut errant = Errant {
+        ctx,
+        dlq: dlq.as_ref(),
+        keep: dlq.is_some() && ctx.tolerate_all() && task.reports_errant_records(),
+        raw: HashMap::new(),
+        key_conv: key_conv.clone(),
+        value_conv: value_conv.clone(),
+    };
     let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&refs)?;
     ctx.report("RUNNING", None);
@@ -726,12 +743,15 @@ fn run_sink(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Result
                             }
                         }
                         match chain.apply(record, Some(m.offset())) {
-                            Ok(Some(record)) => batch.push(SinkRecord {
-                                record,
-                                kafka_offset: m.offset(),
-                                original_topic: topic.to_string(),
-                                original_partition: m.partition(),
-                            }),
+                            Ok(Some(record)) => {
+                                errant.keep(&m);
+                                batch.push(SinkRecord {
+                                    record,
+                                    kafka_offset: m.offset(),
+                                    original_topic: topic.to_string(),
+                                    original_partition: m.partition(),
+                                })
+                            }
                             Ok(None) => {}
                             Err(e) => {
                                 handle_error(ctx, &m, Stage::Transformation, &e, dlq.as_ref())?
@@ -750,6 +770,10 @@ fn run_sink(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Result
                 } else {
                     retry.run(ctx, stop, || task.put(std::mem::take(&mut batch)))?
                 };
+                // What the task gave up on, reported before anything else
+                // happens (Kafka's reporter fails the task at once under
+                // `errors.tolerance=none`).
+                errant.report(task.errant_records())?;
                 match outcome {
                     Retried::Done(()) => ctx.metrics.sink_written(&ctx.connector, ctx.task, n),
                     Retried::GaveUp(e) if ctx.tolerate_all() => {
@@ -764,12 +788,12 @@ fn run_sink(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Result
             if dirty && last_commit.elapsed() >= w.offset_flush_interval {
                 // A task that committed less (records in open files) is
                 // asked again next interval, so it can finish them on time.
-                dirty = !commit(ctx, &consumer, task.as_mut(), &offsets, dlq.as_ref())?;
+                dirty = !commit(ctx, &consumer, task.as_mut(), &offsets, &mut errant)?;
                 last_commit = Instant::now();
             }
         }
         if dirty {
-            commit(ctx, &consumer, task.as_mut(), &offsets, dlq.as_ref())?;
+            commit(ctx, &consumer, task.as_mut(), &offsets, &mut errant)?;
         }
         Ok(())
     })();
@@ -811,10 +835,147 @@ fn handle_error(
         warn!(connector = %ctx.connector, task = ctx.task, stage = stage.name(), topic = m.topic(), partition = m.partition(), offset = m.offset(), error = %e, "error handler skipped a record");
     }
     if let Some(d) = dlq {
-        d.send(ctx, m, stage, e)?;
+        d.send(ctx, &Raw::of(m), stage, e)?;
         ctx.metrics.dead_lettered(&ctx.connector, ctx.task);
     }
     Ok(())
+}
+
+/// A consumed record's bytes as read, for the dead-letter queue.
+#[derive(Debug, Clone)]
+struct Raw {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Raw {
+    fn of(m: &rdkafka::message::BorrowedMessage<'_>) -> Self {
+        Self {
+            topic: m.topic().to_string(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+            headers: m
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Records a sink task reports it could not deliver (Kafka's
+/// `WorkerErrantRecordReporter`): the tolerance, the log and the
+/// dead-letter queue, with the records' bytes as read kept until the
+/// offsets past them are committed.
+struct Errant<'a> {
+    ctx: &'a TaskContext,
+    dlq: Option<&'a Dlq>,
+    /// Keep records as read: only when they can end in the queue.
+    keep: bool,
+    raw: HashMap<(String, i32), VecDeque<Raw>>,
+    key_conv: Arc<dyn Converter>,
+    value_conv: Arc<dyn Converter>,
+}
+
+impl Errant<'_> {
+    fn keep(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) {
+        if self.keep {
+            self.raw
+                .entry((m.topic().to_string(), m.partition()))
+                .or_default()
+                .push_back(Raw::of(m));
+        }
+    }
+
+    fn report(&mut self, records: Vec<ErrantRecord>) -> Result<()> {
+        let ctx = self.ctx;
+        for (r, e) in records {
+            ctx.metrics.record_error(&ctx.connector, ctx.task);
+            if !ctx.tolerate_all() {
+                return Err(tolerance_exceeded(ctx, &e));
+            }
+            if ctx
+                .connector_config
+                .get("errors.log.enable")
+                .map(String::as_str)
+                == Some("true")
+            {
+                warn!(connector = %ctx.connector, task = ctx.task, stage = Stage::TaskPut.name(), topic = %r.original_topic, partition = r.original_partition, offset = r.kafka_offset, error = %e, "error handler skipped a record the task could not deliver");
+            }
+            let Some(d) = self.dlq else { continue };
+            let kept = self
+                .raw
+                .get(&(r.original_topic.clone(), r.original_partition))
+                .and_then(|q| q.iter().rev().find(|m| m.offset == r.kafka_offset))
+                .cloned();
+            let raw = match kept {
+                Some(raw) => raw,
+                // Not kept (the task did not say it reports): the record
+                // converted back, as Kafka does for records it did not make.
+                None => Raw {
+                    topic: r.original_topic.clone(),
+                    partition: r.original_partition,
+                    offset: r.kafka_offset,
+                    key: self.key_conv.serialize(&r.record.topic, &r.record.key)?,
+                    payload: self
+                        .value_conv
+                        .serialize(&r.record.topic, &r.record.value)?,
+                    headers: r
+                        .record
+                        .headers
+                        .iter()
+                        .map(|h| (h.key.clone(), header_bytes(&h.value)))
+                        .collect(),
+                },
+            };
+            d.send(ctx, &raw, Stage::TaskPut, &e)?;
+            ctx.metrics.dead_lettered(&ctx.connector, ctx.task);
+        }
+        Ok(())
+    }
+
+    /// Waits until the queue has acknowledged every record sent to it;
+    /// fails if any was refused, so no offset moves past a record that is
+    /// neither delivered nor dead-lettered.
+    fn flush(&self) -> Result<()> {
+        let Some(d) = self.dlq else { return Ok(()) };
+        d.producer.flush(Duration::from_secs(60))?;
+        let failed = d.producer.context().failed.swap(0, Ordering::SeqCst);
+        if failed > 0 {
+            let last = d
+                .producer
+                .context()
+                .last_error
+                .lock()
+                .map(|e| e.clone())
+                .unwrap_or_default();
+            return Err(ConnectError::kafka(format!(
+                "{failed} record(s) could not be written to the dead-letter queue `{}`: {last}",
+                d.topic
+            )));
+        }
+        Ok(())
+    }
+
+    /// Drops kept records below the committed offsets.
+    fn committed(&mut self, safe: &SinkOffsets) {
+        for (tp, next) in safe {
+            if let Some(q) = self.raw.get_mut(tp) {
+                while q.front().is_some_and(|m| m.offset < *next) {
+                    q.pop_front();
+                }
+            }
+        }
+    }
 }
 
 /// Consumer errors that resolve by themselves.
@@ -865,13 +1026,12 @@ fn commit(
     consumer: &BaseConsumer<Quiet>,
     task: &mut dyn crate::connector::SinkTask,
     offsets: &SinkOffsets,
-    dlq: Option<&Dlq>,
+    errant: &mut Errant<'_>,
 ) -> Result<bool> {
     let started = Instant::now();
-    if let Some(d) = dlq {
-        d.producer.flush(Duration::from_secs(60))?;
-    }
     let safe = task.pre_commit(offsets)?;
+    errant.report(task.errant_records())?;
+    errant.flush()?;
     let metadata = task.commit_metadata();
     let mut tpl = TopicPartitionList::new();
     for ((t, p), o) in &safe {
@@ -884,6 +1044,7 @@ fn commit(
     if tpl.count() > 0 {
         consumer.commit(&tpl, CommitMode::Sync)?;
     }
+    errant.committed(&safe);
     // Lag against the high watermarks, asked for once per commit.
     let lag_max = offsets
         .iter()
@@ -929,7 +1090,30 @@ fn committed_metadata(consumer: &BaseConsumer<Quiet>, topics: &[String]) -> Resu
 struct Dlq {
     topic: String,
     context_headers: bool,
-    producer: ThreadedProducer<DefaultProducerContext>,
+    producer: ThreadedProducer<DlqDelivery>,
+}
+
+/// Counts the queue's refused writes (Kafka only logs them; here they
+/// fail the task before its offsets move).
+#[derive(Default)]
+struct DlqDelivery {
+    failed: AtomicU64,
+    last_error: Mutex<String>,
+}
+
+impl rdkafka::ClientContext for DlqDelivery {}
+
+impl ProducerContext for DlqDelivery {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut last) = self.last_error.lock() {
+                *last = e.to_string();
+            }
+        }
+    }
 }
 
 impl Dlq {
@@ -950,29 +1134,27 @@ impl Dlq {
                 .get("errors.deadletterqueue.context.headers.enable")
                 .map(String::as_str)
                 == Some("true"),
-            producer: ctx.worker.rdkafka("producer.", &o).create()?,
+            producer: ctx
+                .worker
+                .rdkafka("producer.", &o)
+                .create_with_context(DlqDelivery::default())?,
         }))
     }
 
-    fn send(
-        &self,
-        ctx: &TaskContext,
-        m: &rdkafka::message::BorrowedMessage<'_>,
-        stage: Stage,
-        e: &ConnectError,
-    ) -> Result<()> {
+    fn send(&self, ctx: &TaskContext, m: &Raw, stage: Stage, e: &ConnectError) -> Result<()> {
         let mut headers = OwnedHeaders::new();
-        if let Some(hs) = m.headers() {
-            for h in hs.iter() {
-                headers = headers.insert(KHeader {
-                    key: h.key,
-                    value: h.value,
-                });
-            }
+        for (key, value) in &m.headers {
+            headers = headers.insert(KHeader {
+                key,
+                value: value.as_deref(),
+            });
         }
         if self.context_headers {
             let class = match e {
                 ConnectError::Data { .. } => "org.apache.kafka.connect.errors.DataException",
+                ConnectError::Retriable { .. } => {
+                    "org.apache.kafka.connect.errors.RetriableException"
+                }
                 _ => "org.apache.kafka.connect.errors.ConnectException",
             };
             let failing = match stage {
@@ -995,11 +1177,13 @@ impl Dlq {
                     .get("transforms")
                     .cloned()
                     .unwrap_or_default(),
+                // As Kafka's errant record reporter names it.
+                Stage::TaskPut => "org.apache.kafka.connect.sink.SinkTask".to_string(),
             };
             let pairs = [
-                ("__connect.errors.topic", m.topic().to_string()),
-                ("__connect.errors.partition", m.partition().to_string()),
-                ("__connect.errors.offset", m.offset().to_string()),
+                ("__connect.errors.topic", m.topic.clone()),
+                ("__connect.errors.partition", m.partition.to_string()),
+                ("__connect.errors.offset", m.offset.to_string()),
                 ("__connect.errors.connector.name", ctx.connector.clone()),
                 ("__connect.errors.task.id", ctx.task.to_string()),
                 ("__connect.errors.stage", stage.name().to_string()),
@@ -1016,11 +1200,11 @@ impl Dlq {
             }
         }
         let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic).headers(headers);
-        if let Some(k) = m.key() {
-            r = r.key(k);
+        if let Some(k) = &m.key {
+            r = r.key(k.as_slice());
         }
-        if let Some(v) = m.payload() {
-            r = r.payload(v);
+        if let Some(v) = &m.payload {
+            r = r.payload(v.as_slice());
         }
         send(&self.producer, r)
     }

@@ -23,6 +23,7 @@ use crate::format::{Format, RegistryFormat};
 use crate::functions;
 use crate::parser;
 use crate::plan::{self, Plan};
+use crate::processing_log::{self, ProcessingLog};
 use crate::registry::Registry;
 use crate::runtime::{self, Admin, KafkaSettings, Output, QueryHandle, QuerySpec, Sink};
 use crate::sr::SrKind;
@@ -46,6 +47,20 @@ impl EngineConfig {
 
     fn prop(&self, name: &str) -> Option<&str> {
         self.properties.get(name).map(String::as_str)
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.prop(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    /// `ksql.logging.processing.topic.name`, by default
+    /// `<service id>ksql_processing_log`.
+    pub fn processing_log_topic(&self) -> String {
+        self.prop("ksql.logging.processing.topic.name").map_or_else(
+            || format!("{}ksql_processing_log", self.service_id),
+            str::to_string,
+        )
     }
 }
 
@@ -78,6 +93,9 @@ pub struct Engine {
     cluster_id: String,
     /// `ksql.schema.registry.url`, for AVRO, PROTOBUF and JSON_SR.
     registry: Option<Arc<Registry>>,
+    /// Where persistent queries log undeserializable records: the
+    /// processing-log topic, when it exists at start (or was auto-created).
+    processing_log: Option<ProcessingLog>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -195,8 +213,10 @@ impl Engine {
         })
         .unwrap_or_default();
         let registry = Registry::from_config(&config)?;
+        let processing_log = Self::open_processing_log(&admin, &config).await?;
         let engine = Arc::new(Engine {
             registry,
+            processing_log,
             admin,
             producer,
             state: Mutex::new(State::default()),
@@ -213,7 +233,58 @@ impl Engine {
             )
             .await?;
         engine.replay().await?;
+        engine.create_processing_log_stream().await?;
         Ok(engine)
+    }
+
+    /// ksqlDB's `ksql.logging.processing.topic.auto.create` (with
+    /// `.topic.partitions` and `.topic.replication.factor`): the topic is
+    /// created at start. Queries log to it whenever it exists.
+    async fn open_processing_log(
+        admin: &Admin,
+        config: &EngineConfig,
+    ) -> Result<Option<ProcessingLog>> {
+        let topic = config.processing_log_topic();
+        if config.flag("ksql.logging.processing.topic.auto.create") {
+            let partitions = config
+                .prop("ksql.logging.processing.topic.partitions")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(1);
+            admin.create(&topic, partitions, &[]).await?;
+        }
+        Ok(admin.partitions(&topic)?.map(|_| ProcessingLog {
+            topic,
+            include_rows: config.flag("ksql.logging.processing.rows.include"),
+        }))
+    }
+
+    /// ksqlDB's `ksql.logging.processing.stream.auto.create`: the
+    /// processing-log stream (`ksql.logging.processing.stream.name`) is
+    /// created over the topic, through the command topic like any
+    /// statement, unless it exists.
+    async fn create_processing_log_stream(&self) -> Result<()> {
+        let Some(log) = &self.processing_log else {
+            return Ok(());
+        };
+        if !self
+            .config
+            .flag("ksql.logging.processing.stream.auto.create")
+        {
+            return Ok(());
+        }
+        let name = self
+            .config
+            .prop("ksql.logging.processing.stream.name")
+            .unwrap_or(processing_log::DEFAULT_STREAM)
+            .to_ascii_uppercase();
+        if self.state.lock().await.meta.get(&name).is_ok() {
+            return Ok(());
+        }
+        let text = processing_log::create_stream_statement(&name, &log.topic);
+        self.execute(&text, &Session::default())
+            .await
+            .map_err(|(e, _, _)| e)?;
+        Ok(())
     }
 
     pub fn cluster_id(&self) -> &str {
@@ -874,6 +945,7 @@ impl Engine {
             },
             changelog: changelog.clone(),
             transactional_id: prefix,
+            processing_log: self.processing_log.clone(),
         };
         let handle = runtime::start(spec, output);
         state.queries.insert(

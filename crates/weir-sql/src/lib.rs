@@ -23,6 +23,7 @@ pub mod lexer;
 pub mod parser;
 pub mod plan;
 pub mod print;
+pub mod processing_log;
 #[cfg(feature = "server")]
 pub mod registry;
 #[cfg(feature = "server")]

@@ -151,6 +151,17 @@ pub enum Op {
         key: Vec<Node>,
         values: Vec<Node>,
     },
+    /// Tables joined one after another on their primary keys (`t1 JOIN
+    /// t2 ON ... JOIN t3 ON ...`): stage `i` joins the result so far to
+    /// input `i + 1`, with `kinds[i]`. Every stage is keyed by the same
+    /// join key, so the result is a table keyed by it.
+    TableChain {
+        kinds: Vec<JoinType>,
+        /// Over the joined row (every input's row, in order).
+        filter: Option<Node>,
+        key: Vec<Node>,
+        values: Vec<Node>,
+    },
     /// Two tables (inputs 0 and 1) joined on their primary keys, or a
     /// foreign-key join: an expression over the left row naming the right
     /// table's key. The result is a table keyed by the join key (primary
@@ -222,6 +233,22 @@ impl Plan {
 
     pub fn is_aggregate(&self) -> bool {
         matches!(self.op, Op::Aggregate { .. })
+    }
+
+    /// An aggregation over a table: each update undoes the old row's
+    /// contribution, so the task keeps the input table's rows.
+    pub fn is_table_aggregate(&self) -> bool {
+        self.is_aggregate() && self.inputs[0].source.is_table()
+    }
+
+    /// Inputs whose rows a restart rebuilds by replaying their topic up to
+    /// the committed offsets: joined tables, and an aggregated table (its
+    /// aggregates come back from the changelog, its rows from the topic).
+    pub fn replayed_inputs(&self) -> Vec<usize> {
+        if self.is_table_aggregate() {
+            return vec![0];
+        }
+        self.table_inputs()
     }
 
     /// The suffix of the state changelog topic, for operators with state
@@ -551,9 +578,7 @@ pub fn plan(query: &Query, meta: &MetaStore, sink: Option<&str>) -> Result<Plan>
             inputs.push(Input::new(right, &join.right)?);
         }
         if inputs[0].source.is_table() {
-            return Err(SqlError::invalid(
-                "Chains of joins that start from a table are not supported by Weir yet: start the chain from a stream",
-            ));
+            return plan_table_chain(query, inputs, sink);
         }
         return plan_joins(query, inputs, sink);
     }
@@ -680,9 +705,9 @@ fn plan_aggregate(
             "PARTITION BY and GROUP BY in the same query are not supported",
         ));
     }
-    if input.source.is_table() {
+    if input.source.is_table() && query.window.is_some() {
         return Err(SqlError::invalid(
-            "Aggregations over tables are not supported by Weir yet: aggregate a stream",
+            "Windowing not supported for table aggregations.",
         ));
     }
     let window = query.window.as_ref().map(|w| WindowSpec {
@@ -732,6 +757,23 @@ fn plan_aggregate(
         let ty = (spec.func.ret)(&spec.call)
             .map_err(|why| SqlError::invalid(format!("Function '{}' {why}", spec.func.name)))?;
         post.push(None, &format!("__A{i}"), ty);
+    }
+    if input.source.is_table() {
+        // A table update takes back the old row's contribution, so every
+        // aggregate must be able to undo (ksqlDB's TableAggregationFunction).
+        let mut cannot: Vec<&str> = Vec::new();
+        for (_, spec) in &aggs {
+            if spec.func.undo.is_none() && !cannot.contains(&spec.func.name) {
+                cannot.push(spec.func.name);
+            }
+        }
+        if !cannot.is_empty() {
+            return Err(SqlError::invalid(format!(
+                "The aggregation function{} {} cannot be applied to a table source, only to a stream source.",
+                if cannot.len() == 1 { "" } else { "s" },
+                and_list(&cannot)
+            )));
+        }
     }
     post.push(None, "WINDOWSTART", SqlType::Bigint);
     post.push(None, "WINDOWEND", SqlType::Bigint);
@@ -786,6 +828,15 @@ fn plan_aggregate(
         emit: query.emit,
         inputs,
     })
+}
+
+/// "A", "A and B", "A, B and C".
+fn and_list(names: &[&str]) -> String {
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        Some((last, _)) => last.to_string(),
+        None => String::new(),
+    }
 }
 
 /// Replaces group-by expressions with `__Gi` and aggregate calls with
@@ -1343,6 +1394,113 @@ fn plan_table_join(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Res
         op: Op::TableTable {
             kind: join.kind,
             foreign_key: (!primary).then_some(lk.node),
+            filter,
+            key,
+            values,
+        },
+        key: key_cols,
+        value: value_cols,
+        window: None,
+        limit: query.limit,
+        emit: query.emit,
+        inputs,
+    })
+}
+
+/// Plans a chain of table–table joins on primary keys. Each join's
+/// equality names the right table's key and a key column of a table
+/// before it, so every stage is keyed by the same value.
+fn plan_table_chain(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Result<Plan> {
+    if !query.group_by.is_empty() || query.window.is_some() || !query.partition_by.is_empty() {
+        return Err(SqlError::invalid(
+            "GROUP BY, WINDOW and PARTITION BY over a join are not supported by Weir yet",
+        ));
+    }
+    let mut key_exprs: Vec<Expr> = Vec::new();
+    let mut key_ty = None;
+    for input in &inputs {
+        if input.source.window.is_some() {
+            return Err(SqlError::invalid(
+                "Joins of windowed tables are not supported by Weir yet",
+            ));
+        }
+        let [(name, ty)] = input.source.key.as_slice() else {
+            return Err(SqlError::invalid(
+                "Table-table joins need tables with exactly one PRIMARY KEY column",
+            ));
+        };
+        if key_ty.is_none() {
+            key_ty = Some(ty.clone());
+        }
+        key_exprs.push(Expr::Column {
+            qualifier: Some(input.qualifier.clone()),
+            name: name.clone(),
+        });
+    }
+    let mut scope = inputs[0].scope();
+    let mut kinds = Vec::new();
+    for (j, join) in query.from.joins.iter().enumerate() {
+        let right = &inputs[j + 1];
+        if !right.source.is_table() {
+            return Err(SqlError::invalid(format!(
+                "Invalid join order: table-stream joins are not supported; only stream-table joins. Got {} [TABLE] {:?} JOIN {} [STREAM].",
+                inputs[j].source.name, join.kind, right.source.name
+            )));
+        }
+        if join.within.is_some() {
+            return Err(SqlError::invalid(
+                "WITHIN is only allowed for stream-stream joins, not for a table-table join",
+            ));
+        }
+        let rs = right.scope();
+        let (_, _, le, re) = join_sides(&join.on, &scope, &rs)?;
+        let mut joined = scope.clone();
+        joined.columns.extend(rs.columns.iter().cloned());
+        let on_left_key = key_exprs[..=j].iter().any(|k| same_expr(le, k, &joined));
+        if !same_expr(re, &key_exprs[j + 1], &joined) || !on_left_key {
+            return Err(SqlError::invalid(format!(
+                "Invalid join condition: a chain of table-table joins must join on the tables' PRIMARY KEYs (foreign-key joins cannot be chained). Got {}.",
+                join.on
+            )));
+        }
+        if right.source.key[0].1 != *key_ty.as_ref().unwrap_or(&right.source.key[0].1) {
+            return Err(SqlError::invalid(format!(
+                "Invalid join condition: types don't match. Got {}.",
+                join.on
+            )));
+        }
+        kinds.push(join.kind);
+        scope = joined;
+    }
+    let filter = match &query.where_ {
+        Some(w) => Some(boolean(w, &scope, "WHERE")?),
+        None => None,
+    };
+    let items = expand_select(query, &inputs, true)?;
+    // The result's key: the join key, as any table's key column projects it.
+    let key_expr = match items
+        .iter()
+        .find(|i| key_exprs.iter().any(|k| same_expr(&i.expr, k, &scope)))
+    {
+        Some(i) => i.expr.clone(),
+        None if sink.is_none() => key_exprs[0].clone(),
+        None => {
+            return Err(SqlError::invalid(format!(
+                "Key missing from projection (ie, SELECT).\nThe query used to build {} must include the join expression {} in its projection (eg, SELECT {}...).",
+                sink.unwrap_or_default(),
+                key_exprs[0],
+                key_exprs[0]
+            )))
+        }
+    };
+    let (key_cols_exprs, value_exprs, order) = split_key(items, &[key_expr], &scope, sink)?;
+    let (key, key_cols) = compile_all(&key_cols_exprs, &scope, "SELECT")?;
+    let (values, value_cols) = compile_all(&value_exprs, &scope, "SELECT")?;
+    Ok(Plan {
+        order,
+        kind: SourceKind::Table,
+        op: Op::TableChain {
+            kinds,
             filter,
             key,
             values,

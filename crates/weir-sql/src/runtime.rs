@@ -6,7 +6,8 @@
 //! changelog records of its state and the consumed offsets
 //! (`send_offsets_to_transaction`), as Kafka Streams' `exactly_once_v2`
 //! does. On start, state is rebuilt from the changelog (aggregations) or
-//! by replaying the table's topic up to the committed offsets (joins), so
+//! by replaying the table's topic up to the committed offsets (joins, and
+//! an aggregated table's rows), so
 //! a `kill -9` at any point resumes from the last committed transaction.
 //!
 //! Records of several partitions are processed in timestamp order: the
@@ -35,6 +36,7 @@ use tracing::{info, warn};
 use crate::error::{Result, SqlError};
 use crate::format::{windowed_key, Codec, WindowType};
 use crate::plan::{Op, Plan};
+use crate::processing_log::ProcessingLog;
 use crate::task::{Effects, InRecord, OutRow, Task};
 
 /// Kafka client settings shared by every client the server makes.
@@ -285,6 +287,9 @@ pub enum Output {
         sink: Sink,
         changelog: Option<String>,
         transactional_id: String,
+        /// Undeserializable records are also logged here, in the batch's
+        /// transaction.
+        processing_log: Option<ProcessingLog>,
     },
     /// A push query: rows to the client until it goes away.
     Channel(tokio::sync::mpsc::Sender<OutRow>),
@@ -505,7 +510,7 @@ fn run(
         })?;
     }
     let table_inputs = spec.plan.table_inputs();
-    for &input in &table_inputs {
+    for input in spec.plan.replayed_inputs() {
         let (topic, n) = &spec.inputs[input];
         let until = committed[input].clone();
         if persistent && !until.is_empty() {
@@ -525,7 +530,7 @@ fn run(
             })?;
         }
     }
-    if matches!(spec.plan.op, Op::TableTable { .. }) && persistent {
+    if matches!(spec.plan.op, Op::TableTable { .. } | Op::TableChain { .. }) && persistent {
         for (input, (topic, n)) in spec.inputs.iter().enumerate() {
             let until = committed[input].clone();
             if until.is_empty() {
@@ -697,6 +702,28 @@ fn run(
                     *stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
                         Some(e.to_string());
                     warn!(query = %spec.id, topic = %spec.inputs[msg.input].0, partition = msg.partition, offset = msg.offset, error = %e, "record skipped (processing log)");
+                    if let (
+                        Output::Topic {
+                            processing_log: Some(log),
+                            ..
+                        },
+                        Some(p),
+                        SqlError::Serde { .. },
+                    ) = (output, &producer, &e)
+                    {
+                        let target = t.undecodable_part(&rec);
+                        let bytes = if target == "key" { rec.key } else { rec.value };
+                        let now = now_ms();
+                        let event = log.deserialization_error(
+                            &spec.id,
+                            &spec.inputs[msg.input].0,
+                            target,
+                            bytes,
+                            &e.to_string(),
+                            now,
+                        );
+                        send(p, &log.topic, None, None, Some(&event), now)?;
+                    }
                 }
                 if t.skipped != before {
                     stats
@@ -1004,6 +1031,14 @@ pub async fn print_topic(
         message: "the PRINT thread ended".into(),
     })??;
     Ok(rx)
+}
+
+/// Wall-clock milliseconds (processing-log events carry when they were
+/// logged, as ksqlDB's do).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn send(

@@ -58,6 +58,15 @@ pub struct AggEntry {
     pub emitted: bool,
 }
 
+/// One stage of a chain of table–table joins: the result so far (left)
+/// and the next table (right), by encoded join key, with each row's
+/// timestamp.
+#[derive(Debug, Default)]
+pub struct ChainStage {
+    pub left: HashMap<Vec<u8>, (Vec<Value>, i64)>,
+    pub right: HashMap<Vec<u8>, (Vec<Value>, i64)>,
+}
+
 /// A query's running state.
 #[derive(Debug)]
 pub struct Task {
@@ -73,6 +82,8 @@ pub struct Task {
     pub by_foreign_key: HashMap<Vec<u8>, BTreeSet<Vec<u8>>>,
     /// Stream–stream joins and chains: each stage's state.
     pub stages: Vec<StageState>,
+    /// Chains of table–table joins: each stage's state.
+    pub chain: Vec<ChainStage>,
     /// Windows by the time they close (end + grace): EMIT FINAL emits them
     /// then.
     closing: BTreeSet<(i64, (Vec<u8>, i64))>,
@@ -95,8 +106,13 @@ impl Task {
             Op::Joins { stages, .. } => stages.iter().map(|_| StageState::default()).collect(),
             _ => Vec::new(),
         };
+        let chain = match &plan.op {
+            Op::TableChain { kinds, .. } => kinds.iter().map(|_| ChainStage::default()).collect(),
+            _ => Vec::new(),
+        };
         Task {
             stages,
+            chain,
             plan: Arc::new(plan),
             closing: BTreeSet::new(),
             expiring: BTreeSet::new(),
@@ -163,6 +179,28 @@ impl Task {
         Ok(Some((row, ts)))
     }
 
+    /// Which part of a record that did not deserialize is at fault
+    /// (`"key"` or `"value"`), for the processing log.
+    pub fn undecodable_part(&self, rec: &InRecord<'_>) -> &'static str {
+        let input = &self.plan.inputs[rec.input];
+        let key = match (rec.key, input.source.window) {
+            (Some(k), Some((wt, size))) => match crate::format::split_windowed_key(
+                k,
+                wt == crate::format::WindowType::Session,
+                size.unwrap_or(0),
+            ) {
+                Ok((k, _)) => Some(k),
+                Err(_) => return "key",
+            },
+            (k, _) => k,
+        };
+        if input.key_codec.decode(key).is_err() {
+            "key"
+        } else {
+            "value"
+        }
+    }
+
     /// The key part of a record, decoded (for table tombstones).
     fn key_of(&self, rec: &InRecord<'_>) -> Result<Vec<Value>> {
         let input = &self.plan.inputs[rec.input];
@@ -223,6 +261,10 @@ impl Task {
                     });
                 }
             }
+            Op::Aggregate { .. } if table_input => {
+                let k = self.key_of(rec)?;
+                self.table_aggregate(k, decoded, rec.timestamp, fx);
+            }
             Op::Aggregate { .. } => {
                 if let Some((row, ts)) = decoded {
                     self.aggregate(&row, ts, fx);
@@ -249,8 +291,111 @@ impl Task {
                 let row = decoded.map(|(row, _)| row);
                 self.table_table(rec.input, k, row, rec.timestamp, fx);
             }
+            Op::TableChain { .. } => {
+                let k = self.key_of(rec)?;
+                self.table_chain(rec.input, k, decoded, rec.timestamp, fx);
+            }
         }
         Ok(())
+    }
+
+    /// One update of a table of a chain of table–table joins. Input 0 is
+    /// the first stage's left side, input `i` the right side of stage
+    /// `i - 1`; what a stage emits (a joined row or a tombstone) updates
+    /// the next stage's left side, as each join of a Kafka Streams
+    /// topology feeds the next, and the last stage's output is the result.
+    fn table_chain(
+        &mut self,
+        input: usize,
+        key: Vec<Value>,
+        row: Option<(Vec<Value>, i64)>,
+        ts: i64,
+        fx: &mut Effects,
+    ) {
+        let plan = self.plan.clone();
+        let Op::TableChain {
+            kinds,
+            filter,
+            values,
+            ..
+        } = &plan.op
+        else {
+            return;
+        };
+        let kb = key_bytes(&key);
+        let (mut stage, mut from_left) = match input {
+            0 => (0, true),
+            i => (i - 1, false),
+        };
+        let mut update = row;
+        let mut ts = update.as_ref().map_or(ts, |(_, t)| *t);
+        loop {
+            let lw: usize = plan.inputs[..=stage].iter().map(|i| i.width()).sum();
+            let rw = plan.inputs[stage + 1].width();
+            let st = &mut self.chain[stage];
+            let (this, other) = if from_left {
+                (&mut st.left, &st.right)
+            } else {
+                (&mut st.right, &st.left)
+            };
+            let old = match &update {
+                Some(r) => this.insert(kb.clone(), r.clone()),
+                None => this.remove(&kb),
+            };
+            if update.is_none() && old.is_none() {
+                // Deleting a row that was never there changes nothing.
+                return;
+            }
+            let other = other.get(&kb).cloned();
+            let (l, r) = if from_left {
+                (update.clone(), other.clone())
+            } else {
+                (other.clone(), update.clone())
+            };
+            let kind = kinds[stage];
+            let emit = match kind {
+                JoinType::Inner => other.is_some(),
+                JoinType::Left => l.is_some() || (from_left && old.is_some()),
+                JoinType::Right => r.is_some() || (!from_left && old.is_some()),
+                JoinType::Full => true,
+            };
+            if !emit {
+                return;
+            }
+            ts = other.as_ref().map_or(ts, |(_, t)| ts.max(*t));
+            let present = match kind {
+                JoinType::Inner => l.is_some() && r.is_some(),
+                JoinType::Left => l.is_some(),
+                JoinType::Right => r.is_some(),
+                JoinType::Full => l.is_some() || r.is_some(),
+            };
+            update = present.then(|| {
+                let joined = l
+                    .map_or_else(|| nulls(lw), |(row, _)| row)
+                    .into_iter()
+                    .chain(r.map_or_else(|| nulls(rw), |(row, _)| row))
+                    .collect();
+                (joined, ts)
+            });
+            if stage + 1 == kinds.len() {
+                break;
+            }
+            stage += 1;
+            from_left = true;
+        }
+        // A row the WHERE clause rejects is a tombstone, as for any
+        // filtered table.
+        let value = update.map(|(j, _)| j).filter(|j| {
+            filter
+                .as_ref()
+                .is_none_or(|f| f.eval(j) == Value::Boolean(true))
+        });
+        fx.rows.push(OutRow {
+            key,
+            value: value.map(|j| values.iter().map(|n| n.eval(&j)).collect()),
+            timestamp: ts,
+            window: None,
+        });
     }
 
     /// A table row's timestamp (its ROWTIME column).
@@ -714,6 +859,106 @@ impl Task {
             },
         }
         self.expire_windows(fx);
+    }
+
+    /// One update of an aggregated table, as Kafka Streams' KTable
+    /// aggregation runs it for ksqlDB: the old row's contribution is undone
+    /// and the new row's added. When both fall in the same group one row is
+    /// emitted; otherwise the old group's (after the undo) comes first, then
+    /// the new group's. Rows the WHERE drops or whose group key is NULL
+    /// contribute nothing; a group whose rows all went stays, at zero.
+    fn table_aggregate(
+        &mut self,
+        key: Vec<Value>,
+        new: Option<(Vec<Value>, i64)>,
+        ts: i64,
+        fx: &mut Effects,
+    ) {
+        let plan = self.plan.clone();
+        let Op::Aggregate {
+            filter,
+            group,
+            aggs,
+            ..
+        } = &plan.op
+        else {
+            return;
+        };
+        let kb = key_bytes(&key);
+        let old = match &new {
+            Some((row, _)) => self.table.insert(kb, row.clone()),
+            None => self.table.remove(&kb),
+        };
+        let ts = new.as_ref().map_or(ts, |(_, t)| *t);
+        let contribution = |row: &[Value]| -> Option<(Vec<Value>, Vec<Value>)> {
+            if filter
+                .as_ref()
+                .is_some_and(|f| f.eval(row) != Value::Boolean(true))
+            {
+                return None;
+            }
+            let key: Vec<Value> = group.iter().map(|g| g.eval(row)).collect();
+            if key.iter().any(Value::is_null) {
+                return None;
+            }
+            let args = aggs
+                .iter()
+                .map(|a| a.arg.as_ref().map_or(Value::Null, |n| n.eval(row)))
+                .collect();
+            Some((key, args))
+        };
+        let old = old.as_deref().and_then(contribution);
+        let new = new.as_ref().and_then(|(row, _)| contribution(row));
+        match (old, new) {
+            (Some((ok, undo)), Some((nk, add))) if key_bytes(&ok) == key_bytes(&nk) => {
+                self.table_update(&nk, aggs, Some(&undo), Some(&add), ts, fx);
+            }
+            (old, new) => {
+                if let Some((ok, undo)) = old {
+                    self.table_update(&ok, aggs, Some(&undo), None, ts, fx);
+                }
+                if let Some((nk, add)) = new {
+                    self.table_update(&nk, aggs, None, Some(&add), ts, fx);
+                }
+            }
+        }
+    }
+
+    /// Undoes and/or adds one row's aggregate arguments in a group, logs
+    /// the group's state and emits its result.
+    fn table_update(
+        &mut self,
+        key: &[Value],
+        aggs: &[AggSpec],
+        undo: Option<&[Value]>,
+        add: Option<&[Value]>,
+        ts: i64,
+        fx: &mut Effects,
+    ) {
+        let slot = (key_bytes(key), i64::MIN);
+        if add.is_none() && !self.aggs.contains_key(&slot) {
+            return;
+        }
+        let entry = self.aggs.entry(slot).or_insert_with(|| AggEntry {
+            key: key.to_vec(),
+            window: None,
+            states: aggs.iter().map(|a| (a.func.init)(&a.call)).collect(),
+            timestamp: ts,
+            emitted: false,
+        });
+        for (i, (a, s)) in aggs.iter().zip(entry.states.iter_mut()).enumerate() {
+            // The planner only accepts undoable aggregates over tables.
+            if let (Some(args), Some(undo_fn)) = (undo, a.func.undo) {
+                undo_fn(&a.call, s, &args[i]);
+            }
+            if let Some(args) = add {
+                (a.func.add)(&a.call, s, &args[i]);
+            }
+        }
+        entry.timestamp = entry.timestamp.max(ts);
+        let entry = entry.clone();
+        self.log_entry(&entry, fx);
+        fx.rows.push(self.result_row(&entry));
     }
 
     /// Whether a window is closed: its end plus the grace period is at or
@@ -1362,5 +1607,134 @@ mod tests {
             &mut fx,
         );
         assert_eq!(fx.rows.len(), 1, "{:?} {:?}", fx.rows, t.last_error);
+    }
+
+    /// Table aggregation: records of table `T` (ID INT key, C STRING) as
+    /// (id, group or None for a tombstone, timestamp).
+    fn feed_table(t: &mut Task, inputs: &[(i32, Option<&str>, i64)], fx: &mut Effects) {
+        for (i, (id, c, ts)) in inputs.iter().enumerate() {
+            let key = id.to_be_bytes();
+            let value = c.map(|c| format!("{{\"C\":\"{c}\"}}"));
+            let rec = InRecord {
+                input: 0,
+                partition: 0,
+                offset: i as i64,
+                timestamp: *ts,
+                key: Some(&key),
+                value: value.as_deref().map(str::as_bytes),
+            };
+            t.process(&rec, fx).unwrap();
+        }
+    }
+
+    /// Output rows as (group, count or None for a tombstone, timestamp).
+    fn counts(fx: &Effects) -> Vec<(String, Option<i64>, i64)> {
+        fx.rows
+            .iter()
+            .map(|r| {
+                let Value::String(g) = &r.key[0] else {
+                    panic!("key {:?}", r.key)
+                };
+                let n = r.value.as_ref().map(|v| v[0].as_i64().unwrap());
+                (g.clone(), n, r.timestamp)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn table_aggregation_undoes_the_old_row() {
+        let sql = "CREATE TABLE OUT AS SELECT C, COUNT(*) AS N FROM T GROUP BY C;";
+        let mut t = task(sql);
+        let mut fx = Effects::default();
+        feed_table(
+            &mut t,
+            &[
+                (1, Some("bob"), 1),
+                (1, Some("john"), 2),
+                (2, Some("john"), 3),
+                (2, Some("john"), 4),
+                (2, None, 5),
+                (7, None, 6),
+            ],
+            &mut fx,
+        );
+        let g = |x: &str| x.to_string();
+        assert_eq!(
+            counts(&fx),
+            vec![
+                (g("bob"), Some(1), 1),
+                (g("bob"), Some(0), 2),
+                (g("john"), Some(1), 2),
+                (g("john"), Some(2), 3),
+                // The same group: the update is one row.
+                (g("john"), Some(2), 4),
+                (g("john"), Some(1), 5),
+            ]
+        );
+        // A restart: aggregates from the changelog, rows from the topic.
+        let mut r = task(sql);
+        for (k, v) in &fx.changelog {
+            r.restore_changelog(k, v.as_deref()).unwrap();
+        }
+        let key = 1i32.to_be_bytes();
+        r.restore_table(&InRecord {
+            input: 0,
+            partition: 0,
+            offset: 1,
+            timestamp: 2,
+            key: Some(&key),
+            value: Some(br#"{"C":"john"}"#),
+        })
+        .unwrap();
+        let mut fx = Effects::default();
+        feed_table(&mut r, &[(1, None, 9)], &mut fx);
+        assert_eq!(counts(&fx), vec![(g("john"), Some(0), 9)]);
+    }
+
+    #[test]
+    fn table_aggregation_refuses_what_cannot_undo() {
+        let ddls = [
+            "CREATE TABLE T (ID INT PRIMARY KEY, C STRING, V INT) WITH (KAFKA_TOPIC='t', VALUE_FORMAT='JSON');",
+        ];
+        let err = |sql: &str| plan_over(&ddls, sql).unwrap_err().to_string();
+        assert!(err("CREATE TABLE OUT AS SELECT C, MAX(V) AS M FROM T GROUP BY C;").contains(
+            "The aggregation function MAX cannot be applied to a table source, only to a stream source."
+        ));
+        assert!(err(
+            "CREATE TABLE OUT AS SELECT C, TOPK(V, 2) AS A, MAX(V) AS M, MAX(ID) AS I, LATEST_BY_OFFSET(V) AS L FROM T GROUP BY C;"
+        )
+        .contains("functions TOPK, MAX and LATEST_BY_OFFSET cannot"));
+        assert!(
+            err("CREATE TABLE OUT AS SELECT C, COUNT(*) AS N FROM T WINDOW TUMBLING (SIZE 1 SECOND) GROUP BY C;")
+                .contains("Windowing not supported for table aggregations.")
+        );
+        assert!(plan_over(
+            &ddls,
+            "CREATE TABLE OUT AS SELECT C, COUNT(*) AS N, SUM(V) AS S, AVG(V) AS A, COLLECT_LIST(V) AS L, HISTOGRAM(C) AS H FROM T GROUP BY C;"
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn table_chains_join_on_primary_keys_only() {
+        let ddls = [
+            "CREATE TABLE A (ID INT PRIMARY KEY, X STRING, F INT) WITH (KAFKA_TOPIC='a', VALUE_FORMAT='JSON');",
+            "CREATE TABLE B (ID INT PRIMARY KEY, Y STRING) WITH (KAFKA_TOPIC='b', VALUE_FORMAT='JSON');",
+            "CREATE TABLE C (ID INT PRIMARY KEY, Z STRING) WITH (KAFKA_TOPIC='c', VALUE_FORMAT='JSON');",
+            "CREATE STREAM S (ID INT KEY, W STRING) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON');",
+        ];
+        let plan = |sql: &str| plan_over(&ddls, sql);
+        let p = plan("CREATE TABLE OUT AS SELECT A.ID, X, Y, Z FROM A FULL JOIN B ON A.ID = B.ID JOIN C ON B.ID = C.ID;")
+            .unwrap();
+        assert!(
+            matches!(&p.op, Op::TableChain { kinds, .. } if kinds == &[JoinType::Full, JoinType::Inner])
+        );
+        let err = |sql: &str| plan(sql).unwrap_err().to_string();
+        assert!(err("CREATE TABLE OUT AS SELECT A.ID, X, Y, Z FROM A JOIN B ON A.F = B.ID JOIN C ON A.ID = C.ID;")
+            .contains("foreign-key joins cannot be chained"));
+        assert!(err("CREATE TABLE OUT AS SELECT A.ID, X, Y, W FROM A JOIN B ON A.ID = B.ID JOIN S ON A.ID = S.ID;")
+            .contains("table-stream joins are not supported"));
+        assert!(err("CREATE TABLE OUT AS SELECT X, Y, Z FROM A JOIN B ON A.ID = B.ID JOIN C ON A.ID = C.ID;")
+            .contains("Key missing from projection"));
     }
 }
