@@ -67,6 +67,10 @@ def body(s3, bucket: str, key: str) -> bytes:
     return s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
+def lines(s3, bucket: str, key: str) -> list:
+    return [json.loads(line) for line in body(s3, bucket, key).splitlines()]
+
+
 def produce(bootstrap: str, topic: str, records) -> None:
     """records: (partition, value bytes, timestamp ms or None)."""
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50,
@@ -230,11 +234,11 @@ def test_field_and_time_based_paths_and_rotation(worker, module_broker, moto_ser
     timed = [f"by-time/{topic}/{h}01/{topic}+0+0000000000.json",
              f"by-time/{topic}/{h}02/{topic}+0+0000000002.json"]
     wait_until(lambda: keys(s3, bucket) == sorted(field + timed), 60, what="the objects")
-    assert body(s3, bucket, field[1]) == b'{"region":"eu","n":3}\n{"region":"eu","n":4}\n'
+    assert lines(s3, bucket, field[1]) == [{"region": "eu", "n": 3}, {"region": "eu", "n": 4}]
     # Record 1 came 5 s after record 0 (rotation), record 3 4 s after record
     # 2; the files of records 1, 3 and 4 stay open (nothing later in them).
-    assert body(s3, bucket, timed[0]) == b'{"region":"eu","n":0}\n'
-    assert body(s3, bucket, timed[1]) == b'{"region":"eu","n":2}\n'
+    assert lines(s3, bucket, timed[0]) == [{"region": "eu", "n": 0}]
+    assert lines(s3, bucket, timed[1]) == [{"region": "eu", "n": 2}]
     for name in ("s3field", "s3time"):
         assert worker.delete(f"/connectors/{name}").status_code == 204
 
@@ -293,8 +297,10 @@ def test_large_object_is_a_multipart_upload(worker, module_broker, moto_server, 
 
 
 def task_trace(worker, name: str) -> str:
-    st = worker.wait_state(name, "FAILED", timeout=90)
-    return st["tasks"][0].get("trace", "")
+    def failed():
+        ts = worker.status(name)["tasks"]
+        return ts and ts[0]["state"] == "FAILED" and ts[0]
+    return wait_until(failed, 90, what=f"{name}'s task FAILED").get("trace", "")
 
 
 def test_missing_bucket_and_unreachable_endpoint_fail_then_recover(worker, module_broker,

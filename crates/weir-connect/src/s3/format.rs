@@ -39,9 +39,15 @@ static NULL: Value = Value::Null;
 #[derive(Debug, Clone)]
 pub enum Format {
     Json,
-    ByteArray { extension: String, separator: Vec<u8> },
+    ByteArray {
+        extension: String,
+        separator: Vec<u8>,
+    },
     Avro,
-    Parquet { codec: Compression, ext: &'static str },
+    Parquet {
+        codec: Compression,
+        ext: &'static str,
+    },
 }
 
 impl Format {
@@ -231,7 +237,13 @@ fn arrow_type(s: &Schema) -> Result<DataType> {
         (Type::Struct, _) => DataType::Struct(
             s.fields
                 .iter()
-                .map(|f| Ok(AField::new(&f.name, arrow_type(&f.schema)?, f.schema.optional)))
+                .map(|f| {
+                    Ok(AField::new(
+                        &f.name,
+                        arrow_type(&f.schema)?,
+                        f.schema.optional,
+                    ))
+                })
                 .collect::<Result<Fields>>()?,
         ),
     })
@@ -276,7 +288,11 @@ fn struct_children(s: &Schema, values: &[&Value]) -> Result<(Vec<AField>, Vec<Ar
                 other => Err(mismatch(s, other)),
             })
             .collect::<Result<_>>()?;
-        fields.push(AField::new(&f.name, arrow_type(&f.schema)?, f.schema.optional));
+        fields.push(AField::new(
+            &f.name,
+            arrow_type(&f.schema)?,
+            f.schema.optional,
+        ));
         columns.push(column(&f.schema, &col)?);
     }
     Ok((fields, columns))
@@ -297,12 +313,9 @@ macro_rules! prim {
 }
 
 fn nulls(values: &[&Value]) -> Option<arrow_buffer::NullBuffer> {
-    values
-        .iter()
-        .any(|v| v.is_null())
-        .then(|| {
-            arrow_buffer::NullBuffer::from(values.iter().map(|v| !v.is_null()).collect::<Vec<bool>>())
-        })
+    values.iter().any(|v| v.is_null()).then(|| {
+        arrow_buffer::NullBuffer::from(values.iter().map(|v| !v.is_null()).collect::<Vec<bool>>())
+    })
 }
 
 /// One Arrow column of `values` of schema `s`.
@@ -361,7 +374,9 @@ fn column(s: &Schema, values: &[&Value]) -> Result<ArrayRef> {
         (Type::Bytes, _) => prim!(BinaryArray, s, values, Value::Bytes(b) => b.as_slice()),
         (Type::Struct, _) => {
             let (fields, columns) = struct_children(s, values)?;
-            Arc::new(StructArray::try_new(Fields::from(fields), columns, nulls(values)).map_err(err)?)
+            Arc::new(
+                StructArray::try_new(Fields::from(fields), columns, nulls(values)).map_err(err)?,
+            )
         }
         (Type::Array, _) => {
             let item = child(s.value.as_deref())?;
@@ -373,7 +388,10 @@ fn column(s: &Schema, values: &[&Value]) -> Result<ArrayRef> {
                     Value::Array(a) => items.extend(a.iter()),
                     other => return Err(mismatch(s, other)),
                 }
-                offsets.push(i32::try_from(items.len()).map_err(|_| ConnectError::data("array column over 2^31 items"))?);
+                offsets.push(
+                    i32::try_from(items.len())
+                        .map_err(|_| ConnectError::data("array column over 2^31 items"))?,
+                );
             }
             let field = Arc::new(AField::new("element", arrow_type(item)?, true));
             Arc::new(
@@ -401,7 +419,10 @@ fn column(s: &Schema, values: &[&Value]) -> Result<ArrayRef> {
                     }
                     other => return Err(mismatch(s, other)),
                 }
-                offsets.push(i32::try_from(keys.len()).map_err(|_| ConnectError::data("map column over 2^31 entries"))?);
+                offsets.push(
+                    i32::try_from(keys.len())
+                        .map_err(|_| ConnectError::data("map column over 2^31 entries"))?,
+                );
             }
             let entries = map_entries(s)?;
             let DataType::Struct(entry_fields) = entries.data_type().clone() else {
@@ -436,8 +457,11 @@ mod tests {
     fn rec(schema: &Arc<Schema>, id: i64, name: Option<&str>) -> SinkRecord {
         let mut st = Struct::new(schema.clone());
         st.put("id", Value::Int64(id)).unwrap();
-        st.put("name", name.map_or(Value::Null, |n| Value::String(n.into())))
-            .unwrap();
+        st.put(
+            "name",
+            name.map_or(Value::Null, |n| Value::String(n.into())),
+        )
+        .unwrap();
         st.put("tags", Value::Array(vec![Value::String("a".into())]))
             .unwrap();
         SinkRecord {
@@ -466,13 +490,15 @@ mod tests {
     fn parquet_has_the_struct_fields_as_columns() {
         let s = schema();
         let records = vec![rec(&s, 1, Some("x")), rec(&s, 2, None)];
-        let p = Props::from([
-            ("format.class".to_string(), "io.confluent.connect.s3.format.parquet.ParquetFormat".to_string()),
-        ]);
+        let p = Props::from([(
+            "format.class".to_string(),
+            "io.confluent.connect.s3.format.parquet.ParquetFormat".to_string(),
+        )]);
         let f = Format::from_config(&p).unwrap();
         assert_eq!(f.extension(), ".snappy.parquet");
         let bytes = f.encode(&records).unwrap();
-        let reader = parquet::file::reader::SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();
+        let reader =
+            parquet::file::reader::SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();
         use parquet::file::reader::FileReader;
         let md = reader.metadata();
         assert_eq!(md.file_metadata().num_rows(), 2);
@@ -498,10 +524,10 @@ mod tests {
         let avro = Format::Avro.encode(&records).unwrap();
         let reader = weir_formats::apache_avro::Reader::new(&avro[..]).unwrap();
         assert_eq!(reader.count(), 1);
-        assert!(Format::from_config(&Props::from([(
-            "format.class".to_string(),
-            "ParquetFormat".to_string()
-        ), ("parquet.codec".to_string(), "lzo".to_string())]))
+        assert!(Format::from_config(&Props::from([
+            ("format.class".to_string(), "ParquetFormat".to_string()),
+            ("parquet.codec".to_string(), "lzo".to_string())
+        ]))
         .is_err());
     }
 }

@@ -130,11 +130,9 @@ impl Settings {
         let ignore_nulls = match text("behavior.on.null.values", "fail").as_str() {
             "fail" => false,
             "ignore" => true,
-            other => {
-                return Err(ConnectError::bad_config(format!(
-                    "Invalid value {other} for configuration behavior.on.null.values: fail or ignore"
-                )))
-            }
+            other => return Err(ConnectError::bad_config(format!(
+                "Invalid value {other} for configuration behavior.on.null.values: fail or ignore"
+            ))),
         };
         let rotate_schedule = crate::config::prop_i64(p, "rotate.schedule.interval.ms", -1)?;
         let tz = text("timezone", "UTC");
@@ -142,8 +140,12 @@ impl Settings {
             topics_dir: text("topics.dir", "topics").trim_matches('/').to_string(),
             dir_delim: text("directory.delim", "/"),
             file_delim: text("file.delim", "+"),
-            pad: usize::try_from(crate::config::prop_i64(p, "filename.offset.zero.pad.width", 10)?)
-                .unwrap_or(10),
+            pad: usize::try_from(crate::config::prop_i64(
+                p,
+                "filename.offset.zero.pad.width",
+                10,
+            )?)
+            .unwrap_or(10),
             format: Format::from_config(p)?,
             partitioner: Partitioner::from_config(p)?,
             extractor: TimestampExtractor::from_config(p)?,
@@ -166,7 +168,7 @@ struct S3Connector {
 impl Connector for S3Connector {
     fn start(&mut self, config: &Props) -> Result<()> {
         Settings::from_config(config)?;
-        Store::new(config)?;
+        Store::check_config(config)?;
         self.props = config.clone();
         Ok(())
     }
@@ -237,7 +239,12 @@ impl S3SinkTask {
             width = s.pad
         ));
         let bytes = s.format.encode(&file.records)?;
-        tracing::debug!(key, bytes = bytes.len(), records = file.records.len(), "S3 sink upload");
+        tracing::debug!(
+            key,
+            bytes = bytes.len(),
+            records = file.records.len(),
+            "S3 sink upload"
+        );
         store.put(&key, bytes)
     }
 
@@ -246,9 +253,9 @@ impl S3SinkTask {
         let Some(s) = &self.settings else {
             return Ok(());
         };
-        let wallclock_interval =
-            (s.rotate_interval > 0 && s.extractor == TimestampExtractor::Wallclock)
-                .then_some(s.rotate_interval);
+        let wallclock_interval = (s.rotate_interval > 0
+            && s.extractor == TimestampExtractor::Wallclock)
+            .then_some(s.rotate_interval);
         let Some(state) = self.partitions.get_mut(tp) else {
             return Ok(());
         };
@@ -292,7 +299,11 @@ impl S3SinkTask {
             )));
         }
         let needs_time = s.partitioner.is_time_based() || s.rotate_interval > 0;
-        let ts = if needs_time { s.extractor.extract(&r)? } else { 0 };
+        let ts = if needs_time {
+            s.extractor.extract(&r)?
+        } else {
+            0
+        };
         let encoded = s.partitioner.encode(&r, ts, &s.dir_delim)?;
         let (flush_size, rotate_interval, schedule, zone) = (
             s.flush_size,
@@ -325,12 +336,15 @@ impl S3SinkTask {
             let local = now + zone;
             state.scheduled = Some((local / schedule + 1) * schedule - zone);
         }
-        let file = state.files.entry(encoded.clone()).or_insert_with(|| OpenFile {
-            start: r.kafka_offset,
-            first_ts: ts,
-            schema: r.record.value.schema.clone(),
-            records: Vec::new(),
-        });
+        let file = state
+            .files
+            .entry(encoded.clone())
+            .or_insert_with(|| OpenFile {
+                start: r.kafka_offset,
+                first_ts: ts,
+                schema: r.record.value.schema.clone(),
+                records: Vec::new(),
+            });
         file.records.push(r);
         if file.records.len() >= flush_size {
             if let Some(f) = state.files.remove(&encoded) {

@@ -154,7 +154,9 @@ impl Partitioner {
             }
             let tz = p.get("timezone").map(|s| s.trim()).unwrap_or("");
             if tz.is_empty() {
-                return Err(ConnectError::bad_config("Timezone cannot be empty (timezone)"));
+                return Err(ConnectError::bad_config(
+                    "Timezone cannot be empty (timezone)",
+                ));
             }
             if p.get("locale").is_none_or(|l| l.trim().is_empty()) {
                 return Err(ConnectError::bad_config("Locale cannot be empty (locale)"));
@@ -323,7 +325,10 @@ mod tests {
     #[test]
     fn time_based_paths_floor_in_the_zone() {
         let p = Partitioner::from_config(&props(&[
-            ("partitioner.class", "io.confluent.connect.storage.partitioner.TimeBasedPartitioner"),
+            (
+                "partitioner.class",
+                "io.confluent.connect.storage.partitioner.TimeBasedPartitioner",
+            ),
             ("path.format", "'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH"),
             ("partition.duration.ms", "3600000"),
             ("locale", "en-US"),
@@ -333,14 +338,20 @@ mod tests {
         // 2024-02-29T23:59:59Z is 01:59 on March 1st at +02:00.
         let ts = 1_709_251_199_000;
         let r = record(Value::Null);
-        assert_eq!(p.encode(&r, ts, "/").unwrap(), "year=2024/month=03/day=01/hour=01");
+        assert_eq!(
+            p.encode(&r, ts, "/").unwrap(),
+            "year=2024/month=03/day=01/hour=01"
+        );
         let utc = Partitioner::from_config(&props(&[
             ("partitioner.class", "DailyPartitioner"),
             ("locale", "en"),
             ("timezone", "UTC"),
         ]))
         .unwrap();
-        assert_eq!(utc.encode(&r, ts, "/").unwrap(), "year=2024/month=02/day=29");
+        assert_eq!(
+            utc.encode(&r, ts, "/").unwrap(),
+            "year=2024/month=02/day=29"
+        );
         assert!(zone_offset_ms("America/New_York").is_err());
         assert_eq!(zone_offset_ms("-05:30").unwrap(), -19_800_000);
     }
@@ -354,7 +365,10 @@ mod tests {
         let d = Partitioner::from_config(&Props::new()).unwrap();
         assert_eq!(d.encode(&r, 0, "/").unwrap(), "partition=3");
         let f = Partitioner::from_config(&props(&[
-            ("partitioner.class", "io.confluent.connect.storage.partitioner.FieldPartitioner"),
+            (
+                "partitioner.class",
+                "io.confluent.connect.storage.partitioner.FieldPartitioner",
+            ),
             ("partition.field.name", "region,n"),
         ]))
         .unwrap();

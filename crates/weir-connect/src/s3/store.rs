@@ -43,7 +43,7 @@ impl Store {
     /// `store.url`, `aws.access.key.id`/`aws.secret.access.key` (else the
     /// `AWS_*` environment, as AWS's clients), `s3.part.size`,
     /// `s3.part.retries`, `s3.retry.backoff.ms`.
-    pub fn new(p: &Props) -> Result<Store> {
+    fn client(p: &Props) -> Result<(AmazonS3, String, String, i64)> {
         let bucket = setting(p, "s3.bucket.name")
             .ok_or_else(|| ConnectError::bad_config("s3.bucket.name is required"))?
             .to_string();
@@ -95,9 +95,21 @@ impl Store {
                     .with_timeout(Duration::from_secs(120))
                     .with_allow_http(endpoint.starts_with("http://")),
             );
-        let s3 = b.build().map_err(|e| {
-            ConnectError::bad_config(format!("S3 client for bucket {bucket}: {e}"))
-        })?;
+        let s3 = b
+            .build()
+            .map_err(|e| ConnectError::bad_config(format!("S3 client for bucket {bucket}: {e}")))?;
+        Ok((s3, bucket, endpoint, part_size))
+    }
+
+    /// Checks a connector config's store settings without connecting
+    /// (callable from async code: it makes no runtime).
+    pub fn check_config(p: &Props) -> Result<()> {
+        Self::client(p).map(|_| ())
+    }
+
+    /// The store of a task (see [`Self::client`] for the settings).
+    pub fn new(p: &Props) -> Result<Store> {
+        let (s3, bucket, endpoint, part_size) = Self::client(p)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -116,19 +128,18 @@ impl Store {
 
     fn failure(&self, what: &str, e: object_store::Error) -> ConnectError {
         let text = chain(&e);
-        let message = if matches!(e, object_store::Error::NotFound { .. })
-            || text.contains("NoSuchBucket")
-        {
-            format!(
-                "Non-existent S3 bucket: {} (at {}): {text}",
-                self.bucket, self.endpoint
-            )
-        } else {
-            format!(
-                "{what} in bucket {} at {}: {text}",
-                self.bucket, self.endpoint
-            )
-        };
+        let message =
+            if matches!(e, object_store::Error::NotFound { .. }) || text.contains("NoSuchBucket") {
+                format!(
+                    "Non-existent S3 bucket: {} (at {}): {text}",
+                    self.bucket, self.endpoint
+                )
+            } else {
+                format!(
+                    "{what} in bucket {} at {}: {text}",
+                    self.bucket, self.endpoint
+                )
+            };
         ConnectError::Connector {
             connector: "S3SinkConnector".into(),
             message,
@@ -165,7 +176,10 @@ impl Store {
                 let mut start = 0;
                 while start < bytes.len() {
                     let end = (start + part_size).min(bytes.len());
-                    if let Err(e) = upload.put_part(PutPayload::from(bytes.slice(start..end))).await {
+                    if let Err(e) = upload
+                        .put_part(PutPayload::from(bytes.slice(start..end)))
+                        .await
+                    {
                         let _ = upload.abort().await;
                         return Err(e);
                     }
