@@ -12,10 +12,13 @@ dead-letter queue read back with confluent-kafka.
   once.
 - Per-record delivery failures (KIP-610's errant record reporter, stage
   TASK_PUT): a non-retriable 400 and a 500 that outlasts `max.retries` go
-  to the dead-letter queue with the original key, value and headers and
+  to the dead-letter queue with the original key, value and headers (not
+  as a transform changed them) and
   the `__connect.errors.*` headers, and the group's offset moves past
   them; under `errors.tolerance=none` the task fails with the cause in its
   trace and the offset stays before the record.
+- A connector deleted while its task retries: the retries stop at once
+  and the record's offset is not committed.
 - Kill -9 of the worker mid-stream over three partitions: every record
   arrives, in order per partition (at least once: records sent after the
   last offset commit are sent again after the restart).
@@ -219,6 +222,22 @@ def test_retriable_statuses_are_retried(worker, module_broker, server):
     worker.delete("/connectors/hs-retry")
 
 
+def test_a_stop_cuts_retries_short_and_commits_nothing(worker, module_broker, server):
+    topic = "hs-stop"
+    server.answer = lambda m, p, b: 503
+    produce(module_broker.bootstrap, topic, [b"s1"])
+    worker.create("hs-stop", sink(server, topic, max_retries="100", retry_backoff_ms="1000",
+                                  retry_backoff_policy="CONSTANT_VALUE", errors_tolerance="all"))
+    wait_until(lambda: len(server.snapshot()) >= 2, 30, what="a retried request")
+    assert worker.delete("/connectors/hs-stop").status_code == 204
+    time.sleep(0.5)
+    seen = len(server.snapshot())
+    time.sleep(2.5)  # a retry would come every second
+    assert len(server.snapshot()) == seen
+    # Neither delivered nor dead-lettered: the record is not committed.
+    assert committed(module_broker.bootstrap, "hs-stop", topic) < 1
+
+
 def test_failed_records_go_to_the_dead_letter_queue(worker, module_broker, server):
     topic, dlq = "hs-dlq", "hs-dlq-dead"
 
@@ -236,11 +255,14 @@ def test_failed_records_go_to_the_dead_letter_queue(worker, module_broker, serve
         server, topic, retry_on_status_codes="500-", max_retries="1", retry_backoff_ms="10",
         errors_tolerance="all", errors_log_enable="true",
         errors_deadletterqueue_topic_name=dlq,
-        errors_deadletterqueue_context_headers_enable="true"))
+        errors_deadletterqueue_context_headers_enable="true",
+        # The queue gets records as they are in Kafka, not as transformed.
+        transforms="ih", **{"transforms.ih.type": "org.apache.kafka.connect.transforms.InsertHeader",
+                            "transforms.ih.header": "added", "transforms.ih.value.literal": "yes"}))
     dead = read_all(module_broker.bootstrap, dlq, 2)
     assert [(m.key(), m.value()) for m in dead] == [(b"k1", b"bad1"), (b"k3", b"down3")]
     h = [{k: v.decode() for k, v in m.headers()} for m in dead]
-    assert h[0]["origin"] == "test"
+    assert h[0]["origin"] == "test" and "added" not in h[0]
     for hh, offset in zip(h, ["1", "3"]):
         assert hh["__connect.errors.topic"] == topic
         assert hh["__connect.errors.partition"] == "0"

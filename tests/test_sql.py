@@ -341,6 +341,14 @@ def test_avro_in_and_out_through_the_registry(sql, node):
         (i, {"ITEM": f"it{i % 2}", "P2": float(i), "CITY": f"c{i}",
              "AT": datetime.datetime.fromtimestamp(1_700_000_000 + i, datetime.timezone.utc),
              "TAGS": [f"t{j}" for j in range(i % 3)]}) for i in (2, 3, 4)]
+    # PRINT decodes registry frames with their writer schemas.
+    status, text = sql.post("/query", {"ksql": "PRINT 'sr_out' FROM BEGINNING LIMIT 1;"})
+    assert status == 200, text
+    head_key, head_value, line = text.strip().splitlines()
+    assert (head_key, head_value) == ("Key format: AVRO", "Value format: AVRO"), text
+    key = int(line.split(", key: ")[1].split(", value: ")[0])
+    value = json.loads(line.split(", value: ")[1].rsplit(", partition: ", 1)[0])
+    assert key in (2, 3, 4) and value["ITEM"] == f"it{key % 2}" and value["P2"] == float(key), line
     # INSERT VALUES writes with the inferred schema; confluent-kafka reads it.
     sql.ksql("INSERT INTO sr_orders (ID, ITEM, PRICE, AT, TAGS, ADDR, ATTRS) VALUES "
              "(9, 'it9', 4.5, 1700000009000, ARRAY['x'], STRUCT(CITY := 'c9'), MAP('w' := 1.0));")
@@ -357,6 +365,36 @@ def test_avro_in_and_out_through_the_registry(sql, node):
     assert sorted(json.loads(x) for x in r.text.strip().splitlines()[1:]) == [
         [2, 2.0, "c2"], [3, 3.0, "c3"], [4, 4.0, "c4"], [9, 9.0, "c9"]]
     assert json.loads(reg.get_latest_version("SR_COUNTS-key").schema.schema_str) == ["null", "string"]
+
+
+def test_avro_nosr(sql, node):
+    """AVRO_NOSR: Avro bodies without the registry frame, in the schema ksqlDB
+    derives from the columns; fastavro reads what a query writes and writes
+    what a query reads."""
+    import io
+    import fastavro
+    schema = fastavro.parse_schema({
+        "type": "record", "name": "KsqlDataSourceSchema", "namespace": "io.confluent.ksql.avro_schemas",
+        "fields": [{"name": "NAME", "type": ["null", "string"], "default": None},
+                   {"name": "N2", "type": ["null", "long"], "default": None}]})
+    sql.ksql("CREATE STREAM nj (ID INT KEY, NAME STRING, N BIGINT) WITH (KAFKA_TOPIC='nj', VALUE_FORMAT='JSON', PARTITIONS=1);"
+             "CREATE STREAM nosr WITH (KAFKA_TOPIC='nosr', VALUE_FORMAT='AVRO_NOSR') AS SELECT ID, NAME, N * 2 AS N2 FROM nj;")
+    qid = next(q["id"] for q in sql.ksql("SHOW QUERIES;")[1][0]["queries"] if q["sinks"] == ["NOSR"])
+    produce(node.bootstrap, "nj", [{"key": {"int": 1}, "value": {"NAME": "a", "N": 5}, "timestamp": 1}])
+    wait_caught_up(node.bootstrap, query_group("sqltest_", qid), ["nj"])
+    (out,) = read_all(node.bootstrap, "nosr")
+    assert out["key"] == key_bytes({"int": 1})
+    assert fastavro.schemaless_reader(io.BytesIO(out["value"]), schema) == {"NAME": "a", "N2": 10}
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, schema, {"NAME": "b", "N2": None})
+    _sr_produce(node.bootstrap, "nosr", [(key_bytes({"int": 2}), buf.getvalue())])
+    r = _http(sql, "/query-stream", {"sql": "SELECT ID, NAME, N2 FROM nosr EMIT CHANGES LIMIT 2;",
+                                     "properties": {"auto.offset.reset": "earliest"}}, accept="application/json")
+    assert r.json()[1:] == [[1, "a", 10], [2, "b", None]], r.text
+    _, desc = sql.ksql("DESCRIBE nosr;")
+    assert desc[0]["sourceDescription"]["valueFormat"] == "AVRO_NOSR"
+    status, err = sql.ksql("CREATE STREAM nosr_none WITH (KAFKA_TOPIC='nosr', VALUE_FORMAT='AVRO_NOSR');", ok=False)
+    assert status == 400 and "needs declared value columns" in err["message"], err
 
 
 def test_protobuf_and_json_sr_through_the_registry(sql, node):

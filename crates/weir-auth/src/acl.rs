@@ -22,7 +22,12 @@ use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::KafkaPrincipal;
+use crate::{AuthError, KafkaPrincipal};
+
+/// A binding Kafka refuses, with Kafka's message.
+fn invalid_acl(reason: String) -> AuthError {
+    AuthError::InvalidAcl { reason }
+}
 
 /// The name of the one CLUSTER resource.
 pub const CLUSTER_NAME: &str = "kafka-cluster";
@@ -246,38 +251,47 @@ impl AclBinding {
     /// Checks that the binding can be stored, as Kafka's
     /// `AclControlManager.validateNewAcl` and `CreateAcls` do. The message
     /// is Kafka's.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), AuthError> {
         if self.resource_type == ResourceType::Any {
-            return Err(format!("Invalid resourceType {}", self.resource_type));
+            return Err(invalid_acl(format!(
+                "Invalid resourceType {}",
+                self.resource_type
+            )));
         }
         if !matches!(
             self.pattern_type,
             PatternType::Literal | PatternType::Prefixed
         ) {
-            return Err(format!("Invalid patternType {}", self.pattern_type));
+            return Err(invalid_acl(format!(
+                "Invalid patternType {}",
+                self.pattern_type
+            )));
         }
         if self.operation == AclOperation::Any {
-            return Err(format!("Invalid operation {}", self.operation));
+            return Err(invalid_acl(format!("Invalid operation {}", self.operation)));
         }
         if self.permission == PermissionType::Any {
-            return Err(format!("Invalid permissionType {}", self.permission));
+            return Err(invalid_acl(format!(
+                "Invalid permissionType {}",
+                self.permission
+            )));
         }
         if self.name.is_empty() {
-            return Err("Invalid empty resource name".into());
+            return Err(invalid_acl("Invalid empty resource name".into()));
         }
         if self.resource_type == ResourceType::Cluster && self.name != CLUSTER_NAME {
-            return Err(format!(
+            return Err(invalid_acl(format!(
                 "The only valid name for the CLUSTER resource is {CLUSTER_NAME}"
-            ));
+            )));
         }
         if KafkaPrincipal::parse(&self.principal).is_none() {
-            return Err(format!(
+            return Err(invalid_acl(format!(
                 "Could not parse principal from `{}` (no colon is found)",
                 self.principal
-            ));
+            )));
         }
         if self.host.is_empty() {
-            return Err("Invalid empty host".into());
+            return Err(invalid_acl("Invalid empty host".into()));
         }
         Ok(())
     }
@@ -379,14 +393,16 @@ pub struct AuthorizerConfig {
 
 impl AuthorizerConfig {
     /// Parses `super.users` (`User:a;User:b`, blanks ignored).
-    pub fn parse_super_users(s: &str) -> Result<HashSet<String>, String> {
+    pub fn parse_super_users(s: &str) -> Result<HashSet<String>, AuthError> {
         s.split(';')
             .map(str::trim)
             .filter(|p| !p.is_empty())
             .map(|p| {
                 KafkaPrincipal::parse(p)
                     .map(|k| k.to_string())
-                    .ok_or_else(|| format!("`{p}` is not a principal of the form Type:name"))
+                    .ok_or_else(|| AuthError::BadValue {
+                        detail: format!("`{p}` is not a principal of the form Type:name"),
+                    })
             })
             .collect()
     }
@@ -910,7 +926,7 @@ mod tests {
         let bad = |f: &dyn Fn(&mut AclBinding)| {
             let mut b = ok.clone();
             f(&mut b);
-            b.validate().unwrap_err()
+            b.validate().unwrap_err().to_string()
         };
         assert!(bad(&|b| b.resource_type = ResourceType::Any).contains("resourceType"));
         assert!(bad(&|b| b.pattern_type = PatternType::Match).contains("patternType"));

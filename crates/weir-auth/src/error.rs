@@ -26,6 +26,27 @@ pub enum AuthError {
         /// Why it cannot be used.
         detail: String,
     },
+    /// A setting's value does not parse (the operator's fault); the
+    /// caller names the setting, so the message is only what is wrong.
+    #[error("{detail}")]
+    BadValue {
+        /// What is wrong with the value.
+        detail: String,
+    },
+    /// An ACL binding Kafka refuses to store (the client's fault). The
+    /// message is Kafka's.
+    #[error("{reason}")]
+    InvalidAcl {
+        /// Kafka's message.
+        reason: String,
+    },
+    /// A bearer token was refused (the client's fault). The reason goes
+    /// to logs and the audit trail; clients get a generic answer.
+    #[error("{reason}")]
+    InvalidToken {
+        /// Why the token was refused.
+        reason: String,
+    },
     /// A bug in Weir.
     #[error("internal error: {0}")]
     Internal(String),

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::SecurityProtocol;
+use crate::{AuthError, SecurityProtocol};
 
 /// One `NAME://host:port` endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,9 +18,15 @@ pub struct Endpoint {
     pub protocol: SecurityProtocol,
 }
 
+/// A value of `listeners` or `listener.security.protocol.map` that does
+/// not parse.
+fn bad(detail: String) -> AuthError {
+    AuthError::BadValue { detail }
+}
+
 /// Parses `listener.security.protocol.map` (`NAME:PROTOCOL,...`). The
 /// four protocol names always map to themselves unless overridden.
-pub fn parse_protocol_map(s: &str) -> Result<BTreeMap<String, SecurityProtocol>, String> {
+pub fn parse_protocol_map(s: &str) -> Result<BTreeMap<String, SecurityProtocol>, AuthError> {
     let mut map: BTreeMap<String, SecurityProtocol> = [
         SecurityProtocol::Plaintext,
         SecurityProtocol::Ssl,
@@ -33,13 +39,13 @@ pub fn parse_protocol_map(s: &str) -> Result<BTreeMap<String, SecurityProtocol>,
     for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let (name, proto) = item
             .split_once(':')
-            .ok_or_else(|| format!("`{item}` is not NAME:PROTOCOL"))?;
+            .ok_or_else(|| bad(format!("`{item}` is not NAME:PROTOCOL")))?;
         let name = name.trim().to_ascii_uppercase();
         if name.is_empty() {
-            return Err(format!("`{item}` has no listener name"));
+            return Err(bad(format!("`{item}` has no listener name")));
         }
         let proto = SecurityProtocol::parse(proto.trim())
-            .ok_or_else(|| format!("`{}` is not a security protocol", proto.trim()))?;
+            .ok_or_else(|| bad(format!("`{}` is not a security protocol", proto.trim())))?;
         map.insert(name, proto);
     }
     Ok(map)
@@ -50,28 +56,30 @@ pub fn parse_protocol_map(s: &str) -> Result<BTreeMap<String, SecurityProtocol>,
 pub fn parse_listeners(
     s: &str,
     map: &BTreeMap<String, SecurityProtocol>,
-) -> Result<Vec<Endpoint>, String> {
+) -> Result<Vec<Endpoint>, AuthError> {
     let mut out: Vec<Endpoint> = Vec::new();
     for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let (name, rest) = item
             .split_once("://")
-            .ok_or_else(|| format!("`{item}` is not NAME://HOST:PORT"))?;
+            .ok_or_else(|| bad(format!("`{item}` is not NAME://HOST:PORT")))?;
         let name = name.trim().to_ascii_uppercase();
         let protocol = *map.get(&name).ok_or_else(|| {
-            format!("listener name `{name}` is not in listener.security.protocol.map")
+            bad(format!(
+                "listener name `{name}` is not in listener.security.protocol.map"
+            ))
         })?;
         let (host, port) = rest
             .rsplit_once(':')
-            .ok_or_else(|| format!("`{item}` has no port"))?;
+            .ok_or_else(|| bad(format!("`{item}` has no port")))?;
         let port: u16 = port
             .parse()
-            .map_err(|_| format!("`{port}` in `{item}` is not a port number"))?;
+            .map_err(|_| bad(format!("`{port}` in `{item}` is not a port number")))?;
         let host = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
         if out.iter().any(|e| e.name == name) {
-            return Err(format!("listener name `{name}` appears twice"));
+            return Err(bad(format!("listener name `{name}` appears twice")));
         }
         out.push(Endpoint {
             name,
@@ -81,7 +89,7 @@ pub fn parse_listeners(
         });
     }
     if out.is_empty() {
-        return Err("no listener given".into());
+        return Err(bad("no listener given".into()));
     }
     Ok(out)
 }

@@ -146,19 +146,22 @@ impl Jwks {
             path,
             loaded: Arc::default(),
         };
-        j.reload().map_err(config)?;
+        j.reload().map_err(|e| config(e.to_string()))?;
         Ok(j)
     }
 
     /// Parses a JWKS document.
-    pub fn parse(text: &str) -> Result<JwkSet, String> {
-        serde_json::from_str(text).map_err(|e| format!("not a JWKS: {e}"))
+    pub fn parse(text: &str) -> Result<JwkSet, AuthError> {
+        serde_json::from_str(text).map_err(|e| AuthError::BadValue {
+            detail: format!("not a JWKS: {e}"),
+        })
     }
 
-    fn reload(&self) -> Result<(), String> {
+    fn reload(&self) -> Result<(), AuthError> {
         let stamp = modified(&self.path);
-        let text = std::fs::read_to_string(&self.path)
-            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
+        let text = std::fs::read_to_string(&self.path).map_err(|e| AuthError::BadValue {
+            detail: format!("cannot read {}: {e}", self.path.display()),
+        })?;
         let set = Self::parse(&text)?;
         *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = LoadedJwks {
             set: Some(set),
@@ -186,8 +189,8 @@ impl Jwks {
     }
 
     /// Validates `token` against the current keys and `rules`.
-    pub fn validate(&self, token: &str, rules: &TokenRules) -> Result<ValidToken, String> {
-        let set = self.current().ok_or("no JWKS loaded")?;
+    pub fn validate(&self, token: &str, rules: &TokenRules) -> Result<ValidToken, AuthError> {
+        let set = self.current().ok_or_else(|| invalid("no JWKS loaded"))?;
         validate_token(&set, token, rules, now_secs())
     }
 }
@@ -205,8 +208,9 @@ pub fn validate_token(
     token: &str,
     rules: &TokenRules,
     now: u64,
-) -> Result<ValidToken, String> {
-    let header = jsonwebtoken::decode_header(token).map_err(|e| format!("bad JWT: {e}"))?;
+) -> Result<ValidToken, AuthError> {
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|e| invalid(format!("bad JWT: {e}")))?;
     let alg = header.alg;
     if !matches!(
         alg,
@@ -219,7 +223,7 @@ pub fn validate_token(
             | Algorithm::ES256
             | Algorithm::ES384
     ) {
-        return Err(format!("algorithm {alg:?} is not accepted"));
+        return Err(invalid(format!("algorithm {alg:?} is not accepted")));
     }
     let candidates: Vec<_> = match &header.kid {
         Some(kid) => set
@@ -230,7 +234,7 @@ pub fn validate_token(
         None => set.keys.iter().collect(),
     };
     if candidates.is_empty() {
-        return Err("no JWKS key matches the token's kid".into());
+        return Err(invalid("no JWKS key matches the token's kid"));
     }
     let mut v = Validation::new(alg);
     v.leeway = CLOCK_SKEW_SECS;
@@ -258,18 +262,18 @@ pub fn validate_token(
                 let claims = data.claims;
                 if let Some(iat) = claims.get("iat").and_then(serde_json::Value::as_f64) {
                     if iat > (now + CLOCK_SKEW_SECS) as f64 {
-                        return Err("token issued in the future".into());
+                        return Err(invalid("token issued in the future"));
                     }
                 }
                 let subject = claims
                     .get(&rules.subject_claim)
                     .and_then(serde_json::Value::as_str)
                     .filter(|s| !s.trim().is_empty())
-                    .ok_or_else(|| format!("no `{}` claim", rules.subject_claim))?;
+                    .ok_or_else(|| invalid(format!("no `{}` claim", rules.subject_claim)))?;
                 let exp = claims
                     .get("exp")
                     .and_then(serde_json::Value::as_f64)
-                    .ok_or("no exp claim")?;
+                    .ok_or_else(|| invalid("no exp claim"))?;
                 return Ok(ValidToken {
                     subject: subject.to_string(),
                     expires_at_ms: (exp * 1000.0) as i64,
@@ -291,12 +295,19 @@ pub fn validate_token(
                     e.kind(),
                     ErrorKind::InvalidSignature | ErrorKind::InvalidKeyFormat
                 ) {
-                    return Err(last);
+                    return Err(invalid(last));
                 }
             }
         }
     }
-    Err(last)
+    Err(invalid(last))
+}
+
+/// A refused token.
+fn invalid(reason: impl Into<String>) -> AuthError {
+    AuthError::InvalidToken {
+        reason: reason.into(),
+    }
 }
 
 /// The OAUTHBEARER mechanism.
@@ -368,7 +379,7 @@ impl SaslServer for OAuthServer {
                 })
             }
             Err(reason) => {
-                self.error = Some(reason);
+                self.error = Some(reason.to_string());
                 Ok(SaslStep::Challenge(INVALID_TOKEN_CHALLENGE.to_vec()))
             }
         }
@@ -455,7 +466,9 @@ mod tests {
             serde_json::json!({"sub": "alice", "exp": now - 120}),
         );
         assert_eq!(
-            validate_token(&set, &expired, &rules(), now).unwrap_err(),
+            validate_token(&set, &expired, &rules(), now)
+                .unwrap_err()
+                .to_string(),
             "token expired"
         );
         let wrong_key = token(&k2, "k1", serde_json::json!({"sub": "alice", "exp": exp}));

@@ -57,7 +57,8 @@ pub fn parse_plain(msg: &[u8]) -> Result<PlainMessage<'_>, AuthError> {
 }
 
 /// Usernames and passwords, parsed from the credentials file's text.
-pub fn parse_credentials(text: &str) -> Result<HashMap<String, String>, String> {
+pub fn parse_credentials(text: &str) -> Result<HashMap<String, String>, AuthError> {
+    let bad = |detail: String| AuthError::BadValue { detail };
     let mut users = HashMap::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -65,11 +66,11 @@ pub fn parse_credentials(text: &str) -> Result<HashMap<String, String>, String> 
             continue;
         }
         let Some((user, password)) = line.split_once('=') else {
-            return Err(format!("line {}: expected username=password", n + 1));
+            return Err(bad(format!("line {}: expected username=password", n + 1)));
         };
         let user = user.trim();
         if user.is_empty() {
-            return Err(format!("line {}: empty username", n + 1));
+            return Err(bad(format!("line {}: empty username", n + 1)));
         }
         users.insert(user.to_string(), password.to_string());
     }
@@ -127,7 +128,7 @@ impl PlainCredentials {
         let stamp = modified(&self.path);
         let text = std::fs::read_to_string(&self.path)
             .map_err(|e| config(format!("cannot read {}: {e}", self.path.display())))?;
-        let users = parse_credentials(&text).map_err(config)?;
+        let users = parse_credentials(&text).map_err(|e| config(e.to_string()))?;
         let mut l = self.loaded.write().unwrap_or_else(|e| e.into_inner());
         *l = Loaded {
             users,

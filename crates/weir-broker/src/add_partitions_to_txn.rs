@@ -13,24 +13,26 @@ use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ResponseKind,
 };
 
-use crate::broker::{Broker, Reply};
+use crate::context::{Reply, RequestContext};
+use crate::security::Security;
+use crate::topics::Topics;
+use crate::transactions::Transactions;
 use crate::txn_coordinator::TxnApi;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
 /// Topics a v0-3 request names that the client may not WRITE.
 type Denied = std::collections::HashSet<String>;
 
 /// Partitions of a request, and whether any is unknown or denied.
 fn split(
-    broker: &Broker,
+    catalog: &Topics,
     topics: &[AddPartitionsToTxnTopic],
     denied: &Denied,
 ) -> (Vec<(String, i32)>, bool) {
     let mut parts = Vec::new();
     let mut unknown = !denied.is_empty();
     for t in topics {
-        let topic = broker.topic(&t.name);
+        let topic = catalog.topic(&t.name);
         for &p in &t.partitions {
             unknown |= topic.as_ref().and_then(|x| x.partition(p)).is_none();
             parts.push((t.name.to_string(), p));
@@ -43,7 +45,7 @@ fn split(
 /// denied topics, UNKNOWN_TOPIC_OR_PARTITION for the unknown ones and
 /// OPERATION_NOT_ATTEMPTED for the rest, or one error for all.
 fn results(
-    broker: &Broker,
+    catalog: &Topics,
     topics: &[AddPartitionsToTxnTopic],
     unknown: bool,
     error: Option<ResponseError>,
@@ -52,7 +54,7 @@ fn results(
     topics
         .iter()
         .map(|t| {
-            let topic = broker.topic(&t.name);
+            let topic = catalog.topic(&t.name);
             let results_by_partition = t
                 .partitions
                 .iter()
@@ -84,22 +86,24 @@ fn results(
 /// (from producers) need WRITE on the transactional id and on each topic;
 /// v4+ (between brokers) need CLUSTER_ACTION, as in Kafka.
 pub fn handle(
-    broker: &Arc<Broker>,
+    catalog: &Arc<Topics>,
+    txns: &Transactions,
+    security: &Security,
+    ctx: &RequestContext<'_>,
     req: AddPartitionsToTxnRequest,
-    version: i16,
-    session: &Session,
 ) -> Reply {
+    let (version, session) = (ctx.version, ctx.session);
     let none = Denied::new();
     if version <= 3 {
         let topics = req.v3_and_below_topics;
-        if !broker.security.authorize(
+        if !security.authorize(
             session,
             AclOperation::Write,
             ResourceType::TransactionalId,
             &req.v3_and_below_transactional_id,
         ) {
             let r = results(
-                broker,
+                catalog,
                 &topics,
                 false,
                 Some(ResponseError::TransactionalIdAuthorizationFailed),
@@ -112,23 +116,18 @@ pub fn handle(
         let denied: Denied = topics
             .iter()
             .filter(|t| {
-                !broker.security.authorize(
-                    session,
-                    AclOperation::Write,
-                    ResourceType::Topic,
-                    &t.name,
-                )
+                !security.authorize(session, AclOperation::Write, ResourceType::Topic, &t.name)
             })
             .map(|t| t.name.to_string())
             .collect();
-        let (parts, unknown) = split(broker, &topics, &denied);
+        let (parts, unknown) = split(catalog, &topics, &denied);
         if unknown {
-            let r = results(broker, &topics, true, None, &denied);
+            let r = results(catalog, &topics, true, None, &denied);
             return Reply::Ready(ResponseKind::AddPartitionsToTxn(
                 AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(r),
             ));
         }
-        let wait = broker.txns.add_partitions(
+        let wait = txns.add_partitions(
             &req.v3_and_below_transactional_id,
             (
                 req.v3_and_below_producer_id.0,
@@ -138,12 +137,12 @@ pub fn handle(
             TxnApi::AddPartitionsToTxn,
             version,
         );
-        let broker = broker.clone();
+        let catalog = catalog.clone();
         return Reply::Later(Box::pin(async move {
             let error = wait.await.err();
             ResponseKind::AddPartitionsToTxn(
                 AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results(
-                    &broker,
+                    &catalog,
                     &topics,
                     false,
                     error,
@@ -153,10 +152,7 @@ pub fn handle(
         }));
     }
     // v4+: many transactions; verify_only checks without adding.
-    if !broker
-        .security
-        .authorize_cluster(session, AclOperation::ClusterAction)
-    {
+    if !security.authorize_cluster(session, AclOperation::ClusterAction) {
         return Reply::Ready(ResponseKind::AddPartitionsToTxn(
             AddPartitionsToTxnResponse::default()
                 .with_error_code(ResponseError::ClusterAuthorizationFailed.code()),
@@ -164,12 +160,12 @@ pub fn handle(
     }
     let mut waits = Vec::with_capacity(req.transactions.len());
     for t in req.transactions {
-        let (parts, unknown) = split(broker, &t.topics, &none);
+        let (parts, unknown) = split(catalog, &t.topics, &none);
         let outcome: crate::transactions::Pending<Result<(), ResponseError>> = if unknown {
             Box::pin(std::future::ready(Ok(())))
         } else if t.verify_only {
             let r = parts.iter().try_for_each(|(topic, p)| {
-                broker.txns.verify(
+                txns.verify(
                     &t.transactional_id,
                     t.producer_id.0,
                     t.producer_epoch,
@@ -179,7 +175,7 @@ pub fn handle(
             });
             Box::pin(std::future::ready(r))
         } else {
-            broker.txns.add_partitions(
+            txns.add_partitions(
                 &t.transactional_id,
                 (t.producer_id.0, t.producer_epoch),
                 parts,
@@ -189,7 +185,7 @@ pub fn handle(
         };
         waits.push((t.transactional_id, t.topics, unknown, outcome));
     }
-    let broker = broker.clone();
+    let catalog = catalog.clone();
     Reply::Later(Box::pin(async move {
         let mut out = Vec::with_capacity(waits.len());
         for (id, topics, unknown, wait) in waits {
@@ -197,7 +193,7 @@ pub fn handle(
             out.push(
                 AddPartitionsToTxnResult::default()
                     .with_transactional_id(id)
-                    .with_topic_results(results(&broker, &topics, unknown, error, &Denied::new())),
+                    .with_topic_results(results(&catalog, &topics, unknown, error, &Denied::new())),
             );
         }
         ResponseKind::AddPartitionsToTxn(

@@ -10,14 +10,15 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use weir_auth::Session;
-
-use crate::broker::Broker;
 use crate::config::{
     broker_config_is_dynamic, topic_def, validate_broker_config, validate_topic_config, ConfigType,
 };
+use crate::context::RequestContext;
 use crate::describe_configs::{RESOURCE_BROKER, RESOURCE_GROUP, RESOURCE_TOPIC};
 use crate::group_config::{group_def, validate_group_config};
+use crate::node::Node;
+use crate::security::Security;
+use crate::topics::Topics;
 use crate::BrokerError;
 
 /// One requested change.
@@ -35,13 +36,11 @@ enum Target {
     Group(String),
 }
 
-fn target(broker: &Broker, resource_type: i8, name: &str) -> Result<Target, BrokerError> {
+fn target(node: &Node, resource_type: i8, name: &str) -> Result<Target, BrokerError> {
     match resource_type {
         RESOURCE_TOPIC => Ok(Target::Topic(name.to_string())),
         RESOURCE_BROKER if name.is_empty() => Ok(Target::Broker { default: true }),
-        RESOURCE_BROKER if name == broker.node_id().to_string() => {
-            Ok(Target::Broker { default: false })
-        }
+        RESOURCE_BROKER if name == node.id.to_string() => Ok(Target::Broker { default: false }),
         RESOURCE_BROKER => Err(BrokerError::invalid_request(format!(
             "broker `{name}` is not this broker"
         ))),
@@ -55,34 +54,34 @@ fn target(broker: &Broker, resource_type: i8, name: &str) -> Result<Target, Brok
     }
 }
 
-fn current(broker: &Broker, target: &Target) -> Result<BTreeMap<String, String>, BrokerError> {
+fn current(topics: &Topics, target: &Target) -> Result<BTreeMap<String, String>, BrokerError> {
     match target {
-        Target::Topic(name) => broker
+        Target::Topic(name) => topics
             .topic(name)
             .map(|t| t.configs.clone())
             .ok_or_else(|| BrokerError::UnknownTopic {
                 topic: name.to_string(),
             }),
         Target::Broker { default } => {
-            let s = broker.settings();
+            let s = topics.settings();
             Ok(if *default {
                 s.dynamic_default
             } else {
                 s.dynamic_broker
             })
         }
-        Target::Group(id) => Ok(broker.group_configs(id)),
+        Target::Group(id) => Ok(topics.group_configs(id)),
     }
 }
 
 fn validate(
-    broker: &Broker,
+    topics: &Topics,
     target: &Target,
     key: &str,
     value: &str,
 ) -> Result<String, BrokerError> {
     match target {
-        Target::Group(_) => validate_group_config(&broker.settings(), key, value),
+        Target::Group(_) => validate_group_config(&topics.settings(), key, value),
         Target::Topic(_) => validate_topic_config(key, value),
         Target::Broker { .. } => {
             let v = validate_broker_config(key, value)?;
@@ -106,22 +105,23 @@ fn is_list(target: &Target, key: &str) -> bool {
 
 /// Applies `ops` to a resource's current overrides and stores the result.
 fn apply(
-    broker: &Broker,
+    topics: &Topics,
+    node: &Node,
     resource_type: i8,
     name: &str,
     ops: Vec<(String, Op)>,
     replace: bool,
     validate_only: bool,
 ) -> Result<(), BrokerError> {
-    let target = target(broker, resource_type, name)?;
+    let target = target(node, resource_type, name)?;
     let mut configs = if replace {
         BTreeMap::new()
     } else {
-        current(broker, &target)?
+        current(topics, &target)?
     };
     if replace {
         // AlterConfigs still needs the resource to exist.
-        current(broker, &target)?;
+        current(topics, &target)?;
     }
     let mut seen = Vec::new();
     for (key, op) in ops {
@@ -133,7 +133,7 @@ fn apply(
         seen.push(key.clone());
         match op {
             Op::Set(v) => {
-                let v = validate(broker, &target, &key, &v)?;
+                let v = validate(topics, &target, &key, &v)?;
                 configs.insert(key, v);
             }
             Op::Delete => {
@@ -161,26 +161,26 @@ fn apply(
                 let base = configs
                     .get(&key)
                     .cloned()
-                    .unwrap_or_else(|| effective(broker, &target, &key));
+                    .unwrap_or_else(|| effective(topics, &target, &key));
                 let joined = if base.is_empty() {
                     v
                 } else {
                     format!("{base},{v}")
                 };
-                let v = validate(broker, &target, &key, &joined)?;
+                let v = validate(topics, &target, &key, &joined)?;
                 configs.insert(key, v);
             }
             Op::Subtract(v) => {
                 let base = configs
                     .get(&key)
                     .cloned()
-                    .unwrap_or_else(|| effective(broker, &target, &key));
+                    .unwrap_or_else(|| effective(topics, &target, &key));
                 let drop: Vec<&str> = v.split(',').map(str::trim).collect();
                 let kept: Vec<&str> = base
                     .split(',')
                     .filter(|i| !drop.contains(&i.trim()))
                     .collect();
-                let v = validate(broker, &target, &key, &kept.join(","))?;
+                let v = validate(topics, &target, &key, &kept.join(","))?;
                 configs.insert(key, v);
             }
         }
@@ -189,31 +189,31 @@ fn apply(
         return Ok(());
     }
     match target {
-        Target::Topic(name) => broker.set_topic_configs(&name, configs),
-        Target::Broker { default } => broker.set_broker_configs(default, configs),
-        Target::Group(id) => broker.set_group_configs(&id, configs),
+        Target::Topic(name) => topics.set_topic_configs(&name, configs),
+        Target::Broker { default } => topics.set_broker_configs(default, configs),
+        Target::Group(id) => topics.set_group_configs(&id, configs),
     }
 }
 
-fn effective(broker: &Broker, target: &Target, key: &str) -> String {
+fn effective(topics: &Topics, target: &Target, key: &str) -> String {
     match target {
         Target::Topic(name) => {
-            let overrides = broker
+            let overrides = topics
                 .topic(name)
                 .map(|t| t.configs.clone())
                 .unwrap_or_default();
             topic_def(key)
-                .map(|d| broker.settings().resolve(d, &overrides).value)
+                .map(|d| topics.settings().resolve(d, &overrides).value)
                 .unwrap_or_default()
         }
         Target::Group(id) => {
-            crate::group_config::resolve_all(&broker.settings(), &broker.group_configs(id))
+            crate::group_config::resolve_all(&topics.settings(), &topics.group_configs(id))
                 .into_iter()
                 .find(|(d, _, _)| d.name == key)
                 .map(|(_, v, _)| v)
                 .unwrap_or_default()
         }
-        Target::Broker { .. } => broker
+        Target::Broker { .. } => topics
             .settings()
             .broker_view()
             .into_iter()
@@ -244,10 +244,13 @@ fn denied(code: ResponseError) -> BrokerError {
 /// With authorization on, a topic needs ALTER_CONFIGS on it and a broker
 /// ALTER_CONFIGS on the cluster.
 pub fn handle(
-    broker: &Broker,
+    topics: &Topics,
+    security: &Security,
+    node: &Node,
+    ctx: &RequestContext<'_>,
     req: AlterConfigsRequest,
-    session: &Session,
 ) -> AlterConfigsResponse {
+    let session = ctx.session;
     let validate_only = req.validate_only;
     let responses = req
         .resources
@@ -264,7 +267,7 @@ pub fn handle(
                 })
                 .collect();
             let (code, msg) = error_parts(
-                match broker.security.authorize_config_resource(
+                match security.authorize_config_resource(
                     session,
                     weir_auth::acl::AclOperation::AlterConfigs,
                     r.resource_type,
@@ -272,7 +275,8 @@ pub fn handle(
                 ) {
                     Some(e) => Err(denied(e)),
                     None => apply(
-                        broker,
+                        topics,
+                        node,
                         r.resource_type,
                         &r.resource_name,
                         ops,
@@ -293,9 +297,7 @@ pub fn handle(
         for r in &resp.responses {
             let resource =
                 crate::security::audit::config_resource(r.resource_type, &r.resource_name);
-            broker
-                .security
-                .audit_admin(session, "AlterConfigs", resource, r.error_code);
+            security.audit_admin(session, "AlterConfigs", resource, r.error_code);
         }
     }
     resp
@@ -305,10 +307,13 @@ pub fn handle(
 ///
 /// Authorized as [`handle`].
 pub fn handle_incremental(
-    broker: &Broker,
+    topics: &Topics,
+    security: &Security,
+    node: &Node,
+    ctx: &RequestContext<'_>,
     req: IncrementalAlterConfigsRequest,
-    session: &Session,
 ) -> IncrementalAlterConfigsResponse {
+    let session = ctx.session;
     let validate_only = req.validate_only;
     let responses = req
         .resources
@@ -341,7 +346,7 @@ pub fn handle_incremental(
                     Ok((c.name.to_string(), op))
                 })
                 .collect();
-            let refused = broker.security.authorize_config_resource(
+            let refused = security.authorize_config_resource(
                 session,
                 weir_auth::acl::AclOperation::AlterConfigs,
                 r.resource_type,
@@ -353,7 +358,8 @@ pub fn handle_incremental(
             }
             .and_then(|ops| {
                 apply(
-                    broker,
+                    topics,
+                    node,
                     r.resource_type,
                     &r.resource_name,
                     ops,
@@ -374,9 +380,7 @@ pub fn handle_incremental(
         for r in &resp.responses {
             let resource =
                 crate::security::audit::config_resource(r.resource_type, &r.resource_name);
-            broker
-                .security
-                .audit_admin(session, "IncrementalAlterConfigs", resource, r.error_code);
+            security.audit_admin(session, "IncrementalAlterConfigs", resource, r.error_code);
         }
     }
     resp

@@ -1,10 +1,10 @@
-//! The broker: the services wired together, and request dispatch.
+//! The broker: the services wired together. It holds no state of its
+//! own; dispatch (dispatch.rs) hands each handler the services it uses.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
 use uuid::Uuid;
 use weir_log::{Clock, LogEngine};
 
@@ -15,7 +15,9 @@ use crate::error::BrokerError;
 use crate::fetch_session::FetchSessions;
 use crate::groups::{GroupSettings, Groups};
 use crate::internal_log::InternalLog;
-use crate::security::{Node, Security};
+use crate::metrics::Metrics;
+use crate::node::Node;
+use crate::security::Security;
 use crate::topics::{Topic, Topics};
 use crate::transactions::{Transactions, TxnSettings};
 use crate::txn_coordinator::TxnConfig;
@@ -40,22 +42,22 @@ pub struct BrokerConfig {
 /// A single-node Kafka broker over a [`LogEngine`].
 #[derive(Debug)]
 pub struct Broker {
-    config: BrokerConfig,
+    /// This node's id, address, clock and shutdown state.
+    pub(crate) node: Arc<Node>,
     /// Topics, configs and the storage engine.
     pub(crate) topics: Arc<Topics>,
-    pub(crate) sessions: Mutex<FetchSessions>,
+    /// Incremental fetch sessions (KIP-227).
+    pub(crate) sessions: Arc<Mutex<FetchSessions>>,
     /// The consumer group coordinator.
     pub(crate) groups: Arc<Groups>,
     /// The transaction coordinator.
     pub(crate) txns: Arc<Transactions>,
     /// Share groups (KIP-932).
-    pub(crate) shares: crate::shares::Shares,
-    /// Set when shutdown begins: parked requests answer at once.
-    stopping: watch::Sender<bool>,
+    pub(crate) shares: Arc<crate::shares::Shares>,
     /// Checks produced records of topics that ask for it (schema registry).
     pub(crate) validator: std::sync::OnceLock<Arc<dyn crate::validation::RecordValidator>>,
     /// Request, topic and purgatory counters, read by the admin listener.
-    metrics: crate::metrics::Metrics,
+    pub(crate) metrics: Arc<Metrics>,
     /// SASL, SCRAM, ACLs, quotas, audit and the advertised listeners.
     pub(crate) security: Arc<Security>,
 }
@@ -93,31 +95,33 @@ impl Broker {
             .await?;
         txns.load(settings.get("transaction.state.log.segment.bytes"))
             .await?;
-        let shares = crate::shares::Shares::new(
+        let shares = Arc::new(crate::shares::Shares::new(
             crate::shares::ShareSettings::from_broker(&settings)?,
             topics.clone(),
             config.clock.clone(),
-        );
+        ));
+        let node = Arc::new(Node::new(
+            config.node_id,
+            config.advertised_host,
+            config.advertised_port,
+            config.data_dir,
+            config.clock,
+        ));
         let security = Security::open(
             topics.clone(),
             crate::internal_log::of(&topics),
-            Node {
-                id: config.node_id,
-                host: config.advertised_host.clone(),
-                port: config.advertised_port,
-            },
+            node.clone(),
         )
         .await?;
         let broker = Arc::new(Self {
-            config,
+            node,
             topics,
-            sessions: Mutex::new(FetchSessions::default()),
+            sessions: Arc::default(),
             groups,
             txns,
             shares,
-            stopping: watch::channel(false).0,
             validator: std::sync::OnceLock::new(),
-            metrics: crate::metrics::Metrics::default(),
+            metrics: Arc::default(),
             security,
         });
         broker.shares.load().await?;
@@ -136,7 +140,7 @@ impl Broker {
 
     /// The broker's clock, in milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> i64 {
-        self.config.clock.now_ms()
+        self.node.now_ms()
     }
 
     /// A consumer group's lag per partition (committed offset against the
@@ -163,7 +167,7 @@ impl Broker {
     }
 
     /// The broker's metrics.
-    pub fn metrics(&self) -> &crate::metrics::Metrics {
+    pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
@@ -174,7 +178,7 @@ impl Broker {
 
     /// Whether shutdown has begun.
     pub fn is_stopping(&self) -> bool {
-        *self.stopping.borrow()
+        self.node.is_stopping()
     }
 
     /// Advances the group coordinator's timers; call about every 100 ms.
@@ -188,16 +192,8 @@ impl Broker {
     /// have, and waiting JoinGroup/SyncGroup requests are told to find the
     /// coordinator again, so connections drain at once.
     pub fn begin_shutdown(&self) {
-        self.stopping.send_replace(true);
+        self.node.begin_stopping();
         self.groups.fail_waiters();
-    }
-
-    /// Resolves once shutdown has begun.
-    pub(crate) fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut rx = self.stopping.subscribe();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
     }
 
     /// Flushes and closes storage so the next start is a clean start.
@@ -207,17 +203,17 @@ impl Broker {
 
     /// This broker's id.
     pub fn node_id(&self) -> i32 {
-        self.config.node_id
+        self.node.id
     }
 
     /// The advertised host and port.
     pub fn advertised(&self) -> (&str, i32) {
-        (&self.config.advertised_host, self.config.advertised_port)
+        self.node.advertised()
     }
 
     /// The data directory.
     pub fn data_dir(&self) -> &std::path::Path {
-        &self.config.data_dir
+        &self.node.data_dir
     }
 
     /// The cluster id.
@@ -265,12 +261,7 @@ impl Broker {
     /// Deletes a topic, its data and what fetch sessions and metrics kept
     /// of it.
     pub fn delete_topic(&self, name: &str) -> Result<Uuid, BrokerError> {
-        let id = self.topics.delete_topic(name)?;
-        if let Ok(mut sessions) = self.sessions.lock() {
-            sessions.forget_topic(name);
-        }
-        self.metrics.forget_topic(name);
-        Ok(id)
+        crate::delete_topics::delete(&self.topics, &self.sessions, &self.metrics, name)
     }
 
     /// Grows a topic to `count` partitions.

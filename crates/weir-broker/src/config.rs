@@ -1009,7 +1009,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         check: Check::Custom(|v| {
             weir_auth::listener::parse_protocol_map(v)
                 .map(|_| v.to_string())
-                .map_err(refused)
+                .map_err(|e| refused(e.to_string()))
         }),
         dynamic: false,
         doc: "Listener name to security protocol, NAME:PROTOCOL,...",
@@ -1261,7 +1261,7 @@ fn check(def: &ConfigDef, value: &str) -> Result<String, BrokerError> {
         },
         Check::Principals => weir_auth::acl::AuthorizerConfig::parse_super_users(v)
             .map(|_| v.to_string())
-            .or_else(|e| bad(&e)),
+            .or_else(|e| bad(&e.to_string())),
         Check::ListOf(allowed) => {
             let mut items = Vec::new();
             for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {

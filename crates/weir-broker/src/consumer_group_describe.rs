@@ -9,19 +9,21 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::Broker;
 use crate::consumer_group::Assignment;
+use crate::context::RequestContext;
+use crate::groups::Groups;
+use crate::security::Security;
+use crate::topics::Topics;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
 /// `member_type` of a consumer-protocol member.
 const MEMBER_TYPE_CONSUMER: i8 = 1;
 
 /// An assignment with each topic's name, as the describe APIs show it.
-pub(crate) fn named(broker: &Broker, a: Assignment) -> Vec<(uuid::Uuid, TopicName, Vec<i32>)> {
+pub(crate) fn named(topics: &Topics, a: Assignment) -> Vec<(uuid::Uuid, TopicName, Vec<i32>)> {
     a.into_iter()
         .map(|(id, ps)| {
-            let name = broker
+            let name = topics
                 .topic_by_id(&id)
                 .map(|t| t.name.clone())
                 .unwrap_or_default();
@@ -34,9 +36,9 @@ pub(crate) fn named(broker: &Broker, a: Assignment) -> Vec<(uuid::Uuid, TopicNam
         .collect()
 }
 
-fn wire(broker: &Broker, a: Assignment) -> WireAssignment {
+fn wire(topics: &Topics, a: Assignment) -> WireAssignment {
     WireAssignment::default().with_topic_partitions(
-        named(broker, a)
+        named(topics, a)
             .into_iter()
             .map(|(id, name, ps)| {
                 TopicPartitions::default()
@@ -52,10 +54,13 @@ fn wire(broker: &Broker, a: Assignment) -> WireAssignment {
 ///
 /// With authorization on, each group needs DESCRIBE.
 pub fn handle(
-    broker: &Broker,
+    topics: &Topics,
+    groups: &Groups,
+    security: &Security,
+    ctx: &RequestContext<'_>,
     r: ConsumerGroupDescribeRequest,
-    session: &Session,
 ) -> ConsumerGroupDescribeResponse {
+    let session = ctx.session;
     let include_ops = r.include_authorized_operations;
     let groups = r
         .group_ids
@@ -64,14 +69,11 @@ pub fn handle(
             let out = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(i32::MIN);
-            if !broker
-                .security
-                .authorize(session, AclOperation::Describe, ResourceType::Group, &id)
-            {
+            if !security.authorize(session, AclOperation::Describe, ResourceType::Group, &id) {
                 return out.with_error_code(ResponseError::GroupAuthorizationFailed.code());
             }
             let out = if include_ops {
-                out.with_authorized_operations(broker.security.authorized_operations(
+                out.with_authorized_operations(security.authorized_operations(
                     session,
                     ResourceType::Group,
                     &id,
@@ -79,7 +81,7 @@ pub fn handle(
             } else {
                 out
             };
-            let Some(g) = broker.groups.consumer_describe(&id) else {
+            let Some(g) = groups.consumer_describe(&id) else {
                 return out
                     .with_error_code(ResponseError::GroupIdNotFound.code())
                     .with_error_message(Some(StrBytes::from_string(format!(
@@ -104,8 +106,8 @@ pub fn handle(
                                 .map(|t| TopicName(StrBytes::from_string(t)))
                                 .collect(),
                         )
-                        .with_assignment(wire(broker, m.assigned))
-                        .with_target_assignment(wire(broker, m.target))
+                        .with_assignment(wire(topics, m.assigned))
+                        .with_target_assignment(wire(topics, m.target))
                         .with_member_type(MEMBER_TYPE_CONSUMER)
                 })
                 .collect();

@@ -6,21 +6,23 @@ use kafka_protocol::messages::consumer_group_heartbeat_response::{
 use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::Broker;
 use crate::consumer_group::{Assignment, Heartbeat};
+use crate::context::RequestContext;
+use crate::groups::Groups;
+use crate::security::Security;
+use crate::shares::Shares;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
 /// Answers a ConsumerGroupHeartbeat request.
 pub fn handle(
-    broker: &Broker,
+    groups: &Groups,
+    shares: &Shares,
+    security: &Security,
+    ctx: &RequestContext<'_>,
     r: ConsumerGroupHeartbeatRequest,
-    _version: i16,
-    client_id: String,
-    client_host: &str,
-    session: &Session,
 ) -> ConsumerGroupHeartbeatResponse {
-    if !broker.security.authorize(
+    let session = ctx.session;
+    if !security.authorize(
         session,
         AclOperation::Read,
         ResourceType::Group,
@@ -30,7 +32,7 @@ pub fn handle(
             kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code(),
         );
     }
-    if broker.shares.contains(&r.group_id) {
+    if shares.contains(&r.group_id) {
         return ConsumerGroupHeartbeatResponse::default()
             .with_error_code(kafka_protocol::error::ResponseError::GroupIdNotFound.code())
             .with_error_message(Some(StrBytes::from_string(format!(
@@ -60,13 +62,13 @@ pub fn handle(
             .map(|s| s.to_string()),
         assignor: r.server_assignor.map(|s| s.to_string()),
         owned,
-        client_id,
-        client_host: format!("/{client_host}"),
+        client_id: ctx.client_id.to_string(),
+        client_host: format!("/{}", session.host()),
         instance_id: r.instance_id.map(|s| s.to_string()),
         rack_id: r.rack_id.map(|s| s.to_string()),
     };
     tracing::debug!(?hb, "consumer group heartbeat");
-    let a = broker.groups.consumer_heartbeat(hb);
+    let a = groups.consumer_heartbeat(hb);
     if a.error != 0 {
         tracing::debug!(error = a.error, message = ?a.message, "consumer group heartbeat refused");
     }

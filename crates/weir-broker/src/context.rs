@@ -1,7 +1,9 @@
 //! What a handler receives besides its request body and the services it
 //! uses: the request's context, and the shape of its answer. Handlers
-//! that take these (and services, not the `Broker`) depend on nothing
-//! that depends on them.
+//! take these and services, never the `Broker`, so they depend on nothing
+//! that depends on them. Handlers whose answer waits (Fetch, ListOffsets,
+//! DeleteRecords) take the version and an owned session instead, since
+//! their future outlives the borrowed context.
 
 use kafka_protocol::messages::ResponseKind;
 use weir_auth::Session;

@@ -62,7 +62,9 @@ pub fn handle(security: &Security, ctx: &RequestContext<'_>, r: CreateAclsReques
                 permission: PermissionType::from_code(c.permission_type)
                     .ok_or_else(|| bad("permissionType", c.permission_type))?,
             };
-            binding.validate().map_err(BrokerError::invalid_request)?;
+            binding
+                .validate()
+                .map_err(|e| BrokerError::invalid_request(e.to_string()))?;
             Ok(binding)
         })
         .collect();

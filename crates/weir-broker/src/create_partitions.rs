@@ -4,21 +4,25 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
-use weir_auth::Session;
-
-use crate::broker::Broker;
+use crate::context::RequestContext;
+use crate::node::Node;
+use crate::security::Security;
+use crate::topics::Topics;
 use crate::BrokerError;
 
 /// Answers a CreatePartitions request.
 ///
 /// With authorization on, each topic needs ALTER.
 pub fn handle(
-    broker: &Broker,
+    topics: &Topics,
+    security: &Security,
+    node: &Node,
+    ctx: &RequestContext<'_>,
     req: CreatePartitionsRequest,
-    session: &Session,
 ) -> CreatePartitionsResponse {
+    let session = ctx.session;
     let validate_only = req.validate_only;
-    let node = broker.node_id();
+    let node = node.id;
     let results = req
         .topics
         .into_iter()
@@ -28,7 +32,7 @@ pub fn handle(
                 a.iter()
                     .find(|a| a.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>() != [node])
             });
-            let may_alter = broker.security.authorize(
+            let may_alter = security.authorize(
                 session,
                 weir_auth::acl::AclOperation::Alter,
                 weir_auth::acl::ResourceType::Topic,
@@ -45,7 +49,7 @@ pub fn handle(
                         a.broker_ids
                     ),
                 }),
-                None => broker.create_partitions(&t.name, t.count, req.validate_only),
+                None => topics.create_partitions(&t.name, t.count, req.validate_only),
             };
             match result {
                 Ok(()) => out,
@@ -60,9 +64,7 @@ pub fn handle(
     if !validate_only {
         for t in &resp.results {
             let resource = format!("topic:{}", t.name.as_str());
-            broker
-                .security
-                .audit_admin(session, "CreatePartitions", resource, t.error_code);
+            security.audit_admin(session, "CreatePartitions", resource, t.error_code);
         }
     }
     resp

@@ -9,10 +9,11 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use weir_auth::Session;
-
-use crate::broker::Broker;
 use crate::config::validate_topic_config;
+use crate::context::RequestContext;
+use crate::node::Node;
+use crate::security::Security;
+use crate::topics::Topics;
 
 /// Answers a CreateTopics request.
 ///
@@ -20,21 +21,23 @@ use crate::config::validate_topic_config;
 /// the topic (TOPIC_AUTHORIZATION_FAILED otherwise), and its configs are
 /// returned only with DESCRIBE_CONFIGS on it, as in Kafka.
 pub fn handle(
-    broker: &Broker,
+    topics: &Topics,
+    security: &Security,
+    node: &Node,
+    ctx: &RequestContext<'_>,
     req: CreateTopicsRequest,
-    version: i16,
-    session: &Session,
 ) -> CreateTopicsResponse {
+    let (version, session) = (ctx.version, ctx.session);
     use weir_auth::acl::{AclOperation, ResourceType};
     let validate_only = req.validate_only;
-    let cluster_create = broker.security.is_authorized(
+    let cluster_create = security.is_authorized(
         session,
         AclOperation::Create,
         ResourceType::Cluster,
         weir_auth::acl::CLUSTER_NAME,
     );
-    let settings = broker.settings();
-    let node = broker.node_id();
+    let settings = topics.settings();
+    let node = node.id;
     let names: Vec<_> = req.topics.iter().map(|t| t.name.to_string()).collect();
     let topics = req
         .topics
@@ -48,10 +51,10 @@ pub fn handle(
             if names.iter().filter(|n| **n == name).count() > 1 {
                 return fail(ResponseError::InvalidRequest, format!("Create topics request from client contains multiple entries for topic {name}"));
             }
-            if !cluster_create && !broker.security.authorize(session, AclOperation::Create, ResourceType::Topic, &name) {
+            if !cluster_create && !security.authorize(session, AclOperation::Create, ResourceType::Topic, &name) {
                 return fail(ResponseError::TopicAuthorizationFailed, "Authorization failed.".into())
                     .with_topic_config_error_code(
-                        if broker.security.is_authorized(session, AclOperation::DescribeConfigs, ResourceType::Topic, &name) {
+                        if security.is_authorized(session, AclOperation::DescribeConfigs, ResourceType::Topic, &name) {
                             0
                         } else {
                             ResponseError::TopicAuthorizationFailed.code()
@@ -59,7 +62,7 @@ pub fn handle(
                     );
             }
             let may_describe_configs =
-                broker.security.is_authorized(session, AclOperation::DescribeConfigs, ResourceType::Topic, &name);
+                security.is_authorized(session, AclOperation::DescribeConfigs, ResourceType::Topic, &name);
             let partitions = if t.assignments.is_empty() {
                 if t.num_partitions == -1 {
                     i32::try_from(settings.get_i64("num.partitions")).unwrap_or(1)
@@ -111,7 +114,7 @@ pub fn handle(
                     Err(e) => return fail(e.code(), e.to_string()),
                 }
             }
-            match broker.create_topic(&name, partitions, configs, req.validate_only) {
+            match topics.create_topic(&name, partitions, configs, req.validate_only) {
                 Ok(rec) => {
                     let mut out = out.with_topic_id(rec.id).with_num_partitions(rec.partitions).with_replication_factor(rf);
                     if version >= 5 && !may_describe_configs {
@@ -142,9 +145,7 @@ pub fn handle(
     if !validate_only {
         for t in &resp.topics {
             let resource = format!("topic:{}", t.name.as_str());
-            broker
-                .security
-                .audit_admin(session, "CreateTopics", resource, t.error_code);
+            security.audit_admin(session, "CreateTopics", resource, t.error_code);
         }
     }
     resp

@@ -8,21 +8,23 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use weir_auth::Session;
 
-use crate::broker::Broker;
 use crate::error::log_error_code;
+use crate::security::Security;
+use crate::topics::Topics;
 
 /// Answers a DeleteRecords request. Offset `-1` means the high watermark.
 ///
 /// With authorization on, each topic needs DELETE.
 pub async fn handle(
-    broker: &Broker,
-    req: DeleteRecordsRequest,
+    topics: &Topics,
+    security: &Security,
     session: &Session,
+    req: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
-    let mut topics = Vec::with_capacity(req.topics.len());
+    let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let topic = broker.topic(&t.name);
-        let denied = !broker.security.authorize(
+        let topic = topics.topic(&t.name);
+        let denied = !security.authorize(
             session,
             weir_auth::acl::AclOperation::Delete,
             weir_auth::acl::ResourceType::Topic,
@@ -35,11 +37,14 @@ pub async fn handle(
                 .with_low_watermark(-1);
             let log = topic
                 .as_ref()
-                .and_then(|t| t.partition(p.partition_index).cloned());
+                .map(|t| t.open_partition(p.partition_index).map(|l| l.cloned()));
             partitions.push(match log {
                 _ if denied => out.with_error_code(ResponseError::TopicAuthorizationFailed.code()),
-                None => out.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
-                Some(log) => {
+                Some(Err(_)) => out.with_error_code(ResponseError::KafkaStorageError.code()),
+                None | Some(Ok(None)) => {
+                    out.with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                }
+                Some(Ok(Some(log))) => {
                     let hw = log.offsets().high_watermark;
                     let target = if p.offset == -1 { hw } else { p.offset };
                     if target < 0 || target > hw {
@@ -53,19 +58,17 @@ pub async fn handle(
                 }
             });
         }
-        topics.push(
+        results.push(
             DeleteRecordsTopicResult::default()
                 .with_name(t.name)
                 .with_partitions(partitions),
         );
     }
-    let resp = DeleteRecordsResponse::default().with_topics(topics);
+    let resp = DeleteRecordsResponse::default().with_topics(results);
     for t in &resp.topics {
         for p in &t.partitions {
             let resource = format!("topic:{}-{}", t.name.as_str(), p.partition_index);
-            broker
-                .security
-                .audit_admin(session, "DeleteRecords", resource, p.error_code);
+            security.audit_admin(session, "DeleteRecords", resource, p.error_code);
         }
     }
     resp

@@ -5,9 +5,11 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::Broker;
+use crate::context::RequestContext;
+use crate::node::Node;
+use crate::security::Security;
+use crate::topics::Topics;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
 /// `endpoint_type` asking for brokers (KIP-919).
 const ENDPOINT_BROKERS: i8 = 1;
@@ -17,29 +19,28 @@ const ENDPOINT_BROKERS: i8 = 1;
 /// As in Kafka, nothing is refused: the cluster's authorized operations
 /// are reported (when asked for) only with DESCRIBE on the cluster, else 0.
 pub fn handle(
-    broker: &Broker,
+    topics: &Topics,
+    security: &Security,
+    node: &Node,
+    ctx: &RequestContext<'_>,
     req: DescribeClusterRequest,
-    session: &Session,
 ) -> DescribeClusterResponse {
+    let session = ctx.session;
     let ops = if !req.include_cluster_authorized_operations {
         i32::MIN
-    } else if broker.security.authorize(
+    } else if security.authorize(
         session,
         AclOperation::Describe,
         ResourceType::Cluster,
         weir_auth::acl::CLUSTER_NAME,
     ) {
-        broker.security.authorized_operations(
-            session,
-            ResourceType::Cluster,
-            weir_auth::acl::CLUSTER_NAME,
-        )
+        security.authorized_operations(session, ResourceType::Cluster, weir_auth::acl::CLUSTER_NAME)
     } else {
         0
     };
     let resp = DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
-        .with_cluster_id(StrBytes::from_string(broker.cluster_id()))
+        .with_cluster_id(StrBytes::from_string(topics.cluster_id()))
         .with_cluster_authorized_operations(ops);
     if req.endpoint_type != ENDPOINT_BROKERS {
         return resp
@@ -48,10 +49,10 @@ pub fn handle(
                 "this node serves brokers, not controllers",
             )));
     }
-    let (host, port) = broker.advertised();
-    resp.with_controller_id(BrokerId(broker.node_id()))
+    let (host, port) = node.advertised();
+    resp.with_controller_id(BrokerId(node.id))
         .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(broker.node_id()))
+            .with_broker_id(BrokerId(node.id))
             .with_host(StrBytes::from_string(host.to_string()))
             .with_port(port)])
 }

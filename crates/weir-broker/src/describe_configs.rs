@@ -7,8 +7,11 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::Broker;
 use crate::config::ConfigSource;
+use crate::context::RequestContext;
+use crate::node::Node;
+use crate::security::Security;
+use crate::topics::Topics;
 
 /// `resource_type` of a topic.
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -21,12 +24,14 @@ pub const RESOURCE_GROUP: i8 = 32;
 /// needs DESCRIBE_CONFIGS on it and a broker DESCRIBE_CONFIGS on the
 /// cluster.
 pub fn handle(
-    broker: &Broker,
+    topics: &Topics,
+    security: &Security,
+    node: &Node,
+    ctx: &RequestContext<'_>,
     req: DescribeConfigsRequest,
-    _version: i16,
-    session: &weir_auth::Session,
 ) -> DescribeConfigsResponse {
-    let settings = broker.settings();
+    let session = ctx.session;
+    let settings = topics.settings();
     let results = req
         .resources
         .into_iter()
@@ -48,7 +53,7 @@ pub fn handle(
                 req.include_documentation
                     .then(|| StrBytes::from_static_str(d))
             };
-            if let Some(e) = broker.security.authorize_config_resource(
+            if let Some(e) = security.authorize_config_resource(
                 session,
                 weir_auth::acl::AclOperation::DescribeConfigs,
                 r.resource_type,
@@ -58,7 +63,7 @@ pub fn handle(
             }
             let configs: Vec<DescribeConfigsResourceResult> = match r.resource_type {
                 RESOURCE_TOPIC => {
-                    let Some(topic) = broker.topic(&r.resource_name) else {
+                    let Some(topic) = topics.topic(&r.resource_name) else {
                         return fail(
                             ResponseError::UnknownTopicOrPartition,
                             format!("Topic '{}' does not exist.", r.resource_name.as_str()),
@@ -95,10 +100,10 @@ pub fn handle(
                 RESOURCE_BROKER => {
                     let name = r.resource_name.as_str();
                     let default_only = name.is_empty();
-                    if !default_only && name != broker.node_id().to_string() {
+                    if !default_only && name != node.id.to_string() {
                         return fail(
                             ResponseError::InvalidRequest,
-                            format!("broker `{name}` is not this broker ({})", broker.node_id()),
+                            format!("broker `{name}` is not this broker ({})", node.id),
                         );
                     }
                     settings
@@ -128,7 +133,7 @@ pub fn handle(
                         .collect()
                 }
                 RESOURCE_GROUP => {
-                    let overrides = broker.group_configs(&r.resource_name);
+                    let overrides = topics.group_configs(&r.resource_name);
                     crate::group_config::resolve_all(&settings, &overrides)
                         .into_iter()
                         .filter(|(d, _, _)| wanted(d.name))

@@ -6,10 +6,12 @@ use kafka_protocol::messages::describe_log_dirs_response::{
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::Broker;
+use crate::context::RequestContext;
+use crate::node::Node;
+use crate::security::Security;
 use crate::topics::Topic;
+use crate::topics::Topics;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
 /// Kafka's value for "volume size unknown".
 const UNKNOWN_BYTES: i64 = -1;
@@ -50,11 +52,14 @@ fn describe(topic: &Topic, only: Option<&[i32]>) -> DescribeLogDirsTopic {
 /// With authorization on, needs DESCRIBE on the cluster (else
 /// CLUSTER_AUTHORIZATION_FAILED and no directories).
 pub fn handle(
-    broker: &Broker,
+    topics: &Topics,
+    security: &Security,
+    node: &Node,
+    ctx: &RequestContext<'_>,
     req: DescribeLogDirsRequest,
-    session: &Session,
 ) -> DescribeLogDirsResponse {
-    if !broker.security.authorize(
+    let session = ctx.session;
+    if !security.authorize(
         session,
         AclOperation::Describe,
         ResourceType::Cluster,
@@ -65,18 +70,17 @@ pub fn handle(
         );
     }
     let topics = match req.topics {
-        None => broker.topics().iter().map(|t| describe(t, None)).collect(),
+        None => topics.topics().iter().map(|t| describe(t, None)).collect(),
         Some(wanted) => wanted
             .iter()
             .filter_map(|w| {
-                broker
+                topics
                     .topic(&w.topic)
                     .map(|t| describe(&t, Some(&w.partitions)))
             })
             .collect(),
     };
-    let dir =
-        std::path::absolute(broker.data_dir()).unwrap_or_else(|_| broker.data_dir().to_path_buf());
+    let dir = std::path::absolute(&node.data_dir).unwrap_or_else(|_| node.data_dir.to_path_buf());
     let (total, usable) = volume_bytes(&dir);
     DescribeLogDirsResponse::default().with_results(vec![DescribeLogDirsResult::default()
         .with_log_dir(StrBytes::from_string(dir.display().to_string()))

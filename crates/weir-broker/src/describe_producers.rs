@@ -8,28 +8,27 @@ use kafka_protocol::messages::describe_producers_response::{
 };
 use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
 
-use crate::broker::Broker;
+use crate::context::RequestContext;
+use crate::security::Security;
+use crate::topics::Topics;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
 /// Answers a DescribeProducers request. With authorization on, each topic
 /// needs READ, as in Kafka.
 pub fn handle(
-    broker: &Broker,
+    topics: &Topics,
+    security: &Security,
+    ctx: &RequestContext<'_>,
     req: DescribeProducersRequest,
-    session: &Session,
 ) -> DescribeProducersResponse {
+    let session = ctx.session;
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
-            let topic = broker.topic(&t.name);
-            let denied = !broker.security.authorize(
-                session,
-                AclOperation::Read,
-                ResourceType::Topic,
-                &t.name,
-            );
+            let topic = topics.topic(&t.name);
+            let denied =
+                !security.authorize(session, AclOperation::Read, ResourceType::Topic, &t.name);
             let partitions = t
                 .partition_indexes
                 .into_iter()

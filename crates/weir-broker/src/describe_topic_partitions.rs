@@ -2,8 +2,6 @@
 //! a partition limit and a cursor; the Java admin client's describeTopics
 //! prefers it to Metadata.
 
-use std::sync::Arc;
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_topic_partitions_request::Cursor;
 use kafka_protocol::messages::describe_topic_partitions_response::{
@@ -18,8 +16,10 @@ use uuid::Uuid;
 use weir_auth::acl::{AclOperation, ResourceType};
 use weir_auth::Session;
 
-use crate::broker::Broker;
-use crate::topics::Topic;
+use crate::context::RequestContext;
+use crate::node::Node;
+use crate::security::Security;
+use crate::topics::{Topic, Topics};
 
 /// Kafka's `max.request.partition.size.limit` default: the most partitions
 /// one answer carries, whatever the client asks.
@@ -31,15 +31,18 @@ const MAX_PARTITIONS: usize = 2000;
 /// topic the client may describe. Partitions past the limit are left for
 /// the next request, named by `next_cursor`.
 pub fn handle(
-    broker: &Arc<Broker>,
+    topics: &Topics,
+    security: &Security,
+    node: &Node,
+    ctx: &RequestContext<'_>,
     req: DescribeTopicPartitionsRequest,
-    session: &Session,
 ) -> DescribeTopicPartitionsResponse {
+    let session = ctx.session;
     let limit = usize::try_from(req.response_partition_limit)
         .unwrap_or(0)
         .clamp(1, MAX_PARTITIONS);
     let mut names: Vec<String> = if req.topics.is_empty() {
-        crate::metadata::describable_topics(broker, session)
+        crate::metadata::describable_topics(topics, security, session)
             .iter()
             .map(|t| t.name.clone())
             .collect()
@@ -69,18 +72,13 @@ pub fn handle(
                 .with_topic_id(Uuid::nil())
         };
         if !req.topics.is_empty()
-            && !broker.security.authorize(
-                session,
-                AclOperation::Describe,
-                ResourceType::Topic,
-                &name,
-            )
+            && !security.authorize(session, AclOperation::Describe, ResourceType::Topic, &name)
         {
             resp.topics
                 .push(failed(ResponseError::TopicAuthorizationFailed));
             continue;
         }
-        let Some(topic) = broker.topic(&name) else {
+        let Some(topic) = topics.topic(&name) else {
             resp.topics
                 .push(failed(ResponseError::UnknownTopicOrPartition));
             continue;
@@ -94,7 +92,7 @@ pub fn handle(
         let shown = start_partition.min(count)..end.min(count);
         left -= shown.len();
         resp.topics
-            .push(describe(broker, session, &topic, shown.clone()));
+            .push(describe(security, node, session, &topic, shown.clone()));
         if shown.end < count {
             resp.next_cursor = Some(cursor(&name, shown.end));
             break;
@@ -114,13 +112,14 @@ fn cursor(name: &str, partition: i32) -> NextCursor {
 }
 
 fn describe(
-    broker: &Broker,
+    security: &Security,
+    node: &Node,
     session: &Session,
     topic: &Topic,
     partitions: std::ops::Range<i32>,
 ) -> DescribeTopicPartitionsResponseTopic {
     // A single node leads every partition and is its only replica.
-    let node = BrokerId(broker.node_id());
+    let node = BrokerId(node.id);
     DescribeTopicPartitionsResponseTopic::default()
         .with_name(Some(topic_name(&topic.name)))
         .with_topic_id(topic.id)
@@ -139,7 +138,7 @@ fn describe(
                 })
                 .collect(),
         )
-        .with_topic_authorized_operations(broker.security.authorized_operations(
+        .with_topic_authorized_operations(security.authorized_operations(
             session,
             ResourceType::Topic,
             &topic.name,

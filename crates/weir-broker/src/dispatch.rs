@@ -1,9 +1,11 @@
 //! Request dispatch: the one table from a decoded request to its API's
 //! handler module. Adding an API adds a module and a row here (and its
-//! versions in `api_versions.rs`); `broker.rs` names no handler, so the
-//! handlers depend on the broker and not the other way round. Handlers
-//! that need only services get those and a [`RequestContext`]. Client
-//! quotas are applied here, around each request.
+//! versions in `api_versions.rs`). Each row hands its handler the request's
+//! [`RequestContext`] and exactly the services it uses (topics, groups,
+//! transactions, shares, security, node, metrics, fetch sessions); no
+//! handler knows the `Broker`, so the handlers depend on the services and
+//! nothing depends back on them. Client quotas are applied here, around
+//! each request.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -46,8 +48,6 @@ impl Broker {
         body: RequestKind,
         session: &Session,
     ) -> Reply {
-        let client_host = session.host();
-        let client_host = client_host.as_str();
         let v = header.request_api_version;
         let client_id = header
             .client_id
@@ -59,141 +59,156 @@ impl Broker {
             client_id: &client_id,
             session,
         };
-        let security = &self.security;
+        let (topics, security, node) = (&self.topics, &self.security, &self.node);
+        let (groups, txns, shares) = (&self.groups, &self.txns, &self.shares);
+        let metrics = &self.metrics;
         let mut reply = match body {
             RequestKind::ApiVersions(r) => Reply::Ready(ResponseKind::ApiVersions(
-                crate::api_versions::handle(&r, v, self.txns.transaction_version()),
+                crate::api_versions::handle(&r, v, txns.transaction_version()),
             )),
             RequestKind::Metadata(r) => Reply::Ready(ResponseKind::Metadata(
-                crate::metadata::handle(self, r, v, session),
+                crate::metadata::handle(topics, security, node, &ctx, r),
             )),
-            RequestKind::Produce(r) => crate::produce::handle(self, r, v, session),
+            RequestKind::Produce(r) => crate::produce::handle(
+                topics,
+                txns,
+                security,
+                metrics,
+                self.validator.get(),
+                &ctx,
+                r,
+            ),
             RequestKind::Fetch(r) => {
-                let broker = self.clone();
+                let svc = crate::fetch::Services {
+                    topics: topics.clone(),
+                    sessions: self.sessions.clone(),
+                    security: security.clone(),
+                    node: node.clone(),
+                    metrics: metrics.clone(),
+                };
                 let session = session.clone();
                 Reply::Later(Box::pin(async move {
-                    ResponseKind::Fetch(crate::fetch::handle(broker, r, v, session).await)
+                    ResponseKind::Fetch(crate::fetch::handle(svc, v, session, r).await)
                 }))
             }
             RequestKind::ListOffsets(r) => {
-                let broker = self.clone();
+                let (topics, security) = (topics.clone(), security.clone());
                 let session = session.clone();
                 Reply::Later(Box::pin(async move {
-                    let resp = crate::list_offsets::handle(&broker, r, v, &session).await;
-                    ResponseKind::ListOffsets(resp)
+                    ResponseKind::ListOffsets(
+                        crate::list_offsets::handle(&topics, &security, v, &session, r).await,
+                    )
                 }))
             }
             RequestKind::OffsetForLeaderEpoch(r) => {
                 Reply::Ready(ResponseKind::OffsetForLeaderEpoch(
-                    crate::offset_for_leader_epoch::handle(self, r, session),
+                    crate::offset_for_leader_epoch::handle(topics, security, &ctx, r),
                 ))
             }
             RequestKind::CreateTopics(r) => Reply::Ready(ResponseKind::CreateTopics(
-                crate::create_topics::handle(self, r, v, session),
+                crate::create_topics::handle(topics, security, node, &ctx, r),
             )),
             RequestKind::DeleteTopics(r) => Reply::Ready(ResponseKind::DeleteTopics(
-                crate::delete_topics::handle(self, r, v, session),
+                crate::delete_topics::handle(topics, &self.sessions, metrics, security, &ctx, r),
             )),
             RequestKind::CreatePartitions(r) => Reply::Ready(ResponseKind::CreatePartitions(
-                crate::create_partitions::handle(self, r, session),
+                crate::create_partitions::handle(topics, security, node, &ctx, r),
             )),
             RequestKind::DescribeConfigs(r) => Reply::Ready(ResponseKind::DescribeConfigs(
-                crate::describe_configs::handle(self, r, v, session),
+                crate::describe_configs::handle(topics, security, node, &ctx, r),
             )),
             RequestKind::AlterConfigs(r) => Reply::Ready(ResponseKind::AlterConfigs(
-                crate::alter_configs::handle(self, r, session),
+                crate::alter_configs::handle(topics, security, node, &ctx, r),
             )),
             RequestKind::IncrementalAlterConfigs(r) => {
                 Reply::Ready(ResponseKind::IncrementalAlterConfigs(
-                    crate::alter_configs::handle_incremental(self, r, session),
+                    crate::alter_configs::handle_incremental(topics, security, node, &ctx, r),
                 ))
             }
             RequestKind::DescribeCluster(r) => Reply::Ready(ResponseKind::DescribeCluster(
-                crate::describe_cluster::handle(self, r, session),
+                crate::describe_cluster::handle(topics, security, node, &ctx, r),
             )),
             RequestKind::DescribeTopicPartitions(r) => {
                 Reply::Ready(ResponseKind::DescribeTopicPartitions(
-                    crate::describe_topic_partitions::handle(self, r, session),
+                    crate::describe_topic_partitions::handle(topics, security, node, &ctx, r),
                 ))
             }
             RequestKind::DescribeLogDirs(r) => Reply::Ready(ResponseKind::DescribeLogDirs(
-                crate::describe_log_dirs::handle(self, r, session),
+                crate::describe_log_dirs::handle(topics, security, node, &ctx, r),
             )),
             RequestKind::DeleteRecords(r) => {
-                let broker = self.clone();
+                let (topics, security) = (topics.clone(), security.clone());
                 let session = session.clone();
                 Reply::Later(Box::pin(async move {
-                    let resp = crate::delete_records::handle(&broker, r, &session).await;
-                    ResponseKind::DeleteRecords(resp)
+                    ResponseKind::DeleteRecords(
+                        crate::delete_records::handle(&topics, &security, &session, r).await,
+                    )
                 }))
             }
             RequestKind::FindCoordinator(r) => Reply::Ready(ResponseKind::FindCoordinator(
-                crate::find_coordinator::handle(self, r, v, session),
+                crate::find_coordinator::handle(security, node, &ctx, r),
             )),
             RequestKind::JoinGroup(r) => {
-                crate::join_group::handle(self, r, v, client_id, client_host, session)
+                crate::join_group::handle(groups, shares, security, &ctx, r)
             }
-            RequestKind::SyncGroup(r) => crate::sync_group::handle(&self.groups, security, &ctx, r),
+            RequestKind::SyncGroup(r) => crate::sync_group::handle(groups, security, &ctx, r),
             RequestKind::Heartbeat(r) => Reply::Ready(ResponseKind::Heartbeat(
-                crate::heartbeat::handle(&self.groups, security, &ctx, r),
+                crate::heartbeat::handle(groups, security, &ctx, r),
             )),
             RequestKind::LeaveGroup(r) => Reply::Ready(ResponseKind::LeaveGroup(
-                crate::leave_group::handle(&self.groups, security, &ctx, r),
+                crate::leave_group::handle(groups, security, &ctx, r),
             )),
-            RequestKind::OffsetCommit(r) => crate::offset_commit::handle(self, r, v, session),
+            RequestKind::OffsetCommit(r) => {
+                crate::offset_commit::handle(topics, groups, security, node, &ctx, r)
+            }
             RequestKind::OffsetFetch(r) => Reply::Ready(ResponseKind::OffsetFetch(
-                crate::offset_fetch::handle(&self.topics, &self.groups, security, &ctx, r),
+                crate::offset_fetch::handle(topics, groups, security, &ctx, r),
             )),
             RequestKind::DescribeGroups(r) => Reply::Ready(ResponseKind::DescribeGroups(
-                crate::describe_groups::handle(&self.groups, &self.shares, security, &ctx, r),
+                crate::describe_groups::handle(groups, shares, security, &ctx, r),
             )),
             RequestKind::ListGroups(r) => Reply::Ready(ResponseKind::ListGroups(
-                crate::list_groups::handle(&self.groups, &self.shares, security, &ctx, r),
+                crate::list_groups::handle(groups, shares, security, &ctx, r),
             )),
             RequestKind::DeleteGroups(r) => {
-                crate::delete_groups::handle(&self.groups, &self.shares, security, &ctx, r)
+                crate::delete_groups::handle(groups, shares, security, &ctx, r)
             }
-            RequestKind::ConsumerGroupHeartbeat(r) => Reply::Ready(
-                ResponseKind::ConsumerGroupHeartbeat(crate::consumer_group_heartbeat::handle(
-                    self,
-                    r,
-                    v,
-                    client_id,
-                    client_host,
-                    session,
-                )),
-            ),
+            RequestKind::ConsumerGroupHeartbeat(r) => {
+                Reply::Ready(ResponseKind::ConsumerGroupHeartbeat(
+                    crate::consumer_group_heartbeat::handle(groups, shares, security, &ctx, r),
+                ))
+            }
             RequestKind::ConsumerGroupDescribe(r) => {
                 Reply::Ready(ResponseKind::ConsumerGroupDescribe(
-                    crate::consumer_group_describe::handle(self, r, session),
+                    crate::consumer_group_describe::handle(topics, groups, security, &ctx, r),
                 ))
             }
             RequestKind::OffsetDelete(r) => Reply::Ready(ResponseKind::OffsetDelete(
-                crate::offset_delete::handle(&self.groups, security, &ctx, r),
+                crate::offset_delete::handle(groups, security, &ctx, r),
             )),
             RequestKind::InitProducerId(r) => {
-                crate::init_producer_id::handle(&self.topics, &self.txns, security, &ctx, r)
+                crate::init_producer_id::handle(topics, txns, security, &ctx, r)
             }
             RequestKind::AddPartitionsToTxn(r) => {
-                crate::add_partitions_to_txn::handle(self, r, v, session)
+                crate::add_partitions_to_txn::handle(topics, txns, security, &ctx, r)
             }
             RequestKind::AddOffsetsToTxn(r) => {
-                crate::add_offsets_to_txn::handle(&self.groups, &self.txns, security, &ctx, r)
+                crate::add_offsets_to_txn::handle(groups, txns, security, &ctx, r)
             }
-            RequestKind::EndTxn(r) => crate::end_txn::handle(&self.txns, security, &ctx, r),
+            RequestKind::EndTxn(r) => crate::end_txn::handle(txns, security, &ctx, r),
             RequestKind::TxnOffsetCommit(r) => {
-                crate::txn_offset_commit::handle(self, r, v, session)
+                crate::txn_offset_commit::handle(groups, txns, security, node, &ctx, r)
             }
             RequestKind::DescribeProducers(r) => Reply::Ready(ResponseKind::DescribeProducers(
-                crate::describe_producers::handle(self, r, session),
+                crate::describe_producers::handle(topics, security, &ctx, r),
             )),
             RequestKind::DescribeTransactions(r) => {
                 Reply::Ready(ResponseKind::DescribeTransactions(
-                    crate::describe_transactions::handle(&self.txns, security, &ctx, r),
+                    crate::describe_transactions::handle(txns, security, &ctx, r),
                 ))
             }
             RequestKind::ListTransactions(r) => Reply::Ready(ResponseKind::ListTransactions(
-                crate::list_transactions::handle(&self.txns, security, &ctx, r),
+                crate::list_transactions::handle(txns, security, &ctx, r),
             )),
             RequestKind::CreateAcls(r) => crate::create_acls::handle(security, &ctx, r),
             RequestKind::DescribeAcls(r) => Reply::Ready(ResponseKind::DescribeAcls(
@@ -217,38 +232,28 @@ impl Broker {
                 crate::alter_client_quotas::handle(security, &ctx, r)
             }
             RequestKind::ShareGroupHeartbeat(r) => {
-                crate::share_group_heartbeat::handle(self, r, client_id, client_host, session)
+                crate::share_group_heartbeat::handle(groups, shares, security, &ctx, r)
             }
             RequestKind::ShareGroupDescribe(r) => Reply::Ready(ResponseKind::ShareGroupDescribe(
-                crate::share_group_describe::handle(self, r, session),
+                crate::share_group_describe::handle(topics, groups, shares, security, &ctx, r),
             )),
-            RequestKind::ShareFetch(r) => crate::share_fetch::handle(self, r, session),
-            RequestKind::ShareAcknowledge(r) => crate::share_acknowledge::handle(self, r, session),
+            RequestKind::ShareFetch(r) => {
+                crate::share_fetch::handle(topics, shares, security, node, metrics, &ctx, r)
+            }
+            RequestKind::ShareAcknowledge(r) => {
+                crate::share_acknowledge::handle(topics, shares, security, node, &ctx, r)
+            }
             RequestKind::DescribeShareGroupOffsets(r) => {
                 Reply::Ready(ResponseKind::DescribeShareGroupOffsets(
-                    crate::describe_share_group_offsets::handle(
-                        &self.topics,
-                        &self.shares,
-                        &self.security,
-                        &ctx,
-                        r,
-                    ),
+                    crate::describe_share_group_offsets::handle(topics, shares, security, &ctx, r),
                 ))
             }
-            RequestKind::AlterShareGroupOffsets(r) => crate::alter_share_group_offsets::handle(
-                &self.topics,
-                &self.shares,
-                &self.security,
-                &ctx,
-                r,
-            ),
-            RequestKind::DeleteShareGroupOffsets(r) => crate::delete_share_group_offsets::handle(
-                &self.topics,
-                &self.shares,
-                &self.security,
-                &ctx,
-                r,
-            ),
+            RequestKind::AlterShareGroupOffsets(r) => {
+                crate::alter_share_group_offsets::handle(topics, shares, security, &ctx, r)
+            }
+            RequestKind::DeleteShareGroupOffsets(r) => {
+                crate::delete_share_group_offsets::handle(topics, shares, security, &ctx, r)
+            }
             other => {
                 // The codec only lets through what api_versions lists.
                 warn!(request = ?std::mem::discriminant(&other), "request for an API without a handler");

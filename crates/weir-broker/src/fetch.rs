@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -21,9 +21,12 @@ use weir_auth::acl::{AclOperation, ResourceType};
 use weir_auth::Session;
 use weir_log::{LogError, ReadLimit};
 
-use crate::broker::Broker;
 use crate::error::log_error_code;
-use crate::fetch_session::{FetchKey, SessionError, SessionPartition};
+use crate::fetch_session::{FetchKey, FetchSessions, SessionError, SessionPartition};
+use crate::metrics::Metrics;
+use crate::node::Node;
+use crate::security::Security;
+use crate::topics::Topics;
 
 /// `isolation_level` of a read_committed consumer.
 const READ_COMMITTED: i8 = 1;
@@ -38,18 +41,40 @@ enum Mode {
     Incremental { session_id: i32 },
 }
 
+/// The services a Fetch uses, owned by its (long-polling) future.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// Where the partitions are.
+    pub topics: Arc<Topics>,
+    /// Incremental fetch sessions.
+    pub sessions: Arc<Mutex<FetchSessions>>,
+    /// Topic READ checks.
+    pub security: Arc<Security>,
+    /// Whether the node is stopping (parked fetches answer at once).
+    pub node: Arc<Node>,
+    /// The fetch purgatory and per-topic byte counters.
+    pub metrics: Arc<Metrics>,
+}
+
 /// Answers a Fetch request, waiting up to `max_wait_ms` for `min_bytes`.
 /// With authorization on, each topic needs READ (else its partitions fail
 /// with TOPIC_AUTHORIZATION_FAILED).
 pub async fn handle(
-    broker: Arc<Broker>,
-    req: FetchRequest,
+    svc: Services,
     version: i16,
     session: Session,
+    req: FetchRequest,
 ) -> FetchResponse {
+    let Services {
+        topics,
+        sessions,
+        security,
+        node,
+        metrics,
+    } = &svc;
     let key_of = |name: &TopicName, id: Uuid, partition: i32| {
         let topic = if version >= 13 {
-            broker
+            topics
                 .topic_by_id(&id)
                 .map(|t| t.name.clone())
                 .unwrap_or_default()
@@ -97,12 +122,12 @@ pub async fn handle(
         })
         .collect();
 
-    let slots: usize = broker
+    let slots: usize = topics
         .setting("max.incremental.fetch.session.cache.slots")
         .parse()
         .unwrap_or(0);
     let (mode, partitions) = {
-        let Ok(mut sessions) = broker.sessions.lock() else {
+        let Ok(mut sessions) = sessions.lock() else {
             return FetchResponse::default()
                 .with_error_code(ResponseError::UnknownServerError.code());
         };
@@ -140,9 +165,7 @@ pub async fn handle(
         let t = &p.key.topic;
         if !t.is_empty()
             && !denied.contains(t)
-            && !broker
-                .security
-                .authorize(&session, AclOperation::Read, ResourceType::Topic, t)
+            && !security.authorize(&session, AclOperation::Read, ResourceType::Topic, t)
         {
             denied.insert(t.clone());
         }
@@ -156,7 +179,7 @@ pub async fn handle(
     let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
     let deadline = tokio::time::Instant::now()
         + Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0));
-    let stopping = broker.stopping();
+    let stopping = node.stopping();
     tokio::pin!(stopping);
     // Counted in the fetch purgatory from the first wait on.
     let mut parked = None;
@@ -164,7 +187,7 @@ pub async fn handle(
     // to wait: only those partitions can wake it.
     let mut grown = None;
     let results = loop {
-        let results = read_all(&broker, &partitions, &epochs, &denied, limit, max_bytes).await;
+        let results = read_all(topics, &partitions, &epochs, &denied, limit, max_bytes).await;
         let bytes: usize = results
             .iter()
             .map(|r| r.records.as_ref().map_or(0, Bytes::len))
@@ -176,30 +199,30 @@ pub async fn handle(
         let Some(wait) = grown.take() else {
             // Subscribe, then read again: an append between the read above
             // and the subscription is seen by that second read.
-            grown = Some(any_grew(subscribe(&broker, &partitions, &denied)));
+            grown = Some(any_grew(subscribe(topics, &partitions, &denied)));
             continue;
         };
-        parked.get_or_insert_with(|| broker.metrics().fetch_purgatory.enter());
+        parked.get_or_insert_with(|| metrics.fetch_purgatory.enter());
         tokio::select! {
             r = tokio::time::timeout_at(deadline, wait) => match r {
                 Ok(()) => {
-                    broker.metrics().fetch_wakeups.fetch_add(1, Ordering::Relaxed);
+                    metrics.fetch_wakeups.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                Err(_) => break read_all(&broker, &partitions, &epochs, &denied, limit, max_bytes).await,
+                Err(_) => break read_all(topics, &partitions, &epochs, &denied, limit, max_bytes).await,
             },
-            () = &mut stopping => break read_all(&broker, &partitions, &epochs, &denied, limit, max_bytes).await,
+            () = &mut stopping => break read_all(topics, &partitions, &epochs, &denied, limit, max_bytes).await,
         }
     };
 
     let (session_id, answered): (i32, Vec<(&SessionPartition, PartitionData)>) = match mode {
         Mode::Sessionless => (0, partitions.iter().zip(results).collect()),
         Mode::Full { session_id } => {
-            remember(&broker, session_id, &partitions, &results, false);
+            remember(sessions, session_id, &partitions, &results, false);
             (session_id, partitions.iter().zip(results).collect())
         }
         Mode::Incremental { session_id } => {
-            let keep = remember(&broker, session_id, &partitions, &results, true);
+            let keep = remember(sessions, session_id, &partitions, &results, true);
             let answered = partitions
                 .iter()
                 .zip(results)
@@ -232,7 +255,7 @@ pub async fn handle(
         }
     }
     drop(parked);
-    broker.metrics().record_fetch(&responses);
+    metrics.record_fetch(&responses);
     FetchResponse::default()
         .with_session_id(session_id)
         .with_responses(responses)
@@ -240,7 +263,7 @@ pub async fn handle(
 
 /// Watches on the log end of every partition the fetch may read.
 fn subscribe(
-    broker: &Broker,
+    topics: &Topics,
     partitions: &[SessionPartition],
     denied: &std::collections::HashSet<String>,
 ) -> Vec<watch::Receiver<i64>> {
@@ -248,7 +271,7 @@ fn subscribe(
         .iter()
         .filter(|p| !denied.contains(&p.key.topic))
         .filter_map(|p| {
-            let topic = broker.topic(&p.key.topic)?;
+            let topic = topics.topic(&p.key.topic)?;
             topic.partition(p.key.partition).map(|log| log.subscribe())
         })
         .collect()
@@ -277,7 +300,7 @@ pub(crate) async fn any_grew(watches: Vec<watch::Receiver<i64>>) {
 
 /// Reads every partition under the response byte limit.
 async fn read_all(
-    broker: &Broker,
+    topics: &Topics,
     partitions: &[SessionPartition],
     epochs: &[(FetchKey, i32)],
     denied: &std::collections::HashSet<String>,
@@ -307,7 +330,7 @@ async fn read_all(
                 .find(|(k, _)| *k == p.key)
                 .map_or(-1, |(_, e)| *e);
             let r = read_one(
-                broker,
+                topics,
                 p,
                 epoch,
                 limit,
@@ -326,7 +349,7 @@ async fn read_all(
 }
 
 async fn read_one(
-    broker: &Broker,
+    topics: &Topics,
     p: &SessionPartition,
     current_leader_epoch: i32,
     limit: ReadLimit,
@@ -342,11 +365,14 @@ async fn read_one(
             None
         })
         .with_records(Some(Bytes::new()));
-    let Some(log) = broker
-        .topic(&p.key.topic)
-        .and_then(|t| t.partition(p.key.partition).cloned())
-    else {
-        let e = if p.key.topic_id.is_nil() {
+    let opened = match topics.topic(&p.key.topic) {
+        Some(t) => t.open_partition(p.key.partition).map(|l| l.cloned()),
+        None => Ok(None),
+    };
+    let Ok(Some(log)) = opened else {
+        let e = if opened.is_err() {
+            ResponseError::KafkaStorageError
+        } else if p.key.topic_id.is_nil() {
             ResponseError::UnknownTopicOrPartition
         } else {
             ResponseError::UnknownTopicId
@@ -409,13 +435,13 @@ async fn read_one(
 /// Records what was sent in the session; for incremental fetches returns,
 /// per partition, whether it belongs in the response.
 fn remember(
-    broker: &Broker,
+    sessions: &Mutex<FetchSessions>,
     session_id: i32,
     partitions: &[SessionPartition],
     results: &[PartitionData],
     incremental: bool,
 ) -> Vec<bool> {
-    let Ok(mut sessions) = broker.sessions.lock() else {
+    let Ok(mut sessions) = sessions.lock() else {
         return vec![true; results.len()];
     };
     let Some(session) = sessions.get_mut(session_id) else {

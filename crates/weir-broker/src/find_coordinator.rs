@@ -5,21 +5,23 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::Broker;
+use crate::context::RequestContext;
+use crate::node::Node;
+use crate::security::Security;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
 const KEY_GROUP: i8 = 0;
 const KEY_TRANSACTION: i8 = 1;
 
 /// Answers a FindCoordinator request (one key before v4, a batch after).
 pub fn handle(
-    broker: &Broker,
+    security: &Security,
+    node: &Node,
+    ctx: &RequestContext<'_>,
     req: FindCoordinatorRequest,
-    version: i16,
-    session: &Session,
 ) -> FindCoordinatorResponse {
-    let (host, port) = broker.advertised();
+    let (version, session) = (ctx.version, ctx.session);
+    let (host, port) = node.advertised();
     let answer = |key: &StrBytes| -> (i16, Option<String>) {
         match req.key_type {
             KEY_GROUP if key.is_empty() => (
@@ -32,7 +34,7 @@ pub fn handle(
             ),
             // Kafka: DESCRIBE on the group or transactional id.
             KEY_GROUP
-                if !broker.security.authorize(
+                if !security.authorize(
                     session,
                     AclOperation::Describe,
                     ResourceType::Group,
@@ -42,7 +44,7 @@ pub fn handle(
                 (ResponseError::GroupAuthorizationFailed.code(), None)
             }
             KEY_TRANSACTION
-                if !broker.security.authorize(
+                if !security.authorize(
                     session,
                     AclOperation::Describe,
                     ResourceType::TransactionalId,
@@ -62,7 +64,7 @@ pub fn handle(
             ),
         }
     };
-    let node = BrokerId(broker.node_id());
+    let node = BrokerId(node.id);
     if version >= 4 {
         let coordinators = req
             .coordinator_keys

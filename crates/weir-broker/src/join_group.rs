@@ -1,27 +1,27 @@
 //! JoinGroup: the response waits for the rebalance to complete.
 
-use std::sync::Arc;
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::{Broker, Reply};
+use crate::context::{Reply, RequestContext};
 use crate::group_coordinator::{JoinRequest, JoinResult};
+use crate::groups::Groups;
+use crate::security::Security;
+use crate::shares::Shares;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
 /// Answers a JoinGroup request once the group's rebalance completes.
 pub fn handle(
-    broker: &Arc<Broker>,
+    groups: &Groups,
+    shares: &Shares,
+    security: &Security,
+    ctx: &RequestContext<'_>,
     r: JoinGroupRequest,
-    version: i16,
-    client_id: String,
-    client_host: &str,
-    session: &Session,
 ) -> Reply {
-    if !broker.security.authorize(
+    let (version, session) = (ctx.version, ctx.session);
+    if !security.authorize(
         session,
         AclOperation::Read,
         ResourceType::Group,
@@ -32,7 +32,7 @@ pub fn handle(
             version,
         )));
     }
-    if broker.shares.contains(&r.group_id) {
+    if shares.contains(&r.group_id) {
         // Kafka refuses a classic member of a group of another type so.
         return Reply::Ready(ResponseKind::JoinGroup(response(
             JoinResult::error(ResponseError::InconsistentGroupProtocol, ""),
@@ -56,12 +56,12 @@ pub fn handle(
             .into_iter()
             .map(|p| (p.name.to_string(), p.metadata))
             .collect(),
-        client_id,
-        client_host: format!("/{client_host}"),
+        client_id: ctx.client_id.to_string(),
+        client_host: format!("/{}", session.host()),
         require_known_member_id: version >= 4,
     };
     let member_id = req.member_id.clone();
-    let rx = broker.groups.join(req);
+    let rx = groups.join(req);
     Reply::Later(Box::pin(async move {
         let result = rx.await.unwrap_or_else(|_| {
             JoinResult::error(ResponseError::CoordinatorNotAvailable, &member_id)

@@ -67,6 +67,7 @@ pub mod list_offsets;
 pub mod list_transactions;
 pub mod metadata;
 pub mod metrics;
+pub mod node;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;

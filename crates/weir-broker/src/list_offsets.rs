@@ -9,9 +9,10 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use crate::broker::Broker;
 use crate::error::log_error_code;
-use weir_log::PartitionLog;
+use crate::security::Security;
+use crate::topics::Topics;
+use weir_log::{LogError, PartitionLog};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -25,15 +26,16 @@ const READ_COMMITTED: i8 = 1;
 ///
 /// With authorization on, each topic needs DESCRIBE.
 pub async fn handle(
-    broker: &Broker,
-    req: ListOffsetsRequest,
+    topics: &Topics,
+    security: &Security,
     version: i16,
     session: &weir_auth::Session,
+    req: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
-    let mut topics = Vec::with_capacity(req.topics.len());
+    let mut out = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let topic = broker.topic(&t.name);
-        let denied = !broker.security.authorize(
+        let topic = topics.topic(&t.name);
+        let denied = !security.authorize(
             session,
             weir_auth::acl::AclOperation::Describe,
             weir_auth::acl::ResourceType::Topic,
@@ -41,24 +43,25 @@ pub async fn handle(
         );
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
-            let log = topic
-                .as_ref()
-                .and_then(|t| t.partition(p.partition_index).cloned());
+            let log = match &topic {
+                Some(t) => t.open_partition(p.partition_index).map(|l| l.cloned()),
+                None => Ok(None),
+            };
             let committed = req.isolation_level == READ_COMMITTED;
             partitions.push(partition(log, denied, &p, version, committed).await);
         }
-        topics.push(
+        out.push(
             ListOffsetsTopicResponse::default()
                 .with_name(t.name)
                 .with_partitions(partitions),
         );
     }
-    ListOffsetsResponse::default().with_topics(topics)
+    ListOffsetsResponse::default().with_topics(out)
 }
 
 /// One partition's answer; a lookup by timestamp waits on storage.
 async fn partition(
-    log: Option<Arc<dyn PartitionLog>>,
+    log: Result<Option<Arc<dyn PartitionLog>>, LogError>,
     denied: bool,
     p: &ListOffsetsPartition,
     version: i16,
@@ -71,8 +74,10 @@ async fn partition(
     if denied {
         return out.with_error_code(ResponseError::TopicAuthorizationFailed.code());
     }
-    let Some(log) = log else {
-        return out.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+    let log = match log {
+        Ok(Some(log)) => log,
+        Ok(None) => return out.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+        Err(_) => return out.with_error_code(ResponseError::KafkaStorageError.code()),
     };
     if let Some(e) = crate::check_leader_epoch(p.current_leader_epoch) {
         return out.with_error_code(e.code());

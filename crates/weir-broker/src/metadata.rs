@@ -13,8 +13,10 @@ use uuid::Uuid;
 use weir_auth::acl::{AclOperation, ResourceType};
 use weir_auth::Session;
 
-use crate::broker::Broker;
-use crate::topics::Topic;
+use crate::context::RequestContext;
+use crate::node::Node;
+use crate::security::Security;
+use crate::topics::{Topic, Topics};
 use crate::BrokerError;
 
 /// Kafka's marker for "authorized operations not requested".
@@ -25,18 +27,18 @@ const OPS_NOT_REQUESTED: i32 = i32::MIN;
 /// TOPIC_AUTHORIZATION_FAILED when named; auto-creation needs CREATE on
 /// the cluster or the topic.
 pub fn handle(
-    broker: &Arc<Broker>,
+    topics: &Topics,
+    security: &Security,
+    node: &Node,
+    ctx: &RequestContext<'_>,
     req: MetadataRequest,
-    version: i16,
-    session: &Session,
 ) -> MetadataResponse {
-    let mut resp = topics(broker, &req, version, session);
+    let session = ctx.session;
+    let mut resp = answer(topics, security, node, &req, ctx.version, session);
     if req.include_cluster_authorized_operations
-        && broker
-            .security
-            .authorize_cluster(session, AclOperation::Describe)
+        && security.authorize_cluster(session, AclOperation::Describe)
     {
-        resp.cluster_authorized_operations = broker.security.authorized_operations(
+        resp.cluster_authorized_operations = security.authorized_operations(
             session,
             ResourceType::Cluster,
             weir_auth::acl::CLUSTER_NAME,
@@ -46,30 +48,30 @@ pub fn handle(
         for t in resp.topics.iter_mut().filter(|t| t.error_code == 0) {
             if let Some(name) = &t.name {
                 t.topic_authorized_operations =
-                    broker
-                        .security
-                        .authorized_operations(session, ResourceType::Topic, name);
+                    security.authorized_operations(session, ResourceType::Topic, name);
             }
         }
     }
     resp
 }
 
-fn topics(
-    broker: &Arc<Broker>,
+fn answer(
+    topics: &Topics,
+    security: &Security,
+    node: &Node,
     req: &MetadataRequest,
     version: i16,
     session: &Session,
 ) -> MetadataResponse {
-    let (host, port) = broker.advertised();
-    let node = BrokerId(broker.node_id());
+    let (host, port) = node.advertised();
+    let node_id = BrokerId(node.id);
     let mut resp = MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(node)
+            .with_node_id(node_id)
             .with_host(StrBytes::from_string(host.to_string()))
             .with_port(port)])
-        .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id())))
-        .with_controller_id(node)
+        .with_cluster_id(Some(StrBytes::from_string(topics.cluster_id())))
+        .with_controller_id(node_id)
         .with_cluster_authorized_operations(OPS_NOT_REQUESTED);
     // v0: an empty list means all topics; v1+: null means all topics.
     let all = match &req.topics {
@@ -77,14 +79,14 @@ fn topics(
         Some(t) => t.is_empty() && version == 0,
     };
     if all {
-        resp.topics = describable_topics(broker, session)
+        resp.topics = describable_topics(topics, security, session)
             .iter()
-            .map(|t| describe(broker, t))
+            .map(|t| describe(node, t))
             .collect();
         return resp;
     }
     let auto_create =
-        req.allow_auto_topic_creation && broker.setting("auto.create.topics.enable") == "true";
+        req.allow_auto_topic_creation && topics.setting("auto.create.topics.enable") == "true";
     let denied = |name: &str| {
         MetadataResponseTopic::default()
             .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
@@ -92,22 +94,17 @@ fn topics(
             .with_error_code(ResponseError::TopicAuthorizationFailed.code())
             .with_topic_authorized_operations(OPS_NOT_REQUESTED)
     };
-    let may_describe = |name: &str| {
-        broker
-            .security
-            .authorize(session, AclOperation::Describe, ResourceType::Topic, name)
-    };
+    let may_describe =
+        |name: &str| security.authorize(session, AclOperation::Describe, ResourceType::Topic, name);
     // Auto-creation needs CREATE on the cluster, or on the topic (checked
     // only when the cluster check fails, as Kafka does).
     let may_create = |name: &str| {
-        broker.security.is_authorized(
+        security.is_authorized(
             session,
             AclOperation::Create,
             ResourceType::Cluster,
             weir_auth::acl::CLUSTER_NAME,
-        ) || broker
-            .security
-            .authorize(session, AclOperation::Create, ResourceType::Topic, name)
+        ) || security.authorize(session, AclOperation::Create, ResourceType::Topic, name)
     };
     for wanted in req.topics.clone().unwrap_or_default() {
         // v12+ may name a topic by id, with a null or empty name: as in
@@ -115,18 +112,18 @@ fn topics(
         let name = wanted.name.filter(|_| wanted.topic_id.is_nil());
         let entry = match name {
             Some(name) if !may_describe(&name) => denied(&name),
-            Some(name) if auto_create && broker.topic(&name).is_none() && !may_create(&name) => {
+            Some(name) if auto_create && topics.topic(&name).is_none() && !may_create(&name) => {
                 denied(&name)
             }
-            Some(name) => by_name(broker, &name, auto_create),
-            None => match broker.topic_by_id(&wanted.topic_id) {
+            Some(name) => by_name(topics, node, &name, auto_create),
+            None => match topics.topic_by_id(&wanted.topic_id) {
                 // Topic ids are not secret: Kafka answers with the id and
                 // no name.
                 Some(t) if !may_describe(&t.name) => MetadataResponseTopic::default()
                     .with_topic_id(t.id)
                     .with_error_code(ResponseError::TopicAuthorizationFailed.code())
                     .with_topic_authorized_operations(OPS_NOT_REQUESTED),
-                Some(t) => describe(broker, &t),
+                Some(t) => describe(node, &t),
                 None => MetadataResponseTopic::default()
                     .with_topic_id(wanted.topic_id)
                     .with_error_code(ResponseError::UnknownTopicId.code()),
@@ -137,9 +134,14 @@ fn topics(
     resp
 }
 
-fn by_name(broker: &Arc<Broker>, name: &TopicName, auto_create: bool) -> MetadataResponseTopic {
-    if let Some(t) = broker.topic(name) {
-        return describe(broker, &t);
+fn by_name(
+    topics: &Topics,
+    node: &Node,
+    name: &TopicName,
+    auto_create: bool,
+) -> MetadataResponseTopic {
+    if let Some(t) = topics.topic(name) {
+        return describe(node, &t);
     }
     let missing = |e: ResponseError| {
         MetadataResponseTopic::default()
@@ -150,16 +152,16 @@ fn by_name(broker: &Arc<Broker>, name: &TopicName, auto_create: bool) -> Metadat
     if !auto_create {
         return missing(ResponseError::UnknownTopicOrPartition);
     }
-    let partitions = broker.setting("num.partitions").parse().unwrap_or(1);
-    match broker.create_topic(name, partitions, BTreeMap::new(), false) {
-        Ok(_) => broker.topic(name).map_or_else(
+    let partitions = topics.setting("num.partitions").parse().unwrap_or(1);
+    match topics.create_topic(name, partitions, BTreeMap::new(), false) {
+        Ok(_) => topics.topic(name).map_or_else(
             || missing(ResponseError::LeaderNotAvailable),
-            |t| describe(broker, &t),
+            |t| describe(node, &t),
         ),
         // Another request created it first.
-        Err(BrokerError::TopicExists { .. }) => broker.topic(name).map_or_else(
+        Err(BrokerError::TopicExists { .. }) => topics.topic(name).map_or_else(
             || missing(ResponseError::LeaderNotAvailable),
-            |t| describe(broker, &t),
+            |t| describe(node, &t),
         ),
         Err(e) => missing(e.code()),
     }
@@ -167,12 +169,16 @@ fn by_name(broker: &Arc<Broker>, name: &TopicName, auto_create: bool) -> Metadat
 
 /// Every topic the session may DESCRIBE (unauthorized ones are left out
 /// silently, as Kafka does for "all topics").
-pub(crate) fn describable_topics(broker: &Broker, session: &Session) -> Vec<Arc<Topic>> {
-    broker
+pub(crate) fn describable_topics(
+    topics: &Topics,
+    security: &Security,
+    session: &Session,
+) -> Vec<Arc<Topic>> {
+    topics
         .topics()
         .into_iter()
         .filter(|t| {
-            broker.security.is_authorized(
+            security.is_authorized(
                 session,
                 AclOperation::Describe,
                 ResourceType::Topic,
@@ -182,8 +188,8 @@ pub(crate) fn describable_topics(broker: &Broker, session: &Session) -> Vec<Arc<
         .collect()
 }
 
-fn describe(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
-    let node = BrokerId(broker.node_id());
+fn describe(node: &Node, topic: &Topic) -> MetadataResponseTopic {
+    let node = BrokerId(node.id);
     let partitions = (0..topic.partition_count())
         .map(|p| {
             MetadataResponsePartition::default()

@@ -1,7 +1,5 @@
 //! OffsetCommit: store consumer positions, answered once durable.
 
-use std::sync::Arc;
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -11,22 +9,28 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::{Broker, Reply};
+use crate::context::{Reply, RequestContext};
 use crate::group_store::Committed;
+use crate::groups::Groups;
+use crate::node::Node;
+use crate::security::Security;
+use crate::topics::Topics;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
 /// Answers an OffsetCommit request. With authorization on, the group
 /// needs READ (else every partition fails with GROUP_AUTHORIZATION_FAILED)
 /// and each topic READ (else TOPIC_AUTHORIZATION_FAILED for its
 /// partitions, whose offsets are not committed).
 pub fn handle(
-    broker: &Arc<Broker>,
+    topics: &Topics,
+    groups: &Groups,
+    security: &Security,
+    node: &Node,
+    ctx: &RequestContext<'_>,
     r: OffsetCommitRequest,
-    version: i16,
-    session: &Session,
 ) -> Reply {
-    if !broker.security.authorize(
+    let (version, session) = (ctx.version, ctx.session);
+    if !security.authorize(
         session,
         AclOperation::Read,
         ResourceType::Group,
@@ -56,23 +60,20 @@ pub fn handle(
         ));
     }
     let mut denied = std::collections::HashSet::new();
-    let now = broker.now_ms();
+    let now = node.now_ms();
     // v10 names topics by id.
     let mut names = Vec::with_capacity(r.topics.len());
     let mut entries = Vec::new();
     let mut unknown_ids = Vec::new();
     for t in &r.topics {
         let name = if version >= 10 {
-            broker.topic_by_id(&t.topic_id).map(|t| t.name.clone())
+            topics.topic_by_id(&t.topic_id).map(|t| t.name.clone())
         } else {
             Some(t.name.to_string())
         };
         names.push(name.clone());
         if let Some(n) = &name {
-            if !broker
-                .security
-                .authorize(session, AclOperation::Read, ResourceType::Topic, n)
-            {
+            if !security.authorize(session, AclOperation::Read, ResourceType::Topic, n) {
                 denied.insert(n.clone());
                 continue;
             }
@@ -104,7 +105,7 @@ pub fn handle(
     let (outcome, wait) = if entries.is_empty() && !denied.is_empty() {
         (Vec::new(), None)
     } else {
-        broker.groups.commit(
+        groups.commit(
             &r.group_id,
             if version >= 1 {
                 r.generation_id_or_member_epoch

@@ -7,18 +7,22 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
-use crate::broker::Broker;
+use crate::context::RequestContext;
+use crate::security::Security;
+use crate::topics::Topics;
 
 /// Answers an OffsetForLeaderEpoch request.
 ///
 /// With authorization on, each topic needs DESCRIBE unless the client has
 /// CLUSTER_ACTION (a follower).
 pub fn handle(
-    broker: &Broker,
+    topics: &Topics,
+    security: &Security,
+    ctx: &RequestContext<'_>,
     req: OffsetForLeaderEpochRequest,
-    session: &weir_auth::Session,
 ) -> OffsetForLeaderEpochResponse {
-    let replica = broker.security.is_authorized(
+    let session = ctx.session;
+    let replica = security.is_authorized(
         session,
         weir_auth::acl::AclOperation::ClusterAction,
         weir_auth::acl::ResourceType::Cluster,
@@ -28,9 +32,9 @@ pub fn handle(
         .topics
         .into_iter()
         .map(|t| {
-            let topic = broker.topic(&t.topic);
+            let topic = topics.topic(&t.topic);
             let denied = !replica
-                && !broker.security.authorize(
+                && !security.authorize(
                     session,
                     weir_auth::acl::AclOperation::Describe,
                     weir_auth::acl::ResourceType::Topic,

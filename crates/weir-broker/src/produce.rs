@@ -15,12 +15,15 @@ use weir_auth::acl::{AclOperation, ResourceType};
 use weir_auth::Session;
 use weir_log::{AppendInfo, BoxFuture, LogError, PartitionLog};
 
-use crate::broker::{Broker, Reply};
+use crate::context::{Reply, RequestContext};
 use crate::error::log_error_code;
 use crate::internal_log::{self, ready_now};
-use crate::metrics::TopicCounters;
-use crate::topics::Topic;
+use crate::metrics::{Metrics, TopicCounters};
+use crate::security::Security;
+use crate::topics::{Topic, Topics};
+use crate::transactions::Transactions;
 use crate::txn_coordinator::produce_error;
+use crate::validation::RecordValidator;
 use crate::BrokerError;
 
 /// A pending fsync for one partition's append.
@@ -77,10 +80,19 @@ fn settle(
 /// transactional id (else every partition fails with
 /// TRANSACTIONAL_ID_AUTHORIZATION_FAILED) and each topic needs WRITE
 /// (else TOPIC_AUTHORIZATION_FAILED for its partitions), as in Kafka.
-pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: &Session) -> Reply {
+pub fn handle(
+    topics: &Topics,
+    txns: &Transactions,
+    security: &Security,
+    metrics: &Metrics,
+    validator: Option<&Arc<dyn RecordValidator>>,
+    ctx: &RequestContext<'_>,
+    req: ProduceRequest,
+) -> Reply {
+    let (version, session) = (ctx.version, ctx.session);
     let acks = req.acks;
     let txn_denied = req.transactional_id.as_ref().is_some_and(|t| {
-        !broker.security.authorize(
+        !security.authorize(
             session,
             AclOperation::Write,
             ResourceType::TransactionalId,
@@ -88,7 +100,7 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
         )
     });
     let txn_added = if version >= 12 && !txn_denied && matches!(acks, -1..=1) {
-        add_to_transaction(broker, &req, version, session)
+        add_to_transaction(topics, txns, security, &req, version, session)
     } else {
         None
     };
@@ -97,16 +109,16 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
     let mut responses = Vec::with_capacity(req.topic_data.len());
     for (ti, td) in req.topic_data.into_iter().enumerate() {
         let topic = if version >= 13 {
-            broker.topic_by_id(&td.topic_id)
+            topics.topic_by_id(&td.topic_id)
         } else {
-            broker.topic(&td.name)
+            topics.topic(&td.name)
         };
         let unknown = if version >= 13 {
             ResponseError::UnknownTopicId
         } else {
             ResponseError::UnknownTopicOrPartition
         };
-        let counters = topic.as_ref().map(|t| broker.metrics().topic(&t.name));
+        let counters = topic.as_ref().map(|t| metrics.topic(&t.name));
         // An unknown topic id is reported as such; a name is checked
         // whether or not the topic exists, so existence does not leak.
         let denied = if txn_denied {
@@ -117,9 +129,7 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
                 .map(|t| t.name.as_str())
                 .or((version < 13).then_some(td.name.as_str()));
             name.filter(|n| {
-                !broker
-                    .security
-                    .authorize(session, AclOperation::Write, ResourceType::Topic, n)
+                !security.authorize(session, AclOperation::Write, ResourceType::Topic, n)
             })
             .map(|_| ResponseError::TopicAuthorizationFailed)
         };
@@ -141,9 +151,16 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
                 parts.push(fail(e, None));
                 continue;
             }
-            let Some(log) = topic.as_ref().and_then(|t| t.partition(pd.index)) else {
-                parts.push(fail(unknown, None));
-                continue;
+            let log = match topic.as_ref().map(|t| t.open_partition(pd.index)) {
+                Some(Ok(Some(log))) => log,
+                Some(Err(e)) => {
+                    parts.push(fail(ResponseError::KafkaStorageError, Some(e.to_string())));
+                    continue;
+                }
+                None | Some(Ok(None)) => {
+                    parts.push(fail(unknown, None));
+                    continue;
+                }
             };
             let Some(records) = pd.records else {
                 parts.push(fail(
@@ -155,7 +172,7 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
             let (bytes, messages) = (records.len(), crate::metrics::count_records(&records));
             let topic_name = topic.as_ref().map_or("", |t| t.name.as_str());
             let checked = check_producer(
-                broker,
+                txns,
                 version,
                 req.transactional_id.as_ref().map(|t| t.as_str()),
                 topic_name,
@@ -163,16 +180,14 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
                 &records,
             )
             .and_then(|()| match &topic {
-                Some(t) => {
-                    crate::validation::validate_produce(broker.record_validator(), t, &records)
-                }
+                Some(t) => crate::validation::validate_produce(validator, t, &records),
                 None => Ok(()),
             });
             if let Err(e) = checked {
                 parts.push(fail(e.code(), Some(e.to_string())));
                 continue;
             }
-            let records = match topic.as_ref().and_then(|t| compression_for(broker, t)) {
+            let records = match topic.as_ref().and_then(|t| compression_for(topics, t)) {
                 None => records,
                 Some((codec, level)) => match weir_log::batch::recompress(&records, codec, level) {
                     Ok(r) => r,
@@ -236,7 +251,7 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
         return Reply::Ready(ResponseKind::Produce(resp));
     }
     let timeout = Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0).max(1));
-    let parked = broker.metrics().produce_purgatory.enter();
+    let parked = metrics.produce_purgatory.enter();
     Reply::Later(Box::pin(async move {
         let _parked = parked;
         let mut resp = resp;
@@ -308,10 +323,10 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16, session: 
 /// `compression.type` and `compression.<codec>.level`, each the topic's
 /// own or else the broker's), or `None` for `producer`: batches are then
 /// stored as sent.
-fn compression_for(broker: &Broker, topic: &Topic) -> Option<(Compression, i32)> {
+fn compression_for(topics: &Topics, topic: &Topic) -> Option<(Compression, i32)> {
     let value = |name: &str| {
         topic.configs.get(name).cloned().unwrap_or_else(|| {
-            let v = broker.setting(name);
+            let v = topics.setting(name);
             match crate::config::topic_def(name) {
                 Some(d) if v.is_empty() => d.default.to_string(),
                 _ => v,
@@ -357,7 +372,9 @@ fn record_errors(e: &weir_log::LogError) -> Vec<BatchIndexAndErrorMessage> {
 /// when there is nothing to add or the coordinator refused (the
 /// verification then answers why, partition by partition).
 fn add_to_transaction(
-    broker: &Broker,
+    topics: &Topics,
+    txns: &Transactions,
+    security: &Security,
     req: &ProduceRequest,
     version: i16,
     session: &Session,
@@ -367,17 +384,12 @@ fn add_to_transaction(
     let mut partitions = Vec::new();
     for td in &req.topic_data {
         let topic = if version >= 13 {
-            broker.topic_by_id(&td.topic_id)
+            topics.topic_by_id(&td.topic_id)
         } else {
-            broker.topic(&td.name)
+            topics.topic(&td.name)
         };
         let Some(topic) = topic.filter(|t| {
-            broker.security.is_authorized(
-                session,
-                AclOperation::Write,
-                ResourceType::Topic,
-                &t.name,
-            )
+            security.is_authorized(session, AclOperation::Write, ResourceType::Topic, &t.name)
         }) else {
             continue;
         };
@@ -397,10 +409,7 @@ fn add_to_transaction(
             }
         }
     }
-    broker
-        .txns
-        .add_implicitly(txn_id, producer?, &partitions)
-        .ok()
+    txns.add_implicitly(txn_id, producer?, &partitions).ok()
 }
 
 /// Checks a partition's records against what only the broker may write
@@ -409,7 +418,7 @@ fn add_to_transaction(
 /// verification: a late write from an aborted or fenced transaction would
 /// otherwise leave a hanging transaction).
 fn check_producer(
-    broker: &Broker,
+    txns: &Transactions,
     version: i16,
     transactional_id: Option<&str>,
     topic: &str,
@@ -430,20 +439,18 @@ fn check_producer(
     let Some(txn_id) = transactional_id.filter(|t| !t.is_empty()) else {
         return Err(BrokerError::TransactionalIdMissing);
     };
-    broker
-        .txns
-        .verify_produce(
-            txn_id,
-            h.producer_id,
-            h.producer_epoch,
-            topic,
-            partition,
-            version,
-        )
-        .map_err(|code| BrokerError::NotInTransaction {
-            code,
-            transactional_id: txn_id.to_string(),
-            topic: topic.to_string(),
-            partition,
-        })
+    txns.verify_produce(
+        txn_id,
+        h.producer_id,
+        h.producer_epoch,
+        topic,
+        partition,
+        version,
+    )
+    .map_err(|code| BrokerError::NotInTransaction {
+        code,
+        transactional_id: txn_id.to_string(),
+        topic: topic.to_string(),
+        partition,
+    })
 }

@@ -2,8 +2,6 @@
 //! are durable (KIP-932). Epoch -1 also closes the share session and gives
 //! back what the member still holds.
 
-use std::sync::Arc;
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::share_acknowledge_response::{
     LeaderIdAndEpoch, PartitionData, ShareAcknowledgeTopicResponse,
@@ -11,10 +9,13 @@ use kafka_protocol::messages::share_acknowledge_response::{
 use kafka_protocol::messages::{ResponseKind, ShareAcknowledgeRequest, ShareAcknowledgeResponse};
 use kafka_protocol::protocol::StrBytes;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
-use crate::broker::{Broker, Reply};
+use crate::context::{Reply, RequestContext};
+use crate::node::Node;
+use crate::security::Security;
 use crate::share_fetch::{ack_batches, acknowledge_all, member_of, settle, topic_check};
+use crate::shares::Shares;
+use crate::topics::Topics;
 
 fn top_error(code: i16, msg: String) -> Reply {
     Reply::Ready(ResponseKind::ShareAcknowledge(
@@ -26,25 +27,27 @@ fn top_error(code: i16, msg: String) -> Reply {
 
 /// Answers a ShareAcknowledge. With authorization on, it needs READ on the
 /// group and on each topic.
-pub fn handle(broker: &Arc<Broker>, r: ShareAcknowledgeRequest, session: &Session) -> Reply {
+pub fn handle(
+    topics: &Topics,
+    shares: &Shares,
+    security: &Security,
+    node: &Node,
+    ctx: &RequestContext<'_>,
+    r: ShareAcknowledgeRequest,
+) -> Reply {
+    let session = ctx.session;
     let (group, member) = match member_of(r.group_id.as_ref(), r.member_id.as_ref()) {
         Ok(gm) => gm,
         Err((code, msg)) => return top_error(code, msg.into()),
     };
-    if !broker
-        .security
-        .authorize(session, AclOperation::Read, ResourceType::Group, &group)
-    {
+    if !security.authorize(session, AclOperation::Read, ResourceType::Group, &group) {
         return top_error(
             ResponseError::GroupAuthorizationFailed.code(),
             String::new(),
         );
     }
     let epoch = r.share_session_epoch;
-    let closing = match broker
-        .shares
-        .sessions(|s| s.acknowledge(&group, &member, epoch))
-    {
+    let closing = match shares.sessions(|s| s.acknowledge(&group, &member, epoch)) {
         Ok(c) => c,
         Err(e) => return top_error(e.code().code(), e.to_string()),
     };
@@ -62,19 +65,15 @@ pub fn handle(broker: &Arc<Broker>, r: ShareAcknowledgeRequest, session: &Sessio
             })
         })
         .collect();
-    let check = topic_check(broker, session);
-    let mut outcomes = acknowledge_all(broker, &group, &member, acks, &check);
+    let check = topic_check(topics, security, session);
+    let mut outcomes = acknowledge_all(shares, &group, &member, acks, &check);
     let released = if closing {
-        broker.shares.close_session(&group, &member)
+        shares.close_session(&group, &member)
     } else {
         Vec::new()
     };
-    let lock_ms = broker
-        .shares
-        .group_settings(&group)
-        .partition
-        .lock_duration_ms;
-    let node = broker.node_id();
+    let lock_ms = shares.group_settings(&group).partition.lock_duration_ms;
+    let node = node.id;
     Reply::Later(Box::pin(async move {
         settle(&mut outcomes, released).await;
         let mut responses: Vec<ShareAcknowledgeTopicResponse> = Vec::new();

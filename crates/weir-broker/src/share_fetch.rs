@@ -15,10 +15,14 @@ use kafka_protocol::protocol::StrBytes;
 use weir_auth::acl::{AclOperation, ResourceType};
 use weir_auth::Session;
 
-use crate::broker::{Broker, Reply};
+use crate::context::{Reply, RequestContext};
+use crate::metrics::Metrics;
+use crate::node::Node;
+use crate::security::Security;
 use crate::share_partition::{AckBatch, AcquireMode};
 use crate::share_session::{FetchKind, TopicIdPartition};
-use crate::shares::{Durable, FetchBudget, PartitionFetch};
+use crate::shares::{Durable, FetchBudget, PartitionFetch, Shares};
+use crate::topics::Topics;
 
 /// `ShareAcquireMode` of record-limit fetches (KIP-1206).
 const RECORD_LIMIT: i8 = 1;
@@ -26,12 +30,35 @@ const RECORD_LIMIT: i8 = 1;
 /// Answers a ShareFetch. With authorization on, it needs READ on the group
 /// and READ on each topic (else that topic's partitions fail with
 /// TOPIC_AUTHORIZATION_FAILED).
-pub fn handle(broker: &Arc<Broker>, r: ShareFetchRequest, session: &Session) -> Reply {
-    let broker = broker.clone();
-    let session = session.clone();
+pub fn handle(
+    topics: &Arc<Topics>,
+    shares: &Arc<Shares>,
+    security: &Arc<Security>,
+    node: &Arc<Node>,
+    metrics: &Arc<Metrics>,
+    ctx: &RequestContext<'_>,
+    r: ShareFetchRequest,
+) -> Reply {
+    let svc = Services {
+        topics: topics.clone(),
+        shares: shares.clone(),
+        security: security.clone(),
+        node: node.clone(),
+        metrics: metrics.clone(),
+    };
+    let session = ctx.session.clone();
     Reply::Later(Box::pin(async move {
-        ResponseKind::ShareFetch(fetch(broker, r, session).await)
+        ResponseKind::ShareFetch(fetch(svc, r, session).await)
     }))
+}
+
+/// What a ShareFetch uses, owned by its (long-polling) future.
+struct Services {
+    topics: Arc<Topics>,
+    shares: Arc<Shares>,
+    security: Arc<Security>,
+    node: Arc<Node>,
+    metrics: Arc<Metrics>,
 }
 
 fn top_error(code: i16, msg: &str) -> ShareFetchResponse {
@@ -50,7 +77,7 @@ pub(crate) struct AckOutcome {
 /// Applies acknowledgements per partition (topic READ checked first) and,
 /// for a closing session, releases what the member still holds.
 pub(crate) fn acknowledge_all(
-    broker: &Broker,
+    shares: &Shares,
     group: &str,
     member: &str,
     acks: Vec<(TopicIdPartition, Vec<AckBatch>)>,
@@ -65,7 +92,7 @@ pub(crate) fn acknowledge_all(
                 wait: None,
             },
             None => {
-                let (code, message, wait) = broker.shares.acknowledge(group, member, tp, &batches);
+                let (code, message, wait) = shares.acknowledge(group, member, tp, &batches);
                 AckOutcome {
                     code,
                     message,
@@ -102,19 +129,15 @@ pub(crate) async fn settle(
 
 /// Topic-level checks: `None` if the member may read the topic's partition.
 pub(crate) fn topic_check<'a>(
-    broker: &'a Broker,
+    topics: &'a Topics,
+    security: &'a Security,
     session: &Session,
 ) -> impl Fn(&TopicIdPartition) -> Option<ResponseError> + 'a {
     let session = session.clone();
-    move |tp: &TopicIdPartition| match broker.topic_by_id(&tp.0) {
+    move |tp: &TopicIdPartition| match topics.topic_by_id(&tp.0) {
         None => Some(ResponseError::UnknownTopicId),
         Some(t)
-            if !broker.security.authorize(
-                &session,
-                AclOperation::Read,
-                ResourceType::Topic,
-                &t.name,
-            ) =>
+            if !security.authorize(&session, AclOperation::Read, ResourceType::Topic, &t.name) =>
         {
             Some(ResponseError::TopicAuthorizationFailed)
         }
@@ -145,22 +168,22 @@ pub(crate) fn member_of(
     }
 }
 
-async fn fetch(broker: Arc<Broker>, r: ShareFetchRequest, session: Session) -> ShareFetchResponse {
+async fn fetch(svc: Services, r: ShareFetchRequest, session: Session) -> ShareFetchResponse {
+    let Services {
+        topics,
+        shares,
+        security,
+        node,
+        ..
+    } = &svc;
     let (group, member) = match member_of(r.group_id.as_ref(), r.member_id.as_ref()) {
         Ok(gm) => gm,
         Err((code, msg)) => return top_error(code, msg),
     };
-    if !broker
-        .security
-        .authorize(&session, AclOperation::Read, ResourceType::Group, &group)
-    {
+    if !security.authorize(&session, AclOperation::Read, ResourceType::Group, &group) {
         return top_error(ResponseError::GroupAuthorizationFailed.code(), "");
     }
-    let lock_ms = broker
-        .shares
-        .group_settings(&group)
-        .partition
-        .lock_duration_ms;
+    let lock_ms = shares.group_settings(&group).partition.lock_duration_ms;
     let mut added = Vec::new();
     let mut acks = Vec::new();
     for t in &r.topics {
@@ -190,25 +213,23 @@ async fn fetch(broker: Arc<Broker>, r: ShareFetchRequest, session: Session) -> S
             "Acknowledge data present in the initial share fetch request",
         );
     }
-    let opened = broker
-        .shares
-        .sessions(|s| s.fetch(&group, &member, epoch, &added, &forgotten));
+    let opened = shares.sessions(|s| s.fetch(&group, &member, epoch, &added, &forgotten));
     let (kind, partitions) = match opened {
         Ok(s) => s,
         Err(e) => return top_error(e.code().code(), &e.to_string()),
     };
-    let check = topic_check(&broker, &session);
-    let mut outcomes = acknowledge_all(&broker, &group, &member, acks, &check);
+    let check = topic_check(topics, security, &session);
+    let mut outcomes = acknowledge_all(shares, &group, &member, acks, &check);
     let mut extra = Vec::new();
     if kind == FetchKind::Final {
-        extra = broker.shares.close_session(&group, &member);
+        extra = shares.close_session(&group, &member);
     }
 
     // Acquire, long-polling until something is acquired or the wait ends.
     // A renew-only request (KIP-1222) fetches nothing.
     let fetching = kind != FetchKind::Final && !r.is_renew_ack;
     let results = if fetching {
-        long_poll(&broker, &r, &group, &member, &partitions, &check).await
+        long_poll(&svc, &r, &group, &member, &partitions, &check).await
     } else {
         Vec::new()
     };
@@ -218,7 +239,7 @@ async fn fetch(broker: Arc<Broker>, r: ShareFetchRequest, session: Session) -> S
         .map(|(tp, _)| *tp)
         .collect();
     if !served.is_empty() {
-        broker.shares.served(&group, &member, &served);
+        shares.served(&group, &member, &served);
     }
     settle(&mut outcomes, extra).await;
 
@@ -227,7 +248,7 @@ async fn fetch(broker: Arc<Broker>, r: ShareFetchRequest, session: Session) -> S
     let mut answered: BTreeMap<TopicIdPartition, PartitionData> = BTreeMap::new();
     let mut order: Vec<TopicIdPartition> = Vec::new();
     let leader = LeaderIdAndEpoch::default()
-        .with_leader_id(broker.node_id())
+        .with_leader_id(node.id)
         .with_leader_epoch(crate::LEADER_EPOCH);
     let blank = |p: i32| {
         PartitionData::default()
@@ -299,7 +320,7 @@ async fn fetch(broker: Arc<Broker>, r: ShareFetchRequest, session: Session) -> S
 /// Acquires from every session partition, waiting up to `max_wait_ms` for
 /// `min_bytes` of records (or an error).
 async fn long_poll(
-    broker: &Arc<Broker>,
+    svc: &Services,
     r: &ShareFetchRequest,
     group: &str,
     member: &str,
@@ -311,13 +332,20 @@ async fn long_poll(
     } else {
         AcquireMode::BatchOptimized
     };
+    let Services {
+        topics,
+        shares,
+        node,
+        metrics,
+        ..
+    } = svc;
     let min_bytes = usize::try_from(r.min_bytes).unwrap_or(0).max(1);
     let deadline = tokio::time::Instant::now()
         + Duration::from_millis(u64::try_from(r.max_wait_ms).unwrap_or(0));
     // Records become acquirable by an append to one of these partitions
     // or by a release (acknowledgement, lock expiry, a member leaving).
-    let mut released = broker.shares.released_watch();
-    let stopping = broker.stopping();
+    let mut released = shares.released_watch();
+    let stopping = node.stopping();
     tokio::pin!(stopping);
     let mut parked = None;
     loop {
@@ -327,7 +355,7 @@ async fn long_poll(
             partitions
                 .iter()
                 .filter_map(|(id, p)| {
-                    let topic = broker.topic_by_id(id)?;
+                    let topic = topics.topic_by_id(id)?;
                     topic.partition(*p).map(|log| log.subscribe())
                 })
                 .collect(),
@@ -345,7 +373,7 @@ async fn long_poll(
                         error: e.code(),
                         ..PartitionFetch::default()
                     },
-                    None => broker.shares.acquire(group, member, *tp, &mut budget),
+                    None => shares.acquire(group, member, *tp, &mut budget),
                 };
                 (*tp, pf)
             })
@@ -355,7 +383,7 @@ async fn long_poll(
         if bytes >= min_bytes || errors || tokio::time::Instant::now() >= deadline {
             return results;
         }
-        parked.get_or_insert_with(|| broker.metrics().fetch_purgatory.enter());
+        parked.get_or_insert_with(|| metrics.fetch_purgatory.enter());
         tokio::select! {
             r = tokio::time::timeout_at(deadline, released.changed()) => {
                 // Released records or the deadline: look again (the loop

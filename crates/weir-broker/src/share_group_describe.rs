@@ -8,14 +8,17 @@ use kafka_protocol::messages::share_group_describe_response::{
 use kafka_protocol::messages::{ShareGroupDescribeRequest, ShareGroupDescribeResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
-use crate::broker::Broker;
+use crate::context::RequestContext;
+use crate::groups::Groups;
+use crate::security::Security;
 use crate::share_group::{Assignment as Partitions, ASSIGNOR};
+use crate::shares::Shares;
+use crate::topics::Topics;
 
-fn assignment(broker: &Broker, a: Partitions) -> Assignment {
+fn assignment(topics: &Topics, a: Partitions) -> Assignment {
     Assignment::default().with_topic_partitions(
-        crate::consumer_group_describe::named(broker, a)
+        crate::consumer_group_describe::named(topics, a)
             .into_iter()
             .map(|(id, name, ps)| {
                 TopicPartitions::default()
@@ -30,10 +33,14 @@ fn assignment(broker: &Broker, a: Partitions) -> Assignment {
 /// Answers a ShareGroupDescribe. With authorization on, each group needs
 /// DESCRIBE, and the topics its members subscribe to need DESCRIBE too.
 pub fn handle(
-    broker: &Broker,
+    topics: &Topics,
+    groups: &Groups,
+    shares: &Shares,
+    security: &Security,
+    ctx: &RequestContext<'_>,
     r: ShareGroupDescribeRequest,
-    session: &Session,
 ) -> ShareGroupDescribeResponse {
+    let session = ctx.session;
     let groups = r
         .group_ids
         .into_iter()
@@ -46,14 +53,11 @@ pub fn handle(
                     .with_error_code(e.code())
                     .with_error_message(Some(StrBytes::from_string(msg)))
             };
-            if !broker
-                .security
-                .authorize(session, AclOperation::Describe, ResourceType::Group, &id)
-            {
+            if !security.authorize(session, AclOperation::Describe, ResourceType::Group, &id) {
                 return fail(ResponseError::GroupAuthorizationFailed, String::new());
             }
-            let Some(g) = broker.shares.describe(&id) else {
-                let msg = if broker.groups.exists(&id) {
+            let Some(g) = shares.describe(&id) else {
+                let msg = if groups.exists(&id) {
                     format!("Group {} is not a share group.", id.as_str())
                 } else {
                     format!("Group {} not found.", id.as_str())
@@ -61,12 +65,7 @@ pub fn handle(
                 return fail(ResponseError::GroupIdNotFound, msg);
             };
             let hidden = g.members.iter().flat_map(|m| &m.subscribed).any(|t| {
-                !broker.security.is_authorized(
-                    session,
-                    AclOperation::Describe,
-                    ResourceType::Topic,
-                    t,
-                )
+                !security.is_authorized(session, AclOperation::Describe, ResourceType::Topic, t)
             });
             if hidden {
                 return fail(
@@ -75,7 +74,7 @@ pub fn handle(
                 );
             }
             let out = if r.include_authorized_operations {
-                out.with_authorized_operations(broker.security.authorized_operations(
+                out.with_authorized_operations(security.authorized_operations(
                     session,
                     ResourceType::Group,
                     &id,
@@ -99,7 +98,7 @@ pub fn handle(
                                 .map(|t| TopicName(StrBytes::from_string(t)))
                                 .collect(),
                         )
-                        .with_assignment(assignment(broker, m.assigned))
+                        .with_assignment(assignment(topics, m.assigned))
                 })
                 .collect();
             out.with_group_state(StrBytes::from_static_str(g.state))

@@ -1,8 +1,6 @@
 //! ShareGroupHeartbeat: joining, staying in and leaving a share group, and
 //! the member's assignment (KIP-932).
 
-use std::sync::Arc;
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::share_group_heartbeat_response::{Assignment, TopicPartitions};
 use kafka_protocol::messages::{
@@ -10,10 +8,12 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
-use crate::broker::{Broker, Reply};
+use crate::context::{Reply, RequestContext};
+use crate::groups::Groups;
+use crate::security::Security;
 use crate::share_group::{Heartbeat, HeartbeatAnswer};
+use crate::shares::Shares;
 
 fn refuse(e: ResponseError, msg: String) -> Reply {
     Reply::Ready(ResponseKind::ShareGroupHeartbeat(
@@ -49,17 +49,15 @@ fn response(a: HeartbeatAnswer) -> ShareGroupHeartbeatResponse {
 /// assignment brings the group new partitions, the answer waits until
 /// their share-partitions are durable.
 pub fn handle(
-    broker: &Arc<Broker>,
+    groups: &Groups,
+    shares: &Shares,
+    security: &Security,
+    ctx: &RequestContext<'_>,
     r: ShareGroupHeartbeatRequest,
-    client_id: String,
-    client_host: &str,
-    session: &Session,
 ) -> Reply {
+    let session = ctx.session;
     let group = r.group_id.to_string();
-    if !broker
-        .security
-        .authorize(session, AclOperation::Read, ResourceType::Group, &group)
-    {
+    if !security.authorize(session, AclOperation::Read, ResourceType::Group, &group) {
         return refuse(ResponseError::GroupAuthorizationFailed, String::new());
     }
     let subscribed: Option<Vec<String>> = r
@@ -69,9 +67,7 @@ pub fn handle(
         let denied: Vec<&String> = topics
             .iter()
             .filter(|t| {
-                !broker
-                    .security
-                    .authorize(session, AclOperation::Describe, ResourceType::Topic, t)
+                !security.authorize(session, AclOperation::Describe, ResourceType::Topic, t)
             })
             .collect();
         if !denied.is_empty() {
@@ -81,7 +77,7 @@ pub fn handle(
             );
         }
     }
-    if broker.groups.exists(&group) {
+    if groups.exists(&group) {
         return refuse(
             ResponseError::GroupIdNotFound,
             format!("Group {group} is not a share group."),
@@ -93,10 +89,10 @@ pub fn handle(
         member_epoch: r.member_epoch,
         rack_id: r.rack_id.map(|s| s.to_string()),
         subscribed,
-        client_id,
-        client_host: format!("/{client_host}"),
+        client_id: ctx.client_id.to_string(),
+        client_host: format!("/{}", session.host()),
     };
-    let (answer, waits) = broker.shares.heartbeat(&hb);
+    let (answer, waits) = shares.heartbeat(&hb);
     if answer.error != 0 {
         tracing::debug!(error = answer.error, message = ?answer.message, "share group heartbeat refused");
     }

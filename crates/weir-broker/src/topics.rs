@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use tracing::{info, warn};
 use uuid::Uuid;
-use weir_log::{Clock, LogConfig, LogEngine, PartitionLog, TopicPartition};
+use weir_log::{Clock, LogConfig, LogEngine, LogError, PartitionLog, TopicPartition};
 
 use crate::catalog::{catalog_path, Catalog, TopicRecord};
 use crate::config::BrokerSettings;
@@ -45,8 +45,14 @@ struct Slot {
 
 impl Slot {
     fn log(&self) -> Option<&Arc<dyn PartitionLog>> {
+        self.open().ok()
+    }
+
+    /// The log, opening it if need be; the engine's error (logged) if it
+    /// cannot be opened. A later use tries again.
+    fn open(&self) -> Result<&Arc<dyn PartitionLog>, LogError> {
         if let Some(log) = self.log.get() {
-            return Some(log);
+            return Ok(log);
         }
         // Held while opening, so a config change cannot slip in between
         // reading the config and installing the log.
@@ -55,13 +61,13 @@ impl Slot {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(log) = self.log.get() {
-            return Some(log);
+            return Ok(log);
         }
         match self.engine.open(&self.tp, config.clone()) {
-            Ok(log) => Some(self.log.get_or_init(|| log)),
+            Ok(log) => Ok(self.log.get_or_init(|| log)),
             Err(e) => {
                 warn!(partition = %self.tp, error = %e, "cannot open partition");
-                None
+                Err(e)
             }
         }
     }
@@ -89,6 +95,21 @@ impl Topic {
             .ok()
             .and_then(|i| self.partitions.get(i))
             .and_then(|s| s.log())
+    }
+
+    /// Partition `p`'s log, opened now if this is its first use:
+    /// `Ok(None)` if the topic has no such partition, the engine's error
+    /// if storage cannot open it. Request handlers answer that error with
+    /// KAFKA_STORAGE_ERROR, as Kafka does for a partition whose log
+    /// directory is offline.
+    pub(crate) fn open_partition(
+        &self,
+        p: i32,
+    ) -> Result<Option<&Arc<dyn PartitionLog>>, LogError> {
+        let Some(slot) = usize::try_from(p).ok().and_then(|i| self.partitions.get(i)) else {
+            return Ok(None);
+        };
+        slot.open().map(Some)
     }
 
     /// The number of partitions.

@@ -4,30 +4,34 @@
 //! v5 (transaction version 2) the request also does what AddOffsetsToTxn
 //! did: it adds the group's partition to the transaction.
 
-use std::sync::Arc;
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{ResponseKind, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
-use crate::broker::{Broker, Reply};
+use crate::context::{Reply, RequestContext};
 use crate::group_store::{Committed, OFFSETS_TOPIC};
+use crate::groups::Groups;
 use crate::internal_log::TxnProducer;
+use crate::node::Node;
+use crate::security::Security;
+use crate::transactions::Transactions;
 use weir_auth::acl::{AclOperation, ResourceType};
-use weir_auth::Session;
 
 /// Answers a TxnOffsetCommit request. With authorization on, needs WRITE
 /// on the transactional id, READ on the group, and READ on each topic
 /// (TOPIC_AUTHORIZATION_FAILED for the partitions of a denied one, whose
 /// offsets are not committed).
 pub fn handle(
-    broker: &Arc<Broker>,
+    groups: &Groups,
+    txns: &Transactions,
+    security: &Security,
+    node: &Node,
+    ctx: &RequestContext<'_>,
     r: TxnOffsetCommitRequest,
-    version: i16,
-    session: &Session,
 ) -> Reply {
+    let (version, session) = (ctx.version, ctx.session);
     let respond = |codes: &dyn Fn(&str, i32) -> i16| {
         let topics = r
             .topics
@@ -49,7 +53,7 @@ pub fn handle(
             .collect();
         TxnOffsetCommitResponse::default().with_topics(topics)
     };
-    if !broker.security.authorize(
+    if !security.authorize(
         session,
         AclOperation::Write,
         ResourceType::TransactionalId,
@@ -58,7 +62,7 @@ pub fn handle(
         let code = ResponseError::TransactionalIdAuthorizationFailed.code();
         return Reply::Ready(ResponseKind::TxnOffsetCommit(respond(&|_, _| code)));
     }
-    if !broker.security.authorize(
+    if !security.authorize(
         session,
         AclOperation::Read,
         ResourceType::Group,
@@ -70,11 +74,7 @@ pub fn handle(
     let denied: std::collections::HashSet<String> = r
         .topics
         .iter()
-        .filter(|t| {
-            !broker
-                .security
-                .authorize(session, AclOperation::Read, ResourceType::Topic, &t.name)
-        })
+        .filter(|t| !security.authorize(session, AclOperation::Read, ResourceType::Topic, &t.name))
         .map(|t| t.name.to_string())
         .collect();
     if r.group_id.is_empty() {
@@ -83,20 +83,18 @@ pub fn handle(
     }
     // The group's partition must have been added (AddOffsetsToTxn, or from
     // v5 this request) by this producer, in an open transaction.
-    let group_partition = broker.groups.offsets_partition(&r.group_id);
+    let group_partition = groups.offsets_partition(&r.group_id);
     let added = if version >= 5 {
-        broker
-            .txns
-            .add_implicitly(
-                &r.transactional_id,
-                (r.producer_id.0, r.producer_epoch),
-                &[(OFFSETS_TOPIC.to_string(), group_partition)],
-            )
-            .ok()
+        txns.add_implicitly(
+            &r.transactional_id,
+            (r.producer_id.0, r.producer_epoch),
+            &[(OFFSETS_TOPIC.to_string(), group_partition)],
+        )
+        .ok()
     } else {
         None
     };
-    if let Err(e) = broker.txns.verify(
+    if let Err(e) = txns.verify(
         &r.transactional_id,
         r.producer_id.0,
         r.producer_epoch,
@@ -111,7 +109,7 @@ pub fn handle(
         let code = e.code();
         return Reply::Ready(ResponseKind::TxnOffsetCommit(respond(&|_, _| code)));
     }
-    let now = broker.now_ms();
+    let now = node.now_ms();
     let entries = r
         .topics
         .iter()
@@ -144,7 +142,7 @@ pub fn handle(
     } else {
         (-1, String::new())
     };
-    let (outcome, wait) = broker.groups.commit(
+    let (outcome, wait) = groups.commit(
         &r.group_id,
         generation,
         &member,

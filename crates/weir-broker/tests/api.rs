@@ -576,6 +576,58 @@ async fn shutdown_answers_parked_long_polls_at_once() {
     assert_eq!(r.responses[0].partitions[0].error_code, 0);
 }
 
+/// A partition whose storage cannot be opened answers KAFKA_STORAGE_ERROR
+/// (as Kafka does for a partition on an offline log directory), not
+/// UNKNOWN_TOPIC_OR_PARTITION: the partition exists, its storage failed.
+/// The topic's other partitions keep working.
+#[tokio::test]
+async fn a_partition_that_cannot_be_opened_answers_storage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let b = common::open(dir.path(), &[]).await;
+        create(&b, "broken", 2, &[]).await;
+        produce(&b, "broken", 1, -1, batch(2, 0)).await;
+        b.shutdown().unwrap();
+    }
+    // Partition 1's directory becomes a file: the local engine cannot
+    // open it (lazily, on first use).
+    let part = dir.path().join("broken-1");
+    std::fs::remove_dir_all(&part).unwrap();
+    std::fs::write(&part, b"not a partition").unwrap();
+    let b = common::open(dir.path(), &[]).await;
+    let storage = ResponseError::KafkaStorageError.code();
+    assert_eq!(
+        produce(&b, "broken", 1, -1, batch(1, 0)).await,
+        Some((storage, -1))
+    );
+    let r = fetch(&b, fetch_req("broken", &[(1, 0)], (0, -1), 0)).await;
+    assert_eq!(r.responses[0].partitions[0].error_code, storage);
+    let req = ListOffsetsRequest::default().with_topics(vec![
+        kafka_protocol::messages::list_offsets_request::ListOffsetsTopic::default()
+            .with_name(name("broken"))
+            .with_partitions(vec![
+                kafka_protocol::messages::list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(1)
+                    .with_timestamp(-1),
+            ]),
+    ]);
+    let Some(ResponseKind::ListOffsets(r)) = call(&b, 7, RequestKind::ListOffsets(req)).await
+    else {
+        panic!()
+    };
+    assert_eq!(r.topics[0].partitions[0].error_code, storage);
+    // The other partition is unaffected, and a partition the topic does
+    // not have is still unknown.
+    assert_eq!(
+        produce(&b, "broken", 0, -1, batch(1, 0)).await,
+        Some((0, 0))
+    );
+    assert_eq!(
+        produce(&b, "broken", 2, -1, batch(1, 0)).await,
+        Some((ResponseError::UnknownTopicOrPartition.code(), -1))
+    );
+}
+
 /// Defines module `$module` running each named test of this file with the
 /// storage engine `$engine`, so one list serves every engine.
 macro_rules! over_engine {

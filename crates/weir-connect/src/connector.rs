@@ -173,17 +173,18 @@ pub trait SinkTask: Send {
     /// `ErrantRecordReporter`, stage `TASK_PUT`). The runtime takes them
     /// after every `put` and `pre_commit`: under `errors.tolerance=none`
     /// the task fails with the cause; under `all` they are logged and
-    /// written to the dead-letter queue, acknowledged before the offsets
-    /// covering them are committed.
+    /// written to the dead-letter queue as they are in Kafka (read back by
+    /// offset), acknowledged before the offsets covering them are
+    /// committed.
     fn errant_records(&mut self) -> Vec<ErrantRecord> {
         Vec::new()
     }
-    /// Whether the task reports errant records at all. When it does and a
-    /// dead-letter queue is set, the runtime keeps each record's bytes as
-    /// read until its offset is committed, so the queue gets the record
-    /// as it was in Kafka (not as transforms left it), as Kafka's does.
-    fn reports_errant_records(&self) -> bool {
-        false
+    /// Given before `start`: set once the runtime asks the task to stop,
+    /// so a task blocked in `put` or `flush` (retrying a request) can give
+    /// up by returning an error. The runtime then commits nothing past
+    /// what earlier flushes covered and does not report the task failed.
+    fn watch_stop(&mut self, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        let _ = stop;
     }
     /// Called after `start` with the metadata of the last commit, before
     /// any `put`.

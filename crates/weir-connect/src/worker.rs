@@ -17,7 +17,7 @@
 //! headers when one is set; the queue's writes are acknowledged before
 //! the consumer commits offsets past the records they carry.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -238,6 +238,11 @@ pub fn start_task(ctx: TaskContext, paused: bool) -> TaskHandle {
         };
         match result {
             Ok(()) => {}
+            // Cut short by a stop (a task giving up its retries): not a
+            // failure, and nothing past what was flushed is committed.
+            Err(e) if s.load(Ordering::SeqCst) => {
+                info!(connector = %ctx.connector, task = ctx.task, error = %e, "task stopped before finishing its work");
+            }
             Err(e) => {
                 warn!(connector = %ctx.connector, task = ctx.task, error = %e, "task failed");
                 ctx.metrics.task_failed(&ctx.connector, ctx.task);
@@ -638,7 +643,7 @@ impl Stage {
     }
 }
 
-fn run_sink(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Result<()> {
+fn run_sink(ctx: &TaskContext, stop: &Arc<AtomicBool>, paused: &AtomicBool) -> Result<()> {
     let w = &ctx.worker;
     let key_conv = ctx.converter("key")?;
     let value_conv = ctx.converter("value")?;
@@ -665,13 +670,13 @@ fn run_sink(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Result
     let mut task = (ctx.plugin.sink_task.ok_or_else(|| {
         ConnectError::bad_config(format!("{} has no sink task", ctx.plugin.class))
     })?)();
+    task.watch_stop(stop.clone());
     task.start(&ctx.task_config)?;
     task.restore(committed_metadata(&consumer, &topics)?.as_deref())?;
     let mut errant = Errant {
         ctx,
         dlq: dlq.as_ref(),
-        keep: dlq.is_some() && ctx.tolerate_all() && task.reports_errant_records(),
-        raw: HashMap::new(),
+        reader: None,
         key_conv: key_conv.clone(),
         value_conv: value_conv.clone(),
     };
@@ -743,15 +748,12 @@ fn run_sink(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Result
                             }
                         }
                         match chain.apply(record, Some(m.offset())) {
-                            Ok(Some(record)) => {
-                                errant.keep(&m);
-                                batch.push(SinkRecord {
-                                    record,
-                                    kafka_offset: m.offset(),
-                                    original_topic: topic.to_string(),
-                                    original_partition: m.partition(),
-                                })
-                            }
+                            Ok(Some(record)) => batch.push(SinkRecord {
+                                record,
+                                kafka_offset: m.offset(),
+                                original_topic: topic.to_string(),
+                                original_partition: m.partition(),
+                            }),
                             Ok(None) => {}
                             Err(e) => {
                                 handle_error(ctx, &m, Stage::Transformation, &e, dlq.as_ref())?
@@ -776,6 +778,9 @@ fn run_sink(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Result
                 errant.report(task.errant_records())?;
                 match outcome {
                     Retried::Done(()) => ctx.metrics.sink_written(&ctx.connector, ctx.task, n),
+                    // Stopping mid-retry: the batch is neither delivered nor
+                    // skipped, so its offsets must not be committed.
+                    Retried::GaveUp(e) if stop.load(Ordering::SeqCst) => return Err(e),
                     Retried::GaveUp(e) if ctx.tolerate_all() => {
                         for _ in 0..n {
                             ctx.metrics.record_error(&ctx.connector, ctx.task);
@@ -874,53 +879,65 @@ impl Raw {
 
 /// Records a sink task reports it could not deliver (Kafka's
 /// `WorkerErrantRecordReporter`): the tolerance, the log and the
-/// dead-letter queue, with the records' bytes as read kept until the
-/// offsets past them are committed.
+/// dead-letter queue. The queue gets each record as it is in Kafka, read
+/// back by offset (errant records are rare, so nothing is kept for them
+/// meanwhile); one that cannot be read back any more (deleted by
+/// retention) is converted back from what the task reported, as Kafka
+/// does for records it did not make.
 struct Errant<'a> {
     ctx: &'a TaskContext,
     dlq: Option<&'a Dlq>,
-    /// Keep records as read: only when they can end in the queue.
-    keep: bool,
-    raw: HashMap<(String, i32), VecDeque<Raw>>,
+    /// Reads records back by offset; made at the first need.
+    reader: Option<BaseConsumer<Quiet>>,
     key_conv: Arc<dyn Converter>,
     value_conv: Arc<dyn Converter>,
 }
 
 impl Errant<'_> {
-    fn keep(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) {
-        if self.keep {
-            self.raw
-                .entry((m.topic().to_string(), m.partition()))
-                .or_default()
-                .push_back(Raw::of(m));
-        }
-    }
-
     fn report(&mut self, records: Vec<ErrantRecord>) -> Result<()> {
         let ctx = self.ctx;
-        for (r, e) in records {
+        let Some((_, first)) = records.first() else {
+            return Ok(());
+        };
+        if !ctx.tolerate_all() {
             ctx.metrics.record_error(&ctx.connector, ctx.task);
-            if !ctx.tolerate_all() {
-                return Err(tolerance_exceeded(ctx, &e));
-            }
-            if ctx
-                .connector_config
-                .get("errors.log.enable")
-                .map(String::as_str)
-                == Some("true")
-            {
+            return Err(tolerance_exceeded(ctx, first));
+        }
+        let log = ctx
+            .connector_config
+            .get("errors.log.enable")
+            .map(String::as_str)
+            == Some("true");
+        for (r, e) in &records {
+            ctx.metrics.record_error(&ctx.connector, ctx.task);
+            if log {
                 warn!(connector = %ctx.connector, task = ctx.task, stage = Stage::TaskPut.name(), topic = %r.original_topic, partition = r.original_partition, offset = r.kafka_offset, error = %e, "error handler skipped a record the task could not deliver");
             }
-            let Some(d) = self.dlq else { continue };
-            let kept = self
-                .raw
-                .get(&(r.original_topic.clone(), r.original_partition))
-                .and_then(|q| q.iter().rev().find(|m| m.offset == r.kafka_offset))
-                .cloned();
-            let raw = match kept {
+        }
+        let Some(d) = self.dlq else { return Ok(()) };
+        let mut wanted: BTreeMap<(String, i32), Vec<i64>> = BTreeMap::new();
+        for (r, _) in &records {
+            wanted
+                .entry((r.original_topic.clone(), r.original_partition))
+                .or_default()
+                .push(r.kafka_offset);
+        }
+        let mut found: HashMap<(String, i32, i64), Raw> = HashMap::new();
+        for ((topic, partition), mut offsets) in wanted {
+            offsets.sort_unstable();
+            offsets.dedup();
+            for raw in self.read_back(&topic, partition, &offsets)? {
+                found.insert((topic.clone(), partition, raw.offset), raw);
+            }
+        }
+        for (r, e) in records {
+            let key = (
+                r.original_topic.clone(),
+                r.original_partition,
+                r.kafka_offset,
+            );
+            let raw = match found.remove(&key) {
                 Some(raw) => raw,
-                // Not kept (the task did not say it reports): the record
-                // converted back, as Kafka does for records it did not make.
                 None => Raw {
                     topic: r.original_topic.clone(),
                     partition: r.original_partition,
@@ -941,6 +958,51 @@ impl Errant<'_> {
             ctx.metrics.dead_lettered(&ctx.connector, ctx.task);
         }
         Ok(())
+    }
+
+    /// The records of `topic`/`partition` at `offsets` (sorted), as they
+    /// are in Kafka; those no longer there are left out.
+    fn read_back(&mut self, topic: &str, partition: i32, offsets: &[i64]) -> Result<Vec<Raw>> {
+        let (Some(&first), Some(&last)) = (offsets.first(), offsets.last()) else {
+            return Ok(Vec::new());
+        };
+        let reader = match self.reader.take() {
+            Some(r) => r,
+            None => {
+                let mut o = self.ctx.overrides("consumer");
+                o.insert(
+                    "group.id".into(),
+                    format!("connect-{}-errant-reader", self.ctx.connector),
+                );
+                o.insert("enable.auto.commit".into(), "false".into());
+                self.ctx
+                    .worker
+                    .rdkafka("consumer.", &o)
+                    .create_with_context(Quiet)?
+            }
+        };
+        let reader = self.reader.insert(reader);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(first))?;
+        reader.assign(&tpl)?;
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while out.len() < offsets.len() && Instant::now() < deadline {
+            match reader.poll(Duration::from_millis(200)) {
+                None => {}
+                Some(Ok(m)) => {
+                    if m.offset() > last {
+                        break;
+                    }
+                    if offsets.binary_search(&m.offset()).is_ok() {
+                        out.push(Raw::of(&m));
+                    }
+                }
+                Some(Err(e)) if transient(&e) => {}
+                Some(Err(e)) => return Err(e.into()),
+            }
+        }
+        Ok(out)
     }
 
     /// Waits until the queue has acknowledged every record sent to it;
@@ -964,17 +1026,6 @@ impl Errant<'_> {
             )));
         }
         Ok(())
-    }
-
-    /// Drops kept records below the committed offsets.
-    fn committed(&mut self, safe: &SinkOffsets) {
-        for (tp, next) in safe {
-            if let Some(q) = self.raw.get_mut(tp) {
-                while q.front().is_some_and(|m| m.offset < *next) {
-                    q.pop_front();
-                }
-            }
-        }
     }
 }
 
@@ -1044,7 +1095,6 @@ fn commit(
     if tpl.count() > 0 {
         consumer.commit(&tpl, CommitMode::Sync)?;
     }
-    errant.committed(&safe);
     // Lag against the high watermarks, asked for once per commit.
     let lag_max = offsets
         .iter()

@@ -176,7 +176,9 @@ impl HttpAuth {
             if let Some((jwks, rules)) = &self.bearer {
                 let t = jwks
                     .validate(rest, rules)
-                    .map_err(|reason| HttpError::InvalidToken { reason })?;
+                    .map_err(|e| HttpError::InvalidToken {
+                        reason: e.to_string(),
+                    })?;
                 return Ok(Authenticated {
                     principal: KafkaPrincipal::user(t.subject),
                     method: Some("HTTP-BEARER"),

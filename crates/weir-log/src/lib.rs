@@ -6,17 +6,17 @@
 //! It knows nothing about networking. The broker reaches it through the
 //! [`LogEngine`] and [`PartitionLog`] traits in [`api`], so that a later
 //! object-store engine can replace [`local::LocalEngine`] without the broker
-//! changing. The on-disk format is documented byte by byte in
+//! changing. The traits and the code every engine shares (batch
+//! validation, producer state, configs, errors) are in `weir-storage`,
+//! re-exported here. The on-disk format is documented byte by byte in
 //! `docs/storage-format.md`.
 
-pub mod api;
-pub mod batch;
-pub mod clock;
-pub mod config;
-pub mod error;
 pub mod local;
-pub mod producer;
-pub mod stats;
+
+// The contract and the format code live in weir-storage, shared with
+// other engines; re-exported so `weir_log::batch` and friends keep
+// naming them.
+pub use weir_storage::{api, batch, clock, config, error, producer, stats};
 
 pub use api::{
     AppendInfo, BoxFuture, LogEngine, LogOffsets, PartitionLog, ReadLimit, ReadResult,

@@ -26,7 +26,7 @@ use crate::plan::{self, Plan};
 use crate::processing_log::{self, ProcessingLog};
 use crate::registry::Registry;
 use crate::runtime::{self, Admin, KafkaSettings, Output, QueryHandle, QuerySpec, Sink};
-use crate::sr::SrKind;
+use crate::sr::{self, SrKind};
 use crate::task::OutRow;
 use crate::types::{SqlType, Value};
 
@@ -749,6 +749,34 @@ impl Engine {
             } else {
                 &src.value_format
             };
+            if fmt.is_nosr() {
+                if id.is_some() {
+                    return Err(SqlError::invalid(format!(
+                        "{id_prop} is only allowed with a schema registry format (AVRO, PROTOBUF, JSON_SR), not {}",
+                        fmt.name()
+                    )));
+                }
+                // The schema ksqlDB derives from the columns, without a
+                // registry.
+                let (cols, wrapped) = if key {
+                    (&src.key, src.key.len() != 1)
+                } else {
+                    (&src.value, src.value.len() != 1 || src.wrap_single)
+                };
+                let kind = SrKind::Avro;
+                let parsed = sr::Parsed::parse(kind, &sr::schema_for(kind, cols, wrapped), &[])?;
+                let bound = Format::Registry(RegistryFormat {
+                    kind,
+                    bound: Some(Arc::new(sr::Bound::new(0, parsed, Arc::new(sr::NoLookup)))),
+                    framed: false,
+                });
+                if key {
+                    src.key_format = bound;
+                } else {
+                    src.value_format = bound;
+                }
+                continue;
+            }
             let Some(kind) = fmt.sr_kind() else {
                 if id.is_some() {
                     return Err(SqlError::invalid(format!(
@@ -781,6 +809,7 @@ impl Engine {
             let bound = Format::Registry(RegistryFormat {
                 kind,
                 bound: Some(bound),
+                framed: true,
             });
             if key {
                 src.key_format = bound;
@@ -818,6 +847,14 @@ impl Engine {
             (true, &key_format, has_key),
             (false, &value_format, has_value),
         ] {
+            if fmt.is_nosr() {
+                if !declared && !key {
+                    return Err(SqlError::invalid(
+                        "The AVRO_NOSR format needs declared value columns: without a schema registry there is nothing to infer them from",
+                    ));
+                }
+                continue;
+            }
             let Some(kind) = fmt.sr_kind() else { continue };
             let id_prop = if key {
                 "KEY_SCHEMA_ID"
@@ -1351,6 +1388,7 @@ impl Engine {
                 from_beginning,
                 interval: interval.unwrap_or(1),
                 limit,
+                registry: self.registry.clone(),
             },
         )
         .await

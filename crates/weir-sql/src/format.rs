@@ -40,11 +40,14 @@ pub enum Format {
 pub struct RegistryFormat {
     pub kind: SrKind,
     pub bound: Option<Arc<Bound>>,
+    /// Confluent's wire frame (magic byte, schema id) around each record;
+    /// `false` for `AVRO_NOSR`, whose schema comes from the columns.
+    pub framed: bool,
 }
 
 impl PartialEq for RegistryFormat {
     fn eq(&self, other: &Self) -> bool {
-        self.kind == other.kind
+        self.kind == other.kind && self.framed == other.framed
     }
 }
 
@@ -69,11 +72,15 @@ impl Format {
             "AVRO" => Format::registry(SrKind::Avro),
             "PROTOBUF" => Format::registry(SrKind::Protobuf),
             "JSON_SR" => Format::registry(SrKind::JsonSr),
-            "PROTOBUF_NOSR" | "AVRO_NOSR" => {
-                return Err(SqlError::invalid(format!(
-                    "The {} format is not supported by Weir yet; use JSON, DELIMITED, KAFKA or NONE",
-                    name.to_ascii_uppercase()
-                )))
+            "AVRO_NOSR" => Format::Registry(RegistryFormat {
+                kind: SrKind::Avro,
+                bound: None,
+                framed: false,
+            }),
+            "PROTOBUF_NOSR" => {
+                return Err(SqlError::invalid(
+                    "The PROTOBUF_NOSR format is not supported by Weir yet; use PROTOBUF, AVRO_NOSR, JSON, DELIMITED, KAFKA or NONE",
+                ))
             }
             other => {
                 return Err(SqlError::invalid(format!(
@@ -84,7 +91,16 @@ impl Format {
     }
 
     fn registry(kind: SrKind) -> Format {
-        Format::Registry(RegistryFormat { kind, bound: None })
+        Format::Registry(RegistryFormat {
+            kind,
+            bound: None,
+            framed: true,
+        })
+    }
+
+    /// A registry format's schema without the registry (`AVRO_NOSR`).
+    pub fn is_nosr(&self) -> bool {
+        matches!(self, Format::Registry(r) if !r.framed)
     }
 
     /// The registry format, if this is one.
@@ -98,6 +114,7 @@ impl Format {
     /// The format's name.
     pub fn name(&self) -> &'static str {
         match self {
+            Format::Registry(r) if !r.framed => "AVRO_NOSR",
             Format::Registry(r) => r.kind.name(),
             Format::Json => "JSON",
             Format::Kafka => "KAFKA",
@@ -179,7 +196,11 @@ impl Codec {
                 let bound = r.bound.as_ref().ok_or_else(|| SqlError::Internal {
                     message: format!("the {} format has no schema", r.kind.name()),
                 })?;
-                bound.encode(r.kind, &json).map(Some)
+                if r.framed {
+                    bound.encode(r.kind, &json).map(Some)
+                } else {
+                    bound.encode_payload(r.kind, &json).map(Some)
+                }
             }
             _ => Ok(self.encode(values)),
         }
@@ -297,7 +318,11 @@ impl Codec {
                 let bound = r.bound.as_ref().ok_or_else(|| SqlError::Internal {
                     message: format!("the {name} format has no schema"),
                 })?;
-                let json = bound.decode(r.kind, bytes)?;
+                let json = if r.framed {
+                    bound.decode(r.kind, bytes)?
+                } else {
+                    crate::sr::decode_payload(&bound.write, r.kind, bytes)?
+                };
                 self.json_row(json, name)
             }
             Format::Delimited(d) => {
@@ -645,6 +670,28 @@ pub fn split_windowed_key(bytes: &[u8], session: bool, size_ms: i64) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn avro_nosr_rows_round_trip_without_a_frame() {
+        let columns = cols(&[("NAME", SqlType::String), ("N", SqlType::Bigint)]);
+        let schema = crate::sr::schema_for(SrKind::Avro, &columns, true);
+        let parsed = crate::sr::Parsed::parse(SrKind::Avro, &schema, &[]).unwrap();
+        let bound = crate::sr::Bound::new(0, parsed, Arc::new(crate::sr::NoLookup));
+        let format = Format::Registry(RegistryFormat {
+            kind: SrKind::Avro,
+            bound: Some(Arc::new(bound)),
+            framed: false,
+        });
+        assert_eq!(format.name(), "AVRO_NOSR");
+        let codec = Codec::new(format, columns, true);
+        let row = vec![Value::String("a".into()), Value::Bigint(5)];
+        let bytes = codec.try_encode(&row).unwrap().unwrap();
+        // Avro's body only: union index 1, string "a", union index 1, long 5.
+        assert_eq!(bytes, [2, 2, b'a', 2, 10]);
+        assert_eq!(codec.decode(Some(&bytes)).unwrap(), Some(row));
+        assert!(Format::parse("AVRO_NOSR", None).unwrap().is_nosr());
+        assert!(Format::parse("PROTOBUF_NOSR", None).is_err());
+    }
 
     fn cols(c: &[(&str, SqlType)]) -> Vec<(String, SqlType)> {
         c.iter().map(|(n, t)| (n.to_string(), t.clone())).collect()

@@ -117,6 +117,27 @@ impl Registry {
         .transpose()
     }
 
+    /// `PRINT`: the format and JSON of `bytes` when they are a registry
+    /// frame (magic byte 0, a schema id the registry holds) that decodes
+    /// with that schema. Schemas are cached by id in `cache`, misses too.
+    pub fn decode_frame(
+        &self,
+        cache: &mut HashMap<i32, Option<(SrKind, Arc<Parsed>)>>,
+        bytes: &[u8],
+    ) -> Option<(SrKind, serde_json::Value)> {
+        let (id, rest) = weir_formats::wire::split(bytes).ok()?;
+        let entry = cache.entry(id).or_insert_with(|| {
+            let (s, refs) = self.by_id(id).ok()?;
+            let kind = [SrKind::Avro, SrKind::Protobuf, SrKind::JsonSr]
+                .into_iter()
+                .find(|k| k.schema_type() == s.schema_type)?;
+            Some((kind, Arc::new(Parsed::parse(kind, &s, &refs).ok()?)))
+        });
+        let (kind, parsed) = entry.as_ref()?;
+        let json = sr::decode_payload(parsed, *kind, rest).ok()?;
+        Some((*kind, json))
+    }
+
     /// The schema with `id`.
     pub fn by_id_parsed(&self, kind: SrKind, id: i32) -> Result<(Schema, Parsed)> {
         let (s, refs) = self

@@ -933,6 +933,8 @@ pub struct PrintSpec {
     /// Every `interval`-th record is printed.
     pub interval: u64,
     pub limit: Option<u64>,
+    /// Decodes registry frames (AVRO, PROTOBUF, JSON_SR), when configured.
+    pub registry: Option<Arc<crate::registry::Registry>>,
 }
 
 /// Starts `PRINT`: a thread reading the topic (read_committed, no group
@@ -988,6 +990,7 @@ pub async fn print_topic(
                 }
             };
             let (mut seen, mut printed) = (0u64, 0u64);
+            let mut schemas = HashMap::new();
             while !tx.is_closed() && spec.limit.is_none_or(|l| printed < l) {
                 match consumer.poll(Duration::from_millis(100)) {
                     Some(Ok(m)) => {
@@ -995,11 +998,17 @@ pub async fn print_topic(
                         if (seen - 1) % spec.interval.max(1) != 0 {
                             continue;
                         }
+                        let mut decode = |bytes: Option<&[u8]>| -> crate::print::Decoded {
+                            let (registry, b) = (spec.registry.as_ref()?, bytes?);
+                            let (kind, json) = registry.decode_frame(&mut schemas, b)?;
+                            Some((kind.name(), json.to_string()))
+                        };
+                        let (key, value) = (decode(m.key()), decode(m.payload()));
                         if printed == 0 {
                             let head = format!(
                                 "{}\n{}",
-                                crate::print::format_line("Key", m.key()),
-                                crate::print::format_line("Value", m.payload())
+                                crate::print::format_line("Key", m.key(), &key),
+                                crate::print::format_line("Value", m.payload(), &value)
                             );
                             if tx.blocking_send(head).is_err() {
                                 return;
@@ -1007,8 +1016,8 @@ pub async fn print_topic(
                         }
                         let line = crate::print::record_line(
                             m.timestamp().to_millis().unwrap_or(-1),
-                            m.key(),
-                            m.payload(),
+                            (m.key(), &key),
+                            (m.payload(), &value),
                             m.partition(),
                         );
                         printed += 1;

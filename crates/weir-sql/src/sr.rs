@@ -91,10 +91,42 @@ fn check_type(kind: SrKind, col: &str, ty: &SqlType) -> Result<()> {
     }
 }
 
+/// The payload of a frame (after the magic byte and schema id) as JSON,
+/// read with its writer schema.
+pub fn decode_payload(parsed: &Parsed, kind: SrKind, rest: &[u8]) -> Result<J> {
+    let bad = |e: weir_formats::FormatError| SqlError::serde(kind.name(), e);
+    match parsed {
+        Parsed::Avro(s) => {
+            let v = s.decode(rest).map_err(bad)?;
+            s.to_json(&v, JsonEncoding::Plain).map_err(bad)
+        }
+        Parsed::Protobuf(p, _) => {
+            let (indexes, rest) = wire::read_message_indexes(rest).map_err(bad)?;
+            let m = p.message_at(&indexes).map_err(bad)?;
+            let msg = p.decode(m, rest).map_err(bad)?;
+            protobuf_json(&msg, kind)
+        }
+        Parsed::JsonSr => serde_json::from_slice(rest).map_err(|e| SqlError::serde(kind.name(), e)),
+    }
+}
+
 /// Fetches schemas by id (the registry; a fixed set in tests).
 pub trait SchemaLookup: Send + Sync {
     /// The schema with this id and its references resolved.
     fn by_id(&self, id: i32) -> Result<(Schema, Vec<ResolvedReference>)>;
+}
+
+/// `AVRO_NOSR`: records carry no schema id, so there is nothing to look up.
+#[derive(Debug)]
+pub struct NoLookup;
+
+impl SchemaLookup for NoLookup {
+    fn by_id(&self, id: i32) -> Result<(Schema, Vec<ResolvedReference>)> {
+        Err(SqlError::serde(
+            "AVRO_NOSR",
+            format!("no schema registry: schema id {id}"),
+        ))
+    }
 }
 
 /// A parsed schema, ready to read or write.
@@ -203,28 +235,27 @@ impl Bound {
         let bad = |e: weir_formats::FormatError| SqlError::serde(kind.name(), e);
         let (id, rest) = wire::split(frame).map_err(bad)?;
         let parsed = self.reader(kind, id)?;
-        match &*parsed {
-            Parsed::Avro(s) => {
-                let v = s.decode(rest).map_err(bad)?;
-                s.to_json(&v, JsonEncoding::Plain).map_err(bad)
-            }
-            Parsed::Protobuf(p, _) => {
-                let (indexes, rest) = wire::read_message_indexes(rest).map_err(bad)?;
-                let m = p.message_at(&indexes).map_err(bad)?;
-                let msg = p.decode(m, rest).map_err(bad)?;
-                protobuf_json(&msg, kind)
-            }
-            Parsed::JsonSr => {
-                serde_json::from_slice(rest).map_err(|e| SqlError::serde(kind.name(), e))
-            }
-        }
+        decode_payload(&parsed, kind, rest)
     }
 
     /// A row's JSON as a frame of the write schema.
     pub fn encode(&self, kind: SrKind, json: &J) -> Result<Vec<u8>> {
-        let bad = |e: weir_formats::FormatError| SqlError::serde(kind.name(), e);
         let mut out = Vec::with_capacity(64);
         wire::write_header(self.write_id, &mut out);
+        self.encode_into(kind, json, &mut out)?;
+        Ok(out)
+    }
+
+    /// A row's JSON in the write schema, without the wire frame
+    /// (`AVRO_NOSR`).
+    pub fn encode_payload(&self, kind: SrKind, json: &J) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(64);
+        self.encode_into(kind, json, &mut out)?;
+        Ok(out)
+    }
+
+    fn encode_into(&self, kind: SrKind, json: &J, out: &mut Vec<u8>) -> Result<()> {
+        let bad = |e: weir_formats::FormatError| SqlError::serde(kind.name(), e);
         match &self.write {
             Parsed::Avro(s) => {
                 let fitted;
@@ -236,23 +267,23 @@ impl Bound {
                     None => json,
                 };
                 let v = s.from_json(json, JsonEncoding::Plain).map_err(bad)?;
-                s.encode_into(&v, &mut out).map_err(bad)?;
+                s.encode_into(&v, out).map_err(bad)?;
             }
             Parsed::Protobuf(p, m) => {
                 use weir_formats::prost_reflect::prost::Message;
                 let indexes = p.indexes_of(m).map_err(bad)?;
-                wire::write_message_indexes(&indexes, &mut out);
+                wire::write_message_indexes(&indexes, out);
                 let json = protobuf_input(json, m);
                 let msg = ProtobufSchema::from_json(m.clone(), &json).map_err(bad)?;
-                msg.encode(&mut out)
+                msg.encode(out)
                     .map_err(|e| SqlError::serde(kind.name(), e))?;
             }
             Parsed::JsonSr => {
-                serde_json::to_writer(&mut out, json)
+                serde_json::to_writer(&mut *out, json)
                     .map_err(|e| SqlError::serde(kind.name(), e))?;
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -29,18 +29,11 @@ use weir_auth::Session;
 
 use crate::error::BrokerError;
 use crate::internal_log::{self, Durable, InternalLog};
+use crate::node::Node;
 use crate::topics::Topics;
 
 /// The internal topic holding security metadata.
 pub const SECURITY_TOPIC: &str = "__weir_security";
-
-/// This node's id and default advertised address.
-#[derive(Debug, Clone)]
-pub(crate) struct Node {
-    pub(crate) id: i32,
-    pub(crate) host: String,
-    pub(crate) port: i32,
-}
 
 /// The security service: authentication state, ACLs, quotas and audit.
 #[derive(Debug)]
@@ -48,7 +41,7 @@ pub struct Security {
     /// `__weir_security` and `__weir_audit` live here.
     pub(crate) topics: Arc<Topics>,
     pub(crate) log: Arc<dyn InternalLog>,
-    node: Node,
+    node: Arc<Node>,
     mechanisms: RwLock<Vec<Arc<dyn Mechanism>>>,
     /// ACLs and the authorizer (off unless `authorizer.class.name` is set).
     pub(crate) acls: crate::security::authz::Acls,
@@ -103,7 +96,7 @@ impl Security {
     pub(crate) async fn open(
         topics: Arc<Topics>,
         log: Arc<dyn InternalLog>,
-        node: Node,
+        node: Arc<Node>,
     ) -> Result<Arc<Self>, BrokerError> {
         let security = Arc::new(Self {
             topics,

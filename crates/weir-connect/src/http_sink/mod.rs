@@ -27,7 +27,6 @@ use crate::connector::{Connector, ConnectorType, OffsetChange, Plugin, Props};
 use crate::converter::{java_to_string, JsonConverter};
 use crate::data::{SchemaAndValue, Value};
 use crate::error::{ConnectError, Result};
-use crate::json::Json;
 
 /// The Confluent release whose configuration this connector follows.
 pub const VERSION: &str = "1.7.6";
@@ -414,11 +413,6 @@ pub fn excerpt(body: &[u8]) -> String {
         Some((i, _)) => format!("{}...", &text[..i]),
         None => text.to_string(),
     }
-}
-
-/// JSON text of a string (for tests and error messages).
-pub fn json_string(s: &str) -> String {
-    Json::str(s).to_text()
 }
 
 #[cfg(test)]

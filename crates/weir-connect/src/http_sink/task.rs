@@ -2,7 +2,9 @@
 //! pooled client, so batches reuse connections) on a runtime of its own,
 //! since a task runs on a thread of its own and may block.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
@@ -30,6 +32,8 @@ pub struct HttpSinkTask {
     /// runtime fails the task on the first, so nothing after it is sent
     /// (Kafka's reporter throws inside `put`).
     tolerate_all: bool,
+    /// Set when the runtime stops the task: retries give up.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 /// How a request ended.
@@ -63,6 +67,10 @@ impl HttpSinkTask {
         self.settings
             .as_ref()
             .ok_or_else(|| ConnectError::failed("the HTTP sink task was not started"))
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
     }
 
     /// Sends one request, retrying per the settings.
@@ -117,7 +125,20 @@ impl HttpSinkTask {
             }
             let wait = s.backoff(attempt, jitter());
             warn!(error = %why, ?wait, attempt = attempt + 1, "HTTP sink retrying a request");
-            std::thread::sleep(wait);
+            // Sleep in slices so a stop is prompt.
+            let until = Instant::now() + wait;
+            loop {
+                if self.stopping() {
+                    return Err(ConnectError::failed(format!(
+                        "stopped while retrying: {why}"
+                    )));
+                }
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                std::thread::sleep(left.min(Duration::from_millis(50)));
+            }
             attempt += 1;
         }
     }
@@ -237,12 +258,12 @@ impl SinkTask for HttpSinkTask {
         self.send_pending()
     }
 
-    fn errant_records(&mut self) -> Vec<ErrantRecord> {
-        std::mem::take(&mut self.errant)
+    fn watch_stop(&mut self, stop: Arc<AtomicBool>) {
+        self.stop = Some(stop);
     }
 
-    fn reports_errant_records(&self) -> bool {
-        true
+    fn errant_records(&mut self) -> Vec<ErrantRecord> {
+        std::mem::take(&mut self.errant)
     }
 
     fn stop(&mut self) {

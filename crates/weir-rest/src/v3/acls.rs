@@ -149,9 +149,9 @@ impl CreateAcl {
             principal: self.principal,
             host: self.host,
         };
-        b.validate().map_err(|m| RestError::BadRequest {
+        b.validate().map_err(|e| RestError::BadRequest {
             code: 40002,
-            message: m,
+            message: e.to_string(),
         })?;
         Ok(b)
     }

@@ -1,0 +1,28 @@
+//! `weir-storage` is what every storage engine shares, apart from any one
+//! engine: the async storage contract ([`LogEngine`], [`PartitionLog`] in
+//! [`api`]), Kafka record batch parsing, validation and recompression
+//! ([`batch`]), producer state for idempotence and transactions
+//! ([`producer`]), per-partition configs ([`config`]), the error type
+//! ([`LogError`]), the [`Clock`] and the engine measurements ([`stats`]).
+//!
+//! The local engine (`weir-log`) builds on it; a second engine (cluster
+//! mode's object-store partitions) implements the same traits with the
+//! same validation and producer-state code, so both accept and refuse
+//! exactly the same batches.
+
+pub mod api;
+pub mod batch;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod producer;
+pub mod stats;
+
+pub use api::{
+    AppendInfo, BoxFuture, LogEngine, LogOffsets, PartitionLog, ReadLimit, ReadResult,
+    TimestampOffset, TopicPartition,
+};
+pub use clock::Clock;
+pub use config::{LogConfig, TimestampType};
+pub use error::{LogError, RecordError};
+pub use stats::{EngineStats, HistogramSnapshot, LatencyHistogram};
