@@ -65,7 +65,7 @@ def wait(pred, timeout: float, what: str):
         try:
             if pred():
                 return
-        except OSError:
+        except Exception:  # noqa: BLE001 - not up yet (connection refused)
             pass
         time.sleep(0.05)
     raise SystemExit(f"timed out waiting for {what}")
