@@ -130,9 +130,11 @@ impl Settings {
         let ignore_nulls = match text("behavior.on.null.values", "fail").as_str() {
             "fail" => false,
             "ignore" => true,
-            other => return Err(ConnectError::bad_config(format!(
+            other => {
+                return Err(ConnectError::bad_config(format!(
                 "Invalid value {other} for configuration behavior.on.null.values: fail or ignore"
-            ))),
+            )))
+            }
         };
         let rotate_schedule = crate::config::prop_i64(p, "rotate.schedule.interval.ms", -1)?;
         let tz = text("timezone", "UTC");
