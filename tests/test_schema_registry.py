@@ -96,6 +96,28 @@ def test_register_lookup_versions_delete(sr):
     assert json.loads(sr.get_schema(id1).schema_str) == json.loads(USER_V1)
 
 
+def test_schema_text_returned_as_registered(sr):
+    """Confluent's registry answers a schema's text in the order it was
+    registered (whitespace aside), not with its keys sorted; a spelling
+    with other key order still shares the id."""
+    subject = unique("order-value")
+    text = ('{"type": "record", "name": "Order", "namespace": "weir.test", '
+            '"doc": "keys in  this order", "fields": [{"name": "z", "type": "int"}, '
+            '{"name": "a", "type": {"type": "string", "connect.name": "s"}}]}')
+    compact = json.dumps(json.loads(text), separators=(",", ":"))
+    sid = sr.register_schema(subject, Schema(text, "AVRO"))
+    assert sr.get_schema(sid).schema_str == compact
+    assert sr.get_version(subject, 1).schema.schema_str == compact
+    assert sr.get_latest_version(subject).schema.schema_str == compact
+    js = json.dumps({"type": "object", "title": "T", "properties": {"b": {"type": "integer"},
+                                                                    "a": {"type": "string"}}})
+    jid = sr.register_schema(unique("js-value"), Schema(js, "JSON"))
+    assert sr.get_schema(jid).schema_str == json.dumps(json.loads(js), separators=(",", ":"))
+    # Sorted keys are the same schema under another subject: same id.
+    resorted = json.dumps(json.loads(text), sort_keys=True)
+    assert sr.register_schema(unique("other-value"), Schema(resorted, "AVRO")) == sid
+
+
 def test_compatibility_config_and_check(sr):
     subject = unique("compat-value")
     sr.register_schema(subject, Schema(USER_V1, "AVRO"))

@@ -3,7 +3,8 @@
 //! (what the registry accepts from clients), and record payloads decoded
 //! with fixed schemas (what the services read from topics) and shown as JSON,
 //! and the Connect converters' side: Avro and JSON Schema texts read as
-//! Connect schemas (and written back), payloads read as Connect data.
+//! Connect schemas (and written back), payloads read as Connect data; the
+//! same for Protobuf texts and payloads, and schemaless Avro (Anything).
 //! Errors, never panics.
 #![no_main]
 
@@ -14,8 +15,14 @@ use weir_formats::avro::{AvroSchema, JsonEncoding};
 use weir_formats::json_schema::JsonSchema;
 use weir_formats::protobuf::ProtobufSchema;
 use weir_formats::wire;
-use weir_connect::avro_data::{avro_schema_text, to_avro, AvroReadSchema};
+use weir_connect::avro_data::{
+    anything_from_avro, anything_to_avro, avro_schema_text, to_avro, AvroReadSchema,
+    ANYTHING_SCHEMA,
+};
 use weir_connect::json_schema_data::{json_schema_text, to_json, JsonReadSchema};
+use weir_connect::protobuf_data::{
+    proto_schema_text, to_message, ProtobufDataConfig, ProtobufReadSchema,
+};
 
 const AVRO: &str = r#"{"type":"record","name":"R","fields":[
   {"name":"id","type":"long"},{"name":"name","type":["null","string"],"default":null},
@@ -64,7 +71,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (avro, proto) = schemas();
-    match selector % 9 {
+    // 13 selectors: the last (validation) was unreachable with 9.
+    match selector % 13 {
         0 => {
             if let Ok((_, payload)) = wire::split(rest) {
                 if let Ok((indexes, body)) = wire::read_message_indexes(payload) {
@@ -131,6 +139,46 @@ fuzz_target!(|data: &[u8]| {
                 let r = connect_json();
                 if let Ok(c) = r.value(&j) {
                     let _ = to_json(r.connect(), &c);
+                }
+            }
+        }
+        9 => {
+            // A registry's Protobuf schema as the ProtobufConverter reads
+            // each message, and back as it would register it.
+            if let Ok(text) = std::str::from_utf8(rest) {
+                if let Ok(s) = ProtobufSchema::parse(text) {
+                    let cfg = ProtobufDataConfig::default();
+                    for m in s.file().messages() {
+                        if let Ok(r) = ProtobufReadSchema::new(&m, &cfg) {
+                            let _ = proto_schema_text(r.connect(), &cfg);
+                        }
+                    }
+                }
+            }
+        }
+        10 => {
+            // A payload of the fixed Protobuf schema read as Connect data
+            // (as the converter decodes) and written back as a message.
+            let cfg = ProtobufDataConfig {
+                wrapper_for_nullables: rest.first().is_some_and(|b| b & 1 == 1),
+                ..ProtobufDataConfig::default()
+            };
+            if let Ok(m) = proto.message_at(&[0]) {
+                if let (Ok(msg), Ok(r)) = (proto.decode(m.clone(), rest), ProtobufReadSchema::new(&m, &cfg)) {
+                    if let Ok(c) = r.value(&msg) {
+                        let _ = to_message(&m, r.connect(), &c, &cfg);
+                    }
+                }
+            }
+        }
+        11 => {
+            // Schemaless Avro data (Confluent's Anything record) read and
+            // written back.
+            static ANY: OnceLock<AvroSchema> = OnceLock::new();
+            let any = ANY.get_or_init(|| AvroSchema::parse(ANYTHING_SCHEMA).expect("Anything"));
+            if let Ok(v) = any.decode(rest) {
+                if let Ok(c) = anything_from_avro(&v) {
+                    let _ = anything_to_avro(&c).map(|a| any.encode(&a));
                 }
             }
         }

@@ -1,5 +1,6 @@
 //! The streaming SQL record decoders (JSON, KAFKA, DELIMITED, AVRO,
-//! PROTOBUF, JSON_SR frames, windowed keys, the state encoding) and the
+//! PROTOBUF, JSON_SR frames, AVRO_NOSR bodies, windowed keys, the state
+//! encoding) and the
 //! inference of columns from registry schema texts, on arbitrary bytes:
 //! errors, never panics.
 #![no_main]
@@ -28,19 +29,26 @@ impl SchemaLookup for Fixed {
 fn registry_codecs(columns: &[(String, SqlType)]) -> &'static [Codec] {
     static CODECS: OnceLock<Vec<Codec>> = OnceLock::new();
     CODECS.get_or_init(|| {
-        [SrKind::Avro, SrKind::Protobuf, SrKind::JsonSr]
-            .into_iter()
-            .map(|kind| {
-                let schema = sr::schema_for(kind, columns, true);
-                let parsed = Parsed::parse(kind, &schema, &[]).expect("generated schema parses");
-                let bound = Bound::new(1, parsed, Arc::new(Fixed(schema)));
-                let format = Format::Registry(RegistryFormat {
-                    kind,
-                    bound: Some(Arc::new(bound)),
-                });
-                Codec::new(format, columns.to_vec(), true)
-            })
-            .collect()
+        // AVRO, PROTOBUF and JSON_SR frames, and AVRO_NOSR bodies.
+        [
+            (SrKind::Avro, true),
+            (SrKind::Protobuf, true),
+            (SrKind::JsonSr, true),
+            (SrKind::Avro, false),
+        ]
+        .into_iter()
+        .map(|(kind, framed)| {
+            let schema = sr::schema_for(kind, columns, true);
+            let parsed = Parsed::parse(kind, &schema, &[]).expect("generated schema parses");
+            let bound = Bound::new(1, parsed, Arc::new(Fixed(schema)));
+            let format = Format::Registry(RegistryFormat {
+                kind,
+                bound: Some(Arc::new(bound)),
+                framed,
+            });
+            Codec::new(format, columns.to_vec(), true)
+        })
+        .collect()
     })
 }
 

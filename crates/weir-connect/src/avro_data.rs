@@ -544,6 +544,143 @@ fn to_avro_in(s: &Schema, v: &Value, ignore_optional: bool, depth: usize) -> Res
 
 type J = serde_json::Value;
 
+/// The schema Confluent's AvroConverter writes schemaless data with (a
+/// null Connect schema): a record with one optional field per kind of
+/// value, arrays and maps of itself. Text as Confluent's AvroData prints it.
+pub const ANYTHING_SCHEMA: &str = r#"{"type":"record","name":"Anything","namespace":"io.confluent.connect.avro","fields":[{"name":"boolean","type":["null","boolean"],"default":null},{"name":"bytes","type":["null","bytes"],"default":null},{"name":"double","type":["null","double"],"default":null},{"name":"float","type":["null","float"],"default":null},{"name":"int","type":["null","int"],"default":null},{"name":"long","type":["null","long"],"default":null},{"name":"string","type":["null","string"],"default":null},{"name":"array","type":["null",{"type":"array","items":"Anything"}],"default":null},{"name":"map","type":["null",{"type":"array","items":{"type":"record","name":"MapEntry","fields":[{"name":"key","type":"Anything"},{"name":"value","type":"Anything"}]}}],"default":null}]}"#;
+
+const ANYTHING_FIELDS: [&str; 9] = [
+    "boolean", "bytes", "double", "float", "int", "long", "string", "array", "map",
+];
+
+/// Whether an Avro schema text is Confluent's schemaless `Anything` record.
+pub fn is_anything(text: &str) -> bool {
+    serde_json::from_str::<J>(text).is_ok_and(|j| {
+        let name = j.get("name").and_then(J::as_str);
+        let ns = j.get("namespace").and_then(J::as_str);
+        matches!(
+            (name, ns),
+            (Some("io.confluent.connect.avro.Anything"), _)
+                | (Some("Anything"), Some("io.confluent.connect.avro"))
+        )
+    })
+}
+
+/// A schemaless value as an `Anything` record, as Confluent writes it.
+pub fn anything_to_avro(v: &Value) -> Result<AValue> {
+    anything_in(v, 0)
+}
+
+fn anything_in(v: &Value, depth: usize) -> Result<AValue> {
+    let depth = deeper(depth)?;
+    let (slot, inner) = match v {
+        Value::Null => (None, AValue::Null),
+        Value::Boolean(b) => (Some(0), AValue::Boolean(*b)),
+        Value::Bytes(b) => (Some(1), AValue::Bytes(b.clone())),
+        Value::Float64(f) => (Some(2), AValue::Double(*f)),
+        Value::Float32(f) => (Some(3), AValue::Float(*f)),
+        Value::Int8(_) | Value::Int16(_) | Value::Int32(_) => {
+            (Some(4), AValue::Int(v.as_i64().unwrap_or_default() as i32))
+        }
+        Value::Int64(i) => (Some(5), AValue::Long(*i)),
+        Value::String(s) => (Some(6), AValue::String(s.clone())),
+        Value::Array(items) => (
+            Some(7),
+            AValue::Array(
+                items
+                    .iter()
+                    .map(|i| anything_in(i, depth))
+                    .collect::<Result<_>>()?,
+            ),
+        ),
+        Value::Map(entries) => (
+            Some(8),
+            AValue::Array(
+                entries
+                    .iter()
+                    .map(|(k, v)| {
+                        Ok(AValue::Record(vec![
+                            ("key".into(), anything_in(k, depth)?),
+                            ("value".into(), anything_in(v, depth)?),
+                        ]))
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+        ),
+        Value::Struct(_) => {
+            return Err(err(
+                "A Struct needs its schema: schemaless data cannot hold one",
+            ))
+        }
+    };
+    let mut inner = Some(inner);
+    Ok(AValue::Record(
+        ANYTHING_FIELDS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let mine = if slot == Some(i) { inner.take() } else { None };
+                let f = match mine {
+                    Some(x) => AValue::Union(1, Box::new(x)),
+                    None => AValue::Union(0, Box::new(AValue::Null)),
+                };
+                (name.to_string(), f)
+            })
+            .collect(),
+    ))
+}
+
+/// An `Anything` record read back as a schemaless value (all fields null:
+/// null), as Confluent's converter reads it.
+pub fn anything_from_avro(v: &AValue) -> Result<Value> {
+    anything_out(v, 0)
+}
+
+fn anything_out(v: &AValue, depth: usize) -> Result<Value> {
+    let depth = deeper(depth)?;
+    let AValue::Record(fields) = v else {
+        return Err(err("an Anything value must be a record"));
+    };
+    for (name, f) in fields {
+        let f = match f {
+            AValue::Union(_, inner) => inner.as_ref(),
+            other => other,
+        };
+        let out = match (name.as_str(), f) {
+            (_, AValue::Null) => continue,
+            ("boolean", AValue::Boolean(b)) => Value::Boolean(*b),
+            ("bytes", AValue::Bytes(b)) => Value::Bytes(b.clone()),
+            ("double", AValue::Double(d)) => Value::Float64(*d),
+            ("float", AValue::Float(d)) => Value::Float32(*d),
+            ("int", AValue::Int(i)) => Value::Int32(*i),
+            ("long", AValue::Long(i)) => Value::Int64(*i),
+            ("string", AValue::String(s)) => Value::String(s.clone()),
+            ("array", AValue::Array(items)) => Value::Array(
+                items
+                    .iter()
+                    .map(|i| anything_out(i, depth))
+                    .collect::<Result<_>>()?,
+            ),
+            ("map", AValue::Array(entries)) => {
+                let mut out = Vec::with_capacity(entries.len());
+                for e in entries {
+                    let AValue::Record(kv) = e else {
+                        return Err(err("an Anything map entry must be a record"));
+                    };
+                    let get = |n: &str| kv.iter().find(|(k, _)| k == n).map(|(_, v)| v);
+                    let k = get("key").map(|k| anything_out(k, depth)).transpose()?;
+                    let v = get("value").map(|v| anything_out(v, depth)).transpose()?;
+                    out.push((k.unwrap_or(Value::Null), v.unwrap_or(Value::Null)));
+                }
+                Value::Map(out)
+            }
+            (n, other) => return Err(err(format!("Anything field {n} holds {other:?}"))),
+        };
+        return Ok(out);
+    }
+    Ok(Value::Null)
+}
+
 /// An Avro schema (JSON) read for Connect: its named types and the
 /// Connect schema it maps to.
 #[derive(Debug)]
@@ -1247,6 +1384,42 @@ fn default_value(s: &Schema, d: &J, depth: usize) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schemaless_values_are_anything_records_as_confluent_writes_them() {
+        let avro = weir_formats::avro::AvroSchema::parse(ANYTHING_SCHEMA).unwrap();
+        assert!(is_anything(ANYTHING_SCHEMA) && !is_anything(r#"{"type":"string"}"#));
+        // The payload Confluent's AvroConverter 7.0 wrote for the
+        // schemaless list [1, null] (JsonConverter's longs).
+        let v = Value::Array(vec![Value::Int64(1), Value::Null]);
+        let bytes = avro.encode(&anything_to_avro(&v).unwrap()).unwrap();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "000000000000000204000000000002020000000000000000000000000000"
+        );
+        assert_eq!(
+            anything_from_avro(&avro.decode(&bytes).unwrap()).unwrap(),
+            v
+        );
+        let map = Value::Map(vec![
+            (Value::String("a".into()), Value::Float32(1.5)),
+            (Value::Int16(2), Value::Bytes(vec![1])),
+        ]);
+        let back = avro.decode(&avro.encode(&anything_to_avro(&map).unwrap()).unwrap());
+        let Value::Map(entries) = anything_from_avro(&back.unwrap()).unwrap() else {
+            panic!()
+        };
+        // INT8/INT16 are written as int and read back as INT32.
+        assert_eq!(entries[1].0, Value::Int32(2));
+        assert_eq!(entries[0].1, Value::Float32(1.5));
+        assert!(
+            anything_to_avro(&Value::Struct(Struct::new(Arc::new(Schema::structure(
+                vec![]
+            )))))
+            .is_err()
+        );
+    }
     use weir_formats::avro::AvroSchema;
 
     fn decimal(scale: i32) -> Schema {

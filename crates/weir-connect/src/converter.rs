@@ -46,6 +46,7 @@ pub const CONVERTER_CLASSES: &[&str] = &[
     "org.apache.kafka.connect.converters.BooleanConverter",
     crate::registry_converter::AVRO_CONVERTER,
     crate::registry_converter::JSON_SCHEMA_CONVERTER,
+    crate::registry_converter::PROTOBUF_CONVERTER,
 ];
 
 /// Makes the converter `class` with its `config` (the `key.converter.` or
@@ -101,6 +102,7 @@ pub fn make_converter(
         "JsonSchemaConverter" => {
             Arc::new(RegistryConverter::new(Format::JsonSchema, config, is_key)?)
         }
+        "ProtobufConverter" => Arc::new(RegistryConverter::new(Format::Protobuf, config, is_key)?),
         _ => {
             return Err(ConnectError::bad_config(format!(
                 "Class {class} could not be found"

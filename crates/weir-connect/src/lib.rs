@@ -7,7 +7,8 @@
 //!
 //! - the connector and task interfaces ([`connector`]) and the plugins
 //!   ([`plugins`], [`file`], [`datagen`], [`postgres`]: change data
-//!   capture compatible with Debezium's PostgreSQL connector,
+//!   capture compatible with Debezium's PostgreSQL connector, [`jdbc`]:
+//!   a JDBC sink for PostgreSQL compatible with Confluent's,
 //!   [`http_sink`]: Confluent's HTTP sink, and [`s3`]: the object-store
 //!   sink compatible with Confluent's S3 sink);
 //! - Connect's data model ([`data`]) and converters ([`converter`]), with
@@ -38,6 +39,7 @@ pub mod http;
 pub mod http_sink;
 #[cfg(feature = "runtime")]
 pub mod internal_log;
+pub mod jdbc;
 pub mod json;
 pub mod json_schema_data;
 pub mod loggers;
@@ -46,6 +48,7 @@ pub mod metrics;
 pub mod offsets;
 pub mod plugins;
 pub mod postgres;
+pub mod protobuf_data;
 pub mod protocol;
 pub mod registry_converter;
 #[cfg(feature = "runtime")]
@@ -57,6 +60,7 @@ pub mod s3;
 pub mod storage;
 pub mod timefmt;
 pub mod transforms;
+pub mod unwrap;
 #[cfg(feature = "runtime")]
 pub mod worker;
 #[cfg(feature = "runtime")]

@@ -8,6 +8,7 @@ use crate::converter::make_converter;
 use crate::datagen::DATAGEN_SOURCE;
 use crate::file::{FILE_SINK, FILE_SOURCE};
 use crate::http_sink::HTTP_SINK;
+use crate::jdbc::JDBC_SINK;
 use crate::postgres::POSTGRES_SOURCE;
 
 /// Every connector plugin, in the order `/connector-plugins` lists them.
@@ -16,6 +17,7 @@ pub const PLUGINS: &[Plugin] = &[
     FILE_SOURCE,
     DATAGEN_SOURCE,
     POSTGRES_SOURCE,
+    JDBC_SINK,
     HTTP_SINK,
     #[cfg(feature = "runtime")]
     crate::s3::S3_SINK,

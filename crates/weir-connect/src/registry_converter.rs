@@ -1,16 +1,20 @@
 //! The schema registry converters, by Confluent's class names:
-//! `io.confluent.connect.avro.AvroConverter` and
-//! `io.confluent.connect.json.JsonSchemaConverter`, over `weir-formats`
+//! `io.confluent.connect.avro.AvroConverter`,
+//! `io.confluent.connect.json.JsonSchemaConverter` and
+//! `io.confluent.connect.protobuf.ProtobufConverter`, over `weir-formats`
 //! (its registry client, serializers and deserializers; the mapping of
-//! Connect's schemas is in [`crate::avro_data`] and
-//! [`crate::json_schema_data`]).
+//! Connect's schemas is in [`crate::avro_data`],
+//! [`crate::json_schema_data`] and [`crate::protobuf_data`]).
 //!
 //! Settings by Confluent's names (the converter's prefix removed):
 //! `schema.registry.url`, `basic.auth.credentials.source`,
 //! `basic.auth.user.info`, `bearer.auth.*`, `auto.register.schemas`,
 //! `use.latest.version`, `key.subject.name.strategy`,
 //! `value.subject.name.strategy` (TopicNameStrategy, RecordNameStrategy,
-//! TopicRecordNameStrategy).
+//! TopicRecordNameStrategy); for Protobuf also
+//! `enhanced.protobuf.schema.support`, `scrub.invalid.names`,
+//! `wrapper.for.nullables` and `generate.index.for.unions`. Protobuf
+//! frames carry the message indexes after the schema id.
 //!
 //! Converters are called from task threads, which are not async: each
 //! converter runs the registry calls on a small runtime of its own, made
@@ -21,6 +25,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use weir_formats::avro::{AvroDeserializer, AvroSerializer};
 use weir_formats::json_schema::{JsonSchemaDeserializer, JsonSchemaSerializer};
+use weir_formats::prost_reflect::ReflectMessage as _;
+use weir_formats::protobuf::{ProtobufDeserializer, ProtobufSchema, ProtobufSerializer};
 use weir_formats::{
     Field, FormatError, RegistryConfig, Schema as RegistrySchema, SchemaRegistryClient, SchemaType,
     SerdeConfig,
@@ -31,11 +37,14 @@ use crate::converter::Converter;
 use crate::data::{Schema, SchemaAndValue};
 use crate::error::{ConnectError, Result};
 use crate::json_schema_data::{self, JsonReadSchema};
+use crate::protobuf_data::{self, ProtobufDataConfig, ProtobufReadSchema};
 
 /// Confluent's Avro converter class.
 pub const AVRO_CONVERTER: &str = "io.confluent.connect.avro.AvroConverter";
 /// Confluent's JSON Schema converter class.
 pub const JSON_SCHEMA_CONVERTER: &str = "io.confluent.connect.json.JsonSchemaConverter";
+/// Confluent's Protobuf converter class.
+pub const PROTOBUF_CONVERTER: &str = "io.confluent.connect.protobuf.ProtobufConverter";
 
 /// The schema formats a registry converter speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,11 +53,14 @@ pub enum Format {
     Avro,
     /// JSON Schema.
     JsonSchema,
+    /// Protobuf.
+    Protobuf,
 }
 
 enum Codec {
     Avro(AvroSerializer, AvroDeserializer),
     Json(JsonSchemaSerializer, JsonSchemaDeserializer),
+    Protobuf(ProtobufSerializer, ProtobufDeserializer, ProtobufDataConfig),
 }
 
 /// A converter writing and reading Confluent's wire format through a
@@ -64,12 +76,23 @@ pub struct RegistryConverter {
     read: Mutex<HashMap<(String, i32), Arc<ReadSchema>>>,
     /// Registry schema texts written, by Connect schema (compared by its
     /// debug text, as Connect schemas are not hashable).
-    written: Mutex<HashMap<String, RegistrySchema>>,
+    written: Mutex<HashMap<String, Written>>,
+}
+
+/// A schema as registered, and for Protobuf its compiled form and the
+/// message a value is written as.
+#[derive(Clone)]
+struct Written {
+    registry: RegistrySchema,
+    proto: Option<(Arc<ProtobufSchema>, String)>,
 }
 
 enum ReadSchema {
     Avro(AvroReadSchema),
     Json(JsonReadSchema),
+    Protobuf(ProtobufReadSchema),
+    /// Confluent's schemaless `Anything` record: read as schemaless data.
+    Anything,
 }
 
 impl std::fmt::Debug for RegistryConverter {
@@ -116,6 +139,11 @@ impl RegistryConverter {
                 JsonSchemaSerializer::new(Arc::clone(&client), serde.clone()),
                 JsonSchemaDeserializer::new(Arc::clone(&client), serde),
             ),
+            Format::Protobuf => Codec::Protobuf(
+                ProtobufSerializer::new(Arc::clone(&client), serde.clone()),
+                ProtobufDeserializer::new(Arc::clone(&client), serde),
+                ProtobufDataConfig::from_properties(config)?,
+            ),
         };
         Ok(Self {
             format,
@@ -149,19 +177,34 @@ impl RegistryConverter {
         }
     }
 
-    fn registry_schema(&self, schema: &Schema) -> Result<RegistrySchema> {
+    fn registry_schema(&self, schema: &Schema) -> Result<Written> {
         let key = format!("{schema:?}");
         if let Some(s) = lock(&self.written).get(&key) {
             return Ok(s.clone());
         }
-        let s = match self.format {
-            Format::Avro => {
-                RegistrySchema::new(SchemaType::Avro, avro_data::avro_schema_text(schema)?)
-            }
-            Format::JsonSchema => RegistrySchema::new(
+        let plain = |registry| Written {
+            registry,
+            proto: None,
+        };
+        let s = match &self.codec {
+            Codec::Avro(..) => plain(RegistrySchema::new(
+                SchemaType::Avro,
+                avro_data::avro_schema_text(schema)?,
+            )),
+            Codec::Json(..) => plain(RegistrySchema::new(
                 SchemaType::Json,
                 json_schema_data::json_schema_text(schema)?,
-            ),
+            )),
+            Codec::Protobuf(_, _, cfg) => {
+                let (text, message) = protobuf_data::proto_schema_text(schema, cfg)?;
+                // Imports are Confluent's built-in files only, which are
+                // never registered as references.
+                let compiled = ProtobufSchema::parse(&text).map_err(fmt_err)?;
+                Written {
+                    registry: RegistrySchema::new(SchemaType::Protobuf, text),
+                    proto: Some((Arc::new(compiled), message)),
+                }
+            }
         };
         let mut w = lock(&self.written);
         if w.len() >= CACHE_CAPACITY {
@@ -175,8 +218,15 @@ impl RegistryConverter {
     /// the version it has under the subject the strategy names for
     /// `topic`, as Confluent's converters give it (when the registry knows
     /// it there).
-    async fn read_schema(&self, topic: &str, id: i32) -> Result<Arc<ReadSchema>> {
-        let key = (topic.to_string(), id);
+    async fn read_schema(
+        &self,
+        topic: &str,
+        id: i32,
+        indexes: &[i32],
+        record_name: Option<&str>,
+    ) -> Result<Arc<ReadSchema>> {
+        // A Protobuf schema's messages are told apart by their indexes.
+        let key = (format!("{topic}\0{indexes:?}"), id);
         if let Some(s) = lock(&self.read).get(&key) {
             return Ok(Arc::clone(s));
         }
@@ -188,18 +238,34 @@ impl RegistryConverter {
             .map_err(fmt_err)?;
         let ref_texts: Vec<&str> = refs.iter().map(|r| r.schema.as_str()).collect();
         let mut parsed = match self.format {
+            Format::Avro if avro_data::is_anything(&schema.schema) => ReadSchema::Anything,
             Format::Avro => ReadSchema::Avro(AvroReadSchema::parse(&schema.schema, &ref_texts)?),
             Format::JsonSchema => ReadSchema::Json(JsonReadSchema::parse(&schema.schema, &refs)?),
+            Format::Protobuf => {
+                let Codec::Protobuf(_, _, cfg) = &self.codec else {
+                    unreachable!("a Protobuf converter has a Protobuf codec")
+                };
+                let compiled = ProtobufSchema::parse_with_references(&schema.schema, &refs)
+                    .map_err(fmt_err)?;
+                let desc = compiled.message_at(indexes).map_err(fmt_err)?;
+                ReadSchema::Protobuf(ProtobufReadSchema::new(&desc, cfg)?)
+            }
         };
         let record = match &parsed {
+            ReadSchema::Anything => None,
             ReadSchema::Avro(a) => a.record_name(),
             ReadSchema::Json(j) => j.connect().name.clone(),
+            // The record name strategies name a Protobuf subject after the
+            // message's full name.
+            ReadSchema::Protobuf(_) => record_name.map(str::to_string),
         };
         if let Ok(subject) = self.strategy.subject(topic, self.field, record.as_deref()) {
             if let Ok(reg) = self.client.lookup(&subject, &schema, false).await {
                 match &mut parsed {
+                    ReadSchema::Anything => {}
                     ReadSchema::Avro(a) => a.set_version(reg.version),
                     ReadSchema::Json(j) => j.set_version(reg.version),
+                    ReadSchema::Protobuf(p) => p.set_version(reg.version),
                 }
             }
         }
@@ -223,25 +289,46 @@ impl Converter for RegistryConverter {
             // A tombstone stays one, as Confluent's converters write it.
             return Ok(None);
         }
+        if let (None, Codec::Avro(ser, _)) = (&data.schema, &self.codec) {
+            // Schemaless data: Confluent's AvroConverter writes it with its
+            // recursive `Anything` schema. Weir's JSON Schema and Protobuf
+            // converters refuse it.
+            let registry = RegistrySchema::new(SchemaType::Avro, avro_data::ANYTHING_SCHEMA);
+            let value = avro_data::anything_to_avro(&data.value)?;
+            let bytes = self
+                .block_on(ser.serialize(topic, self.field, &registry, &value))?
+                .map_err(fmt_err)?;
+            return Ok(Some(bytes));
+        }
         let schema = data.schema.as_deref().ok_or_else(|| {
             ConnectError::data(format!(
                 "The {} converter needs data with a schema",
                 match self.format {
                     Format::Avro => "Avro",
                     Format::JsonSchema => "JSON Schema",
+                    Format::Protobuf => "Protobuf",
                 }
             ))
         })?;
         schema.validate(&data.value)?;
-        let registry = self.registry_schema(schema)?;
+        let written = self.registry_schema(schema)?;
+        let registry = &written.registry;
         let bytes = match &self.codec {
             Codec::Avro(ser, _) => {
                 let value = avro_data::to_avro(schema, &data.value)?;
-                self.block_on(ser.serialize(topic, self.field, &registry, &value))?
+                self.block_on(ser.serialize(topic, self.field, registry, &value))?
             }
             Codec::Json(ser, _) => {
                 let value = json_schema_data::to_json(schema, &data.value)?;
-                self.block_on(ser.serialize(topic, self.field, &registry, &value))?
+                self.block_on(ser.serialize(topic, self.field, registry, &value))?
+            }
+            Codec::Protobuf(ser, _, cfg) => {
+                let Some((compiled, message)) = &written.proto else {
+                    unreachable!("Protobuf schemas are written compiled")
+                };
+                let desc = compiled.message_by_name(message).map_err(fmt_err)?;
+                let value = protobuf_data::to_message(&desc, schema, &data.value, cfg)?;
+                self.block_on(ser.serialize(topic, self.field, registry, &value))?
             }
         }
         .map_err(fmt_err)?;
@@ -261,7 +348,12 @@ impl Converter for RegistryConverter {
                     .deserialize(topic, self.field, bytes)
                     .await
                     .map_err(fmt_err)?;
-                let read = self.read_schema(topic, rec.schema_id).await?;
+                let read = self.read_schema(topic, rec.schema_id, &[], None).await?;
+                if let ReadSchema::Anything = read.as_ref() {
+                    return Ok(SchemaAndValue::schemaless(avro_data::anything_from_avro(
+                        &rec.value,
+                    )?));
+                }
                 let ReadSchema::Avro(r) = read.as_ref() else {
                     unreachable!("an Avro converter reads Avro schemas")
                 };
@@ -272,13 +364,28 @@ impl Converter for RegistryConverter {
             })?,
             Codec::Json(_, de) => self.block_on(async {
                 let (id, value) = de.deserialize(bytes).await.map_err(fmt_err)?;
-                let read = self.read_schema(topic, id).await?;
+                let read = self.read_schema(topic, id, &[], None).await?;
                 let ReadSchema::Json(r) = read.as_ref() else {
                     unreachable!("a JSON Schema converter reads JSON schemas")
                 };
                 Ok(SchemaAndValue {
                     schema: Some(Arc::clone(r.connect())),
                     value: r.value(&value)?,
+                })
+            })?,
+            Codec::Protobuf(_, de, _) => self.block_on(async {
+                let rec = de.deserialize(bytes).await.map_err(fmt_err)?;
+                let desc = rec.message.descriptor();
+                let indexes = rec.schema.indexes_of(&desc).map_err(fmt_err)?;
+                let read = self
+                    .read_schema(topic, rec.schema_id, &indexes, Some(desc.full_name()))
+                    .await?;
+                let ReadSchema::Protobuf(r) = read.as_ref() else {
+                    unreachable!("a Protobuf converter reads Protobuf schemas")
+                };
+                Ok(SchemaAndValue {
+                    schema: Some(Arc::clone(r.connect())),
+                    value: r.value(&rec.message)?,
                 })
             })?,
         }

@@ -6,7 +6,8 @@
 //! Transforms here: Cast, DropHeaders, ExtractField, Filter, Flatten,
 //! HeaderFrom, HoistField, InsertField, InsertHeader, MaskField,
 //! RegexRouter, ReplaceField, SetSchemaMetadata, TimestampConverter,
-//! TimestampRouter, ValueToKey. Predicates: TopicNameMatches,
+//! TimestampRouter, ValueToKey, and Debezium's ExtractNewRecordState
+//! ([`crate::unwrap`]). Predicates: TopicNameMatches,
 //! HasHeaderKey, RecordIsTombstone, each with `negate`.
 
 use std::sync::Arc;
@@ -50,6 +51,7 @@ pub const TRANSFORM_CLASSES: &[&str] = &[
     "org.apache.kafka.connect.transforms.TimestampConverter$Key",
     "org.apache.kafka.connect.transforms.TimestampConverter$Value",
     "org.apache.kafka.connect.transforms.TimestampRouter",
+    crate::unwrap::CLASS,
 ];
 
 /// The predicate classes this runtime has.
@@ -154,6 +156,7 @@ enum Kind {
         topic_format: String,
         timestamp_format: Pattern,
     },
+    Unwrap(Box<crate::unwrap::ExtractNewRecordState>),
 }
 
 /// TimestampConverter's `target.type` (and the kinds it reads).
@@ -293,7 +296,10 @@ impl Chain {
         for alias in list(config, "transforms") {
             let p = with_prefix(config, &format!("transforms.{alias}."));
             let class = required(&p, "type", &alias)?;
-            let simple = class.strip_prefix(PKG).unwrap_or(&class);
+            let simple = match class.as_str() {
+                crate::unwrap::CLASS => "ExtractNewRecordState",
+                c => c.strip_prefix(PKG).unwrap_or(c),
+            };
             let (name, part) = match simple.split_once('$') {
                 Some((n, "Key")) => (n, Part::Key),
                 Some((n, "Value")) => (n, Part::Value),
@@ -381,6 +387,9 @@ impl Chain {
                     }
                 }
                 "TimestampConverter" => timestamp_converter_config(&p, &alias)?,
+                "ExtractNewRecordState" if class == crate::unwrap::CLASS => Kind::Unwrap(Box::new(
+                    crate::unwrap::ExtractNewRecordState::from_props(&p)?,
+                )),
                 "TimestampRouter" => Kind::TimestampRouter {
                     topic_format: opt(&p, "topic.format")
                         .unwrap_or_else(|| "${topic}-${timestamp}".into()),
@@ -969,6 +978,7 @@ impl Step {
         };
         match &self.kind {
             Kind::Filter => return Ok(None),
+            Kind::Unwrap(t) => return t.apply(r),
             Kind::RegexRouter { regex, replacement } => {
                 if regex.is_match(&r.topic) {
                     r.topic = regex.replace(&r.topic, replacement.as_str()).into_owned();

@@ -142,6 +142,20 @@ impl TaskContext {
         make_converter(&class, &settings, which == "key")
     }
 
+    /// The client overrides this worker's policy refuses, each as
+    /// `key: error`. Validation refused them already, but a connector
+    /// created before a stricter policy was set still has them: Kafka's
+    /// worker checks again when it starts a task and fails the task.
+    fn refused_overrides(&self) -> Vec<String> {
+        let sink = self.plugin.kind == crate::connector::ConnectorType::Sink;
+        self.worker
+            .override_policy
+            .check(&self.connector_config, sink)
+            .into_iter()
+            .filter_map(|(k, _, e)| e.map(|e| format!("{k}: {e}")))
+            .collect()
+    }
+
     /// Client overrides from the connector config (`producer.override.*`,
     /// `consumer.override.*`), which the override policy allowed at
     /// validation.
@@ -233,6 +247,12 @@ pub fn start_task(ctx: TaskContext, paused: bool) -> TaskHandle {
     let name = format!("task-{}-{}", ctx.connector, ctx.task);
     let thread = std::thread::Builder::new().name(name).spawn(move || {
         let result = match ctx.plugin.kind {
+            _ if !ctx.refused_overrides().is_empty() => Err(ConnectError::Failed {
+                message: format!(
+                    "Client Config Overrides not allowed {}",
+                    ctx.refused_overrides().join(", ")
+                ),
+            }),
             crate::connector::ConnectorType::Source => run_source(&ctx, &s, &p),
             crate::connector::ConnectorType::Sink => run_sink(&ctx, &s, &p),
         };

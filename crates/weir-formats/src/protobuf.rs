@@ -60,10 +60,109 @@ pub fn is_descriptor(text: &str) -> bool {
 fn to_file(name: &str, text: &str) -> Result<File, protox::Error> {
     match descriptor_proto(text) {
         Some(mut fd) => {
-            fd.name = Some(name.to_string());
-            Ok(File::from_file_descriptor_proto(fd))
+            // Decoded from its bytes, the descriptor keeps its extension
+            // options (Confluent's `confluent.field_meta`, which a decoded
+            // `FileDescriptorProto` drops). The name is appended: the last
+            // value of a singular field wins.
+            let mut bytes = base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .unwrap_or_default();
+            prost::encoding::string::encode(1, &name.to_string(), &mut bytes);
+            match File::decode_file_descriptor_proto(bytes.as_slice()) {
+                Ok(f) => Ok(f),
+                Err(_) => {
+                    fd.name = Some(name.to_string());
+                    Ok(File::from_file_descriptor_proto(fd))
+                }
+            }
         }
         None => File::from_source(name, text),
+    }
+}
+
+/// The files Confluent's serializers treat as built in (never registered
+/// as references): its field metadata and decimal types, and the Google
+/// calendar types its Connect converter maps Date and Time to. Written
+/// from their published definitions (names and field numbers are the
+/// wire contract).
+const BUILTINS: &[(&str, &str)] = &[
+    (
+        "confluent/meta.proto",
+        r#"syntax = "proto3";
+package confluent;
+import "google/protobuf/descriptor.proto";
+option go_package = "../confluent";
+message Meta {
+  string doc = 1;
+  map<string, string> params = 2;
+  repeated string tags = 3;
+  repeated Rule rules = 4;
+}
+message Rule {
+  string name = 1;
+  string doc = 2;
+  string expr = 3;
+  string sql = 4;
+}
+extend google.protobuf.FileOptions { Meta file_meta = 1088; }
+extend google.protobuf.MessageOptions { Meta message_meta = 1088; }
+extend google.protobuf.FieldOptions { Meta field_meta = 1088; }
+extend google.protobuf.EnumOptions { Meta enum_meta = 1088; }
+extend google.protobuf.EnumValueOptions { Meta enum_value_meta = 1088; }
+"#,
+    ),
+    (
+        "confluent/type/decimal.proto",
+        r#"syntax = "proto3";
+package confluent.type;
+message Decimal {
+  bytes value = 1;
+  uint32 precision = 2;
+  int32 scale = 3;
+}
+"#,
+    ),
+    (
+        "google/type/date.proto",
+        r#"syntax = "proto3";
+package google.type;
+message Date {
+  int32 year = 1;
+  int32 month = 2;
+  int32 day = 3;
+}
+"#,
+    ),
+    (
+        "google/type/timeofday.proto",
+        r#"syntax = "proto3";
+package google.type;
+message TimeOfDay {
+  int32 hours = 1;
+  int32 minutes = 2;
+  int32 seconds = 3;
+  int32 nanos = 4;
+}
+"#,
+    ),
+];
+
+/// Whether an import path names a file every Confluent client knows
+/// without a reference (as confluent-kafka's `_is_builtin` decides).
+pub fn is_builtin(name: &str) -> bool {
+    name.starts_with("confluent/")
+        || name.starts_with("google/protobuf/")
+        || name.starts_with("google/type/")
+}
+
+struct Builtins;
+
+impl FileResolver for Builtins {
+    fn open_file(&self, name: &str) -> Result<File, protox::Error> {
+        match BUILTINS.iter().find(|(n, _)| *n == name) {
+            Some((n, text)) => File::from_source(n, text),
+            None => Err(protox::Error::file_not_found(name)),
+        }
     }
 }
 
@@ -98,6 +197,7 @@ impl ProtobufSchema {
         sources.insert(ROOT_FILE.to_string(), text.to_string());
         let mut chain = ChainFileResolver::new();
         chain.add(Sources(sources));
+        chain.add(Builtins);
         chain.add(GoogleFileResolver::new());
         let mut compiler = protox::Compiler::with_file_resolver(chain);
         compiler.include_imports(true);
@@ -131,8 +231,9 @@ impl ProtobufSchema {
     /// The schema's file as a base64 `FileDescriptorProto` (the form
     /// Confluent's registry serves for `format=serialized`).
     pub fn to_descriptor_base64(&self) -> String {
-        base64::engine::general_purpose::STANDARD
-            .encode(self.file.file_descriptor_proto().encode_to_vec())
+        // `FileDescriptor::encode_to_vec` keeps extension options (such
+        // as Confluent's field metadata), which the prost form drops.
+        base64::engine::general_purpose::STANDARD.encode(self.file.encode_to_vec())
     }
 
     /// Every file: the schema's, its references' and well-known types'.
@@ -475,6 +576,51 @@ mod tests {
         ] {
             assert!(ProtobufSchema::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn confluent_builtin_types_resolve_without_references() {
+        let s = ProtobufSchema::parse(
+            r#"syntax = "proto3";
+            import "confluent/meta.proto";
+            import "confluent/type/decimal.proto";
+            import "google/type/date.proto";
+            import "google/type/timeofday.proto";
+            message M {
+              int32 a = 1 [(confluent.field_meta) = { params: [{ key: "connect.type", value: "int8" }] }];
+              confluent.type.Decimal d = 2;
+              google.type.Date day = 3;
+              google.type.TimeOfDay at = 4;
+            }"#,
+        )
+        .unwrap();
+        let m = s.default_message().unwrap();
+        let ext = s
+            .pool()
+            .get_extension_by_name("confluent.field_meta")
+            .unwrap();
+        let opts = m.get_field_by_name("a").unwrap().options();
+        let meta = opts.get_extension(&ext);
+        let params = meta
+            .as_message()
+            .unwrap()
+            .get_field_by_name("params")
+            .unwrap();
+        assert_eq!(params.as_map().unwrap().len(), 1);
+        assert!(is_builtin("confluent/meta.proto") && !is_builtin("shop/order.proto"));
+        // The same schema as a base64 descriptor (as confluent-kafka
+        // registers it) keeps the field's metadata.
+        let again = ProtobufSchema::parse(&s.to_descriptor_base64()).unwrap();
+        let f = again
+            .default_message()
+            .unwrap()
+            .get_field_by_name("a")
+            .unwrap();
+        let ext = again
+            .pool()
+            .get_extension_by_name("confluent.field_meta")
+            .unwrap();
+        assert!(f.options().has_extension(&ext));
     }
 
     #[test]

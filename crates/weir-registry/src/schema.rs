@@ -123,19 +123,59 @@ pub fn parse(ty: SchemaType, text: &str, deps: &[Resolved]) -> Result<Parsed, St
 }
 
 /// The form a schema is stored and compared in. Without `normalize` it is
-/// the document without insignificant whitespace (JSON types) or as given
+/// the document as registered without insignificant whitespace (JSON
+/// types; keys keep their order, as Confluent returns them) or as given
 /// (Protobuf); with it, semantically equal spellings become one string.
 pub fn canonical(ty: SchemaType, text: &str, normalize: bool) -> Result<String, String> {
     match ty {
         SchemaType::Avro if normalize => avro::normalize(text),
+        SchemaType::Json if normalize => sorted_json(text),
         SchemaType::Avro | SchemaType::Json => {
-            let v: serde_json::Value =
-                serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-            Ok(v.to_string())
+            serde_json::from_str::<serde::de::IgnoredAny>(text)
+                .map_err(|e| format!("not JSON: {e}"))?;
+            Ok(minify_json(text))
         }
         SchemaType::Protobuf if normalize => protobuf::normalize(text),
         SchemaType::Protobuf => Ok(text.to_string()),
     }
+}
+
+/// A JSON document with its keys sorted and no insignificant whitespace.
+fn sorted_json(text: &str) -> Result<String, String> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    Ok(v.to_string())
+}
+
+/// Valid JSON without the whitespace between tokens (strings untouched).
+fn minify_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_ascii_whitespace() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether two stored texts are one schema for sharing an id: equal, or
+/// (JSON types) equal up to whitespace and key order.
+pub fn same_text(ty: SchemaType, a: &str, b: &str) -> bool {
+    a == b
+        || (ty != SchemaType::Protobuf
+            && sorted_json(a).is_ok_and(|x| sorted_json(b).is_ok_and(|y| x == y)))
 }
 
 fn incompatibilities(reader: &Parsed, writer: &Parsed) -> Vec<String> {
@@ -216,6 +256,22 @@ mod tests {
         assert_ne!(
             canonical(SchemaType::Avro, AVRO_V1, false).unwrap(),
             canonical(SchemaType::Avro, AVRO_V2, false).unwrap()
+        );
+        // Keys keep the order they were registered in; strings keep their
+        // spaces; key order still does not split an id.
+        let ordered =
+            "{ \"type\": \"record\", \"name\": \"R\", \"doc\": \"a b\",\n \"fields\": [] }";
+        let stored = canonical(SchemaType::Avro, ordered, false).unwrap();
+        assert_eq!(
+            stored,
+            r#"{"type":"record","name":"R","doc":"a b","fields":[]}"#
+        );
+        let other = r#"{"fields":[],"doc":"a b","name":"R","type":"record"}"#;
+        assert!(same_text(SchemaType::Avro, &stored, other));
+        assert!(!same_text(SchemaType::Avro, &stored, AVRO_V1));
+        assert_eq!(
+            canonical(SchemaType::Json, r#"{"b":1, "a":"\" x"}"#, false).unwrap(),
+            r#"{"b":1,"a":"\" x"}"#
         );
         let p1 = "syntax = \"proto3\";\nmessage M {\n  int32 a = 1; // c\n}";
         let p2 = "syntax = \"proto3\"; message M { int32 a = 1; }";

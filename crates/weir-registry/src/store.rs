@@ -270,7 +270,11 @@ impl State {
         self.subjects
             .values()
             .flat_map(|vs| vs.values())
-            .find(|v| v.schema_type == ty && v.schema == schema && v.references == refs)
+            .find(|v| {
+                v.schema_type == ty
+                    && v.references == refs
+                    && crate::schema::same_text(ty, &v.schema, schema)
+            })
             .map(|v| v.id)
     }
 

@@ -2,8 +2,9 @@
 //! startup (trust, cleartext, MD5 and SCRAM-SHA-256 through
 //! `postgres-protocol`), the simple query protocol (every value as the
 //! type's text output, the same form pgoutput streams, so snapshot and
-//! stream rows go through one decoder), and the replication connection's
-//! copy-both mode.
+//! stream rows go through one decoder), the extended query protocol's
+//! pipelines (text parameters, for the JDBC sink's batches), and the
+//! replication connection's copy-both mode.
 //!
 //! Blocking on purpose: a source task runs on a thread of its own and
 //! polls with a bounded wait, which a socket read timeout gives directly.
@@ -320,6 +321,44 @@ impl PgConn {
         }
     }
 
+    /// Sends a pipeline and its closing Sync, then reads every answer.
+    /// Statements run in order until the first error, which is returned
+    /// with the index of the Execute that failed.
+    pub fn run_pipeline(&mut self, p: &mut Pipeline) -> std::result::Result<u64, (usize, PgError)> {
+        p.buf.extend_from_slice(&[b'S', 0, 0, 0, 4]);
+        let buf = std::mem::take(&mut p.buf);
+        p.executes = 0;
+        self.write_all(&buf).map_err(|e| (0, e))?;
+        let (mut done, mut affected, mut err) = (0usize, 0u64, None);
+        loop {
+            let (tag, body) = self
+                .read_message(None)
+                .and_then(|m| m.ok_or_else(timeout_err))
+                .map_err(|e| (done, e))?;
+            match tag {
+                b'C' => {
+                    done += 1;
+                    // "INSERT 0 n", "UPDATE n", "DELETE n".
+                    let tag = String::from_utf8_lossy(&body);
+                    affected += tag
+                        .trim_end_matches('\0')
+                        .rsplit(' ')
+                        .next()
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+                b'E' => err = Some(server_error(&body)),
+                b'Z' => break,
+                // ParseComplete, BindComplete, notices.
+                _ => {}
+            }
+        }
+        match err {
+            Some(e) => Err((done, e)),
+            None => Ok(affected),
+        }
+    }
+
     /// The first result of `sql`.
     pub fn query_one(&mut self, sql: &str) -> R<QueryResult> {
         Ok(self.query(sql)?.into_iter().next().unwrap_or_default())
@@ -374,6 +413,70 @@ impl PgConn {
     /// Says goodbye (Terminate); errors do not matter any more.
     pub fn close(mut self) {
         let _ = self.send(b'X', &[]);
+    }
+}
+
+/// Extended-protocol messages to send at once: a Parse of the unnamed
+/// statement, then a Bind and Execute per parameter row (text format,
+/// types inferred by the server from the statement).
+#[derive(Debug, Default)]
+pub struct Pipeline {
+    buf: Vec<u8>,
+    executes: usize,
+}
+
+impl Pipeline {
+    fn message(&mut self, tag: u8, body: impl FnOnce(&mut Vec<u8>)) {
+        self.buf.push(tag);
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&[0; 4]);
+        body(&mut self.buf);
+        let len = (self.buf.len() - at) as i32;
+        self.buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    }
+
+    /// Makes `sql` the statement the following executes run.
+    pub fn parse(&mut self, sql: &str) {
+        self.message(b'P', |b| {
+            b.push(0);
+            b.extend_from_slice(sql.as_bytes());
+            b.push(0);
+            b.extend_from_slice(&0i16.to_be_bytes());
+        });
+    }
+
+    /// Runs the statement with `params` (`None`: NULL).
+    pub fn execute(&mut self, params: &[Option<&str>]) {
+        self.message(b'B', |b| {
+            b.extend_from_slice(&[0, 0]);
+            b.extend_from_slice(&0i16.to_be_bytes());
+            b.extend_from_slice(&(params.len() as i16).to_be_bytes());
+            for p in params {
+                match p {
+                    None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+                    Some(v) => {
+                        b.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                        b.extend_from_slice(v.as_bytes());
+                    }
+                }
+            }
+            b.extend_from_slice(&0i16.to_be_bytes());
+        });
+        self.message(b'E', |b| {
+            b.push(0);
+            b.extend_from_slice(&0i32.to_be_bytes());
+        });
+        self.executes += 1;
+    }
+
+    /// Executes queued since the last run.
+    pub fn len(&self) -> usize {
+        self.executes
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
     }
 }
 
