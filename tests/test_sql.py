@@ -716,6 +716,10 @@ class Tmux:
         while True:
             lines = [ln for ln in self.screen().splitlines() if ln.strip()]
             if lines and lines[-1].strip() in ("ksql>", ">"):
+                # The line editor may still be setting up the terminal
+                # once the prompt shows: keys sent in that moment were seen
+                # dropped on a loaded machine, so let it settle.
+                time.sleep(0.3)
                 return
             assert time.monotonic() < deadline, "no prompt:\n" + "\n".join(lines[-20:])
             time.sleep(0.05)
