@@ -328,6 +328,68 @@ def postgres():
     pg.stop()
 
 
+class MotoS3:
+    """moto's S3-compatible server on a free 127.0.0.1 port: real HTTP,
+    SigV4 signatures and multipart uploads. Any access key is accepted;
+    buckets are created by the tests that need them."""
+
+    ACCESS_KEY = "weir-test-key"
+    SECRET_KEY = "weir-test-secret"
+    REGION = "us-east-1"
+
+    def __init__(self, workdir: Path):
+        self.port = free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        self.log_path = workdir / "moto_server.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> "MotoS3":
+        exe = Path(sys.executable).with_name("moto_server")
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(exe), "-H", HOST, "-p", str(self.port)], stdin=subprocess.DEVNULL,
+                stdout=log, stderr=log, preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"moto_server exited: {self.log_path.read_text()}"
+            try:
+                with socket.create_connection((HOST, self.port), timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"moto_server did not listen within {timeout}s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def client(self):
+        """A boto3 S3 client of this server."""
+        import boto3
+        return boto3.client("s3", endpoint_url=self.url, region_name=self.REGION,
+                            aws_access_key_id=self.ACCESS_KEY,
+                            aws_secret_access_key=self.SECRET_KEY)
+
+    def create_bucket(self, name: str | None = None) -> str:
+        name = name or f"b-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory):
+    """One S3-compatible server (moto) for the session; tests use buckets of
+    their own."""
+    s3 = MotoS3(tmp_path_factory.mktemp("moto")).start()
+    yield s3
+    s3.stop()
+
+
 @pytest.fixture
 def topic_name(request) -> str:
     """A unique, valid topic name derived from the test name."""

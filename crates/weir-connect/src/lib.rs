@@ -7,9 +7,10 @@
 //!
 //! - the connector and task interfaces ([`connector`]) and the plugins
 //!   ([`plugins`], [`file`], [`datagen`], [`postgres`]: change data
-//!   capture compatible with Debezium's PostgreSQL connector, and
-//!   [`jdbc`]: a JDBC sink for PostgreSQL compatible with Confluent's, and
-//!   [`http_sink`]: Confluent's HTTP sink);
+//!   capture compatible with Debezium's PostgreSQL connector, [`jdbc`]:
+//!   a JDBC sink for PostgreSQL compatible with Confluent's,
+//!   [`http_sink`]: Confluent's HTTP sink, and [`s3`]: the object-store
+//!   sink compatible with Confluent's S3 sink);
 //! - Connect's data model ([`data`]) and converters ([`converter`]), with
 //!   JSON written as Kafka writes it ([`json`]);
 //! - the internal topics in Kafka Connect's formats ([`storage`]);
@@ -54,6 +55,8 @@ pub mod registry_converter;
 pub mod rest;
 #[cfg(feature = "runtime")]
 mod runtime;
+#[cfg(feature = "runtime")]
+pub mod s3;
 pub mod storage;
 pub mod timefmt;
 pub mod transforms;

@@ -19,6 +19,8 @@ pub const PLUGINS: &[Plugin] = &[
     POSTGRES_SOURCE,
     JDBC_SINK,
     HTTP_SINK,
+    #[cfg(feature = "runtime")]
+    crate::s3::S3_SINK,
 ];
 
 /// The plugin called `name` (class name, simple name, or alias).

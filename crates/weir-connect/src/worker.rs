@@ -811,8 +811,9 @@ fn run_sink(ctx: &TaskContext, stop: &Arc<AtomicBool>, paused: &AtomicBool) -> R
                 }
             }
             if dirty && last_commit.elapsed() >= w.offset_flush_interval {
-                commit(ctx, &consumer, task.as_mut(), &offsets, &mut errant)?;
-                dirty = false;
+                // A task that committed less (records in open files) is
+                // asked again next interval, so it can finish them on time.
+                dirty = !commit(ctx, &consumer, task.as_mut(), &offsets, &mut errant)?;
                 last_commit = Instant::now();
             }
         }
@@ -1089,14 +1090,15 @@ impl rdkafka::ClientContext for Quiet {
 
 impl rdkafka::consumer::ConsumerContext for Quiet {}
 
-/// Flush, then commit what the task says is safe, with its metadata.
+/// Flush, then commit what the task says is safe, with its metadata;
+/// answers whether that was everything consumed.
 fn commit(
     ctx: &TaskContext,
     consumer: &BaseConsumer<Quiet>,
     task: &mut dyn crate::connector::SinkTask,
     offsets: &SinkOffsets,
     errant: &mut Errant<'_>,
-) -> Result<()> {
+) -> Result<bool> {
     let started = Instant::now();
     let safe = task.pre_commit(offsets)?;
     errant.report(task.errant_records())?;
@@ -1127,7 +1129,7 @@ fn commit(
     ctx.metrics.sink_lag(&ctx.connector, ctx.task, lag_max);
     ctx.metrics
         .offset_commit(&ctx.connector, ctx.task, started.elapsed());
-    Ok(())
+    Ok(safe == *offsets)
 }
 
 /// The commit metadata of any partition of `topics` (every partition's
