@@ -6,10 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use weir_tls::client::{client_config, ServerCheck};
 
 pub use weir_auth::SecurityProtocol as Protocol;
 
@@ -215,8 +214,6 @@ impl ClientSecurity {
 
     /// The rustls client configuration for this security's TLS settings.
     pub fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = RootCertStore::empty();
         let ca: Option<PathBuf> = self.tls.ca_file.clone().or_else(|| {
             SYSTEM_CA_BUNDLES
                 .iter()
@@ -229,43 +226,26 @@ impl ClientSecurity {
                 "no CA bundle given and none found on the system",
             )
         })?;
-        let certs = read_certs("ssl.truststore.location", &ca)?;
-        let (added, _) = roots.add_parsable_certificates(certs);
-        if added == 0 {
-            return Err(config_error(
-                "ssl.truststore.location",
-                format!("{} holds no usable CA certificate", ca.display()),
-            ));
-        }
-        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| config_error("ssl.protocol", e.to_string()))?;
-        let roots = Arc::new(roots);
-        let builder = if self.tls.verify_hostname {
-            builder.with_root_certificates(roots)
-        } else {
-            let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                roots,
-                provider.clone(),
-            )
-            .build()
-            .map_err(|e| config_error("ssl.truststore.location", e.to_string()))?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly { inner }))
-        };
-        let config = match &self.tls.client_cert {
+        let roots = read_certs("ssl.truststore.location", &ca)?;
+        let identity = match &self.tls.client_cert {
             Some((cert, key)) => {
                 let chain = read_certs("ssl.keystore.location", cert)?;
                 let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
                     config_error("ssl.key.location", format!("{}: {e}", key.display()))
                 })?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| config_error("ssl.key.location", e.to_string()))?
+                Some((chain, key))
             }
-            None => builder.with_no_client_auth(),
+            None => None,
         };
+        // Kafka's `ssl.endpoint.identification.algorithm=` (empty) checks
+        // the chain but not the name.
+        let check = if self.tls.verify_hostname {
+            ServerCheck::Full
+        } else {
+            ServerCheck::Chain
+        };
+        let config = client_config(check, roots, identity)
+            .map_err(|e| config_error("ssl.truststore.location", e.to_string()))?;
         Ok(Arc::new(config))
     }
 }
@@ -383,57 +363,6 @@ pub fn jaas_options(jaas: &str) -> BTreeMap<String, String> {
         rest = tail;
     }
     out
-}
-
-/// Checks the chain but not the name, for
-/// `ssl.endpoint.identification.algorithm=` (empty), as Kafka allows.
-#[derive(Debug)]
-struct ChainOnly {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
-}
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        match self
-            .inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
-            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
-            | Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,15 @@ use crate::json::Json;
 /// A connector or task config: Kafka Connect's string properties.
 pub type Props = BTreeMap<String, String>;
 
+/// Props from literal pairs, for tests.
+#[cfg(test)]
+pub(crate) fn props(pairs: &[(&str, &str)]) -> Props {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// A record header.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Header {

@@ -334,12 +334,7 @@ impl ExtractNewRecordState {
 mod tests {
     use super::*;
 
-    fn props(pairs: &[(&str, &str)]) -> Props {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::connector::props;
 
     fn row_schema() -> Arc<Schema> {
         Arc::new(

@@ -305,20 +305,22 @@ impl Namer {
 /// then keys by `left`.
 fn join_key(
     items: &[Item],
-    left: &Expr,
-    right: &Expr,
+    candidates: &[&Expr],
+    what: &str,
     scope: &Scope,
     sink: Option<&str>,
 ) -> Result<Expr> {
     match items
         .iter()
-        .find(|i| same_expr(&i.expr, left, scope) || same_expr(&i.expr, right, scope))
+        .find(|i| candidates.iter().any(|c| same_expr(&i.expr, c, scope)))
     {
         Some(i) => Ok(i.expr.clone()),
-        None if sink.is_none() => Ok(left.clone()),
+        None if sink.is_none() => Ok(candidates[0].clone()),
         None => Err(SqlError::invalid(format!(
-            "Key missing from projection (ie, SELECT).\nThe query used to build {} must include the join expression {left} in its projection (eg, SELECT {left}...).",
-            sink.unwrap_or_default()
+            "Key missing from projection (ie, SELECT).\nThe query used to build {} must include the {what} {} in its projection (eg, SELECT {}...).",
+            sink.unwrap_or_default(),
+            candidates[0],
+            candidates[0]
         ))),
     }
 }
@@ -1087,7 +1089,13 @@ fn plan_join(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Result<Pl
         None => None,
     };
     let items = expand_select(query, &inputs, true)?;
-    let key_expr = join_key(&items, stream_expr, table_expr, &scope, sink)?;
+    let key_expr = join_key(
+        &items,
+        &[stream_expr, table_expr],
+        "join expression",
+        &scope,
+        sink,
+    )?;
     let (key_exprs, value_exprs, order) = split_key(items, &[key_expr], &scope, sink)?;
     let (key, key_cols) = compile_all(&key_exprs, &scope, "SELECT")?;
     let (values, value_cols) = compile_all(&value_exprs, &scope, "SELECT")?;
@@ -1247,7 +1255,13 @@ fn plan_joins(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Result<P
         None => None,
     };
     let items = expand_select(query, &inputs, true)?;
-    let key_expr = join_key(&items, &left_expr, &right_expr, &scope, sink)?;
+    let key_expr = join_key(
+        &items,
+        &[&left_expr, &right_expr],
+        "join expression",
+        &scope,
+        sink,
+    )?;
     let (key_exprs, value_exprs, order) = split_key(items, &[key_expr], &scope, sink)?;
     let (key, key_cols) = compile_all(&key_exprs, &scope, "SELECT")?;
     let (values, value_cols) = compile_all(&value_exprs, &scope, "SELECT")?;
@@ -1369,22 +1383,12 @@ fn plan_table_join(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Res
     } else {
         vec![&left_key_expr]
     };
-    let key_expr = match items
-        .iter()
-        .find(|i| candidates.iter().any(|c| same_expr(&i.expr, c, &scope)))
-    {
-        Some(i) => i.expr.clone(),
-        None if sink.is_none() => candidates[0].clone(),
-        None => {
-            return Err(SqlError::invalid(format!(
-                "Key missing from projection (ie, SELECT).\nThe query used to build {} must include the {} {} in its projection (eg, SELECT {}...).",
-                sink.unwrap_or_default(),
-                if primary { "join expression" } else { "left table's key" },
-                candidates[0],
-                candidates[0]
-            )))
-        }
+    let what = if primary {
+        "join expression"
+    } else {
+        "left table's key"
     };
+    let key_expr = join_key(&items, &candidates, what, &scope, sink)?;
     let (key_exprs, value_exprs, order) = split_key(items, &[key_expr], &scope, sink)?;
     let (key, key_cols) = compile_all(&key_exprs, &scope, "SELECT")?;
     let (values, value_cols) = compile_all(&value_exprs, &scope, "SELECT")?;
@@ -1478,21 +1482,8 @@ fn plan_table_chain(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Re
     };
     let items = expand_select(query, &inputs, true)?;
     // The result's key: the join key, as any table's key column projects it.
-    let key_expr = match items
-        .iter()
-        .find(|i| key_exprs.iter().any(|k| same_expr(&i.expr, k, &scope)))
-    {
-        Some(i) => i.expr.clone(),
-        None if sink.is_none() => key_exprs[0].clone(),
-        None => {
-            return Err(SqlError::invalid(format!(
-                "Key missing from projection (ie, SELECT).\nThe query used to build {} must include the join expression {} in its projection (eg, SELECT {}...).",
-                sink.unwrap_or_default(),
-                key_exprs[0],
-                key_exprs[0]
-            )))
-        }
-    };
+    let candidates: Vec<&Expr> = key_exprs.iter().collect();
+    let key_expr = join_key(&items, &candidates, "join expression", &scope, sink)?;
     let (key_cols_exprs, value_exprs, order) = split_key(items, &[key_expr], &scope, sink)?;
     let (key, key_cols) = compile_all(&key_cols_exprs, &scope, "SELECT")?;
     let (values, value_cols) = compile_all(&value_exprs, &scope, "SELECT")?;

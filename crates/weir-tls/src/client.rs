@@ -40,12 +40,10 @@ pub fn client_config(
     identity: Option<Identity>,
 ) -> Result<rustls::ClientConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // A system bundle may hold certificates webpki cannot parse; skip
+    // them, as an empty store is refused below when roots are needed.
     let mut store = RootCertStore::empty();
-    for r in roots {
-        store
-            .add(r)
-            .map_err(|e| TlsError::Client(format!("root certificate: {e}")))?;
-    }
+    store.add_parsable_certificates(roots);
     let verifier: Arc<dyn ServerCertVerifier> = match check {
         ServerCheck::None => Arc::new(NoCheck(provider.clone())),
         ServerCheck::Chain | ServerCheck::Full => {

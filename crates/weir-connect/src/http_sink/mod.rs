@@ -421,12 +421,7 @@ mod tests {
     use crate::data::{Schema, Struct, Type};
     use std::sync::Arc;
 
-    fn props(pairs: &[(&str, &str)]) -> Props {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::connector::props;
 
     #[test]
     fn status_code_lists() {

@@ -864,12 +864,7 @@ mod tests {
     use super::*;
     use crate::data::{SchemaAndValue, Struct};
 
-    fn props(pairs: &[(&str, &str)]) -> Props {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::connector::props;
 
     #[test]
     fn urls_and_settings() {

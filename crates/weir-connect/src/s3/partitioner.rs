@@ -306,12 +306,7 @@ mod tests {
     use crate::connector::ConnectRecord;
     use crate::data::SchemaAndValue;
 
-    fn props(pairs: &[(&str, &str)]) -> Props {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::connector::props;
 
     fn record(v: Value) -> SinkRecord {
         SinkRecord {
