@@ -288,6 +288,21 @@ impl Herder {
         Ok(())
     }
 
+    /// Reads the config topic until `seen` holds (at most 30 s). After this
+    /// worker's own write one read is not always enough: an end-of-partition
+    /// event from a fetch answered just before the write can end it early,
+    /// and the REST answer would then miss the change it reports.
+    async fn sync_config_until(&mut self, seen: impl Fn(&Self) -> bool) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            self.sync_config().await?;
+            if seen(self) || Instant::now() > deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     fn apply_config(&mut self, r: LogRecord) {
         let Some(key) = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) else {
             return;
@@ -918,7 +933,7 @@ impl Herder {
                         Some(&storage::properties_value(&config)),
                     )
                     .await?;
-                self.sync_config().await?;
+                self.sync_config_until(|s| exists(s, &name)).await?;
                 Ok(!existed)
             }
             Change::DeleteConnector { name } => {
@@ -928,7 +943,7 @@ impl Herder {
                 for key in [format!("connector-{name}"), format!("target-state-{name}")] {
                     self.writer.send(&topic, key.as_bytes(), None).await?;
                 }
-                self.sync_config().await?;
+                self.sync_config_until(|s| !exists(s, &name)).await?;
                 Ok(false)
             }
             Change::SetTarget { name, state } => {
