@@ -36,6 +36,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tools import free_port  # noqa: E402  (bench/ is the script's directory)
+
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = int(os.environ.get("RECORDS", "200000"))
 BATCH = int(os.environ.get("BATCH", "500"))
@@ -79,13 +81,6 @@ s.serve_forever()
 '''
 
 
-def free_port() -> int:
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def get(url: str) -> bytes:

@@ -30,6 +30,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tools import free_port  # noqa: E402  (bench/ is the script's directory)
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 import pg_helpers  # noqa: E402
@@ -39,13 +41,6 @@ MODE = os.environ.get("MODE", "upsert")
 BATCH = os.environ.get("BATCH", "3000")
 
 
-def free_port() -> int:
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def http(method: str, url: str, body=None):

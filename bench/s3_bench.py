@@ -31,6 +31,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tools import free_port  # noqa: E402  (bench/ is the script's directory)
+
 import boto3
 from boto3.s3.transfer import TransferConfig
 from confluent_kafka import Producer
@@ -44,11 +46,6 @@ PART = int(os.environ.get("PART", str(25 << 20)))
 KEY, SECRET, REGION = "bench", "bench-secret", "us-east-1"
 
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(method: str, url: str, body=None):
