@@ -130,7 +130,10 @@ const SCHEMA_CACHE_SIZE: usize = 16;
 /// and comparing the parsed tree is much cheaper than converting it again
 /// (in a debug build that conversion led a JDBC sink's profile).
 #[derive(Debug, Clone, Default)]
-pub struct SchemaCache(Arc<std::sync::Mutex<Vec<(serde_json::Value, Option<Arc<Schema>>)>>>);
+pub struct SchemaCache(Arc<std::sync::Mutex<Vec<CachedSchema>>>);
+
+/// An envelope's schema JSON and its conversion.
+type CachedSchema = (serde_json::Value, Option<Arc<Schema>>);
 
 impl JsonConverter {
     /// `schemas.enable` as given, the other settings at their defaults.
