@@ -320,6 +320,46 @@ impl Doc {
         matches!(self, Doc::Null)
     }
 
+    /// The compact text, keys in document order (numbers and strings as
+    /// serde_json writes them).
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out);
+        out
+    }
+
+    fn write(&self, out: &mut String) {
+        let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
+        match self {
+            Doc::Null => out.push_str("null"),
+            Doc::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Doc::Num(n) => out.push_str(&n.to_string()),
+            Doc::Str(s) => out.push_str(&quoted(s)),
+            Doc::Arr(items) => {
+                out.push('[');
+                for (i, d) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    d.write(out);
+                }
+                out.push(']');
+            }
+            Doc::Obj(pairs) => {
+                out.push('{');
+                for (i, (k, v)) in pairs.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&quoted(k));
+                    out.push(':');
+                    v.write(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
     /// As a serde tree (keys sorted again).
     pub fn to_serde(&self) -> serde_json::Value {
         use serde_json::Value as J;
