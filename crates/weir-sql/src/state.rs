@@ -162,6 +162,11 @@ fn write_tagged(out: &mut Vec<u8>, v: &Value) {
             // nothing JSON escapes.
             let _ = write!(out, "{{\"d\":\"{d}\"}}");
         }
+        Value::Decimal(d) => {
+            out.extend_from_slice(b"{\"dec\":");
+            write_str(out, &d.to_plain_string());
+            out.push(b'}');
+        }
         Value::Bytes(b) => {
             out.extend_from_slice(b"{\"b\":");
             write_str(out, &base64_encode(b));
