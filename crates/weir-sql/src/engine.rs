@@ -749,6 +749,18 @@ impl Engine {
             } else {
                 &src.value_format
             };
+            let name_prop = if key {
+                "KEY_SCHEMA_FULL_NAME"
+            } else {
+                "VALUE_SCHEMA_FULL_NAME"
+            };
+            let full_name = p.text(name_prop);
+            if full_name.is_some() && fmt.name() != "PROTOBUF_NOSR" {
+                return Err(SqlError::invalid(format!(
+                    "{name_prop} is supported by Weir only with the PROTOBUF_NOSR format, not {}",
+                    fmt.name()
+                )));
+            }
             if fmt.is_nosr() {
                 if id.is_some() {
                     return Err(SqlError::invalid(format!(
@@ -758,13 +770,19 @@ impl Engine {
                 }
                 // The schema ksqlDB derives from the columns, without a
                 // registry.
+                let kind = fmt.sr_kind().unwrap_or(SrKind::Avro);
+                if !key && kind == SrKind::Protobuf && src.value.len() == 1 && !src.wrap_single {
+                    return Err(SqlError::invalid(
+                        "'WRAP_SINGLE_VALUE' is not supported by the PROTOBUF_NOSR format",
+                    ));
+                }
                 let (cols, wrapped) = if key {
-                    (&src.key, src.key.len() != 1)
+                    (&src.key, src.key.len() != 1 || kind == SrKind::Protobuf)
                 } else {
                     (&src.value, src.value.len() != 1 || src.wrap_single)
                 };
-                let kind = SrKind::Avro;
-                let parsed = sr::Parsed::parse(kind, &sr::schema_for(kind, cols, wrapped), &[])?;
+                let schema = sr::schema_named(kind, cols, wrapped, full_name.as_deref());
+                let parsed = sr::Parsed::parse(kind, &schema, &[])?;
                 let bound = Format::Registry(RegistryFormat {
                     kind,
                     bound: Some(Arc::new(sr::Bound::new(0, parsed, Arc::new(sr::NoLookup)))),
@@ -849,9 +867,10 @@ impl Engine {
         ] {
             if fmt.is_nosr() {
                 if !declared && !key {
-                    return Err(SqlError::invalid(
-                        "The AVRO_NOSR format needs declared value columns: without a schema registry there is nothing to infer them from",
-                    ));
+                    return Err(SqlError::invalid(format!(
+                        "The {} format needs declared value columns: without a schema registry there is nothing to infer them from",
+                        fmt.name()
+                    )));
                 }
                 continue;
             }

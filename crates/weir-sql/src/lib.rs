@@ -12,6 +12,7 @@
 pub mod aggregate;
 pub mod ast;
 pub mod catalog;
+pub mod decimal;
 #[cfg(feature = "server")]
 pub mod engine;
 pub mod error;

@@ -1111,7 +1111,15 @@ pub async fn produce_sync(
             .send(r, TIMEOUT)
             .await
             .map(|d| (d.partition, d.offset))
-            .map_err(|(e, _)| SqlError::kafka("Produce", e))
+            .map_err(|(e, _)| match e.rdkafka_error_code() {
+                // ksqlDB's KsqlTopicAuthorizationException.
+                Some(rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed) => {
+                    SqlError::Authorization {
+                        message: format!("Authorization denied to Write on topic(s): [{topic}]"),
+                    }
+                }
+                _ => SqlError::kafka("Produce", e),
+            })
     }
 }
 

@@ -5,7 +5,7 @@
 //! `null`, `true`/`false` and JSON strings are themselves; other values
 //! are one-entry objects: `{"i":INT}`, `{"l":BIGINT}`, `{"d":"DOUBLE"}`
 //! (decimal text, `NaN`, `inf`, `-inf`), `{"b":BASE64}`, `{"ts":MS}`,
-//! `{"dt":DAYS}`, `{"tm":MS}`, `{"m":[[K,V],...]}`,
+//! `{"dt":DAYS}`, `{"tm":MS}`, `{"dec":"1.50"}` (with all its scale's digits), `{"m":[[K,V],...]}`,
 //! `{"st":[[NAME,V],...]}`; arrays are JSON arrays.
 
 use serde_json::{json, Value as J};
@@ -25,6 +25,7 @@ pub fn to_tagged(v: &Value) -> J {
         // As text: Rust prints the shortest string that parses back to the
         // same double, which JSON numbers do not guarantee.
         Value::Double(d) => json!({"d": d.to_string()}),
+        Value::Decimal(d) => json!({"dec": d.to_plain_string()}),
         Value::Bytes(b) => json!({"b": base64_encode(b)}),
         Value::Timestamp(t) => json!({"ts": t}),
         Value::Date(d) => json!({"dt": d}),
@@ -65,6 +66,11 @@ pub fn from_tagged(j: &J) -> Result<Value> {
                     v.as_str()
                         .and_then(base64_decode)
                         .ok_or_else(|| bad("bytes"))?,
+                ),
+                "dec" => Value::Decimal(
+                    v.as_str()
+                        .and_then(crate::decimal::Dec::parse)
+                        .ok_or_else(|| bad("decimal"))?,
                 ),
                 "ts" => Value::Timestamp(int()?),
                 "dt" => Value::Date(int()? as i32),
@@ -127,6 +133,8 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..8).prop_map(Value::Bytes),
             any::<i64>().prop_map(Value::Timestamp),
             any::<i32>().prop_map(Value::Date),
+            (any::<i128>(), 0u32..40)
+                .prop_map(|(u, s)| Value::Decimal(crate::decimal::Dec::new(u, s))),
             any::<i64>().prop_map(Value::Time),
         ]
     }
