@@ -459,6 +459,7 @@ impl Engine {
                         thread: None,
                         task: q.handle.task.clone(),
                         stats: q.handle.stats.clone(),
+                        materialized: q.handle.materialized,
                     },
                 },
             );
@@ -1453,8 +1454,9 @@ impl Engine {
         Ok((plan, rows))
     }
 
-    /// Runs a pull query against a materialized table.
-    pub async fn pull_query(&self, query: &Query) -> Result<(Plan, Vec<Vec<Value>>)> {
+    /// Runs a pull query against a materialized table; `plan` is the
+    /// query's plan from [`Self::plan_select`] (not planned again).
+    pub async fn pull_query(&self, query: &Query, plan: Plan) -> Result<(Plan, Vec<Vec<Value>>)> {
         let state = self.state.lock().await;
         let src = state.meta.get(&query.from.first.name)?;
         if !src.is_table() {
@@ -1464,7 +1466,7 @@ impl Engine {
         let materialized = state
             .queries
             .values()
-            .find(|q| q.sink == src.name && q.handle.task.lock().map(|t| t.plan.is_aggregate()).unwrap_or(false))
+            .find(|q| q.sink == src.name && q.handle.materialized)
             .ok_or_else(|| {
                 SqlError::invalid(format!(
                     "The `{0}` table isn't queryable. To derive a queryable table, you can do 'CREATE TABLE QUERYABLE_{0} AS SELECT * FROM {0}'.",
@@ -1480,7 +1482,6 @@ impl Engine {
                 "Pull queries don't support GROUP BY, WINDOW, JOIN or PARTITION BY clauses.",
             ));
         }
-        let plan = plan::plan(query, &state.meta, None)?;
         let crate::plan::Op::Select {
             filter,
             key,

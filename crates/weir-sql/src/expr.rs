@@ -896,6 +896,54 @@ pub struct Ctx<'a> {
 }
 
 impl Node {
+    /// Marks the row columns the expression reads (`used[i]` for
+    /// column `i`; indexes past the end are ignored).
+    pub fn mark_columns(&self, used: &mut [bool]) {
+        fn all<'a>(nodes: impl IntoIterator<Item = &'a Node>, used: &mut [bool]) {
+            for n in nodes {
+                n.mark_columns(used);
+            }
+        }
+        match self {
+            Node::Column(i) => {
+                if let Some(u) = used.get_mut(*i) {
+                    *u = true;
+                }
+            }
+            Node::Const(_) | Node::LambdaArg(_) => {}
+            Node::Not(a)
+            | Node::Negate(a)
+            | Node::IsNull(a, _)
+            | Node::Cast(a, _)
+            | Node::Lambda(a, _)
+            | Node::Field(a, _) => a.mark_columns(used),
+            Node::Arith(_, a, b, _)
+            | Node::Concat(a, b)
+            | Node::Compare(_, a, b)
+            | Node::And(a, b)
+            | Node::Or(a, b)
+            | Node::Subscript(a, b) => all([&**a, &**b], used),
+            Node::Like(a, p, _) => {
+                a.mark_columns(used);
+                if let LikePattern::Dynamic(p, _) = p {
+                    p.mark_columns(used);
+                }
+            }
+            Node::Between(a, b, c, _) => all([&**a, &**b, &**c], used),
+            Node::In(a, list, _) => {
+                a.mark_columns(used);
+                all(list, used);
+            }
+            Node::Case(arms, default) => {
+                all(arms.iter().flat_map(|(w, t)| [w, t]), used);
+                all(default.iter().map(|n| &**n), used);
+            }
+            Node::Call(_, args, _) | Node::Array(args) => all(args, used),
+            Node::Map(entries) => all(entries.iter().flat_map(|(k, v)| [k, v]), used),
+            Node::Struct(fields) => all(fields.iter().map(|(_, n)| n), used),
+        }
+    }
+
     /// Evaluates against a row.
     pub fn eval(&self, row: &[Value]) -> Value {
         self.eval_in(&mut Ctx {

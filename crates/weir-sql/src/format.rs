@@ -220,6 +220,9 @@ impl Codec {
                 None | Some(Value::Null) => None,
                 Some(v) => Some(kafka_bytes(v)),
             },
+            Format::Json if self.columns.len() != 1 || self.wrap_single => {
+                Some(crate::json::encode_row(&self.columns, values))
+            }
             Format::Json => serde_json::to_vec(&self.row_json(values)?).ok(),
             Format::Delimited(d) => {
                 if self.columns.len() == 1 && values[0].is_null() {
@@ -309,6 +312,17 @@ impl Codec {
 
     /// Deserializes; `Ok(None)` for a null value (a tombstone).
     pub fn decode(&self, bytes: Option<&[u8]>) -> Result<Option<Vec<Value>>> {
+        self.decode_kept(bytes, None)
+    }
+
+    /// Deserializes as [`Self::decode`] does; with `keep`, the columns
+    /// marked `false` (those a query never reads) may come back NULL
+    /// without their values being copied out of the record.
+    pub fn decode_kept(
+        &self,
+        bytes: Option<&[u8]>,
+        keep: Option<&[bool]>,
+    ) -> Result<Option<Vec<Value>>> {
         let Some(bytes) = bytes else {
             return Ok(None);
         };
@@ -319,6 +333,11 @@ impl Codec {
                 None => Ok(Some(Vec::new())),
                 Some((_, t)) => Ok(Some(vec![from_kafka_bytes(bytes, t)?])),
             },
+            // Straight into the columns; a single column may be unwrapped,
+            // which needs the whole value first.
+            Format::Json if self.columns.len() != 1 => {
+                crate::json::decode_row(&self.columns, keep, bytes)
+            }
             Format::Json => {
                 let json: serde_json::Value =
                     serde_json::from_slice(bytes).map_err(|e| SqlError::serde(name, e))?;

@@ -20,6 +20,7 @@ pub mod expr;
 pub mod format;
 pub mod functions;
 pub mod join;
+pub mod json;
 pub mod lexer;
 pub mod parser;
 pub mod plan;

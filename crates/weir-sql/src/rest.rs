@@ -206,7 +206,7 @@ async fn run_select(
         Err(e) => return Err(statement_error(&e, text, vec![])),
     };
     if query.emit == Emit::None {
-        return match api.engine.pull_query(&query).await {
+        return match api.engine.pull_query(&query, plan).await {
             Ok((plan, rows)) => Ok((
                 plan,
                 Err(rows),
