@@ -16,7 +16,7 @@ pub mod local;
 // The contract and the format code live in weir-storage, shared with
 // other engines; re-exported so `weir_log::batch` and friends keep
 // naming them.
-pub use weir_storage::{api, batch, clock, config, error, producer, stats};
+pub use weir_storage::{api, batch, clock, config, error, producer, shared, stats};
 
 pub use api::{
     AppendInfo, BoxFuture, LogEngine, LogOffsets, PartitionLog, ReadLimit, ReadResult,
@@ -26,4 +26,5 @@ pub use clock::Clock;
 pub use config::{LogConfig, TimestampType};
 pub use error::{LogError, RecordError};
 pub use local::{EngineConfig, LocalEngine};
+pub use shared::{BrokerAddr, SharedCatalog};
 pub use stats::{EngineStats, HistogramSnapshot, LatencyHistogram};

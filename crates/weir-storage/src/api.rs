@@ -206,4 +206,11 @@ pub trait LogEngine: Send + Sync + std::fmt::Debug {
     fn stats(&self) -> Option<Arc<crate::EngineStats>> {
         None
     }
+
+    /// The catalog and membership every broker on this storage shares,
+    /// if the engine is shared (cluster mode); `None` for a single node,
+    /// whose catalog is a file of its own.
+    fn shared(&self) -> Option<Arc<dyn crate::SharedCatalog>> {
+        None
+    }
 }

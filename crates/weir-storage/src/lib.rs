@@ -3,7 +3,8 @@
 //! [`api`]), Kafka record batch parsing, validation and recompression
 //! ([`batch`]), producer state for idempotence and transactions
 //! ([`producer`]), per-partition configs ([`config`]), the error type
-//! ([`LogError`]), the [`Clock`] and the engine measurements ([`stats`]).
+//! ([`LogError`]), the [`Clock`], the engine measurements ([`stats`]) and,
+//! for engines several brokers share, the shared catalog ([`shared`]).
 //!
 //! The local engine (`weir-log`) builds on it; a second engine (cluster
 //! mode's object-store partitions) implements the same traits with the
@@ -16,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod producer;
+pub mod shared;
 pub mod stats;
 
 pub use api::{
@@ -25,4 +27,5 @@ pub use api::{
 pub use clock::Clock;
 pub use config::{LogConfig, TimestampType};
 pub use error::{LogError, RecordError};
+pub use shared::{BrokerAddr, SharedCatalog};
 pub use stats::{EngineStats, HistogramSnapshot, LatencyHistogram};
