@@ -397,6 +397,43 @@ def test_avro_nosr(sql, node):
     assert status == 400 and "needs declared value columns" in err["message"], err
 
 
+def test_protobuf_nosr(sql, node):
+    """PROTOBUF_NOSR: Protobuf messages without the registry frame or
+    message indexes, in the schema derived from the columns, the message
+    named by VALUE_SCHEMA_FULL_NAME; Python's protobuf runtime parses what
+    a query writes and writes what a query reads."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    F = descriptor_pb2.FieldDescriptorProto
+    fdp = descriptor_pb2.FileDescriptorProto(name="sqltest_nosr.proto", package="weir.sqltest", syntax="proto3")
+    m = fdp.message_type.add(name="Reading")
+    m.field.add(name="NAME", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    m.field.add(name="N2", number=2, type=F.TYPE_INT64, label=F.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    Reading = message_factory.GetMessageClass(pool.FindMessageTypeByName("weir.sqltest.Reading"))
+    sql.ksql("CREATE STREAM pnj (ID INT KEY, NAME STRING, N BIGINT) WITH (KAFKA_TOPIC='pnj', VALUE_FORMAT='JSON', PARTITIONS=1);"
+             "CREATE STREAM pnosr WITH (KAFKA_TOPIC='pnosr', VALUE_FORMAT='PROTOBUF_NOSR', "
+             "VALUE_SCHEMA_FULL_NAME='weir.sqltest.Reading') AS SELECT ID, NAME, N * 2 AS N2 FROM pnj;")
+    qid = next(q["id"] for q in sql.ksql("SHOW QUERIES;")[1][0]["queries"] if q["sinks"] == ["PNOSR"])
+    produce(node.bootstrap, "pnj", [{"key": {"int": 1}, "value": {"NAME": "a", "N": 5}, "timestamp": 1}])
+    wait_caught_up(node.bootstrap, query_group("sqltest_", qid), ["pnj"])
+    (out,) = read_all(node.bootstrap, "pnosr")
+    assert out["key"] == key_bytes({"int": 1})
+    msg = Reading.FromString(out["value"])
+    assert (msg.NAME, msg.N2) == ("a", 10)
+    _sr_produce(node.bootstrap, "pnosr", [(key_bytes({"int": 2}), Reading(NAME="b", N2=7).SerializeToString())])
+    r = _http(sql, "/query-stream", {"sql": "SELECT ID, NAME, N2 FROM pnosr EMIT CHANGES LIMIT 2;",
+                                     "properties": {"auto.offset.reset": "earliest"}}, accept="application/json")
+    assert r.json()[1:] == [[1, "a", 10], [2, "b", 7]], r.text
+    _, desc = sql.ksql("DESCRIBE pnosr;")
+    assert desc[0]["sourceDescription"]["valueFormat"] == "PROTOBUF_NOSR"
+    status, err = sql.ksql("CREATE STREAM pnosr_none WITH (KAFKA_TOPIC='pnosr', VALUE_FORMAT='PROTOBUF_NOSR');", ok=False)
+    assert status == 400 and "needs declared value columns" in err["message"], err
+    status, err = sql.ksql("CREATE STREAM pn_bad (A INT) WITH (KAFKA_TOPIC='pnj', VALUE_FORMAT='JSON', "
+                           "VALUE_SCHEMA_FULL_NAME='x.Y');", ok=False)
+    assert status == 400 and "only with the PROTOBUF_NOSR format" in err["message"], err
+
+
 def test_protobuf_and_json_sr_through_the_registry(sql, node):
     """confluent-kafka's ProtobufSerializer and JSONSerializer write topics
     whose streams infer their columns; queries convert PROTOBUF to JSON_SR
@@ -464,6 +501,176 @@ def test_protobuf_and_json_sr_through_the_registry(sql, node):
     r = _http(sql, "/query-stream", {"sql": "SELECT * FROM sr_js2pb EMIT CHANGES LIMIT 3;",
                                      "properties": {"auto.offset.reset": "earliest"}})
     assert sorted(json.loads(x) for x in r.text.strip().splitlines()[1:]) == [[f"j{i}", i, i + 0.5] for i in range(3)]
+
+
+SR_PAYMENT = json.dumps({
+    "type": "record", "name": "Payment", "namespace": "weir.sqltest", "fields": [
+        {"name": "id", "type": "long"},
+        {"name": "item", "type": "string"},
+        {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 6, "scale": 2}},
+    ]})
+
+
+def test_decimal_through_every_format(sql, node):
+    """DECIMAL as ksqlDB has it: confluent-kafka's AvroSerializer writes
+    `bytes`/`decimal` fields, a stream infers DECIMAL(6, 2) from the
+    registry; arithmetic takes ksqlDB's result types; casts; SUM/MIN/MAX
+    keep the type and AVG is DOUBLE; AVRO, PROTOBUF (confluent.type.Decimal,
+    with DATE and TIME as google.type messages), JSON_SR, JSON and
+    DELIMITED outputs read back by confluent-kafka; the REST API's schemas
+    and rows."""
+    import datetime
+    from decimal import Decimal
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+    from confluent_kafka.schema_registry.json_schema import JSONDeserializer
+    from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, protobuf_to_decimal
+    from confluent_kafka.schema_registry.confluent.type import decimal_pb2  # noqa: F401 (registers the file)
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from google.type import date_pb2, timeofday_pb2  # noqa: F401 (register the files)
+    from weir_helpers import admin, create_topic
+    reg = SchemaRegistryClient({"url": node.registry_url})
+    topic = "dec_in"
+    create_topic(admin(node.bootstrap), topic)
+    ser = AvroSerializer(reg, SR_PAYMENT)
+    amounts = ["12.34", "0.50", "1.00", "-3.25", "999.99"]
+    _sr_produce(node.bootstrap, topic, [
+        (None, ser({"id": i, "item": f"it{i % 2}", "amount": Decimal(a)},
+                   SerializationContext(topic, MessageField.VALUE))) for i, a in enumerate(amounts)])
+    sql.ksql(f"CREATE STREAM dec_in WITH (KAFKA_TOPIC='{topic}', VALUE_FORMAT='AVRO');")
+    desc = sql.ksql("DESCRIBE dec_in;")[1][0]["sourceDescription"]
+    amount_field = next(f for f in desc["fields"] if f["name"] == "AMOUNT")
+    assert amount_field["schema"] == {"type": "DECIMAL", "fields": None, "memberSchema": None,
+                                      "parameters": {"precision": 6, "scale": 2}}, amount_field
+    # Arithmetic with ksqlDB's result precision and scale, casts, a literal.
+    sql.ksql("CREATE STREAM dec_out WITH (KAFKA_TOPIC='dec_out', VALUE_FORMAT='AVRO') AS SELECT ID, AMOUNT, "
+             "AMOUNT * 2 AS DOUBLED, AMOUNT + 0.005 AS BUMPED, AMOUNT / 4 AS QUARTER, AMOUNT % 1 AS FRAC, "
+             "CAST(AMOUNT AS INT) AS WHOLE, CAST(AMOUNT AS STRING) AS TXT, CAST(AMOUNT AS DOUBLE) AS D, "
+             "CAST(ID AS DECIMAL(4, 1)) AS IDD, CAST('7.255' AS DECIMAL(5, 2)) AS ROUNDED "
+             "FROM dec_in WHERE AMOUNT > 0.75;")
+    types = {f["name"]: f["schema"] for f in sql.ksql("DESCRIBE dec_out;")[1][0]["sourceDescription"]["fields"]}
+    dec = lambda p, s: {"type": "DECIMAL", "fields": None, "memberSchema": None,
+                        "parameters": {"precision": p, "scale": s}}
+    assert types["DOUBLED"] == dec(17, 2) and types["BUMPED"] == dec(8, 3)
+    assert types["QUARTER"] == dec(17, 13) and types["FRAC"] == dec(6, 2)
+    assert types["WHOLE"]["type"] == "INTEGER" and types["D"]["type"] == "DOUBLE"
+    value_schema = json.loads(reg.get_latest_version("dec_out-value").schema.schema_str)
+    bumped = next(f for f in value_schema["fields"] if f["name"] == "BUMPED")["type"][1]
+    assert (bumped["type"], bumped["logicalType"], bumped["precision"], bumped["scale"]) == \
+        ("bytes", "decimal", 8, 3), bumped
+    got = sorted((v for _, v in _sr_read(node.bootstrap, "dec_out", 3, None, AvroDeserializer(reg))),
+                 key=lambda v: v["ID"])
+    expected = [
+        {"ID": 0, "AMOUNT": Decimal("12.34"), "DOUBLED": Decimal("24.68"), "BUMPED": Decimal("12.345"),
+         "QUARTER": Decimal("3.0850000000000"), "FRAC": Decimal("0.34"), "WHOLE": 12, "TXT": "12.34",
+         "D": 12.34, "IDD": Decimal("0.0"), "ROUNDED": Decimal("7.26")},
+        {"ID": 2, "AMOUNT": Decimal("1.00"), "DOUBLED": Decimal("2.00"), "BUMPED": Decimal("1.005"),
+         "QUARTER": Decimal("0.2500000000000"), "FRAC": Decimal("0.00"), "WHOLE": 1, "TXT": "1.00",
+         "D": 1.0, "IDD": Decimal("2.0"), "ROUNDED": Decimal("7.26")},
+        {"ID": 4, "AMOUNT": Decimal("999.99"), "DOUBLED": Decimal("1999.98"), "BUMPED": Decimal("999.995"),
+         "QUARTER": Decimal("249.9975000000000"), "FRAC": Decimal("0.99"), "WHOLE": 999, "TXT": "999.99",
+         "D": 999.99, "IDD": Decimal("4.0"), "ROUNDED": Decimal("7.26")},
+    ]
+    assert got == expected, got
+    # Aggregates: SUM, MIN and MAX keep DECIMAL(6, 2), AVG is a DOUBLE.
+    sql.ksql("CREATE TABLE dec_sum WITH (FORMAT='AVRO') AS SELECT ITEM, SUM(AMOUNT) AS TOTAL, "
+             "MIN(AMOUNT) AS LO, MAX(AMOUNT) AS HI, AVG(AMOUNT) AS MEAN FROM dec_in GROUP BY ITEM;")
+    qid = next(q["id"] for q in sql.ksql("SHOW QUERIES;")[1][0]["queries"] if q["sinks"] == ["DEC_SUM"])
+    wait_caught_up(node.bootstrap, query_group("sqltest_", qid), [topic])
+    status, body = sql.post("/query", {"ksql": "SELECT * FROM dec_sum WHERE ITEM = 'it0';"})
+    assert status == 200, body
+    assert body[0]["header"]["schema"] == \
+        "`ITEM` STRING, `TOTAL` DECIMAL(6, 2), `LO` DECIMAL(6, 2), `HI` DECIMAL(6, 2), `MEAN` DOUBLE", body
+    assert body[1]["row"]["columns"][:4] == ["it0", 1013.33, 1.0, 999.99], body
+    assert abs(body[1]["row"]["columns"][4] - 1013.33 / 3) < 1e-9, body
+    got = _sr_read(node.bootstrap, "DEC_SUM", 5, AvroDeserializer(reg), AvroDeserializer(reg))
+    assert got[-1][1]["TOTAL"] in (Decimal("1013.33"), Decimal("-2.75")), got
+    # JSON (a number), DELIMITED (the text) and JSON_SR (a number; the
+    # schema Connect's JsonSchemaData writes).
+    sql.ksql("CREATE STREAM dec_js WITH (KAFKA_TOPIC='dec_js', VALUE_FORMAT='JSON') AS "
+             "SELECT ID, AMOUNT, AMOUNT * 1.5 AS M FROM dec_in;"
+             "CREATE STREAM dec_del WITH (KAFKA_TOPIC='dec_del', VALUE_FORMAT='DELIMITED') AS "
+             "SELECT ID, AMOUNT, ITEM FROM dec_in;"
+             "CREATE STREAM dec_jsr WITH (KAFKA_TOPIC='dec_jsr', VALUE_FORMAT='JSON_SR') AS "
+             "SELECT ID, AMOUNT FROM dec_in;")
+    for q in ("DEC_JS", "DEC_DEL", "DEC_JSR"):
+        qid = next(x["id"] for x in sql.ksql("SHOW QUERIES;")[1][0]["queries"] if x["sinks"] == [q])
+        wait_caught_up(node.bootstrap, query_group("sqltest_", qid), [topic])
+    assert [json.loads(r["value"]) for r in read_all(node.bootstrap, "dec_js")] == [
+        {"ID": i, "AMOUNT": float(a), "M": float(Decimal(a) * Decimal("1.5"))} for i, a in enumerate(amounts)]
+    assert [r["value"].decode() for r in read_all(node.bootstrap, "dec_del")] == [
+        f"{i},{a},it{i % 2}" for i, a in enumerate(amounts)]
+    got = _sr_read(node.bootstrap, "dec_jsr", 5, None, JSONDeserializer(None, schema_registry_client=reg))
+    assert [v["AMOUNT"] for _, v in got] == [float(a) for a in amounts]
+    jsr = json.loads(reg.get_latest_version("dec_jsr-value").schema.schema_str)
+    amount_schema = jsr["properties"]["AMOUNT"]["oneOf"][1]
+    assert amount_schema["title"] == "org.apache.kafka.connect.data.Decimal", jsr
+    assert amount_schema["connect.parameters"] == {"scale": "2", "connect.decimal.precision": "6"}
+    # JSON and DELIMITED read decimals back; JSON_SR infers DECIMAL(6, 2).
+    sql.ksql("CREATE STREAM dec_js_back (ID BIGINT, AMOUNT DECIMAL(6, 2), M DECIMAL(9, 3)) "
+             "WITH (KAFKA_TOPIC='dec_js', VALUE_FORMAT='JSON');"
+             "CREATE STREAM dec_del_back (ID BIGINT, AMOUNT DECIMAL(6, 2), ITEM STRING) "
+             "WITH (KAFKA_TOPIC='dec_del', VALUE_FORMAT='DELIMITED');"
+             "CREATE STREAM dec_jsr_back WITH (KAFKA_TOPIC='dec_jsr', VALUE_FORMAT='JSON_SR');")
+    types = {f["name"]: f["schema"] for f in
+             sql.ksql("DESCRIBE dec_jsr_back;")[1][0]["sourceDescription"]["fields"]}
+    assert types["AMOUNT"] == dec(6, 2), types
+    for src in ("dec_js_back", "dec_del_back", "dec_jsr_back"):
+        r = _http(sql, "/query-stream", {"sql": f"SELECT ID, AMOUNT FROM {src} WHERE AMOUNT < 1 EMIT CHANGES LIMIT 2;",
+                                         "properties": {"auto.offset.reset": "earliest"}}, accept="application/json")
+        assert r.json()[0]["columnTypes"] == ["BIGINT", "DECIMAL(6, 2)"], r.text
+        assert r.json()[1:] == [[1, 0.5], [3, -3.25]], (src, r.text)
+    # PROTOBUF: confluent.type.Decimal with its precision and scale in the
+    # field's metadata, DATE and TIME as google.type.Date and TimeOfDay.
+    sql.ksql("CREATE STREAM dec_pb WITH (KAFKA_TOPIC='dec_pb', VALUE_FORMAT='PROTOBUF') AS "
+             "SELECT ID, AMOUNT, FROM_DAYS(CAST(19000 + ID AS INT)) AS DAY, PARSE_TIME('10:11:12.500', 'HH:mm:ss.SSS') AS AT "
+             "FROM dec_in;")
+    text = reg.get_latest_version("dec_pb-value").schema.schema_str
+    assert 'import "confluent/type/decimal.proto";' in text and 'import "google/type/date.proto";' in text, text
+    assert "confluent.type.Decimal AMOUNT = 2 [(confluent.field_meta)" in text, text
+    assert "google.type.Date DAY = 3;" in text and "google.type.TimeOfDay AT = 4;" in text, text
+    F = descriptor_pb2.FieldDescriptorProto
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="sqltest_dec_out.proto", syntax="proto3",
+        dependency=["confluent/type/decimal.proto", "google/type/date.proto", "google/type/timeofday.proto"])
+    m = fdp.message_type.add(name="ConnectDefault1")
+    m.field.add(name="ID", number=1, type=F.TYPE_INT64, label=F.LABEL_OPTIONAL)
+    m.field.add(name="AMOUNT", number=2, type=F.TYPE_MESSAGE, type_name=".confluent.type.Decimal",
+                label=F.LABEL_OPTIONAL)
+    m.field.add(name="DAY", number=3, type=F.TYPE_MESSAGE, type_name=".google.type.Date", label=F.LABEL_OPTIONAL)
+    m.field.add(name="AT", number=4, type=F.TYPE_MESSAGE, type_name=".google.type.TimeOfDay",
+                label=F.LABEL_OPTIONAL)
+    pool = descriptor_pool.Default()
+    pool.Add(fdp)
+    Out = message_factory.GetMessageClass(pool.FindMessageTypeByName("ConnectDefault1"))
+    got = _sr_read(node.bootstrap, "dec_pb", 5, None, ProtobufDeserializer(Out, {"use.deprecated.format": False}))
+    day0 = datetime.date(1970, 1, 1) + datetime.timedelta(days=19000)
+    assert [(v.ID, protobuf_to_decimal(v.AMOUNT), (v.DAY.year, v.DAY.month, v.DAY.day),
+             (v.AT.hours, v.AT.minutes, v.AT.seconds, v.AT.nanos)) for _, v in got] == [
+        (i, Decimal(a), (day0.year, day0.month, day0.day + i), (10, 11, 12, 500_000_000))
+        for i, a in enumerate(amounts)]
+    # A stream over it infers DECIMAL(6, 2), DATE and TIME from the registry.
+    sql.ksql("CREATE STREAM dec_pb_back WITH (KAFKA_TOPIC='dec_pb', VALUE_FORMAT='PROTOBUF');")
+    types = {f["name"]: f["schema"]["type"] for f in
+             sql.ksql("DESCRIBE dec_pb_back;")[1][0]["sourceDescription"]["fields"]}
+    assert types == {"ID": "BIGINT", "AMOUNT": "DECIMAL", "DAY": "DATE", "AT": "TIME"}, types
+    r = _http(sql, "/query-stream", {"sql": "SELECT ID, AMOUNT, DAY, AT FROM dec_pb_back WHERE ID = 4 EMIT CHANGES LIMIT 1;",
+                                     "properties": {"auto.offset.reset": "earliest"}}, accept="application/json")
+    # (Rows carry DATE as days and TIME as milliseconds.)
+    assert r.json()[1:] == [[4, 999.99, 19004, 36_672_500]], r.text
+    # Bad declarations are refused with ksqlDB's messages; a value that
+    # does not fit is NULL.
+    for decl, msg in [("DECIMAL(0, 0)", "DECIMAL precision must be >= 1"),
+                      ("DECIMAL(2, 3)", "DECIMAL precision must be >= scale"),
+                      ("DECIMAL(40, 2)", "precision above 38")]:
+        status, err = sql.ksql(f"CREATE STREAM dec_bad (A {decl}) WITH (KAFKA_TOPIC='dec_bad', "
+                               "VALUE_FORMAT='JSON', PARTITIONS=1);", ok=False)
+        assert status == 400 and msg in err["message"], err
+    r = _http(sql, "/query-stream", {"sql": "SELECT CAST(AMOUNT AS DECIMAL(3, 1)) AS C, AMOUNT / 3 AS T "
+                                            "FROM dec_in WHERE ID = 4 EMIT CHANGES LIMIT 1;",
+                                     "properties": {"auto.offset.reset": "earliest"}}, accept="application/json")
+    assert r.json()[1:] == [[None, 333.33]], r.text
 
 
 def test_info_healthcheck(sql):
@@ -689,6 +896,90 @@ def test_embedded_in_weir_serve(broker_factory):
     subjects = httpx.get(f"http://127.0.0.1:{b.registry_port}/subjects", timeout=10).json()
     assert {"emb_avro-key", "emb_avro-value"} <= set(subjects), subjects
     b.stop()
+
+
+def test_embedded_against_an_authenticated_listener(broker_factory, tmp_path):
+    """The embedded server as a Kafka client of its own: on a node whose
+    listeners need SASL and whose authorizer applies ACLs it logs in with
+    SCRAM-SHA-256 credentials of its own (`--client-set sql.*`); its
+    principal's ACLs let a persistent query run, and once the ACL on the
+    query's topics is removed the broker refuses it."""
+    from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
+                                       AdminClient, ResourcePatternType, ResourceType, ScramCredentialInfo,
+                                       ScramMechanism, UserScramCredentialUpsertion)
+    from conftest import free_port
+    from security_util import start_secure_broker
+    import httpx
+    sb = start_secure_broker(broker_factory, tmp_path, users={"admin": "admin-pw"},
+                             protocols=("PLAINTEXT", "SASL_PLAINTEXT"),
+                             sets={"authorizer.class.name": "StandardAuthorizer", "super.users": "User:admin"})
+    admin = AdminClient(sb.client_config("SASL_PLAINTEXT", "admin", "admin-pw"))
+    for f in admin.alter_user_scram_credentials([UserScramCredentialUpsertion(
+            "ksql", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"ksql-pw")]).values():
+        assert f.result(timeout=30) is None
+    acl = lambda rt, name, pattern: AclBinding(rt, name, pattern, "User:ksql", "*", AclOperation.ALL,
+                                               AclPermissionType.ALLOW)
+    topics_acl = acl(ResourceType.TOPIC, "auth_", ResourcePatternType.PREFIXED)
+    grants = [topics_acl, acl(ResourceType.TOPIC, "_confluent-ksql-", ResourcePatternType.PREFIXED),
+              acl(ResourceType.TOPIC, "default_ksql_processing_log", ResourcePatternType.LITERAL),
+              acl(ResourceType.GROUP, "*", ResourcePatternType.LITERAL),
+              acl(ResourceType.TRANSACTIONAL_ID, "*", ResourcePatternType.LITERAL),
+              acl(ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL)]
+    for f in admin.create_acls(grants).values():
+        f.result(10)
+    # The node again, now with the SQL server logging in as `ksql`.
+    sb.broker.stop()
+    port = free_port()
+    sb.broker.args += ["--sql-listen", f"127.0.0.1:{port}",
+                       "--client-set", "sql.security.protocol=SASL_PLAINTEXT",
+                       "--client-set", "sql.sasl.mechanism=SCRAM-SHA-256",
+                       "--client-set", "sql.sasl.username=ksql",
+                       "--client-set", "sql.sasl.password=ksql-pw"]
+    sb.broker.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url + "/info", timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, sb.broker.log_tail()
+        time.sleep(0.2)
+    ksql = lambda text: httpx.post(url + "/ksql", json={"ksql": text, "streamsProperties": {
+        "auto.offset.reset": "earliest"}}, timeout=60)
+    r = ksql("CREATE STREAM auth_in (ID INT KEY, V STRING) WITH (KAFKA_TOPIC='auth_in', VALUE_FORMAT='JSON', PARTITIONS=1);"
+             "CREATE STREAM auth_out WITH (KAFKA_TOPIC='auth_out') AS SELECT ID, UCASE(V) AS U FROM auth_in;"
+             "INSERT INTO auth_in (ID, V) VALUES (1, 'granted');")
+    assert r.status_code == 200, r.text
+    # The query's output, read by confluent-kafka as the admin.
+    c = Consumer(sb.client_config("SASL_PLAINTEXT", "admin", "admin-pw", **{
+        "group.id": "auth-read", "auto.offset.reset": "earliest", "isolation.level": "read_committed"}))
+    c.subscribe(["auth_out"])
+    got, deadline = None, time.monotonic() + 60
+    while got is None and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got = json.loads(m.value())
+    c.close()
+    assert got == {"U": "GRANTED"}, sb.broker.log_tail()
+    # The broker saw the SQL server as User:ksql (its audit trail says so):
+    # writing a topic its ACLs do not cover is refused (CREATE on the
+    # cluster lets it create the topic), and so are its own topics once
+    # their ACL goes.
+    assert '"principal":"User:ksql"' in sb.broker.log_text()
+    r = ksql("CREATE STREAM other_in (ID INT KEY, V STRING) WITH (KAFKA_TOPIC='other_in', VALUE_FORMAT='JSON', PARTITIONS=1);")
+    assert r.status_code == 200, r.text
+    r = ksql("INSERT INTO other_in (ID, V) VALUES (1, 'x');")
+    assert r.status_code == 403 and r.json()["error_code"] == 40301, r.text
+    assert r.json()["message"] == "Authorization denied to Write on topic(s): [other_in]", r.text
+    for f in admin.delete_acls([AclBindingFilter(ResourceType.TOPIC, "auth_", ResourcePatternType.PREFIXED,
+                                                 "User:ksql", "*", AclOperation.ALL,
+                                                 AclPermissionType.ALLOW)]).values():
+        assert len(f.result(10)) == 1
+    r = ksql("INSERT INTO auth_in (ID, V) VALUES (2, 'denied');")
+    assert r.status_code == 403 and "[auth_in]" in r.json()["message"], r.text
+    sb.broker.stop()
 
 
 # --- the `weir sql` shell, typed into a terminal -------------------------------------

@@ -118,9 +118,49 @@ pub fn supported_versions(api: ApiKey) -> Option<VersionRange> {
         .map(|&(_, min, max)| VersionRange { min, max })
 }
 
-fn api_keys() -> Vec<ApiVersion> {
+/// What cluster mode does not serve yet: the group, share and
+/// transaction coordinators and producer ids (idempotence), which need
+/// their state in PostgreSQL. Not advertised there; FindCoordinator and
+/// InitProducerId answer COORDINATOR_NOT_AVAILABLE and UNSUPPORTED_VERSION.
+pub fn served_in_cluster(api: ApiKey) -> bool {
+    !matches!(
+        api,
+        ApiKey::FindCoordinator
+            | ApiKey::JoinGroup
+            | ApiKey::SyncGroup
+            | ApiKey::Heartbeat
+            | ApiKey::LeaveGroup
+            | ApiKey::OffsetCommit
+            | ApiKey::OffsetFetch
+            | ApiKey::DescribeGroups
+            | ApiKey::ListGroups
+            | ApiKey::DeleteGroups
+            | ApiKey::OffsetDelete
+            | ApiKey::ConsumerGroupHeartbeat
+            | ApiKey::ConsumerGroupDescribe
+            | ApiKey::ShareGroupHeartbeat
+            | ApiKey::ShareGroupDescribe
+            | ApiKey::ShareFetch
+            | ApiKey::ShareAcknowledge
+            | ApiKey::DescribeShareGroupOffsets
+            | ApiKey::AlterShareGroupOffsets
+            | ApiKey::DeleteShareGroupOffsets
+            | ApiKey::InitProducerId
+            | ApiKey::AddPartitionsToTxn
+            | ApiKey::AddOffsetsToTxn
+            | ApiKey::EndTxn
+            | ApiKey::WriteTxnMarkers
+            | ApiKey::TxnOffsetCommit
+            | ApiKey::DescribeTransactions
+            | ApiKey::ListTransactions
+            | ApiKey::DescribeProducers
+    )
+}
+
+fn api_keys(cluster: bool) -> Vec<ApiVersion> {
     SUPPORTED
         .iter()
+        .filter(|(k, _, _)| !cluster || served_in_cluster(*k))
         .map(|&(k, min, max)| {
             ApiVersion::default()
                 .with_api_key(k as i16)
@@ -141,14 +181,16 @@ fn valid_software_field(s: &str) -> bool {
 }
 
 /// Answers an ApiVersions request, with `transaction.version` finalized at
-/// `transaction_version`.
+/// `transaction_version`; in `cluster` mode without the APIs it does not
+/// serve yet.
 pub fn handle(
     req: &ApiVersionsRequest,
     version: i16,
     transaction_version: i16,
+    cluster: bool,
 ) -> ApiVersionsResponse {
     let resp = ApiVersionsResponse::default()
-        .with_api_keys(api_keys())
+        .with_api_keys(api_keys(cluster))
         .with_supported_features(
             FEATURES
                 .iter()
@@ -190,7 +232,7 @@ pub fn handle(
 pub fn unsupported_version() -> ApiVersionsResponse {
     ApiVersionsResponse::default()
         .with_error_code(ResponseError::UnsupportedVersion.code())
-        .with_api_keys(api_keys())
+        .with_api_keys(api_keys(false))
 }
 
 #[cfg(test)]

@@ -22,6 +22,33 @@ use crate::topics::{Topic, Topics};
 use crate::transactions::{Transactions, TxnSettings};
 use crate::txn_coordinator::TxnConfig;
 
+/// Cluster mode: applies the catalog other brokers save, on each
+/// notification and every few seconds (notifications can be missed while
+/// the database connection is down).
+fn follow_shared_catalog(
+    topics: Arc<Topics>,
+    shared: Arc<dyn weir_log::SharedCatalog>,
+    stopping: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let mut changes = shared.watch();
+    tokio::spawn(async move {
+        tokio::pin!(stopping);
+        loop {
+            tokio::select! {
+                () = &mut stopping => return,
+                r = changes.changed() => if r.is_err() { return },
+                () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            }
+            let t = topics.clone();
+            match tokio::task::spawn_blocking(move || t.sync_shared()).await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the cluster catalog"),
+                Err(e) => tracing::warn!(error = %e, "cluster catalog reader failed"),
+                Ok(Ok(())) => {}
+            }
+        }
+    });
+}
+
 /// What the broker needs to know about itself.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -107,6 +134,10 @@ impl Broker {
             config.data_dir,
             config.clock,
         ));
+        if let Some(shared) = topics.shared() {
+            node.join_cluster(shared.clone());
+            follow_shared_catalog(topics.clone(), shared, node.stopping());
+        }
         let security = Security::open(
             topics.clone(),
             crate::internal_log::of(&topics),

@@ -3,7 +3,8 @@
 //!
 //! One JSON file, replaced atomically (write a temporary file, fsync,
 //! rename, fsync the directory), so a crash leaves either the old or the
-//! new catalog. A cluster mode will keep this in a consensus store instead.
+//! new catalog. In cluster mode the same JSON is one row in PostgreSQL,
+//! shared by every broker (the topics service's `shared` catalog).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -80,30 +81,39 @@ impl Catalog {
     /// Loads the catalog, or makes a new one with a fresh cluster id.
     pub fn load_or_create(path: &Path) -> Result<Self, BrokerError> {
         match fs::read(path) {
-            Ok(bytes) => {
-                let catalog: Catalog = serde_json::from_slice(&bytes).map_err(|e| err(path, e))?;
-                if catalog.format_version != CATALOG_FORMAT_VERSION {
-                    return Err(err(
-                        path,
-                        format!(
-                            "catalog format version {} is not the version {CATALOG_FORMAT_VERSION} this build of Weir reads; start the Weir that wrote it",
-                            catalog.format_version
-                        ),
-                    ));
-                }
-                Ok(catalog)
-            }
+            Ok(bytes) => Self::parse(&bytes, path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let catalog = Catalog {
-                    format_version: CATALOG_FORMAT_VERSION,
-                    cluster_id: new_cluster_id(),
-                    ..Catalog::default()
-                };
+                let catalog = Catalog::fresh();
                 catalog.save(path)?;
                 Ok(catalog)
             }
             Err(e) => Err(err(path, e)),
         }
+    }
+
+    /// A new, empty catalog with a fresh cluster id.
+    pub fn fresh() -> Self {
+        Catalog {
+            format_version: CATALOG_FORMAT_VERSION,
+            cluster_id: new_cluster_id(),
+            ..Catalog::default()
+        }
+    }
+
+    /// Parses a stored catalog (`origin` names it in errors), refusing a
+    /// format version this build does not read.
+    pub fn parse(bytes: &[u8], origin: &Path) -> Result<Self, BrokerError> {
+        let catalog: Catalog = serde_json::from_slice(bytes).map_err(|e| err(origin, e))?;
+        if catalog.format_version != CATALOG_FORMAT_VERSION {
+            return Err(err(
+                origin,
+                format!(
+                    "catalog format version {} is not the version {CATALOG_FORMAT_VERSION} this build of Weir reads; start the Weir that wrote it",
+                    catalog.format_version
+                ),
+            ));
+        }
+        Ok(catalog)
     }
 
     /// Replaces the catalog on disk atomically and durably.

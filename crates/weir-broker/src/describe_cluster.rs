@@ -49,10 +49,17 @@ pub fn handle(
                 "this node serves brokers, not controllers",
             )));
     }
-    let (host, port) = node.advertised();
+    // In cluster mode, every live broker.
+    let brokers = node
+        .brokers()
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.node_id))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(b.port)
+        })
+        .collect();
     resp.with_controller_id(BrokerId(node.id))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(node.id))
-            .with_host(StrBytes::from_string(host.to_string()))
-            .with_port(port)])
+        .with_brokers(brokers)
 }

@@ -64,8 +64,21 @@ impl Broker {
         let metrics = &self.metrics;
         let mut reply = match body {
             RequestKind::ApiVersions(r) => Reply::Ready(ResponseKind::ApiVersions(
-                crate::api_versions::handle(&r, v, txns.transaction_version()),
+                crate::api_versions::handle(&r, v, txns.transaction_version(), node.in_cluster()),
             )),
+            // Cluster mode has no group or transaction coordinator yet:
+            // those APIs are not advertised, and a client that looks for
+            // a coordinator anyway is told none is available.
+            RequestKind::FindCoordinator(r) if node.in_cluster() => Reply::Ready(
+                ResponseKind::FindCoordinator(crate::find_coordinator::unavailable(&ctx, r)),
+            ),
+            RequestKind::InitProducerId(_) if node.in_cluster() => {
+                Reply::Ready(ResponseKind::InitProducerId(
+                    kafka_protocol::messages::InitProducerIdResponse::default().with_error_code(
+                        kafka_protocol::error::ResponseError::UnsupportedVersion.code(),
+                    ),
+                ))
+            }
             RequestKind::Metadata(r) => Reply::Ready(ResponseKind::Metadata(
                 crate::metadata::handle(topics, security, node, &ctx, r),
             )),

@@ -101,3 +101,41 @@ pub fn handle(
         resp.with_node_id(BrokerId(-1)).with_port(-1)
     }
 }
+
+/// The answer in cluster mode, which has no coordinators yet:
+/// COORDINATOR_NOT_AVAILABLE for every key.
+pub fn unavailable(
+    ctx: &RequestContext<'_>,
+    req: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    let code = ResponseError::CoordinatorNotAvailable.code();
+    let msg = || {
+        Some(StrBytes::from_static_str(
+            "cluster mode has no group or transaction coordinator yet",
+        ))
+    };
+    if ctx.version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .into_iter()
+            .map(|k| {
+                Coordinator::default()
+                    .with_key(k)
+                    .with_error_code(code)
+                    .with_error_message(msg())
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1)
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let resp = FindCoordinatorResponse::default()
+        .with_error_code(code)
+        .with_node_id(BrokerId(-1))
+        .with_port(-1);
+    if ctx.version >= 1 {
+        resp.with_error_message(msg())
+    } else {
+        resp
+    }
+}

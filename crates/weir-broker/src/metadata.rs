@@ -63,15 +63,23 @@ fn answer(
     version: i16,
     session: &Session,
 ) -> MetadataResponse {
-    let (host, port) = node.advertised();
-    let node_id = BrokerId(node.id);
+    // In cluster mode, every live broker; the controller (which clients
+    // only send admin requests to, and which any broker serves) is the
+    // one answering.
+    let brokers = node
+        .brokers()
+        .into_iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.node_id))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(b.port)
+        })
+        .collect();
     let mut resp = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(node_id)
-            .with_host(StrBytes::from_string(host.to_string()))
-            .with_port(port)])
+        .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(topics.cluster_id())))
-        .with_controller_id(node_id)
+        .with_controller_id(BrokerId(node.id))
         .with_cluster_authorized_operations(OPS_NOT_REQUESTED);
     // v0: an empty list means all topics; v1+: null means all topics.
     let all = match &req.topics {
@@ -189,9 +197,10 @@ pub(crate) fn describable_topics(
 }
 
 fn describe(node: &Node, topic: &Topic) -> MetadataResponseTopic {
-    let node = BrokerId(node.id);
+    let brokers = node.brokers();
     let partitions = (0..topic.partition_count())
         .map(|p| {
+            let node = BrokerId(Node::leader_of(&brokers, &topic.name, p));
             MetadataResponsePartition::default()
                 .with_partition_index(p)
                 .with_leader_id(node)

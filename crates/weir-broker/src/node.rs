@@ -4,9 +4,10 @@
 //! handler depends on the `Broker`.
 
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::watch;
-use weir_log::Clock;
+use weir_log::{BrokerAddr, Clock, SharedCatalog};
 
 /// This node: who it is, where it is reached, its clock and whether it is
 /// shutting down.
@@ -24,6 +25,8 @@ pub struct Node {
     pub clock: Clock,
     /// Set when shutdown begins: parked requests answer at once.
     stopping: watch::Sender<bool>,
+    /// Cluster mode: the membership this node is one of.
+    cluster: OnceLock<Arc<dyn SharedCatalog>>,
 }
 
 impl Node {
@@ -36,7 +39,53 @@ impl Node {
             data_dir,
             clock,
             stopping: watch::channel(false).0,
+            cluster: OnceLock::new(),
         }
+    }
+
+    /// Makes this node one broker of a cluster (set once, at open).
+    pub(crate) fn join_cluster(&self, cluster: Arc<dyn SharedCatalog>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// Whether this node is one broker of a cluster.
+    pub fn in_cluster(&self) -> bool {
+        self.cluster.get().is_some()
+    }
+
+    /// The brokers clients may use, by node id: the live brokers of the
+    /// cluster (this one always among them), or this node alone.
+    pub fn brokers(&self) -> Vec<BrokerAddr> {
+        let me = BrokerAddr {
+            node_id: self.id,
+            host: self.host.clone(),
+            port: self.port,
+        };
+        let Some(cluster) = self.cluster.get() else {
+            return vec![me];
+        };
+        let mut all = cluster.brokers();
+        if !all.iter().any(|b| b.node_id == self.id) {
+            all.push(me);
+            all.sort_by_key(|b| b.node_id);
+        }
+        all
+    }
+
+    /// The broker Metadata names as leader of a partition: partitions are
+    /// spread over `brokers` (any broker serves any partition in cluster
+    /// mode; leadership only spreads the clients' load, and a broker's
+    /// loss moves it).
+    pub fn leader_of(brokers: &[BrokerAddr], topic: &str, partition: i32) -> i32 {
+        if brokers.is_empty() {
+            return -1;
+        }
+        // FNV-1a, so every broker computes the same spread.
+        let h = topic.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        let i = h.wrapping_add(u64::from(partition.unsigned_abs())) % brokers.len() as u64;
+        brokers[usize::try_from(i).unwrap_or(0)].node_id
     }
 
     /// The clock, in milliseconds since the Unix epoch.

@@ -8,10 +8,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use tracing::{info, warn};
 use uuid::Uuid;
+use weir_log::SharedCatalog;
 use weir_log::{Clock, LogConfig, LogEngine, LogError, PartitionLog, TopicPartition};
 
 use crate::catalog::{catalog_path, Catalog, TopicRecord};
@@ -165,7 +167,14 @@ pub struct Topics {
     /// Producer ids: `(next, end of the reserved block)`.
     producer_ids: Mutex<(i64, i64)>,
     clock: Clock,
+    /// Cluster mode: the catalog every broker shares, in place of the
+    /// file; `version` is the shared version `state.catalog` is.
+    shared: Option<Arc<dyn SharedCatalog>>,
+    version: AtomicI64,
 }
+
+/// How the shared catalog is named in errors.
+const SHARED_ORIGIN: &str = "cluster catalog";
 
 /// Why a topic name is not acceptable, as Kafka's `Topic.validate` says.
 pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
@@ -206,7 +215,11 @@ impl Topics {
         engine: Arc<dyn LogEngine>,
         clock: Clock,
     ) -> Result<Self, BrokerError> {
-        let catalog = Catalog::load_or_create(&catalog_path(data_dir))?;
+        let shared = engine.shared();
+        let (catalog, version) = match &shared {
+            Some(s) => load_shared(s.as_ref())?,
+            None => (Catalog::load_or_create(&catalog_path(data_dir))?, 0),
+        };
         let mut settings = static_settings.clone();
         settings.dynamic_broker = catalog.dynamic_broker.clone();
         settings.dynamic_default = catalog.dynamic_default.clone();
@@ -218,15 +231,19 @@ impl Topics {
             topics.insert(rec.name.clone(), topic);
         }
         // Partitions without a catalog entry are left from a delete or a
-        // create that crashed half-way: the catalog is the truth.
-        for tp in engine.partitions()? {
-            let known = catalog
-                .topics
-                .get(&tp.topic)
-                .is_some_and(|t| tp.partition < t.partitions);
-            if !known {
-                warn!(partition = %tp, "removing partition that is not in the catalog");
-                engine.remove(&tp)?;
+        // create that crashed half-way: the catalog is the truth. Not in
+        // cluster mode: another broker may be creating a topic right now,
+        // and the broker that deletes a topic removes its partitions.
+        if shared.is_none() {
+            for tp in engine.partitions()? {
+                let known = catalog
+                    .topics
+                    .get(&tp.topic)
+                    .is_some_and(|t| tp.partition < t.partitions);
+                if !known {
+                    warn!(partition = %tp, "removing partition that is not in the catalog");
+                    engine.remove(&tp)?;
+                }
             }
         }
         info!(topics = topics.len(), cluster_id = %catalog.cluster_id, "topics loaded");
@@ -243,6 +260,8 @@ impl Topics {
             admin: Mutex::new(()),
             producer_ids: Mutex::new((id_block_end, id_block_end)),
             clock,
+            shared,
+            version: AtomicI64::new(version),
         })
     }
 
@@ -277,16 +296,27 @@ impl Topics {
         if let Some(t) = self.topic(name) {
             return Ok(t.partition_count());
         }
-        match self.create_topic(name, partitions, configs, false) {
-            Ok(rec) => Ok(rec.partitions),
-            // Created meanwhile by someone else.
-            Err(BrokerError::TopicExists { .. }) => self
-                .topic(name)
-                .map(|t| t.partition_count())
-                .ok_or_else(|| {
-                    BrokerError::Internal(format!("{name} vanished while being created"))
-                }),
-            Err(e) => Err(e),
+        // In cluster mode brokers starting together race to create the
+        // internal topics: the loser reads the winner's catalog and retries.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            return match self.create_topic(name, partitions, configs.clone(), false) {
+                Ok(rec) => Ok(rec.partitions),
+                // Created meanwhile by someone else.
+                Err(BrokerError::TopicExists { .. }) => self
+                    .topic(name)
+                    .map(|t| t.partition_count())
+                    .ok_or_else(|| {
+                        BrokerError::Internal(format!("{name} vanished while being created"))
+                    }),
+                Err(BrokerError::Catalog { ref path, .. })
+                    if path == SHARED_ORIGIN && attempts < 10 =>
+                {
+                    continue
+                }
+                Err(e) => Err(e),
+            };
         }
     }
 
@@ -367,10 +397,7 @@ impl Topics {
                 "{partitions} partitions is more than one topic may have ({MAX_PARTITIONS})"
             ));
         }
-        let _admin = self
-            .admin
-            .lock()
-            .map_err(|_| internal("admin lock poisoned"))?;
+        let _admin = self.admin()?;
         let state = self
             .state
             .read()
@@ -415,10 +442,7 @@ impl Topics {
         if self.setting("delete.topic.enable") != "true" {
             return Err(BrokerError::TopicDeletionDisabled);
         }
-        let _admin = self
-            .admin
-            .lock()
-            .map_err(|_| internal("admin lock poisoned"))?;
+        let _admin = self.admin()?;
         let mut catalog = self
             .state
             .read()
@@ -455,10 +479,7 @@ impl Topics {
         count: i32,
         validate_only: bool,
     ) -> Result<(), BrokerError> {
-        let _admin = self
-            .admin
-            .lock()
-            .map_err(|_| internal("admin lock poisoned"))?;
+        let _admin = self.admin()?;
         let state = self
             .state
             .read()
@@ -508,10 +529,7 @@ impl Topics {
         name: &str,
         configs: BTreeMap<String, String>,
     ) -> Result<(), BrokerError> {
-        let _admin = self
-            .admin
-            .lock()
-            .map_err(|_| internal("admin lock poisoned"))?;
+        let _admin = self.admin()?;
         let state = self
             .state
             .read()
@@ -559,10 +577,7 @@ impl Topics {
         default: bool,
         configs: BTreeMap<String, String>,
     ) -> Result<(), BrokerError> {
-        let _admin = self
-            .admin
-            .lock()
-            .map_err(|_| internal("admin lock poisoned"))?;
+        let _admin = self.admin()?;
         let mut state = self
             .state
             .write()
@@ -604,10 +619,7 @@ impl Topics {
         group_id: &str,
         configs: BTreeMap<String, String>,
     ) -> Result<(), BrokerError> {
-        let _admin = self
-            .admin
-            .lock()
-            .map_err(|_| internal("admin lock poisoned"))?;
+        let _admin = self.admin()?;
         let mut state = self
             .state
             .write()
@@ -652,19 +664,19 @@ impl Topics {
             .lock()
             .map_err(|_| BrokerError::Internal("producer id lock poisoned".into()))?;
         if ids.0 >= ids.1 {
-            let _admin = self
-                .admin
-                .lock()
-                .map_err(|_| BrokerError::Internal("admin lock poisoned".into()))?;
+            let _admin = self.admin()?;
             let mut state = self
                 .state
                 .write()
                 .map_err(|_| BrokerError::Internal("state lock poisoned".into()))?;
             let mut catalog = state.catalog.clone();
-            catalog.producer_id_block_end = ids.1 + PRODUCER_ID_BLOCK;
+            // In cluster mode other brokers reserve blocks too: the next
+            // block starts where the shared catalog's last one ended.
+            let start = ids.1.max(catalog.producer_id_block_end);
+            catalog.producer_id_block_end = start + PRODUCER_ID_BLOCK;
             self.persist(&catalog)?;
             state.catalog = catalog;
-            ids.1 += PRODUCER_ID_BLOCK;
+            *ids = (start, start + PRODUCER_ID_BLOCK);
         }
         let id = ids.0;
         ids.0 += 1;
@@ -672,7 +684,116 @@ impl Topics {
     }
 
     fn persist(&self, catalog: &Catalog) -> Result<(), BrokerError> {
-        catalog.save(&catalog_path(&self.data_dir))
+        let Some(shared) = &self.shared else {
+            return catalog.save(&catalog_path(&self.data_dir));
+        };
+        let body = serde_json::to_vec(catalog).map_err(|e| internal(&e.to_string()))?;
+        match shared.save(self.version.load(Ordering::SeqCst), &body)? {
+            Some(v) => {
+                self.version.store(v, Ordering::SeqCst);
+                Ok(())
+            }
+            // Only two brokers changing metadata at the same moment get
+            // here, since every change first reads the shared catalog.
+            None => Err(BrokerError::Catalog {
+                path: SHARED_ORIGIN.into(),
+                reason: "another broker changed the catalog at the same time; retry".into(),
+            }),
+        }
+    }
+
+    /// The admin lock, held by every metadata change; in cluster mode,
+    /// taken with the shared catalog read first, so that a change starts
+    /// from what every broker has saved.
+    fn admin(&self) -> Result<MutexGuard<'_, ()>, BrokerError> {
+        let guard = self
+            .admin
+            .lock()
+            .map_err(|_| internal("admin lock poisoned"))?;
+        self.sync_locked()?;
+        Ok(guard)
+    }
+
+    /// Cluster mode: applies the shared catalog if another broker changed
+    /// it (the broker calls this on every catalog notification and every
+    /// few seconds). Blocking: it reads the database.
+    pub fn sync_shared(&self) -> Result<(), BrokerError> {
+        self.admin().map(drop)
+    }
+
+    /// The shared catalog, if this broker is one of a cluster.
+    pub fn shared(&self) -> Option<Arc<dyn SharedCatalog>> {
+        self.shared.clone()
+    }
+
+    fn sync_locked(&self) -> Result<(), BrokerError> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        let Some((version, body)) = shared.load()? else {
+            return Ok(());
+        };
+        if version == self.version.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let catalog = Catalog::parse(&body, Path::new(SHARED_ORIGIN))?;
+        self.apply(catalog)?;
+        self.version.store(version, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Makes `catalog` (saved by another broker) this broker's: topics
+    /// added, changed or gone, dynamic configs.
+    fn apply(&self, catalog: Catalog) -> Result<(), BrokerError> {
+        let mut state = self
+            .state
+            .write()
+            .map_err(|_| internal("state lock poisoned"))?;
+        let mut settings = state.settings.clone();
+        settings.dynamic_broker = catalog.dynamic_broker.clone();
+        settings.dynamic_default = catalog.dynamic_default.clone();
+        let configs_changed = settings.dynamic_broker != state.settings.dynamic_broker
+            || settings.dynamic_default != state.settings.dynamic_default;
+        for rec in catalog.topics.values() {
+            if configs_changed || state.catalog.topics.get(&rec.name) != Some(rec) {
+                let topic = Arc::new(open_topic(&self.engine, &settings, rec)?);
+                if let Some(old) = state.topics.get(&rec.name).map(|t| t.id) {
+                    state.by_id.remove(&old);
+                }
+                state.by_id.insert(rec.id, topic.clone());
+                state.topics.insert(rec.name.clone(), topic);
+            }
+        }
+        let gone: Vec<String> = state
+            .catalog
+            .topics
+            .keys()
+            .filter(|n| !catalog.topics.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(t) = state.topics.remove(&name) {
+                state.by_id.remove(&t.id);
+            }
+        }
+        state.settings = settings;
+        state.catalog = catalog;
+        Ok(())
+    }
+}
+
+/// Reads the shared catalog, or saves a fresh one if no broker has yet.
+fn load_shared(shared: &dyn SharedCatalog) -> Result<(Catalog, i64), BrokerError> {
+    loop {
+        if let Some((version, body)) = shared.load()? {
+            return Ok((Catalog::parse(&body, Path::new(SHARED_ORIGIN))?, version));
+        }
+        let catalog = Catalog::fresh();
+        let body = serde_json::to_vec(&catalog).map_err(|e| internal(&e.to_string()))?;
+        if let Some(version) = shared.save(0, &body)? {
+            return Ok((catalog, version));
+        }
+        // Another broker saved the first catalog meanwhile: read it.
     }
 }
 

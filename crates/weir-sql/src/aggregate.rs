@@ -1,6 +1,7 @@
 //! ksqlDB's aggregate functions. Each keeps its state as a `Value`, so the
 //! state serializes into a changelog like any row.
 
+use crate::decimal::{self, Dec, DecOp};
 use crate::types::{SqlType, Value};
 
 /// How an aggregate is called: its column argument's type and the literal
@@ -71,6 +72,18 @@ fn bigint(v: &Value) -> i64 {
 
 fn add_num(a: &Value, b: &Value, sign: i64) -> Value {
     match (a, b) {
+        // DECIMAL sums keep the column's type (ksqlDB's DecimalSumKudaf).
+        (Value::Decimal(x), y) => {
+            let Some(y) = y.as_dec() else {
+                return a.clone();
+            };
+            let y = Dec::new(y.unscaled * i128::from(sign.signum()), y.scale);
+            // Any precision here: `fit_sum` checks the column's.
+            match decimal::apply(DecOp::Add, *x, y, u32::MAX, x.scale) {
+                Some(v) => Value::Decimal(v),
+                None => a.clone(),
+            }
+        }
         (Value::Int(x), y) => Value::Int(x.wrapping_add((sign * y.as_i64().unwrap_or(0)) as i32)),
         (Value::Bigint(x), y) => Value::Bigint(x.wrapping_add(sign * y.as_i64().unwrap_or(0))),
         (Value::Double(x), y) => Value::Double(x + sign as f64 * y.as_f64().unwrap_or(0.0)),
@@ -78,8 +91,18 @@ fn add_num(a: &Value, b: &Value, sign: i64) -> Value {
     }
 }
 
+/// A DECIMAL sum that overflows the column's precision keeps the old
+/// state (ksqlDB's "Numeric field overflow" fails that record).
+fn fit_sum(c: &AggCall, new: Value, old: &Value) -> Value {
+    match (&c.arg_type, &new) {
+        (Some(SqlType::Decimal(p, _)), Value::Decimal(d)) if !d.fits(*p) => old.clone(),
+        _ => new,
+    }
+}
+
 fn zero(t: &Option<SqlType>) -> Value {
     match t {
+        Some(SqlType::Decimal(_, s)) => Value::Decimal(Dec::new(0, *s)),
         Some(SqlType::Int) => Value::Int(0),
         Some(SqlType::Double) => Value::Double(0.0),
         _ => Value::Bigint(0),
@@ -376,20 +399,25 @@ pub static AGGREGATES: &[Aggregate] = &[
     Aggregate {
         name: "SUM",
         description: "Returns the sum of the non-NULL values.",
-        signatures: &[("val INT", "INT"), ("val BIGINT", "BIGINT"), ("val DOUBLE", "DOUBLE")],
+        signatures: &[
+            ("val INT", "INT"),
+            ("val BIGINT", "BIGINT"),
+            ("val DOUBLE", "DOUBLE"),
+            ("val DECIMAL", "DECIMAL"),
+        ],
         star: false,
         params: (0, 0),
         ret: numeric,
         init: |c| zero(&c.arg_type),
-        add: |_, s, v| {
+        add: |c, s, v| {
             if !v.is_null() {
-                *s = add_num(s, v, 1);
+                *s = fit_sum(c, add_num(s, v, 1), s);
             }
         },
-        merge: |_, s, o| *s = add_num(s, o, 1),
-        undo: Some(|_, s, v| {
+        merge: |c, s, o| *s = fit_sum(c, add_num(s, o, 1), s),
+        undo: Some(|c, s, v| {
             if !v.is_null() {
-                *s = add_num(s, v, -1);
+                *s = fit_sum(c, add_num(s, v, -1), s);
             }
         }),
         result: |_, s| s.clone(),

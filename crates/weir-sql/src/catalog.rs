@@ -154,6 +154,8 @@ pub const CREATE_AS_PROPS: &[&str] = &[
     "RETENTION_MS",
     "KEY_SCHEMA_ID",
     "VALUE_SCHEMA_ID",
+    "KEY_SCHEMA_FULL_NAME",
+    "VALUE_SCHEMA_FULL_NAME",
 ];
 
 /// The WITH properties `CREATE STREAM|TABLE` accepts: those, and the

@@ -459,6 +459,7 @@ impl Engine {
                         thread: None,
                         task: q.handle.task.clone(),
                         stats: q.handle.stats.clone(),
+                        materialized: q.handle.materialized,
                     },
                 },
             );
@@ -749,6 +750,18 @@ impl Engine {
             } else {
                 &src.value_format
             };
+            let name_prop = if key {
+                "KEY_SCHEMA_FULL_NAME"
+            } else {
+                "VALUE_SCHEMA_FULL_NAME"
+            };
+            let full_name = p.text(name_prop);
+            if full_name.is_some() && fmt.name() != "PROTOBUF_NOSR" {
+                return Err(SqlError::invalid(format!(
+                    "{name_prop} is supported by Weir only with the PROTOBUF_NOSR format, not {}",
+                    fmt.name()
+                )));
+            }
             if fmt.is_nosr() {
                 if id.is_some() {
                     return Err(SqlError::invalid(format!(
@@ -758,13 +771,19 @@ impl Engine {
                 }
                 // The schema ksqlDB derives from the columns, without a
                 // registry.
+                let kind = fmt.sr_kind().unwrap_or(SrKind::Avro);
+                if !key && kind == SrKind::Protobuf && src.value.len() == 1 && !src.wrap_single {
+                    return Err(SqlError::invalid(
+                        "'WRAP_SINGLE_VALUE' is not supported by the PROTOBUF_NOSR format",
+                    ));
+                }
                 let (cols, wrapped) = if key {
-                    (&src.key, src.key.len() != 1)
+                    (&src.key, src.key.len() != 1 || kind == SrKind::Protobuf)
                 } else {
                     (&src.value, src.value.len() != 1 || src.wrap_single)
                 };
-                let kind = SrKind::Avro;
-                let parsed = sr::Parsed::parse(kind, &sr::schema_for(kind, cols, wrapped), &[])?;
+                let schema = sr::schema_named(kind, cols, wrapped, full_name.as_deref());
+                let parsed = sr::Parsed::parse(kind, &schema, &[])?;
                 let bound = Format::Registry(RegistryFormat {
                     kind,
                     bound: Some(Arc::new(sr::Bound::new(0, parsed, Arc::new(sr::NoLookup)))),
@@ -849,9 +868,10 @@ impl Engine {
         ] {
             if fmt.is_nosr() {
                 if !declared && !key {
-                    return Err(SqlError::invalid(
-                        "The AVRO_NOSR format needs declared value columns: without a schema registry there is nothing to infer them from",
-                    ));
+                    return Err(SqlError::invalid(format!(
+                        "The {} format needs declared value columns: without a schema registry there is nothing to infer them from",
+                        fmt.name()
+                    )));
                 }
                 continue;
             }
@@ -1434,8 +1454,9 @@ impl Engine {
         Ok((plan, rows))
     }
 
-    /// Runs a pull query against a materialized table.
-    pub async fn pull_query(&self, query: &Query) -> Result<(Plan, Vec<Vec<Value>>)> {
+    /// Runs a pull query against a materialized table; `plan` is the
+    /// query's plan from [`Self::plan_select`] (not planned again).
+    pub async fn pull_query(&self, query: &Query, plan: Plan) -> Result<(Plan, Vec<Vec<Value>>)> {
         let state = self.state.lock().await;
         let src = state.meta.get(&query.from.first.name)?;
         if !src.is_table() {
@@ -1445,7 +1466,7 @@ impl Engine {
         let materialized = state
             .queries
             .values()
-            .find(|q| q.sink == src.name && q.handle.task.lock().map(|t| t.plan.is_aggregate()).unwrap_or(false))
+            .find(|q| q.sink == src.name && q.handle.materialized)
             .ok_or_else(|| {
                 SqlError::invalid(format!(
                     "The `{0}` table isn't queryable. To derive a queryable table, you can do 'CREATE TABLE QUERYABLE_{0} AS SELECT * FROM {0}'.",
@@ -1461,7 +1482,6 @@ impl Engine {
                 "Pull queries don't support GROUP BY, WINDOW, JOIN or PARTITION BY clauses.",
             ));
         }
-        let plan = plan::plan(query, &state.meta, None)?;
         let crate::plan::Op::Select {
             filter,
             key,

@@ -27,6 +27,10 @@ pub enum SqlError {
     /// The Kafka cluster refused or failed an operation.
     #[error("Kafka {operation}: {message}")]
     Kafka { operation: String, message: String },
+    /// The cluster's authorizer refused the server's principal an
+    /// operation (answered 403, ksqlDB's 40301).
+    #[error("{message}")]
+    Authorization { message: String },
     /// A bug in Weir.
     #[error("internal error: {message}")]
     Internal { message: String },

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use regex::Regex;
 
 use crate::ast::{BinOp, Expr, Literal};
+use crate::decimal::{self, Dec, DecOp};
 use crate::error::{Result, SqlError};
 use crate::functions::{self, Scalar};
 use crate::types::{SqlType, Value};
@@ -174,11 +175,17 @@ pub fn literal_value(l: &Literal) -> (Value, SqlType) {
             Ok(v) => (Value::Int(v), SqlType::Int),
             Err(_) => (Value::Bigint(*i), SqlType::Bigint),
         },
-        // Weir has no DECIMAL: decimal literals are DOUBLE.
-        Literal::Decimal(d) => (
-            Value::Double(d.parse().unwrap_or(f64::NAN)),
-            SqlType::Double,
-        ),
+        // ksqlDB types `1.5` as DECIMAL(2, 1) and `1.5E3` as DOUBLE.
+        Literal::Decimal(d) => match Dec::parse(d) {
+            Some(v) if !d.contains(['e', 'E']) => {
+                let (p, s) = v.literal_type();
+                (Value::Decimal(v), SqlType::Decimal(p, s))
+            }
+            _ => (
+                Value::Double(d.parse().unwrap_or(f64::NAN)),
+                SqlType::Double,
+            ),
+        },
         Literal::String(s) => (Value::String(s.clone()), SqlType::String),
     }
 }
@@ -575,7 +582,7 @@ impl Compiler<'_> {
                         ty: SqlType::String,
                     });
                 }
-                let ty = SqlType::wider(&l.ty, &r.ty).ok_or_else(|| {
+                let ty = arith_type(op, &l.ty, &r.ty).ok_or_else(|| {
                     type_error(
                         expr,
                         format!(
@@ -728,6 +735,28 @@ impl Compiler<'_> {
     }
 }
 
+fn dec_op(op: BinOp) -> Option<DecOp> {
+    Some(match op {
+        BinOp::Add => DecOp::Add,
+        BinOp::Sub => DecOp::Sub,
+        BinOp::Mul => DecOp::Mul,
+        BinOp::Div => DecOp::Div,
+        BinOp::Mod => DecOp::Mod,
+        _ => return None,
+    })
+}
+
+/// The type of `l op r`: the wider type, except that DECIMAL operands
+/// (with INT or BIGINT) take ksqlDB's precision and scale of the operator.
+fn arith_type(op: BinOp, l: &SqlType, r: &SqlType) -> Option<SqlType> {
+    let wide = SqlType::wider(l, r)?;
+    if !matches!(wide, SqlType::Decimal(..)) {
+        return Some(wide);
+    }
+    let (p, s) = decimal::result_type(dec_op(op)?, l.as_decimal()?, r.as_decimal()?);
+    Some(SqlType::Decimal(p, s))
+}
+
 /// Wraps a node in a widening cast when its type differs from `ty`.
 fn widen(t: Typed, ty: &SqlType) -> Node {
     if t.ty == *ty {
@@ -765,7 +794,7 @@ fn castable(from: &SqlType, to: &SqlType) -> bool {
         return true;
     }
     match (from, to) {
-        (Int | Bigint | Double | String, Int | Bigint | Double) => true,
+        (Int | Bigint | Double | Decimal(..) | String, Int | Bigint | Double | Decimal(..)) => true,
         (String, Boolean | Timestamp | Date | Time | Bytes) => true,
         (Bytes, String) => true,
         (Timestamp, Date | Time) | (Date, Timestamp) => true,
@@ -782,6 +811,19 @@ pub fn cast_value(v: &Value, to: &SqlType) -> Value {
     match (v, to) {
         (Value::Null, _) => Value::Null,
         (_, SqlType::String) => Value::String(v.to_sql_string()),
+        (Value::Decimal(d), SqlType::Int) => Value::Int(d.trunc_i64() as i32),
+        (Value::Decimal(d), SqlType::Bigint) => Value::Bigint(d.trunc_i64()),
+        (Value::Decimal(d), SqlType::Double) => Value::Double(d.to_f64()),
+        (_, SqlType::Decimal(p, s)) => {
+            let d = match v {
+                Value::Int(_) | Value::Bigint(_) | Value::Decimal(_) => v.as_dec(),
+                Value::Double(x) => Dec::from_f64(*x, *p, *s),
+                Value::String(t) => Dec::parse(t),
+                _ => None,
+            };
+            d.and_then(|d| d.fit(*p, *s))
+                .map_or(Value::Null, Value::Decimal)
+        }
         (Value::Int(_) | Value::Bigint(_) | Value::Double(_), SqlType::Int) => match v {
             Value::Double(d) => Value::Int(*d as i32),
             _ => Value::Int(v.as_i64().unwrap_or(0) as i32),
@@ -854,6 +896,54 @@ pub struct Ctx<'a> {
 }
 
 impl Node {
+    /// Marks the row columns the expression reads (`used[i]` for
+    /// column `i`; indexes past the end are ignored).
+    pub fn mark_columns(&self, used: &mut [bool]) {
+        fn all<'a>(nodes: impl IntoIterator<Item = &'a Node>, used: &mut [bool]) {
+            for n in nodes {
+                n.mark_columns(used);
+            }
+        }
+        match self {
+            Node::Column(i) => {
+                if let Some(u) = used.get_mut(*i) {
+                    *u = true;
+                }
+            }
+            Node::Const(_) | Node::LambdaArg(_) => {}
+            Node::Not(a)
+            | Node::Negate(a)
+            | Node::IsNull(a, _)
+            | Node::Cast(a, _)
+            | Node::Lambda(a, _)
+            | Node::Field(a, _) => a.mark_columns(used),
+            Node::Arith(_, a, b, _)
+            | Node::Concat(a, b)
+            | Node::Compare(_, a, b)
+            | Node::And(a, b)
+            | Node::Or(a, b)
+            | Node::Subscript(a, b) => all([&**a, &**b], used),
+            Node::Like(a, p, _) => {
+                a.mark_columns(used);
+                if let LikePattern::Dynamic(p, _) = p {
+                    p.mark_columns(used);
+                }
+            }
+            Node::Between(a, b, c, _) => all([&**a, &**b, &**c], used),
+            Node::In(a, list, _) => {
+                a.mark_columns(used);
+                all(list, used);
+            }
+            Node::Case(arms, default) => {
+                all(arms.iter().flat_map(|(w, t)| [w, t]), used);
+                all(default.iter().map(|n| &**n), used);
+            }
+            Node::Call(_, args, _) | Node::Array(args) => all(args, used),
+            Node::Map(entries) => all(entries.iter().flat_map(|(k, v)| [k, v]), used),
+            Node::Struct(fields) => all(fields.iter().map(|(_, n)| n), used),
+        }
+    }
+
     /// Evaluates against a row.
     pub fn eval(&self, row: &[Value]) -> Value {
         self.eval_in(&mut Ctx {
@@ -898,6 +988,7 @@ impl Node {
                 Value::Int(v) => Value::Int(v.wrapping_neg()),
                 Value::Bigint(v) => Value::Bigint(v.wrapping_neg()),
                 Value::Double(v) => Value::Double(-v),
+                Value::Decimal(d) => Value::Decimal(Dec::new(-d.unscaled, d.scale)),
                 _ => Value::Null,
             },
             Node::IsNull(e, negated) => Value::Boolean(e.eval_in(ctx).is_null() != *negated),
@@ -1082,6 +1173,12 @@ fn arith(op: BinOp, l: &Value, r: &Value, ty: &SqlType) -> Value {
                 Value::Bigint(v)
             }
         }
+        SqlType::Decimal(p, s) => match (l.as_dec(), r.as_dec(), dec_op(op)) {
+            (Some(a), Some(b), Some(op)) => {
+                decimal::apply(op, a, b, *p, *s).map_or(Value::Null, Value::Decimal)
+            }
+            _ => Value::Null,
+        },
         SqlType::Double => {
             let (Some(a), Some(b)) = (l.as_f64(), r.as_f64()) else {
                 return Value::Null;
@@ -1137,6 +1234,48 @@ mod tests {
             panic!()
         };
         Ok(compile(expr, &scope(), "SELECT")?.node.eval(&row()))
+    }
+
+    fn typed(text: &str) -> SqlType {
+        let parsed =
+            crate::parser::parse_one(&format!("SELECT {text} FROM T;"), &BTreeMap::new()).unwrap();
+        let crate::ast::Statement::Select(q) = parsed.statement else {
+            panic!()
+        };
+        let crate::ast::SelectItem::Expr { expr, .. } = &q.select[0] else {
+            panic!()
+        };
+        compile(expr, &scope(), "SELECT").unwrap().ty
+    }
+
+    fn dec(s: &str) -> Value {
+        Value::Decimal(Dec::parse(s).unwrap())
+    }
+
+    #[test]
+    fn decimals_type_and_compute_like_ksqldb() {
+        assert_eq!(typed("1.5"), SqlType::Decimal(2, 1));
+        assert_eq!(typed("1.5E3"), SqlType::Double);
+        assert_eq!(typed("ID + 1.25"), SqlType::Decimal(13, 2));
+        assert_eq!(eval("ID + 1.25").unwrap(), dec("8.25"));
+        assert_eq!(typed("1.5 * 0.25"), SqlType::Decimal(6, 3));
+        assert_eq!(eval("1.5 * 0.25").unwrap(), dec("0.375"));
+        assert_eq!(typed("PRICE * 1.5"), SqlType::Double);
+        assert_eq!(eval("PRICE * 1.5").unwrap(), Value::Double(3.75));
+        assert_eq!(eval("-1.5 < 1").unwrap(), Value::Boolean(true));
+        assert_eq!(eval("1.50 = 1.5").unwrap(), Value::Boolean(true));
+        assert_eq!(eval("CAST(2.675 AS DECIMAL(3, 2))").unwrap(), dec("2.68"));
+        assert_eq!(eval("CAST(123.4 AS DECIMAL(3, 1))").unwrap(), Value::Null);
+        assert_eq!(eval("CAST(-7.9 AS INT)").unwrap(), Value::Int(-7));
+        assert_eq!(
+            eval("CAST('0.1' AS DECIMAL(2, 1)) + 0.2").unwrap(),
+            dec("0.3")
+        );
+        assert_eq!(
+            eval("CAST(1.50 AS STRING)").unwrap(),
+            Value::String("1.50".into())
+        );
+        assert_eq!(eval("1.0 / 3").unwrap(), Value::Null);
     }
 
     #[test]

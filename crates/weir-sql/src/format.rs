@@ -19,6 +19,7 @@
 
 use std::sync::Arc;
 
+use crate::decimal::Dec;
 use crate::error::{Result, SqlError};
 use crate::sr::{Bound, SrKind};
 use crate::types::{SqlType, Value};
@@ -41,7 +42,8 @@ pub struct RegistryFormat {
     pub kind: SrKind,
     pub bound: Option<Arc<Bound>>,
     /// Confluent's wire frame (magic byte, schema id) around each record;
-    /// `false` for `AVRO_NOSR`, whose schema comes from the columns.
+    /// `false` for `AVRO_NOSR` and `PROTOBUF_NOSR`, whose schema comes
+    /// from the columns.
     pub framed: bool,
 }
 
@@ -77,11 +79,11 @@ impl Format {
                 bound: None,
                 framed: false,
             }),
-            "PROTOBUF_NOSR" => {
-                return Err(SqlError::invalid(
-                    "The PROTOBUF_NOSR format is not supported by Weir yet; use PROTOBUF, AVRO_NOSR, JSON, DELIMITED, KAFKA or NONE",
-                ))
-            }
+            "PROTOBUF_NOSR" => Format::Registry(RegistryFormat {
+                kind: SrKind::Protobuf,
+                bound: None,
+                framed: false,
+            }),
             other => {
                 return Err(SqlError::invalid(format!(
                     "Unknown format: {other}. Supported formats: JSON, JSON_SR, AVRO, PROTOBUF, DELIMITED, KAFKA, NONE"
@@ -98,7 +100,8 @@ impl Format {
         })
     }
 
-    /// A registry format's schema without the registry (`AVRO_NOSR`).
+    /// A registry format's schema without the registry (`AVRO_NOSR`,
+    /// `PROTOBUF_NOSR`).
     pub fn is_nosr(&self) -> bool {
         matches!(self, Format::Registry(r) if !r.framed)
     }
@@ -114,6 +117,7 @@ impl Format {
     /// The format's name.
     pub fn name(&self) -> &'static str {
         match self {
+            Format::Registry(r) if !r.framed && r.kind == SrKind::Protobuf => "PROTOBUF_NOSR",
             Format::Registry(r) if !r.framed => "AVRO_NOSR",
             Format::Registry(r) => r.kind.name(),
             Format::Json => "JSON",
@@ -216,6 +220,9 @@ impl Codec {
                 None | Some(Value::Null) => None,
                 Some(v) => Some(kafka_bytes(v)),
             },
+            Format::Json if self.columns.len() != 1 || self.wrap_single => {
+                Some(crate::json::encode_row(&self.columns, values))
+            }
             Format::Json => serde_json::to_vec(&self.row_json(values)?).ok(),
             Format::Delimited(d) => {
                 if self.columns.len() == 1 && values[0].is_null() {
@@ -246,15 +253,18 @@ impl Codec {
     /// The row as JSON: an object of the columns, or the single column's
     /// value when unwrapped (`None` for a null one).
     fn row_json(&self, values: &[Value]) -> Option<serde_json::Value> {
+        // AVRO and PROTOBUF write decimals from their exact text.
+        let exact = matches!(&self.format, Format::Registry(r) if r.kind != SrKind::JsonSr);
+        let conv = |v: &Value| if exact { to_json_exact(v) } else { to_json(v) };
         if self.columns.len() == 1 && !self.wrap_single {
             if values[0].is_null() {
                 return None;
             }
-            return Some(to_json(&values[0]));
+            return Some(conv(&values[0]));
         }
         let mut obj = serde_json::Map::with_capacity(self.columns.len());
         for ((name, _), v) in self.columns.iter().zip(values) {
-            obj.insert(name.clone(), to_json(v));
+            obj.insert(name.clone(), conv(v));
         }
         Some(serde_json::Value::Object(obj))
     }
@@ -264,6 +274,9 @@ impl Codec {
         if json.is_null() {
             return Ok(None);
         }
+        // Avro's JSON form of a decimal is its unscaled bytes.
+        let avro = matches!(&self.format, Format::Registry(r) if r.kind == SrKind::Avro);
+        let from_json = |j: &serde_json::Value, ty: &SqlType| from_json_in(j, ty, avro);
         let unwrapped = self.columns.len() == 1 && (!self.wrap_single || !json.is_object());
         if unwrapped {
             let (col, ty) = &self.columns[0];
@@ -299,6 +312,17 @@ impl Codec {
 
     /// Deserializes; `Ok(None)` for a null value (a tombstone).
     pub fn decode(&self, bytes: Option<&[u8]>) -> Result<Option<Vec<Value>>> {
+        self.decode_kept(bytes, None)
+    }
+
+    /// Deserializes as [`Self::decode`] does; with `keep`, the columns
+    /// marked `false` (those a query never reads) may come back NULL
+    /// without their values being copied out of the record.
+    pub fn decode_kept(
+        &self,
+        bytes: Option<&[u8]>,
+        keep: Option<&[bool]>,
+    ) -> Result<Option<Vec<Value>>> {
         let Some(bytes) = bytes else {
             return Ok(None);
         };
@@ -309,6 +333,11 @@ impl Codec {
                 None => Ok(Some(Vec::new())),
                 Some((_, t)) => Ok(Some(vec![from_kafka_bytes(bytes, t)?])),
             },
+            // Straight into the columns; a single column may be unwrapped,
+            // which needs the whole value first.
+            Format::Json if self.columns.len() != 1 => {
+                crate::json::decode_row(&self.columns, keep, bytes)
+            }
             Format::Json => {
                 let json: serde_json::Value =
                     serde_json::from_slice(bytes).map_err(|e| SqlError::serde(name, e))?;
@@ -321,7 +350,7 @@ impl Codec {
                 let json = if r.framed {
                     bound.decode(r.kind, bytes)?
                 } else {
-                    crate::sr::decode_payload(&bound.write, r.kind, bytes)?
+                    crate::sr::decode_nosr(&bound.write, r.kind, bytes)?
                 };
                 self.json_row(json, name)
             }
@@ -392,6 +421,7 @@ fn parse_text(f: &str, ty: &SqlType) -> Option<Value> {
         SqlType::Int => Value::Int(f.trim().parse().ok()?),
         SqlType::Bigint => Value::Bigint(f.trim().parse().ok()?),
         SqlType::Double => Value::Double(f.trim().parse().ok()?),
+        SqlType::Decimal(p, s) => Value::Decimal(Dec::parse(f)?.fit(*p, *s)?),
         SqlType::Boolean => Value::Boolean(f.trim().eq_ignore_ascii_case("true")),
         SqlType::Timestamp => Value::Timestamp(f.trim().parse().ok()?),
         SqlType::Date => Value::Date(f.trim().parse().ok()?),
@@ -449,14 +479,29 @@ fn from_kafka_bytes(b: &[u8], ty: &SqlType) -> Result<Value> {
 
 /// A value as JSON (ksqlDB's JSON mapping).
 pub fn to_json(v: &Value) -> serde_json::Value {
+    json_of(v, false)
+}
+
+/// As [`to_json`], with decimals as their exact text.
+pub fn to_json_exact(v: &Value) -> serde_json::Value {
+    json_of(v, true)
+}
+
+fn json_of(v: &Value, exact: bool) -> serde_json::Value {
     use serde_json::Value as J;
+    let to_json = |v: &Value| json_of(v, exact);
     match v {
+        Value::Decimal(d) if exact => J::String(d.to_plain_string()),
         Value::Null => J::Null,
         Value::Boolean(b) => J::Bool(*b),
         Value::Int(i) => J::from(*i),
         Value::Bigint(i) | Value::Timestamp(i) | Value::Time(i) => J::from(*i),
         Value::Date(d) => J::from(*d),
         Value::Double(d) => serde_json::Number::from_f64(*d).map_or(J::Null, J::Number),
+        // A JSON number, as ksqlDB writes DECIMAL. serde_json's numbers
+        // are doubles here, so past 15 significant digits the text is the
+        // nearest double's and trailing zeros of the scale are not kept.
+        Value::Decimal(d) => serde_json::Number::from_f64(d.to_f64()).map_or(J::Null, J::Number),
         Value::String(s) => J::String(s.clone()),
         Value::Bytes(b) => J::String(crate::functions::base64_encode(b)),
         Value::Array(items) => J::Array(items.iter().map(to_json).collect()),
@@ -478,7 +523,14 @@ pub fn to_json(v: &Value) -> serde_json::Value {
 /// A JSON value read as `ty` (numbers convert between numeric types,
 /// strings parse into numbers and times, as ksqlDB's JSON reader does).
 pub fn from_json(j: &serde_json::Value, ty: &SqlType) -> Result<Value> {
+    from_json_in(j, ty, false)
+}
+
+/// As [`from_json`]; `avro`: a decimal's string is its unscaled bytes in
+/// base64 (Avro's JSON form here), not its text.
+fn from_json_in(j: &serde_json::Value, ty: &SqlType, avro: bool) -> Result<Value> {
     use serde_json::Value as J;
+    let from_json = |j: &J, ty: &SqlType| from_json_in(j, ty, avro);
     let bad = || {
         SqlError::serde(
             "JSON",
@@ -519,6 +571,23 @@ pub fn from_json(j: &serde_json::Value, ty: &SqlType) -> Result<Value> {
         SqlType::Double => match j {
             J::Number(n) => Value::Double(n.as_f64().ok_or_else(bad)?),
             J::String(s) => Value::Double(s.trim().parse().map_err(|_| bad())?),
+            _ => return Err(bad()),
+        },
+        SqlType::Decimal(p, s) => match j {
+            J::Number(n) => Value::Decimal(
+                Dec::parse(&n.to_string())
+                    .and_then(|d| d.fit(*p, *s))
+                    .ok_or_else(bad)?,
+            ),
+            J::String(t) if avro => Value::Decimal(
+                crate::functions::base64_decode(t)
+                    .and_then(|b| Dec::from_be_bytes(&b, *s))
+                    .and_then(|d| d.fit(*p, *s))
+                    .ok_or_else(bad)?,
+            ),
+            J::String(t) => {
+                Value::Decimal(Dec::parse(t).and_then(|d| d.fit(*p, *s)).ok_or_else(bad)?)
+            }
             _ => return Err(bad()),
         },
         SqlType::String => match j {
@@ -690,7 +759,8 @@ mod tests {
         assert_eq!(bytes, [2, 2, b'a', 2, 10]);
         assert_eq!(codec.decode(Some(&bytes)).unwrap(), Some(row));
         assert!(Format::parse("AVRO_NOSR", None).unwrap().is_nosr());
-        assert!(Format::parse("PROTOBUF_NOSR", None).is_err());
+        let p = Format::parse("PROTOBUF_NOSR", None).unwrap();
+        assert!(p.is_nosr() && p.name() == "PROTOBUF_NOSR");
     }
 
     fn cols(c: &[(&str, SqlType)]) -> Vec<(String, SqlType)> {

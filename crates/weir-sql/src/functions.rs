@@ -400,11 +400,21 @@ fn opt_str(o: Option<String>) -> Value {
 }
 
 /// Applies `op` to a numeric value, keeping its type.
-fn num_keep(v: &Value, int: fn(i64) -> i64, dbl: fn(f64) -> f64) -> Value {
+fn num_keep(
+    v: &Value,
+    int: fn(i64) -> i64,
+    dbl: fn(f64) -> f64,
+    dec: fn(i128, i128) -> i128,
+) -> Value {
     match v {
         Value::Int(x) => Value::Int(int(i64::from(*x)) as i32),
         Value::Bigint(x) => Value::Bigint(int(*x)),
         Value::Double(x) => Value::Double(dbl(*x)),
+        // `dec` maps the unscaled value, given 10^scale.
+        Value::Decimal(d) => match 10i128.checked_pow(d.scale) {
+            Some(one) => Value::Decimal(crate::decimal::Dec::new(dec(d.unscaled, one), d.scale)),
+            None => Value::Null,
+        },
         _ => Value::Null,
     }
 }
@@ -880,7 +890,7 @@ use P::*;
 pub static SCALARS: &[Scalar] = &[
     scalar!("ABS", "MATHEMATICAL", "Returns the absolute value of its argument.",
         [sig(&[("x", Num)], R::Arg(0))],
-        values |a| num_keep(&a[0], |x| x.wrapping_abs(), f64::abs)),
+        values |a| num_keep(&a[0], |x| x.wrapping_abs(), f64::abs, |u, _| u.abs())),
     scalar!("ARRAY_CONCAT", "ARRAY", "Returns an array of the elements of both arrays.",
         [sig(&[("a", Arr), ("b", Arr)], R::Arg(0))],
         values |a| match (&a[0], &a[1]) {
@@ -941,7 +951,7 @@ pub static SCALARS: &[Scalar] = &[
         }),
     scalar!("CEIL", "MATHEMATICAL", "Rounds up to the nearest integer value.",
         [sig(&[("x", Num)], R::Arg(0))],
-        values |a| num_keep(&a[0], |x| x, f64::ceil)),
+        values |a| num_keep(&a[0], |x| x, f64::ceil, |u, one| u.div_euclid(one) * one + if u.rem_euclid(one) > 0 { one } else { 0 })),
     scalar!("CHR", "STRING", "Returns the character of a Unicode code point (or a '\\uXXXX' string).",
         [sig(&[("code", Int)], R::Fixed(Str)), sig(&[("code", Str)], R::Fixed(Str))],
         values |a| match &a[0] {
@@ -1031,7 +1041,7 @@ pub static SCALARS: &[Scalar] = &[
         nodes filter),
     scalar!("FLOOR", "MATHEMATICAL", "Rounds down to the nearest integer value.",
         [sig(&[("x", Num)], R::Arg(0))],
-        values |a| num_keep(&a[0], |x| x, f64::floor)),
+        values |a| num_keep(&a[0], |x| x, f64::floor, |u, one| u.div_euclid(one) * one)),
     scalar!("FORMAT_DATE", "DATE / TIME", "Formats a DATE with a pattern (Java DateTimeFormatter letters).",
         [sig(&[("date", Date), ("pattern", Str)], R::Fixed(Str))],
         values |a| match (days_of(&a[0]), s(&a[1])) {
@@ -1522,9 +1532,14 @@ mod tests {
     #[test]
     fn math_functions() {
         assert_eq!(eval("ABS(-3)"), Value::Int(3));
-        assert_eq!(eval("ABS(-2.5)"), Value::Double(2.5));
-        assert_eq!(eval("CEIL(1.2)"), Value::Double(2.0));
-        assert_eq!(eval("FLOOR(1.8)"), Value::Double(1.0));
+        // `2.5` is a DECIMAL(2, 1) literal: these keep its type.
+        let dec = |s: &str| Value::Decimal(crate::decimal::Dec::parse(s).unwrap());
+        assert_eq!(eval("ABS(-2.5)"), dec("2.5"));
+        assert_eq!(eval("CEIL(1.2)"), dec("2.0"));
+        assert_eq!(eval("CEIL(-1.2)"), dec("-1.0"));
+        assert_eq!(eval("FLOOR(1.8)"), dec("1.0"));
+        assert_eq!(eval("FLOOR(-1.8)"), dec("-2.0"));
+        assert_eq!(eval("ABS(-2.5E0)"), Value::Double(2.5));
         assert_eq!(eval("ROUND(2.5)"), Value::Bigint(3));
         assert_eq!(eval("ROUND(-2.5)"), Value::Bigint(-2));
         assert_eq!(eval("ROUND(1.2345, 2)"), Value::Double(1.23));
@@ -1534,7 +1549,10 @@ mod tests {
         assert_eq!(eval("LN(1)"), Value::Double(0.0));
         assert_eq!(eval("SIGN(-4)"), Value::Int(-1));
         assert_eq!(eval("GREATEST(1, 5, NULL, 3)"), Value::Int(5));
-        assert_eq!(eval("LEAST(2, 1.5)"), Value::Double(1.5));
+        assert_eq!(
+            eval("LEAST(2, 1.5)"),
+            Value::Decimal(crate::decimal::Dec::parse("1.5").unwrap())
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@
 pub mod aggregate;
 pub mod ast;
 pub mod catalog;
+pub mod decimal;
 #[cfg(feature = "server")]
 pub mod engine;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod expr;
 pub mod format;
 pub mod functions;
 pub mod join;
+pub mod json;
 pub mod lexer;
 pub mod parser;
 pub mod plan;

@@ -294,6 +294,12 @@ impl Parser {
         }
     }
 
+    /// A DECIMAL precision or scale.
+    fn type_param(&mut self) -> Result<u32> {
+        let n = self.integer()?;
+        u32::try_from(n).map_err(|_| self.error_at(format!("DECIMAL parameter out of range: {n}")))
+    }
+
     fn statement(&mut self) -> Result<Statement> {
         let first = match self.peek() {
             Tok::Word(w) => w.to_ascii_uppercase(),
@@ -519,9 +525,12 @@ impl Parser {
                 SqlType::Struct(fields)
             }
             "DECIMAL" => {
-                return Err(SqlError::invalid(
-                    "The DECIMAL type is not supported by Weir; use DOUBLE",
-                ))
+                self.expect_sym("(")?;
+                let p = self.type_param()?;
+                self.expect_sym(",")?;
+                let s = self.type_param()?;
+                self.expect_sym(")")?;
+                decimal_type(p, s)?
             }
             other => {
                 self.i -= 1;
@@ -1447,6 +1456,27 @@ impl Parser {
             else_,
         })
     }
+}
+
+/// Checks `DECIMAL(p, s)` as ksqlDB does, and Weir's 38-digit limit.
+pub fn decimal_type(precision: u32, scale: u32) -> Result<SqlType> {
+    if precision < 1 {
+        return Err(SqlError::invalid(format!(
+            "DECIMAL precision must be >= 1: DECIMAL({precision},{scale})"
+        )));
+    }
+    if precision < scale {
+        return Err(SqlError::invalid(format!(
+            "DECIMAL precision must be >= scale: DECIMAL({precision},{scale})"
+        )));
+    }
+    if precision > crate::decimal::MAX_PRECISION {
+        return Err(SqlError::invalid(format!(
+            "DECIMAL precision above {} is not supported by Weir: DECIMAL({precision},{scale})",
+            crate::decimal::MAX_PRECISION
+        )));
+    }
+    Ok(SqlType::Decimal(precision, scale))
 }
 
 #[cfg(test)]

@@ -64,6 +64,8 @@ fn json_response(status: StatusCode, body: J) -> Response {
 fn statement_error(e: &SqlError, statement: &str, entities: Vec<J>) -> Response {
     let (status, code) = if e.is_user_error() {
         (StatusCode::BAD_REQUEST, 40001)
+    } else if matches!(e, SqlError::Authorization { .. }) {
+        (StatusCode::FORBIDDEN, 40301)
     } else {
         (StatusCode::INTERNAL_SERVER_ERROR, 50000)
     };
@@ -204,7 +206,7 @@ async fn run_select(
         Err(e) => return Err(statement_error(&e, text, vec![])),
     };
     if query.emit == Emit::None {
-        return match api.engine.pull_query(&query).await {
+        return match api.engine.pull_query(&query, plan).await {
             Ok((plan, rows)) => Ok((
                 plan,
                 Err(rows),

@@ -254,6 +254,9 @@ pub struct QueryHandle {
     pub thread: Option<std::thread::JoinHandle<()>>,
     pub task: Arc<Mutex<Task>>,
     pub stats: Arc<QueryStats>,
+    /// An aggregation: pull queries read its state. (Known without
+    /// locking the task, which the query thread holds while it works.)
+    pub materialized: bool,
 }
 
 impl QueryHandle {
@@ -298,6 +301,7 @@ pub enum Output {
 /// Starts a query thread.
 pub fn start(spec: QuerySpec, output: Output) -> QueryHandle {
     let stop = Arc::new(AtomicBool::new(false));
+    let materialized = spec.plan.is_aggregate();
     let task = Arc::new(Mutex::new(Task::new(spec.plan.clone())));
     let stats = Arc::new(QueryStats::default());
     let (s2, t2, st2) = (stop.clone(), task.clone(), stats.clone());
@@ -327,6 +331,7 @@ pub fn start(spec: QuerySpec, output: Output) -> QueryHandle {
         thread,
         task,
         stats,
+        materialized,
     }
 }
 
@@ -734,7 +739,9 @@ fn run(
             stats.processed.fetch_add(1, Ordering::Relaxed);
             positions.insert((msg.input, msg.partition), msg.offset + 1);
             batch_count += 1;
-            if batch_count % 256 == 0 {
+            // Short holds: a pull query waits for the lock at most this
+            // many records.
+            if batch_count % 64 == 0 {
                 guard = None;
             }
             match output {
@@ -1111,7 +1118,15 @@ pub async fn produce_sync(
             .send(r, TIMEOUT)
             .await
             .map(|d| (d.partition, d.offset))
-            .map_err(|(e, _)| SqlError::kafka("Produce", e))
+            .map_err(|(e, _)| match e.rdkafka_error_code() {
+                // ksqlDB's KsqlTopicAuthorizationException.
+                Some(rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed) => {
+                    SqlError::Authorization {
+                        message: format!("Authorization denied to Write on topic(s): [{topic}]"),
+                    }
+                }
+                _ => SqlError::kafka("Produce", e),
+            })
     }
 }
 

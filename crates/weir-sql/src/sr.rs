@@ -24,13 +24,20 @@ use serde_json::{json, Value as J};
 use weir_formats::avro::{AvroSchema, JsonEncoding};
 use weir_formats::json_schema::parse_document;
 use weir_formats::prost_reflect::{
-    DynamicMessage, Kind, MessageDescriptor, ReflectMessage, SerializeOptions,
+    DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor, ReflectMessage,
+    SerializeOptions,
 };
 use weir_formats::protobuf::ProtobufSchema;
 use weir_formats::{wire, ResolvedReference, Schema, SchemaType};
 
+use crate::decimal::Dec;
 use crate::error::{Result, SqlError};
 use crate::types::SqlType;
+
+const PB_DECIMAL: &str = "confluent.type.Decimal";
+const PB_DATE: &str = "google.type.Date";
+const PB_TIME: &str = "google.type.TimeOfDay";
+const PB_TIMESTAMP: &str = "google.protobuf.Timestamp";
 
 /// The registry formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,9 +91,6 @@ fn check_type(kind: SrKind, col: &str, ty: &SqlType) -> Result<()> {
         SqlType::Struct(fields) => fields
             .iter()
             .try_for_each(|(_, t)| check_type(kind, col, t)),
-        SqlType::Date | SqlType::Time if kind == SrKind::Protobuf => {
-            refuse("type 'DATE' or 'TIME' (Weir writes no google.type messages yet)")
-        }
         _ => Ok(()),
     }
 }
@@ -107,6 +111,20 @@ pub fn decode_payload(parsed: &Parsed, kind: SrKind, rest: &[u8]) -> Result<J> {
             protobuf_json(&msg, kind)
         }
         Parsed::JsonSr => serde_json::from_slice(rest).map_err(|e| SqlError::serde(kind.name(), e)),
+    }
+}
+
+/// A body without the registry frame (`AVRO_NOSR`, `PROTOBUF_NOSR`: no
+/// schema id and, for Protobuf, no message indexes) as JSON.
+pub fn decode_nosr(parsed: &Parsed, kind: SrKind, bytes: &[u8]) -> Result<J> {
+    match parsed {
+        Parsed::Protobuf(p, m) => {
+            let msg = p
+                .decode(m.clone(), bytes)
+                .map_err(|e| SqlError::serde(kind.name(), e))?;
+            protobuf_json(&msg, kind)
+        }
+        _ => decode_payload(parsed, kind, bytes),
     }
 }
 
@@ -247,14 +265,18 @@ impl Bound {
     }
 
     /// A row's JSON in the write schema, without the wire frame
-    /// (`AVRO_NOSR`).
+    /// (`AVRO_NOSR`, `PROTOBUF_NOSR`: no message indexes either).
     pub fn encode_payload(&self, kind: SrKind, json: &J) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(64);
-        self.encode_into(kind, json, &mut out)?;
+        self.encode_body(kind, json, &mut out, false)?;
         Ok(out)
     }
 
     fn encode_into(&self, kind: SrKind, json: &J, out: &mut Vec<u8>) -> Result<()> {
+        self.encode_body(kind, json, out, true)
+    }
+
+    fn encode_body(&self, kind: SrKind, json: &J, out: &mut Vec<u8>, framed: bool) -> Result<()> {
         let bad = |e: weir_formats::FormatError| SqlError::serde(kind.name(), e);
         match &self.write {
             Parsed::Avro(s) => {
@@ -271,8 +293,10 @@ impl Bound {
             }
             Parsed::Protobuf(p, m) => {
                 use weir_formats::prost_reflect::prost::Message;
-                let indexes = p.indexes_of(m).map_err(bad)?;
-                wire::write_message_indexes(&indexes, out);
+                if framed {
+                    let indexes = p.indexes_of(m).map_err(bad)?;
+                    wire::write_message_indexes(&indexes, out);
+                }
                 let json = protobuf_input(json, m);
                 let msg = ProtobufSchema::from_json(m.clone(), &json).map_err(bad)?;
                 msg.encode(out)
@@ -354,6 +378,20 @@ fn fit_avro(v: &J, s: &J, names: &HashMap<String, J>, depth: usize) -> J {
                 None => v.clone(),
             }
         }
+        J::Object(o) if o.get("logicalType").and_then(J::as_str) == Some("decimal") => {
+            // Rows carry decimals as text; Avro's JSON form is the
+            // unscaled two's-complement bytes (base64 here).
+            let scale = o.get("scale").and_then(J::as_u64).unwrap_or(0) as u32;
+            let text = match v {
+                J::String(t) => t.clone(),
+                J::Number(n) => n.to_string(),
+                _ => return v.clone(),
+            };
+            match Dec::parse(&text).and_then(|d| d.rescale(scale)) {
+                Some(d) => J::String(base64_encode(&d.to_be_bytes())),
+                None => v.clone(),
+            }
+        }
         J::Object(o) => match (o.get("type").and_then(J::as_str), v) {
             (Some("record"), J::Object(obj)) => {
                 let mut out = serde_json::Map::new();
@@ -412,8 +450,65 @@ fn protobuf_json(msg: &DynamicMessage, kind: SrKind) -> Result<J> {
     Ok(json)
 }
 
+/// A decoded `confluent.type.Decimal` as decimal text.
+fn pb_decimal_text(v: &J) -> Option<J> {
+    let bytes = crate::functions::base64_decode(v.get("value")?.as_str().unwrap_or(""))?;
+    let scale = v.get("scale").and_then(J::as_i64).unwrap_or(0);
+    let d = Dec::from_be_bytes(&bytes, u32::try_from(scale).ok()?)?;
+    Some(J::String(d.to_plain_string()))
+}
+
+/// A decoded `google.type.Date` as days since the epoch.
+fn pb_date_days(v: &J) -> Option<J> {
+    let f = |k: &str| v.get(k).and_then(J::as_i64).unwrap_or(0);
+    let (m, d) = (
+        u32::try_from(f("month")).ok()?,
+        u32::try_from(f("day")).ok()?,
+    );
+    Some(J::from(crate::time::days_from_civil(f("year"), m, d)))
+}
+
+/// A decoded `google.type.TimeOfDay` as milliseconds since midnight.
+fn pb_time_millis(v: &J) -> J {
+    let f = |k: &str| v.get(k).and_then(J::as_i64).unwrap_or(0);
+    J::from(
+        f("hours") * 3_600_000
+            + f("minutes") * 60_000
+            + f("seconds") * 1000
+            + f("nanos") / 1_000_000,
+    )
+}
+
+/// Confluent's field metadata parameters (`confluent.field_meta`).
+fn field_meta(fd: &FieldDescriptor) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let Some(ext) = fd
+        .parent_pool()
+        .get_extension_by_name("confluent.field_meta")
+    else {
+        return out;
+    };
+    let opts = fd.options();
+    if !opts.has_extension(&ext) {
+        return out;
+    }
+    let meta = opts.get_extension(&ext);
+    let params = meta
+        .as_message()
+        .and_then(|m| m.get_field_by_name("params"));
+    if let Some(map) = params.as_ref().and_then(|p| p.as_map()) {
+        for (k, v) in map {
+            if let (MapKey::String(k), Some(v)) = (k, v.as_str()) {
+                out.insert(k.clone(), v.to_string());
+            }
+        }
+    }
+    out
+}
+
 /// `google.protobuf.Timestamp` fields are RFC 3339 text in the canonical
-/// JSON; rows carry milliseconds.
+/// JSON; rows carry milliseconds. Decimals become their text, dates days
+/// and times of day milliseconds.
 fn timestamps_to_millis(json: &mut J, m: &MessageDescriptor) {
     let J::Object(obj) = json else { return };
     for f in m.fields() {
@@ -426,14 +521,16 @@ fn timestamps_to_millis(json: &mut J, m: &MessageDescriptor) {
         if f.is_map() {
             continue;
         }
-        let fix = |v: &mut J| {
-            if inner.full_name() == "google.protobuf.Timestamp" {
+        let fix = |v: &mut J| match inner.full_name() {
+            PB_TIMESTAMP => {
                 if let Some(ms) = v.as_str().and_then(rfc3339_millis) {
                     *v = J::from(ms);
                 }
-            } else {
-                timestamps_to_millis(v, &inner);
             }
+            PB_DECIMAL => *v = pb_decimal_text(v).unwrap_or(J::Null),
+            PB_DATE => *v = pb_date_days(v).unwrap_or(J::Null),
+            PB_TIME => *v = pb_time_millis(v),
+            _ => timestamps_to_millis(v, &inner),
         };
         match v {
             J::Array(items) => items.iter_mut().for_each(fix),
@@ -463,14 +560,23 @@ fn protobuf_input(json: &J, m: &MessageDescriptor) -> J {
         let Some(field) = field else { continue };
         let v = match (field.kind(), v) {
             (Kind::Message(inner), v) if !field.is_map() => {
-                let conv = |v: &J| {
-                    if inner.full_name() == "google.protobuf.Timestamp" {
-                        v.as_i64().map_or(v.clone(), |ms| {
-                            J::String(format!("{}Z", crate::time::format_timestamp(ms)))
-                        })
-                    } else {
-                        protobuf_input(v, &inner)
-                    }
+                let scale = field_meta(&field)
+                    .get("scale")
+                    .and_then(|s| s.parse::<u32>().ok());
+                let conv = |v: &J| match inner.full_name() {
+                    PB_TIMESTAMP => v.as_i64().map_or(v.clone(), |ms| {
+                        J::String(format!("{}Z", crate::time::format_timestamp(ms)))
+                    }),
+                    PB_DECIMAL => pb_decimal_json(v, scale).unwrap_or(J::Null),
+                    PB_DATE => v.as_i64().map_or(J::Null, |d| {
+                        let (y, m, d) = crate::time::civil_from_days(d);
+                        json!({"year": y, "month": m, "day": d})
+                    }),
+                    PB_TIME => v.as_i64().map_or(J::Null, |ms| {
+                        json!({"hours": ms / 3_600_000, "minutes": ms / 60_000 % 60,
+                            "seconds": ms / 1000 % 60, "nanos": ms % 1000 * 1_000_000})
+                    }),
+                    _ => protobuf_input(v, &inner),
                 };
                 match v {
                     J::Array(items) => {
@@ -484,6 +590,31 @@ fn protobuf_input(json: &J, m: &MessageDescriptor) -> J {
         out.insert(field.name().to_string(), v);
     }
     J::Object(out)
+}
+
+/// A row's decimal (text) as `confluent.type.Decimal` JSON: the unscaled
+/// bytes, their digit count as the precision (as Confluent's converter
+/// writes it) and the scale (the field's declared one when it has one).
+fn pb_decimal_json(v: &J, scale: Option<u32>) -> Option<J> {
+    let d = match v {
+        J::String(t) => Dec::parse(t)?,
+        J::Number(n) => Dec::parse(&n.to_string())?,
+        _ => return None,
+    };
+    let d = match scale {
+        Some(s) => d.rescale(s)?,
+        None => d,
+    };
+    let digits = d.unscaled.unsigned_abs().to_string().len();
+    Some(json!({
+        "value": base64_encode(&d.to_be_bytes()),
+        "precision": digits,
+        "scale": d.scale,
+    }))
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    crate::functions::base64_encode(b)
 }
 
 // ---- Inference: registry schema to columns. ----
@@ -572,7 +703,11 @@ fn avro_type(s: &J, names: &mut HashMap<String, SqlType>, depth: usize) -> Resul
                 ("long", Some("timestamp-millis")) => SqlType::Timestamp,
                 ("int", Some("date")) => SqlType::Date,
                 ("int", Some("time-millis")) => SqlType::Time,
-                (_, Some("decimal")) => return Err(unsupported("AVRO", "DECIMAL")),
+                (_, Some("decimal")) => {
+                    let p = o.get("precision").and_then(J::as_u64).unwrap_or(0);
+                    let sc = o.get("scale").and_then(J::as_u64).unwrap_or(0);
+                    inferred_decimal("AVRO", p, sc)?
+                }
                 ("record", _) => {
                     let mut fields = Vec::new();
                     for f in o.get("fields").and_then(J::as_array).into_iter().flatten() {
@@ -617,7 +752,16 @@ fn proto_message_type(m: &MessageDescriptor, depth: usize) -> Result<SqlType> {
     }
     let mut fields = Vec::new();
     for f in m.fields() {
-        let t = proto_kind(&f.kind(), depth)?;
+        let t = match f.kind() {
+            Kind::Message(inner) if inner.full_name() == PB_DECIMAL => {
+                // ksqlDB reads precision and scale from the field's metadata.
+                let meta = field_meta(&f);
+                let num = |k: &str| meta.get(k).and_then(|v| v.parse::<u64>().ok());
+                let scale = num("scale").unwrap_or(0);
+                inferred_decimal("PROTOBUF", num("precision").unwrap_or(64), scale)?
+            }
+            k => proto_kind(&k, depth)?,
+        };
         let t = if f.is_map() {
             t
         } else if f.is_list() {
@@ -654,9 +798,28 @@ fn proto_kind(k: &Kind, depth: usize) -> Result<SqlType> {
                 Box::new(proto_kind(&m.map_entry_value_field().kind(), depth + 1)?),
             )
         }
-        Kind::Message(m) if m.full_name() == "google.protobuf.Timestamp" => SqlType::Timestamp,
+        Kind::Message(m) if m.full_name() == PB_TIMESTAMP => SqlType::Timestamp,
+        Kind::Message(m) if m.full_name() == PB_DATE => SqlType::Date,
+        Kind::Message(m) if m.full_name() == PB_TIME => SqlType::Time,
+        Kind::Message(m) if m.full_name() == PB_DECIMAL => {
+            return Err(unsupported("PROTOBUF", "a decimal inside a map or list"))
+        }
         Kind::Message(m) => proto_message_type(m, depth + 1)?,
     })
+}
+
+/// A DECIMAL found in a registry schema; Weir holds at most 38 digits.
+fn inferred_decimal(format: &str, precision: u64, scale: u64) -> Result<SqlType> {
+    if precision == 0 || scale > precision || precision > u64::from(crate::decimal::MAX_PRECISION) {
+        return Err(unsupported(
+            format,
+            format!(
+                "DECIMAL({precision}, {scale}) (Weir holds DECIMAL of 1 to {} digits)",
+                crate::decimal::MAX_PRECISION
+            ),
+        ));
+    }
+    Ok(SqlType::Decimal(precision as u32, scale as u32))
 }
 
 fn json_schema_type(s: &J, depth: usize) -> Result<SqlType> {
@@ -698,6 +861,19 @@ fn json_schema_type(s: &J, depth: usize) -> Result<SqlType> {
         ("integer", _, Some("org.apache.kafka.connect.data.Time")) => SqlType::Time,
         ("integer", Some("int8" | "int16" | "int32"), _) => SqlType::Int,
         ("integer", _, _) => SqlType::Bigint,
+        ("number", _, Some("org.apache.kafka.connect.data.Decimal")) => {
+            let params = o.get("connect.parameters");
+            let num = |k: &str| {
+                params
+                    .and_then(|p| p.get(k))
+                    .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_u64()))
+            };
+            inferred_decimal(
+                "JSON_SR",
+                num("connect.decimal.precision").unwrap_or(64),
+                num("scale").unwrap_or(0),
+            )?
+        }
         ("number", _, _) => SqlType::Double,
         ("boolean", _, _) => SqlType::Boolean,
         ("string", Some("bytes"), _) => SqlType::Bytes,
@@ -740,6 +916,18 @@ fn json_schema_type(s: &J, depth: usize) -> Result<SqlType> {
 /// The schema ksqlDB registers for these columns (`wrapped`: a record of
 /// the columns; otherwise the single column's type alone).
 pub fn schema_for(kind: SrKind, columns: &[(String, SqlType)], wrapped: bool) -> Schema {
+    schema_named(kind, columns, wrapped, None)
+}
+
+/// As [`schema_for`], the Protobuf message named by a full name
+/// (`VALUE_SCHEMA_FULL_NAME`: `package.Message`) rather than
+/// `ConnectDefault1`.
+pub fn schema_named(
+    kind: SrKind,
+    columns: &[(String, SqlType)],
+    wrapped: bool,
+    full_name: Option<&str>,
+) -> Schema {
     let text = match kind {
         SrKind::Avro => {
             let s = if wrapped {
@@ -758,12 +946,46 @@ pub fn schema_for(kind: SrKind, columns: &[(String, SqlType)], wrapped: bool) ->
                 columns[..1].to_vec()
             };
             let body = proto_message(&fields, &mut n, 0);
-            let import = if columns.iter().any(|(_, t)| mentions_timestamp(t)) {
-                "import \"google/protobuf/timestamp.proto\";\n\n"
-            } else {
-                ""
+            let mut imports = String::new();
+            for (file, wanted) in [
+                (
+                    "confluent/meta.proto",
+                    &(|t: &SqlType| matches!(t, SqlType::Decimal(..))) as &dyn Fn(&SqlType) -> bool,
+                ),
+                ("confluent/type/decimal.proto", &|t| {
+                    matches!(t, SqlType::Decimal(..))
+                }),
+                ("google/protobuf/timestamp.proto", &|t| {
+                    *t == SqlType::Timestamp
+                }),
+                ("google/type/date.proto", &|t| *t == SqlType::Date),
+                ("google/type/timeofday.proto", &|t| *t == SqlType::Time),
+            ] {
+                if fields.iter().any(|(_, t)| mentions(t, wanted)) {
+                    imports.push_str(&format!("import \"{file}\";\n"));
+                }
+            }
+            if !imports.is_empty() {
+                imports.push('\n');
+            }
+            let (package, body) = match full_name {
+                Some(full) => {
+                    let (package, name) = full.rsplit_once('.').unwrap_or(("", full));
+                    let package = if package.is_empty() {
+                        String::new()
+                    } else {
+                        format!("package {package};\n\n")
+                    };
+                    let body = body.replacen(
+                        "message ConnectDefault1 {",
+                        &format!("message {name} {{"),
+                        1,
+                    );
+                    (package, body)
+                }
+                None => (String::new(), body),
             };
-            format!("syntax = \"proto3\";\n\n{import}{body}")
+            format!("syntax = \"proto3\";\n\n{package}{imports}{body}")
         }
         SrKind::JsonSr => {
             let s = if wrapped {
@@ -777,14 +999,15 @@ pub fn schema_for(kind: SrKind, columns: &[(String, SqlType)], wrapped: bool) ->
     Schema::new(kind.schema_type(), text)
 }
 
-fn mentions_timestamp(t: &SqlType) -> bool {
-    match t {
-        SqlType::Timestamp => true,
-        SqlType::Array(t) => mentions_timestamp(t),
-        SqlType::Map(_, v) => mentions_timestamp(v),
-        SqlType::Struct(f) => f.iter().any(|(_, t)| mentions_timestamp(t)),
-        _ => false,
-    }
+/// Whether a type is or holds one that `wanted` picks.
+fn mentions(t: &SqlType, wanted: &dyn Fn(&SqlType) -> bool) -> bool {
+    wanted(t)
+        || match t {
+            SqlType::Array(t) => mentions(t, wanted),
+            SqlType::Map(_, v) => mentions(v, wanted),
+            SqlType::Struct(f) => f.iter().any(|(_, t)| mentions(t, wanted)),
+            _ => false,
+        }
 }
 
 fn avro_record(name: &str, fields: &[(String, SqlType)], top: bool) -> J {
@@ -811,6 +1034,16 @@ fn avro_schema(t: &SqlType, name: &str) -> J {
         SqlType::Int => json!("int"),
         SqlType::Bigint => json!("long"),
         SqlType::Double => json!("double"),
+        // As Connect's AvroData writes a Decimal schema (ksqlDB's).
+        SqlType::Decimal(p, s) => json!({
+            "type": "bytes",
+            "scale": s,
+            "precision": p,
+            "connect.version": 1,
+            "connect.parameters": {"scale": s.to_string(), "connect.decimal.precision": p.to_string()},
+            "connect.name": "org.apache.kafka.connect.data.Decimal",
+            "logicalType": "decimal",
+        }),
         SqlType::String => json!("string"),
         SqlType::Bytes => json!("bytes"),
         SqlType::Timestamp => json!({"type": "long", "logicalType": "timestamp-millis"}),
@@ -831,7 +1064,13 @@ fn proto_message(fields: &[(String, SqlType)], n: &mut usize, depth: usize) -> S
     let mut lines = String::new();
     for (i, (fname, t)) in fields.iter().enumerate() {
         let ty = proto_field_type(t, n, depth + 1, &mut nested);
-        lines.push_str(&format!("{pad}  {ty} {fname} = {};\n", i + 1));
+        let opts = match t {
+            SqlType::Decimal(p, s) => format!(
+                " [(confluent.field_meta) = {{ params: [{{ key: \"precision\", value: \"{p}\" }}, {{ key: \"scale\", value: \"{s}\" }}] }}]"
+            ),
+            _ => String::new(),
+        };
+        lines.push_str(&format!("{pad}  {ty} {fname} = {}{opts};\n", i + 1));
     }
     format!("{pad}message {name} {{\n{lines}{nested}{pad}}}\n")
 }
@@ -842,12 +1081,12 @@ fn proto_field_type(t: &SqlType, n: &mut usize, depth: usize, nested: &mut Strin
         SqlType::Int => "int32".into(),
         SqlType::Bigint => "int64".into(),
         SqlType::Double => "double".into(),
+        SqlType::Decimal(..) => PB_DECIMAL.into(),
         SqlType::String => "string".into(),
         SqlType::Bytes => "bytes".into(),
-        SqlType::Timestamp => "google.protobuf.Timestamp".into(),
-        // Refused by `check`; never written.
-        SqlType::Date => "int32".into(),
-        SqlType::Time => "int64".into(),
+        SqlType::Timestamp => PB_TIMESTAMP.into(),
+        SqlType::Date => PB_DATE.into(),
+        SqlType::Time => PB_TIME.into(),
         SqlType::Array(e) => format!("repeated {}", proto_field_type(e, n, depth, nested)),
         SqlType::Map(_, v) => format!("map<string, {}>", proto_field_type(v, n, depth, nested)),
         SqlType::Struct(fields) => {
@@ -864,6 +1103,14 @@ fn json_schema_of(t: &SqlType, optional: bool) -> J {
         SqlType::Int => json!({"type": "integer", "connect.type": "int32"}),
         SqlType::Bigint => json!({"type": "integer", "connect.type": "int64"}),
         SqlType::Double => json!({"type": "number", "connect.type": "float64"}),
+        // As Connect's JsonSchemaData writes a Decimal (a JSON number).
+        SqlType::Decimal(p, s) => json!({
+            "type": "number",
+            "title": "org.apache.kafka.connect.data.Decimal",
+            "connect.version": 1,
+            "connect.type": "bytes",
+            "connect.parameters": {"scale": s.to_string(), "connect.decimal.precision": p.to_string()},
+        }),
         SqlType::String => json!({"type": "string"}),
         SqlType::Bytes => json!({"type": "string", "connect.type": "bytes"}),
         SqlType::Timestamp => {

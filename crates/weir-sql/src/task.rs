@@ -71,8 +71,12 @@ pub struct ChainStage {
 #[derive(Debug)]
 pub struct Task {
     pub plan: Arc<Plan>,
-    /// Aggregations: by (encoded key, window start).
-    pub aggs: BTreeMap<(Vec<u8>, i64), AggEntry>,
+    /// Aggregations: by slot (see [`slot`]). A hash map: every record
+    /// an aggregation reads looks its entry up, and only sessions and pull
+    /// queries need a key's windows in order (`windows`).
+    pub aggs: HashMap<Vec<u8>, AggEntry>,
+    /// Windowed aggregations: each encoded key's window starts, ascending.
+    windows: HashMap<Vec<u8>, Vec<i64>>,
     /// Joins: the table side's rows by encoded key.
     pub table: HashMap<Vec<u8>, Vec<Value>>,
     /// Table-table joins: the left table's rows by encoded key.
@@ -84,20 +88,100 @@ pub struct Task {
     pub stages: Vec<StageState>,
     /// Chains of table–table joins: each stage's state.
     pub chain: Vec<ChainStage>,
-    /// Windows by the time they close (end + grace): EMIT FINAL emits them
-    /// then.
-    closing: BTreeSet<(i64, (Vec<u8>, i64))>,
-    /// Windows by the time their state may go (end + retention).
-    expiring: BTreeSet<(i64, (Vec<u8>, i64))>,
+    /// Window slots by the time they close (end + grace): EMIT FINAL
+    /// emits them then. Filled when a window is created (or a session
+    /// changes), not per update.
+    closing: BTreeMap<i64, Vec<Vec<u8>>>,
+    /// Window slots by the time their state may go (end + retention).
+    expiring: BTreeMap<i64, Vec<Vec<u8>>>,
+    /// Scratch for building slots to look up.
+    slot_buf: Vec<u8>,
     /// The largest timestamp seen (Kafka Streams' stream time).
     pub stream_time: i64,
     /// Records skipped: undeserializable, or late for their window.
     pub skipped: u64,
     pub last_error: Option<String>,
+    /// Per input, the value columns the plan reads (`None`: all). The
+    /// others are checked when a record is decoded but not kept.
+    kept: Vec<Option<Vec<bool>>>,
+}
+
+/// Which value columns of each input the plan reads: for a stream read
+/// by a projection, an aggregation or a stream–table join (a table's rows
+/// are kept whole, and other plans read every column).
+fn kept_columns(plan: &Plan) -> Vec<Option<Vec<bool>>> {
+    let mut kept: Vec<Option<Vec<bool>>> = vec![None; plan.inputs.len()];
+    let nodes: Vec<&Node> = match &plan.op {
+        Op::Select {
+            filter,
+            key,
+            values,
+        }
+        | Op::StreamTable {
+            filter,
+            key,
+            values,
+            ..
+        } => {
+            let mut n: Vec<&Node> = filter.iter().chain(key).chain(values).collect();
+            if let Op::StreamTable { left_key, .. } = &plan.op {
+                n.push(left_key);
+            }
+            n
+        }
+        Op::Aggregate {
+            filter,
+            group,
+            aggs,
+            ..
+        } => filter
+            .iter()
+            .chain(group)
+            .chain(aggs.iter().filter_map(|a| a.arg.as_ref()))
+            .collect(),
+        _ => return kept,
+    };
+    let Some(input) = plan.inputs.first() else {
+        return kept;
+    };
+    if input.source.is_table() {
+        return kept;
+    }
+    // A join's row is the stream's row then the table's: indexes past the
+    // stream's width are the table's and fall outside `used`.
+    let mut used = vec![false; input.width()];
+    for n in nodes {
+        n.mark_columns(&mut used);
+    }
+    if let Some((i, _)) = &input.timestamp {
+        if let Some(u) = used.get_mut(*i) {
+            *u = true;
+        }
+    }
+    let from = input.source.key.len();
+    kept[0] = used
+        .get(from..from + input.source.value.len())
+        .map(<[bool]>::to_vec);
+    kept
 }
 
 fn key_bytes(key: &[Value]) -> Vec<u8> {
     state::encode(key)
+}
+
+/// An aggregate entry's slot: the encoded group key, then the window start
+/// (`i64::MIN` unwindowed) as 8 bytes whose order is the numbers' order.
+/// Encoded keys are complete JSON texts, so none is a prefix of another:
+/// slots sort as (key bytes, start) pairs do.
+pub fn slot(kb: &[u8], start: i64) -> Vec<u8> {
+    let mut s = Vec::with_capacity(kb.len() + 8);
+    push_slot(&mut s, kb, start);
+    s
+}
+
+fn push_slot(s: &mut Vec<u8>, kb: &[u8], start: i64) {
+    s.extend_from_slice(kb);
+    s.extend_from_slice(&((start as u64) ^ (1 << 63)).to_be_bytes());
 }
 
 impl Task {
@@ -111,12 +195,15 @@ impl Task {
             _ => Vec::new(),
         };
         Task {
+            kept: kept_columns(&plan),
             stages,
             chain,
             plan: Arc::new(plan),
-            closing: BTreeSet::new(),
-            expiring: BTreeSet::new(),
-            aggs: BTreeMap::new(),
+            closing: BTreeMap::new(),
+            expiring: BTreeMap::new(),
+            slot_buf: Vec::new(),
+            aggs: HashMap::new(),
+            windows: HashMap::new(),
             table: HashMap::new(),
             left: HashMap::new(),
             by_foreign_key: HashMap::new(),
@@ -145,7 +232,8 @@ impl Task {
             Some(k) => k,
             None => nulls(src.key.len()),
         };
-        let Some(value) = input.value_codec.decode(rec.value)? else {
+        let kept = self.kept.get(rec.input).and_then(Option::as_deref);
+        let Some(value) = input.value_codec.decode_kept(rec.value, kept)? else {
             return Ok(None);
         };
         let mut row = Vec::with_capacity(input.width());
@@ -935,17 +1023,24 @@ impl Task {
         ts: i64,
         fx: &mut Effects,
     ) {
-        let slot = (key_bytes(key), i64::MIN);
-        if add.is_none() && !self.aggs.contains_key(&slot) {
-            return;
+        let sl = slot(&key_bytes(key), i64::MIN);
+        if !self.aggs.contains_key(&sl) {
+            if add.is_none() {
+                return;
+            }
+            let e = AggEntry {
+                key: key.to_vec(),
+                window: None,
+                states: aggs.iter().map(|a| (a.func.init)(&a.call)).collect(),
+                timestamp: ts,
+                emitted: false,
+            };
+            self.insert_slot(sl.clone(), e);
         }
-        let entry = self.aggs.entry(slot).or_insert_with(|| AggEntry {
-            key: key.to_vec(),
-            window: None,
-            states: aggs.iter().map(|a| (a.func.init)(&a.call)).collect(),
-            timestamp: ts,
-            emitted: false,
-        });
+        let plan = self.plan.clone();
+        let Some(entry) = self.aggs.get_mut(&sl) else {
+            return;
+        };
         for (i, (a, s)) in aggs.iter().zip(entry.states.iter_mut()).enumerate() {
             // The planner only accepts undoable aggregates over tables.
             if let (Some(args), Some(undo_fn)) = (undo, a.func.undo) {
@@ -956,9 +1051,8 @@ impl Task {
             }
         }
         entry.timestamp = entry.timestamp.max(ts);
-        let entry = entry.clone();
-        self.log_entry(&entry, fx);
-        fx.rows.push(self.result_row(&entry));
+        log_entry(entry, fx);
+        fx.rows.push(entry_row(&plan, entry));
     }
 
     /// Whether a window is closed: its end plus the grace period is at or
@@ -986,6 +1080,9 @@ impl Task {
         self.update(kb, w.start, key, Some(w), aggs, args, ts, fx);
     }
 
+    /// Adds one record's arguments to its group's (and window's) entry,
+    /// in place: the changelog value and the result row are made from
+    /// the entry, not from a copy of it.
     #[allow(clippy::too_many_arguments)]
     fn update(
         &mut self,
@@ -998,26 +1095,74 @@ impl Task {
         ts: i64,
         fx: &mut Effects,
     ) {
-        let entry = self
-            .aggs
-            .entry((kb.to_vec(), start))
-            .or_insert_with(|| AggEntry {
+        self.slot_buf.clear();
+        push_slot(&mut self.slot_buf, kb, start);
+        if !self.aggs.contains_key(self.slot_buf.as_slice()) {
+            let e = AggEntry {
                 key: key.to_vec(),
                 window,
                 states: aggs.iter().map(|a| (a.func.init)(&a.call)).collect(),
                 timestamp: ts,
                 emitted: false,
-            });
+            };
+            self.insert_slot(self.slot_buf.clone(), e);
+        }
+        let plan = self.plan.clone();
+        let Some(entry) = self.aggs.get_mut(self.slot_buf.as_slice()) else {
+            return;
+        };
         for ((a, s), v) in aggs.iter().zip(entry.states.iter_mut()).zip(args) {
             (a.func.add)(&a.call, s, v);
         }
         entry.timestamp = entry.timestamp.max(ts);
-        let entry = entry.clone();
-        self.schedule(&entry, kb, start);
-        self.log_entry(&entry, fx);
-        if !self.emit_final() {
-            fx.rows.push(self.result_row(&entry));
+        log_entry(entry, fx);
+        if !emits_final(&plan) {
+            fx.rows.push(entry_row(&plan, entry));
         }
+    }
+
+    /// Stores an entry. A new window, or a session whose window changed,
+    /// is indexed under its key and scheduled to close and expire; an
+    /// update of a window already there is not (its end is the same).
+    fn insert_slot(&mut self, sl: Vec<u8>, e: AggEntry) {
+        let window = e.window;
+        let old = self.aggs.insert(sl.clone(), e);
+        let Some(w) = window else {
+            return;
+        };
+        match &old {
+            Some(o) if o.window == window => return,
+            Some(_) => {}
+            None => {
+                let kb = &sl[..sl.len() - 8];
+                match self.windows.get_mut(kb) {
+                    Some(starts) => {
+                        if let Err(i) = starts.binary_search(&w.start) {
+                            starts.insert(i, w.start);
+                        }
+                    }
+                    None => {
+                        self.windows.insert(kb.to_vec(), vec![w.start]);
+                    }
+                }
+            }
+        }
+        self.schedule(w, sl);
+    }
+
+    /// Removes an entry (and its key's index of windows).
+    fn remove_slot(&mut self, sl: &[u8]) -> Option<AggEntry> {
+        let e = self.aggs.remove(sl)?;
+        if let Some(w) = e.window {
+            let kb = &sl[..sl.len() - 8];
+            if let Some(starts) = self.windows.get_mut(kb) {
+                starts.retain(|s| *s != w.start);
+                if starts.is_empty() {
+                    self.windows.remove(kb);
+                }
+            }
+        }
+        Some(e)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1033,42 +1178,49 @@ impl Task {
         fx: &mut Effects,
     ) {
         // Sessions of this key that the record touches: start - gap <= ts <= end + gap.
-        let lo = (kb.to_vec(), i64::MIN);
-        let hi = (kb.to_vec(), ts.saturating_add(gap));
-        let touching: Vec<(Vec<u8>, i64)> = self
-            .aggs
-            .range(lo..=hi)
-            .filter(|(_, e)| e.window.is_some_and(|w| w.end.saturating_add(gap) >= ts))
-            .map(|(k, _)| k.clone())
+        let hi = ts.saturating_add(gap);
+        let touching: Vec<Vec<u8>> = self
+            .windows
+            .get(kb)
+            .into_iter()
+            .flatten()
+            .take_while(|s| **s <= hi)
+            .map(|s| slot(kb, *s))
+            .filter(|sl| {
+                self.aggs
+                    .get(sl)
+                    .is_some_and(|e| e.window.is_some_and(|w| w.end.saturating_add(gap) >= ts))
+            })
             .collect();
+        let plan = self.plan.clone();
         let mut merged = Window { start: ts, end: ts };
         let mut states: Vec<Value> = aggs.iter().map(|a| (a.func.init)(&a.call)).collect();
         let mut max_ts = ts;
         let mut first = true;
         for k in &touching {
-            if let Some(e) = self.aggs.remove(k) {
+            if let Some(e) = self.remove_slot(k) {
                 let w = e.window.unwrap_or(merged);
                 merged.start = merged.start.min(w.start);
                 merged.end = merged.end.max(w.end);
                 max_ts = max_ts.max(e.timestamp);
-                if first {
-                    states = e.states.clone();
-                    first = false;
-                } else {
-                    for ((a, s), o) in aggs.iter().zip(states.iter_mut()).zip(&e.states) {
-                        (a.func.merge)(&a.call, s, o);
-                    }
-                }
                 // The merged-away session is deleted downstream, stamped
                 // with its window's end as Kafka Streams does.
-                self.log_delete(&e, fx);
-                if !self.emit_final() {
+                log_delete(&e, fx);
+                if !emits_final(&plan) {
                     fx.rows.push(OutRow {
                         key: e.key.clone(),
                         value: None,
                         timestamp: w.end,
                         window: e.window,
                     });
+                }
+                if first {
+                    states = e.states;
+                    first = false;
+                } else {
+                    for ((a, s), o) in aggs.iter().zip(states.iter_mut()).zip(&e.states) {
+                        (a.func.merge)(&a.call, s, o);
+                    }
                 }
             }
         }
@@ -1086,134 +1238,86 @@ impl Task {
             timestamp: max_ts,
             emitted: false,
         };
-        self.aggs.insert((kb.to_vec(), merged.start), entry.clone());
-        self.schedule(&entry, kb, merged.start);
-        self.log_entry(&entry, fx);
-        if !self.emit_final() {
-            fx.rows.push(self.result_row(&entry));
+        log_entry(&entry, fx);
+        if !emits_final(&plan) {
+            fx.rows.push(entry_row(&plan, &entry));
         }
+        self.insert_slot(slot(kb, merged.start), entry);
     }
 
     fn emit_final(&self) -> bool {
-        matches!(
-            self.plan.op,
-            Op::Aggregate {
-                emit_final: true,
-                ..
-            }
-        )
+        emits_final(&self.plan)
     }
 
-    /// Indexes a window by when it closes and when its state may go.
-    fn schedule(&mut self, e: &AggEntry, kb: &[u8], start: i64) {
-        let (Some(w), Some(spec)) = (e.window, self.plan.window.as_ref()) else {
+    /// Indexes a window slot by when it closes and when its state may go.
+    fn schedule(&mut self, w: Window, sl: Vec<u8>) {
+        let Some(spec) = self.plan.window.as_ref() else {
             return;
         };
-        let slot = (kb.to_vec(), start);
         let close = w.end.saturating_add(spec.grace_ms);
-        if self.emit_final() {
-            self.closing.insert((close, slot.clone()));
-        }
         let keep = w.end.saturating_add(spec.retention_ms.max(spec.grace_ms));
-        self.expiring.insert((keep, slot));
+        if self.emit_final() {
+            self.closing.entry(close).or_default().push(sl.clone());
+        }
+        self.expiring.entry(keep).or_default().push(sl);
     }
 
     /// EMIT FINAL: emits windows that have closed; drops window state past
-    /// its retention (and at least its grace period).
+    /// its retention (and at least its grace period). Slots due at the
+    /// same time go in slot order.
     fn expire_windows(&mut self, fx: &mut Effects) {
-        while let Some((close, slot)) = self.closing.first().cloned() {
-            if close > self.stream_time {
+        let plan = self.plan.clone();
+        let now = self.stream_time;
+        let grace = plan.window.as_ref().map_or(0, |s| s.grace_ms);
+        while let Some(due) = self.closing.first_entry() {
+            if *due.key() > now {
                 break;
             }
-            self.closing.pop_first();
-            let Some(e) = self.aggs.get_mut(&slot) else {
-                continue;
-            };
-            let still_open = e.window.is_some_and(|w| {
-                w.end
-                    .saturating_add(self.plan.window.as_ref().map_or(0, |s| s.grace_ms))
-                    > self.stream_time
-            });
-            if e.emitted || still_open {
-                continue;
+            let mut slots = due.remove();
+            slots.sort_unstable();
+            for sl in slots {
+                let Some(e) = self.aggs.get_mut(&sl) else {
+                    continue;
+                };
+                let still_open = e.window.is_some_and(|w| w.end.saturating_add(grace) > now);
+                if e.emitted || still_open {
+                    continue;
+                }
+                e.emitted = true;
+                fx.rows.push(entry_row(&plan, e));
+                log_entry(e, fx);
             }
-            e.emitted = true;
-            let e = e.clone();
-            fx.rows.push(self.result_row(&e));
-            self.log_entry(&e, fx);
         }
-        while let Some((keep, slot)) = self.expiring.first().cloned() {
-            if keep >= self.stream_time {
+        let retention = plan
+            .window
+            .as_ref()
+            .map_or(0, |s| s.retention_ms.max(s.grace_ms));
+        while let Some(due) = self.expiring.first_entry() {
+            if *due.key() >= now {
                 break;
             }
-            self.expiring.pop_first();
-            let Some(e) = self.aggs.get(&slot) else {
-                continue;
-            };
-            let retention = self
-                .plan
-                .window
-                .as_ref()
-                .map_or(0, |s| s.retention_ms.max(s.grace_ms));
-            // A session that grew since it was scheduled stays.
-            if e.window
-                .is_some_and(|w| w.end.saturating_add(retention) >= self.stream_time)
-            {
-                continue;
-            }
-            if let Some(e) = self.aggs.remove(&slot) {
-                self.log_delete(&e, fx);
+            let mut slots = due.remove();
+            slots.sort_unstable();
+            for sl in slots {
+                let Some(e) = self.aggs.get(&sl) else {
+                    continue;
+                };
+                // A session that grew since it was scheduled stays.
+                if e.window
+                    .is_some_and(|w| w.end.saturating_add(retention) >= now)
+                {
+                    continue;
+                }
+                if let Some(e) = self.remove_slot(&sl) {
+                    log_delete(&e, fx);
+                }
             }
         }
     }
 
     /// The output row of an aggregate entry (HAVING false: a tombstone).
     pub fn result_row(&self, e: &AggEntry) -> OutRow {
-        let Op::Aggregate {
-            aggs,
-            having,
-            values,
-            ..
-        } = &self.plan.op
-        else {
-            return OutRow {
-                key: e.key.clone(),
-                value: None,
-                timestamp: e.timestamp,
-                window: e.window,
-            };
-        };
-        let post = post_row(e, aggs);
-        let pass = having
-            .as_ref()
-            .is_none_or(|h| h.eval(&post) == Value::Boolean(true));
-        OutRow {
-            key: e.key.clone(),
-            value: pass.then(|| values.iter().map(|n| n.eval(&post)).collect()),
-            timestamp: e.timestamp,
-            window: e.window,
-        }
-    }
-
-    fn changelog_key(e: &AggEntry) -> Vec<u8> {
-        let mut k = e.key.clone();
-        if let Some(w) = e.window {
-            k.push(Value::Bigint(w.start));
-            k.push(Value::Bigint(w.end));
-        }
-        state::encode(&k)
-    }
-
-    fn log_entry(&self, e: &AggEntry, fx: &mut Effects) {
-        let mut v = e.states.clone();
-        v.push(Value::Bigint(e.timestamp));
-        v.push(Value::Boolean(e.emitted));
-        fx.changelog
-            .push((Self::changelog_key(e), Some(state::encode(&v))));
-    }
-
-    fn log_delete(&self, e: &AggEntry, fx: &mut Effects) {
-        fx.changelog.push((Self::changelog_key(e), None));
+        entry_row(&self.plan, e)
     }
 
     /// Applies a changelog record (restoring state).
@@ -1237,10 +1341,10 @@ impl Task {
         } else {
             None
         };
-        let slot = (key_bytes(&k), window.map_or(i64::MIN, |w| w.start));
+        let sl = slot(&key_bytes(&k), window.map_or(i64::MIN, |w| w.start));
         match value {
             None => {
-                self.aggs.remove(&slot);
+                self.remove_slot(&sl);
             }
             Some(v) => {
                 let mut states = state::decode(v)?;
@@ -1254,8 +1358,7 @@ impl Task {
                     timestamp,
                     emitted,
                 };
-                self.schedule(&entry, &slot.0, slot.1);
-                self.aggs.insert(slot, entry);
+                self.insert_slot(sl, entry);
             }
         }
         Ok(())
@@ -1263,18 +1366,92 @@ impl Task {
 
     /// Every current result row (pull queries), in key order.
     pub fn results(&self) -> Vec<OutRow> {
-        self.aggs.values().map(|e| self.result_row(e)).collect()
-    }
-
-    /// The results of one group key, every window of it (pull queries by
-    /// key).
-    pub fn results_for(&self, key: &[Value]) -> Vec<OutRow> {
-        let kb = key_bytes(key);
-        self.aggs
-            .range((kb.clone(), i64::MIN)..=(kb, i64::MAX))
+        let mut entries: Vec<(&Vec<u8>, &AggEntry)> = self.aggs.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        entries
+            .into_iter()
             .map(|(_, e)| self.result_row(e))
             .collect()
     }
+
+    /// The results of one group key, every window of it in order (pull
+    /// queries by key): point lookups, no scan.
+    pub fn results_for(&self, key: &[Value]) -> Vec<OutRow> {
+        let kb = key_bytes(key);
+        let unwindowed = [i64::MIN];
+        let starts: &[i64] = if self.plan.window.is_some() {
+            self.windows.get(&kb).map_or(&[][..], Vec::as_slice)
+        } else {
+            &unwindowed
+        };
+        starts
+            .iter()
+            .filter_map(|s| self.aggs.get(&slot(&kb, *s)))
+            .map(|e| self.result_row(e))
+            .collect()
+    }
+}
+
+fn emits_final(plan: &Plan) -> bool {
+    matches!(
+        plan.op,
+        Op::Aggregate {
+            emit_final: true,
+            ..
+        }
+    )
+}
+
+/// The output row of an aggregate entry (HAVING false: a tombstone).
+fn entry_row(plan: &Plan, e: &AggEntry) -> OutRow {
+    let Op::Aggregate {
+        aggs,
+        having,
+        values,
+        ..
+    } = &plan.op
+    else {
+        return OutRow {
+            key: e.key.clone(),
+            value: None,
+            timestamp: e.timestamp,
+            window: e.window,
+        };
+    };
+    let post = post_row(e, aggs);
+    let pass = having
+        .as_ref()
+        .is_none_or(|h| h.eval(&post) == Value::Boolean(true));
+    OutRow {
+        key: e.key.clone(),
+        value: pass.then(|| values.iter().map(|n| n.eval(&post)).collect()),
+        timestamp: e.timestamp,
+        window: e.window,
+    }
+}
+
+/// An entry's changelog key: the group key, then the window's start and
+/// end when windowed.
+fn changelog_key(e: &AggEntry) -> Vec<u8> {
+    match e.window {
+        Some(w) => state::encode_parts(&[
+            e.key.as_slice(),
+            &[Value::Bigint(w.start), Value::Bigint(w.end)][..],
+        ]),
+        None => state::encode(&e.key),
+    }
+}
+
+fn log_entry(e: &AggEntry, fx: &mut Effects) {
+    let value = state::encode_parts(&[
+        e.states.as_slice(),
+        &[Value::Bigint(e.timestamp), Value::Boolean(e.emitted)][..],
+    ]);
+    fx.changelog.push((changelog_key(e), Some(value)));
+}
+
+fn log_delete(e: &AggEntry, fx: &mut Effects) {
+    fx.changelog.push((changelog_key(e), None));
 }
 
 /// The post-aggregation row: group keys, aggregate results, WINDOWSTART,
@@ -1639,6 +1816,144 @@ mod tests {
                 (g.clone(), n, r.timestamp)
             })
             .collect()
+    }
+
+    /// Windowed rows as (group, count or None, window start, window end).
+    fn windowed(rows: &[OutRow]) -> Vec<(String, Option<i64>, i64, i64)> {
+        rows.iter()
+            .map(|r| {
+                let Value::String(g) = &r.key[0] else {
+                    panic!("key {:?}", r.key)
+                };
+                let w = r.window.unwrap();
+                let n = r.value.as_ref().map(|v| v[0].as_i64().unwrap());
+                (g.clone(), n, w.start, w.end)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tumbling_windows_count_expire_and_restore() {
+        let sql = "CREATE TABLE OUT AS SELECT A, COUNT(*) AS N FROM L \
+                   WINDOW TUMBLING (SIZE 10 SECONDS, RETENTION 10 SECONDS, GRACE PERIOD 0 SECONDS) GROUP BY A;";
+        let mut t = task(sql);
+        let mut fx = Effects::default();
+        feed(
+            &mut t,
+            &[
+                (0, 1, "y", 1000),
+                (0, 2, "x", 2000),
+                (0, 3, "x", 3000),
+                (0, 4, "x", 12000),
+                // Late: its window closed at 10 s.
+                (0, 5, "x", 4000),
+            ],
+            &mut fx,
+        );
+        let g = |x: &str| x.to_string();
+        assert_eq!(
+            windowed(&fx.rows),
+            vec![
+                (g("y"), Some(1), 0, 10000),
+                (g("x"), Some(1), 0, 10000),
+                (g("x"), Some(2), 0, 10000),
+                (g("x"), Some(1), 10000, 20000),
+            ]
+        );
+        assert_eq!(t.skipped, 1);
+        // Every window of a key, in order; a key with none.
+        assert_eq!(
+            windowed(&t.results_for(&[Value::String(g("x"))])),
+            vec![(g("x"), Some(2), 0, 10000), (g("x"), Some(1), 10000, 20000)]
+        );
+        assert!(t.results_for(&[Value::String(g("z"))]).is_empty());
+        // All results in (key, window) order.
+        let all = windowed(&t.results());
+        assert_eq!(
+            all,
+            vec![
+                (g("x"), Some(2), 0, 10000),
+                (g("x"), Some(1), 10000, 20000),
+                (g("y"), Some(1), 0, 10000),
+            ]
+        );
+        // A restart rebuilds the same state from the changelog.
+        let mut r = task(sql);
+        for (k, v) in &fx.changelog {
+            r.restore_changelog(k, v.as_deref()).unwrap();
+        }
+        assert_eq!(windowed(&r.results()), all);
+        // Past the first windows' retention their state goes, with a
+        // tombstone each, in key order.
+        let mut fx = Effects::default();
+        feed(&mut t, &[(0, 6, "y", 25000)], &mut fx);
+        let deleted: Vec<Vec<Value>> = fx
+            .changelog
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| state::decode(k).unwrap())
+            .collect();
+        assert_eq!(
+            deleted,
+            vec![
+                vec![
+                    Value::String(g("x")),
+                    Value::Bigint(0),
+                    Value::Bigint(10000)
+                ],
+                vec![
+                    Value::String(g("y")),
+                    Value::Bigint(0),
+                    Value::Bigint(10000)
+                ],
+            ]
+        );
+        assert_eq!(
+            windowed(&t.results()),
+            vec![
+                (g("x"), Some(1), 10000, 20000),
+                (g("y"), Some(1), 20000, 30000),
+            ]
+        );
+    }
+
+    #[test]
+    fn sessions_merge_through_the_key_index() {
+        let sql = "CREATE TABLE OUT AS SELECT A, COUNT(*) AS N FROM L WINDOW SESSION (5 SECONDS) GROUP BY A;";
+        let mut t = task(sql);
+        let mut fx = Effects::default();
+        feed(
+            &mut t,
+            &[
+                (0, 1, "x", 1000),
+                (0, 2, "x", 10000),
+                (0, 3, "y", 5000),
+                // Within the gap of both of x's sessions: one session.
+                (0, 4, "x", 5500),
+            ],
+            &mut fx,
+        );
+        let g = |x: &str| x.to_string();
+        assert_eq!(
+            windowed(&fx.rows),
+            vec![
+                (g("x"), Some(1), 1000, 1000),
+                (g("x"), Some(1), 10000, 10000),
+                (g("y"), Some(1), 5000, 5000),
+                (g("x"), None, 1000, 1000),
+                (g("x"), None, 10000, 10000),
+                (g("x"), Some(3), 1000, 10000),
+            ]
+        );
+        assert_eq!(
+            windowed(&t.results_for(&[Value::String(g("x"))])),
+            vec![(g("x"), Some(3), 1000, 10000)]
+        );
+        let mut r = task(sql);
+        for (k, v) in &fx.changelog {
+            r.restore_changelog(k, v.as_deref()).unwrap();
+        }
+        assert_eq!(windowed(&r.results()), windowed(&t.results()));
     }
 
     #[test]

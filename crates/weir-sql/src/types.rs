@@ -3,6 +3,8 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+use crate::decimal::Dec;
+
 /// A ksqlDB column type.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SqlType {
@@ -10,6 +12,8 @@ pub enum SqlType {
     Int,
     Bigint,
     Double,
+    /// `DECIMAL(precision, scale)`.
+    Decimal(u32, u32),
     String,
     Bytes,
     Timestamp,
@@ -23,22 +27,44 @@ pub enum SqlType {
 impl SqlType {
     /// Whether values of this type are numbers.
     pub fn is_numeric(&self) -> bool {
-        matches!(self, SqlType::Int | SqlType::Bigint | SqlType::Double)
+        matches!(
+            self,
+            SqlType::Int | SqlType::Bigint | SqlType::Double | SqlType::Decimal(..)
+        )
     }
 
-    /// The rank of a numeric type in widening order (INT < BIGINT < DOUBLE).
+    /// The rank of a numeric type in widening order (INT < BIGINT <
+    /// DECIMAL < DOUBLE).
     fn numeric_rank(&self) -> Option<u8> {
         match self {
             SqlType::Int => Some(0),
             SqlType::Bigint => Some(1),
-            SqlType::Double => Some(2),
+            SqlType::Decimal(..) => Some(2),
+            SqlType::Double => Some(3),
             _ => None,
         }
     }
 
-    /// The wider of two numeric types, as arithmetic promotes them.
+    /// An exact numeric type as the DECIMAL that holds it (ksqlDB: INT is
+    /// `DECIMAL(10, 0)`, BIGINT `DECIMAL(19, 0)`).
+    pub fn as_decimal(&self) -> Option<(u32, u32)> {
+        match self {
+            SqlType::Int => Some((10, 0)),
+            SqlType::Bigint => Some((19, 0)),
+            SqlType::Decimal(p, s) => Some((*p, *s)),
+            _ => None,
+        }
+    }
+
+    /// The wider of two numeric types, as arithmetic promotes them; two
+    /// exact types of which one is DECIMAL widen to a DECIMAL holding both.
     pub fn wider(a: &SqlType, b: &SqlType) -> Option<SqlType> {
         let (ra, rb) = (a.numeric_rank()?, b.numeric_rank()?);
+        if ra.max(rb) == 2 {
+            let ((p1, s1), (p2, s2)) = (a.as_decimal()?, b.as_decimal()?);
+            let scale = s1.max(s2);
+            return Some(SqlType::Decimal((p1 - s1).max(p2 - s2) + scale, scale));
+        }
         Some(if ra >= rb { a.clone() } else { b.clone() })
     }
 
@@ -49,6 +75,12 @@ impl SqlType {
             return true;
         }
         match (self.numeric_rank(), to.numeric_rank()) {
+            // A DECIMAL target takes what fits its digits on both sides of
+            // the point (ksqlDB's `DecimalUtil.canImplicitlyCast`).
+            (Some(a), Some(2)) if a <= 2 => match (self.as_decimal(), to.as_decimal()) {
+                (Some((p1, s1)), Some((p2, s2))) => s1 <= s2 && p1 - s1 <= p2 - s2,
+                _ => false,
+            },
             (Some(a), Some(b)) => a <= b,
             _ => match (self, to) {
                 (SqlType::Array(a), SqlType::Array(b)) => a.widens_to(b),
@@ -75,6 +107,10 @@ impl SqlType {
                 "fields": fields.iter().map(|(n, t)| json!({"name": n, "schema": t.rest_schema()})).collect::<Vec<_>>(),
                 "memberSchema": null,
             }),
+            SqlType::Decimal(p, s) => json!({
+                "type": "DECIMAL", "fields": null, "memberSchema": null,
+                "parameters": {"precision": p, "scale": s},
+            }),
             t => json!({"type": t.rest_name(), "fields": null, "memberSchema": null}),
         }
     }
@@ -86,6 +122,7 @@ impl SqlType {
             SqlType::Int => "INTEGER",
             SqlType::Bigint => "BIGINT",
             SqlType::Double => "DOUBLE",
+            SqlType::Decimal(..) => "DECIMAL",
             SqlType::String => "STRING",
             SqlType::Bytes => "BYTES",
             SqlType::Timestamp => "TIMESTAMP",
@@ -101,6 +138,7 @@ impl SqlType {
 impl fmt::Display for SqlType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            SqlType::Decimal(p, s) => write!(f, "DECIMAL({p}, {s})"),
             SqlType::Array(t) => write!(f, "ARRAY<{t}>"),
             SqlType::Map(k, v) => write!(f, "MAP<{k}, {v}>"),
             SqlType::Struct(fields) => {
@@ -126,6 +164,7 @@ pub enum Value {
     Int(i32),
     Bigint(i64),
     Double(f64),
+    Decimal(Dec),
     String(String),
     Bytes(Vec<u8>),
     /// Milliseconds since the Unix epoch.
@@ -162,6 +201,17 @@ impl Value {
             Value::Int(v) => Some(f64::from(*v)),
             Value::Bigint(v) => Some(*v as f64),
             Value::Double(v) => Some(*v),
+            Value::Decimal(d) => Some(d.to_f64()),
+            _ => None,
+        }
+    }
+
+    /// The value as a decimal when it is an exact number.
+    pub fn as_dec(&self) -> Option<Dec> {
+        match self {
+            Value::Int(v) => Some(Dec::from_int(i64::from(*v))),
+            Value::Bigint(v) => Some(Dec::from_int(*v)),
+            Value::Decimal(d) => Some(*d),
             _ => None,
         }
     }
@@ -189,6 +239,9 @@ impl Value {
             (Value::Bytes(a), Value::Bytes(b)) => Some(a.cmp(b)),
             (Value::Double(_), _) | (_, Value::Double(_)) => {
                 self.as_f64()?.partial_cmp(&other.as_f64()?)
+            }
+            (Value::Decimal(_), _) | (_, Value::Decimal(_)) => {
+                Some(self.as_dec()?.cmp_dec(&other.as_dec()?))
             }
             (Value::Timestamp(a), Value::Timestamp(b))
             | (Value::Time(a), Value::Time(b))
@@ -237,6 +290,7 @@ impl Value {
             Value::Int(v) => v.to_string(),
             Value::Bigint(v) => v.to_string(),
             Value::Double(v) => format_double(*v),
+            Value::Decimal(d) => d.to_plain_string(),
             Value::String(s) => s.clone(),
             Value::Bytes(b) => crate::functions::base64_encode(b),
             Value::Timestamp(ms) => crate::time::format_timestamp(*ms),

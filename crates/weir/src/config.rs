@@ -66,6 +66,42 @@ pub struct ServeArgs {
     /// PLAINTEXT. Repeatable; wins over the config file.
     #[arg(long = "client-set", value_name = "SERVICE.KEY=VALUE")]
     client_set: Vec<String>,
+    /// Cluster mode: the PostgreSQL database every broker of the cluster
+    /// shares (offsets, the index, topics and configs, membership), as
+    /// `postgres://USER@HOST[:PORT]/DB`. Needs `--object-store`.
+    #[arg(
+        long,
+        env = "WEIR_CLUSTER",
+        value_name = "URL",
+        requires = "object_store"
+    )]
+    cluster: Option<String>,
+    /// Cluster mode: where record batches go, `s3://BUCKET/PREFIX`
+    /// (endpoint, region and credentials from the usual AWS variables:
+    /// AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY) or `file:///DIR` for local trials.
+    #[arg(
+        long,
+        env = "WEIR_OBJECT_STORE",
+        value_name = "URL",
+        requires = "cluster"
+    )]
+    object_store: Option<String>,
+    /// Cluster mode: how long produced batches gather before one object
+    /// is written [default: 25].
+    #[arg(long, env = "WEIR_CLUSTER_FLUSH_MS", value_name = "MS")]
+    cluster_flush_ms: Option<u64>,
+}
+
+/// Cluster mode's settings (`--cluster`, `--object-store`).
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// The PostgreSQL URL.
+    pub postgres: String,
+    /// The object store URL.
+    pub object_store: String,
+    /// The gather window.
+    pub flush_ms: u64,
 }
 
 /// Kafka client configs by service name.
@@ -76,6 +112,8 @@ pub type ClientConfigs = BTreeMap<String, BTreeMap<String, String>>;
 pub struct Settings {
     pub data_dir: PathBuf,
     pub listen: String,
+    /// Cluster mode, when `--cluster` is given.
+    pub cluster: Option<ClusterSettings>,
     /// The schema registry's listen address; `None` when turned off.
     pub registry_listen: Option<String>,
     /// The SQL server's listen address; `None` when turned off.
@@ -347,9 +385,19 @@ impl Settings {
             weir_broker::BrokerError::Config { key, reason } => err(&key, reason),
             other => err("broker", other.to_string()),
         })?;
+        let cluster = match (args.cluster, args.object_store) {
+            (Some(postgres), Some(object_store)) => Some(ClusterSettings {
+                postgres,
+                object_store,
+                flush_ms: args.cluster_flush_ms.unwrap_or(25),
+            }),
+            (None, None) => None,
+            _ => return Err(err("cluster", "--cluster and --object-store go together")),
+        };
         Ok(Self {
             data_dir,
             listen,
+            cluster,
             registry_listen,
             sql_listen,
             connect_listen,

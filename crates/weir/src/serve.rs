@@ -182,11 +182,32 @@ fn log_service(settings: &Settings, kafka: &KafkaListeners, slot: &BrokerSlot) -
             clock: weir_log::Clock::system(),
         };
         let engine_config = settings.engine_config();
+        // Cluster mode: the shared engine instead of the local one.
+        let cluster_engine: Option<Arc<dyn weir_log::LogEngine>> = match &settings.cluster {
+            Some(c) => {
+                let mut cc = weir_cluster::ClusterConfig::new(
+                    c.postgres.clone(),
+                    c.object_store.clone(),
+                    config.node_id,
+                );
+                cc.flush_ms = c.flush_ms;
+                cc.advertised = Some((config.advertised_host.clone(), config.advertised_port));
+                let engine = weir_cluster::ClusterEngine::connect(cc, weir_log::Clock::system())
+                    .await
+                    .map_err(|e| fail(anyhow::anyhow!("cannot open cluster storage: {e}")))?;
+                Some(Arc::new(engine))
+            }
+            None => None,
+        };
         // Recovery reads the whole log: off the async workers, so the
         // admin listener answers meanwhile.
         let broker = tokio::task::spawn_blocking(move || -> anyhow::Result<Arc<Broker>> {
-            let engine =
-                weir_log::LocalEngine::open(engine_config).context("cannot open the log")?;
+            let engine: Arc<dyn weir_log::LogEngine> = match cluster_engine {
+                Some(e) => e,
+                None => {
+                    weir_log::LocalEngine::open(engine_config).context("cannot open the log")?
+                }
+            };
             tokio::runtime::Handle::current()
                 .block_on(Broker::open(config, engine))
                 .context("cannot open the broker")

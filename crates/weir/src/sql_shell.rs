@@ -648,6 +648,10 @@ fn type_text(schema: &J) -> String {
     match t.as_str() {
         "ARRAY" => format!("ARRAY<{}>", type_text(&schema["memberSchema"])),
         "MAP" => format!("MAP<STRING, {}>", type_text(&schema["memberSchema"])),
+        "DECIMAL" => format!(
+            "DECIMAL({}, {})",
+            schema["parameters"]["precision"], schema["parameters"]["scale"]
+        ),
         "STRUCT" => {
             let fields: Vec<String> = schema["fields"]
                 .as_array()
@@ -881,5 +885,7 @@ mod tests {
         let t = json!({"type": "ARRAY", "memberSchema": {"type": "STRUCT", "fields": [
             {"name": "A", "schema": {"type": "INTEGER"}}]}});
         assert_eq!(type_text(&t), "ARRAY<STRUCT<A INTEGER>>");
+        let d = json!({"type": "DECIMAL", "parameters": {"precision": 6, "scale": 2}});
+        assert_eq!(type_text(&d), "DECIMAL(6, 2)");
     }
 }
