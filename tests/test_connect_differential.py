@@ -202,6 +202,16 @@ def test_json_converter_types_byte_for_byte(kafka, weir_binary):
         (s("int64", name="org.apache.kafka.connect.data.Timestamp", version=1), TS),
         (s("bytes", name="org.apache.kafka.connect.data.Decimal", version=1,
            parameters={"scale": "2"}), "z8c="),
+        # Parameters in insertion order, as Kafka's ConnectSchema keeps them:
+        # Debezium's Decimal (scale, then precision), and an unsorted set.
+        (s("bytes", name="org.apache.kafka.connect.data.Decimal", version=1,
+           parameters={"scale": "2", "connect.decimal.precision": "10"}), "z8c="),
+        (s("struct", name="n.P", fields=[
+            {**s("bytes", name="org.apache.kafka.connect.data.Decimal", version=1,
+                 parameters={"scale": "3", "connect.decimal.precision": "12"}), "field": "price"},
+            {**s("string", name="io.debezium.data.Enum", version=1,
+                 parameters={"allowed": "b,a", "z": "1", "m": "2"}), "field": "kind"}]),
+         {"price": "z8c=", "kind": "a"}),
         (s("array", items=s("int32")), [1, 2, 3]),
         (s("map", keys=s("int32"), values=s("string")), [[1, "a"]]),
         (s("struct", name="n.S", doc="a doc", fields=[field("a", "int32"), field("b", "string", True)]),

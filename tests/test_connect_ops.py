@@ -8,6 +8,9 @@ API with httpx, checked with confluent-kafka and the worker's own log.
   changed offsets say.
 - Exactly-once source: a data generator's worker killed with SIGKILL at
   three random points; a read_committed consumer sees each record once.
+  Changing a source's offsets under exactly-once support fences its tasks'
+  transactional ids first: zombie task producers (confluent-kafka holding
+  those ids, a transaction open) can no longer commit.
 - `/admin/loggers`: levels listed with `last_modified`, changed per worker
   and per cluster (through the config topic), and really applied (debug
   lines appear in the worker's log only after the change).
@@ -25,7 +28,8 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupState, Producer, TopicPartition
+from confluent_kafka import (Consumer, ConsumerGroupState, KafkaError, KafkaException, Producer,
+                             TopicPartition)
 from confluent_kafka.admin import AdminClient
 
 from connect_helpers import STRING, ConnectWorker, line_count
@@ -109,6 +113,57 @@ def test_source_offsets_listed_altered_and_reset(worker, module_broker, tmp_path
         r = worker.request(method, f"/connectors/{name}/offsets",
                            {"offsets": [{"partition": partition, "offset": None}]})
         assert r.json() == {"error_code": 404, "message": f"Connector {name} not found"}, method
+
+
+def test_exactly_once_offset_changes_fence_zombie_tasks(worker, module_broker):
+    """KIP-875 with KIP-618, as Kafka's worker does it: before a source
+    connector's offsets change under exactly-once support (the worker's
+    default), every task's transactional id is fenced (InitProducerId), and
+    the offsets are written in a transaction. A zombie task (a producer with
+    a task's transactional id and a transaction open, as a task left running
+    on a partitioned worker would have) cannot commit afterwards, and a
+    read_committed consumer never sees what it wrote."""
+    name, topic = "ops-fence", f"ops-fence-{uuid.uuid4().hex[:6]}"
+    worker.create(name, {"connector.class": "DataGenSource", "topic": topic, "quickstart": "lines",
+                         "line.bytes": "8", "iterations": "3", "max.interval": "0",
+                         "tasks.max": "2"})
+    worker.wait_state(name, tasks=2)
+    wait_until(lambda: len(offsets(worker, name)) == 2, 30, what="both tasks' offsets committed")
+    before = sorted(m.value() for m in read_topic(module_broker.bootstrap, topic))
+    assert len(before) == 6
+    stop(worker, name)
+
+    def zombie(task: int) -> Producer:
+        p = Producer({"bootstrap.servers": module_broker.bootstrap,
+                      "transactional.id": f"connect-cluster-{name}-{task}"})
+        p.init_transactions(30)
+        p.begin_transaction()
+        p.produce(topic, f"zombie-{task}".encode(), partition=0)
+        p.flush(10)
+        return p
+    zombies = [zombie(0), zombie(1)]
+    first = offsets(worker, name)[0]
+    changed = {"partition": first["partition"], "offset": {"position": 1}}
+    r = patch(worker, name, {"offsets": [changed]})
+    assert r.status_code == 200, r.text
+    for task, z in enumerate(zombies):
+        with pytest.raises(KafkaException) as e:
+            z.commit_transaction(30)
+        err = e.value.args[0]
+        assert err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
+                                             KafkaError.INVALID_PRODUCER_EPOCH), (task, err)
+    # The transactional write of the new offset is what the worker reads.
+    assert changed in offsets(worker, name)
+    after = sorted(m.value() for m in read_topic(module_broker.bootstrap, topic))
+    assert after == before, "a fenced zombie's records became visible"
+    # A reset goes through the same fencing.
+    z = zombie(1)
+    r = worker.delete(f"/connectors/{name}/offsets")
+    assert r.status_code == 200, r.text
+    with pytest.raises(KafkaException):
+        z.commit_transaction(30)
+    assert offsets(worker, name) == []
+    assert worker.delete(f"/connectors/{name}").status_code == 204
 
 
 def group_empty(bootstrap: str, group: str) -> bool:
@@ -375,3 +430,114 @@ def test_exactly_once_source_survives_kill9_at_random_points(module_broker, weir
     finally:
         watcher.close()
         w.kill()
+
+
+def test_embedded_worker_logs_in_under_acls_behind_tls_and_basic_auth(broker_factory, tmp_path):
+    """`weir serve --connect-listen` when the worker must log in: it connects
+    to the node's SASL listener with its own credentials (`--client-set
+    connect.*`), the broker's ACLs apply to it as to any client (a topic its
+    principal may not write fails the task, the broker's audit log naming
+    the denial), and
+    the REST API is served over TLS with basic authentication, as the node's
+    other HTTP listeners."""
+    import ssl
+
+    import httpx
+    from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType,
+                                       ResourcePatternType, ResourceType)
+
+    from conftest import HOST, free_port
+    from security_util import start_secure_broker
+    users = {"admin": "admin-pw", "connect": "connect-pw", "ops": "ops-pw"}
+    sb = start_secure_broker(broker_factory, tmp_path, users=users,
+                             protocols=("PLAINTEXT", "SASL_PLAINTEXT"), start=False,
+                             sets={"authorizer.class.name": "StandardAuthorizer",
+                                   "super.users": "User:admin", "http.ssl.enabled": "true",
+                                   "http.authentication": "basic"})
+    sb.broker.start()
+    admin = AdminClient(sb.client_config("SASL_PLAINTEXT", "admin", "admin-pw"))
+    # The worker's principal: its internal topics, group and transactional
+    # ids (all `connect-...`) and the `sec-` topics; nothing else.
+    grants = [AclBinding(rtype, prefix, ResourcePatternType.PREFIXED, "User:connect", "*",
+                         AclOperation.ALL, AclPermissionType.ALLOW)
+              for rtype, prefix in [(ResourceType.TOPIC, "connect-"), (ResourceType.GROUP, "connect-"),
+                                    (ResourceType.TRANSACTIONAL_ID, "connect-"),
+                                    (ResourceType.TOPIC, "sec-")]]
+    grants.append(AclBinding(ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL,
+                             "User:connect", "*", AclOperation.IDEMPOTENT_WRITE,
+                             AclPermissionType.ALLOW))
+    for f in admin.create_acls(grants, request_timeout=15).values():
+        f.result(15)
+    from confluent_kafka.admin import NewTopic
+    for t in ("sec-lines", "denied-lines"):
+        admin.create_topics([NewTopic(t, 1, 1)])[t].result(30)
+    # The worker starts once its ACLs exist (without them it cannot create
+    # its internal topics and stops).
+    sb.broker.stop()
+    port = free_port()
+    sb.broker.args += ["--connect-listen", f"{HOST}:{port}",
+                       "--client-set", "connect.security.protocol=SASL_PLAINTEXT",
+                       "--client-set", "connect.sasl.mechanism=PLAIN",
+                       "--client-set", "connect.sasl.username=connect",
+                       "--client-set", "connect.sasl.password=connect-pw",
+                       "--client-set", "connect.offset.flush.interval.ms=300"]
+    sb.broker.start()
+
+    def lines(topic: str) -> list[bytes]:
+        c = Consumer({**sb.client_config("SASL_PLAINTEXT", "admin", "admin-pw"),
+                      "group.id": f"sec-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest",
+                      "enable.partition.eof": True, "isolation.level": "read_committed"})
+        try:
+            c.assign([TopicPartition(topic, 0, 0)])
+            out, deadline = [], time.monotonic() + 30
+            while time.monotonic() < deadline:
+                m = c.poll(1)
+                if m is None:
+                    continue
+                if m.error():
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        return out
+                    raise KafkaException(m.error())
+                out.append(m.value())
+            raise AssertionError(f"reading {topic} timed out")
+        finally:
+            c.close()
+
+    ctx = ssl.create_default_context(cafile=str(sb.certs.ca))
+    http = httpx.Client(base_url=f"https://{HOST}:{port}", verify=ctx, timeout=30)
+    auth = ("ops", "ops-pw")
+
+    def up() -> bool:
+        try:
+            return http.get("/", auth=auth).status_code == 200
+        except httpx.HTTPError:
+            return False
+    wait_until(up, 60, what="the embedded worker over TLS")
+    assert http.get("/connectors").status_code == 401
+    assert http.get("/connectors", auth=("ops", "wrong")).status_code == 401
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://{HOST}:{port}/", timeout=5)
+
+    def state(name):
+        r = http.get(f"/connectors/{name}/status", auth=auth)
+        return r.json() if r.status_code == 200 else {}
+
+    src = tmp_path / "in.txt"
+    src.write_text("one\ntwo\n")
+    for name, topic in [("sec-src", "sec-lines"), ("denied-src", "denied-lines")]:
+        body = {"name": name, "config": {"connector.class": "FileStreamSource", "file": str(src),
+                                         "topic": topic, "value.converter": STRING}}
+        # 409 until the worker has joined its group (Kafka's answer too).
+        wait_until(lambda: http.post("/connectors", auth=auth, json=body).status_code == 201, 60,
+                   what=f"{name} created")
+    wait_until(lambda: lines("sec-lines") == [b"one", b"two"],
+               60, what="the lines written by the worker's principal")
+    wait_until(lambda: [t.get("state") for t in state("denied-src").get("tasks", [])] == ["FAILED"],
+               60, what="the task writing a topic its principal may not write failing")
+    # The broker refused the worker's principal, as it would any client.
+    audit = [line for line in sb.broker.log_tail(2000).splitlines()
+             if '"kind":"authorization"' in line and '"principal":"User:connect"' in line
+             and '"resource":"topic:denied-lines"' in line]
+    assert audit and all('"outcome":"denied"' in line for line in audit), audit
+    assert lines("denied-lines") == []
+    sb.broker.stop()

@@ -23,15 +23,15 @@
 //! writes it (so the registry sees the text Confluent's converter
 //! registers), and `apache-avro` values, which `weir-formats` encodes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use weir_formats::apache_avro::types::Value as AValue;
 use weir_formats::apache_avro::Decimal as ADecimal;
 
-use crate::data::{logical, Field, Schema, Struct, Type, Value};
+use crate::data::{logical, Field, Parameters, Schema, Struct, Type, Value};
 use crate::error::{ConnectError, Result};
-use crate::json::Json;
+use crate::json::{Json, ParamOrder};
 
 const NAMESPACE: &str = "io.confluent.connect.avro";
 const DEFAULT_NAME: &str = "ConnectDefault";
@@ -699,14 +699,18 @@ impl AvroReadSchema {
             serde_json::from_str(t).map_err(|e| err(format!("Invalid Avro schema: {e}")))
         };
         let mut names = HashMap::new();
+        let mut order = ParamOrder::default();
         for r in references {
             collect_names(&parse(r)?, None, &mut names, 0)?;
+            order.add(r, "connect.parameters");
         }
         let avro = parse(text)?;
         collect_names(&avro, None, &mut names, 0)?;
+        order.add(text, "connect.parameters");
         let mut reader = Reader {
             names: &names,
             building: Vec::new(),
+            order: &order,
         };
         let connect = reader.schema(&avro, None, false, None, 0)?;
         Ok(Self {
@@ -1009,6 +1013,8 @@ struct Reader<'a> {
     names: &'a HashMap<String, (J, Option<String>)>,
     /// Records being read (recursive schemas cannot be Connect schemas).
     building: Vec<String>,
+    /// `connect.parameters` in the text's order (serde sorts them).
+    order: &'a ParamOrder,
 }
 
 impl Reader<'_> {
@@ -1074,7 +1080,7 @@ impl Reader<'_> {
         let prop = |k: &str| obj.and_then(|o| o.get(k));
         let prop_str = |k: &str| prop(k).and_then(J::as_str);
         let logical_type = prop_str("logicalType");
-        let mut params: BTreeMap<String, String> = BTreeMap::new();
+        let mut params = Parameters::new();
         let mut s = match t {
             "null" => {
                 return Err(err(
@@ -1228,7 +1234,7 @@ impl Reader<'_> {
                     "Expected JSON object for schema parameters but found: {p}"
                 ))
             })?;
-            for (k, v) in p {
+            for (k, v) in self.order.ordered(p) {
                 let v = v.as_str().ok_or_else(|| {
                     err(format!(
                         "Expected schema parameter values to be strings but found: {v}"
@@ -1548,6 +1554,42 @@ mod tests {
                 r#"{"name":"inner","type":["null",{"type":"record","name":"ConnectDefault","namespace":"io.confluent.connect.avro","fields":[{"name":"y","type":"int"}]}],"default":null}],"connect.name":"a.B"}"#
             )
         );
+    }
+
+    #[test]
+    fn decimal_parameters_keep_their_order_both_ways() {
+        // Debezium's Decimal: `scale`, then `connect.decimal.precision`.
+        let mut d = decimal(2);
+        if let Some(p) = &mut d.parameters {
+            p.insert(DECIMAL_PRECISION.into(), "10".into());
+        }
+        let s = Schema::structure(vec![("d".into(), d)]).named("a.B");
+        let text = avro_schema_text(&s).unwrap();
+        assert!(
+            text.contains(r#""connect.parameters":{"scale":"2","connect.decimal.precision":"10"}"#),
+            "{text}"
+        );
+        let read = AvroReadSchema::parse(&text, &[]).unwrap();
+        let keys: Vec<&String> = read.connect().fields[0]
+            .schema
+            .parameters
+            .iter()
+            .flatten()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, [logical::SCALE, DECIMAL_PRECISION]);
+        // Other parameters in the text's order, after the ones the Avro
+        // type itself implies.
+        let text = r#"{"type":"string","connect.parameters":{"z":"1","a":"2","m":"3"}}"#;
+        let read = AvroReadSchema::parse(text, &[]).unwrap();
+        let keys: Vec<&str> = read
+            .connect()
+            .parameters
+            .iter()
+            .flatten()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(keys, ["z", "a", "m"]);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use base64::Engine as _;
 
 use crate::data::{logical, Schema, SchemaAndValue, Struct, Type, Value};
 use crate::error::{ConnectError, Result};
-use crate::json::Json;
+use crate::json::{Doc, Envelope, Json};
 use crate::registry_converter::{Format, RegistryConverter};
 
 /// Turns Connect data into record bytes and back.
@@ -301,14 +301,16 @@ impl JsonConverter {
         Ok(Json::Obj(obj))
     }
 
-    /// Parses a JSON schema of the envelope (`null`: no schema).
-    pub fn parse_schema(&self, j: &serde_json::Value) -> Result<Option<Schema>> {
+    /// Parses a JSON schema of the envelope (`null`: no schema), read in
+    /// document order so that parameters keep Kafka's order.
+    pub fn parse_schema(&self, j: &Doc) -> Result<Option<Schema>> {
         if j.is_null() {
             return Ok(None);
         }
-        let obj = j
-            .as_object()
-            .ok_or_else(|| ConnectError::data("Schema must be a JSON object"))?;
+        if j.as_object().is_none() {
+            return Err(ConnectError::data("Schema must be a JSON object"));
+        }
+        let obj = j;
         let type_name = obj
             .get("type")
             .and_then(|t| t.as_str())
@@ -385,7 +387,7 @@ impl JsonConverter {
         }
         if let Some(d) = obj.get("default") {
             if !d.is_null() {
-                schema.default = Some(self.to_value(Some(&schema), d)?);
+                schema.default = Some(self.to_value(Some(&schema), &d.to_serde())?);
             }
         }
         Ok(Some(schema))
@@ -633,24 +635,29 @@ impl Converter for JsonConverter {
         if bytes.is_empty() {
             return Ok(SchemaAndValue::null());
         }
-        let j: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        let failed = |e: serde_json::Error| {
             ConnectError::data(format!(
                 "Converting byte[] to Kafka Connect data failed due to serialization error: {e}"
             ))
-        })?;
+        };
         if !self.schemas_enable {
+            let j: serde_json::Value = serde_json::from_slice(bytes).map_err(failed)?;
             return Ok(SchemaAndValue::schemaless(schemaless_value(&j)));
         }
-        let envelope = j
-            .as_object()
-            .filter(|o| o.len() == 2 && o.contains_key("schema") && o.contains_key("payload"));
-        let Some(envelope) = envelope else {
+        // One pass that keeps the schema's key order (its parameters).
+        let envelope: Envelope = serde_json::from_slice(bytes).map_err(failed)?;
+        let (true, Some(schema), Some(payload), 0) = (
+            envelope.is_object,
+            envelope.schema,
+            envelope.payload,
+            envelope.others,
+        ) else {
             return Err(ConnectError::data(
                 "JsonConverter with schemas.enable requires \"schema\" and \"payload\" fields and may not contain additional fields. If you are trying to deserialize plain JSON data, set schemas.enable=false in your converter configuration.",
             ));
         };
-        let schema = self.parse_schema(&envelope["schema"])?;
-        let value = self.to_value(schema.as_ref(), &envelope["payload"])?;
+        let schema = self.parse_schema(&schema)?;
+        let value = self.to_value(schema.as_ref(), &payload)?;
         Ok(SchemaAndValue {
             schema: schema.map(Arc::new),
             value,
@@ -851,6 +858,36 @@ mod tests {
             text(&JsonConverter::new(false), &d),
             r#"{"id":1,"name":null,"tags":["a"]}"#
         );
+    }
+
+    #[test]
+    fn schema_parameters_keep_their_order() {
+        // Debezium's Decimal: `scale` first, as Kafka's ConnectSchema keeps
+        // insertion order; a reversed order is kept too.
+        let c = JsonConverter::new(true);
+        for params in [
+            r#"{"scale":"2","connect.decimal.precision":"10"}"#,
+            r#"{"connect.decimal.precision":"10","scale":"2"}"#,
+        ] {
+            let text = format!(
+                r#"{{"schema":{{"type":"struct","fields":[{{"type":"bytes","optional":true,"name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{params},"field":"price"}}],"optional":false}},"payload":{{"price":"AMs="}}}}"#
+            );
+            let d = c.deserialize("t", Some(text.as_bytes())).unwrap();
+            assert_eq!(self::text(&c, &d), text);
+        }
+        // Not an envelope: refused as before, whatever the shape.
+        for bad in [
+            &b"[1,2]"[..],
+            b"3",
+            b"{\"schema\":null}",
+            b"{\"schema\":null,\"payload\":1,\"x\":2}",
+        ] {
+            assert!(c.deserialize("t", Some(bad)).is_err());
+        }
+        let d = c
+            .deserialize("t", Some(br#"{"schema":null,"payload":{"a":[1,2.5]}}"#))
+            .unwrap();
+        assert!(d.schema.is_none());
     }
 
     #[test]

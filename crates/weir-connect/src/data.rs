@@ -9,10 +9,13 @@
 //! Timestamp: milliseconds since the epoch as INT64), as they are on the
 //! wire, so no precision is lost between converters.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::error::{ConnectError, Result};
+
+/// A schema's parameters: insertion-ordered, and equal regardless of order
+/// (as Java's `LinkedHashMap`). Remove with `shift_remove` to keep the order.
+pub type Parameters = indexmap::IndexMap<String, String>;
 
 /// Connect's schema types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -106,7 +109,9 @@ pub struct Schema {
     pub name: Option<String>,
     pub version: Option<i32>,
     pub doc: Option<String>,
-    pub parameters: Option<BTreeMap<String, String>>,
+    /// In insertion order, as Kafka's `ConnectSchema` keeps them (a
+    /// Debezium Decimal: `scale`, then `connect.decimal.precision`).
+    pub parameters: Option<Parameters>,
     /// STRUCT fields, in order.
     pub fields: Vec<Field>,
     /// MAP keys.

@@ -999,7 +999,7 @@ impl Herder {
                 Ok(false)
             }
             Change::AlterOffsets { name, offsets } => {
-                let (config, stopped) = {
+                let (config, stopped, task_peak) = {
                     let c = self.shared.cluster();
                     let Some(config) = c.connectors.get(&name).cloned() else {
                         return Err(ConnectError::not_found(format!("Connector {name}")));
@@ -1008,13 +1008,17 @@ impl Herder {
                     // it is written tasks may still be running.
                     let stopped = c.targets.get(&name) == Some(&TargetState::Stopped)
                         && c.tasks.get(&name).is_none_or(Vec::is_empty);
-                    (config, stopped)
+                    (
+                        config,
+                        stopped,
+                        c.task_peak.get(&name).copied().unwrap_or(0),
+                    )
                 };
                 if !stopped {
                     return Err(ConnectError::bad_request(format!("Connectors must be in the STOPPED state before their offsets can be modified. This can be done for the specified connector by issuing a 'PUT' request to the '/connectors/{name}/stop' endpoint")));
                 }
                 let w = self.shared.worker.clone();
-                crate::offsets::alter(&w, &self.writer, &name, &config, offsets).await
+                crate::offsets::alter(&w, &self.writer, &name, &config, task_peak, offsets).await
             }
             Change::RestartTask { .. } | Change::ClusterLogger { .. } => Ok(false),
         }

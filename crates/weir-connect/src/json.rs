@@ -250,3 +250,326 @@ mod tests {
         );
     }
 }
+
+/// A parsed JSON document whose objects keep their document order.
+///
+/// The workspace's serde_json sorts object keys (no `preserve_order`), which
+/// loses the order Kafka keeps for schema parameters; the few readers where
+/// that order shows parse the schema part of a document as this instead.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Doc {
+    Null,
+    Bool(bool),
+    Num(serde_json::Number),
+    Str(String),
+    Arr(Vec<Doc>),
+    /// Keys in document order; a repeated key keeps its last value, as
+    /// serde_json's and Jackson's trees do.
+    Obj(Vec<(String, Doc)>),
+}
+
+impl Doc {
+    /// Parses `text`.
+    pub fn parse(text: &str) -> serde_json::Result<Doc> {
+        serde_json::from_str(text)
+    }
+
+    /// The value of `key`, for an object.
+    pub fn get(&self, key: &str) -> Option<&Doc> {
+        self.as_object()?
+            .iter()
+            .find_map(|(k, v)| (k == key).then_some(v))
+    }
+
+    pub fn as_object(&self) -> Option<&[(String, Doc)]> {
+        match self {
+            Doc::Obj(pairs) => Some(pairs),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&[Doc]> {
+        match self {
+            Doc::Arr(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Doc::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Doc::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Doc::Num(n) => n.as_i64(),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Doc::Null)
+    }
+
+    /// The compact text, keys in document order (numbers and strings as
+    /// serde_json writes them).
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out);
+        out
+    }
+
+    fn write(&self, out: &mut String) {
+        let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
+        match self {
+            Doc::Null => out.push_str("null"),
+            Doc::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Doc::Num(n) => out.push_str(&n.to_string()),
+            Doc::Str(s) => out.push_str(&quoted(s)),
+            Doc::Arr(items) => {
+                out.push('[');
+                for (i, d) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    d.write(out);
+                }
+                out.push(']');
+            }
+            Doc::Obj(pairs) => {
+                out.push('{');
+                for (i, (k, v)) in pairs.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&quoted(k));
+                    out.push(':');
+                    v.write(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    /// As a serde tree (keys sorted again).
+    pub fn to_serde(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Doc::Null => J::Null,
+            Doc::Bool(b) => J::Bool(*b),
+            Doc::Num(n) => J::Number(n.clone()),
+            Doc::Str(s) => J::String(s.clone()),
+            Doc::Arr(items) => J::Array(items.iter().map(Doc::to_serde).collect()),
+            Doc::Obj(pairs) => J::Object(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_serde()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Every object under the key `key`, anywhere in the document, in
+    /// document order.
+    pub fn objects_under<'a>(&'a self, key: &str, out: &mut Vec<&'a [(String, Doc)]>) {
+        match self {
+            Doc::Arr(items) => items.iter().for_each(|d| d.objects_under(key, out)),
+            Doc::Obj(pairs) => {
+                for (k, v) in pairs {
+                    if k == key {
+                        if let Some(o) = v.as_object() {
+                            out.push(o);
+                        }
+                    }
+                    v.objects_under(key, out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The document order of the string-valued objects found under one key
+/// (such as `connect.parameters`) of a schema text, for readers that walk
+/// the text as a serde tree: [`ParamOrder::ordered`] gives a sorted object's
+/// entries back in the order the text had them.
+#[derive(Debug, Default, Clone)]
+pub struct ParamOrder {
+    seen: Vec<Vec<(String, String)>>,
+}
+
+impl ParamOrder {
+    /// Adds the objects under `key` in `text` (nothing if it does not
+    /// parse; the caller's own parse reports that). Objects of one entry
+    /// have no order to keep and are skipped.
+    pub fn add(&mut self, text: &str, key: &str) {
+        let Ok(doc) = Doc::parse(text) else {
+            return;
+        };
+        let mut objs = Vec::new();
+        doc.objects_under(key, &mut objs);
+        self.seen
+            .extend(objs.into_iter().filter(|o| o.len() > 1).filter_map(|o| {
+                o.iter()
+                    .map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect::<Option<Vec<_>>>()
+            }));
+    }
+
+    /// `obj`'s entries in the order of the first object of the text with
+    /// the same entries (serde's order if there is none, or a value is not
+    /// a string).
+    pub fn ordered<'a>(
+        &self,
+        obj: &'a serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<(&'a String, &'a serde_json::Value)> {
+        let same = |o: &Vec<(String, String)>| {
+            o.len() == obj.len()
+                && o.iter()
+                    .all(|(k, v)| obj.get(k).and_then(|x| x.as_str()) == Some(v.as_str()))
+        };
+        match self.seen.iter().find(|o| same(o)) {
+            Some(order) => order
+                .iter()
+                .filter_map(|(k, _)| obj.get_key_value(k))
+                .collect(),
+            None => obj.iter().collect(),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Doc {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Doc, D::Error> {
+        d.deserialize_any(DocVisitor)
+    }
+}
+
+struct DocVisitor;
+
+impl<'de> serde::de::Visitor<'de> for DocVisitor {
+    type Value = Doc;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Doc, E> {
+        Ok(Doc::Null)
+    }
+    fn visit_none<E>(self) -> Result<Doc, E> {
+        Ok(Doc::Null)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Doc, E> {
+        Ok(Doc::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Doc, E> {
+        Ok(Doc::Num(i.into()))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<Doc, E> {
+        Ok(Doc::Num(u.into()))
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Doc, E> {
+        Ok(serde_json::Number::from_f64(f).map_or(Doc::Null, Doc::Num))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Doc, E> {
+        Ok(Doc::Str(s.to_string()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Doc, E> {
+        Ok(Doc::Str(s))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Doc, A::Error> {
+        let mut items = Vec::new();
+        while let Some(d) = seq.next_element()? {
+            items.push(d);
+        }
+        Ok(Doc::Arr(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Doc, A::Error> {
+        let mut pairs: Vec<(String, Doc)> = Vec::new();
+        while let Some((k, v)) = map.next_entry::<String, Doc>()? {
+            match pairs.iter_mut().find(|(pk, _)| *pk == k) {
+                Some(slot) => slot.1 = v,
+                None => pairs.push((k, v)),
+            }
+        }
+        Ok(Doc::Obj(pairs))
+    }
+}
+
+/// JsonConverter's envelope as read in one pass: the schema in document
+/// order, the payload as a serde tree, and how many other keys there were.
+#[derive(Debug, Default)]
+pub struct Envelope {
+    /// False when the document is not an object.
+    pub is_object: bool,
+    pub schema: Option<Doc>,
+    pub payload: Option<serde_json::Value>,
+    pub others: usize,
+}
+
+impl<'de> serde::Deserialize<'de> for Envelope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Envelope, D::Error> {
+        d.deserialize_any(EnvelopeVisitor)
+    }
+}
+
+struct EnvelopeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for EnvelopeVisitor {
+    type Value = Envelope;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Envelope, E> {
+        Ok(Envelope::default())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Envelope, E> {
+        Ok(Envelope::default())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Envelope, E> {
+        Ok(Envelope::default())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Envelope, E> {
+        Ok(Envelope::default())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Envelope, E> {
+        Ok(Envelope::default())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Envelope, E> {
+        Ok(Envelope::default())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Envelope, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Envelope::default())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Envelope, A::Error> {
+        let mut env = Envelope {
+            is_object: true,
+            ..Envelope::default()
+        };
+        let mut other_keys: Vec<String> = Vec::new();
+        while let Some(k) = map.next_key::<String>()? {
+            match k.as_str() {
+                "schema" => env.schema = Some(map.next_value()?),
+                "payload" => env.payload = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    if !other_keys.contains(&k) {
+                        other_keys.push(k);
+                    }
+                }
+            }
+        }
+        env.others = other_keys.len();
+        Ok(env)
+    }
+}

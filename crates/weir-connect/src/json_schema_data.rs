@@ -19,7 +19,7 @@
 //!
 //! Payloads are plain JSON, which `weir-formats` frames.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -27,9 +27,9 @@ use base64::Engine as _;
 use serde_json::Value as J;
 
 use crate::converter::{decimal_bytes, decimal_number};
-use crate::data::{logical, Schema, Struct, Type, Value};
+use crate::data::{logical, Parameters, Schema, Struct, Type, Value};
 use crate::error::{ConnectError, Result};
-use crate::json::Json;
+use crate::json::{Json, ParamOrder};
 
 const NAMESPACE: &str = "io.confluent.connect.json";
 const ONE_OF: &str = "io.confluent.connect.json.OneOf";
@@ -350,12 +350,16 @@ impl JsonReadSchema {
         };
         let root = parse(text)?;
         let mut refs = HashMap::new();
+        let mut order = ParamOrder::default();
+        order.add(text, "connect.parameters");
         for r in references {
             refs.insert(r.name.clone(), parse(&r.schema)?);
+            order.add(&r.schema, "connect.parameters");
         }
         let r = Reader {
             root: &root,
             refs: &refs,
+            order: &order,
         };
         Ok(Self {
             connect: Arc::new(r.schema(&root, false, 0)?),
@@ -384,6 +388,8 @@ impl JsonReadSchema {
 struct Reader<'a> {
     root: &'a J,
     refs: &'a HashMap<String, J>,
+    /// `connect.parameters` in the text's order (serde sorts them).
+    order: &'a ParamOrder,
 }
 
 impl Reader<'_> {
@@ -455,7 +461,7 @@ impl Reader<'_> {
                 .ok_or_else(|| err("Unsupported criterion allOf"))?;
             return self.schema(pick, force_optional, depth);
         } else if let Some(symbols) = o.get("enum").and_then(J::as_array) {
-            let mut params = BTreeMap::new();
+            let mut params = Parameters::new();
             params.insert(ENUM.to_string(), String::new());
             for sym in symbols {
                 let sym = match sym {
@@ -559,8 +565,8 @@ impl Reader<'_> {
             s.doc = Some(d.to_string());
         }
         if let Some(p) = o.get("connect.parameters").and_then(J::as_object) {
-            let params = s.parameters.get_or_insert_with(BTreeMap::new);
-            for (k, v) in p {
+            let params = s.parameters.get_or_insert_with(Parameters::new);
+            for (k, v) in self.order.ordered(p) {
                 params.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
             }
         }

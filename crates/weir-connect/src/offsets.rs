@@ -204,11 +204,15 @@ pub fn message(complete: bool, reset: bool) -> String {
 
 /// Alters (`Some`) or resets (`None`) a stopped connector's offsets;
 /// `Ok(complete)` as [`crate::connector::Connector::alter_offsets`].
+/// Under exactly-once source support a source connector's `task_peak`
+/// tasks (the most it has had) are fenced first and the offsets written in
+/// a transaction.
 pub async fn alter(
     w: &Arc<WorkerConfig>,
     writer: &LogWriter,
     name: &str,
     config: &Props,
+    task_peak: usize,
     change: Option<Vec<OffsetChange>>,
 ) -> Result<bool> {
     let plugin = config
@@ -218,6 +222,22 @@ pub async fn alter(
     let instance = (plugin.connector)();
     let reset = change.is_none();
     match plugin.kind {
+        ConnectorType::Source if w.exactly_once_source => {
+            let (w, name, config) = (w.clone(), name.to_string(), config.clone());
+            let tasks = task_peak;
+            tokio::task::spawn_blocking(move || {
+                crate::worker::alter_source_offsets_fenced(
+                    &w,
+                    &name,
+                    &config,
+                    tasks,
+                    change,
+                    |offsets| instance.alter_offsets(&config, offsets),
+                )
+            })
+            .await
+            .map_err(|e| ConnectError::failed(format!("changing offsets: {e}")))?
+        }
         ConnectorType::Source => {
             let offsets = match change {
                 Some(c) => c,

@@ -32,7 +32,7 @@ use weir_formats::prost_reflect::{
     Value as PValue,
 };
 
-use crate::data::{logical, Schema, Struct, Type, Value};
+use crate::data::{logical, Parameters, Schema, Struct, Type, Value};
 use crate::error::{ConnectError, Result};
 
 const DEFAULT_NAME: &str = "ConnectDefault";
@@ -989,7 +989,7 @@ fn field_schema(
         Kind::String => Schema::of(Type::String),
         Kind::Bytes => Schema::of(Type::Bytes),
         Kind::Enum(e) => {
-            let mut p = BTreeMap::new();
+            let mut p = Parameters::new();
             p.insert(ENUM.to_string(), e.name().to_string());
             for v in e.values() {
                 p.insert(format!("{ENUM}.{}", v.name()), v.number().to_string());
@@ -1005,7 +1005,7 @@ fn field_schema(
                         .get("scale")
                         .and_then(|v| v.parse::<i32>().ok())
                         .unwrap_or(0);
-                    let mut p = BTreeMap::new();
+                    let mut p = Parameters::new();
                     p.insert(logical::SCALE.to_string(), scale.to_string());
                     if let Some(prec) = meta.get("precision").and_then(|v| v.parse::<i32>().ok()) {
                         p.insert(CONNECT_PRECISION.to_string(), prec.to_string());
@@ -1044,7 +1044,7 @@ fn field_schema(
         s.optional = true;
     }
     s.parameters
-        .get_or_insert_with(BTreeMap::new)
+        .get_or_insert_with(Parameters::new)
         .insert(TAG.to_string(), fd.number().to_string());
     Ok(s)
 }
@@ -1300,7 +1300,7 @@ fn rescale(bytes: &[u8], by: u32) -> Vec<u8> {
 fn untagged(f: &crate::data::Field) -> Schema {
     let mut s = (*f.schema).clone();
     if let Some(p) = &mut s.parameters {
-        p.remove(TAG);
+        p.shift_remove(TAG);
         if p.is_empty() {
             s.parameters = None;
         }
@@ -1316,7 +1316,10 @@ mod tests {
     fn decimal(scale: i32) -> Schema {
         let mut s = Schema::of(Type::Bytes).named(logical::DECIMAL);
         s.version = Some(1);
-        s.parameters = Some(BTreeMap::from([(logical::SCALE.into(), scale.to_string())]));
+        s.parameters = Some(Parameters::from([(
+            logical::SCALE.into(),
+            scale.to_string(),
+        )]));
         s
     }
 
@@ -1467,7 +1470,7 @@ message Order {
             ..ProtobufDataConfig::default()
         };
         let mut color = Schema::of(Type::String).named("Color").optional();
-        color.parameters = Some(BTreeMap::from([
+        color.parameters = Some(Parameters::from([
             (ENUM.into(), "Color".into()),
             (format!("{ENUM}.RED"), "0".into()),
             (format!("{ENUM}.BLUE"), "1".into()),

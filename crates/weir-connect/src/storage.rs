@@ -182,6 +182,10 @@ pub struct ClusterConfig {
     deferred: BTreeMap<String, BTreeMap<usize, Props>>,
     /// Restart requests not yet handled, in order.
     pub restarts: Vec<RestartRequest>,
+    /// The most tasks each connector has had committed: the transactional
+    /// ids to fence before its source offsets change under exactly-once
+    /// support (a stopped connector has no task configs left).
+    pub task_peak: BTreeMap<String, usize>,
 }
 
 fn parse_props(v: &[u8]) -> Option<Props> {
@@ -210,6 +214,7 @@ impl ClusterConfig {
                 None => {
                     self.connectors.remove(name);
                     self.tasks.remove(name);
+                    self.task_peak.remove(name);
                     self.targets.remove(name);
                     self.deferred.remove(name);
                 }
@@ -254,6 +259,8 @@ impl ClusterConfig {
                 .map_while(|i| deferred.get(&i).cloned())
                 .collect();
             if tasks.len() == count as usize {
+                let peak = self.task_peak.entry(name.to_string()).or_default();
+                *peak = (*peak).max(tasks.len());
                 self.tasks.insert(name.to_string(), tasks);
             } else {
                 warn!(connector = name, "task commit without all its task configs");
@@ -315,8 +322,12 @@ mod tests {
             3,
         );
         assert_eq!(c.targets["my-conn"], TargetState::Stopped);
-        c.apply("connector-my-conn", None, 4);
-        assert!(c.connectors.is_empty() && c.tasks.is_empty());
-        assert_eq!(c.offset, 5);
+        // Stopping commits no tasks; the peak still names the ids to fence.
+        c.apply("commit-my-conn", Some(&commit_value(0)), 4);
+        assert!(c.tasks["my-conn"].is_empty());
+        assert_eq!(c.task_peak["my-conn"], 1);
+        c.apply("connector-my-conn", None, 5);
+        assert!(c.connectors.is_empty() && c.tasks.is_empty() && c.task_peak.is_empty());
+        assert_eq!(c.offset, 6);
     }
 }

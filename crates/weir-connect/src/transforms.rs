@@ -1389,37 +1389,42 @@ impl Step {
 pub fn apply_json(
     chain: &Chain,
     conv: &dyn crate::converter::Converter,
-    record: &serde_json::Value,
+    record: &crate::json::Doc,
     offset: i64,
 ) -> crate::json::Json {
-    use crate::json::Json;
+    use crate::json::{Doc, Json};
     let run = || -> Result<Option<ConnectRecord>> {
-        let topic = record["topic"].as_str().unwrap_or("topic").to_string();
-        let read = |v: &serde_json::Value| -> Result<SchemaAndValue> {
+        let field = |d: &Doc, k: &str| d.get(k).cloned().unwrap_or(Doc::Null);
+        let topic = field(record, "topic")
+            .as_str()
+            .unwrap_or("topic")
+            .to_string();
+        // The record's key and value are given as the JSON the converter
+        // reads, written again in their document order.
+        let read = |v: &Doc| -> Result<SchemaAndValue> {
             if v.is_null() {
                 return conv.deserialize(&topic, None);
             }
-            let bytes = serde_json::to_vec(v).map_err(|e| ConnectError::data(e.to_string()))?;
-            conv.deserialize(&topic, Some(&bytes))
+            conv.deserialize(&topic, Some(v.to_text().as_bytes()))
         };
-        let mut r = ConnectRecord::new(&topic, read(&record["value"])?);
-        r.key = read(&record["key"])?;
+        let mut r = ConnectRecord::new(&topic, read(&field(record, "value"))?);
+        r.key = read(&field(record, "key"))?;
         r.partition = Some(
-            record["partition"]
+            field(record, "partition")
                 .as_i64()
                 .and_then(|p| i32::try_from(p).ok())
                 .unwrap_or(0),
         );
-        r.timestamp = record["timestamp"].as_i64();
-        if let Some(hs) = record["headers"].as_array() {
+        r.timestamp = field(record, "timestamp").as_i64();
+        if let Some(hs) = record.get("headers").and_then(Doc::as_array) {
             for h in hs {
                 r.headers.push(Header {
-                    key: h["key"].as_str().unwrap_or_default().to_string(),
-                    value: read(&h["value"])?,
+                    key: field(h, "key").as_str().unwrap_or_default().to_string(),
+                    value: read(&field(h, "value"))?,
                 });
             }
         }
-        let offset = record["offset"].as_i64().unwrap_or(offset);
+        let offset = field(record, "offset").as_i64().unwrap_or(offset);
         chain.apply(r, Some(offset))
     };
     let text = |topic: &str, d: &SchemaAndValue| -> Result<Json> {

@@ -391,7 +391,7 @@ fn run_source(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Resu
     if eos {
         o.insert(
             "transactional.id".into(),
-            format!("{}-{}-{}", w.group_id, ctx.connector, ctx.task),
+            task_transactional_id(w, &ctx.connector, ctx.task),
         );
     }
     let producer: ThreadedProducer<DefaultProducerContext> = w.rdkafka("producer.", &o).create()?;
@@ -593,6 +593,85 @@ fn write_offsets(
         send(producer, r)?;
     }
     Ok(())
+}
+
+/// A source task's transactional id under exactly-once support (Kafka's
+/// `<group.id>-<connector>-<task>`).
+pub fn task_transactional_id(w: &WorkerConfig, connector: &str, task: i32) -> String {
+    format!("{}-{connector}-{task}", w.group_id)
+}
+
+/// Changes a stopped source connector's offsets under exactly-once
+/// support, as Kafka's worker does (KIP-875 with KIP-618): first fences
+/// the transactional id of each of its `tasks` (InitProducerId bumps the
+/// epoch, so a zombie task's producer can neither write nor commit again
+/// and its open transaction is aborted), then, with task 0's id, reads
+/// the offsets (for a reset: every partition the connector has), lets
+/// `check` vouch for them, and writes them in one transaction.
+pub fn alter_source_offsets_fenced(
+    w: &WorkerConfig,
+    connector: &str,
+    connector_config: &Props,
+    tasks: usize,
+    change: Option<Vec<crate::connector::OffsetChange>>,
+    check: impl FnOnce(&[crate::connector::OffsetChange]) -> Result<bool>,
+) -> Result<bool> {
+    let failed = |e: ConnectError| {
+        ConnectError::failed(format!(
+            "Failed to modify offsets for source connector {connector}: {e}"
+        ))
+    };
+    let mut o: Props = with_prefix(connector_config, "producer.override.")
+        .into_iter()
+        .filter(|(k, _)| crate::config::RDKAFKA_PASSTHROUGH.contains(&k.as_str()))
+        .collect();
+    o.insert("enable.idempotence".into(), "true".into());
+    o.insert("acks".into(), "all".into());
+    let mut writer = None;
+    for task in (0..tasks.max(1) as i32).rev() {
+        o.insert(
+            "transactional.id".into(),
+            task_transactional_id(w, connector, task),
+        );
+        let p: ThreadedProducer<DefaultProducerContext> = w
+            .rdkafka("producer.", &o)
+            .create()
+            .map_err(|e| failed(e.into()))?;
+        p.init_transactions(Duration::from_secs(60))
+            .map_err(|e| failed(e.into()))?;
+        writer = Some(p);
+    }
+    let producer = writer.ok_or_else(|| ConnectError::failed("no task to fence"))?;
+    let offsets = match change {
+        Some(c) => c,
+        None => read_source_offsets(w, connector)
+            .map_err(failed)?
+            .into_keys()
+            .filter_map(|p| serde_json::from_str(&p).ok())
+            .map(|p| (p, None))
+            .collect(),
+    };
+    let complete = check(&offsets)?;
+    if offsets.is_empty() {
+        return Ok(complete);
+    }
+    let write = || -> Result<()> {
+        producer.begin_transaction()?;
+        for (partition, offset) in &offsets {
+            let key = offset_key(connector, &Json::from_serde(partition));
+            let value = offset.as_ref().map(|o| Json::from_serde(o).to_text());
+            let mut r: BaseRecord<'_, [u8], [u8]> =
+                BaseRecord::to(&w.offset_topic).key(key.as_slice());
+            if let Some(v) = &value {
+                r = r.payload(v.as_bytes());
+            }
+            send(&producer, r)?;
+        }
+        producer.commit_transaction(Duration::from_secs(60))?;
+        Ok(())
+    };
+    write().map_err(failed)?;
+    Ok(complete)
 }
 
 /// Enqueues, waiting while librdkafka's queue is full.

@@ -391,7 +391,7 @@ async fn command(cmd: ConnectCommand) -> anyhow::Result<()> {
                 if line.trim().is_empty() {
                     continue;
                 }
-                let answer = match serde_json::from_str::<serde_json::Value>(&line) {
+                let answer = match weir_connect::json::Doc::parse(&line) {
                     Ok(record) => weir_connect::transforms::apply_json(
                         &chain,
                         &conv,
