@@ -231,17 +231,27 @@ def test_field_and_time_based_paths_and_rotation(worker, module_broker, moto_ser
                                            "timestamp.extractor": "Record",
                                            "rotate.interval.ms": "3000",
                                            "flush.size": "100"}))
+    # A named zone: 2024-03-01T00:00Z is 19:00 on February 29th in New York.
+    worker.create("s3zone", sink_config(s3, bucket, topic, topics_dir="by-zone",
+                                        partitioner_class=PART + "HourlyPartitioner",
+                                        **{"locale": "en-US", "timezone": "America/New_York",
+                                           "timestamp.extractor": "Record",
+                                           "flush.size": "1"}))
     field = [f"by-field/{topic}/region=eu/{topic}+0+{o:010d}.json" for o in (0, 3)]
     h = "year=2024/month=03/day=01/hour="
     timed = [f"by-time/{topic}/{h}01/{topic}+0+0000000000.json",
              f"by-time/{topic}/{h}02/{topic}+0+0000000002.json"]
-    wait_until(lambda: keys(s3, bucket) == sorted(field + timed), 60, what="the objects")
+    ny = "year=2024/month=02/day=29/hour="
+    zoned = [f"by-zone/{topic}/{ny}{hh}/{topic}+0+{o:010d}.json"
+             for hh, o in (("19", 0), ("19", 1), ("20", 2), ("20", 3), ("21", 4))]
+    wait_until(lambda: keys(s3, bucket) == sorted(field + timed + zoned), 60,
+               what="the objects")
     assert lines(s3, bucket, field[1]) == [{"region": "eu", "n": 3}, {"region": "eu", "n": 4}]
     # Record 1 came 5 s after record 0 (rotation), record 3 4 s after record
     # 2; the files of records 1, 3 and 4 stay open (nothing later in them).
     assert lines(s3, bucket, timed[0]) == [{"region": "eu", "n": 0}]
     assert lines(s3, bucket, timed[1]) == [{"region": "eu", "n": 2}]
-    for name in ("s3field", "s3time"):
+    for name in ("s3field", "s3time", "s3zone"):
         assert worker.delete(f"/connectors/{name}").status_code == 204
 
 

@@ -261,3 +261,52 @@ def test_refused_rows_go_to_the_dead_letter_queue(module_broker, weir_binary, po
         assert w.status("jdlq")["tasks"][0]["state"] == "RUNNING"
     finally:
         w.kill()
+
+
+def test_db_timezone_writes_times_in_the_zone(module_broker, weir_binary, postgres, tmp_path):
+    """db.timezone: dates, times and timestamps are written as the
+    wall-clock in that zone (daylight saving time included), as
+    Confluent's sink binds them through PgJDBC with the zone's calendar;
+    a timestamptz column gets the instant itself."""
+    w = ConnectWorker(weir_binary, tmp_path / "w", module_broker.bootstrap,
+                      sets={**FAST, "group.id": "jtz", "config.storage.topic": "jtz-configs",
+                            "offset.storage.topic": "jtz-offsets",
+                            "status.storage.topic": "jtz-status"}, name="jtz").start()
+    try:
+        dbname = new_db(postgres, "jtz")
+        ddl = "(id int PRIMARY KEY, ts timestamp, tstz timestamptz, d date, t time)"
+        postgres.sql(f"CREATE TABLE in_ny {ddl}; CREATE TABLE in_utc {ddl};", dbname)
+        topic = f"times-{uuid.uuid4().hex[:6]}"
+        lg = "org.apache.kafka.connect.data."
+        schema = ('{"type":"struct","optional":false,"fields":['
+                  '{"field":"id","type":"int32","optional":false},'
+                  f'{{"field":"ts","type":"int64","optional":true,"name":"{lg}Timestamp"}},'
+                  f'{{"field":"tstz","type":"int64","optional":true,"name":"{lg}Timestamp"}},'
+                  f'{{"field":"d","type":"int32","optional":true,"name":"{lg}Date"}},'
+                  f'{{"field":"t","type":"int32","optional":true,"name":"{lg}Time"}}]}}')
+        # 2024-02-29T12:34:56.789Z (EST), 2024-07-15T12:00:00Z (EDT); the
+        # date is 2024-02-29, the time 12:34:56.789.
+        values = [(1, 1709210096789), (2, 1721044800000)]
+        produce(module_broker.bootstrap, topic, [
+            (key(i), f'{{"schema":{schema},"payload":{{"id":{i},"ts":{ms},"tstz":{ms},'
+                     f'"d":19782,"t":45296789}}}}') for i, ms in values])
+        base = {"topics": topic, "insert.mode": "upsert", "pk.mode": "record_key"}
+        w.create("jtz-ny", sink_config(postgres, dbname, **base, **{
+            "table.name.format": "in_ny", "db.timezone": "America/New_York"}))
+        w.create("jtz-utc", sink_config(postgres, dbname, **base, **{
+            "table.name.format": "in_utc"}))
+        q = ("SELECT id, ts::text, (tstz AT TIME ZONE 'UTC')::text, d::text, t::text "
+             "FROM {} ORDER BY id")
+        wait_until(lambda: len(postgres.rows(q.format("in_ny"), dbname)) == 2
+                   and len(postgres.rows(q.format("in_utc"), dbname)) == 2 or None,
+                   60, what="the rows")
+        assert postgres.rows(q.format("in_ny"), dbname) == [
+            ("1", "2024-02-29 07:34:56.789", "2024-02-29 12:34:56.789", "2024-02-28",
+             "07:34:56.789"),
+            ("2", "2024-07-15 08:00:00", "2024-07-15 12:00:00", "2024-02-28", "07:34:56.789")]
+        assert postgres.rows(q.format("in_utc"), dbname) == [
+            ("1", "2024-02-29 12:34:56.789", "2024-02-29 12:34:56.789", "2024-02-29",
+             "12:34:56.789"),
+            ("2", "2024-07-15 12:00:00", "2024-07-15 12:00:00", "2024-02-29", "12:34:56.789")]
+    finally:
+        w.kill()

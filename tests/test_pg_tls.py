@@ -1,5 +1,6 @@
 """TLS to PostgreSQL for the CDC source (`database.sslmode`,
-`database.sslrootcert`, `database.sslcert`, `database.sslkey`).
+`database.sslrootcert`, `database.sslcert`, `database.sslkey`) and for the
+JDBC sink (the same settings as `connection.url` parameters).
 
 The session's shared PostgreSQL has no TLS; this module starts a second,
 throwaway one with `ssl=on`, a server certificate made here (issued by a
@@ -198,3 +199,56 @@ def test_unusable_tls_settings_fail_the_task_by_name(worker, tls_pg):
     trace = failed_trace(worker, "noroot")
     assert "database.sslrootcert" in trace and "verify-ca" in trace, trace
     worker.delete("/connectors/noroot")
+
+
+def test_jdbc_sink_reads_tls_settings_from_its_url(worker, module_broker, tls_pg):
+    """The JDBC sink's `connection.url` parameters as PgJDBC reads them:
+    `sslmode`, `sslrootcert`, `sslcert`/`sslkey` (client certificate
+    login), `currentSchema` and `ApplicationName`."""
+    from test_jdbc_sink import key, produce, row
+
+    name = new_db(tls_pg)
+    tls_pg.sql("CREATE SCHEMA shop", name)
+    topic = f"tls-orders-{uuid.uuid4().hex[:6]}"
+    produce(module_broker.bootstrap, topic, [(key(i), row(i)) for i in range(1, 4)])
+    cert, key_file = client_cert(tls_pg.certs, cn="certuser")
+    base = {"connector.class": "io.confluent.connect.jdbc.JdbcSinkConnector",
+            "topics": topic, "table.name.format": "orders", "insert.mode": "upsert",
+            "pk.mode": "record_key", "auto.create": "true", "max.retries": "0",
+            "connection.user": "certuser"}
+
+    def url(host: str, **params) -> str:
+        return (f"jdbc:postgresql://{host}:{tls_pg.port}/{name}?"
+                + "&".join(f"{k}={v}" for k, v in params.items()))
+
+    full = {"sslmode": "verify-full", "sslrootcert": str(tls_pg.certs.ca),
+            "sslcert": str(cert), "sslkey": str(key_file)}
+    # verify-full against a host name the certificate does not carry.
+    worker.create("jtls-host", {**base, "connection.url": url("127.0.0.1", **full)})
+    trace = failed_trace(worker, "jtls-host")
+    assert "not valid for name" in trace and "127.0.0.1" in trace, trace
+    worker.delete("/connectors/jtls-host")
+    # Plaintext, which this server refuses.
+    worker.create("jtls-plain", {**base, "connection.url": url("localhost", sslmode="disable")})
+    trace = failed_trace(worker, "jtls-plain")
+    assert "no pg_hba.conf entry" in trace and "no encryption" in trace, trace
+    worker.delete("/connectors/jtls-plain")
+    # Without the client certificate the cert rule refuses certuser.
+    no_cert = {k: v for k, v in full.items() if k not in ("sslcert", "sslkey")}
+    worker.create("jtls-nocert", {**base, "connection.url": url("localhost", **no_cert)})
+    trace = failed_trace(worker, "jtls-nocert")
+    assert "connection requires a valid client certificate" in trace, trace
+    worker.delete("/connectors/jtls-nocert")
+    # Everything right: rows in shop.orders over an encrypted session.
+    worker.create("jtls", {**base, "connection.url": url(
+        "localhost", **full, currentSchema="shop", ApplicationName="weir-jdbc-tls")})
+    wait_until(lambda: tls_pg.rows("SELECT id, name FROM shop.orders ORDER BY id", name)
+               == [("1", "n1"), ("2", "n2"), ("3", "n3")] or None
+               if tls_pg.rows("SELECT 1 FROM pg_tables WHERE schemaname = 'shop' "
+                              "AND tablename = 'orders'", name) else None,
+               60, what="the rows in shop.orders")
+    assert tls_pg.rows(
+        "SELECT a.usename, s.ssl, s.client_dn IS NOT NULL FROM pg_stat_activity a "
+        "JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'weir-jdbc-tls' "
+        f"AND a.datname = '{name}'") == [("certuser", "t", "t")]
+    worker.delete("/connectors/jtls")

@@ -60,6 +60,7 @@ pub mod s3;
 pub mod storage;
 pub mod timefmt;
 pub mod transforms;
+pub mod tz;
 pub mod unwrap;
 #[cfg(feature = "runtime")]
 pub mod worker;

@@ -27,6 +27,7 @@ use crate::connector::{ConnectRecord, Connector, ConnectorType, Plugin, Props};
 use crate::data::{logical, Schema, Type, Value};
 use crate::error::{ConnectError, Result};
 use crate::timefmt::{civil, MS_PER_DAY};
+use crate::tz::Zone;
 
 /// The Confluent release whose configuration this sink follows.
 pub const VERSION: &str = "10.8.4";
@@ -73,6 +74,7 @@ fn def() -> ConfigDef {
             ConfigKey { choices: &["always", "never"], ..s("quote.sql.identifiers", Some("always"), "MEDIUM", "When to quote table names, column names, and other identifiers in SQL statements.") },
             i("max.retries", "10", "The maximum number of times to retry on errors before failing the task."),
             i("retry.backoff.ms", "3000", "The time in milliseconds to wait following an error before a retry attempt is made."),
+            s("db.timezone", Some("UTC"), "MEDIUM", "Name of the JDBC timezone that should be used in the connector when inserting time-based values. Defaults to UTC."),
         ],
     }
 }
@@ -121,6 +123,52 @@ pub struct Target {
     pub dbname: String,
     pub user: String,
     pub password: String,
+    /// PgJDBC's `sslmode` (libpq's names); `prefer` by default, and
+    /// `verify-full` for a bare `ssl=true`, as PgJDBC reads it.
+    pub sslmode: String,
+    /// `sslrootcert`, `sslcert`, `sslkey`: files (PEM; the key also as
+    /// PgJDBC's DER PKCS#8 `.pk8`).
+    pub sslrootcert: Option<String>,
+    pub sslcert: Option<String>,
+    pub sslkey: Option<String>,
+    /// `currentSchema`: the session's `search_path`.
+    pub current_schema: Option<String>,
+    /// `ApplicationName`: the session's `application_name`.
+    pub application_name: Option<String>,
+}
+
+/// libpq's and PgJDBC's `sslmode` values.
+pub const SSL_MODES: [&str; 6] = [
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+
+/// A URL query value with its `%XX` escapes (and `+`) decoded.
+fn url_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The sink's settings.
@@ -139,6 +187,8 @@ pub struct SinkConfig {
     pub max_retries: u32,
     pub retry_backoff_ms: u64,
     pub quote: bool,
+    /// `db.timezone`: the zone dates, times and timestamps are written in.
+    pub zone: Zone,
 }
 
 fn bad(msg: impl Into<String>) -> ConnectError {
@@ -181,15 +231,46 @@ pub fn parse_url(url: &str) -> Result<Target> {
         dbname: dbname.to_string(),
         user: String::new(),
         password: String::new(),
+        sslmode: "prefer".into(),
+        sslrootcert: None,
+        sslcert: None,
+        sslkey: None,
+        current_schema: None,
+        application_name: None,
     };
+    let (mut sslmode, mut ssl) = (None, None);
     for kv in query.split('&').filter(|s| !s.is_empty()) {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let v = url_decode(v);
+        let some = || Some(v.clone()).filter(|v| !v.is_empty());
         match k {
-            "user" => t.user = v.to_string(),
-            "password" => t.password = v.to_string(),
+            "user" => t.user = v.clone(),
+            "password" => t.password = v.clone(),
+            "sslmode" => sslmode = Some(v.to_ascii_lowercase()),
+            "ssl" => ssl = Some(v.to_ascii_lowercase()),
+            "sslrootcert" => t.sslrootcert = some(),
+            "sslcert" => t.sslcert = some(),
+            "sslkey" => t.sslkey = some(),
+            "currentSchema" => t.current_schema = some(),
+            "ApplicationName" => t.application_name = some(),
             _ => {}
         }
     }
+    t.sslmode = match (sslmode, ssl.as_deref()) {
+        (Some(m), _) => {
+            if !SSL_MODES.contains(&m.as_str()) {
+                return Err(bad(format!(
+                    "Invalid sslmode {m} in connection.url: one of {}",
+                    SSL_MODES.join(", ")
+                )));
+            }
+            m
+        }
+        // PgJDBC: `ssl` (or `ssl=true`) without `sslmode` checks the
+        // certificate and the host name.
+        (None, Some("" | "true")) => "verify-full".into(),
+        _ => "prefer".into(),
+    };
     Ok(t)
 }
 
@@ -298,6 +379,7 @@ impl SinkConfig {
             batch_size: batch_size as usize,
             max_retries: num("max.retries", 10)? as u32,
             retry_backoff_ms: num("retry.backoff.ms", 3000)?,
+            zone: Zone::parse(&get("db.timezone", "UTC"), "db.timezone")?,
             quote: match get("quote.sql.identifiers", "always")
                 .to_ascii_lowercase()
                 .as_str()
@@ -363,6 +445,16 @@ pub enum Op {
     Write(Vec<Column>, Vec<Value>),
     /// Delete by the key columns.
     Delete(Vec<Column>, Vec<Value>),
+}
+
+impl Op {
+    /// Whether it deletes, and its columns.
+    pub fn parts(&self) -> (bool, &[Column]) {
+        match self {
+            Op::Write(c, _) => (false, c),
+            Op::Delete(c, _) => (true, c),
+        }
+    }
 }
 
 fn where_is(topic: &str, partition: i32, offset: i64) -> String {
@@ -523,6 +615,14 @@ impl SinkConfig {
     /// `INSERT`, upsert or `UPDATE` with `$n` parameters in `cols` order
     /// (for UPDATE: the non-key values, then the keys; see [`Self::params`]).
     pub fn write_sql(&self, table: &TableId, cols: &[Column]) -> String {
+        self.write_sql_rows(table, cols, 1)
+    }
+
+    /// [`Self::write_sql`] writing `rows` rows at once: one `VALUES` list
+    /// of `rows` tuples, parameters row after row (as PgJDBC's
+    /// `reWriteBatchedInserts` rewrites a batch). Only for `insert` and
+    /// `upsert`; `update` is one row per statement.
+    pub fn write_sql_rows(&self, table: &TableId, cols: &[Column], rows: usize) -> String {
         let t = self.table_sql(table);
         let names: Vec<String> = cols.iter().map(|c| self.ident(&c.name)).collect();
         let keys: Vec<String> = cols
@@ -535,13 +635,18 @@ impl SinkConfig {
             .filter(|c| !c.pk)
             .map(|c| self.ident(&c.name))
             .collect();
-        let placeholders: Vec<String> = (1..=cols.len()).map(|i| format!("${i}")).collect();
+        let n = cols.len();
+        let tuples = (0..rows.max(1))
+            .map(|r| {
+                let ps: Vec<String> = (1..=n).map(|i| format!("${}", r * n + i)).collect();
+                ps.join(",")
+            })
+            .collect::<Vec<_>>()
+            .join("),(");
         match self.insert_mode {
-            InsertMode::Insert => format!(
-                "INSERT INTO {t} ({}) VALUES ({})",
-                names.join(","),
-                placeholders.join(",")
-            ),
+            InsertMode::Insert => {
+                format!("INSERT INTO {t} ({}) VALUES ({tuples})", names.join(","),)
+            }
             InsertMode::Upsert => {
                 let action = if non_keys.is_empty() {
                     "DO NOTHING".to_string()
@@ -556,9 +661,8 @@ impl SinkConfig {
                     )
                 };
                 format!(
-                    "INSERT INTO {t} ({}) VALUES ({}) ON CONFLICT ({}) {action}",
+                    "INSERT INTO {t} ({}) VALUES ({tuples}) ON CONFLICT ({}) {action}",
                     names.join(","),
-                    placeholders.join(","),
                     keys.join(",")
                 )
             }
@@ -598,6 +702,28 @@ impl SinkConfig {
         } else {
             pairs.collect()
         }
+    }
+
+    /// `DELETE ... WHERE` the keys are one of `rows` tuples of
+    /// parameters (`(k1,k2) IN (($1,$2),($3,$4))`).
+    pub fn delete_sql_rows(&self, table: &TableId, keys: &[Column], rows: usize) -> String {
+        if rows <= 1 {
+            return self.delete_sql(table, keys);
+        }
+        let n = keys.len();
+        let names: Vec<String> = keys.iter().map(|c| self.ident(&c.name)).collect();
+        let tuples = (0..rows)
+            .map(|r| {
+                let ps: Vec<String> = (1..=n).map(|i| format!("${}", r * n + i)).collect();
+                ps.join(",")
+            })
+            .collect::<Vec<_>>()
+            .join("),(");
+        format!(
+            "DELETE FROM {} WHERE ({}) IN (({tuples}))",
+            self.table_sql(table),
+            names.join(",")
+        )
     }
 
     /// `DELETE ... WHERE` the keys.
@@ -660,7 +786,7 @@ impl SinkConfig {
     fn column_def(&self, c: &Column) -> Result<String> {
         let mut d = format!("{} {}", self.ident(&c.name), sql_type(&c.schema)?);
         if let Some(v) = &c.schema.default {
-            if let Some(text) = param_text(&c.schema, v)? {
+            if let Some(text) = param_text_in(&c.schema, v, &self.zone)? {
                 d.push_str(&format!(" DEFAULT '{}'", text.replace('\'', "''")));
             }
         }
@@ -767,12 +893,20 @@ pub fn decimal_text(unscaled: &[u8], scale: i32) -> String {
     }
 }
 
-fn date_text(days: i64) -> String {
+/// A date as PostgreSQL reads it: `yyyy-mm-dd`, and whether it is BC.
+fn ymd(days: i64) -> (String, bool) {
     let (y, m, d) = civil(days);
     if y <= 0 {
-        format!("{:04}-{m:02}-{d:02} BC", 1 - y)
+        (format!("{:04}-{m:02}-{d:02}", 1 - y), true)
     } else {
-        format!("{y:04}-{m:02}-{d:02}")
+        (format!("{y:04}-{m:02}-{d:02}"), false)
+    }
+}
+
+fn date_text(days: i64) -> String {
+    match ymd(days) {
+        (d, true) => format!("{d} BC"),
+        (d, false) => d,
     }
 }
 
@@ -787,16 +921,38 @@ fn time_text(ms_of_day: i64) -> String {
     )
 }
 
-fn array_item(s: &Schema, v: &Value) -> Result<String> {
-    Ok(match param_text(s, v)? {
+/// An offset from UTC as PostgreSQL reads it: `+hh:mm[:ss]`.
+fn offset_text(ms: i64) -> String {
+    let sign = if ms < 0 { '-' } else { '+' };
+    let s = ms.abs() / 1000;
+    if s % 60 == 0 {
+        format!("{sign}{:02}:{:02}", s / 3600, s / 60 % 60)
+    } else {
+        format!("{sign}{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    }
+}
+
+fn array_item(s: &Schema, v: &Value, zone: &Zone) -> Result<String> {
+    Ok(match param_text_in(s, v, zone)? {
         None => "NULL".into(),
         Some(t) => format!("\"{}\"", t.replace('\\', "\\\\").replace('"', "\\\"")),
     })
 }
 
 /// A value as the text PostgreSQL reads for a parameter of `s`'s SQL type
-/// (`None`: NULL).
+/// (`None`: NULL), times in UTC.
 pub fn param_text(s: &Schema, v: &Value) -> Result<Option<String>> {
+    param_text_in(s, v, &Zone::default())
+}
+
+/// A value as the text PostgreSQL reads for a parameter of `s`'s SQL type
+/// (`None`: NULL), with dates, times and timestamps in `zone`
+/// (`db.timezone`) as Confluent's sink binds them (PgJDBC's `setDate`,
+/// `setTime`, `setTimestamp` with a calendar of the zone): the wall-clock
+/// of the instant in the zone, and for times and timestamps the zone's
+/// offset, which a `timestamptz` or `timetz` column uses and a column
+/// without time zone ignores.
+pub fn param_text_in(s: &Schema, v: &Value, zone: &Zone) -> Result<Option<String>> {
     let mismatch = || {
         ConnectError::data(format!(
             "Value {} does not match the schema type {}",
@@ -814,13 +970,24 @@ pub fn param_text(s: &Schema, v: &Value) -> Result<Option<String>> {
         (Some(logical::DECIMAL), Value::Bytes(b)) => {
             decimal_text(b, s.decimal_scale().unwrap_or(0))
         }
-        (Some(logical::DATE), Value::Int32(d)) => date_text(i64::from(*d)),
-        (Some(logical::TIME), Value::Int32(ms)) => time_text(i64::from(*ms)),
+        (Some(logical::DATE), Value::Int32(d)) => {
+            let ms = i64::from(*d) * MS_PER_DAY;
+            date_text(zone.local_ms(ms).div_euclid(MS_PER_DAY))
+        }
+        (Some(logical::TIME), Value::Int32(ms)) => {
+            let ms = i64::from(*ms);
+            let off = zone.offset_ms(ms);
+            format!("{}{}", time_text(ms + off), offset_text(off))
+        }
         (Some(logical::TIMESTAMP), Value::Int64(ms)) => {
+            let off = zone.offset_ms(*ms);
+            let local = ms.saturating_add(off);
+            let (date, bc) = ymd(local.div_euclid(MS_PER_DAY));
             format!(
-                "{} {}",
-                date_text(ms.div_euclid(MS_PER_DAY)),
-                time_text(ms.rem_euclid(MS_PER_DAY))
+                "{date} {}{}{}",
+                time_text(local.rem_euclid(MS_PER_DAY)),
+                offset_text(off),
+                if bc { " BC" } else { "" }
             )
         }
         (_, Value::Int8(i)) => i.to_string(),
@@ -841,8 +1008,10 @@ pub fn param_text(s: &Schema, v: &Value) -> Result<Option<String>> {
         }
         (_, Value::Array(items)) => {
             let item_schema = s.value.as_deref().ok_or_else(mismatch)?;
-            let parts: Result<Vec<String>> =
-                items.iter().map(|i| array_item(item_schema, i)).collect();
+            let parts: Result<Vec<String>> = items
+                .iter()
+                .map(|i| array_item(item_schema, i, zone))
+                .collect();
             format!("{{{}}}", parts?.join(","))
         }
         _ => return Err(mismatch()),
@@ -880,8 +1049,26 @@ mod tests {
             ),
             ("db.example", 6543, "shop", "u", "p")
         );
+        assert_eq!(t.sslmode, "prefer");
         let t = parse_url("jdbc:postgresql://h/x").unwrap();
         assert_eq!((t.port, t.dbname.as_str()), (5432, "x"));
+        let t = parse_url(
+            "jdbc:postgresql://h/x?sslmode=verify-ca&sslrootcert=%2Fetc%2Fca.pem&sslcert=c.pem&sslkey=k.pk8&currentSchema=shop,public&ApplicationName=orders+sink",
+        )
+        .unwrap();
+        assert_eq!(t.sslmode, "verify-ca");
+        assert_eq!(t.sslrootcert.as_deref(), Some("/etc/ca.pem"));
+        assert_eq!(
+            (t.sslcert.as_deref(), t.sslkey.as_deref()),
+            (Some("c.pem"), Some("k.pk8"))
+        );
+        assert_eq!(t.current_schema.as_deref(), Some("shop,public"));
+        assert_eq!(t.application_name.as_deref(), Some("orders sink"));
+        assert_eq!(
+            parse_url("jdbc:postgresql://h/x?ssl=true").unwrap().sslmode,
+            "verify-full"
+        );
+        assert!(parse_url("jdbc:postgresql://h/x?sslmode=sometimes").is_err());
         assert!(parse_url("jdbc:mysql://h/x").is_err());
         let base = [("connection.url", "jdbc:postgresql://h/x")];
         assert!(SinkConfig::from_props(&props(&[base[0], ("delete.enabled", "true")])).is_err());
@@ -957,12 +1144,20 @@ mod tests {
             c.create_sql(&t, &cols).unwrap(),
             "CREATE TABLE \"shop\".\"items\" (\n\"id\" INT NOT NULL,\n\"name\" TEXT NULL,\nPRIMARY KEY(\"id\"))"
         );
+        assert_eq!(
+            c.write_sql_rows(&t, &cols, 2),
+            "INSERT INTO \"shop\".\"items\" (\"id\",\"name\") VALUES ($1,$2),($3,$4) ON CONFLICT (\"id\") DO UPDATE SET \"name\"=EXCLUDED.\"name\""
+        );
         let Op::Delete(keys, _) = c.op_of(&record(Some(1), None), 0, 6).unwrap() else {
             panic!()
         };
         assert_eq!(
             c.delete_sql(&t, &keys),
             "DELETE FROM \"shop\".\"items\" WHERE \"id\" = $1"
+        );
+        assert_eq!(
+            c.delete_sql_rows(&t, &keys, 3),
+            "DELETE FROM \"shop\".\"items\" WHERE (\"id\") IN (($1),($2),($3))"
         );
         let u = SinkConfig {
             insert_mode: InsertMode::Update,
@@ -1015,14 +1210,14 @@ mod tests {
                 Schema::of(Type::Int64).named(logical::TIMESTAMP),
                 Value::Int64(1709210096789)
             ),
-            "2024-02-29 12:34:56.789"
+            "2024-02-29 12:34:56.789+00:00"
         );
         assert_eq!(
             t(
                 Schema::of(Type::Int32).named(logical::TIME),
                 Value::Int32(45296789)
             ),
-            "12:34:56.789"
+            "12:34:56.789+00:00"
         );
         assert_eq!(
             t(Schema::of(Type::Bytes), Value::Bytes(vec![0, 255])),
@@ -1040,6 +1235,48 @@ mod tests {
             "{\"a\\\"b\",NULL}"
         );
         assert!(param_text(&Schema::of(Type::Int32), &Value::String("x".into())).is_err());
+        // db.timezone: the wall-clock in the zone, with its offset then.
+        let ny = Zone::parse("America/New_York", "db.timezone").unwrap();
+        let z = |s: Schema, v: Value| param_text_in(&s, &v, &ny).unwrap().unwrap();
+        let ts = Schema::of(Type::Int64).named(logical::TIMESTAMP);
+        assert_eq!(
+            z(ts.clone(), Value::Int64(1709210096789)),
+            "2024-02-29 07:34:56.789-05:00"
+        );
+        assert_eq!(
+            z(ts.clone(), Value::Int64(1_721_044_800_000)),
+            "2024-07-15 08:00:00.000-04:00"
+        );
+        // Before 1883 New York kept local mean time.
+        assert_eq!(
+            z(ts.clone(), Value::Int64(-3_000_000_000_000)),
+            "1874-12-07 13:43:58.000-04:56:02"
+        );
+        assert_eq!(
+            t(ts, Value::Int64(-62_198_755_200_000)),
+            "0002-01-01 00:00:00.000+00:00 BC"
+        );
+        // Midnight UTC is the evening before in New York, as PgJDBC's
+        // setDate with the zone's calendar writes it.
+        assert_eq!(
+            z(
+                Schema::of(Type::Int32).named(logical::DATE),
+                Value::Int32(19782)
+            ),
+            "2024-02-28"
+        );
+        assert_eq!(
+            z(
+                Schema::of(Type::Int32).named(logical::TIME),
+                Value::Int32(45296789)
+            ),
+            "07:34:56.789-05:00"
+        );
+        assert!(SinkConfig::from_props(&props(&[
+            ("connection.url", "jdbc:postgresql://h/x"),
+            ("db.timezone", "Nowhere/Else"),
+        ]))
+        .is_err());
         assert_eq!(
             sql_type(&Schema::of(Type::Float64)).unwrap(),
             "DOUBLE PRECISION"

@@ -6,10 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{param_text, Column, Op, SinkConfig, TableId};
+use super::{param_text_in, Column, InsertMode, Op, SinkConfig, TableId};
 use crate::connector::{ErrantRecord, Props, SinkOffsets, SinkRecord, SinkTask};
 use crate::error::{ConnectError, Result};
-use crate::postgres::wire::{literal, ConnConfig, PgConn, PgError, Pipeline};
+use crate::postgres::wire::{
+    ident, literal, ConnConfig, PgConn, PgError, Pipeline, SslMode, TlsConfig,
+};
 
 fn failure(message: String) -> ConnectError {
     ConnectError::Connector {
@@ -59,9 +61,74 @@ impl WriteError {
     }
 }
 
-/// The statement being pipelined: its table, whether it deletes, the
-/// columns' names and key flags, and its SQL.
-type Run<'a> = (&'a TableId, bool, Vec<(&'a str, bool)>, Arc<str>);
+/// Parameters per statement at most (Bind counts them in 16 bits).
+const MAX_PARAMS: usize = 32_767;
+
+/// Prepared statements kept per connection; past this they are all
+/// closed (the shape of a put's last partial batch varies).
+const MAX_PREPARED: usize = 64;
+
+/// Statements prepared on the connection: by their one-row SQL and the
+/// rows they write, the name they were prepared under.
+#[derive(Default)]
+struct Prepared {
+    names: HashMap<(Arc<str>, usize), Arc<str>>,
+    next: u64,
+}
+
+impl Prepared {
+    /// The name of the statement writing `rows` rows of `one`, queueing
+    /// its Parse (made by `sql`) when it is new.
+    fn get(
+        &mut self,
+        pipeline: &mut Pipeline,
+        one: &Arc<str>,
+        rows: usize,
+        sql: impl FnOnce() -> String,
+    ) -> Arc<str> {
+        if let Some(n) = self.names.get(&(one.clone(), rows)) {
+            return n.clone();
+        }
+        if self.names.len() >= MAX_PREPARED {
+            for (_, n) in self.names.drain() {
+                pipeline.close_named(&n);
+            }
+        }
+        self.next += 1;
+        let name: Arc<str> = format!("weir_jdbc_{}", self.next).into();
+        pipeline.parse_named(&name, &sql());
+        self.names.insert((one.clone(), rows), name.clone());
+        name
+    }
+}
+
+/// Whether two records write the same columns (one statement for both).
+fn same_shape(a: &Op, b: &Op) -> bool {
+    let (da, ca) = a.parts();
+    let (db, cb) = b.parts();
+    da == db
+        && ca.len() == cb.len()
+        && ca
+            .iter()
+            .zip(cb)
+            .all(|(x, y)| x.pk == y.pk && x.name == y.name)
+}
+
+/// A record's parameters, in its statement's order.
+fn texts_of(cfg: &SinkConfig, op: &Op) -> Result<Vec<Option<String>>> {
+    match op {
+        Op::Delete(cols, vals) => cols
+            .iter()
+            .zip(vals)
+            .map(|(c, v)| param_text_in(&c.schema, v, &cfg.zone))
+            .collect(),
+        Op::Write(cols, vals) => cfg
+            .params(cols, vals)
+            .into_iter()
+            .map(|(c, v)| param_text_in(&c.schema, v, &cfg.zone))
+            .collect(),
+    }
+}
 
 /// Runs what is queued; an error names the statement and the record.
 fn flush(
@@ -100,6 +167,8 @@ pub struct JdbcSinkTask {
     errant: Vec<ErrantRecord>,
     /// Set when the runtime stops the task: retries give up.
     stop: Option<Arc<AtomicBool>>,
+    /// Statements prepared on `conn`.
+    prepared: Prepared,
 }
 
 impl JdbcSinkTask {
@@ -109,9 +178,20 @@ impl JdbcSinkTask {
             .ok_or_else(|| ConnectError::failed("task not started"))
     }
 
+    /// The TLS settings of `connection.url`.
+    fn tls(cfg: &SinkConfig) -> TlsConfig {
+        let t = &cfg.target;
+        TlsConfig {
+            mode: SslMode::parse(&t.sslmode).unwrap_or_default(),
+            rootcert: t.sslrootcert.as_ref().map(Into::into),
+            cert: t.sslcert.as_ref().map(Into::into),
+            key: t.sslkey.as_ref().map(Into::into),
+        }
+    }
+
     fn connect(cfg: &SinkConfig) -> std::result::Result<PgConn, PgError> {
         let t = &cfg.target;
-        PgConn::connect(
+        let mut conn = PgConn::connect_tls(
             &ConnConfig {
                 host: t.host.clone(),
                 port: t.port,
@@ -119,8 +199,19 @@ impl JdbcSinkTask {
                 password: t.password.clone(),
                 dbname: t.dbname.clone(),
             },
+            &Self::tls(cfg),
             false,
-        )
+        )?;
+        // PgJDBC sends these as startup parameters; the session settings
+        // are the same.
+        if let Some(schemas) = &t.current_schema {
+            let list: Vec<String> = schemas.split(',').map(|s| ident(s.trim())).collect();
+            conn.query(&format!("SET search_path TO {}", list.join(", ")))?;
+        }
+        if let Some(name) = &t.application_name {
+            conn.query(&format!("SET application_name TO {}", literal(name)))?;
+        }
+        Ok(conn)
     }
 
     fn column_key(cfg: &SinkConfig, name: &str) -> String {
@@ -208,10 +299,20 @@ impl JdbcSinkTask {
         Ok(true)
     }
 
-    /// One attempt at writing `ops` in one transaction. `one_by_one`: each
-    /// record behind a savepoint, and those the server refuses are
-    /// returned instead of failing the whole (Kafka's errant records; the
-    /// slow path, taken after a batch failed).
+    /// One attempt at writing `ops` in one transaction.
+    ///
+    /// Consecutive records of one table and one column shape are a run.
+    /// A run is written by multi-row statements (`INSERT ... VALUES
+    /// (..),(..) [ON CONFLICT ...]`, `DELETE ... WHERE (k) IN (..)`) of up
+    /// to `batch.size` rows, prepared once per connection and pipelined
+    /// until `batch.size` rows wait for their answer. Within a run of
+    /// upserts or deletes only a key's last record is written: one
+    /// statement may not touch a row twice, and the last one is what
+    /// writing them in order leaves. `update` is a statement per row.
+    ///
+    /// `one_by_one`: each record behind a savepoint, and those the server
+    /// refuses are returned instead of failing the whole (Kafka's errant
+    /// records; the slow path, taken after a batch failed).
     fn write(
         &mut self,
         ops: &[(TableId, Op, &SinkRecord)],
@@ -222,80 +323,115 @@ impl JdbcSinkTask {
             .clone()
             .ok_or_else(|| WriteError::fatal(ConnectError::failed("task not started")))?;
         if self.conn.is_none() {
+            self.prepared = Prepared::default();
             self.conn = Some(
                 Self::connect(&cfg).map_err(|e| WriteError::of(&e, "connecting to PostgreSQL"))?,
             );
         }
         let conn = self.conn.as_mut().expect("connected above");
+        let prepared = &mut self.prepared;
         conn.query("BEGIN")
             .map_err(|e| WriteError::of(&e, "BEGIN"))?;
         let mut pipeline = Pipeline::default();
-        // The record and statement of each queued execute.
+        // The first record and the statement of each queued execute.
         let mut queued: Vec<(&SinkRecord, Arc<str>)> = Vec::new();
-        let mut current: Option<Run> = None;
+        // Rows sent since the last round trip.
+        let mut waiting;
         let mut refused = Vec::new();
-        for (table, op, rec) in ops {
-            let (deleting, cols, vals) = match op {
-                Op::Write(c, v) => (false, c, v),
-                Op::Delete(c, v) => (true, c, v),
-            };
-            let shape: Vec<(&str, bool)> = cols.iter().map(|c| (c.name.as_str(), c.pk)).collect();
-            let same = current
-                .as_ref()
-                .is_some_and(|(t, d, s, _)| *t == table && *d == deleting && *s == shape);
-            if !same {
-                // DDL and the next statement come after what is queued.
-                flush(conn, &mut pipeline, &mut queued)?;
-                if !Self::ensure_table(&cfg, conn, &mut self.tables, table, cols, deleting)? {
-                    current = None;
-                    continue;
-                }
-                let sql: Arc<str> = if deleting {
-                    cfg.delete_sql(table, cols)
-                } else {
-                    cfg.write_sql(table, cols)
-                }
-                .into();
-                pipeline.parse(&sql);
-                current = Some((table, deleting, shape, sql));
+        let mut i = 0;
+        while i < ops.len() {
+            let (table, op, _) = &ops[i];
+            let mut end = i + 1;
+            while end < ops.len() && ops[end].0 == *table && same_shape(&ops[end].1, op) {
+                end += 1;
             }
-            let texts: Vec<Option<String>> = if deleting {
-                cols.iter()
-                    .zip(vals)
-                    .map(|(c, v)| param_text(&c.schema, v))
-                    .collect::<Result<_>>()
-            } else {
-                cfg.params(cols, vals)
-                    .into_iter()
-                    .map(|(c, v)| param_text(&c.schema, v))
-                    .collect::<Result<_>>()
-            }
-            .map_err(WriteError::fatal)?;
-            pipeline.execute(&texts.iter().map(|t| t.as_deref()).collect::<Vec<_>>());
-            let sql = current
-                .as_ref()
-                .map(|c| c.3.clone())
-                .unwrap_or_else(|| "".into());
-            queued.push((rec, sql));
-            if one_by_one {
-                conn.query("SAVEPOINT weir_record")
-                    .map_err(|e| WriteError::of(&e, "SAVEPOINT"))?;
-                match flush(conn, &mut pipeline, &mut queued) {
-                    Ok(()) => {}
-                    Err(e) if e.statement => {
-                        conn.query("ROLLBACK TO SAVEPOINT weir_record")
-                            .map_err(|e| WriteError::of(&e, "ROLLBACK TO SAVEPOINT"))?;
-                        refused.push(((*rec).clone(), failure(e.message)));
-                    }
-                    Err(e) => return Err(e),
-                }
-                current = None;
+            let run = &ops[i..end];
+            i = end;
+            let (deleting, cols) = op.parts();
+            // DDL and the run's statements come after what is queued.
+            flush(conn, &mut pipeline, &mut queued)?;
+            waiting = 0;
+            if !Self::ensure_table(&cfg, conn, &mut self.tables, table, cols, deleting)? {
                 continue;
             }
-            if pipeline.len() >= cfg.batch_size {
-                flush(conn, &mut pipeline, &mut queued)?;
-                // The next batch parses its statement again.
-                current = None;
+            let one: Arc<str> = if deleting {
+                cfg.delete_sql(table, cols)
+            } else {
+                cfg.write_sql(table, cols)
+            }
+            .into();
+            let mut rows = Vec::with_capacity(run.len());
+            for (_, op, rec) in run {
+                rows.push((*rec, texts_of(&cfg, op).map_err(WriteError::fatal)?));
+            }
+            if one_by_one {
+                for (rec, texts) in &rows {
+                    // A simple query drops the unnamed statement: parse
+                    // it for each record.
+                    pipeline.parse(&one);
+                    pipeline.execute(&texts.iter().map(|t| t.as_deref()).collect::<Vec<_>>());
+                    queued.push((rec, one.clone()));
+                    conn.query("SAVEPOINT weir_record")
+                        .map_err(|e| WriteError::of(&e, "SAVEPOINT"))?;
+                    match flush(conn, &mut pipeline, &mut queued) {
+                        Ok(()) => {}
+                        Err(e) if e.statement => {
+                            conn.query("ROLLBACK TO SAVEPOINT weir_record")
+                                .map_err(|e| WriteError::of(&e, "ROLLBACK TO SAVEPOINT"))?;
+                            refused.push(((*rec).clone(), failure(e.message)));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                continue;
+            }
+            let per_row = !deleting && cfg.insert_mode == InsertMode::Update;
+            if deleting || cfg.insert_mode == InsertMode::Upsert {
+                let keys: Vec<usize> = (0..cols.len())
+                    .filter(|&c| deleting || cols[c].pk)
+                    .collect();
+                let mut last: HashMap<Vec<Option<&str>>, usize> = HashMap::new();
+                for (n, (_, texts)) in rows.iter().enumerate() {
+                    last.insert(keys.iter().map(|&k| texts[k].as_deref()).collect(), n);
+                }
+                if last.len() < rows.len() {
+                    let keep: HashSet<usize> = last.into_values().collect();
+                    let mut n = 0;
+                    rows.retain(|_| {
+                        n += 1;
+                        keep.contains(&(n - 1))
+                    });
+                }
+            }
+            let per = if per_row {
+                1
+            } else {
+                (MAX_PARAMS / cols.len().max(1)).clamp(1, cfg.batch_size)
+            };
+            for chunk in rows.chunks(per) {
+                let name = prepared.get(&mut pipeline, &one, chunk.len(), || {
+                    if deleting {
+                        cfg.delete_sql_rows(table, cols, chunk.len())
+                    } else {
+                        cfg.write_sql_rows(table, cols, chunk.len())
+                    }
+                });
+                let params: Vec<Option<&str>> = chunk
+                    .iter()
+                    .flat_map(|(_, t)| t.iter().map(|t| t.as_deref()))
+                    .collect();
+                pipeline.execute_named(&name, params.into_iter());
+                let what: Arc<str> = if chunk.len() == 1 {
+                    one.clone()
+                } else {
+                    format!("{one} [one statement for {} rows, the first]", chunk.len()).into()
+                };
+                queued.push((chunk[0].0, what));
+                waiting += chunk.len();
+                if waiting >= cfg.batch_size {
+                    flush(conn, &mut pipeline, &mut queued)?;
+                    waiting = 0;
+                }
             }
         }
         flush(conn, &mut pipeline, &mut queued)?;
@@ -308,6 +444,12 @@ impl JdbcSinkTask {
 impl SinkTask for JdbcSinkTask {
     fn start(&mut self, config: &Props) -> Result<()> {
         let cfg = SinkConfig::from_props(config)?;
+        // The files are read now, so a bad one fails the start, named.
+        Self::tls(&cfg).client_config().map_err(|e| {
+            ConnectError::bad_config(format!(
+                "Invalid TLS settings in connection.url (sslmode, sslrootcert, sslcert, sslkey): {e}"
+            ))
+        })?;
         // Fail early, with the server's word, on wrong credentials or an
         // unreachable database.
         let conn =
@@ -344,8 +486,11 @@ impl SinkTask for JdbcSinkTask {
                     // The transaction is rolled back (or the connection is
                     // gone); what DDL it did is undone with it.
                     self.tables.clear();
+                    // Parses after the failure were skipped: forget what
+                    // was prepared, on the server too.
+                    self.prepared = Prepared::default();
                     if let Some(mut c) = self.conn.take() {
-                        if c.query("ROLLBACK").is_ok() {
+                        if c.query("ROLLBACK").is_ok() && c.query("DEALLOCATE ALL").is_ok() {
                             self.conn = Some(c);
                         }
                     }

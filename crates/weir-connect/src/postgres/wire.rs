@@ -725,9 +725,10 @@ impl PgConn {
     }
 }
 
-/// Extended-protocol messages to send at once: a Parse of the unnamed
-/// statement, then a Bind and Execute per parameter row (text format,
-/// types inferred by the server from the statement).
+/// Extended-protocol messages to send at once: a Parse of a statement
+/// (the unnamed one, or a named one kept for reuse), then a Bind and
+/// Execute per parameter row (text format, types inferred by the server
+/// from the statement).
 #[derive(Debug, Default)]
 pub struct Pipeline {
     buf: Vec<u8>,
@@ -746,7 +747,14 @@ impl Pipeline {
 
     /// Makes `sql` the statement the following executes run.
     pub fn parse(&mut self, sql: &str) {
+        self.parse_named("", sql);
+    }
+
+    /// Prepares `sql` as the statement `name` (empty: the unnamed one),
+    /// which stays prepared on the connection until closed.
+    pub fn parse_named(&mut self, name: &str, sql: &str) {
         self.message(b'P', |b| {
+            b.extend_from_slice(name.as_bytes());
             b.push(0);
             b.extend_from_slice(sql.as_bytes());
             b.push(0);
@@ -754,10 +762,22 @@ impl Pipeline {
         });
     }
 
-    /// Runs the statement with `params` (`None`: NULL).
+    /// Runs the unnamed statement with `params` (`None`: NULL).
     pub fn execute(&mut self, params: &[Option<&str>]) {
+        self.execute_named("", params.iter().copied());
+    }
+
+    /// Runs the statement `name` with `params` (`None`: NULL).
+    pub fn execute_named<'a>(
+        &mut self,
+        name: &str,
+        params: impl ExactSizeIterator<Item = Option<&'a str>>,
+    ) {
         self.message(b'B', |b| {
-            b.extend_from_slice(&[0, 0]);
+            // The unnamed portal.
+            b.push(0);
+            b.extend_from_slice(name.as_bytes());
+            b.push(0);
             b.extend_from_slice(&0i16.to_be_bytes());
             b.extend_from_slice(&(params.len() as i16).to_be_bytes());
             for p in params {
@@ -776,6 +796,15 @@ impl Pipeline {
             b.extend_from_slice(&0i32.to_be_bytes());
         });
         self.executes += 1;
+    }
+
+    /// Drops the prepared statement `name`.
+    pub fn close_named(&mut self, name: &str) {
+        self.message(b'C', |b| {
+            b.push(b'S');
+            b.extend_from_slice(name.as_bytes());
+            b.push(0);
+        });
     }
 
     /// Executes queued since the last run.

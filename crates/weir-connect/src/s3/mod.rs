@@ -31,6 +31,7 @@ use crate::connector::{
 };
 use crate::data::Schema;
 use crate::error::{ConnectError, Result};
+use crate::tz::Zone;
 use format::Format;
 use partitioner::{Partitioner, TimestampExtractor};
 use store::Store;
@@ -80,7 +81,7 @@ fn config_def() -> ConfigDef {
             k("path.format", ConfigType::String, Some(""), "MEDIUM", "The Joda-Time pattern of the output paths of TimeBasedPartitioner, e.g. 'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH."),
             k("partition.duration.ms", ConfigType::Long, Some("-1"), "MEDIUM", "The duration of a partition in milliseconds used by TimeBasedPartitioner."),
             k("locale", ConfigType::String, Some(""), "MEDIUM", "The locale to use when partitioning with TimeBasedPartitioner (names are English)."),
-            k("timezone", ConfigType::String, Some(""), "MEDIUM", "The timezone to use when partitioning with TimeBasedPartitioner: UTC or a fixed offset."),
+            k("timezone", ConfigType::String, Some(""), "MEDIUM", "The timezone to use when partitioning with TimeBasedPartitioner: UTC, a fixed offset or a name such as America/New_York."),
             k("timestamp.extractor", ConfigType::String, Some("Wallclock"), "MEDIUM", "The extractor that gets the timestamp for records when partitioning with TimeBasedPartitioner and for rotate.interval.ms: Wallclock, Record or RecordField."),
             k("timestamp.field", ConfigType::String, Some("timestamp"), "MEDIUM", "The record field to be used as timestamp by the RecordField timestamp extractor."),
             min(k("s3.part.size", ConfigType::Int, Some("26214400"), "HIGH", "The Part Size in S3 Multi-part Uploads."), store::MIN_PART_SIZE),
@@ -109,7 +110,7 @@ struct Settings {
     flush_size: usize,
     rotate_interval: i64,
     rotate_schedule: i64,
-    zone_offset: i64,
+    zone: Zone,
     ignore_nulls: bool,
 }
 
@@ -154,7 +155,7 @@ impl Settings {
             flush_size: usize::try_from(flush_size).unwrap_or(usize::MAX),
             rotate_interval: crate::config::prop_i64(p, "rotate.interval.ms", -1)?,
             rotate_schedule,
-            zone_offset: partitioner::zone_offset_ms(&tz)?,
+            zone: Zone::parse(&tz, "timezone")?,
             ignore_nulls,
         })
     }
@@ -307,12 +308,8 @@ impl S3SinkTask {
             0
         };
         let encoded = s.partitioner.encode(&r, ts, &s.dir_delim)?;
-        let (flush_size, rotate_interval, schedule, zone) = (
-            s.flush_size,
-            s.rotate_interval,
-            s.rotate_schedule,
-            s.zone_offset,
-        );
+        let (flush_size, rotate_interval, schedule, zone) =
+            (s.flush_size, s.rotate_interval, s.rotate_schedule, s.zone);
         let needs_schema = s.format.needs_schema();
         let state = self.partitions.entry(tp.clone()).or_default();
         if state.next.is_some_and(|next| r.kafka_offset < next) {
@@ -335,8 +332,8 @@ impl S3SinkTask {
         let state = self.partitions.entry(tp.clone()).or_default();
         if schedule > 0 && state.scheduled.is_none() {
             // The next boundary of the schedule in the zone, as Confluent.
-            let local = now + zone;
-            state.scheduled = Some((local / schedule + 1) * schedule - zone);
+            let offset = zone.offset_ms(now);
+            state.scheduled = Some(((now + offset) / schedule + 1) * schedule - offset);
         }
         let file = state
             .files

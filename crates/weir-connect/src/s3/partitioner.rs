@@ -8,13 +8,16 @@
 //!   `partition.duration.ms` in `timezone`, formatted with `path.format`
 //!   (a Joda pattern, as Confluent's).
 //!
-//! Time zones are UTC or fixed offsets (`+02:00`, `GMT-5`): this crate has
-//! no zone database, and a named zone is refused rather than guessed.
+//! Time zones are UTC, fixed offsets (`+02:00`, `GMT-5`) or IANA names
+//! (`America/New_York`): the floor is taken on the local time at the
+//! record's instant, so daylight saving time moves the boundaries as it
+//! does in Confluent's (Joda's) zones.
 
 use crate::connector::{Props, SinkRecord};
 use crate::data::Value;
 use crate::error::{ConnectError, Result};
 use crate::timefmt::Pattern;
+use crate::tz::Zone;
 
 const PREFIX: &str = "io.confluent.connect.storage.partitioner.";
 
@@ -119,7 +122,7 @@ pub enum Partitioner {
     Time {
         pattern: Pattern,
         duration_ms: i64,
-        offset_ms: i64,
+        zone: Zone,
     },
 }
 
@@ -164,7 +167,7 @@ impl Partitioner {
             Ok(Partitioner::Time {
                 pattern: joda_pattern(&format)?,
                 duration_ms,
-                offset_ms: zone_offset_ms(tz)?,
+                zone: Zone::parse(tz, "timezone")?,
             })
         };
         match simple {
@@ -234,9 +237,9 @@ impl Partitioner {
             Self::Time {
                 pattern,
                 duration_ms,
-                offset_ms,
+                zone,
             } => {
-                let local = ts + offset_ms;
+                let local = zone.local_ms(ts);
                 let floored = local.div_euclid(*duration_ms) * duration_ms;
                 Ok(pattern.format(floored))
             }
@@ -265,39 +268,6 @@ fn joda_pattern(format: &str) -> Result<Pattern> {
             "Invalid value {format} for configuration path.format: {e}"
         ))
     })
-}
-
-/// The offset of a fixed zone: `UTC`, `GMT`, `Z`, `Etc/UTC`, `+02:00`,
-/// `-0530`, `GMT+2`, `UTC-03:00`.
-pub fn zone_offset_ms(tz: &str) -> Result<i64> {
-    let bad = || {
-        ConnectError::bad_config(format!(
-            "Invalid value {tz} for configuration timezone: Weir takes UTC or a fixed offset such as +02:00 or GMT-5 (it has no time zone database)"
-        ))
-    };
-    let rest = ["Etc/UTC", "Etc/GMT", "UTC", "GMT", "UT", "Z"]
-        .iter()
-        .find_map(|p| tz.strip_prefix(p))
-        .unwrap_or(tz);
-    if rest.is_empty() {
-        return Ok(0);
-    }
-    let (sign, digits) = match rest.as_bytes()[0] {
-        b'+' => (1, &rest[1..]),
-        b'-' => (-1, &rest[1..]),
-        _ => return Err(bad()),
-    };
-    let (h, m) = match digits.split_once(':') {
-        Some((h, m)) => (h, m),
-        None if digits.len() == 4 => digits.split_at(2),
-        None => (digits, "0"),
-    };
-    let h: i64 = h.parse().map_err(|_| bad())?;
-    let m: i64 = m.parse().map_err(|_| bad())?;
-    if h > 18 || m > 59 {
-        return Err(bad());
-    }
-    Ok(sign * (h * 3_600_000 + m * 60_000))
 }
 
 #[cfg(test)]
@@ -347,8 +317,32 @@ mod tests {
             utc.encode(&r, ts, "/").unwrap(),
             "year=2024/month=02/day=29"
         );
-        assert!(zone_offset_ms("America/New_York").is_err());
-        assert_eq!(zone_offset_ms("-05:30").unwrap(), -19_800_000);
+        let ny = |class: &str| {
+            Partitioner::from_config(&props(&[
+                ("partitioner.class", class),
+                ("locale", "en"),
+                ("timezone", "America/New_York"),
+            ]))
+            .unwrap()
+        };
+        // 23:59:59Z is 18:59 EST on February 29th, 19:59 EDT on July 1st.
+        assert_eq!(
+            ny("HourlyPartitioner").encode(&r, ts, "/").unwrap(),
+            "year=2024/month=02/day=29/hour=18"
+        );
+        assert_eq!(
+            ny("HourlyPartitioner")
+                .encode(&r, 1_719_878_399_000, "/")
+                .unwrap(),
+            "year=2024/month=07/day=01/hour=19"
+        );
+        // 2024-03-01T04:30Z is still February 29th in New York.
+        assert_eq!(
+            ny("DailyPartitioner")
+                .encode(&r, 1_709_267_400_000, "/")
+                .unwrap(),
+            "year=2024/month=02/day=29"
+        );
     }
 
     #[test]
