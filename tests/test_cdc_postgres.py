@@ -17,11 +17,20 @@ session's `postgres` fixture) and against Debezium's own connector.
 - Configuration: include/exclude lists, tombstones off, `no_data`,
   heartbeats; wrong credentials fail the task with a trace naming the
   cause, and the fixed connector then captures everything.
+- Bad input, as Debezium meets it: a table in `table.include.list` that
+  does not exist yet is captured once created; a replication slot dropped
+  while the task runs or while it is stopped, and a dropped publication,
+  fail the task with the cause in its trace, and `snapshot.mode=when_needed`
+  then recovers every row; an unreachable database fails the task at
+  start, and a connection lost while running is retried
+  (`errors.max.retries`, `retriable.restart.connector.wait.ms`) and
+  resumes with nothing lost or repeated.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -307,3 +316,191 @@ def test_bad_credentials_fail_with_the_cause_then_recover(worker, module_broker,
     recs = consume(module_broker.bootstrap, ["bad.public.t"], 2)
     assert sorted(json.loads(m.key())["payload"]["id"] for m in recs) == [1, 2]
     worker.delete("/connectors/bad")
+
+
+def failed_trace(worker, name: str, timeout: float = 60) -> str:
+    st = wait_until(lambda: (lambda s: s if s["tasks"] and s["tasks"][0]["state"] == "FAILED"
+                             else None)(worker.status(name)), timeout, what=f"{name}'s task failed")
+    return st["tasks"][0]["trace"]
+
+
+def ids(recs) -> list[int]:
+    return sorted(json.loads(m.key())["payload"]["id"] for m in recs if m.value() is not None)
+
+
+def test_missing_table_in_include_list_is_captured_once_created(worker, module_broker, postgres):
+    name = db(postgres)
+    postgres.sql("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);", name)
+    worker.create("later", connector_config(postgres, name, "later", **{
+        "table.include.list": "public\\.t,public\\.later"}))
+    worker.wait_state("later")
+    assert ids(consume(module_broker.bootstrap, ["later.public.t"], 1)) == [1]
+    postgres.sql("CREATE TABLE later (id int PRIMARY KEY, v text);"
+                 "INSERT INTO later VALUES (7, 'x'); INSERT INTO t VALUES (2);", name)
+    recs = consume(module_broker.bootstrap, ["later.public.later"], 1)
+    assert [as_json(m)["value"]["payload"]["after"] for m in recs] == [{"id": 7, "v": "x"}]
+    assert ids(consume(module_broker.bootstrap, ["later.public.t"], 2)) == [1, 2]
+    assert worker.status("later")["tasks"][0]["state"] == "RUNNING"
+    worker.delete("/connectors/later")
+
+
+def drop_slot(postgres, dbname: str, slot: str) -> None:
+    """Ends the slot's walsender (if any) and drops the slot."""
+    postgres.sql(f"SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+                 f"WHERE slot_name = '{slot}' AND active_pid IS NOT NULL", dbname)
+
+    def dropped():
+        try:
+            postgres.sql(f"SELECT pg_drop_replication_slot('{slot}')", dbname)
+            return True
+        except AssertionError:  # still active for a moment
+            return False
+    wait_until(dropped, 10, what="the slot dropped")
+
+
+@pytest.mark.parametrize("when", ["running", "stopped"])
+def test_dropped_slot_fails_naming_it_then_when_needed_recovers(worker, module_broker, postgres,
+                                                                when):
+    name = db(postgres)
+    prefix = f"slot{when[0]}"
+    postgres.sql("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);", name)
+    cfg = connector_config(postgres, name, prefix, **{"retriable.restart.connector.wait.ms": "3000"})
+    worker.create(prefix, cfg)
+    worker.wait_state(prefix)
+    postgres.sql("INSERT INTO t VALUES (2)", name)
+    topic = f"{prefix}.public.t"
+    assert ids(consume(module_broker.bootstrap, [topic], 2)) == [1, 2]
+    if when == "stopped":
+        assert worker.put(f"/connectors/{prefix}/stop").status_code == 204
+        worker.wait_state(prefix, "STOPPED", tasks=0)
+    # Lost with the slot: the position the connector would resume from.
+    drop_slot(postgres, name, f"{prefix}_slot")
+    postgres.sql("INSERT INTO t VALUES (3)", name)
+    if when == "stopped":
+        assert worker.put(f"/connectors/{prefix}/resume").status_code == 202
+    trace = failed_trace(worker, prefix)
+    assert "no longer available on the server" in trace, trace
+    assert f"replication slot '{prefix}_slot' does not exist" in trace, trace
+    assert "when_needed" in trace
+    cfg["snapshot.mode"] = "when_needed"
+    assert worker.put(f"/connectors/{prefix}/config", cfg).status_code == 200
+    worker.post(f"/connectors/{prefix}/tasks/0/restart")
+    worker.wait_state(prefix)
+    # A new snapshot brings every row, the one written without a slot too
+    # (rows 1 and 2 again, as reads), then streaming goes on.
+    postgres.sql("INSERT INTO t VALUES (4)", name)
+    recs = consume(module_broker.bootstrap, [topic], 2 + 3 + 1)
+    assert ids(recs) == [1, 1, 2, 2, 3, 4]
+    assert [as_json(m)["value"]["payload"]["op"] for m in recs][2:] == ["r", "r", "r", "c"]
+    worker.delete(f"/connectors/{prefix}")
+
+
+def test_dropped_publication_fails_naming_it_then_when_needed_recovers(worker, module_broker,
+                                                                        postgres):
+    name = db(postgres)
+    postgres.sql("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);", name)
+    cfg = connector_config(postgres, name, "pubd")
+    worker.create("pubd", cfg)
+    worker.wait_state("pubd")
+    assert ids(consume(module_broker.bootstrap, ["pubd.public.t"], 1)) == [1]
+    postgres.sql("DROP PUBLICATION pubd_pub; INSERT INTO t VALUES (2);", name)
+    # The walsender cannot decode the change without the publication.
+    trace = failed_trace(worker, "pubd")
+    assert 'publication "pubd_pub" does not exist' in trace, trace
+    # PostgreSQL cannot decode a change made while the publication was
+    # missing, even once it exists again: the slot has to go, and a new
+    # snapshot recovers the rows (the task recreates the publication).
+    drop_slot(postgres, name, "pubd_slot")
+    cfg["snapshot.mode"] = "when_needed"
+    assert worker.put("/connectors/pubd/config", cfg).status_code == 200
+    worker.post("/connectors/pubd/tasks/0/restart")
+    worker.wait_state("pubd")
+    postgres.sql("INSERT INTO t VALUES (3)", name)
+    recs = consume(module_broker.bootstrap, ["pubd.public.t"], 1 + 2 + 1)
+    assert ids(recs) == [1, 1, 2, 3]
+    worker.delete("/connectors/pubd")
+
+
+class Proxy:
+    """A TCP relay to PostgreSQL that can be taken down and brought back
+    on the same port: the database becomes unreachable and returns."""
+
+    def __init__(self, target_port: int):
+        self.target = target_port
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self.listener = None
+
+    def up(self) -> None:
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(16)
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def down(self) -> None:
+        self.listener.close()
+        for c in self.conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+        self.conns.clear()
+
+    def _accept(self, listener) -> None:
+        while True:
+            try:
+                a, _ = listener.accept()
+            except OSError:
+                return
+            b = socket.create_connection(("127.0.0.1", self.target))
+            self.conns += [a, b]
+            for x, y in ((a, b), (b, a)):
+                threading.Thread(target=self._pipe, args=(x, y), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def test_unreachable_database_fails_at_start_and_is_retried_while_running(worker, module_broker,
+                                                                          postgres):
+    name = db(postgres)
+    postgres.sql("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);", name)
+    proxy = Proxy(postgres.port)
+    cfg = connector_config(postgres, name, "unr", **{
+        "database.port": str(proxy.port), "retriable.restart.connector.wait.ms": "500"})
+    worker.create("unr", cfg)
+    trace = failed_trace(worker, "unr")
+    assert f"127.0.0.1:{proxy.port}" in trace and "refused" in trace, trace
+    proxy.up()
+    try:
+        worker.post("/connectors/unr/tasks/0/restart")
+        worker.wait_state("unr")
+        postgres.sql("INSERT INTO t VALUES (2)", name)
+        assert ids(consume(module_broker.bootstrap, ["unr.public.t"], 2)) == [1, 2]
+        # The database goes away while the task streams: it keeps
+        # reconnecting; rows written meanwhile arrive once it is back.
+        proxy.down()
+        postgres.sql("INSERT INTO t SELECT generate_series(3, 50)", name)
+        time.sleep(2)
+        assert worker.status("unr")["tasks"][0]["state"] == "RUNNING"
+        proxy.up()
+        postgres.sql("INSERT INTO t VALUES (51)", name)
+        assert ids(consume(module_broker.bootstrap, ["unr.public.t"], 51)) == list(range(1, 52))
+        assert worker.status("unr")["tasks"][0]["state"] == "RUNNING"
+    finally:
+        proxy.down()
+        worker.delete("/connectors/unr")

@@ -49,7 +49,14 @@ pub const POSTGRES_SOURCE: Plugin = Plugin {
     sink_task: None,
 };
 
-const SNAPSHOT_MODES: &[&str] = &["initial", "never", "no_data", "initial_only", "always"];
+const SNAPSHOT_MODES: &[&str] = &[
+    "initial",
+    "never",
+    "no_data",
+    "initial_only",
+    "always",
+    "when_needed",
+];
 
 fn def() -> ConfigDef {
     let s = |name, default, doc| ConfigKey::new(name, ConfigType::String, default, "HIGH", doc);
@@ -77,13 +84,15 @@ fn def() -> ConfigDef {
             l("table.exclude.list", "A comma-separated list of regular expressions that match the fully-qualified names of tables to be excluded from monitoring"),
             l("column.include.list", "Regular expressions matching columns to include in change events"),
             l("column.exclude.list", "Regular expressions matching columns to exclude from change events"),
-            ConfigKey { choices: SNAPSHOT_MODES, ..s("snapshot.mode", Some("initial"), "The criteria for running a snapshot upon startup of the connector: initial, never, no_data, initial_only, always.") },
+            ConfigKey { choices: SNAPSHOT_MODES, ..s("snapshot.mode", Some("initial"), "The criteria for running a snapshot upon startup of the connector: initial, never, no_data, initial_only, always, when_needed (a snapshot when there is no offset or its position is no longer available).") },
             ConfigKey::new("heartbeat.interval.ms", ConfigType::Int, Some("0"), "MEDIUM", "Length of an interval in milli-seconds in in which the connector periodically sends heartbeat messages to a heartbeat topic. Use 0 to disable heartbeat messages."),
             s("topic.heartbeat.prefix", Some("__debezium-heartbeat"), "The prefix that is used to name heartbeat topics."),
             ConfigKey { choices: &["precise", "double", "string"], ..s("decimal.handling.mode", Some("precise"), "Specify how DECIMAL and NUMERIC columns should be represented in change events: precise, double or string.") },
             ConfigKey { choices: &["adaptive", "adaptive_time_microseconds", "connect"], ..s("time.precision.mode", Some("adaptive"), "Time, date, and timestamps can be represented with different kinds of precisions: adaptive, adaptive_time_microseconds or connect.") },
             ConfigKey::new("tombstones.on.delete", ConfigType::Boolean, Some("true"), "MEDIUM", "Whether delete operations should be represented by a delete event and a subsequent tombstone event (true) or only by a delete event (false)."),
             ConfigKey::new("skipped.operations", ConfigType::List, Some("t"), "LOW", "The comma-separated list of operations to skip during streaming: c, u, d, t, or none."),
+            ConfigKey::new("errors.max.retries", ConfigType::Int, Some("-1"), "LOW", "The maximum number of retries on connection errors before failing (-1 = no limit, 0 = disabled, > 0 = num of retries)."),
+            ConfigKey::new("retriable.restart.connector.wait.ms", ConfigType::Long, Some("10000"), "LOW", "Time to wait before restarting connector after retriable exception occurs. Defaults to 10000ms."),
             ConfigKey { min: Some(1), ..ConfigKey::new("max.batch.size", ConfigType::Int, Some("2048"), "MEDIUM", "Maximum size of each batch of source records.") },
         ],
     }

@@ -29,8 +29,56 @@ fn err(e: impl std::fmt::Display) -> ConnectError {
 }
 
 impl From<PgError> for ConnectError {
+    /// A lost connection is retriable (the task reconnects, as Debezium
+    /// restarts on the errors its `PostgresErrorHandler` calls retriable);
+    /// anything else fails the task.
     fn from(e: PgError) -> Self {
-        err(e)
+        if connection_lost(&e) {
+            ConnectError::Retriable {
+                message: format!("PostgresConnector: {e}"),
+            }
+        } else {
+            err(e)
+        }
+    }
+}
+
+/// Whether `e` means the connection is gone rather than a statement or the
+/// stream failing: I/O errors, the server ending the stream, and the
+/// SQLSTATEs of a connection exception (class 08) or an operator
+/// intervention (57P01..57P03: terminated backend, shutdown, starting up).
+fn connection_lost(e: &PgError) -> bool {
+    match e {
+        PgError::Io { .. } => true,
+        PgError::Protocol(m) => m.contains("ended the replication stream"),
+        PgError::Server { code, .. } => {
+            code.starts_with("08") || matches!(code.as_str(), "57P01" | "57P02" | "57P03")
+        }
+        PgError::Tls(_) => false,
+    }
+}
+
+/// A failure that is not retried any more: reported as the connector's.
+fn fatal(e: ConnectError) -> ConnectError {
+    match e {
+        ConnectError::Retriable { message } => ConnectError::Connector {
+            connector: "PostgresConnector".into(),
+            message: message
+                .strip_prefix("PostgresConnector: ")
+                .unwrap_or(&message)
+                .to_string(),
+        },
+        e => e,
+    }
+}
+
+/// The offset a reconnecting task resumes from: the last one it handed to
+/// the runtime.
+struct Handed(Option<Json>);
+
+impl OffsetReader for Handed {
+    fn offset(&self, _partition: &Json) -> Option<serde_json::Value> {
+        serde_json::from_str(&self.0.as_ref()?.to_text()).ok()
     }
 }
 
@@ -70,6 +118,9 @@ enum Mode {
     NoData,
     InitialOnly,
     Always,
+    /// Snapshot when there is no offset, or its position is gone (the
+    /// slot was dropped).
+    WhenNeeded,
 }
 
 #[derive(Debug, Default)]
@@ -89,6 +140,11 @@ struct Settings {
     skipped: Vec<String>,
     batch: usize,
     filters: Filters,
+    /// `errors.max.retries`: reconnections after a lost connection
+    /// (negative: no limit).
+    max_retries: i64,
+    /// `retriable.restart.connector.wait.ms`.
+    retry_wait: Duration,
 }
 
 /// The snapshot in progress.
@@ -144,6 +200,12 @@ pub(super) struct PostgresTask {
     last_status: Option<Instant>,
     last_heartbeat: Option<Instant>,
     last_offset: Option<Json>,
+    /// The offset of the last record handed to the runtime (or the stored
+    /// one): where a reconnection resumes.
+    handed: Option<Json>,
+    /// After a lost connection: when to reconnect.
+    reconnect_at: Option<Instant>,
+    retries: i64,
 }
 
 impl PostgresTask {
@@ -426,10 +488,17 @@ impl PostgresTask {
             .ok_or_else(|| err("no connection settings"))?;
         let tls = self.s.tls.clone();
         let mut q = PgConn::connect_tls(&cfg, &tls, false).map_err(|e| {
-            err(format!(
+            let message = format!(
                 "Error while connecting to PostgreSQL at {}:{} as {} (database {}): {e}",
                 cfg.host, cfg.port, cfg.user, cfg.dbname
-            ))
+            );
+            if connection_lost(&e) {
+                ConnectError::Retriable {
+                    message: format!("PostgresConnector: {message}"),
+                }
+            } else {
+                err(message)
+            }
         })?;
         let wal = q.query_one("SHOW wal_level")?;
         if wal
@@ -461,11 +530,6 @@ impl PostgresTask {
             self.last_commit = o.get("lsn_commit").and_then(|v| v.as_u64());
             self.last_offset = Some(Json::from_serde(o));
         }
-        let snapshot = match self.s.mode {
-            Mode::Always => true,
-            Mode::Initial | Mode::InitialOnly => !completed,
-            Mode::NoData => false,
-        };
         if self.s.mode == Mode::InitialOnly && completed {
             self.idle = true;
             return Ok(());
@@ -479,6 +543,31 @@ impl PostgresTask {
             .rows
             .is_empty()
         };
+        // Streaming resumes from the slot: without it the changes since the
+        // stored offset are gone. Debezium logs this and streams on from a
+        // new slot; failing instead keeps the loss from passing unnoticed.
+        let position_lost = completed && !slot_exists;
+        let snapshot = match self.s.mode {
+            Mode::Always => true,
+            Mode::Initial | Mode::InitialOnly => !completed,
+            Mode::NoData => false,
+            Mode::WhenNeeded => !completed || position_lost,
+        };
+        if position_lost && !snapshot {
+            let lsn = stored
+                .as_ref()
+                .and_then(|o| o.get("lsn_commit").or_else(|| o.get("lsn")))
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
+            return Err(err(format!(
+                "The connector is trying to read change stream starting at LSN {}, but this is no \
+                 longer available on the server: the replication slot '{}' does not exist. \
+                 Reconfigure the connector to use a snapshot when needed \
+                 (snapshot.mode=when_needed) if you want to recover.",
+                pgoutput::lsn_text(lsn),
+                self.s.slot
+            )));
+        }
         let mut repl = PgConn::connect_tls(&cfg, &tls, true)?;
         if snapshot {
             if slot_exists {
@@ -1156,6 +1245,7 @@ impl SourceTask for PostgresTask {
                 "never" | "no_data" => Mode::NoData,
                 "initial_only" => Mode::InitialOnly,
                 "always" => Mode::Always,
+                "when_needed" => Mode::WhenNeeded,
                 other => {
                     return Err(ConnectError::bad_config(format!(
                         "Invalid value {other} for configuration snapshot.mode"
@@ -1190,24 +1280,58 @@ impl SourceTask for PostgresTask {
             },
             batch: crate::config::prop_i64(config, "max.batch.size", 2048)?.max(1) as usize,
             filters: Filters::from_props(config)?,
+            max_retries: crate::config::prop_i64(config, "errors.max.retries", -1)?,
+            retry_wait: Duration::from_millis(
+                crate::config::prop_i64(config, "retriable.restart.connector.wait.ms", 10_000)?
+                    .max(0) as u64,
+            ),
             prefix,
         };
-        self.setup(offsets)
+        self.handed = offsets
+            .offset(&self.partition())
+            .map(|o| Json::from_serde(&o));
+        self.setup(offsets).map_err(fatal)
     }
 
     fn poll(&mut self) -> Result<Vec<SourceRecord>> {
-        if self.idle {
+        if let Some(at) = self.reconnect_at {
+            let left = at.saturating_duration_since(Instant::now());
+            if !left.is_zero() {
+                std::thread::sleep(left.min(Duration::from_millis(200)));
+                return Ok(Vec::new());
+            }
+            self.reconnect_at = None;
+            let from = Handed(self.handed.clone());
+            match self.setup(&from) {
+                Ok(()) => {
+                    tracing::info!(slot = %self.s.slot, "reconnected to PostgreSQL");
+                    self.retries = 0;
+                }
+                Err(e @ ConnectError::Retriable { .. }) => return self.lost_connection(e),
+                Err(e) => return Err(e),
+            }
+        }
+        let polled = if self.idle {
             std::thread::sleep(Duration::from_millis(500));
-            return Ok(Vec::new());
+            Ok(Vec::new())
+        } else if self.snapshot.is_some() {
+            self.poll_snapshot()
+        } else if self.streaming {
+            self.poll_stream()
+        } else {
+            std::thread::sleep(Duration::from_millis(100));
+            Ok(Vec::new())
+        };
+        match polled {
+            Ok(out) => {
+                if let Some(r) = out.last() {
+                    self.handed = Some(r.source_offset.clone());
+                }
+                Ok(out)
+            }
+            Err(e @ ConnectError::Retriable { .. }) => self.lost_connection(e),
+            Err(e) => Err(e),
         }
-        if self.snapshot.is_some() {
-            return self.poll_snapshot();
-        }
-        if self.streaming {
-            return self.poll_stream();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        Ok(Vec::new())
     }
 
     fn commit(&mut self) -> Result<()> {
@@ -1228,5 +1352,33 @@ impl SourceTask for PostgresTask {
         if let Some(q) = self.query.take() {
             q.close();
         }
+    }
+}
+
+impl PostgresTask {
+    /// The connection is gone: drop what was read but not handed over and
+    /// reconnect after `retriable.restart.connector.wait.ms`, resuming from
+    /// the last record handed to the runtime (the slot has not been
+    /// confirmed past what Kafka acknowledged), up to `errors.max.retries`
+    /// times in a row.
+    fn lost_connection(&mut self, e: ConnectError) -> Result<Vec<SourceRecord>> {
+        self.retries += 1;
+        if self.s.max_retries >= 0 && self.retries > self.s.max_retries {
+            return Err(fatal(e));
+        }
+        tracing::warn!(error = %e, attempt = self.retries, wait = ?self.s.retry_wait,
+            "lost the connection to PostgreSQL; reconnecting");
+        SourceTask::stop(self);
+        self.streaming = false;
+        self.idle = false;
+        self.snapshot = None;
+        self.txn = None;
+        self.rels.clear();
+        self.resume = None;
+        // Records handed before the loss may still be unacknowledged: keep
+        // keepalives from confirming past them until the next commit.
+        self.outstanding = true;
+        self.reconnect_at = Some(Instant::now() + self.s.retry_wait);
+        Ok(Vec::new())
     }
 }
