@@ -88,6 +88,7 @@ pub fn make_converter(
                 schemas_enable: flag("schemas.enable", true),
                 decimal_numeric,
                 replace_null_with_default: flag("replace.null.with.default", true),
+                schema_cache: SchemaCache::default(),
             })
         }
         "StringConverter" => Arc::new(StringConverter),
@@ -117,7 +118,22 @@ pub struct JsonConverter {
     pub schemas_enable: bool,
     pub decimal_numeric: bool,
     pub replace_null_with_default: bool,
+    /// Envelope schemas already converted, newest last.
+    pub schema_cache: SchemaCache,
 }
+
+/// How many envelope schemas a JsonConverter keeps converted.
+const SCHEMA_CACHE_SIZE: usize = 16;
+
+/// Converted envelope schemas by their JSON, as Kafka's JsonConverter
+/// keeps them (`schemas.cache.size`): a topic's records repeat one schema,
+/// and comparing the parsed tree is much cheaper than converting it again
+/// (in a debug build that conversion led a JDBC sink's profile).
+#[derive(Debug, Clone, Default)]
+pub struct SchemaCache(Arc<std::sync::Mutex<Vec<CachedSchema>>>);
+
+/// An envelope's schema, as read, and its conversion.
+type CachedSchema = (Doc, Option<Arc<Schema>>);
 
 impl JsonConverter {
     /// `schemas.enable` as given, the other settings at their defaults.
@@ -126,6 +142,7 @@ impl JsonConverter {
             schemas_enable,
             decimal_numeric: false,
             replace_null_with_default: true,
+            schema_cache: SchemaCache::default(),
         }
     }
 
@@ -299,6 +316,23 @@ impl JsonConverter {
             obj.push(("default".into(), self.to_json(Some(schema), d)?));
         }
         Ok(Json::Obj(obj))
+    }
+
+    /// [`Self::parse_schema`] through the cache.
+    fn cached_schema(&self, j: &Doc) -> Result<Option<Arc<Schema>>> {
+        if let Ok(cache) = self.schema_cache.0.lock() {
+            if let Some((_, s)) = cache.iter().rev().find(|(k, _)| k == j) {
+                return Ok(s.clone());
+            }
+        }
+        let s = self.parse_schema(j)?.map(Arc::new);
+        if let Ok(mut cache) = self.schema_cache.0.lock() {
+            if cache.len() >= SCHEMA_CACHE_SIZE {
+                cache.remove(0);
+            }
+            cache.push((j.clone(), s.clone()));
+        }
+        Ok(s)
     }
 
     /// Parses a JSON schema of the envelope (`null`: no schema), read in
@@ -656,12 +690,9 @@ impl Converter for JsonConverter {
                 "JsonConverter with schemas.enable requires \"schema\" and \"payload\" fields and may not contain additional fields. If you are trying to deserialize plain JSON data, set schemas.enable=false in your converter configuration.",
             ));
         };
-        let schema = self.parse_schema(&schema)?;
-        let value = self.to_value(schema.as_ref(), &payload)?;
-        Ok(SchemaAndValue {
-            schema: schema.map(Arc::new),
-            value,
-        })
+        let schema = self.cached_schema(&schema)?;
+        let value = self.to_value(schema.as_deref(), &payload)?;
+        Ok(SchemaAndValue { schema, value })
     }
 }
 
@@ -826,6 +857,34 @@ impl Converter for NumberConverter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn envelope_schemas_are_converted_once() {
+        let c = JsonConverter::new(true);
+        let rec = |schema: &str, v: i32| {
+            format!(r#"{{"schema":{schema},"payload":{{"id":{v}}}}}"#).into_bytes()
+        };
+        let a = r#"{"type":"struct","fields":[{"field":"id","type":"int32"}]}"#;
+        let b = r#"{"type":"struct","fields":[{"field":"id","type":"int32","optional":true}]}"#;
+        let one = c.deserialize("t", Some(&rec(a, 1))).unwrap();
+        let two = c.deserialize("t", Some(&rec(a, 2))).unwrap();
+        let other = c.deserialize("t", Some(&rec(b, 3))).unwrap();
+        let (s1, s2, s3) = (
+            one.schema.unwrap(),
+            two.schema.unwrap(),
+            other.schema.unwrap(),
+        );
+        assert!(Arc::ptr_eq(&s1, &s2));
+        assert!(!Arc::ptr_eq(&s1, &s3));
+        assert!(!s1.fields[0].schema.optional && s3.fields[0].schema.optional);
+        assert_eq!(
+            two.value,
+            Value::Struct(crate::data::Struct {
+                schema: s2.clone(),
+                values: vec![Value::Int32(2)],
+            })
+        );
+    }
 
     fn text(c: &dyn Converter, d: &SchemaAndValue) -> String {
         String::from_utf8(c.serialize("t", d).unwrap().unwrap()).unwrap()
