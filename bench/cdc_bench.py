@@ -229,7 +229,8 @@ def run_side(side: str, pg, bootstrap: str, root: Path, weir: Path, watch) -> di
     out["records"], out["distinct_ids"] = n, distinct
     # About 3 KB a record with schemas: give the disk back before the next side.
     from confluent_kafka.admin import AdminClient
-    for f in AdminClient({"bootstrap.servers": bootstrap}).delete_topics([topic]).values():
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # alive until the futures resolve
+    for f in admin.delete_topics([topic]).values():
         f.result(60)
     pg.sql(f"SELECT pg_drop_replication_slot('{side}_slot')", db)
     return out
