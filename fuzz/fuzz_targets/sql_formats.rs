@@ -61,10 +61,13 @@ fuzz_target!(|data: &[u8]| {
         ("A".to_string(), SqlType::Array(Box::new(SqlType::Bigint))),
         ("M".to_string(), SqlType::Map(Box::new(SqlType::String), Box::new(SqlType::Int))),
         ("R".to_string(), SqlType::Struct(vec![("X".to_string(), SqlType::Boolean)])),
+        ("N".to_string(), SqlType::Decimal(10, 2)),
     ];
+    let decimal = columns[7].clone();
     let _ = Codec::new(Format::Json, columns.clone(), true).decode(Some(data));
     let _ = Codec::new(Format::Json, columns[..1].to_vec(), false).decode(Some(data));
-    let flat: Vec<_> = columns[..4].to_vec();
+    let mut flat: Vec<_> = columns[..4].to_vec();
+    flat.push(decimal.clone());
     let _ = Codec::new(Format::Delimited(','), flat, true).decode(Some(data));
     for t in [SqlType::Int, SqlType::Bigint, SqlType::Double, SqlType::String, SqlType::Bytes] {
         let _ = Codec::new(Format::Kafka, vec![("K".to_string(), t)], false).decode(Some(data));
@@ -72,7 +75,8 @@ fuzz_target!(|data: &[u8]| {
     // Half the inputs get a frame header naming the known schema.
     let mut framed = vec![0, 0, 0, 0, 1];
     framed.extend_from_slice(data);
-    let protobuf_columns: Vec<_> = columns[..5].to_vec();
+    let mut protobuf_columns: Vec<_> = columns[..5].to_vec();
+    protobuf_columns.push(decimal);
     for codec in registry_codecs(&protobuf_columns) {
         let _ = codec.decode(Some(data));
         let _ = codec.decode(Some(&framed));

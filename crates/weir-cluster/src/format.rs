@@ -142,7 +142,10 @@ pub fn place(chunk: &[u8], base: i64) -> Result<Bytes, ClusterError> {
             .and_then(|l| l.checked_add(12))
             .filter(|s| pos + s <= out.len())
             .ok_or_else(|| bad("batch length runs past the chunk"))?;
-        out[pos..pos + 8].copy_from_slice(&(base + rel).to_be_bytes());
+        let offset = base
+            .checked_add(rel)
+            .ok_or_else(|| bad("batch offset overflows"))?;
+        out[pos..pos + 8].copy_from_slice(&offset.to_be_bytes());
         pos += size;
     }
     Ok(out.freeze())
@@ -208,5 +211,7 @@ mod tests {
         assert_eq!(i64::from_be_bytes(placed[17..25].try_into().unwrap()), 104);
         assert_eq!(&placed[8..17], &chunk[8..17]);
         assert!(place(&chunk[..chunk.len() - 1], 0).is_err());
+        // A damaged relative offset errs rather than overflowing.
+        assert!(place(&batch(1, 0), i64::MAX).is_err());
     }
 }
