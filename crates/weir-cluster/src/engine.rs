@@ -1013,11 +1013,7 @@ impl PartitionLog for ClusterPartition {
                 });
             }
             let offsets = log_offsets(&o);
-            let upper = match limit {
-                ReadLimit::HighWatermark => offsets.high_watermark,
-                ReadLimit::LastStable => offsets.last_stable,
-                ReadLimit::LogEnd => offsets.log_end,
-            };
+            let upper = limit.upper(&offsets);
             if offset >= upper {
                 return Ok(ReadResult {
                     records: Bytes::new(),

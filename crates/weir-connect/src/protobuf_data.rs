@@ -31,6 +31,7 @@ use weir_formats::prost_reflect::{
     DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor, ReflectMessage as _,
     Value as PValue,
 };
+use weir_formats::protobuf::field_meta;
 
 use crate::data::{logical, Parameters, Schema, Struct, Type, Value};
 use crate::error::{ConnectError, Result};
@@ -921,36 +922,6 @@ fn message_schema(
     });
     seen.remove(desc.full_name());
     Ok(s)
-}
-
-/// Confluent's field metadata parameters (`confluent.field_meta`).
-fn field_meta(fd: &FieldDescriptor) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let Some(ext) = fd
-        .parent_pool()
-        .get_extension_by_name("confluent.field_meta")
-    else {
-        return out;
-    };
-    let opts = fd.options();
-    if !opts.has_extension(&ext) {
-        return out;
-    }
-    let meta = opts.get_extension(&ext);
-    let Some(params) = meta
-        .as_message()
-        .and_then(|m| m.get_field_by_name("params"))
-    else {
-        return out;
-    };
-    if let Some(map) = params.as_map() {
-        for (k, v) in map {
-            if let (MapKey::String(k), Some(v)) = (k, v.as_str()) {
-                out.insert(k.clone(), v.to_string());
-            }
-        }
-    }
-    out
 }
 
 fn is_map_entry(md: &MessageDescriptor) -> bool {

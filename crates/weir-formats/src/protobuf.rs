@@ -5,13 +5,14 @@
 //! message-index path, encoded, decoded, and mapped to and from
 //! protobuf's canonical JSON; the Protobuf serializer and deserializer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use base64::Engine;
 use prost::Message as _;
 use prost_reflect::{
-    DescriptorPool, DynamicMessage, FileDescriptor, MessageDescriptor, ReflectMessage,
+    DescriptorPool, DynamicMessage, FieldDescriptor, FileDescriptor, MapKey, MessageDescriptor,
+    ReflectMessage,
 };
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 use serde::Serialize as _;
@@ -153,6 +154,34 @@ pub fn is_builtin(name: &str) -> bool {
     name.starts_with("confluent/")
         || name.starts_with("google/protobuf/")
         || name.starts_with("google/type/")
+}
+
+/// Confluent's field metadata parameters (`confluent.field_meta`'s
+/// `params`), empty when the field has none.
+pub fn field_meta(fd: &FieldDescriptor) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(ext) = fd
+        .parent_pool()
+        .get_extension_by_name("confluent.field_meta")
+    else {
+        return out;
+    };
+    let opts = fd.options();
+    if !opts.has_extension(&ext) {
+        return out;
+    }
+    let meta = opts.get_extension(&ext);
+    let params = meta
+        .as_message()
+        .and_then(|m| m.get_field_by_name("params"));
+    if let Some(map) = params.as_ref().and_then(|p| p.as_map()) {
+        for (k, v) in map {
+            if let (MapKey::String(k), Some(v)) = (k, v.as_str()) {
+                out.insert(k.clone(), v.to_string());
+            }
+        }
+    }
+    out
 }
 
 struct Builtins;

@@ -24,10 +24,9 @@ use serde_json::{json, Value as J};
 use weir_formats::avro::{AvroSchema, JsonEncoding};
 use weir_formats::json_schema::parse_document;
 use weir_formats::prost_reflect::{
-    DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor, ReflectMessage,
-    SerializeOptions,
+    DynamicMessage, Kind, MessageDescriptor, ReflectMessage, SerializeOptions,
 };
-use weir_formats::protobuf::ProtobufSchema;
+use weir_formats::protobuf::{field_meta, ProtobufSchema};
 use weir_formats::{wire, ResolvedReference, Schema, SchemaType};
 
 use crate::decimal::Dec;
@@ -477,33 +476,6 @@ fn pb_time_millis(v: &J) -> J {
             + f("seconds") * 1000
             + f("nanos") / 1_000_000,
     )
-}
-
-/// Confluent's field metadata parameters (`confluent.field_meta`).
-fn field_meta(fd: &FieldDescriptor) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    let Some(ext) = fd
-        .parent_pool()
-        .get_extension_by_name("confluent.field_meta")
-    else {
-        return out;
-    };
-    let opts = fd.options();
-    if !opts.has_extension(&ext) {
-        return out;
-    }
-    let meta = opts.get_extension(&ext);
-    let params = meta
-        .as_message()
-        .and_then(|m| m.get_field_by_name("params"));
-    if let Some(map) = params.as_ref().and_then(|p| p.as_map()) {
-        for (k, v) in map {
-            if let (MapKey::String(k), Some(v)) = (k, v.as_str()) {
-                out.insert(k.clone(), v.to_string());
-            }
-        }
-    }
-    out
 }
 
 /// `google.protobuf.Timestamp` fields are RFC 3339 text in the canonical

@@ -103,6 +103,17 @@ pub enum ReadLimit {
     LogEnd,
 }
 
+impl ReadLimit {
+    /// The first offset this limit keeps a reader from (exclusive bound).
+    pub fn upper(self, offsets: &LogOffsets) -> i64 {
+        match self {
+            ReadLimit::HighWatermark => offsets.high_watermark,
+            ReadLimit::LastStable => offsets.last_stable,
+            ReadLimit::LogEnd => offsets.log_end,
+        }
+    }
+}
+
 /// One partition's log.
 ///
 /// The calls that may wait on storage (append, read, the timestamp lookups,

@@ -179,11 +179,7 @@ impl MemoryPartition {
                 log_end: st.log_end,
             });
         }
-        let upper = match limit {
-            ReadLimit::HighWatermark => offsets.high_watermark,
-            ReadLimit::LastStable => offsets.last_stable,
-            ReadLimit::LogEnd => offsets.log_end,
-        };
+        let upper = limit.upper(&offsets);
         let mut out = BytesMut::new();
         for (base, last, bytes) in &st.batches {
             if *last < offset {

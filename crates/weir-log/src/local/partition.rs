@@ -1062,11 +1062,7 @@ impl LocalPartition {
                     log_end: offsets.log_end,
                 });
             }
-            let max_offset = match limit {
-                ReadLimit::HighWatermark => offsets.high_watermark,
-                ReadLimit::LastStable => offsets.last_stable,
-                ReadLimit::LogEnd => offsets.log_end,
-            };
+            let max_offset = limit.upper(&offsets);
             if offset >= max_offset {
                 return Ok(ReadResult {
                     records: Bytes::new(),
