@@ -45,14 +45,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-from tools import free_port  # noqa: E402  (bench/ is the script's directory)
+from herder import Herder  # noqa: E402  (bench/ is the script's directory)
+from tools import free_port, http  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-import java_harness  # noqa: E402
 import pg_helpers  # noqa: E402
 
 ROWS = int(os.environ.get("ROWS", "1000000"))
@@ -73,54 +72,6 @@ def cpu_seconds(pid: int) -> float:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-
-def http(method: str, url: str, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.loads(r.read() or b"null")
-
-
-class Herder:
-    """Kafka Connect's standalone herder in a JVM of its own, one JSON command a line."""
-
-    def __init__(self, bootstrap: str, offsets: Path, log: Path):
-        classes = java_harness.compile_sources()
-        cp = os.pathsep.join([str(classes), java_harness.classpath()])
-        cmd = ["java", "-Xms256M", "-Xmx2G", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-               "-XX:InitiatingHeapOccupancyPercent=35", "-Djava.awt.headless=true",
-               f"-Dlog4j2.configurationFile={java_harness.LOG4J2_CONFIG}", "-cp", cp,
-               "weir.connect.HerderScenarios", bootstrap, str(offsets),
-               f"key.converter={JSON}", f"value.converter={JSON}"]
-        self.log = log
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=open(log, "w"), text=True, bufsize=1)
-        self.pid = self.proc.pid
-
-    def call(self, scenario: str, **args):
-        self.proc.stdin.write(json.dumps({"scenario": scenario, "args": args}) + "\n")
-        self.proc.stdin.flush()
-        while True:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise SystemExit(f"Kafka Connect's herder exited ({self.proc.poll()}):\n"
-                                 + self.log.read_text(errors="replace")[-3000:])
-            if line.startswith("{"):
-                answer = json.loads(line)
-                if not answer.get("ok"):
-                    raise SystemExit(f"{scenario}: {answer.get('error')}")
-                return answer["result"]
-
-    def create(self, name: str, config: dict) -> None:
-        self.call("create", name=name, config={**config, "name": name})
-
-    def close(self):
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 class WeirWorker:
@@ -201,7 +152,8 @@ def run_side(side: str, pg, bootstrap: str, root: Path, weir: Path, watch) -> di
               "database.user": pg.user, "database.password": "unused", "database.dbname": db,
               "topic.prefix": side, "plugin.name": "pgoutput", "slot.name": f"{side}_slot",
               "publication.name": f"{side}_pub"}
-    worker = (Herder(bootstrap, root / "kc-offsets.dat", root / "kafka-connect.log")
+    worker = (Herder(bootstrap, root / "kc-offsets.dat", root / "kafka-connect.log",
+                     f"key.converter={JSON}", f"value.converter={JSON}")
               if side == "debezium" else WeirWorker(weir, bootstrap, root / "weir-connect.log"))
     out = {}
     try:

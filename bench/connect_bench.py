@@ -33,25 +33,17 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-import java_harness  # noqa: E402
+from herder import Herder  # noqa: E402  (bench/ is the script's directory)
+from tools import free_port, http  # noqa: E402
 
 MIB = int(os.environ.get("MIB", "1024"))
 FLUSH_MS = os.environ.get("FLUSH_MS", "10000")
 LINE = 1024
 
-
-def free_port() -> int:
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -70,48 +62,6 @@ def wait_file(path: Path, size: int, timeout: float) -> float:
         time.sleep(0.05)
     raise SystemExit(f"{path} did not reach {size} bytes in {timeout}s")
 
-
-def http(method: str, url: str, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.loads(r.read() or b"null")
-
-
-class Herder:
-    """Kafka's standalone herder in a JVM of its own, one JSON command a line."""
-
-    def __init__(self, bootstrap: str, offsets: Path, log: Path):
-        classes = java_harness.compile_sources()
-        cp = os.pathsep.join([str(classes), java_harness.classpath()])
-        cmd = ["java", "-Xms256M", "-Xmx2G", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-               "-XX:InitiatingHeapOccupancyPercent=35", "-Djava.awt.headless=true",
-               f"-Dlog4j2.configurationFile={java_harness.LOG4J2_CONFIG}", "-cp", cp,
-               "weir.connect.HerderScenarios", bootstrap, str(offsets),
-               f"offset.flush.interval.ms={FLUSH_MS}"]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=open(log, "w"), text=True, bufsize=1)
-
-    def call(self, scenario: str, **args):
-        self.proc.stdin.write(json.dumps({"scenario": scenario, "args": args}) + "\n")
-        self.proc.stdin.flush()
-        while True:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise SystemExit("Kafka Connect's herder exited")
-            if line.startswith("{"):
-                answer = json.loads(line)
-                if not answer.get("ok"):
-                    raise SystemExit(f"{scenario}: {answer.get('error')}")
-                return answer["result"]
-
-    def close(self):
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 def connectors(tag: str, src: Path, dst: Path) -> list[tuple[str, dict]]:
@@ -146,7 +96,8 @@ def main() -> None:
     results = {}
     try:
         # Kafka Connect.
-        herder = Herder(bootstrap, root / "kc-offsets.dat", root / "kafka-connect.log")
+        herder = Herder(bootstrap, root / "kc-offsets.dat", root / "kafka-connect.log",
+                        f"offset.flush.interval.ms={FLUSH_MS}")
         try:
             herder.call("validate", config={"connector.class": "FileStreamSource", "name": "warm",
                                             "topic": "warm"})  # plugins scanned, herder up

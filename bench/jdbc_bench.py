@@ -20,17 +20,15 @@ the connector's creation until the table has ROWS rows.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-from tools import free_port  # noqa: E402  (bench/ is the script's directory)
+from tools import free_port, http  # noqa: E402  (bench/ is the script's directory)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -42,13 +40,6 @@ BATCH = os.environ.get("BATCH", "3000")
 
 
 
-
-def http(method: str, url: str, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.loads(r.read() or b"null")
 
 
 SCHEMA = ('{"type":"struct","name":"bench.Row","optional":false,"fields":['

@@ -22,16 +22,14 @@ number of objects of the same size, one after another, to the same server
 from __future__ import annotations
 
 import io
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-from tools import free_port  # noqa: E402  (bench/ is the script's directory)
+from tools import free_port, http  # noqa: E402  (bench/ is the script's directory)
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -47,13 +45,6 @@ KEY, SECRET, REGION = "bench", "bench-secret", "us-east-1"
 
 
 
-
-def http(method: str, url: str, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.loads(r.read() or b"null")
 
 
 def wait(pred, timeout: float, what: str):

@@ -26,6 +26,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def http(method: str, url: str, body=None):
+    """A JSON request to a REST API; the decoded answer (None when empty)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read() or b"null")
+
+
 def tcp(mib):
     """Pumps MIB MiB through a loopback connection in 1 MiB writes."""
     total = mib << 20
