@@ -107,19 +107,31 @@ class WeirWorker:
 
 
 def wait_records(consumer, topic: str, want: int, timeout: float = 3600) -> float:
-    """Polls the topic's high watermark until it reaches `want`; the time it did."""
+    """Polls the topic's high watermark until it reaches `want`; the time it did.
+
+    `consumer` must not have seen a topic deleted: librdkafka then keeps a
+    topic it was asked about before it existed unknown for good (the
+    Debezium side hung this way behind the Weir side's deleted topic).
+    """
     from confluent_kafka import TopicPartition
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    deadline, report = start + timeout, start + 60
+    high, error = 0, None
     while time.monotonic() < deadline:
         try:
             _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=5,
                                                      cached=False)
-        except Exception:  # the topic does not exist yet
-            high = 0
+            error = None
+        except Exception as e:  # the topic does not exist yet
+            high, error = 0, e
         if high >= want:
             return time.monotonic()
+        if time.monotonic() >= report:
+            report += 60
+            print(f"  {topic}: {high} of {want} records after {time.monotonic() - start:.0f}s"
+                  + (f" ({error})" if error else ""), flush=True)
         time.sleep(0.05)
-    raise SystemExit(f"{topic} did not reach {want} records in {timeout}s")
+    raise SystemExit(f"{topic} did not reach {want} records in {timeout}s (last: {high}, {error})")
 
 
 def distinct_ids(bootstrap: str, topic: str, total: int) -> tuple[int, int]:
@@ -141,7 +153,18 @@ def distinct_ids(bootstrap: str, topic: str, total: int) -> tuple[int, int]:
     return n, len(seen)
 
 
-def run_side(side: str, pg, bootstrap: str, root: Path, weir: Path, watch) -> dict:
+def run_side(side: str, pg, bootstrap: str, root: Path, weir: Path) -> dict:
+    from confluent_kafka import Consumer
+    # A watcher of its own: one that saw the other side's topic deleted can
+    # miss this side's topic for good (see wait_records).
+    watch = Consumer({"bootstrap.servers": bootstrap, "group.id": f"cdc-bench-watch-{side}"})
+    try:
+        return measure_side(side, pg, bootstrap, root, weir, watch)
+    finally:
+        watch.close()
+
+
+def measure_side(side: str, pg, bootstrap: str, root: Path, weir: Path, watch) -> dict:
     db = f"bench_{side}"
     pg.sql(f"CREATE DATABASE {db}")
     pg.sql(TABLE + ";\n" + insert(0, ROWS), db)
@@ -189,11 +212,11 @@ def run_side(side: str, pg, bootstrap: str, root: Path, weir: Path, watch) -> di
 
 
 def main() -> None:
-    from confluent_kafka import Consumer
-
-    root = Path(tempfile.mkdtemp(prefix="weir-cdc-bench-"))
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     weir = Path(os.environ.get("WEIR", target / "release" / "weir"))
+    if not weir.is_file():
+        raise SystemExit(f"no weir binary at {weir} (set WEIR)")
+    root = Path(tempfile.mkdtemp(prefix="weir-cdc-bench-"))
     pg = pg_helpers.Postgres(free_port()).start()
     port = free_port()
     broker = subprocess.Popen(
@@ -203,18 +226,15 @@ def main() -> None:
          "--sql-listen", "off"], stdout=open(root / "broker.log", "w"), stderr=subprocess.STDOUT)
     bootstrap = f"127.0.0.1:{port}"
     results = {}
-    watch = None
     try:
         time.sleep(2)
-        watch = Consumer({"bootstrap.servers": bootstrap, "group.id": "cdc-bench-watch"})
         for side in ("weir", "debezium"):
             if ONLY and side != ONLY:
                 continue
-            results[side] = run_side(side, pg, bootstrap, root, weir, watch)
+            print(f"{side}: {ROWS} rows", flush=True)
+            results[side] = run_side(side, pg, bootstrap, root, weir)
             print(side, json.dumps(results[side]), flush=True)
     finally:
-        if watch is not None:
-            watch.close()
         broker.send_signal(signal.SIGTERM)
         broker.wait(60)
         pg.stop()

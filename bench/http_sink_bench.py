@@ -36,7 +36,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tools import free_port  # noqa: E402  (bench/ is the script's directory)
+from tools import free_port, http as http_json  # noqa: E402  (bench/ is the script's directory)
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = int(os.environ.get("RECORDS", "200000"))
@@ -86,14 +86,6 @@ s.serve_forever()
 def get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=60) as r:
         return r.read()
-
-
-def http_json(method: str, url: str, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.loads(r.read() or b"null")
 
 
 def values() -> list[bytes]:

@@ -2,27 +2,41 @@
 """The streaming SQL benchmark of BENCHMARKS.md: each persistent query's
 rate as a ratio to a plain `weir bench consume` of the same input topic,
 measured in the same run against the same node, and pull- and push-query
-latencies. Standard library, the weir binary and curl only.
+latencies. Standard library and the weir binary only.
 
   WEIR=path/to/weir python3 bench/sql.py
 
 Knobs (environment):
   WEIR       the weir binary (required)
+  CLIENT     the weir binary whose `bench pull` sends the pulls (WEIR): the
+             same client against two servers' builds
   RECORDS    input records (1000000; the issue's target run uses 10000000)
   KEYS       distinct keys (100000)
   PARTITIONS partitions of the input topics (4)
-  PULLS      pull queries in the latency run (20000), CONCURRENCY at once (100)
+  PULLS      pull queries in the latency run (20000), CONCURRENCY at once (100),
+             sent by `weir bench pull`
+  PULL_RATE  the same pulls again at this fixed rate (1000/s: 100 clients
+             asking 10 times a second each), open loop
   PUSH_SECS  length of the push-query latency run (20), PUSH_RATE records/s (500)
   DIR        scratch directory (a new temp dir)
+  THREADS    ksql.streams.num.stream.threads of the persistent queries (the
+             server's default, ksqlDB's 4, when unset)
+
+The pulls run three times: closed loop and at PULL_RATE on the GROUP BY
+table once its query has read every record, then closed loop on a
+second such table while its query is still reading
+(`pull_while_ingesting` gives how many records it had processed before
+and after the pulls).
 
 Each query's time runs from the CREATE ... AS SELECT until the query has
 processed every input record (DESCRIBE EXTENDED's messages-processed);
-its last transaction commits within 100 ms after that.
+its last transaction commits as soon as it has caught up.
 """
 
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -36,14 +50,18 @@ import urllib.error
 import urllib.request
 
 WEIR = os.environ["WEIR"]
+CLIENT = os.environ.get("CLIENT", WEIR)
 RECORDS = int(os.environ.get("RECORDS", 1_000_000))
 KEYS = int(os.environ.get("KEYS", 100_000))
 PARTITIONS = int(os.environ.get("PARTITIONS", 4))
 PULLS = int(os.environ.get("PULLS", 20_000))
 CONCURRENCY = int(os.environ.get("CONCURRENCY", 100))
+PULL_RATE = int(os.environ.get("PULL_RATE", 1000))
 PUSH_SECS = float(os.environ.get("PUSH_SECS", 20))
 PUSH_RATE = int(os.environ.get("PUSH_RATE", 500))
 DIR = os.environ.get("DIR") or tempfile.mkdtemp(prefix="weir-sql-bench.")
+THREADS = os.environ.get("THREADS")
+STREAMS_PROPS = {"ksql.streams.num.stream.threads": THREADS} if THREADS else {}
 
 
 def log(*a):
@@ -88,12 +106,18 @@ class Node:
                     raise SystemExit(f"weir did not start; see {self.log.name}")
                 time.sleep(0.2)
 
+    def cpu_seconds(self):
+        """User and system CPU time the node has used so far."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(60)
 
     def ksql(self, text):
-        body = json.dumps({"ksql": text, "streamsProperties": {}}).encode()
+        body = json.dumps({"ksql": text, "streamsProperties": STREAMS_PROPS}).encode()
         req = urllib.request.Request(f"http://127.0.0.1:{self.sql}/ksql", data=body,
                                      headers={"Content-Type": "application/json"})
         try:
@@ -146,25 +170,45 @@ def query_rate(node, sink, statement, total):
     return total / (time.monotonic() - start)
 
 
-def pull_latency(node, table, keys):
-    """PULLS pull queries by key, CONCURRENCY at a time, through curl;
-    each request's own time as curl measures it."""
-    cfg = os.path.join(DIR, "pulls.curl")
-    with open(cfg, "w") as f:
-        rnd = random.Random(3)
-        for i in range(PULLS):
-            if i:
-                f.write("next\n")
-            body = json.dumps({"sql": f"SELECT * FROM {table} WHERE USER = 'k{rnd.randrange(keys)}';"})
-            f.write(f'url = "http://127.0.0.1:{node.sql}/query-stream"\n'
-                    f"data = {json.dumps(body)}\noutput = /dev/null\n"
-                    'write-out = "%{http_code} %{time_total}\\n"\n')
-    out = subprocess.run(["curl", "-s", "--parallel", "--parallel-immediate",
-                          "--parallel-max", str(CONCURRENCY), "-K", cfg],
-                         check=True, capture_output=True, text=True).stdout.split()
-    codes, times = out[0::2], [float(t) * 1000 for t in out[1::2]]
-    assert len(times) == PULLS and all(c == "200" for c in codes), (len(times), set(codes))
-    return percentiles(times)
+def pull_latency(node, table, keys, rate=0):
+    """PULLS pull queries by key, CONCURRENCY at a time, by `weir bench
+    pull` (one thread, one keep-alive HTTP/1.1 connection per concurrent
+    query, so the client costs little next to the server). Closed loop
+    (each connection sends its next query when the last is answered) by
+    default: latency is then CONCURRENCY over the rate the node sustains.
+    With `rate` the queries are due at that many a second and latency
+    counts from the due time."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server = node.cpu_seconds()
+    out = subprocess.run([CLIENT, "bench", "pull", "--url", f"http://127.0.0.1:{node.sql}",
+                          "--query", f"SELECT * FROM {table} WHERE USER = 'k{{key}}';",
+                          "--keys", str(keys), "--queries", str(PULLS),
+                          "--concurrency", str(CONCURRENCY), "--rate", str(rate), "--json"],
+                         check=True, capture_output=True, text=True).stdout
+    server = node.cpu_seconds() - server
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    r = json.loads(out)
+    assert r["queries"] == PULLS and r["errors"] == 0, r
+    lat = r["latency"]
+    # CPU seconds the client and the node spent in the run: the client's
+    # share shows whether the latency is the server's.
+    return {"p50": lat["p50_ms"], "p99": lat["p99_ms"], "max": lat["max_ms"], "n": r["queries"],
+            "per_sec": r["queries_per_sec"], "with_rows": r["with_rows"],
+            "client_cpu_s": round(client, 2), "server_cpu_s": round(server, 2)}
+
+
+def pull_while_ingesting(node):
+    """The pull run again, on a new GROUP BY table whose query is still
+    reading the orders topic from the beginning (the pulls contend with
+    it for its state); reports how far it got before and after."""
+    node.ksql("CREATE TABLE t2_out AS SELECT USER, COUNT(*) AS N, SUM(AMOUNT) AS TOTAL FROM orders GROUP BY USER;")
+    while processed(node, "T2_OUT") == 0:
+        time.sleep(0.01)
+    before = processed(node, "T2_OUT")
+    out = pull_latency(node, "T2_OUT", KEYS)
+    out["processed_before"], out["processed_after"] = before, processed(node, "T2_OUT")
+    return out
 
 
 def percentiles(ms):
@@ -229,7 +273,7 @@ def push_latency(node):
 
 def main():
     os.makedirs(DIR, exist_ok=True)
-    log(f"scratch {DIR}; {RECORDS} records, {KEYS} keys, {PARTITIONS} partitions")
+    log(f"scratch {DIR}; {RECORDS} records, {KEYS} keys, {PARTITIONS} partitions, threads {THREADS or 'default'}")
     orders, users = write_inputs()
     node = Node()
     try:
@@ -263,6 +307,10 @@ def main():
             log(f"{name}: {rate:.0f} records/s, {ratio:.0%} of the plain consume")
         results["pull"] = pull_latency(node, "T_OUT", KEYS)
         log(f"pull queries: {results['pull']}")
+        results["pull_at_rate"] = pull_latency(node, "T_OUT", KEYS, PULL_RATE)
+        log(f"pull queries at {PULL_RATE}/s: {results['pull_at_rate']}")
+        results["pull_while_ingesting"] = pull_while_ingesting(node)
+        log(f"pull queries while ingesting: {results['pull_while_ingesting']}")
         results["push"] = push_latency(node)
         log(f"push query: {results['push']}")
         results["plain_consume_records_per_sec"] = base

@@ -58,10 +58,23 @@ class Postgres:
                 "-c max_wal_senders=20 -c max_replication_slots=20 -c fsync=off "
                 "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100 "
                 + extra_opts)
-        r = self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l",
+        self._opts = opts
+        self.resume()
+        return self
+
+    def resume(self) -> None:
+        """Starts the server again on its data directory (after `crash`)."""
+        r = self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", self._opts, "-l",
                        str(self.log), "-w", "-t", "60", "start"], timeout=90)
         assert r.returncode == 0, r.stderr + self.log_tail()
-        return self
+
+    def crash(self) -> None:
+        """Stops the server as a crash would (`-m immediate`: every
+        connection cut, no checkpoint; recovery replays the WAL on
+        `resume`), keeping its data."""
+        r = self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w",
+                       "stop"], timeout=60)
+        assert r.returncode == 0, r.stderr
 
     def log_tail(self, n: int = 40) -> str:
         try:

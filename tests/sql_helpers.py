@@ -217,14 +217,17 @@ def read_all(bootstrap: str, topic: str, timeout: float = 30.0) -> list[dict]:
 
 def wait_caught_up(bootstrap: str, group: str, topics: list[str], timeout: float = 90.0) -> None:
     """Waits until `group` has committed offsets at the end of every
-    partition of `topics` (a query has processed all its input)."""
+    partition of `topics` (a query has processed all its input), and of the
+    query's repartition topics (rows re-keyed but not yet aggregated)."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
                   "isolation.level": "read_committed"})
     try:
         deadline = time.monotonic() + timeout
         while True:
+            internal = [t for t in c.list_topics(timeout=10).topics
+                        if t.startswith(group + "-") and t.endswith("-repartition")]
             tps = []
-            for t in topics:
+            for t in list(topics) + internal:
                 md = c.list_topics(t, timeout=10).topics[t]
                 tps += [TopicPartition(t, p) for p in md.partitions]
             committed = {(tp.topic, tp.partition): tp.offset for tp in c.committed(tps, timeout=10)}

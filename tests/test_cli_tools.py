@@ -534,6 +534,11 @@ def test_metrics_match_a_known_workload(weir_binary, broker, topic_name):
         m['weir_requests_total{api="Produce"}']
     # acks=all produce waits for fsync: the flusher measured some.
     assert m["weir_log_fsync_duration_seconds_count"] >= 1
+    # Each sync was queued first; the acks=all produces waited on them.
+    assert m["weir_log_flush_queue_wait_seconds_count"] >= 1
+    assert m["weir_log_durable_wait_seconds_count"] >= 1
+    assert m["weir_log_durable_wait_seconds_count"] == \
+        m['weir_log_durable_wait_seconds_bucket{le="+Inf"}']
     assert m["weir_produce_purgatory_size"] >= 0 and m["weir_fetch_purgatory_size"] >= 0
     assert m["weir_connections_accepted_total"] >= 2
     assert m["process_resident_memory_bytes"] > 1_000_000

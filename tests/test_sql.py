@@ -117,6 +117,12 @@ def test_statement_errors(sql):
          "The aggregation functions MAX and MIN cannot be applied to a table source, only to a stream source."),
         ("CREATE TABLE e8_out AS SELECT V, COUNT(*) AS C FROM e7 WINDOW TUMBLING (SIZE 1 SECOND) GROUP BY V;",
          "Windowing not supported for table aggregations."),
+        # A FULL OUTER join's key is the synthetic ROWKEY, which must be projected.
+        ("CREATE STREAM e9 (ID INT KEY, W STRING) WITH (KAFKA_TOPIC='e9', VALUE_FORMAT='JSON', PARTITIONS=1);\n"
+         "CREATE STREAM e9_out AS SELECT e1.ID AS ID, V, W FROM e1 FULL OUTER JOIN e9 WITHIN 1 SECOND ON e1.ID = e9.ID;",
+         "Key missing from projection (ie, SELECT). See https://cnfl.io/2LV7ouS.\n"
+         "The query used to build `E9_OUT` must include the join expression ROWKEY in its projection (eg, SELECT ROWKEY...).\n"
+         "ROWKEY was added as a synthetic key column because the join criteria did not match any source column."),
     ]
     for text, fragment in cases:
         status, answer = sql.ksql(text, ok=False)
@@ -176,6 +182,333 @@ def test_show_describe_explain_functions(sql, node):
     assert status == 200 and st["status"] == "SUCCESS"
 
 
+def test_list_topics_extended_counts_consumers_and_groups(sql, node):
+    """LIST TOPICS EXTENDED (and SHOW ... EXTENDED) answer ksqlDB's
+    kafka_topics_extended: per topic, the consumers reading it (a member
+    counted once per partition it is assigned) and the groups, from the
+    cluster's groups. Two confluent-kafka consumers share one group over a
+    2-partition topic, a third reads it alone in another group."""
+    sql.ksql("CREATE STREAM lte (ID INT KEY, V STRING) WITH (KAFKA_TOPIC='lte', VALUE_FORMAT='JSON', PARTITIONS=2);"
+             "CREATE STREAM lte_idle (ID INT KEY) WITH (KAFKA_TOPIC='lte_idle', VALUE_FORMAT='JSON', PARTITIONS=1);")
+    consumers = [Consumer({"bootstrap.servers": node.bootstrap, "group.id": g, "session.timeout.ms": 10000})
+                 for g in ("lte-a", "lte-a", "lte-b")]
+    try:
+        for c in consumers:
+            c.subscribe(["lte"])
+        deadline = time.monotonic() + 60
+        while True:
+            for c in consumers:
+                c.poll(0.1)
+            sizes = [len(c.assignment()) for c in consumers]
+            if sizes == [1, 1, 2]:
+                break
+            assert time.monotonic() < deadline, sizes
+        for stmt in ("LIST TOPICS EXTENDED;", "SHOW TOPICS EXTENDED;", "SHOW ALL TOPICS EXTENDED;"):
+            _, answer = sql.ksql(stmt)
+            assert answer[0]["@type"] == "kafka_topics_extended", answer
+            assert answer[0]["statementText"] == stmt
+            topics = {t["name"]: t for t in answer[0]["topics"]}
+            assert topics["lte"] == {"name": "lte", "replicaInfo": [1, 1], "consumerCount": 4,
+                                     "consumerGroupCount": 2}, topics["lte"]
+            assert topics["lte_idle"] == {"name": "lte_idle", "replicaInfo": [1], "consumerCount": 0,
+                                          "consumerGroupCount": 0}
+        # Without EXTENDED: the plain shape, no counts.
+        _, answer = sql.ksql("LIST TOPICS;")
+        assert answer[0]["@type"] == "kafka_topics"
+        assert {"name": "lte", "replicaInfo": [1, 1]} in answer[0]["topics"]
+    finally:
+        for c in consumers:
+            c.close()
+
+
+def _java_partitions(bootstrap: str, keys: list[bytes], partitions: int) -> dict[bytes, int]:
+    """Where the Java client's default partitioner puts each key: produced
+    to a scratch topic by confluent-kafka with its Java-compatible
+    partitioner (murmur2), and the partitions read from the deliveries."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+    topic = f"java-partitions-{partitions}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, 1)])
+    deadline = time.monotonic() + 30
+    while topic not in admin.list_topics(timeout=10).topics and time.monotonic() < deadline:
+        time.sleep(0.1)
+    placed: dict[bytes, int] = {}
+    p = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
+    for k in keys:
+        p.produce(topic, key=k, value=b"", on_delivery=lambda e, m: placed.__setitem__(m.key(), m.partition()))
+    assert p.flush(30) == 0
+    return placed
+
+
+def test_group_by_repartitions_through_an_internal_topic(sql, node):
+    """GROUP BY on a value column re-keys: the rows go through the query's
+    repartition topic, named and sized as ksqlDB makes it, partitioned by
+    the new key as the Java client would, and each key's aggregate lands
+    on that one partition. GROUP BY the stream's key does not re-key. The
+    internal topics are listed by SHOW ALL TOPICS and EXPLAIN's topology,
+    and deleted by TERMINATE."""
+    sql.ksql("CREATE STREAM rp (ID INT KEY, USR STRING, V INT) WITH (KAFKA_TOPIC='rp', VALUE_FORMAT='JSON', PARTITIONS=4);"
+             "CREATE TABLE rp_by_user AS SELECT USR, COUNT(*) AS C, SUM(V) AS S FROM rp GROUP BY USR;"
+             "CREATE TABLE rp_by_id AS SELECT ID, COUNT(*) AS C FROM rp GROUP BY ID;")
+    users = [f"user-{u}" for u in range(12)]
+    records = [{"key": {"int": i}, "value": {"USR": users[i * 7 % 12], "V": i}, "timestamp": 1000 + i}
+               for i in range(240)]
+    produce(node.bootstrap, "rp", records)
+    queries = {q["sinks"][0]: q["id"] for q in sql.ksql("SHOW QUERIES;")[1][0]["queries"]}
+    qid = queries["RP_BY_USER"]
+    prefix = f"_confluent-ksql-sqltest_query_{qid}"
+    repartition = f"{prefix}-Aggregate-GroupBy-repartition"
+    changelog = f"{prefix}-Aggregate-Aggregate-Materialize-changelog"
+    wait_caught_up(node.bootstrap, query_group("sqltest_", qid), ["rp"])
+    wait_caught_up(node.bootstrap, query_group("sqltest_", queries["RP_BY_ID"]), ["rp"])
+    java = _java_partitions(node.bootstrap, [u.encode() for u in users], 4)
+    # The repartition topic: as many partitions as the source, every row
+    # keyed by its user (KAFKA format: UTF-8) where the Java client puts it.
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": node.bootstrap})
+    topics = admin.list_topics(timeout=10).topics
+    assert len(topics[repartition].partitions) == 4
+    rows = read_all(node.bootstrap, repartition)
+    assert len(rows) == len(records)
+    assert all(java[r["key"]] == r["partition"] for r in rows)
+    assert sorted(r["key"] for r in rows) == sorted(users[i * 7 % 12].encode() for i in range(240))
+    # The output: each user's aggregates on one partition, the Java
+    # client's, the last one complete.
+    out = read_all(node.bootstrap, "RP_BY_USER")
+    last = {}
+    for r in out:
+        assert r["partition"] == java[r["key"]], r
+        last[r["key"]] = json.loads(r["value"])
+    want = {}
+    for i in range(240):
+        c, s_ = want.get(users[i * 7 % 12].encode(), (0, 0))
+        want[users[i * 7 % 12].encode()] = (c + 1, s_ + i)
+    assert last == {k: {"C": c, "S": s_} for k, (c, s_) in want.items()}
+    # GROUP BY the key: no repartition topic.
+    assert not any(t.startswith(f"_confluent-ksql-sqltest_query_{queries['RP_BY_ID']}-")
+                   and t.endswith("-repartition") for t in topics)
+    # Listed as ksqlDB lists internal topics.
+    names = lambda ts: {t["name"] for t in ts[0]["topics"]}  # noqa: E731
+    assert {repartition, changelog} <= names(sql.ksql("SHOW ALL TOPICS;")[1])
+    assert not {repartition, changelog} & names(sql.ksql("SHOW TOPICS;")[1])
+    topology = sql.ksql(f"EXPLAIN {qid};")[1][0]["queryDescription"]["topology"]
+    assert "(topics: [rp])" in topology and "(topic: Aggregate-GroupBy-repartition)" in topology
+    assert "(topics: [Aggregate-GroupBy-repartition])" in topology and "(topic: RP_BY_USER)" in topology
+    assert "Aggregate-Aggregate-Materialize" in topology
+    # TERMINATE deletes the query's internal topics.
+    sql.ksql(f"TERMINATE {qid};")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        left = {repartition, changelog} & set(admin.list_topics(timeout=10).topics)
+        if not left:
+            break
+        time.sleep(0.2)
+    assert not left
+
+
+def _java_client_partitions(bootstrap: str, keys: list[str], partitions: int) -> dict[bytes, int]:
+    """Where Kafka's Java client (kafka-clients 4.3, its default
+    partitioner) puts each UTF-8 key, produced to a scratch topic."""
+    import java_harness
+    java_harness.require()
+    java = java_harness.JavaProcess("weir.compat.ClientScenarios", bootstrap)
+    try:
+        topic = f"java-client-partitions-{partitions}"
+        java.call("create_and_describe", topic=topic, partitions=partitions)
+        placed = java.call("keyed_partitions", topic=topic, keys=keys)
+        return {k.encode(): p for k, p in placed.items()}
+    finally:
+        java.close()
+
+
+def test_join_on_a_non_key_column_repartitions_through_an_internal_topic(sql, node):
+    """A stream-table join whose ON is not the stream's key (the benchmark's
+    `orders O JOIN users U ON O.USER = U.ID`) re-keys the stream through
+    the query's `Join-repartition` topic: as many partitions as the table,
+    every row keyed by its join key in the table's key format where the
+    Java client's partitioner puts it (so it meets its table partition).
+    Each output record is keyed by the join key and on the partition
+    Kafka's Java client (kafka-clients 4.3) puts that key. A join on the stream's key does not
+    re-key. SHOW ALL TOPICS and EXPLAIN name the topic; TERMINATE deletes
+    it."""
+    sql.ksql("CREATE STREAM jr_orders (K STRING KEY, ID BIGINT, USER STRING, AMOUNT DOUBLE)"
+             " WITH (KAFKA_TOPIC='jr_orders', VALUE_FORMAT='JSON', PARTITIONS=4);"
+             "CREATE TABLE jr_users (ID STRING PRIMARY KEY, NAME STRING)"
+             " WITH (KAFKA_TOPIC='jr_users', VALUE_FORMAT='JSON', PARTITIONS=3);"
+             "CREATE STREAM jr_out AS SELECT O.USER, O.ID, O.AMOUNT, U.NAME"
+             " FROM jr_orders O JOIN jr_users U ON O.USER = U.ID;"
+             "CREATE STREAM jr_by_key AS SELECT O.K, O.ID, U.NAME"
+             " FROM jr_orders O JOIN jr_users U ON O.K = U.ID;")
+    queries = {q["sinks"][0]: q["id"] for q in sql.ksql("SHOW QUERIES;")[1][0]["queries"]}
+    qid = queries["JR_OUT"]
+    repartition = f"_confluent-ksql-sqltest_query_{qid}-Join-repartition"
+    users = [f"u{u}" for u in range(20)]
+    produce(node.bootstrap, "jr_users", [{"key": {"string": u}, "value": {"NAME": u.upper()}, "timestamp": 1 + i}
+                                         for i, u in enumerate(users)])
+    wait_caught_up(node.bootstrap, query_group("sqltest_", qid), ["jr_users"])
+    # Users u0..u24: the last five have no table row (an inner join drops
+    # them); every seventh order has no user (a NULL join key is dropped).
+    orders = [{"key": {"string": f"o{i}"},
+               "value": {"ID": i, "USER": None if i % 7 == 3 else f"u{i % 25}", "AMOUNT": i + 0.5},
+               "timestamp": 10_000 + i} for i in range(300)]
+    produce(node.bootstrap, "jr_orders", orders)
+    wait_caught_up(node.bootstrap, query_group("sqltest_", qid), ["jr_orders", "jr_users"])
+    wait_caught_up(node.bootstrap, query_group("sqltest_", queries["JR_BY_KEY"]), ["jr_orders", "jr_users"])
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": node.bootstrap})
+    topics = admin.list_topics(timeout=10).topics
+    keyed = [o for o in orders if o["value"]["USER"] is not None]
+    all_users = sorted({o["value"]["USER"].encode() for o in keyed})
+    java3 = _java_partitions(node.bootstrap, all_users, 3)
+    # confluent-kafka's murmur2 partitioner agrees with the Java client's.
+    assert java3 == _java_client_partitions(node.bootstrap, [u.decode() for u in all_users], 3)
+    # The repartition topic: the table's partition count, one record per
+    # order with a user, keyed by the user (KAFKA format: UTF-8).
+    assert len(topics[repartition].partitions) == 3
+    rows = read_all(node.bootstrap, repartition)
+    assert sorted(r["key"] for r in rows) == sorted(o["value"]["USER"].encode() for o in keyed)
+    assert all(java3[r["key"]] == r["partition"] for r in rows)
+    # The output: keyed by the join key, placed by the Java partitioner
+    # over the sink's partitions, the joined values exact.
+    sink_partitions = len(topics["JR_OUT"].partitions)
+    java_sink = _java_client_partitions(node.bootstrap, [u.decode() for u in all_users], sink_partitions)
+    out = read_all(node.bootstrap, "JR_OUT")
+    for r in out:
+        assert r["partition"] == java_sink[r["key"]], r
+    got = sorted((r["key"], r["value"], r["timestamp"]) for r in out)
+    want = sorted((o["value"]["USER"].encode(),
+                   json.dumps({"ID": o["value"]["ID"], "AMOUNT": o["value"]["AMOUNT"],
+                               "NAME": o["value"]["USER"].upper()}, separators=(",", ":"), sort_keys=True).encode(),
+                   o["timestamp"])
+                  for o in keyed if int(o["value"]["USER"][1:]) < 20)
+    assert got == want
+    # A join on the stream's key reads the stream directly.
+    assert not any(t.startswith(f"_confluent-ksql-sqltest_query_{queries['JR_BY_KEY']}-")
+                   and t.endswith("-repartition") for t in topics)
+    names = lambda ts: {t["name"] for t in ts[0]["topics"]}  # noqa: E731
+    assert repartition in names(sql.ksql("SHOW ALL TOPICS;")[1])
+    assert repartition not in names(sql.ksql("SHOW TOPICS;")[1])
+    topology = sql.ksql(f"EXPLAIN {qid};")[1][0]["queryDescription"]["topology"]
+    assert "(topics: [jr_orders])" in topology and "(topic: Join-repartition)" in topology, topology
+    assert "(topics: [Join-repartition, jr_users])" in topology and "(topic: JR_OUT)" in topology, topology
+    sql.ksql(f"TERMINATE {qid};")
+    deadline = time.monotonic() + 30
+    while repartition in admin.list_topics(timeout=10).topics:
+        assert time.monotonic() < deadline, "the repartition topic outlived TERMINATE"
+        time.sleep(0.2)
+
+
+def test_stream_stream_join_on_a_non_key_column_repartitions_one_side(sql, node):
+    """A stream-stream join whose left side is not keyed by its join
+    expression re-keys that side through `Join-left-repartition`, sized as
+    the right stream and placed as the Java client places the key; the
+    joined rows are those of the window."""
+    sql.ksql("CREATE STREAM ssl (ID INT KEY, A STRING, RID INT)"
+             " WITH (KAFKA_TOPIC='ssl', VALUE_FORMAT='JSON', PARTITIONS=4);"
+             "CREATE STREAM ssr (ID INT KEY, B STRING)"
+             " WITH (KAFKA_TOPIC='ssr', VALUE_FORMAT='JSON', PARTITIONS=3);"
+             "CREATE STREAM ss_out AS SELECT L.RID, L.A, R.B FROM ssl L JOIN ssr R"
+             " WITHIN 10 SECONDS ON L.RID = R.ID;")
+    qid = next(q["id"] for q in sql.ksql("SHOW QUERIES;")[1][0]["queries"] if q["sinks"] == ["SS_OUT"])
+    repartition = f"_confluent-ksql-sqltest_query_{qid}-Join-left-repartition"
+    rights = [{"key": {"int": r}, "value": {"B": f"b{r}"}, "timestamp": 100_000 + r * 1000} for r in range(10)]
+    # Left rows name rights 0..11 (10 and 11 have none); half of them
+    # fall outside the 10 s window of their right row.
+    lefts = [{"key": {"int": i}, "value": {"A": f"a{i}", "RID": i % 12},
+              "timestamp": 100_000 + (i % 12) * 1000 + (5_000 if i % 2 else 15_000)} for i in range(60)]
+    produce(node.bootstrap, "ssr", rights)
+    produce(node.bootstrap, "ssl", lefts)
+    wait_caught_up(node.bootstrap, query_group("sqltest_", qid), ["ssl", "ssr"])
+    from confluent_kafka.admin import AdminClient
+    topics = AdminClient({"bootstrap.servers": node.bootstrap}).list_topics(timeout=10).topics
+    assert len(topics[repartition].partitions) == 3
+    java3 = _java_partitions(node.bootstrap, [key_bytes({"int": r}) for r in range(12)], 3)
+    sent = read_all(node.bootstrap, repartition)
+    assert len(sent) == len(lefts) and all(java3[r["key"]] == r["partition"] for r in sent)
+    out = read_all(node.bootstrap, "SS_OUT")
+    got = sorted((r["key"], json.loads(r["value"])["A"], json.loads(r["value"])["B"]) for r in out)
+    want = sorted((key_bytes({"int": i % 12}), f"a{i}", f"b{i % 12}") for i in range(60) if i % 12 < 10 and i % 2)
+    assert got == want
+
+
+def test_group_by_over_a_table_sends_old_and_new_rows_through_a_topic(sql, node):
+    """GROUP BY over a table re-keys through the query's
+    Aggregate-GroupBy-repartition topic as Kafka Streams' table groupBy
+    does: an update that moves a row to another group sends an undo to the
+    old group's partition and an add to the new one's; each group's
+    aggregate lands on the partition the Java client picks for its key."""
+    sql.ksql("CREATE TABLE tg (ID INT PRIMARY KEY, REGION STRING, AMT INT)"
+             " WITH (KAFKA_TOPIC='tg', VALUE_FORMAT='JSON', PARTITIONS=4);"
+             "CREATE TABLE tg_by_region AS SELECT REGION, COUNT(*) AS N, SUM(AMT) AS S FROM tg GROUP BY REGION;")
+    qid = next(q["id"] for q in sql.ksql("SHOW QUERIES;")[1][0]["queries"] if q["sinks"] == ["TG_BY_REGION"])
+    repartition = f"_confluent-ksql-sqltest_query_{qid}-Aggregate-GroupBy-repartition"
+    regions = [f"r{r}" for r in range(6)]
+    rows = {}
+    records = []
+    rnd = random.Random(7)
+    for i in range(200):
+        rid = rnd.randrange(30)
+        if rnd.random() < 0.1:
+            value = None
+            rows.pop(rid, None)
+        else:
+            value = {"REGION": rnd.choice(regions), "AMT": rnd.randrange(100)}
+            rows[rid] = value
+        records.append({"key": {"int": rid}, "value": value, "timestamp": 1000 + i})
+    produce(node.bootstrap, "tg", records)
+    wait_caught_up(node.bootstrap, query_group("sqltest_", qid), ["tg"])
+    java = _java_partitions(node.bootstrap, [r.encode() for r in regions], 4)
+    sent = read_all(node.bootstrap, repartition)
+    assert sent and all(java[r["key"]] == r["partition"] for r in sent)
+    # At least one update moved a row: more records than updates with a row.
+    assert len(sent) > sum(1 for r in records if r["value"] is not None)
+    last = {}
+    for r in read_all(node.bootstrap, "TG_BY_REGION"):
+        assert r["partition"] == java[r["key"]], r
+        last[r["key"]] = json.loads(r["value"])
+    want = {}
+    for v in rows.values():
+        n, s_ = want.get(v["REGION"].encode(), (0, 0))
+        want[v["REGION"].encode()] = (n + 1, s_ + v["AMT"])
+    got = {k: (v["N"], v["S"]) for k, v in last.items() if v["N"] > 0}
+    assert got == want
+    assert all(v == {"N": 0, "S": 0} for k, v in last.items() if k not in want)
+
+
+def test_consumed_repartition_records_are_purged(node, weir_binary, _broker_root):
+    """Repartition records the query has committed it consumed are deleted
+    (DeleteRecords), every ksql.streams.repartition.purge.interval.ms."""
+    s = SqlServer(weir_binary, _broker_root, node.bootstrap,
+                  "--set", "ksql.streams.repartition.purge.interval.ms=0", service_id="purge_").start()
+    try:
+        s.ksql("CREATE STREAM pg (ID INT KEY, G STRING) WITH (KAFKA_TOPIC='pg', VALUE_FORMAT='JSON', PARTITIONS=2);"
+               "CREATE TABLE pg_n AS SELECT G, COUNT(*) AS N FROM pg GROUP BY G;")
+        qid = next(q["id"] for q in s.ksql("SHOW QUERIES;")[1][0]["queries"])
+        produce(node.bootstrap, "pg", [{"key": {"int": i}, "value": {"G": f"g{i % 5}"}, "timestamp": i}
+                                       for i in range(100)])
+        wait_caught_up(node.bootstrap, query_group("purge_", qid), ["pg"])
+        topic = f"{query_group('purge_', qid)}-Aggregate-GroupBy-repartition"
+        c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "purge-watch"})
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                marks = [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in (0, 1)]
+                # Every record consumed is gone: the log start reached the
+                # last record's end (only the final transaction marker may
+                # be left).
+                if all(hi - lo <= 1 for lo, hi in marks) and sum(lo for lo, _ in marks) >= 100:
+                    break
+                assert time.monotonic() < deadline, marks
+                time.sleep(0.2)
+        finally:
+            c.close()
+        last = {r["key"]: json.loads(r["value"]) for r in read_all(node.bootstrap, "PG_N")}
+        assert last == {f"g{g}".encode(): {"N": 20} for g in range(5)}
+    finally:
+        s.kill()
+
+
 # --- queries over REST ---------------------------------------------------------------
 
 def _http(sql, path: str, body: dict, accept: str | None = None, http2: bool = False):
@@ -226,6 +559,71 @@ def test_push_and_pull_queries(sql, node):
                                        "streamsProperties": {"auto.offset.reset": "earliest"}})
     assert status == 200 and body[1] == {"row": {"columns": ["v0"]}}
     assert body[-1] == {"finalMessage": "Limit Reached"}
+
+
+def test_pull_queries_read_the_task_of_the_key(sql, node):
+    """Tables materialized by 4 tasks on 2 threads: a pull by key reads the
+    task of the partition the key hashes to (the re-keyed GROUP BY puts
+    every key there), and the other tasks when the source was not
+    partitioned by the key's hash (GROUP BY the key, records written to
+    partitions of the producer's choosing); a scan reads every task."""
+    props = {"auto.offset.reset": "earliest", "ksql.streams.num.stream.threads": "2"}
+    sql.ksql("CREATE STREAM pt (ID INT KEY, V STRING, N INT) WITH (KAFKA_TOPIC='pt', VALUE_FORMAT='JSON', PARTITIONS=4);")
+    sql.ksql("CREATE TABLE pt_v AS SELECT V, SUM(N) AS S FROM pt GROUP BY V;", props)
+    sql.ksql("CREATE TABLE pt_id AS SELECT ID, COUNT(*) AS C FROM pt GROUP BY ID;", props)
+    # Every record to partition ID % 4, not where murmur2 of the key points.
+    produce(node.bootstrap, "pt", [{"key": {"int": i % 40}, "value": {"V": f"v{i % 13}", "N": i},
+                                    "timestamp": 1000 + i, "partition": (i % 40) % 4} for i in range(400)])
+    for q in sql.ksql("SHOW QUERIES;")[1][0]["queries"]:
+        if q["sinks"][0] in ("PT_V", "PT_ID"):
+            wait_caught_up(node.bootstrap, query_group("sqltest_", q["id"]), ["pt"])
+    for v in range(13):
+        r = _http(sql, "/query-stream", {"sql": f"SELECT * FROM pt_v WHERE V = 'v{v}';"}, accept="application/json")
+        assert r.json()[1:] == [[f"v{v}", sum(i for i in range(400) if i % 13 == v)]], r.text
+    for k in range(40):
+        r = _http(sql, "/query-stream", {"sql": f"SELECT * FROM pt_id WHERE ID = {k};"}, accept="application/json")
+        assert r.json()[1:] == [[k, 10]], r.text
+    r = _http(sql, "/query-stream", {"sql": "SELECT * FROM pt_id WHERE ID = 40;"}, accept="application/json")
+    assert r.json()[1:] == []
+    r = _http(sql, "/query-stream", {"sql": "SELECT V, S FROM pt_v;"}, accept="application/json")
+    assert sorted(r.json()[1:]) == sorted([f"v{v}", sum(i for i in range(400) if i % 13 == v)] for v in range(13))
+    r = _http(sql, "/query-stream", {"sql": "SELECT ID, C FROM pt_id;"}, accept="application/json")
+    assert sorted(r.json()[1:]) == [[k, 10] for k in range(40)]
+
+
+def test_bench_pull(sql, node, weir_binary):
+    """`weir bench pull`: many pull queries at once over keep-alive
+    connections, each answered and counted; errors fail the run."""
+    sql.ksql("CREATE STREAM bp (ID INT KEY, V STRING) WITH (KAFKA_TOPIC='bp', VALUE_FORMAT='JSON', PARTITIONS=2);"
+             "CREATE TABLE bp_t AS SELECT V, COUNT(*) AS N FROM bp GROUP BY V;")
+    produce(node.bootstrap, "bp", [
+        {"key": {"int": i}, "value": {"V": f"k{i % 5}"}, "timestamp": 1000 + i} for i in range(20)])
+    qid = next(q["id"] for q in sql.ksql("SHOW QUERIES;")[1][0]["queries"] if q["sinks"] == ["BP_T"])
+    wait_caught_up(node.bootstrap, query_group("sqltest_", qid), ["bp"])
+
+    def bench(*args):
+        return subprocess.run([str(weir_binary), "bench", "pull", "--url", sql.url, "--json", *args],
+                              capture_output=True, text=True, timeout=120)
+
+    # Keys 0-4 exist, 5-9 do not: about half the answers have no row.
+    for endpoint in ("query-stream", "query"):
+        r = bench("--endpoint", endpoint, "--query", "SELECT * FROM bp_t WHERE V = 'k{key}';",
+                  "--keys", "10", "--queries", "400", "--concurrency", "20")
+        assert r.returncode == 0, r.stderr
+        rep = json.loads(r.stdout)
+        assert rep["queries"] == 400 and rep["errors"] == 0 and rep["latency"]["count"] == 400, rep
+        assert rep["rows"] == rep["with_rows"] and 100 < rep["with_rows"] < 300, rep
+    # Every key present: one row each.
+    r = bench("--query", "SELECT N FROM bp_t WHERE V = 'k{key}';", "--keys", "5", "--queries", "100",
+              "--concurrency", "100", "--rate", "500")
+    rep = json.loads(r.stdout)
+    assert r.returncode == 0 and rep["with_rows"] == 100 and rep["target_rate"] == 500, rep
+    # A statement the server refuses is an error, and the exit status says so.
+    r = bench("--query", "SELECT * FROM no_such_table WHERE V = 'k{key}';", "--queries", "10",
+              "--concurrency", "2")
+    assert r.returncode == 1, r.stdout
+    rep = json.loads(r.stdout)
+    assert rep["errors"] == 10 and "NO_SUCH_TABLE" in rep["first_error"], rep
 
 
 def test_push_query_sees_new_rows_and_closes(sql, node):
@@ -673,6 +1071,30 @@ def test_decimal_through_every_format(sql, node):
     assert r.json()[1:] == [[None, 333.33]], r.text
 
 
+def test_json_decimals_keep_their_digits(sql, node):
+    """DECIMAL columns in JSON are read from the number's text and written
+    as numbers with their scale, as ksqlDB does: values a double would
+    round come back digit for digit (records compared by bytes)."""
+    sql.ksql("CREATE STREAM jdec (ID INT KEY, D DECIMAL(20, 2), F DECIMAL(38, 20))"
+             " WITH (KAFKA_TOPIC='jdec', VALUE_FORMAT='JSON', PARTITIONS=1);"
+             "CREATE STREAM jdec_out AS SELECT ID, D, D + 0.01 AS E, F FROM jdec;")
+    qid = next(q["id"] for q in sql.ksql("SHOW QUERIES;")[1][0]["queries"] if q["sinks"] == ["JDEC_OUT"])
+    produce(node.bootstrap, "jdec", [
+        {"key": {"int": 1}, "value": '{"D":12345678901234567.89,"F":0.12345678901234567891}', "timestamp": 1},
+        {"key": {"int": 2}, "value": '{"D":"99999999999999999.98","F":1.5E-19}', "timestamp": 2},
+        {"key": {"int": 3}, "value": '{"D":1.1,"F":-7}', "timestamp": 3},
+    ])
+    wait_caught_up(node.bootstrap, query_group("sqltest_", qid), ["jdec"])
+    got = [(r["key"], r["value"].decode()) for r in read_all(node.bootstrap, "JDEC_OUT")]
+    assert got == [
+        (key_bytes({"int": 1}),
+         '{"D":12345678901234567.89,"E":12345678901234567.90,"F":0.12345678901234567891}'),
+        (key_bytes({"int": 2}),
+         '{"D":99999999999999999.98,"E":99999999999999999.99,"F":0.00000000000000000015}'),
+        (key_bytes({"int": 3}), '{"D":1.10,"E":1.11,"F":-7.00000000000000000000}'),
+    ], got
+
+
 def test_info_healthcheck(sql):
     status, info = sql.get("/info")
     assert status == 200 and info["KsqlServerInfo"]["ksqlServiceId"] == "sqltest_"
@@ -794,37 +1216,69 @@ def test_table_join_chain_state_survives_kill9(node, weir_binary, _broker_root):
         s.kill()
 
 
+def _query_threads(s: SqlServer) -> list[str]:
+    """Names of the server's query threads with several threads per query
+    (`q<thread>-<query id>`, cut to 15 bytes by the OS)."""
+    names = []
+    for comm in Path(f"/proc/{s.proc.pid}/task").glob("*/comm"):
+        try:
+            names.append(comm.read_text().strip())
+        except OSError:
+            pass  # the thread ended meanwhile
+    return sorted(n for n in names if n[:1] == "q" and n[1:2].isdigit())
+
+
 def _kill_test(node, weir_binary, root, service: str, setup: list[str], inputs: dict, query: str,
-               sink: str, sources: list[str]):
-    s = SqlServer(weir_binary, root, node.bootstrap, service_id=service).start()
+               sink: str, sources: list[str], ordered: bool = True, props: dict | None = None,
+               check=None, threads: int = 1, extra: tuple = ()):
+    """`check(got, expected)` compares the outputs (default: record by
+    record, or as sets when not `ordered`); with `threads` > 1, each query
+    (the reference and the killed one) is checked to run on that many
+    threads before every kill. `extra`: the server's arguments."""
+    s = SqlServer(weir_binary, root, node.bootstrap, *extra, service_id=service).start()
     try:
         for stmt in setup:
             s.ksql(stmt)
         for topic, records in inputs.items():
             produce(node.bootstrap, topic, records)
         # Reference: an uninterrupted run.
-        ref = s.ksql(query.format(sink=sink + "_REF"))[1][0]["commandStatus"]["queryId"]
+        ref = s.ksql(query.format(sink=sink + "_REF"), props)[1][0]["commandStatus"]["queryId"]
         wait_caught_up(node.bootstrap, query_group(service, ref), sources, timeout=120)
         expected = read_all(node.bootstrap, sink + "_REF")
         # The same query, killed with kill -9 at random points and restarted.
-        qid = s.ksql(query.format(sink=sink))[1][0]["commandStatus"]["queryId"]
+        qid = s.ksql(query.format(sink=sink), props)[1][0]["commandStatus"]["queryId"]
         # Kill when the output's end offset passes random points of the
         # expected output (transaction markers count too), three times.
         rnd = random.Random(14)
         points = sorted(rnd.uniform(0.1, 0.9) * len(expected) for _ in range(3))
         seen = []
+        # Records a killed run wrote but never committed count in the end
+        # offsets too: after a restart, the next kill also waits for 5 % of
+        # the output written anew, so every kill lands mid-stream, not
+        # during the restart.
+        last_end = 0
         c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "kill9-watch"})
         try:
             for point in points:
-                deadline = time.monotonic() + 60
-                while time.monotonic() < deadline:
+                # (Or once the output holds every record and stopped
+                # growing for 3 s: the query has written everything.)
+                deadline, grown, end = time.monotonic() + 60, time.monotonic(), -1
+                while time.monotonic() < deadline and (
+                        end < len(expected) or time.monotonic() - grown < 3):
                     md = c.list_topics(sink, timeout=10).topics.get(sink)
                     if md and md.partitions:
-                        end = sum(c.get_watermark_offsets(TopicPartition(sink, p), timeout=10)[1]
+                        now = sum(c.get_watermark_offsets(TopicPartition(sink, p), timeout=10)[1]
                                   for p in md.partitions)
-                        if end >= point:
+                        if now != end:
+                            end, grown = now, time.monotonic()
+                        if end >= max(point, last_end + 0.05 * len(expected)):
                             break
                     time.sleep(0.01)
+                last_end = max(end, 0)
+                if threads > 1:
+                    names = _query_threads(s)
+                    assert sorted({n.split("-")[0] for n in names}) == [f"q{i}" for i in range(threads)], names
+                    assert len(names) == 2 * threads, names
                 s.kill()
                 seen.append(len(read_all(node.bootstrap, sink)))
                 s.start()
@@ -833,9 +1287,19 @@ def _kill_test(node, weir_binary, root, service: str, setup: list[str], inputs: 
         print(f"committed output records at each kill: {seen} of {len(expected)}")
         wait_caught_up(node.bootstrap, query_group(service, qid), sources, timeout=120)
         got = read_all(node.bootstrap, sink)
-        strip = lambda rs: [(r["partition"], r["key"], r["value"], r["timestamp"]) for r in rs]  # noqa: E731
-        assert strip(got) == strip(expected), f"{len(got)} records after kills, {len(expected)} uninterrupted"
         assert len(expected) > 0
+        if check is not None:
+            check(got, expected)
+            return
+        strip = lambda rs: [(r["partition"], r["key"], r["value"], r["timestamp"]) for r in rs]  # noqa: E731
+        if ordered:
+            assert strip(got) == strip(expected), f"{len(got)} records after kills, {len(expected)} uninterrupted"
+        else:
+            # Several partitions merge in whatever order their fetches
+            # return: the same records (no duplicate, no gap), each on the
+            # same partition.
+            assert sorted(strip(got)) == sorted(strip(expected)), \
+                f"{len(got)} records after kills, {len(expected)} uninterrupted"
     finally:
         s.kill()
 
@@ -861,6 +1325,147 @@ def test_kill9_stream_table_join_is_exactly_once(node, weir_binary, _broker_root
                {"ku": users, "ko": orders},
                "CREATE STREAM {sink} AS SELECT O.UID, O.OID, O.AMT, U.NAME FROM ko O LEFT JOIN ku U ON O.UID = U.ID;",
                "KJ_OUT", ["ku", "ko"])
+
+
+PARALLEL = {"auto.offset.reset": "earliest", "ksql.streams.num.stream.threads": "2"}
+
+
+def test_kill9_parallel_windowed_aggregation_is_exactly_once(node, weir_binary, _broker_root):
+    """A windowed count over a 4-partition stream, re-keyed through the
+    repartition topic, run as 4 tasks on 2 threads (each with its own
+    transactional producer), killed with kill -9 three times mid-stream.
+    The threads interleave their re-keyed rows differently in every run, so
+    running sums may differ from the uninterrupted run's; what exactly once
+    fixes is checked: every (key, window)'s counts in the output are 1, 2,
+    ..., n in order with no repeat or gap, n is the number of its input
+    records, and the last row of each (key, window) equals the
+    uninterrupted run's."""
+    records = [{"key": {"int": i}, "value": {"K": f"k{i % 50}", "V": i}, "timestamp": 1_000_000 + i * 37}
+               for i in range(40_000)]
+    want: dict[tuple, int] = {}
+    for r in records:
+        start = (r["timestamp"] // 10_000) * 10_000
+        want[(r["value"]["K"], start)] = want.get((r["value"]["K"], start), 0) + 1
+
+    def by_window(rows):
+        seqs: dict[tuple, list] = {}
+        for r in rows:
+            k = r["key"]
+            name, start = k[:-8].decode(), int.from_bytes(k[-8:], "big")
+            seqs.setdefault((r["partition"], name, start), []).append(json.loads(r["value"]))
+        return seqs
+
+    def check(got, expected):
+        seqs = by_window(got)
+        assert len(got) == len(records), f"{len(got)} rows for {len(records)} records"
+        assert {(k, s) for _, k, s in seqs} == set(want)
+        for (_, k, s), vals in seqs.items():
+            assert [v["C"] for v in vals] == list(range(1, want[(k, s)] + 1)), (k, s)
+        # One partition per key: every key's windows are written by one task.
+        assert len({(k, s) for _, k, s in seqs}) == len(seqs)
+        last = {w: vals[-1] for w, vals in seqs.items()}
+        assert last == {w: vals[-1] for w, vals in by_window(expected).items()}
+
+    _kill_test(node, weir_binary, _broker_root, "kpwin_",
+               ["CREATE STREAM kpw (ID INT KEY, K STRING, V INT) WITH (KAFKA_TOPIC='kpw', VALUE_FORMAT='JSON', PARTITIONS=4);"],
+               {"kpw": records},
+               "CREATE TABLE {sink} AS SELECT K, COUNT(*) AS C, SUM(V) AS S FROM kpw "
+               "WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 1 HOUR) GROUP BY K;",
+               "KPW_OUT", ["kpw"], props=PARALLEL, check=check, threads=2)
+
+
+def test_kill9_parallel_stream_table_join_is_exactly_once(node, weir_binary, _broker_root):
+    """A stream–table join on the key over 4 co-partitioned partitions, 4
+    tasks on 2 threads, killed with kill -9 three times mid-stream: the
+    output (each key on the partition of its task) equals the uninterrupted
+    run's record by record."""
+    users = [{"key": {"int": u}, "value": {"NAME": f"user{u}"}, "timestamp": u} for u in range(200)]
+    orders = [{"key": {"int": i % 250}, "value": {"OID": i, "AMT": i}, "timestamp": 10_000 + i}
+              for i in range(40_000)]
+    _kill_test(node, weir_binary, _broker_root, "kpjoin_",
+               ["CREATE TABLE kpu (ID INT PRIMARY KEY, NAME STRING) WITH (KAFKA_TOPIC='kpu', VALUE_FORMAT='JSON', PARTITIONS=4);",
+                "CREATE STREAM kpo (UID INT KEY, OID INT, AMT INT) WITH (KAFKA_TOPIC='kpo', VALUE_FORMAT='JSON', PARTITIONS=4);"],
+               {"kpu": users, "kpo": orders},
+               "CREATE STREAM {sink} AS SELECT O.UID, O.OID, O.AMT, U.NAME FROM kpo O LEFT JOIN kpu U ON O.UID = U.ID;",
+               "KPJ_OUT", ["kpu", "kpo"], props=PARALLEL, threads=2)
+
+
+def test_kill9_repartitioned_join_over_partitions_is_exactly_once(node, weir_binary, _broker_root):
+    """The benchmark's join shape over multi-partition topics: the orders
+    are re-keyed by user through the Join-repartition topic, killed with
+    kill -9 at random points; every order joined exactly once."""
+    users = [{"key": {"string": f"u{u}"}, "value": {"NAME": f"user{u}"}, "timestamp": u} for u in range(200)]
+    orders = [{"key": {"string": f"o{i}"}, "value": {"ID": i, "USER": f"u{i % 250}", "AMOUNT": i * 0.5},
+               "timestamp": 10_000 + i} for i in range(40_000)]
+    _kill_test(node, weir_binary, _broker_root, "kjrp_",
+               ["CREATE TABLE kru (ID STRING PRIMARY KEY, NAME STRING) WITH (KAFKA_TOPIC='kru', VALUE_FORMAT='JSON', PARTITIONS=3);",
+                "CREATE STREAM kro (K STRING KEY, ID BIGINT, USER STRING, AMOUNT DOUBLE) WITH (KAFKA_TOPIC='kro', VALUE_FORMAT='JSON', PARTITIONS=4);"],
+               {"kru": users, "kro": orders},
+               "CREATE STREAM {sink} AS SELECT O.USER, O.ID, O.AMOUNT, U.NAME FROM kro O LEFT JOIN kru U ON O.USER = U.ID;",
+               "KRP_OUT", ["kru", "kro"], ordered=False,
+               # Short transactions, so the kills fall between them.
+               extra=("--set", "ksql.streams.commit.interval.ms=200"))
+
+
+@pytest.mark.xfail(strict=False, reason="known bug: on a loaded machine the restarted query's right side can "
+                   "wait for ever on re-keyed rows it counted and never reads back (see the notes of issue 14); "
+                   "it runs and reports XPASS when it passes")
+def test_kill9_repartitioned_stream_stream_join_is_exactly_once(node, weir_binary, _broker_root):
+    """A stream-stream join re-keying its left side through
+    Join-left-repartition, killed with kill -9 at random points: the window
+    store restores from its changelog (rows named by their repartition
+    records) and every pair within the window is joined exactly once."""
+    rights = [{"key": {"int": r}, "value": {"B": f"b{r}"}, "timestamp": 10_000 + r * 500} for r in range(200)]
+    lefts = [{"key": {"int": i}, "value": {"A": f"a{i}", "RID": i % 200}, "timestamp": 10_000 + i * 5}
+             for i in range(60_000)]
+    _kill_test(node, weir_binary, _broker_root, "kssj_",
+               ["CREATE STREAM kssr (ID INT KEY, B STRING) WITH (KAFKA_TOPIC='kssr', VALUE_FORMAT='JSON', PARTITIONS=3);",
+                "CREATE STREAM kssl (ID INT KEY, A STRING, RID INT) WITH (KAFKA_TOPIC='kssl', VALUE_FORMAT='JSON', PARTITIONS=2);"],
+               {"kssr": rights, "kssl": lefts},
+               "CREATE STREAM {sink} AS SELECT L.RID, L.A, R.B FROM kssl L JOIN kssr R WITHIN 5 SECONDS ON L.RID = R.ID;",
+               "KSSJ_OUT", ["kssr", "kssl"], ordered=False,
+               # Short transactions, so the kills fall between them.
+               extra=("--set", "ksql.streams.commit.interval.ms=200"))
+
+
+def test_queries_logged_before_tasks_keep_one_task(node, weir_binary, _broker_root):
+    """A persistent query whose logged statement carries no thread count
+    (as a server before queries had tasks logged it) runs as one task on
+    one thread after a restart: its changelog's records were placed by the
+    producer's partitioner, not by task. A new query over the same
+    4-partition stream logs its thread count and runs on 4 threads; both
+    tables answer the same counts."""
+    from confluent_kafka import Producer
+    svc = "legacy_"
+    s = SqlServer(weir_binary, _broker_root, node.bootstrap, service_id=svc).start()
+    try:
+        s.ksql("CREATE STREAM lg (ID INT KEY, V STRING) WITH (KAFKA_TOPIC='lg', VALUE_FORMAT='JSON', PARTITIONS=4);")
+        produce(node.bootstrap, "lg", [{"key": {"int": i}, "value": {"V": f"v{i % 7}"}, "timestamp": 1000 + i}
+                                       for i in range(700)])
+        p = Producer({"bootstrap.servers": node.bootstrap})
+        p.produce(f"_confluent-ksql-{svc}_command_topic", partition=0, key=b"table/LG_OLD/create",
+                  value=json.dumps({"statement": "CREATE TABLE LG_OLD AS SELECT V, COUNT(*) AS C FROM lg GROUP BY V;",
+                                    "streamsProperties": {"auto.offset.reset": "earliest"},
+                                    "originalProperties": {}}).encode())
+        assert p.flush(30) == 0
+        s.kill()
+        s.start()
+        s.ksql("CREATE TABLE LG_NEW AS SELECT V, COUNT(*) AS C FROM lg GROUP BY V;")
+        for q in s.ksql("SHOW QUERIES;")[1][0]["queries"]:
+            wait_caught_up(node.bootstrap, query_group(svc, q["id"]), ["lg"])
+        names = []
+        for comm in Path(f"/proc/{s.proc.pid}/task").glob("*/comm"):
+            try:
+                names.append(comm.read_text().strip())
+            except OSError:
+                pass
+        assert sorted(n for n in names if "CTAS_LG_O" in n) == ["query-CTAS_LG_O"], names
+        assert sorted(n.split("-")[0] for n in names if "CTAS_LG_N" in n) == ["q0", "q1", "q2", "q3"], names
+        for table in ("LG_OLD", "LG_NEW"):
+            r = _http(s, "/query-stream", {"sql": f"SELECT V, C FROM {table};"}, accept="application/json")
+            assert sorted(r.json()[1:]) == [[f"v{v}", 100] for v in range(7)], (table, r.text)
+    finally:
+        s.kill()
 
 
 def test_embedded_in_weir_serve(broker_factory):

@@ -61,6 +61,7 @@ fn connect_json() -> &'static JsonReadSchema {
               "d":{"type":"number","title":"org.apache.kafka.connect.data.Decimal","connect.type":"bytes","connect.parameters":{"scale":"3"}},
               "e":{"oneOf":[{"type":"string"},{"type":"boolean"}]}}}"#,
             &[],
+            false,
         )
         .expect("Connect JSON schema")
     })
@@ -119,8 +120,11 @@ fuzz_target!(|data: &[u8]| {
         }
         6 => {
             if let Ok(text) = std::str::from_utf8(rest) {
-                if let Ok(r) = JsonReadSchema::parse(text, &[]) {
-                    let _ = json_schema_text(r.connect());
+                // Both readings of properties left out of `required`.
+                for optional_for_nonrequired in [false, true] {
+                    if let Ok(r) = JsonReadSchema::parse(text, &[], optional_for_nonrequired) {
+                        let _ = json_schema_text(r.connect());
+                    }
                 }
             }
         }

@@ -118,42 +118,22 @@ pub fn supported_versions(api: ApiKey) -> Option<VersionRange> {
         .map(|&(_, min, max)| VersionRange { min, max })
 }
 
-/// What cluster mode does not serve yet: the group, share and
-/// transaction coordinators and producer ids (idempotence), which need
-/// their state in PostgreSQL. Not advertised there; FindCoordinator and
-/// InitProducerId answer COORDINATOR_NOT_AVAILABLE and UNSUPPORTED_VERSION.
+/// What cluster mode does not serve yet: the share coordinator, which
+/// needs its state under leases like the group and transaction
+/// coordinators'; and WriteTxnMarkers, since the transaction coordinator
+/// writes its markers through the shared engine itself. Not advertised
+/// there.
 pub fn served_in_cluster(api: ApiKey) -> bool {
     !matches!(
         api,
-        ApiKey::FindCoordinator
-            | ApiKey::JoinGroup
-            | ApiKey::SyncGroup
-            | ApiKey::Heartbeat
-            | ApiKey::LeaveGroup
-            | ApiKey::OffsetCommit
-            | ApiKey::OffsetFetch
-            | ApiKey::DescribeGroups
-            | ApiKey::ListGroups
-            | ApiKey::DeleteGroups
-            | ApiKey::OffsetDelete
-            | ApiKey::ConsumerGroupHeartbeat
-            | ApiKey::ConsumerGroupDescribe
-            | ApiKey::ShareGroupHeartbeat
+        ApiKey::ShareGroupHeartbeat
             | ApiKey::ShareGroupDescribe
             | ApiKey::ShareFetch
             | ApiKey::ShareAcknowledge
             | ApiKey::DescribeShareGroupOffsets
             | ApiKey::AlterShareGroupOffsets
             | ApiKey::DeleteShareGroupOffsets
-            | ApiKey::InitProducerId
-            | ApiKey::AddPartitionsToTxn
-            | ApiKey::AddOffsetsToTxn
-            | ApiKey::EndTxn
             | ApiKey::WriteTxnMarkers
-            | ApiKey::TxnOffsetCommit
-            | ApiKey::DescribeTransactions
-            | ApiKey::ListTransactions
-            | ApiKey::DescribeProducers
     )
 }
 

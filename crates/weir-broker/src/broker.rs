@@ -40,7 +40,18 @@ fn follow_shared_catalog(
                 () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
             }
             let t = topics.clone();
-            match tokio::task::spawn_blocking(move || t.sync_shared()).await {
+            let synced = move || -> Result<(), crate::BrokerError> {
+                t.sync_shared()?;
+                // Every partition open, with its config: the engine's
+                // background jobs (retention, compaction) run on whichever
+                // broker holds their lease, for partitions this broker may
+                // never have served. Opening is once per partition.
+                for topic in t.topics() {
+                    topic.logs().for_each(drop);
+                }
+                Ok(())
+            };
+            match tokio::task::spawn_blocking(synced).await {
                 Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the cluster catalog"),
                 Err(e) => tracing::warn!(error = %e, "cluster catalog reader failed"),
                 Ok(Ok(())) => {}
@@ -110,18 +121,54 @@ impl Broker {
             topics.clone(),
             config.clock.clone(),
         ));
+        let mut txn_config = txn_settings(&settings);
+        if topics.shared().is_some() {
+            // Transaction version 2 has produce requests add partitions to
+            // a transaction at whichever broker takes them, which brokers
+            // of a cluster cannot do without asking the coordinator;
+            // clients at version 1 send AddPartitionsToTxn to it instead.
+            txn_config.coordinator.transaction_version =
+                txn_config.coordinator.transaction_version.min(1);
+        }
         let txns = Arc::new(Transactions::new(
-            txn_settings(&settings),
+            txn_config,
             log,
             topics.clone(),
             groups.clone(),
             config.clock.clone(),
         ));
-        groups
-            .load(settings.get("offsets.topic.segment.bytes"))
-            .await?;
-        txns.load(settings.get("transaction.state.log.segment.bytes"))
-            .await?;
+        // In a cluster, each broker serves the groups of the partitions
+        // whose leases it holds, loaded when it takes them.
+        let group_leases = match topics.shared() {
+            Some(shared) => {
+                let n = groups
+                    .prepare(settings.get("offsets.topic.segment.bytes"))
+                    .await?;
+                groups.join_cluster(shared.clone());
+                shared.lead_coordinators(crate::group_store::OFFSETS_TOPIC, n)
+            }
+            None => {
+                groups
+                    .load(settings.get("offsets.topic.segment.bytes"))
+                    .await?;
+                None
+            }
+        };
+        // The same for transactional ids and `__transaction_state`.
+        let txn_leases = match topics.shared() {
+            Some(shared) => {
+                let n = txns
+                    .prepare(settings.get("transaction.state.log.segment.bytes"))
+                    .await?;
+                txns.join_cluster(shared.clone());
+                shared.lead_coordinators(crate::txn_store::TXN_TOPIC, n)
+            }
+            None => {
+                txns.load(settings.get("transaction.state.log.segment.bytes"))
+                    .await?;
+                None
+            }
+        };
         let shares = Arc::new(crate::shares::Shares::new(
             crate::shares::ShareSettings::from_broker(&settings)?,
             topics.clone(),
@@ -137,6 +184,12 @@ impl Broker {
         if let Some(shared) = topics.shared() {
             node.join_cluster(shared.clone());
             follow_shared_catalog(topics.clone(), shared, node.stopping());
+        }
+        if let Some(held) = group_leases {
+            crate::leases::follow(groups.clone(), held, node.stopping());
+        }
+        if let Some(held) = txn_leases {
+            crate::leases::follow(txns.clone(), held, node.stopping());
         }
         let security = Security::open(
             topics.clone(),

@@ -540,6 +540,13 @@ impl ConsumerGroups {
             .collect()
     }
 
+    /// Forgets a group whatever its members (cluster mode: its
+    /// coordinator moved to another broker).
+    pub fn forget(&mut self, group_id: &str) {
+        self.groups.remove(group_id);
+        self.overrides.remove(group_id);
+    }
+
     /// Subscribed topic names of a group.
     pub fn subscribed_topics(&self, group_id: &str) -> Vec<String> {
         let mut v: Vec<String> = self

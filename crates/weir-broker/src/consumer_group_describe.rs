@@ -72,6 +72,9 @@ pub fn handle(
             if !security.authorize(session, AclOperation::Describe, ResourceType::Group, &id) {
                 return out.with_error_code(ResponseError::GroupAuthorizationFailed.code());
             }
+            if !groups.owns(&id) {
+                return out.with_error_code(ResponseError::NotCoordinator.code());
+            }
             let out = if include_ops {
                 out.with_authorized_operations(security.authorized_operations(
                     session,

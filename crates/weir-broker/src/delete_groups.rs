@@ -32,6 +32,8 @@ pub fn handle(
             let code =
                 if !security.authorize(session, AclOperation::Delete, ResourceType::Group, &g) {
                     kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code()
+                } else if !groups.owns(&g) && !shares.contains(&g) {
+                    kafka_protocol::error::ResponseError::NotCoordinator.code()
                 } else if shares.contains(&g) {
                     match shares.delete_group(&g) {
                         Ok(w) => {

@@ -35,6 +35,12 @@ pub fn handle(
                     .with_error_code(ResponseError::GroupAuthorizationFailed.code())
                     .with_authorized_operations(i32::MIN);
             }
+            if !groups.owns(&id) && !shares.contains(&id) {
+                return DescribedGroup::default()
+                    .with_group_id(id)
+                    .with_error_code(ResponseError::NotCoordinator.code())
+                    .with_authorized_operations(i32::MIN);
+            }
             let ops = if include_ops {
                 security.authorized_operations(session, ResourceType::Group, &id)
             } else {

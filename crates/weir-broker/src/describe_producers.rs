@@ -7,6 +7,7 @@ use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
 };
 use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
+use kafka_protocol::protocol::StrBytes;
 
 use crate::context::RequestContext;
 use crate::security::Security;
@@ -41,7 +42,17 @@ pub fn handle(
                     let Some(log) = topic.as_ref().and_then(|x| x.partition(p)) else {
                         return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    let mut producers = log.producers();
+                    let mut producers = match log.producers() {
+                        Ok(p) => p,
+                        // Cluster mode keeps them in PostgreSQL, which
+                        // may be out of reach for a moment.
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot read the partition's producers");
+                            return resp
+                                .with_error_code(ResponseError::KafkaStorageError.code())
+                                .with_error_message(Some(StrBytes::from_string(e.to_string())));
+                        }
+                    };
                     producers.sort_by_key(|(id, _)| *id);
                     resp.with_active_producers(
                         producers

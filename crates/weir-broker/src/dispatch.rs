@@ -66,19 +66,6 @@ impl Broker {
             RequestKind::ApiVersions(r) => Reply::Ready(ResponseKind::ApiVersions(
                 crate::api_versions::handle(&r, v, txns.transaction_version(), node.in_cluster()),
             )),
-            // Cluster mode has no group or transaction coordinator yet:
-            // those APIs are not advertised, and a client that looks for
-            // a coordinator anyway is told none is available.
-            RequestKind::FindCoordinator(r) if node.in_cluster() => Reply::Ready(
-                ResponseKind::FindCoordinator(crate::find_coordinator::unavailable(&ctx, r)),
-            ),
-            RequestKind::InitProducerId(_) if node.in_cluster() => {
-                Reply::Ready(ResponseKind::InitProducerId(
-                    kafka_protocol::messages::InitProducerIdResponse::default().with_error_code(
-                        kafka_protocol::error::ResponseError::UnsupportedVersion.code(),
-                    ),
-                ))
-            }
             RequestKind::Metadata(r) => Reply::Ready(ResponseKind::Metadata(
                 crate::metadata::handle(topics, security, node, &ctx, r),
             )),
@@ -114,9 +101,14 @@ impl Broker {
                 }))
             }
             RequestKind::OffsetForLeaderEpoch(r) => {
-                Reply::Ready(ResponseKind::OffsetForLeaderEpoch(
-                    crate::offset_for_leader_epoch::handle(topics, security, &ctx, r),
-                ))
+                let (topics, security) = (topics.clone(), security.clone());
+                let session = session.clone();
+                Reply::Later(Box::pin(async move {
+                    ResponseKind::OffsetForLeaderEpoch(
+                        crate::offset_for_leader_epoch::handle(&topics, &security, &session, r)
+                            .await,
+                    )
+                }))
             }
             RequestKind::CreateTopics(r) => Reply::Ready(ResponseKind::CreateTopics(
                 crate::create_topics::handle(topics, security, node, &ctx, r),
@@ -159,7 +151,7 @@ impl Broker {
                 }))
             }
             RequestKind::FindCoordinator(r) => Reply::Ready(ResponseKind::FindCoordinator(
-                crate::find_coordinator::handle(security, node, &ctx, r),
+                crate::find_coordinator::handle(security, node, groups, txns, &ctx, r),
             )),
             RequestKind::JoinGroup(r) => {
                 crate::join_group::handle(groups, shares, security, &ctx, r)

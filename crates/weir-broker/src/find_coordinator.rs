@@ -1,4 +1,6 @@
-//! FindCoordinator: this node coordinates every group and transaction.
+//! FindCoordinator: on one node, this node coordinates every group and
+//! transaction; in a cluster, the holder of the coordinator lease of the
+//! group's or transactional id's partition.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -6,32 +8,63 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 
 use crate::context::RequestContext;
+use crate::group_store::OFFSETS_TOPIC;
+use crate::groups::Groups;
 use crate::node::Node;
 use crate::security::Security;
+use crate::transactions::Transactions;
+use crate::txn_store::TXN_TOPIC;
 use weir_auth::acl::{AclOperation, ResourceType};
 
 const KEY_GROUP: i8 = 0;
 const KEY_TRANSACTION: i8 = 1;
 
 /// Answers a FindCoordinator request (one key before v4, a batch after).
+/// On one node this node coordinates everything; in a cluster a group's
+/// coordinator is the broker holding its `__consumer_offsets`
+/// partition's lease, a transactional id's the one holding its
+/// `__transaction_state` partition's.
 pub fn handle(
     security: &Security,
     node: &Node,
+    groups: &Groups,
+    txns: &Transactions,
     ctx: &RequestContext<'_>,
     req: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     let (version, session) = (ctx.version, ctx.session);
     let (host, port) = node.advertised();
-    let answer = |key: &StrBytes| -> (i16, Option<String>) {
+    let here = || Ok((node.id, host.to_string(), port));
+    // Where a coordinator is in a cluster: the holder of the partition's
+    // lease, if it is live (a dead holder's lease runs out, then another
+    // takes it).
+    let locate = |topic: &str, p: i32| -> Result<(i32, String, i32), (i16, Option<String>)> {
+        let Some(cluster) = node.cluster() else {
+            return here();
+        };
+        let unavailable = || {
+            (
+                ResponseError::CoordinatorNotAvailable.code(),
+                Some(format!("no live broker holds {topic}-{p} now")),
+            )
+        };
+        let holder = cluster.coordinator_of(topic, p).ok_or_else(unavailable)?;
+        node.brokers()
+            .into_iter()
+            .find(|b| b.node_id == holder)
+            .map(|b| (b.node_id, b.host, b.port))
+            .ok_or_else(unavailable)
+    };
+    let answer = |key: &StrBytes| -> Result<(i32, String, i32), (i16, Option<String>)> {
         match req.key_type {
-            KEY_GROUP if key.is_empty() => (
+            KEY_GROUP if key.is_empty() => Err((
                 ResponseError::InvalidGroupId.code(),
                 Some("group id is empty".into()),
-            ),
-            KEY_TRANSACTION if key.is_empty() => (
+            )),
+            KEY_TRANSACTION if key.is_empty() => Err((
                 ResponseError::InvalidRequest.code(),
                 Some("transactional id is empty".into()),
-            ),
+            )),
             // Kafka: DESCRIBE on the group or transactional id.
             KEY_GROUP
                 if !security.authorize(
@@ -41,7 +74,7 @@ pub fn handle(
                     key,
                 ) =>
             {
-                (ResponseError::GroupAuthorizationFailed.code(), None)
+                Err((ResponseError::GroupAuthorizationFailed.code(), None))
             }
             KEY_TRANSACTION
                 if !security.authorize(
@@ -51,91 +84,56 @@ pub fn handle(
                     key,
                 ) =>
             {
-                (
+                Err((
                     ResponseError::TransactionalIdAuthorizationFailed.code(),
                     None,
-                )
+                ))
             }
-            KEY_GROUP | KEY_TRANSACTION => (0, None),
+            KEY_GROUP => locate(OFFSETS_TOPIC, groups.offsets_partition(key)),
+            KEY_TRANSACTION => locate(TXN_TOPIC, txns.partition_of(key)),
             // Share groups come with their own issue.
-            other => (
+            other => Err((
                 ResponseError::CoordinatorNotAvailable.code(),
                 Some(format!("no coordinator for key type {other}")),
-            ),
+            )),
         }
     };
-    let node = BrokerId(node.id);
     if version >= 4 {
         let coordinators = req
             .coordinator_keys
             .iter()
             .map(|k| {
-                let (error, msg) = answer(k);
-                let c = Coordinator::default()
-                    .with_key(k.clone())
-                    .with_error_code(error)
-                    .with_error_message(msg.map(StrBytes::from_string));
-                if error == 0 {
-                    c.with_node_id(node)
-                        .with_host(StrBytes::from_string(host.to_string()))
-                        .with_port(port)
-                } else {
-                    c.with_node_id(BrokerId(-1)).with_port(-1)
+                let c = Coordinator::default().with_key(k.clone());
+                match answer(k) {
+                    Ok((id, host, port)) => c
+                        .with_node_id(BrokerId(id))
+                        .with_host(StrBytes::from_string(host))
+                        .with_port(port),
+                    Err((error, msg)) => c
+                        .with_error_code(error)
+                        .with_error_message(msg.map(StrBytes::from_string))
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1),
                 }
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let (error, msg) = answer(&req.key);
-    let resp = FindCoordinatorResponse::default().with_error_code(error);
-    let resp = if version >= 1 {
-        resp.with_error_message(msg.map(StrBytes::from_string))
-    } else {
-        resp
-    };
-    if error == 0 {
-        resp.with_node_id(node)
-            .with_host(StrBytes::from_string(host.to_string()))
-            .with_port(port)
-    } else {
-        resp.with_node_id(BrokerId(-1)).with_port(-1)
-    }
-}
-
-/// The answer in cluster mode, which has no coordinators yet:
-/// COORDINATOR_NOT_AVAILABLE for every key.
-pub fn unavailable(
-    ctx: &RequestContext<'_>,
-    req: FindCoordinatorRequest,
-) -> FindCoordinatorResponse {
-    let code = ResponseError::CoordinatorNotAvailable.code();
-    let msg = || {
-        Some(StrBytes::from_static_str(
-            "cluster mode has no group or transaction coordinator yet",
-        ))
-    };
-    if ctx.version >= 4 {
-        let coordinators = req
-            .coordinator_keys
-            .into_iter()
-            .map(|k| {
-                Coordinator::default()
-                    .with_key(k)
-                    .with_error_code(code)
-                    .with_error_message(msg())
-                    .with_node_id(BrokerId(-1))
-                    .with_port(-1)
-            })
-            .collect();
-        return FindCoordinatorResponse::default().with_coordinators(coordinators);
-    }
-    let resp = FindCoordinatorResponse::default()
-        .with_error_code(code)
-        .with_node_id(BrokerId(-1))
-        .with_port(-1);
-    if ctx.version >= 1 {
-        resp.with_error_message(msg())
-    } else {
-        resp
+    match answer(&req.key) {
+        Ok((id, host, port)) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(id))
+            .with_host(StrBytes::from_string(host))
+            .with_port(port),
+        Err((error, msg)) => {
+            let resp = FindCoordinatorResponse::default()
+                .with_error_code(error)
+                .with_node_id(BrokerId(-1))
+                .with_port(-1);
+            if version >= 1 {
+                resp.with_error_message(msg.map(StrBytes::from_string))
+            } else {
+                resp
+            }
+        }
     }
 }

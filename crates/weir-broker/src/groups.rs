@@ -9,7 +9,7 @@
 //! each completed rebalance. At start-up the topic is read back.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -56,7 +56,8 @@ struct Inner {
     /// TxnOffsetCommit offsets awaiting their transaction's end, by
     /// producer id then group.
     pending_txn: HashMap<i64, PendingOffsets>,
-    waiters: HashMap<Waiter, Waiting>,
+    /// Waiting JoinGroup and SyncGroup responses, with their group.
+    waiters: HashMap<Waiter, (String, Waiting)>,
     next_waiter: Waiter,
     last_expiry_check: i64,
 }
@@ -72,6 +73,13 @@ pub struct Groups {
     /// Topic metadata and high watermarks (commits, KIP-848 assignment, lag).
     topics: Arc<Topics>,
     clock: Clock,
+    /// Cluster mode: the coordinator leases, and the lease epoch at which
+    /// each `__consumer_offsets` partition held was loaded. A group is
+    /// served only while its partition's lease is held at that epoch.
+    cluster: OnceLock<Arc<dyn weir_log::SharedCatalog>>,
+    loaded: Mutex<HashMap<i32, i64>>,
+    /// Cluster mode: per loaded partition, the next offset its tail reads.
+    tails: Mutex<HashMap<i32, i64>>,
 }
 
 impl std::fmt::Debug for Groups {
@@ -133,6 +141,26 @@ pub(crate) fn topic_metas(topics: &Topics) -> BTreeMap<String, TopicMeta> {
         .collect()
 }
 
+fn answer_waiter(w: Waiting, code: ResponseError) {
+    match w {
+        Waiting::Join(tx) => {
+            let _ = tx.send(JoinResult::error(code, ""));
+        }
+        Waiting::Sync(tx) => {
+            let _ = tx.send(SyncResult {
+                error: code.code(),
+                protocol_type: None,
+                protocol_name: None,
+                assignment: Bytes::new(),
+            });
+        }
+    }
+}
+
+fn lock_map<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn finish_txn(inner: &mut Inner, producer_id: i64, commit: bool) {
     let Some(pending) = inner.pending_txn.remove(&producer_id) else {
         return;
@@ -145,6 +173,47 @@ fn finish_txn(inner: &mut Inner, producer_id: i64, commit: bool) {
         for (k, c) in offsets {
             entry.insert(k, c);
         }
+    }
+}
+
+/// Cluster mode: one entry another broker may have caused, read by a
+/// partition's tail: a transactional offset commit becomes pending, a
+/// marker ends its producer's pending offsets. Anything else was applied
+/// when this broker wrote it.
+fn apply_txn_entry(inner: &mut Inner, entry: Entry) {
+    match entry {
+        Entry::Marker {
+            producer_id,
+            commit,
+        } => finish_txn(inner, producer_id, commit),
+        Entry::Record {
+            key,
+            value,
+            transactional_producer: Some(pid),
+        } => {
+            if let Some(Key::Offset {
+                group,
+                topic,
+                partition,
+            }) = key.as_ref().and_then(group_store::decode_key)
+            {
+                let pending = inner
+                    .pending_txn
+                    .entry(pid)
+                    .or_default()
+                    .entry(group)
+                    .or_default();
+                match value.as_ref().and_then(group_store::decode_offset) {
+                    Some(c) => {
+                        pending.insert((topic, partition), c);
+                    }
+                    None => {
+                        pending.remove(&(topic, partition));
+                    }
+                }
+            }
+        }
+        Entry::Record { .. } => {}
     }
 }
 
@@ -164,6 +233,9 @@ impl Groups {
             topics,
             clock,
             settings,
+            cluster: OnceLock::new(),
+            loaded: Mutex::default(),
+            tails: Mutex::default(),
             inner: Mutex::new(Inner {
                 coord,
                 consumer,
@@ -204,18 +276,159 @@ impl Groups {
     /// Creates `__consumer_offsets` if missing (compacted, with
     /// `segment_bytes` segments) and reads it back.
     pub async fn load(&self, segment_bytes: String) -> Result<(), BrokerError> {
-        let configs = BTreeMap::from([
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            ("segment.bytes".to_string(), segment_bytes),
-        ]);
-        let partitions = self
-            .log
-            .ensure_topic(OFFSETS_TOPIC, self.settings.offsets_partitions, configs)
-            .await?;
+        let partitions = self.prepare(segment_bytes).await?;
         let mut entries = Vec::new();
         for p in 0..partitions {
             entries.extend(self.log.read(OFFSETS_TOPIC, p).await?);
         }
+        self.apply_entries(entries);
+        Ok(())
+    }
+
+    /// Creates `__consumer_offsets` if missing; answers its partition
+    /// count.
+    pub async fn prepare(&self, segment_bytes: String) -> Result<i32, BrokerError> {
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), segment_bytes),
+        ]);
+        self.log
+            .ensure_topic(OFFSETS_TOPIC, self.settings.offsets_partitions, configs)
+            .await
+    }
+
+    /// Cluster mode: groups are served by the broker holding their
+    /// `__consumer_offsets` partition's lease ([`Groups::load_partition`]
+    /// and [`Groups::drop_partition`] follow the leases).
+    pub fn join_cluster(&self, cluster: Arc<dyn weir_log::SharedCatalog>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// Whether this broker coordinates `group_id` now: always on one
+    /// node; in a cluster, while it holds the lease of the group's
+    /// partition at the epoch it loaded the partition at.
+    pub fn owns(&self, group_id: &str) -> bool {
+        let Some(cluster) = self.cluster.get() else {
+            return true;
+        };
+        let p = self.offsets_partition(group_id);
+        let loaded = lock_map(&self.loaded).get(&p).copied();
+        loaded.is_some() && cluster.coordinator_epoch(OFFSETS_TOPIC, p) == loaded
+    }
+
+    /// Cluster mode: this broker took the lease of partition `p` at
+    /// `epoch`; reads the partition's groups and offsets back (as Kafka's
+    /// coordinator does on election) and serves them from then on.
+    pub async fn load_partition(&self, p: i32, epoch: i64) -> Result<(), BrokerError> {
+        self.drop_partition(p);
+        let log = self.offsets_log(p)?;
+        let entries = crate::internal_log::read_from(&*log, OFFSETS_TOPIC, 0).await?;
+        let next = entries
+            .last()
+            .map_or(log.offsets().log_start, |(o, _)| o + 1);
+        self.apply_entries(entries.into_iter().map(|(_, e)| e).collect());
+        lock_map(&self.tails).insert(p, next);
+        lock_map(&self.loaded).insert(p, epoch);
+        Ok(())
+    }
+
+    fn offsets_log(&self, p: i32) -> Result<Arc<dyn weir_log::PartitionLog>, BrokerError> {
+        self.topics
+            .topic(OFFSETS_TOPIC)
+            .and_then(|t| t.partition(p).cloned())
+            .ok_or_else(|| BrokerError::Internal(format!("{OFFSETS_TOPIC}-{p} is missing")))
+    }
+
+    /// Cluster mode: follows a loaded partition's log for what other
+    /// brokers write to it, the transaction coordinators' markers, and
+    /// applies in log order the transactional offset commits and the
+    /// markers that end them, until the partition is dropped or loaded
+    /// again. Log order keeps a marker of an earlier transaction from
+    /// ending a later one's offsets.
+    fn tail(self: &Arc<Self>, p: i32, epoch: i64) {
+        let groups = self.clone();
+        tokio::spawn(async move {
+            let Ok(log) = groups.offsets_log(p) else {
+                return;
+            };
+            let mut end = log.subscribe();
+            loop {
+                let current = || lock_map(&groups.loaded).get(&p) == Some(&epoch);
+                if !current() {
+                    return;
+                }
+                let from = lock_map(&groups.tails).get(&p).copied().unwrap_or(0);
+                let mut retry = std::time::Duration::from_secs(1);
+                if log.offsets().log_end > from {
+                    match crate::internal_log::read_from(&*log, OFFSETS_TOPIC, from).await {
+                        Ok(entries) => {
+                            if let Some((last, _)) = entries.last() {
+                                let next = last + 1;
+                                let mut inner = groups.lock();
+                                if !current() {
+                                    return;
+                                }
+                                for (_, e) in entries {
+                                    apply_txn_entry(&mut inner, e);
+                                }
+                                drop(inner);
+                                lock_map(&groups.tails).insert(p, next);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, partition = p, "cannot follow consumer offsets");
+                            retry = std::time::Duration::from_millis(200);
+                        }
+                    }
+                }
+                tokio::select! {
+                    r = end.changed() => if r.is_err() { return },
+                    () = tokio::time::sleep(retry) => {}
+                }
+            }
+        });
+    }
+
+    /// Cluster mode: this broker no longer holds partition `p`'s lease;
+    /// forgets its groups (waiting joins and syncs get NOT_COORDINATOR
+    /// and the clients find the new coordinator).
+    pub fn drop_partition(&self, p: i32) {
+        lock_map(&self.loaded).remove(&p);
+        let mut inner = self.lock();
+        let mut ids: Vec<String> = inner.coord.list().into_iter().map(|g| g.0).collect();
+        ids.extend(inner.consumer.list().into_iter().map(|g| g.0));
+        ids.extend(inner.offsets.keys().cloned());
+        ids.extend(inner.pending_txn.values().flat_map(|g| g.keys().cloned()));
+        ids.retain(|g| self.offsets_partition(g) == p);
+        ids.sort();
+        ids.dedup();
+        for g in &ids {
+            inner.coord.forget(g);
+            inner.consumer.forget(g);
+            inner.offsets.remove(g);
+            for pending in inner.pending_txn.values_mut() {
+                pending.remove(g);
+            }
+        }
+        inner.pending_txn.retain(|_, g| !g.is_empty());
+        let gone: Vec<Waiter> = inner
+            .waiters
+            .iter()
+            .filter(|(_, (g, _))| self.offsets_partition(g) == p)
+            .map(|(w, _)| *w)
+            .collect();
+        for w in gone {
+            if let Some((_, waiting)) = inner.waiters.remove(&w) {
+                answer_waiter(waiting, ResponseError::NotCoordinator);
+            }
+        }
+        if !ids.is_empty() {
+            info!(partition = p, groups = ids.len(), "coordinator moved away");
+        }
+    }
+
+    /// Applies records read from `__consumer_offsets`, in offset order.
+    fn apply_entries(&self, entries: Vec<Entry>) {
         let now = self.now_ms();
         let mut groups: HashMap<String, Option<Bytes>> = HashMap::new();
         let mut inner = self.lock();
@@ -288,19 +501,18 @@ impl Groups {
             groups = inner.coord.list().len(),
             "loaded consumer group state"
         );
-        Ok(())
     }
 
     fn apply(&self, inner: &mut Inner, fx: Effects) {
         for e in fx {
             match e {
                 Effect::Join(w, r) => {
-                    if let Some(Waiting::Join(tx)) = inner.waiters.remove(&w) {
+                    if let Some((_, Waiting::Join(tx))) = inner.waiters.remove(&w) {
                         let _ = tx.send(r);
                     }
                 }
                 Effect::Sync(w, r) => {
-                    if let Some(Waiting::Sync(tx)) = inner.waiters.remove(&w) {
+                    if let Some((_, Waiting::Sync(tx))) = inner.waiters.remove(&w) {
                         let _ = tx.send(r);
                     }
                 }
@@ -340,7 +552,9 @@ impl Groups {
         let mut inner = self.lock();
         inner.next_waiter += 1;
         let w = inner.next_waiter;
-        inner.waiters.insert(w, Waiting::Join(tx));
+        inner
+            .waiters
+            .insert(w, (req.group_id.clone(), Waiting::Join(tx)));
         let fx = inner.coord.join(w, req, self.now_ms());
         self.apply(&mut inner, fx);
         rx
@@ -362,7 +576,9 @@ impl Groups {
         let mut inner = self.lock();
         inner.next_waiter += 1;
         let w = inner.next_waiter;
-        inner.waiters.insert(w, Waiting::Sync(tx));
+        inner
+            .waiters
+            .insert(w, (group_id.to_string(), Waiting::Sync(tx)));
         let fx = inner.coord.sync(
             w,
             group_id,
@@ -382,21 +598,8 @@ impl Groups {
     /// COORDINATOR_NOT_AVAILABLE (the broker is stopping; clients retry).
     pub fn fail_waiters(&self) {
         let mut inner = self.lock();
-        let code = ResponseError::CoordinatorNotAvailable;
-        for (_, w) in inner.waiters.drain() {
-            match w {
-                Waiting::Join(tx) => {
-                    let _ = tx.send(JoinResult::error(code, ""));
-                }
-                Waiting::Sync(tx) => {
-                    let _ = tx.send(SyncResult {
-                        error: code.code(),
-                        protocol_type: None,
-                        protocol_name: None,
-                        assignment: Bytes::new(),
-                    });
-                }
-            }
+        for (_, (_, w)) in inner.waiters.drain() {
+            answer_waiter(w, ResponseError::CoordinatorNotAvailable);
         }
     }
 
@@ -608,6 +811,11 @@ impl Groups {
         // Memory follows the log in call order; a failed append answers
         // like a failed fsync (the commit is not acknowledged).
         let wait = self.write(group_id, kvs, txn);
+        if txn.is_some() && self.cluster.get().is_some() {
+            // In a cluster the marker may come from another broker: the
+            // partition's tail applies these in log order, with it.
+            return (outcome, Some(wait));
+        }
         let offsets = match txn {
             Some(t) => inner
                 .pending_txn
@@ -626,6 +834,10 @@ impl Groups {
     /// A transaction marker reached `__consumer_offsets`: the producer's
     /// pending offsets become committed, or are dropped.
     pub fn end_txn(&self, producer_id: i64, commit: bool) {
+        if self.cluster.get().is_some() {
+            // The partition's tail reads the marker from the log.
+            return;
+        }
         finish_txn(&mut self.lock(), producer_id, commit);
     }
 
@@ -806,5 +1018,26 @@ impl Groups {
             self.write_detached(group_id, kvs, "offset deletion");
         }
         Ok(out)
+    }
+}
+
+impl crate::leases::LeasedState for Groups {
+    const WHAT: &'static str = "consumer groups";
+
+    fn loaded_leases(&self) -> BTreeMap<i32, i64> {
+        lock_map(&self.loaded)
+            .iter()
+            .map(|(p, e)| (*p, *e))
+            .collect()
+    }
+
+    async fn load(self: &Arc<Self>, p: i32, epoch: i64) -> Result<(), BrokerError> {
+        self.load_partition(p, epoch).await?;
+        self.tail(p, epoch);
+        Ok(())
+    }
+
+    fn forget(&self, p: i32) {
+        self.drop_partition(p);
     }
 }

@@ -25,6 +25,12 @@ pub fn handle(
             kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code(),
         );
     }
+    // In a cluster, only the broker holding the group's coordinator
+    // lease serves it; the client finds the new one.
+    if !groups.owns(&r.group_id) {
+        return HeartbeatResponse::default()
+            .with_error_code(kafka_protocol::error::ResponseError::NotCoordinator.code());
+    }
     let code = groups.heartbeat(
         &r.group_id,
         r.generation_id,

@@ -212,9 +212,42 @@ impl InternalLog for Topics {
         records: Vec<KeyValue>,
         txn: Option<TxnProducer>,
     ) -> BoxFuture<'static, Result<Appended, BrokerError>> {
-        Box::pin(std::future::ready(
-            self.append_now(topic, partition, records, txn),
-        ))
+        let log = match self
+            .topic(topic)
+            .and_then(|t| t.partition(partition).cloned())
+        {
+            Some(log) => log,
+            None => return Box::pin(std::future::ready(Err(missing(topic, partition)))),
+        };
+        let mut appending = match encode(records, txn, self.now_ms()) {
+            Ok(batch) => log.append(batch, crate::LEADER_EPOCH),
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        // The local engine has appended by now; an engine that appends
+        // later (cluster mode, where the future resolves once the
+        // records are committed) took its place in the partition's order
+        // at the call, so awaiting later keeps it.
+        if let Some(r) = ready_now(&mut appending) {
+            return Box::pin(std::future::ready(r.map_err(BrokerError::from).map(
+                |info| {
+                    let durable = log.wait_durable(info.last_offset + 1);
+                    Appended {
+                        base_offset: info.base_offset,
+                        last_offset: info.last_offset,
+                        durable: Box::pin(async move { Ok(durable.await?) }),
+                    }
+                },
+            )));
+        }
+        Box::pin(async move {
+            let info = appending.await?;
+            let durable = log.wait_durable(info.last_offset + 1);
+            Ok(Appended {
+                base_offset: info.base_offset,
+                last_offset: info.last_offset,
+                durable: Box::pin(async move { Ok(durable.await?) }),
+            })
+        })
     }
 
     fn read(&self, topic: &str, partition: i32) -> BoxFuture<'_, Result<Vec<Entry>, BrokerError>> {
@@ -291,8 +324,18 @@ async fn read_all(
     log: &dyn weir_log::PartitionLog,
     topic: &str,
 ) -> Result<Vec<(i64, Entry)>, BrokerError> {
+    read_from(log, topic, log.offsets().log_start).await
+}
+
+/// The entries of a partition from `offset` (at least the log start) to
+/// its end, with their offsets.
+pub(crate) async fn read_from(
+    log: &dyn weir_log::PartitionLog,
+    topic: &str,
+    offset: i64,
+) -> Result<Vec<(i64, Entry)>, BrokerError> {
     let mut out = Vec::new();
-    let mut offset = log.offsets().log_start;
+    let mut offset = offset.max(log.offsets().log_start);
     loop {
         let r = log.read(offset, 1 << 20, ReadLimit::LogEnd).await?;
         if r.records.is_empty() {

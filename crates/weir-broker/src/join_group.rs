@@ -32,6 +32,14 @@ pub fn handle(
             version,
         )));
     }
+    // In a cluster, only the broker holding the group's coordinator
+    // lease serves it; the client finds the new one.
+    if !groups.owns(&r.group_id) {
+        return Reply::Ready(ResponseKind::JoinGroup(response(
+            JoinResult::error(ResponseError::NotCoordinator, ""),
+            version,
+        )));
+    }
     if shares.contains(&r.group_id) {
         // Kafka refuses a classic member of a group of another type so.
         return Reply::Ready(ResponseKind::JoinGroup(response(

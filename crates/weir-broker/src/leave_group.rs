@@ -27,6 +27,12 @@ pub fn handle(
             kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code(),
         );
     }
+    // In a cluster, only the broker holding the group's coordinator
+    // lease serves it; the client finds the new one.
+    if !groups.owns(&r.group_id) {
+        return LeaveGroupResponse::default()
+            .with_error_code(kafka_protocol::error::ResponseError::NotCoordinator.code());
+    }
     if version < 3 {
         let (_, codes) = groups.leave(&r.group_id, &[(r.member_id.to_string(), None)]);
         return LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(0));

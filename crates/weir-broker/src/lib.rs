@@ -61,6 +61,7 @@ pub mod init_producer_id;
 pub mod internal_log;
 mod internal_records;
 pub mod join_group;
+mod leases;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;

@@ -48,6 +48,11 @@ impl Node {
         let _ = self.cluster.set(cluster);
     }
 
+    /// The cluster this node is a broker of, if any.
+    pub(crate) fn cluster(&self) -> Option<&Arc<dyn SharedCatalog>> {
+        self.cluster.get()
+    }
+
     /// Whether this node is one broker of a cluster.
     pub fn in_cluster(&self) -> bool {
         self.cluster.get().is_some()
@@ -77,15 +82,7 @@ impl Node {
     /// mode; leadership only spreads the clients' load, and a broker's
     /// loss moves it).
     pub fn leader_of(brokers: &[BrokerAddr], topic: &str, partition: i32) -> i32 {
-        if brokers.is_empty() {
-            return -1;
-        }
-        // FNV-1a, so every broker computes the same spread.
-        let h = topic.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        let i = h.wrapping_add(u64::from(partition.unsigned_abs())) % brokers.len() as u64;
-        brokers[usize::try_from(i).unwrap_or(0)].node_id
+        weir_log::spread(brokers, topic, partition)
     }
 
     /// The clock, in milliseconds since the Unix epoch.

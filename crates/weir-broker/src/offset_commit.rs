@@ -1,5 +1,7 @@
 //! OffsetCommit: store consumer positions, answered once durable.
 
+use std::sync::Arc;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -23,19 +25,27 @@ use weir_auth::acl::{AclOperation, ResourceType};
 /// partitions, whose offsets are not committed).
 pub fn handle(
     topics: &Topics,
-    groups: &Groups,
+    groups: &Arc<Groups>,
     security: &Security,
     node: &Node,
     ctx: &RequestContext<'_>,
     r: OffsetCommitRequest,
 ) -> Reply {
     let (version, session) = (ctx.version, ctx.session);
-    if !security.authorize(
+    let refused = if !security.authorize(
         session,
         AclOperation::Read,
         ResourceType::Group,
         &r.group_id,
     ) {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else if !groups.owns(&r.group_id) {
+        // In a cluster, the group's coordinator is another broker now.
+        Some(ResponseError::NotCoordinator)
+    } else {
+        None
+    };
+    if let Some(refused) = refused {
         let topics = r
             .topics
             .iter()
@@ -49,7 +59,7 @@ pub fn handle(
                             .map(|p| {
                                 OffsetCommitResponsePartition::default()
                                     .with_partition_index(p.partition_index)
-                                    .with_error_code(ResponseError::GroupAuthorizationFailed.code())
+                                    .with_error_code(refused.code())
                             })
                             .collect(),
                     )
@@ -149,19 +159,27 @@ pub fn handle(
         })
         .collect();
     let resp = OffsetCommitResponse::default().with_topics(topics);
+    let (groups, group_id) = (groups.clone(), r.group_id.to_string());
     match wait {
         None => Reply::Ready(ResponseKind::OffsetCommit(resp)),
         Some(wait) => Reply::Later(Box::pin(async move {
+            let owned = || groups.owns(&group_id);
             let mut resp = resp;
             if let Err(e) = wait.await {
                 tracing::error!(error = %e, "offset commit not durable");
+                // Refused by the lease fence: the coordinator moved.
+                let code = if owned() {
+                    ResponseError::KafkaStorageError.code()
+                } else {
+                    ResponseError::NotCoordinator.code()
+                };
                 for p in resp
                     .topics
                     .iter_mut()
                     .flat_map(|t| t.partitions.iter_mut())
                     .filter(|p| p.error_code == 0)
                 {
-                    p.error_code = ResponseError::KafkaStorageError.code();
+                    p.error_code = code;
                 }
             }
             ResponseKind::OffsetCommit(resp)

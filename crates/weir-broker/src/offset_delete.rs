@@ -32,6 +32,12 @@ pub fn handle(
             kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code(),
         );
     }
+    // In a cluster, only the broker holding the group's coordinator
+    // lease serves it; the client finds the new one.
+    if !groups.owns(&r.group_id) {
+        return OffsetDeleteResponse::default()
+            .with_error_code(kafka_protocol::error::ResponseError::NotCoordinator.code());
+    }
     let mut denied_topics = std::collections::HashSet::new();
     for t in &r.topics {
         if !security.authorize(session, AclOperation::Read, ResourceType::Topic, &t.name) {

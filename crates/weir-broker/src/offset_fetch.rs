@@ -68,6 +68,10 @@ pub fn handle(
             return OffsetFetchResponse::default()
                 .with_error_code(ResponseError::GroupAuthorizationFailed.code());
         }
+        if !groups.owns(&r.group_id) {
+            return OffsetFetchResponse::default()
+                .with_error_code(ResponseError::NotCoordinator.code());
+        }
         let named = r.topics.is_some();
         let wanted = r.topics.map(|ts| {
             ts.into_iter()
@@ -117,6 +121,11 @@ pub fn handle(
                 return OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
                     .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+            }
+            if !groups.owns(&g.group_id) {
+                return OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_error_code(ResponseError::NotCoordinator.code());
             }
             let named = g.topics.is_some();
             // v10 names topics by id.

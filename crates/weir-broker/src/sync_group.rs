@@ -29,6 +29,13 @@ pub fn handle(
                 .with_error_code(ResponseError::GroupAuthorizationFailed.code()),
         ));
     }
+    // In a cluster, only the broker holding the group's coordinator
+    // lease serves it; the client finds the new one.
+    if !groups.owns(&r.group_id) {
+        return Reply::Ready(ResponseKind::SyncGroup(
+            SyncGroupResponse::default().with_error_code(ResponseError::NotCoordinator.code()),
+        ));
+    }
     let assignments = r
         .assignments
         .into_iter()

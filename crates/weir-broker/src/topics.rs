@@ -664,6 +664,17 @@ impl Topics {
             .lock()
             .map_err(|_| BrokerError::Internal("producer id lock poisoned".into()))?;
         if ids.0 >= ids.1 {
+            // A cluster reserves blocks from its database's sequence, so
+            // brokers asking at the same moment never conflict.
+            if let Some(block) = match &self.shared {
+                Some(s) => s.reserve_producer_ids()?,
+                None => None,
+            } {
+                *ids = (block.start, block.end);
+                let id = ids.0;
+                ids.0 += 1;
+                return Ok(id);
+            }
             let _admin = self.admin()?;
             let mut state = self
                 .state

@@ -6,9 +6,16 @@
 //! any point leaves either the decision unrecorded (the transaction stays
 //! open, later aborted by its timeout) or recorded and its markers
 //! rewritten on restart.
+//!
+//! In a cluster each broker coordinates the transactional ids of the
+//! `__transaction_state` partitions whose leases it holds: it loads a
+//! partition's ids when it takes the lease and forgets them when it
+//! loses it; its state writes are fenced by the lease epoch in the
+//! engine, and only the holder aborts timed-out transactions.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -58,6 +65,12 @@ pub struct Transactions {
     /// Offsets committed inside transactions complete with their markers.
     groups: Arc<Groups>,
     clock: Clock,
+    /// Cluster mode: the shared catalog whose leases say which
+    /// transactional ids this broker coordinates.
+    cluster: OnceLock<Arc<dyn weir_log::SharedCatalog>>,
+    /// Cluster mode: the `__transaction_state` partitions loaded, with the
+    /// lease epoch each was loaded at.
+    loaded: Mutex<BTreeMap<i32, i64>>,
 }
 
 impl std::fmt::Debug for Transactions {
@@ -117,6 +130,109 @@ impl Transactions {
             topics,
             groups,
             clock,
+            cluster: OnceLock::new(),
+            loaded: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn loaded(&self) -> MutexGuard<'_, BTreeMap<i32, i64>> {
+        self.loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Cluster mode: transactional ids are served by the broker holding
+    /// their `__transaction_state` partition's lease
+    /// (`crate::leases::follow`).
+    pub fn join_cluster(&self, cluster: Arc<dyn weir_log::SharedCatalog>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// The `__transaction_state` partition of a transactional id.
+    pub fn partition_of(&self, txn_id: &str) -> i32 {
+        txn_store::partition_for(txn_id, self.partitions())
+    }
+
+    /// Whether this broker coordinates `txn_id` now: always on one node;
+    /// in a cluster, while it holds the lease of the id's partition at the
+    /// epoch it loaded the partition at.
+    pub fn owns(&self, txn_id: &str) -> bool {
+        let Some(cluster) = self.cluster.get() else {
+            return true;
+        };
+        let p = self.partition_of(txn_id);
+        let loaded = self.loaded().get(&p).copied();
+        loaded.is_some() && cluster.coordinator_epoch(TXN_TOPIC, p) == loaded
+    }
+
+    /// Creates `__transaction_state` if missing; answers its partition
+    /// count (cluster mode, where partitions load as leases are taken).
+    pub async fn prepare(&self, segment_bytes: String) -> Result<i32, BrokerError> {
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), segment_bytes),
+        ]);
+        self.log
+            .ensure_topic(TXN_TOPIC, self.settings.partitions, configs)
+            .await
+    }
+
+    /// Cluster mode: this broker took the lease of partition `p` at
+    /// `epoch`; reads the partition's transactional ids back and finishes
+    /// the transactions left preparing (at the next tick).
+    pub async fn load_partition(&self, p: i32, epoch: i64) -> Result<(), BrokerError> {
+        self.drop_partition(p);
+        let records = internal_log::read_records(&*self.log, TXN_TOPIC, p).await?;
+        let n = self.partitions();
+        let mut inner = self.lock();
+        for (key, value) in records {
+            if let Some(key) = key {
+                inner.coord.load(&key, value.as_ref());
+            }
+        }
+        let jobs: Vec<MarkerJob> = inner
+            .coord
+            .pending_markers()
+            .into_iter()
+            .filter(|j| txn_store::partition_for(&j.transactional_id, n) == p)
+            .collect();
+        info!(
+            partition = p,
+            epoch,
+            unfinished = jobs.len(),
+            "took over transaction coordinator partition"
+        );
+        inner.pending_jobs.extend(jobs);
+        drop(inner);
+        self.loaded().insert(p, epoch);
+        Ok(())
+    }
+
+    /// Cluster mode: this broker no longer holds partition `p`'s lease;
+    /// forgets its transactional ids (their clients get NOT_COORDINATOR
+    /// and find the new coordinator, which reads them back).
+    pub fn drop_partition(&self, p: i32) {
+        self.loaded().remove(&p);
+        let n = self.partitions();
+        let mut inner = self.lock();
+        let ids: Vec<String> = inner
+            .coord
+            .iter()
+            .map(|m| m.transactional_id.clone())
+            .filter(|id| txn_store::partition_for(id, n) == p)
+            .collect();
+        for id in &ids {
+            inner.coord.load(&txn_store::key(id), None);
+        }
+        inner
+            .pending_jobs
+            .retain(|j| txn_store::partition_for(&j.transactional_id, n) != p);
+        if !ids.is_empty() {
+            info!(
+                partition = p,
+                ids = ids.len(),
+                "transaction coordinator moved away"
+            );
         }
     }
 
@@ -210,6 +326,9 @@ impl Transactions {
         expected: Option<(i64, i16)>,
         version: i16,
     ) -> Pending<Result<(i64, i16), ResponseError>> {
+        if !self.owns(txn_id) {
+            return ready(Err(ResponseError::NotCoordinator));
+        }
         let now = self.now_ms();
         let mut inner = self.lock();
         let mut alloc_err = None;
@@ -291,6 +410,9 @@ impl Transactions {
         partitions: &[(String, i32)],
         client_version: i16,
     ) -> Result<Option<Durable>, ResponseError> {
+        if !self.owns(txn_id) {
+            return Err(ResponseError::NotCoordinator);
+        }
         let now = self.now_ms();
         let mut inner = self.lock();
         let step =
@@ -311,6 +433,12 @@ impl Transactions {
         topic: &str,
         partition: i32,
     ) -> Result<(), ResponseError> {
+        if !self.owns(txn_id) {
+            // In a cluster the write may reach a broker that does not
+            // coordinate the id, and brokers do not ask each other:
+            // the engine fences the batch by the producer's epoch instead.
+            return Ok(());
+        }
         self.lock()
             .coord
             .verify(
@@ -348,6 +476,13 @@ impl Transactions {
         commit: bool,
         version: i16,
     ) -> Pending<Result<(i64, i16), ResponseError>> {
+        if !self.owns(txn_id) {
+            return ready(Err(compat_error(
+                TxnApi::EndTxn,
+                version,
+                ResponseError::NotCoordinator,
+            )));
+        }
         let now = self.now_ms();
         let mut inner = self.lock();
         let mut alloc = || match self.topics.next_producer_id() {
@@ -403,6 +538,8 @@ impl Transactions {
             detach("transactional id expiry", self.persist(expired));
         }
         drop(inner);
+        // In a cluster, only the current holder of the id's lease.
+        jobs.retain(|j| self.owns(&j.transactional_id));
         for job in jobs {
             rt.spawn(self.clone().finish(job));
         }
@@ -439,7 +576,7 @@ impl Transactions {
             ControlType::Abort
         };
         let now = self.now_ms();
-        let mut waits = Vec::with_capacity(job.partitions.len());
+        let mut appends = Vec::with_capacity(job.partitions.len());
         let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
         for (t, p) in &job.partitions {
             by_topic.entry(t.as_str()).or_default().push(*p);
@@ -458,24 +595,36 @@ impl Transactions {
                     job.coordinator_epoch,
                     now,
                 );
-                match log.append(batch, crate::LEADER_EPOCH).await {
-                    Ok(info) => waits.push(log.wait_durable(info.last_offset + 1)),
-                    Err(e) => {
-                        warn!(topic, partition = p, error = %e, "transaction marker not written");
+                // Every append is queued before any is awaited: an engine
+                // that gathers appends writes them in one flush.
+                let append = log.append(batch, crate::LEADER_EPOCH);
+                appends.push((topic, p, log.clone(), append));
+            }
+        }
+        let mut failed = false;
+        for (topic, p, log, append) in appends {
+            let written = match append.await {
+                Ok(info) => log.wait_durable(info.last_offset + 1).await,
+                Err(e) => Err(e),
+            };
+            match written {
+                Ok(()) => {
+                    if topic == OFFSETS_TOPIC {
+                        self.groups.end_txn(job.producer_id, job.commit);
                     }
                 }
-                if topic == OFFSETS_TOPIC {
-                    self.groups.end_txn(job.producer_id, job.commit);
+                Err(e) => {
+                    warn!(topic, partition = p, error = %e, "transaction marker not written");
+                    failed = true;
                 }
             }
         }
-        for w in waits {
-            if let Err(e) = w.await {
-                // The decision stays recorded as Prepare*: the markers are
-                // written again at the next start.
-                warn!(error = %e, "transaction marker not durable");
-                return;
-            }
+        if failed {
+            // The decision stays recorded as Prepare*: the markers are
+            // written again at the next tick (markers already written
+            // are no-ops the second time), or at the next start.
+            self.lock().pending_jobs.push(job);
+            return;
         }
         // Written under the lock, so records reach the log in the order the
         // state machine made them.
@@ -498,5 +647,25 @@ fn detach(what: &'static str, wait: Option<Durable>) {
                 Ok(())
             }),
         );
+    }
+}
+
+impl crate::leases::LeasedState for Transactions {
+    const WHAT: &'static str = "transactional ids";
+
+    fn loaded_leases(&self) -> BTreeMap<i32, i64> {
+        self.loaded().clone()
+    }
+
+    fn load(
+        self: &Arc<Self>,
+        p: i32,
+        epoch: i64,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        self.load_partition(p, epoch)
+    }
+
+    fn forget(&self, p: i32) {
+        self.drop_partition(p);
     }
 }

@@ -81,6 +81,10 @@ pub fn handle(
         let code = ResponseError::InvalidGroupId.code();
         return Reply::Ready(ResponseKind::TxnOffsetCommit(respond(&|_, _| code)));
     }
+    if !groups.owns(&r.group_id) {
+        let code = ResponseError::NotCoordinator.code();
+        return Reply::Ready(ResponseKind::TxnOffsetCommit(respond(&|_, _| code)));
+    }
     // The group's partition must have been added (AddOffsetsToTxn, or from
     // v5 this request) by this producer, in an open transaction.
     let group_partition = groups.offsets_partition(&r.group_id);

@@ -1,7 +1,7 @@
 //! The engine: partitions whose batches live in intake objects and whose
 //! offsets and index live in PostgreSQL.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -11,10 +11,14 @@ use futures_util::future::join_all;
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStore;
 use tokio::sync::{oneshot, watch, Notify};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+
+use crate::pg_tls::PgTarget;
 use tracing::{debug, warn};
 use weir_storage::batch::{self, BatchHeader, HEADER_SIZE};
-use weir_storage::producer::{AbortedTxn, ProducerEntry};
+use weir_storage::producer::{
+    self, AbortedTxn, BatchMeta, ControlType, ProducerEntry, ProducerStates, Verdict,
+};
 use weir_storage::{
     AppendInfo, BoxFuture, BrokerAddr, Clock, LogConfig, LogEngine, LogError, LogOffsets,
     PartitionLog, ReadLimit, ReadResult, SharedCatalog, TimestampOffset, TopicPartition,
@@ -37,6 +41,13 @@ pub struct ClusterConfig {
     pub flush_ms: u64,
     /// Bytes that make a flush start before the window ends.
     pub flush_bytes: usize,
+    /// Upload the next objects while the current one's transaction runs
+    /// (the default); off, each object is committed before the next
+    /// upload starts (the baseline the pipeline is measured against).
+    pub overlap_commits: bool,
+    /// Objects being uploaded or waiting for their transaction at once,
+    /// about: the memory held is about this many gatherings.
+    pub objects_in_flight: usize,
     /// Bytes of recent chunks kept in memory for tail reads.
     pub cache_bytes: usize,
     /// The address clients reach this broker at; with it, the broker
@@ -45,6 +56,33 @@ pub struct ClusterConfig {
     /// A broker that has not heartbeated for this long is out of the
     /// cluster (it heartbeats three times as often).
     pub broker_timeout_ms: u64,
+    /// `producer.id.expiration.ms`: an idempotent producer idle this long
+    /// loses its stored sequence state, as on one node.
+    pub producer_id_expiration_ms: i64,
+    /// How long a coordinator lease lasts unless renewed (every
+    /// heartbeat). The holder stops serving after two thirds of it
+    /// without a renewal, so it has stopped before anyone can take over.
+    pub coordinator_lease_ms: u64,
+    /// How often the holder of a background job slot runs its jobs
+    /// (retention, compaction, the collector).
+    pub job_interval_ms: u64,
+    /// Background job slots (leases): partitions are spread over them,
+    /// and so over the live brokers.
+    pub job_slots: i32,
+    /// How long an object no index row references is kept before it is
+    /// deleted (readers that looked a row up before it went still find
+    /// the bytes): Kafka's `log.segment.delete.delay.ms`.
+    pub collect_grace_ms: u64,
+    /// How old an object in the store that no transaction recorded must
+    /// be before it is deleted; a flush or compaction whose upload began
+    /// more than half this long ago is not committed (it fails instead).
+    pub orphan_grace_ms: u64,
+    /// Chunks in intake objects committed longer ago than this are
+    /// copied into per-partition objects.
+    pub compact_after_ms: u64,
+    /// Largest per-partition object compaction writes (one chunk more if
+    /// a single chunk is larger).
+    pub compact_object_bytes: usize,
 }
 
 impl ClusterConfig {
@@ -56,43 +94,59 @@ impl ClusterConfig {
             node_id,
             flush_ms: 25,
             flush_bytes: 4 << 20,
+            overlap_commits: true,
+            objects_in_flight: 4,
             cache_bytes: 64 << 20,
             advertised: None,
             broker_timeout_ms: 6000,
+            producer_id_expiration_ms: 86_400_000,
+            coordinator_lease_ms: 15_000,
+            job_interval_ms: 30_000,
+            job_slots: 4,
+            collect_grace_ms: 60_000,
+            orphan_grace_ms: 600_000,
+            compact_after_ms: 30_000,
+            compact_object_bytes: 64 << 20,
         }
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn pg(e: tokio_postgres::Error) -> LogError {
+pub(crate) fn pg(e: tokio_postgres::Error) -> LogError {
     ClusterError::Postgres(e).into()
 }
 
-fn store_err(e: object_store::Error) -> LogError {
+pub(crate) fn store_err(e: object_store::Error) -> LogError {
     ClusterError::Store(e).into()
 }
 
 /// What the engine knows of one partition between database round trips.
 #[derive(Debug)]
-struct PartState {
-    tp: TopicPartition,
-    config: Mutex<LogConfig>,
-    offsets: Mutex<Offsets>,
+pub(crate) struct PartState {
+    pub(crate) tp: TopicPartition,
+    pub(crate) config: Mutex<LogConfig>,
+    pub(crate) offsets: Mutex<Offsets>,
     /// The log end, for long-polling fetches.
     end: watch::Sender<i64>,
+    /// Aborted transactions read_committed reads found, by the range
+    /// the fetch asks [`PartitionLog::aborted_transactions`] for next.
+    aborted: Mutex<HashMap<(i64, i64), Vec<AbortedTxn>>>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-struct Offsets {
-    log_start: i64,
-    log_end: i64,
-    size: u64,
+pub(crate) struct Offsets {
+    pub(crate) log_start: i64,
+    pub(crate) log_end: i64,
+    pub(crate) size: u64,
     /// The largest leader epoch appended through this broker.
     epoch: i32,
-    removed: bool,
+    /// The last stable offset: the first offset of the partition's oldest
+    /// open transaction, else the log end.
+    last_stable: i64,
+    pub(crate) removed: bool,
 }
 
 impl PartState {
@@ -102,15 +156,27 @@ impl PartState {
             config: Mutex::new(config),
             offsets: Mutex::new(Offsets::default()),
             end: watch::channel(0).0,
+            aborted: Mutex::new(HashMap::new()),
         }
     }
 
     /// Moves the known offsets forward (they never move back: commits
-    /// and notifications may arrive in any order).
-    fn advance(&self, log_end: i64, log_start: i64, size: Option<u64>) {
+    /// and notifications may arrive in any order; a transaction opens at
+    /// or after the log end, so the last stable offset never moves back
+    /// either). `last_stable` is `None` where the source does not say.
+    pub(crate) fn advance(
+        &self,
+        log_end: i64,
+        log_start: i64,
+        last_stable: Option<i64>,
+        size: Option<u64>,
+    ) {
         let mut o = lock(&self.offsets);
         o.log_end = o.log_end.max(log_end);
         o.log_start = o.log_start.max(log_start);
+        if let Some(l) = last_stable {
+            o.last_stable = o.last_stable.max(l);
+        }
         if let Some(s) = size {
             o.size = s;
         }
@@ -136,11 +202,12 @@ impl PartState {
 
 fn log_offsets(o: &Offsets) -> LogOffsets {
     // Every committed offset is durable and readable from any broker, so
-    // the high watermark and last stable offset are the log end.
+    // the high watermark is the log end; the last stable offset is the
+    // one the last known commit decided.
     LogOffsets {
         log_start: o.log_start,
         high_watermark: o.log_end,
-        last_stable: o.log_end,
+        last_stable: o.last_stable.min(o.log_end).max(o.log_start),
         log_end: o.log_end,
     }
 }
@@ -152,7 +219,74 @@ struct Pending {
     offset_count: i64,
     max_timestamp: i64,
     log_append_time: i64,
+    /// The header of an idempotent or transactional producer's batch, or
+    /// of a transaction marker (its only batch), checked against the
+    /// producer's state when sequenced.
+    producer: Option<BatchHeader>,
+    /// For a transaction marker: which one.
+    control: Option<ControlType>,
+    /// For a coordinator partition: the lease epoch this broker held when
+    /// the append was made; the commit checks it is still the holder's.
+    fence: Option<i64>,
     done: oneshot::Sender<Result<AppendInfo, LogError>>,
+}
+
+/// Coordinator leases: which partitions of the coordinators' topics this
+/// broker holds, and who holds the others.
+#[derive(Default)]
+pub(crate) struct Leases {
+    /// Topics led under leases, with their partition counts.
+    pub(crate) topics: BTreeMap<String, i32>,
+    /// Held leases: epoch, and until when this broker may act on it
+    /// without a renewal.
+    held: HashMap<(String, i32), (i64, Instant)>,
+    /// Held partitions that fell to another broker at the last heartbeat;
+    /// released if they still do at the next (one heartbeat of
+    /// hysteresis, so brokers' slightly different views do not bounce a
+    /// partition).
+    leaving: HashSet<(String, i32)>,
+    /// The holder of each unexpired lease, as of the last heartbeat.
+    holders: HashMap<(String, i32), i32>,
+    /// Per topic, the held partitions and epochs.
+    watchers: HashMap<String, watch::Sender<BTreeMap<i32, i64>>>,
+}
+
+impl Leases {
+    pub(crate) fn epoch(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.held
+            .get(&(topic.to_string(), partition))
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(e, _)| *e)
+    }
+
+    fn publish(&self) {
+        for (topic, tx) in &self.watchers {
+            let now = Instant::now();
+            let held: BTreeMap<i32, i64> = self
+                .held
+                .iter()
+                .filter(|((t, _), (_, until))| t == topic && *until > now)
+                .map(|((_, p), (e, _))| (*p, *e))
+                .collect();
+            tx.send_if_modified(|cur| {
+                if *cur == held {
+                    false
+                } else {
+                    *cur = held;
+                    true
+                }
+            });
+        }
+    }
+}
+
+fn not_coordinator(tp: &TopicPartition) -> LogError {
+    LogError::Io {
+        path: "cluster storage".into(),
+        source: std::io::Error::other(format!(
+            "this broker does not hold the coordinator lease of {tp}"
+        )),
+    }
 }
 
 #[derive(Default)]
@@ -199,49 +333,141 @@ impl TailCache {
     }
 }
 
-/// A connection that reconnects on its next use once it has failed.
-struct Db {
-    url: String,
-    client: tokio::sync::Mutex<Option<Arc<Client>>>,
+/// Spaces reconnection attempts while PostgreSQL is unreachable: the
+/// first retry after 100 ms, doubling up to 2 s, reset by a success. In
+/// between, callers fail at once (a retriable error) instead of each
+/// opening a connection to a server that is down.
+#[derive(Debug, Default)]
+struct Backoff {
+    next_try: Option<Instant>,
+    delay: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(2);
+
+    /// `Err` with the wait left while a retry is not due yet.
+    fn check(&self) -> Result<(), Duration> {
+        match self.next_try {
+            Some(t) if Instant::now() < t => Err(t - Instant::now()),
+            _ => Ok(()),
+        }
+    }
+
+    fn failed(&mut self) -> Duration {
+        self.delay = (self.delay * 2).clamp(Self::FIRST, Self::MAX);
+        self.next_try = Some(Instant::now() + self.delay);
+        self.delay
+    }
+
+    fn succeeded(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// Opens one connection and spawns its driver; the caller gets the
+/// client, which reports `is_closed` once the connection is gone.
+pub(crate) async fn connect_pg(target: &PgTarget) -> Result<Client, LogError> {
+    let (client, conn) = target
+        .config
+        .connect(target.tls.clone())
+        .await
+        .map_err(pg)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            warn!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+    // An acknowledged append must survive a crash of PostgreSQL. With
+    // `synchronous_commit = off` the server answers COMMIT before its WAL
+    // is flushed, and a crash loses the last commits: offsets already
+    // acknowledged would be handed out again. A server or database
+    // default of `off` is raised to `on` for the engine's sessions;
+    // `local`, `remote_write` and `remote_apply` are kept as set.
+    let row = client
+        .query_one("SHOW synchronous_commit", &[])
+        .await
+        .map_err(pg)?;
+    if row.get::<_, String>(0) == "off" {
+        client
+            .batch_execute("SET synchronous_commit TO on")
+            .await
+            .map_err(pg)?;
+    }
+    Ok(client)
+}
+
+/// A connection that reconnects on its next use once it has failed,
+/// with [`Backoff`] between failed attempts.
+pub(crate) struct Db {
+    pub(crate) target: PgTarget,
+    client: tokio::sync::Mutex<(Option<Arc<Client>>, Backoff)>,
 }
 
 impl Db {
-    async fn get(&self) -> Result<Arc<Client>, LogError> {
-        let mut c = self.client.lock().await;
-        if let Some(client) = c.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(client.clone());
-        }
-        let (client, conn) = tokio_postgres::connect(&self.url, NoTls)
-            .await
-            .map_err(pg)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                warn!(error = %e, "PostgreSQL connection ended");
+    /// The connection, opened if need be. Within a backoff a caller
+    /// waits for the next attempt (at most [`Backoff::MAX`], without
+    /// holding the lock) and fails if that attempt fails too, so each
+    /// caller waits for one attempt at most, and the first request after
+    /// the database returns (a topic change, a fetch) succeeds instead of
+    /// meeting a retriable error the client may not retry.
+    pub(crate) async fn get(&self) -> Result<Arc<Client>, LogError> {
+        let mut waited = false;
+        loop {
+            let mut c = self.client.lock().await;
+            if let Some(client) = c.0.as_ref().filter(|c| !c.is_closed()) {
+                return Ok(client.clone());
             }
-        });
-        let client = Arc::new(client);
-        *c = Some(client.clone());
-        Ok(client)
+            c.0 = None;
+            if let Err(wait) = c.1.check() {
+                if waited {
+                    return Err(retriable(&format!(
+                        "PostgreSQL is unreachable; the next connection attempt is in {} ms",
+                        wait.as_millis()
+                    )));
+                }
+                drop(c);
+                tokio::time::sleep(wait).await;
+                waited = true;
+                continue;
+            }
+            return match connect_pg(&self.target).await {
+                Ok(client) => {
+                    c.1.succeeded();
+                    let client = Arc::new(client);
+                    c.0 = Some(client.clone());
+                    Ok(client)
+                }
+                Err(e) => {
+                    let delay = c.1.failed();
+                    warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot reach PostgreSQL");
+                    Err(e)
+                }
+            };
+        }
     }
 }
 
 /// What every partition handle and the background tasks share.
-struct Shared {
-    config: ClusterConfig,
-    store: Arc<dyn ObjectStore>,
-    prefix: ObjectPath,
+pub(crate) struct Shared {
+    pub(crate) config: ClusterConfig,
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) prefix: ObjectPath,
     /// Reads, opens and DeleteRecords.
-    db: Db,
-    partitions: Mutex<HashMap<TopicPartition, Arc<PartState>>>,
+    pub(crate) db: Db,
+    pub(crate) partitions: Mutex<HashMap<TopicPartition, Arc<PartState>>>,
     gather: Mutex<Gather>,
     wake: Notify,
     cache: Mutex<TailCache>,
-    clock: Clock,
+    pub(crate) clock: Clock,
     stats: Arc<weir_storage::EngineStats>,
     /// The newest catalog version notified.
     catalog_version: watch::Sender<i64>,
     /// The live brokers, as of the last heartbeat.
     brokers: Mutex<Vec<BrokerAddr>>,
+    /// Coordinator leases.
+    pub(crate) leases: Mutex<Leases>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -288,7 +514,28 @@ pub fn open_store(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath), Clust
             // Endpoint, region and credentials come from the usual AWS
             // environment (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
             // AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP).
-            let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(url);
+            //
+            // Bounded retries and request time: during an outage of the
+            // store a flush fails (its produces get a retriable error)
+            // within about 10 s rather than after the client's default
+            // 3 minutes of retries, far beyond any producer's request
+            // timeout, while a short hiccup is still retried unseen.
+            let mut b = object_store::aws::AmazonS3Builder::from_env()
+                .with_url(url)
+                .with_retry(object_store::RetryConfig {
+                    backoff: object_store::BackoffConfig::default(),
+                    max_retries: 4,
+                    retry_timeout: Duration::from_secs(10),
+                })
+                .with_client_options(
+                    object_store::ClientOptions::new()
+                        .with_timeout(Duration::from_secs(10))
+                        .with_connect_timeout(Duration::from_secs(3)),
+                );
+            // (The options above replace those read from the environment.)
+            if std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
+                b = b.with_allow_http(true);
+            }
             if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
                 b = b
                     .with_endpoint(endpoint.clone())
@@ -309,6 +556,10 @@ impl ClusterEngine {
     /// Connects to PostgreSQL and the store, creates the tables if
     /// missing, and starts the flusher and the notification listener.
     pub async fn connect(config: ClusterConfig, clock: Clock) -> Result<Self, ClusterError> {
+        // Settings first: an error after the runtime exists would drop it
+        // in this async context.
+        let (store, prefix) = open_store(&config.object_store)?;
+        let target = PgTarget::parse(&config.postgres)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("weir-cluster")
@@ -316,13 +567,12 @@ impl ClusterEngine {
             .build()
             .map_err(|e| ClusterError::Runtime(e.to_string()))?;
         let handle = runtime.handle().clone();
-        let (store, prefix) = open_store(&config.object_store)?;
         let shared = Arc::new(Shared {
             store,
             prefix,
             db: Db {
-                url: config.postgres.clone(),
-                client: tokio::sync::Mutex::new(None),
+                target,
+                client: tokio::sync::Mutex::new((None, Backoff::default())),
             },
             partitions: Mutex::default(),
             gather: Mutex::default(),
@@ -335,8 +585,33 @@ impl ClusterEngine {
             stats: Arc::default(),
             catalog_version: watch::channel(0).0,
             brokers: Mutex::default(),
+            leases: Mutex::default(),
             config,
         });
+        let started = Self::start(&shared, &handle).await;
+        let done_rx = match started {
+            Ok(done) => done,
+            Err(e) => {
+                // Dropping a runtime may block, which an async caller
+                // must not do.
+                runtime.shutdown_background();
+                return Err(e);
+            }
+        };
+        Ok(Self {
+            shared,
+            runtime: Mutex::new(Some(runtime)),
+            handle,
+            flusher_done: Mutex::new(Some(done_rx)),
+        })
+    }
+
+    /// Creates the tables if missing and starts the background tasks;
+    /// answers the flusher's end signal once this broker listens.
+    async fn start(
+        shared: &Arc<Shared>,
+        handle: &tokio::runtime::Handle,
+    ) -> Result<std::sync::mpsc::Receiver<()>, ClusterError> {
         let setup = {
             let shared = shared.clone();
             handle.spawn(async move {
@@ -345,8 +620,26 @@ impl ClusterEngine {
                     .get()
                     .await
                     .map_err(|e| ClusterError::Runtime(e.to_string()))?;
-                client.batch_execute(schema::CREATE).await?;
-                Ok::<_, ClusterError>(())
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    match client.batch_execute(schema::CREATE).await {
+                        Ok(()) => return Ok::<_, ClusterError>(()),
+                        // An upgrade's ALTER TABLE may deadlock with
+                        // running flushes: PostgreSQL picks one to fail.
+                        Err(e)
+                            if attempt < 5
+                                && e.code()
+                                    == Some(
+                                        &tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED,
+                                    ) =>
+                        {
+                            let _ = client.batch_execute("ROLLBACK").await;
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
             })
         };
         setup
@@ -357,7 +650,13 @@ impl ClusterEngine {
         let (listening, listens) = oneshot::channel();
         handle.spawn(listener(shared.clone(), listening));
         if shared.config.advertised.is_some() {
+            // The background jobs' slots are leases like the coordinators'.
+            lock(&shared.leases).topics.insert(
+                crate::jobs::JOBS.to_string(),
+                shared.config.job_slots.max(1),
+            );
             handle.spawn(heartbeat(shared.clone()));
+            handle.spawn(crate::jobs::run(shared.clone()));
         }
         // Only once this broker listens can it rely on notifications.
         tokio::time::timeout(Duration::from_secs(30), listens)
@@ -366,12 +665,7 @@ impl ClusterEngine {
                 ClusterError::Runtime("no LISTEN connection to PostgreSQL within 30 s".into())
             })?
             .map_err(|_| ClusterError::Runtime("the notification listener stopped".into()))?;
-        Ok(Self {
-            shared,
-            runtime: Mutex::new(Some(runtime)),
-            handle,
-            flusher_done: Mutex::new(Some(done_rx)),
-        })
+        Ok(done_rx)
     }
 
     /// Runs `fut` on the engine's runtime and waits for it, for the
@@ -410,10 +704,16 @@ impl Drop for ClusterEngine {
     }
 }
 
-/// Gathers appends and flushes them, one flush at a time, so offsets
-/// follow the order appends were called in.
+/// Gathers appends and starts one upload per gathering; the committer
+/// takes the uploads in the order they were started and sequences each
+/// object once it is written, so offsets follow the order appends were
+/// called in while later objects upload during earlier transactions.
 async fn flusher(shared: Arc<Shared>, done: std::sync::mpsc::Sender<()>) {
-    let mut client: Option<Client> = None;
+    // The committer holds one upload and the channel the rest: a full
+    // channel holds back the next gathering, which bounds the memory.
+    let depth = shared.config.objects_in_flight.saturating_sub(1).max(1);
+    let (to_commit, committing) = tokio::sync::mpsc::channel::<Upload>(depth);
+    let committer = tokio::spawn(committer(shared.clone(), committing));
     loop {
         let (since, full, closed) = {
             let g = lock(&shared.gather);
@@ -445,31 +745,92 @@ async fn flusher(shared: Arc<Shared>, done: std::sync::mpsc::Sender<()>) {
         if entries.is_empty() {
             continue;
         }
+        let serial = !shared.config.overlap_commits;
+        let (committed, wait) = oneshot::channel();
+        let upload = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let mut w = write_object(&shared, entries).await?;
+                w.committed = serial.then_some(committed);
+                Some(w)
+            })
+        };
+        if to_commit.send(upload).await.is_err() {
+            // Only if the committer ended: the upload's appends are
+            // answered with Closed when it drops them.
+            break;
+        }
+        if serial {
+            let _ = wait.await;
+        }
+    }
+    drop(to_commit);
+    let _ = committer.await;
+    let _ = done.send(());
+}
+
+/// An upload under way: the written object, or `None` if the write
+/// failed (its appends are answered already).
+type Upload = tokio::task::JoinHandle<Option<Written>>;
+
+/// An intake object in the store, waiting for its transaction.
+struct Written {
+    entries: Vec<Pending>,
+    key: ObjectPath,
+    size: usize,
+    positions: Vec<u64>,
+    started: Instant,
+    /// Told when the transaction is over (serial flushing only).
+    committed: Option<oneshot::Sender<()>>,
+}
+
+fn fail_all(entries: Vec<Pending>, reason: &str) {
+    for p in entries {
+        let _ = p.done.send(Err(retriable(reason)));
+    }
+}
+
+/// Commits written objects one at a time, in the order their uploads
+/// started.
+async fn committer(shared: Arc<Shared>, mut uploads: tokio::sync::mpsc::Receiver<Upload>) {
+    let mut client: Option<Client> = None;
+    let mut backoff = Backoff::default();
+    while let Some(upload) = uploads.recv().await {
+        let Ok(Some(mut w)) = upload.await else {
+            continue;
+        };
+        // Dropped (and so signalled) once this object is done with.
+        let _committed = w.committed.take();
         if client.as_ref().is_none_or(Client::is_closed) {
-            match tokio_postgres::connect(&shared.config.postgres, NoTls).await {
-                Ok((c, conn)) => {
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            warn!(error = %e, "PostgreSQL connection ended");
-                        }
-                    });
+            client = None;
+            if let Err(wait) = backoff.check() {
+                fail_all(
+                    w.entries,
+                    &format!(
+                        "PostgreSQL is unreachable; the next connection attempt is in {} ms",
+                        wait.as_millis()
+                    ),
+                );
+                continue;
+            }
+            match connect_pg(&shared.db.target).await {
+                Ok(c) => {
+                    backoff.succeeded();
                     client = Some(c);
                 }
                 Err(e) => {
-                    warn!(error = %e, "cannot reach PostgreSQL; failing the gathered appends");
-                    let err = e.to_string();
-                    for p in entries {
-                        let _ = p.done.send(Err(retriable(&err)));
-                    }
+                    let delay = backoff.failed();
+                    warn!(error = %e, retry_in_ms = delay.as_millis() as u64,
+                        "cannot reach PostgreSQL; failing the gathered appends");
+                    fail_all(w.entries, &e.to_string());
                     continue;
                 }
             }
         }
         if let Some(c) = client.as_mut() {
-            flush(&shared, c, entries).await;
+            commit(&shared, c, w).await;
         }
     }
-    let _ = done.send(());
 }
 
 fn retriable(reason: &str) -> LogError {
@@ -479,9 +840,9 @@ fn retriable(reason: &str) -> LogError {
     }
 }
 
-/// Writes one object for `entries`, sequences them in one transaction,
-/// and answers each append.
-async fn flush(shared: &Shared, client: &mut Client, entries: Vec<Pending>) {
+/// Writes one object for `entries`; on failure answers them all and
+/// returns `None`.
+async fn write_object(shared: &Shared, entries: Vec<Pending>) -> Option<Written> {
     let started = Instant::now();
     let header: Vec<Entry> = entries
         .iter()
@@ -503,10 +864,36 @@ async fn flush(shared: &Shared, client: &mut Client, entries: Vec<Pending>) {
     let size = object.len();
     if let Err(e) = shared.store.put(&key, object.into()).await {
         warn!(error = %e, "intake object write failed; failing the gathered appends");
-        let err = e.to_string();
-        for p in entries {
-            let _ = p.done.send(Err(retriable(&err)));
-        }
+        fail_all(entries, &e.to_string());
+        return None;
+    }
+    Some(Written {
+        entries,
+        key,
+        size,
+        positions,
+        started,
+        committed: None,
+    })
+}
+
+/// Sequences a written object in one transaction and answers each append.
+async fn commit(shared: &Shared, client: &mut Client, w: Written) {
+    let Written {
+        entries,
+        key,
+        size,
+        positions,
+        started,
+        ..
+    } = w;
+    // The collector deletes an object no transaction recorded once it is
+    // `orphan_grace_ms` old: one that waited half of that is not recorded.
+    if started.elapsed() > Duration::from_millis(shared.config.orphan_grace_ms / 2) {
+        fail_all(
+            entries,
+            "the intake object waited too long for its transaction; retry",
+        );
         return;
     }
     let mut attempt = 0;
@@ -519,6 +906,7 @@ async fn flush(shared: &Shared, client: &mut Client, entries: Vec<Pending>) {
             shared.config.node_id,
             &entries,
             &positions,
+            shared.clock.now_ms(),
         )
         .await
         {
@@ -537,54 +925,144 @@ async fn flush(shared: &Shared, client: &mut Client, entries: Vec<Pending>) {
     match result {
         Ok(placed) => {
             let mut cache = lock(&shared.cache);
-            for ((p, base), (end, start)) in entries.iter().zip(&placed.bases).zip(&placed.ends) {
-                let Some(base) = *base else {
+            for (p, (outcome, (end, start, stable))) in
+                entries.iter().zip(placed.outcomes.iter().zip(&placed.ends))
+            {
+                let Outcome::Placed(base) = outcome else {
                     continue;
                 };
-                if let Ok(c) = format::place(&p.chunk, base) {
-                    cache.put(&p.part.tp, base, c);
+                if let Ok(c) = format::place(&p.chunk, *base) {
+                    cache.put(&p.part.tp, *base, c);
                 }
-                p.part.advance(*end, *start, None);
+                p.part.advance(*end, *start, Some(*stable), None);
             }
             drop(cache);
             shared.stats.fsync.observe(started.elapsed());
-            for (p, base) in entries.into_iter().zip(placed.bases) {
-                let answer = match base {
-                    Some(base) => Ok(AppendInfo {
+            for (p, outcome) in entries.into_iter().zip(placed.outcomes) {
+                let log_start = lock(&p.part.offsets).log_start;
+                let answer = match outcome {
+                    Outcome::Placed(base) => Ok(AppendInfo {
                         base_offset: base,
                         last_offset: base + p.offset_count - 1,
                         log_append_time: p.log_append_time,
-                        log_start: lock(&p.part.offsets).log_start,
+                        log_start,
                     }),
-                    None => Err(LogError::Removed {
-                        partition: p.part.tp.to_string(),
+                    Outcome::Duplicate(m) => Ok(AppendInfo {
+                        base_offset: m.first_offset,
+                        last_offset: m.last_offset,
+                        log_append_time: -1,
+                        log_start,
                     }),
+                    Outcome::Refused(e) => Err(e),
                 };
                 let _ = p.done.send(answer);
             }
             debug!(%key, size, "intake object committed");
         }
         Err(e) => {
-            // Nothing was committed: the object is unreferenced and the
-            // appends were not acknowledged, so the producers retry.
+            // Not acknowledged, whatever happened: usually nothing was
+            // committed and the object is unreferenced. If the connection
+            // broke during COMMIT the outcome is unknown, and the answer
+            // is still an error, never a success: the producer retries,
+            // an idempotent one's retry is found in `weir.producers` (a
+            // duplicate answered with the original offsets, not a second
+            // offset range) and a plain one may write the records again,
+            // as after a lost response from Kafka. Offsets stay exact
+            // either way: only PostgreSQL assigns them, under the row lock.
+            let e = crate::error::describe_pg(&e);
             warn!(error = %e, %key, "sequencing failed; failing the gathered appends");
-            let err = e.to_string();
-            for p in entries {
-                let _ = p.done.send(Err(retriable(&err)));
-            }
+            fail_all(entries, &e);
         }
     }
 }
 
-struct Placed {
-    /// Each entry's base offset; `None` if its partition is gone.
-    bases: Vec<Option<i64>>,
-    /// Each entry's partition's log end and start after the commit.
-    ends: Vec<(i64, i64)>,
+/// What the transaction decided for one append.
+enum Outcome {
+    /// Written at this base offset.
+    Placed(i64),
+    /// A retry of a batch already written: answered with its offsets,
+    /// its bytes in the object left unreferenced.
+    Duplicate(BatchMeta),
+    /// Refused by its producer's state (sequence, epoch), or its
+    /// partition is gone; the other appends of the object go on.
+    Refused(LogError),
 }
 
-/// The transaction: lock the partitions in order, move their next
-/// offsets, index every chunk, notify, commit.
+struct Placed {
+    outcomes: Vec<Outcome>,
+    /// Each entry's partition's log end, log start and last stable
+    /// offset after the commit.
+    ends: Vec<(i64, i64, i64)>,
+}
+
+/// A producer's recent batches as stored in `weir.producers.batches`:
+/// 32 bytes each, oldest first (docs/cluster-format.md).
+fn encode_batches(e: &ProducerEntry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(e.batches.len() * 32);
+    for b in &e.batches {
+        out.extend_from_slice(&b.first_seq.to_be_bytes());
+        out.extend_from_slice(&b.last_seq.to_be_bytes());
+        out.extend_from_slice(&b.first_offset.to_be_bytes());
+        out.extend_from_slice(&b.last_offset.to_be_bytes());
+        out.extend_from_slice(&b.timestamp.to_be_bytes());
+    }
+    out
+}
+
+fn decode_batches(raw: &[u8]) -> VecDeque<BatchMeta> {
+    let be4 = |b: &[u8]| i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let be8 = |b: &[u8]| i64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+    raw.chunks_exact(32)
+        .map(|c| BatchMeta {
+            first_seq: be4(&c[0..4]),
+            last_seq: be4(&c[4..8]),
+            first_offset: be8(&c[8..16]),
+            last_offset: be8(&c[16..24]),
+            timestamp: be8(&c[24..32]),
+        })
+        .collect()
+}
+
+/// The stored state of the producers of `entries`' idempotent batches,
+/// by partition.
+async fn load_producers(
+    tx: &tokio_postgres::Transaction<'_>,
+    entries: &[Pending],
+) -> Result<HashMap<TopicPartition, ProducerStates>, tokio_postgres::Error> {
+    let mut states: HashMap<TopicPartition, ProducerStates> = HashMap::new();
+    let keyed: Vec<(&TopicPartition, i64)> = entries
+        .iter()
+        .filter_map(|p| p.producer.map(|h| (&p.part.tp, h.producer_id)))
+        .collect();
+    if keyed.is_empty() {
+        return Ok(states);
+    }
+    let topics: Vec<&str> = keyed.iter().map(|(tp, _)| tp.topic.as_str()).collect();
+    let parts: Vec<i32> = keyed.iter().map(|(tp, _)| tp.partition).collect();
+    let pids: Vec<i64> = keyed.iter().map(|(_, pid)| *pid).collect();
+    for r in tx
+        .query(schema::PRODUCERS, &[&topics, &parts, &pids])
+        .await?
+    {
+        let tp = TopicPartition::new(r.get::<_, String>(0), r.get::<_, i32>(1));
+        let entry = ProducerEntry {
+            epoch: r.get(3),
+            batches: decode_batches(r.get::<_, &[u8]>(4)),
+            last_timestamp: r.get(5),
+            coordinator_epoch: -1,
+            txn_first_offset: r.get(6),
+        };
+        states.entry(tp).or_default().restore(r.get(2), entry);
+    }
+    Ok(states)
+}
+
+/// The transaction: lock the partitions in order, check idempotent and
+/// transactional batches and transaction markers against their
+/// producers' stored state, store the producers' new state (open
+/// transactions included) and the transactions ABORT markers closed,
+/// move the next offsets past the accepted appends and the last stable
+/// offsets to the oldest open transactions, index, notify, commit.
 async fn sequence(
     client: &mut Client,
     key: &ObjectPath,
@@ -592,57 +1070,187 @@ async fn sequence(
     node_id: i32,
     entries: &[Pending],
     positions: &[u64],
+    now_ms: i64,
 ) -> Result<Placed, tokio_postgres::Error> {
-    // Offsets and bytes per partition, in first-seen order.
     let mut order: Vec<&TopicPartition> = Vec::new();
-    let mut totals: HashMap<&TopicPartition, (i64, i64)> = HashMap::new();
+    let mut seen: HashSet<&TopicPartition> = HashSet::new();
     for p in entries {
-        let t = totals.entry(&p.part.tp).or_insert_with(|| {
+        if seen.insert(&p.part.tp) {
             order.push(&p.part.tp);
-            (0, 0)
-        });
-        t.0 += p.offset_count;
-        t.1 += p.chunk.len() as i64;
+        }
     }
     let topics: Vec<&str> = order.iter().map(|tp| tp.topic.as_str()).collect();
     let parts: Vec<i32> = order.iter().map(|tp| tp.partition).collect();
-    let counts: Vec<i64> = order.iter().map(|tp| totals[tp].0).collect();
-    let bytes: Vec<i64> = order.iter().map(|tp| totals[tp].1).collect();
     let tx = client.transaction().await?;
-    tx.execute(schema::LOCK, &[&topics, &parts]).await?;
-    let rows = tx
-        .query(schema::SEQUENCE, &[&topics, &parts, &counts, &bytes])
-        .await?;
-    // (next offset to give, log end after, log start)
-    let mut next: HashMap<TopicPartition, (i64, i64, i64)> = HashMap::new();
-    for r in rows {
-        let tp = TopicPartition::new(r.get::<_, String>(0), r.get::<_, i32>(1));
-        next.insert(tp, (r.get(2), r.get(3), r.get(4)));
+    // Coordinator appends go in only under the lease they were made
+    // under; the rows stay locked until the commit.
+    let mut fenced: HashSet<usize> = HashSet::new();
+    if entries.iter().any(|p| p.fence.is_some()) {
+        let mut leased: Vec<&TopicPartition> = entries
+            .iter()
+            .filter(|p| p.fence.is_some())
+            .map(|p| &p.part.tp)
+            .collect();
+        leased.sort();
+        leased.dedup();
+        let topics: Vec<&str> = leased.iter().map(|tp| tp.topic.as_str()).collect();
+        let parts: Vec<i32> = leased.iter().map(|tp| tp.partition).collect();
+        let mut epochs: HashMap<TopicPartition, i64> = HashMap::new();
+        for r in tx
+            .query(schema::FENCE, &[&topics, &parts, &node_id])
+            .await?
+        {
+            let tp = TopicPartition::new(r.get::<_, String>(0), r.get::<_, i32>(1));
+            epochs.insert(tp, r.get(2));
+        }
+        for (i, p) in entries.iter().enumerate() {
+            if p.fence.is_some() && epochs.get(&p.part.tp) != p.fence.as_ref() {
+                fenced.insert(i);
+            }
+        }
     }
-    let mut bases = Vec::with_capacity(entries.len());
+    // The next offset of each partition that still exists.
+    let mut next: HashMap<TopicPartition, i64> = HashMap::new();
+    for r in tx.query(schema::LOCK, &[&topics, &parts]).await? {
+        let tp = TopicPartition::new(r.get::<_, String>(0), r.get::<_, i32>(1));
+        next.insert(tp, r.get(2));
+    }
+    let mut producers = load_producers(&tx, entries).await?;
+    let mut touched: Vec<(TopicPartition, i64)> = Vec::new();
+    let mut aborted: Vec<(TopicPartition, AbortedTxn)> = Vec::new();
+    // Offsets and bytes taken per partition, in first-seen order.
+    let mut totals: HashMap<&TopicPartition, (i64, i64)> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(entries.len());
+    for (i, p) in entries.iter().enumerate() {
+        let tp = &p.part.tp;
+        if fenced.contains(&i) {
+            outcomes.push(Outcome::Refused(not_coordinator(tp)));
+            continue;
+        }
+        let Some(n) = next.get_mut(tp) else {
+            outcomes.push(Outcome::Refused(LogError::Removed {
+                partition: tp.to_string(),
+            }));
+            continue;
+        };
+        if let (Some(h), Some(kind)) = (p.producer, p.control) {
+            // A marker: fenced by the producer's epoch (a zombie
+            // coordinator's marker is refused); it closes the producer's
+            // open transaction here, if any.
+            let states = producers.entry(tp.clone()).or_default();
+            if let Err(e) = states.check_marker(&h) {
+                outcomes.push(Outcome::Refused(e));
+                continue;
+            }
+            let mut h = h;
+            h.base_offset = *n;
+            if let Some(a) = states.apply(&h, Some(kind), now_ms) {
+                aborted.push((tp.clone(), a));
+            }
+            if !touched.contains(&(tp.clone(), h.producer_id)) {
+                touched.push((tp.clone(), h.producer_id));
+            }
+        } else if let Some(h) = p.producer {
+            let states = producers.entry(tp.clone()).or_default();
+            match states.check(&h) {
+                Err(e) => {
+                    outcomes.push(Outcome::Refused(e));
+                    continue;
+                }
+                Ok(Verdict::Duplicate(m)) => {
+                    outcomes.push(Outcome::Duplicate(m));
+                    continue;
+                }
+                Ok(Verdict::Append) => {
+                    let mut h = h;
+                    h.base_offset = *n;
+                    states.apply(&h, None, now_ms);
+                    if !touched.contains(&(tp.clone(), h.producer_id)) {
+                        touched.push((tp.clone(), h.producer_id));
+                    }
+                }
+            }
+        }
+        outcomes.push(Outcome::Placed(*n));
+        *n += p.offset_count;
+        let t = totals.entry(tp).or_default();
+        t.0 += p.offset_count;
+        t.1 += p.chunk.len() as i64;
+    }
+    // Before the sequencing, whose last stable offsets read them.
+    if !touched.is_empty() {
+        let (mut s_topic, mut s_part, mut s_pid, mut s_epoch, mut s_batches, mut s_ts) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut s_open: Vec<Option<i64>> = vec![];
+        for (tp, pid) in &touched {
+            let Some(e) = producers.get(tp).and_then(|s| s.get(*pid)) else {
+                continue;
+            };
+            s_topic.push(tp.topic.as_str());
+            s_part.push(tp.partition);
+            s_pid.push(*pid);
+            s_epoch.push(e.epoch);
+            s_batches.push(encode_batches(e));
+            s_ts.push(e.last_timestamp);
+            s_open.push(e.txn_first_offset);
+        }
+        tx.execute(
+            schema::SAVE_PRODUCERS,
+            &[
+                &s_topic, &s_part, &s_pid, &s_epoch, &s_batches, &s_ts, &s_open,
+            ],
+        )
+        .await?;
+    }
+    if !aborted.is_empty() {
+        let topics: Vec<&str> = aborted.iter().map(|(tp, _)| tp.topic.as_str()).collect();
+        let parts: Vec<i32> = aborted.iter().map(|(tp, _)| tp.partition).collect();
+        let markers: Vec<i64> = aborted.iter().map(|(_, a)| a.last_offset).collect();
+        let pids: Vec<i64> = aborted.iter().map(|(_, a)| a.producer_id).collect();
+        let firsts: Vec<i64> = aborted.iter().map(|(_, a)| a.first_offset).collect();
+        let stables: Vec<i64> = aborted.iter().map(|(_, a)| a.last_stable_offset).collect();
+        tx.execute(
+            schema::SAVE_ABORTED,
+            &[&topics, &parts, &markers, &pids, &firsts, &stables],
+        )
+        .await?;
+    }
+    let moved: Vec<&TopicPartition> = order
+        .iter()
+        .copied()
+        .filter(|tp| totals.contains_key(tp))
+        .collect();
+    // (log end after, log start, last stable) of each partition that moved.
+    let mut after: HashMap<TopicPartition, (i64, i64, i64)> = HashMap::new();
+    if !moved.is_empty() {
+        let topics: Vec<&str> = moved.iter().map(|tp| tp.topic.as_str()).collect();
+        let parts: Vec<i32> = moved.iter().map(|tp| tp.partition).collect();
+        let counts: Vec<i64> = moved.iter().map(|tp| totals[tp].0).collect();
+        let bytes: Vec<i64> = moved.iter().map(|tp| totals[tp].1).collect();
+        for r in tx
+            .query(schema::SEQUENCE, &[&topics, &parts, &counts, &bytes])
+            .await?
+        {
+            let tp = TopicPartition::new(r.get::<_, String>(0), r.get::<_, i32>(1));
+            after.insert(tp, (r.get(3), r.get(4), r.get(5)));
+        }
+    }
     let mut ends = Vec::with_capacity(entries.len());
     let (mut i_topic, mut i_part, mut i_base, mut i_last, mut i_pos, mut i_size, mut i_ts) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-    for (p, pos) in entries.iter().zip(positions) {
-        match next.get_mut(&p.part.tp) {
-            Some((n, end, start)) => {
-                let base = *n;
-                *n += p.offset_count;
-                bases.push(Some(base));
-                ends.push((*end, *start));
-                i_topic.push(p.part.tp.topic.as_str());
-                i_part.push(p.part.tp.partition);
-                i_base.push(base);
-                i_last.push(base + p.offset_count - 1);
-                i_pos.push(*pos as i64);
-                i_size.push(i32::try_from(p.chunk.len()).unwrap_or(i32::MAX));
-                i_ts.push(p.max_timestamp);
-            }
-            None => {
-                bases.push(None);
-                ends.push((0, 0));
-            }
-        }
+    for ((p, pos), outcome) in entries.iter().zip(positions).zip(&outcomes) {
+        let Outcome::Placed(base) = outcome else {
+            ends.push((0, 0, 0));
+            continue;
+        };
+        ends.push(after.get(&p.part.tp).copied().unwrap_or((0, 0, 0)));
+        i_topic.push(p.part.tp.topic.as_str());
+        i_part.push(p.part.tp.partition);
+        i_base.push(*base);
+        i_last.push(base + p.offset_count - 1);
+        i_pos.push(*pos as i64);
+        i_size.push(i32::try_from(p.chunk.len()).unwrap_or(i32::MAX));
+        i_ts.push(p.max_timestamp);
     }
     if !i_topic.is_empty() {
         tx.execute(
@@ -663,7 +1271,7 @@ async fn sequence(
         .await?;
     }
     tx.commit().await?;
-    Ok(Placed { bases, ends })
+    Ok(Placed { outcomes, ends })
 }
 
 /// Follows other brokers' commits (LISTEN), so offsets and long polls
@@ -671,8 +1279,11 @@ async fn sequence(
 /// open partition's offsets, since notifications were missed meanwhile.
 async fn listener(shared: Arc<Shared>, listening: oneshot::Sender<()>) {
     let mut listening = Some(listening);
+    let mut backoff = Backoff::default();
     loop {
-        match tokio_postgres::connect(&shared.config.postgres, NoTls).await {
+        let target = &shared.db.target;
+        let connected = target.config.connect(target.tls.clone()).await.map_err(pg);
+        match connected {
             Ok((client, mut conn)) => {
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
                 let driver = tokio::spawn(async move {
@@ -707,6 +1318,7 @@ async fn listener(shared: Arc<Shared>, listening: oneshot::Sender<()>) {
                     if let Some(l) = listening.take() {
                         let _ = l.send(());
                     }
+                    backoff.succeeded();
                     refresh_all(&shared).await;
                     // Missed catalog notifications: have the broker reread.
                     shared.catalog_version.send_modify(|_| {});
@@ -724,7 +1336,7 @@ async fn listener(shared: Arc<Shared>, listening: oneshot::Sender<()>) {
             }
             Err(e) => warn!(error = %e, "cannot reach PostgreSQL for notifications"),
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(backoff.failed()).await;
     }
 }
 
@@ -738,11 +1350,13 @@ fn apply_notification(shared: &Shared, payload: &str) {
     else {
         return;
     };
+    // Commits add the last stable offset; DeleteRecords does not move it.
+    let stable = f.next().and_then(|s| s.parse::<i64>().ok());
     let part = lock(&shared.partitions)
         .get(&TopicPartition::new(topic, p))
         .cloned();
     if let Some(part) = part {
-        part.advance(end, start, None);
+        part.advance(end, start, stable, None);
     }
 }
 
@@ -760,7 +1374,8 @@ async fn refresh(shared: &Shared, part: &PartState) -> Result<Offsets, LogError>
     let client = shared.db.get().await?;
     let row = client
         .query_opt(
-            "SELECT log_start, next_offset, size_bytes FROM weir.partitions WHERE topic = $1 AND partition = $2",
+            "SELECT log_start, next_offset, size_bytes, coalesce(first_unstable, next_offset)
+             FROM weir.partitions WHERE topic = $1 AND partition = $2",
             &[&part.tp.topic, &part.tp.partition],
         )
         .await
@@ -774,6 +1389,7 @@ async fn refresh(shared: &Shared, part: &PartState) -> Result<Offsets, LogError>
     part.advance(
         row.get(1),
         row.get(0),
+        Some(row.get(3)),
         u64::try_from(row.get::<_, i64>(2)).ok(),
     );
     part.live()
@@ -784,6 +1400,8 @@ async fn refresh(shared: &Shared, part: &PartState) -> Result<Offsets, LogError>
 pub struct ClusterPartition {
     shared: Arc<Shared>,
     part: Arc<PartState>,
+    /// The engine's runtime, for the contract's synchronous calls.
+    handle: tokio::runtime::Handle,
 }
 
 impl ClusterPartition {
@@ -799,17 +1417,34 @@ impl ClusterPartition {
         let mut chunk = BytesMut::with_capacity(v.size);
         let mut rel = 0i64;
         let mut max_timestamp = -1i64;
+        let mut producer = None;
+        let mut control = None;
         for b in &v.batches {
             let h = BatchHeader::parse(&b.header).ok_or_else(|| LogError::InvalidRecord {
                 reason: "batch header does not parse".into(),
             })?;
-            // Idempotence and transactions need their sequence checks in
-            // the sequencing transaction, which this engine does not do
-            // yet: refuse rather than accept without the guarantees.
-            if h.producer_id >= 0 || h.is_transactional() || h.is_control() {
-                return Err(LogError::InvalidRecord {
-                    reason: "idempotent and transactional producers are not supported in cluster mode yet".into(),
-                });
+            if h.is_control() {
+                // Only the transaction coordinator writes these (the
+                // broker refuses them from clients).
+                control = Some(
+                    producer::control_type(&records.slice(b.range.clone())).ok_or_else(|| {
+                        LogError::InvalidRecord {
+                            reason: "control batch without a valid control record".into(),
+                        }
+                    })?,
+                );
+            }
+            if h.producer_id >= 0 {
+                // As on one node: one batch per partition from an
+                // idempotent producer, so that its sequence check is exact.
+                if v.batches.len() > 1 {
+                    return Err(LogError::InvalidRecord {
+                        reason:
+                            "a batch with a producer id must be the only batch for its partition"
+                                .into(),
+                    });
+                }
+                producer = Some(h);
             }
             let mut header = b.header;
             batch::set_base_offset(&mut header, rel);
@@ -819,6 +1454,20 @@ impl ClusterPartition {
             rel += b.offset_count;
             max_timestamp = max_timestamp.max(b.max_timestamp);
         }
+        let fence = {
+            let leases = lock(&self.shared.leases);
+            // Markers come from the transaction coordinator, which need
+            // not hold this partition's lease: they are fenced by the
+            // producer's epoch instead.
+            if leases.topics.contains_key(&self.part.tp.topic) && control.is_none() {
+                let e = leases
+                    .epoch(&self.part.tp.topic, self.part.tp.partition)
+                    .ok_or_else(|| not_coordinator(&self.part.tp))?;
+                Some(e)
+            } else {
+                None
+            }
+        };
         if epoch >= 0 {
             let mut o = lock(&self.part.offsets);
             o.epoch = o.epoch.max(epoch);
@@ -835,6 +1484,9 @@ impl ClusterPartition {
             offset_count: v.offset_count,
             max_timestamp,
             log_append_time: v.log_append_time,
+            producer,
+            control,
+            fence,
             done: tx,
         });
         let first = g.since.is_none();
@@ -848,6 +1500,29 @@ impl ClusterPartition {
         }
         Ok(rx)
     }
+}
+
+/// The aborted transactions of `tp` overlapping `[from, to)`.
+async fn aborted_in(
+    shared: &Shared,
+    tp: &TopicPartition,
+    from: i64,
+    to: i64,
+) -> Result<Vec<AbortedTxn>, LogError> {
+    let client = shared.db.get().await?;
+    let rows = client
+        .query(schema::ABORTED, &[&tp.topic, &tp.partition, &from, &to])
+        .await
+        .map_err(pg)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| AbortedTxn {
+            producer_id: r.get(0),
+            first_offset: r.get(1),
+            last_offset: r.get(2),
+            last_stable_offset: r.get(3),
+        })
+        .collect())
 }
 
 /// One index row as a read sees it.
@@ -884,27 +1559,20 @@ async fn index_rows(
         .collect())
 }
 
-/// The placed chunks of `rows`, from the cache or the store (one ranged
-/// read per object).
-async fn chunks(
+/// The byte ranges `spans` (object key, position, length) in the order
+/// given, with one ranged read per object, the objects read concurrently.
+pub(crate) async fn read_spans(
     shared: &Shared,
-    tp: &TopicPartition,
-    rows: &[Row],
+    spans: &[(&str, u64, usize)],
 ) -> Result<Vec<Bytes>, LogError> {
-    let mut out: Vec<Option<Bytes>> = {
-        let cache = lock(&shared.cache);
-        rows.iter().map(|r| cache.get(tp, r.base)).collect()
-    };
     let mut by_key: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, r) in rows.iter().enumerate() {
-        if out[i].is_none() {
-            by_key.entry(r.key.as_str()).or_default().push(i);
-        }
+    for (i, (key, _, _)) in spans.iter().enumerate() {
+        by_key.entry(key).or_default().push(i);
     }
     let fetched = join_all(by_key.into_iter().map(|(key, idx)| async move {
         let ranges: Vec<std::ops::Range<u64>> = idx
             .iter()
-            .map(|&i| rows[i].position..rows[i].position + rows[i].size as u64)
+            .map(|&i| spans[i].1..spans[i].1 + spans[i].2 as u64)
             .collect();
         let got = shared
             .store
@@ -914,14 +1582,42 @@ async fn chunks(
         Ok::<_, LogError>((idx, got))
     }))
     .await;
-    let mut cache = lock(&shared.cache);
+    let mut out = vec![Bytes::new(); spans.len()];
     for f in fetched {
         let (idx, got) = f?;
-        for (i, raw) in idx.into_iter().zip(got) {
-            let placed = format::place(&raw, rows[i].base).map_err(LogError::from)?;
-            cache.put(tp, rows[i].base, placed.clone());
-            out[i] = Some(placed);
+        for (i, b) in idx.into_iter().zip(got) {
+            out[i] = b;
         }
+    }
+    Ok(out)
+}
+
+/// The placed chunks of `rows`, from the cache or the store (one ranged
+/// read per object).
+async fn chunks(
+    shared: &Shared,
+    tp: &TopicPartition,
+    rows: &[Row],
+) -> Result<Vec<Bytes>, LogError> {
+    let mut out: Vec<Option<Bytes>> = {
+        let cache = lock(&shared.cache);
+        // A row the cleaner rewrote keeps its base offset but not its
+        // length: a cached chunk of another length is the old one.
+        rows.iter()
+            .map(|r| cache.get(tp, r.base).filter(|c| c.len() == r.size))
+            .collect()
+    };
+    let missing: Vec<usize> = (0..rows.len()).filter(|&i| out[i].is_none()).collect();
+    let spans: Vec<(&str, u64, usize)> = missing
+        .iter()
+        .map(|&i| (rows[i].key.as_str(), rows[i].position, rows[i].size))
+        .collect();
+    let fetched = read_spans(shared, &spans).await?;
+    let mut cache = lock(&shared.cache);
+    for (i, raw) in missing.into_iter().zip(fetched) {
+        let placed = format::place(&raw, rows[i].base).map_err(LogError::from)?;
+        cache.put(tp, rows[i].base, placed.clone());
+        out[i] = Some(placed);
     }
     Ok(out.into_iter().flatten().collect())
 }
@@ -1021,6 +1717,18 @@ impl PartitionLog for ClusterPartition {
                 });
             }
             let rows = index_rows(&shared, &part.tp, offset, upper, 500).await?;
+            if rows.first().is_none_or(|r| r.base > offset) {
+                // The rows of `offset` are gone: retention or DeleteRecords
+                // on another broker moved the log start past it.
+                let o = refresh(&shared, &part).await?;
+                if offset < o.log_start {
+                    return Err(LogError::OffsetOutOfRange {
+                        offset,
+                        log_start: o.log_start,
+                        log_end: o.log_end,
+                    });
+                }
+            }
             // Whole rows up to max_bytes, but at least one.
             let mut take = 0;
             let mut total = 0usize;
@@ -1039,15 +1747,37 @@ impl PartitionLog for ClusterPartition {
                 let skip = if i == 0 { skip_below(c, offset) } else { 0 };
                 out.extend_from_slice(&c[skip..]);
             }
-            Ok(ReadResult {
-                records: out.freeze(),
-                offsets,
-            })
+            let records = out.freeze();
+            if limit == ReadLimit::LastStable && !records.is_empty() {
+                // What the fetch asks for next: the aborted transactions
+                // overlapping [offset, end of the data). Read here, where
+                // a failure can fail the read rather than show aborted
+                // records.
+                let end = batch::iter_batches(&records)
+                    .last()
+                    .map_or(offset, |(_, h)| h.last_offset() + 1);
+                let found = aborted_in(&shared, &part.tp, offset, end).await?;
+                let mut cache = lock(&part.aborted);
+                if cache.len() >= 64 {
+                    cache.clear();
+                }
+                cache.insert((offset, end), found);
+            }
+            Ok(ReadResult { records, offsets })
         })
     }
 
     fn offsets(&self) -> LogOffsets {
         log_offsets(&lock(&self.part.offsets))
+    }
+
+    fn current_offsets(&self) -> BoxFuture<'static, Result<LogOffsets, LogError>> {
+        let shared = self.shared.clone();
+        let part = self.part.clone();
+        Box::pin(async move {
+            refresh(&shared, &part).await?;
+            Ok(log_offsets(&lock(&part.offsets)))
+        })
     }
 
     fn subscribe(&self) -> watch::Receiver<i64> {
@@ -1135,17 +1865,12 @@ impl PartitionLog for ClusterPartition {
         Box::pin(async move {
             part.live()?;
             let client = shared.db.get().await?;
-            let row = client
-                .query_opt(
-                    "UPDATE weir.partitions SET log_start = GREATEST(log_start, $3)
-                     WHERE topic = $1 AND partition = $2 AND $3 <= next_offset
-                     RETURNING log_start, next_offset,
-                        pg_notify('weir_log', topic || E'\\t' || partition || E'\\t' || next_offset || E'\\t' || log_start)",
-                    &[&part.tp.topic, &part.tp.partition, &offset],
-                )
-                .await
-                .map_err(pg)?;
-            let Some(row) = row else {
+            // The rows wholly below the new start go in the same statement;
+            // their objects, once no row references them, are the
+            // collector's.
+            let Some((start, end, size)) =
+                crate::jobs::move_log_start(&client, &part.tp, offset).await?
+            else {
                 let o = refresh(&shared, &part).await?;
                 return Err(LogError::OffsetOutOfRange {
                     offset,
@@ -1153,17 +1878,7 @@ impl PartitionLog for ClusterPartition {
                     log_end: o.log_end,
                 });
             };
-            let (start, end): (i64, i64) = (row.get(0), row.get(1));
-            // Rows wholly below the new start are unreachable; their
-            // objects are left for the collector (not built yet).
-            client
-                .execute(
-                    "DELETE FROM weir.batches WHERE topic = $1 AND partition = $2 AND last_offset < $3",
-                    &[&part.tp.topic, &part.tp.partition, &start],
-                )
-                .await
-                .map_err(pg)?;
-            part.advance(end, start, None);
+            part.advance(end, start, None, u64::try_from(size).ok());
             Ok(start)
         })
     }
@@ -1172,12 +1887,50 @@ impl PartitionLog for ClusterPartition {
         lock(&self.part.offsets).size
     }
 
-    fn producers(&self) -> Vec<(i64, ProducerEntry)> {
-        Vec::new()
+    fn producers(&self) -> Result<Vec<(i64, ProducerEntry)>, LogError> {
+        // Every broker's sequencing transactions keep `weir.producers`, so
+        // this is the partition's state whichever broker took the batches.
+        let shared = self.shared.clone();
+        let tp = self.part.tp.clone();
+        block_on(&self.handle, async move {
+            let client = shared.db.get().await?;
+            let rows = client
+                .query(schema::PARTITION_PRODUCERS, &[&tp.topic, &tp.partition])
+                .await
+                .map_err(pg)?;
+            Ok(rows
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.get(0),
+                        ProducerEntry {
+                            epoch: r.get(1),
+                            batches: decode_batches(r.get::<_, &[u8]>(2)),
+                            last_timestamp: r.get(3),
+                            coordinator_epoch: -1,
+                            txn_first_offset: r.get(4),
+                        },
+                    )
+                })
+                .collect())
+        })
     }
 
-    fn aborted_transactions(&self, _from: i64, _to: i64) -> Vec<AbortedTxn> {
-        Vec::new()
+    fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        // A read_committed read found them already (and failed if it
+        // could not); otherwise ask now.
+        if let Some(found) = lock(&self.part.aborted).remove(&(from, to)) {
+            return found;
+        }
+        let shared = self.shared.clone();
+        let tp = self.part.tp.clone();
+        block_on(&self.handle, async move {
+            aborted_in(&shared, &tp, from, to).await
+        })
+        .unwrap_or_else(|e| {
+            warn!(partition = %self.part.tp, error = %e, "cannot read aborted transactions");
+            Vec::new()
+        })
     }
 
     fn set_config(&self, config: LogConfig) {
@@ -1193,7 +1946,7 @@ impl LogEngine for ClusterEngine {
     ) -> Result<Arc<dyn PartitionLog>, LogError> {
         let shared = self.shared.clone();
         let key = tp.clone();
-        let (log_start, next, size) = self.block(async move {
+        let (log_start, next, size, stable) = self.block(async move {
             let client = shared.db.get().await?;
             client
                 .execute(
@@ -1204,12 +1957,18 @@ impl LogEngine for ClusterEngine {
                 .map_err(pg)?;
             let row = client
                 .query_one(
-                    "SELECT log_start, next_offset, size_bytes FROM weir.partitions WHERE topic = $1 AND partition = $2",
+                    "SELECT log_start, next_offset, size_bytes, coalesce(first_unstable, next_offset)
+                     FROM weir.partitions WHERE topic = $1 AND partition = $2",
                     &[&key.topic, &key.partition],
                 )
                 .await
                 .map_err(pg)?;
-            Ok((row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, i64>(2)))
+            Ok((
+                row.get::<_, i64>(0),
+                row.get::<_, i64>(1),
+                row.get::<_, i64>(2),
+                row.get::<_, i64>(3),
+            ))
         })?;
         let mut parts = lock(&self.shared.partitions);
         let reuse = parts.get(tp).filter(|p| {
@@ -1233,10 +1992,11 @@ impl LogEngine for ClusterEngine {
             }
         };
         drop(parts);
-        part.advance(next, log_start, u64::try_from(size).ok());
+        part.advance(next, log_start, Some(stable), u64::try_from(size).ok());
         Ok(Arc::new(ClusterPartition {
             shared: self.shared.clone(),
             part,
+            handle: self.handle.clone(),
         }))
     }
 
@@ -1248,13 +2008,25 @@ impl LogEngine for ClusterEngine {
         let tp = tp.clone();
         self.block(async move {
             let client = shared.db.get().await?;
-            // Index rows first, then the partition; the objects are left
-            // for the collector (not built yet).
+            // Index rows first, then the partition; the objects, once no
+            // row references them, are the collector's.
             client.batch_execute("BEGIN").await.map_err(pg)?;
             let r = async {
                 client
                     .execute(
                         "DELETE FROM weir.batches WHERE topic = $1 AND partition = $2",
+                        &[&tp.topic, &tp.partition],
+                    )
+                    .await?;
+                client
+                    .execute(
+                        "DELETE FROM weir.producers WHERE topic = $1 AND partition = $2",
+                        &[&tp.topic, &tp.partition],
+                    )
+                    .await?;
+                client
+                    .execute(
+                        "DELETE FROM weir.aborted WHERE topic = $1 AND partition = $2",
                         &[&tp.topic, &tp.partition],
                     )
                     .await?;
@@ -1312,6 +2084,17 @@ impl LogEngine for ClusterEngine {
             let shared = self.shared.clone();
             let left = self.block(async move {
                 let client = shared.db.get().await?;
+                // Its leases go at once too, so the groups move without
+                // waiting for the leases to run out.
+                lock(&shared.leases).held.clear();
+                lock(&shared.leases).publish();
+                client
+                    .execute(
+                        "UPDATE weir.coordinators SET expires_at = now() - interval '1 millisecond' WHERE holder = $1",
+                        &[&shared.config.node_id],
+                    )
+                    .await
+                    .map_err(pg)?;
                 client
                     .execute(
                         "DELETE FROM weir.brokers WHERE node_id = $1",
@@ -1347,7 +2130,25 @@ async fn heartbeat(shared: Arc<Shared>) {
     };
     let every = Duration::from_millis((shared.config.broker_timeout_ms / 3).max(100));
     let timeout = shared.config.broker_timeout_ms as i64;
+    // Expiring producers is idempotent, so every broker may do it; about
+    // once a minute is enough for an expiration counted in hours.
+    let expire_every = (60_000 / every.as_millis().max(1)).max(1);
+    let mut beats: u128 = 0;
     loop {
+        beats += 1;
+        if beats % expire_every == 0 {
+            let oldest = shared.clock.now_ms() - shared.config.producer_id_expiration_ms;
+            let expired = async {
+                let client = shared.db.get().await?;
+                client
+                    .execute(schema::EXPIRE_PRODUCERS, &[&oldest])
+                    .await
+                    .map_err(pg)
+            };
+            if let Err(e) = expired.await {
+                warn!(error = %e, "cannot expire idle producers");
+            }
+        }
         let beat = async {
             let client = shared.db.get().await?;
             client
@@ -1369,11 +2170,134 @@ async fn heartbeat(shared: Arc<Shared>) {
             )
         };
         match beat.await {
-            Ok(live) => *lock(&shared.brokers) = live,
+            Ok(live) => {
+                *lock(&shared.brokers) = live.clone();
+                if let Err(e) = lead(&shared, &live).await {
+                    warn!(error = %e, "cannot renew or take coordinator leases");
+                }
+            }
             Err(e) => warn!(error = %e, "heartbeat failed"),
         }
+        lock(&shared.leases).publish();
         tokio::time::sleep(every).await;
     }
+}
+
+/// One round of coordinator leases, after a heartbeat: renews the held
+/// ones, releases those that fell to another live broker (after two
+/// heartbeats in a row), takes those that fall to this one where nobody
+/// holds an unexpired lease, and reads who holds the rest.
+async fn lead(shared: &Shared, live: &[BrokerAddr]) -> Result<(), LogError> {
+    let topics: Vec<(String, i32)> = lock(&shared.leases)
+        .topics
+        .iter()
+        .map(|(t, n)| (t.clone(), *n))
+        .collect();
+    if topics.is_empty() {
+        return Ok(());
+    }
+    let me = shared.config.node_id;
+    let ttl = i64::try_from(shared.config.coordinator_lease_ms).unwrap_or(i64::MAX);
+    let client = shared.db.get().await?;
+    let started = Instant::now();
+    let valid_until = started + Duration::from_millis(shared.config.coordinator_lease_ms * 2 / 3);
+    let held: Vec<((String, i32), i64)> = lock(&shared.leases)
+        .held
+        .iter()
+        .map(|(k, (e, _))| (k.clone(), *e))
+        .collect();
+    let h_topic: Vec<&str> = held.iter().map(|((t, _), _)| t.as_str()).collect();
+    let h_part: Vec<i32> = held.iter().map(|((_, p), _)| *p).collect();
+    let h_epoch: Vec<i64> = held.iter().map(|(_, e)| *e).collect();
+    let renewed: HashMap<(String, i32), i64> = client
+        .query(
+            schema::RENEW_LEASES,
+            &[&me, &ttl, &h_topic, &h_part, &h_epoch],
+        )
+        .await
+        .map_err(pg)?
+        .into_iter()
+        .map(|r| ((r.get::<_, String>(0), r.get::<_, i32>(1)), r.get(2)))
+        .collect();
+    let mut release = Vec::new();
+    let mut acquire: Vec<(String, Vec<i32>)> = Vec::new();
+    {
+        let mut l = lock(&shared.leases);
+        // Renewed at the same epoch: nobody took it meanwhile, so the
+        // state this broker loaded is still the partition's.
+        l.held.retain(|k, (epoch, until)| {
+            let kept = renewed.get(k) == Some(epoch);
+            if kept {
+                *until = valid_until;
+            }
+            kept
+        });
+        for (topic, n) in &topics {
+            let mut wanted = Vec::new();
+            for p in 0..*n {
+                let key = (topic.clone(), p);
+                let mine = weir_storage::spread(live, topic, p) == me;
+                match (l.held.get(&key).copied(), mine) {
+                    (Some(_), true) => {
+                        l.leaving.remove(&key);
+                    }
+                    (Some((epoch, _)), false) => {
+                        if l.leaving.remove(&key) {
+                            l.held.remove(&key);
+                            release.push((key, epoch));
+                        } else {
+                            l.leaving.insert(key);
+                        }
+                    }
+                    (None, true) => wanted.push(p),
+                    (None, false) => {}
+                }
+            }
+            if !wanted.is_empty() {
+                acquire.push((topic.clone(), wanted));
+            }
+        }
+        // Stop serving before the lease goes.
+        l.publish();
+    }
+    for ((topic, p), epoch) in release {
+        client
+            .execute(schema::RELEASE_LEASE, &[&topic, &p, &me, &epoch])
+            .await
+            .map_err(pg)?;
+        debug!(%topic, partition = p, "coordinator lease released");
+    }
+    for (topic, wanted) in acquire {
+        let taken = client
+            .query(schema::ACQUIRE_LEASES, &[&topic, &wanted, &me, &ttl])
+            .await
+            .map_err(pg)?;
+        for r in taken {
+            let (p, epoch): (i32, i64) = (r.get(0), r.get(1));
+            // Whatever the former holder committed is in the database now
+            // (its flushes hold the lease row until they commit): read the
+            // offsets before anyone loads the partition.
+            let part = lock(&shared.partitions)
+                .get(&TopicPartition::new(topic.clone(), p))
+                .cloned();
+            if let Some(part) = part {
+                refresh(shared, &part).await?;
+            }
+            lock(&shared.leases)
+                .held
+                .insert((topic.clone(), p), (epoch, valid_until));
+            tracing::info!(%topic, partition = p, epoch, "coordinator lease taken");
+        }
+    }
+    let holders: HashMap<(String, i32), i32> = client
+        .query(schema::LEASES, &[])
+        .await
+        .map_err(pg)?
+        .into_iter()
+        .map(|r| ((r.get::<_, String>(0), r.get::<_, i32>(1)), r.get(2)))
+        .collect();
+    lock(&shared.leases).holders = holders;
+    Ok(())
 }
 
 /// The catalog and membership in PostgreSQL ([`SharedCatalog`]).
@@ -1423,5 +2347,77 @@ impl SharedCatalog for PgCatalog {
 
     fn brokers(&self) -> Vec<BrokerAddr> {
         lock(&self.shared.brokers).clone()
+    }
+
+    fn reserve_producer_ids(&self) -> Result<Option<std::ops::Range<i64>>, LogError> {
+        let shared = self.shared.clone();
+        block_on(&self.handle, async move {
+            let client = shared.db.get().await?;
+            let row = client
+                .query_one(schema::RESERVE_PRODUCER_IDS, &[])
+                .await
+                .map_err(pg)?;
+            let (first, size): (i64, i64) = (row.get(0), row.get(1));
+            Ok(Some(first..first + size))
+        })
+    }
+
+    fn lead_coordinators(
+        &self,
+        topic: &str,
+        partitions: i32,
+    ) -> Option<watch::Receiver<BTreeMap<i32, i64>>> {
+        let mut l = lock(&self.shared.leases);
+        l.topics.insert(topic.to_string(), partitions);
+        Some(
+            l.watchers
+                .entry(topic.to_string())
+                .or_insert_with(|| watch::channel(BTreeMap::new()).0)
+                .subscribe(),
+        )
+    }
+
+    fn coordinator_epoch(&self, topic: &str, partition: i32) -> Option<i64> {
+        lock(&self.shared.leases).epoch(topic, partition)
+    }
+
+    fn coordinator_of(&self, topic: &str, partition: i32) -> Option<i32> {
+        let me = self.shared.config.node_id;
+        let key = (topic.to_string(), partition);
+        {
+            let l = lock(&self.shared.leases);
+            if l.epoch(topic, partition).is_some() {
+                return Some(me);
+            }
+            if let Some(h) = l.holders.get(&key).filter(|h| **h != me) {
+                return Some(*h);
+            }
+        }
+        // Not known as of the last heartbeat: another broker may have
+        // taken the lease since (up to a heartbeat ago). Ask the database
+        // rather than answer COORDINATOR_NOT_AVAILABLE from a stale view;
+        // some clients (librdkafka's admin API) wait long before asking
+        // again.
+        let shared = self.shared.clone();
+        let (t, p) = key.clone();
+        let holder = block_on(&self.handle, async move {
+            let client = shared.db.get().await?;
+            let row = client
+                .query_opt(schema::LEASE_HOLDER, &[&t, &p])
+                .await
+                .map_err(pg)?;
+            Ok(row.map(|r| r.get::<_, i32>(0)))
+        });
+        match holder {
+            Ok(Some(h)) if h != me => {
+                lock(&self.shared.leases).holders.insert(key, h);
+                Some(h)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                debug!(error = %e, %topic, partition, "cannot read the coordinator lease");
+                None
+            }
+        }
     }
 }

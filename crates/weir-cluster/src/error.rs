@@ -16,14 +16,35 @@ pub enum ClusterError {
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
     /// PostgreSQL refused or failed a call.
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", describe_pg(.0))]
     Postgres(#[from] tokio_postgres::Error),
+    /// The `--cluster` URL's TLS settings (`sslmode`, `sslrootcert`,
+    /// `sslcert`, `sslkey`) cannot be used.
+    #[error("PostgreSQL TLS: {0}")]
+    PgTls(String),
     /// An intake object does not parse.
     #[error("intake object: {0}")]
     Format(String),
     /// The engine's own runtime could not start, or stopped.
     #[error("cluster engine runtime: {0}")]
     Runtime(String),
+}
+
+/// A PostgreSQL error with the server's own message, which the client's
+/// `Display` leaves out ("db error").
+pub(crate) fn describe_pg(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!(
+            "{e}: {} {}: {}",
+            db.severity(),
+            db.code().code(),
+            db.message()
+        ),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
 }
 
 impl From<ClusterError> for weir_storage::LogError {

@@ -14,6 +14,10 @@
 //!   objects; recent chunks stay in a bounded memory cache; commits
 //!   notify every broker (LISTEN/NOTIFY), which moves offsets and wakes
 //!   long polls.
+//! - Background work (`jobs.rs`, under leases): retention and
+//!   DeleteRecords delete index rows, compaction copies intake chunks
+//!   into per-partition objects, and the collector deletes objects no row
+//!   references after a grace period.
 //!
 //! The tables are in [`schema`]; ARCHITECTURE.md and
 //! docs/cluster-format.md describe the design and the formats.
@@ -21,6 +25,8 @@
 pub mod engine;
 pub mod error;
 pub mod format;
+mod jobs;
+mod pg_tls;
 pub mod schema;
 
 pub use engine::{open_store, ClusterConfig, ClusterEngine, ClusterPartition};

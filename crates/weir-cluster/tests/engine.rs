@@ -13,6 +13,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use weir_cluster::{ClusterConfig, ClusterEngine};
+use weir_storage::producer::{marker_batch, ControlType};
 use weir_storage::{
     Clock, LogConfig, LogEngine, LogError, PartitionLog, ReadLimit, TopicPartition,
 };
@@ -107,16 +108,26 @@ impl Pg {
             "{}",
             String::from_utf8_lossy(&st.stderr)
         );
+        pg.run_server();
+        Some(pg)
+    }
+
+    /// Starts the server on its data directory and port.
+    fn run_server(&self) {
         let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
-            pg.dir.path().display()
+            // synchronous_commit=off as a server default: the engine
+            // turns it on for its own sessions (a crash would otherwise
+            // lose acknowledged commits; see the restart test).
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
+            self.port,
+            self.dir.path().display()
         );
-        let st = pg
+        let st = self
             .cmd("pg_ctl")
             .arg("-D")
-            .arg(&data)
+            .arg(self.dir.path().join("data"))
             .args(["-o", &opts, "-l"])
-            .arg(pg.dir.path().join("log"))
+            .arg(self.dir.path().join("log"))
             .args(["-w", "-t", "60", "start"])
             .output()
             .expect("pg_ctl");
@@ -125,7 +136,19 @@ impl Pg {
             "{}",
             String::from_utf8_lossy(&st.stderr)
         );
-        Some(pg)
+    }
+
+    /// Stops the server as a crash would (`-m immediate`: no checkpoint,
+    /// every connection cut).
+    fn crash(&self) {
+        let st = self
+            .cmd("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output()
+            .expect("pg_ctl");
+        assert!(st.status.success());
     }
 
     fn url(&self) -> String {
@@ -293,6 +316,44 @@ async fn appends_on_one_broker_are_read_on_another_in_call_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_uploading_at_once_commit_in_the_order_their_appends_were_called() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let a = engine(&pg, store.path(), 1).await;
+    let logs: Vec<_> = (0..2)
+        .map(|p| {
+            a.open(&TopicPartition::new("o", p), LogConfig::default())
+                .unwrap()
+        })
+        .collect();
+    // Appends spread over many gatherings (10 ms windows), so several
+    // objects upload while earlier ones commit.
+    let mut pending = Vec::new();
+    for i in 0..120 {
+        let log = &logs[i % 2];
+        pending.push((i % 2, log.append(batch(1 + i % 3, 0, &format!("a{i}")), 0)));
+        if i % 4 == 3 {
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+    }
+    let mut last = [-1i64, -1];
+    for (p, f) in pending {
+        let info = f.await.unwrap();
+        assert_eq!(info.base_offset, last[p] + 1, "partition {p}");
+        last[p] = info.last_offset;
+    }
+    let objects = std::fs::read_dir(store.path().join("intake/1"))
+        .unwrap()
+        .count();
+    assert!(objects > 3, "{objects} objects");
+    for (p, log) in logs.iter().enumerate() {
+        let got = read_all(log, 0).await;
+        assert_eq!(got.len() as i64, last[p] + 1);
+        assert!(got.iter().enumerate().all(|(i, (o, _))| *o == i as i64));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_brokers_appending_to_one_partition_get_distinct_contiguous_offsets() {
     let Some(pg) = Pg::start() else { return };
     let store = tempfile::tempdir().unwrap();
@@ -397,31 +458,158 @@ async fn a_failed_object_write_is_not_acknowledged_and_takes_no_offsets() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idempotent_batches_are_refused_until_supported() {
-    let Some(pg) = Pg::start() else { return };
-    let store = tempfile::tempdir().unwrap();
-    let a = engine(&pg, store.path(), 1).await;
-    let log = a
-        .open(&TopicPartition::new("i", 0), LogConfig::default())
-        .unwrap();
-    let mut r = record(0, 0, "v");
-    r.producer_id = 7;
-    r.producer_epoch = 0;
-    r.sequence = 0;
+/// One batch of `n` records from producer `pid` at `epoch`, sequences
+/// from `seq`; `transactional` marks it part of a transaction.
+fn producer_batch(
+    pid: i64,
+    epoch: i16,
+    seq: i32,
+    n: usize,
+    tag: &str,
+    transactional: bool,
+) -> Bytes {
+    let recs: Vec<Record> = (0..n)
+        .map(|i| {
+            let mut r = record(i as i64, i as i64, &format!("{tag}-{i}"));
+            r.producer_id = pid;
+            r.producer_epoch = epoch;
+            r.sequence = seq + i as i32;
+            r.transactional = transactional;
+            r
+        })
+        .collect();
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(
         &mut buf,
-        &[r],
+        &recs,
         &RecordEncodeOptions {
             version: 2,
             compression: Compression::None,
         },
     )
-    .unwrap();
-    let err = log.append(buf.freeze(), 0).await.unwrap_err();
-    assert!(matches!(err, LogError::InvalidRecord { .. }), "{err:?}");
-    assert_eq!(log.offsets().log_end, 0);
+    .expect("encode");
+    buf.freeze()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_batches_are_checked_against_the_stored_producer_state() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let a = engine(&pg, store.path(), 1).await;
+    let b = engine(&pg, store.path(), 2).await;
+    let tp = TopicPartition::new("i", 0);
+    let la = a.open(&tp, LogConfig::default()).unwrap();
+    let lb = b.open(&tp, LogConfig::default()).unwrap();
+    let first = la
+        .append(producer_batch(7, 0, 0, 2, "p7s0", false), 0)
+        .await
+        .unwrap();
+    assert_eq!((first.base_offset, first.last_offset), (0, 1));
+    // The retry reaches the other broker: answered with the original
+    // offsets, nothing written.
+    let dup = lb
+        .append(producer_batch(7, 0, 0, 2, "p7s0", false), 0)
+        .await
+        .unwrap();
+    assert_eq!((dup.base_offset, dup.last_offset), (0, 1));
+    let next = lb
+        .append(producer_batch(7, 0, 2, 1, "p7s2", false), 0)
+        .await
+        .unwrap();
+    assert_eq!(next.base_offset, 2);
+
+    // In one flush: a gap is refused, and the appends around it, of this
+    // partition and another, are written.
+    let other = a
+        .open(&TopicPartition::new("i", 1), LogConfig::default())
+        .unwrap();
+    let gap = la.append(producer_batch(7, 0, 5, 1, "gap", false), 0);
+    let fresh = la.append(producer_batch(8, 0, 0, 1, "p8s0", false), 0);
+    let plain = other.append(batch(1, 0, "plain"), 0);
+    let err = gap.await.unwrap_err();
+    assert!(
+        matches!(err, LogError::OutOfOrderSequence { expected: 3, .. }),
+        "{err:?}"
+    );
+    assert_eq!(fresh.await.unwrap().base_offset, 3);
+    assert_eq!(plain.await.unwrap().base_offset, 0);
+
+    // A new epoch starts at 0; the old epoch is then fenced.
+    let bumped = la
+        .append(producer_batch(7, 1, 0, 1, "e1s0", false), 0)
+        .await
+        .unwrap();
+    assert_eq!(bumped.base_offset, 4);
+    let err = lb
+        .append(producer_batch(7, 0, 3, 1, "zombie", false), 0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, LogError::InvalidProducerEpoch { .. }),
+        "{err:?}"
+    );
+    let err = la
+        .append(producer_batch(7, 2, 4, 1, "e2s4", false), 0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, LogError::OutOfOrderSequence { expected: 0, .. }),
+        "{err:?}"
+    );
+
+    // Only the last five batches are remembered.
+    for seq in 1..=6 {
+        let tag = format!("e1s{seq}");
+        let info = lb
+            .append(producer_batch(7, 1, seq, 1, &tag, false), 0)
+            .await
+            .unwrap();
+        assert_eq!(info.base_offset, 4 + i64::from(seq));
+    }
+    let dup = la
+        .append(producer_batch(7, 1, 2, 1, "e1s2", false), 0)
+        .await
+        .unwrap();
+    assert_eq!(dup.base_offset, 6);
+    let err = la
+        .append(producer_batch(7, 1, 1, 1, "e1s1", false), 0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, LogError::OutOfOrderSequence { .. }),
+        "{err:?}"
+    );
+
+    // A producer whose state is unknown here may start anywhere (its
+    // state expired), as in Kafka.
+    let late = la
+        .append(producer_batch(9, 0, 40, 1, "p9s40", false), 0)
+        .await
+        .unwrap();
+    assert_eq!(late.base_offset, 11);
+
+    // The last append went through the other broker: wait for its
+    // notification before reading here.
+    let mut wake = lb.subscribe();
+    tokio::time::timeout(Duration::from_secs(5), wake.wait_for(|&e| e >= 12))
+        .await
+        .expect("notified")
+        .unwrap();
+    let tags: Vec<String> = read_all(&lb, 0).await.into_iter().map(|(_, v)| v).collect();
+    assert_eq!(
+        tags,
+        [
+            "p7s0-0", "p7s0-1", "p7s2-0", "p8s0-0", "e1s0-0", "e1s1-0", "e1s2-0", "e1s3-0",
+            "e1s4-0", "e1s5-0", "e1s6-0", "p9s40-0"
+        ]
+    );
+    assert_eq!(la.offsets().log_end, 12);
+
+    // Producer ids: blocks from the database's sequence never overlap.
+    let ra = a.shared().unwrap().reserve_producer_ids().unwrap().unwrap();
+    let rb = b.shared().unwrap().reserve_producer_ids().unwrap().unwrap();
+    assert!(!ra.is_empty() && !rb.is_empty());
+    assert!(ra.end <= rb.start || rb.end <= ra.start, "{ra:?} {rb:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -475,4 +663,692 @@ async fn the_catalog_is_saved_by_compare_and_swap_and_brokers_heartbeat() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(ids(&ca), [(1, 9001)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_fails_appends_retriably_and_every_connection_comes_back() {
+    let Some(pg) = Pg::start() else { return };
+    let base = tempfile::tempdir().unwrap();
+    let store = base.path().join("store");
+    let a = engine(&pg, &store, 1).await;
+    let b = engine(&pg, &store, 2).await;
+    let tp = TopicPartition::new("pgr", 0);
+    let la = a.open(&tp, LogConfig::default()).unwrap();
+    let lb = b.open(&tp, LogConfig::default()).unwrap();
+    la.append(batch(2, 0, "before"), 0).await.unwrap();
+    // At once: an acknowledged commit must be on disk, not in WAL buffers
+    // (the server's synchronous_commit is off; the engine's sessions
+    // turn it on, and without that this test loses "before").
+    pg.crash();
+    // While the database is down nothing is acknowledged: the flush's
+    // transaction (or its connection) fails and so does the append.
+    for i in 0..3 {
+        let err = la.append(batch(1, 0, "down"), 0).await.unwrap_err();
+        assert!(matches!(err, LogError::Io { .. }), "{i}: {err:?}");
+    }
+    // Reads that need the database fail too, without hanging.
+    assert!(la.producers().is_err());
+    pg.run_server();
+    // The committer, the pooled connection and the listener reconnect by
+    // themselves (with backoff, so the first attempts may still fail).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let info = loop {
+        match la.append(batch(1, 0, "after"), 0).await {
+            Ok(info) => break info,
+            Err(e) => {
+                assert!(matches!(e, LogError::Io { .. }), "{e:?}");
+                assert!(std::time::Instant::now() < deadline, "no reconnect: {e:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    // The failed appends took no offsets.
+    assert_eq!(info.base_offset, 2);
+    // The other broker hears of commits again (its LISTEN connection is
+    // back): its long poll is woken by a commit made after the restart.
+    let mut end = lb.subscribe();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        la.append(batch(1, 0, "more"), 0).await.unwrap();
+        if tokio::time::timeout(Duration::from_secs(1), end.wait_for(|e| *e >= 4))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no notification");
+    }
+    let got: Vec<String> = read_all(&lb, 0).await.into_iter().map(|(_, v)| v).collect();
+    assert_eq!(&got[..4], &["before-0", "before-1", "after-0", "more-0"]);
+    assert!(lb.producers().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_leases_fence_a_stale_holders_writes() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let member = |node: i32, flush_ms: u64| {
+        let mut c =
+            ClusterConfig::new(pg.url(), format!("file://{}", store.path().display()), node);
+        c.advertised = Some(("127.0.0.1".into(), 9000 + node));
+        c.broker_timeout_ms = 900;
+        c.coordinator_lease_ms = 1500;
+        c.flush_ms = flush_ms;
+        c
+    };
+    // Broker 1 gathers for 400 ms, so a takeover can happen between an
+    // append and its commit.
+    let a = ClusterEngine::connect(member(1, 400), Clock::system())
+        .await
+        .unwrap();
+    let b = ClusterEngine::connect(member(2, 10), Clock::system())
+        .await
+        .unwrap();
+    let topic = "__consumer_offsets";
+    let tps: Vec<TopicPartition> = (0..2).map(|p| TopicPartition::new(topic, p)).collect();
+    let a_logs: Vec<_> = tps
+        .iter()
+        .map(|tp| a.open(tp, LogConfig::default()).unwrap())
+        .collect();
+    let b_logs: Vec<_> = tps
+        .iter()
+        .map(|tp| b.open(tp, LogConfig::default()).unwrap())
+        .collect();
+    let (ca, cb) = (a.shared().unwrap(), b.shared().unwrap());
+    let held_a = ca.lead_coordinators(topic, 2).unwrap();
+    let held_b = cb.lead_coordinators(topic, 2).unwrap();
+    // The two partitions spread over the two brokers, one each.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (ha, hb) = (held_a.borrow().clone(), held_b.borrow().clone());
+        if ha.len() == 1 && hb.len() == 1 && ha.keys().ne(hb.keys()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{ha:?} {hb:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (&p, &epoch) = held_a.borrow().iter().next().unwrap();
+    let pi = usize::try_from(p).unwrap();
+    assert_eq!(ca.coordinator_epoch(topic, p), Some(epoch));
+    assert_eq!(cb.coordinator_epoch(topic, p), None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while cb.coordinator_of(topic, p) != Some(1) {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The holder writes; a broker without the lease is refused at once.
+    a_logs[pi]
+        .append(batch(1, 1, "by-holder"), 0)
+        .await
+        .expect("the holder writes");
+    assert!(matches!(
+        b_logs[pi].append(batch(1, 1, "not-holder"), 0).await,
+        Err(LogError::Io { .. })
+    ));
+
+    // Broker 1 appends, then (as if it were paused) another broker takes
+    // its lease before the append's transaction runs: the commit is
+    // refused and takes no offset.
+    let stale = a_logs[pi].append(batch(1, 2, "stale"), 0);
+    let (client, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .execute(
+            "UPDATE weir.coordinators SET holder = 2, epoch = epoch + 1 \
+             WHERE topic = $1 AND partition = $2",
+            &[&topic, &p],
+        )
+        .await
+        .unwrap();
+    let refused = stale.await;
+    assert!(matches!(refused, Err(LogError::Io { .. })), "{refused:?}");
+    let next: i64 = client
+        .query_one(
+            "SELECT next_offset FROM weir.partitions WHERE topic = $1 AND partition = $2",
+            &[&topic, &p],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(next, 1, "the fenced append took no offset");
+    // Broker 1 learns at its next renewal that it lost the lease.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while ca.coordinator_epoch(topic, p).is_some() {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Hand the row back to broker 1 as a lease that ran out, then stop
+    // broker 1: broker 2 takes both partitions at new epochs and reads
+    // what was committed under the old ones.
+    client
+        .execute(
+            "UPDATE weir.coordinators SET holder = 1, expires_at = now() \
+             WHERE topic = $1 AND partition = $2",
+            &[&topic, &p],
+        )
+        .await
+        .unwrap();
+    a.shutdown().unwrap();
+    drop(a_logs);
+    drop(a);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while held_b.borrow().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            held_b.borrow()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let new_epoch = held_b.borrow()[&p];
+    assert!(new_epoch > epoch + 1, "{new_epoch} after {epoch}");
+    b_logs[pi]
+        .append(batch(1, 3, "new-holder"), 0)
+        .await
+        .expect("the new holder writes");
+    let got: Vec<String> = read_all(&b_logs[pi], 0)
+        .await
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(got, ["by-holder-0", "new-holder-0"]);
+}
+
+/// Waits until `log` knows the log end `end` (another broker's commit
+/// arrives by notification).
+async fn wait_end(log: &Arc<dyn PartitionLog>, end: i64) {
+    let mut w = log.subscribe();
+    tokio::time::timeout(Duration::from_secs(10), w.wait_for(|e| *e >= end))
+        .await
+        .expect("the commit's notification")
+        .expect("watch");
+}
+
+fn marker(pid: i64, epoch: i16, kind: ControlType) -> Bytes {
+    marker_batch(pid, epoch, kind, 0, 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_hold_the_last_stable_offset_and_aborts_are_read_on_any_broker() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let a = engine(&pg, store.path(), 1).await;
+    let b = engine(&pg, store.path(), 2).await;
+    let tp = TopicPartition::new("t", 0);
+    let la = a.open(&tp, LogConfig::default()).unwrap();
+    let lb = b.open(&tp, LogConfig::default()).unwrap();
+    la.append(batch(2, 0, "plain"), 0).await.unwrap();
+    // Producer 10 opens a transaction at offset 2 through broker a: the
+    // last stable offset stops there, on both brokers.
+    let t10 = la
+        .append(producer_batch(10, 0, 0, 2, "t10", true), 0)
+        .await
+        .unwrap();
+    assert_eq!(t10.base_offset, 2);
+    assert_eq!(la.offsets().last_stable, 2);
+    wait_end(&lb, 4).await;
+    assert_eq!(
+        (lb.offsets().last_stable, lb.offsets().high_watermark),
+        (2, 4)
+    );
+    let r = lb.read(0, 1 << 20, ReadLimit::LastStable).await.unwrap();
+    assert_eq!(
+        values(r.records),
+        vec![(0, "plain-0".to_string()), (1, "plain-1".to_string())]
+    );
+    // Producer 11 opens another through broker b; 10's ABORT marker, also
+    // through b, leaves the last stable offset at 11's first offset.
+    let t11 = lb
+        .append(producer_batch(11, 0, 0, 1, "t11", true), 0)
+        .await
+        .unwrap();
+    assert_eq!(t11.base_offset, 4);
+    let abort = lb
+        .append(marker(10, 0, ControlType::Abort), 0)
+        .await
+        .unwrap();
+    assert_eq!(abort.base_offset, 5);
+    assert_eq!(lb.offsets().last_stable, 4);
+    let commit = la
+        .append(marker(11, 0, ControlType::Commit), 0)
+        .await
+        .unwrap();
+    assert_eq!(commit.base_offset, 6);
+    assert_eq!(la.offsets().last_stable, 7);
+    wait_end(&lb, 7).await;
+    assert_eq!(lb.offsets().last_stable, 7);
+
+    // Producer 10 at its next epoch opens a transaction; its zombie at
+    // the old epoch is fenced in the sequencing transaction, data and
+    // marker alike, whichever broker takes them.
+    la.append(producer_batch(10, 1, 0, 1, "t10e1", true), 0)
+        .await
+        .unwrap();
+    let err = lb
+        .append(producer_batch(10, 0, 2, 1, "zombie", true), 0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, LogError::InvalidProducerEpoch { .. }),
+        "{err:?}"
+    );
+    let err = lb
+        .append(marker(10, 0, ControlType::Commit), 0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, LogError::InvalidProducerEpoch { .. }),
+        "{err:?}"
+    );
+    // A broker starting now reads the open transaction's hold from
+    // PostgreSQL.
+    let c = engine(&pg, store.path(), 3).await;
+    let lc = c.open(&tp, LogConfig::default()).unwrap();
+    assert_eq!((lc.offsets().last_stable, lc.offsets().log_end), (7, 8));
+    la.append(marker(10, 1, ControlType::Commit), 0)
+        .await
+        .unwrap();
+    wait_end(&lc, 9).await;
+    assert_eq!(lc.offsets().last_stable, 9);
+
+    // The aborted transaction, as a read_committed fetch asks for it on
+    // any broker: producer 10 from offset 2, its marker at 5.
+    for log in [&la, &lb, &lc] {
+        wait_end(log, 9).await;
+        let r = log.read(0, 1 << 20, ReadLimit::LastStable).await.unwrap();
+        assert_eq!(values(r.records).len(), 9);
+        let aborted = log.aborted_transactions(0, 9);
+        assert_eq!(aborted.len(), 1, "{aborted:?}");
+        assert_eq!(
+            (
+                aborted[0].producer_id,
+                aborted[0].first_offset,
+                aborted[0].last_offset
+            ),
+            (10, 2, 5)
+        );
+        assert!(log.aborted_transactions(6, 9).is_empty());
+    }
+    // DescribeProducers shows no open transaction left.
+    let producers = la.producers().unwrap();
+    assert!(
+        producers.iter().all(|(_, e)| e.txn_first_offset.is_none()),
+        "{producers:?}"
+    );
+    for e in [a, b, c] {
+        e.shutdown().unwrap();
+    }
+}
+
+/// Every object key under `dir` of a `file://` store.
+fn stored(store: &Path, dir: &str) -> Vec<String> {
+    fn walk(p: &Path, out: &mut Vec<String>, root: &Path) {
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, out, root);
+            } else if !path.to_string_lossy().contains("#") {
+                out.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&store.join(dir), &mut out, store);
+    out.sort();
+    out
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_jobs_compact_retain_collect_and_move_when_their_holder_dies() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let member = |node: i32| {
+        let mut c =
+            ClusterConfig::new(pg.url(), format!("file://{}", store.path().display()), node);
+        c.advertised = Some(("127.0.0.1".into(), 9000 + node));
+        c.broker_timeout_ms = 900;
+        c.coordinator_lease_ms = 1500;
+        c.flush_ms = 5;
+        c.job_interval_ms = 200;
+        c.job_slots = 1;
+        c.collect_grace_ms = 500;
+        // A job's upload not recorded within half of this is dropped;
+        // short enough for the stray object to go within the test, long
+        // enough that a loaded machine's commit is not taken for one.
+        c.orphan_grace_ms = 6000;
+        c.compact_after_ms = 0;
+        c
+    };
+    let (client, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let a = ClusterEngine::connect(member(1), Clock::system())
+        .await
+        .unwrap();
+    let b = ClusterEngine::connect(member(2), Clock::system())
+        .await
+        .unwrap();
+    let tp = TopicPartition::new("jobs", 0);
+    let keep = LogConfig {
+        retention_ms: -1,
+        ..LogConfig::default()
+    };
+    let la = a.open(&tp, keep.clone()).unwrap();
+    let lb = b.open(&tp, keep.clone()).unwrap();
+    // Many small intake objects, written through both brokers, with
+    // ancient timestamps (retention is off for now), while compaction
+    // runs.
+    for i in 0..12 {
+        let log = if i % 2 == 0 { &la } else { &lb };
+        log.append(batch(3, 1, &format!("b{i}")), 0).await.unwrap();
+    }
+    let before: Vec<(i64, String)> = (0..12)
+        .flat_map(|i| (0..3).map(move |j| (3 * i + j, format!("b{i}-{j}"))))
+        .collect();
+    let holder = || async {
+        client
+            .query_opt(
+                "SELECT holder FROM weir.coordinators WHERE topic = 'weir:jobs' AND expires_at > now()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .map(|r| r.get::<_, i32>(0))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while holder().await.is_none() {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let compacted = || async {
+        client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE o.key LIKE 'compacted/%'), count(*) \
+                 FROM weir.batches b JOIN weir.objects o ON o.id = b.object_id",
+                &[],
+            )
+            .await
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)))
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        // Readers on both brokers see every record once, at its offset,
+        // before, during and after the swap.
+        assert_eq!(read_all(&la, 0).await, before);
+        assert_eq!(read_all(&lb, 0).await, before);
+        let (moved, rows) = compacted().await;
+        if moved == rows {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{moved} of {rows}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    // The intake objects are unreferenced now: collected after the
+    // grace; the compacted object, referenced, stays. A stray upload no
+    // transaction recorded goes too, once older than its grace.
+    std::fs::write(store.path().join("intake").join("stray"), b"x").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !stored(store.path(), "intake").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            stored(store.path(), "intake")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every referenced object is in the store throughout; unreferenced
+    // ones (a compaction whose rows went meanwhile) go after their grace.
+    let referenced = || async {
+        client
+            .query(
+                "SELECT DISTINCT o.key FROM weir.batches b JOIN weir.objects o ON o.id = b.object_id ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+    };
+    // An object referenced both before and after the listing was
+    // referenced throughout it (rows only move to newer objects), so it
+    // must be listed; one referenced only before may have been replaced
+    // and collected in between.
+    let settled = || async {
+        let before = referenced().await;
+        let have = stored(store.path(), "compacted");
+        let want = referenced().await;
+        let kept: Vec<&String> = want.iter().filter(|k| before.contains(k)).collect();
+        assert!(kept.iter().all(|k| have.contains(k)), "{kept:?} {have:?}");
+        want == have
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !settled().await {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(read_all(&la, 0).await, before);
+    assert_eq!(read_all(&lb, 0).await, before);
+
+    // Kill the job holder (no clean shutdown: its lease runs out): the
+    // other broker takes the slot and applies retention. Recent records
+    // stay; the ancient ones go, and then their object.
+    let first = holder().await.unwrap();
+    let (killed, killed_log, survivor_log) = if first == 1 { (a, la, lb) } else { (b, lb, la) };
+    drop(killed_log);
+    drop(killed);
+    let fresh = now_ms();
+    survivor_log
+        .append(batch(2, fresh, "fresh"), 0)
+        .await
+        .unwrap();
+    survivor_log.set_config(LogConfig {
+        retention_ms: 3_600_000,
+        ..keep.clone()
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while survivor_log.offsets().log_start != 36 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            survivor_log.offsets()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(holder().await, Some(3 - first));
+    let got: Vec<String> = read_all(&survivor_log, 36)
+        .await
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(got, ["fresh-0", "fresh-1"]);
+    assert!(matches!(
+        survivor_log
+            .read(0, 1 << 20, ReadLimit::HighWatermark)
+            .await,
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    // The ancient records' objects go; the fresh ones' stays.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if settled().await && stored(store.path(), "compacted").len() == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_bytes_deletes_the_oldest_rows_while_the_rest_still_reach_it() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let mut c = ClusterConfig::new(pg.url(), format!("file://{}", store.path().display()), 1);
+    c.advertised = Some(("127.0.0.1".into(), 9001));
+    c.broker_timeout_ms = 900;
+    c.coordinator_lease_ms = 1500;
+    c.flush_ms = 5;
+    c.job_interval_ms = 200;
+    c.job_slots = 1;
+    let a = ClusterEngine::connect(c, Clock::system()).await.unwrap();
+    let tp = TopicPartition::new("sized", 0);
+    let one = batch(2, now_ms(), "r0").len();
+    // Kafka's rule: the oldest segment goes while what remains without
+    // it is still at least retention.bytes; here a row is a segment.
+    let log = a
+        .open(
+            &tp,
+            LogConfig {
+                retention_bytes: i64::try_from(3 * one).unwrap(),
+                ..LogConfig::default()
+            },
+        )
+        .unwrap();
+    for i in 0..10 {
+        log.append(batch(2, now_ms(), &format!("r{i}")), 0)
+            .await
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while log.offsets().log_start != 14 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", log.offsets());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(log.size_bytes(), 3 * one as u64);
+    let got: Vec<String> = read_all(&log, 14)
+        .await
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(got, ["r7-0", "r7-1", "r8-0", "r8-1", "r9-0", "r9-1"]);
+    a.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_lease_was_taken_over_commits_nothing() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let mut c = ClusterConfig::new(pg.url(), format!("file://{}", store.path().display()), 1);
+    c.advertised = Some(("127.0.0.1".into(), 9001));
+    c.broker_timeout_ms = 900;
+    c.coordinator_lease_ms = 1500;
+    c.flush_ms = 5;
+    c.job_interval_ms = 200;
+    c.job_slots = 1;
+    c.compact_after_ms = 0;
+    let a = ClusterEngine::connect(c, Clock::system()).await.unwrap();
+    let (mut client, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while client
+        .query_opt(
+            "SELECT 1 FROM weir.coordinators WHERE topic = 'weir:jobs' AND holder = 1 AND expires_at > now()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Hold the job lease row, so the compaction's transaction waits at
+    // its fence (as if the holder were paused there), then hand the lease
+    // to another broker before letting it go on.
+    let tx = client.transaction().await.unwrap();
+    tx.execute(
+        "SELECT 1 FROM weir.coordinators WHERE topic = 'weir:jobs' FOR UPDATE",
+        &[],
+    )
+    .await
+    .unwrap();
+    let tp = TopicPartition::new("fenced", 0);
+    let log = a.open(&tp, LogConfig::default()).unwrap();
+    for i in 0..3 {
+        log.append(batch(2, now_ms(), &format!("f{i}")), 0)
+            .await
+            .unwrap();
+    }
+    let (watch, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while watch
+        .query_opt(
+            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND query LIKE '%FOR SHARE%' AND query LIKE '%weir.coordinators%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no job waits at its fence"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tx.execute(
+        "UPDATE weir.coordinators SET holder = 99, epoch = epoch + 1, \
+         expires_at = now() + interval '1 hour' WHERE topic = 'weir:jobs'",
+        &[],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    // The fenced compaction recorded nothing: every row is still in its
+    // intake object, and the object it uploaded is named by no row.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let in_compacted = || async {
+        watch
+            .query_one(
+                "SELECT count(*) FROM weir.batches b JOIN weir.objects o ON o.id = b.object_id \
+                 WHERE o.key LIKE 'compacted/%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    assert_eq!(in_compacted().await, 0);
+    assert!(!stored(store.path(), "compacted").is_empty());
+    // Once the lease comes back (the other holder's runs out), this
+    // broker takes it at a new epoch and compacts.
+    client
+        .execute(
+            "UPDATE weir.coordinators SET expires_at = now() WHERE topic = 'weir:jobs'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while in_compacted().await != 3 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got: Vec<String> = read_all(&log, 0)
+        .await
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(got, ["f0-0", "f0-1", "f1-0", "f1-1", "f2-0", "f2-1"]);
+    a.shutdown().unwrap();
 }

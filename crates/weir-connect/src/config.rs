@@ -395,6 +395,28 @@ pub struct ConfigValue {
     pub errors: Vec<String>,
     /// Whether the setting applies given the others (Kafka's `visible`).
     pub visible: bool,
+    /// Set for a transform's or predicate's key, reported under its alias.
+    pub embedded: Option<Embedded>,
+}
+
+/// Where a plugin's own key is reported, as Kafka's `ConfigDef.embed`
+/// does: its name after `prefix`, in `group`, with `display` when the
+/// runtime names it (the key's own otherwise).
+#[derive(Debug, Clone)]
+pub struct Embedded {
+    pub prefix: String,
+    pub group: String,
+    pub display: Option<String>,
+}
+
+impl ConfigValue {
+    /// The name the REST API reports.
+    pub fn full_name(&self) -> String {
+        match &self.embedded {
+            Some(e) => format!("{}{}", e.prefix, self.key.name),
+            None => self.key.name.to_string(),
+        }
+    }
 }
 
 impl ConfigDef {
@@ -443,6 +465,7 @@ impl ConfigDef {
                     },
                     errors,
                     visible: true,
+                    embedded: None,
                 }
             })
             .collect()
@@ -523,39 +546,61 @@ fn opt(s: Option<&str>) -> Json {
 
 /// One config's definition in Kafka's REST shape (`ConfigKeyInfo`).
 pub fn config_key_info(k: &ConfigKey) -> Json {
+    key_info(k, None)
+}
+
+fn key_info(k: &ConfigKey, embedded: Option<&Embedded>) -> Json {
+    let (name, group, display) = match embedded {
+        Some(e) => (
+            format!("{}{}", e.prefix, k.name),
+            Some(e.group.as_str()),
+            e.display.as_deref().unwrap_or(k.display),
+        ),
+        None => (k.name.to_string(), k.group, k.display),
+    };
     Json::obj([
-        ("name", Json::str(k.name)),
+        ("name", Json::str(name)),
         ("type", Json::str(k.ty.name())),
         ("required", Json::Bool(k.default.is_none() && !k.nullable)),
         ("default_value", opt(k.default)),
         ("importance", Json::str(k.importance)),
         ("documentation", Json::str(k.doc)),
-        ("group", opt(k.group)),
+        ("group", opt(group)),
         ("order_in_group", Json::Int(i64::from(k.order))),
         ("width", Json::str(k.width)),
-        ("display_name", Json::str(k.display)),
+        ("display_name", Json::str(display)),
         ("dependents", Json::Arr(vec![])),
     ])
 }
 
 fn config_info(v: &ConfigValue) -> Json {
+    let name = v.full_name();
     Json::obj([
-        ("definition", config_key_info(&v.key)),
+        ("definition", key_info(&v.key, v.embedded.as_ref())),
         (
             "value",
             Json::obj([
-                ("name", Json::str(v.key.name)),
+                ("name", Json::str(name.clone())),
                 ("value", opt(v.value.as_deref())),
                 // Kafka recommends classes for class-valued settings (the
-                // converters); a closed set of strings is a validator there,
-                // with nothing recommended.
+                // converters, a transform's or predicate's type); a closed
+                // set of strings is a validator there, with nothing
+                // recommended.
                 (
                     "recommended_values",
-                    Json::Arr(if v.key.name.ends_with(".plugin.version") {
+                    Json::Arr(if name.ends_with(".plugin.version") {
                         // The versions installed: this runtime has one.
                         v.key.default.into_iter().map(Json::str).collect()
                     } else if v.key.ty == ConfigType::Class {
-                        let mut classes = crate::converter::CONVERTER_CLASSES.to_vec();
+                        let mut classes = match name.split('.').next() {
+                            Some("transforms") if v.embedded.is_some() => {
+                                crate::transforms::TRANSFORM_CLASSES.to_vec()
+                            }
+                            Some("predicates") if v.embedded.is_some() => {
+                                crate::transforms::PREDICATE_CLASSES.to_vec()
+                            }
+                            _ => crate::converter::CONVERTER_CLASSES.to_vec(),
+                        };
                         classes.sort_unstable();
                         classes.into_iter().map(Json::str).collect()
                     } else {

@@ -14,15 +14,17 @@
 //!   `io.confluent.connect.json.JsonSchemaConverter`, through a schema
 //!   registry ([`crate::registry_converter`]).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
 use crate::data::{logical, Schema, SchemaAndValue, Struct, Type, Value};
 use crate::error::{ConnectError, Result};
-use crate::json::{Doc, Envelope, Json};
+use crate::json::{self, Doc, Envelope, Json};
 use crate::registry_converter::{Format, RegistryConverter};
 
 /// Turns Connect data into record bytes and back.
@@ -84,11 +86,21 @@ pub fn make_converter(
                     )))
                 }
             };
+            let schemas_cache_size = match config.get("schemas.cache.size") {
+                None => DEFAULT_SCHEMAS_CACHE_SIZE,
+                Some(v) => v.trim().parse::<usize>().map_err(|_| {
+                    ConnectError::bad_config(format!(
+                        "Invalid value {v} for configuration schemas.cache.size: Not a number of type INT"
+                    ))
+                })?,
+            };
             Arc::new(JsonConverter {
                 schemas_enable: flag("schemas.enable", true),
                 decimal_numeric,
                 replace_null_with_default: flag("replace.null.with.default", true),
+                schemas_cache_size,
                 schema_cache: SchemaCache::default(),
+                written: WrittenSchemas::default(),
             })
         }
         "StringConverter" => Arc::new(StringConverter),
@@ -118,9 +130,16 @@ pub struct JsonConverter {
     pub schemas_enable: bool,
     pub decimal_numeric: bool,
     pub replace_null_with_default: bool,
+    /// `schemas.cache.size`: how many written schemas are kept.
+    pub schemas_cache_size: usize,
     /// Envelope schemas already converted, newest last.
     pub schema_cache: SchemaCache,
+    /// Envelope schemas already written, as text.
+    pub written: WrittenSchemas,
 }
+
+/// Kafka's default `schemas.cache.size`.
+pub const DEFAULT_SCHEMAS_CACHE_SIZE: usize = 1000;
 
 /// How many envelope schemas a JsonConverter keeps converted.
 const SCHEMA_CACHE_SIZE: usize = 16;
@@ -135,6 +154,85 @@ pub struct SchemaCache(Arc<std::sync::Mutex<Vec<CachedSchema>>>);
 /// An envelope's schema, as read, and its conversion.
 type CachedSchema = (Doc, Option<Arc<Schema>>);
 
+/// The schema texts a JsonConverter has written, as Kafka's converter
+/// caches them per schema: a source's records share a few schemas, and a
+/// CDC envelope's schema (about 2.5 KB of JSON) cost more to build and
+/// write than the record's payload. Found first by the `Arc`'s address
+/// (a source hands every record of a table the same `Arc`; the entry holds
+/// it, so the address cannot be reused by another schema), then by a hash
+/// of the schema's shape and a comparison that also checks parameter
+/// order, which the text shows. At `schemas.cache.size` entries it starts
+/// over.
+#[derive(Debug, Clone, Default)]
+pub struct WrittenSchemas(Arc<Mutex<WrittenInner>>);
+
+/// A schema and its text (the entry holds the `Arc`).
+type WrittenSchema = (Arc<Schema>, Arc<str>);
+
+#[derive(Debug, Default)]
+struct WrittenInner {
+    by_address: HashMap<usize, WrittenSchema>,
+    by_shape: HashMap<u64, Vec<WrittenSchema>>,
+    len: usize,
+}
+
+impl WrittenSchemas {
+    fn lock(&self) -> MutexGuard<'_, WrittenInner> {
+        // Nothing under the lock can panic half-way; a poisoned cache is
+        // still consistent.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A hash of what most distinguishes schemas (types, names, fields),
+/// cheaper than hashing everything; [`same_text`] decides.
+fn shape_hash(s: &Schema, h: &mut impl Hasher) {
+    s.ty.hash(h);
+    s.optional.hash(h);
+    s.name.hash(h);
+    s.version.hash(h);
+    s.fields.len().hash(h);
+    for f in &s.fields {
+        f.name.hash(h);
+        shape_hash(&f.schema, h);
+    }
+    for inner in [&s.key, &s.value].into_iter().flatten() {
+        shape_hash(inner, h);
+    }
+}
+
+/// Whether two schemas are written as the same text: equal, with the
+/// parameters in the same order (`Schema`'s equality ignores that order,
+/// as Java's maps do).
+fn same_text(a: &Schema, b: &Schema) -> bool {
+    if std::ptr::eq(a, b) {
+        return true;
+    }
+    let same_opt = |x: &Option<Arc<Schema>>, y: &Option<Arc<Schema>>| match (x, y) {
+        (None, None) => true,
+        (Some(x), Some(y)) => same_text(x, y),
+        _ => false,
+    };
+    a.ty == b.ty
+        && a.optional == b.optional
+        && a.name == b.name
+        && a.version == b.version
+        && a.doc == b.doc
+        && a.default == b.default
+        && match (&a.parameters, &b.parameters) {
+            (None, None) => true,
+            (Some(x), Some(y)) => x.iter().eq(y.iter()),
+            _ => false,
+        }
+        && a.fields.len() == b.fields.len()
+        && a.fields
+            .iter()
+            .zip(&b.fields)
+            .all(|(x, y)| x.name == y.name && x.index == y.index && same_text(&x.schema, &y.schema))
+        && same_opt(&a.key, &b.key)
+        && same_opt(&a.value, &b.value)
+}
+
 impl JsonConverter {
     /// `schemas.enable` as given, the other settings at their defaults.
     pub fn new(schemas_enable: bool) -> Self {
@@ -142,21 +240,73 @@ impl JsonConverter {
             schemas_enable,
             decimal_numeric: false,
             replace_null_with_default: true,
+            schemas_cache_size: DEFAULT_SCHEMAS_CACHE_SIZE,
             schema_cache: SchemaCache::default(),
+            written: WrittenSchemas::default(),
         }
     }
 
-    /// Connect data as a JSON tree (without the envelope).
-    pub fn to_json(&self, schema: Option<&Schema>, value: &Value) -> Result<Json> {
+    /// The envelope's schema text for `schema`, through the cache.
+    pub fn written_schema(&self, schema: &Arc<Schema>) -> Result<Arc<str>> {
+        if self.schemas_cache_size == 0 {
+            return Ok(self.schema_json(schema)?.to_text().into());
+        }
+        let address = Arc::as_ptr(schema) as usize;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        {
+            let cache = self.written.lock();
+            if let Some((_, text)) = cache.by_address.get(&address) {
+                return Ok(text.clone());
+            }
+            shape_hash(schema, &mut hasher);
+            let bucket = cache.by_shape.get(&hasher.finish());
+            if let Some((_, text)) = bucket
+                .into_iter()
+                .flatten()
+                .find(|(s, _)| same_text(s, schema))
+            {
+                // An equal schema in another `Arc` (a source that builds
+                // one per record): not added by address, which would fill
+                // the cache with copies.
+                return Ok(text.clone());
+            }
+        }
+        let text: Arc<str> = self.schema_json(schema)?.to_text().into();
+        let mut cache = self.written.lock();
+        if cache.len >= self.schemas_cache_size {
+            *cache = WrittenInner::default();
+        }
+        cache
+            .by_address
+            .insert(address, (schema.clone(), text.clone()));
+        cache
+            .by_shape
+            .entry(hasher.finish())
+            .or_default()
+            .push((schema.clone(), text.clone()));
+        cache.len += 1;
+        Ok(text)
+    }
+
+    /// Connect data as JSON text appended to `out`, written straight to
+    /// text (a record's payload is written once, so a tree would only be
+    /// allocation).
+    pub fn write_value(
+        &self,
+        schema: Option<&Schema>,
+        value: &Value,
+        out: &mut String,
+    ) -> Result<()> {
         let Some(schema) = schema else {
-            return schemaless_json(value);
+            return write_schemaless(value, out);
         };
         if value.is_null() {
             if let (Some(d), true) = (&schema.default, self.replace_null_with_default) {
-                return self.to_json(Some(schema), d);
+                return self.write_value(Some(schema), d, out);
             }
             if schema.optional {
-                return Ok(Json::Null);
+                out.push_str("null");
+                return Ok(());
             }
             return Err(ConnectError::data(
                 "Conversion error: null value for field that is required and has no default value",
@@ -166,9 +316,11 @@ impl JsonConverter {
             if let Value::Bytes(b) = value {
                 if self.decimal_numeric {
                     let scale = schema.decimal_scale().unwrap_or(0);
-                    return Ok(decimal_number(b, scale));
+                    decimal_number(b, scale).write(out);
+                } else {
+                    write_base64(b, out);
                 }
-                return Ok(Json::Str(B64.encode(b)));
+                return Ok(());
             }
         }
         let mismatch = || {
@@ -178,67 +330,81 @@ impl JsonConverter {
                 value.type_name()
             ))
         };
-        Ok(match (schema.ty, value) {
-            (Type::Int8, Value::Int8(v)) => Json::Int(i64::from(*v)),
-            (Type::Int16, Value::Int16(v)) => Json::Int(i64::from(*v)),
-            (Type::Int32, Value::Int32(v)) => Json::Int(i64::from(*v)),
-            (Type::Int64, Value::Int64(v)) => Json::Int(*v),
-            (Type::Float32, Value::Float32(v)) => Json::Float(*v),
-            (Type::Float64, Value::Float64(v)) => Json::Double(*v),
-            (Type::Boolean, Value::Boolean(v)) => Json::Bool(*v),
-            (Type::String, Value::String(v)) => Json::Str(v.clone()),
-            (Type::Bytes, Value::Bytes(v)) => Json::Str(B64.encode(v)),
-            (Type::Array, Value::Array(items)) => Json::Arr(
-                items
-                    .iter()
-                    .map(|v| self.to_json(schema.value.as_deref(), v))
-                    .collect::<Result<_>>()?,
-            ),
+        match (schema.ty, value) {
+            (Type::Int8, Value::Int8(v)) => {
+                let _ = write!(out, "{v}");
+            }
+            (Type::Int16, Value::Int16(v)) => {
+                let _ = write!(out, "{v}");
+            }
+            (Type::Int32, Value::Int32(v)) => {
+                let _ = write!(out, "{v}");
+            }
+            (Type::Int64, Value::Int64(v)) => {
+                let _ = write!(out, "{v}");
+            }
+            (Type::Float32, Value::Float32(v)) => json::java_float(out, *v),
+            (Type::Float64, Value::Float64(v)) => json::java_double(out, *v),
+            (Type::Boolean, Value::Boolean(v)) => out.push_str(if *v { "true" } else { "false" }),
+            (Type::String, Value::String(v)) => json::write_str(out, v),
+            (Type::Bytes, Value::Bytes(v)) => write_base64(v, out),
+            (Type::Array, Value::Array(items)) => {
+                out.push('[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    self.write_value(schema.value.as_deref(), v, out)?;
+                }
+                out.push(']');
+            }
             (Type::Map, Value::Map(entries)) => {
                 let string_keys = schema.key.as_ref().is_some_and(|k| k.ty == Type::String);
-                if string_keys {
-                    Json::Obj(
-                        entries
-                            .iter()
-                            .map(|(k, v)| {
-                                let k = k.as_str().map(str::to_string).ok_or_else(mismatch)?;
-                                Ok((k, self.to_json(schema.value.as_deref(), v)?))
-                            })
-                            .collect::<Result<_>>()?,
-                    )
-                } else {
-                    Json::Arr(
-                        entries
-                            .iter()
-                            .map(|(k, v)| {
-                                Ok(Json::Arr(vec![
-                                    self.to_json(schema.key.as_deref(), k)?,
-                                    self.to_json(schema.value.as_deref(), v)?,
-                                ]))
-                            })
-                            .collect::<Result<_>>()?,
-                    )
+                out.push(if string_keys { '{' } else { '[' });
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    if string_keys {
+                        json::write_str(out, k.as_str().ok_or_else(mismatch)?);
+                        out.push(':');
+                        self.write_value(schema.value.as_deref(), v, out)?;
+                    } else {
+                        out.push('[');
+                        self.write_value(schema.key.as_deref(), k, out)?;
+                        out.push(',');
+                        self.write_value(schema.value.as_deref(), v, out)?;
+                        out.push(']');
+                    }
                 }
+                out.push(if string_keys { '}' } else { ']' });
             }
             (Type::Struct, Value::Struct(s)) => {
-                if s.schema.as_ref() != schema {
+                if !std::ptr::eq(s.schema.as_ref(), schema) && s.schema.as_ref() != schema {
                     return Err(ConnectError::data("Mismatching schema."));
                 }
-                Json::Obj(
-                    schema
-                        .fields
-                        .iter()
-                        .map(|f| {
-                            Ok((
-                                f.name.clone(),
-                                self.to_json(Some(&f.schema), &s.values[f.index])?,
-                            ))
-                        })
-                        .collect::<Result<_>>()?,
-                )
+                out.push('{');
+                for (i, f) in schema.fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    json::write_str(out, &f.name);
+                    out.push(':');
+                    self.write_value(Some(&f.schema), &s.values[f.index], out)?;
+                }
+                out.push('}');
             }
             _ => return Err(mismatch()),
-        })
+        }
+        Ok(())
+    }
+
+    /// Connect data as a node of a JSON tree (without the envelope): the
+    /// text [`Self::write_value`] writes.
+    pub fn to_json(&self, schema: Option<&Schema>, value: &Value) -> Result<Json> {
+        let mut out = String::new();
+        self.write_value(schema, value, &mut out)?;
+        Ok(Json::Raw(out))
     }
 
     /// The JSON schema Kafka writes in the envelope.
@@ -552,43 +718,70 @@ fn schemaless_value(j: &serde_json::Value) -> Value {
     }
 }
 
-fn schemaless_json(value: &Value) -> Result<Json> {
-    Ok(match value {
-        Value::Null => Json::Null,
-        Value::Int8(v) => Json::Int(i64::from(*v)),
-        Value::Int16(v) => Json::Int(i64::from(*v)),
-        Value::Int32(v) => Json::Int(i64::from(*v)),
-        Value::Int64(v) => Json::Int(*v),
-        Value::Float32(v) => Json::Float(*v),
-        Value::Float64(v) => Json::Double(*v),
-        Value::Boolean(v) => Json::Bool(*v),
-        Value::String(v) => Json::Str(v.clone()),
-        Value::Bytes(v) => Json::Str(B64.encode(v)),
-        Value::Array(items) => Json::Arr(items.iter().map(schemaless_json).collect::<Result<_>>()?),
-        Value::Map(entries) => {
-            if entries.iter().all(|(k, _)| k.as_str().is_some()) {
-                Json::Obj(
-                    entries
-                        .iter()
-                        .map(|(k, v)| {
-                            Ok((
-                                k.as_str().unwrap_or_default().to_string(),
-                                schemaless_json(v)?,
-                            ))
-                        })
-                        .collect::<Result<_>>()?,
-                )
-            } else {
-                Json::Arr(
-                    entries
-                        .iter()
-                        .map(|(k, v)| Ok(Json::Arr(vec![schemaless_json(k)?, schemaless_json(v)?])))
-                        .collect::<Result<_>>()?,
-                )
-            }
+/// `bytes` as a JSON string of their base64 (no character needs escaping).
+fn write_base64(bytes: &[u8], out: &mut String) {
+    out.push('"');
+    B64.encode_string(bytes, out);
+    out.push('"');
+}
+
+/// Data without a schema as JSON text: integers, floats, strings, bytes as
+/// base64, maps with string keys as objects and other maps as arrays of
+/// pairs, as Kafka's JsonConverter writes them with `schemas.enable=false`.
+fn write_schemaless(value: &Value, out: &mut String) -> Result<()> {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Int8(v) => {
+            let _ = write!(out, "{v}");
         }
-        Value::Struct(s) => JsonConverter::new(false).to_json(Some(&s.schema), value)?,
-    })
+        Value::Int16(v) => {
+            let _ = write!(out, "{v}");
+        }
+        Value::Int32(v) => {
+            let _ = write!(out, "{v}");
+        }
+        Value::Int64(v) => {
+            let _ = write!(out, "{v}");
+        }
+        Value::Float32(v) => json::java_float(out, *v),
+        Value::Float64(v) => json::java_double(out, *v),
+        Value::Boolean(v) => out.push_str(if *v { "true" } else { "false" }),
+        Value::String(v) => json::write_str(out, v),
+        Value::Bytes(v) => write_base64(v, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_schemaless(v, out)?;
+            }
+            out.push(']');
+        }
+        Value::Map(entries) => {
+            let string_keys = entries.iter().all(|(k, _)| k.as_str().is_some());
+            out.push(if string_keys { '{' } else { '[' });
+            for (i, (k, v)) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                if string_keys {
+                    json::write_str(out, k.as_str().unwrap_or_default());
+                    out.push(':');
+                    write_schemaless(v, out)?;
+                } else {
+                    out.push('[');
+                    write_schemaless(k, out)?;
+                    out.push(',');
+                    write_schemaless(v, out)?;
+                    out.push(']');
+                }
+            }
+            out.push(if string_keys { '}' } else { ']' });
+        }
+        Value::Struct(s) => JsonConverter::new(false).write_value(Some(&s.schema), value, out)?,
+    }
+    Ok(())
 }
 
 /// The decimal `unscaled × 10^-scale` as a JSON number (NUMERIC format).
@@ -649,17 +842,25 @@ impl Converter for JsonConverter {
         if data.schema.is_none() && data.value.is_null() {
             return Ok(None);
         }
-        let payload = self.to_json(data.schema.as_deref(), &data.value)?;
-        let json = if self.schemas_enable {
-            let schema = match &data.schema {
-                Some(s) => self.schema_json(s)?,
-                None => Json::Null,
-            };
-            Json::obj([("schema", schema), ("payload", payload)])
+        let mut out = String::new();
+        if self.schemas_enable {
+            // Schema first, as Kafka's converter builds the envelope.
+            let schema = data
+                .schema
+                .as_ref()
+                .map(|s| self.written_schema(s))
+                .transpose()?;
+            let schema = schema.as_deref().unwrap_or("null");
+            out.reserve(schema.len() + 256);
+            out.push_str("{\"schema\":");
+            out.push_str(schema);
+            out.push_str(",\"payload\":");
+            self.write_value(data.schema.as_deref(), &data.value, &mut out)?;
+            out.push('}');
         } else {
-            payload
-        };
-        Ok(Some(json.to_text().into_bytes()))
+            self.write_value(data.schema.as_deref(), &data.value, &mut out)?;
+        }
+        Ok(Some(out.into_bytes()))
     }
 
     fn deserialize(&self, _topic: &str, bytes: Option<&[u8]>) -> Result<SchemaAndValue> {
@@ -884,6 +1085,206 @@ mod tests {
                 values: vec![Value::Int32(2)],
             })
         );
+    }
+
+    /// A Debezium-like envelope: nested row structs, a Decimal with its
+    /// parameters, a default, arrays and maps of both key kinds.
+    fn envelope(params_reversed: bool) -> Arc<Schema> {
+        let mut price = Schema::of(Type::Bytes).named(logical::DECIMAL).optional();
+        let mut params = vec![
+            ("scale".to_string(), "2".to_string()),
+            ("connect.decimal.precision".to_string(), "10".to_string()),
+        ];
+        if params_reversed {
+            params.reverse();
+        }
+        price.parameters = Some(params.into_iter().collect());
+        price.version = Some(1);
+        let mut qty = Schema::of(Type::Int64);
+        qty.default = Some(Value::Int64(7));
+        let row = Arc::new(
+            Schema::structure(vec![
+                ("id".into(), Schema::of(Type::Int32)),
+                ("name".into(), Schema::of(Type::String).optional()),
+                ("qty".into(), qty),
+                ("price".into(), price),
+                ("ratio".into(), Schema::of(Type::Float64).optional()),
+                ("small".into(), Schema::of(Type::Float32).optional()),
+                ("blob".into(), Schema::of(Type::Bytes).optional()),
+                (
+                    "tags".into(),
+                    Schema::array(Schema::of(Type::String)).optional(),
+                ),
+                (
+                    "attrs".into(),
+                    Schema::map(Schema::of(Type::String), Schema::of(Type::Int16)).optional(),
+                ),
+                (
+                    "codes".into(),
+                    Schema::map(Schema::of(Type::Int8), Schema::of(Type::Boolean)).optional(),
+                ),
+            ])
+            .named("srv.public.t.Value")
+            .optional(),
+        );
+        let mut env = Schema::structure(vec![
+            ("before".into(), (*row).clone()),
+            ("after".into(), (*row).clone()),
+            ("op".into(), Schema::of(Type::String)),
+            ("ts_ms".into(), Schema::of(Type::Int64).optional()),
+        ])
+        .named("srv.public.t.Envelope");
+        env.version = Some(2);
+        env.doc = Some("a \"doc\"\twith escapes".into());
+        // The row schemas are shared, as the CDC source shares them.
+        env.fields[0].schema = row.clone();
+        env.fields[1].schema = row;
+        Arc::new(env)
+    }
+
+    fn row_value(env: &Arc<Schema>, id: i32, text: &str) -> Value {
+        let row_schema = env.fields[1].schema.clone();
+        let mut row = Struct::new(row_schema);
+        row.put("id", Value::Int32(id)).unwrap();
+        row.put("name", Value::String(text.into())).unwrap();
+        row.put("price", Value::Bytes(decimal_bytes("-123.45", 2).unwrap()))
+            .unwrap();
+        row.put("ratio", Value::Float64(f64::from(id) * 1.0e-4))
+            .unwrap();
+        row.put("small", Value::Float32(1.1)).unwrap();
+        row.put("blob", Value::Bytes(vec![0, 0xff, id as u8]))
+            .unwrap();
+        row.put(
+            "tags",
+            Value::Array(vec![Value::String("x".into()), Value::String(text.into())]),
+        )
+        .unwrap();
+        row.put(
+            "attrs",
+            Value::Map(vec![(Value::String("k\u{1}".into()), Value::Int16(-3))]),
+        )
+        .unwrap();
+        row.put(
+            "codes",
+            Value::Map(vec![(Value::Int8(1), Value::Boolean(true))]),
+        )
+        .unwrap();
+        let mut e = Struct::new(env.clone());
+        e.put("after", Value::Struct(row)).unwrap();
+        e.put("op", Value::String("c".into())).unwrap();
+        Value::Struct(e)
+    }
+
+    #[test]
+    fn written_schemas_are_cached_and_the_text_is_unchanged() {
+        let cached = JsonConverter::new(true);
+        let uncached = JsonConverter {
+            schemas_cache_size: 0,
+            ..JsonConverter::new(true)
+        };
+        let numeric = JsonConverter {
+            decimal_numeric: true,
+            ..JsonConverter::new(true)
+        };
+        let env = envelope(false);
+        let texts = ["plain", "quote \" back\\slash\n\u{7}é€😀", ""];
+        for (id, t) in texts.iter().enumerate() {
+            let d = SchemaAndValue {
+                schema: Some(env.clone()),
+                value: row_value(&env, id as i32, t),
+            };
+            let want = text(&uncached, &d);
+            // The text the tree gives, as before the cache.
+            let tree = Json::obj([
+                ("schema", cached.schema_json(&env).unwrap()),
+                ("payload", cached.to_json(Some(&env), &d.value).unwrap()),
+            ])
+            .to_text();
+            assert_eq!(want, tree);
+            assert_eq!(text(&cached, &d), want);
+            assert_eq!(text(&cached, &d), want, "second time, from the cache");
+            assert_eq!(
+                text(&numeric, &d),
+                Json::obj([
+                    ("schema", numeric.schema_json(&env).unwrap()),
+                    ("payload", numeric.to_json(Some(&env), &d.value).unwrap()),
+                ])
+                .to_text()
+            );
+            // Read back, written again: the same bytes.
+            let back = cached.deserialize("t", Some(want.as_bytes())).unwrap();
+            assert_eq!(text(&cached, &back), want);
+        }
+        // One entry for the Arc; an equal schema in another Arc finds it.
+        let a = cached.written_schema(&env).unwrap();
+        let copy = Arc::new((*env).clone());
+        assert!(Arc::ptr_eq(&a, &cached.written_schema(&copy).unwrap()));
+        assert_eq!(cached.written.lock().by_address.len(), 1);
+        // Equal by `==`, but its parameters are written in another order.
+        let reversed = envelope(true);
+        assert_eq!(*reversed, *env);
+        let r = cached.written_schema(&reversed).unwrap();
+        assert_ne!(r, a);
+        assert_eq!(r, uncached.written_schema(&reversed).unwrap());
+        assert!(r.contains(r#""parameters":{"connect.decimal.precision":"10","scale":"2"}"#));
+        // Bounded: at the size, the cache starts over.
+        let small = JsonConverter {
+            schemas_cache_size: 2,
+            ..JsonConverter::new(true)
+        };
+        for i in 0..5 {
+            let s = Arc::new(Schema::of(Type::String).named(&format!("n{i}")));
+            let t = small.written_schema(&s).unwrap();
+            assert_eq!(
+                &*t,
+                format!(r#"{{"type":"string","optional":false,"name":"n{i}"}}"#)
+            );
+            assert!(small.written.lock().len <= 2);
+        }
+    }
+
+    #[test]
+    fn values_are_written_as_kafka_writes_them() {
+        let c = JsonConverter::new(false);
+        // Schemaless values: Java's float texts, base64 bytes, a map with
+        // string keys as an object and one with other keys as pairs.
+        let schemaless = Value::Array(vec![
+            Value::Null,
+            Value::Int8(-1),
+            Value::Float32(3.5e-5),
+            Value::Float64(1e21),
+            Value::Boolean(false),
+            Value::Bytes(vec![1, 2, 3]),
+            Value::Map(vec![(Value::String("k".into()), Value::Int64(i64::MIN))]),
+            Value::Map(vec![(Value::Int32(1), Value::String("\r".into()))]),
+        ]);
+        let mut out = String::new();
+        c.write_value(None, &schemaless, &mut out).unwrap();
+        assert_eq!(
+            out,
+            r#"[null,-1,3.5E-5,1.0E21,false,"AQID",{"k":-9223372036854775808},[[1,"\r"]]]"#
+        );
+        // A tree node holds the same text.
+        assert_eq!(c.to_json(None, &schemaless).unwrap().to_text(), out);
+        let required = Schema::of(Type::Int32);
+        let e = c.write_value(Some(&required), &Value::Null, &mut out);
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("null value for field that is required"));
+        let e = c.write_value(Some(&required), &Value::String("x".into()), &mut out);
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("Invalid type for INT32"));
+        // A struct whose schema differs from the field's.
+        let env = envelope(false);
+        let other = Arc::new(Schema::structure(vec![(
+            "id".into(),
+            Schema::of(Type::Int32),
+        )]));
+        let e = c.write_value(Some(&env), &Value::Struct(Struct::new(other)), &mut out);
+        assert!(e.unwrap_err().to_string().contains("Mismatching schema"));
     }
 
     fn text(c: &dyn Converter, d: &SchemaAndValue) -> String {

@@ -39,6 +39,11 @@ pub enum ConnectError {
     /// The Kafka cluster refused or failed a request.
     #[error("kafka: {message}")]
     Kafka { message: String },
+    /// The cluster's ACLs denied the worker's principal. `cause` is the
+    /// exception Kafka's clients raise for it (class and message), which a
+    /// failed task's trace names as Kafka Connect's does.
+    #[error("{message}: {cause}")]
+    Authorization { message: String, cause: String },
     /// weir-client failed (group membership, admin requests).
     #[error(transparent)]
     Client(#[from] weir_client::ClientError),
@@ -106,10 +111,34 @@ impl ConnectError {
     }
 }
 
+/// Kafka's exception class for an authorization error librdkafka reports.
+#[cfg(feature = "runtime")]
+pub fn authorization_exception(e: &rdkafka::error::KafkaError) -> Option<&'static str> {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    Some(match e.rdkafka_error_code()? {
+        C::TopicAuthorizationFailed => "org.apache.kafka.common.errors.TopicAuthorizationException",
+        C::GroupAuthorizationFailed => "org.apache.kafka.common.errors.GroupAuthorizationException",
+        C::ClusterAuthorizationFailed => {
+            "org.apache.kafka.common.errors.ClusterAuthorizationException"
+        }
+        C::TransactionalIdAuthorizationFailed => {
+            "org.apache.kafka.common.errors.TransactionalIdAuthorizationException"
+        }
+        C::SaslAuthenticationFailed => "org.apache.kafka.common.errors.SaslAuthenticationException",
+        _ => return None,
+    })
+}
+
 #[cfg(feature = "runtime")]
 impl From<rdkafka::error::KafkaError> for ConnectError {
     fn from(e: rdkafka::error::KafkaError) -> Self {
-        Self::kafka(e)
+        match authorization_exception(&e) {
+            Some(class) => Self::Authorization {
+                message: "Unrecoverable exception from the Kafka client".into(),
+                cause: format!("{class}: {e}"),
+            },
+            None => Self::kafka(e),
+        }
     }
 }
 

@@ -25,6 +25,9 @@ pub enum Json {
     Arr(Vec<Json>),
     /// An object, keys in order.
     Obj(Vec<(String, Json)>),
+    /// Text this module's writer already wrote (a converted value placed
+    /// in a tree), copied as is.
+    Raw(String),
 }
 
 impl Json {
@@ -56,6 +59,7 @@ impl Json {
             Json::Double(d) => java_double(out, *d),
             Json::Float(f) => java_float(out, *f),
             Json::Str(s) => write_str(out, s),
+            Json::Raw(text) => out.push_str(text),
             Json::Arr(items) => {
                 out.push('[');
                 for (i, v) in items.iter().enumerate() {
@@ -103,23 +107,32 @@ impl Json {
 
 /// Jackson's escaping: `"`, `\`, the short escapes, other control
 /// characters as `\u00XX` with upper-case hex; everything else as UTF-8.
-fn write_str(out: &mut String, s: &str) {
+pub(crate) fn write_str(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04X}", c as u32);
-            }
-            c => out.push(c),
+    // Runs without escapes are copied whole; every escaped character is
+    // ASCII, so each cut falls on a character boundary.
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let short = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if short.is_empty() {
+            let _ = write!(out, "\\u{:04X}", b);
+        } else {
+            out.push_str(short);
         }
+        start = i + 1;
     }
+    out.push_str(&s[start..]);
     out.push('"');
 }
 
@@ -127,7 +140,7 @@ fn write_str(out: &mut String, s: &str) {
 /// `d.dddE±n`; always a fraction digit; `NaN` and `Infinity` as Java
 /// spells them (Jackson writes those as strings only when told to, and
 /// Connect never produces them in its own records).
-fn java_double(out: &mut String, d: f64) {
+pub(crate) fn java_double(out: &mut String, d: f64) {
     java_number(
         out,
         d.is_nan(),
@@ -141,7 +154,7 @@ fn java_double(out: &mut String, d: f64) {
     );
 }
 
-fn java_float(out: &mut String, f: f32) {
+pub(crate) fn java_float(out: &mut String, f: f32) {
     java_number(
         out,
         f.is_nan(),

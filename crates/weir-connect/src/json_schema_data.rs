@@ -344,7 +344,14 @@ pub struct JsonReadSchema {
 
 impl JsonReadSchema {
     /// Reads a JSON Schema's text, with the documents it references.
-    pub fn parse(text: &str, references: &[weir_formats::ResolvedReference]) -> Result<Self> {
+    /// `optional_for_nonrequired` is Confluent's `use.optional.for.nonrequired`:
+    /// an object's properties not in its `required` list read as optional
+    /// fields (by default only `oneOf` with null makes a field optional).
+    pub fn parse(
+        text: &str,
+        references: &[weir_formats::ResolvedReference],
+        optional_for_nonrequired: bool,
+    ) -> Result<Self> {
         let parse = |t: &str| -> Result<J> {
             serde_json::from_str(t).map_err(|e| err(format!("Invalid JSON schema: {e}")))
         };
@@ -360,6 +367,7 @@ impl JsonReadSchema {
             root: &root,
             refs: &refs,
             order: &order,
+            optional_for_nonrequired,
         };
         Ok(Self {
             connect: Arc::new(r.schema(&root, false, 0)?),
@@ -390,6 +398,8 @@ struct Reader<'a> {
     refs: &'a HashMap<String, J>,
     /// `connect.parameters` in the text's order (serde sorts them).
     order: &'a ParamOrder,
+    /// `use.optional.for.nonrequired`.
+    optional_for_nonrequired: bool,
 }
 
 impl Reader<'_> {
@@ -546,9 +556,18 @@ impl Reader<'_> {
                         }
                     }
                     props.sort_by_key(|(i, _, _)| *i);
+                    let required: Vec<&str> = o
+                        .get("required")
+                        .and_then(J::as_array)
+                        .map(|r| r.iter().filter_map(J::as_str).collect())
+                        .unwrap_or_default();
                     let fields = props
                         .into_iter()
-                        .map(|(_, name, sub)| Ok((name, self.schema(sub, false, depth)?)))
+                        .map(|(_, name, sub)| {
+                            let optional =
+                                self.optional_for_nonrequired && !required.contains(&name.as_str());
+                            Ok((name, self.schema(sub, optional, depth)?))
+                        })
                         .collect::<Result<Vec<_>>>()?;
                     Schema::structure(fields)
                 }
@@ -709,7 +728,7 @@ mod tests {
             "{text}"
         );
         weir_formats::json_schema::JsonSchema::parse(&text).unwrap();
-        let back = JsonReadSchema::parse(&text, &[]).unwrap();
+        let back = JsonReadSchema::parse(&text, &[], false).unwrap();
         assert_eq!(back.connect().as_ref(), &s);
         let schema = Arc::new(s);
         let v = Value::Struct(Struct {
@@ -735,7 +754,7 @@ mod tests {
             r##"{"$ref":"#/nope"}"##,
             r#"{"type":["string","integer"]}"#,
         ] {
-            assert!(JsonReadSchema::parse(bad, &[]).is_err(), "{bad}");
+            assert!(JsonReadSchema::parse(bad, &[], false).is_err(), "{bad}");
         }
     }
 }

@@ -59,6 +59,7 @@ mod runtime;
 pub mod s3;
 pub mod storage;
 pub mod timefmt;
+pub mod transform_config;
 pub mod transforms;
 pub mod tz;
 pub mod unwrap;

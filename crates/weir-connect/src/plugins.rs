@@ -118,7 +118,7 @@ fn common(kind: ConnectorType) -> Vec<ConfigKey> {
 /// Validates `config` for `plugin`: the common configs, the plugin's own,
 /// converters, and the sink/source specifics. Returns the groups and the
 /// per-config results in Kafka's order.
-pub fn validate(plugin: &Plugin, config: &Props) -> (Vec<&'static str>, Vec<ConfigValue>) {
+pub fn validate(plugin: &Plugin, config: &Props) -> (Vec<String>, Vec<ConfigValue>) {
     let mut def = ConfigDef {
         keys: common_keys(plugin),
     };
@@ -134,9 +134,13 @@ pub fn validate(plugin: &Plugin, config: &Props) -> (Vec<&'static str>, Vec<Conf
             k.default = Some(crate::KAFKA_VERSION);
         }
     }
-    let own = (plugin.config_def)();
-    def.keys.extend(own.keys);
+    // Kafka's order: the runtime's configs, each transform's and
+    // predicate's (ConnectorConfig.enrich), then the connector's own.
     let mut values = def.validate(config);
+    let (plugin_groups, plugin_values) = crate::transform_config::validate(config);
+    let reported = plugin_values.iter().any(|v| !v.errors.is_empty());
+    values.extend(plugin_values);
+    values.extend((plugin.config_def)().validate(config));
     for which in ["key.converter", "value.converter", "header.converter"] {
         if let Some(class) = config.get(which).filter(|c| !c.trim().is_empty()) {
             let settings = crate::config::with_prefix(config, &format!("{which}."));
@@ -154,14 +158,17 @@ pub fn validate(plugin: &Plugin, config: &Props) -> (Vec<&'static str>, Vec<Conf
                 // A converter that exists but cannot be configured (such as
                 // a registry converter without `schema.registry.url`): its
                 // error on the converter setting.
-                if let Some(v) = values.iter_mut().find(|v| v.key.name == which) {
+                if let Some(v) = values
+                    .iter_mut()
+                    .find(|v| v.embedded.is_none() && v.key.name == which)
+                {
                     v.errors.push(format!(
                         "Invalid value {class} for configuration {which}: {e}"
                     ));
                 }
             } else if made.is_err() {
                 let version = format!("{which}.plugin.version");
-                for v in values.iter_mut() {
+                for v in values.iter_mut().filter(|v| v.embedded.is_none()) {
                     // Kafka reports an unloadable class with no value, and
                     // knows no version for it.
                     if v.key.name == which {
@@ -179,7 +186,10 @@ pub fn validate(plugin: &Plugin, config: &Props) -> (Vec<&'static str>, Vec<Conf
         }
     }
     let mut add_error = |name: &str, msg: String| {
-        if let Some(v) = values.iter_mut().find(|v| v.key.name == name) {
+        if let Some(v) = values
+            .iter_mut()
+            .find(|v| v.embedded.is_none() && v.key.name == name)
+        {
             v.errors.push(msg);
         }
     };
@@ -204,14 +214,21 @@ pub fn validate(plugin: &Plugin, config: &Props) -> (Vec<&'static str>, Vec<Conf
         }
     }
     if let Err(e) = crate::transforms::Chain::from_config(config) {
-        // Kafka reports it on the transform's own `type` key, which this
-        // runtime does not list; `transforms` is the nearest it has.
-        add_error("transforms", e.to_string());
+        // What the per-key checks above do not catch (a value Kafka's
+        // transform itself refuses, such as a bad cast spec): reported on
+        // `transforms`, as Weir has no finer place for it.
+        if !reported {
+            add_error("transforms", e.to_string());
+        }
     }
-    let mut groups = vec![COMMON, "Transforms", "Predicates", ERRORS];
+    let mut groups: Vec<String> = [COMMON, "Transforms", "Predicates", ERRORS]
+        .map(String::from)
+        .to_vec();
     if plugin.kind == ConnectorType::Source {
-        groups.extend(["Topic Creation", "Exactly Once Support", "offsets.topic"]);
+        groups
+            .extend(["Topic Creation", "Exactly Once Support", "offsets.topic"].map(String::from));
     }
+    groups.extend(plugin_groups);
     (groups, values)
 }
 

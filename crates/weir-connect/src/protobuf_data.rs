@@ -15,7 +15,9 @@
 //! named `io.confluent.connect.protobuf.Union.<name>` are `oneof`s and
 //! strings with `io.confluent.connect.protobuf.Enum` are enums. Optional
 //! primitives are plain proto3 fields (null: unset), or wrapper messages
-//! (`google.protobuf.Int32Value`, ...) with `wrapper.for.nullables`.
+//! (`google.protobuf.Int32Value`, ...) with `wrapper.for.nullables`; with
+//! `optional.for.nullables` every optional field that is not repeated
+//! carries proto3's `optional` label, as Confluent's ProtobufData writes it.
 //!
 //! Reading: every field optional with its number in
 //! `io.confluent.connect.protobuf.Tag`, oneofs as `<name>_<index>` union
@@ -67,6 +69,9 @@ pub struct ProtobufDataConfig {
     pub scrub_invalid_names: bool,
     /// `wrapper.for.nullables`: optional primitives as wrapper messages.
     pub wrapper_for_nullables: bool,
+    /// `optional.for.nullables`: optional fields written with proto3's
+    /// `optional` label, so a default value (0, "") is told from null.
+    pub optional_for_nullables: bool,
     /// `generate.index.for.unions`: oneof fields named `<name>_<index>`.
     pub index_for_unions: bool,
 }
@@ -77,6 +82,7 @@ impl Default for ProtobufDataConfig {
             enhanced: false,
             scrub_invalid_names: false,
             wrapper_for_nullables: false,
+            optional_for_nullables: false,
             index_for_unions: true,
         }
     }
@@ -99,6 +105,7 @@ impl ProtobufDataConfig {
             enhanced: flag("enhanced.protobuf.schema.support", false)?,
             scrub_invalid_names: flag("scrub.invalid.names", false)?,
             wrapper_for_nullables: flag("wrapper.for.nullables", false)?,
+            optional_for_nullables: flag("optional.for.nullables", false)?,
             index_for_unions: flag("generate.index.for.unions", true)?,
         })
     }
@@ -345,6 +352,7 @@ impl SchemaWriter {
                 ("repeated ", items)
             }
             Type::Map => ("repeated ", schema),
+            _ if self.cfg.optional_for_nullables && schema.optional => ("optional ", schema),
             _ => ("", schema),
         };
         let mut params: BTreeMap<&str, String> = BTreeMap::new();

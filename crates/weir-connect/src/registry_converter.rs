@@ -9,11 +9,13 @@
 //! Settings by Confluent's names (the converter's prefix removed):
 //! `schema.registry.url`, `basic.auth.credentials.source`,
 //! `basic.auth.user.info`, `bearer.auth.*`, `auto.register.schemas`,
-//! `use.latest.version`, `key.subject.name.strategy`,
-//! `value.subject.name.strategy` (TopicNameStrategy, RecordNameStrategy,
-//! TopicRecordNameStrategy); for Protobuf also
-//! `enhanced.protobuf.schema.support`, `scrub.invalid.names`,
-//! `wrapper.for.nullables` and `generate.index.for.unions`. Protobuf
+//! `use.latest.version` with `latest.compatibility.strict` (checked by the
+//! schema registry's own rules, `weir_formats::compat`),
+//! `key.subject.name.strategy`, `value.subject.name.strategy`
+//! (TopicNameStrategy, RecordNameStrategy, TopicRecordNameStrategy); for
+//! Protobuf also `enhanced.protobuf.schema.support`, `scrub.invalid.names`,
+//! `wrapper.for.nullables`, `optional.for.nullables` and
+//! `generate.index.for.unions`; for JSON Schema `use.optional.for.nonrequired`. Protobuf
 //! frames carry the message indexes after the schema id.
 //!
 //! Converters are called from task threads, which are not async: each
@@ -59,7 +61,8 @@ pub enum Format {
 
 enum Codec {
     Avro(AvroSerializer, AvroDeserializer),
-    Json(JsonSchemaSerializer, JsonSchemaDeserializer),
+    /// With `use.optional.for.nonrequired`.
+    Json(JsonSchemaSerializer, JsonSchemaDeserializer, bool),
     Protobuf(ProtobufSerializer, ProtobufDeserializer, ProtobufDataConfig),
 }
 
@@ -138,6 +141,19 @@ impl RegistryConverter {
             Format::JsonSchema => Codec::Json(
                 JsonSchemaSerializer::new(Arc::clone(&client), serde.clone()),
                 JsonSchemaDeserializer::new(Arc::clone(&client), serde),
+                match props
+                    .get("use.optional.for.nonrequired")
+                    .map(|v| v.trim().to_ascii_lowercase())
+                    .as_deref()
+                {
+                    None | Some("false") => false,
+                    Some("true") => true,
+                    Some(v) => {
+                        return Err(ConnectError::bad_config(format!(
+                            "Invalid value {v} for configuration use.optional.for.nonrequired: Expected value to be either true or false"
+                        )))
+                    }
+                },
             ),
             Format::Protobuf => Codec::Protobuf(
                 ProtobufSerializer::new(Arc::clone(&client), serde.clone()),
@@ -240,7 +256,10 @@ impl RegistryConverter {
         let mut parsed = match self.format {
             Format::Avro if avro_data::is_anything(&schema.schema) => ReadSchema::Anything,
             Format::Avro => ReadSchema::Avro(AvroReadSchema::parse(&schema.schema, &ref_texts)?),
-            Format::JsonSchema => ReadSchema::Json(JsonReadSchema::parse(&schema.schema, &refs)?),
+            Format::JsonSchema => {
+                let nonrequired = matches!(self.codec, Codec::Json(_, _, true));
+                ReadSchema::Json(JsonReadSchema::parse(&schema.schema, &refs, nonrequired)?)
+            }
             Format::Protobuf => {
                 let Codec::Protobuf(_, _, cfg) = &self.codec else {
                     unreachable!("a Protobuf converter has a Protobuf codec")
@@ -318,7 +337,7 @@ impl Converter for RegistryConverter {
                 let value = avro_data::to_avro(schema, &data.value)?;
                 self.block_on(ser.serialize(topic, self.field, registry, &value))?
             }
-            Codec::Json(ser, _) => {
+            Codec::Json(ser, _, _) => {
                 let value = json_schema_data::to_json(schema, &data.value)?;
                 self.block_on(ser.serialize(topic, self.field, registry, &value))?
             }
@@ -362,7 +381,7 @@ impl Converter for RegistryConverter {
                     value: r.value(&rec.value)?,
                 })
             })?,
-            Codec::Json(_, de) => self.block_on(async {
+            Codec::Json(_, de, _) => self.block_on(async {
                 let (id, value) = de.deserialize(bytes).await.map_err(fmt_err)?;
                 let read = self.read_schema(topic, id, &[], None).await?;
                 let ReadSchema::Json(r) = read.as_ref() else {

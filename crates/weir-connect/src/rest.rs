@@ -400,7 +400,11 @@ fn check_config(api: &Api, name: &str, config: &mut Props) -> Result<(), Respons
     let (_, values) = plugins::validate(&plugin, config);
     let mut errors: Vec<String> = values
         .iter()
-        .flat_map(|v| v.errors.iter().map(move |e| format!("{}: {e}", v.key.name)))
+        .flat_map(|v| {
+            v.errors
+                .iter()
+                .map(move |e| format!("{}: {e}", v.full_name()))
+        })
         .collect();
     let sink = plugin.kind == crate::connector::ConnectorType::Sink;
     for (key, _, error) in api.shared.worker.override_policy.check(config, sink) {
@@ -1000,6 +1004,7 @@ async fn validate(State(api): State<Api>, Path(p): Path<String>, body: Bytes) ->
         );
     }
     let (groups, values) = plugins::validate(&plugin, &config);
+    let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
     // Kafka names the result after `connector.class` as it was given.
     let mut infos = config_infos(class.trim(), &groups, &values);
     // The client overrides follow, as Kafka appends its policy's answers

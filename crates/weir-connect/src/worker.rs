@@ -284,7 +284,59 @@ pub fn trace(e: &ConnectError) -> String {
         ConnectError::Retriable { .. } => "org.apache.kafka.connect.errors.RetriableException",
         _ => "org.apache.kafka.connect.errors.ConnectException",
     };
-    format!("{class}: {e}\n")
+    match e {
+        ConnectError::Authorization { message, cause } => {
+            format!("{class}: {message}\nCaused by: {cause}\n")
+        }
+        _ => format!("{class}: {e}\n"),
+    }
+}
+
+/// Keeps a source task's first failed delivery. The producer's own error
+/// for a failed transaction or flush only counts failures; this names the
+/// broker's answer (an ACL denial, say), and without exactly-once it stops
+/// offsets being written past records that never arrived.
+#[derive(Debug, Default)]
+pub struct SourceDelivery {
+    failed: Mutex<Option<(String, rdkafka::error::KafkaError)>>,
+}
+
+impl rdkafka::ClientContext for SourceDelivery {}
+
+impl ProducerContext for SourceDelivery {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, m)) = result {
+            let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+            if failed.is_none() {
+                *failed = Some((m.topic().to_string(), e.clone()));
+            }
+        }
+    }
+}
+
+impl SourceDelivery {
+    /// The first failed delivery as Kafka's worker reports it
+    /// ("Unrecoverable exception from producer send callback").
+    fn error(&self) -> Option<ConnectError> {
+        let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        let (topic, e) = failed.as_ref()?;
+        const MESSAGE: &str = "Unrecoverable exception from producer send callback";
+        Some(match crate::error::authorization_exception(e) {
+            Some(class) if class.ends_with(".TopicAuthorizationException") => {
+                ConnectError::Authorization {
+                    message: MESSAGE.into(),
+                    cause: format!("{class}: Not authorized to access topics: [{topic}]"),
+                }
+            }
+            Some(class) => ConnectError::Authorization {
+                message: MESSAGE.into(),
+                cause: format!("{class}: {e}"),
+            },
+            None => ConnectError::kafka(format!("{MESSAGE}: delivery to {topic} failed: {e}")),
+        })
+    }
 }
 
 /// Source offsets read from the offset topic.
@@ -394,7 +446,9 @@ fn run_source(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Resu
             task_transactional_id(w, &ctx.connector, ctx.task),
         );
     }
-    let producer: ThreadedProducer<DefaultProducerContext> = w.rdkafka("producer.", &o).create()?;
+    let producer: ThreadedProducer<SourceDelivery> = w
+        .rdkafka("producer.", &o)
+        .create_with_context(SourceDelivery::default())?;
     if eos {
         // Fences the task's previous incarnation and aborts its open
         // transaction before we read the offsets it committed.
@@ -544,13 +598,15 @@ fn run_source(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Resu
     if eos && result.is_err() {
         let _ = producer.abort_transaction(Duration::from_secs(10));
     }
-    result
+    // A failed commit or flush because a record was refused: the refusal
+    // is the cause worth reporting.
+    result.map_err(|e| producer.context().error().unwrap_or(e))
 }
 
 /// Ends the open transaction with the offsets of what it holds.
 fn commit_txn(
     ctx: &TaskContext,
-    producer: &ThreadedProducer<DefaultProducerContext>,
+    producer: &ThreadedProducer<SourceDelivery>,
     pending: &mut BTreeMap<String, (Json, Json)>,
 ) -> Result<()> {
     write_offsets(ctx, producer, pending)?;
@@ -564,7 +620,7 @@ fn commit_txn(
 /// Non-transactional commit: every record acknowledged, then the offsets.
 fn flush_offsets(
     ctx: &TaskContext,
-    producer: &ThreadedProducer<DefaultProducerContext>,
+    producer: &ThreadedProducer<SourceDelivery>,
     pending: &mut BTreeMap<String, (Json, Json)>,
 ) -> Result<()> {
     if pending.is_empty() {
@@ -572,8 +628,14 @@ fn flush_offsets(
     }
     let started = Instant::now();
     producer.flush(Duration::from_secs(60))?;
+    if let Some(e) = producer.context().error() {
+        return Err(e);
+    }
     write_offsets(ctx, producer, pending)?;
     producer.flush(Duration::from_secs(60))?;
+    if let Some(e) = producer.context().error() {
+        return Err(e);
+    }
     ctx.metrics
         .offset_commit(&ctx.connector, ctx.task, started.elapsed());
     Ok(())
@@ -581,7 +643,7 @@ fn flush_offsets(
 
 fn write_offsets(
     ctx: &TaskContext,
-    producer: &ThreadedProducer<DefaultProducerContext>,
+    producer: &ThreadedProducer<SourceDelivery>,
     pending: &mut BTreeMap<String, (Json, Json)>,
 ) -> Result<()> {
     for (_, (partition, offset)) in std::mem::take(pending) {

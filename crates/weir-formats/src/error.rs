@@ -87,6 +87,19 @@ pub enum FormatError {
         /// What went wrong.
         reason: String,
     },
+    /// `latest.compatibility.strict`: the subject's latest schema cannot
+    /// read data written with the given schema (Confluent's message).
+    #[error("Incompatible schema {latest} of type {schema_type} for schema {given}. Set latest.compatibility.strict=false to disable this check: {}", .reasons.join("; "))]
+    IncompatibleLatest {
+        /// The latest version's schema text.
+        latest: String,
+        /// Its type.
+        schema_type: &'static str,
+        /// The schema given to the serializer.
+        given: String,
+        /// The compatibility check's reasons.
+        reasons: Vec<String>,
+    },
     /// A configuration value is missing or invalid.
     #[error("invalid configuration `{key}`: {reason}")]
     Config {

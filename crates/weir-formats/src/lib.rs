@@ -12,7 +12,10 @@
 //! - [`protobuf`]: `.proto` compiled by `protox`, dynamic messages of
 //!   `prost-reflect` picked by message indexes, canonical JSON;
 //! - [`json_schema`]: JSON Schema compiled and validated by `jsonschema`,
-//!   the JSON_SR serializer and deserializer.
+//!   the JSON_SR serializer and deserializer;
+//! - [`compat`]: the schema registry's compatibility rules for the three
+//!   types, used by the registry and by the serializers'
+//!   `latest.compatibility.strict` check.
 //!
 //! The libraries are re-exported so users name their types without
 //! matching versions.
@@ -23,6 +26,7 @@
 pub mod avro;
 mod avro_check;
 pub mod client;
+pub mod compat;
 mod error;
 pub mod json_schema;
 pub mod protobuf;

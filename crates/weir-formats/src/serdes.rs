@@ -1,7 +1,7 @@
 //! What Confluent's serializers and deserializers share whatever the
 //! format: the subject name strategies, the serializer settings
-//! (`auto.register.schemas`, `use.latest.version`, `normalize.schemas`,
-//! `use.schema.id`), and finding the schema to write or read with through
+//! (`auto.register.schemas`, `use.latest.version` with
+//! `latest.compatibility.strict`, `normalize.schemas`, `use.schema.id`), and finding the schema to write or read with through
 //! the registry, with parsed schemas cached by id.
 
 use std::collections::HashMap;
@@ -9,6 +9,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
 use crate::client::SchemaRegistryClient;
+use crate::compat;
 use crate::schema::{ResolvedReference, Schema, SchemaType};
 use crate::FormatError;
 
@@ -86,6 +87,11 @@ pub struct SerdeConfig {
     /// latest schema instead of registering; deserializers read with it as
     /// the reader schema.
     pub use_latest_version: bool,
+    /// `latest.compatibility.strict` (default true): with
+    /// `use.latest.version`, the latest schema must be backward compatible
+    /// with the given one (read data written with it), by the registry's
+    /// own rules ([`crate::compat`]).
+    pub latest_compatibility_strict: bool,
     /// `normalize.schemas` (default false): ask the registry to normalize
     /// when registering and looking up.
     pub normalize_schemas: bool,
@@ -103,6 +109,7 @@ impl Default for SerdeConfig {
         Self {
             auto_register_schemas: true,
             use_latest_version: false,
+            latest_compatibility_strict: true,
             normalize_schemas: false,
             use_schema_id: None,
             subject_name_strategy: SubjectNameStrategy::TopicName,
@@ -133,6 +140,7 @@ impl SerdeConfig {
         Ok(Self {
             auto_register_schemas: flag("auto.register.schemas", true)?,
             use_latest_version: flag("use.latest.version", false)?,
+            latest_compatibility_strict: flag("latest.compatibility.strict", true)?,
             normalize_schemas: flag("normalize.schemas", false)?,
             use_schema_id: match props.get("use.schema.id").map(|v| v.trim()) {
                 None | Some("-1") => None,
@@ -281,6 +289,9 @@ impl<P: Parsed> Resolver<P> {
                     .await?;
                 (id, Arc::new(parsed))
             } else if c.use_latest_version {
+                if c.latest_compatibility_strict {
+                    self.check_latest(&subject, schema, &refs).await?;
+                }
                 self.latest(&subject).await?
             } else {
                 let r = self
@@ -292,6 +303,36 @@ impl<P: Parsed> Resolver<P> {
         };
         self.writers.put(key, found.clone());
         Ok(found)
+    }
+
+    /// `latest.compatibility.strict`: fails unless the latest version of
+    /// `subject` can read data written with `given`, as the registry's
+    /// BACKWARD check judges it.
+    async fn check_latest(
+        &self,
+        subject: &str,
+        given: &Schema,
+        given_refs: &[ResolvedReference],
+    ) -> Result<(), FormatError> {
+        let latest = self.client.latest(subject).await?;
+        let latest_refs = self.client.resolve_references(&latest.schema).await?;
+        let ty = latest.schema.schema_type;
+        let parse = |s: &Schema, refs: &[ResolvedReference]| {
+            compat::parse(s.schema_type, &s.schema, refs)
+                .map_err(|e| FormatError::schema(s.schema_type.name(), e))
+        };
+        let reader = parse(&latest.schema, &latest_refs)?;
+        let writer = parse(given, given_refs)?;
+        let reasons = compat::check(compat::Level::Backward, &reader, &[writer]);
+        if reasons.is_empty() {
+            return Ok(());
+        }
+        Err(FormatError::IncompatibleLatest {
+            latest: latest.schema.schema,
+            schema_type: ty.name(),
+            given: given.schema.clone(),
+            reasons,
+        })
     }
 
     /// The reader schema a deserializer resolves to: with

@@ -120,7 +120,7 @@ pub async fn serve(
                 .await
         }
         None => {
-            axum::serve(listener, app)
+            axum::serve(security::PlainListener(listener), app)
                 .with_graceful_shutdown(shutdown)
                 .await
         }

@@ -296,6 +296,71 @@ async fn concurrent_waiters_share_fsyncs() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn busy_partition_does_not_starve_others() {
+    // One flusher, and partition `busy` gets appends and acks=all waits
+    // without pause, up to 64 not yet durable per task (as pipelined
+    // produce requests do), so it is asked to sync again during each of
+    // its syncs.
+    // Waits on `quiet` must still be served: before the round-robin queue,
+    // the flusher kept syncing `busy` until it had a quiet moment.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = engine_config(dir.path());
+    cfg.flush_threads = 1;
+    let engine = weir_log::LocalEngine::open(cfg).unwrap();
+    let busy = engine
+        .open_partition(&TopicPartition::new("busy", 0), LogConfig::default())
+        .unwrap();
+    let quiet = engine
+        .open_partition(&TopicPartition::new("quiet", 0), LogConfig::default())
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let (log, stop) = (busy.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut waits = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let info = log.append(batch(1, 0, &format!("{t}-{i}")), 0).unwrap();
+                waits.push(tokio::spawn(log.wait_durable(info.last_offset + 1)));
+                if waits.len() >= 64 {
+                    for w in waits.drain(..32) {
+                        w.await.unwrap().unwrap();
+                    }
+                }
+                tokio::task::yield_now().await;
+                i += 1;
+            }
+            for w in waits {
+                w.await.unwrap().unwrap();
+            }
+        }));
+    }
+    while busy.flush_count() < 5 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    for round in 0..20 {
+        let info = quiet.append(batch(1, 0, &format!("q{round}")), 0).unwrap();
+        // A liveness bound, not a latency target: starved, this never ends.
+        tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            quiet.wait_durable(info.last_offset + 1),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: quiet partition starved"))
+        .unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(busy.durable_offset(), busy.offsets().log_end);
+    let stats = engine.stats().unwrap();
+    assert!(stats.flush_queue_wait.count() >= 20);
+    assert!(stats.durable_wait.count() >= 20);
+}
+
 #[test]
 fn flush_messages_forces_fsync() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,9 @@
 //! `weir-registry` owns Weir's schema registry: Confluent Schema
 //! Registry's REST API (subjects, versions, ids, compatibility, config,
-//! modes) for AVRO, JSON Schema and PROTOBUF schemas, its compatibility
-//! engines, and the broker-side record validator.
+//! modes) for AVRO, JSON Schema and PROTOBUF schemas, and the broker-side
+//! record validator. Its compatibility rules live in `weir_formats::compat`
+//! (re-exported here as `schema`, `avro`, `json_schema` and `protobuf`), as
+//! the serializers check `latest.compatibility.strict` with them too.
 //!
 //! The state lives in the compacted `_schemas` topic, in Confluent's record
 //! formats: every change is appended and durable before the HTTP answer,
@@ -10,12 +12,11 @@
 //! and the produce-path validation hook.
 
 pub mod api;
-pub mod avro;
 mod error;
-pub mod json_schema;
-pub mod protobuf;
-pub mod schema;
 pub mod store;
+
+pub use weir_formats::compat as schema;
+pub use weir_formats::compat::{avro, json_schema, protobuf};
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};

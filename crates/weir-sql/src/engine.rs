@@ -9,6 +9,7 @@
 //! command (`CSAS_NAME_7`), so it is the same after a replay.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use rdkafka::producer::FutureProducer;
@@ -49,6 +50,27 @@ impl EngineConfig {
         self.properties.get(name).map(String::as_str)
     }
 
+    /// `ksql.streams.commit.interval.ms`: ksqlDB's default is 2000 (Kafka
+    /// Streams' 100 ms under exactly-once is overridden by ksqlDB).
+    pub fn commit_interval(&self) -> std::time::Duration {
+        let ms = self
+            .prop("ksql.streams.commit.interval.ms")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(2000);
+        std::time::Duration::from_millis(ms.max(1))
+    }
+
+    /// `ksql.streams.repartition.purge.interval.ms`: how often a query
+    /// deletes the repartition records it has consumed (Kafka Streams'
+    /// default, 30 s).
+    pub fn purge_interval(&self) -> std::time::Duration {
+        let ms = self
+            .prop("ksql.streams.repartition.purge.interval.ms")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(30_000);
+        std::time::Duration::from_millis(ms)
+    }
+
     fn flag(&self, name: &str) -> bool {
         self.prop(name)
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
@@ -73,6 +95,10 @@ pub struct PersistentQuery {
     pub sink_topic: String,
     pub sources: Vec<String>,
     pub changelog: Option<String>,
+    /// The repartition topic of a query that re-keys.
+    pub repartition: Option<String>,
+    /// Kafka Streams' description of the query's topology, for `EXPLAIN`.
+    pub topology: String,
     pub handle: QueryHandle,
 }
 
@@ -84,12 +110,23 @@ struct State {
     statuses: BTreeMap<String, String>,
 }
 
+/// What SELECTs read without the engine's lock, which a DDL statement
+/// holds across its command-topic write: the metastore and the tasks of
+/// the materialized tables, republished after every change.
+#[derive(Debug, Default)]
+struct Snapshot {
+    meta: MetaStore,
+    /// A table's name to the task of the aggregation that materializes it.
+    materialized: BTreeMap<String, (Vec<runtime::TaskRef>, Arc<runtime::QueryStats>)>,
+}
+
 /// The engine behind the REST API.
 pub struct Engine {
     pub config: EngineConfig,
     admin: Admin,
     producer: FutureProducer,
     state: Mutex<State>,
+    snapshot: std::sync::RwLock<Arc<Snapshot>>,
     cluster_id: String,
     /// `ksql.schema.registry.url`, for AVRO, PROTOBUF and JSON_SR.
     registry: Option<Arc<Registry>>,
@@ -125,6 +162,23 @@ impl Session {
             .or(config.prop("ksql.streams.auto.offset.reset"))
             .unwrap_or("latest")
             .to_ascii_lowercase()
+    }
+}
+
+/// ksqlDB's name for a query's thread count.
+const STREAM_THREADS: &str = "ksql.streams.num.stream.threads";
+
+impl Session {
+    /// `ksql.streams.num.stream.threads` (ksqlDB's default, 4): from the
+    /// statement's properties, else the server's.
+    fn stream_threads(&self, config: &EngineConfig) -> usize {
+        self.properties
+            .get(STREAM_THREADS)
+            .map(String::as_str)
+            .or(config.prop(STREAM_THREADS))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(4)
+            .clamp(1, 64)
     }
 }
 
@@ -220,6 +274,7 @@ impl Engine {
             admin,
             producer,
             state: Mutex::new(State::default()),
+            snapshot: std::sync::RwLock::default(),
             cluster_id,
             config,
         });
@@ -323,10 +378,11 @@ impl Engine {
                 }
             };
             let mut state = self.state.lock().await;
-            if let Err(e) = self
+            let applied = self
                 .apply(&mut state, &parsed, &session, offset, true)
-                .await
-            {
+                .await;
+            self.publish(&state);
+            if let Err(e) = applied {
                 warn!(offset, statement = %text, error = %e, "command failed on replay");
             }
         }
@@ -422,6 +478,25 @@ impl Engine {
                 let inferred = self.infer_columns(parsed)?;
                 let parsed = inferred.as_ref().unwrap_or(parsed);
                 let text = &parsed.text;
+                // A persistent query's thread count is kept with its
+                // statement, so a restart under another server default
+                // keeps its threads (and transactional ids); a command
+                // without it was written before queries had tasks.
+                let pinned;
+                let session: &Session = match &parsed.statement {
+                    Statement::CreateAsSelect(_) | Statement::InsertInto { .. }
+                        if !session.properties.contains_key(STREAM_THREADS) =>
+                    {
+                        let mut s = session.clone();
+                        s.properties.insert(
+                            STREAM_THREADS.to_string(),
+                            session.stream_threads(&self.config).to_string(),
+                        );
+                        pinned = s;
+                        &pinned
+                    }
+                    _ => session,
+                };
                 let mut state = self.state.lock().await;
                 self.validate(&state, parsed, session).await?;
                 let (_, seq) = runtime::produce_sync(
@@ -433,7 +508,9 @@ impl Engine {
                     None,
                 )
                 .await?;
-                self.apply(&mut state, parsed, session, seq, false).await.map(Some)
+                let applied = self.apply(&mut state, parsed, session, seq, false).await;
+                self.publish(&state);
+                applied.map(Some)
             }
         }
     }
@@ -454,10 +531,12 @@ impl Engine {
                     sink_topic: q.sink_topic.clone(),
                     sources: q.sources.clone(),
                     changelog: None,
+                    repartition: None,
+                    topology: String::new(),
                     handle: QueryHandle {
                         stop: Arc::new(std::sync::atomic::AtomicBool::new(true)),
-                        thread: None,
-                        task: q.handle.task.clone(),
+                        threads: Vec::new(),
+                        tasks: q.handle.tasks.clone(),
                         stats: q.handle.stats.clone(),
                         materialized: q.handle.materialized,
                     },
@@ -715,9 +794,10 @@ impl Engine {
                 for q in ids {
                     if let Some(mut pq) = state.queries.remove(&q) {
                         runtime::blocking(|| pq.handle.stop());
-                        if let Some(cl) = &pq.changelog {
-                            if let Err(e) = self.admin.delete(&[cl]).await {
-                                warn!(query = %q, error = %e, "could not delete the changelog topic");
+                        // Its internal topics go with it, as ksqlDB deletes them.
+                        for t in pq.changelog.iter().chain(&pq.repartition) {
+                            if let Err(e) = self.admin.delete(&[t]).await {
+                                warn!(query = %q, topic = %t, error = %e, "could not delete an internal topic");
                             }
                         }
                     }
@@ -973,23 +1053,74 @@ impl Engine {
         }
         let sink_partitions = self.admin.partitions(&sink.topic)?.unwrap_or(partitions);
         let prefix = format!("_confluent-ksql-{}query_{query_id}", self.config.service_id);
+        let inputs = self.input_topics(&plan)?;
+        // A query split into tasks by partition has a changelog partition
+        // per task, as Kafka Streams sizes changelogs.
+        let source_partitions = inputs.first().map_or(partitions, |(_, n)| *n);
         let changelog = if let Some(suffix) = plan.changelog_suffix() {
             let t = format!("{prefix}-{suffix}");
+            let n = if plan.partitioned() {
+                source_partitions
+            } else {
+                partitions
+            };
             self.admin
-                .create(&t, partitions, &[("cleanup.policy", "compact")])
+                .create(&t, n, &[("cleanup.policy", "compact")])
                 .await?;
             Some(t)
         } else {
             None
         };
-        let inputs = self.input_topics(&plan)?;
+        // As many partitions as the source (a join's: as the table), as
+        // Kafka Streams sizes them;
+        // kept until the query has committed it read them (then purged).
+        let repartition = match plan.repartition_suffix() {
+            Some(suffix) => {
+                let t = format!("{prefix}-{suffix}");
+                let co = plan.repartition_co_input().unwrap_or(0);
+                let n = inputs.get(co).map_or(partitions, |(_, n)| *n);
+                self.admin
+                    .create(
+                        &t,
+                        n,
+                        &[("cleanup.policy", "delete"), ("retention.ms", "-1")],
+                    )
+                    .await?;
+                let n = self.admin.partitions(&t)?.unwrap_or(n);
+                Some((t, n))
+            }
+            None => None,
+        };
+        // One task per partition only when every partition count agrees
+        // (a changelog made before tasks existed may not): else one task.
+        let mut counts: Vec<i32> = inputs.iter().map(|(_, n)| *n).collect();
+        counts.extend(repartition.as_ref().map(|(_, n)| *n));
+        if let Some(cl) = &changelog {
+            counts.push(self.admin.partitions(cl)?.unwrap_or(0));
+        }
+        // A query logged before queries had tasks (its statement carries
+        // no thread count) keeps one task: its changelog's records were
+        // placed by the producer's partitioner, not by task.
+        let legacy = !session.properties.contains_key(STREAM_THREADS);
+        let tasks =
+            if plan.partitioned() && !legacy && counts.iter().all(|n| *n == source_partitions) {
+                usize::try_from(source_partitions).unwrap_or(1).max(1)
+            } else {
+                1
+            };
+        let topology = topology_text(&plan, &inputs, &sink.topic);
         let sources = plan.inputs.iter().map(|i| i.source.name.clone()).collect();
         let spec = QuerySpec {
             id: query_id.to_string(),
+            repartition: repartition.clone(),
             inputs,
             group_id: prefix.clone(),
             settings: self.config.kafka.clone(),
             offset_reset: session.offset_reset(&self.config),
+            commit_interval: self.config.commit_interval(),
+            purge_interval: self.config.purge_interval(),
+            tasks,
+            threads: session.stream_threads(&self.config),
             plan,
         };
         let output = Output::Topic {
@@ -1014,6 +1145,8 @@ impl Engine {
                 sink_topic: sink.topic.clone(),
                 sources,
                 changelog,
+                repartition: repartition.map(|(t, _)| t),
+                topology,
                 handle,
             },
         );
@@ -1173,12 +1306,27 @@ impl Engine {
             }
             ShowWhat::Topics { all } => {
                 let topics = self.admin.topics()?;
-                let list: Vec<J> = topics
+                let shown = topics
                     .iter()
-                    .filter(|(n, _)| all || !(n.starts_with('_') || n.starts_with("__")))
-                    .map(|(n, p)| json!({"name": n, "replicaInfo": vec![1; *p as usize]}))
-                    .collect();
-                json!({"@type": "kafka_topics", "statementText": text, "topics": list, "warnings": []})
+                    .filter(|(n, _)| all || !(n.starts_with('_') || n.starts_with("__")));
+                if extended {
+                    // ksqlDB's `kafka_topics_extended`: consumers and
+                    // groups per topic, from the cluster's groups.
+                    let consumers = self.admin.topic_consumers()?;
+                    let list: Vec<J> = shown
+                        .map(|(n, p)| {
+                            let (c, g) = consumers.get(n).copied().unwrap_or((0, 0));
+                            json!({"name": n, "replicaInfo": vec![1; *p as usize],
+                                   "consumerCount": c, "consumerGroupCount": g})
+                        })
+                        .collect();
+                    json!({"@type": "kafka_topics_extended", "statementText": text, "topics": list, "warnings": []})
+                } else {
+                    let list: Vec<J> = shown
+                        .map(|(n, p)| json!({"name": n, "replicaInfo": vec![1; *p as usize]}))
+                        .collect();
+                    json!({"@type": "kafka_topics", "statementText": text, "topics": list, "warnings": []})
+                }
             }
             ShowWhat::Properties => {
                 let mut props: Vec<J> = Vec::new();
@@ -1288,7 +1436,7 @@ impl Engine {
 
     async fn explain(&self, text: &str, target: &ExplainTarget) -> Result<Entity> {
         let state = self.state.lock().await;
-        let (id, statement, sinks, sources) = match target {
+        let (id, statement, sinks, sources, topology) = match target {
             ExplainTarget::QueryId(id) => {
                 let q = state.queries.get(id).ok_or_else(|| SqlError::invalid(format!("Query with id:{id} does not exist, use SHOW QUERIES to view the full set of queries.")))?;
                 (
@@ -1296,6 +1444,7 @@ impl Engine {
                     q.statement.clone(),
                     vec![q.sink.clone()],
                     q.sources.clone(),
+                    q.topology.clone(),
                 )
             }
             ExplainTarget::Statement(s) => {
@@ -1311,6 +1460,7 @@ impl Engine {
                     text.trim_start_matches("EXPLAIN").trim().to_string(),
                     vec![],
                     plan.inputs.iter().map(|i| i.source.name.clone()).collect(),
+                    String::new(),
                 )
             }
         };
@@ -1324,9 +1474,36 @@ impl Engine {
                 "sinks": sinks,
                 "state": "RUNNING",
                 "queryType": if id.is_empty() { "PUSH" } else { "PERSISTENT" },
+                "topology": topology,
             },
             "warnings": [],
         }))
+    }
+
+    /// Republishes what SELECTs read (after any change of `state`).
+    fn publish(&self, state: &State) {
+        let snapshot = Snapshot {
+            meta: state.meta.clone(),
+            materialized: state
+                .queries
+                .values()
+                .filter(|q| q.handle.materialized)
+                .map(|q| {
+                    (
+                        q.sink.clone(),
+                        (q.handle.tasks.clone(), q.handle.stats.clone()),
+                    )
+                })
+                .collect(),
+        };
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Plans a SELECT for /query and /query-stream.
@@ -1337,8 +1514,7 @@ impl Engine {
                 "Only SELECT statements are accepted here",
             ));
         };
-        let state = self.state.lock().await;
-        let plan = plan::plan(&query, &state.meta, None)?;
+        let plan = plan::plan(&query, &self.snapshot().meta, None)?;
         Ok((*query, plan))
     }
 
@@ -1357,6 +1533,11 @@ impl Engine {
             inputs,
             settings: self.config.kafka.clone(),
             offset_reset: session.offset_reset(&self.config),
+            commit_interval: self.config.commit_interval(),
+            purge_interval: self.config.purge_interval(),
+            repartition: None,
+            tasks: 1,
+            threads: 1,
             plan,
         };
         let handle = runtime::start(spec, Output::Channel(tx));
@@ -1427,10 +1608,7 @@ impl Engine {
                 "Pull queries don't support GROUP BY, WINDOW, JOIN or PARTITION BY clauses.",
             ));
         }
-        let plan = {
-            let state = self.state.lock().await;
-            plan::plan(query, &state.meta, None)?
-        };
+        let plan = plan::plan(query, &self.snapshot().meta, None)?;
         if !matches!(plan.op, crate::plan::Op::Select { .. }) {
             return Err(SqlError::invalid(
                 "Pull queries don't support aggregate functions.",
@@ -1443,6 +1621,11 @@ impl Engine {
             inputs: self.input_topics(&plan)?,
             settings: self.config.kafka.clone(),
             offset_reset: "earliest".into(),
+            commit_interval: self.config.commit_interval(),
+            purge_interval: self.config.purge_interval(),
+            repartition: None,
+            tasks: 1,
+            threads: 1,
             plan: plan.clone(),
         };
         let limit = query.limit;
@@ -1457,16 +1640,14 @@ impl Engine {
     /// Runs a pull query against a materialized table; `plan` is the
     /// query's plan from [`Self::plan_select`] (not planned again).
     pub async fn pull_query(&self, query: &Query, plan: Plan) -> Result<(Plan, Vec<Vec<Value>>)> {
-        let state = self.state.lock().await;
-        let src = state.meta.get(&query.from.first.name)?;
+        let snapshot = self.snapshot();
+        let src = snapshot.meta.get(&query.from.first.name)?;
         if !src.is_table() {
-            drop(state);
             return self.pull_stream(query).await;
         }
-        let materialized = state
-            .queries
-            .values()
-            .find(|q| q.sink == src.name && q.handle.materialized)
+        let (tasks, stats) = snapshot
+            .materialized
+            .get(&src.name)
             .ok_or_else(|| {
                 SqlError::invalid(format!(
                     "The `{0}` table isn't queryable. To derive a queryable table, you can do 'CREATE TABLE QUERYABLE_{0} AS SELECT * FROM {0}'.",
@@ -1497,15 +1678,68 @@ impl Engine {
         // is not held while the table is read.
         let by_key = pull_key(query, src);
         let windowed = src.window.is_some();
-        let task = materialized.handle.task.clone();
-        drop(state);
-        let results = task
-            .lock()
-            .map(|t| match &by_key {
+        let read = {
+            let by_key = by_key.clone();
+            move |t: &crate::task::Task| match &by_key {
                 Some(k) => t.results_for(k),
                 None => t.results(),
-            })
-            .unwrap_or_default();
+            }
+        };
+        // A key's rows are in the task of the partition the key hashes to
+        // (in the table's key format, with the Java client's partitioner:
+        // where the repartition topic put it). A source not partitioned
+        // that way (GROUP BY its key, written by another partitioner) may
+        // hold it elsewhere: the other tasks are read when the owner has
+        // no row for it.
+        let n = tasks.len();
+        let order: Vec<usize> = match &by_key {
+            Some(k) if n > 1 => {
+                let owner = src
+                    .key_codec()
+                    .try_encode(k)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |b| runtime::partition_for(&b, n as i32) as usize)
+                    .min(n - 1);
+                std::iter::once(owner)
+                    .chain((0..n).filter(|i| *i != owner))
+                    .collect()
+            }
+            _ => (0..n).collect(),
+        };
+        let mut results = Vec::new();
+        for i in order {
+            let task = &tasks[i];
+            // The query thread holds the task while it processes a record:
+            // if it does now, wait on a blocking thread, not on this worker
+            // (which serves other requests meanwhile).
+            let now = match task.try_lock() {
+                Ok(t) => Some(read(&t)),
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(read(&p.into_inner())),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            };
+            let rows = match now {
+                Some(rows) => rows,
+                None => {
+                    let (task, stats, read) = (task.clone(), stats.clone(), read.clone());
+                    tokio::task::spawn_blocking(move || {
+                        // The query thread lets go at its next record.
+                        stats.pulls_waiting.fetch_add(1, Ordering::SeqCst);
+                        let rows = read(&task.lock().unwrap_or_else(|p| p.into_inner()));
+                        stats.pulls_waiting.fetch_sub(1, Ordering::SeqCst);
+                        rows
+                    })
+                    .await
+                    .map_err(|e| SqlError::Internal {
+                        message: e.to_string(),
+                    })?
+                }
+            };
+            results.extend(rows);
+            if by_key.is_some() && !results.is_empty() {
+                break;
+            }
+        }
         let mut rows = Vec::new();
         for r in results {
             let Some(v) = r.value else { continue };
@@ -1534,7 +1768,7 @@ impl Engine {
                 break;
             }
         }
-        Ok((plan.clone(), rows))
+        Ok((plan, rows))
     }
 
     /// GET /status/{commandId}.
@@ -1551,6 +1785,7 @@ impl Engine {
     pub async fn shutdown(&self) {
         let mut state = self.state.lock().await;
         let queries = std::mem::take(&mut state.queries);
+        self.publish(&state);
         runtime::blocking(|| {
             for (_, mut q) in queries {
                 q.handle.stop();
@@ -1617,6 +1852,43 @@ fn schema_text(key: &[(String, SqlType)], value: &[(String, SqlType)]) -> String
         .chain(value.iter().map(|(n, t)| format!("`{n}` {t}")))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The shape of Kafka Streams' topology description (what ksqlDB's
+/// `EXPLAIN` shows): one sub-topology per stage between topics, with the
+/// topics it reads and writes and its state store. Internal topics and
+/// stores go by their short names (without the query's prefix), as
+/// Kafka Streams names them; the processors inside a stage are not listed.
+fn topology_text(plan: &Plan, inputs: &[(String, i32)], sink_topic: &str) -> String {
+    let store = plan
+        .changelog_suffix()
+        .map(|s| s.trim_end_matches("-changelog").to_string());
+    let source_topics: Vec<&str> = inputs.iter().map(|(t, _)| t.as_str()).collect();
+    let mut out = String::from("Topologies:\n");
+    let mut sub = |n: usize, from: &[&str], store: Option<&str>, to: &str| {
+        out.push_str(&format!("   Sub-topology: {n}\n"));
+        out.push_str(&format!(
+            "    Source: KSTREAM-SOURCE-{n} (topics: [{}])\n",
+            from.join(", ")
+        ));
+        if let Some(st) = store {
+            out.push_str(&format!("    Processor: {st} (stores: [{st}])\n"));
+        }
+        out.push_str(&format!("    Sink: KSTREAM-SINK-{n} (topic: {to})\n"));
+    };
+    match plan.repartition_suffix() {
+        Some(r) => {
+            // Input 0 is re-keyed; the second stage reads the re-keyed
+            // rows and any other input (a join's table) directly.
+            sub(0, &source_topics[..source_topics.len().min(1)], None, r);
+            let second: Vec<&str> = std::iter::once(r)
+                .chain(source_topics.iter().skip(1).copied())
+                .collect();
+            sub(1, &second, store.as_deref(), sink_topic);
+        }
+        None => sub(0, &source_topics, store.as_deref(), sink_topic),
+    }
+    out
 }
 
 fn query_info(q: &PersistentQuery) -> J {

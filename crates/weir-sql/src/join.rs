@@ -15,7 +15,7 @@
 //! its window closes — stream time past `t + after + grace` (right: `t +
 //! before + grace`) — unless a match arrived meanwhile (ksqlDB >= 0.23).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ast::JoinType;
 use crate::error::{Result, SqlError};
@@ -127,7 +127,7 @@ pub struct StageState {
     /// to close.
     pub pending: BTreeMap<(i64, usize, Slot), Vec<Value>>,
     /// A table stage: the table's rows by encoded key.
-    pub table: HashMap<Vec<u8>, Vec<Value>>,
+    pub table: crate::task::KeyMap<Vec<Value>>,
 }
 
 impl Default for StageState {
@@ -138,7 +138,7 @@ impl Default for StageState {
             buffers: [BTreeMap::new(), BTreeMap::new()],
             times: BTreeSet::new(),
             pending: BTreeMap::new(),
-            table: HashMap::new(),
+            table: crate::task::KeyMap::default(),
         }
     }
 }

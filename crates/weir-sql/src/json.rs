@@ -9,12 +9,19 @@
 //! written with their keys sorted, as a `serde_json::Map` orders them.
 //! Columns a query does not read are still type-checked, so a record is
 //! skipped or processed exactly as before; only their values are not kept.
+//!
+//! DECIMAL columns are the exception to "as a document would": serde_json's
+//! numbers are doubles, so a DECIMAL column's number is read from its text
+//! and written with its scale (`1.10` for `DECIMAL(4, 2)`), as ksqlDB does,
+//! never through a double.
 
 use std::fmt;
 
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::Value as J;
 
+use crate::decimal::Dec;
 use crate::error::{Result, SqlError};
 use crate::format::{from_json, to_json};
 use crate::types::{SqlType, Value};
@@ -72,16 +79,19 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     }
 }
 
-/// The top level of a record: null, an object's fields, or anything else.
+/// The top level of a record: null, an object's fields (with, for
+/// DECIMAL columns given a number, the number's text), or anything else.
 enum Top {
     Null,
-    Fields(Vec<Slot>),
+    Fields(Vec<Slot>, Vec<Option<String>>),
     NotObject,
 }
 
 struct RowSeed<'a> {
     columns: &'a [(String, SqlType)],
     keep: Option<&'a [bool]>,
+    /// Some column is a DECIMAL (only then are numbers' texts kept).
+    decimals: bool,
 }
 
 impl RowSeed<'_> {
@@ -136,6 +146,11 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Top, A::Error> {
         let mut slots: Vec<Slot> = self.columns.iter().map(|_| Slot::Empty).collect();
+        // Allocated only for rows with DECIMAL columns.
+        let mut texts: Vec<Option<String>> = Vec::new();
+        if self.decimals {
+            texts.resize(self.columns.len(), None);
+        }
         while let Some((t, key)) = map.next_key_seed(KeySeed {
             columns: self.columns,
         })? {
@@ -148,21 +163,41 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             }
-            let v: J = map.next_value()?;
+            let decimal = self.decimals
+                && t.exact
+                    .iter()
+                    .chain(&t.inexact)
+                    .any(|&i| matches!(self.columns[i].1, SqlType::Decimal(..)));
+            let (v, text): (J, Option<String>) = if decimal {
+                let raw: &RawValue = map.next_value()?;
+                let v = serde_json::from_str(raw.get()).map_err(serde::de::Error::custom)?;
+                let text = matches!(v, J::Number(_)).then(|| raw.get().to_string());
+                (v, text)
+            } else {
+                (map.next_value()?, None)
+            };
             for &i in &t.inexact {
                 let k = key.as_deref().unwrap_or_default();
                 match &slots[i] {
                     Slot::Exact(_) => {}
                     // A repeated key replaces its value, as in a map.
                     Slot::Inexact(prev, _) if prev.as_str() < k => {}
-                    _ => slots[i] = Slot::Inexact(k.to_string(), v.clone()),
+                    _ => {
+                        slots[i] = Slot::Inexact(k.to_string(), v.clone());
+                        if let Some(t) = texts.get_mut(i) {
+                            t.clone_from(&text);
+                        }
+                    }
                 }
             }
             if let Some(i) = t.exact {
                 slots[i] = Slot::Exact(v);
+                if let Some(t) = texts.get_mut(i) {
+                    *t = text;
+                }
             }
         }
-        Ok(Top::Fields(slots))
+        Ok(Top::Fields(slots, texts))
     }
 }
 
@@ -184,19 +219,35 @@ pub fn decode_row(
 ) -> Result<Option<Vec<Value>>> {
     let bad = |e: serde_json::Error| SqlError::serde("JSON", e);
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let top =
-        serde::Deserializer::deserialize_any(&mut de, RowSeed { columns, keep }).map_err(bad)?;
+    let top = serde::Deserializer::deserialize_any(
+        &mut de,
+        RowSeed {
+            columns,
+            keep,
+            decimals: columns
+                .iter()
+                .any(|(_, t)| matches!(t, SqlType::Decimal(..))),
+        },
+    )
+    .map_err(bad)?;
     de.end().map_err(bad)?;
-    let slots = match top {
+    let (slots, texts) = match top {
         Top::Null => return Ok(None),
         Top::NotObject => return Err(SqlError::serde("JSON", "expected a JSON object")),
-        Top::Fields(slots) => slots,
+        Top::Fields(slots, texts) => (slots, texts),
     };
     let mut out = Vec::with_capacity(columns.len());
     for (i, (slot, (_, ty))) in slots.into_iter().zip(columns).enumerate() {
-        let v = match slot {
-            Slot::Empty => Value::Null,
-            Slot::Exact(j) | Slot::Inexact(_, j) => convert(j, ty)?,
+        // A DECIMAL's number from its text; one that does not fit gets
+        // the conversion's error below.
+        let exact = match (texts.get(i).and_then(Option::as_deref), ty) {
+            (Some(t), SqlType::Decimal(p, s)) => Dec::parse(t).and_then(|d| d.fit(*p, *s)),
+            _ => None,
+        };
+        let v = match (exact, slot) {
+            (Some(d), _) => Value::Decimal(d),
+            (None, Slot::Empty) => Value::Null,
+            (None, Slot::Exact(j) | Slot::Inexact(_, j)) => convert(j, ty)?,
         };
         let kept = keep.is_none_or(|k| k.get(i).copied().unwrap_or(true));
         out.push(if kept { v } else { Value::Null });
@@ -235,8 +286,54 @@ fn write_value(out: &mut Vec<u8>, v: &Value) {
         Value::Date(d) => serde_json::to_writer(&mut *out, d),
         Value::Double(d) if d.is_finite() => serde_json::to_writer(&mut *out, d),
         Value::String(s) => serde_json::to_writer(&mut *out, s.as_str()),
+        // A number with the scale's digits, as ksqlDB's JSON writer
+        // (exact BigDecimals) writes it.
+        Value::Decimal(d) => {
+            out.extend_from_slice(d.to_plain_string().as_bytes());
+            Ok(())
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (n, item) in items.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item);
+            }
+            out.push(b']');
+            Ok(())
+        }
+        // Fields and map keys sorted, the last of equal keys kept, as a
+        // `serde_json::Map` would have them.
+        Value::Struct(fields) => {
+            let sorted: std::collections::BTreeMap<&str, &Value> =
+                fields.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            write_object(out, sorted.into_iter());
+            Ok(())
+        }
+        Value::Map(entries) => {
+            let sorted: std::collections::BTreeMap<String, &Value> = entries
+                .iter()
+                .map(|(k, v)| (k.to_sql_string(), v))
+                .collect();
+            write_object(out, sorted.iter().map(|(k, v)| (k.as_str(), *v)));
+            Ok(())
+        }
         other => serde_json::to_writer(&mut *out, &to_json(other)),
     };
+}
+
+fn write_object<'a>(out: &mut Vec<u8>, fields: impl Iterator<Item = (&'a str, &'a Value)>) {
+    out.push(b'{');
+    for (n, (k, v)) in fields.enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut *out, k);
+        out.push(b':');
+        write_value(out, v);
+    }
+    out.push(b'}');
 }
 
 #[cfg(test)]
@@ -323,6 +420,58 @@ mod tests {
         );
         // A bad value in a column not kept still makes the record bad.
         assert!(decode_row(&c, Some(&keep), br#"{"AMOUNT":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn decimals_are_read_and_written_without_a_double() {
+        let c: Vec<(String, SqlType)> = vec![
+            ("D".into(), SqlType::Decimal(20, 2)),
+            ("d".into(), SqlType::Decimal(38, 20)),
+            ("X".into(), SqlType::Double),
+            (
+                "S".into(),
+                SqlType::Struct(vec![("E".into(), SqlType::Decimal(4, 3))]),
+            ),
+        ];
+        // 19 and 21 significant digits: a double keeps about 16.
+        let text =
+            br#"{"D":12345678901234567.89,"d":0.12345678901234567891,"X":0.1,"S":{"E":1.5}}"#;
+        let row = decode_row(&c, None, text).unwrap().unwrap();
+        let dec = |v: &Value| match v {
+            Value::Decimal(d) => d.to_plain_string(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(dec(&row[0]), "12345678901234567.89");
+        assert_eq!(dec(&row[1]), "0.12345678901234567891");
+        assert_eq!(row[2], Value::Double(0.1));
+        // Strings, exponents and fewer digits than the scale.
+        let row = decode_row(&c, None, br#"{"D":"98765432109876543.21","d":1.5E-19}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(dec(&row[0]), "98765432109876543.21");
+        assert_eq!(dec(&row[1]), "0.00000000000000000015");
+        // Too many digits for the type: the conversion's error, as before.
+        assert!(decode_row(&c, None, br#"{"D":1234567890123456789.5}"#).is_err());
+        assert!(decode_row(&c, None, br#"{"D":true}"#).is_err());
+        // Written as numbers with the scale's digits, nested ones too.
+        let out = vec![
+            Value::Decimal(
+                Dec::parse("12345678901234567.8")
+                    .unwrap()
+                    .fit(20, 2)
+                    .unwrap(),
+            ),
+            Value::Decimal(Dec::parse("-0.5").unwrap()),
+            Value::Null,
+            Value::Struct(vec![(
+                "E".into(),
+                Value::Array(vec![Value::Decimal(Dec::parse("1.230").unwrap())]),
+            )]),
+        ];
+        assert_eq!(
+            String::from_utf8(encode_row(&c, &out)).unwrap(),
+            r#"{"D":12345678901234567.80,"S":{"E":[1.230]},"X":null,"d":-0.5}"#
+        );
     }
 
     #[test]

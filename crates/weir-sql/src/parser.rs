@@ -81,11 +81,16 @@ pub fn parse_script(text: &str, vars: &BTreeMap<String, String>) -> Result<Vec<P
         }
         let start = p.tok().pos;
         let statement = p.statement()?;
-        if !p.eat_sym(";") && !p.peek_is_eof() {
+        // The statement's text runs through its ';', or to the end of the
+        // script when the last statement has none.
+        let end = if p.eat_sym(";") {
+            p.tokens[p.i - 1].pos + 1
+        } else if p.peek_is_eof() {
+            text.len()
+        } else {
             return Err(p.unexpected("';'"));
-        }
-        let end = p.tokens[p.i.saturating_sub(1)].pos + 1;
-        let mut stmt_text = text[start..end.min(text.len())].trim().to_string();
+        };
+        let mut stmt_text = text[start..end].trim().to_string();
         if !stmt_text.ends_with(';') {
             stmt_text.push(';');
         }
@@ -1599,5 +1604,14 @@ mod tests {
         assert_eq!(all.len(), 3);
         assert_eq!(all[1].text, "LIST TOPICS;");
         assert_eq!(all[2].text, "SET 'a'='b';");
+    }
+
+    #[test]
+    fn last_statement_without_semicolon_keeps_its_whole_text() {
+        let all = parse_script("SHOW STREAMS; UNDEFINE   \u{662}", &BTreeMap::new()).unwrap();
+        assert_eq!(all[0].text, "SHOW STREAMS;");
+        assert_eq!(all[1].text, "UNDEFINE   \u{662};");
+        let one = parse_one("LIST TOPICS", &BTreeMap::new()).unwrap();
+        assert_eq!(one.text, "LIST TOPICS;");
     }
 }

@@ -146,6 +146,8 @@ pub enum Op {
     /// side, input `i` the right side of stage `i - 1` (see `join`).
     Joins {
         stages: Vec<Stage>,
+        /// The key is synthetic (`ROWKEY`): the joined row ends with it.
+        synthetic_key: bool,
         /// Over the joined row (every input's row, in order).
         filter: Option<Node>,
         key: Vec<Node>,
@@ -157,6 +159,8 @@ pub enum Op {
     /// join key, so the result is a table keyed by it.
     TableChain {
         kinds: Vec<JoinType>,
+        /// The key is synthetic (`ROWKEY`): the joined row ends with it.
+        synthetic_key: bool,
         /// Over the joined row (every input's row, in order).
         filter: Option<Node>,
         key: Vec<Node>,
@@ -170,6 +174,8 @@ pub enum Op {
         kind: JoinType,
         /// Foreign-key joins: the right table's key from the left row.
         foreign_key: Option<Node>,
+        /// The key is synthetic (`ROWKEY`): the joined row ends with it.
+        synthetic_key: bool,
         /// Over the joined row (left row, then right row).
         filter: Option<Node>,
         key: Vec<Node>,
@@ -251,6 +257,130 @@ impl Plan {
         self.table_inputs()
     }
 
+    /// The suffix of the repartition topic, when the query re-keys before
+    /// a stateful operator, as ksqlDB names it: a `GROUP BY` over an
+    /// unwindowed stream on anything but the stream's key columns (in
+    /// order), any `GROUP BY` over a table (Kafka Streams' table `groupBy`
+    /// always repartitions, sending each update's old and new row), a
+    /// stream–table join whose `ON` is not the stream's key, or a
+    /// stream–stream join with one side not keyed by its join expression.
+    /// The re-keyed rows go through this topic, partitioned by the new
+    /// key, and the aggregation or join reads them back (Kafka Streams'
+    /// `groupBy`, and the join's repartition after ksqlDB's `selectKey`).
+    /// [`Plan::repartitioned_input`] is the side re-keyed.
+    pub fn repartition_suffix(&self) -> Option<&'static str> {
+        let src = &self.inputs.first()?.source;
+        if src.window.is_some() {
+            return None;
+        }
+        match &self.op {
+            Op::Aggregate { .. } if src.is_table() => Some("Aggregate-GroupBy-repartition"),
+            _ if src.is_table() => None,
+            Op::Aggregate { group, .. } => {
+                let by_key = group.len() == src.key.len()
+                    && group
+                        .iter()
+                        .enumerate()
+                        .all(|(i, g)| matches!(g, Node::Column(c) if *c == i));
+                (!by_key).then_some("Aggregate-GroupBy-repartition")
+            }
+            Op::StreamTable { left_key, .. } => {
+                let by_key = src.key.len() == 1 && matches!(left_key, Node::Column(0));
+                (!by_key).then_some("Join-repartition")
+            }
+            Op::Joins { .. } => match self.stream_join_rekeyed() {
+                Some(0) => Some("Join-left-repartition"),
+                Some(_) => Some("Join-right-repartition"),
+                None => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// A stream–stream join (one windowed stage over two unwindowed
+    /// streams) with exactly one side not keyed by its join expression:
+    /// that side (0 left, 1 right). Joins where both sides re-key, and
+    /// chains, re-key in memory.
+    fn stream_join_rekeyed(&self) -> Option<usize> {
+        let Op::Joins { stages, .. } = &self.op else {
+            return None;
+        };
+        let [stage] = &stages[..] else {
+            return None;
+        };
+        stage.window?;
+        let by_key = |input: usize, key: &Node| {
+            let src = &self.inputs[input].source;
+            !src.is_table()
+                && src.window.is_none()
+                && src.key.len() == 1
+                && matches!(key, Node::Column(0))
+        };
+        match (by_key(0, &stage.left_key), by_key(1, &stage.right_key)) {
+            (false, true) => Some(0),
+            (true, false) => Some(1),
+            _ => None,
+        }
+    }
+
+    /// The input a re-keying query sends through its repartition topic
+    /// (the others are read directly): input 0, or a stream–stream join's
+    /// right side when only that side re-keys.
+    pub fn repartitioned_input(&self) -> usize {
+        self.stream_join_rekeyed().unwrap_or(0)
+    }
+
+    /// The input a repartition topic is co-partitioned with: its partition
+    /// count and key format are that input's (a join's table, so each
+    /// re-keyed row meets its table row in the same partition), or, when
+    /// `None`, the source's count and the sink's key format (an
+    /// aggregation's result keeps the re-keyed row's key and partition).
+    pub fn repartition_co_input(&self) -> Option<usize> {
+        match self.op {
+            Op::StreamTable { .. } => Some(1),
+            Op::Joins { .. } => self.stream_join_rekeyed().map(|side| 1 - side),
+            _ => None,
+        }
+    }
+
+    /// Whether every key's state lives on one input partition number, so
+    /// the query splits into one task per partition (as Kafka Streams'
+    /// tasks do): projections and filters (no state), aggregations over a
+    /// stream by its key or through the repartition topic, aggregations
+    /// over a table (always through it), and a stream–table join on the
+    /// stream's key (co-partitioned inputs). The other plans run as one
+    /// task.
+    pub fn partitioned(&self) -> bool {
+        let Some(src) = self.inputs.first().map(|i| &i.source) else {
+            return false;
+        };
+        let on_key = |nodes: &[&Node]| {
+            nodes.len() == src.key.len()
+                && nodes
+                    .iter()
+                    .enumerate()
+                    .all(|(i, n)| matches!(n, Node::Column(c) if *c == i))
+        };
+        match &self.op {
+            Op::Select { .. } => true,
+            // Through the repartition topic: the first half's state (a
+            // table's rows) is by source partition, the aggregates by
+            // repartition partition.
+            Op::Aggregate { group, .. } => {
+                self.repartition_suffix().is_some()
+                    || (!src.is_table()
+                        && src.window.is_none()
+                        && on_key(&group.iter().collect::<Vec<_>>()))
+            }
+            // Not through `Join-repartition`: a table record there waits
+            // for the re-keyed rows the query sent, counted in one place.
+            Op::StreamTable { left_key, .. } => {
+                self.repartition_suffix().is_none() && src.window.is_none() && on_key(&[left_key])
+            }
+            _ => false,
+        }
+    }
+
     /// The suffix of the state changelog topic, for operators with state
     /// that only a changelog restores.
     pub fn changelog_suffix(&self) -> Option<&'static str> {
@@ -316,12 +446,45 @@ fn join_key(
     {
         Some(i) => Ok(i.expr.clone()),
         None if sink.is_none() => Ok(candidates[0].clone()),
+        None if what == SYNTHETIC => Err(SqlError::invalid(format!(
+            "Key missing from projection (ie, SELECT). See https://cnfl.io/2LV7ouS.\nThe query used to build {} must include the join expression {k} in its projection (eg, SELECT {k}...).\n{k} was added as a synthetic key column because the join criteria did not match any source column. This expression must be included in the projection and may be aliased.",
+            sink.unwrap_or_default(),
+            k = candidates[0],
+        ))),
         None => Err(SqlError::invalid(format!(
             "Key missing from projection (ie, SELECT).\nThe query used to build {} must include the {what} {} in its projection (eg, SELECT {}...).",
             sink.unwrap_or_default(),
             candidates[0],
             candidates[0]
         ))),
+    }
+}
+
+/// `join_key`'s `what` for a synthetic key (ksqlDB's message differs).
+const SYNTHETIC: &str = "synthetic join key";
+
+/// The synthetic key column of a join whose result key is no source's
+/// column: a FULL OUTER join (either side may be missing, so the key is
+/// the first non-null of the two) or a join on expressions of both sides.
+/// ksqlDB names it `ROWKEY`, or `ROWKEY_1`, `ROWKEY_2`... when a source
+/// already has that column. Its scope column follows every input's
+/// columns, where the task appends the key to the joined row.
+fn synthetic_key(inputs: &[Input], ty: SqlType, scope: &mut Scope) -> Expr {
+    let taken = |n: &str| {
+        inputs
+            .iter()
+            .any(|i| i.source.columns().any(|(c, _)| c == n))
+    };
+    let mut name = "ROWKEY".to_string();
+    let mut n = 0;
+    while taken(&name) {
+        n += 1;
+        name = format!("ROWKEY_{n}");
+    }
+    scope.push(None, &name, ty);
+    Expr::Column {
+        qualifier: None,
+        name,
     }
 }
 
@@ -356,12 +519,24 @@ struct Item {
     expr: Expr,
 }
 
-fn expand_select(query: &Query, inputs: &[Input], joined: bool) -> Result<Vec<Item>> {
+fn expand_select(
+    query: &Query,
+    inputs: &[Input],
+    joined: bool,
+    synthetic: Option<&Expr>,
+) -> Result<Vec<Item>> {
     let mut namer = Namer { next: 0 };
     let mut items = Vec::new();
     for item in &query.select {
         match item {
             SelectItem::Wildcard(q) => {
+                // `*` over a join with a synthetic key starts with it.
+                if let (None, Some(k @ Expr::Column { name, .. })) = (q, synthetic) {
+                    items.push(Item {
+                        name: name.clone(),
+                        expr: k.clone(),
+                    });
+                }
                 let mut any = false;
                 for input in inputs {
                     if q.as_ref().is_some_and(|q| *q != input.qualifier) {
@@ -608,7 +783,7 @@ pub fn plan(query: &Query, meta: &MetaStore, sink: Option<&str>) -> Result<Plan>
         }
         None => None,
     };
-    let items = expand_select(query, &inputs, false)?;
+    let items = expand_select(query, &inputs, false, None)?;
     let aggregating =
         !query.group_by.is_empty() || items.iter().any(|i| contains_aggregate(&i.expr));
     if aggregating {
@@ -1088,7 +1263,7 @@ fn plan_join(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Result<Pl
         Some(w) => Some(boolean(w, &scope, "WHERE")?),
         None => None,
     };
-    let items = expand_select(query, &inputs, true)?;
+    let items = expand_select(query, &inputs, true, None)?;
     let key_expr = join_key(
         &items,
         &[stream_expr, table_expr],
@@ -1244,24 +1419,34 @@ fn plan_joins(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Result<P
             left_width: inputs[..=j].iter().map(Input::width).sum(),
             right_width: right.width(),
         });
+        let ty = compile(re, &rs, "JOIN")?.ty;
         scope.columns.extend(rs.columns.iter().cloned());
-        last_sides = Some((le.clone(), re.clone()));
+        last_sides = Some((le.clone(), re.clone(), join.kind, ty));
     }
-    let Some((left_expr, right_expr)) = last_sides else {
+    let Some((left_expr, right_expr, last_kind, key_ty)) = last_sides else {
         return Err(SqlError::invalid("A join needs a JOIN clause"));
     };
+    // The last join's key is synthetic when a FULL join may lack either
+    // side, or when neither side of its equality is a column.
+    let is_column = |e: &Expr| matches!(e, Expr::Column { .. });
+    let synthetic = (last_kind == JoinType::Full
+        || (!is_column(&left_expr) && !is_column(&right_expr)))
+    .then(|| synthetic_key(&inputs, key_ty, &mut scope));
     let filter = match &query.where_ {
         Some(w) => Some(boolean(w, &scope, "WHERE")?),
         None => None,
     };
-    let items = expand_select(query, &inputs, true)?;
-    let key_expr = join_key(
-        &items,
-        &[&left_expr, &right_expr],
-        "join expression",
-        &scope,
-        sink,
-    )?;
+    let items = expand_select(query, &inputs, true, synthetic.as_ref())?;
+    let key_expr = match &synthetic {
+        Some(k) => join_key(&items, &[k], SYNTHETIC, &scope, sink)?,
+        None => join_key(
+            &items,
+            &[&left_expr, &right_expr],
+            "join expression",
+            &scope,
+            sink,
+        )?,
+    };
     let (key_exprs, value_exprs, order) = split_key(items, &[key_expr], &scope, sink)?;
     let (key, key_cols) = compile_all(&key_exprs, &scope, "SELECT")?;
     let (values, value_cols) = compile_all(&value_exprs, &scope, "SELECT")?;
@@ -1270,6 +1455,7 @@ fn plan_joins(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Result<P
         kind: SourceKind::Stream,
         op: Op::Joins {
             stages,
+            synthetic_key: synthetic.is_some(),
             filter,
             key,
             values,
@@ -1371,22 +1557,25 @@ fn plan_table_join(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Res
         )));
     }
     let _ = left_key_ty;
+    // The result's key: the join key (either side of a primary-key join;
+    // synthetic for a FULL join), or the left table's key for a
+    // foreign-key join.
+    let synthetic = (primary && join.kind == JoinType::Full)
+        .then(|| synthetic_key(&inputs, right_key_ty.clone(), &mut scope));
     let filter = match &query.where_ {
         Some(w) => Some(boolean(w, &scope, "WHERE")?),
         None => None,
     };
-    let items = expand_select(query, &inputs, true)?;
-    // The result's key: the join key (either side of a primary-key join),
-    // or the left table's key for a foreign-key join.
-    let candidates: Vec<&Expr> = if primary {
-        vec![left_expr, right_expr]
-    } else {
-        vec![&left_key_expr]
+    let items = expand_select(query, &inputs, true, synthetic.as_ref())?;
+    let candidates: Vec<&Expr> = match &synthetic {
+        Some(k) => vec![k],
+        None if primary => vec![left_expr, right_expr],
+        None => vec![&left_key_expr],
     };
-    let what = if primary {
-        "join expression"
-    } else {
-        "left table's key"
+    let what = match (&synthetic, primary) {
+        (Some(_), _) => SYNTHETIC,
+        (None, true) => "join expression",
+        (None, false) => "left table's key",
     };
     let key_expr = join_key(&items, &candidates, what, &scope, sink)?;
     let (key_exprs, value_exprs, order) = split_key(items, &[key_expr], &scope, sink)?;
@@ -1398,6 +1587,7 @@ fn plan_table_join(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Res
         op: Op::TableTable {
             kind: join.kind,
             foreign_key: (!primary).then_some(lk.node),
+            synthetic_key: synthetic.is_some(),
             filter,
             key,
             values,
@@ -1476,14 +1666,30 @@ fn plan_table_chain(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Re
         kinds.push(join.kind);
         scope = joined;
     }
+    // The result's key: the join key, as any table's key column projects
+    // it, or synthetic when the last join is FULL.
+    let synthetic = (kinds.last() == Some(&JoinType::Full)).then(|| {
+        synthetic_key(
+            &inputs,
+            key_ty.clone().unwrap_or(SqlType::String),
+            &mut scope,
+        )
+    });
     let filter = match &query.where_ {
         Some(w) => Some(boolean(w, &scope, "WHERE")?),
         None => None,
     };
-    let items = expand_select(query, &inputs, true)?;
-    // The result's key: the join key, as any table's key column projects it.
-    let candidates: Vec<&Expr> = key_exprs.iter().collect();
-    let key_expr = join_key(&items, &candidates, "join expression", &scope, sink)?;
+    let items = expand_select(query, &inputs, true, synthetic.as_ref())?;
+    let candidates: Vec<&Expr> = match &synthetic {
+        Some(k) => vec![k],
+        None => key_exprs.iter().collect(),
+    };
+    let what = if synthetic.is_some() {
+        SYNTHETIC
+    } else {
+        "join expression"
+    };
+    let key_expr = join_key(&items, &candidates, what, &scope, sink)?;
     let (key_cols_exprs, value_exprs, order) = split_key(items, &[key_expr], &scope, sink)?;
     let (key, key_cols) = compile_all(&key_cols_exprs, &scope, "SELECT")?;
     let (values, value_cols) = compile_all(&value_exprs, &scope, "SELECT")?;
@@ -1491,6 +1697,7 @@ fn plan_table_chain(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Re
         order,
         kind: SourceKind::Table,
         op: Op::TableChain {
+            synthetic_key: synthetic.is_some(),
             kinds,
             filter,
             key,

@@ -1,8 +1,11 @@
 //! The Kafka side: running a planned query as a Kafka client.
 //!
-//! A persistent query is one thread with a consumer (read_committed,
-//! partitions assigned, offsets in the query's group) and a transactional
-//! producer. Each batch is one transaction: the output records, the
+//! A persistent query is split into tasks by input partition when its
+//! state allows ([`Plan::partitioned`]), spread over
+//! `ksql.streams.num.stream.threads` threads. Each thread has a consumer
+//! (read_committed, its tasks' partitions assigned, offsets in the
+//! query's group) and a transactional producer. Each batch of a thread is
+//! one transaction: the output records, the
 //! changelog records of its state and the consumed offsets
 //! (`send_offsets_to_transaction`), as Kafka Streams' `exactly_once_v2`
 //! does. On start, state is rebuilt from the changelog (aggregations) or
@@ -18,8 +21,8 @@
 //! consumer knows: asking the broker (ListOffsets) each time a buffer ran
 //! dry kept query threads waiting on the answers most of the time.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,7 +31,7 @@ use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{info, warn};
@@ -114,6 +117,32 @@ impl Admin {
             .collect())
     }
 
+    /// Per topic, the consumers and consumer groups reading it, as ksqlDB's
+    /// `LIST TOPICS EXTENDED` counts them: every group's members'
+    /// assignments (ListGroups, DescribeGroups), a consumer counted once
+    /// per partition it is assigned, a group once per topic.
+    pub fn topic_consumers(&self) -> Result<BTreeMap<String, (i32, i32)>> {
+        let groups = blocking(|| self.client.inner().fetch_group_list(None, TIMEOUT))
+            .map_err(kerr("DescribeGroups"))?;
+        let mut counts: BTreeMap<String, (i32, BTreeSet<String>)> = BTreeMap::new();
+        for g in groups.groups() {
+            if g.protocol_type() != "consumer" {
+                continue;
+            }
+            for m in g.members() {
+                for topic in assigned_topics(m.assignment().unwrap_or_default()) {
+                    let e = counts.entry(topic).or_default();
+                    e.0 += 1;
+                    e.1.insert(g.name().to_string());
+                }
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .map(|(t, (c, gs))| (t, (c, gs.len() as i32)))
+            .collect())
+    }
+
     /// The partition count of a topic, or `None` if it does not exist.
     /// (Metadata for every topic: asking for one topic by name would make
     /// a broker with `auto.create.topics.enable` create it.)
@@ -165,6 +194,44 @@ impl Admin {
         }
         Ok(())
     }
+}
+
+/// The topic of each partition a consumer-protocol assignment (a group
+/// member's, from DescribeGroups) names, once per partition: version
+/// (int16), then topics (int32 count; each an int16-length name and an
+/// int32 count of int32 partitions), then user data. A malformed
+/// assignment names what could be read of it.
+fn assigned_topics(b: &[u8]) -> Vec<String> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = (b.get(..n)?, b.get(n..)?);
+        *b = tail;
+        Some(head)
+    }
+    fn int(b: &mut &[u8], n: usize) -> Option<i64> {
+        let bytes = take(b, n)?;
+        Some(bytes.iter().fold(0i64, |a, x| (a << 8) | i64::from(*x)))
+    }
+    let mut out = Vec::new();
+    let mut b = b;
+    let _version = int(&mut b, 2);
+    let topics = int(&mut b, 4).unwrap_or(0);
+    for _ in 0..topics {
+        let Some(len) = int(&mut b, 2) else { break };
+        let Some(name) = take(&mut b, len as usize) else {
+            break;
+        };
+        let name = String::from_utf8_lossy(name).into_owned();
+        let Some(partitions) = int(&mut b, 4) else {
+            break;
+        };
+        for _ in 0..partitions {
+            if take(&mut b, 4).is_none() {
+                break;
+            }
+            out.push(name.clone());
+        }
+    }
+    out
 }
 
 /// Kafka's default partitioner: murmur2 of the key bytes, positive, modulo
@@ -245,14 +312,24 @@ pub struct QueryStats {
     pub last_error: Mutex<Option<String>>,
     /// Set once state is restored and the query consumes.
     pub running: AtomicBool,
+    /// Pull queries waiting for the task: the query thread lets go of it
+    /// before its next record.
+    pub pulls_waiting: AtomicUsize,
 }
 
-/// A handle on a running query thread.
+/// A query's task: its state, locked by the thread that runs it while it
+/// processes records and by pull queries between them.
+pub type TaskRef = Arc<Mutex<Task>>;
+
+/// A handle on a running query's threads.
 #[derive(Debug)]
 pub struct QueryHandle {
     pub stop: Arc<AtomicBool>,
-    pub thread: Option<std::thread::JoinHandle<()>>,
-    pub task: Arc<Mutex<Task>>,
+    pub threads: Vec<std::thread::JoinHandle<()>>,
+    /// One task per input partition number when the plan keeps each
+    /// key's state on one partition ([`Plan::partitioned`]), task `p`
+    /// owning partition `p` of every input; else one task for all.
+    pub tasks: Vec<TaskRef>,
     pub stats: Arc<QueryStats>,
     /// An aggregation: pull queries read its state. (Known without
     /// locking the task, which the query thread holds while it works.)
@@ -260,10 +337,10 @@ pub struct QueryHandle {
 }
 
 impl QueryHandle {
-    /// Stops the thread and waits for it.
+    /// Stops the threads and waits for them.
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -280,6 +357,23 @@ pub struct QuerySpec {
     pub settings: KafkaSettings,
     /// `auto.offset.reset` for inputs without a committed offset.
     pub offset_reset: String,
+    /// How often a persistent query commits its transaction
+    /// (`ksql.streams.commit.interval.ms`).
+    pub commit_interval: Duration,
+    /// A persistent query that re-keys: its repartition topic and
+    /// partition count (see [`Plan::repartition_suffix`]).
+    pub repartition: Option<(String, i32)>,
+    /// How often consumed repartition records are deleted
+    /// (`ksql.streams.repartition.purge.interval.ms`).
+    pub purge_interval: Duration,
+    /// How many tasks: the inputs' partition count when the plan is
+    /// [`Plan::partitioned`] and every input, the repartition topic and
+    /// the changelog have that many partitions; else 1 (one task reads
+    /// every partition).
+    pub tasks: usize,
+    /// `ksql.streams.num.stream.threads`: threads a persistent query's
+    /// tasks are spread over (never more than its tasks).
+    pub threads: usize,
 }
 
 /// Where a query's rows go.
@@ -298,22 +392,57 @@ pub enum Output {
     Channel(tokio::sync::mpsc::Sender<OutRow>),
 }
 
-/// Starts a query thread.
+/// Starts a query's threads. Task `p` runs on thread `p % threads`;
+/// each thread has its own consumer (its tasks' partitions assigned) and
+/// its own transactional producer, so one transaction commits its tasks'
+/// outputs, changelog and repartition records and consumed offsets, as
+/// Kafka Streams' stream threads do under `exactly_once_v2`. Thread 0
+/// keeps the query's transactional id (a transaction a previous run of
+/// the query left open is fenced by it); thread `i` uses `<id>-<i>`.
 pub fn start(spec: QuerySpec, output: Output) -> QueryHandle {
     let stop = Arc::new(AtomicBool::new(false));
     let materialized = spec.plan.is_aggregate();
-    let task = Arc::new(Mutex::new(Task::new(spec.plan.clone())));
+    let n = spec.tasks.max(1);
+    let tasks: Vec<TaskRef> = (0..n)
+        .map(|_| Arc::new(Mutex::new(Task::new(spec.plan.clone()))))
+        .collect();
     let stats = Arc::new(QueryStats::default());
-    let (s2, t2, st2) = (stop.clone(), task.clone(), stats.clone());
-    let thread = std::thread::Builder::new()
-        .name(format!("query-{}", spec.id))
-        .spawn(move || {
+    // A push query (rows to one client) runs on one thread.
+    let threads = match output {
+        Output::Topic { .. } => spec.threads.clamp(1, n),
+        Output::Channel(_) => 1,
+    };
+    let spec = Arc::new(spec);
+    let mut handles = Vec::new();
+    for i in 0..threads {
+        let mut output = output.clone();
+        if let Output::Topic {
+            transactional_id, ..
+        } = &mut output
+        {
+            if i > 0 {
+                *transactional_id = format!("{transactional_id}-{i}");
+            }
+        }
+        let worker = Worker {
+            tasks: tasks.clone(),
+            owned: (0..n).filter(|p| p % threads == i).collect(),
+            partitioned: n > 1,
+        };
+        let (spec, s2, st2) = (spec.clone(), stop.clone(), stats.clone());
+        // The thread's index first: the OS keeps 15 bytes of a name.
+        let name = if threads == 1 {
+            format!("query-{}", spec.id)
+        } else {
+            format!("q{i}-{}", spec.id)
+        };
+        let thread = std::thread::Builder::new().name(name).spawn(move || {
             let mut backoff = Duration::from_millis(200);
             while !s2.load(Ordering::SeqCst) {
-                match run(&spec, &output, &s2, &t2, &st2) {
+                match run(&spec, &output, &s2, &worker, &st2) {
                     Ok(()) => break,
                     Err(e) => {
-                        warn!(query = %spec.id, error = %e, "query failed; restarting from its last commit");
+                        warn!(query = %spec.id, thread = i, error = %e, "query failed; restarting from its last commit");
                         *st2.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                         st2.running.store(false, Ordering::SeqCst);
                         let until = Instant::now() + backoff;
@@ -324,29 +453,75 @@ pub fn start(spec: QuerySpec, output: Output) -> QueryHandle {
                     }
                 }
             }
-        })
-        .ok();
+        });
+        handles.extend(thread.ok());
+    }
     QueryHandle {
         stop,
-        thread,
-        task,
+        threads: handles,
+        tasks,
         stats,
         materialized,
     }
+}
+
+/// The tasks one thread runs.
+struct Worker {
+    tasks: Vec<TaskRef>,
+    /// Indices into `tasks`.
+    owned: Vec<usize>,
+    /// Task `p` owns partition `p` of every input (else the one task owns
+    /// every partition).
+    partitioned: bool,
+}
+
+impl Worker {
+    /// Whether this thread reads input partition `p`.
+    fn owns(&self, p: i32) -> bool {
+        !self.partitioned || usize::try_from(p).is_ok_and(|p| self.owned.contains(&p))
+    }
+
+    /// The task of input partition `p`.
+    fn task_of(&self, p: i32) -> usize {
+        if self.partitioned {
+            usize::try_from(p).unwrap_or(0).min(self.tasks.len() - 1)
+        } else {
+            0
+        }
+    }
+
+    /// The changelog partition task `t` writes (and restores from): its
+    /// own when partitioned; else left to the producer, as before tasks.
+    fn changelog_partition(&self, t: usize) -> Option<i32> {
+        self.partitioned.then_some(t as i32)
+    }
+}
+
+/// Holds task `i`'s lock in `guard`, letting go of another task's first.
+fn hold<'g, 't>(
+    guard: &'g mut Option<(usize, std::sync::MutexGuard<'t, Task>)>,
+    tasks: &'t [TaskRef],
+    i: usize,
+) -> &'g mut Task {
+    if !matches!(guard, Some((j, _)) if *j == i) {
+        *guard = None;
+    }
+    &mut guard.get_or_insert_with(|| (i, lock(&tasks[i]))).1
 }
 
 fn lock(task: &Mutex<Task>) -> std::sync::MutexGuard<'_, Task> {
     task.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A buffered message.
-struct Msg {
+/// A buffered message: the consumer's own, borrowed until processed
+/// rather than copied into owned buffers (two allocations and copies a
+/// record saved; `poll` borrows the consumer immutably).
+struct Msg<'c> {
     input: usize,
     partition: i32,
     offset: i64,
     timestamp: i64,
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
+    message: BorrowedMessage<'c>,
 }
 
 /// What a query's consumer last heard of an input partition, from its
@@ -400,11 +575,13 @@ fn consumer_config(spec: &QuerySpec, with_group: bool) -> ClientConfig {
 }
 
 /// Reads a topic from the beginning up to `until` offsets (default: the
-/// high watermarks), read_committed, calling `f` for each record.
+/// high watermarks), read_committed, calling `f` for each record; only
+/// the partitions `owns` accepts.
 fn replay(
     spec: &QuerySpec,
     topic: &str,
     partitions: i32,
+    owns: &dyn Fn(i32) -> bool,
     until: Option<&HashMap<i32, i64>>,
     stop: &AtomicBool,
     mut f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> Result<()>,
@@ -414,7 +591,7 @@ fn replay(
         .map_err(kerr("create restore consumer"))?;
     let mut tpl = TopicPartitionList::new();
     let mut ends = HashMap::new();
-    for p in 0..partitions {
+    for p in (0..partitions).filter(|p| owns(*p)) {
         let end = match until {
             Some(u) => u.get(&p).copied().unwrap_or(0),
             None => {
@@ -471,27 +648,61 @@ fn run(
     spec: &QuerySpec,
     output: &Output,
     stop: &AtomicBool,
-    task: &Mutex<Task>,
+    worker: &Worker,
     stats: &QueryStats,
 ) -> Result<()> {
     let persistent = matches!(output, Output::Topic { .. });
+    let tasks = worker.tasks.as_slice();
+    // The repartition topic is read as one more input, after the plan's,
+    // and its offsets are committed with theirs.
+    let repartition = spec.repartition.as_ref().filter(|_| persistent);
+    let all_inputs: Vec<(String, i32)> = spec.inputs.iter().chain(repartition).cloned().collect();
+    let repartition_input = repartition.map(|_| spec.inputs.len());
     let consumer: BaseConsumer<EndsContext> = consumer_config(spec, persistent)
         .set("statistics.interval.ms", "100")
         .create_with_context(EndsContext::default())
         .map_err(kerr("create consumer"))?;
-    // Committed offsets of the query's group, per input partition.
-    let mut committed: Vec<HashMap<i32, i64>> = vec![HashMap::new(); spec.inputs.len()];
+    // The transactional producer first: its InitProducerId aborts a
+    // transaction a previous run of this thread left open, whose pending
+    // offsets would otherwise hold the committed offsets read next
+    // (read_committed asks for stable offsets) until it timed out.
+    let producer: Option<BaseProducer> = match output {
+        Output::Topic {
+            transactional_id, ..
+        } => {
+            let p: BaseProducer = spec
+                .settings
+                .config()
+                .set("transactional.id", transactional_id)
+                .set("enable.idempotence", "true")
+                .set("linger.ms", "5")
+                // Nothing reads successful delivery reports (a failed
+                // delivery fails the commit); not queueing one per row
+                // saves the query thread an event to serve each.
+                .set("delivery.report.only.error", "true")
+                .set("transaction.timeout.ms", "60000")
+                .create()
+                .map_err(kerr("create producer"))?;
+            p.init_transactions(TIMEOUT)
+                .map_err(kerr("InitProducerId"))?;
+            Some(p)
+        }
+        Output::Channel(_) => None,
+    };
+    // Committed offsets of the query's group, per input partition this
+    // thread reads.
+    let mut committed: Vec<HashMap<i32, i64>> = vec![HashMap::new(); all_inputs.len()];
     if persistent {
         let mut tpl = TopicPartitionList::new();
-        for (topic, n) in &spec.inputs {
-            for p in 0..*n {
+        for (topic, n) in &all_inputs {
+            for p in (0..*n).filter(|p| worker.owns(*p)) {
                 tpl.add_partition(topic, p);
             }
         }
         let got = consumer
             .committed_offsets(tpl, TIMEOUT)
             .map_err(kerr("OffsetFetch"))?;
-        for (i, (topic, _)) in spec.inputs.iter().enumerate() {
+        for (i, (topic, _)) in all_inputs.iter().enumerate() {
             for e in got.elements_for_topic(topic) {
                 if let Offset::Offset(o) = e.offset() {
                     committed[i].insert(e.partition(), o);
@@ -499,19 +710,20 @@ fn run(
             }
         }
     }
-    // Rebuild state.
-    {
-        let mut t = lock(task);
-        *t = Task::new(spec.plan.clone());
+    // Rebuild the state of this thread's tasks.
+    for &t in &worker.owned {
+        *lock(&tasks[t]) = Task::new(spec.plan.clone());
     }
+    let owns = |p: i32| worker.owns(p);
     if let Output::Topic {
         changelog: Some(cl),
         ..
     } = output
     {
         let partitions = Admin::new(&spec.settings)?.partitions(cl)?.unwrap_or(1);
-        replay(spec, cl, partitions, None, stop, |m| {
-            lock(task).restore_changelog(m.key().unwrap_or_default(), m.payload())
+        replay(spec, cl, partitions, &owns, None, stop, |m| {
+            lock(&tasks[worker.task_of(m.partition())])
+                .restore_changelog(m.key().unwrap_or_default(), m.payload())
         })?;
     }
     let table_inputs = spec.plan.table_inputs();
@@ -519,7 +731,7 @@ fn run(
         let (topic, n) = &spec.inputs[input];
         let until = committed[input].clone();
         if persistent && !until.is_empty() {
-            replay(spec, topic, *n, Some(&until), stop, |m| {
+            replay(spec, topic, *n, &owns, Some(&until), stop, |m| {
                 let rec = InRecord {
                     input,
                     partition: m.partition(),
@@ -528,7 +740,7 @@ fn run(
                     key: m.key(),
                     value: m.payload(),
                 };
-                if let Err(e) = lock(task).restore_table(&rec) {
+                if let Err(e) = lock(&tasks[worker.task_of(rec.partition)]).restore_table(&rec) {
                     warn!(query = %spec.id, error = %e, "skipping a table record that does not deserialize");
                 }
                 Ok(())
@@ -541,7 +753,7 @@ fn run(
             if until.is_empty() {
                 continue;
             }
-            replay(spec, topic, *n, Some(&until), stop, |m| {
+            replay(spec, topic, *n, &owns, Some(&until), stop, |m| {
                 let rec = InRecord {
                     input,
                     partition: m.partition(),
@@ -550,22 +762,28 @@ fn run(
                     key: m.key(),
                     value: m.payload(),
                 };
-                if let Err(e) = lock(task).restore_join_record(&rec) {
+                if let Err(e) =
+                    lock(&tasks[worker.task_of(rec.partition)]).restore_join_record(&rec)
+                {
                     warn!(query = %spec.id, error = %e, "skipping a table record that does not deserialize");
                 }
                 Ok(())
             })?;
         }
     }
-    // Assign every input partition at its committed offset (or the reset
-    // policy; a join's table starts from the beginning).
+    // Assign this thread's partitions of every input at the committed
+    // offset (or the reset policy; a join's table starts from the
+    // beginning).
     let mut tpl = TopicPartitionList::new();
-    let mut heads: BTreeMap<(usize, i32), VecDeque<Msg>> = BTreeMap::new();
-    for (i, (topic, n)) in spec.inputs.iter().enumerate() {
-        for p in 0..*n {
+    let mut heads: BTreeMap<(usize, i32), VecDeque<Msg<'_>>> = BTreeMap::new();
+    for (i, (topic, n)) in all_inputs.iter().enumerate() {
+        for p in (0..*n).filter(|p| worker.owns(*p)) {
             let offset = match committed[i].get(&p) {
                 Some(o) => Offset::Offset(*o),
                 None if table_inputs.contains(&i) => Offset::Beginning,
+                // Everything in a repartition topic was written by this
+                // query and is still to be aggregated.
+                None if repartition_input == Some(i) => Offset::Beginning,
                 None if spec.offset_reset == "earliest" => Offset::Beginning,
                 // `latest` is resolved now, so a query that answered has a
                 // fixed starting point.
@@ -582,41 +800,39 @@ fn run(
         }
     }
     consumer.assign(&tpl).map_err(kerr("assign"))?;
-    let topic_index: HashMap<&str, usize> = spec
-        .inputs
+    let topic_index: HashMap<&str, usize> = all_inputs
         .iter()
         .enumerate()
         .map(|(i, (t, _))| (t.as_str(), i))
         .collect();
 
-    let producer: Option<BaseProducer> = match output {
-        Output::Topic {
-            transactional_id, ..
-        } => {
-            let p: BaseProducer = spec
-                .settings
-                .config()
-                .set("transactional.id", transactional_id)
-                .set("enable.idempotence", "true")
-                .set("linger.ms", "5")
-                .set("transaction.timeout.ms", "60000")
-                .create()
-                .map_err(kerr("create producer"))?;
-            p.init_transactions(TIMEOUT)
-                .map_err(kerr("InitProducerId"))?;
-            Some(p)
-        }
-        Output::Channel(_) => None,
-    };
     stats.running.store(true, Ordering::SeqCst);
-    info!(query = %spec.id, "query running");
+    info!(query = %spec.id, tasks = ?worker.owned, partitioned = worker.partitioned, "query running");
     let mut in_txn = false;
     let mut positions: HashMap<(usize, i32), i64> = HashMap::new();
     let mut batch_started = Instant::now();
     let mut batch_count = 0usize;
     let mut emitted: u64 = 0;
     let mut blocked_since: Option<Instant> = None;
+    let mut in_flight = false;
     let limit = spec.plan.limit;
+    let mut purger = match repartition {
+        Some(_) => Some(Purger::new(&spec.settings, spec.purge_interval)?),
+        None => None,
+    };
+    // A join that re-keys one side: the other side's records wait for the
+    // re-keyed rows sent at or before their timestamp to come back, so
+    // each row meets the other side as of its own time, as the direct
+    // join's timestamp merge has it. `unread` counts the rows sent and not
+    // yet read back, by timestamp; a held record commits the transaction
+    // at once, which makes them readable.
+    let rekeyed = spec.plan.repartitioned_input();
+    let held_inputs: Vec<usize> = match repartition_input {
+        Some(r) => (0..r).filter(|&i| i != rekeyed).collect(),
+        None => Vec::new(),
+    };
+    let mut unread: BTreeMap<i64, usize> = BTreeMap::new();
+    let mut flush = false;
     loop {
         if stop.load(Ordering::SeqCst) {
             if let Some(p) = &producer {
@@ -646,8 +862,7 @@ fn run(
                         partition: m.partition(),
                         offset: m.offset(),
                         timestamp: m.timestamp().to_millis().unwrap_or(0),
-                        key: m.key().map(<[u8]>::to_vec),
-                        value: m.payload().map(<[u8]>::to_vec),
+                        message: m,
                     };
                     if let Some(q) = heads.get_mut(&(input, msg.partition)) {
                         q.push_back(msg);
@@ -660,11 +875,11 @@ fn run(
         // read (its position at the high watermark of the last fetch, as
         // Kafka Streams decides with max.task.idle.ms=0). A partition
         // whose end is unknown holds the others back at most MAX_IDLE.
-        let at_end = partitions_at_end(&consumer, &spec.inputs, &heads);
+        let at_end = partitions_at_end(&consumer, &all_inputs, &heads);
         let mut fx = Effects::default();
         // The task is locked per chunk of records, not per record; pull
         // queries read it between chunks.
-        let mut guard = None;
+        let mut guard: Option<(usize, std::sync::MutexGuard<'_, Task>)> = None;
         loop {
             let waiting = heads
                 .iter()
@@ -677,11 +892,24 @@ fn run(
             } else {
                 blocked_since = None;
             }
+            let floor = unread.keys().next().copied();
+            // At equal timestamps the lower input goes first, as in the
+            // timestamp merge.
+            let held = |input: usize, ts: i64| {
+                held_inputs.contains(&input)
+                    && floor.is_some_and(|f| f < ts || (f == ts && input > rekeyed))
+            };
             let next = heads
                 .iter()
                 .filter_map(|(k, q)| q.front().map(|m| (m.timestamp, *k)))
+                .filter(|(ts, (input, _))| !held(*input, *ts))
                 .min();
-            let Some((_, k)) = next else { break };
+            let Some((_, k)) = next else {
+                flush = heads
+                    .iter()
+                    .any(|((i, _), q)| q.front().is_some_and(|m| held(*i, m.timestamp)));
+                break;
+            };
             let Some(msg) = heads.get_mut(&k).and_then(VecDeque::pop_front) else {
                 break;
             };
@@ -695,18 +923,59 @@ fn run(
                 partition: msg.partition,
                 offset: msg.offset,
                 timestamp: msg.timestamp,
-                key: msg.key.as_deref(),
-                value: msg.value.as_deref(),
+                key: msg.message.key(),
+                value: msg.message.payload(),
             };
+            if guard.is_some() && stats.pulls_waiting.load(Ordering::Relaxed) > 0 {
+                guard = None;
+                let since = Instant::now();
+                while stats.pulls_waiting.load(Ordering::Relaxed) > 0
+                    && since.elapsed() < PULL_YIELD
+                {
+                    std::thread::yield_now();
+                }
+            }
+            let ti = worker.task_of(msg.partition);
             {
-                let t = guard.get_or_insert_with(|| lock(task));
+                let t = hold(&mut guard, tasks, ti);
                 let before = t.skipped;
-                if let Err(e) = t.process(&rec, &mut fx) {
+                // A record is processed once it is through the whole query:
+                // a re-keyed one when it comes back from the repartition
+                // topic (so `messages-processed` reaching the input's size
+                // means every record is aggregated).
+                let result = match (repartition, repartition_input) {
+                    // The side re-keyed (a join's other side is read
+                    // directly).
+                    (Some((topic, partitions)), Some(_)) if msg.input == rekeyed => {
+                        let track = (!held_inputs.is_empty()).then_some(&mut unread);
+                        repartition_record(
+                            t,
+                            &rec,
+                            output,
+                            producer.as_ref(),
+                            topic,
+                            *partitions,
+                            track,
+                        )
+                        .map(|sent| in_flight = sent)
+                    }
+                    (_, Some(r)) if msg.input == r => {
+                        if let Some(n) = unread.get_mut(&msg.timestamp) {
+                            *n -= 1;
+                            if *n == 0 {
+                                unread.remove(&msg.timestamp);
+                            }
+                        }
+                        t.process_repartitioned(&rec, &mut fx)
+                    }
+                    _ => t.process(&rec, &mut fx),
+                };
+                if let Err(e) = result {
                     t.skipped += 1;
                     t.last_error = Some(e.to_string());
                     *stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
                         Some(e.to_string());
-                    warn!(query = %spec.id, topic = %spec.inputs[msg.input].0, partition = msg.partition, offset = msg.offset, error = %e, "record skipped (processing log)");
+                    warn!(query = %spec.id, topic = %all_inputs[msg.input].0, partition = msg.partition, offset = msg.offset, error = %e, "record skipped (processing log)");
                     if let (
                         Output::Topic {
                             processing_log: Some(log),
@@ -721,7 +990,7 @@ fn run(
                         let now = now_ms();
                         let event = log.deserialization_error(
                             &spec.id,
-                            &spec.inputs[msg.input].0,
+                            &all_inputs[msg.input].0,
                             target,
                             bytes,
                             &e.to_string(),
@@ -736,11 +1005,12 @@ fn run(
                         .fetch_add(t.skipped - before, Ordering::Relaxed);
                 }
             }
-            stats.processed.fetch_add(1, Ordering::Relaxed);
+            if !std::mem::take(&mut in_flight) {
+                stats.processed.fetch_add(1, Ordering::Relaxed);
+            }
             positions.insert((msg.input, msg.partition), msg.offset + 1);
             batch_count += 1;
-            // Short holds: a pull query waits for the lock at most this
-            // many records.
+            // Bounded holds even when no pull query has said it waits.
             if batch_count % 64 == 0 {
                 guard = None;
             }
@@ -758,7 +1028,7 @@ fn run(
                             Ok(parts) => parts,
                             Err(e) => {
                                 warn!(query = %spec.id, error = %e, "output row not serializable, skipped");
-                                let mut t = lock(task);
+                                let t = hold(&mut guard, tasks, ti);
                                 t.skipped += 1;
                                 t.last_error = Some(e.to_string());
                                 stats.skipped.fetch_add(1, Ordering::Relaxed);
@@ -777,8 +1047,9 @@ fn run(
                         )?;
                     }
                     if let Some(cl) = changelog {
+                        let part = worker.changelog_partition(ti);
                         for (k, v) in fx.changelog.drain(..) {
-                            send(p, cl, None, Some(&k), v.as_deref(), msg.timestamp)?;
+                            send(p, cl, part, Some(&k), v.as_deref(), msg.timestamp)?;
                         }
                     }
                 }
@@ -803,37 +1074,48 @@ fn run(
             }
         }
         let caught_up = !got_any;
-        // Commit: every 100 ms or 10,000 records (ksqlDB's commit interval
-        // under exactly-once).
+        // Caught up after the last commit, the consumer may since have
+        // passed the marker that commit wrote to a transactional input (the
+        // repartition topic): an offsets-only transaction commits that
+        // position, so the group's lag reaches zero.
+        if let (Some(p), false, true) = (&producer, in_txn, caught_up) {
+            if !passed_markers(&consumer, &all_inputs, &heads, &positions, &committed).is_empty() {
+                p.begin_transaction().map_err(kerr("begin transaction"))?;
+                in_txn = true;
+                batch_started = Instant::now();
+            }
+        }
+        // Commit every commit interval (ksqlDB's 2 s by default), and at
+        // once when caught up.
         if let Some(p) = &producer {
             if in_txn
-                && (batch_count >= 10_000
-                    || batch_started.elapsed() >= Duration::from_millis(100)
-                    || caught_up)
+                && (batch_started.elapsed() >= spec.commit_interval
+                    || caught_up
+                    || std::mem::take(&mut flush))
             {
                 if let Output::Topic {
                     changelog: Some(cl),
                     ..
                 } = output
                 {
-                    let mut fx = Effects::default();
-                    let st = {
-                        let mut t = lock(task);
-                        t.checkpoint(&mut fx);
-                        t.stream_time
-                    };
-                    for (k, v) in fx.changelog.drain(..) {
-                        send(p, cl, None, Some(&k), v.as_deref(), st.max(0))?;
+                    for &ti in &worker.owned {
+                        let mut fx = Effects::default();
+                        let st = {
+                            let mut t = lock(&tasks[ti]);
+                            t.checkpoint(&mut fx);
+                            t.stream_time
+                        };
+                        let part = worker.changelog_partition(ti);
+                        for (k, v) in fx.changelog.drain(..) {
+                            send(p, cl, part, Some(&k), v.as_deref(), st.max(0))?;
+                        }
                     }
                 }
+                positions.extend(passed_markers(&consumer, &all_inputs, &heads, &positions, &committed));
                 let mut offsets = TopicPartitionList::new();
                 for ((input, partition), o) in &positions {
                     offsets
-                        .add_partition_offset(
-                            &spec.inputs[*input].0,
-                            *partition,
-                            Offset::Offset(*o),
-                        )
+                        .add_partition_offset(&all_inputs[*input].0, *partition, Offset::Offset(*o))
                         .map_err(kerr("offsets"))?;
                 }
                 if offsets.count() > 0 {
@@ -849,10 +1131,154 @@ fn run(
                     .map_err(kerr("commit transaction"))?;
                 in_txn = false;
                 batch_count = 0;
+                if let (Some(purger), Some(r)) = (&mut purger, repartition_input) {
+                    purger.purge(&all_inputs[r].0, &positions, r);
+                }
             }
             p.poll(Duration::ZERO);
         }
     }
+}
+
+/// The first half of a re-keying query: a source record's row, re-keyed (a
+/// table's update: its old and new rows, one or two records),
+/// written to the repartition topic in the open transaction (`true`; or
+/// dropped by the filter or a NULL key, `false`), keyed and
+/// partitioned as the sink's key would be (the Java client's partitioner
+/// over the key in the sink's key format), so each key's aggregate is
+/// computed, and lands, on one partition; for a join, as the table's key
+/// is (its key format), so each row meets its table partition.
+fn repartition_record(
+    task: &mut Task,
+    rec: &InRecord<'_>,
+    output: &Output,
+    producer: Option<&BaseProducer>,
+    topic: &str,
+    partitions: i32,
+    mut unread: Option<&mut BTreeMap<i64, usize>>,
+) -> Result<bool> {
+    let (Output::Topic { sink, .. }, Some(p)) = (output, producer) else {
+        return Err(SqlError::Internal {
+            message: "a repartition without a producer".into(),
+        });
+    };
+    let mut out = Vec::new();
+    task.repartition(rec, &mut out)?;
+    let plan = task.plan.clone();
+    let codec = match plan.repartition_co_input() {
+        Some(i) => &plan.inputs[i].key_codec,
+        None => &sink.key_codec,
+    };
+    for r in &out {
+        let key = codec.try_encode(&r.key)?;
+        let partition = key.as_deref().map_or(0, |k| partition_for(k, partitions));
+        send(
+            p,
+            topic,
+            Some(partition),
+            key.as_deref(),
+            Some(&r.value),
+            r.timestamp,
+        )?;
+        if let Some(u) = unread.as_deref_mut() {
+            *u.entry(r.timestamp).or_default() += 1;
+        }
+    }
+    Ok(!out.is_empty())
+}
+
+/// Deletes repartition records the query has committed it consumed, as
+/// Kafka Streams does (every `repartition.purge.interval.ms`): the topic
+/// keeps them forever otherwise (`retention.ms=-1`, so none is lost
+/// before it is read).
+struct Purger {
+    admin: AdminClient<DefaultClientContext>,
+    last: Instant,
+    interval: Duration,
+    purged: HashMap<i32, i64>,
+}
+
+impl Purger {
+    fn new(settings: &KafkaSettings, interval: Duration) -> Result<Purger> {
+        Ok(Purger {
+            admin: settings
+                .config()
+                .create()
+                .map_err(kerr("create admin client"))?,
+            last: Instant::now(),
+            interval,
+            purged: HashMap::new(),
+        })
+    }
+
+    /// Asks for the deletion of the records before the committed
+    /// positions of `input` (the repartition topic). The request is sent
+    /// now; its answer is not awaited (a failed purge is retried with the
+    /// next one).
+    fn purge(&mut self, topic: &str, positions: &HashMap<(usize, i32), i64>, input: usize) {
+        if self.last.elapsed() < self.interval {
+            return;
+        }
+        self.last = Instant::now();
+        let mut tpl = TopicPartitionList::new();
+        for (&(i, p), &o) in positions {
+            if i == input
+                && self.purged.get(&p) != Some(&o)
+                && tpl
+                    .add_partition_offset(topic, p, Offset::Offset(o))
+                    .is_ok()
+            {
+                self.purged.insert(p, o);
+            }
+        }
+        if tpl.count() > 0 {
+            drop(self.admin.delete_records(&tpl, &AdminOptions::new()));
+        }
+    }
+}
+
+/// How long a query thread waits at most for pull queries to read its
+/// task before it takes the task back.
+const PULL_YIELD: Duration = Duration::from_millis(2);
+
+/// The input partitions with nothing buffered whose consumer position is
+/// past what was last committed (or processed): it has passed transaction
+/// markers after its last record. They are committed at that position, as
+/// Kafka Streams does.
+fn passed_markers(
+    consumer: &BaseConsumer<EndsContext>,
+    inputs: &[(String, i32)],
+    heads: &BTreeMap<(usize, i32), VecDeque<Msg<'_>>>,
+    positions: &HashMap<(usize, i32), i64>,
+    committed: &[HashMap<i32, i64>],
+) -> Vec<((usize, i32), i64)> {
+    if heads.values().all(|q| !q.is_empty()) {
+        return Vec::new();
+    }
+    let Ok(pos) = consumer.position() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (&(input, partition), q) in heads {
+        if !q.is_empty() {
+            continue;
+        }
+        let Some(Offset::Offset(o)) = pos
+            .find_partition(&inputs[input].0, partition)
+            .map(|e| e.offset())
+        else {
+            continue;
+        };
+        let done = positions
+            .get(&(input, partition))
+            .or_else(|| committed[input].get(&partition))
+            .copied()
+            .unwrap_or(-1);
+        if o > done {
+            out.push(((input, partition), o));
+        }
+    }
+    out
 }
 
 /// How long a partition whose end is unknown may hold back the others.
@@ -865,7 +1291,7 @@ const MAX_IDLE: Duration = Duration::from_secs(2);
 fn partitions_at_end(
     consumer: &BaseConsumer<EndsContext>,
     inputs: &[(String, i32)],
-    heads: &BTreeMap<(usize, i32), VecDeque<Msg>>,
+    heads: &BTreeMap<(usize, i32), VecDeque<Msg<'_>>>,
 ) -> std::collections::HashSet<(usize, i32)> {
     let mut out = std::collections::HashSet::new();
     if heads.values().all(|q| !q.is_empty()) {
@@ -907,7 +1333,7 @@ pub fn scan(spec: &QuerySpec, limit: Option<u64>) -> Result<Vec<OutRow>> {
     let mut rows = Vec::new();
     let stop = AtomicBool::new(false);
     let (topic, partitions) = &spec.inputs[0];
-    replay(spec, topic, *partitions, None, &stop, |m| {
+    replay(spec, topic, *partitions, &|_| true, None, &stop, |m| {
         let rec = InRecord {
             input: 0,
             partition: m.partition(),
@@ -1133,6 +1559,25 @@ pub async fn produce_sync(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn assignments_name_a_topic_per_partition() {
+        let mut b = vec![0, 1, 0, 0, 0, 2];
+        for (t, parts) in [("ab", &[0i32, 3][..]), ("c", &[7][..])] {
+            b.extend_from_slice(&(t.len() as i16).to_be_bytes());
+            b.extend_from_slice(t.as_bytes());
+            b.extend_from_slice(&(parts.len() as i32).to_be_bytes());
+            for p in parts {
+                b.extend_from_slice(&p.to_be_bytes());
+            }
+        }
+        b.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]); // no user data
+        assert_eq!(assigned_topics(&b), ["ab", "ab", "c"]);
+        // Truncated or empty: what could be read.
+        assert_eq!(assigned_topics(&b[..18]), ["ab"]);
+        assert!(assigned_topics(&[]).is_empty());
+        assert!(assigned_topics(&[0, 1, 0x7f, 0xff, 0xff, 0xff]).is_empty());
+    }
 
     #[test]
     fn murmur2_matches_kafka() {

@@ -46,6 +46,16 @@ pub struct Effects {
     pub changelog: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
+/// A row on its way through a repartition topic: the new key, what the
+/// aggregation reads of the row (the key, the aggregates' arguments, the
+/// event time; in the state encoding), and its event time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Repartitioned {
+    pub key: Vec<Value>,
+    pub value: Vec<u8>,
+    pub timestamp: i64,
+}
+
 /// One aggregate's state for a key (and window).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AggEntry {
@@ -58,13 +68,20 @@ pub struct AggEntry {
     pub emitted: bool,
 }
 
+/// State keyed by encoded keys. foldhash rather than the standard
+/// SipHash: hashing was about 4 % of a windowed count's query thread.
+/// Its seed comes from address-space randomization (foldhash is built
+/// without `std` here, as hashbrown already builds it), so it still
+/// differs per process.
+pub type KeyMap<V> = HashMap<Vec<u8>, V, foldhash::fast::RandomState>;
+
 /// One stage of a chain of table–table joins: the result so far (left)
 /// and the next table (right), by encoded join key, with each row's
 /// timestamp.
 #[derive(Debug, Default)]
 pub struct ChainStage {
-    pub left: HashMap<Vec<u8>, (Vec<Value>, i64)>,
-    pub right: HashMap<Vec<u8>, (Vec<Value>, i64)>,
+    pub left: KeyMap<(Vec<Value>, i64)>,
+    pub right: KeyMap<(Vec<Value>, i64)>,
 }
 
 /// A query's running state.
@@ -74,16 +91,16 @@ pub struct Task {
     /// Aggregations: by slot (see [`slot`]). A hash map: every record
     /// an aggregation reads looks its entry up, and only sessions and pull
     /// queries need a key's windows in order (`windows`).
-    pub aggs: HashMap<Vec<u8>, AggEntry>,
+    pub aggs: KeyMap<AggEntry>,
     /// Windowed aggregations: each encoded key's window starts, ascending.
-    windows: HashMap<Vec<u8>, Vec<i64>>,
+    windows: KeyMap<Vec<i64>>,
     /// Joins: the table side's rows by encoded key.
-    pub table: HashMap<Vec<u8>, Vec<Value>>,
+    pub table: KeyMap<Vec<Value>>,
     /// Table-table joins: the left table's rows by encoded key.
-    pub left: HashMap<Vec<u8>, Vec<Value>>,
+    pub left: KeyMap<Vec<Value>>,
     /// Foreign-key joins: the left keys (encoded) by the right key they
     /// name (encoded).
-    pub by_foreign_key: HashMap<Vec<u8>, BTreeSet<Vec<u8>>>,
+    pub by_foreign_key: KeyMap<BTreeSet<Vec<u8>>>,
     /// Stream–stream joins and chains: each stage's state.
     pub stages: Vec<StageState>,
     /// Chains of table–table joins: each stage's state.
@@ -202,11 +219,11 @@ impl Task {
             closing: BTreeMap::new(),
             expiring: BTreeMap::new(),
             slot_buf: Vec::new(),
-            aggs: HashMap::new(),
-            windows: HashMap::new(),
-            table: HashMap::new(),
-            left: HashMap::new(),
-            by_foreign_key: HashMap::new(),
+            aggs: KeyMap::default(),
+            windows: KeyMap::default(),
+            table: KeyMap::default(),
+            left: KeyMap::default(),
+            by_foreign_key: KeyMap::default(),
             stream_time: i64::MIN,
             skipped: 0,
             last_error: None,
@@ -387,6 +404,270 @@ impl Task {
         Ok(())
     }
 
+    /// The first half of a re-keying aggregation or join (see
+    /// [`Plan::repartition_suffix`]): a source record's row, filtered by
+    /// `WHERE` (aggregations; a join filters the joined row), with its new
+    /// key. `None` when the filter drops it or the
+    /// key is NULL (counted as skipped, as ksqlDB drops it). The row goes
+    /// to the repartition topic in the state encoding; stream time is
+    /// left to the second half, which sees the rows in repartitioned order.
+    pub fn repartition(&mut self, rec: &InRecord<'_>, out: &mut Vec<Repartitioned>) -> Result<()> {
+        if self.plan.is_table_aggregate() {
+            return self.repartition_table(rec, out);
+        }
+        let Some((row, ts)) = self.row(rec)? else {
+            return Ok(());
+        };
+        let (filter, group, aggs) = match &self.plan.op {
+            Op::Aggregate {
+                filter,
+                group,
+                aggs,
+                ..
+            } => (filter, group, aggs),
+            Op::StreamTable { left_key, .. } => {
+                // A join re-keys by its `ON` expression and sends the
+                // stream's row as it was read (the columns the join reads;
+                // ksqlDB's `Join-repartition` carries the row too). A NULL
+                // join key is dropped, as the direct join drops it.
+                let key = left_key.eval(&row);
+                if key.is_null() {
+                    return Ok(());
+                }
+                let value = state::encode_parts(&[&row, &[Value::Bigint(ts)]]);
+                out.push(Repartitioned {
+                    key: vec![key],
+                    value,
+                    timestamp: ts,
+                });
+                return Ok(());
+            }
+            Op::Joins { stages, .. } => {
+                // A stream–stream join's re-keyed side, the same way.
+                let Some(stage) = stages.first() else {
+                    return Ok(());
+                };
+                let key = match rec.input {
+                    0 => stage.left_key.eval(&row),
+                    _ => stage.right_key.eval(&row),
+                };
+                if key.is_null() {
+                    // Counted as the direct join counts it.
+                    self.skipped += 1;
+                    return Ok(());
+                }
+                let value = state::encode_parts(&[&row, &[Value::Bigint(ts)]]);
+                out.push(Repartitioned {
+                    key: vec![key],
+                    value,
+                    timestamp: ts,
+                });
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        if filter
+            .as_ref()
+            .is_some_and(|f| f.eval(&row) != Value::Boolean(true))
+        {
+            return Ok(());
+        }
+        let key: Vec<Value> = group.iter().map(|g| g.eval(&row)).collect();
+        if key.iter().any(Value::is_null) {
+            self.skipped += 1;
+            return Ok(());
+        }
+        // What the aggregation reads, as ksqlDB's `Aggregate-Prepare`
+        // projects it: the grouping key, the aggregates' arguments and the
+        // event time.
+        let args: Vec<Value> = aggs
+            .iter()
+            .map(|a| a.arg.as_ref().map_or(Value::Null, |n| n.eval(&row)))
+            .collect();
+        let value = state::encode_parts(&[&key, &args, &[Value::Bigint(ts)]]);
+        out.push(Repartitioned {
+            key,
+            value,
+            timestamp: ts,
+        });
+        Ok(())
+    }
+
+    /// The first half of a `GROUP BY` over a table, as Kafka Streams'
+    /// table `groupBy` sends it: each update's old row (to undo) and new
+    /// row (to add), by their group keys; one record when both have the
+    /// same key, else one to each key's partition (the old first). The
+    /// table's rows stay here (restored by replaying the table's topic up
+    /// to the committed offsets); the aggregates live in the second half.
+    fn repartition_table(
+        &mut self,
+        rec: &InRecord<'_>,
+        out: &mut Vec<Repartitioned>,
+    ) -> Result<()> {
+        let decoded = self.row(rec)?;
+        let kb = key_bytes(&self.key_of(rec)?);
+        let old = match &decoded {
+            Some((row, _)) => self.table.insert(kb, row.clone()),
+            None => self.table.remove(&kb),
+        };
+        let ts = decoded.as_ref().map_or(rec.timestamp, |(_, t)| *t);
+        let old = old.as_deref().and_then(|r| self.contribution(r));
+        let new = decoded.as_ref().and_then(|(r, _)| self.contribution(r));
+        let width = match &self.plan.op {
+            Op::Aggregate { aggs, .. } => aggs.len(),
+            _ => return Ok(()),
+        };
+        let mut push = |key: Vec<Value>, undo: Option<Vec<Value>>, add: Option<Vec<Value>>| {
+            let flag = |v: &Option<Vec<Value>>| [Value::Boolean(v.is_some())];
+            let value = state::encode_parts(&[
+                &key,
+                &flag(&undo),
+                &undo.clone().unwrap_or_else(|| nulls(width)),
+                &flag(&add),
+                &add.clone().unwrap_or_else(|| nulls(width)),
+                &[Value::Bigint(ts)],
+            ]);
+            out.push(Repartitioned {
+                key,
+                value,
+                timestamp: ts,
+            });
+        };
+        match (old, new) {
+            (Some((ok, undo)), Some((nk, add))) if key_bytes(&ok) == key_bytes(&nk) => {
+                push(nk, Some(undo), Some(add));
+            }
+            (old, new) => {
+                if let Some((ok, undo)) = old {
+                    push(ok, Some(undo), None);
+                }
+                if let Some((nk, add)) = new {
+                    push(nk, None, Some(add));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A table row's part in an aggregation over the table: its group key
+    /// and the aggregates' arguments, or `None` when the filter drops it
+    /// or its key is NULL.
+    fn contribution(&self, row: &[Value]) -> Option<(Vec<Value>, Vec<Value>)> {
+        let Op::Aggregate {
+            filter,
+            group,
+            aggs,
+            ..
+        } = &self.plan.op
+        else {
+            return None;
+        };
+        if filter
+            .as_ref()
+            .is_some_and(|f| f.eval(row) != Value::Boolean(true))
+        {
+            return None;
+        }
+        let key: Vec<Value> = group.iter().map(|g| g.eval(row)).collect();
+        if key.iter().any(Value::is_null) {
+            return None;
+        }
+        let args = aggs
+            .iter()
+            .map(|a| a.arg.as_ref().map_or(Value::Null, |n| n.eval(row)))
+            .collect();
+        Some((key, args))
+    }
+
+    /// The second half: a record read back from the repartition topic
+    /// (its value, partition and offset), aggregated or joined as a
+    /// source record would be.
+    pub fn process_repartitioned(&mut self, rec: &InRecord<'_>, fx: &mut Effects) -> Result<()> {
+        let mut row = state::decode(rec.value.unwrap_or_default())?;
+        let plan = self.plan.clone();
+        let (keys, args) = match &plan.op {
+            Op::Aggregate { group, aggs, .. } if plan.is_table_aggregate() => {
+                // [key.., undo?, undo args.., add?, add args.., time]
+                let (k, n) = (group.len(), aggs.len());
+                let (ts, add, undo) = match (row.pop(), row.len() == k + 2 + 2 * n) {
+                    (Some(Value::Bigint(t)), true) => {
+                        let add = row.split_off(k + 1 + n);
+                        let undo = row.split_off(k);
+                        (t, add, undo)
+                    }
+                    _ => {
+                        return Err(SqlError::serde(
+                            "repartition",
+                            "not a repartitioned row of this query",
+                        ))
+                    }
+                };
+                let part = |mut v: Vec<Value>| match v.first() {
+                    Some(Value::Boolean(true)) => Some(v.split_off(1)),
+                    _ => None,
+                };
+                let (undo, add) = (part(undo), part(add));
+                self.stream_time = self.stream_time.max(ts);
+                self.table_update(&row, aggs, undo.as_deref(), add.as_deref(), ts, fx);
+                return Ok(());
+            }
+            Op::Aggregate { group, aggs, .. } => (group.len(), aggs.len()),
+            Op::StreamTable { .. } => {
+                let ts = match row.pop() {
+                    Some(Value::Bigint(t)) if row.len() == self.plan.inputs[0].width() => t,
+                    _ => {
+                        return Err(SqlError::serde(
+                            "repartition",
+                            "not a repartitioned row of this query",
+                        ))
+                    }
+                };
+                self.stream_time = self.stream_time.max(ts);
+                self.stream_table(row, ts, fx);
+                return Ok(());
+            }
+            Op::Joins { .. } => {
+                let input = plan.repartitioned_input();
+                let ts = match row.pop() {
+                    Some(Value::Bigint(t)) if row.len() == plan.inputs[input].width() => t,
+                    _ => {
+                        return Err(SqlError::serde(
+                            "repartition",
+                            "not a repartitioned row of this query",
+                        ))
+                    }
+                };
+                self.stream_time = self.stream_time.max(ts);
+                // Buffered rows are named by the repartition record that
+                // brought them (its partition and offset), stable across
+                // replays as a source record's are.
+                let at = InRecord {
+                    input,
+                    partition: rec.partition,
+                    offset: rec.offset,
+                    timestamp: ts,
+                    key: None,
+                    value: None,
+                };
+                return self.joins(&at, Some((row, ts)), fx);
+            }
+            _ => return Ok(()),
+        };
+        let ts = match row.pop() {
+            Some(Value::Bigint(t)) if row.len() == keys + args => t,
+            _ => {
+                return Err(SqlError::serde(
+                    "repartition",
+                    "not a repartitioned row of this query",
+                ))
+            }
+        };
+        let args = row.split_off(keys);
+        self.stream_time = self.stream_time.max(ts);
+        self.aggregate_keyed(row, args, ts, fx);
+        Ok(())
+    }
+
     /// One update of a table of a chain of table–table joins. Input 0 is
     /// the first stage's left side, input `i` the right side of stage
     /// `i - 1`; what a stage emits (a joined row or a tombstone) updates
@@ -403,6 +684,7 @@ impl Task {
         let plan = self.plan.clone();
         let Op::TableChain {
             kinds,
+            synthetic_key,
             filter,
             values,
             ..
@@ -473,11 +755,18 @@ impl Task {
         }
         // A row the WHERE clause rejects is a tombstone, as for any
         // filtered table.
-        let value = update.map(|(j, _)| j).filter(|j| {
-            filter
-                .as_ref()
-                .is_none_or(|f| f.eval(j) == Value::Boolean(true))
-        });
+        let value = update
+            .map(|(mut j, _)| {
+                if *synthetic_key {
+                    j.push(key[0].clone());
+                }
+                j
+            })
+            .filter(|j| {
+                filter
+                    .as_ref()
+                    .is_none_or(|f| f.eval(j) == Value::Boolean(true))
+            });
         fx.rows.push(OutRow {
             key,
             value: value.map(|j| values.iter().map(|n| n.eval(&j)).collect()),
@@ -510,7 +799,10 @@ impl Task {
     ) {
         let plan = self.plan.clone();
         let Op::TableTable {
-            kind, foreign_key, ..
+            kind,
+            foreign_key,
+            synthetic_key,
+            ..
         } = &plan.op
         else {
             return;
@@ -565,7 +857,13 @@ impl Task {
             JoinType::Right => r.is_some(),
             JoinType::Full => l.is_some() || r.is_some(),
         };
-        let joined = present.then(|| self.joined_row(l, r));
+        let joined = present.then(|| {
+            let mut j = self.joined_row(l, r);
+            if *synthetic_key {
+                j.push(key[0].clone());
+            }
+            j
+        });
         self.emit_joined(vec![key[0].clone()], joined, out_ts, fx);
     }
 
@@ -713,6 +1011,7 @@ impl Task {
         let plan = self.plan.clone();
         let Op::Joins {
             stages,
+            synthetic_key,
             filter,
             values,
             ..
@@ -754,7 +1053,10 @@ impl Task {
                 }
             }
             if idx + 1 == stages.len() {
-                for j in out {
+                for mut j in out {
+                    if *synthetic_key {
+                        j.row.push(j.key.clone());
+                    }
                     if filter
                         .as_ref()
                         .is_some_and(|f| f.eval(&j.row) != Value::Boolean(true))
@@ -870,7 +1172,6 @@ impl Task {
             filter,
             group,
             aggs,
-            window,
             ..
         } = &plan.op
         else {
@@ -892,6 +1193,15 @@ impl Task {
             .iter()
             .map(|a| a.arg.as_ref().map_or(Value::Null, |n| n.eval(row)))
             .collect();
+        self.aggregate_keyed(key, args, ts, fx);
+    }
+
+    /// Aggregates one row's grouping key and aggregate arguments.
+    fn aggregate_keyed(&mut self, key: Vec<Value>, args: Vec<Value>, ts: i64, fx: &mut Effects) {
+        let plan = self.plan.clone();
+        let Op::Aggregate { aggs, window, .. } = &plan.op else {
+            return;
+        };
         let kb = key_bytes(&key);
         match window {
             None => self.update(&kb, i64::MIN, &key, None, aggs, &args, ts, fx),
@@ -963,13 +1273,7 @@ impl Task {
         fx: &mut Effects,
     ) {
         let plan = self.plan.clone();
-        let Op::Aggregate {
-            filter,
-            group,
-            aggs,
-            ..
-        } = &plan.op
-        else {
+        let Op::Aggregate { aggs, .. } = &plan.op else {
             return;
         };
         let kb = key_bytes(&key);
@@ -978,25 +1282,8 @@ impl Task {
             None => self.table.remove(&kb),
         };
         let ts = new.as_ref().map_or(ts, |(_, t)| *t);
-        let contribution = |row: &[Value]| -> Option<(Vec<Value>, Vec<Value>)> {
-            if filter
-                .as_ref()
-                .is_some_and(|f| f.eval(row) != Value::Boolean(true))
-            {
-                return None;
-            }
-            let key: Vec<Value> = group.iter().map(|g| g.eval(row)).collect();
-            if key.iter().any(Value::is_null) {
-                return None;
-            }
-            let args = aggs
-                .iter()
-                .map(|a| a.arg.as_ref().map_or(Value::Null, |n| n.eval(row)))
-                .collect();
-            Some((key, args))
-        };
-        let old = old.as_deref().and_then(contribution);
-        let new = new.as_ref().and_then(|(row, _)| contribution(row));
+        let old = old.as_deref().and_then(|r| self.contribution(r));
+        let new = new.as_ref().and_then(|(row, _)| self.contribution(row));
         match (old, new) {
             (Some((ok, undo)), Some((nk, add))) if key_bytes(&ok) == key_bytes(&nk) => {
                 self.table_update(&nk, aggs, Some(&undo), Some(&add), ts, fx);
@@ -1486,6 +1773,19 @@ mod tests {
     use crate::ast::Statement;
     use crate::catalog::{source_from_create, MetaStore};
     use crate::parser::parse_one;
+    use crate::types::SqlType;
+
+    /// A record read back from a repartition topic.
+    fn read_back(value: &[u8], offset: i64) -> InRecord<'_> {
+        InRecord {
+            input: 99,
+            partition: 0,
+            offset,
+            timestamp: 0,
+            key: None,
+            value: Some(value),
+        }
+    }
 
     /// Plans the CREATE ... AS SELECT `sql` over the sources `ddls` create.
     fn plan_over(ddls: &[&str], sql: &str) -> crate::error::Result<crate::plan::Plan> {
@@ -1517,6 +1817,41 @@ mod tests {
 
     /// (side, id, text, timestamp); each record at its own offset.
     type Input = (usize, i32, &'static str, i64);
+
+    #[test]
+    fn plans_split_into_tasks_by_partition_when_state_is_per_partition() {
+        let split = |sql: &str| task(sql).plan.partitioned();
+        // No state; a stream's key; the repartition topic; a table's GROUP BY
+        // (always re-keyed); a stream–table join on the stream's key.
+        assert!(split(
+            "CREATE STREAM OUT AS SELECT ID, A FROM L WHERE A <> 'x';"
+        ));
+        assert!(split(
+            "CREATE TABLE OUT AS SELECT ID, COUNT(*) AS N FROM L GROUP BY ID;"
+        ));
+        assert!(split(
+            "CREATE TABLE OUT AS SELECT A, COUNT(*) AS N FROM L \
+             WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY A;"
+        ));
+        assert!(split(
+            "CREATE TABLE OUT AS SELECT C, COUNT(*) AS N FROM T GROUP BY C;"
+        ));
+        assert!(split(
+            "CREATE STREAM OUT AS SELECT L.ID, A, C FROM L JOIN T ON L.ID = T.ID;"
+        ));
+        // One task: a join through `Join-repartition` (its table records
+        // wait for rows the query sent), a stream–stream join.
+        let rekeyed = task(
+            "CREATE STREAM OUT AS SELECT T.ID, L.ID AS LID, C FROM L JOIN T ON CAST(L.A AS INT) = T.ID;",
+        );
+        assert_eq!(rekeyed.plan.repartition_suffix(), Some("Join-repartition"));
+        assert!(!split(
+            "CREATE STREAM OUT AS SELECT T.ID, L.ID AS LID, C FROM L JOIN T ON CAST(L.A AS INT) = T.ID;"
+        ));
+        assert!(!split(
+            "CREATE STREAM OUT AS SELECT L.ID, A, B FROM L JOIN R WITHIN 1 MINUTE ON L.ID = R.ID;"
+        ));
+    }
 
     fn feed(t: &mut Task, inputs: &[Input], fx: &mut Effects) {
         for (i, (side, id, text, ts)) in inputs.iter().enumerate() {
@@ -1554,7 +1889,13 @@ mod tests {
     }
 
     fn q(kind: &str, within: &str) -> String {
-        format!("CREATE STREAM OUT AS SELECT L.ID, A, B FROM L {kind} JOIN R WITHIN {within} ON L.ID = R.ID;")
+        // A FULL join's key is the synthetic ROWKEY (either side's key).
+        let key = if kind.starts_with("FULL") {
+            "ROWKEY"
+        } else {
+            "L.ID"
+        };
+        format!("CREATE STREAM OUT AS SELECT {key}, A, B FROM L {kind} JOIN R WITHIN {within} ON L.ID = R.ID;")
     }
 
     const INPUTS: &[Input] = &[
@@ -1570,6 +1911,230 @@ mod tests {
 
     fn s(x: &str) -> Option<String> {
         Some(x.to_string())
+    }
+
+    #[test]
+    fn repartitioned_aggregation_equals_the_direct_one() {
+        // GROUP BY a value column re-keys; GROUP BY the key does not.
+        let by_key = task("CREATE TABLE OUT AS SELECT ID, COUNT(*) AS N FROM L GROUP BY ID;");
+        assert_eq!(by_key.plan.repartition_suffix(), None);
+        let sql = "CREATE TABLE OUT AS SELECT A, COUNT(*) AS N, MAX(ID) AS M FROM L \
+                   WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 0 SECONDS) \
+                   WHERE A <> 'skip' GROUP BY A;";
+        let mut direct = task(sql);
+        let mut split = task(sql);
+        assert_eq!(
+            split.plan.repartition_suffix(),
+            Some("Aggregate-GroupBy-repartition")
+        );
+        let inputs: &[(i32, &str, i64)] = &[
+            (1, "a", 1000),
+            (2, "b", 2000),
+            (3, "a", 15000),
+            (4, "skip", 16000),
+            (5, "a", 3000), // late: its window closed at 10,000 + 0 grace
+            (6, "b", 17000),
+        ];
+        let (mut fx1, mut fx2) = (Effects::default(), Effects::default());
+        for (i, (id, a, ts)) in inputs.iter().enumerate() {
+            let key = id.to_be_bytes();
+            let value = format!("{{\"A\":\"{a}\"}}");
+            let rec = InRecord {
+                input: 0,
+                partition: 0,
+                offset: i as i64,
+                timestamp: *ts,
+                key: Some(&key),
+                value: Some(value.as_bytes()),
+            };
+            direct.process(&rec, &mut fx1).unwrap();
+            let mut out = Vec::new();
+            split.repartition(&rec, &mut out).unwrap();
+            if let [r] = &out[..] {
+                assert_eq!(r.timestamp, *ts);
+                assert_eq!(r.key, vec![Value::String(a.to_string())]);
+                split
+                    .process_repartitioned(&read_back(&r.value, 0), &mut fx2)
+                    .unwrap();
+            } else {
+                assert!(out.is_empty());
+                assert_eq!(*a, "skip");
+            }
+        }
+        assert_eq!(fx1.rows, fx2.rows);
+        assert_eq!(fx1.changelog, fx2.changelog);
+        assert_eq!(direct.skipped, split.skipped);
+        assert_eq!(fx2.rows.len(), 4, "{:?}", fx2.rows);
+        assert!(split
+            .process_repartitioned(&read_back(b"not state", 0), &mut fx2)
+            .is_err());
+    }
+
+    #[test]
+    fn repartitioned_stream_table_join_equals_the_direct_one() {
+        let ddls = [
+            "CREATE STREAM O (OID INT KEY, USR INT, AMT INT) WITH (KAFKA_TOPIC='o', VALUE_FORMAT='JSON');",
+            "CREATE TABLE U (ID INT PRIMARY KEY, NAME STRING) WITH (KAFKA_TOPIC='u', VALUE_FORMAT='JSON');",
+        ];
+        let on_key = plan_over(
+            &ddls,
+            "CREATE STREAM OUT AS SELECT O.OID, U.NAME FROM O JOIN U ON O.OID = U.ID;",
+        )
+        .unwrap();
+        assert_eq!(on_key.repartition_suffix(), None);
+        let sql = "CREATE STREAM OUT AS SELECT O.USR, O.AMT, U.NAME FROM O LEFT JOIN U \
+                   ON O.USR = U.ID WHERE O.AMT <> 3;";
+        let mut direct = Task::new(plan_over(&ddls, sql).unwrap());
+        let mut split = Task::new(plan_over(&ddls, sql).unwrap());
+        assert_eq!(split.plan.repartition_suffix(), Some("Join-repartition"));
+        assert_eq!(split.plan.repartition_co_input(), Some(1));
+        let (mut fx1, mut fx2) = (Effects::default(), Effects::default());
+        let user = |id: i32, name: Option<&str>, ts: i64, d: &mut Task, s: &mut Task| {
+            let key = id.to_be_bytes();
+            let value = name.map(|n| format!("{{\"NAME\":\"{n}\"}}"));
+            let rec = InRecord {
+                input: 1,
+                partition: 0,
+                offset: ts,
+                timestamp: ts,
+                key: Some(&key),
+                value: value.as_deref().map(str::as_bytes),
+            };
+            let mut fx = Effects::default();
+            d.process(&rec, &mut fx).unwrap();
+            s.process(&rec, &mut fx).unwrap();
+            assert!(fx.rows.is_empty());
+        };
+        user(1, Some("ann"), 1, &mut direct, &mut split);
+        user(2, Some("bob"), 2, &mut direct, &mut split);
+        // (order id, user or NULL, amount, timestamp)
+        let orders: &[(i32, Option<i32>, i32, i64)] = &[
+            (10, Some(1), 1, 100),
+            (11, Some(2), 2, 200),
+            (12, Some(1), 3, 300), // filtered after the join
+            (13, None, 4, 400),    // NULL join key: dropped
+            (14, Some(9), 5, 500), // no user: a left join's NULLs
+        ];
+        for (i, (oid, usr, amt, ts)) in orders.iter().enumerate() {
+            if *ts == 300 {
+                user(1, None, 250, &mut direct, &mut split);
+            }
+            let key = oid.to_be_bytes();
+            let usr = usr.map_or("null".to_string(), |u| u.to_string());
+            let value = format!("{{\"USR\":{usr},\"AMT\":{amt}}}");
+            let rec = InRecord {
+                input: 0,
+                partition: 0,
+                offset: i as i64,
+                timestamp: *ts,
+                key: Some(&key),
+                value: Some(value.as_bytes()),
+            };
+            direct.process(&rec, &mut fx1).unwrap();
+            let mut out = Vec::new();
+            split.repartition(&rec, &mut out).unwrap();
+            match &out[..] {
+                [r] => {
+                    assert_eq!(r.timestamp, *ts);
+                    split
+                        .process_repartitioned(&read_back(&r.value, 0), &mut fx2)
+                        .unwrap();
+                }
+                _ => assert_eq!(*oid, 13),
+            }
+        }
+        assert_eq!(fx1.rows, fx2.rows);
+        let names: Vec<(Value, Value)> = fx2
+            .rows
+            .iter()
+            .map(|r| {
+                let v = r.value.as_ref().unwrap();
+                (r.key[0].clone(), v[1].clone())
+            })
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                (Value::Int(1), Value::String("ann".into())),
+                (Value::Int(2), Value::String("bob".into())),
+                (Value::Int(9), Value::Null),
+            ]
+        );
+        assert!(split
+            .process_repartitioned(&read_back(b"[1]", 0), &mut fx2)
+            .is_err());
+    }
+
+    #[test]
+    fn repartitioned_stream_stream_join_equals_the_direct_one() {
+        let ddls = [
+            "CREATE STREAM L (ID INT KEY, A STRING, RID INT) WITH (KAFKA_TOPIC='l', VALUE_FORMAT='JSON');",
+            "CREATE STREAM R (ID INT KEY, B STRING, LID INT) WITH (KAFKA_TOPIC='r', VALUE_FORMAT='JSON');",
+        ];
+        let plan = |sql: &str| plan_over(&ddls, sql).unwrap();
+        // Both sides keyed by the join: nothing to re-key; both re-keyed:
+        // in memory (not through topics yet).
+        let q = |on: &str| {
+            format!(
+                "CREATE STREAM OUT AS SELECT {on}, L.A, R.B FROM L LEFT JOIN R \
+                 WITHIN 10 SECONDS GRACE PERIOD 5 SECONDS ON {on} = "
+            )
+        };
+        assert_eq!(plan(&(q("L.ID") + "R.ID;")).repartition_suffix(), None);
+        assert_eq!(plan(&(q("L.RID") + "R.LID;")).repartition_suffix(), None);
+        for (sql, suffix, side) in [
+            (q("L.RID") + "R.ID;", "Join-left-repartition", 0),
+            (q("L.ID") + "R.LID;", "Join-right-repartition", 1),
+        ] {
+            let mut direct = Task::new(plan(&sql));
+            let mut split = Task::new(plan(&sql));
+            assert_eq!(split.plan.repartition_suffix(), Some(suffix));
+            assert_eq!(split.plan.repartitioned_input(), side);
+            assert_eq!(split.plan.repartition_co_input(), Some(1 - side));
+            let (mut fx1, mut fx2) = (Effects::default(), Effects::default());
+            // (side, key, join column, timestamp): matches, a late one, a
+            // NULL join column, an unmatched left row.
+            let inputs: &[(usize, i32, Option<i32>, i64)] = &[
+                (0, 1, Some(5), 1000),
+                (1, 5, Some(1), 2000),
+                (0, 2, Some(5), 3000),
+                (0, 3, None, 4000),
+                (1, 6, Some(2), 9000),
+                (0, 4, Some(7), 30000),
+                (1, 5, Some(1), 2500),
+            ];
+            for (i, (input, id, jc, ts)) in inputs.iter().enumerate() {
+                let key = id.to_be_bytes();
+                let jc = jc.map_or("null".to_string(), |v| v.to_string());
+                let value = match input {
+                    0 => format!("{{\"A\":\"a{id}\",\"RID\":{jc}}}"),
+                    _ => format!("{{\"B\":\"b{id}\",\"LID\":{jc}}}"),
+                };
+                let rec = InRecord {
+                    input: *input,
+                    partition: 0,
+                    offset: i as i64,
+                    timestamp: *ts,
+                    key: Some(&key),
+                    value: Some(value.as_bytes()),
+                };
+                direct.process(&rec, &mut fx1).unwrap();
+                if *input == side {
+                    let mut out = Vec::new();
+                    split.repartition(&rec, &mut out).unwrap();
+                    for r in out {
+                        split
+                            .process_repartitioned(&read_back(&r.value, i as i64), &mut fx2)
+                            .unwrap();
+                    }
+                } else {
+                    split.process(&rec, &mut fx2).unwrap();
+                }
+            }
+            assert!(!fx2.rows.is_empty());
+            assert_eq!(fx1.rows, fx2.rows, "{sql}");
+            assert_eq!(direct.skipped, split.skipped);
+        }
     }
 
     #[test]
@@ -1637,6 +2202,72 @@ mod tests {
                 (1, s("b"), None, 30000),
                 (4, s("late"), None, 1000),
             ]
+        );
+    }
+
+    #[test]
+    fn full_joins_are_keyed_by_a_synthetic_rowkey() {
+        let ddls = [
+            "CREATE STREAM L (ID INT KEY, A STRING) WITH (KAFKA_TOPIC='l', VALUE_FORMAT='JSON');",
+            "CREATE STREAM R (ID INT KEY, ROWKEY STRING) WITH (KAFKA_TOPIC='r', VALUE_FORMAT='JSON');",
+            "CREATE TABLE A (ID INT PRIMARY KEY, X STRING) WITH (KAFKA_TOPIC='a', VALUE_FORMAT='JSON');",
+            "CREATE TABLE B (ID INT PRIMARY KEY, Y STRING) WITH (KAFKA_TOPIC='b', VALUE_FORMAT='JSON');",
+        ];
+        let plan = |sql: &str| plan_over(&ddls, sql);
+        let err = |sql: &str| plan(sql).unwrap_err().to_string();
+        // Either side's key column is not the key: ROWKEY is, aliased or not.
+        let missing =
+            err("CREATE TABLE OUT AS SELECT A.ID, X, Y FROM A FULL JOIN B ON A.ID = B.ID;");
+        assert!(missing.starts_with("Key missing from projection (ie, SELECT). See https://cnfl.io/2LV7ouS.\nThe query used to build OUT must include the join expression ROWKEY in its projection"), "{missing}");
+        let p =
+            plan("CREATE TABLE OUT AS SELECT ROWKEY AS K, X, Y FROM A FULL JOIN B ON A.ID = B.ID;")
+                .unwrap();
+        assert_eq!(p.key, vec![("K".to_string(), SqlType::Int)]);
+        let p = plan("CREATE TABLE OUT AS SELECT * FROM A FULL JOIN B ON A.ID = B.ID;").unwrap();
+        assert_eq!(p.key[0].0, "ROWKEY");
+        let names: Vec<&str> = p.value.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["A_ID", "A_X", "B_ID", "B_Y"]);
+        // A source with a ROWKEY column moves the name on.
+        assert!(err("CREATE STREAM OUT AS SELECT L.ID, A FROM L FULL JOIN R WITHIN 1 SECOND ON L.ID = R.ID;")
+            .contains("must include the join expression ROWKEY_1 in its projection"));
+        let p = plan("CREATE STREAM OUT AS SELECT ROWKEY_1 AS K, R.ROWKEY AS RK FROM L FULL JOIN R WITHIN 1 SECOND ON L.ID = R.ID;").unwrap();
+        assert!(matches!(
+            p.op,
+            Op::Joins {
+                synthetic_key: true,
+                ..
+            }
+        ));
+        // Inner and left joins keep a source column as the key.
+        let p = plan("CREATE TABLE OUT AS SELECT A.ID, X, Y FROM A LEFT JOIN B ON A.ID = B.ID;")
+            .unwrap();
+        assert!(matches!(
+            p.op,
+            Op::TableTable {
+                synthetic_key: false,
+                ..
+            }
+        ));
+        // The key of a join on expressions of both sides is synthetic too.
+        assert!(err("CREATE STREAM OUT AS SELECT L.ID, A FROM L JOIN R WITHIN 1 SECOND ON ABS(L.ID) = ABS(R.ID);")
+            .contains("ROWKEY_1 was added as a synthetic key column"));
+        // Rows carry the key whichever side is present.
+        let mut t = Task::new(plan("CREATE TABLE OUT AS SELECT ROWKEY AS K, ROWKEY + 1 AS K1, X, Y FROM A FULL JOIN B ON A.ID = B.ID;").unwrap());
+        let mut fx = Effects::default();
+        let key = 5i32.to_be_bytes();
+        let rec = InRecord {
+            input: 1,
+            partition: 0,
+            offset: 0,
+            timestamp: 7,
+            key: Some(&key),
+            value: Some(br#"{"Y":"y"}"#),
+        };
+        t.process(&rec, &mut fx).unwrap();
+        assert_eq!(fx.rows[0].key, vec![Value::Int(5)]);
+        assert_eq!(
+            fx.rows[0].value,
+            Some(vec![Value::Int(6), Value::Null, Value::String("y".into())])
         );
     }
 
@@ -2004,6 +2635,54 @@ mod tests {
         let mut fx = Effects::default();
         feed_table(&mut r, &[(1, None, 9)], &mut fx);
         assert_eq!(counts(&fx), vec![(g("john"), Some(0), 9)]);
+    }
+
+    #[test]
+    fn repartitioned_table_aggregation_sends_old_and_new_rows() {
+        let sql = "CREATE TABLE OUT AS SELECT C, COUNT(*) AS N FROM T GROUP BY C;";
+        let mut direct = task(sql);
+        let mut split = task(sql);
+        assert_eq!(
+            split.plan.repartition_suffix(),
+            Some("Aggregate-GroupBy-repartition")
+        );
+        let inputs: &[(i32, Option<&str>, i64)] = &[
+            (1, Some("bob"), 1),
+            (1, Some("john"), 2), // moves: an undo for bob, an add for john
+            (2, Some("john"), 3),
+            (2, Some("john"), 4), // the same group: one record
+            (2, None, 5),         // deleted: an undo only
+            (7, None, 6),         // nothing to undo: no record
+        ];
+        let (mut fx1, mut fx2) = (Effects::default(), Effects::default());
+        let mut sent = Vec::new();
+        for (i, (id, c, ts)) in inputs.iter().enumerate() {
+            let key = id.to_be_bytes();
+            let value = c.map(|c| format!("{{\"C\":\"{c}\"}}"));
+            let rec = InRecord {
+                input: 0,
+                partition: 0,
+                offset: i as i64,
+                timestamp: *ts,
+                key: Some(&key),
+                value: value.as_deref().map(str::as_bytes),
+            };
+            direct.process(&rec, &mut fx1).unwrap();
+            let mut out = Vec::new();
+            split.repartition(&rec, &mut out).unwrap();
+            sent.push(out.len());
+            for r in out {
+                split
+                    .process_repartitioned(&read_back(&r.value, 0), &mut fx2)
+                    .unwrap();
+            }
+        }
+        assert_eq!(sent, vec![1, 2, 1, 1, 1, 0]);
+        assert_eq!(fx1.rows, fx2.rows);
+        assert_eq!(fx1.changelog, fx2.changelog);
+        assert!(split
+            .process_repartitioned(&read_back(b"[1,2]", 0), &mut fx2)
+            .is_err());
     }
 
     #[test]

@@ -158,6 +158,13 @@ pub trait PartitionLog: Send + Sync + std::fmt::Debug {
     /// The current offsets.
     fn offsets(&self) -> LogOffsets;
 
+    /// The offsets as the store has them now: an engine whose
+    /// [`offsets`](Self::offsets) is a cache of shared state rereads them.
+    fn current_offsets(&self) -> BoxFuture<'static, Result<LogOffsets, LogError>> {
+        let o = self.offsets();
+        Box::pin(async move { Ok(o) })
+    }
+
     /// Watches the log end offset, for long-polling fetches.
     fn subscribe(&self) -> watch::Receiver<i64>;
 
@@ -183,7 +190,8 @@ pub trait PartitionLog: Send + Sync + std::fmt::Debug {
     fn size_bytes(&self) -> u64;
 
     /// The producers whose state this partition keeps (DescribeProducers).
-    fn producers(&self) -> Vec<(i64, ProducerEntry)>;
+    /// An engine that keeps them elsewhere may fail to reach them.
+    fn producers(&self) -> Result<Vec<(i64, ProducerEntry)>, LogError>;
 
     /// Aborted transactions that overlap `[from, to)`: those whose ABORT
     /// marker is at or after `from` and whose first record is before `to`

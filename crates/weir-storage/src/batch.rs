@@ -861,6 +861,83 @@ pub fn decode_batch(batch: &Bytes) -> Result<(BatchHeader, Vec<Record>), LogErro
     Ok((header, records))
 }
 
+/// The rules of a log-cleaning pass (Kafka's log cleaner), shared by the
+/// local cleaner and the cluster's: `latest` gives a key's latest offset
+/// in the dirty section, records at or past `map_end` are beyond the
+/// section cleaned, and tombstones before `first_dirty` (cleaned once
+/// already) in a container whose largest timestamp is at or before
+/// `delete_horizon` go.
+pub struct CleanRules<F: Fn(&[u8]) -> Option<i64>> {
+    pub latest: F,
+    pub map_end: i64,
+    pub first_dirty: i64,
+    pub delete_horizon: i64,
+}
+
+impl<F: Fn(&[u8]) -> Option<i64>> std::fmt::Debug for CleanRules<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CleanRules")
+            .field("map_end", &self.map_end)
+            .field("first_dirty", &self.first_dirty)
+            .field("delete_horizon", &self.delete_horizon)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One batch after cleaning under `rules`: itself when nothing goes,
+/// `None` when nothing stays, else rebuilt from the surviving records
+/// (base offset, last offset delta, producer fields and codec kept).
+/// Control and transactional batches are kept whole, and so is a batch
+/// that cannot be walked; the error is the re-encoding's (the caller
+/// keeps the batch whole). `container_max_ts` is the largest timestamp
+/// of the segment (or row) holding the batch.
+pub fn clean_batch<F: Fn(&[u8]) -> Option<i64>>(
+    h: &BatchHeader,
+    bytes: &Bytes,
+    container_max_ts: i64,
+    rules: &CleanRules<F>,
+) -> Result<Option<Bytes>, LogError> {
+    if h.is_control() || h.is_transactional() || h.base_offset >= rules.map_end {
+        return Ok(Some(bytes.clone()));
+    }
+    let mut section = Vec::new();
+    let (mut kept, mut dropped) = (0i32, 0i32);
+    let mut max_ts = i64::MIN;
+    let walked = walk_records(bytes, |r| {
+        let keep = if r.offset >= rules.map_end {
+            true
+        } else if let Some(key) = r.key {
+            let latest = (rules.latest)(key).is_none_or(|o| o <= r.offset);
+            let expired_tombstone = r.value.is_none()
+                && r.offset < rules.first_dirty
+                && container_max_ts <= rules.delete_horizon;
+            latest && !expired_tombstone
+        } else {
+            false
+        };
+        if keep {
+            section.extend_from_slice(r.raw);
+            kept += 1;
+            max_ts = max_ts.max(r.timestamp);
+        } else {
+            dropped += 1;
+        }
+    });
+    match walked {
+        Err(_) => Ok(Some(bytes.clone())),
+        Ok(_) if dropped == 0 => Ok(Some(bytes.clone())),
+        Ok(_) if kept == 0 => Ok(None),
+        Ok(header) => {
+            let max_ts = if header.timestamp_type() == TimestampType::LogAppendTime {
+                header.max_timestamp
+            } else {
+                max_ts
+            };
+            build_batch(&header, &section, kept, max_ts).map(Some)
+        }
+    }
+}
+
 /// Builds a batch from `template`'s header fields and an uncompressed
 /// records section (concatenated encoded records, e.g. the `raw` slices
 /// retained by the cleaner), compressing it with the template's codec via

@@ -260,6 +260,20 @@ impl ProducerStates {
         });
     }
 
+    /// Puts back one producer's state as stored elsewhere (cluster mode
+    /// keeps it in PostgreSQL rather than in snapshots).
+    pub fn restore(&mut self, producer_id: i64, entry: ProducerEntry) {
+        if let Some(first) = entry.txn_first_offset {
+            self.ongoing.insert(first, producer_id);
+        }
+        self.producers.insert(producer_id, entry);
+    }
+
+    /// One producer's state, if this partition knows it.
+    pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
+        self.producers.get(&producer_id)
+    }
+
     /// Producers and their state, for DescribeProducers.
     pub fn producers(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
         self.producers.iter().map(|(k, v)| (*k, v))

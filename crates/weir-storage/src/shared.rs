@@ -3,6 +3,8 @@
 //! The local engine has neither; cluster mode's engine keeps both in
 //! PostgreSQL.
 
+use std::collections::BTreeMap;
+
 use tokio::sync::watch;
 
 use crate::error::LogError;
@@ -16,6 +18,21 @@ pub struct BrokerAddr {
     pub host: String,
     /// Advertised port.
     pub port: i32,
+}
+
+/// The broker a partition falls to among `brokers` (sorted by node id):
+/// partition leadership in Metadata and coordinator leases spread the
+/// same way, so every broker computes the same answer; -1 if none.
+pub fn spread(brokers: &[BrokerAddr], topic: &str, partition: i32) -> i32 {
+    if brokers.is_empty() {
+        return -1;
+    }
+    // FNV-1a of the topic, plus the partition.
+    let h = topic.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let i = h.wrapping_add(u64::from(partition.unsigned_abs())) % brokers.len() as u64;
+    brokers[usize::try_from(i).unwrap_or(0)].node_id
 }
 
 /// The broker catalog, stored once for every broker of a cluster.
@@ -33,4 +50,37 @@ pub trait SharedCatalog: Send + Sync + std::fmt::Debug {
 
     /// The live brokers (heartbeating), ordered by node id.
     fn brokers(&self) -> Vec<BrokerAddr>;
+
+    /// Reserves a block of producer ids no other broker will hand out and
+    /// answers it as `first..end`; `None` if this store has no allocator
+    /// of its own (the caller then reserves through the catalog).
+    fn reserve_producer_ids(&self) -> Result<Option<std::ops::Range<i64>>, LogError> {
+        Ok(None)
+    }
+
+    /// Starts holding coordinator leases for the partitions of `topic`
+    /// (a coordinator's internal topic, `partitions` of them) that fall
+    /// to this broker, and fences this broker's appends to them by the
+    /// lease; answers the partitions held, each with its lease epoch.
+    /// `None` when the store has no leases (one node coordinates all).
+    fn lead_coordinators(
+        &self,
+        _topic: &str,
+        _partitions: i32,
+    ) -> Option<watch::Receiver<BTreeMap<i32, i64>>> {
+        None
+    }
+
+    /// The lease epoch this broker holds now for `topic`'s `partition`,
+    /// if it holds it (and its lease has not run out by its own clock).
+    fn coordinator_epoch(&self, _topic: &str, _partition: i32) -> Option<i64> {
+        None
+    }
+
+    /// The broker holding the lease of `topic`'s `partition` (as of the
+    /// last heartbeat, or read from the database when that did not know
+    /// it); `None` if nobody holds an unexpired lease.
+    fn coordinator_of(&self, _topic: &str, _partition: i32) -> Option<i32> {
+        None
+    }
 }

@@ -79,6 +79,14 @@ pub struct EngineStats {
     /// Time of each `fdatasync` of a segment file by the flushers (group
     /// commit), `flush.ms`/`flush.messages` flushes and shutdown.
     pub fsync: LatencyHistogram,
+    /// From a partition's first request for a sync (an acks=all wait,
+    /// `flush.messages`, `flush.ms`) to a flusher starting the sync that
+    /// serves it: the queue in front of the disk.
+    pub flush_queue_wait: LatencyHistogram,
+    /// From an acks=all wait starting (the data was not yet durable) to
+    /// its future seeing the data durable: queue, sync and the wake-up of
+    /// the waiting task.
+    pub durable_wait: LatencyHistogram,
 }
 
 #[cfg(test)]

@@ -59,6 +59,10 @@ pub enum TlsError {
     /// A TLS client's settings cannot be used.
     #[error("invalid TLS client settings: {0}")]
     Client(String),
+    /// PostgreSQL TLS settings (`sslmode`, `sslrootcert`, ...) that cannot
+    /// be used; the message names the setting and the file.
+    #[error("{0}")]
+    PgSettings(String),
     /// A bug in Weir (rustls refusing its own safe defaults).
     #[error("internal TLS error: {0}")]
     Internal(String),

@@ -195,6 +195,30 @@ pub fn render(out: &mut String, b: &Broker) {
             "",
             &stats.fsync.snapshot(),
         );
+        head(
+            out,
+            "weir_log_flush_queue_wait_seconds",
+            "histogram",
+            "From a partition's request for a sync to a flusher starting it.",
+        );
+        snapshot(
+            out,
+            "weir_log_flush_queue_wait_seconds",
+            "",
+            &stats.flush_queue_wait.snapshot(),
+        );
+        head(
+            out,
+            "weir_log_durable_wait_seconds",
+            "histogram",
+            "From an acks=all wait starting to the waiting task seeing its data durable.",
+        );
+        snapshot(
+            out,
+            "weir_log_durable_wait_seconds",
+            "",
+            &stats.durable_wait.snapshot(),
+        );
     }
 
     head(

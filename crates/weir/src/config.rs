@@ -91,6 +91,11 @@ pub struct ServeArgs {
     /// is written [default: 25].
     #[arg(long, env = "WEIR_CLUSTER_FLUSH_MS", value_name = "MS")]
     cluster_flush_ms: Option<u64>,
+    /// Cluster mode: write and commit one object at a time instead of
+    /// uploading the next while the current one commits (the benchmark's
+    /// baseline for the pipeline).
+    #[arg(long, hide = true, requires = "cluster")]
+    cluster_serial_flush: bool,
 }
 
 /// Cluster mode's settings (`--cluster`, `--object-store`).
@@ -102,6 +107,8 @@ pub struct ClusterSettings {
     pub object_store: String,
     /// The gather window.
     pub flush_ms: u64,
+    /// No upload while a commit runs.
+    pub serial_flush: bool,
 }
 
 /// Kafka client configs by service name.
@@ -390,6 +397,7 @@ impl Settings {
                 postgres,
                 object_store,
                 flush_ms: args.cluster_flush_ms.unwrap_or(25),
+                serial_flush: args.cluster_serial_flush,
             }),
             (None, None) => None,
             _ => return Err(err("cluster", "--cluster and --object-store go together")),

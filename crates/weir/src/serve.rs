@@ -191,6 +191,21 @@ fn log_service(settings: &Settings, kafka: &KafkaListeners, slot: &BrokerSlot) -
                     config.node_id,
                 );
                 cc.flush_ms = c.flush_ms;
+                cc.overlap_commits = !c.serial_flush;
+                cc.producer_id_expiration_ms = settings.broker.get_i64("producer.id.expiration.ms");
+                // Retention, compaction of intake objects and the collector
+                // run at the retention check interval, at least every 30 s
+                // (intake objects should not pile up for Kafka's 5
+                // minutes); unreferenced objects linger for
+                // `log.segment.delete.delay.ms`, as deleted segments do.
+                let check = settings.broker.get_i64("log.retention.check.interval.ms");
+                cc.job_interval_ms = u64::try_from(check).unwrap_or(300_000).min(30_000);
+                cc.compact_after_ms = cc.job_interval_ms;
+                cc.collect_grace_ms = settings
+                    .broker
+                    .get("log.segment.delete.delay.ms")
+                    .parse()
+                    .unwrap_or(60_000);
                 cc.advertised = Some((config.advertised_host.clone(), config.advertised_port));
                 let engine = weir_cluster::ClusterEngine::connect(cc, weir_log::Clock::system())
                     .await

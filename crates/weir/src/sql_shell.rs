@@ -735,6 +735,26 @@ fn print_entity(e: &J) {
                 .collect();
             print_table(&["Kafka Topic", "Partitions"], &rows);
         }
+        "kafka_topics_extended" => {
+            let rows: Vec<Vec<String>> = e["topics"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    let replicas = t["replicaInfo"].as_array().map_or(0, Vec::len);
+                    vec![
+                        s(&t["name"]),
+                        replicas.to_string(),
+                        s(&t["consumerCount"]),
+                        s(&t["consumerGroupCount"]),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["Kafka Topic", "Partitions", "Consumers", "ConsumerGroups"],
+                &rows,
+            );
+        }
         "properties" => print_table(
             &["Property", "Scope", "Value"],
             &rows_of(&e["properties"], &["name", "scope", "value"]),

@@ -302,12 +302,12 @@ impl PartitionLog for MemoryPartition {
             .map(|(_, _, b)| b.len() as u64)
             .sum()
     }
-    fn producers(&self) -> Vec<(i64, ProducerEntry)> {
-        lock(&self.state)
+    fn producers(&self) -> Result<Vec<(i64, ProducerEntry)>, LogError> {
+        Ok(lock(&self.state)
             .producers
             .producers()
             .map(|(id, e)| (id, e.clone()))
-            .collect()
+            .collect())
     }
     fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
         lock(&self.state)

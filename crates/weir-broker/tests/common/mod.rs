@@ -99,7 +99,7 @@ impl PartitionLog for LaterPartition {
     fn size_bytes(&self) -> u64 {
         self.0.size_bytes()
     }
-    fn producers(&self) -> Vec<(i64, weir_log::producer::ProducerEntry)> {
+    fn producers(&self) -> Result<Vec<(i64, weir_log::producer::ProducerEntry)>, LogError> {
         self.0.producers()
     }
     fn aborted_transactions(&self, from: i64, to: i64) -> Vec<weir_log::producer::AbortedTxn> {

@@ -307,9 +307,15 @@ impl Settings {
                 Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
                 other => java_to_string(other),
             }),
-            BodyFormat::Json => Ok(JsonConverter::new(false)
-                .to_json(value.schema.as_deref(), &value.value)?
-                .to_text()),
+            BodyFormat::Json => {
+                let mut out = String::new();
+                JsonConverter::new(false).write_value(
+                    value.schema.as_deref(),
+                    &value.value,
+                    &mut out,
+                )?;
+                Ok(out)
+            }
         }
     }
 

@@ -320,6 +320,7 @@ impl PostgresTask {
             )
         });
         let value_schema = Schema::structure(fields).named(&format!("{topic}.Value"));
+        let row_schema = Arc::new(value_schema.clone().optional());
         let envelope = {
             let mut e = Schema::structure(vec![
                 ("before".into(), value_schema.clone().optional()),
@@ -333,6 +334,10 @@ impl PostgresTask {
             ])
             .named(&format!("{topic}.Envelope"));
             e.version = Some(2);
+            // The row structs carry `row_schema`: the same Arc lets the
+            // converter see they match without comparing the schemas.
+            e.fields[0].schema = row_schema.clone();
+            e.fields[1].schema = row_schema.clone();
             e
         };
         Ok(Arc::new(Table {
@@ -342,7 +347,7 @@ impl PostgresTask {
             cols,
             key_cols,
             key_schema,
-            value_schema: Arc::new(value_schema.optional()),
+            value_schema: row_schema,
             envelope: Arc::new(envelope),
         }))
     }
@@ -408,7 +413,8 @@ impl PostgresTask {
         txid: i64,
         lsn: u64,
     ) -> Struct {
-        let mut s = Struct::new(Arc::new(source_schema()));
+        // The envelope's own `source` schema, not one built per record.
+        let mut s = Struct::new(t.envelope.fields[2].schema.clone());
         s.values = vec![
             Value::String(DEBEZIUM_VERSION.into()),
             Value::String("postgresql".into()),

@@ -15,14 +15,12 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use postgres_protocol::authentication::{md5_hash, sasl};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use weir_tls::client::ServerCheck;
+use rustls::pki_types::ServerName;
+pub use weir_tls::client::{PgTlsConfig as TlsConfig, SslMode};
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -32,135 +30,6 @@ pub struct ConnConfig {
     pub user: String,
     pub password: String,
     pub dbname: String,
-}
-
-/// libpq's `sslmode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SslMode {
-    /// Plaintext only.
-    Disable,
-    /// Plaintext; TLS if the server refuses the plaintext connection.
-    Allow,
-    /// TLS if the server offers it (or the handshake or the login over it
-    /// fails), else plaintext. libpq's and PgJDBC's default.
-    #[default]
-    Prefer,
-    /// TLS; the certificate is checked (as `verify-ca`) only when a root
-    /// certificate is given, as libpq does.
-    Require,
-    /// TLS; the server's chain must lead to the root certificate.
-    VerifyCa,
-    /// `verify-ca`, and the certificate must name the host.
-    VerifyFull,
-}
-
-impl SslMode {
-    /// Parses libpq's value.
-    pub fn parse(s: &str) -> Option<SslMode> {
-        Some(match s.trim().to_ascii_lowercase().as_str() {
-            "disable" => SslMode::Disable,
-            "allow" => SslMode::Allow,
-            "prefer" => SslMode::Prefer,
-            "require" => SslMode::Require,
-            "verify-ca" => SslMode::VerifyCa,
-            "verify-full" => SslMode::VerifyFull,
-            _ => return None,
-        })
-    }
-
-    /// libpq's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            SslMode::Disable => "disable",
-            SslMode::Allow => "allow",
-            SslMode::Prefer => "prefer",
-            SslMode::Require => "require",
-            SslMode::VerifyCa => "verify-ca",
-            SslMode::VerifyFull => "verify-full",
-        }
-    }
-}
-
-/// TLS settings: the mode and PEM files (libpq's `sslrootcert`, `sslcert`,
-/// `sslkey`; a DER PKCS#8 key, PgJDBC's `.pk8`, is read too).
-#[derive(Debug, Clone, Default)]
-pub struct TlsConfig {
-    pub mode: SslMode,
-    pub rootcert: Option<PathBuf>,
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-}
-
-impl TlsConfig {
-    /// The rustls config, `None` for `disable`. Reads the files, so a bad
-    /// setting shows before the first connection.
-    pub fn client_config(&self) -> R<Option<Arc<rustls::ClientConfig>>> {
-        if self.mode == SslMode::Disable {
-            return Ok(None);
-        }
-        let bad = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
-            PgError::Tls(format!("{what} {}: {e}", path.display()))
-        };
-        let roots = match &self.rootcert {
-            None => Vec::new(),
-            Some(p) => {
-                let roots: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(p)
-                    .and_then(|i| i.collect::<Result<_, _>>())
-                    .map_err(|e| bad("sslrootcert", p, &e))?;
-                if roots.is_empty() {
-                    return Err(bad("sslrootcert", p, &"no certificate in the file"));
-                }
-                roots
-            }
-        };
-        let check = match self.mode {
-            SslMode::VerifyFull => ServerCheck::Full,
-            SslMode::VerifyCa => ServerCheck::Chain,
-            SslMode::Require if !roots.is_empty() => ServerCheck::Chain,
-            _ => ServerCheck::None,
-        };
-        if check != ServerCheck::None && roots.is_empty() {
-            return Err(PgError::Tls(format!(
-                "sslmode={} needs a root certificate (sslrootcert) to check the server's",
-                self.mode.name()
-            )));
-        }
-        let identity = match (&self.cert, &self.key) {
-            (None, None) => None,
-            (Some(_), None) | (None, Some(_)) => {
-                return Err(PgError::Tls(
-                    "a client certificate needs both sslcert and sslkey".into(),
-                ))
-            }
-            (Some(c), Some(k)) => {
-                let raw = std::fs::read(k).map_err(|e| bad("sslkey", k, &e))?;
-                let text = String::from_utf8_lossy(&raw);
-                if text.contains("ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED")
-                {
-                    return Err(bad(
-                        "sslkey",
-                        k,
-                        &"encrypted keys (sslpassword) are not supported; give the key unencrypted",
-                    ));
-                }
-                let key = if text.contains("-----BEGIN") {
-                    PrivateKeyDer::from_pem_slice(&raw).map_err(|e| bad("sslkey", k, &e))?
-                } else {
-                    PrivateKeyDer::Pkcs8(raw.into())
-                };
-                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(c)
-                    .and_then(|i| i.collect::<Result<_, _>>())
-                    .map_err(|e| bad("sslcert", c, &e))?;
-                if certs.is_empty() {
-                    return Err(bad("sslcert", c, &"no certificate in the file"));
-                }
-                Some((certs, key))
-            }
-        };
-        weir_tls::client::client_config(check, roots, identity)
-            .map(|c| Some(Arc::new(c)))
-            .map_err(|e| PgError::Tls(e.to_string()))
-    }
 }
 
 /// The socket, plain or TLS.
@@ -243,6 +112,17 @@ impl PgError {
         match self {
             PgError::Server { code, .. } => Some(code),
             _ => None,
+        }
+    }
+}
+
+/// The shared TLS config's own messages are this client's (`sslrootcert
+/// ...: ...`); the rest keep weir-tls's wording.
+impl From<weir_tls::TlsError> for PgError {
+    fn from(e: weir_tls::TlsError) -> Self {
+        match e {
+            weir_tls::TlsError::PgSettings(m) => PgError::Tls(m),
+            other => PgError::Tls(other.to_string()),
         }
     }
 }
@@ -918,72 +798,4 @@ pub fn ident(s: &str) -> String {
 /// `s` as an SQL string literal.
 pub fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sslmode_names_round_trip() {
-        for m in [
-            SslMode::Disable,
-            SslMode::Allow,
-            SslMode::Prefer,
-            SslMode::Require,
-            SslMode::VerifyCa,
-            SslMode::VerifyFull,
-        ] {
-            assert_eq!(SslMode::parse(m.name()), Some(m));
-        }
-        assert_eq!(SslMode::parse("VERIFY-FULL"), Some(SslMode::VerifyFull));
-        assert_eq!(SslMode::parse("on"), None);
-        assert_eq!(SslMode::default(), SslMode::Prefer);
-    }
-
-    #[test]
-    fn unusable_settings_fail_before_connecting() {
-        let dir = tempfile::tempdir().unwrap();
-        let msg = |t: TlsConfig| t.client_config().unwrap_err().to_string();
-        let none = TlsConfig::default();
-        assert!(none.client_config().unwrap().is_some());
-        let off = TlsConfig {
-            mode: SslMode::Disable,
-            ..TlsConfig::default()
-        };
-        assert!(off.client_config().unwrap().is_none());
-        let e = msg(TlsConfig {
-            mode: SslMode::VerifyFull,
-            ..TlsConfig::default()
-        });
-        assert!(
-            e.contains("sslrootcert") && e.contains("verify-full"),
-            "{e}"
-        );
-        let e = msg(TlsConfig {
-            mode: SslMode::VerifyCa,
-            rootcert: Some(dir.path().join("missing.pem")),
-            ..TlsConfig::default()
-        });
-        assert!(e.contains("missing.pem"), "{e}");
-        let e = msg(TlsConfig {
-            cert: Some(dir.path().join("c.pem")),
-            ..TlsConfig::default()
-        });
-        assert!(e.contains("sslkey"), "{e}");
-        let key = dir.path().join("k.pem");
-        std::fs::write(
-            &key,
-            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAA==\n-----END ENCRYPTED PRIVATE KEY-----\n",
-        )
-        .unwrap();
-        let cert = dir.path().join("c.pem");
-        std::fs::write(&cert, "").unwrap();
-        let e = msg(TlsConfig {
-            cert: Some(cert),
-            key: Some(key),
-            ..TlsConfig::default()
-        });
-        assert!(e.contains("sslpassword") && e.contains("k.pem"), "{e}");
-    }
 }

@@ -126,7 +126,7 @@ impl Format {
                 let mut out = String::new();
                 for r in records {
                     let v = &r.record.value;
-                    conv.to_json(v.schema.as_deref(), &v.value)?.write(&mut out);
+                    conv.write_value(v.schema.as_deref(), &v.value, &mut out)?;
                     out.push('\n');
                 }
                 Ok(out.into_bytes())

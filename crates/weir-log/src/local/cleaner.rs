@@ -46,7 +46,7 @@ use super::partition::LocalPartition;
 use super::segment::{self, file_stem, lock, Indexes, Segment, SEGMENT_EXTS};
 use super::{io_err, Shared};
 use crate::batch::{self, BatchHeader};
-use crate::config::{LogConfig, TimestampType};
+use crate::config::LogConfig;
 use crate::error::LogError;
 
 /// Name of the per-partition cleaner checkpoint (first dirty offset).
@@ -409,52 +409,16 @@ fn remove_outputs(dir: &std::path::Path, stem: &str) {
 
 /// Filters one batch; `None` when nothing survives.
 fn filter_batch(h: &BatchHeader, bytes: &Bytes, seg_max_ts: i64, ctx: &Ctx<'_>) -> Option<Bytes> {
-    if h.is_control() || h.is_transactional() || h.base_offset >= ctx.map_end {
-        // Transactions (aborted data, markers) are left alone for now.
-        return Some(bytes.clone());
-    }
-    let mut section = Vec::new();
-    let mut kept = 0i32;
-    let mut dropped = 0i32;
-    let mut max_ts = i64::MIN;
-    let walked = batch::walk_records(bytes, |r| {
-        let keep = if r.offset >= ctx.map_end {
-            true
-        } else if let Some(k) = r.key {
-            let latest = ctx.map.get(k).is_none_or(|o| o <= r.offset);
-            let expired_tombstone =
-                r.value.is_none() && r.offset < ctx.first_dirty && seg_max_ts <= ctx.delete_horizon;
-            latest && !expired_tombstone
-        } else {
-            false
-        };
-        if keep {
-            section.extend_from_slice(r.raw);
-            kept += 1;
-            max_ts = max_ts.max(r.timestamp);
-        } else {
-            dropped += 1;
-        }
-    });
-    match walked {
-        Err(_) => Some(bytes.clone()),
-        Ok(_) if dropped == 0 => Some(bytes.clone()),
-        Ok(_) if kept == 0 => None,
-        Ok(header) => {
-            let max_ts = if header.timestamp_type() == TimestampType::LogAppendTime {
-                header.max_timestamp
-            } else {
-                max_ts
-            };
-            match batch::build_batch(&header, &section, kept, max_ts) {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    tracing::warn!(error = %e, "re-encoding a cleaned batch failed; keeping it whole");
-                    Some(bytes.clone())
-                }
-            }
-        }
-    }
+    let rules = batch::CleanRules {
+        latest: |k: &[u8]| ctx.map.get(k),
+        map_end: ctx.map_end,
+        first_dirty: ctx.first_dirty,
+        delete_horizon: ctx.delete_horizon,
+    };
+    batch::clean_batch(h, bytes, seg_max_ts, &rules).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "re-encoding a cleaned batch failed; keeping it whole");
+        Some(bytes.clone())
+    })
 }
 
 /// Rewrites one group of segments into one and swaps it in. Returns

@@ -14,8 +14,8 @@
 //!     cleaner-offset-checkpoint         first dirty offset (compacted topics)
 //! ```
 //!
-//! Background threads: a small pool of flushers (group commit), one
-//! scheduler (flush.ms, segment.ms, retention, checkpoints, deferred file
+//! Background threads: a small pool of flushers (group commit, see
+//! [`flusher_loop`]), one scheduler (flush.ms, segment.ms, retention, checkpoints, deferred file
 //! deletes) and, when enabled, one cleaner (compaction).
 
 mod budget;
@@ -100,7 +100,9 @@ pub struct EngineConfig {
     pub cleaner_buffer_bytes: usize,
     /// `log.cleaner.backoff.ms`: sleep between cleaner passes with nothing to do.
     pub cleaner_backoff_ms: u64,
-    /// Number of flusher threads doing fsyncs (group commit).
+    /// Number of flusher threads doing fsyncs (group commit). Several
+    /// partitions' fdatasyncs in flight at once share the file system's
+    /// journal commits; a thread waiting on the disk costs no CPU.
     pub flush_threads: usize,
     /// `log.flush.offset.checkpoint.interval.ms`: how often recovery points
     /// are checkpointed. Smaller means less to scan after a crash.
@@ -160,8 +162,11 @@ pub(crate) struct Shared {
     /// Recovery points read at open, kept for partitions not opened since.
     pub(crate) recovery_points: Mutex<HashMap<TopicPartition, i64>>,
     pub(crate) deferred: Mutex<Vec<(i64, Deferred)>>,
+    /// Partitions waiting for a sync, in the order they asked.
     flush_queue: Mutex<std::collections::VecDeque<Arc<LocalPartition>>>,
     flush_cv: Condvar,
+    /// Origin of the partitions' `queued_at` stamps.
+    epoch: std::time::Instant,
     stop: Mutex<bool>,
     stop_cv: Condvar,
     checkpoint_lock: Mutex<()>,
@@ -187,6 +192,22 @@ impl Shared {
         self.flush_cv.notify_one();
     }
 
+    /// Puts a partition that was asked to sync again while syncing back in
+    /// the queue, behind every partition already waiting: one busy
+    /// partition must not keep a flusher while the others' waiters queue
+    /// up (each round syncs every partition with pending data once). When
+    /// nobody else waits, it lingers first (see `LocalPartition::linger`).
+    fn requeue_flush(&self, p: Arc<LocalPartition>) {
+        if lock(&self.flush_queue).is_empty() {
+            p.linger();
+        }
+        self.queue_flush(p);
+    }
+
+    /// Nanoseconds since the engine opened, for queue-wait stamps.
+    pub(crate) fn elapsed_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
     /// Records that the data directory gained an entry; returns the
     /// generation a flush must see synced.
     pub(crate) fn data_dir_changed(&self) -> u64 {
@@ -341,6 +362,7 @@ impl LocalEngine {
             deferred: Mutex::new(Vec::new()),
             flush_queue: Mutex::new(Default::default()),
             flush_cv: Condvar::new(),
+            epoch: std::time::Instant::now(),
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
             checkpoint_lock: Mutex::new(()),
@@ -571,6 +593,12 @@ impl LogEngine for LocalEngine {
     }
 }
 
+/// One flusher thread. Partitions queue when a sync is first asked for and
+/// leave the queue when a flusher starts it, so a sync covers everything
+/// appended up to its start: every acks=all wait on the partition by then
+/// shares it, and each is released as soon as its own partition is
+/// durable, not when a whole round is. A partition asked again during its
+/// sync goes to the back of the queue.
 fn flusher_loop(shared: &Arc<Shared>) {
     loop {
         let next = {
@@ -590,7 +618,11 @@ fn flusher_loop(shared: &Arc<Shared>) {
             }
         };
         match next {
-            Some(p) => p.run_scheduled_flush(),
+            Some(p) => {
+                if let Some(again) = p.run_scheduled_flush() {
+                    shared.requeue_flush(again);
+                }
+            }
             None => return,
         }
     }

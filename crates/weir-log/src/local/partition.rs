@@ -119,6 +119,9 @@ pub struct LocalPartition {
     removed: AtomicBool,
     failed: AtomicBool,
     flush_sched: AtomicU8,
+    /// When the sync now queued or running was first asked for
+    /// (`Shared::elapsed_ns`), for the queue-wait histogram.
+    queued_at_ns: std::sync::atomic::AtomicU64,
     unflushed_msgs: AtomicI64,
     last_flush_ms: AtomicI64,
     /// Number of completed flushes that synced something (for tests and
@@ -200,6 +203,7 @@ impl LocalPartition {
             removed: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             flush_sched: AtomicU8::new(FLUSH_IDLE),
+            queued_at_ns: std::sync::atomic::AtomicU64::new(0),
             unflushed_msgs: AtomicI64::new(i64::from(loaded.durable < loaded.log_end)),
             last_flush_ms: AtomicI64::new(now),
             flushes: std::sync::atomic::AtomicU64::new(0),
@@ -471,6 +475,8 @@ impl LocalPartition {
                         )
                         .is_ok()
                     {
+                        self.queued_at_ns
+                            .store(self.shared.elapsed_ns(), Ordering::Release);
                         self.shared.queue_flush(me);
                         return;
                     }
@@ -486,6 +492,8 @@ impl LocalPartition {
                         )
                         .is_ok()
                     {
+                        self.queued_at_ns
+                            .store(self.shared.elapsed_ns(), Ordering::Release);
                         return;
                     }
                 }
@@ -494,36 +502,45 @@ impl LocalPartition {
         }
     }
 
-    /// Called by a flusher thread for a queued partition.
-    pub(crate) fn run_scheduled_flush(self: Arc<Self>) {
-        loop {
-            self.flush_sched.store(FLUSH_RUNNING, Ordering::Release);
-            if let Err(e) = self.flush_now() {
-                tracing::error!(partition = %self.tp, error = %e, "flush failed");
-            }
-            if self
-                .flush_sched
-                .compare_exchange(
-                    FLUSH_RUNNING,
-                    FLUSH_IDLE,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok()
-            {
-                return;
-            }
-            // Someone asked again while we were syncing: their data may
-            // have missed this fsync. The producers this fsync just released
-            // are about to append and wait again; give them a moment (until
-            // as many have come back as were released, at most
-            // `group_commit_linger_us`) so that the next fsync covers them
-            // too instead of producers splitting into alternating cohorts.
-            self.linger();
+    /// Called by a flusher thread for a queued partition. Returns the
+    /// partition when it was asked to sync again meanwhile: the caller
+    /// queues it again (see `Shared::requeue_flush`).
+    pub(crate) fn run_scheduled_flush(self: Arc<Self>) -> Option<Arc<Self>> {
+        self.flush_sched.store(FLUSH_RUNNING, Ordering::Release);
+        let queued_at = self.queued_at_ns.load(Ordering::Acquire);
+        let waited = self.shared.elapsed_ns().saturating_sub(queued_at);
+        self.shared
+            .stats
+            .flush_queue_wait
+            .observe(std::time::Duration::from_nanos(waited));
+        if let Err(e) = self.flush_now() {
+            tracing::error!(partition = %self.tp, error = %e, "flush failed");
         }
+        if self
+            .flush_sched
+            .compare_exchange(
+                FLUSH_RUNNING,
+                FLUSH_IDLE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            return None;
+        }
+        // Someone asked again while we were syncing: their data may have
+        // missed this fsync. Requesters seeing QUEUED leave it to us.
+        self.flush_sched.store(FLUSH_QUEUED, Ordering::Release);
+        Some(self)
     }
 
-    fn linger(&self) {
+    /// Before syncing a partition again right after its last sync, with no
+    /// other partition waiting: the producers that sync just released are
+    /// about to append and wait again; give them a moment (until as many
+    /// have come back as were released, at most `group_commit_linger_us`)
+    /// so that the next fsync covers them too instead of producers
+    /// splitting into alternating cohorts.
+    pub(crate) fn linger(&self) {
         let max = self.shared.config.group_commit_linger_us;
         if max == 0 {
             return;
@@ -1012,7 +1029,6 @@ impl LocalPartition {
     pub fn wait_durable(&self, end_offset: i64) -> BoxFuture<'static, Result<(), LogError>> {
         let mut rx = self.durable_tx.subscribe();
         let target = end_offset.min(*self.end_tx.borrow());
-        let name = self.tp.to_string();
         let current = *rx.borrow_and_update();
         if current.offset >= target {
             return Box::pin(std::future::ready(Ok(())));
@@ -1022,20 +1038,27 @@ impl LocalPartition {
         }
         self.register_waiter(target);
         self.request_flush();
+        let started = std::time::Instant::now();
+        let stats = self.shared.stats.clone();
+        // The name is built only for an error, not on every wait.
+        // (`me` upgrades: `self` lives in an `Arc` while it is borrowed.)
+        let me = self.me.upgrade();
+        let name = move || me.as_ref().map_or_else(String::new, |p| p.tp.to_string());
         Box::pin(async move {
             loop {
                 let d = *rx.borrow_and_update();
                 if d.offset >= target {
+                    stats.durable_wait.observe(started.elapsed());
                     return Ok(());
                 }
                 if d.failed {
-                    return Err(LogError::Failed { partition: name });
+                    return Err(LogError::Failed { partition: name() });
                 }
                 if d.closed {
-                    return Err(LogError::Removed { partition: name });
+                    return Err(LogError::Removed { partition: name() });
                 }
                 if rx.changed().await.is_err() {
-                    return Err(LogError::Removed { partition: name });
+                    return Err(LogError::Removed { partition: name() });
                 }
             }
         })
@@ -1356,8 +1379,8 @@ impl PartitionLog for LocalPartition {
         LocalPartition::size_bytes(self)
     }
 
-    fn producers(&self) -> Vec<(i64, ProducerEntry)> {
-        LocalPartition::producers(self)
+    fn producers(&self) -> Result<Vec<(i64, ProducerEntry)>, LogError> {
+        Ok(LocalPartition::producers(self))
     }
 
     fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {

@@ -12,9 +12,13 @@
 //!   latency from it (see [`stats::Pacer`] for the coordinated-omission
 //!   correction at a fixed `--rate`).
 //!
+//! - `pull`: pull queries against a streaming SQL server's REST API,
+//!   many at once over keep-alive HTTP connections (see [`pull`]).
+//!
 //! Progress goes to stderr once a second; the result is a table on stdout,
 //! or one JSON document with `--json`.
 
+pub mod pull;
 pub mod stats;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,6 +52,9 @@ pub enum Mode {
     Consume,
     /// Produce and consume at once; report end-to-end latency.
     E2e,
+    /// Pull queries against a streaming SQL server (`--url`, `--query`);
+    /// report their latency and rate.
+    Pull,
 }
 
 /// `weir bench`.
@@ -101,6 +108,25 @@ pub struct BenchArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// pull: the SQL server's URL.
+    #[arg(long, default_value = "http://127.0.0.1:8088")]
+    url: String,
+    /// pull: the endpoint, ksqlDB's `/query-stream` or `/query`.
+    #[arg(long, value_enum, default_value = "query-stream")]
+    endpoint: pull::Endpoint,
+    /// pull: the statement; each `{key}` in it is replaced by a random
+    /// number below `--keys`, e.g. `SELECT * FROM T WHERE ID = 'k{key}';`.
+    #[arg(long)]
+    query: Option<String>,
+    /// pull: how many distinct `{key}` values.
+    #[arg(long, default_value_t = 1)]
+    keys: u64,
+    /// pull: queries to send in total [default: 10000].
+    #[arg(long, conflicts_with = "duration")]
+    queries: Option<u64>,
+    /// pull: concurrent queries, one keep-alive HTTP/1.1 connection each.
+    #[arg(long, default_value_t = 100)]
+    concurrency: u32,
     /// A librdkafka property for every client, e.g. `-X
     /// fetch.max.bytes=104857600`; repeatable.
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = key_value)]
@@ -281,6 +307,7 @@ impl Report {
                 Mode::Produce => "produce",
                 Mode::Consume => "consume",
                 Mode::E2e => "e2e",
+                Mode::Pull => "pull",
             },
             self.topic,
             self.partitions,
@@ -331,6 +358,9 @@ impl Report {
 
 /// Runs `weir bench`.
 pub async fn run(args: BenchArgs) -> Result<()> {
+    if args.mode == Mode::Pull {
+        return run_pull(args).await;
+    }
     args.validate()?;
     let partitions = ensure_topic(&args).await?;
     let report = tokio::task::spawn_blocking(move || {
@@ -358,6 +388,41 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 p.records - c.records
             );
         }
+    }
+    Ok(())
+}
+
+/// `weir bench pull`: the report, and exit status 1 on any error.
+async fn run_pull(args: BenchArgs) -> Result<()> {
+    let query = args
+        .query
+        .clone()
+        .ok_or_else(|| anyhow!("pull needs --query (the statement to send)"))?;
+    if args.queries == Some(0) || args.duration == Some(Duration::ZERO) {
+        bail!("--queries and --duration must be more than zero");
+    }
+    let report = pull::run(pull::PullConfig {
+        url: args.url.clone(),
+        endpoint: args.endpoint,
+        query,
+        keys: args.keys,
+        queries: args.queries,
+        duration: args.duration,
+        rate: args.rate,
+        concurrency: args.concurrency,
+        timeout: args.common.timeout(),
+    })
+    .await?;
+    if args.json {
+        out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ));
+    } else {
+        out(&report.render());
+    }
+    if report.errors > 0 {
+        bail!("{} errors during the run", report.errors);
     }
     Ok(())
 }
@@ -472,6 +537,7 @@ fn run_blocking(args: &BenchArgs, partitions: i32) -> Result<Report> {
             let (cside, e2e) = consumed?;
             (Some(pside), Some(cside), ack, e2e)
         }
+        Mode::Pull => bail!("pull runs on its own path"),
     };
     progress.done.store(true, Ordering::SeqCst);
     let _ = ticker.join();

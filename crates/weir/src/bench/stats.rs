@@ -25,14 +25,17 @@ pub fn unix_nanos() -> u64 {
 pub fn payload(size: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     (0..size)
-        .map(|_| {
-            // xorshift64: cheap and good enough for filler.
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            b'A' + (x % 26) as u8
-        })
+        .map(|_| b'A' + (xorshift64(&mut x) % 26) as u8)
         .collect()
+}
+
+/// xorshift64: cheap, spread, not unpredictable (filler and keys only).
+/// `x` must not be zero.
+pub fn xorshift64(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
 }
 
 /// Writes the header into `buf` (at least [`HEADER_LEN`] bytes).

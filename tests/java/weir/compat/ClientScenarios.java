@@ -71,6 +71,8 @@ public final class ClientScenarios {
         s.put("transactions", ClientScenarios::transactions);
         s.put("static_members", ClientScenarios::staticMembers);
         s.put("admin_tour", ClientScenarios::adminTour);
+        s.put("describe_producers", ClientScenarios::describeProducers);
+        s.put("keyed_partitions", ClientScenarios::keyedPartitions);
         Harness.serve(s);
     }
 
@@ -156,6 +158,51 @@ public final class ClientScenarios {
     }
 
     /**
+     * Where the Java client's default partitioner puts each key (UTF-8, as
+     * StringSerializer writes it): one record per key, no partition given;
+     * returns key to partition. args: topic, keys.
+     */
+    static Object keyedPartitions(JsonNode args) throws Exception {
+        String topic = args.get("topic").asText();
+        Map<String, java.util.concurrent.Future<RecordMetadata>> fs = new TreeMap<>();
+        try (KafkaProducer<String, String> p = producer(Map.of())) {
+            for (JsonNode k : args.get("keys")) {
+                fs.put(k.asText(), p.send(new ProducerRecord<>(topic, k.asText(), "")));
+            }
+            Map<String, Object> out = new TreeMap<>();
+            for (var e : fs.entrySet()) {
+                out.put(e.getKey(), e.getValue().get(60, TimeUnit.SECONDS).partition());
+            }
+            return out;
+        }
+    }
+
+    /**
+     * Admin.describeProducers for partitions 0..partitions-1 of a topic;
+     * returns, by partition, each active producer's id, epoch, last
+     * sequence and whether it is in a transaction. args: topic, partitions.
+     */
+    static Object describeProducers(JsonNode args) throws Exception {
+        String topic = args.get("topic").asText();
+        List<TopicPartition> tps = new ArrayList<>();
+        for (int i = 0; i < args.get("partitions").asInt(); i++) {
+            tps.add(new TopicPartition(topic, i));
+        }
+        Map<String, Object> out = new TreeMap<>();
+        try (Admin a = admin()) {
+            a.describeProducers(tps).all().get(30, TimeUnit.SECONDS).forEach((tp, state) -> {
+                List<Object> ps = new ArrayList<>();
+                state.activeProducers().forEach(ps_ -> ps.add(obj("producer_id", ps_.producerId(),
+                    "epoch", ps_.producerEpoch(), "last_sequence", ps_.lastSequence(),
+                    "last_timestamp", ps_.lastTimestamp(),
+                    "in_transaction", ps_.currentTransactionStartOffset().isPresent())));
+                out.put(Integer.toString(tp.partition()), ps);
+            });
+        }
+        return out;
+    }
+
+    /**
      * Produces `count` records to partition 0 (see produce), then reads them
      * back with an assigned consumer; returns what was acknowledged and what
      * was read. args: topic, count, producer, consumer.
@@ -225,6 +272,9 @@ public final class ClientScenarios {
         // Members run until every record is read and every member holds
         // partitions, so the final assignments show the split.
         var holding = new java.util.concurrent.atomic.AtomicIntegerArray(members);
+        // No member closes (and leaves, handing its partitions to the
+        // others) until every member has taken its final assignment.
+        var snapshotted = new java.util.concurrent.CountDownLatch(members);
         for (int m = 0; m < members; m++) {
             int member = m;
             Map<String, Object> result = new ConcurrentHashMap<>();
@@ -256,6 +306,8 @@ public final class ClientScenarios {
                     }
                     result.put("assigned", new TreeSet<>(
                         c.assignment().stream().map(TopicPartition::partition).toList()));
+                    snapshotted.countDown();
+                    snapshotted.await(30, TimeUnit.SECONDS);
                 } catch (Throwable e) {
                     errors.add(e);
                     stop.set(true);

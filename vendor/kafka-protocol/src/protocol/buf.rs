@@ -208,6 +208,13 @@ pub trait ByteBufMut: BufMut {
     fn fill_typed_gap<T: GapType>(&mut self, gap: TypedGap<T>, value: T::Value) {
         gap.type_.put(self.gap_buf(gap.gap), value);
     }
+
+    /// Weir patch: put the contents of a shared `Bytes` (a bytes field's
+    /// payload, e.g. a fetch response's records). Copies by default; a
+    /// buffer that collects chunks can keep a reference instead.
+    fn put_shared(&mut self, bytes: &Bytes) {
+        self.put_slice(bytes);
+    }
 }
 
 impl ByteBufMut for BytesMut {
@@ -243,5 +250,8 @@ impl<T: ByteBufMut> ByteBufMut for &mut T {
     }
     fn range(&mut self, r: Range<usize>) -> &mut [u8] {
         (**self).range(r)
+    }
+    fn put_shared(&mut self, bytes: &Bytes) {
+        (**self).put_shared(bytes)
     }
 }

@@ -619,7 +619,17 @@ impl Encoder<Option<&bytes::Bytes>> for Bytes {
 
 impl Encoder<&Option<bytes::Bytes>> for Bytes {
     fn encode<B: ByteBufMut>(&self, buf: &mut B, value: &Option<bytes::Bytes>) -> Result<()> {
-        Bytes.encode(buf, value.as_ref())
+        // Weir patch: the payload goes through `put_shared`, so a chunking
+        // buffer can reference it instead of copying.
+        match value {
+            Some(b) if b.len() > i32::MAX as usize => bail!("Data is too long to encode ({} bytes)", b.len()),
+            Some(b) => {
+                Int32.encode(buf, b.len() as i32)?;
+                buf.put_shared(b);
+                Ok(())
+            }
+            None => Bytes.encode(buf, None::<&[u8]>),
+        }
     }
     fn compute_size(&self, value: &Option<bytes::Bytes>) -> Result<usize> {
         Bytes.compute_size(value.as_ref())
@@ -646,7 +656,8 @@ impl Encoder<&Vec<u8>> for Bytes {
 
 impl Encoder<&bytes::Bytes> for Bytes {
     fn encode<B: ByteBufMut>(&self, buf: &mut B, value: &bytes::Bytes) -> Result<()> {
-        Bytes.encode(buf, Some(value))
+        // Weir patch: see `Encoder<&Option<bytes::Bytes>>` above.
+        Bytes.encode(buf, &Some(value.clone()))
     }
     fn compute_size(&self, value: &bytes::Bytes) -> Result<usize> {
         Bytes.compute_size(Some(value))
@@ -771,7 +782,17 @@ impl Encoder<Option<&bytes::Bytes>> for CompactBytes {
 
 impl Encoder<&Option<bytes::Bytes>> for CompactBytes {
     fn encode<B: ByteBufMut>(&self, buf: &mut B, value: &Option<bytes::Bytes>) -> Result<()> {
-        CompactBytes.encode(buf, value.as_ref())
+        // Weir patch: the payload goes through `put_shared`, so a chunking
+        // buffer can reference it instead of copying.
+        match value {
+            Some(b) if b.len() >= u32::MAX as usize => bail!("CompactBytes is too long to encode ({} bytes)", b.len()),
+            Some(b) => {
+                UnsignedVarInt.encode(buf, (b.len() as u32) + 1)?;
+                buf.put_shared(b);
+                Ok(())
+            }
+            None => CompactBytes.encode(buf, None::<&[u8]>),
+        }
     }
     fn compute_size(&self, value: &Option<bytes::Bytes>) -> Result<usize> {
         CompactBytes.compute_size(value.as_ref())
@@ -798,7 +819,8 @@ impl Encoder<&Vec<u8>> for CompactBytes {
 
 impl Encoder<&bytes::Bytes> for CompactBytes {
     fn encode<B: ByteBufMut>(&self, buf: &mut B, value: &bytes::Bytes) -> Result<()> {
-        CompactBytes.encode(buf, Some(value))
+        // Weir patch: see `Encoder<&Option<bytes::Bytes>>` above.
+        CompactBytes.encode(buf, &Some(value.clone()))
     }
     fn compute_size(&self, value: &bytes::Bytes) -> Result<usize> {
         CompactBytes.compute_size(Some(value))

@@ -7,11 +7,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use weir_formats::prost_reflect::{
-    Cardinality, EnumDescriptor, Kind as ReflectKind, MessageDescriptor,
-};
-use weir_formats::protobuf::{is_descriptor, ProtobufSchema};
-use weir_formats::{FormatError, ResolvedReference, SchemaType};
+use crate::prost_reflect::{Cardinality, EnumDescriptor, Kind as ReflectKind, MessageDescriptor};
+use crate::protobuf::{is_descriptor, ProtobufSchema};
+use crate::{FormatError, ResolvedReference, SchemaType};
 
 /// A field's label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

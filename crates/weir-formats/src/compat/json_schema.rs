@@ -14,8 +14,8 @@ use serde_json::{Map, Value};
 /// Parses `text` and checks it against its draft's meta-schema (with
 /// `jsonschema`, through weir-formats).
 pub fn parse(text: &str) -> Result<Value, String> {
-    weir_formats::json_schema::parse_document(text).map_err(|e| match e {
-        weir_formats::FormatError::InvalidSchema { reason, .. } => reason,
+    crate::json_schema::parse_document(text).map_err(|e| match e {
+        crate::FormatError::InvalidSchema { reason, .. } => reason,
         other => other.to_string(),
     })
 }

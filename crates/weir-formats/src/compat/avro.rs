@@ -5,11 +5,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::apache_avro::schema::{Alias, Namespace};
+use crate::apache_avro::Schema as AvroNode;
+use crate::avro::AvroSchema;
+use crate::{FormatError, ResolvedReference, SchemaType};
 use serde_json::Value;
-use weir_formats::apache_avro::schema::{Alias, Namespace};
-use weir_formats::apache_avro::Schema as AvroNode;
-use weir_formats::avro::AvroSchema;
-use weir_formats::{FormatError, ResolvedReference, SchemaType};
 
 /// A type position in a schema.
 #[derive(Debug, Clone, PartialEq)]

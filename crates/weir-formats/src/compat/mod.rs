@@ -1,11 +1,15 @@
-//! Schema types, compatibility levels, and the per-type dispatch of
-//! parsing, canonical forms and compatibility checks.
+//! The schema registry's compatibility rules, shared by the registry and
+//! by the serializers' `latest.compatibility.strict` check: schema types,
+//! compatibility levels, and the per-type dispatch of parsing, canonical
+//! forms and compatibility checks.
+
+pub mod avro;
+pub mod json_schema;
+pub mod protobuf;
 
 use std::collections::HashMap;
 
-use crate::{avro, json_schema, protobuf};
-
-pub use weir_formats::{Reference, ResolvedReference as Resolved, SchemaType};
+pub use crate::{Reference, ResolvedReference as Resolved, SchemaType};
 
 /// A compatibility level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +112,7 @@ pub fn parse(ty: SchemaType, text: &str, deps: &[Resolved]) -> Result<Parsed, St
             }
             // Every `$ref` must resolve, within the document or to a
             // reference, as Confluent requires.
-            weir_formats::json_schema::JsonSchema::parse_with_references(text, deps)
+            crate::json_schema::JsonSchema::parse_with_references(text, deps)
                 .map_err(|e| e.to_string())?;
             Ok(Parsed::Json(json_schema::Doc { root, refs }))
         }

@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""Cluster mode (issue 16) against the single-node engine, same client,
+same run: `weir bench` against one local broker, one `--cluster` broker
+and three, the cluster on PostgreSQL and moto's S3 server started as the
+tests start them.
+
+    .venv/bin/python bench/cluster_bench.py
+    RECORDS=50000 WEIR=target/debug/weir .venv/bin/python bench/cluster_bench.py
+
+Knobs (environment): RECORDS (produce phase, default 300000), SIZE (value
+bytes, default 1024), PARTITIONS (default 6), SECONDS (the paced phase,
+default 20), FLUSH_MS (`--cluster-flush-ms`, default the broker's), WEIR
+(the binary; default the release build under CARGO_TARGET_DIR or
+target/), SETUPS (comma-separated subset of single, cluster1, cluster3,
+cluster1-serial, cluster3-serial, cluster3-file; `-serial` runs the
+brokers with `--cluster-serial-flush`, each object committed before the
+next upload starts, the baseline for the flush pipeline; `-file` puts
+the objects in a local directory (`file://`) instead of moto).
+
+Per setup: `weir bench produce` (acks=all, as fast as one client goes:
+throughput and ack latency), `weir bench e2e` paced at half that
+throughput (ack p50/p99, end-to-end p99), `weir bench consume` (catch-up
+read of the produce phase's topic). For cluster setups, during the
+produce phase: objects committed (`weir.objects`) and PostgreSQL commits
+(`pg_stat_database.xact_commit`) per second; for every setup, CPU seconds
+of the brokers (and of PostgreSQL and moto) per MB produced. Prints one
+JSON object per setup, then a table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tools import free_port  # noqa: E402  (bench/ is the script's directory)
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from pg_helpers import Postgres  # noqa: E402
+
+RECORDS = int(os.environ.get("RECORDS", "300000"))
+SIZE = int(os.environ.get("SIZE", "1024"))
+PARTITIONS = int(os.environ.get("PARTITIONS", "6"))
+SECONDS = int(os.environ.get("SECONDS", "20"))
+FLUSH_MS = os.environ.get("FLUSH_MS")
+SETUPS = os.environ.get(
+    "SETUPS", "single,cluster1,cluster3,cluster1-serial,cluster3-serial,cluster3-file").split(",")
+KEY, SECRET, REGION = "bench", "bench-secret", "us-east-1"
+HOST = "127.0.0.1"
+
+
+def weir_binary() -> Path:
+    if os.environ.get("WEIR"):
+        return Path(os.environ["WEIR"])
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    return target / "release" / "weir"
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU of processes and their reaped children."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15]) / tick
+    return total
+
+
+def postgres_pids(pg: Postgres) -> list[int]:
+    """This server's postmaster and its backends (not other servers')."""
+    master = int((pg.data / "postmaster.pid").read_text().split()[0])
+    out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True)
+    return [master] + [int(p) for p in out.stdout.split()]
+
+
+def wait_port(port: int, seconds: float) -> None:
+    import socket
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((HOST, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listens on {port} after {seconds}s")
+
+
+class Brokers:
+    def __init__(self, weir: Path, root: Path, n: int, extra: list[str], env: dict):
+        self.procs: list[subprocess.Popen] = []
+        self.ports: list[int] = []
+        for i in range(1, n + 1):
+            port = free_port()
+            data = root / f"node{i}"
+            data.mkdir()
+            cmd = [str(weir), "serve", "--data-dir", str(data), "--listen", f"{HOST}:{port}",
+                   "--registry-listen", f"{HOST}:{free_port()}",
+                   "--admin-listen", f"{HOST}:{free_port()}",
+                   "--rest-listen", "off", "--connect-listen", "off",
+                   "--console-listen", "off", "--sql-listen", "off",
+                   "--set", f"node.id={i}", *extra]
+            log = open(root / f"node{i}.log", "ab")
+            self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=log, env=env))
+            self.ports.append(port)
+        for p in self.ports:
+            wait_port(p, 60)
+        # Cluster brokers see each other once their heartbeats are in, and
+        # every broker creates its internal topics after it listens.
+        time.sleep(4)
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"{HOST}:{p}" for p in self.ports)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)
+
+
+def bench(weir: Path, bootstrap: str, *args: str) -> dict:
+    cmd = [str(weir), "bench", *args, "-b", bootstrap, "--json",
+           "--record-size", str(SIZE), "--partitions", str(PARTITIONS)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout)
+
+
+def run_setup(name: str, weir: Path, root: Path, pg: Postgres | None, moto_url: str | None,
+              moto_pid: int | None) -> dict:
+    env = dict(os.environ)
+    extra: list[str] = []
+    db = None
+    workdir = root / name
+    workdir.mkdir()
+    if name != "single":
+        db = f"bench_{name.replace('-', '_')}"
+        pg.sql(f"CREATE DATABASE {db}")
+        if name.endswith("-file"):
+            store = f"file://{workdir / 'store'}"
+        else:
+            import boto3
+            bucket = f"bench-{name}"
+            boto3.client("s3", endpoint_url=moto_url, aws_access_key_id=KEY,
+                         aws_secret_access_key=SECRET,
+                         region_name=REGION).create_bucket(Bucket=bucket)
+            env.update(AWS_ENDPOINT_URL=moto_url, AWS_REGION=REGION, AWS_ACCESS_KEY_ID=KEY,
+                       AWS_SECRET_ACCESS_KEY=SECRET)
+            store = f"s3://{bucket}/weir"
+        extra = ["--cluster", f"postgres://{pg.user}@{HOST}:{pg.port}/{db}",
+                 "--object-store", store]
+        if FLUSH_MS:
+            extra += ["--cluster-flush-ms", FLUSH_MS]
+        if name.endswith("-serial"):
+            extra.append("--cluster-serial-flush")
+    n = 3 if name.startswith("cluster3") else 1
+    brokers = Brokers(weir, workdir, n, extra, env)
+    try:
+        broker_pids = [p.pid for p in brokers.procs]
+        pg_pids = postgres_pids(pg) if db else []
+        side_pids = pg_pids + ([moto_pid] if moto_pid and db and "file" not in name else [])
+
+        def counters():
+            c = {"broker_cpu": cpu_seconds(broker_pids), "side_cpu": cpu_seconds(side_pids),
+                 "t": time.monotonic()}
+            if db:
+                (objs,), = pg.rows("SELECT count(*) FROM weir.objects", db=db)
+                (xacts,), = pg.rows(
+                    f"SELECT xact_commit FROM pg_stat_database WHERE datname = '{db}'")
+                c.update(objects=int(objs), xacts=int(xacts))
+            return c
+
+        before = counters()
+        produce = bench(weir, brokers.bootstrap, "produce", "--topic", "bench-produce",
+                        "--records", str(RECORDS), "--acks", "all")
+        after = counters()
+        secs = after["t"] - before["t"]
+        mb = produce["produce"]["bytes"] / 1e6
+        rate = max(1, int(produce["produce"]["records_per_sec"] / 2))
+        paced = bench(weir, brokers.bootstrap, "e2e", "--topic", "bench-e2e",
+                      "--rate", str(rate), "--duration", f"{SECONDS}s", "--acks", "all")
+        consume = bench(weir, brokers.bootstrap, "consume", "--topic", "bench-produce")
+        result = {
+            "setup": name,
+            "brokers": n,
+            "produce_records_per_sec": produce["produce"]["records_per_sec"],
+            "produce_mb_per_sec": produce["produce"]["mb_per_sec"],
+            "produce_errors": produce["produce"]["errors"],
+            "ack_latency_full_speed": produce["ack_latency"],
+            "paced_rate": rate,
+            "ack_latency_half_load": paced["ack_latency"],
+            "e2e_latency_half_load": paced["e2e_latency"],
+            "consume_mb_per_sec": consume["consume"]["mb_per_sec"],
+            "broker_cpu_s_per_mb": round((after["broker_cpu"] - before["broker_cpu"]) / mb, 4),
+            "pg_moto_cpu_s_per_mb": round((after["side_cpu"] - before["side_cpu"]) / mb, 4),
+        }
+        if db:
+            result["objects_per_sec"] = round((after["objects"] - before["objects"]) / secs, 1)
+            result["pg_commits_per_sec"] = round((after["xacts"] - before["xacts"]) / secs, 1)
+        return result
+    finally:
+        brokers.stop()
+
+
+def main() -> None:
+    weir = weir_binary()
+    if not weir.exists():
+        raise SystemExit(f"no weir binary at {weir}: build it or set WEIR")
+    root = Path(tempfile.mkdtemp(prefix="weir-cluster-bench-", dir=os.environ.get("DIR")))
+    pg = moto = None
+    moto_url = None
+    try:
+        if any(s != "single" for s in SETUPS):
+            pg = Postgres(free_port()).start()
+            moto_port = free_port()
+            moto_url = f"http://{HOST}:{moto_port}"
+            exe = Path(sys.executable).with_name("moto_server")
+            moto = subprocess.Popen([str(exe), "-H", HOST, "-p", str(moto_port)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_port(moto_port, 60)
+        results = []
+        for name in SETUPS:
+            r = run_setup(name, weir, root, pg, moto_url, moto.pid if moto else None)
+            print(json.dumps(r), flush=True)
+            results.append(r)
+        base = next((r for r in results if r["setup"] == "single"), None)
+        print("\n| setup | produce rec/s (ratio) | ack p50 / p99 ms (full speed) "
+              "| ack p50 / p99 ms at 50 % | e2e p99 ms at 50 % | catch-up MB/s "
+              "| broker CPU s/MB | PG+S3 CPU s/MB | objects/s | PG commits/s |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for r in results:
+            ratio = (f" ({r['produce_records_per_sec'] / base['produce_records_per_sec']:.2f})"
+                     if base else "")
+            full, half = r["ack_latency_full_speed"], r["ack_latency_half_load"]
+            print(f"| {r['setup']} | {r['produce_records_per_sec']:.0f}{ratio} "
+                  f"| {full['p50_ms']} / {full['p99_ms']} | {half['p50_ms']} / {half['p99_ms']} "
+                  f"| {r['e2e_latency_half_load']['p99_ms']} | {r['consume_mb_per_sec']} "
+                  f"| {r['broker_cpu_s_per_mb']} | {r['pg_moto_cpu_s_per_mb']} "
+                  f"| {r.get('objects_per_sec', '-')} | {r.get('pg_commits_per_sec', '-')} |")
+    finally:
+        if moto:
+            moto.terminate()
+            moto.wait(10)
+        if pg:
+            pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
