@@ -1111,7 +1111,13 @@ fn run(
                         }
                     }
                 }
-                positions.extend(passed_markers(&consumer, &all_inputs, &heads, &positions, &committed));
+                positions.extend(passed_markers(
+                    &consumer,
+                    &all_inputs,
+                    &heads,
+                    &positions,
+                    &committed,
+                ));
                 let mut offsets = TopicPartitionList::new();
                 for ((input, partition), o) in &positions {
                     offsets
