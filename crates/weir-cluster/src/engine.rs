@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::join_all;
@@ -74,8 +74,9 @@ pub struct ClusterConfig {
     /// the bytes): Kafka's `log.segment.delete.delay.ms`.
     pub collect_grace_ms: u64,
     /// How old an object in the store that no transaction recorded must
-    /// be before it is deleted; a flush or compaction whose upload began
-    /// more than half this long ago is not committed (it fails instead).
+    /// be before the collector takes it; a flush or compaction whose
+    /// object's row goes in more than half this long after its upload
+    /// began rolls back (it fails instead).
     pub orphan_grace_ms: u64,
     /// Chunks in intake objects committed longer ago than this are
     /// copied into per-partition objects.
@@ -109,6 +110,22 @@ impl ClusterConfig {
             compact_object_bytes: 64 << 20,
         }
     }
+}
+
+/// Wall-clock milliseconds since the epoch.
+pub(crate) fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// When an object whose upload starts now must have its row inserted
+/// (ms since the epoch, compared with PostgreSQL's clock): half the
+/// orphan grace later, so that an upload the collector may take (older
+/// than the grace, and whose adopted row it has since deleted) can no
+/// longer be recorded even across some clock skew.
+pub(crate) fn record_deadline(config: &ClusterConfig) -> i64 {
+    wall_ms().saturating_add(i64::try_from(config.orphan_grace_ms / 2).unwrap_or(i64::MAX))
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -780,6 +797,8 @@ struct Written {
     size: usize,
     positions: Vec<u64>,
     started: Instant,
+    /// The object's row must go in before this (ms since the epoch).
+    deadline_ms: i64,
     /// Told when the transaction is over (serial flushing only).
     committed: Option<oneshot::Sender<()>>,
 }
@@ -844,6 +863,7 @@ fn retriable(reason: &str) -> LogError {
 /// returns `None`.
 async fn write_object(shared: &Shared, entries: Vec<Pending>) -> Option<Written> {
     let started = Instant::now();
+    let deadline_ms = record_deadline(&shared.config);
     let header: Vec<Entry> = entries
         .iter()
         .map(|p| Entry {
@@ -873,6 +893,7 @@ async fn write_object(shared: &Shared, entries: Vec<Pending>) -> Option<Written>
         size,
         positions,
         started,
+        deadline_ms,
         committed: None,
     })
 }
@@ -885,17 +906,9 @@ async fn commit(shared: &Shared, client: &mut Client, w: Written) {
         size,
         positions,
         started,
+        deadline_ms,
         ..
     } = w;
-    // The collector deletes an object no transaction recorded once it is
-    // `orphan_grace_ms` old: one that waited half of that is not recorded.
-    if started.elapsed() > Duration::from_millis(shared.config.orphan_grace_ms / 2) {
-        fail_all(
-            entries,
-            "the intake object waited too long for its transaction; retry",
-        );
-        return;
-    }
     let mut attempt = 0;
     let result = loop {
         attempt += 1;
@@ -906,6 +919,7 @@ async fn commit(shared: &Shared, client: &mut Client, w: Written) {
             shared.config.node_id,
             &entries,
             &positions,
+            deadline_ms,
             shared.clock.now_ms(),
         )
         .await
@@ -923,7 +937,14 @@ async fn commit(shared: &Shared, client: &mut Client, w: Written) {
         }
     };
     match result {
-        Ok(placed) => {
+        Ok(None) => {
+            warn!(%key, "an intake object's row went in past its deadline; rolled back, failing the gathered appends");
+            fail_all(
+                entries,
+                "the intake object waited too long for its transaction; retry",
+            );
+        }
+        Ok(Some(placed)) => {
             let mut cache = lock(&shared.cache);
             for (p, (outcome, (end, start, stable))) in
                 entries.iter().zip(placed.outcomes.iter().zip(&placed.ends))
@@ -969,7 +990,12 @@ async fn commit(shared: &Shared, client: &mut Client, w: Written) {
             // offset range) and a plain one may write the records again,
             // as after a lost response from Kafka. Offsets stay exact
             // either way: only PostgreSQL assigns them, under the row lock.
-            let e = crate::error::describe_pg(&e);
+            let e = if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                // The collector took the object as an orphan first.
+                "the intake object was collected before its transaction; retry".to_string()
+            } else {
+                crate::error::describe_pg(&e)
+            };
             warn!(error = %e, %key, "sequencing failed; failing the gathered appends");
             fail_all(entries, &e);
         }
@@ -1063,6 +1089,8 @@ async fn load_producers(
 /// transactions included) and the transactions ABORT markers closed,
 /// move the next offsets past the accepted appends and the last stable
 /// offsets to the oldest open transactions, index, notify, commit.
+/// `None` (rolled back) if the object's row went in after `deadline_ms`.
+#[allow(clippy::too_many_arguments)]
 async fn sequence(
     client: &mut Client,
     key: &ObjectPath,
@@ -1070,8 +1098,9 @@ async fn sequence(
     node_id: i32,
     entries: &[Pending],
     positions: &[u64],
+    deadline_ms: i64,
     now_ms: i64,
-) -> Result<Placed, tokio_postgres::Error> {
+) -> Result<Option<Placed>, tokio_postgres::Error> {
     let mut order: Vec<&TopicPartition> = Vec::new();
     let mut seen: HashSet<&TopicPartition> = HashSet::new();
     for p in entries {
@@ -1253,25 +1282,32 @@ async fn sequence(
         i_ts.push(p.max_timestamp);
     }
     if !i_topic.is_empty() {
-        tx.execute(
-            schema::INDEX,
-            &[
-                &key.as_ref(),
-                &(size as i64),
-                &node_id,
-                &i_topic,
-                &i_part,
-                &i_base,
-                &i_last,
-                &i_pos,
-                &i_size,
-                &i_ts,
-            ],
-        )
-        .await?;
+        let indexed = tx
+            .execute(
+                schema::INDEX,
+                &[
+                    &key.as_ref(),
+                    &(size as i64),
+                    &node_id,
+                    &i_topic,
+                    &i_part,
+                    &i_base,
+                    &i_last,
+                    &i_pos,
+                    &i_size,
+                    &i_ts,
+                    &deadline_ms,
+                ],
+            )
+            .await?;
+        if indexed != i_topic.len() as u64 {
+            // Too late: the collector may have taken the object. Dropping
+            // the transaction rolls it back.
+            return Ok(None);
+        }
     }
     tx.commit().await?;
-    Ok(Placed { outcomes, ends })
+    Ok(Some(Placed { outcomes, ends }))
 }
 
 /// Follows other brokers' commits (LISTEN), so offsets and long polls

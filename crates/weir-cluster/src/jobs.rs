@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt;
@@ -25,7 +25,9 @@ use tracing::{debug, info, warn};
 use weir_storage::batch::{self, BatchHeader, HEADER_SIZE};
 use weir_storage::{LogConfig, LogError, TopicPartition};
 
-use crate::engine::{connect_pg, lock, pg, read_spans, store_err, PartState, Shared};
+use crate::engine::{
+    connect_pg, lock, pg, read_spans, record_deadline, store_err, wall_ms, PartState, Shared,
+};
 use crate::format::{self, Entry};
 use crate::schema;
 
@@ -255,7 +257,7 @@ async fn compact(
     if picked.is_empty() {
         return Ok(());
     }
-    let started = Instant::now();
+    let deadline = record_deadline(&shared.config);
     let spans: Vec<(&str, u64, usize)> = picked
         .iter()
         .map(|c| (c.key.as_str(), c.position, c.size))
@@ -271,11 +273,6 @@ async fn compact(
         })
         .collect();
     let (key, size, positions) = put_partition_object(shared, tp, &entries, &chunks).await?;
-    // The collector deletes an unrecorded object once it is older than
-    // `orphan_grace_ms`: record it well before that, or leave it to it.
-    if started.elapsed() > Duration::from_millis(shared.config.orphan_grace_ms / 2) {
-        return Ok(());
-    }
     let tx = client.transaction().await.map_err(pg)?;
     let me = shared.config.node_id;
     if tx
@@ -287,11 +284,9 @@ async fn compact(
         // The slot moved: its new holder compacts; this object is garbage.
         return Ok(());
     }
-    let id: i64 = tx
-        .query_one(schema::INSERT_OBJECT, &[&key.as_ref(), &size, &me])
-        .await
-        .map_err(pg)?
-        .get(0);
+    let Some(id) = insert_object(&tx, key.as_ref(), size, me, deadline).await? else {
+        return Ok(());
+    };
     let bases: Vec<i64> = picked.iter().map(|c| c.base).collect();
     let olds: Vec<i64> = picked.iter().map(|c| c.object_id).collect();
     let pos: Vec<i64> = positions
@@ -315,19 +310,35 @@ async fn compact(
     Ok(())
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+/// Records a job's object in its transaction; `None` if its row went in
+/// past `deadline` (the collector may have taken the object: the caller
+/// drops the transaction, which rolls it back).
+async fn insert_object(
+    tx: &tokio_postgres::Transaction<'_>,
+    key: &str,
+    size: i64,
+    node_id: i32,
+    deadline: i64,
+) -> Result<Option<i64>, LogError> {
+    let row = tx
+        .query_one(schema::INSERT_OBJECT, &[&key, &size, &node_id, &deadline])
+        .await
+        .map_err(pg)?;
+    if row.get::<_, bool>(1) {
+        Ok(Some(row.get(0)))
+    } else {
+        warn!(%key, "a job's object was recorded past its deadline; rolled back");
+        Ok(None)
+    }
 }
 
 /// The collector: stamps objects no index row references, deletes from
 /// the store those stamped more than `collect_grace_ms` ago (a reader
 /// that looked a row up before it went has that long to read it) and
-/// forgets them; every tenth pass, also deletes objects in the store that
-/// no object row names and that are older than `orphan_grace_ms`
-/// (uploads whose transaction failed; a flush or compaction commits
-/// within half that time of its upload's start or not at all).
+/// forgets them; every tenth pass, also adopts the objects in the store
+/// that no object row names and that are older than `orphan_grace_ms`
+/// (uploads whose transaction failed or never ran), which later passes
+/// then delete in the same way.
 async fn collect(shared: &Shared, client: &Client, pass: u64) -> Result<(), LogError> {
     client
         .execute(schema::MARK_DROPPED, &[])
@@ -368,33 +379,41 @@ async fn collect(shared: &Shared, client: &Client, pass: u64) -> Result<(), LogE
     Ok(())
 }
 
+/// Gives the old uploads no row names a row of their own, stamped
+/// dropped. Listing the store and reading PostgreSQL happen at different
+/// instants, so "no row names it" is decided by the insert itself, under
+/// the key's unique index: a transaction recording the object, committed
+/// or in flight, makes the insert skip the key (after waiting for it), and
+/// one recording it after the adoption fails on the key, or, once the
+/// adopted row is gone with the object, on its deadline.
 async fn collect_orphans(shared: &Shared, client: &Client) -> Result<(), LogError> {
-    let oldest = now_ms().saturating_sub(ms(shared.config.orphan_grace_ms));
+    let oldest = wall_ms().saturating_sub(ms(shared.config.orphan_grace_ms));
     for dir in ["intake", "compacted"] {
         let prefix = object_key(shared, dir);
-        let old: Vec<String> = shared
+        let old: Vec<(String, i64)> = shared
             .store
             .list(Some(&prefix))
             .try_filter(|m| std::future::ready(m.last_modified.timestamp_millis() < oldest))
-            .map_ok(|m| m.location.to_string())
+            .map_ok(|m| {
+                let size = i64::try_from(m.size).unwrap_or(i64::MAX);
+                (m.location.to_string(), size)
+            })
             .try_collect()
             .await
             .map_err(store_err)?;
-        for keys in old.chunks(1000) {
-            let unknown: Vec<String> = client
-                .query(schema::UNKNOWN_KEYS, &[&keys])
+        for batch in old.chunks(1000) {
+            let (keys, sizes): (Vec<&str>, Vec<i64>) =
+                batch.iter().map(|(k, s)| (k.as_str(), *s)).unzip();
+            let adopted = client
+                .query(
+                    schema::ADOPT_ORPHANS,
+                    &[&keys, &sizes, &shared.config.node_id],
+                )
                 .await
-                .map_err(pg)?
-                .into_iter()
-                .map(|r| r.get(0))
-                .collect();
-            for key in unknown {
-                match shared.store.delete(&ObjectPath::from(key.as_str())).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {
-                        info!(%key, "collected an object no transaction recorded");
-                    }
-                    Err(e) => warn!(%key, error = %e, "cannot delete an orphaned object"),
-                }
+                .map_err(pg)?;
+            for r in adopted {
+                let key: String = r.get(0);
+                info!(%key, "adopted an object no transaction recorded; it goes with the unreferenced ones");
             }
         }
     }
@@ -610,7 +629,7 @@ async fn clean(
         .map(|c| i64::try_from(rows[c.row].size - c.chunk.len()).unwrap_or(0))
         .sum();
     let written: Vec<&Cleaned> = cleaned.iter().filter(|c| !c.chunk.is_empty()).collect();
-    let started = Instant::now();
+    let deadline = record_deadline(&shared.config);
     let mut key = None;
     let mut positions = Vec::new();
     if !written.is_empty() {
@@ -629,9 +648,6 @@ async fn clean(
         key = Some((k, size));
         positions = pos;
     }
-    if started.elapsed() > Duration::from_millis(shared.config.orphan_grace_ms / 2) {
-        return Ok(());
-    }
     let me = shared.config.node_id;
     let tx = client.transaction().await.map_err(pg)?;
     if tx
@@ -643,11 +659,9 @@ async fn clean(
         return Ok(());
     }
     if let Some((k, size)) = &key {
-        let id: i64 = tx
-            .query_one(schema::INSERT_OBJECT, &[&k.as_ref(), size, &me])
-            .await
-            .map_err(pg)?
-            .get(0);
+        let Some(id) = insert_object(&tx, k.as_ref(), *size, me, deadline).await? else {
+            return Ok(());
+        };
         let mut cols = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
         for (c, pos) in written.iter().zip(&positions) {
             let r = &rows[c.row];

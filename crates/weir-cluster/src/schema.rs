@@ -166,15 +166,23 @@ SELECT topic, partition, next_offset - n, next_offset, log_start, last_stable,
         || E'\\t' || last_stable)
 FROM u";
 
-/// Records the object and one index row per chunk.
+/// Records the object and one index row per chunk, if the object's row
+/// went in before `$11` (ms since the epoch, the upload's recording
+/// deadline): otherwise no index row is inserted, and the caller, seeing
+/// fewer rows than chunks, rolls back. The clock is read after the row's
+/// key is in the unique index, so an object the collector adopted either
+/// makes this insert fail or was adopted after the check passed, and then
+/// waits for this transaction (docs/cluster-format.md, "Orphans").
 pub const INDEX: &str = "
 WITH o AS (
-    INSERT INTO weir.objects (key, size_bytes, node_id) VALUES ($1, $2, $3) RETURNING id
+    INSERT INTO weir.objects (key, size_bytes, node_id) VALUES ($1, $2, $3)
+    RETURNING id, clock_timestamp() < to_timestamp($11::bigint / 1000.0) AS fresh
 )
 INSERT INTO weir.batches (topic, partition, base_offset, last_offset, object_id, position, size, max_timestamp)
 SELECT x.topic, x.part, x.base, x.last, o.id, x.pos, x.size, x.ts
 FROM o, unnest($4::text[], $5::integer[], $6::bigint[], $7::bigint[], $8::bigint[], $9::integer[], $10::bigint[])
-    AS x(topic, part, base, last, pos, size, ts)";
+    AS x(topic, part, base, last, pos, size, ts)
+WHERE o.fresh";
 
 /// The index rows a read needs, in offset order.
 pub const READ: &str = "
@@ -345,9 +353,12 @@ SELECT 1 FROM weir.coordinators
 WHERE topic = $1 AND partition = $2 AND holder = $3 AND epoch = $4 AND expires_at > now()
 FOR SHARE";
 
-/// Records a compacted object.
+/// Records a compacted object; answers its id and whether the row went
+/// in before `$4` (ms since the epoch, as for [`INDEX`]): if not, the
+/// caller rolls back.
 pub const INSERT_OBJECT: &str = "
-INSERT INTO weir.objects (key, size_bytes, node_id) VALUES ($1, $2, $3) RETURNING id";
+INSERT INTO weir.objects (key, size_bytes, node_id) VALUES ($1, $2, $3)
+RETURNING id, clock_timestamp() < to_timestamp($4::bigint / 1000.0)";
 
 /// Points index rows of partition (`$1`, `$2`) at compacted object `$3`:
 /// `$4`-`$6` are (base offset, the object the row must still be in, new
@@ -373,10 +384,17 @@ ORDER BY id LIMIT 1000";
 /// Forgets objects deleted from the store.
 pub const FORGET_OBJECTS: &str = "DELETE FROM weir.objects WHERE id = ANY($1::bigint[])";
 
-/// Of the keys `$1` listed in the store, those no object row names
-/// (uploads whose transaction failed or never ran).
-pub const UNKNOWN_KEYS: &str = "
-SELECT k FROM unnest($1::text[]) AS k WHERE NOT EXISTS (SELECT 1 FROM weir.objects o WHERE o.key = k)";
+/// Adopts the old uploads `$1` (sizes `$2`) listed in the store that no
+/// object row names, as broker `$3`: each gets a row stamped dropped, so
+/// the collector deletes it like any unreferenced object; answers the
+/// keys adopted. The unique key is the lock: a recording transaction that
+/// inserted the key first makes this wait for its end (and skip the key
+/// if it commits), and one inserting it later fails.
+pub const ADOPT_ORPHANS: &str = "
+INSERT INTO weir.objects (key, size_bytes, node_id, dropped_at)
+SELECT k, s, $3, now() FROM unnest($1::text[], $2::bigint[]) AS x(k, s)
+ON CONFLICT (key) DO NOTHING
+RETURNING key";
 
 /// Every index row of partition (`$1`, `$2`) for the cleaner, in offset
 /// order, with the partition's log start, log end and first dirty offset

@@ -1024,10 +1024,11 @@ async fn background_jobs_compact_retain_collect_and_move_when_their_holder_dies(
         c.job_interval_ms = 200;
         c.job_slots = 1;
         c.collect_grace_ms = 500;
-        // A job's upload not recorded within half of this is dropped;
-        // short enough for the stray object to go within the test, long
-        // enough that a loaded machine's commit is not taken for one.
-        c.orphan_grace_ms = 6000;
+        // Short, for the stray object to go within the test: a flush or
+        // job whose row goes in later than half of this after its upload
+        // began rolls back (it fails or retries, never commits a row to
+        // an object the collector took).
+        c.orphan_grace_ms = 2000;
         c.compact_after_ms = 0;
         c
     };
@@ -1350,5 +1351,217 @@ async fn a_job_whose_lease_was_taken_over_commits_nothing() {
         .map(|(_, v)| v)
         .collect();
     assert_eq!(got, ["f0-0", "f0-1", "f1-0", "f1-1", "f2-0", "f2-1"]);
+    a.shutdown().unwrap();
+}
+
+/// One broker whose collector takes unrecorded uploads after
+/// `orphan_grace_ms` (its orphan pass runs every second) and deletes
+/// unreferenced objects `collect_grace_ms` after; compaction is off, so
+/// the store holds the flushes' objects only.
+async fn collector(
+    pg: &Pg,
+    store: &Path,
+    orphan_grace_ms: u64,
+    collect_grace_ms: u64,
+) -> (ClusterEngine, tokio_postgres::Client) {
+    let mut c = ClusterConfig::new(pg.url(), format!("file://{}", store.display()), 1);
+    c.advertised = Some(("127.0.0.1".into(), 9001));
+    c.broker_timeout_ms = 900;
+    c.coordinator_lease_ms = 1500;
+    c.flush_ms = 5;
+    c.job_interval_ms = 100;
+    c.job_slots = 1;
+    c.orphan_grace_ms = orphan_grace_ms;
+    c.collect_grace_ms = collect_grace_ms;
+    c.compact_after_ms = 3_600_000;
+    let engine = ClusterEngine::connect(c, Clock::system()).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while client
+        .query_opt(
+            "SELECT 1 FROM weir.coordinators WHERE topic = 'weir:jobs' AND holder = 1 AND expires_at > now()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(std::time::Instant::now() < deadline, "no job slot taken");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (engine, client)
+}
+
+/// Until the store holds `n` intake objects.
+async fn wait_stored(store: &Path, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while stored(store, "intake").len() != n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            stored(store, "intake")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Object rows no index row references (uploads the collector adopted).
+async fn unreferenced(client: &impl tokio_postgres::GenericClient) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM weir.objects o \
+             WHERE NOT EXISTS (SELECT 1 FROM weir.batches b WHERE b.object_id = o.id)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A flush whose transaction stalls (here on its partition's row lock)
+/// until its object is older than the orphan grace: the collector takes
+/// the object, and the flush must then fail rather than acknowledge
+/// records whose bytes are gone. Both ways the flush can learn it: the
+/// collector's row for the key is still there (the insert conflicts), or
+/// it went with the object (the insert is past its deadline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_stalled_until_its_object_was_collected_is_not_acknowledged() {
+    for (collect_grace_ms, why) in [
+        (3_600_000, "collected before its transaction"),
+        (200, "waited too long"),
+    ] {
+        let Some(pg) = Pg::start() else { return };
+        let store = tempfile::tempdir().unwrap();
+        let (a, mut client) = collector(&pg, store.path(), 2000, collect_grace_ms).await;
+        let tp = TopicPartition::new("stalled", 0);
+        let log = a.open(&tp, LogConfig::default()).unwrap();
+        log.append(batch(2, now_ms(), "first"), 0).await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        tx.execute(
+            "SELECT 1 FROM weir.partitions WHERE topic = 'stalled' FOR UPDATE",
+            &[],
+        )
+        .await
+        .unwrap();
+        let late = tokio::spawn(log.append(batch(2, now_ms(), "late"), 0));
+        wait_stored(store.path(), 2).await;
+        // Adopted and kept (the long grace) or deleted with its row: the
+        // stalled upload is no longer there for the flush to record.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (objects, adopted) = (
+                stored(store.path(), "intake").len(),
+                unreferenced(&tx).await,
+            );
+            let taken = if collect_grace_ms > 60_000 {
+                adopted == 1 || objects == 1
+            } else {
+                adopted == 0 && objects == 1
+            };
+            if taken {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{objects} objects, {adopted} adopted"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tx.rollback().await.unwrap();
+        let got = late.await.unwrap();
+        assert!(
+            matches!(&got, Err(e @ LogError::Io { .. }) if e.to_string().contains(why)),
+            "an append whose object the collector took: {got:?}"
+        );
+        // It took no offsets; the partition goes on.
+        assert_eq!(log.offsets().log_end, 2);
+        let info = log.append(batch(1, now_ms(), "next"), 0).await.unwrap();
+        assert_eq!(info.base_offset, 2);
+        let values: Vec<String> = read_all(&log, 0)
+            .await
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(values, ["first-0", "first-1", "next-0"]);
+        a.shutdown().unwrap();
+    }
+}
+
+/// A flush that has inserted its object's row but not committed when the
+/// collector lists the object as old and unrecorded: the collector waits
+/// for that transaction and, once it commits, leaves the object alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collector_waits_for_a_transaction_recording_the_object() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let (a, client) = collector(&pg, store.path(), 2000, 200).await;
+    let tp = TopicPartition::new("held", 0);
+    let log = a.open(&tp, LogConfig::default()).unwrap();
+    log.append(batch(2, now_ms(), "first"), 0).await.unwrap();
+    // Hold the next flush's transaction after its index rows went in (as
+    // a stalled server or a lost COMMIT round trip would).
+    client
+        .batch_execute(
+            "SELECT pg_advisory_lock(4242);
+             CREATE FUNCTION public.hold() RETURNS trigger LANGUAGE plpgsql AS
+                 $$ BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NULL; END $$;
+             CREATE TRIGGER hold AFTER INSERT ON weir.batches
+                 FOR EACH STATEMENT EXECUTE FUNCTION public.hold();",
+        )
+        .await
+        .unwrap();
+    let held = tokio::spawn(log.append(batch(2, now_ms(), "held"), 0));
+    wait_stored(store.path(), 2).await;
+    let waiting = || async {
+        client
+            .query_opt(
+                "SELECT 1 FROM pg_stat_activity WHERE pid <> pg_backend_pid() \
+                 AND wait_event_type = 'Lock' AND query LIKE '%ON CONFLICT (key)%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .is_some()
+    };
+    // Until the collector waits on the flush, or took its object.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !waiting().await && stored(store.path(), "intake").len() == 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the collector never reached the held object"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client
+        .execute("SELECT pg_advisory_unlock(4242)", &[])
+        .await
+        .unwrap();
+    let info = held.await.unwrap().unwrap();
+    assert_eq!(info.base_offset, 2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while waiting().await {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The acknowledged records' object is in the store and its row was
+    // not adopted: reads are served from the store, not from memory.
+    let row = client
+        .query_one(
+            "SELECT o.key, o.dropped_at IS NULL FROM weir.batches b JOIN weir.objects o \
+             ON o.id = b.object_id WHERE b.topic = 'held' AND b.base_offset = 2",
+            &[],
+        )
+        .await
+        .unwrap();
+    let key: String = row.get(0);
+    assert!(row.get::<_, bool>(1), "{key} was adopted");
+    assert!(
+        stored(store.path(), "intake").contains(&key),
+        "{key} is gone"
+    );
+    assert_eq!(unreferenced(&client).await, 0);
     a.shutdown().unwrap();
 }
