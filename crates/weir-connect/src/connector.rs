@@ -151,6 +151,17 @@ pub trait SourceTask: Send {
     fn start(&mut self, config: &Props, offsets: &dyn OffsetReader) -> Result<()>;
     /// The next records; may be empty; should return within about a second.
     fn poll(&mut self) -> Result<Vec<SourceRecord>>;
+    /// Offsets to commit without a record, as (source partition, offset)
+    /// (what Kafka's `SourceTask.updateOffsets` of KIP-910 allows), taken
+    /// after `start` and after every poll, placed after that poll's
+    /// records. The runtime
+    /// commits them at once (in a transaction under exactly-once support,
+    /// after the records before them are acknowledged otherwise), then
+    /// calls `commit`: a task can make a decision durable before acting
+    /// on it.
+    fn offsets_without_records(&mut self) -> Vec<(Json, Json)> {
+        Vec::new()
+    }
     /// Called after the records polled so far and their offsets are
     /// committed.
     fn commit(&mut self) -> Result<()> {

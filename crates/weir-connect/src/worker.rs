@@ -6,6 +6,8 @@
 //! transactional id `<group>-<connector>-<task>` fences a task's previous
 //! incarnation), otherwise offsets are written after the producer has
 //! flushed the records they cover, every `offset.flush.interval.ms`.
+//! Offsets a task gives without a record are committed at once, the same
+//! way.
 //!
 //! Sink tasks: a consumer in group `connect-<connector>`, records converted
 //! and given to `put`; every `offset.flush.interval.ms` (and at stop) the
@@ -459,6 +461,29 @@ fn run_source(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Resu
         ConnectError::bad_config(format!("{} has no source task", ctx.plugin.class))
     })?)();
     task.start(&ctx.task_config, &offsets)?;
+    // What the task recorded at start is durable before it runs.
+    let marks = task.offsets_without_records();
+    if !marks.is_empty() {
+        let mut at_start: BTreeMap<String, (Json, Json)> = marks
+            .into_iter()
+            .map(|(p, o)| (p.to_text(), (p, o)))
+            .collect();
+        let committed = if eos {
+            producer
+                .begin_transaction()
+                .map_err(ConnectError::from)
+                .and_then(|()| commit_txn(ctx, &producer, &mut at_start))
+        } else {
+            flush_offsets(ctx, &producer, &mut at_start)
+        };
+        if let Err(e) = committed.and_then(|()| task.commit()) {
+            task.stop();
+            if eos {
+                let _ = producer.abort_transaction(Duration::from_secs(10));
+            }
+            return Err(e);
+        }
+    }
     ctx.report("RUNNING", None);
     info!(connector = %ctx.connector, task = ctx.task, eos, "source task running");
     let mut was_paused = false;
@@ -501,7 +526,8 @@ fn run_source(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Resu
                 }
                 Retried::GaveUp(e) => return Err(tolerance_exceeded(ctx, &e)),
             };
-            if records.is_empty() {
+            let marks = task.offsets_without_records();
+            if records.is_empty() && marks.is_empty() {
                 if in_txn {
                     commit_txn(ctx, &producer, &mut pending)?;
                     in_txn = false;
@@ -574,13 +600,21 @@ fn run_source(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Resu
                     (source_partition, source_offset),
                 );
             }
-            ctx.metrics
-                .source_polled(&ctx.connector, ctx.task, n as u64);
-            if in_txn && txn_started.elapsed() >= boundary {
+            if n > 0 {
+                ctx.metrics
+                    .source_polled(&ctx.connector, ctx.task, n as u64);
+            }
+            // An offset without a record is committed at once: the task
+            // waits for it before acting on what it records.
+            let urgent = !marks.is_empty();
+            for (partition, offset) in marks {
+                pending.insert(partition.to_text(), (partition, offset));
+            }
+            if in_txn && (urgent || txn_started.elapsed() >= boundary) {
                 commit_txn(ctx, &producer, &mut pending)?;
                 in_txn = false;
                 task.commit()?;
-            } else if !eos && last_flush.elapsed() >= w.offset_flush_interval {
+            } else if !eos && (urgent || last_flush.elapsed() >= w.offset_flush_interval) {
                 flush_offsets(ctx, &producer, &mut pending)?;
                 task.commit()?;
                 last_flush = Instant::now();

@@ -12,7 +12,12 @@
 //! a snapshot is due it creates the slot with an exported snapshot, reads
 //! every captured table in one repeatable-read transaction at that
 //! snapshot, then streams from the slot's consistent point, so no change
-//! is missed or read twice. The slot's confirmed position is moved (a
+//! is missed or read twice. A snapshot replacing a completed one
+//! (`when_needed` once the slot is gone, `always`) first has the runtime
+//! commit an offset saying a snapshot is under way, without a record: a
+//! task restarted before the snapshot's own offsets are committed then
+//! snapshots again rather than streaming from the new slot as if it were
+//! the old one. The slot's confirmed position is moved (a
 //! standby status update) only in `commit`, which the runtime calls after
 //! Kafka acknowledged the records polled so far and their offsets; a
 //! killed worker therefore restarts from a position that loses nothing,

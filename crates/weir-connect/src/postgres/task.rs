@@ -162,6 +162,9 @@ struct Snapshot {
     ts_us: i64,
     /// Where streaming starts.
     start: u64,
+    /// Whether a record carried the completed snapshot's offset (not when
+    /// the last table is empty).
+    completion_recorded: bool,
 }
 
 struct Txn {
@@ -206,6 +209,11 @@ pub(super) struct PostgresTask {
     /// After a lost connection: when to reconnect.
     reconnect_at: Option<Instant>,
     retries: i64,
+    /// An offset for the runtime to commit without a record.
+    unrecorded: Option<Json>,
+    /// A snapshot replacing a completed one, held back until its marker
+    /// (`unrecorded`) is committed.
+    deferred: Option<Vec<(String, String)>>,
 }
 
 impl PostgresTask {
@@ -540,15 +548,7 @@ impl PostgresTask {
             self.idle = true;
             return Ok(());
         }
-        let slot_exists = {
-            let q = self.query.as_mut().ok_or_else(|| err("not connected"))?;
-            !q.query_one(&format!(
-                "SELECT 1 FROM pg_replication_slots WHERE slot_name = {}",
-                literal(&self.s.slot)
-            ))?
-            .rows
-            .is_empty()
-        };
+        let slot_exists = self.slot_exists()?;
         // Streaming resumes from the slot: without it the changes since the
         // stored offset are gone. Debezium logs this and streams on from a
         // new slot; failing instead keeps the loss from passing unnoticed.
@@ -574,71 +574,110 @@ impl PostgresTask {
                 self.s.slot
             )));
         }
-        let mut repl = PgConn::connect_tls(&cfg, &tls, true)?;
+        if snapshot && completed {
+            // The stored offsets say the snapshot completed: a task started
+            // after this one created the slot, but before its snapshot
+            // committed anything, would take that slot for its own and
+            // stream on, losing what happened while there was no slot.
+            // Record first that a snapshot is under way (as Debezium's
+            // offsets do during one), so such a task snapshots again.
+            self.unrecorded = Some(Json::obj([
+                ("last_snapshot_record", Json::Bool(false)),
+                ("ts_usec", Json::Int(now_us())),
+                ("snapshot", Json::str("INITIAL")),
+                ("snapshot_completed", Json::Bool(false)),
+            ]));
+            self.deferred = Some(tables);
+            return Ok(());
+        }
         if snapshot {
-            if slot_exists {
-                // A snapshot needs the slot's exported snapshot to start
-                // streaming exactly where it ends.
-                repl.query(&format!(
-                    "DROP_REPLICATION_SLOT {} WAIT",
-                    ident(&self.s.slot)
-                ))?;
-            }
-            self.resume = None;
-            self.last_commit = None;
-            let r = repl.query_one(&format!(
-                "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput EXPORT_SNAPSHOT",
+            return self.begin_snapshot(tables, slot_exists);
+        }
+        let mut repl = PgConn::connect_tls(&cfg, &tls, true)?;
+        if !slot_exists {
+            repl.query(&format!(
+                "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput NOEXPORT_SNAPSHOT",
                 ident(&self.s.slot)
             ))?;
-            let row = r
-                .rows
-                .first()
-                .ok_or_else(|| err("CREATE_REPLICATION_SLOT returned nothing"))?;
-            let lsn = row
-                .get(1)
-                .cloned()
-                .flatten()
-                .and_then(|l| pgoutput::parse_lsn(&l))
-                .ok_or_else(|| err("no consistent point"))?;
-            let name = row
-                .get(2)
-                .cloned()
-                .flatten()
-                .ok_or_else(|| err("no exported snapshot"))?;
-            let q = self.query.as_mut().ok_or_else(|| err("not connected"))?;
-            q.query("BEGIN ISOLATION LEVEL REPEATABLE READ")?;
-            q.query(&format!("SET TRANSACTION SNAPSHOT {}", literal(&name)))?;
-            let txid = q
-                .query_one("SELECT txid_current()")?
-                .rows
-                .first()
-                .and_then(|r| r.first().cloned().flatten())
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(0);
-            self.snapshot = Some(Snapshot {
-                tables,
-                idx: 0,
-                cursor_open: false,
-                table: None,
-                pending: None,
-                first_done: false,
-                lsn,
-                txid,
-                ts_us: now_us(),
-                start: lsn,
-            });
-            self.repl = Some(repl);
-        } else {
-            if !slot_exists {
-                repl.query(&format!(
-                    "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput NOEXPORT_SNAPSHOT",
-                    ident(&self.s.slot)
-                ))?;
-            }
-            let start = self.resume.map(|r| r.lsn_commit.unwrap_or(0)).unwrap_or(0);
-            self.repl = Some(repl);
-            self.start_streaming(start)?;
         }
+        let start = self.resume.map(|r| r.lsn_commit.unwrap_or(0)).unwrap_or(0);
+        self.repl = Some(repl);
+        self.start_streaming(start)
+    }
+
+    fn slot_exists(&mut self) -> Result<bool> {
+        let q = self.query.as_mut().ok_or_else(|| err("not connected"))?;
+        Ok(!q
+            .query_one(&format!(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = {}",
+                literal(&self.s.slot)
+            ))?
+            .rows
+            .is_empty())
+    }
+
+    /// Creates the slot with an exported snapshot (replacing `slot_exists`)
+    /// and opens the snapshot's transaction at it.
+    fn begin_snapshot(&mut self, tables: Vec<(String, String)>, slot_exists: bool) -> Result<()> {
+        let cfg = self
+            .s
+            .conn
+            .clone()
+            .ok_or_else(|| err("no connection settings"))?;
+        let mut repl = PgConn::connect_tls(&cfg, &self.s.tls, true)?;
+        if slot_exists {
+            // A snapshot needs the slot's exported snapshot to start
+            // streaming exactly where it ends.
+            repl.query(&format!(
+                "DROP_REPLICATION_SLOT {} WAIT",
+                ident(&self.s.slot)
+            ))?;
+        }
+        self.resume = None;
+        self.last_commit = None;
+        let r = repl.query_one(&format!(
+            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput EXPORT_SNAPSHOT",
+            ident(&self.s.slot)
+        ))?;
+        let row = r
+            .rows
+            .first()
+            .ok_or_else(|| err("CREATE_REPLICATION_SLOT returned nothing"))?;
+        let lsn = row
+            .get(1)
+            .cloned()
+            .flatten()
+            .and_then(|l| pgoutput::parse_lsn(&l))
+            .ok_or_else(|| err("no consistent point"))?;
+        let name = row
+            .get(2)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| err("no exported snapshot"))?;
+        let q = self.query.as_mut().ok_or_else(|| err("not connected"))?;
+        q.query("BEGIN ISOLATION LEVEL REPEATABLE READ")?;
+        q.query(&format!("SET TRANSACTION SNAPSHOT {}", literal(&name)))?;
+        let txid = q
+            .query_one("SELECT txid_current()")?
+            .rows
+            .first()
+            .and_then(|r| r.first().cloned().flatten())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        self.snapshot = Some(Snapshot {
+            tables,
+            idx: 0,
+            cursor_open: false,
+            table: None,
+            pending: None,
+            first_done: false,
+            lsn,
+            txid,
+            ts_us: now_us(),
+            start: lsn,
+            completion_recorded: false,
+        });
+        self.repl = Some(repl);
         Ok(())
     }
 
@@ -720,6 +759,8 @@ impl PostgresTask {
         let result = self.snapshot_batch(&mut snap, &mut out);
         let done = snap.idx >= snap.tables.len();
         let start = snap.start;
+        let recorded = snap.completion_recorded;
+        let completion = Self::snapshot_offset(&snap, true);
         if !done {
             self.snapshot = Some(snap);
         }
@@ -727,6 +768,13 @@ impl PostgresTask {
         if done {
             let q = self.query.as_mut().ok_or_else(|| err("not connected"))?;
             q.query("COMMIT")?;
+            if !recorded {
+                // The last table is empty (or all are): no record carried
+                // the completion, so it is committed on its own.
+                self.unrecorded = Some(completion.clone());
+            }
+            // What heartbeats carry until a change does.
+            self.last_offset = Some(completion);
             if self.s.mode == Mode::InitialOnly {
                 self.idle = true;
                 if let Some(r) = self.repl.take() {
@@ -781,6 +829,7 @@ impl PostgresTask {
             if exhausted {
                 if let Some((prev, first)) = snap.pending.take() {
                     out.push(self.snapshot_record(snap, &table, prev, first, true)?);
+                    snap.completion_recorded |= snap.idx + 1 == snap.tables.len();
                 }
                 let q = self.query.as_mut().ok_or_else(|| err("not connected"))?;
                 q.query("CLOSE weir_snapshot")?;
@@ -828,15 +877,19 @@ impl PostgresTask {
         );
         let key = self.key_of(t, &after);
         let value = self.envelope(t, "r", None, Some(after), source);
-        let offset = Json::obj([
+        let offset = Self::snapshot_offset(snap, completed);
+        Ok(self.record(&t.topic, key, value, offset))
+    }
+
+    fn snapshot_offset(snap: &Snapshot, completed: bool) -> Json {
+        Json::obj([
             ("last_snapshot_record", Json::Bool(completed)),
             ("lsn", Json::Int(snap.lsn as i64)),
             ("txId", Json::Int(snap.txid)),
             ("ts_usec", Json::Int(snap.ts_us)),
             ("snapshot", Json::str("INITIAL")),
             ("snapshot_completed", Json::Bool(completed)),
-        ]);
-        Ok(self.record(&t.topic, key, value, offset))
+        ])
     }
 
     // --- streaming -------------------------------------------------------
@@ -1317,6 +1370,14 @@ impl SourceTask for PostgresTask {
                 Err(e) => return Err(e),
             }
         }
+        if self.deferred.is_some() {
+            // The snapshot begins in `commit`, once the runtime committed
+            // the marker it takes after this poll.
+            if self.unrecorded.is_none() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            return Ok(Vec::new());
+        }
         let polled = if self.idle {
             std::thread::sleep(Duration::from_millis(500));
             Ok(Vec::new())
@@ -1340,7 +1401,30 @@ impl SourceTask for PostgresTask {
         }
     }
 
+    fn offsets_without_records(&mut self) -> Vec<(Json, Json)> {
+        let Some(offset) = self.unrecorded.take() else {
+            return Vec::new();
+        };
+        self.handed = Some(offset.clone());
+        vec![(self.partition(), offset)]
+    }
+
     fn commit(&mut self) -> Result<()> {
+        if self.unrecorded.is_none() {
+            // The marker is committed: the snapshot can create the slot.
+            if let Some(tables) = self.deferred.take() {
+                let started = self
+                    .slot_exists()
+                    .and_then(|exists| self.begin_snapshot(tables, exists));
+                match started {
+                    Ok(()) => {}
+                    Err(e @ ConnectError::Retriable { .. }) => {
+                        self.lost_connection(e)?;
+                    }
+                    Err(e) => return Err(fatal(e)),
+                }
+            }
+        }
         self.outstanding = false;
         // `polled_upto` only moves at transaction ends, so a transaction
         // split across polls is confirmed once it is whole.
@@ -1381,6 +1465,8 @@ impl PostgresTask {
         self.txn = None;
         self.rels.clear();
         self.resume = None;
+        self.deferred = None;
+        self.unrecorded = None;
         // Records handed before the loss may still be unacknowledged: keep
         // keepalives from confirming past them until the next commit.
         self.outstanding = true;
