@@ -17,7 +17,8 @@ Faults: PostgreSQL crashed and restarted, the object store unreachable
 for 30 s, and brokers killed with kill -9 and restarted at random
 (`WEIR_CLUSTER_KILLS` times, default 6; the issue's full run is 50),
 while an idempotent producer and a consumer run: nothing acknowledged is
-lost or doubled. DescribeProducers from `weir.producers`."""
+lost or doubled. DescribeProducers from `weir.producers`. A SCRAM user
+and ACLs made through one broker take effect on the others."""
 
 from __future__ import annotations
 
@@ -36,10 +37,14 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka import OFFSET_BEGINNING
 from confluent_kafka import ConsumerGroupTopicPartitions
 from confluent_kafka import IsolationLevel
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
+                                   AdminClient, NewTopic, OffsetSpec, ResourcePatternType,
+                                   ResourceType, ScramCredentialInfo, ScramMechanism,
+                                   UserScramCredentialUpsertion)
 
 import java_harness
 from conftest import HOST, free_port
+from security_util import write_users
 
 
 @pytest.fixture
@@ -49,8 +54,11 @@ def cluster(broker_factory, postgres, moto_server):
 
 
 def start_cluster(broker_factory, postgres, moto_server, extra_env=None,
-                  s3_url: str | None = None, extra_args: tuple = ()) -> dict:
-    """`s3_url` replaces moto's address in the brokers' settings (a relay)."""
+                  s3_url: str | None = None, extra_args: tuple = (),
+                  own_args=None, client: dict | None = None) -> dict:
+    """`s3_url` replaces moto's address in the brokers' settings (a relay);
+    `own_args(port)` adds arguments naming a broker's own port, and
+    `client` is the client settings to reach the brokers with."""
     db = postgres.create_db(f"c{uuid.uuid4().hex[:10]}")
     bucket = moto_server.create_bucket()
     env = {
@@ -61,15 +69,19 @@ def start_cluster(broker_factory, postgres, moto_server, extra_env=None,
         **(extra_env or {}),
     }
     url = f"postgres://{postgres.user}@127.0.0.1:{postgres.port}/{db}"
-    brokers = [
-        broker_factory("--cluster", url, "--object-store", f"s3://{bucket}/weir",
-                       "--set", f"node.id={i}", *extra_args, name=f"node{i}", env=env)
-        for i in (1, 2, 3)
-    ]
+    brokers = []
+    for i in (1, 2, 3):
+        b = broker_factory("--cluster", url, "--object-store", f"s3://{bucket}/weir",
+                           "--set", f"node.id={i}", *extra_args, name=f"node{i}", env=env,
+                           start=False)
+        if own_args:
+            b.args += own_args(b.port)
+        brokers.append(b.start())
     # Each broker sees the others once their heartbeats are in.
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        md = AdminClient({"bootstrap.servers": brokers[0].bootstrap}).list_topics(timeout=5)
+        conf = {**(client or {}), "bootstrap.servers": brokers[0].bootstrap}
+        md = AdminClient(conf).list_topics(timeout=5)
         if len(md.brokers) == 3:
             break
         time.sleep(0.2)
@@ -1511,3 +1523,73 @@ def test_a_compacted_topic_is_read_back_with_one_record_per_key(broker_factory, 
         f"SELECT cleaned_to, size_bytes < 10000 FROM weir.partitions WHERE topic = '{topic_name}'",
         db=cluster["db"])
     assert rows == [(str(end - 1), "t")], rows
+
+
+def test_scram_users_and_acls_made_through_one_broker_reach_the_others(
+        broker_factory, postgres, moto_server, tmp_path, topic_name):
+    """Every broker listens with SASL only and checks ACLs; a SCRAM user
+    and an ACL are made through one broker and take effect on the others
+    (which read `__weir_security` at start only without following it).
+    Each change is checked on the two brokers it was not made through:
+    the admin client may send it to any broker, but to one only."""
+    users = write_users(tmp_path / "plain-users.txt", {"admin": "admin-pw"})
+    sasl = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN",
+            "sasl.username": "admin", "sasl.password": "admin-pw"}
+    c = start_cluster(
+        broker_factory, postgres, moto_server,
+        extra_args=("--set", "authorizer.class.name=StandardAuthorizer",
+                    "--set", "super.users=User:admin",
+                    "--set", f"sasl.plain.credentials.file={users}"),
+        own_args=lambda port: ["--set", f"listeners=SASL_PLAINTEXT://{HOST}:{port}"],
+        client=sasl)
+    b1, b2, b3 = c["brokers"]
+
+    def admin(b) -> AdminClient:
+        return AdminClient({**sasl, "bootstrap.servers": b.bootstrap})
+
+    def alice(b) -> dict:
+        return {"bootstrap.servers": b.bootstrap, "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanisms": "SCRAM-SHA-256", "sasl.username": "alice",
+                "sasl.password": "alice-pw"}
+
+    a1, a2 = admin(b1), admin(b2)
+    for f in a1.create_topics([NewTopic(topic_name, 1, 1)], request_timeout=15).values():
+        f.result()
+    futs = a1.alter_user_scram_credentials([UserScramCredentialUpsertion(
+        "alice", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"alice-pw")])
+    for f in futs.values():
+        assert f.result(timeout=30) is None
+
+    def logs_in(b) -> bool:
+        try:
+            AdminClient(alice(b)).list_topics(timeout=3)
+            return True
+        except KafkaException:
+            return False
+
+    for b in (b2, b3):
+        wait_for(lambda: logs_in(b), timeout=30, what=f"alice cannot log in on {b.name}")
+
+    def topic_error(b):
+        # A new client's first request goes to its bootstrap broker.
+        md = AdminClient(alice(b)).list_topics(topic_name, timeout=10)
+        return md.topics[topic_name].error
+
+    for b in (b1, b3):
+        err = topic_error(b)
+        assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+    read = AclBinding(ResourceType.TOPIC, topic_name, ResourcePatternType.LITERAL,
+                      "User:alice", "*", AclOperation.READ, AclPermissionType.ALLOW)
+    for f in a2.create_acls([read], request_timeout=15).values():
+        f.result()
+    for b in (b1, b3):
+        wait_for(lambda: topic_error(b) is None, timeout=30,
+                 what=f"the ACL did not reach {b.name}")
+    matching = AclBindingFilter(ResourceType.TOPIC, topic_name, ResourcePatternType.LITERAL,
+                                "User:alice", None, AclOperation.ANY, AclPermissionType.ANY)
+    for f in a2.delete_acls([matching], request_timeout=15).values():
+        assert len(f.result()) == 1
+    for b in (b1, b3):
+        wait_for(lambda: (e := topic_error(b)) is not None
+                 and e.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                 timeout=30, what=f"the ACL's deletion did not reach {b.name}")

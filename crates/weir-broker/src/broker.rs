@@ -197,6 +197,9 @@ impl Broker {
             node.clone(),
         )
         .await?;
+        if topics.shared().is_some() {
+            security.follow(node.stopping());
+        }
         let broker = Arc::new(Self {
             node,
             topics,

@@ -142,24 +142,45 @@ impl Security {
             )?,
             allow_everyone_if_no_acl_found: s.get_bool("allow.everyone.if.no.acl.found"),
         };
-        let mut authorizer = Authorizer::new(config);
-        for (id, value) in self.security_records(ACL_KIND).await? {
-            match serde_json::from_slice::<StoredAcl>(&value)
-                .ok()
-                .and_then(|s| s.to_binding())
-            {
-                Some(b) => {
-                    authorizer.add(b);
-                }
-                None => warn!(id, "ignoring an unreadable ACL record"),
-            }
-        }
         *self
             .acls
             .authorizer
             .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some(authorizer);
+            .unwrap_or_else(|e| e.into_inner()) = Some(Authorizer::new(config));
+        for (id, value) in self.security_records(ACL_KIND).await? {
+            self.apply_acl(&id, Some(&value));
+        }
         Ok(())
+    }
+
+    /// Adds (or with `None`, removes) the ACL of one record; the record
+    /// id is the ACL itself, so a tombstone names what it removes.
+    pub(crate) fn apply_acl(&self, id: &str, value: Option<&Bytes>) {
+        let stored = match value {
+            Some(v) => serde_json::from_slice::<StoredAcl>(v),
+            None => serde_json::from_str::<StoredAcl>(id),
+        };
+        let Some(b) = stored.ok().and_then(|s| s.to_binding()) else {
+            warn!(id, "ignoring an unreadable ACL record");
+            return;
+        };
+        self.change_acl(&b, value.is_some());
+    }
+
+    /// Adds (`add`) or removes one ACL in memory, if authorization is on.
+    fn change_acl(&self, b: &AclBinding, add: bool) {
+        let mut guard = self
+            .acls
+            .authorizer
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(a) = guard.as_mut() {
+            if add {
+                a.add(b.clone());
+            } else {
+                a.remove(b);
+            }
+        }
     }
 
     /// Whether `authorizer.class.name` is set.
@@ -325,15 +346,7 @@ impl Security {
             let value = serde_json::to_vec(&StoredAcl::from_binding(b))
                 .map_err(|e| BrokerError::Internal(e.to_string()))?;
             durable.push(self.put_security_record(ACL_KIND, &record_id(b), Some(value.into()))?);
-            let mut guard = self
-                .acls
-                .authorizer
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            if let Some(a) = guard.as_mut() {
-                a.add(b.clone());
-            }
-            drop(guard);
+            self.change_acl(b, true);
             self.audit_acl_change(session, "CreateAcls", b);
         }
         Ok(all_durable(durable))
@@ -355,15 +368,7 @@ impl Security {
             let matched = self.describe_acls(f).unwrap_or_default();
             for b in &matched {
                 durable.push(self.put_security_record(ACL_KIND, &record_id(b), None::<Bytes>)?);
-                let mut guard = self
-                    .acls
-                    .authorizer
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner());
-                if let Some(a) = guard.as_mut() {
-                    a.remove(b);
-                }
-                drop(guard);
+                self.change_acl(b, false);
                 self.audit_acl_change(session, "DeleteAcls", b);
             }
             results.push(matched);

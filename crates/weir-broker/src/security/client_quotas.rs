@@ -34,14 +34,22 @@ impl Security {
             window_ms: s.get_i64("quota.window.size.seconds").max(1) * 1000,
         });
         for (id, value) in self.security_records(QUOTA_KIND).await? {
-            let parsed: Option<(QuotaEntity, BTreeMap<String, f64>)> =
-                serde_json::from_slice(&value).ok();
-            match parsed {
-                Some((entity, values)) => self.quotas.set(entity, values),
-                None => warn!(id, "ignoring an unreadable quota record"),
-            }
+            self.apply_quota(&id, Some(&value));
         }
         Ok(())
+    }
+
+    /// Sets (or with `None`, removes) the quotas of one record; the record
+    /// id is the entity, so a tombstone names whose quotas go.
+    pub(crate) fn apply_quota(&self, id: &str, value: Option<&Bytes>) {
+        let parsed: Option<(QuotaEntity, BTreeMap<String, f64>)> = match value {
+            Some(v) => serde_json::from_slice(v).ok(),
+            None => serde_json::from_str(id).ok().map(|e| (e, BTreeMap::new())),
+        };
+        match parsed {
+            Some((entity, values)) => self.quotas.set(entity, values),
+            None => warn!(id, "ignoring an unreadable quota record"),
+        }
     }
 
     /// The client quotas.

@@ -8,7 +8,9 @@
 //! `__weir_security` is one compacted partition. Each record's key is
 //! `<kind>/<id>` (`scram/alice/SCRAM-SHA-256`, `acl/...`, `quota/...`)
 //! and its value the kind's own encoding; a null value deletes the key.
-//! Each feature reads back only its own kind at start-up.
+//! Each feature reads back only its own kind at start-up. In cluster
+//! mode every broker then follows the topic ([`Security::follow`]), so a
+//! change made through one broker reaches the others.
 
 pub mod audit;
 pub mod authz;
@@ -53,6 +55,9 @@ pub struct Security {
     endpoints: RwLock<Vec<(String, String, i32)>>,
     /// The PLAIN users, for HTTP basic authentication.
     plain: RwLock<Option<PlainCredentials>>,
+    /// The `__weir_security` log end before the state was read back at
+    /// open: where following the topic starts.
+    loaded_from: i64,
 }
 
 /// One audited event, written as JSON.
@@ -98,7 +103,12 @@ impl Security {
         log: Arc<dyn InternalLog>,
         node: Arc<Node>,
     ) -> Result<Arc<Self>, BrokerError> {
+        let loaded_from = match security_log(&topics) {
+            Some(l) => l.current_offsets().await?.log_end,
+            None => 0,
+        };
         let security = Arc::new(Self {
+            loaded_from,
             topics,
             log,
             node,
@@ -258,6 +268,72 @@ impl Security {
         Ok(Box::pin(async move { appended.await?.durable.await }))
     }
 
+    /// Cluster mode: applies the records other brokers append to
+    /// `__weir_security` from where open read it, woken by the engine's
+    /// commit notifications (and polling, for a topic not yet created or
+    /// a notification missed), until `stopping`. Records this broker
+    /// wrote were applied when written; applying them again is harmless.
+    pub(crate) fn follow(
+        self: &Arc<Self>,
+        stopping: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let security = self.clone();
+        tokio::spawn(async move {
+            tokio::pin!(stopping);
+            let mut next = security.loaded_from;
+            let mut changes = None;
+            loop {
+                let log = security_log(&security.topics);
+                if let Some(log) = &log {
+                    let changes = changes.get_or_insert_with(|| log.subscribe());
+                    changes.borrow_and_update();
+                    match internal_log::read_from(&**log, SECURITY_TOPIC, next).await {
+                        Ok(entries) => {
+                            for (offset, entry) in entries {
+                                if let internal_log::Entry::Record { key, value, .. } = entry {
+                                    security.apply_record(key.as_deref(), value.as_ref());
+                                }
+                                next = offset + 1;
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot read {SECURITY_TOPIC}"),
+                    }
+                }
+                let poll = std::time::Duration::from_millis(if log.is_some() { 2000 } else { 300 });
+                let changed = async {
+                    if let Some(c) = changes.as_mut() {
+                        if c.changed().await.is_ok() {
+                            return;
+                        }
+                    }
+                    std::future::pending::<()>().await;
+                };
+                tokio::select! {
+                    () = &mut stopping => return,
+                    () = changed => {}
+                    () = tokio::time::sleep(poll) => {}
+                }
+            }
+        });
+    }
+
+    /// Applies one `__weir_security` record to the in-memory state, as
+    /// the broker that wrote it did.
+    fn apply_record(&self, key: Option<&[u8]>, value: Option<&Bytes>) {
+        let Some((kind, id)) = key
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .and_then(|k| k.split_once('/'))
+        else {
+            return;
+        };
+        match kind {
+            crate::security::authz::ACL_KIND => self.apply_acl(id, value),
+            crate::security::scram_credentials::SCRAM_KIND => self.apply_scram(id, value),
+            crate::security::quotas::QUOTA_KIND => self.apply_quota(id, value),
+            _ => {}
+        }
+    }
+
     /// The live records of one kind, as `(id, value)` in key order.
     pub async fn security_records(&self, kind: &str) -> Result<Vec<(String, Bytes)>, BrokerError> {
         if self.topics.topic(SECURITY_TOPIC).is_none() {
@@ -280,5 +356,135 @@ impl Security {
             };
         }
         Ok(live.into_iter().collect())
+    }
+}
+
+/// `__weir_security`'s partition, if the topic exists.
+fn security_log(topics: &Topics) -> Option<Arc<dyn weir_log::PartitionLog>> {
+    let topic = topics.topic(SECURITY_TOPIC)?;
+    topic.open_partition(0).ok().flatten().cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use weir_auth::acl::{AclBinding, ResourceType};
+    use weir_auth::acl::{AclBindingFilter, AclOperation, PatternType, PermissionType};
+    use weir_auth::scram::{ScramAlgorithm, ScramCredential, ScramCredentialStore};
+    use weir_auth::Session;
+
+    use super::*;
+    use crate::broker::{Broker, BrokerConfig};
+    use crate::security::quotas::QuotaEntity;
+
+    async fn broker(dir: &std::path::Path) -> Arc<Broker> {
+        let settings = crate::config::BrokerSettings::from_static([(
+            "authorizer.class.name".to_string(),
+            "StandardAuthorizer".to_string(),
+        )])
+        .unwrap();
+        let engine = weir_log::LocalEngine::open(weir_log::EngineConfig {
+            data_dir: dir.to_path_buf(),
+            ..weir_log::EngineConfig::default()
+        })
+        .unwrap();
+        let config = BrokerConfig {
+            node_id: 0,
+            data_dir: dir.to_path_buf(),
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            settings,
+            clock: weir_log::Clock::system(),
+        };
+        Broker::open(config, engine).await.unwrap()
+    }
+
+    fn acl(topic: &str) -> AclBinding {
+        AclBinding {
+            resource_type: ResourceType::Topic,
+            name: topic.into(),
+            pattern_type: PatternType::Literal,
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation: AclOperation::Read,
+            permission: PermissionType::Allow,
+        }
+    }
+
+    fn state(s: &Security) -> impl PartialEq + std::fmt::Debug {
+        let scram = s.scram.users();
+        let key = s
+            .scram
+            .scram_credential("alice", ScramAlgorithm::Sha256)
+            .map(|c| c.encode());
+        let quotas: Vec<_> = s
+            .quotas
+            .all()
+            .into_iter()
+            .map(|(e, v)| (e, v.into_iter().collect::<Vec<_>>()))
+            .collect();
+        let acls = s.describe_acls(&AclBindingFilter::any());
+        (scram, key, format!("{quotas:?}"), acls)
+    }
+
+    /// A broker applying another's records, twice over (a follower
+    /// re-reads what it applied), ends with the writer's state,
+    /// tombstones included.
+    #[tokio::test]
+    async fn applying_the_records_rebuilds_the_writers_state() {
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (writer, reader) = (broker(d1.path()).await, broker(d2.path()).await);
+        let w = writer.security();
+        let session = Session::anonymous(None);
+        let cred = |pw| ScramCredential::from_password(ScramAlgorithm::Sha256, pw, b"salt", 4096);
+        w.create_acls(&session, &[acl("a"), acl("b")])
+            .unwrap()
+            .await
+            .unwrap();
+        let only_a = AclBindingFilter {
+            name: Some("a".into()),
+            ..AclBindingFilter::any()
+        };
+        w.delete_acls(&session, &[only_a]).unwrap().1.await.unwrap();
+        let scram = [
+            ("alice", ScramAlgorithm::Sha256, Some(cred("one"))),
+            ("alice", ScramAlgorithm::Sha256, Some(cred("two"))),
+            ("bob", ScramAlgorithm::Sha512, Some(cred("x"))),
+            ("bob", ScramAlgorithm::Sha512, None),
+        ];
+        for (user, alg, c) in scram {
+            w.put_scram_credential(user, alg, c).unwrap().await.unwrap();
+        }
+        let user = |u: &str| QuotaEntity {
+            user: Some(Some(u.into())),
+            client_id: None,
+        };
+        let rate = BTreeMap::from([("producer_byte_rate".to_string(), 1024.0)]);
+        for (u, values) in [
+            ("alice", rate.clone()),
+            ("bob", rate),
+            ("bob", BTreeMap::new()),
+        ] {
+            w.set_client_quotas(user(u), values).unwrap().await.unwrap();
+        }
+
+        let records = internal_log::read_records(&*w.log, SECURITY_TOPIC, 0)
+            .await
+            .unwrap();
+        let r = reader.security();
+        for _ in 0..2 {
+            for (key, value) in &records {
+                r.apply_record(key.as_deref(), value.as_ref());
+            }
+            assert_eq!(state(r), state(w));
+        }
+        assert_eq!(
+            r.describe_acls(&AclBindingFilter::any()),
+            Some(vec![acl("b")])
+        );
+        assert!(r.verify_scram_password("alice", "two"));
+        assert!(!r.scram.users().contains_key("bob"));
+        assert_eq!(r.quotas.all().len(), 1);
     }
 }

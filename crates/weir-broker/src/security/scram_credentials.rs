@@ -66,22 +66,37 @@ impl crate::security::Security {
     pub(crate) async fn open_scram(&self) -> Result<(), BrokerError> {
         let store = self.scram.clone();
         for (id, value) in self.security_records(SCRAM_KIND).await? {
-            let parsed = id.rsplit_once('/').and_then(|(user, mech)| {
-                let alg = ScramAlgorithm::from_mechanism_name(mech)?;
-                let cred = std::str::from_utf8(&value)
-                    .ok()
-                    .and_then(ScramCredential::decode)?;
-                Some((user.to_string(), alg, cred))
-            });
-            match parsed {
-                Some((user, alg, cred)) => store.set(&user, alg, Some(cred)),
-                None => warn!(id, "ignoring an unreadable SCRAM credential record"),
-            }
+            self.apply_scram(&id, Some(&value));
         }
         for alg in ScramAlgorithm::ALL {
             self.register_mechanism(Arc::new(ScramMechanism::new(alg, store.clone())));
         }
         Ok(())
+    }
+
+    /// Stores (or with `None`, deletes) the credential of one record.
+    pub(crate) fn apply_scram(&self, id: &str, value: Option<&Bytes>) {
+        let Some((user, alg)) = id
+            .rsplit_once('/')
+            .and_then(|(user, mech)| Some((user, ScramAlgorithm::from_mechanism_name(mech)?)))
+        else {
+            warn!(id, "ignoring an unreadable SCRAM credential record");
+            return;
+        };
+        let cred = match value {
+            None => None,
+            Some(v) => match std::str::from_utf8(v)
+                .ok()
+                .and_then(ScramCredential::decode)
+            {
+                Some(c) => Some(c),
+                None => {
+                    warn!(id, "ignoring an unreadable SCRAM credential record");
+                    return;
+                }
+            },
+        };
+        self.scram.set(user, alg, cred);
     }
 
     /// The SCRAM credentials.
