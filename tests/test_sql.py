@@ -1428,6 +1428,41 @@ def test_kill9_repartitioned_stream_stream_join_is_exactly_once(node, weir_binar
                extra=("--set", "ksql.streams.commit.interval.ms=200"))
 
 
+def test_held_table_records_go_on_when_rekeyed_rows_come_back_retimed(node, weir_binary, _broker_root):
+    """A table record of a re-keyed join waits for the re-keyed rows sent at
+    or before its time, counted by timestamp. A row read back with another
+    timestamp (here the repartition topic is switched to LogAppendTime)
+    leaves its count behind: once the repartition topic is read to its end
+    with no transaction open, the count is known stale and the table record
+    goes on instead of waiting for ever."""
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+    svc = "retime_"
+    s = SqlServer(weir_binary, _broker_root, node.bootstrap, service_id=svc).start()
+    try:
+        s.ksql("CREATE TABLE rtu (ID INT PRIMARY KEY, NAME STRING) WITH (KAFKA_TOPIC='rtu', VALUE_FORMAT='JSON', PARTITIONS=1);"
+               "CREATE STREAM rto (OID INT KEY, UID INT) WITH (KAFKA_TOPIC='rto', VALUE_FORMAT='JSON', PARTITIONS=1);")
+        qid = s.ksql("CREATE STREAM RT_OUT AS SELECT O.UID, O.OID, U.NAME FROM rto O LEFT JOIN rtu U ON O.UID = U.ID;"
+                     )[1][0]["commandStatus"]["queryId"]
+        group = query_group(svc, qid)
+        topic = next(t for t in s.ksql("SHOW ALL TOPICS;")[1][0]["topics"]
+                     if t["name"].startswith(group) and t["name"].endswith("-repartition"))["name"]
+        admin = AdminClient({"bootstrap.servers": node.bootstrap})
+        res = ConfigResource("topic", topic, incremental_configs=[
+            ConfigEntry("message.timestamp.type", "LogAppendTime",
+                        incremental_operation=AlterConfigOpType.SET)])
+        for f in admin.incremental_alter_configs([res]).values():
+            f.result(timeout=30)
+        produce(node.bootstrap, "rto", [{"key": {"int": 1}, "value": {"UID": 7}, "timestamp": 1000}])
+        produce(node.bootstrap, "rtu", [{"key": {"int": 7}, "value": {"NAME": "n7"}, "timestamp": 5000}])
+        # Without the stale count dropped, the table record is held for ever.
+        wait_caught_up(node.bootstrap, group, ["rto", "rtu"], timeout=60)
+        got = [json.loads(r["value"]) for r in read_all(node.bootstrap, "RT_OUT")]
+        assert got == [{"OID": 1, "NAME": None}], got
+        assert "no longer waiting for them" in s.log_path.read_text(errors="replace")
+    finally:
+        s.kill()
+
+
 def test_queries_logged_before_tasks_keep_one_task(node, weir_binary, _broker_root):
     """A persistent query whose logged statement carries no thread count
     (as a server before queries had tasks logged it) runs as one task on

@@ -833,6 +833,10 @@ fn run(
     };
     let mut unread: BTreeMap<i64, usize> = BTreeMap::new();
     let mut flush = false;
+    // Since when a record has been held with no transaction open, and
+    // when the repartition topic's ends were last checked for it.
+    let mut held_since: Option<Instant> = None;
+    let mut checked = Instant::now();
     loop {
         if stop.load(Ordering::SeqCst) {
             if let Some(p) = &producer {
@@ -1143,7 +1147,71 @@ fn run(
             }
             p.poll(Duration::ZERO);
         }
+        // A held record with no transaction open waits only for rows of
+        // committed transactions. Once the consumer has read every
+        // repartition partition to its end, nothing it counted can still
+        // come back: a count left then is stale, and is dropped rather
+        // than holding the other side for ever.
+        let holding = !unread.is_empty()
+            && !in_txn
+            && heads
+                .iter()
+                .any(|((i, _), q)| q.front().is_some_and(|_| held_inputs.contains(i)));
+        if !holding {
+            held_since = None;
+        } else if held_since.get_or_insert_with(Instant::now).elapsed() >= HELD_CHECK
+            && checked.elapsed() >= HELD_CHECK
+        {
+            checked = Instant::now();
+            if let Some(r) = repartition_input {
+                let behind = unread_behind(&consumer, &all_inputs[r].0, &heads, r);
+                let (first, rows) = (unread.keys().next(), unread.values().sum::<usize>());
+                if behind.is_empty() {
+                    warn!(query = %spec.id, rows, earliest = ?first, "re-keyed rows counted but not read back with the repartition topic read to its end; no longer waiting for them");
+                    unread.clear();
+                } else {
+                    warn!(query = %spec.id, rows, earliest = ?first, behind = ?behind, "records held for re-keyed rows not yet read back");
+                }
+            }
+        }
     }
+}
+
+/// How long a record is held before the repartition topic's ends are
+/// checked (then again at most this often).
+const HELD_CHECK: Duration = Duration::from_secs(5);
+
+/// The repartition partitions (of input `r`) the consumer has not read to
+/// their high watermark, with its position and the watermark; a
+/// partition whose position or watermark is unknown counts as behind.
+fn unread_behind(
+    consumer: &BaseConsumer<EndsContext>,
+    topic: &str,
+    heads: &BTreeMap<(usize, i32), VecDeque<Msg<'_>>>,
+    r: usize,
+) -> Vec<(i32, i64, i64)> {
+    let pos = consumer.position().ok();
+    let mut behind = Vec::new();
+    for (&(i, p), q) in heads {
+        if i != r {
+            continue;
+        }
+        let at = match pos
+            .as_ref()
+            .and_then(|t| t.find_partition(topic, p))
+            .map(|e| e.offset())
+        {
+            Some(Offset::Offset(o)) => o,
+            _ => -1,
+        };
+        let high = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(5))
+            .map_or(i64::MAX, |(_, h)| h);
+        if !q.is_empty() || at < high {
+            behind.push((p, at, high));
+        }
+    }
+    behind
 }
 
 /// The first half of a re-keying query: a source record's row, re-keyed (a
