@@ -1434,12 +1434,14 @@ def test_held_table_records_go_on_when_rekeyed_rows_come_back_retimed(node, weir
     timestamp (here the repartition topic is switched to LogAppendTime)
     leaves its count behind: once the repartition topic is read to its end
     with no transaction open, the count is known stale and the table record
-    goes on instead of waiting for ever."""
+    goes on instead of waiting for ever. The repartition topic has two
+    partitions and one receives nothing: the consumer has no position in
+    it, yet it is at its end."""
     from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
     svc = "retime_"
     s = SqlServer(weir_binary, _broker_root, node.bootstrap, service_id=svc).start()
     try:
-        s.ksql("CREATE TABLE rtu (ID INT PRIMARY KEY, NAME STRING) WITH (KAFKA_TOPIC='rtu', VALUE_FORMAT='JSON', PARTITIONS=1);"
+        s.ksql("CREATE TABLE rtu (ID INT PRIMARY KEY, NAME STRING) WITH (KAFKA_TOPIC='rtu', VALUE_FORMAT='JSON', PARTITIONS=2);"
                "CREATE STREAM rto (OID INT KEY, UID INT) WITH (KAFKA_TOPIC='rto', VALUE_FORMAT='JSON', PARTITIONS=1);")
         qid = s.ksql("CREATE STREAM RT_OUT AS SELECT O.UID, O.OID, U.NAME FROM rto O LEFT JOIN rtu U ON O.UID = U.ID;"
                      )[1][0]["commandStatus"]["queryId"]
@@ -1452,6 +1454,7 @@ def test_held_table_records_go_on_when_rekeyed_rows_come_back_retimed(node, weir
                         incremental_operation=AlterConfigOpType.SET)])
         for f in admin.incremental_alter_configs([res]).values():
             f.result(timeout=30)
+        assert len(admin.list_topics(topic, timeout=10).topics[topic].partitions) == 2
         produce(node.bootstrap, "rto", [{"key": {"int": 1}, "value": {"UID": 7}, "timestamp": 1000}])
         produce(node.bootstrap, "rtu", [{"key": {"int": 7}, "value": {"NAME": "n7"}, "timestamp": 5000}])
         # Without the stale count dropped, the table record is held for ever.

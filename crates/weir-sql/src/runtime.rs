@@ -1164,7 +1164,14 @@ fn run(
         {
             checked = Instant::now();
             if let Some(r) = repartition_input {
-                let behind = unread_behind(&consumer, &all_inputs[r].0, &heads, r);
+                let behind = unread_behind(
+                    &consumer,
+                    &all_inputs[r].0,
+                    &heads,
+                    r,
+                    &positions,
+                    &committed[r],
+                );
                 let (first, rows) = (unread.keys().next(), unread.values().sum::<usize>());
                 if behind.is_empty() {
                     warn!(query = %spec.id, rows, earliest = ?first, "re-keyed rows counted but not read back with the repartition topic read to its end; no longer waiting for them");
@@ -1182,13 +1189,18 @@ fn run(
 const HELD_CHECK: Duration = Duration::from_secs(5);
 
 /// The repartition partitions (of input `r`) the consumer has not read to
-/// their high watermark, with its position and the watermark; a
-/// partition whose position or watermark is unknown counts as behind.
+/// their high watermark, with its position and the watermark. A
+/// partition it has read nothing from in this run has no position: it is
+/// at what this run processed of it, else at the committed offset it was
+/// assigned from, else (assigned from the beginning) at the log start. A
+/// partition whose watermarks are unknown counts as behind.
 fn unread_behind(
     consumer: &BaseConsumer<EndsContext>,
     topic: &str,
     heads: &BTreeMap<(usize, i32), VecDeque<Msg<'_>>>,
     r: usize,
+    positions: &HashMap<(usize, i32), i64>,
+    committed: &HashMap<i32, i64>,
 ) -> Vec<(i32, i64, i64)> {
     let pos = consumer.position().ok();
     let mut behind = Vec::new();
@@ -1196,17 +1208,22 @@ fn unread_behind(
         if i != r {
             continue;
         }
+        let Ok((low, high)) = consumer.fetch_watermarks(topic, p, Duration::from_secs(5)) else {
+            behind.push((p, -1, i64::MAX));
+            continue;
+        };
         let at = match pos
             .as_ref()
             .and_then(|t| t.find_partition(topic, p))
             .map(|e| e.offset())
         {
             Some(Offset::Offset(o)) => o,
-            _ => -1,
+            _ => positions
+                .get(&(i, p))
+                .or_else(|| committed.get(&p))
+                .copied()
+                .unwrap_or(low),
         };
-        let high = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(5))
-            .map_or(i64::MAX, |(_, h)| h);
         if !q.is_empty() || at < high {
             behind.push((p, at, high));
         }
