@@ -1256,19 +1256,7 @@ async fn a_job_whose_lease_was_taken_over_commits_nothing() {
         .await
         .unwrap();
     tokio::spawn(conn);
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while client
-        .query_opt(
-            "SELECT 1 FROM weir.coordinators WHERE topic = 'weir:jobs' AND holder = 1 AND expires_at > now()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .is_none()
-    {
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_job_slot(&client).await;
     // Hold the job lease row, so the compaction's transaction waits at
     // its fence (as if the holder were paused there), then hand the lease
     // to another broker before letting it go on.
@@ -1379,19 +1367,7 @@ async fn collector(
         .await
         .unwrap();
     tokio::spawn(conn);
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while client
-        .query_opt(
-            "SELECT 1 FROM weir.coordinators WHERE topic = 'weir:jobs' AND holder = 1 AND expires_at > now()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .is_none()
-    {
-        assert!(std::time::Instant::now() < deadline, "no job slot taken");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_job_slot(&client).await;
     (engine, client)
 }
 
@@ -1564,4 +1540,21 @@ async fn the_collector_waits_for_a_transaction_recording_the_object() {
     );
     assert_eq!(unreferenced(&client).await, 0);
     a.shutdown().unwrap();
+}
+
+/// Waits until broker 1 holds the (single) background job slot.
+async fn wait_for_job_slot(client: &tokio_postgres::Client) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while client
+        .query_opt(
+            "SELECT 1 FROM weir.coordinators WHERE topic = 'weir:jobs' AND holder = 1 AND expires_at > now()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(std::time::Instant::now() < deadline, "no job slot taken");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
