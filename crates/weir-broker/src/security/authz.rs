@@ -346,7 +346,9 @@ impl Security {
             let value = serde_json::to_vec(&StoredAcl::from_binding(b))
                 .map_err(|e| BrokerError::Internal(e.to_string()))?;
             durable.push(self.put_security_record(ACL_KIND, &record_id(b), Some(value.into()))?);
-            self.change_acl(b, true);
+            if self.applies_own_writes() {
+                self.change_acl(b, true);
+            }
             self.audit_acl_change(session, "CreateAcls", b);
         }
         Ok(all_durable(durable))
@@ -365,10 +367,16 @@ impl Security {
         let mut durable = Vec::new();
         let mut results = Vec::new();
         for f in filters {
-            let matched = self.describe_acls(f).unwrap_or_default();
+            // In cluster mode memory changes only when the follower
+            // applies the tombstones, so drop what an earlier filter took.
+            let matched: Vec<_> = (self.describe_acls(f).unwrap_or_default().into_iter())
+                .filter(|b| !results.iter().flatten().any(|d: &AclBinding| d == b))
+                .collect();
             for b in &matched {
                 durable.push(self.put_security_record(ACL_KIND, &record_id(b), None::<Bytes>)?);
-                self.change_acl(b, false);
+                if self.applies_own_writes() {
+                    self.change_acl(b, false);
+                }
                 self.audit_acl_change(session, "DeleteAcls", b);
             }
             results.push(matched);

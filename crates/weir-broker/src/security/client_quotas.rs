@@ -58,7 +58,8 @@ impl Security {
     }
 
     /// Replaces one entity's quotas (empty: removes them), durably once
-    /// the returned future resolves; enforcement sees them at once.
+    /// the returned future resolves; enforcement sees them at once on a
+    /// single node, and when the future resolves in cluster mode.
     pub fn set_client_quotas(
         &self,
         entity: QuotaEntity,
@@ -72,7 +73,9 @@ impl Security {
             Some(Bytes::from(json))
         };
         let durable = self.put_security_record(QUOTA_KIND, &entity.record_id(), value)?;
-        self.quotas.set(entity, values);
+        if self.applies_own_writes() {
+            self.quotas.set(entity, values);
+        }
         Ok(durable)
     }
 }

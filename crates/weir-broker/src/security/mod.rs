@@ -10,7 +10,9 @@
 //! and its value the kind's own encoding; a null value deletes the key.
 //! Each feature reads back only its own kind at start-up. In cluster
 //! mode every broker then follows the topic ([`Security::follow`]), so a
-//! change made through one broker reaches the others.
+//! change made through one broker reaches the others; there a broker's
+//! state moves only as its follower applies the log, in order, even for
+//! the changes it writes itself.
 
 pub mod audit;
 pub mod authz;
@@ -18,6 +20,7 @@ pub mod client_quotas;
 pub mod quotas;
 pub mod scram_credentials;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -58,6 +61,13 @@ pub struct Security {
     /// The `__weir_security` log end before the state was read back at
     /// open: where following the topic starts.
     loaded_from: i64,
+    /// Cluster mode: the follower applies every record, this broker's
+    /// own included, and a write waits for it instead of applying at once.
+    following: AtomicBool,
+    /// The offset the follower has applied up to (exclusive).
+    applied: tokio::sync::watch::Sender<i64>,
+    /// Wakes the follower for a record this broker just wrote.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// One audited event, written as JSON.
@@ -109,6 +119,9 @@ impl Security {
         };
         let security = Arc::new(Self {
             loaded_from,
+            following: AtomicBool::new(false),
+            applied: tokio::sync::watch::Sender::new(loaded_from),
+            wake: Arc::default(),
             topics,
             log,
             node,
@@ -249,9 +262,18 @@ impl Security {
         }
     }
 
+    /// Whether a write updates the in-memory state itself (single node),
+    /// rather than leaving it to the follower (cluster mode).
+    pub(crate) fn applies_own_writes(&self) -> bool {
+        !self.following.load(Ordering::Acquire)
+    }
+
     /// Writes (or with `None`, deletes) one `__weir_security` record,
     /// creating the topic on first use. The future resolves once the
-    /// record is durable.
+    /// record is durable and, in cluster mode, once this broker's
+    /// follower has applied it: the client that made a change sees it
+    /// in effect here when answered, and the state never goes back to
+    /// an older record.
     pub fn put_security_record(
         &self,
         kind: &str,
@@ -265,18 +287,32 @@ impl Security {
         let appended = self
             .log
             .append(SECURITY_TOPIC, 0, vec![(Some(key), value)], None);
-        Ok(Box::pin(async move { appended.await?.durable.await }))
+        let following =
+            (!self.applies_own_writes()).then(|| (self.applied.subscribe(), self.wake.clone()));
+        Ok(Box::pin(async move {
+            let appended = appended.await?;
+            appended.durable.await?;
+            if let Some((mut applied, wake)) = following {
+                wake.notify_one();
+                let last = appended.last_offset;
+                applied.wait_for(|&next| next > last).await.map_err(|_| {
+                    BrokerError::Internal(format!("{SECURITY_TOPIC} is not followed"))
+                })?;
+            }
+            Ok(())
+        }))
     }
 
     /// Cluster mode: applies the records other brokers append to
     /// `__weir_security` from where open read it, woken by the engine's
     /// commit notifications (and polling, for a topic not yet created or
-    /// a notification missed), until `stopping`. Records this broker
-    /// wrote were applied when written; applying them again is harmless.
+    /// a notification missed, or woken by a write of its own), until
+    /// `stopping`. From then on writes leave applying to it.
     pub(crate) fn follow(
         self: &Arc<Self>,
         stopping: impl std::future::Future<Output = ()> + Send + 'static,
     ) {
+        self.following.store(true, Ordering::Release);
         let security = self.clone();
         tokio::spawn(async move {
             tokio::pin!(stopping);
@@ -295,6 +331,7 @@ impl Security {
                                 }
                                 next = offset + 1;
                             }
+                            security.applied.send_replace(next);
                         }
                         Err(e) => tracing::warn!(error = %e, "cannot read {SECURITY_TOPIC}"),
                     }
@@ -311,6 +348,7 @@ impl Security {
                 tokio::select! {
                     () = &mut stopping => return,
                     () = changed => {}
+                    () = security.wake.notified() => {}
                     () = tokio::time::sleep(poll) => {}
                 }
             }
@@ -486,5 +524,68 @@ mod tests {
         assert!(r.verify_scram_password("alice", "two"));
         assert!(!r.scram.users().contains_key("bob"));
         assert_eq!(r.quotas.all().len(), 1);
+    }
+
+    /// A following broker's own writes take effect only through its
+    /// follower, in log order. When a change is acknowledged it is in
+    /// effect and the follower has applied the log through it, so no
+    /// older record is left to re-apply: an ACL whose deletion was
+    /// acknowledged is never granted again, not even for a moment.
+    #[tokio::test]
+    async fn a_following_broker_never_goes_back_to_an_older_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path()).await;
+        let s = b.security().clone();
+        s.follow(std::future::pending());
+        let session = Session::anonymous(None);
+        let deleted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let observer = {
+            let (s, deleted, stop) = (s.clone(), deleted.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut granted_again = Vec::new();
+                while !stop.load(Ordering::Acquire) {
+                    let upto = deleted.load(Ordering::Acquire);
+                    let acls = s.describe_acls(&AclBindingFilter::any()).unwrap();
+                    granted_again
+                        .extend((0..upto).filter(|i| acls.contains(&acl(&format!("t{i}")))));
+                }
+                granted_again
+            })
+        };
+        let caught_up = async || {
+            let log = security_log(&s.topics).unwrap();
+            *s.applied.borrow() >= log.current_offsets().await.unwrap().log_end
+        };
+        for i in 0..100 {
+            let topic = format!("t{i}");
+            let only = AclBindingFilter {
+                name: Some(topic.clone()),
+                ..AclBindingFilter::any()
+            };
+            s.create_acls(&session, &[acl(&topic)])
+                .unwrap()
+                .await
+                .unwrap();
+            assert_eq!(s.describe_acls(&only), Some(vec![acl(&topic)]));
+            assert!(
+                caught_up().await,
+                "round {i}: the create is acknowledged before it is applied"
+            );
+            // Two filters matching the same ACL: the first reports it.
+            let (gone, durable) = s
+                .delete_acls(&session, &[only.clone(), only.clone()])
+                .unwrap();
+            assert_eq!(gone, vec![vec![acl(&topic)], vec![]]);
+            durable.await.unwrap();
+            deleted.store(i + 1, Ordering::Release);
+            assert_eq!(s.describe_acls(&only), Some(vec![]));
+            assert!(
+                caught_up().await,
+                "round {i}: the delete is acknowledged before it is applied"
+            );
+        }
+        stop.store(true, Ordering::Release);
+        assert_eq!(observer.join().unwrap(), Vec::<usize>::new());
     }
 }

@@ -105,8 +105,9 @@ impl crate::security::Security {
     }
 
     /// Stores (or with `None`, deletes) one SCRAM credential: appends the
-    /// record and updates the in-memory copy at once; the future resolves
-    /// when the record is durable.
+    /// record and, on a single node, updates the in-memory copy at once;
+    /// the future resolves when the record is durable (and applied, in
+    /// cluster mode).
     pub fn put_scram_credential(
         &self,
         user: &str,
@@ -115,7 +116,9 @@ impl crate::security::Security {
     ) -> Result<Durable, BrokerError> {
         let value = cred.as_ref().map(|c| Bytes::from(c.encode()));
         let durable = self.put_security_record(SCRAM_KIND, &record_id(user, alg), value)?;
-        self.scram.set(user, alg, cred);
+        if self.applies_own_writes() {
+            self.scram.set(user, alg, cred);
+        }
         Ok(durable)
     }
 
