@@ -289,10 +289,21 @@ pub fn assign(
             }
         }
     }
-    // Connectors first, then tasks, each to the member with the least.
+    // Connectors first, then tasks, each to the member running the fewest
+    // of its kind (as Kafka's incremental cooperative assignor balances
+    // connectors and tasks apart: counted together, connectors created one
+    // by one could all land on one worker and their tasks on the other).
     to_assign.sort_by_key(|w| matches!(w, Work::Task(..)));
     for w in to_assign {
-        if let Some((_, set)) = owned.iter_mut().min_by_key(|(id, set)| (set.len(), **id)) {
+        let task = matches!(w, Work::Task(..));
+        let least = owned.iter_mut().min_by_key(|(id, set)| {
+            let same = set
+                .iter()
+                .filter(|x| matches!(x, Work::Task(..)) == task)
+                .count();
+            (same, set.len(), **id)
+        });
+        if let Some((_, set)) = least {
             set.insert(w);
         }
     }
@@ -393,6 +404,34 @@ mod tests {
         let out = assign(&mut st, &members, &all, now);
         assert!(out["m1"].0.contains(&t("a", 0)), "running work stays put");
         assert_eq!(out["m2"].0, [c("b"), t("b", 0)].into());
+    }
+
+    #[test]
+    fn connectors_and_tasks_are_balanced_apart() {
+        // Connectors created one by one: each rebalance places a new
+        // connector, the next its task. Counted together, every connector
+        // went to one member and every task to the other.
+        let c = |n: &str| Work::Connector(n.into());
+        let t = |n: &str, i| Work::Task(n.into(), i);
+        let mut members = BTreeMap::new();
+        members.insert("m1".to_string(), meta("u1", &[]));
+        members.insert("m2".to_string(), meta("u2", &[]));
+        let mut st = AssignorState::default();
+        let mut all = BTreeSet::new();
+        for n in ["a", "b", "c", "d"] {
+            for w in [c(n), t(n, 0)] {
+                all.insert(w);
+                let out = assign(&mut st, &members, &all, Instant::now());
+                for (id, (set, _, _)) in out {
+                    members.insert(id.clone(), meta(&id, &set.into_iter().collect::<Vec<_>>()));
+                }
+            }
+        }
+        for m in members.values() {
+            let set = &m.current.as_ref().unwrap().assigned;
+            let tasks = set.iter().filter(|w| matches!(w, Work::Task(..))).count();
+            assert_eq!((set.len() - tasks, tasks), (2, 2), "{set:?}");
+        }
     }
 
     #[test]
