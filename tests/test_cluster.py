@@ -716,7 +716,15 @@ def test_kill_9_under_acks_all_loses_no_acknowledged_record(cluster, topic_name)
     t = threading.Thread(target=produce)
     t.start()
     try:
-        time.sleep(2)
+        # Kill once the cluster acknowledges (on a loaded machine the first
+        # acknowledgements can take a while), with records still flowing.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with lock:
+                if sum(len(v) for v in acked.values()) > 0:
+                    break
+            time.sleep(0.1)
+        time.sleep(1)
         victim = next(x for x in (a, b, c) if x.running)
         victim.kill()
         time.sleep(3)
