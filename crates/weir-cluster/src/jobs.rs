@@ -275,13 +275,8 @@ async fn compact(
     let (key, size, positions) = put_partition_object(shared, tp, &entries, &chunks).await?;
     let tx = client.transaction().await.map_err(pg)?;
     let me = shared.config.node_id;
-    if tx
-        .query_opt(schema::JOB_FENCE, &[&JOBS, &slot, &me, &epoch])
-        .await
-        .map_err(pg)?
-        .is_none()
-    {
-        // The slot moved: its new holder compacts; this object is garbage.
+    // The slot moved: its new holder compacts; this object is garbage.
+    if !holds_slot(&tx, slot, me, epoch).await? {
         return Ok(());
     }
     let Some(id) = insert_object(&tx, key.as_ref(), size, me, deadline).await? else {
@@ -650,12 +645,7 @@ async fn clean(
     }
     let me = shared.config.node_id;
     let tx = client.transaction().await.map_err(pg)?;
-    if tx
-        .query_opt(schema::JOB_FENCE, &[&JOBS, &slot, &me, &epoch])
-        .await
-        .map_err(pg)?
-        .is_none()
-    {
+    if !holds_slot(&tx, slot, me, epoch).await? {
         return Ok(());
     }
     if let Some((k, size)) = &key {
@@ -720,4 +710,19 @@ async fn clean(
     tx.commit().await.map_err(pg)?;
     info!(partition = %tp, rows = cleaned.len(), bytes_saved = saved, "compacted partition cleaned");
     Ok(())
+}
+
+/// Whether this broker still holds job `slot` at `epoch`, checked (and
+/// locked) inside the transaction that records the job's work.
+async fn holds_slot(
+    tx: &tokio_postgres::Transaction<'_>,
+    slot: i32,
+    me: i32,
+    epoch: i64,
+) -> Result<bool, LogError> {
+    Ok(tx
+        .query_opt(schema::JOB_FENCE, &[&JOBS, &slot, &me, &epoch])
+        .await
+        .map_err(pg)?
+        .is_some())
 }
