@@ -1417,9 +1417,6 @@ def test_kill9_repartitioned_join_over_partitions_is_exactly_once(node, weir_bin
                extra=("--set", "ksql.streams.commit.interval.ms=200"))
 
 
-@pytest.mark.xfail(strict=False, reason="known bug: on a loaded machine the restarted query's right side can "
-                   "wait for ever on re-keyed rows it counted and never reads back (see the notes of issue 14); "
-                   "it runs and reports XPASS when it passes")
 def test_kill9_repartitioned_stream_stream_join_is_exactly_once(node, weir_binary, _broker_root):
     """A stream-stream join re-keying its left side through
     Join-left-repartition, killed with kill -9 at random points: the window
