@@ -82,8 +82,16 @@ pub struct ClusterConfig {
     /// copied into per-partition objects.
     pub compact_after_ms: u64,
     /// Largest per-partition object compaction writes (one chunk more if
-    /// a single chunk is larger).
+    /// a single chunk is larger), and the bytes of chunks the cleaner
+    /// reads or rewrites at a time.
     pub compact_object_bytes: usize,
+    /// Largest object merging adjacent compacted objects writes (and
+    /// holds in memory): the topic's `segment.bytes`, capped by this.
+    pub merge_object_bytes: usize,
+    /// Bytes of the cleaner's key map (Kafka's
+    /// `log.cleaner.dedupe.buffer.size`): a pass maps the dirty records
+    /// it fits and cleans up to there.
+    pub cleaner_buffer_bytes: usize,
 }
 
 impl ClusterConfig {
@@ -108,6 +116,8 @@ impl ClusterConfig {
             orphan_grace_ms: 600_000,
             compact_after_ms: 30_000,
             compact_object_bytes: 64 << 20,
+            merge_object_bytes: 128 << 20,
+            cleaner_buffer_bytes: 16 << 20,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Background work: retention, compaction of intake objects and the
-//! object collector, each run by exactly one live broker at a time.
+//! Background work: retention, compaction of intake objects, cleaning of
+//! compacted topics, merging of compacted objects and the object
+//! collector, each run by exactly one live broker at a time.
 //!
 //! The work is split into `job_slots` slots; a partition belongs to slot
 //! `(fnv1a64(topic) + partition) mod job_slots`, and slot 0 also runs the
@@ -13,7 +14,6 @@
 //! second deleter deletes nothing more), nor does the collector (it
 //! deletes only what stays garbage).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,8 +93,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// One pass of a slot: retention, then compaction, of each of its
-/// partitions; slot 0 then collects garbage.
+/// One pass of a slot: retention, compaction, cleaning and merging, of
+/// each of its partitions; slot 0 then collects garbage.
 async fn run_slot(shared: &Shared, client: &mut Client, slot: i32, epoch: i64, pass: u64) {
     let slots = shared.config.job_slots.max(1);
     let parts: Vec<Arc<PartState>> = lock(&shared.partitions)
@@ -115,6 +115,9 @@ async fn run_slot(shared: &Shared, client: &mut Client, slot: i32, epoch: i64, p
             if let Err(e) = clean(shared, client, &part, &config, (slot, epoch), now).await {
                 warn!(partition = %part.tp, error = %e, "cleaning a compacted partition failed");
             }
+        }
+        if let Err(e) = merge(shared, client, &part, &config, (slot, epoch)).await {
+            warn!(partition = %part.tp, error = %e, "merging compacted objects failed");
         }
     }
     if slot == 0 {
@@ -203,23 +206,36 @@ async fn retain(
     Ok(())
 }
 
-/// One row to move into a compacted object.
-struct Candidate {
+/// One index row as the jobs that rewrite objects read it.
+struct IndexRow {
     base: i64,
     last: i64,
     object_id: i64,
     key: String,
     position: u64,
     size: usize,
+    max_ts: i64,
+}
+
+impl IndexRow {
+    /// From a row of [`schema::COMPACTION_CANDIDATES`],
+    /// [`schema::ROWS_IN_OBJECTS`] or [`schema::CLEAN_ROWS`].
+    fn of(r: &tokio_postgres::Row) -> Self {
+        Self {
+            base: r.get(0),
+            last: r.get(1),
+            object_id: r.get(2),
+            key: r.get(3),
+            position: u64::try_from(r.get::<_, i64>(4)).unwrap_or(0),
+            size: usize::try_from(r.get::<_, i32>(5)).unwrap_or(0),
+            max_ts: r.get(6),
+        }
+    }
 }
 
 /// Copies the partition's chunks still in intake objects (committed more
 /// than `compact_after_ms` ago) into one per-partition object, then
-/// points their index rows at it in one transaction. The bytes are copied
-/// unchanged and each row keeps its offsets and length, so a reader that
-/// looked rows up before the swap reads the same bytes from the old
-/// object (kept for the collector's grace), one after reads them from the
-/// new, and cached chunks stay valid.
+/// points their index rows at it in one transaction ([`move_rows`]).
 async fn compact(
     shared: &Shared,
     client: &mut Client,
@@ -239,23 +255,125 @@ async fn compact(
         .map_err(pg)?;
     let mut picked = Vec::new();
     let mut total = 0usize;
-    for r in rows {
-        let c = Candidate {
-            base: r.get(0),
-            last: r.get(1),
-            object_id: r.get(2),
-            key: r.get(3),
-            position: u64::try_from(r.get::<_, i64>(4)).unwrap_or(0),
-            size: usize::try_from(r.get::<_, i32>(5)).unwrap_or(0),
-        };
+    for r in &rows {
+        let c = IndexRow::of(r);
         if !picked.is_empty() && total + c.size > shared.config.compact_object_bytes {
             break;
         }
         total += c.size;
         picked.push(c);
     }
+    let moved = move_rows(shared, client, tp, &picked, (slot, epoch)).await?;
+    if moved > 0 {
+        debug!(partition = %tp, rows = moved, "intake chunks compacted");
+    }
+    Ok(())
+}
+
+/// How many merged objects one pass writes per partition at most.
+const MERGES_PER_PASS: usize = 4;
+
+/// Merges adjacent compacted objects of a partition (in the order of
+/// their first offsets) that together hold at most the topic's
+/// `segment.bytes` (capped by `merge_object_bytes`, since a merge holds
+/// its object in memory), as Kafka's cleaner groups segments: each group
+/// is copied into one object and its rows repointed by [`move_rows`]. A
+/// long-lived partition thus keeps few objects, and a read few ranged
+/// reads, however many compaction passes wrote it.
+async fn merge(
+    shared: &Shared,
+    client: &mut Client,
+    part: &PartState,
+    config: &LogConfig,
+    fence: (i32, i64),
+) -> Result<(), LogError> {
+    let tp = &part.tp;
+    let target = usize::try_from(config.segment_bytes)
+        .unwrap_or(usize::MAX)
+        .min(shared.config.merge_object_bytes);
+    let compacted = object_key(shared, "compacted").to_string() + "/";
+    let objects = client
+        .query(
+            schema::MERGE_CANDIDATES,
+            &[&tp.topic, &tp.partition, &compacted],
+        )
+        .await
+        .map_err(pg)?;
+    let live: Vec<usize> = objects
+        .iter()
+        .map(|r| usize::try_from(r.get::<_, i64>(1)).unwrap_or(usize::MAX))
+        .collect();
+    for group in merge_groups(&live, target)
+        .into_iter()
+        .take(MERGES_PER_PASS)
+    {
+        let ids: Vec<i64> = objects[group].iter().map(|r| r.get(0)).collect();
+        let rows = client
+            .query(schema::ROWS_IN_OBJECTS, &[&tp.topic, &tp.partition, &ids])
+            .await
+            .map_err(pg)?;
+        let picked: Vec<IndexRow> = rows.iter().map(IndexRow::of).collect();
+        let moved = move_rows(shared, client, tp, &picked, fence).await?;
+        if moved == 0 {
+            // Fenced, or the rows went meanwhile: the next pass decides
+            // again from what is there then.
+            break;
+        }
+        debug!(partition = %tp, objects = ids.len(), rows = moved, "compacted objects merged");
+    }
+    Ok(())
+}
+
+/// The groups of adjacent objects (by live bytes, in offset order) to
+/// merge: Kafka's grouping of segments up to `target` bytes, each group
+/// as long as it can be, with one more rule: no object may hold more than
+/// half of its group, so an object is copied again only when merging at
+/// least doubles it (a byte is copied about log2(target / object size)
+/// times, not once per pass as a growing object would be).
+fn merge_groups(live: &[usize], target: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < live.len() {
+        let (mut sum, mut max, mut best) = (live[i], live[i], None);
+        for (j, &n) in live.iter().enumerate().skip(i + 1) {
+            if sum.saturating_add(n) > target {
+                break;
+            }
+            sum += n;
+            max = max.max(n);
+            if max.saturating_mul(2) <= sum {
+                best = Some(j);
+            }
+        }
+        match best {
+            Some(j) => {
+                out.push(i..j + 1);
+                i = j + 1;
+            }
+            None => i += 1,
+        }
+    }
+    out
+}
+
+/// Copies the chunks of `picked` (rows in offset order) byte for byte into
+/// one object of the partition's own, then, in one transaction fenced by
+/// the job slot's lease, records it and points each row still in the
+/// object it was read from at the new one. The bytes, offsets and lengths
+/// do not change, so a reader that looked rows up before the swap reads
+/// the same bytes from the old object (kept for the collector's grace),
+/// one after reads them from the new, and cached chunks stay valid.
+/// Answers the rows moved: 0 if fenced or if every row went meanwhile
+/// (the unrecorded object is then collected as an orphan).
+async fn move_rows(
+    shared: &Shared,
+    client: &mut Client,
+    tp: &TopicPartition,
+    picked: &[IndexRow],
+    (slot, epoch): (i32, i64),
+) -> Result<u64, LogError> {
     if picked.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let deadline = record_deadline(&shared.config);
     let spans: Vec<(&str, u64, usize)> = picked
@@ -275,12 +393,12 @@ async fn compact(
     let (key, size, positions) = put_partition_object(shared, tp, &entries, &chunks).await?;
     let tx = client.transaction().await.map_err(pg)?;
     let me = shared.config.node_id;
-    // The slot moved: its new holder compacts; this object is garbage.
+    // The slot moved: its new holder does this; the object is garbage.
     if !holds_slot(&tx, slot, me, epoch).await? {
-        return Ok(());
+        return Ok(0);
     }
     let Some(id) = insert_object(&tx, key.as_ref(), size, me, deadline).await? else {
-        return Ok(());
+        return Ok(0);
     };
     let bases: Vec<i64> = picked.iter().map(|c| c.base).collect();
     let olds: Vec<i64> = picked.iter().map(|c| c.object_id).collect();
@@ -296,13 +414,11 @@ async fn compact(
         .await
         .map_err(pg)?;
     if moved == 0 {
-        // Every row went meanwhile (retention, DeleteRecords): nothing to
-        // record; the unrecorded object is collected as an orphan.
-        return Ok(());
+        return Ok(0);
     }
     tx.commit().await.map_err(pg)?;
-    debug!(partition = %tp, rows = moved, bytes = size, %key, "intake chunks compacted");
-    Ok(())
+    debug!(partition = %tp, rows = moved, bytes = size, %key, "chunks copied into a compacted object");
+    Ok(moved)
 }
 
 /// Records a job's object in its transaction; `None` if its row went in
@@ -415,17 +531,6 @@ async fn collect_orphans(shared: &Shared, client: &Client) -> Result<(), LogErro
     Ok(())
 }
 
-/// One index row as the cleaner reads it.
-struct CleanRow {
-    base: i64,
-    last: i64,
-    object_id: i64,
-    key: String,
-    position: u64,
-    size: usize,
-    max_ts: i64,
-}
-
 /// What cleaning made of one row.
 struct Cleaned {
     /// Index into the rows read.
@@ -439,7 +544,7 @@ struct Cleaned {
 
 /// The bytes of `rows` with their absolute offsets (one ranged read per
 /// object).
-async fn placed_chunks(shared: &Shared, rows: &[CleanRow]) -> Result<Vec<Bytes>, LogError> {
+async fn placed_chunks(shared: &Shared, rows: &[IndexRow]) -> Result<Vec<Bytes>, LogError> {
     let spans: Vec<(&str, u64, usize)> = rows
         .iter()
         .map(|r| (r.key.as_str(), r.position, r.size))
@@ -496,25 +601,53 @@ async fn put_partition_object(
     Ok((key, size, positions))
 }
 
+/// Consecutive runs of `rows` of at most `budget` bytes each (a row
+/// larger than that alone): what one step of the cleaner holds in memory.
+fn by_size(rows: &[IndexRow], budget: usize) -> Vec<&[IndexRow]> {
+    let mut out = Vec::new();
+    let (mut start, mut total) = (0, 0usize);
+    for (i, r) in rows.iter().enumerate() {
+        if i > start && total + r.size > budget {
+            out.push(&rows[start..i]);
+            (start, total) = (i, 0);
+        }
+        total += r.size;
+    }
+    if start < rows.len() {
+        out.push(&rows[start..]);
+    }
+    out
+}
+
 /// `cleanup.policy=compact`, after Kafka's log cleaner: when the dirty
 /// part of the partition (rows from the first dirty offset on) reaches
 /// `min.cleanable.dirty.ratio` of it (or is older than
-/// `max.compaction.lag.ms`), every row below the cleanable end is
-/// rewritten keeping each key's latest record (and tombstones until they
-/// have been through a pass and `delete.retention.ms` has passed). The
-/// cleanable end is the last row (the "active segment") or the first row
-/// younger than `min.compaction.lag.ms`. Rewritten rows keep their base
-/// offset; their last offset, size and largest timestamp shrink to what
+/// `max.compaction.lag.ms`), a map of each key's latest offset is built
+/// over the dirty part, then every row below the map's end is rewritten
+/// keeping each key's latest record (and tombstones until they have been
+/// through a pass and `delete.retention.ms` has passed). The cleanable
+/// end is the last row (the "active segment") or the first row younger
+/// than `min.compaction.lag.ms`. Rewritten rows keep their base offset;
+/// their last offset, size and largest timestamp shrink to what
 /// survived, and a row left empty is deleted (a gap, as in Kafka's
-/// cleaned logs). The new chunks go into one compacted object, swapped in
-/// by one transaction fenced by the slot's lease. A partition larger than
-/// four compacted objects below its cleanable end is left (logged).
+/// cleaned logs).
+///
+/// Memory is bounded whatever the partition's size: the map is an
+/// [`batch::OffsetMap`] of `cleaner_buffer_bytes` (Kafka's
+/// `log.cleaner.dedupe.buffer.size`); when it fills, the pass cleans up to
+/// where the map reached and the next pass goes on from there, as Kafka's
+/// does. Rows are read, and rewritten, `compact_object_bytes` at a time:
+/// each such group's survivors go into one compacted object, swapped in
+/// by its own transaction fenced by the slot's lease; the last one moves
+/// the first dirty offset. A pass stopped between groups leaves it where
+/// it was, and the next redoes the work (cleaning twice with the same map
+/// removes nothing more).
 async fn clean(
     shared: &Shared,
     client: &mut Client,
     part: &PartState,
     config: &LogConfig,
-    (slot, epoch): (i32, i64),
+    fence: (i32, i64),
     now: i64,
 ) -> Result<(), LogError> {
     let tp = &part.tp;
@@ -526,18 +659,8 @@ async fn clean(
         return Ok(());
     };
     let (log_start, cleaned_to): (i64, i64) = (first.get(7), first.get(9));
-    let rows: Vec<CleanRow> = raw
-        .iter()
-        .map(|r| CleanRow {
-            base: r.get(0),
-            last: r.get(1),
-            object_id: r.get(2),
-            key: r.get(3),
-            position: u64::try_from(r.get::<_, i64>(4)).unwrap_or(0),
-            size: usize::try_from(r.get::<_, i32>(5)).unwrap_or(0),
-            max_ts: r.get(6),
-        })
-        .collect();
+    let rows: Vec<IndexRow> = raw.iter().map(IndexRow::of).collect();
+    drop(raw);
     let lag_cut = now.saturating_sub(config.min_compaction_lag_ms);
     let mut end = rows.len() - 1;
     if let Some(i) = rows[..end].iter().position(|r| r.max_ts > lag_cut) {
@@ -547,11 +670,12 @@ async fn clean(
     if end == 0 || rows[end - 1].last < first_dirty {
         return Ok(());
     }
-    let map_end = rows[end].base;
-    let total: usize = rows[..end].iter().map(|r| r.size).sum();
-    let dirty_rows = || rows[..end].iter().filter(|r| r.last >= first_dirty);
-    let dirty: usize = dirty_rows().map(|r| r.size).sum();
-    let overdue = dirty_rows()
+    let cleanable = &rows[..end];
+    let total: usize = cleanable.iter().map(|r| r.size).sum();
+    let dirty_from = cleanable.partition_point(|r| r.last < first_dirty);
+    let dirty: usize = cleanable[dirty_from..].iter().map(|r| r.size).sum();
+    let overdue = cleanable[dirty_from..]
+        .iter()
         .map(|r| r.max_ts)
         .min()
         .is_some_and(|ts| ts < now.saturating_sub(config.max_compaction_lag_ms));
@@ -560,43 +684,91 @@ async fn clean(
     if ratio < config.min_cleanable_dirty_ratio && !overdue {
         return Ok(());
     }
-    if total > shared.config.compact_object_bytes.saturating_mul(4) {
-        warn!(partition = %tp, bytes = total, "compacted partition too large to clean in one pass; left as it is");
+    let budget = shared.config.compact_object_bytes;
+    // Up to one key per dirty byte: a small dirty part does not need the
+    // whole buffer zeroed.
+    let map_bytes = shared
+        .config
+        .cleaner_buffer_bytes
+        .min(dirty.saturating_mul(24));
+    let mut map = batch::OffsetMap::new(map_bytes);
+    // Without a full map, the pass covers the cleanable part up to the
+    // first row it leaves (records in a cleaned row's gap included).
+    let mut map_end = rows[end].base;
+    let mut reached = first_dirty;
+    'map: for group in by_size(&cleanable[dirty_from..], budget) {
+        for chunk in placed_chunks(shared, group).await? {
+            for (h, b) in batches_of(&chunk) {
+                if h.last_offset() < first_dirty {
+                    continue;
+                }
+                // Transaction markers and transactional records (which
+                // may be aborted) do not hide older records of their
+                // keys, as in the local cleaner.
+                if !h.is_control() && !h.is_transactional() {
+                    if map.room() < usize::try_from(h.records_count.max(0)).unwrap_or(usize::MAX) {
+                        map_end = reached;
+                        break 'map;
+                    }
+                    let _ = batch::walk_records(&b, |rec| {
+                        if let (Some(k), true) = (rec.key, rec.offset >= first_dirty) {
+                            map.put(k, rec.offset);
+                        }
+                    });
+                }
+                reached = h.last_offset() + 1;
+            }
+        }
+    }
+    if map_end <= first_dirty {
+        warn!(partition = %tp, "the cleaner's map cannot hold one batch; raise log.cleaner.dedupe.buffer.size");
         return Ok(());
     }
-    let chunks = placed_chunks(shared, &rows[..end]).await?;
-    let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
-    for (r, c) in rows[..end].iter().zip(&chunks) {
-        if r.last < first_dirty {
-            continue;
-        }
-        for (h, b) in batches_of(c) {
-            if h.is_control() {
-                continue;
-            }
-            let _ = batch::walk_records(&b, |rec| {
-                if let Some(k) = rec.key {
-                    if rec.offset >= first_dirty {
-                        latest.insert(k.to_vec(), rec.offset);
-                    }
-                }
-            });
-        }
-    }
     let rules = batch::CleanRules {
-        latest: |k: &[u8]| latest.get(k).copied(),
+        latest: |k: &[u8]| map.get(k),
         map_end,
         first_dirty,
         delete_horizon: now.saturating_sub(config.delete_retention_ms),
     };
+    let rewrite = &cleanable[..cleanable.partition_point(|r| r.base < map_end)];
+    let groups = by_size(rewrite, budget);
+    let (mut rows_changed, mut saved) = (0, 0);
+    for (i, group) in groups.iter().enumerate() {
+        let chunks = placed_chunks(shared, group).await?;
+        let cleaned = clean_rows(group, &chunks, &rules);
+        drop(chunks);
+        // The last group moves the first dirty offset, changed or not.
+        let last = i + 1 == groups.len();
+        if cleaned.is_empty() && !last {
+            continue;
+        }
+        let moved_to = if last { map_end } else { cleaned_to };
+        let Some(s) = record_cleaning(shared, client, tp, group, &cleaned, moved_to, fence).await?
+        else {
+            return Ok(());
+        };
+        rows_changed += cleaned.len();
+        saved += s;
+    }
+    info!(partition = %tp, rows = rows_changed, bytes_saved = saved, cleaned_to = map_end, "compacted partition cleaned");
+    Ok(())
+}
+
+/// Cleans each row of `rows` (whose placed chunks are `chunks`) under
+/// `rules`: the rows that changed, with what is left of them.
+fn clean_rows<F: Fn(&[u8]) -> Option<i64>>(
+    rows: &[IndexRow],
+    chunks: &[Bytes],
+    rules: &batch::CleanRules<F>,
+) -> Vec<Cleaned> {
     let mut cleaned: Vec<Cleaned> = Vec::new();
-    for (i, (r, c)) in rows[..end].iter().zip(&chunks).enumerate() {
+    for (i, (r, c)) in rows.iter().zip(chunks).enumerate() {
         let mut out = BytesMut::new();
         let (mut last, mut max_ts) = (r.base - 1, i64::MIN);
         let mut changed = false;
         for (h, b) in batches_of(c) {
             // A batch that cannot be re-encoded is kept whole.
-            match batch::clean_batch(&h, &b, r.max_ts, &rules).unwrap_or_else(|_| Some(b.clone())) {
+            match batch::clean_batch(&h, &b, r.max_ts, rules).unwrap_or_else(|_| Some(b.clone())) {
                 Some(kept) => {
                     changed |= kept.len() != b.len();
                     let at = out.len();
@@ -619,6 +791,24 @@ async fn clean(
             });
         }
     }
+    cleaned
+}
+
+/// Records one group of cleaned rows: their new chunks in one compacted
+/// object, then one transaction fenced by the slot's lease that points
+/// each changed row at it (only where the row still has the object and
+/// size read), deletes rows left empty, moves the first dirty offset to
+/// `cleaned_to` (never back) and reduces the partition's size. Answers
+/// the bytes saved, or `None` if fenced (nothing recorded).
+async fn record_cleaning(
+    shared: &Shared,
+    client: &mut Client,
+    tp: &TopicPartition,
+    rows: &[IndexRow],
+    cleaned: &[Cleaned],
+    cleaned_to: i64,
+    (slot, epoch): (i32, i64),
+) -> Result<Option<i64>, LogError> {
     let saved: i64 = cleaned
         .iter()
         .map(|c| i64::try_from(rows[c.row].size - c.chunk.len()).unwrap_or(0))
@@ -646,11 +836,11 @@ async fn clean(
     let me = shared.config.node_id;
     let tx = client.transaction().await.map_err(pg)?;
     if !holds_slot(&tx, slot, me, epoch).await? {
-        return Ok(());
+        return Ok(None);
     }
     if let Some((k, size)) = &key {
         let Some(id) = insert_object(&tx, k.as_ref(), *size, me, deadline).await? else {
-            return Ok(());
+            return Ok(None);
         };
         let mut cols = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
         for (c, pos) in written.iter().zip(&positions) {
@@ -682,7 +872,7 @@ async fn clean(
         .await
         .map_err(pg)?;
     }
-    let emptied: Vec<&CleanRow> = cleaned
+    let emptied: Vec<&IndexRow> = cleaned
         .iter()
         .filter(|c| c.chunk.is_empty())
         .map(|c| &rows[c.row])
@@ -703,13 +893,12 @@ async fn clean(
     }
     tx.execute(
         schema::CLEANED,
-        &[&tp.topic, &tp.partition, &map_end, &saved],
+        &[&tp.topic, &tp.partition, &cleaned_to, &saved],
     )
     .await
     .map_err(pg)?;
     tx.commit().await.map_err(pg)?;
-    info!(partition = %tp, rows = cleaned.len(), bytes_saved = saved, "compacted partition cleaned");
-    Ok(())
+    Ok(Some(saved))
 }
 
 /// Whether this broker still holds job `slot` at `epoch`, checked (and
@@ -725,4 +914,22 @@ async fn holds_slot(
         .await
         .map_err(pg)?
         .is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_groups;
+
+    #[test]
+    fn merge_groups_fill_the_target_without_recopying_a_dominant_object() {
+        // Equal small objects merge up to the target.
+        assert_eq!(merge_groups(&[2, 2, 2, 2, 2], 8), vec![0..4]);
+        // A big object is left until what follows it is as large.
+        assert_eq!(merge_groups(&[4, 2], 8), vec![]);
+        assert_eq!(merge_groups(&[4, 2, 2], 8), vec![0..3]);
+        // Objects at the target, or that cannot join a neighbour, stay.
+        assert_eq!(merge_groups(&[8, 1, 1, 9, 3], 8), vec![1..3]);
+        assert_eq!(merge_groups(&[], 8), vec![]);
+        assert_eq!(merge_groups(&[5, 5], 8), vec![]);
+    }
 }

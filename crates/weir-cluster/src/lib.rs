@@ -16,8 +16,9 @@
 //!   long polls.
 //! - Background work (`jobs.rs`, under leases): retention and
 //!   DeleteRecords delete index rows, compaction copies intake chunks
-//!   into per-partition objects, and the collector deletes objects no row
-//!   references after a grace period.
+//!   into per-partition objects and merges small adjacent ones, compacted
+//!   topics are cleaned in bounded memory, and the collector deletes
+//!   objects no row references after a grace period.
 //!
 //! The tables are in [`schema`]; ARCHITECTURE.md and
 //! docs/cluster-format.md describe the design and the formats.

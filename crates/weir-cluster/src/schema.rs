@@ -339,7 +339,7 @@ FROM weir.partitions p WHERE p.topic = $1 AND p.partition = $2";
 /// A partition's index rows still in intake objects (key starting with
 /// `$3`) committed more than `$4` ms ago, in offset order, at most `$5`.
 pub const COMPACTION_CANDIDATES: &str = "
-SELECT b.base_offset, b.last_offset, b.object_id, o.key, b.position, b.size
+SELECT b.base_offset, b.last_offset, b.object_id, o.key, b.position, b.size, b.max_timestamp
 FROM weir.batches b JOIN weir.objects o ON o.id = b.object_id
 WHERE b.topic = $1 AND b.partition = $2 AND left(o.key, length($3)) = $3
     AND o.created_at < now() - $4::bigint * interval '1 millisecond'
@@ -367,6 +367,24 @@ pub const SWAP_ROWS: &str = "
 UPDATE weir.batches b SET object_id = $3, position = d.pos
 FROM unnest($4::bigint[], $5::bigint[], $6::bigint[]) AS d(base, old, pos)
 WHERE b.topic = $1 AND b.partition = $2 AND b.base_offset = d.base AND b.object_id = d.old";
+
+/// The compacted objects (key starting with `$3`) of partition (`$1`,
+/// `$2`) with the bytes of its chunks each still holds, in the order of
+/// their first offsets: what merging groups.
+pub const MERGE_CANDIDATES: &str = "
+SELECT b.object_id, sum(b.size)::bigint
+FROM weir.batches b JOIN weir.objects o ON o.id = b.object_id
+WHERE b.topic = $1 AND b.partition = $2 AND left(o.key, length($3)) = $3
+GROUP BY b.object_id
+ORDER BY min(b.base_offset)";
+
+/// The rows of partition (`$1`, `$2`) in objects `$3`, in offset order,
+/// as [`COMPACTION_CANDIDATES`] answers them.
+pub const ROWS_IN_OBJECTS: &str = "
+SELECT b.base_offset, b.last_offset, b.object_id, o.key, b.position, b.size, b.max_timestamp
+FROM weir.batches b JOIN weir.objects o ON o.id = b.object_id
+WHERE b.topic = $1 AND b.partition = $2 AND b.object_id = ANY($3::bigint[])
+ORDER BY b.base_offset";
 
 /// Stamps the objects no index row references any more (their garbage
 /// grace starts now). Rows only ever move to newer objects, so an

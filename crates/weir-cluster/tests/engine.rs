@@ -192,10 +192,15 @@ fn batch(n: usize, ts: i64, tag: &str) -> Bytes {
     let recs: Vec<Record> = (0..n)
         .map(|i| record(i as i64, ts + i as i64, &format!("{tag}-{i}")))
         .collect();
+    encode(&recs)
+}
+
+/// `recs` as one uncompressed v2 batch.
+fn encode(recs: &[Record]) -> Bytes {
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(
         &mut buf,
-        &recs,
+        recs,
         &RecordEncodeOptions {
             version: 2,
             compression: Compression::None,
@@ -1260,13 +1265,7 @@ async fn a_job_whose_lease_was_taken_over_commits_nothing() {
     // Hold the job lease row, so the compaction's transaction waits at
     // its fence (as if the holder were paused there), then hand the lease
     // to another broker before letting it go on.
-    let tx = client.transaction().await.unwrap();
-    tx.execute(
-        "SELECT 1 FROM weir.coordinators WHERE topic = 'weir:jobs' FOR UPDATE",
-        &[],
-    )
-    .await
-    .unwrap();
+    let tx = hold_job_lease(&mut client).await;
     let tp = TopicPartition::new("fenced", 0);
     let log = a.open(&tp, LogConfig::default()).unwrap();
     for i in 0..3 {
@@ -1274,35 +1273,9 @@ async fn a_job_whose_lease_was_taken_over_commits_nothing() {
             .await
             .unwrap();
     }
-    let (watch, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while watch
-        .query_opt(
-            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-             AND query LIKE '%FOR SHARE%' AND query LIKE '%weir.coordinators%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .is_none()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no job waits at its fence"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tx.execute(
-        "UPDATE weir.coordinators SET holder = 99, epoch = epoch + 1, \
-         expires_at = now() + interval '1 hour' WHERE topic = 'weir:jobs'",
-        &[],
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    let watch = connect(&pg).await;
+    wait_at_fence(&watch).await;
+    hand_job_lease_away(tx).await;
     // The fenced compaction recorded nothing: every row is still in its
     // intake object, and the object it uploaded is named by no row.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1557,4 +1530,395 @@ async fn wait_for_job_slot(client: &tokio_postgres::Client) {
         assert!(std::time::Instant::now() < deadline, "no job slot taken");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A broker that holds the single job slot and runs its jobs every
+/// 100 ms on chunks committed at once; compaction moves at most
+/// `compact_object_bytes` (at least one chunk) per pass.
+async fn job_runner(
+    pg: &Pg,
+    store: &Path,
+    compact_object_bytes: usize,
+) -> (ClusterEngine, tokio_postgres::Client) {
+    let mut c = ClusterConfig::new(pg.url(), format!("file://{}", store.display()), 1);
+    c.advertised = Some(("127.0.0.1".into(), 9001));
+    c.broker_timeout_ms = 900;
+    c.coordinator_lease_ms = 1500;
+    c.flush_ms = 5;
+    c.job_interval_ms = 100;
+    c.job_slots = 1;
+    c.compact_after_ms = 0;
+    c.compact_object_bytes = compact_object_bytes;
+    // A map of 20 slots: 18 keys before it is full.
+    c.cleaner_buffer_bytes = 24 * 20;
+    let engine = ClusterEngine::connect(c, Clock::system()).await.unwrap();
+    let client = connect(pg).await;
+    wait_for_job_slot(&client).await;
+    (engine, client)
+}
+
+/// The compacted objects the rows of `topic` point at, and how many of
+/// its rows are still in intake objects.
+async fn compacted_objects(client: &tokio_postgres::Client, topic: &str) -> (Vec<i64>, i64) {
+    let rows = client
+        .query(
+            "SELECT o.id, o.key LIKE 'compacted/%' FROM weir.batches b \
+             JOIN weir.objects o ON o.id = b.object_id WHERE b.topic = $1 ORDER BY b.base_offset",
+            &[&topic],
+        )
+        .await
+        .unwrap();
+    let mut ids: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.get::<_, bool>(1))
+        .map(|r| r.get(0))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let intake = rows.iter().filter(|r| !r.get::<_, bool>(1)).count();
+    (ids, i64::try_from(intake).unwrap())
+}
+
+/// Intake compaction writes one object per chunk here (24 of them);
+/// merging groups adjacent ones up to the topic's `segment.bytes` (8
+/// chunks), while readers on two brokers, one of them caching chunks,
+/// read every record once at its offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merging_compacted_objects_keeps_every_record_readable_on_two_brokers() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let (a, client) = job_runner(&pg, store.path(), 1).await;
+    let b = engine(&pg, store.path(), 2).await;
+    let tp = TopicPartition::new("merged", 0);
+    let ts = now_ms();
+    let one = batch(3, ts, "m00").len();
+    let config = LogConfig {
+        segment_bytes: 8 * one as u64,
+        ..LogConfig::default()
+    };
+    let la = a.open(&tp, config.clone()).unwrap();
+    let lb = b.open(&tp, config).unwrap();
+    let mut want = Vec::new();
+    for i in 0..24 {
+        let tag = format!("m{i:02}");
+        let info = la.append(batch(3, ts, &tag), 0).await.unwrap();
+        want.extend((0..3).map(|j| (info.base_offset + j, format!("{tag}-{j}"))));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        assert_eq!(read_all(&la, 0).await, want);
+        assert_eq!(read_all(&lb, 0).await, want);
+        let (objects, in_intake) = compacted_objects(&client, "merged").await;
+        if in_intake == 0 && objects.len() <= 4 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} compacted objects, {in_intake} rows in intake objects",
+            objects.len()
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(read_all(&la, 0).await, want);
+    assert_eq!(read_all(&lb, 0).await, want);
+    a.shutdown().unwrap();
+    b.shutdown().unwrap();
+}
+
+/// A merge whose job lease is taken over while it waits at its fence
+/// (as a paused or killed holder's would be) records nothing: every row
+/// stays in the object it was in, each record is read once, and the
+/// merged object it uploaded is named by no row. The next holder merges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_whose_lease_was_taken_over_commits_nothing() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let (a, mut client) = job_runner(&pg, store.path(), 1).await;
+    let tp = TopicPartition::new("fenced-merge", 0);
+    let ts = now_ms();
+    let one = batch(2, ts, "g0").len();
+    // No two objects fit in one segment: nothing merges yet.
+    let small = LogConfig {
+        segment_bytes: one as u64,
+        ..LogConfig::default()
+    };
+    let log = a.open(&tp, small.clone()).unwrap();
+    let mut want = Vec::new();
+    for i in 0..4 {
+        let tag = format!("g{i}");
+        let info = log.append(batch(2, ts, &tag), 0).await.unwrap();
+        want.extend((0..2).map(|j| (info.base_offset + j, format!("{tag}-{j}"))));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let before = loop {
+        let (objects, in_intake) = compacted_objects(&client, "fenced-merge").await;
+        if in_intake == 0 {
+            break objects;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(before.len(), 4);
+    let uploaded = stored(store.path(), "compacted").len();
+    let tx = hold_job_lease(&mut client).await;
+    log.set_config(LogConfig {
+        segment_bytes: 8 * one as u64,
+        ..small
+    });
+    let watch = connect(&pg).await;
+    wait_at_fence(&watch).await;
+    // The merged object is in the store before its transaction.
+    assert!(stored(store.path(), "compacted").len() > uploaded);
+    hand_job_lease_away(tx).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while at_fence(&watch).await {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(compacted_objects(&watch, "fenced-merge").await, (before, 0));
+    assert_eq!(read_all(&log, 0).await, want);
+    // The lease comes back (the other holder's runs out): this broker
+    // takes it at a new epoch and merges.
+    watch
+        .execute(
+            "UPDATE weir.coordinators SET expires_at = now() WHERE topic = 'weir:jobs'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while compacted_objects(&watch, "fenced-merge").await.0.len() != 1 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(read_all(&log, 0).await, want);
+    a.shutdown().unwrap();
+}
+
+/// One batch of keyed records (`None`: a tombstone), timestamps `ts`.
+fn keyed(records: &[(String, Option<String>)], ts: i64) -> Bytes {
+    let recs: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            key: Some(Bytes::copy_from_slice(k.as_bytes())),
+            value: v.as_ref().map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            ..record(i as i64, ts, "")
+        })
+        .collect();
+    encode(&recs)
+}
+
+type Kv = (i64, String, Option<String>);
+
+/// Appends `records` as one batch and notes them in `written` at their
+/// offsets; answers the batch's size.
+async fn append_keyed(
+    log: &Arc<dyn PartitionLog>,
+    written: &mut Vec<Kv>,
+    records: Vec<(String, Option<String>)>,
+    ts: i64,
+) -> usize {
+    let b = keyed(&records, ts);
+    let size = b.len();
+    let info = log.append(b, 0).await.unwrap();
+    for (i, (k, v)) in records.into_iter().enumerate() {
+        written.push((info.base_offset + i as i64, k, v));
+    }
+    size
+}
+
+/// Every record from offset 0 as (offset, key, value).
+async fn read_keyed(log: &Arc<dyn PartitionLog>) -> Vec<Kv> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        let r = log
+            .read(at, 1 << 20, ReadLimit::HighWatermark)
+            .await
+            .expect("read");
+        if r.records.is_empty() {
+            return out;
+        }
+        let mut b = r.records;
+        while !b.is_empty() {
+            let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut b).expect("decode");
+            for rec in set.records {
+                at = rec.offset + 1;
+                let text = |b: Option<Bytes>| b.map(|b| String::from_utf8(b.to_vec()).unwrap());
+                out.push((rec.offset, text(rec.key).unwrap(), text(rec.value)));
+            }
+        }
+    }
+}
+
+/// What one unbounded cleaning pass over `written` keeps: each key's
+/// latest record (tombstones too, unless `drop_tombstones`), in offset
+/// order.
+fn latest_per_key(written: &[Kv], drop_tombstones: bool) -> Vec<Kv> {
+    let mut latest = std::collections::HashMap::new();
+    for (o, k, _) in written {
+        latest.insert(k.clone(), *o);
+    }
+    written
+        .iter()
+        .filter(|(o, k, v)| latest[k] == *o && !(drop_tombstones && v.is_none()))
+        .cloned()
+        .collect()
+}
+
+/// A compacted partition many times larger than the cleaner reads at
+/// once (and than the old in-memory limit of four compaction objects),
+/// whose dirty records overflow the cleaner's map many times over, ends
+/// up as one unbounded pass would leave it: each key's latest record,
+/// tombstones kept for `delete.retention.ms` and then removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleaning_in_bounded_memory_keeps_what_an_unbounded_pass_keeps() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let (a, client) = job_runner(&pg, store.path(), 300).await;
+    let tp = TopicPartition::new("cleaned", 0);
+    let config = LogConfig {
+        cleanup_compact: true,
+        cleanup_delete: false,
+        min_cleanable_dirty_ratio: 0.0,
+        ..LogConfig::default()
+    };
+    let log = a.open(&tp, config.clone()).unwrap();
+    let ts = now_ms() - 1000;
+    let mut written: Vec<Kv> = Vec::new();
+    let mut bytes = 0;
+    // Ten rounds over twelve keys, four keys a batch; in the last round
+    // every third key is deleted.
+    for round in 0..10 {
+        for part in 0..3 {
+            let recs: Vec<(String, Option<String>)> = (0..4)
+                .map(|j| {
+                    let key = 4 * part + j;
+                    let value = (round < 9 || key % 3 != 0).then(|| format!("k{key}-r{round}"));
+                    (format!("k{key:02}"), value)
+                })
+                .collect();
+            bytes += append_keyed(&log, &mut written, recs, ts).await;
+        }
+    }
+    assert!(bytes > 8 * 300, "{bytes} bytes");
+    // The last row is never cleaned (Kafka's active segment).
+    append_keyed(
+        &log,
+        &mut written,
+        vec![("end".into(), Some("1".into()))],
+        ts,
+    )
+    .await;
+    let end_base = written.last().unwrap().0;
+    let cleaned_to = || async {
+        client
+            .query_one(
+                "SELECT cleaned_to FROM weir.partitions WHERE topic = 'cleaned'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let want = latest_per_key(&written, false);
+    assert_eq!(want.len(), 13);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = read_keyed(&log).await;
+        if got == want && cleaned_to().await == end_base {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{got:?} (cleaned to {})",
+            cleaned_to().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Once past delete.retention.ms, the next pass drops the tombstones,
+    // which have been through a pass.
+    log.set_config(LogConfig {
+        delete_retention_ms: 0,
+        ..config
+    });
+    append_keyed(
+        &log,
+        &mut written,
+        vec![("end2".into(), Some("2".into()))],
+        ts,
+    )
+    .await;
+    let want = latest_per_key(&written, true);
+    assert_eq!(want.len(), 10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = read_keyed(&log).await;
+        if got == want {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.shutdown().unwrap();
+}
+
+/// A connection of the test's own.
+async fn connect(pg: &Pg) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+/// Locks the job lease row, so a job's transaction waits at its fence
+/// (as if its broker were paused there) until the transaction ends.
+async fn hold_job_lease(client: &mut tokio_postgres::Client) -> tokio_postgres::Transaction<'_> {
+    let tx = client.transaction().await.unwrap();
+    tx.execute(
+        "SELECT 1 FROM weir.coordinators WHERE topic = 'weir:jobs' FOR UPDATE",
+        &[],
+    )
+    .await
+    .unwrap();
+    tx
+}
+
+/// Whether a job's transaction waits at its fence.
+async fn at_fence(watch: &tokio_postgres::Client) -> bool {
+    watch
+        .query_opt(
+            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND query LIKE '%FOR SHARE%' AND query LIKE '%weir.coordinators%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .is_some()
+}
+
+/// Until a job's transaction waits at its fence.
+async fn wait_at_fence(watch: &tokio_postgres::Client) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !at_fence(watch).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no job waits at its fence"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Gives the held job lease to broker 99 for an hour, at a new epoch.
+async fn hand_job_lease_away(tx: tokio_postgres::Transaction<'_>) {
+    tx.execute(
+        "UPDATE weir.coordinators SET holder = 99, epoch = epoch + 1, \
+         expires_at = now() + interval '1 hour' WHERE topic = 'weir:jobs'",
+        &[],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
 }

@@ -24,6 +24,9 @@
 //! The CRC does not cover the base offset, the length or the leader epoch, so
 //! the log assigns those without recomputing it.
 
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
 use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
@@ -938,6 +941,87 @@ pub fn clean_batch<F: Fn(&[u8]) -> Option<i64>>(
     }
 }
 
+/// Bytes per offset map slot: 128-bit hash + 64-bit offset.
+const SLOT_BYTES: usize = 24;
+/// Kafka's `log.cleaner.io.buffer.load.factor`.
+const LOAD_FACTOR: f64 = 0.9;
+
+/// The cleaner's offset map (Kafka's `log.cleaner.dedupe.buffer.size`):
+/// a fixed-size open-addressing map from a key's 128-bit hash to its
+/// latest offset, shared by the local cleaner and the cluster's, so that
+/// a pass needs this much memory whatever the number of keys.
+#[derive(Debug)]
+pub struct OffsetMap {
+    slots: Vec<(u64, u64, i64)>,
+    len: usize,
+    max_len: usize,
+}
+
+fn key_hash(key: &[u8]) -> (u64, u64) {
+    let mut a = DefaultHasher::new();
+    0x5745_4952u32.hash(&mut a);
+    key.hash(&mut a);
+    let mut b = DefaultHasher::new();
+    0x4c4f_4721u32.hash(&mut b);
+    key.hash(&mut b);
+    (a.finish(), b.finish())
+}
+
+impl OffsetMap {
+    /// A map of about `bytes` bytes (24 per key, at least 16 keys).
+    pub fn new(bytes: usize) -> Self {
+        let n = (bytes / SLOT_BYTES).max(16);
+        Self {
+            slots: vec![(0, 0, -1); n],
+            len: 0,
+            max_len: ((n as f64) * LOAD_FACTOR) as usize,
+        }
+    }
+
+    /// Forgets every key, keeping the memory.
+    pub fn clear(&mut self) {
+        self.slots.iter_mut().for_each(|s| *s = (0, 0, -1));
+        self.len = 0;
+    }
+
+    /// Room left before the load factor is reached.
+    pub fn room(&self) -> usize {
+        self.max_len.saturating_sub(self.len)
+    }
+
+    fn slot(&self, h: (u64, u64)) -> usize {
+        let n = self.slots.len();
+        let mut i = (h.0 % n as u64) as usize;
+        loop {
+            let s = self.slots[i];
+            if s.2 < 0 || (s.0 == h.0 && s.1 == h.1) {
+                return i;
+            }
+            i = (i + 1) % n;
+        }
+    }
+
+    /// Records `offset` as the latest for `key`. The caller checks `room()`.
+    pub fn put(&mut self, key: &[u8], offset: i64) {
+        let h = key_hash(key);
+        let i = self.slot(h);
+        if self.slots[i].2 < 0 {
+            if self.len >= self.max_len {
+                return;
+            }
+            self.len += 1;
+        }
+        let prev = self.slots[i].2;
+        self.slots[i] = (h.0, h.1, prev.max(offset));
+    }
+
+    /// The latest offset recorded for `key`.
+    pub fn get(&self, key: &[u8]) -> Option<i64> {
+        let s = self.slots[self.slot(key_hash(key))];
+        (s.2 >= 0).then_some(s.2)
+    }
+}
+
 /// Builds a batch from `template`'s header fields and an uncompressed
 /// records section (concatenated encoded records, e.g. the `raw` slices
 /// retained by the cleaner), compressing it with the template's codec via
@@ -1257,6 +1341,24 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn offset_map_keeps_latest_and_respects_capacity() {
+        let mut m = OffsetMap::new(24 * 20);
+        assert_eq!(m.room(), 18);
+        m.put(b"a", 5);
+        m.put(b"a", 3);
+        m.put(b"b", 7);
+        assert_eq!(m.get(b"a"), Some(5));
+        assert_eq!(m.get(b"b"), Some(7));
+        assert_eq!(m.get(b"c"), None);
+        for i in 0..100u32 {
+            m.put(&i.to_be_bytes(), i64::from(i));
+        }
+        assert_eq!(m.room(), 0);
+        m.clear();
+        assert_eq!(m.get(b"a"), None);
+    }
     use bytes::BytesMut;
     use kafka_protocol::records::{RecordBatchEncoder, RecordEncodeOptions};
 

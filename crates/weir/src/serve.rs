@@ -201,6 +201,7 @@ fn log_service(settings: &Settings, kafka: &KafkaListeners, slot: &BrokerSlot) -
                 let check = settings.broker.get_i64("log.retention.check.interval.ms");
                 cc.job_interval_ms = u64::try_from(check).unwrap_or(300_000).min(30_000);
                 cc.compact_after_ms = cc.job_interval_ms;
+                cc.cleaner_buffer_bytes = engine_config.cleaner_buffer_bytes;
                 cc.collect_grace_ms = settings
                     .broker
                     .get("log.segment.delete.delay.ms")

@@ -32,9 +32,7 @@
 //!    files to their final names, and the directory fsynced. Recovery
 //!    deletes `*.cleaned` files and completes a swap it finds.
 
-use std::collections::hash_map::DefaultHasher;
 use std::fs::File;
-use std::hash::{Hash, Hasher};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,88 +43,12 @@ use super::checkpoint;
 use super::partition::LocalPartition;
 use super::segment::{self, file_stem, lock, Indexes, Segment, SEGMENT_EXTS};
 use super::{io_err, Shared};
-use crate::batch::{self, BatchHeader};
+use crate::batch::{self, BatchHeader, OffsetMap};
 use crate::config::LogConfig;
 use crate::error::LogError;
 
 /// Name of the per-partition cleaner checkpoint (first dirty offset).
 pub const CLEANER_CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
-
-/// Bytes per offset map slot: 128-bit hash + 64-bit offset.
-const SLOT_BYTES: usize = 24;
-/// Kafka's `log.cleaner.io.buffer.load.factor`.
-const LOAD_FACTOR: f64 = 0.9;
-
-/// A fixed-size open-addressing map from key hash to latest offset.
-#[derive(Debug)]
-pub(crate) struct OffsetMap {
-    slots: Vec<(u64, u64, i64)>,
-    len: usize,
-    max_len: usize,
-}
-
-fn key_hash(key: &[u8]) -> (u64, u64) {
-    let mut a = DefaultHasher::new();
-    0x5745_4952u32.hash(&mut a);
-    key.hash(&mut a);
-    let mut b = DefaultHasher::new();
-    0x4c4f_4721u32.hash(&mut b);
-    key.hash(&mut b);
-    (a.finish(), b.finish())
-}
-
-impl OffsetMap {
-    pub(crate) fn new(bytes: usize) -> Self {
-        let n = (bytes / SLOT_BYTES).max(16);
-        Self {
-            slots: vec![(0, 0, -1); n],
-            len: 0,
-            max_len: ((n as f64) * LOAD_FACTOR) as usize,
-        }
-    }
-
-    fn clear(&mut self) {
-        self.slots.iter_mut().for_each(|s| *s = (0, 0, -1));
-        self.len = 0;
-    }
-
-    /// Room left before the load factor is reached.
-    pub(crate) fn room(&self) -> usize {
-        self.max_len.saturating_sub(self.len)
-    }
-
-    fn slot(&self, h: (u64, u64)) -> usize {
-        let n = self.slots.len();
-        let mut i = (h.0 % n as u64) as usize;
-        loop {
-            let s = self.slots[i];
-            if s.2 < 0 || (s.0 == h.0 && s.1 == h.1) {
-                return i;
-            }
-            i = (i + 1) % n;
-        }
-    }
-
-    /// Records `offset` as the latest for `key`. The caller checks `room()`.
-    pub(crate) fn put(&mut self, key: &[u8], offset: i64) {
-        let h = key_hash(key);
-        let i = self.slot(h);
-        if self.slots[i].2 < 0 {
-            if self.len >= self.max_len {
-                return;
-            }
-            self.len += 1;
-        }
-        let prev = self.slots[i].2;
-        self.slots[i] = (h.0, h.1, prev.max(offset));
-    }
-
-    /// The latest offset recorded for `key`.
-    pub(crate) fn get(&self, key: &[u8]) -> Option<i64> {
-        let s = self.slots[self.slot(key_hash(key))];
-        (s.2 >= 0).then_some(s.2)
-    }
-}
 
 /// What the cleaner knows about a partition before a pass.
 #[derive(Debug)]
@@ -556,27 +478,4 @@ fn clean_group(
     new_seg.release_resources();
     p.retire_segments(group.to_vec(), config);
     Ok(true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn offset_map_keeps_latest_and_respects_capacity() {
-        let mut m = OffsetMap::new(24 * 20);
-        assert_eq!(m.room(), 18);
-        m.put(b"a", 5);
-        m.put(b"a", 3);
-        m.put(b"b", 7);
-        assert_eq!(m.get(b"a"), Some(5));
-        assert_eq!(m.get(b"b"), Some(7));
-        assert_eq!(m.get(b"c"), None);
-        for i in 0..100u32 {
-            m.put(&i.to_be_bytes(), i64::from(i));
-        }
-        assert_eq!(m.room(), 0);
-        m.clear();
-        assert_eq!(m.get(b"a"), None);
-    }
 }
