@@ -55,10 +55,11 @@ def cluster(broker_factory, postgres, moto_server):
 
 def start_cluster(broker_factory, postgres, moto_server, extra_env=None,
                   s3_url: str | None = None, extra_args: tuple = (),
-                  own_args=None, client: dict | None = None) -> dict:
-    """`s3_url` replaces moto's address in the brokers' settings (a relay);
-    `own_args(port)` adds arguments naming a broker's own port, and
-    `client` is the client settings to reach the brokers with."""
+                  own_args=None, client: dict | None = None, count: int = 3) -> dict:
+    """`count` brokers (node ids 1, 2, ...). `s3_url` replaces moto's
+    address in the brokers' settings (a relay); `own_args(port)` adds
+    arguments naming a broker's own port, and `client` is the client
+    settings to reach the brokers with."""
     db = postgres.create_db(f"c{uuid.uuid4().hex[:10]}")
     bucket = moto_server.create_bucket()
     env = {
@@ -69,23 +70,40 @@ def start_cluster(broker_factory, postgres, moto_server, extra_env=None,
         **(extra_env or {}),
     }
     url = f"postgres://{postgres.user}@127.0.0.1:{postgres.port}/{db}"
-    brokers = []
-    for i in (1, 2, 3):
-        b = broker_factory("--cluster", url, "--object-store", f"s3://{bucket}/weir",
-                           "--set", f"node.id={i}", *extra_args, name=f"node{i}", env=env,
-                           start=False)
-        if own_args:
-            b.args += own_args(b.port)
-        brokers.append(b.start())
-    # Each broker sees the others once their heartbeats are in.
-    deadline = time.monotonic() + 20
+    cluster = {"brokers": [], "db": db, "bucket": bucket, "pg": postgres, "s3": moto_server,
+               "url": url, "env": env, "args": extra_args, "own_args": own_args,
+               "client": client or {}}
+    for i in range(1, count + 1):
+        add_broker(broker_factory, cluster, i, wait=False)
+    wait_for_brokers(cluster, count)
+    return cluster
+
+
+def add_broker(broker_factory, cluster: dict, node_id: int, wait: bool = True):
+    """Starts one more broker of `cluster` (node id `node_id`) and, with
+    `wait`, waits until the first broker lists it."""
+    b = broker_factory("--cluster", cluster["url"], "--object-store",
+                       f"s3://{cluster['bucket']}/weir", "--set", f"node.id={node_id}",
+                       *cluster["args"], name=f"node{node_id}", env=cluster["env"], start=False)
+    if cluster["own_args"]:
+        b.args += cluster["own_args"](b.port)
+    cluster["brokers"].append(b.start())
+    if wait:
+        wait_for_brokers(cluster, len(cluster["brokers"]))
+    return b
+
+
+def wait_for_brokers(cluster: dict, count: int, timeout: float = 20) -> None:
+    """Until the first running broker's metadata lists `count` brokers
+    (their heartbeats are in)."""
+    first = next(b for b in cluster["brokers"] if b.running)
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        conf = {**(client or {}), "bootstrap.servers": brokers[0].bootstrap}
+        conf = {**cluster["client"], "bootstrap.servers": first.bootstrap}
         md = AdminClient(conf).list_topics(timeout=5)
-        if len(md.brokers) == 3:
-            break
+        if len(md.brokers) == count:
+            return
         time.sleep(0.2)
-    return {"brokers": brokers, "db": db, "bucket": bucket, "pg": postgres, "s3": moto_server}
 
 
 def create_topic(bootstrap: str, name: str, partitions: int) -> None:
@@ -1604,3 +1622,290 @@ def test_scram_users_and_acls_made_through_one_broker_reach_the_others(
         wait_for(lambda: (e := topic_error(b)) is not None
                  and e.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED,
                  timeout=30, what=f"the ACL's deletion did not reach {b.name}")
+
+
+# --- elasticity: brokers join and leave under load --------------------------
+
+def topic_counter(broker, name: str, topic: str) -> int:
+    """One per-topic counter of a broker's /metrics (0 if absent)."""
+    import urllib.request
+    with urllib.request.urlopen(broker.admin_url + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    want = f'{name}{{topic="{topic}"}} '
+    return next((int(float(line[len(want):])) for line in text.splitlines()
+                 if line.startswith(want)), 0)
+
+
+def store_snapshot(cluster) -> tuple[dict, dict]:
+    """The index as one statement sees it: objects (id: key, size,
+    writer) and batch rows ((topic, partition, base): last offset,
+    object, position, size)."""
+    objects, rows = {}, {}
+    for r in cluster["pg"].rows(
+            "SELECT 'o', id::text, key, size_bytes::text, node_id::text, '', '', '' "
+            "FROM weir.objects UNION ALL "
+            "SELECT 'b', topic, partition::text, base_offset::text, last_offset::text, "
+            "object_id::text, position::text, size::text FROM weir.batches", db=cluster["db"]):
+        if r[0] == "o":
+            objects[int(r[1])] = (r[2], int(r[3]), int(r[4]))
+        else:
+            rows[(r[1], int(r[2]), int(r[3]))] = tuple(int(v) for v in r[4:8])
+    return objects, rows
+
+
+def leases_of(cluster, node_id: int) -> list[tuple]:
+    """The unexpired coordinator and job leases `node_id` holds."""
+    return cluster["pg"].rows(
+        "SELECT topic, partition FROM weir.coordinators "
+        f"WHERE holder = {node_id} AND expires_at > now()", db=cluster["db"])
+
+
+def test_brokers_join_and_leave_under_load_and_no_data_moves(broker_factory, postgres,
+                                                             moto_server, topic_name):
+    """Elasticity (issue 16): one broker under load (an idempotent acks=all
+    producer and a classic group member committing after every poll, both
+    bootstrapped on it alone); two brokers join: leadership spreads over
+    them and produce and fetch requests reach them (their per-topic
+    metrics), as clients refresh metadata (every second here, as Kafka
+    clients do every `topic.metadata.refresh.interval.ms`). Then the
+    group's coordinator is stopped with SIGTERM (its leases are released
+    before it exits, so the group moves without waiting for them to run
+    out) and the next coordinator is killed with kill -9 (its leases run
+    out after `--cluster-lease-ms`). The clients carry on throughout:
+    every acknowledged record is in its partition once, in order; the
+    member read every one; its committed offsets never go back and end at
+    the log ends. No data moves: every object and index row there before
+    the brokers joined is still there, unchanged (background compaction
+    may point a row at a per-partition copy made because of its age; it
+    is counted, and objects are kept for an hour), and every object
+    written since holds only records produced since."""
+    cluster = start_cluster(broker_factory, postgres, moto_server, count=1, extra_args=(
+        "--cluster-lease-ms", "6000", "--set", "log.segment.delete.delay.ms=3600000"))
+    (first,) = cluster["brokers"]
+    began = time.monotonic()
+
+    def mark(what: str) -> None:
+        print(f"{time.monotonic() - began:6.1f} s  {what}")
+
+    parts = 6
+    create_topic(first.bootstrap, topic_name, parts)
+    refresh = {"topic.metadata.refresh.interval.ms": 1000}
+    lock = threading.Lock()
+    sent: dict[int, list[bytes]] = {p: [] for p in range(parts)}
+    acked: dict[int, list[tuple[int, bytes]]] = {p: [] for p in range(parts)}
+    consumed: dict[int, list[tuple[int, bytes]]] = {p: [] for p in range(parts)}
+    commits: list[tuple[float, dict[int, int]]] = []
+    errors: list[str] = []
+    stop_producing, stop_consuming = threading.Event(), threading.Event()
+    group = f"g-{topic_name}"
+
+    def produce():
+        p = Producer({"bootstrap.servers": first.bootstrap, "enable.idempotence": True,
+                      "acks": "all", "linger.ms": 5, "message.timeout.ms": 120000, **refresh})
+
+        def on_ack(err, msg):
+            with lock:
+                if err is not None:
+                    errors.append(f"produce: {err}")
+                else:
+                    acked[msg.partition()].append((msg.offset(), msg.value()))
+
+        i = 0
+        while not stop_producing.is_set():
+            value = f"r{i}".encode()
+            try:
+                p.produce(topic_name, value=value, partition=i % parts, on_delivery=on_ack)
+            except BufferError:
+                p.poll(0.1)
+                continue
+            sent[i % parts].append(value)
+            i += 1
+            p.poll(0)
+            if i % 50 == 0:
+                time.sleep(0.05)
+        if p.flush(120):
+            errors.append("produce: records never delivered")
+
+    def member():
+        c = Consumer({"bootstrap.servers": first.bootstrap, "group.id": group,
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False, **refresh})
+        try:
+            c.subscribe([topic_name])
+            while not stop_consuming.is_set():
+                msgs = [m for m in c.consume(500, 0.3) if not m.error()]
+                if not msgs:
+                    continue
+                with lock:
+                    for m in msgs:
+                        consumed[m.partition()].append((m.offset(), m.value()))
+                try:
+                    done = c.commit(asynchronous=False)
+                except KafkaException:
+                    # The coordinator moves; the next commit covers these.
+                    continue
+                with lock:
+                    commits.append((time.monotonic(), {tp.partition: tp.offset for tp in done
+                                                       if tp.error is None and tp.offset >= 0}))
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=produce), threading.Thread(target=member)]
+    for t in threads:
+        t.start()
+
+    def acks() -> int:
+        with lock:
+            return sum(len(v) for v in acked.values())
+
+    def commits_after(t0: float) -> list[float]:
+        with lock:
+            return [t for t, _ in commits if t > t0]
+
+    def holder() -> int | None:
+        rows = cluster["pg"].rows(
+            "SELECT holder FROM weir.coordinators WHERE topic = '__consumer_offsets' "
+            f"AND partition = {offsets_partition(group)} AND expires_at > now()",
+            db=cluster["db"])
+        return int(rows[0][0]) if rows else None
+
+    def resume_after(victim: int, signalled: float, how: str) -> tuple[float, int]:
+        """Waits for another broker to hold the group's lease and for a
+        commit after that; answers the longest time without a commit
+        since the signal, and the new holder."""
+        new_holder = wait_for(lambda: (h := holder()) not in (None, victim) and h, 60,
+                              f"nobody took the group's lease after {how}")
+        moved = time.monotonic()
+        resumed = wait_for(lambda: commits_after(moved), 60, f"no commit after {how}")[0]
+        times = [signalled] + [t for t in commits_after(signalled) if t <= resumed]
+        pause = max(b - a for a, b in zip(times, times[1:]))
+        print(f"{how}: lease moved {moved - signalled:.1f} s after the signal; "
+              f"commits paused at most {pause:.1f} s")
+        return pause, new_holder
+
+    def leaders() -> set[int]:
+        live = next(b for b in cluster["brokers"] if b.running)
+        md = AdminClient({"bootstrap.servers": live.bootstrap}).list_topics(
+            topic_name, timeout=10)
+        return {pm.leader for pm in md.topics[topic_name].partitions.values()}
+
+    try:
+        wait_for(lambda: acks() > 300 and len(commits_after(0)) >= 3, 60,
+                 "no steady load on one broker")
+        before_objects, before_rows = store_snapshot(cluster)
+        before_bucket = bucket_objects(cluster)
+        mark(f"{acks()} records acknowledged by one broker; two join")
+        # Two brokers join.
+        added = [add_broker(broker_factory, cluster, n) for n in (2, 3)]
+        wait_for(lambda: leaders() == {1, 2, 3}, 30, lambda: f"leaders: {leaders()}")
+        for b in added:
+            wait_for(lambda b=b: topic_counter(b, "weir_topic_messages_in_total", topic_name)
+                     and topic_counter(b, "weir_topic_messages_out_total", topic_name), 60,
+                     f"no produce and fetch of {topic_name} reached {b.name}")
+            wait_for(lambda b=b: leases_of(cluster, int(b.name[4:])), 30,
+                     f"{b.name} took no lease")
+        joined = time.monotonic()
+        mark("leadership, produce, fetch and leases reached the new brokers")
+        wait_for(lambda: len(commits_after(joined)) >= 3, 60, "no commits after the joins")
+        # The group's coordinator leaves gracefully: its leases are free
+        # the moment it has exited.
+        first_holder = wait_for(holder, 30, "the group has no coordinator")
+        victim = next(b for b in cluster["brokers"] if b.name == f"node{first_holder}")
+        stopped = time.monotonic()
+        mark(f"SIGTERM to node{first_holder}, the group's coordinator")
+        victim.stop()
+        assert leases_of(cluster, first_holder) == [], "leases outlived a graceful stop"
+        assert cluster["pg"].rows(f"SELECT 1 FROM weir.brokers WHERE node_id = {first_holder}",
+                                  db=cluster["db"]) == []
+        graceful, second_holder = resume_after(first_holder, stopped, "SIGTERM")
+        # The next one is killed: its leases run out after 6 s.
+        victim = next(b for b in cluster["brokers"] if b.name == f"node{second_holder}")
+        killed = time.monotonic()
+        mark(f"kill -9 of node{second_holder}, the group's coordinator")
+        victim.kill()
+        crashed, _ = resume_after(second_holder, killed, "kill -9")
+        print(f"commit pause: {graceful:.1f} s after SIGTERM, {crashed:.1f} s after kill -9")
+        survivor = next(b for b in cluster["brokers"] if b.running)
+        survivor_id = int(survivor.name[4:])
+        wait_for(lambda: leaders() == {survivor_id}, 30, lambda: f"leaders: {leaders()}")
+        n = acks()
+        wait_for(lambda: acks() > n + 100, 60, "no acknowledgements on the last broker")
+    finally:
+        mark(f"{acks()} records acknowledged; producer stops")
+        stop_producing.set()
+        threads[0].join(150)
+        # The member reads to the end and commits it (a commit names the
+        # partitions whose offsets moved).
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with lock:
+                ends = {p: len(sent[p]) for p in range(parts)}
+                done = {p: o for _, offsets in commits for p, o in offsets.items()}
+            if done == ends:
+                break
+            time.sleep(0.3)
+        stop_consuming.set()
+        threads[1].join(60)
+        mark("member stopped")
+    assert errors == [], errors[:5]
+    for p in range(parts):
+        got = read_partition(survivor.bootstrap, topic_name, p, len(sent[p]), timeout=60)
+        # Each acknowledged record once, in order, where it was acknowledged.
+        assert [v for _, v in got] == sent[p], p
+        assert [o for o, _ in got] == list(range(len(sent[p]))), p
+        assert sorted(acked[p]) == got, p
+        # The member read every record (some twice, from the last commit,
+        # when a rebalance rewound it) and in order between rewinds.
+        seen = consumed[p]
+        assert sorted(set(seen)) == got, p
+        assert all(b[0] == a[0] + 1 or b[0] <= a[0] for a, b in zip(seen, seen[1:])), p
+    # Committed offsets only move forward, and end at the log ends.
+    last: dict[int, int] = {}
+    for _, offsets in commits:
+        for p, o in offsets.items():
+            assert o >= last.get(p, 0), (p, o, last.get(p))
+            last[p] = o
+    assert last == {p: len(sent[p]) for p in range(parts)}, last
+    # (The client must outlive its future.)
+    admin = AdminClient({"bootstrap.servers": survivor.bootstrap})
+    offsets = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group)])[group].result(timeout=30)
+    assert sorted((tp.partition, tp.offset) for tp in offsets.topic_partitions) == [
+        (p, len(sent[p])) for p in range(parts)]
+
+    mark("every record checked")
+    # No data moved.
+    after_objects, after_rows = store_snapshot(cluster)
+    after_bucket = bucket_objects(cluster)
+    for oid, (key, size, writer) in before_objects.items():
+        assert after_objects.get(oid) == (key, size, writer), (oid, key)
+        assert after_bucket.get(key) == size, key
+    moved = {"compacted": 0, "cleaned": 0}
+    for k, (last_off, oid, pos, size) in before_rows.items():
+        now = after_rows.get(k)
+        if now == (last_off, oid, pos, size):
+            continue
+        # Only background work changes a row: compaction (the same bytes
+        # in a per-partition object) or, in a compacted topic, cleaning.
+        assert k[0].startswith("__") or now is not None and now[0] == last_off, (k, now)
+        assert now is None or after_objects[now[1]][0].startswith("weir/compacted/"), (k, now)
+        moved["compacted" if k[0] == topic_name else "cleaned"] += 1
+    written_before: dict[tuple[str, int], int] = {}
+    for (t, p, _), (last_off, *_rest) in before_rows.items():
+        written_before[(t, p)] = max(written_before.get((t, p), 0), last_off + 1)
+    for (t, p, base), (_, oid, _, _) in after_rows.items():
+        if oid in before_objects:
+            continue
+        key = after_objects[oid][0]
+        if key.startswith("weir/intake/"):
+            # Written since: new records only, never a copy of older ones.
+            assert base >= written_before.get((t, p), 0), (t, p, base, key)
+        else:
+            assert key.startswith("weir/compacted/"), key
+    # The brokers that joined wrote produced records themselves.
+    writers = {w for oid, (key, _, w) in after_objects.items()
+               if oid not in before_objects and key.startswith("weir/intake/")}
+    assert {2, 3} <= writers, writers
+    print(f"objects before the joins: {len(before_objects)} ({len(before_bucket)} in the "
+          f"bucket), all unchanged; of {len(before_rows)} rows, background work moved "
+          f"{moved['compacted']} of {topic_name} (compaction of intake objects) and "
+          f"{moved['cleaned']} of compacted internal topics (cleaning)")

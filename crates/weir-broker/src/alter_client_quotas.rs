@@ -113,15 +113,15 @@ pub fn handle(security: &Security, ctx: &RequestContext<'_>, r: AlterClientQuota
     Reply::Later(Box::pin(async move {
         let mut failed = Vec::new();
         for w in waits {
-            failed.push(w.await.err().map(|e| e.to_string()));
+            failed.push(w.await.err().map(|e| (e.code(), e.to_string())));
         }
         respond(
             results
                 .into_iter()
                 .map(
                     |(e, w)| match w.and_then(|i| failed.get(i).cloned().flatten()) {
-                        Some(msg) => e
-                            .with_error_code(ResponseError::KafkaStorageError.code())
+                        Some((code, msg)) => e
+                            .with_error_code(code.code())
                             .with_error_message(Some(StrBytes::from_string(msg))),
                         None => e,
                     },

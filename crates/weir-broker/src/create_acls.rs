@@ -92,7 +92,7 @@ pub fn handle(security: &Security, ctx: &RequestContext<'_>, r: CreateAclsReques
                 .into_iter()
                 .map(|r| {
                     if r.error_code == 0 {
-                        result(ResponseError::KafkaStorageError, e.to_string())
+                        result(e.code(), e.to_string())
                     } else {
                         r
                     }

@@ -97,7 +97,7 @@ pub fn handle(security: &Security, ctx: &RequestContext<'_>, r: DeleteAclsReques
                 .into_iter()
                 .map(|r| {
                     if r.error_code == 0 {
-                        failed(ResponseError::KafkaStorageError, &e.to_string())
+                        failed(e.code(), &e.to_string())
                     } else {
                         r
                     }

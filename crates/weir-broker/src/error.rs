@@ -187,6 +187,16 @@ pub enum BrokerError {
         /// What went wrong.
         reason: String,
     },
+    /// A change written but not yet in effect on this broker within
+    /// the time the broker waits for it (cluster mode: the follower of
+    /// `__weir_security` has not applied it). It may still take effect.
+    #[error("{what} was written but not applied within {waited_ms} ms; it may still take effect")]
+    NotAppliedInTime {
+        /// What was being changed.
+        what: String,
+        /// How long the broker waited.
+        waited_ms: u64,
+    },
     /// The storage engine failed (or refused a batch: [`log_error_code`]
     /// says whose fault each case is).
     #[error(transparent)]
@@ -219,6 +229,7 @@ impl BrokerError {
             Self::CorruptRecords { .. } => ResponseError::CorruptMessage,
             Self::TransactionalIdMissing => ResponseError::TransactionalIdNotFound,
             Self::NotInTransaction { code, .. } | Self::Unauthorized { code, .. } => *code,
+            Self::NotAppliedInTime { .. } => ResponseError::RequestTimedOut,
             Self::UnsupportedSaslMechanism { .. } => ResponseError::UnsupportedSaslMechanism,
             Self::UnacceptableCredential { .. } => ResponseError::UnacceptableCredential,
             Self::DuplicateResource { .. } => ResponseError::DuplicateResource,

@@ -519,6 +519,9 @@ pub struct ClusterEngine {
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     handle: tokio::runtime::Handle,
     flusher_done: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    /// The heartbeat and the background jobs, stopped at shutdown before
+    /// the leases go (a heartbeat after that would take them back).
+    background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// Opens the store a URL names, and the path prefix inside it.
@@ -616,8 +619,8 @@ impl ClusterEngine {
             config,
         });
         let started = Self::start(&shared, &handle).await;
-        let done_rx = match started {
-            Ok(done) => done,
+        let (done_rx, background) = match started {
+            Ok(started) => started,
             Err(e) => {
                 // Dropping a runtime may block, which an async caller
                 // must not do.
@@ -630,15 +633,24 @@ impl ClusterEngine {
             runtime: Mutex::new(Some(runtime)),
             handle,
             flusher_done: Mutex::new(Some(done_rx)),
+            background: Mutex::new(background),
         })
     }
 
     /// Creates the tables if missing and starts the background tasks;
-    /// answers the flusher's end signal once this broker listens.
+    /// answers the flusher's end signal once this broker listens, and the
+    /// heartbeat and job tasks.
+    #[allow(clippy::type_complexity)]
     async fn start(
         shared: &Arc<Shared>,
         handle: &tokio::runtime::Handle,
-    ) -> Result<std::sync::mpsc::Receiver<()>, ClusterError> {
+    ) -> Result<
+        (
+            std::sync::mpsc::Receiver<()>,
+            Vec<tokio::task::JoinHandle<()>>,
+        ),
+        ClusterError,
+    > {
         let setup = {
             let shared = shared.clone();
             handle.spawn(async move {
@@ -676,14 +688,15 @@ impl ClusterEngine {
         handle.spawn(flusher(shared.clone(), done_tx));
         let (listening, listens) = oneshot::channel();
         handle.spawn(listener(shared.clone(), listening));
+        let mut background = Vec::new();
         if shared.config.advertised.is_some() {
             // The background jobs' slots are leases like the coordinators'.
             lock(&shared.leases).topics.insert(
                 crate::jobs::JOBS.to_string(),
                 shared.config.job_slots.max(1),
             );
-            handle.spawn(heartbeat(shared.clone()));
-            handle.spawn(crate::jobs::run(shared.clone()));
+            background.push(handle.spawn(heartbeat(shared.clone())));
+            background.push(handle.spawn(crate::jobs::run(shared.clone())));
         }
         // Only once this broker listens can it rely on notifications.
         tokio::time::timeout(Duration::from_secs(30), listens)
@@ -692,7 +705,7 @@ impl ClusterEngine {
                 ClusterError::Runtime("no LISTEN connection to PostgreSQL within 30 s".into())
             })?
             .map_err(|_| ClusterError::Runtime("the notification listener stopped".into()))?;
-        Ok(done_rx)
+        Ok((done_rx, background))
     }
 
     /// Runs `fut` on the engine's runtime and waits for it, for the
@@ -2126,9 +2139,19 @@ impl LogEngine for ClusterEngine {
             }
         }
         if self.shared.config.advertised.is_some() {
-            // Leave the cluster now rather than when the heartbeat expires.
+            // Leave the cluster now rather than when the heartbeat expires,
+            // as Kafka's controlled shutdown moves leadership first. The
+            // heartbeat stops first: one more round would register this
+            // broker and take leases again after they were given up.
+            let background = std::mem::take(&mut *lock(&self.background));
+            for task in &background {
+                task.abort();
+            }
             let shared = self.shared.clone();
             let left = self.block(async move {
+                for task in background {
+                    let _ = task.await;
+                }
                 let client = shared.db.get().await?;
                 // Its leases go at once too, so the groups move without
                 // waiting for the leases to run out.

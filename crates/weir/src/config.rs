@@ -91,6 +91,14 @@ pub struct ServeArgs {
     /// is written [default: 25].
     #[arg(long, env = "WEIR_CLUSTER_FLUSH_MS", value_name = "MS")]
     cluster_flush_ms: Option<u64>,
+    /// Cluster mode: how long a coordinator or background-job lease lasts
+    /// unless its broker renews it (every heartbeat, 2 s). A killed
+    /// broker's groups, transactions and jobs move to another broker
+    /// once its leases run out; a broker stopped with SIGTERM gives them
+    /// up at once. From 6000 (the heartbeat timeout) to 3600000
+    /// [default: 15000].
+    #[arg(long, env = "WEIR_CLUSTER_LEASE_MS", value_name = "MS")]
+    cluster_lease_ms: Option<u64>,
     /// Cluster mode: write and commit one object at a time instead of
     /// uploading the next while the current one commits (the benchmark's
     /// baseline for the pipeline).
@@ -109,7 +117,19 @@ pub struct ClusterSettings {
     pub flush_ms: u64,
     /// No upload while a commit runs.
     pub serial_flush: bool,
+    /// The coordinator and job lease length.
+    pub lease_ms: u64,
 }
+
+/// The shortest lease: a broker's heartbeat timeout. A lease shorter than
+/// that would not move a killed broker's work any sooner (it counts as
+/// live, and keeps its share, until its heartbeat times out) and would
+/// leave fewer renewals between a holder's last renewal and the point
+/// where it must stop acting on the lease.
+pub const MIN_CLUSTER_LEASE_MS: u64 = 6_000;
+/// The longest lease: beyond an hour a crash would stall groups for
+/// longer than any client waits.
+pub const MAX_CLUSTER_LEASE_MS: u64 = 3_600_000;
 
 /// Kafka client configs by service name.
 pub type ClientConfigs = BTreeMap<String, BTreeMap<String, String>>;
@@ -392,12 +412,23 @@ impl Settings {
             weir_broker::BrokerError::Config { key, reason } => err(&key, reason),
             other => err("broker", other.to_string()),
         })?;
+        let lease_ms = args.cluster_lease_ms.unwrap_or(15_000);
+        if !(MIN_CLUSTER_LEASE_MS..=MAX_CLUSTER_LEASE_MS).contains(&lease_ms) {
+            return Err(err(
+                "cluster-lease-ms",
+                format!(
+                    "{lease_ms} is out of range: a lease lasts from {MIN_CLUSTER_LEASE_MS} ms \
+                     (the broker heartbeat timeout) to {MAX_CLUSTER_LEASE_MS} ms"
+                ),
+            ));
+        }
         let cluster = match (args.cluster, args.object_store) {
             (Some(postgres), Some(object_store)) => Some(ClusterSettings {
                 postgres,
                 object_store,
                 flush_ms: args.cluster_flush_ms.unwrap_or(25),
                 serial_flush: args.cluster_serial_flush,
+                lease_ms,
             }),
             (None, None) => None,
             _ => return Err(err("cluster", "--cluster and --object-store go together")),
@@ -498,6 +529,32 @@ mod tests {
         for bad in ["sasl.username", "nodot=x", ".x=y", "connect.=y"] {
             let e = resolve(&["--client-set", bad]).unwrap_err().to_string();
             assert!(e.contains("SERVICE.KEY=VALUE"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_cluster_lease_is_a_flag_within_bounds() {
+        let cluster = [
+            "--cluster",
+            "postgres://weir@db/weir",
+            "--object-store",
+            "file:///tmp/weir-objects",
+        ];
+        let lease = |extra: &[&str]| {
+            resolve(&[&cluster[..], extra].concat()).map(|s| s.cluster.unwrap().lease_ms)
+        };
+        assert_eq!(lease(&[]).unwrap(), 15_000);
+        assert_eq!(lease(&["--cluster-lease-ms", "6000"]).unwrap(), 6_000);
+        assert_eq!(
+            lease(&["--cluster-lease-ms", "3600000"]).unwrap(),
+            3_600_000
+        );
+        for bad in ["5999", "0", "3600001"] {
+            let e = lease(&["--cluster-lease-ms", bad]).unwrap_err().to_string();
+            assert!(
+                e.contains("cluster-lease-ms") && e.contains("6000"),
+                "{bad}: {e}"
+            );
         }
     }
 

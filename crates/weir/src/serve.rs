@@ -192,6 +192,7 @@ fn log_service(settings: &Settings, kafka: &KafkaListeners, slot: &BrokerSlot) -
                 );
                 cc.flush_ms = c.flush_ms;
                 cc.overlap_commits = !c.serial_flush;
+                cc.coordinator_lease_ms = c.lease_ms;
                 cc.producer_id_expiration_ms = settings.broker.get_i64("producer.id.expiration.ms");
                 // Retention, compaction of intake objects and the collector
                 // run at the retention check interval, at least every 30 s

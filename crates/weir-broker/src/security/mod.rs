@@ -20,7 +20,7 @@ pub mod client_quotas;
 pub mod quotas;
 pub mod scram_credentials;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -68,7 +68,18 @@ pub struct Security {
     applied: tokio::sync::watch::Sender<i64>,
     /// Wakes the follower for a record this broker just wrote.
     wake: Arc<tokio::sync::Notify>,
+    /// Cluster mode: how long a write waits for the follower to apply it
+    /// before the request is answered REQUEST_TIMED_OUT (milliseconds).
+    apply_timeout_ms: AtomicU64,
 }
+
+/// How long a security write waits for this broker's follower to apply
+/// it (cluster mode). None of the requests that write (CreateAcls,
+/// DeleteAcls, AlterUserScramCredentials, AlterClientQuotas) carries a
+/// timeout, so this is half the clients' default `request.timeout.ms`
+/// (30 s): the client gets the broker's answer rather than its own
+/// timeout.
+pub const APPLY_TIMEOUT_MS: u64 = 15_000;
 
 /// One audited event, written as JSON.
 #[derive(Debug, Clone, Serialize)]
@@ -122,6 +133,7 @@ impl Security {
             following: AtomicBool::new(false),
             applied: tokio::sync::watch::Sender::new(loaded_from),
             wake: Arc::default(),
+            apply_timeout_ms: AtomicU64::new(APPLY_TIMEOUT_MS),
             topics,
             log,
             node,
@@ -289,18 +301,41 @@ impl Security {
             .append(SECURITY_TOPIC, 0, vec![(Some(key), value)], None);
         let following =
             (!self.applies_own_writes()).then(|| (self.applied.subscribe(), self.wake.clone()));
+        let bound = self.apply_timeout_ms.load(Ordering::Relaxed);
+        let what = format!("{kind}/{id}");
         Ok(Box::pin(async move {
             let appended = appended.await?;
             appended.durable.await?;
             if let Some((mut applied, wake)) = following {
                 wake.notify_one();
                 let last = appended.last_offset;
-                applied.wait_for(|&next| next > last).await.map_err(|_| {
-                    BrokerError::Internal(format!("{SECURITY_TOPIC} is not followed"))
-                })?;
+                // Bounded: a follower that cannot read the log (the
+                // database or the store down) must not hold the request
+                // forever. The record is durable and applies later.
+                let wait = applied.wait_for(|&next| next > last);
+                match tokio::time::timeout(std::time::Duration::from_millis(bound), wait).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => {
+                        return Err(BrokerError::Internal(format!(
+                            "{SECURITY_TOPIC} is not followed"
+                        )))
+                    }
+                    Err(_) => {
+                        return Err(BrokerError::NotAppliedInTime {
+                            what,
+                            waited_ms: bound,
+                        })
+                    }
+                }
             }
             Ok(())
         }))
+    }
+
+    /// Sets how long a write waits for the follower to apply it.
+    pub fn set_apply_timeout(&self, timeout: std::time::Duration) {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.apply_timeout_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Cluster mode: applies the records other brokers append to
@@ -524,6 +559,44 @@ mod tests {
         assert!(r.verify_scram_password("alice", "two"));
         assert!(!r.scram.users().contains_key("bob"));
         assert_eq!(r.quotas.all().len(), 1);
+    }
+
+    /// A following broker whose follower does not apply a write (here:
+    /// none runs) answers the write with REQUEST_TIMED_OUT once the
+    /// bound passes instead of holding the request; the record is
+    /// durable and takes effect when a follower applies it.
+    #[tokio::test]
+    async fn a_write_the_follower_does_not_apply_times_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path()).await;
+        let s = b.security().clone();
+        s.following.store(true, Ordering::Release);
+        s.set_apply_timeout(std::time::Duration::from_millis(200));
+        let session = Session::anonymous(None);
+        let err = s
+            .create_acls(&session, &[acl("late")])
+            .unwrap()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, BrokerError::NotAppliedInTime { waited_ms: 200, .. }),
+            "{err}"
+        );
+        assert_eq!(
+            err.code(),
+            kafka_protocol::error::ResponseError::RequestTimedOut
+        );
+        assert_eq!(s.describe_acls(&AclBindingFilter::any()), Some(vec![]));
+        // Written all the same: a follower starting now applies it.
+        s.follow(std::future::pending());
+        s.create_acls(&session, &[acl("next")])
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(
+            s.describe_acls(&AclBindingFilter::any()),
+            Some(vec![acl("late"), acl("next")])
+        );
     }
 
     /// A following broker's own writes take effect only through its
