@@ -196,12 +196,16 @@ def test_list_topics_extended_counts_consumers_and_groups(sql, node):
     """LIST TOPICS EXTENDED (and SHOW ... EXTENDED) answer ksqlDB's
     kafka_topics_extended: per topic, the consumers reading it (a member
     counted once per partition it is assigned) and the groups, from the
-    cluster's groups. Two confluent-kafka consumers share one group over a
-    2-partition topic, a third reads it alone in another group."""
+    cluster's groups, classic and KIP-848 alike (ksqlDB asks the admin
+    client's describeConsumerGroups). Two confluent-kafka consumers share
+    one classic group over a 2-partition topic, a third reads it alone in
+    another, and a fourth alone in a `group.protocol=consumer` group."""
     sql.ksql("CREATE STREAM lte (ID INT KEY, V STRING) WITH (KAFKA_TOPIC='lte', VALUE_FORMAT='JSON', PARTITIONS=2);"
              "CREATE STREAM lte_idle (ID INT KEY) WITH (KAFKA_TOPIC='lte_idle', VALUE_FORMAT='JSON', PARTITIONS=1);")
     consumers = [Consumer({"bootstrap.servers": node.bootstrap, "group.id": g, "session.timeout.ms": 10000})
                  for g in ("lte-a", "lte-a", "lte-b")]
+    consumers.append(Consumer({"bootstrap.servers": node.bootstrap, "group.id": "lte-c",
+                               "group.protocol": "consumer"}))
     try:
         for c in consumers:
             c.subscribe(["lte"])
@@ -210,7 +214,7 @@ def test_list_topics_extended_counts_consumers_and_groups(sql, node):
             for c in consumers:
                 c.poll(0.1)
             sizes = [len(c.assignment()) for c in consumers]
-            if sizes == [1, 1, 2]:
+            if sizes == [1, 1, 2, 2]:
                 break
             assert time.monotonic() < deadline, sizes
         for stmt in ("LIST TOPICS EXTENDED;", "SHOW TOPICS EXTENDED;", "SHOW ALL TOPICS EXTENDED;"):
@@ -218,8 +222,8 @@ def test_list_topics_extended_counts_consumers_and_groups(sql, node):
             assert answer[0]["@type"] == "kafka_topics_extended", answer
             assert answer[0]["statementText"] == stmt
             topics = {t["name"]: t for t in answer[0]["topics"]}
-            assert topics["lte"] == {"name": "lte", "replicaInfo": [1, 1], "consumerCount": 4,
-                                     "consumerGroupCount": 2}, topics["lte"]
+            assert topics["lte"] == {"name": "lte", "replicaInfo": [1, 1], "consumerCount": 6,
+                                     "consumerGroupCount": 3}, topics["lte"]
             assert topics["lte_idle"] == {"name": "lte_idle", "replicaInfo": [1], "consumerCount": 0,
                                           "consumerGroupCount": 0}
         # Without EXTENDED: the plain shape, no counts.
@@ -249,6 +253,64 @@ def _java_partitions(bootstrap: str, keys: list[bytes], partitions: int) -> dict
         p.produce(topic, key=k, value=b"", on_delivery=lambda e, m: placed.__setitem__(m.key(), m.partition()))
     assert p.flush(30) == 0
     return placed
+
+
+def test_explain_describes_tasks_and_host_state(sql, node):
+    """EXPLAIN <query id> answers ksqlDB's QueryDescription of a running
+    query: its state on this server (ksqlHostQueryStatus, keyed by
+    host:port), its consumer group, its output fields, and Kafka Streams'
+    task metadata: a task per partition (two stream threads here), named
+    `<sub-topology>_<partition>`, with each partition's end and committed
+    offsets; a re-keying query's second sub-topology reads its repartition
+    topic. EXPLAIN of a statement has no tasks and no host state."""
+    props = {"auto.offset.reset": "earliest", "ksql.streams.num.stream.threads": "2"}
+    sql.ksql("CREATE STREAM ex (ID INT KEY, USR STRING, V INT) WITH (KAFKA_TOPIC='ex', VALUE_FORMAT='JSON', PARTITIONS=2);"
+             "CREATE STREAM ex_big AS SELECT ID, V FROM ex WHERE V > 1;"
+             "CREATE TABLE ex_by_user AS SELECT USR, COUNT(*) AS C FROM ex GROUP BY USR;", props=props)
+    produce(node.bootstrap, "ex", [{"key": {"int": i}, "value": {"USR": f"u{i % 2}", "V": i}, "timestamp": 1000 + i,
+                                    "partition": 0 if i < 3 else 1} for i in range(5)])
+    queries = {q["sinks"][0]: q["id"] for q in sql.ksql("SHOW QUERIES;")[1][0]["queries"]}
+    for sink in ("EX_BIG", "EX_BY_USER"):
+        wait_caught_up(node.bootstrap, query_group("sqltest_", queries[sink]), ["ex"])
+    host = sql.url.split("://", 1)[1]
+
+    def explain(qid):
+        _, answer = sql.ksql(f"EXPLAIN {qid};")
+        assert answer[0]["@type"] == "queryDescription", answer
+        qd = answer[0]["queryDescription"]
+        assert qd["id"] == qid and qd["queryType"] == "PERSISTENT" and qd["state"] == "RUNNING"
+        assert qd["ksqlHostQueryStatus"] == {host: "RUNNING"}, qd["ksqlHostQueryStatus"]
+        assert qd["consumerGroupId"] == query_group("sqltest_", qid)
+        assert qd["queryErrors"] == [] and qd["overriddenProperties"] == {}
+        return qd, {t["taskId"]: t for t in qd["tasksMetadata"]}
+
+    def offsets(topic, partition, n):
+        return {"topicPartitionEntity": {"topic": topic, "partition": partition},
+                "endOffset": n, "committedOffset": n}
+
+    qd, tasks = explain(queries["EX_BIG"])
+    assert qd["sinks"] == ["EX_BIG"] and qd["sources"] == ["EX"] and qd["windowType"] is None
+    assert [(f["name"], f["schema"]["type"]) for f in qd["fields"]] == [("ID", "INTEGER"), ("V", "INTEGER")]
+    assert tasks == {
+        "0_0": {"taskId": "0_0", "topicOffsets": [offsets("ex", 0, 3)], "timeCurrentIdlingStarted": None},
+        "0_1": {"taskId": "0_1", "topicOffsets": [offsets("ex", 1, 2)], "timeCurrentIdlingStarted": None},
+    }, tasks
+    # Re-keyed: sub-topology 1 reads the repartition topic.
+    qid = queries["EX_BY_USER"]
+    repartition = f"{query_group('sqltest_', qid)}-Aggregate-GroupBy-repartition"
+    _, tasks = explain(qid)
+    assert sorted(tasks) == ["0_0", "0_1", "1_0", "1_1"], tasks
+    assert tasks["0_0"]["topicOffsets"] == [offsets("ex", 0, 3)]
+    assert tasks["0_1"]["topicOffsets"] == [offsets("ex", 1, 2)]
+    for p in (0, 1):
+        [tp] = tasks[f"1_{p}"]["topicOffsets"]
+        assert tp["topicPartitionEntity"] == {"topic": repartition, "partition": p}, tp
+        assert tp["committedOffset"] == tp["endOffset"], tp
+    assert sum(tasks[f"1_{p}"]["topicOffsets"][0]["endOffset"] for p in (0, 1)) > 0, tasks
+    # A statement: what it would run, nothing running.
+    _, answer = sql.ksql("EXPLAIN SELECT * FROM ex EMIT CHANGES;")
+    qd = answer[0]["queryDescription"]
+    assert qd["tasksMetadata"] == [] and qd["ksqlHostQueryStatus"] == {} and qd["state"] is None, qd
 
 
 def test_group_by_repartitions_through_an_internal_topic(sql, node):
@@ -1103,6 +1165,67 @@ def test_json_decimals_keep_their_digits(sql, node):
          '{"D":99999999999999999.98,"E":99999999999999999.99,"F":0.00000000000000000015}'),
         (key_bytes({"int": 3}), '{"D":1.10,"E":1.11,"F":-7.00000000000000000000}'),
     ], got
+
+
+def test_decimals_exact_nested_and_over_rest(sql, node):
+    """DECIMALs nested in structs, arrays and maps keep their digits too,
+    read from the number's text and written with the column's scale, in
+    JSON and JSON_SR topics and in the REST API's rows (/query and
+    /query-stream in both encodings, push and pull), and /inserts-stream
+    reads them from their text: ksqlDB's JSON has exact BigDecimals."""
+    import httpx
+    sql.ksql("CREATE STREAM ndec (ID INT KEY, D DECIMAL(19, 2), S STRUCT<E DECIMAL(19, 2)>, "
+             "A ARRAY<DECIMAL(19, 2)>, M MAP<STRING, DECIMAL(19, 2)>) "
+             "WITH (KAFKA_TOPIC='ndec', VALUE_FORMAT='JSON', PARTITIONS=1);"
+             "CREATE STREAM ndec_out AS SELECT ID, S, A, M, S->E + 0.01 AS E, TO_JSON_STRING(A) AS J FROM ndec;"
+             "CREATE STREAM ndec_sr WITH (VALUE_FORMAT='JSON_SR') AS SELECT ID, S, A FROM ndec;"
+             "CREATE TABLE ndec_t AS SELECT ID, LATEST_BY_OFFSET(D) AS D FROM ndec GROUP BY ID;")
+    produce(node.bootstrap, "ndec", [{"key": {"int": 1}, "timestamp": 1, "value":
+        '{"D":12345678901234567.89,"S":{"E":12345678901234567.8},"A":[12345678901234567.89,null,0.1],'
+        '"M":{"k":-98765432109876543.21}}'}])
+    ack = httpx.post(sql.url + "/inserts-stream", timeout=60, content=(
+        '{"target": "NDEC"}\n{"ID": 2, "D": 98765432109876543.21, "S": {"E": 1.5}, '
+        '"A": [99999999999999999.99], "M": {"x": 12345678901234567.89}}\n'))
+    assert [json.loads(x) for x in ack.text.splitlines()] == [{"status": "ok", "seq": 0}], ack.text
+    queries = sql.ksql("SHOW QUERIES;")[1][0]["queries"]
+    for q in queries:
+        if q["sinks"][0] in ("NDEC_OUT", "NDEC_SR", "NDEC_T"):
+            wait_caught_up(node.bootstrap, query_group("sqltest_", q["id"]), ["ndec"])
+    got = [(r["key"], r["value"].decode()) for r in read_all(node.bootstrap, "NDEC_OUT")]
+    assert got == [
+        (key_bytes({"int": 1}),
+         '{"A":[12345678901234567.89,null,0.10],"E":12345678901234567.81,'
+         '"J":"[12345678901234567.89,null,0.10]","M":{"k":-98765432109876543.21},'
+         '"S":{"E":12345678901234567.80}}'),
+        (key_bytes({"int": 2}),
+         '{"A":[99999999999999999.99],"E":1.51,"J":"[99999999999999999.99]",'
+         '"M":{"x":12345678901234567.89},"S":{"E":1.50}}'),
+    ], got
+    # JSON_SR: the registry frame (magic byte, schema id), then the same text.
+    got = [r["value"][5:].decode() for r in read_all(node.bootstrap, "NDEC_SR")]
+    assert got == ['{"A":[12345678901234567.89,null,0.10],"S":{"E":12345678901234567.80}}',
+                   '{"A":[99999999999999999.99],"S":{"E":1.50}}'], got
+
+    exact = lambda text: json.loads(text, parse_float=str)  # noqa: E731 (numbers as their text)
+    row1 = [1, "12345678901234567.89", {"E": "12345678901234567.80"},
+            ["12345678901234567.89", None, "0.10"], {"k": "-98765432109876543.21"}]
+    row2 = [2, "98765432109876543.21", {"E": "1.50"}, ["99999999999999999.99"],
+            {"x": "12345678901234567.89"}]
+    push = {"sql": "SELECT * FROM ndec EMIT CHANGES LIMIT 2;", "properties": {"auto.offset.reset": "earliest"}}
+    r = _http(sql, "/query-stream", push, accept="application/json")
+    assert exact(r.text)[1:] == [row1, row2], r.text
+    r = _http(sql, "/query-stream", push)
+    assert [exact(x) for x in r.text.strip().splitlines()[1:]] == [row1, row2], r.text
+    r = _http(sql, "/query", {"ksql": push["sql"], "streamsProperties": push["properties"]})
+    assert [x["row"]["columns"] for x in exact(r.text)[1:] if "row" in x] == [row1, row2], r.text
+    # Pull queries.
+    pull = "SELECT * FROM ndec_t WHERE ID = 2;"
+    r = _http(sql, "/query-stream", {"sql": pull}, accept="application/json")
+    assert exact(r.text)[1:] == [[2, "98765432109876543.21"]], r.text
+    r = _http(sql, "/query-stream", {"sql": pull})
+    assert exact(r.text.strip().splitlines()[1]) == [2, "98765432109876543.21"], r.text
+    r = _http(sql, "/query", {"ksql": pull})
+    assert exact(r.text)[1] == {"row": {"columns": [2, "98765432109876543.21"]}}, r.text
 
 
 def test_info_healthcheck(sql):

@@ -99,6 +99,11 @@ pub struct PersistentQuery {
     pub repartition: Option<String>,
     /// Kafka Streams' description of the query's topology, for `EXPLAIN`.
     pub topology: String,
+    /// The query's tasks as Kafka Streams names them (`0_1`: sub-topology
+    /// 0, partition 1) and the partitions each reads, for `EXPLAIN`.
+    pub tasks: Vec<(String, Vec<(String, i32)>)>,
+    /// The consumer group its offsets are committed in.
+    pub group_id: String,
     pub handle: QueryHandle,
 }
 
@@ -133,6 +138,8 @@ pub struct Engine {
     /// Where persistent queries log undeserializable records: the
     /// processing-log topic, when it exists at start (or was auto-created).
     processing_log: Option<ProcessingLog>,
+    /// The REST listener's address, once it listens.
+    listener: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -277,6 +284,7 @@ impl Engine {
             snapshot: std::sync::RwLock::default(),
             cluster_id,
             config,
+            listener: std::sync::OnceLock::new(),
         });
         let topic = engine.config.command_topic();
         engine
@@ -533,6 +541,8 @@ impl Engine {
                     changelog: None,
                     repartition: None,
                     topology: String::new(),
+                    tasks: Vec::new(),
+                    group_id: String::new(),
                     handle: QueryHandle {
                         stop: Arc::new(std::sync::atomic::AtomicBool::new(true)),
                         threads: Vec::new(),
@@ -1109,7 +1119,9 @@ impl Engine {
                 1
             };
         let topology = topology_text(&plan, &inputs, &sink.topic);
+        let task_layout = task_layout(&inputs, repartition.as_ref(), tasks);
         let sources = plan.inputs.iter().map(|i| i.source.name.clone()).collect();
+        let group_id = prefix.clone();
         let spec = QuerySpec {
             id: query_id.to_string(),
             repartition: repartition.clone(),
@@ -1147,6 +1159,8 @@ impl Engine {
                 changelog,
                 repartition: repartition.map(|(t, _)| t),
                 topology,
+                tasks: task_layout,
+                group_id: group_id.clone(),
                 handle,
             },
         );
@@ -1312,7 +1326,7 @@ impl Engine {
                 if extended {
                     // ksqlDB's `kafka_topics_extended`: consumers and
                     // groups per topic, from the cluster's groups.
-                    let consumers = self.admin.topic_consumers()?;
+                    let consumers = self.admin.topic_consumers().await?;
                     let list: Vec<J> = shown
                         .map(|(n, p)| {
                             let (c, g) = consumers.get(n).copied().unwrap_or((0, 0));
@@ -1364,21 +1378,7 @@ impl Engine {
     }
 
     fn describe(&self, state: &State, s: &Source, extended: bool) -> J {
-        let mut fields: Vec<J> = s
-            .key
-            .iter()
-            .map(|(n, t)| json!({"name": n, "schema": t.rest_schema(), "type": "KEY"}))
-            .collect();
-        if let Some((wt, _)) = s.window {
-            let _ = wt;
-            fields.push(json!({"name": "WINDOWSTART", "schema": SqlType::Bigint.rest_schema(), "type": "SYSTEM"}));
-            fields.push(json!({"name": "WINDOWEND", "schema": SqlType::Bigint.rest_schema(), "type": "SYSTEM"}));
-        }
-        fields.extend(
-            s.value
-                .iter()
-                .map(|(n, t)| json!({"name": n, "schema": t.rest_schema()})),
-        );
+        let fields = source_fields(s);
         let readers: Vec<J> = state
             .queries
             .values()
@@ -1434,17 +1434,26 @@ impl Engine {
         })
     }
 
+    /// ksqlDB's `queryDescription`. For a running query: the state on
+    /// this server (`ksqlHostQueryStatus`) and its tasks with the offsets
+    /// of each partition they read (`tasksMetadata`), as Kafka Streams'
+    /// task metadata has them; for a statement, what it would run.
     async fn explain(&self, text: &str, target: &ExplainTarget) -> Result<Entity> {
         let state = self.state.lock().await;
-        let (id, statement, sinks, sources, topology) = match target {
+        let mut tasks = Vec::new();
+        let mut group_id = String::new();
+        let (id, statement, sinks, sources, topology, sink) = match target {
             ExplainTarget::QueryId(id) => {
                 let q = state.queries.get(id).ok_or_else(|| SqlError::invalid(format!("Query with id:{id} does not exist, use SHOW QUERIES to view the full set of queries.")))?;
+                tasks.clone_from(&q.tasks);
+                group_id.clone_from(&q.group_id);
                 (
                     q.id.clone(),
                     q.statement.clone(),
                     vec![q.sink.clone()],
                     q.sources.clone(),
                     q.topology.clone(),
+                    state.meta.sources.get(&q.sink).cloned(),
                 )
             }
             ExplainTarget::Statement(s) => {
@@ -1461,8 +1470,43 @@ impl Engine {
                     vec![],
                     plan.inputs.iter().map(|i| i.source.name.clone()).collect(),
                     String::new(),
+                    None,
                 )
             }
+        };
+        drop(state);
+        let running = !id.is_empty();
+        let tasks_metadata = if running {
+            let partitions: Vec<(String, i32)> = tasks
+                .iter()
+                .flat_map(|(_, ps)| ps.iter().cloned())
+                .collect();
+            let (committed, end) = self.admin.offsets(&group_id, &partitions).await?;
+            tasks
+                .iter()
+                .map(|(task, ps)| {
+                    let offsets: Vec<J> = ps
+                        .iter()
+                        .map(|tp| {
+                            json!({
+                                "topicPartitionEntity": {"topic": tp.0, "partition": tp.1},
+                                "endOffset": end.get(tp).copied().unwrap_or(0),
+                                "committedOffset": committed.get(tp).copied().unwrap_or(0),
+                            })
+                        })
+                        .collect();
+                    json!({"taskId": task, "topicOffsets": offsets, "timeCurrentIdlingStarted": null})
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // ksqlDB reports a running query as RUNNING (its threads are
+        // replaced when they fail, as Weir's restart from their commit).
+        let host_status = if running {
+            json!({ self.host(): "RUNNING" })
+        } else {
+            json!({})
         };
         Ok(json!({
             "@type": "queryDescription",
@@ -1470,14 +1514,39 @@ impl Engine {
             "queryDescription": {
                 "id": id,
                 "statementText": statement,
+                "windowType": sink.as_ref().and_then(|s| s.window.map(|(w, _)| w.name())),
+                "fields": sink.as_ref().map(source_fields).unwrap_or_default(),
                 "sources": sources,
                 "sinks": sinks,
-                "state": "RUNNING",
-                "queryType": if id.is_empty() { "PUSH" } else { "PERSISTENT" },
                 "topology": topology,
+                "executionPlan": "",
+                "overriddenProperties": {},
+                "ksqlHostQueryStatus": host_status,
+                "queryType": if running { "PERSISTENT" } else { "PUSH" },
+                "queryErrors": [],
+                "tasksMetadata": tasks_metadata,
+                "state": running.then_some("RUNNING"),
+                "consumerGroupId": group_id,
             },
             "warnings": [],
         }))
+    }
+
+    /// This server as ksqlDB's `KsqlHostInfoEntity` names it (`host:port`):
+    /// `ksql.advertised.listener` if set, else the REST listener's address.
+    pub fn host(&self) -> String {
+        let advertised = self.config.prop("ksql.advertised.listener").map(|u| {
+            let rest = u.split_once("://").map_or(u, |(_, r)| r);
+            rest.split('/').next().unwrap_or(rest).to_string()
+        });
+        advertised
+            .or_else(|| self.listener.get().cloned())
+            .unwrap_or_else(|| "localhost:8088".into())
+    }
+
+    /// Records the REST listener's address (see [`Self::host`]).
+    pub fn set_listener(&self, addr: std::net::SocketAddr) {
+        let _ = self.listener.set(addr.to_string());
     }
 
     /// Republishes what SELECTs read (after any change of `state`).
@@ -1891,6 +1960,68 @@ fn topology_text(plan: &Plan, inputs: &[(String, i32)], sink_topic: &str) -> Str
     out
 }
 
+/// A source's columns as ksqlDB's `fields` (DESCRIBE, EXPLAIN): keys,
+/// window bounds, then values.
+fn source_fields(s: &Source) -> Vec<J> {
+    let mut fields: Vec<J> = s
+        .key
+        .iter()
+        .map(|(n, t)| json!({"name": n, "schema": t.rest_schema(), "type": "KEY"}))
+        .collect();
+    if s.window.is_some() {
+        fields.push(json!({"name": "WINDOWSTART", "schema": SqlType::Bigint.rest_schema(), "type": "SYSTEM"}));
+        fields.push(
+            json!({"name": "WINDOWEND", "schema": SqlType::Bigint.rest_schema(), "type": "SYSTEM"}),
+        );
+    }
+    fields.extend(
+        s.value
+            .iter()
+            .map(|(n, t)| json!({"name": n, "schema": t.rest_schema()})),
+    );
+    fields
+}
+
+/// A persistent query's tasks as Kafka Streams ids them (`<sub-topology>_<partition>`)
+/// and the partitions each reads, following [`topology_text`]'s
+/// sub-topologies: with `tasks` tasks, task `p` reads partition `p` of
+/// its sub-topology's topics; one task reads every partition.
+fn task_layout(
+    inputs: &[(String, i32)],
+    repartition: Option<&(String, i32)>,
+    tasks: usize,
+) -> Vec<(String, Vec<(String, i32)>)> {
+    let subs: Vec<Vec<&(String, i32)>> = match repartition {
+        // Input 0 is re-keyed; the second stage reads the re-keyed rows
+        // and the other inputs.
+        Some(r) => vec![
+            inputs.iter().take(1).collect(),
+            std::iter::once(r).chain(inputs.iter().skip(1)).collect(),
+        ],
+        None => vec![inputs.iter().collect()],
+    };
+    let mut out = Vec::new();
+    for (sub, topics) in subs.iter().enumerate() {
+        if tasks > 1 {
+            for p in 0..tasks as i32 {
+                let parts = topics
+                    .iter()
+                    .filter(|(_, n)| p < *n)
+                    .map(|(t, _)| (t.clone(), p))
+                    .collect();
+                out.push((format!("{sub}_{p}"), parts));
+            }
+        } else {
+            let parts = topics
+                .iter()
+                .flat_map(|(t, n)| (0..*n).map(move |p| (t.clone(), p)))
+                .collect();
+            out.push((format!("{sub}_0"), parts));
+        }
+    }
+    out
+}
+
 fn query_info(q: &PersistentQuery) -> J {
     json!({
         "queryString": q.statement,
@@ -2066,9 +2197,10 @@ fn read_all(settings: &KafkaSettings, topic: &str) -> Result<Vec<(i64, Vec<u8>)>
     Ok(out)
 }
 
-/// A row as JSON values for REST answers.
-pub fn row_json(values: &[Value]) -> Vec<J> {
-    values.iter().map(crate::format::to_json).collect()
+/// A row as the text of a JSON array for REST answers, decimals exact
+/// (ksqlDB's API writes BigDecimals as plain numbers).
+pub fn row_json(values: &[Value]) -> String {
+    crate::json::array_text(values)
 }
 
 #[cfg(test)]

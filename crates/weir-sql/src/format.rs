@@ -47,6 +47,15 @@ pub struct RegistryFormat {
     pub framed: bool,
 }
 
+impl RegistryFormat {
+    /// The bound schemas (a statement's format is bound once applied).
+    fn schemas(&self) -> Result<&Arc<Bound>> {
+        self.bound.as_ref().ok_or_else(|| SqlError::Internal {
+            message: format!("the {} format has no schema", self.kind.name()),
+        })
+    }
+}
+
 impl PartialEq for RegistryFormat {
     fn eq(&self, other: &Self) -> bool {
         self.kind == other.kind && self.framed == other.framed
@@ -193,13 +202,16 @@ impl Codec {
     /// (a schema of `*_SCHEMA_ID` narrower than the columns).
     pub fn try_encode(&self, values: &[Value]) -> Result<Option<Vec<u8>>> {
         match &self.format {
+            // JSON_SR is JSON text in a frame, decimals exact as in JSON.
+            Format::Registry(r) if r.kind == SrKind::JsonSr && r.framed => {
+                let bound = r.schemas()?;
+                Ok(self.json_text(values).map(|t| bound.json_sr_frame(&t)))
+            }
             Format::Registry(r) => {
                 let Some(json) = self.row_json(values) else {
                     return Ok(None);
                 };
-                let bound = r.bound.as_ref().ok_or_else(|| SqlError::Internal {
-                    message: format!("the {} format has no schema", r.kind.name()),
-                })?;
+                let bound = r.schemas()?;
                 if r.framed {
                     bound.encode(r.kind, &json).map(Some)
                 } else {
@@ -220,10 +232,7 @@ impl Codec {
                 None | Some(Value::Null) => None,
                 Some(v) => Some(kafka_bytes(v)),
             },
-            Format::Json if self.columns.len() != 1 || self.wrap_single => {
-                Some(crate::json::encode_row(&self.columns, values))
-            }
-            Format::Json => serde_json::to_vec(&self.row_json(values)?).ok(),
+            Format::Json => self.json_text(values),
             Format::Delimited(d) => {
                 if self.columns.len() == 1 && values[0].is_null() {
                     return None;
@@ -250,21 +259,52 @@ impl Codec {
         }
     }
 
+    /// The row as JSON text (see [`Self::row_json`]), decimals exact.
+    fn json_text(&self, values: &[Value]) -> Option<Vec<u8>> {
+        if self.columns.len() != 1 || self.wrap_single {
+            return Some(crate::json::encode_row(&self.columns, values));
+        }
+        if values[0].is_null() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(16);
+        crate::json::write_value(&mut out, &values[0]);
+        Some(out)
+    }
+
+    /// JSON text as a document for [`Self::json_row`], the numbers of
+    /// DECIMALs kept as their text ([`crate::json::exact_tree`]).
+    fn json_tree(&self, bytes: &[u8], name: &'static str) -> Result<serde_json::Value> {
+        let bad = |e: &dyn std::fmt::Display| SqlError::serde(name, e.to_string());
+        if !self.columns.iter().any(|(_, t)| t.has_decimal()) {
+            return serde_json::from_slice(bytes).map_err(|e| bad(&e));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|e| bad(&e))?;
+        let object = text.trim_start().starts_with('{');
+        // The shape `json_row` reads: one column's value, or an object.
+        let row = SqlType::Struct(self.columns.clone());
+        let ty = match self.columns.as_slice() {
+            [(_, t)] if !object => t,
+            [(_, t @ (SqlType::Struct(_) | SqlType::Map(..)))] if !self.wrap_single => t,
+            _ => &row,
+        };
+        crate::json::exact_tree(text, ty).map_err(|e| bad(&e))
+    }
+
     /// The row as JSON: an object of the columns, or the single column's
     /// value when unwrapped (`None` for a null one).
     fn row_json(&self, values: &[Value]) -> Option<serde_json::Value> {
-        // AVRO and PROTOBUF write decimals from their exact text.
-        let exact = matches!(&self.format, Format::Registry(r) if r.kind != SrKind::JsonSr);
-        let conv = |v: &Value| if exact { to_json_exact(v) } else { to_json(v) };
+        // AVRO and PROTOBUF write decimals from their exact text (JSON
+        // and JSON_SR are written as text, see `json_text`).
         if self.columns.len() == 1 && !self.wrap_single {
             if values[0].is_null() {
                 return None;
             }
-            return Some(conv(&values[0]));
+            return Some(to_json_exact(&values[0]));
         }
         let mut obj = serde_json::Map::with_capacity(self.columns.len());
         for ((name, _), v) in self.columns.iter().zip(values) {
-            obj.insert(name.clone(), conv(v));
+            obj.insert(name.clone(), to_json_exact(v));
         }
         Some(serde_json::Value::Object(obj))
     }
@@ -338,15 +378,14 @@ impl Codec {
             Format::Json if self.columns.len() != 1 => {
                 crate::json::decode_row(&self.columns, keep, bytes)
             }
-            Format::Json => {
-                let json: serde_json::Value =
-                    serde_json::from_slice(bytes).map_err(|e| SqlError::serde(name, e))?;
-                self.json_row(json, name)
+            Format::Json => self.json_row(self.json_tree(bytes, name)?, name),
+            Format::Registry(r) if r.kind == SrKind::JsonSr && r.framed => {
+                let bound = r.schemas()?;
+                let text = bound.json_sr_payload(bytes)?;
+                self.json_row(self.json_tree(text, name)?, name)
             }
             Format::Registry(r) => {
-                let bound = r.bound.as_ref().ok_or_else(|| SqlError::Internal {
-                    message: format!("the {name} format has no schema"),
-                })?;
+                let bound = r.schemas()?;
                 let json = if r.framed {
                     bound.decode(r.kind, bytes)?
                 } else {

@@ -515,10 +515,6 @@ fn round_half_up(x: f64) -> f64 {
     (x + 0.5).floor()
 }
 
-fn json_value(v: &Value) -> serde_json::Value {
-    crate::format::to_json(v)
-}
-
 /// Extracts with a JSONPath-like `$.a.b[0]` path.
 fn json_path<'a>(root: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
     let p = path.trim();
@@ -1352,7 +1348,7 @@ pub static SCALARS: &[Scalar] = &[
         }),
     scalar!("TO_JSON_STRING", "JSON", "Serializes any value as JSON text.",
         [sig(&[("value", Any)], R::Fixed(Str))],
-        values |a| st(json_value(&a[0]).to_string())),
+        values |a| st(crate::json::value_text(&a[0]))),
     scalar!("TRANSFORM", "LAMBDA", "Applies a lambda to every element of an array, or to the keys and values of a map.",
         [sig(&[("array", Arr), ("lambda", Lambda)], R::Transform(0, 1)), sig(&[("map", Map), ("key_lambda", Lambda), ("value_lambda", Lambda)], R::MapOf(1, 2))],
         nodes transform),

@@ -10,10 +10,11 @@
 //! Columns a query does not read are still type-checked, so a record is
 //! skipped or processed exactly as before; only their values are not kept.
 //!
-//! DECIMAL columns are the exception to "as a document would": serde_json's
-//! numbers are doubles, so a DECIMAL column's number is read from its text
-//! and written with its scale (`1.10` for `DECIMAL(4, 2)`), as ksqlDB does,
-//! never through a double.
+//! DECIMALs are the exception to "as a document would": serde_json's
+//! numbers are doubles, so a DECIMAL's number, at the top or nested in
+//! structs, arrays and maps, is read from its text ([`exact_tree`]) and
+//! written with its scale (`1.10` for `DECIMAL(4, 2)`), as ksqlDB's
+//! exact-BigDecimal JSON does, never through a double.
 
 use std::fmt;
 
@@ -21,7 +22,6 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value as J;
 
-use crate::decimal::Dec;
 use crate::error::{Result, SqlError};
 use crate::format::{from_json, to_json};
 use crate::types::{SqlType, Value};
@@ -79,18 +79,17 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     }
 }
 
-/// The top level of a record: null, an object's fields (with, for
-/// DECIMAL columns given a number, the number's text), or anything else.
+/// The top level of a record: null, an object's fields, or anything else.
 enum Top {
     Null,
-    Fields(Vec<Slot>, Vec<Option<String>>),
+    Fields(Vec<Slot>),
     NotObject,
 }
 
 struct RowSeed<'a> {
     columns: &'a [(String, SqlType)],
     keep: Option<&'a [bool]>,
-    /// Some column is a DECIMAL (only then are numbers' texts kept).
+    /// Some column holds a DECIMAL (only then are values' texts kept).
     decimals: bool,
 }
 
@@ -146,11 +145,6 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Top, A::Error> {
         let mut slots: Vec<Slot> = self.columns.iter().map(|_| Slot::Empty).collect();
-        // Allocated only for rows with DECIMAL columns.
-        let mut texts: Vec<Option<String>> = Vec::new();
-        if self.decimals {
-            texts.resize(self.columns.len(), None);
-        }
         while let Some((t, key)) = map.next_key_seed(KeySeed {
             columns: self.columns,
         })? {
@@ -163,18 +157,18 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             }
+            // The column the key names (exactly, else the first one) says
+            // which numbers are DECIMALs, to be kept as their text.
             let decimal = self.decimals
                 && t.exact
-                    .iter()
-                    .chain(&t.inexact)
-                    .any(|&i| matches!(self.columns[i].1, SqlType::Decimal(..)));
-            let (v, text): (J, Option<String>) = if decimal {
+                    .or(t.inexact.first().copied())
+                    .is_some_and(|i| self.columns[i].1.has_decimal());
+            let v: J = if decimal {
                 let raw: &RawValue = map.next_value()?;
-                let v = serde_json::from_str(raw.get()).map_err(serde::de::Error::custom)?;
-                let text = matches!(v, J::Number(_)).then(|| raw.get().to_string());
-                (v, text)
+                let i = t.exact.or(t.inexact.first().copied()).unwrap_or_default();
+                exact_tree(raw.get(), &self.columns[i].1).map_err(serde::de::Error::custom)?
             } else {
-                (map.next_value()?, None)
+                map.next_value()?
             };
             for &i in &t.inexact {
                 let k = key.as_deref().unwrap_or_default();
@@ -182,22 +176,68 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                     Slot::Exact(_) => {}
                     // A repeated key replaces its value, as in a map.
                     Slot::Inexact(prev, _) if prev.as_str() < k => {}
-                    _ => {
-                        slots[i] = Slot::Inexact(k.to_string(), v.clone());
-                        if let Some(t) = texts.get_mut(i) {
-                            t.clone_from(&text);
-                        }
-                    }
+                    _ => slots[i] = Slot::Inexact(k.to_string(), v.clone()),
                 }
             }
             if let Some(i) = t.exact {
                 slots[i] = Slot::Exact(v);
-                if let Some(t) = texts.get_mut(i) {
-                    *t = text;
-                }
             }
         }
-        Ok(Top::Fields(slots, texts))
+        Ok(Top::Fields(slots))
+    }
+}
+
+/// JSON text as a document for [`from_json`] to read as `ty`, with each
+/// number where `ty` has a DECIMAL as a string of its exact text (which
+/// `from_json` reads as the decimal's digits, as it reads strings).
+/// Object keys pick their field's type as [`from_json`] matches them:
+/// the field of that name, else the first of that name in any case.
+pub fn exact_tree(text: &str, ty: &SqlType) -> serde_json::Result<J> {
+    if !ty.has_decimal() {
+        return serde_json::from_str(text);
+    }
+    let t = text.trim();
+    match (ty, t.as_bytes().first()) {
+        (SqlType::Decimal(..), Some(b'-' | b'0'..=b'9')) => {
+            // Checked as JSON, kept as text.
+            serde_json::from_str::<IgnoredAny>(t)?;
+            Ok(J::String(t.to_string()))
+        }
+        (SqlType::Array(elem), Some(b'[')) => {
+            let items: Vec<&RawValue> = serde_json::from_str(t)?;
+            items
+                .iter()
+                .map(|i| exact_tree(i.get(), elem))
+                .collect::<serde_json::Result<_>>()
+                .map(J::Array)
+        }
+        (SqlType::Map(_, vt), Some(b'{')) => {
+            let entries: std::collections::BTreeMap<String, &RawValue> = serde_json::from_str(t)?;
+            entries
+                .into_iter()
+                .map(|(k, v)| Ok((k, exact_tree(v.get(), vt)?)))
+                .collect::<serde_json::Result<_>>()
+                .map(J::Object)
+        }
+        (SqlType::Struct(fields), Some(b'{')) => {
+            let entries: std::collections::BTreeMap<String, &RawValue> = serde_json::from_str(t)?;
+            entries
+                .into_iter()
+                .map(|(k, v)| {
+                    let field = fields
+                        .iter()
+                        .find(|(n, _)| *n == k)
+                        .or_else(|| fields.iter().find(|(n, _)| n.eq_ignore_ascii_case(&k)));
+                    let v = match field {
+                        Some((_, ft)) => exact_tree(v.get(), ft)?,
+                        None => serde_json::from_str(v.get())?,
+                    };
+                    Ok((k, v))
+                })
+                .collect::<serde_json::Result<_>>()
+                .map(J::Object)
+        }
+        _ => serde_json::from_str(t),
     }
 }
 
@@ -224,30 +264,21 @@ pub fn decode_row(
         RowSeed {
             columns,
             keep,
-            decimals: columns
-                .iter()
-                .any(|(_, t)| matches!(t, SqlType::Decimal(..))),
+            decimals: columns.iter().any(|(_, t)| t.has_decimal()),
         },
     )
     .map_err(bad)?;
     de.end().map_err(bad)?;
-    let (slots, texts) = match top {
+    let slots = match top {
         Top::Null => return Ok(None),
         Top::NotObject => return Err(SqlError::serde("JSON", "expected a JSON object")),
-        Top::Fields(slots, texts) => (slots, texts),
+        Top::Fields(slots) => slots,
     };
     let mut out = Vec::with_capacity(columns.len());
     for (i, (slot, (_, ty))) in slots.into_iter().zip(columns).enumerate() {
-        // A DECIMAL's number from its text; one that does not fit gets
-        // the conversion's error below.
-        let exact = match (texts.get(i).and_then(Option::as_deref), ty) {
-            (Some(t), SqlType::Decimal(p, s)) => Dec::parse(t).and_then(|d| d.fit(*p, *s)),
-            _ => None,
-        };
-        let v = match (exact, slot) {
-            (Some(d), _) => Value::Decimal(d),
-            (None, Slot::Empty) => Value::Null,
-            (None, Slot::Exact(j) | Slot::Inexact(_, j)) => convert(j, ty)?,
+        let v = match slot {
+            Slot::Empty => Value::Null,
+            Slot::Exact(j) | Slot::Inexact(_, j) => convert(j, ty)?,
         };
         let kept = keep.is_none_or(|k| k.get(i).copied().unwrap_or(true));
         out.push(if kept { v } else { Value::Null });
@@ -274,8 +305,34 @@ pub fn encode_row(columns: &[(String, SqlType)], values: &[Value]) -> Vec<u8> {
     out
 }
 
-/// One value as [`to_json`] maps it, scalars without a JSON tree.
-fn write_value(out: &mut Vec<u8>, v: &Value) {
+/// A value's JSON text (see [`write_value`]).
+pub fn value_text(v: &Value) -> String {
+    let mut out = Vec::with_capacity(16);
+    write_value(&mut out, v);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Values as the text of a JSON array (REST API rows).
+pub fn array_text(values: &[Value]) -> String {
+    let mut out = Vec::with_capacity(16 * values.len() + 2);
+    write_array(&mut out, values);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn write_array(out: &mut Vec<u8>, items: &[Value]) {
+    out.push(b'[');
+    for (n, item) in items.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        write_value(out, item);
+    }
+    out.push(b']');
+}
+
+/// One value as [`to_json`] maps it, scalars without a JSON tree and
+/// DECIMALs as exact numbers.
+pub fn write_value(out: &mut Vec<u8>, v: &Value) {
     let _ = match v {
         Value::Null => serde_json::to_writer(&mut *out, &()),
         Value::Boolean(b) => serde_json::to_writer(&mut *out, b),
@@ -293,14 +350,7 @@ fn write_value(out: &mut Vec<u8>, v: &Value) {
             Ok(())
         }
         Value::Array(items) => {
-            out.push(b'[');
-            for (n, item) in items.iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                write_value(out, item);
-            }
-            out.push(b']');
+            write_array(out, items);
             Ok(())
         }
         // Fields and map keys sorted, the last of equal keys kept, as a
@@ -339,6 +389,7 @@ fn write_object<'a>(out: &mut Vec<u8>, fields: impl Iterator<Item = (&'a str, &'
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decimal::Dec;
 
     fn cols() -> Vec<(String, SqlType)> {
         [
@@ -472,6 +523,69 @@ mod tests {
             String::from_utf8(encode_row(&c, &out)).unwrap(),
             r#"{"D":12345678901234567.80,"S":{"E":[1.230]},"X":null,"d":-0.5}"#
         );
+    }
+
+    #[test]
+    fn nested_decimals_keep_their_digits() {
+        let d = || SqlType::Decimal(20, 2);
+        let c: Vec<(String, SqlType)> = vec![
+            (
+                "S".into(),
+                SqlType::Struct(vec![("E".into(), d()), ("N".into(), SqlType::Int)]),
+            ),
+            ("A".into(), SqlType::Array(Box::new(d()))),
+            (
+                "M".into(),
+                SqlType::Map(Box::new(SqlType::String), Box::new(d())),
+            ),
+            (
+                "X".into(),
+                SqlType::Array(Box::new(SqlType::Struct(vec![(
+                    "Y".into(),
+                    SqlType::Map(Box::new(SqlType::String), Box::new(d())),
+                )]))),
+            ),
+        ];
+        let text = br#"{"S":{"e":12345678901234567.89,"N":1.5},"A":[12345678901234567.8,null,"1"],
+            "M":{"k":-12345678901234567.89},"X":[{"Y":{"z":1.5E1}}]}"#;
+        let row = decode_row(&c, None, text).unwrap().unwrap();
+        let dec = |t: &str| Value::Decimal(Dec::parse(t).unwrap().fit(20, 2).unwrap());
+        assert_eq!(
+            row[0],
+            Value::Struct(vec![
+                ("E".into(), dec("12345678901234567.89")),
+                ("N".into(), Value::Int(1))
+            ])
+        );
+        assert_eq!(
+            row[1],
+            Value::Array(vec![dec("12345678901234567.80"), Value::Null, dec("1")])
+        );
+        assert_eq!(
+            row[2],
+            Value::Map(vec![(
+                Value::String("k".into()),
+                dec("-12345678901234567.89")
+            )])
+        );
+        assert_eq!(
+            row[3],
+            Value::Array(vec![Value::Struct(vec![(
+                "Y".into(),
+                Value::Map(vec![(Value::String("z".into()), dec("15"))])
+            )])])
+        );
+        // Written back with the scale's digits.
+        assert_eq!(
+            String::from_utf8(encode_row(&c, &row)).unwrap(),
+            r#"{"A":[12345678901234567.80,null,1.00],"M":{"k":-12345678901234567.89},"#.to_string()
+                + r#""S":{"E":12345678901234567.89,"N":1},"X":[{"Y":{"z":15.00}}]}"#
+        );
+        assert_eq!(array_text(&row[1..2]), "[[12345678901234567.80,null,1.00]]");
+        // Bad JSON and values that do not fit are still errors.
+        assert!(decode_row(&c, None, br#"{"A":[1.5.5]}"#).is_err());
+        assert!(decode_row(&c, None, br#"{"A":[1234567890123456789.5]}"#).is_err());
+        assert!(decode_row(&c, None, br#"{"S":{"E":true}}"#).is_err());
     }
 
     #[test]

@@ -430,9 +430,10 @@ impl Namer {
 
 /// Structural equality of expressions, ignoring qualifiers that name the
 /// same column.
-/// A join's output key: the projected item that is either side of the join
-/// expression; a query without a sink (a push query) may leave it out, and
-/// then keys by `left`.
+/// A join's output key: the first of `candidates` (the viable keys, in
+/// ksqlDB's order) that the projection has, as ksqlDB's planner picks it;
+/// a query without a sink (a push query) may leave it out, and then keys
+/// by the first.
 fn join_key(
     items: &[Item],
     candidates: &[&Expr],
@@ -440,10 +441,17 @@ fn join_key(
     scope: &Scope,
     sink: Option<&str>,
 ) -> Result<Expr> {
-    match items
+    let found = candidates
         .iter()
-        .find(|i| candidates.iter().any(|c| same_expr(&i.expr, c, scope)))
-    {
+        .find_map(|c| items.iter().find(|i| same_expr(&i.expr, c, scope)));
+    if found.is_none() && sink.is_some() {
+        // ksqlDB resolves the projection (unknown functions, columns)
+        // before it looks for the key.
+        for i in items {
+            compile(&i.expr, scope, "SELECT")?;
+        }
+    }
+    match found {
         Some(i) => Ok(i.expr.clone()),
         None if sink.is_none() => Ok(candidates[0].clone()),
         None if what == SYNTHETIC => Err(SqlError::invalid(format!(
@@ -458,6 +466,40 @@ fn join_key(
             candidates[0]
         ))),
     }
+}
+
+/// ksqlDB's viable key columns of a chain of joins (`JoinTree`'s
+/// `viableKeyColumns` over its left-deep tree): the column references
+/// among the joins' expressions that equal the result's key, in join
+/// order, left side before right. A FULL join's key equals neither side
+/// (either may be missing), so a chain ending in one has none, and the
+/// joins before it stop counting; so do the joins before one whose sides
+/// are none of theirs. None: the key is synthetic.
+fn viable_keys(joins: &[(JoinType, Expr, Expr)], scope: &Scope) -> Vec<Expr> {
+    let contains = |set: &[Expr], e: &Expr| set.iter().any(|x| same_expr(x, e, scope));
+    let mut equivalent: Vec<Expr> = Vec::new();
+    let mut viable: Vec<Expr> = Vec::new();
+    for (kind, le, re) in joins {
+        if *kind == JoinType::Full {
+            equivalent.clear();
+            viable.clear();
+            continue;
+        }
+        let sides = [le.clone(), re.clone()];
+        let mut next = sides.to_vec();
+        if sides.iter().any(|k| contains(&equivalent, k)) {
+            next.append(&mut equivalent);
+        }
+        let mut v: Vec<Expr> = Vec::new();
+        for e in viable.iter().chain(&sides) {
+            if matches!(e, Expr::Column { .. }) && contains(&next, e) && !contains(&v, e) {
+                v.push(e.clone());
+            }
+        }
+        equivalent = next;
+        viable = v;
+    }
+    viable
 }
 
 /// `join_key`'s `what` for a synthetic key (ksqlDB's message differs).
@@ -1264,9 +1306,14 @@ fn plan_join(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Result<Pl
         None => None,
     };
     let items = expand_select(query, &inputs, true, None)?;
+    // The table's key is a column, so some column is always viable.
+    let viable = viable_keys(
+        &[(join.kind, stream_expr.clone(), table_expr.clone())],
+        &scope,
+    );
     let key_expr = join_key(
         &items,
-        &[stream_expr, table_expr],
+        &viable.iter().collect::<Vec<_>>(),
         "join expression",
         &scope,
         sink,
@@ -1348,6 +1395,7 @@ fn plan_joins(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Result<P
     let mut scope = inputs[0].scope();
     let mut stages = Vec::new();
     let mut last_sides = None;
+    let mut sides = Vec::new();
     for (j, join) in query.from.joins.iter().enumerate() {
         let right = &inputs[j + 1];
         let left_names = inputs[..=j]
@@ -1421,17 +1469,18 @@ fn plan_joins(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Result<P
         });
         let ty = compile(re, &rs, "JOIN")?.ty;
         scope.columns.extend(rs.columns.iter().cloned());
-        last_sides = Some((le.clone(), re.clone(), join.kind, ty));
+        sides.push((join.kind, le.clone(), re.clone()));
+        last_sides = Some(ty);
     }
-    let Some((left_expr, right_expr, last_kind, key_ty)) = last_sides else {
+    let Some(key_ty) = last_sides else {
         return Err(SqlError::invalid("A join needs a JOIN clause"));
     };
-    // The last join's key is synthetic when a FULL join may lack either
-    // side, or when neither side of its equality is a column.
-    let is_column = |e: &Expr| matches!(e, Expr::Column { .. });
-    let synthetic = (last_kind == JoinType::Full
-        || (!is_column(&left_expr) && !is_column(&right_expr)))
-    .then(|| synthetic_key(&inputs, key_ty, &mut scope));
+    // The key is synthetic when no column equals it: the last join is
+    // FULL (either side may be missing), or it is on expressions.
+    let viable = viable_keys(&sides, &scope);
+    let synthetic = viable
+        .is_empty()
+        .then(|| synthetic_key(&inputs, key_ty, &mut scope));
     let filter = match &query.where_ {
         Some(w) => Some(boolean(w, &scope, "WHERE")?),
         None => None,
@@ -1441,7 +1490,7 @@ fn plan_joins(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Result<P
         Some(k) => join_key(&items, &[k], SYNTHETIC, &scope, sink)?,
         None => join_key(
             &items,
-            &[&left_expr, &right_expr],
+            &viable.iter().collect::<Vec<_>>(),
             "join expression",
             &scope,
             sink,
@@ -1633,6 +1682,7 @@ fn plan_table_chain(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Re
     }
     let mut scope = inputs[0].scope();
     let mut kinds = Vec::new();
+    let mut sides = Vec::new();
     for (j, join) in query.from.joins.iter().enumerate() {
         let right = &inputs[j + 1];
         if !right.source.is_table() {
@@ -1664,11 +1714,14 @@ fn plan_table_chain(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Re
             )));
         }
         kinds.push(join.kind);
+        sides.push((join.kind, le.clone(), re.clone()));
         scope = joined;
     }
-    // The result's key: the join key, as any table's key column projects
-    // it, or synthetic when the last join is FULL.
-    let synthetic = (kinds.last() == Some(&JoinType::Full)).then(|| {
+    // The result's key: the join key, as a key column equal to it (not
+    // one before a FULL join) projects it, or synthetic when the last
+    // join is FULL.
+    let viable = viable_keys(&sides, &scope);
+    let synthetic = viable.is_empty().then(|| {
         synthetic_key(
             &inputs,
             key_ty.clone().unwrap_or(SqlType::String),
@@ -1682,7 +1735,7 @@ fn plan_table_chain(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Re
     let items = expand_select(query, &inputs, true, synthetic.as_ref())?;
     let candidates: Vec<&Expr> = match &synthetic {
         Some(k) => vec![k],
-        None => key_exprs.iter().collect(),
+        None => viable.iter().collect(),
     };
     let what = if synthetic.is_some() {
         SYNTHETIC

@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use futures_util::StreamExt;
+use serde_json::value::RawValue;
 use serde_json::{json, Value as J};
 use tokio::sync::Mutex;
 
@@ -21,7 +22,7 @@ use crate::engine::{row_json, Engine, Session};
 use crate::error::SqlError;
 use crate::plan::Plan;
 use crate::runtime::QueryHandle;
-use crate::types::Value;
+use crate::types::{SqlType, Value};
 
 /// Shared state of the HTTP handlers.
 #[derive(Debug, Clone)]
@@ -267,14 +268,13 @@ async fn query(State(api): State<Api>, body: Bytes) -> Response {
     match rows {
         Err(rows) => {
             let mut parts = vec![header];
-            parts.extend(
-                rows.iter()
-                    .map(|r| json!({"row": {"columns": row_json(r)}}).to_string()),
-            );
-            json_response(
+            parts.extend(rows.iter().map(|r| row_object(r)));
+            (
                 StatusCode::OK,
-                serde_json::from_str(&format!("[{}]", parts.join(","))).unwrap_or(J::Null),
+                [(header::CONTENT_TYPE, KSQL_JSON)],
+                format!("[{}]", parts.join(",")),
             )
+                .into_response()
         }
         Ok(stream) => {
             let limit = plan.limit;
@@ -284,7 +284,7 @@ async fn query(State(api): State<Api>, body: Bytes) -> Response {
             let mut n = 0u64;
             let body = stream.map(move |r| {
                 n += 1;
-                let mut s = json!({"row": {"columns": row_json(&r)}}).to_string();
+                let mut s = row_object(&r);
                 if limit.is_some_and(|l| n >= l) {
                     s.push_str(",\n{\"finalMessage\":\"Limit Reached\"}]\n");
                 } else {
@@ -298,6 +298,11 @@ async fn query(State(api): State<Api>, body: Bytes) -> Response {
                 .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
         }
     }
+}
+
+/// A row of `/query`: `{"row":{"columns":[...]}}`.
+fn row_object(values: &[Value]) -> String {
+    format!("{{\"row\":{{\"columns\":{}}}}}", row_json(values))
 }
 
 /// `PRINT` on `/query`: the topic's records as text lines, streamed.
@@ -353,12 +358,12 @@ async fn query_stream(State(api): State<Api>, headers: HeaderMap, body: Bytes) -
         Err(rows) => {
             let text = if json_array {
                 let mut parts = vec![header];
-                parts.extend(rows.iter().map(|r| J::Array(row_json(r)).to_string()));
+                parts.extend(rows.iter().map(|r| row_json(r)));
                 format!("[{}]", parts.join(","))
             } else {
                 let mut s = header + "\n";
                 for r in &rows {
-                    s.push_str(&J::Array(row_json(r)).to_string());
+                    s.push_str(&row_json(r));
                     s.push('\n');
                 }
                 s
@@ -381,7 +386,7 @@ async fn query_stream(State(api): State<Api>, headers: HeaderMap, body: Bytes) -
             let mut n = 0u64;
             let rows = stream.map(move |r| {
                 n += 1;
-                let row = J::Array(row_json(&r)).to_string();
+                let row = row_json(&r);
                 let done = limit.is_some_and(|l| n >= l);
                 Ok(Bytes::from(match (json_array, done) {
                     (true, true) => format!(",{row}]"),
@@ -422,17 +427,19 @@ async fn close_query(State(api): State<Api>, body: Bytes) -> Response {
 async fn inserts_stream(State(api): State<Api>, body: Body) -> Response {
     let mut stream = body.into_data_stream();
     let mut buf: Vec<u8> = Vec::new();
-    let mut objects: Vec<J> = Vec::new();
+    // Rows stay text until the target's columns say which numbers are
+    // DECIMALs, read from their digits.
+    let mut objects: Vec<std::result::Result<&RawValue, String>> = Vec::new();
     while let Some(chunk) = stream.next().await {
         let Ok(chunk) = chunk else { break };
         buf.extend_from_slice(&chunk);
     }
-    let mut de = serde_json::Deserializer::from_slice(&buf).into_iter::<J>();
+    let mut de = serde_json::Deserializer::from_slice(&buf).into_iter::<&RawValue>();
     for v in de.by_ref() {
         match v {
-            Ok(v) => objects.push(v),
+            Ok(v) => objects.push(Ok(v)),
             Err(e) => {
-                objects.push(J::String(format!("Invalid JSON: {e}")));
+                objects.push(Err(format!("Invalid JSON: {e}")));
                 break;
             }
         }
@@ -440,6 +447,11 @@ async fn inserts_stream(State(api): State<Api>, body: Body) -> Response {
     let Some(first) = objects.first() else {
         return generic_error(StatusCode::BAD_REQUEST, 40000, "No target given");
     };
+    let first: J = first
+        .as_ref()
+        .ok()
+        .and_then(|r| serde_json::from_str(r.get()).ok())
+        .unwrap_or(J::Null);
     let Some(target) = first["target"].as_str() else {
         return generic_error(
             StatusCode::BAD_REQUEST,
@@ -451,9 +463,15 @@ async fn inserts_stream(State(api): State<Api>, body: Body) -> Response {
         Ok(s) => s,
         Err(e) => return generic_error(StatusCode::BAD_REQUEST, 40001, &e.to_string()),
     };
+    let row_type = SqlType::Struct(src.columns().cloned().collect());
     let mut out = String::new();
     for (seq, row) in objects.iter().skip(1).enumerate() {
-        let result = match row {
+        let row = match row {
+            Ok(raw) => crate::json::exact_tree(raw.get(), &row_type)
+                .unwrap_or_else(|e| J::String(format!("Invalid JSON: {e}"))),
+            Err(e) => J::String(e.clone()),
+        };
+        let result = match &row {
             J::Object(o) => {
                 let mut values = BTreeMap::new();
                 let mut bad = None;
@@ -554,6 +572,9 @@ pub async fn serve(
     engine: Arc<Engine>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        engine.set_listener(addr);
+    }
     // Without Nagle's algorithm: streamed rows and a response's pieces go
     // out at once instead of after the client's delayed ACK.
     let listener = listener.tap_io(|s| {

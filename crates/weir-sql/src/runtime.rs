@@ -70,9 +70,14 @@ fn kerr(op: &str) -> impl Fn(KafkaError) -> SqlError + '_ {
     move |e| SqlError::kafka(op, e)
 }
 
+fn wire_err(op: &str) -> impl Fn(weir_client::ClientError) -> SqlError + Copy + '_ {
+    move |e| SqlError::kafka(op, e)
+}
+
 /// Topic administration through librdkafka's admin API and metadata.
 pub struct Admin {
     client: AdminClient<DefaultClientContext>,
+    settings: KafkaSettings,
 }
 
 impl std::fmt::Debug for Admin {
@@ -102,6 +107,7 @@ impl Admin {
                 .config()
                 .create()
                 .map_err(kerr("create admin client"))?,
+            settings: settings.clone(),
         })
     }
 
@@ -118,22 +124,32 @@ impl Admin {
     }
 
     /// Per topic, the consumers and consumer groups reading it, as ksqlDB's
-    /// `LIST TOPICS EXTENDED` counts them: every group's members'
-    /// assignments (ListGroups, DescribeGroups), a consumer counted once
-    /// per partition it is assigned, a group once per topic.
-    pub fn topic_consumers(&self) -> Result<BTreeMap<String, (i32, i32)>> {
-        let groups = blocking(|| self.client.inner().fetch_group_list(None, TIMEOUT))
-            .map_err(kerr("DescribeGroups"))?;
+    /// `LIST TOPICS EXTENDED` counts them from the admin client's
+    /// `listConsumerGroups` and `describeConsumerGroups`: the members'
+    /// assignments of every consumer group, classic (DescribeGroups) or
+    /// KIP-848 (ConsumerGroupDescribe), a consumer counted once per
+    /// partition it is assigned, a group once per topic. librdkafka has no
+    /// API for KIP-848 groups, so this goes through Weir's protocol client
+    /// with the same settings.
+    pub async fn topic_consumers(&self) -> Result<BTreeMap<String, (i32, i32)>> {
+        let werr = wire_err("DescribeConsumerGroups");
+        let mut admin = self.wire_admin().await.map_err(werr)?;
         let mut counts: BTreeMap<String, (i32, BTreeSet<String>)> = BTreeMap::new();
-        for g in groups.groups() {
-            if g.protocol_type() != "consumer" {
+        for g in admin.list_groups().await.map_err(werr)? {
+            if g.protocol_type != "consumer" {
                 continue;
             }
-            for m in g.members() {
-                for topic in assigned_topics(m.assignment().unwrap_or_default()) {
-                    let e = counts.entry(topic).or_default();
+            let d = match admin.describe_group(&g.group_id).await {
+                Ok(d) => d,
+                // GROUP_ID_NOT_FOUND: deleted since it was listed.
+                Err(e) if e.code() == Some(69) => continue,
+                Err(e) => return Err(werr(e)),
+            };
+            for m in &d.members {
+                for (topic, _) in &m.assignment {
+                    let e = counts.entry(topic.clone()).or_default();
                     e.0 += 1;
-                    e.1.insert(g.name().to_string());
+                    e.1.insert(g.group_id.clone());
                 }
             }
         }
@@ -141,6 +157,48 @@ impl Admin {
             .into_iter()
             .map(|(t, (c, gs))| (t, (c, gs.len() as i32)))
             .collect())
+    }
+
+    /// A connection of Weir's protocol client, with the server's settings.
+    async fn wire_admin(&self) -> weir_client::Result<weir_client::Admin> {
+        let config = weir_client::ClientConfig {
+            timeout: TIMEOUT,
+            client_id: self
+                .settings
+                .client
+                .get("client.id")
+                .cloned()
+                .unwrap_or_else(|| "weir-sql".into()),
+            security: weir_client::ClientSecurity::from_properties(&self.settings.client)?,
+        };
+        weir_client::Admin::connect_with(&self.settings.bootstrap(), config).await
+    }
+
+    /// The committed offsets of `group` and the end offsets of
+    /// `partitions` (for EXPLAIN's task metadata).
+    pub async fn offsets(
+        &self,
+        group: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<(BTreeMap<(String, i32), i64>, BTreeMap<(String, i32), i64>)> {
+        let werr = wire_err("ListOffsets");
+        let mut admin = self.wire_admin().await.map_err(werr)?;
+        let committed = admin.committed_offsets(group).await.map_err(werr)?;
+        let topics: BTreeSet<&str> = partitions.iter().map(|(t, _)| t.as_str()).collect();
+        let mut end = BTreeMap::new();
+        for topic in topics {
+            let leaders = admin.partitions(topic).await.map_err(werr)?;
+            let answers = admin
+                .list_offsets(topic, &leaders, weir_client::LATEST)
+                .await
+                .map_err(werr)?;
+            for (p, answer) in answers {
+                if let Ok(o) = answer {
+                    end.insert((topic.to_string(), p), o);
+                }
+            }
+        }
+        Ok((committed, end))
     }
 
     /// The partition count of a topic, or `None` if it does not exist.
@@ -194,44 +252,6 @@ impl Admin {
         }
         Ok(())
     }
-}
-
-/// The topic of each partition a consumer-protocol assignment (a group
-/// member's, from DescribeGroups) names, once per partition: version
-/// (int16), then topics (int32 count; each an int16-length name and an
-/// int32 count of int32 partitions), then user data. A malformed
-/// assignment names what could be read of it.
-fn assigned_topics(b: &[u8]) -> Vec<String> {
-    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        let (head, tail) = (b.get(..n)?, b.get(n..)?);
-        *b = tail;
-        Some(head)
-    }
-    fn int(b: &mut &[u8], n: usize) -> Option<i64> {
-        let bytes = take(b, n)?;
-        Some(bytes.iter().fold(0i64, |a, x| (a << 8) | i64::from(*x)))
-    }
-    let mut out = Vec::new();
-    let mut b = b;
-    let _version = int(&mut b, 2);
-    let topics = int(&mut b, 4).unwrap_or(0);
-    for _ in 0..topics {
-        let Some(len) = int(&mut b, 2) else { break };
-        let Some(name) = take(&mut b, len as usize) else {
-            break;
-        };
-        let name = String::from_utf8_lossy(name).into_owned();
-        let Some(partitions) = int(&mut b, 4) else {
-            break;
-        };
-        for _ in 0..partitions {
-            if take(&mut b, 4).is_none() {
-                break;
-            }
-            out.push(name.clone());
-        }
-    }
-    out
 }
 
 /// Kafka's default partitioner: murmur2 of the key bytes, positive, modulo
@@ -1650,25 +1670,6 @@ pub async fn produce_sync(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn assignments_name_a_topic_per_partition() {
-        let mut b = vec![0, 1, 0, 0, 0, 2];
-        for (t, parts) in [("ab", &[0i32, 3][..]), ("c", &[7][..])] {
-            b.extend_from_slice(&(t.len() as i16).to_be_bytes());
-            b.extend_from_slice(t.as_bytes());
-            b.extend_from_slice(&(parts.len() as i32).to_be_bytes());
-            for p in parts {
-                b.extend_from_slice(&p.to_be_bytes());
-            }
-        }
-        b.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]); // no user data
-        assert_eq!(assigned_topics(&b), ["ab", "ab", "c"]);
-        // Truncated or empty: what could be read.
-        assert_eq!(assigned_topics(&b[..18]), ["ab"]);
-        assert!(assigned_topics(&[]).is_empty());
-        assert!(assigned_topics(&[0, 1, 0x7f, 0xff, 0xff, 0xff]).is_empty());
-    }
 
     #[test]
     fn murmur2_matches_kafka() {

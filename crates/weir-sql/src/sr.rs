@@ -255,6 +255,22 @@ impl Bound {
         decode_payload(&parsed, kind, rest)
     }
 
+    /// A JSON_SR frame's JSON text, once its schema id is known.
+    pub fn json_sr_payload<'a>(&self, frame: &'a [u8]) -> Result<&'a [u8]> {
+        let kind = SrKind::JsonSr;
+        let (id, rest) = wire::split(frame).map_err(|e| SqlError::serde(kind.name(), e))?;
+        self.reader(kind, id)?;
+        Ok(rest)
+    }
+
+    /// A frame of the write schema around JSON text already written.
+    pub fn json_sr_frame(&self, text: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(text.len() + 5);
+        wire::write_header(self.write_id, &mut out);
+        out.extend_from_slice(text);
+        out
+    }
+
     /// A row's JSON as a frame of the write schema.
     pub fn encode(&self, kind: SrKind, json: &J) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(64);
@@ -933,7 +949,7 @@ pub fn schema_named(
                 ("google/type/date.proto", &|t| *t == SqlType::Date),
                 ("google/type/timeofday.proto", &|t| *t == SqlType::Time),
             ] {
-                if fields.iter().any(|(_, t)| mentions(t, wanted)) {
+                if fields.iter().any(|(_, t)| t.mentions(wanted)) {
                     imports.push_str(&format!("import \"{file}\";\n"));
                 }
             }
@@ -969,17 +985,6 @@ pub fn schema_named(
         }
     };
     Schema::new(kind.schema_type(), text)
-}
-
-/// Whether a type is or holds one that `wanted` picks.
-fn mentions(t: &SqlType, wanted: &dyn Fn(&SqlType) -> bool) -> bool {
-    wanted(t)
-        || match t {
-            SqlType::Array(t) => mentions(t, wanted),
-            SqlType::Map(_, v) => mentions(v, wanted),
-            SqlType::Struct(f) => f.iter().any(|(_, t)| mentions(t, wanted)),
-            _ => false,
-        }
 }
 
 fn avro_record(name: &str, fields: &[(String, SqlType)], top: bool) -> J {

@@ -2272,6 +2272,116 @@ mod tests {
     }
 
     #[test]
+    fn join_chains_take_their_key_as_ksqldb_does() {
+        let ddls = [
+            "CREATE STREAM S1 (ID INT KEY, V STRING) WITH (KAFKA_TOPIC='s1', VALUE_FORMAT='JSON');",
+            "CREATE STREAM S2 (ID INT KEY, W STRING) WITH (KAFKA_TOPIC='s2', VALUE_FORMAT='JSON');",
+            "CREATE STREAM S3 (ID INT KEY, X STRING) WITH (KAFKA_TOPIC='s3', VALUE_FORMAT='JSON');",
+            "CREATE TABLE T1 (ID INT PRIMARY KEY, V STRING) WITH (KAFKA_TOPIC='t1', VALUE_FORMAT='JSON');",
+            "CREATE TABLE T2 (ID INT PRIMARY KEY, W STRING) WITH (KAFKA_TOPIC='t2', VALUE_FORMAT='JSON');",
+            "CREATE TABLE T3 (ID INT PRIMARY KEY, X STRING) WITH (KAFKA_TOPIC='t3', VALUE_FORMAT='JSON');",
+        ];
+        let plan = |sql: &str| plan_over(&ddls, sql);
+        let key = |sql: &str| plan(sql).unwrap().key[0].0.clone();
+        let err = |sql: &str| plan(sql).unwrap_err().to_string();
+        let w = "WITHIN 10 SECONDS";
+        // Inner joins chained on equal columns: any of them is the key,
+        // the first in join order the projection has.
+        let chain = format!("FROM S1 JOIN S2 {w} ON S1.ID = S2.ID JOIN S3 {w} ON S2.ID = S3.ID");
+        assert_eq!(
+            key(&format!("CREATE STREAM OUT AS SELECT S1.ID, X {chain};")),
+            "ID"
+        );
+        assert_eq!(
+            key(&format!(
+                "CREATE STREAM OUT AS SELECT S3.ID AS K, V {chain};"
+            )),
+            "K"
+        );
+        let p = plan(&format!(
+            "CREATE STREAM OUT AS SELECT S3.ID AS C, S1.ID AS A, V {chain};"
+        ))
+        .unwrap();
+        assert_eq!(p.key[0].0, "A");
+        assert_eq!(p.value[0].0, "C");
+        assert_eq!(
+            key(&format!("CREATE STREAM OUT AS SELECT * {chain};")),
+            "S1_ID"
+        );
+        // A FULL join earlier in the chain: its sides are no longer the
+        // key, the later join's are.
+        let chain =
+            format!("FROM S1 FULL JOIN S2 {w} ON S1.ID = S2.ID JOIN S3 {w} ON S1.ID = S3.ID");
+        assert!(
+            err(&format!("CREATE STREAM OUT AS SELECT S2.ID, X {chain};"))
+                .contains("must include the join expression S1.ID in its projection")
+        );
+        assert_eq!(
+            key(&format!("CREATE STREAM OUT AS SELECT S3.ID, X {chain};")),
+            "ID"
+        );
+        // Ending with a FULL join: the synthetic ROWKEY, in `*` too.
+        let chain =
+            format!("FROM S1 JOIN S2 {w} ON S1.ID = S2.ID FULL JOIN S3 {w} ON S1.ID = S3.ID");
+        assert!(
+            err(&format!("CREATE STREAM OUT AS SELECT S1.ID, X {chain};"))
+                .contains("ROWKEY was added as a synthetic key column")
+        );
+        assert_eq!(
+            key(&format!(
+                "CREATE STREAM OUT AS SELECT ROWKEY AS ID, V, X {chain};"
+            )),
+            "ID"
+        );
+        let p = plan(&format!("CREATE STREAM OUT AS SELECT * {chain};")).unwrap();
+        assert_eq!(p.key, vec![("ROWKEY".to_string(), SqlType::Int)]);
+        // A join on an expression: only columns are keys.
+        let chain =
+            format!("FROM S1 JOIN S2 {w} ON ABS(S1.ID) = S2.ID JOIN S3 {w} ON S2.ID = S3.ID");
+        assert!(err(&format!(
+            "CREATE STREAM OUT AS SELECT ABS(S1.ID) AS K, X {chain};"
+        ))
+        .contains("must include the join expression S2.ID"));
+        assert_eq!(
+            key(&format!("CREATE STREAM OUT AS SELECT S3.ID, V {chain};")),
+            "ID"
+        );
+        // Tables: the same rules.
+        let chain = "FROM T1 FULL JOIN T2 ON T1.ID = T2.ID JOIN T3 ON T1.ID = T3.ID";
+        assert!(
+            err(&format!("CREATE TABLE OUT AS SELECT T2.ID, X {chain};"))
+                .contains("must include the join expression T1.ID")
+        );
+        assert_eq!(
+            key(&format!(
+                "CREATE TABLE OUT AS SELECT T3.ID AS K, X {chain};"
+            )),
+            "K"
+        );
+        let chain = "FROM T1 JOIN T2 ON T1.ID = T2.ID FULL JOIN T3 ON T1.ID = T3.ID";
+        assert_eq!(
+            key(&format!("CREATE TABLE OUT AS SELECT * {chain};")),
+            "ROWKEY"
+        );
+        let chain = "FROM T1 JOIN T2 ON T1.ID = T2.ID JOIN T3 ON T2.ID = T3.ID";
+        assert_eq!(
+            key(&format!(
+                "CREATE TABLE OUT AS SELECT T1.ID AS K, X {chain};"
+            )),
+            "K"
+        );
+        // ksqlDB has no JOINKEY function (removed before its first
+        // release): the synthetic key is named ROWKEY.
+        let e = err(&format!(
+            "CREATE TABLE OUT AS SELECT JOINKEY(T1.ID, T3.ID) AS ID, X {chain};"
+        ));
+        assert!(
+            e.contains("Can't find any functions with the name 'JOINKEY'"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn right_join_emits_unmatched_right_rows() {
         let mut t = task(&q("RIGHT", "10 SECONDS GRACE PERIOD 5 SECONDS"));
         let mut fx = Effects::default();
@@ -2718,7 +2828,7 @@ mod tests {
             "CREATE STREAM S (ID INT KEY, W STRING) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON');",
         ];
         let plan = |sql: &str| plan_over(&ddls, sql);
-        let p = plan("CREATE TABLE OUT AS SELECT A.ID, X, Y, Z FROM A FULL JOIN B ON A.ID = B.ID JOIN C ON B.ID = C.ID;")
+        let p = plan("CREATE TABLE OUT AS SELECT B.ID, X, Y, Z FROM A FULL JOIN B ON A.ID = B.ID JOIN C ON B.ID = C.ID;")
             .unwrap();
         assert!(
             matches!(&p.op, Op::TableChain { kinds, .. } if kinds == &[JoinType::Full, JoinType::Inner])

@@ -25,6 +25,22 @@ pub enum SqlType {
 }
 
 impl SqlType {
+    /// Whether the type is or holds one that `wanted` picks.
+    pub fn mentions(&self, wanted: &dyn Fn(&SqlType) -> bool) -> bool {
+        wanted(self)
+            || match self {
+                SqlType::Array(t) => t.mentions(wanted),
+                SqlType::Map(_, v) => v.mentions(wanted),
+                SqlType::Struct(f) => f.iter().any(|(_, t)| t.mentions(wanted)),
+                _ => false,
+            }
+    }
+
+    /// Whether the type is or holds a DECIMAL.
+    pub fn has_decimal(&self) -> bool {
+        self.mentions(&|t| matches!(t, SqlType::Decimal(..)))
+    }
+
     /// Whether values of this type are numbers.
     pub fn is_numeric(&self) -> bool {
         matches!(

@@ -127,6 +127,9 @@ pub fn service(listener: tokio::net::TcpListener) -> impl weir_service::Service 
             e = weir_sql::Engine::open(config) => e.map_err(|e| ServiceError::start("sql", e))?,
             _ = ctx.shutdown().wait() => return Ok(Running::new(async { Ok(()) })),
         };
+        if let Ok(addr) = listener.local_addr() {
+            engine.set_listener(addr);
+        }
         let serve = ctx.serve_http(listener, weir_sql::rest::router(engine.clone()));
         Ok(Running::new(async move {
             let served = serve.await;
