@@ -369,6 +369,7 @@ async fn two_brokers_appending_to_one_partition_get_distinct_contiguous_offsets(
         a.open(&tp, LogConfig::default()).unwrap(),
         b.open(&tp, LogConfig::default()).unwrap(),
     ];
+    let mut wake = logs[0].subscribe();
     let tasks: Vec<_> = (0..2)
         .map(|w| {
             let log = logs[w].clone();
@@ -392,6 +393,12 @@ async fn two_brokers_appending_to_one_partition_get_distinct_contiguous_offsets(
     acked.sort();
     let bases: Vec<i64> = acked.iter().map(|(o, _)| *o).collect();
     assert_eq!(bases, (0..30).map(|i| i * 2).collect::<Vec<_>>());
+    // Broker a reads b's last appends once their commit's notification
+    // has reached it (its cached end moves then, not at b's answer).
+    tokio::time::timeout(Duration::from_secs(10), wake.wait_for(|&e| e == 60))
+        .await
+        .expect("notified")
+        .unwrap();
     let got = read_all(&logs[0], 0).await;
     assert_eq!(got.len(), 60);
     for (base, tag) in acked {
