@@ -1909,3 +1909,93 @@ def test_brokers_join_and_leave_under_load_and_no_data_moves(broker_factory, pos
           f"bucket), all unchanged; of {len(before_rows)} rows, background work moved "
           f"{moved['compacted']} of {topic_name} (compaction of intake objects) and "
           f"{moved['cleaned']} of compacted internal topics (cleaning)")
+
+
+SHARES = "weir.share.ShareScenarios"
+
+
+def share_leases(cluster: dict, topic: str) -> dict[int, int]:
+    """The unexpired share leases of `topic`'s partitions: partition to
+    holder."""
+    return {int(p): int(h) for p, h in cluster["pg"].rows(
+        "SELECT partition, holder FROM weir.coordinators "
+        f"WHERE topic = 'weir:share:{topic}' AND expires_at > now()", db=cluster["db"])}
+
+
+def test_share_consumers_bootstrapped_on_two_brokers_get_every_record_once(cluster, topic_name):
+    """Share groups (KIP-932) in a cluster, through kafka-clients 4.3's
+    KafkaShareConsumer: two consumers of one group, bootstrapped on
+    different brokers, share a three-partition topic whose share-partitions
+    are owned by the partitions' leaders (held under share leases that
+    agree with Metadata). Every record is delivered once and acknowledged
+    once, and the admin client describes the group's offsets through any
+    broker (the group coordinator reads what the owners persisted)."""
+    java_harness.require()
+    brokers = cluster["brokers"]
+    create_topic(brokers[0].bootstrap, topic_name, 3)
+    produce_values(brokers[0].bootstrap, topic_name, 90, 3)
+    group = f"g-{topic_name}"
+    javas = [java_harness.JavaProcess(SHARES, b.bootstrap) for b in brokers]
+    try:
+        javas[0].call("configure_group", group=group,
+                      configs={"share.auto.offset.reset": "earliest"})
+        out = javas[0].call("share_across", topic=topic_name, group=group,
+                            bootstraps=[brokers[0].bootstrap, brokers[1].bootstrap],
+                            count=90, timeout=240)
+        everything = {f"{p}:{o}" for p in range(3) for o in range(30)}
+        assert set(out["confirmed"]) == everything
+        assert out["confirmed_twice"] == []
+        deliveries = [tuple(d) for per in out["delivered"] for d in per]
+        assert sorted((p, o) for p, o, _ in deliveries) == sorted(
+            (p, o) for p in range(3) for o in range(30)), "a record was delivered twice"
+        assert {n for _, _, n in deliveries} == {1}
+        # Each share-partition's owner is the leader Metadata names.
+        md = AdminClient({"bootstrap.servers": brokers[2].bootstrap}).list_topics(
+            topic_name, timeout=10)
+        leaders = {p: m.leader for p, m in md.topics[topic_name].partitions.items()}
+        assert share_leases(cluster, topic_name) == leaders
+        want = {f"{topic_name}-{p}": {"start_offset": 30, "lag": 0} for p in range(3)}
+        for j in javas:
+            assert j.call("list_offsets", group=group) == want
+    finally:
+        for j in javas:
+            j.close()
+
+
+def test_share_partition_owner_kill_9_never_redelivers_an_acknowledged_record(
+        cluster, topic_name):
+    """kill -9 of the broker owning a share-partition while a share
+    consumer (bootstrapped on all three brokers) holds records: another
+    broker takes the partition's share lease once it runs out and loads the
+    state its former owner persisted. No record whose acknowledgement was
+    confirmed comes back, the records that were out with the consumer are
+    delivered again, and every record ends up acknowledged."""
+    java_harness.require()
+    brokers = cluster["brokers"]
+    bootstrap = ",".join(b.bootstrap for b in brokers)
+    create_topic(brokers[0].bootstrap, topic_name, 1)
+    produce_values(brokers[0].bootstrap, topic_name, 300, 1)
+    group = f"g-{topic_name}"
+    java = java_harness.JavaProcess(SHARES, bootstrap)
+    try:
+        java.call("configure_group", group=group,
+                  configs={"share.auto.offset.reset": "earliest"})
+        java.call("open", name="k", topic=topic_name, group=group,
+                  consumer={"share.acquire.mode": "record_limit", "max.poll.records": "50"})
+        before = java.call("consume", name="k", accepted=100)
+        in_flight = java.call("consume", name="k", commit=False)
+        owner = share_leases(cluster, topic_name)[0]
+        victim = next(b for b in brokers if b.name == f"node{owner}")
+        victim.kill()
+        acked = set(before["confirmed"])
+        after = java.call("consume", name="k", accepted=300 - len(acked), timeout=200)
+        java.call("close", name="k")
+    finally:
+        java.close()
+    assert len(acked) >= 100 and in_flight["delivered"], (before, in_flight)
+    new_owner = share_leases(cluster, topic_name).get(0)
+    assert new_owner is not None and new_owner != owner
+    redelivered = {offset for offset, _ in after["delivered"]} & acked
+    assert not redelivered, f"acknowledged before the kill, delivered again: {sorted(redelivered)}"
+    assert {o for o, _ in in_flight["delivered"]} <= {o for o, _ in after["delivered"]}
+    assert acked | set(after["confirmed"]) == set(range(300))

@@ -183,6 +183,7 @@ impl Broker {
         ));
         if let Some(shared) = topics.shared() {
             node.join_cluster(shared.clone());
+            shares.join_cluster(shared.clone(), node.stopping_watch());
             follow_shared_catalog(topics.clone(), shared, node.stopping());
         }
         if let Some(held) = group_leases {

@@ -12,23 +12,98 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use weir_auth::acl::{AclOperation, ResourceType};
 
-use crate::context::RequestContext;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use kafka_protocol::messages::ResponseKind;
+use weir_auth::Session;
+
+use crate::context::{Reply, RequestContext};
+use crate::groups::Groups;
 use crate::security::Security;
+use crate::share_session::TopicIdPartition;
 use crate::shares::PartitionOffsets;
 use crate::shares::Shares;
 use crate::topics::Topics;
 
-/// Answers a DescribeShareGroupOffsets. With authorization on, each group
-/// needs DESCRIBE and each topic DESCRIBE (topics without it are left out
-/// of "all", or fail with TOPIC_AUTHORIZATION_FAILED when named).
+/// A group's share-partitions and their offsets, as far as asked for.
+type Offsets = Option<BTreeMap<TopicIdPartition, PartitionOffsets>>;
+
+/// Answers a DescribeShareGroupOffsets. On one node the state is in this
+/// broker's memory; in a cluster the group coordinator (NOT_COORDINATOR
+/// elsewhere) reads what the share-partitions' owners last persisted.
 pub fn handle(
-    topics: &Topics,
-    shares: &Shares,
-    security: &Security,
+    topics: &Arc<Topics>,
+    groups: &Groups,
+    shares: &Arc<Shares>,
+    security: &Arc<Security>,
     ctx: &RequestContext<'_>,
     r: DescribeShareGroupOffsetsRequest,
+) -> Reply {
+    if !shares.in_cluster() {
+        let offsets = |g: &str, w: Option<&[TopicIdPartition]>| shares.offsets(g, w);
+        return Reply::Ready(ResponseKind::DescribeShareGroupOffsets(describe(
+            topics,
+            security,
+            ctx.session,
+            r,
+            &offsets,
+            &|_| true,
+        )));
+    }
+    let owned: HashMap<String, bool> = r
+        .groups
+        .iter()
+        .map(|g| (g.group_id.to_string(), groups.owns(&g.group_id)))
+        .collect();
+    let (topics, shares, security) = (topics.clone(), shares.clone(), security.clone());
+    let session = ctx.session.clone();
+    Reply::Later(Box::pin(async move {
+        let mut found: HashMap<String, Result<Offsets, ()>> = HashMap::new();
+        for (g, owns) in &owned {
+            if *owns {
+                let read = shares.persisted_offsets(g, None).await.map_err(|e| {
+                    tracing::warn!(group = %g, error = %e, "cannot read share group state");
+                });
+                found.insert(g.clone(), read);
+            }
+        }
+        let offsets = |g: &str, w: Option<&[TopicIdPartition]>| -> Offsets {
+            let all = found.get(g)?.as_ref().ok()?.as_ref()?;
+            Some(match w {
+                None => all.clone(),
+                Some(tps) => tps
+                    .iter()
+                    .map(|tp| {
+                        let o = all.get(tp).copied().unwrap_or(PartitionOffsets {
+                            start_offset: -1,
+                            lag: -1,
+                        });
+                        (*tp, o)
+                    })
+                    .collect(),
+            })
+        };
+        let available = |g: &str| found.get(g).is_some_and(Result::is_ok);
+        ResponseKind::DescribeShareGroupOffsets(describe(
+            &topics, &security, &session, r, &offsets, &available,
+        ))
+    }))
+}
+
+/// The answer from `offsets` (a group's share-partitions; `None` if the
+/// group is unknown) for the groups `coordinated` (else NOT_COORDINATOR).
+/// With authorization on, each group needs DESCRIBE and each topic
+/// DESCRIBE (topics without it are left out of "all", or fail with
+/// TOPIC_AUTHORIZATION_FAILED when named).
+fn describe(
+    topics: &Topics,
+    security: &Security,
+    session: &Session,
+    r: DescribeShareGroupOffsetsRequest,
+    offsets: &dyn Fn(&str, Option<&[TopicIdPartition]>) -> Offsets,
+    coordinated: &dyn Fn(&str) -> bool,
 ) -> DescribeShareGroupOffsetsResponse {
-    let session = ctx.session;
     let describable =
         |t: &str| security.is_authorized(session, AclOperation::Describe, ResourceType::Topic, t);
     let groups = r
@@ -46,6 +121,9 @@ pub fn handle(
                 return out.with_error_code(ResponseError::GroupAuthorizationFailed.code());
             }
             let group = g.group_id.to_string();
+            if !coordinated(&group) {
+                return out.with_error_code(ResponseError::NotCoordinator.code());
+            }
             let partition = |p: i32, o: PartitionOffsets| {
                 DescribeShareGroupOffsetsResponsePartition::default()
                     .with_partition_index(p)
@@ -70,7 +148,7 @@ pub fn handle(
                         let tps: Vec<(uuid::Uuid, i32)> =
                             t.partitions.iter().map(|p| (id, *p)).collect();
                         let found = match error {
-                            None => shares.offsets(&group, Some(&tps)),
+                            None => offsets(&group, Some(&tps)),
                             Some(_) => None,
                         };
                         let partitions = t
@@ -105,7 +183,7 @@ pub fn handle(
                     out_topics
                 }
                 None => {
-                    let Some(all) = shares.offsets(&group, None) else {
+                    let Some(all) = offsets(&group, None) else {
                         return out
                             .with_error_code(ResponseError::GroupIdNotFound.code())
                             .with_error_message(Some(StrBytes::from_string(format!(

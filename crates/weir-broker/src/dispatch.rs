@@ -249,9 +249,9 @@ impl Broker {
                 crate::share_acknowledge::handle(topics, shares, security, node, &ctx, r)
             }
             RequestKind::DescribeShareGroupOffsets(r) => {
-                Reply::Ready(ResponseKind::DescribeShareGroupOffsets(
-                    crate::describe_share_group_offsets::handle(topics, shares, security, &ctx, r),
-                ))
+                crate::describe_share_group_offsets::handle(
+                    topics, groups, shares, security, &ctx, r,
+                )
             }
             RequestKind::AlterShareGroupOffsets(r) => {
                 crate::alter_share_group_offsets::handle(topics, shares, security, &ctx, r)

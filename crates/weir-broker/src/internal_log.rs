@@ -297,6 +297,39 @@ impl Topics {
         })
     }
 
+    /// Appends `records` to one partition, in call order, under `lease`
+    /// when given (refused where it commits if the lease moved on); the
+    /// future resolves once they are durable. Share-group state in a
+    /// cluster goes this way.
+    pub(crate) fn append_fenced(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Vec<KeyValue>,
+        lease: Option<&weir_log::shared::Lease>,
+    ) -> BoxFuture<'static, Result<(), BrokerError>> {
+        let log = match self
+            .topic(topic)
+            .and_then(|t| t.partition(partition).cloned())
+        {
+            Some(l) => l,
+            None => return Box::pin(std::future::ready(Err(missing(topic, partition)))),
+        };
+        let encoded = match encode(records, None, self.now_ms()) {
+            Ok(b) => b,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let appending = match lease {
+            Some(l) => log.append_fenced(encoded, crate::LEADER_EPOCH, l),
+            None => log.append(encoded, crate::LEADER_EPOCH),
+        };
+        Box::pin(async move {
+            let info = appending.await?;
+            log.wait_durable(info.last_offset + 1).await?;
+            Ok(())
+        })
+    }
+
     /// The data records of one partition with their offsets (share-group
     /// state replays by offset).
     pub(crate) async fn read_records_at(

@@ -106,6 +106,11 @@ impl Node {
     }
 
     /// Resolves once shutdown has begun.
+    /// Watches shutdown: true once it has begun.
+    pub(crate) fn stopping_watch(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
     pub(crate) fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut rx = self.stopping.subscribe();
         async move {

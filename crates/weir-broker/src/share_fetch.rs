@@ -262,7 +262,17 @@ async fn fetch(svc: Services, r: ShareFetchRequest, session: Session) -> ShareFe
         if kind == FetchKind::Incremental && quiet && !outcomes.contains_key(&tp) {
             continue;
         }
-        let data = blank(tp.1)
+        let mut data = blank(tp.1);
+        if pf.error == ResponseError::NotLeaderOrFollower.code() {
+            // Where the share-partition is owned: its partition's leader.
+            let leader_id = topics.topic_by_id(&tp.0).map_or(-1, |t| {
+                crate::node::Node::leader_of(&node.brokers(), &t.name, tp.1)
+            });
+            data.current_leader = LeaderIdAndEpoch::default()
+                .with_leader_id(leader_id)
+                .with_leader_epoch(crate::LEADER_EPOCH);
+        }
+        let data = data
             .with_error_code(pf.error)
             .with_records(Some(pf.records))
             .with_acquired_records(
@@ -365,19 +375,18 @@ async fn long_poll(
             bytes: usize::try_from(r.max_bytes).unwrap_or(0),
             mode,
         };
-        let results: Vec<(TopicIdPartition, PartitionFetch)> = partitions
-            .iter()
-            .map(|tp| {
-                let pf = match check(tp) {
-                    Some(e) => PartitionFetch {
-                        error: e.code(),
-                        ..PartitionFetch::default()
-                    },
-                    None => shares.acquire(group, member, *tp, &mut budget),
-                };
-                (*tp, pf)
-            })
-            .collect();
+        let mut results: Vec<(TopicIdPartition, PartitionFetch)> =
+            Vec::with_capacity(partitions.len());
+        for tp in partitions {
+            let pf = match check(tp) {
+                Some(e) => PartitionFetch {
+                    error: e.code(),
+                    ..PartitionFetch::default()
+                },
+                None => shares.acquire(group, member, *tp, &mut budget).await,
+            };
+            results.push((*tp, pf));
+        }
         let bytes: usize = results.iter().map(|(_, p)| p.records.len()).sum();
         let errors = results.iter().any(|(_, p)| p.error != 0);
         if bytes >= min_bytes || errors || tokio::time::Instant::now() >= deadline {

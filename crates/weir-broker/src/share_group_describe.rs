@@ -56,6 +56,12 @@ pub fn handle(
             if !security.authorize(session, AclOperation::Describe, ResourceType::Group, &id) {
                 return fail(ResponseError::GroupAuthorizationFailed, String::new());
             }
+            if !groups.owns(&id) {
+                return fail(
+                    ResponseError::NotCoordinator,
+                    format!("this broker does not coordinate {}", id.as_str()),
+                );
+            }
             let Some(g) = shares.describe(&id) else {
                 let msg = if groups.exists(&id) {
                     format!("Group {} is not a share group.", id.as_str())

@@ -77,6 +77,14 @@ pub fn handle(
             );
         }
     }
+    if !groups.owns(&group) {
+        // In a cluster, the holder of the group's `__consumer_offsets`
+        // lease coordinates it, as for consumer groups.
+        return refuse(
+            ResponseError::NotCoordinator,
+            format!("this broker does not coordinate {group}"),
+        );
+    }
     if groups.exists(&group) {
         return refuse(
             ResponseError::GroupIdNotFound,

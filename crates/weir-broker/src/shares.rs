@@ -17,18 +17,29 @@
 //! first includes it, so `latest` means "from when the group started
 //! consuming the partition" however late the first fetch comes.
 //!
-//! Everything runs under one lock, including the log reads of a fetch:
-//! reads are copies out of mapped segments, and holding the lock keeps an
-//! acquisition consistent with the state it was decided on.
+//! Everything runs under one lock except the log reads of a fetch: the
+//! read happens between deciding where to read and acquiring, and
+//! acquisition takes only records still available or past the window
+//! (so a read made stale by another fetch meanwhile is harmless).
+//!
+//! In a cluster, each share-partition is owned by the broker holding its
+//! topic partition's share lease (`weir_log::shared::share_lease`), which
+//! spreads as Metadata's partition leadership does: it loads the
+//! partition's state of every group from `__share_group_state` when it
+//! takes the lease, forgets it when the lease goes, and writes state only
+//! under the lease, fenced where the write commits. Other brokers answer
+//! NOT_LEADER_OR_FOLLOWER for it. Membership stays with the group
+//! coordinator (the group's `__consumer_offsets` lease holder).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use tracing::{info, warn};
 use uuid::Uuid;
-use weir_log::{BoxFuture, LogError, ReadLimit};
+use weir_log::shared::{share_lease, Lease};
+use weir_log::{BoxFuture, LogError, ReadLimit, SharedCatalog};
 
 use crate::group_config::{share_settings, OffsetReset, ShareGroupSettings};
 use crate::internal_log::{self, ready_now};
@@ -129,6 +140,19 @@ struct Entry {
     snapshot_at: (i32, i64),
 }
 
+impl Entry {
+    /// A share-partition as `__share_group_state` left it.
+    fn replayed(ks: &crate::share_state_store::KeyState) -> Self {
+        Self {
+            sp: SharePartition::from_persisted(&ks.state),
+            snapshot_epoch: ks.snapshot_epoch,
+            create_timestamp: ks.create_timestamp,
+            updates_since_snapshot: ks.updates_since_snapshot,
+            snapshot_at: ks.snapshot_at,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     groups: ShareGroups,
@@ -181,10 +205,69 @@ pub struct Shares {
     /// (released, acknowledged for redelivery, locks expired), so parked
     /// ShareFetches look again.
     released: tokio::sync::watch::Sender<u64>,
+    /// Cluster mode: the shared catalog (share leases), this coordinator
+    /// and the broker's shutdown.
+    cluster: OnceLock<ClusterLink>,
+    /// Cluster mode: per topic name, the partitions whose state this
+    /// broker loaded, at the share lease epoch it loaded them.
+    loaded: Mutex<HashMap<String, BTreeMap<i32, i64>>>,
+    /// Cluster mode: topics whose share leases are followed, with the
+    /// partition count asked for.
+    followed: Mutex<HashMap<String, i32>>,
+}
+
+struct ClusterLink {
+    catalog: Arc<dyn SharedCatalog>,
+    me: Weak<Shares>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for ClusterLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterLink").finish_non_exhaustive()
+    }
+}
+
+/// One topic's share leases, followed by [`crate::leases::follow`].
+struct TopicLeases {
+    shares: Arc<Shares>,
+    topic: String,
+}
+
+impl crate::leases::LeasedState for TopicLeases {
+    const WHAT: &'static str = "share-partition state";
+
+    fn loaded_leases(&self) -> BTreeMap<i32, i64> {
+        lock_map(&self.shares.loaded)
+            .get(&self.topic)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn load(self: &Arc<Self>, p: i32, epoch: i64) -> Result<(), BrokerError> {
+        self.shares.load_partition(&self.topic, p, epoch).await
+    }
+
+    fn forget(&self, p: i32) {
+        self.shares.forget_partition(&self.topic, p);
+    }
+}
+
+fn lock_map<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn error_code(e: ResponseError) -> i16 {
     e.code()
+}
+
+fn not_owner(e: ResponseError) -> String {
+    match e {
+        ResponseError::NotLeaderOrFollower => {
+            "this broker does not own the share-partition now".into()
+        }
+        e => e.to_string(),
+    }
 }
 
 impl Shares {
@@ -201,12 +284,251 @@ impl Shares {
             topics,
             clock,
             released: tokio::sync::watch::channel(0).0,
+            cluster: OnceLock::new(),
+            loaded: Mutex::default(),
+            followed: Mutex::default(),
             inner: Mutex::new(Inner {
                 groups: ShareGroups::default(),
                 sessions: ShareSessions::new(max_sessions),
                 partitions: HashMap::new(),
                 last_prune: now,
             }),
+        }
+    }
+
+    /// Cluster mode: share-partitions are owned under share leases from
+    /// now on (see the module's documentation); `stopping` turns true at
+    /// shutdown.
+    pub(crate) fn join_cluster(
+        self: &Arc<Self>,
+        catalog: Arc<dyn SharedCatalog>,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let _ = self.cluster.set(ClusterLink {
+            catalog,
+            me: Arc::downgrade(self),
+            stopping,
+        });
+    }
+
+    /// Whether share-partitions are owned under leases (cluster mode).
+    pub(crate) fn in_cluster(&self) -> bool {
+        self.cluster.get().is_some()
+    }
+
+    /// The share lease this broker serves `topic_id`'s `partition` under:
+    /// `Ok(None)` on one node (it owns everything); in a cluster, the
+    /// lease if it holds it at the epoch it loaded the state at, else
+    /// NOT_LEADER_OR_FOLLOWER (and it starts following the topic's
+    /// leases, so the partition's leader takes the lease).
+    pub(crate) fn lease_for(
+        &self,
+        topic_id: &Uuid,
+        partition: i32,
+    ) -> Result<Option<Lease>, ResponseError> {
+        let Some(link) = self.cluster.get() else {
+            return Ok(None);
+        };
+        let topic = self
+            .topics
+            .topic_by_id(topic_id)
+            .ok_or(ResponseError::UnknownTopicId)?;
+        self.follow_topic(link, &topic.name, topic.partition_count());
+        let name = share_lease(&topic.name);
+        let loaded = lock_map(&self.loaded)
+            .get(&topic.name)
+            .and_then(|m| m.get(&partition).copied());
+        match (loaded, link.catalog.coordinator_epoch(&name, partition)) {
+            (Some(l), Some(e)) if l == e => Ok(Some(Lease {
+                topic: name,
+                partition,
+                epoch: e,
+            })),
+            _ => Err(ResponseError::NotLeaderOrFollower),
+        }
+    }
+
+    /// Starts (once per topic and partition count) holding the share
+    /// leases of `topic`'s partitions that fall to this broker and loading
+    /// their state as they come.
+    fn follow_topic(&self, link: &ClusterLink, topic: &str, partitions: i32) {
+        {
+            let mut f = lock_map(&self.followed);
+            if f.get(topic) == Some(&partitions) {
+                return;
+            }
+            let first = f.insert(topic.to_string(), partitions).is_none();
+            let held = link
+                .catalog
+                .lead_coordinators(&share_lease(topic), partitions);
+            if !first {
+                return;
+            }
+            let (Some(held), Some(me)) = (held, link.me.upgrade()) else {
+                return;
+            };
+            let mut stopping = link.stopping.clone();
+            crate::leases::follow(
+                Arc::new(TopicLeases {
+                    shares: me,
+                    topic: topic.to_string(),
+                }),
+                held,
+                async move {
+                    let _ = stopping.wait_for(|s| *s).await;
+                },
+            );
+        }
+    }
+
+    /// Cluster mode: this broker took the share lease of `topic`'s
+    /// partition `p` at `epoch`; reads every group's state of the
+    /// partition back from `__share_group_state` (its offsets reread
+    /// first, so whatever the former owner committed is seen) and owns
+    /// it from then on.
+    async fn load_partition(&self, topic: &str, p: i32, epoch: i64) -> Result<(), BrokerError> {
+        self.forget_partition(topic, p);
+        let Some(id) = self.topics.topic(topic).map(|t| t.id) else {
+            lock_map(&self.loaded)
+                .entry(topic.to_string())
+                .or_default()
+                .insert(p, epoch);
+            return Ok(());
+        };
+        let log = self
+            .replay_state(|k| k.topic_id == id && k.partition == p)
+            .await?;
+        let mut inner = self.lock();
+        for (key, ks) in log.states {
+            inner.partitions.insert(key, Entry::replayed(&ks));
+        }
+        lock_map(&self.loaded)
+            .entry(topic.to_string())
+            .or_default()
+            .insert(p, epoch);
+        drop(inner);
+        info!(topic, partition = p, epoch, "share-partitions loaded");
+        // What was in flight with the former owner is available again.
+        self.notify_released();
+        Ok(())
+    }
+
+    /// Cluster mode: the share lease of `topic`'s partition `p` went; its
+    /// state is the next owner's now.
+    fn forget_partition(&self, topic: &str, p: i32) {
+        if let Some(m) = lock_map(&self.loaded).get_mut(topic) {
+            m.remove(&p);
+        }
+        let Some(id) = self.topics.topic(topic).map(|t| t.id) else {
+            return;
+        };
+        self.lock()
+            .partitions
+            .retain(|k, _| !(k.topic_id == id && k.partition == p));
+    }
+
+    /// Replays `__share_group_state` for the keys `wanted` keeps, each
+    /// partition's offsets reread first (another broker may have written).
+    async fn replay_state(
+        &self,
+        wanted: impl Fn(&ShareKey) -> bool,
+    ) -> Result<StateLog, BrokerError> {
+        let mut log = StateLog::default();
+        let Some(topic) = self.topics.topic(SHARE_STATE_TOPIC) else {
+            return Ok(log);
+        };
+        let mut skipped = 0usize;
+        for p in 0..topic.partition_count() {
+            if let Some(l) = topic.partition(p) {
+                l.current_offsets().await?;
+            }
+            for (offset, (key, value)) in self.topics.read_records_at(SHARE_STATE_TOPIC, p).await? {
+                let Some(key) = key else {
+                    skipped += 1;
+                    continue;
+                };
+                if !log.replay(p, offset, &key, value.as_ref()) {
+                    skipped += 1;
+                }
+            }
+        }
+        if skipped > 0 {
+            warn!(
+                skipped,
+                "{SHARE_STATE_TOPIC} held records that do not decode"
+            );
+        }
+        log.states.retain(|k, _| wanted(k));
+        Ok(log)
+    }
+
+    /// Cluster mode: the share-partitions of `group` as their owners last
+    /// persisted them (DescribeShareGroupOffsets at the group coordinator,
+    /// which does not own them); `None` if the group is unknown.
+    pub(crate) async fn persisted_offsets(
+        &self,
+        group: &str,
+        wanted: Option<&[TopicIdPartition]>,
+    ) -> Result<Option<BTreeMap<TopicIdPartition, PartitionOffsets>>, BrokerError> {
+        let log = self.replay_state(|k| k.group_id == group).await?;
+        let known = self.contains(group) || !log.states.is_empty();
+        if !known {
+            return Ok(None);
+        }
+        let states: HashMap<TopicIdPartition, SharePartition> = log
+            .states
+            .into_iter()
+            .map(|(k, ks)| {
+                (
+                    (k.topic_id, k.partition),
+                    SharePartition::from_persisted(&ks.state),
+                )
+            })
+            .collect();
+        let read_committed = self.group_settings(group).read_committed;
+        let tps: Vec<TopicIdPartition> = match wanted {
+            Some(w) => w.to_vec(),
+            None => states.keys().copied().collect(),
+        };
+        Ok(Some(
+            tps.into_iter()
+                .map(|tp| {
+                    (
+                        tp,
+                        self.describe_partition(&tp, states.get(&tp), read_committed),
+                    )
+                })
+                .collect(),
+        ))
+    }
+
+    /// One share-partition's offsets against its log's end.
+    fn describe_partition(
+        &self,
+        tp: &TopicIdPartition,
+        sp: Option<&SharePartition>,
+        read_committed: bool,
+    ) -> PartitionOffsets {
+        let Some(sp) = sp else {
+            return PartitionOffsets {
+                start_offset: -1,
+                lag: -1,
+            };
+        };
+        let end = self
+            .topics
+            .topic_by_id(&tp.0)
+            .and_then(|t| t.partition(tp.1).map(|l| l.offsets()))
+            .map(|o| {
+                if read_committed {
+                    o.last_stable
+                } else {
+                    o.high_watermark
+                }
+            });
+        PartitionOffsets {
+            start_offset: sp.start_offset(),
+            lag: end.map_or(-1, |end| sp.lag(end)),
         }
     }
 
@@ -228,43 +550,17 @@ impl Shares {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Replays `__share_group_state`, if it exists.
+    /// Replays `__share_group_state`, if it exists (on one node; in a
+    /// cluster each partition's state is loaded with its share lease).
     pub async fn load(&self) -> Result<(), BrokerError> {
-        let Some(topic) = self.topics.topic(SHARE_STATE_TOPIC) else {
+        if self.in_cluster() {
             return Ok(());
-        };
-        let mut log = StateLog::default();
-        let mut skipped = 0usize;
-        for p in 0..topic.partition_count() {
-            for (offset, (key, value)) in self.topics.read_records_at(SHARE_STATE_TOPIC, p).await? {
-                let Some(key) = key else {
-                    skipped += 1;
-                    continue;
-                };
-                if !log.replay(p, offset, &key, value.as_ref()) {
-                    skipped += 1;
-                }
-            }
         }
-        if skipped > 0 {
-            warn!(
-                skipped,
-                "{SHARE_STATE_TOPIC} held records that do not decode"
-            );
-        }
+        let log = self.replay_state(|_| true).await?;
         let mut inner = self.lock();
         for (key, ks) in log.states {
             inner.groups.ensure(&key.group_id);
-            inner.partitions.insert(
-                key,
-                Entry {
-                    sp: SharePartition::from_persisted(&ks.state),
-                    snapshot_epoch: ks.snapshot_epoch,
-                    create_timestamp: ks.create_timestamp,
-                    updates_since_snapshot: ks.updates_since_snapshot,
-                    snapshot_at: ks.snapshot_at,
-                },
-            );
+            inner.partitions.insert(key, Entry::replayed(&ks));
         }
         info!(
             share_partitions = inner.partitions.len(),
@@ -313,6 +609,11 @@ impl Shares {
             // What a departed member held goes back to the others.
             inner.sessions.remove(&hb.group_id, &hb.member_id);
             waits.extend(self.release(&mut inner, &hb.group_id, &hb.member_id));
+            return (answer, waits);
+        }
+        if self.in_cluster() {
+            // The share-partitions' owners create them at their first
+            // fetch; the coordinator does not own them.
             return (answer, waits);
         }
         let assigned = inner.groups.assigned_partitions(&hb.group_id);
@@ -430,7 +731,7 @@ impl Shares {
             batches: state.batches,
         });
         let (at, wait) = self.append(key, true, Some(value))?;
-        if let Some(e) = inner.partitions.get_mut(key) {
+        if let (Some(at), Some(e)) = (at, inner.partitions.get_mut(key)) {
             e.snapshot_at = at;
         }
         Some(wait)
@@ -445,20 +746,45 @@ impl Shares {
         key.state_partition(n)
     }
 
-    /// Appends one record for `key`; returns where it went and the wait
-    /// for its durability. A failed append is logged: the state in memory
-    /// stays, and the next change of the key tries again.
+    /// Appends one record for `key`; returns where it went (when known at
+    /// once) and the wait for its durability. A failed append is logged:
+    /// the state in memory stays, and the next change of the key tries
+    /// again. In a cluster the record goes in only under the share lease
+    /// this broker loaded the key's partition at; without it, nothing is
+    /// written and the wait fails.
     fn append(
         &self,
         key: &ShareKey,
         snapshot: bool,
         value: Option<Bytes>,
-    ) -> Option<((i32, i64), Durable)> {
+    ) -> Option<(Option<(i32, i64)>, Durable)> {
         if let Err(e) = self.ensure_topic() {
             warn!(error = %e, "cannot create {SHARE_STATE_TOPIC}");
             return None;
         }
         let p = self.state_partition(key);
+        if self.in_cluster() {
+            let record = vec![(Some(encode_key(key, snapshot)), value)];
+            let wait: Durable = match self.lease_for(&key.topic_id, key.partition) {
+                Ok(lease) => {
+                    let appending =
+                        self.topics
+                            .append_fenced(SHARE_STATE_TOPIC, p, record, lease.as_ref());
+                    Box::pin(async move {
+                        appending.await.map_err(|e| match e {
+                            BrokerError::Log(e) => e,
+                            e => LogError::Internal {
+                                reason: e.to_string(),
+                            },
+                        })
+                    })
+                }
+                Err(e) => Box::pin(std::future::ready(Err(LogError::Internal {
+                    reason: format!("share-partition state not written: {e}"),
+                }))),
+            };
+            return Some((None, wait));
+        }
         match self.topics.append_now(
             SHARE_STATE_TOPIC,
             p,
@@ -475,7 +801,7 @@ impl Shares {
                         },
                     })
                 });
-                Some(((p, a.base_offset), wait))
+                Some((Some((p, a.base_offset)), wait))
             }
             Err(e) => {
                 warn!(group = %key.group_id, error = %e, "share-partition state not written");
@@ -536,6 +862,9 @@ impl Shares {
             topic_id: tp.0,
             partition: tp.1,
         };
+        if let Err(e) = self.lease_for(&tp.0, tp.1) {
+            return (e.code(), Some(not_owner(e)), None);
+        }
         let mut inner = self.lock();
         let Some(entry) = inner.partitions.get_mut(&key) else {
             let e = if self.topics.topic_by_id(&tp.0).is_none() {
@@ -564,26 +893,28 @@ impl Shares {
     }
 
     /// Acquires records of one partition for `member` within `budget`.
-    pub fn acquire(
+    pub async fn acquire(
         &self,
         group: &str,
         member: &str,
         tp: TopicIdPartition,
         budget: &mut FetchBudget,
     ) -> PartitionFetch {
+        let failed = |e: ResponseError| PartitionFetch {
+            error: error_code(e),
+            ..PartitionFetch::default()
+        };
         let gs = self.group_settings(group);
         let cfg = gs.partition;
         let Some(topic) = self.topics.topic_by_id(&tp.0) else {
-            return PartitionFetch {
-                error: error_code(ResponseError::UnknownTopicId),
-                ..PartitionFetch::default()
-            };
+            return failed(ResponseError::UnknownTopicId);
         };
         let Some(log) = topic.partition(tp.1).cloned() else {
-            return PartitionFetch {
-                error: error_code(ResponseError::UnknownTopicOrPartition),
-                ..PartitionFetch::default()
-            };
+            return failed(ResponseError::UnknownTopicOrPartition);
+        };
+        let lease = match self.lease_for(&tp.0, tp.1) {
+            Ok(l) => l,
+            Err(e) => return failed(e),
         };
         let key = ShareKey {
             group_id: group.to_string(),
@@ -591,92 +922,102 @@ impl Shares {
             partition: tp.1,
         };
         let now = self.clock.now_ms();
-        let mut inner = self.lock();
-        if !inner.partitions.contains_key(&key) {
-            inner.groups.ensure(group);
-            let _ = self.initialize(&mut inner, key.clone(), &gs, now);
-        }
-        let Some(entry) = inner.partitions.get_mut(&key) else {
-            return PartitionFetch {
-                error: error_code(ResponseError::UnknownServerError),
-                ..PartitionFetch::default()
+        let (from, end, limit) = {
+            let mut inner = self.lock();
+            if !inner.partitions.contains_key(&key) {
+                if lease.is_none() {
+                    // On one node the coordinator is the owner: the group
+                    // exists where its state is.
+                    inner.groups.ensure(group);
+                }
+                let _ = self.initialize(&mut inner, key.clone(), &gs, now);
+            }
+            let Some(entry) = inner.partitions.get_mut(&key) else {
+                return failed(ResponseError::UnknownServerError);
             };
-        };
-        let offsets = log.offsets();
-        let mut changed = entry.sp.advance_log_start(offsets.log_start);
-        changed |= entry.sp.expire_locks(&cfg, now);
-        let (limit, end) = if gs.read_committed {
-            (ReadLimit::LastStable, offsets.last_stable)
-        } else {
-            (ReadLimit::HighWatermark, offsets.high_watermark)
+            let offsets = log.offsets();
+            let mut changed = entry.sp.advance_log_start(offsets.log_start);
+            changed |= entry.sp.expire_locks(&cfg, now);
+            let (limit, end) = if gs.read_committed {
+                (ReadLimit::LastStable, offsets.last_stable)
+            } else {
+                (ReadLimit::HighWatermark, offsets.high_watermark)
+            };
+            let from = entry.sp.next_fetch_offset(&cfg).filter(|f| *f < end);
+            if changed {
+                // Start offset moves and expiries; nobody waits for them.
+                let _ = self.persist(&mut inner, &key);
+            }
+            (from, end, limit)
         };
         let mut out = PartitionFetch::default();
-        let from = entry.sp.next_fetch_offset(&cfg).filter(|f| *f < end);
-        if let (Some(from), true) = (from, budget.records > 0) {
-            // Read under the lock: an engine that cannot answer at once
-            // fails the read until share groups await storage.
-            let mut reading = log.read(from, budget.bytes.max(1), limit);
-            let read = ready_now(&mut reading).unwrap_or_else(|| {
-                Err(LogError::Internal {
-                    reason: "the storage engine did not answer a share fetch read at once".into(),
-                })
-            });
-            match read {
-                Ok(r) => {
-                    let aborted = if gs.read_committed {
-                        log.aborted_transactions(from, end)
-                    } else {
-                        Vec::new()
-                    };
-                    let batches: Vec<(usize, usize, LogBatch)> =
-                        weir_log::batch::iter_batches(&r.records)
-                            .map(|(pos, h)| {
-                                let aborted = h.is_transactional()
-                                    && aborted.iter().any(|a| {
-                                        a.producer_id == h.producer_id
-                                            && a.first_offset <= h.base_offset
-                                            && h.base_offset < a.last_offset
-                                    });
-                                let len = h.total_size().unwrap_or(0);
-                                let b = LogBatch {
-                                    first: h.base_offset,
-                                    last: h.last_offset(),
-                                    skip: h.is_control() || aborted,
-                                };
-                                (pos, pos + len, b)
-                            })
-                            .collect();
-                    let logged: Vec<LogBatch> = batches.iter().map(|b| b.2).collect();
-                    let acquired =
-                        entry
-                            .sp
-                            .acquire(member, &logged, budget.records, budget.mode, &cfg, now);
-                    let overlaps = |b: &LogBatch| {
-                        acquired
-                            .iter()
-                            .any(|a| a.first <= b.last && b.first <= a.last)
-                    };
-                    let lo = batches.iter().find(|b| overlaps(&b.2)).map(|b| b.0);
-                    let hi = batches.iter().rev().find(|b| overlaps(&b.2)).map(|b| b.1);
-                    if let (Some(lo), Some(hi)) = (lo, hi) {
-                        out.records = r.records.slice(lo..hi);
-                    }
-                    let n: i64 = acquired.iter().map(|a| a.last - a.first + 1).sum();
-                    budget.records -= n;
-                    budget.bytes = budget.bytes.saturating_sub(out.records.len());
-                    out.acquired = acquired;
-                    changed = true;
-                }
-                Err(e) => {
-                    warn!(group, topic = %topic.name, partition = tp.1, error = %e, "share fetch read failed");
-                    out.error = crate::error::log_error_code(&e);
-                }
+        let Some(from) = from.filter(|_| budget.records > 0) else {
+            return out;
+        };
+        // Read outside the lock: another engine's reads go over the
+        // network. Acquisition below takes only what is still available.
+        let read = log.read(from, budget.bytes.max(1), limit).await;
+        let r = match read {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(group, topic = %topic.name, partition = tp.1, error = %e, "share fetch read failed");
+                out.error = crate::error::log_error_code(&e);
+                return out;
             }
+        };
+        let aborted = if gs.read_committed {
+            log.aborted_transactions(from, end)
+        } else {
+            Vec::new()
+        };
+        let batches: Vec<(usize, usize, LogBatch)> = weir_log::batch::iter_batches(&r.records)
+            .map(|(pos, h)| {
+                let aborted = h.is_transactional()
+                    && aborted.iter().any(|a| {
+                        a.producer_id == h.producer_id
+                            && a.first_offset <= h.base_offset
+                            && h.base_offset < a.last_offset
+                    });
+                let len = h.total_size().unwrap_or(0);
+                let b = LogBatch {
+                    first: h.base_offset,
+                    last: h.last_offset(),
+                    skip: h.is_control() || aborted,
+                };
+                (pos, pos + len, b)
+            })
+            .collect();
+        let logged: Vec<LogBatch> = batches.iter().map(|b| b.2).collect();
+        let mut inner = self.lock();
+        // The lease may have gone while reading: its state is no longer
+        // this broker's to change.
+        if lease.is_some() && self.lease_for(&tp.0, tp.1).ok().flatten() != lease {
+            return failed(ResponseError::NotLeaderOrFollower);
         }
-        if changed {
-            // Start offset moves and expiries; nobody waits for them.
-            let _ = self.persist(&mut inner, &key);
+        let Some(entry) = inner.partitions.get_mut(&key) else {
+            return out;
+        };
+        let now = self.clock.now_ms();
+        let acquired = entry
+            .sp
+            .acquire(member, &logged, budget.records, budget.mode, &cfg, now);
+        let overlaps = |b: &LogBatch| {
+            acquired
+                .iter()
+                .any(|a| a.first <= b.last && b.first <= a.last)
+        };
+        let lo = batches.iter().find(|b| overlaps(&b.2)).map(|b| b.0);
+        let hi = batches.iter().rev().find(|b| overlaps(&b.2)).map(|b| b.1);
+        if let (Some(lo), Some(hi)) = (lo, hi) {
+            out.records = r.records.slice(lo..hi);
         }
+        let n: i64 = acquired.iter().map(|a| a.last - a.first + 1).sum();
+        budget.records -= n;
+        budget.bytes = budget.bytes.saturating_sub(out.records.len());
+        out.acquired = acquired;
+        // Acquisitions are not persisted, but what acquiring archived
+        // (control batches, aborted records) is.
+        let _ = self.persist(&mut inner, &key);
         out
     }
 
@@ -699,27 +1040,7 @@ impl Shares {
             return None;
         }
         let describe = |tp: &TopicIdPartition, e: Option<&Entry>| {
-            let Some(e) = e else {
-                return PartitionOffsets {
-                    start_offset: -1,
-                    lag: -1,
-                };
-            };
-            let end = self
-                .topics
-                .topic_by_id(&tp.0)
-                .and_then(|t| t.partition(tp.1).map(|l| l.offsets()))
-                .map(|o| {
-                    if read_committed {
-                        o.last_stable
-                    } else {
-                        o.high_watermark
-                    }
-                });
-            PartitionOffsets {
-                start_offset: e.sp.start_offset(),
-                lag: end.map_or(-1, |end| e.sp.lag(end)),
-            }
+            self.describe_partition(tp, e.map(|e| &e.sp), read_committed)
         };
         let key = |tp: &TopicIdPartition| ShareKey {
             group_id: group.to_string(),
@@ -750,6 +1071,7 @@ impl Shares {
         group: &str,
         offsets: &[(TopicIdPartition, i64)],
     ) -> Result<Vec<Durable>, ResponseError> {
+        self.refuse_in_cluster()?;
         let mut inner = self.lock();
         self.check_empty(&inner, group)?;
         let now = self.clock.now_ms();
@@ -778,6 +1100,7 @@ impl Shares {
         group: &str,
         topics: &[Uuid],
     ) -> Result<Vec<Durable>, ResponseError> {
+        self.refuse_in_cluster()?;
         let mut inner = self.lock();
         self.check_empty(&inner, group)?;
         let keys: Vec<ShareKey> = inner
@@ -792,6 +1115,7 @@ impl Shares {
     /// DeleteGroups for a share group: it must have no members; its state
     /// goes.
     pub fn delete_group(&self, group: &str) -> Result<Vec<Durable>, ResponseError> {
+        self.refuse_in_cluster()?;
         let mut inner = self.lock();
         inner.groups.delete(group)?;
         inner.sessions.remove_group(group);
@@ -802,6 +1126,15 @@ impl Shares {
             .cloned()
             .collect();
         Ok(self.forget(&mut inner, keys))
+    }
+
+    /// Rewriting or deleting a group's share-partitions is not done in a
+    /// cluster: the coordinator does not own them (README, cluster mode).
+    fn refuse_in_cluster(&self) -> Result<(), ResponseError> {
+        if self.in_cluster() {
+            return Err(ResponseError::UnsupportedVersion);
+        }
+        Ok(())
     }
 
     fn check_empty(&self, inner: &Inner, group: &str) -> Result<(), ResponseError> {
@@ -857,7 +1190,9 @@ impl Shares {
         if !expired.is_empty() {
             self.notify_released();
         }
-        if now - inner.last_prune >= self.settings.prune_interval_ms {
+        // In a cluster no broker knows every key's snapshot, so none
+        // prunes (see ARCHITECTURE.md).
+        if !self.in_cluster() && now - inner.last_prune >= self.settings.prune_interval_ms {
             inner.last_prune = now;
             self.prune(&inner);
         }

@@ -20,7 +20,7 @@ use weir_storage::producer::{
     self, AbortedTxn, BatchMeta, ControlType, ProducerEntry, ProducerStates, Verdict,
 };
 use weir_storage::{
-    AppendInfo, BoxFuture, BrokerAddr, Clock, LogConfig, LogEngine, LogError, LogOffsets,
+    AppendInfo, BoxFuture, BrokerAddr, Clock, Lease, LogConfig, LogEngine, LogError, LogOffsets,
     PartitionLog, ReadLimit, ReadResult, SharedCatalog, TimestampOffset, TopicPartition,
 };
 
@@ -252,9 +252,10 @@ struct Pending {
     producer: Option<BatchHeader>,
     /// For a transaction marker: which one.
     control: Option<ControlType>,
-    /// For a coordinator partition: the lease epoch this broker held when
-    /// the append was made; the commit checks it is still the holder's.
-    fence: Option<i64>,
+    /// The lease the append was made under (a coordinator partition's
+    /// own, or a share lease for share-group state); the commit checks it
+    /// is still this broker's at that epoch.
+    fence: Option<Lease>,
     done: oneshot::Sender<Result<AppendInfo, LogError>>,
 }
 
@@ -1138,26 +1139,27 @@ async fn sequence(
     // under; the rows stay locked until the commit.
     let mut fenced: HashSet<usize> = HashSet::new();
     if entries.iter().any(|p| p.fence.is_some()) {
-        let mut leased: Vec<&TopicPartition> = entries
+        let mut leased: Vec<(&str, i32)> = entries
             .iter()
-            .filter(|p| p.fence.is_some())
-            .map(|p| &p.part.tp)
+            .filter_map(|p| p.fence.as_ref())
+            .map(|l| (l.topic.as_str(), l.partition))
             .collect();
-        leased.sort();
+        leased.sort_unstable();
         leased.dedup();
-        let topics: Vec<&str> = leased.iter().map(|tp| tp.topic.as_str()).collect();
-        let parts: Vec<i32> = leased.iter().map(|tp| tp.partition).collect();
-        let mut epochs: HashMap<TopicPartition, i64> = HashMap::new();
+        let topics: Vec<&str> = leased.iter().map(|(t, _)| *t).collect();
+        let parts: Vec<i32> = leased.iter().map(|(_, p)| *p).collect();
+        let mut epochs: HashMap<(String, i32), i64> = HashMap::new();
         for r in tx
             .query(schema::FENCE, &[&topics, &parts, &node_id])
             .await?
         {
-            let tp = TopicPartition::new(r.get::<_, String>(0), r.get::<_, i32>(1));
-            epochs.insert(tp, r.get(2));
+            epochs.insert((r.get(0), r.get(1)), r.get(2));
         }
         for (i, p) in entries.iter().enumerate() {
-            if p.fence.is_some() && epochs.get(&p.part.tp) != p.fence.as_ref() {
-                fenced.insert(i);
+            if let Some(l) = &p.fence {
+                if epochs.get(&(l.topic.clone(), l.partition)) != Some(&l.epoch) {
+                    fenced.insert(i);
+                }
             }
         }
     }
@@ -1469,6 +1471,7 @@ impl ClusterPartition {
         &self,
         records: &Bytes,
         epoch: i32,
+        lease: Option<&Lease>,
     ) -> Result<oneshot::Receiver<Result<AppendInfo, LogError>>, LogError> {
         self.part.live()?;
         let config = lock(&self.part.config).clone();
@@ -1513,7 +1516,9 @@ impl ClusterPartition {
             rel += b.offset_count;
             max_timestamp = max_timestamp.max(b.max_timestamp);
         }
-        let fence = {
+        let fence = if let Some(l) = lease {
+            Some(l.clone())
+        } else {
             let leases = lock(&self.shared.leases);
             // Markers come from the transaction coordinator, which need
             // not hold this partition's lease: they are fenced by the
@@ -1522,7 +1527,11 @@ impl ClusterPartition {
                 let e = leases
                     .epoch(&self.part.tp.topic, self.part.tp.partition)
                     .ok_or_else(|| not_coordinator(&self.part.tp))?;
-                Some(e)
+                Some(Lease {
+                    topic: self.part.tp.topic.clone(),
+                    partition: self.part.tp.partition,
+                    epoch: e,
+                })
             } else {
                 None
             }
@@ -1734,7 +1743,17 @@ impl PartitionLog for ClusterPartition {
         records: Bytes,
         leader_epoch: i32,
     ) -> BoxFuture<'static, Result<AppendInfo, LogError>> {
-        let queued = self.enqueue(&records, leader_epoch);
+        let queued = self.enqueue(&records, leader_epoch, None);
+        Box::pin(async move { queued?.await.map_err(|_| LogError::Closed)? })
+    }
+
+    fn append_fenced(
+        &self,
+        records: Bytes,
+        leader_epoch: i32,
+        lease: &Lease,
+    ) -> BoxFuture<'static, Result<AppendInfo, LogError>> {
+        let queued = self.enqueue(&records, leader_epoch, Some(lease));
         Box::pin(async move { queued?.await.map_err(|_| LogError::Closed)? })
     }
 

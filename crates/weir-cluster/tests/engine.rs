@@ -735,27 +735,51 @@ async fn a_postgres_restart_fails_appends_retriably_and_every_connection_comes_b
     assert!(lb.producers().unwrap().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn coordinator_leases_fence_a_stale_holders_writes() {
-    let Some(pg) = Pg::start() else { return };
-    let store = tempfile::tempdir().unwrap();
+/// Hands lease (`topic`, `p`) to broker 2 at the next epoch behind the
+/// brokers' backs (as if broker 1 had paused past its lease); answers the
+/// connection used.
+async fn take_lease_for_broker_2(pg: &Pg, topic: &str, p: i32) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .execute(
+            "UPDATE weir.coordinators SET holder = 2, epoch = epoch + 1 \
+             WHERE topic = $1 AND partition = $2",
+            &[&topic, &p],
+        )
+        .await
+        .unwrap();
+    client
+}
+
+/// Brokers 1 and 2 with short broker timeouts and leases (900 ms,
+/// 1.5 s); broker 1 gathers for 400 ms, so a takeover can happen between
+/// an append and its commit.
+async fn lease_brokers(pg: &Pg, store: &Path) -> (ClusterEngine, ClusterEngine) {
     let member = |node: i32, flush_ms: u64| {
-        let mut c =
-            ClusterConfig::new(pg.url(), format!("file://{}", store.path().display()), node);
+        let mut c = ClusterConfig::new(pg.url(), format!("file://{}", store.display()), node);
         c.advertised = Some(("127.0.0.1".into(), 9000 + node));
         c.broker_timeout_ms = 900;
         c.coordinator_lease_ms = 1500;
         c.flush_ms = flush_ms;
         c
     };
-    // Broker 1 gathers for 400 ms, so a takeover can happen between an
-    // append and its commit.
     let a = ClusterEngine::connect(member(1, 400), Clock::system())
         .await
         .unwrap();
     let b = ClusterEngine::connect(member(2, 10), Clock::system())
         .await
         .unwrap();
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_leases_fence_a_stale_holders_writes() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let (a, b) = lease_brokers(&pg, store.path()).await;
     let topic = "__consumer_offsets";
     let tps: Vec<TopicPartition> = (0..2).map(|p| TopicPartition::new(topic, p)).collect();
     let a_logs: Vec<_> = tps
@@ -802,18 +826,7 @@ async fn coordinator_leases_fence_a_stale_holders_writes() {
     // its lease before the append's transaction runs: the commit is
     // refused and takes no offset.
     let stale = a_logs[pi].append(batch(1, 2, "stale"), 0);
-    let (client, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-        .execute(
-            "UPDATE weir.coordinators SET holder = 2, epoch = epoch + 1 \
-             WHERE topic = $1 AND partition = $2",
-            &[&topic, &p],
-        )
-        .await
-        .unwrap();
+    let client = take_lease_for_broker_2(&pg, topic, p).await;
     let refused = stale.await;
     assert!(matches!(refused, Err(LogError::Io { .. })), "{refused:?}");
     let next: i64 = client
@@ -866,6 +879,75 @@ async fn coordinator_leases_fence_a_stale_holders_writes() {
         .map(|(_, v)| v)
         .collect();
     assert_eq!(got, ["by-holder-0", "new-holder-0"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_leases_follow_leadership_and_fence_state_writes_to_another_partition() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let (a, b) = lease_brokers(&pg, store.path()).await;
+    let (ca, cb) = (a.shared().unwrap(), b.shared().unwrap());
+    let lease = weir_storage::share_lease("events");
+    let held_a = ca.lead_coordinators(&lease, 4).unwrap();
+    let held_b = cb.lead_coordinators(&lease, 4).unwrap();
+    // Each share lease goes to the broker Metadata names leader of the
+    // topic's partition.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let brokers = ca.brokers();
+        let (ha, hb) = (held_a.borrow().clone(), held_b.borrow().clone());
+        let agrees = brokers.len() == 2
+            && (0..4).all(|p| {
+                let holder = if ha.contains_key(&p) {
+                    1
+                } else if hb.contains_key(&p) {
+                    2
+                } else {
+                    -1
+                };
+                holder == weir_storage::spread(&brokers, "events", p)
+            });
+        if agrees {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{ha:?} {hb:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (&p, &epoch) = held_a.borrow().iter().next().expect("broker 1 leads one");
+    // The state lives in a partition of another topic, not itself leased.
+    let state = TopicPartition::new("__share_group_state", 0);
+    let a_log = a.open(&state, LogConfig::default()).unwrap();
+    let b_log = b.open(&state, LogConfig::default()).unwrap();
+    let held = weir_storage::Lease {
+        topic: lease.clone(),
+        partition: p,
+        epoch,
+    };
+    a_log
+        .append_fenced(batch(1, 1, "owner"), 0, &held)
+        .await
+        .expect("the owner writes");
+    // A broker not holding the lease is refused when its write commits.
+    let refused = b_log.append_fenced(batch(1, 1, "other"), 0, &held).await;
+    assert!(matches!(refused, Err(LogError::Io { .. })), "{refused:?}");
+    // A paused owner: another broker takes the lease between its append
+    // and the commit, which is refused and takes no offset.
+    let stale = a_log.append_fenced(batch(1, 2, "stale"), 0, &held);
+    take_lease_for_broker_2(&pg, &lease, p).await;
+    let refused = stale.await;
+    assert!(matches!(refused, Err(LogError::Io { .. })), "{refused:?}");
+    // Unfenced appends to the state partition are not affected.
+    a_log
+        .append(batch(1, 3, "plain"), 0)
+        .await
+        .expect("no lease asked");
+    wait_end(&b_log, 2).await;
+    let got: Vec<String> = read_all(&b_log, 0)
+        .await
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(got, ["owner-0", "plain-0"]);
 }
 
 /// Waits until `log` knows the log end `end` (another broker's commit

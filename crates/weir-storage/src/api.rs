@@ -140,6 +140,20 @@ pub trait PartitionLog: Send + Sync + std::fmt::Debug {
         leader_epoch: i32,
     ) -> BoxFuture<'static, Result<AppendInfo, LogError>>;
 
+    /// [`append`](Self::append) that goes in only while `lease` is
+    /// still the writer's (checked where the append commits, so a paused
+    /// former holder's write is refused once another broker took the
+    /// lease); [`LogError::Io`] if it is not. Engines without leases (one
+    /// node owns everything) append unconditionally.
+    fn append_fenced(
+        &self,
+        records: Bytes,
+        leader_epoch: i32,
+        _lease: &crate::shared::Lease,
+    ) -> BoxFuture<'static, Result<AppendInfo, LogError>> {
+        self.append(records, leader_epoch)
+    }
+
     /// Resolves once every offset below `end_offset` is durable.
     /// Concurrent waiters share one flush (group commit).
     fn wait_durable(&self, end_offset: i64) -> BoxFuture<'static, Result<(), LogError>>;

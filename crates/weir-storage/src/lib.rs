@@ -27,5 +27,5 @@ pub use api::{
 pub use clock::Clock;
 pub use config::{LogConfig, TimestampType};
 pub use error::{LogError, RecordError};
-pub use shared::{spread, BrokerAddr, SharedCatalog};
+pub use shared::{share_lease, spread, BrokerAddr, Lease, SharedCatalog, SHARE_LEASE_PREFIX};
 pub use stats::{EngineStats, HistogramSnapshot, LatencyHistogram};

@@ -20,10 +20,36 @@ pub struct BrokerAddr {
     pub port: i32,
 }
 
+/// Names the leases of a topic's share-partitions: the lease of partition
+/// `p` under `share_lease(topic)` makes its holder the owner of every share
+/// group's in-flight state of `topic`-`p` (KIP-932's share-partitions).
+/// `:` cannot appear in a topic name, so no real partition is named so.
+pub fn share_lease(topic: &str) -> String {
+    format!("{SHARE_LEASE_PREFIX}{topic}")
+}
+
+/// The prefix of [`share_lease`] names.
+pub const SHARE_LEASE_PREFIX: &str = "weir:share:";
+
+/// A lease a write is made under: the write goes in only while the lease
+/// of (`topic`, `partition`) is still at `epoch` and held by the writer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Lease {
+    /// The leased name (a coordinator topic or a [`share_lease`] name).
+    pub topic: String,
+    /// The leased partition.
+    pub partition: i32,
+    /// The epoch the writer holds it at.
+    pub epoch: i64,
+}
+
 /// The broker a partition falls to among `brokers` (sorted by node id):
 /// partition leadership in Metadata and coordinator leases spread the
-/// same way, so every broker computes the same answer; -1 if none.
+/// same way, so every broker computes the same answer; -1 if none. A
+/// share lease spreads as its topic's partition does, so a
+/// share-partition's owner is the leader Metadata names.
 pub fn spread(brokers: &[BrokerAddr], topic: &str, partition: i32) -> i32 {
+    let topic = topic.strip_prefix(SHARE_LEASE_PREFIX).unwrap_or(topic);
     if brokers.is_empty() {
         return -1;
     }

@@ -81,6 +81,7 @@ public final class ShareScenarios {
         s.put("renew", ShareScenarios::renew);
         s.put("first_poll", ShareScenarios::firstPoll);
         s.put("describe_as_consumer_group", ShareScenarios::describeAsConsumerGroup);
+        s.put("share_across", ShareScenarios::shareAcross);
         Harness.serve(s);
     }
 
@@ -231,6 +232,74 @@ public final class ShareScenarios {
             throw new IllegalStateException("a consumer failed", errors.get(0));
         }
         return obj("per_consumer", got, "accepted", new TreeSet<>(accepted));
+    }
+
+    /**
+     * One share consumer of `group` per entry of `bootstraps`, each
+     * bootstrapped on that broker and polling in its own thread, accepting
+     * every record explicitly (commitSync), until `count` records are
+     * confirmed in all. Returns each consumer's deliveries ([partition,
+     * offset, delivery count]) and the confirmed records ("partition:offset").
+     * args: topic, group, bootstraps, count.
+     */
+    static Object shareAcross(JsonNode args) throws Exception {
+        String topic = args.get("topic").asText();
+        String group = args.get("group").asText();
+        int count = args.get("count").asInt();
+        List<String> targets = new ArrayList<>();
+        args.get("bootstraps").forEach(b -> targets.add(b.asText()));
+        Set<String> confirmed = ConcurrentHashMap.newKeySet();
+        List<String> confirmedTwice = Collections.synchronizedList(new ArrayList<>());
+        List<List<Object>> delivered = new ArrayList<>();
+        List<Throwable> errors = Collections.synchronizedList(new ArrayList<>());
+        List<Thread> threads = new ArrayList<>();
+        for (String target : targets) {
+            List<Object> mine = Collections.synchronizedList(new ArrayList<>());
+            delivered.add(mine);
+            Thread t = new Thread(() -> {
+                Map<String, String> conf = new LinkedHashMap<>();
+                conf.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, target);
+                conf.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+                conf.put(ConsumerConfig.CLIENT_ID_CONFIG, "weir-share-across");
+                conf.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+                conf.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+                conf.put("share.acknowledgement.mode", "explicit");
+                conf.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, "20");
+                Properties p = new Properties();
+                p.putAll(conf);
+                try (KafkaShareConsumer<String, String> c = new KafkaShareConsumer<>(p)) {
+                    c.subscribe(List.of(topic));
+                    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(150);
+                    while (confirmed.size() < count && System.nanoTime() < deadline) {
+                        ConsumerRecords<String, String> records = c.poll(Duration.ofMillis(200));
+                        for (ConsumerRecord<String, String> r : records) {
+                            mine.add(List.of(r.partition(), r.offset(), deliveries(r)));
+                            c.acknowledge(r, AcknowledgeType.ACCEPT);
+                        }
+                        if (!records.isEmpty() && committed(c.commitSync(Duration.ofSeconds(30)))) {
+                            for (ConsumerRecord<String, String> r : records) {
+                                String key = r.partition() + ":" + r.offset();
+                                if (!confirmed.add(key)) {
+                                    confirmedTwice.add(key);
+                                }
+                            }
+                        }
+                    }
+                } catch (Throwable e) {
+                    errors.add(e);
+                }
+            });
+            t.start();
+            threads.add(t);
+        }
+        for (Thread t : threads) {
+            t.join(TimeUnit.SECONDS.toMillis(200));
+        }
+        if (!errors.isEmpty()) {
+            throw new IllegalStateException("a consumer failed", errors.get(0));
+        }
+        return obj("delivered", delivered, "confirmed", new TreeSet<>(confirmed),
+            "confirmed_twice", confirmedTwice);
     }
 
     /**
