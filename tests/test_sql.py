@@ -1127,8 +1127,8 @@ def test_decimal_through_every_format(sql, node):
     assert types == {"ID": "BIGINT", "AMOUNT": "DECIMAL", "DAY": "DATE", "AT": "TIME"}, types
     r = _http(sql, "/query-stream", {"sql": "SELECT ID, AMOUNT, DAY, AT FROM dec_pb_back WHERE ID = 4 EMIT CHANGES LIMIT 1;",
                                      "properties": {"auto.offset.reset": "earliest"}}, accept="application/json")
-    # (Rows carry DATE as days and TIME as milliseconds.)
-    assert r.json()[1:] == [[4, 999.99, 19004, 36_672_500]], r.text
+    # (REST rows carry DATE and TIME as their text, as ksqlDB's do.)
+    assert r.json()[1:] == [[4, 999.99, "2022-01-12", "10:11:12.500"]], r.text
     # Bad declarations are refused with ksqlDB's messages; a value that
     # does not fit is NULL.
     for decl, msg in [("DECIMAL(0, 0)", "DECIMAL precision must be >= 1"),
@@ -1226,6 +1226,52 @@ def test_decimals_exact_nested_and_over_rest(sql, node):
     assert exact(r.text.strip().splitlines()[1]) == [2, "98765432109876543.21"], r.text
     r = _http(sql, "/query", {"ksql": pull})
     assert exact(r.text)[1] == {"row": {"columns": [2, "98765432109876543.21"]}}, r.text
+
+
+def test_temporal_values_as_text_over_rest(sql, node):
+    """ksqlDB's REST API writes TIMESTAMP, DATE and TIME values as text
+    (`2024-01-02T03:04:05.006`, `2024-01-02`, `03:04:05`), nested ones
+    too, in /query and /query-stream (both encodings, push and pull), and
+    /inserts-stream reads that text back; topics keep numbers."""
+    import httpx
+    sql.ksql("CREATE STREAM tmp_in (ID INT KEY, TS TIMESTAMP, D DATE, T TIME, "
+             "S STRUCT<TS TIMESTAMP>, A ARRAY<DATE>, M MAP<STRING, TIME>) "
+             "WITH (KAFKA_TOPIC='tmp_in', VALUE_FORMAT='JSON', PARTITIONS=1);"
+             "CREATE TABLE tmp_t AS SELECT ID, LATEST_BY_OFFSET(TS) AS TS, LATEST_BY_OFFSET(D) AS D, "
+             "LATEST_BY_OFFSET(T) AS T FROM tmp_in GROUP BY ID;")
+    # 2024-01-02T03:04:05.006Z, 2024-01-02 (day 19724), 03:04:05.
+    produce(node.bootstrap, "tmp_in", [{"key": {"int": 1}, "timestamp": 1, "value": {
+        "TS": 1704164645006, "D": 19724, "T": 11045000, "S": {"TS": 0}, "A": [19724, None],
+        "M": {"k": 11045006}}}])
+    ack = httpx.post(sql.url + "/inserts-stream", timeout=60, content=(
+        '{"target": "TMP_IN"}\n{"ID": 2, "TS": "2024-01-02T03:04:05.006", "D": "2024-01-02", '
+        '"T": "03:04:05", "S": {"TS": "1970-01-01T00:00:00.000"}, "A": ["2024-01-02", null], '
+        '"M": {"k": "03:04:05.006"}}\n'))
+    assert [json.loads(x) for x in ack.text.splitlines()] == [{"status": "ok", "seq": 0}], ack.text
+    qid = next(q["id"] for q in sql.ksql("SHOW QUERIES;")[1][0]["queries"] if q["sinks"] == ["TMP_T"])
+    wait_caught_up(node.bootstrap, query_group("sqltest_", qid), ["tmp_in"])
+    # The topic keeps ksqlDB's numbers: the text written over REST went in as the same values.
+    values = [json.loads(r["value"]) for r in read_all(node.bootstrap, "tmp_in")]
+    assert values[0] == values[1] == {"TS": 1704164645006, "D": 19724, "T": 11045000, "S": {"TS": 0},
+                                      "A": [19724, None], "M": {"k": 11045006}}, values
+    row = ["2024-01-02T03:04:05.006", "2024-01-02", "03:04:05", {"TS": "1970-01-01T00:00:00.000"},
+           ["2024-01-02", None], {"k": "03:04:05.006"}]
+    push = {"sql": "SELECT TS, D, T, S, A, M FROM tmp_in EMIT CHANGES LIMIT 2;",
+            "properties": {"auto.offset.reset": "earliest"}}
+    r = _http(sql, "/query-stream", push, accept="application/json")
+    assert r.json()[1:] == [row, row], r.text
+    r = _http(sql, "/query-stream", push)
+    assert [json.loads(x) for x in r.text.strip().splitlines()[1:]] == [row, row], r.text
+    r = _http(sql, "/query", {"ksql": push["sql"], "streamsProperties": push["properties"]})
+    assert [x["row"]["columns"] for x in r.json()[1:] if "row" in x] == [row, row], r.text
+    pull = "SELECT * FROM tmp_t WHERE ID = 2;"
+    prow = [2] + row[:3]
+    r = _http(sql, "/query-stream", {"sql": pull}, accept="application/json")
+    assert r.json()[1:] == [prow], r.text
+    r = _http(sql, "/query-stream", {"sql": pull})
+    assert json.loads(r.text.strip().splitlines()[1]) == prow, r.text
+    r = _http(sql, "/query", {"ksql": pull})
+    assert r.json()[1] == {"row": {"columns": prow}}, r.text
 
 
 def test_info_healthcheck(sql):

@@ -312,20 +312,30 @@ pub fn value_text(v: &Value) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// Values as the text of a JSON array (REST API rows).
+/// Values as the text of a JSON array, as ksqlDB's REST API writes rows:
+/// like [`write_value`] but TIMESTAMP, DATE and TIME at any depth as
+/// their SQL text (`2024-01-02T03:04:05.006`, `2024-01-02`, `03:04:05`).
 pub fn array_text(values: &[Value]) -> String {
     let mut out = Vec::with_capacity(16 * values.len() + 2);
-    write_array(&mut out, values);
+    write_array(&mut out, values, Temporal::Text);
     String::from_utf8(out).unwrap_or_default()
 }
 
-fn write_array(out: &mut Vec<u8>, items: &[Value]) {
+/// How TIMESTAMP, DATE and TIME values are written: topics carry them as
+/// numbers, the REST API as text.
+#[derive(Clone, Copy, PartialEq)]
+enum Temporal {
+    Number,
+    Text,
+}
+
+fn write_array(out: &mut Vec<u8>, items: &[Value], temporal: Temporal) {
     out.push(b'[');
     for (n, item) in items.iter().enumerate() {
         if n > 0 {
             out.push(b',');
         }
-        write_value(out, item);
+        write_with(out, item, temporal);
     }
     out.push(b']');
 }
@@ -333,10 +343,17 @@ fn write_array(out: &mut Vec<u8>, items: &[Value]) {
 /// One value as [`to_json`] maps it, scalars without a JSON tree and
 /// DECIMALs as exact numbers.
 pub fn write_value(out: &mut Vec<u8>, v: &Value) {
+    write_with(out, v, Temporal::Number)
+}
+
+fn write_with(out: &mut Vec<u8>, v: &Value, temporal: Temporal) {
     let _ = match v {
         Value::Null => serde_json::to_writer(&mut *out, &()),
         Value::Boolean(b) => serde_json::to_writer(&mut *out, b),
         Value::Int(i) => serde_json::to_writer(&mut *out, i),
+        Value::Timestamp(_) | Value::Date(_) | Value::Time(_) if temporal == Temporal::Text => {
+            serde_json::to_writer(&mut *out, &v.to_sql_string())
+        }
         Value::Bigint(i) | Value::Timestamp(i) | Value::Time(i) => {
             serde_json::to_writer(&mut *out, i)
         }
@@ -350,7 +367,7 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value) {
             Ok(())
         }
         Value::Array(items) => {
-            write_array(out, items);
+            write_array(out, items, temporal);
             Ok(())
         }
         // Fields and map keys sorted, the last of equal keys kept, as a
@@ -358,7 +375,7 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value) {
         Value::Struct(fields) => {
             let sorted: std::collections::BTreeMap<&str, &Value> =
                 fields.iter().map(|(k, v)| (k.as_str(), v)).collect();
-            write_object(out, sorted.into_iter());
+            write_object(out, sorted.into_iter(), temporal);
             Ok(())
         }
         Value::Map(entries) => {
@@ -366,14 +383,18 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value) {
                 .iter()
                 .map(|(k, v)| (k.to_sql_string(), v))
                 .collect();
-            write_object(out, sorted.iter().map(|(k, v)| (k.as_str(), *v)));
+            write_object(out, sorted.iter().map(|(k, v)| (k.as_str(), *v)), temporal);
             Ok(())
         }
         other => serde_json::to_writer(&mut *out, &to_json(other)),
     };
 }
 
-fn write_object<'a>(out: &mut Vec<u8>, fields: impl Iterator<Item = (&'a str, &'a Value)>) {
+fn write_object<'a>(
+    out: &mut Vec<u8>,
+    fields: impl Iterator<Item = (&'a str, &'a Value)>,
+    temporal: Temporal,
+) {
     out.push(b'{');
     for (n, (k, v)) in fields.enumerate() {
         if n > 0 {
@@ -381,7 +402,7 @@ fn write_object<'a>(out: &mut Vec<u8>, fields: impl Iterator<Item = (&'a str, &'
         }
         let _ = serde_json::to_writer(&mut *out, k);
         out.push(b':');
-        write_value(out, v);
+        write_with(out, v, temporal);
     }
     out.push(b'}');
 }
