@@ -1951,6 +1951,17 @@ def test_shell_execute_and_file(sql, weir_binary, tmp_path):
         assert time.monotonic() < deadline, r.stdout
         time.sleep(0.5)
     assert [c.strip() for c in r.stdout.splitlines()[3].strip("|").split("|")] == ["7", "1.5"], r.stdout
+    # DECIMALs print with every digit, TIMESTAMPs as ksqlDB's text, in
+    # tables and in JSON output.
+    exact = ("SELECT ID, CAST('12345678901234567.89' AS DECIMAL(19, 2)) AS D, "
+             "CAST('2024-01-02T03:04:05.006' AS TIMESTAMP) AS TS FROM sh_ex_sum WHERE ID = 7;")
+    r = shell("--execute", exact)
+    assert r.returncode == 0, r.stderr
+    assert [c.strip() for c in r.stdout.splitlines()[3].strip("|").split("|")] == [
+        "7", "12345678901234567.89", "2024-01-02T03:04:05.006"], r.stdout
+    r = shell("--output", "json", "--execute", exact)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1] == '[7,12345678901234567.89,"2024-01-02T03:04:05.006"]', r.stdout
     r = shell("--output", "json", "--execute", "DESCRIBE sh_ex;")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)[0]["sourceDescription"]["name"] == "SH_EX"

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
+use serde_json::value::RawValue;
 use serde_json::{json, Value as J};
 use weir_sql::ast::Statement;
 
@@ -441,6 +442,17 @@ impl Shell {
                     if line.is_empty() {
                         continue;
                     }
+                    // Rows are printed from the server's text, never through
+                    // a double, so DECIMALs keep every digit.
+                    let is_json = serde_json::from_str::<&RawValue>(line).is_ok();
+                    if output == Output::Json && is_json {
+                        println!("{line}");
+                        continue;
+                    }
+                    if let (Some(t), Some(cells)) = (&table, row_cells(line)) {
+                        t.row(&cells);
+                        continue;
+                    }
                     let value: J = serde_json::from_str(line).unwrap_or(J::String(line.into()));
                     if output == Output::Json {
                         println!("{value}");
@@ -452,7 +464,6 @@ impl Shell {
                             t.header();
                             table = Some(t);
                         }
-                        (Some(t), J::Array(row)) => t.row(&row),
                         (_, other)
                             if other.get("@type").is_some() || other.get("message").is_some() =>
                         {
@@ -525,9 +536,8 @@ impl RowPrinter {
         let _ = std::io::stdout().flush();
     }
 
-    fn row(&self, row: &[J]) {
-        let cells: Vec<String> = row.iter().map(cell).collect();
-        println!("{}", self.line(&cells));
+    fn row(&self, cells: &[String]) {
+        println!("{}", self.line(cells));
         let _ = std::io::stdout().flush();
     }
 
@@ -537,12 +547,18 @@ impl RowPrinter {
     }
 }
 
-fn cell(v: &J) -> String {
-    match v {
-        J::String(s) => s.clone(),
-        J::Null => "null".to_string(),
-        other => other.to_string(),
-    }
+/// A row line's cells: strings unquoted, every other value (numbers,
+/// `null`, nested values) as the server wrote it. `None` when the line is
+/// not a JSON array.
+fn row_cells(line: &str) -> Option<Vec<String>> {
+    let row: Vec<&RawValue> = serde_json::from_str(line).ok()?;
+    Some(
+        row.iter()
+            .map(|v| {
+                serde_json::from_str::<String>(v.get()).unwrap_or_else(|_| v.get().to_string())
+            })
+            .collect(),
+    )
 }
 
 /// A table sized to its contents, as ksqlDB's CLI prints entities.
@@ -898,6 +914,24 @@ mod tests {
         let (done, rest) = split_statements("SHOW STREAMS; SHOW TAB");
         assert_eq!(done, vec!["SHOW STREAMS;"]);
         assert_eq!(rest, " SHOW TAB");
+    }
+
+    #[test]
+    fn row_cells_keep_the_servers_digits() {
+        let line =
+            r#"[12345678901234567.89,"a \"b\"",null,{"E":-98765432109876543.21},[0.10],true]"#;
+        assert_eq!(
+            row_cells(line).unwrap(),
+            vec![
+                "12345678901234567.89",
+                "a \"b\"",
+                "null",
+                r#"{"E":-98765432109876543.21}"#,
+                "[0.10]",
+                "true"
+            ]
+        );
+        assert_eq!(row_cells(r#"{"columnNames":[]}"#), None);
     }
 
     #[test]
