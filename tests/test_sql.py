@@ -295,10 +295,22 @@ def test_explain_describes_tasks_and_host_state(sql, node):
         "0_0": {"taskId": "0_0", "topicOffsets": [offsets("ex", 0, 3)], "timeCurrentIdlingStarted": None},
         "0_1": {"taskId": "0_1", "topicOffsets": [offsets("ex", 1, 2)], "timeCurrentIdlingStarted": None},
     }, tasks
+    # executionPlan: ksqlDB's plan summary, sink first, one step a line.
+    src = "`ID` INTEGER KEY, `USR` STRING, `V` INTEGER"
+    big = queries["EX_BIG"]
+    assert qd["executionPlan"].splitlines() == [
+        f" > [ SINK ] | Schema: `ID` INTEGER KEY, `V` INTEGER | Logger: {big}.EX_BIG",
+        f"\t > [ PROJECT ] | Schema: `ID` INTEGER KEY, `V` INTEGER | Logger: {big}.Project",
+        f"\t\t > [ FILTER ] | Schema: {src} | Logger: {big}.WhereFilter",
+        f"\t\t\t > [ SOURCE ] | Schema: {src} | Logger: {big}.KsqlTopic.Source",
+    ], qd["executionPlan"]
     # Re-keyed: sub-topology 1 reads the repartition topic.
     qid = queries["EX_BY_USER"]
     repartition = f"{query_group('sqltest_', qid)}-Aggregate-GroupBy-repartition"
-    _, tasks = explain(qid)
+    qd, tasks = explain(qid)
+    assert [line.split(" | ")[0] for line in qd["executionPlan"].splitlines()] == [
+        " > [ SINK ]", "\t > [ PROJECT ]", "\t\t > [ AGGREGATE ]", "\t\t\t > [ GROUP_BY ]",
+        "\t\t\t\t > [ SOURCE ]"], qd["executionPlan"]
     assert sorted(tasks) == ["0_0", "0_1", "1_0", "1_1"], tasks
     assert tasks["0_0"]["topicOffsets"] == [offsets("ex", 0, 3)]
     assert tasks["0_1"]["topicOffsets"] == [offsets("ex", 1, 2)]
@@ -311,6 +323,22 @@ def test_explain_describes_tasks_and_host_state(sql, node):
     _, answer = sql.ksql("EXPLAIN SELECT * FROM ex EMIT CHANGES;")
     qd = answer[0]["queryDescription"]
     assert qd["tasksMetadata"] == [] and qd["ksqlHostQueryStatus"] == {} and qd["state"] is None, qd
+
+
+def test_explain_execution_plan_of_a_join(sql):
+    """A join's executionPlan has a JOIN step over its two sources, each
+    with its own schema and ksqlDB's Left/Right logger names."""
+    sql.ksql("CREATE STREAM exj_s (ID INT KEY, USR STRING) WITH (KAFKA_TOPIC='exj_s', VALUE_FORMAT='JSON', PARTITIONS=1);"
+             "CREATE TABLE exj_t (USR STRING PRIMARY KEY, NAME STRING) WITH (KAFKA_TOPIC='exj_t', VALUE_FORMAT='JSON', PARTITIONS=1);"
+             "CREATE STREAM exj AS SELECT S.USR, S.ID, T.NAME FROM exj_s S JOIN exj_t T ON S.USR = T.USR;")
+    qid = next(q["id"] for q in sql.ksql("SHOW QUERIES;")[1][0]["queries"] if q["sinks"] == ["EXJ"])
+    plan = sql.ksql(f"EXPLAIN {qid};")[1][0]["queryDescription"]["executionPlan"]
+    steps = [line.split(" | ") for line in plan.splitlines()]
+    assert [s[0] for s in steps] == [" > [ SINK ]", "\t > [ PROJECT ]", "\t\t > [ JOIN ]",
+                                     "\t\t\t > [ SOURCE ]", "\t\t\t > [ SOURCE ]"], plan
+    assert steps[3][1:] == ["Schema: `ID` INTEGER KEY, `USR` STRING", f"Logger: {qid}.KafkaTopic_Left.Source"], plan
+    assert steps[4][1:] == ["Schema: `USR` STRING KEY, `NAME` STRING", f"Logger: {qid}.KafkaTopic_Right.Source"], plan
+    assert steps[0][2] == f"Logger: {qid}.EXJ", plan
 
 
 def test_group_by_repartitions_through_an_internal_topic(sql, node):

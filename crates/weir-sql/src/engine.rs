@@ -23,7 +23,7 @@ use crate::error::{Result, SqlError};
 use crate::format::{Format, RegistryFormat};
 use crate::functions;
 use crate::parser;
-use crate::plan::{self, Plan};
+use crate::plan::{self, Op, Plan};
 use crate::processing_log::{self, ProcessingLog};
 use crate::registry::Registry;
 use crate::runtime::{self, Admin, KafkaSettings, Output, QueryHandle, QuerySpec, Sink};
@@ -99,6 +99,8 @@ pub struct PersistentQuery {
     pub repartition: Option<String>,
     /// Kafka Streams' description of the query's topology, for `EXPLAIN`.
     pub topology: String,
+    /// ksqlDB's `executionPlan` text, for `EXPLAIN`.
+    pub execution_plan: String,
     /// The query's tasks as Kafka Streams names them (`0_1`: sub-topology
     /// 0, partition 1) and the partitions each reads, for `EXPLAIN`.
     pub tasks: Vec<(String, Vec<(String, i32)>)>,
@@ -541,6 +543,7 @@ impl Engine {
                     changelog: None,
                     repartition: None,
                     topology: String::new(),
+                    execution_plan: String::new(),
                     tasks: Vec::new(),
                     group_id: String::new(),
                     handle: QueryHandle {
@@ -1119,6 +1122,7 @@ impl Engine {
                 1
             };
         let topology = topology_text(&plan, &inputs, &sink.topic);
+        let execution_plan = execution_plan(&plan, query_id, &sink.name);
         let task_layout = task_layout(&inputs, repartition.as_ref(), tasks);
         let sources = plan.inputs.iter().map(|i| i.source.name.clone()).collect();
         let group_id = prefix.clone();
@@ -1159,6 +1163,7 @@ impl Engine {
                 changelog,
                 repartition: repartition.map(|(t, _)| t),
                 topology,
+                execution_plan,
                 tasks: task_layout,
                 group_id: group_id.clone(),
                 handle,
@@ -1442,10 +1447,12 @@ impl Engine {
         let state = self.state.lock().await;
         let mut tasks = Vec::new();
         let mut group_id = String::new();
+        let mut plan_text = String::new();
         let (id, statement, sinks, sources, topology, sink) = match target {
             ExplainTarget::QueryId(id) => {
                 let q = state.queries.get(id).ok_or_else(|| SqlError::invalid(format!("Query with id:{id} does not exist, use SHOW QUERIES to view the full set of queries.")))?;
                 tasks.clone_from(&q.tasks);
+                plan_text.clone_from(&q.execution_plan);
                 group_id.clone_from(&q.group_id);
                 (
                     q.id.clone(),
@@ -1519,7 +1526,7 @@ impl Engine {
                 "sources": sources,
                 "sinks": sinks,
                 "topology": topology,
-                "executionPlan": "",
+                "executionPlan": plan_text,
                 "overriddenProperties": {},
                 "ksqlHostQueryStatus": host_status,
                 "queryType": if running { "PERSISTENT" } else { "PUSH" },
@@ -1958,6 +1965,89 @@ fn topology_text(plan: &Plan, inputs: &[(String, i32)], sink_topic: &str) -> Str
         None => sub(0, &source_topics, store.as_deref(), sink_topic),
     }
     out
+}
+
+/// ksqlDB's `executionPlan` (its `PlanSummary`): the query's steps from
+/// the sink down to the sources, one line each, `\t`-indented by depth:
+/// ` > [ STEP ] | Schema: ... | Logger: <query id>.<context>`. The steps
+/// are Weir's operators named as ksqlDB names its own.
+fn execution_plan(plan: &Plan, query_id: &str, sink: &str) -> String {
+    let output = schema_text(&plan.key, &plan.value);
+    let mut steps: Vec<(usize, &str, String, String)> = vec![
+        (0, "SINK", output.clone(), sink.to_string()),
+        (1, "PROJECT", output.clone(), "Project".into()),
+    ];
+    let input_schema = |i: usize| {
+        let s = &plan.inputs[i].source;
+        schema_text(&s.key, &s.value)
+    };
+    let filter = |f: &Option<crate::expr::Node>| f.is_some();
+    let mut depth = 2;
+    match &plan.op {
+        Op::Select { filter: f, .. } => {
+            if filter(f) {
+                steps.push((depth, "FILTER", input_schema(0), "WhereFilter".into()));
+                depth += 1;
+            }
+            steps.push((depth, "SOURCE", input_schema(0), "KsqlTopic.Source".into()));
+        }
+        Op::Aggregate {
+            filter: f, window, ..
+        } => {
+            let agg = if window.is_some() {
+                "WINDOWED_AGGREGATE"
+            } else {
+                "AGGREGATE"
+            };
+            steps[1].3 = "Aggregate.Project".into();
+            steps.push((depth, agg, output.clone(), "Aggregate.Aggregate".into()));
+            steps.push((
+                depth + 1,
+                "GROUP_BY",
+                input_schema(0),
+                "Aggregate.GroupBy".into(),
+            ));
+            depth += 2;
+            if filter(f) {
+                steps.push((depth, "FILTER", input_schema(0), "WhereFilter".into()));
+                depth += 1;
+            }
+            steps.push((depth, "SOURCE", input_schema(0), "KsqlTopic.Source".into()));
+        }
+        Op::StreamTable { filter: f, .. }
+        | Op::Joins { filter: f, .. }
+        | Op::TableChain { filter: f, .. }
+        | Op::TableTable { filter: f, .. } => {
+            if filter(f) {
+                steps.push((depth, "FILTER", output.clone(), "WhereFilter".into()));
+                depth += 1;
+            }
+            steps.push((depth, "JOIN", output.clone(), "Join".into()));
+            let sides = plan.inputs.len();
+            for i in 0..sides {
+                let side = match (sides, i) {
+                    (2, 0) => "Left".to_string(),
+                    (2, _) => "Right".to_string(),
+                    _ => i.to_string(),
+                };
+                steps.push((
+                    depth + 1,
+                    "SOURCE",
+                    input_schema(i),
+                    format!("KafkaTopic_{side}.Source"),
+                ));
+            }
+        }
+    }
+    steps
+        .iter()
+        .map(|(d, step, schema, ctx)| {
+            format!(
+                "{} > [ {step} ] | Schema: {schema} | Logger: {query_id}.{ctx}\n",
+                "\t".repeat(*d)
+            )
+        })
+        .collect()
 }
 
 /// A source's columns as ksqlDB's `fields` (DESCRIBE, EXPLAIN): keys,
