@@ -18,7 +18,8 @@ for 30 s, and brokers killed with kill -9 and restarted at random
 (`WEIR_CLUSTER_KILLS` times, default 6; the issue's full run is 50),
 while an idempotent producer and a consumer run: nothing acknowledged is
 lost or doubled. DescribeProducers from `weir.producers`. A SCRAM user
-and ACLs made through one broker take effect on the others."""
+and ACLs made through one broker take effect on the others, and so do
+client quotas (kafka-clients' quota admin API, enforced by the leaders)."""
 
 from __future__ import annotations
 
@@ -1558,7 +1559,7 @@ def test_scram_users_and_acls_made_through_one_broker_reach_the_others(
         broker_factory, postgres, moto_server, tmp_path, topic_name):
     """Every broker listens with SASL only and checks ACLs; a SCRAM user
     and an ACL are made through one broker and take effect on the others
-    (which read `__weir_security` at start only without following it).
+    (each follows `__weir_security`; read at start only, they would not).
     Each change is checked on the two brokers it was not made through:
     the admin client may send it to any broker, but to one only."""
     users = write_users(tmp_path / "plain-users.txt", {"admin": "admin-pw"})
@@ -1622,6 +1623,90 @@ def test_scram_users_and_acls_made_through_one_broker_reach_the_others(
         wait_for(lambda: (e := topic_error(b)) is not None
                  and e.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED,
                  timeout=30, what=f"the ACL's deletion did not reach {b.name}")
+
+
+def test_client_quotas_set_through_one_broker_throttle_on_the_others(cluster, topic_name):
+    """Kafka's Java client: Admin.alterClientQuotas through broker 1 sets
+    a low producer_byte_rate and consumer_byte_rate for a client id;
+    Admin.describeClientQuotas through brokers 2 and 3 shows them once
+    their security followers applied the record, and a producer and a
+    consumer with that client id are throttled by the leaders of the
+    partitions they use, broker 2 and 3 as well as 1 (the produce and
+    fetch responses' throttle_time_ms, as the clients' throttle-time
+    metrics report it). Removing the quotas through broker 3 lifts them
+    on every broker. Throttles are checked for being reported at all,
+    never for their length."""
+    java_harness.require()
+    brokers = cluster["brokers"]
+    by_node = {int(b.name.removeprefix("node")): b for b in brokers}
+    java = java_harness.JavaProcess("weir.compat.ClientScenarios",
+                                    ",".join(b.bootstrap for b in brokers))
+    client = f"slow-{topic_name}"
+    quotas = {"producer_byte_rate": 512.0, "consumer_byte_rate": 512.0}
+
+    def quotas_on(node: int) -> dict:
+        out = java.call("describe_client_quotas", bootstrap=by_node[node].bootstrap,
+                        node=node, client_id=client)
+        assert out["sent_to"] == [node], out
+        return out["quotas"]
+
+    def throttles(partition: int) -> dict:
+        # 12 records of 1 kB in one request: 12 kB over the broker's
+        # 10 s minimum measurement span is over a 512 B/s quota.
+        return java.call("throttles", topic=topic_name, partition=partition,
+                         client_id=client, count=12, timeout=180)
+
+    try:
+        java.call("create_and_describe", topic=topic_name, partitions=6)
+
+        def leaders() -> dict:
+            # A broker that has not yet heard every other's heartbeat
+            # leads more than its share for a moment.
+            md = AdminClient({"bootstrap.servers": brokers[0].bootstrap}).list_topics(
+                topic_name, timeout=10)
+            out: dict[int, int] = {}
+            for p in sorted(md.topics[topic_name].partitions.values(), key=lambda p: p.id):
+                out.setdefault(p.leader, p.id)
+            return out if sorted(out) == [1, 2, 3] else None
+
+        led_by = wait_for(leaders, 30, "leadership is not spread over the three brokers")
+        # Unthrottled to begin with, on every leader.
+        for node in (1, 2, 3):
+            t = throttles(led_by[node])
+            assert t["produce_throttle_ms"] == 0 and t["fetch_throttle_ms"] == 0, (node, t)
+            assert t["read"] >= 12, (node, t)
+
+        out = java.call("alter_client_quotas", bootstrap=by_node[1].bootstrap, node=1,
+                        client_id=client, quotas=quotas)
+        assert out["sent_to"] == [1], out
+        for node in (2, 3):
+            wait_for(lambda node=node: quotas_on(node) == quotas, 30,
+                     f"the quotas did not reach node{node}")
+        for node in (2, 3, 1):
+            t = throttles(led_by[node])
+            assert t["produce_throttle_ms"] > 0, (node, t)
+            assert t["fetch_throttle_ms"] > 0 and t["read"] < 12, (node, t)
+
+        out = java.call("alter_client_quotas", bootstrap=by_node[3].bootstrap, node=3,
+                        client_id=client, quotas={k: None for k in quotas})
+        assert out["sent_to"] == [3], out
+        for node in (1, 2):
+            wait_for(lambda node=node: quotas_on(node) == {}, 30,
+                     f"the quotas' removal did not reach node{node}")
+        assert quotas_on(3) == {}
+        for node in (1, 2, 3):
+            t = throttles(led_by[node])
+            assert t["produce_throttle_ms"] == 0 and t["fetch_throttle_ms"] == 0, (node, t)
+            assert t["read"] >= 12, (node, t)
+    finally:
+        java.close()
+    # The followers read one `__weir_security` from where they started;
+    # like Kafka's internal topics it cannot be deleted (and re-created
+    # from offset 0 behind their backs).
+    admin = AdminClient({"bootstrap.servers": by_node[2].bootstrap})
+    err = admin.delete_topics(["__weir_security"], operation_timeout=30)["__weir_security"] \
+        .exception(30)
+    assert err is not None and err.args[0].code() == KafkaError.TOPIC_EXCEPTION, err
 
 
 # --- elasticity: brokers join and leave under load --------------------------

@@ -38,6 +38,10 @@ import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.RecordsToDelete;
 import org.apache.kafka.clients.admin.TransactionDescription;
 import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.quota.ClientQuotaAlteration;
+import org.apache.kafka.common.quota.ClientQuotaEntity;
+import org.apache.kafka.common.quota.ClientQuotaFilter;
+import org.apache.kafka.common.quota.ClientQuotaFilterComponent;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -73,6 +77,9 @@ public final class ClientScenarios {
         s.put("admin_tour", ClientScenarios::adminTour);
         s.put("describe_producers", ClientScenarios::describeProducers);
         s.put("keyed_partitions", ClientScenarios::keyedPartitions);
+        s.put("alter_client_quotas", ClientScenarios::alterClientQuotas);
+        s.put("describe_client_quotas", ClientScenarios::describeClientQuotas);
+        s.put("throttles", ClientScenarios::throttles);
         Harness.serve(s);
     }
 
@@ -650,5 +657,121 @@ public final class ClientScenarios {
                 .anyMatch(g -> g.groupId().equals(group)));
         }
         return out;
+    }
+
+    /**
+     * An admin client bootstrapped on `bootstrap` whose requests go to
+     * broker `node`: a DescribeConfigs of that broker (which only it
+     * answers) opens a connection to it, and requests for any broker
+     * then take an idle established connection over brokers not yet
+     * connected. {@link #contacted} tells whether that held.
+     */
+    static Admin adminOn(String bootstrap, int node) throws Exception {
+        Admin a = Admin.create(props(Map.of(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap),
+            AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "30000"));
+        a.describeConfigs(List.of(new ConfigResource(ConfigResource.Type.BROKER, Integer.toString(node))))
+            .all().get(30, TimeUnit.SECONDS);
+        return a;
+    }
+
+    /** The brokers (node ids) an admin client has connected to, bootstrap connections aside. */
+    static Set<Integer> contacted(Admin a) {
+        Set<Integer> nodes = new TreeSet<>();
+        a.metrics().keySet().stream()
+            .filter(m -> m.group().equals("admin-client-node-metrics"))
+            .map(m -> Integer.parseInt(m.tags().get("node-id").substring("node-".length())))
+            .filter(id -> id >= 0)
+            .forEach(nodes::add);
+        return nodes;
+    }
+
+    /**
+     * Admin.alterClientQuotas through broker `node`: sets the quotas of
+     * client id `client_id` (a null value removes that quota); returns
+     * the brokers the admin client talked to. args: bootstrap, node,
+     * client_id, quotas.
+     */
+    static Object alterClientQuotas(JsonNode args) throws Exception {
+        ClientQuotaEntity entity = new ClientQuotaEntity(
+            Map.of(ClientQuotaEntity.CLIENT_ID, args.get("client_id").asText()));
+        List<ClientQuotaAlteration.Op> ops = new ArrayList<>();
+        args.get("quotas").fields().forEachRemaining(e -> ops.add(new ClientQuotaAlteration.Op(
+            e.getKey(), e.getValue().isNull() ? null : e.getValue().asDouble())));
+        try (Admin a = adminOn(args.get("bootstrap").asText(), args.get("node").asInt())) {
+            a.alterClientQuotas(List.of(new ClientQuotaAlteration(entity, ops))).all()
+                .get(30, TimeUnit.SECONDS);
+            return obj("sent_to", contacted(a));
+        }
+    }
+
+    /**
+     * Admin.describeClientQuotas of client id `client_id` through broker
+     * `node`; returns its quotas and the brokers the admin client talked
+     * to. args: bootstrap, node, client_id.
+     */
+    static Object describeClientQuotas(JsonNode args) throws Exception {
+        String client = args.get("client_id").asText();
+        try (Admin a = adminOn(args.get("bootstrap").asText(), args.get("node").asInt())) {
+            Map<ClientQuotaEntity, Map<String, Double>> all = a.describeClientQuotas(
+                ClientQuotaFilter.containsOnly(List.of(ClientQuotaFilterComponent.ofEntity(
+                    ClientQuotaEntity.CLIENT_ID, client)))).entities().get(30, TimeUnit.SECONDS);
+            Map<String, Double> quotas = all.getOrDefault(
+                new ClientQuotaEntity(Map.of(ClientQuotaEntity.CLIENT_ID, client)), Map.of());
+            return obj("quotas", new TreeMap<>(quotas), "sent_to", contacted(a));
+        }
+    }
+
+    /** One metric of a client by name and group (-1 if it has none, or no value yet). */
+    static double metric(Map<org.apache.kafka.common.MetricName, ? extends org.apache.kafka.common.Metric> ms,
+                         String group, String name) {
+        return ms.entrySet().stream()
+            .filter(e -> e.getKey().group().equals(group) && e.getKey().name().equals(name))
+            .mapToDouble(e -> (Double) e.getValue().metricValue())
+            .filter(v -> !Double.isNaN(v))
+            .findFirst().orElse(-1);
+    }
+
+    /**
+     * The throttle a client with client id `client_id` is told of when
+     * it writes to and reads one partition, from the clients' own
+     * metrics (each response's throttle_time_ms): a new producer sends
+     * `count` records of about 1 kB to `partition` in one request; then
+     * a new consumer reads the partition from its start until a fetch
+     * is throttled or `count` records are read. Returns the largest
+     * produce and fetch throttle (ms) and the records read.
+     * args: topic, partition, client_id, count.
+     */
+    static Object throttles(JsonNode args) throws Exception {
+        String topic = args.get("topic").asText();
+        int partition = args.get("partition").asInt();
+        int count = args.get("count").asInt();
+        Map<String, String> id = Map.of(ProducerConfig.CLIENT_ID_CONFIG, args.get("client_id").asText());
+        Map<String, String> pconf = new HashMap<>(id);
+        // One batch, one request: a throttled connection would hold back a second one.
+        pconf.put(ProducerConfig.BATCH_SIZE_CONFIG, "1048576");
+        pconf.put(ProducerConfig.LINGER_MS_CONFIG, "10000");  // flush() sends at once
+        double produceThrottle;
+        try (KafkaProducer<String, String> p = producer(pconf)) {
+            for (int i = 0; i < count; i++) {
+                p.send(new ProducerRecord<>(topic, partition, "k" + i, "q".repeat(1000)));
+            }
+            p.flush();
+            produceThrottle = metric(p.metrics(), "producer-metrics", "produce-throttle-time-max");
+        }
+        double fetchThrottle = 0;
+        int read = 0;
+        TopicPartition tp = new TopicPartition(topic, partition);
+        try (KafkaConsumer<String, String> c = consumer(id)) {
+            c.assign(List.of(tp));
+            c.seekToBeginning(List.of(tp));
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+            while (read < count && fetchThrottle <= 0 && System.nanoTime() < deadline) {
+                read += c.poll(Duration.ofMillis(200)).count();
+                fetchThrottle = metric(c.metrics(), "consumer-fetch-manager-metrics",
+                    "fetch-throttle-time-max");
+            }
+        }
+        return obj("produce_throttle_ms", produceThrottle, "fetch_throttle_ms", fetchThrottle,
+            "read", read);
     }
 }
