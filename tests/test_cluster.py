@@ -2084,3 +2084,52 @@ def test_share_partition_owner_kill_9_never_redelivers_an_acknowledged_record(
     assert not redelivered, f"acknowledged before the kill, delivered again: {sorted(redelivered)}"
     assert {o for o, _ in in_flight["delivered"]} <= {o for o, _ in after["delivered"]}
     assert acked | set(after["confirmed"]) == set(range(300))
+
+
+def test_share_state_pruned_in_a_cluster_and_a_takeover_loads_the_right_state(
+        broker_factory, postgres, moto_server, topic_name):
+    """`__share_group_state` is pruned in a cluster as on one node: after
+    many acknowledgements (a snapshot every 5 updates), the broker owning
+    the share-partition deletes the records below the oldest snapshot
+    still needed (its log start moves). kill -9 of that owner: the new
+    owner loads the state from the pruned topic, so no confirmed record is
+    delivered again and every record ends up acknowledged."""
+    java_harness.require()
+    cluster = start_cluster(broker_factory, postgres, moto_server, extra_args=(
+        "--set", "share.coordinator.state.topic.prune.interval.ms=500",
+        "--set", "share.coordinator.snapshot.update.records.per.snapshot=5",
+        "--set", "share.coordinator.state.topic.num.partitions=1"))
+    brokers = cluster["brokers"]
+    bootstrap = ",".join(b.bootstrap for b in brokers)
+    create_topic(brokers[0].bootstrap, topic_name, 1)
+    produce_values(brokers[0].bootstrap, topic_name, 300, 1)
+    group = f"g-{topic_name}"
+
+    def state_log_start() -> int:
+        rows = cluster["pg"].rows(
+            "SELECT log_start FROM weir.partitions WHERE topic = '__share_group_state'",
+            db=cluster["db"])
+        return max((int(r[0]) for r in rows), default=0)
+
+    java = java_harness.JavaProcess(SHARES, bootstrap)
+    try:
+        java.call("configure_group", group=group,
+                  configs={"share.auto.offset.reset": "earliest"})
+        java.call("open", name="k", topic=topic_name, group=group,
+                  consumer={"share.acquire.mode": "record_limit", "max.poll.records": "10"})
+        before = java.call("consume", name="k", accepted=150)
+        wait_for(lambda: state_log_start() > 0, 120, "__share_group_state pruned")
+        owner = share_leases(cluster, topic_name)[0]
+        victim = next(b for b in brokers if b.name == f"node{owner}")
+        victim.kill()
+        acked = set(before["confirmed"])
+        after = java.call("consume", name="k", accepted=300 - len(acked), timeout=200)
+        java.call("close", name="k")
+    finally:
+        java.close()
+    assert len(acked) >= 150, before
+    new_owner = share_leases(cluster, topic_name).get(0)
+    assert new_owner is not None and new_owner != owner
+    redelivered = {offset for offset, _ in after["delivered"]} & acked
+    assert not redelivered, f"acknowledged before the kill, delivered again: {sorted(redelivered)}"
+    assert acked | set(after["confirmed"]) == set(range(300))

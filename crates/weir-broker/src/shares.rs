@@ -214,6 +214,8 @@ pub struct Shares {
     /// Cluster mode: topics whose share leases are followed, with the
     /// partition count asked for.
     followed: Mutex<HashMap<String, i32>>,
+    /// Cluster mode: a pruning replay is running.
+    pruning: std::sync::atomic::AtomicBool,
 }
 
 struct ClusterLink {
@@ -287,6 +289,7 @@ impl Shares {
             cluster: OnceLock::new(),
             loaded: Mutex::default(),
             followed: Mutex::default(),
+            pruning: std::sync::atomic::AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 groups: ShareGroups::default(),
                 sessions: ShareSessions::new(max_sessions),
@@ -1190,12 +1193,77 @@ impl Shares {
         if !expired.is_empty() {
             self.notify_released();
         }
-        // In a cluster no broker knows every key's snapshot, so none
-        // prunes (see ARCHITECTURE.md).
-        if !self.in_cluster() && now - inner.last_prune >= self.settings.prune_interval_ms {
+        if now - inner.last_prune >= self.settings.prune_interval_ms {
             inner.last_prune = now;
-            self.prune(&inner);
+            if self.in_cluster() {
+                self.prune_cluster();
+            } else {
+                self.prune(&inner);
+            }
         }
+    }
+
+    /// Cluster mode: no broker knows every key's latest snapshot, so a
+    /// broker holding share leases replays the whole topic and deletes,
+    /// in each state partition, the records before the oldest latest
+    /// snapshot of a live key. Safe whoever runs it and whenever: a
+    /// record appended after the replay only lands above that point.
+    fn prune_cluster(&self) {
+        if lock_map(&self.loaded).values().all(BTreeMap::is_empty) {
+            return;
+        }
+        let Some(me) = self.cluster.get().and_then(|l| l.me.upgrade()) else {
+            return;
+        };
+        if me.pruning.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        internal_log::detach(
+            "share state pruning",
+            Box::pin(async move {
+                let done = me.prune_replayed().await;
+                me.pruning
+                    .store(false, std::sync::atomic::Ordering::Release);
+                if let Err(e) = done {
+                    warn!(error = %e, "cannot prune {SHARE_STATE_TOPIC}");
+                }
+                Ok(())
+            }),
+        );
+    }
+
+    async fn prune_replayed(&self) -> Result<(), BrokerError> {
+        let Some(topic) = self.topics.topic(SHARE_STATE_TOPIC) else {
+            return Ok(());
+        };
+        let mut log = StateLog::default();
+        let mut read_to: BTreeMap<i32, i64> = BTreeMap::new();
+        for p in 0..topic.partition_count() {
+            let Some(l) = topic.partition(p) else {
+                continue;
+            };
+            // Taken before the read: everything below it is replayed.
+            read_to.insert(p, l.current_offsets().await?.high_watermark);
+            for (offset, (key, value)) in self.topics.read_records_at(SHARE_STATE_TOPIC, p).await? {
+                if let Some(key) = key {
+                    log.replay(p, offset, &key, value.as_ref());
+                }
+            }
+        }
+        for ks in log.states.values() {
+            let (p, o) = ks.snapshot_at;
+            if let Some(upto) = read_to.get_mut(&p) {
+                *upto = (*upto).min(o);
+            }
+        }
+        for (p, upto) in read_to {
+            if let Some(l) = topic.partition(p) {
+                if upto > l.offsets().log_start {
+                    l.delete_records(upto).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Deletes, in each state partition, the records before the oldest
