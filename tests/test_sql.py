@@ -532,6 +532,112 @@ def test_stream_stream_join_on_a_non_key_column_repartitions_one_side(sql, node)
     assert got == want
 
 
+@pytest.fixture(scope="module")
+def sql_kept(node, weir_binary, _broker_root):
+    """A server whose queries keep their repartition records for an hour
+    (not purged after 30 s), so a test on a slow machine can read them."""
+    s = SqlServer(weir_binary, _broker_root, node.bootstrap,
+                  "--set", "ksql.streams.repartition.purge.interval.ms=3600000", service_id="kept_").start()
+    yield s
+    rc = s.stop()
+    assert rc == 0, s.log_tail()
+
+
+def _internal_topics_of(sql, admin, qid: str, suffixes: list[str], sink: str) -> dict[str, int]:
+    """The query's repartition topics by suffix, with their partition
+    counts; each listed by SHOW ALL TOPICS (not SHOW TOPICS) and written
+    by one sub-topology of EXPLAIN's topology."""
+    prefix = f"_confluent-ksql-{sql.service_id}query_{qid}-"
+    topics = admin.list_topics(timeout=10).topics
+    mine = sorted(t[len(prefix):] for t in topics if t.startswith(prefix) and t.endswith("-repartition"))
+    assert mine == sorted(suffixes)
+    names = lambda ts: {t["name"] for t in ts[0]["topics"]}  # noqa: E731
+    assert {prefix + s for s in suffixes} <= names(sql.ksql("SHOW ALL TOPICS;")[1])
+    assert not {prefix + s for s in suffixes} & names(sql.ksql("SHOW TOPICS;")[1])
+    topology = sql.ksql(f"EXPLAIN {qid};")[1][0]["queryDescription"]["topology"]
+    for s in suffixes:
+        assert f"(topic: {s})" in topology, topology
+    assert f"(topic: {sink})" in topology, topology
+    return {s: len(topics[prefix + s].partitions) for s in suffixes}
+
+
+def _terminated(sql, admin, qid: str) -> None:
+    """TERMINATE deletes every internal topic of the query."""
+    prefix = f"_confluent-ksql-{sql.service_id}query_{qid}-"
+    sql.ksql(f"TERMINATE {qid};")
+    deadline = time.monotonic() + 30
+    while any(t.startswith(prefix) for t in admin.list_topics(timeout=10).topics):
+        assert time.monotonic() < deadline, "internal topics outlived TERMINATE"
+        time.sleep(0.2)
+
+
+def _placed_by_murmur2(node, rows: list[dict], partitions: int) -> None:
+    """Every record on the partition the Java client's partitioner gives its
+    key bytes."""
+    java = _java_partitions(node.bootstrap, sorted({r["key"] for r in rows}), partitions)
+    assert all(java[r["key"]] == r["partition"] for r in rows)
+
+
+def _canon(value) -> str:
+    """A JSON value (bytes or decoded) in one spelling, for sorting."""
+    return json.dumps(json.loads(value) if isinstance(value, bytes) else value, sort_keys=True)
+
+
+def _window_pairs(lefts: list[dict], rights: list[dict], lkey, rkey, within: int) -> list[tuple]:
+    """An inner stream-stream join's pairs, as ksqlDB's semantics give them
+    (no record late for its window): every (left, right) with equal join
+    keys within `within` ms, stamped with the later timestamp."""
+    return [(lkey(l_), l_, r, max(l_["timestamp"], r["timestamp"]))
+            for l_ in lefts for r in rights
+            if lkey(l_) == rkey(r) and abs(l_["timestamp"] - r["timestamp"]) <= within]
+
+
+def test_stream_stream_join_re_keying_both_sides_uses_two_topics(sql_kept, node):
+    """A stream-stream join with neither side keyed by its join expression
+    re-keys both, through `Join-left-repartition` and
+    `Join-right-repartition`: both sized as the larger side, keyed in the
+    first source's key format, every record where the Java client's
+    partitioner puts its key; the output is every pair of the window,
+    record by record."""
+    sql = sql_kept
+    sql.ksql("CREATE STREAM bsl (ID INT KEY, A STRING, J INT)"
+             " WITH (KAFKA_TOPIC='bsl', VALUE_FORMAT='JSON', PARTITIONS=2);"
+             "CREATE STREAM bsr (ID INT KEY, B STRING, J INT)"
+             " WITH (KAFKA_TOPIC='bsr', VALUE_FORMAT='JSON', PARTITIONS=3);"
+             "CREATE STREAM bs_out AS SELECT L.J, L.A, R.B FROM bsl L JOIN bsr R"
+             " WITHIN 10 SECONDS ON L.J = R.J;")
+    qid = next(q["id"] for q in sql.ksql("SHOW QUERIES;")[1][0]["queries"] if q["sinks"] == ["BS_OUT"])
+    # Join values 0..7 on the right; the left also names 8 and 9 (no
+    # match) and NULL (dropped); half the lefts are outside the window.
+    rights = [{"key": {"int": r}, "value": {"B": f"b{r}", "J": r % 8}, "timestamp": 100_000 + r * 1000}
+              for r in range(12)]
+    lefts = [{"key": {"int": i}, "value": {"A": f"a{i}", "J": None if i % 13 == 5 else i % 10},
+              "timestamp": 100_000 + (i % 10) * 1000 + (5_000 if i % 2 else 15_000)} for i in range(40)]
+    produce(node.bootstrap, "bsr", rights)
+    produce(node.bootstrap, "bsl", lefts)
+    wait_caught_up(node.bootstrap, query_group("kept_", qid), ["bsl", "bsr"])
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": node.bootstrap})
+    prefix = f"_confluent-ksql-kept_query_{qid}-"
+    counts = _internal_topics_of(sql, admin, qid, ["Join-left-repartition", "Join-right-repartition"], "BS_OUT")
+    assert counts == {"Join-left-repartition": 3, "Join-right-repartition": 3}
+    topology = sql.ksql(f"EXPLAIN {qid};")[1][0]["queryDescription"]["topology"]
+    assert "(topics: [Join-left-repartition, Join-right-repartition])" in topology, topology
+    sent_left = read_all(node.bootstrap, prefix + "Join-left-repartition")
+    sent_right = read_all(node.bootstrap, prefix + "Join-right-repartition")
+    assert sorted(r["key"] for r in sent_left) == sorted(
+        key_bytes({"int": l_["value"]["J"]}) for l_ in lefts if l_["value"]["J"] is not None)
+    assert sorted(r["key"] for r in sent_right) == sorted(key_bytes({"int": r["value"]["J"]}) for r in rights)
+    _placed_by_murmur2(node, sent_left + sent_right, 3)
+    out = read_all(node.bootstrap, "BS_OUT")
+    got = sorted((r["key"], _canon(r["value"]), r["timestamp"]) for r in out)
+    want = sorted((key_bytes({"int": k}), _canon({"A": l_["value"]["A"], "B": r["value"]["B"]}), ts)
+                  for k, l_, r, ts in _window_pairs([x for x in lefts if x["value"]["J"] is not None], rights,
+                                                    lambda x: x["value"]["J"], lambda x: x["value"]["J"], 10_000))
+    assert len(want) > 10 and got == want
+    _terminated(sql, admin, qid)
+
+
 def test_group_by_over_a_table_sends_old_and_new_rows_through_a_topic(sql, node):
     """GROUP BY over a table re-keys through the query's
     Aggregate-GroupBy-repartition topic as Kafka Streams' table groupBy
@@ -1628,6 +1734,25 @@ def test_kill9_repartitioned_stream_stream_join_is_exactly_once(node, weir_binar
                {"kssr": rights, "kssl": lefts},
                "CREATE STREAM {sink} AS SELECT L.RID, L.A, R.B FROM kssl L JOIN kssr R WITHIN 5 SECONDS ON L.RID = R.ID;",
                "KSSJ_OUT", ["kssr", "kssl"], ordered=False,
+               # Short transactions, so the kills fall between them.
+               extra=("--set", "ksql.streams.commit.interval.ms=200"))
+
+
+def test_kill9_stream_stream_join_re_keying_both_sides_is_exactly_once(node, weir_binary, _broker_root):
+    """A stream-stream join re-keying both sides (two repartition topics,
+    each with its offsets committed in the query's transactions), killed
+    with kill -9 at three random points: the output read_committed holds
+    the uninterrupted run's records, no duplicate and no gap."""
+    rights = [{"key": {"int": r}, "value": {"B": f"b{r}", "J": r % 150}, "timestamp": 10_000 + r * 400}
+              for r in range(300)]
+    lefts = [{"key": {"int": i}, "value": {"A": f"a{i}", "J": i % 150}, "timestamp": 10_000 + i * 5}
+             for i in range(30_000)]
+    _kill_test(node, weir_binary, _broker_root, "kbsj_",
+               ["CREATE STREAM kbsr (ID INT KEY, B STRING, J INT) WITH (KAFKA_TOPIC='kbsr', VALUE_FORMAT='JSON', PARTITIONS=3);",
+                "CREATE STREAM kbsl (ID INT KEY, A STRING, J INT) WITH (KAFKA_TOPIC='kbsl', VALUE_FORMAT='JSON', PARTITIONS=2);"],
+               {"kbsr": rights, "kbsl": lefts},
+               "CREATE STREAM {sink} AS SELECT L.J, L.A, R.B FROM kbsl L JOIN kbsr R WITHIN 5 SECONDS ON L.J = R.J;",
+               "KBSJ_OUT", ["kbsr", "kbsl"], ordered=False,
                # Short transactions, so the kills fall between them.
                extra=("--set", "ksql.streams.commit.interval.ms=200"))
 

@@ -23,7 +23,7 @@ use crate::error::{Result, SqlError};
 use crate::format::{Format, RegistryFormat};
 use crate::functions;
 use crate::parser;
-use crate::plan::{self, Op, Plan};
+use crate::plan::{self, Feed, Op, Plan};
 use crate::processing_log::{self, ProcessingLog};
 use crate::registry::Registry;
 use crate::runtime::{self, Admin, KafkaSettings, Output, QueryHandle, QuerySpec, Sink};
@@ -95,8 +95,8 @@ pub struct PersistentQuery {
     pub sink_topic: String,
     pub sources: Vec<String>,
     pub changelog: Option<String>,
-    /// The repartition topic of a query that re-keys.
-    pub repartition: Option<String>,
+    /// The repartition topics of a query that re-keys.
+    pub repartitions: Vec<String>,
     /// Kafka Streams' description of the query's topology, for `EXPLAIN`.
     pub topology: String,
     /// ksqlDB's `executionPlan` text, for `EXPLAIN`.
@@ -541,7 +541,7 @@ impl Engine {
                     sink_topic: q.sink_topic.clone(),
                     sources: q.sources.clone(),
                     changelog: None,
-                    repartition: None,
+                    repartitions: Vec::new(),
                     topology: String::new(),
                     execution_plan: String::new(),
                     tasks: Vec::new(),
@@ -808,7 +808,7 @@ impl Engine {
                     if let Some(mut pq) = state.queries.remove(&q) {
                         runtime::blocking(|| pq.handle.stop());
                         // Its internal topics go with it, as ksqlDB deletes them.
-                        for t in pq.changelog.iter().chain(&pq.repartition) {
+                        for t in pq.changelog.iter().chain(&pq.repartitions) {
                             if let Err(e) = self.admin.delete(&[t]).await {
                                 warn!(query = %q, topic = %t, error = %e, "could not delete an internal topic");
                             }
@@ -1084,30 +1084,30 @@ impl Engine {
         } else {
             None
         };
-        // As many partitions as the source (a join's: as the table), as
-        // Kafka Streams sizes them;
+        // Sized as Kafka Streams sizes them (`Plan::repartition_counts`);
         // kept until the query has committed it read them (then purged).
-        let repartition = match plan.repartition_suffix() {
-            Some(suffix) => {
-                let t = format!("{prefix}-{suffix}");
-                let co = plan.repartition_co_input().unwrap_or(0);
-                let n = inputs.get(co).map_or(partitions, |(_, n)| *n);
-                self.admin
-                    .create(
-                        &t,
-                        n,
-                        &[("cleanup.policy", "delete"), ("retention.ms", "-1")],
-                    )
-                    .await?;
-                let n = self.admin.partitions(&t)?.unwrap_or(n);
-                Some((t, n))
-            }
-            None => None,
-        };
+        let input_counts: Vec<i32> = inputs.iter().map(|(_, n)| *n).collect();
+        let mut repartitions = Vec::new();
+        for (r, n) in plan
+            .run_repartitions()
+            .iter()
+            .zip(plan.repartition_counts(&input_counts))
+        {
+            let t = format!("{prefix}-{}", r.suffix);
+            self.admin
+                .create(
+                    &t,
+                    n,
+                    &[("cleanup.policy", "delete"), ("retention.ms", "-1")],
+                )
+                .await?;
+            let n = self.admin.partitions(&t)?.unwrap_or(n);
+            repartitions.push((t, n));
+        }
         // One task per partition only when every partition count agrees
         // (a changelog made before tasks existed may not): else one task.
         let mut counts: Vec<i32> = inputs.iter().map(|(_, n)| *n).collect();
-        counts.extend(repartition.as_ref().map(|(_, n)| *n));
+        counts.extend(repartitions.iter().map(|(_, n)| *n));
         if let Some(cl) = &changelog {
             counts.push(self.admin.partitions(cl)?.unwrap_or(0));
         }
@@ -1123,12 +1123,20 @@ impl Engine {
             };
         let topology = topology_text(&plan, &inputs, &sink.topic);
         let execution_plan = execution_plan(&plan, query_id, &sink.name);
-        let task_layout = task_layout(&inputs, repartition.as_ref(), tasks);
+        let fed: Vec<usize> = plan
+            .run_repartitions()
+            .iter()
+            .filter_map(|r| match r.feed {
+                Feed::Input(i) => Some(i),
+                Feed::Stage(_) => None,
+            })
+            .collect();
+        let task_layout = task_layout(&inputs, &repartitions, &fed, tasks);
         let sources = plan.inputs.iter().map(|i| i.source.name.clone()).collect();
         let group_id = prefix.clone();
         let spec = QuerySpec {
             id: query_id.to_string(),
-            repartition: repartition.clone(),
+            repartitions: repartitions.clone(),
             inputs,
             group_id: prefix.clone(),
             settings: self.config.kafka.clone(),
@@ -1161,7 +1169,7 @@ impl Engine {
                 sink_topic: sink.topic.clone(),
                 sources,
                 changelog,
-                repartition: repartition.map(|(t, _)| t),
+                repartitions: repartitions.into_iter().map(|(t, _)| t).collect(),
                 topology,
                 execution_plan,
                 tasks: task_layout,
@@ -1611,7 +1619,7 @@ impl Engine {
             offset_reset: session.offset_reset(&self.config),
             commit_interval: self.config.commit_interval(),
             purge_interval: self.config.purge_interval(),
-            repartition: None,
+            repartitions: Vec::new(),
             tasks: 1,
             threads: 1,
             plan,
@@ -1699,7 +1707,7 @@ impl Engine {
             offset_reset: "earliest".into(),
             commit_interval: self.config.commit_interval(),
             purge_interval: self.config.purge_interval(),
-            repartition: None,
+            repartitions: Vec::new(),
             tasks: 1,
             threads: 1,
             plan: plan.clone(),
@@ -1939,9 +1947,12 @@ fn topology_text(plan: &Plan, inputs: &[(String, i32)], sink_topic: &str) -> Str
     let store = plan
         .changelog_suffix()
         .map(|s| s.trim_end_matches("-changelog").to_string());
-    let source_topics: Vec<&str> = inputs.iter().map(|(t, _)| t.as_str()).collect();
+    let rekeys = plan.run_repartitions();
+    // Repartition topics by their short names, as Kafka Streams names them.
+    let short: Vec<&str> = rekeys.iter().map(|r| r.suffix.as_str()).collect();
     let mut out = String::from("Topologies:\n");
-    let mut sub = |n: usize, from: &[&str], store: Option<&str>, to: &str| {
+    let mut n = 0;
+    let mut sub = |from: &[&str], store: Option<&str>, to: &str| {
         out.push_str(&format!("   Sub-topology: {n}\n"));
         out.push_str(&format!(
             "    Source: KSTREAM-SOURCE-{n} (topics: [{}])\n",
@@ -1951,18 +1962,38 @@ fn topology_text(plan: &Plan, inputs: &[(String, i32)], sink_topic: &str) -> Str
             out.push_str(&format!("    Processor: {st} (stores: [{st}])\n"));
         }
         out.push_str(&format!("    Sink: KSTREAM-SINK-{n} (topic: {to})\n"));
+        n += 1;
     };
-    match plan.repartition_suffix() {
-        Some(r) => {
-            // Input 0 is re-keyed; the second stage reads the re-keyed
-            // rows and any other input (a join's table) directly.
-            sub(0, &source_topics[..source_topics.len().min(1)], None, r);
-            let second: Vec<&str> = std::iter::once(r)
-                .chain(source_topics.iter().skip(1).copied())
-                .collect();
-            sub(1, &second, store.as_deref(), sink_topic);
+    // Each input that re-keys: read, re-keyed, written to its topic.
+    for (j, r) in rekeys.iter().enumerate() {
+        if let Feed::Input(i) = r.feed {
+            sub(&[inputs[i].0.as_str()], None, short[j]);
         }
-        None => sub(0, &source_topics, store.as_deref(), sink_topic),
+    }
+    // The rest reads each input directly or through its topic, and a
+    // chain's stage whose rows re-key ends one sub-topology and starts
+    // the next.
+    let topic_of = |feed: Feed| rekeys.iter().position(|r| r.feed == feed).map(|j| short[j]);
+    let stages = match &plan.op {
+        Op::Joins { stages, .. } => stages.len(),
+        _ => 1,
+    };
+    let mut from: Vec<&str> = vec![topic_of(Feed::Input(0)).unwrap_or(inputs[0].0.as_str())];
+    for s in 0..stages {
+        for i in (s + 1..inputs.len()).take(match plan.op {
+            Op::Joins { .. } => 1,
+            _ => inputs.len(),
+        }) {
+            from.push(topic_of(Feed::Input(i)).unwrap_or(inputs[i].0.as_str()));
+        }
+        match topic_of(Feed::Stage(s)) {
+            Some(t) => {
+                sub(&from, store.as_deref(), t);
+                from = vec![t];
+            }
+            None if s + 1 == stages => sub(&from, store.as_deref(), sink_topic),
+            None => {}
+        }
     }
     out
 }
@@ -2078,18 +2109,29 @@ fn source_fields(s: &Source) -> Vec<J> {
 /// its sub-topology's topics; one task reads every partition.
 fn task_layout(
     inputs: &[(String, i32)],
-    repartition: Option<&(String, i32)>,
+    repartitions: &[(String, i32)],
+    fed: &[usize],
     tasks: usize,
 ) -> Vec<(String, Vec<(String, i32)>)> {
-    let subs: Vec<Vec<&(String, i32)>> = match repartition {
-        // Input 0 is re-keyed; the second stage reads the re-keyed rows
-        // and the other inputs.
-        Some(r) => vec![
-            inputs.iter().take(1).collect(),
-            std::iter::once(r).chain(inputs.iter().skip(1)).collect(),
-        ],
-        None => vec![inputs.iter().collect()],
-    };
+    // Each re-keyed input is read by a stage of its own; the last stage
+    // reads the re-keyed rows and the other inputs.
+    let mut subs: Vec<Vec<&(String, i32)>> = fed
+        .iter()
+        .filter(|_| !repartitions.is_empty())
+        .filter_map(|&i| inputs.get(i).map(|t| vec![t]))
+        .collect();
+    subs.push(
+        repartitions
+            .iter()
+            .chain(
+                inputs
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| repartitions.is_empty() || !fed.contains(i))
+                    .map(|(_, t)| t),
+            )
+            .collect(),
+    );
     let mut out = Vec::new();
     for (sub, topics) in subs.iter().enumerate() {
         if tasks > 1 {

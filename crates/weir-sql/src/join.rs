@@ -22,7 +22,7 @@ use crate::error::{Result, SqlError};
 use crate::expr::Node;
 use crate::plan::nulls;
 use crate::state;
-use crate::types::Value;
+use crate::types::{SqlType, Value};
 
 /// Where a buffered row came from: the input record that made it (input,
 /// partition, offset) and its rank among the rows that record made, so
@@ -66,6 +66,8 @@ pub struct Stage {
     pub window: Option<JoinWindow>,
     pub left_width: usize,
     pub right_width: usize,
+    /// The join key's type (a repartition topic's key column).
+    pub key_type: SqlType,
 }
 
 impl Stage {

@@ -110,6 +110,48 @@ impl WindowSpec {
     }
 }
 
+/// What a repartition topic carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// A source input's rows (or a table's updates), re-keyed.
+    Input(usize),
+    /// The rows a join stage emits, re-keyed for the next stage's left
+    /// side.
+    Stage(usize),
+}
+
+/// One repartition topic of a query (see [`Plan::repartitions`]).
+#[derive(Debug, Clone)]
+pub struct Rekey {
+    /// The topic name after the query's prefix.
+    pub suffix: String,
+    pub feed: Feed,
+    /// A join's: the stage and side (0 left, 1 right) its rows enter.
+    pub enters: Option<(usize, usize)>,
+    /// The key format, with the new key as its column; `None`: the
+    /// sink's (an aggregation's result keeps the re-keyed row's key and
+    /// partition).
+    pub key: Option<Codec>,
+}
+
+/// A join key's codec in `codec`'s format: as it is when its single
+/// column already has the key's type, else a single column of that type;
+/// `None` for a registry format, whose schema would have to be
+/// registered for the new column.
+fn typed_key(codec: Codec, ty: &SqlType) -> Option<Codec> {
+    if codec.columns.len() == 1 && codec.columns[0].1 == *ty {
+        return Some(codec);
+    }
+    if matches!(codec.format, Format::Registry(_)) {
+        return None;
+    }
+    Some(Codec::new(
+        codec.format,
+        vec![("ROWKEY".to_string(), ty.clone())],
+        false,
+    ))
+}
+
 /// The operator a query runs.
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -257,90 +299,183 @@ impl Plan {
         self.table_inputs()
     }
 
-    /// The suffix of the repartition topic, when the query re-keys before
-    /// a stateful operator, as ksqlDB names it: a `GROUP BY` over an
-    /// unwindowed stream on anything but the stream's key columns (in
-    /// order), any `GROUP BY` over a table (Kafka Streams' table `groupBy`
-    /// always repartitions, sending each update's old and new row), a
-    /// stream–table join whose `ON` is not the stream's key, or a
-    /// stream–stream join with one side not keyed by its join expression.
-    /// The re-keyed rows go through this topic, partitioned by the new
-    /// key, and the aggregation or join reads them back (Kafka Streams'
+    /// The repartition topics of a query that re-keys before a stateful
+    /// operator, in a fixed order, named as ksqlDB names them: a `GROUP
+    /// BY` over an unwindowed stream on anything but the stream's key
+    /// columns (in order), any `GROUP BY` over a table (Kafka Streams'
+    /// table `groupBy` always repartitions, sending each update's old and
+    /// new row), a stream–table join whose `ON` is not the stream's key,
+    /// and each join input not keyed by its join expression: a stream
+    /// side of a stream–stream join (`Join-left-repartition`,
+    /// `Join-right-repartition`, either or both), the stream side of a
+    /// stream–table join (`Join-repartition`), and, in a chain, the rows
+    /// a stage emits when the next stage joins them on another
+    /// expression (the next stage's left side). A chain's stages are
+    /// prefixed as ksqlDB's planner prefixes them: the last stage has no
+    /// prefix, the one before `L_`, the one before that `L_L_`. The
+    /// re-keyed rows go through the topic, partitioned by the new key,
+    /// and the aggregation or join reads them back (Kafka Streams'
     /// `groupBy`, and the join's repartition after ksqlDB's `selectKey`).
-    /// [`Plan::repartitioned_input`] is the side re-keyed.
-    pub fn repartition_suffix(&self) -> Option<&'static str> {
-        let src = &self.inputs.first()?.source;
+    pub fn repartitions(&self) -> Vec<Rekey> {
+        let Some(src) = self.inputs.first().map(|i| &i.source) else {
+            return Vec::new();
+        };
         if src.window.is_some() {
-            return None;
+            return Vec::new();
         }
+        let single = |suffix: &str, key: Option<Codec>| {
+            vec![Rekey {
+                suffix: suffix.to_string(),
+                feed: Feed::Input(0),
+                enters: None,
+                key,
+            }]
+        };
         match &self.op {
-            Op::Aggregate { .. } if src.is_table() => Some("Aggregate-GroupBy-repartition"),
-            _ if src.is_table() => None,
+            Op::Aggregate { .. } if src.is_table() => single("Aggregate-GroupBy-repartition", None),
+            _ if src.is_table() => Vec::new(),
             Op::Aggregate { group, .. } => {
                 let by_key = group.len() == src.key.len()
                     && group
                         .iter()
                         .enumerate()
                         .all(|(i, g)| matches!(g, Node::Column(c) if *c == i));
-                (!by_key).then_some("Aggregate-GroupBy-repartition")
+                if by_key {
+                    Vec::new()
+                } else {
+                    single("Aggregate-GroupBy-repartition", None)
+                }
             }
             Op::StreamTable { left_key, .. } => {
-                let by_key = src.key.len() == 1 && matches!(left_key, Node::Column(0));
-                (!by_key).then_some("Join-repartition")
+                if src.key.len() == 1 && matches!(left_key, Node::Column(0)) {
+                    Vec::new()
+                } else {
+                    single("Join-repartition", Some(self.inputs[1].key_codec.clone()))
+                }
             }
-            Op::Joins { .. } => match self.stream_join_rekeyed() {
-                Some(0) => Some("Join-left-repartition"),
-                Some(_) => Some("Join-right-repartition"),
-                None => None,
-            },
-            _ => None,
+            Op::Joins { stages, .. } => self.join_rekeys(stages).unwrap_or_default(),
+            _ => Vec::new(),
         }
     }
 
-    /// A stream–stream join (one windowed stage over two unwindowed
-    /// streams) with exactly one side not keyed by its join expression:
-    /// that side (0 left, 1 right). Joins where both sides re-key, and
-    /// chains, re-key in memory.
-    fn stream_join_rekeyed(&self) -> Option<usize> {
-        let Op::Joins { stages, .. } = &self.op else {
-            return None;
-        };
-        let [stage] = &stages[..] else {
-            return None;
-        };
-        stage.window?;
-        let by_key = |input: usize, key: &Node| {
+    /// The repartition topics of a join (chain): per stage, each side not
+    /// keyed by its join expression. `None` when a re-keyed stage's key
+    /// format cannot carry its join key without a registry schema of its
+    /// own (such joins re-key in memory).
+    fn join_rekeys(&self, stages: &[Stage]) -> Option<Vec<Rekey>> {
+        let keyed = |input: usize, key: &Node| {
             let src = &self.inputs[input].source;
-            !src.is_table()
-                && src.window.is_none()
-                && src.key.len() == 1
-                && matches!(key, Node::Column(0))
+            src.window.is_none() && src.key.len() == 1 && matches!(key, Node::Column(0))
         };
-        match (by_key(0, &stage.left_key), by_key(1, &stage.right_key)) {
-            (false, true) => Some(0),
-            (true, false) => Some(1),
-            _ => None,
+        let mut out = Vec::new();
+        // The key codec of the previous stage's result.
+        let mut prev: Option<Codec> = None;
+        for (s, st) in stages.iter().enumerate() {
+            let prefix = "L_".repeat(stages.len() - 1 - s);
+            // A later stage's left side is keyed when it joins on either
+            // column of the previous stage's join (ksqlDB treats both as
+            // the joined result's key).
+            let left_keyed = match s {
+                0 => keyed(0, &st.left_key),
+                _ => {
+                    let p = &stages[s - 1];
+                    matches!(st.left_key, Node::Column(c)
+                        if matches!(p.left_key, Node::Column(x) if x == c)
+                            || matches!(p.right_key, Node::Column(x) if x + p.left_width == c))
+                }
+            };
+            let right_keyed = st.window.is_none() || keyed(s + 1, &st.right_key);
+            let left_codec = match s {
+                0 => self.inputs[0].key_codec.clone(),
+                _ => prev.clone()?,
+            };
+            // As ksqlDB resolves a join's key format: the side not
+            // re-keyed keeps its own; when both are, the first source's.
+            let codec = match (left_keyed, right_keyed) {
+                (true, _) => left_codec,
+                (false, true) => self.inputs[s + 1].key_codec.clone(),
+                (false, false) => {
+                    let first = self.inputs[..=s + 1]
+                        .iter()
+                        .map(|i| &i.key_codec)
+                        .find(|c| c.format != Format::None)
+                        .map_or(Format::Kafka, |c| c.format.clone());
+                    Codec::new(first, Vec::new(), false)
+                }
+            };
+            let codec = typed_key(codec, &st.key_type)?;
+            let side = |n: &str, feed: Feed, side: usize| Rekey {
+                suffix: format!("{prefix}Join-{n}repartition"),
+                feed,
+                enters: Some((s, side)),
+                key: Some(codec.clone()),
+            };
+            let left_feed = match s {
+                0 => Feed::Input(0),
+                _ => Feed::Stage(s - 1),
+            };
+            match (left_keyed, right_keyed, st.window.is_some()) {
+                (false, _, false) => out.push(side("", left_feed, 0)),
+                (false, _, true) => out.push(side("left-", left_feed, 0)),
+                _ => {}
+            }
+            if !right_keyed {
+                out.push(side("right-", Feed::Input(s + 1), 1));
+            }
+            prev = Some(codec);
+        }
+        Some(out)
+    }
+
+    /// The partition count of each of [`Plan::repartitions`], given the
+    /// inputs' counts, as Kafka Streams sizes them: an aggregation's as
+    /// its source; a join side's as the other side's when only one side
+    /// re-keys, else the larger of the two (a later stage's left side
+    /// counts as its previous stage's partitions).
+    pub fn repartition_counts(&self, counts: &[i32]) -> Vec<i32> {
+        let rekeys = self.repartitions();
+        let count = |i: usize| counts.get(i).copied().unwrap_or(1);
+        let Op::Joins { stages, .. } = &self.op else {
+            let n = match self.op {
+                Op::StreamTable { .. } => count(1),
+                _ => count(0),
+            };
+            return rekeys.iter().map(|_| n).collect();
+        };
+        let mut per_stage = Vec::new();
+        let mut prev = count(0);
+        for s in 0..stages.len() {
+            let rekeyed = |side| rekeys.iter().any(|r| r.enters == Some((s, side)));
+            let (l, r) = (prev, count(s + 1));
+            let n = match (rekeyed(0), rekeyed(1)) {
+                (false, _) => l,
+                (true, false) => r,
+                (true, true) => l.max(r),
+            };
+            per_stage.push(n);
+            prev = n;
+        }
+        rekeys
+            .iter()
+            .map(|r| r.enters.map_or(count(0), |(s, _)| per_stage[s]))
+            .collect()
+    }
+
+    /// The repartition topics a persistent query runs with: those of
+    /// [`Plan::repartitions`], except for a chain of several joins, which
+    /// still re-keys in memory (its stages' topics are planned, but a
+    /// record held for rows of an earlier stage waited seconds at a time
+    /// for them to come back, so chains are not switched over yet).
+    pub fn run_repartitions(&self) -> Vec<Rekey> {
+        match &self.op {
+            Op::Joins { stages, .. } if stages.len() > 1 => Vec::new(),
+            _ => self.repartitions(),
         }
     }
 
-    /// The input a re-keying query sends through its repartition topic
-    /// (the others are read directly): input 0, or a stream–stream join's
-    /// right side when only that side re-keys.
-    pub fn repartitioned_input(&self) -> usize {
-        self.stream_join_rekeyed().unwrap_or(0)
-    }
-
-    /// The input a repartition topic is co-partitioned with: its partition
-    /// count and key format are that input's (a join's table, so each
-    /// re-keyed row meets its table row in the same partition), or, when
-    /// `None`, the source's count and the sink's key format (an
-    /// aggregation's result keeps the re-keyed row's key and partition).
-    pub fn repartition_co_input(&self) -> Option<usize> {
-        match self.op {
-            Op::StreamTable { .. } => Some(1),
-            Op::Joins { .. } => self.stream_join_rekeyed().map(|side| 1 - side),
-            _ => None,
-        }
+    /// The suffix of the first repartition topic, if the query re-keys.
+    pub fn repartition_suffix(&self) -> Option<String> {
+        self.repartitions().into_iter().next().map(|r| r.suffix)
     }
 
     /// Whether every key's state lives on one input partition number, so
@@ -367,7 +502,7 @@ impl Plan {
             // table's rows) is by source partition, the aggregates by
             // repartition partition.
             Op::Aggregate { group, .. } => {
-                self.repartition_suffix().is_some()
+                !self.repartitions().is_empty()
                     || (!src.is_table()
                         && src.window.is_none()
                         && on_key(&group.iter().collect::<Vec<_>>()))
@@ -375,7 +510,7 @@ impl Plan {
             // Not through `Join-repartition`: a table record there waits
             // for the re-keyed rows the query sent, counted in one place.
             Op::StreamTable { left_key, .. } => {
-                self.repartition_suffix().is_none() && src.window.is_none() && on_key(&[left_key])
+                self.repartitions().is_empty() && src.window.is_none() && on_key(&[left_key])
             }
             _ => false,
         }
@@ -1459,6 +1594,7 @@ fn plan_joins(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Result<P
                 deferred: within.grace_ms.is_some(),
             })
         };
+        let ty = compile(re, &rs, "JOIN")?.ty;
         stages.push(Stage {
             kind: join.kind,
             left_key,
@@ -1466,8 +1602,8 @@ fn plan_joins(query: &Query, inputs: Vec<Input>, sink: Option<&str>) -> Result<P
             window,
             left_width: inputs[..=j].iter().map(Input::width).sum(),
             right_width: right.width(),
+            key_type: ty.clone(),
         });
-        let ty = compile(re, &rs, "JOIN")?.ty;
         scope.columns.extend(rs.columns.iter().cloned());
         sides.push((join.kind, le.clone(), re.clone()));
         last_sides = Some(ty);

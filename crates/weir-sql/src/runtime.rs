@@ -38,9 +38,9 @@ use tracing::{info, warn};
 
 use crate::error::{Result, SqlError};
 use crate::format::{windowed_key, Codec, WindowType};
-use crate::plan::{Op, Plan};
+use crate::plan::{Feed, Op, Plan};
 use crate::processing_log::ProcessingLog;
-use crate::task::{Effects, InRecord, OutRow, Task};
+use crate::task::{Effects, InRecord, OutRow, Repartitioned, Task};
 
 /// Kafka client settings shared by every client the server makes.
 #[derive(Debug, Clone)]
@@ -380,9 +380,9 @@ pub struct QuerySpec {
     /// How often a persistent query commits its transaction
     /// (`ksql.streams.commit.interval.ms`).
     pub commit_interval: Duration,
-    /// A persistent query that re-keys: its repartition topic and
-    /// partition count (see [`Plan::repartition_suffix`]).
-    pub repartition: Option<(String, i32)>,
+    /// A persistent query that re-keys: its repartition topics and
+    /// their partition counts, in [`Plan::repartitions`] order.
+    pub repartitions: Vec<(String, i32)>,
     /// How often consumed repartition records are deleted
     /// (`ksql.streams.repartition.purge.interval.ms`).
     pub purge_interval: Duration,
@@ -424,7 +424,7 @@ pub fn start(spec: QuerySpec, output: Output) -> QueryHandle {
     let materialized = spec.plan.is_aggregate();
     let n = spec.tasks.max(1);
     let tasks: Vec<TaskRef> = (0..n)
-        .map(|_| Arc::new(Mutex::new(Task::new(spec.plan.clone()))))
+        .map(|_| Arc::new(Mutex::new(new_task(&spec, &output))))
         .collect();
     let stats = Arc::new(QueryStats::default());
     // A push query (rows to one client) runs on one thread.
@@ -673,11 +673,16 @@ fn run(
 ) -> Result<()> {
     let persistent = matches!(output, Output::Topic { .. });
     let tasks = worker.tasks.as_slice();
-    // The repartition topic is read as one more input, after the plan's,
+    // Each repartition topic is read as one more input, after the plan's,
     // and its offsets are committed with theirs.
-    let repartition = spec.repartition.as_ref().filter(|_| persistent);
-    let all_inputs: Vec<(String, i32)> = spec.inputs.iter().chain(repartition).cloned().collect();
-    let repartition_input = repartition.map(|_| spec.inputs.len());
+    let repartitions: &[(String, i32)] = match persistent {
+        true => &spec.repartitions,
+        false => &[],
+    };
+    let all_inputs: Vec<(String, i32)> = spec.inputs.iter().chain(repartitions).cloned().collect();
+    let first_rekeyed = spec.inputs.len();
+    let rekeys = spec.plan.repartitions();
+    let is_rekeyed = |i: usize| i >= first_rekeyed;
     let consumer: BaseConsumer<EndsContext> = consumer_config(spec, persistent)
         .set("statistics.interval.ms", "100")
         .create_with_context(EndsContext::default())
@@ -732,7 +737,7 @@ fn run(
     }
     // Rebuild the state of this thread's tasks.
     for &t in &worker.owned {
-        *lock(&tasks[t]) = Task::new(spec.plan.clone());
+        *lock(&tasks[t]) = new_task(spec, output);
     }
     let owns = |p: i32| worker.owns(p);
     if let Output::Topic {
@@ -803,7 +808,7 @@ fn run(
                 None if table_inputs.contains(&i) => Offset::Beginning,
                 // Everything in a repartition topic was written by this
                 // query and is still to be aggregated.
-                None if repartition_input == Some(i) => Offset::Beginning,
+                None if is_rekeyed(i) => Offset::Beginning,
                 None if spec.offset_reset == "earliest" => Offset::Beginning,
                 // `latest` is resolved now, so a query that answered has a
                 // fixed starting point.
@@ -836,22 +841,43 @@ fn run(
     let mut blocked_since: Option<Instant> = None;
     let mut in_flight = false;
     let limit = spec.plan.limit;
-    let mut purger = match repartition {
-        Some(_) => Some(Purger::new(&spec.settings, spec.purge_interval)?),
-        None => None,
+    let mut purger = match repartitions.is_empty() {
+        false => Some(Purger::new(&spec.settings, spec.purge_interval)?),
+        true => None,
     };
-    // A join that re-keys one side: the other side's records wait for the
+    let rekeyed_out = RekeyedOut::new(spec, output, repartitions);
+    // The first half: source inputs re-keyed into a repartition topic.
+    let fed: Vec<usize> = rekeys
+        .iter()
+        .filter_map(|r| match r.feed {
+            Feed::Input(i) => Some(i),
+            Feed::Stage(_) => None,
+        })
+        .collect();
+    // A join that re-keys: the records that enter the join directly and
+    // those read back from another repartition topic wait for the
     // re-keyed rows sent at or before their timestamp to come back, so
-    // each row meets the other side as of its own time, as the direct
-    // join's timestamp merge has it. `unread` counts the rows sent and not
-    // yet read back, by timestamp; a held record commits the transaction
-    // at once, which makes them readable.
-    let rekeyed = spec.plan.repartitioned_input();
-    let held_inputs: Vec<usize> = match repartition_input {
-        Some(r) => (0..r).filter(|&i| i != rekeyed).collect(),
-        None => Vec::new(),
+    // each row meets the others as of its own time, as the direct join's
+    // timestamp merge has it. `unread` counts the rows sent and not yet
+    // read back, by timestamp and merge rank (an input `i` and what it
+    // re-keys rank `2 i`, a stage's rows re-keyed for stage `s` rank
+    // `2 s - 1`: before the stage's right input, as the direct join has
+    // them at once); a held record commits the transaction at once, which
+    // makes them readable.
+    let join = matches!(spec.plan.op, Op::StreamTable { .. } | Op::Joins { .. });
+    let rank = |input: usize| match input.checked_sub(first_rekeyed) {
+        None => 2 * input,
+        Some(j) => match rekeys.get(j).map(|r| r.feed) {
+            Some(Feed::Input(i)) => 2 * i,
+            Some(Feed::Stage(s)) => 2 * s + 1,
+            None => 0,
+        },
     };
-    let mut unread: BTreeMap<i64, usize> = BTreeMap::new();
+    let held_inputs: Vec<usize> = match (join, repartitions.is_empty()) {
+        (true, false) => (0..all_inputs.len()).filter(|i| !fed.contains(i)).collect(),
+        _ => Vec::new(),
+    };
+    let mut unread = Unread::new();
     let mut flush = false;
     // Since when a record has been held with no transaction open, and
     // when the repartition topic's ends were last checked for it.
@@ -916,12 +942,24 @@ fn run(
             } else {
                 blocked_since = None;
             }
-            let floor = unread.keys().next().copied();
-            // At equal timestamps the lower input goes first, as in the
-            // timestamp merge.
+            // At equal timestamps the lower rank goes first, as in the
+            // timestamp merge. A row read back waits only for other
+            // topics' rows (within a topic, the merge orders them), and
+            // not for a row queued behind a later one in its partition
+            // (that one may be waiting for it: read in partition order,
+            // it cannot come first).
             let held = |input: usize, ts: i64| {
                 held_inputs.contains(&input)
-                    && floor.is_some_and(|f| f < ts || (f == ts && input > rekeyed))
+                    && unread
+                        .range(..(ts, rank(input), 0, i32::MIN))
+                        .any(|(&(t, r, i, p), _)| {
+                            !is_rekeyed(input)
+                                || (r != rank(input)
+                                    && heads
+                                        .get(&(i, p))
+                                        .and_then(VecDeque::front)
+                                        .is_none_or(|m| m.timestamp <= t))
+                        })
             };
             let next = heads
                 .iter()
@@ -967,33 +1005,32 @@ fn run(
                 // a re-keyed one when it comes back from the repartition
                 // topic (so `messages-processed` reaching the input's size
                 // means every record is aggregated).
-                let result = match (repartition, repartition_input) {
-                    // The side re-keyed (a join's other side is read
+                let result = if fed.contains(&msg.input) && !repartitions.is_empty() {
+                    // A side re-keyed (a join's other inputs are read
                     // directly).
-                    (Some((topic, partitions)), Some(_)) if msg.input == rekeyed => {
-                        let track = (!held_inputs.is_empty()).then_some(&mut unread);
-                        repartition_record(
-                            t,
-                            &rec,
-                            output,
-                            producer.as_ref(),
-                            topic,
-                            *partitions,
-                            track,
-                        )
-                        .map(|sent| in_flight = sent)
-                    }
-                    (_, Some(r)) if msg.input == r => {
-                        if let Some(n) = unread.get_mut(&msg.timestamp) {
-                            *n -= 1;
-                            if *n == 0 {
-                                unread.remove(&msg.timestamp);
-                            }
+                    let mut out = Vec::new();
+                    t.repartition(&rec, &mut out).map(|()| {
+                        in_flight = !out.is_empty();
+                        fx.rekeyed = out;
+                    })
+                } else if let Some(j) = msg.input.checked_sub(first_rekeyed) {
+                    let at = (msg.timestamp, rank(msg.input), msg.input, msg.partition);
+                    if let Some(n) = unread.get_mut(&at) {
+                        *n -= 1;
+                        if *n == 0 {
+                            unread.remove(&at);
                         }
-                        t.process_repartitioned(&rec, &mut fx)
                     }
-                    _ => t.process(&rec, &mut fx),
+                    t.process_rekeyed(j, &rec, &mut fx)
+                } else {
+                    t.process(&rec, &mut fx)
                 };
+                // Rows re-keyed by this record, in its transaction.
+                let track = join.then_some(&mut unread);
+                let result = result.and_then(|()| {
+                    rekeyed_out.send(producer.as_ref(), &mut fx.rekeyed, track, rank)
+                });
+                fx.rekeyed.clear();
                 if let Err(e) = result {
                     t.skipped += 1;
                     t.last_error = Some(e.to_string());
@@ -1161,8 +1198,8 @@ fn run(
                     .map_err(kerr("commit transaction"))?;
                 in_txn = false;
                 batch_count = 0;
-                if let (Some(purger), Some(r)) = (&mut purger, repartition_input) {
-                    purger.purge(&all_inputs[r].0, &positions, r);
+                if let Some(purger) = &mut purger {
+                    purger.purge(&all_inputs, first_rekeyed, &positions);
                 }
             }
             p.poll(Duration::ZERO);
@@ -1183,15 +1220,19 @@ fn run(
             && checked.elapsed() >= HELD_CHECK
         {
             checked = Instant::now();
-            if let Some(r) = repartition_input {
-                let behind = unread_behind(
-                    &consumer,
-                    &all_inputs[r].0,
-                    &heads,
-                    r,
-                    &positions,
-                    &committed[r],
-                );
+            {
+                let behind: Vec<(i32, i64, i64)> = (first_rekeyed..all_inputs.len())
+                    .flat_map(|r| {
+                        unread_behind(
+                            &consumer,
+                            &all_inputs[r].0,
+                            &heads,
+                            r,
+                            &positions,
+                            &committed[r],
+                        )
+                    })
+                    .collect();
                 let (first, rows) = (unread.keys().next(), unread.values().sum::<usize>());
                 if behind.is_empty() {
                     warn!(query = %spec.id, rows, earliest = ?first, "re-keyed rows counted but not read back with the repartition topic read to its end; no longer waiting for them");
@@ -1251,51 +1292,84 @@ fn unread_behind(
     behind
 }
 
-/// The first half of a re-keying query: a source record's row, re-keyed (a
-/// table's update: its old and new rows, one or two records),
-/// written to the repartition topic in the open transaction (`true`; or
-/// dropped by the filter or a NULL key, `false`), keyed and
-/// partitioned as the sink's key would be (the Java client's partitioner
-/// over the key in the sink's key format), so each key's aggregate is
-/// computed, and lands, on one partition; for a join, as the table's key
-/// is (its key format), so each row meets its table partition.
-fn repartition_record(
-    task: &mut Task,
-    rec: &InRecord<'_>,
-    output: &Output,
-    producer: Option<&BaseProducer>,
-    topic: &str,
-    partitions: i32,
-    mut unread: Option<&mut BTreeMap<i64, usize>>,
-) -> Result<bool> {
-    let (Output::Topic { sink, .. }, Some(p)) = (output, producer) else {
-        return Err(SqlError::Internal {
-            message: "a repartition without a producer".into(),
-        });
-    };
-    let mut out = Vec::new();
-    task.repartition(rec, &mut out)?;
-    let plan = task.plan.clone();
-    let codec = match plan.repartition_co_input() {
-        Some(i) => &plan.inputs[i].key_codec,
-        None => &sink.key_codec,
-    };
-    for r in &out {
-        let key = codec.try_encode(&r.key)?;
-        let partition = key.as_deref().map_or(0, |k| partition_for(k, partitions));
-        send(
-            p,
-            topic,
-            Some(partition),
-            key.as_deref(),
-            Some(&r.value),
-            r.timestamp,
-        )?;
-        if let Some(u) = unread.as_deref_mut() {
-            *u.entry(r.timestamp).or_default() += 1;
+/// Re-keyed rows sent and not yet read back, counted by (timestamp, rank,
+/// repartition topic input, partition).
+type Unread = BTreeMap<(i64, usize, usize, i32), usize>;
+
+/// Where re-keyed rows go: a query's repartition topics, each with its
+/// partition count and key format.
+struct RekeyedOut<'a> {
+    topics: &'a [(String, i32)],
+    codecs: Vec<Codec>,
+    /// The input number of the first topic (after the plan's inputs).
+    first: usize,
+}
+
+impl<'a> RekeyedOut<'a> {
+    fn new(spec: &QuerySpec, output: &Output, topics: &'a [(String, i32)]) -> Self {
+        let codecs = match output {
+            Output::Topic { sink, .. } => spec
+                .plan
+                .repartitions()
+                .into_iter()
+                .map(|r| r.key.unwrap_or_else(|| sink.key_codec.clone()))
+                .collect(),
+            Output::Channel(_) => Vec::new(),
+        };
+        RekeyedOut {
+            topics,
+            codecs,
+            first: spec.inputs.len(),
         }
     }
-    Ok(!out.is_empty())
+
+    /// Writes re-keyed rows (a source record's, or a join stage's) to
+    /// their repartition topics in the open transaction, keyed in the
+    /// topic's key format and partitioned with the Java client's
+    /// partitioner over the key bytes: for an aggregation, as the sink's
+    /// key would be, so each key's aggregate is computed, and lands, on
+    /// one partition; for a join, as the join's key format has it, so the
+    /// two sides of a key meet on one partition. Each row is counted in
+    /// `unread` (by timestamp and the rank of its topic) until read back.
+    fn send(
+        &self,
+        producer: Option<&BaseProducer>,
+        rows: &mut Vec<Repartitioned>,
+        mut unread: Option<&mut Unread>,
+        rank: impl Fn(usize) -> usize,
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let p = producer.ok_or_else(|| SqlError::Internal {
+            message: "a repartition without a producer".into(),
+        })?;
+        for r in rows.drain(..) {
+            let (Some((topic, partitions)), Some(codec)) =
+                (self.topics.get(r.topic), self.codecs.get(r.topic))
+            else {
+                return Err(SqlError::Internal {
+                    message: format!("no repartition topic {}", r.topic),
+                });
+            };
+            let key = codec.try_encode(&r.key)?;
+            let partition = key.as_deref().map_or(0, |k| partition_for(k, *partitions));
+            send(
+                p,
+                topic,
+                Some(partition),
+                key.as_deref(),
+                Some(&r.value),
+                r.timestamp,
+            )?;
+            if let Some(u) = unread.as_deref_mut() {
+                let input = self.first + r.topic;
+                *u.entry((r.timestamp, rank(input), input, partition))
+                    .or_default() += 1;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Deletes repartition records the query has committed it consumed, as
@@ -1306,7 +1380,7 @@ struct Purger {
     admin: AdminClient<DefaultClientContext>,
     last: Instant,
     interval: Duration,
-    purged: HashMap<i32, i64>,
+    purged: HashMap<(usize, i32), i64>,
 }
 
 impl Purger {
@@ -1323,23 +1397,28 @@ impl Purger {
     }
 
     /// Asks for the deletion of the records before the committed
-    /// positions of `input` (the repartition topic). The request is sent
-    /// now; its answer is not awaited (a failed purge is retried with the
-    /// next one).
-    fn purge(&mut self, topic: &str, positions: &HashMap<(usize, i32), i64>, input: usize) {
+    /// positions of the repartition topics (`inputs` from `first` on).
+    /// The request is sent now; its answer is not awaited (a failed purge
+    /// is retried with the next one).
+    fn purge(
+        &mut self,
+        inputs: &[(String, i32)],
+        first: usize,
+        positions: &HashMap<(usize, i32), i64>,
+    ) {
         if self.last.elapsed() < self.interval {
             return;
         }
         self.last = Instant::now();
         let mut tpl = TopicPartitionList::new();
         for (&(i, p), &o) in positions {
-            if i == input
-                && self.purged.get(&p) != Some(&o)
+            if i >= first
+                && self.purged.get(&(i, p)) != Some(&o)
                 && tpl
-                    .add_partition_offset(topic, p, Offset::Offset(o))
+                    .add_partition_offset(&inputs[i].0, p, Offset::Offset(o))
                     .is_ok()
             {
-                self.purged.insert(p, o);
+                self.purged.insert((i, p), o);
             }
         }
         if tpl.count() > 0 {
@@ -1433,6 +1512,17 @@ fn partitions_at_end(
         }
     }
     out
+}
+
+/// A query's task: through its repartition topics when it writes to a
+/// topic and has them, else re-keying in memory (a push query).
+fn new_task(spec: &QuerySpec, output: &Output) -> Task {
+    match output {
+        Output::Topic { .. } if !spec.repartitions.is_empty() => {
+            Task::through_topics(spec.plan.clone())
+        }
+        _ => Task::new(spec.plan.clone()),
+    }
 }
 
 /// A pull query on a stream: reads the topic from the beginning up to its

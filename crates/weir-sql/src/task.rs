@@ -12,7 +12,7 @@ use crate::error::{Result, SqlError};
 use crate::expr::Node;
 use crate::format::Window;
 use crate::join::{self, Joined, StageState};
-use crate::plan::{nulls, AggSpec, Op, Plan, WindowSpec};
+use crate::plan::{nulls, AggSpec, Feed, Op, Plan, Rekey, WindowSpec};
 use crate::state;
 use crate::types::Value;
 
@@ -44,6 +44,9 @@ pub struct Effects {
     pub rows: Vec<OutRow>,
     /// Changelog writes: (key, value or tombstone).
     pub changelog: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Rows a join stage emitted for a repartition topic (the next
+    /// stage's left side re-keys).
+    pub rekeyed: Vec<Repartitioned>,
 }
 
 /// A row on its way through a repartition topic: the new key, what the
@@ -51,6 +54,8 @@ pub struct Effects {
 /// event time; in the state encoding), and its event time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Repartitioned {
+    /// Which of [`Plan::repartitions`] it goes to.
+    pub topic: usize,
     pub key: Vec<Value>,
     pub value: Vec<u8>,
     pub timestamp: i64,
@@ -88,6 +93,8 @@ pub struct ChainStage {
 #[derive(Debug)]
 pub struct Task {
     pub plan: Arc<Plan>,
+    /// The plan's repartition topics ([`Plan::repartitions`]).
+    rekeys: Arc<Vec<Rekey>>,
     /// Aggregations: by slot (see [`slot`]). A hash map: every record
     /// an aggregation reads looks its entry up, and only sessions and pull
     /// queries need a key's windows in order (`windows`).
@@ -202,6 +209,8 @@ fn push_slot(s: &mut Vec<u8>, kb: &[u8], start: i64) {
 }
 
 impl Task {
+    /// A task whose joins re-key in memory (a push query's: it has no
+    /// repartition topics), or a persistent query's first halves.
     pub fn new(plan: Plan) -> Task {
         let stages = match &plan.op {
             Op::Joins { stages, .. } => stages.iter().map(|_| StageState::default()).collect(),
@@ -212,6 +221,7 @@ impl Task {
             _ => Vec::new(),
         };
         Task {
+            rekeys: Arc::new(Vec::new()),
             kept: kept_columns(&plan),
             stages,
             chain,
@@ -227,6 +237,18 @@ impl Task {
             stream_time: i64::MIN,
             skipped: 0,
             last_error: None,
+        }
+    }
+
+    /// A task of a query that re-keys through its repartition topics
+    /// ([`Plan::repartitions`]): a join input or a chain stage's rows
+    /// that re-key go out as [`Repartitioned`] rows and come back through
+    /// [`Task::process_rekeyed`].
+    pub fn through_topics(plan: Plan) -> Task {
+        let rekeys = Arc::new(plan.repartitions());
+        Task {
+            rekeys,
+            ..Task::new(plan)
         }
     }
 
@@ -436,6 +458,7 @@ impl Task {
                 }
                 let value = state::encode_parts(&[&row, &[Value::Bigint(ts)]]);
                 out.push(Repartitioned {
+                    topic: 0,
                     key: vec![key],
                     value,
                     timestamp: ts,
@@ -443,13 +466,15 @@ impl Task {
                 return Ok(());
             }
             Op::Joins { stages, .. } => {
-                // A stream–stream join's re-keyed side, the same way.
-                let Some(stage) = stages.first() else {
+                // A join input re-keyed by the side of the stage it enters.
+                let Some((topic, (s, side))) = self.rekeys.iter().enumerate().find_map(|(j, r)| {
+                    (r.feed == Feed::Input(rec.input)).then_some((j, r.enters?))
+                }) else {
                     return Ok(());
                 };
-                let key = match rec.input {
-                    0 => stage.left_key.eval(&row),
-                    _ => stage.right_key.eval(&row),
+                let key = match side {
+                    0 => stages[s].left_key.eval(&row),
+                    _ => stages[s].right_key.eval(&row),
                 };
                 if key.is_null() {
                     // Counted as the direct join counts it.
@@ -458,6 +483,7 @@ impl Task {
                 }
                 let value = state::encode_parts(&[&row, &[Value::Bigint(ts)]]);
                 out.push(Repartitioned {
+                    topic,
                     key: vec![key],
                     value,
                     timestamp: ts,
@@ -486,6 +512,7 @@ impl Task {
             .collect();
         let value = state::encode_parts(&[&key, &args, &[Value::Bigint(ts)]]);
         out.push(Repartitioned {
+            topic: 0,
             key,
             value,
             timestamp: ts,
@@ -528,6 +555,7 @@ impl Task {
                 &[Value::Bigint(ts)],
             ]);
             out.push(Repartitioned {
+                topic: 0,
                 key,
                 value,
                 timestamp: ts,
@@ -583,6 +611,17 @@ impl Task {
     /// (its value, partition and offset), aggregated or joined as a
     /// source record would be.
     pub fn process_repartitioned(&mut self, rec: &InRecord<'_>, fx: &mut Effects) -> Result<()> {
+        self.process_rekeyed(0, rec, fx)
+    }
+
+    /// A record read back from repartition topic `topic` (an index of
+    /// [`Plan::repartitions`]).
+    pub fn process_rekeyed(
+        &mut self,
+        topic: usize,
+        rec: &InRecord<'_>,
+        fx: &mut Effects,
+    ) -> Result<()> {
         let mut row = state::decode(rec.value.unwrap_or_default())?;
         let plan = self.plan.clone();
         let (keys, args) = match &plan.op {
@@ -626,10 +665,19 @@ impl Task {
                 self.stream_table(row, ts, fx);
                 return Ok(());
             }
-            Op::Joins { .. } => {
-                let input = plan.repartitioned_input();
+            Op::Joins { stages, .. } => {
+                let rekey = self.rekeys.get(topic);
+                let (Some((s, side)), Some(feed)) =
+                    (rekey.and_then(|r| r.enters), rekey.map(|r| r.feed))
+                else {
+                    return Ok(());
+                };
+                let width = match side {
+                    0 => stages[s].left_width,
+                    _ => stages[s].right_width,
+                };
                 let ts = match row.pop() {
-                    Some(Value::Bigint(t)) if row.len() == plan.inputs[input].width() => t,
+                    Some(Value::Bigint(t)) if row.len() == width => t,
                     _ => {
                         return Err(SqlError::serde(
                             "repartition",
@@ -640,16 +688,19 @@ impl Task {
                 self.stream_time = self.stream_time.max(ts);
                 // Buffered rows are named by the repartition record that
                 // brought them (its partition and offset), stable across
-                // replays as a source record's are.
-                let at = InRecord {
-                    input,
-                    partition: rec.partition,
-                    offset: rec.offset,
-                    timestamp: ts,
-                    key: None,
-                    value: None,
+                // replays as a source record's are; a stage's rows by one
+                // more input number per stage, after the plan's inputs.
+                let origin = match feed {
+                    Feed::Input(i) => i,
+                    Feed::Stage(k) => plan.inputs.len() + k,
                 };
-                return self.joins(&at, Some((row, ts)), fx);
+                self.join_rows(
+                    (s, side),
+                    (origin, rec.partition, rec.offset),
+                    vec![(row, ts)],
+                    fx,
+                );
+                return Ok(());
             }
             _ => return Ok(()),
         };
@@ -1009,17 +1060,10 @@ impl Task {
         fx: &mut Effects,
     ) -> Result<()> {
         let plan = self.plan.clone();
-        let Op::Joins {
-            stages,
-            synthetic_key,
-            filter,
-            values,
-            ..
-        } = &plan.op
-        else {
+        let Op::Joins { stages, .. } = &plan.op else {
             return Ok(());
         };
-        let (mut idx, mut side) = match rec.input {
+        let (idx, side) = match rec.input {
             0 => (0, 0),
             i => (i - 1, 1),
         };
@@ -1031,12 +1075,43 @@ impl Task {
         let Some((row, ts)) = decoded else {
             return Ok(());
         };
+        self.join_rows(
+            (idx, side),
+            (rec.input, rec.partition, rec.offset),
+            vec![(row, ts)],
+            fx,
+        );
+        Ok(())
+    }
+
+    /// Rows entering stage `at.0` on side `at.1`, named by the record that
+    /// brought them (`from`: input, partition, offset), and through the
+    /// following stages; when a stage's rows re-key for the next one,
+    /// they go to its repartition topic (`fx.rekeyed`) instead.
+    fn join_rows(
+        &mut self,
+        at: (usize, usize),
+        from: (usize, i32, i64),
+        mut rows: Vec<(Vec<Value>, i64)>,
+        fx: &mut Effects,
+    ) {
+        let plan = self.plan.clone();
+        let Op::Joins {
+            stages,
+            synthetic_key,
+            filter,
+            values,
+            ..
+        } = &plan.op
+        else {
+            return;
+        };
+        let (mut idx, mut side) = at;
         let mut rank = 0u32;
-        let mut rows = vec![(row, ts)];
         loop {
             let mut out: Vec<Joined> = Vec::new();
             for (row, ts) in rows {
-                let origin = (rec.input as u32, rec.partition, rec.offset, rank);
+                let origin = (from.0 as u32, from.1, from.2, rank);
                 rank += 1;
                 let kept = self.stages[idx].process(
                     idx,
@@ -1071,10 +1146,30 @@ impl Task {
                         window: None,
                     });
                 }
-                return Ok(());
+                return;
             }
             if out.is_empty() {
-                return Ok(());
+                return;
+            }
+            if let Some(topic) = self.rekeys.iter().position(|r| r.feed == Feed::Stage(idx)) {
+                // The next stage joins on another expression: its left
+                // side goes through its repartition topic, re-keyed; a
+                // NULL key is dropped and counted, as the direct join does.
+                let next = &stages[idx + 1];
+                for j in out {
+                    let key = next.left_key.eval(&j.row);
+                    if key.is_null() {
+                        self.skipped += 1;
+                        continue;
+                    }
+                    fx.rekeyed.push(Repartitioned {
+                        topic,
+                        key: vec![key],
+                        value: state::encode_parts(&[&j.row, &[Value::Bigint(j.ts)]]),
+                        timestamp: j.ts,
+                    });
+                }
+                return;
             }
             rows = out.into_iter().map(|j| (j.row, j.ts)).collect();
             idx += 1;
@@ -1844,7 +1939,10 @@ mod tests {
         let rekeyed = task(
             "CREATE STREAM OUT AS SELECT T.ID, L.ID AS LID, C FROM L JOIN T ON CAST(L.A AS INT) = T.ID;",
         );
-        assert_eq!(rekeyed.plan.repartition_suffix(), Some("Join-repartition"));
+        assert_eq!(
+            rekeyed.plan.repartition_suffix().as_deref(),
+            Some("Join-repartition")
+        );
         assert!(!split(
             "CREATE STREAM OUT AS SELECT T.ID, L.ID AS LID, C FROM L JOIN T ON CAST(L.A AS INT) = T.ID;"
         ));
@@ -1924,7 +2022,7 @@ mod tests {
         let mut direct = task(sql);
         let mut split = task(sql);
         assert_eq!(
-            split.plan.repartition_suffix(),
+            split.plan.repartition_suffix().as_deref(),
             Some("Aggregate-GroupBy-repartition")
         );
         let inputs: &[(i32, &str, i64)] = &[
@@ -1986,8 +2084,11 @@ mod tests {
                    ON O.USR = U.ID WHERE O.AMT <> 3;";
         let mut direct = Task::new(plan_over(&ddls, sql).unwrap());
         let mut split = Task::new(plan_over(&ddls, sql).unwrap());
-        assert_eq!(split.plan.repartition_suffix(), Some("Join-repartition"));
-        assert_eq!(split.plan.repartition_co_input(), Some(1));
+        assert_eq!(
+            split.plan.repartition_suffix().as_deref(),
+            Some("Join-repartition")
+        );
+        assert_eq!(split.plan.repartition_counts(&[3, 5]), vec![5]);
         let (mut fx1, mut fx2) = (Effects::default(), Effects::default());
         let user = |id: i32, name: Option<&str>, ts: i64, d: &mut Task, s: &mut Task| {
             let key = id.to_be_bytes();
@@ -2072,8 +2173,7 @@ mod tests {
             "CREATE STREAM R (ID INT KEY, B STRING, LID INT) WITH (KAFKA_TOPIC='r', VALUE_FORMAT='JSON');",
         ];
         let plan = |sql: &str| plan_over(&ddls, sql).unwrap();
-        // Both sides keyed by the join: nothing to re-key; both re-keyed:
-        // in memory (not through topics yet).
+        // Both sides keyed by the join: nothing to re-key.
         let q = |on: &str| {
             format!(
                 "CREATE STREAM OUT AS SELECT {on}, L.A, R.B FROM L LEFT JOIN R \
@@ -2081,16 +2181,18 @@ mod tests {
             )
         };
         assert_eq!(plan(&(q("L.ID") + "R.ID;")).repartition_suffix(), None);
-        assert_eq!(plan(&(q("L.RID") + "R.LID;")).repartition_suffix(), None);
-        for (sql, suffix, side) in [
-            (q("L.RID") + "R.ID;", "Join-left-repartition", 0),
-            (q("L.ID") + "R.LID;", "Join-right-repartition", 1),
+        for (sql, suffixes) in [
+            (q("L.RID") + "R.ID;", &["Join-left-repartition"][..]),
+            (q("L.ID") + "R.LID;", &["Join-right-repartition"]),
+            (
+                q("L.RID") + "R.LID;",
+                &["Join-left-repartition", "Join-right-repartition"],
+            ),
         ] {
             let mut direct = Task::new(plan(&sql));
-            let mut split = Task::new(plan(&sql));
-            assert_eq!(split.plan.repartition_suffix(), Some(suffix));
-            assert_eq!(split.plan.repartitioned_input(), side);
-            assert_eq!(split.plan.repartition_co_input(), Some(1 - side));
+            let mut split = Task::through_topics(plan(&sql));
+            let names: Vec<String> = split.rekeys.iter().map(|r| r.suffix.clone()).collect();
+            assert_eq!(names, suffixes, "{sql}");
             let (mut fx1, mut fx2) = (Effects::default(), Effects::default());
             // (side, key, join column, timestamp): matches, a late one, a
             // NULL join column, an unmatched left row.
@@ -2103,6 +2205,7 @@ mod tests {
                 (0, 4, Some(7), 30000),
                 (1, 5, Some(1), 2500),
             ];
+            let mut read = 0;
             for (i, (input, id, jc, ts)) in inputs.iter().enumerate() {
                 let key = id.to_be_bytes();
                 let jc = jc.map_or("null".to_string(), |v| v.to_string());
@@ -2119,22 +2222,146 @@ mod tests {
                     value: Some(value.as_bytes()),
                 };
                 direct.process(&rec, &mut fx1).unwrap();
-                if *input == side {
-                    let mut out = Vec::new();
-                    split.repartition(&rec, &mut out).unwrap();
-                    for r in out {
-                        split
-                            .process_repartitioned(&read_back(&r.value, i as i64), &mut fx2)
-                            .unwrap();
-                    }
-                } else {
-                    split.process(&rec, &mut fx2).unwrap();
-                }
+                through_topics(&mut split, &rec, &mut fx2, &mut read);
             }
             assert!(!fx2.rows.is_empty());
             assert_eq!(fx1.rows, fx2.rows, "{sql}");
             assert_eq!(direct.skipped, split.skipped);
         }
+    }
+
+    /// Feeds `rec` to a task that re-keys through topics, reading every
+    /// re-keyed row back at once (named by a running offset), as the
+    /// runtime does once the row's transaction commits.
+    fn through_topics(t: &mut Task, rec: &InRecord<'_>, fx: &mut Effects, read: &mut i64) {
+        let mut out = Vec::new();
+        if t.rekeys.iter().any(|r| r.feed == Feed::Input(rec.input)) {
+            t.repartition(rec, &mut out).unwrap();
+        } else {
+            t.process(rec, fx).unwrap();
+            out.append(&mut fx.rekeyed);
+        }
+        let mut i = 0;
+        while i < out.len() {
+            *read += 1;
+            let r = out[i].clone();
+            t.process_rekeyed(r.topic, &read_back(&r.value, *read), fx)
+                .unwrap();
+            out.append(&mut fx.rekeyed);
+            i += 1;
+        }
+    }
+
+    #[test]
+    fn chains_re_key_each_stage_as_ksqldb_names_it() {
+        let ddls = [
+            "CREATE STREAM S1 (ID INT KEY, K INT, V INT) WITH (KAFKA_TOPIC='s1', VALUE_FORMAT='JSON', PARTITIONS=2);",
+            "CREATE STREAM S2 (ID INT KEY, K INT, V INT) WITH (KAFKA_TOPIC='s2', VALUE_FORMAT='JSON', PARTITIONS=3);",
+            "CREATE STREAM S3 (ID INT KEY, V INT) WITH (KAFKA_TOPIC='s3', VALUE_FORMAT='JSON', PARTITIONS=4);",
+            "CREATE TABLE T2 (ID INT PRIMARY KEY, V INT) WITH (KAFKA_TOPIC='t2', VALUE_FORMAT='JSON', PARTITIONS=5);",
+            "CREATE TABLE T3 (ID INT PRIMARY KEY, V INT) WITH (KAFKA_TOPIC='t3', VALUE_FORMAT='JSON', PARTITIONS=6);",
+        ];
+        let topics = |sql: &str| {
+            let p = plan_over(&ddls, sql).unwrap();
+            let counts = p.repartition_counts(&[2, 3, 4]);
+            p.repartitions()
+                .into_iter()
+                .zip(counts)
+                .map(|(r, n)| (r.suffix, n))
+                .collect::<Vec<_>>()
+        };
+        let t = |s: &str, n: i32| (s.to_string(), n);
+        // ksqlDB's shapes (its multi-joins tests): both sides of the first
+        // stage, then a key-equivalent column: no third topic.
+        assert_eq!(
+            topics(
+                "CREATE STREAM O AS SELECT S3.ID, S1.V, S2.V AS V2, S3.V AS V3 FROM S1 \
+                 JOIN S2 WITHIN 10 SECONDS ON S1.K = S2.K JOIN S3 WITHIN 10 SECONDS ON S2.K = S3.ID;"
+            ),
+            vec![
+                t("L_Join-left-repartition", 3),
+                t("L_Join-right-repartition", 3),
+            ]
+        );
+        // The stage's rows joined on another column re-key for the next.
+        assert_eq!(
+            topics(
+                "CREATE STREAM O AS SELECT S1.V, S2.V AS V2, S3.V AS V3 FROM S1 \
+                 JOIN S2 WITHIN 10 SECONDS ON S1.ID = S2.ID JOIN S3 WITHIN 10 SECONDS ON S1.V = S3.V;"
+            ),
+            vec![
+                t("Join-left-repartition", 4),
+                t("Join-right-repartition", 4),
+            ]
+        );
+        // Stream–table stages: `Join-repartition`, sized as the table.
+        let p = plan_over(
+            &ddls,
+            "CREATE STREAM O AS SELECT S1.K, T2.V AS V2, T3.V AS V3 FROM S1 \
+             JOIN T2 ON S1.V = T2.ID JOIN T3 ON S1.K = T3.ID;",
+        )
+        .unwrap();
+        let names: Vec<String> = p.repartitions().into_iter().map(|r| r.suffix).collect();
+        assert_eq!(names, ["L_Join-repartition", "Join-repartition"]);
+        assert_eq!(p.repartition_counts(&[2, 5, 6]), vec![5, 6]);
+    }
+
+    #[test]
+    fn a_chain_through_its_repartition_topics_equals_the_direct_one() {
+        let ddls = [
+            "CREATE STREAM S1 (ID INT KEY, K INT, V INT) WITH (KAFKA_TOPIC='s1', VALUE_FORMAT='JSON');",
+            "CREATE STREAM S2 (ID INT KEY, K INT, V INT) WITH (KAFKA_TOPIC='s2', VALUE_FORMAT='JSON');",
+            "CREATE STREAM S3 (ID INT KEY, K INT, V INT) WITH (KAFKA_TOPIC='s3', VALUE_FORMAT='JSON');",
+        ];
+        // Every side re-keys: S1 and S2 by K, their rows by S1.V, S3 by V.
+        let sql = "CREATE STREAM O AS SELECT S1.V, S1.ID AS I1, S2.ID AS I2, S3.ID AS I3 FROM S1 \
+                   JOIN S2 WITHIN 10 SECONDS ON S1.K = S2.K \
+                   LEFT JOIN S3 WITHIN 5 SECONDS GRACE PERIOD 1 SECOND ON S1.V = S3.V;";
+        let plan = plan_over(&ddls, sql).unwrap();
+        let names: Vec<String> = plan.repartitions().into_iter().map(|r| r.suffix).collect();
+        assert_eq!(
+            names,
+            [
+                "L_Join-left-repartition",
+                "L_Join-right-repartition",
+                "Join-left-repartition",
+                "Join-right-repartition"
+            ]
+        );
+        let mut direct = Task::new(plan.clone());
+        let mut split = Task::through_topics(plan);
+        let (mut fx1, mut fx2) = (Effects::default(), Effects::default());
+        // (input, id, k, v, timestamp)
+        let inputs: &[(usize, i32, Option<i32>, i32, i64)] = &[
+            (0, 1, Some(10), 100, 1000),
+            (1, 2, Some(10), 0, 2000),
+            (2, 3, Some(0), 100, 2500),
+            (0, 4, Some(20), 200, 3000),
+            (1, 5, Some(20), 0, 4000),
+            (1, 6, None, 0, 4500),
+            (0, 7, Some(10), 300, 5000),
+            (2, 8, Some(0), 100, 6000),
+            (0, 9, Some(30), 400, 30000),
+        ];
+        let mut read = 0;
+        for (i, (input, id, k, v, ts)) in inputs.iter().enumerate() {
+            let key = id.to_be_bytes();
+            let k = k.map_or("null".to_string(), |k| k.to_string());
+            let value = format!("{{\"K\":{k},\"V\":{v}}}");
+            let rec = InRecord {
+                input: *input,
+                partition: 0,
+                offset: i as i64,
+                timestamp: *ts,
+                key: Some(&key),
+                value: Some(value.as_bytes()),
+            };
+            direct.process(&rec, &mut fx1).unwrap();
+            through_topics(&mut split, &rec, &mut fx2, &mut read);
+        }
+        assert!(fx1.rows.len() >= 2, "{:?}", fx1.rows);
+        assert_eq!(fx1.rows, fx2.rows);
+        assert_eq!(direct.skipped, split.skipped);
     }
 
     #[test]
@@ -2753,7 +2980,7 @@ mod tests {
         let mut direct = task(sql);
         let mut split = task(sql);
         assert_eq!(
-            split.plan.repartition_suffix(),
+            split.plan.repartition_suffix().as_deref(),
             Some("Aggregate-GroupBy-repartition")
         );
         let inputs: &[(i32, Option<&str>, i64)] = &[
