@@ -16,10 +16,11 @@ that 11 s cycle; with 2 the measured rate is the quota within a few percent.
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaAdminClient
 from kafka.protocol.admin import AlterClientQuotasRequest, DescribeClientQuotasRequest
@@ -195,3 +196,49 @@ def test_consumer_is_throttled_to_its_byte_rate(quota_broker):
     print(f"consumer: {achieved:.0f} B/s against a quota of {QUOTA} B/s")
     assert got < total * len(value), "the consumer read everything: the test measured nothing"
     assert abs(achieved - QUOTA) / QUOTA < 0.10, f"{achieved:.0f} B/s against a quota of {QUOTA}"
+
+
+def test_consumer_behind_by_more_than_the_quota_window_still_progresses(quota_broker):
+    """Kafka caps a consumer's fetch to what its quota window allows
+    (quota x (quota.window.num - 1) x window: 2 KiB here), so a fetch that
+    would always be throttled, answered empty and never counted is shrunk
+    instead. Without that cap this consumer, whose backlog is ten windows'
+    worth, is throttled forever and reads nothing."""
+    topic = "quota-backlog"
+    create_topic(quota_broker.bootstrap, topic)
+    rate = 2048
+    # Batches well under the window: one batch is always returned whole.
+    p = Producer({"bootstrap.servers": quota_broker.bootstrap, "linger.ms": 5,
+                  "batch.size": 1024, "compression.type": "none"})
+    value = b"z" * 200
+    total = 10 * rate // len(value)
+    for _ in range(total):
+        p.produce(topic, value)
+    assert p.flush(60) == 0
+    set_client_quota(quota_broker.bootstrap, "slow-consumer", "consumer_byte_rate", rate)
+    throttled = [0]
+
+    def on_stats(raw):
+        for b in json.loads(raw)["brokers"].values():
+            throttled[0] = max(throttled[0], b["throttle"]["max"])
+
+    c = Consumer({"bootstrap.servers": quota_broker.bootstrap, "client.id": "slow-consumer",
+                  "group.id": "quota-backlog-readers", "enable.auto.commit": False,
+                  "statistics.interval.ms": 500, "stats_cb": on_stats})
+    got = 0
+    try:
+        c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        # Generous: at the quota this takes about 10 s.
+        deadline = time.monotonic() + 120
+        while got < total and time.monotonic() < deadline:
+            for m in c.consume(100, 0.5):
+                assert m.error() is None, m.error()
+                got += 1
+        # Let a statistics report cover the last fetches.
+        end = time.monotonic() + 2
+        while time.monotonic() < end:
+            c.poll(0.2)
+    finally:
+        c.close()
+    assert got == total, f"read {got} of {total} records"
+    assert throttled[0] > 0, "the consumer was never throttled: the test measured nothing"

@@ -277,12 +277,27 @@ impl Broker {
     pub(crate) fn with_quotas(
         self: &Arc<Self>,
         header: &RequestHeader,
-        body: RequestKind,
+        mut body: RequestKind,
         session: &Session,
         dispatch: impl FnOnce(RequestKind) -> Reply,
     ) -> Reply {
         if !self.security.quotas.enabled() {
             return dispatch(body);
+        }
+        let user = session.principal.name.clone();
+        let client = header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        let q = &self.security.quotas;
+        if let RequestKind::Fetch(r) = &mut body {
+            // As Kafka: a fetch larger than the quota window allows would
+            // always be throttled and answered empty, so a consumer behind
+            // by more than that would never progress. Shrink it instead.
+            if let Some(cap) = q.max_value_in_window(QuotaType::Fetch, &user, &client) {
+                cap_fetch(r, cap);
+            }
         }
         let produced = match &body {
             RequestKind::Produce(r) => r
@@ -296,13 +311,6 @@ impl Broker {
         let started = Instant::now();
         let reply = dispatch(body);
         let busy = started.elapsed();
-        let user = session.principal.name.clone();
-        let client = header
-            .client_id
-            .as_ref()
-            .map(|c| c.to_string())
-            .unwrap_or_default();
-        let q = &self.security.quotas;
         let now = self.now_ms();
         // Kafka's unit: percent of one thread, per second.
         let percent = busy.as_secs_f64() * 100.0;
@@ -346,5 +354,37 @@ impl Broker {
             }
             Reply::None => Reply::None,
         }
+    }
+}
+
+/// Kafka's `handleFetchRequest`: `max_bytes` is at most the quota window's
+/// worth of bytes, and `min_bytes` at most `max_bytes`.
+fn cap_fetch(r: &mut kafka_protocol::messages::FetchRequest, window_bytes: f64) {
+    // Kafka's `.toInt`: saturating, as `as` is.
+    let cap = window_bytes as i32;
+    r.max_bytes = r.max_bytes.min(cap);
+    r.min_bytes = r.min_bytes.min(r.max_bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::FetchRequest;
+
+    use super::cap_fetch;
+
+    #[test]
+    fn a_fetch_is_capped_to_the_quota_window() {
+        let mut r = FetchRequest::default();
+        r.max_bytes = 52_428_800;
+        r.min_bytes = 8192;
+        cap_fetch(&mut r, 5120.0);
+        assert_eq!((r.max_bytes, r.min_bytes), (5120, 5120));
+        // A window larger than the request leaves it alone.
+        r.max_bytes = 1000;
+        r.min_bytes = 1;
+        cap_fetch(&mut r, 5120.0);
+        assert_eq!((r.max_bytes, r.min_bytes), (1000, 1));
+        cap_fetch(&mut r, f64::MAX);
+        assert_eq!((r.max_bytes, r.min_bytes), (1000, 1));
     }
 }

@@ -275,6 +275,18 @@ impl QuotaManager {
         })
     }
 
+    /// Kafka's `getMaxValueInQuotaWindow`: the most the client can take
+    /// from an idle window without being throttled, quota x
+    /// (`samples` - 1) x window. None without a quota of `qt`.
+    pub fn max_value_in_window(&self, qt: QuotaType, user: &str, client_id: &str) -> Option<f64> {
+        if !self.enabled() {
+            return None;
+        }
+        let (quota, _, _) = self.resolve(qt, user, client_id)?;
+        let w = *self.window.read().unwrap_or_else(|e| e.into_inner());
+        Some(quota * (w.samples.max(1) - 1) as f64 * w.window_ms as f64 / 1000.0)
+    }
+
     /// Records `value` for the client and returns how long to throttle
     /// it, in ms (0: within quota). Kafka caps a throttle at the whole
     /// measurement window.
@@ -380,6 +392,22 @@ mod tests {
         let mut values = m.get(&e);
         values.insert(key.into(), v);
         m.set(e, values);
+    }
+
+    #[test]
+    fn the_window_max_is_quota_times_all_but_the_current_window() {
+        let m = QuotaManager::default();
+        let f = QuotaType::Fetch;
+        assert_eq!(m.max_value_in_window(f, "u", "c"), None);
+        set(&m, entity(None, Some(Some("c"))), CONSUMER_BYTE_RATE, 512.0);
+        // Kafka's defaults: 11 windows of 1 s.
+        assert_eq!(m.max_value_in_window(f, "u", "c"), Some(5120.0));
+        assert_eq!(m.max_value_in_window(f, "u", "other"), None);
+        m.set_window(QuotaWindow {
+            samples: 3,
+            window_ms: 2000,
+        });
+        assert_eq!(m.max_value_in_window(f, "u", "c"), Some(2048.0));
     }
 
     #[test]
