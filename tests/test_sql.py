@@ -638,6 +638,80 @@ def test_stream_stream_join_re_keying_both_sides_uses_two_topics(sql_kept, node)
     _terminated(sql, admin, qid)
 
 
+@pytest.fixture(scope="module")
+def sql_slow_commits(node, weir_binary, _broker_root):
+    """A server committing its queries' transactions once an hour unless
+    something else commits them, repartition records kept an hour too: a
+    query whose held records waited for the commit interval would not
+    finish within a test."""
+    s = SqlServer(weir_binary, _broker_root, node.bootstrap,
+                  "--set", "ksql.streams.commit.interval.ms=3600000",
+                  "--set", "ksql.streams.repartition.purge.interval.ms=3600000", service_id="hour_").start()
+    yield s
+    rc = s.stop()
+    assert rc == 0, s.log_tail()
+
+
+def test_chain_of_joins_re_keys_through_each_stage_topics(sql_slow_commits, node):
+    """A chain of three streams joined on non-key columns re-keys every
+    side through ksqlDB's per-stage topics: the first stage's inputs
+    through `L_Join-left-repartition` and `L_Join-right-repartition` (both
+    sized as the larger of S1 and S2), the first stage's rows (joined on
+    another column next) and the third stream through
+    `Join-left-repartition` and `Join-right-repartition` (sized as the
+    larger of those and S3). Every record sits where the Java client's
+    partitioner puts its key bytes; the output is every triple of the
+    windows, record by record. The server commits once an hour: rows held
+    for an earlier stage's rows go on as soon as those are read back, not
+    at the next commit interval."""
+    sql = sql_slow_commits
+    sql.ksql("CREATE STREAM ch1 (ID INT KEY, K INT, V INT) WITH (KAFKA_TOPIC='ch1', VALUE_FORMAT='JSON', PARTITIONS=2);"
+             "CREATE STREAM ch2 (ID INT KEY, K INT) WITH (KAFKA_TOPIC='ch2', VALUE_FORMAT='JSON', PARTITIONS=3);"
+             "CREATE STREAM ch3 (ID INT KEY, V INT) WITH (KAFKA_TOPIC='ch3', VALUE_FORMAT='JSON', PARTITIONS=4);"
+             "CREATE STREAM ch_out AS SELECT ch1.V, ch1.ID AS I1, ch2.ID AS I2, ch3.ID AS I3 FROM ch1"
+             " JOIN ch2 WITHIN 10 SECONDS ON ch1.K = ch2.K"
+             " JOIN ch3 WITHIN 10 SECONDS ON ch1.V = ch3.V;")
+    qid = next(q["id"] for q in sql.ksql("SHOW QUERIES;")[1][0]["queries"] if q["sinks"] == ["CH_OUT"])
+    s1 = [{"key": {"int": i}, "value": {"K": None if i % 11 == 7 else i % 8, "V": i % 5},
+           "timestamp": 100_000 + i * 700} for i in range(40)]
+    s2 = [{"key": {"int": 100 + j}, "value": {"K": j % 10}, "timestamp": 100_000 + j * 900} for j in range(30)]
+    s3 = [{"key": {"int": 200 + m}, "value": {"V": m % 6}, "timestamp": 100_000 + m * 1300} for m in range(20)]
+    produce(node.bootstrap, "ch1", s1)
+    produce(node.bootstrap, "ch2", s2)
+    produce(node.bootstrap, "ch3", s3)
+    wait_caught_up(node.bootstrap, query_group(sql.service_id, qid), ["ch1", "ch2", "ch3"])
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": node.bootstrap})
+    prefix = query_group(sql.service_id, qid) + "-"
+    counts = _internal_topics_of(sql, admin, qid, ["L_Join-left-repartition", "L_Join-right-repartition",
+                                                   "Join-left-repartition", "Join-right-repartition"], "CH_OUT")
+    assert counts == {"L_Join-left-repartition": 3, "L_Join-right-repartition": 3,
+                      "Join-left-repartition": 4, "Join-right-repartition": 4}
+    sent = {s: read_all(node.bootstrap, prefix + s) for s in counts}
+    key = lambda v: key_bytes({"int": v})  # noqa: E731
+    pairs = [(a, b, max(a["timestamp"], b["timestamp"])) for a in s1 for b in s2
+             if a["value"]["K"] is not None and a["value"]["K"] == b["value"]["K"]
+             and abs(a["timestamp"] - b["timestamp"]) <= 10_000]
+    assert sorted(r["key"] for r in sent["L_Join-left-repartition"]) == sorted(
+        key(a["value"]["K"]) for a in s1 if a["value"]["K"] is not None)
+    assert sorted(r["key"] for r in sent["L_Join-right-repartition"]) == sorted(key(b["value"]["K"]) for b in s2)
+    # The first stage's rows, re-keyed by ch1.V for the second.
+    assert sorted((r["key"], r["timestamp"]) for r in sent["Join-left-repartition"]) == sorted(
+        (key(a["value"]["V"]), ts) for a, _, ts in pairs)
+    assert sorted(r["key"] for r in sent["Join-right-repartition"]) == sorted(key(c["value"]["V"]) for c in s3)
+    _placed_by_murmur2(node, sent["L_Join-left-repartition"] + sent["L_Join-right-repartition"], 3)
+    _placed_by_murmur2(node, sent["Join-left-repartition"] + sent["Join-right-repartition"], 4)
+    out = read_all(node.bootstrap, "CH_OUT")
+    got = sorted((r["key"], _canon(r["value"]), r["timestamp"]) for r in out)
+    want = sorted((key(a["value"]["V"]),
+                   _canon({"I1": a["key"]["int"], "I2": b["key"]["int"], "I3": c["key"]["int"]}),
+                   max(ts, c["timestamp"]))
+                  for a, b, ts in pairs for c in s3
+                  if a["value"]["V"] == c["value"]["V"] and abs(ts - c["timestamp"]) <= 10_000)
+    assert len(want) > 20 and got == want
+    _terminated(sql, admin, qid)
+
+
 def test_group_by_over_a_table_sends_old_and_new_rows_through_a_topic(sql, node):
     """GROUP BY over a table re-keys through the query's
     Aggregate-GroupBy-repartition topic as Kafka Streams' table groupBy
@@ -1753,6 +1827,27 @@ def test_kill9_stream_stream_join_re_keying_both_sides_is_exactly_once(node, wei
                {"kbsr": rights, "kbsl": lefts},
                "CREATE STREAM {sink} AS SELECT L.J, L.A, R.B FROM kbsl L JOIN kbsr R WITHIN 5 SECONDS ON L.J = R.J;",
                "KBSJ_OUT", ["kbsr", "kbsl"], ordered=False,
+               # Short transactions, so the kills fall between them.
+               extra=("--set", "ksql.streams.commit.interval.ms=200"))
+
+
+def test_kill9_chain_of_joins_through_its_topics_is_exactly_once(node, weir_binary, _broker_root):
+    """A chain of three streams re-keying every side through its four
+    repartition topics (the first stage's rows among them), killed with
+    kill -9 at three random points: the output read_committed holds the
+    uninterrupted run's records, no duplicate and no gap."""
+    s1 = [{"key": {"int": i}, "value": {"K": i % 40, "V": i % 30}, "timestamp": 10_000 + i * 40}
+          for i in range(600)]
+    s2 = [{"key": {"int": j}, "value": {"K": j % 40}, "timestamp": 10_000 + j * 300} for j in range(80)]
+    s3 = [{"key": {"int": m}, "value": {"V": m % 30}, "timestamp": 10_000 + m * 500} for m in range(48)]
+    _kill_test(node, weir_binary, _broker_root, "kchain_",
+               ["CREATE STREAM kc1 (ID INT KEY, K INT, V INT) WITH (KAFKA_TOPIC='kc1', VALUE_FORMAT='JSON', PARTITIONS=2);",
+                "CREATE STREAM kc2 (ID INT KEY, K INT) WITH (KAFKA_TOPIC='kc2', VALUE_FORMAT='JSON', PARTITIONS=3);",
+                "CREATE STREAM kc3 (ID INT KEY, V INT) WITH (KAFKA_TOPIC='kc3', VALUE_FORMAT='JSON', PARTITIONS=2);"],
+               {"kc1": s1, "kc2": s2, "kc3": s3},
+               "CREATE STREAM {sink} AS SELECT kc1.V, kc1.ID AS I1, kc2.ID AS I2, kc3.ID AS I3 FROM kc1"
+               " JOIN kc2 WITHIN 2 SECONDS ON kc1.K = kc2.K JOIN kc3 WITHIN 2 SECONDS ON kc1.V = kc3.V;",
+               "KCH_OUT", ["kc1", "kc2", "kc3"], ordered=False,
                # Short transactions, so the kills fall between them.
                extra=("--set", "ksql.streams.commit.interval.ms=200"))
 

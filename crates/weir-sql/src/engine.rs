@@ -1089,7 +1089,7 @@ impl Engine {
         let input_counts: Vec<i32> = inputs.iter().map(|(_, n)| *n).collect();
         let mut repartitions = Vec::new();
         for (r, n) in plan
-            .run_repartitions()
+            .repartitions()
             .iter()
             .zip(plan.repartition_counts(&input_counts))
         {
@@ -1124,7 +1124,7 @@ impl Engine {
         let topology = topology_text(&plan, &inputs, &sink.topic);
         let execution_plan = execution_plan(&plan, query_id, &sink.name);
         let fed: Vec<usize> = plan
-            .run_repartitions()
+            .repartitions()
             .iter()
             .filter_map(|r| match r.feed {
                 Feed::Input(i) => Some(i),
@@ -1947,7 +1947,7 @@ fn topology_text(plan: &Plan, inputs: &[(String, i32)], sink_topic: &str) -> Str
     let store = plan
         .changelog_suffix()
         .map(|s| s.trim_end_matches("-changelog").to_string());
-    let rekeys = plan.run_repartitions();
+    let rekeys = plan.repartitions();
     // Repartition topics by their short names, as Kafka Streams names them.
     let short: Vec<&str> = rekeys.iter().map(|r| r.suffix.as_str()).collect();
     let mut out = String::from("Topologies:\n");

@@ -461,18 +461,6 @@ impl Plan {
             .collect()
     }
 
-    /// The repartition topics a persistent query runs with: those of
-    /// [`Plan::repartitions`], except for a chain of several joins, which
-    /// still re-keys in memory (its stages' topics are planned, but a
-    /// record held for rows of an earlier stage waited seconds at a time
-    /// for them to come back, so chains are not switched over yet).
-    pub fn run_repartitions(&self) -> Vec<Rekey> {
-        match &self.op {
-            Op::Joins { stages, .. } if stages.len() > 1 => Vec::new(),
-            _ => self.repartitions(),
-        }
-    }
-
     /// The suffix of the first repartition topic, if the query re-keys.
     pub fn repartition_suffix(&self) -> Option<String> {
         self.repartitions().into_iter().next().map(|r| r.suffix)

@@ -878,7 +878,6 @@ fn run(
         _ => Vec::new(),
     };
     let mut unread = Unread::new();
-    let mut flush = false;
     // Since when a record has been held with no transaction open, and
     // when the repartition topic's ends were last checked for it.
     let mut held_since: Option<Instant> = None;
@@ -925,23 +924,19 @@ fn run(
         // read (its position at the high watermark of the last fetch, as
         // Kafka Streams decides with max.task.idle.ms=0). A partition
         // whose end is unknown holds the others back at most MAX_IDLE.
-        let at_end = partitions_at_end(&consumer, &all_inputs, &heads);
+        let mut at_end = partitions_at_end(&consumer, &all_inputs, &heads);
         let mut fx = Effects::default();
         // The task is locked per chunk of records, not per record; pull
         // queries read it between chunks.
         let mut guard: Option<(usize, std::sync::MutexGuard<'_, Task>)> = None;
+        // Whether a record is held for re-keyed rows (see `held` below):
+        // the open transaction is committed as soon as the merge stops,
+        // so those rows become readable now rather than at the next
+        // commit interval.
+        let mut flush = false;
+        // Whether this round processed a record.
+        let mut moved = false;
         loop {
-            let waiting = heads
-                .iter()
-                .any(|(k, q)| q.is_empty() && !at_end.contains(k));
-            if waiting {
-                let since = *blocked_since.get_or_insert_with(Instant::now);
-                if since.elapsed() < MAX_IDLE {
-                    break;
-                }
-            } else {
-                blocked_since = None;
-            }
             // At equal timestamps the lower rank goes first, as in the
             // timestamp merge. A row read back waits only for other
             // topics' rows (within a topic, the merge orders them), and
@@ -961,20 +956,45 @@ fn run(
                                         .is_none_or(|m| m.timestamp <= t))
                         })
             };
+            let held_head = || {
+                heads
+                    .iter()
+                    .any(|((i, _), q)| q.front().is_some_and(|m| held(*i, m.timestamp)))
+            };
+            let mut waiting = heads
+                .iter()
+                .any(|(k, q)| q.is_empty() && !at_end.contains(k));
+            if waiting && blocked_since.is_none_or(|b| b.elapsed() < MAX_IDLE) {
+                // A partition emptied by this merge may be at its end: ask
+                // again before waiting a poll for it (not per record once
+                // one has held the others back for MAX_IDLE).
+                at_end = partitions_at_end(&consumer, &all_inputs, &heads);
+                waiting = heads
+                    .iter()
+                    .any(|(k, q)| q.is_empty() && !at_end.contains(k));
+            }
+            if waiting {
+                let since = *blocked_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < MAX_IDLE {
+                    flush = held_head();
+                    break;
+                }
+            } else {
+                blocked_since = None;
+            }
             let next = heads
                 .iter()
                 .filter_map(|(k, q)| q.front().map(|m| (m.timestamp, *k)))
                 .filter(|(ts, (input, _))| !held(*input, *ts))
                 .min();
             let Some((_, k)) = next else {
-                flush = heads
-                    .iter()
-                    .any(|((i, _), q)| q.front().is_some_and(|m| held(*i, m.timestamp)));
+                flush = held_head();
                 break;
             };
             let Some(msg) = heads.get_mut(&k).and_then(VecDeque::pop_front) else {
                 break;
             };
+            moved = true;
             if let (Some(p), false) = (&producer, in_txn) {
                 p.begin_transaction().map_err(kerr("begin transaction"))?;
                 in_txn = true;
@@ -1149,11 +1169,7 @@ fn run(
         // Commit every commit interval (ksqlDB's 2 s by default), and at
         // once when caught up.
         if let Some(p) = &producer {
-            if in_txn
-                && (batch_started.elapsed() >= spec.commit_interval
-                    || caught_up
-                    || std::mem::take(&mut flush))
-            {
+            if in_txn && (batch_started.elapsed() >= spec.commit_interval || caught_up || flush) {
                 if let Output::Topic {
                     changelog: Some(cl),
                     ..
@@ -1208,9 +1224,13 @@ fn run(
         // committed transactions. Once the consumer has read every
         // repartition partition to its end, nothing it counted can still
         // come back: a count left then is stale, and is dropped rather
-        // than holding the other side for ever.
+        // than holding the other side for ever. Checked only after
+        // HELD_CHECK with no record processed: a chain holds some record
+        // nearly all the time while its rows go round, and the check asks
+        // the broker for every repartition partition's ends.
         let holding = !unread.is_empty()
             && !in_txn
+            && !moved
             && heads
                 .iter()
                 .any(|((i, _), q)| q.front().is_some_and(|_| held_inputs.contains(i)));
