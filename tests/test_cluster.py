@@ -45,6 +45,8 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
 
 import java_harness
 from conftest import HOST, free_port
+from group_helpers import ChildPool, wait_assignment
+from weir_helpers import wait_until
 from security_util import write_users
 
 
@@ -550,9 +552,8 @@ def test_group_moves_when_its_coordinator_is_killed(cluster, topic_name, protoco
     takes the lease once it runs out and loads the group from
     `__consumer_offsets`; the member finds it and carries on within the
     session timeout, the commits made before are kept, and no record is
-    skipped. KIP-848 members (whose membership is in memory, as on one
-    node) rejoin on the new coordinator; classic members keep their
-    generation, loaded from the log."""
+    skipped. Classic members keep their generation and KIP-848 members
+    their epoch, loaded from the log."""
     brokers = cluster["brokers"]
     a = brokers[0]
     create_topic(a.bootstrap, topic_name, 3)
@@ -672,6 +673,93 @@ def test_group_moves_when_its_coordinator_is_killed(cluster, topic_name, protoco
         [ConsumerGroupTopicPartitions(group)])[group].result(timeout=30)
     assert sorted((tp.partition, tp.offset) for tp in offsets.topic_partitions) == [
         (p, produced[p]) for p in range(3)]
+
+
+def consumer_group_members(binary, bootstrap: str, group: str) -> dict | None:
+    """ConsumerGroupDescribe through `weir group describe`: member id ->
+    (member epoch, assigned partitions); None while it fails."""
+    p = subprocess.run([str(binary), "group", "describe", group, "--output", "json",
+                        "--bootstrap", bootstrap], capture_output=True, timeout=30)
+    if p.returncode != 0:
+        return None
+    return {m["member_id"]: (m["member_epoch"], sorted(a["partition"] for a in m["assignment"]))
+            for m in json.loads(p.stdout).get("members", [])}
+
+
+def test_kip848_members_keep_their_epochs_when_the_coordinator_is_killed(
+        cluster, weir_binary, tmp_path, topic_name):
+    """Two `group.protocol=consumer` members; the group's coordinator is
+    killed with kill -9. The broker taking the lease replays the group's
+    records from `__consumer_offsets`: described through another broker,
+    the same members have the same epochs and assignments, their
+    heartbeats carry on, and what is produced next is consumed once."""
+    brokers = cluster["brokers"]
+    create_topic(brokers[0].bootstrap, topic_name, 4)
+    bootstrap = ",".join(x.bootstrap for x in brokers)
+    group = f"g-{topic_name}"
+    conf = {"bootstrap.servers": bootstrap, "group.id": group, "group.protocol": "consumer",
+            "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "broker.address.family": "v4", "topic.metadata.refresh.interval.ms": 2000}
+    pool = ChildPool(tmp_path / "members")
+    try:
+        a = pool.spawn("a", conf, [topic_name], commit="sync")
+        b = pool.spawn("b", conf, [topic_name], commit="sync")
+        wait_assignment([a, b], 4, counts=[2, 2], timeout=60)
+        # A third member comes and goes: the epochs are then past what
+        # two members rejoining a coordinator that forgot them would get.
+        x = pool.spawn("x", conf, [topic_name], commit="sync")
+        wait_until(lambda: len(consumer_group_members(weir_binary, bootstrap, group) or {}) == 3,
+                   timeout=60, what="a third member")
+        x.close()
+        wait_until(lambda: (lambda m: m and len(m) == 2
+                            and all(e > 2 and len(ps) == 2 for e, ps in m.values()))(
+                                consumer_group_members(weir_binary, bootstrap, group)),
+                   timeout=60, what="two members at a later epoch")
+        p = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+        for i in range(200):
+            p.produce(topic_name, value=f"r{i}".encode(), partition=i % 4)
+        assert p.flush(60) == 0
+        wait_until(lambda: sorted(a.messages() + b.messages())
+                   == [(q, o) for q in range(4) for o in range(50)],
+                   timeout=60, what="the first 200 consumed")
+        wait_until(lambda: len(a.of("commit")) + len(b.of("commit")) == 200, timeout=60,
+                   what="the first 200 committed")
+        part = offsets_partition(group)
+        rows = cluster["pg"].rows(
+            "SELECT holder, epoch FROM weir.coordinators WHERE topic = '__consumer_offsets' "
+            f"AND partition = {part}", db=cluster["db"])
+        holder = int(rows[0][0])
+        victim = next(x for x in brokers if x.name == f"node{holder}")
+        other = next(x for x in brokers if x is not victim)
+        before = consumer_group_members(weir_binary, victim.bootstrap, group)
+        assert before is not None and len(before) == 2, before
+        assert all(epoch > 2 for epoch, _ in before.values()), before
+        victim.kill()
+        killed = time.time()
+        after = wait_until(
+            lambda: (lambda m: m and m == before and m)(
+                consumer_group_members(weir_binary, other.bootstrap, group)),
+            timeout=60, what="the same members and epochs on the new coordinator")
+        rows = cluster["pg"].rows(
+            "SELECT holder FROM weir.coordinators WHERE topic = '__consumer_offsets' "
+            f"AND partition = {part}", db=cluster["db"])
+        assert int(rows[0][0]) != holder, rows
+        survivors = ",".join(x.bootstrap for x in brokers if x is not victim)
+        p = Producer({"bootstrap.servers": survivors, "acks": "all"})
+        for i in range(200, 400):
+            p.produce(topic_name, value=f"r{i}".encode(), partition=i % 4)
+        assert p.flush(60) == 0
+        wait_until(lambda: len(a.of("commit")) + len(b.of("commit")) >= 400, timeout=90,
+                   what="the next 200 consumed and committed")
+        msgs = a.messages() + b.messages()
+        assert sorted(msgs) == [(q, o) for q in range(4) for o in range(100)], \
+            "a record was delivered twice or skipped"
+        for m in (a, b):
+            assert m.of("revoke", since=killed) == [] and m.of("lost", since=killed) == [], \
+                m.describe()
+        assert consumer_group_members(weir_binary, other.bootstrap, group) == after
+    finally:
+        pool.cleanup()
 
 
 @pytest.mark.parametrize("protocol", ["classic", "consumer"])

@@ -7,6 +7,8 @@ own topic and its own group ids. Producers set enable.idempotence=false.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 
 import pytest
@@ -667,6 +669,62 @@ def test_lag_from_committed_offsets_and_high_watermarks(gbroker, pool, topic_nam
 
 
 # --- 8. KIP-848 consumer protocol ---------------------------------------------------
+
+def kip848_members(binary, bootstrap: str, group: str) -> dict[str, tuple[int, list[int]]]:
+    """ConsumerGroupDescribe through `weir group describe`: member id ->
+    (member epoch, assigned partitions)."""
+    p = subprocess.run([str(binary), "group", "describe", group, "--output", "json",
+                        "--bootstrap", bootstrap], capture_output=True, timeout=30)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    d = json.loads(p.stdout)
+    return {m["member_id"]: (m["member_epoch"], sorted(a["partition"] for a in m["assignment"]))
+            for m in d.get("members", [])}
+
+
+def test_kip848_member_keeps_its_epoch_and_assignment_across_a_broker_kill(
+        weir_binary, broker_factory, pool, topic_name, group):
+    """KIP-848 group state is in __consumer_offsets (Kafka's ConsumerGroup*
+    records): after kill -9 and a restart of the only broker, the member's
+    heartbeats carry on with the same member id and epoch, nothing moves and
+    nothing committed is delivered again."""
+    b = broker_factory(*GROUP_BROKER_ARGS, *KIP848_BROKER_ARGS, name="broker")
+    adm = admin(b.bootstrap)
+    create_topic(adm, topic_name, partitions=4)
+    conf = kip848_consumer_conf(b.bootstrap, group)
+    a = pool.spawn("a", conf, [topic_name], commit="sync")
+    wait_assignment([a], 4, counts=[4], timeout=45)
+    # A second member joins and leaves, so the epoch is past what a rejoin
+    # on a fresh coordinator would give.
+    x = pool.spawn("x", conf, [topic_name], commit="sync")
+    wait_assignment([a, x], 4, counts=[2, 2], timeout=45)
+    x.close()
+    wait_assignment([a], 4, counts=[4], timeout=45)
+    hw = produce_keyed(b.bootstrap, topic_name, 100)
+    wait_until(lambda: group_offsets(adm, group) == {(topic_name, p): hw[p] for p in range(4)},
+               timeout=30, what="the first 100 consumed and committed")
+    before = wait_until(lambda: (lambda m: len(m) == 1 and next(iter(m.values()))[1] == [0, 1, 2, 3]
+                                 and m)(kip848_members(weir_binary, b.bootstrap, group)),
+                        timeout=30, what="a stable one-member group")
+    (member_id, (epoch, _)), = before.items()
+    assert epoch > 1, before
+
+    b.kill()
+    restarted = time.time()
+    b.start()
+    adm = admin(b.bootstrap)
+    hw2 = produce_keyed(b.bootstrap, topic_name, 100, prefix="after")
+    total = {p: hw.get(p, 0) + hw2.get(p, 0) for p in range(4)}
+    wait_until(lambda: group_offsets(adm, group) == {(topic_name, p): total[p] for p in range(4)},
+               timeout=60, what="the next 100 consumed and committed after the restart")
+    assert kip848_members(weir_binary, b.bootstrap, group) == {member_id: (epoch, [0, 1, 2, 3])}
+    # The member was never told to give anything up or start again.
+    assert a.of("revoke", since=restarted) == [] and a.of("lost", since=restarted) == []
+    assert a.member_id() == member_id
+    msgs = a.messages()
+    assert len(msgs) == len(set(msgs)), "a record was delivered twice"
+    assert sorted(msgs) == sorted((p, o) for p in range(4) for o in range(total[p]))
+    a.close()
+
 
 @pytest.mark.skipif(f"not broker_advertises({API_CONSUMER_GROUP_HEARTBEAT})",
                     reason="broker does not advertise ConsumerGroupHeartbeat (API key 68, KIP-848) "

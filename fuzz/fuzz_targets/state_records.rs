@@ -14,5 +14,17 @@ fuzz_target!(|data: &[u8]| {
     let _ = weir_broker::group_store::decode_key(&b);
     let _ = weir_broker::group_store::decode_offset(&b);
     let _ = weir_broker::group_store::decode_group("g", &b);
+    // KIP-848 consumer group records: every key type's value decoder.
+    use weir_broker::group_store::{decode_consumer, ConsumerKey};
+    for key in [
+        ConsumerKey::Metadata,
+        ConsumerKey::Topics,
+        ConsumerKey::Member(String::new()),
+        ConsumerKey::TargetMetadata,
+        ConsumerKey::Target(String::new()),
+        ConsumerKey::Current(String::new()),
+    ] {
+        let _ = decode_consumer(&key, &b);
+    }
     let _ = weir_log::producer::control_type(&b);
 });

@@ -10,15 +10,24 @@
 //! that moved, and only once it reports them released are they handed to
 //! their new owner, so no partition ever has two owners.
 //!
-//! Differences from Apache Kafka, on purpose for now: membership is kept in
-//! memory (after a broker restart members get UNKNOWN_MEMBER_ID and rejoin,
-//! while committed offsets persist), regex subscriptions are refused with
-//! INVALID_REQUEST, and static members are treated as dynamic ones.
+//! The state is persisted as Kafka persists it: [`ConsumerGroups::take_changes`]
+//! hands out the `__consumer_offsets` records (Kafka's `ConsumerGroup*`
+//! formats, [`crate::group_store`]) that changed since the last call, and
+//! [`ConsumerGroups::restore`] rebuilds a group from them, so members
+//! keep their id, epoch and assignment when the coordinator restarts or
+//! moves.
+//!
+//! Differences from Apache Kafka, on purpose for now: regex subscriptions
+//! are refused with INVALID_REQUEST, and static members are treated as
+//! dynamic ones.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use uuid::Uuid;
+
+use crate::group_store::{self, ConsumerKey, ConsumerValue, CurrentRecord, MemberRecord};
 
 /// Partitions by topic id.
 pub type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;
@@ -173,6 +182,9 @@ struct Group {
     topics_seen: BTreeMap<String, TopicMeta>,
 }
 
+/// A record to append: key and value, `None` for a tombstone.
+pub type Change = (Bytes, Option<Bytes>);
+
 /// The assignors Weir serves.
 pub const ASSIGNORS: &[&str] = &["uniform", "range"];
 
@@ -183,6 +195,10 @@ pub struct ConsumerGroups {
     /// Groups whose group configs differ from `config`.
     overrides: BTreeMap<String, ConsumerConfig>,
     groups: BTreeMap<String, Group>,
+    /// Each group's records as last handed out or loaded, by encoded key.
+    persisted: BTreeMap<String, BTreeMap<Bytes, Bytes>>,
+    /// Groups changed since the last [`ConsumerGroups::take_changes`].
+    dirty: BTreeSet<String>,
 }
 
 fn minus(a: &Assignment, b: &Assignment) -> Assignment {
@@ -220,6 +236,8 @@ impl ConsumerGroups {
             config,
             overrides: BTreeMap::new(),
             groups: BTreeMap::new(),
+            persisted: BTreeMap::new(),
+            dirty: BTreeSet::new(),
         }
     }
 
@@ -288,6 +306,7 @@ impl ConsumerGroups {
                 );
             }
         }
+        self.dirty.insert(hb.group_id.clone());
         let group = self.groups.entry(hb.group_id.clone()).or_default();
         if let Some(a) = &hb.assignor {
             group.assignor.clone_from(a);
@@ -458,10 +477,17 @@ impl ConsumerGroups {
             }
             if !gone.is_empty() {
                 g.epoch += 1;
+                self.dirty.insert(group_id.clone());
             }
         }
-        self.groups
-            .retain(|_, g| !g.members.is_empty() || g.epoch == 0);
+        let dirty = &mut self.dirty;
+        self.groups.retain(|id, g| {
+            let keep = !g.members.is_empty() || g.epoch == 0;
+            if !keep {
+                dirty.insert(id.clone());
+            }
+            keep
+        });
     }
 
     /// Checks an offset commit from a member of a consumer group, as Kafka
@@ -545,6 +571,205 @@ impl ConsumerGroups {
     pub fn forget(&mut self, group_id: &str) {
         self.groups.remove(group_id);
         self.overrides.remove(group_id);
+        self.persisted.remove(group_id);
+        self.dirty.remove(group_id);
+    }
+
+    /// The records that make up a group's state, in the order Kafka
+    /// writes them: subscriptions, topics, group epoch, targets, target
+    /// epoch, current assignments.
+    fn records(&self, group_id: &str) -> Vec<(ConsumerKey, ConsumerValue)> {
+        let Some(g) = self.groups.get(group_id).filter(|g| g.epoch > 0) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for m in g.members.values() {
+            let mut subscribed = m.subscribed.clone();
+            subscribed.sort();
+            out.push((
+                ConsumerKey::Member(m.id.clone()),
+                ConsumerValue::Member(MemberRecord {
+                    instance_id: m.instance_id.clone(),
+                    rack_id: m.rack_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    subscribed,
+                    regex: None,
+                    rebalance_timeout_ms: i32::try_from(m.rebalance_timeout_ms).unwrap_or(i32::MAX),
+                    assignor: Some(g.assignor.clone()),
+                }),
+            ));
+        }
+        out.push((
+            ConsumerKey::Topics,
+            ConsumerValue::Topics(g.topics_seen.clone()),
+        ));
+        out.push((ConsumerKey::Metadata, ConsumerValue::Metadata(g.epoch)));
+        for (id, target) in &g.target {
+            out.push((
+                ConsumerKey::Target(id.clone()),
+                ConsumerValue::Target(target.clone()),
+            ));
+        }
+        out.push((
+            ConsumerKey::TargetMetadata,
+            ConsumerValue::TargetMetadata(g.assignment_epoch),
+        ));
+        for m in g.members.values() {
+            let state = if !m.revoking.is_empty() {
+                1
+            } else if m.epoch == g.epoch && Some(&m.assigned) != g.target.get(&m.id) {
+                2
+            } else {
+                0
+            };
+            out.push((
+                ConsumerKey::Current(m.id.clone()),
+                ConsumerValue::Current(CurrentRecord {
+                    epoch: m.epoch,
+                    previous_epoch: m.previous_epoch,
+                    state,
+                    assigned: m.assigned.clone(),
+                    revoking: m.revoking.clone(),
+                }),
+            ));
+        }
+        out
+    }
+
+    /// The `__consumer_offsets` records of every group changed since the
+    /// last call, by group: new or changed values, and tombstones for
+    /// what is gone, in Kafka's order (a member's current assignment,
+    /// target and subscription are removed before the new group epoch is
+    /// written; a deleted group's target epoch, topics and epoch last).
+    pub fn take_changes(&mut self) -> Vec<(String, Vec<Change>)> {
+        let mut out = Vec::new();
+        for group_id in std::mem::take(&mut self.dirty) {
+            let wanted: Vec<(Bytes, Bytes)> = self
+                .records(&group_id)
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        group_store::consumer_key(&group_id, k),
+                        group_store::consumer_value(v),
+                    )
+                })
+                .collect();
+            let old = self.persisted.remove(&group_id).unwrap_or_default();
+            let kept: BTreeSet<&Bytes> = wanted.iter().map(|(k, _)| k).collect();
+            // Record types 8, 7, 5 (a member's) go first, 6, 4, 3 last.
+            let member_level =
+                |k: &Bytes| k.first() == Some(&0) && matches!(k.get(1), Some(5 | 7 | 8));
+            let mut gone: Vec<&Bytes> = old.keys().filter(|k| !kept.contains(k)).collect();
+            gone.sort_by_key(|k| std::cmp::Reverse(k.get(1).copied()));
+            let mut kvs: Vec<Change> = gone
+                .iter()
+                .filter(|k| member_level(k))
+                .map(|k| ((*k).clone(), None))
+                .collect();
+            kvs.extend(
+                wanted
+                    .iter()
+                    .filter(|(k, v)| old.get(k) != Some(v))
+                    .map(|(k, v)| (k.clone(), Some(v.clone()))),
+            );
+            kvs.extend(
+                gone.iter()
+                    .filter(|k| !member_level(k))
+                    .map(|k| ((*k).clone(), None)),
+            );
+            if !wanted.is_empty() {
+                self.persisted
+                    .insert(group_id.clone(), wanted.into_iter().collect());
+            }
+            if !kvs.is_empty() {
+                out.push((group_id, kvs));
+            }
+        }
+        out
+    }
+
+    /// A write of the group's records failed: hand them all out again at
+    /// the next [`ConsumerGroups::take_changes`].
+    pub fn invalidate(&mut self, group_id: &str) {
+        if let Some(records) = self.persisted.get_mut(group_id) {
+            for v in records.values_mut() {
+                // No encoded value is empty, so every record differs.
+                *v = Bytes::new();
+            }
+        }
+        self.dirty.insert(group_id.to_string());
+    }
+
+    /// Rebuilds a group from its live records in `__consumer_offsets`
+    /// (the latest value of each key, tombstoned keys left out), as
+    /// Kafka's coordinator replays them when it loads the partition.
+    /// Session and revocation timers start again at `now`. The epochs at
+    /// which the member got each partition it holds (KIP-1251) are not in
+    /// Kafka's records: they count from the member's current epoch.
+    pub fn restore(&mut self, group_id: &str, records: BTreeMap<Bytes, Bytes>, now: i64) {
+        self.forget(group_id);
+        let mut g = Group::default();
+        let mut subs: BTreeMap<String, MemberRecord> = BTreeMap::new();
+        let mut current: BTreeMap<String, CurrentRecord> = BTreeMap::new();
+        for (k, v) in &records {
+            let Some(group_store::Key::Consumer { key, .. }) = group_store::decode_key(k) else {
+                continue;
+            };
+            match (group_store::decode_consumer(&key, v), key) {
+                (Some(ConsumerValue::Metadata(e)), _) => g.epoch = e,
+                (Some(ConsumerValue::TargetMetadata(e)), _) => g.assignment_epoch = e,
+                (Some(ConsumerValue::Topics(t)), _) => g.topics_seen = t,
+                (Some(ConsumerValue::Member(m)), ConsumerKey::Member(id)) => {
+                    subs.insert(id, m);
+                }
+                (Some(ConsumerValue::Target(a)), ConsumerKey::Target(id)) => {
+                    g.target.insert(id, a);
+                }
+                (Some(ConsumerValue::Current(c)), ConsumerKey::Current(id)) => {
+                    current.insert(id, c);
+                }
+                _ => tracing::warn!(group = group_id, "unreadable consumer group record"),
+            }
+        }
+        if g.epoch <= 0 {
+            return;
+        }
+        for (id, s) in subs {
+            if g.assignor.is_empty() {
+                g.assignor = s.assignor.clone().unwrap_or_default();
+            }
+            let c = current.remove(&id);
+            let (epoch, previous_epoch, assigned, revoking) = c
+                .map_or((0, -1, Assignment::new(), Assignment::new()), |c| {
+                    (c.epoch, c.previous_epoch, c.assigned, c.revoking)
+                });
+            let mut m = Member {
+                id: id.clone(),
+                instance_id: s.instance_id,
+                rack_id: s.rack_id,
+                client_id: s.client_id,
+                client_host: s.client_host,
+                subscribed: s.subscribed,
+                epoch,
+                previous_epoch,
+                assigned,
+                last_sent: None,
+                revoking_since: (!revoking.is_empty()).then_some(now),
+                revoking,
+                assignment_epochs: BTreeMap::new(),
+                rebalance_timeout_ms: i64::from(s.rebalance_timeout_ms.max(0)),
+                last_heard: now,
+            };
+            note_assignment_epochs(&mut m);
+            g.members.insert(id, m);
+        }
+        if !ASSIGNORS.contains(&g.assignor.as_str()) {
+            g.assignor = ASSIGNORS[0].to_string();
+        }
+        g.target.retain(|id, _| g.members.contains_key(id));
+        self.groups.insert(group_id.to_string(), g);
+        self.persisted.insert(group_id.to_string(), records);
     }
 
     /// Subscribed topic names of a group.
@@ -567,6 +792,7 @@ impl ConsumerGroups {
             Some(g) if !g.members.is_empty() => Err(ResponseError::NonEmptyGroup),
             Some(_) => {
                 self.groups.remove(group_id);
+                self.dirty.insert(group_id.to_string());
                 Ok(())
             }
         }
@@ -928,6 +1154,139 @@ mod tests {
         let grown = BTreeMap::from([("t".to_string(), TopicMeta { id, partitions: 3 })]);
         let a = c.heartbeat(hb("a", 1, None), &grown, String::new, 1);
         assert_eq!((a.member_epoch, parts(&a.assignment)), (2, vec![0, 1, 2]));
+    }
+
+    /// Applies handed-out changes to a model of the compacted topic.
+    fn apply(log: &mut BTreeMap<Bytes, Bytes>, changes: Vec<(String, Vec<Change>)>) {
+        for (_, kvs) in changes {
+            for (k, v) in kvs {
+                match v {
+                    Some(v) => log.insert(k, v),
+                    None => log.remove(&k),
+                };
+            }
+        }
+    }
+
+    #[test]
+    fn a_restored_group_keeps_members_epochs_and_assignments() {
+        let (id, t) = topics(4);
+        let mut c = ConsumerGroups::default();
+        let mut log = BTreeMap::new();
+        c.heartbeat(hb("", 0, None), &t, || "a".into(), 0);
+        c.heartbeat(hb("", 0, None), &t, || "b".into(), 1);
+        // a is told to revoke two partitions; the restart comes meanwhile.
+        let kept = parts(&c.heartbeat(hb("a", 1, None), &t, String::new, 2).assignment);
+        apply(&mut log, c.take_changes());
+        assert!(c.take_changes().is_empty(), "nothing changed since");
+
+        let mut back = ConsumerGroups::default();
+        back.restore("g", log.clone(), 100);
+        let (x, y) = (c.describe("g").unwrap(), back.describe("g").unwrap());
+        assert_eq!(
+            (x.epoch, x.assignment_epoch, x.state),
+            (y.epoch, y.assignment_epoch, y.state)
+        );
+        let view = |g: &GroupView| -> Vec<_> {
+            g.members
+                .iter()
+                .map(|m| {
+                    (
+                        m.member_id.clone(),
+                        m.epoch,
+                        m.assigned.clone(),
+                        m.target.clone(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(view(&x), view(&y));
+        // The members carry on at their epochs: a confirms the revocation,
+        // and b then gets the partitions a gave up.
+        let owned = Assignment::from([(id, kept.iter().copied().collect())]);
+        let a = back.heartbeat(hb("a", 1, Some(owned)), &t, String::new, 101);
+        assert_eq!((a.error, a.member_epoch), (0, 2));
+        let b = back.heartbeat(hb("b", 2, None), &t, String::new, 102);
+        assert_eq!((b.error, parts(&b.assignment).len()), (0, 2));
+        // Nothing rewritten that did not change: the group epoch stays.
+        let changed: Vec<i16> = back
+            .take_changes()
+            .into_iter()
+            .flat_map(|(_, kvs)| kvs)
+            .map(|(k, _)| i16::from_be_bytes([k[0], k[1]]))
+            .collect();
+        assert!(!changed.contains(&3), "{changed:?}");
+    }
+
+    #[test]
+    fn sessions_restart_when_a_group_is_restored() {
+        let (_, t) = topics(2);
+        let config = ConsumerConfig {
+            session_timeout_ms: 100,
+            heartbeat_interval_ms: 10,
+        };
+        let mut c = ConsumerGroups::new(config.clone());
+        let mut log = BTreeMap::new();
+        c.heartbeat(hb("", 0, None), &t, || "a".into(), 0);
+        apply(&mut log, c.take_changes());
+        // Loaded long after a's last heartbeat: its session counts from
+        // the load, as Kafka re-arms timers on replay.
+        let mut back = ConsumerGroups::new(config);
+        back.restore("g", log, 1_000);
+        back.tick(1_050);
+        assert_eq!(
+            back.heartbeat(hb("a", 1, None), &t, String::new, 1_050)
+                .error,
+            0
+        );
+        back.tick(1_200);
+        assert_eq!(back.describe("g").map(|g| g.members.len()), None);
+    }
+
+    #[test]
+    fn leaving_and_deleting_tombstone_the_records_in_kafkas_order() {
+        let (_, t) = topics(2);
+        let mut c = ConsumerGroups::default();
+        let mut log = BTreeMap::new();
+        c.heartbeat(hb("", 0, None), &t, || "a".into(), 0);
+        c.heartbeat(hb("", 0, None), &t, || "b".into(), 0);
+        apply(&mut log, c.take_changes());
+        let types = |kvs: &[Change]| -> Vec<(i16, bool)> {
+            kvs.iter()
+                .map(|(k, v)| (i16::from_be_bytes([k[0], k[1]]), v.is_some()))
+                .collect()
+        };
+        c.heartbeat(hb("b", -1, None), &t, String::new, 1);
+        let changes = c.take_changes();
+        let kvs = &changes[0].1;
+        // b's current assignment, target and subscription go first.
+        assert_eq!(types(&kvs[..3]), vec![(8, false), (7, false), (5, false)]);
+        assert!(types(kvs).contains(&(3, true)), "a new group epoch");
+        apply(&mut log, changes);
+        c.heartbeat(hb("a", -1, None), &t, String::new, 2);
+        c.tick(3);
+        let changes = c.take_changes();
+        let kvs = &changes[0].1;
+        assert_eq!(
+            types(kvs).last().copied(),
+            Some((3, false)),
+            "the group's epoch record goes last"
+        );
+        apply(&mut log, changes);
+        assert!(log.is_empty(), "every record tombstoned: {log:?}");
+        let mut back = ConsumerGroups::default();
+        back.restore("g", log, 4);
+        assert!(back.describe("g").is_none());
+    }
+
+    #[test]
+    fn a_failed_write_is_handed_out_whole_again() {
+        let (_, t) = topics(2);
+        let mut c = ConsumerGroups::default();
+        c.heartbeat(hb("", 0, None), &t, || "a".into(), 0);
+        let first = c.take_changes();
+        c.invalidate("g");
+        assert_eq!(c.take_changes(), first);
     }
 
     #[test]

@@ -179,9 +179,7 @@ impl Broker {
                 crate::delete_groups::handle(groups, shares, security, &ctx, r)
             }
             RequestKind::ConsumerGroupHeartbeat(r) => {
-                Reply::Ready(ResponseKind::ConsumerGroupHeartbeat(
-                    crate::consumer_group_heartbeat::handle(groups, shares, security, &ctx, r),
-                ))
+                crate::consumer_group_heartbeat::handle(groups, shares, security, &ctx, r)
             }
             RequestKind::ConsumerGroupDescribe(r) => {
                 Reply::Ready(ResponseKind::ConsumerGroupDescribe(

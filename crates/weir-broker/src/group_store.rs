@@ -7,10 +7,23 @@
 //! `(offset, leader epoch, metadata, commit timestamp)` and group metadata
 //! version 3 (protocol type, generation, protocol, leader, state timestamp,
 //! members). A null value is a tombstone.
+//!
+//! KIP-848 consumer groups use keys 3 to 8 (Kafka's
+//! `ConsumerGroup*Key` records, whose key version is the record type),
+//! each with a flexible value of version 0: the group epoch (3), the
+//! subscribed topics' metadata (4), each member's subscription (5), the
+//! target assignment's epoch (6), each member's target (7), and each
+//! member's epoch and current assignment (8).
+
+use std::collections::BTreeMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::internal_records::{put_bytes, put_nullable_str, put_str, Reader};
+use crate::consumer_group::{Assignment, TopicMeta};
+use crate::internal_records::{
+    put_bytes, put_compact_len, put_compact_nullable_str, put_compact_str, put_nullable_str,
+    put_str, Reader,
+};
 
 use crate::group_coordinator::{GroupSnapshot, MemberSnapshot};
 
@@ -44,6 +57,107 @@ pub enum Key {
     },
     /// A group's metadata.
     Group(String),
+    /// A record of a KIP-848 consumer group.
+    Consumer {
+        /// Group.
+        group: String,
+        /// Which record.
+        key: ConsumerKey,
+    },
+}
+
+/// The records of a KIP-848 consumer group, by key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ConsumerKey {
+    /// ConsumerGroupMetadata (key version 3): the group epoch.
+    Metadata,
+    /// ConsumerGroupPartitionMetadata (4): the subscribed topics.
+    Topics,
+    /// ConsumerGroupMemberMetadata (5): a member's subscription.
+    Member(String),
+    /// ConsumerGroupTargetAssignmentMetadata (6): the assignment epoch.
+    TargetMetadata,
+    /// ConsumerGroupTargetAssignmentMember (7): a member's target.
+    Target(String),
+    /// ConsumerGroupCurrentMemberAssignment (8): a member's epochs and
+    /// current assignment.
+    Current(String),
+}
+
+impl ConsumerKey {
+    /// The key version, which is the record type.
+    pub fn version(&self) -> i16 {
+        match self {
+            Self::Metadata => 3,
+            Self::Topics => 4,
+            Self::Member(_) => 5,
+            Self::TargetMetadata => 6,
+            Self::Target(_) => 7,
+            Self::Current(_) => 8,
+        }
+    }
+
+    /// The member the record is about, if any.
+    pub fn member(&self) -> Option<&str> {
+        match self {
+            Self::Member(m) | Self::Target(m) | Self::Current(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// A member's subscription (ConsumerGroupMemberMetadataValue).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRecord {
+    /// Static instance id.
+    pub instance_id: Option<String>,
+    /// Rack.
+    pub rack_id: Option<String>,
+    /// Client id.
+    pub client_id: String,
+    /// Client host.
+    pub client_host: String,
+    /// Subscribed topic names, sorted.
+    pub subscribed: Vec<String>,
+    /// Regex subscription.
+    pub regex: Option<String>,
+    /// Rebalance timeout.
+    pub rebalance_timeout_ms: i32,
+    /// Server assignor.
+    pub assignor: Option<String>,
+}
+
+/// A member's epochs and assignment
+/// (ConsumerGroupCurrentMemberAssignmentValue).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentRecord {
+    /// Member epoch.
+    pub epoch: i32,
+    /// Previous member epoch.
+    pub previous_epoch: i32,
+    /// Kafka's MemberState: 0 stable, 1 unrevoked, 2 unreleased partitions.
+    pub state: i8,
+    /// Partitions the member owns.
+    pub assigned: Assignment,
+    /// Partitions it must revoke.
+    pub revoking: Assignment,
+}
+
+/// The value of a consumer group record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsumerValue {
+    /// Group epoch.
+    Metadata(i32),
+    /// Subscribed topics' metadata, by name.
+    Topics(BTreeMap<String, TopicMeta>),
+    /// A member's subscription.
+    Member(MemberRecord),
+    /// Assignment epoch.
+    TargetMetadata(i32),
+    /// A member's target assignment.
+    Target(Assignment),
+    /// A member's current assignment.
+    Current(CurrentRecord),
 }
 
 /// The `__consumer_offsets` partition of a group: Kafka's
@@ -74,6 +188,153 @@ pub fn group_key(group: &str) -> Bytes {
     b.put_i16(2);
     put_str(&mut b, group);
     b.freeze()
+}
+
+/// Encodes a consumer group record's key.
+pub fn consumer_key(group: &str, key: &ConsumerKey) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(key.version());
+    put_str(&mut b, group);
+    if let Some(m) = key.member() {
+        put_str(&mut b, m);
+    }
+    b.freeze()
+}
+
+fn put_partitions(b: &mut BytesMut, a: &Assignment) {
+    put_compact_len(b, a.len());
+    for (topic, parts) in a {
+        b.put_slice(topic.as_bytes());
+        put_compact_len(b, parts.len());
+        for p in parts {
+            b.put_i32(*p);
+        }
+        b.put_u8(0);
+    }
+}
+
+fn read_partitions(r: &mut Reader) -> Option<Assignment> {
+    let n = r.array_len(true)??;
+    let mut a = Assignment::new();
+    for _ in 0..n {
+        let topic = r.uuid()?;
+        let count = r.array_len(true)??;
+        let parts = a.entry(topic).or_default();
+        for _ in 0..count {
+            parts.insert(r.i32()?);
+        }
+        r.tagged(|_, _| Some(()))?;
+    }
+    a.retain(|_, ps| !ps.is_empty());
+    Some(a)
+}
+
+/// Encodes a consumer group record's value (version 0, flexible).
+pub fn consumer_value(value: &ConsumerValue) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(0);
+    match value {
+        ConsumerValue::Metadata(epoch) | ConsumerValue::TargetMetadata(epoch) => b.put_i32(*epoch),
+        ConsumerValue::Topics(topics) => {
+            put_compact_len(&mut b, topics.len());
+            for (name, meta) in topics {
+                b.put_slice(meta.id.as_bytes());
+                put_compact_str(&mut b, name);
+                b.put_i32(meta.partitions);
+                // PartitionMetadata (racks): empty, as Kafka 4 leaves it.
+                put_compact_len(&mut b, 0);
+                b.put_u8(0);
+            }
+        }
+        ConsumerValue::Member(m) => {
+            put_compact_nullable_str(&mut b, m.instance_id.as_deref());
+            put_compact_nullable_str(&mut b, m.rack_id.as_deref());
+            put_compact_str(&mut b, &m.client_id);
+            put_compact_str(&mut b, &m.client_host);
+            put_compact_len(&mut b, m.subscribed.len());
+            for t in &m.subscribed {
+                put_compact_str(&mut b, t);
+            }
+            put_compact_nullable_str(&mut b, m.regex.as_deref());
+            b.put_i32(m.rebalance_timeout_ms);
+            put_compact_nullable_str(&mut b, m.assignor.as_deref());
+        }
+        ConsumerValue::Target(a) => put_partitions(&mut b, a),
+        ConsumerValue::Current(c) => {
+            b.put_i32(c.epoch);
+            b.put_i32(c.previous_epoch);
+            b.put_i8(c.state);
+            put_partitions(&mut b, &c.assigned);
+            put_partitions(&mut b, &c.revoking);
+        }
+    }
+    // No tagged fields.
+    b.put_u8(0);
+    b.freeze()
+}
+
+/// Decodes a consumer group record's value; `None` for unknown versions
+/// or bad bytes. Tagged fields (Kafka's later additions) are skipped.
+pub fn decode_consumer(key: &ConsumerKey, value: &Bytes) -> Option<ConsumerValue> {
+    let mut r = Reader(value.clone());
+    if r.i16()? != 0 {
+        return None;
+    }
+    let v = match key {
+        ConsumerKey::Metadata => ConsumerValue::Metadata(r.i32()?),
+        ConsumerKey::TargetMetadata => ConsumerValue::TargetMetadata(r.i32()?),
+        ConsumerKey::Topics => {
+            let n = r.array_len(true)??;
+            let mut topics = BTreeMap::new();
+            for _ in 0..n {
+                let id = r.uuid()?;
+                let name = r.compact_str()?;
+                let partitions = r.i32()?;
+                let racks = r.array_len(true)?.unwrap_or(0);
+                for _ in 0..racks {
+                    r.i32()?;
+                    for _ in 0..r.array_len(true)?.unwrap_or(0) {
+                        r.compact_str()?;
+                    }
+                    r.tagged(|_, _| Some(()))?;
+                }
+                r.tagged(|_, _| Some(()))?;
+                topics.insert(name, TopicMeta { id, partitions });
+            }
+            ConsumerValue::Topics(topics)
+        }
+        ConsumerKey::Member(_) => {
+            let instance_id = r.compact_nullable_str()?;
+            let rack_id = r.compact_nullable_str()?;
+            let client_id = r.compact_str()?;
+            let client_host = r.compact_str()?;
+            let n = r.array_len(true)?.unwrap_or(0);
+            let mut subscribed = Vec::with_capacity(n.min(1024));
+            for _ in 0..n {
+                subscribed.push(r.compact_str()?);
+            }
+            ConsumerValue::Member(MemberRecord {
+                instance_id,
+                rack_id,
+                client_id,
+                client_host,
+                subscribed,
+                regex: r.compact_nullable_str()?,
+                rebalance_timeout_ms: r.i32()?,
+                assignor: r.compact_nullable_str()?,
+            })
+        }
+        ConsumerKey::Target(_) => ConsumerValue::Target(read_partitions(&mut r)?),
+        ConsumerKey::Current(_) => ConsumerValue::Current(CurrentRecord {
+            epoch: r.i32()?,
+            previous_epoch: r.i32()?,
+            state: r.i8()?,
+            assigned: read_partitions(&mut r)?,
+            revoking: read_partitions(&mut r)?,
+        }),
+    };
+    r.tagged(|_, _| Some(()))?;
+    Some(v)
 }
 
 /// Encodes an offset commit value (version 3).
@@ -120,6 +381,18 @@ pub fn decode_key(key: &Bytes) -> Option<Key> {
             partition: r.i32()?,
         }),
         2 => Some(Key::Group(r.str()?)),
+        v @ 3..=8 => {
+            let group = r.str()?;
+            let key = match v {
+                3 => ConsumerKey::Metadata,
+                4 => ConsumerKey::Topics,
+                6 => ConsumerKey::TargetMetadata,
+                5 => ConsumerKey::Member(r.str()?),
+                7 => ConsumerKey::Target(r.str()?),
+                _ => ConsumerKey::Current(r.str()?),
+            };
+            Some(Key::Consumer { group, key })
+        }
         _ => None,
     }
 }
@@ -238,6 +511,103 @@ mod tests {
         assert_eq!(decode_group("g", &group_value(&g)), Some(g));
     }
 
+    #[test]
+    fn consumer_records_match_kafkas_bytes() {
+        // ConsumerGroupMetadataKey (version 3) "g", value version 0 epoch 7,
+        // no tagged fields.
+        assert_eq!(
+            consumer_key("g", &ConsumerKey::Metadata),
+            Bytes::from_static(b"\x00\x03\x00\x01g")
+        );
+        assert_eq!(
+            consumer_value(&ConsumerValue::Metadata(7)),
+            Bytes::from_static(b"\x00\x00\x00\x00\x00\x07\x00")
+        );
+        assert_eq!(
+            consumer_key("g", &ConsumerKey::Current("m".into())),
+            Bytes::from_static(b"\x00\x08\x00\x01g\x00\x01m")
+        );
+        // A target of partition 2 of topic id 1: one topic (compact length
+        // 2), the id, one partition, no tags; no tags at the end.
+        let a = Assignment::from([(uuid::Uuid::from_u128(1), [2].into())]);
+        let mut want = vec![0u8, 0, 2];
+        want.extend_from_slice(uuid::Uuid::from_u128(1).as_bytes());
+        want.extend_from_slice(&[2, 0, 0, 0, 2, 0, 0]);
+        assert_eq!(consumer_value(&ConsumerValue::Target(a)).to_vec(), want);
+    }
+
+    fn assignment() -> impl Strategy<Value = Assignment> {
+        proptest::collection::btree_map(
+            any::<u128>().prop_map(uuid::Uuid::from_u128),
+            proptest::collection::btree_set(0..1000i32, 1..4),
+            0..3,
+        )
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        "[a-z.\\-]{0,12}"
+    }
+
+    fn consumer_record() -> impl Strategy<Value = (ConsumerKey, ConsumerValue)> {
+        prop_oneof![
+            any::<i32>().prop_map(|e| (ConsumerKey::Metadata, ConsumerValue::Metadata(e))),
+            any::<i32>().prop_map(|e| (
+                ConsumerKey::TargetMetadata,
+                ConsumerValue::TargetMetadata(e)
+            )),
+            proptest::collection::btree_map(name(), (any::<u128>(), any::<i32>()), 0..3).prop_map(
+                |t| {
+                    let t = t
+                        .into_iter()
+                        .map(|(n, (id, partitions))| {
+                            let id = uuid::Uuid::from_u128(id);
+                            (n, TopicMeta { id, partitions })
+                        })
+                        .collect();
+                    (ConsumerKey::Topics, ConsumerValue::Topics(t))
+                }
+            ),
+            (
+                name(),
+                proptest::option::of(name()),
+                proptest::option::of(name()),
+                name(),
+                proptest::collection::vec(name(), 0..3),
+                any::<i32>(),
+                proptest::option::of(name())
+            )
+                .prop_map(
+                    |(m, instance_id, rack_id, client_id, subscribed, t, assignor)| (
+                        ConsumerKey::Member(m),
+                        ConsumerValue::Member(MemberRecord {
+                            instance_id,
+                            rack_id,
+                            client_host: format!("/{client_id}"),
+                            client_id,
+                            subscribed,
+                            regex: None,
+                            rebalance_timeout_ms: t,
+                            assignor,
+                        })
+                    )
+                ),
+            (name(), assignment())
+                .prop_map(|(m, a)| (ConsumerKey::Target(m), ConsumerValue::Target(a))),
+            (name(), any::<(i32, i32, i8)>(), assignment(), assignment()).prop_map(
+                |(m, (epoch, previous_epoch, state), assigned, revoking)| (
+                    ConsumerKey::Current(m),
+                    ConsumerValue::Current(CurrentRecord {
+                        epoch,
+                        previous_epoch,
+                        state,
+                        assigned,
+                        revoking,
+                    })
+                )
+            ),
+        ]
+    }
+
     proptest! {
         #[test]
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
@@ -245,6 +615,27 @@ mod tests {
             let _ = decode_key(&b);
             let _ = decode_offset(&b);
             let _ = decode_group("g", &b);
+            for key in [ConsumerKey::Metadata, ConsumerKey::Topics, ConsumerKey::Member("m".into()),
+                        ConsumerKey::TargetMetadata, ConsumerKey::Target("m".into()),
+                        ConsumerKey::Current("m".into())] {
+                let _ = decode_consumer(&key, &b);
+            }
+        }
+
+        #[test]
+        fn consumer_records_round_trip((key, value) in consumer_record(), group in name()) {
+            prop_assert_eq!(
+                decode_key(&consumer_key(&group, &key)),
+                Some(Key::Consumer { group, key: key.clone() })
+            );
+            prop_assert_eq!(decode_consumer(&key, &consumer_value(&value)), Some(value));
+        }
+
+        #[test]
+        fn truncated_consumer_values_are_refused((key, value) in consumer_record(), cut in 0usize..64) {
+            let bytes = consumer_value(&value);
+            let cut = cut.min(bytes.len() - 1);
+            prop_assert_eq!(decode_consumer(&key, &bytes.slice(..cut)), None);
         }
     }
 }

@@ -6,7 +6,9 @@
 //! `__consumer_offsets` and answered once durable, like an acks=all
 //! produce, so a consumer that restarts (or a broker killed with -9)
 //! resumes exactly where it committed. Group metadata is appended after
-//! each completed rebalance. At start-up the topic is read back.
+//! each completed rebalance, and a KIP-848 group's changed records at
+//! each heartbeat that changed it (answered once they are durable). At
+//! start-up the topic is read back.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -431,6 +433,8 @@ impl Groups {
     fn apply_entries(&self, entries: Vec<Entry>) {
         let now = self.now_ms();
         let mut groups: HashMap<String, Option<Bytes>> = HashMap::new();
+        // KIP-848 groups' live records, by group then key.
+        let mut consumer: HashMap<String, BTreeMap<Bytes, Bytes>> = HashMap::new();
         let mut inner = self.lock();
         let mut records = 0usize;
         for entry in entries {
@@ -450,10 +454,21 @@ impl Groups {
                     transactional_producer,
                 } => (key, value, transactional_producer),
             };
-            let Some(key) = key.as_ref().and_then(group_store::decode_key) else {
+            let Some(decoded) = key.as_ref().and_then(group_store::decode_key) else {
                 continue;
             };
             records += 1;
+            let key = match (decoded, key) {
+                (Key::Consumer { group, .. }, Some(raw)) => {
+                    let live = consumer.entry(group).or_default();
+                    match value {
+                        Some(v) => live.insert(raw, v),
+                        None => live.remove(&raw),
+                    };
+                    continue;
+                }
+                (decoded, _) => decoded,
+            };
             match key {
                 Key::Offset {
                     group,
@@ -481,6 +496,13 @@ impl Groups {
                 Key::Group(g) => {
                     groups.insert(g, value);
                 }
+                Key::Consumer { .. } => {}
+            }
+        }
+        for (id, live) in consumer {
+            inner.consumer.restore(&id, live, now);
+            if inner.consumer.is_active(&id) {
+                inner.coord.ensure(&id, now);
             }
         }
         inner.offsets.retain(|_, o| !o.is_empty());
@@ -523,6 +545,43 @@ impl Groups {
                 }
             }
         }
+    }
+
+    /// Appends the KIP-848 groups' changed records, each group's to its
+    /// partition of `__consumer_offsets`, in the order of the changes
+    /// (the caller holds the lock); answers the waits for their
+    /// durability by group.
+    fn persist_consumer(&self, inner: &mut Inner) -> Vec<(String, Durable)> {
+        inner
+            .consumer
+            .take_changes()
+            .into_iter()
+            .map(|(group, kvs)| {
+                let wait = self.write(&group, kvs, None);
+                (group, wait)
+            })
+            .collect()
+    }
+
+    /// [`Groups::persist_consumer`] that nobody waits for: a failed write
+    /// is logged, and the group's records are written whole at its next
+    /// change.
+    fn persist_consumer_detached(self: &Arc<Self>, inner: &mut Inner) {
+        for (group, wait) in self.persist_consumer(inner) {
+            let groups = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = wait.await {
+                    tracing::warn!(error = %e, group, "consumer group state not written");
+                    groups.consumer_write_failed(&group);
+                }
+            });
+        }
+    }
+
+    /// A write of a KIP-848 group's records failed: the next change
+    /// writes all of them again.
+    pub fn consumer_write_failed(&self, group: &str) {
+        self.lock().consumer.invalidate(group);
     }
 
     /// Appends records to the group's partition of `__consumer_offsets`,
@@ -625,7 +684,7 @@ impl Groups {
     }
 
     /// Advances timers, and expires offsets now and then.
-    pub fn tick(&self) {
+    pub fn tick(self: &Arc<Self>) {
         let now = self.now_ms();
         let mut inner = self.lock();
         let fx = inner.coord.tick(now);
@@ -635,6 +694,7 @@ impl Groups {
             inner.last_expiry_check = now;
             self.expire_offsets(&mut inner, now);
         }
+        self.persist_consumer_detached(&mut inner);
     }
 
     /// Lag of every partition a group has committed: committed offset,
@@ -663,9 +723,10 @@ impl Groups {
     }
 
     /// Runs offset expiry at `now`.
-    pub fn expire_offsets_at(&self, now: i64) {
+    pub fn expire_offsets_at(self: &Arc<Self>, now: i64) {
         let mut inner = self.lock();
         self.expire_offsets(&mut inner, now);
+        self.persist_consumer_detached(&mut inner);
     }
 
     /// Kafka's rule (KIP-211): a consumer group's offsets expire once the
@@ -883,8 +944,10 @@ impl Groups {
         }
     }
 
-    /// ConsumerGroupHeartbeat (KIP-848).
-    pub fn consumer_heartbeat(&self, hb: Heartbeat) -> HeartbeatAnswer {
+    /// ConsumerGroupHeartbeat (KIP-848): the answer, and the wait for the
+    /// durability of the group's changed records, which the response must
+    /// follow (a member must not act on an epoch a restart would forget).
+    pub fn consumer_heartbeat(&self, hb: Heartbeat) -> (HeartbeatAnswer, Option<Durable>) {
         let topics = topic_metas(&self.topics);
         // The group's own configs, read before the groups' lock is taken;
         // most groups have none, and then the broker's settings apply
@@ -902,7 +965,7 @@ impl Groups {
             .state(&group_id)
             .is_some_and(|s| s != GroupState::Empty)
         {
-            return HeartbeatAnswer {
+            let answer = HeartbeatAnswer {
                 error: ResponseError::GroupIdNotFound.code(),
                 message: Some(format!(
                     "group `{group_id}` is a classic group with members"
@@ -912,12 +975,19 @@ impl Groups {
                 interval_ms: self.settings.consumer.heartbeat_interval_ms,
                 assignment: None,
             };
+            return (answer, None);
         }
         let now = self.now_ms();
         inner.consumer.configure(&group_id, config);
         let answer = inner.consumer.heartbeat(hb, &topics, new_member_id, now);
         inner.coord.ensure(&group_id, now);
-        answer
+        // Only this group changed (every other change persists at once).
+        let wait = self
+            .persist_consumer(&mut inner)
+            .into_iter()
+            .map(|(_, w)| w)
+            .reduce(|a, b| Box::pin(async move { a.await.and(b.await) }));
+        (answer, wait)
     }
 
     /// Whether a classic or consumer group of this id exists (share groups
@@ -974,6 +1044,10 @@ impl Groups {
             return Err(ResponseError::NonEmptyGroup);
         }
         let _ = inner.consumer.delete(group_id);
+        // The consumer group's tombstones go before the offsets' ones.
+        for (g, kvs) in inner.consumer.take_changes() {
+            self.write_detached(&g, kvs, "consumer group removal");
+        }
         inner.coord.delete(group_id)?;
         let mut kvs: Vec<(Bytes, Option<Bytes>)> = inner
             .offsets

@@ -50,6 +50,14 @@ pub(crate) fn put_compact_str(b: &mut BytesMut, s: &str) {
     b.put_slice(s.as_bytes());
 }
 
+/// A compact nullable string: 0 for null, otherwise as a compact string.
+pub(crate) fn put_compact_nullable_str(b: &mut BytesMut, s: Option<&str>) {
+    match s {
+        Some(s) => put_compact_str(b, s),
+        None => b.put_u8(0),
+    }
+}
+
 /// A bounds-checked big-endian reader: every method returns `None` on
 /// short or malformed input instead of panicking.
 pub(crate) struct Reader(pub(crate) Bytes);
@@ -99,6 +107,17 @@ impl Reader {
         // fields are not.
         let len = usize::try_from(self.uvarint()?.checked_sub(1)?).ok()?;
         self.raw_str(len)
+    }
+    /// A compact nullable string: `Some(None)` for null.
+    pub(crate) fn compact_nullable_str(&mut self) -> Option<Option<String>> {
+        match usize::try_from(self.uvarint()?).ok()? {
+            0 => Some(None),
+            n => self.raw_str(n - 1).map(Some),
+        }
+    }
+    pub(crate) fn uuid(&mut self) -> Option<uuid::Uuid> {
+        self.need(16)?;
+        uuid::Uuid::from_slice(&self.0.split_to(16)).ok()
     }
     /// An array length: `None` on bad bytes, `Some(None)` for null.
     pub(crate) fn array_len(&mut self, flexible: bool) -> Option<Option<usize>> {

@@ -70,6 +70,8 @@ pub struct MemberDescription {
     pub host: String,
     /// Assigned (topic, partition)s.
     pub assignment: Vec<(String, i32)>,
+    /// The member epoch (KIP-848 groups only).
+    pub member_epoch: Option<i32>,
 }
 
 /// Where an offset reset moves a group's offsets.
@@ -118,6 +120,7 @@ fn member(
         client_id: client.to_string(),
         host: host.to_string(),
         assignment,
+        member_epoch: None,
     }
 }
 
@@ -200,11 +203,14 @@ impl Admin {
                                                 .map(|p| (t.topic_name.to_string(), *p))
                                         })
                                         .collect();
-                                    member(
-                                        [&m.member_id, &m.client_id, &m.client_host],
-                                        m.instance_id.as_ref(),
-                                        assignment,
-                                    )
+                                    MemberDescription {
+                                        member_epoch: Some(m.member_epoch),
+                                        ..member(
+                                            [&m.member_id, &m.client_id, &m.client_host],
+                                            m.instance_id.as_ref(),
+                                            assignment,
+                                        )
+                                    }
                                 })
                                 .collect(),
                         });

@@ -518,6 +518,7 @@ async fn describe(
             if sections.members {
                 doc["members"] = json!(d.members.iter().map(|m| json!({
                     "member_id": m.member_id, "client_id": m.client_id, "host": m.host,
+                    "member_epoch": m.member_epoch,
                     "assignment": m.assignment.iter().map(|(t, p)| json!({"topic": t, "partition": p})).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>());
             }
