@@ -646,7 +646,8 @@ def sql_slow_commits(node, weir_binary, _broker_root):
     finish within a test."""
     s = SqlServer(weir_binary, _broker_root, node.bootstrap,
                   "--set", "ksql.streams.commit.interval.ms=3600000",
-                  "--set", "ksql.streams.repartition.purge.interval.ms=3600000", service_id="hour_").start()
+                  "--set", "ksql.streams.repartition.purge.interval.ms=3600000",
+                  "--set", f"ksql.schema.registry.url={node.registry_url}", service_id="hour_").start()
     yield s
     rc = s.stop()
     assert rc == 0, s.log_tail()
@@ -709,6 +710,59 @@ def test_chain_of_joins_re_keys_through_each_stage_topics(sql_slow_commits, node
                   for a, b, ts in pairs for c in s3
                   if a["value"]["V"] == c["value"]["V"] and abs(ts - c["timestamp"]) <= 10_000)
     assert len(want) > 20 and got == want
+    _terminated(sql, admin, qid)
+
+
+def test_join_re_keying_into_a_registry_key_format_registers_the_topic_key_schema(sql_slow_commits, node):
+    """Both sides of a stream-stream join keyed by an AVRO INT re-key by a
+    STRING column: the repartition topics' keys need a schema of their
+    own, registered under each topic's `-key` subject as ksqlDB does, and
+    the rows go through the topics in it (placed by murmur2 on the framed
+    key bytes); the output is every pair of the window."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    sql = sql_slow_commits
+    reg = SchemaRegistryClient({"url": node.registry_url})
+    sql.ksql("CREATE STREAM akl (ID INT KEY, A STRING, J STRING)"
+             " WITH (KAFKA_TOPIC='akl', KEY_FORMAT='AVRO', VALUE_FORMAT='JSON', PARTITIONS=2);"
+             "CREATE STREAM akr (ID INT KEY, B STRING, J STRING)"
+             " WITH (KAFKA_TOPIC='akr', KEY_FORMAT='AVRO', VALUE_FORMAT='JSON', PARTITIONS=3);"
+             "CREATE STREAM ak_out AS SELECT L.J, L.A, R.B FROM akl L JOIN akr R"
+             " WITHIN 10 SECONDS ON L.J = R.J;")
+    qid = next(q["id"] for q in sql.ksql("SHOW QUERIES;")[1][0]["queries"] if q["sinks"] == ["AK_OUT"])
+
+    def avro_int_key(topic: str, v: int) -> bytes:
+        # Confluent's frame, then the union branch 1 (int) and the zigzag varint.
+        sid = reg.get_latest_version(f"{topic}-key").schema_id
+        return b"\x00" + sid.to_bytes(4, "big") + b"\x02" + bytes([v << 1])
+
+    rights = [(avro_int_key("akr", r), {"B": f"b{r}", "J": f"j{r % 6}"}, 100_000 + r * 1000) for r in range(10)]
+    lefts = [(avro_int_key("akl", i), {"A": f"a{i}", "J": f"j{i % 8}"},
+              100_000 + (i % 10) * 1000 + (4_000 if i % 2 else 14_000)) for i in range(30)]
+    produce(node.bootstrap, "akr", [{"key": {"hex": k.hex()}, "value": v, "timestamp": t} for k, v, t in rights])
+    produce(node.bootstrap, "akl", [{"key": {"hex": k.hex()}, "value": v, "timestamp": t} for k, v, t in lefts])
+    wait_caught_up(node.bootstrap, query_group(sql.service_id, qid), ["akl", "akr"])
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": node.bootstrap})
+    prefix = query_group(sql.service_id, qid) + "-"
+    counts = _internal_topics_of(sql, admin, qid, ["Join-left-repartition", "Join-right-repartition"], "AK_OUT")
+    assert counts == {"Join-left-repartition": 3, "Join-right-repartition": 3}
+    deser = AvroDeserializer(reg)
+    for suffix, rows in (("Join-left-repartition", lefts), ("Join-right-repartition", rights)):
+        topic = prefix + suffix
+        assert json.loads(reg.get_latest_version(f"{topic}-key").schema.schema_str) == ["null", "string"]
+        sent = read_all(node.bootstrap, topic)
+        keys = [deser(r["key"], SerializationContext(topic, MessageField.KEY)) for r in sent]
+        assert sorted(keys) == sorted(v["J"] for _, v, _ in rows)
+        _placed_by_murmur2(node, sent, 3)
+    out = read_all(node.bootstrap, "AK_OUT")
+    got = sorted((deser(r["key"], SerializationContext("AK_OUT", MessageField.KEY)), _canon(r["value"]),
+                  r["timestamp"]) for r in out)
+    want = sorted((lv["J"], _canon({"A": lv["A"], "B": rv["B"]}), max(lt, rt))
+                  for _, lv, lt in lefts for _, rv, rt in rights
+                  if lv["J"] == rv["J"] and abs(lt - rt) <= 10_000)
+    assert len(want) > 5 and got == want
     _terminated(sql, admin, qid)
 
 

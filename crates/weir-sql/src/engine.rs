@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use crate::ast::*;
 use crate::catalog::{source_from_create, MetaStore, Source, WithProps};
 use crate::error::{Result, SqlError};
-use crate::format::{Format, RegistryFormat};
+use crate::format::{Codec, Format, RegistryFormat};
 use crate::functions;
 use crate::parser;
 use crate::plan::{self, Feed, Op, Plan};
@@ -932,6 +932,44 @@ impl Engine {
         Ok(())
     }
 
+    /// A repartition topic's key codec in a registry format that needs a
+    /// schema of its own (a join key of another type than its format's
+    /// source key): bound to the schema of its column, registered under
+    /// the topic's `-key` subject as ksqlDB registers it (the `_NOSR`
+    /// formats: derived from the column, without a registry). `None`: the
+    /// plan's codec serves as it is.
+    fn bind_rekey(&self, codec: &Codec, topic: &str) -> Result<Option<Codec>> {
+        let Format::Registry(r) = &codec.format else {
+            return Ok(None);
+        };
+        if r.bound.is_some() {
+            return Ok(None);
+        }
+        let wrapped = codec.columns.len() != 1 || r.kind == SrKind::Protobuf;
+        let bound = if r.framed {
+            let registry = self.registry.as_ref().ok_or_else(|| {
+                SqlError::invalid(format!(
+                    "Cannot use the {} format: no schema registry is configured (set ksql.schema.registry.url)",
+                    r.kind.name()
+                ))
+            })?;
+            let subject = format!("{topic}-key");
+            runtime::blocking(|| {
+                registry.bind(r.kind, &subject, &codec.columns, wrapped, None, false)
+            })?
+        } else {
+            let schema = sr::schema_named(r.kind, &codec.columns, wrapped, None);
+            let parsed = sr::Parsed::parse(r.kind, &schema, &[])?;
+            Arc::new(sr::Bound::new(0, parsed, Arc::new(sr::NoLookup)))
+        };
+        let format = Format::Registry(RegistryFormat {
+            kind: r.kind,
+            bound: Some(bound),
+            framed: r.framed,
+        });
+        Ok(Some(Codec::new(format, codec.columns.clone(), false)))
+    }
+
     /// A CREATE STREAM|TABLE in a registry format that declares no key or
     /// no value columns gets them from the registry (the schema of
     /// `KEY_SCHEMA_ID`/`VALUE_SCHEMA_ID`, else the subject's latest), as
@@ -1088,6 +1126,7 @@ impl Engine {
         // kept until the query has committed it read them (then purged).
         let input_counts: Vec<i32> = inputs.iter().map(|(_, n)| *n).collect();
         let mut repartitions = Vec::new();
+        let mut repartition_keys = Vec::new();
         for (r, n) in plan
             .repartitions()
             .iter()
@@ -1102,6 +1141,10 @@ impl Engine {
                 )
                 .await?;
             let n = self.admin.partitions(&t)?.unwrap_or(n);
+            repartition_keys.push(match &r.key {
+                Some(codec) => self.bind_rekey(codec, &t)?,
+                None => None,
+            });
             repartitions.push((t, n));
         }
         // One task per partition only when every partition count agrees
@@ -1137,6 +1180,7 @@ impl Engine {
         let spec = QuerySpec {
             id: query_id.to_string(),
             repartitions: repartitions.clone(),
+            repartition_keys,
             inputs,
             group_id: prefix.clone(),
             settings: self.config.kafka.clone(),
@@ -1620,6 +1664,7 @@ impl Engine {
             commit_interval: self.config.commit_interval(),
             purge_interval: self.config.purge_interval(),
             repartitions: Vec::new(),
+            repartition_keys: Vec::new(),
             tasks: 1,
             threads: 1,
             plan,
@@ -1708,6 +1753,7 @@ impl Engine {
             commit_interval: self.config.commit_interval(),
             purge_interval: self.config.purge_interval(),
             repartitions: Vec::new(),
+            repartition_keys: Vec::new(),
             tasks: 1,
             threads: 1,
             plan: plan.clone(),

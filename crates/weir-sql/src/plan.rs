@@ -9,7 +9,7 @@ use crate::ast::{
 use crate::catalog::{MetaStore, Source};
 use crate::error::{Result, SqlError};
 use crate::expr::{compile, literal_value, Node, Scope};
-use crate::format::{Codec, Format, WindowType};
+use crate::format::{Codec, Format, RegistryFormat, WindowType};
 use crate::functions;
 use crate::join::{JoinWindow, Stage};
 use crate::types::{SqlType, Value};
@@ -135,21 +135,22 @@ pub struct Rekey {
 }
 
 /// A join key's codec in `codec`'s format: as it is when its single
-/// column already has the key's type, else a single column of that type;
-/// `None` for a registry format, whose schema would have to be
-/// registered for the new column.
-fn typed_key(codec: Codec, ty: &SqlType) -> Option<Codec> {
+/// column already has the key's type, else a single column of that type.
+/// A registry format then comes unbound: the query registers its schema
+/// under the repartition topic's `-key` subject, as ksqlDB does.
+fn typed_key(codec: Codec, ty: &SqlType) -> Codec {
     if codec.columns.len() == 1 && codec.columns[0].1 == *ty {
-        return Some(codec);
+        return codec;
     }
-    if matches!(codec.format, Format::Registry(_)) {
-        return None;
-    }
-    Some(Codec::new(
-        codec.format,
-        vec![("ROWKEY".to_string(), ty.clone())],
-        false,
-    ))
+    let format = match codec.format {
+        Format::Registry(r) => Format::Registry(RegistryFormat {
+            kind: r.kind,
+            bound: None,
+            framed: r.framed,
+        }),
+        f => f,
+    };
+    Codec::new(format, vec![("ROWKEY".to_string(), ty.clone())], false)
 }
 
 /// The operator a query runs.
@@ -353,16 +354,14 @@ impl Plan {
                     single("Join-repartition", Some(self.inputs[1].key_codec.clone()))
                 }
             }
-            Op::Joins { stages, .. } => self.join_rekeys(stages).unwrap_or_default(),
+            Op::Joins { stages, .. } => self.join_rekeys(stages),
             _ => Vec::new(),
         }
     }
 
     /// The repartition topics of a join (chain): per stage, each side not
-    /// keyed by its join expression. `None` when a re-keyed stage's key
-    /// format cannot carry its join key without a registry schema of its
-    /// own (such joins re-key in memory).
-    fn join_rekeys(&self, stages: &[Stage]) -> Option<Vec<Rekey>> {
+    /// keyed by its join expression.
+    fn join_rekeys(&self, stages: &[Stage]) -> Vec<Rekey> {
         let keyed = |input: usize, key: &Node| {
             let src = &self.inputs[input].source;
             src.window.is_none() && src.key.len() == 1 && matches!(key, Node::Column(0))
@@ -385,10 +384,11 @@ impl Plan {
                 }
             };
             let right_keyed = st.window.is_none() || keyed(s + 1, &st.right_key);
-            let left_codec = match s {
-                0 => self.inputs[0].key_codec.clone(),
-                _ => prev.clone()?,
-            };
+            // The previous stage's key codec, the first source's for the
+            // first stage.
+            let left_codec = prev
+                .clone()
+                .unwrap_or_else(|| self.inputs[0].key_codec.clone());
             // As ksqlDB resolves a join's key format: the side not
             // re-keyed keeps its own; when both are, the first source's.
             let codec = match (left_keyed, right_keyed) {
@@ -403,7 +403,7 @@ impl Plan {
                     Codec::new(first, Vec::new(), false)
                 }
             };
-            let codec = typed_key(codec, &st.key_type)?;
+            let codec = typed_key(codec, &st.key_type);
             let side = |n: &str, feed: Feed, side: usize| Rekey {
                 suffix: format!("{prefix}Join-{n}repartition"),
                 feed,
@@ -424,7 +424,7 @@ impl Plan {
             }
             prev = Some(codec);
         }
-        Some(out)
+        out
     }
 
     /// The partition count of each of [`Plan::repartitions`], given the

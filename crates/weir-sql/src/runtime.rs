@@ -383,6 +383,9 @@ pub struct QuerySpec {
     /// A persistent query that re-keys: its repartition topics and
     /// their partition counts, in [`Plan::repartitions`] order.
     pub repartitions: Vec<(String, i32)>,
+    /// Per repartition topic, its key codec when the plan's needed a
+    /// registry schema of its own (bound when the query started).
+    pub repartition_keys: Vec<Option<Codec>>,
     /// How often consumed repartition records are deleted
     /// (`ksql.streams.repartition.purge.interval.ms`).
     pub purge_interval: Duration,
@@ -1332,7 +1335,11 @@ impl<'a> RekeyedOut<'a> {
                 .plan
                 .repartitions()
                 .into_iter()
-                .map(|r| r.key.unwrap_or_else(|| sink.key_codec.clone()))
+                .enumerate()
+                .map(|(j, r)| match spec.repartition_keys.get(j) {
+                    Some(Some(bound)) => bound.clone(),
+                    _ => r.key.unwrap_or_else(|| sink.key_codec.clone()),
+                })
                 .collect(),
             Output::Channel(_) => Vec::new(),
         };
