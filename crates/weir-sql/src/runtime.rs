@@ -884,6 +884,8 @@ fn run(
     // Since when a record has been held with no transaction open, and
     // when the repartition topic's ends were last checked for it.
     let mut held_since: Option<Instant> = None;
+    // The earliest count when the last round ended.
+    let mut held_for: Option<(i64, usize, usize, i32)> = None;
     let mut checked = Instant::now();
     loop {
         if stop.load(Ordering::SeqCst) {
@@ -937,8 +939,6 @@ fn run(
         // so those rows become readable now rather than at the next
         // commit interval.
         let mut flush = false;
-        // Whether this round processed a record.
-        let mut moved = false;
         loop {
             // At equal timestamps the lower rank goes first, as in the
             // timestamp merge. A row read back waits only for other
@@ -997,7 +997,6 @@ fn run(
             let Some(msg) = heads.get_mut(&k).and_then(VecDeque::pop_front) else {
                 break;
             };
-            moved = true;
             if let (Some(p), false) = (&producer, in_txn) {
                 p.begin_transaction().map_err(kerr("begin transaction"))?;
                 in_txn = true;
@@ -1227,16 +1226,18 @@ fn run(
         // committed transactions. Once the consumer has read every
         // repartition partition to its end, nothing it counted can still
         // come back: a count left then is stale, and is dropped rather
-        // than holding the other side for ever. Checked only after
-        // HELD_CHECK with no record processed: a chain holds some record
-        // nearly all the time while its rows go round, and the check asks
-        // the broker for every repartition partition's ends.
+        // than holding the other side for ever. Checked only after the
+        // earliest count has stood for HELD_CHECK: a chain holds some
+        // record nearly all the time while its rows go round, and the
+        // check asks the broker for every repartition partition's ends.
+        let earliest = unread.keys().next().copied();
         let holding = !unread.is_empty()
             && !in_txn
-            && !moved
+            && earliest == held_for
             && heads
                 .iter()
                 .any(|((i, _), q)| q.front().is_some_and(|_| held_inputs.contains(i)));
+        held_for = earliest;
         if !holding {
             held_since = None;
         } else if held_since.get_or_insert_with(Instant::now).elapsed() >= HELD_CHECK
