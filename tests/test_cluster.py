@@ -44,6 +44,7 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
                                    UserScramCredentialUpsertion)
 
 import java_harness
+import kafka_wire
 from conftest import HOST, free_port
 from group_helpers import ChildPool, wait_assignment
 from weir_helpers import wait_until
@@ -2221,3 +2222,75 @@ def test_share_state_pruned_in_a_cluster_and_a_takeover_loads_the_right_state(
     redelivered = {offset for offset, _ in after["delivered"]} & acked
     assert not redelivered, f"acknowledged before the kill, delivered again: {sorted(redelivered)}"
     assert acked | set(after["confirmed"]) == set(range(300))
+
+
+def test_share_group_offsets_altered_and_deleted_by_a_coordinator_owning_no_partition(
+        cluster, topic_name):
+    """AlterShareGroupOffsets, DeleteShareGroupOffsets and deleteShareGroups
+    in a cluster (kafka-clients 4.3's Admin), handled by a group
+    coordinator that owns none of the topic's share-partitions: the
+    share-partition's owner loads the rewritten state before it serves
+    the partition again, so a share consumer starts exactly at the altered
+    offset, and after either deletion from the reset position. Refused
+    with GROUP_NOT_EMPTY while the group has a member; the APIs are
+    advertised."""
+    java_harness.require()
+    brokers = cluster["brokers"]
+    for b in brokers:
+        apis = kafka_wire.api_versions(HOST, b.port)
+        assert 91 in apis and 92 in apis, "AlterShareGroupOffsets/DeleteShareGroupOffsets"
+    create_topic(brokers[0].bootstrap, topic_name, 1)
+    produce_values(brokers[0].bootstrap, topic_name, 30, 1)
+    md = AdminClient({"bootstrap.servers": brokers[0].bootstrap}).list_topics(topic_name, timeout=10)
+    leader = md.topics[topic_name].partitions[0].leader
+    holders: dict[int, int] = {}
+
+    def offsets_held_by_all() -> bool:
+        holders.update({int(p): int(h) for p, h in cluster["pg"].rows(
+            "SELECT partition, holder FROM weir.coordinators "
+            "WHERE topic = '__consumer_offsets' AND expires_at > now()", db=cluster["db"])})
+        return len(set(holders.values())) == 3
+    wait_for(offsets_held_by_all, 30, "__consumer_offsets leases on every broker")
+    group = next(g for g in (f"g{n}-{topic_name}" for n in range(200))
+                 if holders[offsets_partition(g)] != leader)
+    java = java_harness.JavaProcess(SHARES, ",".join(b.bootstrap for b in brokers))
+
+    def run(name: str, accepted: int) -> list[tuple[int, int]]:
+        java.call("open", name=name, topic=topic_name, group=group,
+                  consumer={"share.acquire.mode": "record_limit", "max.poll.records": "10"})
+        got = java.call("consume", name=name, accepted=accepted)
+        java.call("close", name=name)
+        return sorted(tuple(d) for d in got["delivered"])
+
+    try:
+        java.call("configure_group", group=group,
+                  configs={"share.auto.offset.reset": "earliest"})
+        java.call("open", name="a", topic=topic_name, group=group,
+                  consumer={"share.acquire.mode": "record_limit", "max.poll.records": "10"})
+        assert len(java.call("consume", name="a", accepted=10)["confirmed"]) == 10
+        coordinator = java.call("describe_group", group=group)["coordinator"]
+        assert coordinator == holders[offsets_partition(group)]
+        assert share_leases(cluster, topic_name) == {0: leader} and leader != coordinator
+        for call, args in (("alter_offsets", {"offset": 20}), ("delete_offsets", {}),
+                           ("delete_group", {})):
+            assert java.call(call, group=group, topic=topic_name, **args) == \
+                "GroupNotEmptyException", call
+        java.call("close", name="a")
+
+        assert java.call("alter_offsets", group=group, topic=topic_name, offset=20) == "ok"
+        assert java.call("list_offsets", group=group) == {
+            f"{topic_name}-0": {"start_offset": 20, "lag": 10}}
+        assert run("b", 10) == [(o, 1) for o in range(20, 30)]
+
+        assert java.call("delete_offsets", group=group, topic=topic_name) == "ok"
+        assert java.call("list_offsets", group=group) == {}
+        assert run("c", 30) == [(o, 1) for o in range(30)]
+
+        assert java.call("delete_group", group=group) == "ok"
+        assert java.call("delete_group", group=group) == "GroupIdNotFoundException"
+        java.call("configure_group", group=group,
+                  configs={"share.auto.offset.reset": "earliest"})
+        assert run("d", 30) == [(o, 1) for o in range(30)]
+        assert share_leases(cluster, topic_name) == {0: leader}
+    finally:
+        java.close()

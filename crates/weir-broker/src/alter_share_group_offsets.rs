@@ -1,6 +1,8 @@
 //! AlterShareGroupOffsets: restart an empty share group's partitions at
 //! given start offsets (`kafka-share-groups.sh --reset-offsets`).
 
+use std::sync::Arc;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_share_group_offsets_response::{
     AlterShareGroupOffsetsResponsePartition, AlterShareGroupOffsetsResponseTopic,
@@ -13,23 +15,25 @@ use weir_auth::acl::{AclOperation, ResourceType};
 
 use crate::context::Reply;
 use crate::context::RequestContext;
+use crate::groups::Groups;
 use crate::security::Security;
-use crate::shares::Shares;
+use crate::shares::{Rewrite, Shares};
 use crate::topics::Topics;
 
-fn top_error(e: ResponseError, msg: String) -> Reply {
-    Reply::Ready(ResponseKind::AlterShareGroupOffsets(
+fn top_error(e: ResponseError, msg: String) -> ResponseKind {
+    ResponseKind::AlterShareGroupOffsets(
         AlterShareGroupOffsetsResponse::default()
             .with_error_code(e.code())
             .with_error_message((!msg.is_empty()).then(|| StrBytes::from_string(msg))),
-    ))
+    )
 }
 
 /// Answers an AlterShareGroupOffsets once the new state is durable. With
 /// authorization on, it needs READ on the group and on each topic.
 pub fn handle(
     topics: &Topics,
-    shares: &Shares,
+    groups: &Groups,
+    shares: &Arc<Shares>,
     security: &Security,
     ctx: &RequestContext<'_>,
     r: AlterShareGroupOffsetsRequest,
@@ -37,7 +41,13 @@ pub fn handle(
     let session = ctx.session;
     let group = r.group_id.to_string();
     if !security.authorize(session, AclOperation::Read, ResourceType::Group, &group) {
-        return top_error(ResponseError::GroupAuthorizationFailed, String::new());
+        return Reply::Ready(top_error(
+            ResponseError::GroupAuthorizationFailed,
+            String::new(),
+        ));
+    }
+    if !groups.owns(&group) {
+        return Reply::Ready(top_error(ResponseError::NotCoordinator, String::new()));
     }
     let mut responses = Vec::new();
     let mut offsets = Vec::new();
@@ -77,11 +87,12 @@ pub fn handle(
                 .with_partitions(partitions),
         );
     }
-    let waits = match shares.alter_offsets(&group, &offsets) {
-        Ok(w) => w,
-        Err(e) => return top_error(e, format!("cannot alter the offsets of group {group}")),
-    };
+    let shares = shares.clone();
     Reply::Later(Box::pin(async move {
+        let waits = match shares.rewrite(&group, Rewrite::Alter(&offsets)).await {
+            Ok(w) => w,
+            Err(e) => return top_error(e, format!("cannot alter the offsets of group {group}")),
+        };
         let mut code = 0;
         for w in waits {
             if let Err(e) = w.await {

@@ -118,17 +118,11 @@ pub fn supported_versions(api: ApiKey) -> Option<VersionRange> {
         .map(|&(_, min, max)| VersionRange { min, max })
 }
 
-/// What cluster mode does not serve: AlterShareGroupOffsets and
-/// DeleteShareGroupOffsets, since the group coordinator would rewrite
-/// share-partitions that other brokers own (their owners hold the state
-/// under share leases); and WriteTxnMarkers, since the transaction
-/// coordinator writes its markers through the shared engine itself. Not
-/// advertised there.
+/// What cluster mode does not serve: WriteTxnMarkers, since the
+/// transaction coordinator writes its markers through the shared engine
+/// itself. Not advertised there.
 pub fn served_in_cluster(api: ApiKey) -> bool {
-    !matches!(
-        api,
-        ApiKey::AlterShareGroupOffsets | ApiKey::DeleteShareGroupOffsets | ApiKey::WriteTxnMarkers
-    )
+    !matches!(api, ApiKey::WriteTxnMarkers)
 }
 
 fn api_keys(cluster: bool) -> Vec<ApiVersion> {

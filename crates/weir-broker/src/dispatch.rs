@@ -252,10 +252,10 @@ impl Broker {
                 )
             }
             RequestKind::AlterShareGroupOffsets(r) => {
-                crate::alter_share_group_offsets::handle(topics, shares, security, &ctx, r)
+                crate::alter_share_group_offsets::handle(topics, groups, shares, security, &ctx, r)
             }
             RequestKind::DeleteShareGroupOffsets(r) => {
-                crate::delete_share_group_offsets::handle(topics, shares, security, &ctx, r)
+                crate::delete_share_group_offsets::handle(topics, groups, shares, security, &ctx, r)
             }
             other => {
                 // The codec only lets through what api_versions lists.

@@ -38,6 +38,16 @@ pub struct TxnProducer {
     pub epoch: i16,
 }
 
+/// What an [`Topics::append_fenced`] append goes in under.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Guard<'a> {
+    /// Only while this lease is still the writer's (none: always).
+    Fenced(Option<&'a weir_log::shared::Lease>),
+    /// Superseding the state loaded under this lease (name, partition):
+    /// see `PartitionLog::append_superseding`.
+    Superseding(&'a str, i32),
+}
+
 /// An append whose offsets are assigned.
 pub struct Appended {
     /// The first record's offset.
@@ -297,16 +307,15 @@ impl Topics {
         })
     }
 
-    /// Appends `records` to one partition, in call order, under `lease`
-    /// when given (refused where it commits if the lease moved on); the
-    /// future resolves once they are durable. Share-group state in a
-    /// cluster goes this way.
+    /// Appends `records` to one partition, in call order, as `guard`
+    /// says (see [`Guard`]); the future resolves once they are durable.
+    /// Share-group state in a cluster goes this way.
     pub(crate) fn append_fenced(
         &self,
         topic: &str,
         partition: i32,
         records: Vec<KeyValue>,
-        lease: Option<&weir_log::shared::Lease>,
+        guard: Guard<'_>,
     ) -> BoxFuture<'static, Result<(), BrokerError>> {
         let log = match self
             .topic(topic)
@@ -319,9 +328,12 @@ impl Topics {
             Ok(b) => b,
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
-        let appending = match lease {
-            Some(l) => log.append_fenced(encoded, crate::LEADER_EPOCH, l),
-            None => log.append(encoded, crate::LEADER_EPOCH),
+        let appending = match guard {
+            Guard::Fenced(Some(l)) => log.append_fenced(encoded, crate::LEADER_EPOCH, l),
+            Guard::Fenced(None) => log.append(encoded, crate::LEADER_EPOCH),
+            Guard::Superseding(lease, p) => {
+                log.append_superseding(encoded, crate::LEADER_EPOCH, lease, p)
+            }
         };
         Box::pin(async move {
             let info = appending.await?;

@@ -42,7 +42,7 @@ use weir_log::shared::{share_lease, Lease};
 use weir_log::{BoxFuture, LogError, ReadLimit, SharedCatalog};
 
 use crate::group_config::{share_settings, OffsetReset, ShareGroupSettings};
-use crate::internal_log::{self, ready_now};
+use crate::internal_log::{self, ready_now, Guard};
 use crate::share_group::{GroupView, Heartbeat, HeartbeatAnswer, ShareGroups};
 use crate::share_partition::{AckBatch, AcquireMode, Acquired, LogBatch, SharePartition};
 use crate::share_session::{ShareSessions, TopicIdPartition};
@@ -190,6 +190,18 @@ pub struct PartitionOffsets {
     pub start_offset: i64,
     /// Records not yet delivered for good, or -1 if unknown.
     pub lag: i64,
+}
+
+/// What [`Shares::rewrite`] does to a share group's state.
+#[derive(Debug, Clone, Copy)]
+pub enum Rewrite<'a> {
+    /// AlterShareGroupOffsets: each partition restarts at its offset.
+    Alter(&'a [(TopicIdPartition, i64)]),
+    /// DeleteShareGroupOffsets: the state of these topics goes; they
+    /// start again by `share.auto.offset.reset`.
+    DeleteTopics(&'a [Uuid]),
+    /// DeleteGroups: the group and all its state go.
+    DeleteGroup,
 }
 
 /// The run-time share coordinator.
@@ -719,11 +731,21 @@ impl Shares {
 
     fn write_snapshot(&self, inner: &mut Inner, key: &ShareKey) -> Option<Durable> {
         let entry = inner.partitions.get_mut(key)?;
+        let value = self.snapshot_value(entry);
+        let (at, wait) = self.append(key, true, Some(value))?;
+        if let (Some(at), Some(e)) = (at, inner.partitions.get_mut(key)) {
+            e.snapshot_at = at;
+        }
+        Some(wait)
+    }
+
+    /// The next snapshot of `entry`'s state (counted as written).
+    fn snapshot_value(&self, entry: &mut Entry) -> Bytes {
         let state = entry.sp.snapshot();
         entry.snapshot_epoch += 1;
         entry.updates_since_snapshot = 0;
         let complete = entry.sp.delivery_complete_count();
-        let value = encode_snapshot(&Snapshot {
+        encode_snapshot(&Snapshot {
             snapshot_epoch: entry.snapshot_epoch,
             state_epoch: state.state_epoch,
             leader_epoch: crate::LEADER_EPOCH,
@@ -732,12 +754,7 @@ impl Shares {
             write_timestamp: self.clock.now_ms(),
             delivery_complete_count: i32::try_from(complete).unwrap_or(i32::MAX),
             batches: state.batches,
-        });
-        let (at, wait) = self.append(key, true, Some(value))?;
-        if let (Some(at), Some(e)) = (at, inner.partitions.get_mut(key)) {
-            e.snapshot_at = at;
-        }
-        Some(wait)
+        })
     }
 
     /// The `__share_group_state` partition of `key`.
@@ -749,61 +766,74 @@ impl Shares {
         key.state_partition(n)
     }
 
-    /// Appends one record for `key`; returns where it went (when known at
-    /// once) and the wait for its durability. A failed append is logged:
-    /// the state in memory stays, and the next change of the key tries
-    /// again. In a cluster the record goes in only under the share lease
-    /// this broker loaded the key's partition at; without it, nothing is
-    /// written and the wait fails.
+    /// Appends one record for `key` ([`Shares::append_records`]).
     fn append(
         &self,
         key: &ShareKey,
         snapshot: bool,
         value: Option<Bytes>,
     ) -> Option<(Option<(i32, i64)>, Durable)> {
+        self.append_records(key, vec![(Some(encode_key(key, snapshot)), value)], false)
+    }
+
+    /// Appends records of `key`; returns where the first went (when
+    /// known at once) and the wait for their durability. A failed append
+    /// is logged: the state in memory stays, and the next change of the
+    /// key tries again. In a cluster the records go in only under the
+    /// share lease this broker loaded the key's partition at (without
+    /// it, nothing is written and the wait fails), or, `superseding`,
+    /// superseding whoever holds that lease.
+    fn append_records(
+        &self,
+        key: &ShareKey,
+        records: Vec<internal_log::KeyValue>,
+        superseding: bool,
+    ) -> Option<(Option<(i32, i64)>, Durable)> {
         if let Err(e) = self.ensure_topic() {
             warn!(error = %e, "cannot create {SHARE_STATE_TOPIC}");
             return None;
         }
         let p = self.state_partition(key);
+        let to_log_error = |e: BrokerError| match e {
+            BrokerError::Log(e) => e,
+            e => LogError::Internal {
+                reason: e.to_string(),
+            },
+        };
         if self.in_cluster() {
-            let record = vec![(Some(encode_key(key, snapshot)), value)];
-            let wait: Durable = match self.lease_for(&key.topic_id, key.partition) {
-                Ok(lease) => {
-                    let appending =
-                        self.topics
-                            .append_fenced(SHARE_STATE_TOPIC, p, record, lease.as_ref());
-                    Box::pin(async move {
-                        appending.await.map_err(|e| match e {
-                            BrokerError::Log(e) => e,
-                            e => LogError::Internal {
-                                reason: e.to_string(),
-                            },
-                        })
-                    })
-                }
+            let lease_name = self
+                .topics
+                .topic_by_id(&key.topic_id)
+                .map(|t| share_lease(&t.name));
+            let appending = match (superseding, lease_name) {
+                (true, Some(name)) => Ok(self.topics.append_fenced(
+                    SHARE_STATE_TOPIC,
+                    p,
+                    records,
+                    Guard::Superseding(&name, key.partition),
+                )),
+                (true, None) => Err(ResponseError::UnknownTopicId),
+                (false, _) => self.lease_for(&key.topic_id, key.partition).map(|lease| {
+                    self.topics.append_fenced(
+                        SHARE_STATE_TOPIC,
+                        p,
+                        records,
+                        Guard::Fenced(lease.as_ref()),
+                    )
+                }),
+            };
+            let wait: Durable = match appending {
+                Ok(appending) => Box::pin(async move { appending.await.map_err(to_log_error) }),
                 Err(e) => Box::pin(std::future::ready(Err(LogError::Internal {
                     reason: format!("share-partition state not written: {e}"),
                 }))),
             };
             return Some((None, wait));
         }
-        match self.topics.append_now(
-            SHARE_STATE_TOPIC,
-            p,
-            vec![(Some(encode_key(key, snapshot)), value)],
-            None,
-        ) {
+        match self.topics.append_now(SHARE_STATE_TOPIC, p, records, None) {
             Ok(a) => {
                 let durable = a.durable;
-                let wait: Durable = Box::pin(async move {
-                    durable.await.map_err(|e| match e {
-                        BrokerError::Log(e) => e,
-                        e => LogError::Internal {
-                            reason: e.to_string(),
-                        },
-                    })
-                });
+                let wait: Durable = Box::pin(async move { durable.await.map_err(to_log_error) });
                 Some((Some((p, a.base_offset)), wait))
             }
             Err(e) => {
@@ -1067,99 +1097,129 @@ impl Shares {
         })
     }
 
-    /// AlterShareGroupOffsets: the group must exist and have no members.
-    /// Each partition restarts at its new start offset.
-    pub fn alter_offsets(
+    /// AlterShareGroupOffsets, DeleteShareGroupOffsets or the deletion of
+    /// a share group (see [`Rewrite`]); the group must have no members
+    /// (NON_EMPTY_GROUP) and exist (GROUP_ID_NOT_FOUND). Answers the waits
+    /// for the new state to be durable.
+    ///
+    /// On one node the state is in memory and changes at once. In a
+    /// cluster the group coordinator rewrites state that the
+    /// share-partitions' owners hold: it starts from what they persisted
+    /// and appends each key's new records superseding the key's share
+    /// lease, so the owner's in-flight state writes are refused and it
+    /// loads the state again before it serves the partition (no request
+    /// between brokers, whichever broker owns what).
+    pub async fn rewrite(
         &self,
         group: &str,
-        offsets: &[(TopicIdPartition, i64)],
+        change: Rewrite<'_>,
     ) -> Result<Vec<Durable>, ResponseError> {
-        self.refuse_in_cluster()?;
+        let persisted = if self.in_cluster() {
+            let log = self
+                .replay_state(|k| k.group_id == group)
+                .await
+                .map_err(|e| {
+                    warn!(group, error = %e, "cannot read share group state");
+                    ResponseError::CoordinatorNotAvailable
+                })?;
+            Some(log.states)
+        } else {
+            None
+        };
         let mut inner = self.lock();
-        self.check_empty(&inner, group)?;
-        let now = self.clock.now_ms();
-        let mut waits = Vec::new();
-        for &(tp, offset) in offsets {
-            let key = ShareKey {
-                group_id: group.to_string(),
-                topic_id: tp.0,
-                partition: tp.1,
-            };
-            if !inner.partitions.contains_key(&key) {
-                let entry = self.new_entry(&key, offset, now);
-                inner.partitions.insert(key.clone(), entry);
-            }
-            if let Some(e) = inner.partitions.get_mut(&key) {
-                e.sp.reset(offset);
-            }
-            waits.extend(self.write_snapshot(&mut inner, &key));
-        }
-        Ok(waits)
-    }
-
-    /// DeleteShareGroupOffsets: forgets the group's state for the topics.
-    pub fn delete_offsets(
-        &self,
-        group: &str,
-        topics: &[Uuid],
-    ) -> Result<Vec<Durable>, ResponseError> {
-        self.refuse_in_cluster()?;
-        let mut inner = self.lock();
-        self.check_empty(&inner, group)?;
-        let keys: Vec<ShareKey> = inner
-            .partitions
-            .keys()
-            .filter(|k| k.group_id == group && topics.contains(&k.topic_id))
-            .cloned()
-            .collect();
-        Ok(self.forget(&mut inner, keys))
-    }
-
-    /// DeleteGroups for a share group: it must have no members; its state
-    /// goes.
-    pub fn delete_group(&self, group: &str) -> Result<Vec<Durable>, ResponseError> {
-        self.refuse_in_cluster()?;
-        let mut inner = self.lock();
-        inner.groups.delete(group)?;
-        inner.sessions.remove_group(group);
-        let keys: Vec<ShareKey> = inner
-            .partitions
-            .keys()
-            .filter(|k| k.group_id == group)
-            .cloned()
-            .collect();
-        Ok(self.forget(&mut inner, keys))
-    }
-
-    /// Rewriting or deleting a group's share-partitions is not done in a
-    /// cluster: the coordinator does not own them (README, cluster mode).
-    fn refuse_in_cluster(&self) -> Result<(), ResponseError> {
-        if self.in_cluster() {
-            return Err(ResponseError::UnsupportedVersion);
-        }
-        Ok(())
-    }
-
-    fn check_empty(&self, inner: &Inner, group: &str) -> Result<(), ResponseError> {
-        if !inner.groups.contains(group) {
+        // In a cluster a group whose coordinator moved is known by its
+        // persisted state until a member joins again.
+        let known =
+            inner.groups.contains(group) || persisted.as_ref().is_some_and(|p| !p.is_empty());
+        if !known {
             return Err(ResponseError::GroupIdNotFound);
         }
         if inner.groups.has_members(group) {
             return Err(ResponseError::NonEmptyGroup);
         }
-        Ok(())
-    }
-
-    /// Tombstones both records of each key.
-    fn forget(&self, inner: &mut Inner, keys: Vec<ShareKey>) -> Vec<Durable> {
+        if let Rewrite::DeleteGroup = change {
+            if inner.groups.contains(group) {
+                inner.groups.delete(group)?;
+            }
+            inner.sessions.remove_group(group);
+        }
+        let mut prior: HashMap<ShareKey, Entry> = match persisted {
+            Some(states) => states
+                .iter()
+                .map(|(k, ks)| (k.clone(), Entry::replayed(ks)))
+                .collect(),
+            None => {
+                let keys: Vec<ShareKey> = inner
+                    .partitions
+                    .keys()
+                    .filter(|k| k.group_id == group)
+                    .cloned()
+                    .collect();
+                keys.into_iter()
+                    .filter_map(|k| inner.partitions.remove_entry(&k))
+                    .collect()
+            }
+        };
+        let changes: Vec<(ShareKey, Option<i64>)> = match change {
+            Rewrite::Alter(offsets) => offsets
+                .iter()
+                .map(|&(tp, o)| {
+                    (
+                        ShareKey {
+                            group_id: group.to_string(),
+                            topic_id: tp.0,
+                            partition: tp.1,
+                        },
+                        Some(o),
+                    )
+                })
+                .collect(),
+            Rewrite::DeleteTopics(ids) => prior
+                .keys()
+                .filter(|k| ids.contains(&k.topic_id))
+                .map(|k| (k.clone(), None))
+                .collect(),
+            Rewrite::DeleteGroup => prior.keys().map(|k| (k.clone(), None)).collect(),
+        };
+        let now = self.clock.now_ms();
         let mut waits = Vec::new();
-        for key in keys {
-            inner.partitions.remove(&key);
-            for snapshot in [true, false] {
-                waits.extend(self.append(&key, snapshot, None).map(|(_, w)| w));
+        for (key, start) in changes {
+            let old = prior.remove(&key);
+            let (entry, records) = match start {
+                Some(o) => {
+                    let mut e = old.unwrap_or_else(|| self.new_entry(&key, o, now));
+                    e.sp.reset(o);
+                    let value = self.snapshot_value(&mut e);
+                    (Some(e), vec![(Some(encode_key(&key, true)), Some(value))])
+                }
+                None => (
+                    None,
+                    vec![
+                        (Some(encode_key(&key, true)), None),
+                        (Some(encode_key(&key, false)), None),
+                    ],
+                ),
+            };
+            let appended = self.append_records(&key, records, true);
+            let mut at = None;
+            if let Some((a, wait)) = appended {
+                waits.push(wait);
+                at = a;
+            }
+            // In a cluster the owner loads the new state; on one node it
+            // is this broker's (and stays, as after any failed append).
+            if let (Some(mut e), false) = (entry, self.in_cluster()) {
+                if let Some(at) = at {
+                    e.snapshot_at = at;
+                }
+                inner.partitions.insert(key, e);
             }
         }
-        waits
+        if !self.in_cluster() {
+            // What the change left alone stays.
+            inner.partitions.extend(prior);
+        }
+        Ok(waits)
     }
 
     /// Expires acquisition locks and silent members; now and then deletes

@@ -256,7 +256,19 @@ struct Pending {
     /// own, or a share lease for share-group state); the commit checks it
     /// is still this broker's at that epoch.
     fence: Option<Lease>,
+    /// The lease whose holder's state this append supersedes.
+    supersede: Option<Supersede>,
     done: oneshot::Sender<Result<AppendInfo, LogError>>,
+}
+
+/// A lease an append supersedes ([`PartitionLog::append_superseding`]):
+/// the commit moves its epoch on and notes here the epoch it left and
+/// whether a holder's unexpired lease was at it.
+#[derive(Clone)]
+struct Supersede {
+    topic: String,
+    partition: i32,
+    left: Arc<Mutex<Option<(i64, bool)>>>,
 }
 
 /// Coordinator leases: which partitions of the coordinators' topics this
@@ -1135,6 +1147,26 @@ async fn sequence(
     let topics: Vec<&str> = order.iter().map(|tp| tp.topic.as_str()).collect();
     let parts: Vec<i32> = order.iter().map(|tp| tp.partition).collect();
     let tx = client.transaction().await?;
+    // Superseding appends move their leases' epochs on first, so a
+    // fenced append in this same transaction sees the new epoch too.
+    let mut superseded: Vec<&Supersede> = entries
+        .iter()
+        .filter_map(|p| p.supersede.as_ref())
+        .collect();
+    superseded.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    let mut bumped: HashMap<(&str, i32), (i64, bool)> = HashMap::new();
+    for s in superseded {
+        let left = match bumped.entry((s.topic.as_str(), s.partition)) {
+            std::collections::hash_map::Entry::Occupied(e) => *e.get(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let r = tx
+                    .query_one(schema::SUPERSEDE_LEASE, &[&s.topic, &s.partition])
+                    .await?;
+                *v.insert((r.get(0), r.get(1)))
+            }
+        };
+        *lock(&s.left) = Some(left);
+    }
     // Coordinator appends go in only under the lease they were made
     // under; the rows stay locked until the commit.
     let mut fenced: HashSet<usize> = HashSet::new();
@@ -1472,6 +1504,7 @@ impl ClusterPartition {
         records: &Bytes,
         epoch: i32,
         lease: Option<&Lease>,
+        supersede: Option<Supersede>,
     ) -> Result<oneshot::Receiver<Result<AppendInfo, LogError>>, LogError> {
         self.part.live()?;
         let config = lock(&self.part.config).clone();
@@ -1555,6 +1588,7 @@ impl ClusterPartition {
             producer,
             control,
             fence,
+            supersede,
             done: tx,
         });
         let first = g.since.is_none();
@@ -1743,7 +1777,7 @@ impl PartitionLog for ClusterPartition {
         records: Bytes,
         leader_epoch: i32,
     ) -> BoxFuture<'static, Result<AppendInfo, LogError>> {
-        let queued = self.enqueue(&records, leader_epoch, None);
+        let queued = self.enqueue(&records, leader_epoch, None, None);
         Box::pin(async move { queued?.await.map_err(|_| LogError::Closed)? })
     }
 
@@ -1753,8 +1787,43 @@ impl PartitionLog for ClusterPartition {
         leader_epoch: i32,
         lease: &Lease,
     ) -> BoxFuture<'static, Result<AppendInfo, LogError>> {
-        let queued = self.enqueue(&records, leader_epoch, Some(lease));
+        let queued = self.enqueue(&records, leader_epoch, Some(lease), None);
         Box::pin(async move { queued?.await.map_err(|_| LogError::Closed)? })
+    }
+
+    fn append_superseding(
+        &self,
+        records: Bytes,
+        leader_epoch: i32,
+        lease_topic: &str,
+        lease_partition: i32,
+    ) -> BoxFuture<'static, Result<AppendInfo, LogError>> {
+        let s = Supersede {
+            topic: lease_topic.to_string(),
+            partition: lease_partition,
+            left: Arc::default(),
+        };
+        let queued = self.enqueue(&records, leader_epoch, None, Some(s.clone()));
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let info = queued?.await.map_err(|_| LogError::Closed)??;
+            let left = *lock(&s.left);
+            if let Some((epoch, true)) = left {
+                // The holder cannot renew at the new epoch: once the row
+                // moved on again or ran out, it serves no state it loaded
+                // before this append.
+                let client = shared.db.get().await?;
+                while client
+                    .query_opt(schema::LEASE_AT, &[&s.topic, &s.partition, &epoch])
+                    .await
+                    .map_err(pg)?
+                    .is_some()
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            Ok(info)
+        })
     }
 
     fn wait_durable(&self, _end_offset: i64) -> BoxFuture<'static, Result<(), LogError>> {

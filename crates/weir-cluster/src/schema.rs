@@ -270,6 +270,23 @@ pub const RELEASE_LEASE: &str = "
 UPDATE weir.coordinators SET expires_at = now() - interval '1 millisecond'
 WHERE topic = $1 AND partition = $2 AND holder = $3 AND epoch = $4";
 
+/// Supersedes the state loaded under lease (`$1`, `$2`): its epoch moves
+/// on, holder and expiry kept, so the holder's fenced writes fail and its
+/// next renewal does not return it (it takes it again and reloads). A
+/// lease nobody took yet is created expired, so whoever takes it later
+/// does so after this commit. Answers the new epoch and whether a holder
+/// is at it.
+pub const SUPERSEDE_LEASE: &str = "
+INSERT INTO weir.coordinators AS c (topic, partition, holder, epoch, expires_at)
+VALUES ($1, $2, -1, 1, now() - interval '1 millisecond')
+ON CONFLICT (topic, partition) DO UPDATE SET epoch = c.epoch + 1
+RETURNING c.epoch, c.expires_at > now()";
+
+/// A row if lease (`$1`, `$2`) is still unexpired at epoch `$3`.
+pub const LEASE_AT: &str = "
+SELECT 1 FROM weir.coordinators
+WHERE topic = $1 AND partition = $2 AND epoch = $3 AND expires_at > now()";
+
 /// Every unexpired lease: who coordinates what.
 pub const LEASES: &str = "
 SELECT topic, partition, holder FROM weir.coordinators WHERE expires_at > now()";

@@ -914,19 +914,7 @@ async fn share_leases_follow_leadership_and_fence_state_writes_to_another_partit
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (&p, &epoch) = held_a.borrow().iter().next().expect("broker 1 leads one");
-    // The state lives in a partition of another topic, not itself leased.
-    let state = TopicPartition::new("__share_group_state", 0);
-    let a_log = a.open(&state, LogConfig::default()).unwrap();
-    let b_log = b.open(&state, LogConfig::default()).unwrap();
-    let held = weir_storage::Lease {
-        topic: lease.clone(),
-        partition: p,
-        epoch,
-    };
-    a_log
-        .append_fenced(batch(1, 1, "owner"), 0, &held)
-        .await
-        .expect("the owner writes");
+    let (a_log, b_log, held) = owner_writes_state(&a, &b, &lease, p, epoch).await;
     // A broker not holding the lease is refused when its write commits.
     let refused = b_log.append_fenced(batch(1, 1, "other"), 0, &held).await;
     assert!(matches!(refused, Err(LogError::Io { .. })), "{refused:?}");
@@ -948,6 +936,107 @@ async fn share_leases_follow_leadership_and_fence_state_writes_to_another_partit
         .map(|(_, v)| v)
         .collect();
     assert_eq!(got, ["owner-0", "plain-0"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superseding_append_fences_the_share_lease_holder_until_it_reloads() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let (a, b) = lease_brokers(&pg, store.path()).await;
+    let (ca, cb) = (a.shared().unwrap(), b.shared().unwrap());
+    let lease = weir_storage::share_lease("events");
+    let held_a = ca.lead_coordinators(&lease, 4).unwrap();
+    let _held_b = cb.lead_coordinators(&lease, 4).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let (p, epoch) = loop {
+        if let Some((&p, &e)) = held_a.borrow().iter().next() {
+            break (p, e);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "broker 1 leads nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (a_log, b_log, held) = owner_writes_state(&a, &b, &lease, p, epoch).await;
+    // Broker 2, which does not hold the lease, supersedes broker 1's
+    // state: answered only once broker 1 no longer holds it at `epoch`.
+    b_log
+        .append_superseding(batch(1, 2, "altered"), 0, &lease, p)
+        .await
+        .expect("superseded");
+    assert_ne!(ca.coordinator_epoch(&lease, p), Some(epoch));
+    // The former state's writes are refused from then on.
+    let refused = a_log.append_fenced(batch(1, 3, "stale"), 0, &held).await;
+    assert!(matches!(refused, Err(LogError::Io { .. })), "{refused:?}");
+    // Broker 1 keeps the lease, at a later epoch (it reloads at that one).
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while held_a.borrow().get(&p).is_none_or(|e| *e <= epoch + 1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            held_a.borrow()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A lease nobody took yet: its row is made, expired, at epoch 1, so
+    // whoever takes it later reloads after this append.
+    b_log
+        .append_superseding(batch(1, 4, "unowned"), 0, "weir:share:nobody", 0)
+        .await
+        .expect("nobody to wait for");
+    let (client, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT holder, epoch, expires_at < now() FROM weir.coordinators \
+             WHERE topic = 'weir:share:nobody' AND partition = 0",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, i32>(0), row.get::<_, i64>(1), row.get(2)),
+        (-1, 1, true)
+    );
+    wait_end(&a_log, 3).await;
+    let got: Vec<String> = read_all(&a_log, 0)
+        .await
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(got, ["owner-0", "altered-0", "unowned-0"]);
+}
+
+/// `__share_group_state`-0 on brokers `a` and `b` (the state lives in a
+/// partition of another topic, not itself leased), after `a`, holding
+/// share lease `lease` of partition `p` at `epoch`, wrote "owner" to it.
+async fn owner_writes_state(
+    a: &ClusterEngine,
+    b: &ClusterEngine,
+    lease: &str,
+    p: i32,
+    epoch: i64,
+) -> (
+    Arc<dyn PartitionLog>,
+    Arc<dyn PartitionLog>,
+    weir_storage::Lease,
+) {
+    let state = TopicPartition::new("__share_group_state", 0);
+    let a_log = a.open(&state, LogConfig::default()).unwrap();
+    let b_log = b.open(&state, LogConfig::default()).unwrap();
+    let held = weir_storage::Lease {
+        topic: lease.to_string(),
+        partition: p,
+        epoch,
+    };
+    a_log
+        .append_fenced(batch(1, 1, "owner"), 0, &held)
+        .await
+        .expect("the owner writes");
+    (a_log, b_log, held)
 }
 
 /// Waits until `log` knows the log end `end` (another broker's commit

@@ -154,6 +154,24 @@ pub trait PartitionLog: Send + Sync + std::fmt::Debug {
         self.append(records, leader_epoch)
     }
 
+    /// [`append`](Self::append) that supersedes the state a broker loaded
+    /// under the lease of (`lease_topic`, `lease_partition`): where the
+    /// append commits, the lease's epoch moves on (its holder and expiry
+    /// kept), so the holder's fenced appends are refused from then on and
+    /// it loads the state again. Resolves once the holder serves nothing
+    /// it loaded before. Share-group state rewritten by the group
+    /// coordinator (AlterShareGroupOffsets, deletion) goes this way.
+    /// Engines without leases append unconditionally.
+    fn append_superseding(
+        &self,
+        records: Bytes,
+        leader_epoch: i32,
+        _lease_topic: &str,
+        _lease_partition: i32,
+    ) -> BoxFuture<'static, Result<AppendInfo, LogError>> {
+        self.append(records, leader_epoch)
+    }
+
     /// Resolves once every offset below `end_offset` is durable.
     /// Concurrent waiters share one flush (group commit).
     fn wait_durable(&self, end_offset: i64) -> BoxFuture<'static, Result<(), LogError>>;
