@@ -885,11 +885,8 @@ async fn coordinator_leases_fence_a_stale_holders_writes() {
 async fn share_leases_follow_leadership_and_fence_state_writes_to_another_partition() {
     let Some(pg) = Pg::start() else { return };
     let store = tempfile::tempdir().unwrap();
-    let (a, b) = lease_brokers(&pg, store.path()).await;
-    let (ca, cb) = (a.shared().unwrap(), b.shared().unwrap());
-    let lease = weir_storage::share_lease("events");
-    let held_a = ca.lead_coordinators(&lease, 4).unwrap();
-    let held_b = cb.lead_coordinators(&lease, 4).unwrap();
+    let (a, b, lease, held_a, held_b) = share_lease_brokers(&pg, store.path()).await;
+    let ca = a.shared().unwrap();
     // Each share lease goes to the broker Metadata names leader of the
     // topic's partition.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -942,11 +939,8 @@ async fn share_leases_follow_leadership_and_fence_state_writes_to_another_partit
 async fn a_superseding_append_fences_the_share_lease_holder_until_it_reloads() {
     let Some(pg) = Pg::start() else { return };
     let store = tempfile::tempdir().unwrap();
-    let (a, b) = lease_brokers(&pg, store.path()).await;
-    let (ca, cb) = (a.shared().unwrap(), b.shared().unwrap());
-    let lease = weir_storage::share_lease("events");
-    let held_a = ca.lead_coordinators(&lease, 4).unwrap();
-    let _held_b = cb.lead_coordinators(&lease, 4).unwrap();
+    let (a, b, lease, held_a, _held_b) = share_lease_brokers(&pg, store.path()).await;
+    let ca = a.shared().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let (p, epoch) = loop {
         if let Some((&p, &e)) = held_a.borrow().iter().next() {
@@ -1008,6 +1002,25 @@ async fn a_superseding_append_fences_the_share_lease_holder_until_it_reloads() {
         .map(|(_, v)| v)
         .collect();
     assert_eq!(got, ["owner-0", "altered-0", "unowned-0"]);
+}
+
+/// Two brokers following the share leases of topic `events` (4
+/// partitions): the lease name and what each holds.
+async fn share_lease_brokers(
+    pg: &Pg,
+    store: &Path,
+) -> (
+    ClusterEngine,
+    ClusterEngine,
+    String,
+    tokio::sync::watch::Receiver<std::collections::BTreeMap<i32, i64>>,
+    tokio::sync::watch::Receiver<std::collections::BTreeMap<i32, i64>>,
+) {
+    let (a, b) = lease_brokers(pg, store).await;
+    let lease = weir_storage::share_lease("events");
+    let held_a = a.shared().unwrap().lead_coordinators(&lease, 4).unwrap();
+    let held_b = b.shared().unwrap().lead_coordinators(&lease, 4).unwrap();
+    (a, b, lease, held_a, held_b)
 }
 
 /// `__share_group_state`-0 on brokers `a` and `b` (the state lives in a
