@@ -2175,6 +2175,68 @@ def test_share_partition_owner_kill_9_never_redelivers_an_acknowledged_record(
     assert acked | set(after["confirmed"]) == set(range(300))
 
 
+def test_share_members_keep_their_epochs_when_the_coordinator_is_killed(
+        cluster, topic_name):
+    """kill -9 of a share group's coordinator (the holder of its
+    `__consumer_offsets` lease): the broker taking the lease rebuilds the
+    membership from the group's records, so the member, described through
+    the survivors, keeps its id, epoch and assignment (a second member
+    joined and left first, so the epoch is past what a rejoin would give),
+    and consumption goes on with nothing acknowledged delivered again."""
+    java_harness.require()
+    brokers = cluster["brokers"]
+    create_topic(brokers[0].bootstrap, topic_name, 1)
+    produce_values(brokers[0].bootstrap, topic_name, 200, 1)
+    group = f"g-{topic_name}"
+    java = java_harness.JavaProcess(SHARES, ",".join(b.bootstrap for b in brokers))
+    survivors = None
+    try:
+        java.call("configure_group", group=group,
+                  configs={"share.auto.offset.reset": "earliest"})
+        conf = {"share.acquire.mode": "record_limit", "max.poll.records": "10"}
+        java.call("open", name="stay", topic=topic_name, group=group, consumer=conf)
+        java.call("open", name="leave", topic=topic_name, group=group, consumer=conf)
+        acked = set(java.call("consume", name="stay", accepted=30)["confirmed"])
+        acked |= set(java.call("consume", name="leave", accepted=10)["confirmed"])
+        java.call("close", name="leave")
+        before = wait_until(
+            lambda: (d := java.call("describe_group", group=group))
+            and len(d["members"]) == 1 and d["members"][0]["epoch"] == d["epoch"] and d,
+            timeout=60, what="the second member's departure, heard of by the first")
+        [member] = before["members"]
+        assert member["epoch"] > 1, before
+        holder = int(cluster["pg"].rows(
+            "SELECT holder FROM weir.coordinators WHERE topic = '__consumer_offsets' "
+            f"AND partition = {offsets_partition(group)}", db=cluster["db"])[0][0])
+        assert before["coordinator"] == holder, before
+        victim = next(b for b in brokers if b.name == f"node{holder}")
+        survivors = java_harness.JavaProcess(
+            SHARES, ",".join(b.bootstrap for b in brokers if b is not victim))
+        victim.kill()
+
+        def moved():
+            try:
+                d = survivors.call("describe_group", group=group)
+            except java_harness.JavaError:
+                return None
+            return d["coordinator"] != holder and d
+        after = wait_until(moved, timeout=120, what="the group on a new coordinator")
+        assert [(m["member_id"], m["epoch"], m["assignment"]) for m in after["members"]] == \
+            [(member["member_id"], member["epoch"], member["assignment"])], (before, after)
+        rest = java.call("consume", name="stay", accepted=200 - len(acked), timeout=200)
+        again = survivors.call("describe_group", group=group)
+        java.call("close", name="stay")
+    finally:
+        java.close()
+        if survivors:
+            survivors.close()
+    assert [(m["member_id"], m["epoch"]) for m in again["members"]] == \
+        [(member["member_id"], member["epoch"])], again
+    redelivered = {offset for offset, _ in rest["delivered"]} & acked
+    assert not redelivered, f"acknowledged before the kill, delivered again: {sorted(redelivered)}"
+    assert acked | set(rest["confirmed"]) == set(range(200))
+
+
 def test_share_state_pruned_in_a_cluster_and_a_takeover_loads_the_right_state(
         broker_factory, postgres, moto_server, topic_name):
     """`__share_group_state` is pruned in a cluster as on one node: after

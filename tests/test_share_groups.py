@@ -132,6 +132,47 @@ def test_broker_kill_9_neither_loses_acknowledgements_nor_redelivers_them(
     assert acked | set(after["confirmed"]) == set(range(300))
 
 
+def test_share_members_keep_their_ids_and_epochs_across_a_broker_kill(
+        java, share_broker, topic_name):
+    """kill -9 of the broker: the membership comes back from
+    `__consumer_offsets`, so the member keeps its id and epoch (a second
+    member joined and left first, so the epoch is past what a rejoin would
+    give), and consumption goes on with nothing acknowledged delivered
+    again."""
+    group = f"g-{topic_name}"
+    earliest(java, group)
+    java.call("produce", topic=topic_name, count=200)
+    conf = {"share.acquire.mode": "record_limit", "max.poll.records": "10"}
+    java.call("open", name="stay", topic=topic_name, group=group, consumer=conf)
+    java.call("open", name="leave", topic=topic_name, group=group, consumer=conf)
+    try:
+        acked = set(java.call("consume", name="stay", accepted=30)["confirmed"])
+        acked |= set(java.call("consume", name="leave", accepted=10)["confirmed"])
+        java.call("close", name="leave")
+        before = wait_until(
+            lambda: (d := java.call("describe_group", group=group))
+            and len(d["members"]) == 1 and d["members"][0]["epoch"] == d["epoch"] and d,
+            timeout=60, what="the second member's departure, heard of by the first")
+        [member] = before["members"]
+        assert member["epoch"] > 1, before
+        share_broker.kill()
+        share_broker.start()
+        after = java.call("describe_group", group=group)
+        assert after["state"] == "Stable", after
+        assert [(m["member_id"], m["epoch"], m["assignment"]) for m in after["members"]] == \
+            [(member["member_id"], member["epoch"], member["assignment"])]
+        assert after["epoch"] == before["epoch"], (before, after)
+        rest = java.call("consume", name="stay", accepted=200 - len(acked), timeout=200)
+        again = java.call("describe_group", group=group)
+    finally:
+        java.call("close", name="stay")
+    assert [(m["member_id"], m["epoch"]) for m in again["members"]] == \
+        [(member["member_id"], member["epoch"])], again
+    redelivered = {offset for offset, _ in rest["delivered"]} & acked
+    assert not redelivered, f"acknowledged before the crash, delivered again: {sorted(redelivered)}"
+    assert acked | set(rest["confirmed"]) == set(range(200))
+
+
 def test_admin_describes_lists_alters_and_deletes_a_share_group(java, topic_name):
     """The admin client's share-group APIs: describeShareGroups (member and
     assignment), listShareGroupOffsets (start offset and lag), listGroups of

@@ -14,8 +14,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = weir_broker::group_store::decode_key(&b);
     let _ = weir_broker::group_store::decode_offset(&b);
     let _ = weir_broker::group_store::decode_group("g", &b);
-    // KIP-848 consumer group records: every key type's value decoder.
-    use weir_broker::group_store::{decode_consumer, ConsumerKey};
+    // KIP-848 consumer and share group records: every key type's value decoders.
+    use weir_broker::group_store::{decode_consumer, decode_share, ConsumerKey};
     for key in [
         ConsumerKey::Metadata,
         ConsumerKey::Topics,
@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
         ConsumerKey::Current(String::new()),
     ] {
         let _ = decode_consumer(&key, &b);
+        let _ = decode_share(&key, &b);
     }
     let _ = weir_log::producer::control_type(&b);
 });

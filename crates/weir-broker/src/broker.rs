@@ -172,6 +172,7 @@ impl Broker {
         let shares = Arc::new(crate::shares::Shares::new(
             crate::shares::ShareSettings::from_broker(&settings)?,
             topics.clone(),
+            groups.clone(),
             config.clock.clone(),
         ));
         let node = Arc::new(Node::new(

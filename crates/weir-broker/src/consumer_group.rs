@@ -27,7 +27,9 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use uuid::Uuid;
 
-use crate::group_store::{self, ConsumerKey, ConsumerValue, CurrentRecord, MemberRecord};
+use crate::group_store::{
+    self, ConsumerKey, ConsumerValue, CurrentRecord, MemberRecord, StateRecords,
+};
 
 /// Partitions by topic id.
 pub type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;
@@ -182,8 +184,7 @@ struct Group {
     topics_seen: BTreeMap<String, TopicMeta>,
 }
 
-/// A record to append: key and value, `None` for a tombstone.
-pub type Change = (Bytes, Option<Bytes>);
+pub use crate::group_store::Change;
 
 /// The assignors Weir serves.
 pub const ASSIGNORS: &[&str] = &["uniform", "range"];
@@ -195,10 +196,8 @@ pub struct ConsumerGroups {
     /// Groups whose group configs differ from `config`.
     overrides: BTreeMap<String, ConsumerConfig>,
     groups: BTreeMap<String, Group>,
-    /// Each group's records as last handed out or loaded, by encoded key.
-    persisted: BTreeMap<String, BTreeMap<Bytes, Bytes>>,
-    /// Groups changed since the last [`ConsumerGroups::take_changes`].
-    dirty: BTreeSet<String>,
+    /// What was last written of each group's records.
+    records: StateRecords,
 }
 
 fn minus(a: &Assignment, b: &Assignment) -> Assignment {
@@ -236,8 +235,7 @@ impl ConsumerGroups {
             config,
             overrides: BTreeMap::new(),
             groups: BTreeMap::new(),
-            persisted: BTreeMap::new(),
-            dirty: BTreeSet::new(),
+            records: StateRecords::default(),
         }
     }
 
@@ -306,7 +304,7 @@ impl ConsumerGroups {
                 );
             }
         }
-        self.dirty.insert(hb.group_id.clone());
+        self.records.mark(&hb.group_id);
         let group = self.groups.entry(hb.group_id.clone()).or_default();
         if let Some(a) = &hb.assignor {
             group.assignor.clone_from(a);
@@ -477,14 +475,14 @@ impl ConsumerGroups {
             }
             if !gone.is_empty() {
                 g.epoch += 1;
-                self.dirty.insert(group_id.clone());
+                self.records.mark(group_id);
             }
         }
-        let dirty = &mut self.dirty;
+        let records = &mut self.records;
         self.groups.retain(|id, g| {
             let keep = !g.members.is_empty() || g.epoch == 0;
             if !keep {
-                dirty.insert(id.clone());
+                records.mark(id);
             }
             keep
         });
@@ -571,15 +569,14 @@ impl ConsumerGroups {
     pub fn forget(&mut self, group_id: &str) {
         self.groups.remove(group_id);
         self.overrides.remove(group_id);
-        self.persisted.remove(group_id);
-        self.dirty.remove(group_id);
+        self.records.forget(group_id);
     }
 
     /// The records that make up a group's state, in the order Kafka
     /// writes them: subscriptions, topics, group epoch, targets, target
     /// epoch, current assignments.
-    fn records(&self, group_id: &str) -> Vec<(ConsumerKey, ConsumerValue)> {
-        let Some(g) = self.groups.get(group_id).filter(|g| g.epoch > 0) else {
+    fn records(g: Option<&Group>) -> Vec<(ConsumerKey, ConsumerValue)> {
+        let Some(g) = g.filter(|g| g.epoch > 0) else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -638,67 +635,26 @@ impl ConsumerGroups {
     }
 
     /// The `__consumer_offsets` records of every group changed since the
-    /// last call, by group: new or changed values, and tombstones for
-    /// what is gone, in Kafka's order (a member's current assignment,
-    /// target and subscription are removed before the new group epoch is
-    /// written; a deleted group's target epoch, topics and epoch last).
+    /// last call, by group, in Kafka's order ([`StateRecords::take_changes`]).
     pub fn take_changes(&mut self) -> Vec<(String, Vec<Change>)> {
-        let mut out = Vec::new();
-        for group_id in std::mem::take(&mut self.dirty) {
-            let wanted: Vec<(Bytes, Bytes)> = self
-                .records(&group_id)
+        let groups = &self.groups;
+        self.records.take_changes(|id| {
+            Self::records(groups.get(id))
                 .iter()
                 .map(|(k, v)| {
                     (
-                        group_store::consumer_key(&group_id, k),
+                        group_store::consumer_key(id, k),
                         group_store::consumer_value(v),
                     )
                 })
-                .collect();
-            let old = self.persisted.remove(&group_id).unwrap_or_default();
-            let kept: BTreeSet<&Bytes> = wanted.iter().map(|(k, _)| k).collect();
-            // Record types 8, 7, 5 (a member's) go first, 6, 4, 3 last.
-            let member_level =
-                |k: &Bytes| k.first() == Some(&0) && matches!(k.get(1), Some(5 | 7 | 8));
-            let mut gone: Vec<&Bytes> = old.keys().filter(|k| !kept.contains(k)).collect();
-            gone.sort_by_key(|k| std::cmp::Reverse(k.get(1).copied()));
-            let mut kvs: Vec<Change> = gone
-                .iter()
-                .filter(|k| member_level(k))
-                .map(|k| ((*k).clone(), None))
-                .collect();
-            kvs.extend(
-                wanted
-                    .iter()
-                    .filter(|(k, v)| old.get(k) != Some(v))
-                    .map(|(k, v)| (k.clone(), Some(v.clone()))),
-            );
-            kvs.extend(
-                gone.iter()
-                    .filter(|k| !member_level(k))
-                    .map(|k| ((*k).clone(), None)),
-            );
-            if !wanted.is_empty() {
-                self.persisted
-                    .insert(group_id.clone(), wanted.into_iter().collect());
-            }
-            if !kvs.is_empty() {
-                out.push((group_id, kvs));
-            }
-        }
-        out
+                .collect()
+        })
     }
 
     /// A write of the group's records failed: hand them all out again at
     /// the next [`ConsumerGroups::take_changes`].
     pub fn invalidate(&mut self, group_id: &str) {
-        if let Some(records) = self.persisted.get_mut(group_id) {
-            for v in records.values_mut() {
-                // No encoded value is empty, so every record differs.
-                *v = Bytes::new();
-            }
-        }
-        self.dirty.insert(group_id.to_string());
+        self.records.invalidate(group_id);
     }
 
     /// Rebuilds a group from its live records in `__consumer_offsets`
@@ -709,37 +665,22 @@ impl ConsumerGroups {
     /// Kafka's records: they count from the member's current epoch.
     pub fn restore(&mut self, group_id: &str, records: BTreeMap<Bytes, Bytes>, now: i64) {
         self.forget(group_id);
-        let mut g = Group::default();
-        let mut subs: BTreeMap<String, MemberRecord> = BTreeMap::new();
-        let mut current: BTreeMap<String, CurrentRecord> = BTreeMap::new();
-        for (k, v) in &records {
-            let Some(group_store::Key::Consumer { key, .. }) = group_store::decode_key(k) else {
-                continue;
-            };
-            match (group_store::decode_consumer(&key, v), key) {
-                (Some(ConsumerValue::Metadata(e)), _) => g.epoch = e,
-                (Some(ConsumerValue::TargetMetadata(e)), _) => g.assignment_epoch = e,
-                (Some(ConsumerValue::Topics(t)), _) => g.topics_seen = t,
-                (Some(ConsumerValue::Member(m)), ConsumerKey::Member(id)) => {
-                    subs.insert(id, m);
-                }
-                (Some(ConsumerValue::Target(a)), ConsumerKey::Target(id)) => {
-                    g.target.insert(id, a);
-                }
-                (Some(ConsumerValue::Current(c)), ConsumerKey::Current(id)) => {
-                    current.insert(id, c);
-                }
-                _ => tracing::warn!(group = group_id, "unreadable consumer group record"),
-            }
-        }
+        let mut d = group_store::decode_group_records(group_id, &records);
+        let mut g = Group {
+            epoch: d.epoch,
+            assignment_epoch: d.assignment_epoch,
+            topics_seen: d.topics,
+            target: d.targets,
+            ..Group::default()
+        };
         if g.epoch <= 0 {
             return;
         }
-        for (id, s) in subs {
+        for (id, s) in d.members {
             if g.assignor.is_empty() {
                 g.assignor = s.assignor.clone().unwrap_or_default();
             }
-            let c = current.remove(&id);
+            let c = d.current.remove(&id);
             let (epoch, previous_epoch, assigned, revoking) = c
                 .map_or((0, -1, Assignment::new(), Assignment::new()), |c| {
                     (c.epoch, c.previous_epoch, c.assigned, c.revoking)
@@ -769,7 +710,7 @@ impl ConsumerGroups {
         }
         g.target.retain(|id, _| g.members.contains_key(id));
         self.groups.insert(group_id.to_string(), g);
-        self.persisted.insert(group_id.to_string(), records);
+        self.records.loaded(group_id, records);
     }
 
     /// Subscribed topic names of a group.
@@ -792,7 +733,7 @@ impl ConsumerGroups {
             Some(g) if !g.members.is_empty() => Err(ResponseError::NonEmptyGroup),
             Some(_) => {
                 self.groups.remove(group_id);
-                self.dirty.insert(group_id.to_string());
+                self.records.mark(group_id);
                 Ok(())
             }
         }

@@ -14,8 +14,15 @@
 //! subscribed topics' metadata (4), each member's subscription (5), the
 //! target assignment's epoch (6), each member's target (7), and each
 //! member's epoch and current assignment (8).
+//!
+//! Share groups (KIP-932) use keys 10 to 14 (Kafka's `ShareGroup*Key`)
+//! with the same shapes minus what share groups lack: each member's
+//! subscription (10), the group epoch (11), the target assignment's epoch
+//! (12), each member's target (13) and each member's epoch and current
+//! assignment (14). [`StateRecords`] turns either kind of group's state
+//! into the values and tombstones to append.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -64,6 +71,23 @@ pub enum Key {
         /// Which record.
         key: ConsumerKey,
     },
+    /// A record of a share group (the same records, keys 10 to 14).
+    Share {
+        /// Group.
+        group: String,
+        /// Which record.
+        key: ConsumerKey,
+    },
+}
+
+impl Key {
+    /// A consumer or share group's record: the group and which record.
+    pub fn group_state(&self) -> Option<(&str, &ConsumerKey)> {
+        match self {
+            Self::Consumer { group, key } | Self::Share { group, key } => Some((group, key)),
+            _ => None,
+        }
+    }
 }
 
 /// The records of a KIP-848 consumer group, by key.
@@ -94,6 +118,19 @@ impl ConsumerKey {
             Self::TargetMetadata => 6,
             Self::Target(_) => 7,
             Self::Current(_) => 8,
+        }
+    }
+
+    /// The share group key version; share groups have no topics record
+    /// (Kafka 4.1 replaced ShareGroupPartitionMetadata, key 9, by a hash).
+    pub fn share_version(&self) -> Option<i16> {
+        match self {
+            Self::Member(_) => Some(10),
+            Self::Metadata => Some(11),
+            Self::TargetMetadata => Some(12),
+            Self::Target(_) => Some(13),
+            Self::Current(_) => Some(14),
+            Self::Topics => None,
         }
     }
 
@@ -192,8 +229,18 @@ pub fn group_key(group: &str) -> Bytes {
 
 /// Encodes a consumer group record's key.
 pub fn consumer_key(group: &str, key: &ConsumerKey) -> Bytes {
+    state_key(key.version(), group, key)
+}
+
+/// Encodes a share group record's key; `None` for the topics record,
+/// which share groups do not have.
+pub fn share_key(group: &str, key: &ConsumerKey) -> Option<Bytes> {
+    Some(state_key(key.share_version()?, group, key))
+}
+
+fn state_key(version: i16, group: &str, key: &ConsumerKey) -> Bytes {
     let mut b = BytesMut::new();
-    b.put_i16(key.version());
+    b.put_i16(version);
     put_str(&mut b, group);
     if let Some(m) = key.member() {
         put_str(&mut b, m);
@@ -231,6 +278,17 @@ fn read_partitions(r: &mut Reader) -> Option<Assignment> {
 
 /// Encodes a consumer group record's value (version 0, flexible).
 pub fn consumer_value(value: &ConsumerValue) -> Bytes {
+    state_value(value, false)
+}
+
+/// Encodes a share group record's value (version 0, flexible): a member
+/// record holds only rack, client id, host and subscription, a current
+/// assignment nothing being revoked.
+pub fn share_value(value: &ConsumerValue) -> Bytes {
+    state_value(value, true)
+}
+
+fn state_value(value: &ConsumerValue, share: bool) -> Bytes {
     let mut b = BytesMut::new();
     b.put_i16(0);
     match value {
@@ -247,13 +305,19 @@ pub fn consumer_value(value: &ConsumerValue) -> Bytes {
             }
         }
         ConsumerValue::Member(m) => {
-            put_compact_nullable_str(&mut b, m.instance_id.as_deref());
+            if !share {
+                put_compact_nullable_str(&mut b, m.instance_id.as_deref());
+            }
             put_compact_nullable_str(&mut b, m.rack_id.as_deref());
             put_compact_str(&mut b, &m.client_id);
             put_compact_str(&mut b, &m.client_host);
             put_compact_len(&mut b, m.subscribed.len());
             for t in &m.subscribed {
                 put_compact_str(&mut b, t);
+            }
+            if share {
+                b.put_u8(0);
+                return b.freeze();
             }
             put_compact_nullable_str(&mut b, m.regex.as_deref());
             b.put_i32(m.rebalance_timeout_ms);
@@ -265,7 +329,9 @@ pub fn consumer_value(value: &ConsumerValue) -> Bytes {
             b.put_i32(c.previous_epoch);
             b.put_i8(c.state);
             put_partitions(&mut b, &c.assigned);
-            put_partitions(&mut b, &c.revoking);
+            if !share {
+                put_partitions(&mut b, &c.revoking);
+            }
         }
     }
     // No tagged fields.
@@ -276,6 +342,16 @@ pub fn consumer_value(value: &ConsumerValue) -> Bytes {
 /// Decodes a consumer group record's value; `None` for unknown versions
 /// or bad bytes. Tagged fields (Kafka's later additions) are skipped.
 pub fn decode_consumer(key: &ConsumerKey, value: &Bytes) -> Option<ConsumerValue> {
+    decode_state(key, value, false)
+}
+
+/// Decodes a share group record's value, as [`decode_consumer`] does;
+/// the fields share groups lack come back empty.
+pub fn decode_share(key: &ConsumerKey, value: &Bytes) -> Option<ConsumerValue> {
+    decode_state(key, value, true)
+}
+
+fn decode_state(key: &ConsumerKey, value: &Bytes, share: bool) -> Option<ConsumerValue> {
     let mut r = Reader(value.clone());
     if r.i16()? != 0 {
         return None;
@@ -304,7 +380,11 @@ pub fn decode_consumer(key: &ConsumerKey, value: &Bytes) -> Option<ConsumerValue
             ConsumerValue::Topics(topics)
         }
         ConsumerKey::Member(_) => {
-            let instance_id = r.compact_nullable_str()?;
+            let instance_id = if share {
+                None
+            } else {
+                r.compact_nullable_str()?
+            };
             let rack_id = r.compact_nullable_str()?;
             let client_id = r.compact_str()?;
             let client_host = r.compact_str()?;
@@ -313,15 +393,24 @@ pub fn decode_consumer(key: &ConsumerKey, value: &Bytes) -> Option<ConsumerValue
             for _ in 0..n {
                 subscribed.push(r.compact_str()?);
             }
+            let (regex, rebalance_timeout_ms, assignor) = if share {
+                (None, 0, None)
+            } else {
+                (
+                    r.compact_nullable_str()?,
+                    r.i32()?,
+                    r.compact_nullable_str()?,
+                )
+            };
             ConsumerValue::Member(MemberRecord {
                 instance_id,
                 rack_id,
                 client_id,
                 client_host,
                 subscribed,
-                regex: r.compact_nullable_str()?,
-                rebalance_timeout_ms: r.i32()?,
-                assignor: r.compact_nullable_str()?,
+                regex,
+                rebalance_timeout_ms,
+                assignor,
             })
         }
         ConsumerKey::Target(_) => ConsumerValue::Target(read_partitions(&mut r)?),
@@ -330,7 +419,11 @@ pub fn decode_consumer(key: &ConsumerKey, value: &Bytes) -> Option<ConsumerValue
             previous_epoch: r.i32()?,
             state: r.i8()?,
             assigned: read_partitions(&mut r)?,
-            revoking: read_partitions(&mut r)?,
+            revoking: if share {
+                Assignment::new()
+            } else {
+                read_partitions(&mut r)?
+            },
         }),
     };
     r.tagged(|_, _| Some(()))?;
@@ -392,6 +485,17 @@ pub fn decode_key(key: &Bytes) -> Option<Key> {
                 _ => ConsumerKey::Current(r.str()?),
             };
             Some(Key::Consumer { group, key })
+        }
+        v @ 10..=14 => {
+            let group = r.str()?;
+            let key = match v {
+                11 => ConsumerKey::Metadata,
+                12 => ConsumerKey::TargetMetadata,
+                10 => ConsumerKey::Member(r.str()?),
+                13 => ConsumerKey::Target(r.str()?),
+                _ => ConsumerKey::Current(r.str()?),
+            };
+            Some(Key::Share { group, key })
         }
         _ => None,
     }
@@ -456,6 +560,149 @@ pub fn decode_group(group_id: &str, value: &Bytes) -> Option<GroupSnapshot> {
         state_timestamp,
         members,
     })
+}
+
+/// A consumer or share group's live records, decoded.
+#[derive(Debug, Default)]
+pub struct GroupRecords {
+    /// Group epoch (0 if none).
+    pub epoch: i32,
+    /// Target assignment epoch.
+    pub assignment_epoch: i32,
+    /// Subscribed topics' metadata (consumer groups).
+    pub topics: BTreeMap<String, TopicMeta>,
+    /// Members' subscriptions.
+    pub members: BTreeMap<String, MemberRecord>,
+    /// Members' targets.
+    pub targets: BTreeMap<String, Assignment>,
+    /// Members' epochs and current assignments.
+    pub current: BTreeMap<String, CurrentRecord>,
+}
+
+/// Decodes a group's live records (by encoded key), as its coordinator
+/// replays them when it loads the partition; unreadable ones are logged
+/// and skipped.
+pub fn decode_group_records(group_id: &str, records: &BTreeMap<Bytes, Bytes>) -> GroupRecords {
+    let mut out = GroupRecords::default();
+    for (k, v) in records {
+        let decoded = match decode_key(k) {
+            Some(Key::Consumer { key, .. }) => (decode_consumer(&key, v), key),
+            Some(Key::Share { key, .. }) => (decode_share(&key, v), key),
+            _ => continue,
+        };
+        match decoded {
+            (Some(ConsumerValue::Metadata(e)), _) => out.epoch = e,
+            (Some(ConsumerValue::TargetMetadata(e)), _) => out.assignment_epoch = e,
+            (Some(ConsumerValue::Topics(t)), _) => out.topics = t,
+            (Some(ConsumerValue::Member(m)), ConsumerKey::Member(id)) => {
+                out.members.insert(id, m);
+            }
+            (Some(ConsumerValue::Target(a)), ConsumerKey::Target(id)) => {
+                out.targets.insert(id, a);
+            }
+            (Some(ConsumerValue::Current(c)), ConsumerKey::Current(id)) => {
+                out.current.insert(id, c);
+            }
+            _ => tracing::warn!(group = group_id, "unreadable group record"),
+        }
+    }
+    out
+}
+
+/// A record to append: key and value, `None` for a tombstone.
+pub type Change = (Bytes, Option<Bytes>);
+
+/// What a coordinator last wrote of each group's records, to append only
+/// what changed: consumer and share groups alike.
+#[derive(Debug, Default)]
+pub struct StateRecords {
+    /// Each group's records as last handed out or loaded, by encoded key.
+    persisted: BTreeMap<String, BTreeMap<Bytes, Bytes>>,
+    /// Groups changed since the last [`StateRecords::take_changes`].
+    dirty: BTreeSet<String>,
+}
+
+impl StateRecords {
+    /// The group changed: its records are compared at the next
+    /// [`StateRecords::take_changes`].
+    pub fn mark(&mut self, group_id: &str) {
+        self.dirty.insert(group_id.to_string());
+    }
+
+    /// Forgets what was written of the group (its coordinator moved).
+    pub fn forget(&mut self, group_id: &str) {
+        self.persisted.remove(group_id);
+        self.dirty.remove(group_id);
+    }
+
+    /// The group's live records as loaded from the log.
+    pub fn loaded(&mut self, group_id: &str, records: BTreeMap<Bytes, Bytes>) {
+        self.persisted.insert(group_id.to_string(), records);
+    }
+
+    /// The records of every group changed since the last call, by group,
+    /// given each group's current encoded records: new or changed values,
+    /// and tombstones for what is gone, in Kafka's order (a member's
+    /// current assignment, target and subscription are removed before the
+    /// new group epoch is written; a deleted group's target epoch and
+    /// epoch last).
+    pub fn take_changes(
+        &mut self,
+        mut records: impl FnMut(&str) -> Vec<(Bytes, Bytes)>,
+    ) -> Vec<(String, Vec<Change>)> {
+        let mut out = Vec::new();
+        for group_id in std::mem::take(&mut self.dirty) {
+            let wanted = records(&group_id);
+            let old = self.persisted.remove(&group_id).unwrap_or_default();
+            let kept: BTreeSet<&Bytes> = wanted.iter().map(|(k, _)| k).collect();
+            // A member's records go first, highest type first (8, 7, 5 or
+            // 14, 13, 10); the group's (6, 4, 3 or 12, 11) last.
+            let member_level = |k: &Bytes| {
+                decode_key(k)
+                    .as_ref()
+                    .and_then(Key::group_state)
+                    .is_some_and(|(_, key)| key.member().is_some())
+            };
+            let mut gone: Vec<&Bytes> = old.keys().filter(|k| !kept.contains(k)).collect();
+            gone.sort_by_key(|k| std::cmp::Reverse(k.get(1).copied()));
+            let mut kvs: Vec<Change> = gone
+                .iter()
+                .filter(|k| member_level(k))
+                .map(|k| ((*k).clone(), None))
+                .collect();
+            kvs.extend(
+                wanted
+                    .iter()
+                    .filter(|(k, v)| old.get(k) != Some(v))
+                    .map(|(k, v)| (k.clone(), Some(v.clone()))),
+            );
+            kvs.extend(
+                gone.iter()
+                    .filter(|k| !member_level(k))
+                    .map(|k| ((*k).clone(), None)),
+            );
+            if !wanted.is_empty() {
+                self.persisted
+                    .insert(group_id.clone(), wanted.into_iter().collect());
+            }
+            if !kvs.is_empty() {
+                out.push((group_id, kvs));
+            }
+        }
+        out
+    }
+
+    /// A write of the group's records failed: hand them all out again at
+    /// the next [`StateRecords::take_changes`].
+    pub fn invalidate(&mut self, group_id: &str) {
+        if let Some(records) = self.persisted.get_mut(group_id) {
+            for v in records.values_mut() {
+                // No encoded value is empty, so every record differs.
+                *v = Bytes::new();
+            }
+        }
+        self.dirty.insert(group_id.to_string());
+    }
 }
 
 #[cfg(test)]
@@ -608,6 +855,71 @@ mod tests {
         ]
     }
 
+    /// Consumer records cut down to what share groups hold.
+    fn share_record() -> impl Strategy<Value = (ConsumerKey, ConsumerValue)> {
+        consumer_record()
+            .prop_filter("share groups have no topics record", |(k, _)| {
+                k.share_version().is_some()
+            })
+            .prop_map(|(k, v)| {
+                let v = match v {
+                    ConsumerValue::Member(m) => ConsumerValue::Member(MemberRecord {
+                        instance_id: None,
+                        regex: None,
+                        rebalance_timeout_ms: 0,
+                        assignor: None,
+                        ..m
+                    }),
+                    ConsumerValue::Current(c) => ConsumerValue::Current(CurrentRecord {
+                        revoking: Assignment::new(),
+                        ..c
+                    }),
+                    v => v,
+                };
+                (k, v)
+            })
+    }
+
+    #[test]
+    fn share_records_match_kafkas_bytes() {
+        // ShareGroupMemberMetadataKey (version 10) "g", "m"; its value:
+        // version 0, null rack, client id "c", host "h", topics ["t"], no
+        // tagged fields.
+        let key = ConsumerKey::Member("m".into());
+        assert_eq!(
+            share_key("g", &key).unwrap(),
+            Bytes::from_static(b"\x00\x0a\x00\x01g\x00\x01m")
+        );
+        let value = ConsumerValue::Member(MemberRecord {
+            instance_id: None,
+            rack_id: None,
+            client_id: "c".into(),
+            client_host: "h".into(),
+            subscribed: vec!["t".into()],
+            regex: None,
+            rebalance_timeout_ms: 0,
+            assignor: None,
+        });
+        assert_eq!(
+            share_value(&value),
+            Bytes::from_static(b"\x00\x00\x00\x02c\x02h\x02\x02t\x00")
+        );
+        // ShareGroupCurrentMemberAssignmentValue: epoch 5, previous 4,
+        // state 0, no partitions.
+        let current = ConsumerValue::Current(CurrentRecord {
+            epoch: 5,
+            previous_epoch: 4,
+            state: 0,
+            assigned: Assignment::new(),
+            revoking: Assignment::new(),
+        });
+        assert_eq!(
+            share_value(&current),
+            Bytes::from_static(b"\x00\x00\x00\x00\x00\x05\x00\x00\x00\x04\x00\x01\x00")
+        );
+        assert_eq!(share_key("g", &ConsumerKey::Topics), None);
+    }
+
     proptest! {
         #[test]
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
@@ -619,6 +931,7 @@ mod tests {
                         ConsumerKey::TargetMetadata, ConsumerKey::Target("m".into()),
                         ConsumerKey::Current("m".into())] {
                 let _ = decode_consumer(&key, &b);
+                let _ = decode_share(&key, &b);
             }
         }
 
@@ -629,6 +942,17 @@ mod tests {
                 Some(Key::Consumer { group, key: key.clone() })
             );
             prop_assert_eq!(decode_consumer(&key, &consumer_value(&value)), Some(value));
+        }
+
+        #[test]
+        fn share_records_round_trip((key, value) in share_record(), group in name()) {
+            let raw = share_key(&group, &key).unwrap();
+            prop_assert_eq!(decode_key(&raw), Some(Key::Share { group, key: key.clone() }));
+            prop_assert_eq!(decode_share(&key, &share_value(&value)), Some(value.clone()));
+            let bytes = share_value(&value);
+            for cut in 0..bytes.len() {
+                prop_assert_eq!(decode_share(&key, &bytes.slice(..cut)), None);
+            }
         }
 
         #[test]

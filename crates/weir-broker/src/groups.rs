@@ -27,7 +27,7 @@ use crate::group_coordinator::{
     Effect, Effects, GroupConfig, GroupCoordinator, GroupDescription, GroupState, JoinRequest,
     JoinResult, SyncResult, Waiter,
 };
-use crate::group_store::{self, Committed, Key, OFFSETS_TOPIC};
+use crate::group_store::{self, Change, Committed, Key, OFFSETS_TOPIC};
 use crate::internal_log::{self, Durable, Entry, InternalLog, KeyValue, TxnProducer};
 use crate::topics::Topics;
 
@@ -62,6 +62,9 @@ struct Inner {
     waiters: HashMap<Waiter, (String, Waiting)>,
     next_waiter: Waiter,
     last_expiry_check: i64,
+    /// Share groups' live records read from the log, until the share
+    /// coordinator takes them ([`Groups::take_share_records`]).
+    share_loaded: HashMap<String, BTreeMap<Bytes, Bytes>>,
 }
 
 type PendingOffsets = HashMap<String, BTreeMap<(String, i32), Committed>>;
@@ -219,6 +222,20 @@ fn apply_txn_entry(inner: &mut Inner, entry: Entry) {
     }
 }
 
+/// Keeps the latest value of a group's record; a tombstone removes it.
+fn keep_live(
+    live: &mut HashMap<String, BTreeMap<Bytes, Bytes>>,
+    group: String,
+    key: Bytes,
+    value: Option<Bytes>,
+) {
+    let records = live.entry(group).or_default();
+    match value {
+        Some(v) => records.insert(key, v),
+        None => records.remove(&key),
+    };
+}
+
 impl Groups {
     /// A coordinator with no state yet, over `__consumer_offsets` in `log`;
     /// [`Groups::load`] reads the state back.
@@ -246,6 +263,7 @@ impl Groups {
                 waiters: HashMap::new(),
                 next_waiter: 0,
                 last_expiry_check: 0,
+                share_loaded: HashMap::new(),
             }),
         }
     }
@@ -402,6 +420,9 @@ impl Groups {
         ids.extend(inner.offsets.keys().cloned());
         ids.extend(inner.pending_txn.values().flat_map(|g| g.keys().cloned()));
         ids.retain(|g| self.offsets_partition(g) == p);
+        inner
+            .share_loaded
+            .retain(|g, _| self.offsets_partition(g) != p);
         ids.sort();
         ids.dedup();
         for g in &ids {
@@ -433,8 +454,9 @@ impl Groups {
     fn apply_entries(&self, entries: Vec<Entry>) {
         let now = self.now_ms();
         let mut groups: HashMap<String, Option<Bytes>> = HashMap::new();
-        // KIP-848 groups' live records, by group then key.
+        // KIP-848 and share groups' live records, by group then key.
         let mut consumer: HashMap<String, BTreeMap<Bytes, Bytes>> = HashMap::new();
+        let mut share: HashMap<String, BTreeMap<Bytes, Bytes>> = HashMap::new();
         let mut inner = self.lock();
         let mut records = 0usize;
         for entry in entries {
@@ -460,11 +482,11 @@ impl Groups {
             records += 1;
             let key = match (decoded, key) {
                 (Key::Consumer { group, .. }, Some(raw)) => {
-                    let live = consumer.entry(group).or_default();
-                    match value {
-                        Some(v) => live.insert(raw, v),
-                        None => live.remove(&raw),
-                    };
+                    keep_live(&mut consumer, group, raw, value);
+                    continue;
+                }
+                (Key::Share { group, .. }, Some(raw)) => {
+                    keep_live(&mut share, group, raw, value);
                     continue;
                 }
                 (decoded, _) => decoded,
@@ -496,9 +518,10 @@ impl Groups {
                 Key::Group(g) => {
                     groups.insert(g, value);
                 }
-                Key::Consumer { .. } => {}
+                Key::Consumer { .. } | Key::Share { .. } => {}
             }
         }
+        inner.share_loaded.extend(share);
         for (id, live) in consumer {
             inner.consumer.restore(&id, live, now);
             if inner.consumer.is_active(&id) {
@@ -582,6 +605,24 @@ impl Groups {
     /// writes all of them again.
     pub fn consumer_write_failed(&self, group: &str) {
         self.lock().consumer.invalidate(group);
+    }
+
+    /// Share groups' records loaded from `__consumer_offsets` since the
+    /// last call (all groups', or `group`'s only), for the share
+    /// coordinator to rebuild them.
+    pub fn take_share_records(&self, group: Option<&str>) -> Vec<(String, BTreeMap<Bytes, Bytes>)> {
+        let mut inner = self.lock();
+        match group {
+            Some(g) => inner.share_loaded.remove_entry(g).into_iter().collect(),
+            None => inner.share_loaded.drain().collect(),
+        }
+    }
+
+    /// Appends a share group's records to its partition of
+    /// `__consumer_offsets`, through the same fenced path as offset
+    /// commits; returns the wait for their durability.
+    pub fn write_share_records(&self, group: &str, kvs: Vec<Change>) -> Durable {
+        self.write(group, kvs, None)
     }
 
     /// Appends records to the group's partition of `__consumer_offsets`,

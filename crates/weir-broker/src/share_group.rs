@@ -17,15 +17,22 @@
 //! has one member and the partitions spread evenly; current assignments
 //! are kept where the balance allows.
 //!
-//! Membership is kept in memory, as Kafka does not persist share-group
-//! members either: after a restart members rejoin. Time comes in as
+//! The membership is persisted as Kafka persists it, in its
+//! ShareGroup* records of `__consumer_offsets` ([`ShareGroups::take_changes`]
+//! and [`ShareGroups::restore`]), so members keep their ids and epochs
+//! across a restart or a coordinator move. Time comes in as
 //! milliseconds; departures come out so the runtime can release what the
 //! departed members held.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use uuid::Uuid;
+
+use crate::group_store::{
+    self, Change, ConsumerKey, ConsumerValue, CurrentRecord, MemberRecord, StateRecords,
+};
 
 pub use crate::consumer_group::{Assignment, HeartbeatAnswer, TopicMeta};
 
@@ -112,6 +119,8 @@ struct Member {
     client_host: String,
     subscribed: Vec<String>,
     epoch: i32,
+    /// The epoch before the last bump (Kafka's PreviousMemberEpoch).
+    previous_epoch: i32,
     assigned: Assignment,
     /// What the member was last told, to send only changes.
     last_sent: Option<Assignment>,
@@ -131,6 +140,8 @@ struct Group {
 #[derive(Debug, Default)]
 pub struct ShareGroups {
     groups: BTreeMap<String, Group>,
+    /// What was last written of each group's records.
+    records: StateRecords,
 }
 
 fn fail(e: ResponseError, msg: impl Into<String>, epoch: i32, interval: i32) -> HeartbeatAnswer {
@@ -170,6 +181,7 @@ impl ShareGroups {
             Some(g) if !g.members.is_empty() => Err(ResponseError::NonEmptyGroup),
             Some(_) => {
                 self.groups.remove(group_id);
+                self.records.mark(group_id);
                 Ok(())
             }
         }
@@ -222,9 +234,14 @@ impl ShareGroups {
         cfg: &MembershipConfig,
         now: i64,
     ) -> HeartbeatAnswer {
+        let answer = self.answer(hb, topics, cfg, now);
+        if answer.error == 0 {
+            // Compared with what was written at the next take_changes.
+            self.records.mark(&hb.group_id);
+        }
         HeartbeatAnswer {
             member_id: hb.member_id.clone(),
-            ..self.answer(hb, topics, cfg, now)
+            ..answer
         }
     }
 
@@ -294,6 +311,7 @@ impl ShareGroups {
                     client_host: hb.client_host.clone(),
                     subscribed: hb.subscribed.clone().unwrap_or_default(),
                     epoch: 0,
+                    previous_epoch: -1,
                     assigned: Assignment::new(),
                     last_sent: None,
                     last_heard: now,
@@ -354,6 +372,12 @@ impl ShareGroups {
                 interval,
             );
         };
+        // A member moves to the group's epoch when it hears of it, as in
+        // Kafka: until then it heartbeats at the epoch it was last told.
+        if m.epoch != g.epoch {
+            m.previous_epoch = m.epoch;
+            m.epoch = g.epoch;
+        }
         let assignment = (m.last_sent.as_ref() != Some(&m.assigned)).then(|| m.assigned.clone());
         if assignment.is_some() {
             m.last_sent = Some(m.assigned.clone());
@@ -393,8 +417,89 @@ impl ShareGroups {
             }
             g.epoch += 1;
             recompute(g);
+            self.records.mark(id);
         }
         gone
+    }
+
+    /// Forgets a group whatever its members (cluster mode: its
+    /// coordinator moved to another broker).
+    pub fn forget(&mut self, group_id: &str) {
+        self.groups.remove(group_id);
+        self.records.forget(group_id);
+    }
+
+    /// The `__consumer_offsets` records of every group changed since the
+    /// last call, by group, in Kafka's order ([`StateRecords::take_changes`]).
+    pub fn take_changes(&mut self) -> Vec<(String, Vec<Change>)> {
+        let groups = &self.groups;
+        self.records.take_changes(|id| {
+            records(groups.get(id))
+                .iter()
+                .filter_map(|(k, v)| {
+                    Some((group_store::share_key(id, k)?, group_store::share_value(v)))
+                })
+                .collect()
+        })
+    }
+
+    /// A write of the group's records failed: hand them all out again at
+    /// the next [`ShareGroups::take_changes`].
+    pub fn invalidate(&mut self, group_id: &str) {
+        self.records.invalidate(group_id);
+    }
+
+    /// Rebuilds a group from its live records in `__consumer_offsets`, as
+    /// Kafka's coordinator replays them when it loads the partition.
+    /// Sessions start again at `now`. Kafka keeps no record of the
+    /// subscribed topics' metadata (it compares a hash): the topics as
+    /// they are now (`topics`) count as the ones the target was computed
+    /// for, so a topic that grew while the coordinator was down changes
+    /// the target only at its next change.
+    pub fn restore(
+        &mut self,
+        group_id: &str,
+        records: BTreeMap<Bytes, Bytes>,
+        topics: &BTreeMap<String, TopicMeta>,
+        now: i64,
+    ) {
+        self.forget(group_id);
+        let mut d = group_store::decode_group_records(group_id, &records);
+        let mut g = Group {
+            epoch: d.epoch,
+            assignment_epoch: d.assignment_epoch,
+            ..Group::default()
+        };
+        if g.epoch <= 0 {
+            return;
+        }
+        for (id, s) in d.members {
+            let c = d.current.remove(&id);
+            let (epoch, previous_epoch, assigned) = c.map_or((0, -1, Assignment::new()), |c| {
+                (c.epoch, c.previous_epoch, c.assigned)
+            });
+            g.members.insert(
+                id,
+                Member {
+                    rack_id: s.rack_id,
+                    client_id: s.client_id,
+                    client_host: s.client_host,
+                    subscribed: s.subscribed,
+                    epoch,
+                    previous_epoch,
+                    assigned,
+                    last_sent: None,
+                    last_heard: now,
+                },
+            );
+        }
+        let wanted: BTreeSet<&String> = g.members.values().flat_map(|m| &m.subscribed).collect();
+        g.topics_seen = wanted
+            .into_iter()
+            .filter_map(|t| topics.get(t).map(|m| (t.clone(), m.clone())))
+            .collect();
+        self.groups.insert(group_id.to_string(), g);
+        self.records.loaded(group_id, records);
     }
 
     /// The group as ShareGroupDescribe shows it.
@@ -419,6 +524,57 @@ impl ShareGroups {
                 .collect(),
         })
     }
+}
+
+/// The records that make up a group's state, in the order Kafka writes
+/// them: subscriptions, group epoch, targets, target epoch, current
+/// assignments. An empty group keeps its epochs, as in Kafka.
+fn records(g: Option<&Group>) -> Vec<(ConsumerKey, ConsumerValue)> {
+    let Some(g) = g.filter(|g| g.epoch > 0) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (id, m) in &g.members {
+        let mut subscribed = m.subscribed.clone();
+        subscribed.sort();
+        out.push((
+            ConsumerKey::Member(id.clone()),
+            ConsumerValue::Member(MemberRecord {
+                instance_id: None,
+                rack_id: m.rack_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                subscribed,
+                regex: None,
+                rebalance_timeout_ms: 0,
+                assignor: None,
+            }),
+        ));
+    }
+    out.push((ConsumerKey::Metadata, ConsumerValue::Metadata(g.epoch)));
+    for (id, m) in &g.members {
+        out.push((
+            ConsumerKey::Target(id.clone()),
+            ConsumerValue::Target(m.assigned.clone()),
+        ));
+    }
+    out.push((
+        ConsumerKey::TargetMetadata,
+        ConsumerValue::TargetMetadata(g.assignment_epoch),
+    ));
+    for (id, m) in &g.members {
+        out.push((
+            ConsumerKey::Current(id.clone()),
+            ConsumerValue::Current(CurrentRecord {
+                epoch: m.epoch,
+                previous_epoch: m.previous_epoch,
+                state: 0,
+                assigned: m.assigned.clone(),
+                revoking: Assignment::new(),
+            }),
+        ));
+    }
+    out
 }
 
 fn state_name(g: &Group) -> &'static str {
@@ -464,7 +620,6 @@ fn recompute(g: &mut Group) {
             a.entry(*t).or_default().insert(*p);
         }
         m.assigned = a;
-        m.epoch = g.epoch;
     }
     g.assignment_epoch = g.epoch;
 }
@@ -688,8 +843,8 @@ mod tests {
         g.heartbeat(&hb("m1", 0), &topics(4), &cfg(), 0);
         let a2 = g.heartbeat(&hb("m2", 0), &topics(4), &cfg(), 0);
         assert_eq!(parts(&a2.assignment).len(), 2);
-        // m1 learns its new target at the new epoch with its next heartbeat.
-        let a1 = g.heartbeat(&hb("m1", 2), &topics(4), &cfg(), 0);
+        // m1 learns its new target and epoch with its next heartbeat.
+        let a1 = g.heartbeat(&hb("m1", 1), &topics(4), &cfg(), 0);
         assert_eq!(a1.member_epoch, 2);
         let mut all = parts(&a1.assignment);
         all.extend(parts(&a2.assignment));
@@ -787,6 +942,92 @@ mod tests {
             .collect();
         let first = assign(&el, &BTreeMap::new());
         assert_eq!(assign(&el, &first), first);
+    }
+
+    fn apply(log: &mut BTreeMap<Bytes, Bytes>, changes: Vec<(String, Vec<Change>)>) {
+        for (_, kvs) in changes {
+            for (k, v) in kvs {
+                match v {
+                    Some(v) => log.insert(k, v),
+                    None => log.remove(&k),
+                };
+            }
+        }
+    }
+
+    fn types(changes: &[(String, Vec<Change>)]) -> Vec<(u8, bool)> {
+        changes
+            .iter()
+            .flat_map(|(_, kvs)| kvs.iter().map(|(k, v)| (k[1], v.is_some())))
+            .collect()
+    }
+
+    #[test]
+    fn a_restored_group_keeps_members_epochs_and_assignments() {
+        let mut g = ShareGroups::default();
+        let mut log = BTreeMap::new();
+        g.heartbeat(&hb("a", 0), &topics(4), &cfg(), 0);
+        g.heartbeat(&hb("b", 0), &topics(4), &cfg(), 0);
+        g.heartbeat(&hb("b", -1), &topics(4), &cfg(), 0);
+        // a hears of epoch 3 at its next heartbeat.
+        assert_eq!(g.describe("g").unwrap().members[0].epoch, 1);
+        g.heartbeat(&hb("a", 1), &topics(4), &cfg(), 0);
+        apply(&mut log, g.take_changes());
+        let before = g.describe("g").unwrap();
+        assert_eq!(before.epoch, 3);
+
+        let mut back = ShareGroups::default();
+        back.restore("g", log.clone(), &topics(4), 100);
+        assert_eq!(back.describe("g"), Some(before.clone()));
+        // Nothing changed, so nothing to write.
+        assert!(back.take_changes().is_empty());
+        // The member goes on at its epoch; the assignment comes again.
+        let a = back.heartbeat(&hb("a", 3), &topics(4), &cfg(), 200);
+        assert_eq!((a.error, a.member_epoch), (0, 3));
+        assert_eq!(parts(&a.assignment), vec![0, 1, 2, 3]);
+        assert!(back.take_changes().is_empty());
+        // Its session restarted at the restore.
+        assert!(back.tick(100 + 44_999, |_| cfg()).is_empty());
+    }
+
+    #[test]
+    fn leaving_and_deleting_tombstone_the_records_in_kafkas_order() {
+        let mut g = ShareGroups::default();
+        g.heartbeat(&hb("a", 0), &topics(1), &cfg(), 0);
+        g.heartbeat(&hb("b", 0), &topics(1), &cfg(), 0);
+        let written = g.take_changes();
+        assert_eq!(
+            types(&written),
+            [10, 10, 11, 13, 13, 12, 14, 14].map(|t| (t, true))
+        );
+        g.heartbeat(&hb("b", -1), &topics(1), &cfg(), 0);
+        // b's 14, 13, 10 first, then the new epochs; a's own record
+        // changes when it hears of its new epoch.
+        assert_eq!(
+            types(&g.take_changes()),
+            [
+                (14, false),
+                (13, false),
+                (10, false),
+                (11, true),
+                (12, true)
+            ]
+        );
+        g.heartbeat(&hb("a", 1), &topics(1), &cfg(), 0);
+        assert_eq!(types(&g.take_changes()), [(14, true)]);
+        g.heartbeat(&hb("a", -1), &topics(1), &cfg(), 0);
+        g.take_changes();
+        g.delete("g").unwrap();
+        assert_eq!(types(&g.take_changes()), [(12, false), (11, false)]);
+    }
+
+    #[test]
+    fn a_failed_write_is_handed_out_whole_again() {
+        let mut g = ShareGroups::default();
+        g.heartbeat(&hb("a", 0), &topics(1), &cfg(), 0);
+        let first = g.take_changes();
+        g.invalidate("g");
+        assert_eq!(types(&g.take_changes()), types(&first));
     }
 
     #[test]

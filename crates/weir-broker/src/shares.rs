@@ -228,6 +228,12 @@ pub struct Shares {
     followed: Mutex<HashMap<String, i32>>,
     /// Cluster mode: a pruning replay is running.
     pruning: std::sync::atomic::AtomicBool,
+    /// The group coordinator: the membership is written to and loaded
+    /// from its `__consumer_offsets` partitions.
+    groups: Arc<crate::groups::Groups>,
+    /// Groups whose membership records failed to be written: their next
+    /// change writes them whole.
+    failed: Arc<Mutex<BTreeSet<String>>>,
 }
 
 struct ClusterLink {
@@ -289,6 +295,7 @@ impl Shares {
     pub fn new(
         settings: ShareSettings,
         topics: std::sync::Arc<Topics>,
+        groups: Arc<crate::groups::Groups>,
         clock: weir_log::Clock,
     ) -> Self {
         let max_sessions = settings.max_sessions;
@@ -302,6 +309,8 @@ impl Shares {
             loaded: Mutex::default(),
             followed: Mutex::default(),
             pruning: std::sync::atomic::AtomicBool::new(false),
+            groups,
+            failed: Arc::default(),
             inner: Mutex::new(Inner {
                 groups: ShareGroups::default(),
                 sessions: ShareSessions::new(max_sessions),
@@ -566,13 +575,15 @@ impl Shares {
     }
 
     /// Replays `__share_group_state`, if it exists (on one node; in a
-    /// cluster each partition's state is loaded with its share lease).
+    /// cluster each partition's state is loaded with its share lease),
+    /// and rebuilds the groups' membership from `__consumer_offsets`.
     pub async fn load(&self) -> Result<(), BrokerError> {
         if self.in_cluster() {
             return Ok(());
         }
         let log = self.replay_state(|_| true).await?;
         let mut inner = self.lock();
+        self.restore_membership(&mut inner, None);
         for (key, ks) in log.states {
             inner.groups.ensure(&key.group_id);
             inner.partitions.insert(key, Entry::replayed(&ks));
@@ -585,19 +596,73 @@ impl Shares {
         Ok(())
     }
 
+    /// Rebuilds the membership of the groups (all, or `group` only) that
+    /// the group coordinator loaded from `__consumer_offsets` since the
+    /// last call: at start-up, and in a cluster when it took a partition's
+    /// lease. Also marks for a whole rewrite the groups whose last write
+    /// failed.
+    fn restore_membership(&self, inner: &mut Inner, group: Option<&str>) {
+        for g in std::mem::take(&mut *lock_map(&self.failed)) {
+            inner.groups.invalidate(&g);
+        }
+        let loaded = self.groups.take_share_records(group);
+        if loaded.is_empty() {
+            return;
+        }
+        let topics = crate::groups::topic_metas(&self.topics);
+        let now = self.clock.now_ms();
+        for (g, records) in loaded {
+            inner.groups.restore(&g, records, &topics, now);
+        }
+    }
+
+    /// Appends the changed groups' membership records; answers the waits
+    /// for their durability. A failed write has the group's records
+    /// written whole at its next change.
+    fn persist_membership(&self, inner: &mut Inner) -> Vec<Durable> {
+        inner
+            .groups
+            .take_changes()
+            .into_iter()
+            .map(|(group, kvs)| {
+                let wait = self.groups.write_share_records(&group, kvs);
+                let failed = self.failed.clone();
+                let wait: Durable = Box::pin(async move {
+                    wait.await.map_err(|e| {
+                        warn!(error = %e, group, "share group membership not written");
+                        lock_map(&failed).insert(group);
+                        match e {
+                            BrokerError::Log(e) => e,
+                            e => LogError::Internal {
+                                reason: e.to_string(),
+                            },
+                        }
+                    })
+                });
+                wait
+            })
+            .collect()
+    }
+
     /// Whether `group_id` is a share group.
     pub fn contains(&self, group_id: &str) -> bool {
-        self.lock().groups.contains(group_id)
+        let mut inner = self.lock();
+        self.restore_membership(&mut inner, Some(group_id));
+        inner.groups.contains(group_id)
     }
 
     /// Every share group: id and state.
     pub fn list(&self) -> Vec<(String, &'static str)> {
-        self.lock().groups.list()
+        let mut inner = self.lock();
+        self.restore_membership(&mut inner, None);
+        inner.groups.list()
     }
 
     /// The group as ShareGroupDescribe shows it.
     pub fn describe(&self, group_id: &str) -> Option<GroupView> {
-        self.lock().groups.describe(group_id)
+        let mut inner = self.lock();
+        self.restore_membership(&mut inner, Some(group_id));
+        inner.groups.describe(group_id)
     }
 
     /// The group's effective settings.
@@ -615,8 +680,11 @@ impl Shares {
         let gs = self.group_settings(&hb.group_id);
         let now = self.clock.now_ms();
         let mut inner = self.lock();
+        self.restore_membership(&mut inner, Some(&hb.group_id));
         let answer = inner.groups.heartbeat(hb, &topics, &gs.membership, now);
-        let mut waits = Vec::new();
+        // The answer follows the membership's durability: a member must
+        // not act on an epoch a restart would forget.
+        let mut waits = self.persist_membership(&mut inner);
         if answer.error != 0 {
             return (answer, waits);
         }
@@ -1127,6 +1195,7 @@ impl Shares {
             None
         };
         let mut inner = self.lock();
+        self.restore_membership(&mut inner, Some(group));
         // In a cluster a group whose coordinator moved is known by its
         // persisted state until a member joins again.
         let known =
@@ -1142,6 +1211,10 @@ impl Shares {
                 inner.groups.delete(group)?;
             }
             inner.sessions.remove_group(group);
+            // Kafka tombstones the group's records before its share state.
+            for w in self.persist_membership(&mut inner) {
+                internal_log::detach("share group removal", Box::pin(async move { Ok(w.await?) }));
+            }
         }
         let mut prior: HashMap<ShareKey, Entry> = match persisted {
             Some(states) => states
@@ -1234,6 +1307,12 @@ impl Shares {
             info!(group = %g, member = %m, "share group member session expired");
             inner.sessions.remove(&g, &m);
             let _ = self.release(&mut inner, &g, &m);
+        }
+        for w in self.persist_membership(&mut inner) {
+            internal_log::detach(
+                "share group membership",
+                Box::pin(async move { Ok(w.await?) }),
+            );
         }
         let mut configs: HashMap<String, crate::share_partition::ShareConfig> = HashMap::new();
         let mut expired = BTreeSet::new();
