@@ -8,7 +8,10 @@
 //! subscribed topic's partition count bumps the group epoch and recomputes
 //! the target assignment. Unlike a consumer group, a partition may belong
 //! to several members and nothing has to be revoked first: a member simply
-//! gets its new target with its next heartbeat.
+//! gets its new target, and moves to the new epoch, with its next
+//! heartbeat. As in Kafka, a heartbeat at the member's previous epoch is
+//! accepted too (the answer that moved it on may have been lost) and gets
+//! the assignment again.
 //!
 //! The assignor is Kafka's `simple` one in behaviour: every subscribed
 //! partition goes to at least one member and every member gets at least
@@ -327,7 +330,11 @@ impl ShareGroups {
                     interval,
                 );
             };
-            if hb.member_epoch != m.epoch {
+            if hb.member_epoch == m.previous_epoch && hb.member_epoch != m.epoch {
+                // The answer that moved it on may have been lost: send
+                // the assignment again.
+                m.last_sent = None;
+            } else if hb.member_epoch != m.epoch {
                 return fail(
                     ResponseError::FencedMemberEpoch,
                     format!(
@@ -585,8 +592,8 @@ fn state_name(g: &Group) -> &'static str {
     }
 }
 
-/// Computes the target assignment and hands it to every member at the new
-/// epoch (share groups need no revocation first).
+/// Computes the target assignment at the group's epoch; each member moves
+/// to it with its own next heartbeat.
 fn recompute(g: &mut Group) {
     let subs: BTreeMap<String, BTreeSet<(Uuid, i32)>> = g
         .members
@@ -850,6 +857,35 @@ mod tests {
         all.extend(parts(&a2.assignment));
         all.sort_unstable();
         assert_eq!(all, vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn a_member_that_has_not_heard_of_a_join_is_not_fenced() {
+        // Two consumers joining at once: m1's heartbeat at the epoch it
+        // was told races m2's join. Fencing m1 there made each rejoin
+        // fence the other, and the partition moving between them was
+        // never delivered to either.
+        let mut g = ShareGroups::default();
+        g.heartbeat(&hb("m1", 0), &topics(3), &cfg(), 0);
+        let a2 = g.heartbeat(&hb("m2", 0), &topics(3), &cfg(), 0);
+        assert_eq!((a2.error, a2.member_epoch), (0, 2));
+        let a1 = g.heartbeat(&hb("m1", 1), &topics(3), &cfg(), 0);
+        assert_eq!((a1.error, a1.member_epoch), (0, 2));
+        let again = g.heartbeat(&hb("m2", 2), &topics(3), &cfg(), 0);
+        assert_eq!((again.error, again.assignment), (0, None));
+        let mut all = parts(&a1.assignment);
+        all.extend(parts(&a2.assignment));
+        all.sort_unstable();
+        assert_eq!(all, vec![0, 1, 2]);
+        // The answer to m1 may have been lost: its previous epoch is
+        // still accepted and the assignment sent again; older ones fence.
+        let lost = g.heartbeat(&hb("m1", 1), &topics(3), &cfg(), 0);
+        assert_eq!((lost.error, lost.member_epoch), (0, 2));
+        assert_eq!(lost.assignment, a1.assignment);
+        g.heartbeat(&hb("m3", 0), &topics(3), &cfg(), 0);
+        g.heartbeat(&hb("m1", 2), &topics(3), &cfg(), 0);
+        let stale = g.heartbeat(&hb("m1", 1), &topics(3), &cfg(), 0);
+        assert_eq!(stale.error, ResponseError::FencedMemberEpoch.code());
     }
 
     #[test]
