@@ -2124,10 +2124,10 @@ impl LogEngine for ClusterEngine {
             // same name (the topic was deleted and created again).
             !o.removed && o.log_end <= next
         });
-        let part = match reuse {
+        let (part, created) = match reuse {
             Some(p) => {
                 *lock(&p.config) = config;
-                p.clone()
+                (p.clone(), false)
             }
             None => {
                 if let Some(old) = parts.get(tp) {
@@ -2135,11 +2135,19 @@ impl LogEngine for ClusterEngine {
                 }
                 let p = Arc::new(PartState::new(tp.clone(), config));
                 parts.insert(tp.clone(), p.clone());
-                p
+                (p, true)
             }
         };
         drop(parts);
         part.advance(next, log_start, Some(stable), u64::try_from(size).ok());
+        if created {
+            // A commit notification that came between the read above and
+            // the insertion found no state and was dropped; read again now
+            // that notifications reach it, or this broker's end of the
+            // partition could stay behind until its next commit.
+            let (shared, p) = (self.shared.clone(), part.clone());
+            self.block(async move { refresh(&shared, &p).await.map(drop) })?;
+        }
         Ok(Arc::new(ClusterPartition {
             shared: self.shared.clone(),
             part,
