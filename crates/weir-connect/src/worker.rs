@@ -629,12 +629,27 @@ fn run_source(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Resu
         Ok(())
     })();
     task.stop();
+    // A failed commit or flush because a record was refused: the refusal
+    // is the cause worth reporting. The commit can return before the
+    // producer's polling thread has handed over the refused record's
+    // delivery report, so wait a moment for it (before an abort purges
+    // the rest).
+    let result = result.map_err(|e| {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            if let Some(refused) = producer.context().error() {
+                break refused;
+            }
+            if Instant::now() >= deadline {
+                break e;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
     if eos && result.is_err() {
         let _ = producer.abort_transaction(Duration::from_secs(10));
     }
-    // A failed commit or flush because a record was refused: the refusal
-    // is the cause worth reporting.
-    result.map_err(|e| producer.context().error().unwrap_or(e))
+    result
 }
 
 /// Ends the open transaction with the offsets of what it holds.
