@@ -345,11 +345,12 @@ const WRITE_BYTES: usize = 1024 * 1024;
 /// Chunks per vectored write (the kernel takes up to 1024).
 const MAX_IOV: usize = 64;
 
-/// Sends replies in request order, writing whenever none is queued. With
-/// `vectored` (plaintext), the large chunks of a frame (a Fetch response's
-/// record sets, which borrow the mapped segment) go to the socket in
-/// vectored writes without being copied; small chunks, and every chunk
-/// without `vectored`, are copied into a staging buffer.
+/// Sends replies in request order, writing whenever none is queued or the
+/// next is not answered yet. With `vectored` (plaintext), the large chunks
+/// of a frame (a Fetch response's record sets, which borrow the mapped
+/// segment) go to the socket in vectored writes without being copied;
+/// small chunks, and every chunk without `vectored`, are copied into a
+/// staging buffer.
 async fn write_replies<S: AsyncWrite>(
     mut queue: mpsc::Receiver<Pending>,
     writer: WriteHalf<S>,
@@ -364,7 +365,15 @@ async fn write_replies<S: AsyncWrite>(
     while let Some(p) = queue.recv().await {
         let frame = match p {
             Pending::Ready(b) => Some(b),
-            Pending::Later(h) => h.await.ok().flatten(),
+            Pending::Later(h) => {
+                // Answers already built go out before waiting on one that
+                // is not: a pipelining producer must not wait for its
+                // next request's answer to get this one.
+                if !h.is_finished() && !w.is_empty() && w.write_out().await.is_err() {
+                    break;
+                }
+                h.await.ok().flatten()
+            }
         };
         // A response that could not be built leaves the client waiting
         // for a correlation id; closing is the honest answer.
@@ -402,6 +411,10 @@ impl<W: AsyncWrite + Unpin> Out<W> {
                 self.stage_out();
             }
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.stage.is_empty() && self.queued.is_empty()
     }
 
     fn queue(&mut self, chunk: Bytes) {

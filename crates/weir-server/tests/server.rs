@@ -4,7 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    FetchRequest, RequestHeader, TopicName,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -76,6 +81,38 @@ fn api_versions_frame(version: i16, correlation_id: i32) -> BytesMut {
     frame
 }
 
+fn frame(key: ApiKey, version: i16, correlation_id: i32, req: &impl Encodable) -> BytesMut {
+    let mut body = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("t")))
+        .encode(&mut body, key.request_header_version(version))
+        .unwrap();
+    req.encode(&mut body, version).unwrap();
+    let mut frame = BytesMut::new();
+    frame.put_i32(body.len() as i32);
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// A sessionless Fetch of partition 0 of `topic` from offset 0 that waits
+/// up to `max_wait_ms` for a byte.
+fn long_poll(topic: &str, max_wait_ms: i32, correlation_id: i32) -> BytesMut {
+    let req = FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.into())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    frame(ApiKey::Fetch, 11, correlation_id, &req)
+}
+
 /// Reads one response frame: (correlation id, the rest).
 async fn read_response(s: &mut TcpStream) -> Option<(i32, BytesMut)> {
     let len = s.read_i32().await.ok()?;
@@ -112,6 +149,34 @@ async fn pipelined_requests_are_answered_in_order() {
             .iter()
             .any(|k| k.api_key == ApiKey::Produce as i16));
     }
+}
+
+#[tokio::test]
+async fn an_answer_does_not_wait_for_the_next_requests_answer() {
+    let r = start(1 << 20).await;
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("quiet")))
+            .with_num_partitions(1)
+            .with_replication_factor(1)]);
+    s.write_all(&frame(ApiKey::CreateTopics, 5, 1, &create))
+        .await
+        .unwrap();
+    let (_, mut body) = read_response(&mut s).await.unwrap();
+    let _tagged_fields = body.split_to(1);
+    let created = CreateTopicsResponse::decode(&mut body, 5).unwrap();
+    assert_eq!(created.topics[0].error_code, 0);
+    // Pipelined: a short long-poll, then one that waits for a minute. The
+    // first's answer must come while the second still waits.
+    let mut both = long_poll("quiet", 200, 2);
+    both.extend_from_slice(&long_poll("quiet", 60_000, 3));
+    s.write_all(&both).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(30), read_response(&mut s))
+        .await
+        .expect("the first answer is held back behind the second request");
+    assert_eq!(first.unwrap().0, 2);
 }
 
 #[tokio::test]
