@@ -1906,6 +1906,21 @@ def test_kill9_chain_of_joins_through_its_topics_is_exactly_once(node, weir_bina
                extra=("--set", "ksql.streams.commit.interval.ms=200"))
 
 
+def _rekeyed_lookup_join(s: SqlServer, p: str, table_partitions: int = 1) -> tuple[str, str]:
+    """Creates table `<p>u`, stream `<p>o` (one partition) and the query
+    `<P>_OUT` joining the stream to the table on a non-key column; answers
+    the query's group and its Join-repartition topic."""
+    s.ksql(f"CREATE TABLE {p}u (ID INT PRIMARY KEY, NAME STRING) WITH (KAFKA_TOPIC='{p}u', VALUE_FORMAT='JSON', "
+           f"PARTITIONS={table_partitions});"
+           f"CREATE STREAM {p}o (OID INT KEY, UID INT) WITH (KAFKA_TOPIC='{p}o', VALUE_FORMAT='JSON', PARTITIONS=1);")
+    qid = s.ksql(f"CREATE STREAM {p.upper()}_OUT AS SELECT O.UID, O.OID, U.NAME FROM {p}o O LEFT JOIN {p}u U "
+                 "ON O.UID = U.ID;")[1][0]["commandStatus"]["queryId"]
+    group = query_group(s.service_id, qid)
+    topic = next(t for t in s.ksql("SHOW ALL TOPICS;")[1][0]["topics"]
+                 if t["name"].startswith(group) and t["name"].endswith("-repartition"))["name"]
+    return group, topic
+
+
 def test_held_table_records_go_on_when_rekeyed_rows_come_back_retimed(node, weir_binary, _broker_root):
     """A table record of a re-keyed join waits for the re-keyed rows sent at
     or before its time, counted by timestamp. A row read back with another
@@ -1916,16 +1931,9 @@ def test_held_table_records_go_on_when_rekeyed_rows_come_back_retimed(node, weir
     partitions and one receives nothing: the consumer has no position in
     it, yet it is at its end."""
     from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
-    svc = "retime_"
-    s = SqlServer(weir_binary, _broker_root, node.bootstrap, service_id=svc).start()
+    s = SqlServer(weir_binary, _broker_root, node.bootstrap, service_id="retime_").start()
     try:
-        s.ksql("CREATE TABLE rtu (ID INT PRIMARY KEY, NAME STRING) WITH (KAFKA_TOPIC='rtu', VALUE_FORMAT='JSON', PARTITIONS=2);"
-               "CREATE STREAM rto (OID INT KEY, UID INT) WITH (KAFKA_TOPIC='rto', VALUE_FORMAT='JSON', PARTITIONS=1);")
-        qid = s.ksql("CREATE STREAM RT_OUT AS SELECT O.UID, O.OID, U.NAME FROM rto O LEFT JOIN rtu U ON O.UID = U.ID;"
-                     )[1][0]["commandStatus"]["queryId"]
-        group = query_group(svc, qid)
-        topic = next(t for t in s.ksql("SHOW ALL TOPICS;")[1][0]["topics"]
-                     if t["name"].startswith(group) and t["name"].endswith("-repartition"))["name"]
+        group, topic = _rekeyed_lookup_join(s, "rt", table_partitions=2)
         admin = AdminClient({"bootstrap.servers": node.bootstrap})
         res = ConfigResource("topic", topic, incremental_configs=[
             ConfigEntry("message.timestamp.type", "LogAppendTime",
@@ -1940,6 +1948,41 @@ def test_held_table_records_go_on_when_rekeyed_rows_come_back_retimed(node, weir
         got = [json.loads(r["value"]) for r in read_all(node.bootstrap, "RT_OUT")]
         assert got == [{"OID": 1, "NAME": None}], got
         assert "no longer waiting for them" in s.log_path.read_text(errors="replace")
+    finally:
+        s.kill()
+
+
+def test_rekeyed_rows_in_flight_at_a_restart_still_hold_table_records(node, weir_binary, _broker_root):
+    """Re-keyed rows a killed run committed to the Join-repartition topic
+    but did not read back are counted by the restarted query as the killed
+    run counted them: a table record later in time than one of them waits
+    for it, although the partition's next row is later than the table
+    record (a partition's rows are in the order sent, not by time). Copies
+    of the query's own repartition records, written while it is down,
+    stand in for such rows: the query cannot tell them apart. Without the
+    count the table record (time 20) goes before the row at time 100 at the
+    head of the repartition partition, and both rows meet it."""
+    from confluent_kafka import Producer
+    s = SqlServer(weir_binary, _broker_root, node.bootstrap,
+                  "--set", "ksql.streams.repartition.purge.interval.ms=3600000", service_id="inflight_").start()
+    try:
+        group, topic = _rekeyed_lookup_join(s, "if")
+        produce(node.bootstrap, "ifo", [{"key": {"int": 1}, "value": {"UID": 7}, "timestamp": 100},
+                                        {"key": {"int": 2}, "value": {"UID": 7}, "timestamp": 10}])
+        wait_caught_up(node.bootstrap, group, ["ifo", "ifu"], timeout=60)
+        sent = read_all(node.bootstrap, topic)
+        assert [r["timestamp"] for r in sent] == [100, 10]
+        s.kill()
+        p = Producer({"bootstrap.servers": node.bootstrap})
+        for r in sent:
+            p.produce(topic, partition=r["partition"], key=r["key"], value=r["value"], timestamp=r["timestamp"])
+        assert p.flush(30) == 0
+        produce(node.bootstrap, "ifu", [{"key": {"int": 7}, "value": {"NAME": "n7"}, "timestamp": 20}])
+        s.start()
+        wait_caught_up(node.bootstrap, group, ["ifo", "ifu"], timeout=60)
+        got = [json.loads(r["value"]) for r in read_all(node.bootstrap, "IF_OUT")]
+        assert got == [{"OID": 1, "NAME": None}, {"OID": 2, "NAME": None}] * 2, got
+        assert "re-keyed rows of a previous run not yet read back" in s.log_path.read_text(errors="replace")
     finally:
         s.kill()
 

@@ -597,15 +597,36 @@ fn consumer_config(spec: &QuerySpec, with_group: bool) -> ClientConfig {
     c
 }
 
-/// Reads a topic from the beginning up to `until` offsets (default: the
-/// high watermarks), read_committed, calling `f` for each record; only
-/// the partitions `owns` accepts.
+/// The offsets a replay reads of each partition: from `from` (default:
+/// the beginning) up to `until` (default: the high watermark).
+#[derive(Clone, Copy)]
+struct Span<'a> {
+    from: Option<&'a HashMap<i32, i64>>,
+    until: Option<&'a HashMap<i32, i64>>,
+}
+
+impl<'a> Span<'a> {
+    const ALL: Self = Span {
+        from: None,
+        until: None,
+    };
+
+    fn until(until: &'a HashMap<i32, i64>) -> Self {
+        Span {
+            from: None,
+            until: Some(until),
+        }
+    }
+}
+
+/// Reads a topic over `span`, read_committed, calling `f` for each
+/// record; only the partitions `owns` accepts.
 fn replay(
     spec: &QuerySpec,
     topic: &str,
     partitions: i32,
     owns: &dyn Fn(i32) -> bool,
-    until: Option<&HashMap<i32, i64>>,
+    span: Span<'_>,
     stop: &AtomicBool,
     mut f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> Result<()>,
 ) -> Result<()> {
@@ -615,7 +636,7 @@ fn replay(
     let mut tpl = TopicPartitionList::new();
     let mut ends = HashMap::new();
     for p in (0..partitions).filter(|p| owns(*p)) {
-        let end = match until {
+        let end = match span.until {
             Some(u) => u.get(&p).copied().unwrap_or(0),
             None => {
                 consumer
@@ -624,8 +645,10 @@ fn replay(
                     .1
             }
         };
-        if end > 0 {
-            tpl.add_partition_offset(topic, p, Offset::Beginning)
+        let from = span.from.and_then(|f| f.get(&p)).copied();
+        if end > from.unwrap_or(0) {
+            let start = from.map_or(Offset::Beginning, Offset::Offset);
+            tpl.add_partition_offset(topic, p, start)
                 .map_err(kerr("assign"))?;
             ends.insert(p, end);
         }
@@ -749,7 +772,7 @@ fn run(
     } = output
     {
         let partitions = Admin::new(&spec.settings)?.partitions(cl)?.unwrap_or(1);
-        replay(spec, cl, partitions, &owns, None, stop, |m| {
+        replay(spec, cl, partitions, &owns, Span::ALL, stop, |m| {
             lock(&tasks[worker.task_of(m.partition())])
                 .restore_changelog(m.key().unwrap_or_default(), m.payload())
         })?;
@@ -759,7 +782,7 @@ fn run(
         let (topic, n) = &spec.inputs[input];
         let until = committed[input].clone();
         if persistent && !until.is_empty() {
-            replay(spec, topic, *n, &owns, Some(&until), stop, |m| {
+            replay(spec, topic, *n, &owns, Span::until(&until), stop, |m| {
                 let rec = InRecord {
                     input,
                     partition: m.partition(),
@@ -781,7 +804,7 @@ fn run(
             if until.is_empty() {
                 continue;
             }
-            replay(spec, topic, *n, &owns, Some(&until), stop, |m| {
+            replay(spec, topic, *n, &owns, Span::until(&until), stop, |m| {
                 let rec = InRecord {
                     input,
                     partition: m.partition(),
@@ -881,6 +904,29 @@ fn run(
         _ => Vec::new(),
     };
     let mut unread = Unread::new();
+    // Rows a previous run sent and committed but did not read back are
+    // still to come: counted as they were when sent, so a record held for
+    // them then is held for them now. Their timestamps are in the records
+    // only (a partition's rows are not in timestamp order), so they are
+    // read, from the committed offset to the end; this run's producer
+    // has aborted whatever the previous run left open.
+    if !held_inputs.is_empty() {
+        for r in first_rekeyed..all_inputs.len() {
+            let (topic, n) = &all_inputs[r];
+            let span = Span {
+                from: Some(&committed[r]),
+                until: None,
+            };
+            replay(spec, topic, *n, &owns, span, stop, |m| {
+                let ts = m.timestamp().to_millis().unwrap_or(0);
+                *unread.entry((ts, rank(r), r, m.partition())).or_default() += 1;
+                Ok(())
+            })?;
+        }
+        if !unread.is_empty() {
+            info!(query = %spec.id, rows = unread.values().sum::<usize>(), "re-keyed rows of a previous run not yet read back");
+        }
+    }
     // Since when a record has been held with no transaction open, and
     // when the repartition topic's ends were last checked for it.
     let mut held_since: Option<Instant> = None;
@@ -1562,7 +1608,7 @@ pub fn scan(spec: &QuerySpec, limit: Option<u64>) -> Result<Vec<OutRow>> {
     let mut rows = Vec::new();
     let stop = AtomicBool::new(false);
     let (topic, partitions) = &spec.inputs[0];
-    replay(spec, topic, *partitions, &|_| true, None, &stop, |m| {
+    replay(spec, topic, *partitions, &|_| true, Span::ALL, &stop, |m| {
         let rec = InRecord {
             input: 0,
             partition: m.partition(),
