@@ -229,3 +229,140 @@ def api_versions(host: str, port: int) -> dict[int, tuple[int, int]]:
     with connect(host, port) as s:
         s.sendall(api_versions_request(1, 0))
         return parse_api_versions_v0(read_frame(s))[2]
+
+
+SHARE_GROUP_HEARTBEAT = 76
+DESCRIBE_GROUPS = 15
+LIST_GROUPS = 16
+ERR_NOT_COORDINATOR = 16
+
+
+def _compact_str(s: str | None) -> bytes:
+    if s is None:
+        return b"\x00"
+    b = s.encode()
+    return uvarint(len(b) + 1) + b
+
+
+def read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
+    """An unsigned varint at `pos`: its value and the position after it."""
+    n = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return n, pos
+        shift += 7
+
+
+def _skip_compact_str(buf: bytes, pos: int) -> tuple[str | None, int]:
+    n, pos = read_uvarint(buf, pos)
+    if n == 0:
+        return None, pos
+    return buf[pos:pos + n - 1].decode(), pos + n - 1
+
+
+def skip_tags(buf: bytes, pos: int) -> int:
+    """The position after the tagged-field section at `pos`."""
+    count, pos = read_uvarint(buf, pos)
+    for _ in range(count):
+        _tag, pos = read_uvarint(buf, pos)
+        size, pos = read_uvarint(buf, pos)
+        pos += size
+    return pos
+
+
+def share_group_heartbeat(sock: socket.socket, correlation_id: int, group: str, member_id: str,
+                          epoch: int, topics: list[str] | None) -> dict:
+    """One ShareGroupHeartbeat v1 (KIP-932): answers error code, member
+    epoch and the assignment (topic id hex to partitions; None if the
+    response carries none)."""
+    body = _compact_str(group) + _compact_str(member_id) + struct.pack(">i", epoch)
+    body += _compact_str(None)
+    if topics is None:
+        body += b"\x00"
+    else:
+        body += uvarint(len(topics) + 1) + b"".join(_compact_str(t) for t in topics)
+    body += b"\x00"
+    sock.sendall(frame(request_header(SHARE_GROUP_HEARTBEAT, 1, correlation_id, flexible=True)
+                       + body))
+    buf = read_frame(sock)
+    (corr,) = struct.unpack_from(">i", buf, 0)
+    assert corr == correlation_id, corr
+    pos = skip_tags(buf, 4)
+    _throttle, err = struct.unpack_from(">ih", buf, pos)
+    pos += 6
+    message, pos = _skip_compact_str(buf, pos)
+    _member, pos = _skip_compact_str(buf, pos)
+    member_epoch, _interval = struct.unpack_from(">ii", buf, pos)
+    pos += 8
+    assignment = None
+    if buf[pos] != 0xFF:
+        pos += 1
+        assignment = {}
+        n, pos = read_uvarint(buf, pos)
+        for _ in range(max(n - 1, 0)):
+            topic_id = buf[pos:pos + 16].hex()
+            pos += 16
+            k, pos = read_uvarint(buf, pos)
+            parts = list(struct.unpack_from(f">{max(k - 1, 0)}i", buf, pos))
+            pos += 4 * max(k - 1, 0)
+            pos = skip_tags(buf, pos)
+            assignment[topic_id] = parts
+    return {"error": err, "message": message, "epoch": member_epoch, "assignment": assignment}
+
+
+def describe_groups_v0(host: str, port: int, groups: list[str]) -> dict[str, tuple[int, str]]:
+    """DescribeGroups v0: group id to (error code, state)."""
+    body = struct.pack(">i", len(groups))
+    for g in groups:
+        b = g.encode()
+        body += struct.pack(">h", len(b)) + b
+    with connect(host, port) as s:
+        s.sendall(frame(request_header(DESCRIBE_GROUPS, 0, 1) + body))
+        buf = read_frame(s)
+    pos = 4
+    (n,) = struct.unpack_from(">i", buf, pos)
+    pos += 4
+    out = {}
+
+    def string() -> str:
+        nonlocal pos
+        (length,) = struct.unpack_from(">h", buf, pos)
+        pos += 2
+        v = buf[pos:pos + max(length, 0)].decode()
+        pos += max(length, 0)
+        return v
+
+    for _ in range(n):
+        (err,) = struct.unpack_from(">h", buf, pos)
+        pos += 2
+        gid, state = string(), string()
+        string(), string()  # protocol type, protocol
+        (members,) = struct.unpack_from(">i", buf, pos)
+        pos += 4
+        for _ in range(members):
+            string(), string(), string()  # member id, client id, host
+            for _ in range(2):  # metadata, assignment
+                (length,) = struct.unpack_from(">i", buf, pos)
+                pos += 4 + max(length, 0)
+        out[gid] = (err, state)
+    return out
+
+
+def list_groups_v0(host: str, port: int) -> tuple[int, list[str]]:
+    """ListGroups v0: error code and the group ids listed."""
+    with connect(host, port) as s:
+        s.sendall(frame(request_header(LIST_GROUPS, 0, 1)))
+        buf = read_frame(s)
+    err, n = struct.unpack_from(">hi", buf, 4)
+    pos, ids = 10, []
+    for _ in range(n):
+        for i in range(2):  # group id, protocol type
+            (length,) = struct.unpack_from(">h", buf, pos)
+            pos += 2
+            if i == 0:
+                ids.append(buf[pos:pos + length].decode())
+            pos += length
+    return err, ids

@@ -203,28 +203,11 @@ REQUIRED_APIS = {
 
 def _parse_api_versions_v3(payload: bytes):
     corr, err = struct.unpack_from(">ih", payload, 0)
-    pos = 6
-
-    def uvarint():
-        nonlocal pos
-        shift = value = 0
-        while True:
-            b = payload[pos]
-            pos += 1
-            value |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return value
-            shift += 7
-
-    n = uvarint() - 1
+    n, pos = kw.read_uvarint(payload, 6)
     apis = {}
-    for _ in range(n):
+    for _ in range(n - 1):
         key, lo, hi = struct.unpack_from(">hhh", payload, pos)
-        pos += 6
-        ntags = uvarint()
-        for _ in range(ntags):
-            uvarint()
-            pos += uvarint()
+        pos = kw.skip_tags(payload, pos + 6)
         apis[key] = (lo, hi)
     (throttle,) = struct.unpack_from(">i", payload, pos)
     return corr, err, apis, throttle

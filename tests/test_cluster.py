@@ -2175,6 +2175,25 @@ def test_share_partition_owner_kill_9_never_redelivers_an_acknowledged_record(
     assert acked | set(after["confirmed"]) == set(range(300))
 
 
+def share_group_with_records(cluster: dict, topic: str, records: int):
+    """A one-partition topic holding `records` records and a share group
+    `g-<topic>` set to start at the earliest offset; answers the brokers,
+    the group and a Java process bootstrapped on every broker."""
+    java_harness.require()
+    brokers = cluster["brokers"]
+    create_topic(brokers[0].bootstrap, topic, 1)
+    produce_values(brokers[0].bootstrap, topic, records, 1)
+    group = f"g-{topic}"
+    java = java_harness.JavaProcess(SHARES, ",".join(b.bootstrap for b in brokers))
+    try:
+        java.call("configure_group", group=group,
+                  configs={"share.auto.offset.reset": "earliest"})
+    except BaseException:
+        java.close()
+        raise
+    return brokers, group, java
+
+
 def test_share_members_keep_their_epochs_when_the_coordinator_is_killed(
         cluster, topic_name):
     """kill -9 of a share group's coordinator (the holder of its
@@ -2183,16 +2202,9 @@ def test_share_members_keep_their_epochs_when_the_coordinator_is_killed(
     the survivors, keeps its id, epoch and assignment (a second member
     joined and left first, so the epoch is past what a rejoin would give),
     and consumption goes on with nothing acknowledged delivered again."""
-    java_harness.require()
-    brokers = cluster["brokers"]
-    create_topic(brokers[0].bootstrap, topic_name, 1)
-    produce_values(brokers[0].bootstrap, topic_name, 200, 1)
-    group = f"g-{topic_name}"
-    java = java_harness.JavaProcess(SHARES, ",".join(b.bootstrap for b in brokers))
+    brokers, group, java = share_group_with_records(cluster, topic_name, 200)
     survivors = None
     try:
-        java.call("configure_group", group=group,
-                  configs={"share.auto.offset.reset": "earliest"})
         conf = {"share.acquire.mode": "record_limit", "max.poll.records": "10"}
         java.call("open", name="stay", topic=topic_name, group=group, consumer=conf)
         java.call("open", name="leave", topic=topic_name, group=group, consumer=conf)
@@ -2356,3 +2368,89 @@ def test_share_group_offsets_altered_and_deleted_by_a_coordinator_owning_no_part
         assert share_leases(cluster, topic_name) == {0: leader}
     finally:
         java.close()
+
+
+def offsets_holder(cluster: dict, group: str) -> int | None:
+    """The broker holding the unexpired `__consumer_offsets` lease of
+    `group`'s partition, if any."""
+    rows = cluster["pg"].rows(
+        "SELECT holder FROM weir.coordinators WHERE topic = '__consumer_offsets' "
+        f"AND partition = {offsets_partition(group)} AND expires_at > now()", db=cluster["db"])
+    return int(rows[0][0]) if rows else None
+
+
+def test_share_group_known_only_from_its_records_is_deleted_after_its_coordinator_moved(
+        cluster, topic_name):
+    """A share group whose coordinator was killed (kill -9) and that no
+    member joined since is known to the broker taking the
+    `__consumer_offsets` lease only from its records (membership in
+    `__consumer_offsets`, share-partition state in `__share_group_state`).
+    As in Kafka, deleteShareGroups through a survivor, the group's first
+    request there, deletes it (it is empty): it is no longer listed, and a
+    new consumer of the same id starts from the reset position."""
+    brokers, group, java = share_group_with_records(cluster, topic_name, 30)
+    survivors = None
+    try:
+        java.call("open", name="a", topic=topic_name, group=group,
+                  consumer={"share.acquire.mode": "record_limit", "max.poll.records": "10"})
+        assert len(java.call("consume", name="a", accepted=10)["confirmed"]) == 10
+        java.call("close", name="a")
+        holder = offsets_holder(cluster, group)
+        victim = next(b for b in brokers if b.name == f"node{holder}")
+        survivors = java_harness.JavaProcess(
+            SHARES, ",".join(b.bootstrap for b in brokers if b is not victim))
+        victim.kill()
+        wait_for(lambda: offsets_holder(cluster, group) not in (None, holder), 120,
+                 "the group's __consumer_offsets lease on a survivor")
+        assert survivors.call("delete_group", group=group) == "ok"
+        assert group not in survivors.call("list_share_groups")
+        assert survivors.call("delete_group", group=group) == "GroupIdNotFoundException"
+        survivors.call("configure_group", group=group,
+                       configs={"share.auto.offset.reset": "earliest"})
+        survivors.call("open", name="b", topic=topic_name, group=group,
+                       consumer={"share.acquire.mode": "record_limit", "max.poll.records": "10"})
+        got = survivors.call("consume", name="b", accepted=30)
+        survivors.call("close", name="b")
+    finally:
+        java.close()
+        if survivors:
+            survivors.close()
+    assert sorted(tuple(d) for d in got["delivered"]) == [(o, 1) for o in range(30)]
+
+
+def test_a_broker_that_hands_a_group_lease_over_answers_not_coordinator(
+        broker_factory, postgres, moto_server, topic_name):
+    """A broker that loses a `__consumer_offsets` lease (here handed over to
+    a broker joining the cluster) stops serving the groups of that
+    partition, as Kafka unloads a coordinator partition it resigns: for a
+    share group it coordinated, DescribeGroups there answers
+    NOT_COORDINATOR and ListGroups there no longer lists it, and the admin
+    client finds the new coordinator and describes the group there."""
+    java_harness.require()
+    cluster = start_cluster(broker_factory, postgres, moto_server, count=1)
+    first = cluster["brokers"][0]
+    create_topic(first.bootstrap, topic_name, 1)
+    groups = [f"h{n}-{topic_name}" for n in range(12)]
+    for g in groups:
+        with socket.create_connection((HOST, first.port)) as s:
+            member = uuid.uuid4().hex
+            hb = wait_until(lambda: (r := kafka_wire.share_group_heartbeat(
+                s, 1, g, member, 0, [topic_name]))["error"] == 0 and r,
+                timeout=60, what=f"{g} created on the only broker")
+            assert kafka_wire.share_group_heartbeat(s, 2, g, member, -1, None)["error"] == 0
+            assert hb["epoch"] >= 1
+    assert set(groups) <= set(kafka_wire.list_groups_v0(HOST, first.port)[1])
+    add_broker(broker_factory, cluster, 2)
+    moved: list[str] = []
+    wait_for(lambda: moved.extend(g for g in groups if offsets_holder(cluster, g) == 2) or moved,
+             120, "a group's lease handed over to the new broker")
+    group = moved[0]
+    assert kafka_wire.describe_groups_v0(HOST, first.port, [group]) == \
+        {group: (kafka_wire.ERR_NOT_COORDINATOR, "")}
+    assert group not in kafka_wire.list_groups_v0(HOST, first.port)[1]
+    java = java_harness.JavaProcess(SHARES, first.bootstrap)
+    try:
+        d = java.call("describe_group", group=group)
+    finally:
+        java.close()
+    assert (d["coordinator"], d["state"], d["members"]) == (2, "Empty", []), d

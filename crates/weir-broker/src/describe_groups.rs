@@ -35,7 +35,7 @@ pub fn handle(
                     .with_error_code(ResponseError::GroupAuthorizationFailed.code())
                     .with_authorized_operations(i32::MIN);
             }
-            if !groups.owns(&id) && !shares.contains(&id) {
+            if !groups.owns(&id) {
                 return DescribedGroup::default()
                     .with_group_id(id)
                     .with_error_code(ResponseError::NotCoordinator.code())

@@ -65,6 +65,10 @@ struct Inner {
     /// Share groups' live records read from the log, until the share
     /// coordinator takes them ([`Groups::take_share_records`]).
     share_loaded: HashMap<String, BTreeMap<Bytes, Bytes>>,
+    /// Cluster mode: partitions dropped since the share coordinator last
+    /// took them, so it forgets their share groups before it rebuilds
+    /// any loaded since.
+    share_dropped: Vec<i32>,
 }
 
 type PendingOffsets = HashMap<String, BTreeMap<(String, i32), Committed>>;
@@ -112,6 +116,10 @@ pub struct PartitionLag {
 
 /// One partition's outcome of an offset commit.
 pub type CommitOutcome = Vec<(String, i32, i16)>;
+
+/// [`Groups::take_share_records`]: dropped `__consumer_offsets`
+/// partitions, then loaded share groups' records by group.
+pub type ShareRecords = (Vec<i32>, Vec<(String, BTreeMap<Bytes, Bytes>)>);
 
 /// Committed offsets by topic: partition and offset, if any.
 pub type TopicOffsets = Vec<(String, Vec<(i32, Option<Committed>)>)>;
@@ -264,6 +272,7 @@ impl Groups {
                 next_waiter: 0,
                 last_expiry_check: 0,
                 share_loaded: HashMap::new(),
+                share_dropped: Vec::new(),
             }),
         }
     }
@@ -423,6 +432,7 @@ impl Groups {
         inner
             .share_loaded
             .retain(|g, _| self.offsets_partition(g) != p);
+        inner.share_dropped.push(p);
         ids.sort();
         ids.dedup();
         for g in &ids {
@@ -607,15 +617,20 @@ impl Groups {
         self.lock().consumer.invalidate(group);
     }
 
-    /// Share groups' records loaded from `__consumer_offsets` since the
-    /// last call (all groups', or `group`'s only), for the share
-    /// coordinator to rebuild them.
-    pub fn take_share_records(&self, group: Option<&str>) -> Vec<(String, BTreeMap<Bytes, Bytes>)> {
+    /// What the share coordinator must apply, in this order: the
+    /// `__consumer_offsets` partitions dropped since the last call (their
+    /// share groups are no longer this broker's), then the share groups'
+    /// records loaded since (all groups', or `group`'s only), to rebuild
+    /// them. Taken together, so a partition dropped and loaded again
+    /// meanwhile ends up loaded.
+    pub fn take_share_records(&self, group: Option<&str>) -> ShareRecords {
         let mut inner = self.lock();
-        match group {
+        let dropped = std::mem::take(&mut inner.share_dropped);
+        let loaded = match group {
             Some(g) => inner.share_loaded.remove_entry(g).into_iter().collect(),
             None => inner.share_loaded.drain().collect(),
-        }
+        };
+        (dropped, loaded)
     }
 
     /// Appends a share group's records to its partition of

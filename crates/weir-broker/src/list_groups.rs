@@ -10,7 +10,9 @@ use crate::security::Security;
 use crate::shares::Shares;
 use weir_auth::acl::{AclOperation, ResourceType};
 
-/// Answers a ListGroups request.
+/// Answers a ListGroups request: the groups this broker coordinates (in
+/// a cluster, those of the `__consumer_offsets` partitions whose lease it
+/// holds), as each Kafka broker lists its own.
 ///
 /// With authorization on, DESCRIBE on the cluster lists every group;
 /// otherwise only the groups the client may DESCRIBE are listed.
@@ -45,7 +47,9 @@ pub fn handle(
         .list()
         .into_iter()
         .chain(shares)
-        .filter(|(id, state, _, kind)| type_ok(kind) && state_ok(state) && visible(id))
+        .filter(|(id, state, _, kind)| {
+            type_ok(kind) && state_ok(state) && visible(id) && groups.owns(id)
+        })
         .map(|(id, state, protocol_type, kind)| {
             ListedGroup::default()
                 .with_group_id(GroupId(StrBytes::from_string(id)))

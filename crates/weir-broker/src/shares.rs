@@ -13,9 +13,11 @@
 //! consumer come back available, with their last persisted delivery count.
 //!
 //! A share-partition is created (its start offset chosen by
-//! `share.auto.offset.reset`, and persisted) when the group's assignment
-//! first includes it, so `latest` means "from when the group started
-//! consuming the partition" however late the first fetch comes.
+//! `share.auto.offset.reset`, and persisted) at its first ShareFetch, as
+//! Kafka's share-partition leader resolves an uninitialized start offset
+//! when it first loads the partition (`SharePartition.maybeInitialize`):
+//! with `latest`, records produced between the assignment and that fetch
+//! are not delivered. One node and a cluster do the same.
 //!
 //! Everything runs under one lock except the log reads of a fetch: the
 //! read happens between deciding where to read and acquiring, and
@@ -599,13 +601,27 @@ impl Shares {
     /// Rebuilds the membership of the groups (all, or `group` only) that
     /// the group coordinator loaded from `__consumer_offsets` since the
     /// last call: at start-up, and in a cluster when it took a partition's
-    /// lease. Also marks for a whole rewrite the groups whose last write
-    /// failed.
+    /// lease. In a cluster, first forgets the groups of the partitions
+    /// whose lease went, as Kafka unloads a partition it resigns: their
+    /// members are the new coordinator's to expire. Also marks for a
+    /// whole rewrite the groups whose last write failed.
     fn restore_membership(&self, inner: &mut Inner, group: Option<&str>) {
         for g in std::mem::take(&mut *lock_map(&self.failed)) {
             inner.groups.invalidate(&g);
         }
-        let loaded = self.groups.take_share_records(group);
+        let (dropped, loaded) = self.groups.take_share_records(group);
+        if !dropped.is_empty() {
+            let gone: Vec<String> = inner
+                .groups
+                .list()
+                .into_iter()
+                .map(|(g, _)| g)
+                .filter(|g| dropped.contains(&self.groups.offsets_partition(g)))
+                .collect();
+            for g in gone {
+                inner.groups.forget(&g);
+            }
+        }
         if loaded.is_empty() {
             return;
         }
@@ -673,8 +689,8 @@ impl Shares {
         )
     }
 
-    /// ShareGroupHeartbeat. Partitions newly in the group's assignment get
-    /// their share-partition created; the waits are for those records.
+    /// ShareGroupHeartbeat; the waits are for the membership records and
+    /// what a departing member released.
     pub fn heartbeat(&self, hb: &Heartbeat) -> (HeartbeatAnswer, Vec<Durable>) {
         let topics = crate::groups::topic_metas(&self.topics);
         let gs = self.group_settings(&hb.group_id);
@@ -694,24 +710,8 @@ impl Shares {
             waits.extend(self.release(&mut inner, &hb.group_id, &hb.member_id));
             return (answer, waits);
         }
-        if self.in_cluster() {
-            // The share-partitions' owners create them at their first
-            // fetch; the coordinator does not own them.
-            return (answer, waits);
-        }
-        let assigned = inner.groups.assigned_partitions(&hb.group_id);
-        for (topic_id, parts) in assigned {
-            for p in parts {
-                let key = ShareKey {
-                    group_id: hb.group_id.clone(),
-                    topic_id,
-                    partition: p,
-                };
-                if !inner.partitions.contains_key(&key) {
-                    waits.extend(self.initialize(&mut inner, key, &gs, now));
-                }
-            }
-        }
+        // A share-partition is created at its first fetch
+        // ([`Shares::acquire`]), not here.
         (answer, waits)
     }
 
@@ -1031,6 +1031,7 @@ impl Shares {
                     // exists where its state is.
                     inner.groups.ensure(group);
                 }
+                // The first fetch resolves where the partition starts.
                 let _ = self.initialize(&mut inner, key.clone(), &gs, now);
             }
             let Some(entry) = inner.partitions.get_mut(&key) else {
@@ -1300,6 +1301,9 @@ impl Shares {
     pub fn tick(&self) {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
+        // Groups loaded with a lease get their session timers, and those
+        // of a lease that went stop here.
+        self.restore_membership(&mut inner, None);
         let departed = inner
             .groups
             .tick(now, |g| self.group_settings(g).membership);
