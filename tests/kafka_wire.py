@@ -8,6 +8,7 @@ can catch encoding mistakes there.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import time
@@ -235,6 +236,7 @@ SHARE_GROUP_HEARTBEAT = 76
 DESCRIBE_GROUPS = 15
 LIST_GROUPS = 16
 ERR_NOT_COORDINATOR = 16
+ERR_COORDINATOR_NOT_AVAILABLE = 15
 
 
 def _compact_str(s: str | None) -> bytes:
@@ -311,6 +313,34 @@ def share_group_heartbeat(sock: socket.socket, correlation_id: int, group: str, 
             pos = skip_tags(buf, pos)
             assignment[topic_id] = parts
     return {"error": err, "message": message, "epoch": member_epoch, "assignment": assignment}
+
+
+def join_share_group(host: str, port: int, group: str, topic: str,
+                     timeout: float = 60) -> tuple[str, int]:
+    """A member joins `group` over the raw protocol, heartbeating until its
+    assignment includes `topic`'s partition 0 (retrying while the broker
+    is not, or not yet, the coordinator); answers its member id and epoch.
+    It never fetches."""
+    member = os.urandom(16).hex()
+    deadline = time.monotonic() + timeout
+    epoch, corr = 0, 0
+    with connect(host, port) as s:
+        while time.monotonic() < deadline:
+            corr += 1
+            hb = share_group_heartbeat(s, corr, group, member, epoch, [topic])
+            assert hb["error"] in (0, ERR_NOT_COORDINATOR, ERR_COORDINATOR_NOT_AVAILABLE), hb
+            if hb["error"] == 0:
+                epoch = hb["epoch"]
+                if any(0 in ps for ps in (hb["assignment"] or {}).values()):
+                    return member, epoch
+            time.sleep(0.1)
+    raise AssertionError(f"{member} got no assignment of {topic}-0 in {group}")
+
+
+def leave_share_group(host: str, port: int, group: str, member: str) -> None:
+    with connect(host, port) as s:
+        hb = share_group_heartbeat(s, 1, group, member, -1, None)
+        assert hb["error"] == 0, hb
 
 
 def describe_groups_v0(host: str, port: int, groups: list[str]) -> dict[str, tuple[int, str]]:

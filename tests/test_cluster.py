@@ -2432,13 +2432,8 @@ def test_a_broker_that_hands_a_group_lease_over_answers_not_coordinator(
     create_topic(first.bootstrap, topic_name, 1)
     groups = [f"h{n}-{topic_name}" for n in range(12)]
     for g in groups:
-        with socket.create_connection((HOST, first.port)) as s:
-            member = uuid.uuid4().hex
-            hb = wait_until(lambda: (r := kafka_wire.share_group_heartbeat(
-                s, 1, g, member, 0, [topic_name]))["error"] == 0 and r,
-                timeout=60, what=f"{g} created on the only broker")
-            assert kafka_wire.share_group_heartbeat(s, 2, g, member, -1, None)["error"] == 0
-            assert hb["epoch"] >= 1
+        member, _ = kafka_wire.join_share_group(HOST, first.port, g, topic_name)
+        kafka_wire.leave_share_group(HOST, first.port, g, member)
     assert set(groups) <= set(kafka_wire.list_groups_v0(HOST, first.port)[1])
     add_broker(broker_factory, cluster, 2)
     moved: list[str] = []
@@ -2454,3 +2449,31 @@ def test_a_broker_that_hands_a_group_lease_over_answers_not_coordinator(
     finally:
         java.close()
     assert (d["coordinator"], d["state"], d["members"]) == (2, "Empty", []), d
+
+
+def test_latest_is_resolved_at_the_first_fetch_in_a_cluster_too(cluster, topic_name):
+    """share.auto.offset.reset=latest in a cluster, as on one node and in
+    Kafka: a member assigned the partition (by the group coordinator)
+    before records are produced does not make them deliverable; the
+    share-partition's owner resolves `latest` at its first fetch."""
+    java_harness.require()
+    brokers = cluster["brokers"]
+    create_topic(brokers[0].bootstrap, topic_name, 1)
+    produce_values(brokers[0].bootstrap, topic_name, 3, 1)
+    group = f"g-{topic_name}"
+    # Once every broker holds some, the leases stay put.
+    wait_for(lambda: len({h for (h,) in cluster["pg"].rows(
+        "SELECT holder FROM weir.coordinators WHERE topic = '__consumer_offsets' "
+        "AND expires_at > now()", db=cluster["db"])}) == 3, 30,
+        "__consumer_offsets leases on every broker")
+    coordinator = offsets_holder(cluster, group)
+    port = next(b for b in brokers if b.name == f"node{coordinator}").port
+    member, _ = kafka_wire.join_share_group(HOST, port, group, topic_name)
+    produce_values(brokers[0].bootstrap, topic_name, 2, 1)
+    kafka_wire.leave_share_group(HOST, port, group, member)
+    java = java_harness.JavaProcess(SHARES, ",".join(b.bootstrap for b in brokers))
+    try:
+        out = java.call("drain", topic=topic_name, group=group, until=5)
+    finally:
+        java.close()
+    assert out == {"values": [], "start_offset": 5}

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import time
-import uuid
 
 import pytest
 from confluent_kafka import AcknowledgeType, Producer, ShareConsumer
@@ -304,33 +303,6 @@ def test_auto_offset_reset_by_duration_starts_at_that_age(java, topic_name):
     assert out == {"values": ["new0", "new1", "new2", "new3"], "start_offset": end}
 
 
-def join_share_group(host: str, port: int, group: str, topic: str) -> str:
-    """A member joins `group` over the raw protocol (ShareGroupHeartbeat)
-    and heartbeats until its assignment includes `topic`'s partition 0;
-    answers its member id. It never fetches."""
-    member = uuid.uuid4().hex
-    with kafka_wire.connect(host, port) as s:
-        epoch, corr = 0, 0
-
-        def assigned():
-            nonlocal epoch, corr
-            corr += 1
-            hb = kafka_wire.share_group_heartbeat(s, corr, group, member, epoch, [topic])
-            assert hb["error"] in (0, kafka_wire.ERR_NOT_COORDINATOR, 15), hb
-            if hb["error"]:
-                return False
-            epoch = hb["epoch"]
-            return any(0 in ps for ps in (hb["assignment"] or {}).values())
-        wait_until(assigned, timeout=60, what="the raw member's assignment")
-    return member
-
-
-def leave_share_group(host: str, port: int, group: str, member: str) -> None:
-    with kafka_wire.connect(host, port) as s:
-        hb = kafka_wire.share_group_heartbeat(s, 1, group, member, -1, None)
-        assert hb["error"] == 0, hb
-
-
 def test_latest_is_resolved_at_the_first_fetch_not_at_the_assignment(
         java, share_broker, topic_name):
     """share.auto.offset.reset=latest (the default) is resolved where Kafka
@@ -340,12 +312,12 @@ def test_latest_is_resolved_at_the_first_fetch_not_at_the_assignment(
     the partition but before anyone fetched it are never delivered."""
     end = java.call("produce_aged", topic=topic_name, old=0, new=3, age_ms=0)
     group = f"l-{topic_name}"
-    member = join_share_group(HOST, share_broker.port, group, topic_name)
+    member, _ = kafka_wire.join_share_group(HOST, share_broker.port, group, topic_name)
     p = Producer({"bootstrap.servers": share_broker.bootstrap, "acks": "all"})
     for i in range(2):
         p.produce(topic_name, value=f"mid{i}".encode(), partition=0)
     assert p.flush(30) == 0
-    leave_share_group(HOST, share_broker.port, group, member)
+    kafka_wire.leave_share_group(HOST, share_broker.port, group, member)
     out = java.call("drain", topic=topic_name, group=group, until=end + 2)
     assert out == {"values": [], "start_offset": end + 2}
 
