@@ -1952,6 +1952,42 @@ def test_held_table_records_go_on_when_rekeyed_rows_come_back_retimed(node, weir
         s.kill()
 
 
+def test_rekeyed_stream_table_join_meets_each_row_as_of_its_time(sql_kept, node):
+    """A stream–table join through Join-repartition (a 4-partition stream
+    re-keyed onto the table's 3 partitions): every order meets its user's
+    name as of the order's time, as the direct join's timestamp merge has
+    it, computed here record by record. A table update waits only for the
+    re-keyed rows sent to its own partition: waiting for other partitions'
+    let the stream run ahead, and a later order of its own partition, read
+    back, went before it (and met the old name)."""
+    sql_kept.ksql(
+        "CREATE TABLE rtu3 (ID STRING PRIMARY KEY, NAME STRING) WITH (KAFKA_TOPIC='rtu3', VALUE_FORMAT='JSON', PARTITIONS=3);"
+        "CREATE STREAM rto4 (K STRING KEY, ID BIGINT, USER STRING) WITH (KAFKA_TOPIC='rto4', VALUE_FORMAT='JSON', PARTITIONS=4);")
+    # Updates at odd times, orders at even ones, interleaved.
+    users = [{"key": {"string": f"u{j % 30}"}, "value": {"NAME": f"u{j % 30}v{j // 30}"}, "timestamp": 10_001 + 80 * j}
+             for j in range(150)]
+    orders = [{"key": {"string": f"o{i}"}, "value": {"ID": i, "USER": f"u{i * 7 % 30}"}, "timestamp": 10_000 + 4 * i}
+              for i in range(3000)]
+    produce(node.bootstrap, "rtu3", users)
+    produce(node.bootstrap, "rto4", orders)
+    qid = sql_kept.ksql("CREATE STREAM RT_ASOF AS SELECT O.USER, O.ID, U.NAME FROM rto4 O "
+                        "LEFT JOIN rtu3 U ON O.USER = U.ID;")[1][0]["commandStatus"]["queryId"]
+    wait_caught_up(node.bootstrap, query_group("kept_", qid), ["rto4", "rtu3"], timeout=180)
+    names = {}
+    want = []
+    for r in sorted(users + orders, key=lambda r: r["timestamp"]):
+        if "NAME" in r["value"]:
+            names[r["key"]["string"]] = r["value"]["NAME"]
+        else:
+            v = r["value"]
+            want.append((v["USER"], v["ID"], names.get(v["USER"]), r["timestamp"]))
+    assert len({w[2] for w in want}) > 100, "orders meet many versions"
+    rows = [(r["key"].decode(), json.loads(r["value"]), r["timestamp"]) for r in read_all(node.bootstrap, "RT_ASOF")]
+    got = sorted((k, v["ID"], v["NAME"], ts) for k, v, ts in rows)
+    wrong = [(g, w) for g, w in zip(got, sorted(want)) if g != w]
+    assert len(got) == len(want) and not wrong, f"{len(wrong)} rows differ, first {wrong[:3]}"
+
+
 def test_rekeyed_rows_in_flight_at_a_restart_still_hold_table_records(node, weir_binary, _broker_root):
     """Re-keyed rows a killed run committed to the Join-repartition topic
     but did not read back are counted by the restarted query as the killed

@@ -899,6 +899,7 @@ fn run(
             None => 0,
         },
     };
+    let own_partition = matches!(spec.plan.op, Op::StreamTable { .. });
     let held_inputs: Vec<usize> = match (join, repartitions.is_empty()) {
         (true, false) => (0..all_inputs.len()).filter(|i| !fed.contains(i)).collect(),
         _ => Vec::new(),
@@ -992,23 +993,30 @@ fn run(
             // not for a row queued behind a later one in its partition
             // (that one may be waiting for it: read in partition order,
             // it cannot come first).
-            let held = |input: usize, ts: i64| {
+            //
+            // A stream–table join's table record waits only for rows sent
+            // to its own partition (the topic is partitioned as the
+            // table): no other row meets it. Waiting for the others too
+            // let the stream run ahead meanwhile, and a later row of its
+            // own partition, read back, went before it.
+            let held = |input: usize, partition: i32, ts: i64| {
                 held_inputs.contains(&input)
                     && unread
                         .range(..(ts, rank(input), 0, i32::MIN))
                         .any(|(&(t, r, i, p), _)| {
-                            !is_rekeyed(input)
-                                || (r != rank(input)
-                                    && heads
-                                        .get(&(i, p))
-                                        .and_then(VecDeque::front)
-                                        .is_none_or(|m| m.timestamp <= t))
+                            (!own_partition || p == partition)
+                                && (!is_rekeyed(input)
+                                    || (r != rank(input)
+                                        && heads
+                                            .get(&(i, p))
+                                            .and_then(VecDeque::front)
+                                            .is_none_or(|m| m.timestamp <= t)))
                         })
             };
             let held_head = || {
                 heads
                     .iter()
-                    .any(|((i, _), q)| q.front().is_some_and(|m| held(*i, m.timestamp)))
+                    .any(|(&(i, p), q)| q.front().is_some_and(|m| held(i, p, m.timestamp)))
             };
             let mut waiting = heads
                 .iter()
@@ -1034,7 +1042,7 @@ fn run(
             let next = heads
                 .iter()
                 .filter_map(|(k, q)| q.front().map(|m| (m.timestamp, *k)))
-                .filter(|(ts, (input, _))| !held(*input, *ts))
+                .filter(|(ts, (input, p))| !held(*input, *p, *ts))
                 .min();
             let Some((_, k)) = next else {
                 flush = held_head();
