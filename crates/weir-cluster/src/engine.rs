@@ -911,14 +911,17 @@ async fn write_object(shared: &Shared, entries: Vec<Pending>) -> Option<Written>
         .collect();
     let chunks: Vec<Bytes> = entries.iter().map(|p| p.chunk.clone()).collect();
     let (object, positions) = format::encode(&header, &chunks);
+    // The payload's clones go with it: the committed chunks are then the
+    // only holders of their buffers, placed for the cache in place.
+    drop(chunks);
     let name = format!("intake/{}/{}", shared.config.node_id, uuid::Uuid::new_v4());
     let key = if shared.prefix.as_ref().is_empty() {
         ObjectPath::from(name)
     } else {
         ObjectPath::from(format!("{}/{name}", shared.prefix))
     };
-    let size = object.len();
-    if let Err(e) = shared.store.put(&key, object.into()).await {
+    let size = object.content_length();
+    if let Err(e) = shared.store.put(&key, object).await {
         warn!(error = %e, "intake object write failed; failing the gathered appends");
         fail_all(entries, &e.to_string());
         return None;
@@ -981,14 +984,16 @@ async fn commit(shared: &Shared, client: &mut Client, w: Written) {
             );
         }
         Ok(Some(placed)) => {
+            let mut entries = entries;
             let mut cache = lock(&shared.cache);
-            for (p, (outcome, (end, start, stable))) in
-                entries.iter().zip(placed.outcomes.iter().zip(&placed.ends))
+            for (p, (outcome, (end, start, stable))) in entries
+                .iter_mut()
+                .zip(placed.outcomes.iter().zip(&placed.ends))
             {
                 let Outcome::Placed(base) = outcome else {
                     continue;
                 };
-                if let Ok(c) = format::place(&p.chunk, *base) {
+                if let Ok(c) = format::place(std::mem::take(&mut p.chunk), *base) {
                     cache.put(&p.part.tp, *base, c);
                 }
                 p.part.advance(*end, *start, Some(*stable), None);
@@ -1717,7 +1722,7 @@ async fn chunks(
     let fetched = read_spans(shared, &spans).await?;
     let mut cache = lock(&shared.cache);
     for (i, raw) in missing.into_iter().zip(fetched) {
-        let placed = format::place(&raw, rows[i].base).map_err(LogError::from)?;
+        let placed = format::place(raw, rows[i].base).map_err(LogError::from)?;
         cache.put(tp, rows[i].base, placed.clone());
         out[i] = Some(placed);
     }
@@ -1887,14 +1892,19 @@ impl PartitionLog for ClusterPartition {
                 take += 1;
             }
             let got = chunks(&shared, &part.tp, &rows[..take]).await?;
-            let mut out = BytesMut::with_capacity(total);
-            for (i, c) in got.iter().enumerate() {
-                // The first chunk may hold batches wholly below `offset`:
-                // the answer starts with the batch that contains it.
-                let skip = if i == 0 { skip_below(c, offset) } else { 0 };
-                out.extend_from_slice(&c[skip..]);
-            }
-            let records = out.freeze();
+            // The first chunk may hold batches wholly below `offset`: the
+            // answer starts with the batch that contains it.
+            let skip = got.first().map_or(0, |c| skip_below(c, offset));
+            let records = if let [only] = &got[..] {
+                // A tail read of one chunk shares the cached buffer.
+                only.slice(skip..)
+            } else {
+                let mut out = BytesMut::with_capacity(total);
+                for (i, c) in got.iter().enumerate() {
+                    out.extend_from_slice(&c[if i == 0 { skip } else { 0 }..]);
+                }
+                out.freeze()
+            };
             if limit == ReadLimit::LastStable && !records.is_empty() {
                 // What the fetch asks for next: the aborted transactions
                 // overlapping [offset, end of the data). Read here, where

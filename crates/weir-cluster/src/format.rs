@@ -11,6 +11,7 @@
 //! docs/cluster-format.md describes it byte by byte.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use object_store::PutPayload;
 
 use crate::error::ClusterError;
 
@@ -35,12 +36,13 @@ pub struct Entry {
 }
 
 /// Encodes an object: the header for `entries`, then `chunks` in order.
-/// Returns the bytes and each chunk's position in them.
-pub fn encode(entries: &[Entry], chunks: &[Bytes]) -> (Bytes, Vec<u64>) {
+/// Returns it as parts (the header, then the chunks themselves: a flush
+/// hands the store its chunks without copying them into one buffer) and
+/// each chunk's position in the object.
+pub fn encode(entries: &[Entry], chunks: &[Bytes]) -> (PutPayload, Vec<u64>) {
     let entries_len: usize = entries.iter().map(|e| 2 + e.topic.len() + 4 + 4 + 4).sum();
     let header_len = FIXED + entries_len + 4;
-    let data_len: usize = chunks.iter().map(Bytes::len).sum();
-    let mut out = BytesMut::with_capacity(header_len + data_len);
+    let mut out = BytesMut::with_capacity(header_len);
     out.put_slice(MAGIC);
     out.put_u16(VERSION);
     out.put_u32(header_len as u32);
@@ -55,11 +57,13 @@ pub fn encode(entries: &[Entry], chunks: &[Bytes]) -> (Bytes, Vec<u64>) {
     let crc = crc32c::crc32c(&out);
     out.put_u32(crc);
     let mut positions = Vec::with_capacity(chunks.len());
+    let mut at = out.len() as u64;
     for c in chunks {
-        positions.push(out.len() as u64);
-        out.put_slice(c);
+        positions.push(at);
+        at += c.len() as u64;
     }
-    (out.freeze(), positions)
+    let parts = std::iter::once(out.freeze()).chain(chunks.iter().cloned());
+    (parts.collect(), positions)
 }
 
 fn bad(reason: impl Into<String>) -> ClusterError {
@@ -126,10 +130,14 @@ pub fn decode_header(object: &[u8]) -> Result<(Vec<Entry>, usize), ClusterError>
     Ok((entries, header_len))
 }
 
-/// Copies a chunk read from an object, turning each batch's relative base
-/// offset into its place in the partition (`base` plus the relative one).
-pub fn place(chunk: &[u8], base: i64) -> Result<Bytes, ClusterError> {
-    let mut out = BytesMut::from(chunk);
+/// A chunk read from an object with each batch's relative base offset
+/// turned into its place in the partition (`base` plus the relative one).
+/// Rewrites `chunk` in place when nothing else holds its buffer (a chunk
+/// just committed, a span just read), copies it otherwise.
+pub fn place(chunk: Bytes, base: i64) -> Result<Bytes, ClusterError> {
+    let mut out = chunk
+        .try_into_mut()
+        .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
     let mut pos = 0usize;
     while pos < out.len() {
         if pos + 12 > out.len() {
@@ -162,6 +170,11 @@ mod tests {
         b
     }
 
+    /// The object the store receives: the parts back to back.
+    fn flat(object: &PutPayload) -> Bytes {
+        object.iter().flat_map(|p| p.iter().copied()).collect()
+    }
+
     #[test]
     fn header_round_trips_and_chunks_follow_it() {
         let entries = vec![
@@ -179,11 +192,62 @@ mod tests {
             },
         ];
         let chunks = vec![Bytes::from(vec![1u8; 20]), Bytes::from(vec![2u8; 13])];
-        let (obj, pos) = encode(&entries, &chunks);
+        let (parts, pos) = encode(&entries, &chunks);
+        // The chunks go to the store as they are, not copied.
+        let sent: Vec<&Bytes> = parts.iter().skip(1).collect();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0].as_ptr(), chunks[0].as_ptr());
+        assert_eq!(sent[1].as_ptr(), chunks[1].as_ptr());
+        let obj = flat(&parts);
+        assert_eq!(obj.len(), parts.content_length());
         let (back, data) = decode_header(&obj).unwrap();
         assert_eq!(back, entries);
         assert_eq!(pos, vec![data as u64, data as u64 + 20]);
+        assert_eq!(&obj[pos[0] as usize..pos[1] as usize], &[1u8; 20][..]);
         assert_eq!(&obj[pos[1] as usize..], &[2u8; 13][..]);
+    }
+
+    #[test]
+    fn a_chunk_read_back_from_its_position_is_placed_at_its_base() {
+        let mut second = batch(0, 5);
+        second.extend(batch(2, 4));
+        let chunks = vec![Bytes::from(batch(0, 9)), Bytes::from(second.clone())];
+        let entries: Vec<Entry> = chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Entry {
+                topic: "t".into(),
+                partition: i as i32,
+                offset_count: 3,
+                size: c.len() as u32,
+            })
+            .collect();
+        let (parts, pos) = encode(&entries, &chunks);
+        let obj = flat(&parts);
+        let at = pos[1] as usize;
+        let span = obj.slice(at..at + second.len());
+        let placed = place(span, 1000).unwrap();
+        assert_eq!(i64::from_be_bytes(placed[0..8].try_into().unwrap()), 1000);
+        assert_eq!(i64::from_be_bytes(placed[17..25].try_into().unwrap()), 1002);
+        assert_eq!(&placed[8..17], &second[8..17]);
+        assert_eq!(&placed[25..], &second[25..]);
+        // Placing a span of a buffer still shared copies it: the object
+        // itself is untouched.
+        assert_eq!(&obj[at..at + second.len()], &second[..]);
+    }
+
+    #[test]
+    fn place_rewrites_a_chunk_nothing_else_holds_in_place() {
+        let chunk = Bytes::from(batch(3, 4));
+        let at = chunk.as_ptr();
+        let placed = place(chunk, 10).unwrap();
+        assert_eq!(placed.as_ptr(), at);
+        assert_eq!(i64::from_be_bytes(placed[0..8].try_into().unwrap()), 13);
+        let shared = Bytes::from(batch(3, 4));
+        let placed = place(shared.clone(), 10).unwrap();
+        assert_ne!(placed.as_ptr(), shared.as_ptr());
+        assert_eq!(i64::from_be_bytes(shared[0..8].try_into().unwrap()), 3);
+        assert_eq!(i64::from_be_bytes(placed[0..8].try_into().unwrap()), 13);
     }
 
     #[test]
@@ -194,7 +258,8 @@ mod tests {
             offset_count: 1,
             size: 1,
         }];
-        let (obj, _) = encode(&entries, &[Bytes::from_static(b"x")]);
+        let (parts, _) = encode(&entries, &[Bytes::from_static(b"x")]);
+        let obj = flat(&parts);
         let mut flipped = obj.to_vec();
         flipped[20] ^= 1;
         assert!(decode_header(&flipped).is_err());
@@ -206,12 +271,12 @@ mod tests {
     fn place_adds_the_base_offset_to_every_batch() {
         let mut chunk = batch(0, 5);
         chunk.extend(batch(4, 3));
-        let placed = place(&chunk, 100).unwrap();
+        let placed = place(Bytes::from(chunk.clone()), 100).unwrap();
         assert_eq!(i64::from_be_bytes(placed[0..8].try_into().unwrap()), 100);
         assert_eq!(i64::from_be_bytes(placed[17..25].try_into().unwrap()), 104);
         assert_eq!(&placed[8..17], &chunk[8..17]);
-        assert!(place(&chunk[..chunk.len() - 1], 0).is_err());
+        assert!(place(Bytes::copy_from_slice(&chunk[..chunk.len() - 1]), 0).is_err());
         // A damaged relative offset errs rather than overflowing.
-        assert!(place(&batch(1, 0), i64::MAX).is_err());
+        assert!(place(Bytes::from(batch(1, 0)), i64::MAX).is_err());
     }
 }

@@ -551,7 +551,7 @@ async fn placed_chunks(shared: &Shared, rows: &[IndexRow]) -> Result<Vec<Bytes>,
         .collect();
     read_spans(shared, &spans)
         .await?
-        .iter()
+        .into_iter()
         .zip(rows)
         .map(|(raw, r)| format::place(raw, r.base).map_err(LogError::from))
         .collect()
@@ -592,12 +592,8 @@ async fn put_partition_object(
             uuid::Uuid::new_v4()
         ),
     );
-    let size = i64::try_from(object.len()).unwrap_or(i64::MAX);
-    shared
-        .store
-        .put(&key, object.into())
-        .await
-        .map_err(store_err)?;
+    let size = i64::try_from(object.content_length()).unwrap_or(i64::MAX);
+    shared.store.put(&key, object).await.map_err(store_err)?;
     Ok((key, size, positions))
 }
 

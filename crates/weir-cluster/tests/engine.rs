@@ -316,6 +316,26 @@ async fn appends_on_one_broker_are_read_on_another_in_call_order() {
     let m = b0.max_timestamp().await.unwrap().unwrap();
     assert_eq!((m.offset, m.timestamp), (29, 1020));
     assert!(b0.offset_for_timestamp(5000).await.unwrap().is_none());
+
+    // One append of two batches is one chunk: a read of that chunk alone
+    // from its second batch starts there, both on the writer (its cache)
+    // and on the other broker (the store), at the chunk's offsets.
+    let mut two = BytesMut::from(&batch(3, 2000, "x")[..]);
+    two.extend_from_slice(&batch(2, 2003, "y"));
+    let info = a0.append(two.freeze(), 0).await.expect("append");
+    assert_eq!((info.base_offset, info.last_offset), (30, 34));
+    tokio::time::timeout(Duration::from_secs(5), wake.wait_for(|&e| e == 35))
+        .await
+        .expect("notified")
+        .unwrap();
+    for log in [&a0, &b0, &b0] {
+        let r = log.read(33, 1, ReadLimit::HighWatermark).await.unwrap();
+        assert_eq!(
+            values(r.records),
+            vec![(33, "y-0".to_string()), (34, "y-1".to_string())]
+        );
+    }
+    assert_eq!(read_all(&a0, 30).await.len(), 5);
     a.shutdown().unwrap();
     b.shutdown().unwrap();
 }
