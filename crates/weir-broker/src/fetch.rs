@@ -9,6 +9,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::join_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
@@ -307,45 +308,74 @@ async fn read_all(
     limit: ReadLimit,
     max_bytes: usize,
 ) -> Vec<PartitionData> {
+    let own_limits = partitions.iter().try_fold(0usize, |sum, p| {
+        sum.checked_add(usize::try_from(p.max_bytes).ok()?)
+    });
+    if own_limits.is_some_and(|sum| sum <= max_bytes) {
+        // The response limit cannot bind, except through a first batch
+        // larger than its partition's limit (KIP-74): read every
+        // partition at once, since a cluster broker's read waits on the
+        // database and the object store; then, as the limit demands,
+        // drop what is past it after the first partition with data.
+        let mut out = join_all(
+            partitions
+                .iter()
+                .map(|p| read_partition(topics, p, epochs, denied, limit, max_bytes, false)),
+        )
+        .await;
+        let mut remaining = max_bytes;
+        let mut any = false;
+        for data in &mut out {
+            let n = data.records.as_ref().map_or(0, Bytes::len);
+            if any && n > remaining {
+                data.records = Some(Bytes::new());
+                data.aborted_transactions = data.aborted_transactions.take().map(|_| Vec::new());
+                continue;
+            }
+            remaining = remaining.saturating_sub(n);
+            any |= n > 0;
+        }
+        return out;
+    }
     let mut remaining = max_bytes;
     let mut any = false;
     let mut out = Vec::with_capacity(partitions.len());
     for p in partitions {
-        let data = {
-            if denied.contains(&p.key.topic) {
-                out.push(
-                    PartitionData::default()
-                        .with_partition_index(p.key.partition)
-                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
-                        .with_high_watermark(-1)
-                        .with_last_stable_offset(-1)
-                        .with_log_start_offset(-1)
-                        .with_preferred_read_replica(BrokerId(-1))
-                        .with_records(Some(Bytes::new())),
-                );
-                continue;
-            }
-            let epoch = epochs
-                .iter()
-                .find(|(k, _)| *k == p.key)
-                .map_or(-1, |(_, e)| *e);
-            let r = read_one(
-                topics,
-                p,
-                epoch,
-                limit,
-                if any { remaining } else { remaining.max(1) },
-                any,
-            )
-            .await;
-            let n = r.records.as_ref().map_or(0, Bytes::len);
-            remaining = remaining.saturating_sub(n);
-            any |= n > 0;
-            r
-        };
+        let remaining_now = if any { remaining } else { remaining.max(1) };
+        let data = read_partition(topics, p, epochs, denied, limit, remaining_now, any).await;
+        let n = data.records.as_ref().map_or(0, Bytes::len);
+        remaining = remaining.saturating_sub(n);
+        any |= n > 0;
         out.push(data);
     }
     out
+}
+
+/// One partition of `read_all`.
+async fn read_partition(
+    topics: &Topics,
+    p: &SessionPartition,
+    epochs: &[(FetchKey, i32)],
+    denied: &std::collections::HashSet<String>,
+    limit: ReadLimit,
+    remaining: usize,
+    have_data: bool,
+) -> PartitionData {
+    if denied.contains(&p.key.topic) {
+        return PartitionData::default()
+            .with_partition_index(p.key.partition)
+            .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1)
+            .with_preferred_read_replica(BrokerId(-1))
+            .with_records(Some(Bytes::new()));
+    }
+    let epoch = epochs
+        .iter()
+        .find(|(k, _)| *k == p.key)
+        .map_or(-1, |(_, e)| *e);
+    read_one(topics, p, epoch, limit, remaining, have_data).await
 }
 
 async fn read_one(

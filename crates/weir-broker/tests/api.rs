@@ -206,6 +206,45 @@ async fn produce_errors_map_to_kafka_codes() {
     );
 }
 
+/// Whether the partitions are read at once (their own limits fit in the
+/// response's) or in turn (they do not), only the first partition with
+/// data may go past its limit (KIP-74), and what fits is answered.
+#[tokio::test]
+async fn only_the_first_partition_with_data_may_exceed_its_limit() {
+    let t = broker_with(&[]).await;
+    assert_eq!(create(&t.broker, "t", 3, &[]).await, 0);
+    for p in 0..3 {
+        assert_eq!(
+            produce(&t.broker, "t", p, 1, batch(10, 1000)).await,
+            Some((0, 0))
+        );
+    }
+    let sizes = |r: FetchResponse| -> Vec<usize> {
+        r.responses[0]
+            .partitions
+            .iter()
+            .map(|p| p.records.as_ref().map_or(0, Bytes::len))
+            .collect()
+    };
+    let whole = batch(10, 1000).len();
+    for (partition_max, max) in [(16, 48), (16, 40), (1 << 20, 3 << 20), (1 << 20, 1 << 20)] {
+        let mut req = fetch_req("t", &[(0, 0), (1, 0), (2, 0)], (0, -1), 0).with_max_bytes(max);
+        for part in &mut req.topics[0].partitions {
+            part.partition_max_bytes = partition_max;
+        }
+        let expected = if partition_max < 100 {
+            vec![whole, 0, 0]
+        } else {
+            vec![whole; 3]
+        };
+        assert_eq!(
+            sizes(fetch(&t.broker, req).await),
+            expected,
+            "partition limit {partition_max}, response limit {max}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn fetch_out_of_range_and_at_the_end() {
     let t = broker_with(&[]).await;
