@@ -12,10 +12,14 @@ bytes, default 1024), PARTITIONS (default 6), SECONDS (the paced phase,
 default 20), FLUSH_MS (`--cluster-flush-ms`, default the broker's), WEIR
 (the binary; default the release build under CARGO_TARGET_DIR or
 target/), SETUPS (comma-separated subset of single, cluster1, cluster3,
-cluster1-serial, cluster3-serial, cluster3-file; `-serial` runs the
-brokers with `--cluster-serial-flush`, each object committed before the
-next upload starts, the baseline for the flush pipeline; `-file` puts
-the objects in a local directory (`file://`) instead of moto).
+cluster1-serial, cluster3-serial, cluster3-file, cluster1-s3s,
+cluster3-s3s; `-serial` runs the brokers with `--cluster-serial-flush`,
+each object committed before the next upload starts, the baseline for
+the flush pipeline; `-file` puts the objects in a local directory
+(`file://`) instead of moto; `-s3s` uses the S3 server of the `s3s-fs`
+crate, written in Rust, instead of moto, which is one Python process:
+set S3S_FS to its binary, built with `cargo install s3s-fs@0.14.1
+--locked --features binary`).
 
 Per setup: `weir bench produce` (acks=all, as fast as one client goes:
 throughput and ack latency), `weir bench e2e` paced at half that
@@ -23,7 +27,7 @@ throughput (ack p50/p99, end-to-end p99), `weir bench consume` (catch-up
 read of the produce phase's topic). For cluster setups, during the
 produce phase: objects committed (`weir.objects`) and PostgreSQL commits
 (`pg_stat_database.xact_commit`) per second; for every setup, CPU seconds
-of the brokers (and of PostgreSQL and moto) per MB produced. Prints one
+of the brokers (and of PostgreSQL and the S3 server) per MB produced. Prints one
 JSON object per setup, then a table.
 """
 
@@ -141,8 +145,8 @@ def bench(weir: Path, bootstrap: str, *args: str) -> dict:
     return json.loads(out.stdout)
 
 
-def run_setup(name: str, weir: Path, root: Path, pg: Postgres | None, moto_url: str | None,
-              moto_pid: int | None) -> dict:
+def run_setup(name: str, weir: Path, root: Path, pg: Postgres | None,
+              s3: dict[str, tuple[str, int]]) -> dict:
     env = dict(os.environ)
     extra: list[str] = []
     db = None
@@ -156,10 +160,11 @@ def run_setup(name: str, weir: Path, root: Path, pg: Postgres | None, moto_url: 
         else:
             import boto3
             bucket = f"bench-{name}"
-            boto3.client("s3", endpoint_url=moto_url, aws_access_key_id=KEY,
+            s3_url, _ = s3[server_of(name)]
+            boto3.client("s3", endpoint_url=s3_url, aws_access_key_id=KEY,
                          aws_secret_access_key=SECRET,
                          region_name=REGION).create_bucket(Bucket=bucket)
-            env.update(AWS_ENDPOINT_URL=moto_url, AWS_REGION=REGION, AWS_ACCESS_KEY_ID=KEY,
+            env.update(AWS_ENDPOINT_URL=s3_url, AWS_REGION=REGION, AWS_ACCESS_KEY_ID=KEY,
                        AWS_SECRET_ACCESS_KEY=SECRET)
             store = f"s3://{bucket}/weir"
         extra = ["--cluster", f"postgres://{pg.user}@{HOST}:{pg.port}/{db}",
@@ -173,7 +178,7 @@ def run_setup(name: str, weir: Path, root: Path, pg: Postgres | None, moto_url: 
     try:
         broker_pids = [p.pid for p in brokers.procs]
         pg_pids = postgres_pids(pg) if db else []
-        side_pids = pg_pids + ([moto_pid] if moto_pid and db and "file" not in name else [])
+        side_pids = pg_pids + ([s3[server_of(name)][1]] if db and "file" not in name else [])
 
         def counters():
             c = {"broker_cpu": cpu_seconds(broker_pids), "side_cpu": cpu_seconds(side_pids),
@@ -207,7 +212,7 @@ def run_setup(name: str, weir: Path, root: Path, pg: Postgres | None, moto_url: 
             "e2e_latency_half_load": paced["e2e_latency"],
             "consume_mb_per_sec": consume["consume"]["mb_per_sec"],
             "broker_cpu_s_per_mb": round((after["broker_cpu"] - before["broker_cpu"]) / mb, 4),
-            "pg_moto_cpu_s_per_mb": round((after["side_cpu"] - before["side_cpu"]) / mb, 4),
+            "pg_s3_cpu_s_per_mb": round((after["side_cpu"] - before["side_cpu"]) / mb, 4),
         }
         if db:
             result["objects_per_sec"] = round((after["objects"] - before["objects"]) / secs, 1)
@@ -217,25 +222,43 @@ def run_setup(name: str, weir: Path, root: Path, pg: Postgres | None, moto_url: 
         brokers.stop()
 
 
+def server_of(setup: str) -> str:
+    return "s3s" if setup.endswith("-s3s") else "moto"
+
+
+def start_s3(kind: str, root: Path) -> subprocess.Popen:
+    port = free_port()
+    if kind == "s3s":
+        exe = os.environ.get("S3S_FS")
+        if not exe:
+            raise SystemExit("the -s3s setups need S3S_FS, the path of an s3s-fs binary")
+        (root / "s3s").mkdir()
+        cmd = [exe, "--host", HOST, "--port", str(port), "--access-key", KEY,
+               "--secret-key", SECRET, str(root / "s3s")]
+    else:
+        cmd = [str(Path(sys.executable).with_name("moto_server")), "-H", HOST, "-p", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc.url = f"http://{HOST}:{port}"
+    wait_port(port, 60)
+    return proc
+
+
 def main() -> None:
     weir = weir_binary()
     if not weir.exists():
         raise SystemExit(f"no weir binary at {weir}: build it or set WEIR")
     root = Path(tempfile.mkdtemp(prefix="weir-cluster-bench-", dir=os.environ.get("DIR")))
-    pg = moto = None
-    moto_url = None
+    pg = None
+    servers: dict[str, subprocess.Popen] = {}
     try:
         if any(s != "single" for s in SETUPS):
             pg = Postgres(free_port()).start()
-            moto_port = free_port()
-            moto_url = f"http://{HOST}:{moto_port}"
-            exe = Path(sys.executable).with_name("moto_server")
-            moto = subprocess.Popen([str(exe), "-H", HOST, "-p", str(moto_port)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            wait_port(moto_port, 60)
+        for kind in {server_of(s) for s in SETUPS if s != "single" and not s.endswith("-file")}:
+            servers[kind] = start_s3(kind, root)
+        s3 = {kind: (p.url, p.pid) for kind, p in servers.items()}
         results = []
         for name in SETUPS:
-            r = run_setup(name, weir, root, pg, moto_url, moto.pid if moto else None)
+            r = run_setup(name, weir, root, pg, s3)
             print(json.dumps(r), flush=True)
             results.append(r)
         base = next((r for r in results if r["setup"] == "single"), None)
@@ -250,12 +273,12 @@ def main() -> None:
             print(f"| {r['setup']} | {r['produce_records_per_sec']:.0f}{ratio} "
                   f"| {full['p50_ms']} / {full['p99_ms']} | {half['p50_ms']} / {half['p99_ms']} "
                   f"| {r['e2e_latency_half_load']['p99_ms']} | {r['consume_mb_per_sec']} "
-                  f"| {r['broker_cpu_s_per_mb']} | {r['pg_moto_cpu_s_per_mb']} "
+                  f"| {r['broker_cpu_s_per_mb']} | {r['pg_s3_cpu_s_per_mb']} "
                   f"| {r.get('objects_per_sec', '-')} | {r.get('pg_commits_per_sec', '-')} |")
     finally:
-        if moto:
-            moto.terminate()
-            moto.wait(10)
+        for proc in servers.values():
+            proc.terminate()
+            proc.wait(10)
         if pg:
             pg.stop()
         shutil.rmtree(root, ignore_errors=True)
