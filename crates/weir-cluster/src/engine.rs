@@ -161,6 +161,18 @@ pub(crate) struct PartState {
     /// Aborted transactions read_committed reads found, by the range
     /// the fetch asks [`PartitionLog::aborted_transactions`] for next.
     aborted: Mutex<HashMap<(i64, i64), Vec<AbortedTxn>>>,
+    /// The rows a catch-up read is loading into the cache ahead of the
+    /// reader.
+    ahead: Mutex<Option<Ahead>>,
+}
+
+/// A read-ahead: rows from offset `from` to `until` being loaded into the
+/// cache; `done` turns true (or its sender goes) when they are there.
+#[derive(Debug)]
+struct Ahead {
+    from: i64,
+    until: i64,
+    done: watch::Receiver<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -184,6 +196,7 @@ impl PartState {
             offsets: Mutex::new(Offsets::default()),
             end: watch::channel(0).0,
             aborted: Mutex::new(HashMap::new()),
+            ahead: Mutex::new(None),
         }
     }
 
@@ -1633,6 +1646,7 @@ async fn aborted_in(
 }
 
 /// One index row as a read sees it.
+#[derive(Clone)]
 struct Row {
     base: i64,
     key: String,
@@ -1727,6 +1741,79 @@ async fn chunks(
         out[i] = Some(placed);
     }
     Ok(out.into_iter().flatten().collect())
+}
+
+/// Loads the rows after a read into the cache in the background, so a
+/// reader catching up finds its next fetch there instead of waiting for
+/// the store while it works through this one: rows worth two reads of
+/// `max_bytes` (at least 1 MiB, at most a sixteenth of the cache), from
+/// the first row no read-ahead covers yet.
+fn read_ahead(shared: &Arc<Shared>, part: &Arc<PartState>, rest: &[Row], max_bytes: usize) {
+    let Some(first) = rest.first() else { return };
+    let mut ahead = lock(&part.ahead);
+    if ahead
+        .as_ref()
+        .is_some_and(|a| (a.from..a.until).contains(&first.base))
+    {
+        return;
+    }
+    let budget = max_bytes
+        .saturating_mul(2)
+        .max(1 << 20)
+        .min(shared.config.cache_bytes / 16);
+    let mut bytes = 0;
+    let n = rest
+        .iter()
+        .take_while(|r| {
+            let fits = bytes == 0 || bytes + r.size <= budget;
+            bytes += r.size;
+            fits
+        })
+        .count();
+    let until = rest.get(n).map_or(rest[n - 1].base + 1, |r| r.base);
+    let rows: Vec<Row> = {
+        let cache = lock(&shared.cache);
+        rest[..n]
+            .iter()
+            .filter(|r| {
+                cache
+                    .get(&part.tp, r.base)
+                    .is_none_or(|c| c.len() != r.size)
+            })
+            .cloned()
+            .collect()
+    };
+    if rows.is_empty() {
+        return;
+    }
+    let (tx, done) = watch::channel(false);
+    *ahead = Some(Ahead {
+        from: first.base,
+        until,
+        done,
+    });
+    drop(ahead);
+    let (shared, tp) = (Arc::clone(shared), part.tp.clone());
+    tokio::spawn(async move {
+        let spans: Vec<(&str, u64, usize)> = rows
+            .iter()
+            .map(|r| (r.key.as_str(), r.position, r.size))
+            .collect();
+        // A failure only costs the reader the store read it would have
+        // made anyway; the error comes to it then.
+        match read_spans(&shared, &spans).await {
+            Ok(fetched) => {
+                let mut cache = lock(&shared.cache);
+                for (r, raw) in rows.iter().zip(fetched) {
+                    if let Ok(placed) = format::place(raw, r.base) {
+                        cache.put(&tp, r.base, placed);
+                    }
+                }
+            }
+            Err(e) => debug!(%tp, error = %e, "read-ahead failed"),
+        }
+        let _ = tx.send(true);
+    });
 }
 
 /// Bytes at the start of `chunk` taken by batches whose last offset is
@@ -1891,7 +1978,17 @@ impl PartitionLog for ClusterPartition {
                 total += r.size;
                 take += 1;
             }
+            // A read-ahead over `offset` is filling the cache: wait for it
+            // rather than read the same ranges twice.
+            let loading = lock(&part.ahead)
+                .as_ref()
+                .filter(|a| (a.from..a.until).contains(&offset))
+                .map(|a| a.done.clone());
+            if let Some(mut done) = loading {
+                let _ = done.wait_for(|d| *d).await;
+            }
             let got = chunks(&shared, &part.tp, &rows[..take]).await?;
+            read_ahead(&shared, &part, &rows[take..], max_bytes);
             // The first chunk may hold batches wholly below `offset`: the
             // answer starts with the batch that contains it.
             let skip = got.first().map_or(0, |c| skip_below(c, offset));

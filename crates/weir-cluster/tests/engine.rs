@@ -340,6 +340,55 @@ async fn appends_on_one_broker_are_read_on_another_in_call_order() {
     b.shutdown().unwrap();
 }
 
+/// A read answered from the store loads the rows after it into the
+/// cache, and the next read waits for that load rather than reading the
+/// store again: once loaded, those rows are read with their objects gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_from_the_store_loads_the_next_rows_ahead() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let a = engine(&pg, store.path(), 1).await;
+    let b = engine(&pg, store.path(), 2).await;
+    let tp = TopicPartition::new("ahead", 0);
+    let a0 = a.open(&tp, LogConfig::default()).unwrap();
+    let b0 = b.open(&tp, LogConfig::default()).unwrap();
+    let mut wake = b0.subscribe();
+    // One object, and one index row, per append.
+    for i in 0..5 {
+        a0.append(batch(2, 1000 + i, &format!("m{i}")), 0)
+            .await
+            .expect("append");
+    }
+    tokio::time::timeout(Duration::from_secs(5), wake.wait_for(|&e| e == 10))
+        .await
+        .expect("notified")
+        .unwrap();
+    let row = |at: i64| {
+        let (b0, at) = (&b0, at);
+        async move {
+            let r = b0.read(at, 1, ReadLimit::HighWatermark).await?;
+            Ok::<_, LogError>(values(r.records))
+        }
+    };
+    let want = |at: i64| {
+        vec![
+            (at, format!("m{}-0", at / 2)),
+            (at + 1, format!("m{}-1", at / 2)),
+        ]
+    };
+    // Broker 2 wrote nothing: these come from the store.
+    assert_eq!(row(0).await.unwrap(), want(0));
+    assert_eq!(row(2).await.unwrap(), want(2));
+    for key in stored(store.path(), "intake") {
+        std::fs::remove_file(store.path().join(key)).unwrap();
+    }
+    for at in [4, 6, 8] {
+        assert_eq!(row(at).await.unwrap(), want(at), "offset {at}");
+    }
+    a.shutdown().unwrap();
+    b.shutdown().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_uploading_at_once_commit_in_the_order_their_appends_were_called() {
     let Some(pg) = Pg::start() else { return };
