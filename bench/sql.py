@@ -277,8 +277,10 @@ def main():
     orders, users = write_inputs()
     node = Node()
     try:
-        produce(node, "orders", orders)
+        # Users first: each order is newer than its user's row, so the
+        # join meets a row for every order and emits one record each.
         produce(node, "users", users)
+        produce(node, "orders", orders)
         node.ksql("CREATE STREAM orders (K STRING KEY, ID BIGINT, USER STRING, AMOUNT DOUBLE, ITEM STRING, STATUS STRING)"
                   " WITH (KAFKA_TOPIC='orders', VALUE_FORMAT='JSON');"
                   "CREATE TABLE users (ID STRING PRIMARY KEY, NAME STRING, REGION STRING)"
