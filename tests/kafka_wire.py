@@ -232,6 +232,37 @@ def api_versions(host: str, port: int) -> dict[int, tuple[int, int]]:
         return parse_api_versions_v0(read_frame(s))[2]
 
 
+
+def finalized_features(host: str, port: int) -> dict[str, int]:
+    """The finalized features (name to max level) of an ApiVersions v3
+    answer: the response's tagged field 2 (KIP-584)."""
+    with connect(host, port) as s:
+        s.sendall(api_versions_request(1, 3))
+        buf = read_frame(s)
+    pos = 4  # correlation id; the response header of ApiVersions has no tags
+    err = struct.unpack_from(">h", buf, pos)[0]
+    assert err == ERR_NONE, err
+    pos += 2
+    n, pos = read_uvarint(buf, pos)
+    for _ in range(n - 1):
+        pos = skip_tags(buf, pos + 6)
+    pos += 4  # throttle time
+    out: dict[str, int] = {}
+    count, pos = read_uvarint(buf, pos)
+    for _ in range(count):
+        tag, pos = read_uvarint(buf, pos)
+        size, pos = read_uvarint(buf, pos)
+        if tag == 2:
+            q = pos
+            m, q = read_uvarint(buf, q)
+            for _ in range(m - 1):
+                name, q = _skip_compact_str(buf, q)
+                # MaxVersionLevel comes before MinVersionLevel.
+                out[name] = struct.unpack_from(">h", buf, q)[0]
+                q = skip_tags(buf, q + 4)
+        pos += size
+    return out
+
 SHARE_GROUP_HEARTBEAT = 76
 DESCRIBE_GROUPS = 15
 LIST_GROUPS = 16

@@ -12,7 +12,9 @@ coordinated by the broker holding their lease, and moving to another
 broker when that one is killed; transactions coordinated the same way
 (committed visible and aborted never to read_committed readers on any
 broker, the last stable offset held by an open transaction, a
-consume-transform-produce loop exactly once through a coordinator kill).
+consume-transform-produce loop exactly once through a coordinator kill),
+at transaction.version 2 with kafka-clients too (partitions added at the
+brokers leading them, through PostgreSQL; a zombie fenced).
 Faults: PostgreSQL crashed and restarted, the object store unreachable
 for 30 s, and brokers killed with kill -9 and restarted at random
 (`WEIR_CLUSTER_KILLS` times, default 6; the issue's full run is 50),
@@ -416,31 +418,76 @@ def test_consume_transform_produce_exactly_once_through_a_coordinator_kill(clust
     assert ends == {0: total // 2, 1: total // 2}, ends
 
 
+def txn_holders(cluster: dict) -> dict[int, int]:
+    """The holder of each `__transaction_state` partition's lease, once
+    all three brokers hold some."""
+    holders: dict[int, int] = {}
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        holders = {int(p): int(h) for p, h in cluster["pg"].rows(
+            "SELECT partition, holder FROM weir.coordinators WHERE topic = '__transaction_state' "
+            "AND expires_at > now()", db=cluster["db"])}
+        if len(set(holders.values())) == 3:
+            break
+        time.sleep(0.5)
+    return holders
+
+
+def ids_away_from(cluster: dict, prefix: str, leaders: set[int]) -> tuple[str, str, int]:
+    """A transactional id whose coordinator leads none of `leaders`' and a
+    group id coordinated elsewhere (`prefix`-t-N, `prefix`-g-N), with the
+    transaction coordinator's node id."""
+    holders = txn_holders(cluster)
+    txn_id = next((t for t in (f"{prefix}-t-{n}" for n in range(200))
+                   if holders.get(offsets_partition(t)) not in leaders | {None}), None)
+    assert txn_id is not None, (holders, leaders)
+    holder = holders[offsets_partition(txn_id)]
+    for n in range(200):
+        g = f"{prefix}-g-{n}"
+        hg = cluster["pg"].rows(
+            "SELECT holder FROM weir.coordinators WHERE topic = '__consumer_offsets' "
+            f"AND partition = {offsets_partition(g)} AND expires_at > now()", db=cluster["db"])
+        if hg and int(hg[0][0]) != holder:
+            return txn_id, g, holder
+    raise AssertionError("no group coordinated away from the transaction")
+
+
+def java_at_transaction_version_2(cluster: dict) -> java_harness.JavaProcess:
+    """The Java client's scenarios bootstrapped on every broker, once each
+    broker's ApiVersions is seen to finalize transaction.version 2."""
+    java_harness.require()
+    for b in cluster["brokers"]:
+        host, port = b.bootstrap.rsplit(":", 1)
+        features = kafka_wire.finalized_features(host, int(port))
+        assert features.get("transaction.version") == 2, (b.name, features)
+    bootstrap = ",".join(x.bootstrap for x in cluster["brokers"])
+    return java_harness.JavaProcess("weir.compat.ClientScenarios", bootstrap)
+
+
 def test_java_transactions_with_send_offsets_through_three_brokers(cluster, topic_name):
     """kafka-clients 4.3's exactly-once loop (the one-node scenario of
     test_java_client.py: consume, produce in a transaction,
     sendOffsetsToTransaction, commit; the first transaction aborted and
-    redone) bootstrapped on all three brokers. A cluster finalizes
-    transaction.version 1, so the client adds partitions with
-    AddPartitionsToTxn at the coordinator (version 2 would have whichever
-    broker takes a produce add them). The group's and the transaction's
-    coordinators are different brokers."""
-    java_harness.require()
-    brokers = cluster["brokers"]
-    bootstrap = ",".join(x.bootstrap for x in brokers)
-    java = java_harness.JavaProcess("weir.compat.ClientScenarios", bootstrap)
+    redone) bootstrapped on all three brokers, at transaction.version 2:
+    the client sends no AddPartitionsToTxn, the brokers leading the output
+    partitions add them to the transaction through the database, and the
+    coordinator (a broker leading none of them, and not the group's
+    coordinator either) reads them back and writes the markers. Every
+    EndTxn bumps the epoch."""
+    java = java_at_transaction_version_2(cluster)
     try:
         src, dst = f"{topic_name}-in", f"{topic_name}-out"
         java.call("create_and_describe", topic=src, partitions=2)
-        java.call("create_and_describe", topic=dst, partitions=3)
+        d = java.call("create_and_describe", topic=dst, partitions=2)
+        leaders = {p["leader"] for p in d["partitions"]}
         java.call("produce", topic=src, count=60, partitions=2)
-        group, txn_id, _, _ = apart(cluster, topic_name)
+        txn_id, group, _ = ids_away_from(cluster, topic_name, leaders)
         out = java.call("transactions", input=src, output=dst, group=group,
                         txn_id=txn_id, count=60,
                         consumer={"max.poll.records": "8"}, timeout=180)
     finally:
         java.close()
-    assert out["transaction_version"] == 1
+    assert out["transaction_version"] == 2
     want = sorted(f"out:value-{i}-" + "x" * (i % 50) for i in range(60))
     assert sorted(out["read_committed"]) == want
     assert out["aborts"] == 1 and 0 < out["aborted_records"] <= 8
@@ -449,7 +496,108 @@ def test_java_transactions_with_send_offsets_through_three_brokers(cluster, topi
     assert out["committed_offsets"] == {"0": 30, "1": 30}
     txn = out["transaction"]
     assert txn["state"] == "CompleteCommit" and txn["partitions"] == 0, txn
-    assert txn["producer_epoch"] == 0, txn
+    assert txn["producer_epoch"] == out["commits"] + out["aborts"], txn
+    # Nothing joined is left behind once the transactions ended.
+    left = cluster["pg"].rows(
+        f"SELECT topic, partition FROM weir.txn_partitions WHERE transactional_id = '{txn_id}'",
+        db=cluster["db"])
+    assert left == [], left
+
+
+def test_java_zombie_fenced_at_transaction_version_2(cluster, topic_name):
+    """kafka-clients 4.3 at transaction.version 2 through three brokers: a
+    producer leaves a transaction open on partitions led by brokers other
+    than its coordinator, and a second producer with its transactional id
+    starts. The coordinator sees the open transaction (its partitions
+    joined elsewhere), fences and aborts it; the zombie's next write, to a
+    partition its transaction never had, is refused by that partition's
+    broker (the transaction's gate in the database is at the new epoch),
+    and its commit fails. read_committed readers get exactly the second
+    producer's records."""
+    java = java_at_transaction_version_2(cluster)
+    try:
+        d = java.call("create_and_describe", topic=topic_name, partitions=3)
+        leaders = {p["partition"]: p["leader"] for p in d["partitions"]}
+        holders = txn_holders(cluster)
+        # A coordinator that leads neither the last partition nor one of
+        # the others.
+        txn_id = next((t for t in (f"{topic_name}-t-{n}" for n in range(200))
+                       if holders.get(offsets_partition(t)) not in (leaders[2], None)
+                       and holders.get(offsets_partition(t)) != leaders[0]), None)
+        assert txn_id is not None, (holders, leaders)
+        out = java.call("zombie", topic=topic_name, partitions=3, txn_id=txn_id, count=12,
+                        timeout=180)
+    finally:
+        java.close()
+    assert out["late_send"] in ("ProducerFencedException", "InvalidProducerEpochException"), out
+    assert out["late_commit"] != "none", out
+    assert sorted(out["read_committed"]) == sorted(f"live-{i}" for i in range(12))
+    assert sorted(out["read_uncommitted"]) == sorted(
+        [f"live-{i}" for i in range(12)] + [f"zombie-{i}" for i in range(12)])
+    txn = out["transaction"]
+    assert txn["state"] == "CompleteCommit" and txn["partitions"] == 0, txn
+
+
+def test_java_exactly_once_through_a_coordinator_kill_at_transaction_version_2(
+        cluster, topic_name):
+    """kafka-clients 4.3's consume-transform-produce loop at
+    transaction.version 2 while the broker coordinating its transactional
+    id (which leads no output partition, and is not the group's
+    coordinator) is killed with kill -9: the open transaction's partitions
+    joined at the other brokers, and the new coordinator reads them back
+    from the database (a transaction the kill interrupts is aborted and
+    redone). read_committed output holds every input record exactly once
+    and the group's committed offsets are the input's ends."""
+    brokers = cluster["brokers"]
+    java = java_at_transaction_version_2(cluster)
+    total = 240
+    try:
+        src, dst = f"{topic_name}-in", f"{topic_name}-out"
+        java.call("create_and_describe", topic=src, partitions=2)
+        d = java.call("create_and_describe", topic=dst, partitions=2)
+        leaders = {p["leader"] for p in d["partitions"]}
+        java.call("produce", topic=src, count=total, partitions=2)
+        txn_id, group, holder = ids_away_from(cluster, topic_name, leaders)
+        part = offsets_partition(txn_id)
+        epoch = int(cluster["pg"].rows(
+            "SELECT epoch FROM weir.coordinators WHERE topic = '__transaction_state' "
+            f"AND partition = {part}", db=cluster["db"])[0][0])
+        result: dict = {}
+
+        def run():
+            try:
+                result["out"] = java.call(
+                    "transactions", input=src, output=dst, group=group, txn_id=txn_id,
+                    count=total, consumer={"max.poll.records": "8"}, tolerant=True, timeout=300)
+            except Exception as e:  # noqa: BLE001 - reported below
+                result["error"] = e
+
+        loop = threading.Thread(target=run)
+        loop.start()
+        survivor = next(x for x in brokers if x.name != f"node{holder}")
+        probe = Consumer({"bootstrap.servers": survivor.bootstrap, "group.id": "probe"})
+        try:
+            # Killed mid-stream: once some transactions have gone through.
+            wait_until(lambda: sum(probe.get_watermark_offsets(TopicPartition(dst, q), 5)[1]
+                                   for q in range(2)) >= 60, timeout=120)
+        finally:
+            probe.close()
+        next(x for x in brokers if x.name == f"node{holder}").kill()
+        loop.join(330)
+    finally:
+        java.close()
+    assert "error" not in result, result.get("error")
+    out = result["out"]
+    print(f"transaction coordinator node{holder} killed; {out['redone']} transactions redone")
+    rows = cluster["pg"].rows(
+        "SELECT holder, epoch FROM weir.coordinators WHERE topic = '__transaction_state' "
+        f"AND partition = {part}", db=cluster["db"])
+    assert int(rows[0][0]) != holder and int(rows[0][1]) > epoch, rows
+    assert out["transaction_version"] == 2
+    want = sorted(f"out:value-{i}-" + "x" * (i % 50) for i in range(total))
+    assert sorted(out["read_committed"]) == want
+    assert out["committed_offsets"] == {"0": total // 2, "1": total // 2}
+    assert out["transaction"]["state"] == "CompleteCommit", out["transaction"]
 
 
 def offsets_partition(group: str, partitions: int = 50) -> int:

@@ -167,10 +167,10 @@ pub fn handle(
             let r = parts.iter().try_for_each(|(topic, p)| {
                 txns.verify(
                     &t.transactional_id,
-                    t.producer_id.0,
-                    t.producer_epoch,
+                    (t.producer_id.0, t.producer_epoch),
                     topic,
                     *p,
+                    false,
                 )
             });
             Box::pin(std::future::ready(r))

@@ -121,15 +121,7 @@ impl Broker {
             topics.clone(),
             config.clock.clone(),
         ));
-        let mut txn_config = txn_settings(&settings);
-        if topics.shared().is_some() {
-            // Transaction version 2 has produce requests add partitions to
-            // a transaction at whichever broker takes them, which brokers
-            // of a cluster cannot do without asking the coordinator;
-            // clients at version 1 send AddPartitionsToTxn to it instead.
-            txn_config.coordinator.transaction_version =
-                txn_config.coordinator.transaction_version.min(1);
-        }
+        let txn_config = txn_settings(&settings);
         let txns = Arc::new(Transactions::new(
             txn_config,
             log,

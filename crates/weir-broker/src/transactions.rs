@@ -13,7 +13,7 @@
 //! loses it; its state writes are fenced by the lease epoch in the
 //! engine, and only the holder aborts timed-out transactions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -21,6 +21,7 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use tracing::{info, warn};
 use weir_log::producer::{marker_batch, ControlType};
+use weir_log::shared::{JoinRefused, JoinedPartition, Lease};
 use weir_log::{BoxFuture, Clock};
 
 use crate::error::BrokerError;
@@ -71,7 +72,24 @@ pub struct Transactions {
     /// Cluster mode: the `__transaction_state` partitions loaded, with the
     /// lease epoch each was loaded at.
     loaded: Mutex<BTreeMap<i32, i64>>,
+    /// Cluster mode at transaction version 2: the partitions this broker
+    /// joined to transactions it does not coordinate (transactional id,
+    /// producer id, epoch, topic, partition), so that only the first
+    /// write of each to a partition asks the database.
+    joined: Mutex<HashSet<Joined>>,
+    /// Cluster mode at transaction version 2: when the coordinator last
+    /// read the partitions other brokers joined to its transactions.
+    last_discovery: Mutex<i64>,
 }
+
+/// A partition joined to a transaction at another broker's gate.
+type Joined = (String, i64, i16, String, i32);
+
+/// The most joins remembered; past it they are forgotten and asked again.
+const JOINED_LIMIT: usize = 50_000;
+
+/// How often a coordinator reads the partitions joined elsewhere (ms).
+const DISCOVERY_MS: i64 = 1_000;
 
 impl std::fmt::Debug for Transactions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -132,7 +150,199 @@ impl Transactions {
             clock,
             cluster: OnceLock::new(),
             loaded: Mutex::new(BTreeMap::new()),
+            joined: Mutex::new(HashSet::new()),
+            last_discovery: Mutex::new(0),
         }
+    }
+
+    /// Cluster mode at transaction version 2: writes add their partitions
+    /// to transactions at whichever broker takes them, through the gate
+    /// each transaction has in the database (`SharedCatalog::join_transaction`),
+    /// which the coordinator closes to end the transaction and reads back.
+    fn gated(&self) -> Option<&Arc<dyn weir_log::SharedCatalog>> {
+        self.cluster
+            .get()
+            .filter(|_| self.transaction_version() >= 2)
+    }
+
+    /// The lease this broker coordinates `txn_id` under, if it does.
+    fn lease(&self, txn_id: &str) -> Option<Lease> {
+        let partition = self.partition_of(txn_id);
+        let epoch = *self.loaded().get(&partition)?;
+        Some(Lease {
+            topic: TXN_TOPIC.to_string(),
+            partition,
+            epoch,
+        })
+    }
+
+    /// Adds `partitions` to the transaction of `txn_id`, coordinated by
+    /// another broker, through its gate ([`Transactions::gated`]): the
+    /// database refuses a producer id or epoch other than the
+    /// coordinator's (a fenced producer, or a transaction already ended)
+    /// and a transaction being ended. Errors are the coordinator's, as
+    /// AddPartitionsToTxn would answer them.
+    fn join_elsewhere(
+        &self,
+        cluster: &Arc<dyn weir_log::SharedCatalog>,
+        txn_id: &str,
+        (producer_id, epoch): (i64, i16),
+        partitions: &[(String, i32)],
+    ) -> Result<(), ResponseError> {
+        let key = |(t, p): &(String, i32)| (txn_id.to_string(), producer_id, epoch, t.clone(), *p);
+        let missing: Vec<(String, i32)> = {
+            let joined = self.joined.lock().unwrap_or_else(|e| e.into_inner());
+            partitions
+                .iter()
+                .filter(|p| !joined.contains(&key(p)))
+                .cloned()
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let refused = cluster
+            .join_transaction(
+                txn_id,
+                self.partition_of(txn_id),
+                (producer_id, epoch),
+                &missing,
+                self.now_ms(),
+            )
+            .map_err(|e| {
+                warn!(error = %e, "cannot add partitions to a transaction");
+                ResponseError::CoordinatorNotAvailable
+            })?;
+        match refused {
+            None => {
+                let mut joined = self.joined.lock().unwrap_or_else(|e| e.into_inner());
+                if joined.len() >= JOINED_LIMIT {
+                    joined.clear();
+                }
+                joined.extend(missing.iter().map(key));
+                Ok(())
+            }
+            Some(JoinRefused::UnknownProducer) => Err(ResponseError::InvalidProducerIdMapping),
+            Some(JoinRefused::StaleEpoch) => Err(ResponseError::ProducerFenced),
+            Some(JoinRefused::Closed) => Err(ResponseError::ConcurrentTransactions),
+        }
+    }
+
+    /// Adds partitions joined through the gates of transactions this broker
+    /// coordinates to their metadata, when they are of the producer id and
+    /// epoch the coordinator has (others are from transactions already
+    /// ended), so that the state machine sees them as added; each
+    /// transaction starts when its first partition joined.
+    fn merge(&self, rows: &[JoinedPartition]) -> Option<Durable> {
+        let mut by_id: BTreeMap<&str, Vec<&JoinedPartition>> = BTreeMap::new();
+        for r in rows {
+            by_id
+                .entry(r.transactional_id.as_str())
+                .or_default()
+                .push(r);
+        }
+        let mut records = Vec::new();
+        let mut inner = self.lock();
+        for (id, rows) in by_id {
+            if !self.owns(id) {
+                continue;
+            }
+            let Some(meta) = inner.coord.describe(id) else {
+                continue;
+            };
+            let (pid, epoch) = (meta.producer_id, meta.producer_epoch);
+            let current: Vec<&&JoinedPartition> = rows
+                .iter()
+                .filter(|r| r.producer_id == pid && r.producer_epoch == epoch)
+                .collect();
+            let parts: Vec<(String, i32)> = current
+                .iter()
+                .map(|r| (r.topic.clone(), r.partition))
+                .filter(|p| meta.state != TxnState::Ongoing || !meta.partitions.contains(p))
+                .collect();
+            if parts.is_empty() {
+                continue;
+            }
+            let since = current.iter().map(|r| r.joined_ms).min().unwrap_or(0);
+            let step = inner.coord.add_partitions(id, pid, epoch, &parts, 2, since);
+            if step.reply.is_ok() {
+                records.extend(step.records);
+            }
+        }
+        self.persist(records)
+    }
+
+    /// Closes the gate of `txn_id` (cluster mode at transaction version 2)
+    /// and adds what joined through it to the metadata; answers the joined
+    /// partitions and the wait for the metadata's record.
+    fn seal(&self, txn_id: &str) -> Result<(Vec<JoinedPartition>, Option<Durable>), ResponseError> {
+        let Some(cluster) = self.gated() else {
+            return Ok((Vec::new(), None));
+        };
+        let lease = self.lease(txn_id).ok_or(ResponseError::NotCoordinator)?;
+        let rows = cluster.seal_transaction(txn_id, &lease).map_err(|e| {
+            warn!(error = %e, transactional_id = txn_id, "cannot close the transaction's gate");
+            ResponseError::CoordinatorNotAvailable
+        })?;
+        let wait = self.merge(&rows);
+        Ok((rows, wait))
+    }
+
+    /// Opens the gate of `txn_id` again, at the producer id and epoch of
+    /// its metadata, unless a transaction is being ended (its completion
+    /// opens it); `keep_current` keeps what joined at them (a transaction
+    /// still open).
+    fn reopen(&self, txn_id: &str, keep_current: bool) {
+        let Some(cluster) = self.gated() else {
+            return;
+        };
+        let Some(meta) = self.describe(txn_id) else {
+            return;
+        };
+        if matches!(
+            meta.state,
+            TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence
+        ) {
+            return;
+        }
+        let Some(lease) = self.lease(txn_id) else {
+            return;
+        };
+        let producer = (meta.producer_id, meta.producer_epoch);
+        if let Err(e) = cluster.open_transaction(txn_id, &lease, producer, keep_current) {
+            warn!(error = %e, transactional_id = txn_id, "cannot open the transaction's gate");
+        }
+    }
+
+    /// Reads the partitions other brokers joined to the transactions this
+    /// broker coordinates (at most every [`DISCOVERY_MS`]), so that their
+    /// timeouts run and DescribeTransactions lists them.
+    fn discover(self: &Arc<Self>, rt: &tokio::runtime::Handle, now: i64) {
+        if self.gated().is_none() {
+            return;
+        }
+        {
+            let mut last = self
+                .last_discovery
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if now - *last < DISCOVERY_MS {
+                return;
+            }
+            *last = now;
+        }
+        let owned: Vec<i32> = self.loaded().keys().copied().collect();
+        if owned.is_empty() {
+            return;
+        }
+        let me = self.clone();
+        rt.spawn_blocking(move || {
+            let Some(cluster) = me.gated() else { return };
+            match cluster.joined_transactions(&owned) {
+                Ok(rows) => detach("joined partitions", me.merge(&rows)),
+                Err(e) => tracing::debug!(error = %e, "cannot read joined partitions"),
+            }
+        });
     }
 
     fn loaded(&self) -> MutexGuard<'_, BTreeMap<i32, i64>> {
@@ -329,6 +539,12 @@ impl Transactions {
         if !self.owns(txn_id) {
             return ready(Err(ResponseError::NotCoordinator));
         }
+        // An open transaction whose partitions joined elsewhere must be
+        // seen, to be fenced and aborted.
+        let merged = match self.seal(txn_id) {
+            Ok((_, wait)) => wait,
+            Err(e) => return ready(Err(compat_error(TxnApi::InitProducerId, version, e))),
+        };
         let now = self.now_ms();
         let mut inner = self.lock();
         let mut alloc_err = None;
@@ -343,10 +559,15 @@ impl Transactions {
             .coord
             .init_producer_id(txn_id, timeout_ms, expected, &mut alloc, now);
         if let Some(e) = alloc_err {
+            drop(inner);
             warn!(error = %e, "cannot reserve producer ids");
+            self.reopen(txn_id, true);
             return ready(Err(ResponseError::CoordinatorNotAvailable));
         }
-        let wait = self.persist(step.records);
+        let wait = all(merged
+            .into_iter()
+            .chain(self.persist(step.records))
+            .collect());
         drop(inner);
         let me = self.clone();
         let reply = step
@@ -354,8 +575,12 @@ impl Transactions {
             .map(|p| (p.producer_id, p.producer_epoch))
             .map_err(|e| compat_error(TxnApi::InitProducerId, version, e));
         let markers = step.markers;
+        let txn_id = txn_id.to_string();
         Box::pin(async move {
             durable(wait).await?;
+            if markers.is_empty() {
+                me.reopen(&txn_id, true);
+            }
             // Fencing an open transaction: its abort is finished before the
             // client's retry (the reply is CONCURRENT_TRANSACTIONS).
             for job in markers {
@@ -399,6 +624,10 @@ impl Transactions {
         producer: (i64, i16),
         partitions: &[(String, i32)],
     ) -> Result<Pending<Result<(), ResponseError>>, ResponseError> {
+        if let Some(cluster) = self.gated().filter(|_| !self.owns(txn_id)) {
+            self.join_elsewhere(cluster, txn_id, producer, partitions)?;
+            return Ok(ready(Ok(())));
+        }
         let wait = self.add(txn_id, producer, partitions, 2)?;
         Ok(Box::pin(durable(wait)))
     }
@@ -425,19 +654,32 @@ impl Transactions {
 
     /// KIP-890 verification of a transactional write to one partition,
     /// with the coordinator's error (see `produce_error` for Produce).
+    /// `join`: a write at another broker's transaction joins it
+    /// ([`Transactions::gated`]); AddPartitionsToTxn's `verify_only`
+    /// checks without.
     pub fn verify(
         &self,
         txn_id: &str,
-        producer_id: i64,
-        epoch: i16,
+        (producer_id, epoch): (i64, i16),
         topic: &str,
         partition: i32,
+        join: bool,
     ) -> Result<(), ResponseError> {
         if !self.owns(txn_id) {
             // In a cluster the write may reach a broker that does not
-            // coordinate the id, and brokers do not ask each other:
-            // the engine fences the batch by the producer's epoch instead.
-            return Ok(());
+            // coordinate the id, and brokers do not ask each other. At
+            // transaction version 2 the partition must have joined the
+            // transaction through its gate; at version 1 the engine fences
+            // the batch by the producer's epoch (as Kafka before KIP-890).
+            return match self.gated().filter(|_| join) {
+                Some(cluster) => self.join_elsewhere(
+                    cluster,
+                    txn_id,
+                    (producer_id, epoch),
+                    &[(topic.to_string(), partition)],
+                ),
+                None => Ok(()),
+            };
         }
         self.lock()
             .coord
@@ -461,7 +703,7 @@ impl Transactions {
         partition: i32,
         version: i16,
     ) -> Result<(), ResponseError> {
-        self.verify(txn_id, producer_id, epoch, topic, partition)
+        self.verify(txn_id, (producer_id, epoch), topic, partition, true)
             .map_err(|e| produce_error(e, version))
     }
 
@@ -483,6 +725,11 @@ impl Transactions {
                 ResponseError::NotCoordinator,
             )));
         }
+        // The partitions that joined elsewhere are this transaction's too.
+        let merged = match self.seal(txn_id) {
+            Ok((_, wait)) => wait,
+            Err(e) => return ready(Err(compat_error(TxnApi::EndTxn, version, e))),
+        };
         let now = self.now_ms();
         let mut inner = self.lock();
         let mut alloc = || match self.topics.next_producer_id() {
@@ -500,16 +747,27 @@ impl Transactions {
             &mut alloc,
             now,
         );
+        let wait = all(merged
+            .into_iter()
+            .chain(self.persist(step.records))
+            .collect());
+        drop(inner);
         let reply = match step.reply {
             Ok(p) => (p.producer_id, p.producer_epoch),
-            Err(e) => return ready(Err(compat_error(TxnApi::EndTxn, version, e))),
+            Err(e) => {
+                self.reopen(txn_id, true);
+                let e = compat_error(TxnApi::EndTxn, version, e);
+                return Box::pin(async move { durable(wait).await.and(Err(e)) });
+            }
         };
-        let wait = self.persist(step.records);
-        drop(inner);
         let me = self.clone();
         let markers = step.markers;
+        let txn_id = txn_id.to_string();
         Box::pin(async move {
             durable(wait).await?;
+            if markers.is_empty() {
+                me.reopen(&txn_id, true);
+            }
             for job in markers {
                 me.clone().finish(job).await;
             }
@@ -524,6 +782,7 @@ impl Transactions {
             return;
         };
         let now = self.now_ms();
+        self.discover(&rt, now);
         let mut inner = self.lock();
         let mut jobs = std::mem::take(&mut inner.pending_jobs);
         let fx = inner.coord.abort_timed_out(now);
@@ -569,7 +828,31 @@ impl Transactions {
     /// Writes a transaction's markers, waits until they are durable, then
     /// records the transaction as complete. Idempotent: rerun after a
     /// crash, it writes markers again, which partitions treat as no-ops.
-    async fn finish(self: Arc<Self>, job: MarkerJob) {
+    async fn finish(self: Arc<Self>, mut job: MarkerJob) {
+        if self.gated().is_some() {
+            // Closed, so nothing joins while the markers go out; whatever
+            // joined before is marked too. The markers carry the bumped
+            // epoch: what joined at it belongs to the next transaction.
+            match self.seal(&job.transactional_id) {
+                Ok((rows, _)) => {
+                    job.partitions.extend(
+                        rows.into_iter()
+                            .filter(|r| {
+                                r.producer_id == job.producer_id
+                                    && r.producer_epoch < job.producer_epoch
+                            })
+                            .map(|r| (r.topic, r.partition)),
+                    );
+                    job.partitions.sort_unstable();
+                    job.partitions.dedup();
+                }
+                Err(e) => {
+                    warn!(transactional_id = %job.transactional_id, error = ?e, "transaction markers postponed");
+                    self.lock().pending_jobs.push(job);
+                    return;
+                }
+            }
+        }
         let kind = if job.commit {
             ControlType::Commit
         } else {
@@ -633,7 +916,11 @@ impl Transactions {
             let record = inner.coord.complete(&job.transactional_id, self.now_ms());
             self.persist(record.into_iter().collect())
         };
-        let _ = durable(written).await;
+        if durable(written).await.is_ok() {
+            // The transaction's joins are done with: the gate opens to the
+            // producer's next epoch.
+            self.reopen(&job.transactional_id, false);
+        }
     }
 }
 

@@ -100,10 +100,10 @@ pub fn handle(
     };
     if let Err(e) = txns.verify(
         &r.transactional_id,
-        r.producer_id.0,
-        r.producer_epoch,
+        (r.producer_id.0, r.producer_epoch),
         OFFSETS_TOPIC,
         group_partition,
+        true,
     ) {
         // Clients before v4 do not know TRANSACTION_ABORTABLE (KIP-890).
         let e = match e {

@@ -20,8 +20,9 @@ use weir_storage::producer::{
     self, AbortedTxn, BatchMeta, ControlType, ProducerEntry, ProducerStates, Verdict,
 };
 use weir_storage::{
-    AppendInfo, BoxFuture, BrokerAddr, Clock, Lease, LogConfig, LogEngine, LogError, LogOffsets,
-    PartitionLog, ReadLimit, ReadResult, SharedCatalog, TimestampOffset, TopicPartition,
+    AppendInfo, BoxFuture, BrokerAddr, Clock, JoinRefused, JoinedPartition, Lease, LogConfig,
+    LogEngine, LogError, LogOffsets, PartitionLog, ReadLimit, ReadResult, SharedCatalog,
+    TimestampOffset, TopicPartition,
 };
 
 use crate::error::ClusterError;
@@ -2572,6 +2573,44 @@ async fn lead(shared: &Shared, live: &[BrokerAddr]) -> Result<(), LogError> {
     Ok(())
 }
 
+/// Runs `sql` ([`schema::SEAL_TRANSACTION`], [`schema::OPEN_TRANSACTION`]:
+/// `$1` the transactional id, `$2`-`$5` the lease and this broker, then
+/// `more`), which changes nothing unless this broker holds `lease`;
+/// not-coordinator then. Answers the connection, for what follows.
+async fn under_lease(
+    shared: &Shared,
+    sql: &str,
+    id: &str,
+    lease: &Lease,
+    more: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Arc<Client>, LogError> {
+    let client = shared.db.get().await?;
+    let me = shared.config.node_id;
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+        vec![&id, &lease.topic, &lease.partition, &me, &lease.epoch];
+    params.extend_from_slice(more);
+    let held: i64 = client.query_one(sql, &params).await.map_err(pg)?.get(0);
+    if held == 0 {
+        return Err(not_coordinator(&TopicPartition::new(
+            lease.topic.clone(),
+            lease.partition,
+        )));
+    }
+    Ok(client)
+}
+
+/// A row of [`schema::JOINED_PARTITIONS`] or [`schema::JOINED_BY_COORDINATOR`].
+fn joined_partition(r: &tokio_postgres::Row) -> JoinedPartition {
+    JoinedPartition {
+        transactional_id: r.get(0),
+        producer_id: r.get(1),
+        producer_epoch: r.get(2),
+        topic: r.get(3),
+        partition: r.get(4),
+        joined_ms: r.get(5),
+    }
+}
+
 /// The catalog and membership in PostgreSQL ([`SharedCatalog`]).
 #[derive(Debug)]
 pub struct PgCatalog {
@@ -2651,6 +2690,95 @@ impl SharedCatalog for PgCatalog {
 
     fn coordinator_epoch(&self, topic: &str, partition: i32) -> Option<i64> {
         lock(&self.shared.leases).epoch(topic, partition)
+    }
+
+    fn join_transaction(
+        &self,
+        transactional_id: &str,
+        coordinator: i32,
+        (producer_id, epoch): (i64, i16),
+        partitions: &[(String, i32)],
+        now_ms: i64,
+    ) -> Result<Option<JoinRefused>, LogError> {
+        let shared = self.shared.clone();
+        let id = transactional_id.to_string();
+        let mut parts = partitions.to_vec();
+        parts.sort_unstable();
+        parts.dedup();
+        block_on(&self.handle, async move {
+            let topics: Vec<&str> = parts.iter().map(|(t, _)| t.as_str()).collect();
+            let nums: Vec<i32> = parts.iter().map(|(_, p)| *p).collect();
+            let client = shared.db.get().await?;
+            let gate = client
+                .query_opt(
+                    schema::JOIN_TRANSACTION,
+                    &[
+                        &id,
+                        &producer_id,
+                        &epoch,
+                        &coordinator,
+                        &now_ms,
+                        &topics,
+                        &nums,
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(match gate {
+                None => Some(JoinRefused::UnknownProducer),
+                Some(r) if r.get::<_, i64>(0) != producer_id => Some(JoinRefused::UnknownProducer),
+                Some(r) if r.get::<_, i16>(1) != epoch => Some(JoinRefused::StaleEpoch),
+                Some(r) if !r.get::<_, bool>(2) => Some(JoinRefused::Closed),
+                Some(_) => None,
+            })
+        })
+    }
+
+    fn seal_transaction(
+        &self,
+        transactional_id: &str,
+        lease: &Lease,
+    ) -> Result<Vec<JoinedPartition>, LogError> {
+        let (shared, id) = (self.shared.clone(), transactional_id.to_string());
+        let lease = lease.clone();
+        block_on(&self.handle, async move {
+            let client = under_lease(&shared, schema::SEAL_TRANSACTION, &id, &lease, &[]).await?;
+            let rows = client
+                .query(schema::JOINED_PARTITIONS, &[&id])
+                .await
+                .map_err(pg)?;
+            Ok(rows.iter().map(joined_partition).collect())
+        })
+    }
+
+    fn open_transaction(
+        &self,
+        transactional_id: &str,
+        lease: &Lease,
+        (producer_id, epoch): (i64, i16),
+        keep_current: bool,
+    ) -> Result<(), LogError> {
+        let (shared, id) = (self.shared.clone(), transactional_id.to_string());
+        let lease = lease.clone();
+        block_on(&self.handle, async move {
+            let more: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                [&producer_id, &epoch, &keep_current];
+            under_lease(&shared, schema::OPEN_TRANSACTION, &id, &lease, &more).await?;
+            Ok(())
+        })
+    }
+
+    fn joined_transactions(&self, coordinators: &[i32]) -> Result<Vec<JoinedPartition>, LogError> {
+        let shared = self.shared.clone();
+        let coordinators = coordinators.to_vec();
+        block_on(&self.handle, async move {
+            let client = shared.db.get().await?;
+            let rows = client
+                .query(schema::JOINED_BY_COORDINATOR, &[&coordinators])
+                .await
+                .map_err(pg)?;
+            Ok(rows.iter().map(joined_partition).collect())
+        })
     }
 
     fn coordinator_of(&self, topic: &str, partition: i32) -> Option<i32> {

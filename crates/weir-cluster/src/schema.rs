@@ -102,6 +102,22 @@ CREATE TABLE IF NOT EXISTS weir.aborted (
     last_stable bigint NOT NULL,
     PRIMARY KEY (topic, partition, marker_offset)
 );
+CREATE TABLE IF NOT EXISTS weir.txn_gates (
+    transactional_id text PRIMARY KEY,
+    producer_id bigint NOT NULL,
+    epoch smallint NOT NULL,
+    open boolean NOT NULL
+);
+CREATE TABLE IF NOT EXISTS weir.txn_partitions (
+    transactional_id text NOT NULL,
+    topic text NOT NULL,
+    partition integer NOT NULL,
+    producer_id bigint NOT NULL,
+    epoch smallint NOT NULL,
+    coordinator integer NOT NULL,
+    joined_at bigint NOT NULL,
+    PRIMARY KEY (transactional_id, topic, partition)
+);
 COMMIT;
 ";
 
@@ -469,3 +485,71 @@ pub const CLEANED: &str = "
 UPDATE weir.partitions SET cleaned_to = GREATEST(cleaned_to, $3::bigint),
     size_bytes = GREATEST(0, size_bytes - $4::bigint)
 WHERE topic = $1 AND partition = $2";
+
+/// KIP-890 part 2: a broker taking a transactional write adds its
+/// partitions (`$6`, `$7`) to the transaction of `$1` if the gate is open
+/// at producer id `$2` and epoch `$3` (`$4`: the id's
+/// `__transaction_state` partition, `$5`: now, ms). The gate row is read
+/// FOR SHARE, so a coordinator closing it waits for the insert's commit
+/// and then reads it; a join after the close sees it closed. Answers the
+/// gate as it was (no row: no gate).
+pub const JOIN_TRANSACTION: &str = "
+WITH g AS (
+    SELECT producer_id, epoch, open FROM weir.txn_gates WHERE transactional_id = $1 FOR SHARE
+), i AS (
+    INSERT INTO weir.txn_partitions (transactional_id, topic, partition, producer_id, epoch,
+        coordinator, joined_at)
+    SELECT $1, d.topic, d.part, $2, $3, $4, $5
+    FROM g, unnest($6::text[], $7::integer[]) AS d(topic, part)
+    WHERE g.producer_id = $2 AND g.epoch = $3 AND g.open
+    ON CONFLICT (transactional_id, topic, partition) DO UPDATE
+    SET producer_id = excluded.producer_id, epoch = excluded.epoch,
+        coordinator = excluded.coordinator, joined_at = excluded.joined_at
+    WHERE (weir.txn_partitions.producer_id, weir.txn_partitions.epoch)
+        <> (excluded.producer_id, excluded.epoch)
+)
+SELECT producer_id, epoch, open FROM g";
+
+/// Closes the gate of `$1` if broker `$4` holds the lease of `$2`/`$3`
+/// at epoch `$5`; answers 1 if it does, 0 if it is fenced. Its own
+/// statement, before [`JOINED_PARTITIONS`]: that one's snapshot then
+/// holds every join that committed before the close.
+pub const SEAL_TRANSACTION: &str = "
+WITH f AS (
+    SELECT 1 FROM weir.coordinators
+    WHERE topic = $2 AND partition = $3 AND holder = $4 AND epoch = $5 FOR SHARE
+), u AS (
+    UPDATE weir.txn_gates SET open = false
+    WHERE transactional_id = $1 AND EXISTS (SELECT 1 FROM f)
+)
+SELECT count(*) FROM f";
+
+/// The partitions joined to the transaction of `$1`.
+pub const JOINED_PARTITIONS: &str = "
+SELECT transactional_id, producer_id, epoch, topic, partition, joined_at
+FROM weir.txn_partitions WHERE transactional_id = $1";
+
+/// Opens the gate of `$1` to producer id `$6` at epoch `$7` under the
+/// lease as in [`SEAL_TRANSACTION`], deleting the joined partitions
+/// (but those of `$6`/`$7` when `$8`); answers 1, or 0 if fenced.
+pub const OPEN_TRANSACTION: &str = "
+WITH f AS (
+    SELECT 1 FROM weir.coordinators
+    WHERE topic = $2 AND partition = $3 AND holder = $4 AND epoch = $5 FOR SHARE
+), d AS (
+    DELETE FROM weir.txn_partitions
+    WHERE transactional_id = $1 AND EXISTS (SELECT 1 FROM f)
+        AND NOT ($8 AND producer_id = $6 AND epoch = $7)
+), u AS (
+    INSERT INTO weir.txn_gates (transactional_id, producer_id, epoch, open)
+    SELECT $1, $6, $7, true FROM f
+    ON CONFLICT (transactional_id) DO UPDATE
+    SET producer_id = excluded.producer_id, epoch = excluded.epoch, open = true
+)
+SELECT count(*) FROM f";
+
+/// The partitions joined to transactions of the `__transaction_state`
+/// partitions `$1`.
+pub const JOINED_BY_COORDINATOR: &str = "
+SELECT transactional_id, producer_id, epoch, topic, partition, joined_at
+FROM weir.txn_partitions WHERE coordinator = ANY($1)";

@@ -15,7 +15,8 @@ use kafka_protocol::records::{
 use weir_cluster::{ClusterConfig, ClusterEngine};
 use weir_storage::producer::{marker_batch, ControlType};
 use weir_storage::{
-    Clock, LogConfig, LogEngine, LogError, PartitionLog, ReadLimit, TopicPartition,
+    Clock, JoinRefused, Lease, LogConfig, LogEngine, LogError, PartitionLog, ReadLimit,
+    TopicPartition,
 };
 
 /// A throwaway PostgreSQL server, stopped (and its files removed) on drop.
@@ -948,6 +949,71 @@ async fn coordinator_leases_fence_a_stale_holders_writes() {
         .map(|(_, v)| v)
         .collect();
     assert_eq!(got, ["by-holder-0", "new-holder-0"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_gates_admit_the_coordinators_producer_epoch_while_open() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let (a, b) = lease_brokers(&pg, store.path()).await;
+    let topic = "__transaction_state";
+    let (ca, cb) = (a.shared().unwrap(), b.shared().unwrap());
+    let held_a = ca.lead_coordinators(topic, 1).unwrap();
+    let held_b = cb.lead_coordinators(topic, 1).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let (coord, other, epoch) = loop {
+        if let Some(&e) = held_a.borrow().get(&0) {
+            break (&ca, &cb, e);
+        }
+        if let Some(&e) = held_b.borrow().get(&0) {
+            break (&cb, &ca, e);
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let lease = Lease {
+        topic: topic.into(),
+        partition: 0,
+        epoch,
+    };
+    let tp = |p: i32| ("out".to_string(), p);
+    let join = |producer: (i64, i16), p: i32| other.join_transaction("t", 0, producer, &[tp(p)], 5);
+    // No gate yet: the coordinator opens it at InitProducerId.
+    assert_eq!(join((7, 0), 0).unwrap(), Some(JoinRefused::UnknownProducer));
+    coord.open_transaction("t", &lease, (7, 0), true).unwrap();
+    assert_eq!(join((7, 0), 0).unwrap(), None);
+    assert_eq!(join((7, 0), 1).unwrap(), None);
+    assert_eq!(join((7, 0), 1).unwrap(), None, "joining again is harmless");
+    assert_eq!(join((7, 1), 2).unwrap(), Some(JoinRefused::StaleEpoch));
+    assert_eq!(join((8, 0), 2).unwrap(), Some(JoinRefused::UnknownProducer));
+    // Sealed: every partition joined is read back, and nothing joins now.
+    let sealed = coord.seal_transaction("t", &lease).unwrap();
+    let mut parts: Vec<(i64, i16, i32)> = sealed
+        .iter()
+        .map(|r| (r.producer_id, r.producer_epoch, r.partition))
+        .collect();
+    parts.sort_unstable();
+    assert_eq!(parts, [(7, 0, 0), (7, 0, 1)]);
+    assert_eq!(join((7, 0), 2).unwrap(), Some(JoinRefused::Closed));
+    // Opened at the bumped epoch once the transaction completed: the old
+    // epoch's writes are refused and its partitions forgotten.
+    coord.open_transaction("t", &lease, (7, 1), false).unwrap();
+    assert_eq!(join((7, 0), 2).unwrap(), Some(JoinRefused::StaleEpoch));
+    assert_eq!(join((7, 1), 2).unwrap(), None);
+    let joined = coord.joined_transactions(&[0]).unwrap();
+    assert_eq!(joined.len(), 1, "{joined:?}");
+    assert_eq!((joined[0].producer_epoch, joined[0].partition), (1, 2));
+    // Still open: a reopen that keeps the current epoch's partitions.
+    coord.open_transaction("t", &lease, (7, 1), true).unwrap();
+    assert_eq!(coord.seal_transaction("t", &lease).unwrap().len(), 1);
+    // Only the lease holder, at its epoch, closes or opens the gate.
+    let stale = Lease {
+        epoch: epoch - 1,
+        ..lease.clone()
+    };
+    assert!(coord.open_transaction("t", &stale, (7, 1), true).is_err());
+    assert!(other.seal_transaction("t", &lease).is_err());
+    assert_eq!(join((7, 1), 3).unwrap(), Some(JoinRefused::Closed));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,5 +27,8 @@ pub use api::{
 pub use clock::Clock;
 pub use config::{LogConfig, TimestampType};
 pub use error::{LogError, RecordError};
-pub use shared::{share_lease, spread, BrokerAddr, Lease, SharedCatalog, SHARE_LEASE_PREFIX};
+pub use shared::{
+    share_lease, spread, BrokerAddr, JoinRefused, JoinedPartition, Lease, SharedCatalog,
+    SHARE_LEASE_PREFIX,
+};
 pub use stats::{EngineStats, HistogramSnapshot, LatencyHistogram};

@@ -61,6 +61,37 @@ pub fn spread(brokers: &[BrokerAddr], topic: &str, partition: i32) -> i32 {
     brokers[usize::try_from(i).unwrap_or(0)].node_id
 }
 
+/// A partition a transactional write added to its producer's transaction
+/// at whichever broker took it (KIP-890 part 2 in a cluster), as the
+/// coordinator reads it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinedPartition {
+    /// The transactional id.
+    pub transactional_id: String,
+    /// The producer id of the write.
+    pub producer_id: i64,
+    /// The producer epoch of the write.
+    pub producer_epoch: i16,
+    /// The topic written to.
+    pub topic: String,
+    /// The partition written to.
+    pub partition: i32,
+    /// When it was added (broker time, ms).
+    pub joined_ms: i64,
+}
+
+/// Why a transaction's gate refused a write's partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinRefused {
+    /// The gate knows another producer id, or none.
+    UnknownProducer,
+    /// The gate is at another epoch: the write is from an ended
+    /// transaction or a fenced producer.
+    StaleEpoch,
+    /// The coordinator is ending the transaction.
+    Closed,
+}
+
 /// The broker catalog, stored once for every broker of a cluster.
 pub trait SharedCatalog: Send + Sync + std::fmt::Debug {
     /// The stored catalog and its version, or `None` before the first save.
@@ -108,5 +139,55 @@ pub trait SharedCatalog: Send + Sync + std::fmt::Debug {
     /// it); `None` if nobody holds an unexpired lease.
     fn coordinator_of(&self, _topic: &str, _partition: i32) -> Option<i32> {
         None
+    }
+
+    /// KIP-890 part 2 in a cluster: adds `partitions` to the transaction
+    /// of `transactional_id` (whose `__transaction_state` partition is
+    /// `coordinator`) for a write by `producer` (id, epoch), if the
+    /// transaction's gate, which its coordinator keeps, is open at that
+    /// producer id and epoch; the partitions are stored, so the coordinator
+    /// reads them back at the end. Answers why not otherwise; `Ok(None)`
+    /// also when the store has no gates (one node adds in memory).
+    fn join_transaction(
+        &self,
+        _transactional_id: &str,
+        _coordinator: i32,
+        _producer: (i64, i16),
+        _partitions: &[(String, i32)],
+        _now_ms: i64,
+    ) -> Result<Option<JoinRefused>, LogError> {
+        Ok(None)
+    }
+
+    /// The coordinator, under `lease`: closes the gate of
+    /// `transactional_id` (writes wait for it to open again) and answers
+    /// every partition joined, all joins before the close included.
+    fn seal_transaction(
+        &self,
+        _transactional_id: &str,
+        _lease: &Lease,
+    ) -> Result<Vec<JoinedPartition>, LogError> {
+        Ok(Vec::new())
+    }
+
+    /// The coordinator, under `lease`: opens the gate of
+    /// `transactional_id` to writes by `producer` (id, epoch), forgetting
+    /// the joined partitions, except those of `producer` itself when
+    /// `keep_current` (a transaction still open).
+    fn open_transaction(
+        &self,
+        _transactional_id: &str,
+        _lease: &Lease,
+        _producer: (i64, i16),
+        _keep_current: bool,
+    ) -> Result<(), LogError> {
+        Ok(())
+    }
+
+    /// The partitions joined to transactions whose `__transaction_state`
+    /// partition is one of `coordinators`, for their coordinator to learn
+    /// of open transactions (and time them out).
+    fn joined_transactions(&self, _coordinators: &[i32]) -> Result<Vec<JoinedPartition>, LogError> {
+        Ok(Vec::new())
     }
 }

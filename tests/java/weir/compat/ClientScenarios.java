@@ -73,6 +73,7 @@ public final class ClientScenarios {
         s.put("group_members", ClientScenarios::groupMembers);
         s.put("cluster_views", ClientScenarios::clusterViews);
         s.put("transactions", ClientScenarios::transactions);
+        s.put("zombie", ClientScenarios::zombie);
         s.put("static_members", ClientScenarios::staticMembers);
         s.put("admin_tour", ClientScenarios::adminTour);
         s.put("describe_producers", ClientScenarios::describeProducers);
@@ -381,8 +382,10 @@ public final class ClientScenarios {
      * application does after an abort. Returns the values a read_committed
      * and a read_uncommitted reader find in `output`, the group's committed
      * offsets, DescribeTransactions' view of the transactional id and the
-     * finalized transaction.version. args: input, output, group, txn_id,
-     * count (records in input), consumer (configs).
+     * finalized transaction.version. With `tolerant`, a transaction that
+     * fails (a broker killed meanwhile) is aborted and its records
+     * processed again (counted as `redone`). args: input, output, group,
+     * txn_id, count (records in input), consumer (configs), tolerant.
      */
     static Object transactions(JsonNode args) throws Exception {
         String input = args.get("input").asText();
@@ -390,19 +393,21 @@ public final class ClientScenarios {
         String group = args.get("group").asText();
         String txnId = args.get("txn_id").asText();
         int count = args.get("count").asInt();
+        boolean tolerant = args.path("tolerant").asBoolean(false);
         Map<String, String> cconf = new LinkedHashMap<>(strings(args.path("consumer")));
         cconf.put(ConsumerConfig.GROUP_ID_CONFIG, group);
         cconf.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
         int commits = 0;
         int aborts = 0;
         int abortedRecords = 0;
+        int redone = 0;
         int done = 0;
         try (KafkaProducer<String, String> p = producer(Map.of(
                 ProducerConfig.TRANSACTIONAL_ID_CONFIG, txnId));
              KafkaConsumer<String, String> c = consumer(cconf)) {
             p.initTransactions();
             c.subscribe(List.of(input));
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(90);
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(tolerant ? 200 : 90);
             while (done < count) {
                 if (System.nanoTime() > deadline) {
                     throw new IllegalStateException("only " + done + " of " + count + " records committed");
@@ -412,29 +417,36 @@ public final class ClientScenarios {
                     continue;
                 }
                 p.beginTransaction();
-                Map<TopicPartition, OffsetAndMetadata> next = new HashMap<>();
-                for (ConsumerRecord<String, String> r : records) {
-                    p.send(new ProducerRecord<>(output, r.key(), "out:" + r.value()));
-                    next.put(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1));
-                }
-                p.sendOffsetsToTransaction(next, c.groupMetadata());
-                if (aborts == 0) {
-                    // Written first, so the abort has records to hide (an
-                    // abort drops what the producer has not sent yet).
-                    p.flush();
-                    p.abortTransaction();
-                    aborts++;
-                    abortedRecords += records.count();
-                    // Back to what the group committed: the aborted records are processed again.
-                    Map<TopicPartition, OffsetAndMetadata> committed = c.committed(records.partitions());
-                    for (TopicPartition tp : records.partitions()) {
-                        OffsetAndMetadata o = committed.get(tp);
-                        c.seek(tp, o == null ? 0 : o.offset());
+                try {
+                    Map<TopicPartition, OffsetAndMetadata> next = new HashMap<>();
+                    for (ConsumerRecord<String, String> r : records) {
+                        p.send(new ProducerRecord<>(output, r.key(), "out:" + r.value()));
+                        next.put(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1));
                     }
-                } else {
-                    p.commitTransaction();
-                    commits++;
-                    done += records.count();
+                    p.sendOffsetsToTransaction(next, c.groupMetadata());
+                    if (aborts == 0) {
+                        // Written first, so the abort has records to hide (an
+                        // abort drops what the producer has not sent yet).
+                        p.flush();
+                        p.abortTransaction();
+                        aborts++;
+                        abortedRecords += records.count();
+                        // Back to what the group committed: the aborted records are processed again.
+                        seekToCommitted(c, records.partitions());
+                    } else {
+                        retryingTimeouts(p::commitTransaction, tolerant);
+                        commits++;
+                        done += records.count();
+                    }
+                } catch (org.apache.kafka.common.KafkaException e) {
+                    // With `tolerant` (a broker killed meanwhile), a failed
+                    // transaction is aborted and its records processed again.
+                    if (!tolerant || e instanceof org.apache.kafka.common.errors.ProducerFencedException) {
+                        throw e;
+                    }
+                    retryingTimeouts(p::abortTransaction, true);
+                    redone++;
+                    seekToCommitted(c, records.partitions());
                 }
             }
         }
@@ -455,9 +467,97 @@ public final class ClientScenarios {
                 .forEach((k, v) -> finalized.put(k, v.maxVersionLevel()));
         }
         return obj("commits", commits, "aborts", aborts, "aborted_records", abortedRecords,
-            "read_committed", readCommitted, "read_uncommitted", readUncommitted,
+            "redone", redone, "read_committed", readCommitted, "read_uncommitted", readUncommitted,
             "committed_offsets", offsets, "transaction", txn,
             "transaction_version", finalized.get("transaction.version"));
+    }
+
+    /** Seeks `c` back to its group's committed offsets of `partitions`. */
+    static void seekToCommitted(KafkaConsumer<String, String> c, Set<TopicPartition> partitions) {
+        Map<TopicPartition, OffsetAndMetadata> committed = c.committed(partitions);
+        for (TopicPartition tp : partitions) {
+            OffsetAndMetadata o = committed.get(tp);
+            c.seek(tp, o == null ? 0 : o.offset());
+        }
+    }
+
+    /**
+     * Runs a transaction's end, again after a TimeoutException when
+     * `retry` (the end may still complete; Kafka's producer lets the same
+     * call be made again), at most 5 times.
+     */
+    static void retryingTimeouts(Runnable end, boolean retry) {
+        for (int attempt = 1; ; attempt++) {
+            try {
+                end.run();
+                return;
+            } catch (org.apache.kafka.common.errors.TimeoutException e) {
+                if (!retry || attempt == 5) {
+                    throw e;
+                }
+            }
+        }
+    }
+
+    /**
+     * A zombie fenced: producer A (transactional id `txn_id`) writes
+     * `count` records to partitions 0..partitions-2 of `topic` in a
+     * transaction it leaves open; producer B starts with the same id,
+     * which fences A and aborts its transaction, then writes `count`
+     * records and commits. A then writes to the last partition, which its
+     * transaction never had, and tries to commit. Returns the exceptions
+     * (simple class names, "none" if it succeeded) of A's late write and
+     * commit, what read_committed and read_uncommitted readers find in
+     * `topic`, and B's transaction as DescribeTransactions shows it.
+     * args: topic, partitions, txn_id, count.
+     */
+    static Object zombie(JsonNode args) throws Exception {
+        String topic = args.get("topic").asText();
+        int partitions = args.get("partitions").asInt();
+        String txnId = args.get("txn_id").asText();
+        int count = args.get("count").asInt();
+        String lateSend = "none";
+        String lateCommit = "none";
+        Map<String, String> conf = Map.of(ProducerConfig.TRANSACTIONAL_ID_CONFIG, txnId);
+        try (KafkaProducer<String, String> a = producer(conf)) {
+            a.initTransactions();
+            a.beginTransaction();
+            for (int i = 0; i < count; i++) {
+                a.send(new ProducerRecord<>(topic, i % (partitions - 1), "k" + i, "zombie-" + i));
+            }
+            a.flush();
+            try (KafkaProducer<String, String> b = producer(conf)) {
+                b.initTransactions();
+                try {
+                    a.send(new ProducerRecord<>(topic, partitions - 1, "late", "late"))
+                        .get(60, TimeUnit.SECONDS);
+                } catch (ExecutionException e) {
+                    lateSend = e.getCause().getClass().getSimpleName();
+                }
+                try {
+                    a.commitTransaction();
+                } catch (org.apache.kafka.common.KafkaException e) {
+                    lateCommit = e.getClass().getSimpleName();
+                }
+                b.beginTransaction();
+                for (int i = 0; i < count; i++) {
+                    b.send(new ProducerRecord<>(topic, i % partitions, "k" + i, "live-" + i));
+                }
+                b.commitTransaction();
+            }
+        }
+        List<String> readCommitted = readAll(topic, "read_committed", count);
+        List<String> readUncommitted = readAll(topic, "read_uncommitted", 2 * count);
+        Map<String, Object> txn;
+        try (Admin adm = admin()) {
+            TransactionDescription d = adm.describeTransactions(List.of(txnId)).description(txnId)
+                .get(30, TimeUnit.SECONDS);
+            txn = obj("state", d.state().toString(), "producer_id", d.producerId(),
+                "producer_epoch", d.producerEpoch(), "partitions", d.topicPartitions().size());
+        }
+        return obj("late_send", lateSend, "late_commit", lateCommit,
+            "read_committed", readCommitted, "read_uncommitted", readUncommitted,
+            "transaction", txn);
     }
 
     /**
