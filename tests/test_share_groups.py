@@ -322,6 +322,22 @@ def test_latest_is_resolved_at_the_first_fetch_not_at_the_assignment(
     assert out == {"values": [], "start_offset": end + 2}
 
 
+def test_a_partition_assigned_but_never_fetched_is_listed_without_a_start_offset(
+        java, share_broker, topic_name):
+    """listShareGroupOffsets of a whole group (DescribeShareGroupOffsets
+    naming no topic) lists a share-partition that is assigned but was never
+    fetched, as Kafka lists one whose state is initialized without a start
+    offset: start offset -1, which the Java admin client gives as no
+    offset information."""
+    java.call("produce", topic=topic_name, count=3)
+    group = f"u-{topic_name}"
+    member, _ = kafka_wire.join_share_group(HOST, share_broker.port, group, topic_name)
+    try:
+        assert java.call("list_offsets", group=group) == {f"{topic_name}-0": None}
+    finally:
+        kafka_wire.leave_share_group(HOST, share_broker.port, group, member)
+
+
 def test_renew_keeps_records_locked_past_the_lock_duration(java, topic_name):
     """RENEW (KIP-1222, share.renew.acknowledge.enable defaults to true):
     a consumer renewing its records' locks every 700 ms keeps them for 5 s

@@ -1154,15 +1154,27 @@ impl Shares {
                 .iter()
                 .map(|tp| (*tp, describe(tp, inner.partitions.get(&key(tp)))))
                 .collect(),
-            None => inner
-                .partitions
-                .iter()
-                .filter(|(k, _)| k.group_id == group)
-                .map(|(k, e)| {
-                    let tp = (k.topic_id, k.partition);
-                    (tp, describe(&tp, Some(e)))
-                })
-                .collect(),
+            None => {
+                let mut all: BTreeMap<TopicIdPartition, PartitionOffsets> = inner
+                    .partitions
+                    .iter()
+                    .filter(|(k, _)| k.group_id == group)
+                    .map(|(k, e)| {
+                        let tp = (k.topic_id, k.partition);
+                        (tp, describe(&tp, Some(e)))
+                    })
+                    .collect();
+                // A partition assigned but not fetched yet has no state,
+                // and is listed as Kafka lists one whose state is
+                // initialized without a start offset: -1.
+                for (topic, parts) in inner.groups.assigned_partitions(group) {
+                    for p in parts {
+                        all.entry((topic, p))
+                            .or_insert_with(|| describe(&(topic, p), None));
+                    }
+                }
+                all
+            }
         })
     }
 
