@@ -1831,21 +1831,39 @@ def test_kill9_parallel_stream_table_join_is_exactly_once(node, weir_binary, _br
                "KPJ_OUT", ["kpu", "kpo"], props=PARALLEL, threads=2)
 
 
-def test_kill9_repartitioned_join_over_partitions_is_exactly_once(node, weir_binary, _broker_root):
-    """The benchmark's join shape over multi-partition topics: the orders
-    are re-keyed by user through the Join-repartition topic, killed with
-    kill -9 at random points; every order joined exactly once."""
-    users = [{"key": {"string": f"u{u}"}, "value": {"NAME": f"user{u}"}, "timestamp": u} for u in range(200)]
+def _kill9_repartitioned_join(node, weir_binary, root, name: str, table_partitions: int, renames: int, **kw):
+    """The benchmark's join shape: 40,000 orders on 4 partitions re-keyed
+    by user through the Join-repartition topic onto a table of 200 users
+    (each renamed `renames` times while the orders go by), killed with
+    kill -9 at random points; the output equals the uninterrupted run's
+    (as a set). Short transactions, so the kills fall between them."""
+    users = [{"key": {"string": f"u{u}"}, "value": {"NAME": f"user{u}v{v}"}, "timestamp": v * 10_000 + u}
+             for v in range(renames + 1) for u in range(200)]
     orders = [{"key": {"string": f"o{i}"}, "value": {"ID": i, "USER": f"u{i % 250}", "AMOUNT": i * 0.5},
-               "timestamp": 10_000 + i} for i in range(40_000)]
-    _kill_test(node, weir_binary, _broker_root, "kjrp_",
-               ["CREATE TABLE kru (ID STRING PRIMARY KEY, NAME STRING) WITH (KAFKA_TOPIC='kru', VALUE_FORMAT='JSON', PARTITIONS=3);",
-                "CREATE STREAM kro (K STRING KEY, ID BIGINT, USER STRING, AMOUNT DOUBLE) WITH (KAFKA_TOPIC='kro', VALUE_FORMAT='JSON', PARTITIONS=4);"],
-               {"kru": users, "kro": orders},
-               "CREATE STREAM {sink} AS SELECT O.USER, O.ID, O.AMOUNT, U.NAME FROM kro O LEFT JOIN kru U ON O.USER = U.ID;",
-               "KRP_OUT", ["kru", "kro"], ordered=False,
-               # Short transactions, so the kills fall between them.
-               extra=("--set", "ksql.streams.commit.interval.ms=200"))
+               "timestamp": 5_000 + i} for i in range(40_000)]
+    _kill_test(node, weir_binary, root, f"{name}_",
+               [f"CREATE TABLE {name}u (ID STRING PRIMARY KEY, NAME STRING) WITH (KAFKA_TOPIC='{name}u', "
+                f"VALUE_FORMAT='JSON', PARTITIONS={table_partitions});",
+                f"CREATE STREAM {name}o (K STRING KEY, ID BIGINT, USER STRING, AMOUNT DOUBLE) WITH (KAFKA_TOPIC='{name}o', "
+                "VALUE_FORMAT='JSON', PARTITIONS=4);"],
+               {f"{name}u": users, f"{name}o": orders},
+               f"CREATE STREAM {{sink}} AS SELECT O.USER, O.ID, O.AMOUNT, U.NAME FROM {name}o O LEFT JOIN {name}u U "
+               "ON O.USER = U.ID;",
+               f"{name.upper()}_OUT", [f"{name}u", f"{name}o"], ordered=False,
+               extra=("--set", "ksql.streams.commit.interval.ms=200"), **kw)
+
+
+def test_kill9_repartitioned_join_over_partitions_is_exactly_once(node, weir_binary, _broker_root):
+    """Table on 3 partitions, stream on 4: one task."""
+    _kill9_repartitioned_join(node, weir_binary, _broker_root, "kjrp", 3, 0)
+
+
+def test_kill9_parallel_repartitioned_join_with_history_is_exactly_once(node, weir_binary, _broker_root):
+    """Table and stream on 4 partitions: 4 tasks on 2 threads, the users
+    renamed three times. A restarted task rebuilds its table's versions
+    from the table's topic and rows left in flight meet them as of their
+    time."""
+    _kill9_repartitioned_join(node, weir_binary, _broker_root, "kjph", 4, 3, props=PARALLEL, threads=2)
 
 
 def test_kill9_repartitioned_stream_stream_join_is_exactly_once(node, weir_binary, _broker_root):
@@ -1921,15 +1939,13 @@ def _rekeyed_lookup_join(s: SqlServer, p: str, table_partitions: int = 1) -> tup
     return group, topic
 
 
-def test_held_table_records_go_on_when_rekeyed_rows_come_back_retimed(node, weir_binary, _broker_root):
-    """A table record of a re-keyed join waits for the re-keyed rows sent at
-    or before its time, counted by timestamp. A row read back with another
-    timestamp (here the repartition topic is switched to LogAppendTime)
-    leaves its count behind: once the repartition topic is read to its end
-    with no transaction open, the count is known stale and the table record
-    goes on instead of waiting for ever. The repartition topic has two
-    partitions and one receives nothing: the consumer has no position in
-    it, yet it is at its end."""
+def test_rekeyed_rows_read_back_retimed_meet_the_table_as_of_their_own_time(node, weir_binary, _broker_root):
+    """A row of a re-keyed join read back with another timestamp (here the
+    repartition topic is switched to LogAppendTime, so the record comes back
+    later than the table update) still meets the table as of the time it
+    carries: the update at 5000 is a later version than the order at 1000
+    sees. The repartition topic has two partitions and one receives
+    nothing: the consumer has no position in it, yet it is at its end."""
     from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
     s = SqlServer(weir_binary, _broker_root, node.bootstrap, service_id="retime_").start()
     try:
@@ -1943,36 +1959,33 @@ def test_held_table_records_go_on_when_rekeyed_rows_come_back_retimed(node, weir
         assert len(admin.list_topics(topic, timeout=10).topics[topic].partitions) == 2
         produce(node.bootstrap, "rto", [{"key": {"int": 1}, "value": {"UID": 7}, "timestamp": 1000}])
         produce(node.bootstrap, "rtu", [{"key": {"int": 7}, "value": {"NAME": "n7"}, "timestamp": 5000}])
-        # Without the stale count dropped, the table record is held for ever.
         wait_caught_up(node.bootstrap, group, ["rto", "rtu"], timeout=60)
         got = [json.loads(r["value"]) for r in read_all(node.bootstrap, "RT_OUT")]
         assert got == [{"OID": 1, "NAME": None}], got
-        assert "no longer waiting for them" in s.log_path.read_text(errors="replace")
     finally:
         s.kill()
 
 
-def test_rekeyed_stream_table_join_meets_each_row_as_of_its_time(sql_kept, node):
-    """A stream–table join through Join-repartition (a 4-partition stream
-    re-keyed onto the table's 3 partitions): every order meets its user's
-    name as of the order's time, as the direct join's timestamp merge has
-    it, computed here record by record. A table update waits only for the
-    re-keyed rows sent to its own partition: waiting for other partitions'
-    let the stream run ahead, and a later order of its own partition, read
-    back, went before it (and met the old name)."""
+def _rekeyed_as_of_join(sql_kept, node, name: str, table_partitions: int, props=None) -> str:
+    """Joins a 4-partition stream of 3000 orders, re-keyed through
+    Join-repartition, to a table of 150 updates interleaved in time, and
+    checks every order's name against its user's name as of the order's
+    time, computed here record by record. Answers the query id."""
     sql_kept.ksql(
-        "CREATE TABLE rtu3 (ID STRING PRIMARY KEY, NAME STRING) WITH (KAFKA_TOPIC='rtu3', VALUE_FORMAT='JSON', PARTITIONS=3);"
-        "CREATE STREAM rto4 (K STRING KEY, ID BIGINT, USER STRING) WITH (KAFKA_TOPIC='rto4', VALUE_FORMAT='JSON', PARTITIONS=4);")
+        f"CREATE TABLE {name}u (ID STRING PRIMARY KEY, NAME STRING) WITH (KAFKA_TOPIC='{name}u', VALUE_FORMAT='JSON', "
+        f"PARTITIONS={table_partitions});"
+        f"CREATE STREAM {name}o (K STRING KEY, ID BIGINT, USER STRING) WITH (KAFKA_TOPIC='{name}o', VALUE_FORMAT='JSON', "
+        "PARTITIONS=4);")
     # Updates at odd times, orders at even ones, interleaved.
     users = [{"key": {"string": f"u{j % 30}"}, "value": {"NAME": f"u{j % 30}v{j // 30}"}, "timestamp": 10_001 + 80 * j}
              for j in range(150)]
     orders = [{"key": {"string": f"o{i}"}, "value": {"ID": i, "USER": f"u{i * 7 % 30}"}, "timestamp": 10_000 + 4 * i}
               for i in range(3000)]
-    produce(node.bootstrap, "rtu3", users)
-    produce(node.bootstrap, "rto4", orders)
-    qid = sql_kept.ksql("CREATE STREAM RT_ASOF AS SELECT O.USER, O.ID, U.NAME FROM rto4 O "
-                        "LEFT JOIN rtu3 U ON O.USER = U.ID;")[1][0]["commandStatus"]["queryId"]
-    wait_caught_up(node.bootstrap, query_group("kept_", qid), ["rto4", "rtu3"], timeout=180)
+    produce(node.bootstrap, f"{name}u", users)
+    produce(node.bootstrap, f"{name}o", orders)
+    qid = sql_kept.ksql(f"CREATE STREAM {name.upper()}_OUT AS SELECT O.USER, O.ID, U.NAME FROM {name}o O "
+                        f"LEFT JOIN {name}u U ON O.USER = U.ID;", props=props)[1][0]["commandStatus"]["queryId"]
+    wait_caught_up(node.bootstrap, query_group("kept_", qid), [f"{name}o", f"{name}u"], timeout=180)
     names = {}
     want = []
     for r in sorted(users + orders, key=lambda r: r["timestamp"]):
@@ -1982,22 +1995,54 @@ def test_rekeyed_stream_table_join_meets_each_row_as_of_its_time(sql_kept, node)
             v = r["value"]
             want.append((v["USER"], v["ID"], names.get(v["USER"]), r["timestamp"]))
     assert len({w[2] for w in want}) > 100, "orders meet many versions"
-    rows = [(r["key"].decode(), json.loads(r["value"]), r["timestamp"]) for r in read_all(node.bootstrap, "RT_ASOF")]
+    rows = [(r["key"].decode(), json.loads(r["value"]), r["timestamp"])
+            for r in read_all(node.bootstrap, f"{name.upper()}_OUT")]
     got = sorted((k, v["ID"], v["NAME"], ts) for k, v, ts in rows)
     wrong = [(g, w) for g, w in zip(got, sorted(want)) if g != w]
     assert len(got) == len(want) and not wrong, f"{len(wrong)} rows differ, first {wrong[:3]}"
+    return qid
 
 
-def test_rekeyed_rows_in_flight_at_a_restart_still_hold_table_records(node, weir_binary, _broker_root):
+def test_rekeyed_stream_table_join_meets_each_row_as_of_its_time(sql_kept, node):
+    """A stream–table join through Join-repartition (a 4-partition stream
+    re-keyed onto the table's 3 partitions: one task): every order meets
+    its user's name as of the order's time, as the direct join's timestamp
+    merge has it. Table updates are not held for the re-keyed rows: a row
+    read back after the table moved on looks up the version of its time."""
+    _rekeyed_as_of_join(sql_kept, node, "rta", 3)
+
+
+def test_rekeyed_stream_table_join_split_into_tasks_meets_each_row_as_of_its_time(sql_kept, node):
+    """The same join with the table on 4 partitions, as the stream: one
+    task per partition on 2 threads (EXPLAIN's tasksMetadata: the
+    re-keying sub-topology reads the stream's partitions, the join's the
+    table's and Join-repartition's). Rows from both threads land in a
+    repartition partition in the order their transactions commit, not in
+    time order, and the table partition's task reads them after its table
+    has moved on; each still meets the name as of its time."""
+    qid = _rekeyed_as_of_join(sql_kept, node, "rtb", 4, props={"auto.offset.reset": "earliest",
+                                                              "ksql.streams.num.stream.threads": "2"})
+    _, answer = sql_kept.ksql(f"EXPLAIN {qid};")
+    tasks = {t["taskId"]: [(o["topicPartitionEntity"]["topic"], o["topicPartitionEntity"]["partition"])
+                           for o in t["topicOffsets"]] for t in answer[0]["queryDescription"]["tasksMetadata"]}
+    assert sorted(tasks) == ["0_0", "0_1", "0_2", "0_3", "1_0", "1_1", "1_2", "1_3"], tasks
+    for p in range(4):
+        assert tasks[f"0_{p}"] == [("rtbo", p)], tasks
+        assert sorted(t for t, _ in tasks[f"1_{p}"]) == sorted(
+            ["rtbu", f"{query_group('kept_', qid)}-Join-repartition"]), tasks
+        assert {q for _, q in tasks[f"1_{p}"]} == {p}, tasks
+
+
+def test_rekeyed_rows_in_flight_at_a_restart_meet_the_table_as_of_their_time(node, weir_binary, _broker_root):
     """Re-keyed rows a killed run committed to the Join-repartition topic
-    but did not read back are counted by the restarted query as the killed
-    run counted them: a table record later in time than one of them waits
-    for it, although the partition's next row is later than the table
-    record (a partition's rows are in the order sent, not by time). Copies
-    of the query's own repartition records, written while it is down,
-    stand in for such rows: the query cannot tell them apart. Without the
-    count the table record (time 20) goes before the row at time 100 at the
-    head of the repartition partition, and both rows meet it."""
+    but did not read back meet the table as of their own time after the
+    restart, although a table update (time 20) is read before them: the
+    row at time 10 does not see it, the row at time 100 does (a
+    partition's rows are in the order sent, not by time, so the update
+    goes before the row at 100 at the head of the repartition partition,
+    and a table kept only as its latest rows let the row at 10 meet it
+    too). Copies of the query's own repartition records, written while it
+    is down, stand in for such rows: the query cannot tell them apart."""
     from confluent_kafka import Producer
     s = SqlServer(weir_binary, _broker_root, node.bootstrap,
                   "--set", "ksql.streams.repartition.purge.interval.ms=3600000", service_id="inflight_").start()
@@ -2017,8 +2062,8 @@ def test_rekeyed_rows_in_flight_at_a_restart_still_hold_table_records(node, weir
         s.start()
         wait_caught_up(node.bootstrap, group, ["ifo", "ifu"], timeout=60)
         got = [json.loads(r["value"]) for r in read_all(node.bootstrap, "IF_OUT")]
-        assert got == [{"OID": 1, "NAME": None}, {"OID": 2, "NAME": None}] * 2, got
-        assert "re-keyed rows of a previous run not yet read back" in s.log_path.read_text(errors="replace")
+        assert got == [{"OID": 1, "NAME": None}, {"OID": 2, "NAME": None},
+                       {"OID": 1, "NAME": "n7"}, {"OID": 2, "NAME": None}], got
     finally:
         s.kill()
 

@@ -60,6 +60,17 @@ impl EngineConfig {
         std::time::Duration::from_millis(ms.max(1))
     }
 
+    /// `weir.sql.join.history.retention.ms`: how far behind the table's
+    /// latest time a stream–table join through `Join-repartition` keeps
+    /// the table's earlier versions (one hour by default; see
+    /// `task::History`).
+    pub fn history_retention_ms(&self) -> i64 {
+        self.prop("weir.sql.join.history.retention.ms")
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or(crate::task::HISTORY_RETENTION_MS)
+            .max(0)
+    }
+
     /// `ksql.streams.repartition.purge.interval.ms`: how often a query
     /// deletes the repartition records it has consumed (Kafka Streams'
     /// default, 30 s).
@@ -1158,12 +1169,20 @@ impl Engine {
         // no thread count) keeps one task: its changelog's records were
         // placed by the producer's partitioner, not by task.
         let legacy = !session.properties.contains_key(STREAM_THREADS);
-        let tasks =
-            if plan.partitioned() && !legacy && counts.iter().all(|n| *n == source_partitions) {
-                usize::try_from(source_partitions).unwrap_or(1).max(1)
-            } else {
-                1
-            };
+        // A re-keyed join's rows reach the task of the table's partition
+        // only if the re-keyed key's bytes are the table record's: not
+        // when its key has a registry schema of its own.
+        let own_key_schema = matches!(plan.op, Op::StreamTable { .. })
+            && repartition_keys.iter().any(Option::is_some);
+        let tasks = if plan.partitioned()
+            && !legacy
+            && !own_key_schema
+            && counts.iter().all(|n| *n == source_partitions)
+        {
+            usize::try_from(source_partitions).unwrap_or(1).max(1)
+        } else {
+            1
+        };
         let topology = topology_text(&plan, &inputs, &sink.topic);
         let execution_plan = execution_plan(&plan, query_id, &sink.name);
         let fed: Vec<usize> = plan
@@ -1186,6 +1205,7 @@ impl Engine {
             settings: self.config.kafka.clone(),
             offset_reset: session.offset_reset(&self.config),
             commit_interval: self.config.commit_interval(),
+            history_retention_ms: self.config.history_retention_ms(),
             purge_interval: self.config.purge_interval(),
             tasks,
             threads: session.stream_threads(&self.config),
@@ -1662,6 +1682,7 @@ impl Engine {
             settings: self.config.kafka.clone(),
             offset_reset: session.offset_reset(&self.config),
             commit_interval: self.config.commit_interval(),
+            history_retention_ms: self.config.history_retention_ms(),
             purge_interval: self.config.purge_interval(),
             repartitions: Vec::new(),
             repartition_keys: Vec::new(),
@@ -1751,6 +1772,7 @@ impl Engine {
             settings: self.config.kafka.clone(),
             offset_reset: "earliest".into(),
             commit_interval: self.config.commit_interval(),
+            history_retention_ms: self.config.history_retention_ms(),
             purge_interval: self.config.purge_interval(),
             repartitions: Vec::new(),
             repartition_keys: Vec::new(),

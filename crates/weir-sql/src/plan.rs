@@ -495,10 +495,13 @@ impl Plan {
                         && src.window.is_none()
                         && on_key(&group.iter().collect::<Vec<_>>()))
             }
-            // Not through `Join-repartition`: a table record there waits
-            // for the re-keyed rows the query sent, counted in one place.
+            // On the stream's key, or through `Join-repartition`: the
+            // first half by stream partition, the join by repartition
+            // partition (the table's), its table versioned so rows read
+            // back from other tasks in no time order still meet it as of
+            // their time.
             Op::StreamTable { left_key, .. } => {
-                self.repartitions().is_empty() && src.window.is_none() && on_key(&[left_key])
+                src.window.is_none() && (!self.repartitions().is_empty() || on_key(&[left_key]))
             }
             _ => false,
         }

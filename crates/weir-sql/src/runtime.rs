@@ -397,6 +397,9 @@ pub struct QuerySpec {
     /// `ksql.streams.num.stream.threads`: threads a persistent query's
     /// tasks are spread over (never more than its tasks).
     pub threads: usize,
+    /// How far behind the table's latest time a re-keyed stream–table
+    /// join keeps its table's versions (`weir.sql.join.history.retention.ms`).
+    pub history_retention_ms: i64,
 }
 
 /// Where a query's rows go.
@@ -872,6 +875,9 @@ fn run(
         true => None,
     };
     let rekeyed_out = RekeyedOut::new(spec, output, repartitions);
+    let mut placement_check = worker.partitioned
+        && !repartitions.is_empty()
+        && matches!(spec.plan.op, Op::StreamTable { .. });
     // The first half: source inputs re-keyed into a repartition topic.
     let fed: Vec<usize> = rekeys
         .iter()
@@ -880,17 +886,19 @@ fn run(
             Feed::Stage(_) => None,
         })
         .collect();
-    // A join that re-keys: the records that enter the join directly and
-    // those read back from another repartition topic wait for the
-    // re-keyed rows sent at or before their timestamp to come back, so
-    // each row meets the others as of its own time, as the direct join's
-    // timestamp merge has it. `unread` counts the rows sent and not yet
+    // A chain of joins that re-keys: the records that enter the join
+    // directly and those read back from another repartition topic wait
+    // for the re-keyed rows sent at or before their timestamp to come
+    // back, so each row meets the others as of its own time, as the direct
+    // join's timestamp merge has it. (A stream–table join waits for
+    // nothing: its table is kept as versions, `Task::history`, and a row
+    // read back looks it up as of its own time.) `unread` counts the rows sent and not yet
     // read back, by timestamp and merge rank (an input `i` and what it
     // re-keys rank `2 i`, a stage's rows re-keyed for stage `s` rank
     // `2 s - 1`: before the stage's right input, as the direct join has
     // them at once); a held record commits the transaction at once, which
     // makes them readable.
-    let join = matches!(spec.plan.op, Op::StreamTable { .. } | Op::Joins { .. });
+    let join = matches!(spec.plan.op, Op::Joins { .. });
     let rank = |input: usize| match input.checked_sub(first_rekeyed) {
         None => 2 * input,
         Some(j) => match rekeys.get(j).map(|r| r.feed) {
@@ -899,7 +907,6 @@ fn run(
             None => 0,
         },
     };
-    let own_partition = matches!(spec.plan.op, Op::StreamTable { .. });
     let held_inputs: Vec<usize> = match (join, repartitions.is_empty()) {
         (true, false) => (0..all_inputs.len()).filter(|i| !fed.contains(i)).collect(),
         _ => Vec::new(),
@@ -993,30 +1000,23 @@ fn run(
             // not for a row queued behind a later one in its partition
             // (that one may be waiting for it: read in partition order,
             // it cannot come first).
-            //
-            // A stream–table join's table record waits only for rows sent
-            // to its own partition (the topic is partitioned as the
-            // table): no other row meets it. Waiting for the others too
-            // let the stream run ahead meanwhile, and a later row of its
-            // own partition, read back, went before it.
-            let held = |input: usize, partition: i32, ts: i64| {
+            let held = |input: usize, ts: i64| {
                 held_inputs.contains(&input)
                     && unread
                         .range(..(ts, rank(input), 0, i32::MIN))
                         .any(|(&(t, r, i, p), _)| {
-                            (!own_partition || p == partition)
-                                && (!is_rekeyed(input)
-                                    || (r != rank(input)
-                                        && heads
-                                            .get(&(i, p))
-                                            .and_then(VecDeque::front)
-                                            .is_none_or(|m| m.timestamp <= t)))
+                            !is_rekeyed(input)
+                                || (r != rank(input)
+                                    && heads
+                                        .get(&(i, p))
+                                        .and_then(VecDeque::front)
+                                        .is_none_or(|m| m.timestamp <= t))
                         })
             };
             let held_head = || {
                 heads
                     .iter()
-                    .any(|(&(i, p), q)| q.front().is_some_and(|m| held(i, p, m.timestamp)))
+                    .any(|(&(i, _), q)| q.front().is_some_and(|m| held(i, m.timestamp)))
             };
             let mut waiting = heads
                 .iter()
@@ -1042,7 +1042,7 @@ fn run(
             let next = heads
                 .iter()
                 .filter_map(|(k, q)| q.front().map(|m| (m.timestamp, *k)))
-                .filter(|(ts, (input, p))| !held(*input, *p, *ts))
+                .filter(|(ts, (input, _))| !held(*input, *ts))
                 .min();
             let Some((_, k)) = next else {
                 flush = held_head();
@@ -1099,6 +1099,19 @@ fn run(
                     }
                     t.process_rekeyed(j, &rec, &mut fx)
                 } else {
+                    if placement_check && msg.input == 1 {
+                        // Split into tasks, a re-keyed join finds a table
+                        // row only in the partition the Java client's
+                        // partitioner gives its key (where the re-keyed
+                        // rows go), as ksqlDB requires: said once.
+                        if rec
+                            .key
+                            .is_some_and(|k| partition_for(k, all_inputs[1].1) != rec.partition)
+                        {
+                            placement_check = false;
+                            warn!(query = %spec.id, topic = %all_inputs[1].0, partition = rec.partition, "a table record is not in the partition the Java client's partitioner gives its key; re-keyed rows for it go to another task and will not meet it (produce the table with the murmur2 partitioner)");
+                        }
+                    }
                     t.process(&rec, &mut fx)
                 };
                 // Rows re-keyed by this record, in its transaction.
@@ -1601,7 +1614,9 @@ fn partitions_at_end(
 fn new_task(spec: &QuerySpec, output: &Output) -> Task {
     match output {
         Output::Topic { .. } if !spec.repartitions.is_empty() => {
-            Task::through_topics(spec.plan.clone())
+            let mut t = Task::through_topics(spec.plan.clone());
+            t.history.retention = spec.history_retention_ms;
+            t
         }
         _ => Task::new(spec.plan.clone()),
     }

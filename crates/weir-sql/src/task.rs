@@ -80,6 +80,88 @@ pub struct AggEntry {
 /// differs per process.
 pub type KeyMap<V> = HashMap<Vec<u8>, V, foldhash::fast::RandomState>;
 
+/// A table kept as versions by timestamp, as Kafka Streams' versioned
+/// key-value stores keep one for its stream–table join: a lookup at time
+/// `t` answers the latest version before `t` (at equal times the stream
+/// row goes first, as in the timestamp merge). Versions older than the
+/// history retention behind the latest table time are dropped, except
+/// the one still valid at that horizon, so a lookup within retention is
+/// exact and one older answers that version if it was already valid, else
+/// no row.
+#[derive(Debug)]
+pub struct History {
+    versions: KeyMap<Vec<(i64, Option<Vec<Value>>)>>,
+    /// The largest version timestamp put.
+    time: i64,
+    /// How far behind `time` versions are kept (milliseconds).
+    pub retention: i64,
+}
+
+/// The default history retention: one hour of table time.
+pub const HISTORY_RETENTION_MS: i64 = 3_600_000;
+
+impl Default for History {
+    fn default() -> Self {
+        History {
+            versions: KeyMap::default(),
+            time: i64::MIN,
+            retention: HISTORY_RETENTION_MS,
+        }
+    }
+}
+
+impl History {
+    /// Puts key `k`'s version at `ts` (`None`: deleted); a later put at
+    /// the same time replaces it, as it would the latest row.
+    pub fn put(&mut self, k: Vec<u8>, row: Option<Vec<Value>>, ts: i64) {
+        self.time = self.time.max(ts);
+        let horizon = self.time.saturating_sub(self.retention.max(0));
+        // Only a delete can leave a key with no version: it keeps its
+        // key to remove it then.
+        let deleted = match row {
+            None if !self.versions.contains_key(&k) => return,
+            None => Some(k.clone()),
+            Some(_) => None,
+        };
+        let v = self.versions.entry(k).or_default();
+        let i = v.partition_point(|(t, _)| *t <= ts);
+        match i.checked_sub(1).and_then(|j| v.get_mut(j)) {
+            Some(last) if last.0 == ts => last.1 = row,
+            _ => v.insert(i, (ts, row)),
+        }
+        // The newest version at or before the horizon answers every
+        // lookup from there on; older ones answer none within retention.
+        let valid = v.partition_point(|(t, _)| *t <= horizon).saturating_sub(1);
+        // A delete at or before the horizon with nothing before it
+        // answers as no version does (a later one stays: a version put
+        // out of order before it must still end at it).
+        let leading = v[valid..]
+            .iter()
+            .take_while(|(t, r)| *t <= horizon && r.is_none())
+            .count();
+        v.drain(..valid + leading);
+        if let (true, Some(k)) = (v.is_empty(), deleted) {
+            self.versions.remove(&k);
+        }
+    }
+
+    /// Key `k`'s row as of time `ts`: the latest version before it.
+    pub fn at(&self, k: &[u8], ts: i64) -> Option<&Vec<Value>> {
+        let v = self.versions.get(k)?;
+        let i = v.partition_point(|(t, _)| *t < ts);
+        v.get(i.checked_sub(1)?)?.1.as_ref()
+    }
+
+    /// How many versions are kept, over every key.
+    pub fn len(&self) -> usize {
+        self.versions.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.versions.is_empty()
+    }
+}
+
 /// One stage of a chain of table–table joins: the result so far (left)
 /// and the next table (right), by encoded join key, with each row's
 /// timestamp.
@@ -103,6 +185,11 @@ pub struct Task {
     windows: KeyMap<Vec<i64>>,
     /// Joins: the table side's rows by encoded key.
     pub table: KeyMap<Vec<Value>>,
+    /// A stream–table join through `Join-repartition`: the table's rows
+    /// by encoded key as versions by timestamp (`None` a delete),
+    /// ascending, so a row read back meets the table as of its own time
+    /// whenever the table has gone ahead of it (see [`History`]).
+    pub history: History,
     /// Table-table joins: the left table's rows by encoded key.
     pub left: KeyMap<Vec<Value>>,
     /// Foreign-key joins: the left keys (encoded) by the right key they
@@ -232,6 +319,7 @@ impl Task {
             aggs: KeyMap::default(),
             windows: KeyMap::default(),
             table: KeyMap::default(),
+            history: History::default(),
             left: KeyMap::default(),
             by_foreign_key: KeyMap::default(),
             stream_time: i64::MIN,
@@ -400,14 +488,7 @@ impl Task {
             Op::StreamTable { .. } => {
                 if rec.input == 1 {
                     let k = key_bytes(&self.key_of(rec)?);
-                    match decoded {
-                        Some((row, _)) => {
-                            self.table.insert(k, row);
-                        }
-                        None => {
-                            self.table.remove(&k);
-                        }
-                    }
+                    self.table_put(k, decoded, rec.timestamp);
                 } else if let Some((row, ts)) = decoded {
                     self.stream_table(row, ts, fx);
                 }
@@ -1212,7 +1293,20 @@ impl Task {
             }
             return Ok(());
         }
-        match self.row(rec)? {
+        let row = self.row(rec)?;
+        self.table_put(k, row, rec.timestamp);
+        Ok(())
+    }
+
+    /// A stream–table join's table record: a new version when the join
+    /// goes through `Join-repartition`, else the row replaced.
+    fn table_put(&mut self, k: Vec<u8>, row: Option<(Vec<Value>, i64)>, record_ts: i64) {
+        if self.versioned() {
+            let ts = row.as_ref().map_or(record_ts, |(_, t)| *t);
+            self.history.put(k, row.map(|(r, _)| r), ts);
+            return;
+        }
+        match row {
             Some((row, _)) => {
                 self.table.insert(k, row);
             }
@@ -1220,7 +1314,15 @@ impl Task {
                 self.table.remove(&k);
             }
         }
-        Ok(())
+    }
+
+    /// Whether the join's table is kept as versions: a stream–table join
+    /// whose stream is re-keyed through its topic. Its rows come back
+    /// after the table has moved on (and, split into tasks, from other
+    /// threads in no time order), so each looks the table up as of its
+    /// own time; a direct join meets the table in timestamp order.
+    fn versioned(&self) -> bool {
+        matches!(self.plan.op, Op::StreamTable { .. }) && !self.rekeys.is_empty()
     }
 
     fn stream_table(&mut self, row: Vec<Value>, ts: i64, fx: &mut Effects) {
@@ -1241,7 +1343,11 @@ impl Task {
             return;
         }
         let right_width = self.plan.inputs[1].width();
-        let right = self.table.get(&key_bytes(&[k]));
+        let kb = key_bytes(&[k]);
+        let right = match self.versioned() {
+            true => self.history.at(&kb, ts),
+            false => self.table.get(&kb),
+        };
         let joined: Vec<Value> = match (right, kind) {
             (Some(r), _) => row.into_iter().chain(r.iter().cloned()).collect(),
             (None, JoinType::Left) => row.into_iter().chain(nulls(right_width)).collect(),
@@ -1934,8 +2040,8 @@ mod tests {
         assert!(split(
             "CREATE STREAM OUT AS SELECT L.ID, A, C FROM L JOIN T ON L.ID = T.ID;"
         ));
-        // One task: a join through `Join-repartition` (its table records
-        // wait for rows the query sent), a stream–stream join.
+        // A join through `Join-repartition` too: its table is versioned,
+        // so rows read back from other tasks meet it as of their time.
         let rekeyed = task(
             "CREATE STREAM OUT AS SELECT T.ID, L.ID AS LID, C FROM L JOIN T ON CAST(L.A AS INT) = T.ID;",
         );
@@ -1943,9 +2049,10 @@ mod tests {
             rekeyed.plan.repartition_suffix().as_deref(),
             Some("Join-repartition")
         );
-        assert!(!split(
+        assert!(split(
             "CREATE STREAM OUT AS SELECT T.ID, L.ID AS LID, C FROM L JOIN T ON CAST(L.A AS INT) = T.ID;"
         ));
+        // One task: a stream–stream join.
         assert!(!split(
             "CREATE STREAM OUT AS SELECT L.ID, A, B FROM L JOIN R WITHIN 1 MINUTE ON L.ID = R.ID;"
         ));
@@ -3067,5 +3174,65 @@ mod tests {
             .contains("table-stream joins are not supported"));
         assert!(err("CREATE TABLE OUT AS SELECT X, Y, Z FROM A JOIN B ON A.ID = B.ID JOIN C ON A.ID = C.ID;")
             .contains("Key missing from projection"));
+    }
+
+    fn row(name: &str) -> Option<Vec<Value>> {
+        Some(vec![Value::String(name.into())])
+    }
+
+    fn name_at(h: &History, k: &[u8], ts: i64) -> Option<String> {
+        h.at(k, ts).map(|r| match &r[0] {
+            Value::String(s) => s.clone(),
+            v => format!("{v:?}"),
+        })
+    }
+
+    #[test]
+    fn history_answers_each_time_its_version() {
+        let mut h = History::default();
+        h.put(b"k".to_vec(), row("a"), 10);
+        h.put(b"k".to_vec(), row("b"), 20);
+        h.put(b"k".to_vec(), None, 30);
+        h.put(b"k".to_vec(), row("c"), 40);
+        // Put out of order: a version between the others.
+        h.put(b"k".to_vec(), row("x"), 15);
+        let at = |ts| name_at(&h, b"k", ts);
+        assert_eq!(at(10), None, "at equal times the stream row goes first");
+        assert_eq!(at(11).as_deref(), Some("a"));
+        assert_eq!(at(16).as_deref(), Some("x"));
+        assert_eq!(at(25).as_deref(), Some("b"));
+        assert_eq!(at(35), None, "deleted at 30");
+        assert_eq!(at(41).as_deref(), Some("c"));
+        // A second put at one time replaces the first, as the latest row.
+        h.put(b"k".to_vec(), row("d"), 40);
+        assert_eq!(name_at(&h, b"k", 41).as_deref(), Some("d"));
+        assert_eq!(name_at(&h, b"other", 41), None);
+    }
+
+    #[test]
+    fn history_keeps_the_version_valid_at_its_horizon() {
+        let mut h = History {
+            retention: 100,
+            ..History::default()
+        };
+        for (i, ts) in [0, 50, 120, 180].into_iter().enumerate() {
+            h.put(b"k".to_vec(), row(&format!("v{i}")), ts);
+        }
+        // Table time 180, horizon 80: v1 (from 50) is still valid there;
+        // v0 answers nothing within retention and is gone.
+        assert_eq!(h.len(), 3);
+        assert_eq!(name_at(&h, b"k", 80).as_deref(), Some("v1"));
+        assert_eq!(name_at(&h, b"k", 60).as_deref(), Some("v1"));
+        assert_eq!(name_at(&h, b"k", 130).as_deref(), Some("v2"));
+        // Older than what is kept: no row rather than a later version.
+        assert_eq!(name_at(&h, b"k", 40), None);
+        // A delete past the horizon with nothing before it goes with the
+        // key; a key only ever deleted keeps nothing.
+        h.put(b"k".to_vec(), None, 400);
+        h.put(b"k".to_vec(), row("w"), 600);
+        h.put(b"gone".to_vec(), None, 600);
+        assert_eq!(h.len(), 1);
+        assert_eq!(name_at(&h, b"k", 601).as_deref(), Some("w"));
+        assert_eq!(name_at(&h, b"k", 550), None);
     }
 }
