@@ -168,6 +168,8 @@ def produce(bootstrap: str, topic: str, records: list[dict]) -> None:
               "timestamp": r["timestamp"]}
         if "partition" in r:
             kw["partition"] = r["partition"]
+        if "headers" in r:  # [(key, bytes or None), ...]
+            kw["headers"] = r["headers"]
         p.produce(topic, on_delivery=lambda e, m: errors.append(e) if e else None, **kw)
         p.poll(0)
     assert p.flush(30) == 0

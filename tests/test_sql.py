@@ -996,6 +996,116 @@ SR_ORDER = json.dumps({
     ]})
 
 
+# --- header columns ---------------------------------------------------------------
+
+_HEADERS_TYPE = "ARRAY<STRUCT<key STRING, value BYTES>>"
+
+
+def _b64(b: bytes | None):
+    import base64
+    return None if b is None else base64.b64encode(b).decode()
+
+
+def test_header_columns(sql, node):
+    """HEADERS reads every header in order, HEADER('k') the last one with
+    key k (NULL without one); both project, filter and convert like value
+    columns, in persistent queries and push queries."""
+    # ksqlDB refuses header columns after a HEADERS column, not before.
+    sql.ksql(f"CREATE STREAM hd (ID INT KEY, V STRING, A BYTES HEADER('a'), HS {_HEADERS_TYPE} HEADERS) "
+             "WITH (KAFKA_TOPIC='hd', VALUE_FORMAT='JSON', PARTITIONS=1);"
+             "CREATE STREAM hd_out AS SELECT ID, V, HS, A, FROM_BYTES(A, 'utf8') AS AT FROM hd "
+             "WHERE A IS NULL OR FROM_BYTES(A, 'utf8') <> 'skip';")
+    records = [
+        [("a", b"1"), ("b", b"2"), ("a", b"3")],  # duplicate keys: the last wins
+        None,                                     # no headers at all
+        [("b", None)],                            # a null header value, no 'a'
+        [("a", b"skip")],                         # filtered out by WHERE
+        [("a", None)],                            # 'a' with a null value
+    ]
+    produce(node.bootstrap, "hd", [
+        {"key": {"int": i}, "value": {"V": f"v{i}"}, "timestamp": 1000 + i, **({"headers": h} if h else {})}
+        for i, h in enumerate(records)])
+    qid = next(q["id"] for q in sql.ksql("SHOW QUERIES;")[1][0]["queries"] if q["sinks"] == ["HD_OUT"])
+    wait_caught_up(node.bootstrap, query_group("sqltest_", qid), ["hd"])
+    out = read_all(node.bootstrap, "HD_OUT")
+    entries = lambda hs: [{"KEY": k, "VALUE": _b64(v)} for k, v in hs or []]
+    assert [(r["key"], json.loads(r["value"]), r["timestamp"]) for r in out] == [
+        (key_bytes({"int": 0}), {"V": "v0", "HS": entries(records[0]), "A": _b64(b"3"), "AT": "3"}, 1000),
+        (key_bytes({"int": 1}), {"V": "v1", "HS": [], "A": None, "AT": None}, 1001),
+        (key_bytes({"int": 2}), {"V": "v2", "HS": entries(records[2]), "A": None, "AT": None}, 1002),
+        (key_bytes({"int": 4}), {"V": "v4", "HS": entries(records[4]), "A": None, "AT": None}, 1004),
+    ]
+    # The result's header columns are ordinary value columns.
+    _, desc = sql.ksql("DESCRIBE hd_out;")
+    assert all("type" not in f for f in desc[0]["sourceDescription"]["fields"][1:])
+    # DESCRIBE marks the source's header columns as ksqlDB does.
+    _, desc = sql.ksql("DESCRIBE hd;")
+    fields = desc[0]["sourceDescription"]["fields"]
+    assert [(f["name"], f.get("type"), f.get("headerKey")) for f in fields] == [
+        ("ID", "KEY", None), ("V", None, None), ("A", "HEADER", "a"), ("HS", "HEADER", None)]
+    assert fields[3]["schema"]["type"] == "ARRAY"
+    # A push query reads them from each record.
+    r = _http(sql, "/query-stream", {"sql": "SELECT ID, FROM_BYTES(A, 'utf8') AS AT, HS FROM hd "
+                                            "WHERE ID < 2 EMIT CHANGES LIMIT 2;",
+                                     "properties": {"auto.offset.reset": "earliest"}}, accept="application/json")
+    assert r.json()[1:] == [[0, "3", entries(records[0])], [1, None, []]], r.text
+
+
+def test_header_columns_on_a_table(sql, node):
+    """A table's header columns come from the record that last updated the key."""
+    sql.ksql("CREATE TABLE hdt (ID INT PRIMARY KEY, V STRING, A BYTES HEADER('a')) "
+             "WITH (KAFKA_TOPIC='hdt', VALUE_FORMAT='JSON', PARTITIONS=1);"
+             "CREATE TABLE hdt_out AS SELECT ID, V, FROM_BYTES(A, 'hex') AS AX FROM hdt;")
+    produce(node.bootstrap, "hdt", [
+        {"key": {"int": 1}, "value": {"V": "x"}, "timestamp": 1, "headers": [("a", b"\x01")]},
+        {"key": {"int": 1}, "value": {"V": "y"}, "timestamp": 2},
+        {"key": {"int": 2}, "value": {"V": "z"}, "timestamp": 3, "headers": [("a", b"\xff"), ("a", b"\x0a")]}])
+    qid = next(q["id"] for q in sql.ksql("SHOW QUERIES;")[1][0]["queries"] if q["sinks"] == ["HDT_OUT"])
+    wait_caught_up(node.bootstrap, query_group("sqltest_", qid), ["hdt"])
+    out = read_all(node.bootstrap, "HDT_OUT")
+    assert [(r["key"], json.loads(r["value"])) for r in out] == [
+        (key_bytes({"int": 1}), {"V": "x", "AX": "01"}),
+        (key_bytes({"int": 1}), {"V": "y", "AX": None}),
+        (key_bytes({"int": 2}), {"V": "z", "AX": "0a"}),
+    ]
+
+
+def test_header_column_rules(sql, node):
+    """ksqlDB's rules and messages: HEADER('k') is BYTES, HEADERS is an
+    array of key/value structs, one HEADERS column, one column per key, and
+    header columns are never written."""
+    base = "WITH (KAFKA_TOPIC='hdr', VALUE_FORMAT='JSON', PARTITIONS=1);"
+    cases = [
+        (f"CREATE STREAM hdr1 (ID INT KEY, H STRING HEADER('a')) {base}",
+         "Invalid type for HEADER('a') column: expected BYTES, got STRING"),
+        (f"CREATE STREAM hdr2 (ID INT KEY, H ARRAY<STRING> HEADERS) {base}",
+         "Invalid type for HEADERS column: expected ARRAY<STRUCT<`KEY` STRING, `VALUE` BYTES>>, got ARRAY<STRING>"),
+        (f"CREATE STREAM hdr3 (ID INT KEY, H {_HEADERS_TYPE} HEADERS, G {_HEADERS_TYPE} HEADERS) {base}",
+         "Schema already contains a HEADERS column."),
+        (f"CREATE STREAM hdr4 (ID INT KEY, H BYTES HEADER('a'), G BYTES HEADER('a')) {base}",
+         "Schema already contains a HEADER('a') column."),
+    ]
+    for text, message in cases:
+        status, answer = sql.ksql(text, ok=False)
+        assert status == 400 and message in answer["message"], (text, answer)
+    sql.ksql(f"CREATE STREAM hdr (ID INT KEY, V STRING, H BYTES HEADER('a')) {base}"
+             "CREATE STREAM hdr_plain (ID INT KEY, V STRING) WITH (KAFKA_TOPIC='hdr_plain', VALUE_FORMAT='JSON', PARTITIONS=1);")
+    for text, message in [
+        ("INSERT INTO hdr VALUES (1, 'v', TO_BYTES('x', 'utf8'));", "Cannot insert into HEADER columns: H"),
+        ("INSERT INTO hdr (ID, H) VALUES (1, TO_BYTES('x', 'utf8'));", "Cannot insert into HEADER columns: H"),
+        ("INSERT INTO hdr SELECT * FROM hdr_plain;", "Cannot insert into HDR because it has header columns"),
+    ]:
+        status, answer = sql.ksql(text, ok=False)
+        assert status == 400 and message in answer["message"], (text, answer)
+    # Values for the other columns are written, with no headers.
+    sql.ksql("INSERT INTO hdr (ID, V) VALUES (7, 'w');")
+    [rec] = read_all(node.bootstrap, "hdr")
+    assert rec["key"] == key_bytes({"int": 7}) and json.loads(rec["value"]) == {"V": "w"}
+    r = _http(sql, "/query-stream", {"sql": "SELECT ID, V, H FROM hdr EMIT CHANGES LIMIT 1;",
+                                     "properties": {"auto.offset.reset": "earliest"}}, accept="application/json")
+    assert r.json()[1:] == [[7, "w", None]], r.text
+
+
 def _sr_read(bootstrap: str, topic: str, n: int, key_de, value_de) -> list:
     """`n` records of `topic`, deserialized by confluent-kafka."""
     from confluent_kafka.serialization import MessageField, SerializationContext

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::ast::{ColumnRole, CreateSource, Literal, Props, SourceKind};
+use crate::ast::{ColumnDef, ColumnRole, CreateSource, Literal, Props, SourceKind};
 use crate::error::{Result, SqlError};
 use crate::format::{Codec, Format, WindowType};
-use crate::types::SqlType;
+use crate::types::{SqlType, Value};
 
 /// A stream or table.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,6 +16,8 @@ pub struct Source {
     pub topic: String,
     pub key: Vec<(String, SqlType)>,
     pub value: Vec<(String, SqlType)>,
+    /// Columns read from the record headers, after the value columns.
+    pub headers: Vec<HeaderColumn>,
     pub key_format: Format,
     pub value_format: Format,
     /// JSON values: whether a single value column is wrapped.
@@ -45,14 +47,68 @@ impl Source {
         )
     }
 
-    /// Every column, keys first.
+    /// Every column: keys, values, then header columns.
     pub fn columns(&self) -> impl Iterator<Item = &(String, SqlType)> {
-        self.key.iter().chain(self.value.iter())
+        self.key
+            .iter()
+            .chain(self.value.iter())
+            .chain(self.headers.iter().map(|h| &h.column))
+    }
+
+    /// The row index of ROWTIME: the first pseudo-column after the
+    /// declared ones.
+    pub fn rowtime_index(&self) -> usize {
+        self.key.len() + self.value.len() + self.headers.len()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&HeaderColumn> {
+        self.headers.iter().find(|h| h.column.0 == name)
     }
 
     pub fn is_table(&self) -> bool {
         self.kind == SourceKind::Table
     }
+}
+
+/// A `HEADERS` column (every header, in order) or a `HEADER('key')`
+/// column (the last header with that key). ksqlDB never writes them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeaderColumn {
+    pub column: (String, SqlType),
+    pub key: Option<String>,
+}
+
+impl HeaderColumn {
+    /// The column's value for a record's headers.
+    pub fn read(&self, headers: &[(&str, Option<&[u8]>)]) -> Value {
+        let bytes = |v: Option<&[u8]>| v.map_or(Value::Null, |b| Value::Bytes(b.to_vec()));
+        match &self.key {
+            Some(k) => headers
+                .iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .map_or(Value::Null, |(_, v)| bytes(*v)),
+            None => Value::Array(
+                headers
+                    .iter()
+                    .map(|(n, v)| {
+                        Value::Struct(vec![
+                            ("KEY".to_string(), Value::String(n.to_string())),
+                            ("VALUE".to_string(), bytes(*v)),
+                        ])
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// The type of a `HEADERS` column.
+pub fn headers_type() -> SqlType {
+    SqlType::Array(Box::new(SqlType::Struct(vec![
+        ("KEY".to_string(), SqlType::String),
+        ("VALUE".to_string(), SqlType::Bytes),
+    ])))
 }
 
 /// Property lookup helpers for `WITH (...)`.
@@ -179,6 +235,7 @@ pub fn source_from_create(c: &CreateSource, statement: &str) -> Result<(Source, 
     let (key_format, value_format) = props.formats(None, None)?;
     let mut key = Vec::new();
     let mut value = Vec::new();
+    let mut headers: Vec<HeaderColumn> = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for col in &c.columns {
         if !seen.insert(col.name.clone()) {
@@ -208,9 +265,8 @@ pub fn source_from_create(c: &CreateSource, statement: &str) -> Result<(Source, 
             }
             (ColumnRole::Key | ColumnRole::PrimaryKey, _) => key.push((col.name.clone(), col.ty.clone())),
             (ColumnRole::Headers, _) => {
-                return Err(SqlError::invalid(
-                    "HEADER and HEADERS columns are not supported by Weir yet",
-                ))
+                let header = header_column(col, &headers)?;
+                headers.push(header);
             }
             (ColumnRole::Value, _) => value.push((col.name.clone(), col.ty.clone())),
         }
@@ -294,6 +350,7 @@ pub fn source_from_create(c: &CreateSource, statement: &str) -> Result<(Source, 
             topic,
             key,
             value,
+            headers,
             key_format,
             value_format,
             wrap_single,
@@ -304,6 +361,45 @@ pub fn source_from_create(c: &CreateSource, statement: &str) -> Result<(Source, 
         },
         partitions,
     ))
+}
+
+/// A header column declaration checked as ksqlDB checks it: HEADER('k')
+/// is BYTES, HEADERS is [`headers_type`], one HEADERS column and one
+/// column per header key (ksqlDB's check is order-dependent: a HEADERS
+/// column refuses header columns after it, not before).
+fn header_column(col: &ColumnDef, before: &[HeaderColumn]) -> Result<HeaderColumn> {
+    match &col.header_key {
+        Some(k) if col.ty != SqlType::Bytes => {
+            return Err(SqlError::invalid(format!(
+                "Invalid type for HEADER('{k}') column: expected BYTES, got {}",
+                col.ty
+            )))
+        }
+        None if col.ty != headers_type() => {
+            return Err(SqlError::invalid(format!(
+                "Invalid type for HEADERS column: expected {}, got {}",
+                headers_type(),
+                col.ty
+            )))
+        }
+        _ => {}
+    }
+    if before.iter().any(|h| h.key.is_none()) {
+        return Err(SqlError::invalid(
+            "Schema already contains a HEADERS column.",
+        ));
+    }
+    if let Some(k) = &col.header_key {
+        if before.iter().any(|h| h.key.as_ref() == Some(k)) {
+            return Err(SqlError::invalid(format!(
+                "Schema already contains a HEADER('{k}') column."
+            )));
+        }
+    }
+    Ok(HeaderColumn {
+        column: (col.name.clone(), col.ty.clone()),
+        key: col.header_key.clone(),
+    })
 }
 
 /// `10 SECONDS`-style text as milliseconds.
@@ -342,5 +438,106 @@ impl MetaStore {
         self.sources
             .get(name)
             .ok_or_else(|| SqlError::invalid(format!("{name} does not exist.")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ast::Statement;
+
+    fn create(columns: &str) -> Result<Source> {
+        let text =
+            format!("CREATE STREAM s ({columns}) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON');");
+        let parsed = crate::parser::parse_one(&text, &BTreeMap::new())?;
+        let Statement::CreateSource(c) = parsed.statement else {
+            panic!("not a CREATE");
+        };
+        source_from_create(&c, &text).map(|(s, _)| s)
+    }
+
+    fn error(columns: &str) -> String {
+        create(columns).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn header_columns_follow_the_value_columns() {
+        let s = create(
+            "H BYTES HEADER('a'), ID INT KEY, HS ARRAY<STRUCT<key STRING, value BYTES>> HEADERS, V STRING",
+        )
+        .unwrap();
+        assert_eq!(s.key.len(), 1);
+        assert_eq!(s.value, vec![("V".to_string(), SqlType::String)]);
+        let names: Vec<&str> = s.columns().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["ID", "V", "H", "HS"]);
+        assert_eq!(s.rowtime_index(), 4);
+        assert_eq!(s.header("H").unwrap().key.as_deref(), Some("a"));
+        assert_eq!(s.header("HS").unwrap().key, None);
+        assert!(s.header("V").is_none());
+    }
+
+    #[test]
+    fn header_columns_are_checked_as_ksqldb_checks_them() {
+        assert!(error("H INT HEADER('a')")
+            .contains("Invalid type for HEADER('a') column: expected BYTES, got INTEGER"));
+        assert!(error("H ARRAY<STRUCT<key STRING, value STRING>> HEADERS").contains(
+            "Invalid type for HEADERS column: expected ARRAY<STRUCT<`KEY` STRING, `VALUE` BYTES>>, got ARRAY<STRUCT<`KEY` STRING, `VALUE` STRING>>"
+        ));
+        let headers = "ARRAY<STRUCT<key STRING, value BYTES>>";
+        assert!(error(&format!("A {headers} HEADERS, B {headers} HEADERS"))
+            .contains("Schema already contains a HEADERS column."));
+        assert!(error(&format!("A {headers} HEADERS, B BYTES HEADER('k')"))
+            .contains("Schema already contains a HEADERS column."));
+        assert!(error("A BYTES HEADER('k'), B BYTES HEADER('k')")
+            .contains("Schema already contains a HEADER('k') column."));
+        // ksqlDB's check looks back only: HEADER('k') before HEADERS passes.
+        create(&format!("B BYTES HEADER('k'), A {headers} HEADERS")).unwrap();
+        assert!(error("A BYTES HEADER('k'), A STRING").contains("Duplicate column names"));
+        let ts = "CREATE STREAM s (H BYTES HEADER('k')) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON', TIMESTAMP='H');";
+        let Statement::CreateSource(c) = crate::parser::parse_one(ts, &BTreeMap::new())
+            .unwrap()
+            .statement
+        else {
+            panic!()
+        };
+        // Event time comes from the key or the value, never a header.
+        assert!(source_from_create(&c, ts)
+            .unwrap_err()
+            .to_string()
+            .contains(
+                "The TIMESTAMP column set in the WITH clause does not exist in the schema: 'H'"
+            ));
+    }
+
+    #[test]
+    fn header_columns_read_the_record_headers() {
+        let one = HeaderColumn {
+            column: ("H".to_string(), SqlType::Bytes),
+            key: Some("a".to_string()),
+        };
+        let all = HeaderColumn {
+            column: ("HS".to_string(), headers_type()),
+            key: None,
+        };
+        let hs: &[(&str, Option<&[u8]>)] = &[("a", Some(b"1")), ("b", None), ("a", Some(b"3"))];
+        // The last header of the key, NULL without one.
+        assert_eq!(one.read(hs), Value::Bytes(b"3".to_vec()));
+        assert_eq!(one.read(&hs[1..2]), Value::Null);
+        assert_eq!(one.read(&[]), Value::Null);
+        let entry = |k: &str, v: Value| {
+            Value::Struct(vec![
+                ("KEY".to_string(), Value::String(k.to_string())),
+                ("VALUE".to_string(), v),
+            ])
+        };
+        assert_eq!(
+            all.read(hs),
+            Value::Array(vec![
+                entry("a", Value::Bytes(b"1".to_vec())),
+                entry("b", Value::Null),
+                entry("a", Value::Bytes(b"3".to_vec())),
+            ])
+        );
+        assert_eq!(all.read(&[]), Value::Array(vec![]));
     }
 }

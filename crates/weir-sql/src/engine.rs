@@ -616,6 +616,11 @@ impl Engine {
                 if sink.is_table() {
                     return Err(SqlError::invalid(format!("INSERT INTO can only be used to insert into a stream. {target} is a table.")));
                 }
+                if !sink.headers.is_empty() {
+                    return Err(SqlError::invalid(format!(
+                        "Cannot insert into {target} because it has header columns"
+                    )));
+                }
                 let plan = plan::plan(query, &state.meta, Some(&format!("`{target}`")))?;
                 if plan.key != sink.key || plan.value != sink.value {
                     return Err(SqlError::invalid(format!(
@@ -1258,6 +1263,9 @@ impl Engine {
         } else {
             columns.to_vec()
         };
+        // Header columns are read-only: naming one, or listing no columns
+        // (which means all of them), is refused as ksqlDB does.
+        refuse_header_columns(&src, names.iter())?;
         if names.len() != values.len() {
             return Err(SqlError::invalid(format!(
                 "Expected a value for each column. Expected Columns: [{}]. Got [{}]",
@@ -1302,6 +1310,7 @@ impl Engine {
         row: &BTreeMap<String, Value>,
         rowtime: Option<i64>,
     ) -> Result<()> {
+        refuse_header_columns(src, row.keys())?;
         let get = |n: &str| row.get(n).cloned().unwrap_or(Value::Null);
         let key: Vec<Value> = src.key.iter().map(|(n, _)| get(n)).collect();
         let value: Vec<Value> = src.value.iter().map(|(n, _)| get(n)).collect();
@@ -1954,10 +1963,12 @@ fn create_text(c: &CreateSource) -> String {
         .columns
         .iter()
         .map(|col| {
-            let role = match col.role {
-                ColumnRole::Key => " KEY",
-                ColumnRole::PrimaryKey => " PRIMARY KEY",
-                _ => "",
+            let role = match (col.role, &col.header_key) {
+                (ColumnRole::Key, _) => " KEY".to_string(),
+                (ColumnRole::PrimaryKey, _) => " PRIMARY KEY".to_string(),
+                (ColumnRole::Headers, Some(k)) => format!(" HEADER('{}')", k.replace('\'', "''")),
+                (ColumnRole::Headers, None) => " HEADERS".to_string(),
+                (ColumnRole::Value, _) => String::new(),
             };
             format!("{} {}{role}", quote(&col.name), col.ty)
         })
@@ -2149,8 +2160,22 @@ fn execution_plan(plan: &Plan, query_id: &str, sink: &str) -> String {
         .collect()
 }
 
+/// Header columns are read-only: a write naming any is refused.
+fn refuse_header_columns<'a>(src: &Source, names: impl Iterator<Item = &'a String>) -> Result<()> {
+    let headers: Vec<&str> = names
+        .filter_map(|n| src.header(n).map(|h| h.column.0.as_str()))
+        .collect();
+    if headers.is_empty() {
+        return Ok(());
+    }
+    Err(SqlError::invalid(format!(
+        "Cannot insert into HEADER columns: {}",
+        headers.join(", ")
+    )))
+}
+
 /// A source's columns as ksqlDB's `fields` (DESCRIBE, EXPLAIN): keys,
-/// window bounds, then values.
+/// window bounds, values, then header columns.
 fn source_fields(s: &Source) -> Vec<J> {
     let mut fields: Vec<J> = s
         .key
@@ -2168,6 +2193,14 @@ fn source_fields(s: &Source) -> Vec<J> {
             .iter()
             .map(|(n, t)| json!({"name": n, "schema": t.rest_schema()})),
     );
+    fields.extend(s.headers.iter().map(|h| {
+        let (n, t) = &h.column;
+        let mut f = json!({"name": n, "schema": t.rest_schema(), "type": "HEADER"});
+        if let Some(k) = &h.key {
+            f["headerKey"] = json!(k);
+        }
+        f
+    }));
     fields
 }
 
@@ -2283,6 +2316,7 @@ fn sink_source(
             topic: p.text("KAFKA_TOPIC").unwrap_or_else(|| name.to_string()),
             key: plan.key.clone(),
             value: plan.value.clone(),
+            headers: Vec::new(),
             key_format,
             value_format,
             wrap_single: p.boolean("WRAP_SINGLE_VALUE")?.unwrap_or(true),
@@ -2412,7 +2446,8 @@ mod tests {
     #[test]
     fn inferred_create_text_parses_back() {
         let text = "CREATE TABLE t (`ID` BIGINT PRIMARY KEY, `S` STRUCT<`A` INTEGER, `B` ARRAY<MAP<STRING, DOUBLE>>>, \
-                    `T` TIMESTAMP, `lower` BYTES) WITH (KAFKA_TOPIC='x''y', VALUE_FORMAT='AVRO', VALUE_SCHEMA_ID=3, WRAP_SINGLE_VALUE=false);";
+                    `T` TIMESTAMP, `lower` BYTES, `H` BYTES HEADER('it''s'), \
+                    `HS` ARRAY<STRUCT<`KEY` STRING, `VALUE` BYTES>> HEADERS) WITH (KAFKA_TOPIC='x''y', VALUE_FORMAT='AVRO', VALUE_SCHEMA_ID=3, WRAP_SINGLE_VALUE=false);";
         let parsed = parser::parse_one(text, &BTreeMap::new()).unwrap();
         let Statement::CreateSource(c) = &parsed.statement else {
             panic!("not a CREATE: {parsed:?}")

@@ -51,7 +51,7 @@ impl Input {
         })
     }
 
-    /// Row layout: key columns, value columns, ROWTIME, ROWPARTITION,
+    /// Row layout: key columns, value columns, header columns, ROWTIME, ROWPARTITION,
     /// ROWOFFSET, then WINDOWSTART and WINDOWEND for windowed sources.
     pub fn scope(&self) -> Scope {
         let q = Some(self.qualifier.as_str());
@@ -70,10 +70,7 @@ impl Input {
     }
 
     pub fn width(&self) -> usize {
-        self.source.key.len()
-            + self.source.value.len()
-            + 3
-            + if self.source.window.is_some() { 2 } else { 0 }
+        self.source.rowtime_index() + 3 + if self.source.window.is_some() { 2 } else { 0 }
     }
 }
 

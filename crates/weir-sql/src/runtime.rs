@@ -31,7 +31,7 @@ use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{info, warn};
@@ -622,6 +622,14 @@ impl<'a> Span<'a> {
     }
 }
 
+/// A record's headers as header columns read them (no allocation when it
+/// has none).
+fn headers_of<'a>(m: &'a BorrowedMessage<'_>) -> Vec<(&'a str, Option<&'a [u8]>)> {
+    m.headers()
+        .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
+        .unwrap_or_default()
+}
+
 /// Reads a topic over `span`, read_committed, calling `f` for each
 /// record; only the partitions `owns` accepts.
 fn replay(
@@ -793,6 +801,7 @@ fn run(
                     timestamp: m.timestamp().to_millis().unwrap_or(0),
                     key: m.key(),
                     value: m.payload(),
+                    headers: &headers_of(m),
                 };
                 if let Err(e) = lock(&tasks[worker.task_of(rec.partition)]).restore_table(&rec) {
                     warn!(query = %spec.id, error = %e, "skipping a table record that does not deserialize");
@@ -815,6 +824,7 @@ fn run(
                     timestamp: m.timestamp().to_millis().unwrap_or(0),
                     key: m.key(),
                     value: m.payload(),
+                    headers: &headers_of(m),
                 };
                 if let Err(e) =
                     lock(&tasks[worker.task_of(rec.partition)]).restore_join_record(&rec)
@@ -1063,6 +1073,7 @@ fn run(
                 timestamp: msg.timestamp,
                 key: msg.message.key(),
                 value: msg.message.payload(),
+                headers: &headers_of(&msg.message),
             };
             if guard.is_some() && stats.pulls_waiting.load(Ordering::Relaxed) > 0 {
                 guard = None;
@@ -1639,6 +1650,7 @@ pub fn scan(spec: &QuerySpec, limit: Option<u64>) -> Result<Vec<OutRow>> {
             timestamp: m.timestamp().to_millis().unwrap_or(0),
             key: m.key(),
             value: m.payload(),
+            headers: &headers_of(m),
         };
         let mut fx = Effects::default();
         if task.process(&rec, &mut fx).is_ok() {

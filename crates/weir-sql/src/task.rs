@@ -26,6 +26,8 @@ pub struct InRecord<'a> {
     pub timestamp: i64,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
+    /// The record's headers, in order (read by header columns).
+    pub headers: &'a [(&'a str, Option<&'a [u8]>)],
 }
 
 /// A row to emit: key values, value values (`None` is a tombstone), the
@@ -366,6 +368,7 @@ impl Task {
         let mut row = Vec::with_capacity(input.width());
         row.extend(key);
         row.extend(value);
+        row.extend(src.headers.iter().map(|h| h.read(rec.headers)));
         row.push(Value::Bigint(rec.timestamp));
         row.push(Value::Int(rec.partition));
         row.push(Value::Bigint(rec.offset));
@@ -390,7 +393,7 @@ impl Task {
                 }
             },
         };
-        row[src.key.len() + src.value.len()] = Value::Bigint(ts);
+        row[src.rowtime_index()] = Value::Bigint(ts);
         Ok(Some((row, ts)))
     }
 
@@ -910,7 +913,7 @@ impl Task {
     /// A table row's timestamp (its ROWTIME column).
     fn row_time(&self, input: usize, row: &[Value]) -> i64 {
         let src = &self.plan.inputs[input].source;
-        match row.get(src.key.len() + src.value.len()) {
+        match row.get(src.rowtime_index()) {
             Some(Value::Bigint(t)) => *t,
             _ => i64::MIN,
         }
@@ -1269,7 +1272,7 @@ impl Task {
     fn source_window(&self, row: &[Value], input: usize) -> Option<Window> {
         let src = &self.plan.inputs[input].source;
         src.window?;
-        let base = src.key.len() + src.value.len() + 3;
+        let base = src.rowtime_index() + 3;
         match (&row[base], &row[base + 1]) {
             (Value::Bigint(s), Value::Bigint(e)) => Some(Window { start: *s, end: *e }),
             _ => None,
@@ -1985,6 +1988,7 @@ mod tests {
             timestamp: 0,
             key: None,
             value: Some(value),
+            headers: &[],
         }
     }
 
@@ -2070,6 +2074,7 @@ mod tests {
                 timestamp: *ts,
                 key: Some(&key),
                 value: Some(value.as_bytes()),
+                headers: &[],
             };
             t.process(&rec, fx).unwrap();
         }
@@ -2151,6 +2156,7 @@ mod tests {
                 timestamp: *ts,
                 key: Some(&key),
                 value: Some(value.as_bytes()),
+                headers: &[],
             };
             direct.process(&rec, &mut fx1).unwrap();
             let mut out = Vec::new();
@@ -2207,6 +2213,7 @@ mod tests {
                 timestamp: ts,
                 key: Some(&key),
                 value: value.as_deref().map(str::as_bytes),
+                headers: &[],
             };
             let mut fx = Effects::default();
             d.process(&rec, &mut fx).unwrap();
@@ -2237,6 +2244,7 @@ mod tests {
                 timestamp: *ts,
                 key: Some(&key),
                 value: Some(value.as_bytes()),
+                headers: &[],
             };
             direct.process(&rec, &mut fx1).unwrap();
             let mut out = Vec::new();
@@ -2327,6 +2335,7 @@ mod tests {
                     timestamp: *ts,
                     key: Some(&key),
                     value: Some(value.as_bytes()),
+                    headers: &[],
                 };
                 direct.process(&rec, &mut fx1).unwrap();
                 through_topics(&mut split, &rec, &mut fx2, &mut read);
@@ -2462,6 +2471,7 @@ mod tests {
                 timestamp: *ts,
                 key: Some(&key),
                 value: Some(value.as_bytes()),
+                headers: &[],
             };
             direct.process(&rec, &mut fx1).unwrap();
             through_topics(&mut split, &rec, &mut fx2, &mut read);
@@ -2596,6 +2606,7 @@ mod tests {
             timestamp: 7,
             key: Some(&key),
             value: Some(br#"{"Y":"y"}"#),
+            headers: &[],
         };
         t.process(&rec, &mut fx).unwrap();
         assert_eq!(fx.rows[0].key, vec![Value::Int(5)]);
@@ -2758,6 +2769,7 @@ mod tests {
                             timestamp: shifted.3,
                             key: Some(&key),
                             value: Some(value.as_bytes()),
+                            headers: &[],
                         },
                         &mut one,
                     )
@@ -2874,6 +2886,7 @@ mod tests {
                 timestamp: *ts,
                 key: Some(&key),
                 value: value.as_deref().map(str::as_bytes),
+                headers: &[],
             };
             t.process(&rec, fx).unwrap();
         }
@@ -3074,6 +3087,7 @@ mod tests {
             timestamp: 2,
             key: Some(&key),
             value: Some(br#"{"C":"john"}"#),
+            headers: &[],
         })
         .unwrap();
         let mut fx = Effects::default();
@@ -3110,6 +3124,7 @@ mod tests {
                 timestamp: *ts,
                 key: Some(&key),
                 value: value.as_deref().map(str::as_bytes),
+                headers: &[],
             };
             direct.process(&rec, &mut fx1).unwrap();
             let mut out = Vec::new();

@@ -632,10 +632,12 @@ fn print_source(d: &J) {
         .into_iter()
         .flatten()
         .map(|f| {
-            let kind = match f["type"].as_str() {
-                Some("KEY") => " (key)",
-                Some("SYSTEM") => " (system)",
-                _ => "",
+            let kind = match (f["type"].as_str(), f["headerKey"].as_str()) {
+                (Some("KEY"), _) => " (key)".to_string(),
+                (Some("SYSTEM"), _) => " (system)".to_string(),
+                (Some("HEADER"), Some(k)) => format!(" (header('{k}'))"),
+                (Some("HEADER"), None) => " (headers)".to_string(),
+                _ => String::new(),
             };
             vec![s(&f["name"]), format!("{}{kind}", type_text(&f["schema"]))]
         })
