@@ -1070,6 +1070,34 @@ def test_header_columns_on_a_table(sql, node):
     ]
 
 
+def test_header_columns_through_a_join_and_select_star(sql, node):
+    """A header column of a stream joined to a table sits where the join's
+    rows expect it, and SELECT * includes the header columns (as ksqlDB's)."""
+    sql.ksql(f"CREATE TABLE hdj_t (ID INT PRIMARY KEY, NAME STRING) "
+             "WITH (KAFKA_TOPIC='hdj_t', VALUE_FORMAT='JSON', PARTITIONS=1);"
+             f"CREATE STREAM hdj (ID INT KEY, N INT, T BYTES HEADER('trace'), HS {_HEADERS_TYPE} HEADERS) "
+             "WITH (KAFKA_TOPIC='hdj', VALUE_FORMAT='JSON', PARTITIONS=1);"
+             "CREATE STREAM hdj_out AS SELECT hdj.ID AS ID, N, NAME, FROM_BYTES(T, 'utf8') AS TRACE, "
+             "ARRAY_LENGTH(HS) AS NH FROM hdj JOIN hdj_t ON hdj.ID = hdj_t.ID;")
+    produce(node.bootstrap, "hdj_t", [{"key": {"int": 1}, "value": {"NAME": "one"}, "timestamp": 1}])
+    produce(node.bootstrap, "hdj", [
+        {"key": {"int": 1}, "value": {"N": 10}, "timestamp": 5, "headers": [("trace", b"t-1"), ("x", b"")]},
+        {"key": {"int": 2}, "value": {"N": 20}, "timestamp": 6, "headers": [("trace", b"t-2")]},
+        {"key": {"int": 1}, "value": {"N": 30}, "timestamp": 7}])
+    qid = next(q["id"] for q in sql.ksql("SHOW QUERIES;")[1][0]["queries"] if q["sinks"] == ["HDJ_OUT"])
+    wait_caught_up(node.bootstrap, query_group("sqltest_", qid), ["hdj", "hdj_t"])
+    out = read_all(node.bootstrap, "HDJ_OUT")
+    assert [(r["key"], json.loads(r["value"])) for r in out] == [
+        (key_bytes({"int": 1}), {"N": 10, "NAME": "one", "TRACE": "t-1", "NH": 2}),
+        (key_bytes({"int": 1}), {"N": 30, "NAME": "one", "TRACE": None, "NH": 0}),
+    ]
+    r = _http(sql, "/query-stream", {"sql": "SELECT * FROM hdj EMIT CHANGES LIMIT 1;",
+                                     "properties": {"auto.offset.reset": "earliest"}}, accept="application/json")
+    assert r.json()[0]["columnNames"] == ["ID", "N", "T", "HS"], r.text
+    assert r.json()[1] == [1, 10, _b64(b"t-1"), [{"KEY": "trace", "VALUE": _b64(b"t-1")},
+                                                 {"KEY": "x", "VALUE": ""}]], r.text
+
+
 def test_header_column_rules(sql, node):
     """ksqlDB's rules and messages: HEADER('k') is BYTES, HEADERS is an
     array of key/value structs, one HEADERS column, one column per key, and
