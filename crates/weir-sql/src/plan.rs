@@ -261,6 +261,12 @@ impl Plan {
             .collect()
     }
 
+    /// Whether a source declares header columns: only then are records'
+    /// headers read.
+    pub fn reads_headers(&self) -> bool {
+        self.inputs.iter().any(|i| !i.source.headers.is_empty())
+    }
+
     /// Inputs that are tables joined on their key: their rows are state,
     /// rebuilt by replaying their topic (from the beginning, or up to the
     /// committed offsets after a restart).

@@ -622,12 +622,14 @@ impl<'a> Span<'a> {
     }
 }
 
-/// A record's headers as header columns read them (no allocation when it
-/// has none).
-fn headers_of<'a>(m: &'a BorrowedMessage<'_>) -> Vec<(&'a str, Option<&'a [u8]>)> {
-    m.headers()
-        .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
-        .unwrap_or_default()
+/// A record's headers as header columns read them: none (and no
+/// allocation) when no source of the query declares header columns
+/// (`wanted`, [`Plan::reads_headers`]) or the record has none.
+fn headers_of<'a>(wanted: bool, m: &'a BorrowedMessage<'_>) -> Vec<(&'a str, Option<&'a [u8]>)> {
+    match (wanted, m.headers()) {
+        (true, Some(h)) => h.iter().map(|h| (h.key, h.value)).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Reads a topic over `span`, read_committed, calling `f` for each
@@ -710,6 +712,7 @@ fn run(
 ) -> Result<()> {
     let persistent = matches!(output, Output::Topic { .. });
     let tasks = worker.tasks.as_slice();
+    let headers_wanted = spec.plan.reads_headers();
     // Each repartition topic is read as one more input, after the plan's,
     // and its offsets are committed with theirs.
     let repartitions: &[(String, i32)] = match persistent {
@@ -801,7 +804,7 @@ fn run(
                     timestamp: m.timestamp().to_millis().unwrap_or(0),
                     key: m.key(),
                     value: m.payload(),
-                    headers: &headers_of(m),
+                    headers: &headers_of(headers_wanted, m),
                 };
                 if let Err(e) = lock(&tasks[worker.task_of(rec.partition)]).restore_table(&rec) {
                     warn!(query = %spec.id, error = %e, "skipping a table record that does not deserialize");
@@ -824,7 +827,7 @@ fn run(
                     timestamp: m.timestamp().to_millis().unwrap_or(0),
                     key: m.key(),
                     value: m.payload(),
-                    headers: &headers_of(m),
+                    headers: &headers_of(headers_wanted, m),
                 };
                 if let Err(e) =
                     lock(&tasks[worker.task_of(rec.partition)]).restore_join_record(&rec)
@@ -1073,7 +1076,7 @@ fn run(
                 timestamp: msg.timestamp,
                 key: msg.message.key(),
                 value: msg.message.payload(),
-                headers: &headers_of(&msg.message),
+                headers: &headers_of(headers_wanted, &msg.message),
             };
             if guard.is_some() && stats.pulls_waiting.load(Ordering::Relaxed) > 0 {
                 guard = None;
@@ -1642,6 +1645,7 @@ pub fn scan(spec: &QuerySpec, limit: Option<u64>) -> Result<Vec<OutRow>> {
     let mut rows = Vec::new();
     let stop = AtomicBool::new(false);
     let (topic, partitions) = &spec.inputs[0];
+    let headers_wanted = spec.plan.reads_headers();
     replay(spec, topic, *partitions, &|_| true, Span::ALL, &stop, |m| {
         let rec = InRecord {
             input: 0,
@@ -1650,7 +1654,7 @@ pub fn scan(spec: &QuerySpec, limit: Option<u64>) -> Result<Vec<OutRow>> {
             timestamp: m.timestamp().to_millis().unwrap_or(0),
             key: m.key(),
             value: m.payload(),
-            headers: &headers_of(m),
+            headers: &headers_of(headers_wanted, m),
         };
         let mut fx = Effects::default();
         if task.process(&rec, &mut fx).is_ok() {
