@@ -30,6 +30,7 @@ import os
 import random
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -2446,6 +2447,30 @@ def test_share_state_pruned_in_a_cluster_and_a_takeover_loads_the_right_state(
     assert acked | set(after["confirmed"]) == set(range(300))
 
 
+def settled_offsets_leases(cluster: dict) -> dict[int, int]:
+    """The holders of the `__consumer_offsets` leases (partition to node
+    id) once they are where the live brokers spread them, partition p to
+    the ((c + p) mod n)-th broker by node id for the topic's c; from then
+    on they stay put."""
+    nodes = sorted(int(b.name.removeprefix("node")) for b in cluster["brokers"])
+
+    def settled() -> dict[int, int] | None:
+        held = {int(p): int(h) for p, h in cluster["pg"].rows(
+            "SELECT partition, holder FROM weir.coordinators "
+            "WHERE topic = '__consumer_offsets' AND expires_at > now()", db=cluster["db"])}
+        spread = len(held) == 50 and any(
+            all(h == nodes[(c + p) % len(nodes)] for p, h in held.items())
+            for c in range(len(nodes)))
+        return held if spread else None
+    return wait_for(settled, 60, "__consumer_offsets leases spread over every broker")
+
+
+def settled_coordinator(cluster: dict, group: str):
+    """The broker coordinating `group`, once the leases are settled."""
+    coordinator = settled_offsets_leases(cluster)[offsets_partition(group)]
+    return next(b for b in cluster["brokers"] if b.name == f"node{coordinator}")
+
+
 def test_share_group_offsets_altered_and_deleted_by_a_coordinator_owning_no_partition(
         cluster, topic_name):
     """AlterShareGroupOffsets, DeleteShareGroupOffsets and deleteShareGroups
@@ -2465,14 +2490,7 @@ def test_share_group_offsets_altered_and_deleted_by_a_coordinator_owning_no_part
     produce_values(brokers[0].bootstrap, topic_name, 30, 1)
     md = AdminClient({"bootstrap.servers": brokers[0].bootstrap}).list_topics(topic_name, timeout=10)
     leader = md.topics[topic_name].partitions[0].leader
-    holders: dict[int, int] = {}
-
-    def offsets_held_by_all() -> bool:
-        holders.update({int(p): int(h) for p, h in cluster["pg"].rows(
-            "SELECT partition, holder FROM weir.coordinators "
-            "WHERE topic = '__consumer_offsets' AND expires_at > now()", db=cluster["db"])})
-        return len(set(holders.values())) == 3
-    wait_for(offsets_held_by_all, 30, "__consumer_offsets leases on every broker")
+    holders = settled_offsets_leases(cluster)
     group = next(g for g in (f"g{n}-{topic_name}" for n in range(200))
                  if holders[offsets_partition(g)] != leader)
     java = java_harness.JavaProcess(SHARES, ",".join(b.bootstrap for b in brokers))
@@ -2527,15 +2545,20 @@ def offsets_holder(cluster: dict, group: str) -> int | None:
     return int(rows[0][0]) if rows else None
 
 
+@pytest.mark.parametrize("membership", ["persisted", "unpersisted"])
 def test_share_group_known_only_from_its_records_is_deleted_after_its_coordinator_moved(
-        cluster, topic_name):
+        cluster, topic_name, membership):
     """A share group whose coordinator was killed (kill -9) and that no
     member joined since is known to the broker taking the
     `__consumer_offsets` lease only from its records (membership in
-    `__consumer_offsets`, share-partition state in `__share_group_state`).
-    As in Kafka, deleteShareGroups through a survivor, the group's first
-    request there, deletes it (it is empty): it is no longer listed, and a
-    new consumer of the same id starts from the reset position."""
+    `__consumer_offsets`, share-partition state in `__share_group_state`),
+    or, as builds that did not persist membership left it, from its
+    share-partition state alone (`unpersisted`: the membership records are
+    tombstoned before the kill). As in Kafka, and as on one node, which
+    knows such a group from its state, deleteShareGroups through a
+    survivor, the group's first request there, deletes it (it is empty):
+    it is no longer listed, and a new consumer of the same id starts from
+    the reset position."""
     brokers, group, java = share_group_with_records(cluster, topic_name, 30)
     survivors = None
     try:
@@ -2544,12 +2567,22 @@ def test_share_group_known_only_from_its_records_is_deleted_after_its_coordinato
         assert len(java.call("consume", name="a", accepted=10)["confirmed"]) == 10
         java.call("close", name="a")
         holder = offsets_holder(cluster, group)
+        if membership == "unpersisted":
+            # An empty share group keeps ShareGroupMetadata (11) and
+            # ShareGroupTargetAssignmentMetadata (12), keyed by the group.
+            p = Producer({"bootstrap.servers": brokers[0].bootstrap, "acks": "all"})
+            for record in (11, 12):
+                p.produce("__consumer_offsets", value=None, partition=offsets_partition(group),
+                          key=struct.pack(">hh", record, len(group)) + group.encode())
+            assert p.flush(60) == 0
         victim = next(b for b in brokers if b.name == f"node{holder}")
         survivors = java_harness.JavaProcess(
             SHARES, ",".join(b.bootstrap for b in brokers if b is not victim))
         victim.kill()
         wait_for(lambda: offsets_holder(cluster, group) not in (None, holder), 120,
                  "the group's __consumer_offsets lease on a survivor")
+        if membership == "unpersisted":
+            assert group not in survivors.call("list_share_groups")
         assert survivors.call("delete_group", group=group) == "ok"
         assert group not in survivors.call("list_share_groups")
         assert survivors.call("delete_group", group=group) == "GroupIdNotFoundException"
@@ -2609,13 +2642,7 @@ def test_latest_is_resolved_at_the_first_fetch_in_a_cluster_too(cluster, topic_n
     create_topic(brokers[0].bootstrap, topic_name, 1)
     produce_values(brokers[0].bootstrap, topic_name, 3, 1)
     group = f"g-{topic_name}"
-    # Once every broker holds some, the leases stay put.
-    wait_for(lambda: len({h for (h,) in cluster["pg"].rows(
-        "SELECT holder FROM weir.coordinators WHERE topic = '__consumer_offsets' "
-        "AND expires_at > now()", db=cluster["db"])}) == 3, 30,
-        "__consumer_offsets leases on every broker")
-    coordinator = offsets_holder(cluster, group)
-    port = next(b for b in brokers if b.name == f"node{coordinator}").port
+    port = settled_coordinator(cluster, group).port
     member, _ = kafka_wire.join_share_group(HOST, port, group, topic_name)
     produce_values(brokers[0].bootstrap, topic_name, 2, 1)
     kafka_wire.leave_share_group(HOST, port, group, member)
@@ -2625,3 +2652,27 @@ def test_latest_is_resolved_at_the_first_fetch_in_a_cluster_too(cluster, topic_n
     finally:
         java.close()
     assert out == {"values": [], "start_offset": 5}
+
+
+def test_a_partition_assigned_but_never_fetched_is_listed_without_a_start_offset_in_a_cluster(
+        cluster, topic_name):
+    """listShareGroupOffsets of a whole group (DescribeShareGroupOffsets
+    naming no topic) through a broker that is not the group's coordinator
+    lists a share-partition assigned to a member that never fetched it, as
+    on one node and in Kafka: without a start offset. The coordinator
+    lists its members' assignment along with what the share-partitions'
+    owners persisted (here nothing)."""
+    java_harness.require()
+    brokers = cluster["brokers"]
+    create_topic(brokers[0].bootstrap, topic_name, 1)
+    produce_values(brokers[0].bootstrap, topic_name, 3, 1)
+    group = f"u-{topic_name}"
+    coordinator = settled_coordinator(cluster, group)
+    member, _ = kafka_wire.join_share_group(HOST, coordinator.port, group, topic_name)
+    other = next(b for b in brokers if b is not coordinator)
+    java = java_harness.JavaProcess(SHARES, other.bootstrap)
+    try:
+        assert java.call("list_offsets", group=group) == {f"{topic_name}-0": None}
+    finally:
+        java.close()
+        kafka_wire.leave_share_group(HOST, coordinator.port, group, member)

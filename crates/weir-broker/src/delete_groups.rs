@@ -43,7 +43,17 @@ pub fn handle(
                     share_groups.push(i);
                     0
                 } else {
-                    groups.delete(&g).err().map_or(0, |e| e.code())
+                    match groups.delete(&g) {
+                        // In a cluster a share group may be known by its
+                        // share-partition state alone (written before
+                        // membership was persisted); the deletion reads
+                        // it, GROUP_ID_NOT_FOUND if there is none.
+                        Err(ResponseError::GroupIdNotFound) if shares.in_cluster() => {
+                            share_groups.push(i);
+                            0
+                        }
+                        r => r.err().map_or(0, |e| e.code()),
+                    }
                 };
             DeletableGroupResult::default()
                 .with_group_id(g)

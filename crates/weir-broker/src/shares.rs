@@ -490,17 +490,24 @@ impl Shares {
 
     /// Cluster mode: the share-partitions of `group` as their owners last
     /// persisted them (DescribeShareGroupOffsets at the group coordinator,
-    /// which does not own them); `None` if the group is unknown.
+    /// which does not own them); `None` if the group is unknown. Asked
+    /// for every partition, it also lists those assigned but without
+    /// state, as [`Shares::offsets`] does: the coordinator holds the
+    /// assignment (restored from `__consumer_offsets` when it moves).
     pub(crate) async fn persisted_offsets(
         &self,
         group: &str,
         wanted: Option<&[TopicIdPartition]>,
     ) -> Result<Option<BTreeMap<TopicIdPartition, PartitionOffsets>>, BrokerError> {
         let log = self.replay_state(|k| k.group_id == group).await?;
-        let known = self.contains(group) || !log.states.is_empty();
-        if !known {
-            return Ok(None);
-        }
+        let assigned = {
+            let mut inner = self.lock();
+            self.restore_membership(&mut inner, Some(group));
+            if !inner.groups.contains(group) && log.states.is_empty() {
+                return Ok(None);
+            }
+            inner.groups.assigned_partitions(group)
+        };
         let states: HashMap<TopicIdPartition, SharePartition> = log
             .states
             .into_iter()
@@ -512,9 +519,17 @@ impl Shares {
             })
             .collect();
         let read_committed = self.group_settings(group).read_committed;
-        let tps: Vec<TopicIdPartition> = match wanted {
-            Some(w) => w.to_vec(),
-            None => states.keys().copied().collect(),
+        let tps: BTreeSet<TopicIdPartition> = match wanted {
+            Some(w) => w.iter().copied().collect(),
+            None => states
+                .keys()
+                .copied()
+                .chain(
+                    assigned
+                        .iter()
+                        .flat_map(|(t, ps)| ps.iter().map(move |p| (*t, *p))),
+                )
+                .collect(),
         };
         Ok(Some(
             tps.into_iter()
