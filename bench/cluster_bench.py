@@ -23,7 +23,9 @@ set S3S_FS to its binary, built with `cargo install s3s-fs@0.14.1
 
 Per setup: `weir bench produce` (acks=all, as fast as one client goes:
 throughput and ack latency), `weir bench e2e` paced at half that
-throughput (ack p50/p99, end-to-end p99), `weir bench consume` (catch-up
+throughput (ack p50/p99, end-to-end p99, and the brokers' own Produce
+request time from their `/metrics` histogram, as the bound of the
+bucket the p50/p99 falls in), `weir bench consume` (catch-up
 read of the produce phase's topic). For cluster setups, during the
 produce phase: objects committed (`weir.objects`) and PostgreSQL commits
 (`pg_stat_database.xact_commit`) per second; for every setup, CPU seconds
@@ -40,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from tools import free_port  # noqa: E402  (bench/ is the script's directory)
@@ -102,24 +105,40 @@ class Brokers:
     def __init__(self, weir: Path, root: Path, n: int, extra: list[str], env: dict):
         self.procs: list[subprocess.Popen] = []
         self.ports: list[int] = []
+        self.admin_ports: list[int] = []
         for i in range(1, n + 1):
-            port = free_port()
+            port, admin = free_port(), free_port()
             data = root / f"node{i}"
             data.mkdir()
             cmd = [str(weir), "serve", "--data-dir", str(data), "--listen", f"{HOST}:{port}",
                    "--registry-listen", f"{HOST}:{free_port()}",
-                   "--admin-listen", f"{HOST}:{free_port()}",
+                   "--admin-listen", f"{HOST}:{admin}",
                    "--rest-listen", "off", "--connect-listen", "off",
                    "--console-listen", "off", "--sql-listen", "off",
                    "--set", f"node.id={i}", *extra]
             log = open(root / f"node{i}.log", "ab")
             self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=log, env=env))
             self.ports.append(port)
+            self.admin_ports.append(admin)
         for p in self.ports:
             wait_port(p, 60)
         # Cluster brokers see each other once their heartbeats are in, and
         # every broker creates its internal topics after it listens.
         time.sleep(4)
+
+    def produce_buckets(self) -> dict[float, int]:
+        """The brokers' Produce request-time histogram, summed: cumulative
+        count per bucket bound in seconds."""
+        total: dict[float, int] = {}
+        prefix = 'weir_request_duration_seconds_bucket{api="Produce",le="'
+        for port in self.admin_ports:
+            with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as r:
+                for line in r.read().decode().splitlines():
+                    if line.startswith(prefix):
+                        le, count = line[len(prefix):].split('"} ')
+                        bound = float("inf") if le == "+Inf" else float(le)
+                        total[bound] = total.get(bound, 0) + int(float(count))
+        return total
 
     @property
     def bootstrap(self) -> str:
@@ -134,6 +153,17 @@ class Brokers:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(10)
+
+
+def bucket_quantile(before: dict[float, int], after: dict[float, int], q: float) -> str:
+    """The bucket bound (ms) under which a fraction q of the requests
+    between two scrapes finished: "<= 50" and the like."""
+    bounds = sorted(after)
+    n = after[bounds[-1]] - before.get(bounds[-1], 0) if bounds else 0
+    for b in bounds:
+        if n and after[b] - before.get(b, 0) >= q * n:
+            return "<= inf" if b == float("inf") else f"<= {b * 1000:g}"
+    return "-"
 
 
 def bench(weir: Path, bootstrap: str, *args: str) -> dict:
@@ -197,8 +227,10 @@ def run_setup(name: str, weir: Path, root: Path, pg: Postgres | None,
         secs = after["t"] - before["t"]
         mb = produce["produce"]["bytes"] / 1e6
         rate = max(1, int(produce["produce"]["records_per_sec"] / 2))
+        produce_before = brokers.produce_buckets()
         paced = bench(weir, brokers.bootstrap, "e2e", "--topic", "bench-e2e",
                       "--rate", str(rate), "--duration", f"{SECONDS}s", "--acks", "all")
+        produce_after = brokers.produce_buckets()
         consume = bench(weir, brokers.bootstrap, "consume", "--topic", "bench-produce")
         result = {
             "setup": name,
@@ -210,6 +242,12 @@ def run_setup(name: str, weir: Path, root: Path, pg: Postgres | None,
             "paced_rate": rate,
             "ack_latency_half_load": paced["ack_latency"],
             "e2e_latency_half_load": paced["e2e_latency"],
+            # Inside the brokers, from a Produce request read to its
+            # answer written: what of the ack's latency is theirs.
+            "broker_produce_half_load": {
+                "p50_ms": bucket_quantile(produce_before, produce_after, 0.5),
+                "p99_ms": bucket_quantile(produce_before, produce_after, 0.99),
+            },
             "consume_mb_per_sec": consume["consume"]["mb_per_sec"],
             "broker_cpu_s_per_mb": round((after["broker_cpu"] - before["broker_cpu"]) / mb, 4),
             "pg_s3_cpu_s_per_mb": round((after["side_cpu"] - before["side_cpu"]) / mb, 4),
@@ -263,15 +301,18 @@ def main() -> None:
             results.append(r)
         base = next((r for r in results if r["setup"] == "single"), None)
         print("\n| setup | produce rec/s (ratio) | ack p50 / p99 ms (full speed) "
-              "| ack p50 / p99 ms at 50 % | e2e p99 ms at 50 % | catch-up MB/s "
+              "| ack p50 / p99 ms at 50 % | broker Produce p50 / p99 ms at 50 % "
+              "| e2e p99 ms at 50 % | catch-up MB/s "
               "| broker CPU s/MB | PG+S3 CPU s/MB | objects/s | PG commits/s |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in results:
             ratio = (f" ({r['produce_records_per_sec'] / base['produce_records_per_sec']:.2f})"
                      if base else "")
             full, half = r["ack_latency_full_speed"], r["ack_latency_half_load"]
+            inside = r["broker_produce_half_load"]
             print(f"| {r['setup']} | {r['produce_records_per_sec']:.0f}{ratio} "
                   f"| {full['p50_ms']} / {full['p99_ms']} | {half['p50_ms']} / {half['p99_ms']} "
+                  f"| {inside['p50_ms']} / {inside['p99_ms']} "
                   f"| {r['e2e_latency_half_load']['p99_ms']} | {r['consume_mb_per_sec']} "
                   f"| {r['broker_cpu_s_per_mb']} | {r['pg_s3_cpu_s_per_mb']} "
                   f"| {r.get('objects_per_sec', '-')} | {r.get('pg_commits_per_sec', '-')} |")
