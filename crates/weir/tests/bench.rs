@@ -165,3 +165,50 @@ fn an_unreachable_broker_fails_with_a_message() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("error:"), "{stderr}");
 }
+
+/// CPU seconds (user + system) a finished, not yet reaped child used,
+/// from its zombie's /proc entry.
+#[cfg(target_os = "linux")]
+fn cpu_seconds_at_exit(child: &mut Child) -> f64 {
+    let stat = format!("/proc/{}/stat", child.id());
+    loop {
+        let s = std::fs::read_to_string(&stat).unwrap();
+        // The fields after the command name, which is in parentheses.
+        let f: Vec<&str> = s.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        if f[0] == "Z" {
+            let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+            // USER_HZ is 100 on every Linux this runs on.
+            return ticks / 100.0;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A paced producer waits for each record's turn asleep: the client's
+/// CPU is the broker's and its own consumer's to share, and a client that
+/// spins between records measures its own contention for it.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_paced_producer_sleeps_between_records() {
+    let broker = start_broker();
+    let mut child = weir()
+        .args(["bench", "produce", "--topic", "paced", "--partitions", "1"])
+        .args([
+            "--record-size",
+            "100",
+            "--records",
+            "6000",
+            "--rate",
+            "2000",
+        ])
+        .args(["--acks", "1", "--json", "--bootstrap", &broker.addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let cpu = cpu_seconds_at_exit(&mut child);
+    assert!(child.wait().unwrap().success());
+    // Three seconds of pacing; a loop that polls instead of sleeping uses
+    // all of them, a sleeping one a small part.
+    assert!(cpu < 1.0, "the client used {cpu:.2} CPU seconds in 3 s");
+}
