@@ -26,7 +26,8 @@ throughput and ack latency), `weir bench e2e` paced at half that
 throughput (ack p50/p99, end-to-end p99, and the brokers' own Produce
 request time from their `/metrics` histogram, as the bound of the
 bucket the p50/p99 falls in), `weir bench consume` (catch-up
-read of the produce phase's topic). For cluster setups, during the
+read of the produce phase's topic; on moto, also the store's GET
+requests per MB read, from moto's request log). For cluster setups, during the
 produce phase: objects committed (`weir.objects`) and PostgreSQL commits
 (`pg_stat_database.xact_commit`) per second; for every setup, CPU seconds
 of the brokers (and of PostgreSQL and the S3 server) per MB produced. Prints one
@@ -231,7 +232,9 @@ def run_setup(name: str, weir: Path, root: Path, pg: Postgres | None,
         paced = bench(weir, brokers.bootstrap, "e2e", "--topic", "bench-e2e",
                       "--rate", str(rate), "--duration", f"{SECONDS}s", "--acks", "all")
         produce_after = brokers.produce_buckets()
+        gets_before = store_gets(root, name)
         consume = bench(weir, brokers.bootstrap, "consume", "--topic", "bench-produce")
+        gets = store_gets(root, name) - gets_before if gets_before is not None else None
         result = {
             "setup": name,
             "brokers": n,
@@ -252,6 +255,9 @@ def run_setup(name: str, weir: Path, root: Path, pg: Postgres | None,
             "broker_cpu_s_per_mb": round((after["broker_cpu"] - before["broker_cpu"]) / mb, 4),
             "pg_s3_cpu_s_per_mb": round((after["side_cpu"] - before["side_cpu"]) / mb, 4),
         }
+        if gets is not None:
+            result["store_gets_per_mb_read"] = round(
+                gets / max(consume["consume"]["bytes"] / 1e6, 1e-9), 2)
         if db:
             result["objects_per_sec"] = round((after["objects"] - before["objects"]) / secs, 1)
             result["pg_commits_per_sec"] = round((after["xacts"] - before["xacts"]) / secs, 1)
@@ -262,6 +268,15 @@ def run_setup(name: str, weir: Path, root: Path, pg: Postgres | None,
 
 def server_of(setup: str) -> str:
     return "s3s" if setup.endswith("-s3s") else "moto"
+
+
+def store_gets(root: Path, setup: str) -> int | None:
+    """GET requests moto has logged for the setup's bucket so far (None
+    for the other stores: s3s-fs logs no requests)."""
+    if setup == "single" or server_of(setup) != "moto" or setup.endswith("-file"):
+        return None
+    with open(root / "moto.log", "rb") as f:
+        return sum(1 for line in f if f"GET /bench-{setup}/".encode() in line)
 
 
 def start_s3(kind: str, root: Path) -> subprocess.Popen:
@@ -275,7 +290,10 @@ def start_s3(kind: str, root: Path) -> subprocess.Popen:
                "--secret-key", SECRET, str(root / "s3s")]
     else:
         cmd = [str(Path(sys.executable).with_name("moto_server")), "-H", HOST, "-p", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # moto logs one line per request: the catch-up read's GETs are
+    # counted from it.
+    log = open(root / f"{kind}.log", "ab")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log)
     proc.url = f"http://{HOST}:{port}"
     wait_port(port, 60)
     return proc

@@ -514,6 +514,9 @@ pub(crate) struct Shared {
     gather: Mutex<Gather>,
     wake: Notify,
     cache: Mutex<TailCache>,
+    /// Intake objects being loaded whole into the cache, by object id;
+    /// the value turns true (or its sender goes) when the load is over.
+    loading: Mutex<HashMap<i64, watch::Receiver<bool>>>,
     pub(crate) clock: Clock,
     stats: Arc<weir_storage::EngineStats>,
     /// The newest catalog version notified.
@@ -649,6 +652,7 @@ impl ClusterEngine {
                 limit: config.cache_bytes,
                 ..TailCache::default()
             }),
+            loading: Mutex::default(),
             clock,
             stats: Arc::default(),
             catalog_version: watch::channel(0).0,
@@ -1664,6 +1668,24 @@ struct Row {
     key: String,
     position: u64,
     size: usize,
+    /// The object's id and length.
+    object: i64,
+    object_size: u64,
+}
+
+impl Row {
+    /// From the columns base offset, last offset, object key, position,
+    /// size, object id, object length.
+    fn of(r: &tokio_postgres::Row) -> Self {
+        Self {
+            base: r.get(0),
+            key: r.get(2),
+            position: u64::try_from(r.get::<_, i64>(3)).unwrap_or(0),
+            size: usize::try_from(r.get::<_, i32>(4)).unwrap_or(0),
+            object: r.get(5),
+            object_size: u64::try_from(r.get::<_, i64>(6)).unwrap_or(u64::MAX),
+        }
+    }
 }
 
 async fn index_rows(
@@ -1681,15 +1703,7 @@ async fn index_rows(
         )
         .await
         .map_err(pg)?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Row {
-            base: r.get(0),
-            key: r.get(2),
-            position: u64::try_from(r.get::<_, i64>(3)).unwrap_or(0),
-            size: usize::try_from(r.get::<_, i32>(4)).unwrap_or(0),
-        })
-        .collect())
+    Ok(rows.iter().map(Row::of).collect())
 }
 
 /// The byte ranges `spans` (object key, position, length) in the order
@@ -1725,21 +1739,125 @@ pub(crate) async fn read_spans(
     Ok(out)
 }
 
-/// The placed chunks of `rows`, from the cache or the store (one ranged
-/// read per object).
+/// The largest intake object a read loads whole (also at most a quarter
+/// of the cache: under load a flush writes objects of 5-10 MB, which a
+/// sixteenth of the default 64 MiB would leave out).
+const WHOLE_OBJECT_MAX: u64 = 16 << 20;
+
+/// How many whole-object loads may run at once; beyond that, reads make
+/// ranged reads, so loads hold at most half the cache's size in memory
+/// besides the cache.
+const WHOLE_OBJECT_LOADS: usize = 2;
+
+/// The cached chunks of `rows` (`None` where missing). A row the cleaner
+/// rewrote keeps its base offset but not its length: a cached chunk of
+/// another length is the old one.
+fn cached(shared: &Shared, tp: &TopicPartition, rows: &[Row]) -> Vec<Option<Bytes>> {
+    let cache = lock(&shared.cache);
+    rows.iter()
+        .map(|r| cache.get(tp, r.base).filter(|c| c.len() == r.size))
+        .collect()
+}
+
+/// Loads into the cache, whole, the intake objects of `rows` that are
+/// small enough, with every chunk in them that an index row still
+/// references, for every partition: right after producing, one intake
+/// object holds a chunk of each partition written, and a reader catching
+/// up on all of them would otherwise make one ranged read of it per
+/// partition. A load another read started is waited for, not repeated.
+/// Compacted objects hold one partition and keep ranged reads, as do
+/// objects a load fails for (the caller reads what is still missing).
+async fn load_objects(shared: &Arc<Shared>, rows: &[Row]) {
+    let intake = crate::jobs::object_key(shared, "intake").to_string() + "/";
+    let cap = WHOLE_OBJECT_MAX.min(shared.config.cache_bytes as u64 / 4);
+    let mut waits = Vec::new();
+    let mut seen = HashSet::new();
+    for r in rows {
+        if r.object_size > cap || !r.key.starts_with(&intake) || !seen.insert(r.object) {
+            continue;
+        }
+        let mut loading = lock(&shared.loading);
+        if let Some(done) = loading.get(&r.object) {
+            waits.push(done.clone());
+            continue;
+        }
+        if loading.len() >= WHOLE_OBJECT_LOADS {
+            continue;
+        }
+        let (tx, done) = watch::channel(false);
+        loading.insert(r.object, done.clone());
+        drop(loading);
+        waits.push(done);
+        // Its own task: a read given up on mid-load must not leave the
+        // others waiting for a load nobody finishes.
+        let (shared, id, key) = (Arc::clone(shared), r.object, r.key.clone());
+        tokio::spawn(async move {
+            if let Err(e) = load_object(&shared, id, &key).await {
+                debug!(%key, error = %e, "whole-object read failed");
+            }
+            lock(&shared.loading).remove(&id);
+            let _ = tx.send(true);
+        });
+    }
+    for mut done in waits {
+        let _ = done.wait_for(|d| *d).await;
+    }
+}
+
+/// One GET of intake object `id` and one query for the index rows still
+/// in it; their chunks go into the cache. Rows the cleaner or compaction
+/// moved to other objects are not in the answer, so nothing stale is
+/// cached.
+async fn load_object(shared: &Shared, id: i64, key: &str) -> Result<(), LogError> {
+    let client = shared.db.get().await?;
+    let path = ObjectPath::from(key);
+    let (whole, rows) = tokio::try_join!(
+        async {
+            let got = shared.store.get(&path).await.map_err(store_err)?;
+            got.bytes().await.map_err(store_err)
+        },
+        async { client.query(schema::OBJECT_ROWS, &[&id]).await.map_err(pg) },
+    )?;
+    let mut cache = lock(&shared.cache);
+    for r in rows {
+        let tp = TopicPartition::new(r.get::<_, String>(0), r.get::<_, i32>(1));
+        let base: i64 = r.get(2);
+        let (Ok(position), Ok(size)) = (
+            usize::try_from(r.get::<_, i64>(3)),
+            usize::try_from(r.get::<_, i32>(4)),
+        ) else {
+            continue;
+        };
+        if position + size > whole.len() || cache.get(&tp, base).is_some_and(|c| c.len() == size) {
+            continue;
+        }
+        // `whole` stays held meanwhile, so `place` copies each chunk
+        // out and the cache never keeps the whole object alive.
+        if let Ok(placed) = format::place(whole.slice(position..position + size), base) {
+            cache.put(&tp, base, placed);
+        }
+    }
+    drop(cache);
+    drop(whole);
+    Ok(())
+}
+
+/// The placed chunks of `rows`, from the cache, from small intake
+/// objects loaded whole, or from the store (one ranged read per object).
 async fn chunks(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     tp: &TopicPartition,
     rows: &[Row],
 ) -> Result<Vec<Bytes>, LogError> {
-    let mut out: Vec<Option<Bytes>> = {
-        let cache = lock(&shared.cache);
-        // A row the cleaner rewrote keeps its base offset but not its
-        // length: a cached chunk of another length is the old one.
-        rows.iter()
-            .map(|r| cache.get(tp, r.base).filter(|c| c.len() == r.size))
-            .collect()
-    };
+    let mut out = cached(shared, tp, rows);
+    if out.iter().any(Option::is_none) {
+        load_objects(shared, &uncached(shared, tp, rows)).await;
+        for (o, c) in out.iter_mut().zip(cached(shared, tp, rows)) {
+            if o.is_none() {
+                *o = c;
+            }
+        }
+    }
     let missing: Vec<usize> = (0..rows.len()).filter(|&i| out[i].is_none()).collect();
     let spans: Vec<(&str, u64, usize)> = missing
         .iter()
@@ -1753,6 +1871,15 @@ async fn chunks(
         out[i] = Some(placed);
     }
     Ok(out.into_iter().flatten().collect())
+}
+
+/// The rows of `rows` whose chunks are not cached.
+fn uncached(shared: &Shared, tp: &TopicPartition, rows: &[Row]) -> Vec<Row> {
+    rows.iter()
+        .zip(cached(shared, tp, rows))
+        .filter(|(_, c)| c.is_none())
+        .map(|(r, _)| r.clone())
+        .collect()
 }
 
 /// Loads the rows after a read into the cache in the background, so a
@@ -1783,18 +1910,7 @@ fn read_ahead(shared: &Arc<Shared>, part: &Arc<PartState>, rest: &[Row], max_byt
         })
         .count();
     let until = rest.get(n).map_or(rest[n - 1].base + 1, |r| r.base);
-    let rows: Vec<Row> = {
-        let cache = lock(&shared.cache);
-        rest[..n]
-            .iter()
-            .filter(|r| {
-                cache
-                    .get(&part.tp, r.base)
-                    .is_none_or(|c| c.len() != r.size)
-            })
-            .cloned()
-            .collect()
-    };
+    let rows = uncached(shared, &part.tp, &rest[..n]);
     if rows.is_empty() {
         return;
     }
@@ -1807,6 +1923,8 @@ fn read_ahead(shared: &Arc<Shared>, part: &Arc<PartState>, rest: &[Row], max_byt
     drop(ahead);
     let (shared, tp) = (Arc::clone(shared), part.tp.clone());
     tokio::spawn(async move {
+        load_objects(&shared, &rows).await;
+        let rows = uncached(&shared, &tp, &rows);
         let spans: Vec<(&str, u64, usize)> = rows
             .iter()
             .map(|r| (r.key.as_str(), r.position, r.size))
@@ -2061,23 +2179,15 @@ impl PartitionLog for ClusterPartition {
             let client = shared.db.get().await?;
             let rows = client
                 .query(
-                    "SELECT b.base_offset, b.last_offset, o.key, b.position, b.size FROM weir.batches b
-                     JOIN weir.objects o ON o.id = b.object_id
+                    "SELECT b.base_offset, b.last_offset, o.key, b.position, b.size, o.id, o.size_bytes
+                     FROM weir.batches b JOIN weir.objects o ON o.id = b.object_id
                      WHERE b.topic = $1 AND b.partition = $2 AND b.max_timestamp >= $3 AND b.last_offset >= $4
                      ORDER BY b.base_offset LIMIT 1",
                     &[&part.tp.topic, &part.tp.partition, &timestamp, &o.log_start],
                 )
                 .await
                 .map_err(pg)?;
-            let rows: Vec<Row> = rows
-                .into_iter()
-                .map(|r| Row {
-                    base: r.get(0),
-                    key: r.get(2),
-                    position: u64::try_from(r.get::<_, i64>(3)).unwrap_or(0),
-                    size: usize::try_from(r.get::<_, i32>(4)).unwrap_or(0),
-                })
-                .collect();
+            let rows: Vec<Row> = rows.iter().map(Row::of).collect();
             let got = chunks(&shared, &part.tp, &rows).await?;
             match got.first() {
                 Some(c) => find_in(c, timestamp, o.log_start),
@@ -2094,8 +2204,9 @@ impl PartitionLog for ClusterPartition {
             let client = shared.db.get().await?;
             let row = client
                 .query_opt(
-                    "SELECT b.base_offset, b.last_offset, o.key, b.position, b.size, b.max_timestamp FROM weir.batches b
-                     JOIN weir.objects o ON o.id = b.object_id
+                    "SELECT b.base_offset, b.last_offset, o.key, b.position, b.size, o.id, o.size_bytes,
+                         b.max_timestamp
+                     FROM weir.batches b JOIN weir.objects o ON o.id = b.object_id
                      WHERE b.topic = $1 AND b.partition = $2 AND b.last_offset >= $3
                      ORDER BY b.max_timestamp DESC, b.base_offset LIMIT 1",
                     &[&part.tp.topic, &part.tp.partition, &o.log_start],
@@ -2103,13 +2214,8 @@ impl PartitionLog for ClusterPartition {
                 .await
                 .map_err(pg)?;
             let Some(r) = row else { return Ok(None) };
-            let ts: i64 = r.get(5);
-            let rows = vec![Row {
-                base: r.get(0),
-                key: r.get(2),
-                position: u64::try_from(r.get::<_, i64>(3)).unwrap_or(0),
-                size: usize::try_from(r.get::<_, i32>(4)).unwrap_or(0),
-            }];
+            let ts: i64 = r.get(7);
+            let rows = vec![Row::of(&r)];
             let got = chunks(&shared, &part.tp, &rows).await?;
             match got.first() {
                 Some(c) => find_in(c, ts, o.log_start),

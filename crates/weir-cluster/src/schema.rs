@@ -202,11 +202,16 @@ WHERE o.fresh";
 
 /// The index rows a read needs, in offset order.
 pub const READ: &str = "
-SELECT b.base_offset, b.last_offset, o.key, b.position, b.size
+SELECT b.base_offset, b.last_offset, o.key, b.position, b.size, o.id, o.size_bytes
 FROM weir.batches b JOIN weir.objects o ON o.id = b.object_id
 WHERE b.topic = $1 AND b.partition = $2 AND b.last_offset >= $3 AND b.base_offset < $4
 ORDER BY b.last_offset
 LIMIT $5";
+
+/// The index rows still in object `$1`, for loading it whole into the
+/// read cache (the `batches_object` index).
+pub const OBJECT_ROWS: &str = "
+SELECT topic, partition, base_offset, position, size FROM weir.batches WHERE object_id = $1";
 
 /// The stored state of the producers of a flush's idempotent batches:
 /// `$1`-`$3` are (topic, partition, producer id) triples. Read after

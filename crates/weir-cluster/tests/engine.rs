@@ -391,6 +391,53 @@ async fn a_read_from_the_store_loads_the_next_rows_ahead() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_from_the_store_caches_the_other_partitions_chunks_of_its_intake_object() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let a = engine(&pg, store.path(), 1).await;
+    let b = engine(&pg, store.path(), 2).await;
+    let tps: Vec<_> = (0..3).map(|p| TopicPartition::new("whole", p)).collect();
+    let logs_a: Vec<_> = tps
+        .iter()
+        .map(|tp| a.open(tp, LogConfig::default()).unwrap())
+        .collect();
+    let logs_b: Vec<_> = tps
+        .iter()
+        .map(|tp| b.open(tp, LogConfig::default()).unwrap())
+        .collect();
+    // Appended together: one flush, one intake object with a chunk of
+    // each partition.
+    let appends: Vec<_> = logs_a
+        .iter()
+        .enumerate()
+        .map(|(p, log)| log.append(batch(2, 1000, &format!("p{p}")), 0))
+        .collect();
+    for f in appends {
+        f.await.expect("append");
+    }
+    assert_eq!(stored(store.path(), "intake").len(), 1);
+    for log in &logs_b {
+        log.current_offsets().await.unwrap();
+    }
+    let want = |p: usize| vec![(0, format!("p{p}-0")), (1, format!("p{p}-1"))];
+    // Broker 2 wrote nothing: partition 0 comes from the store.
+    let r = logs_b[0]
+        .read(0, 1, ReadLimit::HighWatermark)
+        .await
+        .unwrap();
+    assert_eq!(values(r.records), want(0));
+    for key in stored(store.path(), "intake") {
+        std::fs::remove_file(store.path().join(key)).unwrap();
+    }
+    for p in [1, 2] {
+        let r = logs_b[p].read(0, 1, ReadLimit::HighWatermark).await;
+        assert_eq!(values(r.expect("read").records), want(p), "partition {p}");
+    }
+    a.shutdown().unwrap();
+    b.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_uploading_at_once_commit_in_the_order_their_appends_were_called() {
     let Some(pg) = Pg::start() else { return };
     let store = tempfile::tempdir().unwrap();
