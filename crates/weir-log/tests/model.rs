@@ -373,6 +373,13 @@ fn run_delete_model(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     if end == *b {
                         break;
                     }
+                    // A segment wholly below the log start (DeleteRecords)
+                    // goes whatever its timestamps, before time is looked
+                    // at, as in Kafka's retention pass.
+                    if i + 1 < bases.len() && end <= log_start {
+                        expected = expected.max(end);
+                        continue;
+                    }
                     let max_ts = records
                         .range(*b..end)
                         .map(|(_, r)| r.ts)
