@@ -237,6 +237,13 @@ async fn engine(pg: &Pg, store: &Path, node: i32) -> Arc<ClusterEngine> {
     )
 }
 
+/// Opens `tps` on `engine` with the default config.
+fn open_all(engine: &ClusterEngine, tps: &[TopicPartition]) -> Vec<Arc<dyn PartitionLog>> {
+    tps.iter()
+        .map(|tp| engine.open(tp, LogConfig::default()).unwrap())
+        .collect()
+}
+
 async fn read_all(log: &Arc<dyn PartitionLog>, from: i64) -> Vec<(i64, String)> {
     let mut out = Vec::new();
     let mut at = from;
@@ -397,14 +404,8 @@ async fn a_read_from_the_store_caches_the_other_partitions_chunks_of_its_intake_
     let a = engine(&pg, store.path(), 1).await;
     let b = engine(&pg, store.path(), 2).await;
     let tps: Vec<_> = (0..3).map(|p| TopicPartition::new("whole", p)).collect();
-    let logs_a: Vec<_> = tps
-        .iter()
-        .map(|tp| a.open(tp, LogConfig::default()).unwrap())
-        .collect();
-    let logs_b: Vec<_> = tps
-        .iter()
-        .map(|tp| b.open(tp, LogConfig::default()).unwrap())
-        .collect();
+    let logs_a = open_all(&a, &tps);
+    let logs_b = open_all(&b, &tps);
     // Appended together: one flush, one intake object with a chunk of
     // each partition.
     let appends: Vec<_> = logs_a
@@ -899,14 +900,8 @@ async fn coordinator_leases_fence_a_stale_holders_writes() {
     let (a, b) = lease_brokers(&pg, store.path()).await;
     let topic = "__consumer_offsets";
     let tps: Vec<TopicPartition> = (0..2).map(|p| TopicPartition::new(topic, p)).collect();
-    let a_logs: Vec<_> = tps
-        .iter()
-        .map(|tp| a.open(tp, LogConfig::default()).unwrap())
-        .collect();
-    let b_logs: Vec<_> = tps
-        .iter()
-        .map(|tp| b.open(tp, LogConfig::default()).unwrap())
-        .collect();
+    let a_logs = open_all(&a, &tps);
+    let b_logs = open_all(&b, &tps);
     let (ca, cb) = (a.shared().unwrap(), b.shared().unwrap());
     let held_a = ca.lead_coordinators(topic, 2).unwrap();
     let held_b = cb.lead_coordinators(topic, 2).unwrap();
