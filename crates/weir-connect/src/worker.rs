@@ -324,8 +324,16 @@ impl SourceDelivery {
     fn error(&self) -> Option<ConnectError> {
         let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
         let (topic, e) = failed.as_ref()?;
+        Some(Self::refused(topic, e))
+    }
+
+    /// A record refused for `topic`. librdkafka may refuse it when it is
+    /// enqueued (the topic's metadata already says unauthorized); Kafka's
+    /// producer reports that through the send callback too, so both read
+    /// the same.
+    fn refused(topic: &str, e: &rdkafka::error::KafkaError) -> ConnectError {
         const MESSAGE: &str = "Unrecoverable exception from producer send callback";
-        Some(match crate::error::authorization_exception(e) {
+        match crate::error::authorization_exception(e) {
             Some(class) if class.ends_with(".TopicAuthorizationException") => {
                 ConnectError::Authorization {
                     message: MESSAGE.into(),
@@ -337,7 +345,7 @@ impl SourceDelivery {
                 cause: format!("{class}: {e}"),
             },
             None => ConnectError::kafka(format!("{MESSAGE}: delivery to {topic} failed: {e}")),
-        })
+        }
     }
 }
 
@@ -593,7 +601,12 @@ fn run_source(ctx: &TaskContext, stop: &AtomicBool, paused: &AtomicBool) -> Resu
                 if let Some(h) = headers {
                     br = br.headers(h);
                 }
-                send(&producer, br)?;
+                send(&producer, br).map_err(|e| {
+                    match crate::error::authorization_exception(&e) {
+                        Some(_) => SourceDelivery::refused(&record.topic, &e),
+                        None => e.into(),
+                    }
+                })?;
                 ctx.used_topic(&mut topics_seen, &record.topic);
                 pending.insert(
                     source_partition.to_text(),
@@ -789,7 +802,7 @@ pub fn alter_source_offsets_fenced(
 fn send<C: ProducerContext<DeliveryOpaque = ()> + 'static>(
     producer: &ThreadedProducer<C>,
     mut record: BaseRecord<'_, [u8], [u8]>,
-) -> Result<()> {
+) -> Result<(), rdkafka::error::KafkaError> {
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
@@ -802,7 +815,7 @@ fn send<C: ProducerContext<DeliveryOpaque = ()> + 'static>(
                 record = r;
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Err((e, _)) => return Err(e.into()),
+            Err((e, _)) => return Err(e),
         }
     }
 }
@@ -1466,7 +1479,7 @@ impl Dlq {
         if let Some(v) = &m.payload {
             r = r.payload(v.as_slice());
         }
-        send(&self.producer, r)
+        Ok(send(&self.producer, r)?)
     }
 }
 
