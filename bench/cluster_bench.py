@@ -5,33 +5,40 @@ and three, the cluster on PostgreSQL and moto's S3 server started as the
 tests start them.
 
     .venv/bin/python bench/cluster_bench.py
-    RECORDS=50000 WEIR=target/debug/weir .venv/bin/python bench/cluster_bench.py
+    PRODUCE_SECONDS=5 WEIR=target/debug/weir .venv/bin/python bench/cluster_bench.py
 
-Knobs (environment): RECORDS (produce phase, default 300000), SIZE (value
-bytes, default 1024), PARTITIONS (default 6), SECONDS (the paced phase,
-default 20), FLUSH_MS (`--cluster-flush-ms`, default the broker's), WEIR
-(the binary; default the release build under CARGO_TARGET_DIR or
-target/), SETUPS (comma-separated subset of single, cluster1, cluster3,
-cluster1-serial, cluster3-serial, cluster3-file, cluster1-s3s,
-cluster3-s3s; `-serial` runs the brokers with `--cluster-serial-flush`,
-each object committed before the next upload starts, the baseline for
-the flush pipeline; `-file` puts the objects in a local directory
-(`file://`) instead of moto; `-s3s` uses the S3 server of the `s3s-fs`
-crate, written in Rust, instead of moto, which is one Python process:
-set S3S_FS to its binary, built with `cargo install s3s-fs@0.14.1
---locked --features binary`).
+Knobs (environment): PRODUCE_SECONDS (how long the produce phase runs,
+default 15: long enough that flushing and the database's own work show
+in the rate, not only a burst into the brokers' and the client's
+queues), RECORDS (the most records the catch-up read takes, default
+2000000), SIZE (value bytes, default 1024), PARTITIONS (default 6),
+SECONDS (each paced phase, default 20), RATE (the paced phases'
+records/s instead of half the produce throughput), FLUSH_MS
+(`--cluster-flush-ms`, default the broker's), WEIR (the binary; default
+the release build under CARGO_TARGET_DIR or target/), KEEP (set: keep
+the brokers' logs and data), SETUPS (comma-separated subset of single,
+cluster1, cluster3, cluster1-serial, cluster3-serial, cluster3-file,
+cluster1-s3s, cluster3-s3s; `-serial` runs the brokers with
+`--cluster-serial-flush`, each object committed before the next upload
+starts, the baseline for the flush pipeline; `-file` puts the objects in
+a local directory (`file://`) instead of moto; `-s3s` uses the S3 server
+of the `s3s-fs` crate, written in Rust, instead of moto, which is one
+Python process: set S3S_FS to its binary, built with `cargo install
+s3s-fs@0.14.1 --locked --features binary`).
 
 Per setup: `weir bench produce` (acks=all, as fast as one client goes:
-throughput and ack latency), `weir bench e2e` paced at half that
-throughput (ack p50/p99, end-to-end p99, and the brokers' own Produce
-request time from their `/metrics` histogram, as the bound of the
-bucket the p50/p99 falls in), `weir bench consume` (catch-up
-read of the produce phase's topic; on moto, also the store's GET
-requests per MB read, from moto's request log). For cluster setups, during the
-produce phase: objects committed (`weir.objects`) and PostgreSQL commits
-(`pg_stat_database.xact_commit`) per second; for every setup, CPU seconds
-of the brokers (and of PostgreSQL and the S3 server) per MB produced. Prints one
-JSON object per setup, then a table.
+throughput and ack latency), `weir bench consume` (catch-up read of the
+produce phase's topic; on moto, also the store's GET requests per MB
+read, from moto's request log); then, on fresh brokers with a fresh
+database and bucket, `weir bench produce` paced at half the produce
+throughput (ack p50/p99, and the brokers' own Produce request time from
+their `/metrics` histogram, as the bound of the bucket the p50/p99 falls
+in), and `weir bench e2e` at the same rate (a consumer reading along:
+ack and end-to-end p99). For cluster setups, during the produce phase:
+objects committed (`weir.objects`) and PostgreSQL commits
+(`pg_stat_database.xact_commit`) per second; for every setup, CPU
+seconds of the brokers (and of PostgreSQL and the S3 server) per MB
+produced. Prints one JSON object per setup, then a table.
 """
 
 from __future__ import annotations
@@ -52,11 +59,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from pg_helpers import Postgres  # noqa: E402
 
-RECORDS = int(os.environ.get("RECORDS", "300000"))
+PRODUCE_SECONDS = int(os.environ.get("PRODUCE_SECONDS", "15"))
+RECORDS = int(os.environ.get("RECORDS", "2000000"))
 SIZE = int(os.environ.get("SIZE", "1024"))
 PARTITIONS = int(os.environ.get("PARTITIONS", "6"))
 SECONDS = int(os.environ.get("SECONDS", "20"))
 FLUSH_MS = os.environ.get("FLUSH_MS")
+RATE = int(os.environ.get("RATE", "0"))
 SETUPS = os.environ.get(
     "SETUPS", "single,cluster1,cluster3,cluster1-serial,cluster3-serial,cluster3-file").split(",")
 KEY, SECRET, REGION = "bench", "bench-secret", "us-east-1"
@@ -167,30 +176,37 @@ def bucket_quantile(before: dict[float, int], after: dict[float, int], q: float)
     return "-"
 
 
-def bench(weir: Path, bootstrap: str, *args: str) -> dict:
+def bench(weir: Path, bootstrap: str, *args: str, must: bool = True) -> dict:
+    """One `weir bench` run's JSON; a run that fails stops the benchmark,
+    unless `must` is false: then its error, e.g. a consumer that fell
+    behind the producer for good."""
     cmd = [str(weir), "bench", *args, "-b", bootstrap, "--json",
            "--record-size", str(SIZE), "--partitions", str(PARTITIONS)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if out.returncode != 0:
+        if not must:
+            return {"error": out.stderr.strip().splitlines()[-1]}
         raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout)
 
 
-def run_setup(name: str, weir: Path, root: Path, pg: Postgres | None,
-              s3: dict[str, tuple[str, int]]) -> dict:
+def start_brokers(name: str, part: str, weir: Path, root: Path, pg: Postgres | None,
+                  s3: dict[str, tuple[str, int]]) -> tuple[Brokers, str | None]:
+    """The setup's brokers on a database, bucket and data directories of
+    their own (`part` tells the setup's two environments apart)."""
     env = dict(os.environ)
     extra: list[str] = []
     db = None
-    workdir = root / name
-    workdir.mkdir()
+    workdir = root / name / part
+    workdir.mkdir(parents=True)
     if name != "single":
-        db = f"bench_{name.replace('-', '_')}"
+        db = f"bench_{name.replace('-', '_')}_{part}"
         pg.sql(f"CREATE DATABASE {db}")
         if name.endswith("-file"):
             store = f"file://{workdir / 'store'}"
         else:
             import boto3
-            bucket = f"bench-{name}"
+            bucket = f"bench-{name}-{part}"
             s3_url, _ = s3[server_of(name)]
             boto3.client("s3", endpoint_url=s3_url, aws_access_key_id=KEY,
                          aws_secret_access_key=SECRET,
@@ -205,7 +221,13 @@ def run_setup(name: str, weir: Path, root: Path, pg: Postgres | None,
         if name.endswith("-serial"):
             extra.append("--cluster-serial-flush")
     n = 3 if name.startswith("cluster3") else 1
-    brokers = Brokers(weir, workdir, n, extra, env)
+    return Brokers(weir, workdir, n, extra, env), db
+
+
+def run_setup(name: str, weir: Path, root: Path, pg: Postgres | None,
+              s3: dict[str, tuple[str, int]]) -> dict:
+    brokers, db = start_brokers(name, "full", weir, root, pg, s3)
+    n = len(brokers.procs)
     try:
         broker_pids = [p.pid for p in brokers.procs]
         pg_pids = postgres_pids(pg) if db else []
@@ -223,18 +245,37 @@ def run_setup(name: str, weir: Path, root: Path, pg: Postgres | None,
 
         before = counters()
         produce = bench(weir, brokers.bootstrap, "produce", "--topic", "bench-produce",
-                        "--records", str(RECORDS), "--acks", "all")
+                        "--duration", f"{PRODUCE_SECONDS}s", "--acks", "all")
         after = counters()
         secs = after["t"] - before["t"]
         mb = produce["produce"]["bytes"] / 1e6
-        rate = max(1, int(produce["produce"]["records_per_sec"] / 2))
+        rate = RATE or max(1, int(produce["produce"]["records_per_sec"] / 2))
+        gets_before = store_gets(root, name)
+        consume = bench(weir, brokers.bootstrap, "consume", "--topic", "bench-produce",
+                        "--records", str(RECORDS))
+        gets = store_gets(root, name) - gets_before if gets_before is not None else None
+    finally:
+        brokers.stop()
+    if not os.environ.get("KEEP"):
+        # Gigabytes at full speed: the disk holds one environment at a time.
+        shutil.rmtree(root / name / "full", ignore_errors=True)
+        shutil.rmtree(root / "s3s" / f"bench-{name}-full", ignore_errors=True)
+    # The paced phases measure half load, not the produce phase's
+    # leftovers (its write-back on one node; its compaction, the
+    # database's vacuum and the store's writes in a cluster): fresh
+    # brokers on a fresh database and bucket, the disk synced.
+    subprocess.run(["sync"], check=True)
+    brokers, _ = start_brokers(name, "paced", weir, root, pg, s3)
+    try:
         produce_before = brokers.produce_buckets()
-        paced = bench(weir, brokers.bootstrap, "e2e", "--topic", "bench-e2e",
+        paced = bench(weir, brokers.bootstrap, "produce", "--topic", "bench-paced",
                       "--rate", str(rate), "--duration", f"{SECONDS}s", "--acks", "all")
         produce_after = brokers.produce_buckets()
-        gets_before = store_gets(root, name)
-        consume = bench(weir, brokers.bootstrap, "consume", "--topic", "bench-produce")
-        gets = store_gets(root, name) - gets_before if gets_before is not None else None
+        # The same rate with a consumer reading along: twice the work on
+        # the same cores, for the end-to-end latency.
+        e2e = bench(weir, brokers.bootstrap, "e2e", "--topic", "bench-e2e",
+                    "--rate", str(rate), "--duration", f"{SECONDS}s", "--acks", "all",
+                    must=False)
         result = {
             "setup": name,
             "brokers": n,
@@ -244,7 +285,9 @@ def run_setup(name: str, weir: Path, root: Path, pg: Postgres | None,
             "ack_latency_full_speed": produce["ack_latency"],
             "paced_rate": rate,
             "ack_latency_half_load": paced["ack_latency"],
-            "e2e_latency_half_load": paced["e2e_latency"],
+            "ack_latency_half_load_e2e": e2e.get("ack_latency"),
+            "e2e_latency_half_load": e2e.get("e2e_latency"),
+            "e2e_error": e2e.get("error"),
             # Inside the brokers, from a Produce request read to its
             # answer written: what of the ack's latency is theirs.
             "broker_produce_half_load": {
@@ -276,7 +319,7 @@ def store_gets(root: Path, setup: str) -> int | None:
     if setup == "single" or server_of(setup) != "moto" or setup.endswith("-file"):
         return None
     with open(root / "moto.log", "rb") as f:
-        return sum(1 for line in f if f"GET /bench-{setup}/".encode() in line)
+        return sum(1 for line in f if f"GET /bench-{setup}-full/".encode() in line)
 
 
 def start_s3(kind: str, root: Path) -> subprocess.Popen:
@@ -297,6 +340,12 @@ def start_s3(kind: str, root: Path) -> subprocess.Popen:
     proc.url = f"http://{HOST}:{port}"
     wait_port(port, 60)
     return proc
+
+
+def e2e_cell(r: dict) -> str:
+    if r["e2e_error"]:
+        return r["e2e_error"]
+    return f"{r['ack_latency_half_load_e2e']['p99_ms']} / {r['e2e_latency_half_load']['p99_ms']}"
 
 
 def main() -> None:
@@ -320,7 +369,7 @@ def main() -> None:
         base = next((r for r in results if r["setup"] == "single"), None)
         print("\n| setup | produce rec/s (ratio) | ack p50 / p99 ms (full speed) "
               "| ack p50 / p99 ms at 50 % | broker Produce p50 / p99 ms at 50 % "
-              "| e2e p99 ms at 50 % | catch-up MB/s "
+              "| ack p99 / e2e p99 ms at 50 % with a consumer | catch-up MB/s "
               "| broker CPU s/MB | PG+S3 CPU s/MB | objects/s | PG commits/s |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in results:
@@ -331,7 +380,7 @@ def main() -> None:
             print(f"| {r['setup']} | {r['produce_records_per_sec']:.0f}{ratio} "
                   f"| {full['p50_ms']} / {full['p99_ms']} | {half['p50_ms']} / {half['p99_ms']} "
                   f"| {inside['p50_ms']} / {inside['p99_ms']} "
-                  f"| {r['e2e_latency_half_load']['p99_ms']} | {r['consume_mb_per_sec']} "
+                  f"| {e2e_cell(r)} | {r['consume_mb_per_sec']} "
                   f"| {r['broker_cpu_s_per_mb']} | {r['pg_s3_cpu_s_per_mb']} "
                   f"| {r.get('objects_per_sec', '-')} | {r.get('pg_commits_per_sec', '-')} |")
     finally:
@@ -340,7 +389,8 @@ def main() -> None:
             proc.wait(10)
         if pg:
             pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        if not os.environ.get("KEEP"):
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
