@@ -8,6 +8,14 @@ Every broker gets a fresh temporary data dir, a free 127.0.0.1 port picked
 here, and its stdout+stderr captured to a log file; the tail of that log is
 attached to the report of any test that fails while the broker is alive.
 Brokers are always killed in fixture teardown, even on failure.
+
+WEIR_SUITE_TARGET picks what the plain broker fixtures (`broker`,
+`module_broker`, `target_factory`) start: `node` (the default) one
+`weir serve`, `cluster` three `weir serve --cluster` brokers on a
+database of their own in the session's PostgreSQL and a bucket of their
+own on moto, seen by the tests as one target (`ClusterTarget`). Tests
+that only make sense on one node carry `@pytest.mark.single_node` and
+are skipped under the cluster target.
 """
 
 from __future__ import annotations
@@ -36,6 +44,15 @@ HOST = "127.0.0.1"
 # Brokers currently started by a fixture and not yet cleaned up; their logs
 # are attached to failing test reports.
 _LIVE_BROKERS: list["Broker"] = []
+
+SUITE_TARGETS = ("node", "cluster")
+
+
+def suite_target() -> str:
+    target = os.environ.get("WEIR_SUITE_TARGET", "node") or "node"
+    if target not in SUITE_TARGETS:
+        raise pytest.UsageError(f"WEIR_SUITE_TARGET={target!r}: expected one of {SUITE_TARGETS}")
+    return target
 
 
 def weir_bin() -> Path:
@@ -117,6 +134,11 @@ class Broker:
         return f"{HOST}:{self.port}"
 
     @property
+    def ports(self) -> list[int]:
+        """The Kafka ports of every broker of the target (this one's)."""
+        return [self.port]
+
+    @property
     def registry_url(self) -> str:
         return f"http://{HOST}:{self.registry_port}"
 
@@ -124,6 +146,11 @@ class Broker:
     def admin_url(self) -> str:
         """Base URL of the admin HTTP listener (/metrics, /health/*)."""
         return f"http://{HOST}:{self.admin_port}"
+
+    @property
+    def admin_urls(self) -> list[str]:
+        """The admin listeners of every broker of the target (this one's)."""
+        return [self.admin_url]
 
     @property
     def running(self) -> bool:
@@ -308,19 +335,37 @@ def broker_factory(weir_binary, _broker_root):
     f.cleanup()
 
 
+def _start_target(factory: BrokerFactory, request, args: tuple[str, ...], name: str):
+    """One broker started by `factory` with `args`, or under the cluster
+    target a `ClusterTarget` of three with them."""
+    if suite_target() == "node":
+        return factory(*args, name=name)
+    cluster = start_cluster(factory, request.getfixturevalue("postgres"),
+                            request.getfixturevalue("moto_server"), extra_args=args)
+    return ClusterTarget(cluster)
+
+
 @pytest.fixture
-def broker(broker_factory) -> Broker:
+def target_factory(broker_factory, request):
+    """Call with extra `weir serve` args: a broker of the suite's target
+    with them (under the cluster target, each of the three gets them)."""
+    return lambda *args, name="broker": _start_target(broker_factory, request, args, name)
+
+
+@pytest.fixture
+def broker(broker_factory, request) -> "Broker | ClusterTarget":
     """A fresh broker with default configuration for one test."""
-    return broker_factory(name="broker")
+    return _start_target(broker_factory, request, (), "broker")
 
 
 @pytest.fixture(scope="module")
-def module_broker(weir_binary, _broker_root):
+def module_broker(weir_binary, _broker_root, request):
     """A default-config broker shared by all tests of a module (topics must be unique)."""
     f = BrokerFactory(weir_binary, _broker_root)
-    b = f(name="module-broker")
-    yield b
-    f.cleanup()
+    try:
+        yield _start_target(f, request, (), "module-broker")
+    finally:
+        f.cleanup()
 
 
 @pytest.fixture(scope="session")
@@ -400,11 +445,157 @@ def moto_server(tmp_path_factory):
     s3.stop()
 
 
+# --- cluster mode -------------------------------------------------------------------
+
+def start_cluster(broker_factory, postgres, moto_server, extra_env=None,
+                  s3_url: str | None = None, extra_args: tuple = (),
+                  own_args=None, client: dict | None = None, count: int = 3) -> dict:
+    """`count` brokers (node ids 1, 2, ...). `s3_url` replaces moto's
+    address in the brokers' settings (a relay); `own_args(port)` adds
+    arguments naming a broker's own port, and `client` is the client
+    settings to reach the brokers with."""
+    db = postgres.create_db(f"c{uuid.uuid4().hex[:10]}")
+    bucket = moto_server.create_bucket()
+    env = {
+        "AWS_ENDPOINT_URL": s3_url or moto_server.url,
+        "AWS_REGION": moto_server.REGION,
+        "AWS_ACCESS_KEY_ID": moto_server.ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": moto_server.SECRET_KEY,
+        **(extra_env or {}),
+    }
+    url = f"postgres://{postgres.user}@127.0.0.1:{postgres.port}/{db}"
+    cluster = {"brokers": [], "db": db, "bucket": bucket, "pg": postgres, "s3": moto_server,
+               "url": url, "env": env, "args": extra_args, "own_args": own_args,
+               "client": client or {}}
+    for i in range(1, count + 1):
+        add_broker(broker_factory, cluster, i, wait=False)
+    wait_for_brokers(cluster, count)
+    return cluster
+
+
+def add_broker(broker_factory, cluster: dict, node_id: int, wait: bool = True):
+    """Starts one more broker of `cluster` (node id `node_id`) and, with
+    `wait`, waits until the first broker lists it."""
+    b = broker_factory("--cluster", cluster["url"], "--object-store",
+                       f"s3://{cluster['bucket']}/weir", "--set", f"node.id={node_id}",
+                       *cluster["args"], name=f"node{node_id}", env=cluster["env"], start=False)
+    if cluster["own_args"]:
+        b.args += cluster["own_args"](b.port)
+    cluster["brokers"].append(b.start())
+    if wait:
+        wait_for_brokers(cluster, len(cluster["brokers"]))
+    return b
+
+
+def wait_for_brokers(cluster: dict, count: int, timeout: float = 20) -> None:
+    """Until the first running broker's metadata lists `count` brokers
+    (their heartbeats are in)."""
+    from confluent_kafka.admin import AdminClient
+    first = next(b for b in cluster["brokers"] if b.running)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conf = {**cluster["client"], "bootstrap.servers": first.bootstrap}
+        md = AdminClient(conf).list_topics(timeout=5)
+        if len(md.brokers) == count:
+            return
+        time.sleep(0.2)
+
+
+class ClusterTarget:
+    """The suite's broker under WEIR_SUITE_TARGET=cluster: the three brokers
+    of `start_cluster`'s `cluster`, with the attributes tests read of a
+    `Broker`. `bootstrap` lists all three; `port`, the HTTP listeners'
+    URLs and `pid` are the first broker's (any broker answers for the
+    whole cluster); `ports` are all three Kafka ports."""
+
+    def __init__(self, cluster: dict):
+        self.cluster = cluster
+        self.brokers: list[Broker] = cluster["brokers"]
+        self.name = "cluster"
+        missing = 3 - _listed_brokers(self.brokers[0])
+        if missing:
+            raise BrokerError(f"the cluster's metadata lacks {missing} of its 3 brokers\n"
+                              + "\n".join(b.log_tail(40) for b in self.brokers))
+
+    @property
+    def host(self) -> str:
+        return HOST
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.brokers)
+
+    @property
+    def port(self) -> int:
+        return self.brokers[0].port
+
+    @property
+    def ports(self) -> list[int]:
+        return [b.port for b in self.brokers]
+
+    @property
+    def registry_url(self) -> str:
+        return self.brokers[0].registry_url
+
+    @property
+    def admin_url(self) -> str:
+        return self.brokers[0].admin_url
+
+    @property
+    def admin_urls(self) -> list[str]:
+        return [b.admin_url for b in self.brokers]
+
+    @property
+    def pid(self) -> int | None:
+        return self.brokers[0].pid
+
+    @property
+    def running(self) -> bool:
+        return all(b.running for b in self.brokers)
+
+    def assert_alive(self) -> None:
+        for b in self.brokers:
+            b.assert_alive()
+
+    def log_text(self) -> str:
+        return "".join(b.log_text() for b in self.brokers)
+
+    def log_tail(self, lines: int = 150) -> str:
+        return "\n".join(b.log_tail(lines) for b in self.brokers)
+
+
+def _listed_brokers(b: Broker) -> int:
+    from confluent_kafka.admin import AdminClient
+    return len(AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=10).brokers)
+
+
 @pytest.fixture
 def topic_name(request) -> str:
     """A unique, valid topic name derived from the test name."""
     base = "".join(c if c.isalnum() or c in "-_" else "-" for c in request.node.name)
     return f"{base[:80]}-{uuid.uuid4().hex[:8]}"
+
+
+# --- target selection ---------------------------------------------------------
+
+def pytest_configure(config):
+    suite_target()  # a bad value stops the run before any broker starts
+
+
+def pytest_report_header(config):
+    return f"weir suite target: {suite_target()} (WEIR_SUITE_TARGET)"
+
+
+def pytest_collection_modifyitems(config, items):
+    if suite_target() != "cluster":
+        return
+    for item in items:
+        for name, what in (("single_node", "single node only"),
+                           ("cluster_gap", "cluster mode lacks this")):
+            marker = item.get_closest_marker(name)
+            if marker is not None:
+                why = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+                item.add_marker(pytest.mark.skip(reason=f"{what}: {why}"))
 
 
 # --- reporting -------------------------------------------------------------------

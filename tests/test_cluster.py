@@ -48,7 +48,7 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
 
 import java_harness
 import kafka_wire
-from conftest import HOST, free_port
+from conftest import HOST, add_broker, free_port, start_cluster, wait_for_brokers
 from group_helpers import ChildPool, wait_assignment
 from weir_helpers import wait_until
 from security_util import write_users
@@ -58,59 +58,6 @@ from security_util import write_users
 def cluster(broker_factory, postgres, moto_server):
     """Three brokers (node ids 1-3) on one database and one bucket."""
     return start_cluster(broker_factory, postgres, moto_server)
-
-
-def start_cluster(broker_factory, postgres, moto_server, extra_env=None,
-                  s3_url: str | None = None, extra_args: tuple = (),
-                  own_args=None, client: dict | None = None, count: int = 3) -> dict:
-    """`count` brokers (node ids 1, 2, ...). `s3_url` replaces moto's
-    address in the brokers' settings (a relay); `own_args(port)` adds
-    arguments naming a broker's own port, and `client` is the client
-    settings to reach the brokers with."""
-    db = postgres.create_db(f"c{uuid.uuid4().hex[:10]}")
-    bucket = moto_server.create_bucket()
-    env = {
-        "AWS_ENDPOINT_URL": s3_url or moto_server.url,
-        "AWS_REGION": moto_server.REGION,
-        "AWS_ACCESS_KEY_ID": moto_server.ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": moto_server.SECRET_KEY,
-        **(extra_env or {}),
-    }
-    url = f"postgres://{postgres.user}@127.0.0.1:{postgres.port}/{db}"
-    cluster = {"brokers": [], "db": db, "bucket": bucket, "pg": postgres, "s3": moto_server,
-               "url": url, "env": env, "args": extra_args, "own_args": own_args,
-               "client": client or {}}
-    for i in range(1, count + 1):
-        add_broker(broker_factory, cluster, i, wait=False)
-    wait_for_brokers(cluster, count)
-    return cluster
-
-
-def add_broker(broker_factory, cluster: dict, node_id: int, wait: bool = True):
-    """Starts one more broker of `cluster` (node id `node_id`) and, with
-    `wait`, waits until the first broker lists it."""
-    b = broker_factory("--cluster", cluster["url"], "--object-store",
-                       f"s3://{cluster['bucket']}/weir", "--set", f"node.id={node_id}",
-                       *cluster["args"], name=f"node{node_id}", env=cluster["env"], start=False)
-    if cluster["own_args"]:
-        b.args += cluster["own_args"](b.port)
-    cluster["brokers"].append(b.start())
-    if wait:
-        wait_for_brokers(cluster, len(cluster["brokers"]))
-    return b
-
-
-def wait_for_brokers(cluster: dict, count: int, timeout: float = 20) -> None:
-    """Until the first running broker's metadata lists `count` brokers
-    (their heartbeats are in)."""
-    first = next(b for b in cluster["brokers"] if b.running)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        conf = {**cluster["client"], "bootstrap.servers": first.bootstrap}
-        md = AdminClient(conf).list_topics(timeout=5)
-        if len(md.brokers) == count:
-            return
-        time.sleep(0.2)
 
 
 def create_topic(bootstrap: str, name: str, partitions: int) -> None:

@@ -274,17 +274,18 @@ def test_create_topic_with_configs_describe_topics_and_configs(module_broker, to
     create_topic(adm, topic_name, 4, config={"retention.ms": "3600000",
                                              "cleanup.policy": "compact"})
     cluster = adm.describe_cluster(request_timeout=15).result(15)
-    assert len(cluster.nodes) == 1
-    node_id = cluster.nodes[0].id
+    assert len(cluster.nodes) == len(module_broker.ports)
+    node_ids = {n.id for n in cluster.nodes}
 
     desc = adm.describe_topics(TopicCollection([topic_name]), request_timeout=15)[topic_name].result(15)
     assert desc.name == topic_name
     assert not desc.is_internal
     assert [p.id for p in desc.partitions] == [0, 1, 2, 3]
     for p in desc.partitions:
-        assert p.leader.id == node_id
-        assert [r.id for r in p.replicas] == [node_id]
-        assert [r.id for r in p.isr] == [node_id]
+        # One replica, the leader (on one node, that node).
+        assert p.leader.id in node_ids
+        assert [r.id for r in p.replicas] == [p.leader.id]
+        assert [r.id for r in p.isr] == [p.leader.id]
 
     cfg = topic_configs(adm, topic_name)
     assert cfg["retention.ms"].value == "3600000"
@@ -308,8 +309,8 @@ def test_create_topic_with_configs_describe_topics_and_configs(module_broker, to
     assert syn[0].name == "log.segment.bytes" and syn[0].value == KAFKA_DEFAULT_SEGMENT_BYTES
 
 
-def test_static_broker_config_is_topic_default(broker_factory, topic_name):
-    b = broker_factory("--set", "log.segment.bytes=1048576", "--set", "num.partitions=3")
+def test_static_broker_config_is_topic_default(target_factory, topic_name):
+    b = target_factory("--set", "log.segment.bytes=1048576", "--set", "num.partitions=3")
     adm = admin(b.bootstrap)
     fs = adm.create_topics([NewTopic(topic_name)], request_timeout=15)  # broker-default partitions
     fs[topic_name].result(15)
@@ -515,14 +516,17 @@ def test_describe_cluster_and_metadata(module_broker):
     adm = admin(module_broker.bootstrap)
     cluster = adm.describe_cluster(request_timeout=15).result(15)
     assert cluster.cluster_id, "empty cluster id"
-    assert len(cluster.nodes) == 1
-    node = cluster.nodes[0]
-    assert (node.host, node.port) == ("127.0.0.1", module_broker.port)
-    assert cluster.controller is not None and cluster.controller.id == node.id
+    # Every broker of the target, each once.
+    addresses = sorted(("127.0.0.1", p) for p in module_broker.ports)
+    assert sorted((n.host, n.port) for n in cluster.nodes) == addresses
+    ids = {n.id for n in cluster.nodes}
+    assert len(ids) == len(addresses), cluster.nodes
+    assert cluster.controller is not None and cluster.controller.id in ids
     md = adm.list_topics(timeout=10)
     assert md.cluster_id == cluster.cluster_id
-    assert list(md.brokers) == [node.id]
-    assert (md.brokers[node.id].host, md.brokers[node.id].port) == ("127.0.0.1", module_broker.port)
+    assert set(md.brokers) == ids
+    for n in cluster.nodes:
+        assert (md.brokers[n.id].host, md.brokers[n.id].port) == (n.host, n.port)
 
 
 # --- errors --------------------------------------------------------------------------
@@ -576,8 +580,8 @@ def test_invalid_topic_config(module_broker, topic_name, config):
     assert topic_name not in topic_names(adm)
 
 
-def test_auto_create_enabled(broker_factory, topic_name):
-    b = broker_factory("--set", "num.partitions=3")
+def test_auto_create_enabled(target_factory, topic_name):
+    b = target_factory("--set", "num.partitions=3")
     # A consumer's Metadata request has allow_auto_topic_creation=false: no topic.
     c = Consumer(consumer_conf(b.bootstrap))
     try:
@@ -595,8 +599,8 @@ def test_auto_create_enabled(broker_factory, topic_name):
     assert_same_records([rec], consume_range(b.bootstrap, topic_name, [2])[2], 2)
 
 
-def test_auto_create_disabled(broker_factory, topic_name):
-    b = broker_factory("--set", "auto.create.topics.enable=false")
+def test_auto_create_disabled(target_factory, topic_name):
+    b = target_factory("--set", "auto.create.topics.enable=false")
     adm = admin(b.bootstrap)
     # AdminClient metadata requests allow auto-creation; the broker must refuse.
     t = adm.list_topics(topic=topic_name, timeout=10).topics[topic_name]

@@ -256,6 +256,9 @@ def test_consumer_offset_lookups(module_broker, topic_name):
         c.close()
 
 
+@pytest.mark.cluster_gap("DescribeLogDirs: every broker lists every partition with its local "
+                         "size (0 for records in the object store); in Kafka only the brokers "
+                         "holding a replica list it, with its size")
 def test_describe_log_dirs_and_cluster(module_broker, topic_name):
     adm = kp_admin(module_broker)
     try:
@@ -269,20 +272,23 @@ def test_describe_log_dirs_and_cluster(module_broker, topic_name):
             p.close(10)
         cluster = adm.describe_cluster()
         brokers = cluster["brokers"]
-        assert [(b["host"], b["port"]) for b in brokers] == [("127.0.0.1", module_broker.port)]
+        assert sorted((b["host"], b["port"]) for b in brokers) == sorted(
+            ("127.0.0.1", p) for p in module_broker.ports)
         assert cluster["cluster_id"]
+        # One answer from every broker.
         res = adm.describe_log_dirs({topic_name: [0, 1]})
-        assert [r["broker"] for r in res] == [brokers[0]["broker_id"]]
-        dirs = res[0]["log_dirs"]
-        assert dirs and all(d["error_code"] == 0 for d in dirs), dirs
-        sizes = {}
-        for d in dirs:
-            for t in d["topics"]:
-                if t["name"] == topic_name:
-                    for part in t["partitions"]:
-                        sizes[part["partition_index"]] = part["partition_size"]
-        assert sorted(sizes) == [0, 1], sizes
-        assert sizes[0] >= 50 * 1000, sizes   # at least the payload bytes
-        assert sizes[1] == 0, sizes
+        assert sorted(r["broker"] for r in res) == sorted(b["broker_id"] for b in brokers)
+        for r in res:
+            dirs = r["log_dirs"]
+            assert dirs and all(d["error_code"] == 0 for d in dirs), dirs
+            sizes = {}
+            for d in dirs:
+                for t in d["topics"]:
+                    if t["name"] == topic_name:
+                        for part in t["partitions"]:
+                            sizes[part["partition_index"]] = part["partition_size"]
+            assert sorted(sizes) == [0, 1], (r["broker"], sizes)
+            assert sizes[0] >= 50 * 1000, (r["broker"], sizes)   # at least the payload bytes
+            assert sizes[1] == 0, (r["broker"], sizes)
     finally:
         adm.close()

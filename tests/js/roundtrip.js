@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // kafkajs round trip against a Weir broker. Driven by tests/test_kafkajs.py:
 //
-//   node roundtrip.js <bootstrap host:port> <topic> <out.json>
+//   node roundtrip.js <bootstrap host:port[,host:port...]> <topic> <out.json>
 //
 // What this covers (kafkajs 2.2.4, its own pure-JS protocol implementation):
 //   * ApiVersions negotiation and Metadata (admin + producer connect)
@@ -80,7 +80,7 @@ function decodedHeaders (h) {
 async function main () {
   const kafka = new Kafka({
     clientId: 'weir-tests-kafkajs',
-    brokers: [bootstrap],
+    brokers: bootstrap.split(','),
     logLevel: logLevel.WARN,
     connectionTimeout: 5000,
     requestTimeout: 30000,
