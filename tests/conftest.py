@@ -504,9 +504,7 @@ def wait_for_brokers(cluster: dict, count: int, timeout: float = 20) -> None:
 class ClusterTarget:
     """The suite's broker under WEIR_SUITE_TARGET=cluster: the three brokers
     of `start_cluster`'s `cluster`, with the attributes tests read of a
-    `Broker`. `bootstrap` lists all three; `port`, the HTTP listeners'
-    URLs and `pid` are the first broker's (any broker answers for the
-    whole cluster); `ports` are all three Kafka ports."""
+    `Broker`. `bootstrap`, `ports` and `admin_urls` name all three."""
 
     def __init__(self, cluster: dict):
         self.cluster = cluster
@@ -517,37 +515,25 @@ class ClusterTarget:
             raise BrokerError(f"the cluster's metadata lacks {missing} of its 3 brokers\n"
                               + "\n".join(b.log_tail(40) for b in self.brokers))
 
-    @property
-    def host(self) -> str:
-        return HOST
+    # Any broker answers for the whole cluster: these are the first one's.
+    _FIRST_BROKERS = ("host", "port", "registry_url", "admin_url", "pid")
+
+    def __getattr__(self, name: str):
+        if name in self._FIRST_BROKERS:
+            return getattr(self.__dict__["brokers"][0], name)
+        raise AttributeError(name)
 
     @property
     def bootstrap(self) -> str:
         return ",".join(b.bootstrap for b in self.brokers)
 
     @property
-    def port(self) -> int:
-        return self.brokers[0].port
-
-    @property
     def ports(self) -> list[int]:
         return [b.port for b in self.brokers]
 
     @property
-    def registry_url(self) -> str:
-        return self.brokers[0].registry_url
-
-    @property
-    def admin_url(self) -> str:
-        return self.brokers[0].admin_url
-
-    @property
     def admin_urls(self) -> list[str]:
         return [b.admin_url for b in self.brokers]
-
-    @property
-    def pid(self) -> int | None:
-        return self.brokers[0].pid
 
     @property
     def running(self) -> bool:

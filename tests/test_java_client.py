@@ -90,15 +90,19 @@ def test_features_log_dirs_and_offsets(java, topic_name):
 
 
 def requests_by_api(broker) -> dict[str, float]:
-    """The broker's request counters (weir_requests_total) by API name."""
-    with urllib.request.urlopen(broker.admin_url + "/metrics", timeout=5) as r:
-        text = r.read().decode()
-    return {m[1]: float(m[2]) for m in
-            re.finditer(r'^weir_requests_total\{api="(\w+)"\} (\S+)$', text, re.M)}
+    """The request counters (weir_requests_total) by API name, summed over
+    the target's brokers."""
+    counts: dict[str, float] = {}
+    for url in broker.admin_urls:
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        for m in re.finditer(r'^weir_requests_total\{api="(\w+)"\} (\S+)$', text, re.M):
+            counts[m[1]] = counts.get(m[1], 0) + float(m[2])
+    return counts
 
 
 @pytest.mark.parametrize("tv", [2, 1])
-def test_transactions_with_send_offsets(broker_factory, topic_name, tv):
+def test_transactions_with_send_offsets(target_factory, topic_name, tv):
     """Kafka's exactly-once loop (consume, produce in a transaction,
     sendOffsetsToTransaction, commit; the first transaction aborted and
     redone) under each transaction version. The client picks version 2 from
@@ -109,7 +113,7 @@ def test_transactions_with_send_offsets(broker_factory, topic_name, tv):
     the broker) and bumps the epoch at every transaction end; version 1
     adds them explicitly and keeps the epoch."""
     java_harness.require()
-    b = broker_factory(*(["--set", "transaction.version=1"] if tv == 1 else []))
+    b = target_factory(*(["--set", "transaction.version=1"] if tv == 1 else []))
     java = java_harness.JavaProcess("weir.compat.ClientScenarios", b.bootstrap)
     try:
         src, dst = f"{topic_name}-in", f"{topic_name}-out"
