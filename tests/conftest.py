@@ -510,10 +510,15 @@ class ClusterTarget:
         self.cluster = cluster
         self.brokers: list[Broker] = cluster["brokers"]
         self.name = "cluster"
-        missing = 3 - _listed_brokers(self.brokers[0])
-        if missing:
-            raise BrokerError(f"the cluster's metadata lacks {missing} of its 3 brokers\n"
-                              + "\n".join(b.log_tail(40) for b in self.brokers))
+        # Every broker lists all three before a test starts (a loaded
+        # machine may take longer than start_cluster waits).
+        deadline = time.monotonic() + 60
+        for b in self.brokers:
+            while (listed := _listed_brokers(b)) != 3:
+                if time.monotonic() > deadline:
+                    raise BrokerError(f"{b.name} lists {listed} of the cluster's 3 brokers\n"
+                                      + "\n".join(x.log_tail(40) for x in self.brokers))
+                time.sleep(0.2)
 
     # Any broker answers for the whole cluster: these are the first one's.
     _FIRST_BROKERS = ("host", "port", "registry_url", "admin_url", "pid")
@@ -551,8 +556,8 @@ class ClusterTarget:
 
 
 def _listed_brokers(b: Broker) -> int:
-    from confluent_kafka.admin import AdminClient
-    return len(AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=10).brokers)
+    from kafka_wire import listed_brokers
+    return listed_brokers(HOST, b.port)
 
 
 @pytest.fixture

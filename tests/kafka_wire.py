@@ -233,6 +233,46 @@ def api_versions(host: str, port: int) -> dict[int, tuple[int, int]]:
 
 
 
+def _metadata_v4(host: str, port: int, topic: str | None) -> tuple[int, int | None]:
+    """This broker's own Metadata v4 answer (no auto-creation): how many
+    brokers it lists, and the partition count of `topic` (None while it
+    answers an error for it, or without a topic)."""
+    body = struct.pack(">i", 0) if topic is None else \
+        struct.pack(">ih", 1, len(topic.encode())) + topic.encode()
+    with connect(host, port) as s:
+        s.sendall(frame(request_header(3, 4, 1) + body + b"\x00"))
+        buf = read_frame(s)
+    pos = 8  # correlation id, throttle time
+
+    def string(pos: int) -> int:
+        (n,) = struct.unpack_from(">h", buf, pos)
+        return pos + 2 + max(n, 0)
+
+    (brokers,) = struct.unpack_from(">i", buf, pos)
+    pos += 4
+    for _ in range(brokers):
+        pos = string(string(pos + 4) + 4)  # node id, host, port, rack
+    pos = string(pos) + 4  # cluster id, controller id
+    (topics,) = struct.unpack_from(">i", buf, pos)
+    if topic is None or topics != 1:
+        return brokers, None
+    (error,) = struct.unpack_from(">h", buf, pos + 4)
+    pos = string(pos + 6) + 1  # name, is_internal
+    (partitions,) = struct.unpack_from(">i", buf, pos)
+    return brokers, None if error else partitions
+
+
+def listed_brokers(host: str, port: int) -> int:
+    """How many brokers this broker's metadata lists."""
+    return _metadata_v4(host, port, None)[0]
+
+
+def topic_partition_count(host: str, port: int, topic: str) -> int | None:
+    """The partition count this broker's own metadata gives `topic`, or
+    None while it answers an error for it."""
+    return _metadata_v4(host, port, topic)[1]
+
+
 def finalized_features(host: str, port: int) -> dict[str, int]:
     """The finalized features (name to max level) of an ApiVersions v3
     answer: the response's tagged field 2 (KIP-584)."""

@@ -40,8 +40,8 @@ def kip848_consumer_conf(bootstrap: str, group: str) -> dict:
 # --- fixtures / small helpers ------------------------------------------------------
 
 @pytest.fixture
-def gbroker(broker_factory):
-    return broker_factory(*GROUP_BROKER_ARGS, name="broker")
+def gbroker(target_factory):
+    return target_factory(*GROUP_BROKER_ARGS)
 
 
 @pytest.fixture
@@ -173,7 +173,7 @@ def test_three_members_split_six_partitions_then_one_leaves(gbroker, pool, topic
         reason="broker does not advertise ConsumerGroupHeartbeat (API key 68, KIP-848) "
                "in ApiVersions yet")),
 ])
-def test_killed_member_partitions_move_and_nothing_is_lost(broker_factory, pool, topic_name,
+def test_killed_member_partitions_move_and_nothing_is_lost(target_factory, pool, topic_name,
                                                            group, protocol):
     """Manual commit after each processed message; one member is SIGKILLed
     midway (no LeaveGroup): after its session times out its partitions move to
@@ -183,10 +183,10 @@ def test_killed_member_partitions_move_and_nothing_is_lost(broker_factory, pool,
     timeout is the broker's group.consumer.session.timeout.ms)."""
     n = 900
     if protocol == "classic":
-        gbroker = broker_factory(*GROUP_BROKER_ARGS, name="broker")
+        gbroker = target_factory(*GROUP_BROKER_ARGS)
         conf = group_consumer_conf(gbroker.bootstrap, group, session_timeout_ms=SESSION_MS)
     else:
-        gbroker = broker_factory(*GROUP_BROKER_ARGS, *KIP848_BROKER_ARGS, name="broker")
+        gbroker = target_factory(*GROUP_BROKER_ARGS, *KIP848_BROKER_ARGS)
         conf = kip848_consumer_conf(gbroker.bootstrap, group)
     adm = admin(gbroker.bootstrap)
     create_topic(adm, topic_name, partitions=6)
@@ -470,6 +470,7 @@ def test_static_member_duplicate_instance_id_fences_the_old_one(gbroker, pool, t
 
 # --- 4. committed offsets survive a broker restart --------------------------------
 
+@pytest.mark.single_node("restarts the only broker; test_cluster.py kills group coordinators")
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])
 def test_committed_offsets_survive_broker_restart(broker_factory, pool, topic_name, how):
     b = broker_factory(*GROUP_BROKER_ARGS, "--set", "offsets.topic.num.partitions=10",
@@ -681,6 +682,8 @@ def kip848_members(binary, bootstrap: str, group: str) -> dict[str, tuple[int, l
             for m in d.get("members", [])}
 
 
+@pytest.mark.single_node("kills and restarts the only broker; test_cluster.py kills KIP-848 "
+                         "coordinators")
 def test_kip848_member_keeps_its_epoch_and_assignment_across_a_broker_kill(
         weir_binary, broker_factory, pool, topic_name, group):
     """KIP-848 group state is in __consumer_offsets (Kafka's ConsumerGroup*

@@ -85,6 +85,8 @@ def committed_watermark(bootstrap: str, topic: str, partition: int) -> tuple[int
 # --- idempotence -------------------------------------------------------------------
 
 
+@pytest.mark.single_node("fault injection on one node; test_cluster.py has the cluster's "
+                         "lost-response test")
 def test_idempotent_producer_lost_responses_no_duplicates_no_gaps(broker_factory, topic_name):
     b = broker_factory(name="faulty", env={"WEIR_FAULT_CLOSE_AFTER_PRODUCE_EVERY": "5"})
     create_topic(admin(b.bootstrap), topic_name, partitions=3)
@@ -223,6 +225,8 @@ def test_a_new_instance_fences_the_old_one(broker, topic_name):
     assert values(drain(broker.bootstrap, topic_name, 1, "read_committed")) == [b"alive"]
 
 
+@pytest.mark.single_node("kills and restarts the only broker; test_cluster.py kills "
+                         "transaction coordinators")
 def test_broker_kill_during_open_transaction(broker_factory, topic_name):
     b = broker_factory(name="txkill")
     create_topic(admin(b.bootstrap), topic_name, partitions=2)

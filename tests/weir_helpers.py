@@ -15,6 +15,8 @@ from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, Producer,
                              TopicPartition, TIMESTAMP_CREATE_TIME)
 from confluent_kafka.admin import AdminClient, NewTopic
 
+import kafka_wire
+
 # --- configs ---------------------------------------------------------------------
 
 
@@ -73,8 +75,13 @@ def create_topic(adm: AdminClient, name: str, partitions: int = 1, config: dict 
                                      config=config or {})], operation_timeout=timeout,
                            request_timeout=timeout)
     fs[name].result(timeout)
-    # The topic must be visible in metadata with all partitions afterwards.
+    # The topic must be visible in metadata with all partitions afterwards,
+    # on every broker (in a cluster, the others learn of it a moment later,
+    # and one that does not know it yet drops acks=0 records for it).
     wait_until(lambda: _partition_count(adm, name) == partitions, what=f"metadata for {name}")
+    for b in adm.list_topics(timeout=10).brokers.values():
+        wait_until(lambda: kafka_wire.topic_partition_count(b.host, b.port, name) == partitions,
+                   what=f"metadata for {name} on {b.host}:{b.port}")
 
 
 def _partition_count(adm: AdminClient, name: str) -> int | None:
