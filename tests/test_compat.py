@@ -114,6 +114,7 @@ def stored_codecs(broker, topic: str) -> set[int]:
 CODEC_BITS = {"uncompressed": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 
 
+@pytest.mark.single_node("reads the stored batches from the node's data directory")
 @pytest.mark.parametrize("topic_codec,producer_codec", [
     ("lz4", "none"), ("zstd", "gzip"), ("gzip", "lz4"), ("snappy", "zstd"),
     ("uncompressed", "snappy"), ("zstd", "zstd")])

@@ -23,8 +23,8 @@ PARTITIONS = 4
 
 
 @pytest.fixture
-def gbroker(broker_factory):
-    return broker_factory(*GROUP_BROKER_ARGS, name="broker")
+def gbroker(target_factory):
+    return target_factory(*GROUP_BROKER_ARGS)
 
 
 def kp_admin(broker) -> KafkaAdminClient:
