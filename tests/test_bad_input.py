@@ -22,7 +22,8 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 import kafka_wire as kw
-from weir_helpers import admin, consumer_conf, create_topic, producer_conf, recent_base_ts
+from weir_helpers import (admin, consume_range, consumer_conf, create_topic, producer_conf,
+                          recent_base_ts, wait_until)
 
 SOCKET_REQUEST_MAX_BYTES = 100 * 1024 * 1024
 
@@ -334,3 +335,84 @@ def test_corrupt_batch_rejected(module_broker, survivor, produce_raw, case):
 def test_produce_to_missing_partition(module_broker, produce_raw):
     err, _ = produce_raw(kw.record_batch([(None, b"x")], recent_base_ts()), partition=7)
     assert err == ERR_UNKNOWN_TOPIC_OR_PARTITION
+
+
+# --- acks=0 Produce: no answer, but a failed partition closes the connection ------------------
+# As Kafka's KafkaApis.handleProduceRequest: the client expects no response,
+# so closing is how it learns that it must refresh its metadata.
+
+
+def _acks0(topic: str, partition: int = 0, corr: int = 7) -> bytes:
+    batch = kw.record_batch([(None, b"fire-and-forget")], recent_base_ts())
+    return kw.produce_request(corr, 8, topic, partition, batch, acks=0)
+
+
+def test_acks0_produce_to_a_missing_topic_closes_the_connection(module_broker, topic_name):
+    # Produce never creates a topic (only Metadata does), so this topic
+    # stays unknown whatever auto.create.topics.enable says.
+    with raw(module_broker) as s:
+        s.sendall(_acks0(topic_name + "-missing"))
+        assert kw.wait_closed(s) == b""
+    module_broker.assert_alive()
+
+
+def test_acks0_produce_to_a_missing_partition_closes_the_connection(module_broker, topic_name):
+    create_topic(admin(module_broker.bootstrap), topic_name, 1)
+    with raw(module_broker) as s:
+        s.sendall(_acks0(topic_name, partition=5))
+        assert kw.wait_closed(s) == b""
+
+
+def test_acks0_good_produce_keeps_the_connection_open(module_broker, topic_name):
+    create_topic(admin(module_broker.bootstrap), topic_name, 1)
+    with raw(module_broker) as s:
+        s.sendall(_acks0(topic_name, corr=7))
+        # No answer to the produce: the next frame is the ApiVersions one.
+        s.sendall(kw.api_versions_request(8))
+        corr, err, _ = kw.parse_api_versions_v0(kw.read_frame(s))
+        assert (corr, err) == (8, 0)
+    c = Consumer(consumer_conf(module_broker.bootstrap))
+    try:
+        wait_until(lambda: c.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=10,
+                                                   cached=False)[1] == 1,
+                   what="the acks=0 record")
+    finally:
+        c.close()
+
+
+def test_acks0_librdkafka_producer_recovers_when_its_topic_comes_back(module_broker, topic_name):
+    """An acks=0 producer whose topic is deleted under it is disconnected,
+    refreshes its metadata, and its records arrive once the topic exists
+    again."""
+    bs = module_broker.bootstrap
+    adm = admin(bs)
+    create_topic(adm, topic_name, 1)
+    p = Producer(producer_conf(bs, acks="0", **{"linger.ms": 0, "message.timeout.ms": 60000}))
+    p.produce(topic_name, value=b"before", partition=0)
+    assert p.flush(30) == 0
+    c = Consumer(consumer_conf(bs))
+    tp = TopicPartition(topic_name, 0)
+    try:
+        # acks=0: flushed is only sent; delete the topic once it holds it.
+        wait_until(lambda: c.get_watermark_offsets(tp, timeout=10, cached=False)[1] == 1,
+                   what="the first record")
+    finally:
+        c.close()
+    adm.delete_topics([topic_name], request_timeout=15)[topic_name].result(15)
+    wait_until(lambda: topic_name not in adm.list_topics(timeout=10).topics,
+               what="the topic deleted")
+    # Sent to a topic the broker no longer has: the connection closes.
+    p.produce(topic_name, value=b"lost", partition=0)
+    p.flush(5)
+    create_topic(adm, topic_name, 1)
+    c = Consumer(consumer_conf(bs))
+    try:
+        def arrived():
+            p.produce(topic_name, value=b"after", partition=0)
+            p.flush(5)
+            return c.get_watermark_offsets(tp, timeout=10, cached=False)[1] > 0
+        wait_until(arrived, timeout=60, interval=0.5, what="records after the topic came back")
+    finally:
+        c.close()
+    got = consume_range(bs, topic_name, [0])[0]
+    assert got and {g.value for g in got} == {b"after"}, got

@@ -121,6 +121,37 @@ def test_produce_on_one_broker_and_consume_from_another(cluster, topic_name):
     assert rows == [("0", "100"), ("1", "100"), ("2", "100")]
 
 
+def test_java_describe_log_dirs_lists_each_partition_once_with_its_size(cluster, topic_name):
+    """The Java Admin's describeLogDirs over the three brokers: as in Kafka,
+    a partition is listed by the broker holding it (its leader) only, with
+    the partition's size, whichever broker took the writes."""
+    java_harness.require()
+    a, b, _ = cluster["brokers"]
+    create_topic(a.bootstrap, topic_name, 6)
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all"})
+    for part in (0, 1, 2, 3):
+        for i in range(20):
+            p.produce(topic_name, value=b"v" * 100, partition=part)
+    assert p.flush(30) == 0
+    md = AdminClient({"bootstrap.servers": a.bootstrap}).list_topics(topic_name, timeout=10)
+    leaders = {n: pm.leader for n, pm in md.topics[topic_name].partitions.items()}
+    bootstrap = ",".join(x.bootstrap for x in cluster["brokers"])
+    java = java_harness.JavaProcess("weir.compat.ClientScenarios", bootstrap)
+    try:
+        out = java.call("log_dirs", topic=topic_name)
+    finally:
+        java.close()
+    assert sorted(out["brokers"]) == [1, 2, 3]
+    replicas = out["replicas"]
+    assert sorted(r["partition"] for r in replicas) == list(range(6)), replicas
+    for r in replicas:
+        assert r["broker"] == leaders[r["partition"]], (r, leaders)
+        if r["partition"] < 4:
+            assert r["size"] >= 20 * 100, replicas
+        else:
+            assert r["size"] == 0, replicas
+
+
 def test_kcat_sees_three_brokers_and_a_topic_created_elsewhere(cluster, topic_name):
     a, b, c = cluster["brokers"]
     create_topic(a.bootstrap, topic_name, 6)

@@ -256,9 +256,6 @@ def test_consumer_offset_lookups(module_broker, topic_name):
         c.close()
 
 
-@pytest.mark.cluster_gap("DescribeLogDirs: every broker lists every partition with its local "
-                         "size (0 for records in the object store); in Kafka only the brokers "
-                         "holding a replica list it, with its size")
 def test_describe_log_dirs_and_cluster(module_broker, topic_name):
     adm = kp_admin(module_broker)
     try:
@@ -275,20 +272,22 @@ def test_describe_log_dirs_and_cluster(module_broker, topic_name):
         assert sorted((b["host"], b["port"]) for b in brokers) == sorted(
             ("127.0.0.1", p) for p in module_broker.ports)
         assert cluster["cluster_id"]
-        # One answer from every broker.
+        # One answer from every broker; each partition is listed by the one
+        # broker holding it (in a cluster, its leader), as in Kafka.
         res = adm.describe_log_dirs({topic_name: [0, 1]})
         assert sorted(r["broker"] for r in res) == sorted(b["broker_id"] for b in brokers)
+        listed = []
         for r in res:
             dirs = r["log_dirs"]
             assert dirs and all(d["error_code"] == 0 for d in dirs), dirs
-            sizes = {}
             for d in dirs:
                 for t in d["topics"]:
                     if t["name"] == topic_name:
-                        for part in t["partitions"]:
-                            sizes[part["partition_index"]] = part["partition_size"]
-            assert sorted(sizes) == [0, 1], (r["broker"], sizes)
-            assert sizes[0] >= 50 * 1000, (r["broker"], sizes)   # at least the payload bytes
-            assert sizes[1] == 0, (r["broker"], sizes)
+                        listed += [(part["partition_index"], part["partition_size"], r["broker"])
+                                   for part in t["partitions"]]
+        assert sorted(p for p, _, _ in listed) == [0, 1], listed
+        sizes = {p: size for p, size, _ in listed}
+        assert sizes[0] >= 50 * 1000, listed   # at least the payload bytes
+        assert sizes[1] == 0, listed
     finally:
         adm.close()

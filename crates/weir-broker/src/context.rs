@@ -28,6 +28,10 @@ pub struct RequestContext<'a> {
 pub enum Reply {
     /// No response is sent (Produce with acks=0).
     None,
+    /// No response is sent and the connection closes once the replies
+    /// before this one are out: an acks=0 Produce that failed, which its
+    /// client learns of only this way (Kafka's `closeConnection`).
+    Close,
     /// The response is ready.
     Ready(ResponseKind),
     /// The response comes later (durability, long polling). The work that
@@ -39,6 +43,7 @@ impl std::fmt::Debug for Reply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Reply::None => f.write_str("Reply::None"),
+            Reply::Close => f.write_str("Reply::Close"),
             Reply::Ready(r) => write!(f, "Reply::Ready({r:?})"),
             Reply::Later(_) => f.write_str("Reply::Later(..)"),
         }

@@ -138,9 +138,9 @@ impl Broker {
                     crate::describe_topic_partitions::handle(topics, security, node, &ctx, r),
                 ))
             }
-            RequestKind::DescribeLogDirs(r) => Reply::Ready(ResponseKind::DescribeLogDirs(
-                crate::describe_log_dirs::handle(topics, security, node, &ctx, r),
-            )),
+            RequestKind::DescribeLogDirs(r) => {
+                crate::describe_log_dirs::handle(topics, security, node, &ctx, r)
+            }
             RequestKind::DeleteRecords(r) => {
                 let (topics, security) = (topics.clone(), security.clone());
                 let session = session.clone();
@@ -351,6 +351,7 @@ impl Broker {
                 }))
             }
             Reply::None => Reply::None,
+            Reply::Close => Reply::Close,
         }
     }
 }

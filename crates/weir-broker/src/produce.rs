@@ -245,7 +245,15 @@ pub fn handle(
                 }),
             );
         }
-        return Reply::None;
+        // As Kafka: the client expects no answer, so a partition that
+        // failed now closes the connection, which makes it refresh its
+        // metadata. Failures of the appends completing later go unseen.
+        let failed = resp
+            .responses
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .any(|p| p.error_code != 0);
+        return if failed { Reply::Close } else { Reply::None };
     }
     if waits.is_empty() && txn_added.is_none() && later.is_empty() {
         return Reply::Ready(ResponseKind::Produce(resp));

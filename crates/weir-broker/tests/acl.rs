@@ -48,7 +48,7 @@ async fn call_as(
     body: RequestKind,
 ) -> ResponseKind {
     match broker.handle_as(&header(api, version), body, who) {
-        Reply::None => panic!("no response"),
+        Reply::None | Reply::Close => panic!("no response"),
         Reply::Ready(r) => r,
         Reply::Later(f) => f.await,
     }

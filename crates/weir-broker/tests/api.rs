@@ -153,6 +153,29 @@ async fn acks_zero_sends_no_response_but_appends() {
     );
 }
 
+/// Kafka's rule for acks=0: no answer, but a partition that failed closes
+/// the connection so that the client refreshes its metadata.
+#[tokio::test]
+async fn acks_zero_closes_the_connection_when_a_partition_fails() {
+    let t = broker_with(&[]).await;
+    create(&t.broker, "t", 1, &[]).await;
+    let reply = |topic: &str, p: i32| {
+        let req = ProduceRequest::default()
+            .with_acks(0)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(p)
+                    .with_records(Some(batch(1, 0)))])]);
+        let header = common::header(ApiKey::Produce, 9);
+        t.broker.handle(&header, RequestKind::Produce(req))
+    };
+    assert!(matches!(reply("t", 0), weir_broker::Reply::None));
+    assert!(matches!(reply("nope", 0), weir_broker::Reply::Close));
+    assert!(matches!(reply("t", 7), weir_broker::Reply::Close));
+}
+
 #[tokio::test]
 async fn produce_errors_map_to_kafka_codes() {
     let t = broker_with(&[]).await;
@@ -699,6 +722,7 @@ macro_rules! over_other_engines {
 over_other_engines!(
     produce_then_fetch_mid_batch_returns_the_containing_batch,
     acks_zero_sends_no_response_but_appends,
+    acks_zero_closes_the_connection_when_a_partition_fails,
     produce_errors_map_to_kafka_codes,
     fetch_out_of_range_and_at_the_end,
     long_poll_wakes_when_data_arrives,

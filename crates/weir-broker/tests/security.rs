@@ -27,7 +27,7 @@ async fn call(b: &Arc<Broker>, api: ApiKey, body: RequestKind) -> ResponseKind {
         .with_request_api_version(0)
         .with_client_id(Some(StrBytes::from_static_str("test")));
     match b.handle(&header, body) {
-        Reply::None => panic!("no response"),
+        Reply::None | Reply::Close => panic!("no response"),
         Reply::Ready(r) => r,
         Reply::Later(f) => f.await,
     }
@@ -459,7 +459,7 @@ async fn client_quotas_are_altered_described_persisted_and_enforced() {
         let resp = match b.handle(&header, RequestKind::Produce(req)) {
             Reply::Ready(r) => r,
             Reply::Later(f) => f.await,
-            Reply::None => panic!(),
+            Reply::None | Reply::Close => panic!(),
         };
         throttled = weir_broker::security::client_quotas::response_throttle_ms(&resp);
     }

@@ -2259,6 +2259,12 @@ impl PartitionLog for ClusterPartition {
         lock(&self.part.offsets).size
     }
 
+    fn current_size_bytes(&self) -> BoxFuture<'static, Result<u64, LogError>> {
+        let shared = self.shared.clone();
+        let part = self.part.clone();
+        Box::pin(async move { Ok(refresh(&shared, &part).await?.size) })
+    }
+
     fn producers(&self) -> Result<Vec<(i64, ProducerEntry)>, LogError> {
         // Every broker's sequencing transactions keep `weir.producers`, so
         // this is the partition's state whichever broker took the batches.

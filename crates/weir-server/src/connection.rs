@@ -312,6 +312,10 @@ where
                 accounting.finish(None);
                 return Ok(());
             }
+            Reply::Close => {
+                accounting.finish(None);
+                return Err(ServerError::ProduceFailed);
+            }
             Reply::Ready(resp) => {
                 accounting.finish(Some(&resp));
                 self.mute.note(&resp);

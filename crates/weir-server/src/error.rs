@@ -73,6 +73,9 @@ pub enum ServerError {
         /// What the encoder said.
         detail: String,
     },
+    /// An acks=0 Produce failed: closing is how its client hears of it.
+    #[error("acks=0 produce failed")]
+    ProduceFailed,
     /// Test builds only: a Produce was applied and its answer dropped.
     #[cfg(feature = "fault-injection")]
     #[error("fault injection: closing the connection instead of answering a produce")]
@@ -85,7 +88,11 @@ impl ServerError {
     pub fn is_warning(&self) -> bool {
         !matches!(
             self,
-            Self::Idle { .. } | Self::Closed | Self::SaslFailed | Self::NotAuthenticated { .. }
+            Self::Idle { .. }
+                | Self::Closed
+                | Self::SaslFailed
+                | Self::NotAuthenticated { .. }
+                | Self::ProduceFailed
         )
     }
 }

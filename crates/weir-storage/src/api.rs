@@ -221,6 +221,14 @@ pub trait PartitionLog: Send + Sync + std::fmt::Debug {
     /// Bytes the partition takes in storage.
     fn size_bytes(&self) -> u64;
 
+    /// [`size_bytes`](Self::size_bytes) as the store has it now: an engine
+    /// whose size is a cache of shared state (updated only by the appends
+    /// through this broker and by notifications) rereads it.
+    fn current_size_bytes(&self) -> BoxFuture<'static, Result<u64, LogError>> {
+        let size = self.size_bytes();
+        Box::pin(async move { Ok(size) })
+    }
+
     /// The producers whose state this partition keeps (DescribeProducers).
     /// An engine that keeps them elsewhere may fail to reach them.
     fn producers(&self) -> Result<Vec<(i64, ProducerEntry)>, LogError>;

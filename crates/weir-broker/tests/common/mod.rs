@@ -209,7 +209,7 @@ pub fn header(api: kafka_protocol::messages::ApiKey, version: i16) -> RequestHea
 pub async fn call(broker: &Arc<Broker>, version: i16, body: RequestKind) -> Option<ResponseKind> {
     let api = api_of(&body);
     match broker.handle(&header(api, version), body) {
-        Reply::None => None,
+        Reply::None | Reply::Close => None,
         Reply::Ready(r) => Some(r),
         Reply::Later(f) => Some(f.await),
     }

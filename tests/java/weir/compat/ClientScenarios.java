@@ -72,6 +72,7 @@ public final class ClientScenarios {
         s.put("describe_by_id", ClientScenarios::describeById);
         s.put("group_members", ClientScenarios::groupMembers);
         s.put("cluster_views", ClientScenarios::clusterViews);
+        s.put("log_dirs", ClientScenarios::logDirs);
         s.put("transactions", ClientScenarios::transactions);
         s.put("zombie", ClientScenarios::zombie);
         s.put("static_members", ClientScenarios::staticMembers);
@@ -370,6 +371,28 @@ public final class ClientScenarios {
             }
             return obj("finalized", finalized, "supported", supported,
                 "epoch", f.finalizedFeaturesEpoch().orElse(-1L), "log_dirs", logDirs, "offsets", offsets);
+        }
+    }
+
+    /**
+     * describeLogDirs over every broker: each replica of a topic's
+     * partitions that a broker lists, as (broker, partition, size).
+     * args: topic.
+     */
+    static Object logDirs(JsonNode args) throws Exception {
+        String topic = args.get("topic").asText();
+        try (Admin a = admin()) {
+            List<Integer> nodes = new ArrayList<>();
+            a.describeCluster().nodes().get(30, TimeUnit.SECONDS).forEach(n -> nodes.add(n.id()));
+            Map<Integer, Map<String, LogDirDescription>> all = a.describeLogDirs(nodes)
+                .allDescriptions().get(30, TimeUnit.SECONDS);
+            List<Object> replicas = new ArrayList<>();
+            all.forEach((node, dirs) -> dirs.forEach((path, d) -> d.replicaInfos().forEach((tp, info) -> {
+                if (tp.topic().equals(topic)) {
+                    replicas.add(obj("broker", node, "partition", tp.partition(), "size", info.size()));
+                }
+            })));
+            return obj("brokers", nodes, "replicas", replicas);
         }
     }
 
