@@ -143,6 +143,11 @@ class Broker:
         return f"http://{HOST}:{self.registry_port}"
 
     @property
+    def registry_urls(self) -> list[str]:
+        """The schema registries of every broker of the target (this one's)."""
+        return [self.registry_url]
+
+    @property
     def admin_url(self) -> str:
         """Base URL of the admin HTTP listener (/metrics, /health/*)."""
         return f"http://{HOST}:{self.admin_port}"
@@ -510,6 +515,9 @@ class ClusterTarget:
         self.cluster = cluster
         self.brokers: list[Broker] = cluster["brokers"]
         self.name = "cluster"
+        self._wait_for_all()
+
+    def _wait_for_all(self) -> None:
         # Every broker lists all three before a test starts (a loaded
         # machine may take longer than start_cluster waits).
         deadline = time.monotonic() + 60
@@ -541,8 +549,33 @@ class ClusterTarget:
         return [b.admin_url for b in self.brokers]
 
     @property
+    def registry_urls(self) -> list[str]:
+        return [b.registry_url for b in self.brokers]
+
+    @property
     def running(self) -> bool:
         return all(b.running for b in self.brokers)
+
+    # A whole-cluster stop and start: what a single node's restart checks
+    # (state kept) then rests on PostgreSQL and the bucket alone.
+    def stop(self, timeout: float = 30.0, check: bool = True) -> list[int]:
+        return [b.stop(timeout, check) for b in self.brokers]
+
+    def kill(self) -> None:
+        for b in self.brokers:
+            b.kill()
+
+    def start(self, timeout: float = 30.0) -> "ClusterTarget":
+        for b in self.brokers:
+            b.start_process()
+        for b in self.brokers:
+            b.wait_ready(timeout)
+        self._wait_for_all()
+        return self
+
+    def restart(self, timeout: float = 30.0) -> "ClusterTarget":
+        self.stop()
+        return self.start(timeout)
 
     def assert_alive(self) -> None:
         for b in self.brokers:

@@ -31,6 +31,9 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
                                    AdminClient, ConfigResource, NewTopic, ResourcePatternType,
                                    ResourceType)
 
+from conftest import HOST
+from weir_helpers import wait_until
+
 ME = "User:ANONYMOUS"
 OTHER = "User:other"
 
@@ -55,8 +58,8 @@ def acl(rtype, name, op, principal=ME, perm=AclPermissionType.ALLOW,
 
 
 @pytest.fixture
-def secured(broker_factory):
-    return broker_factory("--set", "authorizer.class.name=StandardAuthorizer",
+def secured(target_factory):
+    return target_factory("--set", "authorizer.class.name=StandardAuthorizer",
                           "--set", "allow.everyone.if.no.acl.found=true",
                           "--set", "auto.create.topics.enable=false",
                           name="acl")
@@ -64,6 +67,24 @@ def secured(broker_factory):
 
 def admin(b) -> AdminClient:
     return AdminClient({"bootstrap.servers": b.bootstrap})
+
+
+EVERYTHING = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                              AclOperation.ANY, AclPermissionType.ANY)
+
+
+def on_every_broker(target, what: str, pred) -> None:
+    """Until `pred(admin client)` holds on every broker of the target: a
+    change made through one broker of a cluster is in effect on the others
+    a moment later (each follows `__weir_security`). A new client's
+    requests go to its bootstrap broker, the only one it is connected to."""
+    for port in target.ports:
+        wait_until(lambda: pred(AdminClient({"bootstrap.servers": f"{HOST}:{port}"})),
+                   timeout=30, what=f"{what} on the broker at port {port}")
+
+
+def acl_count(n: int):
+    return lambda a: len(a.describe_acls(EVERYTHING, request_timeout=15).result()) == n
 
 
 def create_acls(a: AdminClient, bindings):
@@ -86,8 +107,8 @@ def test_admin_clients_create_describe_and_delete_acls(secured):
         acl(ResourceType.GROUP, "g", AclOperation.READ, principal="User:alice",
             perm=AclPermissionType.DENY),
     ])
-    everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
-                                  AclOperation.ANY, AclPermissionType.ANY)
+    everything = EVERYTHING
+    on_every_broker(secured, "3 ACLs", acl_count(3))
     found = a.describe_acls(everything, request_timeout=15).result()
     assert len(found) == 3
     # MATCH finds the literal and the prefixed ACLs that apply to orders-eu.
@@ -104,6 +125,7 @@ def test_admin_clients_create_describe_and_delete_acls(secured):
                                      ResourcePattern(KpResourceType.TOPIC, "orders",
                                                      ACLResourcePatternType.LITERAL))])
         assert not result["failed"], result
+        on_every_broker(secured, "4 ACLs", acl_count(4))
         acls, err = kp.describe_acls(ACLFilter(
             principal=None, host=None, operation=ACLOperation.ANY,
             permission_type=ACLPermissionType.ANY,
@@ -116,6 +138,7 @@ def test_admin_clients_create_describe_and_delete_acls(secured):
             resource_pattern=ResourcePatternFilter(KpResourceType.ANY, None,
                                                    ACLResourcePatternType.ANY))])
         assert len(deleted) == 1 and len(deleted[0][1]) == 1, deleted
+        on_every_broker(secured, "3 ACLs", acl_count(3))
     finally:
         kp.close()
 
@@ -202,10 +225,13 @@ def test_authorization_matrix(secured):
         acl(ResourceType.GROUP, "g-no", AclOperation.READ, principal=OTHER),
         acl(ResourceType.TRANSACTIONAL_ID, "tx-ok", AclOperation.WRITE),
         acl(ResourceType.TRANSACTIONAL_ID, "tx-no", AclOperation.WRITE, principal=OTHER),
-        # Last: the cluster gets an ACL (for someone else), so from now on
-        # ME has no cluster rights (no CREATE on the cluster, no ACL changes).
-        acl(ResourceType.BROKER, "kafka-cluster", AclOperation.ALTER, principal=OTHER),
     ])
+    on_every_broker(secured, "13 ACLs", acl_count(13))
+    # Last: the cluster gets an ACL (for someone else), so from now on
+    # ME has no cluster rights (no CREATE on the cluster, no ACL changes).
+    create_acls(a, [acl(ResourceType.BROKER, "kafka-cluster", AclOperation.ALTER, principal=OTHER)])
+    # DescribeAcls is refused from now on (librdkafka gives no ACLs).
+    on_every_broker(secured, "no DESCRIBE on the cluster", acl_count(0))
     for f in a.create_topics([NewTopic("m-cfg-1", 1, 1)], request_timeout=15).values():
         with pytest.raises(KafkaException) as e:
             f.result()

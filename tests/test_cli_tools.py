@@ -51,9 +51,10 @@ def one_line_error(p) -> str:
     return err
 
 
-def scrape(broker) -> dict[str, float]:
-    """Parses /metrics into {'name{labels}': value} (labels as rendered)."""
-    with urllib.request.urlopen(broker.admin_url + "/metrics", timeout=5) as r:
+def scrape(broker, admin_url: str | None = None) -> dict[str, float]:
+    """Parses /metrics (the broker's, or `admin_url`'s) into
+    {'name{labels}': value} (labels as rendered)."""
+    with urllib.request.urlopen((admin_url or broker.admin_url) + "/metrics", timeout=5) as r:
         assert r.status == 200
         assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         text = r.read().decode()
@@ -129,6 +130,9 @@ def test_topic_lifecycle_and_errors(weir_binary, broker, topic_name):
     assert "UNKNOWN_TOPIC_OR_PARTITION" in one_line_error(p)
 
 
+@pytest.mark.single_node("compares sizes with the first broker's own weir_log_size_bytes gauge, "
+                        "which in a cluster only the brokers that took the writes have; "
+                        "test_cluster.py checks DescribeLogDirs sizes in a cluster")
 def test_describe_shows_offsets_and_size_on_disk(weir_binary, broker, topic_name):
     weir(weir_binary, broker, "topic", "create", topic_name, "-p", "2", check=0)
     prod = Producer(producer_conf(broker.bootstrap))
@@ -475,7 +479,10 @@ def test_following_consumer_stops_cleanly_on_sigint(weir_binary, broker, topic_n
 
 def test_cluster_info(weir_binary, broker):
     info = ok_json(weir_binary, broker, "cluster", "info")
-    assert info["brokers"] == [{"id": 0, "host": "127.0.0.1", "port": broker.port}]
+    # Every broker of the target: node id 0 alone, or a cluster's 1, 2, 3.
+    ids = list(range(len(broker.ports))) if len(broker.ports) == 1 else [1, 2, 3]
+    assert info["brokers"] == [{"id": i, "host": "127.0.0.1", "port": port}
+                               for i, port in zip(ids, broker.ports)]
     assert info["cluster_id"]
     apis = {a["name"]: a for a in info["apis"]}
     assert apis["Produce"]["key"] == 0 and apis["Produce"]["max_version"] >= 9
@@ -493,6 +500,8 @@ def test_health_endpoints(broker):
     assert http_status(broker.admin_url + "/nope") == 404
 
 
+@pytest.mark.single_node("counts a known workload on the node's own /metrics; in a cluster "
+                        "the requests and records are spread over the brokers")
 def test_metrics_match_a_known_workload(weir_binary, broker, topic_name):
     n, size = 200, 300
     weir(weir_binary, broker, "topic", "create", topic_name, "-p", "1", check=0)
@@ -560,15 +569,17 @@ def test_active_connections_and_fetch_purgatory(broker, topic_name, weir_binary)
     c.assign([TopicPartition(topic_name, 0, 0)])
     try:
         def parked():
+            # At the partition's leader: in a cluster, any of the brokers.
             c.poll(0.1)
-            m = scrape(broker)
-            return m["weir_fetch_purgatory_size"] >= 1 and m
+            return next((m for m in (scrape(broker, url) for url in broker.admin_urls)
+                         if m["weir_fetch_purgatory_size"] >= 1), None)
         m = wait_until(parked, timeout=20, what="a fetch parked in purgatory")
         assert m["weir_active_connections"] >= 1
     finally:
         c.close()
-    wait_until(lambda: scrape(broker)["weir_fetch_purgatory_size"] == 0, timeout=20,
-               what="the purgatory to drain")
+    wait_until(lambda: all(scrape(broker, url)["weir_fetch_purgatory_size"] == 0
+                           for url in broker.admin_urls),
+               timeout=20, what="the purgatory to drain")
 
 
 def test_json_logs_and_sampled_request_logs(broker_factory, weir_binary):

@@ -16,7 +16,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from weir_helpers import admin, consumer_conf, create_topic, producer_conf
+from weir_helpers import admin, consumer_conf, create_topic, producer_conf, wait_until
 
 CT = "application/vnd.schemaregistry.v1+json"
 
@@ -44,6 +44,19 @@ def sr(module_broker):
 def http(module_broker):
     with httpx.Client(base_url=module_broker.registry_url, timeout=10) as c:
         yield c
+
+
+def seen_everywhere(broker, path: str, want) -> None:
+    """Until every broker's registry answers `path` with `want`: a change
+    made through one broker of a cluster reaches the others a moment
+    later, as Confluent's followers read `_schemas`."""
+    for url in broker.registry_urls:
+        wait_until(lambda: httpx.get(url + path, timeout=10).json() == want,
+                   what=f"{url}{path} answering {want!r}")
+
+
+def id_of(framed: bytes) -> int:
+    return struct.unpack(">I", framed[1:5])[0]
 
 
 def error_of(resp: httpx.Response) -> tuple[int, int]:
@@ -575,9 +588,46 @@ def _snapshot(http) -> dict:
     return out
 
 
+def test_changes_through_any_broker_are_seen_through_every_broker(module_broker):
+    """Under the cluster target every broker runs a registry over the same
+    `_schemas`: a change made through one is served by all, and the next
+    change, made through another, is checked against it (version numbers,
+    ids, compatibility), as through one node."""
+    urls = module_broker.registry_urls
+    first, last = urls[0], urls[-1]
+    subject = unique("shared-value")
+    r = httpx.post(f"{first}/subjects/{subject}/versions", json={"schema": USER_V1}, timeout=10)
+    id1 = r.json()["id"]
+    seen_everywhere(module_broker, f"/subjects/{subject}/versions", [1])
+    for url in urls:
+        wait_until(lambda: subject in httpx.get(f"{url}/schemas/ids/{id1}/subjects", timeout=10).json(),
+                   what=f"{url} listing {subject} for id {id1}")
+    # The next version through another broker is version 2 with a new id.
+    r = httpx.post(f"{last}/subjects/{subject}/versions", json={"schema": USER_V2}, timeout=10)
+    id2 = r.json()["id"]
+    assert id2 > id1
+    seen_everywhere(module_broker, f"/subjects/{subject}/versions", [1, 2])
+    for url in urls:
+        got = httpx.get(f"{url}/subjects/{subject}/versions/2", timeout=10).json()
+        assert (got["id"], got["version"]) == (id2, 2), url
+        # The same schema through any broker is the registered version.
+        r = httpx.post(f"{url}/subjects/{subject}", json={"schema": USER_V1}, timeout=10)
+        assert (r.json()["id"], r.json()["version"]) == (id1, 1), url
+    # A level set through one broker governs registrations through another.
+    httpx.put(f"{last}/config/{subject}", json={"compatibility": "FORWARD_TRANSITIVE"},
+              timeout=10).raise_for_status()
+    seen_everywhere(module_broker, f"/config/{subject}", {"compatibilityLevel": "FORWARD_TRANSITIVE"})
+    dropped = avro_record([{"name": "name", "type": "string"}])
+    r = httpx.post(f"{first}/subjects/{subject}/versions", json={"schema": dropped}, timeout=10)
+    assert error_of(r) == (409, 409)
+    # A deletion through one broker is seen through every broker.
+    httpx.delete(f"{urls[len(urls) // 2]}/subjects/{subject}/versions/1", timeout=10).raise_for_status()
+    seen_everywhere(module_broker, f"/subjects/{subject}/versions", [2])
+
+
 @pytest.mark.parametrize("how", ["sigterm", "kill9"])
-def test_state_survives_restart(broker_factory, how):
-    b = broker_factory(name="registry-restart")
+def test_state_survives_restart(target_factory, how):
+    b = target_factory(name="registry-restart")
     with httpx.Client(base_url=b.registry_url, timeout=10) as h:
         ids = {}
         for i in range(5):
@@ -597,8 +647,10 @@ def test_state_survives_restart(broker_factory, how):
     else:
         b.kill()
     b.start()
+    for url in b.registry_urls:
+        with httpx.Client(base_url=url, timeout=10) as h:
+            assert _snapshot(h) == before, url
     with httpx.Client(base_url=b.registry_url, timeout=10) as h:
-        assert _snapshot(h) == before
         assert h.get("/config/restart-0-value").json() == {"compatibilityLevel": "NONE"}
         # Ids keep growing after a restart; the same schema keeps its id.
         assert h.post("/subjects/fresh-value/versions", json={"schema": "\"bytes\""}).json()["id"] > max_id
@@ -613,7 +665,10 @@ def test_broker_side_validation_rejects_records_without_a_valid_schema_id(module
                  config={"confluent.value.schema.validation": "true"})
     ser = AvroSerializer(sr, USER_V1)
     good = ser({"name": "ok", "age": 1}, SerializationContext(topic, MessageField.VALUE))
-    other_subject_id = sr.register_schema(unique("elsewhere-value"), Schema("\"double\"", "AVRO"))
+    other = unique("elsewhere-value")
+    other_subject_id = sr.register_schema(other, Schema("\"double\"", "AVRO"))
+    seen_everywhere(module_broker, f"/subjects/{topic}-value/versions", [1])
+    seen_everywhere(module_broker, f"/subjects/{other}/versions", [1])
     cases = {
         "good": (good, None),
         "no magic byte": (b"plain bytes", "INVALID_RECORD"),
@@ -638,6 +693,7 @@ def test_broker_side_validation_rejects_records_without_a_valid_schema_id(module
                  config={"confluent.key.schema.validation": "true"})
     kser = AvroSerializer(sr, "\"string\"")
     good_key = kser("k1", SerializationContext(keyed, MessageField.KEY))
+    seen_everywhere(module_broker, f"/subjects/{keyed}-key/versions", [1])
     for key, want in ((good_key, None), (good, "INVALID_RECORD"), (b"raw", "INVALID_RECORD")):
         results = []
         p = Producer(producer_conf(module_broker.bootstrap, retries=0))
@@ -652,11 +708,19 @@ def test_broker_side_validation_rejects_records_without_a_valid_schema_id(module
     adm = admin(module_broker.bootstrap)
     res = ConfigResource("topic", topic, set_config={"confluent.value.schema.validation": "false"})
     adm.alter_configs([res])[res].result(15)
-    errs = []
-    p = Producer(producer_conf(module_broker.bootstrap))
-    p.produce(topic, value=b"plain bytes", on_delivery=lambda err, msg: errs.append(err))
-    p.flush(30)
-    assert errs == [None]
+
+    p = Producer(producer_conf(module_broker.bootstrap, retries=0))
+
+    def plain_bytes_taken():
+        errs = []
+        p.produce(topic, value=b"plain bytes", on_delivery=lambda err, msg: errs.append(err))
+        assert p.flush(30) == 0
+        assert len(errs) == 1 and (errs[0] is None or errs[0].name() == "INVALID_RECORD"), errs
+        return errs == [None]
+    # At once on one node; in a cluster, once the partition's leader has
+    # the new config (a moment later, as from a Kafka controller).
+    wait_until(plain_bytes_taken, timeout=15 if len(module_broker.ports) > 1 else 0.01,
+               what="a record without a schema id taken once validation is off")
     # Keys are not checked unless asked; an unvalidated topic takes anything.
     plain = unique("unvalidated")
     create_topic(admin(module_broker.bootstrap), plain)

@@ -262,6 +262,23 @@ impl Broker {
         self.node.is_stopping()
     }
 
+    /// Resolves once shutdown has begun.
+    pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.node.stopping()
+    }
+
+    /// Cluster mode: partition 0 of the internal `topic` read from
+    /// `from` as every broker appends to it. `None` on a single node,
+    /// where this broker is the only writer.
+    pub fn tail(&self, topic: &str, from: i64) -> Option<crate::internal_log::Tail> {
+        self.topics.shared()?;
+        Some(crate::internal_log::Tail::new(
+            self.topics.clone(),
+            topic,
+            from,
+        ))
+    }
+
     /// Advances the group coordinator's timers; call about every 100 ms.
     pub fn tick(self: &Arc<Self>) {
         self.groups.tick();

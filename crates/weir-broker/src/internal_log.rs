@@ -131,9 +131,12 @@ pub async fn read_records(
     topic: &str,
     partition: i32,
 ) -> Result<Vec<KeyValue>, BrokerError> {
-    Ok(log
-        .read(topic, partition)
-        .await?
+    Ok(live_records(log.read(topic, partition).await?))
+}
+
+/// The data records outside transactions among `entries`, in order.
+pub fn live_records(entries: Vec<Entry>) -> Vec<KeyValue> {
+    entries
         .into_iter()
         .filter_map(|e| match e {
             Entry::Record {
@@ -143,7 +146,7 @@ pub async fn read_records(
             } => Some((key, value)),
             _ => None,
         })
-        .collect())
+        .collect()
 }
 
 /// Encodes `records` as one uncompressed v2 batch stamped `now_ms`.
@@ -421,6 +424,79 @@ pub(crate) async fn read_from(
         offset = next;
     }
     Ok(out)
+}
+
+/// Partition 0 of an internal topic read as it grows. In cluster mode
+/// every broker appends to the same log, so a broker keeping state built
+/// from it (the schema registry) follows what the others append.
+pub struct Tail {
+    topics: Arc<Topics>,
+    topic: String,
+    next: i64,
+}
+
+impl std::fmt::Debug for Tail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tail")
+            .field("topic", &self.topic)
+            .field("next", &self.next)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tail {
+    pub(crate) fn new(topics: Arc<Topics>, topic: &str, from: i64) -> Self {
+        Self {
+            topics,
+            topic: topic.to_string(),
+            next: from,
+        }
+    }
+
+    fn log(&self) -> Option<Arc<dyn weir_log::PartitionLog>> {
+        let topic = self.topics.topic(&self.topic)?;
+        topic.open_partition(0).ok().flatten().cloned()
+    }
+
+    /// The entries appended since the last call (from `from` at first),
+    /// up to the log end as this broker knows it; none while the topic
+    /// does not exist.
+    pub async fn read_new(&mut self) -> Result<Vec<Entry>, BrokerError> {
+        let Some(log) = self.log() else {
+            return Ok(Vec::new());
+        };
+        let entries = read_from(&*log, &self.topic, self.next).await?;
+        if let Some((last, _)) = entries.last() {
+            self.next = last + 1;
+        }
+        Ok(entries.into_iter().map(|(_, e)| e).collect())
+    }
+
+    /// Changes whenever the log end moves (the engine's commit
+    /// notifications in cluster mode), once the topic exists.
+    pub fn changes(&self) -> Option<tokio::sync::watch::Receiver<i64>> {
+        self.log().map(|log| log.subscribe())
+    }
+}
+
+/// Resolves at the next change `changes` reports, or after `poll` (a
+/// follower's wait: notifications may be missed, or not subscribed yet).
+pub async fn changed_or_after(
+    changes: Option<&mut tokio::sync::watch::Receiver<i64>>,
+    poll: std::time::Duration,
+) {
+    let changed = async {
+        if let Some(c) = changes {
+            if c.changed().await.is_ok() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        () = changed => {}
+        () = tokio::time::sleep(poll) => {}
+    }
 }
 
 /// The internal log of a topics service, as the trait object its users

@@ -414,7 +414,7 @@ async fn register(
         )));
     }
     let c = candidate(&reg, &req, flag(&q, "normalize"))?;
-    let _writer = reg.writer.lock().await;
+    let _writer = reg.lock_writer().await?;
     let (mode, level, live, next_version, existing_id) = {
         let st = reg.state();
         let live: Vec<SchemaValue> = st.live(&subject).into_iter().cloned().collect();
@@ -605,7 +605,7 @@ async fn delete_version(
     Query(q): Params,
 ) -> Answer {
     let permanent = flag(&q, "permanent");
-    let _writer = reg.writer.lock().await;
+    let _writer = reg.lock_writer().await?;
     writable(&reg, &subject)?;
     let v = find_version(&reg, &subject, &version, permanent)?;
     if !reg.state().referenced_by(&subject, v.version).is_empty() {
@@ -628,7 +628,7 @@ async fn delete_version(
 
 async fn delete_subject(State(reg): Reg, Path(subject): Path<String>, Query(q): Params) -> Answer {
     let permanent = flag(&q, "permanent");
-    let _writer = reg.writer.lock().await;
+    let _writer = reg.lock_writer().await?;
     writable(&reg, &subject)?;
     let all: Vec<SchemaValue> = reg
         .state()
@@ -702,7 +702,7 @@ async fn get_global_config(State(reg): Reg) -> Answer {
 
 async fn put_global_config(State(reg): Reg, headers: HeaderMap, raw: Bytes) -> Answer {
     let level = requested_level(&headers, &raw)?;
-    let _writer = reg.writer.lock().await;
+    let _writer = reg.lock_writer().await?;
     reg.write(vec![(
         store::config_key(None),
         Some(store::config_value(level)),
@@ -712,7 +712,7 @@ async fn put_global_config(State(reg): Reg, headers: HeaderMap, raw: Bytes) -> A
 }
 
 async fn delete_global_config(State(reg): Reg) -> Answer {
-    let _writer = reg.writer.lock().await;
+    let _writer = reg.lock_writer().await?;
     let previous = reg.state().global_level.unwrap_or(Level::Backward);
     reg.write(vec![(store::config_key(None), None)]).await?;
     ok(json!({"compatibilityLevel": previous.name()}))
@@ -736,7 +736,7 @@ async fn put_config(
     raw: Bytes,
 ) -> Answer {
     let level = requested_level(&headers, &raw)?;
-    let _writer = reg.writer.lock().await;
+    let _writer = reg.lock_writer().await?;
     reg.write(vec![(
         store::config_key(Some(&subject)),
         Some(store::config_value(level)),
@@ -746,7 +746,7 @@ async fn put_config(
 }
 
 async fn delete_config(State(reg): Reg, Path(subject): Path<String>) -> Answer {
-    let _writer = reg.writer.lock().await;
+    let _writer = reg.lock_writer().await?;
     let (previous, known) = {
         let st = reg.state();
         (
@@ -785,7 +785,7 @@ async fn get_global_mode(State(reg): Reg) -> Answer {
 }
 
 async fn set_mode(reg: &Registry, subject: Option<&str>, mode: Mode, force: bool) -> Answer {
-    let _writer = reg.writer.lock().await;
+    let _writer = reg.lock_writer().await?;
     if mode == Mode::Import && !force {
         let st = reg.state();
         let has = match subject {
@@ -820,7 +820,7 @@ async fn put_global_mode(
 }
 
 async fn delete_global_mode(State(reg): Reg) -> Answer {
-    let _writer = reg.writer.lock().await;
+    let _writer = reg.lock_writer().await?;
     let previous = reg.state().global_mode.unwrap_or(Mode::ReadWrite);
     reg.write(vec![(store::mode_key(None), None)]).await?;
     ok(json!({"mode": previous.name()}))
@@ -847,7 +847,7 @@ async fn put_mode(
 }
 
 async fn delete_mode(State(reg): Reg, Path(subject): Path<String>) -> Answer {
-    let _writer = reg.writer.lock().await;
+    let _writer = reg.lock_writer().await?;
     let Some(previous) = reg.state().subject_mode.get(&subject).copied() else {
         return Err(RegistryError::SubjectModeNotFound(subject));
     };

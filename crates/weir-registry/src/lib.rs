@@ -22,7 +22,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use weir_broker::internal_log::{read_records, InternalLog};
+use weir_broker::internal_log::{changed_or_after, live_records, read_records, InternalLog, Tail};
 use weir_broker::validation::RecordValidator;
 use weir_broker::{Broker, BrokerError};
 
@@ -37,6 +37,10 @@ pub struct Registry {
     state: Arc<Mutex<State>>,
     /// Serialises changes: check, append, wait for durability, apply.
     writer: tokio::sync::Mutex<()>,
+    /// Cluster mode: `_schemas` as every broker appends to it. The state
+    /// is only ever changed by applying it in log order, this broker's
+    /// own writes included, so all brokers converge on the same state.
+    tail: Option<tokio::sync::Mutex<Tail>>,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -53,10 +57,12 @@ impl Registry {
         let compact = [("cleanup.policy".to_string(), "compact".to_string())];
         log.ensure_topic(SCHEMAS_TOPIC, 1, compact.into_iter().collect())
             .await
-            .map_err(|e| RegistryError::Store(e.to_string()))?;
-        let records = read_records(&*log, SCHEMAS_TOPIC, 0)
-            .await
-            .map_err(|e| RegistryError::Store(e.to_string()))?;
+            .map_err(store)?;
+        let mut tail = broker.tail(SCHEMAS_TOPIC, 0);
+        let records = match &mut tail {
+            Some(tail) => live_records(tail.read_new().await.map_err(store)?),
+            None => read_records(&*log, SCHEMAS_TOPIC, 0).await.map_err(store)?,
+        };
         let mut state = State::default();
         for (k, v) in &records {
             if let Some(k) = k {
@@ -73,11 +79,72 @@ impl Registry {
         broker.set_record_validator(Arc::new(Validator {
             state: Arc::clone(&state),
         }));
-        Ok(Arc::new(Self {
+        let registry = Arc::new(Self {
             log,
             state,
             writer: tokio::sync::Mutex::new(()),
-        }))
+            tail: tail.map(tokio::sync::Mutex::new),
+        });
+        if registry.tail.is_some() {
+            registry.follow(broker.stopping());
+        }
+        Ok(registry)
+    }
+
+    /// Cluster mode: applies what other brokers append to `_schemas`,
+    /// woken by the commit notifications (and polling, for one missed),
+    /// until `stopping`. Another broker's change is in effect here (its
+    /// subjects listed, its ids accepted by the produce-path validator)
+    /// a moment after it was answered, as with Confluent's followers.
+    fn follow(self: &Arc<Self>, stopping: impl std::future::Future<Output = ()> + Send + 'static) {
+        let registry = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::pin!(stopping);
+            let mut changes = None;
+            loop {
+                if changes.is_none() {
+                    if let Some(tail) = &registry.tail {
+                        changes = tail.lock().await.changes();
+                    }
+                }
+                let poll = std::time::Duration::from_secs(2);
+                tokio::select! {
+                    () = &mut stopping => return,
+                    () = changed_or_after(changes.as_mut(), poll) => {}
+                }
+                if let Err(e) = registry.catch_up().await {
+                    tracing::warn!(error = %e, "cannot read {SCHEMAS_TOPIC}");
+                }
+            }
+        });
+    }
+
+    /// Cluster mode: applies `_schemas` up to its end as this broker
+    /// knows it. Nothing to do on a single node, the only writer.
+    async fn catch_up(&self) -> Result<(), RegistryError> {
+        let Some(tail) = &self.tail else {
+            return Ok(());
+        };
+        let mut tail = tail.lock().await;
+        let records = live_records(tail.read_new().await.map_err(store)?);
+        let mut st = self.state();
+        for (k, v) in &records {
+            if let Some(k) = k {
+                st.apply(k, v.as_deref());
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the writer lock for a change, the state caught up with
+    /// other brokers' changes first (cluster mode), so that a change is
+    /// checked against them (versions, ids, compatibility).
+    pub(crate) async fn lock_writer(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, ()>, RegistryError> {
+        let guard = self.writer.lock().await;
+        self.catch_up().await?;
+        Ok(guard)
     }
 
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {
@@ -99,13 +166,17 @@ impl Registry {
                 )
             })
             .collect();
-        let store = |e: BrokerError| RegistryError::Store(e.to_string());
         let appended = self
             .log
             .append(SCHEMAS_TOPIC, 0, kvs, None)
             .await
             .map_err(store)?;
         appended.durable.await.map_err(store)?;
+        if self.tail.is_some() {
+            // Applied in log order with whatever other brokers appended
+            // before it.
+            return self.catch_up().await;
+        }
         let mut st = self.state();
         for (k, v) in &records {
             st.apply(k.as_bytes(), v.as_deref().map(str::as_bytes));
@@ -123,6 +194,10 @@ impl Registry {
         }
         Ok(out)
     }
+}
+
+fn store(e: BrokerError) -> RegistryError {
+    RegistryError::Store(e.to_string())
 }
 
 fn resolve_into(

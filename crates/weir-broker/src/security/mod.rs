@@ -372,19 +372,10 @@ impl Security {
                     }
                 }
                 let poll = std::time::Duration::from_millis(if log.is_some() { 2000 } else { 300 });
-                let changed = async {
-                    if let Some(c) = changes.as_mut() {
-                        if c.changed().await.is_ok() {
-                            return;
-                        }
-                    }
-                    std::future::pending::<()>().await;
-                };
                 tokio::select! {
                     () = &mut stopping => return,
-                    () = changed => {}
+                    () = internal_log::changed_or_after(changes.as_mut(), poll) => {}
                     () = security.wake.notified() => {}
-                    () = tokio::time::sleep(poll) => {}
                 }
             }
         });

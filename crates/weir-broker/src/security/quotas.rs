@@ -58,9 +58,50 @@ pub type EntityName = Option<String>;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct QuotaEntity {
     /// The `user` component, if the entity has one.
+    #[serde(default, with = "component")]
     pub user: Option<EntityName>,
     /// The `client-id` component, if the entity has one.
+    #[serde(default, with = "component")]
     pub client_id: Option<EntityName>,
+}
+
+/// A component in JSON: absent as `null` (what records always held),
+/// the default entity as `{"default":true}` and a name as a string.
+/// Plain serde writes the default entity as `null` too, so a record
+/// read back (at start, or by another broker in cluster mode) lost the
+/// component: `user=<default>` became the entity without components.
+mod component {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::EntityName;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Name(String),
+        Default { default: bool },
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        c: &Option<EntityName>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match c {
+            None => s.serialize_none(),
+            Some(None) => Repr::Default { default: true }.serialize(s),
+            Some(Some(name)) => s.serialize_str(name),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<EntityName>, D::Error> {
+        Ok(match Option::<Repr>::deserialize(d)? {
+            None | Some(Repr::Default { default: false }) => None,
+            Some(Repr::Default { default: true }) => Some(None),
+            Some(Repr::Name(name)) => Some(Some(name)),
+        })
+    }
 }
 
 impl QuotaEntity {
@@ -386,6 +427,25 @@ mod tests {
             user: user.map(|u| u.map(String::from)),
             client_id: client.map(|c| c.map(String::from)),
         }
+    }
+
+    /// Every shape of entity reads back as itself from its record id, and
+    /// no two share one: the default entity is not lost as an absent
+    /// component. Records written before keep their meaning.
+    #[test]
+    fn entities_read_back_as_written() {
+        let names = [None, Some(None), Some(Some("alice")), Some(Some(""))];
+        let mut ids = std::collections::HashSet::new();
+        for u in names {
+            for c in names {
+                let e = entity(u, c);
+                let id = e.record_id();
+                assert_eq!(serde_json::from_str::<QuotaEntity>(&id).unwrap(), e, "{id}");
+                assert!(ids.insert(id.clone()), "{id} names two entities");
+            }
+        }
+        let old: QuotaEntity = serde_json::from_str(r#"{"user":"bob","client_id":null}"#).unwrap();
+        assert_eq!(old, entity(Some(Some("bob")), None));
     }
 
     fn set(m: &QuotaManager, e: QuotaEntity, key: &str, v: f64) {
