@@ -19,7 +19,8 @@ Faults: PostgreSQL crashed and restarted, the object store unreachable
 for 30 s, and brokers killed with kill -9 and restarted at random
 (`WEIR_CLUSTER_KILLS` times, default 6; the issue's full run is 50),
 while an idempotent producer and a consumer run: nothing acknowledged is
-lost or doubled. DescribeProducers from `weir.producers`. A SCRAM user
+lost or doubled. DescribeProducers from `weir.producers`. Writes in flight
+when their topic is deleted never reach the topic created again. A SCRAM user
 and ACLs made through one broker take effect on the others, and so do
 client quotas (kafka-clients' quota admin API, enforced by the leaders)."""
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import select
 import shutil
 import socket
 import struct
@@ -119,6 +121,51 @@ def test_produce_on_one_broker_and_consume_from_another(cluster, topic_name):
         f"SELECT partition, next_offset FROM weir.partitions WHERE topic = '{topic_name}' "
         "ORDER BY 1", db=cluster["db"])
     assert rows == [("0", "100"), ("1", "100"), ("2", "100")]
+
+
+def test_writes_in_flight_when_a_topic_is_deleted_never_reach_the_topic_created_again(
+        broker_factory, postgres, moto_server, topic_name):
+    """Broker 1 gathers for 20 s, so its writes wait there while broker 2
+    deletes the topic and creates it again: as in Kafka, they fail (the
+    acks=1 one with UNKNOWN_TOPIC_OR_PARTITION) and the new topic holds
+    only what is written to it."""
+    cluster = start_cluster(broker_factory, postgres, moto_server, count=1,
+                            extra_args=("--cluster-flush-ms", "20000"))
+    cluster["args"] = ()
+    add_broker(broker_factory, cluster, 2)
+    slow, fast = cluster["brokers"]
+    create_topic(fast.bootstrap, topic_name, 1)
+    wait_until(lambda: kafka_wire.topic_partition_count(HOST, slow.port, topic_name) == 1,
+               timeout=30)
+    ts = int(time.time() * 1000)
+    sock = kafka_wire.connect(HOST, slow.port)
+    # In order on one connection: the acks=1 answer comes once the flush
+    # holding both (or the acks=0 one's, committed first) is done.
+    sock.sendall(kafka_wire.produce_request(
+        1, 7, topic_name, 0, kafka_wire.record_batch([(None, b"old-acks0")], ts), acks=0))
+    sock.sendall(kafka_wire.produce_request(
+        2, 7, topic_name, 0, kafka_wire.record_batch([(None, b"old-acks1")], ts), acks=1,
+        timeout_ms=120_000))
+    admin = AdminClient({"bootstrap.servers": fast.bootstrap})
+    admin.delete_topics([topic_name], operation_timeout=30)[topic_name].result(timeout=30)
+    wait_until(lambda: kafka_wire.topic_partition_count(HOST, fast.port, topic_name) is None,
+               timeout=30)
+    create_topic(fast.bootstrap, topic_name, 1)
+    # Neither write was sequenced before the topic existed again.
+    assert not select.select([sock], [], [], 0)[0], "broker 1 answered before the re-creation"
+    corr, err, _ = kafka_wire.parse_produce_response(kafka_wire.read_frame(sock, timeout=90))
+    sock.close()
+    assert (corr, err) == (2, 3), (corr, err)  # UNKNOWN_TOPIC_OR_PARTITION
+    p = Producer({"bootstrap.servers": fast.bootstrap, "acks": "all"})
+    acked = []
+    p.produce(topic_name, value=b"new", partition=0,
+              on_delivery=lambda err, msg: acked.append((err, msg.offset())))
+    assert p.flush(30) == 0
+    assert acked == [(None, 0)], acked
+    assert read_partition(fast.bootstrap, topic_name, 0, 1) == [(0, b"new")]
+    rows = cluster["pg"].rows(
+        f"SELECT next_offset FROM weir.partitions WHERE topic = '{topic_name}'", db=cluster["db"])
+    assert rows == [("1",)], rows
 
 
 def test_java_describe_log_dirs_lists_each_partition_once_with_its_size(cluster, topic_name):

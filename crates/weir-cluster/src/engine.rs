@@ -155,6 +155,10 @@ pub(crate) fn store_err(e: object_store::Error) -> LogError {
 #[derive(Debug)]
 pub(crate) struct PartState {
     pub(crate) tp: TopicPartition,
+    /// `weir.partitions.incarnation` when opened: appends, log start
+    /// moves and jobs through this state change the row only while it is
+    /// still this one.
+    pub(crate) incarnation: i64,
     pub(crate) config: Mutex<LogConfig>,
     pub(crate) offsets: Mutex<Offsets>,
     /// The log end, for long-polling fetches.
@@ -190,9 +194,10 @@ pub(crate) struct Offsets {
 }
 
 impl PartState {
-    fn new(tp: TopicPartition, config: LogConfig) -> Self {
+    fn new(tp: TopicPartition, incarnation: i64, config: LogConfig) -> Self {
         Self {
             tp,
+            incarnation,
             config: Mutex::new(config),
             offsets: Mutex::new(Offsets::default()),
             end: watch::channel(0).0,
@@ -1171,15 +1176,18 @@ async fn sequence(
     deadline_ms: i64,
     now_ms: i64,
 ) -> Result<Option<Placed>, tokio_postgres::Error> {
-    let mut order: Vec<&TopicPartition> = Vec::new();
-    let mut seen: HashSet<&TopicPartition> = HashSet::new();
+    // Appends to one name may be for two incarnations (the partition was
+    // deleted and created again while they gathered).
+    let mut order: Vec<(&TopicPartition, i64)> = Vec::new();
+    let mut seen: HashSet<(&TopicPartition, i64)> = HashSet::new();
     for p in entries {
-        if seen.insert(&p.part.tp) {
-            order.push(&p.part.tp);
+        if seen.insert((&p.part.tp, p.part.incarnation)) {
+            order.push((&p.part.tp, p.part.incarnation));
         }
     }
-    let topics: Vec<&str> = order.iter().map(|tp| tp.topic.as_str()).collect();
-    let parts: Vec<i32> = order.iter().map(|tp| tp.partition).collect();
+    let topics: Vec<&str> = order.iter().map(|(tp, _)| tp.topic.as_str()).collect();
+    let parts: Vec<i32> = order.iter().map(|(tp, _)| tp.partition).collect();
+    let incarnations: Vec<i64> = order.iter().map(|(_, i)| *i).collect();
     let tx = client.transaction().await?;
     // Superseding appends move their leases' epochs on first, so a
     // fenced append in this same transaction sees the new epoch too.
@@ -1229,11 +1237,15 @@ async fn sequence(
             }
         }
     }
-    // The next offset of each partition that still exists.
-    let mut next: HashMap<TopicPartition, i64> = HashMap::new();
-    for r in tx.query(schema::LOCK, &[&topics, &parts]).await? {
+    // The incarnation and next offset of each partition that still
+    // exists at the incarnation its appends were made to.
+    let mut next: HashMap<TopicPartition, (i64, i64)> = HashMap::new();
+    for r in tx
+        .query(schema::LOCK, &[&topics, &parts, &incarnations])
+        .await?
+    {
         let tp = TopicPartition::new(r.get::<_, String>(0), r.get::<_, i32>(1));
-        next.insert(tp, r.get(2));
+        next.insert(tp, (r.get(2), r.get(3)));
     }
     let mut producers = load_producers(&tx, entries).await?;
     let mut touched: Vec<(TopicPartition, i64)> = Vec::new();
@@ -1247,7 +1259,13 @@ async fn sequence(
             outcomes.push(Outcome::Refused(not_coordinator(tp)));
             continue;
         }
-        let Some(n) = next.get_mut(tp) else {
+        // An append to a deleted partition fails as Kafka's do
+        // (UNKNOWN_TOPIC_OR_PARTITION), whatever holds the name now.
+        let Some(n) = next
+            .get_mut(tp)
+            .filter(|(inc, _)| *inc == p.part.incarnation)
+            .map(|(_, n)| n)
+        else {
             outcomes.push(Outcome::Refused(LogError::Removed {
                 partition: tp.to_string(),
             }));
@@ -1337,7 +1355,7 @@ async fn sequence(
     }
     let moved: Vec<&TopicPartition> = order
         .iter()
-        .copied()
+        .map(|(tp, _)| *tp)
         .filter(|tp| totals.contains_key(tp))
         .collect();
     // (log end after, log start, last stable) of each partition that moved.
@@ -1479,8 +1497,13 @@ fn apply_notification(shared: &Shared, payload: &str) {
     };
     // Commits add the last stable offset; DeleteRecords does not move it.
     let stable = f.next().and_then(|s| s.parse::<i64>().ok());
+    // Of another partition of the name (the one before a delete, or after
+    // it was created again): not this one's offsets. Brokers of earlier
+    // versions do not say.
+    let incarnation = f.next().and_then(|s| s.parse::<i64>().ok());
     let part = lock(&shared.partitions)
         .get(&TopicPartition::new(topic, p))
+        .filter(|part| incarnation.is_none_or(|i| i == part.incarnation))
         .cloned();
     if let Some(part) = part {
         part.advance(end, start, stable, None);
@@ -1501,12 +1524,12 @@ async fn refresh(shared: &Shared, part: &PartState) -> Result<Offsets, LogError>
     let client = shared.db.get().await?;
     let row = client
         .query_opt(
-            "SELECT log_start, next_offset, size_bytes, coalesce(first_unstable, next_offset)
-             FROM weir.partitions WHERE topic = $1 AND partition = $2",
-            &[&part.tp.topic, &part.tp.partition],
+            schema::REFRESH,
+            &[&part.tp.topic, &part.tp.partition, &part.incarnation],
         )
         .await
         .map_err(pg)?;
+    // Gone, or deleted and created again: this handle's partition is gone.
     let Some(row) = row else {
         lock(&part.offsets).removed = true;
         return Err(LogError::Removed {
@@ -2241,7 +2264,7 @@ impl PartitionLog for ClusterPartition {
             // their objects, once no row references them, are the
             // collector's.
             let Some((start, end, size)) =
-                crate::jobs::move_log_start(&client, &part.tp, offset).await?
+                crate::jobs::move_log_start(&client, &part, offset).await?
             else {
                 let o = refresh(&shared, &part).await?;
                 return Err(LogError::OffsetOutOfRange {
@@ -2324,37 +2347,39 @@ impl LogEngine for ClusterEngine {
     ) -> Result<Arc<dyn PartitionLog>, LogError> {
         let shared = self.shared.clone();
         let key = tp.clone();
-        let (log_start, next, size, stable) = self.block(async move {
+        let (incarnation, log_start, next, size, stable) = self.block(async move {
             let client = shared.db.get().await?;
-            client
-                .execute(
-                    "INSERT INTO weir.partitions (topic, partition) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    &[&key.topic, &key.partition],
-                )
-                .await
-                .map_err(pg)?;
-            let row = client
-                .query_one(
-                    "SELECT log_start, next_offset, size_bytes, coalesce(first_unstable, next_offset)
-                     FROM weir.partitions WHERE topic = $1 AND partition = $2",
-                    &[&key.topic, &key.partition],
-                )
-                .await
-                .map_err(pg)?;
-            Ok((
-                row.get::<_, i64>(0),
-                row.get::<_, i64>(1),
-                row.get::<_, i64>(2),
-                row.get::<_, i64>(3),
-            ))
+            // A partition removed between the two statements is created
+            // again by the next round.
+            for _ in 0..3 {
+                client
+                    .execute(schema::CREATE_PARTITION, &[&key.topic, &key.partition])
+                    .await
+                    .map_err(pg)?;
+                if let Some(row) = client
+                    .query_opt(schema::OPENED, &[&key.topic, &key.partition])
+                    .await
+                    .map_err(pg)?
+                {
+                    return Ok((
+                        row.get::<_, i64>(0),
+                        row.get::<_, i64>(1),
+                        row.get::<_, i64>(2),
+                        row.get::<_, i64>(3),
+                        row.get::<_, i64>(4),
+                    ));
+                }
+            }
+            Err(LogError::Removed {
+                partition: key.to_string(),
+            })
         })?;
         let mut parts = lock(&self.shared.partitions);
-        let reuse = parts.get(tp).filter(|p| {
-            let o = lock(&p.offsets);
-            // A row behind what this broker saw is a new partition of the
-            // same name (the topic was deleted and created again).
-            !o.removed && o.log_end <= next
-        });
+        // Another incarnation is a new partition of the same name (the
+        // topic was deleted and created again).
+        let reuse = parts
+            .get(tp)
+            .filter(|p| p.incarnation == incarnation && !lock(&p.offsets).removed);
         let (part, created) = match reuse {
             Some(p) => {
                 *lock(&p.config) = config;
@@ -2364,7 +2389,7 @@ impl LogEngine for ClusterEngine {
                 if let Some(old) = parts.get(tp) {
                     lock(&old.offsets).removed = true;
                 }
-                let p = Arc::new(PartState::new(tp.clone(), config));
+                let p = Arc::new(PartState::new(tp.clone(), incarnation, config));
                 parts.insert(tp.clone(), p.clone());
                 (p, true)
             }
@@ -2394,10 +2419,20 @@ impl LogEngine for ClusterEngine {
         let tp = tp.clone();
         self.block(async move {
             let client = shared.db.get().await?;
-            // Index rows first, then the partition; the objects, once no
-            // row references them, are the collector's.
+            // The partition's row first: that waits for a flush or a log
+            // start move holding it, and every later statement then sees
+            // the rows it committed (each statement takes a new snapshot),
+            // so none is left behind to show up in a partition created
+            // again under the name. The objects, once no row references
+            // them, are the collector's.
             client.batch_execute("BEGIN").await.map_err(pg)?;
             let r = async {
+                client
+                    .execute(
+                        "DELETE FROM weir.partitions WHERE topic = $1 AND partition = $2",
+                        &[&tp.topic, &tp.partition],
+                    )
+                    .await?;
                 client
                     .execute(
                         "DELETE FROM weir.batches WHERE topic = $1 AND partition = $2",
@@ -2413,12 +2448,6 @@ impl LogEngine for ClusterEngine {
                 client
                     .execute(
                         "DELETE FROM weir.aborted WHERE topic = $1 AND partition = $2",
-                        &[&tp.topic, &tp.partition],
-                    )
-                    .await?;
-                client
-                    .execute(
-                        "DELETE FROM weir.partitions WHERE topic = $1 AND partition = $2",
                         &[&tp.topic, &tp.partition],
                     )
                     .await?;

@@ -130,13 +130,18 @@ async fn run_slot(shared: &Shared, client: &mut Client, slot: i32, epoch: i64, p
 /// Moves partition `tp`'s log start to `offset` and deletes the index
 /// rows wholly below it (DeleteRecords and retention); `None` if `offset`
 /// is past the log end. Answers the new (log start, log end, size).
+/// `None` too if the partition is no longer `part`'s incarnation.
 pub(crate) async fn move_log_start(
     client: &Client,
-    tp: &TopicPartition,
+    part: &PartState,
     offset: i64,
 ) -> Result<Option<(i64, i64, i64)>, LogError> {
+    let tp = &part.tp;
     let row = client
-        .query_opt(schema::MOVE_LOG_START, &[&tp.topic, &tp.partition, &offset])
+        .query_opt(
+            schema::MOVE_LOG_START,
+            &[&tp.topic, &tp.partition, &offset, &part.incarnation],
+        )
         .await
         .map_err(pg)?;
     Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
@@ -175,6 +180,7 @@ async fn retain(
                 &max_bytes,
                 &by_time,
                 &by_size,
+                &part.incarnation,
             ],
         )
         .await
@@ -199,7 +205,7 @@ async fn retain(
     if target == start && !stale_rows {
         return Ok(());
     }
-    if let Some((start, end, size)) = move_log_start(client, tp, target).await? {
+    if let Some((start, end, size)) = move_log_start(client, part, target).await? {
         part.advance(end, start, None, u64::try_from(size).ok());
         debug!(partition = %tp, log_start = start, "retention moved the log start");
     }
@@ -648,7 +654,10 @@ async fn clean(
 ) -> Result<(), LogError> {
     let tp = &part.tp;
     let raw = client
-        .query(schema::CLEAN_ROWS, &[&tp.topic, &tp.partition])
+        .query(
+            schema::CLEAN_ROWS,
+            &[&tp.topic, &tp.partition, &part.incarnation],
+        )
         .await
         .map_err(pg)?;
     let Some(first) = raw.first() else {
@@ -739,7 +748,8 @@ async fn clean(
             continue;
         }
         let moved_to = if last { map_end } else { cleaned_to };
-        let Some(s) = record_cleaning(shared, client, tp, group, &cleaned, moved_to, fence).await?
+        let Some(s) =
+            record_cleaning(shared, client, part, group, &cleaned, moved_to, fence).await?
         else {
             return Ok(());
         };
@@ -799,12 +809,13 @@ fn clean_rows<F: Fn(&[u8]) -> Option<i64>>(
 async fn record_cleaning(
     shared: &Shared,
     client: &mut Client,
-    tp: &TopicPartition,
+    part: &PartState,
     rows: &[IndexRow],
     cleaned: &[Cleaned],
     cleaned_to: i64,
     (slot, epoch): (i32, i64),
 ) -> Result<Option<i64>, LogError> {
+    let tp = &part.tp;
     let saved: i64 = cleaned
         .iter()
         .map(|c| i64::try_from(rows[c.row].size - c.chunk.len()).unwrap_or(0))
@@ -887,12 +898,24 @@ async fn record_cleaning(
         .await
         .map_err(pg)?;
     }
-    tx.execute(
-        schema::CLEANED,
-        &[&tp.topic, &tp.partition, &cleaned_to, &saved],
-    )
-    .await
-    .map_err(pg)?;
+    let current = tx
+        .execute(
+            schema::CLEANED,
+            &[
+                &tp.topic,
+                &tp.partition,
+                &cleaned_to,
+                &saved,
+                &part.incarnation,
+            ],
+        )
+        .await
+        .map_err(pg)?;
+    if current == 0 {
+        // Deleted (and perhaps created again) since the rows were read:
+        // dropping the transaction rolls it back.
+        return Ok(None);
+    }
     tx.commit().await.map_err(pg)?;
     Ok(Some(saved))
 }

@@ -7,9 +7,11 @@ pub const CREATE: &str = "
 BEGIN;
 SELECT pg_advisory_xact_lock(6172);
 CREATE SCHEMA IF NOT EXISTS weir;
+CREATE SEQUENCE IF NOT EXISTS weir.incarnations MINVALUE 1 START WITH 1;
 CREATE TABLE IF NOT EXISTS weir.partitions (
     topic text NOT NULL,
     partition integer NOT NULL,
+    incarnation bigint NOT NULL DEFAULT nextval('weir.incarnations'),
     log_start bigint NOT NULL DEFAULT 0,
     next_offset bigint NOT NULL DEFAULT 0,
     size_bytes bigint NOT NULL DEFAULT 0,
@@ -83,6 +85,13 @@ DO $$ BEGIN
             AND table_name = 'partitions' AND column_name = 'first_unstable') THEN
         ALTER TABLE weir.partitions ADD COLUMN first_unstable bigint;
     END IF;
+    -- A volatile default: each existing row gets its own number, the
+    -- incarnation it is (docs/cluster-format.md).
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'weir'
+            AND table_name = 'partitions' AND column_name = 'incarnation') THEN
+        ALTER TABLE weir.partitions ADD COLUMN IF NOT EXISTS incarnation bigint NOT NULL
+            DEFAULT nextval('weir.incarnations');
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'weir'
             AND table_name = 'producers' AND column_name = 'txn_first_offset') THEN
         ALTER TABLE weir.producers ADD COLUMN txn_first_offset bigint;
@@ -122,7 +131,10 @@ COMMIT;
 ";
 
 /// The channel commits and DeleteRecords notify on: `topic \t partition
-/// \t next_offset \t log_start`, and from commits `\t last_stable`.
+/// \t next_offset \t log_start \t last_stable \t incarnation`, the last
+/// stable offset empty from DeleteRecords (brokers of earlier versions
+/// sent neither of the last two from DeleteRecords, nor the incarnation
+/// from commits).
 pub const CHANNEL: &str = "weir_log";
 
 /// The channel catalog saves notify on: the new version.
@@ -151,12 +163,32 @@ SELECT node_id, host, port FROM weir.brokers
 WHERE heartbeat_at > now() - $1::bigint * interval '1 millisecond'
 ORDER BY node_id";
 
+/// Creates partition (`$1`, `$2`) if missing, at a new incarnation.
+pub const CREATE_PARTITION: &str =
+    "INSERT INTO weir.partitions (topic, partition) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+
+/// Partition (`$1`, `$2`)'s incarnation and offsets, read by an open
+/// after [`CREATE_PARTITION`] (its own statement, so it sees a row
+/// another broker's open inserted meanwhile): every append through the
+/// handle must still find that incarnation.
+pub const OPENED: &str = "
+SELECT incarnation, log_start, next_offset, size_bytes, coalesce(first_unstable, next_offset)
+FROM weir.partitions WHERE topic = $1 AND partition = $2";
+
+/// Partition (`$1`, `$2`)'s offsets, if it is still incarnation `$3`.
+pub const REFRESH: &str = "
+SELECT log_start, next_offset, size_bytes, coalesce(first_unstable, next_offset)
+FROM weir.partitions WHERE topic = $1 AND partition = $2 AND incarnation = $3";
+
 /// Locks the flush's partitions in one order, so that two brokers
-/// flushing the same partitions cannot deadlock; answers each one's next
-/// offset (which only the lock holder can move).
+/// flushing the same partitions cannot deadlock; answers the next offset
+/// (which only the lock holder can move) of each one still at the
+/// incarnation its appends were made to (`$3`): a partition deleted, or
+/// deleted and created again, since then answers nothing.
 pub const LOCK: &str = "
-SELECT p.topic, p.partition, p.next_offset FROM weir.partitions p
-JOIN unnest($1::text[], $2::integer[]) AS d(topic, part) ON p.topic = d.topic AND p.partition = d.part
+SELECT p.topic, p.partition, p.incarnation, p.next_offset FROM weir.partitions p
+JOIN unnest($1::text[], $2::integer[], $3::bigint[]) AS d(topic, part, inc)
+    ON p.topic = d.topic AND p.partition = d.part AND p.incarnation = d.inc
 ORDER BY p.topic, p.partition
 FOR UPDATE OF p";
 
@@ -175,11 +207,11 @@ WITH d AS (
             WHERE pr.topic = p.topic AND pr.partition = p.partition AND pr.txn_first_offset IS NOT NULL)
     FROM d WHERE p.topic = d.topic AND p.partition = d.part
     RETURNING p.topic, p.partition, p.next_offset, p.log_start, d.n,
-        coalesce(p.first_unstable, p.next_offset) AS last_stable
+        coalesce(p.first_unstable, p.next_offset) AS last_stable, p.incarnation
 )
 SELECT topic, partition, next_offset - n, next_offset, log_start, last_stable,
     pg_notify('weir_log', topic || E'\\t' || partition || E'\\t' || next_offset || E'\\t' || log_start
-        || E'\\t' || last_stable)
+        || E'\\t' || last_stable || E'\\t' || incarnation)
 FROM u";
 
 /// Records the object and one index row per chunk, if the object's row
@@ -334,10 +366,12 @@ FOR SHARE OF c";
 /// below it), in one statement: DeleteRecords and retention.
 /// The partition's row is locked first, so a flush cannot add rows in
 /// between; `size_bytes` loses the deleted chunks. Notifies the brokers.
+/// Only at incarnation `$4`: a partition created again under the name is
+/// not moved by what was decided about the one before.
 pub const MOVE_LOG_START: &str = "
 WITH p AS (
     SELECT log_start, next_offset FROM weir.partitions
-    WHERE topic = $1 AND partition = $2 FOR UPDATE
+    WHERE topic = $1 AND partition = $2 AND incarnation = $4 FOR UPDATE
 ), t AS (
     SELECT GREATEST(p.log_start, $3::bigint) AS s FROM p WHERE $3::bigint <= p.next_offset
 ), d AS (
@@ -350,9 +384,10 @@ WITH p AS (
 )
 UPDATE weir.partitions q
 SET log_start = t.s, size_bytes = GREATEST(0, q.size_bytes - (SELECT COALESCE(sum(size), 0) FROM d))
-FROM t WHERE q.topic = $1 AND q.partition = $2
+FROM t WHERE q.topic = $1 AND q.partition = $2 AND q.incarnation = $4
 RETURNING q.log_start, q.next_offset, q.size_bytes,
-    pg_notify('weir_log', q.topic || E'\\t' || q.partition || E'\\t' || q.next_offset || E'\\t' || q.log_start)";
+    pg_notify('weir_log', q.topic || E'\\t' || q.partition || E'\\t' || q.next_offset || E'\\t' || q.log_start
+        || E'\\t\\t' || q.incarnation)";
 
 /// What retention needs of partition (`$1`, `$2`), from one snapshot:
 /// its log end and start, the first row whose largest timestamp is at
@@ -360,7 +395,8 @@ RETURNING q.log_start, q.next_offset, q.size_bytes,
 /// after which fewer than `$4` bytes follow (rows before it are past
 /// `retention.bytes`), and whether rows wholly below the log start are
 /// left (a DeleteRecords that raced a compaction). The two searches run
-/// only when `$5` (by time) and `$6` (by size) ask for them.
+/// only when `$5` (by time) and `$6` (by size) ask for them. Nothing
+/// unless the partition is at incarnation `$7`.
 pub const RETENTION: &str = "
 SELECT p.next_offset, p.log_start,
     CASE WHEN $5::boolean THEN (SELECT b.base_offset FROM weir.batches b
@@ -372,7 +408,7 @@ SELECT p.next_offset, p.log_start,
      ) x WHERE x.after < $4 ORDER BY x.base_offset LIMIT 1) END,
     EXISTS (SELECT 1 FROM weir.batches b
      WHERE b.topic = p.topic AND b.partition = p.partition AND b.last_offset < p.log_start)
-FROM weir.partitions p WHERE p.topic = $1 AND p.partition = $2";
+FROM weir.partitions p WHERE p.topic = $1 AND p.partition = $2 AND p.incarnation = $7";
 
 /// A partition's index rows still in intake objects (key starting with
 /// `$3`) committed more than `$4` ms ago, in offset order, at most `$5`.
@@ -454,14 +490,14 @@ RETURNING key";
 
 /// Every index row of partition (`$1`, `$2`) for the cleaner, in offset
 /// order, with the partition's log start, log end and first dirty offset
-/// (repeated on each row).
+/// (repeated on each row); nothing unless it is at incarnation `$3`.
 pub const CLEAN_ROWS: &str = "
 SELECT b.base_offset, b.last_offset, b.object_id, o.key, b.position, b.size, b.max_timestamp,
     p.log_start, p.next_offset, p.cleaned_to
 FROM weir.partitions p
 JOIN weir.batches b ON b.topic = p.topic AND b.partition = p.partition
 JOIN weir.objects o ON o.id = b.object_id
-WHERE p.topic = $1 AND p.partition = $2
+WHERE p.topic = $1 AND p.partition = $2 AND p.incarnation = $3
 ORDER BY b.base_offset";
 
 /// Points cleaned rows of partition (`$1`, `$2`) at object `$3`:
@@ -485,11 +521,12 @@ WHERE b.topic = $1 AND b.partition = $2 AND b.base_offset = d.base AND b.object_
     AND b.size = d.old_size";
 
 /// After a cleaning pass: the first dirty offset moves to `$3` and the
-/// partition's size loses `$4` bytes.
+/// partition's size loses `$4` bytes, if it is still incarnation `$5`
+/// (no row otherwise: the caller rolls back).
 pub const CLEANED: &str = "
 UPDATE weir.partitions SET cleaned_to = GREATEST(cleaned_to, $3::bigint),
     size_bytes = GREATEST(0, size_bytes - $4::bigint)
-WHERE topic = $1 AND partition = $2";
+WHERE topic = $1 AND partition = $2 AND incarnation = $5";
 
 /// KIP-890 part 2: a broker taking a transactional write adds its
 /// partitions (`$6`, `$7`) to the transaction of `$1` if the gate is open

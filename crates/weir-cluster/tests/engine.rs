@@ -228,8 +228,13 @@ fn values(mut b: Bytes) -> Vec<(i64, String)> {
 }
 
 async fn engine(pg: &Pg, store: &Path, node: i32) -> Arc<ClusterEngine> {
+    engine_flushing(pg, store, node, 10).await
+}
+
+/// An engine whose gatherings last `flush_ms`.
+async fn engine_flushing(pg: &Pg, store: &Path, node: i32, flush_ms: u64) -> Arc<ClusterEngine> {
     let mut c = ClusterConfig::new(pg.url(), format!("file://{}", store.display()), node);
-    c.flush_ms = 10;
+    c.flush_ms = flush_ms;
     Arc::new(
         ClusterEngine::connect(c, Clock::system())
             .await
@@ -2289,4 +2294,234 @@ async fn hand_job_lease_away(tx: tokio_postgres::Transaction<'_>) {
     .await
     .unwrap();
     tx.commit().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_gathered_before_its_topic_was_deleted_never_reaches_the_topic_created_again() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let tp = TopicPartition::new("again", 0);
+    // Gathering for an hour: the append waits until the shutdown flushes.
+    let a = engine_flushing(&pg, store.path(), 1, 3_600_000).await;
+    let old = a.open(&tp, LogConfig::default()).unwrap();
+    // Gathered under the first topic, sequenced after the second exists.
+    let late = tokio::spawn(old.append(batch(1, 0, "old"), 0));
+    a.remove(&tp).unwrap();
+    let _new = a.open(&tp, LogConfig::default()).unwrap();
+    a.shutdown().unwrap();
+    let answer = late.await.unwrap();
+    assert!(
+        matches!(answer, Err(LogError::Removed { .. })),
+        "{answer:?}"
+    );
+    let b = engine(&pg, store.path(), 2).await;
+    let log = b.open(&tp, LogConfig::default()).unwrap();
+    assert_eq!(log.current_offsets().await.unwrap().log_end, 0);
+    starts_afresh(&log, &log).await;
+}
+
+/// A partition created again: the first append through `writer` takes
+/// offset 0 and is all `reader` finds.
+async fn starts_afresh(writer: &Arc<dyn PartitionLog>, reader: &Arc<dyn PartitionLog>) {
+    let info = writer.append(batch(1, 0, "new"), 0).await.unwrap();
+    assert_eq!(info.base_offset, 0);
+    // Read from the database: another broker's notification may be late.
+    assert_eq!(reader.current_offsets().await.unwrap().log_end, 1);
+    assert_eq!(read_all(reader, 0).await, vec![(0, "new-0".to_string())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_missed_a_delete_cannot_write_into_the_topic_created_again() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let tp = TopicPartition::new("again", 0);
+    let a = engine(&pg, store.path(), 1).await;
+    let b = engine(&pg, store.path(), 2).await;
+    let stale = b.open(&tp, LogConfig::default()).unwrap();
+    stale.append(batch(1, 0, "first"), 0).await.unwrap();
+    // Broker 1 deletes the topic and creates it again; broker 2 has not
+    // heard yet and still holds the first topic's partition.
+    a.remove(&tp).unwrap();
+    let fresh = a.open(&tp, LogConfig::default()).unwrap();
+    let answer = stale.append(batch(1, 0, "stale"), 0).await;
+    assert!(
+        matches!(answer, Err(LogError::Removed { .. })),
+        "{answer:?}"
+    );
+    assert!(matches!(
+        stale.delete_records(0).await,
+        Err(LogError::Removed { .. })
+    ));
+    assert_eq!(fresh.current_offsets().await.unwrap().log_end, 0);
+    // Opened again, broker 2 writes to the new topic.
+    let reopened = b.open(&tp, LogConfig::default()).unwrap();
+    starts_afresh(&reopened, &fresh).await;
+}
+
+/// Until a statement whose text contains `needle` waits for a lock.
+async fn wait_for_lock_wait(watch: &tokio_postgres::Client, needle: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let pattern = format!("%{needle}%");
+    while watch
+        .query_opt(
+            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1",
+            &[&pattern],
+        )
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing waits at {needle}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_partition_waits_for_the_flush_holding_its_row_and_leaves_no_rows() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let tp = TopicPartition::new("gone", 0);
+    let a = engine(&pg, store.path(), 1).await;
+    let log = a.open(&tp, LogConfig::default()).unwrap();
+    let mut holder = connect(&pg).await;
+    let watch = connect(&pg).await;
+    // Holding the partition's row stops the flush at its lock, as a slow
+    // transaction would.
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(
+        "SELECT 1 FROM weir.partitions WHERE topic = 'gone' FOR UPDATE",
+        &[],
+    )
+    .await
+    .unwrap();
+    let flushed = tokio::spawn(log.append(batch(3, 0, "old"), 0));
+    wait_for_lock_wait(&watch, "FOR UPDATE OF p").await;
+    let remover = a.clone();
+    let tp2 = tp.clone();
+    let removed = tokio::task::spawn_blocking(move || remover.remove(&tp2));
+    wait_for_lock_wait(&watch, "DELETE FROM weir.partitions").await;
+    tx.commit().await.unwrap();
+    // The flush went first: acknowledged, then removed with the topic.
+    assert_eq!(flushed.await.unwrap().unwrap().base_offset, 0);
+    removed.await.unwrap().unwrap();
+    for table in ["batches", "producers", "aborted", "partitions"] {
+        let n: i64 = watch
+            .query_one(
+                &format!("SELECT count(*) FROM weir.{table} WHERE topic = 'gone'"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 0, "weir.{table} keeps rows of the removed partition");
+    }
+    let again = a.open(&tp, LogConfig::default()).unwrap();
+    starts_afresh(&again, &again).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_decided_for_a_deleted_topic_does_not_touch_the_topic_created_again() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    // Broker 1 runs the jobs; broker 2 (no jobs) deletes and creates.
+    let (b, _client) = job_runner(&pg, store.path(), 64 << 20).await;
+    let a = engine(&pg, store.path(), 2).await;
+    let everything = LogConfig {
+        retention_bytes: 0,
+        ..LogConfig::default()
+    };
+    let tp = TopicPartition::new("kept", 0);
+    let control = b
+        .open(&TopicPartition::new("ctl", 0), everything.clone())
+        .unwrap();
+    // Broker 1 still holds the first topic, whose retention keeps nothing.
+    let _stale = b.open(&tp, everything).unwrap();
+    a.remove(&tp).unwrap();
+    let fresh = a.open(&tp, LogConfig::default()).unwrap();
+    fresh.append(batch(3, now_ms(), "new"), 0).await.unwrap();
+    // Three passes emptying the control partition: at least one whole
+    // pass ran after the append.
+    for i in 0..3 {
+        let end = control
+            .append(batch(1, now_ms(), &format!("c{i}")), 0)
+            .await
+            .unwrap()
+            .last_offset
+            + 1;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while control.offsets().log_start < end {
+            assert!(std::time::Instant::now() < deadline, "no retention pass");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let o = fresh.current_offsets().await.unwrap();
+    assert_eq!((o.log_start, o.log_end), (0, 3));
+    assert_eq!(read_all(&fresh, 0).await.len(), 3);
+    b.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_the_previous_version_gets_an_incarnation_per_partition() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let tps = [TopicPartition::new("old", 0), TopicPartition::new("old", 1)];
+    {
+        let a = engine(&pg, store.path(), 1).await;
+        for log in open_all(&a, &tps) {
+            log.append(batch(2, 0, "before"), 0).await.unwrap();
+        }
+        a.shutdown().unwrap();
+    }
+    // The tables as the previous version created them.
+    let client = connect(&pg).await;
+    client
+        .batch_execute(
+            "ALTER TABLE weir.partitions DROP COLUMN incarnation; DROP SEQUENCE weir.incarnations",
+        )
+        .await
+        .unwrap();
+    let b = engine(&pg, store.path(), 2).await;
+    let distinct: i64 = client
+        .query_one(
+            "SELECT count(DISTINCT incarnation) FROM weir.partitions WHERE topic = 'old'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(distinct, 2);
+    for log in open_all(&b, &tps) {
+        assert_eq!(
+            log.append(batch(1, 0, "after"), 0)
+                .await
+                .unwrap()
+                .base_offset,
+            2
+        );
+        let got: Vec<String> = read_all(&log, 0)
+            .await
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(got, ["before-0", "before-1", "after-0"]);
+    }
+    // A partition created now gets a number no existing row has.
+    b.remove(&tps[0]).unwrap();
+    let again = b.open(&tps[0], LogConfig::default()).unwrap();
+    assert_eq!(again.current_offsets().await.unwrap().log_end, 0);
+    let incarnations: Vec<i64> = client
+        .query(
+            "SELECT incarnation FROM weir.partitions WHERE topic = 'old'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(incarnations.len(), 2);
+    assert_ne!(incarnations[0], incarnations[1]);
 }
