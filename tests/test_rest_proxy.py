@@ -25,22 +25,30 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
                                    ConfigResource, ResourcePatternType, ResourceType)
 
-from conftest import HOST, BrokerFactory, free_port
+from conftest import HOST, BrokerFactory, ClusterTarget, free_port, start_cluster, suite_target
 from rest_helpers import V2, RestApi, RestProxy, error, v2_type
 from weir_helpers import (admin, assert_same_records, consume_range, consumer_conf, create_topic,
                           gen_records, producer_conf, produce_records, recent_base_ts, wait_until)
 
 
 @pytest.fixture(scope="module")
-def node(weir_binary, _broker_root):
+def node(weir_binary, _broker_root, request):
+    """A node of the suite's target with its REST proxy; under the
+    cluster target every broker has one and the tests use the first's."""
     f = BrokerFactory(weir_binary, _broker_root)
-    b = f("--rest-listen", f"{HOST}:{free_port()}",
-          "--set", "auto.create.topics.enable=false",
-          "--set", "authorizer.class.name=StandardAuthorizer",
-          "--set", "super.users=User:ANONYMOUS",
-          name="rest-node")
-    yield b
-    f.cleanup()
+    settings = ("--set", "auto.create.topics.enable=false",
+                "--set", "authorizer.class.name=StandardAuthorizer",
+                "--set", "super.users=User:ANONYMOUS")
+    try:
+        if suite_target() == "cluster":
+            yield ClusterTarget(start_cluster(
+                f, request.getfixturevalue("postgres"), request.getfixturevalue("moto_server"),
+                extra_args=settings,
+                own_args=lambda port: ["--rest-listen", f"{HOST}:{free_port()}"]))
+        else:
+            yield f("--rest-listen", f"{HOST}:{free_port()}", *settings, name="rest-node")
+    finally:
+        f.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +60,8 @@ def kadmin(node):
 @pytest.fixture(scope="module")
 def proxy(node):
     """The node's own REST proxy."""
-    port = int(node.args[node.args.index("--rest-listen") + 1].rsplit(":", 1)[1])
+    first = node.brokers[0] if isinstance(node, ClusterTarget) else node
+    port = int(first.args[first.args.index("--rest-listen") + 1].rsplit(":", 1)[1])
     api = RestApi(port).wait_ready(lambda: node.running, node.log_tail)
     yield api
     api.http.close()
@@ -101,6 +110,13 @@ def topic_config(kadmin, topic, name):
     return cfg[name].value
 
 
+def settled(pred, what: str):
+    """Until `pred` holds: the admin client may ask any broker, and in a
+    cluster the others apply a change made through the proxy's broker a
+    moment after it was answered. At once on one node."""
+    return wait_until(pred, timeout=15, what=what)
+
+
 def test_v3_topic_lifecycle(proxy, node, kadmin, topic_name):
     t = topic_name
     r = proxy.http.post(f"{proxy.v3}/topics", json={
@@ -140,15 +156,15 @@ def test_v3_topic_lifecycle(proxy, node, kadmin, topic_name):
     assert listed["retention.ms"]["value"] == "12345678" and "cleanup.policy" in listed
     assert proxy.http.put(f"{proxy.v3}/topics/{t}/configs/cleanup.policy",
                           json={"value": "compact"}).status_code == 204
-    assert topic_config(kadmin, t, "cleanup.policy") == "compact"
+    settled(lambda: topic_config(kadmin, t, "cleanup.policy") == "compact", "compact")
     assert proxy.http.delete(f"{proxy.v3}/topics/{t}/configs/cleanup.policy").status_code == 204
-    assert topic_config(kadmin, t, "cleanup.policy") == "delete"
+    settled(lambda: topic_config(kadmin, t, "cleanup.policy") == "delete", "delete")
     r = proxy.http.post(f"{proxy.v3}/topics/{t}/configs:alter", json={"data": [
         {"name": "retention.ms", "operation": "DELETE"},
         {"name": "max.message.bytes", "value": "65536"}]})
     assert r.status_code == 204, r.text
-    assert topic_config(kadmin, t, "max.message.bytes") == "65536"
-    assert topic_config(kadmin, t, "retention.ms") != "12345678"
+    settled(lambda: topic_config(kadmin, t, "max.message.bytes") == "65536"
+            and topic_config(kadmin, t, "retention.ms") != "12345678", "the batch alter")
     r = proxy.http.post(f"{proxy.v3}/topics/{t}/configs:alter", json={
         "data": [{"name": "max.message.bytes", "value": "1000"}], "validate_only": True})
     assert r.status_code == 204 and topic_config(kadmin, t, "max.message.bytes") == "65536"
@@ -177,7 +193,8 @@ def test_v3_broker_and_cluster_configs(proxy, node, kadmin):
     one = proxy.http.get(f"{proxy.v3}/brokers/{broker}/configs/num.partitions").json()
     assert (one["kind"], one["broker_id"]) == ("KafkaBrokerConfig", broker)
     every = proxy.http.get(f"{proxy.v3}/brokers/-/configs").json()["data"]
-    assert {c["broker_id"] for c in every} == {broker}
+    all_brokers = {b["broker_id"] for b in proxy.http.get(f"{proxy.v3}/brokers").json()["data"]}
+    assert {c["broker_id"] for c in every} == all_brokers
 
     # A cluster-wide dynamic default, as kafka-configs.sh --entity-default sets it.
     r = proxy.http.put(f"{proxy.v3}/broker-configs/log.retention.ms", json={"value": "7200000"})
@@ -394,8 +411,7 @@ def test_v3_acls(proxy, node, kadmin):
     # confluent-kafka's admin client sees the same ACLs.
     f = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, "User:alice", None,
                          AclOperation.ANY, AclPermissionType.ANY)
-    seen = kadmin.describe_acls(f).result()
-    assert len(seen) == 3
+    settled(lambda: len(kadmin.describe_acls(f).result()) == 3, "3 ACLs")
     only_topics = proxy.http.get(url, params={"principal": "User:alice", "resource_type": "TOPIC"}).json()
     assert len(only_topics["data"]) == 2
 
@@ -405,7 +421,7 @@ def test_v3_acls(proxy, node, kadmin):
                                        "operation": "ANY", "permission": "ALLOW"})
     assert r.status_code == 200, r.text
     assert sorted(a["operation"] for a in r.json()["data"]) == ["READ", "WRITE"]
-    assert len(kadmin.describe_acls(f).result()) == 1
+    settled(lambda: len(kadmin.describe_acls(f).result()) == 1, "1 ACL")
     bad = dict(acl, resource_type="CLUSTER", resource_name="other")
     assert error(proxy.http.post(url, json=bad)) == (400, 40002)
     assert error(proxy.http.post(url, json=dict(acl, operation="FLY"))) == (400, 400)
@@ -431,7 +447,8 @@ def test_v2_topics_partitions_and_brokers(proxy, node, kadmin, topic_name):
     assert proxy.http.get(f"/topics/{topic_name}/partitions/1").json()["partition"] == 1
     assert proxy.http.get(f"/topics/{topic_name}/partitions/1/offsets").json() == \
         {"beginning_offset": 0, "end_offset": 3}
-    assert proxy.http.get("/brokers").json() == {"brokers": [0]}
+    ids = sorted(kadmin.list_topics(timeout=10).brokers)
+    assert proxy.http.get("/brokers").json() == {"brokers": ids}
     assert error(proxy.http.get(f"/topics/{topic_name}-nope")) == (404, 40401)
     assert error(proxy.http.get(f"/topics/{topic_name}/partitions/7")) == (404, 40402)
 

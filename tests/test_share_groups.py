@@ -28,9 +28,12 @@ SCENARIOS = "weir.share.ShareScenarios"
 
 
 @pytest.fixture(scope="module")
-def share_broker(broker_factory_module):
-    return broker_factory_module("--set", "group.share.min.record.lock.duration.ms=1000",
-                                 name="share-broker")
+def share_broker(broker_factory_module, request):
+    """A broker of the suite's target (under the cluster target, a kill
+    and start are the whole cluster's)."""
+    from conftest import _start_target
+    return _start_target(broker_factory_module, request,
+                         ("--set", "group.share.min.record.lock.duration.ms=1000"), "share-broker")
 
 
 @pytest.fixture(scope="module")
@@ -289,6 +292,10 @@ def test_read_committed_groups_skip_aborted_records(java, topic_name):
     assert out["values"] == ["c0", "c1", "c2", "a0", "a1", "c3", "c4", "c5"]
 
 
+@pytest.mark.cluster_gap(
+    "a new share-partition resolves by_duration with the log's timestamp lookup only if it "
+    "answers at once (Shares::initialize, ready_now); the cluster engine's lookup is a "
+    "PostgreSQL query, so a cluster starts at latest instead")
 def test_auto_offset_reset_by_duration_starts_at_that_age(java, topic_name):
     """share.auto.offset.reset=by_duration:PT1H: a new share-partition
     starts at the first record at most an hour old (records two hours old
@@ -303,6 +310,8 @@ def test_auto_offset_reset_by_duration_starts_at_that_age(java, topic_name):
     assert out == {"values": ["new0", "new1", "new2", "new3"], "start_offset": end}
 
 
+@pytest.mark.single_node("joins over the raw protocol at the first broker, which need not be the "
+                        "coordinator; test_cluster.py's ..._in_a_cluster_too finds it")
 def test_latest_is_resolved_at_the_first_fetch_not_at_the_assignment(
         java, share_broker, topic_name):
     """share.auto.offset.reset=latest (the default) is resolved where Kafka
@@ -322,6 +331,8 @@ def test_latest_is_resolved_at_the_first_fetch_not_at_the_assignment(
     assert out == {"values": [], "start_offset": end + 2}
 
 
+@pytest.mark.single_node("joins over the raw protocol at the first broker, which need not be the "
+                        "coordinator; test_cluster.py's ..._in_a_cluster twin finds it")
 def test_a_partition_assigned_but_never_fetched_is_listed_without_a_start_offset(
         java, share_broker, topic_name):
     """listShareGroupOffsets of a whole group (DescribeShareGroupOffsets
