@@ -1871,14 +1871,19 @@ def _kill_test(node, weir_binary, root, service: str, setup: list[str], inputs: 
             check(got, expected)
             return
         strip = lambda rs: [(r["partition"], r["key"], r["value"], r["timestamp"]) for r in rs]  # noqa: E731
-        if ordered:
-            assert strip(got) == strip(expected), f"{len(got)} records after kills, {len(expected)} uninterrupted"
-        else:
+        got, expected = strip(got), strip(expected)
+        if not ordered:
             # Several partitions merge in whatever order their fetches
             # return: the same records (no duplicate, no gap), each on the
             # same partition.
-            assert sorted(strip(got)) == sorted(strip(expected)), \
-                f"{len(got)} records after kills, {len(expected)} uninterrupted"
+            got, expected = sorted(got), sorted(expected)
+        # Compared here rather than by `assert got == expected`: pytest's
+        # diff of two lists this long takes minutes.
+        if got != expected:
+            i = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
+            differ = sum(a != b for a, b in zip(got, expected))
+            pytest.fail(f"{len(got)} records after kills, {len(expected)} uninterrupted; {differ} differ, "
+                        f"the first at {i}: {got[i:i + 3]} != {expected[i:i + 3]}", pytrace=False)
     finally:
         s.kill()
 

@@ -1043,14 +1043,10 @@ fn run(
                     .iter()
                     .any(|(k, q)| q.is_empty() && !at_end.contains(k));
             }
-            if waiting {
-                let since = *blocked_since.get_or_insert_with(Instant::now);
-                if since.elapsed() < MAX_IDLE {
-                    flush = held_head();
-                    break;
-                }
-            } else {
-                blocked_since = None;
+            let holding = heads.values().any(|q| !q.is_empty());
+            if !may_merge(&mut blocked_since, waiting, holding, Instant::now()) {
+                flush = held_head();
+                break;
             }
             let next = heads
                 .iter()
@@ -1583,6 +1579,20 @@ fn passed_markers(
 /// How long a partition whose end is unknown may hold back the others.
 const MAX_IDLE: Duration = Duration::from_secs(2);
 
+/// Whether the merge may go on: when no partition is `waiting` (empty,
+/// its end unknown), or once buffered records (`holding`) have been held
+/// back for MAX_IDLE. The clock runs only while a record is held: time
+/// with nothing buffered at all (a slow first fetch on a loaded machine)
+/// must not let the first records that arrive skip a join's table whose
+/// first fetch is a moment behind.
+fn may_merge(since: &mut Option<Instant>, waiting: bool, holding: bool, now: Instant) -> bool {
+    if !waiting || !holding {
+        *since = None;
+        return !waiting;
+    }
+    now.duration_since(*since.get_or_insert(now)) >= MAX_IDLE
+}
+
 /// The input partitions with nothing more to read: empty here, and the
 /// consumer's position at (or past) the end offset its last fetch saw (a
 /// partition nothing was read from yet: its fetch position, with nothing
@@ -1873,6 +1883,24 @@ pub async fn produce_sync(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_clock_runs_only_while_records_are_held() {
+        let t0 = Instant::now();
+        let mut since = None;
+        // Nothing buffered anywhere for longer than MAX_IDLE: no clock.
+        assert!(!may_merge(&mut since, true, false, t0));
+        assert!(!may_merge(&mut since, true, false, t0 + 3 * MAX_IDLE));
+        // The first records arrive while another partition's end is
+        // unknown: held, and the clock starts now.
+        let t1 = t0 + 3 * MAX_IDLE;
+        assert!(!may_merge(&mut since, true, true, t1));
+        assert!(!may_merge(&mut since, true, true, t1 + MAX_IDLE / 2));
+        assert!(may_merge(&mut since, true, true, t1 + MAX_IDLE));
+        // Nothing waiting: merge, and the clock starts again next time.
+        assert!(may_merge(&mut since, false, true, t1 + MAX_IDLE));
+        assert!(!may_merge(&mut since, true, true, t1 + 2 * MAX_IDLE));
+    }
 
     #[test]
     fn murmur2_matches_kafka() {
