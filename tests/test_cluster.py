@@ -42,10 +42,11 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka import OFFSET_BEGINNING
 from confluent_kafka import ConsumerGroupTopicPartitions
-from confluent_kafka import IsolationLevel
+from confluent_kafka import IsolationLevel, TopicCollection
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
-                                   AdminClient, NewTopic, OffsetSpec, ResourcePatternType,
-                                   ResourceType, ScramCredentialInfo, ScramMechanism,
+                                   AdminClient, NewPartitions, NewTopic, OffsetSpec,
+                                   ResourcePatternType, ResourceType, ScramCredentialInfo,
+                                   ScramMechanism,
                                    UserScramCredentialUpsertion)
 
 import java_harness
@@ -225,6 +226,66 @@ def test_kcat_sees_three_brokers_and_a_topic_created_elsewhere(cluster, topic_na
                           "-o", "beginning", "-c", "3", "-e", "-f", "%o %s\n"],
                          capture_output=True, text=True, timeout=30, check=True)
     assert out.stdout.splitlines() == ["0 one", "1 two", "2 three"]
+
+
+def test_replication_factors_up_to_the_live_brokers_are_kept_and_reported(cluster, topic_name):
+    """`--replication-factor 3` and assignments over brokers 1-3 work on
+    three brokers; the factor is stored and Metadata lists that many
+    replicas (the data itself is stored once, in the object store)."""
+    a, b, c = cluster["brokers"]
+    admin = AdminClient({"bootstrap.servers": a.bootstrap})
+    rf3, manual = f"{topic_name}-rf3", f"{topic_name}-manual"
+    created = admin.create_topics([
+        NewTopic(rf3, 3, 3), NewTopic(manual, 2, replica_assignment=[[1, 2, 3], [2, 3, 1]])])
+    for f in created.values():
+        f.result(timeout=30)
+
+    def refused(new: NewTopic | NewPartitions) -> KafkaError:
+        fs = (admin.create_topics([new]) if isinstance(new, NewTopic)
+              else admin.create_partitions([new]))
+        with pytest.raises(KafkaException) as e:
+            fs[new.topic].result(timeout=30)
+        return e.value.args[0]
+
+    e = refused(NewTopic(f"{topic_name}-rf4", 1, 4))
+    assert e.code() == KafkaError.INVALID_REPLICATION_FACTOR
+    assert "only 3 broker(s) are registered" in e.str(), e.str()
+    e = refused(NewTopic(f"{topic_name}-b4", 1, replica_assignment=[[1, 4]]))
+    assert e.code() == KafkaError.INVALID_REPLICA_ASSIGNMENT
+    assert "broker 4, but no such broker is registered" in e.str(), e.str()
+    e = refused(NewTopic(f"{topic_name}-uneven", 2, replica_assignment=[[1, 2], [3]]))
+    assert e.code() == KafkaError.INVALID_REPLICA_ASSIGNMENT
+    e = refused(NewPartitions(manual, 3, [[1, 2]]))
+    assert e.code() == KafkaError.INVALID_REPLICA_ASSIGNMENT
+    assert "not consistent with previous partitions, which have 3" in e.str(), e.str()
+    admin.create_partitions([NewPartitions(manual, 3, [[3, 1, 2]])])[manual].result(timeout=30)
+
+    for br in cluster["brokers"]:
+        def seen(br=br):
+            md = AdminClient({"bootstrap.servers": br.bootstrap}).list_topics(timeout=10)
+            t = md.topics.get(manual)
+            return md if rf3 in md.topics and t and len(t.partitions) == 3 else None
+        md = wait_until(seen, timeout=30, what=f"both topics on broker {br.port}")
+        for name in (rf3, manual):
+            for p in md.topics[name].partitions.values():
+                assert sorted(p.replicas) == [1, 2, 3], (name, p.replicas)
+                assert p.replicas[0] == p.leader and p.isrs == p.replicas, p
+    described = admin.describe_topics(TopicCollection([rf3, manual]))
+    for name, f in described.items():
+        for p in f.result(timeout=30).partitions:
+            assert len(p.replicas) == 3 and p.replicas[0].id == p.leader.id, (name, p)
+            assert [n.id for n in p.isr] == [n.id for n in p.replicas]
+
+    # Produce through one broker, read through another.
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all"})
+    for name in (rf3, manual):
+        for i in range(30):
+            p.produce(name, value=f"{name}-{i}".encode(), partition=i % 3)
+    assert p.flush(30) == 0
+    for name in (rf3, manual):
+        for part in range(3):
+            got = read_partition(c.bootstrap, name, part, 10)
+            assert [v for _, v in got] == [f"{name}-{i}".encode() for i in range(part, 30, 3)]
 
 
 def read_all_values(bootstrap: str, topic: str, partitions: int, isolation: str,

@@ -353,7 +353,7 @@ impl Broker {
         validate_only: bool,
     ) -> Result<TopicRecord, BrokerError> {
         self.topics
-            .create_topic(name, partitions, configs, validate_only)
+            .create_topic(name, partitions, 1, configs, validate_only)
     }
 
     /// Deletes a topic, its data and what fetch sessions and metrics kept

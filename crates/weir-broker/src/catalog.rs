@@ -28,6 +28,20 @@ pub struct TopicRecord {
     /// Config overrides set on the topic.
     #[serde(default)]
     pub configs: BTreeMap<String, String>,
+    /// The replication factor it was created with, reported by Metadata
+    /// (data is stored once whatever it says). Absent means 1, and 1 is
+    /// not written, so older builds read the catalog unchanged.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub replication_factor: i16,
+}
+
+fn one() -> i16 {
+    1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
+fn is_one(rf: &i16) -> bool {
+    *rf == 1
 }
 
 /// The catalog format this build reads and writes. Bumped by any change
@@ -158,10 +172,15 @@ mod tests {
                 id: Uuid::new_v4(),
                 partitions: 3,
                 configs: BTreeMap::new(),
+                replication_factor: 3,
             },
         );
         c.save(&path).unwrap();
         assert_eq!(Catalog::load_or_create(&path).unwrap(), c);
+        // A topic written before replication factors were kept reads as 1.
+        let json = r#"{"cluster_id": "abc", "topics": {"old": {"name": "old", "id": "6ba7b810-9dad-11d1-80b4-00c04fd430c8", "partitions": 1}}}"#;
+        let old = Catalog::parse(json.as_bytes(), &path).unwrap();
+        assert_eq!(old.topics["old"].replication_factor, 1);
     }
 
     #[test]

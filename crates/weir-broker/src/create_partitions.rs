@@ -1,11 +1,13 @@
 //! CreatePartitions: grow a topic.
 
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
 use crate::context::RequestContext;
 use crate::node::Node;
+use crate::replicas;
 use crate::security::Security;
 use crate::topics::Topics;
 use crate::BrokerError;
@@ -22,34 +24,26 @@ pub fn handle(
 ) -> CreatePartitionsResponse {
     let session = ctx.session;
     let validate_only = req.validate_only;
-    let node = node.id;
+    let live = replicas::live_ids(node);
     let results = req
         .topics
         .into_iter()
         .map(|t| {
             let out = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-            let bad_assignment = t.assignments.as_ref().and_then(|a| {
-                a.iter()
-                    .find(|a| a.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>() != [node])
-            });
             let may_alter = security.authorize(
                 session,
                 weir_auth::acl::AclOperation::Alter,
                 weir_auth::acl::ResourceType::Topic,
                 &t.name,
             );
-            let result = match bad_assignment {
-                _ if !may_alter => Err(BrokerError::Unauthorized {
+            let result = if may_alter {
+                check_assignments(topics, &live, &t)
+                    .and_then(|()| topics.create_partitions(&t.name, t.count, req.validate_only))
+            } else {
+                Err(BrokerError::Unauthorized {
                     code: ResponseError::TopicAuthorizationFailed,
                     message: "The topic authorization is failed.",
-                }),
-                Some(a) => Err(BrokerError::InvalidReplicaAssignment {
-                    reason: format!(
-                        "assignment to brokers {:?}; this cluster has only broker {node}",
-                        a.broker_ids
-                    ),
-                }),
-                None => topics.create_partitions(&t.name, t.count, req.validate_only),
+                })
             };
             match result {
                 Ok(()) => out,
@@ -68,4 +62,34 @@ pub fn handle(
         }
     }
     resp
+}
+
+/// Checks the new partitions' manual assignments as Kafka does: one per
+/// new partition, each over distinct live brokers, as many as the topic's
+/// replication factor. Left to `create_partitions` when the topic is
+/// unknown or the count does not grow it.
+fn check_assignments(
+    topics: &Topics,
+    live: &[i32],
+    t: &CreatePartitionsTopic,
+) -> Result<(), BrokerError> {
+    let (Some(assignments), Some(topic)) = (&t.assignments, topics.topic(&t.name)) else {
+        return Ok(());
+    };
+    let added = t.count - topic.partition_count();
+    if added <= 0 {
+        return Ok(());
+    }
+    if usize::try_from(added).ok() != Some(assignments.len()) {
+        return Err(BrokerError::InvalidReplicaAssignment {
+            reason: format!(
+                "Attempted to add {added} additional partition(s), but only {} assignment(s) were specified.",
+                assignments.len()
+            ),
+        });
+    }
+    let rf = usize::try_from(topic.replication_factor).ok();
+    assignments
+        .iter()
+        .try_for_each(|a| replicas::check_assignment(&a.broker_ids, live, rf))
 }

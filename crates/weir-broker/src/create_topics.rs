@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
@@ -12,8 +13,10 @@ use kafka_protocol::protocol::StrBytes;
 use crate::config::validate_topic_config;
 use crate::context::RequestContext;
 use crate::node::Node;
+use crate::replicas;
 use crate::security::Security;
 use crate::topics::Topics;
+use crate::BrokerError;
 
 /// Answers a CreateTopics request.
 ///
@@ -37,7 +40,7 @@ pub fn handle(
         weir_auth::acl::CLUSTER_NAME,
     );
     let settings = topics.settings();
-    let node = node.id;
+    let live = replicas::live_ids(node);
     let names: Vec<_> = req.topics.iter().map(|t| t.name.to_string()).collect();
     let topics = req
         .topics
@@ -63,44 +66,26 @@ pub fn handle(
             }
             let may_describe_configs =
                 security.is_authorized(session, AclOperation::DescribeConfigs, ResourceType::Topic, &name);
-            let partitions = if t.assignments.is_empty() {
-                if t.num_partitions == -1 {
-                    i32::try_from(settings.get_i64("num.partitions")).unwrap_or(1)
-                } else {
-                    t.num_partitions
-                }
-            } else {
-                if t.num_partitions != -1 || t.replication_factor != -1 {
-                    return fail(
-                        ResponseError::InvalidRequest,
-                        "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
-                    );
-                }
-                let mut seen: Vec<i32> = t.assignments.iter().map(|a| a.partition_index).collect();
-                seen.sort_unstable();
-                if seen.iter().enumerate().any(|(i, &p)| usize::try_from(p).ok() != Some(i)) {
-                    return fail(ResponseError::InvalidReplicaAssignment, "partitions must be numbered consecutively from 0".into());
-                }
-                if let Some(a) = t.assignments.iter().find(|a| a.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>() != [node]) {
-                    return fail(
-                        ResponseError::InvalidReplicaAssignment,
-                        format!("partition {} is assigned to brokers {:?}; this cluster has only broker {node}", a.partition_index, a.broker_ids),
-                    );
-                }
+            let assigned_rf = match check_assignments(&t, &live) {
+                Ok(rf) => rf,
+                Err(e) => return fail(e.code(), e.to_string()),
+            };
+            let partitions = if assigned_rf.is_some() {
                 i32::try_from(t.assignments.len()).unwrap_or(i32::MAX)
-            };
-            let rf = if t.replication_factor == -1 {
-                i16::try_from(settings.get_i64("default.replication.factor")).unwrap_or(1)
+            } else if t.num_partitions == -1 {
+                i32::try_from(settings.get_i64("num.partitions")).unwrap_or(1)
             } else {
-                t.replication_factor
+                t.num_partitions
             };
-            if rf != 1 {
-                let msg = if rf < 1 {
-                    "Replication factor must be larger than 0, or -1 to use the default value.".to_string()
-                } else {
-                    format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered.")
-                };
-                return fail(ResponseError::InvalidReplicationFactor, msg);
+            let rf = match assigned_rf {
+                Some(rf) => rf,
+                None if t.replication_factor == -1 => {
+                    i16::try_from(settings.get_i64("default.replication.factor")).unwrap_or(1)
+                }
+                None => t.replication_factor,
+            };
+            if let Err(e) = replicas::check_factor(rf, live.len()) {
+                return fail(e.code(), e.to_string());
             }
             let mut configs = BTreeMap::new();
             for c in &t.configs {
@@ -114,7 +99,7 @@ pub fn handle(
                     Err(e) => return fail(e.code(), e.to_string()),
                 }
             }
-            match topics.create_topic(&name, partitions, configs, req.validate_only) {
+            match topics.create_topic(&name, partitions, rf, configs, req.validate_only) {
                 Ok(rec) => {
                     let mut out = out.with_topic_id(rec.id).with_num_partitions(rec.partitions).with_replication_factor(rf);
                     if version >= 5 && !may_describe_configs {
@@ -149,4 +134,43 @@ pub fn handle(
         }
     }
     resp
+}
+
+/// Checks a topic's manual assignments as Kafka does (numbered from 0,
+/// each over distinct live brokers, all of one length) and returns that
+/// length as the replication factor; `None` without assignments.
+fn check_assignments(t: &CreatableTopic, live: &[i32]) -> Result<Option<i16>, BrokerError> {
+    if t.assignments.is_empty() {
+        return Ok(None);
+    }
+    if t.num_partitions != -1 || t.replication_factor != -1 {
+        return Err(BrokerError::InvalidRequest {
+            reason: "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
+        });
+    }
+    let mut seen: Vec<i32> = t.assignments.iter().map(|a| a.partition_index).collect();
+    seen.sort_unstable();
+    if let Some(w) = seen.windows(2).find(|w| w[0] == w[1]) {
+        return Err(BrokerError::InvalidReplicaAssignment {
+            reason: format!(
+                "Found multiple manual partition assignments for partition {}",
+                w[0]
+            ),
+        });
+    }
+    if seen
+        .iter()
+        .enumerate()
+        .any(|(i, &p)| usize::try_from(p).ok() != Some(i))
+    {
+        return Err(BrokerError::InvalidReplicaAssignment {
+            reason: "partitions should be a consecutive 0-based integer sequence".into(),
+        });
+    }
+    let mut rf = None;
+    for a in &t.assignments {
+        replicas::check_assignment(&a.broker_ids, live, rf)?;
+        rf = Some(a.broker_ids.len());
+    }
+    Ok(rf.map(|rf| i16::try_from(rf).unwrap_or(i16::MAX)))
 }

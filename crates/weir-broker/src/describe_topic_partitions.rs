@@ -118,8 +118,8 @@ fn describe(
     topic: &Topic,
     partitions: std::ops::Range<i32>,
 ) -> DescribeTopicPartitionsResponseTopic {
-    // A single node leads every partition and is its only replica.
-    let node = BrokerId(node.id);
+    let brokers = node.brokers();
+    let live: Vec<i32> = brokers.iter().map(|b| b.node_id).collect();
     DescribeTopicPartitionsResponseTopic::default()
         .with_name(Some(topic_name(&topic.name)))
         .with_topic_id(topic.id)
@@ -127,12 +127,16 @@ fn describe(
         .with_partitions(
             partitions
                 .map(|p| {
+                    // The same leader and replicas as Metadata.
+                    let leader = Node::leader_of(&brokers, &topic.name, p);
+                    let replicas =
+                        crate::replicas::replicas(&live, leader, topic.replication_factor);
                     DescribeTopicPartitionsResponsePartition::default()
                         .with_partition_index(p)
-                        .with_leader_id(node)
+                        .with_leader_id(BrokerId(leader))
                         .with_leader_epoch(crate::LEADER_EPOCH)
-                        .with_replica_nodes(vec![node])
-                        .with_isr_nodes(vec![node])
+                        .with_isr_nodes(replicas.clone())
+                        .with_replica_nodes(replicas)
                         .with_eligible_leader_replicas(Some(Vec::new()))
                         .with_last_known_elr(Some(Vec::new()))
                 })

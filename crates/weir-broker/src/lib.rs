@@ -74,6 +74,7 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+mod replicas;
 pub mod security;
 pub mod share_acknowledge;
 pub mod share_fetch;

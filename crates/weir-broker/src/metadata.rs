@@ -161,7 +161,15 @@ fn by_name(
         return missing(ResponseError::UnknownTopicOrPartition);
     }
     let partitions = topics.setting("num.partitions").parse().unwrap_or(1);
-    match topics.create_topic(name, partitions, BTreeMap::new(), false) {
+    // Kafka gives an auto-created topic the default replication factor;
+    // here it is capped at the live brokers rather than refused.
+    let live = i16::try_from(node.brokers().len()).unwrap_or(i16::MAX);
+    let rf = topics
+        .setting("default.replication.factor")
+        .parse::<i16>()
+        .unwrap_or(1)
+        .clamp(1, live.max(1));
+    match topics.create_topic(name, partitions, rf, BTreeMap::new(), false) {
         Ok(_) => topics.topic(name).map_or_else(
             || missing(ResponseError::LeaderNotAvailable),
             |t| describe(node, &t),
@@ -198,15 +206,17 @@ pub(crate) fn describable_topics(
 
 fn describe(node: &Node, topic: &Topic) -> MetadataResponseTopic {
     let brokers = node.brokers();
+    let live: Vec<i32> = brokers.iter().map(|b| b.node_id).collect();
     let partitions = (0..topic.partition_count())
         .map(|p| {
-            let node = BrokerId(Node::leader_of(&brokers, &topic.name, p));
+            let leader = Node::leader_of(&brokers, &topic.name, p);
+            let replicas = crate::replicas::replicas(&live, leader, topic.replication_factor);
             MetadataResponsePartition::default()
                 .with_partition_index(p)
-                .with_leader_id(node)
+                .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(crate::LEADER_EPOCH)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_isr_nodes(replicas.clone())
+                .with_replica_nodes(replicas)
         })
         .collect();
     MetadataResponseTopic::default()

@@ -944,6 +944,7 @@ impl Shares {
         match self.topics.create_topic(
             SHARE_STATE_TOPIC,
             self.settings.state_partitions,
+            1,
             configs,
             false,
         ) {

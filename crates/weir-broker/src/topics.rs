@@ -29,6 +29,9 @@ pub struct Topic {
     pub id: Uuid,
     /// Config overrides set on the topic.
     pub configs: BTreeMap<String, String>,
+    /// The replication factor asked for at creation (reported, not acted
+    /// on: data is stored once).
+    pub replication_factor: i16,
     /// The partitions, by index, each opened on first use.
     partitions: Vec<Arc<Slot>>,
 }
@@ -301,7 +304,7 @@ impl Topics {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            return match self.create_topic(name, partitions, configs.clone(), false) {
+            return match self.create_topic(name, partitions, 1, configs.clone(), false) {
                 Ok(rec) => Ok(rec.partitions),
                 // Created meanwhile by someone else.
                 Err(BrokerError::TopicExists { .. }) => self
@@ -377,6 +380,7 @@ impl Topics {
         &self,
         name: &str,
         partitions: i32,
+        replication_factor: i16,
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<TopicRecord, BrokerError> {
@@ -419,6 +423,7 @@ impl Topics {
             id: Uuid::new_v4(),
             partitions,
             configs,
+            replication_factor,
         };
         if validate_only {
             return Ok(rec);
@@ -558,6 +563,7 @@ impl Topics {
             name: old.name.clone(),
             id: old.id,
             configs,
+            replication_factor: old.replication_factor,
             partitions: old.partitions.clone(),
         });
         let mut state = self
@@ -843,6 +849,7 @@ fn open_topic(
         name: rec.name.clone(),
         id: rec.id,
         configs: rec.configs.clone(),
+        replication_factor: rec.replication_factor,
         partitions,
     })
 }
