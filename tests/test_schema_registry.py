@@ -4,8 +4,10 @@ python-schema-registry-client as a second, independent client."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import struct
+import threading
 import uuid
 
 import httpx
@@ -623,6 +625,75 @@ def test_changes_through_any_broker_are_seen_through_every_broker(module_broker)
     # A deletion through one broker is seen through every broker.
     httpx.delete(f"{urls[len(urls) // 2]}/subjects/{subject}/versions/1", timeout=10).raise_for_status()
     seen_everywhere(module_broker, f"/subjects/{subject}/versions", [2])
+
+
+def test_concurrent_registrations_through_every_broker_get_unique_ids_and_versions(module_broker):
+    """Many clients register at once through every broker: each distinct
+    schema gets one id and distinct schemas distinct ids, each subject's
+    versions run 1..n without gap or repeat, and every answer given stays
+    true on every broker. Under the cluster target the brokers serialise
+    registry writes through PostgreSQL, as Confluent's through its leader."""
+    urls = module_broker.registry_urls
+    tag = uuid.uuid4().hex[:8]
+    threads, rounds = 8, 3
+    shared = [f"race-{tag}-shared-{k}-value" for k in range(2)]
+    for s in shared:
+        httpx.put(f"{urls[0]}/config/{s}", json={"compatibility": "NONE"},
+                  timeout=10).raise_for_status()
+    for s in shared:
+        seen_everywhere(module_broker, f"/config/{s}", {"compatibilityLevel": "NONE"})
+
+    def schema(name: str) -> str:
+        return avro_record([{"name": f"f_{name}", "type": "string"}], name=f"R_{tag}_{name}")
+
+    # The same schema, registered by many clients under their own subjects.
+    common = [schema(f"common{k}") for k in range(2)]
+    start = threading.Barrier(len(urls) * threads)
+
+    def client(b: int, t: int) -> list[tuple[str, str, int]]:
+        told = []
+        with httpx.Client(base_url=urls[b], timeout=60) as h:
+            start.wait()
+            for i in range(rounds):
+                for subject, sch in (
+                    (shared[(t + i) % 2], schema(f"s{b}_{t}_{i}")),
+                    (f"race-{tag}-own-{b}-{t}-{i}-value", schema(f"o{b}_{t}_{i}")),
+                    (f"race-{tag}-common-{b}-{t}-{i}-value", common[i % 2]),
+                ):
+                    r = h.post(f"/subjects/{subject}/versions", json={"schema": sch})
+                    assert r.status_code == 200, r.text
+                    told.append((subject, sch, r.json()["id"]))
+        return told
+
+    with concurrent.futures.ThreadPoolExecutor(len(urls) * threads) as pool:
+        futures = [pool.submit(client, b, t) for b in range(len(urls)) for t in range(threads)]
+        told = [x for f in futures for x in f.result()]
+
+    ids_of: dict[str, set[int]] = {}
+    for _, sch, i in told:
+        ids_of.setdefault(sch, set()).add(i)
+    assert all(len(v) == 1 for v in ids_of.values()), "a schema was given several ids"
+    ids = [next(iter(v)) for v in ids_of.values()]
+    assert len(set(ids)) == len(ids), "distinct schemas were given the same id"
+    by_subject: dict[str, dict[str, int]] = {}
+    for subject, sch, i in told:
+        by_subject.setdefault(subject, {})[sch] = i
+    for s in shared:
+        want = list(range(1, len(by_subject[s]) + 1))
+        seen_everywhere(module_broker, f"/subjects/{s}/versions", want)
+    for url in urls:
+        with httpx.Client(base_url=url, timeout=10) as h:
+            for sch, (i,) in ids_of.items():
+                got = h.get(f"/schemas/ids/{i}")
+                assert got.status_code == 200, (url, i, got.text)
+                assert json.loads(got.json()["schema"]) == json.loads(sch), (url, i)
+            for subject, registered in by_subject.items():
+                want = list(range(1, len(registered) + 1))
+                assert h.get(f"/subjects/{subject}/versions").json() == want, (url, subject)
+                versions = [h.get(f"/subjects/{subject}/versions/{v}").json() for v in want]
+                got = {json.dumps(json.loads(v["schema"]), sort_keys=True): v["id"] for v in versions}
+                assert got == {json.dumps(json.loads(k), sort_keys=True): v
+                               for k, v in registered.items()}, (url, subject)
 
 
 @pytest.mark.parametrize("how", ["sigterm", "kill9"])

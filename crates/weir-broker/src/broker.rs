@@ -22,6 +22,22 @@ use crate::topics::{Topic, Topics};
 use crate::transactions::{Transactions, TxnSettings};
 use crate::txn_coordinator::TxnConfig;
 
+/// Locks every broker of a cluster shares ([`Broker::cluster_locks`]).
+#[derive(Debug, Clone)]
+pub struct ClusterLocks(Arc<dyn weir_log::SharedCatalog>);
+
+impl ClusterLocks {
+    /// Takes the lock `name`, waiting while another broker holds it; held
+    /// until the answer is dropped (or this broker dies). `None` if the
+    /// storage engine has no such locks.
+    pub async fn lock(&self, name: &str) -> Result<Option<weir_log::ClusterLock>, BrokerError> {
+        match self.0.lock(name) {
+            Some(taking) => Ok(Some(taking.await?)),
+            None => Ok(None),
+        }
+    }
+}
+
 /// Cluster mode: applies the catalog other brokers save, on each
 /// notification and every few seconds (notifications can be missed while
 /// the database connection is down).
@@ -277,6 +293,13 @@ impl Broker {
             topic,
             from,
         ))
+    }
+
+    /// Cluster mode: the cluster-wide locks, for a service whose writes
+    /// must be serialised across brokers (the schema registry). `None` on
+    /// a single node, where a local lock serialises them.
+    pub fn cluster_locks(&self) -> Option<ClusterLocks> {
+        self.topics.shared().map(ClusterLocks)
     }
 
     /// Advances the group coordinator's timers; call about every 100 ms.

@@ -462,9 +462,24 @@ impl Tail {
     /// up to the log end as this broker knows it; none while the topic
     /// does not exist.
     pub async fn read_new(&mut self) -> Result<Vec<Entry>, BrokerError> {
+        self.read(false).await
+    }
+
+    /// [`read_new`](Self::read_new) up to the log end as the store has it
+    /// now, not as the last notification reported it: under a cluster
+    /// lock that every writer of the topic holds, this reads every append
+    /// made before the lock was taken.
+    pub async fn read_to_store_end(&mut self) -> Result<Vec<Entry>, BrokerError> {
+        self.read(true).await
+    }
+
+    async fn read(&mut self, reread_end: bool) -> Result<Vec<Entry>, BrokerError> {
         let Some(log) = self.log() else {
             return Ok(Vec::new());
         };
+        if reread_end {
+            log.current_offsets().await?;
+        }
         let entries = read_from(&*log, &self.topic, self.next).await?;
         if let Some((last, _)) = entries.last() {
             self.next = last + 1;

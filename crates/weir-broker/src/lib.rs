@@ -93,7 +93,7 @@ pub mod txn_offset_commit;
 pub mod txn_store;
 pub mod validation;
 
-pub use broker::{Broker, BrokerConfig};
+pub use broker::{Broker, BrokerConfig, ClusterLocks};
 pub use config::BrokerSettings;
 pub use context::{Reply, RequestContext};
 pub use error::BrokerError;

@@ -20,8 +20,8 @@ use weir_storage::producer::{
     self, AbortedTxn, BatchMeta, ControlType, ProducerEntry, ProducerStates, Verdict,
 };
 use weir_storage::{
-    AppendInfo, BoxFuture, BrokerAddr, Clock, JoinRefused, JoinedPartition, Lease, LogConfig,
-    LogEngine, LogError, LogOffsets, PartitionLog, ReadLimit, ReadResult, SharedCatalog,
+    AppendInfo, BoxFuture, BrokerAddr, Clock, ClusterLock, JoinRefused, JoinedPartition, Lease,
+    LogConfig, LogEngine, LogError, LogOffsets, PartitionLog, ReadLimit, ReadResult, SharedCatalog,
     TimestampOffset, TopicPartition,
 };
 
@@ -2763,6 +2763,10 @@ fn joined_partition(r: &tokio_postgres::Row) -> JoinedPartition {
     }
 }
 
+/// How long [`SharedCatalog::lock`] waits for another holder (a broker
+/// that died releases it at once; one that hangs holding it does not).
+const CLUSTER_LOCK_WAIT: Duration = Duration::from_secs(30);
+
 /// The catalog and membership in PostgreSQL ([`SharedCatalog`]).
 #[derive(Debug)]
 pub struct PgCatalog {
@@ -2810,6 +2814,33 @@ impl SharedCatalog for PgCatalog {
 
     fn brokers(&self) -> Vec<BrokerAddr> {
         lock(&self.shared.brokers).clone()
+    }
+
+    fn lock(&self, name: &str) -> Option<BoxFuture<'static, Result<ClusterLock, LogError>>> {
+        let target = self.shared.db.target.clone();
+        let name = name.to_string();
+        Some(Box::pin(async move {
+            // A session of its own, held as long as the lock: the server
+            // releases the lock when the session ends, also when this
+            // broker dies holding it.
+            let take = async {
+                let client = connect_pg(&target).await?;
+                client
+                    .execute(schema::CLUSTER_LOCK, &[&name])
+                    .await
+                    .map_err(pg)?;
+                Ok::<_, LogError>(client)
+            };
+            // Dropping the attempt closes its session, so a lock granted
+            // too late is not kept.
+            match tokio::time::timeout(CLUSTER_LOCK_WAIT, take).await {
+                Ok(client) => client.map(ClusterLock::new),
+                Err(_) => Err(retriable(&format!(
+                    "another broker held the cluster lock {name} for {} s",
+                    CLUSTER_LOCK_WAIT.as_secs()
+                ))),
+            }
+        }))
     }
 
     fn reserve_producer_ids(&self) -> Result<Option<std::ops::Range<i64>>, LogError> {

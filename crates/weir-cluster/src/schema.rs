@@ -595,3 +595,8 @@ SELECT count(*) FROM f";
 pub const JOINED_BY_COORDINATOR: &str = "
 SELECT transactional_id, producer_id, epoch, topic, partition, joined_at
 FROM weir.txn_partitions WHERE coordinator = ANY($1)";
+
+/// Takes the session-level advisory lock of the name `$1`: class 6172
+/// (as at schema creation, but in the two-key space, which is distinct)
+/// and the name's hash. The server releases it when the session ends.
+pub const CLUSTER_LOCK: &str = "SELECT pg_advisory_lock(6172, hashtext($1))";

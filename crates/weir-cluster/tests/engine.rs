@@ -2525,3 +2525,45 @@ async fn a_database_of_the_previous_version_gets_an_incarnation_per_partition() 
     assert_eq!(incarnations.len(), 2);
     assert_ne!(incarnations[0], incarnations[1]);
 }
+
+/// The cluster lock excludes another broker until its holder drops it,
+/// or until the holder's session ends without it (a broker killed while
+/// holding it); other names do not wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_lock_excludes_other_brokers_until_its_holder_lets_go_or_dies() {
+    let Some(pg) = Pg::start() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        engine(&pg, store.path(), 1).await,
+        engine(&pg, store.path(), 2).await,
+    );
+    let (ca, cb) = (a.shared().unwrap(), b.shared().unwrap());
+    let client = connect(&pg).await;
+    let lock_wait = "pg_advisory_lock(6172";
+
+    let held = ca.lock("weir.test").unwrap().await.unwrap();
+    let waiting = tokio::spawn(cb.lock("weir.test").unwrap());
+    wait_for_lock_wait(&client, lock_wait).await;
+    // Another name is free meanwhile, and the waiter still waits.
+    drop(cb.lock("weir.other").unwrap().await.unwrap());
+    assert!(!waiting.is_finished());
+    drop(held);
+    let held = waiting.await.unwrap().unwrap();
+
+    // The holder's session ends while it still holds the lock.
+    let waiting = tokio::spawn(ca.lock("weir.test").unwrap());
+    wait_for_lock_wait(&client, lock_wait).await;
+    assert!(!waiting.is_finished());
+    let ended: i64 = client
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_locks \
+             WHERE locktype = 'advisory' AND classid = 6172 AND objsubid = 2 AND granted) t",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ended, 1);
+    let again = waiting.await.unwrap().unwrap();
+    drop((held, again));
+}

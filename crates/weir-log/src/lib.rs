@@ -26,5 +26,5 @@ pub use clock::Clock;
 pub use config::{LogConfig, TimestampType};
 pub use error::{LogError, RecordError};
 pub use local::{EngineConfig, LocalEngine};
-pub use shared::{spread, BrokerAddr, SharedCatalog};
+pub use shared::{spread, BrokerAddr, ClusterLock, SharedCatalog};
 pub use stats::{EngineStats, HistogramSnapshot, LatencyHistogram};

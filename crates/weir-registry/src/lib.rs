@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use weir_broker::internal_log::{changed_or_after, live_records, read_records, InternalLog, Tail};
 use weir_broker::validation::RecordValidator;
-use weir_broker::{Broker, BrokerError};
+use weir_broker::{Broker, BrokerError, ClusterLocks};
 
 pub use error::RegistryError;
 use schema::{Reference, Resolved};
@@ -37,6 +37,9 @@ pub struct Registry {
     state: Arc<Mutex<State>>,
     /// Serialises changes: check, append, wait for durability, apply.
     writer: tokio::sync::Mutex<()>,
+    /// Cluster mode: serialises them across brokers too, as Confluent
+    /// does by sending every write to one elected leader.
+    locks: Option<ClusterLocks>,
     /// Cluster mode: `_schemas` as every broker appends to it. The state
     /// is only ever changed by applying it in log order, this broker's
     /// own writes included, so all brokers converge on the same state.
@@ -83,6 +86,7 @@ impl Registry {
             log,
             state,
             writer: tokio::sync::Mutex::new(()),
+            locks: broker.cluster_locks(),
             tail: tail.map(tokio::sync::Mutex::new),
         });
         if registry.tail.is_some() {
@@ -112,7 +116,7 @@ impl Registry {
                     () = &mut stopping => return,
                     () = changed_or_after(changes.as_mut(), poll) => {}
                 }
-                if let Err(e) = registry.catch_up().await {
+                if let Err(e) = registry.catch_up(false).await {
                     tracing::warn!(error = %e, "cannot read {SCHEMAS_TOPIC}");
                 }
             }
@@ -120,13 +124,19 @@ impl Registry {
     }
 
     /// Cluster mode: applies `_schemas` up to its end as this broker
-    /// knows it. Nothing to do on a single node, the only writer.
-    async fn catch_up(&self) -> Result<(), RegistryError> {
+    /// knows it, or as the store has it with `to_store_end`. Nothing to do
+    /// on a single node, the only writer.
+    async fn catch_up(&self, to_store_end: bool) -> Result<(), RegistryError> {
         let Some(tail) = &self.tail else {
             return Ok(());
         };
         let mut tail = tail.lock().await;
-        let records = live_records(tail.read_new().await.map_err(store)?);
+        let read = if to_store_end {
+            tail.read_to_store_end().await
+        } else {
+            tail.read_new().await
+        };
+        let records = live_records(read.map_err(store)?);
         let mut st = self.state();
         for (k, v) in &records {
             if let Some(k) = k {
@@ -136,15 +146,23 @@ impl Registry {
         Ok(())
     }
 
-    /// Takes the writer lock for a change, the state caught up with
-    /// other brokers' changes first (cluster mode), so that a change is
-    /// checked against them (versions, ids, compatibility).
-    pub(crate) async fn lock_writer(
-        &self,
-    ) -> Result<tokio::sync::MutexGuard<'_, ()>, RegistryError> {
-        let guard = self.writer.lock().await;
-        self.catch_up().await?;
-        Ok(guard)
+    /// Takes the writer lock for a change: this broker's, then (cluster
+    /// mode) the cluster's, and catches up with every change other
+    /// brokers made before, so that a change is checked against them
+    /// (versions, ids, compatibility) and no two brokers hand out the
+    /// same id or version. Held until the guard is dropped, after the
+    /// change was applied.
+    pub(crate) async fn lock_writer(&self) -> Result<WriterGuard<'_>, RegistryError> {
+        let local = self.writer.lock().await;
+        let cluster = match &self.locks {
+            Some(locks) => locks.lock(REGISTRY_LOCK).await.map_err(store)?,
+            None => None,
+        };
+        self.catch_up(true).await?;
+        Ok(WriterGuard {
+            _cluster: cluster,
+            _local: local,
+        })
     }
 
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {
@@ -175,7 +193,7 @@ impl Registry {
         if self.tail.is_some() {
             // Applied in log order with whatever other brokers appended
             // before it.
-            return self.catch_up().await;
+            return self.catch_up(false).await;
         }
         let mut st = self.state();
         for (k, v) in &records {
@@ -194,6 +212,15 @@ impl Registry {
         }
         Ok(out)
     }
+}
+
+/// The cluster lock registry writes take (docs/cluster-format.md).
+const REGISTRY_LOCK: &str = "weir.registry";
+
+/// Holds the registry's writer lock ([`Registry::lock_writer`]).
+pub(crate) struct WriterGuard<'a> {
+    _cluster: Option<weir_log::ClusterLock>,
+    _local: tokio::sync::MutexGuard<'a, ()>,
 }
 
 fn store(e: BrokerError) -> RegistryError {

@@ -28,7 +28,7 @@ pub use clock::Clock;
 pub use config::{LogConfig, TimestampType};
 pub use error::{LogError, RecordError};
 pub use shared::{
-    share_lease, spread, BrokerAddr, JoinRefused, JoinedPartition, Lease, SharedCatalog,
-    SHARE_LEASE_PREFIX,
+    share_lease, spread, BrokerAddr, ClusterLock, JoinRefused, JoinedPartition, Lease,
+    SharedCatalog, SHARE_LEASE_PREFIX,
 };
 pub use stats::{EngineStats, HistogramSnapshot, LatencyHistogram};

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use tokio::sync::watch;
 
+use crate::api::BoxFuture;
 use crate::error::LogError;
 
 /// A live broker as clients should reach it.
@@ -90,6 +91,27 @@ pub enum JoinRefused {
     StaleEpoch,
     /// The coordinator is ending the transaction.
     Closed,
+}
+
+/// A cluster-wide lock this broker holds ([`SharedCatalog::lock`]);
+/// dropping it releases it.
+pub struct ClusterLock {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl ClusterLock {
+    /// A lock held for as long as `held` lives.
+    pub fn new(held: impl Send + Sync + 'static) -> Self {
+        Self {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClusterLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterLock").finish_non_exhaustive()
+    }
 }
 
 /// The broker catalog, stored once for every broker of a cluster.
@@ -189,5 +211,14 @@ pub trait SharedCatalog: Send + Sync + std::fmt::Debug {
     /// of open transactions (and time them out).
     fn joined_transactions(&self, _coordinators: &[i32]) -> Result<Vec<JoinedPartition>, LogError> {
         Ok(Vec::new())
+    }
+
+    /// Takes the cluster-wide exclusive lock `name`, waiting while another
+    /// broker holds it (for a bounded time, then an error). It is held
+    /// until the answer is dropped or this broker's process ends, so a
+    /// broker that dies holding it does not keep it. `None` when the store
+    /// has no other brokers to exclude (one node).
+    fn lock(&self, _name: &str) -> Option<BoxFuture<'static, Result<ClusterLock, LogError>>> {
+        None
     }
 }
