@@ -266,14 +266,17 @@ def test_replication_factors_up_to_the_live_brokers_are_kept_and_reported(cluste
             t = md.topics.get(manual)
             return md if rf3 in md.topics and t and len(t.partitions) == 3 else None
         md = wait_until(seen, timeout=30, what=f"both topics on broker {br.port}")
+        # The leader first without an assignment, else as assigned.
+        for p in md.topics[rf3].partitions.values():
+            assert sorted(p.replicas) == [1, 2, 3] and p.replicas[0] == p.leader, p.replicas
+        assert [md.topics[manual].partitions[i].replicas for i in range(3)] == [
+            [1, 2, 3], [2, 3, 1], [3, 1, 2]]
         for name in (rf3, manual):
-            for p in md.topics[name].partitions.values():
-                assert sorted(p.replicas) == [1, 2, 3], (name, p.replicas)
-                assert p.replicas[0] == p.leader and p.isrs == p.replicas, p
+            assert all(p.isrs == p.replicas for p in md.topics[name].partitions.values())
     described = admin.describe_topics(TopicCollection([rf3, manual]))
     for name, f in described.items():
         for p in f.result(timeout=30).partitions:
-            assert len(p.replicas) == 3 and p.replicas[0].id == p.leader.id, (name, p)
+            assert len(p.replicas) == 3 and p.leader.id in [n.id for n in p.replicas], (name, p)
             assert [n.id for n in p.isr] == [n.id for n in p.replicas]
 
     # Produce through one broker, read through another.

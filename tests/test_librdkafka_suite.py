@@ -111,11 +111,7 @@ def runner() -> Path:
 
 
 # 0081 runs every admin API's sub-tests, several minutes on two cores.
-@pytest.mark.parametrize("test", ["0011", pytest.param("0081", marks=[
-    pytest.mark.timeout(900),
-    pytest.mark.cluster_gap("0081 expects Metadata to list a manually assigned partition's "
-                            "replicas in the order assigned; a cluster keeps the replication "
-                            "factor but not the assignment, and lists the leader first")])])
+@pytest.mark.parametrize("test", ["0011", pytest.param("0081", marks=pytest.mark.timeout(900))])
 def test_librdkafka_suite(target_factory, runner, tmp_path, test):
     b = target_factory("--set", "num.partitions=4",
                        "--set", "authorizer.class.name=StandardAuthorizer",

@@ -376,7 +376,7 @@ impl Broker {
         validate_only: bool,
     ) -> Result<TopicRecord, BrokerError> {
         self.topics
-            .create_topic(name, partitions, 1, configs, validate_only)
+            .create_topic(name, partitions, 1, Vec::new(), configs, validate_only)
     }
 
     /// Deletes a topic, its data and what fetch sessions and metrics kept
@@ -392,7 +392,8 @@ impl Broker {
         count: i32,
         validate_only: bool,
     ) -> Result<(), BrokerError> {
-        self.topics.create_partitions(name, count, validate_only)
+        self.topics
+            .create_partitions(name, count, Vec::new(), validate_only)
     }
 
     /// Replaces a topic's config overrides (already validated).

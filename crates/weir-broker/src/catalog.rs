@@ -33,6 +33,10 @@ pub struct TopicRecord {
     /// not written, so older builds read the catalog unchanged.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub replication_factor: i16,
+    /// Manual replica assignments, by partition, in the order given (an
+    /// empty list: none given for that partition).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assignments: Vec<Vec<i32>>,
 }
 
 fn one() -> i16 {
@@ -173,6 +177,7 @@ mod tests {
                 partitions: 3,
                 configs: BTreeMap::new(),
                 replication_factor: 3,
+                assignments: vec![vec![2, 3, 1], vec![], vec![1, 2, 3]],
             },
         );
         c.save(&path).unwrap();
@@ -181,6 +186,7 @@ mod tests {
         let json = r#"{"cluster_id": "abc", "topics": {"old": {"name": "old", "id": "6ba7b810-9dad-11d1-80b4-00c04fd430c8", "partitions": 1}}}"#;
         let old = Catalog::parse(json.as_bytes(), &path).unwrap();
         assert_eq!(old.topics["old"].replication_factor, 1);
+        assert!(old.topics["old"].assignments.is_empty());
     }
 
     #[test]

@@ -37,8 +37,18 @@ pub fn handle(
                 &t.name,
             );
             let result = if may_alter {
-                check_assignments(topics, &live, &t)
-                    .and_then(|()| topics.create_partitions(&t.name, t.count, req.validate_only))
+                check_assignments(topics, &live, &t).and_then(|()| {
+                    topics.create_partitions(
+                        &t.name,
+                        t.count,
+                        t.assignments
+                            .iter()
+                            .flatten()
+                            .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                            .collect(),
+                        req.validate_only,
+                    )
+                })
             } else {
                 Err(BrokerError::Unauthorized {
                     code: ResponseError::TopicAuthorizationFailed,

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
@@ -99,7 +99,7 @@ pub fn handle(
                     Err(e) => return fail(e.code(), e.to_string()),
                 }
             }
-            match topics.create_topic(&name, partitions, rf, configs, req.validate_only) {
+            match topics.create_topic(&name, partitions, rf, assigned(&t.assignments), configs, req.validate_only) {
                 Ok(rec) => {
                     let mut out = out.with_topic_id(rec.id).with_num_partitions(rec.partitions).with_replication_factor(rf);
                     if version >= 5 && !may_describe_configs {
@@ -173,4 +173,18 @@ fn check_assignments(t: &CreatableTopic, live: &[i32]) -> Result<Option<i16>, Br
         rf = Some(a.broker_ids.len());
     }
     Ok(rf.map(|rf| i16::try_from(rf).unwrap_or(i16::MAX)))
+}
+
+/// Manual assignments as the catalog keeps them: by partition, in order.
+fn assigned(assignments: &[CreatableReplicaAssignment]) -> Vec<Vec<i32>> {
+    let mut out = vec![Vec::new(); assignments.len()];
+    for a in assignments {
+        if let Some(slot) = usize::try_from(a.partition_index)
+            .ok()
+            .and_then(|i| out.get_mut(i))
+        {
+            *slot = a.broker_ids.iter().map(|b| b.0).collect();
+        }
+    }
+    out
 }

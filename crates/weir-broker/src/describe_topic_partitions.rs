@@ -129,8 +129,12 @@ fn describe(
                 .map(|p| {
                     // The same leader and replicas as Metadata.
                     let leader = Node::leader_of(&brokers, &topic.name, p);
-                    let replicas =
-                        crate::replicas::replicas(&live, leader, topic.replication_factor);
+                    let replicas = crate::replicas::replicas(
+                        &live,
+                        leader,
+                        topic.replication_factor,
+                        topic.assigned(p),
+                    );
                     DescribeTopicPartitionsResponsePartition::default()
                         .with_partition_index(p)
                         .with_leader_id(BrokerId(leader))

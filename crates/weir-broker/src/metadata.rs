@@ -169,7 +169,7 @@ fn by_name(
         .parse::<i16>()
         .unwrap_or(1)
         .clamp(1, live.max(1));
-    match topics.create_topic(name, partitions, rf, BTreeMap::new(), false) {
+    match topics.create_topic(name, partitions, rf, Vec::new(), BTreeMap::new(), false) {
         Ok(_) => topics.topic(name).map_or_else(
             || missing(ResponseError::LeaderNotAvailable),
             |t| describe(node, &t),
@@ -210,7 +210,12 @@ fn describe(node: &Node, topic: &Topic) -> MetadataResponseTopic {
     let partitions = (0..topic.partition_count())
         .map(|p| {
             let leader = Node::leader_of(&brokers, &topic.name, p);
-            let replicas = crate::replicas::replicas(&live, leader, topic.replication_factor);
+            let replicas = crate::replicas::replicas(
+                &live,
+                leader,
+                topic.replication_factor,
+                topic.assigned(p),
+            );
             MetadataResponsePartition::default()
                 .with_partition_index(p)
                 .with_leader_id(BrokerId(leader))

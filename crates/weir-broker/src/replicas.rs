@@ -61,10 +61,18 @@ pub(crate) fn check_assignment(
     }
 }
 
-/// A partition's replicas: its leader first, then the next live brokers in
-/// node-id order, wrapping, `rf` in all or as many as are live (a broker
-/// that left is not listed).
-pub(crate) fn replicas(live: &[i32], leader: i32, rf: i16) -> Vec<BrokerId> {
+/// A partition's replicas: its manual assignment's live brokers in the
+/// order given when the leader is one of them; otherwise its leader
+/// first, then the next live brokers in node-id order, wrapping, `rf` in
+/// all or as many as are live (a broker that left is not listed).
+pub(crate) fn replicas(live: &[i32], leader: i32, rf: i16, assigned: &[i32]) -> Vec<BrokerId> {
+    if assigned.contains(&leader) {
+        return assigned
+            .iter()
+            .filter(|b| live.contains(b))
+            .map(|&b| BrokerId(b))
+            .collect();
+    }
     let start = live.iter().position(|&b| b == leader).unwrap_or(0);
     let n = usize::try_from(rf).unwrap_or(1).clamp(1, live.len().max(1));
     live.iter()
@@ -85,11 +93,15 @@ mod tests {
 
     #[test]
     fn replicas_start_at_the_leader_and_wrap() {
-        assert_eq!(ids(&replicas(&[1, 2, 3], 2, 3)), [2, 3, 1]);
-        assert_eq!(ids(&replicas(&[1, 2, 3], 3, 2)), [3, 1]);
-        assert_eq!(ids(&replicas(&[1, 2, 3], 1, 1)), [1]);
+        assert_eq!(ids(&replicas(&[1, 2, 3], 2, 3, &[])), [2, 3, 1]);
+        assert_eq!(ids(&replicas(&[1, 2, 3], 3, 2, &[])), [3, 1]);
+        assert_eq!(ids(&replicas(&[1, 2, 3], 1, 1, &[])), [1]);
         // A broker left: only the live ones.
-        assert_eq!(ids(&replicas(&[1, 3], 3, 3)), [3, 1]);
+        assert_eq!(ids(&replicas(&[1, 3], 3, 3, &[])), [3, 1]);
+        // As assigned when the leader is among them; else as above.
+        assert_eq!(ids(&replicas(&[1, 2, 3], 2, 3, &[3, 2, 1])), [3, 2, 1]);
+        assert_eq!(ids(&replicas(&[1, 3], 3, 3, &[2, 3, 1])), [3, 1]);
+        assert_eq!(ids(&replicas(&[1, 2, 3], 3, 2, &[1, 2])), [3, 1]);
     }
 
     #[test]

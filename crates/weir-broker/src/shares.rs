@@ -945,6 +945,7 @@ impl Shares {
             SHARE_STATE_TOPIC,
             self.settings.state_partitions,
             1,
+            Vec::new(),
             configs,
             false,
         ) {

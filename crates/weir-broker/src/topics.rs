@@ -32,6 +32,8 @@ pub struct Topic {
     /// The replication factor asked for at creation (reported, not acted
     /// on: data is stored once).
     pub replication_factor: i16,
+    /// Manual replica assignments by partition, as given (empty: none).
+    pub assignments: Vec<Vec<i32>>,
     /// The partitions, by index, each opened on first use.
     partitions: Vec<Arc<Slot>>,
 }
@@ -90,6 +92,14 @@ impl Slot {
 }
 
 impl Topic {
+    /// A partition's manual assignment, as given (empty: none).
+    pub fn assigned(&self, partition: i32) -> &[i32] {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.assignments.get(p))
+            .map_or(&[], Vec::as_slice)
+    }
+
     /// The log of partition `p`, opened now if this is its first use;
     /// `None` if the topic has no such partition (or it cannot be opened,
     /// which is logged). Crate-private: records enter a partition only
@@ -304,7 +314,8 @@ impl Topics {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            return match self.create_topic(name, partitions, 1, configs.clone(), false) {
+            return match self.create_topic(name, partitions, 1, Vec::new(), configs.clone(), false)
+            {
                 Ok(rec) => Ok(rec.partitions),
                 // Created meanwhile by someone else.
                 Err(BrokerError::TopicExists { .. }) => self
@@ -381,6 +392,7 @@ impl Topics {
         name: &str,
         partitions: i32,
         replication_factor: i16,
+        assignments: Vec<Vec<i32>>,
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<TopicRecord, BrokerError> {
@@ -424,6 +436,7 @@ impl Topics {
             partitions,
             configs,
             replication_factor,
+            assignments,
         };
         if validate_only {
             return Ok(rec);
@@ -477,11 +490,13 @@ impl Topics {
         Ok(rec.id)
     }
 
-    /// Grows a topic to `count` partitions.
+    /// Grows a topic to `count` partitions, with the new partitions'
+    /// manual assignments if given (already checked).
     pub fn create_partitions(
         &self,
         name: &str,
         count: i32,
+        assignments: Vec<Vec<i32>>,
         validate_only: bool,
     ) -> Result<(), BrokerError> {
         let _admin = self.admin()?;
@@ -518,10 +533,15 @@ impl Topics {
         let mut catalog = state.catalog.clone();
         let settings = state.settings.clone();
         drop(state);
-        let rec = TopicRecord {
+        let old = usize::try_from(rec.partitions).unwrap_or_default();
+        let mut rec = TopicRecord {
             partitions: count,
             ..rec
         };
+        if !assignments.is_empty() {
+            rec.assignments.resize(old, Vec::new());
+            rec.assignments.extend(assignments);
+        }
         catalog.topics.insert(name.to_string(), rec.clone());
         self.install_topic(catalog, &settings, &rec)?;
         info!(topic = name, count, "added partitions");
@@ -564,6 +584,7 @@ impl Topics {
             id: old.id,
             configs,
             replication_factor: old.replication_factor,
+            assignments: old.assignments.clone(),
             partitions: old.partitions.clone(),
         });
         let mut state = self
@@ -850,6 +871,7 @@ fn open_topic(
         id: rec.id,
         configs: rec.configs.clone(),
         replication_factor: rec.replication_factor,
+        assignments: rec.assignments.clone(),
         partitions,
     })
 }
