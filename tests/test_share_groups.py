@@ -292,10 +292,6 @@ def test_read_committed_groups_skip_aborted_records(java, topic_name):
     assert out["values"] == ["c0", "c1", "c2", "a0", "a1", "c3", "c4", "c5"]
 
 
-@pytest.mark.cluster_gap(
-    "a new share-partition resolves by_duration with the log's timestamp lookup only if it "
-    "answers at once (Shares::initialize, ready_now); the cluster engine's lookup is a "
-    "PostgreSQL query, so a cluster starts at latest instead")
 def test_auto_offset_reset_by_duration_starts_at_that_age(java, topic_name):
     """share.auto.offset.reset=by_duration:PT1H: a new share-partition
     starts at the first record at most an hour old (records two hours old

@@ -44,7 +44,7 @@ use weir_log::shared::{share_lease, Lease};
 use weir_log::{BoxFuture, LogError, ReadLimit, SharedCatalog};
 
 use crate::group_config::{share_settings, OffsetReset, ShareGroupSettings};
-use crate::internal_log::{self, ready_now, Guard};
+use crate::internal_log::{self, Guard};
 use crate::share_group::{GroupView, Heartbeat, HeartbeatAnswer, ShareGroups};
 use crate::share_partition::{AckBatch, AcquireMode, Acquired, LogBatch, SharePartition};
 use crate::share_session::{ShareSessions, TopicIdPartition};
@@ -746,13 +746,16 @@ impl Shares {
     }
 
     /// Creates the share-partition of `key`, starting where
-    /// `share.auto.offset.reset` says, and persists it.
+    /// `share.auto.offset.reset` says, and persists it. `by_time`: for
+    /// `by_duration`, the first offset at or after that age, looked up
+    /// beforehand (`None`: no such record, start at the latest).
     fn initialize(
         &self,
         inner: &mut Inner,
         key: ShareKey,
         gs: &ShareGroupSettings,
         now: i64,
+        by_time: Option<i64>,
     ) -> Option<Durable> {
         let log = self
             .topics
@@ -767,13 +770,7 @@ impl Shares {
         let start = match gs.offset_reset {
             OffsetReset::Earliest => o.log_start,
             OffsetReset::Latest => latest,
-            OffsetReset::ByDuration(d) => {
-                let mut lookup = log.offset_for_timestamp(now.saturating_sub(d));
-                ready_now(&mut lookup)
-                    .and_then(Result::ok)
-                    .flatten()
-                    .map_or(latest, |t| t.offset)
-            }
+            OffsetReset::ByDuration(_) => by_time.unwrap_or(latest),
         };
         let entry = self.new_entry(&key, start, now);
         inner.partitions.insert(key.clone(), entry);
@@ -1040,6 +1037,20 @@ impl Shares {
             partition: tp.1,
         };
         let now = self.clock.now_ms();
+        // A new share-partition reset by duration starts at the first
+        // offset of that age: looked up before the lock is taken, since
+        // the lookup may be a query (the cluster's index in PostgreSQL).
+        // A failed lookup fails this fetch (the consumer retries) rather
+        // than start the partition at the latest offset for good.
+        let by_time = match gs.offset_reset {
+            OffsetReset::ByDuration(d) if !self.lock().partitions.contains_key(&key) => {
+                match log.offset_for_timestamp(now.saturating_sub(d)).await {
+                    Ok(found) => found.map(|t| t.offset),
+                    Err(e) => return failed(BrokerError::from(e).code()),
+                }
+            }
+            _ => None,
+        };
         let (from, end, limit) = {
             let mut inner = self.lock();
             if !inner.partitions.contains_key(&key) {
@@ -1049,7 +1060,7 @@ impl Shares {
                     inner.groups.ensure(group);
                 }
                 // The first fetch resolves where the partition starts.
-                let _ = self.initialize(&mut inner, key.clone(), &gs, now);
+                let _ = self.initialize(&mut inner, key.clone(), &gs, now, by_time);
             }
             let Some(entry) = inner.partitions.get_mut(&key) else {
                 return failed(ResponseError::UnknownServerError);
