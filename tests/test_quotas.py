@@ -135,11 +135,6 @@ def set_client_quota(bootstrap: str, client_id: str, key: str, value: float) -> 
         admin.close()
 
 
-@pytest.mark.cluster_gap(
-    "a cluster answers produce requests once their batch is committed, and a connection "
-    "is muted for its throttle time only when a response is sent, so librdkafka's "
-    "pipelined produce requests are read meanwhile: throttle times are answered (see "
-    "test_cluster.py's quota test) but the byte rate is not held to the quota")
 def test_producer_is_throttled_to_its_byte_rate(quota_broker):
     topic = "quota-produce"
     create_topic(quota_broker.bootstrap, topic)

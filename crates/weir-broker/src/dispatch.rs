@@ -270,6 +270,26 @@ impl Broker {
         reply
     }
 
+    /// Whether the client that sent `header` is over its produce or
+    /// request quota now. Its connection then reads nothing more until
+    /// the answer is out and the throttle time has passed, as Kafka, which
+    /// reads one request per connection at a time, mutes it; otherwise
+    /// requests answered later (a cluster's commit, durability) would go
+    /// on being read, and a pipelining producer would outrun its quota.
+    pub fn over_quota(&self, header: &RequestHeader, session: &Session) -> bool {
+        let q = &self.security.quotas;
+        if !q.enabled() {
+            return false;
+        }
+        let client = header.client_id.as_ref().map_or("", |c| c.as_str());
+        let user = session.principal.name.as_str();
+        let now = self.now_ms();
+        // Recording nothing measures the rate as it stands.
+        [QuotaType::Produce, QuotaType::Request]
+            .into_iter()
+            .any(|qt| q.record(qt, user, client, 0.0, now) > 0)
+    }
+
     /// Runs `dispatch` for one request and applies the client's quotas to
     /// its reply. Without any quota set this costs one atomic load.
     pub(crate) fn with_quotas(

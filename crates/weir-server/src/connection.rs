@@ -323,10 +323,16 @@ where
             }
             Reply::Later(fut) => {
                 let mute = self.mute.clone();
-                Pending::Later(tokio::spawn(async move {
+                let (answered, held) = tokio::sync::oneshot::channel::<()>();
+                let held = self
+                    .broker
+                    .over_quota(&header, &self.auth.session)
+                    .then_some(held);
+                let pending = Pending::Later(tokio::spawn(async move {
                     let resp = fut.await;
                     accounting.finish(Some(&resp));
                     mute.note(&resp);
+                    let _ = answered.send(());
                     match respond.encode(&resp) {
                         Ok(b) => Some(b),
                         Err(e) => {
@@ -334,7 +340,14 @@ where
                             None
                         }
                     }
-                }))
+                }));
+                self.send(pending).await?;
+                // Over its quota: nothing more is read until the throttle
+                // time is known (then `mute` holds the reads).
+                if let Some(held) = held {
+                    let _ = held.await;
+                }
+                return Ok(());
             }
         };
         self.send(pending).await
