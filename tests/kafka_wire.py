@@ -233,14 +233,15 @@ def api_versions(host: str, port: int) -> dict[int, tuple[int, int]]:
 
 
 
-def _metadata_v4(host: str, port: int, topic: str | None) -> tuple[int, int | None]:
-    """This broker's own Metadata v4 answer (no auto-creation): how many
-    brokers it lists, and the partition count of `topic` (None while it
-    answers an error for it, or without a topic)."""
+def _metadata_v4(host: str, port: int, topic: str | None,
+                 auto_create: bool = False) -> tuple[int, int | None, int]:
+    """This broker's own Metadata v4 answer: how many brokers it lists, the
+    partition count of `topic` (None while it answers an error for it, or
+    without a topic) and the topic's error code."""
     body = struct.pack(">i", 0) if topic is None else \
         struct.pack(">ih", 1, len(topic.encode())) + topic.encode()
     with connect(host, port) as s:
-        s.sendall(frame(request_header(3, 4, 1) + body + b"\x00"))
+        s.sendall(frame(request_header(3, 4, 1) + body + bytes([auto_create])))
         buf = read_frame(s)
     pos = 8  # correlation id, throttle time
 
@@ -255,11 +256,11 @@ def _metadata_v4(host: str, port: int, topic: str | None) -> tuple[int, int | No
     pos = string(pos) + 4  # cluster id, controller id
     (topics,) = struct.unpack_from(">i", buf, pos)
     if topic is None or topics != 1:
-        return brokers, None
+        return brokers, None, 0
     (error,) = struct.unpack_from(">h", buf, pos + 4)
     pos = string(pos + 6) + 1  # name, is_internal
     (partitions,) = struct.unpack_from(">i", buf, pos)
-    return brokers, None if error else partitions
+    return brokers, None if error else partitions, error
 
 
 def listed_brokers(host: str, port: int) -> int:
@@ -271,6 +272,13 @@ def topic_partition_count(host: str, port: int, topic: str) -> int | None:
     """The partition count this broker's own metadata gives `topic`, or
     None while it answers an error for it."""
     return _metadata_v4(host, port, topic)[1]
+
+
+def auto_create_error(host: str, port: int, topic: str) -> int:
+    """The error code of this broker's Metadata answer for `topic`, asked
+    with auto-creation allowed (LEADER_NOT_AVAILABLE, 5, for one it has
+    just created)."""
+    return _metadata_v4(host, port, topic, auto_create=True)[2]
 
 
 def finalized_features(host: str, port: int) -> dict[str, int]:

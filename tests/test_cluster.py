@@ -200,6 +200,39 @@ def test_java_describe_log_dirs_lists_each_partition_once_with_its_size(cluster,
             assert r["size"] == 0, replicas
 
 
+def test_topics_created_through_every_broker_at_once_all_exist(cluster, topic_name):
+    """Metadata requests auto-create topics through all three brokers at the
+    same moment, some of them the same topic through two brokers: a broker
+    whose catalog write meets another's retries from the newer catalog, as
+    Kafka's controller serialises them, so every answer is NONE or
+    LEADER_NOT_AVAILABLE (never a storage error) and every topic exists."""
+    brokers = cluster["brokers"]
+    names = [f"{topic_name}-{i}" for i in range(12)]
+    errors: list[tuple[str, int, int]] = []
+    start = threading.Barrier(len(brokers) * 2)
+
+    def create(broker, todo):
+        start.wait()
+        for name in todo:
+            errors.append((name, broker.port, kafka_wire.auto_create_error(HOST, broker.port, name)))
+
+    # Each broker creates its own third of the names, and one broker's
+    # names again through another broker.
+    threads = [threading.Thread(target=create, args=(b, names[i::3]))
+               for i, b in enumerate(brokers)]
+    threads += [threading.Thread(target=create, args=(b, names[(i + 1) % 3::3]))
+                for i, b in enumerate(brokers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(e for _, _, e in errors if e not in (0, 5)) == [], errors
+    for b in brokers:
+        for name in names:
+            wait_until(lambda: kafka_wire.topic_partition_count(HOST, b.port, name),
+                       what=f"{name} on broker {b.port}")
+
+
 def test_kcat_sees_three_brokers_and_a_topic_created_elsewhere(cluster, topic_name):
     a, b, c = cluster["brokers"]
     create_topic(a.bootstrap, topic_name, 6)

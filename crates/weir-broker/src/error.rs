@@ -187,6 +187,11 @@ pub enum BrokerError {
         /// What went wrong.
         reason: String,
     },
+    /// Cluster mode: another broker saved the shared catalog between
+    /// this change's read and its write (retried from the new catalog;
+    /// answered only when retries run out).
+    #[error("another broker changed the metadata catalog at the same time; retry")]
+    CatalogConflict,
     /// A change written but not yet in effect on this broker within
     /// the time the broker waits for it (cluster mode: the follower of
     /// `__weir_security` has not applied it). It may still take effect.
@@ -239,7 +244,7 @@ impl BrokerError {
             Self::InvalidShareSessionEpoch => ResponseError::InvalidShareSessionEpoch,
             Self::ShareSessionLimitReached => ResponseError::ShareSessionLimitReached,
             Self::Config { .. } => ResponseError::InvalidConfig,
-            Self::Catalog { .. } => ResponseError::KafkaStorageError,
+            Self::Catalog { .. } | Self::CatalogConflict => ResponseError::KafkaStorageError,
             Self::Log(e) => log_error(e),
             Self::Internal(_) => ResponseError::UnknownServerError,
         }

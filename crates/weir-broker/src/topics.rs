@@ -310,27 +310,16 @@ impl Topics {
             return Ok(t.partition_count());
         }
         // In cluster mode brokers starting together race to create the
-        // internal topics: the loser reads the winner's catalog and retries.
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            return match self.create_topic(name, partitions, 1, Vec::new(), configs.clone(), false)
-            {
-                Ok(rec) => Ok(rec.partitions),
-                // Created meanwhile by someone else.
-                Err(BrokerError::TopicExists { .. }) => self
-                    .topic(name)
-                    .map(|t| t.partition_count())
-                    .ok_or_else(|| {
-                        BrokerError::Internal(format!("{name} vanished while being created"))
-                    }),
-                Err(BrokerError::Catalog { ref path, .. })
-                    if path == SHARED_ORIGIN && attempts < 10 =>
-                {
-                    continue
-                }
-                Err(e) => Err(e),
-            };
+        // internal topics: the loser finds the winner's.
+        match self.create_topic(name, partitions, 1, Vec::new(), configs, false) {
+            Ok(rec) => Ok(rec.partitions),
+            Err(BrokerError::TopicExists { .. }) => self
+                .topic(name)
+                .map(|t| t.partition_count())
+                .ok_or_else(|| {
+                    BrokerError::Internal(format!("{name} vanished while being created"))
+                }),
+            Err(e) => Err(e),
         }
     }
 
@@ -396,6 +385,27 @@ impl Topics {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<TopicRecord, BrokerError> {
+        self.retrying(|| {
+            self.create_topic_once(
+                name,
+                partitions,
+                replication_factor,
+                assignments.clone(),
+                configs.clone(),
+                validate_only,
+            )
+        })
+    }
+
+    fn create_topic_once(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        assignments: Vec<Vec<i32>>,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<TopicRecord, BrokerError> {
         validate_topic_name(name)?;
         let invalid = |reason: String| {
             Err(BrokerError::InvalidPartitions {
@@ -452,6 +462,10 @@ impl Topics {
 
     /// Deletes a topic and its data.
     pub fn delete_topic(&self, name: &str) -> Result<Uuid, BrokerError> {
+        self.retrying(|| self.delete_topic_once(name))
+    }
+
+    fn delete_topic_once(&self, name: &str) -> Result<Uuid, BrokerError> {
         if crate::INTERNAL_TOPICS.contains(&name) {
             return Err(BrokerError::InternalTopic {
                 topic: name.to_string(),
@@ -493,6 +507,18 @@ impl Topics {
     /// Grows a topic to `count` partitions, with the new partitions'
     /// manual assignments if given (already checked).
     pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignments: Vec<Vec<i32>>,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        self.retrying(|| {
+            self.create_partitions_once(name, count, assignments.clone(), validate_only)
+        })
+    }
+
+    fn create_partitions_once(
         &self,
         name: &str,
         count: i32,
@@ -554,6 +580,14 @@ impl Topics {
         name: &str,
         configs: BTreeMap<String, String>,
     ) -> Result<(), BrokerError> {
+        self.retrying(|| self.set_topic_configs_once(name, configs.clone()))
+    }
+
+    fn set_topic_configs_once(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), BrokerError> {
         let _admin = self.admin()?;
         let state = self
             .state
@@ -604,6 +638,14 @@ impl Topics {
         default: bool,
         configs: BTreeMap<String, String>,
     ) -> Result<(), BrokerError> {
+        self.retrying(|| self.set_broker_configs_once(default, configs.clone()))
+    }
+
+    fn set_broker_configs_once(
+        &self,
+        default: bool,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), BrokerError> {
         let _admin = self.admin()?;
         let mut state = self
             .state
@@ -642,6 +684,14 @@ impl Topics {
 
     /// Replaces the configs set on group `group_id` (already validated).
     pub fn set_group_configs(
+        &self,
+        group_id: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), BrokerError> {
+        self.retrying(|| self.set_group_configs_once(group_id, configs.clone()))
+    }
+
+    fn set_group_configs_once(
         &self,
         group_id: &str,
         configs: BTreeMap<String, String>,
@@ -733,10 +783,27 @@ impl Topics {
             }
             // Only two brokers changing metadata at the same moment get
             // here, since every change first reads the shared catalog.
-            None => Err(BrokerError::Catalog {
-                path: SHARED_ORIGIN.into(),
-                reason: "another broker changed the catalog at the same time; retry".into(),
-            }),
+            None => Err(BrokerError::CatalogConflict),
+        }
+    }
+
+    /// Runs a metadata change again from the newest shared catalog while
+    /// another broker's change gets in between its read and its write
+    /// (cluster mode), as Kafka's controller serialises them: two brokers
+    /// creating topics at once both succeed, or one learns the topic
+    /// exists.
+    fn retrying<T>(
+        &self,
+        mut change: impl FnMut() -> Result<T, BrokerError>,
+    ) -> Result<T, BrokerError> {
+        let mut tries = 0;
+        loop {
+            match change() {
+                // Each retry reads the catalog anew, and a conflict means
+                // another change was saved: the cluster progresses.
+                Err(BrokerError::CatalogConflict) if tries < 20 => tries += 1,
+                r => return r,
+            }
         }
     }
 
