@@ -359,7 +359,11 @@ def test_incremental_alter_configs(module_broker, topic_name):
         ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE),
     ])
     adm.incremental_alter_configs([res], request_timeout=15)[res].result(15)
-    cfg = topic_configs(adm, topic_name)
+    # As with Kafka, brokers other than the one that answered apply the
+    # change a moment later (a cluster target), and DescribeConfigs may
+    # go to any of them.
+    cfg = wait_until(lambda: (c := topic_configs(adm, topic_name))["max.message.bytes"].value == "2000" and c,
+                     what="max.message.bytes=2000 described")
     assert (cfg["max.message.bytes"].value, cfg["max.message.bytes"].source) == \
         ("2000", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
     assert (cfg["retention.ms"].value, cfg["retention.ms"].source) == \
@@ -368,13 +372,18 @@ def test_incremental_alter_configs(module_broker, topic_name):
     assert (cfg["cleanup.policy"].value, cfg["cleanup.policy"].source) == \
         ("compact", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
 
-    # The new max.message.bytes is enforced.
-    results = []
+    # The new max.message.bytes is enforced (by the partition's leader, once
+    # it has the change: until then a record may still be taken).
     p = Producer(producer_conf(module_broker.bootstrap, **{"compression.type": "none"}))
-    p.produce(topic_name, partition=0, key=b"k", value=b"x" * 3000,
-              on_delivery=lambda e, m: results.append(e))
-    assert p.flush(30) == 0
-    assert results[0] is not None and results[0].code() == KafkaError.MSG_SIZE_TOO_LARGE
+
+    def refused():
+        results = []
+        p.produce(topic_name, partition=0, key=b"k", value=b"x" * 3000,
+                  on_delivery=lambda e, m: results.append(e))
+        assert p.flush(30) == 0
+        assert results[0] is None or results[0].code() == KafkaError.MSG_SIZE_TOO_LARGE, results[0]
+        return results[0] is not None
+    wait_until(refused, what="a 3000-byte record refused")
 
     bad = ConfigResource(ConfigResource.Type.TOPIC, topic_name, incremental_configs=[
         ConfigEntry("no.such.config", "1", incremental_operation=AlterConfigOpType.SET)])
@@ -566,7 +575,10 @@ def test_invalid_partitions_and_replication(module_broker, topic_name):
     fs = adm.create_topics([NewTopic(topic_name, -1)], request_timeout=15)
     fs[topic_name].result(15)
     assert len(adm.list_topics(topic=topic_name, timeout=10).topics[topic_name].partitions) == 1
-    fs = adm.create_topics([NewTopic(topic_name + "-rf", 1, replication_factor=3)], request_timeout=15)
+    # One more replica than there are brokers.
+    brokers = len(adm.list_topics(timeout=10).brokers)
+    fs = adm.create_topics([NewTopic(topic_name + "-rf", 1, replication_factor=brokers + 1)],
+                           request_timeout=15)
     expect_kafka_error(fs[topic_name + "-rf"], KafkaError.INVALID_REPLICATION_FACTOR)
 
 
