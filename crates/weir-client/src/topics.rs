@@ -127,9 +127,12 @@ impl Admin {
         validate_only: bool,
     ) -> Result<()> {
         let req = CreatePartitionsRequest::default()
+            // No assignments: null, as Kafka's AdminClient sends it (an
+            // empty list would name none for the new partitions).
             .with_topics(vec![CreatePartitionsTopic::default()
                 .with_name(topic_name(topic))
-                .with_count(total)])
+                .with_count(total)
+                .with_assignments(None)])
             .with_timeout_ms(self.timeout_ms())
             .with_validate_only(validate_only);
         let (resp, _) = self.send(req, 3).await?;
