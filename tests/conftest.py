@@ -493,15 +493,16 @@ def add_broker(broker_factory, cluster: dict, node_id: int, wait: bool = True):
 
 
 def wait_for_brokers(cluster: dict, count: int, timeout: float = 20) -> None:
-    """Until the first running broker's metadata lists `count` brokers
-    (their heartbeats are in)."""
+    """Until every running broker's metadata lists `count` brokers (their
+    heartbeats are in): each broker learns of the others by their own
+    heartbeats, so one broker's view may be ahead of another's. A fresh
+    client asks its bootstrap broker first."""
     from confluent_kafka.admin import AdminClient
-    first = next(b for b in cluster["brokers"] if b.running)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        conf = {**cluster["client"], "bootstrap.servers": first.bootstrap}
-        md = AdminClient(conf).list_topics(timeout=5)
-        if len(md.brokers) == count:
+        if all(len(AdminClient({**cluster["client"], "bootstrap.servers": b.bootstrap})
+                   .list_topics(timeout=5).brokers) == count
+               for b in cluster["brokers"] if b.running):
             return
         time.sleep(0.2)
 
