@@ -128,13 +128,7 @@ fn describe(
             partitions
                 .map(|p| {
                     // The same leader and replicas as Metadata.
-                    let leader = Node::leader_of(&brokers, &topic.name, p);
-                    let replicas = crate::replicas::replicas(
-                        &live,
-                        leader,
-                        topic.replication_factor,
-                        topic.assigned(p),
-                    );
+                    let (leader, replicas) = crate::replicas::placement(&brokers, &live, topic, p);
                     DescribeTopicPartitionsResponsePartition::default()
                         .with_partition_index(p)
                         .with_leader_id(BrokerId(leader))

@@ -209,13 +209,7 @@ fn describe(node: &Node, topic: &Topic) -> MetadataResponseTopic {
     let live: Vec<i32> = brokers.iter().map(|b| b.node_id).collect();
     let partitions = (0..topic.partition_count())
         .map(|p| {
-            let leader = Node::leader_of(&brokers, &topic.name, p);
-            let replicas = crate::replicas::replicas(
-                &live,
-                leader,
-                topic.replication_factor,
-                topic.assigned(p),
-            );
+            let (leader, replicas) = crate::replicas::placement(&brokers, &live, topic, p);
             MetadataResponsePartition::default()
                 .with_partition_index(p)
                 .with_leader_id(BrokerId(leader))

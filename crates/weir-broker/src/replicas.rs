@@ -6,11 +6,26 @@
 use kafka_protocol::messages::BrokerId;
 
 use crate::node::Node;
+use crate::topics::Topic;
 use crate::BrokerError;
 
 /// The node ids of the live brokers, in order.
 pub(crate) fn live_ids(node: &Node) -> Vec<i32> {
     node.brokers().iter().map(|b| b.node_id).collect()
+}
+
+/// Partition `p`'s leader (spread over the live `brokers`, whose node ids
+/// are `live`) and its replica list, as Metadata and
+/// DescribeTopicPartitions both report them.
+pub(crate) fn placement(
+    brokers: &[weir_log::BrokerAddr],
+    live: &[i32],
+    topic: &Topic,
+    p: i32,
+) -> (i32, Vec<BrokerId>) {
+    let leader = Node::leader_of(brokers, &topic.name, p);
+    let replicas = replicas(live, leader, topic.replication_factor, topic.assigned(p));
+    (leader, replicas)
 }
 
 /// Refuses a replication factor below 1 or above the live brokers, with
